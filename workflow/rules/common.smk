@@ -1,0 +1,52 @@
+# Helpers shared by every rule file: config validation, the model list, wildcard
+# constraints, library-module inputs. No rules here.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+from lstmscope.config import ConfigError, model_specs, validate_config, dropout_label, model_name  # noqa: E402
+
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+except ConfigError as _err:
+    raise WorkflowError(f"invalid configuration: {_err}") from None
+
+MODEL_SPECS = {spec.name: spec for spec in model_specs(config)}
+MODELS = list(MODEL_SPECS)
+TEXTS = list(config["texts"])
+SPLITS = ["train", "valid", "test"]
+LAYERS = list(range(1, config["architecture"]["layers"] + 1))
+STATES = ["h", "c"]
+
+# Every rule file appends the final outputs it contributes; rule all collects them.
+ALL_TARGETS = []
+
+
+wildcard_constraints:
+    model=r"d[0-9]+\.[0-9]+_r[0-9]+",
+    split=r"train|valid|test",
+    text=r"[A-Za-z][A-Za-z0-9-]*",
+    layer=r"[0-9]+",
+    state=r"h|c",
+    linkage=r"single|ward",
+
+
+def lib(*modules):
+    """Source files of the library modules a rule imports: inputs, so that editing
+    one reruns exactly the rules that use it."""
+    base = Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope"
+    names = ["__init__", "atomic", "provenance", *modules]
+    return [str(base / f"{m}.py") for m in dict.fromkeys(names)]
+
+
+def log_path(rule_name, pattern):
+    return f"results/logs/{rule_name}/{pattern}.log"
+
+
+def benchmark_path(rule_name, pattern):
+    return f"results/benchmarks/{rule_name}/{pattern}.tsv"
+
+
+def models_with_dropouts(dropouts):
+    wanted = {dropout_label(d) for d in dropouts}
+    return [name for name, spec in MODEL_SPECS.items() if dropout_label(spec.dropout) in wanted]

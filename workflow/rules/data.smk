@@ -1,0 +1,41 @@
+# Stage 1: WikiText-2 download (checksummed) and the shared vocabulary.
+
+
+rule download_wikitext2:
+    output:
+        expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
+    input:
+        lib("download", "joblog"),
+    params:
+        url=config["data"]["url"],
+        sha256=config["data"]["sha256"],
+        timeout_s=config["data"]["timeout_s"],
+        retries=config["data"]["retries"],
+    log:
+        log_path("download_wikitext2", "wikitext-2"),
+    benchmark:
+        benchmark_path("download_wikitext2", "wikitext-2")
+    resources:
+        runtime=30,
+        mem_mb=500,
+    script:
+        "../scripts/download_wikitext2.py"
+
+
+rule vocabulary:
+    output:
+        "results/data/vocabulary.json",
+    input:
+        splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
+        code=lib("vocabulary", "joblog"),
+    params:
+        max_size=config["vocabulary"]["max_size"],
+    log:
+        log_path("vocabulary", "vocabulary"),
+    benchmark:
+        benchmark_path("vocabulary", "vocabulary")
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    script:
+        "../scripts/vocabulary.py"

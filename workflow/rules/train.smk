@@ -1,0 +1,60 @@
+# Stage 2: one LSTM language model per dropout x replicate; perplexity table and figure.
+
+
+def _train_params(wildcards):
+    spec = MODEL_SPECS[wildcards.model]
+    return {
+        "name": spec.name,
+        "dropout": spec.dropout,
+        "replicate": spec.replicate,
+        "seed": spec.seed,
+    }
+
+
+rule train_lstm:
+    output:
+        checkpoint="results/models/{model}/model.pt",
+        metrics="results/models/{model}/metrics.json",
+    input:
+        splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
+        vocabulary="results/data/vocabulary.json",
+        code=lib("config", "vocabulary", "model", "training", "training_job", "joblog"),
+    params:
+        model=_train_params,
+        architecture=config["architecture"],
+        training={k: v for k, v in config["training"].items() if k != "device"},
+        device=config["training"]["device"],
+        resume="results/models/{model}/resume.pt",
+    threads: config["training"]["threads"]
+    log:
+        log_path("train_lstm", "{model}"),
+    benchmark:
+        benchmark_path("train_lstm", "{model}")
+    resources:
+        mem_mb=4000,
+        runtime=60 * 24,
+        gpu=0 if config["training"]["device"] == "cpu" else 1,
+    script:
+        "../scripts/train_lstm.py"
+
+
+rule perplexity_table:
+    output:
+        table="results/tables/perplexity.csv",
+        png=report("results/figures/perplexity_vs_dropout.png", caption="../report/perplexity.rst", category="Training"),
+        svg="results/figures/perplexity_vs_dropout.svg",
+    input:
+        metrics=expand("results/models/{model}/metrics.json", model=MODELS),
+        code=lib("perplexity", "figures", "joblog"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("perplexity_table", "perplexity"),
+    resources:
+        runtime=5,
+        mem_mb=1000,
+    script:
+        "../scripts/perplexity_table.py"
+
+
+ALL_TARGETS.extend(rules.perplexity_table.output)

@@ -1,0 +1,136 @@
+"""Configuration: validation against the JSON schema, defaults, and the model list.
+
+Errors are one line that names the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and what is allowed."""
+
+
+def _extend_with_default(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFilling = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def _key(path) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key(error.absolute_path)
+    v = error.validator
+    s = error.validator_value
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f"in {key}" if error.absolute_path else "at the top level"
+        return f"unknown config key {extra[0]!r} {where}; allowed keys: {', '.join(allowed)}"
+    if v == "enum":
+        return f"config key {key}: {error.instance!r} is not allowed; choose one of {s}"
+    if v == "type":
+        return f"config key {key}: {error.instance!r} is not of type {s}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
+        return f"config key {key}: {error.instance!r} is out of range; must be {rel} {s}"
+    if v == "pattern":
+        return f"config key {key}: {error.instance!r} does not match {s}"
+    if v == "required":
+        return f"config key {key}: {error.message}"
+    if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
+        return f"config key {key}: {error.message}"
+    return f"config key {key}: {error.message}"
+
+
+def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults); raise :class:`ConfigError` on the first problem."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _DefaultFilling(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: dict[str, Any]) -> None:
+    dropouts = [float(d) for d in config["models"]["dropouts"]]
+    for d in config["embedding"]["dropouts"]:
+        if float(d) not in dropouts:
+            raise ConfigError(f"config key embedding.dropouts: {d} is not among models.dropouts {dropouts}")
+    for t in config["embedding"]["texts"]:
+        if t not in config["texts"]:
+            raise ConfigError(f"config key embedding.texts: {t!r} is not a text of texts ({', '.join(config['texts'])})")
+    layers = config["architecture"]["layers"]
+    for layer in config["embedding"]["layers"]:
+        if layer > layers:
+            raise ConfigError(f"config key embedding.layers: layer {layer} does not exist; architecture.layers is {layers}")
+    lo, hi = config["histogram"]["cell_range"]
+    if not lo < hi:
+        raise ConfigError(f"config key histogram.cell_range: {[lo, hi]} must be [low, high] with low < high")
+    cl = config["cluster"]
+    if (cl["n_clusters"] is None) == (cl["distance_threshold"] is None):
+        raise ConfigError("config keys cluster.n_clusters and cluster.distance_threshold: set exactly one, the other null")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the experiment: a dropout and a replicate, with its derived seed."""
+
+    dropout: float
+    replicate: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return model_name(self.dropout, self.replicate)
+
+
+def dropout_label(dropout: float) -> str:
+    """Canonical text of a dropout: 0.0 -> '0.0', 0.25 -> '0.25'."""
+    return repr(float(dropout))
+
+
+def model_name(dropout: float, replicate: int) -> str:
+    return f"d{dropout_label(dropout)}_r{replicate}"
+
+
+def model_seed(base_seed: int, dropout: float, replicate: int) -> int:
+    """A seed derived from (base seed, dropout, replicate) alone.
+
+    Adding or removing another dropout value never changes a model's seed.
+    """
+    digest = hashlib.sha256(f"{base_seed}:{dropout_label(dropout)}:{replicate}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def model_specs(config: dict[str, Any]) -> list[ModelSpec]:
+    m = config["models"]
+    return [
+        ModelSpec(float(d), r, model_seed(m["base_seed"], float(d), r))
+        for d in m["dropouts"]
+        for r in range(m["replicates"])
+    ]

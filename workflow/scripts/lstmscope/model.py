@@ -1,0 +1,115 @@
+"""The word-level LSTM language model of pytorch/examples word_language_model.
+
+Embedding -> dropout -> multi-layer ``nn.LSTM`` (dropout between layers) ->
+dropout -> linear decoder. Dropout is applied to non-recurrent connections
+only; the recurrent connections inside ``nn.LSTM`` never see dropout.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .atomic import atomic_path
+
+CHECKPOINT_FORMAT = "lstmscope-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    embedding_size: int
+    hidden_size: int
+    layers: int
+    dropout: float
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embedding_size", "hidden_size", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"model config {name}={getattr(self, name)}: must be a positive integer")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"model config dropout={self.dropout}: must be in [0, 1)")
+
+
+class LSTMLanguageModel(nn.Module):
+    """Embedding, LSTM, decoder; dropout on embeddings, between layers and on the output."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.drop = nn.Dropout(config.dropout)
+        self.encoder = nn.Embedding(config.vocab_size, config.embedding_size)
+        # nn.LSTM's dropout argument acts between layers only (never on h_{t-1} -> h_t).
+        self.rnn = nn.LSTM(config.embedding_size, config.hidden_size, config.layers,
+                           dropout=config.dropout if config.layers > 1 else 0.0)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        initrange = 0.1
+        nn.init.uniform_(self.encoder.weight, -initrange, initrange)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -initrange, initrange)
+
+    def init_hidden(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = next(self.parameters())
+        shape = (self.config.layers, batch_size, self.config.hidden_size)
+        return weight.new_zeros(shape), weight.new_zeros(shape)
+
+    def forward(self, tokens: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``tokens``: (T, B) ids. Returns logits (T*B, V) and the final (h, c)."""
+        emb = self.drop(self.encoder(tokens))
+        output, hidden = self.rnn(emb, hidden)
+        output = self.drop(output)
+        logits = self.decoder(output)
+        return logits.view(-1, self.config.vocab_size), hidden
+
+
+def save_checkpoint(path: str | os.PathLike, model: LSTMLanguageModel, vocabulary_sha256: str,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Write weights + model config + vocabulary digest, loadable with ``weights_only=True``."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": asdict(model.config),
+        "vocabulary_sha256": vocabulary_sha256,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                    ) -> tuple[LSTMLanguageModel, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns the model (eval mode) and the record."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a lstmscope checkpoint (format is not {CHECKPOINT_FORMAT})")
+    model = LSTMLanguageModel(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    return model, state
+
+
+def state_dict_digest(model: nn.Module) -> str:
+    """SHA-256 over a model's tensors, independent of file layout."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        buf = io.BytesIO()
+        buf.write(tensor.detach().cpu().contiguous().numpy().tobytes())
+        h.update(buf.getvalue())
+    return h.hexdigest()

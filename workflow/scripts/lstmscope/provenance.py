@@ -1,0 +1,79 @@
+"""Provenance recorded inside every HDF5 and metrics file.
+
+Provenance answers: which configuration, seed, code and checkpoint produced a file.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def library_digest() -> str:
+    """SHA-256 over the library's own source files (stable across checkouts)."""
+    h = hashlib.sha256()
+    for src in sorted(_PACKAGE_DIR.glob("*.py")):
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    """The commit of the checkout the library lives in, with ``-dirty`` if modified; ``unknown`` outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", str(_PACKAGE_DIR)],
+            cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10,
+        )
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def code_version() -> dict[str, str]:
+    """Version, git commit and library source digest."""
+    return {
+        "lstmscope_version": __version__,
+        "git_commit": git_commit(),
+        "library_sha256": library_digest(),
+    }
+
+
+def provenance(**fields: Any) -> dict[str, Any]:
+    """A provenance record: the given fields plus code version, time and platform."""
+    import torch  # local import: provenance is also used by analysis-only code paths
+
+    record: dict[str, Any] = dict(fields)
+    record.update(code_version())
+    record["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record["python"] = platform.python_version()
+    record["torch"] = torch.__version__
+    return record
+
+
+def to_json(record: dict[str, Any]) -> str:
+    """Serialise a provenance record (sorted keys) for an HDF5 attribute."""
+    return json.dumps(record, sort_keys=True, default=str)

@@ -1,0 +1,91 @@
+"""One training job of the pipeline: load data, train (resumably), write checkpoint and metrics."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .atomic import write_text
+from .model import ModelConfig, save_checkpoint
+from .provenance import provenance, sha256_file
+from .training import TrainingConfig, train
+from .vocabulary import Vocabulary, read_tokens
+
+log = logging.getLogger(__name__)
+
+
+def choose_device(device: str, gpus: int) -> torch.device:
+    """``cpu``; ``cuda`` (error if absent); ``auto``: CUDA when the job was given a GPU and one is present."""
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("training.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        return torch.device("cuda")
+    if device == "auto":
+        return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
+    raise ValueError(f"training.device={device!r}: choose auto, cpu or cuda")
+
+
+def load_split_ids(path: str | os.PathLike, vocab: Vocabulary, tokens: int | None) -> torch.Tensor:
+    """The first ``tokens`` token ids of a split (all when None)."""
+    words = read_tokens(path)
+    if tokens is not None:
+        if tokens > len(words):
+            raise ValueError(f"{path}: asked for {tokens} tokens but the split has only {len(words)}")
+        words = words[:tokens]
+    return torch.from_numpy(vocab.encode(words))
+
+
+def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], training: Mapping[str, Any],
+                     device: str, gpus: int, threads: int, split_paths: Mapping[str, str],
+                     vocabulary_path: str, checkpoint_path: str, metrics_path: str,
+                     resume_path: str | None) -> dict[str, Any]:
+    torch.set_num_threads(max(1, int(threads)))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    dev = choose_device(device, gpus)
+    vocab = Vocabulary.load(vocabulary_path)
+    ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid", "test")}
+    mc = ModelConfig(vocab_size=len(vocab), embedding_size=int(architecture["embedding_size"]),
+                     hidden_size=int(architecture["hidden_size"]), layers=int(architecture["layers"]),
+                     dropout=float(model["dropout"]))
+    tc = TrainingConfig(epochs=int(training["epochs"]), lr=float(training["lr"]), lr_decay=float(training["lr_decay"]),
+                        clip=float(training["clip"]), bptt=int(training["bptt"]), batch_size=int(training["batch_size"]),
+                        eval_batch_size=int(training["eval_batch_size"]),
+                        save_every_batches=int(training["save_every_batches"]), seed=int(model["seed"]))
+    log.info("model %s: %s on %s, %d threads; %d/%d/%d train/valid/test tokens", model["name"], mc, dev, threads,
+             len(ids["train"]), len(ids["valid"]), len(ids["test"]))
+    result = train(model["name"], mc, tc, ids["train"], ids["valid"], ids["test"], resume_path=resume_path, device=dev)
+    best_epoch = min(result.history, key=lambda r: r["valid_loss"])["epoch"]
+    save_checkpoint(checkpoint_path, result.model, vocab.sha256,
+                    extra={"name": model["name"], "dropout": float(model["dropout"]), "seed": int(model["seed"]),
+                           "replicate": int(model["replicate"]), "best_epoch": int(best_epoch)})
+    record = {
+        "model": model["name"],
+        "dropout": float(model["dropout"]),
+        "replicate": int(model["replicate"]),
+        "seed": int(model["seed"]),
+        "epochs": result.history,
+        "best_epoch": best_epoch,
+        "valid_ppl": result.valid_ppl,
+        "test_ppl": result.test_ppl,
+        "training_seconds": sum(r["seconds"] + r["eval_seconds"] for r in result.history),
+        "resumed_from": result.resumed_from,
+        "provenance": provenance(
+            model_config=mc.__dict__, training=dict(training), device=str(dev), threads=int(threads),
+            seed=int(model["seed"]), vocabulary_sha256=vocab.sha256,
+            checkpoint_sha256=sha256_file(checkpoint_path),
+            data_sha256={s: sha256_file(p) for s, p in split_paths.items()},
+        ),
+    }
+    write_text(metrics_path, json.dumps(record, indent=2, allow_nan=True))
+    if resume_path and Path(resume_path).exists():
+        Path(resume_path).unlink()  # the finished checkpoint supersedes it
+    log.info("model %s: valid ppl %.2f, test ppl %.2f (best epoch %d)", model["name"], result.valid_ppl,
+             result.test_ppl if result.test_ppl is not None else math.nan, best_epoch)
+    return record
