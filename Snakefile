@@ -10,6 +10,17 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    model=r"d[0-9]+\.[0-9]+_r[0-9]+",
+    split=r"train|valid|test",
+    text=r"[A-Za-z][A-Za-z0-9-]*",
+    layer=r"[0-9]+",
+    state=r"h|c",
+    linkage=r"single|ward",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/activations.smk"

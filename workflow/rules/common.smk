@@ -1,4 +1,4 @@
-# Helpers shared by every rule file: config validation, the model list, wildcard
+# Helpers shared by every file of rules (config validation, the model list, library inputs);
 # constraints, library-module inputs. No rules here.
 import sys
 from pathlib import Path
@@ -22,17 +22,8 @@ STATES = ["h", "c"]
 ALL_TARGETS = []
 
 
-wildcard_constraints:
-    model=r"d[0-9]+\.[0-9]+_r[0-9]+",
-    split=r"train|valid|test",
-    text=r"[A-Za-z][A-Za-z0-9-]*",
-    layer=r"[0-9]+",
-    state=r"h|c",
-    linkage=r"single|ward",
-
-
 def lib(*modules):
-    """Source files of the library modules a rule imports: inputs, so that editing
+    """Source files of the library modules that a job imports, listed as inputs so that editing
     one reruns exactly the rules that use it."""
     base = Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope"
     names = ["__init__", "atomic", "provenance", *modules]
@@ -50,3 +41,9 @@ def benchmark_path(rule_name, pattern):
 def models_with_dropouts(dropouts):
     wanted = {dropout_label(d) for d in dropouts}
     return [name for name, spec in MODEL_SPECS.items() if dropout_label(spec.dropout) in wanted]
+
+
+def train_params(wildcards):
+    """The identity of one model: name, dropout, replicate, derived seed."""
+    spec = MODEL_SPECS[wildcards.model]
+    return {"name": spec.name, "dropout": spec.dropout, "replicate": spec.replicate, "seed": spec.seed}

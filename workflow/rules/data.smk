@@ -18,6 +18,8 @@ rule download_wikitext2:
     resources:
         runtime=30,
         mem_mb=500,
+    conda:
+        "../../envs/analysis.yaml"
     script:
         "../scripts/download_wikitext2.py"
 
@@ -37,5 +39,7 @@ rule vocabulary:
     resources:
         runtime=10,
         mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
     script:
         "../scripts/vocabulary.py"

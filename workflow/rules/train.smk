@@ -1,16 +1,6 @@
 # Stage 2: one LSTM language model per dropout x replicate; perplexity table and figure.
 
 
-def _train_params(wildcards):
-    spec = MODEL_SPECS[wildcards.model]
-    return {
-        "name": spec.name,
-        "dropout": spec.dropout,
-        "replicate": spec.replicate,
-        "seed": spec.seed,
-    }
-
-
 rule train_lstm:
     output:
         checkpoint="results/models/{model}/model.pt",
@@ -20,7 +10,7 @@ rule train_lstm:
         vocabulary="results/data/vocabulary.json",
         code=lib("config", "vocabulary", "model", "training", "training_job", "joblog"),
     params:
-        model=_train_params,
+        model=train_params,
         architecture=config["architecture"],
         training={k: v for k, v in config["training"].items() if k != "device"},
         device=config["training"]["device"],
@@ -34,6 +24,8 @@ rule train_lstm:
         mem_mb=4000,
         runtime=60 * 24,
         gpu=0 if config["training"]["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/train_lstm.py"
 
@@ -53,6 +45,8 @@ rule perplexity_table:
     resources:
         runtime=5,
         mem_mb=1000,
+    conda:
+        "../../envs/analysis.yaml"
     script:
         "../scripts/perplexity_table.py"
 
