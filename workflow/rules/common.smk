@@ -1,5 +1,5 @@
 # Helpers shared by every file of rules (config validation, the model list, library inputs);
-# constraints, library-module inputs. No rules here.
+# no rules here (wildcard constraints live in the Snakefile).
 import sys
 from pathlib import Path
 

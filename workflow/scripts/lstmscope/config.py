@@ -52,7 +52,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "enum":
         return f"config key {key}: {error.instance!r} is not allowed; choose one of {s}"
     if v == "type":
-        return f"config key {key}: {error.instance!r} is not of type {s}"
+        types = " or ".join(s) if isinstance(s, list) else s
+        return f"config key {key}: {error.instance!r} is not of type {types}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return f"config key {key}: {error.instance!r} is out of range; must be {rel} {s}"

@@ -1,0 +1,102 @@
+"""Configuration validation: defaults and one-line errors naming key and allowed values."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lstmscope.config import ConfigError, model_name, model_seed, model_specs, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_default_config_and_presets_are_valid():
+    for path in ["config.yaml", "presets/thesis.yaml", "tests/config/tiny.yaml"]:
+        cfg = default_config()
+        for key, value in (yaml.safe_load((ROOT / path).read_text()) or {}).items():
+            cfg[key] = value if not isinstance(value, dict) or key == "texts" else {**cfg.get(key, {}), **value}
+        validate_config(cfg, SCHEMA)
+
+
+def test_empty_config_gets_thesis_defaults():
+    cfg = validate_config({}, SCHEMA)
+    assert cfg["architecture"] == {"embedding_size": 400, "hidden_size": 2000, "layers": 2}
+    assert cfg["training"]["lr"] == 20.0 and cfg["training"]["bptt"] == 35 and cfg["training"]["clip"] == 0.25
+    assert len(cfg["models"]["dropouts"]) == 9
+
+
+def _set(cfg: dict, dotted: str, value):
+    node = cfg
+    *parents, last = dotted.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+
+
+BAD = [
+    ("traning", {"epochs": 1}, "unknown config key 'traning' at the top level; allowed keys: activations, architecture"),
+    ("training.epoch", 3, "unknown config key 'epoch' in training; allowed keys: batch_size, bptt, clip, device"),
+    ("training.lr", -1, "config key training.lr: -1 is out of range; must be > 0"),
+    ("training.epochs", "ten", "config key training.epochs: 'ten' is not of type integer"),
+    ("training.device", "tpu", "config key training.device: 'tpu' is not allowed; choose one of ['auto', 'cpu', 'cuda']"),
+    ("models.dropouts", [0.1, 1.5], "config key models.dropouts.1: 1.5 is out of range; must be < 1"),
+    ("models.dropouts", [], "config key models.dropouts: [] should be non-empty"),
+    ("models.dropouts", [0.1, 0.1], "config key models.dropouts: [0.1, 0.1] has non-unique elements"),
+    ("data.sha256.train", "abc", "config key data.sha256.train: 'abc' does not match ^[0-9a-f]{64}$"),
+    ("architecture.layers", 0, "config key architecture.layers: 0 is out of range; must be >= 1"),
+    ("texts.test.split", "dev", "config key texts.test.split: 'dev' is not allowed; choose one of ['train', 'valid', 'test']"),
+    ("activations.dtype", "float64", "config key activations.dtype: 'float64' is not allowed; choose one of ['float32', 'float16']"),
+    ("histogram.cell_range", [2.0, -2.0], "config key histogram.cell_range: [2.0, -2.0] must be [low, high] with low < high"),
+    ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),
+    ("embedding.layers", [3], "config key embedding.layers: layer 3 does not exist; architecture.layers is 2"),
+    ("cluster.distance_threshold", 2.5, "config keys cluster.n_clusters and cluster.distance_threshold: set exactly one"),
+    ("vocabulary.max_size", "big", "config key vocabulary.max_size: 'big' is not of type integer or null"),
+    ("vocabulary.max_size", 1, "config key vocabulary.max_size: 1 is out of range; must be >= 2"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_one_line_error_naming_the_key(key, value, message):
+    cfg = default_config()
+    if key == "traning":
+        cfg[key] = value
+    else:
+        _set(cfg, key, value)
+    with pytest.raises(ConfigError) as err:
+        validate_config(copy.deepcopy(cfg), SCHEMA)
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_seeds_are_derived_stably():
+    cfg = validate_config(default_config(), SCHEMA)
+    specs = model_specs(cfg)
+    assert [s.name for s in specs][:2] == ["d0.0_r0", "d0.1_r0"]
+    assert len({s.seed for s in specs}) == len(specs)
+    # adding another dropout value never changes an existing model's seed
+    cfg["models"]["dropouts"] = [0.9] + cfg["models"]["dropouts"]
+    again = {s.name: s.seed for s in model_specs(cfg)}
+    assert all(again[s.name] == s.seed for s in specs)
+    assert model_seed(1111, 0.1, 0) != model_seed(1112, 0.1, 0)
+    assert model_name(0.25, 1) == "d0.25_r1"
+
+
+def test_snakemake_stops_before_any_job_with_the_message(tmp_path):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  lr: 0\n")
+    r = subprocess.run([str(snakemake), "-n", "--configfile", str(bad)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "invalid configuration: config key training.lr: 0 is out of range; must be > 0" in out
+    assert "Job stats" not in out

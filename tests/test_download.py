@@ -1,0 +1,160 @@
+"""The download stage against a loopback HTTP server serving the shared WikiText-2 copy."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lstmscope.download import DownloadError, download_files
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
+SPLITS = ("train", "valid", "test")
+
+
+def checksums() -> dict[str, str]:
+    sums = {}
+    for line in (DATA / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        sums[name] = digest
+    return {f"{s}.txt": sums[f"{s}.txt"] for s in SPLITS}
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    mode = "ok"  # set per server: ok | truncate | slow | corrupt | error500-once
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=str(DATA), **kwargs)
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):  # noqa: N802
+        server = self.server
+        server.requests += 1
+        mode = server.mode
+        if mode == "slow":
+            time.sleep(2.0)
+        if mode == "error500-once" and server.requests == 1:
+            self.send_error(500, "boom")
+            return
+        path = DATA / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404, "Not Found")
+            return
+        body = path.read_bytes()
+        if mode == "corrupt":
+            body = body[:-10] + b"XXXXXXXXXX"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode == "truncate":
+            body = body[: len(body) // 2]
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(mode: str = "ok") -> str:
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        httpd.mode, httpd.requests = mode, 0
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _outs(tmp_path: Path) -> dict[str, Path]:
+    return {f"{s}.txt": tmp_path / "out" / f"{s}.txt" for s in SPLITS}
+
+
+def _no_files(tmp_path: Path) -> bool:
+    out = tmp_path / "out"
+    return not out.exists() or not any(out.iterdir())
+
+
+def test_http_download_verifies_and_writes_all_splits(server, tmp_path):
+    outs = _outs(tmp_path)
+    download_files(server(), checksums(), outs, timeout=10, retries=0)
+    for name, path in outs.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == checksums()[name]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(outs)  # no temp files left
+
+
+@pytest.mark.parametrize("as_url", [True, False], ids=["file-url", "directory"])
+def test_file_url_and_directory(tmp_path, as_url):
+    outs = _outs(tmp_path)
+    base = DATA.as_uri() if as_url else str(DATA)
+    download_files(base, checksums(), outs, retries=0)
+    assert all(p.stat().st_size > 0 for p in outs.values())
+
+
+def test_404_fails_at_once_naming_the_url(server, tmp_path):
+    base = server()
+    sums = {"missing.txt": "0" * 64}
+    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1:\d+/missing\.txt: HTTP 404"):
+        download_files(base, sums, {"missing.txt": tmp_path / "out" / "missing.txt"}, retries=3,
+                       sleep=lambda s: pytest.fail("a 404 must not be retried"))
+    assert _no_files(tmp_path)
+
+
+def test_checksum_mismatch_names_expected_and_actual(server, tmp_path):
+    base = server("corrupt")
+    sums = checksums()
+    waits = []
+    with pytest.raises(DownloadError) as err:
+        download_files(base, sums, _outs(tmp_path), retries=2, sleep=waits.append)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{base}/train.txt: checksum mismatch: expected sha256 {sums['train.txt']}, got ")
+    actual = msg.split(", got ")[1].split()[0]
+    assert len(actual) == 64 and actual != sums["train.txt"]
+    assert waits == [1.0, 2.0]  # exponential back-off between the three attempts
+    assert _no_files(tmp_path)
+
+
+def test_truncated_response_is_an_error(server, tmp_path):
+    base = server("truncate")
+    with pytest.raises(DownloadError, match=r"/train\.txt: .*(truncated|checksum mismatch|IncompleteRead|Remote)"):
+        download_files(base, checksums(), _outs(tmp_path), retries=1, sleep=lambda s: None)
+    assert _no_files(tmp_path)
+
+
+def test_timeout_is_an_error(server, tmp_path):
+    base = server("slow")
+    with pytest.raises(DownloadError, match=r"/train\.txt: timed out after 0\.3 s \(after 2 attempts\)"):
+        download_files(base, checksums(), _outs(tmp_path), timeout=0.3, retries=1, sleep=lambda s: None)
+    assert _no_files(tmp_path)
+
+
+def test_transient_server_error_is_retried(server, tmp_path):
+    base = server("error500-once")
+    waits = []
+    download_files(base, checksums(), _outs(tmp_path), retries=2, sleep=waits.append)
+    assert waits == [1.0]
+    assert all(p.is_file() for p in _outs(tmp_path).values())
+
+
+def test_failure_of_a_later_split_leaves_no_earlier_split(server, tmp_path):
+    sums = checksums()
+    sums["test.txt"] = "f" * 64  # the last file fails verification
+    with pytest.raises(DownloadError, match="test.txt: checksum mismatch"):
+        download_files(server(), sums, _outs(tmp_path), retries=0)
+    assert _no_files(tmp_path)
+
+
+def test_unsupported_scheme(tmp_path):
+    with pytest.raises(DownloadError, match=r"^ftp://example\.org/train\.txt: unsupported URL scheme 'ftp'"):
+        download_files("ftp://example.org", {"train.txt": "0" * 64}, {"train.txt": tmp_path / "x"}, retries=0)

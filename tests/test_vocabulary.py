@@ -1,0 +1,68 @@
+"""Tokenisation and vocabulary on the real WikiText-2 files."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lstmscope.vocabulary import EOS, UNK, Vocabulary, build_vocabulary, read_tokens, tokenize_lines, vocabulary_from_files
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
+SPLIT_FILES = [DATA / f"{s}.txt" for s in ("train", "valid", "test")]
+
+
+@pytest.fixture(scope="module")
+def full_vocabulary() -> Vocabulary:
+    return vocabulary_from_files(SPLIT_FILES)
+
+
+def test_tokenisation_matches_pytorch_examples():
+    assert list(tokenize_lines(["a b\n", "\n", " c  d \n"])) == ["a", "b", EOS, EOS, "c", "d", EOS]
+    assert len(read_tokens(DATA / "train.txt")) == 2_088_628
+    assert len(read_tokens(DATA / "valid.txt")) == 217_646
+    assert len(read_tokens(DATA / "test.txt")) == 245_569
+
+
+def test_full_vocabulary_has_33278_words_in_order_of_appearance(full_vocabulary):
+    assert len(full_vocabulary) == 33_278
+    first_line_words = (DATA / "train.txt").read_text(encoding="utf-8").splitlines()[1].split()
+    assert full_vocabulary.words[0] == EOS  # the first line of train.txt is empty
+    assert full_vocabulary.words[1: 1 + len(set(first_line_words))][:3] == first_line_words[:3]
+
+
+def test_max_size_keeps_most_frequent_and_maps_rest_to_unk():
+    tokens = ["x", "y", "y", "z", "z", "z", EOS, UNK, "w"]
+    vocab = build_vocabulary([tokens], max_size=4)
+    assert set(vocab.words) == {"z", "y", EOS, UNK}
+    assert vocab.decode(vocab.encode(["x", "z", "w"])) == [UNK, "z", UNK]
+
+
+def test_max_size_on_wikitext(full_vocabulary):
+    vocab = vocabulary_from_files(SPLIT_FILES, max_size=1000)
+    assert len(vocab) == 1000
+    counts = Counter(read_tokens(DATA / "train.txt"))
+    # the most frequent training words are in, the rarest are not
+    assert {"the", ",", ".", "of", EOS, UNK} <= set(vocab.words)
+    rare = min(counts, key=counts.__getitem__)
+    assert rare not in vocab.index and rare in full_vocabulary.index
+    assert vocab.decode(vocab.encode([rare])) == [UNK]
+
+
+def test_save_load_roundtrip_and_digest(tmp_path, full_vocabulary):
+    path = tmp_path / "vocabulary.json"
+    full_vocabulary.save(path, max_size=None)
+    loaded = Vocabulary.load(path)
+    assert loaded.words == full_vocabulary.words and loaded.sha256 == full_vocabulary.sha256
+    record = json.loads(path.read_text())
+    record["words"][5] = "tampered"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="vocabulary.json: vocabulary digest does not match"):
+        Vocabulary.load(path)
+
+
+def test_unknown_word_without_unk_is_an_error():
+    vocab = Vocabulary(["a", EOS])
+    with pytest.raises(KeyError, match="'b' is not in the vocabulary"):
+        vocab.encode(["a", "b"])
