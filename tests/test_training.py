@@ -1,0 +1,227 @@
+"""Model, batching, checkpoints and the resumable, deterministic trainer on real WikiText-2 tokens."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
+from lstmscope.training import Interrupted, TrainingConfig, TrainingError, batchify, get_batch, train
+from lstmscope.vocabulary import build_vocabulary, read_tokens
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
+torch.set_num_threads(1)  # deterministic and fast for tiny models on a shared 2-core machine
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """A small real corpus: the first 3 000 training and 800 validation tokens of WikiText-2."""
+    train_tokens = read_tokens(DATA / "train.txt")[:3000]
+    valid_tokens = read_tokens(DATA / "valid.txt")[:800]
+    vocab = build_vocabulary([train_tokens, valid_tokens], max_size=500)
+    return vocab, torch.from_numpy(vocab.encode(train_tokens)), torch.from_numpy(vocab.encode(valid_tokens))
+
+
+def tiny_config(vocab, dropout=0.3) -> ModelConfig:
+    return ModelConfig(vocab_size=len(vocab), embedding_size=8, hidden_size=12, layers=2, dropout=dropout)
+
+
+CFG = TrainingConfig(epochs=2, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, save_every_batches=7, seed=5)
+
+
+def test_batchify_and_get_batch_follow_pytorch_examples():
+    ids = torch.arange(26)
+    b = batchify(ids, 4)  # 24 tokens kept, 4 columns of 6
+    assert b.shape == (6, 4)
+    assert b[:, 1].tolist() == list(range(6, 12))  # each column is a contiguous stream
+    data, target = get_batch(b, 0, 4)
+    assert data.shape == (4, 4)
+    assert torch.equal(target, b[1:5].reshape(-1))
+    data, target = get_batch(b, 4, 4)  # the last batch is shorter
+    assert data.shape == (1, 4) and torch.equal(target, b[5:6].reshape(-1))
+    with pytest.raises(TrainingError, match="3 tokens are too few for batch size 4"):
+        batchify(torch.arange(3), 4)
+
+
+def test_dropout_acts_on_embeddings_between_layers_and_output_only(corpus):
+    vocab, train_ids, _ = corpus
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(len(vocab), 64, 64, 2, dropout=0.5))
+    seen = {}
+    model.rnn.register_forward_hook(lambda m, inp, out: seen.update(rnn_in=inp[0].detach(), rnn_out=out[0].detach()))
+    model.decoder.register_forward_hook(lambda m, inp, out: seen.update(dec_in=inp[0].detach()))
+    tokens = batchify(train_ids[:400], 4)[:20]
+    model.train()
+    model(tokens, model.init_hidden(4))
+    emb = model.encoder(tokens)
+    # embeddings: about half the units zeroed, the rest scaled by 1/(1-p)
+    zero = seen["rnn_in"] == 0
+    assert 0.4 < zero.float().mean() < 0.6
+    assert torch.allclose(seen["rnn_in"][~zero], 2 * emb[~zero].detach())
+    # output: the decoder sees a dropped version of the LSTM output
+    assert 0.4 < (seen["dec_in"] == 0).float().mean() < 0.6
+    kept = seen["dec_in"] != 0
+    assert torch.allclose(seen["dec_in"][kept], 2 * seen["rnn_out"][kept])
+    # between layers: nn.LSTM's own dropout; it has no recurrent dropout at all
+    assert model.rnn.dropout == 0.5
+    assert not any("drop" in name for name, _ in model.rnn.named_parameters())
+    # in eval mode nothing is dropped
+    model.eval()
+    model(tokens, model.init_hidden(4))
+    assert torch.allclose(seen["rnn_in"], emb.detach())
+
+
+def test_checkpoint_round_trip(tmp_path, corpus):
+    vocab, train_ids, _ = corpus
+    torch.manual_seed(1)
+    model = LSTMLanguageModel(tiny_config(vocab))
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, vocab.sha256, extra={"name": "m", "dropout": 0.3})
+    raw = torch.load(path, weights_only=True)  # loadable without pickle code execution
+    assert raw["vocabulary_sha256"] == vocab.sha256 and raw["model_config"]["hidden_size"] == 12
+    loaded, record = load_checkpoint(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    model.eval()
+    x = batchify(train_ids[:80], 2)
+    assert torch.equal(model(x, model.init_hidden(2))[0], loaded(x, loaded.init_hidden(2))[0])
+    assert record["extra"]["name"] == "m"
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt: checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"bad\.pt: not a readable checkpoint"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ValueError, match=r"other\.pt: not a lstmscope checkpoint"):
+        load_checkpoint(other)
+
+
+def test_training_learns_decays_lr_and_keeps_the_best_model(corpus):
+    vocab, train_ids, valid_ids = corpus
+    cfg = TrainingConfig(epochs=4, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, seed=5)
+    result = train("m", tiny_config(vocab, 0.0), cfg, train_ids, valid_ids, valid_ids, progress=False)
+    hist = result.history
+    assert len(hist) == 4
+    assert hist[0]["valid_ppl"] < len(vocab) / 2  # far better than a uniform guess
+    best = float("inf")
+    for prev, row in zip(hist, hist[1:]):  # lr / 4 exactly after an epoch that did not improve
+        best = min(best, prev["valid_loss"])
+        expected = prev["lr"] if prev["valid_loss"] <= best else prev["lr"] / 4
+        assert row["lr"] == expected
+    assert any(r["lr"] < 20.0 for r in hist), "this corpus overfits within 4 epochs; lr must have decayed"
+    assert result.valid_ppl == pytest.approx(min(r["valid_ppl"] for r in hist))
+    # the returned model is the best one: evaluating it reproduces the best validation loss
+    from lstmscope.training import evaluate
+    assert evaluate(result.model, batchify(valid_ids, 4), 10) == pytest.approx(result.best_valid_loss, rel=1e-6)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _state(result):
+    return {k: v.clone() for k, v in result.model.state_dict().items()}
+
+
+def test_crash_and_resume_equals_uninterrupted(tmp_path, corpus):
+    vocab, train_ids, valid_ids = corpus
+    mc = tiny_config(vocab, 0.3)  # dropout on: the RNG state must be restored too
+    reference = _state(train("m", mc, CFG, train_ids, valid_ids, progress=False))
+
+    resume = tmp_path / "resume.pt"
+
+    def crash(epoch, batch):
+        if epoch == 2 and batch == 10:  # after the save at batch 7, mid-epoch
+            raise _Crash()
+
+    with pytest.raises(_Crash):
+        train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False, after_batch=crash)
+    assert resume.is_file()
+    result = train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+    assert result.resumed_from == {"epoch": 2, "batch": 7}
+    resumed = _state(result)
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
+def test_resume_state_of_another_configuration_is_ignored(tmp_path, corpus):
+    vocab, train_ids, valid_ids = corpus
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(_Crash):
+        train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, resume_path=resume, progress=False,
+              after_batch=lambda e, b: (_ for _ in ()).throw(_Crash()) if b == 8 else None)
+    result = train("m", tiny_config(vocab, 0.1), CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+    assert result.resumed_from is None
+
+
+def test_non_finite_loss_names_model_epoch_and_batch(corpus):
+    vocab, train_ids, valid_ids = corpus
+    cfg = TrainingConfig(epochs=1, lr=1e38, bptt=10, batch_size=4, eval_batch_size=4, seed=5)
+    with pytest.raises(TrainingError, match=r"^model blowup: loss is (nan|inf) at epoch 1, batch \d+ of \d+"):
+        train("blowup", tiny_config(vocab, 0.0), cfg, train_ids, valid_ids, progress=False)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time, torch
+    from lstmscope.model import ModelConfig, save_checkpoint
+    from lstmscope.training import TrainingConfig, train
+    from lstmscope.vocabulary import build_vocabulary, read_tokens
+    data, resume, out, slow = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    torch.set_num_threads(1)
+    tr = read_tokens(data + "/train.txt")[:3000]
+    va = read_tokens(data + "/valid.txt")[:800]
+    vocab = build_vocabulary([tr, va], max_size=500)
+    mc = ModelConfig(len(vocab), 8, 12, 2, 0.3)
+    cfg = TrainingConfig(epochs=2, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, save_every_batches=7, seed=5)
+    r = train("m", mc, cfg, torch.from_numpy(vocab.encode(tr)), torch.from_numpy(vocab.encode(va)),
+              resume_path=resume, progress=False, after_batch=lambda e, b: time.sleep(slow))
+    save_checkpoint(out, r.model, vocab.sha256)
+    print("resumed_from", r.resumed_from)
+""")
+
+
+def _run_script(tmp_path, resume, out, slow):
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    return subprocess.Popen([sys.executable, str(script), str(DATA), str(resume), str(out), str(slow)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
+    vocab, train_ids, valid_ids = corpus
+    reference = _state(train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, progress=False))
+    resume, out = tmp_path / "resume.pt", tmp_path / "model.pt"
+    proc = _run_script(tmp_path, resume, out, slow=0.05)
+    deadline = time.monotonic() + 120
+    while not resume.exists():  # wait for the first saved state, then kill
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    if sig == signal.SIGTERM:
+        assert "Interrupted: model m: SIGTERM at epoch" in err  # saved its state on the way out
+    assert not out.exists()
+    proc = _run_script(tmp_path, resume, out, slow=0.0)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "resumed_from {'epoch'" in stdout
+    loaded, _ = load_checkpoint(out)
+    for k, v in reference.items():
+        assert torch.equal(loaded.state_dict()[k], v), k
