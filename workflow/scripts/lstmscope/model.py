@@ -62,14 +62,18 @@ class LSTMLanguageModel(nn.Module):
         shape = (self.config.layers, batch_size, self.config.hidden_size)
         return weight.new_zeros(shape), weight.new_zeros(shape)
 
+    def features(self, tokens: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]
+                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The decoder's input (T*B, H), after output dropout, and the final (h, c)."""
+        emb = self.drop(self.encoder(tokens))
+        output, hidden = self.rnn(emb, hidden)
+        return self.drop(output).reshape(-1, self.config.hidden_size), hidden
+
     def forward(self, tokens: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``tokens``: (T, B) ids. Returns logits (T*B, V) and the final (h, c)."""
-        emb = self.drop(self.encoder(tokens))
-        output, hidden = self.rnn(emb, hidden)
-        output = self.drop(output)
-        logits = self.decoder(output)
-        return logits.view(-1, self.config.vocab_size), hidden
+        features, hidden = self.features(tokens, hidden)
+        return self.decoder(features), hidden
 
 
 def save_checkpoint(path: str | os.PathLike, model: LSTMLanguageModel, vocabulary_sha256: str,

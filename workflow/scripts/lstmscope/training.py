@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .loss import linear_cross_entropy
 from .model import LSTMLanguageModel, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -257,8 +258,8 @@ def train(
                 # Truncated BPTT: carry the state's values, not its history.
                 hidden = (hidden[0].detach(), hidden[1].detach())
                 optimizer.zero_grad(set_to_none=True)
-                logits, hidden = model(data, hidden)
-                loss = F.cross_entropy(logits, targets)
+                features, hidden = model.features(data, hidden)
+                loss = linear_cross_entropy(features, model.decoder.weight, model.decoder.bias, targets)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"model {name}: loss is {loss.item()} at epoch {epoch}, batch {b + 1}"
                                         f" of {len(starts)} (lr {lr:g}); training stopped")

@@ -1,0 +1,90 @@
+"""Training throughput: lstmscope's trainer vs a plain textbook loop of the same recipe.
+
+Both train the same model (same initial weights, same data, same dropout seed) for one
+epoch with SGD lr 20, clip 0.25, bptt 35, batch 20 on the CPU, in one process, and
+the script prints tokens/s of each and their ratio. The textbook loop is the
+pytorch/examples word_language_model loop: log_softmax + nll_loss, manual SGD update
+``p.data.add_(p.grad, alpha=-lr)``, ``clip_grad_norm_`` with its defaults.
+
+Usage: python benchmarks/train_throughput.py [--tokens 60000] [--hidden 64] [--embedding 32]
+       [--vocab 10000] [--threads 1] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from lstmscope.model import LSTMLanguageModel, ModelConfig  # noqa: E402
+from lstmscope.training import TrainingConfig, batchify, get_batch, train  # noqa: E402
+from lstmscope.vocabulary import read_tokens, vocabulary_from_files  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
+
+
+def textbook_epoch(model: LSTMLanguageModel, train_data: torch.Tensor, lr: float, clip: float, bptt: int,
+                   batch_size: int) -> float:
+    """One epoch of pytorch/examples' train(); returns seconds."""
+    model.train()
+    hidden = model.init_hidden(batch_size)
+    start = time.perf_counter()
+    for i in range(0, train_data.size(0) - 1, bptt):
+        data, targets = get_batch(train_data, i, bptt)
+        model.zero_grad()
+        hidden = tuple(h.detach() for h in hidden)
+        output, hidden = model(data, hidden)
+        loss = F.nll_loss(F.log_softmax(output, dim=1), targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-lr)
+        loss.item()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--tokens", type=int, default=60000)
+    ap.add_argument("--vocab", type=int, default=10000)
+    ap.add_argument("--embedding", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    splits = [Path(args.data) / f"{s}.txt" for s in ("train", "valid", "test")]
+    vocab = vocabulary_from_files(splits, max_size=args.vocab)
+    train_ids = torch.from_numpy(vocab.encode(read_tokens(splits[0])[: args.tokens]))
+    valid_ids = torch.from_numpy(vocab.encode(read_tokens(splits[1])[:2000]))
+    mc = ModelConfig(len(vocab), args.embedding, args.hidden, 2, dropout=0.2)
+    cfg = TrainingConfig(epochs=1, save_every_batches=10**9, seed=1)
+    ntok = batchify(train_ids, cfg.batch_size).numel()
+
+    ours, book = [], []
+    for rep in range(args.repeats):  # interleaved, so that machine load hits both alike
+        result = train("bench", mc, cfg, train_ids, valid_ids, progress=False)
+        ours.append(result.history[0]["seconds"])
+        torch.manual_seed(cfg.seed)
+        model = LSTMLanguageModel(mc)
+        book.append(textbook_epoch(model, batchify(train_ids, cfg.batch_size), cfg.lr, cfg.clip, cfg.bptt,
+                                   cfg.batch_size))
+        print(f"repeat {rep + 1}: ours {ntok / ours[-1]:,.0f} tokens/s, textbook {ntok / book[-1]:,.0f} tokens/s",
+              flush=True)
+    o, b = statistics.median(ours), statistics.median(book)
+    print(f"model: vocab {len(vocab)}, embedding {args.embedding}, hidden {args.hidden}, 2 layers; "
+          f"{ntok} tokens/epoch, {args.threads} thread(s)")
+    print(f"ours:     {ntok / o:,.0f} tokens/s")
+    print(f"textbook: {ntok / b:,.0f} tokens/s")
+    print(f"ratio (ours / textbook): {b / o:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
