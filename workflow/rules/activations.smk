@@ -1,0 +1,38 @@
+# Stage 3: the activations of every model on every analysis text (HDF5; schema in the README).
+
+
+# Memory of one job: a block of h and c of every layer and the block's logits, plus the model.
+_ARCH = config["architecture"]
+_VOCAB = config["vocabulary"]["max_size"] or 33278
+ACTIVATIONS_MEM_MB = 600 + (
+    config["activations"]["chunk_tokens"] * (4 * _ARCH["layers"] * 2 * _ARCH["hidden_size"] * 4 + _VOCAB * 4 * 2)
+    + 2 * 16 * (_VOCAB * (_ARCH["embedding_size"] + _ARCH["hidden_size"] + 1)
+                + 4 * _ARCH["hidden_size"] * (_ARCH["embedding_size"] + _ARCH["hidden_size"]) * _ARCH["layers"])
+) // 2**20
+
+
+rule dump_activations:
+    output:
+        "results/activations/{model}/{text}.h5",
+    input:
+        checkpoint="results/models/{model}/model.pt",
+        vocabulary="results/data/vocabulary.json",
+        split=lambda wildcards: f"results/data/wikitext-2/{config['texts'][wildcards.text]['split']}.txt",
+        code=lib("activations", "model", "vocabulary", "joblog"),
+    params:
+        text=lambda wildcards: {"name": wildcards.text, "offset": 0, **config["texts"][wildcards.text]},
+        model=train_params,
+        dtype=config["activations"]["dtype"],
+        chunk_tokens=config["activations"]["chunk_tokens"],
+    threads: 1
+    log:
+        log_path("dump_activations", "{model}/{text}"),
+    benchmark:
+        benchmark_path("dump_activations", "{model}/{text}")
+    resources:
+        mem_mb=ACTIVATIONS_MEM_MB,
+        runtime=60,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/dump_activations.py"

@@ -1,0 +1,91 @@
+"""Test data for the activations and neuron stages: a small real model on real WikiText-2 text.
+
+A 2-layer ``LSTMLanguageModel`` (vocabulary of the 800 most frequent words of the first
+20 000 training tokens, embedding 8, hidden 12) is trained for one short epoch with the
+project's trainer, saved as a real checkpoint, and its activations on 400 tokens of the
+test split are dumped by the real ``dump_activations``. Everything is built once per test
+session (cached by folder) and shared read-only; tests that change files copy them first.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmscope.activations import TextSpec, dump_activations
+from lstmscope.model import ModelConfig, save_checkpoint
+from lstmscope.training import TrainingConfig, train
+from lstmscope.vocabulary import build_vocabulary, read_tokens
+
+WIKITEXT = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
+                               Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
+TEXT = TextSpec(name="test", split="test", offset=300, tokens=400)
+HIDDEN, LAYERS = 12, 2
+
+
+def split_path(split: str) -> Path:
+    path = WIKITEXT / f"{split}.txt"
+    if not path.is_file():
+        if os.environ.get("CI") == "true":
+            raise FileNotFoundError(f"{path}: WikiText-2 is missing (set LSTMSCOPE_WIKITEXT)")
+        pytest.skip(f"WikiText-2 not found at {WIKITEXT} (set LSTMSCOPE_WIKITEXT)")
+    return path
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    folder: Path
+    checkpoint: Path
+    vocabulary: Path
+    split: Path           # the test split of WikiText-2
+    activations: Path     # float32 dump of TEXT
+    dead_checkpoint: Path  # the same model with one h unit of layer 2 switched off (output gate closed)
+    dead_neuron: int
+
+
+_CACHE: dict[Path, TinyModel] = {}
+
+
+def tiny_model(folder: Path) -> TinyModel:
+    """Build (once per folder) the model, its checkpoint, the vocabulary and the float32 dump."""
+    if folder in _CACHE:
+        return _CACHE[folder]
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    train_tokens = read_tokens(split_path("train"))[:20000]
+    valid_tokens = read_tokens(split_path("valid"))[:2000]
+    vocab = build_vocabulary([train_tokens], max_size=800)
+    vocab_path = folder / "vocabulary.json"
+    vocab.save(vocab_path)
+    mc = ModelConfig(vocab_size=len(vocab), embedding_size=8, hidden_size=HIDDEN, layers=LAYERS, dropout=0.2)
+    tc = TrainingConfig(epochs=1, lr=20.0, bptt=20, batch_size=20, eval_batch_size=10, save_every_batches=10_000,
+                        seed=3)
+    result = train("tiny", mc, tc, torch.from_numpy(vocab.encode(train_tokens[:8000])),
+                   torch.from_numpy(vocab.encode(valid_tokens)), progress=False)
+    extra = {"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0}
+    checkpoint = folder / "model.pt"
+    save_checkpoint(checkpoint, result.model, vocab.sha256, extra=extra)
+    # A dead unit, made the way it happens: its output gate never opens, so h stays at zero.
+    model = result.model
+    dead = 5
+    with torch.no_grad():
+        n = HIDDEN
+        model.rnn.bias_ih_l1[3 * n + dead] = -30.0  # gate order i, f, g, o: o of unit `dead`
+    dead_checkpoint = folder / "dead.pt"
+    save_checkpoint(dead_checkpoint, model, vocab.sha256, extra=extra)
+    activations = folder / "activations.h5"
+    dump_activations(checkpoint, vocab_path, split_path("test"), TEXT, activations, chunk_tokens=64,
+                     model_info=extra)
+    tm = TinyModel(folder, checkpoint, vocab_path, split_path("test"), activations, dead_checkpoint, dead)
+    _CACHE[folder] = tm
+    return tm
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> TinyModel:
+    """The shared small model and its activations (read-only)."""
+    base = tmp_path_factory.getbasetemp() / "neurons-tiny-model"
+    return tiny_model(base)

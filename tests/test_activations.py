@@ -1,0 +1,185 @@
+"""dump_activations on a small real model and real WikiText-2 text: correctness, schema, bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lstmscope.activations import (ActivationsError, TextSpec, dump_activations, iter_rows, open_activations,
+                                   read_words, state_dataset, text_tokens)
+from lstmscope.model import load_checkpoint
+from lstmscope.provenance import sha256_file
+from lstmscope.vocabulary import Vocabulary, read_tokens
+
+from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixture)
+
+
+def _ids(tiny):
+    words = read_tokens(tiny.split)[TEXT.offset:TEXT.offset + TEXT.tokens]
+    return words, Vocabulary.load(tiny.vocabulary).encode(words)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _hand_lstm(model, ids):
+    """The LSTM equations written out in float64 numpy, from the weights: h and c of every layer and step."""
+    x = model.encoder.weight.detach().double().numpy()[ids]
+    hs, cs = [], []
+    for k in range(model.config.layers):
+        W = getattr(model.rnn, f"weight_ih_l{k}").detach().double().numpy()
+        U = getattr(model.rnn, f"weight_hh_l{k}").detach().double().numpy()
+        b = (getattr(model.rnn, f"bias_ih_l{k}") + getattr(model.rnn, f"bias_hh_l{k}")).detach().double().numpy()
+        n = U.shape[1]
+        h, c = np.zeros(n), np.zeros(n)
+        H, C = np.empty((len(ids), n)), np.empty((len(ids), n))
+        for t in range(len(ids)):
+            z = W @ x[t] + U @ h + b
+            i, f, g, o = _sigmoid(z[:n]), _sigmoid(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), _sigmoid(z[3 * n:])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            H[t], C[t] = h, c
+        hs.append(H)
+        cs.append(C)
+        x = H
+    return hs, cs
+
+
+def test_top_layer_h_equals_nn_lstm_output_on_the_whole_text(tiny):
+    model, _ = load_checkpoint(tiny.checkpoint)
+    _, ids = _ids(tiny)
+    with torch.no_grad():
+        out, (hn, cn) = model.rnn(model.encoder(torch.from_numpy(ids)).unsqueeze(1), model.init_hidden(1))
+    with h5py.File(tiny.activations) as f:
+        top = f[f"layer{LAYERS}/h"][:]
+        np.testing.assert_allclose(top, out[:, 0].numpy(), atol=2e-6, rtol=0)
+        # the stream is never reset: the last stored state is nn.LSTM's final state, every layer
+        for k in range(LAYERS):
+            np.testing.assert_allclose(f[f"layer{k + 1}/h"][-1], hn[k, 0].numpy(), atol=2e-6, rtol=0)
+            np.testing.assert_allclose(f[f"layer{k + 1}/c"][-1], cn[k, 0].numpy(), atol=2e-6, rtol=0)
+
+
+def test_h_and_c_match_the_lstm_cell_equations_computed_by_hand(tiny):
+    model, _ = load_checkpoint(tiny.checkpoint)
+    _, ids = _ids(tiny)
+    steps = np.r_[0:5, 63:66, 200, 399]  # the first steps, across a block boundary (64 rows), the end
+    H, C = _hand_lstm(model, ids[:400])
+    with h5py.File(tiny.activations) as f:
+        for k in range(LAYERS):
+            np.testing.assert_allclose(f[f"layer{k + 1}/c"][:][steps], C[k][steps], atol=2e-5, rtol=0)
+            np.testing.assert_allclose(f[f"layer{k + 1}/h"][:][steps], H[k][steps], atol=2e-5, rtol=0)
+
+
+def test_expectancy_is_the_softmax_entry_of_the_next_word_and_the_softmax_sums_to_one(tiny):
+    model, _ = load_checkpoint(tiny.checkpoint)
+    _, ids = _ids(tiny)
+    W = model.decoder.weight.detach().double().numpy()
+    b = model.decoder.bias.detach().double().numpy()
+    with h5py.File(tiny.activations) as f:
+        top = f[f"layer{LAYERS}/h"][:].astype(np.float64)
+        p, logp = f["expectancy"][:], f["log_expectancy"][:]
+    assert np.isnan(p[0]) and np.isnan(logp[0])  # the first word has no context
+    for t in (0, 1, 63, 64, 250, len(ids) - 2):
+        logits = W @ top[t] + b
+        softmax = np.exp(logits - logits.max())
+        softmax /= softmax.sum()
+        nxt = ids[t + 1]
+        assert p[t + 1] == pytest.approx(softmax[nxt], rel=1e-4)
+        rest = np.delete(softmax, nxt).sum()
+        assert p[t + 1] + rest == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(np.exp(logp[1:]), p[1:], rtol=1e-6)
+    assert np.all((p[1:] > 0) & (p[1:] < 1))
+
+
+def test_schema_attributes_and_provenance(tiny):
+    words, ids = _ids(tiny)
+    with open_activations(tiny.activations) as f:
+        assert f["tokens/ids"].dtype == np.int32 and f["tokens/ids"].shape == (TEXT.tokens,)
+        np.testing.assert_array_equal(f["tokens/ids"][:], ids)
+        assert read_words(f) == words
+        assert h5py.check_string_dtype(f["tokens/words"].dtype).encoding == "utf-8"
+        for k in range(1, LAYERS + 1):
+            for s in ("h", "c"):
+                ds = f[f"layer{k}/{s}"]
+                assert ds.shape == (TEXT.tokens, HIDDEN) and ds.dtype == np.float32 and ds.chunks == (64, HIDDEN)
+        assert f["expectancy"].dtype == np.float32 and f["log_expectancy"].dtype == np.float32
+        a = f.attrs
+        assert (a["model"], a["text"], a["split"], a["offset"], a["n_tokens"]) == ("d0.2_r0", "test", "test", 300, 400)
+        assert (a["layers"], a["hidden_size"], a["dtype"], a["dropout"], a["seed"]) == (LAYERS, HIDDEN, "float32", 0.2, 3)
+        assert a["checkpoint_sha256"] == sha256_file(tiny.checkpoint)
+        prov = json.loads(a["provenance"])
+        assert prov["checkpoint_sha256"] == a["checkpoint_sha256"]
+        assert prov["model_config"]["hidden_size"] == HIDDEN and prov["offset"] == 300
+        assert {"lstmscope_version", "git_commit", "library_sha256"} <= set(prov)
+
+
+def test_blocks_do_not_reset_the_state_and_runs_are_reproducible(tiny, tmp_path):
+    other = tmp_path / "blocks7.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, other, chunk_tokens=7)
+    with h5py.File(tiny.activations) as a, h5py.File(other) as b:
+        assert b["layer1/c"].chunks == (7, HIDDEN)
+        for key in ("layer1/h", "layer1/c", "layer2/h", "layer2/c", "expectancy"):
+            np.testing.assert_allclose(b[key][:], a[key][:], atol=1e-6, rtol=0, equal_nan=True)
+    again = tmp_path / "again.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, again, chunk_tokens=64)
+    with h5py.File(tiny.activations) as a, h5py.File(again) as b:
+        for key in ("layer1/h", "layer2/c", "log_expectancy"):
+            np.testing.assert_array_equal(b[key][:], a[key][:])
+
+
+def test_float16_option(tiny, tmp_path):
+    out = tmp_path / "half.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, out, dtype="float16", chunk_tokens=64)
+    with h5py.File(tiny.activations) as a, h5py.File(out) as b:
+        assert b["layer2/c"].dtype == np.float16 and b.attrs["dtype"] == "float16"
+        assert b["expectancy"].dtype == np.float32
+        np.testing.assert_allclose(b["layer2/c"][:].astype(np.float32), a["layer2/c"][:], rtol=2e-3, atol=1e-4)
+        blocks = [blk for _, blk in iter_rows(b["layer1/h"])]
+        assert all(blk.dtype == np.float32 for blk in blocks) and sum(len(blk) for blk in blocks) == TEXT.tokens
+
+
+def test_missing_and_corrupt_checkpoint_name_the_file(tiny, tmp_path):
+    out = tmp_path / "out.h5"
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        dump_activations(tmp_path / "nowhere.pt", tiny.vocabulary, tiny.split, TEXT, out)
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(tiny.checkpoint.read_bytes()[:500])
+    with pytest.raises(ValueError, match="corrupt.pt"):
+        dump_activations(bad, tiny.vocabulary, tiny.split, TEXT, out)
+    assert not out.exists()
+
+
+def test_text_longer_than_its_split_is_refused_and_leaves_no_file(tiny, tmp_path):
+    n = len(read_tokens(tiny.split))
+    spec = TextSpec(name="long", split="test", offset=n - 10, tokens=20)
+    with pytest.raises(ActivationsError, match=rf"texts\.long: offset {n - 10} \+ tokens 20 .* split 'test' .*{n} tokens"):
+        text_tokens(tiny.split, spec)
+    out = tmp_path / "long.h5"
+    with pytest.raises(ActivationsError, match="texts.long"):
+        dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, spec, out)
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_bad_activation_files_layers_and_states_name_file_and_key(tiny, tmp_path):
+    with pytest.raises(ActivationsError, match="absent.h5: activations file not found"):
+        open_activations(tmp_path / "absent.h5")
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not an HDF5 file at all" * 10)
+    with pytest.raises(ActivationsError, match="garbage.h5: not a readable HDF5 file"):
+        open_activations(garbage)
+    partial = tmp_path / "partial.h5"
+    shutil.copy(tiny.activations, partial)
+    with h5py.File(partial, "a") as f:
+        del f["layer2/c"]
+    with pytest.raises(ActivationsError, match="partial.h5: dataset 'layer2/c' is missing"):
+        open_activations(partial)
+    with open_activations(tiny.activations) as f:
+        with pytest.raises(ActivationsError, match=r"layer 3 does not exist; the file has layers 1\.\.2"):
+            state_dataset(f, 3, "h")
+        with pytest.raises(ActivationsError, match="state 'x' does not exist"):
+            state_dataset(f, 1, "x")

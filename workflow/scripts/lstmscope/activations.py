@@ -1,0 +1,312 @@
+"""Activations: every layer's hidden state h and cell state c after every token of a text.
+
+A text is run through a model as one continuous stream: the state starts at zero
+before the first token and is carried to the end, with no resets; the model is
+in eval mode (no dropout). The result is one HDF5 file (schema in the README):
+
+``tokens/ids``        (T,) int32      token ids
+``tokens/words``      (T,) UTF-8      the words, exactly as in the split (``<unk>``, ``<eos>`` literal)
+``layer{l}/h``        (T, N)          hidden state after token t, l = 1..L
+``layer{l}/c``        (T, N)          cell state after token t
+``expectancy``        (T,) float32    p(w_t | w_<t); NaN for t = 0 (no context)
+``log_expectancy``    (T,) float32    natural log of ``expectancy``; NaN for t = 0
+
+How it is computed, fast: ``nn.LSTM`` returns only the top layer's h for every
+step, so each layer runs as its own single-layer ``nn.LSTM`` (weights copied) over
+a block of tokens in one call. The cell states are then recovered from that
+layer's input and h sequence: the four gates for all steps of a block come from
+one batched matrix product with h_{t-1}, and c_t = f_t * c_{t-1} + i_t * g_t is
+an elementwise scan. Blocks carry (h, c) to the next block, so memory does not
+grow with the text.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .model import LSTMLanguageModel, load_checkpoint
+from .provenance import provenance, sha256_file, to_json
+from .vocabulary import Vocabulary, read_tokens
+
+log = logging.getLogger(__name__)
+
+STATES = ("h", "c")
+DTYPES = ("float32", "float16")
+FORMAT = "lstmscope-activations-1"
+
+
+class ActivationsError(ValueError):
+    """An activations file or request is wrong; the message names the file, key or value."""
+
+
+# --------------------------------------------------------------------------- text
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """An analysis text: ``tokens`` consecutive tokens of ``split`` starting at ``offset``."""
+
+    name: str
+    split: str
+    offset: int
+    tokens: int
+
+
+def text_tokens(split_path: str | os.PathLike, spec: TextSpec) -> list[str]:
+    """The words of an analysis text; an error names the text and the split's length when it does not fit."""
+    words = read_tokens(split_path)
+    if spec.offset < 0 or spec.tokens < 1:
+        raise ActivationsError(f"texts.{spec.name}: offset {spec.offset} and tokens {spec.tokens} must be >= 0 and >= 1")
+    end = spec.offset + spec.tokens
+    if end > len(words):
+        raise ActivationsError(
+            f"texts.{spec.name}: offset {spec.offset} + tokens {spec.tokens} = {end} is longer than split "
+            f"{spec.split!r} ({split_path}: {len(words)} tokens)")
+    return words[spec.offset:end]
+
+
+# --------------------------------------------------------------------------- computation
+
+
+def _layer_lstm(rnn: nn.LSTM, layer: int) -> nn.LSTM:
+    """A single-layer ``nn.LSTM`` holding layer ``layer`` (0-based) of ``rnn``."""
+    single = nn.LSTM(rnn.input_size if layer == 0 else rnn.hidden_size, rnn.hidden_size, 1)
+    with torch.no_grad():
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(single, f"{kind}_l0").copy_(getattr(rnn, f"{kind}_l{layer}"))
+    return single.eval()
+
+
+def cell_states(x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
+                bias_hh: torch.Tensor) -> np.ndarray:
+    """Cell states c_1..c_B of one LSTM layer, given its inputs ``x`` (B, I) and outputs ``h`` (B, N).
+
+    The gates of all B steps come from one matrix product (h_{t-1} is known); then
+    c_t = f_t * c_{t-1} + i_t * g_t is scanned elementwise from ``c0``. Gate order
+    is PyTorch's: input, forget, cell (g), output.
+    """
+    h_prev = torch.cat([h0.reshape(1, -1), h[:-1]], dim=0)
+    gates = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())
+    gates.addmm_(h_prev, weight_hh.t())
+    i, f, g, _ = gates.chunk(4, dim=1)
+    forget = torch.sigmoid(f).numpy()
+    update = (torch.sigmoid(i) * torch.tanh(g)).numpy()
+    out = np.empty_like(update)
+    prev = c0.reshape(-1).numpy()
+    for t in range(out.shape[0]):  # elementwise scan; two ufunc calls per step
+        np.multiply(forget[t], prev, out=out[t])
+        out[t] += update[t]
+        prev = out[t]
+    return out
+
+
+@dataclass
+class Block:
+    """The activations of tokens [start, start + len) of a text."""
+
+    start: int
+    h: list[np.ndarray]          # per layer, (B, N) float32
+    c: list[np.ndarray]          # per layer, (B, N) float32
+    log_expectancy: np.ndarray   # (B,) float32: log p(w_{t+1} | w_<=t) for t in the block (NaN past the text)
+
+
+def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int) -> Iterator[Block]:
+    """Run ``ids`` through ``model`` as one stream, yielding blocks of activations.
+
+    ``Block.log_expectancy[j]`` is the log-probability the model gives, after token
+    ``start + j``, to the next token of the text (NaN after the last token).
+    """
+    if block_tokens < 1:
+        raise ActivationsError(f"block_tokens={block_tokens}: must be >= 1")
+    model = model.eval()
+    rnn = model.rnn
+    layers = [_layer_lstm(rnn, k) for k in range(rnn.num_layers)]
+    weights = [(getattr(rnn, f"weight_ih_l{k}").detach(), getattr(rnn, f"weight_hh_l{k}").detach(),
+                getattr(rnn, f"bias_ih_l{k}").detach(), getattr(rnn, f"bias_hh_l{k}").detach())
+               for k in range(rnn.num_layers)]
+    n = rnn.hidden_size
+    state = [(torch.zeros(1, 1, n), torch.zeros(1, 1, n)) for _ in layers]
+    ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    total = len(ids_t)
+    with torch.inference_mode():
+        for start in range(0, total, block_tokens):
+            stop = min(total, start + block_tokens)
+            x = model.encoder(ids_t[start:stop])                      # (B, E); eval: no dropout
+            hs, cs = [], []
+            for k, lstm in enumerate(layers):
+                h0, c0 = state[k]
+                out, (hn, cn) = lstm(x.unsqueeze(1), (h0, c0))
+                h = out[:, 0, :]
+                cs.append(cell_states(x, h, h0, c0, *weights[k]))
+                hs.append(h.numpy())
+                state[k] = (hn, cn)
+                x = h
+            logits = model.decoder(x)                                  # (B, V): predicts tokens start+1..stop
+            nxt = ids_t[start + 1:stop + 1]
+            logp = torch.full((stop - start,), math.nan)
+            m = len(nxt)
+            if m:
+                logp[:m] = logits[:m].gather(1, nxt.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits[:m], dim=1)
+            yield Block(start, hs, cs, logp.numpy())
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | os.PathLike,
+                     split_path: str | os.PathLike, text: TextSpec, output_path: str | os.PathLike,
+                     dtype: str = "float32", chunk_tokens: int = 1024, threads: int = 1,
+                     model_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the activations file of one model and one analysis text; return a summary."""
+    if dtype not in DTYPES:
+        raise ActivationsError(f"activations.dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
+    if chunk_tokens < 1:
+        raise ActivationsError(f"activations.chunk_tokens={chunk_tokens}: must be >= 1")
+    torch.set_num_threads(max(1, int(threads)))
+    t0 = time.monotonic()
+    model, record = load_checkpoint(checkpoint_path)
+    vocab = Vocabulary.load(vocabulary_path)
+    if record.get("vocabulary_sha256") != vocab.sha256:
+        raise ActivationsError(f"{checkpoint_path}: trained with another vocabulary than {vocabulary_path} "
+                               "(vocabulary_sha256 differs); retrain or use the matching vocabulary")
+    words = text_tokens(split_path, text)
+    ids = vocab.encode(words)
+    cfg = model.config
+    extra = dict(record.get("extra", {}))
+    extra.update(model_info or {})
+    T, N, L = len(ids), cfg.hidden_size, cfg.layers
+    rows = min(chunk_tokens, T)
+    log.info("%s: %d tokens of %s (offset %d), %d layers x %d units, %s, chunks of %d rows",
+             output_path, T, text.split, text.offset, L, N, dtype, rows)
+    checkpoint_sha = sha256_file(checkpoint_path)
+    prov = provenance(model_config=dict(record["model_config"]), model=extra.get("name"),
+                      dropout=extra.get("dropout"), seed=extra.get("seed"), replicate=extra.get("replicate"),
+                      checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
+                      vocabulary_sha256=vocab.sha256, text=text.name, split=text.split, offset=text.offset,
+                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT,
+                      expectancy="p(w_t | w_<t); NaN at t = 0 (no context)")
+    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("tokens/ids", data=ids.astype(np.int32))
+        f.create_dataset("tokens/words", data=np.array(words, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        states = {}
+        for layer in range(1, L + 1):
+            for s in STATES:
+                states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
+        logexp = np.full(T, np.nan, dtype=np.float32)
+        blocks = iterate_activations(model, ids, rows)
+        for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5):
+            b = len(block.log_expectancy)
+            for k in range(L):
+                states[k + 1, "h"][block.start:block.start + b] = block.h[k]
+                states[k + 1, "c"][block.start:block.start + b] = block.c[k]
+            m = min(b, T - block.start - 1)  # log p of token t + 1 is computed after token t
+            logexp[block.start + 1:block.start + 1 + m] = block.log_expectancy[:m]
+        f.create_dataset("log_expectancy", data=logexp)
+        f.create_dataset("expectancy", data=np.exp(logexp))
+        f.attrs.update({
+            "format": FORMAT,
+            "provenance": to_json(prov),
+            "model": str(extra.get("name", "")),
+            "dropout": float(extra.get("dropout", cfg.dropout)),
+            "seed": int(extra.get("seed", -1)),
+            "checkpoint_sha256": checkpoint_sha,
+            "vocabulary_sha256": vocab.sha256,
+            "text": text.name,
+            "split": text.split,
+            "offset": int(text.offset),
+            "n_tokens": int(T),
+            "layers": int(L),
+            "hidden_size": int(N),
+            "dtype": dtype,
+        })
+    seconds = time.monotonic() - t0
+    finite = logexp[np.isfinite(logexp)]
+    summary = {"tokens": T, "layers": L, "hidden_size": N, "seconds": seconds,
+               "tokens_per_s": T / seconds if seconds > 0 else math.inf,
+               "perplexity": float(np.exp(-finite.mean())) if len(finite) else math.nan}
+    log.info("%s: %d tokens in %.2f s (%.0f tokens/s); perplexity of the text %.1f", output_path, T, seconds,
+             summary["tokens_per_s"], summary["perplexity"])
+    return summary
+
+
+# --------------------------------------------------------------------------- reading
+
+
+REQUIRED_ATTRS = ("format", "provenance", "model", "n_tokens", "layers", "hidden_size", "dtype", "text")
+
+
+def open_activations(path: str | os.PathLike) -> h5py.File:
+    """Open an activations file for reading; an error names the file and what is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise ActivationsError(f"{path}: activations file not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ActivationsError(f"{path}: not a readable HDF5 file ({exc})") from None
+    try:
+        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
+        if missing or f.attrs["format"] != FORMAT:
+            raise ActivationsError(f"{path}: not a lstmscope activations file (missing attributes: "
+                                   f"{', '.join(missing) or 'none'}; format must be {FORMAT})")
+        T, L = int(f.attrs["n_tokens"]), int(f.attrs["layers"])
+        for key in ["tokens/ids", "tokens/words", "expectancy", "log_expectancy",
+                    *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
+            if key not in f:
+                raise ActivationsError(f"{path}: dataset {key!r} is missing (file incomplete or corrupt)")
+            if f[key].shape[0] != T:
+                raise ActivationsError(f"{path}: dataset {key!r} has {f[key].shape[0]} rows, expected n_tokens={T}")
+    except ActivationsError:
+        f.close()
+        raise
+    except Exception as exc:  # h5py raises various errors on damaged files
+        f.close()
+        raise ActivationsError(f"{path}: corrupt activations file ({type(exc).__name__}: {exc})") from None
+    return f
+
+
+def state_dataset(f: h5py.File, layer: int, state: str) -> h5py.Dataset:
+    """The dataset ``layer{layer}/{state}``; an error names the file and the layers and states that exist."""
+    layers = int(f.attrs["layers"])
+    if state not in STATES:
+        raise ActivationsError(f"{f.filename}: state {state!r} does not exist; choose one of {', '.join(STATES)}")
+    if not isinstance(layer, (int, np.integer)) or not 1 <= layer <= layers:
+        raise ActivationsError(f"{f.filename}: layer {layer!r} does not exist; the file has layers 1..{layers}")
+    return f[f"layer{layer}/{state}"]
+
+
+def iter_rows(dataset: h5py.Dataset, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (start row, block) of a (T, N) dataset in blocks of whole HDF5 chunks, as float32."""
+    if rows is None:
+        rows = dataset.chunks[0] if dataset.chunks else 4096
+    total = dataset.shape[0]
+    for start in range(0, total, rows):
+        block = dataset[start:min(total, start + rows)]
+        yield start, block.astype(np.float32, copy=False)
+
+
+def read_words(f: h5py.File) -> list[str]:
+    """The words of the text, decoded."""
+    return [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in f["tokens/words"][:]]
+
+
+def layers_and_states(f: h5py.File) -> list[tuple[int, str]]:
+    return [(k, s) for k in range(1, int(f.attrs["layers"]) + 1) for s in STATES]
+
+
+def check_layers(f: h5py.File, wanted: Sequence[tuple[int, str]]) -> None:
+    for layer, state in wanted:
+        state_dataset(f, layer, state)
