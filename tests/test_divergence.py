@@ -1,0 +1,118 @@
+"""neuron_divergence: KL against the layer average, ranking, dead neurons, on a small real model."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import entropy
+
+from lstmscope.activations import dump_activations
+from lstmscope.divergence import distributions, neuron_divergence, ranked, read_divergence
+from lstmscope.histogram import HistogramError, neuron_histograms, read_histograms, select
+
+from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixture)
+
+EPS = 1e-10
+
+
+@pytest.fixture(scope="module")
+def dead_model_tables(tiny, tmp_path_factory):
+    """Histograms and divergence of the model with one switched-off unit (h of layer 2, unit tiny.dead_neuron)."""
+    d = tmp_path_factory.mktemp("divergence")
+    act = d / "dead.h5"
+    dump_activations(tiny.dead_checkpoint, tiny.vocabulary, tiny.split, TEXT, act, chunk_tokens=64,
+                     model_info={"name": "d0.2_r0"})
+    neuron_histograms(act, d / "hist.h5", d / "ranges.csv", 0.01, [-3.0, 3.0], near_zero=0.01)
+    table = neuron_divergence(d / "hist.h5", d / "divergence.csv", d / "dead.csv", epsilon=EPS, dead_threshold=0.01,
+                              dead_fraction=0.9)
+    return d, table
+
+
+def test_kl_equals_scipy_entropy_against_the_average_of_all_neurons(dead_model_tables):
+    d, table = dead_model_tables
+    _, hists = read_histograms(d / "hist.h5")
+    for hist in hists:
+        raw = np.concatenate([hist.underflow[:, None], hist.counts, hist.overflow[:, None]], axis=1) + EPS
+        p = raw / raw.sum(axis=1, keepdims=True)
+        q = p.mean(axis=0)
+        sub = table[(table.layer == hist.layer) & (table.state == hist.state)].sort_values("neuron")
+        assert len(sub) == HIDDEN
+        np.testing.assert_allclose(sub.kl_pq, [entropy(p[j], q) for j in range(HIDDEN)], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sub.kl_qp, [entropy(q, p[j]) for j in range(HIDDEN)], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sub.kl_sum, sub.kl_pq + sub.kl_qp)
+        assert (sub.kl_pq >= 0).all() and (sub.kl_qp >= 0).all()
+        np.testing.assert_allclose(distributions(hist, EPS).sum(axis=1), 1.0)
+
+
+def test_identical_neurons_have_zero_divergence(dead_model_tables):
+    d, _ = dead_model_tables
+    _, hists = read_histograms(d / "hist.h5")
+    hist = select(hists, 1, "h")
+    hist.counts[:] = hist.counts[0]
+    hist.underflow[:], hist.overflow[:] = 0, 0
+    p = distributions(hist, EPS)
+    from lstmscope.divergence import kl_divergences
+
+    kl_pq, kl_qp = kl_divergences(p, p.mean(axis=0))
+    np.testing.assert_allclose(kl_pq, 0, atol=1e-12)
+    np.testing.assert_allclose(kl_qp, 0, atol=1e-12)
+
+
+def test_switched_off_unit_is_flagged_dead_unranked_and_listed(tiny, dead_model_tables):
+    d, table = dead_model_tables
+    row = table[(table.layer == 2) & (table.state == "h") & (table.neuron == tiny.dead_neuron)].iloc[0]
+    assert bool(row.dead) and row.near_zero_fraction == 1.0 and pd.isna(row["rank"])
+    assert row.mean_abs < 1e-6
+    c_row = table[(table.layer == 2) & (table.state == "c") & (table.neuron == tiny.dead_neuron)].iloc[0]
+    assert not c_row.dead and c_row["rank"] >= 1  # its cell state still moves: only h is dead
+    import h5py
+
+    with h5py.File(tiny.activations) as f:  # the same unit of the intact model is alive
+        assert (np.abs(f["layer2/h"][:, tiny.dead_neuron]) <= 0.01).mean() < 0.9
+    dead = pd.read_csv(d / "dead.csv")
+    assert [2, "h", tiny.dead_neuron] in dead[["layer", "state", "neuron"]].values.tolist()
+    assert len(dead) == table.dead.sum() and (dead.near_zero_fraction > 0.9).all()
+
+
+def test_ranks_order_live_neurons_by_kl_sum(dead_model_tables):
+    _, table = dead_model_tables
+    for (layer, state), sub in table.groupby(["layer", "state"]):
+        live = sub[~sub.dead].sort_values("rank")
+        assert live["rank"].tolist() == list(range(1, len(live) + 1))
+        assert (np.diff(live.kl_sum.to_numpy()) <= 0).all()
+        top = ranked(table, layer, state, 3)
+        assert top.neuron.tolist() == live.neuron.head(3).tolist()
+        bottom = ranked(table, layer, state, 2, bottom=True)
+        assert bottom.neuron.tolist() == live.neuron.tail(2).tolist()[::-1]
+
+
+def test_table_columns_stats_and_reread(tiny, dead_model_tables):
+    d, table = dead_model_tables
+    import h5py
+
+    with h5py.File(tiny.activations) as f:
+        x = f["layer1/c"][:].astype(np.float64)
+    again = read_divergence(d / "divergence.csv")
+    assert len(again) == LAYERS * 2 * HIDDEN
+    sub = again[(again.layer == 1) & (again.state == "c")].sort_values("neuron")
+    np.testing.assert_allclose(sub["mean"], x.mean(axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(sub["std"], x.std(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(sub["mean_abs"], np.abs(x).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(sub["near_zero_fraction"], (np.abs(x) <= 0.01).mean(axis=0))
+    assert set(again.model) == {"d0.2_r0"}
+
+
+def test_bad_input_names_the_file_or_key(dead_model_tables, tmp_path):
+    d, table = dead_model_tables
+    with pytest.raises(HistogramError, match="dead_threshold=0.05"):
+        neuron_divergence(d / "hist.h5", tmp_path / "t.csv", tmp_path / "x.csv", EPS, 0.05, 0.9)
+    with pytest.raises(HistogramError, match="divergence.epsilon=0"):
+        neuron_divergence(d / "hist.h5", tmp_path / "t.csv", tmp_path / "x.csv", 0, 0.01, 0.9)
+    assert not (tmp_path / "t.csv").exists()
+    with pytest.raises(HistogramError, match="nope.csv: divergence table not found"):
+        read_divergence(tmp_path / "nope.csv")
+    (tmp_path / "short.csv").write_text("model,text\nx,y\n")
+    with pytest.raises(HistogramError, match="short.csv: missing columns"):
+        read_divergence(tmp_path / "short.csv")
+    with pytest.raises(HistogramError, match=r"layer 3 / state 'h' does not exist"):
+        ranked(table, 3, "h", 2)

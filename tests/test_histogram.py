@@ -1,0 +1,136 @@
+"""neuron_histograms: counts equal np.histogram's, nothing is dropped, memory does not grow with the text."""
+from __future__ import annotations
+
+import tracemalloc
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmscope.activations import TextSpec, dump_activations
+from lstmscope.histogram import (HistogramError, NeuronHistogram, bin_edges, histogram_of, histogram_range_table,
+                                 neuron_histograms, read_histograms, select, state_range)
+
+from neurons_support import HIDDEN, LAYERS, tiny  # noqa: F401  (fixture)
+
+
+def _np_counts(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """The baseline: np.histogram, one neuron at a time."""
+    return np.stack([np.histogram(x[:, j].astype(np.float64), bins=bins, range=(lo, hi))[0] for j in range(x.shape[1])])
+
+
+def _blocks(x: np.ndarray, rows: int):
+    return (x[i:i + rows] for i in range(0, len(x), rows))
+
+
+@pytest.mark.parametrize("key, lo, hi", [("layer1/h", -1.0, 1.0), ("layer2/c", -1.0, 1.0), ("layer2/c", -0.07, 0.09)])
+def test_counts_equal_np_histogram_per_neuron_and_outside_values_are_counted(tiny, key, lo, hi):
+    with h5py.File(tiny.activations) as f:
+        x = f[key][:]
+    bins = int(round((hi - lo) / 0.01))
+    hist = histogram_of(_blocks(x, 64), HIDDEN, lo, hi, 0.01)
+    np.testing.assert_array_equal(hist.counts, _np_counts(x, lo, hi, bins))
+    np.testing.assert_array_equal(hist.underflow, (x < lo).sum(axis=0))
+    np.testing.assert_array_equal(hist.overflow, (x > hi).sum(axis=0))
+    assert (hist.counts.sum(axis=1) + hist.underflow + hist.overflow == len(x)).all()
+    if key == "layer2/c" and lo == -0.07:
+        assert hist.underflow.sum() > 0 and hist.overflow.sum() > 0  # the narrow interval really cuts
+
+
+def test_values_on_bin_edges_land_where_np_histogram_puts_them(tiny, tmp_path):
+    # float16 values fall exactly on many edges (0, ±0.25, ±0.5, ±1, ...): the hard case for fast binning
+    with h5py.File(tiny.activations) as f:
+        x = np.concatenate([f["layer1/h"][:], f["layer2/c"][:]]).astype(np.float16).astype(np.float32)
+    x[:3] = [[v] * HIDDEN for v in (-1.0, 0.0, 1.0)]
+    for lo, hi in ((-1.0, 1.0), (-0.5, 0.75)):
+        hist = histogram_of(_blocks(x, 100), HIDDEN, lo, hi, 0.01)
+        np.testing.assert_array_equal(hist.counts, _np_counts(x, lo, hi, int(round((hi - lo) / 0.01))))
+    edges = bin_edges(-1.0, 1.0, 0.01)
+    np.testing.assert_array_equal(edges, np.histogram_bin_edges([0], bins=200, range=(-1, 1)))
+
+
+def test_streaming_statistics_equal_numpy_on_the_whole_matrix(tiny):
+    with h5py.File(tiny.activations) as f:
+        x = f["layer2/c"][:]
+    hist = histogram_of(_blocks(x, 37), HIDDEN, -1, 1, 0.01, near_zero=0.01)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(hist.mean, x64.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hist.std, x64.std(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(hist.mean_abs, np.abs(x64).mean(axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(hist.minimum, x.min(axis=0))
+    np.testing.assert_array_equal(hist.maximum, x.max(axis=0))
+    np.testing.assert_array_equal(hist.near_zero_count, (np.abs(x) <= 0.01).sum(axis=0))
+    one_block = histogram_of([x], HIDDEN, -1, 1, 0.01)
+    np.testing.assert_array_equal(one_block.counts, hist.counts)
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_tokens(tiny):
+    with h5py.File(tiny.activations) as f:
+        block = f["layer2/c"][:256]
+
+    def peak(n_blocks: int) -> int:
+        tracemalloc.start()
+        hist = histogram_of((block for _ in range(n_blocks)), HIDDEN, -10, 10, 0.01)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert hist.n == 256 * n_blocks
+        return top
+
+    small, large = peak(4), peak(64)  # 1 024 vs 16 384 tokens
+    assert large < 1.1 * small + 50_000, (small, large)
+
+
+def test_neuron_histograms_file_and_range_report(tiny, tmp_path):
+    out, ranges = tmp_path / "histograms.h5", tmp_path / "ranges.csv"
+    report = neuron_histograms(tiny.activations, out, ranges, bin_width=0.01, cell_range=[-0.5, 0.5], near_zero=0.01)
+    attrs, hists = read_histograms(out)
+    assert attrs["model"] == "d0.2_r0" and attrs["n_tokens"] == 400
+    assert [(h.layer, h.state) for h in hists] == [(k, s) for k in range(1, LAYERS + 1) for s in ("h", "c")]
+    c = select(hists, 2, "c")
+    assert c.counts.shape == (HIDDEN, 100) and c.edges[0] == -0.5 and c.edges[-1] == 0.5
+    h = select(hists, 1, "h")
+    assert h.counts.shape == (HIDDEN, 200) and h.underflow.sum() == 0 and h.overflow.sum() == 0
+    table = pd.read_csv(ranges)
+    assert len(table) == len(report) == 2 * LAYERS
+    with h5py.File(tiny.activations) as f:
+        x = f["layer2/c"][:]
+    row = table[(table.layer == 2) & (table.state == "c")].iloc[0]
+    assert row.underflow == (x < -0.5).sum() and row.overflow == (x > 0.5).sum() and row["values"] == x.size
+    assert row["min"] == pytest.approx(x.min(), rel=1e-5) and row["max"] == pytest.approx(x.max(), rel=1e-5)
+    combined = histogram_range_table([ranges, ranges], tmp_path / "all.csv")
+    assert len(combined) == 2 * len(table)
+
+
+def test_bad_input_is_one_clear_error(tiny, tmp_path):
+    with pytest.raises(HistogramError, match="non-finite"):
+        histogram_of([np.array([[0.1, np.nan]], dtype=np.float32)], 2, -1, 1, 0.01)
+    with pytest.raises(HistogramError, match=r"expected \(rows, 3\)"):
+        NeuronHistogram(-1, 1, 0.01, 0.01, 3).update(np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(HistogramError, match="not a whole number of bins"):
+        bin_edges(-1.0, 1.005, 0.01)
+    with pytest.raises(HistogramError, match=r"histogram.cell_range=\[2.0, 1.0\]"):
+        state_range("c", [2.0, 1.0])
+    with pytest.raises(HistogramError, match="state 'x' does not exist"):
+        state_range("x", [-1, 1])
+    with pytest.raises(HistogramError, match="nothing.h5: histograms file not found"):
+        read_histograms(tmp_path / "nothing.h5")
+    # an empty histogram is refused when read back
+    out, ranges = tmp_path / "h.h5", tmp_path / "r.csv"
+    neuron_histograms(tiny.activations, out, ranges, 0.01, [-1, 1], 0.01)
+    with h5py.File(out, "a") as f:
+        g = f["layer1/c"]
+        g["counts"][...] = 0
+        g["underflow"][...] = 0
+        g["overflow"][...] = 0
+    with pytest.raises(HistogramError, match=r"h.h5: layer1/c: empty histogram"):
+        read_histograms(out)
+    with pytest.raises(ValueError, match="missing.h5: activations file not found"):
+        neuron_histograms(tmp_path / "missing.h5", out, ranges, 0.01, [-1, 1], 0.01)
+
+
+def test_a_one_token_text_still_histograms(tiny, tmp_path):
+    one = tmp_path / "one.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TextSpec("one", "test", 5, 1), one)
+    report = neuron_histograms(one, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-1, 1], 0.01)
+    assert all(r["values"] == HIDDEN for r in report)

@@ -1,0 +1,129 @@
+"""Divergence: how far each neuron's distribution is from the average neuron of its layer.
+
+For one layer and state, every neuron's histogram (its bins plus an underflow and
+an overflow slot, so that values outside the binned interval still count) is
+smoothed by adding ``epsilon`` to every slot and normalised to a distribution
+p_n. The reference q is the average of all N distributions (every neuron weighs
+the same, dead ones included). For every neuron:
+
+``kl_pq`` = KL(p_n ‖ q), ``kl_qp`` = KL(q ‖ p_n) (natural log, nats), ``kl_sum``
+their sum (Jeffreys divergence), ``rank`` by ``kl_sum`` (1 = farthest from the
+average) among the live neurons, ``near_zero_fraction`` (values within
+±dead_threshold), ``dead`` when that fraction exceeds ``dead_fraction``, and
+``mean``, ``std``, ``mean_abs``, ``min``, ``max`` of its values.
+
+Dead neurons are flagged, left out of the ranking (they would crowd its top, a
+spike at zero being far from any average) and listed separately, as the thesis did.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+from scipy.special import rel_entr
+
+from .atomic import atomic_path
+from .histogram import HistogramError, StoredHistogram, read_histograms
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "kl_pq", "kl_qp", "kl_sum", "rank",
+           "near_zero_fraction", "dead", "mean", "std", "mean_abs", "min", "max", "underflow", "overflow"]
+
+
+def distributions(hist: StoredHistogram, epsilon: float) -> np.ndarray:
+    """Smoothed distributions (N, bins + 2): underflow slot, the bins, overflow slot; rows sum to 1."""
+    if not epsilon > 0:
+        raise HistogramError(f"divergence.epsilon={epsilon}: must be positive")
+    slots = np.concatenate([hist.underflow[:, None], hist.counts, hist.overflow[:, None]], axis=1).astype(np.float64)
+    totals = slots.sum(axis=1)
+    if (totals == 0).any():
+        empty = np.flatnonzero(totals == 0)
+        raise HistogramError(f"layer{hist.layer}/{hist.state}: empty histogram for neuron(s) {empty[:5].tolist()}")
+    slots += epsilon
+    return slots / slots.sum(axis=1, keepdims=True)
+
+
+def kl_divergences(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL(p_n ‖ q) and KL(q ‖ p_n) for every row p_n of ``p`` (nats)."""
+    return rel_entr(p, q[None, :]).sum(axis=1), rel_entr(q[None, :], p).sum(axis=1)
+
+
+def divergence_table(hist: StoredHistogram, epsilon: float, dead_fraction: float) -> pd.DataFrame:
+    """The divergence table of one layer and state (columns as ``COLUMNS`` without model/text/dropout)."""
+    p = distributions(hist, epsilon)
+    q = p.mean(axis=0)
+    kl_pq, kl_qp = kl_divergences(p, q)
+    near = hist.near_zero / hist.n_values
+    dead = near > dead_fraction
+    table = pd.DataFrame({
+        "layer": hist.layer, "state": hist.state, "neuron": np.arange(hist.neurons),
+        "kl_pq": kl_pq, "kl_qp": kl_qp, "kl_sum": kl_pq + kl_qp,
+        "near_zero_fraction": near, "dead": dead, "mean": hist.mean, "std": hist.std,
+        "mean_abs": hist.mean_abs, "min": hist.minimum, "max": hist.maximum,
+        "underflow": hist.underflow, "overflow": hist.overflow,
+    })
+    live = table.loc[~dead, "kl_sum"]
+    # rank 1 = largest kl_sum; ties keep neuron order (stable), so ranks are reproducible
+    order = live.sort_values(ascending=False, kind="stable").index
+    table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
+    table.loc[order, "rank"] = np.arange(1, len(order) + 1)
+    return table
+
+
+def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.PathLike,
+                      dead_csv_path: str | os.PathLike, epsilon: float, dead_threshold: float,
+                      dead_fraction: float) -> pd.DataFrame:
+    """Divergence of every neuron of every layer and state; writes the table and the dead-neuron list."""
+    attrs, hists = read_histograms(histograms_path)
+    tables = []
+    for hist in hists:
+        if not np.isclose(hist.near_zero_threshold, dead_threshold):
+            raise HistogramError(f"{histograms_path}: layer{hist.layer}/{hist.state} counted values within "
+                                 f"±{hist.near_zero_threshold}, but divergence.dead_threshold={dead_threshold}; "
+                                 "rerun neuron_histograms")
+        t = divergence_table(hist, epsilon, dead_fraction)
+        log.info("layer%d/%s: KL sum median %.3f, max %.3f (neuron %d); %d dead of %d", hist.layer, hist.state,
+                 t["kl_sum"].median(), t["kl_sum"].max(), int(t["kl_sum"].idxmax()), int(t["dead"].sum()), len(t))
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    table.insert(0, "model", str(attrs.get("model", "")))
+    table.insert(1, "text", str(attrs.get("text", "")))
+    table.insert(2, "dropout", float(attrs.get("dropout", np.nan)))
+    table = table[COLUMNS]
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.8g")
+    dead = table[table["dead"]]
+    with atomic_path(dead_csv_path) as tmp:
+        dead.drop(columns=["rank"]).to_csv(tmp, index=False, float_format="%.8g")
+    log.info("%d dead neurons (near-zero fraction > %g) of %d (layer x state x neuron)", len(dead), dead_fraction,
+             len(table))
+    return table
+
+
+def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
+    """A divergence table written by :func:`neuron_divergence`; errors name the file and missing columns."""
+    if not os.path.isfile(path):
+        raise HistogramError(f"{path}: divergence table not found")
+    try:
+        table = pd.read_csv(path, dtype={"rank": "Int64"})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise HistogramError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise HistogramError(f"{path}: missing columns {', '.join(missing)}")
+    if table.empty:
+        raise HistogramError(f"{path}: divergence table is empty")
+    return table
+
+
+def ranked(table: pd.DataFrame, layer: int, state: str, k: int, bottom: bool = False) -> pd.DataFrame:
+    """The ``k`` top-ranked (or bottom-ranked) live neurons of one layer and state."""
+    sub = table[(table["layer"] == layer) & (table["state"] == state)]
+    if sub.empty:
+        have = sorted({f"layer{r.layer}/{r.state}" for r in table.itertuples()})
+        raise HistogramError(f"layer {layer} / state {state!r} does not exist; have {', '.join(have)}")
+    live = sub[sub["rank"].notna()].sort_values("rank")
+    return live.tail(k).iloc[::-1] if bottom else live.head(k)

@@ -1,0 +1,333 @@
+"""Histograms of every neuron's values, streamed over the HDF5 chunks of an activations file.
+
+Bins are ``bin_width`` wide on a fixed interval: [-1, 1] for the hidden state h
+(tanh times a sigmoid never leaves it) and the configured ``cell_range`` for the
+unbounded cell state c. Bin k is [lo + k w, lo + (k + 1) w); the last bin also
+holds the upper edge, exactly as ``np.histogram``. Values below ``lo`` and above
+``hi`` are counted as underflow and overflow, per neuron, never dropped.
+
+All neurons of a block are binned at once: one flat ``np.bincount`` over
+(neuron, bin) pairs. Memory is one block plus the counts, whatever the text's
+length. Alongside the counts the same pass keeps, per neuron, the number of
+values within ±``near_zero`` (dead neurons), the mean, standard deviation,
+mean |value|, minimum and maximum (Chan's parallel update, float64).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from .activations import ActivationsError, iter_rows, layers_and_states, open_activations, state_dataset
+from .atomic import atomic_path
+from .provenance import provenance, to_json
+
+log = logging.getLogger(__name__)
+
+FORMAT = "lstmscope-histograms-1"
+H_RANGE = (-1.0, 1.0)
+
+
+class HistogramError(ValueError):
+    """A histogram is empty, missing or inconsistent; the message names the file and key."""
+
+
+def n_bins(lo: float, hi: float, bin_width: float) -> int:
+    """Number of ``bin_width`` bins covering [lo, hi]; the interval must be a whole number of bins."""
+    if not hi > lo:
+        raise HistogramError(f"histogram range [{lo}, {hi}]: low must be below high")
+    if not bin_width > 0:
+        raise HistogramError(f"histogram.bin_width={bin_width}: must be positive")
+    k = (hi - lo) / bin_width
+    if abs(k - round(k)) > 1e-6:
+        raise HistogramError(f"histogram range [{lo}, {hi}] is not a whole number of bins of width {bin_width}")
+    return int(round(k))
+
+
+def bin_edges(lo: float, hi: float, bin_width: float) -> np.ndarray:
+    """The bin edges, as ``np.histogram(..., bins=n, range=(lo, hi))`` makes them (float64)."""
+    return np.linspace(lo, hi, n_bins(lo, hi, bin_width) + 1)
+
+
+@dataclass
+class NeuronHistogram:
+    """Counts of one (layer, state) for every neuron, and streaming statistics."""
+
+    lo: float
+    hi: float
+    bin_width: float
+    near_zero: float
+    neurons: int
+    counts: np.ndarray = field(init=False)       # (N, bins) int64
+    underflow: np.ndarray = field(init=False)    # (N,) int64
+    overflow: np.ndarray = field(init=False)     # (N,) int64
+    near_zero_count: np.ndarray = field(init=False)
+    n: int = 0
+    mean: np.ndarray = field(init=False)
+    m2: np.ndarray = field(init=False)
+    mean_abs: np.ndarray = field(init=False)
+    minimum: np.ndarray = field(init=False)
+    maximum: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.edges = bin_edges(self.lo, self.hi, self.bin_width)
+        self.bins = len(self.edges) - 1
+        N = self.neurons
+        self.counts = np.zeros((N, self.bins), dtype=np.int64)
+        self.underflow = np.zeros(N, dtype=np.int64)
+        self.overflow = np.zeros(N, dtype=np.int64)
+        self.near_zero_count = np.zeros(N, dtype=np.int64)
+        self.mean = np.zeros(N)
+        self.m2 = np.zeros(N)
+        self.mean_abs = np.zeros(N)
+        self.minimum = np.full(N, np.inf)
+        self.maximum = np.full(N, -np.inf)
+        # flat bin index of (neuron j, slot s), slots: 0 = underflow, 1..bins, bins + 1 = overflow
+        self._offsets = (np.arange(N, dtype=np.int64) * (self.bins + 2))[None, :]
+
+    def update(self, block: np.ndarray) -> None:
+        """Add a (rows, N) block of values."""
+        if block.ndim != 2 or block.shape[1] != self.neurons:
+            raise HistogramError(f"block of shape {block.shape}: expected (rows, {self.neurons})")
+        if not len(block):
+            return
+        x = np.asarray(block)
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        b_min, b_max = x.min(axis=0), x.max(axis=0)
+        if not (np.isfinite(b_min).all() and np.isfinite(b_max).all()):  # min/max propagate NaN
+            bad = int((~np.isfinite(x)).sum())
+            raise HistogramError(f"{bad} non-finite values (NaN or inf) in the activations")
+        slots = self._slots(x)
+        slots += self._offsets
+        flat = np.bincount(slots.ravel(), minlength=self.neurons * (self.bins + 2)).reshape(self.neurons, -1)
+        self.counts += flat[:, 1:-1]
+        self.underflow += flat[:, 0]
+        self.overflow += flat[:, -1]
+        ax = np.abs(x)
+        self.near_zero_count += np.count_nonzero(ax <= self.near_zero, axis=0)
+        # Chan et al.'s parallel update of the mean and the sum of squared deviations (float64)
+        nb = len(x)
+        b_mean = x.sum(axis=0, dtype=np.float64) / nb
+        dev = x - b_mean.astype(np.float32)
+        b_m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
+        b_m2 -= nb * (b_mean - b_mean.astype(np.float32).astype(np.float64)) ** 2  # float32 centring residue
+        total = self.n + nb
+        delta = b_mean - self.mean
+        self.mean += delta * (nb / total)
+        self.m2 += b_m2 + delta ** 2 * (self.n * nb / total)
+        self.mean_abs += (ax.sum(axis=0, dtype=np.float64) - nb * self.mean_abs) / total
+        self.n = total
+        np.minimum(self.minimum, b_min, out=self.minimum)
+        np.maximum(self.maximum, b_max, out=self.maximum)
+
+    def _slots(self, x: np.ndarray) -> np.ndarray:
+        """Slot of every value: 0 underflow, 1..bins the bins, bins + 1 overflow (int64).
+
+        Fast path in float32; values within rounding distance of a bin edge are
+        redone in float64 exactly as ``np.histogram`` bins them.
+        """
+        scale = self.bins / (self.hi - self.lo)
+        t = x * np.float32(scale)
+        t += np.float32(1.0 - self.lo * scale)
+        np.clip(t, np.float32(0.0), np.float32(self.bins + 1), out=t)
+        frac, whole = np.modf(t)
+        slots = whole.astype(np.int64)
+        frac -= np.float32(0.5)
+        np.abs(frac, out=frac)
+        near = frac > np.float32(0.5 - 1e-3)
+        if near.any():
+            slots[near] = self._exact_slots(x[near].astype(np.float64))
+        return slots
+
+    def _exact_slots(self, x: np.ndarray) -> np.ndarray:
+        """np.histogram's own bin assignment (float64 index, corrected against the edges)."""
+        f = (x - self.lo) * (self.bins / (self.hi - self.lo))
+        k = np.clip(np.floor(f), 0, self.bins - 1).astype(np.int64)
+        k = np.where(x < self.edges[k], k - 1, k)
+        k = np.where((k < self.bins - 1) & (x >= self.edges[np.clip(k + 1, 0, self.bins)]), k + 1, k)
+        k = np.clip(k, 0, self.bins - 1)
+        return np.where(x < self.lo, 0, np.where(x > self.hi, self.bins + 1, k + 1))
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / self.n) if self.n else np.full(self.neurons, np.nan)
+
+
+def histogram_of(blocks: Iterable[np.ndarray], neurons: int, lo: float, hi: float, bin_width: float,
+                 near_zero: float = 0.01) -> NeuronHistogram:
+    """Histogram every neuron over a stream of (rows, N) blocks."""
+    hist = NeuronHistogram(lo, hi, bin_width, near_zero, neurons)
+    for block in blocks:
+        hist.update(block)
+    return hist
+
+
+def state_range(state: str, cell_range: Sequence[float]) -> tuple[float, float]:
+    """The histogram interval of a state: [-1, 1] for h, ``cell_range`` for c."""
+    if state == "h":
+        return H_RANGE
+    if state == "c":
+        lo, hi = float(cell_range[0]), float(cell_range[1])
+        if not lo < hi:
+            raise HistogramError(f"histogram.cell_range={list(cell_range)}: must be [low, high] with low < high")
+        return lo, hi
+    raise HistogramError(f"state {state!r} does not exist; choose h or c")
+
+
+def neuron_histograms(activations_path: str | os.PathLike, output_path: str | os.PathLike,
+                      range_csv_path: str | os.PathLike, bin_width: float, cell_range: Sequence[float],
+                      near_zero: float, rows: int | None = None) -> list[dict]:
+    """Histograms of every layer and state of an activations file; returns the range report rows.
+
+    Output HDF5: groups ``layer{l}/{state}`` with ``counts`` (N, bins) int64, ``underflow``,
+    ``overflow``, ``near_zero`` (N,) int64, ``mean``, ``std``, ``mean_abs``, ``min``, ``max``
+    (N,) float64, ``edges`` (bins + 1,); attributes lo, hi, bin_width, near_zero, n_values.
+    """
+    report = []
+    with open_activations(activations_path) as f:
+        pairs = layers_and_states(f)
+        results = []
+        for layer, state in pairs:
+            ds = state_dataset(f, layer, state)
+            lo, hi = state_range(state, cell_range)
+            try:
+                hist = histogram_of((b for _, b in iter_rows(ds, rows)), ds.shape[1], lo, hi, bin_width, near_zero)
+            except HistogramError as exc:
+                raise HistogramError(f"{activations_path}: layer{layer}/{state}: {exc}") from None
+            if hist.n == 0:
+                raise HistogramError(f"{activations_path}: layer{layer}/{state}: empty histogram (no values)")
+            results.append((layer, state, hist))
+            under, over = int(hist.underflow.sum()), int(hist.overflow.sum())
+            total = hist.n * hist.neurons
+            row = {"model": str(f.attrs["model"]), "text": str(f.attrs["text"]), "layer": layer, "state": state,
+                   "lo": lo, "hi": hi, "values": total, "underflow": under, "overflow": over,
+                   "outside_fraction": (under + over) / total,
+                   "neurons_outside": int(((hist.underflow + hist.overflow) > 0).sum()),
+                   "min": float(hist.minimum.min()), "max": float(hist.maximum.max()),
+                   "p0.1": None, "p99.9": None}
+            cdf = np.cumsum(np.concatenate([[hist.underflow.sum()], hist.counts.sum(axis=0), [hist.overflow.sum()]]))
+            for q, key in ((0.001, "p0.1"), (0.999, "p99.9")):
+                k = int(np.searchsorted(cdf, q * total))  # slot: 0 under, 1..bins, bins + 1 over
+                row[key] = float(lo) if k == 0 else float(hi) if k > hist.bins else float(hist.edges[k - 1])
+            report.append(row)
+            level = logging.WARNING if under + over else logging.INFO
+            log.log(level, "layer%d/%s: %d values in [%g, %g]; underflow %d, overflow %d (%.4f%%); range of values "
+                    "[%.3f, %.3f]", layer, state, total, lo, hi, under, over, 100 * row["outside_fraction"],
+                    row["min"], row["max"])
+        attrs = {k: f.attrs[k] for k in ("model", "text", "dropout", "n_tokens", "layers", "hidden_size")
+                 if k in f.attrs}
+        source_prov = str(f.attrs["provenance"])
+    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as out:
+        out.attrs.update(attrs)
+        out.attrs["format"] = FORMAT
+        out.attrs["provenance"] = to_json(provenance(activations=str(activations_path), bin_width=bin_width,
+                                                     cell_range=list(cell_range), near_zero=near_zero,
+                                                     activations_provenance=json.loads(source_prov)))
+        for layer, state, hist in results:
+            g = out.create_group(f"layer{layer}/{state}")
+            g.attrs.update({"lo": hist.lo, "hi": hist.hi, "bin_width": hist.bin_width, "near_zero": hist.near_zero,
+                            "n_values": hist.n})
+            for key, value in (("counts", hist.counts), ("underflow", hist.underflow), ("overflow", hist.overflow),
+                               ("near_zero", hist.near_zero_count), ("mean", hist.mean), ("std", hist.std),
+                               ("mean_abs", hist.mean_abs), ("min", hist.minimum), ("max", hist.maximum),
+                               ("edges", hist.edges)):
+                g.create_dataset(key, data=value)
+    import pandas as pd  # local: keeps the import of this module light for the streaming path
+
+    with atomic_path(range_csv_path) as tmp:
+        pd.DataFrame(report).to_csv(tmp, index=False, float_format="%.6g")
+    return report
+
+
+@dataclass
+class StoredHistogram:
+    """One (layer, state) group read back from a histograms file."""
+
+    layer: int
+    state: str
+    counts: np.ndarray
+    underflow: np.ndarray
+    overflow: np.ndarray
+    near_zero: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    mean_abs: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    edges: np.ndarray
+    n_values: int
+    near_zero_threshold: float
+
+    @property
+    def neurons(self) -> int:
+        return self.counts.shape[0]
+
+
+def read_histograms(path: str | os.PathLike) -> tuple[dict, list[StoredHistogram]]:
+    """Attributes and every (layer, state) histogram of a histograms file; errors name the file and key."""
+    if not os.path.isfile(path):
+        raise HistogramError(f"{path}: histograms file not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise HistogramError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise HistogramError(f"{path}: not a lstmscope histograms file (format must be {FORMAT})")
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        out = []
+        for layer in range(1, int(f.attrs["layers"]) + 1):
+            for state in ("h", "c"):
+                key = f"layer{layer}/{state}"
+                if key not in f:
+                    raise HistogramError(f"{path}: group {key!r} is missing")
+                g = f[key]
+                try:
+                    h = StoredHistogram(layer, state, g["counts"][:], g["underflow"][:], g["overflow"][:],
+                                        g["near_zero"][:], g["mean"][:], g["std"][:], g["mean_abs"][:], g["min"][:],
+                                        g["max"][:], g["edges"][:], int(g.attrs["n_values"]),
+                                        float(g.attrs["near_zero"]))
+                except KeyError as exc:
+                    raise HistogramError(f"{path}: {key}: missing {exc}") from None
+                if h.n_values == 0 or h.counts.sum() + h.underflow.sum() + h.overflow.sum() == 0:
+                    raise HistogramError(f"{path}: {key}: empty histogram (no values)")
+                out.append(h)
+    return attrs, out
+
+
+def select(histograms: Sequence[StoredHistogram], layer: int, state: str) -> StoredHistogram:
+    """The histogram of one layer and state; an error lists those that exist."""
+    for h in histograms:
+        if h.layer == layer and h.state == state:
+            return h
+    have = ", ".join(f"layer{h.layer}/{h.state}" for h in histograms)
+    raise HistogramError(f"layer {layer} / state {state!r} does not exist; have {have}")
+
+
+__all__ = ["ActivationsError", "HistogramError", "NeuronHistogram", "StoredHistogram", "bin_edges",
+           "histogram_of", "n_bins", "neuron_histograms", "read_histograms", "select", "state_range"]
+
+
+def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike) -> "pd.DataFrame":
+    """All range reports in one table: how much of each layer and state fell outside its interval."""
+    import pandas as pd
+
+    frames = []
+    for p in paths:
+        if not os.path.isfile(p):
+            raise HistogramError(f"{p}: histogram range report not found")
+        frames.append(pd.read_csv(p))
+    table = pd.concat(frames, ignore_index=True)
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    outside = table[(table["underflow"] + table["overflow"]) > 0]
+    for r in outside.itertuples():
+        log.warning("%s/%s layer%d/%s: %d below %g and %d above %g (%.4f%% of values)", r.model, r.text, r.layer,
+                    r.state, r.underflow, r.lo, r.overflow, r.hi, 100 * r.outside_fraction)
+    return table
