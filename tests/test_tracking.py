@@ -1,0 +1,95 @@
+"""neuron_tracking: contexts on real WikiText-2 text, effect sizes, extreme words of the top neurons."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmscope.activations import ActivationsError, read_words, open_activations
+from lstmscope.divergence import neuron_divergence
+from lstmscope.histogram import neuron_histograms
+from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
+    tracking_summary
+
+from neurons_support import LAYERS, tiny  # noqa: F401  (fixture)
+
+
+def test_context_masks_on_a_handwritten_line():
+    words = 'He said " go ( now ) " and left in 1998 . <eos> " open ( 3.5'.split()
+    m = context_masks(words)
+    #        He    said  "     go    (     now   )     "     and   left  in    1998  .     <eos> "     open  (     3.5
+    quote = [0,    0,    1,    1,    1,    1,    1,    0,    0,    0,    0,    0,    0,    0,    1,    1,    1,    1]
+    paren = [0,    0,    0,    0,    1,    1,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    1,    1]
+    prenum = [0,   0,    0,    0,    0,    0,    0,    0,    0,    0,    1,    0,    0,    0,    0,    0,    1,    0]
+    preeos = [0,   0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    1,    0,    0,    0,    0,    0]
+    assert m["quote"].astype(int).tolist() == quote
+    assert m["paren"].astype(int).tolist() == paren
+    assert m["pre_number"].astype(int).tolist() == prenum
+    assert m["pre_eos"].astype(int).tolist() == preeos
+
+
+def test_cohens_d_by_hand():
+    # means 2 and 5.5; variances 1 and 5/3; pooled sd sqrt((2*1 + 3*5/3) / 5) = sqrt(1.4)
+    assert cohens_d(np.array([1.0, 2, 3]), np.array([4.0, 5, 6, 7])) == pytest.approx(-3.5 / np.sqrt(1.4))
+    assert np.isnan(cohens_d(np.array([1.0]), np.array([1.0, 2.0])))
+    assert np.isnan(cohens_d(np.array([1.0, 1.0]), np.array([1.0, 1.0])))
+
+
+def test_extreme_words_are_distinct_and_ordered():
+    words = ["a", "b", "a", "c", "d"]
+    values = np.array([0.9, 0.5, 0.95, -0.2, -0.7])
+    assert extreme_words(values, words, 2) == [("a", 0.95), ("b", 0.5)]
+    assert extreme_words(values, words, 3, lowest=True) == [("d", -0.7), ("c", -0.2), ("b", 0.5)]
+
+
+def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, tmp_path):
+    neuron_histograms(tiny.activations, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-3, 3], 0.01)
+    neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01, 0.9)
+    out = neuron_tracking(tiny.activations, tmp_path / "d.csv", tmp_path / "t.csv", top_k=2, top_words=4)
+    assert len(out) == LAYERS * 2 * 2
+    again = pd.read_csv(tmp_path / "t.csv")
+    assert list(again.columns) == list(out.columns)
+    div = pd.read_csv(tmp_path / "d.csv")
+    with open_activations(tiny.activations) as f:
+        words = read_words(f)
+        masks = context_masks(words)
+        assert masks["quote"].any() and masks["paren"].any() and masks["pre_number"].any() and masks["pre_eos"].any()
+        for r in out.itertuples():
+            expected_rank = div[(div.layer == r.layer) & (div.state == r.state) & (div.neuron == r.neuron)]["rank"]
+            assert int(expected_rank.iloc[0]) == r.rank <= 2
+            v = f[f"layer{r.layer}/{r.state}"][:, r.neuron].astype(np.float64)
+            for c in CONTEXTS:
+                m = masks[c]
+                assert getattr(r, f"{c}_mean_in") == pytest.approx(v[m].mean())
+                assert getattr(r, f"{c}_mean_out") == pytest.approx(v[~m].mean())
+                assert getattr(r, f"{c}_n") == m.sum()
+            best = max(CONTEXTS, key=lambda c: abs(getattr(r, f"{c}_d")))
+            assert r.strongest_context == best
+            top_word = r.highest_words.split(" ")[0]
+            assert top_word == f"{words[int(np.argmax(v))]}({v.max():+.2f})"
+    summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
+    assert len(summary) == LAYERS * 2 and (summary["rank"] == 1).all()
+
+
+def test_context_effects_name_every_context():
+    values = np.arange(6, dtype=float)
+    masks = context_masks(["(", "x", ")", "1", "<eos>", "y"])
+    eff = context_effects(values, masks)
+    assert eff["paren_mean_in"] == pytest.approx(0.5) and eff["paren_n"] == 2
+    assert eff["pre_eos_n"] == 1 and eff["pre_eos_mean_in"] == 3.0
+
+
+def test_mismatched_inputs_are_refused(tiny, tmp_path):
+    neuron_histograms(tiny.activations, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-3, 3], 0.01)
+    neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01, 0.9)
+    table = pd.read_csv(tmp_path / "d.csv")
+    table["model"] = "d0.7_r0"
+    table.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(ActivationsError, match="other.csv is for model d0.7_r0"):
+        neuron_tracking(tiny.activations, tmp_path / "other.csv", tmp_path / "t.csv", 2, 4)
+    with pytest.raises(ActivationsError, match="divergence.top_k=0"):
+        neuron_tracking(tiny.activations, tmp_path / "d.csv", tmp_path / "t.csv", 0, 4)
+    with pytest.raises(ActivationsError, match="gone.csv: tracking table not found"):
+        tracking_summary([tmp_path / "gone.csv"], tmp_path / "s.csv")
+    assert not (tmp_path / "t.csv").exists()

@@ -1,0 +1,168 @@
+"""What a neuron tracks: its activation in textual contexts, measured instead of eyeballed.
+
+Contexts are defined on the token stream, for the state *after* reading token t
+(what the model knows at that point). Quotation marks and parentheses are
+tracked within a line (WikiText paragraph); ``<eos>`` resets both.
+
+``quote``       inside quotation marks: an odd number of ``"`` tokens in the line up to and including t
+``paren``       inside parentheses: more ``(`` than ``)`` in the line up to and including t
+``pre_number``  the next token is a number (digits, optionally with ``.``/``,`` groups, e.g. 1998, 3.5)
+``pre_eos``     the next token is ``<eos>`` (the model is about to end the paragraph)
+
+For each, the mean activation inside and outside, their difference and Cohen's
+d (difference over the pooled standard deviation) are reported; then the words
+on which the neuron is highest and lowest (distinct words, by their single
+highest / lowest occurrence).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .activations import ActivationsError, open_activations, read_words, state_dataset
+from .atomic import atomic_path
+from .divergence import ranked, read_divergence
+
+log = logging.getLogger(__name__)
+
+EOS = "<eos>"
+NUMBER = re.compile(r"^[0-9]+(?:[.,][0-9]+)*$")
+CONTEXTS = ("quote", "paren", "pre_number", "pre_eos")
+
+
+def context_masks(words: Sequence[str]) -> dict[str, np.ndarray]:
+    """Boolean masks (T,) of every context; see the module docstring for their definitions."""
+    T = len(words)
+    quote = np.zeros(T, dtype=bool)
+    paren = np.zeros(T, dtype=bool)
+    q_open, depth = False, 0
+    for t, w in enumerate(words):
+        if w == EOS:
+            q_open, depth = False, 0
+        elif w == '"':
+            q_open = not q_open
+        elif w == "(":
+            depth += 1
+        elif w == ")":
+            depth = max(0, depth - 1)
+        quote[t] = q_open
+        paren[t] = depth > 0
+    is_number = np.fromiter((bool(NUMBER.match(w)) for w in words), dtype=bool, count=T)
+    is_eos = np.fromiter((w == EOS for w in words), dtype=bool, count=T)
+    pre_number = np.zeros(T, dtype=bool)
+    pre_number[:-1] = is_number[1:]
+    pre_eos = np.zeros(T, dtype=bool)
+    pre_eos[:-1] = is_eos[1:]
+    return {"quote": quote, "paren": paren, "pre_number": pre_number, "pre_eos": pre_eos}
+
+
+def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
+    """Cohen's d with the pooled standard deviation; NaN when a group has fewer than two values."""
+    n1, n2 = len(inside), len(outside)
+    if n1 < 2 or n2 < 2:
+        return float("nan")
+    v1, v2 = np.var(inside, ddof=1), np.var(outside, ddof=1)
+    pooled = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
+    if pooled == 0:
+        return float("nan")
+    return float((np.mean(inside) - np.mean(outside)) / pooled)
+
+
+def context_effects(values: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean inside/outside, difference and Cohen's d of ``values`` for every context."""
+    out: dict[str, float] = {}
+    for name in CONTEXTS:
+        m = masks[name]
+        inside, outside = values[m], values[~m]
+        out[f"{name}_n"] = int(m.sum())
+        out[f"{name}_mean_in"] = float(inside.mean()) if len(inside) else float("nan")
+        out[f"{name}_mean_out"] = float(outside.mean()) if len(outside) else float("nan")
+        out[f"{name}_diff"] = out[f"{name}_mean_in"] - out[f"{name}_mean_out"]
+        out[f"{name}_d"] = cohens_d(inside, outside)
+    return out
+
+
+def extreme_words(values: np.ndarray, words: Sequence[str], k: int, lowest: bool = False) -> list[tuple[str, float]]:
+    """The ``k`` distinct words with the highest (or lowest) single activations, with that activation."""
+    order = np.argsort(values if lowest else -values, kind="stable")
+    seen: dict[str, float] = {}
+    for t in order:
+        w = words[t]
+        if w not in seen:
+            seen[w] = float(values[t])
+            if len(seen) == k:
+                break
+    return list(seen.items())
+
+
+def _fmt(pairs: list[tuple[str, float]]) -> str:
+    return " ".join(f"{w}({v:+.2f})" for w, v in pairs)
+
+
+def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
+                    csv_path: str | os.PathLike, top_k: int, top_words: int) -> pd.DataFrame:
+    """Context effects and extreme words of the ``top_k`` ranked neurons of every layer and state."""
+    if top_k < 1 or top_words < 1:
+        raise ActivationsError(f"divergence.top_k={top_k} and divergence.top_words={top_words}: must be >= 1")
+    table = read_divergence(divergence_path)
+    rows = []
+    with open_activations(activations_path) as f:
+        if str(f.attrs["model"]) != str(table["model"].iloc[0]) or str(f.attrs["text"]) != str(table["text"].iloc[0]):
+            raise ActivationsError(f"{divergence_path} is for model {table['model'].iloc[0]} / text "
+                                   f"{table['text'].iloc[0]}, but {activations_path} for {f.attrs['model']} / "
+                                   f"{f.attrs['text']}")
+        words = read_words(f)
+        masks = context_masks(words)
+        for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
+            top = ranked(table, int(layer), str(state), top_k)
+            if top.empty:
+                continue
+            ds = state_dataset(f, int(layer), str(state))
+            cols = np.sort(top["neuron"].to_numpy())
+            values = ds[:, cols].astype(np.float64)  # only the top neurons: (T, k), one read
+            for r in top.itertuples():
+                v = values[:, int(np.searchsorted(cols, r.neuron))]
+                row = {"model": r.model, "text": r.text, "dropout": r.dropout, "layer": int(layer),
+                       "state": str(state), "neuron": int(r.neuron), "rank": int(r.rank), "kl_sum": r.kl_sum,
+                       "mean": float(v.mean())}
+                row.update(context_effects(v, masks))
+                best = max(CONTEXTS, key=lambda c: abs(row[f"{c}_d"]) if np.isfinite(row[f"{c}_d"]) else -1)
+                row["strongest_context"] = best
+                row["strongest_d"] = row[f"{best}_d"]
+                row["highest_words"] = _fmt(extreme_words(v, words, top_words))
+                row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True))
+                rows.append(row)
+    out = pd.DataFrame(rows)
+    with atomic_path(csv_path) as tmp:
+        out.to_csv(tmp, index=False, float_format="%.6g")
+    log.info("%d top neurons described; contexts in the text: %s", len(out),
+             ", ".join(f"{c} {int(masks[c].sum())}" for c in CONTEXTS))
+    return out
+
+
+SUMMARY_COLUMNS = ["model", "text", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
+                   "quote_d", "paren_d", "pre_number_d", "pre_eos_d", "highest_words", "lowest_words"]
+
+
+def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, per_group: int = 1
+                     ) -> pd.DataFrame:
+    """The short table of the report: the ``per_group`` top neurons of every model, text, layer and state."""
+    frames = []
+    for p in paths:
+        if not os.path.isfile(p):
+            raise ActivationsError(f"{p}: tracking table not found")
+        frames.append(pd.read_csv(p))
+    table = pd.concat(frames, ignore_index=True)
+    missing = [c for c in SUMMARY_COLUMNS if c not in table.columns]
+    if missing:
+        raise ActivationsError(f"tracking tables lack columns {', '.join(missing)}")
+    summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"])
+               .groupby(["model", "text", "layer", "state"], sort=False).head(per_group)[SUMMARY_COLUMNS])
+    with atomic_path(csv_path) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.3g")
+    return summary
