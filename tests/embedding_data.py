@@ -1,0 +1,127 @@
+"""Test data for the embedding and cluster stages: real activations of a small real LSTM.
+
+A small ``LSTMLanguageModel`` (briefly trained on WikiText-2's training split) reads
+a slice of the real test split; its per-layer hidden and cell states are written in
+the layout of ``results/activations/{model}/{text}.h5`` (tokens/ids, tokens/words,
+layer{l}/h, layer{l}/c, expectancy, log_expectancy, root attributes).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lstmscope.model import LSTMLanguageModel, ModelConfig
+from lstmscope.vocabulary import build_vocabulary, read_tokens
+
+WIKITEXT = Path(os.environ.get("LSTMSCOPE_WIKITEXT", Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
+
+
+def wikitext_split(split: str) -> Path:
+    path = WIKITEXT / f"{split}.txt"
+    if not path.is_file():
+        if os.environ.get("CI") == "true":
+            raise FileNotFoundError(f"{path}: WikiText-2 is missing (set LSTMSCOPE_WIKITEXT)")
+        pytest.skip(f"WikiText-2 not found at {WIKITEXT} (set LSTMSCOPE_WIKITEXT)")
+    return path
+
+
+def _states(model: LSTMLanguageModel, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-token h and c of every layer (layers, T, N) and the probability of each next token."""
+    layers, hidden = model.config.layers, model.config.hidden_size
+    h_all = np.empty((layers, len(ids), hidden), dtype=np.float32)
+    c_all = np.empty_like(h_all)
+    expectancy = np.full(len(ids), np.nan, dtype=np.float32)
+    state = model.init_hidden(1)
+    with torch.no_grad():
+        for t, token in enumerate(ids):
+            logits, state = model(torch.tensor([[int(token)]]), state)
+            h_all[:, t] = state[0][:, 0].numpy()
+            c_all[:, t] = state[1][:, 0].numpy()
+            if t + 1 < len(ids):
+                expectancy[t + 1] = torch.softmax(logits[0], dim=0)[int(ids[t + 1])].item()
+    return h_all, c_all, expectancy
+
+
+def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: int = 24, layers: int = 2,
+                      seed: int = 0, train_steps: int = 60, dtype: str = "float32") -> Path:
+    """Run a small LSTM over ``n_tokens`` tokens of the test split and write an activations file."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    train_tokens = read_tokens(wikitext_split("train"))[:20000]
+    test_tokens = read_tokens(wikitext_split("test"))[offset:offset + n_tokens]
+    vocab = build_vocabulary([train_tokens], max_size=1500)
+    model = LSTMLanguageModel(ModelConfig(len(vocab), 16, hidden, layers, 0.0))
+    # A few SGD steps (pytorch/examples recipe) so the states carry some language.
+    train_ids = torch.from_numpy(vocab.encode(train_tokens))
+    bptt, batch = 20, 16
+    data = train_ids[: (len(train_ids) // batch) * batch].view(batch, -1).t().contiguous()
+    model.train()
+    state = model.init_hidden(batch)
+    for step in range(train_steps):
+        i = (step * bptt) % (data.size(0) - bptt - 1)
+        x, y = data[i:i + bptt], data[i + 1:i + 1 + bptt]
+        state = tuple(s.detach() for s in state)
+        logits, state = model(x, state)
+        loss = torch.nn.functional.cross_entropy(logits, y.reshape(-1))
+        model.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        with torch.no_grad():  # plain SGD (torch.optim's import alone costs seconds)
+            for p in model.parameters():
+                p.add_(p.grad, alpha=-20.0)
+    model.eval()
+    ids = vocab.encode(test_tokens)
+    h_all, c_all, expectancy = _states(model, ids)
+    words = vocab.decode(ids)  # out-of-vocabulary words read as <unk>, as in the pipeline
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("tokens/ids", data=ids.astype(np.int32))
+        fh.create_dataset("tokens/words", data=words, dtype=h5py.string_dtype("utf-8"))
+        for layer in range(layers):
+            for name, values in (("h", h_all[layer]), ("c", c_all[layer])):
+                fh.create_dataset(f"layer{layer + 1}/{name}", data=values.astype(dtype),
+                                  chunks=(min(128, len(ids)), hidden))
+        fh.create_dataset("expectancy", data=expectancy)
+        fh.create_dataset("log_expectancy", data=np.log(expectancy))
+        fh.attrs.update({"provenance": json.dumps({"test": "embedding_data"}), "model": "d0.0_r0",
+                         "dropout": 0.0, "seed": seed, "checkpoint_sha256": "", "text": "test",
+                         "split": "test", "offset": offset, "n_tokens": len(ids)})
+    return path
+
+
+_CACHE: dict[int, dict] = {}
+
+
+def real_cluster_tables(n_tokens: int = 500, n_clusters: int = 8) -> dict[tuple[int, str, str], Path]:
+    """Cluster tables of every layer x state x linkage of a real run (activations -> t-SNE -> clusters),
+    computed once per test session in a temporary folder. Keys: (layer, state, linkage)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from lstmscope.cluster import cluster_tokens
+    from lstmscope.embedding import TSNESettings, embed_tsne
+
+    key = (n_tokens, n_clusters)
+    if key not in _CACHE:
+        base = Path(tempfile.mkdtemp(prefix="lstmscope-clusters-"))
+        atexit.register(shutil.rmtree, base, True)
+        h5 = write_activations(base / "test.h5", n_tokens=n_tokens)
+        settings = TSNESettings(pca_components=10, perplexity=15, n_iter=100, early_exaggeration_iter=50, seed=5)
+        tables = {}
+        for layer in (1, 2):
+            for state in ("h", "c"):
+                emb = base / f"layer{layer}_{state}.csv"
+                embed_tsne(h5, emb, layer, state, None, settings)
+                for linkage in ("single", "ward"):
+                    out = base / f"layer{layer}_{state}_{linkage}.csv"
+                    cluster_tokens(emb, out, linkage, n_clusters=n_clusters)
+                    tables[(layer, state, linkage)] = out
+        _CACHE[key] = {"dir": base, "activations": h5, "tables": tables}
+    return dict(_CACHE[key]["tables"])

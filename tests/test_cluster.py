@@ -1,0 +1,143 @@
+"""Stage cluster_tokens: exact single linkage from the Euclidean MST, ward with a memory limit."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.spatial.distance import pdist, squareform
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.metrics import adjusted_rand_score
+
+from embedding_data import write_activations
+from lstmscope.cluster import (canonical_labels, cluster_tokens, euclidean_mst, read_clusters, single_linkage,
+                               ward_linkage)
+from lstmscope.embedding import TSNESettings, embed_tsne, read_embedding
+
+
+def mixture(n: int, seed: int = 0) -> np.ndarray:
+    """Points like a t-SNE map: blobs of different size and spread, continuous coordinates."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-60, 60, size=(25, 2))
+    which = rng.choice(25, size=n, p=rng.dirichlet(np.ones(25)))
+    return centres[which] + rng.normal(size=(n, 2)) * rng.uniform(0.5, 4, size=25)[which, None]
+
+
+def assert_no_tied_distances(points: np.ndarray) -> None:
+    d = np.sort(pdist(points))
+    assert d[0] > 0 and np.all(np.diff(d) > 0), "test points must have distinct pairwise distances"
+
+
+@pytest.fixture(scope="module")
+def tsne_points(tmp_path_factory):
+    """A real embedding: t-SNE of a real LSTM's layer-2 cell states on 500 WikiText-2 tokens."""
+    base = tmp_path_factory.mktemp("cluster")
+    h5 = write_activations(base / "test.h5", n_tokens=500)
+    out = base / "layer2_c.csv"
+    embed_tsne(h5, out, 2, "c", None, TSNESettings(pca_components=10, perplexity=15, n_iter=100,
+                                                     early_exaggeration_iter=50, seed=3))
+    return out
+
+
+@pytest.mark.parametrize("n_clusters", [2, 12, 60])
+def test_single_linkage_equals_scikit_learn_on_3000_points(n_clusters):
+    points = mixture(3000, seed=n_clusters)
+    assert_no_tied_distances(points)
+    ours = single_linkage(points, n_clusters=n_clusters)
+    theirs = AgglomerativeClustering(n_clusters=n_clusters, linkage="single").fit_predict(points)
+    assert adjusted_rand_score(ours, theirs) == 1.0
+    np.testing.assert_array_equal(ours, canonical_labels(theirs))
+
+
+@pytest.mark.parametrize("threshold", [0.8, 2.5])
+def test_single_linkage_distance_threshold_equals_scikit_learn(threshold):
+    points = mixture(2000, seed=11)
+    ours = single_linkage(points, distance_threshold=threshold)
+    model = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, linkage="single")
+    theirs = model.fit_predict(points)
+    assert ours.max() + 1 == model.n_clusters_ > 1
+    np.testing.assert_array_equal(ours, canonical_labels(theirs))
+
+
+def test_single_linkage_equals_scikit_learn_on_a_real_embedding(tsne_points):
+    points = read_embedding(tsne_points)[["x", "y"]].to_numpy()
+    assert_no_tied_distances(points)
+    for k in (5, 12):
+        theirs = AgglomerativeClustering(n_clusters=k, linkage="single").fit_predict(points)
+        np.testing.assert_array_equal(single_linkage(points, n_clusters=k), canonical_labels(theirs))
+
+
+def test_euclidean_mst_has_the_weight_of_the_dense_minimum_spanning_tree():
+    points = mixture(800, seed=5)
+    i, j, w = euclidean_mst(points)
+    assert len(w) == 799
+    np.testing.assert_allclose(w, np.hypot(*(points[i] - points[j]).T))
+    dense = minimum_spanning_tree(squareform(pdist(points)))
+    assert w.sum() == pytest.approx(dense.sum(), rel=1e-12)
+
+
+def test_degenerate_inputs_collinear_duplicates_and_tiny():
+    # all on one line: the clusters are split at the two largest gaps (sizes 3, 2, 3; equal sizes
+    # numbered by first position)
+    x = np.array([0.0, 1.0, 1.5, 10.0, 10.2, 30.0, 30.5, 31.5])
+    line = np.column_stack([x, 2 * x + 1])
+    assert single_linkage(line, n_clusters=3).tolist() == [0, 0, 0, 2, 2, 1, 1, 1]
+    # coincident points are at distance 0 and always share a cluster
+    points = mixture(300, seed=2)
+    doubled = np.vstack([points, points[:50]])
+    labels = single_linkage(doubled, n_clusters=8)
+    np.testing.assert_array_equal(labels[300:], labels[:50])
+    theirs = AgglomerativeClustering(n_clusters=8, linkage="single").fit_predict(points)
+    assert adjusted_rand_score(labels[:300], theirs) == 1.0  # numbers differ: the copies add to sizes
+    assert single_linkage(np.array([[0.0, 0.0], [1.0, 1.0]]), n_clusters=2).tolist() == [0, 1]
+    assert single_linkage(np.array([[0.0, 0.0]]), n_clusters=1).tolist() == [0]
+
+
+def test_canonical_numbering_is_by_size_then_first_position():
+    # 3 and 9 have three members each; 3 appears first
+    assert canonical_labels(np.array([7, 3, 3, 9, 9, 9, 7, 3, 5])).tolist() == [2, 0, 0, 1, 1, 1, 2, 0, 3]
+    # equal sizes: the cluster that appears first in the text gets the lower number
+    assert canonical_labels(np.array(["b", "a", "b", "a"])).tolist() == [0, 1, 0, 1]
+
+
+def test_ward_labels_are_scikit_learns_renumbered():
+    points = mixture(1500, seed=4)
+    ours = ward_linkage(points, n_clusters=12)
+    theirs = AgglomerativeClustering(n_clusters=12, linkage="ward").fit_predict(points)
+    assert adjusted_rand_score(ours, theirs) == 1.0
+    sizes = np.bincount(ours)
+    assert np.all(np.diff(sizes) <= 0)
+
+
+def test_ward_refuses_more_points_than_the_limit_naming_it():
+    points = mixture(1001, seed=1)
+    with pytest.raises(ValueError, match=r"ward linkage of 1001 points needs about .* GB.*limit is 1000 points "
+                                         r"\(cluster\.ward_max_points\)"):
+        ward_linkage(points, n_clusters=5, max_points=1000)
+    assert ward_linkage(points[:1000], n_clusters=5, max_points=1000).max() == 4
+
+
+def test_bad_cuts_are_refused():
+    points = mixture(50)
+    with pytest.raises(ValueError, match="exactly one of n_clusters and distance_threshold"):
+        single_linkage(points)
+    with pytest.raises(ValueError, match="n_clusters=51"):
+        single_linkage(points, n_clusters=51)
+    with pytest.raises(ValueError, match=r"shape \(50, 3\)"):
+        single_linkage(np.zeros((50, 3)), n_clusters=2)
+
+
+def test_cluster_tokens_writes_the_table_with_clusters_numbered_from_one(tsne_points, tmp_path):
+    for linkage in ("single", "ward"):
+        out = tmp_path / f"{linkage}.csv"
+        cluster_tokens(tsne_points, out, linkage, n_clusters=7)
+        table = read_clusters(out)
+        embedding = read_embedding(tsne_points)
+        assert list(table.columns) == ["position", "word", "x", "y", "cluster"]
+        pd.testing.assert_frame_equal(table[["position", "word", "x", "y"]], embedding)
+        sizes = table["cluster"].value_counts().sort_index()
+        assert sizes.index.tolist() == list(range(1, 8))
+        assert sizes.is_monotonic_decreasing
+    with pytest.raises(ValueError, match="linkage 'average'"):
+        cluster_tokens(tsne_points, tmp_path / "x.csv", "average", n_clusters=3)
+    assert not (tmp_path / "x.csv").exists()

@@ -1,0 +1,137 @@
+"""Stage embed_tsne: reading one layer's states, PCA + openTSNE, the position/word/x/y table."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+
+from embedding_data import wikitext_split, write_activations
+from lstmscope.embedding import (TSNESettings, embed_states, embed_tsne, embedding_table, project_pca,
+                                 read_embedding, read_states, write_embedding)
+from lstmscope.vocabulary import read_tokens
+
+N_TOKENS = 600
+FAST = TSNESettings(pca_components=10, perplexity=15, n_iter=100, early_exaggeration_iter=50, seed=7)
+
+
+@pytest.fixture(scope="module")
+def activations(tmp_path_factory):
+    return write_activations(tmp_path_factory.mktemp("activations") / "d0.0_r0" / "test.h5", n_tokens=N_TOKENS)
+
+
+@pytest.fixture(scope="module")
+def embedded(activations, tmp_path_factory):
+    out = tmp_path_factory.mktemp("embedding") / "layer2_c.csv"
+    embed_tsne(activations, out, layer=2, state="c", max_tokens=400, settings=FAST)
+    return out
+
+
+def test_read_states_takes_the_first_tokens_of_one_layer_and_state(activations):
+    positions, words, states = read_states(activations, layer=2, state="c", max_tokens=250)
+    assert states.shape == (250, 24) and states.dtype == np.float32
+    assert positions.tolist() == list(range(250))
+    real = read_tokens(wikitext_split("test"))[:250]
+    # The words are the text's tokens; words outside the model's vocabulary read <unk>.
+    assert all(w == t or w == "<unk>" for w, t in zip(words, real))
+    assert sum(w == t for w, t in zip(words, real)) > 150
+    with h5py.File(activations) as fh:
+        np.testing.assert_array_equal(states, fh["layer2/c"][:250])
+        assert not np.array_equal(states, fh["layer2/h"][:250])
+    # max_tokens beyond the text: the whole text
+    assert read_states(activations, 1, "h", 10**6)[2].shape == (N_TOKENS, 24)
+
+
+def test_read_states_float16_file_gives_float32(tmp_path):
+    path = write_activations(tmp_path / "f16.h5", n_tokens=120, hidden=8, train_steps=0, dtype="float16")
+    _, _, states = read_states(path, 1, "h", None)
+    assert states.dtype == np.float32 and states.shape == (120, 8)
+
+
+def test_read_states_errors_name_the_file_and_the_dataset(activations, tmp_path):
+    with pytest.raises(KeyError, match=r"test\.h5.*'layer3/h'.*layer1, layer2"):
+        read_states(activations, 3, "h")
+    with pytest.raises(ValueError, match="state 'x'"):
+        read_states(activations, 1, "x")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        read_states(tmp_path / "missing.h5", 1, "h")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="junk.h5: not a readable HDF5"):
+        read_states(tmp_path / "junk.h5", 1, "h")
+
+
+def test_embedding_table_has_one_row_per_token(embedded, activations):
+    table = read_embedding(embedded)
+    assert list(table.columns) == ["position", "word", "x", "y"]
+    assert table["position"].tolist() == list(range(400))
+    _, words, _ = read_states(activations, 2, "c", 400)
+    assert table["word"].tolist() == words
+    assert np.isfinite(table[["x", "y"]].to_numpy()).all()
+    assert table[["x", "y"]].std().min() > 1.0  # spread out, not collapsed
+
+
+def test_tsne_keeps_neighbours_of_the_state_space(activations):
+    """Tokens whose states are near each other stay near each other in 2-D: far more of each point's
+    10 nearest neighbours are kept than a random map would keep (10/400)."""
+    _, _, states = read_states(activations, 2, "c", 400)
+    xy = embed_states(states, FAST, progress_every=0)
+    k = 10
+    high = cKDTree(project_pca(states, FAST.pca_components, FAST.seed)).query(
+        project_pca(states, FAST.pca_components, FAST.seed), k + 1)[1][:, 1:]
+    low = cKDTree(xy).query(xy, k + 1)[1][:, 1:]
+    kept = np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low)])
+    assert kept > 0.3, kept
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(activations):
+    _, _, states = read_states(activations, 1, "h", 300)
+    a = embed_states(states, FAST, progress_every=0)
+    b = embed_states(states, FAST, progress_every=0)
+    np.testing.assert_array_equal(a, b)
+    other = TSNESettings(**{**FAST.__dict__, "seed": FAST.seed + 1})
+    assert not np.allclose(a, embed_states(states, other, progress_every=0))
+
+
+def test_rerun_of_the_stage_writes_the_same_file(activations, embedded, tmp_path):
+    again = tmp_path / "again.csv"
+    embed_tsne(activations, again, layer=2, state="c", max_tokens=400, settings=FAST)
+    assert again.read_bytes() == embedded.read_bytes()
+
+
+def test_pca_reduces_to_the_configured_dimensions_and_skips_when_there_is_nothing_to_reduce(activations):
+    _, _, states = read_states(activations, 1, "c", 200)
+    reduced = project_pca(states, 5, seed=0)
+    assert reduced.shape == (200, 5)
+    # the first component carries the most variance
+    assert reduced.var(axis=0)[0] == pytest.approx(reduced.var(axis=0).max())
+    np.testing.assert_array_equal(project_pca(states, 50, seed=0), states.astype(np.float64))
+
+
+def test_too_high_perplexity_is_refused_with_the_limit(activations):
+    _, _, states = read_states(activations, 1, "h", 60)
+    with pytest.raises(ValueError, match=r"perplexity 30.* too large for 60 points.*19\.7"):
+        embed_states(states, TSNESettings(pca_components=10, perplexity=30, n_iter=50, seed=0))
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="pca_components=1"):
+        TSNESettings(pca_components=1)
+    with pytest.raises(ValueError, match="perplexity=0"):
+        TSNESettings(perplexity=0)
+
+
+def test_words_survive_the_csv_whatever_they_are(tmp_path):
+    words = ["null", "NaN", "NA", "", '"', ",", "<unk>", "a,b", "@-@", "Ryšánek", "None", "#"]
+    xy = np.arange(2 * len(words), dtype=float).reshape(-1, 2) / 3
+    path = tmp_path / "t.csv"
+    write_embedding(embedding_table(np.arange(len(words)), words, xy), path)
+    back = read_embedding(path)
+    assert back["word"].tolist() == words
+    np.testing.assert_allclose(back[["x", "y"]].to_numpy(), xy, atol=1e-6)
+
+
+def test_read_embedding_names_a_missing_column(tmp_path):
+    pd.DataFrame({"position": [0], "word": ["a"], "x": [0.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad\.csv: missing column\(s\) y"):
+        read_embedding(tmp_path / "bad.csv")

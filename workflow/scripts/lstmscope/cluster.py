@@ -1,0 +1,231 @@
+"""Agglomerative clustering of the 2-D token embedding: single and ward linkage.
+
+Single linkage is computed exactly from the Euclidean minimum spanning tree (EMST)
+of the points: every EMST edge is an edge of the Delaunay triangulation, so the
+EMST of n points in the plane is the minimum spanning tree of the O(n) Delaunay
+edges (scipy's ``Delaunay`` + ``minimum_spanning_tree``), O(n log n) in all.
+Cutting the k - 1 longest EMST edges gives the k single-linkage clusters;
+cutting every edge of length >= t gives the clusters of distance threshold t
+(scikit-learn's convention: clusters at or above the threshold are not merged).
+
+Ward linkage uses scikit-learn, which needs the n(n-1)/2 pairwise distances in
+memory; above a configured number of points it refuses with a message naming the
+limit.
+
+Cluster numbers are canonical: 0 is the largest cluster, ties broken by the
+first text position of a member, so the same partition always gets the same numbers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from scipy.spatial import Delaunay, QhullError, cKDTree
+
+from .atomic import atomic_path
+from .embedding import read_embedding
+
+log = logging.getLogger(__name__)
+
+LINKAGES = ("single", "ward")
+CLUSTER_COLUMNS = ("position", "word", "x", "y", "cluster")
+
+
+def canonical_labels(labels: np.ndarray) -> np.ndarray:
+    """Renumber a partition: 0 = largest cluster, ties by the first index of a member."""
+    labels = np.asarray(labels)
+    uniq, first, inverse, counts = np.unique(labels, return_index=True, return_inverse=True, return_counts=True)
+    order = np.lexsort((first, -counts))  # by size descending, then first member
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    return rank[inverse.ravel()]
+
+
+def _check_points(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points have shape {points.shape}; expected (n, 2)")
+    if not np.isfinite(points).all():
+        raise ValueError("points hold non-finite coordinates")
+    return points
+
+
+def _check_cut(n: int, n_clusters: int | None, distance_threshold: float | None) -> None:
+    if (n_clusters is None) == (distance_threshold is None):
+        raise ValueError("set exactly one of n_clusters and distance_threshold")
+    if n_clusters is not None and not 1 <= int(n_clusters) <= n:
+        raise ValueError(f"n_clusters={n_clusters}: must be between 1 and the number of points ({n})")
+    if distance_threshold is not None and not float(distance_threshold) > 0:
+        raise ValueError(f"distance_threshold={distance_threshold}: must be positive")
+
+
+def _delaunay_graph(points: np.ndarray) -> csr_matrix:
+    """The Delaunay triangulation of distinct points as a symmetric sparse graph of edge lengths.
+
+    Points Qhull leaves out of the triangulation (nearly coincident with another,
+    within rounding) are joined to their nearest triangulated point.
+    """
+    n = len(points)
+    tri = Delaunay(points)
+    indptr, indices = tri.vertex_neighbor_vertices
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    used = np.diff(indptr) > 0
+    if used.all():
+        w = np.hypot(*(points[rows] - points[indices]).T)
+        return csr_matrix((w, indices, indptr), shape=(n, n))
+    vertices, missing = np.flatnonzero(used), np.flatnonzero(~used)
+    _, nearest = cKDTree(points[vertices]).query(points[missing])
+    i = np.concatenate([rows, missing])
+    j = np.concatenate([indices, vertices[nearest]])
+    keep = i < j  # each triangulation edge is listed from both ends; keep one
+    keep[len(rows):] = True
+    i, j = i[keep], j[keep]
+    return coo_matrix((np.hypot(*(points[i] - points[j]).T), (i, j)), shape=(n, n)).tocsr()
+
+
+def _collinear_edges(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of the EMST of points that lie on one line: neighbours along the line."""
+    centred = points - points.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    if len(sv) > 1 and sv[1] > 1e-9 * max(sv[0], 1e-300):
+        raise ValueError("points are neither triangulable nor collinear")
+    order = np.argsort(centred @ vt[0], kind="stable")
+    return order[:-1], order[1:]
+
+
+def _distinct(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct points and, for every point, the index of its distinct copy."""
+    order = np.lexsort((points[:, 1], points[:, 0]))
+    s = points[order]
+    new = np.ones(len(points), dtype=bool)
+    new[1:] = (s[1:] != s[:-1]).any(axis=1)
+    if new.all():
+        return points, np.arange(len(points))
+    group = np.cumsum(new) - 1
+    inverse = np.empty(len(points), dtype=np.int64)
+    inverse[order] = group
+    return s[new], inverse
+
+
+def euclidean_mst(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges ``(i, j, length)`` of a Euclidean minimum spanning tree of distinct 2-D points.
+
+    n - 1 edges. Exact: the minimum spanning tree of the Delaunay edges.
+    """
+    points = _check_points(points)
+    n = len(points)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    try:
+        if n < 3:
+            raise QhullError("fewer than 3 points")
+        graph = _delaunay_graph(points)
+    except QhullError:  # fewer than three points, or all on one line
+        i, j = _collinear_edges(points)
+        graph = coo_matrix((np.hypot(*(points[i] - points[j]).T), (i, j)), shape=(n, n)).tocsr()
+    if (graph.data == 0).any():
+        raise ValueError("euclidean_mst needs distinct points")
+    mst = minimum_spanning_tree(graph, overwrite=True).tocoo()
+    if mst.nnz != n - 1:
+        raise RuntimeError(f"spanning tree has {mst.nnz} edges for {n} points (graph not connected)")
+    return mst.row.astype(np.int64), mst.col.astype(np.int64), mst.data.astype(np.float64)
+
+
+def single_linkage(points: np.ndarray, n_clusters: int | None = None,
+                   distance_threshold: float | None = None) -> np.ndarray:
+    """Single-linkage cluster labels (canonical numbering) of 2-D points, exact, O(n log n).
+
+    The same partition as scikit-learn's ``AgglomerativeClustering(linkage="single")``
+    for points whose pairwise distances have no ties at the cut.
+    """
+    points = _check_points(points)
+    n = len(points)
+    _check_cut(n, n_clusters, distance_threshold)
+    # Coincident points are at distance 0 and merge first: cluster the distinct points.
+    distinct, inverse = _distinct(points)
+    m = len(distinct)
+    if n_clusters is not None and int(n_clusters) > m:
+        raise ValueError(f"n_clusters={n_clusters}: only {m} distinct points")
+    i, j, w = euclidean_mst(distinct)
+    order = np.argsort(w, kind="stable")
+    if n_clusters is not None:
+        keep = order[: m - int(n_clusters)]  # drop the n_clusters - 1 longest edges
+    else:
+        keep = np.flatnonzero(w < float(distance_threshold))
+    forest = coo_matrix((np.ones(len(keep)), (i[keep], j[keep])), shape=(m, m))
+    _, labels = connected_components(forest, directed=False)
+    return canonical_labels(labels[inverse])
+
+
+def ward_memory_bytes(n: int) -> int:
+    """Memory of the condensed distance matrix ward linkage needs for n points (float64)."""
+    return 8 * n * (n - 1) // 2
+
+
+def ward_linkage(points: np.ndarray, n_clusters: int | None = None, distance_threshold: float | None = None,
+                 max_points: int = 60000) -> np.ndarray:
+    """Ward cluster labels (canonical numbering) via scikit-learn; refuses above ``max_points``."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    points = _check_points(points)
+    n = len(points)
+    _check_cut(n, n_clusters, distance_threshold)
+    if n > int(max_points):
+        raise ValueError(
+            f"ward linkage of {n} points needs about {ward_memory_bytes(n) / 1e9:.1f} GB for pairwise distances; "
+            f"the limit is {int(max_points)} points (cluster.ward_max_points): raise it or embed fewer tokens "
+            f"(embedding.max_tokens)")
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    model = AgglomerativeClustering(
+        n_clusters=None if n_clusters is None else int(n_clusters),
+        distance_threshold=None if distance_threshold is None else float(distance_threshold),
+        linkage="ward",
+        compute_full_tree=True if distance_threshold is not None else "auto",
+    )
+    return canonical_labels(model.fit_predict(points))
+
+
+def cluster_points(points: np.ndarray, linkage: str, n_clusters: int | None = None,
+                   distance_threshold: float | None = None, ward_max_points: int = 60000) -> np.ndarray:
+    if linkage == "single":
+        return single_linkage(points, n_clusters, distance_threshold)
+    if linkage == "ward":
+        return ward_linkage(points, n_clusters, distance_threshold, ward_max_points)
+    raise ValueError(f"linkage {linkage!r}: choose one of {', '.join(LINKAGES)}")
+
+
+def read_clusters(path: str | os.PathLike) -> pd.DataFrame:
+    """A cluster table (``position, word, x, y, cluster``), in text order."""
+    table = read_embedding(path, required=CLUSTER_COLUMNS)
+    return table.sort_values("position", kind="stable").reset_index(drop=True)
+
+
+def keyed_tables(paths: list[str], keys: list[list]) -> dict[tuple[int, str, str], str]:
+    """Pair a rule's cluster-table inputs with their (layer, state, linkage) keys, passed as a param."""
+    if len(paths) != len(keys):
+        raise ValueError(f"{len(paths)} cluster tables but {len(keys)} keys")
+    return {(int(k[0]), str(k[1]), str(k[2])): str(p) for k, p in zip(keys, paths)}
+
+
+def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, linkage: str,
+                   n_clusters: int | None = None, distance_threshold: float | None = None,
+                   ward_max_points: int = 60000) -> pd.DataFrame:
+    """Stage cluster_tokens: the embedding table plus a ``cluster`` column (1 = largest cluster)."""
+    table = read_embedding(embedding)
+    t0 = time.monotonic()
+    labels = cluster_points(table[["x", "y"]].to_numpy(), linkage, n_clusters, distance_threshold,
+                            ward_max_points)
+    table = table.loc[:, ["position", "word", "x", "y"]].copy()
+    table["cluster"] = labels + 1
+    sizes = np.bincount(labels)
+    log.info("%s linkage: %d points -> %d clusters in %.2f s; largest %s",
+             linkage, len(table), len(sizes), time.monotonic() - t0, sizes[:5].tolist())
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    return table

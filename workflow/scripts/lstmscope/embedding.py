@@ -1,0 +1,184 @@
+"""Representation of a word: every token of a text is a point in one layer's state space.
+
+``read_states`` takes one layer's hidden (``h``) or cell (``c``) state for the first
+tokens of an activations file; ``embed_tsne`` projects those points to two
+dimensions (PCA, then openTSNE with a fixed seed); the result is a table with one
+row per token: ``position, word, x, y``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from openTSNE import TSNE
+from sklearn.decomposition import PCA
+
+from .atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_COLUMNS = ("position", "word", "x", "y")
+
+
+def view_order(key: tuple[int, str]) -> tuple[int, int, str]:
+    """Layer by layer, hidden state before cell state."""
+    layer, state = key
+    return int(layer), {"h": 0, "c": 1}.get(state, 2), state
+
+
+@dataclass(frozen=True)
+class TSNESettings:
+    """Everything the projection depends on; the rule passes each value as a param."""
+
+    pca_components: int = 50
+    perplexity: float = 30.0
+    n_iter: int = 500
+    early_exaggeration_iter: int = 250
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if int(self.pca_components) < 2:
+            raise ValueError(f"pca_components={self.pca_components}: must be at least 2")
+        if not float(self.perplexity) > 0:
+            raise ValueError(f"perplexity={self.perplexity}: must be positive")
+        if int(self.n_iter) < 1:
+            raise ValueError(f"n_iter={self.n_iter}: must be at least 1")
+        if int(self.early_exaggeration_iter) < 0:
+            raise ValueError(f"early_exaggeration_iter={self.early_exaggeration_iter}: must be >= 0")
+
+
+def read_states(path: str | os.PathLike, layer: int, state: str, max_tokens: int | None = None
+                ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Positions, words and the ``state`` (``h`` or ``c``) of ``layer`` for the first ``max_tokens`` tokens.
+
+    Only the rows needed are read (datasets are chunked by rows). Returns
+    ``(positions int64 (T,), words, states float32 (T, N))``.
+    """
+    if state not in ("h", "c"):
+        raise ValueError(f"state {state!r}: must be 'h' (hidden) or 'c' (cell)")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: activations file not found")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 activations file ({exc})") from exc
+    with fh:
+        name = f"layer{int(layer)}/{state}"
+        if name not in fh:
+            layers = sorted(k for k in fh if k.startswith("layer"))
+            raise KeyError(f"{path}: no dataset {name!r}; the file has {', '.join(layers) or 'no layers'}")
+        if "tokens/words" not in fh:
+            raise KeyError(f"{path}: no dataset 'tokens/words'")
+        data = fh[name]
+        words_ds = fh["tokens/words"]
+        if data.ndim != 2 or data.shape[0] != words_ds.shape[0]:
+            raise ValueError(f"{path}: {name} has shape {data.shape}, expected ({words_ds.shape[0]}, neurons)")
+        n = data.shape[0] if max_tokens is None else min(int(max_tokens), data.shape[0])
+        if n < 2:
+            raise ValueError(f"{path}: {n} tokens; at least 2 are needed for an embedding")
+        states = np.asarray(data[:n], dtype=np.float32)
+        words = list(words_ds.asstr()[:n])
+    if not np.isfinite(states).all():
+        raise ValueError(f"{path}: {name} holds non-finite values in its first {n} rows")
+    return np.arange(n, dtype=np.int64), words, states
+
+
+def project_pca(states: np.ndarray, components: int, seed: int) -> np.ndarray:
+    """PCA to ``components`` dimensions (fewer when the data has fewer); float64 for openTSNE."""
+    k = min(int(components), states.shape[0], states.shape[1])
+    if k >= states.shape[1]:
+        # Nothing to reduce: PCA would only rotate the data; t-SNE needs no rotation.
+        return np.ascontiguousarray(states, dtype=np.float64)
+    return PCA(n_components=k, random_state=seed).fit_transform(states.astype(np.float64))
+
+
+def tsne(points: np.ndarray, settings: TSNESettings, n_jobs: int = 1, progress_every: int = 50) -> np.ndarray:
+    """openTSNE with ``settings``; deterministic for a fixed seed and ``n_jobs``.
+
+    ``n_iter`` is openTSNE's: iterations after the ``early_exaggeration_iter``
+    iterations of early exaggeration. Progress (KL divergence) is logged every
+    ``progress_every`` iterations.
+    """
+    n = points.shape[0]
+    if 3 * float(settings.perplexity) > n - 1:
+        raise ValueError(f"perplexity {settings.perplexity} is too large for {n} points: "
+                         f"it must be at most (points - 1) / 3 = {(n - 1) / 3:.1f}")
+    start = time.monotonic()
+    # Callbacks come every ``progress_every`` iterations of each phase, counted from 1 in each.
+    early = int(settings.early_exaggeration_iter) >= max(1, int(progress_every))
+    phase = {"name": "early exaggeration" if early else "main", "last": 0}
+
+    def report(iteration: int, error: float, embedding: np.ndarray) -> bool:
+        if iteration <= phase["last"]:  # openTSNE counts each phase from 1
+            phase["name"] = "main"
+        phase["last"] = iteration
+        log.info("t-SNE %s iteration %d: KL divergence %.4f (%.1f s)", phase["name"], iteration, error,
+                 time.monotonic() - start)
+        return False
+
+    model = TSNE(
+        n_components=2,
+        perplexity=float(settings.perplexity),
+        n_iter=int(settings.n_iter),
+        early_exaggeration_iter=int(settings.early_exaggeration_iter),
+        random_state=int(settings.seed),
+        n_jobs=int(n_jobs),
+        callbacks=report if progress_every else None,
+        callbacks_every_iters=max(1, int(progress_every)),
+        verbose=False,
+    )
+    return np.asarray(model.fit(points), dtype=np.float64)
+
+
+def embed_states(states: np.ndarray, settings: TSNESettings, n_jobs: int = 1,
+                 progress_every: int = 50) -> np.ndarray:
+    """PCA to ``settings.pca_components`` dimensions, then t-SNE to 2-D: (T, 2) float64."""
+    t0 = time.monotonic()
+    reduced = project_pca(states, settings.pca_components, settings.seed)
+    log.info("PCA %d -> %d dimensions for %d points in %.1f s",
+             states.shape[1], reduced.shape[1], states.shape[0], time.monotonic() - t0)
+    return tsne(reduced, settings, n_jobs=n_jobs, progress_every=progress_every)
+
+
+def embedding_table(positions: np.ndarray, words: list[str], xy: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"position": np.asarray(positions, dtype=np.int64), "word": list(words),
+                         "x": xy[:, 0], "y": xy[:, 1]})
+
+
+def write_embedding(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the table as CSV (atomically); coordinates with 6 decimals."""
+    with atomic_path(path) as tmp:
+        table.loc[:, list(EMBEDDING_COLUMNS) + [c for c in table.columns if c not in EMBEDDING_COLUMNS]].to_csv(
+            tmp, index=False, float_format="%.6f")
+
+
+def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDING_COLUMNS) -> pd.DataFrame:
+    """Read an embedding (or cluster) table; words stay strings ("null", "NaN" and "" are words too)."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, keep_default_na=False, na_filter=False, dtype={"word": str})
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable CSV table ({exc})") from exc
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    return table
+
+
+def embed_tsne(activations: str | os.PathLike, output: str | os.PathLike, layer: int, state: str,
+               max_tokens: int | None, settings: TSNESettings, n_jobs: int = 1) -> pd.DataFrame:
+    """Stage embed_tsne: one layer's states of one text -> ``position, word, x, y`` CSV."""
+    positions, words, states = read_states(activations, layer, state, max_tokens)
+    log.info("%s: layer %s state %s, %d tokens x %d neurons", activations, layer, state, *states.shape)
+    xy = embed_states(states, settings, n_jobs=n_jobs)
+    table = embedding_table(positions, words, xy)
+    write_embedding(table, output)
+    log.info("wrote %s (%d points)", output, len(table))
+    return table
