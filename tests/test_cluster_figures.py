@@ -1,0 +1,107 @@
+"""Figures 5.8-5.12 and the contiguity figure, drawn from a real run (PNG + SVG)."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedding_data import real_cluster_tables
+from lstmscope import cluster_figures as F
+from lstmscope.cluster import read_clusters
+from lstmscope.cluster_measures import cluster_measures, cluster_table
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return {k: read_clusters(p) for k, p in real_cluster_tables().items()}
+
+
+@pytest.fixture(autouse=True)
+def svg_text_as_text():
+    # Keep SVG text as <text> elements so that the test can read the numbers drawn.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        yield
+
+
+def svg_texts(path) -> list[str]:
+    root = ET.parse(path).getroot()
+    return [t.text.strip() for t in root.iter("{http://www.w3.org/2000/svg}text") if t.text and t.text.strip()]
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_numbered_clusters_carry_every_cluster_number(tables, tmp_path):
+    table = tables[(2, "c", "ward")]
+    F.numbered_clusters_figure(table, "layer 2 c ward", tmp_path / "n.png", tmp_path / "n.svg", dpi=60)
+    texts = svg_texts(tmp_path / "n.svg")
+    assert [t for t in texts if t.isdigit()] == [str(k) for k in range(1, 9)]
+    assert "layer 2 c ward" in texts
+    assert png_size(tmp_path / "n.png")[0] > 300
+
+
+def test_numbers_sit_on_their_cluster():
+    """label_anchor returns a member of the cluster, also for a ring-shaped cluster whose mean is empty."""
+    angle = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    x, y = np.cos(angle) * 10, np.sin(angle) * 10
+    ax, ay = F.label_anchor(x, y)
+    assert np.min(np.hypot(x - ax, y - ay)) == 0
+
+
+def test_ward_vs_single_side_by_side(tables, tmp_path):
+    pair = {"single": tables[(1, "h", "single")], "ward": tables[(1, "h", "ward")]}
+    F.ward_vs_single_figure(pair, "layer 1 h", tmp_path / "c.png", tmp_path / "c.svg", dpi=60)
+    texts = svg_texts(tmp_path / "c.svg")
+    titles = [t for t in texts if "linkage" in t]
+    assert titles[0].startswith("ward linkage: 8 clusters") and titles[1].startswith("single linkage: 8 clusters")
+    assert sum(t.isdigit() for t in texts) == 16
+    w, h = png_size(tmp_path / "c.png")
+    assert w > 1.6 * h  # two panels side by side
+
+
+def test_highlight_word_counts_the_word_in_every_panel(tables, tmp_path):
+    embeddings = {(layer, state): tables[(layer, state, "ward")][["position", "word", "x", "y"]]
+                  for layer in (1, 2) for state in ("h", "c")}
+    F.highlight_word_figure(embeddings, ".", "dots", tmp_path / "h.png", tmp_path / "h.svg", dpi=60)
+    n_dots = int((embeddings[(1, "h")]["word"] == ".").sum())
+    assert n_dots > 5
+    titles = [t for t in svg_texts(tmp_path / "h.svg") if "tokens are" in t]
+    assert titles == [f"layer {layer}, {name}: {n_dots} of 500 tokens are '.'"
+                      for layer in (1, 2) for name in ("hidden state h", "cell state c")]
+
+
+def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
+    table = tables[(2, "c", "single")]
+    clusters = cluster_table(table)
+    F.position_figure(table, clusters, "along the text", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=60)
+    text = " ".join(svg_texts(tmp_path / "p.svg"))
+    for row in clusters.head(3).itertuples():
+        assert f"{row.longest_span_length} tokens from position {row.longest_span_start}" in text
+    assert "position in the text (tokens)" in text
+
+
+def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path):
+    paths = real_cluster_tables()
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    _, other = cluster_measures(paths, "d0.8_r0", "test", shuffles=5)
+    both = pd.concat([measures, other], ignore_index=True)
+    F.contiguity_figure(both, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    texts = svg_texts(tmp_path / "k.svg")
+    assert "test: single linkage" in texts and "test: ward linkage" in texts
+    assert texts.count("d0.0_r0") == 2 and texts.count("d0.8_r0") == 2
+    assert [t for t in texts if re.fullmatch(r"L\d [hc]", t)][:4] == ["L1 h", "L1 c", "L2 h", "L2 c"]
+
+
+def test_every_figure_is_also_valid_svg(tmp_path, tables):
+    F.numbered_clusters_figure(tables[(1, "c", "single")], "t", tmp_path / "a.png", tmp_path / "a.svg", dpi=40)
+    root = ET.parse(tmp_path / "a.svg").getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    # the scatter is rasterised inside the SVG (small files at 18 000 points)
+    assert (tmp_path / "a.svg").stat().st_size < 400_000

@@ -1,0 +1,101 @@
+"""What the clusters hold: Table 5.1, word-class purity, contiguity against a shuffled baseline."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedding_data import real_cluster_tables
+from lstmscope.cluster import read_clusters
+from lstmscope.cluster_measures import (cluster_measures, cluster_table, expected_runs, mean_run_length,
+                                        partition_measures, runs, shuffled_run_length, top_words_html,
+                                        word_class)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return real_cluster_tables()
+
+
+def test_word_classes_of_wikitext_tokens():
+    cases = {"<eos>": "eos", "<unk>": "unk", ".": "punctuation", "@-@": "punctuation", "@,@": "punctuation",
+             '"': "punctuation", "1": "number", "000": "number", "1990s": "number", "3.5": "number",
+             "the": "function", "The": "function", "of": "function", "'s": "function", "n't": "function",
+             "Robert": "capitalized", "England": "capitalized", "actor": "content", "played": "content"}
+    assert {w: word_class(w) for w in cases} == cases
+
+
+def test_runs_and_mean_run_length():
+    labels = np.array([1, 1, 2, 2, 2, 3])
+    starts, lengths, values = runs(labels)
+    assert starts.tolist() == [0, 2, 5] and lengths.tolist() == [2, 3, 1] and values.tolist() == [1, 2, 3]
+    assert mean_run_length(labels) == 2.0
+    assert mean_run_length(np.array([4, 4, 4])) == 3.0
+    assert mean_run_length(np.array([1, 2, 1, 2])) == 1.0
+
+
+def test_shuffled_baseline_matches_the_closed_form_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), [400, 250, 150, 100, 60, 40])
+    mean, sd = shuffled_run_length(labels, shuffles=200, seed=1)
+    assert mean == pytest.approx(len(labels) / expected_runs(labels), rel=0.01)
+    assert 0 < sd < 0.1 * mean
+    assert shuffled_run_length(labels, 200, seed=1) == (mean, sd)
+    # the closed form itself, against counting runs of random orders
+    counted = np.mean([1 + np.count_nonzero(np.diff(rng.permutation(labels))) for _ in range(2000)])
+    assert expected_runs(labels) == pytest.approx(counted, rel=0.005)
+
+
+def test_contiguity_ratio_separates_spans_from_scattered_tokens():
+    words = ["w"] * 1000
+    blocks = np.repeat(np.arange(10), 100)  # ten spans of the text
+    scattered = np.random.default_rng(3).permutation(blocks)
+    spans = partition_measures(pd.DataFrame({"position": range(1000), "word": words, "cluster": blocks}), 50, 0)
+    noise = partition_measures(pd.DataFrame({"position": range(1000), "word": words, "cluster": scattered}), 50, 0)
+    assert spans["mean_run_length"] == 100.0 and spans["contiguity_ratio"] > 50
+    assert noise["contiguity_ratio"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_purity_is_one_when_clusters_are_word_classes():
+    words = [".", ",", "the", "of", "Paris", "London", "ran", "sat"] * 20
+    by_class = {c: i for i, c in enumerate(sorted({word_class(w) for w in words}))}
+    table = pd.DataFrame({"position": range(len(words)), "word": words,
+                          "cluster": [by_class[word_class(w)] for w in words]})
+    m = partition_measures(table, shuffles=10, seed=0)
+    assert m["purity"] == 1.0 and m["class_baseline"] == 0.25 and m["clusters"] == 4
+
+
+def test_table_5_1_counts_the_words_of_each_cluster(tables):
+    table = read_clusters(tables[(2, "c", "ward")])
+    clusters = cluster_table(table, top_words=5)
+    assert clusters["cluster"].tolist() == sorted(clusters["cluster"])
+    assert clusters["size"].sum() == len(table) and clusters["size"].is_monotonic_decreasing
+    for row in clusters.itertuples():
+        members = table[table.cluster == row.cluster]
+        counts = Counter(members["word"])
+        top = row.top_words.split(" · ")
+        assert len(top) == min(5, len(counts))
+        word, count = top[0].rsplit(" (", 1)
+        assert counts[word] == int(count.rstrip(")")) == max(counts.values())
+        classes = Counter(word_class(w) for w in members["word"])
+        assert row.majority_class in classes and row.purity == classes[row.majority_class] / row.size
+        # the longest span: consecutive tokens, all of this cluster, and no longer run exists
+        span = table.iloc[row.longest_span_start: row.longest_span_start + row.longest_span_length]
+        assert (span["cluster"] == row.cluster).all()
+        _, lengths, values = runs(table["cluster"].to_numpy())
+        assert row.longest_span_length == lengths[values == row.cluster].max()
+
+
+def test_measures_of_a_real_run_and_rendered_table(tables):
+    clusters, measures = cluster_measures(tables, "d0.0_r0", "test", top_words=6, shuffles=30, seed=0)
+    assert len(measures) == 8
+    assert set(zip(measures.layer, measures.state, measures.linkage)) == set(tables)
+    assert (measures["points"] == 500).all() and (measures["clusters"] == 8).all()
+    assert ((measures["purity"] >= measures["class_baseline"]) & (measures["purity"] <= 1)).all()
+    assert (measures["mean_run_length"] >= 1).all()
+    assert set(clusters.columns[:5]) == {"model", "text", "layer", "state", "linkage"}
+    page = top_words_html(clusters, measures, "Table 5.1 <test>")
+    assert "&lt;unk&gt;" in page and "<unk>" not in page and "Table 5.1 &lt;test&gt;" in page
+    assert page.count("<table>") == 8

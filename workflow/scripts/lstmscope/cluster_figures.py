@@ -1,0 +1,183 @@
+"""Figures of the token embedding and its clusters (thesis Figs. 5.8-5.12) and of contiguity.
+
+Every figure is saved as PNG and SVG (scatter points rasterised inside the SVG, so
+that 18 000 points stay a small file). Clusters are numbered by size (1 = largest);
+the 20 largest get their own colour and number, the rest are drawn grey.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .figures import plt, save_figure
+from .embedding import view_order
+
+COLOURED = 20
+OTHER = "#b0b0b0"
+STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
+
+
+def cluster_colours(clusters: np.ndarray) -> np.ndarray:
+    """RGBA colour of each point: tab20 for clusters 1-20, grey for the rest."""
+    palette = plt.get_cmap("tab20")
+    clusters = np.asarray(clusters)
+    colours = np.tile(np.array(plt.matplotlib.colors.to_rgba(OTHER)), (len(clusters), 1))
+    coloured = (clusters >= 1) & (clusters <= COLOURED)
+    colours[coloured] = palette((clusters[coloured] - 1) % 20)
+    return colours
+
+
+def point_size(n: int) -> float:
+    return float(np.clip(6000.0 / max(n, 1), 0.3, 12.0))
+
+
+def label_anchor(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """A member point near the cluster's middle (the member closest to the coordinate-wise median),
+    so a label sits on the cluster even when the cluster is not convex."""
+    mx, my = np.median(x), np.median(y)
+    i = int(np.argmin((x - mx) ** 2 + (y - my) ** 2))
+    return float(x[i]), float(y[i])
+
+
+def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED, fontsize: float = 8) -> None:
+    """Scatter of the points coloured by cluster, the ``numbered`` largest clusters numbered."""
+    x, y, c = table["x"].to_numpy(), table["y"].to_numpy(), table["cluster"].to_numpy()
+    order = np.argsort(-c, kind="stable")  # small clusters first, the largest drawn on top
+    ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=point_size(len(x)), linewidths=0,
+               rasterized=True)
+    # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
+    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+    for k in range(1, min(numbered, int(c.max())) + 1):
+        members = c == k
+        if members.any():
+            ax.text(*label_anchor(x[members], y[members]), str(k), fontsize=fontsize, fontweight="bold",
+                    ha="center", va="center", bbox=box)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+
+
+def _view(layer: int, state: str) -> str:
+    return f"layer {layer}, {STATE_NAMES.get(state, state)}"
+
+
+def ward_vs_single_figure(tables: Mapping[str, pd.DataFrame], title: str, png: str | os.PathLike,
+                          svg: str | os.PathLike, dpi: int = 150) -> None:
+    """Fig. 5.8: the same embedding clustered with ward (left) and single (right) linkage."""
+    order = [k for k in ("ward", "single") if k in tables] + [k for k in tables if k not in ("ward", "single")]
+    fig, axes = plt.subplots(1, len(order), figsize=(6 * len(order), 6), squeeze=False)
+    for ax, linkage in zip(axes[0], order):
+        table = tables[linkage]
+        draw_clusters(ax, table)
+        sizes = table["cluster"].value_counts()
+        ax.set_title(f"{linkage} linkage: {len(sizes)} clusters, largest {sizes.max() / len(table):.0%} of tokens",
+                     fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def numbered_clusters_figure(table: pd.DataFrame, title: str, png: str | os.PathLike, svg: str | os.PathLike,
+                             dpi: int = 150) -> None:
+    """Figs. 5.9/5.10: one clustering with its clusters numbered (1 = largest)."""
+    fig, ax = plt.subplots(figsize=(8, 8))
+    draw_clusters(ax, table, fontsize=10)
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], word: str, title: str,
+                          png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
+    """Fig. 5.11: every token grey, the tokens equal to ``word`` red; one panel per layer x state."""
+    keys = sorted(embeddings, key=view_order)
+    cols = min(2, len(keys))
+    rows = int(np.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 5.5 * rows), squeeze=False)
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.ravel(), keys):
+        table = embeddings[key]
+        hit = (table["word"] == word).to_numpy()
+        x, y = table["x"].to_numpy(), table["y"].to_numpy()
+        ax.scatter(x[~hit], y[~hit], c=OTHER, s=point_size(len(x)), linewidths=0, rasterized=True)
+        ax.scatter(x[hit], y[hit], c="#d62728", s=max(4.0, 2 * point_size(len(x))), linewidths=0,
+                   rasterized=True)
+        ax.set_title(f"{_view(*key)}: {int(hit.sum())} of {len(x)} tokens are {word!r}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=True)) or " "
+
+
+def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spans: int,
+                    png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
+    """Fig. 5.12: each token's cluster against its text position; below, the longest
+    text span of each of the ``spans`` largest clusters."""
+    table = table.sort_values("position", kind="stable")
+    pos, c = table["position"].to_numpy(), table["cluster"].to_numpy()
+    shown = clusters.sort_values("cluster").head(spans)
+    span_lines = [f"cluster {r.cluster} ({r.size} tokens, top: {r.top_words.split(' · ')[0]}) - longest span, "
+                  f"{r.longest_span_length} tokens from position {r.longest_span_start}: \u201c{r.longest_span_text}\u201d"
+                  for r in shown.itertuples()]
+    wrapped = [_wrap(line, 160) for line in span_lines]
+    text_lines = sum(w.count("\n") + 1 for w in wrapped) + len(wrapped)
+    n_clusters = int(c.max())
+    fig = plt.figure(figsize=(12, 3.5 + 0.12 * min(n_clusters, 40) + 0.22 * text_lines))
+    grid = fig.add_gridspec(2, 1, height_ratios=[3.5 + 0.12 * min(n_clusters, 40), 0.22 * text_lines + 0.3])
+    ax = fig.add_subplot(grid[0])
+    ax.scatter(pos, c, c=cluster_colours(c), s=6 if len(pos) < 5000 else 2, marker="|", linewidths=0.8,
+               rasterized=True)
+    ax.set_xlabel("position in the text (tokens)")
+    ax.set_ylabel("cluster (1 = largest)")
+    ax.set_ylim(n_clusters + 0.5, 0.5)
+    if n_clusters <= 40:
+        ax.set_yticks(range(1, n_clusters + 1))
+        ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlim(pos.min() - 0.5, pos.max() + 0.5)
+    for r in shown.itertuples():
+        ax.axvspan(r.longest_span_start - 0.5, r.longest_span_start + r.longest_span_length - 0.5,
+                   color=cluster_colours(np.array([r.cluster]))[0], alpha=0.25, linewidth=0)
+    ax.set_title(title, fontsize=11)
+    tx = fig.add_subplot(grid[1])
+    tx.axis("off")
+    tx.text(0, 1, "\n\n".join(wrapped), va="top", ha="left", fontsize=8, transform=tx.transAxes, wrap=False)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
+                      dpi: int = 150) -> None:
+    """Contiguity ratio (observed / shuffled mean run length) per layer x state, one bar per model,
+    one panel per linkage (and text)."""
+    panels = list(measures.groupby(["text", "linkage"], sort=True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5, 1.2 * measures["model"].nunique() + 3) * len(panels), 4.2),
+                             squeeze=False)
+    for ax, ((text, linkage), group) in zip(axes[0], panels):
+        views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
+        models = sorted(group["model"].unique())
+        width = 0.8 / len(models)
+        cmap = plt.get_cmap("viridis")
+        for k, model in enumerate(models):
+            rows = group[group.model == model].set_index(["layer", "state"])
+            values = [rows.loc[v, "contiguity_ratio"] if v in rows.index else np.nan for v in views]
+            ax.bar(np.arange(len(views)) + (k - (len(models) - 1) / 2) * width, values, width,
+                   color=cmap(k / max(1, len(models) - 1)), label=model)
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
+        ax.set_ylabel("mean run length / shuffled")
+        ax.set_title(f"{text}: {linkage} linkage", fontsize=10)
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)

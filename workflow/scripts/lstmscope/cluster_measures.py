@@ -1,0 +1,239 @@
+"""What the clusters hold: sizes, most frequent words (thesis Table 5.1), word-class
+purity, and contiguity along the text against a shuffled baseline.
+
+Contiguity is the mean run length of cluster labels read in text order: 1 when
+neighbouring tokens never share a cluster, the text length when one cluster holds
+everything. The baseline is the same labels in random order (same cluster sizes),
+so ``contiguity_ratio`` > 1 says that clusters are spans of the text rather than
+scattered tokens (the thesis's observation for second-layer cell states).
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections import Counter
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path, write_text
+
+#: Simple word classes, decided from the token alone (no tagger).
+WORD_CLASSES = ("eos", "unk", "punctuation", "number", "function", "capitalized", "content")
+
+FUNCTION_WORDS = frozenset("""
+a an the this that these those some any each every all both either neither no
+i me my mine we us our ours you your yours he him his she her hers it its they them their theirs
+one ones who whom whose which what where when why how there here
+of in on at by for with from to into onto upon about above below over under between among through
+during before after since until till against toward towards across along around behind beyond within
+without via per than as like
+and or but nor so yet if because although though while whereas unless whether
+be am is are was were been being have has had having do does did done
+will would shall should can could may might must
+not n't 's ' also only just very too then thus
+""".split())
+
+_NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*(?:s|st|nd|rd|th)?")
+
+
+def word_class(word: str) -> str:
+    """The simple class of a token: eos, unk, punctuation, number, function, capitalized or content."""
+    if word == "<eos>":
+        return "eos"
+    if word == "<unk>":
+        return "unk"
+    if not any(ch.isalnum() for ch in word):
+        return "punctuation"  # includes WikiText's @-@, @,@ and @.@
+    if _NUMBER.fullmatch(word):
+        return "number"
+    if word.lower() in FUNCTION_WORDS:
+        return "function"
+    if word[0].isupper():
+        return "capitalized"
+    return "content"
+
+
+def runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of equal labels: (start index, length, label) of each run, in order."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), labels[:0]
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [labels.size]]))
+    return starts, lengths, labels[starts]
+
+
+def mean_run_length(labels: np.ndarray) -> float:
+    """Number of tokens divided by the number of runs of equal labels along the text."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise ValueError("no labels")
+    return labels.size / (1 + np.count_nonzero(labels[1:] != labels[:-1]))
+
+
+def shuffled_run_length(labels: np.ndarray, shuffles: int, seed: int) -> tuple[float, float]:
+    """Mean and standard deviation of ``mean_run_length`` over ``shuffles`` random orders of the labels."""
+    if shuffles < 1:
+        raise ValueError(f"shuffles={shuffles}: must be at least 1")
+    rng = np.random.default_rng(seed)
+    values = np.array([mean_run_length(rng.permutation(labels)) for _ in range(int(shuffles))])
+    return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
+
+
+def expected_runs(labels: np.ndarray) -> float:
+    """Expected number of runs of a uniformly random order of ``labels`` (closed form)."""
+    n = len(labels)
+    if n < 2:
+        return float(n)
+    counts = np.bincount(pd.factorize(np.asarray(labels))[0]).astype(np.float64)
+    p_same = float((counts * (counts - 1)).sum() / (n * (n - 1)))
+    return 1.0 + (n - 1) * (1.0 - p_same)
+
+
+def _top_words(words: Iterable[str], k: int) -> list[tuple[str, int]]:
+    counts = Counter(words)
+    first: dict[str, int] = {}
+    for i, w in enumerate(words):
+        first.setdefault(w, i)
+    # Most frequent first; ties by first appearance, so the list is deterministic.
+    return sorted(counts.items(), key=lambda kv: (-kv[1], first[kv[0]]))[:k]
+
+
+def format_top_words(pairs: list[tuple[str, int]]) -> str:
+    return " · ".join(f"{w} ({c})" for w, c in pairs)
+
+
+def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12) -> pd.DataFrame:
+    """One row per cluster of a cluster table (``position, word, cluster``), largest first.
+
+    Columns: cluster, size, share, top_words, majority_class, purity, runs,
+    longest_span_start, longest_span_length, longest_span_text.
+    """
+    table = table.sort_values("position", kind="stable").reset_index(drop=True)
+    words = table["word"].astype(str).tolist()
+    labels = table["cluster"].to_numpy()
+    positions = table["position"].to_numpy()
+    classes = np.array([word_class(w) for w in words])
+    starts, lengths, run_labels = runs(labels)
+    rows = []
+    n = len(table)
+    for cluster in pd.unique(labels):
+        members = np.flatnonzero(labels == cluster)
+        cls, cls_count = Counter(classes[members]).most_common(1)[0]
+        mine = run_labels == cluster
+        best = np.flatnonzero(mine)[np.argmax(lengths[mine])]  # first longest run
+        s, length = int(starts[best]), int(lengths[best])
+        span = words[s:s + min(length, span_words)]
+        rows.append({
+            "cluster": int(cluster),
+            "size": len(members),
+            "share": len(members) / n,
+            "top_words": format_top_words(_top_words([words[i] for i in members], top_words)),
+            "majority_class": cls,
+            "purity": cls_count / len(members),
+            "runs": int(mine.sum()),
+            "longest_span_start": int(positions[s]),
+            "longest_span_length": length,
+            "longest_span_text": " ".join(span) + (" …" if length > span_words else ""),
+        })
+    out = pd.DataFrame(rows)
+    return out.sort_values(["size", "longest_span_start"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) -> dict[str, float]:
+    """Contiguity (observed and shuffled) and word-class purity of one clustering."""
+    table = table.sort_values("position", kind="stable")
+    labels = table["cluster"].to_numpy()
+    classes = [word_class(w) for w in table["word"].astype(str)]
+    observed = mean_run_length(labels)
+    shuffled, shuffled_sd = shuffled_run_length(labels, shuffles, seed)
+    joint = pd.crosstab(labels, np.array(classes))
+    sizes = np.bincount(pd.factorize(labels)[0])
+    return {
+        "points": len(labels),
+        "clusters": len(sizes),
+        "largest_share": float(sizes.max() / len(labels)),
+        "mean_run_length": observed,
+        "shuffled_run_length": shuffled,
+        "shuffled_sd": shuffled_sd,
+        "contiguity_ratio": observed / shuffled,
+        "purity": float(joint.max(axis=1).sum() / len(labels)),
+        "class_baseline": float(Counter(classes).most_common(1)[0][1] / len(labels)),
+    }
+
+
+def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], model: str, text: str,
+                     top_words: int = 10, shuffles: int = 100, seed: int = 0
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 5.1 (per cluster) and the measures (per layer x state x linkage) of one model's text.
+
+    ``cluster_files`` maps (layer, state, linkage) to a cluster table.
+    """
+    from .cluster import read_clusters
+
+    per_cluster, per_partition = [], []
+    for (layer, state, linkage), path in sorted(cluster_files.items()):
+        table = read_clusters(path)
+        key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage}
+        clusters = cluster_table(table, top_words=top_words)
+        for name, value in reversed(key.items()):
+            clusters.insert(0, name, value)
+        per_cluster.append(clusters)
+        per_partition.append({**key, **partition_measures(table, shuffles=shuffles, seed=seed)})
+    return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)
+
+
+def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; } td.num { text-align: right; }
+p.note { color: #555; font-size: 0.85em; max-width: 60em; }
+"""
+
+
+def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -> str:
+    """Table 5.1 rendered: one table per layer x state x linkage; every token escaped."""
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>",
+             "<p class='note'>Clusters numbered by size (1 = largest). Top words with their counts; "
+             "purity = share of the cluster's most common word class (eos, unk, punctuation, number, function, "
+             "capitalized, content); longest span = the longest run of consecutive tokens of the cluster in the "
+             "text. Contiguity = mean run length of cluster labels along the text, and the same for randomly "
+             "shuffled labels.</p>"]
+    for (layer, state, linkage), group in clusters.groupby(["layer", "state", "linkage"], sort=True):
+        m = measures[(measures.layer == layer) & (measures.state == state) & (measures.linkage == linkage)]
+        head = f"Layer {layer}, {'cell state c' if state == 'c' else 'hidden state h'}, {linkage} linkage"
+        parts.append(f"<h2>{esc(head)}</h2>")
+        if len(m):
+            r = m.iloc[0]
+            parts.append(f"<p class='note'>{int(r.points)} tokens, {int(r.clusters)} clusters; contiguity "
+                         f"{r.mean_run_length:.2f} vs {r.shuffled_run_length:.2f} shuffled "
+                         f"(ratio {r.contiguity_ratio:.2f}); purity {r.purity:.2f} vs {r.class_baseline:.2f} "
+                         f"for one cluster.</p>")
+        parts.append("<table><tr><th>cluster</th><th>size</th><th>share</th><th>most frequent words</th>"
+                     "<th>class</th><th>purity</th><th>longest span</th></tr>")
+        for r in group.itertuples():
+            span = f"{r.longest_span_length} tokens from {r.longest_span_start}: {r.longest_span_text}"
+            parts.append(f"<tr><td class='num'>{r.cluster}</td><td class='num'>{r.size}</td>"
+                         f"<td class='num'>{r.share:.3f}</td><td>{esc(r.top_words)}</td>"
+                         f"<td>{esc(r.majority_class)}</td><td class='num'>{r.purity:.2f}</td>"
+                         f"<td>{esc(span)}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_html(text: str, path: str | os.PathLike) -> None:
+    write_text(path, text)
