@@ -1,0 +1,148 @@
+"""The cluster explorer: one offline HTML file; rendered in headless Chromium (Debian's chromium)."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import skip_or_fail
+from embedding_data import real_cluster_tables, wikitext_split
+from lstmscope.cluster import read_clusters, single_linkage
+from lstmscope.explorer import SCALE, build_explorer, explorer_data, render_explorer
+from lstmscope.vocabulary import read_tokens
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return real_cluster_tables()
+
+
+@pytest.fixture(scope="module")
+def page(tables, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explorer") / "d0.0_r0_test.html"
+    build_explorer(tables, out, "explorer <d0.0_r0> & test", context_tokens=5)
+    return out
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium (or $CHROMIUM); the test skips without it, except on CI (CI=true) where it fails."""
+    for name in (os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    skip_or_fail("headless Chromium not found (apt-get install chromium)")
+
+
+def selftest(browser: str, path: Path, word: str, tmp_path: Path, budget_ms: int = 20000) -> dict:
+    """Open ``path?selftest=word`` in headless Chromium; return what the page's test hook wrote."""
+    url = path.resolve().as_uri() + "?" + urllib.parse.urlencode({"selftest": word})
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+           "--disable-extensions", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+           f"--virtual-time-budget={budget_ms}", "--dump-dom", url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="selftest"[^>]*>(.*?)</pre>', r.stdout, flags=re.S)
+    assert m and m.group(1).strip(), f"the page wrote no self-test result\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return json.loads(html.unescape(m.group(1)))
+
+
+def test_data_has_every_view_and_linkage(tables):
+    data = explorer_data(tables, "t", context_tokens=4)
+    first = read_clusters(tables[(1, "h", "single")])
+    assert data["words"] == first["word"].tolist() and data["first_position"] == 0
+    assert [(v["layer"], v["state"]) for v in data["views"]] == [(1, "h"), (1, "c"), (2, "h"), (2, "c")]
+    assert data["linkages"] == ["ward", "single"]
+    for view in data["views"]:
+        xy = np.array(view["xy"]).reshape(-1, 2)
+        assert xy.shape == (500, 2) and xy.min() >= 0 and xy.max() == SCALE
+        for linkage in ("single", "ward"):
+            table = read_clusters(tables[(view["layer"], view["state"], linkage)])
+            assert view["clusters"][linkage] == table["cluster"].tolist()
+        # integer grid keeps the picture: order of points along x is unchanged up to rounding
+        x = table["x"].to_numpy()
+        assert np.corrcoef(x, xy[:, 0])[0, 1] > 0.9999
+
+
+def test_page_is_self_contained_and_escapes_tokens(page):
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|<img|@import|https?://", text)
+    assert "<unk>" not in text and "<eos>" not in text  # tokens only inside escaped JSON
+    assert "<title>explorer &lt;d0.0_r0&gt; &amp; test</title>" in text
+    data = json.loads(re.search(r'<script type="application/json" id="lstmscope-data">(.*?)</script>', text,
+                                flags=re.S).group(1))
+    assert "<unk>" in data["words"]
+    assert page.stat().st_size < 300_000
+
+
+def test_tables_of_different_texts_are_refused(tables, tmp_path):
+    other = read_clusters(tables[(1, "c", "ward")])
+    other.loc[3, "word"] = "different"
+    other.to_csv(tmp_path / "other.csv", index=False)
+    mixed = dict(tables)
+    mixed[(1, "c", "ward")] = tmp_path / "other.csv"
+    with pytest.raises(ValueError, match=r"other\.csv: its tokens differ from those of"):
+        explorer_data(mixed, "t")
+    partial = {k: v for k, v in tables.items() if k != (2, "h", "ward")}
+    with pytest.raises(ValueError, match="layer 2 state h: no table for linkage ward"):
+        explorer_data(partial, "t")
+
+
+def test_template_placeholders_are_required(tmp_path):
+    (tmp_path / "t.html").write_text("<html>{{TITLE}}</html>")
+    with pytest.raises(ValueError, match=r"t\.html: template has no \{\{DATA\}\} placeholder"):
+        render_explorer({"title": "x"}, tmp_path / "t.html")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("word", [".", "<unk>"])
+def test_browser_renders_every_point_and_search_highlights_the_word(chromium, page, tables, word, tmp_path):
+    words = read_clusters(tables[(1, "h", "single")])["word"]
+    expected = [int(i) for i in np.flatnonzero(words.to_numpy() == word)]
+    assert len(expected) > 5
+    result = selftest(chromium, page, word, tmp_path)
+    assert result["errors"] == []
+    assert result["points"] == 500
+    assert [(v["layer"], v["state"], v["linkage"]) for v in result["views"]] == [
+        (layer, state, linkage) for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c"))
+        for linkage in ("ward", "single")]
+    assert all(v["drawn"] == 500 and v["clusters"] == 8 for v in result["views"])
+    assert result["search"]["positions"] == expected
+    assert result["search"]["highlighted"] == len(expected)
+    assert result["hover"]["word"] == word  # tooltip shows the token as text, <unk> included
+    first = read_clusters(tables[(1, "h", "ward")])  # the first view: layer 1 h, ward
+    cluster = int(first.loc[expected[0], "cluster"])
+    assert result["click"]["cluster"] == cluster
+    assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
+    assert result["click"]["rows"] == result["click"]["listed"] == min(500, result["click"]["size"])
+
+
+@pytest.mark.browser
+def test_browser_at_thesis_scale(chromium, tmp_path):
+    """18 000 tokens x 4 views x 2 linkages: a few MB, drawn on a canvas, every point rendered."""
+    n = 18000
+    words = read_tokens(wikitext_split("test"))[:n]
+    rng = np.random.default_rng(0)
+    tables = {}
+    for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
+        centres = rng.uniform(-50, 50, size=(30, 2))
+        xy = centres[rng.integers(0, 30, n)] + rng.normal(size=(n, 2)) * 3
+        for linkage, k in (("single", 12), ("ward", 40)):
+            path = tmp_path / f"layer{layer}_{state}_{linkage}.csv"
+            pd.DataFrame({"position": np.arange(n), "word": words, "x": xy[:, 0], "y": xy[:, 1],
+                          "cluster": single_linkage(xy, n_clusters=k) + 1}).to_csv(path, index=False)
+            tables[(layer, state, linkage)] = path
+    out = tmp_path / "thesis.html"
+    size = build_explorer(tables, out, "thesis scale")
+    assert size < 4_000_000
+    result = selftest(chromium, out, "the", tmp_path, budget_ms=60000)
+    assert result["errors"] == []
+    assert len(result["views"]) == 8 and all(v["drawn"] == n for v in result["views"])
+    assert result["search"]["highlighted"] == sum(w == "the" for w in words)

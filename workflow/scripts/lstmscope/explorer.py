@@ -1,0 +1,107 @@
+"""The cluster explorer (thesis Fig. 4.2): one self-contained, offline HTML file per model and text.
+
+Every token is a point on a <canvas>; the page lets one choose layer, state and
+linkage, hover a point to read its word in context, search a word to highlight its
+points, and click a cluster to list its tokens in context. All data and JavaScript
+are inline (no network access). Coordinates are rounded to integers on a
+0..``SCALE`` grid, which keeps the file small at 18 000 points x several views.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .atomic import write_text
+from .cluster import read_clusters
+from .embedding import view_order
+
+SCALE = 10000
+TEMPLATE = Path(__file__).with_name("explorer_template.html")
+
+
+def quantise(x: np.ndarray, y: np.ndarray, scale: int = SCALE) -> np.ndarray:
+    """Interleaved integer coordinates on a 0..scale grid; one scale for both axes (aspect kept)."""
+    lo_x, lo_y = x.min(), y.min()
+    span = max(x.max() - lo_x, y.max() - lo_y, 1e-12)
+    # Centre the shorter axis on the square grid.
+    off_x = (span - (x.max() - lo_x)) / 2
+    off_y = (span - (y.max() - lo_y)) / 2
+    qx = np.rint((x - lo_x + off_x) / span * scale).astype(np.int64)
+    qy = np.rint((y - lo_y + off_y) / span * scale).astype(np.int64)
+    return np.column_stack([qx, qy]).ravel()
+
+
+def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], title: str,
+                  context_tokens: int = 8) -> dict:
+    """The explorer's data: words, and per layer x state the coordinates and each linkage's clusters."""
+    if not cluster_files:
+        raise ValueError("the explorer needs at least one cluster table")
+    words: list[str] | None = None
+    positions: np.ndarray | None = None
+    reference = None
+    views: dict[tuple[int, str], dict] = {}
+    linkages: list[str] = []
+    for (layer, state, linkage), path in sorted(cluster_files.items()):
+        table = read_clusters(path)
+        if words is None:
+            words, positions, reference = table["word"].astype(str).tolist(), table["position"].to_numpy(), path
+            if not (np.diff(positions) == 1).all():
+                raise ValueError(f"{path}: positions are not consecutive tokens of the text")
+        elif len(table) != len(words) or not (table["position"].to_numpy() == positions).all() \
+                or table["word"].astype(str).tolist() != words:
+            raise ValueError(f"{path}: its tokens differ from those of {reference}; "
+                             "all tables of one explorer must come from the same text and max_tokens")
+        view = views.get((int(layer), state))
+        x, y = table["x"].to_numpy(float), table["y"].to_numpy(float)
+        if view is None:
+            view = views[(int(layer), state)] = {"layer": int(layer), "state": state,
+                                                 "xy": quantise(x, y).tolist(), "clusters": {}, "_xy": (x, y)}
+        elif not (np.allclose(view["_xy"][0], x) and np.allclose(view["_xy"][1], y)):
+            raise ValueError(f"{path}: its coordinates differ from the other linkage's table of "
+                             f"layer {layer} state {state}")
+        view["clusters"][linkage] = table["cluster"].astype(int).tolist()
+        if linkage not in linkages:
+            linkages.append(linkage)
+    for view in views.values():
+        view.pop("_xy")
+        missing = [k for k in linkages if k not in view["clusters"]]
+        if missing:
+            raise ValueError(f"layer {view['layer']} state {view['state']}: no table for linkage {missing[0]}")
+    order = {"ward": 0, "single": 1}
+    return {
+        "title": title,
+        "words": words,
+        "first_position": int(positions[0]),
+        "context": int(context_tokens),
+        "scale": SCALE,
+        "linkages": sorted(linkages, key=lambda k: (order.get(k, 9), k)),
+        "views": [views[k] for k in sorted(views, key=view_order)],
+    }
+
+
+def _script_json(data: dict) -> str:
+    """JSON that is safe inside a <script> element: no '<', '>' or '&' can end or open a tag."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_explorer(data: dict, template: str | os.PathLike = TEMPLATE) -> str:
+    page = Path(template).read_text(encoding="utf-8")
+    for placeholder in ("{{TITLE}}", "{{DATA}}"):
+        if placeholder not in page:
+            raise ValueError(f"{template}: template has no {placeholder} placeholder")
+    page = page.replace("{{TITLE}}", html.escape(data["title"]))
+    return page.replace("{{DATA}}", _script_json(data), 1)
+
+
+def build_explorer(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], output: str | os.PathLike,
+                   title: str, context_tokens: int = 8, template: str | os.PathLike = TEMPLATE) -> int:
+    """Stage explorer: write the HTML page; returns its size in bytes."""
+    page = render_explorer(explorer_data(cluster_files, title, context_tokens), template)
+    write_text(output, page)
+    return len(page.encode("utf-8"))
