@@ -1,0 +1,270 @@
+# Stage 5: representation of a word. Every token of an analysis text is a point whose coordinates
+# are one layer's hidden or cell state: t-SNE to 2-D, single and ward clusters, what the clusters
+# hold (Table 5.1, purity, contiguity), figures 5.8-5.12 and the interactive explorer (Fig. 4.2).
+
+EMBEDDING = config["embedding"]
+CLUSTER = config["cluster"]
+FIGURES = config["figures"]
+EMBED_MODELS = models_with_dropouts(EMBEDDING["dropouts"])
+EMBED_TEXTS = list(EMBEDDING["texts"])
+EMBED_VIEWS = [(int(layer), state) for layer in EMBEDDING["layers"] for state in EMBEDDING["states"]]
+LINKAGES = list(CLUSTER["linkages"])
+CLUSTER_KEYS = [[layer, state, linkage] for layer, state in EMBED_VIEWS for linkage in LINKAGES]
+EXPLORER_TEMPLATE = str(Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope" / "explorer_template.html")
+
+EMBEDDING_CSV = "results/embedding/{model}/{text}/layer{layer}_{state}.csv"
+CLUSTERS_CSV = "results/clusters/{model}/{text}/layer{layer}_{state}_{linkage}.csv"
+CLUSTER_FIGURES = "results/figures/clusters/{model}/{text}"
+CLUSTER_TABLES = "results/tables/clusters/{model}_{text}"
+WORD_REPORT = "Representation of a word"
+
+# Points per embedding, for memory estimates: at most max_tokens, at most the text's length.
+_MAX_POINTS = max([min(EMBEDDING["max_tokens"], config["texts"][t]["tokens"]) for t in EMBED_TEXTS] or [2])
+
+
+# The cluster tables of one model's text: {model} and {text} stay wildcards.
+CLUSTER_TABLES_OF_TEXT = expand(
+    CLUSTERS_CSV, zip,
+    layer=[k[0] for k in CLUSTER_KEYS], state=[k[1] for k in CLUSTER_KEYS], linkage=[k[2] for k in CLUSTER_KEYS],
+    allow_missing=True,
+)
+# ward: scipy's condensed distances (8 bytes x n^2/2) and a working copy; single linkage needs O(n).
+WARD_MEM_MB = 1000 + (8 * _MAX_POINTS * _MAX_POINTS) // 2**20
+
+
+rule embed_tsne:
+    output:
+        EMBEDDING_CSV,
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        code=lib("embedding", "joblog"),
+    params:
+        layer=lambda wildcards: int(wildcards.layer),
+        state="{state}",
+        max_tokens=EMBEDDING["max_tokens"],
+        pca_components=EMBEDDING["pca_components"],
+        perplexity=EMBEDDING["perplexity"],
+        n_iter=EMBEDDING["n_iter"],
+        early_exaggeration_iter=EMBEDDING["early_exaggeration_iter"],
+        seed=EMBEDDING["seed"],
+    # One thread: openTSNE's result depends on its thread count; parallelism comes from running
+    # the embeddings side by side.
+    threads: 1
+    log:
+        log_path("embed_tsne", "{model}/{text}/layer{layer}_{state}"),
+    benchmark:
+        benchmark_path("embed_tsne", "{model}/{text}/layer{layer}_{state}")
+    resources:
+        mem_mb=1000 + (_MAX_POINTS * config["architecture"]["hidden_size"] * 16) // 2**20 + _MAX_POINTS // 20,
+        runtime=20 + _MAX_POINTS // 300,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/embed_tsne.py"
+
+
+rule cluster_tokens:
+    output:
+        CLUSTERS_CSV,
+    input:
+        embedding=EMBEDDING_CSV,
+        code=lib("embedding", "cluster", "joblog"),
+    params:
+        linkage="{linkage}",
+        n_clusters=CLUSTER["n_clusters"],
+        distance_threshold=CLUSTER["distance_threshold"],
+        ward_max_points=CLUSTER["ward_max_points"],
+    threads: 1
+    log:
+        log_path("cluster_tokens", "{model}/{text}/layer{layer}_{state}_{linkage}"),
+    benchmark:
+        benchmark_path("cluster_tokens", "{model}/{text}/layer{layer}_{state}_{linkage}")
+    resources:
+        mem_mb=lambda wildcards: WARD_MEM_MB if wildcards.linkage == "ward" else 1000,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_tokens.py"
+
+
+rule cluster_measures:
+    output:
+        clusters=report(f"{CLUSTER_TABLES}_top_words.csv", caption="../report/cluster_top_words.rst",
+                        category=WORD_REPORT, subcategory="{model}",
+                        labels={"model": "{model}", "text": "{text}", "figure": "Table 5.1 (CSV)"}),
+        html=report(f"{CLUSTER_TABLES}_top_words.html", caption="../report/cluster_top_words.rst",
+                    category=WORD_REPORT, subcategory="{model}",
+                    labels={"model": "{model}", "text": "{text}", "figure": "Table 5.1"}),
+        measures=report(f"{CLUSTER_TABLES}_measures.csv", caption="../report/cluster_measures.rst",
+                        category=WORD_REPORT, subcategory="{model}",
+                        labels={"model": "{model}", "text": "{text}", "figure": "contiguity and purity (CSV)"}),
+    input:
+        tables=CLUSTER_TABLES_OF_TEXT,
+        code=lib("embedding", "cluster", "cluster_measures", "joblog"),
+    params:
+        views=CLUSTER_KEYS,
+        model="{model}",
+        text="{text}",
+        top_words=CLUSTER["top_words"],
+        shuffles=CLUSTER["shuffles"],
+        seed=EMBEDDING["seed"],
+    log:
+        log_path("cluster_measures", "{model}/{text}"),
+    benchmark:
+        benchmark_path("cluster_measures", "{model}/{text}")
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_measures.py"
+
+
+rule cluster_contiguity:
+    output:
+        table=report("results/tables/clusters/contiguity.csv", caption="../report/cluster_contiguity.rst",
+                     category=WORD_REPORT, subcategory="all models",
+                     labels={"model": "all", "text": "all", "figure": "contiguity vs shuffled (CSV)"}),
+        png=report("results/figures/clusters/contiguity.png", caption="../report/cluster_contiguity.rst",
+                   category=WORD_REPORT, subcategory="all models",
+                   labels={"model": "all", "text": "all", "figure": "contiguity vs shuffled"}),
+        svg="results/figures/clusters/contiguity.svg",
+    input:
+        measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
+        code=lib("cluster_measures", "figures", "cluster_figures", "embedding", "joblog"),
+    params:
+        dpi=FIGURES["dpi"],
+    log:
+        log_path("cluster_contiguity", "contiguity"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_contiguity.py"
+
+
+rule cluster_figures:
+    output:
+        numbered_png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_numbered.png",
+                            caption="../report/cluster_numbered.rst", category=WORD_REPORT, subcategory="{model}",
+                            labels={"model": "{model}", "text": "{text}",
+                                    "figure": "5.9/5.10 clusters, layer {layer} {state}, {linkage}"}),
+        numbered_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_numbered.svg",
+        position_png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.png",
+                            caption="../report/cluster_position.rst", category=WORD_REPORT, subcategory="{model}",
+                            labels={"model": "{model}", "text": "{text}",
+                                    "figure": "5.12 clusters along the text, layer {layer} {state}, {linkage}"}),
+        position_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.svg",
+    input:
+        table=CLUSTERS_CSV,
+        code=lib("embedding", "cluster", "cluster_measures", "figures", "cluster_figures", "joblog"),
+    params:
+        title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
+        spans=FIGURES["span_clusters"],
+        top_words=CLUSTER["top_words"],
+        dpi=FIGURES["dpi"],
+    log:
+        log_path("cluster_figures", "{model}/{text}/layer{layer}_{state}_{linkage}"),
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_figures.py"
+
+
+rule cluster_comparison:
+    output:
+        png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_ward_vs_single.png",
+                   caption="../report/cluster_comparison.rst", category=WORD_REPORT, subcategory="{model}",
+                   labels={"model": "{model}", "text": "{text}", "figure": "5.8 ward vs single, layer {layer} {state}"}),
+        svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_ward_vs_single.svg",
+    input:
+        ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
+        single=CLUSTERS_CSV.replace("{linkage}", "single"),
+        code=lib("embedding", "cluster", "figures", "cluster_figures", "joblog"),
+    params:
+        title="{model} · {text} · layer {layer} · state {state}",
+        dpi=FIGURES["dpi"],
+    log:
+        log_path("cluster_comparison", "{model}/{text}/layer{layer}_{state}"),
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_comparison.py"
+
+
+rule highlight_word:
+    output:
+        png=report(f"{CLUSTER_FIGURES}/highlight.png", caption="../report/highlight_word.rst",
+                   category=WORD_REPORT, subcategory="{model}",
+                   labels={"model": "{model}", "text": "{text}", "figure": "5.11 one word highlighted"}),
+        svg=f"{CLUSTER_FIGURES}/highlight.svg",
+    input:
+        embeddings=[EMBEDDING_CSV.replace("{layer}", str(layer)).replace("{state}", state)
+                    for layer, state in EMBED_VIEWS],
+        code=lib("embedding", "figures", "cluster_figures", "joblog"),
+    params:
+        views=[[layer, state] for layer, state in EMBED_VIEWS],
+        word=FIGURES["highlight_word"],
+        title="{model} · {text}",
+        dpi=FIGURES["dpi"],
+    log:
+        log_path("highlight_word", "{model}/{text}"),
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/highlight_word.py"
+
+
+rule explorer:
+    output:
+        report("results/explorer/{model}_{text}.html", caption="../report/explorer.rst",
+               category=WORD_REPORT, subcategory="{model}",
+               labels={"model": "{model}", "text": "{text}", "figure": "4.2 cluster explorer"}),
+    input:
+        tables=CLUSTER_TABLES_OF_TEXT,
+        template=EXPLORER_TEMPLATE,
+        code=lib("embedding", "cluster", "explorer", "joblog"),
+    params:
+        views=CLUSTER_KEYS,
+        title="lstmscope explorer · {model} · {text}",
+        context_tokens=FIGURES["explorer_context"],
+    log:
+        log_path("explorer", "{model}_{text}"),
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/explorer.py"
+
+
+ALL_TARGETS.extend(
+    expand(rules.cluster_measures.output, model=EMBED_MODELS, text=EMBED_TEXTS)
+    + expand(rules.highlight_word.output, model=EMBED_MODELS, text=EMBED_TEXTS)
+    + expand(rules.explorer.output, model=EMBED_MODELS, text=EMBED_TEXTS)
+    + expand(
+        [f"{CLUSTER_FIGURES}/layer{layer}_{state}_{linkage}_{kind}.{ext}"
+         for layer, state in EMBED_VIEWS for linkage in LINKAGES
+         for kind in ("numbered", "position") for ext in ("png", "svg")],
+        model=EMBED_MODELS, text=EMBED_TEXTS,
+    )
+    + (expand([f"{CLUSTER_FIGURES}/layer{layer}_{state}_ward_vs_single.{ext}"
+               for layer, state in EMBED_VIEWS for ext in ("png", "svg")],
+              model=EMBED_MODELS, text=EMBED_TEXTS)
+       if {"ward", "single"} <= set(LINKAGES) else [])
+    + (list(rules.cluster_contiguity.output) if EMBED_MODELS and EMBED_TEXTS else [])
+)

@@ -1,0 +1,116 @@
+"""snakemake --report on the tiny config: one HTML report with every figure and table, captioned;
+and the representation-of-a-word outputs of that run.
+
+Uses the session's complete tiny run (``tiny_run`` / ``tiny_workdir`` in conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY, snakemake
+
+pytestmark = pytest.mark.workflow
+
+CATEGORY = "Representation of a word"
+
+
+def tiny_config() -> dict:
+    return yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run) -> tuple[Path, str]:
+    """The report of the finished tiny run (built in a restored copy of it)."""
+    work = tiny_run / "work"  # restored as tiny_workdir does: the recorded inputs hold absolute paths
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(tiny_run / "pristine", work, symlinks=True)
+    snakemake(work, *TINY, "--report", "results/report.html", timeout=600)
+    path = work / "results" / "report.html"
+    assert path.is_file()
+    return work, path.read_text(encoding="utf-8")
+
+
+def reported(text: str) -> dict[str, dict]:
+    """The report's results: {path: {caption, labels, ...}} (a JSON object in <script id="results">)."""
+    m = re.search(r'<script id="results">\s*var results = (\{.*?\});?\s*</script>', text, flags=re.S)
+    assert m, "no results table in the report"
+    return json.loads(m.group(1))
+
+
+def test_report_holds_every_figure_of_the_project(report):
+    work, text = report
+    embedded = set(reported(text))
+    figures = {str(p.relative_to(work)) for p in (work / "results" / "figures").rglob("*.png")}
+    assert figures, "the tiny run made no figures"
+    assert figures <= embedded, f"figures missing from the report: {sorted(figures - embedded)}"
+    explorers = {str(p.relative_to(work)) for p in (work / "results" / "explorer").glob("*.html")}
+    assert explorers and explorers <= embedded
+
+
+def test_report_holds_every_table_of_the_project(report):
+    work, text = report
+    embedded = set(reported(text))
+    tables = {str(p.relative_to(work)) for p in (work / "results" / "tables").rglob("*.csv")}
+    assert tables, "the tiny run made no tables"
+    assert tables <= embedded, f"tables missing from the report: {sorted(tables - embedded)}"
+
+
+def test_report_shows_the_word_stage_with_captions(report):
+    work, text = report
+    assert CATEGORY in text
+    results = reported(text)
+    embedded = set(results)
+    cfg = tiny_config()
+    models = ["d0.0_r0", "d0.5_r0"]
+    assert cfg["embedding"]["dropouts"] == [0.0, 0.5]
+    for model in models:
+        base = f"results/figures/clusters/{model}/test"
+        for layer in (1, 2):
+            for state in ("h", "c"):
+                assert f"{base}/layer{layer}_{state}_ward_vs_single.png" in embedded
+                for linkage in ("single", "ward"):
+                    assert f"{base}/layer{layer}_{state}_{linkage}_numbered.png" in embedded
+                    assert f"{base}/layer{layer}_{state}_{linkage}_position.png" in embedded
+        assert f"{base}/highlight.png" in embedded
+        assert f"results/tables/clusters/{model}_test_top_words.html" in embedded
+        assert f"results/explorer/{model}_test.html" in embedded
+    assert "results/figures/clusters/contiguity.png" in embedded
+    mine = [p for p in embedded if "/clusters/" in p or "/explorer/" in p]
+    assert all(results[p]["caption"].strip() for p in mine), "every output of the stage has a caption"
+    # captions are rendered with the job's wildcards
+    for phrase in ("thesis Fig. 5.8", "thesis Figs. 5.9 and 5.10", "thesis Fig. 5.11", "thesis Fig. 5.12",
+                   "thesis Table 5.1", "thesis Fig. 4.2", "model d0.5_r0"):
+        assert phrase in text, phrase
+
+
+def test_word_stage_outputs_of_the_tiny_run(tiny_run):
+    results = tiny_run / "pristine" / "results"
+    cfg = tiny_config()
+    n = min(cfg["embedding"]["max_tokens"], cfg["texts"]["test"]["tokens"])
+    k = cfg["cluster"]["n_clusters"]
+    for model in ("d0.0_r0", "d0.5_r0"):
+        for layer in (1, 2):
+            for state in ("h", "c"):
+                emb = pd.read_csv(results / "embedding" / model / "test" / f"layer{layer}_{state}.csv",
+                                  keep_default_na=False)
+                assert emb["position"].tolist() == list(range(n))
+                for linkage in ("single", "ward"):
+                    cl = pd.read_csv(results / "clusters" / model / "test" / f"layer{layer}_{state}_{linkage}.csv",
+                                     keep_default_na=False)
+                    assert cl["word"].tolist() == emb["word"].tolist()
+                    assert sorted(cl["cluster"].unique()) == list(range(1, k + 1))
+        measures = pd.read_csv(results / "tables" / "clusters" / f"{model}_test_measures.csv")
+        assert len(measures) == 8 and (measures["points"] == n).all()
+        page = (results / "explorer" / f"{model}_test.html").read_text(encoding="utf-8")
+        data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page, flags=re.S).group(1))
+        assert len(data["words"]) == n and len(data["views"]) == 4
+    contiguity = pd.read_csv(results / "tables" / "clusters" / "contiguity.csv")
+    assert len(contiguity) == 16
