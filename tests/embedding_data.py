@@ -1,9 +1,8 @@
 """Test data for the embedding and cluster stages: real activations of a small real LSTM.
 
 A small ``LSTMLanguageModel`` (briefly trained on WikiText-2's training split) reads
-a slice of the real test split; its per-layer hidden and cell states are written in
-the layout of ``results/activations/{model}/{text}.h5`` (tokens/ids, tokens/words,
-layer{l}/h, layer{l}/c, expectancy, log_expectancy, root attributes).
+a slice of the real test split; the pipeline's own writer (``lstmscope.activations``)
+stores its per-layer hidden and cell states as ``results/activations/{model}/{text}.h5``.
 """
 from __future__ import annotations
 
@@ -11,11 +10,10 @@ import json
 import os
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
 import torch
 
+from lstmscope.activations import write_activations as write_activations_file
 from lstmscope.model import LSTMLanguageModel, ModelConfig
 from lstmscope.vocabulary import build_vocabulary, read_tokens
 
@@ -29,23 +27,6 @@ def wikitext_split(split: str) -> Path:
             raise FileNotFoundError(f"{path}: WikiText-2 is missing (set LSTMSCOPE_WIKITEXT)")
         pytest.skip(f"WikiText-2 not found at {WIKITEXT} (set LSTMSCOPE_WIKITEXT)")
     return path
-
-
-def _states(model: LSTMLanguageModel, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-token h and c of every layer (layers, T, N) and the probability of each next token."""
-    layers, hidden = model.config.layers, model.config.hidden_size
-    h_all = np.empty((layers, len(ids), hidden), dtype=np.float32)
-    c_all = np.empty_like(h_all)
-    expectancy = np.full(len(ids), np.nan, dtype=np.float32)
-    state = model.init_hidden(1)
-    with torch.no_grad():
-        for t, token in enumerate(ids):
-            logits, state = model(torch.tensor([[int(token)]]), state)
-            h_all[:, t] = state[0][:, 0].numpy()
-            c_all[:, t] = state[1][:, 0].numpy()
-            if t + 1 < len(ids):
-                expectancy[t + 1] = torch.softmax(logits[0], dim=0)[int(ids[t + 1])].item()
-    return h_all, c_all, expectancy
 
 
 def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: int = 24, layers: int = 2,
@@ -77,21 +58,12 @@ def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: 
                 p.add_(p.grad, alpha=-20.0)
     model.eval()
     ids = vocab.encode(test_tokens)
-    h_all, c_all, expectancy = _states(model, ids)
     words = vocab.decode(ids)  # out-of-vocabulary words read as <unk>, as in the pipeline
+    attrs = {"provenance": json.dumps({"test": "embedding_data"}), "model": "d0.0_r0", "dropout": 0.0,
+             "seed": seed, "checkpoint_sha256": "", "text": "test", "split": "test", "offset": offset,
+             "n_tokens": len(ids)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as fh:
-        fh.create_dataset("tokens/ids", data=ids.astype(np.int32))
-        fh.create_dataset("tokens/words", data=words, dtype=h5py.string_dtype("utf-8"))
-        for layer in range(layers):
-            for name, values in (("h", h_all[layer]), ("c", c_all[layer])):
-                fh.create_dataset(f"layer{layer + 1}/{name}", data=values.astype(dtype),
-                                  chunks=(min(128, len(ids)), hidden))
-        fh.create_dataset("expectancy", data=expectancy)
-        fh.create_dataset("log_expectancy", data=np.log(expectancy))
-        fh.attrs.update({"provenance": json.dumps({"test": "embedding_data"}), "model": "d0.0_r0",
-                         "dropout": 0.0, "seed": seed, "checkpoint_sha256": "", "text": "test",
-                         "split": "test", "offset": offset, "n_tokens": len(ids)})
+    write_activations_file(model, ids, words, path, dtype=dtype, chunk_tokens=128, attrs=attrs, progress=False)
     return path
 
 
