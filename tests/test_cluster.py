@@ -138,6 +138,9 @@ def test_cluster_tokens_writes_the_table_with_clusters_numbered_from_one(tsne_po
         sizes = table["cluster"].value_counts().sort_index()
         assert sizes.index.tolist() == list(range(1, 8))
         assert sizes.is_monotonic_decreasing
+    with pytest.raises(ValueError, match=r"layer2_c\.csv: n_clusters=501: must be between 1 and the number of "
+                                         r"points \(500\)"):
+        cluster_tokens(tsne_points, tmp_path / "x.csv", "single", n_clusters=501)
     with pytest.raises(ValueError, match="linkage 'average'"):
         cluster_tokens(tsne_points, tmp_path / "x.csv", "average", n_clusters=3)
     assert not (tmp_path / "x.csv").exists()

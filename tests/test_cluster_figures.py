@@ -83,7 +83,7 @@ def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     F.position_figure(table, clusters, "along the text", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=60)
     text = " ".join(svg_texts(tmp_path / "p.svg"))
     for row in clusters.head(3).itertuples():
-        assert f"{row.longest_span_length} tokens from position {row.longest_span_start}" in text
+        assert f"{F.tokens(row.longest_span_length)} from position {row.longest_span_start}" in text
     assert "position in the text (tokens)" in text
 
 

@@ -114,6 +114,13 @@ def test_too_high_perplexity_is_refused_with_the_limit(activations):
         embed_states(states, TSNESettings(pca_components=10, perplexity=30, n_iter=50, seed=0))
 
 
+def test_the_stage_names_the_file_a_setting_does_not_fit(activations, tmp_path):
+    with pytest.raises(ValueError, match=r"test\.h5 layer 1 state h: perplexity 30.* too large for 60 points"):
+        embed_tsne(activations, tmp_path / "e.csv", 1, "h", 60,
+                   TSNESettings(pca_components=10, perplexity=30, n_iter=50, seed=0))
+    assert not (tmp_path / "e.csv").exists()
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="pca_components=1"):
         TSNESettings(pca_components=1)

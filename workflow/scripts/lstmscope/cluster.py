@@ -76,8 +76,12 @@ def _delaunay_graph(points: np.ndarray) -> csr_matrix:
     rows = np.repeat(np.arange(n), np.diff(indptr))
     used = np.diff(indptr) > 0
     if used.all():
-        w = np.hypot(*(points[rows] - points[indices]).T)
-        return csr_matrix((w, indices, indptr), shape=(n, n))
+        # Each edge is listed from both ends; keep one direction (half the edges for the MST to sort).
+        one = rows < indices
+        rows, cols = rows[one], indices[one]
+        half_indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+        w = np.hypot(*(points[rows] - points[cols]).T)
+        return csr_matrix((w, cols, half_indptr), shape=(n, n))
     vertices, missing = np.flatnonzero(used), np.flatnonzero(~used)
     _, nearest = cKDTree(points[vertices]).query(points[missing])
     i = np.concatenate([rows, missing])
@@ -219,8 +223,11 @@ def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, link
     """Stage cluster_tokens: the embedding table plus a ``cluster`` column (1 = largest cluster)."""
     table = read_embedding(embedding)
     t0 = time.monotonic()
-    labels = cluster_points(table[["x", "y"]].to_numpy(), linkage, n_clusters, distance_threshold,
-                            ward_max_points)
+    try:
+        labels = cluster_points(table[["x", "y"]].to_numpy(), linkage, n_clusters, distance_threshold,
+                                ward_max_points)
+    except ValueError as exc:  # name the input whose size or coordinates the settings do not fit
+        raise ValueError(f"{embedding}: {exc}") from exc
     table = table.loc[:, ["position", "word", "x", "y"]].copy()
     table["cluster"] = labels + 1
     sizes = np.bincount(labels)

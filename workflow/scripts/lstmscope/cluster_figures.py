@@ -115,6 +115,10 @@ def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], wo
     save_figure(fig, png, svg, dpi=dpi)
 
 
+def tokens(n: int) -> str:
+    return f"{n} token" if n == 1 else f"{n} tokens"
+
+
 def _wrap(text: str, width: int) -> str:
     import textwrap
 
@@ -128,8 +132,9 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     table = table.sort_values("position", kind="stable")
     pos, c = table["position"].to_numpy(), table["cluster"].to_numpy()
     shown = clusters.sort_values("cluster").head(spans)
-    span_lines = [f"cluster {r.cluster} ({r.size} tokens, top: {r.top_words.split(' · ')[0]}) - longest span, "
-                  f"{r.longest_span_length} tokens from position {r.longest_span_start}: \u201c{r.longest_span_text}\u201d"
+    span_lines = [f"cluster {r.cluster} ({tokens(r.size)}, top: {r.top_words.split(' · ')[0]}) - longest span, "
+                  f"{tokens(r.longest_span_length)} from position {r.longest_span_start}: "
+                  f"\u201c{r.longest_span_text}\u201d"
                   for r in shown.itertuples()]
     wrapped = [_wrap(line, 160) for line in span_lines]
     text_lines = sum(w.count("\n") + 1 for w in wrapped) + len(wrapped)

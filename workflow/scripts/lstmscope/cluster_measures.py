@@ -225,7 +225,8 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
         parts.append("<table><tr><th>cluster</th><th>size</th><th>share</th><th>most frequent words</th>"
                      "<th>class</th><th>purity</th><th>longest span</th></tr>")
         for r in group.itertuples():
-            span = f"{r.longest_span_length} tokens from {r.longest_span_start}: {r.longest_span_text}"
+            n = r.longest_span_length
+            span = f"{n} token{'' if n == 1 else 's'} from {r.longest_span_start}: {r.longest_span_text}"
             parts.append(f"<tr><td class='num'>{r.cluster}</td><td class='num'>{r.size}</td>"
                          f"<td class='num'>{r.share:.3f}</td><td>{esc(r.top_words)}</td>"
                          f"<td>{esc(r.majority_class)}</td><td class='num'>{r.purity:.2f}</td>"

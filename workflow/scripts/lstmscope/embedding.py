@@ -177,7 +177,10 @@ def embed_tsne(activations: str | os.PathLike, output: str | os.PathLike, layer:
     """Stage embed_tsne: one layer's states of one text -> ``position, word, x, y`` CSV."""
     positions, words, states = read_states(activations, layer, state, max_tokens)
     log.info("%s: layer %s state %s, %d tokens x %d neurons", activations, layer, state, *states.shape)
-    xy = embed_states(states, settings, n_jobs=n_jobs)
+    try:
+        xy = embed_states(states, settings, n_jobs=n_jobs)
+    except ValueError as exc:  # name the input: a setting that does not fit this text
+        raise ValueError(f"{activations} layer {layer} state {state}: {exc}") from exc
     table = embedding_table(positions, words, xy)
     write_embedding(table, output)
     log.info("wrote %s (%d points)", output, len(table))
