@@ -1,0 +1,397 @@
+"""Shared fixtures and helpers for the workflow tests (Snakemake run through its command line).
+
+Helpers (import them with ``from conftest import ...``):
+
+- ``copy_repo(dest)``            a copy of the workflow (Snakefile, workflow/, config, profiles, presets,
+                                 envs, tests/config) with the tiny config's data URL pointed at the local
+                                 WikiText-2; never results/, .snakemake/ or .venv/
+- ``snakemake(workdir, *args)``  run the snakemake command line in a copy (its own library first on the
+                                 Python path); returns the CompletedProcess, fails the test on error
+- ``TINY``                       the arguments that select the tiny experiment
+- ``planned_jobs(workdir, ...)`` the jobs a dry run plans: [PlannedJob(rule, wildcards, reason)]
+- ``planned_rules(workdir, ...)``  Counter rule -> number of planned jobs
+- ``rule_graph(workdir, ...)``   {rule: set of rules that consume its output}
+- ``downstream(graph, rules)``   the rules and everything that depends on them
+- ``detailed_summary(workdir)``  {output file: OutputRecord(rule, inputs, status, plan)}
+- ``edit_yaml(path, edit)``      change a YAML file (a config) in place
+- ``assert_same_results(a, b)``  tables (CSV) and HDF5 files under results/ equal in content
+- ``assert_same_models(a, b)``   checkpoints with equal weights and records, equal perplexities
+- ``skip_or_fail(reason)``       skip locally, fail on CI (CI=true)
+
+Fixtures: ``wikitext2`` (the local data folder), ``tiny_run`` (session: one complete local run of the
+tiny config, in a fixed folder), ``tiny_workdir`` (a pristine copy of that finished run, at the same
+absolute path, for a test to edit and re-plan).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ON_CI = os.environ.get("CI") == "true"
+WIKITEXT2 = Path(os.environ.get("LSTMSCOPE_WIKITEXT", REPO.parent / "shared" / "data" / "wikitext-2"))
+
+# The tiny experiment: a 2-model, hidden-16 version of every stage; the second file only points
+# data.url at the local copy of WikiText-2 (written by copy_repo).
+TINY = ("--configfile", "tests/config/tiny.yaml", "tests/config/local-data.yaml")
+
+# What a copy of the workflow needs. Not results/, .snakemake/, .venv/ or the unit tests.
+_COPIED = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "profiles", "presets", "envs", "tests/config"]
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+
+
+def skip_or_fail(reason: str):
+    """Skip the test with ``reason``; on CI (CI=true) a missing prerequisite is a failure instead."""
+    if ON_CI:
+        pytest.fail(f"{reason} (CI=true: not skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def snakemake_command() -> list[str]:
+    exe = Path(sys.executable).with_name("snakemake")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+
+
+def copy_repo(dest: Path, data: Path = WIKITEXT2) -> Path:
+    """Copy the workflow into ``dest`` (created) and point the tiny config's data URL at ``data``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in _COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=_IGNORED, dirs_exist_ok=True)
+        elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    (dest / "tests" / "config" / "local-data.yaml").write_text(
+        f"# written by tests/conftest.py: the tiny experiment reads the local WikiText-2 copy\n"
+        f"data:\n  url: {data.resolve()}\n")
+    return dest
+
+
+def snakemake_env(workdir: Path) -> dict[str, str]:
+    """The environment for a snakemake run in a copy: the copy's own library comes first on the
+    Python path of every job (the editable install would otherwise import the checkout's)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(workdir) / "workflow" / "scripts"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["MPLBACKEND"] = "Agg"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``snakemake *args`` in ``workdir``; on a non-zero exit (with check) fail with its output."""
+    cmd = [*snakemake_command(), *args]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                       env=env if env is not None else snakemake_env(workdir))
+    if check and r.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed with exit code {r.returncode} in {workdir}\n"
+                    f"--- stdout ---\n{r.stdout[-8000:]}\n--- stderr ---\n{r.stderr[-12000:]}", pytrace=False)
+    return r
+
+
+@dataclass
+class PlannedJob:
+    rule: str
+    wildcards: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
+        return f"{self.rule}[{wc}] ({self.reason})"
+
+
+_JOB_HEADER = re.compile(r"^(\s*)(?:localrule|rule|checkpoint) (\w+):\s*$")
+
+
+def parse_dry_run(text: str) -> list[PlannedJob]:
+    """The jobs listed by ``snakemake -n``: one block per job, ``rule NAME:`` then more deeply indented
+    ``key: value`` lines (jobs of a group are listed, indented, under "Group job summary")."""
+    jobs: list[PlannedJob] = []
+    current: PlannedJob | None = None
+    indent = 0
+    for line in text.splitlines():
+        m = _JOB_HEADER.match(line)
+        if m:
+            current = PlannedJob(m.group(2))
+            indent = len(m.group(1))
+            jobs.append(current)
+            continue
+        if current is None:
+            continue
+        body = line.strip()
+        if not body or len(line) - len(line.lstrip()) <= indent:
+            current = None
+            continue
+        if body.startswith("wildcards:"):
+            for item in body[len("wildcards:"):].split(","):
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    current.wildcards[k.strip()] = v.strip()
+        elif body.startswith("reason:"):
+            current.reason = body[len("reason:"):].strip()
+        elif body.startswith("input:"):
+            current.inputs = [x.strip() for x in body[len("input:"):].split(",") if x.strip()]
+        elif body.startswith("output:"):
+            current.outputs = [x.strip() for x in body[len("output:"):].split(",") if x.strip()]
+    return jobs
+
+
+def parse_job_stats(text: str) -> Counter:
+    """The "Job stats" table of a dry run: rule -> count (without ``total``)."""
+    counts: Counter = Counter()
+    if "Job stats:" not in text:
+        return counts
+    table = text.split("Job stats:", 1)[1]
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)\s*$", line)
+        if not m:
+            break
+        if m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def planned_jobs(workdir: Path, *args: str, config: tuple[str, ...] = TINY) -> list[PlannedJob]:
+    """The jobs a dry run plans (the target rule ``all`` left out), checked against its "Job stats" table."""
+    r = snakemake(workdir, "-n", *config, *args)
+    text = r.stdout + "\n" + r.stderr
+    jobs = parse_dry_run(text)
+    if not jobs and "Nothing to be done" not in text:
+        pytest.fail(f"could not read the dry run's plan:\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}", pytrace=False)
+    stats = parse_job_stats(text)
+    if Counter(j.rule for j in jobs) != stats:
+        pytest.fail(f"dry run: listed jobs {dict(Counter(j.rule for j in jobs))} do not match its Job stats {dict(stats)}",
+                    pytrace=False)
+    return [j for j in jobs if j.rule != "all"]
+
+
+def planned_rules(workdir: Path, *args: str, config: tuple[str, ...] = TINY) -> Counter:
+    return Counter(j.rule for j in planned_jobs(workdir, *args, config=config))
+
+
+def rule_graph(workdir: Path, *args: str, config: tuple[str, ...] = TINY) -> dict[str, set[str]]:
+    """{rule: rules that take its output as input}, from ``snakemake --rulegraph`` (all jobs, forced)."""
+    r = snakemake(workdir, "--rulegraph", "-F", *config, *args)
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', r.stdout, flags=re.M))
+    graph: dict[str, set[str]] = {name: set() for name in labels.values()}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", r.stdout, flags=re.M):
+        graph[labels[a]].add(labels[b])
+    if not graph:
+        pytest.fail(f"no rule graph in snakemake's output:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}", pytrace=False)
+    return graph
+
+
+def downstream(graph: dict[str, set[str]], rules) -> set[str]:
+    """``rules`` and every rule that (transitively) consumes their output, without ``all``."""
+    seen: set[str] = set()
+    todo = list(rules)
+    while todo:
+        r = todo.pop()
+        if r in seen:
+            continue
+        seen.add(r)
+        todo.extend(graph.get(r, ()))
+    seen.discard("all")
+    return seen
+
+
+@dataclass
+class OutputRecord:
+    path: str
+    rule: str
+    inputs: list[str]
+    status: str
+    plan: str
+
+
+def detailed_summary(workdir: Path, *args: str, config: tuple[str, ...] = TINY) -> dict[str, OutputRecord]:
+    """``snakemake --detailed-summary``: {output file: its rule, input files, status and plan}."""
+    r = snakemake(workdir, "--detailed-summary", *config, *args)
+    out: dict[str, OutputRecord] = {}
+    lines = [line for line in r.stdout.splitlines() if "\t" in line]
+    header = lines[0].split("\t") if lines else []
+    if header[:3] != ["output_file", "date", "rule"]:
+        pytest.fail(f"unexpected --detailed-summary output:\n{r.stdout[:3000]}", pytrace=False)
+    col = {name: i for i, name in enumerate(header)}
+    for line in lines[1:]:
+        f = line.split("\t")
+        inputs = [x for x in f[col["input-file(s)"]].split(",") if x and x != "-"]
+        out[f[0]] = OutputRecord(f[0], f[col["rule"]], inputs, f[col["status"]], f[col["plan"]])
+    return out
+
+
+def edit_yaml(path: Path, edit) -> None:
+    """Load a YAML file, let ``edit(data)`` change it in place, write it back."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    edit(data)
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+# ------------------------------------------------------------------------------ result comparison
+# Columns and attributes that record how long something took or when it ran: they differ between
+# two runs of the same job and are left out of "identical in content".
+VOLATILE = re.compile(r"(^|_)(seconds|secs|time|timestamp|created_utc|duration|elapsed|hostname|host)($|_)")
+# Inside provenance records also the commit and the digests of input FILES: a file's bytes may differ
+# while its content is the same (a checkpoint is a zip archive whose member names come from the
+# temporary file name, which holds the writing process's id). The data themselves are compared.
+_PROVENANCE_VOLATILE = {"created_utc", "git_commit"}
+_FILE_DIGEST = re.compile(r"(checkpoint|activations|histograms|input|file)s?_sha256$")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: v for k, v in row.items() if not VOLATILE.search(k)} for row in csv.DictReader(fh)]
+
+
+def _attr_value(name: str, value):
+    import json
+
+    import numpy as np
+
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str) and value[:1] == "{":
+        try:
+            record = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(record, dict):
+            return {k: v for k, v in record.items()
+                    if k not in _PROVENANCE_VOLATILE and not VOLATILE.search(k) and not _FILE_DIGEST.search(k)}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def h5_content(path: Path) -> dict[str, object]:
+    """Every dataset (as an array) and attribute of an HDF5 file, keyed by its path, volatile attributes left out."""
+    import h5py
+
+    out: dict[str, object] = {}
+
+    def attrs(name, obj):
+        for k, v in obj.attrs.items():
+            if not VOLATILE.search(k) and not _FILE_DIGEST.search(k):
+                out[f"{name}@{k}"] = _attr_value(k, v)
+
+    with h5py.File(path, "r") as f:
+        attrs("/", f)
+
+        def visit(name, obj):
+            attrs(name, obj)
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+
+        f.visititems(visit)
+    return out
+
+
+def assert_same_results(a: Path, b: Path, patterns=("**/*.csv", "**/*.h5")) -> list[str]:
+    """Every file matching ``patterns`` under a/results exists under b/results with the same content
+    (CSV: same rows, volatile columns left out; HDF5: same datasets and attributes). Returns the files compared."""
+    import numpy as np
+
+    ra, rb = Path(a) / "results", Path(b) / "results"
+    files = sorted({p.relative_to(ra) for pat in patterns for p in ra.glob(pat)
+                    if "logs" not in p.parts and "benchmarks" not in p.parts})
+    assert files, f"no files matching {patterns} under {ra}"
+    problems = []
+    for rel in files:
+        fa, fb = ra / rel, rb / rel
+        if not fb.exists():
+            problems.append(f"{rel}: missing in {rb}")
+            continue
+        if rel.suffix == ".csv":
+            if _read_csv(fa) != _read_csv(fb):
+                problems.append(f"{rel}: tables differ")
+        elif rel.suffix == ".h5":
+            ca, cb = h5_content(fa), h5_content(fb)
+            if ca.keys() != cb.keys():
+                problems.append(f"{rel}: different members {sorted(set(ca) ^ set(cb))}")
+                continue
+            for k in ca:
+                va, vb = ca[k], cb[k]
+                if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+                    same = np.array_equal(np.asarray(va), np.asarray(vb), equal_nan=np.asarray(va).dtype.kind == "f")
+                else:
+                    same = va == vb
+                if not same:
+                    problems.append(f"{rel}: {k} differs")
+    assert not problems, "results differ:\n  " + "\n  ".join(problems)
+    return [str(f) for f in files]
+
+
+def assert_same_models(a: Path, b: Path) -> list[str]:
+    """Every checkpoint under a/results/models has the same weights and record under b, and the same
+    perplexities in its metrics.json. Returns the models compared."""
+    import json
+
+    import torch
+
+    names = sorted(p.parent.name for p in (Path(a) / "results" / "models").glob("*/model.pt"))
+    assert names, f"no checkpoints under {a}/results/models"
+    problems = []
+    for name in names:
+        ca = torch.load(Path(a) / "results/models" / name / "model.pt", weights_only=True)
+        cb = torch.load(Path(b) / "results/models" / name / "model.pt", weights_only=True)
+        if {k: v for k, v in ca.items() if k != "state_dict"} != {k: v for k, v in cb.items() if k != "state_dict"}:
+            problems.append(f"{name}: checkpoint records differ")
+        sa, sb = ca["state_dict"], cb["state_dict"]
+        if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
+            problems.append(f"{name}: weights differ")
+        ma, mb = (json.loads((Path(x) / "results/models" / name / "metrics.json").read_text()) for x in (a, b))
+        if (ma["valid_ppl"], ma["test_ppl"]) != (mb["valid_ppl"], mb["test_ppl"]):
+            problems.append(f"{name}: perplexities differ")
+    assert not problems, "models differ:\n  " + "\n  ".join(problems)
+    return names
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="session")
+def wikitext2() -> Path:
+    if not all((WIKITEXT2 / f"{s}.txt").is_file() for s in ("train", "valid", "test")):
+        skip_or_fail(f"WikiText-2 not found at {WIKITEXT2} (set LSTMSCOPE_WIKITEXT)")
+    return WIKITEXT2
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, wikitext2) -> Path:
+    """A complete local run of the tiny config (the pristine copy; do not modify it).
+
+    Returned is a folder holding the finished copy; ``tiny_workdir`` restores it to one fixed path
+    per session, because the recorded inputs of a job include absolute paths."""
+    base = tmp_path_factory.mktemp("tiny-run")
+    work = copy_repo(base / "work", wikitext2)
+    start = time.monotonic()
+    snakemake(work, *TINY, timeout=1800)
+    elapsed = time.monotonic() - start
+    (base / "seconds").write_text(f"{elapsed:.1f}\n")
+    pristine = base / "pristine"
+    shutil.copytree(work, pristine, symlinks=True)  # copy2: modification times are kept
+    return base
+
+
+@pytest.fixture
+def tiny_workdir(tiny_run) -> Path:
+    """The finished tiny run restored to its original path (same absolute paths, same mtimes)."""
+    work = tiny_run / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(tiny_run / "pristine", work, symlinks=True)
+    return work
