@@ -1,0 +1,98 @@
+"""Text heatmaps: paragraph layout, passage choice, literal tokens, files for every layer and state."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from lstmscope.activations import ActivationsError
+from lstmscope.divergence import neuron_divergence
+from lstmscope.figures import plt
+from lstmscope.heatmap import (TextBlock, best_window, draw_blocks, expectancy_heatmap, layout_words, line_texts,
+                               symmetric_norm, text_heatmaps)
+from lstmscope.histogram import neuron_histograms
+
+from neurons_support import LAYERS, tiny  # noqa: F401  (fixture)
+
+
+def test_layout_wraps_like_a_paragraph():
+    words = ["The", "tower", "<unk>", "is", "a", "supercalifragilistic", "x", "@-@", "y"]
+    lay = layout_words(words, 12)
+    assert lay[:3] == [(0, 0), (0, 4), (1, 0)]  # "The tower" fits 12, "<unk>" wraps
+    for (line, col), w in zip(lay, words):
+        assert col + len(w) <= 12 or col == 0  # only an over-long word exceeds the line, alone
+    assert [line for line, _ in lay] == sorted(line for line, _ in lay)
+    texts = line_texts(words, lay)
+    assert " ".join(" ".join(t.split()) for t in texts) == " ".join(words)
+    for w, (line, col) in zip(words, lay):
+        assert texts[line][col:col + len(w)] == w  # each word sits on its box
+
+
+def test_best_window_is_the_largest_absolute_sum():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=200)
+    v[120:130] = -5.0
+    start = best_window(v, 25)
+    sums = [np.abs(v[s:s + 25]).sum() for s in range(len(v) - 24)]
+    assert start == int(np.argmax(sums)) and start <= 120 <= start + 24 - 9
+    assert best_window(v[:10], 25) == 0
+
+
+def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):
+    words = ["<unk>", "costs", "$", "5", "@,@", "000", "<eos>", "a_b", "50%"]
+    values = np.linspace(-2, 3, len(words))
+    block = TextBlock("literal tokens", words, values, symmetric_norm(values), "h")
+    with plt.rc_context({"svg.fonttype": "none"}):  # keep text as text to read it back
+        draw_blocks([block], tmp_path / "t.png", tmp_path / "t.svg", dpi=60, max_chars=20)
+    svg = (tmp_path / "t.svg").read_text()
+    for token in ("&lt;unk&gt;", "&lt;eos&gt;", "$", "@,@", "a_b", "50%"):
+        assert token in svg
+    assert symmetric_norm(values).vmin == -3 and symmetric_norm(values).vmax == 3
+    img = mpimg.imread(tmp_path / "t.png")
+    assert img.shape[0] > 30 and img.shape[1] > 100
+
+
+def test_words_and_values_must_match(tmp_path):
+    block = TextBlock("bad", ["a", "b"], np.zeros(3), symmetric_norm(np.zeros(3)), "h")
+    with pytest.raises(ValueError, match="2 words but 3 values"):
+        draw_blocks([block], tmp_path / "x.png", tmp_path / "x.svg")
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture(scope="module")
+def divergence_csv(tiny, tmp_path_factory):
+    d = tmp_path_factory.mktemp("heatmap")
+    neuron_histograms(tiny.activations, d / "h.h5", d / "r.csv", 0.01, [-3, 3], 0.01)
+    neuron_divergence(d / "h.h5", d / "d.csv", d / "dead.csv", 1e-10, 0.01, 0.9)
+    return d / "d.csv"
+
+
+def test_neuron_heatmaps_for_every_layer_and_state(tiny, divergence_csv, tmp_path):
+    outputs = {(k, s): (tmp_path / f"l{k}{s}.png", tmp_path / f"l{k}{s}.svg") for k in range(1, LAYERS + 1)
+               for s in ("h", "c")}
+    text_heatmaps(tiny.activations, divergence_csv, outputs, neurons=2, passage_tokens=30, dpi=50)
+    for png, svg in outputs.values():
+        assert mpimg.imread(png).shape[0] > 100 and svg.stat().st_size > 10_000
+
+
+def test_expectancy_heatmap_and_bad_layer(tiny, divergence_csv, tmp_path):
+    expectancy_heatmap(tiny.activations, tmp_path / "e.png", tmp_path / "e.svg", tokens=40, dpi=50)
+    assert (tmp_path / "e.png").stat().st_size > 5_000
+    with pytest.raises(ValueError, match=r"layer 3 / state 'h' does not exist"):
+        text_heatmaps(tiny.activations, divergence_csv, {(3, "h"): (tmp_path / "a.png", tmp_path / "a.svg")}, 2, 30)
+    with pytest.raises(ActivationsError, match="missing.h5"):
+        expectancy_heatmap(tmp_path / "missing.h5", tmp_path / "m.png", tmp_path / "m.svg", tokens=40)
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "m.png").exists()
+
+
+def test_glyph_advances_match_the_layout_so_words_stay_on_their_boxes():
+    from lstmscope.heatmap import CHAR_EM, FONT, RC
+
+    with plt.rc_context(RC):
+        fig = plt.figure(figsize=(10, 2), dpi=150)
+        text = fig.text(0, 0.5, "<unk> " * 20, family=FONT, fontsize=10)
+        fig.canvas.draw()
+        width = text.get_window_extent().width
+        plt.close(fig)
+    expected = 120 * CHAR_EM * 10 / 72 * 150
+    assert width == pytest.approx(expected, rel=2e-3)

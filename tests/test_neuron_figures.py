@@ -1,0 +1,78 @@
+"""Neuron figures (Fig. 5.1, 5.2/5.5, 5.6, 5.7) from real histograms and divergence tables."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import image as mpimg
+
+from lstmscope.activations import dump_activations
+from lstmscope.divergence import neuron_divergence
+from lstmscope.histogram import HistogramError, neuron_histograms, read_histograms, select
+from lstmscope.neuron_figures import density, mean_abs_table, mean_abs_vs_dropout, neuron_figures
+
+from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny, tmp_path_factory):
+    """Histograms and divergence tables of the intact model and of the one with a dead unit."""
+    d = tmp_path_factory.mktemp("figures")
+    out = {}
+    for name, ckpt, dropout in (("d0.2_r0", tiny.checkpoint, 0.2), ("d0.5_r0", tiny.dead_checkpoint, 0.5)):
+        act = d / f"{name}.h5"
+        dump_activations(ckpt, tiny.vocabulary, tiny.split, TEXT, act, chunk_tokens=64,
+                         model_info={"name": name, "dropout": dropout})
+        neuron_histograms(act, d / f"{name}-h.h5", d / f"{name}-r.csv", 0.01, [-0.6, 0.6], 0.01)
+        neuron_divergence(d / f"{name}-h.h5", d / f"{name}-d.csv", d / f"{name}-dead.csv", 1e-10, 0.01, 0.9)
+        out[name] = (d / f"{name}-h.h5", d / f"{name}-d.csv")
+    return out
+
+
+def test_density_integrates_to_the_share_inside_the_interval(two_models):
+    _, hists = read_histograms(two_models["d0.2_r0"][0])
+    c = select(hists, 1, "c")
+    inside = c.counts.sum() / (c.n_values * c.neurons)
+    assert inside < 1  # the test interval [-0.6, 0.6] cuts some cell states
+    assert (density(c) * np.diff(c.edges)).sum() == pytest.approx(inside)
+    per_neuron = (density(c, np.arange(HIDDEN)) * np.diff(c.edges)).sum(axis=1)
+    np.testing.assert_allclose(per_neuron, c.counts.sum(axis=1) / c.n_values)
+
+
+def test_neuron_figures_written_as_png_and_svg(two_models, tmp_path):
+    hist, div = two_models["d0.5_r0"]
+    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
+    neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    for png, svg in outputs.values():
+        img = mpimg.imread(png)
+        assert img.shape[0] > 100 and img.shape[1] > 200
+        assert "<svg" in svg.read_text()[:500]
+    # the dead-neuron figure of the damaged model names the switched-off unit
+    svg = outputs["dead"][1].read_text()
+    assert svg.count("<path") > 10
+
+
+def test_mean_abs_table_and_dropout_figure(two_models, tmp_path):
+    divs = [two_models[m][1] for m in ("d0.2_r0", "d0.5_r0")]
+    summary = mean_abs_vs_dropout(divs, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", dpi=50)
+    assert len(summary) == 2 * LAYERS * 2
+    for path in divs:
+        table = pd.read_csv(path)
+        for (layer, state), sub in table.groupby(["layer", "state"]):
+            row = summary[(summary.model == table.model.iloc[0]) & (summary.layer == layer) & (summary.state == state)]
+            assert row.mean_abs.iloc[0] == pytest.approx(sub.mean_abs.mean())
+            assert row.dead.iloc[0] == sub.dead.sum() and row.neurons.iloc[0] == HIDDEN
+    assert summary[summary.model == "d0.5_r0"].dead.sum() >= 1
+    assert (tmp_path / "f.png").stat().st_size > 5_000
+
+
+def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):
+    table = pd.read_csv(two_models["d0.2_r0"][1])
+    table["text"] = "train"
+    table.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(HistogramError, match="mix texts"):
+        mean_abs_table([two_models["d0.5_r0"][1], tmp_path / "train.csv"])
+    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
+    with pytest.raises(HistogramError, match="does not belong"):
+        neuron_figures(two_models["d0.2_r0"][0], two_models["d0.5_r0"][1], 3, 0.01, 0.9, outputs)
+    assert not any(p.exists() for pair in outputs.values() for p in pair)

@@ -1,0 +1,205 @@
+"""Text heatmaps: every word drawn as text on a background from blue (low) to red (high).
+
+Words are set in a monospaced font and wrap like a paragraph at ``max_chars``
+characters, so the layout is plain arithmetic (:func:`layout_words`) and the same
+on every machine. Tokens are drawn literally (``<unk>``, ``<eos>``, ``@-@``, ``$``:
+mathtext is off). A colour bar beside each block shows its scale.
+
+Two kinds: (a) one neuron's activation over the passage where it is most active,
+its h and c drawn one above the other (thesis Fig. 5.3/5.4); (b) the model's
+expectancy p(w_t | w_<t) of each word on a logarithmic scale (Fig. 4.1).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from matplotlib import colors
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Rectangle
+
+from .activations import ActivationsError, open_activations, read_words, state_dataset
+from .divergence import ranked, read_divergence
+from .figures import plt, save_figure
+
+log = logging.getLogger(__name__)
+
+CMAP = "coolwarm"          # blue (low) .. light grey .. red (high); black text stays legible
+FONT = "DejaVu Sans Mono"  # ships with matplotlib
+CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in em
+# Hinting would round every glyph advance to whole pixels and the words would drift off their boxes.
+RC = {"text.hinting": "no_hinting"}
+LINE_EM = 1.75             # line pitch, in em
+
+
+def layout_words(words: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
+    """(line, column) of every word when wrapping at ``max_chars`` characters, one space between words.
+
+    A word longer than a line gets a line of its own (it is never cut).
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars={max_chars}: must be >= 1")
+    out, line, col = [], 0, 0
+    for w in words:
+        n = max(1, len(w))
+        if col > 0 and col + n > max_chars:
+            line, col = line + 1, 0
+        out.append((line, col))
+        col += n + 1
+    return out
+
+
+def line_texts(words: Sequence[str], layout: Sequence[tuple[int, int]]) -> list[str]:
+    """The text of every line of a layout, each word at its column (monospaced, padded with spaces)."""
+    lines: list[str] = []
+    for word, (line, col) in zip(words, layout):
+        while len(lines) <= line:
+            lines.append("")
+        lines[line] = lines[line].ljust(col) + word
+    return lines
+
+
+def best_window(values: np.ndarray, length: int) -> int:
+    """Start of the ``length``-token window with the largest sum of |values| (first one on ties)."""
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    if len(values) <= length:
+        return 0
+    c = np.concatenate([[0.0], np.cumsum(values)])
+    sums = c[length:] - c[:-length]
+    return int(np.argmax(sums))
+
+
+@dataclass
+class TextBlock:
+    """One paragraph of coloured words with its own colour scale."""
+
+    title: str
+    words: list[str]
+    values: np.ndarray
+    norm: colors.Normalize
+    label: str
+
+
+def symmetric_norm(values: np.ndarray) -> colors.Normalize:
+    """A scale centred on zero reaching the largest |value| (blue negative, red positive)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    m = float(np.abs(finite).max()) if len(finite) else 1.0
+    m = m if m > 0 else 1.0
+    return colors.Normalize(vmin=-m, vmax=m)
+
+
+def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
+                max_chars: int = 96, fontsize: float = 10.0, suptitle: str | None = None) -> None:
+    """Draw the blocks one above the other, each with a colour bar, and save PNG and SVG."""
+    if not blocks:
+        raise ValueError("no text blocks to draw")
+    for block in blocks:
+        if len(block.words) != len(block.values):
+            raise ValueError(f"{block.title}: {len(block.words)} words but {len(block.values)} values")
+    # grey: values that do not exist (NaN), e.g. the expectancy of the first token
+    cmap = plt.get_cmap(CMAP).with_extremes(bad="#d9d9d9")
+    with plt.rc_context(RC):
+        _draw_blocks(blocks, png, svg, dpi, max_chars, fontsize, suptitle, cmap)
+
+
+def _draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int,
+                 max_chars: int, fontsize: float, suptitle: str | None, cmap: colors.Colormap) -> None:
+    char_in = CHAR_EM * fontsize / 72.0
+    line_in = LINE_EM * fontsize / 72.0
+    layouts = [layout_words(b.words, max_chars) for b in blocks]
+    n_lines = [lay[-1][0] + 1 if lay else 1 for lay in layouts]
+    title_in, gap_in, top_in = 0.32, 0.25, 0.45 if suptitle else 0.1
+    text_w = max_chars * char_in
+    left_in, cbar_gap_in, cbar_w_in, right_in = 0.15, 0.25, 0.15, 0.9
+    fig_w = left_in + text_w + cbar_gap_in + cbar_w_in + right_in
+    heights = [n * line_in + title_in for n in n_lines]
+    fig_h = top_in + sum(heights) + gap_in * len(blocks)
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    if suptitle:
+        fig.suptitle(suptitle, x=left_in / fig_w, y=1 - 0.12 / fig_h, ha="left", va="top", fontsize=fontsize + 1)
+    y_top = fig_h - top_in
+    for block, lay, lines, h in zip(blocks, layouts, n_lines, heights):
+        body = h - title_in
+        ax = fig.add_axes([left_in / fig_w, (y_top - h) / fig_h, text_w / fig_w, body / fig_h])
+        ax.set_xlim(0, max_chars)
+        ax.set_ylim(lines, 0)
+        ax.axis("off")
+        ax.text(0, -title_in / line_in * 0.35, block.title, fontsize=fontsize, va="bottom", ha="left",
+                parse_math=False)
+        rgba = cmap(block.norm(np.ma.masked_invalid(np.asarray(block.values, dtype=np.float64))))
+        boxes = [Rectangle((col - 0.25, line + 0.08), max(1, len(word)) + 0.5, 0.84)
+                 for word, (line, col) in zip(block.words, lay)]
+        ax.add_collection(PatchCollection(boxes, facecolors=rgba, edgecolors="none"))
+        # Monospaced and one space apart, so each line is a single text whose words fall on their boxes.
+        for line, text in enumerate(line_texts(block.words, lay)):
+            ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
+                    parse_math=False)
+        cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - h) / fig_h,
+                            cbar_w_in / fig_w, max(body, 0.6 * line_in * 3) / fig_h])
+        fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)
+        y_top -= h + gap_in
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def neuron_blocks(words: Sequence[str], h: np.ndarray, c: np.ndarray, layer: int, neuron: int, rank: int,
+                  state: str, passage_tokens: int) -> list[TextBlock]:
+    """The h and c blocks of one neuron over the passage where its ranked state is most active."""
+    ranked_values = h if state == "h" else c
+    start = best_window(ranked_values, passage_tokens)
+    stop = min(len(words), start + passage_tokens)
+    w = list(words[start:stop])
+    head = f"layer {layer}, neuron {neuron} (KL rank {rank} of {state}), tokens {start}-{stop - 1}"
+    return [TextBlock(f"{head}: hidden state h", w, h[start:stop], symmetric_norm(h[start:stop]), "h"),
+            TextBlock(f"{head}: cell state c", w, c[start:stop], symmetric_norm(c[start:stop]), "c")]
+
+
+def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
+                  outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
+                  dpi: int = 150) -> None:
+    """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps."""
+    table = read_divergence(divergence_path)
+    with open_activations(activations_path) as f:
+        words = read_words(f)
+        model, text = str(f.attrs["model"]), str(f.attrs["text"])
+        for (layer, state), (png, svg) in sorted(outputs.items()):
+            top = ranked(table, layer, state, neurons)
+            if top.empty:
+                raise ActivationsError(f"{divergence_path}: layer{layer}/{state} has no live (ranked) neuron to draw")
+            cols = np.sort(top["neuron"].to_numpy())
+            hs = state_dataset(f, layer, "h")[:, cols].astype(np.float64)
+            cs = state_dataset(f, layer, "c")[:, cols].astype(np.float64)
+            blocks = []
+            for r in top.itertuples():
+                j = int(np.searchsorted(cols, r.neuron))
+                blocks += neuron_blocks(words, hs[:, j], cs[:, j], layer, int(r.neuron), int(r.rank), state,
+                                        passage_tokens)
+            draw_blocks(blocks, png, svg, dpi=dpi,
+                        suptitle=f"{model}, text {text}: top {len(top)} neurons of layer {layer} by KL of {state}")
+            log.info("layer%d/%s: heatmaps of neurons %s -> %s", layer, state, top["neuron"].tolist(), png)
+
+
+def expectancy_norm(values: np.ndarray) -> colors.LogNorm:
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo = float(finite.min()) if len(finite) else 1e-6
+    return colors.LogNorm(vmin=min(lo, 0.1), vmax=1.0)
+
+
+def expectancy_heatmap(activations_path: str | os.PathLike, png: str | os.PathLike, svg: str | os.PathLike,
+                       tokens: int, dpi: int = 150) -> None:
+    """The model's expectancy of each of the first ``tokens`` words of the text."""
+    with open_activations(activations_path) as f:
+        n = min(tokens, int(f.attrs["n_tokens"]))
+        words = read_words(f)[:n]
+        p = f["expectancy"][:n].astype(np.float64)
+        model, text = str(f.attrs["model"]), str(f.attrs["text"])
+    ppl = math.exp(-np.nanmean(np.log(p))) if np.isfinite(p).any() else math.nan
+    block = TextBlock(f"{model}, text {text}, tokens 0-{n - 1}: expectancy p(word | preceding words); "
+                      f"perplexity of these words {ppl:.0f}; grey = no context (first token)",
+                      words, p, expectancy_norm(p), "p(w_t | w_<t)")
+    draw_blocks([block], png, svg, dpi=dpi)

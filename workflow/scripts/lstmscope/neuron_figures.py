@@ -1,0 +1,234 @@
+"""Figures of the neurons' value distributions (thesis Fig. 5.1, 5.2/5.5, 5.6, 5.7).
+
+Every curve is a density: counts / (values x bin width), so that h (on [-1, 1])
+and c (on the configured cell range) share one y scale. Values outside the
+binned interval are never dropped silently: the share below and above is
+printed on the panel.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import ticker
+
+from .divergence import COLUMNS, ranked, read_divergence
+from .figures import plt, save_figure
+from .histogram import HistogramError, StoredHistogram, read_histograms, select
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = {"h": "hidden state h", "c": "cell state c"}
+STATE_COLOUR = {"h": "tab:blue", "c": "tab:orange"}
+
+
+def density(hist: StoredHistogram, neurons: np.ndarray | None = None) -> np.ndarray:
+    """Density of every bin, for the chosen neurons (rows) or for the layer average (1-D)."""
+    width = np.diff(hist.edges)
+    if neurons is None:
+        return hist.counts.sum(axis=0) / (hist.n_values * hist.neurons * width)
+    return hist.counts[neurons] / (hist.n_values * width)
+
+
+def _step(ax, hist: StoredHistogram, y: np.ndarray, **kw) -> None:
+    """A histogram as a step line (a Line2D: far cheaper to draw than ``stairs`` for thousands of bins)."""
+    ax.plot(hist.edges, np.append(y, y[-1]), drawstyle="steps-post", **kw)
+
+
+def _log_y(ax) -> None:
+    """Logarithmic y axis with plain-text labels and no minor ticks (mathtext tick labels are slow)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(numticks=6))
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _x_extent(hist: StoredHistogram, neurons: np.ndarray, coverage: float = 0.999) -> tuple[float, float]:
+    """x limits showing ``coverage`` of the layer's values and every value of the chosen neurons (within the bins)."""
+    if hist.state == "h":
+        return float(hist.edges[0]), float(hist.edges[-1])
+    total = hist.counts.sum(axis=0)
+    cdf = np.cumsum(total) / max(1, total.sum())
+    tail = (1 - coverage) / 2
+    lo = hist.edges[int(np.searchsorted(cdf, tail))]
+    hi = hist.edges[min(len(hist.edges) - 1, int(np.searchsorted(cdf, 1 - tail)) + 1)]
+    if len(neurons):
+        occupied = np.flatnonzero(hist.counts[neurons].sum(axis=0))
+        if len(occupied):
+            lo, hi = min(lo, hist.edges[occupied[0]]), max(hi, hist.edges[occupied[-1] + 1])
+    pad = 0.02 * (hi - lo)
+    return float(max(hist.edges[0], lo - pad)), float(min(hist.edges[-1], hi + pad))
+
+
+def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> str:
+    sel = slice(None) if neurons is None else neurons
+    total = hist.n_values * (hist.neurons if neurons is None else len(np.atleast_1d(neurons)))
+    under, over = int(np.sum(hist.underflow[sel])), int(np.sum(hist.overflow[sel]))
+    if under + over == 0:
+        return ""
+    return (f"outside [{hist.edges[0]:g}, {hist.edges[-1]:g}]: {under} below ({100 * under / total:.2g}%), "
+            f"{over} above ({100 * over / total:.2g}%)")
+
+
+def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLike, svg: str | os.PathLike,
+                         title: str, dpi: int = 150) -> None:
+    """Fig. 5.1: the layer-average distribution of h and of c, one panel per layer."""
+    layers = sorted({h.layer for h in hists})
+    fig, axes = plt.subplots(len(layers), 1, figsize=(7, 2.8 * len(layers)), squeeze=False)
+    for ax, layer in zip(axes[:, 0], layers):
+        notes = []
+        for state in ("h", "c"):
+            hist = select(hists, layer, state)
+            _step(ax, hist, density(hist), label=STATE_NAME[state], color=STATE_COLOUR[state], lw=1.3)
+            if note := _outside_note(hist):
+                notes.append(f"{state}: {note}")
+        c_lo, c_hi = _x_extent(select(hists, layer, "c"), np.array([], dtype=int), coverage=0.9999)
+        ax.set_xlim(min(-1.0, c_lo), max(1.0, c_hi))
+        _log_y(ax)
+        ax.set_title(f"layer {layer}", fontsize=10)
+        ax.set_xlabel("activation")
+        ax.set_ylabel("density (log)")
+        ax.legend(fontsize=8, loc="upper right")
+        if notes:
+            ax.text(0.01, 0.97, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: int, png: str | os.PathLike,
+                      svg: str | os.PathLike, title: str, dpi: int = 150) -> None:
+    """Fig. 5.2/5.5: the top-k and bottom-k KL neurons of every layer and state against the layer average."""
+    pairs = [(h.layer, h.state) for h in hists]
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 2.6 * len(pairs)), squeeze=False)
+    for row, (layer, state) in zip(axes, pairs):
+        hist = select(hists, layer, state)
+        for ax, bottom in zip(row, (False, True)):
+            chosen = ranked(table, layer, state, k, bottom=bottom)
+            _step(ax, hist, density(hist), color="black", lw=2.2, label="layer average", zorder=3)
+            if chosen.empty:
+                ax.text(0.5, 0.5, "no live neuron", transform=ax.transAxes, ha="center")
+            idx = chosen["neuron"].to_numpy()
+            dens = density(hist, idx) if len(idx) else np.empty((0, hist.counts.shape[1]))
+            for r, d in zip(chosen.itertuples(), dens):
+                _step(ax, hist, d, lw=1.0, alpha=0.85, label=f"n{r.neuron} (#{r.rank}, KL {r.kl_sum:.2f})")
+            which = "bottom" if bottom else "top"
+            ax.set_title(f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by KL", fontsize=9)
+            ax.set_xlim(*_x_extent(hist, idx))
+            _log_y(ax)
+            ax.set_xlabel("activation", fontsize=8)
+            ax.set_ylabel("density (log)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6, loc="upper right")
+            if len(idx) and (note := _outside_note(hist, idx)):
+                ax.text(0.01, 0.97, note, transform=ax.transAxes, va="top", fontsize=6)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, png: str | os.PathLike,
+                       svg: str | os.PathLike, title: str, dead_threshold: float, dead_fraction: float,
+                       dpi: int = 150) -> dict:
+    """Fig. 5.6: the neuron with the largest share of near-zero values, against its layer average.
+
+    When no neuron passes the dead threshold, the most nearly dead one is drawn and the title says so.
+    """
+    best = table.sort_values(["near_zero_fraction", "layer", "state", "neuron"], ascending=[False, True, True, True],
+                             kind="stable").iloc[0]
+    layer, state, neuron = int(best["layer"]), str(best["state"]), int(best["neuron"])
+    hist = select(hists, layer, state)
+    n_dead = int(table["dead"].sum())
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    zoom = max(5 * dead_threshold, 5 * float(np.diff(hist.edges)[0]))
+    for ax, (lo, hi) in zip(axes, ((hist.edges[0], hist.edges[-1]), (-zoom, zoom))):
+        _step(ax, hist, density(hist), color="black", lw=2, label="layer average")
+        _step(ax, hist, density(hist, np.array([neuron]))[0], color="tab:red", lw=1.2, label=f"neuron {neuron}")
+        ax.axvspan(-dead_threshold, dead_threshold, color="grey", alpha=0.15, label=f"±{dead_threshold:g}")
+        ax.set_xlim(lo, hi)
+        _log_y(ax)
+        ax.set_xlabel("activation")
+        ax.set_ylabel("density (log)")
+        ax.legend(fontsize=7)
+    axes[1].set_title("zoom on zero", fontsize=9)
+    verdict = (f"dead: {best['near_zero_fraction']:.1%} of values within ±{dead_threshold:g} (> {dead_fraction:.0%})"
+               if bool(best["dead"]) else
+               f"no dead neuron; the most nearly dead has {best['near_zero_fraction']:.1%} within ±{dead_threshold:g}")
+    axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}: {verdict}", fontsize=9)
+    fig.suptitle(f"{title} ({n_dead} dead of {len(table)} layer x state x neuron)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+    return {"layer": layer, "state": state, "neuron": neuron, "dead": bool(best["dead"]), "dead_count": n_dead}
+
+
+def neuron_figures(histograms_path: str | os.PathLike, divergence_path: str | os.PathLike, top_k: int,
+                   dead_threshold: float, dead_fraction: float, outputs: dict[str, tuple[str, str]],
+                   dpi: int = 150) -> None:
+    """Fig. 5.1, 5.2/5.5 and 5.6 of one model and text; ``outputs`` maps distributions/top_bottom/dead to (png, svg)."""
+    attrs, hists = read_histograms(histograms_path)
+    table = read_divergence(divergence_path)
+    name = f"{attrs.get('model', '')}, text {attrs.get('text', '')}"
+    if (table["model"].iloc[0], table["text"].iloc[0]) != (attrs.get("model"), attrs.get("text")):
+        raise HistogramError(f"{divergence_path} ({table['model'].iloc[0]}/{table['text'].iloc[0]}) does not belong "
+                             f"to {histograms_path} ({attrs.get('model')}/{attrs.get('text')})")
+    distributions_figure(hists, *outputs["distributions"], title=f"{name}: h and c distributions", dpi=dpi)
+    top_bottom_figure(hists, table, top_k, *outputs["top_bottom"], title=f"{name}: neurons farthest from and "
+                      "closest to the layer average (KL)", dpi=dpi)
+    dead = dead_neuron_figure(hists, table, *outputs["dead"], title=name, dead_threshold=dead_threshold,
+                              dead_fraction=dead_fraction, dpi=dpi)
+    log.info("figures of %s drawn; dead neuron figure: %s", name, dead)
+
+
+def mean_abs_table(divergence_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Per model, layer and state: mean |activation| over neurons (mean, median, quartiles) and dead neurons."""
+    frames = [read_divergence(p) for p in divergence_paths]
+    texts = {str(t) for f in frames for t in f["text"].unique()}
+    if len(texts) != 1:
+        raise HistogramError(f"divergence tables mix texts {sorted(texts)}; give the tables of one text")
+    table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    g = table.groupby(["model", "dropout", "layer", "state"])
+    out = g["mean_abs"].agg(mean_abs="mean", median_abs="median",
+                            q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75))
+    out["dead"] = g["dead"].sum()
+    out["neurons"] = g.size()
+    return out.reset_index().sort_values(["layer", "state", "dropout", "model"], kind="stable")
+
+
+def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
+                               dpi: int = 150) -> None:
+    """Fig. 5.7: mean |activation| of every layer x state against dropout, one point per model."""
+    pairs = sorted({(int(r.layer), str(r.state)) for r in summary.itertuples()})
+    layers = sorted({p[0] for p in pairs})
+    fig, axes = plt.subplots(len(layers), 2, figsize=(9, 3 * len(layers)), squeeze=False)
+    for (layer, state) in pairs:
+        ax = axes[layers.index(layer), ("h", "c").index(state)]
+        s = summary[(summary["layer"] == layer) & (summary["state"] == state)].sort_values("dropout")
+        by_d = s.groupby("dropout")
+        ax.fill_between(by_d["q25"].mean().index, by_d["q25"].mean(), by_d["q75"].mean(), alpha=0.2,
+                        color=STATE_COLOUR[state], label="neurons' quartiles")
+        ax.plot(by_d["mean_abs"].mean().index, by_d["mean_abs"].mean(), color=STATE_COLOUR[state], lw=1)
+        ax.scatter(s["dropout"], s["mean_abs"], color=STATE_COLOUR[state], s=18, zorder=3, label="model (mean)")
+        ax.set_title(f"layer {layer}, {STATE_NAME[state]}", fontsize=10)
+        ax.set_xlabel("dropout")
+        ax.set_ylabel("mean |activation|")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def mean_abs_vs_dropout(divergence_paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike,
+                        png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
+    from .atomic import atomic_path
+
+    summary = mean_abs_table(divergence_paths)
+    text = str(read_divergence(divergence_paths[0])["text"].iloc[0])
+    with atomic_path(csv_path) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6g")
+    mean_abs_vs_dropout_figure(summary, png, svg, title=f"Mean |activation| against dropout, text {text} "
+                               f"({summary['model'].nunique()} models)", dpi=dpi)
+    return summary
