@@ -183,3 +183,15 @@ def test_bad_activation_files_layers_and_states_name_file_and_key(tiny, tmp_path
             state_dataset(f, 3, "h")
         with pytest.raises(ActivationsError, match="state 'x' does not exist"):
             state_dataset(f, 1, "x")
+
+
+@pytest.mark.parametrize("scale", [1.0, 40.0])  # small logits: no shift; large ones: shifted by the row maximum
+def test_target_log_probabilities_equal_log_softmax(scale):
+    from lstmscope.activations import target_log_probabilities
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 3000, generator=g) * scale
+    targets = torch.randint(0, 3000, (50,), generator=g)
+    expected = torch.log_softmax(logits.double(), dim=1)[torch.arange(50), targets]
+    got = target_log_probabilities(logits.clone(), targets)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)

@@ -89,28 +89,64 @@ def _layer_lstm(rnn: nn.LSTM, layer: int) -> nn.LSTM:
     return single.eval()
 
 
-def cell_states(x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
-                bias_hh: torch.Tensor) -> np.ndarray:
-    """Cell states c_1..c_B of one LSTM layer, given its inputs ``x`` (B, I) and outputs ``h`` (B, N).
+def gate_terms(x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor, weight_ih: torch.Tensor,
+               weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forget gates f_t and updates i_t * g_t of one LSTM layer for all B steps of a block.
 
-    The gates of all B steps come from one matrix product (h_{t-1} is known); then
-    c_t = f_t * c_{t-1} + i_t * g_t is scanned elementwise from ``c0``. Gate order
-    is PyTorch's: input, forget, cell (g), output.
+    ``x`` (B, I) is the layer's input and ``h`` (B, N) its output; h_{t-1} is therefore
+    known and the gates of every step come from two matrix products. Gate order is
+    PyTorch's: input, forget, cell (g), output.
     """
+    n = weight_hh.shape[1]
     h_prev = torch.cat([h0.reshape(1, -1), h[:-1]], dim=0)
-    gates = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())
-    gates.addmm_(h_prev, weight_hh.t())
-    i, f, g, _ = gates.chunk(4, dim=1)
-    forget = torch.sigmoid(f).numpy()
-    update = (torch.sigmoid(i) * torch.tanh(g)).numpy()
+    # only the input, forget and cell gates: the output gate does not enter c
+    gates = torch.addmm(bias_ih[:3 * n] + bias_hh[:3 * n], x, weight_ih[:3 * n].t())
+    gates.addmm_(h_prev, weight_hh[:3 * n].t())
+    i, f, g = gates.chunk(3, dim=1)
+    return torch.sigmoid(f), torch.sigmoid(i).mul_(torch.tanh(g))
+
+
+def scan_cells(forget: np.ndarray, update: np.ndarray, c0: np.ndarray) -> np.ndarray:
+    """c_t = f_t * c_{t-1} + u_t for t = 1..B from ``c0``: an elementwise scan, two ufunc calls per step.
+
+    Columns are independent, so the units of all layers are scanned together in one loop.
+    """
     out = np.empty_like(update)
-    prev = c0.reshape(-1).numpy()
-    for t in range(out.shape[0]):  # elementwise scan; two ufunc calls per step
+    prev = c0
+    for t in range(out.shape[0]):
         np.multiply(forget[t], prev, out=out[t])
         out[t] += update[t]
         prev = out[t]
     return out
+
+
+def cell_states(x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
+                bias_hh: torch.Tensor) -> np.ndarray:
+    """Cell states c_1..c_B of one LSTM layer, given its inputs ``x`` (B, I) and outputs ``h`` (B, N)."""
+    f, u = gate_terms(x, h, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+    return scan_cells(f.numpy(), u.numpy(), c0.reshape(-1).numpy())
+
+
+def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[t, targets[t]] for every row, overwriting ``logits``.
+
+    The normaliser is the costly part (one exp per word of the vocabulary and token):
+    numpy's vectorised exp runs in place, and the usual shift by the row maximum is
+    skipped when every row maximum lies within ±60 (then no exp can overflow and the
+    largest term of each sum is at least e^-60, far above float32's smallest number).
+    """
+    picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+    row_max = logits.amax(dim=1)
+    shift = not bool((row_max.abs() < 60).all())
+    if shift:
+        logits.sub_(row_max.unsqueeze(1))
+        picked = picked - row_max
+    values = logits.numpy()
+    np.exp(values, out=values)
+    log_z = torch.log(logits.sum(dim=1))
+    return picked - log_z
 
 
 @dataclass
@@ -145,25 +181,58 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
         for start in range(0, total, block_tokens):
             stop = min(total, start + block_tokens)
             x = model.encoder(ids_t[start:stop])                      # (B, E); eval: no dropout
-            hs, cs = [], []
+            hs, fs, us, c0s = [], [], [], []
             for k, lstm in enumerate(layers):
                 h0, c0 = state[k]
-                out, (hn, cn) = lstm(x.unsqueeze(1), (h0, c0))
+                out, (hn, cn) = lstm(x.unsqueeze(1), (h0, c0))        # the fast path: one call per layer
                 h = out[:, 0, :]
-                cs.append(cell_states(x, h, h0, c0, *weights[k]))
+                f, u = gate_terms(x, h, h0, *weights[k])
                 hs.append(h.numpy())
+                fs.append(f)
+                us.append(u)
+                c0s.append(c0.reshape(-1))
                 state[k] = (hn, cn)
                 x = h
+            c_all = scan_cells(torch.cat(fs, 1).numpy(), torch.cat(us, 1).numpy(), torch.cat(c0s).numpy())
+            cs = np.split(c_all, len(layers), axis=1)
             logits = model.decoder(x)                                  # (B, V): predicts tokens start+1..stop
             nxt = ids_t[start + 1:stop + 1]
             logp = torch.full((stop - start,), math.nan)
             m = len(nxt)
             if m:
-                logp[:m] = logits[:m].gather(1, nxt.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits[:m], dim=1)
+                logp[:m] = target_log_probabilities(logits[:m], nxt)
             yield Block(start, hs, cs, logp.numpy())
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence[str], output_path: str | os.PathLike,
+                      dtype: str = "float32", chunk_tokens: int = 1024, attrs: dict[str, Any] | None = None,
+                      progress: bool = True) -> np.ndarray:
+    """Run ``ids`` through ``model`` and write the activations file (atomically); returns log_expectancy."""
+    T, N, L = len(ids), model.config.hidden_size, model.config.layers
+    rows = max(1, min(chunk_tokens, T))
+    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("tokens/ids", data=np.asarray(ids, dtype=np.int32))
+        f.create_dataset("tokens/words", data=np.array(list(words), dtype=object), dtype=h5py.string_dtype("utf-8"))
+        states = {}
+        for layer in range(1, L + 1):
+            for s in STATES:
+                states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
+        logexp = np.full(T, np.nan, dtype=np.float32)
+        blocks = iterate_activations(model, ids, rows)
+        for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5, disable=not progress):
+            b = len(block.log_expectancy)
+            for k in range(L):
+                states[k + 1, "h"][block.start:block.start + b] = block.h[k]
+                states[k + 1, "c"][block.start:block.start + b] = block.c[k]
+            m = min(b, T - block.start - 1)  # log p of token t + 1 is computed after token t
+            logexp[block.start + 1:block.start + 1 + m] = block.log_expectancy[:m]
+        f.create_dataset("log_expectancy", data=logexp)
+        f.create_dataset("expectancy", data=np.exp(logexp))
+        f.attrs.update(attrs or {})
+    return logexp
 
 
 def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | os.PathLike,
@@ -198,40 +267,23 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
                       vocabulary_sha256=vocab.sha256, text=text.name, split=text.split, offset=text.offset,
                       n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT,
                       expectancy="p(w_t | w_<t); NaN at t = 0 (no context)")
-    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("tokens/ids", data=ids.astype(np.int32))
-        f.create_dataset("tokens/words", data=np.array(words, dtype=object), dtype=h5py.string_dtype("utf-8"))
-        states = {}
-        for layer in range(1, L + 1):
-            for s in STATES:
-                states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
-        logexp = np.full(T, np.nan, dtype=np.float32)
-        blocks = iterate_activations(model, ids, rows)
-        for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5):
-            b = len(block.log_expectancy)
-            for k in range(L):
-                states[k + 1, "h"][block.start:block.start + b] = block.h[k]
-                states[k + 1, "c"][block.start:block.start + b] = block.c[k]
-            m = min(b, T - block.start - 1)  # log p of token t + 1 is computed after token t
-            logexp[block.start + 1:block.start + 1 + m] = block.log_expectancy[:m]
-        f.create_dataset("log_expectancy", data=logexp)
-        f.create_dataset("expectancy", data=np.exp(logexp))
-        f.attrs.update({
-            "format": FORMAT,
-            "provenance": to_json(prov),
-            "model": str(extra.get("name", "")),
-            "dropout": float(extra.get("dropout", cfg.dropout)),
-            "seed": int(extra.get("seed", -1)),
-            "checkpoint_sha256": checkpoint_sha,
-            "vocabulary_sha256": vocab.sha256,
-            "text": text.name,
-            "split": text.split,
-            "offset": int(text.offset),
-            "n_tokens": int(T),
-            "layers": int(L),
-            "hidden_size": int(N),
-            "dtype": dtype,
-        })
+    attrs = {
+        "format": FORMAT,
+        "provenance": to_json(prov),
+        "model": str(extra.get("name", "")),
+        "dropout": float(extra.get("dropout", cfg.dropout)),
+        "seed": int(extra.get("seed", -1)),
+        "checkpoint_sha256": checkpoint_sha,
+        "vocabulary_sha256": vocab.sha256,
+        "text": text.name,
+        "split": text.split,
+        "offset": int(text.offset),
+        "n_tokens": int(T),
+        "layers": int(L),
+        "hidden_size": int(N),
+        "dtype": dtype,
+    }
+    logexp = write_activations(model, ids, words, output_path, dtype=dtype, chunk_tokens=rows, attrs=attrs)
     seconds = time.monotonic() - t0
     finite = logexp[np.isfinite(logexp)]
     summary = {"tokens": T, "layers": L, "hidden_size": N, "seconds": seconds,

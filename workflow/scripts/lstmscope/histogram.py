@@ -109,19 +109,24 @@ class NeuronHistogram:
         self.counts += flat[:, 1:-1]
         self.underflow += flat[:, 0]
         self.overflow += flat[:, -1]
-        ax = np.abs(x)
-        self.near_zero_count += np.count_nonzero(ax <= self.near_zero, axis=0)
-        # Chan et al.'s parallel update of the mean and the sum of squared deviations (float64)
+        # Column sums as matrix-vector products (BLAS) in float64: sum, sum of |x|, sum of squares, near zero
         nb = len(x)
-        b_mean = x.sum(axis=0, dtype=np.float64) / nb
-        dev = x - b_mean.astype(np.float32)
-        b_m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
-        b_m2 -= nb * (b_mean - b_mean.astype(np.float32).astype(np.float64)) ** 2  # float32 centring residue
+        ones = np.ones(nb)
+        x64 = x.astype(np.float64)
+        b_sum = ones @ x64
+        np.abs(x64, out=x64)
+        b_abs = ones @ x64
+        self.near_zero_count += (ones @ (x64 <= self.near_zero)).astype(np.int64)
+        np.square(x64, out=x64)
+        b_sq = ones @ x64
+        # Chan et al.'s parallel update of the mean and the sum of squared deviations
+        b_mean = b_sum / nb
+        b_m2 = np.maximum(b_sq - b_sum * b_mean, 0.0)
         total = self.n + nb
         delta = b_mean - self.mean
         self.mean += delta * (nb / total)
         self.m2 += b_m2 + delta ** 2 * (self.n * nb / total)
-        self.mean_abs += (ax.sum(axis=0, dtype=np.float64) - nb * self.mean_abs) / total
+        self.mean_abs += (b_abs - nb * self.mean_abs) / total
         self.n = total
         np.minimum(self.minimum, b_min, out=self.minimum)
         np.maximum(self.maximum, b_max, out=self.maximum)
@@ -136,11 +141,12 @@ class NeuronHistogram:
         t = x * np.float32(scale)
         t += np.float32(1.0 - self.lo * scale)
         np.clip(t, np.float32(0.0), np.float32(self.bins + 1), out=t)
-        frac, whole = np.modf(t)
-        slots = whole.astype(np.int64)
-        frac -= np.float32(0.5)
-        np.abs(frac, out=frac)
-        near = frac > np.float32(0.5 - 1e-3)
+        whole = np.floor(t)
+        slots = whole.astype(np.intp)
+        t -= whole                      # position inside the bin, [0, 1)
+        t -= np.float32(0.5)
+        np.abs(t, out=t)
+        near = t > np.float32(0.5 - 1e-3)
         if near.any():
             slots[near] = self._exact_slots(x[near].astype(np.float64))
         return slots
@@ -157,6 +163,12 @@ class NeuronHistogram:
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.m2 / self.n) if self.n else np.full(self.neurons, np.nan)
+
+
+def block_rows(dataset: h5py.Dataset, values: int = 1 << 18) -> int:
+    """Rows read at once: whole HDF5 chunks, about ``values`` values (a block that stays in cache)."""
+    chunk = dataset.chunks[0] if dataset.chunks else 1024
+    return chunk * max(1, values // (chunk * max(1, dataset.shape[1])))
 
 
 def histogram_of(blocks: Iterable[np.ndarray], neurons: int, lo: float, hi: float, bin_width: float,
@@ -197,7 +209,8 @@ def neuron_histograms(activations_path: str | os.PathLike, output_path: str | os
             ds = state_dataset(f, layer, state)
             lo, hi = state_range(state, cell_range)
             try:
-                hist = histogram_of((b for _, b in iter_rows(ds, rows)), ds.shape[1], lo, hi, bin_width, near_zero)
+                block = rows or block_rows(ds)
+                hist = histogram_of((b for _, b in iter_rows(ds, block)), ds.shape[1], lo, hi, bin_width, near_zero)
             except HistogramError as exc:
                 raise HistogramError(f"{activations_path}: layer{layer}/{state}: {exc}") from None
             if hist.n == 0:
