@@ -1,0 +1,227 @@
+# Stage 4: values of a neuron: histograms, divergence from the layer average, what the
+# top neurons track, figures (thesis Fig. 5.1-5.7) and text heatmaps (Fig. 4.1, 5.3/5.4).
+
+# Every stage reads activations files, so the modules behind them are inputs of every rule.
+STAGE_LIB = ("activations", "model", "vocabulary", "joblog")
+NEURONS = "results/neurons/{model}/{text}"
+NEURON_FIGURES = "results/figures/neurons/{model}/{text}"
+
+
+HEATMAPS = expand(f"{NEURON_FIGURES}/heatmap_layer{{layer}}_{{state}}", layer=LAYERS, state=STATES, allow_missing=True)
+
+
+rule neuron_histograms:
+    output:
+        histograms=f"{NEURONS}/histograms.h5",
+        ranges=f"{NEURONS}/histogram_range.csv",
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        code=lib(*STAGE_LIB, "histogram"),
+    params:
+        bin_width=config["histogram"]["bin_width"],
+        cell_range=config["histogram"]["cell_range"],
+        near_zero=config["divergence"]["dead_threshold"],
+    log:
+        log_path("neuron_histograms", "{model}/{text}"),
+    benchmark:
+        benchmark_path("neuron_histograms", "{model}/{text}")
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_histograms.py"
+
+
+rule histogram_range_table:
+    output:
+        report("results/tables/histogram_range.csv", caption="../report/histogram_range.rst", category="Neurons"),
+    input:
+        ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
+        code=lib(*STAGE_LIB, "histogram"),
+    log:
+        log_path("histogram_range_table", "histogram_range"),
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/histogram_range_table.py"
+
+
+rule neuron_divergence:
+    output:
+        table=f"{NEURONS}/divergence.csv",
+        dead=f"{NEURONS}/dead_neurons.csv",
+    input:
+        histograms=f"{NEURONS}/histograms.h5",
+        code=lib(*STAGE_LIB, "histogram", "divergence"),
+    params:
+        epsilon=config["divergence"]["epsilon"],
+        dead_threshold=config["divergence"]["dead_threshold"],
+        dead_fraction=config["divergence"]["dead_fraction"],
+    log:
+        log_path("neuron_divergence", "{model}/{text}"),
+    benchmark:
+        benchmark_path("neuron_divergence", "{model}/{text}")
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_divergence.py"
+
+
+rule neuron_tracking:
+    output:
+        f"{NEURONS}/tracking.csv",
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        divergence=f"{NEURONS}/divergence.csv",
+        code=lib(*STAGE_LIB, "histogram", "divergence", "tracking"),
+    params:
+        top_k=config["divergence"]["top_k"],
+        top_words=config["divergence"]["top_words"],
+    log:
+        log_path("neuron_tracking", "{model}/{text}"),
+    benchmark:
+        benchmark_path("neuron_tracking", "{model}/{text}")
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_tracking.py"
+
+
+rule neuron_tracking_table:
+    output:
+        report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons"),
+    input:
+        tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
+        code=lib(*STAGE_LIB, "histogram", "divergence", "tracking"),
+    params:
+        per_group=1,
+    log:
+        log_path("neuron_tracking_table", "neuron_tracking"),
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_tracking_table.py"
+
+
+rule neuron_figures:
+    output:
+        distributions_png=report(f"{NEURON_FIGURES}/distributions.png", caption="../report/neuron_distributions.rst",
+                                 category="Neurons", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "5.1 h vs c"}),
+        distributions_svg=f"{NEURON_FIGURES}/distributions.svg",
+        top_bottom_png=report(f"{NEURON_FIGURES}/top_bottom.png", caption="../report/neuron_top_bottom.rst",
+                              category="Neurons", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "5.2/5.5 top and bottom KL"}),
+        top_bottom_svg=f"{NEURON_FIGURES}/top_bottom.svg",
+        dead_png=report(f"{NEURON_FIGURES}/dead_neuron.png", caption="../report/dead_neuron.rst",
+                        category="Neurons", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "5.6 dead neuron"}),
+        dead_svg=f"{NEURON_FIGURES}/dead_neuron.svg",
+    input:
+        histograms=f"{NEURONS}/histograms.h5",
+        divergence=f"{NEURONS}/divergence.csv",
+        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "neuron_figures"),
+    params:
+        top_k=config["divergence"]["top_k"],
+        dead_threshold=config["divergence"]["dead_threshold"],
+        dead_fraction=config["divergence"]["dead_fraction"],
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("neuron_figures", "{model}/{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_figures.py"
+
+
+rule mean_abs_vs_dropout:
+    output:
+        table="results/tables/mean_abs_vs_dropout_{text}.csv",
+        png=report("results/figures/neurons/mean_abs_vs_dropout_{text}.png", caption="../report/mean_abs_vs_dropout.rst",
+                   category="Neurons", subcategory="all models", labels={"text": "{text}", "figure": "5.7 mean |activation| vs dropout"}),
+        svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
+    input:
+        divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
+        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "neuron_figures"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("mean_abs_vs_dropout", "{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/mean_abs_vs_dropout.py"
+
+
+rule text_heatmaps:
+    output:
+        png=[report(f"{p}.png", caption="../report/neuron_heatmap.rst", category="Neurons", subcategory="{model}",
+                    labels={"model": "{model}", "text": "{text}", "figure": f"5.3/5.4 heatmap {Path(p).name[8:]}"})
+             for p in HEATMAPS],
+        svg=[f"{p}.svg" for p in HEATMAPS],
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        divergence=f"{NEURONS}/divergence.csv",
+        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "heatmap"),
+    params:
+        layers=[layer for layer in LAYERS for _ in STATES],
+        states=[state for _ in LAYERS for state in STATES],
+        neurons=config["heatmap"]["neurons"],
+        passage_tokens=config["heatmap"]["passage_tokens"],
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("text_heatmaps", "{model}/{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=15,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/text_heatmaps.py"
+
+
+rule expectancy_heatmap:
+    output:
+        png=report("results/figures/expectancy/{model}/{text}.png", caption="../report/expectancy_heatmap.rst",
+                   category="Expectancy", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "4.1 expectancy"}),
+        svg="results/figures/expectancy/{model}/{text}.svg",
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "heatmap"),
+    params:
+        tokens=config["heatmap"]["expectancy_tokens"],
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("expectancy_heatmap", "{model}/{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/expectancy_heatmap.py"
+
+
+ALL_TARGETS.extend(rules.histogram_range_table.output)
+ALL_TARGETS.extend(rules.neuron_tracking_table.output)
+ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))
+for _rule in (rules.neuron_figures, rules.text_heatmaps, rules.expectancy_heatmap):
+    ALL_TARGETS.extend(expand(_rule.output, model=MODELS, text=TEXTS))
+ALL_TARGETS.extend(expand(f"{NEURONS}/dead_neurons.csv", model=MODELS, text=TEXTS))

@@ -1,0 +1,89 @@
+"""The neuron stages through Snakemake on the tiny config: every output, its contents, its errors.
+
+Uses the session's complete tiny run (``tiny_run`` in conftest.py) and, for the error case, a
+restored copy of it (``tiny_workdir``).
+"""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY, edit_yaml, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def _tiny_config(work):
+    cfg = yaml.safe_load((work / "tests/config/tiny.yaml").read_text())
+    models = [f"d{float(d)!r}_r0" for d in cfg["models"]["dropouts"]]
+    return cfg, models, list(cfg["texts"])
+
+
+def test_every_neuron_output_of_the_tiny_run(tiny_run):
+    work = tiny_run / "pristine"
+    cfg, models, texts = _tiny_config(work)
+    layers, hidden = cfg["architecture"]["layers"], cfg["architecture"]["hidden_size"]
+    res = work / "results"
+    for model in models:
+        for text in texts:
+            with h5py.File(res / f"activations/{model}/{text}.h5") as f:
+                assert f.attrs["n_tokens"] == cfg["texts"][text]["tokens"] and f.attrs["model"] == model
+                assert f["layer2/c"].shape == (cfg["texts"][text]["tokens"], hidden)
+                assert f["layer2/c"].chunks[0] == cfg["activations"]["chunk_tokens"]
+                prov = json.loads(f.attrs["provenance"])
+                assert prov["text"] == text and prov["split"] == cfg["texts"][text]["split"]
+            div = pd.read_csv(res / f"neurons/{model}/{text}/divergence.csv")
+            assert len(div) == layers * 2 * hidden and set(div.model) == {model}
+            assert (div.kl_sum >= 0).all() and div["rank"].notna().sum() == (~div.dead).sum()
+            track = pd.read_csv(res / f"neurons/{model}/{text}/tracking.csv")
+            assert len(track) <= layers * 2 * 5 and track["rank"].max() <= 5
+            for name in ("distributions", "top_bottom", "dead_neuron"):
+                for ext in ("png", "svg"):
+                    assert (res / f"figures/neurons/{model}/{text}/{name}.{ext}").stat().st_size > 5000
+            for layer in range(1, layers + 1):
+                for state in ("h", "c"):
+                    assert (res / f"figures/neurons/{model}/{text}/heatmap_layer{layer}_{state}.png").is_file()
+            assert (res / f"figures/expectancy/{model}/{text}.svg").is_file()
+            assert (res / f"logs/dump_activations/{model}/{text}.log").read_text().count("finished in") == 1
+            assert (res / f"benchmarks/neuron_histograms/{model}/{text}.tsv").is_file()
+    ranges = pd.read_csv(res / "tables/histogram_range.csv")
+    assert len(ranges) == len(models) * len(texts) * layers * 2
+    assert (ranges[ranges.state == "h"][["underflow", "overflow"]] == 0).all().all()
+    summary = pd.read_csv(res / "tables/neuron_tracking.csv")
+    assert set(summary.model) == set(models) and (summary["rank"] == 1).all()
+    for text in texts:
+        table = pd.read_csv(res / f"tables/mean_abs_vs_dropout_{text}.csv")
+        assert sorted(table.dropout.unique()) == sorted(cfg["models"]["dropouts"])
+        assert (res / f"figures/neurons/mean_abs_vs_dropout_{text}.png").is_file()
+    assert not list(res.rglob(".*.tmp*")), "temporary files left behind"
+
+
+def test_histograms_of_the_run_equal_np_histogram(tiny_run):
+    res = tiny_run / "pristine" / "results"
+    _, models, texts = _tiny_config(tiny_run / "pristine")
+    act, hist = res / f"activations/{models[0]}/{texts[0]}.h5", res / f"neurons/{models[0]}/{texts[0]}/histograms.h5"
+    with h5py.File(act) as a, h5py.File(hist) as h:
+        for key in ("layer1/h", "layer2/c"):
+            x = a[key][:].astype(np.float64)
+            g = h[key]
+            lo, hi, width = g.attrs["lo"], g.attrs["hi"], g.attrs["bin_width"]
+            bins = int(round((hi - lo) / width))
+            expected = np.stack([np.histogram(x[:, j], bins=bins, range=(lo, hi))[0] for j in range(x.shape[1])])
+            np.testing.assert_array_equal(g["counts"][:], expected)
+            np.testing.assert_array_equal(g["underflow"][:] + g["overflow"][:], ((x < lo) | (x > hi)).sum(axis=0))
+
+
+def test_a_text_longer_than_its_split_fails_with_one_line_naming_it(tiny_workdir):
+    edit_yaml(tiny_workdir / "tests/config/tiny.yaml",
+              lambda c: c["texts"]["train"].update(offset=3_000_000, tokens=100))
+    cfg, models, _ = _tiny_config(tiny_workdir)
+    r = snakemake(tiny_workdir, *TINY, "-c1", f"results/activations/{models[0]}/train.h5", check=False)
+    assert r.returncode != 0
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("lstmscope dump_activations:")]
+    assert len(lines) == 1 and "texts.train: offset 3000000 + tokens 100" in lines[0] and "train.txt" in lines[0], lines
+    assert not (tiny_workdir / f"results/activations/{models[0]}/train.h5").exists()

@@ -1,0 +1,9 @@
+"""Rule mean_abs_vs_dropout: mean |activation| of every layer and state against dropout (Fig. 5.7)."""
+from lstmscope.joblog import job_log
+from lstmscope.neuron_figures import mean_abs_vs_dropout
+
+with job_log(snakemake.log[0], "mean_abs_vs_dropout") as log:  # noqa: F821
+    o = snakemake.output  # noqa: F821
+    summary = mean_abs_vs_dropout(snakemake.input.divergence, o.table, o.png, o.svg,  # noqa: F821
+                                  dpi=int(snakemake.params.dpi))  # noqa: F821
+    log.info("%d models", summary["model"].nunique())

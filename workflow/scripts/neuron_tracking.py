@@ -1,0 +1,13 @@
+"""Rule neuron_tracking: what the top-ranked neurons track (context effects, extreme words)."""
+from lstmscope.joblog import job_log
+from lstmscope.tracking import neuron_tracking
+
+with job_log(snakemake.log[0], "neuron_tracking") as log:  # noqa: F821
+    p = snakemake.params  # noqa: F821
+    neuron_tracking(
+        activations_path=snakemake.input.activations,  # noqa: F821
+        divergence_path=snakemake.input.divergence,  # noqa: F821
+        csv_path=snakemake.output[0],  # noqa: F821
+        top_k=int(p.top_k),
+        top_words=int(p.top_words),
+    )
