@@ -150,7 +150,7 @@ rule neuron_figures:
 
 rule mean_abs_vs_dropout:
     output:
-        table="results/tables/mean_abs_vs_dropout_{text}.csv",
+        table=report("results/tables/mean_abs_vs_dropout_{text}.csv", caption="../report/mean_abs_vs_dropout.rst", category="Neurons"),
         png=report("results/figures/neurons/mean_abs_vs_dropout_{text}.png", caption="../report/mean_abs_vs_dropout.rst",
                    category="Neurons", subcategory="all models", labels={"text": "{text}", "figure": "5.7 mean |activation| vs dropout"}),
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",

@@ -32,7 +32,7 @@ rule train_lstm:
 
 rule perplexity_table:
     output:
-        table="results/tables/perplexity.csv",
+        table=report("results/tables/perplexity.csv", caption="../report/perplexity.rst", category="Training"),
         png=report("results/figures/perplexity_vs_dropout.png", caption="../report/perplexity.rst", category="Training"),
         svg="results/figures/perplexity_vs_dropout.svg",
     input:
