@@ -1,5 +1,6 @@
 # Helpers shared by every file of rules (config validation, the model list, library inputs);
 # no rules here (wildcard constraints live in the Snakefile).
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def lib(*modules):
     one reruns exactly the rules that use it."""
     base = Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope"
     names = ["__init__", "atomic", "provenance", *modules]
-    return [str(base / f"{m}.py") for m in dict.fromkeys(names)]
+    # Relative to the working directory: a moved or re-cloned checkout must not rerun anything.
+    return [os.path.relpath(base / f"{m}.py") for m in dict.fromkeys(names)]
 
 
 def log_path(rule_name, pattern):

@@ -133,7 +133,7 @@ rule cluster_contiguity:
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
-        code=lib("cluster_measures", "figures", "cluster_figures", "embedding", "joblog"),
+        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "embedding", "joblog"),
     params:
         dpi=FIGURES["dpi"],
     log:

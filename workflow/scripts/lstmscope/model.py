@@ -86,8 +86,10 @@ def save_checkpoint(path: str | os.PathLike, model: LSTMLanguageModel, vocabular
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        # Through a file object the archive's members are named "archive/...", not after the
+        # temporary file name: the same weights give the same bytes (and checkpoint SHA-256).
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
