@@ -87,6 +87,9 @@ class NeuronHistogram:
         self.mean_abs = np.zeros(N)
         self.minimum = np.full(N, np.inf)
         self.maximum = np.full(N, -np.inf)
+        # float32 rounding moves a value's bin coordinate by at most ~2.5 ulp of (bins + 2): values
+        # closer than this to an edge are binned again exactly
+        self._tol = float(4 * np.spacing(np.float32(self.bins + 2)))
         # flat bin index of (neuron j, slot s), slots: 0 = underflow, 1..bins, bins + 1 = overflow
         self._offsets = (np.arange(N, dtype=np.int64) * (self.bins + 2))[None, :]
 
@@ -103,20 +106,22 @@ class NeuronHistogram:
         if not (np.isfinite(b_min).all() and np.isfinite(b_max).all()):  # min/max propagate NaN
             bad = int((~np.isfinite(x)).sum())
             raise HistogramError(f"{bad} non-finite values (NaN or inf) in the activations")
-        slots = self._slots(x)
+        buf = self._work(x.shape)
+        slots = self._slots(x, buf)
         slots += self._offsets
         flat = np.bincount(slots.ravel(), minlength=self.neurons * (self.bins + 2)).reshape(self.neurons, -1)
         self.counts += flat[:, 1:-1]
         self.underflow += flat[:, 0]
         self.overflow += flat[:, -1]
-        # Column sums as matrix-vector products (BLAS) in float64: sum, sum of |x|, sum of squares, near zero
+        # Column sums as matrix-vector products (BLAS) in float64: sum, sum of |x|, near zero, sum of squares
         nb = len(x)
-        ones = np.ones(nb)
-        x64 = x.astype(np.float64)
+        ones, x64, f64 = buf["ones"], buf["x64"], buf["f64"]
+        np.copyto(x64, x)
         b_sum = ones @ x64
         np.abs(x64, out=x64)
         b_abs = ones @ x64
-        self.near_zero_count += (ones @ (x64 <= self.near_zero)).astype(np.int64)
+        np.less_equal(x64, self.near_zero, out=f64, casting="unsafe")
+        self.near_zero_count += (ones @ f64).astype(np.int64)
         np.square(x64, out=x64)
         b_sq = ones @ x64
         # Chan et al.'s parallel update of the mean and the sum of squared deviations
@@ -131,22 +136,39 @@ class NeuronHistogram:
         np.minimum(self.minimum, b_min, out=self.minimum)
         np.maximum(self.maximum, b_max, out=self.maximum)
 
-    def _slots(self, x: np.ndarray) -> np.ndarray:
-        """Slot of every value: 0 underflow, 1..bins the bins, bins + 1 overflow (int64).
+    def _work(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+        """Work arrays of one block shape, allocated once and reused for every block of that shape."""
+        rows = shape[0]
+        if getattr(self, "_buf", None) is None or self._buf["ones"].shape[0] < rows:
+            self._buf = None  # free the old arrays first
+            self._buf = {"t": np.empty(shape, np.float32), "w": np.empty(shape, np.float32),
+                         "slots": np.empty(shape, np.intp), "near": np.empty(shape, bool),
+                         "x64": np.empty(shape, np.float64), "f64": np.empty(shape, np.float64),
+                         "ones": np.ones(rows)}
+        return {k: v[:rows] for k, v in self._buf.items()}  # leading rows of a C-ordered array: contiguous
+
+    def release(self) -> None:
+        """Free the work arrays (the counts and statistics stay)."""
+        self._buf = None
+
+    def _slots(self, x: np.ndarray, buf: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Slot of every value: 0 underflow, 1..bins the bins, bins + 1 overflow (intp).
 
         Fast path in float32; values within rounding distance of a bin edge are
         redone in float64 exactly as ``np.histogram`` bins them.
         """
+        buf = buf if buf is not None else self._work(x.shape)
+        t, w, slots, near = buf["t"], buf["w"], buf["slots"], buf["near"]
         scale = self.bins / (self.hi - self.lo)
-        t = x * np.float32(scale)
+        np.multiply(x, np.float32(scale), out=t)
         t += np.float32(1.0 - self.lo * scale)
         np.clip(t, np.float32(0.0), np.float32(self.bins + 1), out=t)
-        whole = np.floor(t)
-        slots = whole.astype(np.intp)
-        t -= whole                      # position inside the bin, [0, 1)
+        np.floor(t, out=w)
+        np.copyto(slots, w, casting="unsafe")
+        t -= w                          # position inside the bin, [0, 1)
         t -= np.float32(0.5)
         np.abs(t, out=t)
-        near = t > np.float32(0.5 - 1e-3)
+        np.greater(t, np.float32(0.5 - self._tol), out=near)
         if near.any():
             slots[near] = self._exact_slots(x[near].astype(np.float64))
         return slots
@@ -165,7 +187,7 @@ class NeuronHistogram:
         return np.sqrt(self.m2 / self.n) if self.n else np.full(self.neurons, np.nan)
 
 
-def block_rows(dataset: h5py.Dataset, values: int = 1 << 18) -> int:
+def block_rows(dataset: h5py.Dataset, values: int = 1 << 16) -> int:
     """Rows read at once: whole HDF5 chunks, about ``values`` values (a block that stays in cache)."""
     chunk = dataset.chunks[0] if dataset.chunks else 1024
     return chunk * max(1, values // (chunk * max(1, dataset.shape[1])))
@@ -177,6 +199,7 @@ def histogram_of(blocks: Iterable[np.ndarray], neurons: int, lo: float, hi: floa
     hist = NeuronHistogram(lo, hi, bin_width, near_zero, neurons)
     for block in blocks:
         hist.update(block)
+    hist.release()
     return hist
 
 

@@ -1,0 +1,133 @@
+"""Activation dump throughput: lstmscope's dump vs a per-token loop with hooks vs a pure forward pass.
+
+All three run the same model (the default experiment's shape: vocabulary 10 000, embedding
+32, hidden 64, 2 layers; or a trained checkpoint with --checkpoint) over the same text (the
+first --tokens tokens of WikiText-2's test split) on the CPU, in eval mode, one process:
+
+* dump:    ``write_activations``: every layer's h and c for every token, the expectancy of
+           every word, all written to an HDF5 file (float32, chunks of 1024 rows);
+* loop:    the obvious way: one ``model(token)`` call per token, a forward hook on the LSTM
+           recording every layer's (h, c), ``log_softmax`` of the logits for the expectancy;
+           kept in memory, nothing written;
+* forward: ``model(text)`` in one call: logits only, no states kept, no softmax (the floor);
+  forward + log_softmax is printed too (what pytorch/examples' model returns).
+
+Timings are CPU seconds of this process (steadier than wall time on a shared machine; with
+one thread they equal wall time on an idle one), the median of --repeats runs, interleaved.
+Targets: dump >= 50x faster than the loop, dump time <= 1.25x the pure forward's.
+
+Usage: python benchmarks/dump_throughput.py [--tokens 18000] [--loop-tokens 18000] [--threads 1]
+       [--repeats 3] [--checkpoint results/models/d0.5_r0/model.pt]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from lstmscope.activations import write_activations  # noqa: E402
+from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
+from lstmscope.vocabulary import read_tokens  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
+
+
+def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
+    """Per-token loop with a forward hook on the LSTM; returns seconds."""
+    L, N = model.config.layers, model.config.hidden_size
+    T = len(ids)
+    h_all = np.empty((L, T, N), dtype=np.float32)
+    c_all = np.empty((L, T, N), dtype=np.float32)
+    logexp = np.full(T, np.nan, dtype=np.float32)
+    step = {"t": 0}
+
+    def record(module, inputs, output):
+        _, (h, c) = output
+        h_all[:, step["t"]] = h[:, 0].numpy()
+        c_all[:, step["t"]] = c[:, 0].numpy()
+
+    handle = model.rnn.register_forward_hook(record)
+    start = time.process_time()
+    try:
+        with torch.inference_mode():
+            hidden = model.init_hidden(1)
+            for t in range(T):
+                step["t"] = t
+                logits, hidden = model(ids[t:t + 1].view(1, 1), hidden)
+                if t + 1 < T:
+                    logexp[t + 1] = torch.log_softmax(logits[0], dim=0)[ids[t + 1]].item()
+    finally:
+        handle.remove()
+    return time.process_time() - start
+
+
+def pure_forward(model: LSTMLanguageModel, ids: torch.Tensor, softmax: bool = False) -> float:
+    start = time.process_time()
+    with torch.inference_mode():
+        logits, _ = model(ids.view(-1, 1), model.init_hidden(1))
+        if softmax:
+            torch.log_softmax(logits, dim=1)
+    return time.process_time() - start
+
+
+def dump(model: LSTMLanguageModel, ids: torch.Tensor, words: list[str], folder: Path) -> float:
+    start = time.process_time()
+    write_activations(model, ids.numpy(), words, folder / "bench.h5", dtype="float32", chunk_tokens=1024,
+                      progress=False)
+    return time.process_time() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--tokens", type=int, default=18000)
+    ap.add_argument("--loop-tokens", type=int, default=None, help="tokens for the loop (default: --tokens); "
+                    "its time is scaled to --tokens")
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--vocab", type=int, default=10000)
+    ap.add_argument("--embedding", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if args.checkpoint:
+        model, _ = load_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = LSTMLanguageModel(ModelConfig(args.vocab, args.embedding, args.hidden, 2, dropout=0.2)).eval()
+    words = read_tokens(Path(args.data) / "test.txt")[: args.tokens]
+    V = model.config.vocab_size
+    # Any fixed mapping of words to ids serves for timing: hash into the model's vocabulary.
+    ids = torch.tensor([sum(map(ord, w)) % V for w in words], dtype=torch.int64)
+    loop_tokens = min(args.loop_tokens or args.tokens, args.tokens)
+
+    times = {"dump": [], "loop": [], "forward": [], "forward+log_softmax": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):
+            times["forward"].append(pure_forward(model, ids))
+            times["forward+log_softmax"].append(pure_forward(model, ids, softmax=True))
+            times["dump"].append(dump(model, ids, words, Path(tmp)))
+            times["loop"].append(hook_loop(model, ids[:loop_tokens]) * args.tokens / loop_tokens)
+            print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    cfg = model.config
+    print(f"model: vocab {cfg.vocab_size}, embedding {cfg.embedding_size}, hidden {cfg.hidden_size}, "
+          f"{cfg.layers} layers; {args.tokens} tokens; {args.threads} thread(s); median of {args.repeats}")
+    for k, v in med.items():
+        print(f"{k:>20}: {v:8.3f} s  {args.tokens / v:12,.0f} tokens/s")
+    print(f"loop / dump:    {med['loop'] / med['dump']:.1f}x   (target >= 50x)")
+    print(f"dump / forward: {med['dump'] / med['forward']:.2f}x   (target <= 1.25x)")
+    print(f"dump / (forward + log_softmax): {med['dump'] / med['forward+log_softmax']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
