@@ -195,3 +195,13 @@ def test_target_log_probabilities_equal_log_softmax(scale):
     expected = torch.log_softmax(logits.double(), dim=1)[torch.arange(50), targets]
     got = target_log_probabilities(logits.clone(), targets)
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_checkpoint_of_another_vocabulary_is_refused(tiny, tmp_path):
+    from lstmscope.vocabulary import build_vocabulary
+
+    other = tmp_path / "other-vocabulary.json"
+    build_vocabulary([["a", "b", "<unk>", "<eos>"]]).save(other)
+    with pytest.raises(ActivationsError, match=r"model.pt: trained with another vocabulary than .*other-vocabulary.json"):
+        dump_activations(tiny.checkpoint, other, tiny.split, TEXT, tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()

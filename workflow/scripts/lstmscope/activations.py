@@ -14,10 +14,10 @@ in eval mode (no dropout). The result is one HDF5 file (schema in the README):
 How it is computed, fast: ``nn.LSTM`` returns only the top layer's h for every
 step, so each layer runs as its own single-layer ``nn.LSTM`` (weights copied) over
 a block of tokens in one call. The cell states are then recovered from that
-layer's input and h sequence: the four gates for all steps of a block come from
-one batched matrix product with h_{t-1}, and c_t = f_t * c_{t-1} + i_t * g_t is
-an elementwise scan. Blocks carry (h, c) to the next block, so memory does not
-grow with the text.
+layer's input and h sequence: since h_{t-1} is known, the input, forget and cell
+gates of all steps of a block come from two batched matrix products, and
+c_t = f_t * c_{t-1} + i_t * g_t is an elementwise scan (all layers in one loop).
+Blocks carry (h, c) to the next block, so memory does not grow with the text.
 """
 from __future__ import annotations
 
@@ -119,14 +119,6 @@ def scan_cells(forget: np.ndarray, update: np.ndarray, c0: np.ndarray) -> np.nda
         out[t] += update[t]
         prev = out[t]
     return out
-
-
-def cell_states(x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
-                bias_hh: torch.Tensor) -> np.ndarray:
-    """Cell states c_1..c_B of one LSTM layer, given its inputs ``x`` (B, I) and outputs ``h`` (B, N)."""
-    f, u = gate_terms(x, h, h0, weight_ih, weight_hh, bias_ih, bias_hh)
-    return scan_cells(f.numpy(), u.numpy(), c0.reshape(-1).numpy())
 
 
 def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -357,8 +349,3 @@ def read_words(f: h5py.File) -> list[str]:
 
 def layers_and_states(f: h5py.File) -> list[tuple[int, str]]:
     return [(k, s) for k in range(1, int(f.attrs["layers"]) + 1) for s in STATES]
-
-
-def check_layers(f: h5py.File, wanted: Sequence[tuple[int, str]]) -> None:
-    for layer, state in wanted:
-        state_dataset(f, layer, state)

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
-from .activations import ActivationsError, iter_rows, layers_and_states, open_activations, state_dataset
+from .activations import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path
 from .provenance import provenance, to_json
 
@@ -345,9 +345,6 @@ def select(histograms: Sequence[StoredHistogram], layer: int, state: str) -> Sto
     have = ", ".join(f"layer{h.layer}/{h.state}" for h in histograms)
     raise HistogramError(f"layer {layer} / state {state!r} does not exist; have {have}")
 
-
-__all__ = ["ActivationsError", "HistogramError", "NeuronHistogram", "StoredHistogram", "bin_edges",
-           "histogram_of", "n_bins", "neuron_histograms", "read_histograms", "select", "state_range"]
 
 
 def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike) -> "pd.DataFrame":
