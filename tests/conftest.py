@@ -259,6 +259,16 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if not VOLATILE.search(k)} for row in csv.DictReader(fh)]
 
 
+def _stable(record):
+    """A provenance record without its volatile fields, at any depth."""
+    if isinstance(record, dict):
+        return {k: _stable(v) for k, v in record.items()
+                if k not in _PROVENANCE_VOLATILE and not VOLATILE.search(k) and not _FILE_DIGEST.search(k)}
+    if isinstance(record, list):
+        return [_stable(v) for v in record]
+    return record
+
+
 def _attr_value(name: str, value):
     import json
 
@@ -272,8 +282,7 @@ def _attr_value(name: str, value):
         except ValueError:
             return value
         if isinstance(record, dict):
-            return {k: v for k, v in record.items()
-                    if k not in _PROVENANCE_VOLATILE and not VOLATILE.search(k) and not _FILE_DIGEST.search(k)}
+            return _stable(record)
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
