@@ -1,0 +1,196 @@
+"""profiles/slurm on a real SLURM cluster, and both profiles without one.
+
+The cluster test stands up a single-node SLURM (munge, slurmctld, slurmd; tests/slurm/start-slurm.sh)
+on localhost with two GRES "gpu" slots backed by no real device, runs the tiny config through
+``--profile profiles/slurm`` and compares every result with the local run of the same config. It
+then stops exactly the daemons it started. Without root or apt the test is skipped (CI=true: fails).
+
+The profile is used as committed; only its SITE settings (partition, account, GPU type) are replaced
+in the test's copy, as a user does for their cluster, and two polling intervals are shortened on the
+command line.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import (REPO, TINY, assert_same_models, assert_same_results, copy_repo, parse_job_stats, planned_jobs, skip_or_fail,
+                      snakemake)
+
+SLURM_DIR = REPO / "tests" / "slurm"
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
+
+# Resources that name things of one cluster; the test replaces or removes them, nothing else.
+SITE_RESOURCES = {"slurm_partition", "slurm_account", "gpu_model", "gres", "constraint", "qos", "clusters"}
+# Fast polling for a cluster with no queue (command line; the profile keeps values for real clusters).
+TEST_SPEED = ("--slurm-status-command", "squeue",  # no slurmdbd here, so no sacct
+              "--slurm-init-seconds-before-status-checks", "1",
+              "--seconds-between-status-checks", "2")
+
+
+def site_profile(profile: dict, partition: str) -> dict:
+    """``profile`` with every partition set to ``partition`` and the other SITE resources removed."""
+    out = yaml.safe_load(yaml.safe_dump(profile))
+
+    def localise(resources: dict) -> dict:
+        res = {k: v for k, v in resources.items() if k not in SITE_RESOURCES}
+        if "slurm_partition" in resources:
+            res["slurm_partition"] = partition
+        return res
+
+    out["default-resources"] = localise(out.get("default-resources") or {})
+    out["set-resources"] = {rule: localise(res) for rule, res in (out.get("set-resources") or {}).items()}
+    return out
+
+
+def _without_site(profile: dict) -> dict:
+    p = yaml.safe_load(yaml.safe_dump(profile))
+    for res in [p.get("default-resources") or {}, *(p.get("set-resources") or {}).values()]:
+        for k in SITE_RESOURCES:
+            res.pop(k, None)
+    return p
+
+
+# ------------------------------------------------------------------------------ no cluster needed
+def test_site_profile_changes_only_site_settings():
+    profile = yaml.safe_load(PROFILE.read_text())
+    local = site_profile(profile, "debug")
+    assert _without_site(local) == _without_site(profile)
+    assert profile["executor"] == "slurm"
+
+
+@pytest.mark.parametrize("path", [DEFAULT_PROFILE, PROFILE], ids=["default", "slurm"])
+def test_every_profile_setting_is_commented(path):
+    """Each top-level setting has a comment on its line or right above it."""
+    lines = path.read_text().splitlines()
+    missing = []
+    for i, line in enumerate(lines):
+        if re.match(r"^[A-Za-z][\w-]*:", line) and "#" not in line:
+            above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+            if not above.lstrip().startswith("#"):
+                missing.append(line)
+    assert not missing, f"{path.relative_to(REPO)}: settings without a comment: {missing}"
+
+
+def test_slurm_profile_names_only_rules_of_the_workflow(tmp_path, wikitext2):
+    work = copy_repo(tmp_path / "work", wikitext2)
+    r = snakemake(work, "--list-rules", *TINY)
+    rules = set(re.findall(r"^(\w+)\s*$", r.stdout, flags=re.M))
+    assert "train_lstm" in rules, r.stdout
+    profile = yaml.safe_load(PROFILE.read_text())
+    named = set(profile.get("set-resources") or {}) | set(profile.get("groups") or {})
+    assert named <= rules, f"profiles/slurm names rules the workflow does not have: {sorted(named - rules)}"
+
+
+@pytest.mark.parametrize("profile", [None, "profiles/slurm"], ids=["default", "slurm"])
+def test_lint_is_clean(tmp_path, wikitext2, profile):
+    work = copy_repo(tmp_path / "work", wikitext2)
+    r = snakemake(work, "--lint", *(("--profile", profile) if profile else ()), check=False, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "Congratulations, your workflow is in a good condition" in out, out[-4000:]
+
+
+def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
+    work = copy_repo(tmp_path / "work")
+    preset = yaml.safe_load((work / "presets" / "thesis.yaml").read_text())
+    r = snakemake(work, "-n", "--profile", "profiles/slurm", "--configfile", "presets/thesis.yaml", timeout=600)
+    text = r.stdout + r.stderr
+    counts = parse_job_stats(text)
+    models = len(preset["models"]["dropouts"]) * preset["models"].get("replicates", 1)
+    texts = len(preset["texts"])
+    emb = preset["embedding"]
+    views = len(emb["layers"]) * len(emb["states"])
+    embedded = len(emb["dropouts"]) * len(emb["texts"])
+    assert counts["download_wikitext2"] == 1 and counts["vocabulary"] == 1
+    assert counts["train_lstm"] == models
+    assert counts["dump_activations"] == models * texts
+    assert counts["neuron_histograms"] == models * texts
+    assert counts["neuron_divergence"] == models * texts
+    assert counts["embed_tsne"] == embedded * views
+    assert counts["cluster_tokens"] == embedded * views * 2  # single and ward
+    # every training job asks SLURM for a GPU on the GPU partition
+    trains = [b for b in re.split(r"\n(?=\s*(?:local)?rule \w+:)", text) if re.match(r"\s*rule train_lstm:", b)]
+    assert len(trains) == models
+    for block in trains:
+        res = re.search(r"resources: (.*)", block).group(1)
+        assert "gpu=1" in res and "slurm_partition=gpu" in res, res
+
+
+# ------------------------------------------------------------------------------ the real cluster
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A single-node SLURM on localhost with 2 GRES gpu slots; stops the daemons it started."""
+    if os.geteuid() != 0:
+        skip_or_fail("starting SLURM needs root")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        skip_or_fail("starting SLURM needs apt-get (Debian) or installed SLURM packages")
+    state = tmp_path_factory.mktemp("slurm-state")
+    env = dict(os.environ, STATE_DIR=str(state), SLURM_GPUS="2")
+    try:
+        r = subprocess.run([str(SLURM_DIR / "start-slurm.sh")], env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            pytest.fail(f"start-slurm.sh failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}", pytrace=False)
+        yield {"state": state, "log": r.stdout}
+    finally:
+        subprocess.run([str(SLURM_DIR / "stop-slurm.sh")], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _node_memory_mb() -> int:
+    out = subprocess.run(["scontrol", "show", "node"], capture_output=True, text=True).stdout
+    m = re.search(r"RealMemory=(\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tiny_run, tmp_path, wikitext2):
+    local = tiny_run / "pristine"
+    # the workflow exactly as the local run had it (same code, same configs), without its results
+    work = tmp_path / "work"
+    shutil.copytree(local, work, symlinks=True, ignore=shutil.ignore_patterns("results", ".snakemake"))
+    profile = yaml.safe_load((work / "profiles/slurm/config.yaml").read_text())
+    (work / "profiles/slurm/config.yaml").write_text(
+        "# profiles/slurm with this test cluster's SITE settings (written by tests/test_slurm.py)\n"
+        + yaml.safe_dump(site_profile(profile, "debug"), sort_keys=False))
+    # training.device auto: the training jobs ask for gpu=1, SLURM gives each a GRES gpu slot; no CUDA
+    # device is behind it, so they train on the CPU exactly as the local run did.
+    (work / "tests/config/slurm-gpu.yaml").write_text("training:\n  device: auto\n")
+    config = (*TINY, "tests/config/slurm-gpu.yaml")
+
+    biggest = max(int(str(v).split("*")[0].strip().strip('"')) for res in profile["set-resources"].values()
+                  for k, v in res.items() if k == "mem_mb")
+    assert _node_memory_mb() >= biggest, (
+        f"the test node has {_node_memory_mb()} MB; profiles/slurm asks for up to {biggest} MB per job")
+
+    r = snakemake(work, "--profile", "profiles/slurm", *config, *TEST_SPEED, "--verbose", timeout=3000)
+    out = r.stdout + r.stderr
+
+    # jobs went through sbatch, GPU jobs with a GPU, the others without
+    calls = re.findall(r"sbatch call: (.*)", out)
+    assert calls, out[-5000:]
+    train_calls = [c for c in calls if "rule_train_lstm" in c]
+    assert len(train_calls) == 2, "\n".join(calls)
+    assert all("--gpus=1" in c and "-p debug" in c for c in train_calls), "\n".join(train_calls)
+    assert not [c for c in calls if c not in train_calls and "--gpus" in c], "\n".join(calls)
+    grouped = [c for c in calls if "/group_" in c]  # SLURM log path of a group job
+    assert grouped, "no group job was submitted:\n" + "\n".join(calls)
+    slurm_logs = list((work / "results/logs/slurm").rglob("*.log"))
+    assert slurm_logs, "no SLURM job logs under results/logs/slurm"
+
+    # every result of the local run exists, tables and HDF5 data are identical in content
+    missing = [str(p.relative_to(local)) for p in (local / "results").rglob("*")
+               if p.is_file() and "logs" not in p.parts and "benchmarks" not in p.parts
+               and not (work / p.relative_to(local)).exists()]
+    assert not missing, f"missing after the SLURM run: {missing}"
+    compared = assert_same_results(local, work)
+    assert any(f.endswith(".h5") for f in compared) and any(f.endswith(".csv") for f in compared)
+    assert len(assert_same_models(local, work)) == 2
+
+    # resuming: the same command plans nothing more
+    assert planned_jobs(work, "--profile", "profiles/slurm", config=config) == []
