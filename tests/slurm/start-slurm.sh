@@ -9,8 +9,10 @@
 #                                            #   behind it), so jobs asking for GPUs are scheduled
 #         SLURM_ACCOUNTING=1 start-slurm.sh  # + MariaDB + slurmdbd, so sacct works
 #
-# Every daemon this script starts is recorded as "PID COMM" in $STATE_DIR/started;
-# stop-slurm.sh stops exactly those processes and nothing that was running before.
+# Every daemon this script starts is recorded as "PID COMM" in $STATE_DIR/started, every file
+# of /etc/slurm it writes as "file PATH" (the original is kept in $STATE_DIR/etc-backup);
+# stop-slurm.sh stops exactly those processes, nothing that was running before, and puts the
+# files back as they were.
 set -euo pipefail
 
 STATE_DIR=${STATE_DIR:-/tmp/lstmscope-slurm}
@@ -44,6 +46,19 @@ record_started() {
     sleep 0.2
   done
   echo "$(<"$f") $comm" >>"$STARTED"
+}
+
+# remember_file PATH: before this script first writes PATH, keep the original (or the fact that there
+# was none) in $STATE_DIR/etc-backup, so that stop-slurm.sh can put it back. A left-over slurm.conf
+# naming a controller that is no longer running makes every sinfo/scontrol call (and so every
+# Snakemake start with the SLURM plugin installed) wait about 9 s for it.
+remember_file() {
+  local f=$1 b
+  b=$STATE_DIR/etc-backup/$(basename "$f")
+  [[ -e $b || -e $b.absent ]] && return 0
+  install -d "$STATE_DIR/etc-backup"
+  if [[ -f $f ]]; then cp -p "$f" "$b"; else touch "$b.absent"; fi
+  echo "file $f" >>"$STARTED"
 }
 
 wait_for() { # wait_for SECONDS DESCRIPTION CMD...
@@ -177,6 +192,7 @@ else
   new_gres=""
 fi
 if [[ ! -f $GRES_CONF || $(<"$GRES_CONF") != "$new_gres" ]]; then
+  remember_file "$GRES_CONF"
   printf '%s\n' "$new_gres" >"$GRES_CONF"
   restart=1
 fi
@@ -223,6 +239,7 @@ EOF
 )
 if [[ ! -f $CONF || $(<"$CONF") != "$new_conf" ]]; then
   log "writing $CONF"
+  remember_file "$CONF"
   printf '%s\n' "$new_conf" >"$CONF"
   restart=1
 fi
