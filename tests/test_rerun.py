@@ -158,12 +158,6 @@ def test_adding_a_dropout_value_reruns_only_that_models_chain_and_cross_model_ou
 
 
 # ------------------------------------------------------------------------------ the checkout moved
-# Known absolute inputs in other stages' rules, {rule: file name}: an expected failure until fixed.
-KNOWN_ABSOLUTE: dict[str, str] = {
-    "explorer": "explorer_template.html",  # EXPLORER_TEMPLATE in workflow/rules/embedding.smk
-}
-
-
 def absolute_inputs(jobs: list[PlannedJob], root: Path) -> set[tuple[str, str]]:
     return {(j.rule, i) for j in jobs for i in j.inputs if i.startswith(str(root))}
 
@@ -173,23 +167,13 @@ def test_no_rule_lists_an_input_by_its_absolute_path(tmp_path, wikitext2):
     so an absolute one makes a moved or re-cloned checkout rerun the job and all that follows."""
     work = copy_repo(tmp_path / "work", wikitext2)
     found = absolute_inputs(forced_jobs(work), work)
-    unknown = {(r, i) for r, i in found if not i.endswith(KNOWN_ABSOLUTE.get(r, "\0"))}
-    assert not unknown, f"absolute input paths: {sorted(unknown)[:10]}"
-    if found:
-        pytest.xfail(f"known, in other stages' rules: {sorted({(r, Path(i).name) for r, i in found})} "
-                     "are listed by absolute path")
+    assert not found, f"absolute input paths: {sorted(found)[:10]}"
 
 
 def test_a_moved_checkout_plans_no_job(tiny_workdir, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(tiny_workdir, moved, symlinks=True)
     planned = planned_jobs(moved)
-    if planned:
-        absolute = absolute_inputs(planned, moved)
-        known = {(r, i) for r, i in absolute if i.endswith(KNOWN_ABSOLUTE.get(r, "\0"))}
-        if absolute and absolute == known:
-            pytest.xfail(f"a moved checkout reruns {len(planned)} jobs because {sorted({r for r, _ in known})} "
-                         "list an input by absolute path (see test_no_rule_lists_an_input_by_its_absolute_path)")
     assert planned == [], f"a moved checkout plans:\n  {describe(planned)}"
 
 
@@ -215,15 +199,7 @@ def test_the_same_checkpoint_is_written_byte_for_byte(tmp_path):
         path = tmp_path / run / "model.pt"
         subprocess.run([sys.executable, "-c", SAVE_TWICE, str(path), str(REPO / "workflow" / "scripts")], check=True)
         paths.append(path)
-    same = paths[0].read_bytes() == paths[1].read_bytes()
-    if not same:
-        members = zipfile.ZipFile(paths[0]).namelist()
-        if any(".tmp" in m for m in members):
-            pytest.xfail("save_checkpoint (lstmscope/model.py) calls torch.save on atomic_path's temporary file "
-                         f"name, which holds the process id; torch names the archive's members after it ({members[0]}), "
-                         "so each run's checkpoint has other bytes and another checkpoint_sha256. Saving through an "
-                         "open file object (members named archive/...) makes it reproducible.")
-    assert same
+    assert paths[0].read_bytes() == paths[1].read_bytes(), zipfile.ZipFile(paths[0]).namelist()[:3]
 
 
 # ------------------------------------------------------------------------------ static checks: params and code inputs
@@ -281,9 +257,6 @@ def rule_scripts(rules_dir: Path) -> dict[str, Path]:
 
 # Known gaps in other stages' rules, {rule: modules}: shown as an expected failure with this list until
 # the rule lists them; any other gap fails the test.
-KNOWN_MISSING: dict[str, set[str]] = {}
-
-
 def test_every_rule_lists_the_library_modules_its_script_imports(tmp_path, wikitext2):
     work = copy_repo(tmp_path / "work", wikitext2)
     package = work / LIBRARY
@@ -293,7 +266,7 @@ def test_every_rule_lists_the_library_modules_its_script_imports(tmp_path, wikit
         mods = {Path(i).stem for i in job.inputs if Path(i).parent == package or i.startswith(f"{LIBRARY}/")}
         listed.setdefault(job.rule, set()).update(mods)
     assert listed, "no jobs"
-    problems, known = [], []
+    problems = []
     for rule in sorted(listed):
         if rule not in scripts:
             continue
@@ -301,7 +274,5 @@ def test_every_rule_lists_the_library_modules_its_script_imports(tmp_path, wikit
         missing = needed - listed[rule]
         if missing:
             text = f"{rule} ({scripts[rule].name}) imports {sorted(missing)} but does not list them with lib(...)"
-            (known if missing <= KNOWN_MISSING.get(rule, set()) else problems).append(text)
+            problems.append(text)
     assert not problems, "editing these modules would not rerun the rules that use them:\n  " + "\n  ".join(problems)
-    if known:
-        pytest.xfail("known, in other stages' rules: " + "; ".join(known))
