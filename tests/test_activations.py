@@ -197,6 +197,24 @@ def test_target_log_probabilities_equal_log_softmax(scale):
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("weight_scale", [0.1, 30.0])  # |logit| bounded by 60: no row maximum; unbounded: shifted
+@pytest.mark.parametrize("rows", [7, 256])               # blocks that do and do not divide the text
+def test_next_token_log_probabilities_equal_log_softmax_of_the_decoder(weight_scale, rows):
+    from lstmscope.activations import next_token_log_probabilities
+
+    g = torch.Generator().manual_seed(1)
+    decoder = torch.nn.Linear(16, 500)
+    with torch.no_grad():
+        decoder.weight.copy_(torch.randn(500, 16, generator=g) * weight_scale)
+        decoder.bias.copy_(torch.randn(500, generator=g))
+    h = torch.rand(45, 16, generator=g) * 2 - 1
+    targets = torch.randint(0, 500, (45,), generator=g)
+    expected = torch.log_softmax(decoder.double()(h.double()), dim=1)[torch.arange(45), targets]
+    got = next_token_log_probabilities(decoder.float(), h, targets, rows=rows)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-5, atol=1e-4)
+
+
 def test_a_checkpoint_of_another_vocabulary_is_refused(tiny, tmp_path):
     from lstmscope.vocabulary import build_vocabulary
 

@@ -121,24 +121,51 @@ def scan_cells(forget: np.ndarray, update: np.ndarray, c0: np.ndarray) -> np.nda
     return out
 
 
-def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor, bounded: bool = False) -> torch.Tensor:
     """log softmax(logits)[t, targets[t]] for every row, overwriting ``logits``.
 
-    The normaliser is the costly part (one exp per word of the vocabulary and token):
-    numpy's vectorised exp runs in place, and the usual shift by the row maximum is
-    skipped when every row maximum lies within ±60 (then no exp can overflow and the
-    largest term of each sum is at least e^-60, far above float32's smallest number).
+    The normaliser is the costly part (one exp per word of the vocabulary and token),
+    done in place. The usual shift by the row maximum is skipped when every logit is
+    known to lie within ±60 (``bounded``, or every row maximum within ±60): then no exp
+    can overflow and the largest term of each sum is at least e^-60, far above float32's
+    smallest number.
     """
     picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
-    row_max = logits.amax(dim=1)
-    shift = not bool((row_max.abs() < 60).all())
-    if shift:
-        logits.sub_(row_max.unsqueeze(1))
-        picked = picked - row_max
-    values = logits.numpy()
-    np.exp(values, out=values)
+    if not bounded:
+        row_max = logits.amax(dim=1)
+        if not bool((row_max.abs() < 60).all()):
+            logits.sub_(row_max.unsqueeze(1))
+            picked = picked - row_max
+    logits.exp_()
     log_z = torch.log(logits.sum(dim=1))
     return picked - log_z
+
+
+# Rows of decoder output computed at once: a (rows, V) block of logits that stays in the CPU's
+# cache through the matrix product, the exp and the sum (the whole (B, V) block would not).
+DECODER_ROWS = 256
+
+
+def next_token_log_probabilities(decoder: nn.Linear, h: torch.Tensor, targets: torch.Tensor,
+                                 rows: int = DECODER_ROWS) -> torch.Tensor:
+    """log p(targets[t] | h[t]) = log softmax(decoder(h[t]))[targets[t]] for every row of ``h``.
+
+    The logits are computed ``rows`` rows at a time into one reused buffer, so the (T, V)
+    matrix of logits never exists. If every |logit| is bounded by 60 for any h in [-1, 1]^N
+    (sum of |weights| of a word plus |bias|), no row maximum is needed.
+    """
+    weight, bias = decoder.weight.detach(), decoder.bias.detach()
+    bounded = bool((weight.abs().sum(dim=1) + bias.abs()).max() < 60) and bool((h.abs() <= 1).all())
+    T = len(targets)
+    out = torch.empty(T)
+    buf = torch.empty(min(rows, max(T, 1)), weight.shape[0])
+    wt = weight.t()
+    for start in range(0, T, rows):
+        stop = min(T, start + rows)
+        logits = buf[:stop - start]
+        torch.addmm(bias, h[start:stop], wt, out=logits)
+        out[start:stop] = target_log_probabilities(logits, targets[start:stop], bounded)
+    return out
 
 
 @dataclass
@@ -187,12 +214,11 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
                 x = h
             c_all = scan_cells(torch.cat(fs, 1).numpy(), torch.cat(us, 1).numpy(), torch.cat(c0s).numpy())
             cs = np.split(c_all, len(layers), axis=1)
-            logits = model.decoder(x)                                  # (B, V): predicts tokens start+1..stop
-            nxt = ids_t[start + 1:stop + 1]
+            nxt = ids_t[start + 1:stop + 1]                           # predicted from h of start..stop-1
             logp = torch.full((stop - start,), math.nan)
             m = len(nxt)
             if m:
-                logp[:m] = target_log_probabilities(logits[:m], nxt)
+                logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt)
             yield Block(start, hs, cs, logp.numpy())
 
 
