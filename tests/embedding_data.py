@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lstmscope.activations import FORMAT as ACTIVATIONS_FORMAT
 from lstmscope.activations import write_activations as write_activations_file
 from lstmscope.model import LSTMLanguageModel, ModelConfig
 from lstmscope.vocabulary import build_vocabulary, read_tokens
@@ -59,9 +60,10 @@ def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: 
     model.eval()
     ids = vocab.encode(test_tokens)
     words = vocab.decode(ids)  # out-of-vocabulary words read as <unk>, as in the pipeline
-    attrs = {"provenance": json.dumps({"test": "embedding_data"}), "model": "d0.0_r0", "dropout": 0.0,
-             "seed": seed, "checkpoint_sha256": "", "text": "test", "split": "test", "offset": offset,
-             "n_tokens": len(ids)}
+    attrs = {"format": ACTIVATIONS_FORMAT, "provenance": json.dumps({"test": "embedding_data"}),
+             "model": "d0.0_r0", "dropout": 0.0, "seed": seed, "checkpoint_sha256": "", "text": "test",
+             "split": "test", "offset": offset, "n_tokens": len(ids), "layers": layers, "hidden_size": hidden,
+             "dtype": dtype}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_activations_file(model, ids, words, path, dtype=dtype, chunk_tokens=128, attrs=attrs, progress=False)
     return path

@@ -8,6 +8,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from embedding_data import wikitext_split, write_activations
+from lstmscope.activations_file import ActivationsError
 from lstmscope.embedding import (TSNESettings, embed_states, embed_tsne, embedding_table, project_pca,
                                  read_embedding, read_states, write_embedding)
 from lstmscope.vocabulary import read_tokens
@@ -50,15 +51,22 @@ def test_read_states_float16_file_gives_float32(tmp_path):
 
 
 def test_read_states_errors_name_the_file_and_the_dataset(activations, tmp_path):
-    with pytest.raises(KeyError, match=r"test\.h5.*'layer3/h'.*layer1, layer2"):
+    with pytest.raises(ActivationsError, match=r"test\.h5: layer 3 does not exist; the file has layers 1\.\.2"):
         read_states(activations, 3, "h")
-    with pytest.raises(ValueError, match="state 'x'"):
+    with pytest.raises(ActivationsError, match="state 'x' does not exist"):
         read_states(activations, 1, "x")
-    with pytest.raises(FileNotFoundError, match="missing.h5"):
+    with pytest.raises(ActivationsError, match="missing.h5: activations file not found"):
         read_states(tmp_path / "missing.h5", 1, "h")
     (tmp_path / "junk.h5").write_text("not hdf5")
-    with pytest.raises(ValueError, match="junk.h5: not a readable HDF5"):
+    with pytest.raises(ActivationsError, match="junk.h5: not a readable HDF5"):
         read_states(tmp_path / "junk.h5", 1, "h")
+    # a file that is not a complete activations file is refused, not read in part
+    with h5py.File(activations) as f, h5py.File(tmp_path / "partial.h5", "w") as g:
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        f.copy("layer1", g)
+    with pytest.raises(ActivationsError, match=r"partial\.h5: dataset 'tokens/ids' is missing"):
+        read_states(tmp_path / "partial.h5", 1, "h")
 
 
 def test_embedding_table_has_one_row_per_token(embedded, activations):

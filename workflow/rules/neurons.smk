@@ -2,7 +2,7 @@
 # top neurons track, figures (thesis Fig. 5.1-5.7) and text heatmaps (Fig. 4.1, 5.3/5.4).
 
 # Every stage reads activations files, so the modules behind them are inputs of every rule.
-STAGE_LIB = ("activations", "model", "vocabulary", "joblog")
+STAGE_LIB = ("activations", "activations_file", "model", "vocabulary", "joblog")
 NEURONS = "results/neurons/{model}/{text}"
 NEURON_FIGURES = "results/figures/neurons/{model}/{text}"
 

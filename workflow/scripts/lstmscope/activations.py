@@ -26,7 +26,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import h5py
@@ -35,6 +34,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .activations_file import (FORMAT, REQUIRED_ATTRS, STATES, ActivationsError, iter_rows,  # noqa: F401
+                               layers_and_states, open_activations, read_words, state_dataset)
 from .atomic import atomic_path
 from .model import LSTMLanguageModel, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
@@ -42,13 +43,7 @@ from .vocabulary import Vocabulary, read_tokens
 
 log = logging.getLogger(__name__)
 
-STATES = ("h", "c")
 DTYPES = ("float32", "float16")
-FORMAT = "lstmscope-activations-1"
-
-
-class ActivationsError(ValueError):
-    """An activations file or request is wrong; the message names the file, key or value."""
 
 
 # --------------------------------------------------------------------------- text
@@ -310,68 +305,3 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
     log.info("%s: %d tokens in %.2f s (%.0f tokens/s); perplexity of the text %.1f", output_path, T, seconds,
              summary["tokens_per_s"], summary["perplexity"])
     return summary
-
-
-# --------------------------------------------------------------------------- reading
-
-
-REQUIRED_ATTRS = ("format", "provenance", "model", "n_tokens", "layers", "hidden_size", "dtype", "text")
-
-
-def open_activations(path: str | os.PathLike) -> h5py.File:
-    """Open an activations file for reading; an error names the file and what is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise ActivationsError(f"{path}: activations file not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ActivationsError(f"{path}: not a readable HDF5 file ({exc})") from None
-    try:
-        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
-        if missing or f.attrs["format"] != FORMAT:
-            raise ActivationsError(f"{path}: not a lstmscope activations file (missing attributes: "
-                                   f"{', '.join(missing) or 'none'}; format must be {FORMAT})")
-        T, L = int(f.attrs["n_tokens"]), int(f.attrs["layers"])
-        for key in ["tokens/ids", "tokens/words", "expectancy", "log_expectancy",
-                    *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
-            if key not in f:
-                raise ActivationsError(f"{path}: dataset {key!r} is missing (file incomplete or corrupt)")
-            if f[key].shape[0] != T:
-                raise ActivationsError(f"{path}: dataset {key!r} has {f[key].shape[0]} rows, expected n_tokens={T}")
-    except ActivationsError:
-        f.close()
-        raise
-    except Exception as exc:  # h5py raises various errors on damaged files
-        f.close()
-        raise ActivationsError(f"{path}: corrupt activations file ({type(exc).__name__}: {exc})") from None
-    return f
-
-
-def state_dataset(f: h5py.File, layer: int, state: str) -> h5py.Dataset:
-    """The dataset ``layer{layer}/{state}``; an error names the file and the layers and states that exist."""
-    layers = int(f.attrs["layers"])
-    if state not in STATES:
-        raise ActivationsError(f"{f.filename}: state {state!r} does not exist; choose one of {', '.join(STATES)}")
-    if not isinstance(layer, (int, np.integer)) or not 1 <= layer <= layers:
-        raise ActivationsError(f"{f.filename}: layer {layer!r} does not exist; the file has layers 1..{layers}")
-    return f[f"layer{layer}/{state}"]
-
-
-def iter_rows(dataset: h5py.Dataset, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (start row, block) of a (T, N) dataset in blocks of whole HDF5 chunks, as float32."""
-    if rows is None:
-        rows = dataset.chunks[0] if dataset.chunks else 4096
-    total = dataset.shape[0]
-    for start in range(0, total, rows):
-        block = dataset[start:min(total, start + rows)]
-        yield start, block.astype(np.float32, copy=False)
-
-
-def read_words(f: h5py.File) -> list[str]:
-    """The words of the text, decoded."""
-    return [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in f["tokens/words"][:]]
-
-
-def layers_and_states(f: h5py.File) -> list[tuple[int, str]]:
-    return [(k, s) for k in range(1, int(f.attrs["layers"]) + 1) for s in STATES]

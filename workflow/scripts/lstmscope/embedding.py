@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 from openTSNE import TSNE
 from sklearn.decomposition import PCA
 
+from .activations_file import ActivationsError, open_activations, state_dataset
 from .atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -60,33 +60,16 @@ def read_states(path: str | os.PathLike, layer: int, state: str, max_tokens: int
     Only the rows needed are read (datasets are chunked by rows). Returns
     ``(positions int64 (T,), words, states float32 (T, N))``.
     """
-    if state not in ("h", "c"):
-        raise ValueError(f"state {state!r}: must be 'h' (hidden) or 'c' (cell)")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: activations file not found")
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 activations file ({exc})") from exc
-    with fh:
-        name = f"layer{int(layer)}/{state}"
-        if name not in fh:
-            layers = sorted(k for k in fh if k.startswith("layer"))
-            raise KeyError(f"{path}: no dataset {name!r}; the file has {', '.join(layers) or 'no layers'}")
-        if "tokens/words" not in fh:
-            raise KeyError(f"{path}: no dataset 'tokens/words'")
-        data = fh[name]
-        words_ds = fh["tokens/words"]
-        if data.ndim != 2 or data.shape[0] != words_ds.shape[0]:
-            raise ValueError(f"{path}: {name} has shape {data.shape}, expected ({words_ds.shape[0]}, neurons)")
+    with open_activations(path) as fh:  # checks the format and that every dataset is complete
+        data = state_dataset(fh, layer, state)
+        name = data.name.lstrip("/")
         n = data.shape[0] if max_tokens is None else min(int(max_tokens), data.shape[0])
         if n < 2:
-            raise ValueError(f"{path}: {n} tokens; at least 2 are needed for an embedding")
+            raise ActivationsError(f"{path}: {n} tokens; at least 2 are needed for an embedding")
         states = np.asarray(data[:n], dtype=np.float32)
-        words = list(words_ds.asstr()[:n])
+        words = list(fh["tokens/words"].asstr()[:n])
     if not np.isfinite(states).all():
-        raise ValueError(f"{path}: {name} holds non-finite values in its first {n} rows")
+        raise ActivationsError(f"{path}: {name} holds non-finite values in its first {n} rows")
     return np.arange(n, dtype=np.int64), words, states
 
 

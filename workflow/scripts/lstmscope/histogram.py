@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
-from .activations import iter_rows, layers_and_states, open_activations, state_dataset
+from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path
 from .provenance import provenance, to_json
 

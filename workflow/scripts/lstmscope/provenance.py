@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +64,24 @@ def code_version() -> dict[str, str]:
     }
 
 
+def _torch_version() -> str:
+    """torch's version from its package metadata (importing torch would cost seconds in analysis jobs)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.__version__)
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def provenance(**fields: Any) -> dict[str, Any]:
     """A provenance record: the given fields plus code version, time and platform."""
-    import torch  # local import: provenance is also used by analysis-only code paths
-
     record: dict[str, Any] = dict(fields)
     record.update(code_version())
     record["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record["python"] = platform.python_version()
-    record["torch"] = torch.__version__
+    record["torch"] = _torch_version()
     return record
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .activations import ActivationsError, open_activations, read_words, state_dataset
+from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
 
