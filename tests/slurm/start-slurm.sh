@@ -8,6 +8,8 @@
 #         SLURM_GPUS=1 start-slurm.sh        # + a GRES "gpu" count on the node (no device
 #                                            #   behind it), so jobs asking for GPUs are scheduled
 #         SLURM_ACCOUNTING=1 start-slurm.sh  # + MariaDB + slurmdbd, so sacct works
+#         SLURM_CPU_FACTOR=4 start-slurm.sh  # the node declares 4x its CPUs (config_overrides), so
+#                                            #   short jobs overlap their start-up latency
 #
 # Every daemon this script starts is recorded as "PID COMM" in $STATE_DIR/started, every file
 # of /etc/slurm it writes as "file PATH" (the original is kept in $STATE_DIR/etc-backup);
@@ -18,6 +20,7 @@ set -euo pipefail
 STATE_DIR=${STATE_DIR:-/tmp/lstmscope-slurm}
 SLURM_GPUS=${SLURM_GPUS:-0}
 SLURM_ACCOUNTING=${SLURM_ACCOUNTING:-0}
+SLURM_CPU_FACTOR=${SLURM_CPU_FACTOR:-1}
 CLUSTER=${SLURM_CLUSTER_NAME:-localcluster}
 PARTITION=${SLURM_PARTITION:-debug}
 MYSQL_PORT=${SLURM_MYSQL_PORT:-3306}
@@ -167,7 +170,10 @@ fi
 # ---------------------------------------------------------------- 4. slurm.conf (+ gres.conf)
 restart=0
 HOST=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(( $(nproc) * SLURM_CPU_FACTOR ))
+# more CPUs than the machine has: slurmd must take the configured count instead of draining the node
+override_lines=""
+if (( SLURM_CPU_FACTOR > 1 )); then override_lines="SlurmdParameters=config_overrides"; fi
 # slurmd -C reports what slurmd will see; configure 95% of it so the node is
 # never drained for "Low RealMemory".
 MEM=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
@@ -217,6 +223,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+$override_lines
 MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
