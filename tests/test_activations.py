@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lstmscope.activations import (ActivationsError, TextSpec, dump_activations, iter_rows, open_activations,
-                                   read_words, state_dataset, text_tokens)
+from lstmscope.activations import TextSpec, dump_activations, text_tokens
+from lstmscope.activations_file import ActivationsError, iter_rows, open_activations, read_words, state_dataset
 from lstmscope.model import load_checkpoint
 from lstmscope.provenance import sha256_file
 from lstmscope.vocabulary import Vocabulary, read_tokens
@@ -209,8 +209,10 @@ def test_next_token_log_probabilities_equal_log_softmax_of_the_decoder(weight_sc
         decoder.bias.copy_(torch.randn(500, generator=g))
     h = torch.rand(45, 16, generator=g) * 2 - 1
     targets = torch.randint(0, 500, (45,), generator=g)
-    expected = torch.log_softmax(decoder.double()(h.double()), dim=1)[torch.arange(45), targets]
-    got = next_token_log_probabilities(decoder.float(), h, targets, rows=rows)
+    with torch.no_grad():
+        logits = torch.nn.functional.linear(h.double(), decoder.weight.double(), decoder.bias.double())
+    expected = torch.log_softmax(logits, dim=1)[torch.arange(45), targets]
+    got = next_token_log_probabilities(decoder, h, targets, rows=rows)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-5, atol=1e-4)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from lstmscope.activations import ActivationsError
+from lstmscope.activations_file import ActivationsError
 from lstmscope.divergence import neuron_divergence
 from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, best_window, draw_blocks, expectancy_heatmap, layout_words, line_texts,

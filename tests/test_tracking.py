@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmscope.activations import ActivationsError, read_words, open_activations
+from lstmscope.activations_file import ActivationsError, open_activations, read_words
 from lstmscope.divergence import neuron_divergence
 from lstmscope.histogram import neuron_histograms
 from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \

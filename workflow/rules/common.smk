@@ -23,13 +23,17 @@ STATES = ["h", "c"]
 ALL_TARGETS = []
 
 
+def library_path(name):
+    """A file of the library, relative to the working directory: inputs named by absolute path
+    would make a moved or re-cloned checkout rerun everything."""
+    return os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope" / name)
+
+
 def lib(*modules):
     """Source files of the library modules that a job imports, listed as inputs so that editing
     one reruns exactly the rules that use it."""
-    base = Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope"
     names = ["__init__", "atomic", "provenance", *modules]
-    # Relative to the working directory: a moved or re-cloned checkout must not rerun anything.
-    return [os.path.relpath(base / f"{m}.py") for m in dict.fromkeys(names)]
+    return [library_path(f"{m}.py") for m in dict.fromkeys(names)]
 
 
 def log_path(rule_name, pattern):

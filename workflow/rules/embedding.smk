@@ -10,7 +10,7 @@ EMBED_TEXTS = list(EMBEDDING["texts"])
 EMBED_VIEWS = [(int(layer), state) for layer in EMBEDDING["layers"] for state in EMBEDDING["states"]]
 LINKAGES = list(CLUSTER["linkages"])
 CLUSTER_KEYS = [[layer, state, linkage] for layer, state in EMBED_VIEWS for linkage in LINKAGES]
-EXPLORER_TEMPLATE = os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope" / "explorer_template.html")
+EXPLORER_TEMPLATE = library_path("explorer_template.html")
 
 EMBEDDING_CSV = "results/embedding/{model}/{text}/layer{layer}_{state}.csv"
 CLUSTERS_CSV = "results/clusters/{model}/{text}/layer{layer}_{state}_{linkage}.csv"

@@ -34,8 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .activations_file import (FORMAT, REQUIRED_ATTRS, STATES, ActivationsError, iter_rows,  # noqa: F401
-                               layers_and_states, open_activations, read_words, state_dataset)
+from .activations_file import FORMAT, STATES, ActivationsError
 from .atomic import atomic_path
 from .model import LSTMLanguageModel, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
@@ -141,16 +140,23 @@ def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor, bounde
 DECODER_ROWS = 256
 
 
+def logit_bound(decoder: nn.Linear) -> float:
+    """The largest |logit| the decoder can give for any h in [-1, 1]^N: max over words of
+    the sum of |weights| plus |bias|."""
+    return float((decoder.weight.detach().abs().sum(dim=1) + decoder.bias.detach().abs()).max())
+
+
 def next_token_log_probabilities(decoder: nn.Linear, h: torch.Tensor, targets: torch.Tensor,
-                                 rows: int = DECODER_ROWS) -> torch.Tensor:
+                                 rows: int = DECODER_ROWS, bound: float | None = None) -> torch.Tensor:
     """log p(targets[t] | h[t]) = log softmax(decoder(h[t]))[targets[t]] for every row of ``h``.
 
     The logits are computed ``rows`` rows at a time into one reused buffer, so the (T, V)
-    matrix of logits never exists. If every |logit| is bounded by 60 for any h in [-1, 1]^N
-    (sum of |weights| of a word plus |bias|), no row maximum is needed.
+    matrix of logits never exists. If ``bound`` (``logit_bound(decoder)``, computed when not
+    given) is below 60 and h lies in [-1, 1], no row maximum is needed.
     """
     weight, bias = decoder.weight.detach(), decoder.bias.detach()
-    bounded = bool((weight.abs().sum(dim=1) + bias.abs()).max() < 60) and bool((h.abs() <= 1).all())
+    bound = logit_bound(decoder) if bound is None else bound
+    bounded = bound < 60 and bool((h.abs() <= 1).all())
     T = len(targets)
     out = torch.empty(T)
     buf = torch.empty(min(rows, max(T, 1)), weight.shape[0])
@@ -188,6 +194,7 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
                 getattr(rnn, f"bias_ih_l{k}").detach(), getattr(rnn, f"bias_hh_l{k}").detach())
                for k in range(rnn.num_layers)]
     n = rnn.hidden_size
+    bound = logit_bound(model.decoder)  # once per model, not per block
     state = [(torch.zeros(1, 1, n), torch.zeros(1, 1, n)) for _ in layers]
     ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64))
     total = len(ids_t)
@@ -213,7 +220,7 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
             logp = torch.full((stop - start,), math.nan)
             m = len(nxt)
             if m:
-                logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt)
+                logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt, bound=bound)
             yield Block(start, hs, cs, logp.numpy())
 
 

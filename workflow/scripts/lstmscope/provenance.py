@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +65,6 @@ def code_version() -> dict[str, str]:
 
 def _torch_version() -> str:
     """torch's version from its package metadata (importing torch would cost seconds in analysis jobs)."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return str(torch.__version__)
     try:
         return importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
