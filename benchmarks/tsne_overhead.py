@@ -34,7 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 from lstmscope.activations import write_activations  # noqa: E402
-from lstmscope.embedding import TSNESettings, embed_tsne, read_embedding, read_states  # noqa: E402
+from lstmscope.embedding import TSNESettings, embed_tsne, read_states  # noqa: E402
+from lstmscope.points import read_embedding  # noqa: E402
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
 from lstmscope.vocabulary import Vocabulary, build_vocabulary, read_tokens  # noqa: E402
 

@@ -12,7 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 from embedding_data import write_activations
 from lstmscope.cluster import (canonical_labels, cluster_tokens, euclidean_mst, read_clusters, single_linkage,
                                ward_linkage)
-from lstmscope.embedding import TSNESettings, embed_tsne, read_embedding
+from lstmscope.embedding import TSNESettings, embed_tsne
+from lstmscope.points import read_embedding
 
 
 def mixture(n: int, seed: int = 0) -> np.ndarray:

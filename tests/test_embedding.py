@@ -9,8 +9,8 @@ from scipy.spatial import cKDTree
 
 from embedding_data import wikitext_split, write_activations
 from lstmscope.activations_file import ActivationsError
-from lstmscope.embedding import (TSNESettings, embed_states, embed_tsne, embedding_table, project_pca,
-                                 read_embedding, read_states, write_embedding)
+from lstmscope.embedding import TSNESettings, embed_states, embed_tsne, project_pca, read_states
+from lstmscope.points import embedding_table, read_embedding, write_embedding
 from lstmscope.vocabulary import read_tokens
 
 N_TOKENS = 600

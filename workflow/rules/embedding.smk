@@ -37,7 +37,7 @@ rule embed_tsne:
         EMBEDDING_CSV,
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib("embedding", "activations_file", "joblog"),
+        code=lib("embedding", "activations_file", "points", "joblog"),
     params:
         layer=lambda wildcards: int(wildcards.layer),
         state="{state}",
@@ -68,7 +68,7 @@ rule cluster_tokens:
         CLUSTERS_CSV,
     input:
         embedding=EMBEDDING_CSV,
-        code=lib("embedding", "activations_file", "cluster", "joblog"),
+        code=lib("points", "cluster", "joblog"),
     params:
         linkage="{linkage}",
         n_clusters=CLUSTER["n_clusters"],
@@ -101,7 +101,7 @@ rule cluster_measures:
                         labels={"model": "{model}", "text": "{text}", "figure": "contiguity and purity (CSV)"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
-        code=lib("embedding", "activations_file", "cluster", "cluster_measures", "joblog"),
+        code=lib("points", "cluster", "cluster_measures", "joblog"),
     params:
         views=CLUSTER_KEYS,
         model="{model}",
@@ -133,7 +133,7 @@ rule cluster_contiguity:
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
-        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "embedding", "activations_file", "joblog"),
+        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "points", "joblog"),
     params:
         dpi=FIGURES["dpi"],
     log:
@@ -161,7 +161,7 @@ rule cluster_figures:
         position_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.svg",
     input:
         table=CLUSTERS_CSV,
-        code=lib("embedding", "activations_file", "cluster", "cluster_measures", "figures", "cluster_figures", "joblog"),
+        code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "joblog"),
     params:
         title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
         spans=FIGURES["span_clusters"],
@@ -187,7 +187,7 @@ rule cluster_comparison:
     input:
         ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
         single=CLUSTERS_CSV.replace("{linkage}", "single"),
-        code=lib("embedding", "activations_file", "cluster", "figures", "cluster_figures", "joblog"),
+        code=lib("points", "cluster", "figures", "cluster_figures", "joblog"),
     params:
         title="{model} · {text} · layer {layer} · state {state}",
         dpi=FIGURES["dpi"],
@@ -211,7 +211,7 @@ rule highlight_word:
     input:
         embeddings=[EMBEDDING_CSV.replace("{layer}", str(layer)).replace("{state}", state)
                     for layer, state in EMBED_VIEWS],
-        code=lib("embedding", "activations_file", "figures", "cluster_figures", "joblog"),
+        code=lib("points", "figures", "cluster_figures", "joblog"),
     params:
         views=[[layer, state] for layer, state in EMBED_VIEWS],
         word=FIGURES["highlight_word"],
@@ -236,7 +236,7 @@ rule explorer:
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
         template=EXPLORER_TEMPLATE,
-        code=lib("embedding", "activations_file", "cluster", "explorer", "joblog"),
+        code=lib("points", "cluster", "explorer", "joblog"),
     params:
         views=CLUSTER_KEYS,
         title="lstmscope explorer · {model} · {text}",

@@ -1,8 +1,8 @@
 # Stage 4: values of a neuron: histograms, divergence from the layer average, what the
 # top neurons track, figures (thesis Fig. 5.1-5.7) and text heatmaps (Fig. 4.1, 5.3/5.4).
 
-# Every stage reads activations files, so the modules behind them are inputs of every rule.
-STAGE_LIB = ("activations", "activations_file", "model", "vocabulary", "joblog")
+# Every stage reads activations files (or what was made from them) through activations_file.
+STAGE_LIB = ("activations_file", "joblog")
 NEURONS = "results/neurons/{model}/{text}"
 NEURON_FIGURES = "results/figures/neurons/{model}/{text}"
 

@@ -1,6 +1,6 @@
 """Rule highlight_word: one word's tokens among all points, every layer x state (Fig. 5.11)."""
 from lstmscope.cluster_figures import highlight_word_figure
-from lstmscope.embedding import read_embedding
+from lstmscope.points import read_embedding
 from lstmscope.joblog import job_log
 
 with job_log(snakemake.log[0], "highlight_word") as log:  # noqa: F821

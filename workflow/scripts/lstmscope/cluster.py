@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from .atomic import atomic_path
-from .embedding import read_embedding
+from .points import read_embedding
 
 log = logging.getLogger(__name__)
 

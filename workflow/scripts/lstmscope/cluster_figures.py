@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .figures import plt, save_figure
-from .embedding import view_order
+from .points import view_order
 
 COLOURED = 20
 OTHER = "#b0b0b0"

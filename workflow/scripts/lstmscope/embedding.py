@@ -3,7 +3,7 @@
 ``read_states`` takes one layer's hidden (``h``) or cell (``c``) state for the first
 tokens of an activations file; ``embed_tsne`` projects those points to two
 dimensions (PCA, then openTSNE with a fixed seed); the result is a table with one
-row per token: ``position, word, x, y``.
+row per token: ``position, word, x, y`` (written and read by ``points``).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,18 +18,9 @@ from openTSNE import TSNE
 from sklearn.decomposition import PCA
 
 from .activations_file import ActivationsError, open_activations, state_dataset
-from .atomic import atomic_path
+from .points import embedding_table, write_embedding
 
 log = logging.getLogger(__name__)
-
-EMBEDDING_COLUMNS = ("position", "word", "x", "y")
-
-
-def view_order(key: tuple[int, str]) -> tuple[int, int, str]:
-    """Layer by layer, hidden state before cell state."""
-    layer, state = key
-    return int(layer), {"h": 0, "c": 1}.get(state, 2), state
-
 
 @dataclass(frozen=True)
 class TSNESettings:
@@ -128,31 +118,6 @@ def embed_states(states: np.ndarray, settings: TSNESettings, n_jobs: int = 1,
     log.info("PCA %d -> %d dimensions for %d points in %.1f s",
              states.shape[1], reduced.shape[1], states.shape[0], time.monotonic() - t0)
     return tsne(reduced, settings, n_jobs=n_jobs, progress_every=progress_every)
-
-
-def embedding_table(positions: np.ndarray, words: list[str], xy: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"position": np.asarray(positions, dtype=np.int64), "word": list(words),
-                         "x": xy[:, 0], "y": xy[:, 1]})
-
-
-def write_embedding(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write the table as CSV (atomically); coordinates with 6 decimals."""
-    with atomic_path(path) as tmp:
-        table.loc[:, list(EMBEDDING_COLUMNS) + [c for c in table.columns if c not in EMBEDDING_COLUMNS]].to_csv(
-            tmp, index=False, float_format="%.6f")
-
-
-def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDING_COLUMNS) -> pd.DataFrame:
-    """Read an embedding (or cluster) table; words stay strings ("null", "NaN" and "" are words too)."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, keep_default_na=False, na_filter=False, dtype={"word": str})
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable CSV table ({exc})") from exc
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
-    return table
 
 
 def embed_tsne(activations: str | os.PathLike, output: str | os.PathLike, layer: int, state: str,

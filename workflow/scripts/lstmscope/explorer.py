@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import write_text
 from .cluster import read_clusters
-from .embedding import view_order
+from .points import view_order
 
 SCALE = 10000
 TEMPLATE = Path(__file__).with_name("explorer_template.html")

@@ -1,0 +1,48 @@
+"""The table of a text's points: one row per token, ``position, word, x, y`` (plus cluster columns).
+
+Written by ``embed_tsne`` and read by every clustering and figure stage. Kept apart from
+``embedding`` so that those stages import neither openTSNE nor scikit-learn nor the HDF5
+reader, and do not rerun when the projection or the activations reader changes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+
+EMBEDDING_COLUMNS = ("position", "word", "x", "y")
+
+
+def view_order(key: tuple[int, str]) -> tuple[int, int, str]:
+    """Layer by layer, hidden state before cell state."""
+    layer, state = key
+    return int(layer), {"h": 0, "c": 1}.get(state, 2), state
+
+
+def embedding_table(positions: np.ndarray, words: list[str], xy: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"position": np.asarray(positions, dtype=np.int64), "word": list(words),
+                         "x": xy[:, 0], "y": xy[:, 1]})
+
+
+def write_embedding(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the table as CSV (atomically); coordinates with 6 decimals."""
+    with atomic_path(path) as tmp:
+        table.loc[:, list(EMBEDDING_COLUMNS) + [c for c in table.columns if c not in EMBEDDING_COLUMNS]].to_csv(
+            tmp, index=False, float_format="%.6f")
+
+
+def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDING_COLUMNS) -> pd.DataFrame:
+    """Read an embedding (or cluster) table; words stay strings ("null", "NaN" and "" are words too)."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, keep_default_na=False, na_filter=False, dtype={"word": str})
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable CSV table ({exc})") from exc
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    return table
