@@ -4,7 +4,9 @@ Nothing here runs the preset itself. The script measures, on this machine:
 
 1. the trainer on the preset's model size (vocabulary, embedding, hidden, layers) for a few batches
    on the CPU: seconds per batch and peak memory;
-2. the whole pipeline at two small scale points (one model, the first text, one embedding view) with
+2. the dump's computation (``iterate_activations``: the one-stream recurrence at batch 1 and the
+   expectancies) on the preset's model size for a few hundred tokens, one thread: seconds per token;
+3. the whole pipeline at two small scale points (one model, the first text, one embedding view) with
    Snakemake's benchmark files: peak memory (max_rss), seconds, and the size of every output;
 
 and extrapolates to the preset:
@@ -13,13 +15,15 @@ and extrapolates to the preset:
   LSTM layers and decoder, per token, per epoch, plus evaluation), at an ASSUMED effective GPU
   throughput range (no GPU is measured; the CPU probe checks the FLOP model against a real run);
 - disk from the measured bytes per stored value (HDF5 overhead included) times the preset's values;
+- dump_activations' time from the measured seconds per token, its memory from the probe's peak times each text's tokens (a recurrence
+  at batch 1 is bound by memory bandwidth, not FLOPs: a FLOP extrapolation underestimates it 3-4x);
 - memory and time per rule from a straight line through the two scale points in the quantity the
   rule's work grows with (see SCALE below), never below what was measured.
 
 Every number it prints is an extrapolation and says so. Usage:
 
     python benchmarks/estimate_thesis_resources.py [--preset presets/thesis.yaml] [--workdir DIR]
-        [--out results/benchmarks/thesis_estimate.md] [--probe-batches 3] [--cores 2] [--reuse]
+        [--out results/benchmarks/thesis_estimate.md] [--probe-batches 3] [--probe-tokens 300] [--cores 2] [--reuse]
 """
 from __future__ import annotations
 
@@ -123,7 +127,40 @@ def probe_training(cfg: dict, batches: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-# ------------------------------------------------------------------------------ probe 2: small pipeline runs
+# ------------------------------------------------------------------------------ probe 2: the dump
+DUMP_PROBE = textwrap.dedent("""
+    import json, resource, sys, time, torch
+    sys.path.insert(0, {scripts!r})
+    from lstmscope.activations import iterate_activations
+    from lstmscope.model import LSTMLanguageModel, ModelConfig
+    torch.set_num_threads(1)  # the dump rule's threads
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig({V}, {E}, {H}, {L}, dropout=0.0)).eval()
+    ids = torch.randint(0, {V}, ({tokens},)).numpy()
+    for _ in iterate_activations(model, ids[:{warm}], {block}):  # warm-up: first calls allocate
+        pass
+    start = time.process_time()
+    for _ in iterate_activations(model, ids, {block}):
+        pass
+    print(json.dumps({{"tokens": {tokens}, "seconds": time.process_time() - start,
+                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+""")
+
+
+def probe_dump(cfg: dict, tokens: int) -> dict:
+    """CPU seconds and peak memory of the dump's computation (states and expectancies in blocks of the
+    preset's chunk height, not the HDF5 writes) for ``tokens`` tokens of a model of the preset's size."""
+    a = cfg["architecture"]
+    block = min(tokens, cfg["activations"]["chunk_tokens"])
+    code = DUMP_PROBE.format(scripts=str(ROOT / "workflow" / "scripts"), V=vocab_size(cfg), E=a["embedding_size"],
+                             H=a["hidden_size"], L=a["layers"], tokens=tokens, warm=min(tokens, 20), block=block)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    if r.returncode != 0:
+        raise SystemExit(f"dump probe failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------ probe 3: small pipeline runs
 def scale_config(hidden: int, embedding: int, vocab: int, tokens: int, text_split: str) -> dict:
     """One model, one text, one embedding view, both linkages: every rule runs at least once."""
     return {
@@ -245,6 +282,7 @@ def main() -> None:
     ap.add_argument("--workdir", help="where the small runs go (kept); default: a temporary folder")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "thesis_estimate.md"))
     ap.add_argument("--probe-batches", type=int, default=3)
+    ap.add_argument("--probe-tokens", type=int, default=300, help="tokens of the dump probe")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--reuse", action="store_true",
                     help="use the small runs and the probe already in --workdir instead of running them again")
@@ -276,7 +314,17 @@ def main() -> None:
     gpu_hours = [flop_per_model / (tf * 1e12) / 3600 for tf in GPU_TFLOPS[::-1]]
     cpu_hours = flop_per_model / cpu_flops / 3600
 
-    # 2. two small scale points of the whole pipeline
+    # 2. the dump's computation at the preset's size, on this CPU
+    dump_file = workdir / "dump_probe.json"
+    if args.reuse and dump_file.is_file():
+        dump_probe = json.loads(dump_file.read_text())
+    else:
+        print(f"probe: the dump's computation for {args.probe_tokens} tokens of the preset's model ...", file=sys.stderr)
+        dump_probe = probe_dump(cfg, args.probe_tokens)
+        dump_file.write_text(json.dumps(dump_probe))
+    dump_per_token = dump_probe["seconds"] / dump_probe["tokens"]
+
+    # 3. two small scale points of the whole pipeline
     split = next(iter(texts.values()))["split"]
     points = {"S1": scale_config(hidden=32, embedding=16, vocab=2000, tokens=1000, text_split=split),
               "S2": scale_config(hidden=128, embedding=64, vocab=8000, tokens=4000, text_split=split)}
@@ -313,9 +361,11 @@ def main() -> None:
         mem = line(svars["S1"][mem_var], b1["max_rss"], svars["S2"][mem_var], b2["max_rss"], target[mem_var])
         secs = line(svars["S1"][time_var], b1["s"], svars["S2"][time_var], b2["s"], target[time_var])
         if rule == "dump_activations":
-            # the small runs are all start-up; the preset's forward pass is not: its FLOPs at the probe's rate
-            time_var = "forward FLOPs at the measured CPU rate"
-            secs = b2["s"] + max(v["tokens"] for v in texts.values()) * nums["forward_flop_per_token"] / cpu_flops
+            # the small runs are all start-up; the preset's dump is not: the probe's seconds per token
+            time_var = f"tokens x {dump_per_token * 1e3:.1f} ms per token (dump probe, 1 thread)"
+            secs = b2["s"] + max(v["tokens"] for v in texts.values()) * dump_per_token
+            mem_var = "dump probe's peak (model of the preset's size)"
+            mem = max(mem, dump_probe.get("max_rss_mb", 0.0))
         rows.append((rule, b1["max_rss"], b2["max_rss"], mem, b1["s"], b2["s"], secs, mem_var, time_var))
     a = cfg["architecture"]
     gpu_mem = 3 * nums["params"] * 4 + 3 * t["bptt"] * t["batch_size"] * nums["vocab"] * 4
@@ -362,7 +412,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     (out.with_suffix(".json")).write_text(json.dumps({
-        "probe": probe, "model": nums, "flop_per_model": flop_per_model, "gpu_hours_per_model": gpu_hours,
+        "probe": probe, "dump_probe": dump_probe, "model": nums, "flop_per_model": flop_per_model, "gpu_hours_per_model": gpu_hours,
         "cpu_hours_per_model": cpu_hours, "bytes_per_value": bytes_per_value, "activations_per_model": act_per_model,
         "rules": [dict(zip(["rule", "mem_s1", "mem_s2", "mem_preset", "s_s1", "s_s2", "s_preset", "mem_var",
                              "time_var"], r)) for r in rows]}, indent=2))
