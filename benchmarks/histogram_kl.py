@@ -29,6 +29,7 @@ Usage: python benchmarks/histogram_kl.py [--tokens 18000] [--tokens2 90000] [--h
 from __future__ import annotations
 
 import argparse
+import os
 import multiprocessing as mp
 import statistics
 import sys
@@ -39,7 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
+# WikiText-2: $LSTMSCOPE_WIKITEXT, else the shared copy beside the project
+DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
+                          Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 CELL_RANGE = (-10.0, 10.0)
 BIN = 0.01
 EPS = 1e-10
@@ -54,7 +57,6 @@ def ours(path: str, out: str) -> None:
 
 
 def _kl(counts):
-    import numpy as np
     from scipy.stats import entropy
 
     p = (counts + EPS) / (counts + EPS).sum(axis=1, keepdims=True)
@@ -104,7 +106,6 @@ def _child(kind: str, path: str, out: str, queue) -> None:
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import scipy.stats  # noqa: F401
-    import torch  # noqa: F401  provenance records its version
 
     from lstmscope import divergence, histogram  # noqa: F401
 
@@ -134,6 +135,7 @@ def make_activations(path: Path, tokens: int, data: Path, checkpoint: str | None
     import torch
 
     from lstmscope.activations import write_activations
+    from lstmscope.activations_file import FORMAT
     from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint
     from lstmscope.vocabulary import read_tokens
 
@@ -146,7 +148,7 @@ def make_activations(path: Path, tokens: int, data: Path, checkpoint: str | None
     words = read_tokens(data / "test.txt")[:tokens]
     V = model.config.vocab_size
     ids = [sum(map(ord, w)) % V for w in words]
-    write_activations(model, ids, words, path, attrs={"format": "lstmscope-activations-1", "provenance": "{}",
+    write_activations(model, ids, words, path, attrs={"format": FORMAT, "provenance": "{}",
                       "model": "bench", "text": "bench", "n_tokens": len(ids), "layers": model.config.layers,
                       "hidden_size": model.config.hidden_size, "dtype": "float32", "dropout": 0.2},
                       progress=False)

@@ -1,0 +1,74 @@
+"""The benchmark scripts run end to end at tiny sizes and print their ratios (no speed is asserted:
+speed targets are what the scripts print, on a machine quiet enough to measure)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
+
+
+def run_benchmark(name: str, *args: str, data: Path) -> str:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / name), *args]
+    env = dict(os.environ, LSTMSCOPE_WIKITEXT=str(data), MPLBACKEND="Agg")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert r.returncode == 0, f"{name} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+def ratio(out: str, pattern: str) -> float:
+    m = re.search(pattern + NUMBER + "x", out)
+    assert m, f"no line matching {pattern!r} in:\n{out}"
+    value = float(m.group(1).replace(",", ""))
+    assert value > 0
+    return value
+
+
+@pytest.fixture(scope="module")
+def data(wikitext2):
+    return wikitext2
+
+
+def test_dump_throughput_prints_its_ratios_and_ceiling(data):
+    out = run_benchmark("dump_throughput.py", "--tokens", "600", "--loop-tokens", "150", "--repeats", "1",
+                        data=data)
+    ratio(out, r"loop / dump:\s+")
+    ratio(out, r"dump / forward:\s+")
+    ratio(out, r"loop / decoder:\s+")
+    ratio(out, r"dump / \(forward \+ log_softmax\):\s+")
+
+
+def test_histogram_kl_prints_ratios_ceiling_and_memory(data):
+    out = run_benchmark("histogram_kl.py", "--tokens", "300", "--tokens2", "600", "--repeats", "1",
+                        "--skip-column", data=data)
+    for tokens in (300, 600):
+        line = next(l for l in out.splitlines() if l.startswith(f"{tokens} tokens, CPU time"))
+        ratio(line, r"chunked / ours ")
+        ratio(line, r"in-memory / ours ")
+        ratio(line, r"in-memory / read ")
+    assert re.search(r"traced peak memory of ours: [0-9.]+ MiB at 300 tokens, [0-9.]+ MiB at 600 tokens", out)
+
+
+def test_train_throughput_prints_its_ratio(data):
+    out = run_benchmark("train_throughput.py", "--tokens", "3000", "--vocab", "500", "--repeats", "1",
+                        data=data)
+    ratio(out, r"ratio \(ours / textbook\):\s+")
+
+
+def test_single_linkage_gives_scikit_learns_labels(data):
+    out = run_benchmark("single_linkage.py", "--sizes", "600", "--big", "--repeats", "1", data=data)
+    row = next(l for l in out.splitlines() if l.split() and l.split()[0] == "600")
+    assert re.search(r"\bTrue ARI 1\.000$", row), out  # the same labels as scikit-learn's single linkage
+    ratio(row, r"\s")
+
+
+def test_tsne_overhead_gives_the_plain_calls_coordinates(data):
+    out = run_benchmark("tsne_overhead.py", "--tokens", "300", "--n-iter", "20", "--perplexity", "10",
+                        "--repeats", "1", data=data)
+    assert re.search(r"overhead [+-][0-9.]+ %\s+same coordinates \(to the CSV's 6 decimals\): True", out), out
