@@ -13,11 +13,16 @@ from .atomic import atomic_path  # noqa: E402
 
 def save_figure(fig: "matplotlib.figure.Figure", png: str | os.PathLike, svg: str | os.PathLike,
                 dpi: int = 150) -> None:
-    """Save ``fig`` to ``png`` and ``svg`` and close it."""
+    """Save ``fig`` to ``png`` and ``svg``, both cropped to the same tight box, and close it.
+
+    The box is measured once: ``bbox_inches="tight"`` would lay the whole figure out again
+    for each format before drawing it.
+    """
     try:
+        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
         with atomic_path(png) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+            fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="png")
         with atomic_path(svg) as tmp:
-            fig.savefig(tmp, bbox_inches="tight", format="svg")
+            fig.savefig(tmp, bbox_inches=box, format="svg")
     finally:
         plt.close(fig)
