@@ -15,15 +15,17 @@ and extrapolates to the preset:
   LSTM layers and decoder, per token, per epoch, plus evaluation), at an ASSUMED effective GPU
   throughput range (no GPU is measured; the CPU probe checks the FLOP model against a real run);
 - disk from the measured bytes per stored value (HDF5 overhead included) times the preset's values;
-- dump_activations' time from the measured seconds per token, its memory from the probe's peak times each text's tokens (a recurrence
-  at batch 1 is bound by memory bandwidth, not FLOPs: a FLOP extrapolation underestimates it 3-4x);
+- dump_activations' time from the measured seconds per token times each text's tokens, its memory
+  from the probe's peak (a recurrence at batch 1 is bound by memory bandwidth, not FLOPs: a FLOP
+  extrapolation underestimates it 3-4x);
 - memory and time per rule from a straight line through the two scale points in the quantity the
   rule's work grows with (see SCALE below), never below what was measured.
 
 Every number it prints is an extrapolation and says so. Usage:
 
     python benchmarks/estimate_thesis_resources.py [--preset presets/thesis.yaml] [--workdir DIR]
-        [--out results/benchmarks/thesis_estimate.md] [--probe-batches 3] [--probe-tokens 300] [--cores 2] [--reuse]
+        [--out results/benchmarks/thesis_estimate.md] [--probe-batches 3] [--probe-tokens 300] [--cores 2]
+        [--reuse]
 """
 from __future__ import annotations
 
