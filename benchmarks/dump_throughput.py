@@ -26,9 +26,7 @@ Usage: python benchmarks/dump_throughput.py [--tokens 18000] [--loop-tokens 1800
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,14 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from common import DATA  # noqa: E402  (also puts the library on sys.path)
 from lstmscope.activations import DECODER_ROWS, write_activations  # noqa: E402
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
 from lstmscope.vocabulary import read_tokens  # noqa: E402
 
-# WikiText-2: $LSTMSCOPE_WIKITEXT, else the shared copy beside the project
-DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
-                          Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 
 
 def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:

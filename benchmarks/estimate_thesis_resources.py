@@ -45,11 +45,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-from lstmscope.config import model_specs, validate_config  # noqa: E402
+from common import DATA, ROOT  # also puts the library on sys.path
+from lstmscope.config import model_specs, validate_config
 
-DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT", ROOT.parent / "shared" / "data" / "wikitext-2"))
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
@@ -160,6 +158,16 @@ def probe_dump(cfg: dict, tokens: int) -> dict:
     if r.returncode != 0:
         raise SystemExit(f"dump probe failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cached_probe(path: Path, reuse: bool, what: str, run) -> dict:
+    """A probe's result: read from ``path`` with --reuse when it is there, else ``run()`` and saved there."""
+    if reuse and path.is_file():
+        return json.loads(path.read_text())
+    print(f"probe: {what} ...", file=sys.stderr)
+    result = run()
+    path.write_text(json.dumps(result))
+    return result
 
 
 # ------------------------------------------------------------------------------ probe 3: small pipeline runs
@@ -303,13 +311,9 @@ def main() -> None:
     # 1. the trainer at the preset's size, on this CPU
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="lstmscope-estimate-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    probe_file = workdir / "train_probe.json"
-    if args.reuse and probe_file.is_file():
-        probe = json.loads(probe_file.read_text())
-    else:
-        print(f"probe: {args.probe_batches} training batches of the preset's model on the CPU ...", file=sys.stderr)
-        probe = probe_training(cfg, args.probe_batches)
-        probe_file.write_text(json.dumps(probe))
+    probe = cached_probe(workdir / "train_probe.json", args.reuse,
+                         f"{args.probe_batches} training batches of the preset's model on the CPU",
+                         lambda: probe_training(cfg, args.probe_batches))
     cpu_flops = nums["train_flop_per_token"] * probe["tokens"] / probe["train_seconds"]
     flop_per_model = (t["epochs"] * (train_tokens * nums["train_flop_per_token"] + eval_tokens * nums["forward_flop_per_token"])
                       + test_tokens * nums["forward_flop_per_token"])
@@ -317,13 +321,9 @@ def main() -> None:
     cpu_hours = flop_per_model / cpu_flops / 3600
 
     # 2. the dump's computation at the preset's size, on this CPU
-    dump_file = workdir / "dump_probe.json"
-    if args.reuse and dump_file.is_file():
-        dump_probe = json.loads(dump_file.read_text())
-    else:
-        print(f"probe: the dump's computation for {args.probe_tokens} tokens of the preset's model ...", file=sys.stderr)
-        dump_probe = probe_dump(cfg, args.probe_tokens)
-        dump_file.write_text(json.dumps(dump_probe))
+    dump_probe = cached_probe(workdir / "dump_probe.json", args.reuse,
+                              f"the dump's computation for {args.probe_tokens} tokens of the preset's model",
+                              lambda: probe_dump(cfg, args.probe_tokens))
     dump_per_token = dump_probe["seconds"] / dump_probe["tokens"]
 
     # 3. two small scale points of the whole pipeline

@@ -29,20 +29,15 @@ Usage: python benchmarks/histogram_kl.py [--tokens 18000] [--tokens2 90000] [--h
 from __future__ import annotations
 
 import argparse
-import os
 import multiprocessing as mp
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from common import DATA, write_bench_activations  # noqa: E402  (also puts the library on sys.path)
 
-# WikiText-2: $LSTMSCOPE_WIKITEXT, else the shared copy beside the project
-DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
-                          Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 CELL_RANGE = (-10.0, 10.0)
 BIN = 0.01
 EPS = 1e-10
@@ -134,8 +129,6 @@ def measure(kind: str, path: str, out: str) -> tuple[float, int, int, int]:
 def make_activations(path: Path, tokens: int, data: Path, checkpoint: str | None, hidden: int = 64) -> None:
     import torch
 
-    from lstmscope.activations import write_activations
-    from lstmscope.activations_file import FORMAT
     from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint
     from lstmscope.vocabulary import read_tokens
 
@@ -148,10 +141,7 @@ def make_activations(path: Path, tokens: int, data: Path, checkpoint: str | None
     words = read_tokens(data / "test.txt")[:tokens]
     V = model.config.vocab_size
     ids = [sum(map(ord, w)) % V for w in words]
-    write_activations(model, ids, words, path, attrs={"format": FORMAT, "provenance": "{}",
-                      "model": "bench", "text": "bench", "n_tokens": len(ids), "layers": model.config.layers,
-                      "hidden_size": model.config.hidden_size, "dtype": "float32", "dropout": 0.2},
-                      progress=False)
+    write_bench_activations(model, ids, words, path)
 
 
 def main() -> None:

@@ -12,23 +12,18 @@ Usage: python benchmarks/train_throughput.py [--tokens 60000] [--hidden 64] [--e
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from common import DATA  # noqa: E402  (also puts the library on sys.path)
 from lstmscope.model import LSTMLanguageModel, ModelConfig  # noqa: E402
 from lstmscope.training import TrainingConfig, batchify, get_batch, train  # noqa: E402
 from lstmscope.vocabulary import read_tokens, vocabulary_from_files  # noqa: E402
 
-# WikiText-2: $LSTMSCOPE_WIKITEXT, else the shared copy beside the project
-DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
-                          Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 
 
 def textbook_epoch(model: LSTMLanguageModel, train_data: torch.Tensor, lr: float, clip: float, bptt: int,

@@ -22,10 +22,8 @@ Usage: python benchmarks/tsne_overhead.py [--tokens 4000] [--layer 2] [--state c
 from __future__ import annotations
 
 import argparse
-import os
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,17 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from lstmscope.activations import write_activations  # noqa: E402
-from lstmscope.activations_file import FORMAT  # noqa: E402
+from common import DATA, write_bench_activations  # noqa: E402  (also puts the library on sys.path)
 from lstmscope.embedding import TSNESettings, embed_tsne, read_states  # noqa: E402
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
 from lstmscope.points import read_embedding  # noqa: E402
 from lstmscope.vocabulary import Vocabulary, build_vocabulary, read_tokens  # noqa: E402
 
-# WikiText-2: $LSTMSCOPE_WIKITEXT, else the shared copy beside the project
-DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
-                          Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 
 
 def activations(folder: Path, tokens: int, checkpoint: str | None, vocabulary: str | None) -> Path:
@@ -57,11 +50,7 @@ def activations(folder: Path, tokens: int, checkpoint: str | None, vocabulary: s
         model = LSTMLanguageModel(ModelConfig(len(vocab), 32, 64, 2, 0.0)).eval()
     ids = vocab.encode(text)
     path = folder / "bench.h5"
-    cfg = model.config
-    write_activations(model, ids, vocab.decode(ids), path, progress=False,  # the attributes every reader checks
-                      attrs={"format": FORMAT, "provenance": "{}", "model": "bench", "text": "bench",
-                             "n_tokens": len(ids), "layers": cfg.layers, "hidden_size": cfg.hidden_size,
-                             "dtype": "float32", "dropout": cfg.dropout})
+    write_bench_activations(model, ids, vocab.decode(ids), path)
     return path
 
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
 
@@ -30,23 +28,18 @@ def ratio(out: str, pattern: str) -> float:
     return value
 
 
-@pytest.fixture(scope="module")
-def data(wikitext2):
-    return wikitext2
-
-
-def test_dump_throughput_prints_its_ratios_and_ceiling(data):
+def test_dump_throughput_prints_its_ratios_and_ceiling(wikitext2):
     out = run_benchmark("dump_throughput.py", "--tokens", "600", "--loop-tokens", "150", "--repeats", "1",
-                        data=data)
+                        data=wikitext2)
     ratio(out, r"loop / dump:\s+")
     ratio(out, r"dump / forward:\s+")
     ratio(out, r"loop / decoder:\s+")
     ratio(out, r"dump / \(forward \+ log_softmax\):\s+")
 
 
-def test_histogram_kl_prints_ratios_ceiling_and_memory(data):
+def test_histogram_kl_prints_ratios_ceiling_and_memory(wikitext2):
     out = run_benchmark("histogram_kl.py", "--tokens", "300", "--tokens2", "600", "--repeats", "1",
-                        "--skip-column", data=data)
+                        "--skip-column", data=wikitext2)
     for tokens in (300, 600):
         line = next(l for l in out.splitlines() if l.startswith(f"{tokens} tokens, CPU time"))
         ratio(line, r"chunked / ours ")
@@ -55,20 +48,20 @@ def test_histogram_kl_prints_ratios_ceiling_and_memory(data):
     assert re.search(r"traced peak memory of ours: [0-9.]+ MiB at 300 tokens, [0-9.]+ MiB at 600 tokens", out)
 
 
-def test_train_throughput_prints_its_ratio(data):
+def test_train_throughput_prints_its_ratio(wikitext2):
     out = run_benchmark("train_throughput.py", "--tokens", "3000", "--vocab", "500", "--repeats", "1",
-                        data=data)
+                        data=wikitext2)
     ratio(out, r"ratio \(ours / textbook\):\s+")
 
 
-def test_single_linkage_gives_scikit_learns_labels(data):
-    out = run_benchmark("single_linkage.py", "--sizes", "600", "--big", "--repeats", "1", data=data)
+def test_single_linkage_gives_scikit_learns_labels(wikitext2):
+    out = run_benchmark("single_linkage.py", "--sizes", "600", "--big", "--repeats", "1", data=wikitext2)
     row = next(l for l in out.splitlines() if l.split() and l.split()[0] == "600")
     assert re.search(r"\bTrue ARI 1\.000$", row), out  # the same labels as scikit-learn's single linkage
     ratio(row, r"\s")
 
 
-def test_tsne_overhead_gives_the_plain_calls_coordinates(data):
+def test_tsne_overhead_gives_the_plain_calls_coordinates(wikitext2):
     out = run_benchmark("tsne_overhead.py", "--tokens", "300", "--n-iter", "20", "--perplexity", "10",
-                        "--repeats", "1", data=data)
+                        "--repeats", "1", data=wikitext2)
     assert re.search(r"overhead [+-][0-9.]+ %\s+same coordinates \(to the CSV's 6 decimals\): True", out), out

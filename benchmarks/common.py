@@ -1,0 +1,24 @@
+"""What the benchmark scripts share: where WikiText-2 is, and writing a benchmark's activations file."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+
+# WikiText-2: $LSTMSCOPE_WIKITEXT (as the tests), else the shared copy beside the project
+DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT", ROOT.parent / "shared" / "data" / "wikitext-2"))
+
+
+def write_bench_activations(model, ids, words, path: Path) -> None:
+    """The pipeline's activations writer, with the attributes every reader checks (no real provenance)."""
+    from lstmscope.activations import write_activations
+    from lstmscope.activations_file import FORMAT
+
+    cfg = model.config
+    write_activations(model, ids, words, path, progress=False,
+                      attrs={"format": FORMAT, "provenance": "{}", "model": "bench", "text": "bench",
+                             "n_tokens": len(ids), "layers": cfg.layers, "hidden_size": cfg.hidden_size,
+                             "dtype": "float32", "dropout": cfg.dropout})
