@@ -1,7 +1,6 @@
 """Model, batching, checkpoints and the resumable, deterministic trainer on real WikiText-2 tokens."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
-from lstmscope.training import Interrupted, TrainingConfig, TrainingError, batchify, get_batch, train
+from lstmscope.training import TrainingConfig, TrainingError, batchify, get_batch, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
@@ -135,10 +134,14 @@ def _state(result):
     return {k: v.clone() for k, v in result.model.state_dict().items()}
 
 
-def test_crash_and_resume_equals_uninterrupted(tmp_path, corpus):
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_crash_and_resume_equals_uninterrupted(tmp_path, corpus, device):
     vocab, train_ids, valid_ids = corpus
     mc = tiny_config(vocab, 0.3)  # dropout on: the RNG state must be restored too
-    reference = _state(train("m", mc, CFG, train_ids, valid_ids, progress=False))
+    reference = _state(train("m", mc, CFG, train_ids, valid_ids, device=device, progress=False))
 
     resume = tmp_path / "resume.pt"
 
@@ -147,9 +150,10 @@ def test_crash_and_resume_equals_uninterrupted(tmp_path, corpus):
             raise _Crash()
 
     with pytest.raises(_Crash):
-        train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False, after_batch=crash)
+        train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, device=device, progress=False,
+              after_batch=crash)
     assert resume.is_file()
-    result = train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+    result = train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, device=device, progress=False)
     assert result.resumed_from == {"epoch": 2, "batch": 7}
     resumed = _state(result)
     assert resumed.keys() == reference.keys()

@@ -98,9 +98,10 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    # RNG states are byte tensors that torch accepts only on the CPU, whatever device trains
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def params_digest(model_config: ModelConfig, cfg: TrainingConfig, data_digest: str) -> str:
@@ -200,7 +201,8 @@ def train(
     resume_path = Path(resume_path) if resume_path else None
     if resume_path is not None and resume_path.is_file():
         try:
-            st = torch.load(resume_path, map_location=device, weights_only=True)
+            # onto the CPU: load_state_dict copies weights to the model's device; RNG states must stay here
+            st = torch.load(resume_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a torn or foreign file: start afresh, say so
             log.warning("%s: unreadable resume state (%s); starting from scratch", resume_path, exc)
             st = None
@@ -243,6 +245,12 @@ def train(
             torch.save(state, tmp)
 
     params = list(model.parameters())
+    # cuDNN keeps the random state of nn.LSTM's between-layer dropout inside the library, where no
+    # resume file reaches it. Setting the CUDA generator's state (to itself) before every batch makes
+    # cuDNN draw a fresh one from that generator, so all randomness follows torch's generators and a
+    # resumed run repeats the uninterrupted one bit for bit (one small extra kernel per batch).
+    reseed_cudnn = (device.type == "cuda" and model_config.layers > 1 and model_config.dropout > 0
+                    and torch.backends.cudnn.enabled)
     t_start = time.monotonic()
     with _SignalStop() as stop:
         while epoch <= cfg.epochs:
@@ -258,6 +266,8 @@ def train(
                 # Truncated BPTT: carry the state's values, not its history.
                 hidden = (hidden[0].detach(), hidden[1].detach())
                 optimizer.zero_grad(set_to_none=True)
+                if reseed_cudnn:
+                    torch.cuda.set_rng_state(torch.cuda.get_rng_state(device), device)
                 features, hidden = model.features(data, hidden)
                 loss = linear_cross_entropy(features, model.decoder.weight, model.decoder.bias, targets)
                 if not torch.isfinite(loss):
