@@ -76,6 +76,22 @@ class LSTMLanguageModel(nn.Module):
         return self.decoder(features), hidden
 
 
+def choose_device(device: str, gpus: int, key: str) -> torch.device:
+    """``cpu``; ``cuda`` (error if absent); ``auto``: CUDA when the job was given a GPU and one is present.
+
+    ``key`` is the setting's name (``training.device``), for the error messages.
+    """
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{key} is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        return torch.device("cuda")
+    if device == "auto":
+        return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
+    raise ValueError(f"{key}={device!r}: choose auto, cpu or cuda")
+
+
 def save_checkpoint(path: str | os.PathLike, model: LSTMLanguageModel, vocabulary_sha256: str,
                     extra: dict[str, Any] | None = None) -> None:
     """Write weights + model config + vocabulary digest, loadable with ``weights_only=True``."""

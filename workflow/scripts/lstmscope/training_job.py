@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from .atomic import write_text
-from .model import ModelConfig, save_checkpoint
+from .model import ModelConfig, choose_device, save_checkpoint
 from .provenance import provenance, sha256_file
 from .training import TrainingConfig, train
 from .vocabulary import Vocabulary, read_tokens
@@ -19,17 +19,16 @@ from .vocabulary import Vocabulary, read_tokens
 log = logging.getLogger(__name__)
 
 
-def choose_device(device: str, gpus: int) -> torch.device:
-    """``cpu``; ``cuda`` (error if absent); ``auto``: CUDA when the job was given a GPU and one is present."""
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("training.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-        return torch.device("cuda")
-    if device == "auto":
-        return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
-    raise ValueError(f"training.device={device!r}: choose auto, cpu or cuda")
+def configure_torch(threads: int) -> None:
+    """What a training job sets before it touches a GPU: its thread count and deterministic algorithms.
+
+    On CUDA, cuBLAS gives the same numbers run after run only with a fixed workspace size, which it
+    reads from ``CUBLAS_WORKSPACE_CONFIG`` when it starts; set here unless the environment sets it.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(max(1, int(threads)))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def load_split_ids(path: str | os.PathLike, vocab: Vocabulary, tokens: int | None) -> torch.Tensor:
@@ -46,9 +45,8 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
                      device: str, gpus: int, threads: int, split_paths: Mapping[str, str],
                      vocabulary_path: str, checkpoint_path: str, metrics_path: str,
                      resume_path: str | None) -> dict[str, Any]:
-    torch.set_num_threads(max(1, int(threads)))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    dev = choose_device(device, gpus)
+    configure_torch(threads)
+    dev = choose_device(device, gpus, "training.device")
     vocab = Vocabulary.load(vocabulary_path)
     ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid", "test")}
     mc = ModelConfig(vocab_size=len(vocab), embedding_size=int(architecture["embedding_size"]),
