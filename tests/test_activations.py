@@ -116,6 +116,7 @@ def test_schema_attributes_and_provenance(tiny):
         assert prov["checkpoint_sha256"] == a["checkpoint_sha256"]
         assert prov["model_config"]["hidden_size"] == HIDDEN and prov["offset"] == 300
         assert {"lstmscope_version", "git_commit", "library_sha256"} <= set(prov)
+        assert prov["device"] == "cpu"
 
 
 def test_blocks_do_not_reset_the_state_and_runs_are_reproducible(tiny, tmp_path):
@@ -225,3 +226,39 @@ def test_a_checkpoint_of_another_vocabulary_is_refused(tiny, tmp_path):
     with pytest.raises(ActivationsError, match=r"model.pt: trained with another vocabulary than .*other-vocabulary.json"):
         dump_activations(tiny.checkpoint, other, tiny.split, TEXT, tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_device_setting_is_checked_and_auto_without_a_gpu_runs_on_the_cpu(tiny, tmp_path):
+    out = tmp_path / "dev.h5"
+    with pytest.raises(ValueError, match="activations.device='gpu': choose auto, cpu or cuda"):
+        dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, out, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="activations.device is 'cuda' but no CUDA device is available"):
+            dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, out, device="cuda")
+    assert not out.exists()
+    # auto without a GPU given to the job (gpus=0): the CPU, the same numbers as the CPU dump
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, out, chunk_tokens=64, device="auto", gpus=0)
+    with h5py.File(tiny.activations) as a, h5py.File(out) as b:
+        assert json.loads(b.attrs["provenance"])["device"] == "cpu"
+        for key in ("layer1/h", "layer2/c", "log_expectancy"):
+            np.testing.assert_array_equal(b[key][:], a[key][:])
+
+
+@CUDA
+def test_a_gpu_dump_matches_the_cpu_dump_and_the_cell_equations(tiny, tmp_path):
+    out = tmp_path / "gpu.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, out, chunk_tokens=64, device="cuda")
+    model, _ = load_checkpoint(tiny.checkpoint)
+    _, ids = _ids(tiny)
+    H, C = _hand_lstm(model, ids)
+    with h5py.File(tiny.activations) as a, h5py.File(out) as b:
+        assert json.loads(b.attrs["provenance"])["device"] == "cuda"
+        for k in range(LAYERS):
+            np.testing.assert_allclose(b[f"layer{k + 1}/h"][:], H[k], atol=2e-5, rtol=0)
+            np.testing.assert_allclose(b[f"layer{k + 1}/c"][:], C[k], atol=2e-5, rtol=0)
+            for s in ("h", "c"):
+                np.testing.assert_allclose(b[f"layer{k + 1}/{s}"][:], a[f"layer{k + 1}/{s}"][:], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(b["log_expectancy"][:], a["log_expectancy"][:], atol=1e-4, rtol=0, equal_nan=True)

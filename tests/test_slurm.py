@@ -114,12 +114,14 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     assert counts["neuron_divergence"] == models * texts
     assert counts["embed_tsne"] == embedded * views
     assert counts["cluster_tokens"] == embedded * views * 2  # single and ward
-    # every training job asks SLURM for a GPU on the GPU partition
-    trains = [b for b in re.split(r"\n(?=\s*(?:local)?rule \w+:)", text) if re.match(r"\s*rule train_lstm:", b)]
-    assert len(trains) == models
-    for block in trains:
-        res = re.search(r"resources: (.*)", block).group(1)
-        assert "gpu=1" in res and "slurm_partition=gpu" in res, res
+    # every training and dump job asks SLURM for a GPU on the GPU partition (the preset's devices are auto)
+    blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", text)
+    for rule, n in (("train_lstm", models), ("dump_activations", models * texts)):
+        jobs = [b for b in blocks if re.match(rf"\s*rule {rule}:", b)]
+        assert len(jobs) == n, rule
+        for block in jobs:
+            res = re.search(r"resources: (.*)", block).group(1)
+            assert "gpu=1" in res and "slurm_partition=gpu" in res, (rule, res)
 
 
 # ------------------------------------------------------------------------------ the real cluster

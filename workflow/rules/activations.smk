@@ -24,6 +24,7 @@ rule dump_activations:
         model=train_params,
         dtype=config["activations"]["dtype"],
         chunk_tokens=config["activations"]["chunk_tokens"],
+        device=config["activations"]["device"],
     threads: 1
     log:
         log_path("dump_activations", "{model}/{text}"),
@@ -32,6 +33,7 @@ rule dump_activations:
     resources:
         mem_mb=ACTIVATIONS_MEM_MB,
         runtime=60,
+        gpu=0 if config["activations"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
     script:

@@ -14,4 +14,6 @@ with job_log(snakemake.log[0], "dump_activations") as log:  # noqa: F821
         chunk_tokens=int(p.chunk_tokens),
         threads=snakemake.threads,  # noqa: F821
         model_info=dict(p.model),
+        device=p.device,
+        gpus=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
     )

@@ -18,9 +18,14 @@ layer's input and h sequence: since h_{t-1} is known, the input, forget and cell
 gates of all steps of a block come from two batched matrix products, and
 c_t = f_t * c_{t-1} + i_t * g_t is an elementwise scan (all layers in one loop).
 Blocks carry (h, c) to the next block, so memory does not grow with the text.
+
+On a GPU (``device``) the layers, the gate products and the expectancies run there; the scan and
+the writing stay on the CPU. The numbers then differ from the CPU's in the last bits of float32.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
 import os
@@ -36,7 +41,7 @@ from tqdm import tqdm
 
 from .activations_file import FORMAT, STATES, ActivationsError
 from .atomic import atomic_path
-from .model import LSTMLanguageModel, load_checkpoint
+from .model import LSTMLanguageModel, choose_device, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 from .vocabulary import Vocabulary, read_tokens
 
@@ -152,14 +157,15 @@ def next_token_log_probabilities(decoder: nn.Linear, h: torch.Tensor, targets: t
 
     The logits are computed ``rows`` rows at a time into one reused buffer, so the (T, V)
     matrix of logits never exists. If ``bound`` (``logit_bound(decoder)``, computed when not
-    given) is below 60 and h lies in [-1, 1], no row maximum is needed.
+    given) is below 60 and h lies in [-1, 1], no row maximum is needed. Runs on the device of
+    ``decoder`` and ``h``.
     """
     weight, bias = decoder.weight.detach(), decoder.bias.detach()
     bound = logit_bound(decoder) if bound is None else bound
     bounded = bound < 60 and bool((h.abs() <= 1).all())
     T = len(targets)
-    out = torch.empty(T)
-    buf = torch.empty(min(rows, max(T, 1)), weight.shape[0])
+    out = torch.empty(T, device=h.device)
+    buf = torch.empty(min(rows, max(T, 1)), weight.shape[0], device=h.device)
     wt = weight.t()
     for start in range(0, T, rows):
         stop = min(T, start + rows)
@@ -167,6 +173,27 @@ def next_token_log_probabilities(decoder: nn.Linear, h: torch.Tensor, targets: t
         torch.addmm(bias, h[start:stop], wt, out=logits)
         out[start:stop] = target_log_probabilities(logits, targets[start:stop], bounded)
     return out
+
+
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """cuDNN runs recurrent layers in TF32 on recent GPUs unless told otherwise (products with a
+    10-bit mantissa); a dump stores float32, so inside this block they run in full float32."""
+    rnn = getattr(torch.backends.cudnn, "rnn", None)
+    if rnn is not None and hasattr(rnn, "fp32_precision"):
+        old = rnn.fp32_precision
+        rnn.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            rnn.fp32_precision = old
+    else:  # torch before the fp32_precision settings
+        old = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = old
 
 
 @dataclass
@@ -179,26 +206,33 @@ class Block:
     log_expectancy: np.ndarray   # (B,) float32: log p(w_{t+1} | w_<=t) for t in the block (NaN past the text)
 
 
-def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int) -> Iterator[Block]:
+def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int,
+                        device: torch.device | str = "cpu") -> Iterator[Block]:
     """Run ``ids`` through ``model`` as one stream, yielding blocks of activations.
 
     ``Block.log_expectancy[j]`` is the log-probability the model gives, after token
-    ``start + j``, to the next token of the text (NaN after the last token).
+    ``start + j``, to the next token of the text (NaN after the last token). On a GPU
+    ``device``, a copy of the model runs there (the given model stays where it is).
     """
     if block_tokens < 1:
         raise ActivationsError(f"block_tokens={block_tokens}: must be >= 1")
+    device = torch.device(device)
+    if next(model.parameters()).device != device:
+        model = copy.deepcopy(model).to(device)
+    # the CPU computes the logits in cache-sized blocks of rows; a GPU takes a whole block at once
+    decoder_rows = DECODER_ROWS if device.type == "cpu" else block_tokens
     model = model.eval()
     rnn = model.rnn
-    layers = [_layer_lstm(rnn, k) for k in range(rnn.num_layers)]
+    layers = [_layer_lstm(rnn, k).to(device) for k in range(rnn.num_layers)]
     weights = [(getattr(rnn, f"weight_ih_l{k}").detach(), getattr(rnn, f"weight_hh_l{k}").detach(),
                 getattr(rnn, f"bias_ih_l{k}").detach(), getattr(rnn, f"bias_hh_l{k}").detach())
                for k in range(rnn.num_layers)]
     n = rnn.hidden_size
     bound = logit_bound(model.decoder)  # once per model, not per block
-    state = [(torch.zeros(1, 1, n), torch.zeros(1, 1, n)) for _ in layers]
-    ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    state = [(torch.zeros(1, 1, n, device=device), torch.zeros(1, 1, n, device=device)) for _ in layers]
+    ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64)).to(device)
     total = len(ids_t)
-    with torch.inference_mode():
+    with torch.inference_mode(), ieee_float32():
         for start in range(0, total, block_tokens):
             stop = min(total, start + block_tokens)
             x = model.encoder(ids_t[start:stop])                      # (B, E); eval: no dropout
@@ -208,19 +242,21 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
                 out, (hn, cn) = lstm(x.unsqueeze(1), (h0, c0))        # the fast path: one call per layer
                 h = out[:, 0, :]
                 f, u = gate_terms(x, h, h0, *weights[k])
-                hs.append(h.numpy())
+                hs.append(h.cpu().numpy())
                 fs.append(f)
                 us.append(u)
                 c0s.append(c0.reshape(-1))
                 state[k] = (hn, cn)
                 x = h
-            c_all = scan_cells(torch.cat(fs, 1).numpy(), torch.cat(us, 1).numpy(), torch.cat(c0s).numpy())
+            c_all = scan_cells(torch.cat(fs, 1).cpu().numpy(), torch.cat(us, 1).cpu().numpy(),
+                               torch.cat(c0s).cpu().numpy())
             cs = np.split(c_all, len(layers), axis=1)
             nxt = ids_t[start + 1:stop + 1]                           # predicted from h of start..stop-1
             logp = torch.full((stop - start,), math.nan)
             m = len(nxt)
             if m:
-                logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt, bound=bound)
+                logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt, rows=decoder_rows,
+                                                        bound=bound).cpu()
             yield Block(start, hs, cs, logp.numpy())
 
 
@@ -229,7 +265,7 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
 
 def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence[str], output_path: str | os.PathLike,
                       dtype: str = "float32", chunk_tokens: int = 1024, attrs: dict[str, Any] | None = None,
-                      progress: bool = True) -> np.ndarray:
+                      progress: bool = True, device: torch.device | str = "cpu") -> np.ndarray:
     """Run ``ids`` through ``model`` and write the activations file (atomically); returns log_expectancy."""
     T, N, L = len(ids), model.config.hidden_size, model.config.layers
     rows = max(1, min(chunk_tokens, T))
@@ -241,7 +277,7 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
             for s in STATES:
                 states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
         logexp = np.full(T, np.nan, dtype=np.float32)
-        blocks = iterate_activations(model, ids, rows)
+        blocks = iterate_activations(model, ids, rows, device=device)
         for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5, disable=not progress):
             b = len(block.log_expectancy)
             for k in range(L):
@@ -258,8 +294,13 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
 def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | os.PathLike,
                      split_path: str | os.PathLike, text: TextSpec, output_path: str | os.PathLike,
                      dtype: str = "float32", chunk_tokens: int = 1024, threads: int = 1,
-                     model_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the activations file of one model and one analysis text; return a summary."""
+                     model_info: dict[str, Any] | None = None, device: str = "cpu", gpus: int = 0
+                     ) -> dict[str, Any]:
+    """Write the activations file of one model and one analysis text; return a summary.
+
+    ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when the job was given ``gpus`` and one is present).
+    """
+    dev = choose_device(device, gpus, "activations.device")
     if dtype not in DTYPES:
         raise ActivationsError(f"activations.dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
     if chunk_tokens < 1:
@@ -278,14 +319,14 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
     extra.update(model_info or {})
     T, N, L = len(ids), cfg.hidden_size, cfg.layers
     rows = min(chunk_tokens, T)
-    log.info("%s: %d tokens of %s (offset %d), %d layers x %d units, %s, chunks of %d rows",
-             output_path, T, text.split, text.offset, L, N, dtype, rows)
+    log.info("%s: %d tokens of %s (offset %d), %d layers x %d units, %s, chunks of %d rows, on %s",
+             output_path, T, text.split, text.offset, L, N, dtype, rows, dev)
     checkpoint_sha = sha256_file(checkpoint_path)
     prov = provenance(model_config=dict(record["model_config"]), model=extra.get("name"),
                       dropout=extra.get("dropout"), seed=extra.get("seed"), replicate=extra.get("replicate"),
                       checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       vocabulary_sha256=vocab.sha256, text=text.name, split=text.split, offset=text.offset,
-                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT,
+                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT, device=str(dev),
                       expectancy="p(w_t | w_<t); NaN at t = 0 (no context)")
     attrs = {
         "format": FORMAT,
@@ -303,7 +344,8 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
         "hidden_size": int(N),
         "dtype": dtype,
     }
-    logexp = write_activations(model, ids, words, output_path, dtype=dtype, chunk_tokens=rows, attrs=attrs)
+    logexp = write_activations(model, ids, words, output_path, dtype=dtype, chunk_tokens=rows, attrs=attrs,
+                               device=dev)
     seconds = time.monotonic() - t0
     finite = logexp[np.isfinite(logexp)]
     summary = {"tokens": T, "layers": L, "hidden_size": N, "seconds": seconds,
