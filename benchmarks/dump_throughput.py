@@ -20,8 +20,13 @@ Timings are CPU seconds of this process (steadier than wall time on a shared mac
 one thread they equal wall time on an idle one), the median of --repeats runs, interleaved.
 Targets: dump >= 50x faster than the loop, dump time <= 1.25x the pure forward's.
 
+With --device cuda everything runs on the GPU (the dump as with ``activations.device: cuda``: the
+layers, gates and expectancies there, the cell-state scan and the writing on the CPU), timed in wall
+seconds with the GPU synchronised before each clock reading. loop / forward is printed too: the most
+any dump could reach there, since every dump computes at least the forward pass.
+
 Usage: python benchmarks/dump_throughput.py [--tokens 18000] [--loop-tokens 18000] [--threads 1]
-       [--repeats 3] [--checkpoint results/models/d0.5_r0/model.pt]
+       [--repeats 3] [--checkpoint results/models/d0.5_r0/model.pt] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -41,6 +46,22 @@ from lstmscope.vocabulary import read_tokens  # noqa: E402
 
 
 
+class Clock:
+    """CPU seconds of this process on the CPU; wall seconds after a GPU synchronisation on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __call__(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+        return time.process_time()
+
+
+CLOCK = Clock(torch.device("cpu"))
+
+
 def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
     """Per-token loop with a forward hook on the LSTM; returns seconds."""
     L, N = model.config.layers, model.config.hidden_size
@@ -52,11 +73,11 @@ def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
 
     def record(module, inputs, output):
         _, (h, c) = output
-        h_all[:, step["t"]] = h[:, 0].numpy()
-        c_all[:, step["t"]] = c[:, 0].numpy()
+        h_all[:, step["t"]] = h[:, 0].cpu().numpy()
+        c_all[:, step["t"]] = c[:, 0].cpu().numpy()
 
     handle = model.rnn.register_forward_hook(record)
-    start = time.process_time()
+    start = CLOCK()
     try:
         with torch.inference_mode():
             hidden = model.init_hidden(1)
@@ -67,36 +88,36 @@ def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
                     logexp[t + 1] = torch.log_softmax(logits[0], dim=0)[ids[t + 1]].item()
     finally:
         handle.remove()
-    return time.process_time() - start
+    return CLOCK() - start
 
 
 def pure_forward(model: LSTMLanguageModel, ids: torch.Tensor, softmax: bool = False) -> float:
-    start = time.process_time()
+    start = CLOCK()
     with torch.inference_mode():
         logits, _ = model(ids.view(-1, 1), model.init_hidden(1))
         if softmax:
             torch.log_softmax(logits, dim=1)
-    return time.process_time() - start
+    return CLOCK() - start
 
 
 def decoder_only(model: LSTMLanguageModel, h: torch.Tensor) -> float:
     """The decoder's product for every row of ``h`` in the dump's blocks: logits computed, then dropped."""
     weight, bias = model.decoder.weight.detach(), model.decoder.bias.detach()
-    buf = torch.empty(DECODER_ROWS, weight.shape[0])
+    buf = torch.empty(DECODER_ROWS, weight.shape[0], device=weight.device)
     wt = weight.t()
-    start = time.process_time()
+    start = CLOCK()
     with torch.inference_mode():
         for s in range(0, len(h), DECODER_ROWS):
             block = h[s:s + DECODER_ROWS]
             torch.addmm(bias, block, wt, out=buf[:len(block)])
-    return time.process_time() - start
+    return CLOCK() - start
 
 
 def dump(model: LSTMLanguageModel, ids: torch.Tensor, words: list[str], folder: Path) -> float:
-    start = time.process_time()
-    write_activations(model, ids.numpy(), words, folder / "bench.h5", dtype="float32", chunk_tokens=1024,
-                      progress=False)
-    return time.process_time() - start
+    start = CLOCK()
+    write_activations(model, ids.cpu().numpy(), words, folder / "bench.h5", dtype="float32", chunk_tokens=1024,
+                      progress=False, device=next(model.parameters()).device)
+    return CLOCK() - start
 
 
 def main() -> None:
@@ -111,8 +132,14 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOCK
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("dump_throughput.py: --device cuda but no CUDA device is available")
+    CLOCK = Clock(device)
 
     if args.checkpoint:
         model, _ = load_checkpoint(args.checkpoint)
@@ -125,8 +152,18 @@ def main() -> None:
     ids = torch.tensor([sum(map(ord, w)) % V for w in words], dtype=torch.int64)
     loop_tokens = min(args.loop_tokens or args.tokens, args.tokens)
 
+    on_gpu = device.type == "cuda"
     times = {"dump": [], "loop": [], "forward": [], "forward+log_softmax": [], "decoder": []}
-    h_top = torch.rand(len(ids), model.config.hidden_size) * 2 - 1  # any h in [-1, 1]: the product's cost is the same
+    model = model.to(device)
+    ids = ids.to(device)
+    # any h in [-1, 1]: the product's cost is the same
+    h_top = torch.rand(len(ids), model.config.hidden_size, device=device) * 2 - 1
+    if on_gpu:  # warm-up: CUDA context, cuDNN plans, cuBLAS handles
+        pure_forward(model, ids, softmax=True)
+        decoder_only(model, h_top)
+        hook_loop(model, ids[:100])
+        with tempfile.TemporaryDirectory() as tmp:
+            dump(model, ids[:2000], words[:2000], Path(tmp))
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
             times["forward"].append(pure_forward(model, ids))
@@ -137,14 +174,16 @@ def main() -> None:
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     cfg = model.config
+    where = (f"GPU {torch.cuda.get_device_name(device)}, wall seconds" if on_gpu
+             else f"CPU, {args.threads} thread(s), CPU seconds")
     print(f"model: vocab {cfg.vocab_size}, embedding {cfg.embedding_size}, hidden {cfg.hidden_size}, "
-          f"{cfg.layers} layers; {args.tokens} tokens; {args.threads} thread(s); median of {args.repeats}")
+          f"{cfg.layers} layers; {args.tokens} tokens; {where}; median of {args.repeats}")
     for k, v in med.items():
         print(f"{k:>20}: {v:8.3f} s  {args.tokens / v:12,.0f} tokens/s")
     print(f"loop / dump:    {med['loop'] / med['dump']:.1f}x   (target >= 50x; the pure forward itself is "
           f"{med['loop'] / med['forward']:.1f}x the loop, the most any dump that keeps the forward's pace can reach)")
     print(f"loop / decoder: {med['loop'] / med['decoder']:.1f}x   (the decoder's product alone, which every exact "
-          f"expectancy needs: the most any exact dump could reach on this CPU)")
+          f"expectancy needs: the most any exact dump could reach here)")
     print(f"dump / forward: {med['dump'] / med['forward']:.2f}x   (target <= 1.25x)")
     print(f"dump / (forward + log_softmax): {med['dump'] / med['forward+log_softmax']:.2f}x")
 

@@ -12,8 +12,9 @@ Nothing here runs the preset itself. The script measures, on this machine:
 and extrapolates to the preset:
 
 - GPU hours of training from the exact FLOP count (3 x the forward multiply-adds of embedding-free
-  LSTM layers and decoder, per token, per epoch, plus evaluation), at an ASSUMED effective GPU
-  throughput range (no GPU is measured; the CPU probe checks the FLOP model against a real run);
+  LSTM layers and decoder, per token, per epoch, plus evaluation), between the effective throughput
+  benchmarks/gpu_training.py measured on an H100 and an assumed floor for older cards (this script
+  measures no GPU; the CPU probe checks the FLOP model against a real run);
 - disk from the measured bytes per stored value (HDF5 overhead included) times the preset's values;
 - dump_activations' time from the measured seconds per token times each text's tokens, its memory
   from the probe's peak (a recurrence at batch 1 is bound by memory bandwidth, not FLOPs: a FLOP
@@ -51,10 +52,11 @@ from lstmscope.config import model_specs, validate_config
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
-# Effective throughput of LSTM training on one data-centre GPU (A100/H100 class, fp32/TF32, batch 20,
-# bptt 35): an ASSUMPTION, not a measurement. At batch 20 the recurrent matrix products are small and
-# bound by memory bandwidth; 5-20 TFLOP/s effective is the range such runs reach.
-GPU_TFLOPS = (5.0, 20.0)
+# Effective throughput of the trainer on one GPU at the thesis's size (batch 20, bptt 35): 27 TFLOP/s
+# MEASURED on an H100 80GB (benchmarks/gpu_training.py, 2026-11-28: 38 200 tokens/s x 707 MFLOP per
+# token); 5 TFLOP/s is an ASSUMED floor for older or smaller cards (the recurrent products at batch 20
+# are bound by memory bandwidth, which such cards have 3-5x less of).
+GPU_TFLOPS = (5.0, 27.0)
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -385,7 +387,8 @@ def main() -> None:
           f"{probe['tokens'] / probe['train_seconds']:.0f} tokens/s = {cpu_flops / 1e9:.0f} GFLOP/s effective; "
           f"peak memory {probe['max_rss_mb']:.0f} MB",
           f"- on this CPU a model would take {cpu_hours:.0f} h (extrapolated) -> train on a GPU",
-          f"- GPU (ASSUMED {GPU_TFLOPS[0]:g}-{GPU_TFLOPS[1]:g} TFLOP/s effective): "
+          f"- GPU ({GPU_TFLOPS[1]:g} TFLOP/s effective measured on an H100 by benchmarks/gpu_training.py, "
+          f"{GPU_TFLOPS[0]:g} ASSUMED for older cards): "
           f"{gpu_hours[0]:.1f}-{gpu_hours[1]:.1f} GPU hours per model, "
           f"{models * gpu_hours[0]:.0f}-{models * gpu_hours[1]:.0f} GPU hours for all {models}",
           f"- host memory: the CPU probe peaked at {probe['max_rss_mb'] / 1024:.1f} GB with the model in host memory; "

@@ -54,6 +54,18 @@ def test_train_throughput_prints_its_ratio(wikitext2):
     ratio(out, r"ratio \(ours / textbook\):\s+")
 
 
+def test_gpu_training_checks_throughput_determinism_and_resume(wikitext2):
+    # on the CPU (--device cpu) at the tiny preset's size: the script's own checks, not GPU numbers
+    out = run_benchmark("gpu_training.py", "--device", "cpu", "--preset", "tests/config/tiny.yaml", "--tokens", "6000",
+                        "--sync-batches", "4", "--check-batches", "6", data=wikitext2)
+    assert re.search(r"throughput: [0-9,]+ tokens/s over 6000 tokens", out), out
+    assert re.search(r"2 epochs -> [0-9.]+ h per model on this device", out), out  # the tiny preset's epochs
+    assert "determinism: two runs of 6 batches: max |weight difference| 0 (bit-identical)" in out
+    for how, at, resumed in (("crash", 4, 3), ("SIGTERM", 6, 6)):  # crash: back to the save at batch 3
+        assert (f"resume: {how} at batch {at}, resumed from {{'epoch': 1, 'batch': {resumed}}}: max |weight "
+                "difference| to the uninterrupted run 0 (bit-identical)") in out, out
+
+
 def test_single_linkage_gives_scikit_learns_labels(wikitext2):
     out = run_benchmark("single_linkage.py", "--sizes", "600", "--big", "--repeats", "1", data=wikitext2)
     row = next(l for l in out.splitlines() if l.split() and l.split()[0] == "600")
