@@ -217,7 +217,8 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
     if block_tokens < 1:
         raise ActivationsError(f"block_tokens={block_tokens}: must be >= 1")
     device = torch.device(device)
-    if next(model.parameters()).device != device:
+    here = next(model.parameters()).device
+    if here.type != device.type or (None not in (here.index, device.index) and here.index != device.index):
         model = copy.deepcopy(model).to(device)
     # the CPU computes the logits in cache-sized blocks of rows; a GPU takes a whole block at once
     decoder_rows = DECODER_ROWS if device.type == "cpu" else block_tokens
@@ -344,6 +345,7 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
         "hidden_size": int(N),
         "dtype": dtype,
     }
+    model = model.to(dev)  # this model is ours: moved, not copied
     logexp = write_activations(model, ids, words, output_path, dtype=dtype, chunk_tokens=rows, attrs=attrs,
                                device=dev)
     seconds = time.monotonic() - t0
