@@ -116,7 +116,7 @@ def decoder_only(model: LSTMLanguageModel, h: torch.Tensor) -> float:
 def dump(model: LSTMLanguageModel, ids: torch.Tensor, words: list[str], folder: Path) -> float:
     start = CLOCK()
     write_activations(model, ids.cpu().numpy(), words, folder / "bench.h5", dtype="float32", chunk_tokens=1024,
-                      progress=False, device=next(model.parameters()).device)
+                      progress=False)
     return CLOCK() - start
 
 

@@ -36,7 +36,10 @@ from common import DATA, ROOT  # noqa: E402  (also puts the library on sys.path)
 
 
 def load_settings(preset: Path) -> dict:
-    """config.yaml's vocabulary, architecture and training sections, overridden by the preset's."""
+    """config.yaml's vocabulary, models, architecture and training sections, overridden by the preset's.
+
+    Plain YAML on purpose, not ``lstmscope.config.validate_config``: the script needs only torch, h5py and
+    PyYAML, so it runs on a GPU machine's stock Python without the project's other dependencies."""
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
     over = yaml.safe_load(preset.read_text()) or {}
     return {k: {**base.get(k, {}), **over.get(k, {})} for k in ("vocabulary", "models", "architecture", "training")}

@@ -19,13 +19,12 @@ gates of all steps of a block come from two batched matrix products, and
 c_t = f_t * c_{t-1} + i_t * g_t is an elementwise scan (all layers in one loop).
 Blocks carry (h, c) to the next block, so memory does not grow with the text.
 
-On a GPU (``device``) the layers, the gate products and the expectancies run there; the scan and
-the writing stay on the CPU. The numbers then differ from the CPU's in the last bits of float32.
+Everything runs on the model's device: on a GPU the layers, the gate products and the expectancies
+run there; the scan and the writing stay on the CPU. The numbers then differ from the CPU's in the last bits of float32.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
@@ -206,20 +205,15 @@ class Block:
     log_expectancy: np.ndarray   # (B,) float32: log p(w_{t+1} | w_<=t) for t in the block (NaN past the text)
 
 
-def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int,
-                        device: torch.device | str = "cpu") -> Iterator[Block]:
-    """Run ``ids`` through ``model`` as one stream, yielding blocks of activations.
+def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int) -> Iterator[Block]:
+    """Run ``ids`` through ``model`` as one stream, on the model's device, yielding blocks of activations.
 
     ``Block.log_expectancy[j]`` is the log-probability the model gives, after token
-    ``start + j``, to the next token of the text (NaN after the last token). On a GPU
-    ``device``, a copy of the model runs there (the given model stays where it is).
+    ``start + j``, to the next token of the text (NaN after the last token).
     """
     if block_tokens < 1:
         raise ActivationsError(f"block_tokens={block_tokens}: must be >= 1")
-    device = torch.device(device)
-    here = next(model.parameters()).device
-    if here.type != device.type or (None not in (here.index, device.index) and here.index != device.index):
-        model = copy.deepcopy(model).to(device)
+    device = next(model.parameters()).device
     # the CPU computes the logits in cache-sized blocks of rows; a GPU takes a whole block at once
     decoder_rows = DECODER_ROWS if device.type == "cpu" else block_tokens
     model = model.eval()
@@ -266,8 +260,9 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
 
 def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence[str], output_path: str | os.PathLike,
                       dtype: str = "float32", chunk_tokens: int = 1024, attrs: dict[str, Any] | None = None,
-                      progress: bool = True, device: torch.device | str = "cpu") -> np.ndarray:
-    """Run ``ids`` through ``model`` and write the activations file (atomically); returns log_expectancy."""
+                      progress: bool = True) -> np.ndarray:
+    """Run ``ids`` through ``model`` (on its device) and write the activations file (atomically); returns
+    log_expectancy."""
     T, N, L = len(ids), model.config.hidden_size, model.config.layers
     rows = max(1, min(chunk_tokens, T))
     with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
@@ -278,7 +273,7 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
             for s in STATES:
                 states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
         logexp = np.full(T, np.nan, dtype=np.float32)
-        blocks = iterate_activations(model, ids, rows, device=device)
+        blocks = iterate_activations(model, ids, rows)
         for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5, disable=not progress):
             b = len(block.log_expectancy)
             for k in range(L):
@@ -345,9 +340,8 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
         "hidden_size": int(N),
         "dtype": dtype,
     }
-    model = model.to(dev)  # this model is ours: moved, not copied
-    logexp = write_activations(model, ids, words, output_path, dtype=dtype, chunk_tokens=rows, attrs=attrs,
-                               device=dev)
+    logexp = write_activations(model.to(dev), ids, words, output_path, dtype=dtype, chunk_tokens=rows,
+                               attrs=attrs)
     seconds = time.monotonic() - t0
     finite = logexp[np.isfinite(logexp)]
     summary = {"tokens": T, "layers": L, "hidden_size": N, "seconds": seconds,
