@@ -54,6 +54,7 @@ BAD = [
     ("data.sha256.train", "abc", "config key data.sha256.train: 'abc' does not match ^[0-9a-f]{64}$"),
     ("architecture.layers", 0, "config key architecture.layers: 0 is out of range; must be >= 1"),
     ("texts.test.split", "dev", "config key texts.test.split: 'dev' is not allowed; choose one of ['train', 'valid', 'test']"),
+    ("heatmap.scale", "linear", "config key heatmap.scale: 'linear' is not allowed; choose one of ['symmetric', 'range']"),
     ("activations.dtype", "float64", "config key activations.dtype: 'float64' is not allowed; choose one of ['float32', 'float16']"),
     ("histogram.cell_range", [2.0, -2.0], "config key histogram.cell_range: [2.0, -2.0] must be [low, high] with low < high"),
     ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),

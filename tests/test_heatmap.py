@@ -8,8 +8,8 @@ from matplotlib import image as mpimg
 from lstmscope.activations_file import ActivationsError
 from lstmscope.divergence import neuron_divergence
 from lstmscope.figures import plt
-from lstmscope.heatmap import (TextBlock, best_window, draw_blocks, expectancy_heatmap, layout_words, line_texts,
-                               symmetric_norm, text_heatmaps)
+from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, layout_words,
+                               line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
 from lstmscope.histogram import neuron_histograms
 
 from neurons_support import LAYERS, tiny  # noqa: F401  (fixture)
@@ -52,6 +52,21 @@ def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):
     assert img.shape[0] > 30 and img.shape[1] > 100
 
 
+def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():
+    values = np.array([0.061, 0.064, 0.07, np.nan, 0.066])
+    sym, rng = activation_norm(values, "symmetric"), activation_norm(values, "range")
+    assert (sym.vmin, sym.vmax) == (-0.07, 0.07) and sym(0.061) > 0.9  # all red: positive
+    assert (rng.vmin, rng.vmax) == (0.061, 0.07) and rng(0.061) == 0 and rng(0.07) == 1
+    assert activation_norm(np.full(4, 0.25), "range")(0.25) == pytest.approx(0.5)  # constant: middle colour
+    with pytest.raises(ValueError, match="heatmap scale 'linear': choose one of symmetric, range"):
+        activation_norm(values, "linear")
+    words = [f"w{i}" for i in range(50)]
+    h, c = np.linspace(0.2, 0.3, 50), np.linspace(-4.0, -1.0, 50)
+    bh, bc = neuron_blocks(words, h, c, 2, 7, 1, "c", 10, scale="range")  # ranked by c: |c| peaks at the start
+    assert bh.words == bc.words == words[:10] and "tokens 0-9" in bh.title
+    assert (bh.norm.vmin, bh.norm.vmax) == (h[0], h[9]) and (bc.norm.vmin, bc.norm.vmax) == (c[0], c[9])
+
+
 def test_words_and_values_must_match(tmp_path):
     block = TextBlock("bad", ["a", "b"], np.zeros(3), symmetric_norm(np.zeros(3)), "h")
     with pytest.raises(ValueError, match="2 words but 3 values"):
@@ -78,6 +93,9 @@ def test_neuron_heatmaps_for_every_layer_and_state(tiny, divergence_csv, tmp_pat
 def test_expectancy_heatmap_and_bad_layer(tiny, divergence_csv, tmp_path):
     expectancy_heatmap(tiny.activations, tmp_path / "e.png", tmp_path / "e.svg", tokens=40, dpi=50)
     assert (tmp_path / "e.png").stat().st_size > 5_000
+    with pytest.raises(ValueError, match="heatmap scale 'log'"):
+        text_heatmaps(tiny.activations, divergence_csv, {(1, "h"): (tmp_path / "a.png", tmp_path / "a.svg")}, 2, 30,
+                      scale="log")
     with pytest.raises(ValueError, match=r"layer 3 / state 'h' does not exist"):
         text_heatmaps(tiny.activations, divergence_csv, {(3, "h"): (tmp_path / "a.png", tmp_path / "a.svg")}, 2, 30)
     with pytest.raises(ActivationsError, match="missing.h5"):

@@ -185,6 +185,7 @@ rule text_heatmaps:
         states=[state for _ in LAYERS for state in STATES],
         neurons=config["heatmap"]["neurons"],
         passage_tokens=config["heatmap"]["passage_tokens"],
+        scale=config["heatmap"]["scale"],
         dpi=config["figures"]["dpi"],
     log:
         log_path("text_heatmaps", "{model}/{text}"),

@@ -12,4 +12,5 @@ with job_log(snakemake.log[0], "text_heatmaps") as log:  # noqa: F821
         neurons=int(p.neurons),
         passage_tokens=int(p.passage_tokens),
         dpi=int(p.dpi),
+        scale=str(p.scale),
     )

@@ -1,4 +1,4 @@
-"""Saving figures: every figure is written as PNG and SVG, atomically."""
+"""Saving figures: every figure of the pipeline is written as PNG and SVG, atomically."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 
 
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def _tight_box(fig: "matplotlib.figure.Figure"):
+    return fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+
+
 def save_figure(fig: "matplotlib.figure.Figure", png: str | os.PathLike, svg: str | os.PathLike,
                 dpi: int = 150) -> None:
     """Save ``fig`` to ``png`` and ``svg``, both cropped to the same tight box, and close it.
@@ -19,10 +26,23 @@ def save_figure(fig: "matplotlib.figure.Figure", png: str | os.PathLike, svg: st
     for each format before drawing it.
     """
     try:
-        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+        box = _tight_box(fig)
         with atomic_path(png) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="png")
         with atomic_path(svg) as tmp:
             fig.savefig(tmp, bbox_inches=box, format="svg")
+    finally:
+        plt.close(fig)
+
+
+def save_figure_as(fig: "matplotlib.figure.Figure", path: str | os.PathLike, dpi: int = 150) -> None:
+    """Save ``fig`` to one file whose format is its suffix (.png, .svg or .pdf), atomically, and close it."""
+    try:
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        if suffix not in FORMATS:
+            raise ValueError(f"{path}: unknown figure format {suffix or '(no suffix)'!r}; use one of "
+                             f"{', '.join(FORMATS)}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches=_tight_box(fig), format=suffix[1:])
     finally:
         plt.close(fig)

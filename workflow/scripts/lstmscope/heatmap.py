@@ -8,6 +8,11 @@ mathtext is off). A colour bar beside each block shows its scale.
 Two kinds: (a) one neuron's activation over the passage where it is most active,
 its h and c drawn one above the other (thesis Fig. 5.3/5.4); (b) the model's
 expectancy p(w_t | w_<t) of each word on a logarithmic scale (Fig. 4.1).
+
+A neuron's scale is ``symmetric`` (centred on zero, reaching the passage's largest
+|value|: the colour shows the sign, as in the thesis) or ``range`` (the passage's
+minimum to maximum: the colour shows where in its own range the neuron is, which
+makes a small variation of a neuron that never changes sign visible).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from matplotlib.patches import Rectangle
 
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .divergence import ranked, read_divergence
-from .figures import plt, save_figure
+from .figures import plt, save_figure, save_figure_as
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in
 # Hinting would round every glyph advance to whole pixels and the words would drift off their boxes.
 RC = {"text.hinting": "no_hinting"}
 LINE_EM = 1.75             # line pitch, in em
+SCALES = ("symmetric", "range")
 
 
 def layout_words(words: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
@@ -93,9 +99,39 @@ def symmetric_norm(values: np.ndarray) -> colors.Normalize:
     return colors.Normalize(vmin=-m, vmax=m)
 
 
+def range_norm(values: np.ndarray) -> colors.Normalize:
+    """A scale from the smallest to the largest value (a constant passage sits in the middle colour)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (-1.0, 1.0)
+    if hi <= lo:
+        d = max(abs(lo) * 1e-3, 1e-6)
+        lo, hi = lo - d, hi + d
+    return colors.Normalize(vmin=lo, vmax=hi)
+
+
+def activation_norm(values: np.ndarray, scale: str) -> colors.Normalize:
+    """The colour scale of a neuron's values: ``symmetric`` or ``range`` (see the module's docstring)."""
+    if scale == "symmetric":
+        return symmetric_norm(values)
+    if scale == "range":
+        return range_norm(values)
+    raise ValueError(f"heatmap scale {scale!r}: choose one of {', '.join(SCALES)}")
+
+
 def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
                 max_chars: int = 96, fontsize: float = 10.0, suptitle: str | None = None) -> None:
     """Draw the blocks one above the other, each with a colour bar, and save PNG and SVG."""
+    _render(blocks, lambda fig: save_figure(fig, png, svg, dpi=dpi), max_chars, fontsize, suptitle)
+
+
+def draw_blocks_to(blocks: Sequence[TextBlock], path: str | os.PathLike, dpi: int = 150, max_chars: int = 96,
+                   fontsize: float = 10.0, suptitle: str | None = None) -> None:
+    """Like :func:`draw_blocks`, into one file whose format is its suffix (.png, .svg or .pdf)."""
+    _render(blocks, lambda fig: save_figure_as(fig, path, dpi=dpi), max_chars, fontsize, suptitle)
+
+
+def _render(blocks: Sequence[TextBlock], save, max_chars: int, fontsize: float, suptitle: str | None) -> None:
     if not blocks:
         raise ValueError("no text blocks to draw")
     for block in blocks:
@@ -103,12 +139,12 @@ def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | 
             raise ValueError(f"{block.title}: {len(block.words)} words but {len(block.values)} values")
     # grey: values that do not exist (NaN), e.g. the expectancy of the first token
     cmap = plt.get_cmap(CMAP).with_extremes(bad="#d9d9d9")
-    with plt.rc_context(RC):
-        _draw_blocks(blocks, png, svg, dpi, max_chars, fontsize, suptitle, cmap)
+    with plt.rc_context(RC):  # also while saving: that is when the text is laid out
+        save(_figure(blocks, max_chars, fontsize, suptitle, cmap))
 
 
-def _draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int,
-                 max_chars: int, fontsize: float, suptitle: str | None, cmap: colors.Colormap) -> None:
+def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptitle: str | None,
+            cmap: colors.Colormap) -> "plt.Figure":
     char_in = CHAR_EM * fontsize / 72.0
     line_in = LINE_EM * fontsize / 72.0
     layouts = [layout_words(b.words, max_chars) for b in blocks]
@@ -143,25 +179,31 @@ def _draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str |
                             cbar_w_in / fig_w, max(body, 0.6 * line_in * 3) / fig_h])
         fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)
         y_top -= h + gap_in
-    save_figure(fig, png, svg, dpi=dpi)
+    return fig
 
 
 def neuron_blocks(words: Sequence[str], h: np.ndarray, c: np.ndarray, layer: int, neuron: int, rank: int,
-                  state: str, passage_tokens: int) -> list[TextBlock]:
+                  state: str, passage_tokens: int, scale: str = "symmetric") -> list[TextBlock]:
     """The h and c blocks of one neuron over the passage where its ranked state is most active."""
     ranked_values = h if state == "h" else c
     start = best_window(ranked_values, passage_tokens)
     stop = min(len(words), start + passage_tokens)
-    w = list(words[start:stop])
     head = f"layer {layer}, neuron {neuron} (KL rank {rank} of {state}), tokens {start}-{stop - 1}"
-    return [TextBlock(f"{head}: hidden state h", w, h[start:stop], symmetric_norm(h[start:stop]), "h"),
-            TextBlock(f"{head}: cell state c", w, c[start:stop], symmetric_norm(c[start:stop]), "c")]
+    return state_blocks(head, words[start:stop], h[start:stop], c[start:stop], scale)
+
+
+def state_blocks(head: str, words: Sequence[str], h: np.ndarray, c: np.ndarray, scale: str) -> list[TextBlock]:
+    """A neuron's h block above its c block, over the same words, each with its own ``scale``."""
+    w = list(words)
+    return [TextBlock(f"{head}: hidden state h", w, h, activation_norm(h, scale), "h"),
+            TextBlock(f"{head}: cell state c", w, c, activation_norm(c, scale), "c")]
 
 
 def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                   outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
-                  dpi: int = 150) -> None:
+                  dpi: int = 150, scale: str = "symmetric") -> None:
     """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps."""
+    activation_norm(np.zeros(1), scale)  # a wrong scale fails before any work
     table = read_divergence(divergence_path)
     with open_activations(activations_path) as f:
         words = read_words(f)
@@ -177,13 +219,14 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
             for r in top.itertuples():
                 j = int(np.searchsorted(cols, r.neuron))
                 blocks += neuron_blocks(words, hs[:, j], cs[:, j], layer, int(r.neuron), int(r.rank), state,
-                                        passage_tokens)
+                                        passage_tokens, scale)
             draw_blocks(blocks, png, svg, dpi=dpi,
                         suptitle=f"{model}, text {text}: top {len(top)} neurons of layer {layer} by KL of {state}")
             log.info("layer%d/%s: heatmaps of neurons %s -> %s", layer, state, top["neuron"].tolist(), png)
 
 
 def expectancy_norm(values: np.ndarray) -> colors.LogNorm:
+    """A log scale from the smallest probability (or 0.1, if all are larger) to 1."""
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite) & (finite > 0)]
     lo = float(finite.min()) if len(finite) else 1e-6

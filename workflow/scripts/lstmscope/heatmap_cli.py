@@ -1,0 +1,129 @@
+"""``lstmscope-heatmap``: draw any neuron of an activations file, or the expectancy, over any passage.
+
+The pipeline draws the top-ranked neurons of every layer and state; this command draws
+the ones you pick (e.g. from ``divergence.csv`` or ``neuron_tracking.csv``), all over one
+passage so they can be compared word by word::
+
+    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:37 --neuron 1:5 -o n.png
+    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --expectancy --start 400 --tokens 120 -o e.svg
+
+Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
+tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
+state has the largest sum of |activation| (for ``--expectancy`` alone: the text's start).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+import h5py
+import numpy as np
+
+from .activations_file import ActivationsError, open_activations, read_words, state_dataset
+from .figures import FORMATS
+from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, state_blocks
+
+PROG = "lstmscope-heatmap"
+
+
+def parse_neuron(spec: str) -> tuple[int, int]:
+    """``"2:37"`` -> (2, 37); anything else is an error naming the value."""
+    layer, sep, index = spec.partition(":")
+    if not sep or not layer.strip().isdigit() or not index.strip().isdigit():
+        raise ValueError(f"--neuron {spec!r}: expected LAYER:INDEX, e.g. 2:37 (layers from 1, indices from 0)")
+    return int(layer), int(index)
+
+
+def neuron_column(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Dataset:
+    """The dataset of ``layer``/``state``, after checking that ``neuron`` exists in it."""
+    ds = state_dataset(f, layer, state)
+    if not 0 <= neuron < ds.shape[1]:
+        raise ActivationsError(f"{f.filename}: neuron {neuron} does not exist in layer {layer}; "
+                               f"it has neurons 0..{ds.shape[1] - 1}")
+    return ds
+
+
+def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
+            around: str) -> tuple[int, int]:
+    """[start, stop) of the passage drawn (see the module's docstring)."""
+    T = int(f.attrs["n_tokens"])
+    if tokens < 1:
+        raise ValueError(f"--tokens {tokens}: must be >= 1")
+    if start is None:
+        if not neurons:
+            start = 0
+        else:
+            layer, neuron = neurons[0]
+            start = best_window(neuron_column(f, layer, around, neuron)[:, neuron].astype(np.float64), tokens)
+    elif not 0 <= start < T:
+        raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
+    return start, min(T, start + tokens)
+
+
+def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
+                   tokens: int, around: str = "h", scale: str = "symmetric") -> list[TextBlock]:
+    """The blocks drawn: the expectancy (if asked), then h above c of every neuron, over one passage."""
+    if not neurons and not expectancy:
+        raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable) and/or --expectancy")
+    for layer, neuron in neurons:
+        neuron_column(f, layer, "h", neuron)  # every neuron is checked before anything is read
+    begin, stop = passage(f, neurons, start, tokens, around)
+    words = read_words(f)[begin:stop]
+    span = f"tokens {begin}-{stop - 1}"
+    blocks = []
+    if expectancy:
+        p = f["expectancy"][begin:stop].astype(np.float64)
+        blocks.append(TextBlock(f"{span}: expectancy p(word | preceding words)", words, p, expectancy_norm(p),
+                                "p(w_t | w_<t)"))
+    for layer, neuron in neurons:
+        h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
+        c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
+        blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale)
+    return blocks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description="Draw any neuron of an activations file, or the model's "
+                                 "expectancy of each word, over any passage of its text.",
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("activations", help="an activations file, results/activations/<model>/<text>.h5")
+    ap.add_argument("-o", "--output", required=True, help=f"the figure; its suffix gives the format ({', '.join(FORMATS)})")
+    ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",
+                    help="a neuron to draw, h above c (repeatable)")
+    ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
+    ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
+    ap.add_argument("--tokens", type=int, default=80, help="tokens in the passage (default 80)")
+    ap.add_argument("--around", choices=("h", "c"), default="h",
+                    help="state of the first neuron that chooses the passage when --start is not given (default h)")
+    ap.add_argument("--scale", choices=SCALES, default="symmetric",
+                    help="symmetric: centred on 0, colour = sign; range: the passage's min to max (default symmetric)")
+    ap.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
+    ap.add_argument("--width", type=int, default=96, help="characters per line (default 96)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    suffix = os.path.splitext(args.output)[1].lower()
+    if suffix not in FORMATS:
+        ap.error(f"--output {args.output}: the suffix must be one of {', '.join(FORMATS)}")
+    if args.dpi < 10 or args.width < 10:
+        ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
+    try:
+        neurons = [parse_neuron(s) for s in args.neuron]
+        with open_activations(args.activations) as f:
+            blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale)
+            title = f"{f.attrs['model']}, text {f.attrs['text']}"
+        draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
+    except (ActivationsError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    print(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
