@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -26,6 +26,9 @@ import numpy as np
 from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path
 from .provenance import provenance, to_json
+
+if TYPE_CHECKING:  # pandas is imported only where a table is made (the histogram jobs do not need it)
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
