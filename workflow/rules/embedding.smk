@@ -236,7 +236,7 @@ rule explorer:
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
         template=EXPLORER_TEMPLATE,
-        code=lib("points", "cluster", "explorer", "joblog"),
+        code=lib("points", "cluster", "html_page", "explorer", "joblog"),
     params:
         views=CLUSTER_KEYS,
         title="lstmscope explorer · {model} · {text}",

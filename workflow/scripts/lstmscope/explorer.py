@@ -8,8 +8,6 @@ are inline (no network access). Coordinates are rounded to integers on a
 """
 from __future__ import annotations
 
-import html
-import json
 import os
 from pathlib import Path
 from typing import Mapping
@@ -18,6 +16,7 @@ import numpy as np
 
 from .atomic import write_text
 from .cluster import read_clusters
+from .html_page import render_page
 from .points import view_order
 
 SCALE = 10000
@@ -84,19 +83,8 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
     }
 
 
-def _script_json(data: dict) -> str:
-    """JSON that is safe inside a <script> element: no '<', '>' or '&' can end or open a tag."""
-    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def render_explorer(data: dict, template: str | os.PathLike = TEMPLATE) -> str:
-    page = Path(template).read_text(encoding="utf-8")
-    for placeholder in ("{{TITLE}}", "{{DATA}}"):
-        if placeholder not in page:
-            raise ValueError(f"{template}: template has no {placeholder} placeholder")
-    page = page.replace("{{TITLE}}", html.escape(data["title"]))
-    return page.replace("{{DATA}}", _script_json(data), 1)
+    return render_page(data, template)
 
 
 def build_explorer(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], output: str | os.PathLike,
