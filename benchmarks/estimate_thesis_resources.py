@@ -184,6 +184,7 @@ def scale_config(hidden: int, embedding: int, vocab: int, tokens: int, text_spli
         "texts": {"test": {"split": text_split, "offset": 0, "tokens": tokens}},
         "embedding": {"dropouts": [0.0], "texts": ["test"], "layers": [2], "states": ["h"],
                       "max_tokens": tokens},
+        "neuron_explorer": {"dropouts": [0.0], "texts": ["test"]},
     }
 
 

@@ -58,6 +58,8 @@ BAD = [
     ("activations.dtype", "float64", "config key activations.dtype: 'float64' is not allowed; choose one of ['float32', 'float16']"),
     ("histogram.cell_range", [2.0, -2.0], "config key histogram.cell_range: [2.0, -2.0] must be [low, high] with low < high"),
     ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),
+    ("neuron_explorer.texts", ["dev"], "config key neuron_explorer.texts: 'dev' is not a text of texts (test, train)"),
+    ("neuron_explorer.neurons", 0, "config key neuron_explorer.neurons: 0 is out of range; must be >= 1"),
     ("embedding.layers", [3], "config key embedding.layers: layer 3 does not exist; architecture.layers is 2"),
     ("cluster.distance_threshold", 2.5, "config keys cluster.n_clusters and cluster.distance_threshold: set exactly one"),
     ("vocabulary.max_size", "big", "config key vocabulary.max_size: 'big' is not of type integer or null"),

@@ -53,6 +53,9 @@ def test_report_holds_every_figure_of_the_project(report):
     assert figures <= embedded, f"figures missing from the report: {sorted(figures - embedded)}"
     explorers = {str(p.relative_to(work)) for p in (work / "results" / "explorer").glob("*.html")}
     assert explorers and explorers <= embedded
+    neuron_pages = {str(p.relative_to(work)) for p in (work / "results" / "explorer" / "neurons").glob("*.html")}
+    assert neuron_pages == {f"results/explorer/neurons/{m}_test.html" for m in ("d0.0_r0", "d0.5_r0")}
+    assert neuron_pages <= embedded
 
 
 def test_report_holds_every_table_of_the_project(report):

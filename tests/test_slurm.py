@@ -114,6 +114,8 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     assert counts["neuron_divergence"] == models * texts
     assert counts["embed_tsne"] == embedded * views
     assert counts["cluster_tokens"] == embedded * views * 2  # single and ward
+    explorer = preset["neuron_explorer"]
+    assert counts["neuron_explorer"] == len(explorer["dropouts"]) * len(explorer["texts"]) == models
     # every training and dump job asks SLURM for a GPU on the GPU partition (the preset's devices are auto)
     blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", text)
     for rule, n in (("train_lstm", models), ("dump_activations", models * texts)):

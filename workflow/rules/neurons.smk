@@ -220,6 +220,36 @@ rule expectancy_heatmap:
         "../scripts/expectancy_heatmap.py"
 
 
+NEURON_EXPLORER = config["neuron_explorer"]
+
+
+rule neuron_explorer:
+    output:
+        report("results/explorer/neurons/{model}_{text}.html", caption="../report/neuron_explorer.rst",
+               category="Neurons", subcategory="{model}",
+               labels={"model": "{model}", "text": "{text}", "figure": "neuron explorer"}),
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        divergence=f"{NEURONS}/divergence.csv",
+        template=library_path("neuron_explorer_template.html"),
+        code=lib(*STAGE_LIB, "histogram", "divergence", "html_page", "neuron_explorer"),
+    params:
+        neurons=NEURON_EXPLORER["neurons"],
+        passage_tokens=config["heatmap"]["passage_tokens"],
+        title="lstmscope neurons · {model} · {text}",
+    log:
+        log_path("neuron_explorer", "{model}_{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_explorer.py"
+
+
+ALL_TARGETS.extend(expand(rules.neuron_explorer.output, model=models_with_dropouts(NEURON_EXPLORER["dropouts"]),
+                          text=NEURON_EXPLORER["texts"]))
 ALL_TARGETS.extend(rules.histogram_range_table.output)
 ALL_TARGETS.extend(rules.neuron_tracking_table.output)
 ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))

@@ -79,12 +79,14 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> d
 
 def _check_consistency(config: dict[str, Any]) -> None:
     dropouts = [float(d) for d in config["models"]["dropouts"]]
-    for d in config["embedding"]["dropouts"]:
-        if float(d) not in dropouts:
-            raise ConfigError(f"config key embedding.dropouts: {d} is not among models.dropouts {dropouts}")
-    for t in config["embedding"]["texts"]:
-        if t not in config["texts"]:
-            raise ConfigError(f"config key embedding.texts: {t!r} is not a text of texts ({', '.join(config['texts'])})")
+    for section in ("embedding", "neuron_explorer"):
+        for d in config[section]["dropouts"]:
+            if float(d) not in dropouts:
+                raise ConfigError(f"config key {section}.dropouts: {d} is not among models.dropouts {dropouts}")
+        for t in config[section]["texts"]:
+            if t not in config["texts"]:
+                raise ConfigError(f"config key {section}.texts: {t!r} is not a text of texts "
+                                  f"({', '.join(config['texts'])})")
     layers = config["architecture"]["layers"]
     for layer in config["embedding"]["layers"]:
         if layer > layers:

@@ -1,0 +1,137 @@
+"""The neuron explorer: data from a real model's activations, and the page rendered in headless Chromium."""
+from __future__ import annotations
+
+import json
+import re
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import colormaps
+
+from lstmscope.divergence import neuron_divergence
+from lstmscope.histogram import HistogramError, neuron_histograms
+from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
+
+from neurons_support import LAYERS, TEXT, tiny  # noqa: F401  (fixture)
+from test_explorer import chromium, selftest  # noqa: F401  (fixture)
+
+K = 3  # neurons offered per layer and state
+
+
+def test_codes_keep_values_to_1_254th_of_their_range():
+    v = np.array([-0.5, 0.25, np.nan, 2.0, 1.1234])
+    e = encode(v)
+    assert (e["lo"], e["hi"]) == (-0.5, 2.0)
+    back = decode(e)
+    assert np.isnan(back[2])
+    np.testing.assert_allclose(back[[0, 1, 3, 4]], v[[0, 1, 3, 4]], atol=2.5 / LEVELS / 2 + 1e-12)
+    assert back[0] == -0.5 and back[3] == 2.0  # the ends are exact
+    const = decode(encode(np.full(4, 0.3)))
+    np.testing.assert_array_equal(const, np.full(4, 0.3))
+    clipped = decode(encode(np.array([-5.0, -0.5, 0.0]), -1.0, 0.0))
+    np.testing.assert_allclose(clipped, [-1.0, -0.5, 0.0], atol=1 / LEVELS)
+
+
+@pytest.fixture(scope="module")
+def divergence_csv(tiny, tmp_path_factory):
+    d = tmp_path_factory.mktemp("neuron-explorer")
+    neuron_histograms(tiny.activations, d / "h.h5", d / "r.csv", 0.01, [-3, 3], 0.01)
+    neuron_divergence(d / "h.h5", d / "d.csv", d / "dead.csv", 1e-10, 0.01, 0.9)
+    return d / "d.csv"
+
+
+def test_data_offers_the_top_neurons_of_every_layer_and_state_with_their_values(tiny, divergence_csv):
+    data = neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t")
+    table = pd.read_csv(divergence_csv)
+    with h5py.File(tiny.activations, "r") as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+        p = f["expectancy"][:].astype(np.float64)
+        assert data["words"] == words and data["offset"] == TEXT.offset
+        assert [(v["layer"], v["state"]) for v in data["views"]] == [(k, s) for k in range(1, LAYERS + 1)
+                                                                      for s in ("h", "c")]
+        for view in data["views"]:
+            sub = table[(table.layer == view["layer"]) & (table.state == view["state"]) & table["rank"].notna()]
+            top = sub.sort_values("rank").head(K)
+            assert [r["neuron"] for r in view["neurons"]] == top["neuron"].tolist()
+            assert [r["rank"] for r in view["neurons"]] == list(range(1, K + 1))
+            np.testing.assert_allclose([r["kl_sum"] for r in view["neurons"]], top["kl_sum"])
+            for r in view["neurons"]:
+                for state in ("h", "c"):
+                    raw = f[f"layer{view['layer']}/{state}"][:, r["neuron"]].astype(np.float64)
+                    s = data["series"][f"{view['layer']}:{r['neuron']}"][state]
+                    np.testing.assert_allclose(decode(s), raw, atol=(raw.max() - raw.min()) / LEVELS / 2 + 1e-9)
+    logp = decode(data["expectancy"])
+    assert np.isnan(logp[0]) and data["expectancy"]["hi"] == 0.0
+    np.testing.assert_allclose(logp[1:], np.log10(p[1:]), atol=-data["expectancy"]["lo"] / LEVELS / 2 + 1e-9)
+    lut = colormaps["coolwarm"](np.arange(256))
+    assert data["lut"][0] == "#%02x%02x%02x" % tuple(int(round(255 * c)) for c in lut[0][:3])
+    assert len(data["lut"]) == 256 and data["lut"][-1] == "#%02x%02x%02x" % tuple(int(round(255 * c)) for c in lut[-1][:3])
+
+
+def test_bad_inputs_name_the_file(tiny, divergence_csv, tmp_path):
+    with pytest.raises(HistogramError, match="nope.csv: divergence table not found"):
+        neuron_explorer_data(tiny.activations, tmp_path / "nope.csv", K, 30, "t")
+    foreign = pd.read_csv(divergence_csv)
+    foreign.loc[foreign["rank"] == 1, "neuron"] = 99  # a table of a bigger model
+    foreign.to_csv(tmp_path / "foreign.csv", index=False)
+    with pytest.raises(ValueError, match=r"foreign.csv: neuron 99 of layer 1 is not in .*activations.h5"):
+        neuron_explorer_data(tiny.activations, tmp_path / "foreign.csv", K, 30, "t")
+    with pytest.raises(ValueError, match="neurons=0"):
+        neuron_explorer_data(tiny.activations, divergence_csv, 0, 30, "t")
+    (tmp_path / "t.html").write_text("<html>{{TITLE}}</html>")
+    with pytest.raises(ValueError, match=r"t.html: template has no \{\{DATA\}\} placeholder"):
+        build_neuron_explorer(tiny.activations, divergence_csv, tmp_path / "x.html", K, 30, "t", tmp_path / "t.html")
+    assert not (tmp_path / "x.html").exists()
+
+
+@pytest.fixture(scope="module")
+def page(tiny, divergence_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("neuron-page") / "page.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "lstmscope neurons <&> test")
+    return out
+
+
+def _rgb(hex_colour: str) -> str:
+    return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("show,scale", [("c", "range"), ("h", "symmetric"), ("p", "symmetric")])
+def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, tmp_path, show, scale):  # noqa: F811
+    text = page.read_text(encoding="utf-8")
+    assert "lstmscope neurons &lt;&amp;&gt; test" in text and "http" not in text.split('id="lstmscope-data"')[0]
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', text, flags=re.S).group(1))
+    view = data["views"][3]  # layer 2, ranked by c
+    neuron = view["neurons"][1]["neuron"]
+    result = selftest(chromium, page, f"2:{neuron}:{show}:{scale}", tmp_path)
+    assert result["errors"] == [], result["errors"]
+    with h5py.File(tiny.activations, "r") as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+        raw = (np.log10(f["expectancy"][:].astype(np.float64)) if show == "p"
+               else f[f"layer2/{show}"][:, neuron].astype(np.float64))
+    assert result["spans"] == len(words) == TEXT.tokens and result["words"] == words
+    assert result["breaks"] == words.count("<eos>") and result["views"] == 2 * LAYERS and result["options"] == K
+    # the colour of every word, from the raw values and the documented scale (the page's values are coded
+    # to 1/254 of the range, so a word may fall into the neighbouring one of the 256 colours)
+    if show == "p":
+        lo, hi, scale = min(np.nanmin(raw), -1.0), 0.0, "range"
+    else:
+        lo, hi = raw.min(), raw.max()
+    if scale == "symmetric":
+        m = max(abs(lo), abs(hi))
+        t = (raw / m + 1) / 2
+    else:
+        t = (raw - lo) / (hi - lo)
+    expected = np.clip(np.floor(t * 256), 0, 255)
+    index = {_rgb(c): k for k, c in enumerate(data["lut"])}
+    got = np.array([index.get(c, -1) if c != "rgb(217, 217, 217)" else np.nan for c in result["colours"]])
+    finite = np.isfinite(raw)
+    assert np.array_equal(np.isnan(got), ~finite)  # grey exactly where there is no value (token 0's expectancy)
+    assert np.abs(got[finite] - expected[finite]).max() <= 1
+    assert len(set(got[finite])) > 1  # really coloured, not one flat colour
+    # the peak is a window of 30 tokens whose sum of |value| is (up to the coding) the largest
+    sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
+    assert sums[result["peak"]] >= sums.max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
+    assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")

@@ -1,0 +1,103 @@
+"""The neuron explorer: one self-contained, offline HTML page per model and text.
+
+The whole text is shown as words; the page colours every word by one neuron's h or c
+(blue low, red high, the figures' colour map), or by the model's expectancy of it.
+The neurons offered are the top-ranked by KL of every layer and state; hovering a word
+gives its values, and a button jumps to the passage where the neuron is most active.
+
+Values are stored as 8-bit codes on each series' own [min, max] (code 0 = no value,
+1..255 evenly spaced), so a page stays small at the thesis's 18 000 tokens; the
+tooltip's values are therefore exact to 1/254 of that range. The expectancy is coded
+on a log10 scale.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+
+from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
+from .atomic import write_text
+from .divergence import ranked, read_divergence
+from .html_page import render_page
+
+TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
+CMAP = "coolwarm"  # the heatmap figures' colour map
+LEVELS = 254        # codes 1..255
+
+
+def encode(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> dict:
+    """8-bit codes of ``values`` on [lo, hi] (default: their min and max; values outside are clipped):
+    0 = NaN, else 1 + round((v - lo) / (hi - lo) * 254); a constant series is all code 1."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if lo is None or hi is None:
+        lo, hi = (float(v[finite].min()), float(v[finite].max())) if finite.any() else (0.0, 0.0)
+    codes = np.zeros(len(v), dtype=np.uint8)
+    if hi > lo:
+        codes[finite] = 1 + np.rint((np.clip(v[finite], lo, hi) - lo) / (hi - lo) * LEVELS)
+    else:
+        codes[finite] = 1
+    return {"lo": float(lo), "hi": float(hi), "q": base64.b64encode(codes.tobytes()).decode("ascii")}
+
+
+def decode(series: dict) -> np.ndarray:
+    """The values of :func:`encode`'s codes (NaN for code 0)."""
+    codes = np.frombuffer(base64.b64decode(series["q"]), dtype=np.uint8).astype(np.float64)
+    out = series["lo"] + (codes - 1) / LEVELS * (series["hi"] - series["lo"])
+    out[codes == 0] = np.nan
+    return out
+
+
+def colour_table(name: str = CMAP, n: int = 256) -> list[str]:
+    """The colour map as ``n`` hex colours (index int(t * n), as matplotlib looks colours up)."""
+    rgba = colormaps[name].resampled(n)(np.arange(n))
+    return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in row[:3]) for row in rgba]
+
+
+def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike, neurons: int,
+                         passage_tokens: int, title: str) -> dict:
+    """The page's data: words, expectancy, and per layer and state the top ``neurons`` with their h and c."""
+    if neurons < 1:
+        raise ValueError(f"neurons={neurons}: must be >= 1")
+    table = read_divergence(divergence_path)
+    views, series = [], {}
+    with open_activations(activations_path) as f:
+        words = read_words(f)
+        p = f["expectancy"][:].astype(np.float64)
+        model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
+        for layer, state in layers_and_states(f):
+            top = ranked(table, layer, state, neurons)
+            rows = []
+            for r in top.itertuples():
+                j = int(r.neuron)
+                if not 0 <= j < f.attrs["hidden_size"]:
+                    raise ActivationsError(f"{divergence_path}: neuron {j} of layer {layer} is not in "
+                                           f"{activations_path} (hidden size {f.attrs['hidden_size']})")
+                rows.append({"neuron": j, "rank": int(r.rank), "kl_sum": float(r.kl_sum), "kl_pq": float(r.kl_pq),
+                             "kl_qp": float(r.kl_qp), "mean": float(r.mean), "std": float(r.std)})
+                key = f"{layer}:{j}"
+                if key not in series:
+                    series[key] = {s: encode(state_dataset(f, layer, s)[:, j]) for s in ("h", "c")}
+            views.append({"layer": layer, "state": state, "neurons": rows})
+    with np.errstate(divide="ignore"):
+        logp = np.where(p > 0, np.log10(np.where(p > 0, p, 1.0)), np.nan)
+    finite = logp[np.isfinite(logp)]
+    # as the figures: log scale from the smallest probability (at most 0.1) to 1
+    expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
+    return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
+            "passage": int(passage_tokens), "lut": colour_table(), "expectancy": expectancy,
+            "views": views, "series": series}
+
+
+def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
+                          output: str | os.PathLike, neurons: int, passage_tokens: int, title: str,
+                          template: str | os.PathLike = TEMPLATE) -> int:
+    """Stage neuron_explorer: write the HTML page; returns its size in bytes."""
+    page = render_page(neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title),
+                       template)
+    write_text(output, page)
+    return len(page.encode("utf-8"))
