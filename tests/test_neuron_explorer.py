@@ -135,3 +135,29 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
     assert sums[result["peak"]] >= sums.max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
     assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")
+
+
+@pytest.mark.browser
+def test_browser_at_thesis_length(chromium, tiny, tmp_path):  # noqa: F811
+    """The thesis's 18 000-token text: every word drawn and coloured, page within a couple of MB."""
+    from lstmscope.activations import TextSpec, dump_activations
+
+    n = 18000
+    act = tmp_path / "long.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TextSpec("test", "test", 0, n), act,
+                     model_info={"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0})
+    neuron_histograms(act, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-3, 3], 0.01)
+    neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01, 0.9)
+    out = tmp_path / "long.html"
+    size = build_neuron_explorer(act, tmp_path / "d.csv", out, 8, 80, "thesis length")
+    assert size < 3_000_000
+    top = pd.read_csv(tmp_path / "d.csv").query("layer == 1 and state == 'h' and rank == 1")["neuron"].item()
+    result = selftest(chromium, out, f"1:{top}:h:range", tmp_path, budget_ms=60000)
+    assert result["errors"] == [] and result["spans"] == n and result["options"] == 8
+    with h5py.File(act, "r") as f:
+        raw = f["layer1/h"][:, top].astype(np.float64)
+    expected = np.clip(np.floor((raw - raw.min()) / (raw.max() - raw.min()) * 256), 0, 255)
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
+    index = {_rgb(c): k for k, c in enumerate(data["lut"])}
+    got = np.array([index[c] for c in result["colours"]])
+    assert np.abs(got - expected).max() <= 1
