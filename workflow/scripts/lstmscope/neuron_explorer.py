@@ -69,6 +69,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         words = read_words(f)
         p = f["expectancy"][:].astype(np.float64)
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
+        wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
             top = ranked(table, layer, state, neurons)
             rows = []
@@ -79,10 +80,14 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
                                            f"{activations_path} (hidden size {f.attrs['hidden_size']})")
                 rows.append({"neuron": j, "rank": int(r.rank), "kl_sum": float(r.kl_sum), "kl_pq": float(r.kl_pq),
                              "kl_qp": float(r.kl_qp), "mean": float(r.mean), "std": float(r.std)})
-                key = f"{layer}:{j}"
-                if key not in series:
-                    series[key] = {s: encode(state_dataset(f, layer, s)[:, j]) for s in ("h", "c")}
+                wanted.setdefault(layer, set()).add(j)
             views.append({"layer": layer, "state": state, "neurons": rows})
+        for layer, js in wanted.items():
+            cols = sorted(js)
+            # one read of the wanted columns per dataset: every HDF5 chunk is read once, not once per neuron
+            values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
+            for k, j in enumerate(cols):
+                series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
     with np.errstate(divide="ignore"):
         logp = np.where(p > 0, np.log10(np.where(p > 0, p, 1.0)), np.nan)
     finite = logp[np.isfinite(logp)]
