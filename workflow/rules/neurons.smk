@@ -239,6 +239,8 @@ rule neuron_explorer:
         title="lstmscope neurons · {model} · {text}",
     log:
         log_path("neuron_explorer", "{model}_{text}"),
+    benchmark:
+        benchmark_path("neuron_explorer", "{model}_{text}")
     resources:
         mem_mb=1000,
         runtime=10,
