@@ -35,14 +35,19 @@ def save_figure(fig: "matplotlib.figure.Figure", png: str | os.PathLike, svg: st
         plt.close(fig)
 
 
+def figure_format(path: str | os.PathLike) -> str:
+    """The format a figure path asks for by its suffix (png, svg or pdf); anything else is an error."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: the suffix must be one of {', '.join(FORMATS)}")
+    return suffix[1:]
+
+
 def save_figure_as(fig: "matplotlib.figure.Figure", path: str | os.PathLike, dpi: int = 150) -> None:
     """Save ``fig`` to one file whose format is its suffix (.png, .svg or .pdf), atomically, and close it."""
     try:
-        suffix = os.path.splitext(os.fspath(path))[1].lower()
-        if suffix not in FORMATS:
-            raise ValueError(f"{path}: unknown figure format {suffix or '(no suffix)'!r}; use one of "
-                             f"{', '.join(FORMATS)}")
+        fmt = figure_format(path)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches=_tight_box(fig), format=suffix[1:])
+            fig.savefig(tmp, dpi=dpi, bbox_inches=_tight_box(fig), format=fmt)
     finally:
         plt.close(fig)

@@ -110,13 +110,15 @@ def range_norm(values: np.ndarray) -> colors.Normalize:
     return colors.Normalize(vmin=lo, vmax=hi)
 
 
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"heatmap scale {scale!r}: choose one of {', '.join(SCALES)}")
+    return scale
+
+
 def activation_norm(values: np.ndarray, scale: str) -> colors.Normalize:
     """The colour scale of a neuron's values: ``symmetric`` or ``range`` (see the module's docstring)."""
-    if scale == "symmetric":
-        return symmetric_norm(values)
-    if scale == "range":
-        return range_norm(values)
-    raise ValueError(f"heatmap scale {scale!r}: choose one of {', '.join(SCALES)}")
+    return symmetric_norm(values) if check_scale(scale) == "symmetric" else range_norm(values)
 
 
 def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
@@ -203,7 +205,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
                   outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
                   dpi: int = 150, scale: str = "symmetric") -> None:
     """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps."""
-    activation_norm(np.zeros(1), scale)  # a wrong scale fails before any work
+    check_scale(scale)  # a wrong scale fails before any work
     table = read_divergence(divergence_path)
     with open_activations(activations_path) as f:
         words = read_words(f)

@@ -14,7 +14,6 @@ state has the largest sum of |activation| (for ``--expectancy`` alone: the text'
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
@@ -22,7 +21,7 @@ import h5py
 import numpy as np
 
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .figures import FORMATS
+from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, state_blocks
 
 PROG = "lstmscope-heatmap"
@@ -36,7 +35,7 @@ def parse_neuron(spec: str) -> tuple[int, int]:
     return int(layer), int(index)
 
 
-def neuron_column(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Dataset:
+def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Dataset:
     """The dataset of ``layer``/``state``, after checking that ``neuron`` exists in it."""
     ds = state_dataset(f, layer, state)
     if not 0 <= neuron < ds.shape[1]:
@@ -56,7 +55,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             start = 0
         else:
             layer, neuron = neurons[0]
-            start = best_window(neuron_column(f, layer, around, neuron)[:, neuron].astype(np.float64), tokens)
+            start = best_window(neuron_dataset(f, layer, around, neuron)[:, neuron].astype(np.float64), tokens)
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
     return start, min(T, start + tokens)
@@ -68,7 +67,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     if not neurons and not expectancy:
         raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable) and/or --expectancy")
     for layer, neuron in neurons:
-        neuron_column(f, layer, "h", neuron)  # every neuron is checked before anything is read
+        neuron_dataset(f, layer, "h", neuron)  # every neuron is checked before anything is read
     begin, stop = passage(f, neurons, start, tokens, around)
     words = read_words(f)[begin:stop]
     span = f"tokens {begin}-{stop - 1}"
@@ -107,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    suffix = os.path.splitext(args.output)[1].lower()
-    if suffix not in FORMATS:
-        ap.error(f"--output {args.output}: the suffix must be one of {', '.join(FORMATS)}")
+    try:
+        figure_format(args.output)
+    except ValueError as exc:
+        ap.error(f"--output {exc}")
     if args.dpi < 10 or args.width < 10:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
     try:

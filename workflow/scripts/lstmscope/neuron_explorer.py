@@ -67,7 +67,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     views, series = [], {}
     with open_activations(activations_path) as f:
         words = read_words(f)
-        p = f["expectancy"][:].astype(np.float64)
+        logp = f["log_expectancy"][:].astype(np.float64) / np.log(10)  # the file's natural log, as log10
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
@@ -88,8 +88,6 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
             for k, j in enumerate(cols):
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
-    with np.errstate(divide="ignore"):
-        logp = np.where(p > 0, np.log10(np.where(p > 0, p, 1.0)), np.nan)
     finite = logp[np.isfinite(logp)]
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
