@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from lstmscope.activations import TextSpec, dump_activations
+from lstmscope.divergence import neuron_divergence
+from lstmscope.histogram import neuron_histograms
 from lstmscope.model import ModelConfig, save_checkpoint
 from lstmscope.training import TrainingConfig, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
@@ -89,3 +91,16 @@ def tiny(tmp_path_factory) -> TinyModel:
     """The shared small model and its activations (read-only)."""
     base = tmp_path_factory.getbasetemp() / "neurons-tiny-model"
     return tiny_model(base)
+
+
+def write_divergence(activations: Path, folder: Path) -> Path:
+    """Histograms (c on [-3, 3]) and the divergence table of an activations file; returns the table's path."""
+    neuron_histograms(activations, folder / "h.h5", folder / "r.csv", 0.01, [-3, 3], 0.01)
+    neuron_divergence(folder / "h.h5", folder / "d.csv", folder / "dead.csv", 1e-10, 0.01, 0.9)
+    return folder / "d.csv"
+
+
+@pytest.fixture(scope="session")
+def divergence_csv(tiny, tmp_path_factory) -> Path:
+    """The divergence table of the shared model's activations (read-only)."""
+    return write_divergence(tiny.activations, tmp_path_factory.mktemp("tiny-divergence"))

@@ -6,13 +6,11 @@ import pytest
 from matplotlib import image as mpimg
 
 from lstmscope.activations_file import ActivationsError
-from lstmscope.divergence import neuron_divergence
 from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, layout_words,
                                line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
-from lstmscope.histogram import neuron_histograms
 
-from neurons_support import LAYERS, tiny  # noqa: F401  (fixture)
+from neurons_support import LAYERS, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 
 def test_layout_wraps_like_a_paragraph():
@@ -72,14 +70,6 @@ def test_words_and_values_must_match(tmp_path):
     with pytest.raises(ValueError, match="2 words but 3 values"):
         draw_blocks([block], tmp_path / "x.png", tmp_path / "x.svg")
     assert not (tmp_path / "x.png").exists()
-
-
-@pytest.fixture(scope="module")
-def divergence_csv(tiny, tmp_path_factory):
-    d = tmp_path_factory.mktemp("heatmap")
-    neuron_histograms(tiny.activations, d / "h.h5", d / "r.csv", 0.01, [-3, 3], 0.01)
-    neuron_divergence(d / "h.h5", d / "d.csv", d / "dead.csv", 1e-10, 0.01, 0.9)
-    return d / "d.csv"
 
 
 def test_neuron_heatmaps_for_every_layer_and_state(tiny, divergence_csv, tmp_path):

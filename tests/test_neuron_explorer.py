@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from matplotlib import colormaps
 
-from lstmscope.divergence import neuron_divergence
-from lstmscope.histogram import HistogramError, neuron_histograms
+from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
-from neurons_support import LAYERS, TEXT, tiny  # noqa: F401  (fixture)
+from neurons_support import LAYERS, TEXT, divergence_csv, tiny, write_divergence  # noqa: F401  (fixtures)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
@@ -32,14 +31,6 @@ def test_codes_keep_values_to_1_254th_of_their_range():
     np.testing.assert_array_equal(const, np.full(4, 0.3))
     clipped = decode(encode(np.array([-5.0, -0.5, 0.0]), -1.0, 0.0))
     np.testing.assert_allclose(clipped, [-1.0, -0.5, 0.0], atol=1 / LEVELS)
-
-
-@pytest.fixture(scope="module")
-def divergence_csv(tiny, tmp_path_factory):
-    d = tmp_path_factory.mktemp("neuron-explorer")
-    neuron_histograms(tiny.activations, d / "h.h5", d / "r.csv", 0.01, [-3, 3], 0.01)
-    neuron_divergence(d / "h.h5", d / "d.csv", d / "dead.csv", 1e-10, 0.01, 0.9)
-    return d / "d.csv"
 
 
 def test_data_offers_the_top_neurons_of_every_layer_and_state_with_their_values(tiny, divergence_csv):
@@ -146,12 +137,11 @@ def test_browser_at_thesis_length(chromium, tiny, tmp_path):  # noqa: F811
     act = tmp_path / "long.h5"
     dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TextSpec("test", "test", 0, n), act,
                      model_info={"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0})
-    neuron_histograms(act, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-3, 3], 0.01)
-    neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01, 0.9)
+    table = write_divergence(act, tmp_path)
     out = tmp_path / "long.html"
-    size = build_neuron_explorer(act, tmp_path / "d.csv", out, 8, 80, "thesis length")
+    size = build_neuron_explorer(act, table, out, 8, 80, "thesis length")
     assert size < 3_000_000
-    top = pd.read_csv(tmp_path / "d.csv").query("layer == 1 and state == 'h' and rank == 1")["neuron"].item()
+    top = pd.read_csv(table).query("layer == 1 and state == 'h' and rank == 1")["neuron"].item()
     result = selftest(chromium, out, f"1:{top}:h:range", tmp_path, budget_ms=60000)
     assert result["errors"] == [] and result["spans"] == n and result["options"] == 8
     with h5py.File(act, "r") as f:
