@@ -1,0 +1,254 @@
+"""Ablation: what the model loses when a neuron is removed.
+
+A unit j of layer l is removed by setting to zero every weight that reads its hidden
+state: column j of the layer's recurrent matrix W_hh and column j of the next layer's
+input matrix W_ih (of the decoder, for the top layer). For the rest of the model that
+is exactly h_j = 0 at every step (the unit's cell state c_j feeds nothing but its own
+h_j), and the text still runs through ``nn.LSTM``'s fast path, one call per block.
+
+For each model and text: the top-KL neurons of every layer (ranked by one state, h by
+default), one at a time and all together, and as many random neurons of the same layer
+(the control: seeded, never a top neuron), one at a time and all together. For each
+ablation the text is read again and every word's log-probability compared with the
+intact model's: effect_t = log p(w_t | w_<t) - log p_ablated(w_t | w_<t), in nats, so a
+positive effect means the neuron helped predict that word. The mean effect over the
+text is log(perplexity_ablated / perplexity_intact).
+
+Outputs: an HDF5 file with every word's log-probability under the intact model and
+under each ablation (schema in the README), and a CSV with one row per ablation.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from typing import Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log_probabilities
+from .ablation_file import COLUMNS, FORMAT, Ablation, AblationError
+from .activations_file import open_activations, read_words
+from .atomic import atomic_path
+from .divergence import ranked, read_divergence
+from .model import LSTMLanguageModel, choose_device, load_checkpoint
+from .provenance import provenance, sha256_file, to_json
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- the model without a unit
+
+
+def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int]) -> LSTMLanguageModel:
+    """A copy of ``model`` in which units ``neurons`` of ``layer`` (1-based) are removed (their h read as 0).
+
+    The copy owns all its tensors (a decoder tied to the embedding is untied first), so
+    ``model`` is never changed.
+    """
+    L, N = model.config.layers, model.config.hidden_size
+    if not 1 <= layer <= L:
+        raise AblationError(f"layer {layer} does not exist; the model has layers 1..{L}")
+    cols = sorted({int(j) for j in neurons})
+    if not cols or cols[0] < 0 or cols[-1] >= N:
+        raise AblationError(f"neurons {list(neurons)} of layer {layer}: must be 0..{N - 1}")
+    out = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        seen: set[int] = set()
+        for name, param in list(out.named_parameters(remove_duplicate=False)):
+            if id(param) in seen:  # a tensor shared by two modules (tied weights): give the second its own copy
+                module_name, _, attr = name.rpartition(".")
+                setattr(out.get_submodule(module_name), attr, torch.nn.Parameter(param.detach().clone()))
+            seen.add(id(param))
+        idx = torch.tensor(cols)
+        getattr(out.rnn, f"weight_hh_l{layer - 1}")[:, idx] = 0.0
+        reader = out.decoder.weight if layer == L else getattr(out.rnn, f"weight_ih_l{layer}")
+        reader[:, idx] = 0.0
+    out.rnn.flatten_parameters()
+    return out
+
+
+def text_log_probabilities(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int = 1024) -> np.ndarray:
+    """log p(w_t | w_<t) of every token of ``ids`` run as one stream (NaN at t = 0), as float64.
+
+    The state is carried from block to block; memory does not grow with the text. Runs on
+    the model's device.
+    """
+    device = next(model.parameters()).device
+    model = model.eval()
+    ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64)).to(device)
+    T = len(ids_t)
+    out = np.full(T, np.nan)
+    hidden = model.init_hidden(1)
+    bound = logit_bound(model.decoder)
+    rows = DECODER_ROWS if device.type == "cpu" else block_tokens
+    with torch.inference_mode(), ieee_float32():
+        for start in range(0, T - 1, block_tokens):
+            stop = min(T - 1, start + block_tokens)      # h after tokens start..stop-1 predicts start+1..stop
+            features, hidden = model.features(ids_t[start:stop].unsqueeze(1), hidden)
+            logp = next_token_log_probabilities(model.decoder, features, ids_t[start + 1:stop + 1], rows=rows,
+                                                bound=bound)
+            out[start + 1:stop + 1] = logp.double().cpu().numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- which neurons
+
+
+def choose_ablations(table: pd.DataFrame, layers: int, hidden: int, state: str, k: int, random_k: int,
+                     seed: int) -> list[Ablation]:
+    """Per layer: the ``k`` top-KL live neurons of ``state`` one at a time and together, then ``random_k``
+    random other neurons of the layer one at a time and together (seeded by ``seed`` and the layer)."""
+    if state not in ("h", "c"):
+        raise AblationError(f"ablation.state={state!r}: choose h or c")
+    if k < 0 or random_k < 0 or k + random_k == 0:
+        raise AblationError(f"ablation.neurons={k}, ablation.random={random_k}: at least one neuron to remove")
+    out: list[Ablation] = []
+    for layer in range(1, layers + 1):
+        top = ranked(table, layer, state, k)
+        if len(top) < k:
+            raise AblationError(f"layer {layer}/{state} has {len(top)} live (ranked) neurons; "
+                                f"ablation.neurons={k} asks for more")
+        top_units = [int(j) for j in top["neuron"]]
+        bad = [j for j in top_units if not 0 <= j < hidden]
+        if bad:
+            raise AblationError(f"neurons {bad} of layer {layer} do not exist in a model of {hidden} units")
+        others = np.setdiff1d(np.arange(hidden), top_units)
+        if random_k > len(others):
+            raise AblationError(f"ablation.random={random_k}: layer {layer} has only {len(others)} neurons "
+                                f"besides its {k} top ones")
+        rng = np.random.default_rng([int(seed), layer])
+        random_units = sorted(int(j) for j in rng.choice(others, size=random_k, replace=False))
+        out += [Ablation(layer, (j,), "top", int(r)) for j, r in zip(top_units, top["rank"])]
+        if k > 1:
+            out.append(Ablation(layer, tuple(top_units), "top all"))
+        out += [Ablation(layer, (j,), "random") for j in random_units]
+        if random_k > 1:
+            out.append(Ablation(layer, tuple(random_units), "random all"))
+    return out
+
+
+# --------------------------------------------------------------------------- effects on words
+
+
+def word_effects(words: Sequence[str], effect: np.ndarray, min_count: int, n: int) -> tuple[str, str]:
+    """The ``n`` word types (seen at least ``min_count`` times) the neuron helped most and hindered most,
+    as ``word (+0.123)`` lists of their mean effect in nats."""
+    frame = pd.DataFrame({"word": list(words), "effect": effect})
+    frame = frame[np.isfinite(frame["effect"])]
+    stats = frame.groupby("word", sort=True)["effect"].agg(["mean", "size"])
+    stats = stats[stats["size"] >= min_count]
+    fmt = lambda rows: "; ".join(f"{w} ({m:+.3f})" for w, m in zip(rows.index, rows["mean"]))  # noqa: E731
+    helped = stats[stats["mean"] > 0].sort_values("mean", ascending=False, kind="stable").head(n)
+    hindered = stats[stats["mean"] < 0].sort_values("mean", kind="stable").head(n)
+    return fmt(helped), fmt(hindered)
+
+
+def perplexity(log_probs: np.ndarray) -> float:
+    finite = log_probs[np.isfinite(log_probs)]
+    return float(math.exp(-finite.mean())) if len(finite) else math.nan
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
+                 divergence_path: str | os.PathLike, h5_path: str | os.PathLike, csv_path: str | os.PathLike,
+                 state: str = "h", neurons: int = 4, random: int = 4, seed: int = 13, min_count: int = 3,
+                 top_words: int = 6, max_tokens: int | None = None, threads: int = 1, device: str = "cpu",
+                 gpus: int = 0, block_tokens: int = 1024) -> pd.DataFrame:
+    """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text;
+    write the HDF5 file and the CSV."""
+    if max_tokens is not None and max_tokens < 2:
+        raise AblationError(f"ablation.max_tokens={max_tokens}: must be at least 2 (or null for the whole text)")
+    dev = choose_device(device, gpus, "activations.device")
+    torch.set_num_threads(max(1, int(threads)))
+    t0 = time.monotonic()
+    try:
+        model, record = load_checkpoint(checkpoint_path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise AblationError(str(exc)) from None
+    checkpoint_sha = sha256_file(checkpoint_path)
+    with open_activations(activations_path) as f:
+        if str(f.attrs.get("checkpoint_sha256", "")) != checkpoint_sha:
+            raise AblationError(f"{activations_path} was dumped from another checkpoint than {checkpoint_path} "
+                                "(checkpoint_sha256 differs)")
+        n = int(f.attrs["n_tokens"]) if max_tokens is None else min(int(max_tokens), int(f.attrs["n_tokens"]))
+        ids = f["tokens/ids"][:n].astype(np.int64)  # a prefix of a stream is the stream of the prefix
+        words = read_words(f)[:n]
+        stored = f["log_expectancy"][:n].astype(np.float64)
+        attrs = {k: f.attrs[k] for k in ("model", "text", "dropout", "layers", "hidden_size")}
+        attrs["n_tokens"] = n
+        source_prov = str(f.attrs["provenance"])
+    table = read_divergence(divergence_path)
+    if set(table["model"].astype(str)) != {str(attrs["model"])}:
+        raise AblationError(f"{divergence_path} is the divergence table of {sorted(set(table['model'].astype(str)))}, "
+                            f"not of model {attrs['model']}")
+    cfg = model.config
+    ablations = choose_ablations(table, cfg.layers, cfg.hidden_size, state, neurons, random, seed)
+    model = model.to(dev)
+    intact = text_log_probabilities(model, ids, block_tokens)
+    drift = float(np.nanmax(np.abs(intact - stored))) if len(ids) > 1 else 0.0
+    log.info("%s: %d tokens, intact perplexity %.2f (largest difference from the dump's log-probabilities %.2g); "
+             "%d ablations on %s", activations_path, len(ids), perplexity(intact), drift, len(ablations), dev)
+    if drift > 1e-3:
+        raise AblationError(f"{activations_path}: the intact model's log-probabilities differ from the file's "
+                            f"log_expectancy by {drift:.3g}; the file does not belong to {checkpoint_path}")
+    ablated = np.empty((len(ablations), len(ids)))
+    for a, ab in enumerate(ablations):
+        ablated[a] = text_log_probabilities(ablated_model(model, ab.layer, ab.neurons), ids, block_tokens)
+        log.info("%s: perplexity %.2f", ab.label, perplexity(ablated[a]))
+    base_ppl = perplexity(intact)
+    rows = []
+    for a, ab in enumerate(ablations):
+        effect = intact - ablated[a]
+        finite = effect[np.isfinite(effect)]
+        ppl = perplexity(ablated[a])
+        single = len(ab.neurons) == 1
+        info = (table[(table["layer"] == ab.layer) & (table["state"] == state) & (table["neuron"] == ab.neurons[0])]
+                if single else None)
+        helped, hindered = word_effects(words, effect, min_count, top_words)
+        rows.append({
+            "model": str(attrs["model"]), "text": str(attrs["text"]), "dropout": float(attrs["dropout"]),
+            "layer": ab.layer, "group": ab.group, "neurons": " ".join(str(j) for j in ab.neurons),
+            "kl_rank": ab.kl_rank, "kl_sum": float(info["kl_sum"].iloc[0]) if single and len(info) else math.nan,
+            "dead": bool(info["dead"].iloc[0]) if single and len(info) else None,
+            "perplexity": ppl, "intact_perplexity": base_ppl, "perplexity_change_pct": 100 * (ppl / base_ppl - 1),
+            "mean_effect": float(finite.mean()) if len(finite) else math.nan,
+            "helped_fraction": float((finite > 0).mean()) if len(finite) else math.nan,
+            "words_helped": helped, "words_hindered": hindered,
+        })
+    result = pd.DataFrame(rows, columns=COLUMNS)
+    result["kl_rank"] = result["kl_rank"].astype("Int64")
+    prov = provenance(checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
+                      activations=str(activations_path), divergence=str(divergence_path), state=state,
+                      neurons=neurons, random=random, seed=seed, min_count=min_count, top_words=top_words,
+                      max_tokens=max_tokens, n_tokens=n,
+                      device=str(dev), format=FORMAT, activations_provenance=json.loads(source_prov))
+    width = max(len(ab.neurons) for ab in ablations)
+    units = np.full((len(ablations), width), -1, dtype=np.int32)
+    for a, ab in enumerate(ablations):
+        units[a, :len(ab.neurons)] = ab.neurons
+    with atomic_path(h5_path) as tmp, h5py.File(tmp, "w") as out:
+        out.attrs.update(attrs)
+        out.attrs["format"] = FORMAT
+        out.attrs["state"] = state
+        out.attrs["checkpoint_sha256"] = checkpoint_sha
+        out.attrs["provenance"] = to_json(prov)
+        out.create_dataset("tokens/ids", data=ids.astype(np.int32))
+        out.create_dataset("tokens/words", data=np.array(words, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        out.create_dataset("log_prob/intact", data=intact.astype(np.float32))
+        out.create_dataset("log_prob/ablated", data=ablated.astype(np.float32), chunks=(1, len(ids)))
+        out.create_dataset("ablation/layer", data=np.array([ab.layer for ab in ablations], dtype=np.int32))
+        out.create_dataset("ablation/neurons", data=units)
+        out.create_dataset("ablation/group", data=np.array([ab.group for ab in ablations], dtype=object),
+                           dtype=h5py.string_dtype("utf-8"))
+    with atomic_path(csv_path) as tmp:
+        result.to_csv(tmp, index=False, float_format="%.6g")
+    log.info("%d ablations in %.1f s -> %s, %s", len(ablations), time.monotonic() - t0, h5_path, csv_path)
+    return result

@@ -1,0 +1,153 @@
+"""Figures of the ablations: what each removed neuron cost, on which words, and how that changes with dropout.
+
+- ``effects``: per layer, the perplexity change of every ablation of one model: the top-KL
+  neurons one at a time (labelled with their index) against the random ones, and each
+  group removed together.
+- ``heatmap``: per layer, the top-KL neuron whose removal cost most, drawn over the passage
+  where its effect is largest: each word's background is log p(word) intact minus without
+  the neuron (red: the neuron helped predict the word, blue: it hindered).
+- ``vs_dropout``: per layer, the mean perplexity change of a top-KL neuron against a random
+  one, and of each group, for every model against its dropout (the table beside it too).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .ablation_file import AblationError, read_ablation, read_ablation_table
+from .atomic import atomic_path
+from .figures import plt, save_figure
+from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
+
+log = logging.getLogger(__name__)
+
+# column of each group in the effects figure, its colour and marker
+GROUP_STYLE = {"top": ("top-KL\none at a time", "tab:red", "o"),
+               "random": ("random\none at a time", "tab:blue", "o"),
+               "top all": ("top-KL\nall together", "tab:red", "D"),
+               "random all": ("random\nall together", "tab:blue", "D")}
+ORDER = ["top", "random", "top all", "random all"]
+
+
+def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
+    """Perplexity change of every ablation of one model and text, one panel per layer."""
+    layers = sorted(table["layer"].unique())
+    model, text = table["model"].iloc[0], table["text"].iloc[0]
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.8), squeeze=False, sharey=True)
+    for ax, layer in zip(axes[0], layers):
+        sub = table[table["layer"] == layer]
+        groups = [g for g in ORDER if (sub["group"] == g).any()]
+        for x, group in enumerate(groups):
+            rows = sub[sub["group"] == group]
+            name, colour, marker = GROUP_STYLE[group]
+            y = rows["perplexity_change_pct"].to_numpy()
+            xs = x + (np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.zeros(1))
+            ax.scatter(xs, y, color=colour, marker=marker, s=30, zorder=3)
+            if group == "top":
+                for i, (xi, yi, r) in enumerate(zip(xs, y, rows.itertuples())):  # labels alternate sides
+                    ax.annotate(f"{r.neurons}", (xi, yi), xytext=(5 if i % 2 else -5, 0), textcoords="offset points",
+                                fontsize=7, va="center", ha="left" if i % 2 else "right")
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(range(len(groups)), [GROUP_STYLE[g][0] for g in groups], fontsize=8)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_title(f"layer {layer}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("perplexity change without the neuron(s) (%)")
+    base = float(table["intact_perplexity"].iloc[0])
+    fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f})", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
+                   passage_tokens: int, dpi: int = 150) -> None:
+    """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest."""
+    stored = read_ablation(h5_path)
+    if len(stored.ablations) != len(table):
+        raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
+    blocks = []
+    for layer in sorted(table["layer"].unique()):
+        tops = table[(table["layer"] == layer) & (table["group"] == "top")]
+        if tops.empty:  # only random neurons were removed in this layer: show the costliest of those
+            tops = table[(table["layer"] == layer) & (table["group"] == "random")]
+        best = tops["perplexity_change_pct"].idxmax()
+        row = table.loc[best]
+        effect = stored.effect(int(best))
+        start = best_window(np.nan_to_num(effect), passage_tokens)
+        stop = min(len(effect), start + passage_tokens)
+        values = effect[start:stop]
+        rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
+        blocks.append(TextBlock(
+            f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity {row['perplexity_change_pct']:+.2f} % "
+            f"without it; tokens {start}-{stop - 1}", stored.words[start:stop], values, symmetric_norm(values),
+            "effect (nats)"))
+    draw_blocks(blocks, png, svg, dpi=dpi,
+                suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: effect of a neuron on each word = "
+                         "log p(word) intact − without it (red: it helped predict the word; blue: it hindered)")
+
+
+def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, effects_png: str | os.PathLike,
+                     effects_svg: str | os.PathLike, heatmap_png: str | os.PathLike, heatmap_svg: str | os.PathLike,
+                     passage_tokens: int, dpi: int = 150) -> None:
+    table = read_ablation_table(csv_path)
+    effects_figure(table, effects_png, effects_svg, dpi=dpi)
+    heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi)
+
+
+def ablation_summary(csv_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Per model and layer: the mean, median and largest perplexity change of each group."""
+    frames = [read_ablation_table(p) for p in csv_paths]
+    texts = {str(t) for f in frames for t in f["text"].unique()}
+    if len(texts) != 1:
+        raise AblationError(f"ablation tables mix texts {sorted(texts)}; give the tables of one text")
+    table = pd.concat(frames, ignore_index=True)
+    g = table.groupby(["model", "dropout", "layer", "group"], sort=False)["perplexity_change_pct"]
+    out = g.agg(ablations="size", mean_change_pct="mean", median_change_pct="median", max_change_pct="max")
+    out = out.reset_index()
+    out["text"] = texts.pop()
+    out["group"] = pd.Categorical(out["group"], ORDER, ordered=True)
+    return out.sort_values(["layer", "group", "dropout", "model"], kind="stable").reset_index(drop=True)
+
+
+def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
+                      dpi: int = 150) -> None:
+    """Per layer, each group's mean perplexity change against dropout (a line through the models' means)."""
+    layers = sorted(summary["layer"].unique())
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.6), squeeze=False, sharey=True)
+    for ax, layer in zip(axes[0], layers):
+        sub = summary[summary["layer"] == layer]
+        for group in ORDER:
+            rows = sub[sub["group"] == group].sort_values("dropout")
+            if rows.empty:
+                continue
+            name, colour, marker = GROUP_STYLE[group]
+            by_d = rows.groupby("dropout")["mean_change_pct"].mean()
+            style = "-" if group in ("top", "random") else "--"
+            ax.plot(by_d.index, by_d.to_numpy(), style, color=colour, lw=1)
+            ax.scatter(rows["dropout"], rows["mean_change_pct"], color=colour, marker=marker, s=20, zorder=3,
+                       label=name.replace("\n", ", ") + (" (mean)" if group in ("top", "random") else ""))
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_title(f"layer {layer}", fontsize=10)
+        ax.set_xlabel("dropout")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("perplexity change (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def ablation_vs_dropout(csv_paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
+                        svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
+    summary = ablation_summary(csv_paths)
+    with atomic_path(csv_path) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6g")
+    vs_dropout_figure(summary, png, svg, dpi=dpi,
+                      title=f"Perplexity change without neurons against dropout, text {summary['text'].iloc[0]} "
+                            f"({summary['model'].nunique()} models)")
+    log.info("%d models -> %s, %s", summary["model"].nunique(), csv_path, png)
+    return summary

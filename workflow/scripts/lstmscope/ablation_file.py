@@ -1,0 +1,99 @@
+"""Ablation files read back, without torch: the per-word log-probabilities (HDF5) and the table (CSV).
+
+Written by :mod:`lstmscope.ablation`; read by the figure jobs, which need not import torch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+FORMAT = "lstmscope-ablation-1"
+GROUPS = ("top", "top all", "random", "random all")
+COLUMNS = ["model", "text", "dropout", "layer", "group", "neurons", "kl_rank", "kl_sum", "dead", "perplexity",
+           "intact_perplexity", "perplexity_change_pct", "mean_effect", "helped_fraction", "words_helped",
+           "words_hindered"]
+
+
+class AblationError(ValueError):
+    """Bad input of an ablation; the message names the file, key or value."""
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ablation: ``neurons`` (0-based) of ``layer`` (1-based) removed together."""
+
+    layer: int
+    neurons: tuple[int, ...]
+    group: str              # one of GROUPS
+    kl_rank: int | None = None   # rank of a single top neuron; None otherwise
+
+    @property
+    def label(self) -> str:
+        units = " ".join(str(j) for j in self.neurons)
+        return f"layer {self.layer} {self.group}: {units}"
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass
+class AblationFile:
+    """An ablation HDF5 file read back."""
+
+    attrs: dict[str, Any]
+    words: list[str]
+    intact: np.ndarray            # (T,) float64
+    ablated: np.ndarray           # (A, T) float64
+    ablations: list[Ablation]
+
+    def effect(self, a: int) -> np.ndarray:
+        """log p intact - log p ablated of every word under ablation ``a`` (nats; NaN at t = 0)."""
+        return self.intact - self.ablated[a]
+
+
+def read_ablation(path: str | os.PathLike) -> AblationFile:
+    """Read an ablation file; errors name the file and the missing key."""
+    if not os.path.isfile(path):
+        raise AblationError(f"{path}: ablation file not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise AblationError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise AblationError(f"{path}: not a lstmscope ablation file (format must be {FORMAT})")
+        try:
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            words = [w.decode() if isinstance(w, bytes) else str(w) for w in f["tokens/words"][:]]
+            intact = f["log_prob/intact"][:].astype(np.float64)
+            ablated = f["log_prob/ablated"][:].astype(np.float64)
+            layers = f["ablation/layer"][:]
+            units = f["ablation/neurons"][:]
+            groups = [g.decode() if isinstance(g, bytes) else str(g) for g in f["ablation/group"][:]]
+        except KeyError as exc:
+            raise AblationError(f"{path}: missing {exc}") from None
+    abls = [Ablation(int(layer), tuple(int(j) for j in row if j >= 0), group)
+            for layer, row, group in zip(layers, units, groups)]
+    return AblationFile(attrs, words, intact, ablated, abls)
+
+
+def read_ablation_table(path: str | os.PathLike) -> pd.DataFrame:
+    """An ablation CSV; errors name the file and the missing columns."""
+    if not os.path.isfile(path):
+        raise AblationError(f"{path}: ablation table not found")
+    try:
+        table = pd.read_csv(path, dtype={"kl_rank": "Int64", "neurons": str}, keep_default_na=False,
+                            na_values=[""])
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise AblationError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise AblationError(f"{path}: missing columns {', '.join(missing)}")
+    if table.empty:
+        raise AblationError(f"{path}: ablation table is empty")
+    return table
