@@ -25,6 +25,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/neurons.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/embedding.smk"
 
 

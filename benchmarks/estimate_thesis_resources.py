@@ -274,6 +274,7 @@ SCALE = {
     "cluster_comparison": ("points", "points"),
     "highlight_word": ("points", "points"),
     "explorer": ("points", "points"),
+    "neuron_ablation": ("dump", "dump"),       # reads the text once intact and once per ablation, like a dump
     "neuron_explorer": ("values", "values"),   # reads every chunk of the datasets once (the offered columns)
 }
 

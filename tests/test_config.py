@@ -43,7 +43,7 @@ def _set(cfg: dict, dotted: str, value):
 
 
 BAD = [
-    ("traning", {"epochs": 1}, "unknown config key 'traning' at the top level; allowed keys: activations, architecture"),
+    ("traning", {"epochs": 1}, "unknown config key 'traning' at the top level; allowed keys: ablation, activations, architecture"),
     ("training.epoch", 3, "unknown config key 'epoch' in training; allowed keys: batch_size, bptt, clip, device"),
     ("training.lr", -1, "config key training.lr: -1 is out of range; must be > 0"),
     ("training.epochs", "ten", "config key training.epochs: 'ten' is not of type integer"),
@@ -60,6 +60,11 @@ BAD = [
     ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),
     ("neuron_explorer.texts", ["dev"], "config key neuron_explorer.texts: 'dev' is not a text of texts (test, train)"),
     ("neuron_explorer.neurons", 0, "config key neuron_explorer.neurons: 0 is out of range; must be >= 1"),
+    ("ablation.dropouts", [0.35], "config key ablation.dropouts: 0.35 is not among models.dropouts"),
+    ("ablation.texts", ["dev"], "config key ablation.texts: 'dev' is not a text of texts (test, train)"),
+    ("ablation.state", "o", "config key ablation.state: 'o' is not allowed; choose one of ['h', 'c']"),
+    ("ablation.neurons", 61, "config keys ablation.neurons + ablation.random = 65: more than the 64 neurons"),
+    ("ablation.random", 0, None),
     ("embedding.layers", [3], "config key embedding.layers: layer 3 does not exist; architecture.layers is 2"),
     ("cluster.distance_threshold", 2.5, "config keys cluster.n_clusters and cluster.distance_threshold: set exactly one"),
     ("vocabulary.max_size", "big", "config key vocabulary.max_size: 'big' is not of type integer or null"),
@@ -74,6 +79,10 @@ def test_bad_config_is_one_line_error_naming_the_key(key, value, message):
         cfg[key] = value
     else:
         _set(cfg, key, value)
+    if message is None:  # ablation.random 0 is fine alone; with ablation.neurons 0 nothing is left to remove
+        validate_config(copy.deepcopy(cfg), SCHEMA)
+        _set(cfg, "ablation.neurons", 0)
+        message = "config keys ablation.neurons and ablation.random: both are 0"
     with pytest.raises(ConfigError) as err:
         validate_config(copy.deepcopy(cfg), SCHEMA)
     assert str(err.value).startswith(message), str(err.value)

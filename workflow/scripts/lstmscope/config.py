@@ -79,8 +79,8 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> d
 
 def _check_consistency(config: dict[str, Any]) -> None:
     dropouts = [float(d) for d in config["models"]["dropouts"]]
-    for section in ("embedding", "neuron_explorer"):
-        for d in config[section]["dropouts"]:
+    for section in ("embedding", "neuron_explorer", "ablation"):
+        for d in config[section]["dropouts"] or []:  # null (ablation): every model
             if float(d) not in dropouts:
                 raise ConfigError(f"config key {section}.dropouts: {d} is not among models.dropouts {dropouts}")
         for t in config[section]["texts"]:
@@ -91,6 +91,12 @@ def _check_consistency(config: dict[str, Any]) -> None:
     for layer in config["embedding"]["layers"]:
         if layer > layers:
             raise ConfigError(f"config key embedding.layers: layer {layer} does not exist; architecture.layers is {layers}")
+    ab, hidden = config["ablation"], config["architecture"]["hidden_size"]
+    if ab["neurons"] + ab["random"] == 0:
+        raise ConfigError("config keys ablation.neurons and ablation.random: both are 0; remove at least one neuron")
+    if ab["neurons"] + ab["random"] > hidden:
+        raise ConfigError(f"config keys ablation.neurons + ablation.random = {ab['neurons'] + ab['random']}: "
+                          f"more than the {hidden} neurons of a layer (architecture.hidden_size)")
     lo, hi = config["histogram"]["cell_range"]
     if not lo < hi:
         raise ConfigError(f"config key histogram.cell_range: {[lo, hi]} must be [low, high] with low < high")

@@ -1,0 +1,270 @@
+"""Ablation of neurons on the small real model: the removed unit, the chosen neurons, the numbers, the errors."""
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lstmscope.ablation import ablated_model, choose_ablations, run_ablation, text_log_probabilities, word_effects
+from lstmscope.ablation_file import AblationError, read_ablation, read_ablation_table
+from lstmscope.activations_file import ActivationsError
+from lstmscope.model import load_checkpoint, state_dict_digest
+from lstmscope.provenance import sha256_file
+
+from neurons_support import HIDDEN, LAYERS, divergence_csv, tiny  # noqa: F401 (fixtures)
+
+
+def reference_log_probs(model, ids, layer=None, neurons=()):
+    """The LSTM equations step by step in float64, with h of ``neurons`` of ``layer`` held at 0 after every step."""
+    sd = {k: v.double() for k, v in model.state_dict().items()}
+    L, N = model.config.layers, model.config.hidden_size
+    h = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    c = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    out = [np.nan]
+    for t in range(len(ids) - 1):
+        x = sd["encoder.weight"][ids[t]]
+        for k in range(L):
+            gates = (sd[f"rnn.weight_ih_l{k}"] @ x + sd[f"rnn.bias_ih_l{k}"]
+                     + sd[f"rnn.weight_hh_l{k}"] @ h[k] + sd[f"rnn.bias_hh_l{k}"])
+            i, f, g, o = gates.chunk(4)
+            c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
+            h[k] = torch.sigmoid(o) * torch.tanh(c[k])
+            if layer == k + 1:
+                h[k] = h[k].clone()
+                h[k][list(neurons)] = 0.0
+            x = h[k]
+        logits = sd["decoder.weight"] @ x + sd["decoder.bias"]
+        out.append(float(torch.log_softmax(logits, 0)[ids[t + 1]]))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def model_and_ids(tiny):
+    model, _ = load_checkpoint(tiny.checkpoint)
+    with h5py.File(tiny.activations) as f:
+        ids = f["tokens/ids"][:].astype(np.int64)
+    return model, ids
+
+
+def test_the_intact_model_reads_the_text_as_the_dump_did(tiny, model_and_ids):
+    model, ids = model_and_ids
+    logp = text_log_probabilities(model, ids, block_tokens=50)  # blocks carry the state
+    with h5py.File(tiny.activations) as f:
+        stored = f["log_expectancy"][:]
+    assert np.isnan(logp[0]) and np.isnan(stored[0])
+    np.testing.assert_allclose(logp[1:], stored[1:], atol=2e-5)
+    np.testing.assert_allclose(logp[1:120], reference_log_probs(model, ids[:120])[1:], atol=1e-4)
+
+
+@pytest.mark.parametrize("layer,neurons", [(1, (4,)), (2, (7,)), (1, (0, 3, 11)), (2, (2, 9))])
+def test_removing_the_weights_that_read_a_unit_equals_holding_its_h_at_zero(model_and_ids, layer, neurons):
+    model, ids = model_and_ids
+    ids = ids[:150]
+    before = state_dict_digest(model)
+    got = text_log_probabilities(ablated_model(model, layer, neurons), ids, block_tokens=40)
+    want = reference_log_probs(model, ids, layer, neurons)
+    np.testing.assert_allclose(got[1:], want[1:], atol=1e-4)
+    intact = reference_log_probs(model, ids)
+    assert np.abs(want[1:] - intact[1:]).max() > 1e-3, "the ablation must change something"
+    assert state_dict_digest(model) == before, "the original model was changed"
+
+
+def test_a_tied_decoder_is_untied_before_a_top_layer_unit_is_removed(model_and_ids):
+    model, ids = model_and_ids
+    tied = square_model(model)
+    # tie the embedding to the decoder (the shapes fit when embedding and hidden size are equal)
+    tied.decoder.weight = tied.encoder.weight
+    ablated = ablated_model(tied, LAYERS, (1,))
+    assert ablated.decoder.weight.data_ptr() != ablated.encoder.weight.data_ptr()
+    assert (ablated.decoder.weight[:, 1] == 0).all() and (ablated.encoder.weight[:, 1] != 0).any()
+    assert (tied.decoder.weight[:, 1] != 0).any()
+
+
+def square_model(model):
+    """A model like ``model`` whose embedding is as wide as its hidden state (so it can be tied)."""
+    from lstmscope.model import LSTMLanguageModel, ModelConfig
+
+    cfg = model.config
+    square = LSTMLanguageModel(ModelConfig(cfg.vocab_size, cfg.hidden_size, cfg.hidden_size, cfg.layers, 0.0))
+    return square.eval()
+
+
+def test_ablations_are_the_top_kl_neurons_and_seeded_random_others(divergence_csv):
+    table = pd.read_csv(divergence_csv)
+    chosen = choose_ablations(table, LAYERS, HIDDEN, "h", 3, 4, seed=5)
+    for layer in range(1, LAYERS + 1):
+        live = table[(table.layer == layer) & (table.state == "h") & ~table.dead]
+        want = live.sort_values("kl_sum", ascending=False).neuron.head(3).tolist()
+        mine = [a for a in chosen if a.layer == layer]
+        assert [a.neurons[0] for a in mine if a.group == "top"] == want
+        assert [a.kl_rank for a in mine if a.group == "top"] == [1, 2, 3]
+        assert [a.neurons for a in mine if a.group == "top all"] == [tuple(want)]
+        rand = [a.neurons[0] for a in mine if a.group == "random"]
+        assert len(set(rand)) == 4 and not set(rand) & set(want) and all(0 <= j < HIDDEN for j in rand)
+        assert [a.neurons for a in mine if a.group == "random all"] == [tuple(sorted(rand))]
+    assert chosen == choose_ablations(table, LAYERS, HIDDEN, "h", 3, 4, seed=5)
+    other_seeds = {tuple(a.neurons for a in choose_ablations(table, LAYERS, HIDDEN, "h", 3, 4, seed=s)
+                         if a.group == "random") for s in range(6)}
+    assert len(other_seeds) > 1
+    singles = choose_ablations(table, LAYERS, HIDDEN, "c", 1, 1, seed=5)
+    assert [a.group for a in singles] == ["top", "random"] * LAYERS
+
+
+def test_word_effects_are_mean_effects_of_frequent_words():
+    words = ["a", "b", "a", "c", "b", "a", "d"]
+    effect = np.array([np.nan, -0.5, 0.3, 2.0, -0.1, 0.6, 5.0])
+    helped, hindered = word_effects(words, effect, min_count=2, n=3)
+    assert helped == "a (+0.450)"
+    assert hindered == "b (-0.300)"
+    helped, _ = word_effects(words, effect, min_count=1, n=2)
+    assert helped == "d (+5.000); c (+2.000)"
+
+
+def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tmp_path):
+    h5, csv = tmp_path / "ablation.h5", tmp_path / "ablation.csv"
+    result = run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, state="h", neurons=2,
+                          random=3, seed=1, min_count=2, top_words=4)
+    table = read_ablation_table(csv)
+    assert list(table.group) == ["top", "top", "top all", "random", "random", "random", "random all"] * LAYERS
+    stored = read_ablation(h5)
+    assert stored.attrs["checkpoint_sha256"] == sha256_file(tiny.checkpoint)
+    assert [(a.layer, a.neurons, a.group) for a in stored.ablations] == [
+        (r.layer, tuple(int(j) for j in r.neurons.split()), r.group) for r in table.itertuples()]
+    with h5py.File(tiny.activations) as f:
+        np.testing.assert_allclose(stored.intact[1:], f["log_expectancy"][1:], atol=2e-5)
+    model, _ = load_checkpoint(tiny.checkpoint)
+    ids = np.asarray(h5py.File(tiny.activations)["tokens/ids"][:], dtype=np.int64)
+    for a, row in enumerate(table.itertuples()):
+        ppl = np.exp(-np.nanmean(stored.ablated[a]))
+        assert row.perplexity == pytest.approx(ppl, rel=1e-5)
+        assert row.intact_perplexity == pytest.approx(np.exp(-np.nanmean(stored.intact)), rel=1e-5)
+        assert row.perplexity_change_pct == pytest.approx(100 * (ppl / row.intact_perplexity - 1), abs=1e-3)
+        assert row.mean_effect == pytest.approx(np.log(row.perplexity / row.intact_perplexity), abs=1e-5)
+        if a in (0, 3):  # a top and a random unit of layer 1, checked against the step-by-step equations
+            want = reference_log_probs(model, ids, row.layer, stored.ablations[a].neurons)
+            np.testing.assert_allclose(stored.ablated[a][1:], want[1:], atol=1e-4)
+    div = pd.read_csv(divergence_csv)
+    tops = table[table.group == "top"]
+    for r in tops.itertuples():
+        d = div[(div.layer == r.layer) & (div.state == "h") & (div.neuron == int(r.neurons))].iloc[0]
+        assert r.kl_sum == pytest.approx(d.kl_sum, rel=1e-5) and r.kl_rank == d["rank"]
+    assert len(result) == len(table)
+    again = tmp_path / "again.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, tmp_path / "again.h5", again, state="h",
+                 neurons=2, random=3, seed=1, min_count=2, top_words=4)
+    assert again.read_bytes() == csv.read_bytes(), "same inputs and seed must give the same table"
+
+
+def test_max_tokens_reads_the_first_tokens_of_the_text(tiny, divergence_csv, tmp_path):
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, neurons=1, random=1, max_tokens=150)
+    stored = read_ablation(h5)
+    assert stored.attrs["n_tokens"] == 150 and stored.ablated.shape == (2 * LAYERS, 150)
+    with h5py.File(tiny.activations) as f:
+        assert stored.words == [w.decode() for w in f["tokens/words"][:150]]
+        np.testing.assert_allclose(stored.intact[1:], f["log_expectancy"][1:150], atol=2e-5)
+    table = read_ablation_table(csv)
+    assert table.intact_perplexity.iloc[0] == pytest.approx(np.exp(-np.nanmean(stored.intact)), rel=1e-6)
+    with pytest.raises(AblationError, match="ablation.max_tokens=1: must be at least 2"):
+        run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, max_tokens=1)
+
+
+def test_removing_a_dead_unit_changes_no_probability(tiny, tmp_path):
+    folder = tmp_path / "dead"
+    folder.mkdir()
+    from lstmscope.activations import TextSpec, dump_activations
+
+    acts = folder / "acts.h5"
+    dump_activations(tiny.dead_checkpoint, tiny.vocabulary, tiny.split,
+                     TextSpec(name="test", split="test", offset=300, tokens=200), acts, chunk_tokens=64,
+                     model_info={"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0})
+    model, _ = load_checkpoint(tiny.dead_checkpoint)
+    with h5py.File(acts) as f:
+        ids = f["tokens/ids"][:].astype(np.int64)
+        assert np.abs(f["layer2/h"][:, tiny.dead_neuron]).max() < 1e-9
+    intact = text_log_probabilities(model, ids)
+    gone = text_log_probabilities(ablated_model(model, 2, (tiny.dead_neuron,)), ids)
+    np.testing.assert_allclose(gone[1:], intact[1:], atol=1e-6)
+    alive = text_log_probabilities(ablated_model(model, 2, ((tiny.dead_neuron + 1) % HIDDEN,)), ids)
+    assert np.abs(alive[1:] - intact[1:]).max() > 1e-3
+
+
+def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, tmp_path):
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+
+    def run(checkpoint=tiny.checkpoint, activations=tiny.activations, divergence=divergence_csv, **kw):
+        args = dict(state="h", neurons=2, random=2, seed=1)
+        args.update(kw)
+        return run_ablation(checkpoint, activations, divergence, h5, csv, **args)
+
+    with pytest.raises(AblationError, match=r"dead\.pt.*another checkpoint|another checkpoint.*dead\.pt"):
+        run(checkpoint=tiny.dead_checkpoint)
+    with pytest.raises(AblationError, match=r"missing\.pt: checkpoint not found"):
+        run(checkpoint=tmp_path / "missing.pt")
+    with pytest.raises(ActivationsError, match="nothing.h5"):
+        run(activations=tmp_path / "nothing.h5")
+    with pytest.raises(AblationError, match=r"ablation.random=20: layer 1 has only 10"):
+        run(random=20)
+    with pytest.raises(AblationError, match="ablation.state='x'"):
+        run(state="x")
+    other = pd.read_csv(divergence_csv)
+    other["model"] = "d0.5_r0"
+    other.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(AblationError, match=r"other\.csv is the divergence table of \['d0\.5_r0'\]"):
+        run(divergence=tmp_path / "other.csv")
+    big = pd.read_csv(divergence_csv)
+    big.loc[(big.layer == 1) & (big.state == "h") & (big["rank"] == 1), "neuron"] = HIDDEN + 3
+    big.to_csv(tmp_path / "big.csv", index=False)
+    with pytest.raises(AblationError, match=rf"neurons \[{HIDDEN + 3}\] of layer 1 do not exist"):
+        run(divergence=tmp_path / "big.csv")
+    assert not list(tmp_path.glob("a.*")), "no output after an error"
+    with pytest.raises(AblationError, match="not a lstmscope ablation file"):
+        read_ablation(tiny.activations)
+
+
+def test_an_activations_file_of_another_text_is_refused(tiny, divergence_csv, tmp_path):
+    acts = tmp_path / "acts.h5"
+    shutil.copy(tiny.activations, acts)
+    with h5py.File(acts, "r+") as f:  # same checkpoint attribute, but the words do not match the stored p
+        f["log_expectancy"][5] = f["log_expectancy"][5] - 1.0
+    with pytest.raises(AblationError, match=r"acts\.h5: the intact model's log-probabilities differ"):
+        run_ablation(tiny.checkpoint, acts, divergence_csv, tmp_path / "a.h5", tmp_path / "a.csv", neurons=1, random=1)
+
+
+@pytest.mark.workflow
+def test_the_tiny_run_ablates_every_model_and_summarises_them(tiny_run):
+    res = tiny_run / "pristine" / "results"
+    cfg = yaml.safe_load((tiny_run / "pristine" / "tests/config/tiny.yaml").read_text())
+    models = [f"d{float(d)!r}_r0" for d in cfg["models"]["dropouts"]]  # ablation.dropouts: null = every model
+    k, r = cfg["ablation"]["neurons"], cfg["ablation"]["random"]
+    per_layer = ["top"] * k + ["top all"] * (k > 1) + ["random"] * r + ["random all"] * (r > 1)
+    frames = []
+    for model in models:
+        table = read_ablation_table(res / f"ablation/{model}/test.csv")
+        assert list(table.group) == per_layer * cfg["architecture"]["layers"]
+        div = pd.read_csv(res / f"neurons/{model}/test/divergence.csv")
+        for layer in range(1, cfg["architecture"]["layers"] + 1):
+            live = div[(div.layer == layer) & (div.state == "h") & ~div.dead].sort_values("kl_sum", ascending=False)
+            tops = table[(table.layer == layer) & (table.group == "top")]
+            assert [int(n) for n in tops.neurons] == live.neuron.head(k).tolist()
+        stored = read_ablation(res / f"ablation/{model}/test.h5")
+        with h5py.File(res / f"activations/{model}/test.h5") as f:
+            np.testing.assert_allclose(stored.intact[1:], f["log_expectancy"][1:], atol=2e-5)
+            assert stored.attrs["checkpoint_sha256"] == f.attrs["checkpoint_sha256"]
+        for name in ("effects", "heatmap"):
+            for ext in ("png", "svg"):
+                assert (res / f"figures/ablation/{model}/test/{name}.{ext}").stat().st_size > 5000
+        frames.append(table)
+    summary = pd.read_csv(res / "tables/ablation_test.csv")
+    assert set(summary.model) == set(models)
+    every = pd.concat(frames)
+    for row in summary.itertuples():
+        rows = every[(every.model == row.model) & (every.layer == row.layer) & (every.group == row.group)]
+        assert row.ablations == len(rows)
+        assert row.mean_change_pct == pytest.approx(rows.perplexity_change_pct.mean(), rel=1e-4, abs=1e-4)
+    assert (res / "figures/ablation/vs_dropout_test.png").stat().st_size > 5000

@@ -1,0 +1,100 @@
+# Stage 4b: ablation. Each top-KL neuron (and, as the control, random neurons of the same layer) is
+# removed from a model, one at a time and all together, and the text is read again: the change in
+# perplexity and in every word's log-probability says what the model needs the neuron for.
+
+ABLATION = config["ablation"]
+ABLATED_MODELS = MODELS if ABLATION["dropouts"] is None else models_with_dropouts(ABLATION["dropouts"])
+ABLATION_FIGURES = "results/figures/ablation/{model}/{text}"
+
+
+rule neuron_ablation:
+    output:
+        h5="results/ablation/{model}/{text}.h5",
+        table="results/ablation/{model}/{text}.csv",
+    input:
+        checkpoint="results/models/{model}/model.pt",
+        activations="results/activations/{model}/{text}.h5",
+        divergence="results/neurons/{model}/{text}/divergence.csv",
+        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "divergence",
+                 "ablation_file", "ablation", "joblog"),
+    params:
+        state=ABLATION["state"],
+        neurons=ABLATION["neurons"],
+        random=ABLATION["random"],
+        seed=ABLATION["seed"],
+        min_count=ABLATION["min_count"],
+        top_words=ABLATION["top_words"],
+        max_tokens=ABLATION["max_tokens"],
+        device=config["activations"]["device"],
+    threads: 1
+    log:
+        log_path("neuron_ablation", "{model}/{text}"),
+    benchmark:
+        benchmark_path("neuron_ablation", "{model}/{text}")
+    resources:
+        mem_mb=ACTIVATIONS_MEM_MB,
+        runtime=120,
+        gpu=0 if config["activations"]["device"] == "cpu" else 1,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_ablation.py"
+
+
+rule ablation_figures:
+    output:
+        effects_png=report(f"{ABLATION_FIGURES}/effects.png", caption="../report/ablation_effects.rst",
+                           category="Ablation", subcategory="{model}",
+                           labels={"model": "{model}", "text": "{text}", "figure": "perplexity without neurons"}),
+        effects_svg=f"{ABLATION_FIGURES}/effects.svg",
+        heatmap_png=report(f"{ABLATION_FIGURES}/heatmap.png", caption="../report/ablation_heatmap.rst",
+                           category="Ablation", subcategory="{model}",
+                           labels={"model": "{model}", "text": "{text}", "figure": "words a neuron helps predict"}),
+        heatmap_svg=f"{ABLATION_FIGURES}/heatmap.svg",
+    input:
+        h5="results/ablation/{model}/{text}.h5",
+        table="results/ablation/{model}/{text}.csv",
+        code=lib("activations_file", "histogram", "divergence", "figures", "heatmap", "ablation_file",
+                 "ablation_figures", "joblog"),
+    params:
+        passage_tokens=config["heatmap"]["passage_tokens"],
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("ablation_figures", "{model}/{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/ablation_figures.py"
+
+
+rule ablation_vs_dropout:
+    output:
+        table=report("results/tables/ablation_{text}.csv", caption="../report/ablation_vs_dropout.rst",
+                     category="Ablation"),
+        png=report("results/figures/ablation/vs_dropout_{text}.png", caption="../report/ablation_vs_dropout.rst",
+                   category="Ablation", subcategory="all models",
+                   labels={"text": "{text}", "figure": "perplexity without neurons vs dropout"}),
+        svg="results/figures/ablation/vs_dropout_{text}.svg",
+    input:
+        tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
+        code=lib("activations_file", "histogram", "divergence", "figures", "heatmap", "ablation_file",
+                 "ablation_figures", "joblog"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("ablation_vs_dropout", "{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/ablation_vs_dropout.py"
+
+
+ALL_TARGETS.extend(expand(rules.ablation_figures.output, model=ABLATED_MODELS,
+                          text=ABLATION["texts"]))
+ALL_TARGETS.extend(expand(rules.ablation_vs_dropout.output, text=ABLATION["texts"]))
