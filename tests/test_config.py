@@ -61,6 +61,7 @@ BAD = [
     ("neuron_explorer.texts", ["dev"], "config key neuron_explorer.texts: 'dev' is not a text of texts (test, train)"),
     ("neuron_explorer.neurons", 0, "config key neuron_explorer.neurons: 0 is out of range; must be >= 1"),
     ("ablation.dropouts", [0.35], "config key ablation.dropouts: 0.35 is not among models.dropouts"),
+    ("ablation.dropouts", [], "config key ablation.dropouts: [] should be non-empty"),
     ("ablation.texts", ["dev"], "config key ablation.texts: 'dev' is not a text of texts (test, train)"),
     ("ablation.state", "o", "config key ablation.state: 'o' is not allowed; choose one of ['h', 'c']"),
     ("ablation.neurons", 61, "config keys ablation.neurons + ablation.random = 65: more than the 64 neurons"),
