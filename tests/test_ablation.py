@@ -74,6 +74,17 @@ def test_removing_the_weights_that_read_a_unit_equals_holding_its_h_at_zero(mode
     assert state_dict_digest(model) == before, "the original model was changed"
 
 
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_removal_in_a_three_layer_model_equals_holding_h_at_zero(model_and_ids, layer):
+    from lstmscope.model import LSTMLanguageModel, ModelConfig
+
+    _, ids = model_and_ids
+    torch.manual_seed(11)
+    model = LSTMLanguageModel(ModelConfig(800, 6, 9, 3, 0.0)).eval()  # a middle layer is read by the next LSTM layer
+    got = text_log_probabilities(ablated_model(model, layer, (2, 7)), ids[:80], block_tokens=30)
+    np.testing.assert_allclose(got[1:], reference_log_probs(model, ids[:80], layer, (2, 7))[1:], atol=1e-5)
+
+
 def test_a_tied_decoder_is_untied_before_a_top_layer_unit_is_removed(model_and_ids):
     model, ids = model_and_ids
     tied = square_model(model)
