@@ -219,7 +219,7 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, tmp_path):
         run(checkpoint=tmp_path / "missing.pt")
     with pytest.raises(ActivationsError, match="nothing.h5"):
         run(activations=tmp_path / "nothing.h5")
-    with pytest.raises(AblationError, match=r"ablation.random=20: layer 1 has only 10"):
+    with pytest.raises(AblationError, match=r"d\.csv: ablation.random=20: layer 1 has only 10"):
         run(random=20)
     with pytest.raises(AblationError, match="ablation.state='x'"):
         run(state="x")
@@ -231,7 +231,7 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, tmp_path):
     big = pd.read_csv(divergence_csv)
     big.loc[(big.layer == 1) & (big.state == "h") & (big["rank"] == 1), "neuron"] = HIDDEN + 3
     big.to_csv(tmp_path / "big.csv", index=False)
-    with pytest.raises(AblationError, match=rf"neurons \[{HIDDEN + 3}\] of layer 1 do not exist"):
+    with pytest.raises(AblationError, match=rf"big\.csv: neurons \[{HIDDEN + 3}\] of layer 1 do not exist"):
         run(divergence=tmp_path / "big.csv")
     assert not list(tmp_path.glob("a.*")), "no output after an error"
     with pytest.raises(AblationError, match="not a lstmscope ablation file"):

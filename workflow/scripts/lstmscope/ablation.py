@@ -37,6 +37,7 @@ from .ablation_file import COLUMNS, FORMAT, Ablation, AblationError
 from .activations_file import open_activations, read_words
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
+from .histogram import HistogramError
 from .model import LSTMLanguageModel, choose_device, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 
@@ -65,7 +66,7 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int]) 
                 module_name, _, attr = name.rpartition(".")
                 setattr(out.get_submodule(module_name), attr, torch.nn.Parameter(param.detach().clone()))
             seen.add(id(param))
-        idx = torch.tensor(cols)
+        idx = torch.tensor(cols, device=out.decoder.weight.device)
         getattr(out.rnn, f"weight_hh_l{layer - 1}")[:, idx] = 0.0
         reader = out.decoder.weight if layer == L else getattr(out.rnn, f"weight_ih_l{layer}")
         reader[:, idx] = 0.0
@@ -190,7 +191,10 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         raise AblationError(f"{divergence_path} is the divergence table of {sorted(set(table['model'].astype(str)))}, "
                             f"not of model {attrs['model']}")
     cfg = model.config
-    ablations = choose_ablations(table, cfg.layers, cfg.hidden_size, state, neurons, random, seed)
+    try:
+        ablations = choose_ablations(table, cfg.layers, cfg.hidden_size, state, neurons, random, seed)
+    except (AblationError, HistogramError) as exc:  # the table does not fit the model or the settings
+        raise AblationError(f"{divergence_path}: {exc}") from None
     model = model.to(dev)
     intact = text_log_probabilities(model, ids, block_tokens)
     drift = float(np.nanmax(np.abs(intact - stored))) if len(ids) > 1 else 0.0
