@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,3 +105,29 @@ def write_divergence(activations: Path, folder: Path) -> Path:
 def divergence_csv(tiny, tmp_path_factory) -> Path:
     """The divergence table of the shared model's activations (read-only)."""
     return write_divergence(tiny.activations, tmp_path_factory.mktemp("tiny-divergence"))
+
+
+def reference_log_probs(model, ids, removed=()):
+    """log p(w_t | w_<t) from the LSTM equations stepped by hand in float64, with the h of every (layer, neuron)
+    in ``removed`` held at 0 after every step (NaN at t = 0)."""
+    sd = {k: v.double() for k, v in model.state_dict().items()}
+    L, N = model.config.layers, model.config.hidden_size
+    h = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    c = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    out = [np.nan]
+    for t in range(len(ids) - 1):
+        x = sd["encoder.weight"][ids[t]]
+        for k in range(L):
+            gates = (sd[f"rnn.weight_ih_l{k}"] @ x + sd[f"rnn.bias_ih_l{k}"]
+                     + sd[f"rnn.weight_hh_l{k}"] @ h[k] + sd[f"rnn.bias_hh_l{k}"])
+            i, f, g, o = gates.chunk(4)
+            c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
+            h[k] = torch.sigmoid(o) * torch.tanh(c[k])
+            off = [j for layer, j in removed if layer == k + 1]
+            if off:
+                h[k] = h[k].clone()
+                h[k][off] = 0.0
+            x = h[k]
+        logits = sd["decoder.weight"] @ x + sd["decoder.bias"]
+        out.append(float(torch.log_softmax(logits, 0)[ids[t + 1]]))
+    return np.array(out)

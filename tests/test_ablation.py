@@ -16,31 +16,7 @@ from lstmscope.activations_file import ActivationsError
 from lstmscope.model import load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
 
-from neurons_support import HIDDEN, LAYERS, divergence_csv, tiny  # noqa: F401 (fixtures)
-
-
-def reference_log_probs(model, ids, layer=None, neurons=()):
-    """The LSTM equations step by step in float64, with h of ``neurons`` of ``layer`` held at 0 after every step."""
-    sd = {k: v.double() for k, v in model.state_dict().items()}
-    L, N = model.config.layers, model.config.hidden_size
-    h = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
-    c = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
-    out = [np.nan]
-    for t in range(len(ids) - 1):
-        x = sd["encoder.weight"][ids[t]]
-        for k in range(L):
-            gates = (sd[f"rnn.weight_ih_l{k}"] @ x + sd[f"rnn.bias_ih_l{k}"]
-                     + sd[f"rnn.weight_hh_l{k}"] @ h[k] + sd[f"rnn.bias_hh_l{k}"])
-            i, f, g, o = gates.chunk(4)
-            c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
-            h[k] = torch.sigmoid(o) * torch.tanh(c[k])
-            if layer == k + 1:
-                h[k] = h[k].clone()
-                h[k][list(neurons)] = 0.0
-            x = h[k]
-        logits = sd["decoder.weight"] @ x + sd["decoder.bias"]
-        out.append(float(torch.log_softmax(logits, 0)[ids[t + 1]]))
-    return np.array(out)
+from neurons_support import HIDDEN, LAYERS, divergence_csv, reference_log_probs, tiny  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +43,7 @@ def test_removing_the_weights_that_read_a_unit_equals_holding_its_h_at_zero(mode
     ids = ids[:150]
     before = state_dict_digest(model)
     got = text_log_probabilities(ablated_model(model, layer, neurons), ids, block_tokens=40)
-    want = reference_log_probs(model, ids, layer, neurons)
+    want = reference_log_probs(model, ids, [(layer, j) for j in neurons])
     np.testing.assert_allclose(got[1:], want[1:], atol=1e-4)
     intact = reference_log_probs(model, ids)
     assert np.abs(want[1:] - intact[1:]).max() > 1e-3, "the ablation must change something"
@@ -82,7 +58,7 @@ def test_removal_in_a_three_layer_model_equals_holding_h_at_zero(model_and_ids, 
     torch.manual_seed(11)
     model = LSTMLanguageModel(ModelConfig(800, 6, 9, 3, 0.0)).eval()  # a middle layer is read by the next LSTM layer
     got = text_log_probabilities(ablated_model(model, layer, (2, 7)), ids[:80], block_tokens=30)
-    np.testing.assert_allclose(got[1:], reference_log_probs(model, ids[:80], layer, (2, 7))[1:], atol=1e-5)
+    np.testing.assert_allclose(got[1:], reference_log_probs(model, ids[:80], [(layer, 2), (layer, 7)])[1:], atol=1e-5)
 
 
 def test_a_tied_decoder_is_untied_before_a_top_layer_unit_is_removed(model_and_ids):
@@ -157,7 +133,7 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
         assert row.perplexity_change_pct == pytest.approx(100 * (ppl / row.intact_perplexity - 1), abs=1e-3)
         assert row.mean_effect == pytest.approx(np.log(row.perplexity / row.intact_perplexity), abs=1e-5)
         if a in (0, 3):  # a top and a random unit of layer 1, checked against the step-by-step equations
-            want = reference_log_probs(model, ids, row.layer, stored.ablations[a].neurons)
+            want = reference_log_probs(model, ids, [(row.layer, j) for j in stored.ablations[a].neurons])
             np.testing.assert_allclose(stored.ablated[a][1:], want[1:], atol=1e-4)
     div = pd.read_csv(divergence_csv)
     tops = table[table.group == "top"]

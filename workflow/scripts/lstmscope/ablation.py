@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import h5py
@@ -71,6 +72,19 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int]) 
         reader = out.decoder.weight if layer == L else getattr(out.rnn, f"weight_ih_l{layer}")
         reader[:, idx] = 0.0
     out.rnn.flatten_parameters()
+    return out
+
+
+def model_without(model: LSTMLanguageModel, units: Sequence[tuple[int, int]]) -> LSTMLanguageModel:
+    """A copy of ``model`` without the ``(layer, neuron)`` units, which may lie in several layers."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, neuron in units:
+        by_layer.setdefault(int(layer), []).append(int(neuron))
+    if not by_layer:
+        raise AblationError("no neuron to remove")
+    out = model
+    for layer, neurons in sorted(by_layer.items()):
+        out = ablated_model(out, layer, neurons)
     return out
 
 
@@ -155,23 +169,43 @@ def perplexity(log_probs: np.ndarray) -> float:
     return float(math.exp(-finite.mean())) if len(finite) else math.nan
 
 
-# --------------------------------------------------------------------------- the job
+def effect_summary(words: Sequence[str], intact: np.ndarray, ablated: np.ndarray, min_count: int,
+                   top_words: int) -> dict:
+    """The table's numbers of one ablation: perplexity with and without, change, mean effect, words."""
+    effect = intact - ablated
+    finite = effect[np.isfinite(effect)]
+    ppl, base = perplexity(ablated), perplexity(intact)
+    helped, hindered = word_effects(words, effect, min_count, top_words)
+    return {"perplexity": ppl, "intact_perplexity": base, "perplexity_change_pct": 100 * (ppl / base - 1),
+            "mean_effect": float(finite.mean()) if len(finite) else math.nan,
+            "helped_fraction": float((finite > 0).mean()) if len(finite) else math.nan,
+            "words_helped": helped, "words_hindered": hindered}
 
 
-def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
-                 divergence_path: str | os.PathLike, h5_path: str | os.PathLike, csv_path: str | os.PathLike,
-                 state: str = "h", neurons: int = 4, random: int = 4, seed: int = 13, min_count: int = 3,
-                 top_words: int = 6, max_tokens: int | None = None, threads: int = 1, device: str = "cpu",
-                 gpus: int = 0, block_tokens: int = 1024) -> pd.DataFrame:
-    """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text;
-    write the HDF5 file and the CSV."""
+# --------------------------------------------------------------------------- the text of a model
+
+
+@dataclass
+class ModelText:
+    """A checkpoint's model and (a prefix of) the analysis text of one of its activations files."""
+
+    model: LSTMLanguageModel
+    checkpoint_sha256: str
+    ids: np.ndarray
+    words: list[str]
+    stored: np.ndarray            # the file's log_expectancy (float64)
+    attrs: dict
+    source_provenance: str
+
+
+def load_model_and_text(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
+                        max_tokens: int | None = None, key: str = "ablation.max_tokens") -> ModelText:
+    """The model and the text's first ``max_tokens`` tokens (all: None); the file must be this checkpoint's.
+    ``key`` names the setting of ``max_tokens`` in errors."""
     if max_tokens is not None and max_tokens < 2:
-        raise AblationError(f"ablation.max_tokens={max_tokens}: must be at least 2 (or null for the whole text)")
-    dev = choose_device(device, gpus, "activations.device")
-    torch.set_num_threads(max(1, int(threads)))
-    t0 = time.monotonic()
+        raise AblationError(f"{key}={max_tokens}: must be at least 2 (or null for the whole text)")
     try:
-        model, record = load_checkpoint(checkpoint_path)
+        model, _ = load_checkpoint(checkpoint_path)
     except (FileNotFoundError, ValueError) as exc:
         raise AblationError(str(exc)) from None
     checkpoint_sha = sha256_file(checkpoint_path)
@@ -186,54 +220,73 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         attrs = {k: f.attrs[k] for k in ("model", "text", "dropout", "layers", "hidden_size")}
         attrs["n_tokens"] = n
         source_prov = str(f.attrs["provenance"])
+    return ModelText(model, checkpoint_sha, ids, words, stored, attrs, source_prov)
+
+
+def intact_log_probabilities(mt: ModelText, activations_path: str | os.PathLike,
+                             checkpoint_path: str | os.PathLike, block_tokens: int = 1024) -> np.ndarray:
+    """The intact model's log-probabilities of the text, which must equal the file's ``log_expectancy``."""
+    intact = text_log_probabilities(mt.model, mt.ids, block_tokens)
+    drift = float(np.nanmax(np.abs(intact - mt.stored))) if len(mt.ids) > 1 else 0.0
+    log.info("%s: %d tokens, intact perplexity %.2f (largest difference from the dump's log-probabilities %.2g)",
+             activations_path, len(mt.ids), perplexity(intact), drift)
+    if drift > 1e-3:
+        raise AblationError(f"{activations_path}: the intact model's log-probabilities differ from the file's "
+                            f"log_expectancy by {drift:.3g}; the file does not belong to {checkpoint_path}")
+    return intact
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
+                 divergence_path: str | os.PathLike, h5_path: str | os.PathLike, csv_path: str | os.PathLike,
+                 state: str = "h", neurons: int = 4, random: int = 4, seed: int = 13, min_count: int = 3,
+                 top_words: int = 6, max_tokens: int | None = None, threads: int = 1, device: str = "cpu",
+                 gpus: int = 0, block_tokens: int = 1024) -> pd.DataFrame:
+    """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text;
+    write the HDF5 file and the CSV."""
+    dev = choose_device(device, gpus, "activations.device")
+    torch.set_num_threads(max(1, int(threads)))
+    t0 = time.monotonic()
+    mt = load_model_and_text(checkpoint_path, activations_path, max_tokens)
+    ids, words, attrs = mt.ids, mt.words, mt.attrs
     table = read_divergence(divergence_path)
     if set(table["model"].astype(str)) != {str(attrs["model"])}:
         raise AblationError(f"{divergence_path} is the divergence table of {sorted(set(table['model'].astype(str)))}, "
                             f"not of model {attrs['model']}")
-    cfg = model.config
+    cfg = mt.model.config
     try:
         ablations = choose_ablations(table, cfg.layers, cfg.hidden_size, state, neurons, random, seed)
     except (AblationError, HistogramError) as exc:  # the table does not fit the model or the settings
         raise AblationError(f"{divergence_path}: {exc}") from None
-    model = model.to(dev)
-    intact = text_log_probabilities(model, ids, block_tokens)
-    drift = float(np.nanmax(np.abs(intact - stored))) if len(ids) > 1 else 0.0
-    log.info("%s: %d tokens, intact perplexity %.2f (largest difference from the dump's log-probabilities %.2g); "
-             "%d ablations on %s", activations_path, len(ids), perplexity(intact), drift, len(ablations), dev)
-    if drift > 1e-3:
-        raise AblationError(f"{activations_path}: the intact model's log-probabilities differ from the file's "
-                            f"log_expectancy by {drift:.3g}; the file does not belong to {checkpoint_path}")
+    mt.model = model = mt.model.to(dev)
+    intact = intact_log_probabilities(mt, activations_path, checkpoint_path, block_tokens)
+    log.info("%d ablations on %s", len(ablations), dev)
     ablated = np.empty((len(ablations), len(ids)))
     for a, ab in enumerate(ablations):
         ablated[a] = text_log_probabilities(ablated_model(model, ab.layer, ab.neurons), ids, block_tokens)
         log.info("%s: perplexity %.2f", ab.label, perplexity(ablated[a]))
-    base_ppl = perplexity(intact)
     rows = []
     for a, ab in enumerate(ablations):
-        effect = intact - ablated[a]
-        finite = effect[np.isfinite(effect)]
-        ppl = perplexity(ablated[a])
         single = len(ab.neurons) == 1
         info = (table[(table["layer"] == ab.layer) & (table["state"] == state) & (table["neuron"] == ab.neurons[0])]
                 if single else None)
-        helped, hindered = word_effects(words, effect, min_count, top_words)
         rows.append({
             "model": str(attrs["model"]), "text": str(attrs["text"]), "dropout": float(attrs["dropout"]),
             "layer": ab.layer, "group": ab.group, "neurons": " ".join(str(j) for j in ab.neurons),
             "kl_rank": ab.kl_rank, "kl_sum": float(info["kl_sum"].iloc[0]) if single and len(info) else math.nan,
             "dead": bool(info["dead"].iloc[0]) if single and len(info) else None,
-            "perplexity": ppl, "intact_perplexity": base_ppl, "perplexity_change_pct": 100 * (ppl / base_ppl - 1),
-            "mean_effect": float(finite.mean()) if len(finite) else math.nan,
-            "helped_fraction": float((finite > 0).mean()) if len(finite) else math.nan,
-            "words_helped": helped, "words_hindered": hindered,
+            **effect_summary(words, intact, ablated[a], min_count, top_words),
         })
     result = pd.DataFrame(rows, columns=COLUMNS)
     result["kl_rank"] = result["kl_rank"].astype("Int64")
+    checkpoint_sha = mt.checkpoint_sha256
     prov = provenance(checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       activations=str(activations_path), divergence=str(divergence_path), state=state,
                       neurons=neurons, random=random, seed=seed, min_count=min_count, top_words=top_words,
-                      max_tokens=max_tokens, n_tokens=n,
-                      device=str(dev), format=FORMAT, activations_provenance=json.loads(source_prov))
+                      max_tokens=max_tokens, n_tokens=len(ids),
+                      device=str(dev), format=FORMAT, activations_provenance=json.loads(mt.source_provenance))
     width = max(len(ab.neurons) for ab in ablations)
     units = np.full((len(ablations), width), -1, dtype=np.int32)
     for a, ab in enumerate(ablations):

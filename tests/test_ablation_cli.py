@@ -1,0 +1,97 @@
+"""lstmscope-ablate: remove chosen neurons of the small real model and report what it loses."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmscope.ablation_cli import ablate, effect_blocks, main
+from lstmscope.model import load_checkpoint
+
+from neurons_support import HIDDEN, reference_log_probs, tiny  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def short(tiny):
+    """The model, and the first 120 tokens of its text (the hand-stepped reference is slow)."""
+    model, _ = load_checkpoint(tiny.checkpoint)
+    with h5py.File(tiny.activations) as f:
+        ids = f["tokens/ids"][:120].astype(np.int64)
+        words = [w.decode() for w in f["tokens/words"][:120]]
+    return model, ids, words
+
+
+def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short):
+    model, ids, words = short
+    table, got_words, effects = ablate(str(tiny.checkpoint), str(tiny.activations), ["2:3", "1:0", "1:7"],
+                                       together=True, max_tokens=120, min_count=2, top_words=3)
+    assert list(table.neurons) == ["2:3", "1:0", "1:7", "2:3 1:0 1:7"] and got_words == words
+    intact = reference_log_probs(model, ids)
+    for row, effect, removed in zip(table.itertuples(), effects,
+                                    [[(2, 3)], [(1, 0)], [(1, 7)], [(2, 3), (1, 0), (1, 7)]]):
+        without = reference_log_probs(model, ids, removed)
+        np.testing.assert_allclose(effect[1:], (intact - without)[1:], atol=1e-4)
+        ppl, base = np.exp(-np.nanmean(without)), np.exp(-np.nanmean(intact))
+        assert row.perplexity == pytest.approx(ppl, rel=1e-4) and row.intact_perplexity == pytest.approx(base, rel=1e-4)
+        assert row.perplexity_change_pct == pytest.approx(100 * (ppl / base - 1), abs=1e-2)
+        assert row.tokens == 120
+    blocks = effect_blocks(table, got_words, effects, tokens=30)
+    assert len(blocks) == 4 and all(len(b.words) == 30 for b in blocks)
+    start = int(blocks[0].title.split("tokens ")[1].split("-")[0])
+    sums = np.convolve(np.abs(np.nan_to_num(effects[0])), np.ones(30), mode="valid")
+    assert start == int(np.argmax(sums))
+    np.testing.assert_array_equal(blocks[3].values, effects[3][start:start + 30])
+
+
+def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path, capsys):
+    csv, png = tmp_path / "t.csv", tmp_path / "e.png"
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "2:3", "-n", "2:5", "--together",
+                 "--tokens", "200", "-o", str(csv), "--heatmap", str(png), "--passage", "40"]) == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(csv)
+    assert list(table.neurons) == ["2:3", "2:5", "2:3 2:5"]
+    for row in table.itertuples():
+        assert row.neurons in out and f"{row.perplexity:.4g}" in out
+    assert png.stat().st_size > 5000
+
+
+def test_the_console_script_runs(tiny, tmp_path):
+    try:
+        importlib.metadata.distribution("lstmscope")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("lstmscope is not installed (pip install -e .)")
+    script = os.path.join(os.path.dirname(sys.executable), "lstmscope-ablate")
+    r = subprocess.run([script, str(tiny.checkpoint), str(tiny.activations), "-n", "1:4", "--tokens", "100"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "1:4" in r.stdout and "perplexity_change_pct" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "3:1"], r"model\.pt: layer 3 does not exist; the model has layers 1\.\.2"),
+    (["-n", f"2:{HIDDEN}"], rf"model\.pt: neuron {HIDDEN} does not exist in layer 2; it has neurons 0\.\.{HIDDEN - 1}"),
+    (["-n", "two:1"], r"--neuron 'two:1': expected LAYER:INDEX"),
+    ([], r"nothing to remove: give --neuron"),
+    (["-n", "1:2", "-n", "1:2"], r"--neuron given twice: 1:2"),
+    (["-n", "1:2", "--tokens", "1"], r"--tokens=1: must be at least 2"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, args, message):
+    csv, png = tmp_path / "t.csv", tmp_path / "e.png"
+    assert main([str(tiny.checkpoint), str(tiny.activations), *args, "-o", str(csv), "--heatmap", str(png)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lstmscope-ablate: error: ") and "\n" not in err
+    assert re.search(message, err), err
+    assert not csv.exists() and not png.exists()
+
+
+def test_an_activations_file_of_another_checkpoint_is_refused(tiny, tmp_path, capsys):
+    assert main([str(tiny.dead_checkpoint), str(tiny.activations), "-n", "1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "was dumped from another checkpoint than" in err and "dead.pt" in err

@@ -1,0 +1,134 @@
+"""``lstmscope-ablate``: remove any neurons of a model and see what it loses on an analysis text.
+
+The pipeline removes the top-KL neurons and random ones; this command removes the ones you
+pick (e.g. a neuron you found in the explorer or in ``neuron_tracking.csv``), each one at a
+time and, with ``--together``, all at once, and prints per ablation the perplexity with and
+without, its change, and the words the neuron(s) helped and hindered most::
+
+    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:18 -n 2:61 --together
+    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:18 --heatmap e.png -o t.csv
+
+Neurons are ``LAYER:INDEX`` (layers from 1, indices from 0, as in the tables). The activations
+file gives the text and must have been dumped from the checkpoint. ``--heatmap`` draws each
+ablation's effect on every word (log p intact - log p without, in nats) over the passage where
+the first one's effect is largest.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .ablation import effect_summary, intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities
+from .ablation_file import AblationError
+from .activations_file import ActivationsError
+from .atomic import atomic_path
+from .heatmap_cli import parse_neuron
+
+PROG = "lstmscope-ablate"
+COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
+           "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
+
+
+def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, checkpoint: str) -> None:
+    """Every (layer, neuron) must exist in the model; the error names the checkpoint and what exists."""
+    for layer, neuron in units:
+        if not 1 <= layer <= layers:
+            raise AblationError(f"{checkpoint}: layer {layer} does not exist; the model has layers 1..{layers}")
+        if not 0 <= neuron < hidden:
+            raise AblationError(f"{checkpoint}: neuron {neuron} does not exist in layer {layer}; "
+                                f"it has neurons 0..{hidden - 1}")
+
+
+def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bool = False,
+           max_tokens: int | None = None, min_count: int = 3, top_words: int = 6
+           ) -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
+    """The table of the ablations, the words of the text and each ablation's per-word effect."""
+    units = [parse_neuron(s) for s in specs]
+    if not units:
+        raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
+    if len(set(units)) != len(units):
+        raise ValueError(f"--neuron given twice: {', '.join(s for s in specs if specs.count(s) > 1)}")
+    mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
+    check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
+    intact = intact_log_probabilities(mt, activations, checkpoint)
+    groups = [[u] for u in units] + ([units] if together and len(units) > 1 else [])
+    rows, effects = [], []
+    for group in groups:
+        ablated = text_log_probabilities(model_without(mt.model, group), mt.ids)
+        effects.append(intact - ablated)
+        rows.append({"model": str(mt.attrs["model"]), "text": str(mt.attrs["text"]), "tokens": len(mt.ids),
+                     "neurons": " ".join(f"{layer}:{j}" for layer, j in group),
+                     **effect_summary(mt.words, intact, ablated, min_count, top_words)})
+    return pd.DataFrame(rows, columns=COLUMNS), mt.words, effects
+
+
+def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int) -> list:
+    """One heatmap block per ablation, all over the passage where the first one's effect is largest."""
+    from .heatmap import TextBlock, best_window, symmetric_norm
+
+    start = best_window(np.nan_to_num(effects[0]), tokens)
+    stop = min(len(words), start + tokens)
+    return [TextBlock(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f} %, tokens {start}-{stop - 1}",
+                      list(words[start:stop]), e[start:stop], symmetric_norm(e[start:stop]), "effect (nats)")
+            for row, e in zip(table.itertuples(), effects)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description="Remove any neurons of a model and show what it loses on "
+                                 "the text of one of its activations files.",
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="a model, results/models/<model>/model.pt")
+    ap.add_argument("activations", help="its activations file, results/activations/<model>/<text>.h5 (the text)")
+    ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",
+                    help="a neuron to remove (repeatable; each is removed on its own)")
+    ap.add_argument("--together", action="store_true", help="also remove all the given neurons at once")
+    ap.add_argument("--tokens", type=int, default=None, help="read only the text's first TOKENS tokens (default: all)")
+    ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
+    ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
+    ap.add_argument("-o", "--output", help="also write the table as CSV")
+    ap.add_argument("--heatmap", help="draw each ablation's effect on the words (.png, .svg or .pdf)")
+    ap.add_argument("--passage", type=int, default=80, help="tokens in the --heatmap passage (default 80)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.heatmap:
+        from .figures import figure_format
+
+        try:
+            figure_format(args.heatmap)
+        except ValueError as exc:
+            ap.error(f"--heatmap {exc}")
+    if args.top_words < 1 or args.min_count < 1 or args.passage < 1 or args.threads < 1:
+        ap.error("--top-words, --min-count, --passage and --threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    try:
+        table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
+                                       args.min_count, args.top_words)
+        if args.heatmap:
+            from .heatmap import draw_blocks_to
+
+            draw_blocks_to(effect_blocks(table, words, effects, args.passage), args.heatmap,
+                           suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: effect on each word = "
+                                    "log p intact − without (red: helped, blue: hindered)")
+    except (AblationError, ActivationsError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+        print(table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
