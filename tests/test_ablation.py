@@ -255,3 +255,24 @@ def test_the_tiny_run_ablates_every_model_and_summarises_them(tiny_run):
         assert row.ablations == len(rows)
         assert row.mean_change_pct == pytest.approx(rows.perplexity_change_pct.mean(), rel=1e-4, abs=1e-4)
     assert (res / "figures/ablation/vs_dropout_test.png").stat().st_size > 5000
+
+
+def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypatch):
+    """With ablation.neurons 0 only the control is removed; the heatmap then shows the costliest random neuron."""
+    from lstmscope import ablation_figures as figs
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, neurons=0, random=2, seed=3)
+    table = read_ablation_table(csv)
+    assert set(table.group) == {"random", "random all"}
+    titles = []
+    real = figs.draw_blocks  # still draws; the titles are kept to check which neuron was chosen
+    monkeypatch.setattr(figs, "draw_blocks",
+                        lambda blocks, *a, **k: (titles.extend(b.title for b in blocks), real(blocks, *a, **k)))
+    figs.ablation_figures(h5, csv, *(tmp_path / f"{n}.{e}" for n in ("effects", "heatmap") for e in ("png", "svg")),
+                          passage_tokens=40)
+    for layer in range(1, LAYERS + 1):
+        rows = table[(table.layer == layer) & (table.group == "random")]
+        worst = rows.loc[rows.perplexity_change_pct.idxmax()]
+        assert any(t.startswith(f"layer {layer}, neuron {worst.neurons} (random)") for t in titles), titles
+    assert all((tmp_path / f"{n}.png").stat().st_size > 5000 for n in ("effects", "heatmap"))
