@@ -15,7 +15,7 @@ rule neuron_ablation:
         checkpoint="results/models/{model}/model.pt",
         activations="results/activations/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "divergence",
+        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "checked_files", "divergence",
                  "ablation_file", "ablation", "joblog"),
     params:
         state=ABLATION["state"],
@@ -54,7 +54,7 @@ rule ablation_figures:
     input:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
-        code=lib("activations_file", "histogram", "divergence", "figures", "heatmap", "ablation_file",
+        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "ablation_file",
                  "ablation_figures", "joblog"),
     params:
         passage_tokens=config["heatmap"]["passage_tokens"],
@@ -80,7 +80,7 @@ rule ablation_vs_dropout:
         svg="results/figures/ablation/vs_dropout_{text}.svg",
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
-        code=lib("activations_file", "histogram", "divergence", "figures", "heatmap", "ablation_file",
+        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "ablation_file",
                  "ablation_figures", "joblog"),
     params:
         dpi=config["figures"]["dpi"],

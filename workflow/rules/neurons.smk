@@ -16,7 +16,7 @@ rule neuron_histograms:
         ranges=f"{NEURONS}/histogram_range.csv",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files"),
     params:
         bin_width=config["histogram"]["bin_width"],
         cell_range=config["histogram"]["cell_range"],
@@ -39,7 +39,7 @@ rule histogram_range_table:
         report("results/tables/histogram_range.csv", caption="../report/histogram_range.rst", category="Neurons"),
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files"),
     log:
         log_path("histogram_range_table", "histogram_range"),
     resources:
@@ -57,7 +57,7 @@ rule neuron_divergence:
         dead=f"{NEURONS}/dead_neurons.csv",
     input:
         histograms=f"{NEURONS}/histograms.h5",
-        code=lib(*STAGE_LIB, "histogram", "divergence"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence"),
     params:
         epsilon=config["divergence"]["epsilon"],
         dead_threshold=config["divergence"]["dead_threshold"],
@@ -81,7 +81,7 @@ rule neuron_tracking:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "divergence", "tracking"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking"),
     params:
         top_k=config["divergence"]["top_k"],
         top_words=config["divergence"]["top_words"],
@@ -103,7 +103,7 @@ rule neuron_tracking_table:
         report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons"),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "divergence", "tracking"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking"),
     params:
         per_group=1,
     log:
@@ -131,7 +131,7 @@ rule neuron_figures:
     input:
         histograms=f"{NEURONS}/histograms.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "neuron_figures"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures"),
     params:
         top_k=config["divergence"]["top_k"],
         dead_threshold=config["divergence"]["dead_threshold"],
@@ -156,7 +156,7 @@ rule mean_abs_vs_dropout:
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
     input:
         divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
-        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "neuron_figures"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures"),
     params:
         dpi=config["figures"]["dpi"],
     log:
@@ -179,7 +179,7 @@ rule text_heatmaps:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "heatmap"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap"),
     params:
         layers=[layer for layer in LAYERS for _ in STATES],
         states=[state for _ in LAYERS for state in STATES],
@@ -205,7 +205,7 @@ rule expectancy_heatmap:
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "divergence", "figures", "heatmap"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap"),
     params:
         tokens=config["heatmap"]["expectancy_tokens"],
         dpi=config["figures"]["dpi"],
@@ -232,7 +232,7 @@ rule neuron_explorer:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
         template=library_path("neuron_explorer_template.html"),
-        code=lib(*STAGE_LIB, "histogram", "divergence", "html_page", "neuron_explorer"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "neuron_explorer"),
     params:
         neurons=NEURON_EXPLORER["neurons"],
         passage_tokens=config["heatmap"]["passage_tokens"],

@@ -8,12 +8,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from .checked_files import open_hdf5, read_table
+
 FORMAT = "lstmscope-ablation-1"
-GROUPS = ("top", "top all", "random", "random all")
 COLUMNS = ["model", "text", "dropout", "layer", "group", "neurons", "kl_rank", "kl_sum", "dead", "perplexity",
            "intact_perplexity", "perplexity_change_pct", "mean_effect", "helped_fraction", "words_helped",
            "words_hindered"]
@@ -29,7 +29,7 @@ class Ablation:
 
     layer: int
     neurons: tuple[int, ...]
-    group: str              # one of GROUPS
+    group: str              # top, top all, random or random all
     kl_rank: int | None = None   # rank of a single top neuron; None otherwise
 
     @property
@@ -58,15 +58,7 @@ class AblationFile:
 
 def read_ablation(path: str | os.PathLike) -> AblationFile:
     """Read an ablation file; errors name the file and the missing key."""
-    if not os.path.isfile(path):
-        raise AblationError(f"{path}: ablation file not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise AblationError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise AblationError(f"{path}: not a lstmscope ablation file (format must be {FORMAT})")
+    with open_hdf5(path, FORMAT, "ablation", AblationError) as f:
         try:
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
             words = [w.decode() if isinstance(w, bytes) else str(w) for w in f["tokens/words"][:]]
@@ -84,16 +76,5 @@ def read_ablation(path: str | os.PathLike) -> AblationFile:
 
 def read_ablation_table(path: str | os.PathLike) -> pd.DataFrame:
     """An ablation CSV; errors name the file and the missing columns."""
-    if not os.path.isfile(path):
-        raise AblationError(f"{path}: ablation table not found")
-    try:
-        table = pd.read_csv(path, dtype={"kl_rank": "Int64", "neurons": str}, keep_default_na=False,
-                            na_values=[""])
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise AblationError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise AblationError(f"{path}: missing columns {', '.join(missing)}")
-    if table.empty:
-        raise AblationError(f"{path}: ablation table is empty")
-    return table
+    return read_table(path, COLUMNS, "ablation table", AblationError, dtype={"kl_rank": "Int64", "neurons": str},
+                      keep_default_na=False, na_values=[""])

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.special import rel_entr
 
 from .atomic import atomic_path
+from .checked_files import read_table
 from .histogram import HistogramError, StoredHistogram, read_histograms
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,7 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
 
 def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
     """A divergence table written by :func:`neuron_divergence`; errors name the file and missing columns."""
-    if not os.path.isfile(path):
-        raise HistogramError(f"{path}: divergence table not found")
-    try:
-        table = pd.read_csv(path, dtype={"rank": "Int64"})
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise HistogramError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise HistogramError(f"{path}: missing columns {', '.join(missing)}")
-    if table.empty:
-        raise HistogramError(f"{path}: divergence table is empty")
-    return table
+    return read_table(path, COLUMNS, "divergence table", HistogramError, dtype={"rank": "Int64"})
 
 
 def ranked(table: pd.DataFrame, layer: int, state: str, k: int, bottom: bool = False) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path
+from .checked_files import open_hdf5
 from .provenance import provenance, to_json
 
 if TYPE_CHECKING:  # pandas is imported only where a table is made (the histogram jobs do not need it)
@@ -310,15 +311,7 @@ class StoredHistogram:
 
 def read_histograms(path: str | os.PathLike) -> tuple[dict, list[StoredHistogram]]:
     """Attributes and every (layer, state) histogram of a histograms file; errors name the file and key."""
-    if not os.path.isfile(path):
-        raise HistogramError(f"{path}: histograms file not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise HistogramError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise HistogramError(f"{path}: not a lstmscope histograms file (format must be {FORMAT})")
+    with open_hdf5(path, FORMAT, "histograms", HistogramError) as f:
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
         out = []
         for layer in range(1, int(f.attrs["layers"]) + 1):

@@ -1,0 +1,44 @@
+"""Opening the pipeline's own files with one-line errors that name the file: an HDF5 file of a known
+format, a CSV table with known columns. Each caller passes its error class and what the file is."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Sequence
+
+import h5py
+
+if TYPE_CHECKING:  # pandas is imported only when a table is read
+    import pandas as pd
+
+
+def open_hdf5(path: str | os.PathLike, fmt: str, what: str, error: type[Exception]) -> h5py.File:
+    """``path`` opened for reading; it must exist, be HDF5 and say ``format = fmt`` (else ``error``)."""
+    if not os.path.isfile(path):
+        raise error(f"{path}: {what} file not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise error(f"{path}: not a readable HDF5 file ({exc})") from None
+    if f.attrs.get("format") != fmt:
+        f.close()
+        raise error(f"{path}: not a lstmscope {what} file (format must be {fmt})")
+    return f
+
+
+def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error: type[Exception],
+               **read_csv: Any) -> "pd.DataFrame":
+    """A CSV table that must exist, parse, hold ``columns`` and at least one row (else ``error``)."""
+    import pandas as pd
+
+    if not os.path.isfile(path):
+        raise error(f"{path}: {what} not found")
+    try:
+        table = pd.read_csv(path, **read_csv)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise error(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise error(f"{path}: missing columns {', '.join(missing)}")
+    if table.empty:
+        raise error(f"{path}: {what} is empty")
+    return table
