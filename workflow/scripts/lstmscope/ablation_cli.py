@@ -69,12 +69,10 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
 
 def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int) -> list:
     """One heatmap block per ablation, all over the passage where the first one's effect is largest."""
-    from .heatmap import TextBlock, best_window, symmetric_norm
+    from .ablation_figures import effect_block, effect_passage
 
-    start = best_window(np.nan_to_num(effects[0]), tokens)
-    stop = min(len(words), start + tokens)
-    return [TextBlock(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f} %, tokens {start}-{stop - 1}",
-                      list(words[start:stop]), e[start:stop], symmetric_norm(e[start:stop]), "effect (nats)")
+    start, stop = effect_passage(effects[0], tokens)
+    return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f} %", words, e, start, stop)
             for row, e in zip(table.itertuples(), effects)]
 
 
@@ -114,11 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                        args.min_count, args.top_words)
         if args.heatmap:
+            from .ablation_figures import EFFECT_CAPTION
             from .heatmap import draw_blocks_to
 
             draw_blocks_to(effect_blocks(table, words, effects, args.passage), args.heatmap,
-                           suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: effect on each word = "
-                                    "log p intact − without (red: helped, blue: hindered)")
+                           suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}")
     except (AblationError, ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -63,6 +63,22 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     save_figure(fig, png, svg, dpi=dpi)
 
 
+EFFECT_CAPTION = "effect on each word = log p(word) intact − without (red: helped predict it; blue: hindered)"
+
+
+def effect_block(head: str, words: Sequence[str], effect: np.ndarray, start: int, stop: int) -> TextBlock:
+    """An ablation's effect on the words [start, stop) as a heatmap block, on a scale centred on zero."""
+    values = effect[start:stop]
+    return TextBlock(f"{head}, tokens {start}-{stop - 1}", list(words[start:stop]), values, symmetric_norm(values),
+                     "effect (nats)")
+
+
+def effect_passage(effect: np.ndarray, tokens: int) -> tuple[int, int]:
+    """[start, stop) of the ``tokens`` words where the effect is largest in |value| (the first word has none)."""
+    start = best_window(np.nan_to_num(effect), tokens)
+    return start, min(len(effect), start + tokens)
+
+
 def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
                    passage_tokens: int, dpi: int = 150) -> None:
     """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest."""
@@ -77,17 +93,12 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         best = tops["perplexity_change_pct"].idxmax()
         row = table.loc[best]
         effect = stored.effect(int(best))
-        start = best_window(np.nan_to_num(effect), passage_tokens)
-        stop = min(len(effect), start + passage_tokens)
-        values = effect[start:stop]
         rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
-        blocks.append(TextBlock(
-            f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity {row['perplexity_change_pct']:+.2f} % "
-            f"without it; tokens {start}-{stop - 1}", stored.words[start:stop], values, symmetric_norm(values),
-            "effect (nats)"))
+        blocks.append(effect_block(f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
+                                   f"{row['perplexity_change_pct']:+.2f} % without it", stored.words, effect,
+                                   *effect_passage(effect, passage_tokens)))
     draw_blocks(blocks, png, svg, dpi=dpi,
-                suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: effect of a neuron on each word = "
-                         "log p(word) intact − without it (red: it helped predict the word; blue: it hindered)")
+                suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: {EFFECT_CAPTION}")
 
 
 def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, effects_png: str | os.PathLike,
