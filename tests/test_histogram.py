@@ -65,6 +65,26 @@ def test_streaming_statistics_equal_numpy_on_the_whole_matrix(tiny):
     np.testing.assert_array_equal(one_block.counts, hist.counts)
 
 
+@pytest.mark.parametrize("group", [1, 5, HIDDEN - 1, HIDDEN, 4 * HIDDEN])
+def test_neurons_binned_in_groups_give_the_same_counts_and_statistics(tiny, group):
+    # several groups per block, a last group that is not full, blocks of different heights
+    with h5py.File(tiny.activations) as f:
+        x = f["layer2/c"][:]
+    hist = NeuronHistogram(-0.5, 0.5, 0.01, 0.01, HIDDEN, group=group)
+    for start, rows in ((0, 7), (7, 100), (107, 1), (108, len(x))):
+        hist.update(x[start:start + rows])
+    np.testing.assert_array_equal(hist.counts, _np_counts(x, -0.5, 0.5, 100))
+    np.testing.assert_array_equal(hist.underflow, (x < -0.5).sum(axis=0))
+    np.testing.assert_array_equal(hist.overflow, (x > 0.5).sum(axis=0))
+    np.testing.assert_array_equal(hist.near_zero_count, (np.abs(x) <= 0.01).sum(axis=0))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(hist.mean, x64.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hist.std, x64.std(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(hist.mean_abs, np.abs(x64).mean(axis=0), rtol=1e-9)
+    with pytest.raises(HistogramError, match="group=0"):
+        NeuronHistogram(-1, 1, 0.01, 0.01, HIDDEN, group=0)
+
+
 def test_peak_memory_does_not_grow_with_the_number_of_tokens(tiny):
     with h5py.File(tiny.activations) as f:
         block = f["layer2/c"][:256]

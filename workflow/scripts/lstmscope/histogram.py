@@ -6,9 +6,10 @@ unbounded cell state c. Bin k is [lo + k w, lo + (k + 1) w); the last bin also
 holds the upper edge, exactly as ``np.histogram``. Values below ``lo`` and above
 ``hi`` are counted as underflow and overflow, per neuron, never dropped.
 
-All neurons of a block are binned at once: one flat ``np.bincount`` over
-(neuron, bin) pairs. Memory is one block plus the counts, whatever the text's
-length. Alongside the counts the same pass keeps, per neuron, the number of
+The neurons of a block are binned ``group`` (128) at a time: one flat
+``np.bincount`` over (neuron, bin) pairs per group, small enough to stay in cache
+even for the cell state's thousands of bins. Memory is one block plus the counts,
+whatever the text's length. Alongside the counts the same pass keeps, per neuron, the number of
 values within ±``near_zero`` (dead neurons), the mean, standard deviation,
 mean |value|, minimum and maximum (Chan's parallel update, float64).
 """
@@ -67,6 +68,7 @@ class NeuronHistogram:
     bin_width: float
     near_zero: float
     neurons: int
+    group: int = 128                             # neurons binned together (one bincount per group and block)
     counts: np.ndarray = field(init=False)       # (N, bins) int64
     underflow: np.ndarray = field(init=False)    # (N,) int64
     overflow: np.ndarray = field(init=False)     # (N,) int64
@@ -81,10 +83,15 @@ class NeuronHistogram:
     def __post_init__(self) -> None:
         self.edges = bin_edges(self.lo, self.hi, self.bin_width)
         self.bins = len(self.edges) - 1
+        if self.group < 1:
+            raise HistogramError(f"group={self.group}: must be at least 1")
         N = self.neurons
-        self.counts = np.zeros((N, self.bins), dtype=np.int64)
-        self.underflow = np.zeros(N, dtype=np.int64)
-        self.overflow = np.zeros(N, dtype=np.int64)
+        # one row of slots per neuron: 0 = underflow, 1..bins, bins + 1 = overflow; the counts and the
+        # under/overflow are views of it
+        self._all = np.zeros((N, self.bins + 2), dtype=np.int64)
+        self.counts = self._all[:, 1:-1]
+        self.underflow = self._all[:, 0]
+        self.overflow = self._all[:, -1]
         self.near_zero_count = np.zeros(N, dtype=np.int64)
         self.mean = np.zeros(N)
         self.m2 = np.zeros(N)
@@ -94,11 +101,15 @@ class NeuronHistogram:
         # float32 rounding moves a value's bin coordinate by at most ~2.5 ulp of (bins + 2): values
         # closer than this to an edge are binned again exactly
         self._tol = float(4 * np.spacing(np.float32(self.bins + 2)))
-        # flat bin index of (neuron j, slot s), slots: 0 = underflow, 1..bins, bins + 1 = overflow
-        self._offsets = (np.arange(N, dtype=np.int64) * (self.bins + 2))[None, :]
+        # flat index of (neuron j of a group, slot s) is j * (bins + 2) + s
+        self._offsets = (np.arange(min(N, self.group), dtype=np.int64) * (self.bins + 2))[None, :]
 
     def update(self, block: np.ndarray) -> None:
-        """Add a (rows, N) block of values."""
+        """Add a (rows, N) block of values.
+
+        The block is binned ``group`` neurons at a time: the bincount of a group stays in cache
+        however many bins (the cell state's interval has thousands) and neurons there are.
+        """
         if block.ndim != 2 or block.shape[1] != self.neurons:
             raise HistogramError(f"block of shape {block.shape}: expected (rows, {self.neurons})")
         if not len(block):
@@ -110,24 +121,27 @@ class NeuronHistogram:
         if not (np.isfinite(b_min).all() and np.isfinite(b_max).all()):  # min/max propagate NaN
             bad = int((~np.isfinite(x)).sum())
             raise HistogramError(f"{bad} non-finite values (NaN or inf) in the activations")
-        buf = self._work(x.shape)
-        slots = self._slots(x, buf)
-        slots += self._offsets
-        flat = np.bincount(slots.ravel(), minlength=self.neurons * (self.bins + 2)).reshape(self.neurons, -1)
-        self.counts += flat[:, 1:-1]
-        self.underflow += flat[:, 0]
-        self.overflow += flat[:, -1]
-        # Column sums as matrix-vector products (BLAS) in float64: sum, sum of |x|, near zero, sum of squares
-        nb = len(x)
-        ones, x64, f64 = buf["ones"], buf["x64"], buf["f64"]
-        np.copyto(x64, x)
-        b_sum = ones @ x64
-        np.abs(x64, out=x64)
-        b_abs = ones @ x64
-        np.less_equal(x64, self.near_zero, out=f64, casting="unsafe")
-        self.near_zero_count += (ones @ f64).astype(np.int64)
-        np.square(x64, out=x64)
-        b_sq = ones @ x64
+        nb, S = len(x), self.bins + 2
+        b_sum, b_abs, b_sq = np.empty(self.neurons), np.empty(self.neurons), np.empty(self.neurons)
+        b_near = np.empty(self.neurons)
+        for g in range(0, self.neurons, self.group):
+            xs = x[:, g:g + self.group]
+            k = xs.shape[1]
+            buf = self._work(nb, k)
+            slots = self._slots(xs, buf)
+            slots += self._offsets[:, :k]
+            self._all[g:g + k] += np.bincount(slots.ravel(), minlength=k * S).reshape(k, S)
+            # Column sums as matrix-vector products (BLAS) in float64: sum, sum of |x|, near zero, squares
+            ones, x64, f64 = buf["ones"], buf["x64"], buf["f64"]
+            np.copyto(x64, xs)
+            b_sum[g:g + k] = ones @ x64
+            np.abs(x64, out=x64)
+            b_abs[g:g + k] = ones @ x64
+            np.less_equal(x64, self.near_zero, out=f64, casting="unsafe")
+            b_near[g:g + k] = ones @ f64
+            np.square(x64, out=x64)
+            b_sq[g:g + k] = ones @ x64
+        self.near_zero_count += b_near.astype(np.int64)
         # Chan et al.'s parallel update of the mean and the sum of squared deviations
         b_mean = b_sum / nb
         b_m2 = np.maximum(b_sq - b_sum * b_mean, 0.0)
@@ -140,16 +154,18 @@ class NeuronHistogram:
         np.minimum(self.minimum, b_min, out=self.minimum)
         np.maximum(self.maximum, b_max, out=self.maximum)
 
-    def _work(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-        """Work arrays of one block shape, allocated once and reused for every block of that shape."""
-        rows = shape[0]
-        if getattr(self, "_buf", None) is None or self._buf["ones"].shape[0] < rows:
+    def _work(self, rows: int, cols: int) -> dict[str, np.ndarray]:
+        """Contiguous (rows, cols) work arrays, allocated once for the largest block and reused."""
+        size = rows * min(self.neurons, self.group)
+        if getattr(self, "_buf", None) is None or self._buf["t"].size < size or self._buf["ones"].size < rows:
             self._buf = None  # free the old arrays first
-            self._buf = {"t": np.empty(shape, np.float32), "w": np.empty(shape, np.float32),
-                         "slots": np.empty(shape, np.intp), "near": np.empty(shape, bool),
-                         "x64": np.empty(shape, np.float64), "f64": np.empty(shape, np.float64),
+            self._buf = {"t": np.empty(size, np.float32), "w": np.empty(size, np.float32),
+                         "slots": np.empty(size, np.intp), "near": np.empty(size, bool),
+                         "x64": np.empty(size, np.float64), "f64": np.empty(size, np.float64),
                          "ones": np.ones(rows)}
-        return {k: v[:rows] for k, v in self._buf.items()}  # leading rows of a C-ordered array: contiguous
+        work = {k: v[:rows * cols].reshape(rows, cols) for k, v in self._buf.items() if k != "ones"}
+        work["ones"] = self._buf["ones"][:rows]
+        return work
 
     def release(self) -> None:
         """Free the work arrays (the counts and statistics stay)."""
@@ -161,7 +177,7 @@ class NeuronHistogram:
         Fast path in float32; values within rounding distance of a bin edge are
         redone in float64 exactly as ``np.histogram`` bins them.
         """
-        buf = buf if buf is not None else self._work(x.shape)
+        buf = buf if buf is not None else self._work(*x.shape)
         t, w, slots, near = buf["t"], buf["w"], buf["slots"], buf["near"]
         scale = self.bins / (self.hi - self.lo)
         np.multiply(x, np.float32(scale), out=t)
