@@ -16,7 +16,10 @@ On each file, every layer and state (h on [-1, 1], c on [-10, 10], bins 0.01 wid
 * in-memory: read the whole (T, N) matrix, then ``np.histogram`` per neuron and the same KL
              (memory grows with the text);
 * read:      only reading every dataset chunk by chunk: the floor under any method, and so the
-             largest ratio to a baseline that any method could reach.
+             largest ratio to a baseline that any method could reach;
+* fast-histogram, boost-histogram (only where installed; ``--libraries``): compiled histogram
+             libraries, streaming like ours, one 2-D (neuron, value) histogram per chunk, then the same
+             KL; counting only, no statistics, and fast-histogram drops the under/overflow.
 
 Each run happens in a fresh process; reported are its CPU time (the ratios use it: on a
 shared machine it is steadier than wall time, which is printed too) and the peak of traced
@@ -24,7 +27,7 @@ Python/numpy allocations (tracemalloc, a second untimed run; the imports are don
 Target: ours >= 20x faster than np.histogram per neuron; our peak memory flat in the length.
 
 Usage: python benchmarks/histogram_kl.py [--tokens 18000] [--tokens2 90000] [--hidden 64] [--repeats 3]
-       [--skip-column]
+       [--skip-column] [--libraries]
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from common import DATA, write_bench_activations  # noqa: E402  (also puts the l
 CELL_RANGE = (-10.0, 10.0)
 BIN = 0.01
 EPS = 1e-10
+LIBRARIES = {"fast-histogram": "fast_histogram", "boost-histogram": "boost_histogram"}
 
 
 def ours(path: str, out: str) -> None:
@@ -85,6 +89,40 @@ def per_neuron(path: str, out: str, kind: str) -> None:
                 _kl(counts)
 
 
+def library(path: str, kind: str) -> None:
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        for layer in range(1, int(f.attrs["layers"]) + 1):
+            for state in ("h", "c"):
+                ds = f[f"layer{layer}/{state}"]
+                lo, hi = (-1.0, 1.0) if state == "h" else CELL_RANGE
+                bins = int(round((hi - lo) / BIN))
+                T, N = ds.shape
+                rows = ds.chunks[0]
+                if kind == "fast-histogram":
+                    import fast_histogram
+
+                    neuron = np.broadcast_to(np.arange(N, dtype=np.float32), (rows, N))
+                    counts = np.zeros((N, bins))
+                    for start in range(0, T, rows):
+                        block = ds[start:start + rows]
+                        counts += fast_histogram.histogram2d(neuron[:len(block)], block, bins=(N, bins),
+                                                             range=((-0.5, N - 0.5), (lo, hi)))
+                else:
+                    import boost_histogram as bh
+
+                    hist = bh.Histogram(bh.axis.Integer(0, N, underflow=False, overflow=False),
+                                        bh.axis.Regular(bins, lo, hi), storage=bh.storage.Int64())
+                    neuron = np.broadcast_to(np.arange(N), (rows, N))
+                    for start in range(0, T, rows):
+                        block = ds[start:start + rows]
+                        hist.fill(neuron[:len(block)].ravel(), block.ravel())
+                    counts = hist.view(flow=True)[:, :]  # (N, bins + 2) with under/overflow
+                _kl(counts)
+
+
 def read_only(path: str) -> None:
     import h5py
 
@@ -104,9 +142,12 @@ def _child(kind: str, path: str, out: str, queue) -> None:
 
     from lstmscope import divergence, histogram  # noqa: F401
 
+    if kind in LIBRARIES:
+        __import__(LIBRARIES[kind])
+
     start, cpu = time.perf_counter(), time.process_time()
     run = ((lambda: ours(path, out)) if kind == "ours" else (lambda: read_only(path)) if kind == "read"
-           else (lambda: per_neuron(path, out, kind)))
+           else (lambda: library(path, kind)) if kind in LIBRARIES else (lambda: per_neuron(path, out, kind)))
     run()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     tracemalloc.start()  # a second run, traced (tracing slows it down; not timed)
@@ -153,14 +194,23 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64, help="units per layer of the random model")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-column", action="store_true", help="leave out the per-column baseline (slow)")
+    ap.add_argument("--libraries", action="store_true",
+                    help="also time fast-histogram and boost-histogram, where installed")
     args = ap.parse_args()
+    libraries = []
+    if args.libraries:
+        import importlib.util
+
+        libraries = [k for k, module in LIBRARIES.items() if importlib.util.find_spec(module)]
+        for k in sorted(set(LIBRARIES) - set(libraries)):
+            print(f"{k} is not installed: left out")
     kinds = ["ours", "chunked", "in-memory"] + ([] if args.skip_column else ["column"]) + ["read"]
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for tokens in (args.tokens, args.tokens2):
             path = Path(tmp) / f"act{tokens}.h5"
             make_activations(path, tokens, Path(args.data), args.checkpoint, args.hidden)
-            for kind in kinds:
+            for kind in kinds + libraries:
                 runs = [measure(kind, str(path), tmp) for _ in range(args.repeats)]
                 seconds = statistics.median(r[0] for r in runs)
                 cpu = statistics.median(r[1] for r in runs)
@@ -175,7 +225,11 @@ def main() -> None:
             ceiling = ", ".join(f"{k} / read {results[tokens, k][0] / r:.1f}x" for k in kinds[1:-1])
             print(f"{tokens} tokens, CPU time: {line}   (target >= 20x; the most any method could reach, "
                   f"reading alone: {ceiling})")
-        for kind in kinds:
+            for lib in libraries:
+                c = results[tokens, lib][0]
+                print(f"{tokens} tokens, {lib} (counting + KL, no statistics): in-memory / {lib} "
+                      f"{results[tokens, 'in-memory'][0] / c:.1f}x, ours / {lib} {o / c:.2f}x")
+        for kind in kinds + libraries:
             a, b = results[args.tokens, kind][1], results[args.tokens2, kind][1]
             print(f"traced peak memory of {kind}: {a / 2**20:.1f} MiB at {args.tokens} tokens, "
                   f"{b / 2**20:.1f} MiB at {args.tokens2} tokens ({b / a:.2f}x for {args.tokens2 / args.tokens:.0f}x "
