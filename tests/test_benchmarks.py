@@ -48,6 +48,21 @@ def test_histogram_kl_prints_ratios_ceiling_and_memory(wikitext2):
     assert re.search(r"traced peak memory of ours: [0-9.]+ MiB at 300 tokens, [0-9.]+ MiB at 600 tokens", out)
 
 
+def test_histogram_kl_libraries_are_timed_or_named_as_missing(wikitext2):
+    import importlib.util
+
+    out = run_benchmark("histogram_kl.py", "--tokens", "200", "--tokens2", "300", "--repeats", "1",
+                        "--skip-column", "--libraries", data=wikitext2)
+    for lib, module in (("fast-histogram", "fast_histogram"), ("boost-histogram", "boost_histogram")):
+        if importlib.util.find_spec(module):
+            line = next(l for l in out.splitlines() if l.startswith(f"300 tokens, {lib} "))
+            ratio(line, rf"in-memory / {lib} ")
+        else:
+            assert f"{lib} is not installed: left out" in out
+            assert f"tokens, {lib} " not in out
+    assert "300 tokens, CPU time: chunked / ours" in out
+
+
 def test_train_throughput_prints_its_ratio(wikitext2):
     out = run_benchmark("train_throughput.py", "--tokens", "3000", "--vocab", "500", "--repeats", "1",
                         data=wikitext2)
