@@ -156,7 +156,7 @@ class NeuronHistogram:
 
     def _work(self, rows: int, cols: int) -> dict[str, np.ndarray]:
         """Contiguous (rows, cols) work arrays, allocated once for the largest block and reused."""
-        size = rows * min(self.neurons, self.group)
+        size = rows * max(cols, min(self.neurons, self.group))
         if getattr(self, "_buf", None) is None or self._buf["t"].size < size or self._buf["ones"].size < rows:
             self._buf = None  # free the old arrays first
             self._buf = {"t": np.empty(size, np.float32), "w": np.empty(size, np.float32),
