@@ -63,30 +63,34 @@ def _kl(counts):
     return [(entropy(p[j], q), entropy(q, p[j])) for j in range(len(p))]
 
 
+def state_datasets(f):
+    """Every layer's h and c dataset of an open activations file, with its interval and number of bins."""
+    for layer in range(1, int(f.attrs["layers"]) + 1):
+        for state in ("h", "c"):
+            lo, hi = (-1.0, 1.0) if state == "h" else CELL_RANGE
+            yield f[f"layer{layer}/{state}"], lo, hi, int(round((hi - lo) / BIN))
+
+
 def per_neuron(path: str, out: str, kind: str) -> None:
     import h5py
     import numpy as np
 
     with h5py.File(path, "r") as f:
-        for layer in range(1, int(f.attrs["layers"]) + 1):
-            for state in ("h", "c"):
-                ds = f[f"layer{layer}/{state}"]
-                lo, hi = (-1.0, 1.0) if state == "h" else CELL_RANGE
-                bins = int(round((hi - lo) / BIN))
-                N = ds.shape[1]
-                if kind == "chunked":
-                    counts = np.zeros((N, bins), dtype=np.int64)
-                    rows = ds.chunks[0]
-                    for start in range(0, ds.shape[0], rows):
-                        block = ds[start:start + rows]
-                        for j in range(N):
-                            counts[j] += np.histogram(block[:, j], bins=bins, range=(lo, hi))[0]
-                elif kind == "in-memory":
-                    data = ds[:]
-                    counts = np.stack([np.histogram(data[:, j], bins=bins, range=(lo, hi))[0] for j in range(N)])
-                else:
-                    counts = np.stack([np.histogram(ds[:, j], bins=bins, range=(lo, hi))[0] for j in range(N)])
-                _kl(counts)
+        for ds, lo, hi, bins in state_datasets(f):
+            N = ds.shape[1]
+            if kind == "chunked":
+                counts = np.zeros((N, bins), dtype=np.int64)
+                rows = ds.chunks[0]
+                for start in range(0, ds.shape[0], rows):
+                    block = ds[start:start + rows]
+                    for j in range(N):
+                        counts[j] += np.histogram(block[:, j], bins=bins, range=(lo, hi))[0]
+            elif kind == "in-memory":
+                data = ds[:]
+                counts = np.stack([np.histogram(data[:, j], bins=bins, range=(lo, hi))[0] for j in range(N)])
+            else:
+                counts = np.stack([np.histogram(ds[:, j], bins=bins, range=(lo, hi))[0] for j in range(N)])
+            _kl(counts)
 
 
 def library(path: str, kind: str) -> None:
@@ -94,44 +98,38 @@ def library(path: str, kind: str) -> None:
     import numpy as np
 
     with h5py.File(path, "r") as f:
-        for layer in range(1, int(f.attrs["layers"]) + 1):
-            for state in ("h", "c"):
-                ds = f[f"layer{layer}/{state}"]
-                lo, hi = (-1.0, 1.0) if state == "h" else CELL_RANGE
-                bins = int(round((hi - lo) / BIN))
-                T, N = ds.shape
-                rows = ds.chunks[0]
-                if kind == "fast-histogram":
-                    import fast_histogram
+        for ds, lo, hi, bins in state_datasets(f):
+            T, N = ds.shape
+            rows = ds.chunks[0]
+            if kind == "fast-histogram":
+                import fast_histogram
 
-                    neuron = np.broadcast_to(np.arange(N, dtype=np.float32), (rows, N))
-                    counts = np.zeros((N, bins))
-                    for start in range(0, T, rows):
-                        block = ds[start:start + rows]
-                        counts += fast_histogram.histogram2d(neuron[:len(block)], block, bins=(N, bins),
-                                                             range=((-0.5, N - 0.5), (lo, hi)))
-                else:
-                    import boost_histogram as bh
+                neuron = np.broadcast_to(np.arange(N, dtype=np.float32), (rows, N))
+                counts = np.zeros((N, bins))
+                for start in range(0, T, rows):
+                    block = ds[start:start + rows]
+                    counts += fast_histogram.histogram2d(neuron[:len(block)], block, bins=(N, bins),
+                                                         range=((-0.5, N - 0.5), (lo, hi)))
+            else:
+                import boost_histogram as bh
 
-                    hist = bh.Histogram(bh.axis.Integer(0, N, underflow=False, overflow=False),
-                                        bh.axis.Regular(bins, lo, hi), storage=bh.storage.Int64())
-                    neuron = np.broadcast_to(np.arange(N), (rows, N))
-                    for start in range(0, T, rows):
-                        block = ds[start:start + rows]
-                        hist.fill(neuron[:len(block)].ravel(), block.ravel())
-                    counts = hist.view(flow=True)[:, :]  # (N, bins + 2) with under/overflow
-                _kl(counts)
+                hist = bh.Histogram(bh.axis.Integer(0, N, underflow=False, overflow=False),
+                                    bh.axis.Regular(bins, lo, hi), storage=bh.storage.Int64())
+                neuron = np.broadcast_to(np.arange(N), (rows, N))
+                for start in range(0, T, rows):
+                    block = ds[start:start + rows]
+                    hist.fill(neuron[:len(block)].ravel(), block.ravel())
+                counts = hist.view(flow=True)  # (N, bins + 2) with under/overflow
+            _kl(counts)
 
 
 def read_only(path: str) -> None:
     import h5py
 
     with h5py.File(path, "r") as f:
-        for layer in range(1, int(f.attrs["layers"]) + 1):
-            for state in ("h", "c"):
-                ds = f[f"layer{layer}/{state}"]
-                for start in range(0, ds.shape[0], ds.chunks[0]):
-                    ds[start:start + ds.chunks[0]]
+        for ds, *_ in state_datasets(f):
+            for start in range(0, ds.shape[0], ds.chunks[0]):
+                ds[start:start + ds.chunks[0]]
 
 
 def _child(kind: str, path: str, out: str, queue) -> None:
