@@ -9,8 +9,8 @@ holds the upper edge, exactly as ``np.histogram``. Values below ``lo`` and above
 The neurons of a block are binned ``group`` (128) at a time: one flat
 ``np.bincount`` over (neuron, bin) pairs per group, small enough to stay in cache
 even for the cell state's thousands of bins. Memory is one block plus the counts,
-whatever the text's length. Alongside the counts the same pass keeps, per neuron, the number of
-values within ±``near_zero`` (dead neurons), the mean, standard deviation,
+whatever the text's length. Alongside the counts the same pass keeps, per neuron,
+the number of values within ±``near_zero`` (dead neurons), the mean, standard deviation,
 mean |value|, minimum and maximum (Chan's parallel update, float64).
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ class NeuronHistogram:
 
     def _work(self, rows: int, cols: int) -> dict[str, np.ndarray]:
         """Contiguous (rows, cols) work arrays, allocated once for the largest block and reused."""
-        size = rows * max(cols, min(self.neurons, self.group))
+        size = rows * min(self.neurons, self.group)  # update() asks for at most one group's columns
         if getattr(self, "_buf", None) is None or self._buf["t"].size < size or self._buf["ones"].size < rows:
             self._buf = None  # free the old arrays first
             self._buf = {"t": np.empty(size, np.float32), "w": np.empty(size, np.float32),
@@ -171,13 +171,12 @@ class NeuronHistogram:
         """Free the work arrays (the counts and statistics stay)."""
         self._buf = None
 
-    def _slots(self, x: np.ndarray, buf: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def _slots(self, x: np.ndarray, buf: dict[str, np.ndarray]) -> np.ndarray:
         """Slot of every value: 0 underflow, 1..bins the bins, bins + 1 overflow (intp).
 
         Fast path in float32; values within rounding distance of a bin edge are
         redone in float64 exactly as ``np.histogram`` bins them.
         """
-        buf = buf if buf is not None else self._work(*x.shape)
         t, w, slots, near = buf["t"], buf["w"], buf["slots"], buf["near"]
         scale = self.bins / (self.hi - self.lo)
         np.multiply(x, np.float32(scale), out=t)
