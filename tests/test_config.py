@@ -60,6 +60,7 @@ BAD = [
     ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),
     ("neuron_explorer.texts", ["dev"], "config key neuron_explorer.texts: 'dev' is not a text of texts (test, train)"),
     ("neuron_explorer.neurons", 0, "config key neuron_explorer.neurons: 0 is out of range; must be >= 1"),
+    ("neuron_explorer.ablation", "yes", "config key neuron_explorer.ablation: 'yes' is not of type boolean"),
     ("ablation.dropouts", [0.35], "config key ablation.dropouts: 0.35 is not among models.dropouts"),
     ("ablation.dropouts", [], "config key ablation.dropouts: [] should be non-empty"),
     ("ablation.texts", ["dev"], "config key ablation.texts: 'dev' is not a text of texts (test, train)"),

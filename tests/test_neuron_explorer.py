@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,13 +11,17 @@ import pandas as pd
 import pytest
 from matplotlib import colormaps
 
+from lstmscope.ablation import run_ablation
+from lstmscope.ablation_file import AblationError, read_ablation_table
 from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
+from conftest import edit_yaml, planned_jobs
 from neurons_support import LAYERS, TEXT, divergence_csv, tiny, write_divergence  # noqa: F401  (fixtures)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
+ABLATED_TOKENS = 150  # of the text's 400: the effect has no value after them
 
 
 def test_codes_keep_values_to_1_254th_of_their_range():
@@ -31,6 +36,8 @@ def test_codes_keep_values_to_1_254th_of_their_range():
     np.testing.assert_array_equal(const, np.full(4, 0.3))
     clipped = decode(encode(np.array([-5.0, -0.5, 0.0]), -1.0, 0.0))
     np.testing.assert_allclose(clipped, [-1.0, -0.5, 0.0], atol=1 / LEVELS)
+    padded = decode(encode(np.array([np.nan, 1.0, 2.0])), 5)  # as the page reads a shorter series: no value after it
+    np.testing.assert_array_equal(padded, [np.nan, 1.0, 2.0, np.nan, np.nan])
 
 
 def test_data_offers_the_top_neurons_of_every_layer_and_state_with_their_values(tiny, divergence_csv):
@@ -151,3 +158,141 @@ def test_browser_at_thesis_length(chromium, tiny, tmp_path):  # noqa: F811
     index = {_rgb(c): k for k, c in enumerate(data["lut"])}
     got = np.array([index[c] for c in result["colours"]])
     assert np.abs(got - expected).max() <= 1
+
+
+# --------------------------------------------------------------------------- with the model's ablation
+
+
+@pytest.fixture(scope="module")
+def ablation(tiny, divergence_csv, tmp_path_factory):
+    """A real ablation of the shared model: 2 top and 2 random neurons per layer, on the first 150 tokens."""
+    folder = tmp_path_factory.mktemp("explorer-ablation")
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "a.h5", folder / "a.csv", state="h",
+                 neurons=2, random=2, seed=5, max_tokens=ABLATED_TOKENS)
+    return folder / "a.h5", pd.read_csv(folder / "a.csv", dtype={"neurons": str})
+
+
+def _effects(h5: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Every single-neuron ablation's effect, read straight from the file: (layer, neuron) -> (T_ablated,)."""
+    with h5py.File(h5) as f:
+        intact = f["log_prob/intact"][:].astype(np.float64)
+        ablated = f["log_prob/ablated"][:].astype(np.float64)
+        units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
+    return {(int(layer), int(row[0])): intact - ablated[a] for a, (layer, row) in enumerate(zip(layers, units))
+            if (row >= 0).sum() == 1}
+
+
+def test_data_offers_the_removed_neurons_with_the_effect_of_each_removal(tiny, divergence_csv, ablation):
+    h5, table = ablation
+    data = neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=h5)
+    plain = neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t")
+    assert data["views"][:2 * LAYERS] == plain["views"]  # the KL views are unchanged
+    removed = data["views"][2 * LAYERS:]
+    assert [(v["layer"], v["state"], v.get("ablated")) for v in removed] == [(k, "h", True) for k in range(1, LAYERS + 1)]
+    singles = table[table.group.isin(["top", "random"])]
+    div = pd.read_csv(divergence_csv)
+    effects = _effects(h5)
+    for view in removed:
+        rows = singles[singles.layer == view["layer"]]
+        assert [(r["neuron"], r["group"]) for r in view["neurons"]] == [(int(r.neurons), r.group) for r in rows.itertuples()]
+        for r, want in zip(view["neurons"], rows.itertuples()):
+            assert r["perplexity_change_pct"] == pytest.approx(want.perplexity_change_pct, abs=2e-3)
+            d = div[(div.layer == view["layer"]) & (div.state == "h") & (div.neuron == r["neuron"])].iloc[0]
+            assert r["kl_sum"] == pytest.approx(d.kl_sum) and r["rank"] == (None if pd.isna(d["rank"]) else d["rank"])
+            s = data["series"][f"{view['layer']}:{r['neuron']}"]
+            assert s["group"] == r["group"] and s["change"] == r["perplexity_change_pct"]
+            assert len(decode(s["effect"])) == ABLATED_TOKENS  # stored for the words the ablation read only
+            effect = decode(s["effect"], TEXT.tokens)
+            raw = effects[(view["layer"], r["neuron"])]
+            assert len(effect) == TEXT.tokens and np.isnan(effect[0]) and np.isnan(effect[ABLATED_TOKENS:]).all()
+            np.testing.assert_allclose(effect[1:ABLATED_TOKENS], raw[1:],
+                                       atol=(np.nanmax(raw) - np.nanmin(raw)) / LEVELS / 2 + 1e-9)
+            with h5py.File(tiny.activations) as f:  # a random neuron's h is offered too
+                h = f[f"layer{view['layer']}/h"][:, r["neuron"]].astype(np.float64)
+            np.testing.assert_allclose(decode(s["h"]), h, atol=(h.max() - h.min()) / LEVELS / 2 + 1e-9)
+    # a top neuron of the KL views that was removed on its own carries its effect there too; the others have none
+    top1 = data["views"][2]["neurons"][0]  # layer 2 / h, rank 1: removed (ablation.state h, 2 top neurons)
+    assert "effect" in data["series"][f"2:{top1['neuron']}"]
+    unremoved = [f"{v['layer']}:{r['neuron']}" for v in data["views"] for r in v["neurons"]
+                 if (v["layer"], r["neuron"]) not in effects]
+    assert unremoved and all("effect" not in data["series"][k] for k in unremoved)
+
+
+def test_an_ablation_of_another_model_or_text_is_refused(tiny, divergence_csv, ablation, tmp_path):
+    h5, _ = ablation
+    for key, value in (("text", "valid"), ("model", "d0.5_r1")):
+        other = tmp_path / f"{key}.h5"
+        other.write_bytes(h5.read_bytes())
+        with h5py.File(other, "a") as f:
+            f.attrs[key] = value
+        with pytest.raises(AblationError, match=f"{key}.h5 is the ablation of model .*, not of model"):
+            neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=other)
+    shifted = tmp_path / "shifted.h5"
+    shifted.write_bytes(h5.read_bytes())
+    with h5py.File(shifted, "a") as f:
+        words = f["tokens/words"][:]
+        f["tokens/words"][:] = np.roll(words, 1)
+    with pytest.raises(AblationError, match=f"shifted.h5: its {ABLATED_TOKENS} words are not the first"):
+        neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=shifted)
+    with pytest.raises(AblationError, match="nope.h5"):
+        build_neuron_explorer(tiny.activations, divergence_csv, tmp_path / "x.html", K, 30, "t",
+                              ablation_path=tmp_path / "nope.h5")
+    assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.browser
+def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, tiny, divergence_csv, ablation,
+                                                                      tmp_path):  # noqa: F811
+    h5, table = ablation
+    out = tmp_path / "page.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", ablation_path=h5)
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
+    index = {_rgb(c): k for k, c in enumerate(data["lut"])}
+    effects = _effects(h5)
+    rand = table[(table.group == "random") & (table.layer == 2)].iloc[0]
+    j = int(rand.neurons)
+    result = selftest(chromium, out, f"2:{j}:e:symmetric:removed", tmp_path)
+    assert result["errors"] == [], result["errors"]
+    assert result["views"] == 3 * LAYERS and result["view"] == "layer 2 / removed: top-KL of h, random"
+    assert result["neuron"] == f"{j} (random; without it perplexity {rand.perplexity_change_pct:+.1f} %)"
+    assert result["show"] == "e" and result["effectOffered"]
+    assert f"words after the first {ABLATED_TOKENS} the ablation read" in result["info"]
+    assert f"changes by {rand.perplexity_change_pct:+.2f} %" in result["info"]
+    raw = np.full(TEXT.tokens, np.nan)
+    raw[:ABLATED_TOKENS] = effects[(2, j)]
+    m = np.nanmax(np.abs(raw))
+    expected = np.clip(np.floor((raw / m + 1) / 2 * 256), 0, 255)
+    got = np.array([index.get(c, -1) if c != "rgb(217, 217, 217)" else np.nan for c in result["colours"]])
+    finite = np.isfinite(raw)
+    assert np.array_equal(np.isnan(got), ~finite)  # grey: the first word and every word the ablation did not read
+    assert np.abs(got[finite] - expected[finite]).max() <= 1 and len(set(got[finite])) > 1
+    sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
+    assert result["peak"] + 30 <= ABLATED_TOKENS and sums[result["peak"]] >= sums.max() - 30 * 2 * m / LEVELS
+    assert " · effect of removing it " in result["tooltip"]
+    # a neuron that was not removed on its own offers no effect: the page falls back to its h
+    kept = next(r["neuron"] for r in data["views"][3]["neurons"] if (2, r["neuron"]) not in effects)
+    result = selftest(chromium, out, f"2:{kept}:e:symmetric", tmp_path)
+    assert result["errors"] == [] and result["show"] == "h" and not result["effectOffered"]
+    assert "effect" not in result["tooltip"]
+
+
+@pytest.mark.workflow
+def test_the_tiny_runs_pages_offer_the_removed_neurons_unless_switched_off(tiny_run, tiny_workdir):
+    res = tiny_run / "pristine" / "results"
+    for model in ("d0.0_r0", "d0.5_r0"):  # the tiny config's explorers; every model is ablated on test
+        text = (res / f"explorer/neurons/{model}_test.html").read_text(encoding="utf-8")
+        data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', text, flags=re.S).group(1))
+        table = read_ablation_table(res / f"ablation/{model}/test.csv")
+        singles = table[table.group.isin(["top", "random"])]
+        offered = [(v["layer"], r["neuron"], r["group"]) for v in data["views"] if v.get("ablated") for r in v["neurons"]]
+        assert offered == [(r.layer, int(r.neurons), r.group) for r in singles.itertuples()]
+        effects = _effects(res / f"ablation/{model}/test.h5")
+        for layer, j, _ in offered:
+            np.testing.assert_allclose(decode(data["series"][f"{layer}:{j}"]["effect"])[1:], effects[(layer, j)][1:],
+                                       atol=np.ptp(effects[(layer, j)][1:]) / LEVELS / 2 + 1e-9)
+    # switched off: the pages are rebuilt without the ablation, and wait for no ablation job
+    edit_yaml(tiny_workdir / "tests/config/tiny.yaml", lambda c: c["neuron_explorer"].update(ablation=False))
+    planned = planned_jobs(tiny_workdir)
+    assert sorted(j.wildcards["model"] for j in planned if j.rule == "neuron_explorer") == ["d0.0_r0", "d0.5_r0"]
+    assert {j.rule for j in planned} == {"neuron_explorer"}, planned
+    assert not [i for j in planned for i in j.inputs if "results/ablation/" in i]

@@ -223,6 +223,14 @@ rule expectancy_heatmap:
 NEURON_EXPLORER = config["neuron_explorer"]
 
 
+def explorer_ablation(wildcards):
+    """The ablation file of the page's model and text, where there is one and neuron_explorer.ablation is on
+    (ABLATION and ABLATED_MODELS come from ablation.smk, included after this file)."""
+    if NEURON_EXPLORER["ablation"] and wildcards.model in ABLATED_MODELS and wildcards.text in ABLATION["texts"]:
+        return "results/ablation/{model}/{text}.h5".format(**wildcards)
+    return []
+
+
 rule neuron_explorer:
     output:
         report("results/explorer/neurons/{model}_{text}.html", caption="../report/neuron_explorer.rst",
@@ -232,7 +240,9 @@ rule neuron_explorer:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
         template=library_path("neuron_explorer_template.html"),
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "neuron_explorer"),
+        ablation=explorer_ablation,
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "figures", "heatmap",
+                 "ablation_file", "ablation_figures", "neuron_explorer"),
     params:
         neurons=NEURON_EXPLORER["neurons"],
         passage_tokens=config["heatmap"]["passage_tokens"],

@@ -8,11 +8,15 @@
   the neuron (red: the neuron helped predict the word, blue: it hindered).
 - ``vs_dropout``: per layer, the mean perplexity change of a top-KL neuron against a random
   one, and of each group, for every model against its dropout (the table beside it too).
+
+:func:`removal_effects` hands each single removal's effect on the words of a text to the
+neuron explorer and to ``lstmscope-heatmap --ablation``.
 """
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -71,6 +75,41 @@ def effect_block(head: str, words: Sequence[str], effect: np.ndarray, start: int
     values = effect[start:stop]
     return TextBlock(f"{head}, tokens {start}-{stop - 1}", list(words[start:stop]), values, symmetric_norm(values),
                      "effect (nats)")
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A neuron removed on its own: its group and its effect on every word of the whole text."""
+
+    group: str            # top or random
+    effect: np.ndarray    # (T,) nats; NaN at the first word and after the first ``tokens`` words
+    tokens: int           # the words the ablation read
+
+    @property
+    def perplexity_change_pct(self) -> float:
+        """The change of the perplexity of those words without the neuron (the mean effect is its log ratio)."""
+        return 100 * (float(np.exp(np.nanmean(self.effect[:self.tokens]))) - 1)
+
+
+def removal_effects(path: str | os.PathLike, model: str, text: str,
+                    words: Sequence[str]) -> tuple[str, dict[tuple[int, int], Removal]]:
+    """The KL state the ablation file ``path`` ranked by, and its neurons removed on their own:
+    (layer, neuron) -> :class:`Removal`. The file must be the ablation of ``model`` on ``text``,
+    whose words are ``words`` (the ablation may have read only the first of them)."""
+    stored = read_ablation(path)
+    if (str(stored.attrs.get("model")), str(stored.attrs.get("text"))) != (model, text):
+        raise AblationError(f"{path} is the ablation of model {stored.attrs.get('model')}, text "
+                            f"{stored.attrs.get('text')}, not of model {model}, text {text}")
+    n = len(stored.words)
+    if stored.words != list(words[:n]):
+        raise AblationError(f"{path}: its {n} words are not the first {n} words of text {text} of model {model}")
+    removals = {}
+    for a, ab in enumerate(stored.ablations):
+        if len(ab.neurons) == 1:
+            effect = np.full(len(words), np.nan)
+            effect[:n] = stored.effect(a)
+            removals[(ab.layer, ab.neurons[0])] = Removal(ab.group, effect, n)
+    return str(stored.attrs.get("state", "h")), removals
 
 
 def effect_passage(effect: np.ndarray, tokens: int) -> tuple[int, int]:

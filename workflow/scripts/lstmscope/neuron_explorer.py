@@ -5,6 +5,11 @@ The whole text is shown as words; the page colours every word by one neuron's h 
 The neurons offered are the top-ranked by KL of every layer and state; hovering a word
 gives its values, and a button jumps to the passage where the neuron is most active.
 
+Given the model's ablation file of the same text, every neuron that was removed on its own
+(the top-KL ones and the random control) is offered too, in one more view per layer, and
+can colour the words by the effect of its removal: log p(word) of the intact model minus
+log p(word) without the neuron, in nats (red: the neuron helped predict the word).
+
 Values are stored as 8-bit codes on each series' own [min, max] (code 0 = no value,
 1..255 evenly spaced), so a page stays small at the thesis's 18 000 tokens; the
 tooltip's values are therefore exact to 1/254 of that range. The expectancy is coded
@@ -17,8 +22,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 
+from .ablation_figures import removal_effects
+from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
 from .divergence import ranked, read_divergence
@@ -44,11 +52,13 @@ def encode(values: np.ndarray, lo: float | None = None, hi: float | None = None)
     return {"lo": float(lo), "hi": float(hi), "q": base64.b64encode(codes.tobytes()).decode("ascii")}
 
 
-def decode(series: dict) -> np.ndarray:
-    """The values of :func:`encode`'s codes (NaN for code 0)."""
+def decode(series: dict, length: int | None = None) -> np.ndarray:
+    """The values of :func:`encode`'s codes (NaN for code 0), padded with NaN to ``length`` as the page does
+    (a removal's effect is stored only for the words the ablation read)."""
     codes = np.frombuffer(base64.b64decode(series["q"]), dtype=np.uint8).astype(np.float64)
-    out = series["lo"] + (codes - 1) / LEVELS * (series["hi"] - series["lo"])
-    out[codes == 0] = np.nan
+    out = np.full(max(len(codes), length or 0), np.nan)
+    out[:len(codes)] = series["lo"] + (codes - 1) / LEVELS * (series["hi"] - series["lo"])
+    out[:len(codes)][codes == 0] = np.nan
     return out
 
 
@@ -58,9 +68,38 @@ def colour_table(name: str = CMAP, n: int = 256) -> list[str]:
     return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in row[:3]) for row in rgba]
 
 
+def _row(r, rank) -> dict:
+    return {"neuron": int(r.neuron), "rank": rank, "kl_sum": float(r.kl_sum), "kl_pq": float(r.kl_pq),
+            "kl_qp": float(r.kl_qp), "mean": float(r.mean), "std": float(r.std)}
+
+
+def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model: str, text: str,
+                   words: list[str]) -> tuple[list[dict], dict[tuple[int, int], dict]]:
+    """Per layer, a view of the neurons removed one at a time in ``ablation_path``; and per (layer, neuron)
+    removed, what its series gets: the coded effect on the words the ablation read (nats; no value at the
+    first word), the perplexity change in %, its group and that number of words."""
+    state, removals = removal_effects(ablation_path, model, text, words)
+    views: dict[int, list] = {}
+    extra = {}
+    for (layer, j), removal in removals.items():
+        info = table[(table["layer"] == layer) & (table["state"] == state) & (table["neuron"] == j)]
+        if info.empty:
+            raise AblationError(f"{ablation_path}: neuron {j} of layer {layer} is not in the divergence table")
+        r = next(info.itertuples())
+        change = removal.perplexity_change_pct
+        row = _row(r, None if pd.isna(r.rank) else int(r.rank))
+        row.update(group=removal.group, perplexity_change_pct=change)
+        views.setdefault(layer, []).append(row)
+        extra[(layer, j)] = {"effect": encode(removal.effect[:removal.tokens]), "change": change,
+                             "group": removal.group, "tokens": removal.tokens}  # the page pads it with "no value"
+    return [{"layer": layer, "state": state, "ablated": True, "neurons": rows}
+            for layer, rows in sorted(views.items())], extra
+
+
 def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike, neurons: int,
-                         passage_tokens: int, title: str) -> dict:
-    """The page's data: words, expectancy, and per layer and state the top ``neurons`` with their h and c."""
+                         passage_tokens: int, title: str, ablation_path: str | os.PathLike | None = None) -> dict:
+    """The page's data: words, expectancy, and per layer and state the top ``neurons`` with their h and c;
+    with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal."""
     if neurons < 1:
         raise ValueError(f"neurons={neurons}: must be >= 1")
     table = read_divergence(divergence_path)
@@ -69,25 +108,29 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         words = read_words(f)
         logp = f["log_expectancy"][:].astype(np.float64) / np.log(10)  # the file's natural log, as log10
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
+        hidden = int(f.attrs["hidden_size"])
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
-            top = ranked(table, layer, state, neurons)
-            rows = []
-            for r in top.itertuples():
-                j = int(r.neuron)
-                if not 0 <= j < f.attrs["hidden_size"]:
-                    raise ActivationsError(f"{divergence_path}: neuron {j} of layer {layer} is not in "
-                                           f"{activations_path} (hidden size {f.attrs['hidden_size']})")
-                rows.append({"neuron": j, "rank": int(r.rank), "kl_sum": float(r.kl_sum), "kl_pq": float(r.kl_pq),
-                             "kl_qp": float(r.kl_qp), "mean": float(r.mean), "std": float(r.std)})
-                wanted.setdefault(layer, set()).add(j)
+            rows = [_row(r, int(r.rank)) for r in ranked(table, layer, state, neurons).itertuples()]
             views.append({"layer": layer, "state": state, "neurons": rows})
+        effects = {}
+        if ablation_path is not None:
+            removed, effects = ablation_views(ablation_path, table, model, text, words)
+            views += removed
+        for view in views:
+            for r in view["neurons"]:
+                if not 0 <= r["neuron"] < hidden:
+                    raise ActivationsError(f"{divergence_path}: neuron {r['neuron']} of layer {view['layer']} is not "
+                                           f"in {activations_path} (hidden size {hidden})")
+                wanted.setdefault(view["layer"], set()).add(r["neuron"])
         for layer, js in wanted.items():
             cols = sorted(js)
             # one read of the wanted columns per dataset: every HDF5 chunk is read once, not once per neuron
             values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
             for k, j in enumerate(cols):
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
+    for (layer, j), extra in effects.items():
+        series[f"{layer}:{j}"].update(extra)
     finite = logp[np.isfinite(logp)]
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
@@ -98,9 +141,10 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
 
 def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                           output: str | os.PathLike, neurons: int, passage_tokens: int, title: str,
-                          template: str | os.PathLike = TEMPLATE) -> int:
+                          template: str | os.PathLike = TEMPLATE,
+                          ablation_path: str | os.PathLike | None = None) -> int:
     """Stage neuron_explorer: write the HTML page; returns its size in bytes."""
-    page = render_page(neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title),
-                       template)
+    page = render_page(neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title,
+                                            ablation_path), template)
     write_text(output, page)
     return len(page.encode("utf-8"))
