@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
+from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import HIDDEN, TEXT, tiny  # noqa: F401  (fixture)
+from neurons_support import HIDDEN, TEXT, divergence_csv, tiny  # noqa: F401  (fixture)
 
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
@@ -118,3 +119,90 @@ def test_missing_file_and_unknown_format(tmp_path, capsys):
         main([str(tmp_path / "none.h5"), "-n", "1:0", "-o", str(tmp_path / "x.jpg")])
     assert exit_.value.code == 2 and "the suffix must be one of .png, .svg, .pdf" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- --ablation: the effect of a removal
+ABLATED = 150  # tokens the ablation reads, of the text's 400
+
+
+@pytest.fixture(scope="module")
+def ablation(tiny, divergence_csv, tmp_path_factory):
+    """A real ablation of the shared model (1 top and 1 random neuron per layer, first 150 tokens), and the
+    neurons it removed on their own: [(layer, neuron, group)] in the file's order."""
+    folder = tmp_path_factory.mktemp("heatmap-ablation")
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "a.h5", folder / "a.csv", neurons=1,
+                 random=1, seed=3, max_tokens=ABLATED)
+    with h5py.File(folder / "a.h5") as f:
+        removed = [(int(layer), int(row[0]), g.decode()) for layer, row, g in
+                   zip(f["ablation/layer"][:], f["ablation/neurons"][:], f["ablation/group"][:])]
+    return folder / "a.h5", removed
+
+
+def _effect(path: Path, layer: int, neuron: int) -> np.ndarray:
+    """The removal's effect on each word straight from the file, NaN after the words the ablation read."""
+    with h5py.File(path) as f:
+        a = [k for k, (lay, row) in enumerate(zip(f["ablation/layer"][:], f["ablation/neurons"][:]))
+             if lay == layer and row[0] == neuron and (row >= 0).sum() == 1][0]
+        effect = f["log_prob/intact"][:].astype(np.float64) - f["log_prob/ablated"][a].astype(np.float64)
+    return np.concatenate([effect, np.full(TEXT.tokens - len(effect), np.nan)])
+
+
+def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablation):
+    path, removed = ablation
+    (l1, j1, g1), (l2, j2, g2) = removed[0], removed[-1]  # a top neuron of layer 1, a random one of layer 2
+    assert (l1, g1, l2, g2) == (1, "top", 2, "random")
+    with open_activations(tiny.activations) as f:
+        blocks = heatmap_blocks(f, [(l1, j1), (l2, j2)], expectancy=False, start=120, tokens=60, ablation=str(path))
+    assert [b.label for b in blocks] == ["h", "c", "effect (nats)"] * 2
+    rows = slice(120, 180)  # crosses the end of what the ablation read: those words have no value (grey)
+    for block, (layer, j) in ((blocks[2], (l1, j1)), (blocks[5], (l2, j2))):
+        assert block.words == _words(tiny.activations, rows)
+        np.testing.assert_allclose(block.values, _effect(path, layer, j)[rows], rtol=0, atol=1e-12)
+        assert np.isnan(block.values[ABLATED - 120:]).all() and np.isfinite(block.values[:ABLATED - 120]).all()
+        m = np.nanmax(np.abs(block.values))
+        assert (block.norm.vmin, block.norm.vmax) == (-m, m)
+    assert f"neuron {j2} removed (random; perplexity" in blocks[5].title and f"first {ABLATED} words" in blocks[5].title
+    np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, f"layer{l2}/h", rows, j2))
+    # --around effect: the passage where the first neuron's removal matters most
+    effect = np.nan_to_num(np.abs(_effect(path, l2, j2)))
+    start = int(np.argmax(np.convolve(effect, np.ones(25), mode="valid")))
+    with open_activations(tiny.activations) as f:
+        blocks = heatmap_blocks(f, [(l2, j2)], expectancy=True, start=None, tokens=25, around="effect",
+                                ablation=str(path))
+    assert [b.label for b in blocks] == ["p(w_t | w_<t)", "h", "c", "effect (nats)"]
+    assert blocks[0].words == _words(tiny.activations, slice(start, start + 25)) and start + 25 <= ABLATED
+
+
+def test_the_command_draws_a_removal(tiny, ablation, tmp_path):
+    path, removed = ablation
+    out = tmp_path / "removed.png"
+    layer, j, _ = removed[0]
+    assert main([str(tiny.activations), "-n", f"{layer}:{j}", "--ablation", str(path), "--around", "effect",
+                 "-o", str(out)]) == 0
+    image = mpimg.imread(out)
+    assert image.shape[0] > 300 and image[..., :3].std() > 0.05  # three coloured paragraphs, not a blank page
+
+
+def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablation, tmp_path, capsys):
+    path, removed = ablation
+    kept = next(j for j in range(HIDDEN) if (2, j) not in {(lay, n) for lay, n, _ in removed})
+    listed = " ".join(f"{lay}:{n}" for lay, n, _ in sorted(removed))
+    other = tmp_path / "other.h5"
+    other.write_bytes(path.read_bytes())
+    with h5py.File(other, "a") as f:
+        f.attrs["text"] = "valid"
+    cases = [
+        (["-n", f"2:{kept}", "--ablation", str(path)],
+         f"a.h5: neuron 2:{kept} was not removed on its own there; removed on their own: {listed}"),
+        (["-n", "1:0", "--ablation", str(other)], "other.h5 is the ablation of model d0.2_r0, text valid, not of "
+                                                  "model d0.2_r0, text test"),
+        (["-n", "1:0", "--ablation", str(tmp_path / "none.h5")], "none.h5: ablation file not found"),
+        (["-e", "--ablation", str(path)], "--ablation draws the effect of removing a neuron: give --neuron"),
+        (["-n", "1:0", "--around", "effect"], "--around effect needs --ablation"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "x.png"
+        assert main([str(tiny.activations), "-o", str(out), *args]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)
+        assert not out.exists()

@@ -6,10 +6,16 @@ passage so they can be compared word by word::
 
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:37 --neuron 1:5 -o n.png
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --expectancy --start 400 --tokens 120 -o e.svg
+    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:37 \
+        --ablation results/ablation/d0.0_r0/test.h5 -o removed.png
 
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
-state has the largest sum of |activation| (for ``--expectancy`` alone: the text's start).
+state (or, ``--around effect``, its removal's effect) has the largest sum of |value| (for
+``--expectancy`` alone: the text's start).
+With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
+have been removed on its own there, gets a third block: the effect of its removal on each
+word, log p(word) intact minus without it (red: it helped predict the word; grey: no value).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from .ablation_figures import Removal, effect_block, removal_effects
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, state_blocks
@@ -45,7 +52,7 @@ def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Da
 
 
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
-            around: str) -> tuple[int, int]:
+            around: str, removals: dict[tuple[int, int], Removal] | None = None) -> tuple[int, int]:
     """[start, stop) of the passage drawn (see the module's docstring)."""
     T = int(f.attrs["n_tokens"])
     if tokens < 1:
@@ -55,21 +62,43 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             start = 0
         else:
             layer, neuron = neurons[0]
-            start = best_window(neuron_dataset(f, layer, around, neuron)[:, neuron].astype(np.float64), tokens)
+            if around == "effect":
+                if not removals:
+                    raise ValueError("--around effect needs --ablation: the effect of removing the first neuron")
+                start = best_window(np.nan_to_num(removals[neurons[0]].effect), tokens)
+            else:
+                start = best_window(neuron_dataset(f, layer, around, neuron)[:, neuron].astype(np.float64), tokens)
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
     return start, min(T, start + tokens)
 
 
+def removals_of(f: h5py.File, ablation: str, neurons: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Removal]:
+    """Each neuron's removal in the ablation file ``ablation`` of the same model and text as ``f``."""
+    _, removals = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), read_words(f))
+    missing = [f"{layer}:{neuron}" for layer, neuron in neurons if (layer, neuron) not in removals]
+    if missing:
+        removed = " ".join(f"{layer}:{neuron}" for layer, neuron in sorted(removals)) or "none"
+        raise ValueError(f"{ablation}: neuron {', '.join(missing)} was not removed on its own there; "
+                         f"removed on their own: {removed}")
+    return removals
+
+
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
-                   tokens: int, around: str = "h", scale: str = "symmetric") -> list[TextBlock]:
-    """The blocks drawn: the expectancy (if asked), then h above c of every neuron, over one passage."""
+                   tokens: int, around: str = "h", scale: str = "symmetric",
+                   ablation: str | None = None) -> list[TextBlock]:
+    """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
+    removal, with ``ablation``), over one passage."""
     if not neurons and not expectancy:
         raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable) and/or --expectancy")
     for layer, neuron in neurons:
         neuron_dataset(f, layer, "h", neuron)  # every neuron is checked before anything is read
-    begin, stop = passage(f, neurons, start, tokens, around)
-    words = read_words(f)[begin:stop]
+    if ablation is not None and not neurons:
+        raise ValueError("--ablation draws the effect of removing a neuron: give --neuron LAYER:INDEX too")
+    removals = removals_of(f, ablation, neurons) if ablation is not None else {}
+    begin, stop = passage(f, neurons, start, tokens, around, removals)
+    every_word = read_words(f)
+    words = every_word[begin:stop]
     span = f"tokens {begin}-{stop - 1}"
     blocks = []
     if expectancy:
@@ -80,6 +109,11 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
         c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
         blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale)
+        if (layer, neuron) in removals:
+            r = removals[(layer, neuron)]
+            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}; perplexity "
+                                       f"{r.perplexity_change_pct:+.2f} % without it over the first {r.tokens} "
+                                       "words): effect on each word", every_word, r.effect, begin, stop))
     return blocks
 
 
@@ -94,10 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
     ap.add_argument("--tokens", type=int, default=80, help="tokens in the passage (default 80)")
-    ap.add_argument("--around", choices=("h", "c"), default="h",
-                    help="state of the first neuron that chooses the passage when --start is not given (default h)")
+    ap.add_argument("--around", choices=("h", "c", "effect"), default="h",
+                    help="what of the first neuron chooses the passage when --start is not given: its h, its c or, "
+                         "with --ablation, the effect of its removal (default h)")
     ap.add_argument("--scale", choices=SCALES, default="symmetric",
                     help="symmetric: centred on 0, colour = sign; range: the passage's min to max (default symmetric)")
+    ap.add_argument("-a", "--ablation", default=None, metavar="ABLATION_H5",
+                    help="the ablation file of the same model and text (results/ablation/<model>/<text>.h5): "
+                         "draw each neuron's removal effect below its h and c")
     ap.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
     ap.add_argument("--width", type=int, default=96, help="characters per line (default 96)")
     return ap
@@ -115,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         neurons = [parse_neuron(s) for s in args.neuron]
         with open_activations(args.activations) as f:
-            blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale)
+            blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
+                                    args.ablation)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
         draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
     except (ActivationsError, ValueError) as exc:
