@@ -37,6 +37,13 @@ from pathlib import Path
 
 import pytest
 
+from lstmscope.model import portable_cpu_kernels
+
+# The pipeline's CPU kernels in the test process too (and, through the environment, in every process a
+# test starts), set before any test's first tensor operation: in-process references and the jobs' outputs
+# are then computed alike.
+portable_cpu_kernels()
+
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI") == "true"
 WIKITEXT2 = Path(os.environ.get("LSTMSCOPE_WIKITEXT", REPO.parent / "shared" / "data" / "wikitext-2"))

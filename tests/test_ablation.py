@@ -1,6 +1,7 @@
 """Ablation of neurons on the small real model: the removed unit, the chosen neurons, the numbers, the errors."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import h5py
@@ -120,6 +121,7 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
     assert list(table.group) == ["top", "top", "top all", "random", "random", "random", "random all"] * LAYERS
     stored = read_ablation(h5)
     assert stored.attrs["checkpoint_sha256"] == sha256_file(tiny.checkpoint)
+    assert json.loads(stored.attrs["provenance"])["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
     assert [(a.layer, a.neurons, a.group) for a in stored.ablations] == [
         (r.layer, tuple(int(j) for j in r.neurons.split()), r.group) for r in table.itertuples()]
     with h5py.File(tiny.activations) as f:

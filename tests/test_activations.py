@@ -116,7 +116,7 @@ def test_schema_attributes_and_provenance(tiny):
         assert prov["checkpoint_sha256"] == a["checkpoint_sha256"]
         assert prov["model_config"]["hidden_size"] == HIDDEN and prov["offset"] == 300
         assert {"lstmscope_version", "git_commit", "library_sha256"} <= set(prov)
-        assert prov["device"] == "cpu"
+        assert prov["device"] == "cpu" and prov["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_blocks_do_not_reset_the_state_and_runs_are_reproducible(tiny, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
+from lstmscope.model import PORTABLE_CPU_KERNELS, LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, TrainingError, batchify, get_batch, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
 
@@ -233,3 +233,50 @@ def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
     loaded, _ = load_checkpoint(out)
     for k, v in reference.items():
         assert torch.equal(loaded.state_dict()[k], v), k
+
+
+KERNELS_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from lstmscope.model import ModelConfig, state_dict_digest
+    from lstmscope.training import TrainingConfig, train
+    from lstmscope.training_job import configure_torch
+    from lstmscope.vocabulary import build_vocabulary, read_tokens
+    kernels = configure_torch(1)  # what the training job does first
+    tr = read_tokens(sys.argv[1] + "/train.txt")[:3000]
+    va = read_tokens(sys.argv[1] + "/valid.txt")[:800]
+    vocab = build_vocabulary([tr, va], max_size=500)
+    cfg = TrainingConfig(epochs=1, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, seed=5)
+    r = train("m", ModelConfig(len(vocab), 8, 12, 2, 0.3), cfg, torch.from_numpy(vocab.encode(tr)),
+              torch.from_numpy(vocab.encode(va)), progress=False)
+    print(kernels, state_dict_digest(r.model))
+""")
+
+
+def _train_with(tmp_path, **env) -> tuple[str, str]:
+    """(CPU kernels in effect, weight digest) of a training run in a fresh process whose environment sets
+    none of the pinned variables but ``env``."""
+    import os
+
+    script = tmp_path / "kernels.py"
+    script.write_text(KERNELS_SCRIPT)
+    clean = {k: v for k, v in os.environ.items() if k not in PORTABLE_CPU_KERNELS}
+    r = subprocess.run([sys.executable, str(script), str(DATA)], env={**clean, **env}, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    kernels, digest = r.stdout.split()
+    return kernels, digest
+
+
+def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
+    """From the same seed, an AVX-512 machine and an AVX2 one trained different models (torch's AVX-512
+    kernels round differently). The job pins the AVX2 kernels: here, whatever this CPU offers, it trains the
+    weights of a process told to use AVX2 kernels, which is what a CPU without AVX-512 does on its own; a
+    setting of the environment wins."""
+    avx2 = _train_with(tmp_path, ATEN_CPU_CAPABILITY="avx2", MKL_CBWR="AVX2")
+    if avx2[0] != "AVX2":
+        pytest.skip(f"this CPU has no AVX2 kernels (told to use them, torch uses {avx2[0]})")
+    pinned = _train_with(tmp_path)
+    assert pinned == avx2
+    default = _train_with(tmp_path, ATEN_CPU_CAPABILITY="default")
+    assert default[0] == "DEFAULT"
+    assert default[1] != pinned[1], "other kernels, other weights: the pin is what makes them equal"

@@ -80,6 +80,7 @@ def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url):
         prov = metrics["provenance"]
         assert prov["seed"] == int(row["seed"]) and len(prov["checkpoint_sha256"]) == 64
         assert prov["training"]["train_tokens"] == 6000 and prov["lstmscope_version"]
+        assert prov["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()  # pinned, as in this process
         assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
         assert not (mdir / "resume.pt").exists()
         log = (project / "results/logs/train_lstm" / f"{row['model']}.log").read_text()

@@ -76,6 +76,25 @@ class LSTMLanguageModel(nn.Module):
         return self.decoder(features), hidden
 
 
+# The CPU kernels of every stage that computes with torch: those that every x86-64 CPU with AVX2 has,
+# whatever the machine offers beyond (ATen's vectorised kernels; MKL's code path on Intel CPUs).
+PORTABLE_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+
+
+def portable_cpu_kernels() -> str:
+    """Compute on the CPU with the kernels of :data:`PORTABLE_CPU_KERNELS` unless the environment chooses
+    others; returns the kernels in effect (``AVX2``; recorded in the stages' provenance).
+
+    Torch picks its vectorised kernels by the CPU it runs on, and the AVX-512 ones round differently from
+    the AVX2 ones (the softmax's sums, for one): from the same seed an AVX-512 machine and an AVX2 machine
+    trained different models. Pinned, both train the same weights. Torch fixes its choice at the process's
+    first tensor operation, so this runs before it (each stage calls it first).
+    """
+    for name, value in PORTABLE_CPU_KERNELS.items():
+        os.environ.setdefault(name, value)
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def choose_device(device: str, gpus: int, key: str) -> torch.device:
     """``cpu``; ``cuda`` (error if absent); ``auto``: CUDA when the job was given a GPU and one is present.
 

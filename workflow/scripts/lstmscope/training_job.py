@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from .atomic import write_text
-from .model import ModelConfig, choose_device, save_checkpoint
+from .model import ModelConfig, choose_device, portable_cpu_kernels, save_checkpoint
 from .provenance import provenance, sha256_file
 from .training import TrainingConfig, train
 from .vocabulary import Vocabulary, read_tokens
@@ -19,16 +19,19 @@ from .vocabulary import Vocabulary, read_tokens
 log = logging.getLogger(__name__)
 
 
-def configure_torch(threads: int) -> None:
-    """What a training job sets before it touches a GPU: its thread count and deterministic algorithms.
+def configure_torch(threads: int) -> str:
+    """What a training job sets before its first tensor operation: the portable CPU kernels, its thread
+    count and deterministic algorithms; returns the CPU kernels in effect.
 
     On CUDA, cuBLAS gives the same numbers run after run only with a fixed workspace size, which it
     reads from ``CUBLAS_WORKSPACE_CONFIG`` when it starts; set here unless the environment sets it.
     """
+    kernels = portable_cpu_kernels()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(max(1, int(threads)))
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+    return kernels
 
 
 def load_split_ids(path: str | os.PathLike, vocab: Vocabulary, tokens: int | None) -> torch.Tensor:
@@ -45,7 +48,7 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
                      device: str, gpus: int, threads: int, split_paths: Mapping[str, str],
                      vocabulary_path: str, checkpoint_path: str, metrics_path: str,
                      resume_path: str | None) -> dict[str, Any]:
-    configure_torch(threads)
+    cpu_kernels = configure_torch(threads)
     dev = choose_device(device, gpus, "training.device")
     vocab = Vocabulary.load(vocabulary_path)
     ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid", "test")}
@@ -76,6 +79,7 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
         "resumed_from": result.resumed_from,
         "provenance": provenance(
             model_config=mc.__dict__, training=dict(training), device=str(dev), threads=int(threads),
+            cpu_kernels=cpu_kernels,
             seed=int(model["seed"]), vocabulary_sha256=vocab.sha256,
             checkpoint_sha256=sha256_file(checkpoint_path),
             data_sha256={s: sha256_file(p) for s, p in split_paths.items()},
