@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmscope.model import PORTABLE_CPU_KERNELS, LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
+from lstmscope.kernels import PORTABLE_KERNELS
+from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, TrainingError, batchify, get_batch, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
 
@@ -259,7 +260,7 @@ def _train_with(tmp_path, **env) -> tuple[str, str]:
 
     script = tmp_path / "kernels.py"
     script.write_text(KERNELS_SCRIPT)
-    clean = {k: v for k, v in os.environ.items() if k not in PORTABLE_CPU_KERNELS}
+    clean = {k: v for k, v in os.environ.items() if k not in PORTABLE_KERNELS}
     r = subprocess.run([sys.executable, str(script), str(DATA)], env={**clean, **env}, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

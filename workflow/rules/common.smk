@@ -32,7 +32,7 @@ def library_path(name):
 def lib(*modules):
     """Source files of the library modules that a job imports, listed as inputs so that editing
     one reruns exactly the rules that use it."""
-    names = ["__init__", "atomic", "provenance", *modules]
+    names = ["__init__", "kernels", "atomic", "provenance", *modules]
     return [library_path(f"{m}.py") for m in dict.fromkeys(names)]
 
 

@@ -1,9 +1,9 @@
 """Rule cluster_contiguity: contiguity of every embedded model in one table and one figure."""
-import pandas as pd
-
-from lstmscope.cluster_figures import contiguity_figure
+from lstmscope.cluster_figures import contiguity_figure  # first: lstmscope pins the CPU kernels
 from lstmscope.cluster_measures import write_csv
 from lstmscope.joblog import job_log
+
+import pandas as pd  # noqa: E402
 
 with job_log(snakemake.log[0], "cluster_contiguity") as log:  # noqa: F821
     out = snakemake.output  # noqa: F821

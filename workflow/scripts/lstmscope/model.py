@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
+from .kernels import pin_portable_kernels
 
 CHECKPOINT_FORMAT = "lstmscope-checkpoint-1"
 
@@ -76,22 +77,14 @@ class LSTMLanguageModel(nn.Module):
         return self.decoder(features), hidden
 
 
-# The CPU kernels of every stage that computes with torch: those that every x86-64 CPU with AVX2 has,
-# whatever the machine offers beyond (ATen's vectorised kernels; MKL's code path on Intel CPUs).
-PORTABLE_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
-
-
 def portable_cpu_kernels() -> str:
-    """Compute on the CPU with the kernels of :data:`PORTABLE_CPU_KERNELS` unless the environment chooses
-    others; returns the kernels in effect (``AVX2``; recorded in the stages' provenance).
+    """Torch's CPU kernels in effect, after pinning them (:mod:`lstmscope.kernels`) if the environment has not
+    chosen: ``AVX2`` on any x86-64 CPU that has it. Recorded in the torch stages' provenance.
 
-    Torch picks its vectorised kernels by the CPU it runs on, and the AVX-512 ones round differently from
-    the AVX2 ones (the softmax's sums, for one): from the same seed an AVX-512 machine and an AVX2 machine
-    trained different models. Pinned, both train the same weights. Torch fixes its choice at the process's
-    first tensor operation, so this runs before it (each stage calls it first).
+    Importing ``lstmscope`` pins them already; torch fixes its choice at the process's first tensor operation,
+    so the stages call this before theirs, for a process that imported torch before ``lstmscope``.
     """
-    for name, value in PORTABLE_CPU_KERNELS.items():
-        os.environ.setdefault(name, value)
+    pin_portable_kernels()
     return torch.backends.cpu.get_cpu_capability()
 
 

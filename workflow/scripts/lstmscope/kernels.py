@@ -1,0 +1,43 @@
+"""The CPU kernels lstmscope computes with: those that every x86-64 CPU with AVX2 (2013 on) has.
+
+Torch, MKL and OpenBLAS each pick their vectorised kernels by the processor they run on, and
+the AVX-512 ones round differently from the AVX2 ones: from the same config and seed an AVX-512
+machine and an AVX2 one trained different models and drew different t-SNE maps. Pinned, both
+compute the same numbers. The libraries read these variables once, when they load (OpenBLAS,
+with numpy) or at their first operation (torch, MKL), so :func:`pin_portable_kernels` runs when
+``lstmscope`` is imported: a pipeline script imports it before numpy or torch. A variable that
+the environment sets already wins; on a CPU without AVX2, or not x86-64, nothing is pinned.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+PORTABLE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",   # torch's vectorised kernels
+    "MKL_CBWR": "AVX2",              # MKL's code path (torch's matrix products; MKL picks AVX-512 on Intel)
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's BLAS (PCA, t-SNE, the histograms' sums)
+}
+
+
+def cpu_has_avx2() -> bool:
+    """Whether this is an x86-64 CPU with AVX2 (read from /proc/cpuinfo; False where it cannot be read)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "avx2" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def pin_portable_kernels() -> dict[str, str]:
+    """Set :data:`PORTABLE_KERNELS` in the environment where it does not set them already (on an x86-64
+    CPU with AVX2); returns the variables in effect."""
+    if cpu_has_avx2():
+        for name, value in PORTABLE_KERNELS.items():
+            os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in PORTABLE_KERNELS if name in os.environ}
