@@ -2,8 +2,6 @@
 # removed from a model, one at a time and all together, and the text is read again: the change in
 # perplexity and in every word's log-probability says what the model needs the neuron for.
 
-ABLATION = config["ablation"]
-ABLATED_MODELS = MODELS if ABLATION["dropouts"] is None else models_with_dropouts(ABLATION["dropouts"])
 ABLATION_FIGURES = "results/figures/ablation/{model}/{text}"
 
 

@@ -49,6 +49,19 @@ def models_with_dropouts(dropouts):
     return [name for name, spec in MODEL_SPECS.items() if dropout_label(spec.dropout) in wanted]
 
 
+ABLATION = config["ablation"]
+ABLATED_MODELS = MODELS if ABLATION["dropouts"] is None else models_with_dropouts(ABLATION["dropouts"])
+
+
+def explorer_ablation(wildcards):
+    """The ablation file of a neuron explorer page's model and text, where there is one and
+    neuron_explorer.ablation is on; else nothing."""
+    if (config["neuron_explorer"]["ablation"] and wildcards.model in ABLATED_MODELS
+            and wildcards.text in ABLATION["texts"]):
+        return f"results/ablation/{wildcards.model}/{wildcards.text}.h5"
+    return []
+
+
 def train_params(wildcards):
     """The identity of one model: name, dropout, replicate, derived seed."""
     spec = MODEL_SPECS[wildcards.model]

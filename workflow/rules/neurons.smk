@@ -223,14 +223,6 @@ rule expectancy_heatmap:
 NEURON_EXPLORER = config["neuron_explorer"]
 
 
-def explorer_ablation(wildcards):
-    """The ablation file of the page's model and text, where there is one and neuron_explorer.ablation is on
-    (ABLATION and ABLATED_MODELS come from ablation.smk, included after this file)."""
-    if NEURON_EXPLORER["ablation"] and wildcards.model in ABLATED_MODELS and wildcards.text in ABLATION["texts"]:
-        return "results/ablation/{model}/{text}.h5".format(**wildcards)
-    return []
-
-
 rule neuron_explorer:
     output:
         report("results/explorer/neurons/{model}_{text}.html", caption="../report/neuron_explorer.rst",

@@ -73,9 +73,10 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
     return start, min(T, start + tokens)
 
 
-def removals_of(f: h5py.File, ablation: str, neurons: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Removal]:
-    """Each neuron's removal in the ablation file ``ablation`` of the same model and text as ``f``."""
-    _, removals = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), read_words(f))
+def removals_of(f: h5py.File, words: list[str], ablation: str,
+                neurons: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Removal]:
+    """Each neuron's removal in the ablation file ``ablation`` of the same model and text as ``f`` (``words``)."""
+    _, removals = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words)
     missing = [f"{layer}:{neuron}" for layer, neuron in neurons if (layer, neuron) not in removals]
     if missing:
         removed = " ".join(f"{layer}:{neuron}" for layer, neuron in sorted(removals)) or "none"
@@ -95,9 +96,9 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         neuron_dataset(f, layer, "h", neuron)  # every neuron is checked before anything is read
     if ablation is not None and not neurons:
         raise ValueError("--ablation draws the effect of removing a neuron: give --neuron LAYER:INDEX too")
-    removals = removals_of(f, ablation, neurons) if ablation is not None else {}
-    begin, stop = passage(f, neurons, start, tokens, around, removals)
     every_word = read_words(f)
+    removals = removals_of(f, every_word, ablation, neurons) if ablation is not None else {}
+    begin, stop = passage(f, neurons, start, tokens, around, removals)
     words = every_word[begin:stop]
     span = f"tokens {begin}-{stop - 1}"
     blocks = []
