@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -131,3 +132,14 @@ def reference_log_probs(model, ids, removed=()):
         logits = sd["decoder.weight"] @ x + sd["decoder.bias"]
         out.append(float(torch.log_softmax(logits, 0)[ids[t + 1]]))
     return np.array(out)
+
+
+def single_removal_effects(h5: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Every single-neuron ablation's effect on each word it read, straight from the ablation file with h5py:
+    (layer, neuron) -> log p intact - log p ablated (NaN at t = 0)."""
+    with h5py.File(h5) as f:
+        intact = f["log_prob/intact"][:].astype(np.float64)
+        ablated = f["log_prob/ablated"][:].astype(np.float64)
+        units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
+    return {(int(layer), int(row[0])): intact - ablated[a] for a, (layer, row) in enumerate(zip(layers, units))
+            if (row >= 0).sum() == 1}

@@ -16,7 +16,7 @@ from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import HIDDEN, TEXT, divergence_csv, tiny  # noqa: F401  (fixture)
+from neurons_support import HIDDEN, TEXT, divergence_csv, single_removal_effects, tiny  # noqa: F401
 
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
@@ -140,10 +140,7 @@ def ablation(tiny, divergence_csv, tmp_path_factory):
 
 def _effect(path: Path, layer: int, neuron: int) -> np.ndarray:
     """The removal's effect on each word straight from the file, NaN after the words the ablation read."""
-    with h5py.File(path) as f:
-        a = [k for k, (lay, row) in enumerate(zip(f["ablation/layer"][:], f["ablation/neurons"][:]))
-             if lay == layer and row[0] == neuron and (row >= 0).sum() == 1][0]
-        effect = f["log_prob/intact"][:].astype(np.float64) - f["log_prob/ablated"][a].astype(np.float64)
+    effect = single_removal_effects(path)[(layer, neuron)]
     return np.concatenate([effect, np.full(TEXT.tokens - len(effect), np.nan)])
 
 

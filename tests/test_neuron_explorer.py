@@ -17,7 +17,7 @@ from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
-from neurons_support import LAYERS, TEXT, divergence_csv, tiny, write_divergence  # noqa: F401  (fixtures)
+from neurons_support import LAYERS, TEXT, divergence_csv, single_removal_effects, tiny, write_divergence  # noqa: F401
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
@@ -172,16 +172,6 @@ def ablation(tiny, divergence_csv, tmp_path_factory):
     return folder / "a.h5", pd.read_csv(folder / "a.csv", dtype={"neurons": str})
 
 
-def _effects(h5: Path) -> dict[tuple[int, int], np.ndarray]:
-    """Every single-neuron ablation's effect, read straight from the file: (layer, neuron) -> (T_ablated,)."""
-    with h5py.File(h5) as f:
-        intact = f["log_prob/intact"][:].astype(np.float64)
-        ablated = f["log_prob/ablated"][:].astype(np.float64)
-        units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
-    return {(int(layer), int(row[0])): intact - ablated[a] for a, (layer, row) in enumerate(zip(layers, units))
-            if (row >= 0).sum() == 1}
-
-
 def test_data_offers_the_removed_neurons_with_the_effect_of_each_removal(tiny, divergence_csv, ablation):
     h5, table = ablation
     data = neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=h5)
@@ -191,7 +181,7 @@ def test_data_offers_the_removed_neurons_with_the_effect_of_each_removal(tiny, d
     assert [(v["layer"], v["state"], v.get("ablated")) for v in removed] == [(k, "h", True) for k in range(1, LAYERS + 1)]
     singles = table[table.group.isin(["top", "random"])]
     div = pd.read_csv(divergence_csv)
-    effects = _effects(h5)
+    effects = single_removal_effects(h5)
     for view in removed:
         rows = singles[singles.layer == view["layer"]]
         assert [(r["neuron"], r["group"]) for r in view["neurons"]] == [(int(r.neurons), r.group) for r in rows.itertuples()]
@@ -248,7 +238,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", ablation_path=h5)
     data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
     index = {_rgb(c): k for k, c in enumerate(data["lut"])}
-    effects = _effects(h5)
+    effects = single_removal_effects(h5)
     rand = table[(table.group == "random") & (table.layer == 2)].iloc[0]
     j = int(rand.neurons)
     result = selftest(chromium, out, f"2:{j}:e:symmetric:removed", tmp_path)
@@ -286,7 +276,7 @@ def test_the_tiny_runs_pages_offer_the_removed_neurons_unless_switched_off(tiny_
         singles = table[table.group.isin(["top", "random"])]
         offered = [(v["layer"], r["neuron"], r["group"]) for v in data["views"] if v.get("ablated") for r in v["neurons"]]
         assert offered == [(r.layer, int(r.neurons), r.group) for r in singles.itertuples()]
-        effects = _effects(res / f"ablation/{model}/test.h5")
+        effects = single_removal_effects(res / f"ablation/{model}/test.h5")
         for layer, j, _ in offered:
             np.testing.assert_allclose(decode(data["series"][f"{layer}:{j}"]["effect"])[1:], effects[(layer, j)][1:],
                                        atol=np.ptp(effects[(layer, j)][1:]) / LEVELS / 2 + 1e-9)
