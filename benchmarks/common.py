@@ -7,6 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+import lstmscope  # noqa: E402,F401  (pins the CPU kernels as in the pipeline: import common before numpy or torch)
 
 # WikiText-2: $LSTMSCOPE_WIKITEXT (as the tests), else the shared copy beside the project
 DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT", ROOT.parent / "shared" / "data" / "wikitext-2"))

@@ -36,10 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from common import DATA  # first: puts the library on sys.path and pins the CPU kernels as in the pipeline
 
-from common import DATA  # noqa: E402  (also puts the library on sys.path)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from lstmscope.activations import DECODER_ROWS, write_activations  # noqa: E402
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
 from lstmscope.vocabulary import read_tokens  # noqa: E402

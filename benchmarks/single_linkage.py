@@ -25,10 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from lstmscope.cluster import canonical_labels, single_linkage  # noqa: E402
+from lstmscope.cluster import canonical_labels, single_linkage  # noqa: E402  (first: pins the CPU kernels)
+
+import numpy as np  # noqa: E402
 
 
 def mixture(n: int, seed: int = 0) -> np.ndarray:

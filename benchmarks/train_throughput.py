@@ -18,10 +18,11 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+from common import DATA  # first: puts the library on sys.path and pins the CPU kernels as in the pipeline
 
-from common import DATA  # noqa: E402  (also puts the library on sys.path)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
 from lstmscope.model import LSTMLanguageModel, ModelConfig  # noqa: E402
 from lstmscope.training import TrainingConfig, batchify, get_batch, train  # noqa: E402
 from lstmscope.vocabulary import read_tokens, vocabulary_from_files  # noqa: E402

@@ -28,10 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from common import DATA, write_bench_activations  # first: puts the library on sys.path, pins the CPU kernels
 
-from common import DATA, write_bench_activations  # noqa: E402  (also puts the library on sys.path)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from lstmscope.embedding import TSNESettings, embed_tsne, read_states  # noqa: E402
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
 from lstmscope.points import read_embedding  # noqa: E402

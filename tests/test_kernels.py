@@ -95,3 +95,19 @@ def test_every_script_imports_lstmscope_before_numpy_or_torch(script):
         if "lstmscope" in roots:
             return
         assert not roots & HEAVY, f"{script.name} imports {sorted(roots & HEAVY)} before lstmscope"
+
+
+@pytest.mark.skipif(not cpu_has_avx2(), reason="needs an x86-64 CPU with AVX2")
+@pytest.mark.parametrize("code,late", [
+    ("import lstmscope, numpy, torch; torch.ones(3).sum()", None),
+    ("import numpy, lstmscope", "numpy's OpenBLAS loaded before lstmscope"),
+    ("import torch; torch.ones(3).sum(); import lstmscope", "torch (a tensor operation already ran)"),
+], ids=["lstmscope first", "numpy first", "torch ran first"])
+def test_a_process_that_loaded_the_libraries_first_is_warned(code, late):
+    r = subprocess.run([sys.executable, "-c", code], env=_clean_env(PYTHONPATH=str(SCRIPTS)), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if late is None:
+        assert "RuntimeWarning" not in r.stderr, r.stderr
+    else:
+        assert late in r.stderr and "import lstmscope first" in r.stderr, r.stderr

@@ -6,12 +6,16 @@ machine and an AVX2 one trained different models and drew different t-SNE maps. 
 compute the same numbers. The libraries read these variables once, when they load (OpenBLAS,
 with numpy) or at their first operation (torch, MKL), so :func:`pin_portable_kernels` runs when
 ``lstmscope`` is imported: a pipeline script imports it before numpy or torch. A variable that
-the environment sets already wins; on a CPU without AVX2, or not x86-64, nothing is pinned.
+the environment sets already wins; on a CPU without AVX2, or not x86-64, nothing is pinned. A
+process that imported numpy (or ran a torch operation) before lstmscope keeps that library's own
+kernels, and is warned: its numbers may differ from the pipeline's in the last bits.
 """
 from __future__ import annotations
 
 import os
 import platform
+import sys
+import warnings
 
 PORTABLE_KERNELS = {
     "ATEN_CPU_CAPABILITY": "avx2",   # torch's vectorised kernels
@@ -38,6 +42,18 @@ def pin_portable_kernels() -> dict[str, str]:
     """Set :data:`PORTABLE_KERNELS` in the environment where it does not set them already (on an x86-64
     CPU with AVX2); returns the variables in effect."""
     if cpu_has_avx2():
-        for name, value in PORTABLE_KERNELS.items():
-            os.environ.setdefault(name, value)
+        pinned_now = [name for name in PORTABLE_KERNELS if name not in os.environ]
+        for name in pinned_now:
+            os.environ[name] = PORTABLE_KERNELS[name]
+        late = []
+        if "OPENBLAS_CORETYPE" in pinned_now and "numpy" in sys.modules:
+            late.append("numpy's OpenBLAS")
+        torch = sys.modules.get("torch")
+        if "ATEN_CPU_CAPABILITY" in pinned_now and torch is not None and hasattr(torch, "backends"):
+            if torch.backends.cpu.get_cpu_capability() != "AVX2":  # a tensor operation already ran
+                late.append("torch (a tensor operation already ran)")
+        if late:
+            warnings.warn(f"{' and '.join(late)} loaded before lstmscope: the CPU kernels stay this machine's own, "
+                          "so numbers may differ from the pipeline's in the last bits; import lstmscope first",
+                          RuntimeWarning, stacklevel=3)
     return {name: os.environ[name] for name in PORTABLE_KERNELS if name in os.environ}
