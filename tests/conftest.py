@@ -37,12 +37,10 @@ from pathlib import Path
 
 import pytest
 
-from lstmscope.model import portable_cpu_kernels
-
 # The pipeline's CPU kernels in the test process too (and, through the environment, in every process a
-# test starts), set before any test's first tensor operation: in-process references and the jobs' outputs
-# are then computed alike.
-portable_cpu_kernels()
+# test starts): importing lstmscope pins them before any test's first tensor operation, so in-process
+# references and the jobs' outputs are computed alike.
+import lstmscope  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI") == "true"

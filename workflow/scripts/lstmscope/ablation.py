@@ -39,7 +39,7 @@ from .activations_file import open_activations, read_words
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
 from .histogram import HistogramError
-from .model import LSTMLanguageModel, choose_device, load_checkpoint, portable_cpu_kernels
+from .model import LSTMLanguageModel, choose_device, cpu_kernels, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
                  gpus: int = 0, block_tokens: int = 1024) -> pd.DataFrame:
     """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text;
     write the HDF5 file and the CSV."""
-    cpu_kernels = portable_cpu_kernels()
+    kernels = cpu_kernels()
     dev = choose_device(device, gpus, "activations.device")
     torch.set_num_threads(max(1, int(threads)))
     t0 = time.monotonic()
@@ -287,7 +287,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
                       activations=str(activations_path), divergence=str(divergence_path), state=state,
                       neurons=neurons, random=random, seed=seed, min_count=min_count, top_words=top_words,
                       max_tokens=max_tokens, n_tokens=len(ids),
-                      device=str(dev), cpu_kernels=cpu_kernels, format=FORMAT, activations_provenance=json.loads(mt.source_provenance))
+                      device=str(dev), cpu_kernels=kernels, format=FORMAT, activations_provenance=json.loads(mt.source_provenance))
     width = max(len(ab.neurons) for ab in ablations)
     units = np.full((len(ablations), width), -1, dtype=np.int32)
     for a, ab in enumerate(ablations):

@@ -28,7 +28,6 @@ from .ablation_file import AblationError
 from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .heatmap_cli import parse_neuron
-from .model import portable_cpu_kernels
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
@@ -108,7 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--heatmap {exc}")
     if args.top_words < 1 or args.min_count < 1 or args.passage < 1 or args.threads < 1:
         ap.error("--top-words, --min-count, --passage and --threads must be >= 1")
-    portable_cpu_kernels()  # the pipeline's kernels: the same numbers as its ablation stage
     torch.set_num_threads(args.threads)
     try:
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,

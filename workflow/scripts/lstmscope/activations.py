@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from .activations_file import FORMAT, STATES, ActivationsError
 from .atomic import atomic_path
-from .model import LSTMLanguageModel, choose_device, load_checkpoint, portable_cpu_kernels
+from .model import LSTMLanguageModel, choose_device, cpu_kernels, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 from .vocabulary import Vocabulary, read_tokens
 
@@ -296,7 +296,7 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
 
     ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when the job was given ``gpus`` and one is present).
     """
-    cpu_kernels = portable_cpu_kernels()
+    kernels = cpu_kernels()
     dev = choose_device(device, gpus, "activations.device")
     if dtype not in DTYPES:
         raise ActivationsError(f"activations.dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
@@ -323,7 +323,7 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
                       dropout=extra.get("dropout"), seed=extra.get("seed"), replicate=extra.get("replicate"),
                       checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       vocabulary_sha256=vocab.sha256, text=text.name, split=text.split, offset=text.offset,
-                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT, device=str(dev), cpu_kernels=cpu_kernels,
+                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT, device=str(dev), cpu_kernels=kernels,
                       expectancy="p(w_t | w_<t); NaN at t = 0 (no context)")
     attrs = {
         "format": FORMAT,

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
-from .kernels import pin_portable_kernels
 
 CHECKPOINT_FORMAT = "lstmscope-checkpoint-1"
 
@@ -77,14 +76,10 @@ class LSTMLanguageModel(nn.Module):
         return self.decoder(features), hidden
 
 
-def portable_cpu_kernels() -> str:
-    """Torch's CPU kernels in effect, after pinning them (:mod:`lstmscope.kernels`) if the environment has not
-    chosen: ``AVX2`` on any x86-64 CPU that has it. Recorded in the torch stages' provenance.
-
-    Importing ``lstmscope`` pins them already; torch fixes its choice at the process's first tensor operation,
-    so the stages call this before theirs, for a process that imported torch before ``lstmscope``.
-    """
-    pin_portable_kernels()
+def cpu_kernels() -> str:
+    """Torch's CPU kernels in effect, recorded in the torch stages' provenance: ``AVX2`` on any x86-64 CPU
+    that has it, as importing ``lstmscope`` pinned them (:mod:`lstmscope.kernels`), unless the environment
+    chose others."""
     return torch.backends.cpu.get_cpu_capability()
 
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from .atomic import write_text
-from .model import ModelConfig, choose_device, portable_cpu_kernels, save_checkpoint
+from .model import ModelConfig, choose_device, cpu_kernels, save_checkpoint
 from .provenance import provenance, sha256_file
 from .training import TrainingConfig, train
 from .vocabulary import Vocabulary, read_tokens
@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def configure_torch(threads: int) -> str:
-    """What a training job sets before its first tensor operation: the portable CPU kernels, its thread
-    count and deterministic algorithms; returns the CPU kernels in effect.
+    """What a training job sets before its first tensor operation: its thread count and deterministic
+    algorithms; returns the CPU kernels in effect (pinned when ``lstmscope`` was imported).
 
     On CUDA, cuBLAS gives the same numbers run after run only with a fixed workspace size, which it
     reads from ``CUBLAS_WORKSPACE_CONFIG`` when it starts; set here unless the environment sets it.
     """
-    kernels = portable_cpu_kernels()
+    kernels = cpu_kernels()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(max(1, int(threads)))
     torch.use_deterministic_algorithms(True, warn_only=True)
