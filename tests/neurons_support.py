@@ -143,3 +143,15 @@ def single_removal_effects(h5: Path) -> dict[tuple[int, int], np.ndarray]:
         units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
     return {(int(layer), int(row[0])): intact - ablated[a] for a, (layer, row) in enumerate(zip(layers, units))
             if (row >= 0).sum() == 1}
+
+
+def group_removal_effects(h5: Path) -> dict[tuple[int, str], tuple[list[int], np.ndarray]]:
+    """Every group ablation (several neurons removed together), straight from the ablation file with h5py:
+    (layer, group) -> (its neurons, log p intact - log p ablated of each word it read)."""
+    with h5py.File(h5) as f:
+        intact = f["log_prob/intact"][:].astype(np.float64)
+        ablated = f["log_prob/ablated"][:].astype(np.float64)
+        units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
+        groups = [g.decode() for g in f["ablation/group"][:]]
+    return {(int(layer), group): ([int(j) for j in row if j >= 0], intact - ablated[a])
+            for a, (layer, row, group) in enumerate(zip(layers, units, groups)) if (row >= 0).sum() > 1}

@@ -17,7 +17,8 @@ from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
-from neurons_support import LAYERS, TEXT, divergence_csv, single_removal_effects, tiny, write_divergence  # noqa: F401
+from neurons_support import (LAYERS, TEXT, divergence_csv, group_removal_effects, single_removal_effects,  # noqa: F401
+                             tiny, write_divergence)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
@@ -182,10 +183,28 @@ def test_data_offers_the_removed_neurons_with_the_effect_of_each_removal(tiny, d
     singles = table[table.group.isin(["top", "random"])]
     div = pd.read_csv(divergence_csv)
     effects = single_removal_effects(h5)
+    groups = group_removal_effects(h5)
     for view in removed:
         rows = singles[singles.layer == view["layer"]]
-        assert [(r["neuron"], r["group"]) for r in view["neurons"]] == [(int(r.neurons), r.group) for r in rows.itertuples()]
-        for r, want in zip(view["neurons"], rows.itertuples()):
+        alone = [r for r in view["neurons"] if r["neuron"] is not None]
+        assert [(r["neuron"], r["group"]) for r in alone] == [(int(r.neurons), r.group) for r in rows.itertuples()]
+        # then each group removed together: its neurons and effect, no h or c
+        together = view["neurons"][len(alone):]
+        want_groups = table[(table.layer == view["layer"]) & table.group.isin(["top all", "random all"])]
+        assert [(r["group"], r["removed"]) for r in together] == [
+            (g.group, [int(j) for j in g.neurons.split()]) for g in want_groups.itertuples()]
+        assert [r["group"] for r in together] == ["top all", "random all"]
+        for r, want in zip(together, want_groups.itertuples()):
+            assert r["perplexity_change_pct"] == pytest.approx(want.perplexity_change_pct, abs=2e-3)
+            s = data["series"][r["series"]]
+            assert set(s) == {"effect", "change", "group", "tokens", "removed"} and s["removed"] == r["removed"]
+            neurons, raw = groups[(view["layer"], r["group"])]
+            assert neurons == r["removed"]
+            effect = decode(s["effect"], TEXT.tokens)
+            assert np.isnan(effect[0]) and np.isnan(effect[ABLATED_TOKENS:]).all()
+            np.testing.assert_allclose(effect[1:ABLATED_TOKENS], raw[1:],
+                                       atol=(np.nanmax(raw) - np.nanmin(raw)) / LEVELS / 2 + 1e-9)
+        for r, want in zip(alone, rows.itertuples()):
             assert r["perplexity_change_pct"] == pytest.approx(want.perplexity_change_pct, abs=2e-3)
             d = div[(div.layer == view["layer"]) & (div.state == "h") & (div.neuron == r["neuron"])].iloc[0]
             assert r["kl_sum"] == pytest.approx(d.kl_sum) and r["rank"] == (None if pd.isna(d["rank"]) else d["rank"])
@@ -204,7 +223,7 @@ def test_data_offers_the_removed_neurons_with_the_effect_of_each_removal(tiny, d
     top1 = data["views"][2]["neurons"][0]  # layer 2 / h, rank 1: removed (ablation.state h, 2 top neurons)
     assert "effect" in data["series"][f"2:{top1['neuron']}"]
     unremoved = [f"{v['layer']}:{r['neuron']}" for v in data["views"] for r in v["neurons"]
-                 if (v["layer"], r["neuron"]) not in effects]
+                 if r["neuron"] is not None and (v["layer"], r["neuron"]) not in effects]
     assert unremoved and all("effect" not in data["series"][k] for k in unremoved)
 
 
@@ -266,6 +285,43 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     assert "effect" not in result["tooltip"]
 
 
+@pytest.mark.browser
+def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(chromium, tiny, divergence_csv,
+                                                                               ablation, tmp_path):  # noqa: F811
+    h5, table = ablation
+    out = tmp_path / "page.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", ablation_path=h5)
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
+    index = {_rgb(c): k for k, c in enumerate(data["lut"])}
+    neurons, raw_read = group_removal_effects(h5)[(1, "random all")]
+    row = table[(table.group == "random all") & (table.layer == 1)].iloc[0]
+    # asked for h: a group has no h or c of its own, so the page shows the effect
+    result = selftest(chromium, out, "1:random all:h:symmetric:removed", tmp_path)
+    assert result["errors"] == [], result["errors"]
+    assert result["view"] == "layer 1 / removed: top-KL of h, random"
+    assert result["neuron"] == (f"all {len(neurons)} random together: {' '.join(map(str, neurons))} "
+                                f"(without them perplexity {row.perplexity_change_pct:+.1f} %)")
+    assert result["show"] == "e" and result["effectOffered"] and not result["statesOffered"]
+    assert f"the {len(neurons)} random neurons {' '.join(map(str, neurons))} removed together" in result["info"]
+    assert f"changes by {row.perplexity_change_pct:+.2f} %" in result["info"]
+    raw = np.full(TEXT.tokens, np.nan)
+    raw[:ABLATED_TOKENS] = raw_read
+    m = np.nanmax(np.abs(raw))
+    expected = np.clip(np.floor((raw / m + 1) / 2 * 256), 0, 255)
+    got = np.array([index.get(c, -1) if c != "rgb(217, 217, 217)" else np.nan for c in result["colours"]])
+    finite = np.isfinite(raw)
+    assert np.array_equal(np.isnan(got), ~finite)
+    assert np.abs(got[finite] - expected[finite]).max() <= 1 and len(set(got[finite])) > 1
+    assert " · effect of removing them " in result["tooltip"] and " · h " not in result["tooltip"]
+    # the top-KL group of layer 2 is offered too, and a single neuron of the same view still has its h and c
+    result = selftest(chromium, out, "2:top all:e:range:removed", tmp_path)
+    assert result["errors"] == [] and result["neuron"].startswith("all 2 top-KL together: ")
+    j = int(table[(table.group == "top") & (table.layer == 2)].iloc[0].neurons)
+    result = selftest(chromium, out, f"2:{j}:c:range:removed", tmp_path)
+    assert result["errors"] == [] and result["show"] == "c" and result["statesOffered"]
+    assert " · h " in result["tooltip"]
+
+
 @pytest.mark.workflow
 def test_the_tiny_runs_pages_offer_the_removed_neurons_unless_switched_off(tiny_run, tiny_workdir):
     res = tiny_run / "pristine" / "results"
@@ -274,8 +330,13 @@ def test_the_tiny_runs_pages_offer_the_removed_neurons_unless_switched_off(tiny_
         data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', text, flags=re.S).group(1))
         table = read_ablation_table(res / f"ablation/{model}/test.csv")
         singles = table[table.group.isin(["top", "random"])]
-        offered = [(v["layer"], r["neuron"], r["group"]) for v in data["views"] if v.get("ablated") for r in v["neurons"]]
+        offered = [(v["layer"], r["neuron"], r["group"]) for v in data["views"] if v.get("ablated") for r in v["neurons"]
+                   if r["neuron"] is not None]
         assert offered == [(r.layer, int(r.neurons), r.group) for r in singles.itertuples()]
+        together = [(v["layer"], r["group"], " ".join(map(str, r["removed"]))) for v in data["views"]
+                    if v.get("ablated") for r in v["neurons"] if r["neuron"] is None]
+        groups = table[~table.group.isin(["top", "random"])]
+        assert sorted(together) == sorted((r.layer, r.group, r.neurons) for r in groups.itertuples()) and together
         effects = single_removal_effects(res / f"ablation/{model}/test.h5")
         for layer, j, _ in offered:
             np.testing.assert_allclose(decode(data["series"][f"{layer}:{j}"]["effect"])[1:], effects[(layer, j)][1:],

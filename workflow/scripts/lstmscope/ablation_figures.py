@@ -9,8 +9,8 @@
 - ``vs_dropout``: per layer, the mean perplexity change of a top-KL neuron against a random
   one, and of each group, for every model against its dropout (the table beside it too).
 
-:func:`removal_effects` hands each single removal's effect on the words of a text to the
-neuron explorer and to ``lstmscope-heatmap --ablation``.
+:func:`removal_effects` hands each removal's effect on the words of a text to the neuron
+explorer (single neurons and groups) and to ``lstmscope-heatmap --ablation`` (single neurons).
 """
 from __future__ import annotations
 
@@ -79,23 +79,33 @@ def effect_block(head: str, words: Sequence[str], effect: np.ndarray, start: int
 
 @dataclass(frozen=True)
 class Removal:
-    """A neuron removed on its own: its group and its effect on every word of the whole text."""
+    """Neurons removed together (one, or a whole group): their group and the effect on every word of the text."""
 
-    group: str            # top or random
-    effect: np.ndarray    # (T,) nats; NaN at the first word and after the first ``tokens`` words
-    tokens: int           # the words the ablation read
+    group: str                 # top, random, top all or random all
+    neurons: tuple[int, ...]   # the neurons removed (0-based)
+    effect: np.ndarray         # (T,) nats; NaN at the first word and after the first ``tokens`` words
+    tokens: int                # the words the ablation read
 
     @property
     def perplexity_change_pct(self) -> float:
-        """The change of the perplexity of those words without the neuron (the mean effect is its log ratio)."""
+        """The change of the perplexity of those words without the neuron(s) (the mean effect is its log ratio)."""
         return 100 * (float(np.exp(np.nanmean(self.effect[:self.tokens]))) - 1)
 
 
-def removal_effects(path: str | os.PathLike, model: str, text: str,
-                    words: Sequence[str]) -> tuple[str, dict[tuple[int, int], Removal]]:
-    """The KL state the ablation file ``path`` ranked by, and its neurons removed on their own:
-    (layer, neuron) -> :class:`Removal`. The file must be the ablation of ``model`` on ``text``,
-    whose words are ``words`` (the ablation may have read only the first of them)."""
+@dataclass(frozen=True)
+class Removals:
+    """What an ablation file removed: the KL state it ranked by, each neuron removed on its own
+    ((layer, neuron) -> :class:`Removal`) and each group removed together ((layer, group) -> :class:`Removal`)."""
+
+    state: str
+    single: dict[tuple[int, int], Removal]
+    groups: dict[tuple[int, str], Removal]
+
+
+def removal_effects(path: str | os.PathLike, model: str, text: str, words: Sequence[str]) -> Removals:
+    """The removals of the ablation file ``path`` with their effects on the words (see :class:`Removals`). The
+    file must be the ablation of ``model`` on ``text``, whose words are ``words`` (the ablation may have read
+    only the first of them)."""
     stored = read_ablation(path)
     if (str(stored.attrs.get("model")), str(stored.attrs.get("text"))) != (model, text):
         raise AblationError(f"{path} is the ablation of model {stored.attrs.get('model')}, text "
@@ -103,13 +113,16 @@ def removal_effects(path: str | os.PathLike, model: str, text: str,
     n = len(stored.words)
     if stored.words != list(words[:n]):
         raise AblationError(f"{path}: its {n} words are not the first {n} words of text {text} of model {model}")
-    removals = {}
+    single, groups = {}, {}
     for a, ab in enumerate(stored.ablations):
-        if len(ab.neurons) == 1:
-            effect = np.full(len(words), np.nan)
-            effect[:n] = stored.effect(a)
-            removals[(ab.layer, ab.neurons[0])] = Removal(ab.group, effect, n)
-    return str(stored.attrs.get("state", "h")), removals
+        effect = np.full(len(words), np.nan)
+        effect[:n] = stored.effect(a)
+        removal = Removal(ab.group, ab.neurons, effect, n)
+        if ab.group in ("top", "random") and len(ab.neurons) == 1:
+            single[(ab.layer, ab.neurons[0])] = removal
+        else:
+            groups[(ab.layer, ab.group)] = removal
+    return Removals(str(stored.attrs.get("state", "h")), single, groups)
 
 
 def effect_passage(effect: np.ndarray, tokens: int) -> tuple[int, int]:

@@ -76,7 +76,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
 def removals_of(f: h5py.File, words: list[str], ablation: str,
                 neurons: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Removal]:
     """Each neuron's removal in the ablation file ``ablation`` of the same model and text as ``f`` (``words``)."""
-    _, removals = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words)
+    removals = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words).single
     missing = [f"{layer}:{neuron}" for layer, neuron in neurons if (layer, neuron) not in removals]
     if missing:
         removed = " ".join(f"{layer}:{neuron}" for layer, neuron in sorted(removals)) or "none"

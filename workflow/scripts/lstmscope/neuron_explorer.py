@@ -8,7 +8,9 @@ gives its values, and a button jumps to the passage where the neuron is most act
 Given the model's ablation file of the same text, every neuron that was removed on its own
 (the top-KL ones and the random control) is offered too, in one more view per layer, and
 can colour the words by the effect of its removal: log p(word) of the intact model minus
-log p(word) without the neuron, in nats (red: the neuron helped predict the word).
+log p(word) without the neuron, in nats (red: the neuron helped predict the word). The same
+view offers each group removed together (all top-KL neurons, all random ones): their effect
+only, as a group has no h or c of its own.
 
 Values are stored as 8-bit codes on each series' own [min, max] (code 0 = no value,
 1..255 evenly spaced), so a page stays small at the thesis's 18 000 tokens; the
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from .ablation_figures import removal_effects
+from .ablation_figures import Removal, removal_effects
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
@@ -74,26 +76,36 @@ def _row(r, rank) -> dict:
 
 
 def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model: str, text: str,
-                   words: list[str]) -> tuple[list[dict], dict[tuple[int, int], dict]]:
-    """Per layer, a view of the neurons removed one at a time in ``ablation_path``; and per (layer, neuron)
-    removed, what its series gets: the coded effect on the words the ablation read (nats; no value at the
-    first word), the perplexity change in %, its group and that number of words."""
-    state, removals = removal_effects(ablation_path, model, text, words)
+                   words: list[str]) -> tuple[list[dict], dict[str, dict]]:
+    """Per layer, a view of the neurons removed one at a time in ``ablation_path``, then of each group removed
+    together; and per removal, what its series gets (key ``layer:neuron`` or ``layer:group``): the coded
+    effect on the words the ablation read (nats; no value at the first word), the perplexity change in %,
+    its group and that number of words (a group: and the neurons removed; it has no h or c of its own)."""
+    removals = removal_effects(ablation_path, model, text, words)
     views: dict[int, list] = {}
     extra = {}
-    for (layer, j), removal in removals.items():
-        info = table[(table["layer"] == layer) & (table["state"] == state) & (table["neuron"] == j)]
+    for (layer, j), removal in removals.single.items():
+        info = table[(table["layer"] == layer) & (table["state"] == removals.state) & (table["neuron"] == j)]
         if info.empty:
             raise AblationError(f"{ablation_path}: neuron {j} of layer {layer} is not in the divergence table")
         r = next(info.itertuples())
-        change = removal.perplexity_change_pct
         row = _row(r, None if pd.isna(r.rank) else int(r.rank))
-        row.update(group=removal.group, perplexity_change_pct=change)
+        row.update(group=removal.group, perplexity_change_pct=removal.perplexity_change_pct)
         views.setdefault(layer, []).append(row)
-        extra[(layer, j)] = {"effect": encode(removal.effect[:removal.tokens]), "change": change,
-                             "group": removal.group, "tokens": removal.tokens}  # the page pads it with "no value"
-    return [{"layer": layer, "state": state, "ablated": True, "neurons": rows}
+        extra[f"{layer}:{j}"] = _effect_series(removal)
+    for (layer, group), removal in removals.groups.items():
+        key = f"{layer}:{group}"
+        views.setdefault(layer, []).append({"neuron": None, "series": key, "group": group,
+                                            "removed": list(removal.neurons),
+                                            "perplexity_change_pct": removal.perplexity_change_pct})
+        extra[key] = {**_effect_series(removal), "removed": list(removal.neurons)}
+    return [{"layer": layer, "state": removals.state, "ablated": True, "neurons": rows}
             for layer, rows in sorted(views.items())], extra
+
+
+def _effect_series(removal: Removal) -> dict:
+    return {"effect": encode(removal.effect[:removal.tokens]), "change": removal.perplexity_change_pct,
+            "group": removal.group, "tokens": removal.tokens}  # the page pads the effect with "no value"
 
 
 def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike, neurons: int,
@@ -119,6 +131,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             views += removed
         for view in views:
             for r in view["neurons"]:
+                if r["neuron"] is None:  # a group removed together: its effect only
+                    continue
                 if not 0 <= r["neuron"] < hidden:
                     raise ActivationsError(f"{divergence_path}: neuron {r['neuron']} of layer {view['layer']} is not "
                                            f"in {activations_path} (hidden size {hidden})")
@@ -129,8 +143,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
             for k, j in enumerate(cols):
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
-    for (layer, j), extra in effects.items():
-        series[f"{layer}:{j}"].update(extra)
+    for key, extra in effects.items():
+        series.setdefault(key, {}).update(extra)
     finite = logp[np.isfinite(logp)]
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
