@@ -7,12 +7,10 @@ import pandas as pd
 import pytest
 
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
-from lstmscope.divergence import neuron_divergence
-from lstmscope.histogram import neuron_histograms
 from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
     tracking_summary
 
-from neurons_support import LAYERS, tiny  # noqa: F401  (fixture)
+from neurons_support import LAYERS, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 
 def test_context_masks_on_a_handwritten_line():
@@ -43,14 +41,12 @@ def test_extreme_words_are_distinct_and_ordered():
     assert extreme_words(values, words, 3, lowest=True) == [("d", -0.7), ("c", -0.2), ("b", 0.5)]
 
 
-def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, tmp_path):
-    neuron_histograms(tiny.activations, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-3, 3], 0.01)
-    neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01, 0.9)
-    out = neuron_tracking(tiny.activations, tmp_path / "d.csv", tmp_path / "t.csv", top_k=2, top_words=4)
+def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, divergence_csv, tmp_path):
+    out = neuron_tracking(tiny.activations, divergence_csv, tmp_path / "t.csv", top_k=2, top_words=4)
     assert len(out) == LAYERS * 2 * 2
     again = pd.read_csv(tmp_path / "t.csv")
     assert list(again.columns) == list(out.columns)
-    div = pd.read_csv(tmp_path / "d.csv")
+    div = pd.read_csv(divergence_csv)
     with open_activations(tiny.activations) as f:
         words = read_words(f)
         masks = context_masks(words)
@@ -80,16 +76,14 @@ def test_context_effects_name_every_context():
     assert eff["pre_eos_n"] == 1 and eff["pre_eos_mean_in"] == 3.0
 
 
-def test_mismatched_inputs_are_refused(tiny, tmp_path):
-    neuron_histograms(tiny.activations, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-3, 3], 0.01)
-    neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01, 0.9)
-    table = pd.read_csv(tmp_path / "d.csv")
+def test_mismatched_inputs_are_refused(tiny, divergence_csv, tmp_path):
+    table = pd.read_csv(divergence_csv)
     table["model"] = "d0.7_r0"
     table.to_csv(tmp_path / "other.csv", index=False)
     with pytest.raises(ActivationsError, match="other.csv is for model d0.7_r0"):
         neuron_tracking(tiny.activations, tmp_path / "other.csv", tmp_path / "t.csv", 2, 4)
     with pytest.raises(ActivationsError, match="divergence.top_k=0"):
-        neuron_tracking(tiny.activations, tmp_path / "d.csv", tmp_path / "t.csv", 0, 4)
+        neuron_tracking(tiny.activations, divergence_csv, tmp_path / "t.csv", 0, 4)
     with pytest.raises(ActivationsError, match="gone.csv: tracking table not found"):
         tracking_summary([tmp_path / "gone.csv"], tmp_path / "s.csv")
     assert not (tmp_path / "t.csv").exists()
