@@ -84,10 +84,9 @@ def copy_repo(dest: Path, data: Path = WIKITEXT2) -> Path:
 
 
 def snakemake_env(workdir: Path) -> dict[str, str]:
-    """The environment for a snakemake run in a copy: the copy's own library comes first on the
-    Python path of every job (the editable install would otherwise import the checkout's)."""
+    """The environment for a snakemake run in a copy (the workflow itself puts the copy's own library
+    first on every job's Python path; ``test_rerun`` checks that it does)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(workdir) / "workflow" / "scripts"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["MPLBACKEND"] = "Agg"
     env.setdefault("OMP_NUM_THREADS", "1")

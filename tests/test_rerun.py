@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (REPO, TINY, PlannedJob, copy_repo, detailed_summary, downstream, edit_yaml, planned_jobs,
+from conftest import (REPO, TINY, PlannedJob, copy_repo, detailed_summary, downstream, edit_yaml, planned_jobs, snakemake,
                       rule_graph, snakemake_command, snakemake_env)
 
 pytestmark = pytest.mark.workflow
@@ -132,6 +132,28 @@ def test_editing_the_divergence_code_reruns_only_divergence_and_what_depends_on_
     planned = planned_jobs(tiny_workdir)
     assert_plan(planned, expected, all_jobs, "divergence.py edited")
     assert "neuron_histograms" not in {j.rule for j in planned}
+
+
+def test_a_job_runs_the_library_of_the_checkout_it_runs_in_not_an_installed_one(tiny_workdir, tmp_path):
+    """Snakemake appends the scripts folder to a job's sys.path, behind site-packages; the installed
+    lstmscope (the editable install of the checkout these tests run from) must not win there."""
+    env = snakemake_env(tiny_workdir)
+    env.pop("PYTHONPATH", None)
+    installed = subprocess.run([sys.executable, "-c", "import lstmscope; print(lstmscope.__file__)"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=60)
+    assert installed.returncode == 0 and str(tiny_workdir) not in installed.stdout, (
+        "the test needs an installed lstmscope outside the copy (pip install -e .): " + installed.stderr[-500:])
+    module = tiny_workdir / LIBRARY / "histogram.py"
+    marker = tmp_path / "imported.txt"
+    time.sleep(0.01)
+    with open(module, "a", encoding="utf-8") as fh:  # the copy's module tells which file a job imported
+        fh.write("\n\nif _os_marker := __import__('os').environ.get('LSTMSCOPE_IMPORT_MARKER'):\n"
+                 "    open(_os_marker, 'a').write(__file__ + '\\n')\n")
+    env["LSTMSCOPE_IMPORT_MARKER"] = str(marker)
+    target = "results/neurons/d0.0_r0/test/histograms.h5"
+    snakemake(tiny_workdir, *TINY, "--cores", "1", target, env=env, timeout=600)
+    assert marker.exists(), f"the job that wrote {target} did not import the copy's {module}"
+    assert [Path(p).resolve() for p in marker.read_text().split()] == [module.resolve()]
 
 
 # ------------------------------------------------------------------------------ 5. one more dropout value
