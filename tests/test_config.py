@@ -114,3 +114,84 @@ def test_snakemake_stops_before_any_job_with_the_message(tmp_path):
     assert r.returncode != 0
     assert "invalid configuration: config key training.lr: 0 is out of range; must be > 0" in out
     assert "Job stats" not in out
+
+
+# --------------------------------------------------------------------------- the README's configuration table
+
+def _readme_config_rows() -> list[tuple[list[str], str]]:
+    """(full keys, default cell) of every row of the README's configuration table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| key | default config | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        specs = [s.strip("`") for s in cells[0].split(", ")]
+        keys, prefix = [], None
+        for spec in specs:
+            if spec.startswith("."):  # relative to the first key's parent: `ablation.dropouts`, `.texts`
+                spec = prefix + spec
+            prefix = spec.rsplit(".", 1)[0]
+            if "{" in spec:  # training.{lr,clip} -> training.lr, training.clip
+                head, rest = spec.split("{", 1)
+                names, tail = rest.split("}", 1)
+                keys += [head + n + tail for n in names.split(",")]
+            else:
+                keys.append(spec)
+        rows.append((keys, cells[1]))
+    return rows
+
+
+def _schema_keys(schema: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, sub in schema.get("properties", {}).items():
+        key = prefix + name
+        if "properties" in sub and sub.get("additionalProperties", True) is False:
+            keys += _schema_keys(sub, key + ".")
+        elif "additionalProperties" in sub and isinstance(sub["additionalProperties"], dict):
+            keys.append(key + ".<name>")  # texts.<name>: any number of named entries
+        else:
+            keys.append(key)
+    return keys
+
+
+def _top_level_split(cell: str) -> list[str]:
+    """'[0.0, 0.8], [test], 8' -> ['[0.0, 0.8]', '[test]', '8'] (commas inside brackets stay)."""
+    parts, depth, current = [], 0, ""
+    for ch in cell:
+        depth += ch in "[{(" and 1 or (ch in "]})" and -1 or 0)
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return parts + [current.strip()]
+
+
+def test_readme_configuration_table_documents_every_key_with_the_default_configs_value():
+    rows = _readme_config_rows()
+    documented = [k for keys, _ in rows for k in keys]
+    schema = yaml.safe_load(SCHEMA.read_text())
+    wanted = _schema_keys(schema)
+    assert sorted(set(wanted) - set(documented)) == [], "config keys the README's table does not document"
+    assert sorted(set(documented) - set(wanted)) == [], "keys in the README's table that the schema does not have"
+    assert len(documented) == len(set(documented)), "a key documented twice"
+    config = default_config()
+    described = {"data.url", "data.sha256.train", "data.sha256.valid", "data.sha256.test", "models.dropouts",
+                 "texts.<name>"}  # defaults given in words, checked by hand
+    checked = 0
+    for keys, cell in rows:
+        if set(keys) <= described:
+            continue
+        values = _top_level_split(cell.replace("`", "").replace("−", "-"))
+        assert len(values) == len(keys), f"README: {keys} lists {len(values)} defaults: {cell!r}"
+        for key, value in zip(keys, values):
+            value = value.split(" (")[0]  # "null (every model)", "6000 (thesis preset: null)"
+            actual = config
+            for part in key.split("."):
+                actual = actual[part]
+            parsed = yaml.safe_load(value)
+            if isinstance(parsed, str) and isinstance(actual, float):
+                parsed = float(parsed)  # 1e-10: YAML 1.1 reads it as a string
+            assert parsed == actual, f"README gives {key} the default {value!r}; config.yaml: {actual!r}"
+            checked += 1
+    assert checked >= 50
