@@ -195,3 +195,42 @@ def test_readme_configuration_table_documents_every_key_with_the_default_configs
             assert parsed == actual, f"README gives {key} the default {value!r}; config.yaml: {actual!r}"
             checked += 1
     assert checked >= 50
+
+
+def test_command_line_values_are_read_as_the_schemas_types():
+    """``--config`` values nested in a section reach the workflow as text (Snakemake's own parser, used here):
+    they are read as the schema's types, the same config as the one written in a file."""
+    from snakemake.cli import parse_config
+    from snakemake.utils import update_config
+
+    args = ["heatmap={neurons: 5, scale: range}", "histogram={cell_range: [-5, 5.5]}", "divergence={epsilon: 1e-9}",
+            "cluster={n_clusters: null, distance_threshold: 2.5}", "neuron_explorer={dropouts: [0.0, 0.3], ablation: false}",
+            "texts={extra: {split: valid, offset: 10, tokens: 500}}", "figures={highlight_word: '1'}"]
+    given = parse_config(args)
+    assert given["heatmap"]["neurons"] == "5" and given["histogram"]["cell_range"] == ["-5", "5.5"]  # as text
+    from_command_line = default_config()
+    update_config(from_command_line, given)  # as Snakemake merges --config over the config file
+    validate_config(from_command_line, SCHEMA)
+    in_file = default_config()
+    for section, values in yaml.safe_load("""
+        heatmap: {neurons: 5, scale: range}
+        histogram: {cell_range: [-5, 5.5]}
+        divergence: {epsilon: 1.0e-9}
+        cluster: {n_clusters: null, distance_threshold: 2.5}
+        neuron_explorer: {dropouts: [0.0, 0.3], ablation: false}
+        texts: {extra: {split: valid, offset: 10, tokens: 500}}
+        figures: {highlight_word: '1'}""").items():
+        in_file[section].update(values)
+    validate_config(in_file, SCHEMA)
+    assert from_command_line == in_file
+    assert type(from_command_line["heatmap"]["neurons"]) is int and from_command_line["figures"]["highlight_word"] == "1"
+    assert from_command_line["neuron_explorer"]["ablation"] is False
+    # text that is not a value of the wanted type is still refused, naming the key
+    for arg, message in (("heatmap={neurons: five}", "config key heatmap.neurons: 'five' is not of type integer"),
+                         ("heatmap={neurons: 2.5}", "config key heatmap.neurons: '2.5' is not of type integer"),
+                         ("neuron_explorer={ablation: maybe}", "config key neuron_explorer.ablation: 'maybe' is not of type boolean")):
+        config = default_config()
+        update_config(config, parse_config([arg]))
+        with pytest.raises(ConfigError) as err:
+            validate_config(config, SCHEMA)
+        assert str(err.value) == message

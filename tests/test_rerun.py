@@ -98,10 +98,14 @@ def test_figure_setting_reruns_only_the_figure_jobs_that_use_it(tiny_workdir):
     assert figure_rules, "the complete run wrote no PNG"
     all_jobs = forced_jobs(tiny_workdir)
 
+    # on the command line (Snakemake passes the nested 72 as the text '72'): the same plan as in the file
+    on_command_line = planned_jobs(tiny_workdir, "--config", "figures={dpi: 72}")
+    assert_plan(on_command_line, figure_rules, all_jobs, "--config 'figures={dpi: 72}'")
     edit_yaml(tiny_workdir / "tests/config/tiny.yaml", lambda c: c.setdefault("figures", {}).update(dpi=72))
     planned = planned_jobs(tiny_workdir)
     assert_plan(planned, figure_rules, all_jobs, "figures.dpi changed")
     assert all("Params have changed" in j.reason for j in planned), describe(planned)
+    assert sorted(map(job_key, planned)) == sorted(map(job_key, on_command_line))
 
 
 # ------------------------------------------------------------------------------ 3. a histogram setting

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,54 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}"
 
 
+def _typed(value: str, types: list[str]) -> Any:
+    """``value`` as a number, boolean (``true``/``false``) or null (``null``/``~``) where ``types`` allows
+    it, else unchanged, for the schema to refuse with its one-line error."""
+    text = value.strip()
+    if "null" in types and text in ("null", "Null", "NULL", "~"):
+        return None
+    if "boolean" in types and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if "integer" in types or "number" in types:
+        try:
+            number = float(text)
+        except ValueError:
+            return value
+        if not math.isfinite(number):  # nan, inf: refused as text
+            return value
+        if number.is_integer() and "." not in text and "e" not in text.lower():
+            return int(text)
+        if "number" in types:
+            return number
+    return value
+
+
+def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
+    """Snakemake reads a ``--config`` value with YAML's BaseLoader, so every scalar nested in it is text
+    (``--config 'heatmap={neurons: 5}'`` gives ``{'neurons': '5'}``): where the schema wants a number,
+    a boolean or null and the text reads as one, use that (in place for mappings); leave everything else."""
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key in list(value):
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = coerce_command_line_values(value[key], sub)
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_command_line_values(v, schema["items"]) for v in value]
+    if isinstance(value, str):
+        types = schema.get("type", [])
+        types = [types] if isinstance(types, str) else list(types)
+        if types and "string" not in types:
+            return _typed(value, types)
+    return value
+
+
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
-    """Validate ``config`` in place (filling defaults); raise :class:`ConfigError` on the first problem."""
+    """Validate ``config`` in place (filling defaults, reading ``--config`` text as the schema's types);
+    raise :class:`ConfigError` on the first problem."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    coerce_command_line_values(config, schema)
     validator = _DefaultFilling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
