@@ -30,7 +30,7 @@ rule neuron_ablation:
     benchmark:
         benchmark_path("neuron_ablation", "{model}/{text}")
     resources:
-        mem_mb=ACTIVATIONS_MEM_MB,
+        mem_mb=lambda wildcards, attempt: ACTIVATIONS_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
         runtime=120,
         gpu=0 if config["activations"]["device"] == "cpu" else 1,
     conda:

@@ -31,7 +31,7 @@ rule dump_activations:
     benchmark:
         benchmark_path("dump_activations", "{model}/{text}")
     resources:
-        mem_mb=ACTIVATIONS_MEM_MB,
+        mem_mb=lambda wildcards, attempt: ACTIVATIONS_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
         runtime=60,
         gpu=0 if config["activations"]["device"] == "cpu" else 1,
     conda:

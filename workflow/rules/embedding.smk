@@ -30,6 +30,7 @@ CLUSTER_TABLES_OF_TEXT = expand(
 )
 # ward: scipy's condensed distances (8 bytes x n^2/2) and a working copy; single linkage needs O(n).
 WARD_MEM_MB = 1000 + (8 * _MAX_POINTS * _MAX_POINTS) // 2**20
+EMBED_MEM_MB = 1000 + (_MAX_POINTS * config["architecture"]["hidden_size"] * 16) // 2**20 + _MAX_POINTS // 20
 
 
 rule embed_tsne:
@@ -55,7 +56,7 @@ rule embed_tsne:
     benchmark:
         benchmark_path("embed_tsne", "{model}/{text}/layer{layer}_{state}")
     resources:
-        mem_mb=1000 + (_MAX_POINTS * config["architecture"]["hidden_size"] * 16) // 2**20 + _MAX_POINTS // 20,
+        mem_mb=lambda wildcards, attempt: EMBED_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
         runtime=20 + _MAX_POINTS // 300,
     conda:
         "../../envs/analysis.yaml"
@@ -80,7 +81,7 @@ rule cluster_tokens:
     benchmark:
         benchmark_path("cluster_tokens", "{model}/{text}/layer{layer}_{state}_{linkage}")
     resources:
-        mem_mb=lambda wildcards: WARD_MEM_MB if wildcards.linkage == "ward" else 1000,
+        mem_mb=lambda wildcards, attempt: (WARD_MEM_MB if wildcards.linkage == "ward" else 1000) * attempt,
         runtime=30,
     conda:
         "../../envs/analysis.yaml"
