@@ -160,6 +160,30 @@ def test_a_job_runs_the_library_of_the_checkout_it_runs_in_not_an_installed_one(
     assert [Path(p).resolve() for p in marker.read_text().split()] == [module.resolve()]
 
 
+def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_path):
+    """The SLURM profile retries a failed job once; the rules whose memory the workflow computes from the
+    config must ask for twice as much then (a job that ran out of memory would fail again otherwise).
+    Each rule's script here fails on its first attempt; Snakemake's own --retries runs it again."""
+    targets = {"dump_activations": "results/activations/d0.0_r0/test.h5",
+               "neuron_ablation": "results/ablation/d0.0_r0/test.h5",
+               "embed_tsne": "results/embedding/d0.0_r0/test/layer1_h.csv",
+               "cluster_tokens": "results/clusters/d0.0_r0/test/layer1_h_ward.csv"}
+    for rule in targets:  # each rule's script is named after it
+        path = tiny_workdir / "workflow/scripts" / f"{rule}.py"
+        text = path.read_text()
+        marker = tmp_path / rule
+        path.write_text(f"import os as _os, sys as _sys\nif not _os.path.exists({str(marker)!r}):\n"
+                        f"    open({str(marker)!r}, 'w').close()\n    _sys.exit('first attempt of {rule} fails')\n"
+                        + text)
+    r = snakemake(tiny_workdir, *TINY, "--cores", "2", "--retries", "1", "--forcerun", *targets, "--",
+                  *targets.values(), timeout=900)
+    out = r.stdout + r.stderr
+    for rule in targets:
+        asked = [int(m) for m in re.findall(rf"rule {rule}:\n(?:\s+\S.*\n)*?\s+resources: .*?mem_mb=(\d+),", out)]
+        assert len(asked) == 2 and asked[1] == 2 * asked[0], f"{rule}: mem_mb of its two attempts {asked}"
+        assert (tmp_path / rule).exists()
+
+
 # ------------------------------------------------------------------------------ 5. one more dropout value
 def test_adding_a_dropout_value_reruns_only_that_models_chain_and_cross_model_outputs(tiny_workdir):
     config = tiny_workdir / "tests/config/tiny.yaml"
