@@ -1,6 +1,8 @@
 """Text heatmaps: paragraph layout, passage choice, literal tokens, files for every layer and state."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
@@ -48,6 +50,27 @@ def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):
     assert symmetric_norm(values).vmin == -3 and symmetric_norm(values).vmax == 3
     img = mpimg.imread(tmp_path / "t.png")
     assert img.shape[0] > 30 and img.shape[1] > 100
+
+
+def test_a_word_without_a_value_is_framed_not_filled_unlike_a_value_near_zero(tmp_path):
+    """The colour map's middle (a value of 0 on the symmetric scale) is light grey, so a word without a value
+    (NaN: the first word's expectancy, words an ablation did not read) gets no fill, only a dotted frame."""
+    from matplotlib.colors import to_hex
+    from lstmscope.heatmap import CMAP
+
+    values = np.array([np.nan, -1.0, 0.0, 1.0, np.nan])
+    block = TextBlock("gaps", ["first", "low", "zero", "high", "unread"], values, symmetric_norm(values), "h")
+    with plt.rc_context({"svg.fonttype": "none"}):
+        draw_blocks([block], tmp_path / "g.png", tmp_path / "g.svg", dpi=60, max_chars=40)
+    svg = (tmp_path / "g.svg").read_text()
+    boxes = re.findall(r'<path d="M [^"]*z\s*"[^>]*style="([^"]*)"', svg)
+    framed = [b for b in boxes if "stroke-dasharray" in b]
+    filled = [re.search(r"fill: (#[0-9a-f]{6})", b).group(1) for b in boxes if "stroke-dasharray" not in b
+              and re.search(r"fill: (#[0-9a-f]{6})", b)]
+    assert len(framed) == 2 and all("fill: none" in b for b in framed)
+    cmap = plt.get_cmap(CMAP)
+    colours = [to_hex(cmap(block.norm(v))) for v in (-1.0, 0.0, 1.0)]
+    assert all(c in filled for c in colours) and colours[1] != "#ffffff"
 
 
 def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():

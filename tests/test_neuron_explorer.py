@@ -23,6 +23,7 @@ from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
 ABLATED_TOKENS = 150  # of the text's 400: the effect has no value after them
+NO_FILL = "rgba(0, 0, 0, 0)"  # a word without a value: no fill, a dotted frame
 
 
 def test_codes_keep_values_to_1_254th_of_their_range():
@@ -125,9 +126,10 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
         t = (raw - lo) / (hi - lo)
     expected = np.clip(np.floor(t * 256), 0, 255)
     index = {_rgb(c): k for k, c in enumerate(data["lut"])}
-    got = np.array([index.get(c, -1) if c != "rgb(217, 217, 217)" else np.nan for c in result["colours"]])
+    got = np.array([index.get(c, -1) if c != NO_FILL else np.nan for c in result["colours"]])
     finite = np.isfinite(raw)
-    assert np.array_equal(np.isnan(got), ~finite)  # grey exactly where there is no value (token 0's expectancy)
+    assert np.array_equal(np.isnan(got), ~finite)  # no fill exactly where there is no value (token 0's expectancy)
+    assert result["framed"] == (~finite).tolist()  # and a dotted frame there, nowhere else
     assert np.abs(got[finite] - expected[finite]).max() <= 1
     assert len(set(got[finite])) > 1  # really coloured, not one flat colour
     # the peak is a window of 30 tokens whose sum of |value| is (up to the coding) the largest
@@ -271,9 +273,10 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     raw[:ABLATED_TOKENS] = effects[(2, j)]
     m = np.nanmax(np.abs(raw))
     expected = np.clip(np.floor((raw / m + 1) / 2 * 256), 0, 255)
-    got = np.array([index.get(c, -1) if c != "rgb(217, 217, 217)" else np.nan for c in result["colours"]])
+    got = np.array([index.get(c, -1) if c != NO_FILL else np.nan for c in result["colours"]])
     finite = np.isfinite(raw)
-    assert np.array_equal(np.isnan(got), ~finite)  # grey: the first word and every word the ablation did not read
+    assert np.array_equal(np.isnan(got), ~finite)  # no fill: the first word and every word the ablation did not read
+    assert result["framed"] == (~finite).tolist()
     assert np.abs(got[finite] - expected[finite]).max() <= 1 and len(set(got[finite])) > 1
     sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
     assert result["peak"] + 30 <= ABLATED_TOKENS and sums[result["peak"]] >= sums.max() - 30 * 2 * m / LEVELS
@@ -308,9 +311,9 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     raw[:ABLATED_TOKENS] = raw_read
     m = np.nanmax(np.abs(raw))
     expected = np.clip(np.floor((raw / m + 1) / 2 * 256), 0, 255)
-    got = np.array([index.get(c, -1) if c != "rgb(217, 217, 217)" else np.nan for c in result["colours"]])
+    got = np.array([index.get(c, -1) if c != NO_FILL else np.nan for c in result["colours"]])
     finite = np.isfinite(raw)
-    assert np.array_equal(np.isnan(got), ~finite)
+    assert np.array_equal(np.isnan(got), ~finite) and result["framed"] == (~finite).tolist()
     assert np.abs(got[finite] - expected[finite]).max() <= 1 and len(set(got[finite])) > 1
     assert " · effect of removing them " in result["tooltip"] and " · h " not in result["tooltip"]
     # the top-KL group of layer 2 is offered too, and a single neuron of the same view still has its h and c

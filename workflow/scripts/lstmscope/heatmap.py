@@ -34,6 +34,7 @@ from .figures import plt, save_figure, save_figure_as
 log = logging.getLogger(__name__)
 
 CMAP = "coolwarm"          # blue (low) .. light grey .. red (high); black text stays legible
+NO_VALUE_EDGE = "#707070"  # dotted frame, no fill: a word without a value
 FONT = "DejaVu Sans Mono"  # ships with matplotlib
 CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in em
 # Hinting would round every glyph advance to whole pixels and the words would drift off their boxes.
@@ -139,8 +140,7 @@ def _render(blocks: Sequence[TextBlock], save, max_chars: int, fontsize: float, 
     for block in blocks:
         if len(block.words) != len(block.values):
             raise ValueError(f"{block.title}: {len(block.words)} words but {len(block.values)} values")
-    # grey: values that do not exist (NaN), e.g. the expectancy of the first token
-    cmap = plt.get_cmap(CMAP).with_extremes(bad="#d9d9d9")
+    cmap = plt.get_cmap(CMAP)
     with plt.rc_context(RC):  # also while saving: that is when the text is laid out
         save(_figure(blocks, max_chars, fontsize, suptitle, cmap))
 
@@ -169,10 +169,16 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
         ax.axis("off")
         ax.text(0, -title_in / line_in * 0.35, block.title, fontsize=fontsize, va="bottom", ha="left",
                 parse_math=False)
-        rgba = cmap(block.norm(np.ma.masked_invalid(np.asarray(block.values, dtype=np.float64))))
+        values = np.asarray(block.values, dtype=np.float64)
+        has = np.isfinite(values)
         boxes = [Rectangle((col - 0.25, line + 0.08), max(1, len(word)) + 0.5, 0.84)
                  for word, (line, col) in zip(block.words, lay)]
-        ax.add_collection(PatchCollection(boxes, facecolors=rgba, edgecolors="none"))
+        ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if v], facecolors=cmap(block.norm(values[has])),
+                                          edgecolors="none"))
+        # a word without a value (NaN, e.g. the expectancy of the first word) has no fill, only a dotted frame:
+        # the colour map's own middle is light grey, so a grey fill would look like a value near 0
+        ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if not v], facecolors="none",
+                                          edgecolors=NO_VALUE_EDGE, linestyles=":", linewidths=0.8))
         # Monospaced and one space apart, so each line is a single text whose words fall on their boxes.
         for line, text in enumerate(line_texts(block.words, lay)):
             ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
@@ -245,6 +251,6 @@ def expectancy_heatmap(activations_path: str | os.PathLike, png: str | os.PathLi
         model, text = str(f.attrs["model"]), str(f.attrs["text"])
     ppl = math.exp(-np.nanmean(np.log(p))) if np.isfinite(p).any() else math.nan
     block = TextBlock(f"{model}, text {text}, tokens 0-{n - 1}: expectancy p(word | preceding words); "
-                      f"perplexity of these words {ppl:.0f}; grey = no context (first token)",
+                      f"perplexity of these words {ppl:.0f}; dotted frame = no context (first token)",
                       words, p, expectancy_norm(p), "p(w_t | w_<t)")
     draw_blocks([block], png, svg, dpi=dpi)

@@ -15,7 +15,7 @@ state (or, ``--around effect``, its removal's effect) has the largest sum of |va
 ``--expectancy`` alone: the text's start).
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
-word, log p(word) intact minus without it (red: it helped predict the word; grey: no value).
+word, log p(word) intact minus without it (red: it helped predict the word; a dotted frame: no value).
 """
 from __future__ import annotations
 
