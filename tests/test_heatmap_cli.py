@@ -16,7 +16,8 @@ from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import HIDDEN, TEXT, divergence_csv, single_removal_effects, tiny  # noqa: F401
+from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, single_removal_effects,  # noqa: F401
+                             tiny)
 
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
@@ -203,3 +204,56 @@ def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablatio
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (args, err)
         assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def group_ablation(tiny, divergence_csv, tmp_path_factory):
+    """A real ablation with groups: 2 top and 2 random neurons per layer, each group also removed together."""
+    folder = tmp_path_factory.mktemp("heatmap-group-ablation")
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "g.h5", folder / "g.csv", neurons=2,
+                 random=2, seed=3, max_tokens=ABLATED)
+    return folder / "g.h5"
+
+
+def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, group_ablation, ablation, tmp_path,
+                                                                          capsys):
+    groups = group_removal_effects(group_ablation)
+    assert sorted(groups) == [(1, "random all"), (1, "top all"), (2, "random all"), (2, "top all")]
+    padded = {k: np.concatenate([e, np.full(TEXT.tokens - len(e), np.nan)]) for k, (_, e) in groups.items()}
+    # without --neuron and --start, the passage is where the first group's effect is largest
+    start = int(np.argmax(np.convolve(np.nan_to_num(np.abs(padded[(2, "top all")])), np.ones(25), mode="valid")))
+    with open_activations(tiny.activations) as f:
+        blocks = heatmap_blocks(f, [], expectancy=False, start=None, tokens=25, ablation=str(group_ablation),
+                                groups=[(2, "top all"), (1, "random all")])
+    assert [b.label for b in blocks] == ["effect (nats)"] * 2
+    assert blocks[0].words == _words(tiny.activations, slice(start, start + 25))
+    for block, key in zip(blocks, [(2, "top all"), (1, "random all")]):
+        np.testing.assert_allclose(block.values, padded[key][start:start + 25], rtol=0, atol=1e-12)
+    top = " ".join(map(str, groups[(2, "top all")][0]))
+    assert f"layer 2, the 2 top-KL neurons {top} removed together (perplexity" in blocks[0].title
+    assert "the 2 random neurons" in blocks[1].title
+    # after a neuron's blocks (h, c, its own removal's effect), over the same passage
+    layer, j = 1, groups[(1, "top all")][0][0]  # a top neuron of layer 1, also removed on its own
+    with open_activations(tiny.activations) as f:
+        blocks = heatmap_blocks(f, [(layer, j)], expectancy=False, start=10, tokens=20, ablation=str(group_ablation),
+                                groups=[(1, "top all")])
+    assert [b.label for b in blocks] == ["h", "c", "effect (nats)", "effect (nats)"]
+    np.testing.assert_allclose(blocks[3].values, padded[(1, "top all")][10:30], rtol=0, atol=1e-12)
+    # the command
+    out = tmp_path / "together.png"
+    assert main([str(tiny.activations), "-g", "2:top", "-g", "2:random", "-a", str(group_ablation), "-o", str(out)]) == 0
+    image = mpimg.imread(out)
+    assert image.shape[0] > 150 and image[..., :3].std() > 0.05
+    cases = [
+        (["-g", "2:top"], "--group draws the effect of removing a group of neurons: give --ablation"),
+        (["-g", "2:best", "-a", str(group_ablation)], "--group '2:best': expected LAYER:top or LAYER:random"),
+        (["-g", "3:top", "-a", str(group_ablation)],
+         "g.h5: no group 3:top was removed together there; groups: 1:random 1:top 2:random 2:top"),
+        (["-g", "1:top", "-a", str(ablation[0])], "a.h5: no group 1:top was removed together there; groups: none"),
+    ]
+    for args, message in cases:
+        bad = tmp_path / "x.png"
+        assert main([str(tiny.activations), "-o", str(bad), *args]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)
+        assert not bad.exists()

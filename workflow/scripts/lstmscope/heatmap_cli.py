@@ -8,6 +8,8 @@ passage so they can be compared word by word::
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --expectancy --start 400 --tokens 120 -o e.svg
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:37 \
         --ablation results/ablation/d0.0_r0/test.h5 -o removed.png
+    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --group 2:top \
+        --ablation results/ablation/d0.0_r0/test.h5 -o together.png
 
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
@@ -16,6 +18,8 @@ state (or, ``--around effect``, its removal's effect) has the largest sum of |va
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
 word, log p(word) intact minus without it (red: it helped predict the word; a dotted frame: no value).
+``--group LAYER:top`` or ``LAYER:random`` adds the joint effect of that layer's top-KL or random
+neurons removed together (after the neurons; without ``--neuron`` it also picks the passage).
 """
 from __future__ import annotations
 
@@ -42,6 +46,14 @@ def parse_neuron(spec: str) -> tuple[int, int]:
     return int(layer), int(index)
 
 
+def parse_group(spec: str) -> tuple[int, str]:
+    """``"2:top"`` -> (2, "top all"), ``"1:random"`` -> (1, "random all"); anything else is an error naming it."""
+    layer, sep, which = spec.partition(":")
+    if not sep or not layer.strip().isdigit() or which.strip() not in ("top", "random"):
+        raise ValueError(f"--group {spec!r}: expected LAYER:top or LAYER:random, e.g. 2:top (layers from 1)")
+    return int(layer), f"{which.strip()} all"
+
+
 def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Dataset:
     """The dataset of ``layer``/``state``, after checking that ``neuron`` exists in it."""
     ds = state_dataset(f, layer, state)
@@ -52,13 +64,16 @@ def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Da
 
 
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
-            around: str, removals: dict[tuple[int, int], Removal] | None = None) -> tuple[int, int]:
+            around: str, removals: dict[tuple[int, int], Removal] | None = None,
+            first_group: Removal | None = None) -> tuple[int, int]:
     """[start, stop) of the passage drawn (see the module's docstring)."""
     T = int(f.attrs["n_tokens"])
     if tokens < 1:
         raise ValueError(f"--tokens {tokens}: must be >= 1")
     if start is None:
-        if not neurons:
+        if not neurons and first_group is not None:
+            start = best_window(np.nan_to_num(first_group.effect), tokens)
+        elif not neurons:
             start = 0
         else:
             layer, neuron = neurons[0]
@@ -73,32 +88,40 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
     return start, min(T, start + tokens)
 
 
-def removals_of(f: h5py.File, words: list[str], ablation: str,
-                neurons: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Removal]:
-    """Each neuron's removal in the ablation file ``ablation`` of the same model and text as ``f`` (``words``)."""
-    removals = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words).single
+def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence[tuple[int, int]],
+                groups: Sequence[tuple[int, str]] = ()) -> tuple[dict[tuple[int, int], Removal], list[Removal]]:
+    """Each neuron's removal, and each group's, in the ablation file ``ablation`` of the same model and text as
+    ``f`` (``words``)."""
+    stored = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words)
+    removals = stored.single
     missing = [f"{layer}:{neuron}" for layer, neuron in neurons if (layer, neuron) not in removals]
     if missing:
         removed = " ".join(f"{layer}:{neuron}" for layer, neuron in sorted(removals)) or "none"
         raise ValueError(f"{ablation}: neuron {', '.join(missing)} was not removed on its own there; "
                          f"removed on their own: {removed}")
-    return removals
+    absent = [f"{layer}:{group.split()[0]}" for layer, group in groups if (layer, group) not in stored.groups]
+    if absent:
+        there = " ".join(f"{layer}:{group.split()[0]}" for layer, group in sorted(stored.groups)) or "none"
+        raise ValueError(f"{ablation}: no group {', '.join(absent)} was removed together there; groups: {there}")
+    return removals, [stored.groups[g] for g in groups]
 
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
-                   tokens: int, around: str = "h", scale: str = "symmetric",
-                   ablation: str | None = None) -> list[TextBlock]:
+                   tokens: int, around: str = "h", scale: str = "symmetric", ablation: str | None = None,
+                   groups: Sequence[tuple[int, str]] = ()) -> list[TextBlock]:
     """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
-    removal, with ``ablation``), over one passage."""
-    if not neurons and not expectancy:
+    removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage."""
+    if not neurons and not expectancy and not groups:
         raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable) and/or --expectancy")
     for layer, neuron in neurons:
         neuron_dataset(f, layer, "h", neuron)  # every neuron is checked before anything is read
-    if ablation is not None and not neurons:
+    if groups and ablation is None:
+        raise ValueError("--group draws the effect of removing a group of neurons: give --ablation ABLATION_H5 too")
+    if ablation is not None and not neurons and not groups:
         raise ValueError("--ablation draws the effect of removing a neuron: give --neuron LAYER:INDEX too")
     every_word = read_words(f)
-    removals = removals_of(f, every_word, ablation, neurons) if ablation is not None else {}
-    begin, stop = passage(f, neurons, start, tokens, around, removals)
+    removals, removed_groups = removals_of(f, every_word, ablation, neurons, groups) if ablation is not None else ({}, [])
+    begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None)
     words = every_word[begin:stop]
     span = f"tokens {begin}-{stop - 1}"
     blocks = []
@@ -115,6 +138,12 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
             blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}; perplexity "
                                        f"{r.perplexity_change_pct:+.2f} % without it over the first {r.tokens} "
                                        "words): effect on each word", every_word, r.effect, begin, stop))
+    for (layer, _), r in zip(groups, removed_groups):
+        which = "top-KL" if r.group.startswith("top") else "random"
+        blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} neurons "
+                                   f"{' '.join(map(str, r.neurons))} removed together (perplexity "
+                                   f"{r.perplexity_change_pct:+.2f} % without them over the first {r.tokens} words): "
+                                   "effect on each word", every_word, r.effect, begin, stop))
     return blocks
 
 
@@ -137,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-a", "--ablation", default=None, metavar="ABLATION_H5",
                     help="the ablation file of the same model and text (results/ablation/<model>/<text>.h5): "
                          "draw each neuron's removal effect below its h and c")
+    ap.add_argument("-g", "--group", action="append", default=[], metavar="LAYER:top|random",
+                    help="with --ablation: the effect of removing that layer's top-KL (or random) neurons together "
+                         "(repeatable)")
     ap.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
     ap.add_argument("--width", type=int, default=96, help="characters per line (default 96)")
     return ap
@@ -153,9 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
     try:
         neurons = [parse_neuron(s) for s in args.neuron]
+        groups = [parse_group(s) for s in args.group]
         with open_activations(args.activations) as f:
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
-                                    args.ablation)
+                                    args.ablation, groups)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
         draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
     except (ActivationsError, ValueError) as exc:
