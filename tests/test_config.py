@@ -60,7 +60,7 @@ BAD = [
     ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),
     ("neuron_explorer.texts", ["dev"], "config key neuron_explorer.texts: 'dev' is not a text of texts (test, train)"),
     ("neuron_explorer.neurons", 0, "config key neuron_explorer.neurons: 0 is out of range; must be >= 1"),
-    ("neuron_explorer.ablation", "yes", "config key neuron_explorer.ablation: 'yes' is not of type boolean"),
+    ("neuron_explorer.ablation", "sometimes", "config key neuron_explorer.ablation: 'sometimes' is not of type boolean"),
     ("ablation.dropouts", [0.35], "config key ablation.dropouts: 0.35 is not among models.dropouts"),
     ("ablation.dropouts", [], "config key ablation.dropouts: [] should be non-empty"),
     ("ablation.texts", ["dev"], "config key ablation.texts: 'dev' is not a text of texts (test, train)"),
@@ -203,8 +203,9 @@ def test_command_line_values_are_read_as_the_schemas_types():
     from snakemake.cli import parse_config
     from snakemake.utils import update_config
 
-    args = ["heatmap={neurons: 5, scale: range}", "histogram={cell_range: [-5, 5.5]}", "divergence={epsilon: 1e-9}",
-            "cluster={n_clusters: null, distance_threshold: 2.5}", "neuron_explorer={dropouts: [0.0, 0.3], ablation: false}",
+    args = ["heatmap={neurons: 5, scale: range, passage_tokens: 40.0}", "histogram={cell_range: [-5, 5.5]}",
+            "divergence={epsilon: 1e-9}", "cluster={n_clusters: null, distance_threshold: 2.5}",
+            "neuron_explorer={dropouts: [0.0, 0.3], ablation: off}", "ablation={max_tokens: }",
             "texts={extra: {split: valid, offset: 10, tokens: 500}}", "figures={highlight_word: '1'}"]
     given = parse_config(args)
     assert given["heatmap"]["neurons"] == "5" and given["histogram"]["cell_range"] == ["-5", "5.5"]  # as text
@@ -213,17 +214,20 @@ def test_command_line_values_are_read_as_the_schemas_types():
     validate_config(from_command_line, SCHEMA)
     in_file = default_config()
     for section, values in yaml.safe_load("""
-        heatmap: {neurons: 5, scale: range}
+        heatmap: {neurons: 5, scale: range, passage_tokens: 40.0}
         histogram: {cell_range: [-5, 5.5]}
         divergence: {epsilon: 1.0e-9}
         cluster: {n_clusters: null, distance_threshold: 2.5}
-        neuron_explorer: {dropouts: [0.0, 0.3], ablation: false}
+        neuron_explorer: {dropouts: [0.0, 0.3], ablation: off}
+        ablation: {max_tokens: }
         texts: {extra: {split: valid, offset: 10, tokens: 500}}
         figures: {highlight_word: '1'}""").items():
         in_file[section].update(values)
     validate_config(in_file, SCHEMA)
     assert from_command_line == in_file
     assert type(from_command_line["heatmap"]["neurons"]) is int and from_command_line["figures"]["highlight_word"] == "1"
+    assert type(from_command_line["heatmap"]["passage_tokens"]) is int  # 40.0 where a count is wanted: 40
+    assert from_command_line["ablation"]["max_tokens"] is None
     assert from_command_line["neuron_explorer"]["ablation"] is False
     # text that is not a value of the wanted type is still refused, naming the key
     for arg, message in (("heatmap={neurons: five}", "config key heatmap.neurons: 'five' is not of type integer"),

@@ -68,31 +68,37 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _typed(value: str, types: list[str]) -> Any:
-    """``value`` as a number, boolean (``true``/``false``) or null (``null``/``~``) where ``types`` allows
-    it, else unchanged, for the schema to refuse with its one-line error."""
-    text = value.strip()
-    if "null" in types and text in ("null", "Null", "NULL", "~"):
-        return None
-    if "boolean" in types and text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if "integer" in types or "number" in types:
+    """``value`` read as the same text in a YAML file reads (``5``, ``off``, an empty value as null), or as a
+    number where YAML 1.1 keeps it text (``1e-9``), if that gives one of ``types``; else ``value`` unchanged,
+    for the schema to refuse with its one-line error."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, str) and ("number" in types or "integer" in types):
         try:
-            number = float(text)
+            parsed = float(parsed)
         except ValueError:
             return value
-        if not math.isfinite(number):  # nan, inf: refused as text
-            return value
-        if number.is_integer() and "." not in text and "e" not in text.lower():
-            return int(text)
-        if "number" in types:
-            return number
-    return value
+        if "integer" in types and parsed.is_integer() and "number" not in types:
+            return value  # 1e5 for an integer: refused, as in a file
+    if isinstance(parsed, float) and not math.isfinite(parsed):  # nan, inf: refused as text
+        return value
+    return parsed if any(_JSON_TYPES[t](parsed) for t in types if t in _JSON_TYPES) else value
+
+
+_JSON_TYPES = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
+               or isinstance(v, float) and v.is_integer(),  # as jsonschema: 5.0 is an integer
+               "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+               "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None,
+               "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict)}
 
 
 def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
     """Snakemake reads a ``--config`` value with YAML's BaseLoader, so every scalar nested in it is text
     (``--config 'heatmap={neurons: 5}'`` gives ``{'neurons': '5'}``): where the schema wants a number,
-    a boolean or null and the text reads as one, use that (in place for mappings); leave everything else."""
+    a boolean or null and the text reads (as in a YAML file) as one, use that (in place for mappings);
+    leave everything else."""
     if isinstance(value, dict):
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key in list(value):
@@ -102,11 +108,12 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
         return value
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [coerce_command_line_values(v, schema["items"]) for v in value]
-    if isinstance(value, str):
-        types = schema.get("type", [])
-        types = [types] if isinstance(types, str) else list(types)
-        if types and "string" not in types:
-            return _typed(value, types)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(value, str) and types and "string" not in types:
+        value = _typed(value, types)
+    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
+        return int(value)  # 5.0 where a count is wanted (the schema accepts it as an integer)
     return value
 
 
