@@ -9,8 +9,8 @@ from matplotlib import image as mpimg
 
 from lstmscope.activations_file import ActivationsError
 from lstmscope.figures import plt
-from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, layout_words,
-                               line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
+from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, expectancy_norm,
+                               layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
 
 from neurons_support import LAYERS, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -71,6 +71,13 @@ def test_a_word_without_a_value_is_framed_not_filled_unlike_a_value_near_zero(tm
     cmap = plt.get_cmap(CMAP)
     colours = [to_hex(cmap(block.norm(v))) for v in (-1.0, 0.0, 1.0)]
     assert all(c in filled for c in colours) and colours[1] != "#ffffff"
+    # a probability of 0 cannot be shown on the expectancy's log scale: framed like a missing value
+    p = np.array([np.nan, 0.5, 0.0, 0.01])
+    block = TextBlock("p", ["first", "likely", "impossible", "rare"], p, expectancy_norm(p), "p")
+    with plt.rc_context({"svg.fonttype": "none"}):
+        draw_blocks([block], tmp_path / "p.png", tmp_path / "p.svg", dpi=60, max_chars=40)
+    boxes = re.findall(r'<path d="M [^"]*z\s*"[^>]*style="([^"]*)"', (tmp_path / "p.svg").read_text())
+    assert sum("stroke-dasharray" in b for b in boxes) == 2
 
 
 def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():

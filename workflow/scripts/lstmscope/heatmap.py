@@ -169,11 +169,11 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
         ax.axis("off")
         ax.text(0, -title_in / line_in * 0.35, block.title, fontsize=fontsize, va="bottom", ha="left",
                 parse_math=False)
-        values = np.asarray(block.values, dtype=np.float64)
-        has = np.isfinite(values)
+        normed = block.norm(np.ma.masked_invalid(np.asarray(block.values, dtype=np.float64)))
+        has = ~np.ma.getmaskarray(normed)  # NaN, and what the scale cannot show (a probability of 0 on a log scale)
         boxes = [Rectangle((col - 0.25, line + 0.08), max(1, len(word)) + 0.5, 0.84)
                  for word, (line, col) in zip(block.words, lay)]
-        ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if v], facecolors=cmap(block.norm(values[has])),
+        ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if v], facecolors=cmap(normed[has]),
                                           edgecolors="none"))
         # a word without a value (NaN, e.g. the expectancy of the first word) has no fill, only a dotted frame:
         # the colour map's own middle is light grey, so a grey fill would look like a value near 0
