@@ -195,7 +195,7 @@ def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablatio
         (["-n", "1:0", "--ablation", str(other)], "other.h5 is the ablation of model d0.2_r0, text valid, not of "
                                                   "model d0.2_r0, text test"),
         (["-n", "1:0", "--ablation", str(tmp_path / "none.h5")], "none.h5: ablation file not found"),
-        (["-e", "--ablation", str(path)], "--ablation draws the effect of removing a neuron: give --neuron"),
+        (["-e", "--ablation", str(path)], "--ablation draws the effect of removing a neuron or group: give --neuron"),
         (["-n", "1:0", "--around", "effect"], "--around effect needs --ablation"),
     ]
     for args, message in cases:

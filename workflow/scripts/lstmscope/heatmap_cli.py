@@ -112,13 +112,15 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
     removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage."""
     if not neurons and not expectancy and not groups:
-        raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable) and/or --expectancy")
+        raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable), --expectancy and/or --group "
+                         "LAYER:top|random with --ablation")
     for layer, neuron in neurons:
         neuron_dataset(f, layer, "h", neuron)  # every neuron is checked before anything is read
     if groups and ablation is None:
         raise ValueError("--group draws the effect of removing a group of neurons: give --ablation ABLATION_H5 too")
     if ablation is not None and not neurons and not groups:
-        raise ValueError("--ablation draws the effect of removing a neuron: give --neuron LAYER:INDEX too")
+        raise ValueError("--ablation draws the effect of removing a neuron or group: give --neuron LAYER:INDEX or "
+                         "--group LAYER:top|random too")
     every_word = read_words(f)
     removals, removed_groups = removals_of(f, every_word, ablation, neurons, groups) if ablation is not None else ({}, [])
     begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None)
