@@ -134,24 +134,24 @@ def reference_log_probs(model, ids, removed=()):
     return np.array(out)
 
 
-def single_removal_effects(h5: Path) -> dict[tuple[int, int], np.ndarray]:
-    """Every single-neuron ablation's effect on each word it read, straight from the ablation file with h5py:
-    (layer, neuron) -> log p intact - log p ablated (NaN at t = 0)."""
-    with h5py.File(h5) as f:
-        intact = f["log_prob/intact"][:].astype(np.float64)
-        ablated = f["log_prob/ablated"][:].astype(np.float64)
-        units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
-    return {(int(layer), int(row[0])): intact - ablated[a] for a, (layer, row) in enumerate(zip(layers, units))
-            if (row >= 0).sum() == 1}
-
-
-def group_removal_effects(h5: Path) -> dict[tuple[int, str], tuple[list[int], np.ndarray]]:
-    """Every group ablation (several neurons removed together), straight from the ablation file with h5py:
-    (layer, group) -> (its neurons, log p intact - log p ablated of each word it read)."""
+def _stored_removals(h5: Path) -> list[tuple[int, str, list[int], np.ndarray]]:
+    """Every ablation of an ablation file, straight from it with h5py: (layer, group, neurons removed,
+    log p intact - log p ablated of each word it read; NaN at t = 0)."""
     with h5py.File(h5) as f:
         intact = f["log_prob/intact"][:].astype(np.float64)
         ablated = f["log_prob/ablated"][:].astype(np.float64)
         units, layers = f["ablation/neurons"][:], f["ablation/layer"][:]
         groups = [g.decode() for g in f["ablation/group"][:]]
-    return {(int(layer), group): ([int(j) for j in row if j >= 0], intact - ablated[a])
-            for a, (layer, row, group) in enumerate(zip(layers, units, groups)) if (row >= 0).sum() > 1}
+    return [(int(layer), group, [int(j) for j in row if j >= 0], intact - ablated[a])
+            for a, (layer, row, group) in enumerate(zip(layers, units, groups))]
+
+
+def single_removal_effects(h5: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Every single-neuron ablation's effect on each word it read: (layer, neuron) -> effect."""
+    return {(layer, neurons[0]): effect for layer, _, neurons, effect in _stored_removals(h5) if len(neurons) == 1}
+
+
+def group_removal_effects(h5: Path) -> dict[tuple[int, str], tuple[list[int], np.ndarray]]:
+    """Every group ablation (several neurons removed together): (layer, group) -> (its neurons, effect)."""
+    return {(layer, group): (neurons, effect) for layer, group, neurons, effect in _stored_removals(h5)
+            if len(neurons) > 1}
