@@ -31,6 +31,15 @@ def _words(path: Path, rows: slice) -> list[str]:
         return [w.decode() for w in f["tokens/words"][rows]]
 
 
+def _assert_refused(activations: Path, out: Path, capsys, args: list[str], message: str) -> str:
+    """The command exits 1 with one line on stderr containing ``message`` and writes no ``out``; returns it."""
+    assert main([str(activations), "-o", str(out), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, (args, err)
+    assert not out.exists()
+    return err
+
+
 def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
     rows = slice(100, 130)
     with open_activations(tiny.activations) as f:
@@ -106,10 +115,8 @@ BAD = [
 
 @pytest.mark.parametrize("args,message", BAD, ids=[m.split(":")[0] for _, m in BAD])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tiny, tmp_path, capsys, args, message):
-    out = tmp_path / "x.png"
-    assert main([str(tiny.activations), "-o", str(out), *args]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("lstmscope-heatmap: error: ") and message in err, err
+    err = _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)
+    assert err.startswith("lstmscope-heatmap: error: ")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -139,10 +146,14 @@ def ablation(tiny, divergence_csv, tmp_path_factory):
     return folder / "a.h5", removed
 
 
+def _padded(effect: np.ndarray) -> np.ndarray:
+    """An effect on the words an ablation read, NaN after them to the text's end."""
+    return np.concatenate([effect, np.full(TEXT.tokens - len(effect), np.nan)])
+
+
 def _effect(path: Path, layer: int, neuron: int) -> np.ndarray:
     """The removal's effect on each word straight from the file, NaN after the words the ablation read."""
-    effect = single_removal_effects(path)[(layer, neuron)]
-    return np.concatenate([effect, np.full(TEXT.tokens - len(effect), np.nan)])
+    return _padded(single_removal_effects(path)[(layer, neuron)])
 
 
 def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablation):
@@ -199,11 +210,7 @@ def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablatio
         (["-n", "1:0", "--around", "effect"], "--around effect needs --ablation"),
     ]
     for args, message in cases:
-        out = tmp_path / "x.png"
-        assert main([str(tiny.activations), "-o", str(out), *args]) == 1
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and message in err, (args, err)
-        assert not out.exists()
+        _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +226,7 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
                                                                           capsys):
     groups = group_removal_effects(group_ablation)
     assert sorted(groups) == [(1, "random all"), (1, "top all"), (2, "random all"), (2, "top all")]
-    padded = {k: np.concatenate([e, np.full(TEXT.tokens - len(e), np.nan)]) for k, (_, e) in groups.items()}
+    padded = {k: _padded(e) for k, (_, e) in groups.items()}
     # without --neuron and --start, the passage is where the first group's effect is largest
     start = int(np.argmax(np.convolve(np.nan_to_num(np.abs(padded[(2, "top all")])), np.ones(25), mode="valid")))
     with open_activations(tiny.activations) as f:
@@ -252,8 +259,4 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
         (["-g", "1:top", "-a", str(ablation[0])], "a.h5: no group 1:top was removed together there; groups: none"),
     ]
     for args, message in cases:
-        bad = tmp_path / "x.png"
-        assert main([str(tiny.activations), "-o", str(bad), *args]) == 1
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and message in err, (args, err)
-        assert not bad.exists()
+        _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)
