@@ -10,8 +10,9 @@ sys.path.insert(0, SCRIPTS)
 # sys.path, behind site-packages, where an installed lstmscope (a non-editable install, or another
 # checkout's editable one) would win, and a job would run code other than the code its inputs list.
 # PYTHONPATH comes before site-packages; local jobs inherit it, and a SLURM job's own Snakemake reads this
-# file again. (Snakemake clears PYTHONPATH in --sdm conda jobs; their environments hold no lstmscope, so
-# the appended scripts folder is what they import.) (The variable is set here, not required from the user, so it needs no envvars directive.)
+# file again. Snakemake clears PYTHONPATH in --sdm conda jobs; their environments hold no lstmscope, so
+# the appended scripts folder is what they import. The variable is set here, not required from the user,
+# so it needs no envvars directive.
 os.environ.update(PYTHONPATH=os.pathsep.join(
     [SCRIPTS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SCRIPTS)]))
 from lstmscope.config import ConfigError, model_specs, validate_config, dropout_label, model_name  # noqa: E402

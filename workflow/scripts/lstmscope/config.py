@@ -67,6 +67,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}"
 
 
+_JSON_TYPES = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
+               or isinstance(v, float) and v.is_integer(),  # as jsonschema: 5.0 is an integer
+               "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+               "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None,
+               "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict)}
+
+
 def _typed(value: str, types: list[str]) -> Any:
     """``value`` read as the same text in a YAML file reads (``5``, ``off``, an empty value as null), or as a
     number where YAML 1.1 keeps it text (``1e-9``), if that gives one of ``types``; else ``value`` unchanged,
@@ -75,23 +82,14 @@ def _typed(value: str, types: list[str]) -> Any:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return value
-    if isinstance(parsed, str) and ("number" in types or "integer" in types):
+    if isinstance(parsed, str) and "number" in types:  # 1e-9 (for an integer, 1e5 stays refused as in a file)
         try:
             parsed = float(parsed)
         except ValueError:
             return value
-        if "integer" in types and parsed.is_integer() and "number" not in types:
-            return value  # 1e5 for an integer: refused, as in a file
     if isinstance(parsed, float) and not math.isfinite(parsed):  # nan, inf: refused as text
         return value
     return parsed if any(_JSON_TYPES[t](parsed) for t in types if t in _JSON_TYPES) else value
-
-
-_JSON_TYPES = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
-               or isinstance(v, float) and v.is_integer(),  # as jsonschema: 5.0 is an integer
-               "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-               "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None,
-               "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict)}
 
 
 def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
