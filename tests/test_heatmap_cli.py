@@ -61,9 +61,9 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
     assert (symmetric[0].norm.vmin, symmetric[0].norm.vmax) == (-m, m)
 
 
-@pytest.mark.parametrize("around", ["h", "c"])
-def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around):
-    column = np.abs(_expected(tiny.activations, f"layer2/{around}", slice(None), 7))
+@pytest.mark.parametrize("around,state", [(None, "h"), ("h", "h"), ("c", "c")])
+def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, state):
+    column = np.abs(_expected(tiny.activations, f"layer2/{state}", slice(None), 7))
     sums = np.convolve(column, np.ones(25), mode="valid")  # sum of |value| over every 25-token window
     start = int(np.argmax(sums))
     with open_activations(tiny.activations) as f:
@@ -110,6 +110,11 @@ BAD = [
                                                   f"(tokens 0..{TEXT.tokens - 1})"),
     (["-n", "2:0", "--tokens", "0"], "--tokens 0: must be >= 1"),
     ([], "nothing to draw: give --neuron LAYER:INDEX"),
+    # an --around that would choose nothing is refused, not ignored
+    (["-n", "2:0", "--start", "5", "--around", "c"], "--start 5 and --around c both choose the passage: give one"),
+    (["-e", "--around", "h"], "--around h chooses the passage by the first --neuron's h: give --neuron"),
+    (["-e", "--around", "effect"], "--around effect chooses the passage by a removal's effect: give --neuron or "
+                                   "--group with --ablation"),
 ]
 
 
@@ -236,6 +241,10 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25))
     for block, key in zip(blocks, [(2, "top all"), (1, "random all")]):
         np.testing.assert_allclose(block.values, padded[key][start:start + 25], rtol=0, atol=1e-12)
+    with open_activations(tiny.activations) as f:  # --around effect says the same; h or c has no neuron to read
+        (effect, _) = heatmap_blocks(f, [], expectancy=False, start=None, tokens=25, around="effect",
+                                     ablation=str(group_ablation), groups=[(2, "top all"), (1, "random all")])
+    assert effect.words == blocks[0].words
     top = " ".join(map(str, groups[(2, "top all")][0]))
     assert f"layer 2, the 2 top-KL neurons {top} removed together (perplexity" in blocks[0].title
     assert "the 2 random neurons" in blocks[1].title
@@ -257,6 +266,8 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
         (["-g", "3:top", "-a", str(group_ablation)],
          "g.h5: no group 3:top was removed together there; groups: 1:random 1:top 2:random 2:top"),
         (["-g", "1:top", "-a", str(ablation[0])], "a.h5: no group 1:top was removed together there; groups: none"),
+        (["-g", "2:top", "-a", str(group_ablation), "--around", "c"],
+         "--around c chooses the passage by the first --neuron's c: give --neuron"),
     ]
     for args, message in cases:
         _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)

@@ -14,7 +14,8 @@ passage so they can be compared word by word::
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
 state (or, ``--around effect``, its removal's effect) has the largest sum of |value| (for
-``--expectancy`` alone: the text's start).
+``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c`` without a
+neuron, is an error rather than ignored.
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
 word, log p(word) intact minus without it (red: it helped predict the word; a dotted frame: no value).
@@ -64,15 +65,25 @@ def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Da
 
 
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
-            around: str, removals: dict[tuple[int, int], Removal] | None = None,
+            around: str | None, removals: dict[tuple[int, int], Removal] | None = None,
             first_group: Removal | None = None) -> tuple[int, int]:
-    """[start, stop) of the passage drawn (see the module's docstring)."""
+    """[start, stop) of the passage drawn (see the module's docstring). ``around`` None is the default: the
+    first neuron's h, else the first group's effect, else the text's start; an ``around`` that would not be
+    used (with ``start``, or nothing it could apply to) is an error rather than silently ignored."""
     T = int(f.attrs["n_tokens"])
     if tokens < 1:
         raise ValueError(f"--tokens {tokens}: must be >= 1")
+    if start is not None and around is not None:
+        raise ValueError(f"--start {start} and --around {around} both choose the passage: give one of them")
     if start is None:
+        if not neurons and around in ("h", "c"):
+            raise ValueError(f"--around {around} chooses the passage by the first --neuron's {around}: give --neuron "
+                             "LAYER:INDEX (without one, the first --group's effect or the text's start picks it)")
         if not neurons and first_group is not None:
             start = best_window(np.nan_to_num(first_group.effect), tokens)
+        elif not neurons and around == "effect":
+            raise ValueError("--around effect chooses the passage by a removal's effect: give --neuron or --group "
+                             "with --ablation")
         elif not neurons:
             start = 0
         else:
@@ -82,7 +93,8 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
                     raise ValueError("--around effect needs --ablation: the effect of removing the first neuron")
                 start = best_window(np.nan_to_num(removals[neurons[0]].effect), tokens)
             else:
-                start = best_window(neuron_dataset(f, layer, around, neuron)[:, neuron].astype(np.float64), tokens)
+                state = around or "h"
+                start = best_window(neuron_dataset(f, layer, state, neuron)[:, neuron].astype(np.float64), tokens)
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
     return start, min(T, start + tokens)
@@ -107,7 +119,7 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
 
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
-                   tokens: int, around: str = "h", scale: str = "symmetric", ablation: str | None = None,
+                   tokens: int, around: str | None = None, scale: str = "symmetric", ablation: str | None = None,
                    groups: Sequence[tuple[int, str]] = ()) -> list[TextBlock]:
     """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
     removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage."""
@@ -160,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
     ap.add_argument("--tokens", type=int, default=80, help="tokens in the passage (default 80)")
-    ap.add_argument("--around", choices=("h", "c", "effect"), default="h",
+    ap.add_argument("--around", choices=("h", "c", "effect"), default=None,
                     help="what of the first neuron chooses the passage when --start is not given: its h, its c or, "
-                         "with --ablation, the effect of its removal (default h)")
+                         "with --ablation, the effect of its removal (default h; without --neuron, the first "
+                         "--group's effect); an error with --start")
     ap.add_argument("--scale", choices=SCALES, default="symmetric",
                     help="symmetric: centred on 0, colour = sign; range: the passage's min to max (default symmetric)")
     ap.add_argument("-a", "--ablation", default=None, metavar="ABLATION_H5",
