@@ -18,6 +18,9 @@ from conftest import skip_or_fail
 from embedding_data import real_cluster_tables, wikitext_split
 from lstmscope.cluster import read_clusters, single_linkage
 from lstmscope.explorer import SCALE, build_explorer, explorer_data, render_explorer
+from lstmscope.explorer import TEMPLATE as EXPLORER_TEMPLATE
+from lstmscope.html_page import render_page
+from lstmscope.neuron_explorer import TEMPLATE as NEURON_TEMPLATE
 from lstmscope.vocabulary import read_tokens
 
 
@@ -99,6 +102,39 @@ def test_template_placeholders_are_required(tmp_path):
     (tmp_path / "t.html").write_text("<html>{{TITLE}}</html>")
     with pytest.raises(ValueError, match=r"t\.html: template has no \{\{DATA\}\} placeholder"):
         render_explorer({"title": "x"}, tmp_path / "t.html")
+    (tmp_path / "t.html").write_text("<html>{{TITLE}}{{DATA}}</html>")
+    with pytest.raises(ValueError, match=r"t\.html: template has no \{\{ERROR_RECORDER\}\} placeholder"):
+        render_explorer({"title": "x"}, tmp_path / "t.html")
+
+
+def test_a_title_or_data_holding_a_placeholder_is_kept_as_it_is(tmp_path):
+    (tmp_path / "t.html").write_text("<title>{{TITLE}}</title>{{ERROR_RECORDER}}<script>{{DATA}}</script>")
+    data = {"title": "a {{DATA}} b", "word": "{{TITLE}} {{ERROR_RECORDER}}"}
+    page = render_page(data, tmp_path / "t.html")
+    assert page.startswith("<title>a {{DATA}} b</title><script>\nwindow.lstmscopeErrors = [];")
+    assert json.loads(page.rsplit("<script>", 1)[1].removesuffix("</script>")) == data
+
+
+@pytest.mark.parametrize("template", [EXPLORER_TEMPLATE, NEURON_TEMPLATE], ids=["clusters", "neurons"])
+def test_both_explorers_record_errors_before_their_own_script(template):
+    page = render_page({"title": "t"}, template)
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, flags=re.S)
+    assert scripts[0].strip().startswith("window.lstmscopeErrors = [];") and "console.error = function" in scripts[0]
+    assert len(scripts) == 3  # the recorder, the data, the page's own script
+
+
+@pytest.mark.browser
+def test_browser_records_errors_and_console_errors(chromium, tmp_path):
+    (tmp_path / "t.html").write_text(
+        "<html><head><title>{{TITLE}}</title>{{ERROR_RECORDER}}</head><body><pre id=\"selftest\"></pre>"
+        "<script type=\"application/json\">{{DATA}}</script><script>"
+        "console.error('bad', 1); setTimeout(function () { undefinedFunction(); }, 0);"
+        "setTimeout(function () { document.getElementById('selftest').textContent = "
+        "JSON.stringify({errors: window.lstmscopeErrors}); }, 50);</script></body></html>")
+    out = tmp_path / "page.html"
+    out.write_text(render_page({"title": "t"}, tmp_path / "t.html"))
+    errors = selftest(chromium, out, "", tmp_path)["errors"]
+    assert len(errors) == 2 and errors[0] == "bad 1" and "undefinedFunction is not defined" in errors[1], errors
 
 
 @pytest.mark.browser

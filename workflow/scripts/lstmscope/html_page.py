@@ -1,11 +1,29 @@
 """Self-contained HTML pages: a template whose ``{{TITLE}}`` and ``{{DATA}}`` placeholders receive the
-page's title and its data, inlined as JSON in a ``<script type="application/json">`` element."""
+page's title and its data, inlined as JSON in a ``<script type="application/json">`` element, and whose
+``{{ERROR_RECORDER}}`` (first in ``<head>``) receives the script that collects the page's errors."""
 from __future__ import annotations
 
 import html
 import json
 import os
+import re
 from pathlib import Path
+
+
+# Installed before the page's own script, so that its errors (even syntax errors) and whatever it reports
+# with console.error are collected in window.lstmscopeErrors, which the browser tests read.
+ERROR_RECORDER = """<script>
+window.lstmscopeErrors = [];
+window.addEventListener("error", function (e) { window.lstmscopeErrors.push(String(e.message || e)); });
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.lstmscopeErrors.push(Array.prototype.map.call(arguments, String).join(" "));
+    return original.apply(console, arguments);
+  };
+})();
+</script>"""
+PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")
 
 
 def script_json(data: dict) -> str:
@@ -15,10 +33,12 @@ def script_json(data: dict) -> str:
 
 
 def render_page(data: dict, template: str | os.PathLike) -> str:
-    """The template with ``data["title"]`` (escaped) and ``data`` (as JSON) filled in."""
+    """The template with ``data["title"]`` (escaped), the error recorder and ``data`` (as JSON) filled in."""
     page = Path(template).read_text(encoding="utf-8")
-    for placeholder in ("{{TITLE}}", "{{DATA}}"):
+    for placeholder in PLACEHOLDERS:
         if placeholder not in page:
             raise ValueError(f"{template}: template has no {placeholder} placeholder")
-    page = page.replace("{{TITLE}}", html.escape(data["title"]))
-    return page.replace("{{DATA}}", script_json(data), 1)
+    values = {"{{TITLE}}": html.escape(data["title"]), "{{ERROR_RECORDER}}": ERROR_RECORDER,
+              "{{DATA}}": script_json(data)}
+    # one pass, so that a title or data containing a placeholder's text is left as it is
+    return re.sub("|".join(map(re.escape, PLACEHOLDERS)), lambda m: values[m.group(0)], page)
