@@ -88,6 +88,15 @@ def test_table_5_1_counts_the_words_of_each_cluster(tables):
         assert row.longest_span_length == lengths[values == row.cluster].max()
 
 
+def test_table_5_1_rows_follow_the_cluster_numbers_when_sizes_tie():
+    # clusters 2 and 3 both have 4 members; 2 appears first (position 1), but 3's longest run starts earlier
+    labels = [1, 2, 1, 3, 3, 3, 3, 1, 1, 2, 2, 2, 1]
+    table = pd.DataFrame({"position": range(len(labels)), "word": list("abcdefghijklm"), "cluster": labels})
+    clusters = cluster_table(table)
+    assert clusters["cluster"].tolist() == [1, 2, 3] and clusters["size"].tolist() == [5, 4, 4]
+    assert clusters["longest_span_start"].tolist() == [7, 9, 3]
+
+
 def test_measures_of_a_real_run_and_rendered_table(tables):
     clusters, measures = cluster_measures(tables, "d0.0_r0", "test", top_words=6, shuffles=30, seed=0)
     assert len(measures) == 8

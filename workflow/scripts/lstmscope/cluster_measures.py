@@ -108,7 +108,8 @@ def format_top_words(pairs: list[tuple[str, int]]) -> str:
 
 
 def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12) -> pd.DataFrame:
-    """One row per cluster of a cluster table (``position, word, cluster``), largest first.
+    """One row per cluster of a cluster table (``position, word, cluster``), largest first, ties by the first
+    position of a member: the order of the clusters' canonical numbers, so the row is the cluster's number.
 
     Columns: cluster, size, share, top_words, majority_class, purity, runs,
     longest_span_start, longest_span_length, longest_span_text.
@@ -139,9 +140,11 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
             "longest_span_start": int(positions[s]),
             "longest_span_length": length,
             "longest_span_text": " ".join(span) + (" …" if length > span_words else ""),
+            "first": int(positions[members[0]]),
         })
     out = pd.DataFrame(rows)
-    return out.sort_values(["size", "longest_span_start"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["size", "first"], ascending=[False, True], kind="stable")
+    return out.drop(columns="first").reset_index(drop=True)
 
 
 def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) -> dict[str, float]:
