@@ -87,6 +87,18 @@ def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     assert "position in the text (tokens)" in text
 
 
+def test_words_with_dollar_signs_are_drawn_as_they_are(tmp_path):
+    # two "$" would make matplotlib read the text between them as a formula ("%" there: a parse error)
+    words = "the the , rose , $ 3 million , 5 % above $ 2 the".split()  # cluster 1's top word: ","
+    n = len(words)
+    table = pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
+                          "y": np.zeros(n), "cluster": [2, 2] + [1] * (n - 3) + [2]})
+    F.position_figure(table, cluster_table(table), "t", 2, tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
+    assert "\u201c, rose , $ 3 million , 5 % above $ 2\u201d" in " ".join(svg_texts(tmp_path / "p.svg"))
+    F.highlight_word_figure({(1, "h"): table}, "$x$", "t", tmp_path / "h.png", tmp_path / "h.svg", dpi=40)
+    assert f"layer 1, hidden state h: 0 of {n} tokens are '$x$'" in svg_texts(tmp_path / "h.svg")
+
+
 def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path):
     paths = real_cluster_tables()
     _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)

@@ -106,7 +106,8 @@ def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], wo
         ax.scatter(x[~hit], y[~hit], c=OTHER, s=point_size(len(x)), linewidths=0, rasterized=True)
         ax.scatter(x[hit], y[hit], c="#d62728", s=max(4.0, 2 * point_size(len(x))), linewidths=0,
                    rasterized=True)
-        ax.set_title(f"{_view(*key)}: {int(hit.sum())} of {len(x)} tokens are {word!r}", fontsize=10)
+        ax.set_title(f"{_view(*key)}: {int(hit.sum())} of {len(x)} tokens are {word!r}", fontsize=10,
+                     parse_math=False)  # a word is drawn as it is: "$" does not start a formula
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
@@ -157,7 +158,8 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     ax.set_title(title, fontsize=11)
     tx = fig.add_subplot(grid[1])
     tx.axis("off")
-    tx.text(0, 1, "\n\n".join(wrapped), va="top", ha="left", fontsize=8, transform=tx.transAxes, wrap=False)
+    tx.text(0, 1, "\n\n".join(wrapped), va="top", ha="left", fontsize=8, transform=tx.transAxes, wrap=False,
+            parse_math=False)  # the text's words as they are: "$ 3 million ... $ 2" is not a formula
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 
