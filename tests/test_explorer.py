@@ -158,6 +158,28 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     assert result["click"]["cluster"] == cluster
     assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
     assert result["click"]["rows"] == result["click"]["listed"] == min(500, result["click"]["size"])
+    # another linkage: no cluster is selected, so the panel shows the hint, not the old cluster's tokens
+    assert result["afterViewChange"]["title"] == "Tokens" and result["afterViewChange"]["rows"] == 0
+    assert result["afterViewChange"]["text"].startswith("Hover a point to see its word in context")
+
+
+@pytest.mark.browser
+def test_browser_legend_counts_words_named_like_javascript_properties(chromium, tmp_path):
+    words = ["constructor"] * 5 + ["__proto__"] * 4 + ["toString"] * 3 + ["a"] * 8
+    n = len(words)
+    tables = {}
+    for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
+        for linkage in ("single", "ward"):
+            path = tmp_path / f"layer{layer}_{state}_{linkage}.csv"
+            pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
+                          "y": np.zeros(n), "cluster": [1] * 12 + [2] * 8}).to_csv(path, index=False)
+            tables[(layer, state, linkage)] = path
+    out = tmp_path / "words.html"
+    build_explorer(tables, out, "words")
+    result = selftest(chromium, out, "constructor", tmp_path)
+    assert result["errors"] == []
+    assert result["legend"] == ["1 (12)constructor  __proto__  toString", "2 (8)a"]
+    assert result["search"]["highlighted"] == 5
 
 
 @pytest.mark.browser
