@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import copy
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -89,6 +91,28 @@ def test_bad_config_is_one_line_error_naming_the_key(key, value, message):
         validate_config(copy.deepcopy(cfg), SCHEMA)
     assert str(err.value).startswith(message), str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["NA", "null", "nan", "None", "True", "false", "inf", "Infinity"])
+def test_a_text_name_the_tables_would_not_read_back_is_refused(name):
+    # what the pipeline's CSV reader makes of a text column holding only this name
+    read_back = pd.read_csv(io.StringIO(f"text,x\n{name},1\n{name},2\n"))["text"].iloc[0]
+    assert not (isinstance(read_back, str) and read_back == name)
+    cfg = default_config()
+    cfg["texts"] = {name: {"split": "test", "tokens": 100}}
+    with pytest.raises(ConfigError, match=f"^config key texts.{name}: a CSV table would read the name '{name}' back"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_text_names_that_merely_resemble_those_are_accepted():
+    names = ["Nation", "nulls", "test", "none-2", "Inferno", "t", "truefalse"]
+    for name in names:  # read back as they are, so accepted
+        assert pd.read_csv(io.StringIO(f"text,x\n{name},1\n{name},2\n"))["text"].iloc[0] == name
+    cfg = default_config()
+    cfg["texts"] = {name: {"split": "test", "tokens": 100} for name in names}
+    for section in ("embedding", "neuron_explorer", "ablation"):
+        cfg[section]["texts"] = ["test"]
+    validate_config(cfg, SCHEMA)
 
 
 def test_seeds_are_derived_stably():

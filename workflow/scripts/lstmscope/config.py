@@ -128,7 +128,16 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> d
     return config
 
 
+# Text names a CSV reader (pandas, as the pipeline's tables are read) takes for a missing value, a boolean or
+# a number when a column holds only that name, as the text column of a table does: compared case-insensitively.
+NOT_READ_AS_TEXT = frozenset({"na", "nan", "null", "none", "true", "false", "inf", "infinity"})
+
+
 def _check_consistency(config: dict[str, Any]) -> None:
+    for name in config["texts"]:
+        if name.lower() in NOT_READ_AS_TEXT:
+            raise ConfigError(f"config key texts.{name}: a CSV table would read the name {name!r} back as a missing "
+                              "value, a boolean or a number; choose another name")
     dropouts = [float(d) for d in config["models"]["dropouts"]]
     for section in ("embedding", "neuron_explorer", "ablation"):
         for d in config[section]["dropouts"] or []:  # null (ablation): every model
