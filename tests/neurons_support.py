@@ -20,7 +20,7 @@ import torch
 from lstmscope.activations import TextSpec, dump_activations
 from lstmscope.divergence import neuron_divergence
 from lstmscope.histogram import neuron_histograms
-from lstmscope.model import ModelConfig, save_checkpoint
+from lstmscope.model import ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
 
@@ -155,3 +155,38 @@ def group_removal_effects(h5: Path) -> dict[tuple[int, str], tuple[list[int], np
     """Every group ablation (several neurons removed together): (layer, group) -> (its neurons, effect)."""
     return {(layer, group): (neurons, effect) for layer, group, neurons, effect in _stored_removals(h5)
             if len(neurons) > 1}
+
+
+@dataclass(frozen=True)
+class Degenerate:
+    activations: Path
+    divergence: Path
+    constant_neuron: int  # of layer 1: h and c the same after every token
+
+
+CONSTANT = 0
+
+
+@pytest.fixture(scope="session")
+def degenerate(tiny, tmp_path_factory) -> Degenerate:
+    """The shared model changed the way units die or freeze: every output gate of layer 2 closed (all of
+    its h dead; its c lives on), and unit 0 of layer 1 frozen (input gate open, forget gate shut, a constant
+    cell input g = 0.5, output gate open: c = 0.5 and h = tanh(0.5) after every token)."""
+    folder = tmp_path_factory.mktemp("degenerate")
+    model, record = load_checkpoint(tiny.checkpoint)
+    n, u = HIDDEN, CONSTANT
+    with torch.no_grad():
+        model.rnn.bias_ih_l1[3 * n:] = -30.0
+        model.rnn.bias_hh_l1[3 * n:] = 0.0
+        for gate, bias in enumerate((30.0, -30.0, float(np.arctanh(0.5)), 30.0)):  # i, f, g, o
+            row = gate * n + u
+            model.rnn.weight_ih_l0[row] = 0.0
+            model.rnn.weight_hh_l0[row] = 0.0
+            model.rnn.bias_ih_l0[row] = bias
+            model.rnn.bias_hh_l0[row] = 0.0
+    checkpoint = folder / "degenerate.pt"
+    save_checkpoint(checkpoint, model, record["vocabulary_sha256"], extra=record["extra"])
+    activations = folder / "activations.h5"
+    dump_activations(checkpoint, tiny.vocabulary, tiny.split, TEXT, activations, chunk_tokens=64,
+                     model_info=record["extra"])
+    return Degenerate(activations, write_divergence(activations, folder), u)

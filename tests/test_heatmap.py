@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 
+import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
@@ -12,7 +14,7 @@ from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, expectancy_norm,
                                layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
 
-from neurons_support import LAYERS, divergence_csv, tiny  # noqa: F401  (fixtures)
+from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 
 def test_layout_wraps_like_a_paragraph():
@@ -108,6 +110,17 @@ def test_neuron_heatmaps_for_every_layer_and_state(tiny, divergence_csv, tmp_pat
     text_heatmaps(tiny.activations, divergence_csv, outputs, neurons=2, passage_tokens=30, dpi=50)
     for png, svg in outputs.values():
         assert mpimg.imread(png).shape[0] > 100 and svg.stat().st_size > 10_000
+
+
+def test_a_layer_state_whose_neurons_are_all_dead_gets_a_figure_that_says_so(degenerate, tmp_path, caplog):
+    dead = pd.read_csv(degenerate.divergence.with_name("dead.csv"))
+    assert len(dead[(dead.layer == 2) & (dead.state == "h")]) == HIDDEN
+    outputs = {(2, s): (tmp_path / f"l2{s}.png", tmp_path / f"l2{s}.svg") for s in ("h", "c")}
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        text_heatmaps(degenerate.activations, degenerate.divergence, outputs, neurons=2, passage_tokens=30, dpi=50)
+    message = f"d0.2_r0, text test: layer 2, h: no live neuron to draw; all {HIDDEN} are dead (listed in dead_neurons.csv)"
+    assert message in outputs[(2, "h")][1].read_text() and message in caplog.text
+    assert mpimg.imread(outputs[(2, "c")][0]).shape[0] > 100  # the live c of the same layer: its heatmaps
 
 
 def test_expectancy_heatmap_and_bad_layer(tiny, divergence_csv, tmp_path):

@@ -17,8 +17,8 @@ from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
-from neurons_support import (LAYERS, TEXT, divergence_csv, group_removal_effects, single_removal_effects,  # noqa: F401
-                             tiny, write_divergence)
+from neurons_support import (LAYERS, TEXT, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
+                             single_removal_effects, tiny, write_divergence)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
@@ -84,6 +84,23 @@ def test_bad_inputs_name_the_file(tiny, divergence_csv, tmp_path):
     with pytest.raises(ValueError, match=r"t.html: template has no \{\{DATA\}\} placeholder"):
         build_neuron_explorer(tiny.activations, divergence_csv, tmp_path / "x.html", K, 30, "t", tmp_path / "t.html")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_a_layer_state_without_a_live_neuron_gets_no_view(degenerate, caplog):
+    data = neuron_explorer_data(degenerate.activations, degenerate.divergence, K, 30, "t")
+    assert [(v["layer"], v["state"]) for v in data["views"]] == [(1, "h"), (1, "c"), (2, "c")]
+    assert all(len(v["neurons"]) == K for v in data["views"])
+    assert "layer2/h has no live (ranked) neuron: no view of it" in caplog.text
+
+
+@pytest.mark.browser
+def test_browser_page_without_a_dead_layers_view_works(chromium, degenerate, tmp_path):  # noqa: F811
+    out = tmp_path / "page.html"
+    build_neuron_explorer(degenerate.activations, degenerate.divergence, out, K, 30, "t")
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
+    neuron = data["views"][2]["neurons"][0]["neuron"]  # layer 2, c
+    result = selftest(chromium, out, f"2:{neuron}:c:symmetric", tmp_path)
+    assert result["errors"] == [] and result["spans"] == TEXT.tokens
 
 
 @pytest.fixture(scope="module")

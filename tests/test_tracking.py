@@ -10,7 +10,7 @@ from lstmscope.activations_file import ActivationsError, open_activations, read_
 from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
     tracking_summary
 
-from neurons_support import LAYERS, divergence_csv, tiny  # noqa: F401  (fixtures)
+from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 
 def test_context_masks_on_a_handwritten_line():
@@ -87,3 +87,27 @@ def test_mismatched_inputs_are_refused(tiny, divergence_csv, tmp_path):
     with pytest.raises(ActivationsError, match="gone.csv: tracking table not found"):
         tracking_summary([tmp_path / "gone.csv"], tmp_path / "s.csv")
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_frozen_neuron_has_no_strongest_context_and_a_dead_layer_no_rows(degenerate, tmp_path, caplog):
+    with h5py.File(degenerate.activations, "r") as f:
+        for state in ("h", "c"):  # frozen: one value after every token, far from 0 (not dead)
+            v = f[f"layer1/{state}"][:, degenerate.constant_neuron]
+            assert np.ptp(v) == 0 and abs(v[0]) > 0.4
+        assert np.abs(f["layer2/h"][:]).max() < 1e-6  # every h of layer 2 is dead
+    out = neuron_tracking(degenerate.activations, degenerate.divergence, tmp_path / "t.csv", top_k=HIDDEN, top_words=3)
+    assert "layer2/h has no live (ranked) neuron: none described" in caplog.text
+    assert sorted(set(zip(out.layer, out.state))) == [(1, "c"), (1, "h"), (2, "c")]
+    frozen = out[(out.layer == 1) & (out.neuron == degenerate.constant_neuron)]
+    assert len(frozen) == 2 and frozen[[f"{c}_d" for c in CONTEXTS]].isna().all().all()
+    assert (frozen.strongest_context == "").all() and frozen.strongest_d.isna().all()
+    moving = out.drop(frozen.index)
+    assert moving.strongest_context.isin(CONTEXTS).all() and moving.strongest_d.notna().all()
+    # a table of layer 2's h alone: no neuron to describe, a CSV with its header, and a summary of it
+    div = pd.read_csv(degenerate.divergence)
+    div[(div.layer == 2) & (div.state == "h")].to_csv(tmp_path / "dead-only.csv", index=False)
+    empty = neuron_tracking(degenerate.activations, tmp_path / "dead-only.csv", tmp_path / "e.csv", top_k=3,
+                            top_words=3)
+    assert empty.empty and list(pd.read_csv(tmp_path / "e.csv").columns) == list(out.columns)
+    summary = tracking_summary([tmp_path / "t.csv", tmp_path / "e.csv"], tmp_path / "s.csv")
+    assert len(summary) == 3 and set(summary["rank"]) == {1}

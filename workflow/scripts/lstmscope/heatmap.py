@@ -218,8 +218,13 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
         model, text = str(f.attrs["model"]), str(f.attrs["text"])
         for (layer, state), (png, svg) in sorted(outputs.items()):
             top = ranked(table, layer, state, neurons)
-            if top.empty:
-                raise ActivationsError(f"{divergence_path}: layer{layer}/{state} has no live (ranked) neuron to draw")
+            if top.empty:  # a figure that says so, rather than no figure for the whole model
+                dead = int(((table["layer"] == layer) & (table["state"] == state)).sum())
+                message = (f"{model}, text {text}: layer {layer}, {state}: no live neuron to draw; all {dead} are "
+                           "dead (listed in dead_neurons.csv)")
+                log.warning("%s", message)
+                notice_figure(message, png, svg, dpi=dpi)
+                continue
             cols = np.sort(top["neuron"].to_numpy())
             hs = state_dataset(f, layer, "h")[:, cols].astype(np.float64)
             cs = state_dataset(f, layer, "c")[:, cols].astype(np.float64)
@@ -231,6 +236,13 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
             draw_blocks(blocks, png, svg, dpi=dpi,
                         suptitle=f"{model}, text {text}: top {len(top)} neurons of layer {layer} by KL of {state}")
             log.info("layer%d/%s: heatmaps of neurons %s -> %s", layer, state, top["neuron"].tolist(), png)
+
+
+def notice_figure(message: str, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
+    """A figure holding one line of text, where there is nothing to draw."""
+    fig = plt.figure(figsize=(8, 0.6))
+    fig.text(0.01, 0.5, message, va="center", ha="left", fontsize=10, parse_math=False)
+    save_figure(fig, png, svg, dpi=dpi)
 
 
 def expectancy_norm(values: np.ndarray) -> colors.LogNorm:

@@ -20,6 +20,7 @@ on a log10 scale.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from .html_page import render_page
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
 CMAP = "coolwarm"  # the heatmap figures' colour map
 LEVELS = 254        # codes 1..255
+
+log = logging.getLogger(__name__)
 
 
 def encode(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> dict:
@@ -124,11 +127,16 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
             rows = [_row(r, int(r.rank)) for r in ranked(table, layer, state, neurons).itertuples()]
+            if not rows:  # every neuron of it is dead: nothing to offer
+                log.warning("%s: layer%d/%s has no live (ranked) neuron: no view of it", divergence_path, layer, state)
+                continue
             views.append({"layer": layer, "state": state, "neurons": rows})
         effects = {}
         if ablation_path is not None:
             removed, effects = ablation_views(ablation_path, table, model, text, words)
             views += removed
+        if not views:
+            raise ValueError(f"{divergence_path}: no layer or state has a live (ranked) neuron to offer")
         for view in views:
             for r in view["neurons"]:
                 if r["neuron"] is None:  # a group removed together: its effect only

@@ -104,6 +104,11 @@ def _fmt(pairs: list[tuple[str, float]]) -> str:
     return " ".join(f"{w}({v:+.2f})" for w, v in pairs)
 
 
+TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "mean"]
+                    + [f"{c}_{m}" for c in CONTEXTS for m in ("n", "mean_in", "mean_out", "diff", "d")]
+                    + ["strongest_context", "strongest_d", "highest_words", "lowest_words"])
+
+
 def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                     csv_path: str | os.PathLike, top_k: int, top_words: int) -> pd.DataFrame:
     """Context effects and extreme words of the ``top_k`` ranked neurons of every layer and state."""
@@ -121,6 +126,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
         for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
             top = ranked(table, int(layer), str(state), top_k)
             if top.empty:
+                log.warning("%s: layer%d/%s has no live (ranked) neuron: none described", divergence_path,
+                            int(layer), state)
                 continue
             ds = state_dataset(f, int(layer), str(state))
             cols = np.sort(top["neuron"].to_numpy())
@@ -131,13 +138,15 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                        "state": str(state), "neuron": int(r.neuron), "rank": int(r.rank), "kl_sum": r.kl_sum,
                        "mean": float(v.mean())}
                 row.update(context_effects(v, masks))
-                best = max(CONTEXTS, key=lambda c: abs(row[f"{c}_d"]) if np.isfinite(row[f"{c}_d"]) else -1)
+                # the context with the largest |d|; none where no context has an effect size (a constant neuron)
+                finite = [c for c in CONTEXTS if np.isfinite(row[f"{c}_d"])]
+                best = max(finite, key=lambda c: abs(row[f"{c}_d"])) if finite else ""
                 row["strongest_context"] = best
-                row["strongest_d"] = row[f"{best}_d"]
+                row["strongest_d"] = row[f"{best}_d"] if finite else float("nan")
                 row["highest_words"] = _fmt(extreme_words(v, words, top_words))
                 row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True))
                 rows.append(row)
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=TRACKING_COLUMNS)  # the header also when no neuron is live
     with atomic_path(csv_path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")
     log.info("%d top neurons described; contexts in the text: %s", len(out),
