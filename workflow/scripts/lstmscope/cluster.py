@@ -85,7 +85,7 @@ def _delaunay_graph(points: np.ndarray) -> csr_matrix | None:
 
 def _prim_mst(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges of the EMST by Prim's method on the complete graph: exact whatever the rounding, O(n^2) time,
-    O(n) memory (about 2 s for 18 000 points)."""
+    O(n) memory (4.6 s for 18 000 points on a 2-core CPU)."""
     n = len(points)
     x, y = points[:, 0].copy(), points[:, 1].copy()
     best = np.full(n, np.inf)       # distance of each point outside the tree to the tree
