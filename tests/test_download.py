@@ -41,6 +41,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         if mode == "error500-once" and server.requests == 1:
             self.send_error(500, "boom")
             return
+        if mode == "chunked-cut" or mode == "chunked-cut-once" and server.requests == 1:
+            # chunked transfer (no Content-Length), the connection closed in the middle of a chunk
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n" + b"x" * 100)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         path = DATA / self.path.lstrip("/")
         if not path.is_file():
             self.send_error(404, "Not Found")
@@ -130,6 +136,15 @@ def test_truncated_response_is_an_error(server, tmp_path):
     with pytest.raises(DownloadError, match=r"/train\.txt: .*(truncated|checksum mismatch|IncompleteRead|Remote)"):
         download_files(base, checksums(), _outs(tmp_path), retries=1, sleep=lambda s: None)
     assert _no_files(tmp_path)
+
+
+def test_a_chunked_response_cut_short_is_retried_then_an_error(server, tmp_path):
+    waits = []
+    download_files(server("chunked-cut-once"), checksums(), _outs(tmp_path), retries=2, sleep=waits.append)
+    assert waits == [1.0] and all(p.is_file() for p in _outs(tmp_path).values())
+    with pytest.raises(DownloadError, match=r"/train\.txt: IncompleteRead: .* \(after 2 attempts\)$"):
+        download_files(server("chunked-cut"), checksums(), _outs(tmp_path / "b"), retries=1, sleep=lambda s: None)
+    assert _no_files(tmp_path / "b")
 
 
 def test_timeout_is_an_error(server, tmp_path):

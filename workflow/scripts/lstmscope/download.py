@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import logging
 import os
 import socket
@@ -76,7 +77,9 @@ def _fetch_once(url: str, dest: Path, timeout: float) -> str:
         if isinstance(exc.reason, (socket.timeout, TimeoutError)):
             raise _Retryable(f"timed out after {timeout:g} s") from exc
         raise _Retryable(f"{exc.reason}") from exc
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, http.client.HTTPException) as exc:
+        # HTTPException: a connection closed in the middle of a chunked response (IncompleteRead) or a
+        # garbled status line, neither of which is an OSError
         if isinstance(exc, DownloadError):
             raise
         raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
