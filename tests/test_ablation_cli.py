@@ -80,7 +80,8 @@ def test_the_console_script_runs(tiny, tmp_path):
     (["-n", "two:1"], r"--neuron 'two:1': expected LAYER:INDEX"),
     ([], r"nothing to remove: give --neuron"),
     (["-n", "1:2", "-n", "1:2"], r"--neuron given twice: 1:2"),
-    (["-n", "1:2", "--tokens", "1"], r"--tokens=1: must be at least 2"),
+    (["-n", "2:3", "-n", "1:0", "-n", "2:03"], r"--neuron given twice: 2:3$"),
+    (["-n", "1:2", "--tokens", "1"], r"--tokens=1: must be at least 2 \(leave it out for the whole text\)"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, args, message):
     csv, png = tmp_path / "t.csv", tmp_path / "e.png"

@@ -203,7 +203,8 @@ def load_model_and_text(checkpoint_path: str | os.PathLike, activations_path: st
     """The model and the text's first ``max_tokens`` tokens (all: None); the file must be this checkpoint's.
     ``key`` names the setting of ``max_tokens`` in errors."""
     if max_tokens is not None and max_tokens < 2:
-        raise AblationError(f"{key}={max_tokens}: must be at least 2 (or null for the whole text)")
+        whole = "leave it out" if key.startswith("--") else "null"  # an option on the command line, else a config key
+        raise AblationError(f"{key}={max_tokens}: must be at least 2 ({whole} for the whole text)")
     try:
         model, _ = load_checkpoint(checkpoint_path)
     except (FileNotFoundError, ValueError) as exc:

@@ -52,7 +52,8 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
     if len(set(units)) != len(units):
-        raise ValueError(f"--neuron given twice: {', '.join(s for s in specs if specs.count(s) > 1)}")
+        twice = sorted({u for u in units if units.count(u) > 1})  # the same neuron, however it was written
+        raise ValueError(f"--neuron given twice: {', '.join(f'{layer}:{j}' for layer, j in twice)}")
     mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
