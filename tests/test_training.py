@@ -236,6 +236,54 @@ def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
+CRASH_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    import lstmscope
+    from lstmscope.training import TrainingConfig, train
+    from lstmscope.model import ModelConfig
+    from lstmscope.vocabulary import build_vocabulary, read_tokens
+    data, resume, crash = sys.argv[1], sys.argv[2], sys.argv[3] == "crash"
+    assert lstmscope.__file__.startswith(sys.argv[4]), lstmscope.__file__  # the copy, not the checkout
+    torch.set_num_threads(1)
+    tr = read_tokens(data + "/train.txt")[:3000]
+    va = read_tokens(data + "/valid.txt")[:800]
+    vocab = build_vocabulary([tr, va], max_size=500)
+    cfg = TrainingConfig(epochs=1, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, save_every_batches=7, seed=5)
+    def after_batch(epoch, batch):
+        if crash and batch == 10:
+            sys.exit(3)
+    r = train("m", ModelConfig(len(vocab), 8, 12, 2, 0.3), cfg, torch.from_numpy(vocab.encode(tr)),
+              torch.from_numpy(vocab.encode(va)), resume_path=resume, progress=False, after_batch=after_batch)
+    print("resumed_from", r.resumed_from)
+""")
+
+
+@pytest.mark.parametrize("edited", [None, "model.py", "loss.py", "training_job.py"])
+def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited):
+    import os
+    import shutil
+
+    library = tmp_path / "lib"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "lstmscope", library / "lstmscope")
+    script, resume = tmp_path / "crash.py", tmp_path / "resume.pt"
+    script.write_text(CRASH_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(library)}
+
+    def run(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(DATA), str(resume), mode, str(library)], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    assert run("crash").returncode == 3 and resume.is_file()
+    if edited:  # a change of the code between the crash and the rerun (a comment is enough)
+        with open(library / "lstmscope" / edited, "a") as f:
+            f.write("# edited\n")
+    r = run("finish")
+    assert r.returncode == 0, r.stderr
+    continued = edited in (None, "training_job.py")  # the job's wrapper does not compute the weights
+    assert ("resumed_from {'epoch': 1, 'batch': 7}" in r.stdout) == continued, r.stdout
+    assert ("resume state belongs to other settings, data or training code" in r.stderr) == (not continued)
+
+
 KERNELS_SCRIPT = textwrap.dedent("""
     import sys, torch
     from lstmscope.model import ModelConfig, state_dict_digest

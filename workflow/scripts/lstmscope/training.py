@@ -103,9 +103,24 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# The library modules whose code decides the weights a training computes (the trainer, the model, the
+# loss and the pinned CPU kernels): a resume file written by other code of them is not continued.
+TRAINING_CODE = ("training", "model", "loss", "kernels")
+
+
+def training_code_digest() -> str:
+    """SHA-256 over the source of the ``TRAINING_CODE`` modules of this library."""
+    h = hashlib.sha256()
+    for name in TRAINING_CODE:
+        h.update(Path(__file__).with_name(f"{name}.py").read_bytes())
+    return h.hexdigest()
+
+
 def params_digest(model_config: ModelConfig, cfg: TrainingConfig, data_digest: str) -> str:
-    """Identity of a training run: resume files of another run are never used."""
-    blob = json.dumps({"model": asdict(model_config), "training": asdict(cfg), "data": data_digest}, sort_keys=True)
+    """Identity of a training run: resume files of another run (other settings, data or training code) are
+    never used."""
+    blob = json.dumps({"model": asdict(model_config), "training": asdict(cfg), "data": data_digest,
+                       "code": training_code_digest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -220,7 +235,8 @@ def train(
             resumed_from = {"epoch": epoch, "batch": next_batch}
             log.info("%s: resuming at epoch %d, batch %d (lr %g)", name, epoch, next_batch, lr)
         elif st is not None:
-            log.warning("%s: resume state belongs to another configuration; starting from scratch", resume_path)
+            log.warning("%s: resume state belongs to other settings, data or training code; starting from scratch",
+                        resume_path)
 
     def save_state() -> None:
         if resume_path is None:
