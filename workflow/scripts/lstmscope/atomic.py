@@ -1,18 +1,44 @@
 """Write files under a temporary name and rename them when complete.
 
-A crashed job therefore never leaves a file that looks finished.
+A crashed job therefore never leaves a file that looks finished: the temporary file is flushed to disk
+before the rename and the folder after it, so that not even a power cut between the two can leave an
+empty file under the final name. A process killed outright (SIGKILL, a time limit) leaves its hidden
+temporary file; the next write of the same file removes it.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 def _tmp_name(path: Path) -> Path:
     # Keep the suffix so that libraries choosing a format by extension still work.
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove temporary files of ``path`` that killed processes left (one job writes a file at a time)."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.tmp\d+{re.escape(path.suffix)}")
+    for old in path.parent.glob(f".{path.stem}.tmp*"):
+        if pattern.fullmatch(old.name):
+            with contextlib.suppress(FileNotFoundError):
+                size = old.stat().st_size
+                old.unlink()
+                log.info("%s: removed %s (%d bytes) left by a killed process", path, old.name, size)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -23,10 +49,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(final)
     tmp = _tmp_name(final)
     try:
         yield tmp
+        _fsync(tmp)  # the data on disk before the name points at it
         os.replace(tmp, final)
+        _fsync(final.parent)  # and the rename itself
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
