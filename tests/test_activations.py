@@ -101,7 +101,15 @@ def test_schema_attributes_and_provenance(tiny):
     with open_activations(tiny.activations) as f:
         assert f["tokens/ids"].dtype == np.int32 and f["tokens/ids"].shape == (TEXT.tokens,)
         np.testing.assert_array_equal(f["tokens/ids"][:], ids)
-        assert read_words(f) == words
+        # the words as the model read them: <unk> exactly where the vocabulary lacks the split's word
+        vocab = Vocabulary.load(tiny.vocabulary)
+        read = read_words(f)
+        unknown = [i for i, w in enumerate(words) if w not in vocab.index]
+        assert 20 < len(unknown) < TEXT.tokens // 2 and f.attrs["unknown_words"] == len(unknown)
+        assert all(read[i] == "<unk>" for i in unknown)
+        assert [w for i, w in enumerate(read) if i not in unknown] == [w for i, w in enumerate(words) if i not in unknown]
+        assert [w.decode() for w in f["tokens/split_words"][:]] == words
+        assert h5py.check_string_dtype(f["tokens/split_words"].dtype).encoding == "utf-8"
         assert h5py.check_string_dtype(f["tokens/words"].dtype).encoding == "utf-8"
         for k in range(1, LAYERS + 1):
             for s in ("h", "c"):

@@ -5,7 +5,9 @@ before the first token and is carried to the end, with no resets; the model is
 in eval mode (no dropout). The result is one HDF5 file (schema in the README):
 
 ``tokens/ids``        (T,) int32      token ids
-``tokens/words``      (T,) UTF-8      the words, exactly as in the split (``<unk>``, ``<eos>`` literal)
+``tokens/words``      (T,) UTF-8      the tokens as the model read them: the split's words, but ``<unk>`` for a
+                                      word outside its vocabulary (``<unk>``, ``<eos>`` literal)
+``tokens/split_words`` (T,) UTF-8     the split's words as they are (differ only where the vocabulary lacks one)
 ``layer{l}/h``        (T, N)          hidden state after token t, l = 1..L
 ``layer{l}/c``        (T, N)          cell state after token t
 ``expectancy``        (T,) float32    p(w_t | w_<t); NaN for t = 0 (no context)
@@ -260,14 +262,18 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
 
 def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence[str], output_path: str | os.PathLike,
                       dtype: str = "float32", chunk_tokens: int = 1024, attrs: dict[str, Any] | None = None,
-                      progress: bool = True) -> np.ndarray:
+                      progress: bool = True, split_words: Sequence[str] | None = None) -> np.ndarray:
     """Run ``ids`` through ``model`` (on its device) and write the activations file (atomically); returns
-    log_expectancy."""
+    log_expectancy. ``words`` are the tokens as the model reads them, ``split_words`` (default: the same)
+    the text's own words."""
     T, N, L = len(ids), model.config.hidden_size, model.config.layers
     rows = max(1, min(chunk_tokens, T))
+    strings = h5py.string_dtype("utf-8")
     with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("tokens/ids", data=np.asarray(ids, dtype=np.int32))
-        f.create_dataset("tokens/words", data=np.array(list(words), dtype=object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("tokens/words", data=np.array(list(words), dtype=object), dtype=strings)
+        f.create_dataset("tokens/split_words", data=np.array(list(words if split_words is None else split_words),
+                                                             dtype=object), dtype=strings)
         states = {}
         for layer in range(1, L + 1):
             for s in STATES:
@@ -309,15 +315,18 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
     if record.get("vocabulary_sha256") != vocab.sha256:
         raise ActivationsError(f"{checkpoint_path}: trained with another vocabulary than {vocabulary_path} "
                                "(vocabulary_sha256 differs); retrain or use the matching vocabulary")
-    words = text_tokens(split_path, text)
-    ids = vocab.encode(words)
+    split_words = text_tokens(split_path, text)
+    ids = vocab.encode(split_words)
+    words = vocab.decode(ids)  # what the model reads: <unk> for a word outside its vocabulary
+    unknown = sum(a != b for a, b in zip(words, split_words))
     cfg = model.config
     extra = dict(record.get("extra", {}))
     extra.update(model_info or {})
     T, N, L = len(ids), cfg.hidden_size, cfg.layers
     rows = min(chunk_tokens, T)
-    log.info("%s: %d tokens of %s (offset %d), %d layers x %d units, %s, chunks of %d rows, on %s",
-             output_path, T, text.split, text.offset, L, N, dtype, rows, dev)
+    log.info("%s: %d tokens of %s (offset %d; %d words outside the vocabulary, read as <unk>), %d layers x %d "
+             "units, %s, chunks of %d rows, on %s", output_path, T, text.split, text.offset, unknown, L, N, dtype,
+             rows, dev)
     checkpoint_sha = sha256_file(checkpoint_path)
     prov = provenance(model_config=dict(record["model_config"]), model=extra.get("name"),
                       dropout=extra.get("dropout"), seed=extra.get("seed"), replicate=extra.get("replicate"),
@@ -337,12 +346,13 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
         "split": text.split,
         "offset": int(text.offset),
         "n_tokens": int(T),
+        "unknown_words": int(unknown),  # words of the split outside the vocabulary (tokens/words: <unk>)
         "layers": int(L),
         "hidden_size": int(N),
         "dtype": dtype,
     }
     logexp = write_activations(model.to(dev), ids, words, output_path, dtype=dtype, chunk_tokens=rows,
-                               attrs=attrs)
+                               attrs=attrs, split_words=split_words)
     seconds = time.monotonic() - t0
     finite = logexp[np.isfinite(logexp)]
     summary = {"tokens": T, "layers": L, "hidden_size": N, "seconds": seconds,
