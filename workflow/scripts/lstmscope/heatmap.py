@@ -27,7 +27,7 @@ from matplotlib import colors
 from matplotlib.collections import PatchCollection
 from matplotlib.patches import Rectangle
 
-from .activations_file import ActivationsError, open_activations, read_words, state_dataset
+from .activations_file import open_activations, read_words, state_dataset
 from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as
 
