@@ -65,7 +65,8 @@ def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: 
              "split": "test", "offset": offset, "n_tokens": len(ids), "layers": layers, "hidden_size": hidden,
              "dtype": dtype}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_activations_file(model, ids, words, path, dtype=dtype, chunk_tokens=128, attrs=attrs, progress=False)
+    write_activations_file(model, ids, words, path, dtype=dtype, chunk_tokens=128, attrs=attrs, progress=False,
+                           split_words=test_tokens)
     return path
 
 

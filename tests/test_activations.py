@@ -187,6 +187,13 @@ def test_bad_activation_files_layers_and_states_name_file_and_key(tiny, tmp_path
         del f["layer2/c"]
     with pytest.raises(ActivationsError, match="partial.h5: dataset 'layer2/c' is missing"):
         open_activations(partial)
+    old = tmp_path / "old.h5"  # format 1: tokens/words held the split's words, no tokens/split_words
+    shutil.copy(tiny.activations, old)
+    with h5py.File(old, "a") as f:
+        f.attrs["format"] = "lstmscope-activations-1"
+    with pytest.raises(ActivationsError, match="old.h5: not a lstmscope activations file .*format must be "
+                                               "lstmscope-activations-2"):
+        open_activations(old)
     with open_activations(tiny.activations) as f:
         with pytest.raises(ActivationsError, match=r"layer 3 does not exist; the file has layers 1\.\.2"):
             state_dataset(f, 3, "h")

@@ -49,7 +49,9 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
     div = pd.read_csv(divergence_csv)
     with open_activations(tiny.activations) as f:
         words = read_words(f)
-        masks = context_masks(words)
+        # contexts come from the text's words: a number outside the vocabulary (read as <unk>) still counts
+        masks = context_masks(read_words(f, split=True))
+        assert masks["pre_number"].sum() > context_masks(words)["pre_number"].sum()
         assert masks["quote"].any() and masks["paren"].any() and masks["pre_number"].any() and masks["pre_eos"].any()
         for r in out.itertuples():
             expected_rank = div[(div.layer == r.layer) & (div.state == r.state) & (div.neuron == r.neuron)]["rank"]

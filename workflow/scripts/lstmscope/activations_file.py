@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 STATES = ("h", "c")
-FORMAT = "lstmscope-activations-1"
+FORMAT = "lstmscope-activations-2"  # 2: tokens/words as the model read them, tokens/split_words
 
 
 class ActivationsError(ValueError):
@@ -39,7 +39,7 @@ def open_activations(path: str | os.PathLike) -> h5py.File:
             raise ActivationsError(f"{path}: not a lstmscope activations file (missing attributes: "
                                    f"{', '.join(missing) or 'none'}; format must be {FORMAT})")
         T, L = int(f.attrs["n_tokens"]), int(f.attrs["layers"])
-        for key in ["tokens/ids", "tokens/words", "expectancy", "log_expectancy",
+        for key in ["tokens/ids", "tokens/words", "tokens/split_words", "expectancy", "log_expectancy",
                     *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
             if key not in f:
                 raise ActivationsError(f"{path}: dataset {key!r} is missing (file incomplete or corrupt)")
@@ -74,9 +74,11 @@ def iter_rows(dataset: h5py.Dataset, rows: int | None = None) -> Iterator[tuple[
         yield start, block.astype(np.float32, copy=False)
 
 
-def read_words(f: h5py.File) -> list[str]:
-    """The words of the text, decoded."""
-    return [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in f["tokens/words"][:]]
+def read_words(f: h5py.File, split: bool = False) -> list[str]:
+    """The tokens of the text as the model read them (``<unk>`` for a word outside its vocabulary), decoded;
+    ``split``: the split's own words."""
+    return [w.decode("utf-8") if isinstance(w, bytes) else str(w)
+            for w in f["tokens/split_words" if split else "tokens/words"][:]]
 
 
 def layers_and_states(f: h5py.File) -> list[tuple[int, str]]:

@@ -1,7 +1,8 @@
 """What a neuron tracks: its activation in textual contexts, measured instead of eyeballed.
 
-Contexts are defined on the token stream, for the state *after* reading token t
-(what the model knows at that point). Quotation marks and parentheses are
+Contexts are defined on the text's own words (``tokens/split_words``: a number the
+vocabulary lacks is still a number), for the state *after* reading token t (what the
+model knows at that point). Quotation marks and parentheses are
 tracked within a line (WikiText paragraph); ``<eos>`` resets both.
 
 ``quote``       inside quotation marks: an odd number of ``"`` tokens in the line up to and including t
@@ -122,7 +123,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                                    f"{table['text'].iloc[0]}, but {activations_path} for {f.attrs['model']} / "
                                    f"{f.attrs['text']}")
         words = read_words(f)
-        masks = context_masks(words)
+        # the contexts are the text's (a number the vocabulary lacks is still a number), the values the model's
+        masks = context_masks(read_words(f, split=True))
         for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
             top = ranked(table, int(layer), str(state), top_k)
             if top.empty:
@@ -146,7 +148,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 row["highest_words"] = _fmt(extreme_words(v, words, top_words))
                 row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True))
                 rows.append(row)
-    out = pd.DataFrame(rows, columns=TRACKING_COLUMNS)  # the header also when no neuron is live
+    out = pd.DataFrame(rows) if rows else pd.DataFrame(columns=TRACKING_COLUMNS)  # the header even without rows
     with atomic_path(csv_path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")
     log.info("%d top neurons described; contexts in the text: %s", len(out),
