@@ -88,7 +88,9 @@ def test_a_clump_closer_than_qhulls_rounding_still_gets_the_exact_tree(caplog):
     assert len(w) == len(points) - 1
     np.testing.assert_allclose(w, np.hypot(*(points[i] - points[j]).T))
     assert w.sum() == pytest.approx(minimum_spanning_tree(squareform(pdist(points))).sum(), rel=1e-12)
-    for threshold in (3e-6, 1e-5, 3e-5):  # cuts inside the clump
+    with pytest.raises(ValueError, match="euclidean_mst needs distinct points"):  # copies: left out too
+        euclidean_mst(np.vstack([points, points[:3]]))
+    for threshold in (2.5e-6, 1.05e-5, 2.9e-5):  # cuts inside the clump, off the 1e-6 grid (no tie at the cut)
         theirs = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold,
                                          linkage="single").fit_predict(points)
         ours = single_linkage(points, distance_threshold=threshold)

@@ -150,7 +150,10 @@ def euclidean_mst(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if graph is None:
         log.warning("%d points: Qhull left nearly coincident points out of the triangulation; the spanning "
                     "tree is computed by Prim's method on all pairs instead (exact, O(n^2) time)", n)
-        return _prim_mst(points)
+        i, j, w = _prim_mst(points)
+        if (w == 0).any():
+            raise ValueError("euclidean_mst needs distinct points")
+        return i, j, w
     if (graph.data == 0).any():
         raise ValueError("euclidean_mst needs distinct points")
     mst = minimum_spanning_tree(graph, overwrite=True).tocoo()
