@@ -8,6 +8,7 @@ temporary file; the next write of the same file removes it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ def _tmp_name(path: Path) -> Path:
 def _remove_leftovers(path: Path) -> None:
     """Remove temporary files of ``path`` that killed processes left (one job writes a file at a time)."""
     pattern = re.compile(rf"\.{re.escape(path.stem)}\.tmp\d+{re.escape(path.suffix)}")
-    for old in path.parent.glob(f".{path.stem}.tmp*"):
+    for old in path.parent.glob(f".{glob.escape(path.stem)}.tmp*"):
         if pattern.fullmatch(old.name):
             with contextlib.suppress(FileNotFoundError):
                 size = old.stat().st_size
@@ -55,7 +56,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)  # the data on disk before the name points at it
         os.replace(tmp, final)
-        _fsync(final.parent)  # and the rename itself
+        with contextlib.suppress(OSError):  # some network file systems cannot fsync a folder; the file is complete
+            _fsync(final.parent)  # and the rename itself
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
