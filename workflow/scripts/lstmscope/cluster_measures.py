@@ -140,11 +140,9 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
             "longest_span_start": int(positions[s]),
             "longest_span_length": length,
             "longest_span_text": " ".join(span) + (" …" if length > span_words else ""),
-            "first": int(positions[members[0]]),
         })
-    out = pd.DataFrame(rows)
-    out = out.sort_values(["size", "first"], ascending=[False, True], kind="stable")
-    return out.drop(columns="first").reset_index(drop=True)
+    # rows are in order of first appearance (the table is in text order): a stable sort by size keeps it for ties
+    return pd.DataFrame(rows).sort_values("size", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) -> dict[str, float]:
