@@ -185,19 +185,26 @@ def test_non_finite_loss_names_model_epoch_and_batch(corpus):
 
 SCRIPT = textwrap.dedent("""
     import sys, time, torch
+    import lstmscope
     from lstmscope.model import ModelConfig, save_checkpoint
     from lstmscope.training import TrainingConfig, train
     from lstmscope.vocabulary import build_vocabulary, read_tokens
     data, resume, out, slow = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    crash_at = int(sys.argv[5]) if len(sys.argv) > 5 else None  # exit (code 3) after this batch of epoch 1
     torch.set_num_threads(1)
     tr = read_tokens(data + "/train.txt")[:3000]
     va = read_tokens(data + "/valid.txt")[:800]
     vocab = build_vocabulary([tr, va], max_size=500)
     mc = ModelConfig(len(vocab), 8, 12, 2, 0.3)
     cfg = TrainingConfig(epochs=2, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, save_every_batches=7, seed=5)
+    def after_batch(epoch, batch):
+        if epoch == 1 and batch == crash_at:
+            sys.exit(3)
+        time.sleep(slow)
     r = train("m", mc, cfg, torch.from_numpy(vocab.encode(tr)), torch.from_numpy(vocab.encode(va)),
-              resume_path=resume, progress=False, after_batch=lambda e, b: time.sleep(slow))
+              resume_path=resume, progress=False, after_batch=after_batch)
     save_checkpoint(out, r.model, vocab.sha256)
+    print("library", lstmscope.__file__)
     print("resumed_from", r.resumed_from)
 """)
 
@@ -236,28 +243,6 @@ def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
-CRASH_SCRIPT = textwrap.dedent("""
-    import sys, torch
-    import lstmscope
-    from lstmscope.training import TrainingConfig, train
-    from lstmscope.model import ModelConfig
-    from lstmscope.vocabulary import build_vocabulary, read_tokens
-    data, resume, crash = sys.argv[1], sys.argv[2], sys.argv[3] == "crash"
-    assert lstmscope.__file__.startswith(sys.argv[4]), lstmscope.__file__  # the copy, not the checkout
-    torch.set_num_threads(1)
-    tr = read_tokens(data + "/train.txt")[:3000]
-    va = read_tokens(data + "/valid.txt")[:800]
-    vocab = build_vocabulary([tr, va], max_size=500)
-    cfg = TrainingConfig(epochs=1, lr=20.0, bptt=10, batch_size=4, eval_batch_size=4, save_every_batches=7, seed=5)
-    def after_batch(epoch, batch):
-        if crash and batch == 10:
-            sys.exit(3)
-    r = train("m", ModelConfig(len(vocab), 8, 12, 2, 0.3), cfg, torch.from_numpy(vocab.encode(tr)),
-              torch.from_numpy(vocab.encode(va)), resume_path=resume, progress=False, after_batch=after_batch)
-    print("resumed_from", r.resumed_from)
-""")
-
-
 @pytest.mark.parametrize("edited", [None, "model.py", "loss.py", "training_job.py"])
 def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited):
     import os
@@ -265,20 +250,21 @@ def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited)
 
     library = tmp_path / "lib"
     shutil.copytree(Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "lstmscope", library / "lstmscope")
-    script, resume = tmp_path / "crash.py", tmp_path / "resume.pt"
-    script.write_text(CRASH_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(library)}
+    script, resume, out = tmp_path / "train_script.py", tmp_path / "resume.pt", tmp_path / "model.pt"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(library)}  # the copy, not the checkout
 
-    def run(mode: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(DATA), str(resume), mode, str(library)], env=env,
-                              capture_output=True, text=True, timeout=300)
+    def run(*crash_at: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(DATA), str(resume), str(out), "0", *crash_at],
+                              env=env, capture_output=True, text=True, timeout=300)
 
-    assert run("crash").returncode == 3 and resume.is_file()
+    assert run("10").returncode == 3 and resume.is_file()
     if edited:  # a change of the code between the crash and the rerun (a comment is enough)
         with open(library / "lstmscope" / edited, "a") as f:
             f.write("# edited\n")
-    r = run("finish")
+    r = run()
     assert r.returncode == 0, r.stderr
+    assert f"library {library / 'lstmscope' / '__init__.py'}" in r.stdout
     continued = edited in (None, "training_job.py")  # the job's wrapper does not compute the weights
     assert ("resumed_from {'epoch': 1, 'batch': 7}" in r.stdout) == continued, r.stdout
     assert ("resume state belongs to other settings, data or training code" in r.stderr) == (not continued)
