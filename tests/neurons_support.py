@@ -159,6 +159,7 @@ def group_removal_effects(h5: Path) -> dict[tuple[int, str], tuple[list[int], np
 
 @dataclass(frozen=True)
 class Degenerate:
+    checkpoint: Path
     activations: Path
     divergence: Path
     constant_neuron: int  # of layer 1: h and c the same after every token
@@ -189,4 +190,4 @@ def degenerate(tiny, tmp_path_factory) -> Degenerate:
     activations = folder / "activations.h5"
     dump_activations(checkpoint, tiny.vocabulary, tiny.split, TEXT, activations, chunk_tokens=64,
                      model_info=record["extra"])
-    return Degenerate(activations, write_divergence(activations, folder), u)
+    return Degenerate(checkpoint, activations, write_divergence(activations, folder), u)

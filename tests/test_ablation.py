@@ -17,7 +17,8 @@ from lstmscope.activations_file import ActivationsError
 from lstmscope.model import load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
 
-from neurons_support import HIDDEN, LAYERS, divergence_csv, reference_log_probs, tiny  # noqa: F401 (fixtures)
+from neurons_support import (HIDDEN, LAYERS, degenerate, divergence_csv, reference_log_probs,  # noqa: F401
+                             tiny)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_removing_a_dead_unit_changes_no_probability(tiny, tmp_path):
     assert np.abs(alive[1:] - intact[1:]).max() > 1e-3
 
 
-def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, tmp_path):
+def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate, tmp_path):
     h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
 
     def run(checkpoint=tiny.checkpoint, activations=tiny.activations, divergence=divergence_csv, **kw):
@@ -211,6 +212,9 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, tmp_path):
     big.to_csv(tmp_path / "big.csv", index=False)
     with pytest.raises(AblationError, match=rf"big\.csv: neurons \[{HIDDEN + 3}\] of layer 1 do not exist"):
         run(divergence=tmp_path / "big.csv")
+    # a model whose layer 2 h neurons are all dead: no top-KL neuron of h to remove there
+    with pytest.raises(AblationError, match=r"layer 2/h has 0 live \(ranked\) neurons; ablation.neurons=2 asks for more"):
+        run(checkpoint=degenerate.checkpoint, activations=degenerate.activations, divergence=degenerate.divergence)
     assert not list(tmp_path.glob("a.*")), "no output after an error"
     with pytest.raises(AblationError, match="not a lstmscope ablation file"):
         read_ablation(tiny.activations)
