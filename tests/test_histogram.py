@@ -123,8 +123,9 @@ def test_neuron_histograms_file_and_range_report(tiny, tmp_path):
 
 
 def test_bad_input_is_one_clear_error(tiny, tmp_path):
-    with pytest.raises(HistogramError, match="non-finite"):
-        histogram_of([np.array([[0.1, np.nan]], dtype=np.float32)], 2, -1, 1, 0.01)
+    with pytest.raises(HistogramError, match=r"^non-finite value \(NaN or inf\) at token 3, neuron 1 \(2 in tokens 2-4\)$"):
+        histogram_of([np.zeros((2, 2), dtype=np.float32),
+                      np.array([[0.1, 0.2], [0.3, np.nan], [-np.inf, 0.0]], dtype=np.float32)], 2, -1, 1, 0.01)
     with pytest.raises(HistogramError, match=r"expected \(rows, 3\)"):
         NeuronHistogram(-1, 1, 0.01, 0.01, 3).update(np.zeros((4, 2), dtype=np.float32))
     with pytest.raises(HistogramError, match="not a whole number of bins"):

@@ -119,8 +119,9 @@ class NeuronHistogram:
             x = x.astype(np.float32)
         b_min, b_max = x.min(axis=0), x.max(axis=0)
         if not (np.isfinite(b_min).all() and np.isfinite(b_max).all()):  # min/max propagate NaN
-            bad = int((~np.isfinite(x)).sum())
-            raise HistogramError(f"{bad} non-finite values (NaN or inf) in the activations")
+            rows, cols = np.nonzero(~np.isfinite(x))
+            raise HistogramError(f"non-finite value (NaN or inf) at token {self.n + int(rows[0])}, neuron {int(cols[0])} "
+                                 f"({len(rows)} in tokens {self.n}-{self.n + len(x) - 1})")
         nb, S = len(x), self.bins + 2
         b_sum, b_abs, b_sq = np.empty(self.neurons), np.empty(self.neurons), np.empty(self.neurons)
         b_near = np.empty(self.neurons)
