@@ -16,14 +16,16 @@ rule neuron_ablation:
         code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "checked_files", "divergence",
                  "ablation_file", "ablation", "joblog"),
     params:
-        state=ABLATION["state"],
-        neurons=ABLATION["neurons"],
-        random=ABLATION["random"],
-        seed=ABLATION["seed"],
-        min_count=ABLATION["min_count"],
-        top_words=ABLATION["top_words"],
-        max_tokens=ABLATION["max_tokens"],
-        device=config["activations"]["device"],
+        **named(
+            state=ABLATION["state"],
+            neurons=ABLATION["neurons"],
+            random=ABLATION["random"],
+            seed=ABLATION["seed"],
+            min_count=ABLATION["min_count"],
+            top_words=ABLATION["top_words"],
+            max_tokens=ABLATION["max_tokens"],
+            device=config["activations"]["device"],
+        ),
     threads: 1
     log:
         log_path("neuron_ablation", "{model}/{text}"),
@@ -55,8 +57,10 @@ rule ablation_figures:
         code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "ablation_file",
                  "ablation_figures", "joblog"),
     params:
-        passage_tokens=config["heatmap"]["passage_tokens"],
-        dpi=config["figures"]["dpi"],
+        **named(
+            passage_tokens=config["heatmap"]["passage_tokens"],
+            dpi=config["figures"]["dpi"],
+        ),
     log:
         log_path("ablation_figures", "{model}/{text}"),
     resources:

@@ -20,11 +20,13 @@ rule dump_activations:
         split=lambda wildcards: f"results/data/wikitext-2/{config['texts'][wildcards.text]['split']}.txt",
         code=lib("activations", "activations_file", "model", "vocabulary", "joblog"),
     params:
-        text=lambda wildcards: {"name": wildcards.text, "offset": 0, **config["texts"][wildcards.text]},
-        model=train_params,
-        dtype=config["activations"]["dtype"],
-        chunk_tokens=config["activations"]["chunk_tokens"],
-        device=config["activations"]["device"],
+        **named(
+            text=lambda wildcards: {"name": wildcards.text, "offset": 0, **config["texts"][wildcards.text]},
+            model=train_params,
+            dtype=config["activations"]["dtype"],
+            chunk_tokens=config["activations"]["chunk_tokens"],
+            device=config["activations"]["device"],
+        ),
     threads: 1
     log:
         log_path("dump_activations", "{model}/{text}"),

@@ -1,5 +1,6 @@
 # Helpers shared by every file of rules (config validation, the model list, library inputs);
 # no rules here (wildcard constraints live in the Snakefile).
+import json
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,15 @@ def lib(*modules):
     one reruns exactly the rules that use it."""
     names = ["__init__", "kernels", "atomic", "provenance", *modules]
     return [library_path(f"{m}.py") for m in dict.fromkeys(names)]
+
+
+def named(**params):
+    """A rule's params, plus all of them with their names as one more, ``settings``. Snakemake compares a
+    job's params with the last run's as a set of values without names, so ``neurons: 3`` where another
+    param of the rule is already 3, or two values swapped, would rerun nothing; ``settings`` changes then.
+    Functions of the wildcards are left out of it (Snakemake compares what they return)."""
+    plain = {k: v for k, v in params.items() if not callable(v)}
+    return {**params, "settings": json.dumps(plain, sort_keys=True, default=str)}
 
 
 def log_path(rule_name, pattern):

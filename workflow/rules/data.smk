@@ -6,11 +6,10 @@ rule download_wikitext2:
         expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
     input:
         lib("download", "joblog"),
+    # Only the checksums decide the files: a new url, timeout or retry count reruns nothing (the script reads
+    # them from the config).
     params:
-        url=config["data"]["url"],
         sha256=config["data"]["sha256"],
-        timeout_s=config["data"]["timeout_s"],
-        retries=config["data"]["retries"],
     log:
         log_path("download_wikitext2", "wikitext-2"),
     benchmark:

@@ -40,14 +40,16 @@ rule embed_tsne:
         activations="results/activations/{model}/{text}.h5",
         code=lib("embedding", "activations_file", "points", "joblog"),
     params:
-        layer=lambda wildcards: int(wildcards.layer),
-        state="{state}",
-        max_tokens=EMBEDDING["max_tokens"],
-        pca_components=EMBEDDING["pca_components"],
-        perplexity=EMBEDDING["perplexity"],
-        n_iter=EMBEDDING["n_iter"],
-        early_exaggeration_iter=EMBEDDING["early_exaggeration_iter"],
-        seed=EMBEDDING["seed"],
+        **named(
+            layer=lambda wildcards: int(wildcards.layer),
+            state="{state}",
+            max_tokens=EMBEDDING["max_tokens"],
+            pca_components=EMBEDDING["pca_components"],
+            perplexity=EMBEDDING["perplexity"],
+            n_iter=EMBEDDING["n_iter"],
+            early_exaggeration_iter=EMBEDDING["early_exaggeration_iter"],
+            seed=EMBEDDING["seed"],
+        ),
     # One thread: openTSNE's result depends on its thread count; parallelism comes from running
     # the embeddings side by side.
     threads: 1
@@ -71,10 +73,13 @@ rule cluster_tokens:
         embedding=EMBEDDING_CSV,
         code=lib("points", "cluster", "joblog"),
     params:
-        linkage="{linkage}",
-        n_clusters=CLUSTER["n_clusters"],
-        distance_threshold=CLUSTER["distance_threshold"],
-        ward_max_points=CLUSTER["ward_max_points"],
+        **named(
+            linkage="{linkage}",
+            n_clusters=CLUSTER["n_clusters"],
+            distance_threshold=CLUSTER["distance_threshold"],
+            # the ward limit only for ward jobs: changing it replans no single-linkage clustering
+            ward_max_points=lambda wildcards: CLUSTER["ward_max_points"] if wildcards.linkage == "ward" else None,
+        ),
     threads: 1
     log:
         log_path("cluster_tokens", "{model}/{text}/layer{layer}_{state}_{linkage}"),
@@ -104,12 +109,14 @@ rule cluster_measures:
         tables=CLUSTER_TABLES_OF_TEXT,
         code=lib("points", "cluster", "cluster_measures", "joblog"),
     params:
-        views=CLUSTER_KEYS,
-        model="{model}",
-        text="{text}",
-        top_words=CLUSTER["top_words"],
-        shuffles=CLUSTER["shuffles"],
-        seed=EMBEDDING["seed"],
+        **named(
+            views=CLUSTER_KEYS,
+            model="{model}",
+            text="{text}",
+            top_words=CLUSTER["top_words"],
+            shuffles=CLUSTER["shuffles"],
+            seed=EMBEDDING["seed"],
+        ),
     log:
         log_path("cluster_measures", "{model}/{text}"),
     benchmark:
@@ -164,10 +171,12 @@ rule cluster_figures:
         table=CLUSTERS_CSV,
         code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "joblog"),
     params:
-        title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
-        spans=FIGURES["span_clusters"],
-        top_words=CLUSTER["top_words"],
-        dpi=FIGURES["dpi"],
+        **named(
+            title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
+            spans=FIGURES["span_clusters"],
+            top_words=CLUSTER["top_words"],
+            dpi=FIGURES["dpi"],
+        ),
     log:
         log_path("cluster_figures", "{model}/{text}/layer{layer}_{state}_{linkage}"),
     resources:
@@ -190,8 +199,10 @@ rule cluster_comparison:
         single=CLUSTERS_CSV.replace("{linkage}", "single"),
         code=lib("points", "cluster", "figures", "cluster_figures", "joblog"),
     params:
-        title="{model} · {text} · layer {layer} · state {state}",
-        dpi=FIGURES["dpi"],
+        **named(
+            title="{model} · {text} · layer {layer} · state {state}",
+            dpi=FIGURES["dpi"],
+        ),
     log:
         log_path("cluster_comparison", "{model}/{text}/layer{layer}_{state}"),
     resources:
@@ -214,10 +225,12 @@ rule highlight_word:
                     for layer, state in EMBED_VIEWS],
         code=lib("points", "figures", "cluster_figures", "joblog"),
     params:
-        views=[[layer, state] for layer, state in EMBED_VIEWS],
-        word=FIGURES["highlight_word"],
-        title="{model} · {text}",
-        dpi=FIGURES["dpi"],
+        **named(
+            views=[[layer, state] for layer, state in EMBED_VIEWS],
+            word=FIGURES["highlight_word"],
+            title="{model} · {text}",
+            dpi=FIGURES["dpi"],
+        ),
     log:
         log_path("highlight_word", "{model}/{text}"),
     resources:
@@ -239,9 +252,11 @@ rule explorer:
         template=EXPLORER_TEMPLATE,
         code=lib("points", "cluster", "html_page", "explorer", "joblog"),
     params:
-        views=CLUSTER_KEYS,
-        title="lstmscope explorer · {model} · {text}",
-        context_tokens=FIGURES["explorer_context"],
+        **named(
+            views=CLUSTER_KEYS,
+            title="lstmscope explorer · {model} · {text}",
+            context_tokens=FIGURES["explorer_context"],
+        ),
     log:
         log_path("explorer", "{model}_{text}"),
     resources:

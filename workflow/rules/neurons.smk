@@ -18,9 +18,11 @@ rule neuron_histograms:
         activations="results/activations/{model}/{text}.h5",
         code=lib(*STAGE_LIB, "histogram", "checked_files"),
     params:
-        bin_width=config["histogram"]["bin_width"],
-        cell_range=config["histogram"]["cell_range"],
-        near_zero=config["divergence"]["dead_threshold"],
+        **named(
+            bin_width=config["histogram"]["bin_width"],
+            cell_range=config["histogram"]["cell_range"],
+            near_zero=config["divergence"]["dead_threshold"],
+        ),
     log:
         log_path("neuron_histograms", "{model}/{text}"),
     benchmark:
@@ -59,9 +61,11 @@ rule neuron_divergence:
         histograms=f"{NEURONS}/histograms.h5",
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence"),
     params:
-        epsilon=config["divergence"]["epsilon"],
-        dead_threshold=config["divergence"]["dead_threshold"],
-        dead_fraction=config["divergence"]["dead_fraction"],
+        **named(
+            epsilon=config["divergence"]["epsilon"],
+            dead_threshold=config["divergence"]["dead_threshold"],
+            dead_fraction=config["divergence"]["dead_fraction"],
+        ),
     log:
         log_path("neuron_divergence", "{model}/{text}"),
     benchmark:
@@ -83,8 +87,10 @@ rule neuron_tracking:
         divergence=f"{NEURONS}/divergence.csv",
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking"),
     params:
-        top_k=config["divergence"]["top_k"],
-        top_words=config["divergence"]["top_words"],
+        **named(
+            top_k=config["divergence"]["top_k"],
+            top_words=config["divergence"]["top_words"],
+        ),
     log:
         log_path("neuron_tracking", "{model}/{text}"),
     benchmark:
@@ -133,10 +139,12 @@ rule neuron_figures:
         divergence=f"{NEURONS}/divergence.csv",
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures"),
     params:
-        top_k=config["divergence"]["top_k"],
-        dead_threshold=config["divergence"]["dead_threshold"],
-        dead_fraction=config["divergence"]["dead_fraction"],
-        dpi=config["figures"]["dpi"],
+        **named(
+            top_k=config["divergence"]["top_k"],
+            dead_threshold=config["divergence"]["dead_threshold"],
+            dead_fraction=config["divergence"]["dead_fraction"],
+            dpi=config["figures"]["dpi"],
+        ),
     log:
         log_path("neuron_figures", "{model}/{text}"),
     resources:
@@ -181,12 +189,14 @@ rule text_heatmaps:
         divergence=f"{NEURONS}/divergence.csv",
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap"),
     params:
-        layers=[layer for layer in LAYERS for _ in STATES],
-        states=[state for _ in LAYERS for state in STATES],
-        neurons=config["heatmap"]["neurons"],
-        passage_tokens=config["heatmap"]["passage_tokens"],
-        scale=config["heatmap"]["scale"],
-        dpi=config["figures"]["dpi"],
+        **named(
+            layers=[layer for layer in LAYERS for _ in STATES],
+            states=[state for _ in LAYERS for state in STATES],
+            neurons=config["heatmap"]["neurons"],
+            passage_tokens=config["heatmap"]["passage_tokens"],
+            scale=config["heatmap"]["scale"],
+            dpi=config["figures"]["dpi"],
+        ),
     log:
         log_path("text_heatmaps", "{model}/{text}"),
     resources:
@@ -207,8 +217,10 @@ rule expectancy_heatmap:
         activations="results/activations/{model}/{text}.h5",
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap"),
     params:
-        tokens=config["heatmap"]["expectancy_tokens"],
-        dpi=config["figures"]["dpi"],
+        **named(
+            tokens=config["heatmap"]["expectancy_tokens"],
+            dpi=config["figures"]["dpi"],
+        ),
     log:
         log_path("expectancy_heatmap", "{model}/{text}"),
     resources:
@@ -236,9 +248,11 @@ rule neuron_explorer:
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "figures", "heatmap",
                  "ablation_file", "ablation_figures", "neuron_explorer"),
     params:
-        neurons=NEURON_EXPLORER["neurons"],
-        passage_tokens=config["heatmap"]["passage_tokens"],
-        title="lstmscope neurons · {model} · {text}",
+        **named(
+            neurons=NEURON_EXPLORER["neurons"],
+            passage_tokens=config["heatmap"]["passage_tokens"],
+            title="lstmscope neurons · {model} · {text}",
+        ),
     log:
         log_path("neuron_explorer", "{model}_{text}"),
     benchmark:

@@ -10,11 +10,15 @@ rule train_lstm:
         vocabulary="results/data/vocabulary.json",
         code=lib("vocabulary", "model", "loss", "training", "training_job", "joblog"),
     params:
-        model=train_params,
-        architecture=config["architecture"],
-        training={k: v for k, v in config["training"].items() if k != "device"},
-        device=config["training"]["device"],
-        resume="results/models/{model}/resume.pt",
+        **named(
+            model=train_params,
+            architecture=config["architecture"],
+            # save_every_batches decides only how often a resume file is written, not the weights (a resumed run
+            # is bit-identical): changing it retrains nothing, so the script reads it from the config
+            training={k: v for k, v in config["training"].items() if k not in ("device", "save_every_batches")},
+            device=config["training"]["device"],
+            resume="results/models/{model}/resume.pt",
+        ),
     threads: config["training"]["threads"]
     log:
         log_path("train_lstm", "{model}"),

@@ -7,7 +7,7 @@ with job_log(snakemake.log[0], "train_lstm") as log:  # noqa: F821
     run_training_job(
         model=dict(p.model),
         architecture=dict(p.architecture),
-        training=dict(p.training),
+        training={**p.training, "save_every_batches": snakemake.config["training"]["save_every_batches"]},  # noqa: F821
         device=p.device,
         gpus=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
