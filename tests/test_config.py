@@ -73,6 +73,13 @@ BAD = [
     ("cluster.distance_threshold", 2.5, "config keys cluster.n_clusters and cluster.distance_threshold: set exactly one"),
     ("vocabulary.max_size", "big", "config key vocabulary.max_size: 'big' is not of type integer or null"),
     ("vocabulary.max_size", 1, "config key vocabulary.max_size: 1 is out of range; must be >= 2"),
+    # valid alone, refused by a job later: checked before any job runs
+    ("histogram.bin_width", 0.03, "config key histogram.bin_width: 0.03 does not divide the interval of h, [-1.0, 1.0], "
+                                  "into whole bins"),
+    ("histogram.cell_range", [-10, 10.005], "config key histogram.bin_width: 0.01 does not divide the interval of "
+                                            "histogram.cell_range, [-10, 10.005], into whole bins"),
+    ("embedding.max_tokens", 50, "config key embedding.perplexity: 30 is too large for the 50 tokens embedded of text "
+                                 "test (embedding.max_tokens, texts.test.tokens); at most 16.3"),
 ]
 
 

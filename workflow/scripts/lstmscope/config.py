@@ -133,6 +133,27 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> d
 NOT_READ_AS_TEXT = frozenset({"na", "nan", "null", "none", "true", "false", "inf", "infinity"})
 
 
+def _check_jobs_can_run(config: dict[str, Any]) -> None:
+    """Values each valid alone that a job would refuse, checked before any job runs."""
+    from .histogram import H_RANGE, HistogramError, n_bins  # the jobs' own check (imports numpy, h5py)
+
+    hist = config["histogram"]
+    for what, (lo, hi) in (("h", H_RANGE), ("histogram.cell_range", hist["cell_range"])):
+        try:
+            n_bins(float(lo), float(hi), float(hist["bin_width"]))
+        except HistogramError:
+            raise ConfigError(f"config key histogram.bin_width: {hist['bin_width']} does not divide the interval of "
+                              f"{what}, [{lo}, {hi}], into whole bins") from None
+    emb = config["embedding"]
+    for name in emb["texts"]:
+        tokens = config["texts"][name]["tokens"]
+        points = min(tokens, emb["max_tokens"]) if emb["max_tokens"] else tokens
+        if 3 * float(emb["perplexity"]) > points - 1:
+            raise ConfigError(f"config key embedding.perplexity: {emb['perplexity']} is too large for the {points} "
+                              f"tokens embedded of text {name} (embedding.max_tokens, texts.{name}.tokens); "
+                              f"at most {(points - 1) / 3:.1f}")
+
+
 def _check_consistency(config: dict[str, Any]) -> None:
     for name in config["texts"]:
         if name.lower() in NOT_READ_AS_TEXT:
@@ -163,6 +184,7 @@ def _check_consistency(config: dict[str, Any]) -> None:
     cl = config["cluster"]
     if (cl["n_clusters"] is None) == (cl["distance_threshold"] is None):
         raise ConfigError("config keys cluster.n_clusters and cluster.distance_threshold: set exactly one, the other null")
+    _check_jobs_can_run(config)
 
 
 @dataclass(frozen=True)
