@@ -174,7 +174,8 @@ def cached_probe(path: Path, reuse: bool, what: str, run) -> dict:
 
 # ------------------------------------------------------------------------------ probe 3: small pipeline runs
 def scale_config(hidden: int, embedding: int, vocab: int, tokens: int, text_split: str) -> dict:
-    """One model, one text, one embedding view, both linkages: every rule runs at least once."""
+    """One model, one text, one embedding view, both linkages: every rule runs at least once (the copy's
+    config.yaml gets these texts instead of its own, see run_scale_point)."""
     return {
         "vocabulary": {"max_size": vocab},
         "models": {"dropouts": [0.0], "replicates": 1},
@@ -198,6 +199,11 @@ def run_scale_point(workdir: Path, name: str, overrides: dict, cores: int) -> Pa
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
     data_cfg = {"data": {"url": str(DATA)}}
     _merge(overrides, data_cfg)
+    # Snakemake merges --configfile into config.yaml key by key, so config.yaml's other texts (train) would
+    # stay: the copy's config.yaml gets the scale point's texts instead.
+    base = yaml.safe_load((work / "config.yaml").read_text())
+    base["texts"] = copy.deepcopy(overrides["texts"])
+    (work / "config.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
     (work / "scale.yaml").write_text(yaml.safe_dump(overrides))
     env = dict(os.environ, PYTHONPATH=str(work / "workflow" / "scripts"), MPLBACKEND="Agg")
     start = time.monotonic()
@@ -344,7 +350,7 @@ def main() -> None:
         else:
             work = run_scale_point(workdir, name, copy.deepcopy(over), args.cores)
         bench[name], size[name] = read_benchmarks(work), sizes(work)
-        svars[name] = scale_vars(load_config(ROOT / "config.yaml", work / "scale.yaml"))
+        svars[name] = scale_vars(load_config(work / "config.yaml", work / "scale.yaml"))
     target = scale_vars(cfg)
 
     # disk: bytes per stored activation value, measured (HDF5 overhead included)
