@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from . import __version__
 
@@ -28,10 +28,11 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def library_digest() -> str:
-    """SHA-256 over the library's own source files (stable across checkouts)."""
+def library_digest(modules: Sequence[str] | None = None) -> str:
+    """SHA-256 over the library's own source files (stable across checkouts); ``modules``: only those."""
     h = hashlib.sha256()
-    for src in sorted(_PACKAGE_DIR.glob("*.py")):
+    files = sorted(_PACKAGE_DIR.glob("*.py")) if modules is None else [_PACKAGE_DIR / f"{m}.py" for m in modules]
+    for src in files:
         h.update(src.name.encode())
         h.update(src.read_bytes())
     return h.hexdigest()

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .loss import linear_cross_entropy
 from .model import LSTMLanguageModel, ModelConfig
+from .provenance import library_digest
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +109,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 TRAINING_CODE = ("training", "model", "loss", "kernels")
 
 
-def training_code_digest() -> str:
-    """SHA-256 over the source of the ``TRAINING_CODE`` modules of this library."""
-    h = hashlib.sha256()
-    for name in TRAINING_CODE:
-        h.update(Path(__file__).with_name(f"{name}.py").read_bytes())
-    return h.hexdigest()
-
-
 def params_digest(model_config: ModelConfig, cfg: TrainingConfig, data_digest: str) -> str:
     """Identity of a training run: resume files of another run (other settings, data or training code) are
     never used."""
     blob = json.dumps({"model": asdict(model_config), "training": asdict(cfg), "data": data_digest,
-                       "code": training_code_digest()}, sort_keys=True)
+                       "code": library_digest(TRAINING_CODE)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
