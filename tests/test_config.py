@@ -80,10 +80,38 @@ BAD = [
                                             "histogram.cell_range, [-10, 10.005], into whole bins"),
     ("embedding.max_tokens", 50, "config key embedding.perplexity: 30 is too large for the 50 tokens embedded of text "
                                  "test (embedding.max_tokens, texts.test.tokens); at most 16.3"),
+    ("cluster.n_clusters", 4001, "config key cluster.n_clusters: 4001 is more than the 4000 tokens embedded of text test"),
+    ("cluster.ward_max_points", 3999, "config key cluster.ward_max_points: 3999 is fewer than the 4000 tokens embedded "
+                                      "of text test, which ward linkage would refuse"),
+    ("training.test_tokens", 19, "config key training.test_tokens: 19 is too few for training.eval_batch_size 10; at "
+                                 "least 20"),
+    ("training.train_tokens", 39, "config key training.train_tokens: 39 is too few for training.batch_size 20; at least 40"),
+    ("histogram.bin_width", 1e-5, "config keys histogram.bin_width, histogram.cell_range: 1e-05 wide bins on [-1.0, 1.0] "
+                                  "(h) are 200000 bins per neuron; at most 100000"),
+    ("histogram.cell_range", [-1e300, 1e300], "config keys histogram.bin_width, histogram.cell_range: 0.01 wide bins on "
+                                              "[-1e+300, 1e+300] (histogram.cell_range) are 2"),
+    # not finite: a schema range check passes NaN, which would make no neuron dead, no rate a number
+    ("training.lr", float("nan"), "config key training.lr: nan is not a finite number"),
+    ("divergence.dead_fraction", float("nan"), "config key divergence.dead_fraction: nan is not a finite number"),
+    ("data.timeout_s", float("inf"), "config key data.timeout_s: inf is not a finite number"),
+    ("models.dropouts", [0.0, float("nan")], "config key models.dropouts.1: nan is not a finite number"),
+    ("histogram.cell_range", [float("-inf"), 10.0], "config key histogram.cell_range.0: -inf is not a finite number"),
+    ("texts", {5: {"split": "test", "tokens": 100}}, "config key texts: the key 5 is not text; keys are names"),
+    ("embedding.layers", [], "config key embedding.layers: [] should be non-empty"),
+    ("embedding.states", [], "config key embedding.states: [] should be non-empty"),
+    ("embedding.seed", 2**32, "config key embedding.seed: 4294967296 is out of range; must be <= 4294967295"),
+    ("divergence.top_k", 65, "config key divergence.top_k: 65 is more than the 64 neurons of a layer"),
+    ("heatmap.neurons", 65, "config key heatmap.neurons: 65 is more than the 64 neurons of a layer"),
+    ("neuron_explorer.neurons", 65, "config key neuron_explorer.neurons: 65 is more than the 64 neurons of a layer"),
+    ("data.url", "ftp://example.org/wikitext-2", "config key data.url: 'ftp://example.org/wikitext-2' has the scheme "
+                                                 "'ftp'; use http(s)://, file:// or a directory"),
+    ("data.url", "  ", "config key data.url: '  ' is blank"),
+    ("data.retries", 11, "config key data.retries: 11 is out of range; must be <= 10"),
+    ("figures.highlight_word", "two words", "config key figures.highlight_word: 'two words' is not one word"),
 ]
 
 
-@pytest.mark.parametrize("key,value,message", BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("key,value,message", BAD, ids=[f"{b[0]}={b[1]!r}"[:60] for b in BAD])
 def test_bad_config_is_one_line_error_naming_the_key(key, value, message):
     cfg = default_config()
     if key == "traning":
@@ -242,7 +270,7 @@ def test_command_line_values_are_read_as_the_schemas_types():
     assert given["heatmap"]["neurons"] == "5" and given["histogram"]["cell_range"] == ["-5", "5.5"]  # as text
     from_command_line = default_config()
     update_config(from_command_line, given)  # as Snakemake merges --config over the config file
-    validate_config(from_command_line, SCHEMA)
+    validate_config(from_command_line, SCHEMA, command_line=given)
     in_file = default_config()
     for section, values in yaml.safe_load("""
         heatmap: {neurons: 5, scale: range, passage_tokens: 40.0}
@@ -264,8 +292,110 @@ def test_command_line_values_are_read_as_the_schemas_types():
     for arg, message in (("heatmap={neurons: five}", "config key heatmap.neurons: 'five' is not of type integer"),
                          ("heatmap={neurons: 2.5}", "config key heatmap.neurons: '2.5' is not of type integer"),
                          ("neuron_explorer={ablation: maybe}", "config key neuron_explorer.ablation: 'maybe' is not of type boolean")):
+        config, given = default_config(), parse_config([arg])
+        update_config(config, given)
+        with pytest.raises(ConfigError) as err:
+            validate_config(config, SCHEMA, command_line=given)
+        assert str(err.value) == message
+
+
+def test_text_in_a_config_file_is_not_read_as_a_number():
+    """Only ``--config`` values arrive as text; a quoted value in a YAML file is text, and refused where a number,
+    a boolean or null is wanted (a quoted empty value would otherwise mean null: the whole vocabulary)."""
+    for section, key, value, message in (
+            ("heatmap", "neurons", "5", "config key heatmap.neurons: '5' is not of type integer"),
+            ("vocabulary", "max_size", "", "config key vocabulary.max_size: '' is not of type integer or null"),
+            ("neuron_explorer", "ablation", "no", "config key neuron_explorer.ablation: 'no' is not of type boolean")):
         config = default_config()
-        update_config(config, parse_config([arg]))
+        config[section][key] = value
         with pytest.raises(ConfigError) as err:
             validate_config(config, SCHEMA)
         assert str(err.value) == message
+        # the same text given on the command line is read as YAML reads it
+        from_command_line = default_config()
+        from_command_line[section][key] = value
+        validate_config(from_command_line, SCHEMA, command_line={section: {key: value}})
+        assert from_command_line[section][key] == yaml.safe_load(f"x: {value or ''}")["x"]
+
+
+def test_snakemake_reads_only_command_line_values_as_text(tmp_path):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    in_file = tmp_path / "quoted.yaml"
+    in_file.write_text('heatmap:\n  neurons: "2"\n')
+    for args, error in ((["--configfile", str(in_file)], "config key heatmap.neurons: '2' is not of type integer"),
+                        (["--config", "heatmap={neurons: 2}"], None)):
+        r = subprocess.run([str(snakemake), "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        out = r.stdout + r.stderr
+        if error:
+            assert r.returncode != 0 and f"invalid configuration: {error}" in out, out
+        else:
+            assert "invalid configuration" not in out, out
+
+
+def _count_tokens(path: Path) -> int:
+    # pytorch/examples' data.py: every line's words and an <eos>
+    with open(path, encoding="utf-8") as fh:
+        return sum(len(line.split()) + 1 for line in fh)
+
+
+def test_texts_and_training_tokens_are_checked_against_the_published_splits(wikitext2):
+    import hashlib
+
+    from lstmscope.config import PUBLISHED_SPLIT_TOKENS
+
+    cfg = default_config()
+    lengths = {}
+    for split in ("train", "valid", "test"):
+        path = wikitext2 / f"{split}.txt"
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert sha == cfg["data"]["sha256"][split]
+        lengths[split] = PUBLISHED_SPLIT_TOKENS[sha]
+        assert lengths[split] == _count_tokens(path), split
+    n = lengths["test"]
+    fits = default_config()
+    fits["texts"]["test"] = {"split": "test", "offset": 1000, "tokens": n - 1000}
+    fits["training"]["valid_tokens"] = lengths["valid"]
+    validate_config(fits, SCHEMA)
+    too_long = default_config()
+    too_long["texts"]["test"] = {"split": "test", "offset": 1000, "tokens": n - 999}
+    with pytest.raises(ConfigError, match=rf"^config key texts.test: offset 1000 \+ tokens {n - 999} = {n + 1} is longer "
+                                          rf"than split 'test' \({n} tokens\)$"):
+        validate_config(too_long, SCHEMA)
+    too_many = default_config()
+    too_many["training"]["valid_tokens"] = lengths["valid"] + 1
+    with pytest.raises(ConfigError, match=rf"^config key training.valid_tokens: {lengths['valid'] + 1} is more than the "
+                                          rf"{lengths['valid']} tokens of split 'valid'$"):
+        validate_config(too_many, SCHEMA)
+    # other files than the published ones: their lengths are not known before the download, the jobs check them
+    other = copy.deepcopy(too_long)
+    other["data"]["sha256"]["test"] = "0" * 64
+    validate_config(other, SCHEMA)
+
+
+def test_the_fewest_training_tokens_allowed_are_what_batching_needs():
+    import torch
+
+    from lstmscope.training import TrainingError, batchify
+
+    for split, batch in (("train", 20), ("valid", 10), ("test", 10)):
+        cfg = default_config()
+        cfg["training"][f"{split}_tokens"] = 2 * batch
+        validate_config(cfg, SCHEMA)
+        assert batchify(torch.arange(2 * batch), batch).shape == (2, batch)
+        cfg = default_config()
+        cfg["training"][f"{split}_tokens"] = 2 * batch - 1
+        with pytest.raises(ConfigError, match=f"^config key training.{split}_tokens: {2 * batch - 1} is too few"):
+            validate_config(cfg, SCHEMA)
+        with pytest.raises(TrainingError, match="too few"):
+            batchify(torch.arange(2 * batch - 1), batch)
+
+
+def test_every_dropout_gets_a_model_name_the_workflow_accepts():
+    import re
+
+    pattern = re.search(r'model=r"([^"]+)"', (ROOT / "Snakefile").read_text()).group(1)
+    for dropout in (0.0, -0.0, 0.1, 0.25, 1e-5, 3e-7, 0.7999999999999999, 0.123456789):
+        name = model_name(dropout, 0)
+        assert re.fullmatch(pattern, name), name
+        assert float(name[1:].split("_r")[0]) == dropout  # the name reads back as the same dropout
+    assert model_name(1e-5, 2) == "d0.00001_r2" and model_name(-0.0, 0) == "d0.0_r0"

@@ -19,7 +19,8 @@ os.environ.update(PYTHONPATH=os.pathsep.join(
 from lstmscope.config import ConfigError, model_specs, validate_config, dropout_label, model_name  # noqa: E402
 
 try:
-    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+                    command_line=dict(workflow.config_settings.config))  # --config's values, all text
 except ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}") from None
 

@@ -5,6 +5,7 @@ Errors are one line that names the key, the value and what is allowed.
 from __future__ import annotations
 
 import copy
+import decimal
 import hashlib
 import math
 import os
@@ -41,6 +42,9 @@ def _key(path) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+_PATTERN_MEANINGS = {"\\S": "is blank", "^\\S+$": "is not one word (a token never holds a space)"}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     key = _key(error.absolute_path)
     v = error.validator
@@ -59,7 +63,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return f"config key {key}: {error.instance!r} is out of range; must be {rel} {s}"
     if v == "pattern":
-        return f"config key {key}: {error.instance!r} does not match {s}"
+        meaning = _PATTERN_MEANINGS.get(s, f"does not match {s}")
+        return f"config key {key}: {error.instance!r} {meaning}"
     if v == "required":
         return f"config key {key}: {error.message}"
     if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
@@ -115,11 +120,42 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
-def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
-    """Validate ``config`` in place (filling defaults, reading ``--config`` text as the schema's types);
-    raise :class:`ConfigError` on the first problem."""
+def _coerce_given(config: Any, schema: dict[str, Any], given: Any) -> Any:
+    """:func:`coerce_command_line_values` applied only where ``given`` (the ``--config`` values) set a value:
+    a value from a YAML file keeps its type, so ``neurons: "5"`` there is refused as text."""
+    if isinstance(given, dict) and isinstance(config, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key in given:
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if key in config and sub is not None:
+                config[key] = _coerce_given(config[key], sub, given[key])
+        return config
+    return coerce_command_line_values(config, schema)
+
+
+def _check_plain_values(value: Any, path: tuple = ()) -> None:
+    """Every mapping key is text and every number finite (a schema's range check passes NaN)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"config key {_key(path)}: the key {key!r} is not text; keys are names")
+            _check_plain_values(sub, (*path, key))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            _check_plain_values(sub, (*path, i))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {_key(path)}: {value!r} is not a finite number")
+
+
+def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
+                    command_line: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults; the values ``command_line`` gave with Snakemake's
+    ``--config``, which arrive as text, read as the schema's types); raise :class:`ConfigError` on the first
+    problem."""
     schema = yaml.safe_load(Path(schema_path).read_text())
-    coerce_command_line_values(config, schema)
+    if command_line:
+        _coerce_given(config, schema, command_line)
+    _check_plain_values(config)
     validator = _DefaultFilling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -133,6 +169,22 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> d
 NOT_READ_AS_TEXT = frozenset({"na", "nan", "null", "none", "true", "false", "inf", "infinity"})
 
 
+# Tokens (words and an <eos> per line) of the published WikiText-2 splits, by their SHA-256 (data.sha256's
+# defaults): the analysis texts and the training's token counts are checked against these before any job runs
+# (tests/test_config.py counts them in the files). Other files are checked by the jobs that read them.
+PUBLISHED_SPLIT_TOKENS = {
+    "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f": 2088628,  # train
+    "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8": 217646,  # valid
+    "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0": 245569,  # test
+}
+# Bins per neuron and (layer, state): the histogram job holds hidden_size x bins counts of 8 bytes.
+MAX_BINS = 100_000
+
+
+def _split_tokens(config: dict[str, Any], split: str) -> int | None:
+    return PUBLISHED_SPLIT_TOKENS.get(config["data"]["sha256"][split])
+
+
 def _check_jobs_can_run(config: dict[str, Any]) -> None:
     """Values each valid alone that a job would refuse, checked before any job runs."""
     from .histogram import H_RANGE, HistogramError, n_bins  # the jobs' own check (imports numpy, h5py)
@@ -140,18 +192,43 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
     hist = config["histogram"]
     for what, (lo, hi) in (("h", H_RANGE), ("histogram.cell_range", hist["cell_range"])):
         try:
-            n_bins(float(lo), float(hi), float(hist["bin_width"]))
+            bins = n_bins(float(lo), float(hi), float(hist["bin_width"]))
         except HistogramError:
             raise ConfigError(f"config key histogram.bin_width: {hist['bin_width']} does not divide the interval of "
                               f"{what}, [{lo}, {hi}], into whole bins") from None
-    emb = config["embedding"]
-    for name in emb["texts"]:
+        if bins > MAX_BINS:
+            raise ConfigError(f"config keys histogram.bin_width, histogram.cell_range: {hist['bin_width']} wide bins on "
+                              f"[{lo}, {hi}] ({what}) are {bins} bins per neuron; at most {MAX_BINS}")
+    training = config["training"]
+    for split in ("train", "valid", "test"):
+        tokens, batch = training[f"{split}_tokens"], "batch_size" if split == "train" else "eval_batch_size"
+        available = _split_tokens(config, split)
+        if tokens is not None and available is not None and tokens > available:
+            raise ConfigError(f"config key training.{split}_tokens: {tokens} is more than the {available} tokens of "
+                              f"split {split!r}")
+        if tokens is not None and tokens < 2 * training[batch]:
+            raise ConfigError(f"config key training.{split}_tokens: {tokens} is too few for training.{batch} "
+                              f"{training[batch]}; at least {2 * training[batch]}")
+    for name, text in config["texts"].items():
+        available, end = _split_tokens(config, text["split"]), text["offset"] + text["tokens"]
+        if available is not None and end > available:
+            raise ConfigError(f"config key texts.{name}: offset {text['offset']} + tokens {text['tokens']} = {end} is "
+                              f"longer than split {text['split']!r} ({available} tokens)")
+    emb, cl = config["embedding"], config["cluster"]
+    for name in emb["texts"] if emb["dropouts"] else []:
         tokens = config["texts"][name]["tokens"]
         points = min(tokens, emb["max_tokens"]) if emb["max_tokens"] else tokens
         if 3 * float(emb["perplexity"]) > points - 1:
             raise ConfigError(f"config key embedding.perplexity: {emb['perplexity']} is too large for the {points} "
                               f"tokens embedded of text {name} (embedding.max_tokens, texts.{name}.tokens); "
                               f"at most {(points - 1) / 3:.1f}")
+        if cl["n_clusters"] is not None and cl["n_clusters"] > points:
+            raise ConfigError(f"config key cluster.n_clusters: {cl['n_clusters']} is more than the {points} tokens "
+                              f"embedded of text {name} (embedding.max_tokens, texts.{name}.tokens)")
+        if "ward" in cl["linkages"] and points > cl["ward_max_points"]:
+            raise ConfigError(f"config key cluster.ward_max_points: {cl['ward_max_points']} is fewer than the {points} "
+                              f"tokens embedded of text {name}, which ward linkage would refuse; raise it, embed "
+                              "fewer tokens (embedding.max_tokens) or leave ward out of cluster.linkages")
 
 
 def _check_consistency(config: dict[str, Any]) -> None:
@@ -178,6 +255,16 @@ def _check_consistency(config: dict[str, Any]) -> None:
     if ab["neurons"] + ab["random"] > hidden:
         raise ConfigError(f"config keys ablation.neurons + ablation.random = {ab['neurons'] + ab['random']}: "
                           f"more than the {hidden} neurons of a layer (architecture.hidden_size)")
+    for key in ("divergence.top_k", "heatmap.neurons", "neuron_explorer.neurons"):
+        section, name = key.split(".")
+        if config[section][name] > hidden:
+            raise ConfigError(f"config key {key}: {config[section][name]} is more than the {hidden} neurons of a layer "
+                              "(architecture.hidden_size)")
+    url = config["data"]["url"]
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("", "file", "http", "https"):
+        raise ConfigError(f"config key data.url: {url!r} has the scheme {scheme!r}; use http(s)://, file:// or a "
+                          "directory")
     lo, hi = config["histogram"]["cell_range"]
     if not lo < hi:
         raise ConfigError(f"config key histogram.cell_range: {[lo, hi]} must be [low, high] with low < high")
@@ -201,8 +288,9 @@ class ModelSpec:
 
 
 def dropout_label(dropout: float) -> str:
-    """Canonical text of a dropout: 0.0 -> '0.0', 0.25 -> '0.25'."""
-    return repr(float(dropout))
+    """Canonical text of a dropout, the shortest that reads back as the same float, without an exponent:
+    0.0 -> '0.0', 0.25 -> '0.25', 1e-05 -> '0.00001' (-0.0 -> '0.0')."""
+    return format(decimal.Decimal(repr(float(dropout) + 0.0)), "f")
 
 
 def model_name(dropout: float, replicate: int) -> str:
