@@ -77,8 +77,8 @@ BAD = [
     ("histogram.bin_width", 0.03, "config key histogram.bin_width: 0.03 does not divide the interval of h, [-1.0, 1.0], "
                                   "into whole bins"),
     ("histogram.cell_range", [-10, 10.005], "config key histogram.bin_width: 0.01 does not divide the interval of "
-                                            "histogram.cell_range, [-10, 10.005], into whole bins"),
-    ("embedding.max_tokens", 50, "config key embedding.perplexity: 30 is too large for the 50 tokens embedded of text "
+                                            "histogram.cell_range, [-10.0, 10.005], into whole bins"),
+    ("embedding.max_tokens", 50, "config key embedding.perplexity: 30.0 is too large for the 50 tokens embedded of text "
                                  "test (embedding.max_tokens, texts.test.tokens); at most 16.3"),
     ("cluster.n_clusters", 4001, "config key cluster.n_clusters: 4001 is more than the 4000 tokens embedded of text test"),
     ("cluster.ward_max_points", 3999, "config key cluster.ward_max_points: 3999 is fewer than the 4000 tokens embedded "
@@ -399,3 +399,25 @@ def test_every_dropout_gets_a_model_name_the_workflow_accepts():
         assert re.fullmatch(pattern, name), name
         assert float(name[1:].split("_r")[0]) == dropout  # the name reads back as the same dropout
     assert model_name(1e-5, 2) == "d0.00001_r2" and model_name(-0.0, 0) == "d0.0_r0"
+
+
+def test_a_restated_config_gets_one_spelling():
+    """Snakemake compares params by repr: the same settings in another key order, with 20 for 20.0, or with
+    an unordered list reordered, must become the same config (the rerun test checks the plans)."""
+    reference = validate_config(default_config(), SCHEMA)
+    restated = default_config()
+    restated["training"] = dict(reversed(list(restated["training"].items())))  # keys in another order
+    restated["training"]["lr"] = 20  # an int where the schema wants a number
+    restated["histogram"]["cell_range"] = [-10, 10]
+    restated["models"]["dropouts"] = [0, *restated["models"]["dropouts"][1:]]
+    restated["embedding"].update(layers=[2, 1], states=["c", "h"], perplexity=30.0)
+    restated["cluster"]["linkages"] = ["ward", "single"]
+    restated["heatmap"]["neurons"] = 3.0  # a count written as a float
+    del restated["texts"]["test"]["offset"]  # a default filled in (at the end of the mapping)
+    restated = dict(reversed(list(restated.items())))  # sections in another order
+    validate_config(restated, SCHEMA)
+    for section in reference:
+        assert repr(restated[section]) == repr(reference[section]), section
+    assert type(restated["heatmap"]["neurons"]) is int and type(restated["training"]["lr"]) is float
+    # the default config is already in that spelling: its runs' recorded params stay valid
+    assert repr(yaml.safe_load((ROOT / "config.yaml").read_text())["training"]) == repr(reference["training"])

@@ -77,8 +77,8 @@ rule cluster_tokens:
             linkage="{linkage}",
             n_clusters=CLUSTER["n_clusters"],
             distance_threshold=CLUSTER["distance_threshold"],
-            # the ward limit only for ward jobs: changing it replans no single-linkage clustering
-            ward_max_points=lambda wildcards: CLUSTER["ward_max_points"] if wildcards.linkage == "ward" else None,
+            # cluster.ward_max_points is no param: a memory guard, which the config check applies before any job
+            # runs, cannot change a clustering (the script reads it from the config to guard once more)
         ),
     threads: 1
     log:

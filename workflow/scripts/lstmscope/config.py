@@ -160,8 +160,44 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise ConfigError(_describe(errors[0]))
+    canonical(config, schema)
     _check_consistency(config)
     return config
+
+
+def canonical(value: Any, schema: dict[str, Any]) -> Any:
+    """One spelling for every config that means the same (in place for mappings), so that Snakemake, which
+    compares a job's params with the last run's by their ``repr``, reruns nothing for a mere restatement: a
+    section's keys in the schema's order (Snakemake puts the keys given by ``--config`` or ``--configfile``
+    first, and a default filled in last), a number where the schema wants one as a float (``20`` = ``20.0``),
+    a count as an int, and the lists whose order means nothing (``embedding.layers``, ``embedding.states``,
+    ``cluster.linkages``) sorted (layers ascending, names in the schema's order)."""
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key in list(value):
+            sub = properties.get(key, extra if isinstance(extra, dict) else {})
+            value[key] = canonical(value[key], sub)
+        if properties:
+            order = {key: i for i, key in enumerate(properties)}
+            items = sorted(value.items(), key=lambda kv: order.get(kv[0], len(order)))
+            value.clear()
+            value.update(items)
+        return value
+    if isinstance(value, list):
+        items = [canonical(v, schema.get("items", {})) for v in value]
+        if schema.get("x-unordered"):
+            enum = schema.get("items", {}).get("enum")
+            items.sort(key=(lambda v: enum.index(v)) if enum else None)
+        return items
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and "number" in types:
+        return float(value)
+    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
+        return int(value)
+    return value
 
 
 # Text names a CSV reader (pandas, as the pipeline's tables are read) takes for a missing value, a boolean or
