@@ -191,3 +191,12 @@ def degenerate(tiny, tmp_path_factory) -> Degenerate:
     dump_activations(checkpoint, tiny.vocabulary, tiny.split, TEXT, activations, chunk_tokens=64,
                      model_info=record["extra"])
     return Degenerate(checkpoint, activations, write_divergence(activations, folder), u)
+
+
+def contrast(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours (components 0..1)."""
+    def luminance(rgb):
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)

@@ -82,6 +82,39 @@ def test_a_word_without_a_value_is_framed_not_filled_unlike_a_value_near_zero(tm
     assert sum("stroke-dasharray" in b for b in boxes) == 2
 
 
+def test_words_on_the_darkest_fills_are_white_the_others_black():
+    """Black text on the scale's deep red and blue ends is hard to read: each word gets the text colour (white or
+    black) with the higher WCAG contrast against its fill; words without a value stay black."""
+    from matplotlib.colors import to_rgb
+
+    from lstmscope.heatmap import CMAP, _figure
+    from neurons_support import contrast
+
+    values = np.concatenate([np.linspace(-1, 1, 41), [np.nan]])
+    words = [f"w{i}" for i in range(len(values))]
+    block = TextBlock("scale", words, values, symmetric_norm(values), "h")
+    cmap = plt.get_cmap(CMAP)
+    with plt.rc_context({"text.hinting": "no_hinting"}):
+        fig = _figure([block], 40, 10.0, None, cmap)
+    lay = layout_words(words, 40)
+    texts = [(t.get_text(), to_rgb(t.get_color()), round(t.get_position()[1] - 0.5)) for ax in fig.axes
+             for t in ax.texts if t.get_text() != "scale"]
+    plt.close(fig)
+    shown = {}
+    for word, (line, col) in zip(words, lay):
+        colours = [c for text, c, y in texts if y == line and text[col:col + len(word)] == word]
+        assert len(colours) == 1, word  # drawn once
+        shown[word] = colours[0]
+    for word, v in zip(words, values):
+        if np.isnan(v):
+            assert shown[word] == (0, 0, 0)
+            continue
+        fill = to_rgb(cmap(block.norm(v)))
+        best = max([(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)], key=lambda c: contrast(fill, c))
+        assert shown[word] == best, (word, v)
+    assert (1, 1, 1) in shown.values() and (0, 0, 0) in shown.values()  # both used on this scale
+
+
 def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():
     values = np.array([0.061, 0.064, 0.07, np.nan, 0.066])
     sym, rng = activation_norm(values, "symmetric"), activation_norm(values, "range")

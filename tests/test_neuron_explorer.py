@@ -17,7 +17,7 @@ from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
-from neurons_support import (LAYERS, TEXT, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
+from neurons_support import (LAYERS, TEXT, contrast, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
                              single_removal_effects, tiny, write_divergence)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
@@ -110,6 +110,11 @@ def page(tiny, divergence_csv, tmp_path_factory):
     return out
 
 
+def _rgb_floats(css: str) -> tuple[float, float, float]:
+    r, g, b = (int(x) for x in re.findall(r"\d+", css)[:3])
+    return r / 255, g / 255, b / 255
+
+
 def _rgb(hex_colour: str) -> str:
     return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
 
@@ -149,6 +154,10 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     assert result["framed"] == (~finite).tolist()  # and a dotted frame there, nowhere else
     assert np.abs(got[finite] - expected[finite]).max() <= 1
     assert len(set(got[finite])) > 1  # really coloured, not one flat colour
+    # white text exactly where it contrasts better than black with the fill (WCAG), as in the figures
+    white = [(c != NO_FILL and contrast(_rgb_floats(c), (1, 1, 1)) > contrast(_rgb_floats(c), (0, 0, 0)))
+             for c in result["colours"]]
+    assert [t == "rgb(255, 255, 255)" for t in result["textColours"]] == white
     # the peak is a window of 30 tokens whose sum of |value| is (up to the coding) the largest
     sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
     assert sums[result["peak"]] >= sums.max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS

@@ -60,14 +60,25 @@ def layout_words(words: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
     return out
 
 
-def line_texts(words: Sequence[str], layout: Sequence[tuple[int, int]]) -> list[str]:
-    """The text of every line of a layout, each word at its column (monospaced, padded with spaces)."""
+def line_texts(words: Sequence[str], layout: Sequence[tuple[int, int]],
+               keep: Sequence[bool] | None = None) -> list[str]:
+    """The text of every line of a layout, each word at its column (monospaced, padded with spaces); with
+    ``keep``, the words not kept are left out (spaces in their place), so that two such texts, one per text
+    colour, put every word on its box."""
     lines: list[str] = []
-    for word, (line, col) in zip(words, layout):
+    for i, (word, (line, col)) in enumerate(zip(words, layout)):
         while len(lines) <= line:
             lines.append("")
-        lines[line] = lines[line].ljust(col) + word
+        lines[line] = lines[line].ljust(col) + (word if keep is None or keep[i] else " " * len(word))
     return lines
+
+
+def needs_light_text(rgba: np.ndarray) -> np.ndarray:
+    """Whether white text contrasts better than black with each fill (WCAG relative luminance: below 0.179,
+    where the two contrasts are equal)."""
+    rgb = np.asarray(rgba, dtype=np.float64)[..., :3]
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722]) < 0.179
 
 
 def best_window(values: np.ndarray, length: int) -> int:
@@ -173,16 +184,23 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
         has = ~np.ma.getmaskarray(normed)  # NaN, and what the scale cannot show (a probability of 0 on a log scale)
         boxes = [Rectangle((col - 0.25, line + 0.08), max(1, len(word)) + 0.5, 0.84)
                  for word, (line, col) in zip(block.words, lay)]
-        ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if v], facecolors=cmap(normed[has]),
-                                          edgecolors="none"))
+        fills = cmap(normed[has])
+        ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if v], facecolors=fills, edgecolors="none"))
+        light = np.zeros(len(block.words), dtype=bool)  # white text on the darkest fills (the scale's ends)
+        light[np.flatnonzero(has)] = needs_light_text(fills)
         # a word without a value (NaN, e.g. the expectancy of the first word) has no fill, only a dotted frame:
         # the colour map's own middle is light grey, so a grey fill would look like a value near 0
         ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if not v], facecolors="none",
                                           edgecolors=NO_VALUE_EDGE, linestyles=":", linewidths=0.8))
-        # Monospaced and one space apart, so each line is a single text whose words fall on their boxes.
-        for line, text in enumerate(line_texts(block.words, lay)):
-            ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
-                    parse_math=False)
+        # Monospaced and one space apart, so each line is a single text whose words fall on their boxes: one text
+        # in black, and one in white holding the words on dark fills.
+        for colour, keep in (("black", ~light), ("white", light)):
+            if not keep.any():
+                continue
+            for line, text in enumerate(line_texts(block.words, lay, keep)):
+                if text.strip():
+                    ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
+                            color=colour, parse_math=False)
         cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - h) / fig_h,
                             cbar_w_in / fig_w, max(body, 0.6 * line_in * 3) / fig_h])
         fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)

@@ -33,6 +33,7 @@ from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
 from .divergence import ranked, read_divergence
+from .heatmap import needs_light_text
 from .html_page import render_page
 
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
@@ -71,6 +72,11 @@ def colour_table(name: str = CMAP, n: int = 256) -> list[str]:
     """The colour map as ``n`` hex colours (index int(t * n), as matplotlib looks colours up)."""
     rgba = colormaps[name].resampled(n)(np.arange(n))
     return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in row[:3]) for row in rgba]
+
+
+def light_text_table(name: str = CMAP, n: int = 256) -> list[int]:
+    """1 where a colour of :func:`colour_table` gets white text (as the heatmap figures: the darkest fills)."""
+    return needs_light_text(colormaps[name].resampled(n)(np.arange(n))).astype(int).tolist()
 
 
 def _row(r, rank) -> dict:
@@ -157,7 +163,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
-            "passage": int(passage_tokens), "lut": colour_table(), "expectancy": expectancy,
+            "passage": int(passage_tokens), "lut": colour_table(), "light": light_text_table(), "expectancy": expectancy,
             "views": views, "series": series}
 
 

@@ -73,11 +73,15 @@ def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> s
             f"{over} above ({100 * over / total:.2g}%)")
 
 
+# A panel's legend beside it, never over the curves it names.
+LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
 def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLike, svg: str | os.PathLike,
                          title: str, dpi: int = 150) -> None:
     """Fig. 5.1: the layer-average distribution of h and of c, one panel per layer."""
     layers = sorted({h.layer for h in hists})
-    fig, axes = plt.subplots(len(layers), 1, figsize=(7, 2.8 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), 1, figsize=(8, 2.8 * len(layers)), squeeze=False)
     for ax, layer in zip(axes[:, 0], layers):
         notes = []
         for state in ("h", "c"):
@@ -91,7 +95,7 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.set_xlabel("activation")
         ax.set_ylabel("density (log)")
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, **LEGEND_OUTSIDE)
         if notes:
             ax.text(0.01, 0.97, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=7)
     fig.suptitle(title, fontsize=11)
@@ -103,11 +107,14 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
                       svg: str | os.PathLike, title: str, dpi: int = 150) -> None:
     """Fig. 5.2/5.5: the top-k and bottom-k KL neurons of every layer and state against the layer average."""
     pairs = [(h.layer, h.state) for h in hists]
-    fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 2.6 * len(pairs)), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(13, 2.6 * len(pairs)), squeeze=False)
     for row, (layer, state) in zip(axes, pairs):
         hist = select(hists, layer, state)
-        for ax, bottom in zip(row, (False, True)):
-            chosen = ranked(table, layer, state, k, bottom=bottom)
+        picks = [ranked(table, layer, state, k, bottom=bottom) for bottom in (False, True)]
+        # one x range for the row, so that the top and the bottom neurons compare by eye
+        extents = [_x_extent(hist, p["neuron"].to_numpy()) for p in picks]
+        x_range = (min(e[0] for e in extents), max(e[1] for e in extents))
+        for ax, bottom, chosen in zip(row, (False, True), picks):
             _step(ax, hist, density(hist), color="black", lw=2.2, label="layer average", zorder=3)
             if chosen.empty:
                 ax.text(0.5, 0.5, "no live neuron", transform=ax.transAxes, ha="center")
@@ -117,14 +124,14 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
                 _step(ax, hist, d, lw=1.0, alpha=0.85, label=f"n{r.neuron} (#{r.rank}, KL {r.kl_sum:.2f})")
             which = "bottom" if bottom else "top"
             ax.set_title(f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by KL", fontsize=9)
-            ax.set_xlim(*_x_extent(hist, idx))
+            ax.set_xlim(*x_range)
             _log_y(ax)
             ax.set_xlabel("activation", fontsize=8)
             ax.set_ylabel("density (log)", fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=6, loc="upper right")
+            ax.legend(fontsize=7, **LEGEND_OUTSIDE)
             if len(idx) and (note := _outside_note(hist, idx)):
-                ax.text(0.01, 0.97, note, transform=ax.transAxes, va="top", fontsize=6)
+                ax.text(0.01, 0.97, note, transform=ax.transAxes, va="top", fontsize=7)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
@@ -152,13 +159,15 @@ def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, pn
         _log_y(ax)
         ax.set_xlabel("activation")
         ax.set_ylabel("density (log)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, framealpha=0.8)
     axes[1].set_title("zoom on zero", fontsize=9)
     verdict = (f"dead: {best['near_zero_fraction']:.1%} of values within ±{dead_threshold:g} (> {dead_fraction:.0%})"
                if bool(best["dead"]) else
                f"no dead neuron; the most nearly dead has {best['near_zero_fraction']:.1%} within ±{dead_threshold:g}")
     axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}: {verdict}", fontsize=9)
-    fig.suptitle(f"{title} ({n_dead} dead of {len(table)} layer x state x neuron)", fontsize=10)
+    n_layers, n_states = table["layer"].nunique(), table["state"].nunique()
+    fig.suptitle(f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} layers × {n_states} states × "
+                 f"{len(table) // max(1, n_layers * n_states)})", fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
     return {"layer": layer, "state": state, "neuron": neuron, "dead": bool(best["dead"]), "dead_count": n_dead}
