@@ -271,10 +271,11 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
     run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, neurons=0, random=2, seed=3)
     table = read_ablation_table(csv)
     assert set(table.group) == {"random", "random all"}
-    titles = []
-    real = figs.draw_blocks  # still draws; the titles are kept to check which neuron was chosen
+    titles, drawn = [], []
+    real = figs.draw_blocks  # still draws; the blocks are kept to check which neuron was chosen, and the scale
     monkeypatch.setattr(figs, "draw_blocks",
-                        lambda blocks, *a, **k: (titles.extend(b.title for b in blocks), real(blocks, *a, **k)))
+                        lambda blocks, *a, **k: (titles.extend(b.title for b in blocks), drawn.extend(blocks),
+                                                 real(blocks, *a, **k)))
     figs.ablation_figures(h5, csv, *(tmp_path / f"{n}.{e}" for n in ("effects", "heatmap") for e in ("png", "svg")),
                           passage_tokens=40)
     for layer in range(1, LAYERS + 1):
@@ -282,3 +283,8 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
         worst = rows.loc[rows.perplexity_change_pct.idxmax()]
         assert any(t.startswith(f"layer {layer}, neuron {worst.neurons} (random)") for t in titles), titles
     assert all((tmp_path / f"{n}.png").stat().st_size > 5000 for n in ("effects", "heatmap"))
+    # one colour scale for all layers, centred on 0 and reaching the largest |effect| drawn in any of them
+    largest = max(np.nanmax(np.abs(b.values)) for b in drawn)
+    assert len(drawn) == LAYERS and len({(b.norm.vmin, b.norm.vmax) for b in drawn}) == 1
+    assert drawn[0].norm.vmax == pytest.approx(largest) and drawn[0].norm.vmin == pytest.approx(-largest)
+    assert min(np.nanmax(np.abs(b.values)) for b in drawn) < largest  # the layers' own ranges differ

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colors
 
 from .ablation_file import AblationError, read_ablation, read_ablation_table
 from .atomic import atomic_path
@@ -70,11 +71,13 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
 EFFECT_CAPTION = "effect on each word = log p(word) intact − without (red: helped predict it; blue: hindered)"
 
 
-def effect_block(head: str, words: Sequence[str], effect: np.ndarray, start: int, stop: int) -> TextBlock:
-    """An ablation's effect on the words [start, stop) as a heatmap block, on a scale centred on zero."""
+def effect_block(head: str, words: Sequence[str], effect: np.ndarray, start: int, stop: int,
+                 norm: colors.Normalize | None = None) -> TextBlock:
+    """An ablation's effect on the words [start, stop) as a heatmap block, on a scale centred on zero (its own,
+    or ``norm``: one scale shared by the blocks of a figure)."""
     values = effect[start:stop]
-    return TextBlock(f"{head}, tokens {start}-{stop - 1}", list(words[start:stop]), values, symmetric_norm(values),
-                     "effect (nats)")
+    return TextBlock(f"{head}, tokens {start}-{stop - 1}", list(words[start:stop]), values,
+                     symmetric_norm(values) if norm is None else norm, "effect (nats)")
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
     stored = read_ablation(h5_path)
     if len(stored.ablations) != len(table):
         raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
-    blocks = []
+    shown = []  # (head, effect, start, stop) per layer
     for layer in sorted(table["layer"].unique()):
         tops = table[(table["layer"] == layer) & (table["group"] == "top")]
         if tops.empty:  # only random neurons were removed in this layer: show the costliest of those
@@ -146,9 +149,11 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         row = table.loc[best]
         effect = stored.effect(int(best))
         rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
-        blocks.append(effect_block(f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
-                                   f"{row['perplexity_change_pct']:+.2f} % without it", stored.words, effect,
-                                   *effect_passage(effect, passage_tokens)))
+        shown.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
+                      f"{row['perplexity_change_pct']:+.2f} % without it", effect, *effect_passage(effect, passage_tokens)))
+    # one scale for every layer: a neuron that matters little stays pale beside one that matters much
+    norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in shown]))
+    blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in shown]
     draw_blocks(blocks, png, svg, dpi=dpi,
                 suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: {EFFECT_CAPTION}")
 
