@@ -117,3 +117,21 @@ def test_every_figure_is_also_valid_svg(tmp_path, tables):
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     # the scatter is rasterised inside the SVG (small files at 18 000 points)
     assert (tmp_path / "a.svg").stat().st_size < 400_000
+
+
+def test_cluster_colours_are_distinct_and_none_looks_like_the_grey_of_the_rest():
+    """Neighbouring cluster numbers used to get a dark and a light shade of one hue (tab20's pairs), and cluster
+    15 tab20's grey, next to the grey of the clusters beyond the palette."""
+    from matplotlib.colors import rgb_to_hsv
+
+    rgb = F.cluster_colours(np.arange(1, F.COLOURED + 2))[:, :3]
+    colours, other = rgb[:-1], rgb[-1]
+    assert np.allclose(other, 0xB0 / 255) and F.cluster_colours(np.array([F.COLOURED + 5, 0]))[:, :3] == pytest.approx(
+        np.tile(other, (2, 1)))
+    hsv = rgb_to_hsv(colours)
+    assert hsv[:, 1].min() > 0.15  # no grey among them
+    distance = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+    assert distance[np.triu_indices(len(colours), 1)].min() > 0.25
+    assert np.linalg.norm(colours - other, axis=1).min() > 0.25
+    hue_step = np.abs(np.diff(hsv[:, 0]))
+    assert np.minimum(hue_step, 1 - hue_step).min() > 0.04  # clusters k and k + 1: different hues

@@ -63,6 +63,14 @@ def test_data_has_every_view_and_linkage(tables):
     assert data["words"] == first["word"].tolist() and data["first_position"] == 0
     assert [(v["layer"], v["state"]) for v in data["views"]] == [(1, "h"), (1, "c"), (2, "h"), (2, "c")]
     assert data["linkages"] == ["ward", "single"]
+    # the figures' colours: cluster k of the page is drawn as in the cluster figures
+    from matplotlib.colors import to_rgba
+
+    from lstmscope.cluster_figures import COLOURED, cluster_colours
+
+    assert len(data["palette"]) == COLOURED
+    assert np.allclose([to_rgba(c) for c in [*data["palette"], data["other"]]],
+                       cluster_colours(np.arange(1, COLOURED + 2)))
     for view in data["views"]:
         xy = np.array(view["xy"]).reshape(-1, 2)
         assert xy.shape == (500, 2) and xy.min() >= 0 and xy.max() == SCALE

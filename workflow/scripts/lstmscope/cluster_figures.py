@@ -13,20 +13,20 @@ import numpy as np
 import pandas as pd
 
 from .figures import plt, save_figure
-from .points import view_order
+from .points import CLUSTER_PALETTE, OTHER_CLUSTERS, view_order
 
-COLOURED = 20
-OTHER = "#b0b0b0"
+COLOURED = len(CLUSTER_PALETTE)
+OTHER = OTHER_CLUSTERS
 STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
 
 
 def cluster_colours(clusters: np.ndarray) -> np.ndarray:
-    """RGBA colour of each point: tab20 for clusters 1-20, grey for the rest."""
-    palette = plt.get_cmap("tab20")
+    """RGBA colour of each point: :data:`CLUSTER_PALETTE` for clusters 1-18, grey for the rest."""
+    palette = np.array([plt.matplotlib.colors.to_rgba(c) for c in CLUSTER_PALETTE])
     clusters = np.asarray(clusters)
     colours = np.tile(np.array(plt.matplotlib.colors.to_rgba(OTHER)), (len(clusters), 1))
     coloured = (clusters >= 1) & (clusters <= COLOURED)
-    colours[coloured] = palette((clusters[coloured] - 1) % 20)
+    colours[coloured] = palette[clusters[coloured] - 1]
     return colours
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from .atomic import write_text
 from .cluster import read_clusters
 from .html_page import render_page
-from .points import view_order
+from .points import CLUSTER_PALETTE, OTHER_CLUSTERS, view_order
 
 SCALE = 10000
 TEMPLATE = Path(__file__).with_name("explorer_template.html")
@@ -78,6 +78,7 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
         "first_position": int(positions[0]),
         "context": int(context_tokens),
         "scale": SCALE,
+        "palette": list(CLUSTER_PALETTE), "other": OTHER_CLUSTERS,  # the figures' colours
         "linkages": sorted(linkages, key=lambda k: (order.get(k, 9), k)),
         "views": [views[k] for k in sorted(views, key=view_order)],
     }
