@@ -38,8 +38,9 @@ GROUP_STYLE = {"top": ("top-KL\none at a time", "tab:red", "o"),
 ORDER = ["top", "random", "top all", "random all"]
 
 
-def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
-    """Perplexity change of every ablation of one model and text, one panel per layer."""
+def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
+                   n_tokens: int | None = None) -> None:
+    """Perplexity change of every ablation of one model and text (its first ``n_tokens``), one panel per layer."""
     layers = sorted(table["layer"].unique())
     model, text = table["model"].iloc[0], table["text"].iloc[0]
     fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.8), squeeze=False, sharey=True)
@@ -63,7 +64,8 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("perplexity change without the neuron(s) (%)")
     base = float(table["intact_perplexity"].iloc[0])
-    fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f})", fontsize=11)
+    over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
+    fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})", fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 
@@ -162,7 +164,8 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
                      effects_svg: str | os.PathLike, heatmap_png: str | os.PathLike, heatmap_svg: str | os.PathLike,
                      passage_tokens: int, dpi: int = 150) -> None:
     table = read_ablation_table(csv_path)
-    effects_figure(table, effects_png, effects_svg, dpi=dpi)
+    n_tokens = int(read_ablation(h5_path).attrs["n_tokens"])
+    effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=n_tokens)
     heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi)
 
 

@@ -282,5 +282,5 @@ def expectancy_heatmap(activations_path: str | os.PathLike, png: str | os.PathLi
     ppl = math.exp(-np.nanmean(np.log(p))) if np.isfinite(p).any() else math.nan
     block = TextBlock(f"{model}, text {text}, tokens 0-{n - 1}: expectancy p(word | preceding words); "
                       f"perplexity of these words {ppl:.0f}; dotted frame = no context (first token)",
-                      words, p, expectancy_norm(p), "p(w_t | w_<t)")
+                      words, p, expectancy_norm(p), "p(word | preceding words)")
     draw_blocks([block], png, svg, dpi=dpi)

@@ -42,7 +42,7 @@ def perplexity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
         ax.plot(mean.index, mean.values, linestyle="-", alpha=0.5, color=ax.lines[-1].get_color())
     ax.set_xlabel("dropout")
     ax.set_ylabel("perplexity")
-    ax.set_title("Perplexity vs dropout")
+    ax.set_title("Perplexity vs dropout (validation and test split, pytorch/examples' evaluation)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, png, svg, dpi=dpi)
