@@ -1,6 +1,7 @@
 """What the clusters hold: Table 5.1, word-class purity, contiguity against a shuffled baseline."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -108,3 +109,9 @@ def test_measures_of_a_real_run_and_rendered_table(tables):
     page = top_words_html(clusters, measures, "Table 5.1 <test>")
     assert "&lt;unk&gt;" in page and "<unk>" not in page and "Table 5.1 &lt;test&gt;" in page
     assert page.count("<table>") == 8
+    # layer by layer, the hidden state before the cell state (the thesis's order), then by linkage
+    heads = re.findall(r"Layer (\d), (hidden state h|cell state c), (\w+) linkage", page)
+    assert heads == [(layer, f"{name} {state}", linkage) for layer in "12"
+                     for state, name in (("h", "hidden state"), ("c", "cell state")) for linkage in ("single", "ward")]
+    assert list(zip(measures.layer, measures.state)) == [(layer, state) for layer in (1, 2) for state in "hc"
+                                                         for _ in range(2)]

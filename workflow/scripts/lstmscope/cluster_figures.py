@@ -186,5 +186,7 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
         ax.set_ylabel("mean run length / shuffled")
         ax.set_title(f"{text}: {linkage} linkage", fontsize=10)
         ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of the "
+                 "labels shuffled (1 = no more contiguous than chance)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)

@@ -39,6 +39,12 @@ not n't 's ' also only just very too then thus
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*(?:s|st|nd|rd|th)?")
 
 
+
+def _thesis_order(item) -> tuple:
+    """(layer, state, linkage) keys layer by layer, h before c (the thesis's order), then by linkage."""
+    layer, state, linkage = item[0]
+    return int(layer), {"h": 0, "c": 1}.get(state, 2), state, linkage
+
 def word_class(word: str) -> str:
     """The simple class of a token: eos, unk, punctuation, number, function, capitalized or content."""
     if word == "<eos>":
@@ -177,7 +183,7 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
     from .cluster import read_clusters
 
     per_cluster, per_partition = [], []
-    for (layer, state, linkage), path in sorted(cluster_files.items()):
+    for (layer, state, linkage), path in sorted(cluster_files.items(), key=_thesis_order):
         table = read_clusters(path)
         key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage}
         clusters = cluster_table(table, top_words=top_words)
@@ -213,7 +219,7 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
              "capitalized, content); longest span = the longest run of consecutive tokens of the cluster in the "
              "text. Contiguity = mean run length of cluster labels along the text, and the same for randomly "
              "shuffled labels.</p>"]
-    for (layer, state, linkage), group in clusters.groupby(["layer", "state", "linkage"], sort=True):
+    for (layer, state, linkage), group in sorted(clusters.groupby(["layer", "state", "linkage"]), key=_thesis_order):
         m = measures[(measures.layer == layer) & (measures.state == state) & (measures.linkage == linkage)]
         head = f"Layer {layer}, {'cell state c' if state == 'c' else 'hidden state h'}, {linkage} linkage"
         parts.append(f"<h2>{esc(head)}</h2>")
