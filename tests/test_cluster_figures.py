@@ -135,3 +135,11 @@ def test_cluster_colours_are_distinct_and_none_looks_like_the_grey_of_the_rest()
     assert np.linalg.norm(colours - other, axis=1).min() > 0.25
     hue_step = np.abs(np.diff(hsv[:, 0]))
     assert np.minimum(hue_step, 1 - hue_step).min() > 0.04  # clusters k and k + 1: different hues
+
+
+def test_span_captions_quote_the_most_frequent_word():
+    """Table 5.1's 'word (count)' is ambiguous for punctuation (', (197)'); the caption quotes the word."""
+    assert F._top_word("was (39) · the (30)") == "most frequent word \u201cwas\u201d, 39\u00d7"
+    assert F._top_word(", (197) · the (3)") == "most frequent word \u201c,\u201d, 197\u00d7"
+    assert F._top_word("( (16)") == "most frequent word \u201c(\u201d, 16\u00d7"
+    assert F._top_word("(2) (4)") == "most frequent word \u201c(2)\u201d, 4\u00d7"

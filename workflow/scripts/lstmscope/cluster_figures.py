@@ -126,6 +126,15 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width=width, break_long_words=True)) or " "
 
 
+def _top_word(top_words: str) -> str:
+    """'was (39) · the (30)' -> 'most frequent word “was”, 39×' (the word quoted: it may be a comma)."""
+    first = top_words.split(" · ")[0]
+    word, _, count = first.rpartition(" (")
+    if not word or not count.endswith(")"):
+        return f"most frequent word {first}"
+    return f"most frequent word \u201c{word}\u201d, {count[:-1]}\u00d7"
+
+
 def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spans: int,
                     png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
     """Fig. 5.12: each token's cluster against its text position; below, the longest
@@ -133,15 +142,15 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     table = table.sort_values("position", kind="stable")
     pos, c = table["position"].to_numpy(), table["cluster"].to_numpy()
     shown = clusters.sort_values("cluster").head(spans)
-    span_lines = [f"cluster {r.cluster} ({tokens(r.size)}, top: {r.top_words.split(' · ')[0]}) - longest span, "
+    span_lines = [f"\u25bc cluster {r.cluster} ({tokens(r.size)}; {_top_word(r.top_words)}): longest span "
                   f"{tokens(r.longest_span_length)} from position {r.longest_span_start}: "
                   f"\u201c{r.longest_span_text}\u201d"
                   for r in shown.itertuples()]
     wrapped = [_wrap(line, 160) for line in span_lines]
-    text_lines = sum(w.count("\n") + 1 for w in wrapped) + len(wrapped)
+    text_lines = sum(w.count("\n") + 1 for w in wrapped) + len(wrapped) - 1
     n_clusters = int(c.max())
-    fig = plt.figure(figsize=(12, 3.5 + 0.12 * min(n_clusters, 40) + 0.22 * text_lines))
-    grid = fig.add_gridspec(2, 1, height_ratios=[3.5 + 0.12 * min(n_clusters, 40), 0.22 * text_lines + 0.3])
+    fig = plt.figure(figsize=(12, 3.5 + 0.12 * min(n_clusters, 40) + 0.17 * text_lines))
+    grid = fig.add_gridspec(2, 1, height_ratios=[3.5 + 0.12 * min(n_clusters, 40), 0.17 * text_lines + 0.2])
     ax = fig.add_subplot(grid[0])
     ax.scatter(pos, c, c=cluster_colours(c), s=6 if len(pos) < 5000 else 2, marker="|", linewidths=0.8,
                rasterized=True)
@@ -153,8 +162,12 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
         ax.tick_params(axis="y", labelsize=7)
     ax.set_xlim(pos.min() - 0.5, pos.max() + 0.5)
     for r in shown.itertuples():
+        colour = cluster_colours(np.array([r.cluster]))[0]
         ax.axvspan(r.longest_span_start - 0.5, r.longest_span_start + r.longest_span_length - 0.5,
-                   color=cluster_colours(np.array([r.cluster]))[0], alpha=0.25, linewidth=0)
+                   color=colour, alpha=0.25, linewidth=0)
+        # a span of a few tokens is a hairline on an axis of thousands: a marker above its row finds it
+        ax.scatter([r.longest_span_start + (r.longest_span_length - 1) / 2], [r.cluster - 0.42], marker="v", s=45,
+                   color=colour, edgecolors="black", linewidths=0.5, zorder=4, clip_on=False)
     ax.set_title(title, fontsize=11)
     tx = fig.add_subplot(grid[1])
     tx.axis("off")
