@@ -1,6 +1,7 @@
 """What the clusters hold: Table 5.1, word-class purity, contiguity against a shuffled baseline."""
 from __future__ import annotations
 
+import html
 import re
 from collections import Counter
 
@@ -115,3 +116,13 @@ def test_measures_of_a_real_run_and_rendered_table(tables):
                      for state, name in (("h", "hidden state"), ("c", "cell state")) for linkage in ("single", "ward")]
     assert list(zip(measures.layer, measures.state)) == [(layer, state) for layer in (1, 2) for state in "hc"
                                                          for _ in range(2)]
+
+
+def test_table_5_1_page_boxes_each_word_so_punctuation_reads_unambiguously():
+    from lstmscope.cluster_measures import format_top_words, top_words_cells
+
+    pairs = [(",", 197), ("<unk>", 3), ("(", 2), ("·", 1), ("(2)", 1), ("the", 1)]
+    cells = top_words_cells(format_top_words(pairs))
+    found = re.findall(r"<code>(.*?)</code>&#8239;(\d+)", cells)
+    assert [(html.unescape(w), int(c)) for w, c in found] == pairs
+    assert top_words_cells("") == ""

@@ -113,6 +113,14 @@ def format_top_words(pairs: list[tuple[str, int]]) -> str:
     return " · ".join(f"{w} ({c})" for w, c in pairs)
 
 
+def top_words_cells(text: str) -> str:
+    """:func:`format_top_words`'s text as HTML, each word in a ``<code>`` box: ``, (197)`` reads as the comma
+    197 times. A token never holds a space, so the text splits back into its words unambiguously (a word
+    ``·`` is followed by `` (``, never by `` · ``)."""
+    items = [item.rpartition(" (") for item in text.split(" · ")] if text else []
+    return " ".join(f"<code>{html.escape(w)}</code>&#8239;{html.escape(c.rstrip(')'))}" for w, _, c in items)
+
+
 def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12) -> pd.DataFrame:
     """One row per cluster of a cluster table (``position, word, cluster``), largest first, ties by the first
     position of a member: the order of the clusters' canonical numbers, so the row is the cluster's number.
@@ -205,6 +213,7 @@ h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; } td.num { text-align: right; }
+code { background: #eef; border: 1px solid #ccd; border-radius: 3px; padding: 0 3px; }
 p.note { color: #555; font-size: 0.85em; max-width: 60em; }
 """
 
@@ -235,7 +244,7 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
             n = r.longest_span_length
             span = f"{n} token{'' if n == 1 else 's'} from {r.longest_span_start}: {r.longest_span_text}"
             parts.append(f"<tr><td class='num'>{r.cluster}</td><td class='num'>{r.size}</td>"
-                         f"<td class='num'>{r.share:.3f}</td><td>{esc(r.top_words)}</td>"
+                         f"<td class='num'>{r.share:.3f}</td><td>{top_words_cells(r.top_words)}</td>"
                          f"<td>{esc(r.majority_class)}</td><td class='num'>{r.purity:.2f}</td>"
                          f"<td>{esc(span)}</td></tr>")
         parts.append("</table>")
