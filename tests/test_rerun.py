@@ -127,7 +127,6 @@ def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     is bit-identical (how often it saves cannot change the weights)."""
     assert planned_jobs(tiny_workdir, "--config", "data={timeout_s: 5, retries: 0}") == []
     assert planned_jobs(tiny_workdir, "--config", "training={save_every_batches: 3}") == []
-    assert planned_jobs(tiny_workdir, "--config", "training={threads: 2}") == []  # same weights (test_training)
     # the ward limit is a memory guard, applied by the config check
     assert planned_jobs(tiny_workdir, "--config", "cluster={ward_max_points: 4000}") == []
 

@@ -316,34 +316,3 @@ def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
     assert default[0] == "DEFAULT"
     assert default[1] != pinned[1], "other kernels, other weights: the pin is what makes them equal"
 
-
-THREADS_SCRIPT = textwrap.dedent("""
-    import sys, torch
-    from lstmscope.model import ModelConfig, state_dict_digest
-    from lstmscope.training import TrainingConfig, train
-    from lstmscope.training_job import configure_torch
-    from lstmscope.vocabulary import build_vocabulary, read_tokens
-    configure_torch(int(sys.argv[2]))  # what the training job does with its thread count
-    tr = read_tokens(sys.argv[1] + "/train.txt")[:6000]
-    va = read_tokens(sys.argv[1] + "/valid.txt")[:1000]
-    vocab = build_vocabulary([tr, va], max_size=2000)
-    cfg = TrainingConfig(epochs=1, lr=20.0, bptt=35, batch_size=20, eval_batch_size=10, seed=5)
-    r = train("m", ModelConfig(len(vocab), 64, 256, 2, 0.3), cfg, torch.from_numpy(vocab.encode(tr)),
-              torch.from_numpy(vocab.encode(va)), progress=False)
-    print(torch.get_num_threads(), state_dict_digest(r.model))
-""")
-
-
-def test_the_thread_count_does_not_change_the_trained_weights(tmp_path):
-    """``training.threads`` is no param of the training job (changing it retrains nothing): one and four
-    threads train the same weights (matrices large enough to be split between threads: 20 x 256 x 1024)."""
-    script = tmp_path / "threads.py"
-    script.write_text(THREADS_SCRIPT)
-    runs = []
-    for threads in (1, 4):
-        r = subprocess.run([sys.executable, str(script), str(DATA), str(threads)], capture_output=True, text=True,
-                           timeout=300)
-        assert r.returncode == 0, r.stderr[-3000:]
-        runs.append(r.stdout.split())
-    assert [int(n) for n, _ in runs] == [1, 4]
-    assert runs[0][1] == runs[1][1]

@@ -141,7 +141,7 @@ rule cluster_contiguity:
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
-        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "points", "joblog"),
+        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "colours", "points", "joblog"),
     params:
         dpi=FIGURES["dpi"],
     log:
@@ -169,7 +169,7 @@ rule cluster_figures:
         position_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.svg",
     input:
         table=CLUSTERS_CSV,
-        code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "joblog"),
+        code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "colours", "joblog"),
     params:
         **named(
             title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
@@ -178,7 +178,7 @@ rule cluster_figures:
             dpi=FIGURES["dpi"],
         ),
     log:
-        log_path("cluster_figures", "{model}/{text}/layer{layer}_{state}_{linkage}"),
+        log_path("cluster_figures", "colours", "{model}/{text}/layer{layer}_{state}_{linkage}"),
     resources:
         mem_mb=1500,
         runtime=10,
@@ -197,7 +197,7 @@ rule cluster_comparison:
     input:
         ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
         single=CLUSTERS_CSV.replace("{linkage}", "single"),
-        code=lib("points", "cluster", "figures", "cluster_figures", "joblog"),
+        code=lib("points", "cluster", "figures", "cluster_figures", "colours", "joblog"),
     params:
         **named(
             title="{model} · {text} · layer {layer} · state {state}",
@@ -223,7 +223,7 @@ rule highlight_word:
     input:
         embeddings=[EMBEDDING_CSV.replace("{layer}", str(layer)).replace("{state}", state)
                     for layer, state in EMBED_VIEWS],
-        code=lib("points", "figures", "cluster_figures", "joblog"),
+        code=lib("points", "figures", "cluster_figures", "colours", "joblog"),
     params:
         **named(
             views=[[layer, state] for layer, state in EMBED_VIEWS],
@@ -250,7 +250,7 @@ rule explorer:
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
         template=EXPLORER_TEMPLATE,
-        code=lib("points", "cluster", "html_page", "explorer", "joblog"),
+        code=lib("points", "cluster", "html_page", "explorer", "colours", "joblog"),
     params:
         **named(
             views=CLUSTER_KEYS,

@@ -14,10 +14,8 @@ rule train_lstm:
             model=train_params,
             architecture=config["architecture"],
             # save_every_batches decides only how often a resume file is written, not the weights (a resumed run
-            # is bit-identical): changing it retrains nothing, so the script reads it from the config; the thread
-            # count (the rule's threads, capped by --cores) trains the same weights (tests/test_training.py)
-            training={k: v for k, v in config["training"].items()
-                      if k not in ("device", "save_every_batches", "threads")},
+            # is bit-identical): changing it retrains nothing, so the script reads it from the config
+            training={k: v for k, v in config["training"].items() if k not in ("device", "save_every_batches")},
             device=config["training"]["device"],
             resume="results/models/{model}/resume.pt",
         ),

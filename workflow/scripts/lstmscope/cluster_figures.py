@@ -12,8 +12,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
 from .figures import plt, save_figure
-from .points import CLUSTER_PALETTE, OTHER_CLUSTERS, view_order
+from .points import view_order
 
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
@@ -147,7 +148,7 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
                   f"\u201c{r.longest_span_text}\u201d"
                   for r in shown.itertuples()]
     wrapped = [_wrap(line, 160) for line in span_lines]
-    text_lines = sum(w.count("\n") + 1 for w in wrapped) + len(wrapped) - 1
+    text_lines = max(0, sum(w.count("\n") + 1 for w in wrapped) + len(wrapped) - 1)
     n_clusters = int(c.max())
     fig = plt.figure(figsize=(12, 3.5 + 0.12 * min(n_clusters, 40) + 0.17 * text_lines))
     grid = fig.add_gridspec(2, 1, height_ratios=[3.5 + 0.12 * min(n_clusters, 40), 0.17 * text_lines + 0.2])

@@ -39,11 +39,11 @@ not n't 's ' also only just very too then thus
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*(?:s|st|nd|rd|th)?")
 
 
-
 def _thesis_order(item) -> tuple:
     """(layer, state, linkage) keys layer by layer, h before c (the thesis's order), then by linkage."""
     layer, state, linkage = item[0]
     return int(layer), {"h": 0, "c": 1}.get(state, 2), state, linkage
+
 
 def word_class(word: str) -> str:
     """The simple class of a token: eos, unk, punctuation, number, function, capitalized or content."""

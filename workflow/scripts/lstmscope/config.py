@@ -9,6 +9,7 @@ import decimal
 import hashlib
 import math
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,8 @@ def _check_plain_values(value: Any, path: tuple = ()) -> None:
             _check_plain_values(sub, (*path, i))
     elif isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"config key {_key(path)}: {value!r} is not a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
+        raise ConfigError(f"config key {_key(path)}: {value} is too large a number")
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
@@ -273,6 +276,9 @@ def _check_consistency(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key texts.{name}: a CSV table would read the name {name!r} back as a missing "
                               "value, a boolean or a number; choose another name")
     dropouts = [float(d) for d in config["models"]["dropouts"]]
+    for d in dropouts:
+        if 0 < d < 1e-6:  # its model name would be hundreds of characters (d0.000…)
+            raise ConfigError(f"config key models.dropouts: {d} is below 1e-06; a dropout that small is none (use 0.0)")
     for section in ("embedding", "neuron_explorer", "ablation"):
         for d in config[section]["dropouts"] or []:  # null (ablation): every model
             if float(d) not in dropouts:
@@ -297,7 +303,10 @@ def _check_consistency(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key {key}: {config[section][name]} is more than the {hidden} neurons of a layer "
                               "(architecture.hidden_size)")
     url = config["data"]["url"]
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    word = config["figures"]["highlight_word"]
+    if any(ch.isspace() for ch in word):  # the schema's pattern lets a final newline through
+        raise ConfigError(f"config key figures.highlight_word: {word!r} is not one word (a token never holds a space)")
+    scheme = urllib.parse.urlparse(url).scheme if "://" in url else ""  # as download._fetch_once reads it
     if scheme not in ("", "file", "http", "https"):
         raise ConfigError(f"config key data.url: {url!r} has the scheme {scheme!r}; use http(s)://, file:// or a "
                           "directory")

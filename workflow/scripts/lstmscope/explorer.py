@@ -16,8 +16,9 @@ import numpy as np
 
 from .atomic import write_text
 from .cluster import read_clusters
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
 from .html_page import render_page
-from .points import CLUSTER_PALETTE, OTHER_CLUSTERS, view_order
+from .points import view_order
 
 SCALE = 10000
 TEMPLATE = Path(__file__).with_name("explorer_template.html")

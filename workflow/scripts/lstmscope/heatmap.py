@@ -33,7 +33,7 @@ from .figures import plt, save_figure, save_figure_as
 
 log = logging.getLogger(__name__)
 
-CMAP = "coolwarm"          # blue (low) .. light grey .. red (high); black text stays legible
+CMAP = "coolwarm"          # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
 NO_VALUE_EDGE = "#707070"  # dotted frame, no fill: a word without a value
 FONT = "DejaVu Sans Mono"  # ships with matplotlib
 CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in em

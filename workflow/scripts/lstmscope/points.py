@@ -6,14 +6,6 @@ reader, and do not rerun when the projection or the activations reader changes.
 """
 from __future__ import annotations
 
-# Colours of clusters 1, 2, ... in the figures and the explorer (later clusters: grey): matplotlib's tab10
-# without its grey, then nine more picked from the tab20, Dark2 and web palettes for the largest smallest
-# distance to all before them and to the grey of the rest (RGB distance >= 0.26 between any two), so that
-# neighbouring numbers never look like shades of one cluster and none is mistaken for the rest's grey.
-CLUSTER_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-                   "#000080", "#800000", "#ffbb78", "#e7298a", "#808000", "#4b0082", "#1b9e77", "#9edae5", "#f7b6d2")
-OTHER_CLUSTERS = "#b0b0b0"
-
 import os
 from pathlib import Path
 
