@@ -178,7 +178,7 @@ rule cluster_figures:
             dpi=FIGURES["dpi"],
         ),
     log:
-        log_path("cluster_figures", "colours", "{model}/{text}/layer{layer}_{state}_{linkage}"),
+        log_path("cluster_figures", "{model}/{text}/layer{layer}_{state}_{linkage}"),
     resources:
         mem_mb=1500,
         runtime=10,
