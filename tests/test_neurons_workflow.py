@@ -82,8 +82,23 @@ def test_a_text_longer_than_its_split_fails_with_one_line_naming_it(tiny_workdir
     edit_yaml(tiny_workdir / "tests/config/tiny.yaml",
               lambda c: c["texts"]["train"].update(offset=3_000_000, tokens=100))
     cfg, models, _ = _tiny_config(tiny_workdir)
+    split = tiny_workdir / "results/data/wikitext-2/train.txt"
+    with open(split, encoding="utf-8") as fh:
+        length = sum(len(line.split()) + 1 for line in fh)  # words and an <eos> per line
+    # the published split's length is known: refused before any job runs, naming the key; the dump of the last
+    # valid config is left as it was
+    dump = tiny_workdir / f"results/activations/{models[0]}/train.h5"
+    before = (dump.stat().st_mtime_ns, dump.read_bytes())
     r = snakemake(tiny_workdir, *TINY, "-c1", f"results/activations/{models[0]}/train.h5", check=False)
-    assert r.returncode != 0
-    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("lstmscope dump_activations:")]
-    assert len(lines) == 1 and "texts.train: offset 3000000 + tokens 100" in lines[0] and "train.txt" in lines[0], lines
-    assert not (tiny_workdir / f"results/activations/{models[0]}/train.h5").exists()
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Job stats" not in out
+    assert (f"invalid configuration: config key texts.train: offset 3000000 + tokens 100 = 3000100 is longer than "
+            f"split 'train' ({length} tokens)") in out, out[-2000:]
+    assert (dump.stat().st_mtime_ns, dump.read_bytes()) == before
+    # another file (its length unknown before the download): the dump's own check, one line naming the file
+    from lstmscope.activations import ActivationsError, TextSpec, text_tokens
+
+    with pytest.raises(ActivationsError) as err:
+        text_tokens(split, TextSpec("train", "train", 3_000_000, 100))
+    assert str(err.value) == (f"texts.train: offset 3000000 + tokens 100 = 3000100 is longer than split 'train' "
+                              f"({split}: {length} tokens)")
