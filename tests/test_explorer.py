@@ -186,7 +186,8 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
     build_explorer(tables, out, "words")
     result = selftest(chromium, out, "constructor", tmp_path)
     assert result["errors"] == []
-    assert result["legend"] == ["1 (12)constructor  __proto__  toString", "2 (8)a"]
+    assert result["legend"] == ["1 (12)constructor __proto__ toString", "2 (8)a"]
+    assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"]]  # each word boxed
     assert result["search"]["highlighted"] == 5
 
 
