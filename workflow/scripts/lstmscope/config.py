@@ -43,7 +43,7 @@ def _key(path) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
-_PATTERN_MEANINGS = {"\\S": "is blank", "^\\S+$": "is not one word (a token never holds a space)"}
+_PATTERN_MEANINGS = {"\\S": "is blank"}
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -98,40 +98,26 @@ def _typed(value: str, types: list[str]) -> Any:
     return parsed if any(_JSON_TYPES[t](parsed) for t in types if t in _JSON_TYPES) else value
 
 
-def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
+def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -> Any:
     """Snakemake reads a ``--config`` value with YAML's BaseLoader, so every scalar nested in it is text
-    (``--config 'heatmap={neurons: 5}'`` gives ``{'neurons': '5'}``): where the schema wants a number,
-    a boolean or null and the text reads (as in a YAML file) as one, use that (in place for mappings);
-    leave everything else."""
-    if isinstance(value, dict):
-        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
-        for key in list(value):
-            sub = properties.get(key, extra if isinstance(extra, dict) else None)
-            if sub is not None:
-                value[key] = coerce_command_line_values(value[key], sub)
-        return value
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [coerce_command_line_values(v, schema["items"]) for v in value]
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else list(types)
-    if isinstance(value, str) and types and "string" not in types:
-        value = _typed(value, types)
-    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
-        return int(value)  # 5.0 where a count is wanted (the schema accepts it as an integer)
-    return value
-
-
-def _coerce_given(config: Any, schema: dict[str, Any], given: Any) -> Any:
-    """:func:`coerce_command_line_values` applied only where ``given`` (the ``--config`` values) set a value:
-    a value from a YAML file keeps its type, so ``neurons: "5"`` there is refused as text."""
-    if isinstance(given, dict) and isinstance(config, dict):
+    (``--config 'heatmap={neurons: 5}'`` gives ``{'neurons': '5'}``): where ``given`` (that mapping, as merged
+    into ``value``) set a value and the schema wants a number, a boolean or null, text that reads (as in a YAML
+    file) as one becomes that (in place for mappings). Everything else is left, so a value from a YAML file
+    keeps its type: ``neurons: "5"`` there is refused as text."""
+    if isinstance(value, dict) and isinstance(given, dict):
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key in given:
             sub = properties.get(key, extra if isinstance(extra, dict) else None)
-            if key in config and sub is not None:
-                config[key] = _coerce_given(config[key], sub, given[key])
-        return config
-    return coerce_command_line_values(config, schema)
+            if key in value and sub is not None:
+                value[key] = coerce_command_line_values(value[key], sub, given[key])
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_command_line_values(v, schema["items"], v) for v in value]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(value, str) and types and "string" not in types:
+        return _typed(value, types)
+    return value  # 5.0 where a count is wanted becomes 5 in canonical()
 
 
 def _check_plain_values(value: Any, path: tuple = ()) -> None:
@@ -157,7 +143,7 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
     problem."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     if command_line:
-        _coerce_given(config, schema, command_line)
+        coerce_command_line_values(config, schema, command_line)
     _check_plain_values(config)
     validator = _DefaultFilling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -302,10 +288,10 @@ def _check_consistency(config: dict[str, Any]) -> None:
         if config[section][name] > hidden:
             raise ConfigError(f"config key {key}: {config[section][name]} is more than the {hidden} neurons of a layer "
                               "(architecture.hidden_size)")
-    url = config["data"]["url"]
     word = config["figures"]["highlight_word"]
-    if any(ch.isspace() for ch in word):  # the schema's pattern lets a final newline through
+    if any(ch.isspace() for ch in word):  # (a schema pattern ^\S+$ would let a final newline through)
         raise ConfigError(f"config key figures.highlight_word: {word!r} is not one word (a token never holds a space)")
+    url = config["data"]["url"]
     scheme = urllib.parse.urlparse(url).scheme if "://" in url else ""  # as download._fetch_once reads it
     if scheme not in ("", "file", "http", "https"):
         raise ConfigError(f"config key data.url: {url!r} has the scheme {scheme!r}; use http(s)://, file:// or a "
