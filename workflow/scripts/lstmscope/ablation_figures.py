@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colors
 
-from .ablation_file import AblationError, read_ablation, read_ablation_table
+from .ablation_file import AblationError, AblationFile, read_ablation, read_ablation_table
 from .atomic import atomic_path
 from .figures import plt, save_figure
 from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
@@ -137,9 +137,10 @@ def effect_passage(effect: np.ndarray, tokens: int) -> tuple[int, int]:
 
 
 def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
-                   passage_tokens: int, dpi: int = 150) -> None:
-    """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest."""
-    stored = read_ablation(h5_path)
+                   passage_tokens: int, dpi: int = 150, stored: AblationFile | None = None) -> None:
+    """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest
+    (``stored``: the file already read)."""
+    stored = read_ablation(h5_path) if stored is None else stored
     if len(stored.ablations) != len(table):
         raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
     shown = []  # (head, effect, start, stop) per layer
@@ -164,9 +165,9 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
                      effects_svg: str | os.PathLike, heatmap_png: str | os.PathLike, heatmap_svg: str | os.PathLike,
                      passage_tokens: int, dpi: int = 150) -> None:
     table = read_ablation_table(csv_path)
-    n_tokens = int(read_ablation(h5_path).attrs["n_tokens"])
-    effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=n_tokens)
-    heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi)
+    stored = read_ablation(h5_path)
+    effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]))
+    heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored)
 
 
 def ablation_summary(csv_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:

@@ -195,8 +195,6 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
         # Monospaced and one space apart, so each line is a single text whose words fall on their boxes: one text
         # in black, and one in white holding the words on dark fills.
         for colour, keep in (("black", ~light), ("white", light)):
-            if not keep.any():
-                continue
             for line, text in enumerate(line_texts(block.words, lay, keep)):
                 if text.strip():
                     ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
