@@ -107,7 +107,7 @@ rule cluster_measures:
                         labels={"model": "{model}", "text": "{text}", "figure": "contiguity and purity (CSV)"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
-        code=lib("points", "cluster", "cluster_measures", "joblog"),
+        code=lib("points", "cluster", "cluster_measures", "top_words", "joblog"),
     params:
         **named(
             views=CLUSTER_KEYS,
@@ -141,7 +141,7 @@ rule cluster_contiguity:
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
-        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "colours", "points", "joblog"),
+        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "colours", "top_words", "points", "joblog"),
     params:
         dpi=FIGURES["dpi"],
     log:
@@ -169,7 +169,7 @@ rule cluster_figures:
         position_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.svg",
     input:
         table=CLUSTERS_CSV,
-        code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "colours", "joblog"),
+        code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
             title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
@@ -197,7 +197,7 @@ rule cluster_comparison:
     input:
         ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
         single=CLUSTERS_CSV.replace("{linkage}", "single"),
-        code=lib("points", "cluster", "figures", "cluster_figures", "colours", "joblog"),
+        code=lib("points", "cluster", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
             title="{model} · {text} · layer {layer} · state {state}",
@@ -223,7 +223,7 @@ rule highlight_word:
     input:
         embeddings=[EMBEDDING_CSV.replace("{layer}", str(layer)).replace("{state}", state)
                     for layer, state in EMBED_VIEWS],
-        code=lib("points", "figures", "cluster_figures", "colours", "joblog"),
+        code=lib("points", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
             views=[[layer, state] for layer, state in EMBED_VIEWS],

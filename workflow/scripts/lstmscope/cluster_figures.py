@@ -15,6 +15,7 @@ import pandas as pd
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
 from .figures import plt, save_figure
 from .points import view_order
+from .top_words import parse_top_words
 
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
@@ -129,11 +130,8 @@ def _wrap(text: str, width: int) -> str:
 
 def _top_word(top_words: str) -> str:
     """'was (39) · the (30)' -> 'most frequent word “was”, 39×' (the word quoted: it may be a comma)."""
-    first = top_words.split(" · ")[0]
-    word, _, count = first.rpartition(" (")
-    if not word or not count.endswith(")"):
-        return f"most frequent word {first}"
-    return f"most frequent word \u201c{word}\u201d, {count[:-1]}\u00d7"
+    word, count = parse_top_words(top_words)[0]
+    return f"most frequent word \u201c{word}\u201d, {count}\u00d7"
 
 
 def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spans: int,

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path, write_text
+from .points import view_order
+from .top_words import format_top_words, parse_top_words
 
 #: Simple word classes, decided from the token alone (no tagger).
 WORD_CLASSES = ("eos", "unk", "punctuation", "number", "function", "capitalized", "content")
@@ -40,9 +42,9 @@ _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*(?:s|st|nd|rd|th)?")
 
 
 def _thesis_order(item) -> tuple:
-    """(layer, state, linkage) keys layer by layer, h before c (the thesis's order), then by linkage."""
+    """An item keyed (layer, state, linkage): layer by layer, h before c (:func:`points.view_order`), then by linkage."""
     layer, state, linkage = item[0]
-    return int(layer), {"h": 0, "c": 1}.get(state, 2), state, linkage
+    return (*view_order((layer, state)), linkage)
 
 
 def word_class(word: str) -> str:
@@ -109,16 +111,10 @@ def _top_words(words: Iterable[str], k: int) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], first[kv[0]]))[:k]
 
 
-def format_top_words(pairs: list[tuple[str, int]]) -> str:
-    return " · ".join(f"{w} ({c})" for w, c in pairs)
-
-
 def top_words_cells(text: str) -> str:
     """:func:`format_top_words`'s text as HTML, each word in a ``<code>`` box: ``, (197)`` reads as the comma
-    197 times. A token never holds a space, so the text splits back into its words unambiguously (a word
-    ``·`` is followed by `` (``, never by `` · ``)."""
-    items = [item.rpartition(" (") for item in text.split(" · ")] if text else []
-    return " ".join(f"<code>{html.escape(w)}</code>&#8239;{html.escape(c.rstrip(')'))}" for w, _, c in items)
+    197 times."""
+    return " ".join(f"<code>{html.escape(w)}</code>&#8239;{c}" for w, c in parse_top_words(text))
 
 
 def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12) -> pd.DataFrame:
