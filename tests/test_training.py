@@ -315,4 +315,3 @@ def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
     default = _train_with(tmp_path, ATEN_CPU_CAPABILITY="default")
     assert default[0] == "DEFAULT"
     assert default[1] != pinned[1], "other kernels, other weights: the pin is what makes them equal"
-
