@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 
-from lstmscope.ablation import ablated_model, choose_ablations, run_ablation, text_log_probabilities, word_effects
+from lstmscope.ablation import ablated_model, choose_ablations, run_ablation, text_log_probabilities
 from lstmscope.ablation_file import AblationError, read_ablation, read_ablation_table
+from lstmscope.ablation_table import word_effects, write_ablation_table
 from lstmscope.activations_file import ActivationsError
 from lstmscope.model import load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
@@ -116,8 +117,9 @@ def test_word_effects_are_mean_effects_of_frequent_words():
 
 def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tmp_path):
     h5, csv = tmp_path / "ablation.h5", tmp_path / "ablation.csv"
-    result = run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, state="h", neurons=2,
-                          random=3, seed=1, min_count=2, top_words=4)
+    ablations = run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, state="h", neurons=2,
+                             random=3, seed=1)
+    result = write_ablation_table(h5, divergence_csv, csv, min_count=2, top_words=4)
     table = read_ablation_table(csv)
     assert list(table.group) == ["top", "top", "top all", "random", "random", "random", "random all"] * LAYERS
     stored = read_ablation(h5)
@@ -143,16 +145,18 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
     for r in tops.itertuples():
         d = div[(div.layer == r.layer) & (div.state == "h") & (div.neuron == int(r.neurons))].iloc[0]
         assert r.kl_sum == pytest.approx(d.kl_sum, rel=1e-5) and r.kl_rank == d["rank"]
-    assert len(result) == len(table)
+    assert len(result) == len(table) == len(ablations)
     again = tmp_path / "again.csv"
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, tmp_path / "again.h5", again, state="h",
-                 neurons=2, random=3, seed=1, min_count=2, top_words=4)
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, tmp_path / "again.h5", state="h",
+                 neurons=2, random=3, seed=1)
+    write_ablation_table(tmp_path / "again.h5", divergence_csv, again, min_count=2, top_words=4)
     assert again.read_bytes() == csv.read_bytes(), "same inputs and seed must give the same table"
 
 
 def test_max_tokens_reads_the_first_tokens_of_the_text(tiny, divergence_csv, tmp_path):
     h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, neurons=1, random=1, max_tokens=150)
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=1, random=1, max_tokens=150)
+    write_ablation_table(h5, divergence_csv, csv)
     stored = read_ablation(h5)
     assert stored.attrs["n_tokens"] == 150 and stored.ablated.shape == (2 * LAYERS, 150)
     with h5py.File(tiny.activations) as f:
@@ -161,7 +165,7 @@ def test_max_tokens_reads_the_first_tokens_of_the_text(tiny, divergence_csv, tmp
     table = read_ablation_table(csv)
     assert table.intact_perplexity.iloc[0] == pytest.approx(np.exp(-np.nanmean(stored.intact)), rel=1e-6)
     with pytest.raises(AblationError, match="ablation.max_tokens=1: must be at least 2"):
-        run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, max_tokens=1)
+        run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, max_tokens=1)
 
 
 def test_removing_a_dead_unit_changes_no_probability(tiny, tmp_path):
@@ -190,7 +194,7 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate,
     def run(checkpoint=tiny.checkpoint, activations=tiny.activations, divergence=divergence_csv, **kw):
         args = dict(state="h", neurons=2, random=2, seed=1)
         args.update(kw)
-        return run_ablation(checkpoint, activations, divergence, h5, csv, **args)
+        return run_ablation(checkpoint, activations, divergence, h5, **args)
 
     with pytest.raises(AblationError, match=r"dead\.pt.*another checkpoint|another checkpoint.*dead\.pt"):
         run(checkpoint=tiny.dead_checkpoint)
@@ -226,7 +230,7 @@ def test_an_activations_file_of_another_text_is_refused(tiny, divergence_csv, tm
     with h5py.File(acts, "r+") as f:  # same checkpoint attribute, but the words do not match the stored p
         f["log_expectancy"][5] = f["log_expectancy"][5] - 1.0
     with pytest.raises(AblationError, match=r"acts\.h5: the intact model's log-probabilities differ"):
-        run_ablation(tiny.checkpoint, acts, divergence_csv, tmp_path / "a.h5", tmp_path / "a.csv", neurons=1, random=1)
+        run_ablation(tiny.checkpoint, acts, divergence_csv, tmp_path / "a.h5", neurons=1, random=1)
 
 
 @pytest.mark.workflow
@@ -268,7 +272,8 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
     from lstmscope import ablation_figures as figs
 
     h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, csv, neurons=0, random=2, seed=3)
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=0, random=2, seed=3)
+    write_ablation_table(h5, divergence_csv, csv)
     table = read_ablation_table(csv)
     assert set(table.group) == {"random", "random all"}
     titles, drawn = [], []

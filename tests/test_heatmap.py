@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import h5py
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from matplotlib import image as mpimg
 from lstmscope.activations_file import ActivationsError
 from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, expectancy_norm,
-                               layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
+                               heading_tokens, layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -38,6 +39,67 @@ def test_best_window_is_the_largest_absolute_sum():
     sums = [np.abs(v[s:s + 25]).sum() for s in range(len(v) - 24)]
     assert start == int(np.argmax(sums)) and start <= 120 <= start + 24 - 9
     assert best_window(v[:10], 25) == 0
+
+
+def test_best_window_with_a_mask_avoids_its_tokens_where_any_window_can():
+    v = np.zeros(100)
+    v[40:50], v[80:90] = 5.0, -1.0  # the largest values lie in the avoided run
+    avoid = np.zeros(100, dtype=bool)
+    avoid[40:50] = True
+    assert 30 <= best_window(v, 20) <= 40  # unmasked: over the run
+    start = best_window(v, 20, avoid)
+    assert not avoid[start:start + 20].any() and 70 <= start <= 80  # the largest sum of the clean windows
+    # every 40-token window holds an avoided token: the ones holding the fewest, and of those the largest sum
+    avoid = np.zeros(100, dtype=bool)
+    avoid[::30] = True
+    counts = [int(avoid[s:s + 40].sum()) for s in range(61)]
+    sums = [np.abs(v[s:s + 40]).sum() if counts[s] == min(counts) else -1 for s in range(61)]
+    assert min(counts) == 1 and best_window(v, 40, avoid) == int(np.argmax(sums))
+
+
+def test_heading_tokens_are_the_section_heading_lines_of_wikitext(tiny):
+    """Derived from the split file's lines: a heading line reads "= Title =", "= = Section = =", ..."""
+    words, want = [], []
+    for line in tiny.split.read_text(encoding="utf-8").splitlines()[:400]:
+        tokens = line.split() + ["<eos>"]  # the pipeline's tokenisation
+        words += tokens
+        stripped = line.strip()
+        want += [stripped.startswith("= ") and stripped.endswith(" =")] * len(tokens)
+    got = heading_tokens(words)
+    assert got.tolist() == want and 10 < got.sum() < len(words) / 4
+    assert not heading_tokens(["The", "=", "sign", "<eos>", "=", "A", "=", "<eos>"])[:4].any()
+
+
+def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergence_csv, tmp_path, monkeypatch):
+    """The tiny text holds two heading lines, and several of layer 2's neurons are most active over one of them:
+    each neuron's prose passage holds none of them and is, among such passages, the one where its h is most
+    active; ``active`` takes the most active passage anywhere."""
+    import lstmscope.heatmap as hm
+
+    drawn = []
+    monkeypatch.setattr(hm, "draw_blocks", lambda blocks, *a, **k: drawn.append(blocks))
+    outputs = {(2, "h"): (tmp_path / "a.png", tmp_path / "a.svg")}
+    with h5py.File(tiny.activations) as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+        h = f["layer2/h"][:].astype(np.float64)
+    heads, w = heading_tokens(words), 40
+    clean = np.array([not heads[s:s + w].any() for s in range(len(words) - w + 1)])
+    starts = {}
+    for passage in ("prose", "active"):
+        drawn.clear()
+        text_heatmaps(tiny.activations, divergence_csv, outputs, neurons=HIDDEN, passage_tokens=w, passage=passage)
+        (blocks,) = drawn
+        for block in blocks[::2]:  # the h block of each neuron
+            neuron = int(re.search(r"neuron (\d+)", block.title).group(1))
+            start = int(re.search(r"tokens (\d+)-", block.title).group(1))
+            sums = np.array([np.abs(h[s:s + w, neuron]).sum() for s in range(len(words) - w + 1)])
+            want = np.argmax(np.where(clean, sums, -1)) if passage == "prose" else np.argmax(sums)
+            assert start == want, (passage, neuron)
+            starts[passage, neuron] = start
+    moved = [j for (p, j), s in starts.items() if p == "prose" and s != starts["active", j]]
+    assert moved and all(heads[starts["active", j]:starts["active", j] + w].any() for j in moved)
+    with pytest.raises(ValueError, match="heatmap.passage='most'"):
+        text_heatmaps(tiny.activations, divergence_csv, outputs, neurons=3, passage_tokens=30, passage="most")
 
 
 def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):

@@ -14,6 +14,7 @@ from matplotlib import image as mpimg
 
 from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
+from lstmscope.heatmap import heading_tokens
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
 from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, single_removal_effects,  # noqa: F401
@@ -70,6 +71,24 @@ def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, 
         blocks = heatmap_blocks(f, [(2, 7), (1, 2)], expectancy=True, start=None, tokens=25, around=around)
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25))
     np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, "layer1/h", slice(start, start + 25), 2))
+
+
+def test_the_passage_avoids_section_headings_unless_headings_is_given(tiny, monkeypatch, tmp_path):
+    words = _words(tiny.activations, slice(None))
+    heads = heading_tokens(words)
+    clean = np.convolve(heads.astype(int), np.ones(25, dtype=int), mode="valid") == 0
+    sums = {j: np.convolve(np.abs(_expected(tiny.activations, "layer2/h", slice(None), j)), np.ones(25), mode="valid")
+            for j in range(HIDDEN)}
+    # a neuron of the real model that is most active over a heading line
+    j = next(j for j, s in sums.items() if heads[int(np.argmax(s)):int(np.argmax(s)) + 25].any())
+    anywhere, prose = int(np.argmax(sums[j])), int(np.argmax(np.where(clean, sums[j], -1)))
+    import lstmscope.heatmap_cli as cli
+
+    drawn = []
+    monkeypatch.setattr(cli, "draw_blocks_to", lambda blocks, *a, **k: drawn.append(blocks))
+    for extra, start in (([], prose), (["--headings"], anywhere)):
+        assert main([str(tiny.activations), "-n", f"2:{j}", "--tokens", "25", "-o", str(tmp_path / "x.png"), *extra]) == 0
+        assert drawn.pop()[0].words == words[start:start + 25], extra
 
 
 def test_expectancy_alone_starts_at_the_text_start_and_a_passage_stops_at_its_end(tiny):
@@ -143,7 +162,7 @@ def ablation(tiny, divergence_csv, tmp_path_factory):
     """A real ablation of the shared model (1 top and 1 random neuron per layer, first 150 tokens), and the
     neurons it removed on their own: [(layer, neuron, group)] in the file's order."""
     folder = tmp_path_factory.mktemp("heatmap-ablation")
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "a.h5", folder / "a.csv", neurons=1,
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "a.h5", neurons=1,
                  random=1, seed=3, max_tokens=ABLATED)
     with h5py.File(folder / "a.h5") as f:
         removed = [(int(layer), int(row[0]), g.decode()) for layer, row, g in
@@ -222,7 +241,7 @@ def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablatio
 def group_ablation(tiny, divergence_csv, tmp_path_factory):
     """A real ablation with groups: 2 top and 2 random neurons per layer, each group also removed together."""
     folder = tmp_path_factory.mktemp("heatmap-group-ablation")
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "g.h5", folder / "g.csv", neurons=2,
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "g.h5", neurons=2,
                  random=2, seed=3, max_tokens=ABLATED)
     return folder / "g.h5"
 

@@ -12,7 +12,9 @@ import pytest
 from matplotlib import colormaps
 
 from lstmscope.ablation import run_ablation
+from lstmscope.ablation_table import write_ablation_table
 from lstmscope.ablation_file import AblationError, read_ablation_table
+from lstmscope.heatmap import heading_tokens
 from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
@@ -110,6 +112,14 @@ def page(tiny, divergence_csv, tmp_path_factory):
     return out
 
 
+def prose_windows(raw: np.ndarray, words: list[str], w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each w-token window's sum of |value| and whether it holds no more section-heading tokens than the
+    fewest any window holds (the windows the page's "most active passage" may choose, heatmap.passage prose)."""
+    sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(w), mode="valid")
+    heads = np.convolve(heading_tokens(words).astype(int), np.ones(w, dtype=int), mode="valid")
+    return sums, heads == heads.min()
+
+
 def _rgb_floats(css: str) -> tuple[float, float, float]:
     r, g, b = (int(x) for x in re.findall(r"\d+", css)[:3])
     return r / 255, g / 255, b / 255
@@ -158,9 +168,11 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     white = [(c != NO_FILL and contrast(_rgb_floats(c), (1, 1, 1)) > contrast(_rgb_floats(c), (0, 0, 0)))
              for c in result["colours"]]
     assert [t == "rgb(255, 255, 255)" for t in result["textColours"]] == white
-    # the peak is a window of 30 tokens whose sum of |value| is (up to the coding) the largest
-    sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
-    assert sums[result["peak"]] >= sums.max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
+    # the peak is a window of 30 tokens without a section heading (the text has two, and room between them)
+    # whose sum of |value| is (up to the coding) the largest of those windows
+    sums, prose = prose_windows(raw, words, 30)
+    assert prose[result["peak"]] and not heading_tokens(words)[result["peak"]:result["peak"] + 30].any()
+    assert sums[result["peak"]] >= sums[prose].max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
     assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")
 
 
@@ -196,8 +208,9 @@ def test_browser_at_thesis_length(chromium, tiny, tmp_path):  # noqa: F811
 def ablation(tiny, divergence_csv, tmp_path_factory):
     """A real ablation of the shared model: 2 top and 2 random neurons per layer, on the first 150 tokens."""
     folder = tmp_path_factory.mktemp("explorer-ablation")
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "a.h5", folder / "a.csv", state="h",
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, folder / "a.h5", state="h",
                  neurons=2, random=2, seed=5, max_tokens=ABLATED_TOKENS)
+    write_ablation_table(folder / "a.h5", divergence_csv, folder / "a.csv")
     return folder / "a.h5", pd.read_csv(folder / "a.csv", dtype={"neurons": str})
 
 
@@ -304,8 +317,9 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     assert np.array_equal(np.isnan(got), ~finite)  # no fill: the first word and every word the ablation did not read
     assert result["framed"] == (~finite).tolist()
     assert np.abs(got[finite] - expected[finite]).max() <= 1 and len(set(got[finite])) > 1
-    sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(30), mode="valid")
-    assert result["peak"] + 30 <= ABLATED_TOKENS and sums[result["peak"]] >= sums.max() - 30 * 2 * m / LEVELS
+    sums, prose = prose_windows(raw, result["words"], 30)
+    assert result["peak"] + 30 <= ABLATED_TOKENS and prose[result["peak"]]
+    assert sums[result["peak"]] >= sums[prose].max() - 30 * 2 * m / LEVELS
     assert " · effect of removing it " in result["tooltip"]
     # a neuron that was not removed on its own offers no effect: the page falls back to its h
     kept = next(r["neuron"] for r in data["views"][3]["neurons"] if (2, r["neuron"]) not in effects)

@@ -110,16 +110,17 @@ def test_figure_setting_reruns_only_the_figure_jobs_that_use_it(tiny_workdir):
 
 def test_a_setting_equal_to_another_params_value_still_reruns_its_jobs(tiny_workdir):
     """Snakemake compares a job's params as a set of values, without names: tiny.yaml's ablation has
-    neurons 2, random 2 and min_count 3, so neurons 3 left that set as it was and planned nothing. The
-    rules also pass every param with its name (``named`` in common.smk)."""
+    neurons 2, random 2 and seed 13, so neurons 13 leaves that set as it was, as do the table's min_count 3
+    and top_words 6 swapped: by their values alone neither would rerun anything. The rules also pass every param with its name
+    (``named`` in common.smk). The two table settings only choose which words the table lists: the
+    ablation's readings of the text (neuron_ablation) stay."""
     graph = rule_graph(tiny_workdir)
     all_jobs = forced_jobs(tiny_workdir)
-    planned = planned_jobs(tiny_workdir, "--config", "ablation={neurons: 3}")
-    assert_plan(planned, downstream(graph, {"neuron_ablation"}), all_jobs, "--config 'ablation={neurons: 3}'")
+    planned = planned_jobs(tiny_workdir, "--config", "ablation={neurons: 13}")
+    assert_plan(planned, downstream(graph, {"neuron_ablation"}), all_jobs, "--config 'ablation={neurons: 13}'")
     assert all("Params have changed" in j.reason for j in planned if j.rule == "neuron_ablation"), describe(planned)
-    # two values of one rule swapped: min_count 3 -> 2 and random 2 -> 3 leave the values {2, 3} as they were
-    swapped = planned_jobs(tiny_workdir, "--config", "ablation={min_count: 2, random: 3}")
-    assert Counter(j.rule for j in swapped)["neuron_ablation"] == Counter(j.rule for j in all_jobs)["neuron_ablation"]
+    swapped = planned_jobs(tiny_workdir, "--config", "ablation={min_count: 6, top_words: 3}")
+    assert_plan(swapped, downstream(graph, {"ablation_table"}), all_jobs, "min_count and top_words swapped")
 
 
 def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):

@@ -117,7 +117,8 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     explorer = preset["neuron_explorer"]
     assert counts["neuron_explorer"] == len(explorer["dropouts"]) * len(explorer["texts"]) == models
     ablated = models * len(preset.get("ablation", {}).get("texts", ["test"]))  # ablation.dropouts: null = every model
-    assert counts["neuron_ablation"] == counts["ablation_figures"] == ablated and counts["ablation_vs_dropout"] == 1
+    assert counts["neuron_ablation"] == counts["ablation_table"] == counts["ablation_figures"] == ablated
+    assert counts["ablation_vs_dropout"] == 1
     # every training, dump and ablation job asks SLURM for a GPU on the GPU partition (the preset's devices are auto)
     blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", text)
     for rule, n in (("train_lstm", models), ("dump_activations", models * texts), ("neuron_ablation", ablated)):

@@ -8,7 +8,6 @@ ABLATION_FIGURES = "results/figures/ablation/{model}/{text}"
 rule neuron_ablation:
     output:
         h5="results/ablation/{model}/{text}.h5",
-        table="results/ablation/{model}/{text}.csv",
     input:
         checkpoint="results/models/{model}/model.pt",
         activations="results/activations/{model}/{text}.h5",
@@ -21,8 +20,6 @@ rule neuron_ablation:
             neurons=ABLATION["neurons"],
             random=ABLATION["random"],
             seed=ABLATION["seed"],
-            min_count=ABLATION["min_count"],
-            top_words=ABLATION["top_words"],
             max_tokens=ABLATION["max_tokens"],
             device=config["activations"]["device"],
         ),
@@ -39,6 +36,32 @@ rule neuron_ablation:
         "../../envs/analysis.yaml"
     script:
         "../scripts/neuron_ablation.py"
+
+
+# The table is its own step: the words it lists (ablation.min_count, .top_words) are chosen from the
+# log-probabilities in the ablation file, so changing them does not read the text 20 more times.
+rule ablation_table:
+    output:
+        table="results/ablation/{model}/{text}.csv",
+    input:
+        h5="results/ablation/{model}/{text}.h5",
+        divergence="results/neurons/{model}/{text}/divergence.csv",
+        code=lib("activations_file", "histogram", "checked_files", "divergence", "ablation_file", "ablation_table",
+                 "joblog"),
+    params:
+        **named(
+            min_count=ABLATION["min_count"],
+            top_words=ABLATION["top_words"],
+        ),
+    log:
+        log_path("ablation_table", "{model}/{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/ablation_table.py"
 
 
 rule ablation_figures:
@@ -59,6 +82,7 @@ rule ablation_figures:
     params:
         **named(
             passage_tokens=config["heatmap"]["passage_tokens"],
+            passage=config["heatmap"]["passage"],
             dpi=config["figures"]["dpi"],
         ),
     log:

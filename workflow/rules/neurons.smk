@@ -194,6 +194,7 @@ rule text_heatmaps:
             states=[state for _ in LAYERS for state in STATES],
             neurons=config["heatmap"]["neurons"],
             passage_tokens=config["heatmap"]["passage_tokens"],
+            passage=config["heatmap"]["passage"],
             scale=config["heatmap"]["scale"],
             dpi=config["figures"]["dpi"],
         ),
@@ -251,6 +252,7 @@ rule neuron_explorer:
         **named(
             neurons=NEURON_EXPLORER["neurons"],
             passage_tokens=config["heatmap"]["passage_tokens"],
+            passage=config["heatmap"]["passage"],
             title="lstmscope neurons · {model} · {text}",
         ),
     log:

@@ -5,4 +5,5 @@ from lstmscope.joblog import job_log
 with job_log(snakemake.log[0], "ablation_figures") as log:  # noqa: F821
     o, p = snakemake.output, snakemake.params  # noqa: F821
     ablation_figures(snakemake.input.h5, snakemake.input.table, o.effects_png, o.effects_svg,  # noqa: F821
-                     o.heatmap_png, o.heatmap_svg, passage_tokens=int(p.passage_tokens), dpi=int(p.dpi))
+                     o.heatmap_png, o.heatmap_svg, passage_tokens=int(p.passage_tokens), passage=str(p.passage),
+                     dpi=int(p.dpi))

@@ -9,13 +9,10 @@ with job_log(snakemake.log[0], "neuron_ablation") as log:  # noqa: F821
         activations_path=snakemake.input.activations,  # noqa: F821
         divergence_path=snakemake.input.divergence,  # noqa: F821
         h5_path=snakemake.output.h5,  # noqa: F821
-        csv_path=snakemake.output.table,  # noqa: F821
         state=p.state,
         neurons=int(p.neurons),
         random=int(p.random),
         seed=int(p.seed),
-        min_count=int(p.min_count),
-        top_words=int(p.top_words),
         max_tokens=None if p.max_tokens is None else int(p.max_tokens),
         threads=snakemake.threads,  # noqa: F821
         device=p.device,

@@ -13,4 +13,5 @@ with job_log(snakemake.log[0], "text_heatmaps") as log:  # noqa: F821
         passage_tokens=int(p.passage_tokens),
         dpi=int(p.dpi),
         scale=str(p.scale),
+        passage=str(p.passage),
     )

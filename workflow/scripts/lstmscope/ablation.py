@@ -14,15 +14,14 @@ intact model's: effect_t = log p(w_t | w_<t) - log p_ablated(w_t | w_<t), in nat
 positive effect means the neuron helped predict that word. The mean effect over the
 text is log(perplexity_ablated / perplexity_intact).
 
-Outputs: an HDF5 file with every word's log-probability under the intact model and
-under each ablation (schema in the README), and a CSV with one row per ablation.
+Output: an HDF5 file with every word's log-probability under the intact model and under
+each ablation (schema in the README); :mod:`lstmscope.ablation_table` makes the table of it.
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import pandas as pd
 import torch
 
 from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log_probabilities
-from .ablation_file import COLUMNS, FORMAT, Ablation, AblationError
+from .ablation_file import FORMAT, Ablation, AblationError, perplexity
 from .activations_file import open_activations, read_words
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
@@ -148,40 +147,6 @@ def choose_ablations(table: pd.DataFrame, layers: int, hidden: int, state: str, 
     return out
 
 
-# --------------------------------------------------------------------------- effects on words
-
-
-def word_effects(words: Sequence[str], effect: np.ndarray, min_count: int, n: int) -> tuple[str, str]:
-    """The ``n`` word types (seen at least ``min_count`` times) the neuron helped most and hindered most,
-    as ``word (+0.123)`` lists of their mean effect in nats."""
-    frame = pd.DataFrame({"word": list(words), "effect": effect})
-    frame = frame[np.isfinite(frame["effect"])]
-    stats = frame.groupby("word", sort=True)["effect"].agg(["mean", "size"])
-    stats = stats[stats["size"] >= min_count]
-    fmt = lambda rows: "; ".join(f"{w} ({m:+.3f})" for w, m in zip(rows.index, rows["mean"]))  # noqa: E731
-    helped = stats[stats["mean"] > 0].sort_values("mean", ascending=False, kind="stable").head(n)
-    hindered = stats[stats["mean"] < 0].sort_values("mean", kind="stable").head(n)
-    return fmt(helped), fmt(hindered)
-
-
-def perplexity(log_probs: np.ndarray) -> float:
-    finite = log_probs[np.isfinite(log_probs)]
-    return float(math.exp(-finite.mean())) if len(finite) else math.nan
-
-
-def effect_summary(words: Sequence[str], intact: np.ndarray, ablated: np.ndarray, min_count: int,
-                   top_words: int) -> dict:
-    """The table's numbers of one ablation: perplexity with and without, change, mean effect, words."""
-    effect = intact - ablated
-    finite = effect[np.isfinite(effect)]
-    ppl, base = perplexity(ablated), perplexity(intact)
-    helped, hindered = word_effects(words, effect, min_count, top_words)
-    return {"perplexity": ppl, "intact_perplexity": base, "perplexity_change_pct": 100 * (ppl / base - 1),
-            "mean_effect": float(finite.mean()) if len(finite) else math.nan,
-            "helped_fraction": float((finite > 0).mean()) if len(finite) else math.nan,
-            "words_helped": helped, "words_hindered": hindered}
-
-
 # --------------------------------------------------------------------------- the text of a model
 
 
@@ -241,12 +206,11 @@ def intact_log_probabilities(mt: ModelText, activations_path: str | os.PathLike,
 
 
 def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
-                 divergence_path: str | os.PathLike, h5_path: str | os.PathLike, csv_path: str | os.PathLike,
-                 state: str = "h", neurons: int = 4, random: int = 4, seed: int = 13, min_count: int = 3,
-                 top_words: int = 6, max_tokens: int | None = None, threads: int = 1, device: str = "cpu",
-                 gpus: int = 0, block_tokens: int = 1024) -> pd.DataFrame:
+                 divergence_path: str | os.PathLike, h5_path: str | os.PathLike, state: str = "h", neurons: int = 4,
+                 random: int = 4, seed: int = 13, max_tokens: int | None = None, threads: int = 1,
+                 device: str = "cpu", gpus: int = 0, block_tokens: int = 1024) -> list[Ablation]:
     """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text;
-    write the HDF5 file and the CSV."""
+    write the HDF5 file. Returns the ablations, in the file's order."""
     kernels = cpu_kernels()
     dev = choose_device(device, gpus, "activations.device")
     torch.set_num_threads(max(1, int(threads)))
@@ -269,26 +233,12 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
     for a, ab in enumerate(ablations):
         ablated[a] = text_log_probabilities(ablated_model(model, ab.layer, ab.neurons), ids, block_tokens)
         log.info("%s: perplexity %.2f", ab.label, perplexity(ablated[a]))
-    rows = []
-    for a, ab in enumerate(ablations):
-        single = len(ab.neurons) == 1
-        info = (table[(table["layer"] == ab.layer) & (table["state"] == state) & (table["neuron"] == ab.neurons[0])]
-                if single else None)
-        rows.append({
-            "model": str(attrs["model"]), "text": str(attrs["text"]), "dropout": float(attrs["dropout"]),
-            "layer": ab.layer, "group": ab.group, "neurons": " ".join(str(j) for j in ab.neurons),
-            "kl_rank": ab.kl_rank, "kl_sum": float(info["kl_sum"].iloc[0]) if single and len(info) else math.nan,
-            "dead": bool(info["dead"].iloc[0]) if single and len(info) else None,
-            **effect_summary(words, intact, ablated[a], min_count, top_words),
-        })
-    result = pd.DataFrame(rows, columns=COLUMNS)
-    result["kl_rank"] = result["kl_rank"].astype("Int64")
     checkpoint_sha = mt.checkpoint_sha256
     prov = provenance(checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       activations=str(activations_path), divergence=str(divergence_path), state=state,
-                      neurons=neurons, random=random, seed=seed, min_count=min_count, top_words=top_words,
-                      max_tokens=max_tokens, n_tokens=len(ids),
-                      device=str(dev), cpu_kernels=kernels, format=FORMAT, activations_provenance=json.loads(mt.source_provenance))
+                      neurons=neurons, random=random, seed=seed, max_tokens=max_tokens, n_tokens=len(ids),
+                      device=str(dev), cpu_kernels=kernels, format=FORMAT,
+                      activations_provenance=json.loads(mt.source_provenance))
     width = max(len(ab.neurons) for ab in ablations)
     units = np.full((len(ablations), width), -1, dtype=np.int32)
     for a, ab in enumerate(ablations):
@@ -307,7 +257,5 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         out.create_dataset("ablation/neurons", data=units)
         out.create_dataset("ablation/group", data=np.array([ab.group for ab in ablations], dtype=object),
                            dtype=h5py.string_dtype("utf-8"))
-    with atomic_path(csv_path) as tmp:
-        result.to_csv(tmp, index=False, float_format="%.6g")
-    log.info("%d ablations in %.1f s -> %s, %s", len(ablations), time.monotonic() - t0, h5_path, csv_path)
-    return result
+    log.info("%d ablations in %.1f s -> %s", len(ablations), time.monotonic() - t0, h5_path)
+    return ablations

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .ablation import effect_summary, intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities
+from .ablation import intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities
 from .ablation_file import AblationError
+from .ablation_table import effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .heatmap_cli import parse_neuron
@@ -68,11 +69,14 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     return pd.DataFrame(rows, columns=COLUMNS), mt.words, effects
 
 
-def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int) -> list:
-    """One heatmap block per ablation, all over the passage where the first one's effect is largest."""
+def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int,
+                  headings: bool = False) -> list:
+    """One heatmap block per ablation, all over the passage where the first one's effect is largest (outside the
+    section headings unless ``headings``)."""
     from .ablation_figures import effect_block, effect_passage
+    from .heatmap import passage_avoid
 
-    start, stop = effect_passage(effects[0], tokens)
+    start, stop = effect_passage(effects[0], tokens, passage_avoid(words, "active" if headings else "prose"))
     return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f} %", words, e, start, stop)
             for row, e in zip(table.itertuples(), effects)]
 
@@ -92,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", help="also write the table as CSV")
     ap.add_argument("--heatmap", help="draw each ablation's effect on the words (.png, .svg or .pdf)")
     ap.add_argument("--passage", type=int, default=80, help="tokens in the --heatmap passage (default 80)")
+    ap.add_argument("--headings", action="store_true",
+                    help="let the --heatmap passage hold section headings (default: the passage outside them)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     return ap
 
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .ablation_figures import EFFECT_CAPTION
             from .heatmap import draw_blocks_to
 
-            draw_blocks_to(effect_blocks(table, words, effects, args.passage), args.heatmap,
+            draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
                            suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}")
     except (AblationError, ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ from matplotlib import colors
 from .ablation_file import AblationError, AblationFile, read_ablation, read_ablation_table
 from .atomic import atomic_path
 from .figures import plt, save_figure
-from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
+from .heatmap import TextBlock, best_window, check_passage, draw_blocks, passage_avoid, symmetric_norm
 
 log = logging.getLogger(__name__)
 
@@ -130,17 +130,21 @@ def removal_effects(path: str | os.PathLike, model: str, text: str, words: Seque
     return Removals(str(stored.attrs.get("state", "h")), single, groups)
 
 
-def effect_passage(effect: np.ndarray, tokens: int) -> tuple[int, int]:
-    """[start, stop) of the ``tokens`` words where the effect is largest in |value| (the first word has none)."""
-    start = best_window(np.nan_to_num(effect), tokens)
+def effect_passage(effect: np.ndarray, tokens: int, avoid: np.ndarray | None = None) -> tuple[int, int]:
+    """[start, stop) of the ``tokens`` words where the effect is largest in |value| (the first word has none),
+    among the passages holding the fewest ``avoid`` tokens (see :func:`best_window`)."""
+    start = best_window(np.nan_to_num(effect), tokens, avoid)
     return start, min(len(effect), start + tokens)
 
 
 def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
-                   passage_tokens: int, dpi: int = 150, stored: AblationFile | None = None) -> None:
+                   passage_tokens: int, dpi: int = 150, stored: AblationFile | None = None,
+                   passage: str = "prose") -> None:
     """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest
-    (``stored``: the file already read)."""
+    (``passage``: ``prose`` outside the section headings; ``stored``: the file already read)."""
+    check_passage(passage)
     stored = read_ablation(h5_path) if stored is None else stored
+    avoid = passage_avoid(stored.words, passage)
     if len(stored.ablations) != len(table):
         raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
     shown = []  # (head, effect, start, stop) per layer
@@ -153,7 +157,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         effect = stored.effect(int(best))
         rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
         shown.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
-                      f"{row['perplexity_change_pct']:+.2f} % without it", effect, *effect_passage(effect, passage_tokens)))
+                      f"{row['perplexity_change_pct']:+.2f} % without it", effect, *effect_passage(effect, passage_tokens, avoid)))
     # one scale for every layer: a neuron that matters little stays pale beside one that matters much
     norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in shown]))
     blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in shown]
@@ -163,11 +167,12 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
 
 def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, effects_png: str | os.PathLike,
                      effects_svg: str | os.PathLike, heatmap_png: str | os.PathLike, heatmap_svg: str | os.PathLike,
-                     passage_tokens: int, dpi: int = 150) -> None:
+                     passage_tokens: int, dpi: int = 150, passage: str = "prose") -> None:
+    check_passage(passage)
     table = read_ablation_table(csv_path)
     stored = read_ablation(h5_path)
     effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]))
-    heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored)
+    heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored, passage=passage)
 
 
 def ablation_summary(csv_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:

@@ -1,9 +1,11 @@
 """Ablation files read back, without torch: the per-word log-probabilities (HDF5) and the table (CSV).
 
-Written by :mod:`lstmscope.ablation`; read by the figure jobs, which need not import torch.
+Written by :mod:`lstmscope.ablation` (HDF5) and :mod:`lstmscope.ablation_table` (CSV); read by the table
+and figure jobs, which need not import torch.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,12 @@ class Ablation:
     def label(self) -> str:
         units = " ".join(str(j) for j in self.neurons)
         return f"layer {self.layer} {self.group}: {units}"
+
+
+def perplexity(log_probs: np.ndarray) -> float:
+    """exp of the mean negative log-probability of the finite entries (the first word has none)."""
+    finite = log_probs[np.isfinite(log_probs)]
+    return float(math.exp(-finite.mean())) if len(finite) else math.nan
 
 
 # --------------------------------------------------------------------------- reading back

@@ -5,8 +5,9 @@ characters, so the layout is plain arithmetic (:func:`layout_words`) and the sam
 on every machine. Tokens are drawn literally (``<unk>``, ``<eos>``, ``@-@``, ``$``:
 mathtext is off). A colour bar beside each block shows its scale.
 
-Two kinds: (a) one neuron's activation over the passage where it is most active,
-its h and c drawn one above the other (thesis Fig. 5.3/5.4); (b) the model's
+Two kinds: (a) one neuron's activation over the passage where it is most active (by
+default among the passages without a section heading: ``heatmap.passage``), its h and
+c drawn one above the other (thesis Fig. 5.3/5.4); (b) the model's
 expectancy p(w_t | w_<t) of each word on a logarithmic scale (Fig. 4.1).
 
 A neuron's scale is ``symmetric`` (centred on zero, reaching the passage's largest
@@ -81,13 +82,45 @@ def needs_light_text(rgba: np.ndarray) -> np.ndarray:
     return linear @ np.array([0.2126, 0.7152, 0.0722]) < 0.179
 
 
-def best_window(values: np.ndarray, length: int) -> int:
-    """Start of the ``length``-token window with the largest sum of |values| (first one on ties)."""
+PASSAGES = ("prose", "active")  # heatmap.passage: how a neuron's passage is chosen
+
+
+def check_passage(passage: str) -> None:
+    if passage not in PASSAGES:
+        raise ValueError(f"heatmap.passage={passage!r}: choose one of {', '.join(PASSAGES)}")
+
+
+def heading_tokens(words: Sequence[str]) -> np.ndarray:
+    """True for every token of a section heading line of WikiText (``= = Film = = <eos>``: a line, ended by
+    ``<eos>``, whose first token is ``=``); the text is taken to start at the start of a line."""
+    mask = np.zeros(len(words), dtype=bool)
+    heading, line_start = False, True
+    for i, w in enumerate(words):
+        if line_start:
+            heading = w == "="
+        mask[i] = heading
+        line_start = w == "<eos>"
+    return mask
+
+
+def passage_avoid(words: Sequence[str], passage: str) -> np.ndarray | None:
+    """The tokens a passage chosen by ``passage`` avoids: ``prose`` the section headings, ``active`` none."""
+    check_passage(passage)
+    return heading_tokens(words) if passage == "prose" else None
+
+
+def best_window(values: np.ndarray, length: int, avoid: np.ndarray | None = None) -> int:
+    """Start of the ``length``-token window with the largest sum of |values| (first one on ties); with
+    ``avoid`` (a mask of tokens), only among the windows holding the fewest of them (none, where any can)."""
     values = np.abs(np.asarray(values, dtype=np.float64))
     if len(values) <= length:
         return 0
     c = np.concatenate([[0.0], np.cumsum(values)])
     sums = c[length:] - c[:-length]
+    if avoid is not None:
+        a = np.concatenate([[0], np.cumsum(np.asarray(avoid, dtype=np.int64))])
+        inside = a[length:] - a[:-length]
+        sums = np.where(inside == inside.min(), sums, -np.inf)
     return int(np.argmax(sums))
 
 
@@ -207,10 +240,12 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
 
 
 def neuron_blocks(words: Sequence[str], h: np.ndarray, c: np.ndarray, layer: int, neuron: int, rank: int,
-                  state: str, passage_tokens: int, scale: str = "symmetric") -> list[TextBlock]:
-    """The h and c blocks of one neuron over the passage where its ranked state is most active."""
+                  state: str, passage_tokens: int, scale: str = "symmetric",
+                  avoid: np.ndarray | None = None) -> list[TextBlock]:
+    """The h and c blocks of one neuron over the passage where its ranked state is most active (among those
+    holding the fewest ``avoid`` tokens, see :func:`best_window`)."""
     ranked_values = h if state == "h" else c
-    start = best_window(ranked_values, passage_tokens)
+    start = best_window(ranked_values, passage_tokens, avoid)
     stop = min(len(words), start + passage_tokens)
     head = f"layer {layer}, neuron {neuron} (KL rank {rank} of {state}), tokens {start}-{stop - 1}"
     return state_blocks(head, words[start:stop], h[start:stop], c[start:stop], scale)
@@ -225,12 +260,15 @@ def state_blocks(head: str, words: Sequence[str], h: np.ndarray, c: np.ndarray, 
 
 def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                   outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
-                  dpi: int = 150, scale: str = "symmetric") -> None:
-    """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps."""
-    check_scale(scale)  # a wrong scale fails before any work
+                  dpi: int = 150, scale: str = "symmetric", passage: str = "prose") -> None:
+    """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps, each over
+    the passage chosen by ``passage`` (``prose``: where it is most active outside the section headings)."""
+    check_scale(scale)  # a wrong scale or passage fails before any work
+    check_passage(passage)
     table = read_divergence(divergence_path)
     with open_activations(activations_path) as f:
         words = read_words(f)
+        avoid = passage_avoid(words, passage)
         model, text = str(f.attrs["model"]), str(f.attrs["text"])
         for (layer, state), (png, svg) in sorted(outputs.items()):
             top = ranked(table, layer, state, neurons)
@@ -248,7 +286,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
             for r in top.itertuples():
                 j = int(np.searchsorted(cols, r.neuron))
                 blocks += neuron_blocks(words, hs[:, j], cs[:, j], layer, int(r.neuron), int(r.rank), state,
-                                        passage_tokens, scale)
+                                        passage_tokens, scale, avoid)
             draw_blocks(blocks, png, svg, dpi=dpi,
                         suptitle=f"{model}, text {text}: top {len(top)} neurons of layer {layer} by KL of {state}")
             log.info("layer%d/%s: heatmaps of neurons %s -> %s", layer, state, top["neuron"].tolist(), png)

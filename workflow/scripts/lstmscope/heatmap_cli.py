@@ -13,8 +13,8 @@ passage so they can be compared word by word::
 
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
-state (or, ``--around effect``, its removal's effect) has the largest sum of |value| (for
-``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c`` without a
+state (or, ``--around effect``, its removal's effect) has the largest sum of |value| outside
+the section headings (``--headings``: anywhere; for ``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c`` without a
 neuron, is an error rather than ignored.
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
@@ -34,7 +34,7 @@ import numpy as np
 from .ablation_figures import Removal, effect_block, removal_effects
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .figures import FORMATS, figure_format
-from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, state_blocks
+from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
 PROG = "lstmscope-heatmap"
 
@@ -66,10 +66,11 @@ def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Da
 
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
             around: str | None, removals: dict[tuple[int, int], Removal] | None = None,
-            first_group: Removal | None = None) -> tuple[int, int]:
+            first_group: Removal | None = None, avoid: np.ndarray | None = None) -> tuple[int, int]:
     """[start, stop) of the passage drawn (see the module's docstring). ``around`` None is the default: the
     first neuron's h, else the first group's effect, else the text's start; an ``around`` that would not be
-    used (with ``start``, or nothing it could apply to) is an error rather than silently ignored."""
+    used (with ``start``, or nothing it could apply to) is an error rather than silently ignored. A chosen
+    passage holds as few ``avoid`` tokens as any can (see :func:`best_window`)."""
     T = int(f.attrs["n_tokens"])
     if tokens < 1:
         raise ValueError(f"--tokens {tokens}: must be >= 1")
@@ -80,7 +81,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             raise ValueError(f"--around {around} chooses the passage by the first --neuron's {around}: give --neuron "
                              "LAYER:INDEX (without one, the first --group's effect or the text's start picks it)")
         if not neurons and first_group is not None:
-            start = best_window(np.nan_to_num(first_group.effect), tokens)
+            start = best_window(np.nan_to_num(first_group.effect), tokens, avoid)
         elif not neurons and around == "effect":
             raise ValueError("--around effect chooses the passage by a removal's effect: give --neuron or --group "
                              "with --ablation")
@@ -91,10 +92,11 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             if around == "effect":
                 if not removals:
                     raise ValueError("--around effect needs --ablation: the effect of removing the first neuron")
-                start = best_window(np.nan_to_num(removals[neurons[0]].effect), tokens)
+                start = best_window(np.nan_to_num(removals[neurons[0]].effect), tokens, avoid)
             else:
                 state = around or "h"
-                start = best_window(neuron_dataset(f, layer, state, neuron)[:, neuron].astype(np.float64), tokens)
+                start = best_window(neuron_dataset(f, layer, state, neuron)[:, neuron].astype(np.float64), tokens,
+                                    avoid)
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
     return start, min(T, start + tokens)
@@ -120,9 +122,10 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
                    tokens: int, around: str | None = None, scale: str = "symmetric", ablation: str | None = None,
-                   groups: Sequence[tuple[int, str]] = ()) -> list[TextBlock]:
+                   groups: Sequence[tuple[int, str]] = (), headings: bool = False) -> list[TextBlock]:
     """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
-    removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage."""
+    removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage,
+    chosen outside the section headings unless ``headings``."""
     if not neurons and not expectancy and not groups:
         raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable), --expectancy and/or --group "
                          "LAYER:top|random with --ablation")
@@ -135,7 +138,8 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
                          "--group LAYER:top|random too")
     every_word = read_words(f)
     removals, removed_groups = removals_of(f, every_word, ablation, neurons, groups) if ablation is not None else ({}, [])
-    begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None)
+    begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None,
+                          passage_avoid(every_word, "active" if headings else "prose"))
     words = every_word[begin:stop]
     span = f"tokens {begin}-{stop - 1}"
     blocks = []
@@ -176,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what of the first neuron chooses the passage when --start is not given: its h, its c or, "
                          "with --ablation, the effect of its removal (default h; without --neuron, the first "
                          "--group's effect); an error with --start")
+    ap.add_argument("--headings", action="store_true",
+                    help="let the chosen passage hold section headings (= = Film = =), as heatmap.passage: active "
+                         "(default: the most active passage outside them, as heatmap.passage: prose)")
     ap.add_argument("--scale", choices=SCALES, default="symmetric",
                     help="symmetric: centred on 0, colour = sign; range: the passage's min to max (default symmetric)")
     ap.add_argument("-a", "--ablation", default=None, metavar="ABLATION_H5",
@@ -203,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups = [parse_group(s) for s in args.group]
         with open_activations(args.activations) as f:
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
-                                    args.ablation, groups)
+                                    args.ablation, groups, args.headings)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
         draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
     except (ActivationsError, ValueError) as exc:

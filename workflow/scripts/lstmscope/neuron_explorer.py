@@ -33,7 +33,7 @@ from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
 from .divergence import ranked, read_divergence
-from .heatmap import needs_light_text
+from .heatmap import check_passage, needs_light_text, passage_avoid
 from .html_page import render_page
 
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
@@ -118,11 +118,14 @@ def _effect_series(removal: Removal) -> dict:
 
 
 def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike, neurons: int,
-                         passage_tokens: int, title: str, ablation_path: str | os.PathLike | None = None) -> dict:
+                         passage_tokens: int, title: str, ablation_path: str | os.PathLike | None = None,
+                         passage: str = "prose") -> dict:
     """The page's data: words, expectancy, and per layer and state the top ``neurons`` with their h and c;
-    with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal."""
+    with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal.
+    ``avoid``: the [start, stop) runs of tokens the page's "most active passage" avoids (``passage``)."""
     if neurons < 1:
         raise ValueError(f"neurons={neurons}: must be >= 1")
+    check_passage(passage)
     table = read_divergence(divergence_path)
     views, series = [], {}
     with open_activations(activations_path) as f:
@@ -163,16 +166,24 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
-            "passage": int(passage_tokens), "lut": colour_table(), "light": light_text_table(), "expectancy": expectancy,
+            "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(), "light": light_text_table(), "expectancy": expectancy,
             "views": views, "series": series}
+
+
+def runs_of(mask: np.ndarray | None) -> list[list[int]]:
+    """The [start, stop) runs of True in ``mask`` (none: None)."""
+    if mask is None or not mask.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
 
 def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                           output: str | os.PathLike, neurons: int, passage_tokens: int, title: str,
                           template: str | os.PathLike = TEMPLATE,
-                          ablation_path: str | os.PathLike | None = None) -> int:
+                          ablation_path: str | os.PathLike | None = None, passage: str = "prose") -> int:
     """Stage neuron_explorer: write the HTML page; returns its size in bytes."""
     page = render_page(neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title,
-                                            ablation_path), template)
+                                            ablation_path, passage), template)
     write_text(output, page)
     return len(page.encode("utf-8"))

@@ -1,0 +1,91 @@
+"""The ablation table: one row per ablation of a model on a text, made from its ablation file.
+
+Per ablation: the perplexity with and without the neuron(s), its change, the mean effect on
+a word (log p intact - log p without, in nats), the share of words the neuron(s) helped, and
+the words helped and hindered most. The ablation job (:mod:`lstmscope.ablation`) keeps every
+word's log-probability in its HDF5 file; this step only summarises them, so the listing
+settings (``ablation.min_count``, ``ablation.top_words``) rerun this step, not the text's
+readings. No torch here.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .ablation_file import COLUMNS, AblationError, AblationFile, perplexity, read_ablation
+from .atomic import atomic_path
+from .divergence import read_divergence
+
+log = logging.getLogger(__name__)
+
+
+def word_effects(words: Sequence[str], effect: np.ndarray, min_count: int, n: int) -> tuple[str, str]:
+    """The ``n`` word types (seen at least ``min_count`` times) the neuron helped most and hindered most,
+    as ``word (+0.123)`` lists of their mean effect in nats."""
+    frame = pd.DataFrame({"word": list(words), "effect": effect})
+    frame = frame[np.isfinite(frame["effect"])]
+    stats = frame.groupby("word", sort=True)["effect"].agg(["mean", "size"])
+    stats = stats[stats["size"] >= min_count]
+    fmt = lambda rows: "; ".join(f"{w} ({m:+.3f})" for w, m in zip(rows.index, rows["mean"]))  # noqa: E731
+    helped = stats[stats["mean"] > 0].sort_values("mean", ascending=False, kind="stable").head(n)
+    hindered = stats[stats["mean"] < 0].sort_values("mean", kind="stable").head(n)
+    return fmt(helped), fmt(hindered)
+
+
+def effect_summary(words: Sequence[str], intact: np.ndarray, ablated: np.ndarray, min_count: int,
+                   top_words: int) -> dict:
+    """The table's numbers of one ablation: perplexity with and without, change, mean effect, words."""
+    effect = intact - ablated
+    finite = effect[np.isfinite(effect)]
+    ppl, base = perplexity(ablated), perplexity(intact)
+    helped, hindered = word_effects(words, effect, min_count, top_words)
+    return {"perplexity": ppl, "intact_perplexity": base, "perplexity_change_pct": 100 * (ppl / base - 1),
+            "mean_effect": float(finite.mean()) if len(finite) else math.nan,
+            "helped_fraction": float((finite > 0).mean()) if len(finite) else math.nan,
+            "words_helped": helped, "words_hindered": hindered}
+
+
+def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: int, top_words: int,
+                   divergence_path: str | os.PathLike = "divergence table") -> pd.DataFrame:
+    """The table of an ablation file; a single neuron's ``kl_rank``, ``kl_sum`` and ``dead`` come from the
+    divergence table of the same model (the state the neurons were ranked by: the file's ``state``)."""
+    if min_count < 1 or top_words < 1:
+        raise AblationError(f"ablation.min_count={min_count}, ablation.top_words={top_words}: each must be at least 1")
+    attrs = ablation.attrs
+    model, state = str(attrs["model"]), str(attrs["state"])
+    if set(divergence["model"].astype(str)) != {model}:
+        raise AblationError(f"{divergence_path} is the divergence table of "
+                            f"{sorted(set(divergence['model'].astype(str)))}, not of model {model}")
+    ranks = divergence[divergence["state"] == state].set_index(["layer", "neuron"])
+    rows = []
+    for a, ab in enumerate(ablation.ablations):
+        single = len(ab.neurons) == 1
+        info = ranks.loc[(ab.layer, ab.neurons[0])] if single and (ab.layer, ab.neurons[0]) in ranks.index else None
+        rank = info["rank"] if info is not None and ab.group == "top" else None
+        rows.append({
+            "model": model, "text": str(attrs["text"]), "dropout": float(attrs["dropout"]),
+            "layer": ab.layer, "group": ab.group, "neurons": " ".join(str(j) for j in ab.neurons),
+            "kl_rank": None if rank is None or pd.isna(rank) else int(rank),
+            "kl_sum": float(info["kl_sum"]) if info is not None else math.nan,
+            "dead": bool(info["dead"]) if info is not None else None,
+            **effect_summary(ablation.words, ablation.intact, ablation.ablated[a], min_count, top_words),
+        })
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["kl_rank"] = table["kl_rank"].astype("Int64")
+    return table
+
+
+def write_ablation_table(h5_path: str | os.PathLike, divergence_path: str | os.PathLike,
+                         csv_path: str | os.PathLike, min_count: int = 3, top_words: int = 6) -> pd.DataFrame:
+    """Rule ablation_table: the CSV of one ablation file (written whole or not at all)."""
+    table = ablation_table(read_ablation(h5_path), read_divergence(divergence_path), min_count, top_words,
+                           divergence_path)
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    log.info("%d ablations of %s -> %s", len(table), h5_path, csv_path)
+    return table
