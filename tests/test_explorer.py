@@ -161,7 +161,7 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     assert result["search"]["positions"] == expected
     assert result["search"]["highlighted"] == len(expected)
     assert result["hover"]["word"] == word  # tooltip shows the token as text, <unk> included
-    first = read_clusters(tables[(1, "h", "ward")])  # the first view: layer 1 h, ward
+    first = read_clusters(tables[(2, "c", "ward")])  # the starting view: the deepest layer's c, ward
     cluster = int(first.loc[expected[0], "cluster"])
     assert result["click"]["cluster"] == cluster
     assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
