@@ -55,6 +55,32 @@ def test_numbers_sit_on_their_cluster():
     assert np.min(np.hypot(x - ax, y - ay)) == 0
 
 
+def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
+    """A cluster of one or two points under its own label box would look like a number over nothing."""
+    rng = np.random.default_rng(3)
+    big = rng.normal(size=(300, 2))
+    clump = np.full((40, 2), [-6.0, 5.0]) + rng.normal(scale=0.01, size=(40, 2))  # many points on one spot
+    table = pd.DataFrame({"x": np.r_[big[:, 0], clump[:, 0], 6.0, 6.1, -6.0],
+                          "y": np.r_[big[:, 1], clump[:, 1], 5.0, 5.1, -5.0],
+                          "cluster": np.r_[np.ones(300, dtype=int), np.full(40, 2), 3, 3, 4]})
+    fig, ax = F.plt.subplots(figsize=(4, 4), dpi=100)
+    F.draw_clusters(ax, table)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert sorted(labels) == ["1", "2", "3", "4"]
+    for k in (2, 3, 4):
+        points = ax.transData.transform(table.loc[table.cluster == k, ["x", "y"]].to_numpy())
+        assert not any(labels[str(k)].contains(px, py) for px, py in points), f"cluster {k} hidden by its label"
+    rings = [col for col in ax.collections[1:]]  # after the one scatter of all points
+    assert [len(col.get_offsets()) for col in rings] == [40, 2, 1]
+    np.testing.assert_allclose(rings[1].get_offsets(), table.loc[table.cluster == 3, ["x", "y"]].to_numpy())
+    # the large cluster keeps its number on one of its points
+    x1, y1 = ax.transData.transform(F.label_anchor(big[:, 0], big[:, 1]))
+    assert labels["1"].contains(x1, y1)
+    F.plt.close(fig)
+
+
 def test_ward_vs_single_side_by_side(tables, tmp_path):
     pair = {"single": tables[(1, "h", "single")], "ward": tables[(1, "h", "ward")]}
     F.ward_vs_single_figure(pair, "layer 1 h", tmp_path / "c.png", tmp_path / "c.svg", dpi=60)

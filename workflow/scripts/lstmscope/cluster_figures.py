@@ -2,7 +2,10 @@
 
 Every figure is saved as PNG and SVG (scatter points rasterised inside the SVG, so
 that 18 000 points stay a small file). Clusters are numbered by size (1 = largest);
-the 20 largest get their own colour and number, the rest are drawn grey.
+the 18 largest get their own colour and number, the rest are drawn grey. A numbered
+cluster of fewer than ``SMALL`` points, or whose points lie within ``SMALL_EXTENT`` of
+the map's extent, is ringed and numbered beside its points, which its label would
+otherwise cover.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from .top_words import parse_top_words
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
 STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
+SMALL = 10  # a numbered cluster with fewer points ...
+SMALL_EXTENT = 0.04  # ... or spread over less than this fraction of the map: ringed, its number beside them
 
 
 def cluster_colours(clusters: np.ndarray) -> np.ndarray:
@@ -48,15 +53,24 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     """Scatter of the points coloured by cluster, the ``numbered`` largest clusters numbered."""
     x, y, c = table["x"].to_numpy(), table["y"].to_numpy(), table["cluster"].to_numpy()
     order = np.argsort(-c, kind="stable")  # small clusters first, the largest drawn on top
-    ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=point_size(len(x)), linewidths=0,
-               rasterized=True)
+    size = point_size(len(x))
+    extent = max(float(np.ptp(x)), float(np.ptp(y)), 1e-12) if len(x) else 1.0
+    ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=size, linewidths=0, rasterized=True)
     # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
     for k in range(1, min(numbered, int(c.max())) + 1):
         members = c == k
-        if members.any():
-            ax.text(*label_anchor(x[members], y[members]), str(k), fontsize=fontsize, fontweight="bold",
-                    ha="center", va="center", bbox=box)
+        if not members.any():
+            continue
+        anchor = label_anchor(x[members], y[members])
+        spread = max(float(np.ptp(x[members])), float(np.ptp(y[members])))
+        if members.sum() < SMALL or spread < SMALL_EXTENT * extent:  # a label would hide them: ring, number beside
+            ax.scatter(x[members], y[members], s=max(6 * size, 20), facecolors="none", edgecolors="black",
+                       linewidths=0.6, zorder=3)
+            ax.annotate(str(k), anchor, xytext=(6, 6), textcoords="offset points", fontsize=fontsize,
+                        fontweight="bold", ha="left", va="bottom", bbox=box, zorder=4)
+        else:
+            ax.text(*anchor, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
