@@ -293,3 +293,30 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
     assert len(drawn) == LAYERS and len({(b.norm.vmin, b.norm.vmax) for b in drawn}) == 1
     assert drawn[0].norm.vmax == pytest.approx(largest) and drawn[0].norm.vmin == pytest.approx(-largest)
     assert min(np.nanmax(np.abs(b.values)) for b in drawn) < largest  # the layers' own ranges differ
+
+
+def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, divergence_csv, tmp_path, monkeypatch):
+    """Top neurons whose removal changes almost nothing lie side by side at ~0 %, as in the default models: their
+    index labels must stay readable (neuron indices of four digits, as at the thesis's width)."""
+    from lstmscope import ablation_figures as figs
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=4, random=2, seed=3, max_tokens=120)
+    table = write_ablation_table(h5, divergence_csv, csv)
+    top = table.group == "top"
+    table.loc[top, "perplexity_change_pct"] = np.tile([0.01, -0.02, 0.0, 0.03], LAYERS)
+    table.loc[top, "neurons"] = [str(1000 + 111 * k) for k in range(int(top.sum()))]
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
+    (fig,) = kept
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(boxes) == 4
+        points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections])
+        for i, box in enumerate(boxes):
+            assert not any(box.overlaps(other) for other in boxes[i + 1:]), "two labels overlap"
+            assert not any(box.contains(px, py) for px, py in points), "a label covers a point"
+    figs.plt.close(fig)

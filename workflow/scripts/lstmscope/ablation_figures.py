@@ -51,12 +51,13 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
             rows = sub[sub["group"] == group]
             name, colour, marker = GROUP_STYLE[group]
             y = rows["perplexity_change_pct"].to_numpy()
-            xs = x + (np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.zeros(1))
+            spread = 0.3 if group == "top" else 0.15  # the labelled points a little further apart
+            xs = x + (np.linspace(-spread, spread, len(y)) if len(y) > 1 else np.zeros(1))
             ax.scatter(xs, y, color=colour, marker=marker, s=30, zorder=3)
-            if group == "top":
-                for i, (xi, yi, r) in enumerate(zip(xs, y, rows.itertuples())):  # labels alternate sides
-                    ax.annotate(f"{r.neurons}", (xi, yi), xytext=(5 if i % 2 else -5, 0), textcoords="offset points",
-                                fontsize=7, va="center", ha="left" if i % 2 else "right")
+            if group == "top":  # labels alternately above and below their points: neighbours' labels never meet
+                for i, (xi, yi, r) in enumerate(zip(xs, y, rows.itertuples())):
+                    ax.annotate(f"{r.neurons}", (xi, yi), xytext=(0, -6 if i % 2 else 6), textcoords="offset points",
+                                fontsize=7, ha="center", va="top" if i % 2 else "bottom")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(range(len(groups)), [GROUP_STYLE[g][0] for g in groups], fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.4)
