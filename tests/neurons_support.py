@@ -19,6 +19,7 @@ import torch
 
 from lstmscope.activations import TextSpec, dump_activations
 from lstmscope.divergence import neuron_divergence
+from lstmscope.heatmap import heading_tokens
 from lstmscope.histogram import neuron_histograms
 from lstmscope.model import ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, train
@@ -191,6 +192,14 @@ def degenerate(tiny, tmp_path_factory) -> Degenerate:
     dump_activations(checkpoint, tiny.vocabulary, tiny.split, TEXT, activations, chunk_tokens=64,
                      model_info=record["extra"])
     return Degenerate(checkpoint, activations, write_divergence(activations, folder), u)
+
+
+def prose_window(values: np.ndarray, words: list[str], length: int) -> int:
+    """Where a passage of ``length`` tokens is expected with heatmap.passage prose: the largest sum of |values|
+    among the windows holding the fewest section-heading tokens (none, where the text has room), first on ties."""
+    sums = np.convolve(np.abs(np.nan_to_num(values)), np.ones(length), mode="valid")
+    heads = np.convolve(heading_tokens(words).astype(int), np.ones(length, dtype=int), mode="valid")
+    return int(np.argmax(np.where(heads == heads.min(), sums, -np.inf)))
 
 
 def contrast(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:

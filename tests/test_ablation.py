@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import h5py
@@ -18,7 +19,7 @@ from lstmscope.activations_file import ActivationsError
 from lstmscope.model import load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
 
-from neurons_support import (HIDDEN, LAYERS, degenerate, divergence_csv, reference_log_probs,  # noqa: F401
+from neurons_support import (HIDDEN, LAYERS, degenerate, divergence_csv, prose_window, reference_log_probs,  # noqa: F401
                              tiny)
 
 
@@ -145,12 +146,46 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
     for r in tops.itertuples():
         d = div[(div.layer == r.layer) & (div.state == "h") & (div.neuron == int(r.neurons))].iloc[0]
         assert r.kl_sum == pytest.approx(d.kl_sum, rel=1e-5) and r.kl_rank == d["rank"]
+    for layer in range(1, LAYERS + 1):  # the two live neurons of highest KL sum of h, best first
+        live = div[(div.layer == layer) & (div.state == "h") & ~div.dead].sort_values("kl_sum", ascending=False)
+        assert [int(n) for n in tops[tops.layer == layer].neurons] == live.neuron.head(2).tolist()
+        assert tops[tops.layer == layer].kl_rank.tolist() == [1, 2]
     assert len(result) == len(table) == len(ablations)
     again = tmp_path / "again.csv"
     run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, tmp_path / "again.h5", state="h",
                  neurons=2, random=3, seed=1)
     write_ablation_table(tmp_path / "again.h5", divergence_csv, again, min_count=2, top_words=4)
     assert again.read_bytes() == csv.read_bytes(), "same inputs and seed must give the same table"
+
+
+def test_the_table_refuses_a_divergence_table_or_file_that_does_not_belong(tiny, divergence_csv, tmp_path):
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=1, seed=1, max_tokens=120)
+    first = read_ablation(h5).ablations[0]
+    assert first.group == "top"
+    div = pd.read_csv(divergence_csv)
+    other = div.assign(model="d0.5_r0")
+    unranked = div.copy()
+    unranked.loc[(div.layer == first.layer) & (div.state == "h") & (div.neuron == first.neurons[0]), "rank"] = np.nan
+    twice = pd.concat([div, div.iloc[[3]]])
+    for name, table, message in [
+            ("other", other, r"other\.csv is the divergence table of \['d0\.5_r0'\], not of model "
+                             + re.escape(str(div.model.iloc[0]))),
+            ("unranked", unranked, rf"unranked\.csv: layer {first.layer} neuron {first.neurons[0]} was removed as a "
+                                   "top-KL neuron of h but is not ranked there"),
+            ("twice", twice, r"twice\.csv: layer \d / [hc] neuron \d+ has more than one row")]:
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        with pytest.raises(AblationError, match=message):
+            write_ablation_table(h5, tmp_path / f"{name}.csv", csv)
+    with pytest.raises(AblationError, match=r"ablation.min_count=0, ablation.top_words=6: each must be at least 1"):
+        write_ablation_table(h5, divergence_csv, csv, min_count=0)
+    stateless = tmp_path / "stateless.h5"
+    shutil.copy(h5, stateless)
+    with h5py.File(stateless, "a") as f:
+        del f.attrs["state"]
+    with pytest.raises(AblationError, match=r"stateless\.h5: missing attribute\(s\) state"):
+        write_ablation_table(stateless, divergence_csv, csv)
+    assert not csv.exists(), "no table after an error"
 
 
 def test_max_tokens_reads_the_first_tokens_of_the_text(tiny, divergence_csv, tmp_path):
@@ -320,3 +355,27 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
             assert not any(box.overlaps(other) for other in boxes[i + 1:]), "two labels overlap"
             assert not any(box.contains(px, py) for px, py in points), "a label covers a point"
     figs.plt.close(fig)
+
+
+def test_ablation_heatmap_passage_is_chosen_outside_the_headings_unless_active(tiny, divergence_csv, tmp_path,
+                                                                                monkeypatch):
+    from lstmscope import ablation_figures as figs
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=1, seed=3, max_tokens=200)
+    table = write_ablation_table(h5, divergence_csv, csv)
+    stored = read_ablation(h5)
+    drawn = []
+    monkeypatch.setattr(figs, "draw_blocks", lambda blocks, *a, **k: drawn.append(blocks))
+    for passage in ("prose", "active"):
+        figs.heatmap_figure(h5, table, tmp_path / "h.png", tmp_path / "h.svg", passage_tokens=30, passage=passage)
+        for block in drawn.pop():
+            layer, neuron = (int(x) for x in re.search(r"layer (\d+), neuron (\d+)", block.title).groups())
+            a = next(i for i, ab in enumerate(stored.ablations) if (ab.layer, ab.neurons) == (layer, (neuron,)))
+            effect = stored.effect(a)
+            want = (prose_window(effect, stored.words, 30) if passage == "prose"
+                    else int(np.argmax(np.convolve(np.abs(np.nan_to_num(effect)), np.ones(30), "valid"))))
+            assert f"tokens {want}-{want + 29}" in block.title, (passage, block.title)
+    with pytest.raises(ValueError, match="heatmap.passage='all'"):
+        figs.ablation_figures(h5, csv, *(tmp_path / f"x.{e}" for e in ("png", "svg", "png", "svg")), passage_tokens=30,
+                              passage="all")

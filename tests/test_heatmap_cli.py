@@ -17,8 +17,8 @@ from lstmscope.activations_file import open_activations
 from lstmscope.heatmap import heading_tokens
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, single_removal_effects,  # noqa: F401
-                             tiny)
+from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, prose_window,  # noqa: F401
+                             single_removal_effects, tiny)
 
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
@@ -64,9 +64,8 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
 
 @pytest.mark.parametrize("around,state", [(None, "h"), ("h", "h"), ("c", "c")])
 def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, state):
-    column = np.abs(_expected(tiny.activations, f"layer2/{state}", slice(None), 7))
-    sums = np.convolve(column, np.ones(25), mode="valid")  # sum of |value| over every 25-token window
-    start = int(np.argmax(sums))
+    column = _expected(tiny.activations, f"layer2/{state}", slice(None), 7)
+    start = prose_window(column, _words(tiny.activations, slice(None)), 25)  # outside the section headings
     with open_activations(tiny.activations) as f:
         blocks = heatmap_blocks(f, [(2, 7), (1, 2)], expectancy=True, start=None, tokens=25, around=around)
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25))
@@ -87,7 +86,8 @@ def test_the_passage_avoids_section_headings_unless_headings_is_given(tiny, monk
     drawn = []
     monkeypatch.setattr(cli, "draw_blocks_to", lambda blocks, *a, **k: drawn.append(blocks))
     for extra, start in (([], prose), (["--headings"], anywhere)):
-        assert main([str(tiny.activations), "-n", f"2:{j}", "--tokens", "25", "-o", str(tmp_path / "x.png"), *extra]) == 0
+        out = str(tmp_path / "x.png")
+        assert main([str(tiny.activations), "-n", f"2:{j}", "--tokens", "25", "-o", out, *extra]) == 0
         assert drawn.pop()[0].words == words[start:start + 25], extra
 
 
@@ -197,13 +197,22 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
     assert f"neuron {j2} removed (random; perplexity" in blocks[5].title and f"first {ABLATED} words" in blocks[5].title
     np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, f"layer{l2}/h", rows, j2))
     # --around effect: the passage where the first neuron's removal matters most
-    effect = np.nan_to_num(np.abs(_effect(path, l2, j2)))
-    start = int(np.argmax(np.convolve(effect, np.ones(25), mode="valid")))
+    start = prose_window(_effect(path, l2, j2)[:ABLATED], _words(tiny.activations, slice(0, ABLATED)), 25)
     with open_activations(tiny.activations) as f:
         blocks = heatmap_blocks(f, [(l2, j2)], expectancy=True, start=None, tokens=25, around="effect",
                                 ablation=str(path))
     assert [b.label for b in blocks] == ["p(word | preceding words)", "h", "c", "effect (nats)"]
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25)) and start + 25 <= ABLATED
+    # a passage so long that every one among the words read holds a heading: still among those words (where the
+    # effect has values), not past them where a window might hold no heading but also no value
+    words = _words(tiny.activations, slice(None))
+    heads = np.convolve(heading_tokens(words).astype(int), np.ones(100, dtype=int), mode="valid")
+    assert heads[:ABLATED - 99].min() > 0 and heads.min() == 0
+    with open_activations(tiny.activations) as f:
+        (long, *_) = heatmap_blocks(f, [(l2, j2)], expectancy=False, start=None, tokens=100, around="effect",
+                                    ablation=str(path))
+    begin = int(long.title.split("tokens ")[1].split("-")[0])
+    assert begin + 100 <= ABLATED
 
 
 def test_the_command_draws_a_removal(tiny, ablation, tmp_path):
@@ -252,7 +261,7 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
     assert sorted(groups) == [(1, "random all"), (1, "top all"), (2, "random all"), (2, "top all")]
     padded = {k: _padded(e) for k, (_, e) in groups.items()}
     # without --neuron and --start, the passage is where the first group's effect is largest
-    start = int(np.argmax(np.convolve(np.nan_to_num(np.abs(padded[(2, "top all")])), np.ones(25), mode="valid")))
+    start = prose_window(padded[(2, "top all")][:ABLATED], _words(tiny.activations, slice(0, ABLATED)), 25)
     with open_activations(tiny.activations) as f:
         blocks = heatmap_blocks(f, [], expectancy=False, start=None, tokens=25, ablation=str(group_ablation),
                                 groups=[(2, "top all"), (1, "random all")])

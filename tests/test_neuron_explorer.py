@@ -321,6 +321,13 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     assert result["peak"] + 30 <= ABLATED_TOKENS and prose[result["peak"]]
     assert sums[result["peak"]] >= sums[prose].max() - 30 * 2 * m / LEVELS
     assert " · effect of removing it " in result["tooltip"]
+    # a passage so long that every one among the words read holds a heading: the peak stays among those words
+    # (where the effect has values), not past them where a window may hold no heading but no value either
+    _, prose = prose_windows(raw, result["words"], 100)
+    assert not prose[:ABLATED_TOKENS - 99].any() and prose.any()
+    long = tmp_path / "long.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, long, K, 100, "t", ablation_path=h5)
+    assert selftest(chromium, long, f"2:{j}:e:symmetric:removed", tmp_path)["peak"] + 100 <= ABLATED_TOKENS
     # a neuron that was not removed on its own offers no effect: the page falls back to its h
     kept = next(r["neuron"] for r in data["views"][3]["neurons"] if (2, r["neuron"]) not in effects)
     result = selftest(chromium, out, f"2:{kept}:e:symmetric", tmp_path)

@@ -11,7 +11,7 @@ without, its change, and the words the neuron(s) helped and hindered most::
 Neurons are ``LAYER:INDEX`` (layers from 1, indices from 0, as in the tables). The activations
 file gives the text and must have been dumped from the checkpoint. ``--heatmap`` draws each
 ablation's effect on every word (log p intact - log p without, in nats) over the passage where
-the first one's effect is largest.
+the first one's effect is largest, outside the section headings (``--headings``: anywhere).
 """
 from __future__ import annotations
 

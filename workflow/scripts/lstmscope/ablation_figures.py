@@ -158,7 +158,8 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         effect = stored.effect(int(best))
         rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
         shown.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
-                      f"{row['perplexity_change_pct']:+.2f} % without it", effect, *effect_passage(effect, passage_tokens, avoid)))
+                      f"{row['perplexity_change_pct']:+.2f} % without it", effect,
+                      *effect_passage(effect, passage_tokens, avoid)))
     # one scale for every layer: a neuron that matters little stays pale beside one that matters much
     norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in shown]))
     blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in shown]

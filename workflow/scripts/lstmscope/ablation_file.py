@@ -77,6 +77,9 @@ def read_ablation(path: str | os.PathLike) -> AblationFile:
             groups = [g.decode() if isinstance(g, bytes) else str(g) for g in f["ablation/group"][:]]
         except KeyError as exc:
             raise AblationError(f"{path}: missing {exc}") from None
+    absent = [k for k in ("model", "text", "dropout", "state", "n_tokens") if k not in attrs]
+    if absent:
+        raise AblationError(f"{path}: missing attribute(s) {', '.join(absent)}")
     abls = [Ablation(int(layer), tuple(int(j) for j in row if j >= 0), group)
             for layer, row, group in zip(layers, units, groups)]
     return AblationFile(attrs, words, intact, ablated, abls)

@@ -61,12 +61,20 @@ def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: 
     if set(divergence["model"].astype(str)) != {model}:
         raise AblationError(f"{divergence_path} is the divergence table of "
                             f"{sorted(set(divergence['model'].astype(str)))}, not of model {model}")
+    twice = divergence[divergence.duplicated(["layer", "state", "neuron"], keep=False)]
+    if len(twice):
+        r = twice.iloc[0]
+        raise AblationError(f"{divergence_path}: layer {r['layer']} / {r['state']} neuron {r['neuron']} has more "
+                            "than one row")
     ranks = divergence[divergence["state"] == state].set_index(["layer", "neuron"])
     rows = []
     for a, ab in enumerate(ablation.ablations):
         single = len(ab.neurons) == 1
         info = ranks.loc[(ab.layer, ab.neurons[0])] if single and (ab.layer, ab.neurons[0]) in ranks.index else None
         rank = info["rank"] if info is not None and ab.group == "top" else None
+        if ab.group == "top" and single and (rank is None or pd.isna(rank)):
+            raise AblationError(f"{divergence_path}: layer {ab.layer} neuron {ab.neurons[0]} was removed as a top-KL "
+                                f"neuron of {state} but is not ranked there: not the table the ablation chose from")
         rows.append({
             "model": model, "text": str(attrs["text"]), "dropout": float(attrs["dropout"]),
             "layer": ab.layer, "group": ab.group, "neurons": " ".join(str(j) for j in ab.neurons),

@@ -92,7 +92,8 @@ def check_passage(passage: str) -> None:
 
 def heading_tokens(words: Sequence[str]) -> np.ndarray:
     """True for every token of a section heading line of WikiText (``= = Film = = <eos>``: a line, ended by
-    ``<eos>``, whose first token is ``=``); the text is taken to start at the start of a line."""
+    ``<eos>``, that starts and ends with ``=``). A text that starts inside a line (an offset) starts with the
+    rest of it: that is a heading's rest if it ends with ``=`` (``Film = = <eos>``)."""
     mask = np.zeros(len(words), dtype=bool)
     heading, line_start = False, True
     for i, w in enumerate(words):
@@ -100,6 +101,9 @@ def heading_tokens(words: Sequence[str]) -> np.ndarray:
             heading = w == "="
         mask[i] = heading
         line_start = w == "<eos>"
+    first_eos = next((i for i, w in enumerate(words) if w == "<eos>"), None)
+    if first_eos is not None and first_eos > 0 and words[first_eos - 1] == "=":
+        mask[:first_eos + 1] = True
     return mask
 
 

@@ -13,9 +13,10 @@ passage so they can be compared word by word::
 
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
-state (or, ``--around effect``, its removal's effect) has the largest sum of |value| outside
-the section headings (``--headings``: anywhere; for ``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c`` without a
-neuron, is an error rather than ignored.
+state (or, ``--around effect``, its removal's effect, among the words the ablation read) has
+the largest sum of |value| outside the section headings (``--headings``: anywhere; for
+``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c``
+without a neuron, is an error rather than ignored.
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
 word, log p(word) intact minus without it (red: it helped predict the word; a dotted frame: no value).
@@ -64,6 +65,12 @@ def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Da
     return ds
 
 
+def effect_start(removal: Removal, tokens: int, avoid: np.ndarray | None) -> int:
+    """Start of the passage where a removal's effect is largest, among the words the ablation read."""
+    n = removal.tokens
+    return best_window(np.nan_to_num(removal.effect[:n]), tokens, None if avoid is None else avoid[:n])
+
+
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
             around: str | None, removals: dict[tuple[int, int], Removal] | None = None,
             first_group: Removal | None = None, avoid: np.ndarray | None = None) -> tuple[int, int]:
@@ -81,7 +88,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             raise ValueError(f"--around {around} chooses the passage by the first --neuron's {around}: give --neuron "
                              "LAYER:INDEX (without one, the first --group's effect or the text's start picks it)")
         if not neurons and first_group is not None:
-            start = best_window(np.nan_to_num(first_group.effect), tokens, avoid)
+            start = effect_start(first_group, tokens, avoid)
         elif not neurons and around == "effect":
             raise ValueError("--around effect chooses the passage by a removal's effect: give --neuron or --group "
                              "with --ablation")
@@ -92,7 +99,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             if around == "effect":
                 if not removals:
                     raise ValueError("--around effect needs --ablation: the effect of removing the first neuron")
-                start = best_window(np.nan_to_num(removals[neurons[0]].effect), tokens, avoid)
+                start = effect_start(removals[neurons[0]], tokens, avoid)
             else:
                 state = around or "h"
                 start = best_window(neuron_dataset(f, layer, state, neuron)[:, neuron].astype(np.float64), tokens,

@@ -166,8 +166,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
-            "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(), "light": light_text_table(), "expectancy": expectancy,
-            "views": views, "series": series}
+            "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(),
+            "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
 
 
 def runs_of(mask: np.ndarray | None) -> list[list[int]]:
