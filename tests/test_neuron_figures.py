@@ -52,6 +52,33 @@ def test_neuron_figures_written_as_png_and_svg(two_models, tmp_path):
     assert svg.count("<path") > 10
 
 
+def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, tmp_path, monkeypatch):
+    """On the log scale an empty bin has no height: every drawn line skips its empty bins (a neuron's scattered
+    single values would otherwise draw a block of vertical lines) and keeps every non-empty one."""
+    import lstmscope.neuron_figures as nf
+
+    hist, div = two_models["d0.2_r0"]
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
+    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    _, hists = read_histograms(hist)
+    bins = {len(h.edges) - 1 for h in hists}
+    lines = [line for fig in kept for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata()) - 1 in bins]
+    assert lines
+    empty = 0
+    for line in lines:
+        y = np.asarray(line.get_ydata(), dtype=float)[:-1]
+        assert (y[np.isfinite(y)] > 0).all()
+        empty += int(np.isnan(y).sum())
+    assert empty > 0  # the real histograms have empty bins (the c interval is wider than some neurons' range)
+    # each line skips exactly the empty bins of a neuron's (or the layer average's) counts
+    patterns = {(h.counts[j] == 0).tobytes() for h in hists for j in range(h.neurons)}
+    patterns |= {(h.counts.sum(axis=0) == 0).tobytes() for h in hists}
+    for line in lines:
+        assert np.isnan(np.asarray(line.get_ydata(), dtype=float)[:-1]).tobytes() in patterns
+
+
 def test_mean_abs_table_and_dropout_figure(two_models, tmp_path):
     divs = [two_models[m][1] for m in ("d0.2_r0", "d0.5_r0")]
     summary = mean_abs_vs_dropout(divs, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", dpi=50)

@@ -34,7 +34,10 @@ def density(hist: StoredHistogram, neurons: np.ndarray | None = None) -> np.ndar
 
 
 def _step(ax, hist: StoredHistogram, y: np.ndarray, **kw) -> None:
-    """A histogram as a step line (a Line2D: far cheaper to draw than ``stairs`` for thousands of bins)."""
+    """A histogram as a step line (a Line2D: far cheaper to draw than ``stairs`` for thousands of bins).
+    Empty bins are left out (on the log scale they have no height), so scattered single values read as short
+    dashes at their density instead of a block of lines dropping to the axis floor."""
+    y = np.where(y > 0, y, np.nan)
     ax.plot(hist.edges, np.append(y, y[-1]), drawstyle="steps-post", **kw)
 
 
