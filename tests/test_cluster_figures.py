@@ -56,13 +56,14 @@ def test_numbers_sit_on_their_cluster():
 
 
 def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
-    """A cluster of one or two points under its own label box would look like a number over nothing."""
+    """A cluster of one or two points, or many on one spot, under its own label box would look like a number
+    over nothing: a few points are ringed each, a clump is circled, and the number goes beside them."""
     rng = np.random.default_rng(3)
     big = rng.normal(size=(300, 2))
-    clump = np.full((40, 2), [-6.0, 5.0]) + rng.normal(scale=0.01, size=(40, 2))  # many points on one spot
+    clump = np.array([-6.0, 5.0]) + rng.normal(scale=0.05, size=(300, 2))  # many points on one spot
     table = pd.DataFrame({"x": np.r_[big[:, 0], clump[:, 0], 6.0, 6.1, -6.0],
                           "y": np.r_[big[:, 1], clump[:, 1], 5.0, 5.1, -5.0],
-                          "cluster": np.r_[np.ones(300, dtype=int), np.full(40, 2), 3, 3, 4]})
+                          "cluster": np.r_[np.ones(300, dtype=int), np.full(300, 2), 3, 3, 4]})
     fig, ax = F.plt.subplots(figsize=(4, 4), dpi=100)
     F.draw_clusters(ax, table)
     fig.canvas.draw()
@@ -73,8 +74,11 @@ def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
         points = ax.transData.transform(table.loc[table.cluster == k, ["x", "y"]].to_numpy())
         assert not any(labels[str(k)].contains(px, py) for px, py in points), f"cluster {k} hidden by its label"
     rings = [col for col in ax.collections[1:]]  # after the one scatter of all points
-    assert [len(col.get_offsets()) for col in rings] == [40, 2, 1]
-    np.testing.assert_allclose(rings[1].get_offsets(), table.loc[table.cluster == 3, ["x", "y"]].to_numpy())
+    assert [len(col.get_offsets()) for col in rings] == [2, 1]
+    np.testing.assert_allclose(rings[0].get_offsets(), table.loc[table.cluster == 3, ["x", "y"]].to_numpy())
+    (circle,) = ax.patches  # the clump's: around all of its points
+    assert all(circle.contains_point(p) for p in ax.transData.transform(clump))
+    assert circle.get_radius() < 1.0  # around the clump only
     # the large cluster keeps its number on one of its points
     x1, y1 = ax.transData.transform(F.label_anchor(big[:, 0], big[:, 1]))
     assert labels["1"].contains(x1, y1)

@@ -45,9 +45,11 @@ def chromium() -> str:
     skip_or_fail("headless Chromium not found (apt-get install chromium)")
 
 
-def selftest(browser: str, path: Path, word: str, tmp_path: Path, budget_ms: int = 20000) -> dict:
-    """Open ``path?selftest=word`` in headless Chromium; return what the page's test hook wrote."""
-    url = path.resolve().as_uri() + "?" + urllib.parse.urlencode({"selftest": word})
+def selftest(browser: str, path: Path, word: str, tmp_path: Path, budget_ms: int = 20000,
+             query: dict | None = None) -> dict:
+    """Open ``path?selftest=word`` (and ``query``'s parameters) in headless Chromium; return what the page's test
+    hook wrote."""
+    url = path.resolve().as_uri() + "?" + urllib.parse.urlencode({"selftest": word, **(query or {})})
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
            "--disable-extensions", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium-profile'}",
            f"--virtual-time-budget={budget_ms}", "--dump-dom", url]
@@ -143,6 +145,25 @@ def test_browser_records_errors_and_console_errors(chromium, tmp_path):
     out.write_text(render_page({"title": "t"}, tmp_path / "t.html"))
     errors = selftest(chromium, out, "", tmp_path)["errors"]
     assert len(errors) == 2 and errors[0] == "bad 1" and "undefinedFunction is not defined" in errors[1], errors
+
+
+@pytest.mark.browser
+def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chromium, page, tables, tmp_path):
+    def start(path, **query):
+        result = selftest(chromium, path, ".", tmp_path, query=query)
+        assert result["errors"] == []
+        s = result["start"]
+        return s["layer"], s["state"], s["linkage"]
+
+    assert start(page) == (2, "c", "ward")
+    assert start(page, layer="1") == (1, "c", "ward")  # a layer alone keeps the state
+    assert start(page, state="h") == (2, "h", "ward")
+    assert start(page, layer="1", state="h", linkage="single") == (1, "h", "single")
+    # views where layer 1 has no c: a layer alone takes that layer's view rather than another layer's
+    partial = tmp_path / "partial.html"
+    build_explorer({k: v for k, v in tables.items() if k[:2] in ((1, "h"), (2, "c"))}, partial, "t", context_tokens=5)
+    assert start(partial) == (2, "c", "ward")
+    assert start(partial, layer="1") == (1, "h", "ward")
 
 
 @pytest.mark.browser

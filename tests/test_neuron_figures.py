@@ -54,7 +54,8 @@ def test_neuron_figures_written_as_png_and_svg(two_models, tmp_path):
 
 def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, tmp_path, monkeypatch):
     """On the log scale an empty bin has no height: every drawn line skips its empty bins (a neuron's scattered
-    single values would otherwise draw a block of vertical lines) and keeps every non-empty one."""
+    single values would otherwise draw a block of vertical lines) and keeps every non-empty one; only the dead
+    neuron of the dead-neuron figure drops to the floor, so that its one full bin reads as a spike."""
     import lstmscope.neuron_figures as nf
 
     hist, div = two_models["d0.2_r0"]
@@ -64,7 +65,11 @@ def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, 
     nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
     _, hists = read_histograms(hist)
     bins = {len(h.edges) - 1 for h in hists}
-    lines = [line for fig in kept for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata()) - 1 in bins]
+    drawn = [line for fig in kept for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata()) - 1 in bins]
+    # the dead-neuron figure's neuron keeps its empty bins at the floor: its one full bin stays a spike
+    spikes = [line for line in drawn if line.get_label().startswith("neuron ")]
+    assert spikes and all(not np.isnan(np.asarray(line.get_ydata(), float)).any() for line in spikes)
+    lines = [line for line in drawn if line not in spikes]
     assert lines
     empty = 0
     for line in lines:

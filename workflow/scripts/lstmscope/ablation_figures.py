@@ -38,12 +38,45 @@ GROUP_STYLE = {"top": ("top-KL\none at a time", "tab:red", "o"),
 ORDER = ["top", "random", "top all", "random all"]
 
 
+LABELLED = 6  # top neurons labelled at most per layer (those whose removal changes the perplexity most)
+MARKER_PT = 30  # area of a point, pt^2
+
+
+def place_labels(fig, ax, candidates: Sequence[tuple[float, float, str]], fontsize: float = 7) -> None:
+    """Label points with text above or below them, in the order given (most important first): each label goes
+    just above, just below, one line higher or one line lower than its point, the first of these where its box
+    meets no point of ``ax``, no label placed before and no edge of the panel; a label that fits nowhere is left
+    out. Call it when the panel's limits and place are final."""
+    px = fig.dpi / 72
+    points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections])
+    reach = (np.sqrt(MARKER_PT) / 2 + 1) * px  # a point's radius, and a little air
+    frame = ax.get_window_extent()
+    placed: list[tuple[float, float, float, float]] = []
+    gap, h = 4 * px, 1.25 * fontsize * px
+    for x, y, text in candidates:
+        cx, cy = ax.transData.transform((x, y))
+        w = 0.65 * fontsize * len(text) * px
+        for side, tier in ((1, 0), (-1, 0), (1, 1), (-1, 1)):
+            y0 = cy + gap + tier * h if side > 0 else cy - gap - h - tier * h
+            box = (cx - w / 2, y0, cx + w / 2, y0 + h)
+            on_point = ((points[:, 0] > box[0] - reach) & (points[:, 0] < box[2] + reach)
+                        & (points[:, 1] > box[1] - reach) & (points[:, 1] < box[3] + reach)).any()
+            on_label = any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+            if inside and not on_point and not on_label:
+                placed.append(box)
+                ax.annotate(text, (x, y), xytext=(0, side * (4 + tier * 1.25 * fontsize)), textcoords="offset points",
+                            fontsize=fontsize, ha="center", va="bottom" if side > 0 else "top")
+                break
+
+
 def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
                    n_tokens: int | None = None) -> None:
     """Perplexity change of every ablation of one model and text (its first ``n_tokens``), one panel per layer."""
     layers = sorted(table["layer"].unique())
     model, text = table["model"].iloc[0], table["text"].iloc[0]
     fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.8), squeeze=False, sharey=True)
+    labels = []  # (axes, [(x, y, text)], most changed first)
     for ax, layer in zip(axes[0], layers):
         sub = table[table["layer"] == layer]
         groups = [g for g in ORDER if (sub["group"] == g).any()]
@@ -51,14 +84,14 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
             rows = sub[sub["group"] == group]
             name, colour, marker = GROUP_STYLE[group]
             y = rows["perplexity_change_pct"].to_numpy()
-            spread = 0.3 if group == "top" else 0.15  # the labelled points a little further apart
+            spread = 0.42 if group == "top" else 0.15  # the labelled points further apart
             xs = x + (np.linspace(-spread, spread, len(y)) if len(y) > 1 else np.zeros(1))
             ax.scatter(xs, y, color=colour, marker=marker, s=30, zorder=3)
-            if group == "top":  # labels alternately above and below their points: neighbours' labels never meet
-                for i, (xi, yi, r) in enumerate(zip(xs, y, rows.itertuples())):
-                    ax.annotate(f"{r.neurons}", (xi, yi), xytext=(0, -6 if i % 2 else 6), textcoords="offset points",
-                                fontsize=7, ha="center", va="top" if i % 2 else "bottom")
+            if group == "top":  # the neurons' indices, placed once the panels are laid out
+                most = np.argsort(-np.abs(np.nan_to_num(y)), kind="stable")[:LABELLED]
+                labels.append((ax, [(float(xs[i]), float(y[i]), str(rows["neurons"].iloc[i])) for i in most]))
         ax.axhline(0, color="0.5", lw=0.8)
+        ax.margins(y=0.12)  # room for the labels of the highest and lowest points
         ax.set_xticks(range(len(groups)), [GROUP_STYLE[g][0] for g in groups], fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(f"layer {layer}", fontsize=10)
@@ -68,6 +101,8 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
     fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})", fontsize=11)
     fig.tight_layout()
+    for ax, candidates in labels:
+        place_labels(fig, ax, candidates)
     save_figure(fig, png, svg, dpi=dpi)
 
 

@@ -2,10 +2,10 @@
 
 Every figure is saved as PNG and SVG (scatter points rasterised inside the SVG, so
 that 18 000 points stay a small file). Clusters are numbered by size (1 = largest);
-the 18 largest get their own colour and number, the rest are drawn grey. A numbered
-cluster of fewer than ``SMALL`` points, or whose points lie within ``SMALL_EXTENT`` of
-the map's extent, is ringed and numbered beside its points, which its label would
-otherwise cover.
+the 18 largest get their own colour and number, the rest are drawn grey. A number
+sits on its cluster, except where it would cover it: a cluster of fewer than ``SMALL``
+points has each point ringed, one spread over less than ``SMALL_EXTENT`` of the map is
+circled, and the number goes beside the rings or the circle.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from .top_words import parse_top_words
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
 STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
-SMALL = 10  # a numbered cluster with fewer points ...
-SMALL_EXTENT = 0.04  # ... or spread over less than this fraction of the map: ringed, its number beside them
+SMALL = 10  # a numbered cluster with fewer points: each ringed, its number beside them
+SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its larger side): circled, number beside
 
 
 def cluster_colours(clusters: np.ndarray) -> np.ndarray:
@@ -54,7 +54,7 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     x, y, c = table["x"].to_numpy(), table["y"].to_numpy(), table["cluster"].to_numpy()
     order = np.argsort(-c, kind="stable")  # small clusters first, the largest drawn on top
     size = point_size(len(x))
-    extent = max(float(np.ptp(x)), float(np.ptp(y)), 1e-12) if len(x) else 1.0
+    extent = max(float(np.ptp(x)), float(np.ptp(y)), 1e-12)
     ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=size, linewidths=0, rasterized=True)
     # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
@@ -62,15 +62,22 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
         members = c == k
         if not members.any():
             continue
-        anchor = label_anchor(x[members], y[members])
-        spread = max(float(np.ptp(x[members])), float(np.ptp(y[members])))
-        if members.sum() < SMALL or spread < SMALL_EXTENT * extent:  # a label would hide them: ring, number beside
-            ax.scatter(x[members], y[members], s=max(6 * size, 20), facecolors="none", edgecolors="black",
-                       linewidths=0.6, zorder=3)
-            ax.annotate(str(k), anchor, xytext=(6, 6), textcoords="offset points", fontsize=fontsize,
-                        fontweight="bold", ha="left", va="bottom", bbox=box, zorder=4)
+        xs, ys = x[members], y[members]
+        spread = max(float(np.ptp(xs)), float(np.ptp(ys)))
+        beside = {"xytext": (4, 4), "textcoords": "offset points", "fontsize": fontsize, "fontweight": "bold",
+                  "ha": "left", "va": "bottom", "bbox": box, "zorder": 4}
+        if members.sum() < SMALL:  # a label on a few points would hide them: ring each, number beside them
+            ax.scatter(xs, ys, s=max(6 * size, 20), facecolors="none", edgecolors="black", linewidths=0.6, zorder=3)
+            ax.annotate(str(k), (float(xs.max()), float(ys.max())), **beside)
+        elif spread < SMALL_EXTENT * extent:  # a compact clump: one circle around it, number beside the circle
+            cx, cy = (xs.max() + xs.min()) / 2, (ys.max() + ys.min()) / 2
+            r = float(np.hypot(xs - cx, ys - cy).max()) + 0.01 * extent
+            ax.add_patch(plt.matplotlib.patches.Circle((cx, cy), r, fill=False, edgecolor="black", linewidth=0.7,
+                                                       zorder=3))
+            ax.annotate(str(k), (cx + r * 0.71, cy + r * 0.71), **beside)
         else:
-            ax.text(*anchor, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
+            ax.text(*label_anchor(xs, ys), str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center",
+                    bbox=box)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")

@@ -92,8 +92,9 @@ def check_passage(passage: str) -> None:
 
 def heading_tokens(words: Sequence[str]) -> np.ndarray:
     """True for every token of a section heading line of WikiText (``= = Film = = <eos>``: a line, ended by
-    ``<eos>``, that starts and ends with ``=``). A text that starts inside a line (an offset) starts with the
-    rest of it: that is a heading's rest if it ends with ``=`` (``Film = = <eos>``)."""
+    ``<eos>``, whose first token is ``=``). A text that starts inside a line (an offset) starts with the rest
+    of it, whose first token is not the line's: that is a heading's rest if its last token is ``=``
+    (``Film = = <eos>``)."""
     mask = np.zeros(len(words), dtype=bool)
     heading, line_start = False, True
     for i, w in enumerate(words):

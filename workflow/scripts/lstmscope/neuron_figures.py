@@ -33,11 +33,13 @@ def density(hist: StoredHistogram, neurons: np.ndarray | None = None) -> np.ndar
     return hist.counts[neurons] / (hist.n_values * width)
 
 
-def _step(ax, hist: StoredHistogram, y: np.ndarray, **kw) -> None:
+def _step(ax, hist: StoredHistogram, y: np.ndarray, skip_empty: bool = True, **kw) -> None:
     """A histogram as a step line (a Line2D: far cheaper to draw than ``stairs`` for thousands of bins).
     Empty bins are left out (on the log scale they have no height), so scattered single values read as short
-    dashes at their density instead of a block of lines dropping to the axis floor."""
-    y = np.where(y > 0, y, np.nan)
+    dashes at their density instead of a block of lines dropping to the axis floor; ``skip_empty=False`` draws
+    them down to the floor (a dead neuron's one full bin is then a spike, not a one-bin dash)."""
+    if skip_empty:
+        y = np.where(y > 0, y, np.nan)
     ax.plot(hist.edges, np.append(y, y[-1]), drawstyle="steps-post", **kw)
 
 
@@ -156,7 +158,8 @@ def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, pn
     zoom = max(5 * dead_threshold, 5 * float(np.diff(hist.edges)[0]))
     for ax, (lo, hi) in zip(axes, ((hist.edges[0], hist.edges[-1]), (-zoom, zoom))):
         _step(ax, hist, density(hist), color="black", lw=2, label="layer average")
-        _step(ax, hist, density(hist, np.array([neuron]))[0], color="tab:red", lw=1.2, label=f"neuron {neuron}")
+        _step(ax, hist, density(hist, np.array([neuron]))[0], skip_empty=False, color="tab:red", lw=1.2,
+              label=f"neuron {neuron}")
         ax.axvspan(-dead_threshold, dead_threshold, color="grey", alpha=0.15, label=f"±{dead_threshold:g}")
         ax.set_xlim(lo, hi)
         _log_y(ax)
