@@ -25,6 +25,11 @@ def test_context_masks_on_a_handwritten_line():
     assert m["paren"].astype(int).tolist() == paren
     assert m["pre_number"].astype(int).tolist() == prenum
     assert m["pre_eos"].astype(int).tolist() == preeos
+    assert not m["heading"].any()
+    words = '<eos> = Film = <eos> Text = x . <eos> = = A = = <eos> B'.split()
+    #                 <eos> =  Film =  <eos> Text =  x  .  <eos> =  =  A  =  =  <eos> B
+    assert context_masks(words)["heading"].astype(int).tolist() == [
+                      0,    1, 1,   1, 1,    0,   0, 0, 0, 0,    1, 1, 1, 1, 1, 1,    0]
 
 
 def test_cohens_d_by_hand():
@@ -52,7 +57,7 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
         # contexts come from the text's words: a number outside the vocabulary (read as <unk>) still counts
         masks = context_masks(read_words(f, split=True))
         assert masks["pre_number"].sum() > context_masks(words)["pre_number"].sum()
-        assert masks["quote"].any() and masks["paren"].any() and masks["pre_number"].any() and masks["pre_eos"].any()
+        assert all(masks[c].any() for c in CONTEXTS)  # the tiny text holds every context, headings too
         for r in out.itertuples():
             expected_rank = div[(div.layer == r.layer) & (div.state == r.state) & (div.neuron == r.neuron)]["rank"]
             assert int(expected_rank.iloc[0]) == r.rank <= 2

@@ -31,6 +31,7 @@ from matplotlib.patches import Rectangle
 from .activations_file import open_activations, read_words, state_dataset
 from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as
+from .wikitext import heading_tokens
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +89,6 @@ PASSAGES = ("prose", "active")  # heatmap.passage: how a neuron's passage is cho
 def check_passage(passage: str) -> None:
     if passage not in PASSAGES:
         raise ValueError(f"heatmap.passage={passage!r}: choose one of {', '.join(PASSAGES)}")
-
-
-def heading_tokens(words: Sequence[str]) -> np.ndarray:
-    """True for every token of a section heading line of WikiText (``= = Film = = <eos>``: a line, ended by
-    ``<eos>``, whose first token is ``=``). A text that starts inside a line (an offset) starts with the rest
-    of it, whose first token is not the line's: that is a heading's rest if its last token is ``=``
-    (``Film = = <eos>``)."""
-    mask = np.zeros(len(words), dtype=bool)
-    heading, line_start = False, True
-    for i, w in enumerate(words):
-        if line_start:
-            heading = w == "="
-        mask[i] = heading
-        line_start = w == "<eos>"
-    first_eos = next((i for i, w in enumerate(words) if w == "<eos>"), None)
-    if first_eos is not None and first_eos > 0 and words[first_eos - 1] == "=":
-        mask[:first_eos + 1] = True
-    return mask
 
 
 def passage_avoid(words: Sequence[str], passage: str) -> np.ndarray | None:

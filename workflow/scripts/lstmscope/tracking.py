@@ -9,6 +9,8 @@ tracked within a line (WikiText paragraph); ``<eos>`` resets both.
 ``paren``       inside parentheses: more ``(`` than ``)`` in the line up to and including t
 ``pre_number``  the next token is a number (digits, optionally with ``.``/``,`` groups, e.g. 1998, 3.5)
 ``pre_eos``     the next token is ``<eos>`` (the model is about to end the paragraph)
+``heading``     t lies in a section heading line (``= = Film = = <eos>``, its ``<eos>`` included), where
+                many neurons of WikiText models are at their most extreme
 
 For each, the mean activation inside and outside, their difference and Cohen's
 d (difference over the pooled standard deviation) are reported; then the words
@@ -28,12 +30,12 @@ import pandas as pd
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
+from .wikitext import EOS, heading_tokens
 
 log = logging.getLogger(__name__)
 
-EOS = "<eos>"
 NUMBER = re.compile(r"^[0-9]+(?:[.,][0-9]+)*$")
-CONTEXTS = ("quote", "paren", "pre_number", "pre_eos")
+CONTEXTS = ("quote", "paren", "pre_number", "pre_eos", "heading")
 
 
 def context_masks(words: Sequence[str]) -> dict[str, np.ndarray]:
@@ -59,7 +61,8 @@ def context_masks(words: Sequence[str]) -> dict[str, np.ndarray]:
     pre_number[:-1] = is_number[1:]
     pre_eos = np.zeros(T, dtype=bool)
     pre_eos[:-1] = is_eos[1:]
-    return {"quote": quote, "paren": paren, "pre_number": pre_number, "pre_eos": pre_eos}
+    return {"quote": quote, "paren": paren, "pre_number": pre_number, "pre_eos": pre_eos,
+            "heading": heading_tokens(words)}
 
 
 def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
@@ -157,7 +160,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
 
 
 SUMMARY_COLUMNS = ["model", "text", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
-                   "quote_d", "paren_d", "pre_number_d", "pre_eos_d", "highest_words", "lowest_words"]
+                   "quote_d", "paren_d", "pre_number_d", "pre_eos_d", "heading_d", "highest_words", "lowest_words"]
 
 
 def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, per_group: int = 1
