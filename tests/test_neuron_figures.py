@@ -84,7 +84,7 @@ def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, 
         assert np.isnan(np.asarray(line.get_ydata(), dtype=float)[:-1]).tobytes() in patterns
 
 
-def test_mean_abs_table_and_dropout_figure(two_models, tmp_path):
+def test_mean_abs_table_and_dropout_figure(two_models, tmp_path, monkeypatch):
     divs = [two_models[m][1] for m in ("d0.2_r0", "d0.5_r0")]
     summary = mean_abs_vs_dropout(divs, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", dpi=50)
     assert len(summary) == 2 * LAYERS * 2
@@ -96,6 +96,19 @@ def test_mean_abs_table_and_dropout_figure(two_models, tmp_path):
             assert row.dead.iloc[0] == sub.dead.sum() and row.neurons.iloc[0] == HIDDEN
     assert summary[summary.model == "d0.5_r0"].dead.sum() >= 1
     assert (tmp_path / "f.png").stat().st_size > 5_000
+    # one y scale per state (column), reaching every layer's upper quartile; h and c each their own
+    import lstmscope.neuron_figures as nf
+
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    higher = summary.copy()  # the last layer's values the largest, so that the first layer's alone would cut them
+    last = higher.layer == LAYERS
+    higher.loc[last, ["mean_abs", "q25", "q75"]] = higher.loc[last, ["mean_abs", "q25", "q75"]] * 5
+    nf.mean_abs_vs_dropout_figure(higher, tmp_path / "g.png", tmp_path / "g.svg", "t")
+    axes = np.array(kept[0].axes[:2 * LAYERS]).reshape(LAYERS, 2)
+    for col, state in enumerate(("h", "c")):
+        assert len({ax.get_ylim() for ax in axes[:, col]}) == 1 and axes[0, col].get_ylim()[0] == 0
+        assert axes[0, col].get_ylim()[1] >= higher[higher.state == state].q75.max()
 
 
 def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):

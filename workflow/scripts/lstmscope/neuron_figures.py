@@ -214,10 +214,11 @@ def mean_abs_table(divergence_paths: Sequence[str | os.PathLike]) -> pd.DataFram
 
 def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                                dpi: int = 150) -> None:
-    """Fig. 5.7: mean |activation| of every layer x state against dropout, one point per model."""
+    """Fig. 5.7: mean |activation| of every layer x state against dropout, one point per model; the layers of
+    one state share the y scale, so they compare at a glance (h and c have scales of their own)."""
     pairs = sorted({(int(r.layer), str(r.state)) for r in summary.itertuples()})
     layers = sorted({p[0] for p in pairs})
-    fig, axes = plt.subplots(len(layers), 2, figsize=(9, 3 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), 2, figsize=(9, 3 * len(layers)), squeeze=False, sharey="col")
     for (layer, state) in pairs:
         ax = axes[layers.index(layer), ("h", "c").index(state)]
         s = summary[(summary["layer"] == layer) & (summary["state"] == state)].sort_values("dropout")
@@ -229,8 +230,9 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
         ax.set_title(f"layer {layer}, {STATE_NAME[state]}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylabel("mean |activation|")
-        ax.set_ylim(bottom=0)
         ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    for ax in axes[0]:  # from 0, once every layer is drawn (each column's scale reaches its largest value)
+        ax.set_ylim(bottom=0)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
