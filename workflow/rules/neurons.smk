@@ -85,7 +85,7 @@ rule neuron_tracking:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
     params:
         **named(
             top_k=config["divergence"]["top_k"],
@@ -109,7 +109,7 @@ rule neuron_tracking_table:
         report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons"),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
     params:
         per_group=1,
     log:
@@ -187,7 +187,8 @@ rule text_heatmaps:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
+                 "vocabulary"),
     params:
         **named(
             layers=[layer for layer in LAYERS for _ in STATES],
@@ -216,7 +217,8 @@ rule expectancy_heatmap:
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
+                 "vocabulary"),
     params:
         **named(
             tokens=config["heatmap"]["expectancy_tokens"],
@@ -247,7 +249,7 @@ rule neuron_explorer:
         template=library_path("neuron_explorer_template.html"),
         ablation=explorer_ablation,
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "figures", "heatmap", "wikitext",
-                 "ablation_file", "ablation_figures", "neuron_explorer"),
+                 "vocabulary", "ablation_file", "ablation_figures", "neuron_explorer"),
     params:
         **named(
             neurons=NEURON_EXPLORER["neurons"],

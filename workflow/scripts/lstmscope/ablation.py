@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log_probabilities
-from .ablation_file import FORMAT, Ablation, AblationError, perplexity
+from .ablation_file import FORMAT, Ablation, AblationError, check_divergence_model, perplexity
 from .activations_file import open_activations, read_words
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
@@ -218,9 +218,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
     mt = load_model_and_text(checkpoint_path, activations_path, max_tokens)
     ids, words, attrs = mt.ids, mt.words, mt.attrs
     table = read_divergence(divergence_path)
-    if set(table["model"].astype(str)) != {str(attrs["model"])}:
-        raise AblationError(f"{divergence_path} is the divergence table of {sorted(set(table['model'].astype(str)))}, "
-                            f"not of model {attrs['model']}")
+    check_divergence_model(table, str(attrs["model"]), divergence_path)
     cfg = mt.model.config
     try:
         ablations = choose_ablations(table, cfg.layers, cfg.hidden_size, state, neurons, random, seed)

@@ -42,12 +42,12 @@ LABELLED = 6  # top neurons labelled at most per layer (those whose removal chan
 MARKER_PT = 30  # area of a point, pt^2
 
 
-def place_labels(fig, ax, candidates: Sequence[tuple[float, float, str]], fontsize: float = 7) -> None:
+def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: float = 7) -> None:
     """Label points with text above or below them, in the order given (most important first): each label goes
     just above, just below, one line higher or one line lower than its point, the first of these where its box
     meets no point of ``ax``, no label placed before and no edge of the panel; a label that fits nowhere is left
     out. Call it when the panel's limits and place are final."""
-    px = fig.dpi / 72
+    px = ax.figure.dpi / 72
     points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections])
     reach = (np.sqrt(MARKER_PT) / 2 + 1) * px  # a point's radius, and a little air
     frame = ax.get_window_extent()
@@ -102,7 +102,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})", fontsize=11)
     fig.tight_layout()
     for ax, candidates in labels:
-        place_labels(fig, ax, candidates)
+        place_labels(ax, candidates)
     save_figure(fig, png, svg, dpi=dpi)
 
 
@@ -178,7 +178,6 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
                    passage: str = "prose") -> None:
     """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest
     (``passage``: ``prose`` outside the section headings; ``stored``: the file already read)."""
-    check_passage(passage)
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)
     if len(stored.ablations) != len(table):

@@ -40,6 +40,13 @@ class Ablation:
         return f"layer {self.layer} {self.group}: {units}"
 
 
+def check_divergence_model(table: pd.DataFrame, model: str, path: str | os.PathLike) -> None:
+    """The divergence table ``table`` (read from ``path``) must be model ``model``'s."""
+    models = sorted(set(table["model"].astype(str)))
+    if models != [str(model)]:
+        raise AblationError(f"{path} is the divergence table of {models}, not of model {model}")
+
+
 def perplexity(log_probs: np.ndarray) -> float:
     """exp of the mean negative log-probability of the finite entries (the first word has none)."""
     finite = log_probs[np.isfinite(log_probs)]

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .ablation_file import COLUMNS, AblationError, AblationFile, perplexity, read_ablation
+from .ablation_file import COLUMNS, AblationError, AblationFile, check_divergence_model, perplexity, read_ablation
 from .atomic import atomic_path
 from .divergence import read_divergence
 
@@ -58,9 +58,7 @@ def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: 
         raise AblationError(f"ablation.min_count={min_count}, ablation.top_words={top_words}: each must be at least 1")
     attrs = ablation.attrs
     model, state = str(attrs["model"]), str(attrs["state"])
-    if set(divergence["model"].astype(str)) != {model}:
-        raise AblationError(f"{divergence_path} is the divergence table of "
-                            f"{sorted(set(divergence['model'].astype(str)))}, not of model {model}")
+    check_divergence_model(divergence, model, divergence_path)
     twice = divergence[divergence.duplicated(["layer", "state", "neuron"], keep=False)]
     if len(twice):
         r = twice.iloc[0]
@@ -78,7 +76,7 @@ def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: 
         rows.append({
             "model": model, "text": str(attrs["text"]), "dropout": float(attrs["dropout"]),
             "layer": ab.layer, "group": ab.group, "neurons": " ".join(str(j) for j in ab.neurons),
-            "kl_rank": None if rank is None or pd.isna(rank) else int(rank),
+            "kl_rank": None if rank is None else int(rank),  # a top neuron's rank exists (checked above)
             "kl_sum": float(info["kl_sum"]) if info is not None else math.nan,
             "dead": bool(info["dead"]) if info is not None else None,
             **effect_summary(ablation.words, ablation.intact, ablation.ablated[a], min_count, top_words),

@@ -32,7 +32,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from .ablation_figures import Removal, effect_block, removal_effects
+from .ablation_figures import Removal, effect_block, effect_passage, removal_effects
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
@@ -68,7 +68,7 @@ def neuron_dataset(f: h5py.File, layer: int, state: str, neuron: int) -> h5py.Da
 def effect_start(removal: Removal, tokens: int, avoid: np.ndarray | None) -> int:
     """Start of the passage where a removal's effect is largest, among the words the ablation read."""
     n = removal.tokens
-    return best_window(np.nan_to_num(removal.effect[:n]), tokens, None if avoid is None else avoid[:n])
+    return effect_passage(removal.effect[:n], tokens, None if avoid is None else avoid[:n])[0]
 
 
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,

@@ -122,7 +122,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
                          passage: str = "prose") -> dict:
     """The page's data: words, expectancy, and per layer and state the top ``neurons`` with their h and c;
     with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal.
-    ``avoid``: the [start, stop) runs of tokens the page's "most active passage" avoids (``passage``)."""
+    Its ``avoid`` holds the [start, stop) runs of tokens the page's "most active passage" avoids (``passage``)."""
     if neurons < 1:
         raise ValueError(f"neurons={neurons}: must be >= 1")
     check_passage(passage)

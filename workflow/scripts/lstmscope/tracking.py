@@ -160,7 +160,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
 
 
 SUMMARY_COLUMNS = ["model", "text", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
-                   "quote_d", "paren_d", "pre_number_d", "pre_eos_d", "heading_d", "highest_words", "lowest_words"]
+                   *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
 
 
 def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, per_group: int = 1

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-EOS = "<eos>"
+from .vocabulary import EOS
 
 
 def heading_tokens(words: Sequence[str]) -> np.ndarray:
