@@ -98,3 +98,30 @@ def test_an_activations_file_of_another_checkpoint_is_refused(tiny, tmp_path, ca
     assert main([str(tiny.dead_checkpoint), str(tiny.activations), "-n", "1:1"]) == 1
     err = capsys.readouterr().err
     assert "was dumped from another checkpoint than" in err and "dead.pt" in err
+
+
+def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):
+    assert main([str(tiny.activations), str(tiny.checkpoint), "-n", "1:1"]) == 1  # the two swapped
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith("an HDF5 file, not a checkpoint; the arguments are CHECKPOINT ACTIVATIONS "
+                                            "(results/models/<model>/model.pt results/activations/<model>/<text>.h5)")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"model": "d0.2_r0"}\n')
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(tiny.checkpoint.read_bytes()[:-100])  # a copy cut short
+    for path in (metrics, cut):
+        assert main([str(path), str(tiny.activations), "-n", "1:1"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.endswith(f"{path}: not a checkpoint written by torch.save (a complete "
+                                                "results/models/<model>/model.pt)")
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp_path, capsys):
+    folder = tmp_path / "e.png"
+    folder.mkdir()
+    for option, path, message in [("--heatmap", folder, "is a folder; give a file name"),
+                                  ("-o", tmp_path / "no" / "t.csv", f"the folder {tmp_path / 'no'} does not exist")]:
+        assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", option, str(path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.endswith(f"{path}: {message}") and "removed" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["e.png"]

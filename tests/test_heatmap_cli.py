@@ -299,3 +299,26 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
     ]
     for args, message in cases:
         _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_drawing(tiny, tmp_path, capsys):
+    folder = tmp_path / "fig.png"
+    folder.mkdir()
+    assert main([str(tiny.activations), "-o", str(folder), "-n", "2:0"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"lstmscope-heatmap: error: --output {folder}: is a folder; give a file name\n"
+    missing = tmp_path / "no" / "fig.png"
+    _assert_refused(tiny.activations, missing, capsys, ["-n", "2:0"],
+                    f"--output {missing}: the folder {tmp_path / 'no'} does not exist")
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.png"] and list(folder.iterdir()) == []
+
+
+def test_too_long_a_passage_is_refused_and_a_short_one_at_the_end_is_noted(tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tiny.activations), "-n", "2:0", "--tokens", "5001", "-o", str(tmp_path / "x.png")])
+    assert exit_.value.code == 2 and "--tokens 5001: at most 5000 words" in capsys.readouterr().err
+    out = tmp_path / "end.png"
+    assert main([str(tiny.activations), "-n", "2:0", "--start", str(TEXT.tokens - 30), "--tokens", "50",
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "the passage ends with the text: 30 of --tokens 50 words drawn" in err and out.is_file()

@@ -16,7 +16,9 @@ the first one's effect is largest, outside the section headings (``--headings``:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +30,7 @@ from .ablation_file import AblationError
 from .ablation_table import effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .heatmap_cli import parse_neuron
+from .heatmap_cli import check_output, parse_neuron
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
@@ -45,6 +47,21 @@ def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, chec
                                 f"it has neurons 0..{hidden - 1}")
 
 
+def check_checkpoint_file(checkpoint: str) -> None:
+    """A file that is not a checkpoint at all (an activations file given first, a metrics.json) gets a line
+    naming the order of the arguments, not torch's page on unpickling."""
+    if not os.path.isfile(checkpoint):
+        return  # load_checkpoint names it
+    with open(checkpoint, "rb") as fh:
+        head = fh.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        raise AblationError(f"{checkpoint}: an HDF5 file, not a checkpoint; the arguments are CHECKPOINT "
+                            "ACTIVATIONS (results/models/<model>/model.pt results/activations/<model>/<text>.h5)")
+    if not zipfile.is_zipfile(checkpoint):
+        raise AblationError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
+                            "results/models/<model>/model.pt)")
+
+
 def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bool = False,
            max_tokens: int | None = None, min_count: int = 3, top_words: int = 6
            ) -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
@@ -55,6 +72,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     if len(set(units)) != len(units):
         twice = sorted({u for u in units if units.count(u) > 1})  # the same neuron, however it was written
         raise ValueError(f"--neuron given twice: {', '.join(f'{layer}:{j}' for layer, j in twice)}")
+    check_checkpoint_file(checkpoint)
     mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
@@ -116,20 +134,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--top-words, --min-count, --passage and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     try:
+        for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
+            if path:
+                check_output(path, option)
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                        args.min_count, args.top_words)
         if args.heatmap:
             from .ablation_figures import EFFECT_CAPTION
             from .heatmap import draw_blocks_to
 
-            draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
-                           suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}")
+            try:
+                draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
+                               suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}")
+            except OSError as exc:
+                raise ValueError(f"--heatmap {args.heatmap}: cannot be written ({exc.strerror or exc})") from None
+        if args.output:
+            try:
+                with atomic_path(args.output) as tmp:
+                    table.to_csv(tmp, index=False, float_format="%.6g")
+            except OSError as exc:
+                raise ValueError(f"--output {args.output}: cannot be written ({exc.strerror or exc})") from None
     except (AblationError, ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    if args.output:
-        with atomic_path(args.output) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

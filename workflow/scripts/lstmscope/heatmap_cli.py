@@ -26,6 +26,7 @@ neurons removed together (after the neurons; without ``--neuron`` it also picks 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -38,6 +39,18 @@ from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
 PROG = "lstmscope-heatmap"
+MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150 dpi; more is unreadable
+
+
+def check_output(path: str, option: str) -> None:
+    """An output the command could not write is an error before anything is computed, naming the option."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: the folder {folder} is not writable")
 
 
 def parse_neuron(spec: str) -> tuple[int, int]:
@@ -212,14 +225,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {exc}")
     if args.dpi < 10 or args.width < 10:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
+    if args.tokens > MAX_TOKENS:
+        ap.error(f"--tokens {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
+                 "parts with --start")
     try:
+        check_output(args.output, "--output")
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
         with open_activations(args.activations) as f:
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
                                     args.ablation, groups, args.headings)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
-        draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
+            drawn = len(blocks[0].words)
+        if drawn < args.tokens:
+            print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
+                  file=sys.stderr)
+        try:
+            draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
+        except OSError as exc:
+            raise ValueError(f"--output {args.output}: cannot be written ({exc.strerror or exc})") from None
     except (ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
