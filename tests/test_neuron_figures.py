@@ -121,3 +121,32 @@ def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):
     with pytest.raises(HistogramError, match="does not belong"):
         neuron_figures(two_models["d0.2_r0"][0], two_models["d0.5_r0"][1], 3, 0.01, 0.9, outputs)
     assert not any(p.exists() for pair in outputs.values() for p in pair)
+
+
+def test_top_bottom_labels_give_the_kl_sum_and_the_note_counts_the_neurons_drawn(two_models, tmp_path, monkeypatch):
+    import lstmscope.neuron_figures as nf
+
+    hist, div = two_models["d0.2_r0"]
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
+    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    table = pd.read_csv(div)
+    _, hists = read_histograms(hist)
+    top_bottom = next(fig for fig in kept if any("top 3 by KL" in ax.get_title() for ax in fig.axes))
+    notes = 0
+    for ax in top_bottom.axes:
+        layer, state = int(ax.get_title().split(",")[0].split()[1]), ax.get_title().split(", ")[1].split()[0]
+        state = "h" if state.startswith("hidden") else "c"
+        rows = table[(table.layer == layer) & (table.state == state)].set_index("neuron")
+        labels = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text() != "layer average"]
+        neurons = [int(label.split()[0][1:]) for label in labels]
+        assert len(neurons) == 3
+        assert labels == [f"n{j} (#{int(rows.loc[j, 'rank'])}, KL sum {rows.loc[j, 'kl_sum']:.2f})" for j in neurons]
+        h = next(x for x in hists if (x.layer, x.state) == (layer, state))
+        under = int(h.underflow[neurons].sum())
+        texts = [t.get_text() for t in ax.texts if t.get_text().startswith("outside")]
+        if under + int(h.overflow[neurons].sum()):
+            notes += 1
+            assert texts[0].startswith(f"outside [{h.edges[0]:g}, {h.edges[-1]:g}] (the 3 neurons drawn): {under} below")
+    assert notes > 0  # the test interval cuts some cell states

@@ -8,7 +8,7 @@ import pytest
 
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
 from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
-    tracking_summary
+    tracking_summary, within_word_d
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -37,6 +37,37 @@ def test_cohens_d_by_hand():
     assert cohens_d(np.array([1.0, 2, 3]), np.array([4.0, 5, 6, 7])) == pytest.approx(-3.5 / np.sqrt(1.4))
     assert np.isnan(cohens_d(np.array([1.0]), np.array([1.0, 2.0])))
     assert np.isnan(cohens_d(np.array([1.0, 1.0]), np.array([1.0, 1.0])))
+
+
+def test_within_word_d_by_hand():
+    # word 0 (A): inside 3, 5, outside 1, 3; word 1 (B): inside 10, outside 6, 8; word 2 only outside, word 3
+    # only inside: both left out. Difference from the same word outside, per context token: 2, 2, 3 -> 7/3;
+    # deviations from each word's own mean inside / outside: -1 1 -1 1 0 -1 1, 7 tokens, 4 means -> sd sqrt(6/3)
+    ids = np.array([0, 0, 0, 0, 1, 1, 1, 2, 3])
+    values = np.array([3.0, 5, 1, 3, 10, 6, 8, 100, 50])
+    mask = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1], dtype=bool)
+    n, d = within_word_d(values, mask, ids)
+    assert n == 3 and d == pytest.approx((7 / 3) / np.sqrt(2))
+    assert np.isnan(within_word_d(values, ids == 3, ids)[1])  # no word on both sides
+    assert within_word_d(values, np.zeros(9, dtype=bool), ids)[0] == 0
+
+
+def test_within_word_d_separates_the_word_from_the_context(tiny):
+    """A neuron that reacts to the words that end paragraphs (the full stop, a heading's last =, an empty
+    line's <eos>) wherever they stand has a large pre_eos d but no within-word effect; one that reacts to
+    them only before <eos> keeps it."""
+    with open_activations(tiny.activations) as f:
+        words, ids = read_words(f), f["tokens/ids"][:].astype(np.int64)
+    masks = context_masks(words)
+    pre = masks["pre_eos"]
+    ending = np.isin(ids, ids[pre])
+    assert pre.sum() >= 5 and (ending & ~pre).sum() > pre.sum()  # those words also stand elsewhere
+    noise = np.random.default_rng(0).normal(0, 0.1, len(words))
+    on_word = context_effects(ending + noise, masks, ids)
+    assert on_word["pre_eos_d"] > 1 and abs(on_word["pre_eos_word_d"]) < 0.5
+    on_end = context_effects(pre + noise, masks, ids)
+    assert on_end["pre_eos_d"] > 2 and on_end["pre_eos_word_d"] > 2
+    assert on_end["pre_eos_word_n"] == pre.sum()  # every such word stands outside the context too
 
 
 def test_extreme_words_are_distinct_and_ordered():
@@ -69,6 +100,11 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
                 assert getattr(r, f"{c}_n") == m.sum()
             best = max(CONTEXTS, key=lambda c: abs(getattr(r, f"{c}_d")))
             assert r.strongest_context == best
+            assert r.strongest_word_d == getattr(r, f"{best}_word_d")
+            ids = f["tokens/ids"][:].astype(np.int64)
+            for c in CONTEXTS:
+                n, d = within_word_d(v, masks[c], ids)
+                assert getattr(r, f"{c}_word_n") == n and np.isclose(getattr(r, f"{c}_word_d"), d, equal_nan=True)
             top_word = r.highest_words.split(" ")[0]
             assert top_word == f"{words[int(np.argmax(v))]}({v.max():+.2f})"
     summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)

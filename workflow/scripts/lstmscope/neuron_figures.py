@@ -74,7 +74,8 @@ def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> s
     under, over = int(np.sum(hist.underflow[sel])), int(np.sum(hist.overflow[sel]))
     if under + over == 0:
         return ""
-    return (f"outside [{hist.edges[0]:g}, {hist.edges[-1]:g}]: {under} below ({100 * under / total:.2g}%), "
+    whose = "" if neurons is None else f" (the {len(np.atleast_1d(neurons))} neurons drawn)"
+    return (f"outside [{hist.edges[0]:g}, {hist.edges[-1]:g}]{whose}: {under} below ({100 * under / total:.2g}%), "
             f"{over} above ({100 * over / total:.2g}%)")
 
 
@@ -126,7 +127,7 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
             idx = chosen["neuron"].to_numpy()
             dens = density(hist, idx) if len(idx) else np.empty((0, hist.counts.shape[1]))
             for r, d in zip(chosen.itertuples(), dens):
-                _step(ax, hist, d, lw=1.0, alpha=0.85, label=f"n{r.neuron} (#{r.rank}, KL {r.kl_sum:.2f})")
+                _step(ax, hist, d, lw=1.0, alpha=0.85, label=f"n{r.neuron} (#{r.rank}, KL sum {r.kl_sum:.2f})")
             which = "bottom" if bottom else "top"
             ax.set_title(f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by KL", fontsize=9)
             ax.set_xlim(*x_range)

@@ -13,9 +13,13 @@ tracked within a line (WikiText paragraph); ``<eos>`` resets both.
                 many neurons of WikiText models are at their most extreme
 
 For each, the mean activation inside and outside, their difference and Cohen's
-d (difference over the pooled standard deviation) are reported; then the words
-on which the neuron is highest and lowest (distinct words, by their single
-highest / lowest occurrence).
+d (difference over the pooled standard deviation) are reported, and the same
+comparison within words, ``_word_d``: a context's tokens are mostly a few words
+(``pre_eos``: the full stop), so d also measures what the neuron does on those
+words anywhere; ``_word_d`` compares each token in the context with the same word
+outside it (see :func:`within_word_d`). Then the words on which the neuron is
+highest and lowest (distinct words, by their single highest / lowest occurrence,
+as "maximally activating examples": a word can be in both lists).
 """
 from __future__ import annotations
 
@@ -77,8 +81,40 @@ def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
     return float((np.mean(inside) - np.mean(outside)) / pooled)
 
 
-def context_effects(values: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean inside/outside, difference and Cohen's d of ``values`` for every context."""
+def within_word_d(values: np.ndarray, mask: np.ndarray, word_ids: np.ndarray) -> tuple[int, float]:
+    """The context's effect with the word held fixed: over the tokens in ``mask`` whose word also occurs
+    outside it, the mean of (value - mean of that word outside the context), over the pooled within-word
+    standard deviation (deviations from each word's mean inside and outside, ddof = the number of those
+    means). Returns (tokens in the context compared, d); d is NaN with fewer than two of them, no word on
+    both sides, or no spread."""
+    ids = np.asarray(word_ids)
+    if not mask.any() or mask.all():
+        return 0, float("nan")
+    W = int(ids.max()) + 1
+    n_in = np.bincount(ids[mask], minlength=W)
+    n_out = np.bincount(ids[~mask], minlength=W)
+    both = (n_in > 0) & (n_out > 0)
+    keep = both[ids]
+    k_in = int((keep & mask).sum())
+    if k_in < 2:
+        return k_in, float("nan")
+    sum_in = np.bincount(ids[mask], weights=values[mask], minlength=W)
+    sum_out = np.bincount(ids[~mask], weights=values[~mask], minlength=W)
+    mean_in = np.divide(sum_in, n_in, out=np.zeros(W), where=n_in > 0)
+    mean_out = np.divide(sum_out, n_out, out=np.zeros(W), where=n_out > 0)
+    diff = float(np.sum((n_in * (mean_in - mean_out))[both]) / k_in)
+    own_mean = np.where(mask, mean_in[ids], mean_out[ids])
+    dof = int(keep.sum()) - 2 * int(both.sum())
+    if dof < 1:
+        return k_in, float("nan")
+    sd = float(np.sqrt(np.sum(((values - own_mean)[keep]) ** 2) / dof))
+    return k_in, (diff / sd if sd > 0 else float("nan"))
+
+
+def context_effects(values: np.ndarray, masks: dict[str, np.ndarray],
+                    word_ids: np.ndarray | None = None) -> dict[str, float]:
+    """Mean inside/outside, difference and Cohen's d of ``values`` for every context; with ``word_ids`` (the
+    id of each token's word) also the within-word comparison (``_word_n``, ``_word_d``)."""
     out: dict[str, float] = {}
     for name in CONTEXTS:
         m = masks[name]
@@ -88,6 +124,8 @@ def context_effects(values: np.ndarray, masks: dict[str, np.ndarray]) -> dict[st
         out[f"{name}_mean_out"] = float(outside.mean()) if len(outside) else float("nan")
         out[f"{name}_diff"] = out[f"{name}_mean_in"] - out[f"{name}_mean_out"]
         out[f"{name}_d"] = cohens_d(inside, outside)
+        if word_ids is not None:
+            out[f"{name}_word_n"], out[f"{name}_word_d"] = within_word_d(values, m, word_ids)
     return out
 
 
@@ -109,8 +147,9 @@ def _fmt(pairs: list[tuple[str, float]]) -> str:
 
 
 TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "mean"]
-                    + [f"{c}_{m}" for c in CONTEXTS for m in ("n", "mean_in", "mean_out", "diff", "d")]
-                    + ["strongest_context", "strongest_d", "highest_words", "lowest_words"])
+                    + [f"{c}_{m}" for c in CONTEXTS for m in ("n", "mean_in", "mean_out", "diff", "d", "word_n",
+                                                               "word_d")]
+                    + ["strongest_context", "strongest_d", "strongest_word_d", "highest_words", "lowest_words"])
 
 
 def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
@@ -128,6 +167,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
         words = read_words(f)
         # the contexts are the text's (a number the vocabulary lacks is still a number), the values the model's
         masks = context_masks(read_words(f, split=True))
+        word_ids = f["tokens/ids"][:].astype(np.int64)  # "the same word": as the model read it
         for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
             top = ranked(table, int(layer), str(state), top_k)
             if top.empty:
@@ -142,16 +182,17 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 row = {"model": r.model, "text": r.text, "dropout": r.dropout, "layer": int(layer),
                        "state": str(state), "neuron": int(r.neuron), "rank": int(r.rank), "kl_sum": r.kl_sum,
                        "mean": float(v.mean())}
-                row.update(context_effects(v, masks))
+                row.update(context_effects(v, masks, word_ids))
                 # the context with the largest |d|; none where no context has an effect size (a constant neuron)
                 finite = [c for c in CONTEXTS if np.isfinite(row[f"{c}_d"])]
                 best = max(finite, key=lambda c: abs(row[f"{c}_d"])) if finite else ""
                 row["strongest_context"] = best
                 row["strongest_d"] = row[f"{best}_d"] if finite else float("nan")
+                row["strongest_word_d"] = row[f"{best}_word_d"] if finite else float("nan")
                 row["highest_words"] = _fmt(extreme_words(v, words, top_words))
                 row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True))
                 rows.append(row)
-    out = pd.DataFrame(rows) if rows else pd.DataFrame(columns=TRACKING_COLUMNS)  # the header even without rows
+    out = pd.DataFrame(rows, columns=TRACKING_COLUMNS)  # the header even without rows
     with atomic_path(csv_path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")
     log.info("%d top neurons described; contexts in the text: %s", len(out),
@@ -160,7 +201,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
 
 
 SUMMARY_COLUMNS = ["model", "text", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
-                   *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
+                   "strongest_word_d", *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
 
 
 def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, per_group: int = 1
