@@ -14,7 +14,7 @@ import yaml
 
 from lstmscope.ablation import ablated_model, choose_ablations, run_ablation, text_log_probabilities
 from lstmscope.ablation_file import AblationError, read_ablation, read_ablation_table
-from lstmscope.ablation_table import word_effects, write_ablation_table
+from lstmscope.ablation_table import change_interval, word_effects, write_ablation_table
 from lstmscope.activations_file import ActivationsError
 from lstmscope.model import load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
@@ -151,6 +151,10 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
         assert [int(n) for n in tops[tops.layer == layer].neurons] == live.neuron.head(2).tolist()
         assert tops[tops.layer == layer].kl_rank.tolist() == [1, 2]
     assert len(result) == len(table) == len(ablations)
+    for a, row in enumerate(table.itertuples()):  # the interval: 20 stretches of the text (see the next test)
+        assert (row.change_ci_low_pct, row.change_ci_high_pct) == pytest.approx(
+            change_interval(stored.intact - stored.ablated[a]), abs=1e-3)
+        assert row.change_ci_low_pct <= row.perplexity_change_pct <= row.change_ci_high_pct
     again = tmp_path / "again.csv"
     run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, tmp_path / "again.h5", state="h",
                  neurons=2, random=3, seed=1)
@@ -330,6 +334,18 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
     assert min(np.nanmax(np.abs(b.values)) for b in drawn) < largest  # the layers' own ranges differ
 
 
+def test_change_interval_by_hand():
+    # four stretches of ten words whose effects are 0, 0.1, 0.2, 0.3 nats: mean 0.15, standard error
+    # sd(0, .1, .2, .3) / 2 = 0.0645497; t(3) at 97.5 % = 3.182446 (a table value)
+    effect = np.concatenate([[np.nan], np.repeat([0.0, 0.1, 0.2, 0.3], 10)])
+    half = 3.182446 * 0.0645497
+    low, high = change_interval(effect, blocks=4)
+    assert low == pytest.approx(100 * np.expm1(0.15 - half), rel=1e-5)
+    assert high == pytest.approx(100 * np.expm1(0.15 + half), rel=1e-5)
+    assert change_interval(np.zeros(40), blocks=4) == (0.0, 0.0)  # a removal that changes nothing
+    assert all(np.isnan(change_interval(np.zeros(7), blocks=4)))  # fewer than two words per stretch
+
+
 @pytest.mark.parametrize("changes", [
     [0.01, -0.02, 0.0, 0.03],  # about level, as in the default models
     [0.0, 0.05, 0.0, 0.05],  # zig-zag
@@ -357,11 +373,15 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
     (fig,) = kept
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    for ax in fig.axes:
+    for ax, layer in zip(fig.axes, range(1, LAYERS + 1)):
         boxes = [t.get_window_extent(renderer) for t in ax.texts]
         shown = {int(t.get_text()) for t in ax.texts}  # labels of the most changed neurons only
-        assert shown <= {1000 + 111 * k for k in np.argsort(-np.abs(changes), kind="stable")[:figs.LABELLED]}
-        assert len(shown) >= min(len(changes), 4)  # room for most of them
+        top = {j for j in shown if j >= 1000}
+        assert top <= {1000 + 111 * k for k in np.argsort(-np.abs(changes), kind="stable")[:figs.LABELLED]}
+        assert len(top) >= min(len(changes), 4)  # room for most of them
+        random = table[(table.layer == layer) & (table.group == "random")]
+        most = random.iloc[np.argsort(-random.perplexity_change_pct.abs().to_numpy(), kind="stable")]
+        assert shown - top <= {int(j) for j in most.neurons.head(figs.LABELLED_RANDOM)}  # then the random ones
         points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections])
         frame = ax.get_window_extent(renderer)
         for i, box in enumerate(boxes):
@@ -393,3 +413,27 @@ def test_ablation_heatmap_passage_is_chosen_outside_the_headings_unless_active(t
     with pytest.raises(ValueError, match="heatmap.passage='all'"):
         figs.ablation_figures(h5, csv, *(tmp_path / f"x.{e}" for e in ("png", "svg", "png", "svg")), passage_tokens=30,
                               passage="all")
+
+
+def test_points_whose_interval_includes_zero_are_hollow(tiny, divergence_csv, tmp_path, monkeypatch):
+    from lstmscope import ablation_figures as figs
+
+    rows = pd.DataFrame({"change_ci_low_pct": [-1.0, 0.5, -2.0, np.nan, 0.0],
+                         "change_ci_high_pct": [1.0, 1.0, -1.0, np.nan, 2.0]})
+    assert figs.clear_of_zero(rows).tolist() == [False, True, True, True, False]
+    assert figs.clear_of_zero(rows.drop(columns="change_ci_low_pct")).all()  # an older table: no claim
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=2, seed=3, max_tokens=200)
+    table = write_ablation_table(h5, divergence_csv, csv)
+    table.loc[0, ["change_ci_low_pct", "change_ci_high_pct"]] = [-5.0, 5.0]  # one surely hollow
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
+    (fig,) = kept
+    for ax, layer in zip(fig.axes, range(1, LAYERS + 1)):
+        sub = table[table.layer == layer]
+        hollow = [c for c in ax.collections if len(c.get_offsets()) and np.allclose(c.get_facecolor()[:, :3], 1)]
+        values = sorted(float(y) for c in hollow for _, y in c.get_offsets())
+        want = sub.loc[~figs.clear_of_zero(sub), "perplexity_change_pct"]
+        assert values == pytest.approx(sorted(want)) and (layer != 1 or len(values) >= 1)
+    figs.plt.close(fig)

@@ -34,7 +34,7 @@ from .heatmap_cli import check_output, parse_neuron
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
-           "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
+           "change_ci_low_pct", "change_ci_high_pct", "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
 
 
 def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, checkpoint: str) -> None:

@@ -39,6 +39,7 @@ ORDER = ["top", "random", "top all", "random all"]
 
 
 LABELLED = 6  # top neurons labelled at most per layer (those whose removal changes the perplexity most)
+LABELLED_RANDOM = 3  # random ones, after them
 MARKER_PT = 30  # area of a point, pt^2
 
 
@@ -70,6 +71,15 @@ def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: f
                 break
 
 
+def clear_of_zero(rows: pd.DataFrame) -> np.ndarray:
+    """Per ablation, whether the 95 % interval of its perplexity change leaves out 0 (also where there is no
+    interval: a table without it, too few words)."""
+    if not {"change_ci_low_pct", "change_ci_high_pct"} <= set(rows.columns):
+        return np.ones(len(rows), dtype=bool)
+    low, high = rows["change_ci_low_pct"].to_numpy(float), rows["change_ci_high_pct"].to_numpy(float)
+    return ~((low <= 0) & (high >= 0))
+
+
 def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
                    n_tokens: int | None = None) -> None:
     """Perplexity change of every ablation of one model and text (its first ``n_tokens``), one panel per layer."""
@@ -80,16 +90,22 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     for ax, layer in zip(axes[0], layers):
         sub = table[table["layer"] == layer]
         groups = [g for g in ORDER if (sub["group"] == g).any()]
+        panel: list[tuple[float, float, str]] = []  # top neurons first (ORDER), then random ones
+        labels.append((ax, panel))
         for x, group in enumerate(groups):
             rows = sub[sub["group"] == group]
             name, colour, marker = GROUP_STYLE[group]
             y = rows["perplexity_change_pct"].to_numpy()
             spread = 0.42 if group == "top" else 0.15  # the labelled points further apart
             xs = x + (np.linspace(-spread, spread, len(y)) if len(y) > 1 else np.zeros(1))
-            ax.scatter(xs, y, color=colour, marker=marker, s=30, zorder=3)
-            if group == "top":  # the neurons' indices, placed once the panels are laid out
-                most = np.argsort(-np.abs(np.nan_to_num(y)), kind="stable")[:LABELLED]
-                labels.append((ax, [(float(xs[i]), float(y[i]), str(rows["neurons"].iloc[i])) for i in most]))
+            clear = clear_of_zero(rows)
+            ax.scatter(xs[clear], y[clear], color=colour, marker=marker, s=MARKER_PT, zorder=3)
+            ax.scatter(xs[~clear], y[~clear], facecolors="white", edgecolors=colour, marker=marker, s=MARKER_PT,
+                       linewidths=1.2, zorder=3)
+            if group in ("top", "random"):  # the neurons' indices, placed once the panels are laid out
+                most = np.argsort(-np.abs(np.nan_to_num(y)), kind="stable")[:LABELLED if group == "top" else
+                                                                            LABELLED_RANDOM]
+                panel.extend((float(xs[i]), float(y[i]), str(rows["neurons"].iloc[i])) for i in most)
         ax.axhline(0, color="0.5", lw=0.8)
         ax.margins(y=0.12)  # room for the labels of the highest and lowest points
         ax.set_xticks(range(len(groups)), [GROUP_STYLE[g][0] for g in groups], fontsize=8)
@@ -99,7 +115,8 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     axes[0][0].set_ylabel("perplexity change without the neuron(s) (%)")
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
-    fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})", fontsize=11)
+    fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})\n"
+                 "hollow: the change's 95 % interval over the text includes 0", fontsize=11)
     fig.tight_layout()
     for ax, candidates in labels:
         place_labels(ax, candidates)

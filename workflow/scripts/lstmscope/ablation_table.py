@@ -1,8 +1,8 @@
 """The ablation table: one row per ablation of a model on a text, made from its ablation file.
 
-Per ablation: the perplexity with and without the neuron(s), its change, the mean effect on
-a word (log p intact - log p without, in nats), the share of words the neuron(s) helped, and
-the words helped and hindered most. The ablation job (:mod:`lstmscope.ablation`) keeps every
+Per ablation: the perplexity with and without the neuron(s), its change with a 95 % interval
+over the text (:func:`change_interval`), the mean effect on a word (log p intact - log p without,
+in nats), the share of words the neuron(s) helped, and the words helped and hindered most. The ablation job (:mod:`lstmscope.ablation`) keeps every
 word's log-probability in its HDF5 file; this step only summarises them, so the listing
 settings (``ablation.min_count``, ``ablation.top_words``) rerun this step, not the text's
 readings. No torch here.
@@ -22,6 +22,29 @@ from .atomic import atomic_path
 from .divergence import read_divergence
 
 log = logging.getLogger(__name__)
+
+BLOCKS = 20  # contiguous stretches of the text in the interval of a perplexity change
+INTERVAL = ["change_ci_low_pct", "change_ci_high_pct"]
+# the table's columns: the file's, with the interval after the change it belongs to
+TABLE_COLUMNS = (COLUMNS[:COLUMNS.index("perplexity_change_pct") + 1] + INTERVAL
+                 + COLUMNS[COLUMNS.index("perplexity_change_pct") + 1:])
+
+
+def change_interval(effect: np.ndarray, blocks: int = BLOCKS, level: float = 0.95) -> tuple[float, float]:
+    """A ``level`` interval of a perplexity change (%) over the text, by batch means: the words' effects (log p
+    intact - log p without, NaN where none) in ``blocks`` contiguous stretches; the mean effect's interval is
+    t(blocks - 1) standard errors of the stretches' means, and the change is exp(mean effect) - 1. Words
+    depend on their neighbours, so stretches of text, not single words, are the units. NaN for fewer than
+    two words per stretch."""
+    from scipy.stats import t as student_t
+
+    finite = effect[np.isfinite(effect)]
+    if len(finite) < 2 * blocks:
+        return math.nan, math.nan
+    means = np.array([b.mean() for b in np.array_split(finite, blocks)])
+    half = float(student_t.ppf(0.5 + level / 2, blocks - 1) * means.std(ddof=1) / math.sqrt(blocks))
+    centre = float(finite.mean())
+    return 100 * math.expm1(centre - half), 100 * math.expm1(centre + half)
 
 
 def word_effects(words: Sequence[str], effect: np.ndarray, min_count: int, n: int) -> tuple[str, str]:
@@ -44,7 +67,9 @@ def effect_summary(words: Sequence[str], intact: np.ndarray, ablated: np.ndarray
     finite = effect[np.isfinite(effect)]
     ppl, base = perplexity(ablated), perplexity(intact)
     helped, hindered = word_effects(words, effect, min_count, top_words)
+    low, high = change_interval(effect)
     return {"perplexity": ppl, "intact_perplexity": base, "perplexity_change_pct": 100 * (ppl / base - 1),
+            "change_ci_low_pct": low, "change_ci_high_pct": high,
             "mean_effect": float(finite.mean()) if len(finite) else math.nan,
             "helped_fraction": float((finite > 0).mean()) if len(finite) else math.nan,
             "words_helped": helped, "words_hindered": hindered}
@@ -81,7 +106,7 @@ def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: 
             "dead": bool(info["dead"]) if info is not None else None,
             **effect_summary(ablation.words, ablation.intact, ablation.ablated[a], min_count, top_words),
         })
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["kl_rank"] = table["kl_rank"].astype("Int64")
     return table
 
