@@ -115,5 +115,8 @@ def test_word_stage_outputs_of_the_tiny_run(tiny_run):
         page = (results / "explorer" / f"{model}_test.html").read_text(encoding="utf-8")
         data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page, flags=re.S).group(1))
         assert len(data["words"]) == n and len(data["views"]) == 4
+        total = cfg["texts"]["test"]["tokens"]  # the title says how much of the text is embedded
+        span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
+        assert data["title"] == f"lstmscope explorer · {model} · test ({span})"
     contiguity = pd.read_csv(results / "tables" / "clusters" / "contiguity.csv")
     assert len(contiguity) == 16

@@ -18,6 +18,19 @@ CLUSTER_FIGURES = "results/figures/clusters/{model}/{text}"
 CLUSTER_TABLES = "results/tables/clusters/{model}_{text}"
 WORD_REPORT = "Representation of a word"
 
+def embedded_title(pattern):
+    """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
+    its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""
+
+    def title(wildcards):
+        total = int(config["texts"][wildcards.text]["tokens"])
+        n = min(int(EMBEDDING["max_tokens"]), total)
+        span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
+        return pattern.format(**{**dict(wildcards.items()), "text": f"{wildcards.text} ({span})"})
+
+    return title
+
+
 # Points per embedding, for memory estimates: at most max_tokens, at most the text's length.
 _MAX_POINTS = max([min(EMBEDDING["max_tokens"], config["texts"][t]["tokens"]) for t in EMBED_TEXTS] or [2])
 
@@ -172,7 +185,7 @@ rule cluster_figures:
         code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
-            title="{model} · {text} · layer {layer} · state {state} · {linkage} linkage",
+            title=embedded_title("{model} · {text} · layer {layer} · state {state} · {linkage} linkage"),
             spans=FIGURES["span_clusters"],
             top_words=CLUSTER["top_words"],
             dpi=FIGURES["dpi"],
@@ -200,7 +213,7 @@ rule cluster_comparison:
         code=lib("points", "cluster", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
-            title="{model} · {text} · layer {layer} · state {state}",
+            title=embedded_title("{model} · {text} · layer {layer} · state {state}"),
             dpi=FIGURES["dpi"],
         ),
     log:
@@ -228,7 +241,7 @@ rule highlight_word:
         **named(
             views=[[layer, state] for layer, state in EMBED_VIEWS],
             word=FIGURES["highlight_word"],
-            title="{model} · {text}",
+            title=embedded_title("{model} · {text}"),
             dpi=FIGURES["dpi"],
         ),
     log:
@@ -254,7 +267,7 @@ rule explorer:
     params:
         **named(
             views=CLUSTER_KEYS,
-            title="lstmscope explorer · {model} · {text}",
+            title=embedded_title("lstmscope explorer · {model} · {text}"),
             context_tokens=FIGURES["explorer_context"],
         ),
     log:
