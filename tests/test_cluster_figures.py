@@ -129,7 +129,7 @@ def test_words_with_dollar_signs_are_drawn_as_they_are(tmp_path):
     assert f"layer 1, hidden state h: 0 of {n} tokens are '$x$'" in svg_texts(tmp_path / "h.svg")
 
 
-def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path):
+def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path, monkeypatch):
     paths = real_cluster_tables()
     _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
     _, other = cluster_measures(paths, "d0.8_r0", "test", shuffles=5)
@@ -139,6 +139,16 @@ def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path):
     assert "test: single linkage" in texts and "test: ward linkage" in texts
     assert texts.count("d0.0_r0") == 2 and texts.count("d0.8_r0") == 2
     assert [t for t in texts if re.fullmatch(r"L\d [hc]", t)][:4] == ["L1 h", "L1 c", "L2 h", "L2 c"]
+    # a bar within 1.96 standard deviations of the shuffled labels is hollow: one of each, set by hand
+    both["contiguity_z"] = 5.0
+    both.loc[0, "contiguity_z"] = 0.5
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
+    bars = [p for ax in kept[0].axes for p in ax.patches]
+    hollow = [b for b in bars if np.allclose(b.get_facecolor()[:3], 1)]
+    assert len(bars) == len(both) and len(hollow) == 1
+    assert hollow[0].get_height() == pytest.approx(both.loc[0, "contiguity_ratio"])
 
 
 def test_every_figure_is_also_valid_svg(tmp_path, tables):

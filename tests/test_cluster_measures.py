@@ -58,6 +58,9 @@ def test_contiguity_ratio_separates_spans_from_scattered_tokens():
     noise = partition_measures(pd.DataFrame({"position": range(1000), "word": words, "cluster": scattered}), 50, 0)
     assert spans["mean_run_length"] == 100.0 and spans["contiguity_ratio"] > 50
     assert noise["contiguity_ratio"] == pytest.approx(1.0, abs=0.1)
+    mean, sd = shuffled_run_length(blocks, 50, 0)  # the same shuffles
+    assert spans["contiguity_z"] == pytest.approx((100.0 - mean) / sd) and spans["contiguity_z"] > 100
+    assert abs(noise["contiguity_z"]) < 3  # a random order is one of the shuffled orders' kind
 
 
 def test_purity_is_one_when_clusters_are_word_classes():

@@ -197,6 +197,9 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     save_figure(fig, png, svg, dpi=dpi)
 
 
+CHANCE_Z = 1.96  # a contiguity this close to the shuffled labels' (in their standard deviations) is drawn hollow
+
+
 def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
                       dpi: int = 150) -> None:
     """Contiguity ratio (observed / shuffled mean run length) per layer x state, one bar per model,
@@ -211,15 +214,22 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
         cmap = plt.get_cmap("viridis")
         for k, model in enumerate(models):
             rows = group[group.model == model].set_index(["layer", "state"])
-            values = [rows.loc[v, "contiguity_ratio"] if v in rows.index else np.nan for v in views]
-            ax.bar(np.arange(len(views)) + (k - (len(models) - 1) / 2) * width, values, width,
-                   color=cmap(k / max(1, len(models) - 1)), label=model)
+            values = np.array([rows.loc[v, "contiguity_ratio"] if v in rows.index else np.nan for v in views])
+            z = np.array([rows.loc[v, "contiguity_z"] if v in rows.index and "contiguity_z" in rows else np.nan
+                          for v in views])
+            chance = np.abs(z) < CHANCE_Z  # within the shuffled labels' range: hollow
+            x = np.arange(len(views)) + (k - (len(models) - 1) / 2) * width
+            colour = cmap(k / max(1, len(models) - 1))
+            ax.bar(x[~chance], values[~chance], width, color=colour, label=model)
+            ax.bar(x[chance], values[chance], width, facecolor="white", edgecolor=colour, linewidth=1.0,
+                   label=None if (~chance).any() else model)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
         ax.set_ylabel("mean run length / shuffled")
         ax.set_title(f"{text}: {linkage} linkage", fontsize=10)
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of the "
-                 "labels shuffled (1 = no more contiguous than chance)", fontsize=10)
+                 "labels shuffled (1 = no more contiguous than chance)\nhollow: within 1.96 standard deviations of "
+                 "the shuffled labels' run length", fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)

@@ -172,6 +172,8 @@ def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) 
         "shuffled_run_length": shuffled,
         "shuffled_sd": shuffled_sd,
         "contiguity_ratio": observed / shuffled,
+        # how many of the shuffles' standard deviations the observed run length lies from theirs
+        "contiguity_z": (observed - shuffled) / shuffled_sd if shuffled_sd > 0 else float("nan"),
         "purity": float(joint.max(axis=1).sum() / len(labels)),
         "class_baseline": float(Counter(classes).most_common(1)[0][1] / len(labels)),
     }
