@@ -16,9 +16,7 @@ the first one's effect is largest, outside the section headings (``--headings``:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -30,7 +28,8 @@ from .ablation_file import AblationError
 from .ablation_table import effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .heatmap_cli import check_output, parse_neuron
+from .cli import check_checkpoint_file, check_output
+from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
@@ -47,21 +46,6 @@ def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, chec
                                 f"it has neurons 0..{hidden - 1}")
 
 
-def check_checkpoint_file(checkpoint: str) -> None:
-    """A file that is not a checkpoint at all (an activations file given first, a metrics.json) gets a line
-    naming the order of the arguments, not torch's page on unpickling."""
-    if not os.path.isfile(checkpoint):
-        return  # load_checkpoint names it
-    with open(checkpoint, "rb") as fh:
-        head = fh.read(8)
-    if head == b"\x89HDF\r\n\x1a\n":
-        raise AblationError(f"{checkpoint}: an HDF5 file, not a checkpoint; the arguments are CHECKPOINT "
-                            "ACTIVATIONS (results/models/<model>/model.pt results/activations/<model>/<text>.h5)")
-    if not zipfile.is_zipfile(checkpoint):
-        raise AblationError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
-                            "results/models/<model>/model.pt)")
-
-
 def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bool = False,
            max_tokens: int | None = None, min_count: int = 3, top_words: int = 6
            ) -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
@@ -72,7 +56,11 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     if len(set(units)) != len(units):
         twice = sorted({u for u in units if units.count(u) > 1})  # the same neuron, however it was written
         raise ValueError(f"--neuron given twice: {', '.join(f'{layer}:{j}' for layer, j in twice)}")
-    check_checkpoint_file(checkpoint)
+    try:
+        check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
+                                          "results/activations/<model>/<text>.h5)")
+    except ValueError as exc:
+        raise AblationError(str(exc)) from None
     mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)

@@ -26,7 +26,6 @@ neurons removed together (after the neurons; without ``--neuron`` it also picks 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
@@ -35,22 +34,13 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
+from .cli import check_output
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
 PROG = "lstmscope-heatmap"
+DEFAULT_TOKENS = 80
 MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150 dpi; more is unreadable
-
-
-def check_output(path: str, option: str) -> None:
-    """An output the command could not write is an error before anything is computed, naming the option."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{option} {path}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{option} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: the folder {folder} is not writable")
 
 
 def parse_neuron(spec: str) -> tuple[int, int]:
@@ -195,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a neuron to draw, h above c (repeatable)")
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
-    ap.add_argument("--tokens", type=int, default=80, help="tokens in the passage (default 80)")
+    ap.add_argument("--tokens", type=int, default=None, help=f"tokens in the passage (default {DEFAULT_TOKENS})")
     ap.add_argument("--around", choices=("h", "c", "effect"), default=None,
                     help="what of the first neuron chooses the passage when --start is not given: its h, its c or, "
                          "with --ablation, the effect of its removal (default h; without --neuron, the first "
@@ -225,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {exc}")
     if args.dpi < 10 or args.width < 10:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
+    asked, args.tokens = args.tokens is not None, DEFAULT_TOKENS if args.tokens is None else args.tokens
     if args.tokens > MAX_TOKENS:
         ap.error(f"--tokens {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
                  "parts with --start")
@@ -237,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     args.ablation, groups, args.headings)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
-        if drawn < args.tokens:
+        if asked and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
                   file=sys.stderr)
         try:

@@ -1,0 +1,124 @@
+"""lstmscope-dump: a text of one's own through the small real model, in the pipeline's file format."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from lstmscope.dump_cli import main
+from lstmscope.heatmap_cli import main as heatmap_main
+from lstmscope.vocabulary import Vocabulary
+
+from neurons_support import tiny  # noqa: F401 (fixture)
+
+
+def _read(path, key):
+    with h5py.File(path) as f:
+        data = f[key][:]
+    return [w.decode() for w in data] if data.dtype.kind in "OS" else data
+
+
+def test_a_text_file_gives_the_same_numbers_as_the_pipelines_dump_of_the_same_words(tiny, tmp_path, capsys):
+    words = _read(tiny.activations, "tokens/split_words")
+    lines, line = [], []
+    for w in words:  # the same stream written as a file: a line per <eos>
+        if w == "<eos>":
+            lines.append(" ".join(line))
+            line = []
+        else:
+            line.append(w)
+    lines.append(" ".join(line))  # the text's last, unfinished line (its <eos> is extra)
+    text = tmp_path / "same.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "same.h5"
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0
+    T = len(words)
+    assert _read(out, "tokens/split_words")[:T] == words
+    with h5py.File(out) as f, h5py.File(tiny.activations) as g:
+        assert f["tokens/ids"].shape[0] in (T, T + 1)
+        np.testing.assert_array_equal(f["tokens/ids"][:T], g["tokens/ids"][:])
+        for key in ("layer1/h", "layer1/c", "layer2/h", "layer2/c", "log_expectancy"):
+            np.testing.assert_allclose(f[key][:T], g[key][:], rtol=0, atol=2e-6, err_msg=key)
+        assert f.attrs["format"] == g.attrs["format"] and f.attrs["model"] == g.attrs["model"] == "d0.2_r0"
+        assert f.attrs["split"] == "file" and f.attrs["text"] == "same"
+        assert f.attrs["text_sha256"] == hashlib.sha256(text.read_bytes()).hexdigest()
+        assert json.loads(f.attrs["provenance"])["text_sha256"] == f.attrs["text_sha256"]
+    assert capsys.readouterr().out.startswith(f"{out}: ")
+
+
+def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, capsys):
+    text = tmp_path / "probe.txt"
+    known = set(json.loads(tiny.vocabulary.read_text())["words"])
+    assert {"the", "of", "and", ",", "."} <= known and not {"Zyxwvu", "Qqqqq"} & known
+    text.write_text("the of Zyxwvu .\nZyxwvu and , Qqqqq .\n", encoding="utf-8")
+    out = tmp_path / "probe.h5"
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out),
+                 "--name", "my-probe"]) == 0
+    err = capsys.readouterr().err
+    assert "lstmscope-dump: note: 3 words outside the model's vocabulary, read as <unk>: Zyxwvu (2), Qqqqq" in err
+    read, own = _read(out, "tokens/words"), _read(out, "tokens/split_words")
+    assert own == "the of Zyxwvu . <eos> Zyxwvu and , Qqqqq . <eos>".split()
+    assert [r for r, w in zip(read, own) if r != w] == ["<unk>"] * 3
+    with h5py.File(out) as f:
+        assert f.attrs["text"] == "my-probe" and f.attrs["unknown_words"] == 3
+    # the other commands take the file as they take the pipeline's
+    png = tmp_path / "probe.png"
+    assert heatmap_main([str(out), "-n", "2:3", "-e", "-o", str(png)]) == 0 and png.is_file()
+
+
+def test_the_vocabulary_beside_the_models_is_found(tiny, tmp_path):
+    (tmp_path / "results/models/d0.2_r0").mkdir(parents=True)
+    (tmp_path / "results/data").mkdir(parents=True)
+    shutil.copy(tiny.checkpoint, tmp_path / "results/models/d0.2_r0/model.pt")
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    out = tmp_path / "t.h5"
+    args = [str(tmp_path / "results/models/d0.2_r0/model.pt"), str(text), "-o", str(out)]
+    assert main(args) == 1 and not out.exists()  # no results/data/vocabulary.json yet
+    shutil.copy(tiny.vocabulary, tmp_path / "results/data/vocabulary.json")
+    assert main(args) == 0 and out.is_file()
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
+    good = tmp_path / "t.txt"
+    good.write_text("the film .\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 .\n".encode("latin-1"))
+    other_vocabulary = tmp_path / "v.json"
+    Vocabulary(Vocabulary.load(tiny.vocabulary).words[:-1]).save(other_vocabulary)
+    out = tmp_path / "o.h5"
+    v = ["--vocabulary", str(tiny.vocabulary)]
+    cases = [
+        ([str(good), str(tiny.checkpoint), *v], "t.txt: not a checkpoint written by torch.save"),
+        ([str(tiny.activations), str(good), *v], "an HDF5 file, not a checkpoint; the arguments are CHECKPOINT TEXT"),
+        ([str(tiny.checkpoint), str(tmp_path / "none.txt"), *v], "none.txt: text file not found"),
+        ([str(tiny.checkpoint), str(empty), *v], "empty.txt: no words to read (an empty file?)"),
+        ([str(tiny.checkpoint), str(latin), *v], "latin.txt: not UTF-8 text"),
+        ([str(tiny.checkpoint), str(good), "--vocabulary", str(tmp_path / "none.json")], "none.json: vocabulary"),
+        ([str(tiny.checkpoint), str(good), "--vocabulary", str(other_vocabulary)], "trained with another vocabulary"),
+    ]
+    for args, message in cases:
+        assert main([*args, "-o", str(out)]) == 1, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("lstmscope-dump: error: ") and message in err, (args, err)
+    missing = tmp_path / "no" / "o.h5"
+    assert main([str(tiny.checkpoint), str(good), *v, "-o", str(missing)]) == 1
+    assert f"--output {missing}: the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tiny.checkpoint), str(good), *v, "-o", str(tmp_path / "o.png")])
+    assert exit_.value.code == 2 and "an HDF5 file, ending in .h5" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "latin.txt", "t.txt", "v.json"]
+
+
+def test_the_console_script_is_declared():
+    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
+    if "lstmscope-heatmap" not in scripts:
+        pytest.skip("lstmscope is not installed (pip install -e .)")
+    assert scripts.get("lstmscope-dump") == "lstmscope.dump_cli:main"

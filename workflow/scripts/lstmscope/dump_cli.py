@@ -1,0 +1,124 @@
+"""``lstmscope-dump``: run a trained model over a text of your own and write its activations file.
+
+The pipeline dumps slices of WikiText-2's splits; this command dumps any text file -- probe
+sentences, a minimal pair, a paragraph you wrote -- so that ``lstmscope-heatmap`` and
+``lstmscope-ablate`` work on it like on the pipeline's files::
+
+    lstmscope-dump results/models/d0.0_r0/model.pt probe.txt -o probe.h5
+    lstmscope-heatmap probe.h5 --neuron 2:18 --expectancy -o probe.png
+
+The text is read as WikiText-2 is (and as the model was trained): each line is split at spaces and ends
+with ``<eos>``, so write punctuation apart from words (``The film was released in 1998 .``), keep
+WikiText's cases and its ``@-@`` / ``@,@`` / ``@.@`` inside hyphenated words and numbers. A word outside
+the model's vocabulary is read as ``<unk>``: the command lists such words, since a misspelt or
+differently tokenised word changes what the model sees. The file is the same format as the pipeline's
+(``tokens/*``, every layer's ``h`` and ``c``, ``expectancy``, provenance), with ``split`` = ``file`` and the
+text file's path and SHA-256 in ``text_file`` / ``text_sha256``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+
+from .activations import DTYPES, TextSpec, dump_activations
+from .activations_file import ActivationsError
+from .atomic import atomic_path
+from .cli import check_checkpoint_file, check_output
+from .provenance import sha256_file
+from .vocabulary import read_tokens
+
+PROG = "lstmscope-dump"
+LISTED = 12  # words outside the vocabulary named in the note
+
+
+def default_vocabulary(checkpoint: str) -> str:
+    """The pipeline's vocabulary beside a checkpoint: results/models/<model>/model.pt -> results/data/vocabulary.json."""
+    return str(Path(checkpoint).resolve().parent.parent.parent / "data" / "vocabulary.json")
+
+
+def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | None = None, name: str | None = None,
+              dtype: str = "float32", device: str = "cpu", threads: int = 1) -> dict:
+    """Write the activations file of ``text_file`` (atomically); returns the dump's summary plus the words
+    outside the vocabulary (``unknown``: word -> count)."""
+    check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT TEXT (results/models/<model>/model.pt "
+                                      "a text file)")
+    vocabulary = vocabulary or default_vocabulary(checkpoint)
+    for path, what in ((checkpoint, "checkpoint"), (vocabulary, "vocabulary (give --vocabulary)"),
+                       (text_file, "text file")):
+        if not os.path.isfile(path):
+            raise ActivationsError(f"{path}: {what} not found")
+    try:
+        words = read_tokens(text_file)
+    except UnicodeDecodeError as exc:
+        raise ActivationsError(f"{text_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if sum(w != "<eos>" for w in words) < 1 or len(words) < 2:
+        raise ActivationsError(f"{text_file}: no words to read (an empty file?)")
+    name = name or Path(text_file).stem
+    spec = TextSpec(name=name, split="file", offset=0, tokens=len(words))
+    with atomic_path(output) as tmp:
+        summary = dump_activations(checkpoint, vocabulary, text_file, spec, tmp, dtype=dtype, device=device,
+                                   threads=threads, gpus=1 if device != "cpu" else 0)
+        with h5py.File(tmp, "a") as f:
+            text_sha = sha256_file(text_file)
+            f.attrs["text_file"] = os.path.abspath(text_file)
+            f.attrs["text_sha256"] = text_sha
+            prov = json.loads(f.attrs["provenance"])
+            prov.update(text_file=os.path.abspath(text_file), text_sha256=text_sha)
+            f.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
+            read = [w.decode() if isinstance(w, bytes) else w for w in f["tokens/words"][:]]
+    summary["unknown"] = Counter(w for w, r in zip(words, read) if w != r)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description="Run a trained model over a text file of your own and write "
+                                 "its activations file (h and c of every layer, the expectancy of every word).",
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="a model, results/models/<model>/model.pt")
+    ap.add_argument("text", help="a UTF-8 text file, written as WikiText-2 is (see below)")
+    ap.add_argument("-o", "--output", required=True, help="the activations file to write (.h5)")
+    ap.add_argument("--vocabulary", default=None,
+                    help="the model's vocabulary (default: results/data/vocabulary.json beside results/models/)")
+    ap.add_argument("--name", default=None, help="the text's name in the file and in titles (default: the file's stem)")
+    ap.add_argument("--dtype", choices=DTYPES, default="float32", help="how h and c are stored (default float32)")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where to run (default cpu)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    if not args.output.endswith((".h5", ".hdf5")):
+        ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
+    try:
+        check_output(args.output, "--output")
+        summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
+                            args.device, args.threads)
+    except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: --device cuda without one
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: error: --output {args.output}: cannot be written ({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    unknown = summary["unknown"]
+    if unknown:
+        listed = ", ".join(f"{w} ({n})" if n > 1 else w for w, n in unknown.most_common(LISTED))
+        more = f" and {len(unknown) - LISTED} more" if len(unknown) > LISTED else ""
+        print(f"{PROG}: note: {sum(unknown.values())} words outside the model's vocabulary, read as <unk>: "
+              f"{listed}{more}", file=sys.stderr)
+    print(f"{args.output}: {summary['tokens']} tokens, perplexity {summary['perplexity']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
