@@ -123,6 +123,17 @@ def test_a_setting_equal_to_another_params_value_still_reruns_its_jobs(tiny_work
     assert_plan(swapped, downstream(graph, {"ablation_table"}), all_jobs, "min_count and top_words swapped")
 
 
+def test_tracking_every_neuron_reruns_only_tracking_and_the_figure_key_only_figures(tiny_workdir):
+    """divergence.track (the neurons measured in tracking.csv) and divergence.top_k (the neurons of the top/bottom
+    figure) are two keys: tracking every neuron leaves the figures as they are, and the other way round."""
+    graph = rule_graph(tiny_workdir)
+    all_jobs = forced_jobs(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "divergence={track: null}")
+    assert_plan(planned, downstream(graph, {"neuron_tracking"}), all_jobs, "--config 'divergence={track: null}'")
+    planned = planned_jobs(tiny_workdir, "--config", "divergence={top_k: 2}")
+    assert "neuron_tracking" not in {j.rule for j in planned} and "neuron_figures" in {j.rule for j in planned}
+
+
 def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     """The download is checksummed (url, timeout and retries cannot change the files) and a resumed training
     is bit-identical (how often it saves cannot change the weights)."""

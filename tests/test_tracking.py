@@ -109,6 +109,9 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
             assert top_word == f"{words[int(np.argmax(v))]}({v.max():+.2f})"
     summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
     assert len(summary) == LAYERS * 2 and (summary["rank"] == 1).all()
+    every = neuron_tracking(tiny.activations, divergence_csv, tmp_path / "all.csv", top_k=None, top_words=4)
+    live = div[div["rank"].notna()]  # divergence.track: null, every live neuron
+    assert sorted(zip(every.layer, every.state, every.neuron)) == sorted(zip(live.layer, live.state, live.neuron))
 
 
 def test_context_effects_name_every_context():
@@ -125,7 +128,7 @@ def test_mismatched_inputs_are_refused(tiny, divergence_csv, tmp_path):
     table.to_csv(tmp_path / "other.csv", index=False)
     with pytest.raises(ActivationsError, match="other.csv is for model d0.7_r0"):
         neuron_tracking(tiny.activations, tmp_path / "other.csv", tmp_path / "t.csv", 2, 4)
-    with pytest.raises(ActivationsError, match="divergence.top_k=0"):
+    with pytest.raises(ActivationsError, match="divergence.track=0"):
         neuron_tracking(tiny.activations, divergence_csv, tmp_path / "t.csv", 0, 4)
     with pytest.raises(ActivationsError, match="gone.csv: tracking table not found"):
         tracking_summary([tmp_path / "gone.csv"], tmp_path / "s.csv")

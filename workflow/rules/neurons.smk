@@ -88,7 +88,7 @@ rule neuron_tracking:
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
     params:
         **named(
-            top_k=config["divergence"]["top_k"],
+            track=config["divergence"]["track"],
             top_words=config["divergence"]["top_words"],
         ),
     log:

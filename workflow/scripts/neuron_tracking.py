@@ -8,6 +8,6 @@ with job_log(snakemake.log[0], "neuron_tracking") as log:  # noqa: F821
         activations_path=snakemake.input.activations,  # noqa: F821
         divergence_path=snakemake.input.divergence,  # noqa: F821
         csv_path=snakemake.output[0],  # noqa: F821
-        top_k=int(p.top_k),
+        top_k=None if p.track is None else int(p.track),
         top_words=int(p.top_words),
     )

@@ -153,10 +153,11 @@ TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "ra
 
 
 def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
-                    csv_path: str | os.PathLike, top_k: int, top_words: int) -> pd.DataFrame:
-    """Context effects and extreme words of the ``top_k`` ranked neurons of every layer and state."""
-    if top_k < 1 or top_words < 1:
-        raise ActivationsError(f"divergence.top_k={top_k} and divergence.top_words={top_words}: must be >= 1")
+                    csv_path: str | os.PathLike, top_k: int | None, top_words: int) -> pd.DataFrame:
+    """Context effects and extreme words of the ``top_k`` ranked neurons of every layer and state (None: every
+    live neuron)."""
+    if (top_k is not None and top_k < 1) or top_words < 1:
+        raise ActivationsError(f"divergence.track={top_k} and divergence.top_words={top_words}: must be >= 1")
     table = read_divergence(divergence_path)
     rows = []
     with open_activations(activations_path) as f:
@@ -169,7 +170,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
         masks = context_masks(read_words(f, split=True))
         word_ids = f["tokens/ids"][:].astype(np.int64)  # "the same word": as the model read it
         for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
-            top = ranked(table, int(layer), str(state), top_k)
+            top = ranked(table, int(layer), str(state), len(table) if top_k is None else top_k)
             if top.empty:
                 log.warning("%s: layer%d/%s has no live (ranked) neuron: none described", divergence_path,
                             int(layer), state)
