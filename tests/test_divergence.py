@@ -86,6 +86,36 @@ def test_ranks_order_live_neurons_by_kl_sum(dead_model_tables):
         assert bottom.neuron.tolist() == live.neuron.tail(2).tolist()[::-1]
 
 
+def test_the_ranking_follows_rank_by_and_the_table_says_which(dead_model_tables, tmp_path, monkeypatch):
+    d, by_sum = dead_model_tables
+    assert (by_sum["rank_by"] == "kl_sum").all()
+    by_pq = neuron_divergence(d / "hist.h5", tmp_path / "pq.csv", tmp_path / "dead.csv", EPS, 0.01, 0.9, rank_by="kl_pq")
+    assert (read_divergence(tmp_path / "pq.csv")["rank_by"] == "kl_pq").all()
+    for (layer, state), sub in by_pq.groupby(["layer", "state"]):
+        live = sub[~sub.dead]
+        want = live.sort_values(["kl_pq", "neuron"], ascending=[False, True]).neuron.tolist()
+        assert live.sort_values("rank").neuron.tolist() == want  # 1 = the largest KL(p||q)
+    np.testing.assert_array_equal(by_pq.kl_sum, by_sum.kl_sum)  # the values are the same, only the ranks differ
+    assert (by_pq["rank"] != by_sum["rank"]).any()
+    from lstmscope.divergence import ranking_measure
+
+    assert ranking_measure(by_pq) == "kl_pq" and ranking_measure(by_pq.drop(columns="rank_by")) == "kl_sum"
+    with pytest.raises(HistogramError, match="divergence.rank_by='kl': choose one of kl_sum, kl_pq, kl_qp"):
+        neuron_divergence(d / "hist.h5", tmp_path / "x.csv", tmp_path / "y.csv", EPS, 0.01, 0.9, rank_by="kl")
+    assert not (tmp_path / "x.csv").exists()
+    # the top/bottom figure names the measure and its value
+    import lstmscope.neuron_figures as nf
+
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    _, hists = read_histograms(d / "hist.h5")
+    nf.top_bottom_figure(hists, by_pq, 2, tmp_path / "t.png", tmp_path / "t.svg", "t")
+    ax = kept[0].axes[0]
+    assert "top 2 by KL(p‖q)" in ax.get_title()
+    first = ranked(by_pq, 1, "h", 1).iloc[0]
+    assert f"n{first.neuron} (#1, KL(p‖q) {first.kl_pq:.2f})" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_table_columns_stats_and_reread(tiny, dead_model_tables):
     d, table = dead_model_tables
     import h5py

@@ -145,6 +145,8 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
                else f[f"layer2/{show}"][:, neuron].astype(np.float64))
     assert result["spans"] == len(words) == TEXT.tokens and result["words"] == words
     assert result["breaks"] == words.count("<eos>") and result["views"] == 2 * LAYERS and result["options"] == K
+    # the neuron is named with its rank and the value of the measure the ranks follow (divergence.rank_by)
+    assert result["neuron"] == f"{neuron} (rank 2, KL sum {view['neurons'][1]['kl_sum']:.3f})"
     # the colour of every word, from the raw values and the documented scale (the page's values are coded
     # to 1/254 of the range, so a word may fall into the neighbouring one of the 256 colours)
     if show == "p":

@@ -65,6 +65,7 @@ rule neuron_divergence:
             epsilon=config["divergence"]["epsilon"],
             dead_threshold=config["divergence"]["dead_threshold"],
             dead_fraction=config["divergence"]["dead_fraction"],
+            rank_by=config["divergence"]["rank_by"],
         ),
     log:
         log_path("neuron_divergence", "{model}/{text}"),

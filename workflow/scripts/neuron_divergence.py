@@ -11,4 +11,5 @@ with job_log(snakemake.log[0], "neuron_divergence") as log:  # noqa: F821
         epsilon=float(p.epsilon),
         dead_threshold=float(p.dead_threshold),
         dead_fraction=float(p.dead_fraction),
+        rank_by=str(p.rank_by),
     )

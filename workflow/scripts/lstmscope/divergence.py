@@ -7,8 +7,9 @@ p_n. The reference q is the average of all N distributions (every neuron weighs
 the same, dead ones included). For every neuron:
 
 ``kl_pq`` = KL(p_n ‖ q), ``kl_qp`` = KL(q ‖ p_n) (natural log, nats), ``kl_sum``
-their sum (Jeffreys divergence), ``rank`` by ``kl_sum`` (1 = farthest from the
-average) among the live neurons, ``near_zero_fraction`` (values within
+their sum (Jeffreys divergence), ``rank`` by ``rank_by`` (``kl_sum`` by default, or
+either direction; 1 = farthest from the average) among the live neurons, ``rank_by``
+(the column ranked by, so that the table says what its ranks mean), ``near_zero_fraction`` (values within
 ±dead_threshold), ``dead`` when that fraction exceeds ``dead_fraction``, and
 ``mean``, ``std``, ``mean_abs``, ``min``, ``max`` of its values.
 
@@ -32,6 +33,18 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "kl_pq", "kl_qp", "kl_sum", "rank",
            "near_zero_fraction", "dead", "mean", "std", "mean_abs", "min", "max", "underflow", "overflow"]
+# what a table can be ranked by (divergence.rank_by), as figures and pages name it
+RANK_BY = {"kl_sum": "KL sum", "kl_pq": "KL(p‖q)", "kl_qp": "KL(q‖p)"}
+
+
+def ranking_measure(table: pd.DataFrame) -> str:
+    """The column a divergence table's ranks follow (``kl_sum`` for a table without ``rank_by``)."""
+    if "rank_by" not in table.columns or table.empty:
+        return "kl_sum"
+    measure = str(table["rank_by"].iloc[0])
+    if measure not in RANK_BY:
+        raise HistogramError(f"divergence table: rank_by {measure!r} is not one of {', '.join(RANK_BY)}")
+    return measure
 
 
 def distributions(hist: StoredHistogram, epsilon: float) -> np.ndarray:
@@ -52,8 +65,12 @@ def kl_divergences(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return rel_entr(p, q[None, :]).sum(axis=1), rel_entr(q[None, :], p).sum(axis=1)
 
 
-def divergence_table(hist: StoredHistogram, epsilon: float, dead_fraction: float) -> pd.DataFrame:
-    """The divergence table of one layer and state (columns as ``COLUMNS`` without model/text/dropout)."""
+def divergence_table(hist: StoredHistogram, epsilon: float, dead_fraction: float,
+                     rank_by: str = "kl_sum") -> pd.DataFrame:
+    """The divergence table of one layer and state (columns as ``COLUMNS`` without model/text/dropout), ranked
+    by the column ``rank_by``."""
+    if rank_by not in RANK_BY:
+        raise HistogramError(f"divergence.rank_by={rank_by!r}: choose one of {', '.join(RANK_BY)}")
     p = distributions(hist, epsilon)
     q = p.mean(axis=0)
     kl_pq, kl_qp = kl_divergences(p, q)
@@ -66,8 +83,8 @@ def divergence_table(hist: StoredHistogram, epsilon: float, dead_fraction: float
         "mean_abs": hist.mean_abs, "min": hist.minimum, "max": hist.maximum,
         "underflow": hist.underflow, "overflow": hist.overflow,
     })
-    live = table.loc[~dead, "kl_sum"]
-    # rank 1 = largest kl_sum; ties keep neuron order (stable), so ranks are reproducible
+    live = table.loc[~dead, rank_by]
+    # rank 1 = the largest value; ties keep neuron order (stable), so ranks are reproducible
     order = live.sort_values(ascending=False, kind="stable").index
     table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
     table.loc[order, "rank"] = np.arange(1, len(order) + 1)
@@ -76,7 +93,7 @@ def divergence_table(hist: StoredHistogram, epsilon: float, dead_fraction: float
 
 def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.PathLike,
                       dead_csv_path: str | os.PathLike, epsilon: float, dead_threshold: float,
-                      dead_fraction: float) -> pd.DataFrame:
+                      dead_fraction: float, rank_by: str = "kl_sum") -> pd.DataFrame:
     """Divergence of every neuron of every layer and state; writes the table and the dead-neuron list."""
     attrs, hists = read_histograms(histograms_path)
     tables = []
@@ -85,7 +102,7 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
             raise HistogramError(f"{histograms_path}: layer{hist.layer}/{hist.state} counted values within "
                                  f"±{hist.near_zero_threshold}, but divergence.dead_threshold={dead_threshold}; "
                                  "rerun neuron_histograms")
-        t = divergence_table(hist, epsilon, dead_fraction)
+        t = divergence_table(hist, epsilon, dead_fraction, rank_by)
         log.info("layer%d/%s: KL sum median %.3f, max %.3f (neuron %d); %d dead of %d", hist.layer, hist.state,
                  t["kl_sum"].median(), t["kl_sum"].max(), int(t["kl_sum"].idxmax()), int(t["dead"].sum()), len(t))
         tables.append(t)
@@ -94,11 +111,12 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
     table.insert(1, "text", str(attrs.get("text", "")))
     table.insert(2, "dropout", float(attrs.get("dropout", np.nan)))
     table = table[COLUMNS]
+    table.insert(COLUMNS.index("rank") + 1, "rank_by", rank_by)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.8g")
     dead = table[table["dead"]]
     with atomic_path(dead_csv_path) as tmp:
-        dead.drop(columns=["rank"]).to_csv(tmp, index=False, float_format="%.8g")
+        dead.drop(columns=["rank", "rank_by"]).to_csv(tmp, index=False, float_format="%.8g")
     log.info("%d dead neurons (near-zero fraction > %g) of %d (layer x state x neuron)", len(dead), dead_fraction,
              len(table))
     return table

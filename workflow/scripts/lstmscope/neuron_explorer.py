@@ -32,7 +32,7 @@ from .ablation_figures import Removal, removal_effects
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
-from .divergence import ranked, read_divergence
+from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
 from .heatmap import check_passage, needs_light_text, passage_avoid
 from .html_page import render_page
 
@@ -165,7 +165,9 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     finite = logp[np.isfinite(logp)]
     # as the figures: log scale from the smallest probability (at most 0.1) to 1
     expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
+    measure = ranking_measure(table)  # the ranks' measure, named beside each neuron
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
+            "rank_by": measure, "rank_by_name": RANK_BY[measure],
             "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(),
             "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
 

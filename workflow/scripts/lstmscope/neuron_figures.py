@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import ticker
 
-from .divergence import COLUMNS, ranked, read_divergence
+from .divergence import COLUMNS, RANK_BY, ranked, ranking_measure, read_divergence
 from .figures import plt, save_figure
 from .histogram import HistogramError, StoredHistogram, read_histograms, select
 
@@ -113,6 +113,7 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
                       svg: str | os.PathLike, title: str, dpi: int = 150) -> None:
     """Fig. 5.2/5.5: the top-k and bottom-k KL neurons of every layer and state against the layer average."""
     pairs = [(h.layer, h.state) for h in hists]
+    measure = ranking_measure(table)  # what the ranks follow, shown in the legends
     fig, axes = plt.subplots(len(pairs), 2, figsize=(13, 2.6 * len(pairs)), squeeze=False)
     for row, (layer, state) in zip(axes, pairs):
         hist = select(hists, layer, state)
@@ -127,9 +128,10 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
             idx = chosen["neuron"].to_numpy()
             dens = density(hist, idx) if len(idx) else np.empty((0, hist.counts.shape[1]))
             for r, d in zip(chosen.itertuples(), dens):
-                _step(ax, hist, d, lw=1.0, alpha=0.85, label=f"n{r.neuron} (#{r.rank}, KL sum {r.kl_sum:.2f})")
+                _step(ax, hist, d, lw=1.0, alpha=0.85,
+                      label=f"n{r.neuron} (#{r.rank}, {RANK_BY[measure]} {getattr(r, measure):.2f})")
             which = "bottom" if bottom else "top"
-            ax.set_title(f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by KL", fontsize=9)
+            ax.set_title(f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by {RANK_BY[measure]}", fontsize=9)
             ax.set_xlim(*x_range)
             _log_y(ax)
             ax.set_xlabel("activation", fontsize=8)
