@@ -420,8 +420,8 @@ def test_points_whose_interval_includes_zero_are_hollow(tiny, divergence_csv, tm
 
     rows = pd.DataFrame({"change_ci_low_pct": [-1.0, 0.5, -2.0, np.nan, 0.0],
                          "change_ci_high_pct": [1.0, 1.0, -1.0, np.nan, 2.0]})
-    assert figs.clear_of_zero(rows).tolist() == [False, True, True, True, False]
-    assert figs.clear_of_zero(rows.drop(columns="change_ci_low_pct")).all()  # an older table: no claim
+    assert figs.clear_of_zero(rows).tolist() == [False, True, True, False, False]  # no interval: not clear
+    assert not figs.clear_of_zero(rows.drop(columns="change_ci_low_pct")).any()  # an older table: no claim
     h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
     run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=2, seed=3, max_tokens=200)
     table = write_ablation_table(h5, divergence_csv, csv)

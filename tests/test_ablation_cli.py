@@ -125,3 +125,11 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and err.endswith(f"{path}: {message}") and "removed" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["e.png"]
+
+
+def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "40"]) == 0
+    captured = capsys.readouterr()
+    assert "note: no 95 % interval of the change: it needs at least 41 words read" in captured.err
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "41"]) == 0
+    assert "no 95 % interval" not in capsys.readouterr().err

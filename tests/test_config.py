@@ -102,6 +102,8 @@ BAD = [
     ("embedding.seed", 2**32, "config key embedding.seed: 4294967296 is out of range; must be <= 4294967295"),
     ("divergence.top_k", 65, "config key divergence.top_k: 65 is more than the 64 neurons of a layer"),
     ("divergence.track", 65, "config key divergence.track: 65 is more than the 64 neurons of a layer"),
+    ("divergence.rank_by", "kl", "config key divergence.rank_by: 'kl' is not allowed; choose one of ['kl_sum', 'kl_pq', 'kl_qp']"),
+    ("cluster.shuffles", 1, "config key cluster.shuffles: 1 is out of range; must be >= 2"),
     ("heatmap.neurons", 65, "config key heatmap.neurons: 65 is more than the 64 neurons of a layer"),
     ("neuron_explorer.neurons", 65, "config key neuron_explorer.neurons: 65 is more than the 64 neurons of a layer"),
     ("data.url", "ftp://example.org/wikitext-2", "config key data.url: 'ftp://example.org/wikitext-2' has the scheme "

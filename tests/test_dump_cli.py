@@ -122,3 +122,35 @@ def test_the_console_script_is_declared():
     if "lstmscope-heatmap" not in scripts:
         pytest.skip("lstmscope is not installed (pip install -e .)")
     assert scripts.get("lstmscope-dump") == "lstmscope.dump_cli:main"
+
+
+def test_an_input_that_cannot_be_read_is_named_as_such_not_as_the_output(tiny, tmp_path, capsys, monkeypatch):
+    import lstmscope.dump_cli as dump_cli
+
+    text = tmp_path / "t.txt"
+    text.write_text("the .\n", encoding="utf-8")
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(dump_cli, "read_tokens", denied)
+    out = tmp_path / "o.h5"
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 1
+    assert capsys.readouterr().err == f"lstmscope-dump: error: {text}: cannot be read (Permission denied)\n"
+    assert not out.exists()
+
+
+def test_writing_names_the_output_or_the_input_an_error_concerns(tmp_path):
+    from lstmscope.cli import writing
+
+    out = str(tmp_path / "fig.png")
+    cases = [(OSError(28, "No space left on device", str(tmp_path / ".fig.tmp77.png")),
+              f"--output {out}: cannot be written (No space left on device)"),
+             (OSError(5, "Input/output error"), f"--output {out}: cannot be written (Input/output error)"),
+             (PermissionError(13, "Permission denied", "/elsewhere/in.h5"), "/elsewhere/in.h5: cannot be read "
+                                                                             "(Permission denied)")]
+    for error, message in cases:
+        with pytest.raises(ValueError) as caught:
+            with writing("--output", out):
+                raise error
+        assert str(caught.value) == message

@@ -41,7 +41,7 @@ def test_cohens_d_by_hand():
 
 def test_within_word_d_by_hand():
     # word 0 (A): inside 3, 5, outside 1, 3; word 1 (B): inside 10, outside 6, 8; word 2 only outside, word 3
-    # only inside: both left out. Difference from the same word outside, per context token: 2, 2, 3 -> 7/3;
+    # only inside: both left out. Difference from the same word outside, per context token: 1, 3, 3 -> 7/3;
     # deviations from each word's own mean inside / outside: -1 1 -1 1 0 -1 1, 7 tokens, 4 means -> sd sqrt(6/3)
     ids = np.array([0, 0, 0, 0, 1, 1, 1, 2, 3])
     values = np.array([3.0, 5, 1, 3, 10, 6, 8, 100, 50])

@@ -57,6 +57,19 @@ def named(**params):
     return {**params, "settings": json.dumps(plain, sort_keys=True, default=str)}
 
 
+def embedded_title(pattern):
+    """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
+    its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""
+
+    def title(wildcards):
+        total = int(config["texts"][wildcards.text]["tokens"])
+        n = min(int(config["embedding"]["max_tokens"]), total)
+        span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
+        return pattern.format(**{**dict(wildcards.items()), "text": f"{wildcards.text} ({span})"})
+
+    return title
+
+
 def log_path(rule_name, pattern):
     return f"results/logs/{rule_name}/{pattern}.log"
 

@@ -18,19 +18,6 @@ CLUSTER_FIGURES = "results/figures/clusters/{model}/{text}"
 CLUSTER_TABLES = "results/tables/clusters/{model}_{text}"
 WORD_REPORT = "Representation of a word"
 
-def embedded_title(pattern):
-    """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
-    its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""
-
-    def title(wildcards):
-        total = int(config["texts"][wildcards.text]["tokens"])
-        n = min(int(EMBEDDING["max_tokens"]), total)
-        span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
-        return pattern.format(**{**dict(wildcards.items()), "text": f"{wildcards.text} ({span})"})
-
-    return title
-
-
 # Points per embedding, for memory estimates: at most max_tokens, at most the text's length.
 _MAX_POINTS = max([min(EMBEDDING["max_tokens"], config["texts"][t]["tokens"]) for t in EMBED_TEXTS] or [2])
 

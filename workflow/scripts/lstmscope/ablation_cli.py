@@ -28,7 +28,7 @@ from .ablation_file import AblationError
 from .ablation_table import effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .cli import check_checkpoint_file, check_output
+from .cli import check_checkpoint_file, check_output, writing
 from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
@@ -131,20 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .ablation_figures import EFFECT_CAPTION
             from .heatmap import draw_blocks_to
 
-            try:
+            with writing("--heatmap", args.heatmap):
                 draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
                                suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}")
-            except OSError as exc:
-                raise ValueError(f"--heatmap {args.heatmap}: cannot be written ({exc.strerror or exc})") from None
         if args.output:
-            try:
-                with atomic_path(args.output) as tmp:
-                    table.to_csv(tmp, index=False, float_format="%.6g")
-            except OSError as exc:
-                raise ValueError(f"--output {args.output}: cannot be written ({exc.strerror or exc})") from None
+            with writing("--output", args.output), atomic_path(args.output) as tmp:
+                table.to_csv(tmp, index=False, float_format="%.6g")
     except (AblationError, ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    if table[["change_ci_low_pct", "change_ci_high_pct"]].isna().any(axis=None):
+        from .ablation_table import BLOCKS
+
+        print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
+              file=sys.stderr)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

@@ -72,12 +72,12 @@ def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: f
 
 
 def clear_of_zero(rows: pd.DataFrame) -> np.ndarray:
-    """Per ablation, whether the 95 % interval of its perplexity change leaves out 0 (also where there is no
-    interval: a table without it, too few words)."""
+    """Per ablation, whether the 95 % interval of its perplexity change leaves out 0; not where there is no
+    interval (too few words read, a table without the columns): nothing says the change differs from 0."""
     if not {"change_ci_low_pct", "change_ci_high_pct"} <= set(rows.columns):
-        return np.ones(len(rows), dtype=bool)
+        return np.zeros(len(rows), dtype=bool)
     low, high = rows["change_ci_low_pct"].to_numpy(float), rows["change_ci_high_pct"].to_numpy(float)
-    return ~((low <= 0) & (high >= 0))
+    return (low > 0) | (high < 0)
 
 
 def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
@@ -115,8 +115,11 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     axes[0][0].set_ylabel("perplexity change without the neuron(s) (%)")
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
+    unknown = not {"change_ci_low_pct", "change_ci_high_pct"} <= set(table.columns) or \
+        table[["change_ci_low_pct", "change_ci_high_pct"]].isna().any(axis=None)
     fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})\n"
-                 "hollow: the change's 95 % interval over the text includes 0", fontsize=11)
+                 "hollow: the change's 95 % interval over the text includes 0"
+                 + (" or there is none (too few words)" if unknown else ""), fontsize=11)
     fig.tight_layout()
     for ax, candidates in labels:
         place_labels(ax, candidates)

@@ -2,8 +2,11 @@
 one line naming it, before anything is computed."""
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
+from pathlib import Path
+from typing import Iterator
 
 
 def check_output(path: str, option: str) -> None:
@@ -30,3 +33,19 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
     if not zipfile.is_zipfile(checkpoint):
         raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
                          "results/models/<model>/model.pt)")
+
+
+@contextlib.contextmanager
+def writing(option: str, path: str) -> Iterator[None]:
+    """Turn an OSError met while ``path`` (given as ``option``) is written into one line: "cannot be written" when it
+    concerns that file or its temporary name (same folder, the name's stem in it), else "cannot be read", naming
+    the file the error names (an input read in the same step)."""
+    try:
+        yield
+    except OSError as exc:
+        name = exc.filename
+        ours = name is None or (os.path.dirname(os.path.abspath(name)) == os.path.dirname(os.path.abspath(path))
+                                and Path(path).stem in os.path.basename(str(name)))
+        if ours:
+            raise ValueError(f"{option} {path}: cannot be written ({exc.strerror or exc})") from None
+        raise ValueError(f"{name}: cannot be read ({exc.strerror or exc})") from None

@@ -30,7 +30,7 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .cli import check_checkpoint_file, check_output
+from .cli import check_checkpoint_file, check_output, writing
 from .provenance import sha256_file
 from .vocabulary import read_tokens
 
@@ -50,10 +50,11 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
     check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT TEXT (results/models/<model>/model.pt "
                                       "a text file)")
     vocabulary = vocabulary or default_vocabulary(checkpoint)
-    for path, what in ((checkpoint, "checkpoint"), (vocabulary, "vocabulary (give --vocabulary)"),
-                       (text_file, "text file")):
+    for path, what in ((checkpoint, "checkpoint not found"),
+                       (vocabulary, "vocabulary not found (give the model's with --vocabulary)"),
+                       (text_file, "text file not found")):
         if not os.path.isfile(path):
-            raise ActivationsError(f"{path}: {what} not found")
+            raise ActivationsError(f"{path}: {what}")
     try:
         words = read_tokens(text_file)
     except UnicodeDecodeError as exc:
@@ -102,20 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
     try:
         check_output(args.output, "--output")
-        summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
-                            args.device, args.threads)
+        with writing("--output", args.output):
+            summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
+                                args.device, args.threads)
     except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: --device cuda without one
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{PROG}: error: --output {args.output}: cannot be written ({exc.strerror or exc})", file=sys.stderr)
         return 1
     unknown = summary["unknown"]
     if unknown:
         listed = ", ".join(f"{w} ({n})" if n > 1 else w for w, n in unknown.most_common(LISTED))
         more = f" and {len(unknown) - LISTED} more" if len(unknown) > LISTED else ""
-        print(f"{PROG}: note: {sum(unknown.values())} words outside the model's vocabulary, read as <unk>: "
-              f"{listed}{more}", file=sys.stderr)
+        count = sum(unknown.values())
+        print(f"{PROG}: note: {count} {'word' if count == 1 else 'words'} outside the model's vocabulary, read as "
+              f"<unk>: {listed}{more}", file=sys.stderr)
     print(f"{args.output}: {summary['tokens']} tokens, perplexity {summary['perplexity']:.1f}")
     return 0
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .cli import check_output
+from .cli import check_output, writing
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
@@ -231,10 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if asked and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
                   file=sys.stderr)
-        try:
+        with writing("--output", args.output):
             draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
-        except OSError as exc:
-            raise ValueError(f"--output {args.output}: cannot be written ({exc.strerror or exc})") from None
     except (ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
