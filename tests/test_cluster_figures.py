@@ -149,6 +149,11 @@ def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path, monkeypat
     hollow = [b for b in bars if np.allclose(b.get_facecolor()[:3], 1)]
     assert len(bars) == len(both) and len(hollow) == 1
     assert hollow[0].get_height() == pytest.approx(both.loc[0, "contiguity_ratio"])
+    # a model whose bars are all hollow: one legend entry per model all the same
+    both.loc[both.model == "d0.8_r0", "contiguity_z"] = 0.5
+    F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
+    for ax in kept[-1].axes:
+        assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["d0.0_r0", "d0.8_r0"]
 
 
 def test_every_figure_is_also_valid_svg(tmp_path, tables):

@@ -220,9 +220,12 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
             chance = np.abs(z) < CHANCE_Z  # within the shuffled labels' range: hollow
             x = np.arange(len(views)) + (k - (len(models) - 1) / 2) * width
             colour = cmap(k / max(1, len(models) - 1))
-            ax.bar(x[~chance], values[~chance], width, color=colour, label=model)
-            ax.bar(x[chance], values[chance], width, facecolor="white", edgecolor=colour, linewidth=1.0,
-                   label=None if (~chance).any() else model)
+            if (~chance).any():
+                ax.bar(x[~chance], values[~chance], width, color=colour, label=model)
+            if chance.any():  # labelled only where the model has no filled bar (one legend entry per model)
+                ax.bar(x[chance], values[chance], width, facecolor="white", linewidth=1.2,
+                       edgecolor=tuple(0.6 * v for v in colour[:3]),  # darker: viridis' light end on white
+                       label=None if (~chance).any() else model)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
         ax.set_ylabel("mean run length / shuffled")
