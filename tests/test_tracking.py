@@ -8,7 +8,7 @@ import pytest
 
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
 from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
-    tracking_summary, within_word_d
+    context_word_groups, tracking_summary, within_word_d, word_groups
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -46,10 +46,10 @@ def test_within_word_d_by_hand():
     ids = np.array([0, 0, 0, 0, 1, 1, 1, 2, 3])
     values = np.array([3.0, 5, 1, 3, 10, 6, 8, 100, 50])
     mask = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1], dtype=bool)
-    n, d = within_word_d(values, mask, ids)
+    n, d = within_word_d(values, word_groups(mask, ids))
     assert n == 3 and d == pytest.approx((7 / 3) / np.sqrt(2))
-    assert np.isnan(within_word_d(values, ids == 3, ids)[1])  # no word on both sides
-    assert within_word_d(values, np.zeros(9, dtype=bool), ids)[0] == 0
+    assert np.isnan(within_word_d(values, word_groups(ids == 3, ids))[1])  # no word on both sides
+    assert within_word_d(values, word_groups(np.zeros(9, dtype=bool), ids))[0] == 0
 
 
 def test_within_word_d_separates_the_word_from_the_context(tiny):
@@ -63,9 +63,9 @@ def test_within_word_d_separates_the_word_from_the_context(tiny):
     ending = np.isin(ids, ids[pre])
     assert pre.sum() >= 5 and (ending & ~pre).sum() > pre.sum()  # those words also stand elsewhere
     noise = np.random.default_rng(0).normal(0, 0.1, len(words))
-    on_word = context_effects(ending + noise, masks, ids)
+    on_word = context_effects(ending + noise, masks, context_word_groups(masks, ids))
     assert on_word["pre_eos_d"] > 1 and abs(on_word["pre_eos_word_d"]) < 0.5
-    on_end = context_effects(pre + noise, masks, ids)
+    on_end = context_effects(pre + noise, masks, context_word_groups(masks, ids))
     assert on_end["pre_eos_d"] > 2 and on_end["pre_eos_word_d"] > 2
     assert on_end["pre_eos_word_n"] == pre.sum()  # every such word stands outside the context too
 
@@ -103,7 +103,7 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
             assert r.strongest_word_d == getattr(r, f"{best}_word_d")
             ids = f["tokens/ids"][:].astype(np.int64)
             for c in CONTEXTS:
-                n, d = within_word_d(v, masks[c], ids)
+                n, d = within_word_d(v, word_groups(masks[c], ids))
                 assert getattr(r, f"{c}_word_n") == n and np.isclose(getattr(r, f"{c}_word_d"), d, equal_nan=True)
             top_word = r.highest_words.split(" ")[0]
             assert top_word == f"{words[int(np.argmax(v))]}({v.max():+.2f})"

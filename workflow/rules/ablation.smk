@@ -78,7 +78,7 @@ rule ablation_figures:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
         code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_figures", "joblog"),
+                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
     params:
         **named(
             passage_tokens=config["heatmap"]["passage_tokens"],
@@ -107,7 +107,7 @@ rule ablation_vs_dropout:
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
         code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_figures", "joblog"),
+                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
     params:
         dpi=config["figures"]["dpi"],
     log:

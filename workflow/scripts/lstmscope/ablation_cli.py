@@ -25,7 +25,7 @@ import torch
 
 from .ablation import intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities
 from .ablation_file import AblationError
-from .ablation_table import effect_summary
+from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .cli import check_checkpoint_file, check_output, writing
@@ -33,7 +33,7 @@ from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
-           "change_ci_low_pct", "change_ci_high_pct", "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
+           *INTERVAL, "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
 
 
 def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, checkpoint: str) -> None:
@@ -56,11 +56,8 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     if len(set(units)) != len(units):
         twice = sorted({u for u in units if units.count(u) > 1})  # the same neuron, however it was written
         raise ValueError(f"--neuron given twice: {', '.join(f'{layer}:{j}' for layer, j in twice)}")
-    try:
-        check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
-                                          "results/activations/<model>/<text>.h5)")
-    except ValueError as exc:
-        raise AblationError(str(exc)) from None
+    check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
+                                      "results/activations/<model>/<text>.h5)")
     mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
@@ -140,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AblationError, ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    if table[["change_ci_low_pct", "change_ci_high_pct"]].isna().any(axis=None):
-        from .ablation_table import BLOCKS
-
+    if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):

@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib import colors
 
 from .ablation_file import AblationError, AblationFile, read_ablation, read_ablation_table
+from .ablation_table import INTERVAL
 from .atomic import atomic_path
 from .figures import plt, save_figure
 from .heatmap import TextBlock, best_window, check_passage, draw_blocks, passage_avoid, symmetric_norm
@@ -71,12 +72,18 @@ def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: f
                 break
 
 
+def change_intervals(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per ablation, the 95 % interval of its perplexity change; NaN where there is none (too few words read, a
+    table without the columns)."""
+    if not set(INTERVAL) <= set(rows.columns):
+        return np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    return rows[INTERVAL[0]].to_numpy(float), rows[INTERVAL[1]].to_numpy(float)
+
+
 def clear_of_zero(rows: pd.DataFrame) -> np.ndarray:
     """Per ablation, whether the 95 % interval of its perplexity change leaves out 0; not where there is no
-    interval (too few words read, a table without the columns): nothing says the change differs from 0."""
-    if not {"change_ci_low_pct", "change_ci_high_pct"} <= set(rows.columns):
-        return np.zeros(len(rows), dtype=bool)
-    low, high = rows["change_ci_low_pct"].to_numpy(float), rows["change_ci_high_pct"].to_numpy(float)
+    interval: nothing says the change differs from 0."""
+    low, high = change_intervals(rows)
     return (low > 0) | (high < 0)
 
 
@@ -115,8 +122,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     axes[0][0].set_ylabel("perplexity change without the neuron(s) (%)")
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
-    unknown = not {"change_ci_low_pct", "change_ci_high_pct"} <= set(table.columns) or \
-        table[["change_ci_low_pct", "change_ci_high_pct"]].isna().any(axis=None)
+    unknown = np.isnan(np.concatenate(change_intervals(table))).any()
     fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})\n"
                  "hollow: the change's 95 % interval over the text includes 0"
                  + (" or there is none (too few words)" if unknown else ""), fontsize=11)

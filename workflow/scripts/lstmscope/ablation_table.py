@@ -2,10 +2,10 @@
 
 Per ablation: the perplexity with and without the neuron(s), its change with a 95 % interval
 over the text (:func:`change_interval`), the mean effect on a word (log p intact - log p without,
-in nats), the share of words the neuron(s) helped, and the words helped and hindered most. The ablation job (:mod:`lstmscope.ablation`) keeps every
-word's log-probability in its HDF5 file; this step only summarises them, so the listing
-settings (``ablation.min_count``, ``ablation.top_words``) rerun this step, not the text's
-readings. No torch here.
+in nats), the share of words the neuron(s) helped, and the words helped and hindered most. The
+ablation job (:mod:`lstmscope.ablation`) keeps every word's log-probability in its HDF5 file; this
+step only summarises them, so the listing settings (``ablation.min_count``, ``ablation.top_words``)
+rerun this step, not the text's readings. No torch here.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .divergence import read_divergence
 log = logging.getLogger(__name__)
 
 BLOCKS = 20  # contiguous stretches of the text in the interval of a perplexity change
-INTERVAL = ["change_ci_low_pct", "change_ci_high_pct"]
+INTERVAL = ["change_ci_low_pct", "change_ci_high_pct"]  # named by the figures and the command too
 # the table's columns: the file's, with the interval after the change it belongs to
 TABLE_COLUMNS = (COLUMNS[:COLUMNS.index("perplexity_change_pct") + 1] + INTERVAL
                  + COLUMNS[COLUMNS.index("perplexity_change_pct") + 1:])

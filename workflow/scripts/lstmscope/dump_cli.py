@@ -28,11 +28,11 @@ from typing import Sequence
 import h5py
 
 from .activations import DTYPES, TextSpec, dump_activations
-from .activations_file import ActivationsError
+from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
 from .cli import check_checkpoint_file, check_output, writing
 from .provenance import sha256_file
-from .vocabulary import read_tokens
+from .vocabulary import EOS, read_tokens
 
 PROG = "lstmscope-dump"
 LISTED = 12  # words outside the vocabulary named in the note
@@ -59,7 +59,7 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
         words = read_tokens(text_file)
     except UnicodeDecodeError as exc:
         raise ActivationsError(f"{text_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if sum(w != "<eos>" for w in words) < 1 or len(words) < 2:
+    if all(w == EOS for w in words):
         raise ActivationsError(f"{text_file}: no words to read (an empty file?)")
     name = name or Path(text_file).stem
     spec = TextSpec(name=name, split="file", offset=0, tokens=len(words))
@@ -73,7 +73,7 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
             prov = json.loads(f.attrs["provenance"])
             prov.update(text_file=os.path.abspath(text_file), text_sha256=text_sha)
             f.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
-            read = [w.decode() if isinstance(w, bytes) else w for w in f["tokens/words"][:]]
+            read = read_words(f)
     summary["unknown"] = Counter(w for w, r in zip(words, read) if w != r)
     return summary
 

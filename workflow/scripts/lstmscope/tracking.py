@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -81,40 +82,61 @@ def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
     return float((np.mean(inside) - np.mean(outside)) / pooled)
 
 
-def within_word_d(values: np.ndarray, mask: np.ndarray, word_ids: np.ndarray) -> tuple[int, float]:
-    """The context's effect with the word held fixed: over the tokens in ``mask`` whose word also occurs
+@dataclass(frozen=True)
+class WordGroups:
+    """How one context splits the text's words, for :func:`within_word_d`: the same for every neuron, so made once
+    per text (:func:`word_groups`), not once per neuron."""
+
+    mask: np.ndarray   # (T,) the context
+    ids: np.ndarray    # (T,) each token's word id
+    n_in: np.ndarray   # (W,) tokens of each word inside the context
+    n_out: np.ndarray  # (W,) and outside it
+    both: np.ndarray   # (W,) words on both sides
+    keep: np.ndarray   # (T,) tokens of those words
+    k_in: int          # such tokens inside the context
+    dof: int           # kept tokens minus the 2 means of each word on both sides
+
+
+def word_groups(mask: np.ndarray, word_ids: np.ndarray) -> WordGroups:
+    """How the context ``mask`` splits the words ``word_ids`` (one id per token)."""
+    ids = np.asarray(word_ids)
+    W = int(ids.max()) + 1 if len(ids) else 0
+    n_in, n_out = np.bincount(ids[mask], minlength=W), np.bincount(ids[~mask], minlength=W)
+    both = (n_in > 0) & (n_out > 0)
+    keep = both[ids]
+    return WordGroups(mask, ids, n_in, n_out, both, keep, int((keep & mask).sum()),
+                      int(keep.sum()) - 2 * int(both.sum()))
+
+
+def context_word_groups(masks: dict[str, np.ndarray], word_ids: np.ndarray) -> dict[str, WordGroups]:
+    """:func:`word_groups` of every context."""
+    return {name: word_groups(masks[name], word_ids) for name in CONTEXTS}
+
+
+def within_word_d(values: np.ndarray, groups: WordGroups) -> tuple[int, float]:
+    """The context's effect with the word held fixed: over the tokens in the context whose word also occurs
     outside it, the mean of (value - mean of that word outside the context), over the pooled within-word
     standard deviation (deviations from each word's mean inside and outside, ddof = the number of those
     means). Returns (tokens in the context compared, d); d is NaN with fewer than two of them, no word on
     both sides, or no spread."""
-    ids = np.asarray(word_ids)
-    if not mask.any() or mask.all():
-        return 0, float("nan")
-    W = int(ids.max()) + 1
-    n_in = np.bincount(ids[mask], minlength=W)
-    n_out = np.bincount(ids[~mask], minlength=W)
-    both = (n_in > 0) & (n_out > 0)
-    keep = both[ids]
-    k_in = int((keep & mask).sum())
-    if k_in < 2:
-        return k_in, float("nan")
-    sum_in = np.bincount(ids[mask], weights=values[mask], minlength=W)
-    sum_out = np.bincount(ids[~mask], weights=values[~mask], minlength=W)
-    mean_in = np.divide(sum_in, n_in, out=np.zeros(W), where=n_in > 0)
-    mean_out = np.divide(sum_out, n_out, out=np.zeros(W), where=n_out > 0)
-    diff = float(np.sum((n_in * (mean_in - mean_out))[both]) / k_in)
-    own_mean = np.where(mask, mean_in[ids], mean_out[ids])
-    dof = int(keep.sum()) - 2 * int(both.sum())
-    if dof < 1:
-        return k_in, float("nan")
-    sd = float(np.sqrt(np.sum(((values - own_mean)[keep]) ** 2) / dof))
-    return k_in, (diff / sd if sd > 0 else float("nan"))
+    g, mask = groups, groups.mask
+    if g.k_in < 2 or g.dof < 1:
+        return g.k_in, float("nan")
+    W = len(g.n_in)
+    sum_in = np.bincount(g.ids[mask], weights=values[mask], minlength=W)
+    sum_out = np.bincount(g.ids[~mask], weights=values[~mask], minlength=W)
+    mean_in = np.divide(sum_in, g.n_in, out=np.zeros(W), where=g.n_in > 0)
+    mean_out = np.divide(sum_out, g.n_out, out=np.zeros(W), where=g.n_out > 0)
+    diff = float(np.sum((g.n_in * (mean_in - mean_out))[g.both]) / g.k_in)
+    own_mean = np.where(mask, mean_in[g.ids], mean_out[g.ids])
+    sd = float(np.sqrt(np.sum(((values - own_mean)[g.keep]) ** 2) / g.dof))
+    return g.k_in, (diff / sd if sd > 0 else float("nan"))
 
 
 def context_effects(values: np.ndarray, masks: dict[str, np.ndarray],
-                    word_ids: np.ndarray | None = None) -> dict[str, float]:
-    """Mean inside/outside, difference and Cohen's d of ``values`` for every context; with ``word_ids`` (the
-    id of each token's word) also the within-word comparison (``_word_n``, ``_word_d``)."""
+                    groups: dict[str, WordGroups] | None = None) -> dict[str, float]:
+    """Mean inside/outside, difference and Cohen's d of ``values`` for every context; with ``groups``
+    (:func:`context_word_groups`) also the within-word comparison (``_word_n``, ``_word_d``)."""
     out: dict[str, float] = {}
     for name in CONTEXTS:
         m = masks[name]
@@ -124,8 +146,8 @@ def context_effects(values: np.ndarray, masks: dict[str, np.ndarray],
         out[f"{name}_mean_out"] = float(outside.mean()) if len(outside) else float("nan")
         out[f"{name}_diff"] = out[f"{name}_mean_in"] - out[f"{name}_mean_out"]
         out[f"{name}_d"] = cohens_d(inside, outside)
-        if word_ids is not None:
-            out[f"{name}_word_n"], out[f"{name}_word_d"] = within_word_d(values, m, word_ids)
+        if groups is not None:
+            out[f"{name}_word_n"], out[f"{name}_word_d"] = within_word_d(values, groups[name])
     return out
 
 
@@ -168,7 +190,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
         words = read_words(f)
         # the contexts are the text's (a number the vocabulary lacks is still a number), the values the model's
         masks = context_masks(read_words(f, split=True))
-        word_ids = f["tokens/ids"][:].astype(np.int64)  # "the same word": as the model read it
+        # "the same word": as the model read it; how each context splits the words is the same for every neuron
+        groups = context_word_groups(masks, f["tokens/ids"][:].astype(np.int64))
         for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
             top = ranked(table, int(layer), str(state), len(table) if top_k is None else top_k)
             if top.empty:
@@ -183,7 +206,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 row = {"model": r.model, "text": r.text, "dropout": r.dropout, "layer": int(layer),
                        "state": str(state), "neuron": int(r.neuron), "rank": int(r.rank), "kl_sum": r.kl_sum,
                        "mean": float(v.mean())}
-                row.update(context_effects(v, masks, word_ids))
+                row.update(context_effects(v, masks, groups))
                 # the context with the largest |d|; none where no context has an effect size (a constant neuron)
                 finite = [c for c in CONTEXTS if np.isfinite(row[f"{c}_d"])]
                 best = max(finite, key=lambda c: abs(row[f"{c}_d"])) if finite else ""
