@@ -10,10 +10,11 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
 from embedding_data import write_activations
-from lstmscope.cluster import (canonical_labels, cluster_tokens, euclidean_mst, read_clusters, single_linkage,
-                               ward_linkage)
+from lstmscope.cluster import (canonical_labels, cluster_points, cluster_tokens, euclidean_mst, read_clusters,
+                               single_linkage, single_linkage_any, ward_linkage)
 from lstmscope.embedding import TSNESettings, embed_tsne
 from lstmscope.points import read_embedding
+from lstmscope.state_points import pca_points
 
 
 def mixture(n: int, seed: int = 0) -> np.ndarray:
@@ -164,4 +165,85 @@ def test_cluster_tokens_writes_the_table_with_clusters_numbered_from_one(tsne_po
         cluster_tokens(tsne_points, tmp_path / "x.csv", "single", n_clusters=501)
     with pytest.raises(ValueError, match="linkage 'average'"):
         cluster_tokens(tsne_points, tmp_path / "x.csv", "average", n_clusters=3)
+    assert not (tmp_path / "x.csv").exists()
+
+
+# ------------------------------------------------------------------------------ cluster.space: pca
+@pytest.mark.parametrize("n_clusters", [2, 9, 40])
+def test_single_linkage_in_many_dimensions_equals_scipys(n_clusters):
+    """Points in 6 dimensions (cluster.space: pca clusters 50): scikit-learn's tree against scipy's."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    rng = np.random.default_rng(n_clusters)
+    points = rng.normal(size=(800, 6)) + rng.integers(0, 3, size=(800, 1)) * 4.0
+    ours = single_linkage_any(points, n_clusters=n_clusters)
+    theirs = fcluster(linkage(points, "single"), n_clusters, criterion="maxclust")
+    assert adjusted_rand_score(ours, theirs) == 1.0
+    assert ours.max() == n_clusters - 1 and np.all(np.diff(np.bincount(ours)) <= 0)
+    # a distance threshold: merges at or above it are not made (scipy's "distance" keeps those below)
+    cut = float(np.median(linkage(points, "single")[-60:, 2]))
+    assert adjusted_rand_score(single_linkage_any(points, distance_threshold=cut),
+                               fcluster(linkage(points, "single"), np.nextafter(cut, 0), criterion="distance")) == 1.0
+    # cluster_points sends 2-D points to the exact EMST and others here
+    assert np.array_equal(cluster_points(points, "single", n_clusters), ours)
+    planar = mixture(300, seed=n_clusters)
+    assert np.array_equal(cluster_points(planar, "single", n_clusters), single_linkage(planar, n_clusters))
+
+
+@pytest.fixture(scope="module")
+def pca_case(tmp_path_factory):
+    """A real activations file (24 units per layer) and a t-SNE map of its first 300 tokens' layer-1 h."""
+    base = tmp_path_factory.mktemp("pca")
+    h5 = write_activations(base / "test.h5", n_tokens=400)
+    out = base / "layer1_h.csv"
+    embed_tsne(h5, out, 1, "h", 300, TSNESettings(pca_components=8, perplexity=10, n_iter=60,
+                                                   early_exaggeration_iter=30, seed=5))
+    return h5, out
+
+
+def test_clusters_of_the_pca_space_are_scipys_ward_of_the_states_whatever_the_map(pca_case, tmp_path):
+    """cluster.space: pca clusters the embedding's PCA of the states (8 components, its seed): the partition is
+    scipy's ward of those points, and moving the map's points changes only map_cluster."""
+    import h5py
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.decomposition import PCA
+
+    h5, embedding = pca_case
+    points = pca_points(h5, embedding, 1, "h", max_tokens=300, pca_components=8, seed=5)
+    table = cluster_tokens(embedding, tmp_path / "a.csv", "ward", n_clusters=6, space="pca", points=points)
+    assert list(table.columns) == ["position", "word", "x", "y", "cluster", "map_cluster"]
+    with h5py.File(h5, "r") as fh:
+        states = fh["layer1/h"][:300].astype(np.float64)
+    points = PCA(n_components=8, random_state=5).fit_transform(states)
+    expected = fcluster(linkage(points, "ward"), 6, criterion="maxclust")
+    assert adjusted_rand_score(table["cluster"], expected) == 1.0
+    map_only = cluster_tokens(embedding, tmp_path / "m.csv", "ward", n_clusters=6)
+    assert table["map_cluster"].tolist() == map_only["cluster"].tolist()
+    assert adjusted_rand_score(table["cluster"], table["map_cluster"]) < 0.99  # not the map's partition
+
+    # another map of the same tokens (coordinates reversed and rotated): same clusters, other map clusters
+    moved = read_embedding(embedding)
+    moved[["x", "y"]] = moved[["y", "x"]].to_numpy()[::-1]
+    moved.to_csv(tmp_path / "moved.csv", index=False)
+    assert np.array_equal(pca_points(h5, tmp_path / "moved.csv", 1, "h", 300, 8, 5), points)
+    again = cluster_tokens(tmp_path / "moved.csv", tmp_path / "b.csv", "ward", n_clusters=6, space="pca",
+                           points=points)
+    assert again["cluster"].tolist() == table["cluster"].tolist()
+    assert again["map_cluster"].tolist() != table["map_cluster"].tolist()
+    assert read_clusters(tmp_path / "b.csv")["cluster"].tolist() == table["cluster"].tolist()
+
+
+def test_clustering_the_pca_space_refuses_a_map_of_other_tokens(pca_case, tmp_path):
+    h5, embedding = pca_case
+    with pytest.raises(ValueError, match=r"layer1_h\.csv: its 300 tokens are not the first 250 of .*test\.h5 "
+                                         r"\(embedding\.max_tokens or the text changed .*rerun embed_tsne\)"):
+        pca_points(h5, embedding, 1, "h", max_tokens=250, pca_components=8, seed=5)
+    with pytest.raises(ValueError, match=r"test\.h5: layer 3 does not exist; the file has layers 1\.\.2"):
+        pca_points(h5, embedding, 3, "h", max_tokens=300, pca_components=8, seed=5)
+    with pytest.raises(ValueError, match="cluster space 'tsne': choose one of map, pca"):
+        cluster_tokens(embedding, tmp_path / "x.csv", "single", n_clusters=4, space="tsne")
+    with pytest.raises(ValueError, match=r"layer1_h\.csv: clustering the PCA space needs one point per token "
+                                         r"\(300\), got \(299, 8\)"):
+        points = pca_points(h5, embedding, 1, "h", max_tokens=300, pca_components=8, seed=5)
+        cluster_tokens(embedding, tmp_path / "x.csv", "single", n_clusters=4, space="pca", points=points[1:])
     assert not (tmp_path / "x.csv").exists()

@@ -129,3 +129,36 @@ def test_table_5_1_page_boxes_each_word_so_punctuation_reads_unambiguously():
     found = re.findall(r"<code>(.*?)</code>&#8239;(\d+)", cells)
     assert [(html.unescape(w), int(c)) for w, c in found] == pairs
     assert top_words_cells("") == ""
+
+
+def test_measures_of_pca_space_tables_compare_them_with_the_map(tables, tmp_path):
+    """Tables of cluster.space: pca also hold the map's clusters (map_cluster): map_ari is 1 where the two
+    partitions are the same up to their numbers, 0 where the map holds one cluster; a table of the other space
+    is refused."""
+    pca_tables = {}
+    for k, (key, path) in enumerate(sorted(tables.items())):
+        table = read_clusters(path)
+        # the first view: the map's clusters renumbered (the same partition); the others: one cluster of the map
+        table["map_cluster"] = (table["cluster"].max() + 1 - table["cluster"]) if k == 0 else 1
+        pca_tables[key] = tmp_path / f"{k}.csv"
+        table.to_csv(pca_tables[key], index=False)
+    clusters, measures = cluster_measures(pca_tables, "d0.0_r0", "test", top_words=6, shuffles=30, seed=0,
+                                          space="pca")
+    first = min(tables)
+    by_view = measures.set_index(["layer", "state", "linkage"])
+    assert (measures["space"] == "pca").all()
+    assert by_view.loc[first, "map_ari"] == pytest.approx(1.0)
+    assert by_view.drop(index=[first])["map_ari"].abs().max() == pytest.approx(0.0, abs=1e-12)
+    _, on_map = cluster_measures(tables, "d0.0_r0", "test", top_words=6, shuffles=30, seed=0)
+    assert (on_map["space"] == "map").all() and "map_ari" not in on_map.columns
+    same = ["points", "clusters", "mean_run_length", "shuffled_run_length", "contiguity_ratio", "purity"]
+    pd.testing.assert_frame_equal(measures[same], on_map[same])  # the clusters themselves are the same
+    page = top_words_html(clusters, measures, "t")
+    assert page.count("adjusted Rand index 1.00") == 1 and page.count("adjusted Rand index 0.00") == 7
+    assert "not the t-SNE map" in page and "not the t-SNE map" not in top_words_html(clusters, on_map, "t")
+    with pytest.raises(ValueError, match=r"/\d\.csv: holds the column map_cluster, so it is not a table of "
+                                         r"clusters of the map"):
+        cluster_measures(pca_tables, "d0.0_r0", "test", shuffles=2)
+    with pytest.raises(ValueError, match=r"lacks the column map_cluster, so it is not a table of clusters of "
+                                         r"the PCA space"):
+        cluster_measures(tables, "d0.0_r0", "test", shuffles=2, space="pca")

@@ -8,6 +8,7 @@ rules write PNGs, which rules list a library module as input), so they hold as s
 from __future__ import annotations
 
 import ast
+import csv
 import re
 import resource
 import shutil
@@ -134,6 +135,28 @@ def test_tracking_every_neuron_reruns_only_tracking_and_the_figure_key_only_figu
     assert "neuron_tracking" not in {j.rule for j in planned} and "neuron_figures" in {j.rule for j in planned}
 
 
+def test_clustering_the_pca_space_reruns_the_clusters_only_and_reads_the_states_again(tiny_workdir):
+    """cluster.space: pca keeps the t-SNE maps and reruns the clustering and what follows it; each clustering job
+    then reads the activations file too, and its table holds the map's clusters beside those of the PCA space."""
+    graph = rule_graph(tiny_workdir)
+    all_jobs = forced_jobs(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "cluster={space: pca}")
+    assert_plan(planned, downstream(graph, {"cluster_tokens"}), all_jobs,
+                "--config 'cluster={space: pca}'")
+    for job in planned:
+        if job.rule == "cluster_tokens":
+            assert f"results/activations/{job.wildcards['model']}/{job.wildcards['text']}.h5" in job.inputs, job
+    snakemake(tiny_workdir, *TINY, "--config", "cluster={space: pca}", "--until", "cluster_measures")
+    for model in ("d0.0_r0", "d0.5_r0"):  # tiny.yaml's embedding.dropouts
+        path = tiny_workdir / f"results/tables/clusters/{model}_test_measures.csv"
+        rows = list(csv.DictReader(path.open(encoding="utf-8")))
+        assert {r["space"] for r in rows} == {"pca"} and all(-1 <= float(r["map_ari"]) <= 1 for r in rows), path
+    table = tiny_workdir / "results/clusters/d0.0_r0/test/layer2_c_ward.csv"
+    assert table.read_text().splitlines()[0] == "position,word,x,y,cluster,map_cluster"
+    log = (tiny_workdir / "results/logs/cluster_tokens/d0.0_r0/test/layer2_c_ward.log").read_text()
+    assert "ward linkage of the PCA space (10 dimensions): 500 points -> 5 clusters" in log
+
+
 def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     """The download is checksummed (url, timeout and retries cannot change the files) and a resumed training
     is bit-identical (how often it saves cannot change the weights)."""
@@ -151,6 +174,7 @@ def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     "histogram={cell_range: [-10, 10]}",
     "embedding={layers: [2, 1], states: [c, h]}",  # lists whose order means nothing
     "cluster={linkages: [ward, single]}",
+    "cluster={space: map}",
 ])
 def test_a_restated_setting_reruns_nothing(tiny_workdir, restated):
     """Snakemake compares params by their repr; the config is brought to one spelling (lstmscope.config.canonical),

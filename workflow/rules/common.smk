@@ -70,6 +70,16 @@ def embedded_title(pattern):
     return title
 
 
+def clustered_title(pattern):
+    """embedded_title, saying what was clustered when it is not the map (cluster.space: pca)."""
+    title = embedded_title(pattern)
+    if config["cluster"]["space"] != "pca":
+        return title
+    components, hidden = int(config["embedding"]["pca_components"]), int(config["architecture"]["hidden_size"])
+    space = f"the states' {components}-d PCA" if components < hidden else f"the {hidden}-d states"  # no PCA then
+    return lambda wildcards: f"{title(wildcards)}\nclusters of {space}, drawn on the t-SNE map"
+
+
 def log_path(rule_name, pattern):
     return f"results/logs/{rule_name}/{pattern}.log"
 

@@ -9,6 +9,7 @@ EMBED_MODELS = models_with_dropouts(EMBEDDING["dropouts"])
 EMBED_TEXTS = list(EMBEDDING["texts"])
 EMBED_VIEWS = [(int(layer), state) for layer in EMBEDDING["layers"] for state in EMBEDDING["states"]]
 LINKAGES = list(CLUSTER["linkages"])
+CLUSTER_PCA = CLUSTER["space"] == "pca"  # cluster the PCA-reduced states instead of the 2-D map
 CLUSTER_KEYS = [[layer, state, linkage] for layer, state in EMBED_VIEWS for linkage in LINKAGES]
 EXPLORER_TEMPLATE = library_path("explorer_template.html")
 
@@ -30,7 +31,8 @@ CLUSTER_TABLES_OF_TEXT = expand(
 )
 # ward: scipy's condensed distances (8 bytes x n^2/2) and a working copy; single linkage needs O(n).
 WARD_MEM_MB = 1000 + (8 * _MAX_POINTS * _MAX_POINTS) // 2**20
-EMBED_MEM_MB = 1000 + (_MAX_POINTS * config["architecture"]["hidden_size"] * 16) // 2**20 + _MAX_POINTS // 20
+STATES_MEM_MB = (_MAX_POINTS * config["architecture"]["hidden_size"] * 16) // 2**20  # states read, PCA's copies
+EMBED_MEM_MB = 1000 + STATES_MEM_MB + _MAX_POINTS // 20
 
 
 rule embed_tsne:
@@ -71,12 +73,21 @@ rule cluster_tokens:
         CLUSTERS_CSV,
     input:
         embedding=EMBEDDING_CSV,
-        code=lib("points", "cluster", "joblog"),
+        # cluster.space: pca reads the states again and makes the embedding's PCA of them
+        **({"activations": "results/activations/{model}/{text}.h5"} if CLUSTER_PCA else {}),
+        code=lib("points", "cluster", "state_points", "embedding", "activations_file", "joblog"),
     params:
         **named(
             linkage="{linkage}",
             n_clusters=CLUSTER["n_clusters"],
             distance_threshold=CLUSTER["distance_threshold"],
+            space=CLUSTER["space"],
+            layer=lambda wildcards: int(wildcards.layer),
+            state="{state}",
+            # what the PCA depends on; none of it when the map is clustered (the map's file already does)
+            max_tokens=EMBEDDING["max_tokens"] if CLUSTER_PCA else None,
+            pca_components=EMBEDDING["pca_components"] if CLUSTER_PCA else None,
+            seed=EMBEDDING["seed"] if CLUSTER_PCA else None,
             # cluster.ward_max_points is no param: a memory guard, which the config check applies before any job
             # runs, cannot change a clustering (the script reads it from the config to guard once more)
         ),
@@ -86,7 +97,8 @@ rule cluster_tokens:
     benchmark:
         benchmark_path("cluster_tokens", "{model}/{text}/layer{layer}_{state}_{linkage}")
     resources:
-        mem_mb=lambda wildcards, attempt: (WARD_MEM_MB if wildcards.linkage == "ward" else 1000) * attempt,
+        mem_mb=lambda wildcards, attempt: ((WARD_MEM_MB if wildcards.linkage == "ward" else 1000)
+                                           + (STATES_MEM_MB if CLUSTER_PCA else 0)) * attempt,
         runtime=30,
     conda:
         "../../envs/analysis.yaml"
@@ -116,6 +128,7 @@ rule cluster_measures:
             top_words=CLUSTER["top_words"],
             shuffles=CLUSTER["shuffles"],
             seed=EMBEDDING["seed"],
+            space=CLUSTER["space"],
         ),
     log:
         log_path("cluster_measures", "{model}/{text}"),
@@ -172,7 +185,7 @@ rule cluster_figures:
         code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
-            title=embedded_title("{model} · {text} · layer {layer} · state {state} · {linkage} linkage"),
+            title=clustered_title("{model} · {text} · layer {layer} · state {state} · {linkage} linkage"),
             spans=FIGURES["span_clusters"],
             top_words=CLUSTER["top_words"],
             dpi=FIGURES["dpi"],
@@ -200,7 +213,7 @@ rule cluster_comparison:
         code=lib("points", "cluster", "figures", "cluster_figures", "colours", "top_words", "joblog"),
     params:
         **named(
-            title=embedded_title("{model} · {text} · layer {layer} · state {state}"),
+            title=clustered_title("{model} · {text} · layer {layer} · state {state}"),
             dpi=FIGURES["dpi"],
         ),
     log:
@@ -254,7 +267,7 @@ rule explorer:
     params:
         **named(
             views=CLUSTER_KEYS,
-            title=embedded_title("lstmscope explorer · {model} · {text}"),
+            title=clustered_title("lstmscope explorer · {model} · {text}"),
             context_tokens=FIGURES["explorer_context"],
         ),
     log:

@@ -8,7 +8,7 @@ with job_log(snakemake.log[0], "cluster_measures") as log:  # noqa: F821
     out = snakemake.output  # noqa: F821
     tables = keyed_tables(list(snakemake.input.tables), p.views)  # noqa: F821
     clusters, measures = cluster_measures(tables, p.model, p.text, top_words=p.top_words,
-                                          shuffles=p.shuffles, seed=p.seed)
+                                          shuffles=p.shuffles, seed=p.seed, space=p.space)
     write_csv(clusters, out.clusters)
     write_csv(measures, out.measures)
     write_html(top_words_html(clusters, measures, f"Table 5.1: what the clusters hold ({p.model}, {p.text})"),

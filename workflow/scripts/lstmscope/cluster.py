@@ -1,4 +1,6 @@
-"""Agglomerative clustering of the 2-D token embedding: single and ward linkage.
+"""Agglomerative clustering of the tokens: single and ward linkage, of the 2-D t-SNE map
+(``cluster.space: map``, the thesis's) or of the PCA-reduced states the map was made
+from (``pca``: are the map's clusters in the representation itself?).
 
 Single linkage is computed exactly from the Euclidean minimum spanning tree (EMST)
 of the points: every EMST edge is an edge of the Delaunay triangulation, so the
@@ -12,7 +14,8 @@ cutting every edge of length >= t gives the clusters of distance threshold t
 
 Ward linkage uses scikit-learn, which needs the n(n-1)/2 pairwise distances in
 memory; above a configured number of points it refuses with a message naming the
-limit.
+limit. Single linkage of points in more than two dimensions also uses scikit-learn
+(Prim's method over all pairs: O(n^2 d) time, O(n) memory).
 
 Cluster numbers are canonical: 0 is the largest cluster, ties broken by the
 first text position of a member, so the same partition always gets the same numbers.
@@ -35,7 +38,11 @@ from .points import read_embedding
 log = logging.getLogger(__name__)
 
 LINKAGES = ("single", "ward")
+#: What is clustered: the 2-D t-SNE map, or the states after the PCA step that precedes t-SNE.
+SPACES = ("map", "pca")
 CLUSTER_COLUMNS = ("position", "word", "x", "y", "cluster")
+#: In a table of clusters of the PCA space: the same linkage's clusters of the map, for comparison.
+MAP_CLUSTER = "map_cluster"
 
 
 def canonical_labels(labels: np.ndarray) -> np.ndarray:
@@ -48,10 +55,10 @@ def canonical_labels(labels: np.ndarray) -> np.ndarray:
     return rank[inverse.ravel()]
 
 
-def _check_points(points: np.ndarray) -> np.ndarray:
+def _check_points(points: np.ndarray, planar: bool = True) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"points have shape {points.shape}; expected (n, 2)")
+    if points.ndim != 2 or (points.shape[1] != 2 if planar else points.shape[1] < 1):
+        raise ValueError(f"points have shape {points.shape}; expected (n, {2 if planar else 'dimensions'})")
     if not np.isfinite(points).all():
         raise ValueError("points hold non-finite coordinates")
     return points
@@ -188,6 +195,28 @@ def single_linkage(points: np.ndarray, n_clusters: int | None = None,
     return canonical_labels(labels[inverse])
 
 
+def single_linkage_any(points: np.ndarray, n_clusters: int | None = None,
+                       distance_threshold: float | None = None) -> np.ndarray:
+    """Single-linkage cluster labels (canonical numbering) of points in any number of dimensions.
+
+    scikit-learn's minimum spanning tree over all pairs: exact, O(n^2 d) time, O(n) memory. For 2-D
+    points :func:`single_linkage` gives the same partition in O(n log n).
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    points = _check_points(points, planar=False)
+    n = len(points)
+    _check_cut(n, n_clusters, distance_threshold)
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    model = AgglomerativeClustering(
+        n_clusters=None if n_clusters is None else int(n_clusters),
+        distance_threshold=None if distance_threshold is None else float(distance_threshold),
+        linkage="single",
+    )
+    return canonical_labels(model.fit_predict(points))
+
+
 def ward_memory_bytes(n: int) -> int:
     """Memory of the condensed distance matrix ward linkage needs for n points (float64)."""
     return 8 * n * (n - 1) // 2
@@ -195,10 +224,11 @@ def ward_memory_bytes(n: int) -> int:
 
 def ward_linkage(points: np.ndarray, n_clusters: int | None = None, distance_threshold: float | None = None,
                  max_points: int = 60000) -> np.ndarray:
-    """Ward cluster labels (canonical numbering) via scikit-learn; refuses above ``max_points``."""
+    """Ward cluster labels (canonical numbering) of points in any number of dimensions via scikit-learn;
+    refuses above ``max_points``."""
     from sklearn.cluster import AgglomerativeClustering
 
-    points = _check_points(points)
+    points = _check_points(points, planar=False)
     n = len(points)
     _check_cut(n, n_clusters, distance_threshold)
     if n > int(max_points):
@@ -219,7 +249,10 @@ def ward_linkage(points: np.ndarray, n_clusters: int | None = None, distance_thr
 
 def cluster_points(points: np.ndarray, linkage: str, n_clusters: int | None = None,
                    distance_threshold: float | None = None, ward_max_points: int = 60000) -> np.ndarray:
+    """Cluster labels (0 = largest) of (n, d) points; single linkage of 2-D points by the exact EMST."""
     if linkage == "single":
+        if np.ndim(points) == 2 and np.shape(points)[1] != 2:
+            return single_linkage_any(points, n_clusters, distance_threshold)
         return single_linkage(points, n_clusters, distance_threshold)
     if linkage == "ward":
         return ward_linkage(points, n_clusters, distance_threshold, ward_max_points)
@@ -241,20 +274,44 @@ def keyed_tables(paths: list[str], keys: list[list]) -> dict[tuple[int, str, str
 
 def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, linkage: str,
                    n_clusters: int | None = None, distance_threshold: float | None = None,
-                   ward_max_points: int = 60000) -> pd.DataFrame:
-    """Stage cluster_tokens: the embedding table plus a ``cluster`` column (1 = largest cluster)."""
-    table = read_embedding(embedding)
+                   ward_max_points: int = 60000, space: str = "map", points: np.ndarray | None = None
+                   ) -> pd.DataFrame:
+    """Stage cluster_tokens: the embedding table plus a ``cluster`` column (1 = largest cluster).
+
+    ``space="map"`` clusters the 2-D map (the thesis's); ``"pca"`` clusters ``points``, one row per token of
+    the table in text order (:func:`lstmscope.state_points.pca_points`: the states t-SNE started from), keeps
+    each token at its map position, and adds the same linkage's clusters of the map as ``map_cluster`` for
+    comparison. ``distance_threshold`` is in the units of the space clustered.
+    """
+    if space not in SPACES:
+        raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
+    table = read_embedding(embedding).sort_values("position", kind="stable").reset_index(drop=True)
     t0 = time.monotonic()
+    xy = table[["x", "y"]].to_numpy()
     try:
-        labels = cluster_points(table[["x", "y"]].to_numpy(), linkage, n_clusters, distance_threshold,
-                                ward_max_points)
+        if space == "pca":
+            if points is None or np.ndim(points) != 2 or len(points) != len(table):
+                raise ValueError(f"clustering the PCA space needs one point per token ({len(table)}), got "
+                                 f"{'none' if points is None else np.shape(points)}")
+        else:
+            points = xy
+        labels = cluster_points(points, linkage, n_clusters, distance_threshold, ward_max_points)
+        map_labels = (cluster_points(xy, linkage, n_clusters, distance_threshold, ward_max_points)
+                      if space == "pca" else None)
     except ValueError as exc:  # name the input whose size or coordinates the settings do not fit
         raise ValueError(f"{embedding}: {exc}") from exc
     table = table.loc[:, ["position", "word", "x", "y"]].copy()
     table["cluster"] = labels + 1
     sizes = np.bincount(labels)
-    log.info("%s linkage: %d points -> %d clusters in %.2f s; largest %s",
-             linkage, len(table), len(sizes), time.monotonic() - t0, sizes[:5].tolist())
+    log.info("%s linkage of the %s (%d dimensions): %d points -> %d clusters in %.2f s; largest %s",
+             linkage, "t-SNE map" if space == "map" else "PCA space", points.shape[1], len(table), len(sizes),
+             time.monotonic() - t0, sizes[:5].tolist())
+    if map_labels is not None:
+        from sklearn.metrics import adjusted_rand_score
+
+        table[MAP_CLUSTER] = map_labels + 1
+        log.info("agreement with the same linkage's clusters of the map: adjusted Rand index %.3f",
+                 adjusted_rand_score(map_labels, labels))
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     return table

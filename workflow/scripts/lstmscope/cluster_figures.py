@@ -229,7 +229,8 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
         ax.set_ylabel("mean run length / shuffled")
-        ax.set_title(f"{text}: {linkage} linkage", fontsize=10)
+        space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
+        ax.set_title(f"{text}: {linkage} linkage{space}", fontsize=10)
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of the "
                  "labels shuffled (1 = no more contiguous than chance)\nhollow: within 1.96 standard deviations of "

@@ -180,23 +180,35 @@ def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) 
 
 
 def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], model: str, text: str,
-                     top_words: int = 10, shuffles: int = 100, seed: int = 0
+                     top_words: int = 10, shuffles: int = 100, seed: int = 0, space: str = "map"
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 5.1 (per cluster) and the measures (per layer x state x linkage) of one model's text.
 
-    ``cluster_files`` maps (layer, state, linkage) to a cluster table.
+    ``cluster_files`` maps (layer, state, linkage) to a cluster table; ``space`` names what was clustered
+    (``cluster.space``). Tables of the PCA space also hold the map's clusters: ``map_ari`` is the adjusted Rand
+    index between the two partitions (1 = the same, about 0 = no more alike than chance).
     """
-    from .cluster import read_clusters
+    from sklearn.metrics import adjusted_rand_score
 
+    from .cluster import MAP_CLUSTER, SPACES, read_clusters
+
+    if space not in SPACES:
+        raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
     per_cluster, per_partition = [], []
     for (layer, state, linkage), path in sorted(cluster_files.items(), key=_thesis_order):
         table = read_clusters(path)
+        if (MAP_CLUSTER in table.columns) != (space == "pca"):
+            raise ValueError(f"{path}: {'holds' if space == 'map' else 'lacks'} the column {MAP_CLUSTER}, so it "
+                             f"is not a table of clusters of the {'map' if space == 'map' else 'PCA space'}")
         key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage}
         clusters = cluster_table(table, top_words=top_words)
         for name, value in reversed(key.items()):
             clusters.insert(0, name, value)
         per_cluster.append(clusters)
-        per_partition.append({**key, **partition_measures(table, shuffles=shuffles, seed=seed)})
+        row = {**key, "space": space, **partition_measures(table, shuffles=shuffles, seed=seed)}
+        if space == "pca":
+            row["map_ari"] = float(adjusted_rand_score(table[MAP_CLUSTER], table["cluster"]))
+        per_partition.append(row)
     return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)
 
 
@@ -226,6 +238,10 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
              "capitalized, content); longest span = the longest run of consecutive tokens of the cluster in the "
              "text. Contiguity = mean run length of cluster labels along the text, and the same for randomly "
              "shuffled labels.</p>"]
+    if "space" in measures.columns and (measures["space"] == "pca").any():
+        parts.append("<p class='note'>Clustered: the layer's states after the embedding's PCA (cluster.space: pca), "
+                     "not the t-SNE map; the adjusted Rand index compares them with the same linkage's clusters of "
+                     "the map (1 = the same partition, about 0 = no more alike than chance).</p>")
     for (layer, state, linkage), group in sorted(clusters.groupby(["layer", "state", "linkage"]), key=_thesis_order):
         m = measures[(measures.layer == layer) & (measures.state == state) & (measures.linkage == linkage)]
         head = f"Layer {layer}, {'cell state c' if state == 'c' else 'hidden state h'}, {linkage} linkage"
@@ -235,7 +251,9 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
             parts.append(f"<p class='note'>{int(r.points)} tokens, {int(r.clusters)} clusters; contiguity "
                          f"{r.mean_run_length:.2f} vs {r.shuffled_run_length:.2f} shuffled "
                          f"(ratio {r.contiguity_ratio:.2f}); purity {r.purity:.2f} vs {r.class_baseline:.2f} "
-                         f"for one cluster.</p>")
+                         f"for one cluster"
+                         + (f"; agreement with the {esc(linkage)} clusters of the t-SNE map: adjusted Rand index "
+                            f"{r.map_ari:.2f}" if "map_ari" in m.columns else "") + ".</p>")
         parts.append("<table><tr><th>cluster</th><th>size</th><th>share</th><th>most frequent words</th>"
                      "<th>class</th><th>purity</th><th>longest span</th></tr>")
         for r in group.itertuples():
