@@ -127,7 +127,6 @@ BAD = [
                                           f"it has neurons 0..{HIDDEN - 1}"),
     (["-n", "2:0", "--start", str(TEXT.tokens)], f"--start {TEXT.tokens} is outside the text "
                                                   f"(tokens 0..{TEXT.tokens - 1})"),
-    (["-n", "2:0", "--tokens", "0"], "--tokens 0: must be >= 1"),
     ([], "nothing to draw: give --neuron LAYER:INDEX"),
     # an --around that would choose nothing is refused, not ignored
     (["-n", "2:0", "--start", "5", "--around", "c"], "--start 5 and --around c both choose the passage: give one"),
@@ -317,6 +316,9 @@ def test_too_long_a_passage_is_refused_and_a_short_one_at_the_end_is_noted(tiny,
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny.activations), "-n", "2:0", "--tokens", "5001", "-o", str(tmp_path / "x.png")])
     assert exit_.value.code == 2 and "--tokens 5001: at most 5000 words" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # the other end of the range: the same kind of error
+        main([str(tiny.activations), "-n", "2:0", "--tokens", "0", "-o", str(tmp_path / "x.png")])
+    assert exit_.value.code == 2 and "--tokens 0: must be >= 1" in capsys.readouterr().err
     out = tmp_path / "end.png"
     assert main([str(tiny.activations), "-n", "2:0", "--start", str(TEXT.tokens - 30), "--tokens", "50",
                  "-o", str(out)]) == 0

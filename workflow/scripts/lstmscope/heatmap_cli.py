@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dpi < 10 or args.width < 10:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
     asked, args.tokens = args.tokens is not None, DEFAULT_TOKENS if args.tokens is None else args.tokens
+    if args.tokens < 1:  # like the other out-of-range numbers above: a usage error (exit 2)
+        ap.error(f"--tokens {args.tokens}: must be >= 1")
     if args.tokens > MAX_TOKENS:
         ap.error(f"--tokens {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
                  "parts with --start")
