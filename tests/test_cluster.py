@@ -181,7 +181,7 @@ def test_single_linkage_in_many_dimensions_equals_scipys(n_clusters):
     assert adjusted_rand_score(ours, theirs) == 1.0
     assert ours.max() == n_clusters - 1 and np.all(np.diff(np.bincount(ours)) <= 0)
     # a distance threshold: merges at or above it are not made (scipy's "distance" keeps those below)
-    cut = float(np.median(linkage(points, "single")[-60:, 2]))
+    cut = float(linkage(points, "single")[-30, 2])  # a merge's own height: the boundary itself
     assert adjusted_rand_score(single_linkage_any(points, distance_threshold=cut),
                                fcluster(linkage(points, "single"), np.nextafter(cut, 0), criterion="distance")) == 1.0
     # cluster_points sends 2-D points to the exact EMST and others here
@@ -231,6 +231,22 @@ def test_clusters_of_the_pca_space_are_scipys_ward_of_the_states_whatever_the_ma
     assert again["cluster"].tolist() == table["cluster"].tolist()
     assert again["map_cluster"].tolist() != table["map_cluster"].tolist()
     assert read_clusters(tmp_path / "b.csv")["cluster"].tolist() == table["cluster"].tolist()
+
+
+def test_a_distance_threshold_cuts_the_pca_space_and_the_map_gets_as_many_clusters(pca_case, tmp_path):
+    """The threshold is in the PCA space's units; the map's clusters (for map_ari) are cut at the number it gave,
+    not at the same number of map units (the map's distances are of another size)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    h5, embedding = pca_case
+    points = pca_points(h5, embedding, 1, "h", max_tokens=300, pca_components=8, seed=5)
+    heights = linkage(points, "ward")[:, 2]
+    cut = float((heights[-5] + heights[-6]) / 2)  # between two merges: 6 clusters stay apart
+    table = cluster_tokens(embedding, tmp_path / "t.csv", "ward", distance_threshold=cut, space="pca", points=points)
+    assert table["cluster"].max() == 6
+    assert adjusted_rand_score(table["cluster"], fcluster(linkage(points, "ward"), cut, criterion="distance")) == 1.0
+    map_six = cluster_tokens(embedding, tmp_path / "m.csv", "ward", n_clusters=6)
+    assert table["map_cluster"].tolist() == map_six["cluster"].tolist()
 
 
 def test_clustering_the_pca_space_refuses_a_map_of_other_tokens(pca_case, tmp_path):

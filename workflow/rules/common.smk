@@ -75,9 +75,17 @@ def clustered_title(pattern):
     title = embedded_title(pattern)
     if config["cluster"]["space"] != "pca":
         return title
-    components, hidden = int(config["embedding"]["pca_components"]), int(config["architecture"]["hidden_size"])
-    space = f"the states' {components}-d PCA" if components < hidden else f"the {hidden}-d states"  # no PCA then
-    return lambda wildcards: f"{title(wildcards)}\nclusters of {space}, drawn on the t-SNE map"
+    hidden = int(config["architecture"]["hidden_size"])
+
+    def clustered(wildcards):
+        # as lstmscope.embedding.project_pca: components, at most the tokens embedded; none at all (the
+        # states themselves) where that leaves no fewer dimensions than the states have
+        tokens = min(int(config["embedding"]["max_tokens"]), int(config["texts"][wildcards.text]["tokens"]))
+        k = min(int(config["embedding"]["pca_components"]), tokens)
+        space = f"the states' {k}-d PCA" if k < hidden else f"the {hidden}-d states"
+        return f"{title(wildcards)}\nclusters of {space}, drawn on the t-SNE map"
+
+    return clustered
 
 
 def log_path(rule_name, pattern):

@@ -281,13 +281,14 @@ def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, link
     ``space="map"`` clusters the 2-D map (the thesis's); ``"pca"`` clusters ``points``, one row per token of
     the table in text order (:func:`lstmscope.state_points.pca_points`: the states t-SNE started from), keeps
     each token at its map position, and adds the same linkage's clusters of the map as ``map_cluster`` for
-    comparison. ``distance_threshold`` is in the units of the space clustered.
+    comparison, as many as the PCA space got. ``distance_threshold`` is in the units of the space clustered
+    (the map's clusters are then cut at the number the threshold gave: the two spaces' distances differ).
     """
     if space not in SPACES:
         raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
     table = read_embedding(embedding).sort_values("position", kind="stable").reset_index(drop=True)
-    t0 = time.monotonic()
     xy = table[["x", "y"]].to_numpy()
+    map_labels = None
     try:
         if space == "pca":
             if points is None or np.ndim(points) != 2 or len(points) != len(table):
@@ -295,23 +296,25 @@ def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, link
                                  f"{'none' if points is None else np.shape(points)}")
         else:
             points = xy
+        t0 = time.monotonic()
         labels = cluster_points(points, linkage, n_clusters, distance_threshold, ward_max_points)
-        map_labels = (cluster_points(xy, linkage, n_clusters, distance_threshold, ward_max_points)
-                      if space == "pca" else None)
+        seconds = time.monotonic() - t0
+        if space == "pca":
+            map_labels = cluster_points(xy, linkage, int(labels.max()) + 1, None, ward_max_points)
     except ValueError as exc:  # name the input whose size or coordinates the settings do not fit
         raise ValueError(f"{embedding}: {exc}") from exc
     table = table.loc[:, ["position", "word", "x", "y"]].copy()
     table["cluster"] = labels + 1
     sizes = np.bincount(labels)
     log.info("%s linkage of the %s (%d dimensions): %d points -> %d clusters in %.2f s; largest %s",
-             linkage, "t-SNE map" if space == "map" else "PCA space", points.shape[1], len(table), len(sizes),
-             time.monotonic() - t0, sizes[:5].tolist())
+             linkage, "t-SNE map" if space == "map" else "PCA space", np.shape(points)[1], len(table), len(sizes),
+             seconds, sizes[:5].tolist())
     if map_labels is not None:
         from sklearn.metrics import adjusted_rand_score
 
         table[MAP_CLUSTER] = map_labels + 1
-        log.info("agreement with the same linkage's clusters of the map: adjusted Rand index %.3f",
-                 adjusted_rand_score(map_labels, labels))
+        log.info("agreement with the same linkage's %d clusters of the map: adjusted Rand index %.3f",
+                 int(map_labels.max()) + 1, adjusted_rand_score(map_labels, labels))
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     return table
