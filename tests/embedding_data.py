@@ -100,3 +100,9 @@ def real_cluster_tables(n_tokens: int = 500, n_clusters: int = 8) -> dict[tuple[
                     tables[(layer, state, linkage)] = out
         _CACHE[key] = {"dir": base, "activations": h5, "tables": tables}
     return dict(_CACHE[key]["tables"])
+
+
+def real_activations(n_tokens: int = 500, n_clusters: int = 8) -> Path:
+    """The activations file behind :func:`real_cluster_tables` (of the same arguments)."""
+    real_cluster_tables(n_tokens, n_clusters)
+    return _CACHE[(n_tokens, n_clusters)]["activations"]

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from conftest import skip_or_fail
-from embedding_data import real_cluster_tables, wikitext_split
+from embedding_data import real_activations, real_cluster_tables, wikitext_split, write_activations
 from lstmscope.cluster import read_clusters, single_linkage
+from lstmscope.activations_file import ActivationsError
 from lstmscope.explorer import SCALE, build_explorer, explorer_data, render_explorer
 from lstmscope.explorer import TEMPLATE as EXPLORER_TEMPLATE
 from lstmscope.html_page import render_page
@@ -108,6 +109,24 @@ def test_tables_of_different_texts_are_refused(tables, tmp_path):
         explorer_data(partial, "t")
 
 
+def test_expectancy_of_each_word_comes_from_the_activations_file(tables, tmp_path):
+    import h5py
+
+    h5 = real_activations()
+    data = explorer_data(tables, "t", activations=h5)
+    with h5py.File(h5, "r") as f:
+        natural = f["log_expectancy"][:500].astype(np.float64)
+    log10 = data["expectancy"]["log10"]
+    assert log10[0] is None and np.isnan(natural[0])  # the first word: no context, no value
+    assert np.allclose(log10[1:], natural[1:] / np.log(10), atol=5e-4)
+    assert data["expectancy"]["lo"] == pytest.approx(min(np.nanmin(natural) / np.log(10), -1.0))
+    assert len(data["expectancy"]["lut"]) == 256 and explorer_data(tables, "t")["expectancy"] is None
+    other = write_activations(tmp_path / "other.h5", n_tokens=500, offset=1000)  # another passage of the text
+    with pytest.raises(ActivationsError, match=r"other\.h5: its tokens 0\.\.499 are not the words of the cluster "
+                                               r"tables"):
+        explorer_data(tables, "t", activations=other)
+
+
 def test_template_placeholders_are_required(tmp_path):
     (tmp_path / "t.html").write_text("<html>{{TITLE}}</html>")
     with pytest.raises(ValueError, match=r"t\.html: template has no \{\{DATA\}\} placeholder"):
@@ -190,6 +209,36 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     # another linkage: no cluster is selected, so the panel shows the hint, not the old cluster's tokens
     assert result["afterViewChange"]["title"] == "Tokens" and result["afterViewChange"]["rows"] == 0
     assert result["afterViewChange"]["text"].startswith("Hover a point to see its word in context")
+
+
+@pytest.mark.browser
+def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromium, page, tables, tmp_path):
+    """With the activations file the page can colour every point by p(word | preceding words): the colours of the
+    expectancy heatmap (matplotlib's coolwarm on a log scale from the smallest p, at most 0.1, to 1)."""
+    import h5py
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm, to_rgb
+
+    h5 = real_activations()
+    with_p = tmp_path / "p.html"
+    build_explorer(tables, with_p, "t", context_tokens=5, activations=h5)
+    result = selftest(chromium, with_p, ".", tmp_path)
+    assert result["errors"] == []
+    with h5py.File(h5, "r") as f:
+        p = f["expectancy"][:500].astype(np.float64)
+    known = p[1:]
+    expected = colormaps["coolwarm"](LogNorm(vmin=min(known.min(), 0.1), vmax=1.0)(known))[:, :3]
+    drawn = np.array([to_rgb(c) for c in result["expectancy"]["fills"]])
+    assert result["expectancy"]["mode"] == "p" and result["expectancy"]["hidden"] is False
+    assert np.abs(drawn[1:] - expected).max() < 0.02  # one step of the 256 colours at most
+    assert to_rgb(result["expectancy"]["fills"][0]) == pytest.approx(to_rgb("#b0b0b0"))  # no context: grey
+    assert "log scale: blue" in result["expectancy"]["scale"]
+    i = result["hover"]["index"]
+    shown = re.search(r", p ([0-9.e+-]+):", result["hover"]["text"])
+    assert shown and float(shown.group(1)) == pytest.approx(p[i], rel=0.05, abs=5e-4)
+    # without the activations file: no expectancy, clusters only
+    plain = selftest(chromium, page, ".", tmp_path)
+    assert "expectancy" not in plain and ", p " not in plain["hover"]["text"]
 
 
 @pytest.mark.browser

@@ -262,8 +262,9 @@ rule explorer:
                labels={"model": "{model}", "text": "{text}", "figure": "4.2 cluster explorer"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
+        activations="results/activations/{model}/{text}.h5",  # the expectancy of each word
         template=EXPLORER_TEMPLATE,
-        code=lib("points", "cluster", "html_page", "explorer", "colours", "joblog"),
+        code=lib("points", "cluster", "html_page", "explorer", "colours", "activations_file", "joblog"),
     params:
         **named(
             views=CLUSTER_KEYS,

@@ -250,7 +250,7 @@ rule neuron_explorer:
         template=library_path("neuron_explorer_template.html"),
         ablation=explorer_ablation,
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "neuron_explorer"),
+                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "colours", "neuron_explorer"),
     params:
         **named(
             neurons=NEURON_EXPLORER["neurons"],

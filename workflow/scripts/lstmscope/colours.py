@@ -1,5 +1,6 @@
-"""Colours of the clusters, shared by the cluster figures and the explorer (a module of its own, so that a
-change of colour reruns only the figures and the explorer, not the t-SNE or the clustering)."""
+"""Colours of the clusters, shared by the cluster figures and the explorer, and the value colour map of the two
+explorer pages (a module of its own, so that a change of colour reruns only the figures and the pages, not the
+t-SNE or the clustering)."""
 from __future__ import annotations
 
 # Clusters 1, 2, ... (later clusters: grey): matplotlib's tab10 without its grey, then nine more picked from the
@@ -9,3 +10,15 @@ from __future__ import annotations
 CLUSTER_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
                    "#000080", "#800000", "#ffbb78", "#e7298a", "#808000", "#4b0082", "#1b9e77", "#9edae5", "#f7b6d2")
 OTHER_CLUSTERS = "#b0b0b0"
+
+#: Values (a neuron's activation, the expectancy): blue (low) .. light grey .. red (high), the heatmaps' colour map.
+VALUE_CMAP = "coolwarm"
+
+
+def colour_table(name: str = VALUE_CMAP, n: int = 256) -> list[str]:
+    """The colour map as ``n`` hex colours (index int(t * n), as matplotlib looks colours up)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    rgba = colormaps[name].resampled(n)(np.arange(n))
+    return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in row[:3]) for row in rgba]

@@ -2,8 +2,10 @@
 
 Every token is a point on a <canvas>; the page lets one choose layer, state and
 linkage, hover a point to read its word in context, search a word to highlight its
-points, and click a cluster to list its tokens in context. All data and JavaScript
-are inline (no network access). Coordinates are rounded to integers on a
+points, and click a cluster to list its tokens in context. Given the activations file,
+the points can also be coloured by the model's expectancy of each word (blue low, red
+high, log scale as the expectancy heatmap). All data and JavaScript are inline (no
+network access). Coordinates are rounded to integers on a
 0..``SCALE`` grid, which keeps the file small at 18 000 points x several views.
 """
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Mapping
 
 import numpy as np
 
+from .activations_file import ActivationsError, open_activations, read_words
 from .atomic import write_text
 from .cluster import read_clusters
-from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table
 from .html_page import render_page
 from .points import view_order
 
@@ -36,9 +39,21 @@ def quantise(x: np.ndarray, y: np.ndarray, scale: int = SCALE) -> np.ndarray:
     return np.column_stack([qx, qy]).ravel()
 
 
+def log10_expectancy(activations: str | os.PathLike, words: list[str], first_position: int) -> np.ndarray:
+    """log10 p(word | preceding words) of the tokens ``words`` (from ``first_position`` on) of an activations file;
+    NaN where the model had no context (the first token). The file must hold those words there."""
+    with open_activations(activations) as f:
+        stop = first_position + len(words)
+        if stop > int(f.attrs["n_tokens"]) or read_words(f)[first_position:stop] != words:
+            raise ActivationsError(f"{activations}: its tokens {first_position}..{stop - 1} are not the words of the "
+                                   "cluster tables (another text or model)")
+        return f["log_expectancy"][first_position:stop].astype(np.float64) / np.log(10)  # natural log in the file
+
+
 def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], title: str,
-                  context_tokens: int = 8) -> dict:
-    """The explorer's data: words, and per layer x state the coordinates and each linkage's clusters."""
+                  context_tokens: int = 8, activations: str | os.PathLike | None = None) -> dict:
+    """The explorer's data: words, and per layer x state the coordinates and each linkage's clusters; with
+    ``activations``, the log10 expectancy of every word (3 decimals; null without a value) and the colour map."""
     if not cluster_files:
         raise ValueError("the explorer needs at least one cluster table")
     words: list[str] | None = None
@@ -73,8 +88,16 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
         if missing:
             raise ValueError(f"layer {view['layer']} state {view['state']}: no table for linkage {missing[0]}")
     order = {"ward": 0, "single": 1}
+    expectancy = None
+    if activations is not None:
+        logp = log10_expectancy(activations, words, int(positions[0]))
+        finite = logp[np.isfinite(logp)]
+        expectancy = {"log10": [None if not np.isfinite(v) else round(float(v), 3) for v in logp],
+                      # the expectancy heatmap's scale: from the smallest probability (at most 0.1) to 1
+                      "lo": min(float(finite.min()) if len(finite) else -1.0, -1.0), "lut": colour_table()}
     return {
         "title": title,
+        "expectancy": expectancy,
         "words": words,
         "first_position": int(positions[0]),
         "context": int(context_tokens),
@@ -90,8 +113,9 @@ def render_explorer(data: dict, template: str | os.PathLike = TEMPLATE) -> str:
 
 
 def build_explorer(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], output: str | os.PathLike,
-                   title: str, context_tokens: int = 8, template: str | os.PathLike = TEMPLATE) -> int:
+                   title: str, context_tokens: int = 8, template: str | os.PathLike = TEMPLATE,
+                   activations: str | os.PathLike | None = None) -> int:
     """Stage explorer: write the HTML page; returns its size in bytes."""
-    page = render_explorer(explorer_data(cluster_files, title, context_tokens), template)
+    page = render_explorer(explorer_data(cluster_files, title, context_tokens, activations), template)
     write_text(output, page)
     return len(page.encode("utf-8"))

@@ -32,12 +32,13 @@ from .ablation_figures import Removal, removal_effects
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
+from .colours import VALUE_CMAP, colour_table
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
 from .heatmap import check_passage, needs_light_text, passage_avoid
 from .html_page import render_page
 
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
-CMAP = "coolwarm"  # the heatmap figures' colour map
+CMAP = VALUE_CMAP  # the heatmap figures' colour map
 LEVELS = 254        # codes 1..255
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,6 @@ def decode(series: dict, length: int | None = None) -> np.ndarray:
     out[:len(codes)] = series["lo"] + (codes - 1) / LEVELS * (series["hi"] - series["lo"])
     out[:len(codes)][codes == 0] = np.nan
     return out
-
-
-def colour_table(name: str = CMAP, n: int = 256) -> list[str]:
-    """The colour map as ``n`` hex colours (index int(t * n), as matplotlib looks colours up)."""
-    rgba = colormaps[name].resampled(n)(np.arange(n))
-    return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in row[:3]) for row in rgba]
 
 
 def light_text_table(name: str = CMAP, n: int = 256) -> list[int]:
