@@ -202,17 +202,23 @@ def single_linkage_any(points: np.ndarray, n_clusters: int | None = None,
     scikit-learn's minimum spanning tree over all pairs: exact, O(n^2 d) time, O(n) memory. For 2-D
     points :func:`single_linkage` gives the same partition in O(n log n).
     """
+    points = _check_points(points, planar=False)
+    _check_cut(len(points), n_clusters, distance_threshold)
+    return _scikit_learn_labels(points, "single", n_clusters, distance_threshold)
+
+
+def _scikit_learn_labels(points: np.ndarray, linkage: str, n_clusters: int | None,
+                         distance_threshold: float | None) -> np.ndarray:
+    """scikit-learn's agglomerative clustering of checked points, canonically numbered."""
     from sklearn.cluster import AgglomerativeClustering
 
-    points = _check_points(points, planar=False)
-    n = len(points)
-    _check_cut(n, n_clusters, distance_threshold)
-    if n == 1:
+    if len(points) == 1:
         return np.zeros(1, dtype=np.int64)
     model = AgglomerativeClustering(
         n_clusters=None if n_clusters is None else int(n_clusters),
         distance_threshold=None if distance_threshold is None else float(distance_threshold),
-        linkage="single",
+        linkage=linkage,
+        compute_full_tree=True if distance_threshold is not None else "auto",
     )
     return canonical_labels(model.fit_predict(points))
 
@@ -226,8 +232,6 @@ def ward_linkage(points: np.ndarray, n_clusters: int | None = None, distance_thr
                  max_points: int = 60000) -> np.ndarray:
     """Ward cluster labels (canonical numbering) of points in any number of dimensions via scikit-learn;
     refuses above ``max_points``."""
-    from sklearn.cluster import AgglomerativeClustering
-
     points = _check_points(points, planar=False)
     n = len(points)
     _check_cut(n, n_clusters, distance_threshold)
@@ -236,15 +240,7 @@ def ward_linkage(points: np.ndarray, n_clusters: int | None = None, distance_thr
             f"ward linkage of {n} points needs about {ward_memory_bytes(n) / 1e9:.1f} GB for pairwise distances; "
             f"the limit is {int(max_points)} points (cluster.ward_max_points): raise it or embed fewer tokens "
             f"(embedding.max_tokens)")
-    if n == 1:
-        return np.zeros(1, dtype=np.int64)
-    model = AgglomerativeClustering(
-        n_clusters=None if n_clusters is None else int(n_clusters),
-        distance_threshold=None if distance_threshold is None else float(distance_threshold),
-        linkage="ward",
-        compute_full_tree=True if distance_threshold is not None else "auto",
-    )
-    return canonical_labels(model.fit_predict(points))
+    return _scikit_learn_labels(points, "ward", n_clusters, distance_threshold)
 
 
 def cluster_points(points: np.ndarray, linkage: str, n_clusters: int | None = None,
