@@ -99,7 +99,7 @@ rule ablation_figures:
 rule ablation_vs_dropout:
     output:
         table=report("results/tables/ablation_{text}.csv", caption="../report/ablation_vs_dropout.rst",
-                     category="Ablation"),
+                     category="Ablation", subcategory="all models"),
         png=report("results/figures/ablation/vs_dropout_{text}.png", caption="../report/ablation_vs_dropout.rst",
                    category="Ablation", subcategory="all models",
                    labels={"text": "{text}", "figure": "perplexity without neurons vs dropout"}),

@@ -38,7 +38,8 @@ rule neuron_histograms:
 
 rule histogram_range_table:
     output:
-        report("results/tables/histogram_range.csv", caption="../report/histogram_range.rst", category="Neurons"),
+        report("results/tables/histogram_range.csv", caption="../report/histogram_range.rst", category="Neurons",
+               subcategory="all models"),
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
         code=lib(*STAGE_LIB, "histogram", "checked_files"),
@@ -107,7 +108,8 @@ rule neuron_tracking:
 
 rule neuron_tracking_table:
     output:
-        report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons"),
+        report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons",
+               subcategory="all models"),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
@@ -159,7 +161,8 @@ rule neuron_figures:
 
 rule mean_abs_vs_dropout:
     output:
-        table=report("results/tables/mean_abs_vs_dropout_{text}.csv", caption="../report/mean_abs_vs_dropout.rst", category="Neurons"),
+        table=report("results/tables/mean_abs_vs_dropout_{text}.csv", caption="../report/mean_abs_vs_dropout.rst", category="Neurons",
+                     subcategory="all models"),
         png=report("results/figures/neurons/mean_abs_vs_dropout_{text}.png", caption="../report/mean_abs_vs_dropout.rst",
                    category="Neurons", subcategory="all models", labels={"text": "{text}", "figure": "5.7 mean |activation| vs dropout"}),
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
