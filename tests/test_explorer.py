@@ -232,10 +232,21 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     assert result["expectancy"]["mode"] == "p" and result["expectancy"]["hidden"] is False
     assert np.abs(drawn[1:] - expected).max() < 0.02  # one step of the 256 colours at most
     assert to_rgb(result["expectancy"]["fills"][0]) == pytest.approx(to_rgb("#b0b0b0"))  # no context: grey
-    assert "log scale: blue" in result["expectancy"]["scale"]
+    assert "log scale from the text's smallest probability" in result["expectancy"]["scale"]
+    # the list gives each cluster's median p (of the view drawn then: the deepest c, the last linkage)
+    table = read_clusters(tables[(2, "c", "single")])
+    for row in result["expectancy"]["legend"][:3]:
+        m = re.match(r"(\d+) \((\d+)\) p ([0-9.e+-]+)", row)
+        assert m, row
+        members = (table["cluster"] == int(m.group(1))).to_numpy() & np.isfinite(p)
+        assert float(m.group(3)) == pytest.approx(10 ** np.median(np.log10(p[members])), rel=0.05)
     i = result["hover"]["index"]
     shown = re.search(r", p ([0-9.e+-]+):", result["hover"]["text"])
     assert shown and float(shown.group(1)) == pytest.approx(p[i], rel=0.05, abs=5e-4)
+    # p of <unk> is the probability of any word outside the vocabulary: the tooltip says so
+    unk = selftest(chromium, with_p, "<unk>", tmp_path)
+    assert unk["errors"] == [] and ", p(any word outside the vocabulary) " in unk["hover"]["text"]
+    assert ", p(any word" not in result["hover"]["text"]
     # without the activations file: no expectancy, clusters only
     plain = selftest(chromium, page, ".", tmp_path)
     assert "expectancy" not in plain and ", p " not in plain["hover"]["text"]

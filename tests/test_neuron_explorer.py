@@ -166,6 +166,10 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     assert result["framed"] == (~finite).tolist()  # and a dotted frame there, nowhere else
     assert np.abs(got[finite] - expected[finite]).max() <= 1
     assert len(set(got[finite])) > 1  # really coloured, not one flat colour
+    # the scale menu chooses only for h and c (the expectancy keeps its log scale); the passage button says what
+    # it looks for
+    assert result["scaleMenu"] == (show != "p")
+    assert result["peakLabel"] == ("go to the least expected passage" if show == "p" else "go to its most active passage")
     # white text exactly where it contrasts better than black with the fill (WCAG), as in the figures
     white = [(c != NO_FILL and contrast(_rgb_floats(c), (1, 1, 1)) > contrast(_rgb_floats(c), (0, 0, 0)))
              for c in result["colours"]]
@@ -366,8 +370,12 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     assert np.abs(got[finite] - expected[finite]).max() <= 1 and len(set(got[finite])) > 1
     assert " · effect of removing them " in result["tooltip"] and " · h " not in result["tooltip"]
     # the top-KL group of layer 2 is offered too, and a single neuron of the same view still has its h and c
+    assert not result["scaleMenu"] and result["peakLabel"] == "go to where their removal matters most"
+    # asked for min to max, an effect is still drawn centred on 0 (grey = no effect), as the info line says
     result = selftest(chromium, out, "2:top all:e:range:removed", tmp_path)
     assert result["errors"] == [] and result["neuron"].startswith("all 2 top-KL together: ")
+    symmetric = selftest(chromium, out, "2:top all:e:symmetric:removed", tmp_path)
+    assert result["colours"] == symmetric["colours"] and len(set(result["colours"])) > 2
     j = int(table[(table.group == "top") & (table.layer == 2)].iloc[0].neurons)
     result = selftest(chromium, out, f"2:{j}:c:range:removed", tmp_path)
     assert result["errors"] == [] and result["show"] == "c" and result["statesOffered"]
