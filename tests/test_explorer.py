@@ -229,17 +229,31 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     known = p[1:]
     expected = colormaps["coolwarm"](LogNorm(vmin=min(known.min(), 0.1), vmax=1.0)(known))[:, :3]
     drawn = np.array([to_rgb(c) for c in result["expectancy"]["fills"]])
-    assert result["expectancy"]["mode"] == "p" and result["expectancy"]["hidden"] is False
+    assert result["expectancy"]["mode"] == "p" and result["colourMenu"] is True
+    assert result["expectancy"]["scaleShown"] is True and result["expectancy"]["scaleShownAfter"] is False
     assert np.abs(drawn[1:] - expected).max() < 0.02  # one step of the 256 colours at most
     assert to_rgb(result["expectancy"]["fills"][0]) == pytest.approx(to_rgb("#b0b0b0"))  # no context: grey
-    assert "log scale from the text's smallest probability" in result["expectancy"]["scale"]
-    # the list gives each cluster's median p (of the view drawn then: the deepest c, the last linkage)
-    table = read_clusters(tables[(2, "c", "single")])
-    for row in result["expectancy"]["legend"][:3]:
-        m = re.match(r"(\d+) \((\d+)\) p ([0-9.e+-]+)", row)
-        assert m, row
-        members = (table["cluster"] == int(m.group(1))).to_numpy() & np.isfinite(p)
-        assert float(m.group(3)) == pytest.approx(10 ** np.median(np.log10(p[members])), rel=0.05)
+    # what the canvas holds where a point stands alone: its colour, drawn at 85 % opacity
+    assert len(result["expectancy"]["pixels"]) == 5
+    for pixel in result["expectancy"]["pixels"]:
+        i, rgba = pixel["index"], np.array(pixel["rgba"])
+        want = np.array(to_rgb("#b0b0b0") if i == 0 else expected[i - 1]) * 255
+        assert np.abs(rgba[:3] - want).max() <= 3 and abs(rgba[3] - 0.85 * 255) <= 2, (i, rgba, want)
+    assert "log scale from the smallest probability of these tokens" in result["expectancy"]["scale"]
+
+    def medians(legend, key):  # each cluster's median p in the list, against the view's table
+        table = read_clusters(tables[key])
+        for row in legend[:3]:
+            m = re.match(r"(\d+) \((\d+)\) p ([0-9.e+-]+)", row)
+            assert m, row
+            members = (table["cluster"] == int(m.group(1))).to_numpy() & np.isfinite(p)
+            assert int(m.group(2)) == (table["cluster"] == int(m.group(1))).sum()
+            assert float(m.group(3)) == pytest.approx(10 ** np.median(np.log10(p[members])), rel=0.05)
+
+    medians(result["expectancy"]["legend"], (2, "c", "single"))  # the view drawn then: deepest c, last linkage
+    other = result["expectancy"]["other"]  # another view, still by expectancy
+    assert other["mode"] == "p" and (other["layer"], other["state"], other["linkage"]) == (1, "h", "ward")
+    medians(other["legend"], (1, "h", "ward"))
     i = result["hover"]["index"]
     shown = re.search(r", p ([0-9.e+-]+):", result["hover"]["text"])
     assert shown and float(shown.group(1)) == pytest.approx(p[i], rel=0.05, abs=5e-4)
@@ -247,9 +261,13 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     unk = selftest(chromium, with_p, "<unk>", tmp_path)
     assert unk["errors"] == [] and ", p(any word outside the vocabulary) " in unk["hover"]["text"]
     assert ", p(any word" not in result["hover"]["text"]
-    # without the activations file: no expectancy, clusters only
+    # opened by expectancy with a search (the URL's colour and search together)
+    opened = selftest(chromium, with_p, "the", tmp_path, query={"colour": "p", "search": "the"})
+    assert opened["errors"] == [] and opened["start"]["colour"] == "p"
+    # without the activations file: no expectancy, no colour menu, clusters only
     plain = selftest(chromium, page, ".", tmp_path)
-    assert "expectancy" not in plain and ", p " not in plain["hover"]["text"]
+    assert "expectancy" not in plain and plain["colourMenu"] is False and ", p " not in plain["hover"]["text"]
+    assert plain["start"]["colour"] == "cluster"
 
 
 @pytest.mark.browser

@@ -376,6 +376,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     assert result["errors"] == [] and result["neuron"].startswith("all 2 top-KL together: ")
     symmetric = selftest(chromium, out, "2:top all:e:symmetric:removed", tmp_path)
     assert result["colours"] == symmetric["colours"] and len(set(result["colours"])) > 2
+    assert result["scale"] == "symmetric"  # the greyed-out menu shows the scale drawn
     j = int(table[(table.group == "top") & (table.layer == 2)].iloc[0].neurons)
     result = selftest(chromium, out, f"2:{j}:c:range:removed", tmp_path)
     assert result["errors"] == [] and result["show"] == "c" and result["statesOffered"]

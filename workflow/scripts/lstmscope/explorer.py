@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .activations_file import ActivationsError, open_activations, read_words
+from .activations_file import ActivationsError, open_activations
 from .atomic import write_text
 from .cluster import read_clusters
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table
@@ -44,9 +44,10 @@ def log10_expectancy(activations: str | os.PathLike, words: list[str], first_pos
     NaN where the model had no context (the first token). The file must hold those words there."""
     with open_activations(activations) as f:
         stop = first_position + len(words)
-        if stop > int(f.attrs["n_tokens"]) or read_words(f)[first_position:stop] != words:
+        held = [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in f["tokens/words"][first_position:stop]]
+        if stop > int(f.attrs["n_tokens"]) or held != words:
             raise ActivationsError(f"{activations}: its tokens {first_position}..{stop - 1} are not the words of the "
-                                   "cluster tables (another text or model)")
+                                   "cluster tables (another text or passage)")
         return f["log_expectancy"][first_position:stop].astype(np.float64) / np.log(10)  # natural log in the file
 
 
