@@ -28,7 +28,7 @@ from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .cli import check_checkpoint_file, check_output, writing
+from .cli import command_parser, check_checkpoint_file, check_output, writing
 from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
@@ -85,9 +85,8 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description="Remove any neurons of a model and show what it loses on "
-                                 "the text of one of its activations files.",
-                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = command_parser(PROG, "Remove any neurons of a model and show what it loses on "
+                              "the text of one of its activations files.", __doc__)
     ap.add_argument("checkpoint", help="a model, results/models/<model>/model.pt")
     ap.add_argument("activations", help="its activations file, results/activations/<model>/<text>.h5 (the text)")
     ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",

@@ -2,11 +2,19 @@
 one line naming it, before anything is computed."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import zipfile
 from pathlib import Path
 from typing import Iterator
+
+
+def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentParser:
+    """A command's parser: ``description`` above the options, ``doc`` (its module's docstring) after its first
+    paragraph below them, as written."""
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=doc.split("\n\n", 1)[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def check_output(path: str, option: str) -> None:

@@ -305,12 +305,8 @@ def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, link
     log.info("%s linkage of the %s (%d dimensions): %d points -> %d clusters in %.2f s; largest %s",
              linkage, "t-SNE map" if space == "map" else "PCA space", np.shape(points)[1], len(table), len(sizes),
              seconds, sizes[:5].tolist())
-    if map_labels is not None:
-        from sklearn.metrics import adjusted_rand_score
-
+    if map_labels is not None:  # their agreement (map_ari) is cluster_measures' to compute
         table[MAP_CLUSTER] = map_labels + 1
-        log.info("agreement with the same linkage's %d clusters of the map: adjusted Rand index %.3f",
-                 int(map_labels.max()) + 1, adjusted_rand_score(map_labels, labels))
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     return table

@@ -188,8 +188,6 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
     (``cluster.space``). Tables of the PCA space also hold the map's clusters: ``map_ari`` is the adjusted Rand
     index between the two partitions (1 = the same, about 0 = no more alike than chance).
     """
-    from sklearn.metrics import adjusted_rand_score
-
     from .cluster import MAP_CLUSTER, SPACES, read_clusters
 
     if space not in SPACES:
@@ -206,7 +204,9 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
             clusters.insert(0, name, value)
         per_cluster.append(clusters)
         row = {**key, "space": space, **partition_measures(table, shuffles=shuffles, seed=seed)}
-        if space == "pca":
+        if space == "pca":  # scikit-learn imported only then: a job's start-up is most of a measures job
+            from sklearn.metrics import adjusted_rand_score
+
             row["map_ari"] = float(adjusted_rand_score(table[MAP_CLUSTER], table["cluster"]))
         per_partition.append(row)
     return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)

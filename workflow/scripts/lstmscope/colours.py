@@ -3,6 +3,8 @@ explorer pages (a module of its own, so that a change of colour reruns only the 
 t-SNE or the clustering)."""
 from __future__ import annotations
 
+import numpy as np
+
 # Clusters 1, 2, ... (later clusters: grey): matplotlib's tab10 without its grey, then nine more picked from the
 # tab20, Dark2 and web palettes for the largest smallest distance to all before them and to the grey of the rest
 # (RGB distance >= 0.26 between any two), so that neighbouring numbers never look like shades of one cluster and
@@ -16,9 +18,16 @@ OTHER_CLUSTERS = "#b0b0b0"
 VALUE_CMAP = "coolwarm"
 
 
+def expectancy_floor(log10_p: np.ndarray) -> float:
+    """The low end of the expectancy's colour scale, as log10 p: the smallest probability of the words drawn, at
+    most 0.1 (as the expectancy heatmap's scale); its high end is p = 1. NaN (no context) is left out."""
+    finite = np.asarray(log10_p, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return min(float(finite.min()) if len(finite) else -1.0, -1.0)
+
+
 def colour_table(name: str = VALUE_CMAP, n: int = 256) -> list[str]:
     """The colour map as ``n`` hex colours (index int(t * n), as matplotlib looks colours up)."""
-    import numpy as np
     from matplotlib import colormaps
 
     rgba = colormaps[name].resampled(n)(np.arange(n))

@@ -30,7 +30,7 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import check_checkpoint_file, check_output, writing
+from .cli import command_parser, check_checkpoint_file, check_output, writing
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
 
@@ -79,9 +79,8 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description="Run a trained model over a text file of your own and write "
-                                 "its activations file (h and c of every layer, the expectancy of every word).",
-                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = command_parser(PROG, "Run a trained model over a text file of your own and write "
+                              "its activations file (h and c of every layer, the expectancy of every word).", __doc__)
     ap.add_argument("checkpoint", help="a model, results/models/<model>/model.pt")
     ap.add_argument("text", help="a UTF-8 text file, written as WikiText-2 is (see below)")
     ap.add_argument("-o", "--output", required=True, help="the activations file to write (.h5)")

@@ -16,10 +16,10 @@ from typing import Mapping
 
 import numpy as np
 
-from .activations_file import ActivationsError, open_activations
+from .activations_file import ActivationsError, open_activations, read_words
 from .atomic import write_text
 from .cluster import read_clusters
-from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table, expectancy_floor
 from .html_page import render_page
 from .points import view_order
 
@@ -44,8 +44,7 @@ def log10_expectancy(activations: str | os.PathLike, words: list[str], first_pos
     NaN where the model had no context (the first token). The file must hold those words there."""
     with open_activations(activations) as f:
         stop = first_position + len(words)
-        held = [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in f["tokens/words"][first_position:stop]]
-        if stop > int(f.attrs["n_tokens"]) or held != words:
+        if read_words(f)[first_position:stop] != words:
             raise ActivationsError(f"{activations}: its tokens {first_position}..{stop - 1} are not the words of the "
                                    "cluster tables (another text or passage)")
         return f["log_expectancy"][first_position:stop].astype(np.float64) / np.log(10)  # natural log in the file
@@ -92,10 +91,8 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
     expectancy = None
     if activations is not None:
         logp = log10_expectancy(activations, words, int(positions[0]))
-        finite = logp[np.isfinite(logp)]
         expectancy = {"log10": [None if not np.isfinite(v) else round(float(v), 3) for v in logp],
-                      # the expectancy heatmap's scale: from the smallest probability (at most 0.1) to 1
-                      "lo": min(float(finite.min()) if len(finite) else -1.0, -1.0), "lut": colour_table()}
+                      "lo": expectancy_floor(logp), "lut": colour_table()}
     return {
         "title": title,
         "expectancy": expectancy,

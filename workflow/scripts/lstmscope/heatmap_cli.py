@@ -34,7 +34,7 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .cli import check_output, writing
+from .cli import command_parser, check_output, writing
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
@@ -176,9 +176,8 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description="Draw any neuron of an activations file, or the model's "
-                                 "expectancy of each word, over any passage of its text.",
-                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = command_parser(PROG, "Draw any neuron of an activations file, or the model's "
+                              "expectancy of each word, over any passage of its text.", __doc__)
     ap.add_argument("activations", help="an activations file, results/activations/<model>/<text>.h5")
     ap.add_argument("-o", "--output", required=True, help=f"the figure; its suffix gives the format ({', '.join(FORMATS)})")
     ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",

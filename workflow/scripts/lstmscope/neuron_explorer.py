@@ -32,7 +32,7 @@ from .ablation_figures import Removal, removal_effects
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
-from .colours import VALUE_CMAP, colour_table
+from .colours import VALUE_CMAP, colour_table, expectancy_floor
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
 from .heatmap import check_passage, needs_light_text, passage_avoid
 from .html_page import render_page
@@ -157,9 +157,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
     for key, extra in effects.items():
         series.setdefault(key, {}).update(extra)
-    finite = logp[np.isfinite(logp)]
-    # as the figures: log scale from the smallest probability (at most 0.1) to 1
-    expectancy = encode(logp, min(float(finite.min()) if len(finite) else -1.0, -1.0), 0.0)
+    expectancy = encode(logp, expectancy_floor(logp), 0.0)  # as the figures: log scale, smallest p (<= 0.1) to 1
     measure = ranking_measure(table)  # the ranks' measure, named beside each neuron
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
             "rank_by": measure, "rank_by_name": RANK_BY[measure],
