@@ -119,7 +119,9 @@ def test_expectancy_of_each_word_comes_from_the_activations_file(tables, tmp_pat
     log10 = data["expectancy"]["log10"]
     assert log10[0] is None and np.isnan(natural[0])  # the first word: no context, no value
     assert np.allclose(log10[1:], natural[1:] / np.log(10), atol=5e-4)
-    assert data["expectancy"]["lo"] == pytest.approx(min(np.nanmin(natural) / np.log(10), -1.0))
+    from lstmscope.heatmap import expectancy_norm  # the expectancy figure's scale: the page's is the same
+
+    assert 10 ** data["expectancy"]["lo"] == pytest.approx(expectancy_norm(np.exp(natural)).vmin, rel=1e-6)
     assert len(data["expectancy"]["lut"]) == 256 and explorer_data(tables, "t")["expectancy"] is None
     other = write_activations(tmp_path / "other.h5", n_tokens=500, offset=1000)  # another passage of the text
     with pytest.raises(ActivationsError, match=r"other\.h5: its tokens 0\.\.499 are not the words of the cluster "
