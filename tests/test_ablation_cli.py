@@ -83,7 +83,6 @@ def test_the_console_script_runs(tiny, tmp_path):
     ([], r"nothing to remove: give --neuron"),
     (["-n", "1:2", "-n", "1:2"], r"--neuron given twice: 1:2"),
     (["-n", "2:3", "-n", "1:0", "-n", "2:03"], r"--neuron given twice: 2:3$"),
-    (["-n", "1:2", "--tokens", "1"], r"--tokens=1: must be at least 2 \(leave it out for the whole text\)"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, args, message):
     csv, png = tmp_path / "t.csv", tmp_path / "e.png"
@@ -92,6 +91,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, args, 
     assert err.startswith("lstmscope-ablate: error: ") and "\n" not in err
     assert re.search(message, err), err
     assert not csv.exists() and not png.exists()
+
+
+@pytest.mark.parametrize("tokens", ["1", "0", "-3"])
+def test_fewer_than_two_tokens_is_a_usage_error(tiny, tmp_path, capsys, tokens):
+    csv = tmp_path / "t.csv"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:2", "--tokens", tokens, "-o", str(csv)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and err == (f"lstmscope-ablate: error: --tokens {tokens}: must be at least 2 "
+                                             "(leave it out for the whole text)")
+    assert not csv.exists()
 
 
 def test_an_activations_file_of_another_checkpoint_is_refused(tiny, tmp_path, capsys):

@@ -116,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--heatmap {exc}")
     if args.top_words < 1 or args.min_count < 1 or args.passage < 1 or args.threads < 1:
         ap.error("--top-words, --min-count, --passage and --threads must be >= 1")
+    if args.tokens is not None and args.tokens < 2:
+        ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
     try:
         for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
