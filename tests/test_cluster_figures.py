@@ -85,6 +85,27 @@ def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
     F.plt.close(fig)
 
 
+def test_numbers_of_tiny_clusters_side_by_side_are_one_label_that_overlaps_none():
+    """Single linkage leaves many tiny clusters in one spot; their numbers, one each, would be drawn over each
+    other: they are written as one label listing them, while tiny clusters apart keep their own numbers."""
+    rng = np.random.default_rng(5)
+    big = rng.normal(size=(400, 2))
+    spot = np.array([8.0, 0.0]) + rng.normal(scale=0.05, size=(5, 2))  # clusters 2, 3, 4 and 6 here
+    table = pd.DataFrame({"x": np.r_[big[:, 0], spot[:, 0], -8.0],
+                          "y": np.r_[big[:, 1], spot[:, 1], 0.0],
+                          "cluster": np.r_[np.ones(400, dtype=int), 2, 3, 3, 4, 6, 5]})
+    fig, ax = F.plt.subplots(figsize=(4, 4), dpi=100)
+    F.draw_clusters(ax, table)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = {t.get_text(): t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts}
+    assert sorted(labels) == ["1", "2\u20134, 6", "5"]
+    boxes = list(labels.values())
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    F.plt.close(fig)
+    assert F.number_list([9, 2, 3, 5, 6, 7, 11]) == "2, 3, 5\u20137, 9, 11"
+
+
 def test_ward_vs_single_side_by_side(tables, tmp_path):
     pair = {"single": tables[(1, "h", "single")], "ward": tables[(1, "h", "ward")]}
     F.ward_vs_single_figure(pair, "layer 1 h", tmp_path / "c.png", tmp_path / "c.svg", dpi=60)

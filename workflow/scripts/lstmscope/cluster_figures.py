@@ -10,7 +10,7 @@ circled, and the number goes beside the rings or the circle.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,37 @@ OTHER = OTHER_CLUSTERS
 STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
 SMALL = 10  # a numbered cluster with fewer points: each ringed, its number beside them
 SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its larger side): circled, number beside
+
+
+# A number beside its cluster covers about this much of the map (a fraction of its larger side): numbers
+# whose points lie closer than that would overlap, so they are written as one label.
+LABEL_WIDTH, LABEL_HEIGHT = 0.05, 0.035
+
+
+def nearby_labels(labels: Sequence[tuple[int, float, float]], width: float,
+                  height: float) -> list[list[tuple[int, float, float]]]:
+    """Groups of labels (number, x, y) linked by anchors less than ``width`` apart in x and ``height`` in y
+    (a chain of such neighbours is one group), each group in the order given, the groups by their first."""
+    groups: list[list[tuple[int, float, float]]] = []
+    for label in labels:
+        near = [g for g in groups if any(abs(label[1] - px) < width and abs(label[2] - py) < height
+                                         for _, px, py in g)]
+        merged = [m for g in near for m in g] + [label]
+        groups = [g for g in groups if not any(g is n for n in near)] + [merged]
+    return sorted((sorted(g) for g in groups), key=lambda g: g[0][0])
+
+
+def number_list(numbers: Sequence[int]) -> str:
+    """``[2, 3, 4, 7, 9, 10]`` -> ``"2-4, 7, 9, 10"`` (an en dash joins runs of three or more)."""
+    numbers = sorted(numbers)
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [f"{r[0]}\u2013{r[-1]}" if len(r) >= 3 else ", ".join(map(str, r)) for r in runs]
+    return ", ".join(parts)
 
 
 def cluster_colours(clusters: np.ndarray) -> np.ndarray:
@@ -58,26 +89,30 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=size, linewidths=0, rasterized=True)
     # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+    beside = {"xytext": (4, 4), "textcoords": "offset points", "fontsize": fontsize, "fontweight": "bold",
+              "ha": "left", "va": "bottom", "bbox": box, "zorder": 4}
+    besides: list[tuple[int, float, float]] = []  # (cluster, x, y): numbers drawn beside their points
     for k in range(1, min(numbered, int(c.max())) + 1):
         members = c == k
         if not members.any():
             continue
         xs, ys = x[members], y[members]
         spread = max(float(np.ptp(xs)), float(np.ptp(ys)))
-        beside = {"xytext": (4, 4), "textcoords": "offset points", "fontsize": fontsize, "fontweight": "bold",
-                  "ha": "left", "va": "bottom", "bbox": box, "zorder": 4}
         if members.sum() < SMALL:  # a label on a few points would hide them: ring each, number beside them
             ax.scatter(xs, ys, s=max(6 * size, 20), facecolors="none", edgecolors="black", linewidths=0.6, zorder=3)
-            ax.annotate(str(k), (float(xs.max()), float(ys.max())), **beside)
+            besides.append((k, float(xs.max()), float(ys.max())))
         elif spread < SMALL_EXTENT * extent:  # a compact clump: one circle around it, number beside the circle
             cx, cy = (xs.max() + xs.min()) / 2, (ys.max() + ys.min()) / 2
             r = float(np.hypot(xs - cx, ys - cy).max()) + 0.01 * extent
             ax.add_patch(plt.matplotlib.patches.Circle((cx, cy), r, fill=False, edgecolor="black", linewidth=0.7,
                                                        zorder=3))
-            ax.annotate(str(k), (cx + r * 0.71, cy + r * 0.71), **beside)
+            besides.append((k, float(cx + r * 0.71), float(cy + r * 0.71)))
         else:
             ax.text(*label_anchor(xs, ys), str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center",
                     bbox=box)
+    for group in nearby_labels(besides, LABEL_WIDTH * extent, LABEL_HEIGHT * extent):
+        ax.annotate(number_list([k for k, _, _ in group]),
+                    (max(px for _, px, _ in group), max(py for _, _, py in group)), **beside)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
