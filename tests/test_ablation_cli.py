@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lstmscope.ablation_cli import ablate, effect_blocks, main
 from lstmscope.model import load_checkpoint
@@ -143,3 +144,26 @@ def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):
     assert "note: no 95 % interval of the change: it needs at least 41 words read" in captured.err
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "41"]) == 0
     assert "no 95 % interval" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_names_the_option(tiny, tmp_path, capsys):
+    csv = tmp_path / "t.csv"
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:2", "--device", "cuda", "-o", str(csv)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("lstmscope-ablate: error: --device cuda: no CUDA device is available here; use --device cpu "
+                   "(or auto: CUDA where there is one)")
+    assert not csv.exists()
+
+
+@pytest.mark.parametrize("device", ["auto", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_device_auto_and_cuda_give_the_cpus_table(tiny, device):
+    """auto runs on CUDA where there is one (else on the CPU); either way the numbers are the CPU's."""
+    args = (str(tiny.checkpoint), str(tiny.activations), ["2:3", "1:5"])
+    cpu, _, cpu_effects = ablate(*args, together=True, max_tokens=300, device="cpu")
+    other, _, other_effects = ablate(*args, together=True, max_tokens=300, device=device)
+    numbers = ["perplexity", "intact_perplexity", "perplexity_change_pct"]
+    np.testing.assert_allclose(other[numbers].to_numpy(float), cpu[numbers].to_numpy(float), rtol=1e-4, atol=1e-3)
+    for a, b in zip(other_effects, cpu_effects):
+        np.testing.assert_allclose(a[1:], b[1:], atol=1e-3)

@@ -154,3 +154,14 @@ def test_writing_names_the_output_or_the_input_an_error_concerns(tmp_path):
             with writing("--output", out):
                 raise error
         assert str(caught.value) == message
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_names_the_option(tiny, tmp_path, capsys):
+    text, out = tmp_path / "probe.txt", tmp_path / "probe.h5"
+    text.write_text("the of .\n", encoding="utf-8")
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out),
+                 "--device", "cuda"]) == 1
+    assert capsys.readouterr().err.strip() == ("lstmscope-dump: error: --device cuda: no CUDA device is available "
+                                               "here; use --device cpu (or auto: CUDA where there is one)")
+    assert not out.exists()

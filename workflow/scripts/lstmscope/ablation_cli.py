@@ -28,7 +28,7 @@ from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .cli import command_parser, check_checkpoint_file, check_output, writing
+from .cli import add_device_option, check_checkpoint_file, check_output, command_device, command_parser, writing
 from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
@@ -47,9 +47,10 @@ def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, chec
 
 
 def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bool = False,
-           max_tokens: int | None = None, min_count: int = 3, top_words: int = 6
+           max_tokens: int | None = None, min_count: int = 3, top_words: int = 6, device: str = "cpu"
            ) -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
-    """The table of the ablations, the words of the text and each ablation's per-word effect."""
+    """The table of the ablations, the words of the text and each ablation's per-word effect; the model runs on
+    ``device`` (``--device``)."""
     units = [parse_neuron(s) for s in specs]
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
@@ -58,7 +59,9 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
         raise ValueError(f"--neuron given twice: {', '.join(f'{layer}:{j}' for layer, j in twice)}")
     check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
                                       "results/activations/<model>/<text>.h5)")
+    dev = command_device(device)
     mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
+    mt.model = mt.model.to(dev)
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
     groups = [[u] for u in units] + ([units] if together and len(units) > 1 else [])
@@ -100,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--passage", type=int, default=80, help="tokens in the --heatmap passage (default 80)")
     ap.add_argument("--headings", action="store_true",
                     help="let the --heatmap passage hold section headings (default: the passage outside them)")
+    add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     return ap
 
@@ -124,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if path:
                 check_output(path, option)
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
-                                       args.min_count, args.top_words)
+                                       args.min_count, args.top_words, args.device)
         if args.heatmap:
             from .ablation_figures import EFFECT_CAPTION
             from .heatmap import draw_blocks_to

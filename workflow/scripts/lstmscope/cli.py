@@ -7,7 +7,10 @@ import contextlib
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import torch
 
 
 def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentParser:
@@ -15,6 +18,26 @@ def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentPa
     paragraph below them, as written."""
     return argparse.ArgumentParser(prog=prog, description=description, epilog=doc.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def add_device_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--device", choices=DEVICES, default="cpu",
+                    help="where the model runs: cpu, cuda, or auto (CUDA where there is one) (default cpu)")
+
+
+def command_device(device: str) -> "torch.device":
+    """The device of ``--device``; ``cuda`` where there is none is an error naming the option."""
+    import torch
+
+    from .model import choose_device
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu (or auto: CUDA where "
+                         "there is one)")
+    return choose_device(device, 1, "--device")
 
 
 def check_output(path: str, option: str) -> None:

@@ -30,7 +30,7 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import command_parser, check_checkpoint_file, check_output, writing
+from .cli import add_device_option, check_checkpoint_file, check_output, command_device, command_parser, writing
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
 
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the model's vocabulary (default: results/data/vocabulary.json beside results/models/)")
     ap.add_argument("--name", default=None, help="the text's name in the file and in titles (default: the file's stem)")
     ap.add_argument("--dtype", choices=DTYPES, default="float32", help="how h and c are stored (default float32)")
-    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where to run (default cpu)")
+    add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     return ap
 
@@ -102,10 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
     try:
         check_output(args.output, "--output")
+        command_device(args.device)
         with writing("--output", args.output):
             summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
                                 args.device, args.threads)
-    except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: --device cuda without one
+    except (ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     unknown = summary["unknown"]
