@@ -180,6 +180,38 @@ def test_words_on_the_darkest_fills_are_white_the_others_black():
     assert (1, 1, 1) in shown.values() and (0, 0, 0) in shown.values()  # both used on this scale
 
 
+def test_colour_bars_of_one_line_passages_keep_their_labels_and_ticks_apart():
+    """A probe sentence is one line; its colour bar, with its label written along it and its tick labels, must
+    not run into the next block's (a bar as tall as one line did), nor into the next block's text."""
+    from lstmscope.heatmap import CMAP, _figure
+
+    words = "the man who the dog saw ran .".split()
+    p = np.array([np.nan, 0.01, 0.2, 0.05, 1e-4, 0.3, 0.02, 0.5])
+    h = np.linspace(-0.9, 0.9, len(words))
+    blocks = [TextBlock("expectancy", words, p, expectancy_norm(p), "p(word | preceding words)"),
+              TextBlock("hidden state h", words, h, symmetric_norm(h), "h"),
+              TextBlock("cell state c", words, 3 * h, symmetric_norm(3 * h), "c")]
+    with plt.rc_context({"text.hinting": "no_hinting"}):
+        fig = _figure(blocks, 96, 10.0, None, plt.get_cmap(CMAP))
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        texts, bars = fig.axes[0::2], fig.axes[1::2]  # each block: its text, then its colour bar
+        assert [bar.get_ylabel() for bar in bars] == ["p(word | preceding words)", "h", "c"]
+        outer = [ax.get_tightbbox(renderer) for ax in bars]  # the bar, its ticks and their labels, its label
+        for i, bar in enumerate(bars):
+            label = bar.yaxis.label.get_window_extent(renderer)
+            frame = bar.get_window_extent(renderer)
+            assert frame.y0 - 1 <= label.y0 and label.y1 <= frame.y1 + 1, f"block {i}: the label overhangs its bar"
+            ticks = sorted((t.get_window_extent(renderer) for t in bar.yaxis.get_ticklabels()
+                            if t.get_visible() and t.get_text()), key=lambda b: b.y0)
+            assert len(ticks) >= 2, f"block {i}: {len(ticks)} tick labels"
+            assert not any(a.overlaps(b) for a, b in zip(ticks, ticks[1:])), f"block {i}: tick labels touch"
+            for j in range(i + 1, 3):
+                assert not outer[i].overlaps(outer[j]), f"colour bars {i} and {j} overlap"
+                assert not outer[i].overlaps(texts[j].get_tightbbox(renderer)), f"bar {i} reaches block {j}"
+    plt.close(fig)
+
+
 def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():
     values = np.array([0.061, 0.064, 0.07, np.nan, 0.066])
     sym, rng = activation_norm(values, "symmetric"), activation_norm(values, "range")

@@ -45,7 +45,7 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
     rows = slice(100, 130)
     with open_activations(tiny.activations) as f:
         blocks = heatmap_blocks(f, [(2, 3), (1, 0)], expectancy=True, start=100, tokens=30, scale="range")
-    assert [b.label for b in blocks] == ["p(word | preceding words)", "h", "c", "h", "c"]
+    assert [b.label for b in blocks] == ["p", "h", "c", "h", "c"]
     for b in blocks:
         assert b.words == _words(tiny.activations, rows)
     np.testing.assert_array_equal(blocks[0].values, _expected(tiny.activations, "expectancy", rows))
@@ -200,7 +200,7 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
     with open_activations(tiny.activations) as f:
         blocks = heatmap_blocks(f, [(l2, j2)], expectancy=True, start=None, tokens=25, around="effect",
                                 ablation=str(path))
-    assert [b.label for b in blocks] == ["p(word | preceding words)", "h", "c", "effect (nats)"]
+    assert [b.label for b in blocks] == ["p", "h", "c", "effect (nats)"]
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25)) and start + 25 <= ABLATED
     # a passage so long that every one among the words read holds a heading: still among those words (where the
     # effect has values), not past them where a window might hold no heading but also no value

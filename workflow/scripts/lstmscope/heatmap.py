@@ -26,7 +26,9 @@ from typing import Sequence
 import numpy as np
 from matplotlib import colors
 from matplotlib.collections import PatchCollection
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
+from matplotlib.textpath import TextToPath
 
 from .activations_file import open_activations, read_words, state_dataset
 from .divergence import ranked, read_divergence
@@ -177,6 +179,15 @@ def _render(blocks: Sequence[TextBlock], save, max_chars: int, fontsize: float, 
         save(_figure(blocks, max_chars, fontsize, suptitle, cmap))
 
 
+def colour_bar_length(label: str) -> float:
+    """Inches a vertical colour bar needs so that neither its label (written along it) nor three tick labels
+    run past its ends into the next block's."""
+    size = FontProperties(size=plt.rcParams["axes.labelsize"]).get_size_in_points()
+    label_pt = TextToPath().get_text_width_height_descent(label, FontProperties(size=size), ismath=False)[0]
+    ticks_pt = 3 * 1.7 * FontProperties(size=plt.rcParams["ytick.labelsize"]).get_size_in_points()
+    return max(label_pt + 8, ticks_pt) / 72.0
+
+
 def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptitle: str | None,
             cmap: colors.Colormap) -> "plt.Figure":
     char_in = CHAR_EM * fontsize / 72.0
@@ -187,15 +198,16 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
     text_w = max_chars * char_in
     left_in, cbar_gap_in, cbar_w_in, right_in = 0.15, 0.25, 0.15, 0.9
     fig_w = left_in + text_w + cbar_gap_in + cbar_w_in + right_in
-    heights = [n * line_in + title_in for n in n_lines]
+    bodies = [n * line_in for n in n_lines]
+    bars = [max(body, colour_bar_length(block.label)) for body, block in zip(bodies, blocks)]
+    heights = [bar + title_in for bar in bars]  # a short passage gets the room its colour bar needs below it
     fig_h = top_in + sum(heights) + gap_in * len(blocks)
     fig = plt.figure(figsize=(fig_w, fig_h))
     if suptitle:
         fig.suptitle(suptitle, x=left_in / fig_w, y=1 - 0.12 / fig_h, ha="left", va="top", fontsize=fontsize + 1)
     y_top = fig_h - top_in
-    for block, lay, lines, h in zip(blocks, layouts, n_lines, heights):
-        body = h - title_in
-        ax = fig.add_axes([left_in / fig_w, (y_top - h) / fig_h, text_w / fig_w, body / fig_h])
+    for block, lay, lines, body, bar in zip(blocks, layouts, n_lines, bodies, bars):
+        ax = fig.add_axes([left_in / fig_w, (y_top - title_in - body) / fig_h, text_w / fig_w, body / fig_h])
         ax.set_xlim(0, max_chars)
         ax.set_ylim(lines, 0)
         ax.axis("off")
@@ -220,10 +232,10 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
                 if text.strip():
                     ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
                             color=colour, parse_math=False)
-        cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - h) / fig_h,
-                            cbar_w_in / fig_w, max(body, 0.6 * line_in * 3) / fig_h])
+        cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - title_in - bar) / fig_h,
+                            cbar_w_in / fig_w, bar / fig_h])
         fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)
-        y_top -= h + gap_in
+        y_top -= title_in + bar + gap_in
     return fig
 
 

@@ -155,8 +155,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     blocks = []
     if expectancy:
         p = f["expectancy"][begin:stop].astype(np.float64)
-        blocks.append(TextBlock(f"{span}: expectancy p(word | preceding words)", words, p, expectancy_norm(p),
-                                "p(word | preceding words)"))
+        blocks.append(TextBlock(f"{span}: expectancy p(word | preceding words)", words, p, expectancy_norm(p), "p"))
     for layer, neuron in neurons:
         h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
         c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
