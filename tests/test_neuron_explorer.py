@@ -72,6 +72,24 @@ def test_data_offers_the_top_neurons_of_every_layer_and_state_with_their_values(
     assert len(data["lut"]) == 256 and data["lut"][-1] == "#%02x%02x%02x" % tuple(int(round(255 * c)) for c in lut[-1][:3])
 
 
+def test_null_offers_every_live_neuron_by_rank(tiny, divergence_csv, degenerate):
+    data = neuron_explorer_data(tiny.activations, divergence_csv, None, 30, "t")
+    table = pd.read_csv(divergence_csv)
+    for view in data["views"]:
+        live = table[(table.layer == view["layer"]) & (table.state == view["state"]) & table["rank"].notna()]
+        assert [r["neuron"] for r in view["neurons"]] == live.sort_values("rank")["neuron"].tolist()
+        assert len(view["neurons"]) > K
+    assert len(data["series"]) == len({(layer, j) for layer, j in zip(table.layer, table.neuron)
+                                        if table[(table.layer == layer) & (table.neuron == j)]["rank"].notna().any()})
+    dead = neuron_explorer_data(degenerate.activations, degenerate.divergence, None, 30, "t")
+    every = pd.read_csv(degenerate.divergence)
+    assert every["rank"].isna().any()
+    for view in dead["views"]:  # a dead neuron is not offered
+        ranks = every[(every.layer == view["layer"]) & (every.state == view["state"])]["rank"]
+        assert len(view["neurons"]) == ranks.notna().sum() and all(r["rank"] is not None for r in view["neurons"])
+    assert (2, "h") not in [(v["layer"], v["state"]) for v in dead["views"]]  # every neuron of it is dead
+
+
 def test_bad_inputs_name_the_file(tiny, divergence_csv, tmp_path):
     with pytest.raises(HistogramError, match="nope.csv: divergence table not found"):
         neuron_explorer_data(tiny.activations, tmp_path / "nope.csv", K, 30, "t")
@@ -180,6 +198,43 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     assert prose[result["peak"]] and not heading_tokens(words)[result["peak"]:result["peak"] + 30].any()
     assert sums[result["peak"]] >= sums[prose].max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
     assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("show", ["h", "p"])
+def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(chromium, page, tiny, tmp_path,
+                                                                              show):  # noqa: F811
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page.read_text(), flags=re.S).group(1))
+    neuron = data["views"][2]["neurons"][0]["neuron"]  # layer 2, ranked by h
+    with h5py.File(tiny.activations, "r") as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+        raw = (np.log10(f["expectancy"][:].astype(np.float64)) if show == "p"
+               else f[f"layer2/{show}"][:, neuron].astype(np.float64))
+    word = "the"
+    on = np.array([w == word for w in words])
+    assert 3 <= on.sum() < len(words) // 2
+    result = selftest(chromium, page, f"2:{neuron}:{show}:symmetric", tmp_path, query={"search": word})
+    assert result["errors"] == [], result["errors"]
+    found = result["search"]
+    first, second = np.flatnonzero(on)[:2]
+    assert found["matched"] == np.flatnonzero(on).tolist() and found["arrows"] and int(found["weight"]) >= 700
+    assert found["steps"] == [first, second, first] and found["current"] == [first]
+    assert found["stepped"].startswith(f"1 / {on.sum()} of {len(words)} tokens · ")
+    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", found["label"])]
+    assert found["label"].startswith(f"{on.sum()} of {len(words)} tokens · ")
+    finite = np.isfinite(raw)
+    if show == "p":  # the median p on the matches and elsewhere, to the page's coding (1/254 of the log range)
+        assert "median p" in found["label"]
+        step = -data["expectancy"]["lo"] / LEVELS
+        expected = [np.median(raw[on & finite]), np.median(raw[~on & finite])]
+        np.testing.assert_allclose(np.log10(numbers), expected, atol=step / 2 + 0.002)
+    else:
+        assert f"mean {show}" in found["label"]
+        step = (raw.max() - raw.min()) / LEVELS
+        np.testing.assert_allclose(numbers, [raw[on].mean(), raw[~on].mean()], atol=step / 2 + 0.0006)
+    nothing = selftest(chromium, page, f"2:{neuron}:{show}:symmetric", tmp_path, query={"search": "Zyxwvu"})
+    assert nothing["search"]["matched"] == [] and nothing["search"]["label"] == "no token is Zyxwvu"
+    assert not nothing["search"]["arrows"] and nothing["search"]["steps"] == [-1, -1, -1]
 
 
 @pytest.mark.browser

@@ -5,7 +5,7 @@ from lstmscope.neuron_explorer import build_neuron_explorer
 with job_log(snakemake.log[0], "neuron_explorer") as log:  # noqa: F821
     p = snakemake.params  # noqa: F821
     size = build_neuron_explorer(snakemake.input.activations, snakemake.input.divergence,  # noqa: F821
-                                 snakemake.output[0], neurons=int(p.neurons),  # noqa: F821
+                                 snakemake.output[0], neurons=None if p.neurons is None else int(p.neurons),  # noqa: F821
                                  passage_tokens=int(p.passage_tokens), passage=str(p.passage), title=str(p.title),
                                  template=snakemake.input.template,  # noqa: F821
                                  ablation_path=snakemake.input.ablation or None)  # noqa: F821

@@ -112,13 +112,14 @@ def _effect_series(removal: Removal) -> dict:
             "group": removal.group, "tokens": removal.tokens}  # the page pads the effect with "no value"
 
 
-def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike, neurons: int,
-                         passage_tokens: int, title: str, ablation_path: str | os.PathLike | None = None,
-                         passage: str = "prose") -> dict:
-    """The page's data: words, expectancy, and per layer and state the top ``neurons`` with their h and c;
+def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
+                         neurons: int | None, passage_tokens: int, title: str,
+                         ablation_path: str | os.PathLike | None = None, passage: str = "prose") -> dict:
+    """The page's data: words, expectancy, and per layer and state the top ``neurons`` (None: every live one)
+    with their h and c;
     with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal.
     Its ``avoid`` holds the [start, stop) runs of tokens the page's "most active passage" avoids (``passage``)."""
-    if neurons < 1:
+    if neurons is not None and neurons < 1:
         raise ValueError(f"neurons={neurons}: must be >= 1")
     check_passage(passage)
     table = read_divergence(divergence_path)
@@ -130,7 +131,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         hidden = int(f.attrs["hidden_size"])
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
-            rows = [_row(r, int(r.rank)) for r in ranked(table, layer, state, neurons).itertuples()]
+            offered = ranked(table, layer, state, len(table) if neurons is None else neurons)
+            rows = [_row(r, int(r.rank)) for r in offered.itertuples()]
             if not rows:  # every neuron of it is dead: nothing to offer
                 log.warning("%s: layer%d/%s has no live (ranked) neuron: no view of it", divergence_path, layer, state)
                 continue
@@ -174,7 +176,7 @@ def runs_of(mask: np.ndarray | None) -> list[list[int]]:
 
 
 def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
-                          output: str | os.PathLike, neurons: int, passage_tokens: int, title: str,
+                          output: str | os.PathLike, neurons: int | None, passage_tokens: int, title: str,
                           template: str | os.PathLike = TEMPLATE,
                           ablation_path: str | os.PathLike | None = None, passage: str = "prose") -> int:
     """Stage neuron_explorer: write the HTML page; returns its size in bytes."""
