@@ -277,3 +277,23 @@ def test_a_gpu_dump_matches_the_cpu_dump_and_the_cell_equations(tiny, tmp_path):
             for s in ("h", "c"):
                 np.testing.assert_allclose(b[f"layer{k + 1}/{s}"][:], a[f"layer{k + 1}/{s}"][:], atol=1e-5, rtol=0)
         np.testing.assert_allclose(b["log_expectancy"][:], a["log_expectancy"][:], atol=1e-4, rtol=0, equal_nan=True)
+
+
+def test_the_readmes_python_example_reads_a_real_activations_file(tiny, capsys):
+    """The README's snippet, run on a real file (the test model's, whose layers have 12 neurons: neuron 5)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"The files are plain HDF5.*?```python\n(.*?)```", readme, flags=re.S).group(1)
+    assert '"results/activations/d0.0_r0/test.h5"' in code and '[:, 18]' in code
+    code = code.replace('"results/activations/d0.0_r0/test.h5"', repr(str(tiny.activations))).replace("[:, 18]",
+                                                                                                        "[:, 5]")
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    with h5py.File(tiny.activations) as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+        h = f["layer2/h"][:, 5].astype(np.float64)
+    means = {w: h[[i for i, x in enumerate(words) if x == w]].mean() for w in set(words)}
+    highest = sorted(means, key=means.get)[-5:]
+    assert [line.split()[0] for line in printed[:5]] == highest
