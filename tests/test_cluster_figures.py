@@ -85,23 +85,50 @@ def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
     F.plt.close(fig)
 
 
-def test_numbers_of_tiny_clusters_side_by_side_are_one_label_that_overlaps_none():
-    """Single linkage leaves many tiny clusters in one spot; their numbers, one each, would be drawn over each
-    other: they are written as one label listing them, while tiny clusters apart keep their own numbers."""
+def _numbers(label: str) -> list[int]:
+    """"2, 6\u20138" -> [2, 6, 7, 8]"""
+    out = []
+    for part in label.split(", "):
+        first, _, last = part.partition("\u2013")
+        out += list(range(int(first), int(last or first) + 1))
+    return out
+
+
+@pytest.mark.parametrize("size,fontsize", [(8, 10), (6, 8), (4, 8)])  # the numbered map, one panel of two; small
+@pytest.mark.parametrize("spot", ["one spot", "a row at the edge", "pairs"])
+def test_numbers_beside_tiny_clusters_overlap_no_label_and_stay_on_the_map(size, fontsize, spot):
+    """Single linkage leaves many tiny clusters close together; their numbers go to a free corner of their
+    points, and numbers with none left are written as one label ("2\u20134, 6"): every number shown once, no
+    two labels overlapping, none past the map's frame (as drawn, after the figure's layout)."""
     rng = np.random.default_rng(5)
     big = rng.normal(size=(400, 2))
-    spot = np.array([8.0, 0.0]) + rng.normal(scale=0.05, size=(5, 2))  # clusters 2, 3, 4 and 6 here
-    table = pd.DataFrame({"x": np.r_[big[:, 0], spot[:, 0], -8.0],
-                          "y": np.r_[big[:, 1], spot[:, 1], 0.0],
-                          "cluster": np.r_[np.ones(400, dtype=int), 2, 3, 3, 4, 6, 5]})
-    fig, ax = F.plt.subplots(figsize=(4, 4), dpi=100)
-    F.draw_clusters(ax, table)
+    if spot == "one spot":  # eleven tiny clusters on one spot: four corners cannot hold them apart
+        tiny = np.array([2.6, 0.0]) + rng.normal(scale=0.02, size=(11, 2))
+    elif spot == "a row at the edge":  # at the map's right edge, 0.3 apart: top right would leave the map
+        tiny = np.array([[3.2 + 0.3 * i, 1.0] for i in range(4)])
+    else:
+        tiny = np.array([[0.0, 2.5], [0.31, 2.5], [-2.5, -2.6], [-2.3, -2.6]])
+    ks = np.arange(2, 2 + len(tiny))
+    table = pd.DataFrame({"x": np.r_[big[:, 0], tiny[:, 0]], "y": np.r_[big[:, 1], tiny[:, 1]],
+                          "cluster": np.r_[np.ones(400, dtype=int), ks]})
+    fig, ax = F.plt.subplots(figsize=(size, size), dpi=100)
+    F.draw_clusters(ax, table, fontsize=fontsize)
+    ax.set_title("a title")
+    fig.tight_layout()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     labels = {t.get_text(): t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts}
-    assert sorted(labels) == ["1", "2\u20134, 6", "5"]
-    boxes = list(labels.values())
-    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    shown = sorted(n for text in labels for n in _numbers(text))
+    assert shown == [1, *ks], labels.keys()
+    boxes = list(labels.items())
+    assert not [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+               for b in labels.values()), labels
+    if spot == "one spot":
+        assert len(labels) < len(ks) + 1  # some written together
+    elif size > 4:
+        assert len(labels) == len(ks) + 1  # room for each on its own (on a 4-inch map the row's may share)
     F.plt.close(fig)
     assert F.number_list([9, 2, 3, 5, 6, 7, 11]) == "2, 3, 5\u20137, 9, 11"
 

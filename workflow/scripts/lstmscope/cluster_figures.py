@@ -5,7 +5,8 @@ that 18 000 points stay a small file). Clusters are numbered by size (1 = larges
 the 18 largest get their own colour and number, the rest are drawn grey. A number
 sits on its cluster, except where it would cover it: a cluster of fewer than ``SMALL``
 points has each point ringed, one spread over less than ``SMALL_EXTENT`` of the map is
-circled, and the number goes beside the rings or the circle.
+circled, and the number goes beside the rings or the circle: at the first of its corners where it stays on
+the map and clear of every other number; numbers that find no such place are written together ("2-12").
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
 from .figures import plt, save_figure
@@ -27,26 +30,72 @@ SMALL = 10  # a numbered cluster with fewer points: each ringed, its number besi
 SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its larger side): circled, number beside
 
 
-# A number beside its cluster covers about this much of the map (a fraction of its larger side): numbers
-# whose points lie closer than that would overlap, so they are written as one label.
-LABEL_WIDTH, LABEL_HEIGHT = 0.05, 0.035
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in data units
+CORNERS = ((1, 1), (-1, 1), (1, -1), (-1, -1))  # where a number goes beside its points: top right first
+OFFSET_PT = 4.0  # between the points and their number
 
 
-def nearby_labels(labels: Sequence[tuple[int, float, float]], width: float,
-                  height: float) -> list[list[tuple[int, float, float]]]:
-    """Groups of labels (number, x, y) linked by anchors less than ``width`` apart in x and ``height`` in y
-    (a chain of such neighbours is one group), each group in the order given, the groups by their first."""
-    groups: list[list[tuple[int, float, float]]] = []
-    for label in labels:
-        near = [g for g in groups if any(abs(label[1] - px) < width and abs(label[2] - py) < height
-                                         for _, px, py in g)]
-        merged = [m for g in near for m in g] + [label]
-        groups = [g for g in groups if not any(g is n for n in near)] + [merged]
-    return sorted((sorted(g) for g in groups), key=lambda g: g[0][0])
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(a: Box, frame: Box) -> bool:
+    return frame[0] <= a[0] and a[2] <= frame[2] and frame[1] <= a[1] and a[3] <= frame[3]
+
+
+def label_size_pt(text: str, fontsize: float) -> tuple[float, float]:
+    """Width and height in points of a bold number label in its box (``round,pad=0.15``), with 1 pt to spare on
+    each side (the glyphs' outlines are measured, the renderer snaps to pixels)."""
+    width = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize, weight="bold"),
+                                                       ismath=False)[0]
+    pad = 2 * 0.15 * fontsize + 2.0
+    return width + pad, 1.2 * fontsize + pad
+
+
+def place_besides(besides: Sequence[tuple[int, Box]], fixed: Sequence[Box], frame: Box, per_pt: float,
+                  fontsize: float) -> list[tuple[list[int], tuple[float, float], tuple[int, int]]]:
+    """Where the numbers drawn beside their clusters go: ``besides`` holds (number, box of its points), ``fixed``
+    the boxes of labels already on the map, ``frame`` the map, ``per_pt`` data units per point. Each number
+    goes at the first corner of its points (top right, top left, bottom right, bottom left) where its label
+    stays on the map and clear of every other label; numbers that find none beside a label of numbers are
+    written with them, as one label ("2-12"). Returns (numbers, point of the corner, (x side, y side))."""
+    groups: list[tuple[list[int], Box]] = [([k], box) for k, box in sorted(besides)]
+    while True:
+        placed: list[Box] = list(fixed)
+        owner: list[int | None] = [None] * len(fixed)  # the group a placed box belongs to
+        out = []
+        for gi, (numbers, (x0, y0, x1, y1)) in enumerate(groups):
+            w, h = (v * per_pt for v in label_size_pt(number_list(numbers), fontsize))
+            off = (OFFSET_PT - 0.15 * fontsize - 1.0) * per_pt  # the text's offset, less its box's pad and 1 pt
+            candidates = []
+            for sx, sy in CORNERS:
+                left = x1 + off if sx > 0 else x0 - off - w
+                bottom = y1 + off if sy > 0 else y0 - off - h
+                candidates.append(((left, bottom, left + w, bottom + h), (sx, sy)))
+            free = [c for c in candidates if _inside(c[0], frame) and not any(_overlap(c[0], p) for p in placed)]
+            if not free:
+                clashes = [owner[i] for i, p in enumerate(placed) for c in candidates
+                           if owner[i] is not None and _overlap(c[0], p)]
+                if clashes:  # written with the numbers whose label is in the way; place everything again
+                    gj = clashes[0]
+                    (nj, bj), (ni, bi) = groups[gj], groups[gi]
+                    merged = (sorted(nj + ni), (min(bj[0], bi[0]), min(bj[1], bi[1]), max(bj[2], bi[2]),
+                                                max(bj[3], bi[3])))
+                    groups = [g for i, g in enumerate(groups) if i not in (gi, gj)] + [merged]
+                    groups.sort(key=lambda g: g[0][0])
+                    break
+                on_map = [c for c in candidates if _inside(c[0], frame)]  # only a big cluster's number in the way
+                free = on_map or candidates
+            box, (sx, sy) = free[0]
+            placed.append(box)
+            owner.append(gi)
+            out.append((numbers, (x1 if sx > 0 else x0, y1 if sy > 0 else y0), (sx, sy)))
+        else:
+            return out
 
 
 def number_list(numbers: Sequence[int]) -> str:
-    """``[2, 3, 4, 7, 9, 10]`` -> ``"2-4, 7, 9, 10"`` (an en dash joins runs of three or more)."""
+    """``[2, 3, 4, 7, 9, 10]`` -> ``"2\u20134, 7, 9, 10"`` (an en dash joins runs of three or more)."""
     numbers = sorted(numbers)
     runs: list[list[int]] = []
     for n in numbers:
@@ -89,9 +138,8 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=size, linewidths=0, rasterized=True)
     # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
-    beside = {"xytext": (4, 4), "textcoords": "offset points", "fontsize": fontsize, "fontweight": "bold",
-              "ha": "left", "va": "bottom", "bbox": box, "zorder": 4}
-    besides: list[tuple[int, float, float]] = []  # (cluster, x, y): numbers drawn beside their points
+    besides: list[tuple[int, Box]] = []  # numbers drawn beside their points, and the box of those points
+    fixed: list[tuple[float, float, str]] = []  # numbers drawn on their cluster
     for k in range(1, min(numbered, int(c.max())) + 1):
         members = c == k
         if not members.any():
@@ -100,19 +148,34 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
         spread = max(float(np.ptp(xs)), float(np.ptp(ys)))
         if members.sum() < SMALL:  # a label on a few points would hide them: ring each, number beside them
             ax.scatter(xs, ys, s=max(6 * size, 20), facecolors="none", edgecolors="black", linewidths=0.6, zorder=3)
-            besides.append((k, float(xs.max()), float(ys.max())))
+            besides.append((k, (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))))
         elif spread < SMALL_EXTENT * extent:  # a compact clump: one circle around it, number beside the circle
             cx, cy = (xs.max() + xs.min()) / 2, (ys.max() + ys.min()) / 2
             r = float(np.hypot(xs - cx, ys - cy).max()) + 0.01 * extent
             ax.add_patch(plt.matplotlib.patches.Circle((cx, cy), r, fill=False, edgecolor="black", linewidth=0.7,
                                                        zorder=3))
-            besides.append((k, float(cx + r * 0.71), float(cy + r * 0.71)))
+            d = r * 0.71
+            besides.append((k, (float(cx - d), float(cy - d), float(cx + d), float(cy + d))))
         else:
             ax.text(*label_anchor(xs, ys), str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center",
                     bbox=box)
-    for group in nearby_labels(besides, LABEL_WIDTH * extent, LABEL_HEIGHT * extent):
-        ax.annotate(number_list([k for k, _, _ in group]),
-                    (max(px for _, px, _ in group), max(py for _, _, py in group)), **beside)
+            fixed.append((*label_anchor(xs, ys), str(k)))
+    # Data units per point: the axes keep equal aspect, so the map's larger side (with the margins) spans the box.
+    fig = ax.figure
+    pos = ax.get_position()
+    margin = plt.rcParams["axes.xmargin"]
+    per_pt = max(np.ptp(x) / (pos.width * fig.get_figwidth()), np.ptp(y) / (pos.height * fig.get_figheight())) \
+        * (1 + 2 * margin) / 72.0
+    frame = (float(x.min()) - margin * extent, float(y.min()) - margin * extent,
+             float(x.max()) + margin * extent, float(y.max()) + margin * extent)
+    fixed_boxes = []
+    for fx, fy, text in fixed:
+        w, h = (v * per_pt / 2 for v in label_size_pt(text, fontsize))
+        fixed_boxes.append((fx - w, fy - h, fx + w, fy + h))
+    for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize):
+        ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
+                    fontsize=fontsize, fontweight="bold", ha="left" if sx > 0 else "right",
+                    va="bottom" if sy > 0 else "top", bbox=box, zorder=4)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
