@@ -226,8 +226,8 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
     if show == "p":  # the median p on the matches and elsewhere, to the page's coding (1/254 of the log range)
         assert "median p" in found["label"]
         step = -data["expectancy"]["lo"] / LEVELS
-        expected = [np.median(raw[on & finite]), np.median(raw[~on & finite])]
-        np.testing.assert_allclose(np.log10(numbers), expected, atol=step / 2 + 0.002)
+        expected = [np.median(10 ** raw[on & finite]), np.median(10 ** raw[~on & finite])]
+        np.testing.assert_allclose(numbers, expected, rtol=10 ** (step / 2) - 1 + 0.002)
     else:
         assert f"mean {show}" in found["label"]
         step = (raw.max() - raw.min()) / LEVELS
@@ -382,6 +382,16 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     assert result["peak"] + 30 <= ABLATED_TOKENS and prose[result["peak"]]
     assert sums[result["peak"]] >= sums[prose].max() - 30 * 2 * m / LEVELS
     assert " · effect of removing it " in result["tooltip"]
+    # a search by the effect: the count says how many matches lie among the words read, the mean is over those
+    on = np.array([w == "the" for w in result["words"]])
+    searched = selftest(chromium, out, f"2:{j}:e:symmetric:removed", tmp_path, query={"search": "the"})["search"]
+    read = int(on[:ABLATED_TOKENS].sum())
+    assert 0 < read < on.sum()
+    assert searched["label"].startswith(f"{on.sum()} of {TEXT.tokens} tokens ({read} among the {ABLATED_TOKENS} the "
+                                        "ablation read) · mean effect ")
+    mean_on, mean_off = (float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", searched["label"]))
+    np.testing.assert_allclose([mean_on, mean_off], [np.nanmean(raw[on]), np.nanmean(raw[~on])],
+                               atol=m / LEVELS + 0.0006)
     # a passage so long that every one among the words read holds a heading: the peak stays among those words
     # (where the effect has values), not past them where a window may hold no heading but no value either
     _, prose = prose_windows(raw, result["words"], 100)

@@ -242,7 +242,8 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
     targets = {"dump_activations": "results/activations/d0.0_r0/test.h5",
                "neuron_ablation": "results/ablation/d0.0_r0/test.h5",
                "embed_tsne": "results/embedding/d0.0_r0/test/layer1_h.csv",
-               "cluster_tokens": "results/clusters/d0.0_r0/test/layer1_h_ward.csv"}
+               "cluster_tokens": "results/clusters/d0.0_r0/test/layer1_h_ward.csv",
+               "neuron_explorer": "results/explorer/neurons/d0.0_r0_test.html"}
     for rule in targets:  # each rule's script is named after it
         path = tiny_workdir / "workflow/scripts" / f"{rule}.py"
         text = path.read_text()

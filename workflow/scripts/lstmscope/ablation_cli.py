@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.output:
             with writing("--output", args.output), atomic_path(args.output) as tmp:
                 table.to_csv(tmp, index=False, float_format="%.6g")
-    except (AblationError, ActivationsError, ValueError) as exc:
+    except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     if table[INTERVAL].isna().any(axis=None):

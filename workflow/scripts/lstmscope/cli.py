@@ -25,19 +25,18 @@ DEVICES = ("cpu", "cuda", "auto")
 
 def add_device_option(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", choices=DEVICES, default="cpu",
-                    help="where the model runs: cpu, cuda, or auto (CUDA where there is one) (default cpu)")
+                    help="where the model runs: cpu (default), cuda, or auto = CUDA where there is one")
 
 
 def command_device(device: str) -> "torch.device":
     """The device of ``--device``; ``cuda`` where there is none is an error naming the option."""
-    import torch
-
     from .model import choose_device
 
-    if device == "cuda" and not torch.cuda.is_available():
+    try:
+        return choose_device(device, 1, "--device")
+    except RuntimeError:  # cuda without one
         raise ValueError("--device cuda: no CUDA device is available here; use --device cpu (or auto: CUDA where "
-                         "there is one)")
-    return choose_device(device, 1, "--device")
+                         "there is one)") from None
 
 
 def check_output(path: str, option: str) -> None:

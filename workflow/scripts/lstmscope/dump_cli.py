@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with writing("--output", args.output):
             summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
                                 args.device, args.threads)
-    except (ActivationsError, ValueError) as exc:
+    except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: torch's, e.g. CUDA out of memory
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     unknown = summary["unknown"]
