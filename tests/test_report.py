@@ -119,3 +119,16 @@ def test_word_stage_outputs_of_the_tiny_run(tiny_run):
         assert data["title"] == f"lstmscope explorer · {model} · test (its first 500 of 600 tokens)"
     contiguity = pd.read_csv(results / "tables" / "clusters" / "contiguity.csv")
     assert len(contiguity) == 16
+
+
+@pytest.mark.parametrize("neurons,offered", [(3, "among the 3 top-KL neurons"), (None, "among all the live neurons")])
+def test_the_neuron_explorers_caption_names_the_neurons_offered(neurons, offered):
+    """The caption is rendered with the job's params: ``neuron_explorer.neurons: null`` offers every live one."""
+    from types import SimpleNamespace
+
+    import jinja2
+
+    job = SimpleNamespace(wildcards=SimpleNamespace(model="d0.0_r0", text="test"),
+                          params=SimpleNamespace(neurons=neurons, passage_tokens=80, passage="prose"))
+    text = jinja2.Template((REPO / "workflow" / "report" / "neuron_explorer.rst").read_text()).render(snakemake=job)
+    assert offered in " ".join(text.split()) and "None" not in text
