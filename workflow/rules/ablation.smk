@@ -77,8 +77,8 @@ rule ablation_figures:
     input:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
-        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
+        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "colours", "heatmap",
+                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
     params:
         **named(
             passage_tokens=config["heatmap"]["passage_tokens"],
@@ -106,8 +106,8 @@ rule ablation_vs_dropout:
         svg="results/figures/ablation/vs_dropout_{text}.svg",
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
-        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
+        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "colours", "heatmap",
+                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
     params:
         dpi=config["figures"]["dpi"],
     log:

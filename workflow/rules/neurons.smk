@@ -191,7 +191,7 @@ rule text_heatmaps:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
                  "vocabulary"),
     params:
         **named(
@@ -221,7 +221,7 @@ rule expectancy_heatmap:
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "heatmap", "wikitext",
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
                  "vocabulary"),
     params:
         **named(

@@ -13,8 +13,8 @@ CLUSTER_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c56
                    "#000080", "#800000", "#ffbb78", "#e7298a", "#808000", "#4b0082", "#1b9e77", "#9edae5", "#f7b6d2")
 OTHER_CLUSTERS = "#b0b0b0"
 
-#: Values (a neuron's activation, the expectancy) on the explorer pages: blue (low) .. light grey .. red (high), the
-#: map the heatmap figures use too (their own constant, ``heatmap.CMAP``).
+#: Values (a neuron's activation, the expectancy, a removal's effect): blue (low) .. light grey .. red (high), in
+#: the heatmap figures (``heatmap.CMAP``) and on the explorer pages.
 VALUE_CMAP = "coolwarm"
 
 

@@ -31,13 +31,14 @@ from matplotlib.patches import Rectangle
 from matplotlib.textpath import TextToPath
 
 from .activations_file import open_activations, read_words, state_dataset
+from .colours import VALUE_CMAP
 from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as
 from .wikitext import heading_tokens
 
 log = logging.getLogger(__name__)
 
-CMAP = "coolwarm"          # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
+CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
 NO_VALUE_EDGE = "#707070"  # dotted frame, no fill: a word without a value
 FONT = "DejaVu Sans Mono"  # ships with matplotlib
 CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in em
