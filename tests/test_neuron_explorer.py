@@ -232,6 +232,31 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
         assert f"mean {show}" in found["label"]
         step = (raw.max() - raw.min()) / LEVELS
         np.testing.assert_allclose(numbers, [raw[on].mean(), raw[~on].mean()], atol=step / 2 + 0.0006)
+    # which offered neurons respond to the word: Cohen's d of h and c on the matches against every other token
+    offered = sorted({(v["layer"], r["neuron"]) for v in data["views"] for r in v["neurons"]})
+    with h5py.File(tiny.activations, "r") as f:
+        expected = {}
+        for layer, j in offered:
+            for state in ("h", "c"):
+                x = f[f"layer{layer}/{state}"][:, j].astype(np.float64)
+                a, b = x[on], x[~on]
+                pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(x) - 2))
+                expected[(layer, j, state)] = (a.mean() - b.mean()) / pooled
+    ranking = found["ranking"]
+    assert len(ranking) == min(10, len(expected))
+    got = {(r["layer"], r["neuron"], r["state"]): r["d"] for r in ranking}
+    for key, d in got.items():  # the page's values are coded to 1/254 of each series' range
+        assert d == pytest.approx(expected[key], abs=0.03), key
+    assert [abs(r["d"]) for r in ranking] == sorted((abs(r["d"]) for r in ranking), reverse=True)
+    assert abs(ranking[0]["d"]) >= max(abs(d) for d in expected.values()) - 0.03
+    assert abs(ranking[-1]["d"]) >= sorted((abs(d) for d in expected.values()), reverse=True)[len(ranking) - 1] - 0.03
+    top = ranking[0]  # a click on it shows that neuron's state, in the view of that layer and state
+    picked = found["picked"]
+    assert picked["show"] == top["state"] and picked["neuron"].startswith(f"{top['neuron']} (rank ")
+    holding = [v for v in data["views"] if v["layer"] == top["layer"]
+               and top["neuron"] in [r["neuron"] for r in v["neurons"]]]
+    own = [v for v in holding if v["state"] == top["state"]]
+    assert picked["view"] == f"layer {top['layer']} / KL of {(own or holding)[0]['state']}"
     nothing = selftest(chromium, page, f"2:{neuron}:{show}:symmetric", tmp_path, query={"search": "Zyxwvu"})
     assert nothing["search"]["matched"] == [] and nothing["search"]["label"] == "no token is Zyxwvu"
     assert not nothing["search"]["arrows"] and nothing["search"]["steps"] == [-1, -1, -1]
