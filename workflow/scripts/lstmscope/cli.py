@@ -1,5 +1,5 @@
-"""Checks shared by the commands (``lstmscope-heatmap``, ``-ablate``, ``-dump``): an argument they could not use is
-one line naming it, before anything is computed."""
+"""Checks shared by the commands (``lstmscope-heatmap``, ``-ablate``, ``-dump``, ``-explorer``): an argument they
+could not use is one line naming it, before anything is computed."""
 from __future__ import annotations
 
 import argparse

@@ -161,8 +161,10 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         series.setdefault(key, {}).update(extra)
     expectancy = encode(logp, expectancy_floor(logp), 0.0)  # as the figures: log scale, smallest p (<= 0.1) to 1
     measure = ranking_measure(table)  # the ranks' measure, named beside each neuron
+    ranked_texts = sorted(set(table["text"].astype(str)))  # a text of one's own is ranked on a pipeline text's table
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
             "rank_by": measure, "rank_by_name": RANK_BY[measure],
+            "ranked_on": None if ranked_texts == [text] else ", ".join(ranked_texts),
             "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(),
             "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
 

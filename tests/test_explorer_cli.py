@@ -1,0 +1,136 @@
+"""lstmscope-explorer: the neuron explorer page of any activations file (another model's, a text of one's own)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import h5py
+import pandas as pd
+import pytest
+
+from lstmscope.dump_cli import main as dump_main
+from lstmscope.explorer_cli import main
+
+from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
+from test_explorer import chromium, selftest  # noqa: F401  (fixture)
+
+
+def page_data(path) -> dict:
+    return json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', path.read_text(), flags=re.S).group(1))
+
+
+def offered(data) -> list[tuple[int, str, list[int]]]:
+    return [(v["layer"], v["state"], [r["neuron"] for r in v["neurons"]]) for v in data["views"]]
+
+
+def ranking(table: pd.DataFrame, k: int | None) -> list[tuple[int, str, list[int]]]:
+    out = []
+    for (layer, state), sub in table[table["rank"].notna()].groupby(["layer", "state"], sort=False):
+        neurons = sub.sort_values("rank")["neuron"].tolist()
+        out.append((int(layer), str(state), neurons[:k] if k else neurons))
+    order = {"h": 0, "c": 1}
+    return sorted(out, key=lambda v: (v[0], order[v[1]]))
+
+
+@pytest.fixture()
+def results(tiny, divergence_csv, tmp_path):  # noqa: F811
+    """A results/ folder laid out as the pipeline's, holding the test model's file and its divergence table."""
+    model = str(h5py.File(tiny.activations, "r").attrs["model"])
+    (tmp_path / "results" / "activations" / model).mkdir(parents=True)
+    (tmp_path / "results" / "neurons" / model / "test").mkdir(parents=True)
+    shutil.copy(tiny.activations, tmp_path / "results" / "activations" / model / "test.h5")
+    shutil.copy(divergence_csv, tmp_path / "results" / "neurons" / model / "test" / "divergence.csv")
+    return tmp_path, model
+
+
+def test_a_pipeline_file_gets_its_own_texts_ranking(results, divergence_csv, capsys):  # noqa: F811
+    root, model = results
+    out = root / "page.html"
+    assert main([str(root / "results" / "activations" / model / "test.h5"), "-o", str(out), "--neurons", "3"]) == 0
+    data = page_data(out)
+    assert offered(data) == ranking(pd.read_csv(divergence_csv), 3)
+    assert data["ranked_on"] is None and data["title"] == f"lstmscope neurons · {model} · test"
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{out}: ") and "neurons/" + model + "/test/divergence.csv" in printed
+
+
+def test_a_text_of_ones_own_is_ranked_on_the_pipelines_text(results, tiny, divergence_csv, tmp_path,
+                                                              monkeypatch, capsys):  # noqa: F811
+    root, model = results
+    text = tmp_path / "probe.txt"
+    text.write_text("the ( of ) and , the .\n", encoding="utf-8")
+    probe = tmp_path / "probe.h5"
+    assert dump_main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(probe)]) == 0
+    monkeypatch.chdir(root)  # results/neurons/<model>/test/divergence.csv, from the folder the command runs in
+    out = tmp_path / "probe.html"
+    assert main([str(probe), "-o", str(out), "--neurons", "all"]) == 0
+    data = page_data(out)
+    with h5py.File(probe, "r") as f:
+        assert data["words"] == [w.decode() for w in f["tokens/words"][:]]
+    assert offered(data) == ranking(pd.read_csv(divergence_csv), None)  # every live neuron
+    assert data["ranked_on"] == "test" and data["text"] == "probe"
+
+
+@pytest.mark.browser
+def test_the_page_of_ones_own_text_says_whose_ranking_it_shows(results, tiny, tmp_path, chromium,
+                                                                 monkeypatch):  # noqa: F811
+    root, model = results
+    text = tmp_path / "probe.txt"
+    text.write_text("the ( of ) and , the .\n", encoding="utf-8")
+    probe = tmp_path / "probe.h5"
+    assert dump_main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(probe)]) == 0
+    monkeypatch.chdir(root)
+    out = tmp_path / "probe.html"
+    assert main([str(probe), "-o", str(out)]) == 0
+    top = page_data(out)["views"][0]["neurons"][0]["neuron"]
+    result = selftest(chromium, out, f"1:{top}:h:symmetric", tmp_path, query={"search": "the"})
+    assert result["errors"] == [] and result["spans"] == 9
+    assert "(all on text test, whose ranking this page uses)" in result["info"]
+    assert result["search"]["matched"] == [0, 6]
+
+
+def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_path, capsys):  # noqa: F811
+    root, model = results
+    activations = str(root / "results" / "activations" / model / "test.h5")
+    out = tmp_path / "p.html"
+    other = pd.read_csv(divergence_csv).assign(model="d0.9_r0")
+    other.to_csv(tmp_path / "other.csv", index=False)
+    cases = [(["--divergence", str(tmp_path / "other.csv")],
+              f"other.csv is the divergence table of ['d0.9_r0'], not of model {model}"),
+             (["--divergence", str(tmp_path / "nope.csv")],
+              f"nope.csv: divergence table not found; give the ranking of model {model}'s neurons with --divergence"),
+             (["--ablation", str(tmp_path / "nope.h5")], "nope.h5")]
+    for args, message in cases:
+        assert main([activations, "-o", str(out), *args]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("lstmscope-explorer: error: ") and "\n" not in err and message in err, err
+        assert not out.exists()
+    assert main([str(tmp_path / "missing.h5"), "-o", str(out)]) == 1
+    assert "missing.h5" in capsys.readouterr().err and not out.exists()
+    for args, message in ((["-o", str(tmp_path / "p.txt")], "--output"), (["-o", str(out), "--neurons", "0"],
+                                                                           "--neurons: 0: must be at least 1"),
+                          (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all")):
+        with pytest.raises(SystemExit) as exit_:
+            main([activations, *args])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_console_script_runs(results, tmp_path):
+    import importlib.metadata
+    import os
+    import subprocess
+    import sys
+
+    try:
+        importlib.metadata.distribution("lstmscope")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("lstmscope is not installed (pip install -e .)")
+    root, model = results
+    script = os.path.join(os.path.dirname(sys.executable), "lstmscope-explorer")
+    out = tmp_path / "page.html"
+    r = subprocess.run([script, str(root / "results" / "activations" / model / "test.h5"), "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{out}: ") and page_data(out)["model"] == model

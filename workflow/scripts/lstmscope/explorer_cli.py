@@ -1,0 +1,108 @@
+"""``lstmscope-explorer``: the neuron explorer page of any activations file.
+
+The pipeline writes the page for the models and texts of ``neuron_explorer.dropouts`` and ``.texts``;
+this command writes it for any other activations file -- another model's, or a text of your own
+written by ``lstmscope-dump``::
+
+    lstmscope-explorer results/activations/d0.2_r0/test.h5 -o d0.2_r0_test.html
+    lstmscope-dump results/models/d0.0_r0/model.pt probe.txt -o probe.h5
+    lstmscope-explorer probe.h5 --neurons all -o probe.html
+
+The neurons are offered by their rank in the model's divergence table: for a file of the pipeline
+(results/activations/<model>/<text>.h5) that text's (results/neurons/<model>/<text>/divergence.csv);
+for a text of your own the model's ranking on the pipeline's text ``--ranked-on`` (default ``test``:
+results/neurons/<model>/test/divergence.csv, from the folder the command runs in), or any table given
+with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
+the same model and text) adds the neurons removed there and the effect of each removal.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .ablation_file import AblationError, check_divergence_model
+from .activations_file import ActivationsError, open_activations
+from .cli import check_output, command_parser, writing
+from .divergence import read_divergence
+from .histogram import HistogramError
+from .neuron_explorer import build_neuron_explorer
+
+PROG = "lstmscope-explorer"
+
+
+def default_divergence(activations: str, model: str, text: str, split: str, ranked_on: str) -> Path:
+    """The divergence table that ranks the neurons of ``activations`` (see the module's docstring)."""
+    path = Path(activations).resolve()
+    if split != "file" and path.parent.name == model and path.parent.parent.name == "activations":
+        return path.parent.parent.parent / "neurons" / model / text / "divergence.csv"
+    return Path("results") / "neurons" / model / ranked_on / "divergence.csv"
+
+
+def neuron_count(value: str) -> int | None:
+    """``--neurons``: a count >= 1, or ``all`` (every live neuron)."""
+    if value == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a number of neurons, or all") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1 (or all)")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = command_parser(PROG, "Write the neuron explorer page (one offline HTML file) of any activations file.",
+                        __doc__)
+    ap.add_argument("activations", help="an activations file: results/activations/<model>/<text>.h5, or "
+                                        "lstmscope-dump's")
+    ap.add_argument("-o", "--output", required=True, help="the page to write (.html)")
+    ap.add_argument("--divergence", default=None,
+                    help="the divergence table that ranks the model's neurons (default: see below)")
+    ap.add_argument("--ranked-on", default="test", metavar="TEXT",
+                    help="for a text of your own: the pipeline's text whose ranking is used (default test)")
+    ap.add_argument("--neurons", type=neuron_count, default=8, metavar="N|all",
+                    help="top-ranked neurons offered per layer and state, or all (every live one) (default 8)")
+    ap.add_argument("--ablation", default=None, help="the ablation file of the same model and text "
+                                                     "(results/ablation/<model>/<text>.h5): offer its removals too")
+    ap.add_argument("--passage", type=int, default=80,
+                    help="tokens in the passage the page's button jumps to (default 80)")
+    ap.add_argument("--headings", action="store_true",
+                    help="let that passage hold section headings (default: the passage outside them)")
+    ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not args.output.endswith((".html", ".htm")):
+        ap.error(f"--output {args.output}: a web page, ending in .html")
+    if args.passage < 1:
+        ap.error(f"--passage {args.passage}: must be >= 1")
+    try:
+        check_output(args.output, "--output")
+        with open_activations(args.activations) as f:
+            model, text, split = str(f.attrs["model"]), str(f.attrs["text"]), str(f.attrs.get("split", ""))
+        divergence = args.divergence or str(default_divergence(args.activations, model, text, split, args.ranked_on))
+        if not Path(divergence).is_file():
+            raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
+                             "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv)")
+        check_divergence_model(read_divergence(divergence), model, divergence)
+        title = args.title or f"lstmscope neurons · {model} · {text}"
+        with writing("--output", args.output):
+            size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
+                                         title, ablation_path=args.ablation,
+                                         passage="active" if args.headings else "prose")
+    except (ActivationsError, AblationError, HistogramError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    print(f"{args.output}: {shown}, neurons ranked by {divergence}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
