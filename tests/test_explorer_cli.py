@@ -70,6 +70,31 @@ def test_a_text_of_ones_own_is_ranked_on_the_pipelines_text(results, tiny, diver
         assert data["words"] == [w.decode() for w in f["tokens/words"][:]]
     assert offered(data) == ranking(pd.read_csv(divergence_csv), None)  # every live neuron
     assert data["ranked_on"] == "test" and data["text"] == "probe"
+    assert data["title"] == f"lstmscope neurons · {model} · probe (text file probe.txt)"
+    # a text of one's own named like the pipeline's text is still said to be ranked on the pipeline's
+    named = tmp_path / "test.txt"
+    named.write_text("the ( of ) .\n", encoding="utf-8")
+    assert dump_main([str(tiny.checkpoint), str(named), "--vocabulary", str(tiny.vocabulary), "-o",
+                      str(tmp_path / "own.h5")]) == 0
+    assert main([str(tmp_path / "own.h5"), "-o", str(out)]) == 0
+    data = page_data(out)
+    assert data["text"] == "test" and data["ranked_on"] == "test" and data["title"].endswith("(text file test.txt)")
+
+
+def test_ranked_on_chooses_another_texts_ranking(results, divergence_csv, tmp_path):  # noqa: F811
+    root, model = results
+    table = pd.read_csv(divergence_csv)
+    live = table["rank"].notna()
+    other = table.assign(text="other")
+    groups = other[live].groupby(["layer", "state"])["rank"]
+    other.loc[live, "rank"] = groups.transform("max") + 1 - other.loc[live, "rank"]  # the ranking reversed
+    (root / "results" / "neurons" / model / "other").mkdir()
+    other.to_csv(root / "results" / "neurons" / model / "other" / "divergence.csv", index=False)
+    out = tmp_path / "p.html"
+    assert main([str(root / "results" / "activations" / model / "test.h5"), "-o", str(out), "--neurons", "2",
+                 "--ranked-on", "other"]) == 0
+    data = page_data(out)
+    assert offered(data) == ranking(other, 2) != ranking(table, 2) and data["ranked_on"] == "other"
 
 
 @pytest.mark.browser
@@ -100,7 +125,9 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
               f"other.csv is the divergence table of ['d0.9_r0'], not of model {model}"),
              (["--divergence", str(tmp_path / "nope.csv")],
               f"nope.csv: divergence table not found; give the ranking of model {model}'s neurons with --divergence"),
-             (["--ablation", str(tmp_path / "nope.h5")], "nope.h5")]
+             (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),
+             (["--ranked-on", "nope"], f"nope/divergence.csv: divergence table not found"),
+             (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking")]
     for args, message in cases:
         assert main([activations, "-o", str(out), *args]) == 1
         err = capsys.readouterr().err.strip()

@@ -257,9 +257,16 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
                and top["neuron"] in [r["neuron"] for r in v["neurons"]]]
     own = [v for v in holding if v["state"] == top["state"]]
     assert picked["view"] == f"layer {top['layer']} / KL of {(own or holding)[0]['state']}"
+    # the info line says so when the colours show the state the view does not rank by
+    assert (f"the colours show its {top['state']}" in picked["info"]) == (not own)
     nothing = selftest(chromium, page, f"2:{neuron}:{show}:symmetric", tmp_path, query={"search": "Zyxwvu"})
     assert nothing["search"]["matched"] == [] and nothing["search"]["label"] == "no token is Zyxwvu"
     assert not nothing["search"]["arrows"] and nothing["search"]["steps"] == [-1, -1, -1]
+    assert not nothing["search"]["rankOffered"]
+    once = next(w for w in words if words.count(w) == 1)  # one match: stepped through, but no d to rank by
+    single = selftest(chromium, page, f"2:{neuron}:{show}:symmetric", tmp_path, query={"search": once})
+    assert single["errors"] == [] and single["search"]["matched"] == [words.index(once)]
+    assert single["search"]["steps"] == [words.index(once)] * 3 and not single["search"]["rankOffered"]
 
 
 @pytest.mark.browser

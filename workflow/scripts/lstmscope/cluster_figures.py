@@ -166,6 +166,7 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     margin = plt.rcParams["axes.xmargin"]
     per_pt = max(np.ptp(x) / (pos.width * fig.get_figwidth()), np.ptp(y) / (pos.height * fig.get_figheight())) \
         * (1 + 2 * margin) / 72.0
+    per_pt = max(per_pt, 1e-12)  # a map whose points all coincide: its numbers still take room, so they merge
     frame = (float(x.min()) - margin * extent, float(y.min()) - margin * extent,
              float(x.max()) + margin * extent, float(y.max()) + margin * extent)
     fixed_boxes = []

@@ -10,14 +10,15 @@ written by ``lstmscope-dump``::
 
 The neurons are offered by their rank in the model's divergence table: for a file of the pipeline
 (results/activations/<model>/<text>.h5) that text's (results/neurons/<model>/<text>/divergence.csv);
-for a text of your own the model's ranking on the pipeline's text ``--ranked-on`` (default ``test``:
-results/neurons/<model>/test/divergence.csv, from the folder the command runs in), or any table given
-with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
+for a text of your own the model's ranking on a pipeline text (``--ranked-on``, default ``test``:
+results/neurons/<model>/test/divergence.csv, from the folder the command runs in); or any table of the
+model given with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
 the same model and text) adds the neurons removed there and the effect of each removal.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -32,12 +33,15 @@ from .neuron_explorer import build_neuron_explorer
 PROG = "lstmscope-explorer"
 
 
-def default_divergence(activations: str, model: str, text: str, split: str, ranked_on: str) -> Path:
-    """The divergence table that ranks the neurons of ``activations`` (see the module's docstring)."""
-    path = Path(activations).resolve()
-    if split != "file" and path.parent.name == model and path.parent.parent.name == "activations":
-        return path.parent.parent.parent / "neurons" / model / text / "divergence.csv"
-    return Path("results") / "neurons" / model / ranked_on / "divergence.csv"
+def default_divergence(activations: str, model: str, text: str, split: str, ranked_on: str | None) -> Path:
+    """The divergence table that ranks the neurons of ``activations``: results/neurons/<model>/<TEXT>/divergence.csv
+    with TEXT = ``ranked_on``, else the file's own text (a text of one's own, ``split`` file: ``test``), in the
+    results folder the file lies in (results/activations/<model>/), else in ./results."""
+    path = Path(os.path.abspath(activations))  # not resolved: a linked results folder stays the project's
+    results = (path.parent.parent.parent if path.parent.name == model and path.parent.parent.name == "activations"
+               else Path("results"))
+    ranked = ranked_on or ("test" if split == "file" else text)
+    return results / "neurons" / model / ranked / "divergence.csv"
 
 
 def neuron_count(value: str) -> int | None:
@@ -61,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", required=True, help="the page to write (.html)")
     ap.add_argument("--divergence", default=None,
                     help="the divergence table that ranks the model's neurons (default: see below)")
-    ap.add_argument("--ranked-on", default="test", metavar="TEXT",
-                    help="for a text of your own: the pipeline's text whose ranking is used (default test)")
+    ap.add_argument("--ranked-on", default=None, metavar="TEXT",
+                    help="the pipeline's text whose ranking of the neurons is used (default: the file's own text; "
+                         "for a text of your own, test)")
     ap.add_argument("--neurons", type=neuron_count, default=8, metavar="N|all",
                     help="top-ranked neurons offered per layer and state, or all (every live one) (default 8)")
     ap.add_argument("--ablation", default=None, help="the ablation file of the same model and text "
@@ -84,14 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--passage {args.passage}: must be >= 1")
     try:
         check_output(args.output, "--output")
+        if args.divergence and args.ranked_on:
+            raise ValueError(f"--divergence {args.divergence} and --ranked-on {args.ranked_on} both choose the "
+                             "ranking: give one of them")
         with open_activations(args.activations) as f:
             model, text, split = str(f.attrs["model"]), str(f.attrs["text"]), str(f.attrs.get("split", ""))
+            text_file = str(f.attrs.get("text_file", ""))
         divergence = args.divergence or str(default_divergence(args.activations, model, text, split, args.ranked_on))
         if not Path(divergence).is_file():
             raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
-                             "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv)")
+                             "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
+                             "--ranked-on TEXT, or run the command in the project's folder")
         check_divergence_model(read_divergence(divergence), model, divergence)
-        title = args.title or f"lstmscope neurons · {model} · {text}"
+        own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
+        title = args.title or f"lstmscope neurons · {model} · {text}{own}"
         with writing("--output", args.output):
             size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
                                          title, ablation_path=args.ablation,

@@ -128,6 +128,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         words = read_words(f)
         logp = f["log_expectancy"][:].astype(np.float64) / np.log(10)  # the file's natural log, as log10
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
+        own_text = str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's: ranked on another text's table
         hidden = int(f.attrs["hidden_size"])
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
@@ -164,7 +165,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     ranked_texts = sorted(set(table["text"].astype(str)))  # a text of one's own is ranked on a pipeline text's table
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
             "rank_by": measure, "rank_by_name": RANK_BY[measure],
-            "ranked_on": None if ranked_texts == [text] else ", ".join(ranked_texts),
+            "ranked_on": None if ranked_texts == [text] and not own_text else ", ".join(ranked_texts),
             "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(),
             "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
 
