@@ -204,6 +204,11 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     assert result["search"]["highlighted"] == len(expected)
     assert result["hover"]["word"] == word  # tooltip shows the token as text, <unk> included
     first = read_clusters(tables[(2, "c", "ward")])  # the starting view: the deepest layer's c, ward
+    held = first.loc[expected, "cluster"].value_counts()
+    held = sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))  # the most matches first, ties by number
+    listed = ", ".join(f"{k} ({v})" for k, v in held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+    assert result["search"]["label"] == (f"{len(expected)} of 500 tokens \u00b7 in cluster"
+                                         f"{'s' if len(held) > 1 else ''} {listed}")
     cluster = int(first.loc[expected[0], "cluster"])
     assert result["click"]["cluster"] == cluster
     assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
