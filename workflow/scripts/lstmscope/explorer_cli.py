@@ -11,8 +11,8 @@ written by ``lstmscope-dump``::
 The neurons are offered by their rank in the model's divergence table: for a file of the pipeline
 (results/activations/<model>/<text>.h5) that text's (results/neurons/<model>/<text>/divergence.csv);
 for a text of your own the model's ranking on a pipeline text (``--ranked-on``, default ``test``:
-results/neurons/<model>/test/divergence.csv, from the folder the command runs in); or any table of the
-model given with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
+results/neurons/<model>/test/divergence.csv, in the results folder the file lies in, else in the one the
+command runs in); or any table of the model given with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
 the same model and text) adds the neurons removed there and the effect of each removal.
 """
 from __future__ import annotations
