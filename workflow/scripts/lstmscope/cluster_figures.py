@@ -15,11 +15,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.font_manager import FontProperties
-from matplotlib.textpath import TextToPath
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
-from .figures import plt, save_figure
+from .figures import plt, save_figure, text_width_pt
 from .points import view_order
 from .top_words import parse_top_words
 
@@ -46,10 +44,8 @@ def _inside(a: Box, frame: Box) -> bool:
 def label_size_pt(text: str, fontsize: float) -> tuple[float, float]:
     """Width and height in points of a bold number label in its box (``round,pad=0.15``), with 1 pt to spare on
     each side (the glyphs' outlines are measured, the renderer snaps to pixels)."""
-    width = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize, weight="bold"),
-                                                       ismath=False)[0]
     pad = 2 * 0.15 * fontsize + 2.0
-    return width + pad, 1.2 * fontsize + pad
+    return text_width_pt(text, fontsize, "bold") + pad, 1.2 * fontsize + pad
 
 
 def place_besides(besides: Sequence[tuple[int, Box]], fixed: Sequence[Box], frame: Box, per_pt: float,
@@ -157,9 +153,9 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             d = r * 0.71
             besides.append((k, (float(cx - d), float(cy - d), float(cx + d), float(cy + d))))
         else:
-            ax.text(*label_anchor(xs, ys), str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center",
-                    bbox=box)
-            fixed.append((*label_anchor(xs, ys), str(k)))
+            anchor = label_anchor(xs, ys)
+            ax.text(*anchor, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
+            fixed.append((*anchor, str(k)))
     # Data units per point: the axes keep equal aspect, so the map's larger side (with the margins) spans the box.
     fig = ax.figure
     pos = ax.get_position()

@@ -51,3 +51,13 @@ def save_figure_as(fig: "matplotlib.figure.Figure", path: str | os.PathLike, dpi
             fig.savefig(tmp, dpi=dpi, bbox_inches=_tight_box(fig), format=fmt)
     finally:
         plt.close(fig)
+
+
+def text_width_pt(text: str, size: float | str, weight: str = "normal") -> float:
+    """The width in points of ``text`` set in matplotlib's default font at ``size`` (points or a name such as
+    ``"medium"``), measured on the glyphs' outlines."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    return TextToPath().get_text_width_height_descent(text, FontProperties(size=size, weight=weight),
+                                                      ismath=False)[0]

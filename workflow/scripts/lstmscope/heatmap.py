@@ -28,12 +28,11 @@ from matplotlib import colors
 from matplotlib.collections import PatchCollection
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
-from matplotlib.textpath import TextToPath
 
 from .activations_file import open_activations, read_words, state_dataset
 from .colours import VALUE_CMAP
 from .divergence import ranked, read_divergence
-from .figures import plt, save_figure, save_figure_as
+from .figures import plt, save_figure, save_figure_as, text_width_pt
 from .wikitext import heading_tokens
 
 log = logging.getLogger(__name__)
@@ -183,8 +182,7 @@ def _render(blocks: Sequence[TextBlock], save, max_chars: int, fontsize: float, 
 def colour_bar_length(label: str) -> float:
     """Inches a vertical colour bar needs so that neither its label (written along it) nor three tick labels
     run past its ends into the next block's."""
-    size = FontProperties(size=plt.rcParams["axes.labelsize"]).get_size_in_points()
-    label_pt = TextToPath().get_text_width_height_descent(label, FontProperties(size=size), ismath=False)[0]
+    label_pt = text_width_pt(label, plt.rcParams["axes.labelsize"])
     ticks_pt = 3 * 1.7 * FontProperties(size=plt.rcParams["ytick.labelsize"]).get_size_in_points()
     return max(label_pt + 8, ticks_pt) / 72.0
 
