@@ -23,10 +23,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .ablation_file import AblationError, check_divergence_model
+from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
 from .cli import check_output, command_parser, writing
-from .divergence import read_divergence
 from .histogram import HistogramError
 from .neuron_explorer import build_neuron_explorer
 
@@ -100,7 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
                              "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
                              "--ranked-on TEXT, or run the command in the project's folder")
-        check_divergence_model(read_divergence(divergence), model, divergence)
         own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
         title = args.title or f"lstmscope neurons · {model} · {text}{own}"
         with writing("--output", args.output):

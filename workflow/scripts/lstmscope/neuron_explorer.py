@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib import colormaps
 
 from .ablation_figures import Removal, removal_effects
-from .ablation_file import AblationError
+from .ablation_file import AblationError, check_divergence_model
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_floor
@@ -129,6 +129,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         logp = f["log_expectancy"][:].astype(np.float64) / np.log(10)  # the file's natural log, as log10
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
         own_text = str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's: ranked on another text's table
+        check_divergence_model(table, model, divergence_path)
         hidden = int(f.attrs["hidden_size"])
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
