@@ -243,9 +243,9 @@ NEURON_EXPLORER = config["neuron_explorer"]
 # Memory of one page's job: about 1 GB, plus the offered neurons' h and c while the page is written (measured:
 # 0.93 GB at the peak for every neuron of the thesis's size, 2 x 2 000 neurons x 18 000 tokens, ~13 bytes per
 # neuron and token; 16 here). Offered per layer: the top neurons of h and of c, and the random ones removed.
-_OFFERED = min(config["architecture"]["hidden_size"],
-               config["architecture"]["hidden_size"] if NEURON_EXPLORER["neurons"] is None
-               else 2 * NEURON_EXPLORER["neurons"] + config["ablation"]["random"])
+_HIDDEN = config["architecture"]["hidden_size"]
+_OFFERED = (_HIDDEN if NEURON_EXPLORER["neurons"] is None
+            else min(_HIDDEN, 2 * NEURON_EXPLORER["neurons"] + config["ablation"]["random"]))
 NEURON_EXPLORER_MEM_MB = 1000 + (16 * config["architecture"]["layers"] * _OFFERED
                                  * max([config["texts"][t]["tokens"] for t in NEURON_EXPLORER["texts"]] or [0])) // 10**6
 
