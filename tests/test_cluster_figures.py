@@ -85,6 +85,44 @@ def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
     F.plt.close(fig)
 
 
+@pytest.mark.parametrize("size", [6, 4])
+def test_numbers_on_large_clusters_that_share_a_middle_do_not_cover_each_other(size):
+    """Two large clusters crossing each other (a vertical and a horizontal line of points) have their middles on
+    the same spot: the second number moves along its own points until it clears the first; each stays centred on
+    a point of its cluster and on the map."""
+    t = np.linspace(-3, 3, 121)
+    zeros = np.zeros_like(t)
+    table = pd.DataFrame({"x": np.r_[zeros, t], "y": np.r_[t, zeros],
+                          "cluster": np.r_[np.ones(len(t), dtype=int), np.full(len(t), 2)]})
+    fig, ax = F.plt.subplots(figsize=(size, size), dpi=100)
+    F.draw_clusters(ax, table, fontsize=10)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = {t.get_text(): t for t in ax.texts}
+    assert sorted(labels) == ["1", "2"]
+    boxes = {k: t.get_bbox_patch().get_window_extent(renderer) for k, t in labels.items()}
+    assert not boxes["1"].overlaps(boxes["2"])
+    frame = ax.get_window_extent(renderer)
+    for k, text in labels.items():
+        members = table.loc[table.cluster == int(k), ["x", "y"]].to_numpy()
+        assert np.min(np.hypot(*(members - np.array(text.get_position())).T)) == 0  # on one of its points
+        b = boxes[k]
+        assert frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+    assert labels["1"].get_position() == (0.0, 0.0)  # the first keeps its middle
+    F.plt.close(fig)
+
+
+def test_a_centred_number_stays_on_the_map():
+    """The member nearest the middle whose label, centred on it, fits inside the frame; taken boxes are avoided
+    as well; with no such member, the middle one."""
+    x = np.arange(11.0)
+    y = np.zeros(11)
+    assert F.label_anchor(x, y) == (5.0, 0.0)
+    assert F.label_anchor(x, y, (2.0, 1.0), frame=(5.5, -1.0, 20.0, 1.0)) == (7.0, 0.0)  # 6 would reach 5.0
+    assert F.label_anchor(x, y, (2.0, 1.0), [(3.0, -1.0, 6.5, 1.0)]) == (2.0, 0.0)  # 3-7 clash; 2 before 8
+    assert F.label_anchor(x, y, (2.0, 1.0), frame=(0.0, -0.1, 20.0, 0.1)) == (5.0, 0.0)  # too tall anywhere
+
+
 def _numbers(label: str) -> list[int]:
     """"2, 6\u20138" -> [2, 6, 7, 8]"""
     out = []

@@ -3,7 +3,8 @@
 Every figure is saved as PNG and SVG (scatter points rasterised inside the SVG, so
 that 18 000 points stay a small file). Clusters are numbered by size (1 = largest);
 the 18 largest get their own colour and number, the rest are drawn grey. A number
-sits on its cluster, except where it would cover it: a cluster of fewer than ``SMALL``
+sits on its cluster (on the member nearest the cluster's middle where it clears the numbers already drawn
+and stays on the map), except where it would cover it: a cluster of fewer than ``SMALL``
 points has each point ringed, one spread over less than ``SMALL_EXTENT`` of the map is
 circled, and the number goes beside the rings or the circle: at the first of its corners where it stays on
 the map and clear of every other number; numbers that find no such place are written together ("2-12").
@@ -117,12 +118,27 @@ def point_size(n: int) -> float:
     return float(np.clip(6000.0 / max(n, 1), 0.3, 12.0))
 
 
-def label_anchor(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def label_anchor(x: np.ndarray, y: np.ndarray, size: tuple[float, float] = (0.0, 0.0),
+                 taken: Sequence[Box] = (), frame: Box | None = None) -> tuple[float, float]:
     """A member point near the cluster's middle (the member closest to the coordinate-wise median),
-    so a label sits on the cluster even when the cluster is not convex."""
+    so a label sits on the cluster even when the cluster is not convex. With the label's ``size`` (width,
+    height in data units), the boxes of labels already ``taken`` and the map's ``frame``: the member closest
+    to the middle where the label, centred on it, overlaps none of them and stays on the map (the middle one
+    if there is none)."""
     mx, my = np.median(x), np.median(y)
-    i = int(np.argmin((x - mx) ** 2 + (y - my) ** 2))
-    return float(x[i]), float(y[i])
+    order = np.argsort((x - mx) ** 2 + (y - my) ** 2, kind="stable")
+    if taken or frame is not None:
+        w, h = size[0] / 2, size[1] / 2
+        cx, cy = x[order], y[order]
+        free = np.ones(len(order), dtype=bool)
+        for x0, y0, x1, y1 in taken:
+            free &= ~((cx - w < x1) & (x0 < cx + w) & (cy - h < y1) & (y0 < cy + h))
+        if frame is not None:
+            free &= (frame[0] <= cx - w) & (cx + w <= frame[2]) & (frame[1] <= cy - h) & (cy + h <= frame[3])
+        if free.any():
+            i = int(np.argmax(free))
+            return float(cx[i]), float(cy[i])
+    return float(x[order[0]]), float(y[order[0]])
 
 
 def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED, fontsize: float = 8) -> None:
@@ -134,8 +150,17 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=size, linewidths=0, rasterized=True)
     # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+    # Data units per point: the axes keep equal aspect, so the map's larger side (with the margins) spans the box.
+    fig = ax.figure
+    pos = ax.get_position()
+    margin = plt.rcParams["axes.xmargin"]
+    per_pt = max(np.ptp(x) / (pos.width * fig.get_figwidth()), np.ptp(y) / (pos.height * fig.get_figheight())) \
+        * (1 + 2 * margin) / 72.0
+    per_pt = max(per_pt, 1e-12)  # a map whose points all coincide: its numbers still take room, so they merge
+    frame = (float(x.min()) - margin * extent, float(y.min()) - margin * extent,
+             float(x.max()) + margin * extent, float(y.max()) + margin * extent)
     besides: list[tuple[int, Box]] = []  # numbers drawn beside their points, and the box of those points
-    fixed: list[tuple[float, float, str]] = []  # numbers drawn on their cluster
+    fixed_boxes: list[Box] = []  # the boxes of the numbers drawn on their cluster
     for k in range(1, min(numbered, int(c.max())) + 1):
         members = c == k
         if not members.any():
@@ -152,23 +177,11 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
                                                        zorder=3))
             d = r * 0.71
             besides.append((k, (float(cx - d), float(cy - d), float(cx + d), float(cy + d))))
-        else:
-            anchor = label_anchor(xs, ys)
-            ax.text(*anchor, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
-            fixed.append((*anchor, str(k)))
-    # Data units per point: the axes keep equal aspect, so the map's larger side (with the margins) spans the box.
-    fig = ax.figure
-    pos = ax.get_position()
-    margin = plt.rcParams["axes.xmargin"]
-    per_pt = max(np.ptp(x) / (pos.width * fig.get_figwidth()), np.ptp(y) / (pos.height * fig.get_figheight())) \
-        * (1 + 2 * margin) / 72.0
-    per_pt = max(per_pt, 1e-12)  # a map whose points all coincide: its numbers still take room, so they merge
-    frame = (float(x.min()) - margin * extent, float(y.min()) - margin * extent,
-             float(x.max()) + margin * extent, float(y.max()) + margin * extent)
-    fixed_boxes = []
-    for fx, fy, text in fixed:
-        w, h = (v * per_pt / 2 for v in label_size_pt(text, fontsize))
-        fixed_boxes.append((fx - w, fy - h, fx + w, fy + h))
+        else:  # on the member nearest the middle whose label clears the numbers already on the map
+            w, h = (v * per_pt for v in label_size_pt(str(k), fontsize))
+            fx, fy = label_anchor(xs, ys, (w, h), fixed_boxes, frame)
+            ax.text(fx, fy, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
+            fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
     for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize):
         ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
                     fontsize=fontsize, fontweight="bold", ha="left" if sx > 0 else "right",
