@@ -7,8 +7,11 @@ tracked within a line (WikiText paragraph); ``<eos>`` resets both.
 
 ``quote``       inside quotation marks: an odd number of ``"`` tokens in the line up to and including t
 ``paren``       inside parentheses: more ``(`` than ``)`` in the line up to and including t
-``pre_number``  the next token is a number (digits, optionally with ``.``/``,`` groups, e.g. 1998, 3.5)
-``pre_eos``     the next token is ``<eos>`` (the model is about to end the paragraph)
+``pre_number``  the next token is a number (digits, optionally with ``.``/``,`` groups, e.g. 1998, 3.5), and
+                t is not inside one: WikiText writes 1,000 as ``1 @,@ 000`` and 3.5 as ``3 @.@ 5``, so the
+                states after ``@,@`` and ``@.@`` are left out
+``pre_eos``     the next token is ``<eos>`` and t is the last token of a paragraph (the model is about to end
+                it): neither an ``<eos>`` (a blank line follows a line) nor part of a heading line
 ``heading``     t lies in a section heading line (``= = Film = = <eos>``, its ``<eos>`` included), where
                 many neurons of WikiText models are at their most extreme
 
@@ -40,6 +43,7 @@ from .wikitext import EOS, heading_tokens
 log = logging.getLogger(__name__)
 
 NUMBER = re.compile(r"^[0-9]+(?:[.,][0-9]+)*$")
+NUMBER_JOINERS = frozenset({"@,@", "@.@"})  # WikiText's separators inside a number: 1 @,@ 000, 3 @.@ 5
 CONTEXTS = ("quote", "paren", "pre_number", "pre_eos", "heading")
 
 
@@ -62,12 +66,13 @@ def context_masks(words: Sequence[str]) -> dict[str, np.ndarray]:
         paren[t] = depth > 0
     is_number = np.fromiter((bool(NUMBER.match(w)) for w in words), dtype=bool, count=T)
     is_eos = np.fromiter((w == EOS for w in words), dtype=bool, count=T)
+    in_number = np.fromiter((w in NUMBER_JOINERS for w in words), dtype=bool, count=T)
+    heading = heading_tokens(words)
     pre_number = np.zeros(T, dtype=bool)
-    pre_number[:-1] = is_number[1:]
+    pre_number[:-1] = is_number[1:] & ~in_number[:-1]
     pre_eos = np.zeros(T, dtype=bool)
-    pre_eos[:-1] = is_eos[1:]
-    return {"quote": quote, "paren": paren, "pre_number": pre_number, "pre_eos": pre_eos,
-            "heading": heading_tokens(words)}
+    pre_eos[:-1] = is_eos[1:] & ~is_eos[:-1] & ~heading[:-1]
+    return {"quote": quote, "paren": paren, "pre_number": pre_number, "pre_eos": pre_eos, "heading": heading}
 
 
 def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
