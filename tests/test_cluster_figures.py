@@ -1,6 +1,7 @@
 """Figures 5.8-5.12 and the contiguity figure, drawn from a real run (PNG + SVG)."""
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 
@@ -198,8 +199,19 @@ def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     clusters = cluster_table(table)
     F.position_figure(table, clusters, "along the text", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=60)
     text = " ".join(svg_texts(tmp_path / "p.svg"))
-    for row in clusters.head(3).itertuples():
-        assert f"{F.tokens(row.longest_span_length)} from position {row.longest_span_start}" in text
+    # each cluster's longest run of consecutive tokens, counted here; the three longest are quoted, longest first
+    longest: dict[int, tuple[int, int]] = {}
+    ordered = table.sort_values("position")
+    for cluster, run in itertools.groupby(zip(ordered["cluster"], ordered["position"]), key=lambda cp: cp[0]):
+        run = [p for _, p in run]
+        if len(run) > longest.get(cluster, (0, 0))[0]:
+            longest[cluster] = (len(run), run[0])
+    best = sorted(longest.items(), key=lambda kv: (-kv[1][0], kv[0]))[:3]
+    quoted = [text.index(f"\u25bc cluster {k} (") for k, _ in best]
+    assert quoted == sorted(quoted)
+    for k, (length, start) in best:
+        assert f"longest span {F.tokens(length)} from position {start}" in text
+    assert [k for k, _ in best] != [1, 2, 3], best  # here not the three largest clusters
     assert "position in the text (tokens)" in text
 
 
@@ -215,28 +227,36 @@ def test_words_with_dollar_signs_are_drawn_as_they_are(tmp_path):
     assert f"layer 1, hidden state h: 0 of {n} tokens are '$x$'" in svg_texts(tmp_path / "h.svg")
 
 
-def test_contiguity_figure_has_one_panel_per_linkage(tables, tmp_path, monkeypatch):
+def test_contiguity_figure_has_one_panel_per_linkage_and_baseline(tables, tmp_path, monkeypatch):
     paths = real_cluster_tables()
     _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
     _, other = cluster_measures(paths, "d0.8_r0", "test", shuffles=5)
     both = pd.concat([measures, other], ignore_index=True)
     F.contiguity_figure(both, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
     texts = svg_texts(tmp_path / "k.svg")
-    assert "test: single linkage" in texts and "test: ward linkage" in texts
-    assert texts.count("d0.0_r0") == 2 and texts.count("d0.8_r0") == 2
+    for linkage in ("single", "ward"):
+        assert f"test: {linkage} linkage; baseline: labels shuffled" in texts
+        assert f"test: {linkage} linkage; baseline: each word's labels shuffled among its tokens" in texts
+    assert texts.count("d0.0_r0") == 4 and texts.count("d0.8_r0") == 4
     assert [t for t in texts if re.fullmatch(r"L\d [hc]", t)][:4] == ["L1 h", "L1 c", "L2 h", "L2 c"]
-    # a bar within 1.96 standard deviations of the shuffled labels is hollow: one of each, set by hand
+    # a bar within 1.96 standard deviations of its baseline is hollow: one of each row, set by hand
     both["contiguity_z"] = 5.0
+    both["word_contiguity_z"] = 5.0
     both.loc[0, "contiguity_z"] = 0.5
+    both.loc[1, "word_contiguity_z"] = -1.0
     kept = []
     monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
     F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
-    bars = [p for ax in kept[0].axes for p in ax.patches]
-    hollow = [b for b in bars if np.allclose(b.get_facecolor()[:3], 1)]
-    assert len(bars) == len(both) and len(hollow) == 1
-    assert hollow[0].get_height() == pytest.approx(both.loc[0, "contiguity_ratio"])
+    axes = np.array(kept[0].axes).reshape(2, -1)
+    for row, (ratio, z) in zip(axes, [("contiguity_ratio", "contiguity_z"), ("word_contiguity_ratio", "word_contiguity_z")]):
+        bars = [p for ax in row for p in ax.patches]
+        assert len(bars) == len(both)
+        assert sorted(b.get_y() + b.get_height() for b in bars) == pytest.approx(sorted(both[ratio]))
+        assert all(b.get_y() == 1 for b in bars)  # each grows from chance, up or down
+        (hollow,) = [b for b in bars if np.allclose(b.get_facecolor()[:3], 1)]
+        assert hollow.get_y() + hollow.get_height() == pytest.approx(both.loc[(both[z].abs() < 1.96).idxmax(), ratio])
     # a model whose bars are all hollow: one legend entry per model all the same
-    both.loc[both.model == "d0.8_r0", "contiguity_z"] = 0.5
+    both.loc[both.model == "d0.8_r0", ["contiguity_z", "word_contiguity_z"]] = 0.5
     F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
     for ax in kept[-1].axes:
         assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["d0.0_r0", "d0.8_r0"]

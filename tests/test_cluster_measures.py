@@ -13,7 +13,7 @@ from embedding_data import real_cluster_tables
 from lstmscope.cluster import read_clusters
 from lstmscope.cluster_measures import (cluster_measures, cluster_table, expected_runs, mean_run_length,
                                         partition_measures, runs, shuffled_run_length, top_words_html,
-                                        word_class)
+                                        word_class, word_shuffled_run_length)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,32 @@ def test_contiguity_ratio_separates_spans_from_scattered_tokens():
     mean, sd = shuffled_run_length(blocks, 50, 0)  # the same shuffles
     assert spans["contiguity_z"] == pytest.approx((100.0 - mean) / sd) and spans["contiguity_z"] > 100
     assert abs(noise["contiguity_z"]) < 3  # a random order is one of the shuffled orders' kind
+
+
+def test_the_word_baseline_keeps_each_words_clusters():
+    """Each word's labels are shuffled among that word's tokens only: where every token of a word is in one
+    cluster nothing moves, and the spans that the words alone make ("= = =") are not contiguity beyond them."""
+    words = np.array("= = = Film = = = <eos> <eos> the film was made . <eos>".split() * 40)
+    by_word = pd.factorize(words)[0]
+    table = pd.DataFrame({"position": range(len(words)), "word": words, "cluster": by_word})
+    m = partition_measures(table, shuffles=20, seed=0)
+    assert m["word_shuffled_run_length"] == m["mean_run_length"] and m["word_shuffled_sd"] == 0
+    assert m["word_contiguity_ratio"] == 1.0 and np.isnan(m["word_contiguity_z"])
+    assert m["contiguity_ratio"] > 1.1 and m["contiguity_z"] > 5  # against uniformly shuffled labels: spans
+    # "a" alternates with "b"; a's tokens are in clusters 1 and 2, b's in 3: with each word's labels kept on
+    # that word's tokens no two neighbours can share a cluster, so every order has n runs; uniformly shuffled
+    # labels put 1s and 2s side by side
+    words = np.array(["a", "b"] * 200)
+    labels = np.where(words == "b", 3, np.resize([1, 1, 2, 2], len(words)))
+    assert word_shuffled_run_length(labels, words, 30, 0) == (1.0, 0.0)
+    assert shuffled_run_length(labels, 30, 0)[0] > 1.2
+    # one word everywhere: the same as shuffling every label
+    blocks = np.repeat(np.arange(10), 100)
+    mean, sd = word_shuffled_run_length(blocks, np.array(["w"] * 1000), 200, 1)
+    assert mean == pytest.approx(len(blocks) / expected_runs(blocks), rel=0.01) and sd > 0
+    assert word_shuffled_run_length(blocks, np.array(["w"] * 1000), 200, 1) == (mean, sd)  # reproducible
+    with pytest.raises(ValueError, match="shuffles=0"):
+        word_shuffled_run_length(blocks, np.array(["w"] * 1000), 0, 1)
 
 
 def test_purity_is_one_when_clusters_are_word_classes():

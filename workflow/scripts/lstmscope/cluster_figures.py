@@ -265,11 +265,11 @@ def _top_word(top_words: str) -> str:
 
 def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spans: int,
                     png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
-    """Fig. 5.12: each token's cluster against its text position; below, the longest
-    text span of each of the ``spans`` largest clusters."""
+    """Fig. 5.12: each token's cluster against its text position; below, the ``spans`` longest spans of the text
+    that stay in one cluster, each cluster's longest (the longest first; ties: the lower cluster number)."""
     table = table.sort_values("position", kind="stable")
     pos, c = table["position"].to_numpy(), table["cluster"].to_numpy()
-    shown = clusters.sort_values("cluster").head(spans)
+    shown = clusters.sort_values(["longest_span_length", "cluster"], ascending=[False, True], kind="stable").head(spans)
     span_lines = [f"\u25bc cluster {r.cluster} ({tokens(r.size)}; {_top_word(r.top_words)}): longest span "
                   f"{tokens(r.longest_span_length)} from position {r.longest_span_start}: "
                   f"\u201c{r.longest_span_text}\u201d"
@@ -308,40 +308,49 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
 CHANCE_Z = 1.96  # a contiguity this close to the shuffled labels' (in their standard deviations) is drawn hollow
 
 
+#: The rows of the contiguity figure: (ratio column, z column, what the labels were shuffled as).
+CONTIGUITY_BASELINES = (("contiguity_ratio", "contiguity_z", "labels shuffled"),
+                        ("word_contiguity_ratio", "word_contiguity_z", "each word's labels shuffled among its tokens"))
+
+
 def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
                       dpi: int = 150) -> None:
-    """Contiguity ratio (observed / shuffled mean run length) per layer x state, one bar per model,
-    one panel per linkage (and text)."""
+    """Contiguity ratio (observed / shuffled mean run length) per layer x state, one bar per model, one panel per
+    linkage (and text); one row of panels per baseline (:data:`CONTIGUITY_BASELINES`: the labels shuffled, and each
+    word's labels shuffled among its own tokens). Bars grow from 1 (chance), hollow within 1.96 of the
+    baseline's standard deviations."""
     panels = list(measures.groupby(["text", "linkage"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(5, 1.2 * measures["model"].nunique() + 3) * len(panels), 4.2),
-                             squeeze=False)
-    for ax, ((text, linkage), group) in zip(axes[0], panels):
-        views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
-        models = sorted(group["model"].unique())
-        width = 0.8 / len(models)
-        cmap = plt.get_cmap("viridis")
-        for k, model in enumerate(models):
-            rows = group[group.model == model].set_index(["layer", "state"])
-            values = np.array([rows.loc[v, "contiguity_ratio"] if v in rows.index else np.nan for v in views])
-            z = np.array([rows.loc[v, "contiguity_z"] if v in rows.index and "contiguity_z" in rows else np.nan
-                          for v in views])
-            chance = np.abs(z) < CHANCE_Z  # within the shuffled labels' range: hollow
-            x = np.arange(len(views)) + (k - (len(models) - 1) / 2) * width
-            colour = cmap(k / max(1, len(models) - 1))
-            if (~chance).any():
-                ax.bar(x[~chance], values[~chance], width, color=colour, label=model)
-            if chance.any():  # labelled only where the model has no filled bar (one legend entry per model)
-                ax.bar(x[chance], values[chance], width, facecolor="white", linewidth=1.2,
-                       edgecolor=tuple(0.6 * v for v in colour[:3]),  # darker: viridis' light end on white
-                       label=None if (~chance).any() else model)
-        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
-        ax.set_ylabel("mean run length / shuffled")
-        space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
-        ax.set_title(f"{text}: {linkage} linkage{space}", fontsize=10)
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of the "
-                 "labels shuffled (1 = no more contiguous than chance)\nhollow: within 1.96 standard deviations of "
-                 "the shuffled labels' run length", fontsize=10)
+    baselines = [b for b in CONTIGUITY_BASELINES if b[0] in measures.columns]
+    fig, axes = plt.subplots(len(baselines), len(panels),
+                             figsize=(max(5, 1.2 * measures["model"].nunique() + 3) * len(panels),
+                                      0.5 + 3.6 * len(baselines)), squeeze=False)
+    for row, (ratio_col, z_col, shuffled) in zip(axes, baselines):
+        for ax, ((text, linkage), group) in zip(row, panels):
+            views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
+            models = sorted(group["model"].unique())
+            width = 0.8 / len(models)
+            cmap = plt.get_cmap("viridis")
+            for k, model in enumerate(models):
+                rows = group[group.model == model].set_index(["layer", "state"])
+                values = np.array([rows.loc[v, ratio_col] if v in rows.index else np.nan for v in views])
+                z = np.array([rows.loc[v, z_col] if v in rows.index and z_col in rows else np.nan for v in views])
+                chance = np.abs(z) < CHANCE_Z  # within the baseline's range: hollow
+                x = np.arange(len(views)) + (k - (len(models) - 1) / 2) * width
+                colour = cmap(k / max(1, len(models) - 1))
+                if (~chance).any():
+                    ax.bar(x[~chance], values[~chance] - 1, width, bottom=1, color=colour, label=model)
+                if chance.any():  # labelled only where the model has no filled bar (one legend entry per model)
+                    ax.bar(x[chance], values[chance] - 1, width, bottom=1, facecolor="white", linewidth=1.2,
+                           edgecolor=tuple(0.6 * v for v in colour[:3]),  # darker: viridis' light end on white
+                           label=None if (~chance).any() else model)
+            ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+            ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
+            ax.set_ylabel("mean run length / baseline")
+            space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
+            ax.set_title(f"{text}: {linkage} linkage{space}; baseline: {shuffled}", fontsize=9)
+            ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of a "
+                 "baseline (1 = no more contiguous than it)\nhollow: within 1.96 standard deviations of the "
+                 "baseline's run length", fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)

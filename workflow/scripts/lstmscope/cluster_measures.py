@@ -3,9 +3,13 @@ purity, and contiguity along the text against a shuffled baseline.
 
 Contiguity is the mean run length of cluster labels read in text order: 1 when
 neighbouring tokens never share a cluster, the text length when one cluster holds
-everything. The baseline is the same labels in random order (same cluster sizes),
-so ``contiguity_ratio`` > 1 says that clusters are spans of the text rather than
-scattered tokens (the thesis's observation for second-layer cell states).
+everything. Two baselines: the same labels in random order (same cluster sizes), so
+``contiguity_ratio`` > 1 says that clusters are spans of the text rather than
+scattered tokens (the thesis's observation for second-layer cell states); and each
+word's labels shuffled among that word's own tokens (same text, same clusters per
+word), so ``word_contiguity_ratio`` > 1 says that the spans are more than what the
+words alone make of them: clusters largely follow the word read, and a text repeats
+words in runs ("= = =", a blank line's "<eos> <eos>").
 """
 from __future__ import annotations
 
@@ -92,6 +96,27 @@ def shuffled_run_length(labels: np.ndarray, shuffles: int, seed: int) -> tuple[f
     return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
 
 
+def word_shuffled_run_length(labels: np.ndarray, words: np.ndarray, shuffles: int,
+                             seed: int) -> tuple[float, float]:
+    """Mean and standard deviation of ``mean_run_length`` over ``shuffles`` orders of the labels in which each
+    word's labels are shuffled among the tokens of that word (``words``, one per label): the text and the clusters
+    of each word stay; only which of a word's tokens falls in which of its clusters is random."""
+    if shuffles < 1:
+        raise ValueError(f"shuffles={shuffles}: must be at least 1")
+    labels = np.asarray(labels)
+    codes = pd.factorize(np.asarray(words))[0]
+    if len(codes) != len(labels):
+        raise ValueError(f"{len(labels)} labels but {len(codes)} words")
+    by_word = np.argsort(codes, kind="stable")  # positions grouped by word
+    rng = np.random.default_rng(seed)
+    shuffled = np.empty_like(labels)
+    values = np.empty(int(shuffles))
+    for i in range(int(shuffles)):
+        shuffled[by_word] = labels[np.lexsort((rng.random(len(codes)), codes))]  # grouped by word, random within
+        values[i] = mean_run_length(shuffled)
+    return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
+
+
 def expected_runs(labels: np.ndarray) -> float:
     """Expected number of runs of a uniformly random order of ``labels`` (closed form)."""
     n = len(labels)
@@ -162,6 +187,7 @@ def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) 
     classes = [word_class(w) for w in table["word"].astype(str)]
     observed = mean_run_length(labels)
     shuffled, shuffled_sd = shuffled_run_length(labels, shuffles, seed)
+    by_word, by_word_sd = word_shuffled_run_length(labels, table["word"].astype(str).to_numpy(), shuffles, seed)
     joint = pd.crosstab(labels, np.array(classes))
     sizes = np.bincount(pd.factorize(labels)[0])
     return {
@@ -174,6 +200,10 @@ def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) 
         "contiguity_ratio": observed / shuffled,
         # how many of the shuffles' standard deviations the observed run length lies from theirs
         "contiguity_z": (observed - shuffled) / shuffled_sd if shuffled_sd > 0 else float("nan"),
+        "word_shuffled_run_length": by_word,
+        "word_shuffled_sd": by_word_sd,
+        "word_contiguity_ratio": observed / by_word,
+        "word_contiguity_z": (observed - by_word) / by_word_sd if by_word_sd > 0 else float("nan"),
         "purity": float(joint.max(axis=1).sum() / len(labels)),
         "class_baseline": float(Counter(classes).most_common(1)[0][1] / len(labels)),
     }
@@ -236,8 +266,9 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
              "<p class='note'>Clusters numbered by size (1 = largest). Top words with their counts; "
              "purity = share of the cluster's most common word class (eos, unk, punctuation, number, function, "
              "capitalized, content); longest span = the longest run of consecutive tokens of the cluster in the "
-             "text. Contiguity = mean run length of cluster labels along the text, and the same for randomly "
-             "shuffled labels.</p>"]
+             "text. Contiguity = mean run length of cluster labels along the text, against the same for the labels "
+             "shuffled, and for each word's labels shuffled among that word's tokens (what the words alone make of "
+             "it).</p>"]
     if "space" in measures.columns and (measures["space"] == "pca").any():
         parts.append("<p class='note'>Clustered: the layer's states after the embedding's PCA (cluster.space: pca), "
                      "not the t-SNE map; the adjusted Rand index compares them with the same linkage's clusters of "
@@ -250,7 +281,8 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
             r = m.iloc[0]
             parts.append(f"<p class='note'>{int(r.points)} tokens, {int(r.clusters)} clusters; contiguity "
                          f"{r.mean_run_length:.2f} vs {r.shuffled_run_length:.2f} shuffled "
-                         f"(ratio {r.contiguity_ratio:.2f}); purity {r.purity:.2f} vs {r.class_baseline:.2f} "
+                         f"(ratio {r.contiguity_ratio:.2f}), {r.word_shuffled_run_length:.2f} with each word's "
+                         f"labels shuffled among its tokens (ratio {r.word_contiguity_ratio:.2f}); purity {r.purity:.2f} vs {r.class_baseline:.2f} "
                          f"for one cluster"
                          + (f"; agreement with the {esc(linkage)} clusters of the t-SNE map: adjusted Rand index "
                             f"{r.map_ari:.2f}" if "map_ari" in m.columns else "") + ".</p>")
