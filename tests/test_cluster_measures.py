@@ -110,6 +110,14 @@ def test_table_5_1_counts_the_words_of_each_cluster(tables):
         assert len(top) == min(5, len(counts))
         word, count = top[0].rsplit(" (", 1)
         assert counts[word] == int(count.rstrip(")")) == max(counts.values())
+        # the distinctive words: (in the cluster, in the text) right, the largest shares of those with 3 or more
+        listed = [(w, int(c), int(n)) for w, c, n in re.findall(r"(\S+) \((\d+)/(\d+)\)", row.distinctive_words)]
+        in_text = Counter(table["word"])
+        assert [(c, n) for w, c, n in listed] == [(counts[w], in_text[w]) for w, _, _ in listed]
+        eligible = sorted({counts[w] / in_text[w] for w in counts if counts[w] >= 3}, reverse=True)
+        assert [c / n for _, c, n in listed] == sorted((c / n for _, c, n in listed), reverse=True)
+        assert {c / n for _, c, n in listed} <= set(eligible) and (not listed or listed[0][1] / listed[0][2] == eligible[0])
+        assert len(listed) == min(5, sum(c >= 3 for c in counts.values()))
         classes = Counter(word_class(w) for w in members["word"])
         assert row.majority_class in classes and row.purity == classes[row.majority_class] / row.size
         # the longest span: consecutive tokens, all of this cluster, and no longer run exists
@@ -117,6 +125,17 @@ def test_table_5_1_counts_the_words_of_each_cluster(tables):
         assert (span["cluster"] == row.cluster).all()
         _, lengths, values = runs(table["cluster"].to_numpy())
         assert row.longest_span_length == lengths[values == row.cluster].max()
+
+
+def test_distinctive_words_by_hand():
+    # cluster 1 holds "the" 5 of its 10 times, "Fu" 3 of 3, "was" 4 of 5, "x" 2 of 2 (too few to be listed);
+    # ties of share (Fu 3/3 and y 3/3) go to the word with more tokens in the cluster, then to the first one
+    words = ["the"] * 5 + ["Fu"] * 3 + ["was"] * 4 + ["x"] * 2 + ["y"] * 3 + ["the"] * 5 + ["was"]
+    labels = [1] * 17 + [2] * 6
+    clusters = cluster_table(pd.DataFrame({"position": range(len(words)), "word": words, "cluster": labels}))
+    assert clusters.loc[0, "distinctive_words"] == "Fu (3/3) \u00b7 y (3/3) \u00b7 was (4/5) \u00b7 the (5/10)"
+    assert clusters.loc[1, "distinctive_words"] == "the (5/10)"
+    assert "the (5) \u00b7 was (4)" in clusters.loc[0, "top_words"]
 
 
 def test_table_5_1_rows_follow_the_cluster_numbers_when_sizes_tie():
@@ -138,6 +157,7 @@ def test_measures_of_a_real_run_and_rendered_table(tables):
     assert set(clusters.columns[:5]) == {"model", "text", "layer", "state", "linkage"}
     page = top_words_html(clusters, measures, "Table 5.1 <test>")
     assert "&lt;unk&gt;" in page and "<unk>" not in page and "Table 5.1 &lt;test&gt;" in page
+    assert page.count("<th>most distinctive words</th>") == 8
     assert page.count("<table>") == 8
     # layer by layer, the hidden state before the cell state (the thesis's order), then by linkage
     heads = re.findall(r"Layer (\d), (hidden state h|cell state c), (\w+) linkage", page)

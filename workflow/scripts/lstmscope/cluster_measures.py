@@ -136,24 +136,65 @@ def _top_words(words: Iterable[str], k: int) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], first[kv[0]]))[:k]
 
 
+#: A word is listed among a cluster's distinctive words only with at least this many tokens in it.
+DISTINCTIVE_MIN_COUNT = 3
+
+
+def _distinctive_words(members: list[str], text_counts: Counter, k: int) -> list[tuple[str, int, int]]:
+    """(word, tokens in the cluster, tokens in the text) of the ``k`` words with the largest share of their
+    tokens in the cluster, among words with at least :data:`DISTINCTIVE_MIN_COUNT` tokens in it; ties by more
+    tokens in the cluster, then by first appearance."""
+    counts = Counter(members)
+    first: dict[str, int] = {}
+    for i, w in enumerate(members):
+        first.setdefault(w, i)
+    eligible = [w for w, c in counts.items() if c >= DISTINCTIVE_MIN_COUNT]
+    eligible.sort(key=lambda w: (-counts[w] / text_counts[w], -counts[w], first[w]))
+    return [(w, counts[w], text_counts[w]) for w in eligible[:k]]
+
+
+def format_distinctive_words(triples: list[tuple[str, int, int]]) -> str:
+    """``[("been", 11, 11), (".", 142, 150)]`` -> ``"been (11/11) · . (142/150)"``."""
+    return " · ".join(f"{w} ({c}/{n})" for w, c, n in triples)
+
+
+def parse_distinctive_words(text: str) -> list[tuple[str, int, int]]:
+    """The triples :func:`format_distinctive_words` wrote (a token never holds a space)."""
+    out = []
+    for item in text.split(" · ") if text else []:
+        word, _, counts = item.rpartition(" (")
+        c, _, n = counts.rstrip(")").partition("/")
+        out.append((word, int(c), int(n)))
+    return out
+
+
 def top_words_cells(text: str) -> str:
     """:func:`format_top_words`'s text as HTML, each word in a ``<code>`` box: ``, (197)`` reads as the comma
     197 times."""
     return " ".join(f"<code>{html.escape(w)}</code>&#8239;{c}" for w, c in parse_top_words(text))
 
 
+def distinctive_cells(text: str) -> str:
+    """:func:`format_distinctive_words`'s text as HTML, each word in a ``<code>`` box."""
+    return " ".join(f"<code>{html.escape(w)}</code>&#8239;{c}/{n}" for w, c, n in parse_distinctive_words(text))
+
+
 def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12) -> pd.DataFrame:
     """One row per cluster of a cluster table (``position, word, cluster``), largest first, ties by the first
     position of a member: the order of the clusters' canonical numbers, so the row is the cluster's number.
 
-    Columns: cluster, size, share, top_words, majority_class, purity, runs,
-    longest_span_start, longest_span_length, longest_span_text.
+    Columns: cluster, size, share, top_words, distinctive_words, majority_class, purity, runs,
+    longest_span_start, longest_span_length, longest_span_text. ``top_words`` are the most frequent words (the
+    thesis's Table 5.1); ``distinctive_words`` those with the largest share of their tokens in the cluster
+    (``word (in the cluster/in the text)``, at least :data:`DISTINCTIVE_MIN_COUNT` in it): what sets the cluster
+    apart where the most frequent are the text's commonest words everywhere.
     """
     table = table.sort_values("position", kind="stable").reset_index(drop=True)
     words = table["word"].astype(str).tolist()
     labels = table["cluster"].to_numpy()
     positions = table["position"].to_numpy()
     classes = np.array([word_class(w) for w in words])
+    text_counts = Counter(words)
     starts, lengths, run_labels = runs(labels)
     rows = []
     n = len(table)
@@ -169,6 +210,8 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
             "size": len(members),
             "share": len(members) / n,
             "top_words": format_top_words(_top_words([words[i] for i in members], top_words)),
+            "distinctive_words": format_distinctive_words(
+                _distinctive_words([words[i] for i in members], text_counts, top_words)),
             "majority_class": cls,
             "purity": cls_count / len(members),
             "runs": int(mine.sum()),
@@ -263,7 +306,9 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>",
-             "<p class='note'>Clusters numbered by size (1 = largest). Top words with their counts; "
+             "<p class='note'>Clusters numbered by size (1 = largest). Most frequent words with their counts; "
+             f"most distinctive words: those with the largest share of their tokens in the cluster (at least "
+             f"{DISTINCTIVE_MIN_COUNT} in it), with their tokens in the cluster / in the text; "
              "purity = share of the cluster's most common word class (eos, unk, punctuation, number, function, "
              "capitalized, content); longest span = the longest run of consecutive tokens of the cluster in the "
              "text. Contiguity = mean run length of cluster labels along the text, against the same for the labels "
@@ -287,12 +332,13 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
                          + (f"; agreement with the {esc(linkage)} clusters of the t-SNE map: adjusted Rand index "
                             f"{r.map_ari:.2f}" if "map_ari" in m.columns else "") + ".</p>")
         parts.append("<table><tr><th>cluster</th><th>size</th><th>share</th><th>most frequent words</th>"
-                     "<th>class</th><th>purity</th><th>longest span</th></tr>")
+                     "<th>most distinctive words</th><th>class</th><th>purity</th><th>longest span</th></tr>")
         for r in group.itertuples():
             n = r.longest_span_length
             span = f"{n} token{'' if n == 1 else 's'} from {r.longest_span_start}: {r.longest_span_text}"
             parts.append(f"<tr><td class='num'>{r.cluster}</td><td class='num'>{r.size}</td>"
                          f"<td class='num'>{r.share:.3f}</td><td>{top_words_cells(r.top_words)}</td>"
+                         f"<td>{distinctive_cells(r.distinctive_words)}</td>"
                          f"<td>{esc(r.majority_class)}</td><td class='num'>{r.purity:.2f}</td>"
                          f"<td>{esc(span)}</td></tr>")
         parts.append("</table>")
