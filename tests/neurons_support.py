@@ -194,11 +194,43 @@ def degenerate(tiny, tmp_path_factory) -> Degenerate:
     return Degenerate(checkpoint, activations, write_divergence(activations, folder), u)
 
 
+SETTLE = 20  # tokens after a heading and its blank lines that a prose passage leaves out (heatmap.HEADING_SETTLE)
+
+
+def prose_avoid(words: list[str]) -> np.ndarray:
+    """The tokens a prose passage leaves out, read line by line: a heading line, the empty lines next to it, and the
+    first SETTLE tokens after those."""
+    lines, line = [], []  # (first index, tokens) of each line, its <eos> included
+    for i, w in enumerate(words):
+        line.append(i)
+        if w == "<eos>":
+            lines.append(line)
+            line = []
+    if line:
+        lines.append(line)
+    heads = heading_tokens(words)
+    out = np.zeros(len(words), dtype=bool)
+    for k, line in enumerate(lines):
+        if not heads[line[0]]:
+            continue
+        out[line] = True
+        for step in (-1, 1):  # the empty lines before and after it
+            j = k + step
+            while 0 <= j < len(lines) and [words[i] for i in lines[j]] == ["<eos>"]:
+                out[lines[j]] = True
+                j += step
+            if step == 1:
+                after = lines[j - 1][-1] + 1 if j - 1 > k else line[-1] + 1
+                out[after:after + SETTLE] = True
+    return out
+
+
 def prose_window(values: np.ndarray, words: list[str], length: int) -> int:
     """Where a passage of ``length`` tokens is expected with heatmap.passage prose: the largest sum of |values|
-    among the windows holding the fewest section-heading tokens (none, where the text has room), first on ties."""
+    among the windows holding the fewest tokens :func:`prose_avoid` names (none, where the text has room), first
+    on ties."""
     sums = np.convolve(np.abs(np.nan_to_num(values)), np.ones(length), mode="valid")
-    heads = np.convolve(heading_tokens(words).astype(int), np.ones(length, dtype=int), mode="valid")
+    heads = np.convolve(prose_avoid(words).astype(int), np.ones(length, dtype=int), mode="valid")
     return int(np.argmax(np.where(heads == heads.min(), sums, -np.inf)))
 
 

@@ -15,7 +15,7 @@ from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, expectancy_norm,
                                heading_tokens, layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
 
-from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
+from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, prose_avoid, tiny  # noqa: F401  (fixtures)
 
 
 def test_layout_wraps_like_a_paragraph():
@@ -74,9 +74,9 @@ def test_heading_tokens_are_the_section_heading_lines_of_wikitext(tiny):
 
 
 def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergence_csv, tmp_path, monkeypatch):
-    """The tiny text holds two heading lines, and several of layer 2's neurons are most active over one of them:
-    each neuron's prose passage holds none of them and is, among such passages, the one where its h is most
-    active; ``active`` takes the most active passage anywhere."""
+    """The tiny text holds two heading lines, and several of layer 2's neurons are most active over one of them
+    or just after it: each neuron's prose passage holds none of those tokens and is, among such passages, the one
+    where its h is most active; ``active`` takes the most active passage anywhere."""
     import lstmscope.heatmap as hm
 
     drawn = []
@@ -85,7 +85,7 @@ def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergenc
     with h5py.File(tiny.activations) as f:
         words = [w.decode() for w in f["tokens/words"][:]]
         h = f["layer2/h"][:].astype(np.float64)
-    heads, w = heading_tokens(words), 40
+    heads, w = prose_avoid(words), 40
     clean = np.array([not heads[s:s + w].any() for s in range(len(words) - w + 1)])
     starts = {}
     for passage in ("prose", "active"):
@@ -103,6 +103,20 @@ def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergenc
     assert moved and all(heads[starts["active", j]:starts["active", j] + w].any() for j in moved)
     with pytest.raises(ValueError, match="heatmap.passage='most'"):
         text_heatmaps(tiny.activations, divergence_csv, outputs, neurons=3, passage_tokens=30, passage="most")
+
+
+def test_a_prose_passage_leaves_out_headings_their_empty_lines_and_what_follows():
+    """A heading line, the lines holding only <eos> next to it (not the <eos> that ends a paragraph), and the
+    HEADING_SETTLE tokens after them, where the state still carries the heading."""
+    from lstmscope.heatmap import HEADING_SETTLE, passage_avoid
+
+    assert HEADING_SETTLE == 20
+    words = "a b <eos> <eos> = = H = = <eos> <eos>".split() + [f"w{i}" for i in range(25)]
+    want = [0, 0, 0] + [1] * 8 + [1] * 20 + [0] * 5  # 3 = the empty line before; 9, 10 = the heading's and after
+    assert passage_avoid(words, "prose").astype(int).tolist() == want
+    assert passage_avoid(words, "active") is None
+    words = "<eos> = T = <eos> x".split()  # the text's first line is empty
+    assert passage_avoid(words, "prose").all()
 
 
 def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):

@@ -14,10 +14,9 @@ from matplotlib import image as mpimg
 
 from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
-from lstmscope.heatmap import heading_tokens
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, prose_window,  # noqa: F401
+from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, prose_avoid, prose_window,  # noqa: F401
                              single_removal_effects, tiny)
 
 
@@ -74,7 +73,7 @@ def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, 
 
 def test_the_passage_avoids_section_headings_unless_headings_is_given(tiny, monkeypatch, tmp_path):
     words = _words(tiny.activations, slice(None))
-    heads = heading_tokens(words)
+    heads = prose_avoid(words)
     clean = np.convolve(heads.astype(int), np.ones(25, dtype=int), mode="valid") == 0
     sums = {j: np.convolve(np.abs(_expected(tiny.activations, "layer2/h", slice(None), j)), np.ones(25), mode="valid")
             for j in range(HIDDEN)}
@@ -205,7 +204,7 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
     # a passage so long that every one among the words read holds a heading: still among those words (where the
     # effect has values), not past them where a window might hold no heading but also no value
     words = _words(tiny.activations, slice(None))
-    heads = np.convolve(heading_tokens(words).astype(int), np.ones(100, dtype=int), mode="valid")
+    heads = np.convolve(prose_avoid(words).astype(int), np.ones(100, dtype=int), mode="valid")
     assert heads[:ABLATED - 99].min() > 0 and heads.min() == 0
     with open_activations(tiny.activations) as f:
         (long, *_) = heatmap_blocks(f, [(l2, j2)], expectancy=False, start=None, tokens=100, around="effect",

@@ -14,12 +14,12 @@ from matplotlib import colormaps
 from lstmscope.ablation import run_ablation
 from lstmscope.ablation_table import write_ablation_table
 from lstmscope.ablation_file import AblationError, read_ablation_table
-from lstmscope.heatmap import heading_tokens
 from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
 from neurons_support import (LAYERS, TEXT, contrast, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
+                             prose_avoid,
                              single_removal_effects, tiny, write_divergence)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
@@ -131,10 +131,10 @@ def page(tiny, divergence_csv, tmp_path_factory):
 
 
 def prose_windows(raw: np.ndarray, words: list[str], w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each w-token window's sum of |value| and whether it holds no more section-heading tokens than the
+    """Each w-token window's sum of |value| and whether it holds no more tokens prose_avoid names than the
     fewest any window holds (the windows the page's "most active passage" may choose, heatmap.passage prose)."""
     sums = np.convolve(np.nan_to_num(np.abs(raw)), np.ones(w), mode="valid")
-    heads = np.convolve(heading_tokens(words).astype(int), np.ones(w, dtype=int), mode="valid")
+    heads = np.convolve(prose_avoid(words).astype(int), np.ones(w, dtype=int), mode="valid")
     return sums, heads == heads.min()
 
 
@@ -195,7 +195,7 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     # the peak is a window of 30 tokens without a section heading (the text has two, and room between them)
     # whose sum of |value| is (up to the coding) the largest of those windows
     sums, prose = prose_windows(raw, words, 30)
-    assert prose[result["peak"]] and not heading_tokens(words)[result["peak"]:result["peak"] + 30].any()
+    assert prose[result["peak"]] and not prose_avoid(words)[result["peak"]:result["peak"] + 30].any()
     assert sums[result["peak"]] >= sums[prose].max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
     assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")
 
