@@ -109,13 +109,16 @@ def divergence_csv(tiny, tmp_path_factory) -> Path:
     return write_divergence(tiny.activations, tmp_path_factory.mktemp("tiny-divergence"))
 
 
-def reference_log_probs(model, ids, removed=()):
+def reference_log_probs(model, ids, removed=(), held=None):
     """log p(w_t | w_<t) from the LSTM equations stepped by hand in float64, with the h of every (layer, neuron)
-    in ``removed`` held at 0 after every step (NaN at t = 0)."""
+    in ``removed`` replaced by its value in ``held`` ({(layer, neuron): value}; 0 where absent) after every step
+    and in the initial state (NaN at t = 0)."""
     sd = {k: v.double() for k, v in model.state_dict().items()}
     L, N = model.config.layers, model.config.hidden_size
     h = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
     c = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    for layer, j in removed:
+        h[layer - 1][j] = (held or {}).get((layer, j), 0.0)
     out = [np.nan]
     for t in range(len(ids) - 1):
         x = sd["encoder.weight"][ids[t]]
@@ -128,7 +131,8 @@ def reference_log_probs(model, ids, removed=()):
             off = [j for layer, j in removed if layer == k + 1]
             if off:
                 h[k] = h[k].clone()
-                h[k][off] = 0.0
+                for j in off:
+                    h[k][j] = (held or {}).get((k + 1, j), 0.0)
             x = h[k]
         logits = sd["decoder.weight"] @ x + sd["decoder.bias"]
         out.append(float(torch.log_softmax(logits, 0)[ids[t + 1]]))

@@ -54,6 +54,22 @@ def test_removing_the_weights_that_read_a_unit_equals_holding_its_h_at_zero(mode
     assert state_dict_digest(model) == before, "the original model was changed"
 
 
+@pytest.mark.parametrize("layer,neurons,values", [(1, (4,), (0.3,)), (2, (9, 2), (-0.25, 0.6))])
+def test_a_unit_held_at_a_value_moves_what_reads_it_into_the_biases(model_and_ids, layer, neurons, values):
+    """Mean ablation: the readers' columns set to 0 and value x column added to their biases equals holding h at
+    that value at every step (the step-by-step equations in float64)."""
+    model, ids = model_and_ids
+    ids = ids[:150]
+    got = text_log_probabilities(ablated_model(model, layer, neurons, values), ids, block_tokens=40)
+    held = {(layer, j): v for j, v in zip(neurons, values)}
+    want = reference_log_probs(model, ids, list(held), held)
+    np.testing.assert_allclose(got[1:], want[1:], atol=1e-4)
+    at_zero = reference_log_probs(model, ids, list(held))
+    assert np.abs(want[1:] - at_zero[1:]).max() > 1e-3, "the value must matter"
+    with pytest.raises(AblationError, match="1 values for 2 neurons of layer 2"):
+        ablated_model(model, 2, (1, 2), (0.5,))
+
+
 @pytest.mark.parametrize("layer", [1, 2, 3])
 def test_removal_in_a_three_layer_model_equals_holding_h_at_zero(model_and_ids, layer):
     from lstmscope.model import LSTMLanguageModel, ModelConfig
@@ -97,6 +113,7 @@ def test_ablations_are_the_top_kl_neurons_and_seeded_random_others(divergence_cs
         assert [a.neurons for a in mine if a.group == "top all"] == [tuple(want)]
         rand = [a.neurons[0] for a in mine if a.group == "random"]
         assert len(set(rand)) == 4 and not set(rand) & set(want) and all(0 <= j < HIDDEN for j in rand)
+        assert not set(rand) & set(table[(table.layer == layer) & table.dead].neuron)
         assert [a.neurons for a in mine if a.group == "random all"] == [tuple(sorted(rand))]
     assert chosen == choose_ablations(table, LAYERS, HIDDEN, "h", 3, 4, seed=5)
     other_seeds = {tuple(a.neurons for a in choose_ablations(table, LAYERS, HIDDEN, "h", 3, 4, seed=s)
@@ -104,22 +121,35 @@ def test_ablations_are_the_top_kl_neurons_and_seeded_random_others(divergence_cs
     assert len(other_seeds) > 1
     singles = choose_ablations(table, LAYERS, HIDDEN, "c", 1, 1, seed=5)
     assert [a.group for a in singles] == ["top", "random"] * LAYERS
+    # a dead neuron is never a control: with all but the top one and two others dead, the draw takes those two
+    top1 = int(table[(table.layer == 1) & (table.state == "h")].sort_values("kl_sum", ascending=False).neuron.iloc[0])
+    keep = {top1, (top1 + 1) % HIDDEN, (top1 + 2) % HIDDEN}
+    mostly_dead = table.assign(dead=(table.layer == 1) & ~table.neuron.isin(keep))
+    mostly_dead.loc[mostly_dead.dead, "rank"] = np.nan
+    for seed in range(5):
+        drawn = choose_ablations(mostly_dead, LAYERS, HIDDEN, "h", 1, 2, seed=seed)
+        assert {a.neurons[0] for a in drawn if a.layer == 1 and a.group == "random"} == keep - {top1}
+    with pytest.raises(AblationError, match="layer 1 has only 2 live neurons besides its 1 top ones"):
+        choose_ablations(mostly_dead, LAYERS, HIDDEN, "h", 1, 3, seed=0)
 
 
-def test_word_effects_are_mean_effects_of_frequent_words():
+def test_word_effects_rank_words_by_their_summed_effect():
     words = ["a", "b", "a", "c", "b", "a", "d"]
     effect = np.array([np.nan, -0.5, 0.3, 2.0, -0.1, 0.6, 5.0])
     helped, hindered = word_effects(words, effect, min_count=2, n=3)
-    assert helped == "a (+0.450)"
-    assert hindered == "b (-0.300)"
+    assert helped == "a (2\u00d7 +0.450 = +0.9)"
+    assert hindered == "b (2\u00d7 -0.300 = -0.6)"
     helped, _ = word_effects(words, effect, min_count=1, n=2)
-    assert helped == "d (+5.000); c (+2.000)"
+    assert helped == "d (1\u00d7 +5.000 = +5.0); c (1\u00d7 +2.000 = +2.0)"
+    # ten tokens helped by 0.5 each outweigh three helped by 1.0 each: the sum ranks, not the mean
+    words, effect = ["e"] * 10 + ["f"] * 3, np.array([0.5] * 10 + [1.0] * 3)
+    assert word_effects(words, effect, min_count=3, n=2)[0] == "e (10\u00d7 +0.500 = +5.0); f (3\u00d7 +1.000 = +3.0)"
 
 
 def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tmp_path):
     h5, csv = tmp_path / "ablation.h5", tmp_path / "ablation.csv"
     ablations = run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, state="h", neurons=2,
-                             random=3, seed=1)
+                             random=3, seed=1)  # each unit held at its mean h over the text (ablation.method mean)
     result = write_ablation_table(h5, divergence_csv, csv, min_count=2, top_words=4)
     table = read_ablation_table(csv)
     assert list(table.group) == ["top", "top", "top all", "random", "random", "random", "random all"] * LAYERS
@@ -131,7 +161,15 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
     with h5py.File(tiny.activations) as f:
         np.testing.assert_allclose(stored.intact[1:], f["log_expectancy"][1:], atol=2e-5)
     model, _ = load_checkpoint(tiny.checkpoint)
-    ids = np.asarray(h5py.File(tiny.activations)["tokens/ids"][:], dtype=np.int64)
+    with h5py.File(tiny.activations) as f:
+        ids = f["tokens/ids"][:].astype(np.int64)
+        means = {layer: f[f"layer{layer}/h"][:].astype(np.float64).mean(axis=0) for layer in range(1, LAYERS + 1)}
+    assert stored.attrs["method"] == "mean" and json.loads(stored.attrs["provenance"])["method"] == "mean"
+    with h5py.File(h5) as f:
+        held_at = f["ablation/held_at"][:]
+    for a, ab in enumerate(stored.ablations):
+        np.testing.assert_allclose(held_at[a, :len(ab.neurons)], means[ab.layer][list(ab.neurons)], rtol=1e-5)
+        assert np.isnan(held_at[a, len(ab.neurons):]).all()
     for a, row in enumerate(table.itertuples()):
         ppl = np.exp(-np.nanmean(stored.ablated[a]))
         assert row.perplexity == pytest.approx(ppl, rel=1e-5)
@@ -139,7 +177,8 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
         assert row.perplexity_change_pct == pytest.approx(100 * (ppl / row.intact_perplexity - 1), abs=1e-3)
         assert row.mean_effect == pytest.approx(np.log(row.perplexity / row.intact_perplexity), abs=1e-5)
         if a in (0, 3):  # a top and a random unit of layer 1, checked against the step-by-step equations
-            want = reference_log_probs(model, ids, [(row.layer, j) for j in stored.ablations[a].neurons])
+            held = {(row.layer, j): means[row.layer][j] for j in stored.ablations[a].neurons}
+            want = reference_log_probs(model, ids, list(held), held)
             np.testing.assert_allclose(stored.ablated[a][1:], want[1:], atol=1e-4)
     div = pd.read_csv(divergence_csv)
     tops = table[table.group == "top"]
@@ -160,6 +199,24 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
                  neurons=2, random=3, seed=1)
     write_ablation_table(tmp_path / "again.h5", divergence_csv, again, min_count=2, top_words=4)
     assert again.read_bytes() == csv.read_bytes(), "same inputs and seed must give the same table"
+
+
+def test_zero_ablation_holds_each_unit_at_zero(tiny, divergence_csv, tmp_path):
+    h5 = tmp_path / "zero.h5"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=1, random=1, seed=2, max_tokens=120,
+                 method="zero")
+    stored = read_ablation(h5)
+    assert stored.attrs["method"] == "zero"
+    model, _ = load_checkpoint(tiny.checkpoint)
+    with h5py.File(tiny.activations) as f:
+        ids = f["tokens/ids"][:120].astype(np.int64)
+    for a, ab in enumerate(stored.ablations):
+        want = reference_log_probs(model, ids, [(ab.layer, j) for j in ab.neurons])
+        np.testing.assert_allclose(stored.ablated[a][1:], want[1:], atol=1e-4)
+    with h5py.File(h5) as f:
+        assert (f["ablation/held_at"][:] == 0).all()
+    with pytest.raises(AblationError, match="ablation.method='median': choose one of mean, zero"):
+        run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, method="median")
 
 
 def test_the_table_refuses_a_divergence_table_or_file_that_does_not_belong(tiny, divergence_csv, tmp_path):
@@ -307,7 +364,8 @@ def test_the_tiny_run_ablates_every_model_and_summarises_them(tiny_run):
 
 
 def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypatch):
-    """With ablation.neurons 0 only the control is removed; the heatmap then shows the costliest random neuron."""
+    """With ablation.neurons 0 only the control is removed; the heatmap then shows the random neuron whose removal
+    changed the perplexity most (up or down)."""
     from lstmscope import ablation_figures as figs
 
     h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
@@ -315,18 +373,19 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
     write_ablation_table(h5, divergence_csv, csv)
     table = read_ablation_table(csv)
     assert set(table.group) == {"random", "random all"}
-    titles, drawn = [], []
+    titles, drawn, suptitles = [], [], []
     real = figs.draw_blocks  # still draws; the blocks are kept to check which neuron was chosen, and the scale
     monkeypatch.setattr(figs, "draw_blocks",
                         lambda blocks, *a, **k: (titles.extend(b.title for b in blocks), drawn.extend(blocks),
-                                                 real(blocks, *a, **k)))
+                                                 suptitles.append(k["suptitle"]), real(blocks, *a, **k)))
     figs.ablation_figures(h5, csv, *(tmp_path / f"{n}.{e}" for n in ("effects", "heatmap") for e in ("png", "svg")),
                           passage_tokens=40)
     for layer in range(1, LAYERS + 1):
         rows = table[(table.layer == layer) & (table.group == "random")]
-        worst = rows.loc[rows.perplexity_change_pct.idxmax()]
+        worst = rows.loc[rows.perplexity_change_pct.abs().idxmax()]
         assert any(t.startswith(f"layer {layer}, neuron {worst.neurons} (random)") for t in titles), titles
     assert all((tmp_path / f"{n}.png").stat().st_size > 5000 for n in ("effects", "heatmap"))
+    assert suptitles[0].endswith("\nneurons removed: h held at its mean over the words read")  # the file's method
     # one colour scale for all layers, centred on 0 and reaching the largest |effect| drawn in any of them
     largest = max(np.nanmax(np.abs(b.values)) for b in drawn)
     assert len(drawn) == LAYERS and len({(b.norm.vmin, b.norm.vmax) for b in drawn}) == 1

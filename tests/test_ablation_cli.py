@@ -29,15 +29,19 @@ def short(tiny):
     return model, ids, words
 
 
-def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short):
+@pytest.mark.parametrize("method", ["mean", "zero"])
+def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short, method):
     model, ids, words = short
     table, got_words, effects = ablate(str(tiny.checkpoint), str(tiny.activations), ["2:3", "1:0", "1:7"],
-                                       together=True, max_tokens=120, min_count=2, top_words=3)
+                                       together=True, max_tokens=120, min_count=2, top_words=3, method=method)
     assert list(table.neurons) == ["2:3", "1:0", "1:7", "2:3 1:0 1:7"] and got_words == words
     intact = reference_log_probs(model, ids)
+    with h5py.File(tiny.activations) as f:  # mean: each unit's h held at its mean over the 120 tokens read
+        held = {(layer, j): float(f[f"layer{layer}/h"][:120, j].astype(np.float64).mean()) if method == "mean" else 0.0
+                for layer, j in [(2, 3), (1, 0), (1, 7)]}
     for row, effect, removed in zip(table.itertuples(), effects,
                                     [[(2, 3)], [(1, 0)], [(1, 7)], [(2, 3), (1, 0), (1, 7)]]):
-        without = reference_log_probs(model, ids, removed)
+        without = reference_log_probs(model, ids, removed, held)
         np.testing.assert_allclose(effect[1:], (intact - without)[1:], atol=1e-4)
         ppl, base = np.exp(-np.nanmean(without)), np.exp(-np.nanmean(intact))
         assert row.perplexity == pytest.approx(ppl, rel=1e-4) and row.intact_perplexity == pytest.approx(base, rel=1e-4)

@@ -17,6 +17,7 @@ rule neuron_ablation:
     params:
         **named(
             state=ABLATION["state"],
+            method=ABLATION["method"],
             neurons=ABLATION["neurons"],
             random=ABLATION["random"],
             seed=ABLATION["seed"],

@@ -10,6 +10,7 @@ with job_log(snakemake.log[0], "neuron_ablation") as log:  # noqa: F821
         divergence_path=snakemake.input.divergence,  # noqa: F821
         h5_path=snakemake.output.h5,  # noqa: F821
         state=p.state,
+        method=p.method,
         neurons=int(p.neurons),
         random=int(p.random),
         seed=int(p.seed),

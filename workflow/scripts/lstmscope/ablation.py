@@ -1,14 +1,20 @@
 """Ablation: what the model loses when a neuron is removed.
 
-A unit j of layer l is removed by setting to zero every weight that reads its hidden
-state: column j of the layer's recurrent matrix W_hh and column j of the next layer's
-input matrix W_ih (of the decoder, for the top layer). For the rest of the model that
-is exactly h_j = 0 at every step (the unit's cell state c_j feeds nothing but its own
-h_j), and the text still runs through ``nn.LSTM``'s fast path, one call per block.
+A unit j of layer l is removed by holding its hidden state h_j at one value for every reader:
+column j of the layer's recurrent matrix W_hh and column j of the next layer's input matrix
+W_ih (of the decoder, for the top layer) are set to zero and value x column j is added to
+their biases. ``mean`` (the default) holds h_j at its mean over the tokens read: the unit's
+information is gone but not its average contribution, so the change measures what the model
+needs the neuron's variation for; ``zero`` holds it at 0, which in the top layer also shifts
+every logit by a constant (-mean x the decoder's column j), a change of the word prior that is
+not about what the unit encodes. For the rest of the model either is exactly h_j = value at
+every step, the initial state included (the unit's cell state c_j feeds nothing but its own h_j, so a unit ranked by its c
+is removed through its h), and the text still runs through ``nn.LSTM``'s fast path, one call
+per block.
 
 For each model and text: the top-KL neurons of every layer (ranked by one state, h by
 default), one at a time and all together, and as many random neurons of the same layer
-(the control: seeded, never a top neuron), one at a time and all together. For each
+(the control: seeded, never a top neuron nor a dead one), one at a time and all together. For each
 ablation the text is read again and every word's log-probability compared with the
 intact model's: effect_t = log p(w_t | w_<t) - log p_ablated(w_t | w_<t), in nats, so a
 positive effect means the neuron helped predict that word. The mean effect over the
@@ -34,7 +40,7 @@ import torch
 
 from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log_probabilities
 from .ablation_file import FORMAT, Ablation, AblationError, check_divergence_model, perplexity
-from .activations_file import open_activations, read_words
+from .activations_file import iter_rows, open_activations, read_words, state_dataset
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
 from .histogram import HistogramError
@@ -43,11 +49,16 @@ from .provenance import provenance, sha256_file, to_json
 
 log = logging.getLogger(__name__)
 
+#: How a unit is removed: its h held at its mean over the tokens read, or at 0.
+METHODS = ("mean", "zero")
+
 # --------------------------------------------------------------------------- the model without a unit
 
 
-def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int]) -> LSTMLanguageModel:
-    """A copy of ``model`` in which units ``neurons`` of ``layer`` (1-based) are removed (their h read as 0).
+def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int],
+                  values: Sequence[float] | None = None) -> LSTMLanguageModel:
+    """A copy of ``model`` in which units ``neurons`` of ``layer`` (1-based) are removed: every reader of their h
+    reads ``values`` (one per neuron, in the order given; None: 0) at every step.
 
     The copy owns all its tensors (a decoder tied to the embedding is untied first), so
     ``model`` is never changed.
@@ -55,7 +66,10 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int]) 
     L, N = model.config.layers, model.config.hidden_size
     if not 1 <= layer <= L:
         raise AblationError(f"layer {layer} does not exist; the model has layers 1..{L}")
-    cols = sorted({int(j) for j in neurons})
+    held = dict(zip((int(j) for j in neurons), [0.0] * len(neurons) if values is None else values))
+    if values is not None and len(values) != len(neurons):
+        raise AblationError(f"{len(values)} values for {len(neurons)} neurons of layer {layer}")
+    cols = sorted(held)
     if not cols or cols[0] < 0 or cols[-1] >= N:
         raise AblationError(f"neurons {list(neurons)} of layer {layer}: must be 0..{N - 1}")
     out = copy.deepcopy(model).eval()
@@ -67,15 +81,22 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int]) 
                 setattr(out.get_submodule(module_name), attr, torch.nn.Parameter(param.detach().clone()))
             seen.add(id(param))
         idx = torch.tensor(cols, device=out.decoder.weight.device)
-        getattr(out.rnn, f"weight_hh_l{layer - 1}")[:, idx] = 0.0
-        reader = out.decoder.weight if layer == L else getattr(out.rnn, f"weight_ih_l{layer}")
-        reader[:, idx] = 0.0
+        readers = [(getattr(out.rnn, f"weight_hh_l{layer - 1}"), getattr(out.rnn, f"bias_hh_l{layer - 1}")),
+                   (out.decoder.weight, out.decoder.bias) if layer == L
+                   else (getattr(out.rnn, f"weight_ih_l{layer}"), getattr(out.rnn, f"bias_ih_l{layer}"))]
+        value = torch.tensor([held[j] for j in cols], dtype=torch.float64, device=idx.device)
+        for weight, bias in readers:
+            if bool(value.any()):  # what the reader read from h_j = value, at every step, moves into its bias
+                bias += (weight[:, idx].double() @ value).to(bias.dtype)
+            weight[:, idx] = 0.0
     out.rnn.flatten_parameters()
     return out
 
 
-def model_without(model: LSTMLanguageModel, units: Sequence[tuple[int, int]]) -> LSTMLanguageModel:
-    """A copy of ``model`` without the ``(layer, neuron)`` units, which may lie in several layers."""
+def model_without(model: LSTMLanguageModel, units: Sequence[tuple[int, int]],
+                  means: dict[int, np.ndarray] | None = None) -> LSTMLanguageModel:
+    """A copy of ``model`` without the ``(layer, neuron)`` units, which may lie in several layers; with ``means``
+    (:func:`unit_means`) each held at its mean, else at 0."""
     by_layer: dict[int, list[int]] = {}
     for layer, neuron in units:
         by_layer.setdefault(int(layer), []).append(int(neuron))
@@ -83,7 +104,22 @@ def model_without(model: LSTMLanguageModel, units: Sequence[tuple[int, int]]) ->
         raise AblationError("no neuron to remove")
     out = model
     for layer, neurons in sorted(by_layer.items()):
-        out = ablated_model(out, layer, neurons)
+        out = ablated_model(out, layer, neurons, None if means is None else [float(means[layer][j]) for j in neurons])
+    return out
+
+
+def unit_means(activations_path: str | os.PathLike, layers: Sequence[int], tokens: int) -> dict[int, np.ndarray]:
+    """Each unit's mean h over the first ``tokens`` tokens of an activations file, per layer: {layer: (N,) float64}."""
+    out = {}
+    with open_activations(activations_path) as f:
+        for layer in layers:
+            ds = state_dataset(f, int(layer), "h")
+            total = np.zeros(ds.shape[1])
+            for start, block in iter_rows(ds):
+                if start >= tokens:
+                    break
+                total += block[:tokens - start].sum(axis=0, dtype=np.float64)
+            out[int(layer)] = total / tokens
     return out
 
 
@@ -117,7 +153,8 @@ def text_log_probabilities(model: LSTMLanguageModel, ids: np.ndarray, block_toke
 def choose_ablations(table: pd.DataFrame, layers: int, hidden: int, state: str, k: int, random_k: int,
                      seed: int) -> list[Ablation]:
     """Per layer: the ``k`` top-KL live neurons of ``state`` one at a time and together, then ``random_k``
-    random other neurons of the layer one at a time and together (seeded by ``seed`` and the layer)."""
+    random other neurons of the layer one at a time and together (seeded by ``seed`` and the layer; never one
+    dead in h or c: removing it would change nothing and pull the control towards 0)."""
     if state not in ("h", "c"):
         raise AblationError(f"ablation.state={state!r}: choose h or c")
     if k < 0 or random_k < 0 or k + random_k == 0:
@@ -132,9 +169,10 @@ def choose_ablations(table: pd.DataFrame, layers: int, hidden: int, state: str, 
         bad = [j for j in top_units if not 0 <= j < hidden]
         if bad:
             raise AblationError(f"neurons {bad} of layer {layer} do not exist in a model of {hidden} units")
-        others = np.setdiff1d(np.arange(hidden), top_units)
+        dead = table[(table["layer"] == layer) & table["dead"].astype(bool)]["neuron"].astype(int)
+        others = np.setdiff1d(np.arange(hidden), np.concatenate([top_units, dead]).astype(int))
         if random_k > len(others):
-            raise AblationError(f"ablation.random={random_k}: layer {layer} has only {len(others)} neurons "
+            raise AblationError(f"ablation.random={random_k}: layer {layer} has only {len(others)} live neurons "
                                 f"besides its {k} top ones")
         rng = np.random.default_rng([int(seed), layer])
         random_units = sorted(int(j) for j in rng.choice(others, size=random_k, replace=False))
@@ -208,9 +246,13 @@ def intact_log_probabilities(mt: ModelText, activations_path: str | os.PathLike,
 def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
                  divergence_path: str | os.PathLike, h5_path: str | os.PathLike, state: str = "h", neurons: int = 4,
                  random: int = 4, seed: int = 13, max_tokens: int | None = None, threads: int = 1,
-                 device: str = "cpu", gpus: int = 0, block_tokens: int = 1024) -> list[Ablation]:
-    """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text;
-    write the HDF5 file. Returns the ablations, in the file's order."""
+                 device: str = "cpu", gpus: int = 0, block_tokens: int = 1024, method: str = "mean"
+                 ) -> list[Ablation]:
+    """Ablate the chosen neurons of one model on (the first ``max_tokens`` tokens of) one analysis text, each
+    held at its mean h over those tokens (``method`` mean) or at 0 (zero); write the HDF5 file. Returns the
+    ablations, in the file's order."""
+    if method not in METHODS:
+        raise AblationError(f"ablation.method={method!r}: choose one of {', '.join(METHODS)}")
     kernels = cpu_kernels()
     dev = choose_device(device, gpus, "activations.device")
     torch.set_num_threads(max(1, int(threads)))
@@ -226,18 +268,24 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         raise AblationError(f"{divergence_path}: {exc}") from None
     mt.model = model = mt.model.to(dev)
     intact = intact_log_probabilities(mt, activations_path, checkpoint_path, block_tokens)
-    log.info("%d ablations on %s", len(ablations), dev)
+    means = unit_means(activations_path, sorted({ab.layer for ab in ablations}), len(ids)) if method == "mean" else None
+    log.info("%d ablations on %s, each unit held at %s", len(ablations), dev,
+             "its mean h over the tokens read" if means else "0")
+    width = max(len(ab.neurons) for ab in ablations)
+    held = np.full((len(ablations), width), np.nan, dtype=np.float32)
     ablated = np.empty((len(ablations), len(ids)))
     for a, ab in enumerate(ablations):
-        ablated[a] = text_log_probabilities(ablated_model(model, ab.layer, ab.neurons), ids, block_tokens)
+        values = [float(means[ab.layer][j]) for j in ab.neurons] if means else [0.0] * len(ab.neurons)
+        held[a, :len(values)] = values
+        ablated[a] = text_log_probabilities(ablated_model(model, ab.layer, ab.neurons, values), ids, block_tokens)
         log.info("%s: perplexity %.2f", ab.label, perplexity(ablated[a]))
     checkpoint_sha = mt.checkpoint_sha256
     prov = provenance(checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       activations=str(activations_path), divergence=str(divergence_path), state=state,
-                      neurons=neurons, random=random, seed=seed, max_tokens=max_tokens, n_tokens=len(ids),
+                      neurons=neurons, random=random, seed=seed, method=method, max_tokens=max_tokens,
+                      n_tokens=len(ids),
                       device=str(dev), cpu_kernels=kernels, format=FORMAT,
                       activations_provenance=json.loads(mt.source_provenance))
-    width = max(len(ab.neurons) for ab in ablations)
     units = np.full((len(ablations), width), -1, dtype=np.int32)
     for a, ab in enumerate(ablations):
         units[a, :len(ab.neurons)] = ab.neurons
@@ -245,6 +293,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         out.attrs.update(attrs)
         out.attrs["format"] = FORMAT
         out.attrs["state"] = state
+        out.attrs["method"] = method
         out.attrs["checkpoint_sha256"] = checkpoint_sha
         out.attrs["provenance"] = to_json(prov)
         out.create_dataset("tokens/ids", data=ids.astype(np.int32))
@@ -253,6 +302,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         out.create_dataset("log_prob/ablated", data=ablated.astype(np.float32), chunks=(1, len(ids)))
         out.create_dataset("ablation/layer", data=np.array([ab.layer for ab in ablations], dtype=np.int32))
         out.create_dataset("ablation/neurons", data=units)
+        out.create_dataset("ablation/held_at", data=held)
         out.create_dataset("ablation/group", data=np.array([ab.group for ab in ablations], dtype=object),
                            dtype=h5py.string_dtype("utf-8"))
     log.info("%d ablations in %.1f s -> %s", len(ablations), time.monotonic() - t0, h5_path)

@@ -3,7 +3,8 @@
 The pipeline removes the top-KL neurons and random ones; this command removes the ones you
 pick (e.g. a neuron you found in the explorer or in ``neuron_tracking.csv``), each one at a
 time and, with ``--together``, all at once, and prints per ablation the perplexity with and
-without, its change, and the words the neuron(s) helped and hindered most::
+without, its change, and the words the neuron(s) helped and hindered most. A removed unit's h
+is held at its mean over the tokens read (``--method zero``: at 0), as the pipeline does::
 
     lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:18 -n 2:61 --together
     lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:18 --heatmap e.png -o t.csv
@@ -23,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .ablation import intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities
+from .ablation import (METHODS, intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities,
+                       unit_means)
 from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
@@ -47,10 +49,10 @@ def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, chec
 
 
 def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bool = False,
-           max_tokens: int | None = None, min_count: int = 3, top_words: int = 6, device: str = "cpu"
-           ) -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
-    """The table of the ablations, the words of the text and each ablation's per-word effect; the model runs on
-    ``device`` (``--device``)."""
+           max_tokens: int | None = None, min_count: int = 3, top_words: int = 6, device: str = "cpu",
+           method: str = "mean") -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
+    """The table of the ablations, the words of the text and each ablation's per-word effect; each unit held at its
+    mean h over the tokens read (``method`` mean) or at 0 (zero); the model runs on ``device`` (``--device``)."""
     units = [parse_neuron(s) for s in specs]
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
@@ -64,10 +66,11 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     mt.model = mt.model.to(dev)
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
+    means = unit_means(activations, sorted({layer for layer, _ in units}), len(mt.ids)) if method == "mean" else None
     groups = [[u] for u in units] + ([units] if together and len(units) > 1 else [])
     rows, effects = [], []
     for group in groups:
-        ablated = text_log_probabilities(model_without(mt.model, group), mt.ids)
+        ablated = text_log_probabilities(model_without(mt.model, group, means), mt.ids)
         effects.append(intact - ablated)
         rows.append({"model": str(mt.attrs["model"]), "text": str(mt.attrs["text"]), "tokens": len(mt.ids),
                      "neurons": " ".join(f"{layer}:{j}" for layer, j in group),
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",
                     help="a neuron to remove (repeatable; each is removed on its own)")
     ap.add_argument("--together", action="store_true", help="also remove all the given neurons at once")
+    ap.add_argument("--method", choices=METHODS, default="mean",
+                    help="hold a removed unit's h at its mean over the tokens read (default, as ablation.method) "
+                         "or at 0")
     ap.add_argument("--tokens", type=int, default=None, help="read only the text's first TOKENS tokens (default: all)")
     ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
     ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
@@ -128,14 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if path:
                 check_output(path, option)
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
-                                       args.min_count, args.top_words, args.device)
+                                       args.min_count, args.top_words, args.device, args.method)
         if args.heatmap:
-            from .ablation_figures import EFFECT_CAPTION
+            from .ablation_figures import EFFECT_CAPTION, REMOVAL
             from .heatmap import draw_blocks_to
 
             with writing("--heatmap", args.heatmap):
                 draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
-                               suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}")
+                               suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
+                                        f"neurons removed: {REMOVAL[args.method]}")
         if args.output:
             with writing("--output", args.output), atomic_path(args.output) as tmp:
                 table.to_csv(tmp, index=False, float_format="%.6g")

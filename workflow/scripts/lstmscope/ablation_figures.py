@@ -87,9 +87,18 @@ def clear_of_zero(rows: pd.DataFrame) -> np.ndarray:
     return (low > 0) | (high < 0)
 
 
+#: How an ablation file's units were removed (its ``method`` attribute; files without one held them at 0).
+REMOVAL = {"mean": "h held at its mean over the words read", "zero": "h held at 0"}
+
+
+def removal(attrs: dict) -> str:
+    return REMOVAL.get(str(attrs.get("method", "zero")), str(attrs.get("method")))
+
+
 def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
-                   n_tokens: int | None = None) -> None:
-    """Perplexity change of every ablation of one model and text (its first ``n_tokens``), one panel per layer."""
+                   n_tokens: int | None = None, method: str | None = None) -> None:
+    """Perplexity change of every ablation of one model and text (its first ``n_tokens``), one panel per layer;
+    ``method`` (the ablation file's) is named in the title."""
     layers = sorted(table["layer"].unique())
     model, text = table["model"].iloc[0], table["text"].iloc[0]
     fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.8), squeeze=False, sharey=True)
@@ -123,7 +132,8 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
     unknown = np.isnan(np.concatenate(change_intervals(table))).any()
-    fig.suptitle(f"{model}, text {text}: neurons removed (intact perplexity {base:.1f}{over})\n"
+    how = f"{REMOVAL.get(method, method)}, " if method else ""
+    fig.suptitle(f"{model}, text {text}: neurons removed ({how}intact perplexity {base:.1f}{over})\n"
                  "hollow: the change's 95 % interval over the text includes 0"
                  + (" or there is none (too few words)" if unknown else ""), fontsize=11)
     fig.tight_layout()
@@ -202,8 +212,9 @@ def effect_passage(effect: np.ndarray, tokens: int, avoid: np.ndarray | None = N
 def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
                    passage_tokens: int, dpi: int = 150, stored: AblationFile | None = None,
                    passage: str = "prose") -> None:
-    """Per layer, the costliest top-KL neuron's effect on each word of the passage where it is largest
-    (``passage``: ``prose`` outside the section headings; ``stored``: the file already read)."""
+    """Per layer, the effect on each word of the top-KL neuron whose removal changed the perplexity most (up or
+    down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings;
+    ``stored``: the file already read)."""
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)
     if len(stored.ablations) != len(table):
@@ -211,9 +222,9 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
     shown = []  # (head, effect, start, stop) per layer
     for layer in sorted(table["layer"].unique()):
         tops = table[(table["layer"] == layer) & (table["group"] == "top")]
-        if tops.empty:  # only random neurons were removed in this layer: show the costliest of those
+        if tops.empty:  # only random neurons were removed in this layer: show the most changing of those
             tops = table[(table["layer"] == layer) & (table["group"] == "random")]
-        best = tops["perplexity_change_pct"].idxmax()
+        best = tops["perplexity_change_pct"].abs().idxmax()
         row = table.loc[best]
         effect = stored.effect(int(best))
         rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
@@ -224,7 +235,8 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
     norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in shown]))
     blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in shown]
     draw_blocks(blocks, png, svg, dpi=dpi,
-                suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: {EFFECT_CAPTION}")
+                suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: {EFFECT_CAPTION}\n"
+                         f"neurons removed: {removal(stored.attrs)}")
 
 
 def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, effects_png: str | os.PathLike,
@@ -233,7 +245,8 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
     check_passage(passage)
     table = read_ablation_table(csv_path)
     stored = read_ablation(h5_path)
-    effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]))
+    effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]),
+                   method=str(stored.attrs.get("method", "zero")))
     heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored, passage=passage)
 
 

@@ -48,15 +48,18 @@ def change_interval(effect: np.ndarray, blocks: int = BLOCKS, level: float = 0.9
 
 
 def word_effects(words: Sequence[str], effect: np.ndarray, min_count: int, n: int) -> tuple[str, str]:
-    """The ``n`` word types (seen at least ``min_count`` times) the neuron helped most and hindered most,
-    as ``word (+0.123)`` lists of their mean effect in nats."""
+    """The ``n`` word types (seen at least ``min_count`` times) whose tokens together the neuron helped most and
+    hindered most: ranked by the sum of their effects (nats; a word's share of log(perplexity ratio) x the words
+    read), so a frequent word helped a little can outrank a rare one helped much. Written
+    ``word (count× mean = sum)``, e.g. ``<eos> (141× +1.802 = +254.1)``."""
     frame = pd.DataFrame({"word": list(words), "effect": effect})
     frame = frame[np.isfinite(frame["effect"])]
-    stats = frame.groupby("word", sort=True)["effect"].agg(["mean", "size"])
+    stats = frame.groupby("word", sort=True)["effect"].agg(["sum", "mean", "size"])
     stats = stats[stats["size"] >= min_count]
-    fmt = lambda rows: "; ".join(f"{w} ({m:+.3f})" for w, m in zip(rows.index, rows["mean"]))  # noqa: E731
-    helped = stats[stats["mean"] > 0].sort_values("mean", ascending=False, kind="stable").head(n)
-    hindered = stats[stats["mean"] < 0].sort_values("mean", kind="stable").head(n)
+    fmt = lambda rows: "; ".join(f"{w} ({c}\u00d7 {m:+.3f} = {t:+.1f})"  # noqa: E731
+                                 for w, c, m, t in zip(rows.index, rows["size"], rows["mean"], rows["sum"]))
+    helped = stats[stats["sum"] > 0].sort_values("sum", ascending=False, kind="stable").head(n)
+    hindered = stats[stats["sum"] < 0].sort_values("sum", kind="stable").head(n)
     return fmt(helped), fmt(hindered)
 
 

@@ -215,7 +215,8 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
     line_in = LINE_EM * fontsize / 72.0
     layouts = [layout_words(b.words, max_chars) for b in blocks]
     n_lines = [lay[-1][0] + 1 if lay else 1 for lay in layouts]
-    title_in, gap_in, top_in = 0.32, 0.25, 0.45 if suptitle else 0.1
+    title_in, gap_in = 0.32, 0.25
+    top_in = 0.25 + 0.2 * (suptitle.count("\n") + 1) if suptitle else 0.1  # a line of the title: 0.2 in
     text_w = max_chars * char_in
     left_in, cbar_gap_in, cbar_w_in, right_in = 0.15, 0.25, 0.15, 0.9
     fig_w = left_in + text_w + cbar_gap_in + cbar_w_in + right_in
