@@ -68,17 +68,25 @@ def test_a_unit_held_at_a_value_moves_what_reads_it_into_the_biases(model_and_id
     assert np.abs(want[1:] - at_zero[1:]).max() > 1e-3, "the value must matter"
     with pytest.raises(AblationError, match="1 values for 2 neurons of layer 2"):
         ablated_model(model, 2, (1, 2), (0.5,))
+    unbiased = square_model(model)
+    unbiased.decoder.bias = None  # nowhere to move what the decoder read from the unit
+    with pytest.raises(AblationError, match="layer 2: a reader of its units has no bias .* ablation.method zero"):
+        ablated_model(unbiased, 2, (1,), (0.5,))
+    assert (ablated_model(unbiased, 2, (1,), (0.0,)).decoder.weight[:, 1] == 0).all()  # held at 0 needs none
 
 
+@pytest.mark.parametrize("values", [None, (0.4, -0.3)])
 @pytest.mark.parametrize("layer", [1, 2, 3])
-def test_removal_in_a_three_layer_model_equals_holding_h_at_zero(model_and_ids, layer):
+def test_removal_in_a_three_layer_model_equals_holding_h_at_a_value(model_and_ids, layer, values):
     from lstmscope.model import LSTMLanguageModel, ModelConfig
 
     _, ids = model_and_ids
     torch.manual_seed(11)
     model = LSTMLanguageModel(ModelConfig(800, 6, 9, 3, 0.0)).eval()  # a middle layer is read by the next LSTM layer
-    got = text_log_probabilities(ablated_model(model, layer, (2, 7)), ids[:80], block_tokens=30)
-    np.testing.assert_allclose(got[1:], reference_log_probs(model, ids[:80], [(layer, 2), (layer, 7)])[1:], atol=1e-5)
+    got = text_log_probabilities(ablated_model(model, layer, (2, 7), values), ids[:80], block_tokens=30)
+    held = None if values is None else {(layer, 2): values[0], (layer, 7): values[1]}
+    want = reference_log_probs(model, ids[:80], [(layer, 2), (layer, 7)], held)
+    np.testing.assert_allclose(got[1:], want[1:], atol=1e-5)
 
 
 def test_a_tied_decoder_is_untied_before_a_top_layer_unit_is_removed(model_and_ids):

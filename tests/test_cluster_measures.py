@@ -147,7 +147,7 @@ def test_table_5_1_rows_follow_the_cluster_numbers_when_sizes_tie():
     assert clusters["longest_span_start"].tolist() == [7, 9, 3]
 
 
-def test_measures_of_a_real_run_and_rendered_table(tables):
+def test_measures_of_a_real_run_and_rendered_table(tables, tmp_path):
     clusters, measures = cluster_measures(tables, "d0.0_r0", "test", top_words=6, shuffles=30, seed=0)
     assert len(measures) == 8
     assert set(zip(measures.layer, measures.state, measures.linkage)) == set(tables)
@@ -165,6 +165,22 @@ def test_measures_of_a_real_run_and_rendered_table(tables):
                      for state, name in (("h", "hidden state"), ("c", "cell state")) for linkage in ("single", "ward")]
     assert list(zip(measures.layer, measures.state)) == [(layer, state) for layer in (1, 2) for state in "hc"
                                                          for _ in range(2)]
+    # the table read back from its CSV renders the same, also where a cluster has no distinctive word (an empty
+    # cell, which pandas reads as NaN)
+    clusters.loc[0, "distinctive_words"] = ""
+    written = tmp_path / "t.csv"
+    clusters.to_csv(written, index=False)
+    again = pd.read_csv(written, keep_default_na=False)
+    assert top_words_html(again, measures, "t") == top_words_html(clusters, measures, "t")
+    assert top_words_html(pd.read_csv(written), measures, "t") == top_words_html(clusters, measures, "t")
+
+
+def test_distinctive_words_survive_their_own_format():
+    from lstmscope.top_words import format_distinctive_words, parse_distinctive_words
+
+    triples = [("(", 3, 20), (")", 4, 4), ("a/b", 5, 9), ("·", 3, 3), ("x(y", 7, 8)]
+    assert parse_distinctive_words(format_distinctive_words(triples)) == triples
+    assert parse_distinctive_words("") == [] and parse_distinctive_words(float("nan")) == []
 
 
 def test_table_5_1_page_boxes_each_word_so_punctuation_reads_unambiguously():

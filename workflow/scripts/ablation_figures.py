@@ -1,4 +1,5 @@
-"""Rule ablation_figures: the perplexity cost of every removed neuron, and the words the costliest one helped."""
+"""Rule ablation_figures: the perplexity change without every removed neuron, and the words the most changing one
+helped and hindered."""
 from lstmscope.ablation_figures import ablation_figures
 from lstmscope.joblog import job_log
 

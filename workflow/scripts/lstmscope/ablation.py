@@ -6,8 +6,8 @@ W_ih (of the decoder, for the top layer) are set to zero and value x column j is
 their biases. ``mean`` (the default) holds h_j at its mean over the tokens read: the unit's
 information is gone but not its average contribution, so the change measures what the model
 needs the neuron's variation for; ``zero`` holds it at 0, which in the top layer also shifts
-every logit by a constant (-mean x the decoder's column j), a change of the word prior that is
-not about what the unit encodes. For the rest of the model either is exactly h_j = value at
+each word's logit by a fixed amount of its own (-mean x the decoder's weight of the word on
+unit j), a change of the word prior that is not about what the unit encodes. For the rest of the model either is exactly h_j = value at
 every step, the initial state included (the unit's cell state c_j feeds nothing but its own h_j, so a unit ranked by its c
 is removed through its h), and the text still runs through ``nn.LSTM``'s fast path, one call
 per block.
@@ -81,12 +81,15 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int],
                 setattr(out.get_submodule(module_name), attr, torch.nn.Parameter(param.detach().clone()))
             seen.add(id(param))
         idx = torch.tensor(cols, device=out.decoder.weight.device)
-        readers = [(getattr(out.rnn, f"weight_hh_l{layer - 1}"), getattr(out.rnn, f"bias_hh_l{layer - 1}")),
+        readers = [(getattr(out.rnn, f"weight_hh_l{layer - 1}"), getattr(out.rnn, f"bias_hh_l{layer - 1}", None)),
                    (out.decoder.weight, out.decoder.bias) if layer == L
-                   else (getattr(out.rnn, f"weight_ih_l{layer}"), getattr(out.rnn, f"bias_ih_l{layer}"))]
+                   else (getattr(out.rnn, f"weight_ih_l{layer}"), getattr(out.rnn, f"bias_ih_l{layer}", None))]
         value = torch.tensor([held[j] for j in cols], dtype=torch.float64, device=idx.device)
         for weight, bias in readers:
             if bool(value.any()):  # what the reader read from h_j = value, at every step, moves into its bias
+                if bias is None:
+                    raise AblationError(f"layer {layer}: a reader of its units has no bias to hold them at a value; "
+                                        "remove them with ablation.method zero")
                 bias += (weight[:, idx].double() @ value).to(bias.dtype)
             weight[:, idx] = 0.0
     out.rnn.flatten_parameters()

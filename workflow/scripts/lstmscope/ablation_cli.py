@@ -12,7 +12,8 @@ is held at its mean over the tokens read (``--method zero``: at 0), as the pipel
 Neurons are ``LAYER:INDEX`` (layers from 1, indices from 0, as in the tables). The activations
 file gives the text and must have been dumped from the checkpoint. ``--heatmap`` draws each
 ablation's effect on every word (log p intact - log p without, in nats) over the passage where
-the first one's effect is largest, outside the section headings (``--headings``: anywhere).
+the first one's effect is largest, outside the section headings and the 20 tokens after each
+(``--headings``: anywhere).
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
 def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int,
                   headings: bool = False) -> list:
     """One heatmap block per ablation, all over the passage where the first one's effect is largest (outside the
-    section headings unless ``headings``)."""
+    section headings and the tokens after them unless ``headings``)."""
     from .ablation_figures import effect_block, effect_passage
     from .heatmap import passage_avoid
 
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--heatmap", help="draw each ablation's effect on the words (.png, .svg or .pdf)")
     ap.add_argument("--passage", type=int, default=80, help="tokens in the --heatmap passage (default 80)")
     ap.add_argument("--headings", action="store_true",
-                    help="let the --heatmap passage hold section headings (default: the passage outside them)")
+                    help="let the --heatmap passage hold section headings (default: the passage outside them and "
+                         "the 20 tokens after each)")
     add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     return ap

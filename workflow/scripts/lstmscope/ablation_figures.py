@@ -3,7 +3,8 @@
 - ``effects``: per layer, the perplexity change of every ablation of one model: the top-KL
   neurons one at a time (labelled with their index) against the random ones, and each
   group removed together.
-- ``heatmap``: per layer, the top-KL neuron whose removal cost most, drawn over the passage
+- ``heatmap``: per layer, the top-KL neuron whose removal changed the perplexity most (up or
+  down), drawn over the passage
   where its effect is largest: each word's background is log p(word) intact minus without
   the neuron (red: the neuron helped predict the word, blue: it hindered).
 - ``vs_dropout``: per layer, the mean perplexity change of a top-KL neuron against a random
@@ -213,7 +214,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
                    passage_tokens: int, dpi: int = 150, stored: AblationFile | None = None,
                    passage: str = "prose") -> None:
     """Per layer, the effect on each word of the top-KL neuron whose removal changed the perplexity most (up or
-    down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings;
+    down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings and the tokens after them;
     ``stored``: the file already read)."""
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)

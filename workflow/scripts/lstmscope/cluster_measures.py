@@ -24,7 +24,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .points import view_order
-from .top_words import format_top_words, parse_top_words
+from .top_words import format_distinctive_words, format_top_words, parse_distinctive_words, parse_top_words
 
 #: Simple word classes, decided from the token alone (no tagger).
 WORD_CLASSES = ("eos", "unk", "punctuation", "number", "function", "capitalized", "content")
@@ -151,21 +151,6 @@ def _distinctive_words(members: list[str], text_counts: Counter, k: int) -> list
     eligible = [w for w, c in counts.items() if c >= DISTINCTIVE_MIN_COUNT]
     eligible.sort(key=lambda w: (-counts[w] / text_counts[w], -counts[w], first[w]))
     return [(w, counts[w], text_counts[w]) for w in eligible[:k]]
-
-
-def format_distinctive_words(triples: list[tuple[str, int, int]]) -> str:
-    """``[("been", 11, 11), (".", 142, 150)]`` -> ``"been (11/11) · . (142/150)"``."""
-    return " · ".join(f"{w} ({c}/{n})" for w, c, n in triples)
-
-
-def parse_distinctive_words(text: str) -> list[tuple[str, int, int]]:
-    """The triples :func:`format_distinctive_words` wrote (a token never holds a space)."""
-    out = []
-    for item in text.split(" · ") if text else []:
-        word, _, counts = item.rpartition(" (")
-        c, _, n = counts.rstrip(")").partition("/")
-        out.append((word, int(c), int(n)))
-    return out
 
 
 def top_words_cells(text: str) -> str:

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--passage", type=int, default=80,
                     help="tokens in the passage the page's button jumps to (default 80)")
     ap.add_argument("--headings", action="store_true",
-                    help="let that passage hold section headings (default: the passage outside them)")
+                    help="let that passage hold section headings (default: the passage outside them and the 20 tokens "
+                         "after each)")
     ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
     return ap
 

@@ -6,7 +6,7 @@ on every machine. Tokens are drawn literally (``<unk>``, ``<eos>``, ``@-@``, ``$
 mathtext is off). A colour bar beside each block shows its scale.
 
 Two kinds: (a) one neuron's activation over the passage where it is most active (by
-default among the passages without a section heading: ``heatmap.passage``), its h and
+default among the passages without a section heading or the 20 tokens after it: ``heatmap.passage``), its h and
 c drawn one above the other (thesis Fig. 5.3/5.4); (b) the model's
 expectancy p(w_t | w_<t) of each word on a logarithmic scale (Fig. 4.1).
 
@@ -94,7 +94,7 @@ def check_passage(passage: str) -> None:
 
 
 #: Tokens after a section heading (and the blank lines around it) that a ``prose`` passage also avoids: the state
-#: still carries the heading there (measured on the default models: with fewer, a fifth of the passages started
+#: still carries the heading there (measured on the default models: with none, a quarter of the passages started
 #: right after a heading; with 20, as many as by chance).
 HEADING_SETTLE = 20
 
@@ -284,7 +284,8 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
                   outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
                   dpi: int = 150, scale: str = "symmetric", passage: str = "prose") -> None:
     """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps, each over
-    the passage chosen by ``passage`` (``prose``: where it is most active outside the section headings)."""
+    the passage chosen by ``passage`` (``prose``: where it is most active outside the section headings and the tokens after them,
+    :func:`passage_avoid`)."""
     check_scale(scale)  # a wrong scale or passage fails before any work
     check_passage(passage)
     table = read_divergence(divergence_path)

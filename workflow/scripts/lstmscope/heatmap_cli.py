@@ -14,7 +14,7 @@ passage so they can be compared word by word::
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
 state (or, ``--around effect``, its removal's effect, among the words the ablation read) has
-the largest sum of |value| outside the section headings (``--headings``: anywhere; for
+the largest sum of |value| outside the section headings and the 20 tokens after each (``--headings``: anywhere; for
 ``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c``
 without a neuron, is an error rather than ignored.
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
@@ -135,7 +135,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
                    groups: Sequence[tuple[int, str]] = (), headings: bool = False) -> list[TextBlock]:
     """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
     removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage,
-    chosen outside the section headings unless ``headings``."""
+    chosen outside the section headings and the tokens after them unless ``headings``."""
     if not neurons and not expectancy and not groups:
         raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable), --expectancy and/or --group "
                          "LAYER:top|random with --ablation")

@@ -1,6 +1,6 @@
-"""The text of a cluster's most frequent words, ``was (39) · the (30)``: written into Table 5.1 by
-``cluster_measures`` and read back by the figures (a module of its own, so that both use one format and
-neither stage imports the other)."""
+"""The text of a cluster's most frequent words, ``was (39) · the (30)``, and of its most distinctive ones,
+``been (11/11) · . (142/150)``: written into Table 5.1 by ``cluster_measures`` and read back by the figures and
+the table's HTML (a module of its own, so that all use one format and neither stage imports the other)."""
 from __future__ import annotations
 
 
@@ -13,3 +13,18 @@ def parse_top_words(text: str) -> list[tuple[str, int]]:
     words unambiguously (a word ``·`` is followed by `` (``, never by `` · ``)."""
     items = [item.rpartition(" (") for item in text.split(" · ")] if text else []
     return [(word, int(count.rstrip(")"))) for word, _, count in items]
+
+
+def format_distinctive_words(triples: list[tuple[str, int, int]]) -> str:
+    """``[("been", 11, 11), (".", 142, 150)]`` -> ``"been (11/11) · . (142/150)"`` (in the cluster / in the text)."""
+    return " · ".join(f"{w} ({c}/{n})" for w, c, n in triples)
+
+
+def parse_distinctive_words(text: str | float) -> list[tuple[str, int, int]]:
+    """The triples :func:`format_distinctive_words` wrote; none for an empty cell (which pandas reads as NaN)."""
+    out = []
+    for item in text.split(" · ") if isinstance(text, str) and text else []:
+        word, _, counts = item.rpartition(" (")
+        c, _, n = counts.rstrip(")").partition("/")
+        out.append((word, int(c), int(n)))
+    return out
