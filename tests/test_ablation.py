@@ -449,7 +449,8 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
         random = table[(table.layer == layer) & (table.group == "random")]
         most = random.iloc[np.argsort(-random.perplexity_change_pct.abs().to_numpy(), kind="stable")]
         assert shown - top <= {int(j) for j in most.neurons.head(figs.LABELLED_RANDOM)}  # then the random ones
-        points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections])
+        points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections
+                            if isinstance(c, figs.plt.matplotlib.collections.PathCollection)])
         frame = ax.get_window_extent(renderer)
         for i, box in enumerate(boxes):
             assert not any(box.overlaps(other) for other in boxes[i + 1:]), "two labels overlap"
@@ -497,10 +498,20 @@ def test_points_whose_interval_includes_zero_are_hollow(tiny, divergence_csv, tm
     monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
     figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
     (fig,) = kept
+    from matplotlib.collections import LineCollection, PathCollection
+
     for ax, layer in zip(fig.axes, range(1, LAYERS + 1)):
         sub = table[table.layer == layer]
-        hollow = [c for c in ax.collections if len(c.get_offsets()) and np.allclose(c.get_facecolor()[:, :3], 1)]
+        markers = [c for c in ax.collections if isinstance(c, PathCollection)]
+        hollow = [c for c in markers if len(c.get_offsets()) and np.allclose(c.get_facecolor()[:, :3], 1)]
         values = sorted(float(y) for c in hollow for _, y in c.get_offsets())
         want = sub.loc[~figs.clear_of_zero(sub), "perplexity_change_pct"]
         assert values == pytest.approx(sorted(want)) and (layer != 1 or len(values) >= 1)
+        # a line through each point from the low to the high end of its interval
+        lines = [seg for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
+        spans = np.array(sorted((float(seg[0][1]), float(seg[1][1])) for seg in lines))
+        np.testing.assert_allclose(spans, np.array(sorted(zip(sub.change_ci_low_pct, sub.change_ci_high_pct))),
+                                   rtol=1e-6)
+        xs = {round(float(x), 9) for c in markers for x, _ in c.get_offsets()}
+        assert {round(float(seg[0][0]), 9) for seg in lines} <= xs and all(seg[0][0] == seg[1][0] for seg in lines)
     figs.plt.close(fig)

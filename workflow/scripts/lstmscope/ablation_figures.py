@@ -116,6 +116,10 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
             spread = 0.42 if group == "top" else 0.15  # the labelled points further apart
             xs = x + (np.linspace(-spread, spread, len(y)) if len(y) > 1 else np.zeros(1))
             clear = clear_of_zero(rows)
+            low, high = change_intervals(rows)
+            known = np.isfinite(low) & np.isfinite(high)
+            if known.any():  # each change's 95 % interval over the text, a thin line through its point
+                ax.vlines(xs[known], low[known], high[known], color=colour, lw=0.8, alpha=0.6, zorder=2)
             ax.scatter(xs[clear], y[clear], color=colour, marker=marker, s=MARKER_PT, zorder=3)
             ax.scatter(xs[~clear], y[~clear], facecolors="white", edgecolors=colour, marker=marker, s=MARKER_PT,
                        linewidths=1.2, zorder=3)
@@ -135,7 +139,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     unknown = np.isnan(np.concatenate(change_intervals(table))).any()
     how = f"{REMOVAL.get(method, method)}, " if method else ""
     fig.suptitle(f"{model}, text {text}: neurons removed ({how}intact perplexity {base:.1f}{over})\n"
-                 "hollow: the change's 95 % interval over the text includes 0"
+                 "lines: the change's 95 % interval over the text; hollow: it includes 0"
                  + (" or there is none (too few words)" if unknown else ""), fontsize=11)
     fig.tight_layout()
     for ax, candidates in labels:
