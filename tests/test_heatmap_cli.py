@@ -192,7 +192,9 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
         assert np.isnan(block.values[ABLATED - 120:]).all() and np.isfinite(block.values[:ABLATED - 120]).all()
         m = np.nanmax(np.abs(block.values))
         assert (block.norm.vmin, block.norm.vmax) == (-m, m)
-    assert f"neuron {j2} removed (random; perplexity" in blocks[5].title and f"first {ABLATED} words" in blocks[5].title
+    title = blocks[5].title
+    assert f"neuron {j2} removed (random, h held at its mean over the words read; perplexity" in title
+    assert f"first {ABLATED} words" in title
     np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, f"layer{l2}/h", rows, j2))
     # --around effect: the passage where the first neuron's removal matters most
     start = prose_window(_effect(path, l2, j2)[:ABLATED], _words(tiny.activations, slice(0, ABLATED)), 25)
@@ -272,7 +274,8 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
                                      ablation=str(group_ablation), groups=[(2, "top all"), (1, "random all")])
     assert effect.words == blocks[0].words
     top = " ".join(map(str, groups[(2, "top all")][0]))
-    assert f"layer 2, the 2 top-KL neurons {top} removed together (perplexity" in blocks[0].title
+    assert (f"layer 2, the 2 top-KL neurons {top} removed together (h held at its mean over the words read; "
+            "perplexity") in blocks[0].title
     assert "the 2 random neurons" in blocks[1].title
     # after a neuron's blocks (h, c, its own removal's effect), over the same passage
     layer, j = 1, groups[(1, "top all")][0][0]  # a top neuron of layer 1, also removed on its own

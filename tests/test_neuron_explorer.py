@@ -331,7 +331,8 @@ def test_data_offers_the_removed_neurons_with_the_effect_of_each_removal(tiny, d
         for r, want in zip(together, want_groups.itertuples()):
             assert r["perplexity_change_pct"] == pytest.approx(want.perplexity_change_pct, abs=2e-3)
             s = data["series"][r["series"]]
-            assert set(s) == {"effect", "change", "group", "tokens", "removed"} and s["removed"] == r["removed"]
+            assert set(s) == {"effect", "change", "group", "tokens", "removed", "held"} and s["removed"] == r["removed"]
+            assert s["held"] == "h held at its mean over the words read"  # the ablation's method, named on the page
             neurons, raw = groups[(view["layer"], r["group"])]
             assert neurons == r["removed"]
             effect = decode(s["effect"], TEXT.tokens)

@@ -167,6 +167,7 @@ class Removal:
     neurons: tuple[int, ...]   # the neurons removed (0-based)
     effect: np.ndarray         # (T,) nats; NaN at the first word and after the first ``tokens`` words
     tokens: int                # the words the ablation read
+    method: str = "zero"       # what the removed units' h was held at (ablation.method; :data:`REMOVAL`)
 
     @property
     def perplexity_change_pct(self) -> float:
@@ -199,7 +200,7 @@ def removal_effects(path: str | os.PathLike, model: str, text: str, words: Seque
     for a, ab in enumerate(stored.ablations):
         effect = np.full(len(words), np.nan)
         effect[:n] = stored.effect(a)
-        removal = Removal(ab.group, ab.neurons, effect, n)
+        removal = Removal(ab.group, ab.neurons, effect, n, str(stored.attrs.get("method", "zero")))
         if ab.group in ("top", "random") and len(ab.neurons) == 1:
             single[(ab.layer, ab.neurons[0])] = removal
         else:
@@ -218,7 +219,8 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
                    passage_tokens: int, dpi: int = 150, stored: AblationFile | None = None,
                    passage: str = "prose") -> None:
     """Per layer, the effect on each word of the top-KL neuron whose removal changed the perplexity most (up or
-    down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings and the tokens after them;
+    down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings and
+    the tokens after them;
     ``stored``: the file already read)."""
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)
