@@ -213,6 +213,14 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     assert result["click"]["cluster"] == cluster
     assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
     assert result["click"]["rows"] == result["click"]["listed"] == min(500, result["click"]["size"])
+    # each row's tooltip: the cluster's most distinctive words, as counted here from the view's table
+    total = first["word"].value_counts()
+    for row, title in zip(sorted(first["cluster"].unique()), result["legendTitles"]):
+        own = first.loc[first.cluster == row, "word"].value_counts()
+        shares = sorted(((own[w] / total[w], own[w]) for w in own.index if own[w] >= 3), reverse=True)[:5]
+        listed = re.findall(r"(\S+) (\d+)/(\d+)", title.split(": ", 1)[1]) if shares else []
+        assert [(int(c) / int(n), int(c)) for _, c, n in listed] == shares, title
+        assert all((own[w], total[w]) == (int(c), int(n)) for w, c, n in listed)
     # another linkage: no cluster is selected, so the panel shows the hint, not the old cluster's tokens
     assert result["afterViewChange"]["title"] == "Tokens" and result["afterViewChange"]["rows"] == 0
     assert result["afterViewChange"]["text"].startswith("Hover a point to see its word in context")
@@ -294,6 +302,10 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
     assert result["errors"] == []
     assert result["legend"] == ["1 (12)constructor __proto__ toString", "2 (8)a"]
     assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"]]  # each word boxed
+    # hovering a row names its most distinctive words, as Table 5.1 does (here every word lies in one cluster)
+    assert result["legendTitles"] == [
+        "most distinctive (tokens in the cluster / in the text): constructor 5/5 · __proto__ 4/4 · toString 3/3",
+        "most distinctive (tokens in the cluster / in the text): a 8/8"]
     assert result["search"]["highlighted"] == 5
 
 

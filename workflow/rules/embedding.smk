@@ -264,7 +264,7 @@ rule explorer:
         tables=CLUSTER_TABLES_OF_TEXT,
         activations="results/activations/{model}/{text}.h5",  # the expectancy of each word
         template=EXPLORER_TEMPLATE,
-        code=lib("points", "cluster", "html_page", "explorer", "colours", "activations_file", "joblog"),
+        code=lib("points", "cluster", "html_page", "explorer", "colours", "activations_file", "top_words", "joblog"),
     params:
         **named(
             views=CLUSTER_KEYS,

@@ -24,7 +24,8 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .points import view_order
-from .top_words import format_distinctive_words, format_top_words, parse_distinctive_words, parse_top_words
+from .top_words import (DISTINCTIVE_MIN_COUNT, format_distinctive_words, format_top_words, parse_distinctive_words,
+                        parse_top_words)
 
 #: Simple word classes, decided from the token alone (no tagger).
 WORD_CLASSES = ("eos", "unk", "punctuation", "number", "function", "capitalized", "content")
@@ -134,10 +135,6 @@ def _top_words(words: Iterable[str], k: int) -> list[tuple[str, int]]:
         first.setdefault(w, i)
     # Most frequent first; ties by first appearance, so the list is deterministic.
     return sorted(counts.items(), key=lambda kv: (-kv[1], first[kv[0]]))[:k]
-
-
-#: A word is listed among a cluster's distinctive words only with at least this many tokens in it.
-DISTINCTIVE_MIN_COUNT = 3
 
 
 def _distinctive_words(members: list[str], text_counts: Counter, k: int) -> list[tuple[str, int, int]]:

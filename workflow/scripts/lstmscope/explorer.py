@@ -22,6 +22,7 @@ from .cluster import read_clusters
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table, expectancy_floor
 from .html_page import render_page
 from .points import view_order
+from .top_words import DISTINCTIVE_MIN_COUNT
 
 SCALE = 10000
 TEMPLATE = Path(__file__).with_name("explorer_template.html")
@@ -101,6 +102,7 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
         "context": int(context_tokens),
         "scale": SCALE,
         "palette": list(CLUSTER_PALETTE), "other": OTHER_CLUSTERS,  # the figures' colours
+        "distinctive_min": DISTINCTIVE_MIN_COUNT,  # as Table 5.1's distinctive words
         "linkages": sorted(linkages, key=lambda k: (order.get(k, 9), k)),
         "views": [views[k] for k in sorted(views, key=view_order)],
     }

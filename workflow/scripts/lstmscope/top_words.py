@@ -15,6 +15,11 @@ def parse_top_words(text: str) -> list[tuple[str, int]]:
     return [(word, int(count.rstrip(")"))) for word, _, count in items]
 
 
+#: A word is listed among a cluster's distinctive words only with at least this many tokens in it (Table 5.1 and the
+#: explorer's list).
+DISTINCTIVE_MIN_COUNT = 3
+
+
 def format_distinctive_words(triples: list[tuple[str, int, int]]) -> str:
     """``[("been", 11, 11), (".", 142, 150)]`` -> ``"been (11/11) · . (142/150)"`` (in the cluster / in the text)."""
     return " · ".join(f"{w} ({c}/{n})" for w, c, n in triples)
