@@ -304,8 +304,9 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
     assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"]]  # each word boxed
     # hovering a row names its most distinctive words, as Table 5.1 does (here every word lies in one cluster)
     assert result["legendTitles"] == [
-        "most distinctive (tokens in the cluster / in the text): constructor 5/5 · __proto__ 4/4 · toString 3/3",
-        "most distinctive (tokens in the cluster / in the text): a 8/8"]
+        "most distinctive (tokens in the cluster / among the tokens embedded): constructor 5/5 · __proto__ 4/4 · "
+        "toString 3/3",
+        "most distinctive (tokens in the cluster / among the tokens embedded): a 8/8"]
     assert result["search"]["highlighted"] == 5
 
 

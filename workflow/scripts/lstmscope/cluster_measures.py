@@ -290,7 +290,7 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
              f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>",
              "<p class='note'>Clusters numbered by size (1 = largest). Most frequent words with their counts; "
              f"most distinctive words: those with the largest share of their tokens in the cluster (at least "
-             f"{DISTINCTIVE_MIN_COUNT} in it), with their tokens in the cluster / in the text; "
+             f"{DISTINCTIVE_MIN_COUNT} in it), with their tokens in the cluster / among the tokens embedded; "
              "purity = share of the cluster's most common word class (eos, unk, punctuation, number, function, "
              "capitalized, content); longest span = the longest run of consecutive tokens of the cluster in the "
              "text. Contiguity = mean run length of cluster labels along the text, against the same for the labels "
@@ -309,8 +309,8 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
             parts.append(f"<p class='note'>{int(r.points)} tokens, {int(r.clusters)} clusters; contiguity "
                          f"{r.mean_run_length:.2f} vs {r.shuffled_run_length:.2f} shuffled "
                          f"(ratio {r.contiguity_ratio:.2f}), {r.word_shuffled_run_length:.2f} with each word's "
-                         f"labels shuffled among its tokens (ratio {r.word_contiguity_ratio:.2f}); purity {r.purity:.2f} vs {r.class_baseline:.2f} "
-                         f"for one cluster"
+                         f"labels shuffled among its tokens (ratio {r.word_contiguity_ratio:.2f}); purity "
+                         f"{r.purity:.2f} vs {r.class_baseline:.2f} for one cluster"
                          + (f"; agreement with the {esc(linkage)} clusters of the t-SNE map: adjusted Rand index "
                             f"{r.map_ari:.2f}" if "map_ari" in m.columns else "") + ".</p>")
         parts.append("<table><tr><th>cluster</th><th>size</th><th>share</th><th>most frequent words</th>"
