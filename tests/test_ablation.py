@@ -293,7 +293,7 @@ def test_removing_a_dead_unit_changes_no_probability(tiny, tmp_path):
 
 
 def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate, tmp_path):
-    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    h5 = tmp_path / "a.h5"
 
     def run(checkpoint=tiny.checkpoint, activations=tiny.activations, divergence=divergence_csv, **kw):
         args = dict(state="h", neurons=2, random=2, seed=1)

@@ -126,7 +126,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
              (["--divergence", str(tmp_path / "nope.csv")],
               f"nope.csv: divergence table not found; give the ranking of model {model}'s neurons with --divergence"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),
-             (["--ranked-on", "nope"], f"nope/divergence.csv: divergence table not found"),
+             (["--ranked-on", "nope"], "nope/divergence.csv: divergence table not found"),
              (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking")]
     for args, message in cases:
         assert main([activations, "-o", str(out), *args]) == 1
