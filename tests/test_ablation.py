@@ -70,7 +70,8 @@ def test_a_unit_held_at_a_value_moves_what_reads_it_into_the_biases(model_and_id
         ablated_model(model, 2, (1, 2), (0.5,))
     unbiased = square_model(model)
     unbiased.decoder.bias = None  # nowhere to move what the decoder read from the unit
-    with pytest.raises(AblationError, match="layer 2: a reader of its units has no bias .* ablation.method zero"):
+    with pytest.raises(AblationError, match=r"layer 2: a reader of its units has no bias .* ablation.method zero "
+                                            r"\(lstmscope-ablate --method zero\)"):
         ablated_model(unbiased, 2, (1,), (0.5,))
     assert (ablated_model(unbiased, 2, (1,), (0.0,)).decoder.weight[:, 1] == 0).all()  # held at 0 needs none
 
@@ -452,10 +453,15 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
         points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections
                             if isinstance(c, figs.plt.matplotlib.collections.PathCollection)])
         frame = ax.get_window_extent(renderer)
+        lines = [ax.transData.transform(seg) for c in ax.collections
+                 if isinstance(c, figs.plt.matplotlib.collections.LineCollection) for seg in c.get_segments()]
+        assert lines, "each change's interval is drawn as a line"
         for i, box in enumerate(boxes):
             assert not any(box.overlaps(other) for other in boxes[i + 1:]), "two labels overlap"
             assert not any(box.contains(px, py) for px, py in points), "a label covers a point"
             assert frame.y0 <= box.y0 and box.y1 <= frame.y1, "a label outside the panel"
+            assert not any(box.x0 < seg[0][0] < box.x1 and min(seg[:, 1]) < box.y1 and box.y0 < max(seg[:, 1])
+                           for seg in lines), "a label crosses an interval line"
     figs.plt.close(fig)
 
 

@@ -213,14 +213,16 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     assert result["click"]["cluster"] == cluster
     assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
     assert result["click"]["rows"] == result["click"]["listed"] == min(500, result["click"]["size"])
-    # each row's tooltip: the cluster's most distinctive words, as counted here from the view's table
+    # each row's tooltip: the cluster's most distinctive words, as counted here from the view's table, in Table 5.1's
+    # order (ties: more tokens in the cluster, then the word met first in it)
     total = first["word"].value_counts()
     for row, title in zip(sorted(first["cluster"].unique()), result["legendTitles"]):
-        own = first.loc[first.cluster == row, "word"].value_counts()
-        shares = sorted(((own[w] / total[w], own[w]) for w in own.index if own[w] >= 3), reverse=True)[:5]
-        listed = re.findall(r"(\S+) (\d+)/(\d+)", title.split(": ", 1)[1]) if shares else []
-        assert [(int(c) / int(n), int(c)) for _, c, n in listed] == shares, title
-        assert all((own[w], total[w]) == (int(c), int(n)) for w, c, n in listed)
+        members = first[first.cluster == row].sort_values("position")["word"].tolist()
+        own = pd.Series(members).value_counts()
+        met = {w: members.index(w) for w in own.index}
+        want = sorted((w for w in own.index if own[w] >= 3), key=lambda w: (-own[w] / total[w], -own[w], met[w]))[:5]
+        listed = re.findall(r"(\S+) (\d+)/(\d+)", title.split(": ", 1)[1]) if want else []
+        assert [(w, int(c), int(n)) for w, c, n in listed] == [(w, own[w], total[w]) for w in want], title
     # another linkage: no cluster is selected, so the panel shows the hint, not the old cluster's tokens
     assert result["afterViewChange"]["title"] == "Tokens" and result["afterViewChange"]["rows"] == 0
     assert result["afterViewChange"]["text"].startswith("Hover a point to see its word in context")
@@ -287,26 +289,27 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
 
 @pytest.mark.browser
 def test_browser_legend_counts_words_named_like_javascript_properties(chromium, tmp_path):
-    words = ["constructor"] * 5 + ["__proto__"] * 4 + ["toString"] * 3 + ["a"] * 8
+    words = ["constructor"] * 5 + ["__proto__"] * 4 + ["toString"] * 3 + ["a"] * 8 + ["b"] * 2
     n = len(words)
     tables = {}
     for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
         for linkage in ("single", "ward"):
             path = tmp_path / f"layer{layer}_{state}_{linkage}.csv"
             pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
-                          "y": np.zeros(n), "cluster": [1] * 12 + [2] * 8}).to_csv(path, index=False)
+                          "y": np.zeros(n), "cluster": [1] * 12 + [2] * 8 + [3] * 2}).to_csv(path, index=False)
             tables[(layer, state, linkage)] = path
     out = tmp_path / "words.html"
     build_explorer(tables, out, "words")
     result = selftest(chromium, out, "constructor", tmp_path)
     assert result["errors"] == []
-    assert result["legend"] == ["1 (12)constructor __proto__ toString", "2 (8)a"]
-    assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"]]  # each word boxed
+    assert result["legend"] == ["1 (12)constructor __proto__ toString", "2 (8)a", "3 (2)b"]
+    assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"], ["b"]]  # each word boxed
     # hovering a row names its most distinctive words, as Table 5.1 does (here every word lies in one cluster)
     assert result["legendTitles"] == [
         "most distinctive (tokens in the cluster / among the tokens embedded): constructor 5/5 · __proto__ 4/4 · "
         "toString 3/3",
-        "most distinctive (tokens in the cluster / among the tokens embedded): a 8/8"]
+        "most distinctive (tokens in the cluster / among the tokens embedded): a 8/8",
+        "no word with 3 or more tokens in the cluster"]
     assert result["search"]["highlighted"] == 5
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,14 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
     title = blocks[5].title
     assert f"neuron {j2} removed (random, h held at its mean over the words read; perplexity" in title
     assert f"first {ABLATED} words" in title
+    # an ablation file from before ablation.method held its units at 0, and says so
+    older = path.parent / "older.h5"
+    shutil.copy(path, older)
+    with h5py.File(older, "a") as f:
+        del f.attrs["method"]
+    with open_activations(tiny.activations) as f:
+        (*_, effect) = heatmap_blocks(f, [(l2, j2)], expectancy=False, start=120, tokens=60, ablation=str(older))
+    assert f"neuron {j2} removed (random, h held at 0; perplexity" in effect.title
     np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, f"layer{l2}/h", rows, j2))
     # --around effect: the passage where the first neuron's removal matters most
     start = prose_window(_effect(path, l2, j2)[:ABLATED], _words(tiny.activations, slice(0, ABLATED)), 25)

@@ -89,7 +89,7 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int],
             if bool(value.any()):  # what the reader read from h_j = value, at every step, moves into its bias
                 if bias is None:
                     raise AblationError(f"layer {layer}: a reader of its units has no bias to hold them at a value; "
-                                        "remove them with ablation.method zero")
+                                        "remove them with ablation.method zero (lstmscope-ablate --method zero)")
                 bias += (weight[:, idx].double() @ value).to(bias.dtype)
             weight[:, idx] = 0.0
     out.rnn.flatten_parameters()

@@ -46,12 +46,20 @@ MARKER_PT = 30  # area of a point, pt^2
 
 
 def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: float = 7) -> None:
-    """Label points with text above or below them, in the order given (most important first): each label goes
-    just above, just below, one line higher or one line lower than its point, the first of these where its box
-    meets no point of ``ax``, no label placed before and no edge of the panel; a label that fits nowhere is left
-    out. Call it when the panel's limits and place are final."""
+    """Label points with text, in the order given (most important first): each label goes just above the top of
+    its point's interval line (or the point), just below its bottom, right or left of the point, or one line
+    further above or below, the first of these where its box meets no point and no interval line of ``ax``, no
+    label placed before and no edge of the panel; a label that fits nowhere is left out. Call it when the panel's
+    limits and place are final."""
+    from matplotlib.collections import LineCollection, PathCollection
+
     px = ax.figure.dpi / 72
-    points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections])
+    points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections
+                        if isinstance(c, PathCollection)])
+    lines = [ax.transData.transform(seg) for c in ax.collections if isinstance(c, LineCollection)
+             for seg in c.get_segments() if len(seg) == 2]
+    spans = np.array([(seg[0][0], min(seg[0][1], seg[1][1]), max(seg[0][1], seg[1][1])) for seg in lines]
+                     ).reshape(-1, 3)  # x, bottom, top of each interval line, in pixels
     reach = (np.sqrt(MARKER_PT) / 2 + 1) * px  # a point's radius, and a little air
     frame = ax.get_window_extent()
     placed: list[tuple[float, float, float, float]] = []
@@ -59,17 +67,24 @@ def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: f
     for x, y, text in candidates:
         cx, cy = ax.transData.transform((x, y))
         w = 0.65 * fontsize * len(text) * px
-        for side, tier in ((1, 0), (-1, 0), (1, 1), (-1, 1)):
-            y0 = cy + gap + tier * h if side > 0 else cy - gap - h - tier * h
-            box = (cx - w / 2, y0, cx + w / 2, y0 + h)
+        own = spans[np.abs(spans[:, 0] - cx) < 0.5] if len(spans) else spans
+        top = max([cy, *own[:, 2]]) if len(own) else cy
+        bottom = min([cy, *own[:, 1]]) if len(own) else cy
+        side_x = reach + 2 * px
+        boxes = [(cx - w / 2, top + gap), (cx - w / 2, bottom - gap - h), (cx + side_x, cy - h / 2),
+                 (cx - side_x - w, cy - h / 2), (cx - w / 2, top + gap + h), (cx - w / 2, bottom - gap - 2 * h)]
+        for x0, y0 in boxes:
+            box = (x0, y0, x0 + w, y0 + h)
             on_point = ((points[:, 0] > box[0] - reach) & (points[:, 0] < box[2] + reach)
                         & (points[:, 1] > box[1] - reach) & (points[:, 1] < box[3] + reach)).any()
+            on_line = bool(len(spans)) and ((spans[:, 0] > box[0] - px) & (spans[:, 0] < box[2] + px)
+                                            & (spans[:, 2] > box[1]) & (spans[:, 1] < box[3])).any()
             on_label = any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed)
             inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
-            if inside and not on_point and not on_label:
+            if inside and not on_point and not on_line and not on_label:
                 placed.append(box)
-                ax.annotate(text, (x, y), xytext=(0, side * (4 + tier * 1.25 * fontsize)), textcoords="offset points",
-                            fontsize=fontsize, ha="center", va="bottom" if side > 0 else "top")
+                ax.annotate(text, (x, y), xytext=(((box[0] + box[2]) / 2 - cx) / px, ((box[1] + box[3]) / 2 - cy) / px),
+                            textcoords="offset points", fontsize=fontsize, ha="center", va="center")
                 break
 
 

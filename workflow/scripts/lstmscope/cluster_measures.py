@@ -168,7 +168,7 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
     Columns: cluster, size, share, top_words, distinctive_words, majority_class, purity, runs,
     longest_span_start, longest_span_length, longest_span_text. ``top_words`` are the most frequent words (the
     thesis's Table 5.1); ``distinctive_words`` those with the largest share of their tokens in the cluster
-    (``word (in the cluster/in the text)``, at least :data:`DISTINCTIVE_MIN_COUNT` in it): what sets the cluster
+    (``word (in the cluster/among the tokens embedded)``, at least :data:`DISTINCTIVE_MIN_COUNT` in it): what sets the cluster
     apart where the most frequent are the text's commonest words everywhere.
     """
     table = table.sort_values("position", kind="stable").reset_index(drop=True)

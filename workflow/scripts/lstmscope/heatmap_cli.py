@@ -162,13 +162,13 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale)
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
-            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, {REMOVAL[r.method]}; "
+            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, {REMOVAL.get(r.method, r.method)}; "
                                        f"perplexity {r.perplexity_change_pct:+.2f} % without it over the first "
                                        f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
     for (layer, _), r in zip(groups, removed_groups):
         which = "top-KL" if r.group.startswith("top") else "random"
         blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} neurons "
-                                   f"{' '.join(map(str, r.neurons))} removed together ({REMOVAL[r.method]}; perplexity "
+                                   f"{' '.join(map(str, r.neurons))} removed together ({REMOVAL.get(r.method, r.method)}; perplexity "
                                    f"{r.perplexity_change_pct:+.2f} % without them over the first {r.tokens} words): "
                                    "effect on each word", every_word, r.effect, begin, stop))
     return blocks
