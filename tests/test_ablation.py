@@ -369,7 +369,30 @@ def test_the_tiny_run_ablates_every_model_and_summarises_them(tiny_run):
         rows = every[(every.model == row.model) & (every.layer == row.layer) & (every.group == row.group)]
         assert row.ablations == len(rows)
         assert row.mean_change_pct == pytest.approx(rows.perplexity_change_pct.mean(), rel=1e-4, abs=1e-4)
+        assert (row.min_change_pct, row.max_change_pct) == pytest.approx(
+            (rows.perplexity_change_pct.min(), rows.perplexity_change_pct.max()), rel=1e-4, abs=1e-4)
     assert (res / "figures/ablation/vs_dropout_test.png").stat().st_size > 5000
+
+
+def test_the_vs_dropout_figure_draws_each_models_spread_of_single_removals(tmp_path, monkeypatch):
+    from matplotlib.collections import LineCollection
+
+    from lstmscope import ablation_figures as figs
+
+    rows = []
+    for dropout, low, high in ((0.0, -1.0, 2.0), (0.5, 0.5, 0.75)):
+        for group, shift in (("top", 0.0), ("random", 10.0), ("top all", 0.0)):
+            rows.append({"model": f"d{dropout}_r0", "dropout": dropout, "layer": 1, "group": group, "ablations": 4,
+                         "mean_change_pct": (low + high) / 2 + shift, "median_change_pct": 0.0,
+                         "min_change_pct": low + shift, "max_change_pct": high + shift, "text": "test"})
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.vs_dropout_figure(pd.DataFrame(rows), tmp_path / "v.png", tmp_path / "v.svg", "t")
+    (ax,) = kept[0].axes
+    segments = sorted((round(float(s[0][0]), 6), float(s[0][1]), float(s[1][1]))
+                      for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments())
+    d = figs.SPREAD_SHIFT
+    assert segments == [(-d, -1.0, 2.0), (d, 9.0, 12.0), (0.5 - d, 0.5, 0.75), (0.5 + d, 10.5, 10.75)]
 
 
 def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypatch):

@@ -273,23 +273,29 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
 
 
 def ablation_summary(csv_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """Per model and layer: the mean, median and largest perplexity change of each group."""
+    """Per model and layer: the mean, median, lowest and highest perplexity change of each group."""
     frames = [read_ablation_table(p) for p in csv_paths]
     texts = {str(t) for f in frames for t in f["text"].unique()}
     if len(texts) != 1:
         raise AblationError(f"ablation tables mix texts {sorted(texts)}; give the tables of one text")
     table = pd.concat(frames, ignore_index=True)
     g = table.groupby(["model", "dropout", "layer", "group"], sort=False)["perplexity_change_pct"]
-    out = g.agg(ablations="size", mean_change_pct="mean", median_change_pct="median", max_change_pct="max")
+    out = g.agg(ablations="size", mean_change_pct="mean", median_change_pct="median", min_change_pct="min",
+                max_change_pct="max")
     out = out.reset_index()
     out["text"] = texts.pop()
     out["group"] = pd.Categorical(out["group"], ORDER, ordered=True)
     return out.sort_values(["layer", "group", "dropout", "model"], kind="stable").reset_index(drop=True)
 
 
+SPREAD_SHIFT = 0.012  # dropout units between a model's point and the line of its singles' spread
+
+
 def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                       dpi: int = 150) -> None:
-    """Per layer, each group's mean perplexity change against dropout (a line through the models' means)."""
+    """Per layer, each group's mean perplexity change against dropout (a line through the models' means); for the
+    neurons removed one at a time, a thin line from the lowest to the highest change of each model's (its spread;
+    the top-KL group's just left of the dropout, the random one's just right)."""
     layers = sorted(summary["layer"].unique())
     fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.6), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
@@ -302,9 +308,14 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
             by_d = rows.groupby("dropout")["mean_change_pct"].mean()
             style = "-" if group in ("top", "random") else "--"
             ax.plot(by_d.index, by_d.to_numpy(), style, color=colour, lw=1)
+            if group in ("top", "random") and "min_change_pct" in rows:
+                shift = SPREAD_SHIFT * (-1 if group == "top" else 1)
+                ax.vlines(rows["dropout"] + shift, rows["min_change_pct"], rows["max_change_pct"], color=colour,
+                          lw=1.2, alpha=0.6, zorder=2)
             ax.scatter(rows["dropout"], rows["mean_change_pct"], color=colour, marker=marker, s=20, zorder=3,
                        label=name.replace("\n", ", ") + (" (mean)" if group in ("top", "random") else ""))
         ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(sorted(sub["dropout"].unique()))  # one tick per model's dropout
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.grid(alpha=0.3)
@@ -322,6 +333,7 @@ def ablation_vs_dropout(csv_paths: Sequence[str | os.PathLike], csv_path: str | 
         summary.to_csv(tmp, index=False, float_format="%.6g")
     vs_dropout_figure(summary, png, svg, dpi=dpi,
                       title=f"Perplexity change without neurons against dropout, text {summary['text'].iloc[0]} "
-                            f"({summary['model'].nunique()} models)")
+                            f"({summary['model'].nunique()} models)\nthin lines: each model's lowest to highest change "
+                            "of a neuron removed on its own")
     log.info("%d models -> %s, %s", summary["model"].nunique(), csv_path, png)
     return summary
