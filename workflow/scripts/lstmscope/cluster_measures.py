@@ -17,7 +17,7 @@ import html
 import os
 import re
 from collections import Counter
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -128,26 +128,17 @@ def expected_runs(labels: np.ndarray) -> float:
     return 1.0 + (n - 1) * (1.0 - p_same)
 
 
-def _top_words(words: Iterable[str], k: int) -> list[tuple[str, int]]:
-    counts = Counter(words)
-    first: dict[str, int] = {}
-    for i, w in enumerate(words):
-        first.setdefault(w, i)
-    # Most frequent first; ties by first appearance, so the list is deterministic.
-    return sorted(counts.items(), key=lambda kv: (-kv[1], first[kv[0]]))[:k]
-
-
-def _distinctive_words(members: list[str], text_counts: Counter, k: int) -> list[tuple[str, int, int]]:
-    """(word, tokens in the cluster, tokens in the text) of the ``k`` words with the largest share of their
-    tokens in the cluster, among words with at least :data:`DISTINCTIVE_MIN_COUNT` tokens in it; ties by more
-    tokens in the cluster, then by first appearance."""
+def _cluster_words(members: list[str], text_counts: Counter, k: int
+                   ) -> tuple[list[tuple[str, int]], list[tuple[str, int, int]]]:
+    """A cluster's ``k`` most frequent words (word, count) and its ``k`` most distinctive ones (word, tokens in the
+    cluster, tokens in the text): those with the largest share of their tokens in the cluster, among words with at
+    least :data:`DISTINCTIVE_MIN_COUNT` tokens in it, ties by more tokens in the cluster. Ties left are broken by
+    first appearance (a Counter keeps it, and the sorts are stable), so both lists are deterministic."""
     counts = Counter(members)
-    first: dict[str, int] = {}
-    for i, w in enumerate(members):
-        first.setdefault(w, i)
-    eligible = [w for w, c in counts.items() if c >= DISTINCTIVE_MIN_COUNT]
-    eligible.sort(key=lambda w: (-counts[w] / text_counts[w], -counts[w], first[w]))
-    return [(w, counts[w], text_counts[w]) for w in eligible[:k]]
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:k]
+    eligible = sorted((w for w, c in counts.items() if c >= DISTINCTIVE_MIN_COUNT),
+                      key=lambda w: (-counts[w] / text_counts[w], -counts[w]))
+    return top, [(w, counts[w], text_counts[w]) for w in eligible[:k]]
 
 
 def top_words_cells(text: str) -> str:
@@ -168,8 +159,8 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
     Columns: cluster, size, share, top_words, distinctive_words, majority_class, purity, runs,
     longest_span_start, longest_span_length, longest_span_text. ``top_words`` are the most frequent words (the
     thesis's Table 5.1); ``distinctive_words`` those with the largest share of their tokens in the cluster
-    (``word (in the cluster/among the tokens embedded)``, at least :data:`DISTINCTIVE_MIN_COUNT` in it): what sets the cluster
-    apart where the most frequent are the text's commonest words everywhere.
+    (``word (in the cluster/among the tokens embedded)``, at least :data:`DISTINCTIVE_MIN_COUNT` in it): what
+    sets the cluster apart where the most frequent are the text's commonest words everywhere.
     """
     table = table.sort_values("position", kind="stable").reset_index(drop=True)
     words = table["word"].astype(str).tolist()
@@ -182,6 +173,7 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
     n = len(table)
     for cluster in pd.unique(labels):
         members = np.flatnonzero(labels == cluster)
+        top, distinctive = _cluster_words([words[i] for i in members], text_counts, top_words)
         cls, cls_count = Counter(classes[members]).most_common(1)[0]
         mine = run_labels == cluster
         best = np.flatnonzero(mine)[np.argmax(lengths[mine])]  # first longest run
@@ -191,9 +183,8 @@ def cluster_table(table: pd.DataFrame, top_words: int = 10, span_words: int = 12
             "cluster": int(cluster),
             "size": len(members),
             "share": len(members) / n,
-            "top_words": format_top_words(_top_words([words[i] for i in members], top_words)),
-            "distinctive_words": format_distinctive_words(
-                _distinctive_words([words[i] for i in members], text_counts, top_words)),
+            "top_words": format_top_words(top),
+            "distinctive_words": format_distinctive_words(distinctive),
             "majority_class": cls,
             "purity": cls_count / len(members),
             "runs": int(mine.sum()),
