@@ -138,13 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                        args.min_count, args.top_words, args.device, args.method)
         if args.heatmap:
-            from .ablation_figures import EFFECT_CAPTION, REMOVAL
+            from .ablation_figures import EFFECT_CAPTION, removal_phrase
             from .heatmap import draw_blocks_to
 
             with writing("--heatmap", args.heatmap):
                 draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
                                suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
-                                        f"neurons removed: {REMOVAL[args.method]}")
+                                        f"neurons removed: {removal_phrase(args.method)}")
         if args.output:
             with writing("--output", args.output), atomic_path(args.output) as tmp:
                 table.to_csv(tmp, index=False, float_format="%.6g")

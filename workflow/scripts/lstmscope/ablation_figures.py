@@ -107,8 +107,9 @@ def clear_of_zero(rows: pd.DataFrame) -> np.ndarray:
 REMOVAL = {"mean": "h held at its mean over the words read", "zero": "h held at 0"}
 
 
-def removal(attrs: dict) -> str:
-    return REMOVAL.get(str(attrs.get("method", "zero")), str(attrs.get("method")))
+def removal_phrase(method: str) -> str:
+    """How a unit removed by ``method`` (an ablation file's :attr:`AblationFile.method`) was removed, in words."""
+    return REMOVAL.get(method, method)
 
 
 def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
@@ -152,7 +153,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
     unknown = np.isnan(np.concatenate(change_intervals(table))).any()
-    how = f"{REMOVAL.get(method, method)}, " if method else ""
+    how = f"{removal_phrase(method)}, " if method else ""
     fig.suptitle(f"{model}, text {text}: neurons removed ({how}intact perplexity {base:.1f}{over})\n"
                  "lines: the change's 95 % interval over the text; hollow: it includes 0"
                  + (" or there is none (too few words)" if unknown else ""), fontsize=11)
@@ -215,7 +216,7 @@ def removal_effects(path: str | os.PathLike, model: str, text: str, words: Seque
     for a, ab in enumerate(stored.ablations):
         effect = np.full(len(words), np.nan)
         effect[:n] = stored.effect(a)
-        removal = Removal(ab.group, ab.neurons, effect, n, str(stored.attrs.get("method", "zero")))
+        removal = Removal(ab.group, ab.neurons, effect, n, stored.method)
         if ab.group in ("top", "random") and len(ab.neurons) == 1:
             single[(ab.layer, ab.neurons[0])] = removal
         else:
@@ -235,8 +236,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
                    passage: str = "prose") -> None:
     """Per layer, the effect on each word of the top-KL neuron whose removal changed the perplexity most (up or
     down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings and
-    the tokens after them;
-    ``stored``: the file already read)."""
+    the tokens after them; ``stored``: the file already read)."""
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)
     if len(stored.ablations) != len(table):
@@ -258,7 +258,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
     blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in shown]
     draw_blocks(blocks, png, svg, dpi=dpi,
                 suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: {EFFECT_CAPTION}\n"
-                         f"neurons removed: {removal(stored.attrs)}")
+                         f"neurons removed: {removal_phrase(stored.method)}")
 
 
 def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, effects_png: str | os.PathLike,
@@ -268,7 +268,7 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
     table = read_ablation_table(csv_path)
     stored = read_ablation(h5_path)
     effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]),
-                   method=str(stored.attrs.get("method", "zero")))
+                   method=stored.method)
     heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored, passage=passage)
 
 

@@ -70,6 +70,11 @@ class AblationFile:
         """log p intact - log p ablated of every word under ablation ``a`` (nats; NaN at t = 0)."""
         return self.intact - self.ablated[a]
 
+    @property
+    def method(self) -> str:
+        """What the removed units' h was held at (``ablation.method``); files from before it held them at 0."""
+        return str(self.attrs.get("method", "zero"))
+
 
 def read_ablation(path: str | os.PathLike) -> AblationFile:
     """Read an ablation file; errors name the file and the missing key."""

@@ -32,7 +32,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from .ablation_figures import REMOVAL, Removal, effect_block, effect_passage, removal_effects
+from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .cli import command_parser, check_output, writing
 from .figures import FORMATS, figure_format
@@ -162,15 +162,16 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale)
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
-            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, {REMOVAL.get(r.method, r.method)}; "
-                                       f"perplexity {r.perplexity_change_pct:+.2f} % without it over the first "
-                                       f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
+            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, "
+                                       f"{removal_phrase(r.method)}; perplexity {r.perplexity_change_pct:+.2f} % "
+                                       f"without it over the first {r.tokens} words): effect on each word",
+                                       every_word, r.effect, begin, stop))
     for (layer, _), r in zip(groups, removed_groups):
         which = "top-KL" if r.group.startswith("top") else "random"
         blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} neurons "
-                                   f"{' '.join(map(str, r.neurons))} removed together ({REMOVAL.get(r.method, r.method)}; perplexity "
-                                   f"{r.perplexity_change_pct:+.2f} % without them over the first {r.tokens} words): "
-                                   "effect on each word", every_word, r.effect, begin, stop))
+                                   f"{' '.join(map(str, r.neurons))} removed together ({removal_phrase(r.method)}; "
+                                   f"perplexity {r.perplexity_change_pct:+.2f} % without them over the first "
+                                   f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
     return blocks
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from .ablation_figures import REMOVAL, Removal, removal_effects
+from .ablation_figures import Removal, removal_effects, removal_phrase
 from .ablation_file import AblationError, check_divergence_model
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
@@ -107,10 +107,10 @@ def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model:
             for layer, rows in sorted(views.items())], extra
 
 
-def _effect_series(removal: Removal) -> dict:
-    return {"effect": encode(removal.effect[:removal.tokens]), "change": removal.perplexity_change_pct,
-            "group": removal.group, "tokens": removal.tokens,  # the page pads the effect with "no value"
-            "held": REMOVAL.get(removal.method, removal.method)}
+def _effect_series(r: Removal) -> dict:
+    return {"effect": encode(r.effect[:r.tokens]), "change": r.perplexity_change_pct,
+            "group": r.group, "tokens": r.tokens,  # the page pads the effect with "no value"
+            "held": removal_phrase(r.method)}
 
 
 def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
