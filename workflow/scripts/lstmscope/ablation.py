@@ -7,10 +7,10 @@ their biases. ``mean`` (the default) holds h_j at its mean over the tokens read:
 information is gone but not its average contribution, so the change measures what the model
 needs the neuron's variation for; ``zero`` holds it at 0, which in the top layer also shifts
 each word's logit by a fixed amount of its own (-mean x the decoder's weight of the word on
-unit j), a change of the word prior that is not about what the unit encodes. For the rest of the model either is exactly h_j = value at
-every step, the initial state included (the unit's cell state c_j feeds nothing but its own h_j, so a unit ranked by its c
-is removed through its h), and the text still runs through ``nn.LSTM``'s fast path, one call
-per block.
+unit j), a change of the word prior that is not about what the unit encodes. For the rest of
+the model either is exactly h_j = value at every step, the initial state included (the unit's
+cell state c_j feeds nothing but its own h_j, so a unit ranked by its c is removed through its
+h), and the text still runs through ``nn.LSTM``'s fast path, one call per block.
 
 For each model and text: the top-KL neurons of every layer (ranked by one state, h by
 default), one at a time and all together, and as many random neurons of the same layer
@@ -85,8 +85,9 @@ def ablated_model(model: LSTMLanguageModel, layer: int, neurons: Sequence[int],
                    (out.decoder.weight, out.decoder.bias) if layer == L
                    else (getattr(out.rnn, f"weight_ih_l{layer}"), getattr(out.rnn, f"bias_ih_l{layer}", None))]
         value = torch.tensor([held[j] for j in cols], dtype=torch.float64, device=idx.device)
+        nonzero = bool(value.any())
         for weight, bias in readers:
-            if bool(value.any()):  # what the reader read from h_j = value, at every step, moves into its bias
+            if nonzero:  # what the reader read from h_j = value, at every step, moves into its bias
                 if bias is None:
                     raise AblationError(f"layer {layer}: a reader of its units has no bias to hold them at a value; "
                                         "remove them with ablation.method zero (lstmscope-ablate --method zero)")
@@ -107,8 +108,13 @@ def model_without(model: LSTMLanguageModel, units: Sequence[tuple[int, int]],
         raise AblationError("no neuron to remove")
     out = model
     for layer, neurons in sorted(by_layer.items()):
-        out = ablated_model(out, layer, neurons, None if means is None else [float(means[layer][j]) for j in neurons])
+        out = ablated_model(out, layer, neurons, held_values(means, layer, neurons))
     return out
+
+
+def held_values(means: dict[int, np.ndarray] | None, layer: int, neurons: Sequence[int]) -> list[float]:
+    """What each of ``neurons`` of ``layer`` is held at: its mean (``means``, :func:`unit_means`), or 0 (None)."""
+    return [0.0 if means is None else float(means[layer][j]) for j in neurons]
 
 
 def unit_means(activations_path: str | os.PathLike, layers: Sequence[int], tokens: int) -> dict[int, np.ndarray]:
@@ -278,7 +284,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
     held = np.full((len(ablations), width), np.nan, dtype=np.float32)
     ablated = np.empty((len(ablations), len(ids)))
     for a, ab in enumerate(ablations):
-        values = [float(means[ab.layer][j]) for j in ab.neurons] if means else [0.0] * len(ab.neurons)
+        values = held_values(means, ab.layer, ab.neurons)
         held[a, :len(values)] = values
         ablated[a] = text_log_probabilities(ablated_model(model, ab.layer, ab.neurons, values), ids, block_tokens)
         log.info("%s: perplexity %.2f", ab.label, perplexity(ablated[a]))
