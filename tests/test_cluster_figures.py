@@ -248,7 +248,8 @@ def test_contiguity_figure_has_one_panel_per_linkage_and_baseline(tables, tmp_pa
     monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
     F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
     axes = np.array(kept[0].axes).reshape(2, -1)
-    for row, (ratio, z) in zip(axes, [("contiguity_ratio", "contiguity_z"), ("word_contiguity_ratio", "word_contiguity_z")]):
+    baselines = [("contiguity_ratio", "contiguity_z"), ("word_contiguity_ratio", "word_contiguity_z")]
+    for row, (ratio, z) in zip(axes, baselines):
         bars = [p for ax in row for p in ax.patches]
         assert len(bars) == len(both)
         assert sorted(b.get_y() + b.get_height() for b in bars) == pytest.approx(sorted(both[ratio]))

@@ -116,7 +116,8 @@ def test_table_5_1_counts_the_words_of_each_cluster(tables):
         assert [(c, n) for w, c, n in listed] == [(counts[w], in_text[w]) for w, _, _ in listed]
         eligible = sorted({counts[w] / in_text[w] for w in counts if counts[w] >= 3}, reverse=True)
         assert [c / n for _, c, n in listed] == sorted((c / n for _, c, n in listed), reverse=True)
-        assert {c / n for _, c, n in listed} <= set(eligible) and (not listed or listed[0][1] / listed[0][2] == eligible[0])
+        assert {c / n for _, c, n in listed} <= set(eligible)
+        assert not listed or listed[0][1] / listed[0][2] == eligible[0]
         assert len(listed) == min(5, sum(c >= 3 for c in counts.values()))
         classes = Counter(word_class(w) for w in members["word"])
         assert row.majority_class in classes and row.purity == classes[row.majority_class] / row.size

@@ -21,7 +21,8 @@ DISTINCTIVE_MIN_COUNT = 3
 
 
 def format_distinctive_words(triples: list[tuple[str, int, int]]) -> str:
-    """``[("been", 11, 11), (".", 142, 150)]`` -> ``"been (11/11) · . (142/150)"`` (in the cluster / among the tokens embedded)."""
+    """``[("been", 11, 11), (".", 142, 150)]`` -> ``"been (11/11) · . (142/150)"`` (tokens in the cluster / among
+    the tokens embedded)."""
     return " · ".join(f"{w} ({c}/{n})" for w, c, n in triples)
 
 
