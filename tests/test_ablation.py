@@ -185,6 +185,10 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
         assert row.intact_perplexity == pytest.approx(np.exp(-np.nanmean(stored.intact)), rel=1e-5)
         assert row.perplexity_change_pct == pytest.approx(100 * (ppl / row.intact_perplexity - 1), abs=1e-3)
         assert row.mean_effect == pytest.approx(np.log(row.perplexity / row.intact_perplexity), abs=1e-5)
+        effect = stored.intact - stored.ablated[a]  # > 0: the word was more probable with the unit in place
+        assert row.helped_fraction == pytest.approx(np.mean(effect[1:] > 0), abs=1e-6)
+        helped, hindered = word_effects(stored.words, effect, 2, 4)
+        assert (row.words_helped, row.words_hindered) == (helped, hindered)
         if a in (0, 3):  # a top and a random unit of layer 1, checked against the step-by-step equations
             held = {(row.layer, j): means[row.layer][j] for j in stored.ablations[a].neurons}
             want = reference_log_probs(model, ids, list(held), held)
@@ -268,7 +272,8 @@ def test_max_tokens_reads_the_first_tokens_of_the_text(tiny, divergence_csv, tmp
         assert stored.words == [w.decode() for w in f["tokens/words"][:150]]
         np.testing.assert_allclose(stored.intact[1:], f["log_expectancy"][1:150], atol=2e-5)
     table = read_ablation_table(csv)
-    assert table.intact_perplexity.iloc[0] == pytest.approx(np.exp(-np.nanmean(stored.intact)), rel=1e-6)
+    # the CSV holds 6 significant digits (float_format %.6g): a relative rounding of up to 5e-6
+    assert table.intact_perplexity.iloc[0] == pytest.approx(np.exp(-np.nanmean(stored.intact)), rel=1e-5)
     with pytest.raises(AblationError, match="ablation.max_tokens=1: must be at least 2"):
         run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, max_tokens=1)
 

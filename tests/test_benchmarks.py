@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
 
@@ -92,3 +94,11 @@ def test_tsne_overhead_gives_the_plain_calls_coordinates(wikitext2):
     out = run_benchmark("tsne_overhead.py", "--tokens", "300", "--n-iter", "20", "--perplexity", "10",
                         "--repeats", "1", data=wikitext2)
     assert re.search(r"overhead [+-][0-9.]+ %\s+same coordinates \(to the CSV's 6 decimals\): True", out), out
+
+
+def test_noop_overhead_prints_its_ratio_on_a_finished_run(tiny_workdir, wikitext2):
+    out = run_benchmark("noop_overhead.py", "--workdir", str(tiny_workdir), "--repeats", "1", "--", *TINY,
+                        data=wikitext2)
+    ratio(out, r"no-op / start-up \(CPU\):\s+")
+    assert re.search(r"overhead: +-?[0-9.]+ s wall, +-?[0-9.]+ s CPU \(target: at most 3 s\)", out), out
+

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import copy
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from conftest import copy_repo, snakemake
 from lstmscope.config import ConfigError, model_name, model_seed, model_specs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,12 +175,26 @@ def test_seeds_are_derived_stably():
     assert model_name(0.25, 1) == "d0.25_r1"
 
 
+def test_replicates_are_models_of_their_own_seeds():
+    cfg = validate_config(default_config(), SCHEMA)
+    cfg["models"]["replicates"] = 3
+    specs = model_specs(cfg)
+    dropouts = cfg["models"]["dropouts"]
+    assert len(specs) == 3 * len(dropouts)
+    assert [s.name for s in specs][:3] == ["d0.0_r0", "d0.0_r1", "d0.0_r2"]
+    assert {(s.dropout, s.replicate) for s in specs} == {(d, r) for d in dropouts for r in range(3)}
+    assert len({s.seed for s in specs}) == len(specs)  # no two replicates train the same model
+    assert model_seed(1111, 0.1, 0) != model_seed(1111, 0.1, 1)
+    # a second and third replicate leave the first replicate's seeds (and so its models) as they were
+    first = {s.name: s.seed for s in model_specs(validate_config(default_config(), SCHEMA))}
+    assert all(first[s.name] == s.seed for s in specs if s.replicate == 0)
+
+
 def test_snakemake_stops_before_any_job_with_the_message(tmp_path):
-    snakemake = Path(sys.executable).with_name("snakemake")
+    work = copy_repo(tmp_path / "work")  # not the checkout: its own results must not matter
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  lr: 0\n")
-    r = subprocess.run([str(snakemake), "-n", "--configfile", str(bad)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120)
+    r = snakemake(work, "-n", "--configfile", str(bad), check=False, timeout=120)
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert "invalid configuration: config key training.lr: 0 is out of range; must be > 0" in out
@@ -332,17 +345,17 @@ def test_text_in_a_config_file_is_not_read_as_a_number():
 
 
 def test_snakemake_reads_only_command_line_values_as_text(tmp_path):
-    snakemake = Path(sys.executable).with_name("snakemake")
+    work = copy_repo(tmp_path / "work")
     in_file = tmp_path / "quoted.yaml"
     in_file.write_text('heatmap:\n  neurons: "2"\n')
     for args, error in ((["--configfile", str(in_file)], "config key heatmap.neurons: '2' is not of type integer"),
                         (["--config", "heatmap={neurons: 2}"], None)):
-        r = subprocess.run([str(snakemake), "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = snakemake(work, "-n", *args, check=False, timeout=120)
         out = r.stdout + r.stderr
         if error:
             assert r.returncode != 0 and f"invalid configuration: {error}" in out, out
-        else:
-            assert "invalid configuration" not in out, out
+        else:  # the command line's 2 is read as text and converted: a valid config, the whole plan
+            assert r.returncode == 0 and "invalid configuration" not in out and "train_lstm" in out, out
 
 
 def _count_tokens(path: Path) -> int:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import WIKITEXT2 as DATA
 from lstmscope.download import DownloadError, download_files
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 SPLITS = ("train", "valid", "test")
 
 
@@ -104,7 +104,9 @@ def test_file_url_and_directory(tmp_path, as_url):
     outs = _outs(tmp_path)
     base = DATA.as_uri() if as_url else str(DATA)
     download_files(base, checksums(), outs, retries=0)
-    assert all(p.stat().st_size > 0 for p in outs.values())
+    for name, path in outs.items():
+        assert path.read_bytes() == (DATA / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(outs)  # no temp files left
 
 
 def test_404_fails_at_once_naming_the_url(server, tmp_path):

@@ -267,9 +267,25 @@ def test_a_layer_state_whose_neurons_are_all_dead_gets_a_figure_that_says_so(deg
     assert mpimg.imread(outputs[(2, "c")][0]).shape[0] > 100  # the live c of the same layer: its heatmaps
 
 
+def test_expectancy_heatmap_colours_each_word_by_its_own_probability(tiny, tmp_path, monkeypatch):
+    import lstmscope.heatmap as hm
+    drawn = []
+    monkeypatch.setattr(hm, "draw_blocks", lambda blocks, png, svg, dpi=150: drawn.extend(blocks))
+    expectancy_heatmap(tiny.activations, tmp_path / "e.png", tmp_path / "e.svg", tokens=40, dpi=50)
+    with h5py.File(tiny.activations) as f:
+        words = [w.decode() for w in f["tokens/words"][:40]]
+        p = f["expectancy"][:40].astype(np.float64)
+    (block,) = drawn
+    assert list(block.words) == words  # word t beside p(word t | words before it), not its neighbour's
+    np.testing.assert_array_equal(block.values, p)
+    assert np.isnan(block.values[0]) and np.isfinite(block.values[1:]).all()  # the first word has no context
+    assert block.norm.vmin == pytest.approx(min(p[1:].min(), 0.1)) and block.norm.vmax == 1.0
+    assert f"perplexity of these words {np.exp(-np.mean(np.log(p[1:]))):.0f};" in block.title
+
+
 def test_expectancy_heatmap_and_bad_layer(tiny, divergence_csv, tmp_path):
     expectancy_heatmap(tiny.activations, tmp_path / "e.png", tmp_path / "e.svg", tokens=40, dpi=50)
-    assert (tmp_path / "e.png").stat().st_size > 5_000
+    assert mpimg.imread(tmp_path / "e.png").shape[0] > 100
     with pytest.raises(ValueError, match="heatmap scale 'log'"):
         text_heatmaps(tiny.activations, divergence_csv, {(1, "h"): (tmp_path / "a.png", tmp_path / "a.svg")}, 2, 30,
                       scale="log")

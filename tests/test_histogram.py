@@ -117,6 +117,9 @@ def test_neuron_histograms_file_and_range_report(tiny, tmp_path):
         x = f["layer2/c"][:]
     row = table[(table.layer == 2) & (table.state == "c")].iloc[0]
     assert row.underflow == (x < -0.5).sum() and row.overflow == (x > 0.5).sum() and row["values"] == x.size
+    outside = (x < -0.5) | (x > 0.5)
+    assert row.outside_fraction == pytest.approx(outside.mean(), rel=1e-5)
+    assert row.neurons_outside == outside.any(axis=0).sum()
     assert row["min"] == pytest.approx(x.min(), rel=1e-5) and row["max"] == pytest.approx(x.max(), rel=1e-5)
     combined = histogram_range_table([ranges, ranges], tmp_path / "all.csv")
     assert len(combined) == 2 * len(table)

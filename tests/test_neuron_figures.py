@@ -47,10 +47,28 @@ def test_neuron_figures_written_as_png_and_svg(two_models, tmp_path):
         img = mpimg.imread(png)
         assert img.shape[0] > 100 and img.shape[1] > 200
         assert "<svg" in svg.read_text()[:500]
-    # the dead-neuron figure of the damaged model names the switched-off unit
-    svg = outputs["dead"][1].read_text()
-    assert svg.count("<path") > 10
 
+
+def test_dead_neuron_figure_draws_the_deadest_unit(two_models, tiny, tmp_path):
+    """Fig. 5.6 draws the neuron with the largest share of values within ±0.01 (ties: the first by layer, state,
+    neuron) and counts the dead (this tiny model has dead units of its own; the damaged one's switched-off h is
+    among its fully dead, a tie the order decides)."""
+    from lstmscope.divergence import read_divergence
+    from lstmscope.neuron_figures import dead_neuron_figure
+    unit = {}
+    for name in ("d0.2_r0", "d0.5_r0"):
+        hist, div = two_models[name]
+        _, hists = read_histograms(hist)
+        table = read_divergence(div)
+        info = dead_neuron_figure(hists, table, tmp_path / f"{name}.png", tmp_path / f"{name}.svg", "t", 0.01, 0.9,
+                                  dpi=50)
+        deadest = table[table.near_zero_fraction == table.near_zero_fraction.max()]
+        first = min(zip(deadest.layer, deadest.state, deadest.neuron))
+        assert (info["layer"], info["state"], info["neuron"]) == first
+        assert info["dead"] == (deadest.near_zero_fraction.iloc[0] > 0.9)
+        assert info["dead_count"] == int((table.near_zero_fraction > 0.9).sum()) > 0
+        unit[name] = table[(table.layer == 2) & (table.state == "h") & (table.neuron == tiny.dead_neuron)].iloc[0]
+    assert unit["d0.5_r0"].near_zero_fraction == 1.0 and unit["d0.2_r0"].near_zero_fraction < 0.9
 
 def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, tmp_path, monkeypatch):
     """On the log scale an empty bin has no height: every drawn line skips its empty bins (a neuron's scattered

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import WIKITEXT2 as DATA
 from lstmscope.kernels import PORTABLE_KERNELS
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, TrainingError, batchify, get_batch, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 torch.set_num_threads(1)  # deterministic and fast for tiny models on a shared 2-core machine
 
 
@@ -125,6 +125,27 @@ def test_training_learns_decays_lr_and_keeps_the_best_model(corpus):
     # the returned model is the best one: evaluating it reproduces the best validation loss
     from lstmscope.training import evaluate
     assert evaluate(result.model, batchify(valid_ids, 4), 10) == pytest.approx(result.best_valid_loss, rel=1e-6)
+    # the test split (here the validation tokens again) is scored with that best model, not the last epoch's
+    assert result.test_loss == pytest.approx(result.best_valid_loss, rel=1e-9)
+
+
+def test_evaluate_is_the_mean_cross_entropy_of_each_whole_stream(corpus):
+    """``evaluate`` cuts the streams into bptt pieces and carries the state across the cuts: the same as
+    reading each column in one go, one token at a time, and averaging -log p of every next token."""
+    from lstmscope.training import evaluate
+    vocab, _, valid_ids = corpus
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(tiny_config(vocab, 0.0)).eval()
+    source = batchify(valid_ids, 4)
+    nll = []
+    with torch.no_grad():
+        for b in range(source.size(1)):
+            column = source[:, b]
+            hidden = model.init_hidden(1)
+            for t in range(len(column) - 1):
+                logits, hidden = model(column[t:t + 1, None], hidden)
+                nll.append(-torch.log_softmax(logits[0].double(), 0)[column[t + 1]].item())
+    assert evaluate(model, source, 10) == pytest.approx(sum(nll) / len(nll), rel=1e-5)
 
 
 class _Crash(Exception):
@@ -243,7 +264,21 @@ def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
-@pytest.mark.parametrize("edited", [None, "model.py", "loss.py", "training_job.py"])
+def test_the_training_code_is_every_module_that_decides_the_weights():
+    """The modules the trainer and the model import are in ``TRAINING_CODE`` (whose digest the resume state
+    records), but for writing files (atomic) and computing that digest (provenance); the next test edits one."""
+    import ast
+
+    from lstmscope.training import TRAINING_CODE
+    library = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "lstmscope"
+    imported = set()
+    for module in TRAINING_CODE:
+        tree = ast.parse((library / f"{module}.py").read_text())
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+    assert imported - {"atomic", "provenance"} <= set(TRAINING_CODE), imported
+
+
+@pytest.mark.parametrize("edited", [None, "model.py", "training_job.py"])
 def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited):
     import os
     import shutil
@@ -315,3 +350,4 @@ def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
     default = _train_with(tmp_path, ATEN_CPU_CAPABILITY="default")
     assert default[0] == "DEFAULT"
     assert default[1] != pinned[1], "other kernels, other weights: the pin is what makes them equal"
+

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from conftest import WIKITEXT2 as DATA
 from lstmscope.vocabulary import EOS, UNK, Vocabulary, build_vocabulary, read_tokens, tokenize_lines, vocabulary_from_files
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 SPLIT_FILES = [DATA / f"{s}.txt" for s in ("train", "valid", "test")]
 
 
@@ -37,6 +36,14 @@ def test_max_size_keeps_most_frequent_and_maps_rest_to_unk():
     vocab = build_vocabulary([tokens], max_size=4)
     assert set(vocab.words) == {"z", "y", EOS, UNK}
     assert vocab.decode(vocab.encode(["x", "z", "w"])) == [UNK, "z", UNK]
+
+
+def test_max_size_ties_go_to_the_first_seen_and_ids_follow_first_appearance():
+    # a, b and c occur twice each and there is room for two of them: b and a, seen first; ids in order of
+    # first appearance (<eos> 0, b 1, a 2), <unk> last (it appears last)
+    vocab = build_vocabulary([f"{EOS} b a c a b c d {UNK}".split()], max_size=4)
+    assert vocab.words == [EOS, "b", "a", UNK]
+    assert vocab.decode(vocab.encode(["c", "a", "d"])) == [UNK, "a", UNK]
 
 
 def test_max_size_on_wikitext(full_vocabulary):
