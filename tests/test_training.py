@@ -340,9 +340,10 @@ def _train_with(tmp_path, **env) -> tuple[str, str]:
 def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
     """From the same seed, an AVX-512 machine and an AVX2 one trained different models (torch's AVX-512
     kernels round differently). The job pins the AVX2 kernels: here, whatever this CPU offers, it trains the
-    weights of a process told to use AVX2 kernels, which is what a CPU without AVX-512 does on its own; a
-    setting of the environment wins."""
-    avx2 = _train_with(tmp_path, ATEN_CPU_CAPABILITY="avx2", MKL_CBWR="AVX2")
+    weights of a process told to use AVX2 kernels (torch's, MKL's and oneDNN's), which is what a CPU without
+    AVX-512 does on its own; a setting of the environment wins. (oneDNN, which ran the LSTM with AVX-512
+    kernels of its own choice, is off: lstmscope.model.)"""
+    avx2 = _train_with(tmp_path, ATEN_CPU_CAPABILITY="avx2", MKL_CBWR="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")
     if avx2[0] != "AVX2":
         pytest.skip(f"this CPU has no AVX2 kernels (told to use them, torch uses {avx2[0]})")
     pinned = _train_with(tmp_path)
@@ -351,3 +352,19 @@ def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
     assert default[0] == "DEFAULT"
     assert default[1] != pinned[1], "other kernels, other weights: the pin is what makes them equal"
 
+
+def test_onednn_is_off_unless_the_environment_keeps_it(tmp_path):
+    """oneDNN picks its own kernels by the processor: off, the LSTM runs on the pinned ones; LSTMSCOPE_ONEDNN=1
+    keeps it, and the provenance says so."""
+    probe = "import lstmscope.model as m, torch; print(torch.backends.mkldnn.enabled, m.cpu_kernels())"
+    import os
+
+    for value, expected in ((None, "False"), ("1", "True")):
+        env = {k: v for k, v in os.environ.items() if k != "LSTMSCOPE_ONEDNN"}
+        if value:
+            env["LSTMSCOPE_ONEDNN"] = value
+        r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        enabled, kernels = r.stdout.strip().split(" ", 1)
+        assert enabled == expected
+        assert kernels.endswith(", oneDNN") == (value == "1" and torch.backends.mkldnn.is_available()), kernels

@@ -20,6 +20,14 @@ from .atomic import atomic_path
 
 CHECKPOINT_FORMAT = "lstmscope-checkpoint-1"
 
+# On the CPU torch runs nn.LSTM through oneDNN ("mkldnn") where it can, and oneDNN picks its kernels by the
+# processor on its own, out of reach of the pinned variables (lstmscope.kernels): from the same seed an
+# AVX-512 machine and an AVX2 one trained default models of test perplexity 410 and 452. Off, the LSTM runs
+# on ATen's kernels and MKL's matrix products, which are pinned (at the thesis's size a CPU training step takes
+# about twice as long). Importing this module turns it off for the whole process (CUDA is not affected) unless
+# the environment sets LSTMSCOPE_ONEDNN=1, which keeps it, at the price of that reproducibility.
+torch.backends.mkldnn.enabled = os.environ.get("LSTMSCOPE_ONEDNN") == "1"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -79,8 +87,9 @@ class LSTMLanguageModel(nn.Module):
 def cpu_kernels() -> str:
     """Torch's CPU kernels in effect, recorded in the torch stages' provenance: ``AVX2`` on any x86-64 CPU
     that has it, as importing ``lstmscope`` pinned them (:mod:`lstmscope.kernels`), unless the environment
-    chose others."""
-    return torch.backends.cpu.get_cpu_capability()
+    chose others; ``, oneDNN`` added where a process turned oneDNN back on (its own kernels, not pinned)."""
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"{kernels}, oneDNN" if torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available() else kernels
 
 
 def choose_device(device: str, gpus: int, key: str) -> torch.device:
