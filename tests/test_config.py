@@ -134,6 +134,19 @@ def test_bad_config_is_one_line_error_naming_the_key(key, value, message):
     assert "\n" not in str(err.value)
 
 
+def test_fewer_models_name_every_list_of_models_left_behind_in_one_message():
+    """Training fewer models leaves the embedded, explored and ablated lists behind: one run, one error for all."""
+    cfg = default_config()
+    cfg["models"]["dropouts"] = [0.0, 0.5]
+    cfg["ablation"]["dropouts"] = [0.0, 0.3, 0.6]
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    explored = ", ".join(str(d) for d in cfg["neuron_explorer"]["dropouts"] if d not in (0.0, 0.5))
+    assert str(err.value) == (
+        f"config key embedding.dropouts: 0.8 is not among models.dropouts [0.0, 0.5]; so is {explored} of "
+        "neuron_explorer.dropouts; so are 0.3, 0.6 of ablation.dropouts")
+
+
 @pytest.mark.parametrize("name", ["NA", "null", "nan", "None", "True", "false", "inf", "Infinity"])
 def test_a_text_name_the_tables_would_not_read_back_is_refused(name):
     # what the pipeline's CSV reader makes of a text column holding only this name
