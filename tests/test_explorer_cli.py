@@ -12,7 +12,7 @@ import pytest
 from lstmscope.dump_cli import main as dump_main
 from lstmscope.explorer_cli import main
 
-from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
+from neurons_support import HIDDEN, divergence_csv, tiny  # noqa: F401 (fixtures)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 
@@ -127,7 +127,8 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
               f"nope.csv: divergence table not found; give the ranking of model {model}'s neurons with --divergence"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),
              (["--ranked-on", "nope"], "nope/divergence.csv: divergence table not found"),
-             (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking")]
+             (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking"),
+             (["--neurons", str(HIDDEN + 1)], f"--neurons {HIDDEN + 1}: more than the {HIDDEN} neurons of a layer")]
     for args, message in cases:
         assert main([activations, "-o", str(out), *args]) == 1
         err = capsys.readouterr().err.strip()
@@ -135,7 +136,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
         assert not out.exists()
     assert main([str(tmp_path / "missing.h5"), "-o", str(out)]) == 1
     assert "missing.h5" in capsys.readouterr().err and not out.exists()
-    for args, message in ((["-o", str(tmp_path / "p.txt")], "--output"), (["-o", str(out), "--neurons", "0"],
+    for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"), (["-o", str(out), "--neurons", "0"],
                                                                            "--neurons: 0: must be at least 1"),
                           (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all")):
         with pytest.raises(SystemExit) as exit_:

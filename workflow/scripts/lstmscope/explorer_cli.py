@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--passage", type=int, default=80,
                     help="tokens in the passage the page's button jumps to (default 80)")
     ap.add_argument("--headings", action="store_true",
-                    help="let that passage hold section headings (default: the passage outside them and the 20 tokens "
-                         "after each)")
+                    help="let that passage hold section headings (default: the passage outside them, their empty lines "
+                         "and the 20 tokens after each)")
     ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
     return ap
 
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not args.output.endswith((".html", ".htm")):
-        ap.error(f"--output {args.output}: a web page, ending in .html")
+        ap.error(f"--output {args.output}: a web page, ending in .html (or .htm)")
     if args.passage < 1:
         ap.error(f"--passage {args.passage}: must be >= 1")
     try:
@@ -95,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_activations(args.activations) as f:
             model, text, split = str(f.attrs["model"]), str(f.attrs["text"]), str(f.attrs.get("split", ""))
             text_file = str(f.attrs.get("text_file", ""))
+            hidden = int(f.attrs["hidden_size"])
+        if args.neurons is not None and args.neurons > hidden:  # as neuron_explorer.neurons in the config
+            raise ValueError(f"--neurons {args.neurons}: more than the {hidden} neurons of a layer of {model}; "
+                             "give all to offer every live neuron")
         divergence = args.divergence or str(default_divergence(args.activations, model, text, split, args.ranked_on))
         if not Path(divergence).is_file():
             raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
