@@ -150,6 +150,21 @@ def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):
     assert "no 95 % interval" not in capsys.readouterr().err
 
 
+def test_a_text_with_no_word_that_often_says_why_the_word_lists_are_empty(tiny, tmp_path, capsys):
+    import h5py
+    with h5py.File(tiny.activations) as f:
+        words = [w.decode() for w in f["tokens/words"][:40]]
+    most = max(words.count(w) for w in set(words[1:]))  # the first word has no effect (no context)
+    csv = tmp_path / "t.csv"
+    for min_count, empty in ((most + 1, True), (2, False)):
+        assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "40",
+                     "--min-count", str(min_count), "-o", str(csv)]) == 0
+        note = f"note: no word lists: no word occurs --min-count {min_count} times among the words read"
+        assert (note in capsys.readouterr().err) == empty
+        lists = pd.read_csv(csv, keep_default_na=False)[["words_helped", "words_hindered"]]
+        assert (lists == "").all(axis=None) == empty
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_device_cuda_without_cuda_names_the_option(tiny, tmp_path, capsys):
     csv = tmp_path / "t.csv"

@@ -12,8 +12,8 @@ is held at its mean over the tokens read (``--method zero``: at 0), as the pipel
 Neurons are ``LAYER:INDEX`` (layers from 1, indices from 0, as in the tables). The activations
 file gives the text and must have been dumped from the checkpoint. ``--heatmap`` draws each
 ablation's effect on every word (log p intact - log p without, in nats) over the passage where
-the first one's effect is largest, outside the section headings and the 20 tokens after each
-(``--headings``: anywhere).
+the first one's effect is largest, outside the section headings, their empty lines and the 20
+tokens after each (``--headings``: anywhere).
 """
 from __future__ import annotations
 
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--heatmap", help="draw each ablation's effect on the words (.png, .svg or .pdf)")
     ap.add_argument("--passage", type=int, default=80, help="tokens in the --heatmap passage (default 80)")
     ap.add_argument("--headings", action="store_true",
-                    help="let the --heatmap passage hold section headings (default: the passage outside them and "
-                         "the 20 tokens after each)")
+                    help="let the --heatmap passage hold section headings (default: the passage outside them, "
+                         "their empty lines and the 20 tokens after each)")
     add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     return ap
@@ -153,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
+              file=sys.stderr)
+    if not table[["words_helped", "words_hindered"]].fillna("").to_numpy().any():
+        print(f"{PROG}: note: no word lists: no word occurs --min-count {args.min_count} times among the words read",
               file=sys.stderr)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
