@@ -113,15 +113,16 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
             for c in CONTEXTS:
                 n, d = within_word_d(v, word_groups(masks[c], ids))
                 assert getattr(r, f"{c}_word_n") == n and np.isclose(getattr(r, f"{c}_word_d"), d, equal_nan=True)
-            top_word = r.highest_words.split(" ")[0]
-            assert top_word == f"{words[int(np.argmax(v))]}({v.max():+.2f})"
+            top_word = r.highest_words.split("; ")[0]
+            assert top_word == f"{words[int(np.argmax(v))]} ({v.max():+.2f})"
             # the 4 words with the highest (lowest) single value, each word once, with that value
             per_word = pd.Series(v).groupby(np.array(words))
             for column, extreme in (("highest_words", per_word.max().sort_values(ascending=False)),
                                     ("lowest_words", per_word.min().sort_values())):
-                assert getattr(r, column) == " ".join(f"{w}({x:+.2f})" for w, x in extreme.head(4).items())
+                assert getattr(r, column) == "; ".join(f"{w} ({x:+.2f})" for w, x in extreme.head(4).items())
     summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
     assert len(summary) == LAYERS * 2 and (summary["rank"] == 1).all()
+    assert (summary["dropout"] == 0.2).all()  # the tiny model's (the cross-model table's x)
     every = neuron_tracking(tiny.activations, divergence_csv, tmp_path / "all.csv", top_k=None, top_words=4)
     live = div[div["rank"].notna()]  # divergence.track: null, every live neuron
     assert sorted(zip(every.layer, every.state, every.neuron)) == sorted(zip(live.layer, live.state, live.neuron))

@@ -170,7 +170,7 @@ def extreme_words(values: np.ndarray, words: Sequence[str], k: int, lowest: bool
 
 
 def _fmt(pairs: list[tuple[str, float]]) -> str:
-    return " ".join(f"{w}({v:+.2f})" for w, v in pairs)
+    return "; ".join(f"{w} ({v:+.2f})" for w, v in pairs)  # "; " apart: a word can be "(" or ";"
 
 
 TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "mean"]
@@ -229,7 +229,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
     return out
 
 
-SUMMARY_COLUMNS = ["model", "text", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
+SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
                    "strongest_word_d", *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
 
 
