@@ -6,7 +6,7 @@ passage so they can be compared word by word::
 
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:37 --neuron 1:5 -o n.png
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --expectancy --start 400 --tokens 120 -o e.svg
-    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:18 \
+    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:1 \
         --ablation results/ablation/d0.0_r0/test.h5 -o removed.png
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --group 2:top \
         --ablation results/ablation/d0.0_r0/test.h5 -o together.png
