@@ -16,7 +16,7 @@ from lstmscope.ablation import ablated_model, choose_ablations, run_ablation, te
 from lstmscope.ablation_file import AblationError, read_ablation, read_ablation_table
 from lstmscope.ablation_table import change_interval, word_effects, write_ablation_table
 from lstmscope.activations_file import ActivationsError
-from lstmscope.model import load_checkpoint, state_dict_digest
+from lstmscope.model import cpu_kernels, load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
 
 from neurons_support import (HIDDEN, LAYERS, degenerate, divergence_csv, prose_window, reference_log_probs,  # noqa: F401
@@ -164,7 +164,7 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
     assert list(table.group) == ["top", "top", "top all", "random", "random", "random", "random all"] * LAYERS
     stored = read_ablation(h5)
     assert stored.attrs["checkpoint_sha256"] == sha256_file(tiny.checkpoint)
-    assert json.loads(stored.attrs["provenance"])["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads(stored.attrs["provenance"])["cpu_kernels"] == cpu_kernels()
     assert [(a.layer, a.neurons, a.group) for a in stored.ablations] == [
         (r.layer, tuple(int(j) for j in r.neurons.split()), r.group) for r in table.itertuples()]
     with h5py.File(tiny.activations) as f:

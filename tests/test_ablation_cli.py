@@ -159,7 +159,8 @@ def test_a_text_with_no_word_that_often_says_why_the_word_lists_are_empty(tiny, 
     for min_count, empty in ((most + 1, True), (2, False)):
         assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "40",
                      "--min-count", str(min_count), "-o", str(csv)]) == 0
-        note = f"note: no word lists: no word occurs --min-count {min_count} times among the words read"
+        note = (f"note: no word lists: no word occurring --min-count={min_count} or more times among the words read "
+                "changed in probability")
         assert (note in capsys.readouterr().err) == empty
         lists = pd.read_csv(csv, keep_default_na=False)[["words_helped", "words_hindered"]]
         assert (lists == "").all(axis=None) == empty

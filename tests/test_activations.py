@@ -11,7 +11,7 @@ import torch
 
 from lstmscope.activations import TextSpec, dump_activations, text_tokens
 from lstmscope.activations_file import ActivationsError, iter_rows, open_activations, read_words, state_dataset
-from lstmscope.model import load_checkpoint
+from lstmscope.model import cpu_kernels, load_checkpoint
 from lstmscope.provenance import sha256_file
 from lstmscope.vocabulary import Vocabulary, read_tokens
 
@@ -124,7 +124,7 @@ def test_schema_attributes_and_provenance(tiny):
         assert prov["checkpoint_sha256"] == a["checkpoint_sha256"]
         assert prov["model_config"]["hidden_size"] == HIDDEN and prov["offset"] == 300
         assert {"lstmscope_version", "git_commit", "library_sha256"} <= set(prov)
-        assert prov["device"] == "cpu" and prov["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+        assert prov["device"] == "cpu" and prov["cpu_kernels"] == cpu_kernels()
 
 
 def test_blocks_do_not_reset_the_state_and_runs_are_reproducible(tiny, tmp_path):

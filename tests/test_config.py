@@ -143,8 +143,8 @@ def test_fewer_models_name_every_list_of_models_left_behind_in_one_message():
         validate_config(cfg, SCHEMA)
     explored = ", ".join(str(d) for d in cfg["neuron_explorer"]["dropouts"] if d not in (0.0, 0.5))
     assert str(err.value) == (
-        f"config key embedding.dropouts: 0.8 is not among models.dropouts [0.0, 0.5]; so is {explored} of "
-        "neuron_explorer.dropouts; so are 0.3, 0.6 of ablation.dropouts")
+        f"config key embedding.dropouts: 0.8 is not among models.dropouts [0.0, 0.5]; nor is {explored} of "
+        "neuron_explorer.dropouts; nor are 0.3, 0.6 of ablation.dropouts")
 
 
 @pytest.mark.parametrize("name", ["NA", "null", "nan", "None", "True", "false", "inf", "Infinity"])

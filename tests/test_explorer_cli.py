@@ -136,13 +136,14 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
         assert not out.exists()
     assert main([str(tmp_path / "missing.h5"), "-o", str(out)]) == 1
     assert "missing.h5" in capsys.readouterr().err and not out.exists()
-    for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"), (["-o", str(out), "--neurons", "0"],
-                                                                           "--neurons: 0: must be at least 1"),
+    for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"),
+                          (["-o", str(out), "--neurons", "0"], "--neurons: 0: must be at least 1"),
                           (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all")):
         with pytest.raises(SystemExit) as exit_:
             main([activations, *args])
         assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert not out.exists()
+    assert main([activations, "-o", str(out), "--neurons", str(HIDDEN)]) == 0 and out.is_file()  # a layer's all
 
 
 def test_the_console_script_runs(results, tmp_path):

@@ -126,6 +126,7 @@ def test_training_learns_decays_lr_and_keeps_the_best_model(corpus):
     from lstmscope.training import evaluate
     assert evaluate(result.model, batchify(valid_ids, 4), 10) == pytest.approx(result.best_valid_loss, rel=1e-6)
     # the test split (here the validation tokens again) is scored with that best model, not the last epoch's
+    assert hist[-1]["valid_loss"] > result.best_valid_loss  # (the last epoch is not the best one here)
     assert result.test_loss == pytest.approx(result.best_valid_loss, rel=1e-9)
 
 

@@ -39,11 +39,11 @@ def test_max_size_keeps_most_frequent_and_maps_rest_to_unk():
 
 
 def test_max_size_ties_go_to_the_first_seen_and_ids_follow_first_appearance():
-    # a, b and c occur twice each and there is room for two of them: b and a, seen first; ids in order of
-    # first appearance (<eos> 0, b 1, a 2), <unk> last (it appears last)
-    vocab = build_vocabulary([f"{EOS} b a c a b c d {UNK}".split()], max_size=4)
-    assert vocab.words == [EOS, "b", "a", UNK]
-    assert vocab.decode(vocab.encode(["c", "a", "d"])) == [UNK, "a", UNK]
+    # c, b and a occur twice each and there is room for two of them: c and b, seen first (not a and b, first
+    # in the alphabet); ids in order of first appearance (<eos> 0, c 1, b 2), <unk> last (it appears last)
+    vocab = build_vocabulary([f"{EOS} c b a b c a d {UNK}".split()], max_size=4)
+    assert vocab.words == [EOS, "c", "b", UNK]
+    assert vocab.decode(vocab.encode(["a", "b", "d"])) == [UNK, "b", UNK]
 
 
 def test_max_size_on_wikitext(full_vocabulary):

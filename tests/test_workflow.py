@@ -18,6 +18,7 @@ import torch
 
 from conftest import WIKITEXT2 as DATA
 from conftest import assert_same_models
+from lstmscope.model import cpu_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -64,7 +65,7 @@ def run_snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 
 def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_run):
     """Over HTTP, from the download to the perplexity table, in a fresh copy on one core: the same models,
-    weight for weight, as the session's tiny run (two cores, data from a file:// URL)."""
+    weight for weight, as the session's tiny run (two cores, data from a local folder)."""
     project = copy_project(tmp_path / "project")
     r = run_snakemake(project, "--configfile", "tests/config/tiny.yaml", "--config", f"data={{url: '{http_url}'}}",
                       "-c1", "results/tables/perplexity.csv")
@@ -91,7 +92,7 @@ def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_
         prov = metrics["provenance"]
         assert prov["seed"] == int(row["seed"]) and len(prov["checkpoint_sha256"]) == 64
         assert prov["training"]["train_tokens"] == 6000 and prov["lstmscope_version"]
-        assert prov["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()  # pinned, as in this process
+        assert prov["cpu_kernels"] == cpu_kernels()  # pinned, oneDNN off, as in this process
         assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
         assert not (mdir / "resume.pt").exists()
         log = (project / "results/logs/train_lstm" / f"{row['model']}.log").read_text()

@@ -155,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)
     if not table[["words_helped", "words_hindered"]].fillna("").to_numpy().any():
-        print(f"{PROG}: note: no word lists: no word occurs --min-count {args.min_count} times among the words read",
-              file=sys.stderr)
+        print(f"{PROG}: note: no word lists: no word occurring --min-count={args.min_count} or more times among the "
+              "words read changed in probability", file=sys.stderr)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

@@ -271,7 +271,7 @@ def _check_consistency(config: dict[str, Any]) -> None:
     untrained = {section: ds for section, ds in untrained.items() if ds}
     if untrained:
         (first, ds), *others = untrained.items()
-        also = "".join(f"; so {'is' if len(more) == 1 else 'are'} {', '.join(map(str, more))} of {section}.dropouts"
+        also = "".join(f"; nor {'is' if len(more) == 1 else 'are'} {', '.join(map(str, more))} of {section}.dropouts"
                        for section, more in others)
         raise ConfigError(f"config key {first}.dropouts: {', '.join(map(str, ds))} "
                           f"{'is' if len(ds) == 1 else 'are'} not among models.dropouts {dropouts}{also}")

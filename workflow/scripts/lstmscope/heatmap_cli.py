@@ -14,10 +14,9 @@ passage so they can be compared word by word::
 Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pipeline's
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
 state (or, ``--around effect``, its removal's effect, among the words the ablation read) has
-the largest sum of |value| outside the section headings, their empty lines and the 20 tokens after each
-(``--headings``: anywhere; for
-``--expectancy`` alone: the text's start); ``--around`` with ``--start``, or ``h``/``c``
-without a neuron, is an error rather than ignored.
+the largest sum of |value| outside the section headings, their empty lines and the 20 tokens
+after each (``--headings``: anywhere; for ``--expectancy`` alone: the text's start); ``--around``
+with ``--start``, or ``h``/``c`` without a neuron, is an error rather than ignored.
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
 word, log p(word) intact minus without it (red: it helped predict the word; a dotted frame: no value).

@@ -24,7 +24,7 @@ CHECKPOINT_FORMAT = "lstmscope-checkpoint-1"
 # processor on its own, out of reach of the pinned variables (lstmscope.kernels): from the same seed an
 # AVX-512 machine and an AVX2 one trained default models of test perplexity 410 and 452. Off, the LSTM runs
 # on ATen's kernels and MKL's matrix products, which are pinned (at the thesis's size a CPU training step takes
-# about twice as long). Importing this module turns it off for the whole process (CUDA is not affected) unless
+# about 1.5 times as long). Importing this module turns it off for the whole process (CUDA is not affected) unless
 # the environment sets LSTMSCOPE_ONEDNN=1, which keeps it, at the price of that reproducibility.
 torch.backends.mkldnn.enabled = os.environ.get("LSTMSCOPE_ONEDNN") == "1"
 

@@ -170,7 +170,9 @@ def extreme_words(values: np.ndarray, words: Sequence[str], k: int, lowest: bool
 
 
 def _fmt(pairs: list[tuple[str, float]]) -> str:
-    return "; ".join(f"{w} ({v:+.2f})" for w, v in pairs)  # "; " apart: a word can be "(" or ";"
+    # each item ends in " (±x.xx)", so a word that is "(", ";" or "," still reads as one (split on that end,
+    # not on "; ")
+    return "; ".join(f"{w} ({v:+.2f})" for w, v in pairs)
 
 
 TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "mean"]
@@ -247,6 +249,7 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
         raise ActivationsError(f"tracking tables lack columns {', '.join(missing)}")
     summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"])
                .groupby(["model", "text", "layer", "state"], sort=False).head(per_group)[SUMMARY_COLUMNS])
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.3g")
+    with atomic_path(csv_path) as tmp:  # 3 significant digits, but the dropout whole (0.12345 is no 0.123)
+        summary.assign(dropout=summary["dropout"].map(lambda d: f"{d:.12g}")).to_csv(tmp, index=False,
+                                                                                   float_format="%.3g")
     return summary
