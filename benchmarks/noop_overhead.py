@@ -1,7 +1,7 @@
 """A no-op run: what Snakemake spends on a finished run when nothing changed, against starting Snakemake.
 
 Starting Snakemake (the interpreter, Snakemake and its plugins imported: ``snakemake --version``) costs
-about 2 s of CPU whatever the workflow; what the workflow adds on top (parsing the rule files, validating
+about 1–2 s of CPU whatever the workflow (0.9 s on the project's VM); what the workflow adds on top (parsing the rule files, validating
 the config, building the DAG, checking every output and its recorded metadata) is its overhead, the time a
 user waits after every change before the first job starts. Both are timed in the same folder, interleaved,
 best of --repeats (wall and CPU time of the child processes).
