@@ -30,7 +30,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -391,10 +390,7 @@ def tiny_run(tmp_path_factory, wikitext2) -> Path:
     per session, because the recorded inputs of a job include absolute paths."""
     base = tmp_path_factory.mktemp("tiny-run")
     work = copy_repo(base / "work", wikitext2)
-    start = time.monotonic()
     snakemake(work, *TINY, timeout=1800)
-    elapsed = time.monotonic() - start
-    (base / "seconds").write_text(f"{elapsed:.1f}\n")
     pristine = base / "pristine"
     shutil.copytree(work, pristine, symlinks=True)  # copy2: modification times are kept
     return base
