@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: where WikiText-2 is, and writing a benchmark's activations file."""
+"""What the benchmark scripts share: where WikiText-2 is, how to start Snakemake, and writing a benchmark's activations file."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,12 @@ import lstmscope  # noqa: E402,F401  (pins the CPU kernels as in the pipeline: i
 
 # WikiText-2: $LSTMSCOPE_WIKITEXT (as the tests), else the shared copy beside the project
 DATA = Path(os.environ.get("LSTMSCOPE_WIKITEXT", ROOT.parent / "shared" / "data" / "wikitext-2"))
+
+
+def snakemake_command() -> list[str]:
+    """The Snakemake beside this interpreter (the venv's), else ``python -m snakemake``."""
+    exe = Path(sys.executable).with_name("snakemake")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
 
 
 def write_bench_activations(model, ids, words, path: Path) -> None:

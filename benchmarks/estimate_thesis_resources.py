@@ -46,11 +46,10 @@ from pathlib import Path
 
 import yaml
 
-from common import DATA, ROOT  # also puts the library on sys.path
+from common import DATA, ROOT, snakemake_command  # also puts the library on sys.path
 from lstmscope.config import model_specs, validate_config
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 # Effective throughput of the trainer on one GPU at the thesis's size (batch 20, bptt 35): 27 TFLOP/s
 # MEASURED on an H100 80GB (benchmarks/gpu_training.py, 2026-11-28: 38 200 tokens/s x 707 MFLOP per
@@ -207,7 +206,7 @@ def run_scale_point(workdir: Path, name: str, overrides: dict, cores: int) -> Pa
     (work / "scale.yaml").write_text(yaml.safe_dump(overrides))
     env = dict(os.environ, PYTHONPATH=str(work / "workflow" / "scripts"), MPLBACKEND="Agg")
     start = time.monotonic()
-    r = subprocess.run([str(SNAKEMAKE), "--configfile", "scale.yaml", "--cores", str(cores)], cwd=work, env=env,
+    r = subprocess.run([*snakemake_command(), "--configfile", "scale.yaml", "--cores", str(cores)], cwd=work, env=env,
                        capture_output=True, text=True, timeout=7200)
     if r.returncode != 0:
         raise SystemExit(f"scale point {name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")

@@ -22,12 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake_command() -> list[str]:
-    exe = Path(sys.executable).with_name("snakemake")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+from common import ROOT, snakemake_command
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:

@@ -101,4 +101,3 @@ def test_noop_overhead_prints_its_ratio_on_a_finished_run(tiny_workdir, wikitext
                         data=wikitext2)
     ratio(out, r"no-op / start-up \(CPU\):\s+")
     assert re.search(r"overhead: +-?[0-9.]+ s wall, +-?[0-9.]+ s CPU \(target: at most 3 s\)", out), out
-

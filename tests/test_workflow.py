@@ -5,48 +5,15 @@ import csv
 import http.server
 import json
 import math
-import re
-import shutil
-import subprocess
-import sys
 import threading
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import WIKITEXT2 as DATA
-from conftest import assert_same_models
+from conftest import assert_same_models, copy_repo, parse_job_stats, snakemake
 from lstmscope.model import cpu_kernels
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def copy_project(dest: Path) -> Path:
-    """The project's code and configs (no results, no venv) in ``dest``."""
-    for name in ["Snakefile", "config.yaml", "workflow", "presets", "profiles", "envs", "tests/config"]:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    counts = {}
-    block = dry_run_output.split("Job stats:", 1)[1]
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    return counts
-
 
 @pytest.fixture(scope="module")
 def http_url():
@@ -59,16 +26,12 @@ def http_url():
     httpd.server_close()
 
 
-def run_snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
 def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_run):
     """Over HTTP, from the download to the perplexity table, in a fresh copy on one core: the same models,
     weight for weight, as the session's tiny run (two cores, data from a local folder)."""
-    project = copy_project(tmp_path / "project")
-    r = run_snakemake(project, "--configfile", "tests/config/tiny.yaml", "--config", f"data={{url: '{http_url}'}}",
-                      "-c1", "results/tables/perplexity.csv")
+    project = copy_repo(tmp_path / "project")
+    r = snakemake(project, "--configfile", "tests/config/tiny.yaml", "--config", f"data={{url: '{http_url}'}}",
+                  "-c1", "results/tables/perplexity.csv", check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for split in ("train", "valid", "test"):  # the files served, byte for byte
         assert (project / f"results/data/wikitext-2/{split}.txt").read_bytes() == (DATA / f"{split}.txt").read_bytes()
@@ -104,9 +67,9 @@ def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_
 
 def test_dry_run_plans_nine_models(tmp_path):
     """The default config (the thesis preset's plan is checked in test_slurm, on its profile)."""
-    project = copy_project(tmp_path / "project")
-    r = run_snakemake(project, "-n", timeout=120)
+    project = copy_repo(tmp_path / "project")
+    r = snakemake(project, "-n", timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
-    counts = job_counts(r.stdout)
+    counts = parse_job_stats(r.stdout)
     assert counts["train_lstm"] == 9
     assert counts["download_wikitext2"] == 1 and counts["vocabulary"] == 1
