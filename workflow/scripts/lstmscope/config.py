@@ -265,17 +265,17 @@ def _check_consistency(config: dict[str, Any]) -> None:
     for d in dropouts:
         if 0 < d < 1e-6:  # its model name would be hundreds of characters (d0.000…)
             raise ConfigError(f"config key models.dropouts: {d} is below 1e-06; a dropout that small is none (use 0.0)")
-    # every list of models is checked before the error, so that one message names them all
-    untrained = {section: [d for d in config[section]["dropouts"] or [] if float(d) not in dropouts]
-                 for section in ("embedding", "neuron_explorer", "ablation")}  # null (ablation): every model
-    untrained = {section: ds for section, ds in untrained.items() if ds}
+    lists = ("embedding", "neuron_explorer", "ablation")  # of models, each a subset of models.dropouts
+    # every list is checked before the error, so that one message names them all; null (ablation): every model
+    untrained = {section: ds for section in lists
+                 if (ds := [d for d in config[section]["dropouts"] or [] if float(d) not in dropouts])}
     if untrained:
         (first, ds), *others = untrained.items()
         also = "".join(f"; nor {'is' if len(more) == 1 else 'are'} {', '.join(map(str, more))} of {section}.dropouts"
                        for section, more in others)
         raise ConfigError(f"config key {first}.dropouts: {', '.join(map(str, ds))} "
                           f"{'is' if len(ds) == 1 else 'are'} not among models.dropouts {dropouts}{also}")
-    for section in ("embedding", "neuron_explorer", "ablation"):
+    for section in lists:
         for t in config[section]["texts"]:
             if t not in config["texts"]:
                 raise ConfigError(f"config key {section}.texts: {t!r} is not a text of texts "

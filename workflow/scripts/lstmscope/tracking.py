@@ -231,8 +231,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
     return out
 
 
-SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context", "strongest_d",
-                   "strongest_word_d", *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
+SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context",
+                   "strongest_d", "strongest_word_d", *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
 
 
 def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, per_group: int = 1
@@ -250,6 +250,5 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"])
                .groupby(["model", "text", "layer", "state"], sort=False).head(per_group)[SUMMARY_COLUMNS])
     with atomic_path(csv_path) as tmp:  # 3 significant digits, but the dropout whole (0.12345 is no 0.123)
-        summary.assign(dropout=summary["dropout"].map(lambda d: f"{d:.12g}")).to_csv(tmp, index=False,
-                                                                                   float_format="%.3g")
+        summary.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.3g")
     return summary
