@@ -44,8 +44,10 @@ def _set(cfg: dict, dotted: str, value):
 
 
 BAD = [
-    ("traning", {"epochs": 1}, "unknown config key 'traning' at the top level; allowed keys: ablation, activations, architecture"),
-    ("training.epoch", 3, "unknown config key 'epoch' in training; allowed keys: batch_size, bptt, clip, device"),
+    ("traning", {"epochs": 1}, "unknown config key 'traning' at the top level; did you mean 'training'? allowed keys: ablation, activations, "
+                             "architecture"),
+    ("training.epoch", 3, "unknown config key 'epoch' in training; did you mean 'epochs'? allowed keys: batch_size, bptt, clip"),
+    ("figures.colormap", "RdBu", "unknown config key 'colormap' in figures; allowed keys:"),  # nothing close: no guess
     ("training.lr", -1, "config key training.lr: -1 is out of range; must be > 0"),
     ("training.epochs", "ten", "config key training.epochs: 'ten' is not of type integer"),
     ("training.device", "tpu", "config key training.device: 'tpu' is not allowed; choose one of ['auto', 'cpu', 'cuda']"),

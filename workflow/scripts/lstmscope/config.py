@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import decimal
+import difflib
 import hashlib
 import math
 import os
@@ -54,7 +55,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         where = f"in {key}" if error.absolute_path else "at the top level"
-        return f"unknown config key {extra[0]!r} {where}; allowed keys: {', '.join(allowed)}"
+        near = difflib.get_close_matches(str(extra[0]), allowed, n=1)
+        guess = f"did you mean {near[0]!r}? " if near else ""
+        return f"unknown config key {extra[0]!r} {where}; {guess}allowed keys: {', '.join(allowed)}"
     if v == "enum":
         return f"config key {key}: {error.instance!r} is not allowed; choose one of {s}"
     if v == "type":
