@@ -149,6 +149,16 @@ def test_fewer_models_name_every_list_of_models_left_behind_in_one_message():
         "neuron_explorer.dropouts; nor are 0.3, 0.6 of ablation.dropouts")
 
 
+@pytest.mark.parametrize("layers, given, embedded", [(1, None, [1]), (3, None, [1, 2, 3]), (3, [3, 1], [1, 3])])
+def test_embedding_layers_default_to_every_layer(layers, given, embedded):
+    """Left null, embedding.layers follows architecture.layers (a one-layer model needs no second edit)."""
+    cfg = default_config()
+    cfg["architecture"]["layers"] = layers
+    cfg["embedding"]["layers"] = given
+    assert validate_config(cfg, SCHEMA)["embedding"]["layers"] == embedded
+    assert validate_config({"architecture": {"layers": layers}}, SCHEMA)["embedding"]["layers"] == list(range(1, layers + 1))
+
+
 @pytest.mark.parametrize("name", ["NA", "null", "nan", "None", "True", "false", "inf", "Infinity"])
 def test_a_text_name_the_tables_would_not_read_back_is_refused(name):
     # what the pipeline's CSV reader makes of a text column holding only this name

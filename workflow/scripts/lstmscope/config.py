@@ -284,6 +284,8 @@ def _check_consistency(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key {section}.texts: {t!r} is not a text of texts "
                                   f"({', '.join(config['texts'])})")
     layers = config["architecture"]["layers"]
+    if config["embedding"]["layers"] is None:  # the default: every layer
+        config["embedding"]["layers"] = list(range(1, layers + 1))
     for layer in config["embedding"]["layers"]:
         if layer > layers:
             raise ConfigError(f"config key embedding.layers: layer {layer} does not exist; architecture.layers is {layers}")
