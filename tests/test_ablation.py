@@ -396,8 +396,56 @@ def test_the_vs_dropout_figure_draws_each_models_spread_of_single_removals(tmp_p
     (ax,) = kept[0].axes
     segments = sorted((round(float(s[0][0]), 6), float(s[0][1]), float(s[1][1]))
                       for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments())
-    d = figs.SPREAD_SHIFT
+    d = round(figs.SPREAD_SHIFT * 0.5, 6)  # a fraction of the gap between the dropouts, 0.5
+    assert 0 < d < 0.25
     assert segments == [(-d, -1.0, 2.0), (d, 9.0, 12.0), (0.5 - d, 0.5, 0.75), (0.5 + d, 10.5, 10.75)]
+
+
+@pytest.mark.parametrize("dropouts", [(0.3,), (0.0, 0.01), (0.0, 0.01, 0.5), (0.1, 0.2, 0.3)])
+def test_each_spread_line_stays_beside_its_own_dropout(tmp_path, monkeypatch, dropouts):
+    """Close dropouts (or a single one): every model's spread line is nearer its own dropout than any other, on the
+    correct side of it, and inside the axes."""
+    from matplotlib.collections import LineCollection
+
+    from lstmscope import ablation_figures as figs
+
+    rows = [{"model": f"d{d}_r0", "dropout": d, "layer": 1, "group": group, "ablations": 4,
+             "mean_change_pct": 0.0, "median_change_pct": 0.0, "min_change_pct": -1.0, "max_change_pct": 1.0,
+             "text": "test"} for d in dropouts for group in ("top", "random", "random all")]
+    rows[-1]["mean_change_pct"] = 2.0  # the last dropout's high point, top right
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.vs_dropout_figure(pd.DataFrame(rows), tmp_path / "v.png", tmp_path / "v.svg", "t")
+    (ax,) = kept[0].axes
+    lo, hi = ax.get_xlim()
+    for c, side in zip((c for c in ax.collections if isinstance(c, LineCollection)), (-1, 1)):  # top, then random
+        xs = [float(seg[0][0]) for seg in c.get_segments()]
+        assert len(xs) == len(dropouts)
+        for x, own in zip(xs, dropouts):
+            nearest = min(dropouts, key=lambda d: abs(d - x))
+            assert nearest == own and (x - own) * side > 0 and lo < x < hi, (dropouts, x, own, (lo, hi))
+            assert abs(x - own) < (hi - lo) / 4, "a spread line as far from its point as the axes' edge"
+
+
+def test_the_vs_dropout_legend_covers_no_point(tmp_path, monkeypatch):
+    """Points all over the panel (nine dropouts, the groups at four heights in turn): the legend is beside it."""
+    from lstmscope import ablation_figures as figs
+
+    dropouts = [round(0.1 * k, 1) for k in range(9)]
+    rows = [{"model": f"d{d}_r0", "dropout": d, "layer": 1, "group": group, "ablations": 4,
+             "mean_change_pct": (-0.5, 0.3, 1.1, 2.0)[(k + g) % 4], "median_change_pct": 0.0, "min_change_pct": -0.6,
+             "max_change_pct": 2.1, "text": "test"}
+            for k, d in enumerate(dropouts) for g, group in enumerate(figs.ORDER)]
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.vs_dropout_figure(pd.DataFrame(rows), tmp_path / "v.png", tmp_path / "v.svg", "t")
+    (ax,) = kept[0].axes
+    kept[0].canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    points = np.vstack([ax.transData.transform(c.get_offsets()) for c in ax.collections
+                        if isinstance(c, figs.plt.matplotlib.collections.PathCollection)])
+    assert len(points) == 4 * len(dropouts)
+    assert not any(legend.contains(x, y) for x, y in points), "the legend covers a point"
 
 
 def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypatch):
@@ -490,6 +538,30 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
             assert frame.y0 <= box.y0 and box.y1 <= frame.y1, "a label outside the panel"
             assert not any(box.x0 < seg[0][0] < box.x1 and min(seg[:, 1]) < box.y1 and box.y0 < max(seg[:, 1])
                            for seg in lines), "a label crosses an interval line"
+    figs.plt.close(fig)
+
+
+@pytest.mark.parametrize("layers", [[1], [1, 2]])
+def test_effects_figure_group_names_do_not_run_together(tiny, divergence_csv, tmp_path, monkeypatch, layers):
+    """The four groups' names under each panel stay apart, with one panel (a one-layer model) as with two."""
+    from lstmscope import ablation_figures as figs
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=2, seed=3, max_tokens=120)
+    table = write_ablation_table(h5, divergence_csv, csv)
+    table = table[table.layer.isin(layers)]
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
+    (fig,) = kept
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert len(fig.axes) == len(layers)
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert len(ticks) == 4, [t.get_text() for t in ticks]
+        boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(round(b.x0), round(b.x1)) for b in boxes]
     figs.plt.close(fig)
 
 

@@ -235,8 +235,9 @@ def test_contiguity_figure_has_one_panel_per_linkage_and_baseline(tables, tmp_pa
     F.contiguity_figure(both, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
     texts = svg_texts(tmp_path / "k.svg")
     for linkage in ("single", "ward"):
-        assert f"test: {linkage} linkage; baseline: labels shuffled" in texts
-        assert f"test: {linkage} linkage; baseline: each word's labels shuffled among its tokens" in texts
+        assert texts.count(f"test: {linkage} linkage") == 2  # the titles name the baseline on a second line
+    assert texts.count("baseline: labels shuffled") == 2
+    assert texts.count("baseline: each word's labels shuffled among its tokens") == 2
     assert texts.count("d0.0_r0") == 4 and texts.count("d0.8_r0") == 4
     assert [t for t in texts if re.fullmatch(r"L\d [hc]", t)][:4] == ["L1 h", "L1 c", "L2 h", "L2 c"]
     # a bar within 1.96 standard deviations of its baseline is hollow: one of each row, set by hand
@@ -261,6 +262,33 @@ def test_contiguity_figure_has_one_panel_per_linkage_and_baseline(tables, tmp_pa
     F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
     for ax in kept[-1].axes:
         assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["d0.0_r0", "d0.8_r0"]
+
+
+def test_contiguity_panels_titles_do_not_overlap_and_a_single_cluster_is_named(tmp_path, monkeypatch):
+    """In the PCA space (the longest titles) with two models, the panels' titles stay apart; a view that is one
+    cluster, whose bar has height 0 (its run and the baseline's are the whole text), says so."""
+    paths = real_cluster_tables()
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    _, other = cluster_measures(paths, "d0.8_r0", "test", shuffles=5)
+    both = pd.concat([measures, other], ignore_index=True)
+    both["space"] = "pca"
+    one = (both.model == "d0.8_r0") & (both.layer == 2) & (both.state == "h") & (both.linkage == "single")
+    both.loc[one, ["clusters", "contiguity_ratio", "word_contiguity_ratio"]] = (1, 1.0, 1.0)
+    both.loc[one, ["contiguity_z", "word_contiguity_z"]] = np.nan
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(both, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    fig = kept[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = np.array(fig.axes).reshape(2, -1)
+    for row in axes:
+        boxes = sorted((ax.title.get_window_extent(renderer) for ax in row), key=lambda b: b.x0)
+        assert "PCA space" in row[0].get_title()
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+    for row in axes:
+        named = [(ax.get_title(), t.get_text()) for ax in row for t in ax.texts if "cluster" in t.get_text()]
+        assert [n for _, n in named] == [" 1 cluster"] and "single linkage" in named[0][0], named  # that panel, once
 
 
 def test_every_figure_is_also_valid_svg(tmp_path, tables):

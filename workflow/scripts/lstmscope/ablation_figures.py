@@ -118,7 +118,8 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     ``method`` (the ablation file's) is named in the title."""
     layers = sorted(table["layer"].unique())
     model, text = table["model"].iloc[0], table["text"].iloc[0]
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.8), squeeze=False, sharey=True)
+    # 4.2 in a panel, plus room for the y axis's label (which the first panel alone would give up)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers) + 0.8, 3.8), squeeze=False, sharey=True)
     labels = []  # (axes, [(x, y, text)], most changed first)
     for ax, layer in zip(axes[0], layers):
         sub = table[table["layer"] == layer]
@@ -288,7 +289,14 @@ def ablation_summary(csv_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return out.sort_values(["layer", "group", "dropout", "model"], kind="stable").reset_index(drop=True)
 
 
-SPREAD_SHIFT = 0.012  # dropout units between a model's point and the line of its singles' spread
+SPREAD_SHIFT = 0.12  # between a model's point and the line of its singles' spread, in closest dropouts' gaps
+
+
+def spread_gap(dropouts: Sequence[float]) -> float:
+    """The smallest gap between two of the figure's dropouts (0.1, the default list's, for a single one): the
+    spread lines are set off their points by a fraction of it, so they never reach a neighbouring dropout."""
+    ds = np.unique(np.asarray(dropouts, dtype=float))
+    return float(np.diff(ds).min()) if len(ds) > 1 else 0.1
 
 
 def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
@@ -297,6 +305,7 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
     neurons removed one at a time, a thin line from the lowest to the highest change of each model's (its spread;
     the top-KL group's just left of the dropout, the random one's just right)."""
     layers = sorted(summary["layer"].unique())
+    gap = spread_gap(summary["dropout"])
     fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.6), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         sub = summary[summary["layer"] == layer]
@@ -309,18 +318,20 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
             style = "-" if group in ("top", "random") else "--"
             ax.plot(by_d.index, by_d.to_numpy(), style, color=colour, lw=1)
             if group in ("top", "random") and "min_change_pct" in rows:
-                shift = SPREAD_SHIFT * (-1 if group == "top" else 1)
+                shift = SPREAD_SHIFT * gap * (-1 if group == "top" else 1)
                 ax.vlines(rows["dropout"] + shift, rows["min_change_pct"], rows["max_change_pct"], color=colour,
                           lw=1.2, alpha=0.6, zorder=2)
             ax.scatter(rows["dropout"], rows["mean_change_pct"], color=colour, marker=marker, s=20, zorder=3,
                        label=name.replace("\n", ", ") + (" (mean)" if group in ("top", "random") else ""))
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(sorted(sub["dropout"].unique()))  # one tick per model's dropout
+        ax.set_xlim(summary["dropout"].min() - gap / 2, summary["dropout"].max() + gap / 2)
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("perplexity change (%)")
-    axes[0][-1].legend(fontsize=7)
+    # beside the last panel, never over a point (a layer's largest change can lie anywhere)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
@@ -331,9 +342,10 @@ def ablation_vs_dropout(csv_paths: Sequence[str | os.PathLike], csv_path: str | 
     summary = ablation_summary(csv_paths)
     with atomic_path(csv_path) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6g")
+    models = summary["model"].nunique()
     vs_dropout_figure(summary, png, svg, dpi=dpi,
                       title=f"Perplexity change without neurons against dropout, text {summary['text'].iloc[0]} "
-                            f"({summary['model'].nunique()} models)\nthin lines: each model's lowest to highest change "
+                            f"({models} model{'s' * (models != 1)})\nthin lines: each model's lowest to highest change "
                             "of a neuron removed on its own")
     log.info("%d models -> %s, %s", summary["model"].nunique(), csv_path, png)
     return summary

@@ -204,7 +204,8 @@ def ward_vs_single_figure(tables: Mapping[str, pd.DataFrame], title: str, png: s
         table = tables[linkage]
         draw_clusters(ax, table)
         sizes = table["cluster"].value_counts()
-        ax.set_title(f"{linkage} linkage: {len(sizes)} clusters, largest {sizes.max() / len(table):.0%} of tokens",
+        n = len(sizes)
+        ax.set_title(f"{linkage} linkage: {n} cluster{'s' * (n != 1)}, largest {sizes.max() / len(table):.0%} of tokens",
                      fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -336,6 +337,11 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                 z = np.array([rows.loc[v, z_col] if v in rows.index and z_col in rows else np.nan for v in views])
                 chance = np.abs(z) < CHANCE_Z  # within the baseline's range: hollow
                 x = np.arange(len(views)) + (k - (len(models) - 1) / 2) * width
+                if "clusters" in rows:  # one cluster: a single run, the baseline's too; a bar of height 0, named
+                    for xi, v in zip(x, views):
+                        if v in rows.index and int(rows.loc[v, "clusters"]) == 1:
+                            ax.text(xi, 1, " 1 cluster", rotation=90, ha="center", va="bottom", fontsize=7,
+                                    color="0.3")
                 colour = cmap(k / max(1, len(models) - 1))
                 if (~chance).any():
                     ax.bar(x[~chance], values[~chance] - 1, width, bottom=1, color=colour, label=model)
@@ -347,7 +353,7 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
             ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
             ax.set_ylabel("mean run length / baseline")
             space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
-            ax.set_title(f"{text}: {linkage} linkage{space}; baseline: {shuffled}", fontsize=9)
+            ax.set_title(f"{text}: {linkage} linkage{space}\nbaseline: {shuffled}", fontsize=9)
             ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of a "
                  "baseline (1 = no more contiguous than it)\nhollow: within 1.96 standard deviations of the "

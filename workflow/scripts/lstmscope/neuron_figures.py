@@ -175,8 +175,8 @@ def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, pn
                f"no dead neuron; the most nearly dead has {best['near_zero_fraction']:.1%} within ±{dead_threshold:g}")
     axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}: {verdict}", fontsize=9)
     n_layers, n_states = table["layer"].nunique(), table["state"].nunique()
-    fig.suptitle(f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} layers × {n_states} states × "
-                 f"{len(table) // max(1, n_layers * n_states)})", fontsize=10)
+    fig.suptitle(f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} layer{'s' * (n_layers != 1)} × "
+                 f"{n_states} state{'s' * (n_states != 1)} × {len(table) // max(1, n_layers * n_states)})", fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
     return {"layer": layer, "state": state, "neuron": neuron, "dead": bool(best["dead"]), "dead_count": n_dead}
@@ -249,6 +249,7 @@ def mean_abs_vs_dropout(divergence_paths: Sequence[str | os.PathLike], csv_path:
     text = str(read_divergence(divergence_paths[0])["text"].iloc[0])
     with atomic_path(csv_path) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6g")
+    models = summary["model"].nunique()
     mean_abs_vs_dropout_figure(summary, png, svg, title=f"Mean |activation| against dropout, text {text} "
-                               f"({summary['model'].nunique()} models)", dpi=dpi)
+                               f"({models} model{'s' * (models != 1)})", dpi=dpi)
     return summary
