@@ -17,8 +17,8 @@ from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import (HIDDEN, TEXT, divergence_csv, group_removal_effects, prose_avoid, prose_window,  # noqa: F401
-                             single_removal_effects, tiny)
+from neurons_support import (HIDDEN, TEXT, degenerate, divergence_csv, group_removal_effects, prose_avoid,  # noqa: F401
+                             prose_window, single_removal_effects, tiny)
 
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
@@ -122,6 +122,9 @@ def test_the_console_script_is_declared():
 
 BAD = [
     (["-n", "2x"], "--neuron '2x': expected LAYER:INDEX"),
+    (["-n", "1:\u00b2"], "--neuron '1:\u00b2': expected LAYER:INDEX"),  # a superscript 2 is a digit to str.isdigit
+    (["-n", "1:\u0663"], "--neuron '1:\u0663': expected LAYER:INDEX"),  # so is an Arabic-Indic 3, and int() reads it
+    (["-n", "2:4", "-n", "1:0", "-n", "2:4"], "--neuron 2:4 is given twice; give each once"),
     (["-n", "3:0"], "activations.h5: layer 3 does not exist; the file has layers 1..2"),
     (["-n", "2:0", "-n", f"2:{HIDDEN}"], f"activations.h5: neuron {HIDDEN} does not exist in layer 2; "
                                           f"it has neurons 0..{HIDDEN - 1}"),
@@ -222,6 +225,17 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
                                     ablation=str(path))
     begin = int(long.title.split("tokens ")[1].split("-")[0])
     assert begin + 100 <= ABLATED
+    # chosen by h (the default), with the removal drawn: the most active passage among the words read, though the
+    # neuron's h is larger after them
+    words = _words(tiny.activations, slice(None))
+    moves = [(lay, j) for lay, j, _ in removed
+             if prose_window(_expected(tiny.activations, f"layer{lay}/h", slice(None), j), words, 25) + 25 > ABLATED]
+    assert moves, "no removed neuron is most active after the words the ablation read"
+    lay, j = moves[0]
+    within = prose_window(_expected(tiny.activations, f"layer{lay}/h", slice(0, ABLATED), j), words[:ABLATED], 25)
+    with open_activations(tiny.activations) as f:
+        (h_block, *_) = heatmap_blocks(f, [(lay, j)], expectancy=False, start=None, tokens=25, ablation=str(path))
+    assert h_block.words == words[within:within + 25] and within + 25 <= ABLATED
 
 
 def test_the_command_draws_a_removal(tiny, ablation, tmp_path):
@@ -250,6 +264,8 @@ def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablatio
         (["-n", "1:0", "--ablation", str(tmp_path / "none.h5")], "none.h5: ablation file not found"),
         (["-e", "--ablation", str(path)], "--ablation draws the effect of removing a neuron or group: give --neuron"),
         (["-n", "1:0", "--around", "effect"], "--around effect needs --ablation"),
+        (["-n", f"{removed[0][0]}:{removed[0][1]}", "--ablation", str(path), "--start", str(ABLATED)],
+         f"a.h5: the ablation read the first {ABLATED} words only; the passage (tokens {ABLATED}-"),
     ]
     for args, message in cases:
         _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)
@@ -335,3 +351,17 @@ def test_too_long_a_passage_is_refused_and_a_short_one_at_the_end_is_noted(tiny,
                  "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert "the passage ends with the text: 30 of --tokens 50 words drawn" in err and out.is_file()
+    assert main([str(tiny.activations), "-n", "2:0", "--start", str(TEXT.tokens - 1), "-o", str(out)]) == 0
+    assert "the passage ends with the text: 1 of --tokens 80 words drawn" in capsys.readouterr().err  # the default's
+
+
+def test_an_ablation_of_another_checkpoint_of_a_model_named_alike_is_refused(tiny, degenerate, tmp_path, capsys):
+    """Another run's d0.2_r0 (its checkpoint has units switched off): its removals are not drawn under this one's."""
+    other = tmp_path / "other.h5"
+    run_ablation(degenerate.checkpoint, degenerate.activations, degenerate.divergence, other, state="c", neurons=1,
+                 random=0, max_tokens=40)  # layer 2's h is dead there: no random control to draw
+    (layer, j), *_ = single_removal_effects(other)
+    _assert_refused(tiny.activations, tmp_path / "x.png", capsys, ["-n", f"{layer}:{j}", "--ablation", str(other)],
+                    "other.h5 is the ablation of another checkpoint of model d0.2_r0")
+    assert main([str(degenerate.activations), "-n", f"{layer}:{j}", "--ablation", str(other), "--tokens", "20",
+                 "-o", str(tmp_path / "own.png")]) == 0  # with its own run's activations

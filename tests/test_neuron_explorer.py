@@ -383,6 +383,26 @@ def test_an_ablation_of_another_model_or_text_is_refused(tiny, divergence_csv, a
     assert not (tmp_path / "x.html").exists()
 
 
+def test_another_runs_table_or_ablation_of_a_model_named_alike_is_refused(tiny, divergence_csv, degenerate, tmp_path):
+    """Two runs name their models alike (here both d0.2_r0; the other's checkpoint has units switched off): neither
+    the other's divergence table nor its ablation is taken for this one's, and a table short of a layer says so."""
+    with pytest.raises(HistogramError, match=r"d.csv is not the divergence table of .*activations.h5: neuron \d+ of "
+                                             r"layer 1 [hc] spans .* there, .* in the activations"):
+        neuron_explorer_data(tiny.activations, degenerate.divergence, K, 30, "t")
+    short = pd.read_csv(divergence_csv)
+    short[short.layer == 1].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(HistogramError, match=r"short.csv has no rows of layer 2 h, layer 2 c, which .*activations.h5 "
+                                             "holds"):
+        neuron_explorer_data(tiny.activations, tmp_path / "short.csv", K, 30, "t")
+    other = tmp_path / "other.h5"
+    run_ablation(degenerate.checkpoint, degenerate.activations, degenerate.divergence, other, state="c", neurons=1,
+                 random=0, max_tokens=40)  # layer 2's h is dead: no random control to draw
+    with pytest.raises(AblationError, match="other.h5 is the ablation of another checkpoint of model d0.2_r0"):
+        neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=other)
+    # the same files with the run's own: accepted
+    assert neuron_explorer_data(degenerate.activations, degenerate.divergence, K, 30, "t", ablation_path=other)
+
+
 @pytest.mark.browser
 def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, tiny, divergence_csv, ablation,
                                                                       tmp_path):  # noqa: F811

@@ -31,7 +31,8 @@ from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .cli import add_device_option, check_checkpoint_file, check_output, command_device, command_parser, writing
+from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
+                  stop_on_sigterm, unreadable, writing)
 from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
@@ -131,10 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tokens is not None and args.tokens < 2:
         ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
+    stop_on_sigterm()
     try:
         for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
             if path:
-                check_output(path, option)
+                check_output(path, option, inputs=(args.checkpoint, args.activations))
         table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                        args.min_count, args.top_words, args.device, args.method)
         if args.heatmap:
@@ -151,6 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
+        print(f"{PROG}: error: {unreadable((args.checkpoint, args.activations), exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: an output being written is already removed
+        print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
+        return 130
     if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)

@@ -202,14 +202,20 @@ class Removals:
     groups: dict[tuple[int, str], Removal]
 
 
-def removal_effects(path: str | os.PathLike, model: str, text: str, words: Sequence[str]) -> Removals:
+def removal_effects(path: str | os.PathLike, model: str, text: str, words: Sequence[str],
+                    checkpoint_sha256: str | None = None) -> Removals:
     """The removals of the ablation file ``path`` with their effects on the words (see :class:`Removals`). The
     file must be the ablation of ``model`` on ``text``, whose words are ``words`` (the ablation may have read
-    only the first of them)."""
+    only the first of them), and, given ``checkpoint_sha256`` (an activations file's), of that checkpoint: two runs
+    name their models alike."""
     stored = read_ablation(path)
     if (str(stored.attrs.get("model")), str(stored.attrs.get("text"))) != (model, text):
         raise AblationError(f"{path} is the ablation of model {stored.attrs.get('model')}, text "
                             f"{stored.attrs.get('text')}, not of model {model}, text {text}")
+    theirs = str(stored.attrs.get("checkpoint_sha256", ""))
+    if checkpoint_sha256 and theirs and theirs != checkpoint_sha256:
+        raise AblationError(f"{path} is the ablation of another checkpoint of model {model} (checkpoint_sha256 "
+                            f"{theirs[:12]}…, the activations' {checkpoint_sha256[:12]}…): a model of another run?")
     n = len(stored.words)
     if stored.words != list(words[:n]):
         raise AblationError(f"{path}: its {n} words are not the first {n} words of text {text} of model {model}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -39,11 +40,15 @@ def command_device(device: str) -> "torch.device":
                          "there is one)") from None
 
 
-def check_output(path: str, option: str) -> None:
-    """An output the command could not write is an error before anything is computed, naming the option."""
+def check_output(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:
+    """An output the command could not write, or one that would replace one of its ``inputs``, is an error before
+    anything is computed, naming the option."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValueError(f"{option} {path}: is a folder; give a file name")
+    for given in inputs:
+        if given and os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise ValueError(f"{option} {path}: is the input {given}; give another file name")
     if not os.path.isdir(folder):
         raise ValueError(f"{option} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -65,15 +70,36 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
                          "results/models/<model>/model.pt)")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a scheduler's time limit) stop the command as Ctrl-C does, by KeyboardInterrupt: the
+    output being written under a temporary name is removed on the way out, not left behind."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def unreadable(paths: Sequence[str | None], exc: OSError) -> ValueError:
+    """One line for an OSError met reading ``paths`` (the command's input files; None: not given): HDF5's read
+    errors name no file, so the line names the inputs."""
+    named = [str(p) for p in paths if p]
+    where = exc.filename or " or ".join(named)
+    return ValueError(f"{where}: cannot be read ({exc.strerror or exc}); a damaged or truncated file? Write it again")
+
+
 @contextlib.contextmanager
-def writing(option: str, path: str) -> Iterator[None]:
+def writing(option: str, path: str, reading: Sequence[str | None] = ()) -> Iterator[None]:
     """Turn an OSError met while ``path`` (given as ``option``) is written into one line: "cannot be written" when it
     concerns that file or its temporary name (same folder, the name's stem in it), else "cannot be read", naming
-    the file the error names (an input read in the same step)."""
+    the file the error names (an input read in the same step), or, for an error that names no file and no
+    system error (HDF5's read errors), the inputs ``reading``."""
     try:
         yield
     except OSError as exc:
         name = exc.filename
+        if name is None and exc.errno is None and any(reading):
+            raise unreadable(reading, exc) from None
         ours = name is None or (os.path.dirname(os.path.abspath(name)) == os.path.dirname(os.path.abspath(path))
                                 and Path(path).stem in os.path.basename(str(name)))
         if ours:

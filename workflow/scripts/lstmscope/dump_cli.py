@@ -18,8 +18,11 @@ text file's path and SHA-256 in ``text_file`` / ``text_sha256``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
 import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,7 +33,8 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import add_device_option, check_checkpoint_file, check_output, command_device, command_parser, writing
+from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
+                  stop_on_sigterm, writing)
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
 
@@ -41,6 +45,18 @@ LISTED = 12  # words outside the vocabulary named in the note
 def default_vocabulary(checkpoint: str) -> str:
     """The pipeline's vocabulary beside a checkpoint: results/models/<model>/model.pt -> results/data/vocabulary.json."""
     return str(Path(checkpoint).resolve().parent.parent.parent / "data" / "vocabulary.json")
+
+
+def remove_nested_leftovers(output: str) -> None:
+    """Remove what killed dumps to ``output`` left: :func:`dump_activations` writes this command's own temporary
+    file under a temporary name, ``..<name>.tmp<pid>.tmp<pid>.h5``, which ``atomic_path``'s clean-up (of
+    ``.<name>.tmp<pid>.h5``) does not match."""
+    out = Path(output)
+    pattern = re.compile(rf"\.\.{re.escape(out.stem)}\.tmp\d+\.tmp\d+{re.escape(out.suffix)}")
+    for old in out.parent.glob(f"..{glob.escape(out.stem)}.tmp*"):
+        if pattern.fullmatch(old.name):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
 
 
 def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | None = None, name: str | None = None,
@@ -63,6 +79,7 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
         raise ActivationsError(f"{text_file}: no words to read (an empty file?)")
     name = name or Path(text_file).stem
     spec = TextSpec(name=name, split="file", offset=0, tokens=len(words))
+    remove_nested_leftovers(output)
     with atomic_path(output) as tmp:
         summary = dump_activations(checkpoint, vocabulary, text_file, spec, tmp, dtype=dtype, device=device,
                                    threads=threads, gpus=1 if device != "cpu" else 0)
@@ -98,10 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads must be >= 1")
-    if not args.output.endswith((".h5", ".hdf5")):
+    if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
+    stop_on_sigterm()
     try:
-        check_output(args.output, "--output")
+        check_output(args.output, "--output", inputs=(args.checkpoint, args.text, args.vocabulary))
         command_device(args.device)
         with writing("--output", args.output):
             summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
@@ -109,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: torch's, e.g. CUDA out of memory
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the temporary file is already removed
+        print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
+        return 130
     unknown = summary["unknown"]
     if unknown:
         listed = ", ".join(f"{w} ({n})" if n > 1 else w for w, n in unknown.most_common(LISTED))

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if not args.output.endswith((".html", ".htm")):
+    if not args.output.lower().endswith((".html", ".htm")):
         ap.error(f"--output {args.output}: a web page, ending in .html (or .htm)")
     if args.passage < 1:
         ap.error(f"--passage {args.passage}: must be >= 1")
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--ranked-on TEXT, or run the command in the project's folder")
         own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
         title = args.title or f"lstmscope neurons · {model} · {text}{own}"
-        with writing("--output", args.output):
+        with writing("--output", args.output, reading=(args.activations, args.ablation)):
             size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
                                          title, ablation_path=args.ablation,
                                          passage="active" if args.headings else "prose")

@@ -1,4 +1,4 @@
-"""``lstmscope-heatmap``: draw any neuron of an activations file, or the expectancy, over any passage.
+r"""``lstmscope-heatmap``: draw any neuron of an activations file, or the expectancy, over any passage.
 
 The pipeline draws the top-ranked neurons of every layer and state; this command draws
 the ones you pick (e.g. from ``divergence.csv`` or ``neuron_tracking.csv``), all over one
@@ -15,7 +15,8 @@ Neurons are ``LAYER:INDEX`` with layers from 1 and indices from 0, as in the pip
 tables. Without ``--start`` the passage is the one where the first neuron's ``--around``
 state (or, ``--around effect``, its removal's effect, among the words the ablation read) has
 the largest sum of |value| outside the section headings, their empty lines and the 20 tokens
-after each (``--headings``: anywhere; for ``--expectancy`` alone: the text's start); ``--around``
+after each (``--headings``: anywhere; for ``--expectancy`` alone: the text's start), with
+``--ablation`` among the words the ablation read; ``--around``
 with ``--start``, or ``h``/``c`` without a neuron, is an error rather than ignored.
 With ``--ablation`` (the ablation file of the same model and text) every neuron, which must
 have been removed on its own there, gets a third block: the effect of its removal on each
@@ -26,6 +27,7 @@ neurons removed together (after the neurons; without ``--neuron`` it also picks 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Sequence
 
@@ -34,7 +36,7 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .cli import command_parser, check_output, writing
+from .cli import command_parser, check_output, unreadable, writing
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
@@ -43,10 +45,15 @@ DEFAULT_TOKENS = 80
 MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150 dpi; more is unreadable
 
 
+def _number(text: str) -> bool:
+    """Digits 0-9 only (``str.isdigit`` also takes ``²`` and other scripts' digits)."""
+    return re.fullmatch(r"\s*[0-9]+\s*", text) is not None
+
+
 def parse_neuron(spec: str) -> tuple[int, int]:
     """``"2:37"`` -> (2, 37); anything else is an error naming the value."""
     layer, sep, index = spec.partition(":")
-    if not sep or not layer.strip().isdigit() or not index.strip().isdigit():
+    if not sep or not _number(layer) or not _number(index):
         raise ValueError(f"--neuron {spec!r}: expected LAYER:INDEX, e.g. 2:37 (layers from 1, indices from 0)")
     return int(layer), int(index)
 
@@ -54,7 +61,7 @@ def parse_neuron(spec: str) -> tuple[int, int]:
 def parse_group(spec: str) -> tuple[int, str]:
     """``"2:top"`` -> (2, "top all"), ``"1:random"`` -> (1, "random all"); anything else is an error naming it."""
     layer, sep, which = spec.partition(":")
-    if not sep or not layer.strip().isdigit() or which.strip() not in ("top", "random"):
+    if not sep or not _number(layer) or which.strip() not in ("top", "random"):
         raise ValueError(f"--group {spec!r}: expected LAYER:top or LAYER:random, e.g. 2:top (layers from 1)")
     return int(layer), f"{which.strip()} all"
 
@@ -78,7 +85,8 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             around: str | None, removals: dict[tuple[int, int], Removal] | None = None,
             first_group: Removal | None = None, avoid: np.ndarray | None = None) -> tuple[int, int]:
     """[start, stop) of the passage drawn (see the module's docstring). ``around`` None is the default: the
-    first neuron's h, else the first group's effect, else the text's start; an ``around`` that would not be
+    first neuron's h (among the words its ablation read, if its removal is drawn), else the first group's
+    effect, else the text's start; an ``around`` that would not be
     used (with ``start``, or nothing it could apply to) is an error rather than silently ignored. A chosen
     passage holds as few ``avoid`` tokens as any can (see :func:`best_window`)."""
     T = int(f.attrs["n_tokens"])
@@ -103,10 +111,11 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
                 if not removals:
                     raise ValueError("--around effect needs --ablation: the effect of removing the first neuron")
                 start = effect_start(removals[neurons[0]], tokens, avoid)
-            else:
+            else:  # with its removal drawn: among the words the ablation read, where the effect has a value
                 state = around or "h"
-                start = best_window(neuron_dataset(f, layer, state, neuron)[:, neuron].astype(np.float64), tokens,
-                                    avoid)
+                read = removals[neurons[0]].tokens if removals and neurons[0] in removals else T
+                start = best_window(neuron_dataset(f, layer, state, neuron)[:read, neuron].astype(np.float64), tokens,
+                                    None if avoid is None else avoid[:read])
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
     return start, min(T, start + tokens)
@@ -116,7 +125,8 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
                 groups: Sequence[tuple[int, str]] = ()) -> tuple[dict[tuple[int, int], Removal], list[Removal]]:
     """Each neuron's removal, and each group's, in the ablation file ``ablation`` of the same model and text as
     ``f`` (``words``)."""
-    stored = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words)
+    stored = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words,
+                             str(f.attrs.get("checkpoint_sha256", "")) or None)
     removals = stored.single
     missing = [f"{layer}:{neuron}" for layer, neuron in neurons if (layer, neuron) not in removals]
     if missing:
@@ -150,6 +160,11 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     removals, removed_groups = removals_of(f, every_word, ablation, neurons, groups) if ablation is not None else ({}, [])
     begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None,
                           passage_avoid(every_word, "active" if headings else "prose"))
+    drawn_removals = [removals[n] for n in neurons if n in removals] + list(removed_groups)
+    if drawn_removals and begin >= max(r.tokens for r in drawn_removals):
+        raise ValueError(f"{ablation}: the ablation read the first {max(r.tokens for r in drawn_removals)} words only; "
+                         f"the passage (tokens {begin}-{stop - 1}) lies after them, where the effect has no value: "
+                         "give an earlier --start")
     words = every_word[begin:stop]
     span = f"tokens {begin}-{stop - 1}"
     blocks = []
@@ -184,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a neuron to draw, h above c (repeatable)")
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
-    ap.add_argument("--tokens", type=int, default=None, help=f"tokens in the passage (default {DEFAULT_TOKENS})")
+    ap.add_argument("--tokens", type=int, default=None,
+                    help=f"tokens in the passage (default {DEFAULT_TOKENS}, at most {MAX_TOKENS})")
     ap.add_argument("--around", choices=("h", "c", "effect"), default=None,
                     help="what of the first neuron chooses the passage when --start is not given: its h, its c or, "
                          "with --ablation, the effect of its removal (default h; without --neuron, the first "
@@ -224,18 +240,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(args.output, "--output")
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
+        for option, given, parsed in (("--neuron", args.neuron, neurons), ("--group", args.group, groups)):
+            twice = [s for s, p in zip(given, parsed) if parsed.count(p) > 1]
+            if twice:
+                raise ValueError(f"{option} {twice[-1]} is given twice; give each once")
         with open_activations(args.activations) as f:
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
                                     args.ablation, groups, args.headings)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
-        if asked and drawn < args.tokens:
+        if (asked or args.start is not None) and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
                   file=sys.stderr)
         with writing("--output", args.output):
             draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
     except (ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
+        print(f"{PROG}: error: {unreadable((args.activations, args.ablation), exc)}", file=sys.stderr)
         return 1
     print(args.output)
     return 0

@@ -35,6 +35,7 @@ from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_floor
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
 from .heatmap import check_passage, needs_light_text, passage_avoid
+from .histogram import HistogramError
 from .html_page import render_page
 
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
@@ -80,12 +81,12 @@ def _row(r, rank) -> dict:
 
 
 def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model: str, text: str,
-                   words: list[str]) -> tuple[list[dict], dict[str, dict]]:
+                   words: list[str], checkpoint_sha256: str | None = None) -> tuple[list[dict], dict[str, dict]]:
     """Per layer, a view of the neurons removed one at a time in ``ablation_path``, then of each group removed
     together; and per removal, what its series gets (key ``layer:neuron`` or ``layer:group``): the coded
     effect on the words the ablation read (nats; no value at the first word), the perplexity change in %,
     its group and that number of words (a group: and the neurons removed; it has no h or c of its own)."""
-    removals = removal_effects(ablation_path, model, text, words)
+    removals = removal_effects(ablation_path, model, text, words, checkpoint_sha256)
     views: dict[int, list] = {}
     extra = {}
     for (layer, j), removal in removals.single.items():
@@ -132,6 +133,11 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         own_text = str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's: ranked on another text's table
         check_divergence_model(table, model, divergence_path)
         hidden = int(f.attrs["hidden_size"])
+        have = {(int(layer), str(state)) for layer, state in zip(table["layer"], table["state"])}
+        lacking = [f"layer {layer} {state}" for layer, state in layers_and_states(f) if (layer, state) not in have]
+        if lacking:
+            raise HistogramError(f"{divergence_path} has no rows of {', '.join(lacking)}, which {activations_path} "
+                                 "holds: the table of another model?")
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
             offered = ranked(table, layer, state, len(table) if neurons is None else neurons)
@@ -142,7 +148,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             views.append({"layer": layer, "state": state, "neurons": rows})
         effects = {}
         if ablation_path is not None:
-            removed, effects = ablation_views(ablation_path, table, model, text, words)
+            removed, effects = ablation_views(ablation_path, table, model, text, words,
+                                              str(f.attrs.get("checkpoint_sha256", "")) or None)
             views += removed
         if not views:
             raise ValueError(f"{divergence_path}: no layer or state has a live (ranked) neuron to offer")
@@ -158,6 +165,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             cols = sorted(js)
             # one read of the wanted columns per dataset: every HDF5 chunk is read once, not once per neuron
             values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
+            if not own_text and set(table["text"].astype(str)) == {text}:
+                check_table_values(table, divergence_path, activations_path, layer, cols, values)
             for k, j in enumerate(cols):
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
     for key, extra in effects.items():
@@ -170,6 +179,25 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             "ranked_on": None if ranked_texts == [text] and not own_text else ", ".join(ranked_texts),
             "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(),
             "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
+
+
+def check_table_values(table: pd.DataFrame, divergence_path: str | os.PathLike, activations_path: str | os.PathLike,
+                       layer: int, cols: list[int], values: dict[str, np.ndarray]) -> None:
+    """The divergence table of a text holds each neuron's minimum and maximum over it: those of ``values`` (the
+    columns ``cols`` of ``layer``'s h and c in the activations file), or the table is another run's (two runs
+    name their models alike)."""
+    rows = table.set_index(["layer", "state", "neuron"])
+    for s, v in values.items():
+        v = np.asarray(v, dtype=np.float64)
+        for k, j in enumerate(cols):
+            if (layer, s, j) not in rows.index:
+                raise HistogramError(f"{divergence_path} has no row of neuron {j} of layer {layer} {s}")
+            r = rows.loc[(layer, s, j)]
+            seen = (float(v[:, k].min()), float(v[:, k].max()))
+            if not np.allclose(seen, (float(r["min"]), float(r["max"])), rtol=1e-5, atol=1e-7):
+                raise HistogramError(f"{divergence_path} is not the divergence table of {activations_path}: neuron "
+                                     f"{j} of layer {layer} {s} spans {float(r['min']):.6g}..{float(r['max']):.6g} "
+                                     f"there, {seen[0]:.6g}..{seen[1]:.6g} in the activations (another run's table?)")
 
 
 def runs_of(mask: np.ndarray | None) -> list[list[int]]:

@@ -1,0 +1,111 @@
+"""The four commands' inputs: a damaged file, an output that is one of the inputs, a dump stopped on the way."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import h5py
+import pytest
+
+from lstmscope import dump_cli
+from lstmscope.ablation_cli import main as ablate_main
+from lstmscope.explorer_cli import main as explorer_main
+from lstmscope.heatmap_cli import main as heatmap_main
+
+from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
+
+
+def damaged_copy(src, dst):
+    """A copy of an activations file whose stored words point nowhere (their heap addresses overwritten), as a
+    disk or a transfer damages a file: it opens, its attributes read, its words do not."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r") as f:
+        ds = f["tokens/words"]
+        offset = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
+    with open(dst, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * 256)
+    return dst
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{command}: error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, tmp_path, capsys):
+    bad = damaged_copy(tiny.activations, tmp_path / "bad.h5")
+    with h5py.File(bad, "r") as f, pytest.raises(OSError):
+        f["tokens/words"][:]  # the damage is real: h5py cannot read the words
+    said = f"{bad}: cannot be read ("
+    out = tmp_path / "x.png"
+    assert heatmap_main([str(bad), "-n", "1:0", "-o", str(out)]) == 1
+    assert said in one_error_line(capsys, "lstmscope-heatmap") and not out.exists()
+    page = tmp_path / "x.html"
+    assert explorer_main([str(bad), "--divergence", str(divergence_csv), "-o", str(page)]) == 1
+    err = one_error_line(capsys, "lstmscope-explorer")
+    assert said in err and "--output" not in err and not page.exists()  # the input is named, not the output
+    table = tmp_path / "x.csv"
+    assert ablate_main([str(tiny.checkpoint), str(bad), "-n", "1:0", "-o", str(table)]) == 1
+    assert f"{bad}: cannot be read (" in one_error_line(capsys, "lstmscope-ablate") and not table.exists()
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, tmp_path, capsys):
+    """lstmscope-ablate's -o takes any name and lstmscope-dump's any .h5: neither may replace an input (the other
+    commands' outputs are figures and pages, whose suffixes no input has)."""
+    acts, ckpt = tmp_path / "a.h5", tmp_path / "model.pt"
+    shutil.copy(tiny.activations, acts)
+    shutil.copy(tiny.checkpoint, ckpt)
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in (acts, ckpt, text)}
+    calls = [
+        ("lstmscope-ablate", ablate_main, [str(ckpt), str(acts), "-n", "1:0", "-o", str(acts)], acts),
+        ("lstmscope-ablate", ablate_main, [str(ckpt), str(acts), "-n", "1:0", "-o", str(tmp_path / "." / "model.pt")],
+         ckpt),  # the same file by another name
+    ]
+    for command, main, args, clobbered in calls:
+        assert main(args) == 1, args
+        assert f"is the input {clobbered}; give another file name" in one_error_line(capsys, command), args
+    # a dump over its own text file: the text is the input (the output must end in .h5, so the text is named so)
+    h5_text = tmp_path / "probe.h5"
+    h5_text.write_text("the film .\n", encoding="utf-8")
+    assert dump_cli.main([str(ckpt), str(h5_text), "--vocabulary", str(tiny.vocabulary), "-o", str(h5_text)]) == 1
+    assert f"is the input {h5_text}" in one_error_line(capsys, "lstmscope-dump")
+    assert h5_text.read_text(encoding="utf-8") == "the film .\n"
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp_path, capsys, monkeypatch):
+    text = tmp_path / "t.txt"
+    text.write_text("the film was released .\n" * 50, encoding="utf-8")
+    out = tmp_path / "o.h5"
+    real = dump_cli.dump_activations
+    seen = []
+
+    def then_terminated(*args, **kwargs):  # the whole file written under its temporary name, then a kill
+        summary = real(*args, **kwargs)
+        seen.extend(p.name for p in tmp_path.iterdir() if p.name.startswith(".o.tmp"))
+        os.kill(os.getpid(), signal.SIGTERM)
+        return summary
+
+    monkeypatch.setattr(dump_cli, "dump_activations", then_terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
+                              "-o", str(out)]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert seen, "the dump wrote no temporary file"
+    assert capsys.readouterr().err.endswith(f"\nlstmscope-dump: stopped; {out} not written\n")  # after the progress
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+    # what a dump killed outright (SIGKILL) leaves, the temporary file of the temporary file, goes with the next one
+    monkeypatch.setattr(dump_cli, "dump_activations", real)
+    left = tmp_path / "..o.tmp4242.tmp4242.h5"
+    left.write_bytes(b"partial")
+    kept = tmp_path / "..other.tmp4242.tmp4242.h5"  # another output's
+    kept.write_bytes(b"partial")
+    assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name, "o.h5", "t.txt"]
