@@ -109,3 +109,5 @@ def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp
     kept.write_bytes(b"partial")
     assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name, "o.h5", "t.txt"]
+    assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
+                          "-o", str(tmp_path / "UP.H5")]) == 0  # the suffix in any case

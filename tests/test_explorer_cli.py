@@ -123,8 +123,8 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
     other.to_csv(tmp_path / "other.csv", index=False)
     cases = [(["--divergence", str(tmp_path / "other.csv")],
               f"other.csv is the divergence table of ['d0.9_r0'], not of model {model}"),
-             (["--divergence", str(tmp_path / "nope.csv")],
-              f"nope.csv: divergence table not found; give the ranking of model {model}'s neurons with --divergence"),
+             (["--divergence", str(tmp_path / "nope.csv")], f"--divergence {tmp_path / 'nope.csv'}: divergence table "
+                                                             "not found"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),
              (["--ranked-on", "nope"], "nope/divergence.csv: divergence table not found"),
              (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking"),
@@ -133,9 +133,11 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
         assert main([activations, "-o", str(out), *args]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("lstmscope-explorer: error: ") and "\n" not in err and message in err, err
+        assert "nope.csv" not in err or "give the ranking" not in err  # not told to give what it gave
         assert not out.exists()
     assert main([str(tmp_path / "missing.h5"), "-o", str(out)]) == 1
     assert "missing.h5" in capsys.readouterr().err and not out.exists()
+    assert main([activations, "-o", str(tmp_path / "page.HTML")]) == 0  # the suffix in any case
     for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"),
                           (["-o", str(out), "--neurons", "0"], "--neurons: 0: must be at least 1"),
                           (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all")):

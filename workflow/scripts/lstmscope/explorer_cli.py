@@ -100,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--neurons {args.neurons}: more than the {hidden} neurons of a layer of {model}; "
                              "give all to offer every live neuron")
         divergence = args.divergence or str(default_divergence(args.activations, model, text, split, args.ranked_on))
+        if args.divergence and not Path(divergence).is_file():
+            raise ValueError(f"--divergence {divergence}: divergence table not found")
         if not Path(divergence).is_file():
             raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
                              "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
