@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 
 import h5py
 import pytest
@@ -49,7 +50,8 @@ def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, 
     assert said in err and "--output" not in err and not page.exists()  # the input is named, not the output
     table = tmp_path / "x.csv"
     assert ablate_main([str(tiny.checkpoint), str(bad), "-n", "1:0", "-o", str(table)]) == 1
-    assert f"{bad}: cannot be read (" in one_error_line(capsys, "lstmscope-ablate") and not table.exists()
+    err = one_error_line(capsys, "lstmscope-ablate")
+    assert f"{bad}: cannot be read (" in err and str(tiny.checkpoint) not in err and not table.exists()
 
 
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, tmp_path, capsys):
@@ -69,6 +71,9 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, tmp_path
     for command, main, args, clobbered in calls:
         assert main(args) == 1, args
         assert f"is the input {clobbered}; give another file name" in one_error_line(capsys, command), args
+    both = tmp_path / "e.png"
+    assert ablate_main([str(ckpt), str(acts), "-n", "1:0", "-o", str(both), "--heatmap", str(both)]) == 1
+    assert "are the same file; give two names" in one_error_line(capsys, "lstmscope-ablate") and not both.exists()
     # a dump over its own text file: the text is the input (the output must end in .h5, so the text is named so)
     h5_text = tmp_path / "probe.h5"
     h5_text.write_text("the film .\n", encoding="utf-8")
@@ -92,10 +97,11 @@ def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp
         return summary
 
     monkeypatch.setattr(dump_cli, "dump_activations", then_terminated)
-    handler = signal.getsignal(signal.SIGTERM)
+    handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the test process's, put back below
     try:
         assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
-                              "-o", str(out)]) == 130
+                              "-o", str(out)]) == 143  # 128 + SIGTERM's 15
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the command's handler is gone with it
     finally:
         signal.signal(signal.SIGTERM, handler)
     assert seen, "the dump wrote no temporary file"
@@ -111,3 +117,10 @@ def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name, "o.h5", "t.txt"]
     assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
                           "-o", str(tmp_path / "UP.H5")]) == 0  # the suffix in any case
+    # called from a thread (where Python lets no one set a signal handler) the command still runs
+    results = []
+    worker = threading.Thread(target=lambda: results.append(dump_cli.main(
+        [str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(tmp_path / "t.h5")])))
+    worker.start()
+    worker.join()
+    assert results == [0] and (tmp_path / "t.h5").is_file()

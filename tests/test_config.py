@@ -316,10 +316,12 @@ def test_command_line_values_are_read_as_the_schemas_types():
     args = ["heatmap={neurons: 5, scale: range, passage_tokens: 40.0}", "histogram={cell_range: [-5, 5.5]}",
             "divergence={epsilon: 1e-9}", "cluster={n_clusters: null, distance_threshold: 2.5}",
             "neuron_explorer={dropouts: [0.0, 0.3], ablation: off}", "ablation={max_tokens: }",
-            "texts={extra: {split: valid, offset: 10, tokens: 500}}", "figures={highlight_word: '1'}"]
+            "texts={extra: {split: valid, offset: 10, tokens: 500}}", "figures={highlight_word: '1'}",
+            "embedding={layers: null}"]
     given = parse_config(args)
     assert given["heatmap"]["neurons"] == "5" and given["histogram"]["cell_range"] == ["-5", "5.5"]  # as text
     from_command_line = default_config()
+    from_command_line["embedding"]["layers"] = [2]  # as a config file might say; --config's null: every layer
     update_config(from_command_line, given)  # as Snakemake merges --config over the config file
     validate_config(from_command_line, SCHEMA, command_line=given)
     in_file = default_config()
@@ -331,7 +333,8 @@ def test_command_line_values_are_read_as_the_schemas_types():
         neuron_explorer: {dropouts: [0.0, 0.3], ablation: off}
         ablation: {max_tokens: }
         texts: {extra: {split: valid, offset: 10, tokens: 500}}
-        figures: {highlight_word: '1'}""").items():
+        figures: {highlight_word: '1'}
+        embedding: {layers: null}""").items():
         in_file[section].update(values)
     validate_config(in_file, SCHEMA)
     assert from_command_line == in_file
@@ -339,6 +342,7 @@ def test_command_line_values_are_read_as_the_schemas_types():
     assert type(from_command_line["heatmap"]["passage_tokens"]) is int  # 40.0 where a count is wanted: 40
     assert from_command_line["ablation"]["max_tokens"] is None
     assert from_command_line["neuron_explorer"]["ablation"] is False
+    assert from_command_line["embedding"]["layers"] == [1, 2]
     # text that is not a value of the wanted type is still refused, naming the key
     for arg, message in (("heatmap={neurons: five}", "config key heatmap.neurons: 'five' is not of type integer"),
                          ("heatmap={neurons: 2.5}", "config key heatmap.neurons: '2.5' is not of type integer"),

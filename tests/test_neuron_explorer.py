@@ -17,7 +17,7 @@ from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
-from neurons_support import (LAYERS, TEXT, contrast, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
+from neurons_support import (HIDDEN, LAYERS, TEXT, contrast, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
                              prose_avoid,
                              single_removal_effects, tiny, write_divergence)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
@@ -401,6 +401,25 @@ def test_another_runs_table_or_ablation_of_a_model_named_alike_is_refused(tiny, 
         neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=other)
     # the same files with the run's own: accepted
     assert neuron_explorer_data(degenerate.activations, degenerate.divergence, K, 30, "t", ablation_path=other)
+
+
+def test_a_float16_files_own_table_is_accepted_for_every_neuron(tiny, tmp_path):
+    """The table's minimum and maximum, from the file's float16 values and written with 8 digits, are the page's
+    own: every neuron of every layer and state (all offered) passes the check, and the check did run."""
+    from lstmscope.activations import dump_activations
+
+    half = tmp_path / "half.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, half, dtype="float16", chunk_tokens=64,
+                     model_info={"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0})
+    table = write_divergence(half, tmp_path)
+    data = neuron_explorer_data(half, table, None, 30, "t")
+    offered = {f"{v['layer']}:{r['neuron']}" for v in data["views"] for r in v["neurons"]}
+    assert len(offered) >= LAYERS * HIDDEN // 2 and offered <= set(data["series"])  # most neurons, every layer
+    shifted = pd.read_csv(table)
+    shifted["max"] = shifted["max"] * (1 + 1e-3)  # a table a little off: refused, so the check ran on these
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)
+    with pytest.raises(HistogramError, match="is not the divergence table of"):
+        neuron_explorer_data(half, tmp_path / "shifted.csv", None, 30, "t")
 
 
 @pytest.mark.browser

@@ -105,7 +105,9 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     models = len(preset["models"]["dropouts"]) * preset["models"].get("replicates", 1)
     texts = len(preset["texts"])
     emb = preset["embedding"]
-    views = len(emb["layers"]) * len(emb["states"])
+    layers = emb["layers"] or range(1, preset["architecture"]["layers"] + 1)  # null: every layer
+    assert len(layers) == 2
+    views = len(layers) * len(emb["states"])
     embedded = len(emb["dropouts"]) * len(emb["texts"])
     assert counts["download_wikitext2"] == 1 and counts["vocabulary"] == 1
     assert counts["train_lstm"] == models

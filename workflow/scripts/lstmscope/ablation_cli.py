@@ -18,6 +18,7 @@ tokens after each (``--headings``: anywhere).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -32,7 +33,7 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
-                  stop_on_sigterm, unreadable, writing)
+                  stop_status, stopped_by_sigterm, unreadable, writing)
 from .heatmap_cli import parse_neuron
 
 PROG = "lstmscope-ablate"
@@ -132,33 +133,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tokens is not None and args.tokens < 2:
         ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
-    stop_on_sigterm()
     try:
         for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
             if path:
                 check_output(path, option, inputs=(args.checkpoint, args.activations))
-        table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
-                                       args.min_count, args.top_words, args.device, args.method)
-        if args.heatmap:
-            from .ablation_figures import EFFECT_CAPTION, removal_phrase
-            from .heatmap import draw_blocks_to
+        if args.output and args.heatmap and os.path.abspath(args.output) == os.path.abspath(args.heatmap):
+            raise ValueError(f"--output {args.output} and --heatmap {args.heatmap} are the same file; give two names")
+        with stopped_by_sigterm():
+            table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
+                                           args.min_count, args.top_words, args.device, args.method)
+            if args.heatmap:
+                from .ablation_figures import EFFECT_CAPTION, removal_phrase
+                from .heatmap import draw_blocks_to
 
-            with writing("--heatmap", args.heatmap):
-                draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
-                               suptitle=f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
-                                        f"neurons removed: {removal_phrase(args.method)}")
-        if args.output:
-            with writing("--output", args.output), atomic_path(args.output) as tmp:
-                table.to_csv(tmp, index=False, float_format="%.6g")
+                title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
+                         f"neurons removed: {removal_phrase(args.method)}")
+                with writing("--heatmap", args.heatmap):
+                    draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
+                                   suptitle=title)
+            if args.output:
+                with writing("--output", args.output), atomic_path(args.output) as tmp:
+                    table.to_csv(tmp, index=False, float_format="%.6g")
     except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
-        print(f"{PROG}: error: {unreadable((args.checkpoint, args.activations), exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {unreadable((args.activations,), exc)}", file=sys.stderr)  # torch reads the checkpoint
         return 1
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: an output being written is already removed
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: an output being written is already removed
         print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
-        return 130
+        return stop_status(exc)
     if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)

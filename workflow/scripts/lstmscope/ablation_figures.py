@@ -312,7 +312,8 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
     the top-KL group's just left of the dropout, the random one's just right)."""
     layers = sorted(summary["layer"].unique())
     gap = spread_gap(summary["dropout"])
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.6), squeeze=False, sharey=True)
+    # 4.5 in a panel, plus the legend beside the last one
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers) + 1.6, 3.6), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         sub = summary[summary["layer"] == layer]
         for group in ORDER:

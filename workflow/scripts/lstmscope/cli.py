@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import threading
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -70,22 +71,43 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
                          "results/models/<model>/model.pt)")
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is (exit status 128 + 15 rather than Ctrl-C's 130)."""
+
+    status = 143
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (``kill``, a scheduler's time limit) stop the command as Ctrl-C does, by KeyboardInterrupt: the
-    output being written under a temporary name is removed on the way out, not left behind."""
-    signal.signal(signal.SIGTERM, _interrupt)
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def stop_status(exc: KeyboardInterrupt) -> int:
+    """The exit status of a command stopped by Ctrl-C (130) or SIGTERM (143)."""
+    return exc.status if isinstance(exc, Terminated) else 130
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """While a command runs, SIGTERM (``kill``, a scheduler's time limit) stops it as Ctrl-C does, by an exception,
+    so an output being written under a temporary name is removed on the way out, not left behind; the handler
+    before is put back after. Outside the main thread (a command called from a thread) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def unreadable(paths: Sequence[str | None], exc: OSError) -> ValueError:
     """One line for an OSError met reading ``paths`` (the command's input files; None: not given): HDF5's read
-    errors name no file, so the line names the inputs."""
+    errors name no file (and no system error: then the file itself is suspect), so the line names the inputs."""
     named = [str(p) for p in paths if p]
     where = exc.filename or " or ".join(named)
-    return ValueError(f"{where}: cannot be read ({exc.strerror or exc}); a damaged or truncated file? Write it again")
+    hint = "; a damaged or truncated file? Write it again" if exc.errno is None else ""
+    return ValueError(f"{where}: cannot be read ({exc.strerror or exc}){hint}")
 
 
 @contextlib.contextmanager

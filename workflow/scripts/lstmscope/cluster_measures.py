@@ -297,7 +297,8 @@ def top_words_html(clusters: pd.DataFrame, measures: pd.DataFrame, title: str) -
         parts.append(f"<h2>{esc(head)}</h2>")
         if len(m):
             r = m.iloc[0]
-            parts.append(f"<p class='note'>{int(r.points)} tokens, {int(r.clusters)} clusters; contiguity "
+            n = int(r.clusters)
+            parts.append(f"<p class='note'>{int(r.points)} tokens, {n} cluster{'s' * (n != 1)}; contiguity "
                          f"{r.mean_run_length:.2f} vs {r.shuffled_run_length:.2f} shuffled "
                          f"(ratio {r.contiguity_ratio:.2f}), {r.word_shuffled_run_length:.2f} with each word's "
                          f"labels shuffled among its tokens (ratio {r.word_contiguity_ratio:.2f}); purity "

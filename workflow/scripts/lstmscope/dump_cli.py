@@ -34,7 +34,7 @@ from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
-                  stop_on_sigterm, writing)
+                  stop_status, stopped_by_sigterm, writing)
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
 
@@ -117,19 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--threads must be >= 1")
     if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
-    stop_on_sigterm()
     try:
         check_output(args.output, "--output", inputs=(args.checkpoint, args.text, args.vocabulary))
         command_device(args.device)
-        with writing("--output", args.output):
+        with stopped_by_sigterm(), writing("--output", args.output):
             summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
                                 args.device, args.threads)
     except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: torch's, e.g. CUDA out of memory
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the temporary file is already removed
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
-        return 130
+        return stop_status(exc)
     unknown = summary["unknown"]
     if unknown:
         listed = ", ".join(f"{w} ({n})" if n > 1 else w for w, n in unknown.most_common(LISTED))

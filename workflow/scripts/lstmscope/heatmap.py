@@ -311,7 +311,8 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
                 blocks += neuron_blocks(words, hs[:, j], cs[:, j], layer, int(r.neuron), int(r.rank), state,
                                         passage_tokens, scale, avoid)
             draw_blocks(blocks, png, svg, dpi=dpi,
-                        suptitle=f"{model}, text {text}: top {len(top)} neurons of layer {layer} by KL of {state}")
+                        suptitle=f"{model}, text {text}: top {len(top)} neuron{'s' * (len(top) != 1)} of layer {layer} "
+                                 f"by KL of {state}")
             log.info("layer%d/%s: heatmaps of neurons %s -> %s", layer, state, top["neuron"].tolist(), png)
 
 
