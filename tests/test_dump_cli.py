@@ -91,6 +91,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     empty.write_text("\n\n", encoding="utf-8")
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9 .\n".encode("latin-1"))
+    bom = tmp_path / "bom.txt"
+    bom.write_text("The film .\n", encoding="utf-8-sig")  # as some editors save UTF-8
     other_vocabulary = tmp_path / "v.json"
     Vocabulary(Vocabulary.load(tiny.vocabulary).words[:-1]).save(other_vocabulary)
     out = tmp_path / "o.h5"
@@ -101,6 +103,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
         ([str(tiny.checkpoint), str(tmp_path / "none.txt"), *v], "none.txt: text file not found"),
         ([str(tiny.checkpoint), str(empty), *v], "empty.txt: no words to read (an empty file?)"),
         ([str(tiny.checkpoint), str(latin), *v], "latin.txt: not UTF-8 text"),
+        ([str(tiny.checkpoint), str(bom), *v], "bom.txt: begins with a byte-order mark (U+FEFF)"),
         ([str(tiny.checkpoint), str(good), "--vocabulary", str(tmp_path / "none.json")], "none.json: vocabulary"),
         ([str(tiny.checkpoint), str(good), "--vocabulary", str(other_vocabulary)], "trained with another vocabulary"),
     ]
@@ -114,7 +117,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny.checkpoint), str(good), *v, "-o", str(tmp_path / "o.png")])
     assert exit_.value.code == 2 and "an HDF5 file, ending in .h5" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "latin.txt", "t.txt", "v.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bom.txt", "empty.txt", "latin.txt", "t.txt", "v.json"]
 
 
 def test_the_console_script_is_declared():

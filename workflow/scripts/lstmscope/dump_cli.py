@@ -71,6 +71,10 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
                        (text_file, "text file not found")):
         if not os.path.isfile(path):
             raise ActivationsError(f"{path}: {what}")
+    with open(text_file, "rb") as fh:
+        if fh.read(3) == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark, as some editors write: it joins the first word
+            raise ActivationsError(f"{text_file}: begins with a byte-order mark (U+FEFF), which would be read as part "
+                                   "of the first word; save the file as UTF-8 without one")
     try:
         words = read_tokens(text_file)
     except UnicodeDecodeError as exc:
