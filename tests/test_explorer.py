@@ -185,6 +185,7 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     build_explorer({k: v for k, v in tables.items() if k[:2] in ((1, "h"), (2, "c"))}, partial, "t", context_tokens=5)
     assert start(partial) == (2, "c", "ward")
     assert start(partial, layer="1") == (1, "h", "ward")
+    assert start(partial, layer="1", state="c") == (1, "h", "ward")  # a state the layer lacks: the layer is kept
 
 
 @pytest.mark.browser

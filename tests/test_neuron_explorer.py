@@ -423,6 +423,20 @@ def test_a_float16_files_own_table_is_accepted_for_every_neuron(tiny, tmp_path):
 
 
 @pytest.mark.browser
+def test_browser_names_only_the_kinds_of_neurons_a_removed_view_holds(chromium, tiny, divergence_csv,
+                                                                       tmp_path):  # noqa: F811
+    """ablation.neurons: 0 (random controls only): the view of removed neurons says "random", not "top-KL"."""
+    h5 = tmp_path / "random.h5"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, state="h", neurons=0, random=2, seed=5,
+                 max_tokens=60)
+    out = tmp_path / "page.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", ablation_path=h5)
+    (layer, j), *_ = sorted(single_removal_effects(h5))
+    result = selftest(chromium, out, f"{layer}:{j}:e:symmetric:removed", tmp_path)
+    assert result["errors"] == [] and result["view"] == f"layer {layer} / removed: random", result["view"]
+
+
+@pytest.mark.browser
 def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, tiny, divergence_csv, ablation,
                                                                       tmp_path):  # noqa: F811
     h5, table = ablation
@@ -436,6 +450,8 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     result = selftest(chromium, out, f"2:{j}:e:symmetric:removed", tmp_path)
     assert result["errors"] == [], result["errors"]
     assert result["views"] == 3 * LAYERS and result["view"] == "layer 2 / removed: top-KL of h, random"
+    tip = result["edgeTooltip"]  # hovered at the window's right edge: inside it, at its own width
+    assert 0 <= tip["left"] and tip["right"] <= tip["window"] and tip["width"] > 200, tip
     assert result["neuron"] == f"{j} (random; without it perplexity {rand.perplexity_change_pct:+.1f} %)"
     assert result["show"] == "e" and result["effectOffered"]
     assert f"words after the first {ABLATED_TOKENS} the ablation read" in result["info"]
