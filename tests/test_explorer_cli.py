@@ -53,6 +53,9 @@ def test_a_pipeline_file_gets_its_own_texts_ranking(results, divergence_csv, cap
     assert data["ranked_on"] is None and data["title"] == f"lstmscope neurons · {model} · test"
     printed = capsys.readouterr().out
     assert printed.startswith(f"{out}: ") and "neurons/" + model + "/test/divergence.csv" in printed
+    assert data["scale"] == "symmetric"
+    assert main([str(root / "results" / "activations" / model / "test.h5"), "-o", str(out), "--scale", "range"]) == 0
+    assert page_data(out)["scale"] == "range"  # the scale the page opens on, as heatmap.scale
 
 
 def test_a_text_of_ones_own_is_ranked_on_the_pipelines_text(results, tiny, divergence_csv, tmp_path,

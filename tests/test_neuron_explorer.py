@@ -423,6 +423,20 @@ def test_a_float16_files_own_table_is_accepted_for_every_neuron(tiny, tmp_path):
 
 
 @pytest.mark.browser
+def test_browser_opens_on_the_configured_scale(chromium, tiny, divergence_csv, tmp_path):  # noqa: F811
+    """heatmap.scale reaches the page: it opens on min-to-max where the figures are drawn so (the menu still turns)."""
+    neuron = int(pd.read_csv(divergence_csv).query("layer == 2 and state == 'h' and rank == 1")["neuron"].iloc[0])
+    for scale in ("range", "symmetric"):
+        out = tmp_path / f"{scale}.html"
+        build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", scale=scale)
+        result = selftest(chromium, out, f"2:{neuron}:h:symmetric", tmp_path)
+        assert result["errors"] == [] and result["initialScale"] == scale and result["scale"] == "symmetric"
+    with pytest.raises(ValueError, match="heatmap scale 'linear'"):
+        build_neuron_explorer(tiny.activations, divergence_csv, tmp_path / "x.html", K, 30, "t", scale="linear")
+    assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.browser
 def test_browser_names_only_the_kinds_of_neurons_a_removed_view_holds(chromium, tiny, divergence_csv,
                                                                        tmp_path):  # noqa: F811
     """ablation.neurons: 0 (random controls only): the view of removed neurons says "random", not "top-KL"."""

@@ -267,6 +267,7 @@ rule neuron_explorer:
             neurons=NEURON_EXPLORER["neurons"],
             passage_tokens=config["heatmap"]["passage_tokens"],
             passage=config["heatmap"]["passage"],
+            scale=config["heatmap"]["scale"],
             title="lstmscope neurons · {model} · {text}",
         ),
     log:

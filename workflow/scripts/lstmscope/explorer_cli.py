@@ -26,6 +26,7 @@ from typing import Sequence
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
 from .cli import check_output, command_parser, writing
+from .heatmap import SCALES
 from .histogram import HistogramError
 from .neuron_explorer import build_neuron_explorer
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--headings", action="store_true",
                     help="let that passage hold section headings (default: the passage outside them, their empty lines "
                          "and the 20 tokens after each)")
+    ap.add_argument("--scale", choices=SCALES, default="symmetric",
+                    help="the h/c colour scale the page opens on, as heatmap.scale (default symmetric; the page's "
+                         "menu changes it)")
     ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
     return ap
 
@@ -111,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with writing("--output", args.output, reading=(args.activations, args.ablation)):
             size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
                                          title, ablation_path=args.ablation,
-                                         passage="active" if args.headings else "prose")
+                                         passage="active" if args.headings else "prose", scale=args.scale)
     except (ActivationsError, AblationError, HistogramError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

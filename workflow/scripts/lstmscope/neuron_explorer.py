@@ -34,7 +34,7 @@ from .activations_file import ActivationsError, layers_and_states, open_activati
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_floor
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
-from .heatmap import check_passage, needs_light_text, passage_avoid
+from .heatmap import check_passage, check_scale, needs_light_text, passage_avoid
 from .histogram import HistogramError
 from .html_page import render_page
 
@@ -211,9 +211,13 @@ def runs_of(mask: np.ndarray | None) -> list[list[int]]:
 def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                           output: str | os.PathLike, neurons: int | None, passage_tokens: int, title: str,
                           template: str | os.PathLike = TEMPLATE,
-                          ablation_path: str | os.PathLike | None = None, passage: str = "prose") -> int:
-    """Stage neuron_explorer: write the HTML page; returns its size in bytes."""
-    page = render_page(neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title,
-                                            ablation_path, passage), template)
+                          ablation_path: str | os.PathLike | None = None, passage: str = "prose",
+                          scale: str = "symmetric") -> int:
+    """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``);
+    returns its size in bytes."""
+    data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
+                                passage)
+    data["scale"] = check_scale(scale)
+    page = render_page(data, template)
     write_text(output, page)
     return len(page.encode("utf-8"))
