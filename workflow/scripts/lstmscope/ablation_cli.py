@@ -34,7 +34,7 @@ from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
                   stop_status, stopped_by_sigterm, unreadable, writing)
-from .heatmap_cli import parse_neuron
+from .heatmap_cli import given_once, parse_neuron
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
@@ -59,9 +59,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     units = [parse_neuron(s) for s in specs]
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
-    if len(set(units)) != len(units):
-        twice = sorted({u for u in units if units.count(u) > 1})  # the same neuron, however it was written
-        raise ValueError(f"--neuron given twice: {', '.join(f'{layer}:{j}' for layer, j in twice)}")
+    given_once("--neuron", units)
     check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
                                       "results/activations/<model>/<text>.h5)")
     dev = command_device(device)

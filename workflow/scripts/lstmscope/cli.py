@@ -126,4 +126,4 @@ def writing(option: str, path: str, reading: Sequence[str | None] = ()) -> Itera
                                 and Path(path).stem in os.path.basename(str(name)))
         if ours:
             raise ValueError(f"{option} {path}: cannot be written ({exc.strerror or exc})") from None
-        raise ValueError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        raise unreadable((name,), exc) from None

@@ -58,6 +58,15 @@ def parse_neuron(spec: str) -> tuple[int, int]:
     return int(layer), int(index)
 
 
+def given_once(option: str, parsed: Sequence[tuple[int, int | str]]) -> None:
+    """Each neuron (or group) once: one given twice, however it was written (``2:03`` is ``2:3``), is an error
+    naming it."""
+    twice = sorted({p for p in parsed if parsed.count(p) > 1})
+    if twice:
+        shown = ", ".join(f"{layer}:{str(which).removesuffix(' all')}" for layer, which in twice)
+        raise ValueError(f"{option} given twice: {shown}")
+
+
 def parse_group(spec: str) -> tuple[int, str]:
     """``"2:top"`` -> (2, "top all"), ``"1:random"`` -> (1, "random all"); anything else is an error naming it."""
     layer, sep, which = spec.partition(":")
@@ -160,9 +169,9 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     removals, removed_groups = removals_of(f, every_word, ablation, neurons, groups) if ablation is not None else ({}, [])
     begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None,
                           passage_avoid(every_word, "active" if headings else "prose"))
-    drawn_removals = [removals[n] for n in neurons if n in removals] + list(removed_groups)
-    if drawn_removals and begin >= max(r.tokens for r in drawn_removals):
-        raise ValueError(f"{ablation}: the ablation read the first {max(r.tokens for r in drawn_removals)} words only; "
+    read = max((r.tokens for r in [*(removals[n] for n in neurons if n in removals), *removed_groups]), default=None)
+    if read is not None and begin >= read:
+        raise ValueError(f"{ablation}: the ablation read the first {read} words only; "
                          f"the passage (tokens {begin}-{stop - 1}) lies after them, where the effect has no value: "
                          "give an earlier --start")
     words = every_word[begin:stop]
@@ -240,10 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(args.output, "--output")
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
-        for option, given, parsed in (("--neuron", args.neuron, neurons), ("--group", args.group, groups)):
-            twice = [s for s, p in zip(given, parsed) if parsed.count(p) > 1]
-            if twice:
-                raise ValueError(f"{option} {twice[-1]} is given twice; give each once")
+        given_once("--neuron", neurons)
+        given_once("--group", groups)
         with open_activations(args.activations) as f:
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
                                     args.ablation, groups, args.headings)

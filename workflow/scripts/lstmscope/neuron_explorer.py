@@ -138,6 +138,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         if lacking:
             raise HistogramError(f"{divergence_path} has no rows of {', '.join(lacking)}, which {activations_path} "
                                  "holds: the table of another model?")
+        own_table = not own_text and set(table["text"].astype(str)) == {text}  # the table of this very text
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
             offered = ranked(table, layer, state, len(table) if neurons is None else neurons)
@@ -165,7 +166,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             cols = sorted(js)
             # one read of the wanted columns per dataset: every HDF5 chunk is read once, not once per neuron
             values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
-            if not own_text and set(table["text"].astype(str)) == {text}:
+            if own_table:
                 check_table_values(table, divergence_path, activations_path, layer, cols, values)
             for k, j in enumerate(cols):
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
@@ -186,18 +187,20 @@ def check_table_values(table: pd.DataFrame, divergence_path: str | os.PathLike, 
     """The divergence table of a text holds each neuron's minimum and maximum over it: those of ``values`` (the
     columns ``cols`` of ``layer``'s h and c in the activations file), or the table is another run's (two runs
     name their models alike)."""
-    rows = table.set_index(["layer", "state", "neuron"])
+    spans = table.set_index(["layer", "state", "neuron"])[["min", "max"]]
     for s, v in values.items():
+        stored = spans.reindex(pd.MultiIndex.from_product([[layer], [s], cols])).to_numpy(np.float64)  # NaN: no row
         v = np.asarray(v, dtype=np.float64)
-        for k, j in enumerate(cols):
-            if (layer, s, j) not in rows.index:
+        seen = np.stack([v.min(axis=0), v.max(axis=0)], axis=1)
+        wrong = ~np.isclose(seen, stored, rtol=1e-5, atol=1e-7).all(axis=1)
+        if wrong.any():
+            k = int(np.argmax(wrong))
+            j, (lo, hi) = cols[k], stored[k]
+            if np.isnan(stored[k]).any():
                 raise HistogramError(f"{divergence_path} has no row of neuron {j} of layer {layer} {s}")
-            r = rows.loc[(layer, s, j)]
-            seen = (float(v[:, k].min()), float(v[:, k].max()))
-            if not np.allclose(seen, (float(r["min"]), float(r["max"])), rtol=1e-5, atol=1e-7):
-                raise HistogramError(f"{divergence_path} is not the divergence table of {activations_path}: neuron "
-                                     f"{j} of layer {layer} {s} spans {float(r['min']):.6g}..{float(r['max']):.6g} "
-                                     f"there, {seen[0]:.6g}..{seen[1]:.6g} in the activations (another run's table?)")
+            raise HistogramError(f"{divergence_path} is not the divergence table of {activations_path}: neuron "
+                                 f"{j} of layer {layer} {s} spans {lo:.6g}..{hi:.6g} there, "
+                                 f"{seen[k, 0]:.6g}..{seen[k, 1]:.6g} in the activations (another run's table?)")
 
 
 def runs_of(mask: np.ndarray | None) -> list[list[int]]:
