@@ -490,20 +490,38 @@ def test_change_interval_by_hand():
     assert all(np.isnan(change_interval(np.zeros(7), blocks=4)))  # fewer than two words per stretch
 
 
+@pytest.fixture(scope="module")
+def effects_table(tiny, divergence_csv, tmp_path_factory):
+    """A real ablation table of the shared model (2 top and 2 random neurons per layer, 120 tokens), read-only."""
+    folder = tmp_path_factory.mktemp("effects-table")
+    h5, csv = folder / "a.h5", folder / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=2, seed=3, max_tokens=120)
+    return write_ablation_table(h5, divergence_csv, csv)
+
+
+def drawn_effects_figure(table, tmp_path, monkeypatch):
+    """The effects figure of ``table``, laid out (not saved), and its renderer."""
+    from lstmscope import ablation_figures as figs
+
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
+    (fig,) = kept
+    fig.canvas.draw()
+    return fig, fig.canvas.get_renderer()
+
+
 @pytest.mark.parametrize("changes", [
     [0.01, -0.02, 0.0, 0.03],  # about level, as in the default models
     [0.0, 0.05, 0.0, 0.05],  # zig-zag
     [0.0, 0.05, 0.0, 0.05, 0.1, 0.02, -0.03, 0.0, 0.04, 0.01],  # ten top neurons: the six largest labelled
 ])
-def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, divergence_csv, tmp_path, monkeypatch,
-                                                                         changes):
+def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(effects_table, tmp_path, monkeypatch, changes):
     """Top neurons whose removal changes almost nothing lie side by side near 0 %, as in the default models: their
     index labels (of four digits, as at the thesis's width) must stay readable and inside the panel."""
     from lstmscope import ablation_figures as figs
 
-    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=2, seed=3, max_tokens=120)
-    real = write_ablation_table(h5, divergence_csv, csv)
+    real = effects_table
     rows = []
     for layer in range(1, LAYERS + 1):  # the real table's rows, its top rows replaced by len(changes) of them
         sub = real[real.layer == layer]
@@ -511,12 +529,7 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
             perplexity_change_pct=changes, neurons=[str(1000 + 111 * k) for k in range(len(changes))])
         rows += [top, sub[sub.group != "top"]]
     table = pd.concat(rows, ignore_index=True)
-    kept = []
-    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
-    (fig,) = kept
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    fig, renderer = drawn_effects_figure(table, tmp_path, monkeypatch)
     for ax, layer in zip(fig.axes, range(1, LAYERS + 1)):
         boxes = [t.get_window_extent(renderer) for t in ax.texts]
         shown = {int(t.get_text()) for t in ax.texts}  # labels of the most changed neurons only
@@ -542,20 +555,11 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(tiny, d
 
 
 @pytest.mark.parametrize("layers", [[1], [1, 2]])
-def test_effects_figure_group_names_do_not_run_together(tiny, divergence_csv, tmp_path, monkeypatch, layers):
+def test_effects_figure_group_names_do_not_run_together(effects_table, tmp_path, monkeypatch, layers):
     """The four groups' names under each panel stay apart, with one panel (a one-layer model) as with two."""
     from lstmscope import ablation_figures as figs
 
-    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
-    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=2, seed=3, max_tokens=120)
-    table = write_ablation_table(h5, divergence_csv, csv)
-    table = table[table.layer.isin(layers)]
-    kept = []
-    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
-    (fig,) = kept
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    fig, renderer = drawn_effects_figure(effects_table[effects_table.layer.isin(layers)], tmp_path, monkeypatch)
     assert len(fig.axes) == len(layers)
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticklabels() if t.get_text()]
