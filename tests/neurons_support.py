@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from lstmscope.ablation import run_ablation
 from lstmscope.activations import TextSpec, dump_activations
 from lstmscope.divergence import neuron_divergence
 from lstmscope.heatmap import heading_tokens
@@ -197,6 +198,16 @@ def degenerate(tiny, tmp_path_factory) -> Degenerate:
                      model_info=record["extra"])
     return Degenerate(checkpoint, activations, write_divergence(activations, folder), u)
 
+
+
+@pytest.fixture(scope="session")
+def other_run_ablation(degenerate, tmp_path_factory) -> Path:
+    """An ablation file of another run's d0.2_r0 (the degenerate checkpoint, named as the shared model is): one
+    top neuron by c's KL removed per layer on the first 40 tokens (layer 2's h is dead: no random control)."""
+    path = tmp_path_factory.mktemp("other-run-ablation") / "other.h5"
+    run_ablation(degenerate.checkpoint, degenerate.activations, degenerate.divergence, path, state="c", neurons=1,
+                 random=0, max_tokens=40)
+    return path
 
 SETTLE = 20  # tokens after a heading and its blank lines that a prose passage leaves out (heatmap.HEADING_SETTLE)
 

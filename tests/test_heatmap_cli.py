@@ -17,8 +17,8 @@ from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
-from neurons_support import (HIDDEN, TEXT, degenerate, divergence_csv, group_removal_effects, prose_avoid,  # noqa: F401
-                             prose_window, single_removal_effects, tiny)
+from neurons_support import (HIDDEN, TEXT, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
+                             other_run_ablation, prose_avoid, prose_window, single_removal_effects, tiny)
 
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
@@ -356,11 +356,10 @@ def test_too_long_a_passage_is_refused_and_a_short_one_at_the_end_is_noted(tiny,
     assert "the passage ends with the text: 1 of --tokens 80 words drawn" in capsys.readouterr().err  # the default's
 
 
-def test_an_ablation_of_another_checkpoint_of_a_model_named_alike_is_refused(tiny, degenerate, tmp_path, capsys):
+def test_an_ablation_of_another_checkpoint_of_a_model_named_alike_is_refused(tiny, degenerate, other_run_ablation,
+                                                                            tmp_path, capsys):
     """Another run's d0.2_r0 (its checkpoint has units switched off): its removals are not drawn under this one's."""
-    other = tmp_path / "other.h5"
-    run_ablation(degenerate.checkpoint, degenerate.activations, degenerate.divergence, other, state="c", neurons=1,
-                 random=0, max_tokens=40)  # layer 2's h is dead there: no random control to draw
+    other = other_run_ablation
     (layer, j), *_ = single_removal_effects(other)
     _assert_refused(tiny.activations, tmp_path / "x.png", capsys, ["-n", f"{layer}:{j}", "--ablation", str(other)],
                     "other.h5 is the ablation of another checkpoint of model d0.2_r0")

@@ -17,9 +17,9 @@ from lstmscope.histogram import HistogramError
 from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
 
 from conftest import edit_yaml, planned_jobs
-from neurons_support import (HIDDEN, LAYERS, TEXT, contrast, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
-                             prose_avoid,
-                             single_removal_effects, tiny, write_divergence)
+from neurons_support import (HIDDEN, LAYERS, TEXT, contrast, degenerate, divergence_csv,  # noqa: F401
+                             group_removal_effects, other_run_ablation, prose_avoid, single_removal_effects, tiny,
+                             write_divergence)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
@@ -383,7 +383,8 @@ def test_an_ablation_of_another_model_or_text_is_refused(tiny, divergence_csv, a
     assert not (tmp_path / "x.html").exists()
 
 
-def test_another_runs_table_or_ablation_of_a_model_named_alike_is_refused(tiny, divergence_csv, degenerate, tmp_path):
+def test_another_runs_table_or_ablation_of_a_model_named_alike_is_refused(tiny, divergence_csv, degenerate,
+                                                                          other_run_ablation, tmp_path):
     """Two runs name their models alike (here both d0.2_r0; the other's checkpoint has units switched off): neither
     the other's divergence table nor its ablation is taken for this one's, and a table short of a layer says so."""
     with pytest.raises(HistogramError, match=r"d.csv is not the divergence table of .*activations.h5: neuron \d+ of "
@@ -394,9 +395,7 @@ def test_another_runs_table_or_ablation_of_a_model_named_alike_is_refused(tiny, 
     with pytest.raises(HistogramError, match=r"short.csv has no rows of layer 2 h, layer 2 c, which .*activations.h5 "
                                              "holds"):
         neuron_explorer_data(tiny.activations, tmp_path / "short.csv", K, 30, "t")
-    other = tmp_path / "other.h5"
-    run_ablation(degenerate.checkpoint, degenerate.activations, degenerate.divergence, other, state="c", neurons=1,
-                 random=0, max_tokens=40)  # layer 2's h is dead: no random control to draw
+    other = other_run_ablation
     with pytest.raises(AblationError, match="other.h5 is the ablation of another checkpoint of model d0.2_r0"):
         neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=other)
     # the same files with the run's own: accepted
