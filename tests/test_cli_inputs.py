@@ -1,4 +1,4 @@
-"""The four commands' inputs: a damaged file, an output that is one of the inputs, a dump stopped on the way."""
+"""The four commands' inputs: a folder for a file, a damaged file, an output that is one of the inputs, a dump stopped on the way."""
 from __future__ import annotations
 
 import os
@@ -81,6 +81,39 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, tmp_path
     assert f"is the input {h5_text}" in one_error_line(capsys, "lstmscope-dump")
     assert h5_text.read_text(encoding="utf-8") == "the film .\n"
     assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_a_folder_given_for_an_input_file_is_named_as_a_folder_with_what_it_holds(tiny, divergence_csv, tmp_path,
+                                                                                  capsys):
+    """Each command's input files, given as the folder holding them (as a path completed one level short is), get one
+    line naming the folder and what it holds, not "not found"."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    held = tmp_path / "held"
+    (held / "sub").mkdir(parents=True)
+    for name in ("c.h5", "a.h5", "z.txt", "b.h5"):
+        (held / name).write_text("")
+    listed = f"{held}: a folder, not a file; it holds a.h5, b.h5, c.h5, sub/, …"  # four names, the folder marked
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    out = str(tmp_path / "x")
+    calls = [
+        ("lstmscope-heatmap", heatmap_main, [str(held), "-n", "1:0", "-o", out + ".png"], listed),
+        ("lstmscope-heatmap", heatmap_main, [str(tiny.activations), "-n", "1:0", "--ablation", str(empty), "-o",
+                                             out + ".png"], f"{empty}: a folder, not a file (empty)"),
+        ("lstmscope-explorer", explorer_main, [str(tiny.activations), "--divergence", str(held), "-o", out + ".html"],
+         listed),
+        ("lstmscope-ablate", ablate_main, [str(held), str(tiny.activations), "-n", "1:0"], listed),
+        ("lstmscope-ablate", ablate_main, [str(tiny.checkpoint), str(held), "-n", "1:0"], listed),
+        ("lstmscope-dump", dump_cli.main, [str(tiny.checkpoint), str(empty), "--vocabulary", str(tiny.vocabulary),
+                                           "-o", out + ".h5"], f"{empty}: a folder, not a file (empty)"),
+        ("lstmscope-dump", dump_cli.main, [str(tiny.checkpoint), str(text), "--vocabulary", str(held), "-o",
+                                           out + ".h5"], listed),
+    ]
+    for command, main, args, said in calls:
+        assert main(args) == 1, args
+        assert said in one_error_line(capsys, command), args
+    assert sorted(os.listdir(tmp_path)) == ["empty", "held", "t.txt"]  # nothing written
 
 
 def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp_path, capsys, monkeypatch):

@@ -32,7 +32,7 @@ from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
-from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
+from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   stop_status, stopped_by_sigterm, unreadable, writing)
 from .heatmap_cli import given_once, parse_neuron
 
@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
     try:
+        check_inputs((args.checkpoint, args.activations))
         for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
             if path:
                 check_output(path, option, inputs=(args.checkpoint, args.activations))

@@ -56,6 +56,16 @@ def check_output(path: str, option: str, inputs: Sequence[str | None] = ()) -> N
         raise ValueError(f"{option} {path}: the folder {folder} is not writable")
 
 
+def check_inputs(paths: Sequence[str | None]) -> None:
+    """An input given as a folder (``results/activations/d0.0_r0`` for one of its files) is named as a folder, with
+    the first names it holds, not reported as a file not found."""
+    for path in paths:
+        if path and os.path.isdir(path):
+            held = sorted(f + "/" * os.path.isdir(os.path.join(path, f)) for f in os.listdir(path))
+            held = f"; it holds {', '.join(held[:4])}{', …' if len(held) > 4 else ''}" if held else " (empty)"
+            raise ValueError(f"{path}: a folder, not a file{held}")
+
+
 def check_checkpoint_file(checkpoint: str, order: str) -> None:
     """A file that is not a checkpoint at all (another argument given first, a metrics.json, a copy cut short)
     gets a line naming ``order`` (the order of the command's arguments), not torch's page on unpickling. A

@@ -33,7 +33,7 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import (add_device_option, check_checkpoint_file, check_output, command_device, command_parser,
+from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   stop_status, stopped_by_sigterm, writing)
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
     try:
+        check_inputs((args.checkpoint, args.text, args.vocabulary))
         check_output(args.output, "--output", inputs=(args.checkpoint, args.text, args.vocabulary))
         command_device(args.device)
         with stopped_by_sigterm(), writing("--output", args.output):

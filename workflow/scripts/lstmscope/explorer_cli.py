@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
-from .cli import check_output, command_parser, writing
+from .cli import check_inputs, check_output, command_parser, writing
 from .heatmap import SCALES
 from .histogram import HistogramError
 from .neuron_explorer import build_neuron_explorer
@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.passage < 1:
         ap.error(f"--passage {args.passage}: must be >= 1")
     try:
+        check_inputs((args.activations, args.divergence, args.ablation))
         check_output(args.output, "--output")
         if args.divergence and args.ranked_on:
             raise ValueError(f"--divergence {args.divergence} and --ranked-on {args.ranked_on} both choose the "

@@ -36,7 +36,7 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .cli import command_parser, check_output, unreadable, writing
+from .cli import check_inputs, check_output, command_parser, unreadable, writing
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
 
@@ -246,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--tokens {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
                  "parts with --start")
     try:
+        check_inputs((args.activations, args.ablation))
         check_output(args.output, "--output")
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
