@@ -569,6 +569,47 @@ def test_effects_figure_group_names_do_not_run_together(effects_table, tmp_path,
     figs.plt.close(fig)
 
 
+def panel_rows(fig):
+    """The figure's panels as rows, top first, each left to right."""
+    rows = {}
+    for ax in fig.axes:
+        box = ax.get_position()
+        rows.setdefault(round(box.y0, 3), []).append(ax)
+    return [sorted(r, key=lambda a: a.get_position().x0) for _, r in sorted(rows.items(), reverse=True)]
+
+
+@pytest.mark.parametrize("layers", [2, 5, 8])
+def test_many_layers_wrap_into_rows_of_at_most_four_panels(effects_table, tmp_path, monkeypatch, layers):
+    """A deep model's ablation figures are rows of at most four layers (8 used to make one row 5 000 px wide), in
+    order, each row's first panel labelled, the vs-dropout legend beside the first row and over no panel."""
+    from lstmscope import ablation_figures as figs
+
+    table = pd.concat([effects_table[effects_table.layer == 1 + k % LAYERS].assign(layer=k + 1)
+                       for k in range(layers)], ignore_index=True)
+    fig, _ = drawn_effects_figure(table, tmp_path, monkeypatch)
+    summary = pd.concat([table.assign(model=f"d{d}_r0", dropout=d) for d in (0.0, 0.5)]).groupby(
+        ["model", "dropout", "layer", "group"], as_index=False).agg(
+        mean_change_pct=("perplexity_change_pct", "mean"), min_change_pct=("perplexity_change_pct", "min"),
+        max_change_pct=("perplexity_change_pct", "max"))
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda f, *a, **k: kept.append(f))
+    figs.vs_dropout_figure(summary, tmp_path / "v.png", tmp_path / "v.svg", "t")
+    for f in (fig, kept[0]):
+        f.canvas.draw()
+        rows = panel_rows(f)
+        assert [len(r) for r in rows] == [4] * (layers // 4) + [layers % 4] * (layers % 4 > 0)
+        assert [ax.get_title() for r in rows for ax in r] == [f"layer {k}" for k in range(1, layers + 1)]
+        assert all(bool(ax.get_ylabel()) == (ax is r[0]) for r in rows for ax in r)
+        assert f.get_size_inches()[0] < 4.6 * 4 + 2
+    legend = next(ax.get_legend() for ax in kept[0].axes if ax.get_legend())
+    box = legend.get_window_extent()
+    first = panel_rows(kept[0])[0]
+    assert box.x0 > first[-1].get_window_extent().x1 and box.y0 > first[-1].get_window_extent().y0
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in kept[0].axes)
+    figs.plt.close(fig)
+    figs.plt.close(kept[0])
+
+
 def test_ablation_heatmap_passage_is_chosen_outside_the_headings_unless_active(tiny, divergence_csv, tmp_path,
                                                                                 monkeypatch):
     from lstmscope import ablation_figures as figs

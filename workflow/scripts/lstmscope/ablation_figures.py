@@ -43,6 +43,19 @@ ORDER = ["top", "random", "top all", "random all"]
 LABELLED = 6  # top neurons labelled at most per layer (those whose removal changes the perplexity most)
 LABELLED_RANDOM = 3  # random ones, after them
 MARKER_PT = 30  # area of a point, pt^2
+PANELS_PER_ROW = 4  # layers' panels in a row of a figure; more layers wrap to further rows
+
+
+def layer_panels(n: int, width: float, height: float, extra: float) -> tuple[plt.Figure, list, list]:
+    """A figure of ``n`` panels (one per layer), at most :data:`PANELS_PER_ROW` to a row, each ``width`` by ``height``
+    inches plus ``extra`` inches of width, one y axis shared by all: the figure, its panels in order, and the panels
+    that start a row (which carry the y axis's label)."""
+    cols = min(n, PANELS_PER_ROW)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + extra, height * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[n:]:  # the last row's empty places
+        ax.remove()
+    return fig, list(axes.flat[:n]), list(axes[:, 0])
 
 
 def place_labels(ax, candidates: Sequence[tuple[float, float, str]], fontsize: float = 7) -> None:
@@ -119,9 +132,9 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     layers = sorted(table["layer"].unique())
     model, text = table["model"].iloc[0], table["text"].iloc[0]
     # 4.2 in a panel, plus room for the y axis's label (which the first panel alone would give up)
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers) + 0.8, 3.8), squeeze=False, sharey=True)
+    fig, panels, first = layer_panels(len(layers), 4.2, 3.8, 0.8)
     labels = []  # (axes, [(x, y, text)], most changed first)
-    for ax, layer in zip(axes[0], layers):
+    for ax, layer in zip(panels, layers):
         sub = table[table["layer"] == layer]
         groups = [g for g in ORDER if (sub["group"] == g).any()]
         panel: list[tuple[float, float, str]] = []  # top neurons first (ORDER), then random ones
@@ -150,7 +163,8 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
         ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("perplexity change without the neuron(s) (%)")
+    for ax in first:
+        ax.set_ylabel("perplexity change without the neuron(s) (%)")
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
     unknown = np.isnan(np.concatenate(change_intervals(table))).any()
@@ -312,9 +326,9 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
     the top-KL group's just left of the dropout, the random one's just right)."""
     layers = sorted(summary["layer"].unique())
     gap = spread_gap(summary["dropout"])
-    # 4.5 in a panel, plus the legend beside the last one
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers) + 1.6, 3.6), squeeze=False, sharey=True)
-    for ax, layer in zip(axes[0], layers):
+    # 4.5 in a panel, plus the legend beside the first row's last one
+    fig, panels, first = layer_panels(len(layers), 4.5, 3.6, 1.6)
+    for ax, layer in zip(panels, layers):
         sub = summary[summary["layer"] == layer]
         for group in ORDER:
             rows = sub[sub["group"] == group].sort_values("dropout")
@@ -336,9 +350,10 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("perplexity change (%)")
-    # beside the last panel, never over a point (a layer's largest change can lie anywhere)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    for ax in first:
+        ax.set_ylabel("perplexity change (%)")
+    # beside the first row's last panel, never over a point (a layer's largest change can lie anywhere)
+    panels[min(len(panels), PANELS_PER_ROW) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
