@@ -40,10 +40,11 @@ import pytest
 # test starts): importing lstmscope pins them before any test's first tensor operation, so in-process
 # references and the jobs' outputs are computed alike.
 import lstmscope  # noqa: E402,F401
+from wikitext_data import WIKITEXT, complete, missing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI") == "true"
-WIKITEXT2 = Path(os.environ.get("LSTMSCOPE_WIKITEXT", REPO.parent / "shared" / "data" / "wikitext-2"))
+WIKITEXT2 = WIKITEXT
 
 # The tiny experiment: a 2-model, hidden-16 version of every stage; the second file only points
 # data.url at the local copy of WikiText-2 (written by copy_repo).
@@ -377,8 +378,8 @@ def assert_same_models(a: Path, b: Path) -> list[str]:
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def wikitext2() -> Path:
-    if not all((WIKITEXT2 / f"{s}.txt").is_file() for s in ("train", "valid", "test")):
-        skip_or_fail(f"WikiText-2 not found at {WIKITEXT2} (set LSTMSCOPE_WIKITEXT)")
+    if not complete(WIKITEXT2):
+        skip_or_fail(missing())
     return WIKITEXT2
 
 

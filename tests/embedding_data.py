@@ -7,27 +7,18 @@ stores its per-layer hidden and cell states as ``results/activations/{model}/{te
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 import torch
 
 from lstmscope.activations import FORMAT as ACTIVATIONS_FORMAT
 from lstmscope.activations import write_activations as write_activations_file
 from lstmscope.model import LSTMLanguageModel, ModelConfig
 from lstmscope.vocabulary import build_vocabulary, read_tokens
+from wikitext_data import split_path
 
-WIKITEXT = Path(os.environ.get("LSTMSCOPE_WIKITEXT", Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 
 
-def wikitext_split(split: str) -> Path:
-    path = WIKITEXT / f"{split}.txt"
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            raise FileNotFoundError(f"{path}: WikiText-2 is missing (set LSTMSCOPE_WIKITEXT)")
-        pytest.skip(f"WikiText-2 not found at {WIKITEXT} (set LSTMSCOPE_WIKITEXT)")
-    return path
 
 
 def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: int = 24, layers: int = 2,
@@ -35,8 +26,8 @@ def write_activations(path: Path, n_tokens: int = 600, offset: int = 0, hidden: 
     """Run a small LSTM over ``n_tokens`` tokens of the test split and write an activations file."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    train_tokens = read_tokens(wikitext_split("train"))[:20000]
-    test_tokens = read_tokens(wikitext_split("test"))[offset:offset + n_tokens]
+    train_tokens = read_tokens(split_path("train"))[:20000]
+    test_tokens = read_tokens(split_path("test"))[offset:offset + n_tokens]
     vocab = build_vocabulary([train_tokens], max_size=1500)
     model = LSTMLanguageModel(ModelConfig(len(vocab), 16, hidden, layers, 0.0))
     # A few SGD steps (pytorch/examples recipe) so the states carry some language.

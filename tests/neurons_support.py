@@ -8,7 +8,6 @@ session (cached by folder) and shared read-only; tests that change files copy th
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,20 +24,10 @@ from lstmscope.histogram import neuron_histograms
 from lstmscope.model import ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, train
 from lstmscope.vocabulary import build_vocabulary, read_tokens
+from wikitext_data import split_path
 
-WIKITEXT = Path(os.environ.get("LSTMSCOPE_WIKITEXT",
-                               Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"))
 TEXT = TextSpec(name="test", split="test", offset=300, tokens=400)
 HIDDEN, LAYERS = 12, 2
-
-
-def split_path(split: str) -> Path:
-    path = WIKITEXT / f"{split}.txt"
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            raise FileNotFoundError(f"{path}: WikiText-2 is missing (set LSTMSCOPE_WIKITEXT)")
-        pytest.skip(f"WikiText-2 not found at {WIKITEXT} (set LSTMSCOPE_WIKITEXT)")
-    return path
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-from embedding_data import wikitext_split, write_activations
+from embedding_data import write_activations
 from lstmscope.activations_file import ActivationsError
 from lstmscope.embedding import TSNESettings, embed_states, embed_tsne, project_pca, read_states
 from lstmscope.points import embedding_table, read_embedding, write_embedding
 from lstmscope.vocabulary import read_tokens
+from wikitext_data import split_path
 
 N_TOKENS = 600
 FAST = TSNESettings(pca_components=10, perplexity=15, n_iter=100, early_exaggeration_iter=50, seed=7)
@@ -33,7 +34,7 @@ def test_read_states_takes_the_first_tokens_of_one_layer_and_state(activations):
     positions, words, states = read_states(activations, layer=2, state="c", max_tokens=250)
     assert states.shape == (250, 24) and states.dtype == np.float32
     assert positions.tolist() == list(range(250))
-    real = read_tokens(wikitext_split("test"))[:250]
+    real = read_tokens(split_path("test"))[:250]
     # The words are the text's tokens; words outside the model's vocabulary read <unk>.
     assert all(w == t or w == "<unk>" for w, t in zip(words, real))
     assert sum(w == t for w, t in zip(words, real)) > 150

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import skip_or_fail
-from embedding_data import real_activations, real_cluster_tables, wikitext_split, write_activations
+from embedding_data import real_activations, real_cluster_tables, write_activations
 from lstmscope.cluster import read_clusters, single_linkage
 from lstmscope.activations_file import ActivationsError
 from lstmscope.explorer import SCALE, build_explorer, explorer_data, render_explorer
@@ -23,6 +23,7 @@ from lstmscope.explorer import TEMPLATE as EXPLORER_TEMPLATE
 from lstmscope.html_page import render_page
 from lstmscope.neuron_explorer import TEMPLATE as NEURON_TEMPLATE
 from lstmscope.vocabulary import read_tokens
+from wikitext_data import split_path
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +319,7 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
 def test_browser_at_thesis_scale(chromium, tmp_path):
     """18 000 tokens x 4 views x 2 linkages: a few MB, drawn on a canvas, every point rendered."""
     n = 18000
-    words = read_tokens(wikitext_split("test"))[:n]
+    words = read_tokens(split_path("test"))[:n]
     rng = np.random.default_rng(0)
     tables = {}
     for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):

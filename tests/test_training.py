@@ -21,7 +21,7 @@ torch.set_num_threads(1)  # deterministic and fast for tiny models on a shared 2
 
 
 @pytest.fixture(scope="module")
-def corpus():
+def corpus(wikitext2):
     """A small real corpus: the first 3 000 training and 800 validation tokens of WikiText-2."""
     train_tokens = read_tokens(DATA / "train.txt")[:3000]
     valid_tokens = read_tokens(DATA / "valid.txt")[:800]
@@ -280,7 +280,7 @@ def test_the_training_code_is_every_module_that_decides_the_weights():
 
 
 @pytest.mark.parametrize("edited", [None, "model.py", "training_job.py"])
-def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited):
+def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited, wikitext2):
     import os
     import shutil
 
@@ -338,7 +338,7 @@ def _train_with(tmp_path, **env) -> tuple[str, str]:
     return kernels, digest
 
 
-def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path):
+def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path, wikitext2):
     """From the same seed, an AVX-512 machine and an AVX2 one trained different models (torch's AVX-512
     kernels round differently). The job pins the AVX2 kernels: here, whatever this CPU offers, it trains the
     weights of a process told to use AVX2 kernels (torch's, MKL's and oneDNN's), which is what a CPU without

@@ -11,6 +11,8 @@ from lstmscope.vocabulary import EOS, UNK, Vocabulary, build_vocabulary, read_to
 
 SPLIT_FILES = [DATA / f"{s}.txt" for s in ("train", "valid", "test")]
 
+pytestmark = pytest.mark.usefixtures("wikitext2")  # the tests read or serve WikiText-2
+
 
 @pytest.fixture(scope="module")
 def full_vocabulary() -> Vocabulary:
