@@ -226,6 +226,30 @@ def test_colour_bars_of_one_line_passages_keep_their_labels_and_ticks_apart():
     plt.close(fig)
 
 
+@pytest.mark.parametrize("values, ticks", [
+    (np.array([-3e-5, 1e-5, 2e-5]), {"−0.000025", "0.000000", "0.000025"}),  # a near-dead unit's h
+    (1 + np.array([8e-6, 1e-5, 1.2e-5]), {"1.000008", "1.000010", "1.000012"}),  # a range around 1
+])
+def test_a_tiny_or_offset_scale_is_written_on_the_ticks_not_above_the_bar(values, ticks):
+    """Values of 1e-5, or all close to 1: matplotlib would write "1e−5" or "1e−6+1" above the colour bar, apart
+    from its ticks and near the block's title; each tick carries its whole value instead, and the expectancy's log
+    scale keeps its own ticks."""
+    from lstmscope.heatmap import CMAP, _figure, range_norm
+
+    words = "the man who".split()
+    p = np.array([np.nan, 0.01, 0.2])
+    norm = symmetric_norm(values) if values.min() < 0 else range_norm(values)
+    fig = _figure([TextBlock("tiny", words, values, norm, "h"),
+                   TextBlock("expectancy", words, p, expectancy_norm(p), "p")], 96, 10.0, None, plt.get_cmap(CMAP))
+    fig.canvas.draw()
+    bar, log_bar = fig.axes[1], fig.axes[3]
+    assert bar.yaxis.get_offset_text().get_text() == ""
+    shown = {t.get_text() for t in bar.yaxis.get_ticklabels() if t.get_visible() and t.get_text()}
+    assert ticks <= shown, shown
+    assert isinstance(log_bar.yaxis.get_major_formatter(), plt.matplotlib.ticker.LogFormatter)
+    plt.close(fig)
+
+
 def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():
     values = np.array([0.061, 0.064, 0.07, np.nan, 0.066])
     sym, rng = activation_norm(values, "symmetric"), activation_norm(values, "range")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from matplotlib import colors
+from matplotlib import colors, ticker
 from matplotlib.collections import PatchCollection
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
@@ -256,7 +256,13 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
                             color=colour, parse_math=False)
         cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - title_in - bar) / fig_h,
                             cbar_w_in / fig_w, bar / fig_h])
-        fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)
+        bar_axis = fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)
+        if isinstance(bar_axis.ax.yaxis.get_major_formatter(), ticker.ScalarFormatter):  # a linear scale
+            # the values on the ticks themselves: a scale of 1e-5 (or one offset from 1) gets no separate "1e−5"
+            # or "1e−6+1" above the bar, which read as a tick and could touch the block's title
+            plain = ticker.ScalarFormatter(useOffset=False)
+            plain.set_scientific(False)
+            bar_axis.ax.yaxis.set_major_formatter(plain)
         y_top -= title_in + bar + gap_in
     return fig
 
