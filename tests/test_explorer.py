@@ -190,6 +190,25 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
 
 
 @pytest.mark.browser
+def test_browser_titles_each_cluster_with_its_size_one_token_in_the_singular(chromium, tables, tmp_path):
+    """Every cluster of a view listed in turn is titled with its size: the real single-linkage table with one token
+    made a cluster of its own (an outlier, as single linkage makes on larger texts) reads "1 token"."""
+    table = read_clusters(tables[(2, "c", "single")])
+    table.loc[table.index[-1], "cluster"] = table["cluster"].max() + 1
+    own = tmp_path / "layer2_c_single.csv"
+    table.to_csv(own, index=False)
+    views = {**tables, (2, "c", "single"): str(own)}
+    path = tmp_path / "one.html"
+    build_explorer(views, path, "t", context_tokens=5)
+    result = selftest(chromium, path, ".", tmp_path)
+    assert result["errors"] == []
+    sizes = table["cluster"].value_counts()
+    assert sizes.min() == 1
+    assert result["clusterTitles"] == [f"Cluster {c}: {sizes[c]} token{'s' * bool(sizes[c] != 1)}"
+                                       for c in sorted(sizes.index)]
+
+
+@pytest.mark.browser
 @pytest.mark.parametrize("word", [".", "<unk>"])
 def test_browser_renders_every_point_and_search_highlights_the_word(chromium, page, tables, word, tmp_path):
     words = read_clusters(tables[(1, "h", "single")])["word"]
