@@ -66,6 +66,28 @@ def test_report_holds_every_table_of_the_project(report):
     assert tables <= embedded, f"tables missing from the report: {sorted(tables - embedded)}"
 
 
+def test_every_reported_file_is_labelled_and_captioned_and_no_figure_hides_behind_a_toggle(report):
+    """Every result sits in a subcategory whose results share one set of labels, "figure" first (the report turns
+    a later label with exactly two values, half the results each, into a toggle, which hid one of a model's two
+    ablation figures), no two alike; a result without labels made the report drop its subcategory's labels."""
+    _, text = report
+    results = reported(text)
+    m = re.search(r'<script id="categories">\s*var categories = (\{.*?\});?\s*</script>', text, flags=re.S)
+    assert m, "no categories in the report"
+    categories = json.loads(m.group(1))
+    placed = [p for subs in categories.values() for paths in subs.values() for p in paths]
+    assert sorted(placed) == sorted(results)
+    for category, subs in categories.items():
+        for sub, paths in subs.items():
+            labels = [results[p]["labels"] for p in paths]
+            assert all(labels), f"{category} / {sub}: a result without labels"
+            keys = {tuple(label) for label in labels}
+            assert len(keys) == 1 and next(iter(keys))[0] == "figure", f"{category} / {sub}: labels {keys}"
+            values = [tuple(label.values()) for label in labels]
+            assert len(set(values)) == len(values), f"{category} / {sub}: two results labelled alike"
+            assert all(results[p]["caption"].strip() for p in paths), f"{category} / {sub}: a result without caption"
+
+
 def test_report_shows_the_word_stage_with_captions(report):
     work, text = report
     assert CATEGORY in text

@@ -69,11 +69,11 @@ rule ablation_figures:
     output:
         effects_png=report(f"{ABLATION_FIGURES}/effects.png", caption="../report/ablation_effects.rst",
                            category="Ablation", subcategory="{model}",
-                           labels={"model": "{model}", "text": "{text}", "figure": "perplexity without neurons"}),
+                           labels={"figure": "perplexity without neurons", "model": "{model}", "text": "{text}"}),
         effects_svg=f"{ABLATION_FIGURES}/effects.svg",
         heatmap_png=report(f"{ABLATION_FIGURES}/heatmap.png", caption="../report/ablation_heatmap.rst",
                            category="Ablation", subcategory="{model}",
-                           labels={"model": "{model}", "text": "{text}", "figure": "words a neuron helps predict"}),
+                           labels={"figure": "words a neuron helps predict", "model": "{model}", "text": "{text}"}),
         heatmap_svg=f"{ABLATION_FIGURES}/heatmap.svg",
     input:
         h5="results/ablation/{model}/{text}.h5",
@@ -100,10 +100,11 @@ rule ablation_figures:
 rule ablation_vs_dropout:
     output:
         table=report("results/tables/ablation_{text}.csv", caption="../report/ablation_vs_dropout.rst",
-                     category="Ablation", subcategory="all models"),
+                     category="Ablation", subcategory="all models",
+                     labels={"figure": "perplexity without neurons vs dropout (CSV)", "text": "{text}"}),
         png=report("results/figures/ablation/vs_dropout_{text}.png", caption="../report/ablation_vs_dropout.rst",
                    category="Ablation", subcategory="all models",
-                   labels={"text": "{text}", "figure": "perplexity without neurons vs dropout"}),
+                   labels={"figure": "perplexity without neurons vs dropout", "text": "{text}"}),
         svg="results/figures/ablation/vs_dropout_{text}.svg",
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),

@@ -110,13 +110,13 @@ rule cluster_measures:
     output:
         clusters=report(f"{CLUSTER_TABLES}_top_words.csv", caption="../report/cluster_top_words.rst",
                         category=WORD_REPORT, subcategory="{model}",
-                        labels={"model": "{model}", "text": "{text}", "figure": "Table 5.1 (CSV)"}),
+                        labels={"figure": "Table 5.1 (CSV)", "model": "{model}", "text": "{text}"}),
         html=report(f"{CLUSTER_TABLES}_top_words.html", caption="../report/cluster_top_words.rst",
                     category=WORD_REPORT, subcategory="{model}",
-                    labels={"model": "{model}", "text": "{text}", "figure": "Table 5.1"}),
+                    labels={"figure": "Table 5.1", "model": "{model}", "text": "{text}"}),
         measures=report(f"{CLUSTER_TABLES}_measures.csv", caption="../report/cluster_measures.rst",
                         category=WORD_REPORT, subcategory="{model}",
-                        labels={"model": "{model}", "text": "{text}", "figure": "contiguity and purity (CSV)"}),
+                        labels={"figure": "contiguity and purity (CSV)", "model": "{model}", "text": "{text}"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
         code=lib("points", "cluster", "cluster_measures", "top_words", "joblog"),
@@ -147,10 +147,10 @@ rule cluster_contiguity:
     output:
         table=report("results/tables/clusters/contiguity.csv", caption="../report/cluster_contiguity.rst",
                      category=WORD_REPORT, subcategory="all models",
-                     labels={"model": "all", "text": "all", "figure": "contiguity vs shuffled (CSV)"}),
+                     labels={"figure": "contiguity vs shuffled (CSV)", "model": "all", "text": "all"}),
         png=report("results/figures/clusters/contiguity.png", caption="../report/cluster_contiguity.rst",
                    category=WORD_REPORT, subcategory="all models",
-                   labels={"model": "all", "text": "all", "figure": "contiguity vs shuffled"}),
+                   labels={"figure": "contiguity vs shuffled", "model": "all", "text": "all"}),
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
@@ -172,13 +172,13 @@ rule cluster_figures:
     output:
         numbered_png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_numbered.png",
                             caption="../report/cluster_numbered.rst", category=WORD_REPORT, subcategory="{model}",
-                            labels={"model": "{model}", "text": "{text}",
-                                    "figure": "5.9/5.10 clusters, layer {layer} {state}, {linkage}"}),
+                            labels={"figure": "5.9/5.10 clusters, layer {layer} {state}, {linkage}",
+                                    "model": "{model}", "text": "{text}"}),
         numbered_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_numbered.svg",
         position_png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.png",
                             caption="../report/cluster_position.rst", category=WORD_REPORT, subcategory="{model}",
-                            labels={"model": "{model}", "text": "{text}",
-                                    "figure": "5.12 clusters along the text, layer {layer} {state}, {linkage}"}),
+                            labels={"figure": "5.12 clusters along the text, layer {layer} {state}, {linkage}",
+                                    "model": "{model}", "text": "{text}"}),
         position_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.svg",
     input:
         table=CLUSTERS_CSV,
@@ -205,7 +205,7 @@ rule cluster_comparison:
     output:
         png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_ward_vs_single.png",
                    caption="../report/cluster_comparison.rst", category=WORD_REPORT, subcategory="{model}",
-                   labels={"model": "{model}", "text": "{text}", "figure": "5.8 ward vs single, layer {layer} {state}"}),
+                   labels={"figure": "5.8 ward vs single, layer {layer} {state}", "model": "{model}", "text": "{text}"}),
         svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_ward_vs_single.svg",
     input:
         ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
@@ -231,7 +231,7 @@ rule highlight_word:
     output:
         png=report(f"{CLUSTER_FIGURES}/highlight.png", caption="../report/highlight_word.rst",
                    category=WORD_REPORT, subcategory="{model}",
-                   labels={"model": "{model}", "text": "{text}", "figure": "5.11 one word highlighted"}),
+                   labels={"figure": "5.11 one word highlighted", "model": "{model}", "text": "{text}"}),
         svg=f"{CLUSTER_FIGURES}/highlight.svg",
     input:
         embeddings=[EMBEDDING_CSV.replace("{layer}", str(layer)).replace("{state}", state)
@@ -259,7 +259,7 @@ rule explorer:
     output:
         report("results/explorer/{model}_{text}.html", caption="../report/explorer.rst",
                category=WORD_REPORT, subcategory="{model}",
-               labels={"model": "{model}", "text": "{text}", "figure": "4.2 cluster explorer"}),
+               labels={"figure": "4.2 cluster explorer", "model": "{model}", "text": "{text}"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
         activations="results/activations/{model}/{text}.h5",  # the expectancy of each word

@@ -39,7 +39,7 @@ rule neuron_histograms:
 rule histogram_range_table:
     output:
         report("results/tables/histogram_range.csv", caption="../report/histogram_range.rst", category="Neurons",
-               subcategory="all models"),
+               subcategory="all models", labels={"figure": "values outside the histograms' range (CSV)", "text": "all"}),
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
         code=lib(*STAGE_LIB, "histogram", "checked_files"),
@@ -109,7 +109,7 @@ rule neuron_tracking:
 rule neuron_tracking_table:
     output:
         report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons",
-               subcategory="all models"),
+               subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": "all"}),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
@@ -129,13 +129,13 @@ rule neuron_tracking_table:
 rule neuron_figures:
     output:
         distributions_png=report(f"{NEURON_FIGURES}/distributions.png", caption="../report/neuron_distributions.rst",
-                                 category="Neurons", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "5.1 h vs c"}),
+                                 category="Neurons", subcategory="{model}", labels={"figure": "5.1 h vs c", "model": "{model}", "text": "{text}"}),
         distributions_svg=f"{NEURON_FIGURES}/distributions.svg",
         top_bottom_png=report(f"{NEURON_FIGURES}/top_bottom.png", caption="../report/neuron_top_bottom.rst",
-                              category="Neurons", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "5.2/5.5 top and bottom KL"}),
+                              category="Neurons", subcategory="{model}", labels={"figure": "5.2/5.5 top and bottom KL", "model": "{model}", "text": "{text}"}),
         top_bottom_svg=f"{NEURON_FIGURES}/top_bottom.svg",
         dead_png=report(f"{NEURON_FIGURES}/dead_neuron.png", caption="../report/dead_neuron.rst",
-                        category="Neurons", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "5.6 dead neuron"}),
+                        category="Neurons", subcategory="{model}", labels={"figure": "5.6 dead neuron", "model": "{model}", "text": "{text}"}),
         dead_svg=f"{NEURON_FIGURES}/dead_neuron.svg",
     input:
         histograms=f"{NEURONS}/histograms.h5",
@@ -162,9 +162,9 @@ rule neuron_figures:
 rule mean_abs_vs_dropout:
     output:
         table=report("results/tables/mean_abs_vs_dropout_{text}.csv", caption="../report/mean_abs_vs_dropout.rst", category="Neurons",
-                     subcategory="all models"),
+                     subcategory="all models", labels={"figure": "5.7 mean |activation| vs dropout (CSV)", "text": "{text}"}),
         png=report("results/figures/neurons/mean_abs_vs_dropout_{text}.png", caption="../report/mean_abs_vs_dropout.rst",
-                   category="Neurons", subcategory="all models", labels={"text": "{text}", "figure": "5.7 mean |activation| vs dropout"}),
+                   category="Neurons", subcategory="all models", labels={"figure": "5.7 mean |activation| vs dropout", "text": "{text}"}),
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
     input:
         divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
@@ -185,7 +185,9 @@ rule mean_abs_vs_dropout:
 rule text_heatmaps:
     output:
         png=[report(f"{p}.png", caption="../report/neuron_heatmap.rst", category="Neurons", subcategory="{model}",
-                    labels={"model": "{model}", "text": "{text}", "figure": f"5.3/5.4 heatmap {Path(p).name[8:]}"})
+                    labels={"figure": "5.3/5.4 heatmap, layer {l}, top by KL of {s}".format(
+                        l=Path(p).name.split("_")[1][len("layer"):], s=Path(p).name.split("_")[2]),
+                        "model": "{model}", "text": "{text}"})
              for p in HEATMAPS],
         svg=[f"{p}.svg" for p in HEATMAPS],
     input:
@@ -217,7 +219,7 @@ rule text_heatmaps:
 rule expectancy_heatmap:
     output:
         png=report("results/figures/expectancy/{model}/{text}.png", caption="../report/expectancy_heatmap.rst",
-                   category="Expectancy", subcategory="{model}", labels={"model": "{model}", "text": "{text}", "figure": "4.1 expectancy"}),
+                   category="Expectancy", subcategory="{model}", labels={"figure": "4.1 expectancy", "model": "{model}", "text": "{text}"}),
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
@@ -254,7 +256,7 @@ rule neuron_explorer:
     output:
         report("results/explorer/neurons/{model}_{text}.html", caption="../report/neuron_explorer.rst",
                category="Neurons", subcategory="{model}",
-               labels={"model": "{model}", "text": "{text}", "figure": "neuron explorer"}),
+               labels={"figure": "neuron explorer", "model": "{model}", "text": "{text}"}),
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",

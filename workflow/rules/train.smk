@@ -36,8 +36,10 @@ rule train_lstm:
 
 rule perplexity_table:
     output:
-        table=report("results/tables/perplexity.csv", caption="../report/perplexity.rst", category="Training"),
-        png=report("results/figures/perplexity_vs_dropout.png", caption="../report/perplexity.rst", category="Training"),
+        table=report("results/tables/perplexity.csv", caption="../report/perplexity.rst", category="Training",
+                     subcategory="all models", labels={"figure": "perplexity (CSV)"}),
+        png=report("results/figures/perplexity_vs_dropout.png", caption="../report/perplexity.rst", category="Training",
+                   subcategory="all models", labels={"figure": "perplexity vs dropout"}),
         svg="results/figures/perplexity_vs_dropout.svg",
     input:
         metrics=expand("results/models/{model}/metrics.json", model=MODELS),
