@@ -168,3 +168,27 @@ def test_top_bottom_labels_give_the_kl_sum_and_the_note_counts_the_neurons_drawn
             notes += 1
             assert texts[0].startswith(f"outside [{h.edges[0]:g}, {h.edges[-1]:g}] (the 3 neurons drawn): {under} below")
     assert notes > 0  # the test interval cuts some cell states
+
+
+def test_the_outside_notes_sit_between_title_and_frame_clear_of_the_curves(two_models, tmp_path, monkeypatch):
+    """The share of values outside the range was written inside the frame, where the curves' peaks ran through it;
+    it sits above the frame now, under the panel's title, in Fig. 5.1 and in Fig. 5.2/5.5."""
+    import lstmscope.neuron_figures as nf
+
+    hist, div = two_models["d0.2_r0"]
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
+    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    checked = 0
+    for fig in kept[:2]:  # distributions, top_bottom
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            frame, title = ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)
+            for note in (t for t in ax.texts if "outside [" in t.get_text()):
+                box = note.get_window_extent(renderer)
+                assert box.y0 >= frame.y1 and box.y1 <= title.y0 + 1, (ax.get_title(), note.get_text())
+                assert box.x0 >= frame.x0 - 1
+                checked += 1
+    assert checked >= 2  # the test interval [-0.6, 0.6] cuts some cell states: notes in both figures

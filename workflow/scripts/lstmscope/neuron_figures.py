@@ -83,6 +83,14 @@ def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> s
 LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
+def _note_above(ax, lines: Sequence[str], title: str, fontsize: float) -> None:
+    """``title`` over the panel with ``lines`` (the share of values outside the range) between it and the frame,
+    left-aligned: inside the frame they ran through the curves' peaks."""
+    ax.set_title(title, fontsize=fontsize, pad=4 + 9 * len(lines))
+    if lines:
+        ax.text(0.0, 1.01, "\n".join(lines), transform=ax.transAxes, va="bottom", ha="left", fontsize=7)
+
+
 def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLike, svg: str | os.PathLike,
                          title: str, dpi: int = 150) -> None:
     """Fig. 5.1: the layer-average distribution of h and of c, one panel per layer."""
@@ -98,12 +106,10 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
         c_lo, c_hi = _x_extent(select(hists, layer, "c"), np.array([], dtype=int), coverage=0.9999)
         ax.set_xlim(min(-1.0, c_lo), max(1.0, c_hi))
         _log_y(ax)
-        ax.set_title(f"layer {layer}", fontsize=10)
+        _note_above(ax, notes, f"layer {layer}", 10)
         ax.set_xlabel("activation")
         ax.set_ylabel("density (log)")
         ax.legend(fontsize=8, **LEGEND_OUTSIDE)
-        if notes:
-            ax.text(0.01, 0.97, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=7)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
@@ -131,15 +137,15 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
                 _step(ax, hist, d, lw=1.0, alpha=0.85,
                       label=f"n{r.neuron} (#{r.rank}, {RANK_BY[measure]} {getattr(r, measure):.2f})")
             which = "bottom" if bottom else "top"
-            ax.set_title(f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by {RANK_BY[measure]}", fontsize=9)
+            note = _outside_note(hist, idx) if len(idx) else ""
+            _note_above(ax, [note] if note else [],
+                        f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by {RANK_BY[measure]}", 9)
             ax.set_xlim(*x_range)
             _log_y(ax)
             ax.set_xlabel("activation", fontsize=8)
             ax.set_ylabel("density (log)", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=7, **LEGEND_OUTSIDE)
-            if len(idx) and (note := _outside_note(hist, idx)):
-                ax.text(0.01, 0.97, note, transform=ax.transAxes, va="top", fontsize=7)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
