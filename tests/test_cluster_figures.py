@@ -215,6 +215,24 @@ def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     assert "position in the text (tokens)" in text
 
 
+def test_the_span_markers_stay_inside_the_frame_cluster_1s_too(tables, tmp_path, monkeypatch):
+    """A span of cluster 1 (the top row) is marked above its row: the marker sat on the frame's top edge."""
+    table = tables[(2, "c", "single")]
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.position_figure(table, cluster_table(table), "t", 12, tmp_path / "p.png", tmp_path / "p.svg", dpi=60)
+    fig = kept[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    frame = ax.get_window_extent()
+    markers = [c for c in ax.collections if c.get_offsets().shape[0] == 1]  # one marker each, the rows are many
+    assert 1 in {round(float(c.get_offsets()[0][1] + 0.42)) for c in markers}, "no span of cluster 1 marked"
+    for c in markers:
+        x, y = ax.transData.transform(c.get_offsets()[0])
+        half = np.sqrt(c.get_sizes()[0]) / 2 * fig.dpi / 72  # the marker's half height, in pixels
+        assert frame.y0 < y - half and y + half < frame.y1, c.get_offsets()[0]
+
+
 def test_words_with_dollar_signs_are_drawn_as_they_are(tmp_path):
     # two "$" would make matplotlib read the text between them as a formula ("%" there: a parse error)
     words = "the the , rose , $ 3 million , 5 % above $ 2 the".split()  # cluster 1's top word: ","
@@ -262,6 +280,22 @@ def test_contiguity_figure_has_one_panel_per_linkage_and_baseline(tables, tmp_pa
     F.contiguity_figure(both, tmp_path / "z.png", tmp_path / "z.svg", dpi=60)
     for ax in kept[-1].axes:
         assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["d0.0_r0", "d0.8_r0"]
+
+
+def test_the_chance_line_stays_inside_a_panel_whose_bars_all_rise_above_it(tmp_path, monkeypatch):
+    """Every view more contiguous than its baseline: the bars start at 1 and the axis started there too, so the dashed
+    chance line lay on the frame; a margin keeps it inside."""
+    paths = real_cluster_tables()
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    for ratio in ("contiguity_ratio", "word_contiguity_ratio"):
+        measures[ratio] = 1.01 + (measures[ratio] - 1).abs()
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(measures, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    kept[0].canvas.draw()
+    for ax in kept[0].axes:
+        lo, hi = ax.get_ylim()
+        assert lo < 1 - 0.02 * (hi - lo) and hi > measures["contiguity_ratio"].min(), (ax.get_title(), lo, hi)
 
 
 def test_contiguity_panels_titles_do_not_overlap_and_a_single_cluster_is_named(tmp_path, monkeypatch):

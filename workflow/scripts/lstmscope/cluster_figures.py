@@ -285,7 +285,7 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
                rasterized=True)
     ax.set_xlabel("position in the text (tokens)")
     ax.set_ylabel("cluster (1 = largest)")
-    ax.set_ylim(n_clusters + 0.5, 0.5)
+    ax.set_ylim(n_clusters + 0.5, 0.1)  # room above row 1 for the marker of a span of cluster 1
     if n_clusters <= 40:
         ax.set_yticks(range(1, n_clusters + 1))
         ax.tick_params(axis="y", labelsize=7)
@@ -350,6 +350,8 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                            edgecolor=tuple(0.6 * v for v in colour[:3]),  # darker: viridis' light end on white
                            label=None if (~chance).any() else model)
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+            ax.use_sticky_edges = False  # bars all above chance: a margin below 1, or its line merges with the frame
+            ax.autoscale_view()
             ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
             ax.set_ylabel("mean run length / baseline")
             space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
