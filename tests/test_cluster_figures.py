@@ -69,7 +69,7 @@ def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
     F.draw_clusters(ax, table)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    labels = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    labels = {t.get_text(): t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts}  # the box, not its line
     assert sorted(labels) == ["1", "2", "3", "4"]
     for k in (2, 3, 4):
         points = ax.transData.transform(table.loc[table.cluster == k, ["x", "y"]].to_numpy())
@@ -83,6 +83,14 @@ def test_a_tiny_cluster_is_ringed_and_its_number_does_not_cover_it():
     # the large cluster keeps its number on one of its points
     x1, y1 = ax.transData.transform(F.label_anchor(big[:, 0], big[:, 1]))
     assert labels["1"].contains(x1, y1)
+    # a number beside its points is tied to them by a line from its box to the circle's (or the rings') corner
+    beside = {t.get_text(): t for t in ax.texts if t.get_text() in ("2", "3", "4")}
+    for k, t in beside.items():
+        assert t.arrow_patch is not None, f"cluster {k}: no line to its points"
+        ends = t.arrow_patch.get_path().vertices[[0, -1]]
+        corner = ax.transData.transform(t.xy)
+        assert min(np.hypot(*(ends - corner).T)) < 1.0, f"cluster {k}: the line does not reach its points"
+        assert any(labels[k].contains(*end) or np.hypot(*(end - labels[k].corners()).T).min() < 8 for end in ends)
     F.plt.close(fig)
 
 

@@ -7,8 +7,8 @@ sits on its cluster (on the member nearest the cluster's middle where it clears 
 and stays on the map), except where it would cover it: a cluster of fewer than ``SMALL``
 points has each point ringed, one spread over less than ``SMALL_EXTENT`` of the map is
 circled, and the number goes beside the rings or the circle: at the first of its corners where it stays on
-the map and clear of every other number; numbers that find no such place are written together ("2-12").
-"""
+the map and clear of every other number, tied to that corner by a short line; numbers that find no such place
+are written together ("2-12")."""
 from __future__ import annotations
 
 import os
@@ -183,9 +183,11 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             ax.text(fx, fy, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
             fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
     for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize):
+        # a leader line from the number to its circle (or rings): beside them, it can lie nearer another cluster
         ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
                     fontsize=fontsize, fontweight="bold", ha="left" if sx > 0 else "right",
-                    va="bottom" if sy > 0 else "top", bbox=box, zorder=4)
+                    va="bottom" if sy > 0 else "top", bbox=box, zorder=4,
+                    arrowprops={"arrowstyle": "-", "color": "black", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0})
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
