@@ -91,9 +91,10 @@ def test_a_folder_given_for_an_input_file_is_named_as_a_folder_with_what_it_hold
     empty.mkdir()
     held = tmp_path / "held"
     (held / "sub").mkdir(parents=True)
-    for name in ("c.h5", "a.h5", "z.txt", "b.h5"):
+    for name in ("c.h5", "a.h5", "z.txt", "b.h5", ".a.tmp12.h5"):
         (held / name).write_text("")
-    listed = f"{held}: a folder, not a file; it holds a.h5, b.h5, c.h5, sub/, …"  # four names, the folder marked
+    listed = f"{held}: a folder, not a file; it holds a.h5, b.h5, c.h5, sub/, …"  # four names, the folder marked,
+    # a hidden leftover not among them
     text = tmp_path / "t.txt"
     text.write_text("the film .\n", encoding="utf-8")
     out = str(tmp_path / "x")
@@ -114,6 +115,19 @@ def test_a_folder_given_for_an_input_file_is_named_as_a_folder_with_what_it_hold
         assert main(args) == 1, args
         assert said in one_error_line(capsys, command), args
     assert sorted(os.listdir(tmp_path)) == ["empty", "held", "t.txt"]  # nothing written
+
+
+def test_a_folder_whose_names_cannot_be_read_is_still_one_line(tmp_path, capsys, monkeypatch):
+    """A folder the user may not list (root reads every folder, so the refusal is made here) is named all the same."""
+    from lstmscope import cli
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli.os, "listdir", refused)
+    assert explorer_main([str(tmp_path), "-o", str(tmp_path / "x.html")]) == 1
+    assert (f"{tmp_path}: a folder, not a file (its names cannot be read: Permission denied)"
+            in one_error_line(capsys, "lstmscope-explorer"))
 
 
 def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp_path, capsys, monkeypatch):

@@ -172,6 +172,9 @@ def test_numbers_beside_tiny_clusters_overlap_no_label_and_stay_on_the_map(size,
     frame = ax.get_window_extent(renderer)
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
                for b in labels.values()), labels
+    for t in ax.texts:  # a number beside its own points is tied to them by a line; numbers written together not
+        own = t.get_text().isdigit() and t.get_text() != "1"
+        assert (getattr(t, "arrow_patch", None) is not None) == own, t.get_text()
     if spot == "one spot":
         assert len(labels) < len(ks) + 1  # some written together
     elif size > 4:
@@ -223,9 +226,13 @@ def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     assert "position in the text (tokens)" in text
 
 
-def test_the_span_markers_stay_inside_the_frame_cluster_1s_too(tables, tmp_path, monkeypatch):
-    """A span of cluster 1 (the top row) is marked above its row: the marker sat on the frame's top edge."""
-    table = tables[(2, "c", "single")]
+@pytest.mark.parametrize("clusters", [None, 90])
+def test_the_span_markers_stay_inside_the_frame_cluster_1s_too(tables, tmp_path, monkeypatch, clusters):
+    """A span of cluster 1 (the top row) is marked above its row: the marker sat on the frame's top edge, and with
+    many clusters (rows a few points high) it would again."""
+    table = tables[(2, "c", "single")].copy()
+    if clusters:  # the real tokens dealt round-robin into many clusters
+        table["cluster"] = table["position"].rank(method="first").astype(int) % clusters + 1
     kept = []
     monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
     F.position_figure(table, cluster_table(table), "t", 12, tmp_path / "p.png", tmp_path / "p.svg", dpi=60)
@@ -234,9 +241,11 @@ def test_the_span_markers_stay_inside_the_frame_cluster_1s_too(tables, tmp_path,
     ax = fig.axes[0]
     frame = ax.get_window_extent()
     markers = [c for c in ax.collections if c.get_offsets().shape[0] == 1]  # one marker each, the rows are many
-    assert 1 in {round(float(c.get_offsets()[0][1] + 0.42)) for c in markers}, "no span of cluster 1 marked"
+    assert 1 in {round(float(c.get_offsets()[0][1])) for c in markers}, "no span of cluster 1 marked"
     for c in markers:
-        x, y = ax.transData.transform(c.get_offsets()[0])
+        x, y = c.get_offset_transform().transform(c.get_offsets()[0])
+        row = ax.transData.transform(c.get_offsets()[0])[1]
+        assert y > row  # above its own row
         half = np.sqrt(c.get_sizes()[0]) / 2 * fig.dpi / 72  # the marker's half height, in pixels
         assert frame.y0 < y - half and y + half < frame.y1, c.get_offsets()[0]
 

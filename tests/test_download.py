@@ -16,8 +16,6 @@ from lstmscope.download import DownloadError, download_files
 
 SPLITS = ("train", "valid", "test")
 
-pytestmark = pytest.mark.usefixtures("wikitext2")  # the tests read or serve WikiText-2
-
 
 def checksums() -> dict[str, str]:
     """The digests config.yaml gives, as the download stage gets them (the data folder need hold no SHA256SUMS)."""
@@ -68,7 +66,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(wikitext2):
     servers = []
 
     def start(mode: str = "ok") -> str:
@@ -102,7 +100,7 @@ def test_http_download_verifies_and_writes_all_splits(server, tmp_path):
 
 
 @pytest.mark.parametrize("as_url", [True, False], ids=["file-url", "directory"])
-def test_file_url_and_directory(tmp_path, as_url):
+def test_file_url_and_directory(tmp_path, as_url, wikitext2):
     outs = _outs(tmp_path)
     base = DATA.as_uri() if as_url else str(DATA)
     download_files(base, checksums(), outs, retries=0)

@@ -180,8 +180,9 @@ def test_the_outside_notes_sit_between_title_and_frame_clear_of_the_curves(two_m
     monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
     outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
     nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
-    checked = 0
+    checked = []
     for fig in kept[:2]:  # distributions, top_bottom
+        checked.append(0)
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
         for ax in fig.axes:
@@ -190,5 +191,7 @@ def test_the_outside_notes_sit_between_title_and_frame_clear_of_the_curves(two_m
                 box = note.get_window_extent(renderer)
                 assert box.y0 >= frame.y1 and box.y1 <= title.y0 + 1, (ax.get_title(), note.get_text())
                 assert box.x0 >= frame.x0 - 1
-                checked += 1
-    assert checked >= 2  # the test interval [-0.6, 0.6] cuts some cell states: notes in both figures
+                checked[-1] += 1
+    assert min(checked) >= 1  # the test interval [-0.6, 0.6] cuts some cell states: notes in both figures
+    for fig in kept:
+        nf.plt.close(fig)

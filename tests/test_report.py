@@ -66,6 +66,18 @@ def test_report_holds_every_table_of_the_project(report):
     assert tables <= embedded, f"tables missing from the report: {sorted(tables - embedded)}"
 
 
+def toggles(labels: list[dict]) -> dict[str, set]:
+    """The labels the report shows as a toggle (Snakemake 9's html_reporter, abstract_results.js getData): of the
+    labels after the first, one with exactly two values, each on half the results; none if more than one is."""
+    found = {}
+    for key in list(labels[0])[1:]:
+        values = [label[key] for label in labels if key in label]
+        unique = set(values)
+        if len(unique) == 2 and all(values.count(v) * 2 == len(labels) for v in unique):
+            found[key] = unique
+    return found if len(found) == 1 else {}
+
+
 def test_every_reported_file_is_labelled_and_captioned_and_no_figure_hides_behind_a_toggle(report):
     """Every result sits in a subcategory whose results share one set of labels, "figure" first (the report turns
     a later label with exactly two values, half the results each, into a toggle, which hid one of a model's two
@@ -85,6 +97,11 @@ def test_every_reported_file_is_labelled_and_captioned_and_no_figure_hides_behin
             assert len(keys) == 1 and next(iter(keys))[0] == "figure", f"{category} / {sub}: labels {keys}"
             values = [tuple(label.values()) for label in labels]
             assert len(set(values)) == len(values), f"{category} / {sub}: two results labelled alike"
+            for key, shown in toggles(labels).items():  # a toggle must switch every row between two results
+                rows: dict[tuple, set] = {}
+                for label in labels:
+                    rows.setdefault(tuple(v for k, v in label.items() if k != key), set()).add(label[key])
+                assert all(row == shown for row in rows.values()), f"{category} / {sub}: a toggle hides a result"
             assert all(results[p]["caption"].strip() for p in paths), f"{category} / {sub}: a result without caption"
 
 

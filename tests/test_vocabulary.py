@@ -11,15 +11,13 @@ from lstmscope.vocabulary import EOS, UNK, Vocabulary, build_vocabulary, read_to
 
 SPLIT_FILES = [DATA / f"{s}.txt" for s in ("train", "valid", "test")]
 
-pytestmark = pytest.mark.usefixtures("wikitext2")  # the tests read or serve WikiText-2
-
 
 @pytest.fixture(scope="module")
-def full_vocabulary() -> Vocabulary:
+def full_vocabulary(wikitext2) -> Vocabulary:
     return vocabulary_from_files(SPLIT_FILES)
 
 
-def test_tokenisation_matches_pytorch_examples():
+def test_tokenisation_matches_pytorch_examples(wikitext2):
     assert list(tokenize_lines(["a b\n", "\n", " c  d \n"])) == ["a", "b", EOS, EOS, "c", "d", EOS]
     assert len(read_tokens(DATA / "train.txt")) == 2_088_628
     assert len(read_tokens(DATA / "valid.txt")) == 217_646

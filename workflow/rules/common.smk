@@ -27,6 +27,9 @@ except ConfigError as _err:
 MODEL_SPECS = {spec.name: spec for spec in model_specs(config)}
 MODELS = list(MODEL_SPECS)
 TEXTS = list(config["texts"])
+# The report's text label of a table of every text: the texts named, so that with one text it is that text's name
+# (a label of two values, half the results each, becomes a toggle that hides the results it lacks).
+ALL_TEXTS = ", ".join(TEXTS)
 SPLITS = ["train", "valid", "test"]
 LAYERS = list(range(1, config["architecture"]["layers"] + 1))
 STATES = ["h", "c"]

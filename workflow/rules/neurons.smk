@@ -39,7 +39,7 @@ rule neuron_histograms:
 rule histogram_range_table:
     output:
         report("results/tables/histogram_range.csv", caption="../report/histogram_range.rst", category="Neurons",
-               subcategory="all models", labels={"figure": "values outside the histograms' range (CSV)", "text": "all"}),
+               subcategory="all models", labels={"figure": "values outside the histograms' range (CSV)", "text": ALL_TEXTS}),
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
         code=lib(*STAGE_LIB, "histogram", "checked_files"),
@@ -109,7 +109,7 @@ rule neuron_tracking:
 rule neuron_tracking_table:
     output:
         report("results/tables/neuron_tracking.csv", caption="../report/neuron_tracking.rst", category="Neurons",
-               subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": "all"}),
+               subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": ALL_TEXTS}),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),

@@ -61,7 +61,11 @@ def check_inputs(paths: Sequence[str | None]) -> None:
     the first names it holds, not reported as a file not found."""
     for path in paths:
         if path and os.path.isdir(path):
-            held = sorted(f + "/" * os.path.isdir(os.path.join(path, f)) for f in os.listdir(path))
+            try:  # the names a user would give (not hidden leftovers such as .test.tmp123.h5)
+                held = sorted(f + "/" * os.path.isdir(os.path.join(path, f)) for f in os.listdir(path)
+                              if not f.startswith("."))
+            except OSError as exc:
+                raise ValueError(f"{path}: a folder, not a file (its names cannot be read: {exc.strerror})") from None
             held = f"; it holds {', '.join(held[:4])}{', …' if len(held) > 4 else ''}" if held else " (empty)"
             raise ValueError(f"{path}: a folder, not a file{held}")
 

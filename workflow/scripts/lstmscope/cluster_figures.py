@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.transforms import offset_copy
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
 from .figures import plt, save_figure, text_width_pt
@@ -32,6 +33,8 @@ SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its large
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in data units
 CORNERS = ((1, 1), (-1, 1), (1, -1), (-1, -1))  # where a number goes beside its points: top right first
 OFFSET_PT = 4.0  # between the points and their number
+MARK_RISE_PT = 9.0  # a span's ▼ marker above its cluster's row (clusters along the text)
+MARK_HALF_PT = 3.4  # half the marker's height
 
 
 def _overlap(a: Box, b: Box) -> bool:
@@ -184,10 +187,12 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
     for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize):
         # a leader line from the number to its circle (or rings): beside them, it can lie nearer another cluster
+        # (not from numbers written together: their corner is that of the box around all their clusters)
+        leader = {"arrowstyle": "-", "color": "black", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0}
         ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
                     fontsize=fontsize, fontweight="bold", ha="left" if sx > 0 else "right",
                     va="bottom" if sy > 0 else "top", bbox=box, zorder=4,
-                    arrowprops={"arrowstyle": "-", "color": "black", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0})
+                    arrowprops=leader if len(numbers) == 1 else None)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
@@ -287,7 +292,10 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
                rasterized=True)
     ax.set_xlabel("position in the text (tokens)")
     ax.set_ylabel("cluster (1 = largest)")
-    ax.set_ylim(n_clusters + 0.5, 0.1)  # room above row 1 for the marker of a span of cluster 1
+    # room above row 1 for the marker of a span of cluster 1: MARK_RISE_PT above the row and half the marker's
+    # height, in rows (with many clusters a row is a few points high; the axes are about 85 % of their grid cell)
+    row_pt = 0.85 * ax.get_position().height * fig.get_figheight() * 72 / (n_clusters + 0.5)
+    ax.set_ylim(n_clusters + 0.5, 1 - max(0.9, (MARK_RISE_PT + MARK_HALF_PT + 1) / row_pt))
     if n_clusters <= 40:
         ax.set_yticks(range(1, n_clusters + 1))
         ax.tick_params(axis="y", labelsize=7)
@@ -297,8 +305,9 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
         ax.axvspan(r.longest_span_start - 0.5, r.longest_span_start + r.longest_span_length - 0.5,
                    color=colour, alpha=0.25, linewidth=0)
         # a span of a few tokens is a hairline on an axis of thousands: a marker above its row finds it
-        ax.scatter([r.longest_span_start + (r.longest_span_length - 1) / 2], [r.cluster - 0.42], marker="v", s=45,
-                   color=colour, edgecolors="black", linewidths=0.5, zorder=4, clip_on=False)
+        ax.scatter([r.longest_span_start + (r.longest_span_length - 1) / 2], [r.cluster], marker="v",
+                   s=(2 * MARK_HALF_PT) ** 2, color=colour, edgecolors="black", linewidths=0.5, zorder=4, clip_on=False,
+                   transform=offset_copy(ax.transData, fig=fig, y=MARK_RISE_PT, units="points"))
     ax.set_title(title, fontsize=11)
     tx = fig.add_subplot(grid[1])
     tx.axis("off")
