@@ -14,6 +14,15 @@ from lstmscope.neuron_figures import density, mean_abs_table, mean_abs_vs_dropou
 from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixture)
 
 
+@pytest.fixture(autouse=True)
+def closed_figures():
+    """Figures a test keeps (``save_figure`` replaced to inspect them) are closed after it."""
+    yield
+    from lstmscope.figures import plt
+
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def two_models(tiny, tmp_path_factory):
     """Histograms and divergence tables of the intact model and of the one with a dead unit."""
