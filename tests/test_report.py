@@ -38,11 +38,16 @@ def report(tiny_run) -> tuple[Path, str]:
     return work, path.read_text(encoding="utf-8")
 
 
-def reported(text: str) -> dict[str, dict]:
-    """The report's results: {path: {caption, labels, ...}} (a JSON object in <script id="results">)."""
-    m = re.search(r'<script id="results">\s*var results = (\{.*?\});?\s*</script>', text, flags=re.S)
-    assert m, "no results table in the report"
+def report_data(text: str, name: str) -> dict:
+    """One of the report's JSON objects, ``var <name> = {...}`` in ``<script id="<name>">``."""
+    m = re.search(rf'<script id="{name}">\s*var {name} = (\{{.*?\}});?\s*</script>', text, flags=re.S)
+    assert m, f"no {name} in the report"
     return json.loads(m.group(1))
+
+
+def reported(text: str) -> dict[str, dict]:
+    """The report's results: {path: {caption, labels, ...}}."""
+    return report_data(text, "results")
 
 
 def test_report_holds_every_figure_of_the_project(report):
@@ -84,9 +89,7 @@ def test_every_reported_file_is_labelled_and_captioned_and_no_figure_hides_behin
     ablation figures), no two alike; a result without labels made the report drop its subcategory's labels."""
     _, text = report
     results = reported(text)
-    m = re.search(r'<script id="categories">\s*var categories = (\{.*?\});?\s*</script>', text, flags=re.S)
-    assert m, "no categories in the report"
-    categories = json.loads(m.group(1))
+    categories = report_data(text, "categories")  # {category: {subcategory: [path, ...]}}
     placed = [p for subs in categories.values() for paths in subs.values() for p in paths]
     assert sorted(placed) == sorted(results)
     for category, subs in categories.items():

@@ -7,7 +7,8 @@ NEURONS = "results/neurons/{model}/{text}"
 NEURON_FIGURES = "results/figures/neurons/{model}/{text}"
 
 
-HEATMAPS = expand(f"{NEURON_FIGURES}/heatmap_layer{{layer}}_{{state}}", layer=LAYERS, state=STATES, allow_missing=True)
+HEATMAP_VIEWS = [(layer, state) for layer in LAYERS for state in STATES]  # one heatmap figure each, in this order
+HEATMAPS = [f"{NEURON_FIGURES}/heatmap_layer{layer}_{state}" for layer, state in HEATMAP_VIEWS]
 
 
 rule neuron_histograms:
@@ -185,10 +186,9 @@ rule mean_abs_vs_dropout:
 rule text_heatmaps:
     output:
         png=[report(f"{p}.png", caption="../report/neuron_heatmap.rst", category="Neurons", subcategory="{model}",
-                    labels={"figure": "5.3/5.4 heatmap, layer {l}, top by KL of {s}".format(
-                        l=Path(p).name.split("_")[1][len("layer"):], s=Path(p).name.split("_")[2]),
-                        "model": "{model}", "text": "{text}"})
-             for p in HEATMAPS],
+                    labels={"figure": f"5.3/5.4 heatmap, layer {layer}, top by KL of {state}", "model": "{model}",
+                            "text": "{text}"})
+             for p, (layer, state) in zip(HEATMAPS, HEATMAP_VIEWS)],
         svg=[f"{p}.svg" for p in HEATMAPS],
     input:
         activations="results/activations/{model}/{text}.h5",

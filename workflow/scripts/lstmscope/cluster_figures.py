@@ -153,6 +153,8 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
     ax.scatter(x[order], y[order], c=cluster_colours(c[order]), s=size, linewidths=0, rasterized=True)
     # A translucent white box keeps a number readable on any colour (and stays text in the SVG).
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+    # A number beside its circle (or rings) can lie nearer another cluster: a line ties it to its own.
+    leader = {"arrowstyle": "-", "color": "black", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0}
     # Data units per point: the axes keep equal aspect, so the map's larger side (with the margins) spans the box.
     fig = ax.figure
     pos = ax.get_position()
@@ -186,9 +188,7 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             ax.text(fx, fy, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
             fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
     for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize):
-        # a leader line from the number to its circle (or rings): beside them, it can lie nearer another cluster
-        # (not from numbers written together: their corner is that of the box around all their clusters)
-        leader = {"arrowstyle": "-", "color": "black", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0}
+        # no line from numbers written together: their corner is that of the box around all their clusters
         ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
                     fontsize=fontsize, fontweight="bold", ha="left" if sx > 0 else "right",
                     va="bottom" if sy > 0 else "top", bbox=box, zorder=4,
