@@ -554,6 +554,44 @@ def test_effects_figure_labels_overlap_neither_each_other_nor_the_points(effects
     figs.plt.close(fig)
 
 
+def test_effects_figure_labels_every_single_removal_beside_its_own_point(effects_table, tmp_path, monkeypatch):
+    """Four top and four random neurons whose removals change the perplexity alike (as in the default run's d0.8_r0):
+    every one is labelled, and each label sits nearer its own point than any other, so none can be read as a
+    neighbour's (the random ones were once set out so close that a label fell between two of them)."""
+    from lstmscope import ablation_figures as figs
+    from lstmscope.ablation_table import INTERVAL
+
+    changes = {"top": [0.08, 0.03, 0.12, 0.07], "random": [0.13, 0.10, 0.14, 0.06]}
+    rows = []
+    for layer in range(1, LAYERS + 1):
+        sub = effects_table[effects_table.layer == layer]
+        for group, values in changes.items():
+            first = 1000 if group == "top" else 2000
+            rows.append(sub[sub.group == group].iloc[[0] * 4].assign(
+                perplexity_change_pct=values, neurons=[str(first + 111 * k) for k in range(4)],
+                **{INTERVAL[0]: np.subtract(values, 0.05), INTERVAL[1]: np.add(values, 0.06)}))
+        rows.append(sub[~sub.group.isin(list(changes))])
+    fig, renderer = drawn_effects_figure(pd.concat(rows, ignore_index=True), tmp_path, monkeypatch)
+    for ax in fig.axes:
+        shown = {t.get_text(): t for t in ax.texts}
+        assert sorted(shown) == sorted(str(f + 111 * k) for f in (1000, 2000) for k in range(4))
+        singles = [c for c in ax.collections if isinstance(c, figs.plt.matplotlib.collections.PathCollection)]
+        points = {}  # neuron label -> its point in pixels, from the order the points are drawn in
+        for c in singles:
+            for x, y in c.get_offsets():
+                for group, values in changes.items():
+                    if 0 <= round(x) == ("top", "random").index(group) and np.isclose(y, values).any():
+                        k = int(np.flatnonzero(np.isclose(y, values))[0])
+                        points[str((1000 if group == "top" else 2000) + 111 * k)] = ax.transData.transform((x, y))
+        assert len(points) == 8
+        for name, text in shown.items():
+            box = text.get_window_extent(renderer)
+            centre = np.array([(box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2])
+            nearest = min(points, key=lambda n: abs(points[n][0] - centre[0]))
+            assert nearest == name, f"label {name} sits nearer the point of {nearest}"
+    figs.plt.close(fig)
+
+
 @pytest.mark.parametrize("layers", [[1], [1, 2]])
 def test_effects_figure_group_names_do_not_run_together(effects_table, tmp_path, monkeypatch, layers):
     """The four groups' names under each panel stay apart, with one panel (a one-layer model) as with two."""

@@ -41,7 +41,8 @@ ORDER = ["top", "random", "top all", "random all"]
 
 
 LABELLED = 6  # top neurons labelled at most per layer (those whose removal changes the perplexity most)
-LABELLED_RANDOM = 3  # random ones, after them
+LABELLED_RANDOM = 6  # random ones, after them
+SPREAD = 0.36  # half the width over which the neurons removed one at a time are set out (the groups are 1 apart)
 MARKER_PT = 30  # area of a point, pt^2
 PANELS_PER_ROW = 4  # layers' panels in a row of a figure; more layers wrap to further rows
 
@@ -143,7 +144,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
             rows = sub[sub["group"] == group]
             name, colour, marker = GROUP_STYLE[group]
             y = rows["perplexity_change_pct"].to_numpy()
-            spread = 0.42 if group == "top" else 0.15  # the labelled points further apart
+            spread = SPREAD if group in ("top", "random") else 0.15  # the labelled points further apart
             xs = x + (np.linspace(-spread, spread, len(y)) if len(y) > 1 else np.zeros(1))
             clear = clear_of_zero(rows)
             low, high = change_intervals(rows)
