@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import (REPO, TINY, PlannedJob, copy_repo, detailed_summary, downstream, edit_yaml, planned_jobs, snakemake,
                       rule_graph, snakemake_env)
@@ -248,6 +249,39 @@ def test_adding_a_dropout_value_reruns_only_that_models_chain_and_cross_model_ou
     assert not {"download_wikitext2", "vocabulary"} & {j.rule for j in planned}, describe(planned)
     # the cross-model tables and figures are among them
     assert "perplexity_table" in {j.rule for j in cross}, describe(cross)
+
+
+def test_reordered_models_and_texts_rerun_nothing_and_tables_of_several_keep_their_rows(tiny_workdir):
+    """Listing the dropouts and the texts in another order changes no result, so nothing reruns; and the tables of
+    several models or texts, written again from the reordered config, are byte for byte the kept ones (their rows
+    follow dropout and text name, not the config's order)."""
+    config = tiny_workdir / "tests/config/tiny.yaml"
+
+    def reverse_texts(c):  # in both files: the texts of config.yaml stay first when tiny.yaml updates them
+        c["texts"] = dict(reversed(list(c["texts"].items())))
+
+    def reorder(c):
+        c["models"]["dropouts"].reverse()
+        reverse_texts(c)
+        for section in ("embedding", "neuron_explorer", "ablation"):
+            if isinstance(c.get(section, {}).get("dropouts"), list):
+                c[section]["dropouts"].reverse()
+            if isinstance(c.get(section, {}).get("texts"), list):
+                c[section]["texts"].reverse()
+
+    edit_yaml(config, reorder)
+    edit_yaml(tiny_workdir / "config.yaml", reverse_texts)
+    reordered = yaml.safe_load(config.read_text())
+    assert reordered["models"]["dropouts"] == [0.5, 0.0] and list(reordered["texts"]) == ["train", "test"], reordered
+    assert planned_jobs(tiny_workdir) == []
+    several = sorted({j.rule for j in forced_jobs(tiny_workdir)
+                      if "model" not in j.wildcards and j.rule not in UPSTREAM and j.rule != "all"})
+    assert {"perplexity_table", "histogram_range_table", "cluster_contiguity"} <= set(several), several
+    tables = sorted((tiny_workdir / "results/tables").rglob("*.csv"))
+    kept = {p: p.read_bytes() for p in tables}
+    snakemake(tiny_workdir, *TINY, "--cores", "2", "--forcerun", *several)
+    changed = [str(p.relative_to(tiny_workdir)) for p in tables if p.read_bytes() != kept[p]]
+    assert not changed, f"written in another order from the reordered config: {changed}"
 
 
 # ------------------------------------------------------------------------------ the checkout moved

@@ -24,9 +24,12 @@ try:
 except ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}") from None
 
-MODEL_SPECS = {spec.name: spec for spec in model_specs(config)}
+# Models by dropout, then replicate, and texts by name, whatever the config's order: a table or figure of several
+# models or texts lists them in this order, so reordering the config (which reruns nothing) leaves the files as a
+# fresh run of it would write them.
+MODEL_SPECS = {spec.name: spec for spec in sorted(model_specs(config), key=lambda s: (s.dropout, s.replicate))}
 MODELS = list(MODEL_SPECS)
-TEXTS = list(config["texts"])
+TEXTS = sorted(config["texts"])
 # The report's text label of a table of every text: the texts named, so that with one text it is that text's name
 # (a label of two values, half the results each, becomes a toggle that hides the results it lacks).
 ALL_TEXTS = ", ".join(TEXTS)

@@ -6,7 +6,7 @@ EMBEDDING = config["embedding"]
 CLUSTER = config["cluster"]
 FIGURES = config["figures"]
 EMBED_MODELS = models_with_dropouts(EMBEDDING["dropouts"])
-EMBED_TEXTS = list(EMBEDDING["texts"])
+EMBED_TEXTS = sorted(EMBEDDING["texts"])  # by name, as TEXTS
 EMBED_VIEWS = [(int(layer), state) for layer in EMBEDDING["layers"] for state in EMBEDDING["states"]]
 LINKAGES = list(CLUSTER["linkages"])
 CLUSTER_PCA = CLUSTER["space"] == "pca"  # cluster the PCA-reduced states instead of the 2-D map
