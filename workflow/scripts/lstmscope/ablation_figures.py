@@ -144,8 +144,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
             rows = sub[sub["group"] == group]
             name, colour, marker = GROUP_STYLE[group]
             y = rows["perplexity_change_pct"].to_numpy()
-            spread = SPREAD if group in ("top", "random") else 0.15  # the labelled points further apart
-            xs = x + (np.linspace(-spread, spread, len(y)) if len(y) > 1 else np.zeros(1))
+            xs = x + (np.linspace(-SPREAD, SPREAD, len(y)) if len(y) > 1 else np.zeros(1))  # groups together: 1 point
             clear = clear_of_zero(rows)
             low, high = change_intervals(rows)
             known = np.isfinite(low) & np.isfinite(high)
