@@ -315,6 +315,37 @@ def test_the_chance_line_stays_inside_a_panel_whose_bars_all_rise_above_it(tmp_p
         assert lo < 1 - 0.02 * (hi - lo) and hi > measures["contiguity_ratio"].min(), (ax.get_title(), lo, hi)
 
 
+def test_contiguity_bars_too_short_to_see_end_in_a_dot_hollow_or_filled_as_the_bar(tmp_path, monkeypatch):
+    """A bar on the chance line (ratio 1.0005) is a sliver whose fill cannot be seen: it ends in a dot, white inside
+    when the bar is hollow (within the baseline's range), the bar's colour when filled; the tall bars get none."""
+    paths = real_cluster_tables()
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    _, other = cluster_measures(paths, "d0.8_r0", "test", shuffles=5)
+    both = pd.concat([measures, other], ignore_index=True)
+    both["contiguity_ratio"] = 1.2
+    both["contiguity_z"] = 5.0
+    hollow = (both.model == "d0.0_r0") & (both.layer == 2) & (both.state == "h") & (both.linkage == "ward")
+    filled = (both.model == "d0.8_r0") & (both.layer == 1) & (both.state == "c") & (both.linkage == "ward")
+    both.loc[hollow, ["contiguity_ratio", "contiguity_z"]] = (1.0005, 0.3)
+    both.loc[filled, ["contiguity_ratio", "contiguity_z"]] = (0.9995, -4.0)
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(both, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    first_row = np.array(kept[0].axes).reshape(2, -1)[0]
+    dots = {ax.get_title().split("\n")[0]: [(float(line.get_xdata()[0]), float(line.get_ydata()[0]),
+                                             line.get_markerfacecolor()) for line in ax.lines if line.get_marker() == "o"]
+            for ax in first_row}
+    assert dots["test: single linkage"] == [], "a dot on a bar tall enough to see"
+    (a, b) = sorted(dots["test: ward linkage"], key=lambda d: d[1])
+    assert b[1] == pytest.approx(1.0005) and F.plt.matplotlib.colors.to_hex(b[2]) == "#ffffff"  # the hollow bar's
+    assert a[1] == pytest.approx(0.9995) and F.plt.matplotlib.colors.to_hex(a[2]) != "#ffffff"  # the filled bar's
+    ward = first_row[[ax.get_title().startswith("test: ward") for ax in first_row].index(True)]
+    filled_bar = [p for p in ward.patches if p.get_height() == pytest.approx(-0.0005)]
+    assert len(filled_bar) == 1 and np.allclose(filled_bar[0].get_facecolor(), F.plt.matplotlib.colors.to_rgba(a[2]))
+    assert filled_bar[0].get_x() < a[0] < filled_bar[0].get_x() + filled_bar[0].get_width()  # at the bar's end
+    F.plt.close(kept[0])
+
+
 def test_contiguity_panels_titles_do_not_overlap_and_a_single_cluster_is_named(tmp_path, monkeypatch):
     """In the PCA space (the longest titles) with two models, the panels' titles stay apart; a view that is one
     cluster, whose bar has height 0 (its run and the baseline's are the whole text), says so."""

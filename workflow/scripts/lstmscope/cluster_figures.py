@@ -325,6 +325,9 @@ CONTIGUITY_BASELINES = (("contiguity_ratio", "contiguity_z", "labels shuffled"),
                         ("word_contiguity_ratio", "word_contiguity_z", "each word's labels shuffled among its tokens"))
 
 
+SHORT_BAR = 0.015  # a contiguity bar shorter than this share of its panel's height also gets a dot at its end
+
+
 def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
                       dpi: int = 150) -> None:
     """Contiguity ratio (observed / shuffled mean run length) per layer x state, one bar per model, one panel per
@@ -342,18 +345,23 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
             models = sorted(group["model"].unique())
             width = 0.8 / len(models)
             cmap = plt.get_cmap("viridis")
+            ends = []  # (x, value, hollow, colour) of every bar, for the dots of the ones too short to see
             for k, model in enumerate(models):
                 rows = group[group.model == model].set_index(["layer", "state"])
                 values = np.array([rows.loc[v, ratio_col] if v in rows.index else np.nan for v in views])
                 z = np.array([rows.loc[v, z_col] if v in rows.index and z_col in rows else np.nan for v in views])
                 chance = np.abs(z) < CHANCE_Z  # within the baseline's range: hollow
                 x = np.arange(len(views)) + (k - (len(models) - 1) / 2) * width
+                one = np.zeros(len(views), bool)
                 if "clusters" in rows:  # one cluster: a single run, the baseline's too; a bar of height 0, named
-                    for xi, v in zip(x, views):
+                    for i, (xi, v) in enumerate(zip(x, views)):
                         if v in rows.index and int(rows.loc[v, "clusters"]) == 1:
+                            one[i] = True
                             ax.text(xi, 1, " 1 cluster", rotation=90, ha="center", va="bottom", fontsize=7,
                                     color="0.3")
                 colour = cmap(k / max(1, len(models) - 1))
+                ends += [(xi, vi, bool(c), colour) for xi, vi, c, o in zip(x, values, chance, one)
+                         if np.isfinite(vi) and not o]
                 if (~chance).any():
                     ax.bar(x[~chance], values[~chance] - 1, width, bottom=1, color=colour, label=model)
                 if chance.any():  # labelled only where the model has no filled bar (one legend entry per model)
@@ -363,6 +371,12 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
             ax.use_sticky_edges = False  # bars all above chance: a margin below 1, or its line merges with the frame
             ax.autoscale_view()
+            low, high = ax.get_ylim()
+            for xi, vi, hollow, colour in ends:  # a bar too short to see (on the chance line): a dot at its end
+                if abs(vi - 1) < SHORT_BAR * (high - low):
+                    ax.plot(xi, vi, "o", markersize=4, zorder=3, markerfacecolor="white" if hollow else colour,
+                            markeredgecolor=tuple(0.6 * v for v in colour[:3]) if hollow else colour)
+            ax.set_ylim(low, high)
             ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
             ax.set_ylabel("mean run length / baseline")
             space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
@@ -370,6 +384,6 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
             ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of a "
                  "baseline (1 = no more contiguous than it)\nhollow: within 1.96 standard deviations of the "
-                 "baseline's run length", fontsize=10)
+                 "baseline's run length; a dot ends a bar too short to see (hollow or filled as the bar)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
