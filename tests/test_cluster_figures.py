@@ -346,6 +346,27 @@ def test_contiguity_bars_too_short_to_see_end_in_a_dot_hollow_or_filled_as_the_b
     F.plt.close(kept[0])
 
 
+def test_contiguity_bars_follow_the_tables_model_order_not_the_names_spelling(tmp_path, monkeypatch):
+    """The workflow lists models by dropout, then replicate; the figure keeps that order, where sorting the names as
+    text would put d0.05_r0 before d0.0_r0 (and d0.0_r10 before d0.0_r2)."""
+    paths = real_cluster_tables()
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    names = ["d0.0_r0", "d0.0_r2", "d0.0_r10", "d0.05_r0"]
+    table = pd.concat([measures.assign(model=name) for name in names], ignore_index=True)
+    table[["contiguity_z", "word_contiguity_z"]] = 5.0  # every bar filled in its model's colour
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(table, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    for ax in kept[0].axes:
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == names
+        bars = sorted((p for p in ax.patches), key=lambda p: p.get_x())[:len(names)]  # the first view, left to right
+        colours = [tuple(np.round(p.get_facecolor(), 3)) for p in bars]
+        first = {tuple(np.round(h.get_facecolor(), 3)): t.get_text()
+                 for h, t in zip(ax.get_legend().legend_handles, ax.get_legend().get_texts())}
+        assert [first.get(c) for c in colours] == names
+    F.plt.close(kept[0])
+
+
 def test_contiguity_panels_titles_do_not_overlap_and_a_single_cluster_is_named(tmp_path, monkeypatch):
     """In the PCA space (the longest titles) with two models, the panels' titles stay apart; a view that is one
     cluster, whose bar has height 0 (its run and the baseline's are the whole text), says so."""

@@ -342,7 +342,7 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
     for row, (ratio_col, z_col, shuffled) in zip(axes, baselines):
         for ax, ((text, linkage), group) in zip(row, panels):
             views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
-            models = sorted(group["model"].unique())
+            models = list(dict.fromkeys(group["model"]))  # as the table lists them: by dropout, then replicate
             width = 0.8 / len(models)
             cmap = plt.get_cmap("viridis")
             ends = []  # (x, value, hollow, colour) of every bar, for the dots of the ones too short to see
