@@ -360,22 +360,22 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                             ax.text(xi, 1, " 1 cluster", rotation=90, ha="center", va="bottom", fontsize=7,
                                     color="0.3")
                 colour = cmap(k / max(1, len(models) - 1))
-                ends += [(xi, vi, bool(c), colour) for xi, vi, c, o in zip(x, values, chance, one)
+                edge = tuple(0.6 * v for v in colour[:3])  # a hollow bar's: darker, viridis' light end on white
+                ends += [(xi, vi, bool(c), colour, edge) for xi, vi, c, o in zip(x, values, chance, one)
                          if np.isfinite(vi) and not o]
                 if (~chance).any():
                     ax.bar(x[~chance], values[~chance] - 1, width, bottom=1, color=colour, label=model)
                 if chance.any():  # labelled only where the model has no filled bar (one legend entry per model)
                     ax.bar(x[chance], values[chance] - 1, width, bottom=1, facecolor="white", linewidth=1.2,
-                           edgecolor=tuple(0.6 * v for v in colour[:3]),  # darker: viridis' light end on white
-                           label=None if (~chance).any() else model)
+                           edgecolor=edge, label=None if (~chance).any() else model)
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
             ax.use_sticky_edges = False  # bars all above chance: a margin below 1, or its line merges with the frame
             ax.autoscale_view()
             low, high = ax.get_ylim()
-            for xi, vi, hollow, colour in ends:  # a bar too short to see (on the chance line): a dot at its end
+            for xi, vi, hollow, colour, edge in ends:  # a bar too short to see (on the chance line): a dot at its end
                 if abs(vi - 1) < SHORT_BAR * (high - low):
                     ax.plot(xi, vi, "o", markersize=4, zorder=3, markerfacecolor="white" if hollow else colour,
-                            markeredgecolor=tuple(0.6 * v for v in colour[:3]) if hollow else colour)
+                            markeredgecolor=edge if hollow else colour)
             ax.set_ylim(low, high)
             ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
             ax.set_ylabel("mean run length / baseline")
