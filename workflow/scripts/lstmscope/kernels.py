@@ -1,14 +1,19 @@
-"""The CPU kernels lstmscope computes with: those that every x86-64 CPU with AVX2 (2013 on) has.
+"""The CPU kernels lstmscope computes with: the same on every x86-64 CPU with AVX2 (2013 on), Intel's or AMD's.
 
 Torch, MKL and OpenBLAS each pick their vectorised kernels by the processor they run on, and
 the AVX-512 ones round differently from the AVX2 ones: from the same config and seed an AVX-512
-machine and an AVX2 one trained different models and drew different t-SNE maps. Pinned, both
-compute the same numbers. The libraries read these variables once, when they load (OpenBLAS,
-with numpy) or at their first operation (torch, MKL), so :func:`pin_portable_kernels` runs when
-``lstmscope`` is imported: a pipeline script imports it before numpy or torch. A variable that
-the environment sets already wins; on a CPU without AVX2, or not x86-64, nothing is pinned. A
-process that imported numpy (or ran a torch operation) before lstmscope keeps that library's own
-kernels, and is warned: its numbers may differ from the pipeline's in the last bits.
+machine and an AVX2 one trained different models and drew different t-SNE maps. Torch's and
+OpenBLAS's are pinned to their AVX2 kernels, which they run on any processor that has AVX2. MKL
+(torch's matrix products) runs a branch it is told to on Intel processors only; elsewhere it takes
+its own (an AMD EPYC told ``MKL_CBWR=AVX2`` trained the default d0.0_r0 to test perplexity 439.6,
+Intel machines to 421.6). Its ``COMPATIBLE`` branch is the one MKL keeps on every x86 processor, so
+MKL is pinned to that, at the price of slower matrix products (about 1.7 times the training time at
+the default size). The libraries read these variables once, when they load (OpenBLAS, with numpy)
+or at their first operation (torch, MKL), so :func:`pin_portable_kernels` runs when ``lstmscope`` is
+imported: a pipeline script imports it before numpy or torch. A variable that the environment sets
+already wins; on a CPU without AVX2, or not x86-64, nothing is pinned. A process that imported
+numpy (or ran a torch operation) before lstmscope keeps that library's own kernels, and is warned:
+its numbers may differ from the pipeline's in the last bits.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import warnings
 
 PORTABLE_KERNELS = {
     "ATEN_CPU_CAPABILITY": "avx2",   # torch's vectorised kernels
-    "MKL_CBWR": "AVX2",              # MKL's code path (torch's matrix products; MKL picks AVX-512 on Intel)
+    "MKL_CBWR": "COMPATIBLE",        # MKL's branch for torch's matrix products: the one it keeps on any vendor's CPU
     "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's BLAS (PCA, t-SNE, the histograms' sums)
 }
 

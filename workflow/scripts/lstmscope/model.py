@@ -84,11 +84,35 @@ class LSTMLanguageModel(nn.Module):
         return self.decoder(features), hidden
 
 
+# MKL's conditional-numerical-reproducibility branches (mkl_cbwr.h); 1: none set, MKL chooses by the processor
+MKL_BRANCHES = {1: "unpinned", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
+                10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
+
+
+def mkl_branch() -> str | None:
+    """The branch MKL runs torch's matrix products on, as MKL applies ``MKL_CBWR`` (``AUTO`` where it was told a
+    branch it keeps for Intel processors only); None where this torch has no MKL."""
+    import ctypes
+
+    lib = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        get = ctypes.CDLL(str(lib)).mkl_serv_cbwr_get  # MKL is linked into torch; this is mkl_cbwr_get's service
+    except (OSError, AttributeError):
+        return None
+    get.restype = ctypes.c_int
+    code = get(ctypes.c_int(1))  # MKL_CBWR_BRANCH
+    return MKL_BRANCHES.get(code, f"code {code}")
+
+
 def cpu_kernels() -> str:
-    """Torch's CPU kernels in effect, recorded in the torch stages' provenance: ``AVX2`` on any x86-64 CPU
-    that has it, as importing ``lstmscope`` pinned them (:mod:`lstmscope.kernels`), unless the environment
-    chose others; ``, oneDNN`` added where a process turned oneDNN back on (its own kernels, not pinned)."""
+    """The CPU kernels in effect, recorded in the torch stages' provenance: torch's (``AVX2`` on any x86-64 CPU
+    that has it, as importing ``lstmscope`` pinned them, :mod:`lstmscope.kernels`), then MKL's branch
+    (``MKL COMPATIBLE`` when pinned), unless the environment chose others; ``, oneDNN`` added where a process
+    turned oneDNN back on (its own kernels, not pinned)."""
     kernels = torch.backends.cpu.get_cpu_capability()
+    branch = mkl_branch()
+    if branch is not None:
+        kernels = f"{kernels}, MKL {branch}"
     return f"{kernels}, oneDNN" if torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available() else kernels
 
 
