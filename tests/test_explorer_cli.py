@@ -125,7 +125,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
     other = pd.read_csv(divergence_csv).assign(model="d0.9_r0")
     other.to_csv(tmp_path / "other.csv", index=False)
     cases = [(["--divergence", str(tmp_path / "other.csv")],
-              f"other.csv is the divergence table of ['d0.9_r0'], not of model {model}"),
+              f"other.csv is the divergence table of model d0.9_r0, not of model {model}"),
              (["--divergence", str(tmp_path / "nope.csv")], f"--divergence {tmp_path / 'nope.csv'}: divergence table "
                                                              "not found"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),

@@ -44,7 +44,8 @@ def check_divergence_model(table: pd.DataFrame, model: str, path: str | os.PathL
     """The divergence table ``table`` (read from ``path``) must be model ``model``'s."""
     models = sorted(set(table["model"].astype(str)))
     if models != [str(model)]:
-        raise AblationError(f"{path} is the divergence table of {models}, not of model {model}")
+        named = f"model {models[0]}" if len(models) == 1 else f"models {', '.join(models)}" if models else "no model"
+        raise AblationError(f"{path} is the divergence table of {named}, not of model {model}")
 
 
 def perplexity(log_probs: np.ndarray) -> float:
