@@ -46,3 +46,33 @@ def test_an_exception_leaves_the_old_file_and_no_temporary_file(tmp_path):
         tmp.write_bytes(b"new but broken")
         raise RuntimeError("stop")
     assert final.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+STOPPED_JOB = textwrap.dedent("""
+    import sys, time
+    from lstmscope.atomic import atomic_path
+    from lstmscope.joblog import job_log
+    with job_log(sys.argv[1], "demo"):
+        with atomic_path(sys.argv[2]) as tmp:
+            tmp.write_text("half of it")
+            print("writing", flush=True)
+            time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("sig,how,status", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "Ctrl-C", 130)],
+                         ids=["SIGTERM", "Ctrl-C"])
+def test_a_job_stopped_by_a_signal_leaves_no_file_and_says_so_in_one_line(tmp_path, sig, how, status):
+    """Snakemake cancelling a job, or a scheduler's time limit, sends SIGTERM: the job stops as Ctrl-C stops it,
+    its half-written output goes, and its log and stderr say so without a traceback."""
+    log, out = tmp_path / "demo.log", tmp_path / "out.csv"
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_JOB, str(log), str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "writing\n", proc.stderr.read()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    assert err == f"lstmscope demo: stopped by {how}; its outputs are not written\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.log"]  # neither the output nor its temporary file
+    text = log.read_text()
+    assert f"demo: stopped by {how} after" in text and "Traceback" not in text, text

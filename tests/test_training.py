@@ -265,6 +265,36 @@ def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
+# The same training as a pipeline job runs it: inside job_log, which writes the job's log (argv[6]).
+JOB_SCRIPT = ("import sys\nfrom lstmscope.joblog import job_log\nwith job_log(sys.argv[6], 'train_lstm'):\n"
+              + textwrap.indent(SCRIPT, "    "))
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"])
+def test_a_training_job_stopped_by_a_signal_saves_and_says_so_in_one_line(tmp_path, sig, status):
+    """Snakemake cancelling the job, or a scheduler's time limit, sends SIGTERM: the job saves its state and stops
+    with the signal's exit status and one line saying where the state is, no traceback in its log."""
+    resume, out, log = tmp_path / "resume.pt", tmp_path / "model.pt", tmp_path / "train.log"
+    script = tmp_path / "job_script.py"
+    script.write_text(JOB_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(DATA), str(resume), str(out), "0.05", "-1", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not resume.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lstmscope train_lstm: model m: {sig.name} at epoch "), err
+    assert lines[0].endswith(f"state saved to {resume}"), err
+    text = log.read_text()
+    assert "train_lstm: stopped after" in text and "Traceback" not in text, text
+    assert resume.exists() and not out.exists()
+
+
 def test_the_training_code_is_every_module_that_decides_the_weights():
     """The modules the trainer and the model import are in ``TRAINING_CODE`` (whose digest the resume state
     records), but for writing files (atomic) and computing that digest (provenance); the next test edits one."""

@@ -33,8 +33,9 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  stop_status, stopped_by_sigterm, unreadable, writing)
+                  unreadable, writing)
 from .heatmap_cli import given_once, parse_neuron
+from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",

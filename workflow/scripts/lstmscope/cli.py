@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import threading
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -83,36 +81,6 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
     if not zipfile.is_zipfile(checkpoint):
         raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
                          "results/models/<model>/model.pt)")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is (exit status 128 + 15 rather than Ctrl-C's 130)."""
-
-    status = 143
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated
-
-
-def stop_status(exc: KeyboardInterrupt) -> int:
-    """The exit status of a command stopped by Ctrl-C (130) or SIGTERM (143)."""
-    return exc.status if isinstance(exc, Terminated) else 130
-
-
-@contextlib.contextmanager
-def stopped_by_sigterm() -> Iterator[None]:
-    """While a command runs, SIGTERM (``kill``, a scheduler's time limit) stops it as Ctrl-C does, by an exception,
-    so an output being written under a temporary name is removed on the way out, not left behind; the handler
-    before is put back after. Outside the main thread (a command called from a thread) it changes nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def unreadable(paths: Sequence[str | None], exc: OSError) -> ValueError:

@@ -34,7 +34,8 @@ from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  stop_status, stopped_by_sigterm, writing)
+                  writing)
+from .joblog import stop_status, stopped_by_sigterm
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
 

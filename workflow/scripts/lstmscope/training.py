@@ -44,7 +44,12 @@ class TrainingError(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """Training was stopped by a signal after its state was saved."""
+    """Training was stopped by a signal after its state was saved; ``exit_status`` is the signal's (128 + its
+    number: 143 for SIGTERM, 130 for Ctrl-C's SIGINT), which ``joblog.job_log`` exits with."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + int(signal.Signals[signal_name])
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,7 @@ def train(
                     if stop.requested:
                         bar.close()
                         raise Interrupted(f"model {name}: {stop.requested} at epoch {epoch}, batch {next_batch};"
-                                          f" state saved to {resume_path}")
+                                          f" state saved to {resume_path}", stop.requested)
             bar.close()
             epoch_seconds += time.monotonic() - t0
             train_loss = float(epoch_loss) / (train_data.size(0) - 1)
