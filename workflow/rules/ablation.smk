@@ -79,7 +79,7 @@ rule ablation_figures:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
         code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "colours", "heatmap",
-                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
+                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "joblog"),
     params:
         **named(
             passage_tokens=config["heatmap"]["passage_tokens"],
@@ -109,7 +109,7 @@ rule ablation_vs_dropout:
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
         code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "colours", "heatmap",
-                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "joblog"),
+                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "joblog"),
     params:
         dpi=config["figures"]["dpi"],
     log:

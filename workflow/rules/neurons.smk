@@ -88,7 +88,7 @@ rule neuron_tracking:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
     params:
         **named(
             track=config["divergence"]["track"],
@@ -113,7 +113,7 @@ rule neuron_tracking_table:
                subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": ALL_TEXTS}),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "wikitext", "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
     params:
         per_group=1,
     log:
@@ -141,7 +141,7 @@ rule neuron_figures:
     input:
         histograms=f"{NEURONS}/histograms.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures", "order"),
     params:
         **named(
             top_k=config["divergence"]["top_k"],
@@ -169,7 +169,7 @@ rule mean_abs_vs_dropout:
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
     input:
         divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures"),
+        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures", "order"),
     params:
         dpi=config["figures"]["dpi"],
     log:
@@ -263,7 +263,7 @@ rule neuron_explorer:
         template=library_path("neuron_explorer_template.html"),
         ablation=explorer_ablation,
         code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "colours", "neuron_explorer"),
+                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "colours", "neuron_explorer"),
     params:
         **named(
             neurons=NEURON_EXPLORER["neurons"],

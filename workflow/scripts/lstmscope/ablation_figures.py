@@ -29,6 +29,7 @@ from .ablation_table import INTERVAL
 from .atomic import atomic_path
 from .figures import plt, save_figure
 from .heatmap import TextBlock, best_window, check_passage, draw_blocks, passage_avoid, symmetric_norm
+from .order import models_in_order
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,8 @@ def ablation_summary(csv_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     out = out.reset_index()
     out["text"] = texts.pop()
     out["group"] = pd.Categorical(out["group"], ORDER, ordered=True)
-    return out.sort_values(["layer", "group", "dropout", "model"], kind="stable").reset_index(drop=True)
+    return (out.sort_values(["layer", "group", "dropout", "model"], key=models_in_order, kind="stable")
+            .reset_index(drop=True))
 
 
 SPREAD_SHIFT = 0.12  # between a model's point and the line of its singles' spread, in closest dropouts' gaps

@@ -18,6 +18,7 @@ from matplotlib import ticker
 from .divergence import COLUMNS, RANK_BY, ranked, ranking_measure, read_divergence
 from .figures import plt, save_figure
 from .histogram import HistogramError, StoredHistogram, read_histograms, select
+from .order import models_in_order
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def mean_abs_table(divergence_paths: Sequence[str | os.PathLike]) -> pd.DataFram
                             q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75))
     out["dead"] = g["dead"].sum()
     out["neurons"] = g.size()
-    return out.reset_index().sort_values(["layer", "state", "dropout", "model"], kind="stable")
+    return out.reset_index().sort_values(["layer", "state", "dropout", "model"], key=models_in_order, kind="stable")
 
 
 def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,

@@ -38,6 +38,7 @@ import pandas as pd
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
+from .order import models_in_order
 from .wikitext import EOS, heading_tokens
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,8 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     missing = [c for c in SUMMARY_COLUMNS if c not in table.columns]
     if missing:
         raise ActivationsError(f"tracking tables lack columns {', '.join(missing)}")
-    summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"])
+    summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"], key=models_in_order,
+                                 kind="stable")
                .groupby(["model", "text", "layer", "state"], sort=False).head(per_group)[SUMMARY_COLUMNS])
     with atomic_path(csv_path) as tmp:  # 3 significant digits, but the dropout whole (0.12345 is no 0.123)
         summary.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.3g")
