@@ -2,15 +2,19 @@
 
 ``url`` may be ``http(s)://``, ``file://`` or a plain directory. Every file is
 written under a temporary name; only when all of them are verified are they
-renamed to their final names, so a failure leaves no file behind.
+renamed to their final names, so a failure leaves no file behind. A download killed
+outright (SIGKILL, a power cut) leaves its partial file, ``.<name>.part<pid>``; the next
+download of the same file removes it.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import http.client
 import logging
 import os
+import re
 import socket
 import time
 import urllib.error
@@ -30,6 +34,17 @@ class DownloadError(RuntimeError):
 
 class _Retryable(Exception):
     pass
+
+
+def _remove_partial_downloads(final: Path) -> None:
+    """Remove the partial files of ``final`` that killed downloads left (``.<name>.part<pid>``)."""
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.part\d+")
+    for old in final.parent.glob(f".{glob.escape(final.name)}.part*"):
+        if pattern.fullmatch(old.name):
+            with contextlib.suppress(FileNotFoundError):
+                size = old.stat().st_size
+                old.unlink()
+                log.info("%s: removed %s (%d bytes) left by a killed download", final, old.name, size)
 
 
 def file_url(base: str, name: str) -> str:
@@ -128,6 +143,7 @@ def download_files(base_url: str, checksums: Mapping[str, str], out_paths: Mappi
         for name, sha in checksums.items():
             final = Path(out_paths[name])
             final.parent.mkdir(parents=True, exist_ok=True)
+            _remove_partial_downloads(final)
             tmp = final.with_name(f".{final.name}.part{os.getpid()}")
             tmp_paths[name] = tmp
             url = file_url(base_url, name)
