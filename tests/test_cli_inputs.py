@@ -1,4 +1,4 @@
-"""The four commands' inputs: a folder for a file, a damaged file, an output that is one of the inputs, a dump stopped on the way."""
+"""The four commands' inputs: a folder for a file, a damaged file, an output that is one of the inputs, a command stopped on the way."""
 from __future__ import annotations
 
 import os
@@ -171,3 +171,40 @@ def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp
     worker.start()
     worker.join()
     assert results == [0] and (tmp_path / "t.h5").is_file()
+
+
+@pytest.mark.parametrize("command", ["lstmscope-heatmap", "lstmscope-explorer"])
+def test_the_heatmap_and_explorer_commands_stopped_say_so_and_leave_nothing(tiny, divergence_csv, tmp_path, capsys,
+                                                                            monkeypatch, command):
+    """As the dump does: stopped by SIGTERM (``kill``, a time limit) while writing, the command removes its
+    temporary file, says so in one line and exits with 143; Ctrl-C, 130."""
+    from lstmscope import explorer_cli, heatmap_cli
+    from lstmscope.atomic import atomic_path
+
+    module, name = ((heatmap_cli, "draw_blocks_to") if command == "lstmscope-heatmap"
+                    else (explorer_cli, "build_neuron_explorer"))
+    out = tmp_path / ("o.png" if command == "lstmscope-heatmap" else "o.html")
+    args = ([str(tiny.activations), "-n", "1:0", "-o", str(out)] if command == "lstmscope-heatmap"
+            else [str(tiny.activations), "--divergence", str(divergence_csv), "-o", str(out)])
+    seen = []
+
+    def stopped_while_writing(sig):
+        def write(*a, **k):
+            with atomic_path(out) as tmp:
+                tmp.write_text("half of it")
+                seen.append(tmp.name)
+                os.kill(os.getpid(), sig)
+        return write
+
+    handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the test process's, put back below
+    try:
+        for sig, status in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+            monkeypatch.setattr(module, name, stopped_while_writing(sig))
+            main = heatmap_main if command == "lstmscope-heatmap" else explorer_main
+            assert main(args) == status
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the command's handler is gone with it
+            assert capsys.readouterr().err == f"{command}: stopped; {out} not written\n"
+            assert not any(p.name in (out.name, *seen) for p in tmp_path.iterdir())
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert len(seen) == 2

@@ -28,6 +28,7 @@ from .activations_file import ActivationsError, open_activations
 from .cli import check_inputs, check_output, command_parser, writing
 from .heatmap import SCALES
 from .histogram import HistogramError
+from .joblog import stop_status, stopped_by_sigterm
 from .neuron_explorer import build_neuron_explorer
 
 PROG = "lstmscope-explorer"
@@ -113,13 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--ranked-on TEXT, or run the command in the project's folder")
         own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
         title = args.title or f"lstmscope neurons · {model} · {text}{own}"
-        with writing("--output", args.output, reading=(args.activations, args.ablation)):
+        with stopped_by_sigterm(), writing("--output", args.output, reading=(args.activations, args.ablation)):
             size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
                                          title, ablation_path=args.ablation,
                                          passage="active" if args.headings else "prose", scale=args.scale)
     except (ActivationsError, AblationError, HistogramError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while building: the temporary file is already removed
+        print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
+        return stop_status(exc)
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
     print(f"{args.output}: {shown}, neurons ranked by {divergence}")
     return 0

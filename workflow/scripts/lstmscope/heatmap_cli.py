@@ -39,6 +39,7 @@ from .activations_file import ActivationsError, open_activations, read_words, st
 from .cli import check_inputs, check_output, command_parser, unreadable, writing
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
+from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-heatmap"
 DEFAULT_TOKENS = 80
@@ -260,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (asked or args.start is not None) and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
                   file=sys.stderr)
-        with writing("--output", args.output):
+        with stopped_by_sigterm(), writing("--output", args.output):
             draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
     except (ActivationsError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -268,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
         print(f"{PROG}: error: {unreadable((args.activations, args.ablation), exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while drawing: the temporary file is already removed
+        print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
+        return stop_status(exc)
     print(args.output)
     return 0
 
