@@ -109,7 +109,7 @@ def test_partial_files_of_killed_downloads_go_with_the_next_download(tmp_path, w
     kept = [out / ".train.txt.partial", out / ".notes.txt.part42", out / "train.txt.part42"]
     for path in left + kept:
         path.write_text("half of it")
-    caplog.set_level("INFO", logger="lstmscope.download")
+    caplog.set_level("INFO", logger="lstmscope.atomic")  # the removal is atomic.remove_leftovers's
     download_files(DATA.as_uri(), checksums(), outs, retries=0)
     assert sorted(p.name for p in out.iterdir()) == sorted([*outs, *(p.name for p in kept)])
     assert "removed .train.txt.part4242 (10 bytes) left by a killed download" in caplog.text

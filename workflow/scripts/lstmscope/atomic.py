@@ -23,15 +23,16 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
-def _remove_leftovers(path: Path) -> None:
-    """Remove temporary files of ``path`` that killed processes left (one job writes a file at a time)."""
-    pattern = re.compile(rf"\.{re.escape(path.stem)}\.tmp\d+{re.escape(path.suffix)}")
-    for old in path.parent.glob(f".{glob.escape(path.stem)}.tmp*"):
+def remove_leftovers(final: Path, prefix: str, suffix: str = "", left_by: str = "a killed process") -> None:
+    """Remove the files ``<prefix><pid><suffix>`` next to ``final``: what processes writing it under such a
+    temporary name left when killed outright (one job writes a file at a time)."""
+    pattern = re.compile(rf"{re.escape(prefix)}\d+{re.escape(suffix)}")
+    for old in final.parent.glob(f"{glob.escape(prefix)}*"):
         if pattern.fullmatch(old.name):
             with contextlib.suppress(FileNotFoundError):
                 size = old.stat().st_size
                 old.unlink()
-                log.info("%s: removed %s (%d bytes) left by a killed process", path, old.name, size)
+                log.info("%s: removed %s (%d bytes) left by %s", final, old.name, size, left_by)
 
 
 def _fsync(path: Path) -> None:
@@ -50,7 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(final)
+    remove_leftovers(final, f".{final.stem}.tmp", final.suffix)
     tmp = _tmp_name(final)
     try:
         yield tmp

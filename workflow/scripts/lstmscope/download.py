@@ -9,12 +9,10 @@ download of the same file removes it.
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import http.client
 import logging
 import os
-import re
 import socket
 import time
 import urllib.error
@@ -22,6 +20,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping
+
+from .atomic import remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,6 @@ class DownloadError(RuntimeError):
 
 class _Retryable(Exception):
     pass
-
-
-def _remove_partial_downloads(final: Path) -> None:
-    """Remove the partial files of ``final`` that killed downloads left (``.<name>.part<pid>``)."""
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.part\d+")
-    for old in final.parent.glob(f".{glob.escape(final.name)}.part*"):
-        if pattern.fullmatch(old.name):
-            with contextlib.suppress(FileNotFoundError):
-                size = old.stat().st_size
-                old.unlink()
-                log.info("%s: removed %s (%d bytes) left by a killed download", final, old.name, size)
 
 
 def file_url(base: str, name: str) -> str:
@@ -143,7 +132,7 @@ def download_files(base_url: str, checksums: Mapping[str, str], out_paths: Mappi
         for name, sha in checksums.items():
             final = Path(out_paths[name])
             final.parent.mkdir(parents=True, exist_ok=True)
-            _remove_partial_downloads(final)
+            remove_leftovers(final, f".{final.name}.part", left_by="a killed download")
             tmp = final.with_name(f".{final.name}.part{os.getpid()}")
             tmp_paths[name] = tmp
             url = file_url(base_url, name)
