@@ -23,7 +23,7 @@ from typing import Iterator
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is (exit status 128 + 15 rather than Ctrl-C's 130)."""
 
-    status = 143
+    exit_status = 143
 
 
 def _terminate(signum, frame) -> None:
@@ -32,7 +32,7 @@ def _terminate(signum, frame) -> None:
 
 def stop_status(exc: KeyboardInterrupt) -> int:
     """The exit status of a command stopped by Ctrl-C (130) or SIGTERM (143)."""
-    return exc.status if isinstance(exc, Terminated) else 130
+    return exc.exit_status if isinstance(exc, Terminated) else 130
 
 
 @contextlib.contextmanager
