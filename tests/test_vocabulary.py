@@ -46,6 +46,13 @@ def test_max_size_ties_go_to_the_first_seen_and_ids_follow_first_appearance():
     assert vocab.decode(vocab.encode(["a", "b", "d"])) == [UNK, "b", UNK]
 
 
+def test_max_size_adds_eos_and_unk_after_the_words_when_the_tokens_lack_them():
+    # tokens that are not lines of a file (no <eos>, no <unk>): both are kept all the same, after the words
+    vocab = build_vocabulary([["b", "a", "b", "c", "d"]], max_size=3)
+    assert vocab.words == ["b", EOS, UNK]
+    assert vocab.decode(vocab.encode(["a", "b"])) == [UNK, "b"]
+
+
 def test_max_size_on_wikitext(full_vocabulary):
     vocab = vocabulary_from_files(SPLIT_FILES, max_size=1000)
     assert len(vocab) == 1000

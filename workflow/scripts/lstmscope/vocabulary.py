@@ -92,7 +92,8 @@ def build_vocabulary(token_lists: Iterable[Sequence[str]], max_size: int | None 
 
     Without ``max_size``: every word, in order of first appearance (pytorch/examples).
     With ``max_size``: the ``max_size`` most frequent words (ties broken by first
-    appearance), always including ``<eos>`` and ``<unk>``, in order of first appearance.
+    appearance), always including ``<eos>`` and ``<unk>``, in order of first appearance (either of
+    them absent from the tokens comes after every word, ``<eos>`` before ``<unk>``).
     """
     first_seen: dict[str, int] = {}
     counts: Counter[str] = Counter()
@@ -112,8 +113,8 @@ def build_vocabulary(token_lists: Iterable[Sequence[str]], max_size: int | None 
         if len(keep) >= max_size:
             break
         keep.add(w)
-    if UNK not in first_seen:
-        first_seen[UNK] = len(first_seen)
+    for special in (EOS, UNK):
+        first_seen.setdefault(special, len(first_seen))
     return Vocabulary(sorted(keep, key=first_seen.__getitem__))
 
 
