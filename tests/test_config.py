@@ -58,6 +58,9 @@ BAD = [
     ("architecture.layers", 0, "config key architecture.layers: 0 is out of range; must be >= 1"),
     ("texts.test.split", "dev", "config key texts.test.split: 'dev' is not allowed; choose one of ['train', 'valid', 'test']"),
     ("heatmap.scale", "linear", "config key heatmap.scale: 'linear' is not allowed; choose one of ['symmetric', 'range']"),
+    ("heatmap.expectancy_floor", 0, "config key heatmap.expectancy_floor: 0 is out of range; must be > 0"),
+    ("heatmap.expectancy_floor", 1, "config key heatmap.expectancy_floor: 1 is out of range; must be < 1"),
+    ("heatmap.expectancy_floor", "low", "config key heatmap.expectancy_floor: 'low' is not of type number or null"),
     ("activations.dtype", "float64", "config key activations.dtype: 'float64' is not allowed; choose one of ['float32', 'float16']"),
     ("histogram.cell_range", [2.0, -2.0], "config key histogram.cell_range: [2.0, -2.0] must be [low, high] with low < high"),
     ("embedding.dropouts", [0.95], "config key embedding.dropouts: 0.95 is not among models.dropouts"),
@@ -134,6 +137,14 @@ def test_bad_config_is_one_line_error_naming_the_key(key, value, message):
         validate_config(copy.deepcopy(cfg), SCHEMA)
     assert str(err.value).startswith(message), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_expectancy_floor_defaults_to_one_in_a_million_and_null_is_each_figures_own():
+    cfg = default_config()
+    del cfg["heatmap"]["expectancy_floor"]
+    assert validate_config(cfg, SCHEMA)["heatmap"]["expectancy_floor"] == 1e-6
+    cfg["heatmap"]["expectancy_floor"] = None
+    assert validate_config(cfg, SCHEMA)["heatmap"]["expectancy_floor"] is None
 
 
 def test_fewer_models_name_every_list_of_models_left_behind_in_one_message():

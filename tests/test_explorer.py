@@ -124,6 +124,9 @@ def test_expectancy_of_each_word_comes_from_the_activations_file(tables, tmp_pat
 
     assert 10 ** data["expectancy"]["lo"] == pytest.approx(expectancy_norm(np.exp(natural)).vmin, rel=1e-6)
     assert len(data["expectancy"]["lut"]) == 256 and explorer_data(tables, "t")["expectancy"] is None
+    # heatmap.expectancy_floor: the scale's low end is the floor, the figures' (the values stay exact)
+    floored = explorer_data(tables, "t", activations=h5, expectancy_floor=1e-3)["expectancy"]
+    assert floored["lo"] == pytest.approx(-3.0) and floored["log10"] == log10
     other = write_activations(tmp_path / "other.h5", n_tokens=500, offset=1000)  # another passage of the text
     with pytest.raises(ActivationsError, match=r"other\.h5: its tokens 0\.\.499 are not the words of the cluster "
                                                r"tables"):
@@ -277,7 +280,9 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
         i, rgba = pixel["index"], np.array(pixel["rgba"])
         want = np.array(to_rgb("#b0b0b0") if i == 0 else expected[i - 1]) * 255
         assert np.abs(rgba[:3] - want).max() <= 3 and abs(rgba[3] - 0.85 * 255) <= 2, (i, rgba, want)
-    assert "log scale from the smallest probability of these tokens" in result["expectancy"]["scale"]
+    # the scale's low end: here (no floor given) the smallest p of these tokens, as JavaScript writes it
+    smallest = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{known.min():.1e}")
+    assert f"log scale from p {smallest} to 1;" in result["expectancy"]["scale"]
 
     def medians(legend, key):  # each cluster's median p in the list, against the view's table
         table = read_clusters(tables[key])
@@ -302,6 +307,17 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     # opened by expectancy with a search (the URL's colour and search together)
     opened = selftest(chromium, with_p, "the", tmp_path, query={"colour": "p", "search": "the"})
     assert opened["errors"] == [] and opened["start"]["colour"] == "p"
+    # with heatmap.expectancy_floor: the colours run from the floor to 1, lower p take its colour (the figures')
+    floor = float(np.quantile(known, 0.3))
+    floored = tmp_path / "floor.html"
+    build_explorer(tables, floored, "t", context_tokens=5, activations=h5, expectancy_floor=floor)
+    clipped = selftest(chromium, floored, ".", tmp_path)
+    assert clipped["errors"] == []
+    want = colormaps["coolwarm"](LogNorm(vmin=floor, vmax=1.0)(np.maximum(known, floor)))[:, :3]
+    got = np.array([to_rgb(c) for c in clipped["expectancy"]["fills"][1:]])
+    assert np.abs(got - want).max() < 0.02 and np.abs(got[known < floor] - colormaps["coolwarm"](0)[:3]).max() < 0.02
+    low = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{floor:.1e}")
+    assert f"log scale from p {low} to 1 (lower p in its colour);" in clipped["expectancy"]["scale"]
     # without the activations file: no expectancy, no colour menu, clusters only
     plain = selftest(chromium, page, ".", tmp_path)
     assert "expectancy" not in plain and plain["colourMenu"] is False and ", p " not in plain["hover"]["text"]

@@ -56,6 +56,12 @@ def test_a_pipeline_file_gets_its_own_texts_ranking(results, divergence_csv, cap
     assert data["scale"] == "symmetric"
     assert main([str(root / "results" / "activations" / model / "test.h5"), "-o", str(out), "--scale", "range"]) == 0
     assert page_data(out)["scale"] == "range"  # the scale the page opens on, as heatmap.scale
+    # the expectancy's colours: from the pipeline's heatmap.expectancy_floor by default, as its figures and pages
+    assert data["expectancy"]["floor"] == pytest.approx(-6.0)
+    for floor, low in (("0.001", -3.0), ("auto", data["expectancy"]["lo"])):
+        assert main([str(root / "results" / "activations" / model / "test.h5"), "-o", str(out),
+                     "--expectancy-floor", floor]) == 0
+        assert page_data(out)["expectancy"]["floor"] == pytest.approx(low), floor
 
 
 def test_a_text_of_ones_own_is_ranked_on_the_pipelines_text(results, tiny, divergence_csv, tmp_path,
@@ -143,7 +149,8 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
     assert main([activations, "-o", str(tmp_path / "page.HTML")]) == 0  # the suffix in any case
     for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"),
                           (["-o", str(out), "--neurons", "0"], "--neurons: 0: must be at least 1"),
-                          (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all")):
+                          (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all"),
+                          (["-o", str(out), "--expectancy-floor", "1"], "--expectancy-floor: '1': give a probability")):
         with pytest.raises(SystemExit) as exit_:
             main([activations, *args])
         assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -12,7 +12,8 @@ from matplotlib import image as mpimg
 
 from lstmscope.activations_file import ActivationsError
 from lstmscope.figures import plt
-from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_heatmap, expectancy_norm,
+from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_block, expectancy_heatmap,
+                               expectancy_norm,
                                heading_tokens, layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, prose_avoid, tiny  # noqa: F401  (fixtures)
@@ -305,6 +306,42 @@ def test_expectancy_heatmap_colours_each_word_by_its_own_probability(tiny, tmp_p
     assert np.isnan(block.values[0]) and np.isfinite(block.values[1:]).all()  # the first word has no context
     assert block.norm.vmin == pytest.approx(min(p[1:].min(), 0.1)) and block.norm.vmax == 1.0
     assert f"perplexity of these words {np.exp(-np.mean(np.log(p[1:]))):.0f};" in block.title
+
+
+def test_expectancy_floor_fixes_the_scale_and_draws_lower_probabilities_in_its_colour(tiny, tmp_path, monkeypatch):
+    """heatmap.expectancy_floor: every expectancy figure's scale runs from the floor to 1, whatever its words, so a
+    colour is one probability in all of them; a word below the floor takes its colour, and the title and the colour
+    bar's arrow say so."""
+    import lstmscope.heatmap as hm
+    from lstmscope.heatmap import _figure
+
+    drawn = []
+    monkeypatch.setattr(hm, "draw_blocks", lambda blocks, png, svg, dpi=150: drawn.extend(blocks))
+    with h5py.File(tiny.activations) as f:
+        p = f["expectancy"][:40].astype(np.float64)
+    floor = float(np.quantile(p[1:], 0.25))  # a quarter of the words below it
+    below = int((p[1:] < floor).sum())
+    assert 0 < below < 39
+    expectancy_heatmap(tiny.activations, tmp_path / "e.png", tmp_path / "e.svg", tokens=40, dpi=50, floor=floor)
+    lowest = 1e-12  # below every word: nothing clipped
+    expectancy_heatmap(tiny.activations, tmp_path / "f.png", tmp_path / "f.svg", tokens=40, dpi=50, floor=lowest)
+    clipped, whole = drawn
+    assert (clipped.norm.vmin, clipped.norm.vmax) == (floor, 1.0) and (whole.norm.vmin, whole.norm.vmax) == (lowest, 1.0)
+    assert np.isnan(clipped.values[0]) and np.isnan(whole.values[0])  # still no context for the first word
+    np.testing.assert_array_equal(clipped.values[1:], np.maximum(p[1:], floor))
+    np.testing.assert_array_equal(whole.values, p)
+    assert clipped.title.endswith(f"; {below} words below p = {floor:g}, in its colour") and "below" not in whole.title
+    assert (clipped.extend, whole.extend) == ("min", "neither")
+    for block in (clipped, whole):  # the colour bar: an arrow below it exactly where words lie below its scale
+        with plt.rc_context(hm.RC):
+            fig = _figure([block], 96, 10.0, None, plt.get_cmap(hm.CMAP))
+        assert fig.axes[1]._colorbar.extend == block.extend
+        plt.close(fig)
+    # a probability of 0 is below any floor: drawn in its colour, not framed as a word without a value
+    zero = expectancy_block("t", ["first", "never", "sure"], np.array([np.nan, 0.0, 1.0]), "p", floor=1e-6)
+    assert np.isnan(zero.values[0]) and zero.values[1] == 1e-6 and zero.title == "t; 1 word below p = 1e-06, in its colour"
+    with pytest.raises(ValueError, match="expectancy floor 0.0: must be a probability between 0 and 1"):
+        expectancy_block("t", ["a"], np.array([0.5]), "p", floor=0.0)
 
 
 def test_expectancy_heatmap_and_bad_layer(tiny, divergence_csv, tmp_path):

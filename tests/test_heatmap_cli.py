@@ -20,6 +20,8 @@ from lstmscope.heatmap_cli import heatmap_blocks, main
 from neurons_support import (HIDDEN, TEXT, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
                              other_run_ablation, prose_avoid, prose_window, single_removal_effects, tiny)
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _expected(path: Path, key: str, rows: slice, column: int | None = None) -> np.ndarray:
     with h5py.File(path, "r") as f:
@@ -97,6 +99,32 @@ def test_expectancy_alone_starts_at_the_text_start_and_a_passage_stops_at_its_en
         (tail, _) = heatmap_blocks(f, [(1, 1)], expectancy=False, start=TEXT.tokens - 10, tokens=30)
     assert alone.words == _words(tiny.activations, slice(0, 12)) and np.isnan(alone.values[0])
     assert len(tail.words) == 10 and f"tokens {TEXT.tokens - 10}-{TEXT.tokens - 1}" in tail.title
+
+
+def test_expectancy_floor_is_the_pipelines_by_default_auto_or_any_probability(tiny, monkeypatch, tmp_path, capsys):
+    """--expectancy-floor: by default the pipeline's heatmap.expectancy_floor (so a passage's colours compare with
+    Fig. 4.1's), `auto` the passage's own smallest p (at most 0.1), or a probability; anything else a usage error."""
+    import yaml
+
+    import lstmscope.heatmap_cli as cli
+
+    drawn = []
+    monkeypatch.setattr(cli, "draw_blocks_to", lambda blocks, *a, **k: drawn.append(blocks))
+    p = _expected(tiny.activations, "expectancy", slice(100, 130))
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    pipeline = schema["properties"]["heatmap"]["properties"]["expectancy_floor"]["default"]
+    out = str(tmp_path / "e.png")
+    for extra, vmin in (([], pipeline), (["--expectancy-floor", "auto"], min(p.min(), 0.1)),
+                        (["--expectancy-floor", "0.002"], 0.002)):
+        assert main([str(tiny.activations), "-e", "--start", "100", "--tokens", "30", "-o", out, *extra]) == 0
+        (block,) = drawn.pop()
+        assert block.norm.vmin == pytest.approx(vmin, rel=1e-9) and block.norm.vmax == 1.0, extra
+        np.testing.assert_array_equal(block.values, np.maximum(p, vmin))
+    for bad in ("0", "1", "-0.5", "small"):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tiny.activations), "-e", "--expectancy-floor", bad, "-o", out])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"--expectancy-floor: {bad!r}: give a probability between 0 and 1" in err
 
 
 def test_the_command_writes_the_figure_in_the_format_of_its_suffix(tiny, tmp_path):

@@ -200,6 +200,34 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
 
 
 @pytest.mark.browser
+def test_browser_expectancy_colours_run_from_the_floor_with_lower_p_in_its_colour(chromium, tiny, divergence_csv,  # noqa: F811
+                                                                                  tmp_path):
+    """heatmap.expectancy_floor: the page colours the expectancy from the floor to 1, as the figures; a lower p takes
+    the floor's colour (the scale's label and the info line say so); the tooltip's p is still the word's own."""
+    with h5py.File(tiny.activations, "r") as f:
+        raw = np.log10(f["expectancy"][:].astype(np.float64))
+    finite = np.isfinite(raw)
+    floor = float(np.quantile(raw[finite], 0.3))  # log10 p: about a third of the words below it
+    out = tmp_path / "floor.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", expectancy_floor=10 ** floor)
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
+    assert data["expectancy"]["floor"] == pytest.approx(floor) and data["expectancy"]["lo"] == pytest.approx(
+        min(raw[finite].min(), -1.0))  # the codes still span every p
+    neuron = data["views"][3]["neurons"][0]["neuron"]
+    result = selftest(chromium, out, f"2:{neuron}:p:range", tmp_path)
+    assert result["errors"] == [], result["errors"]
+    index = {_rgb(c): k for k, c in enumerate(data["lut"])}
+    got = np.array([index.get(c, -1) if c != NO_FILL else np.nan for c in result["colours"]])
+    expected = np.clip(np.floor((raw - floor) / -floor * 256), 0, 255)
+    step = -data["expectancy"]["lo"] / LEVELS  # the page's coding of log10 p
+    assert np.abs(got[finite] - expected[finite]).max() <= 1
+    assert (got[finite & (raw < floor - step)] == 0).all() and (got[finite & (raw > floor + 2 * step)] > 0).any()
+    low = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{10 ** floor:.2e}") if 10 ** floor < 0.001 else f"{10 ** floor:.3f}"
+    assert result["lo"] == f"p {low}" and result["hi"] == "p 1.000"
+    assert f"log scale from p {low} to 1 (lower p in its colour);" in result["info"]
+
+
+@pytest.mark.browser
 @pytest.mark.parametrize("show", ["h", "p"])
 def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(chromium, page, tiny, tmp_path,
                                                                               show):  # noqa: F811

@@ -270,6 +270,7 @@ rule explorer:
             views=CLUSTER_KEYS,
             title=clustered_title("lstmscope explorer · {model} · {text}"),
             context_tokens=FIGURES["explorer_context"],
+            expectancy_floor=config["heatmap"]["expectancy_floor"],
         ),
     log:
         log_path("explorer", "{model}_{text}"),

@@ -228,6 +228,7 @@ rule expectancy_heatmap:
     params:
         **named(
             tokens=config["heatmap"]["expectancy_tokens"],
+            floor=config["heatmap"]["expectancy_floor"],
             dpi=config["figures"]["dpi"],
         ),
     log:
@@ -270,6 +271,7 @@ rule neuron_explorer:
             passage_tokens=config["heatmap"]["passage_tokens"],
             passage=config["heatmap"]["passage"],
             scale=config["heatmap"]["scale"],
+            expectancy_floor=config["heatmap"]["expectancy_floor"],
             title="lstmscope neurons · {model} · {text}",
         ),
     log:

@@ -4,4 +4,5 @@ from lstmscope.joblog import job_log
 
 with job_log(snakemake.log[0], "expectancy_heatmap") as log:  # noqa: F821
     o, p = snakemake.output, snakemake.params  # noqa: F821
-    expectancy_heatmap(snakemake.input.activations, o.png, o.svg, tokens=int(p.tokens), dpi=int(p.dpi))  # noqa: F821
+    expectancy_heatmap(snakemake.input.activations, o.png, o.svg, tokens=int(p.tokens), dpi=int(p.dpi),  # noqa: F821
+                       floor=p.floor)

@@ -23,6 +23,25 @@ def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentPa
 DEVICES = ("cpu", "cuda", "auto")
 
 
+def add_expectancy_floor_option(ap: argparse.ArgumentParser, auto: str) -> None:
+    """``--expectancy-floor P|auto``: the low end of the expectancy's colour scale (None for ``auto``)."""
+    from .colours import DEFAULT_EXPECTANCY_FLOOR, check_expectancy_floor
+
+    def floor(value: str) -> float | None:
+        if value == "auto":
+            return None
+        try:
+            return check_expectancy_floor(float(value))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r}: give a probability between 0 and 1 (exclusive), "
+                                             "or auto") from None
+
+    ap.add_argument("--expectancy-floor", type=floor, default=DEFAULT_EXPECTANCY_FLOOR, metavar="P|auto",
+                    help="the low end of the expectancy's log colour scale; lower probabilities take its colour "
+                         f"(default {DEFAULT_EXPECTANCY_FLOOR:g}, the pipeline's heatmap.expectancy_floor, so that "
+                         f"colours compare with its figures and pages; auto: {auto}, at most 0.1)")
+
+
 def add_device_option(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", choices=DEVICES, default="cpu",
                     help="where the model runs: cpu (default), cuda, or auto = CUDA where there is one")

@@ -17,13 +17,30 @@ OTHER_CLUSTERS = "#b0b0b0"
 #: the heatmap figures (``heatmap.CMAP``) and on the explorer pages.
 VALUE_CMAP = "coolwarm"
 
+#: The default low end of the expectancy's colour scale (``heatmap.expectancy_floor`` in the config schema, and the
+#: commands' ``--expectancy-floor``): below the smallest p of every word of the default run's nine models (1.6e-6).
+DEFAULT_EXPECTANCY_FLOOR = 1e-6
 
-def expectancy_floor(log10_p: np.ndarray) -> float:
-    """The low end of the expectancy's colour scale, as log10 p: the smallest probability of the words drawn, at
-    most 0.1 (as the expectancy heatmap's scale); its high end is p = 1. NaN (no context) is left out."""
+
+def expectancy_low(log10_p: np.ndarray, floor: float | None = None) -> float:
+    """The low end of the expectancy's colour scale, as log10 p; its high end is p = 1.
+
+    ``floor`` (a probability, ``heatmap.expectancy_floor``): log10 of it, the same for every figure and page, so
+    that a colour means one probability in all of them (lower probabilities take its colour). ``None``: the
+    smallest probability of the words drawn, at most 0.1 (NaN, no context, left out)."""
+    if floor is not None:
+        return float(np.log10(check_expectancy_floor(floor)))
     finite = np.asarray(log10_p, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     return min(float(finite.min()) if len(finite) else -1.0, -1.0)
+
+
+def check_expectancy_floor(floor: float) -> float:
+    """A probability strictly between 0 and 1, or ValueError naming it."""
+    value = float(floor)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"expectancy floor {floor!r}: must be a probability between 0 and 1 (exclusive)")
+    return value
 
 
 def colour_table(name: str = VALUE_CMAP, n: int = 256) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from .activations_file import ActivationsError, open_activations, read_words
 from .atomic import write_text
 from .cluster import read_clusters
-from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table, expectancy_floor
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table, expectancy_low
 from .html_page import render_page
 from .points import view_order
 from .top_words import DISTINCTIVE_MIN_COUNT
@@ -52,9 +52,11 @@ def log10_expectancy(activations: str | os.PathLike, words: list[str], first_pos
 
 
 def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], title: str,
-                  context_tokens: int = 8, activations: str | os.PathLike | None = None) -> dict:
+                  context_tokens: int = 8, activations: str | os.PathLike | None = None,
+                  expectancy_floor: float | None = None) -> dict:
     """The explorer's data: words, and per layer x state the coordinates and each linkage's clusters; with
-    ``activations``, the log10 expectancy of every word (3 decimals; null without a value) and the colour map."""
+    ``activations``, the log10 expectancy of every word (3 decimals; null without a value), the colour map and the
+    low end of its log scale, ``lo``: log10 of ``expectancy_floor`` (None: of the smallest p, at most 0.1)."""
     if not cluster_files:
         raise ValueError("the explorer needs at least one cluster table")
     words: list[str] | None = None
@@ -93,7 +95,7 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
     if activations is not None:
         logp = log10_expectancy(activations, words, int(positions[0]))
         expectancy = {"log10": [None if not np.isfinite(v) else round(float(v), 3) for v in logp],
-                      "lo": expectancy_floor(logp), "lut": colour_table()}
+                      "lo": expectancy_low(logp, expectancy_floor), "lut": colour_table()}
     return {
         "title": title,
         "expectancy": expectancy,
@@ -114,8 +116,10 @@ def render_explorer(data: dict, template: str | os.PathLike = TEMPLATE) -> str:
 
 def build_explorer(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], output: str | os.PathLike,
                    title: str, context_tokens: int = 8, template: str | os.PathLike = TEMPLATE,
-                   activations: str | os.PathLike | None = None) -> int:
-    """Stage explorer: write the HTML page; returns its size in bytes."""
-    page = render_explorer(explorer_data(cluster_files, title, context_tokens, activations), template)
+                   activations: str | os.PathLike | None = None, expectancy_floor: float | None = None) -> int:
+    """Stage explorer: write the HTML page (the expectancy's colours from ``expectancy_floor`` to 1, as
+    ``heatmap.expectancy_floor``); returns its size in bytes."""
+    page = render_explorer(explorer_data(cluster_files, title, context_tokens, activations, expectancy_floor),
+                           template)
     write_text(output, page)
     return len(page.encode("utf-8"))

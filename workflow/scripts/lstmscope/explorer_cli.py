@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
-from .cli import check_inputs, check_output, command_parser, writing
+from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, writing
 from .heatmap import SCALES
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scale", choices=SCALES, default="symmetric",
                     help="the h/c colour scale the page opens on, as heatmap.scale (default symmetric; the page's "
                          "menu changes it)")
+    add_expectancy_floor_option(ap, "the text's smallest p")
     ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
     return ap
 
@@ -117,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stopped_by_sigterm(), writing("--output", args.output, reading=(args.activations, args.ablation)):
             size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
                                          title, ablation_path=args.ablation,
-                                         passage="active" if args.headings else "prose", scale=args.scale)
+                                         passage="active" if args.headings else "prose", scale=args.scale,
+                                         expectancy_floor=args.expectancy_floor)
     except (ActivationsError, AblationError, HistogramError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 
 from .activations_file import open_activations, read_words, state_dataset
-from .colours import VALUE_CMAP
+from .colours import VALUE_CMAP, check_expectancy_floor
 from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as, text_width_pt
 from .wikitext import EOS, heading_tokens
@@ -145,6 +145,7 @@ class TextBlock:
     values: np.ndarray
     norm: colors.Normalize
     label: str
+    extend: str = "neither"  # the colour bar's arrow: "min" where values below its scale take its lowest colour
 
 
 def symmetric_norm(values: np.ndarray) -> colors.Normalize:
@@ -256,7 +257,8 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
                             color=colour, parse_math=False)
         cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - title_in - bar) / fig_h,
                             cbar_w_in / fig_w, bar / fig_h])
-        bar_axis = fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label)
+        bar_axis = fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label,
+                                extend=block.extend)
         if isinstance(bar_axis.ax.yaxis.get_major_formatter(), ticker.ScalarFormatter):  # a linear scale
             # the values on the ticks themselves: a scale of 1e-5 (or one offset from 1) gets no separate "1e−5"
             # or "1e−6+1" above the bar, which read as a tick and could touch the block's title
@@ -329,24 +331,42 @@ def notice_figure(message: str, png: str | os.PathLike, svg: str | os.PathLike, 
     save_figure(fig, png, svg, dpi=dpi)
 
 
-def expectancy_norm(values: np.ndarray) -> colors.LogNorm:
-    """A log scale from the smallest probability (or 0.1, if all are larger) to 1."""
+def expectancy_norm(values: np.ndarray, floor: float | None = None) -> colors.LogNorm:
+    """A log scale from ``floor`` to 1; without one, from the smallest probability (or 0.1, if all are larger)."""
+    if floor is not None:
+        return colors.LogNorm(vmin=check_expectancy_floor(floor), vmax=1.0)
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite) & (finite > 0)]
     lo = float(finite.min()) if len(finite) else 1e-6
     return colors.LogNorm(vmin=min(lo, 0.1), vmax=1.0)
 
 
+def expectancy_block(title: str, words: Sequence[str], p: np.ndarray, label: str,
+                     floor: float | None = None) -> TextBlock:
+    """The block of the expectancy ``p`` of ``words``. With a ``floor`` the scale is fixed (``floor`` to 1) and a
+    probability below it takes its colour: the colour bar's arrow and the title say so, with how many words."""
+    p = np.asarray(p, dtype=np.float64)
+    if floor is None:
+        return TextBlock(title, list(words), p, expectancy_norm(p), label)
+    norm = expectancy_norm(p, floor)
+    below = int(np.count_nonzero(p < norm.vmin))  # NaN (no context) is not below
+    if below:
+        title += f"; {below} word{'s' if below > 1 else ''} below p = {norm.vmin:g}, in its colour"
+    shown = np.where(p < norm.vmin, norm.vmin, p)  # p = 0 too: the log scale cannot show 0 itself
+    return TextBlock(title, list(words), shown, norm, label, extend="min" if below else "neither")
+
+
 def expectancy_heatmap(activations_path: str | os.PathLike, png: str | os.PathLike, svg: str | os.PathLike,
-                       tokens: int, dpi: int = 150) -> None:
-    """The model's expectancy of each of the first ``tokens`` words of the text."""
+                       tokens: int, dpi: int = 150, floor: float | None = None) -> None:
+    """The model's expectancy of each of the first ``tokens`` words of the text, on a log scale from ``floor``
+    (``heatmap.expectancy_floor``; None: the smallest p drawn, at most 0.1) to 1."""
     with open_activations(activations_path) as f:
         n = min(tokens, int(f.attrs["n_tokens"]))
         words = read_words(f)[:n]
         p = f["expectancy"][:n].astype(np.float64)
         model, text = str(f.attrs["model"]), str(f.attrs["text"])
     ppl = math.exp(-np.nanmean(np.log(p))) if np.isfinite(p).any() else math.nan
-    block = TextBlock(f"{model}, text {text}, tokens 0-{n - 1}: expectancy p(word | preceding words); "
-                      f"perplexity of these words {ppl:.0f}; dotted frame = no context (first token)",
-                      words, p, expectancy_norm(p), "p(word | preceding words)")
+    block = expectancy_block(f"{model}, text {text}, tokens 0-{n - 1}: expectancy p(word | preceding words); "
+                             f"perplexity of these words {ppl:.0f}; dotted frame = no context (first token)",
+                             words, p, "p(word | preceding words)", floor)
     draw_blocks([block], png, svg, dpi=dpi)

@@ -36,9 +36,9 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .cli import check_inputs, check_output, command_parser, unreadable, writing
+from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, unreadable, writing
 from .figures import FORMATS, figure_format
-from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_norm, passage_avoid, state_blocks
+from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block, passage_avoid, state_blocks
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-heatmap"
@@ -152,8 +152,10 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
                    tokens: int, around: str | None = None, scale: str = "symmetric", ablation: str | None = None,
-                   groups: Sequence[tuple[int, str]] = (), headings: bool = False) -> list[TextBlock]:
-    """The blocks drawn: the expectancy (if asked), then h above c of every neuron (above the effect of its
+                   groups: Sequence[tuple[int, str]] = (), headings: bool = False,
+                   expectancy_floor: float | None = None) -> list[TextBlock]:
+    """The blocks drawn: the expectancy (if asked; its scale from ``expectancy_floor`` to 1, or from the passage's
+    smallest p with None), then h above c of every neuron (above the effect of its
     removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage,
     chosen outside the section headings and the tokens after them unless ``headings``."""
     if not neurons and not expectancy and not groups:
@@ -180,7 +182,8 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     blocks = []
     if expectancy:
         p = f["expectancy"][begin:stop].astype(np.float64)
-        blocks.append(TextBlock(f"{span}: expectancy p(word | preceding words)", words, p, expectancy_norm(p), "p"))
+        blocks.append(expectancy_block(f"{span}: expectancy p(word | preceding words)", words, p, "p",
+                                       expectancy_floor))
     for layer, neuron in neurons:
         h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
         c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",
                     help="a neuron to draw, h above c (repeatable)")
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
+    add_expectancy_floor_option(ap, "the passage's smallest p")
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
     ap.add_argument("--tokens", type=int, default=None,
                     help=f"tokens in the passage (default {DEFAULT_TOKENS}, at most {MAX_TOKENS})")
@@ -255,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         given_once("--group", groups)
         with open_activations(args.activations) as f:
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
-                                    args.ablation, groups, args.headings)
+                                    args.ablation, groups, args.headings, args.expectancy_floor)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
         if (asked or args.start is not None) and drawn < args.tokens:

@@ -15,7 +15,8 @@ only, as a group has no h or c of its own.
 Values are stored as 8-bit codes on each series' own [min, max] (code 0 = no value,
 1..255 evenly spaced), so a page stays small at the thesis's 18 000 tokens; the
 tooltip's values are therefore exact to 1/254 of that range. The expectancy is coded
-on a log10 scale.
+on a log10 scale, from its smallest p (at most 0.1) to 1; its colours run from ``expectancy_floor``
+(``heatmap.expectancy_floor``, lower probabilities in its colour) to 1, as in the expectancy figures.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from .ablation_figures import Removal, removal_effects, removal_phrase
 from .ablation_file import AblationError, check_divergence_model
 from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
 from .atomic import write_text
-from .colours import VALUE_CMAP, colour_table, expectancy_floor
+from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
 from .heatmap import check_passage, check_scale, needs_light_text, passage_avoid
 from .histogram import HistogramError
@@ -116,8 +117,10 @@ def _effect_series(r: Removal) -> dict:
 
 def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                          neurons: int | None, passage_tokens: int, title: str,
-                         ablation_path: str | os.PathLike | None = None, passage: str = "prose") -> dict:
-    """The page's data: words, expectancy, and per layer and state the top ``neurons`` (None: every live one)
+                         ablation_path: str | os.PathLike | None = None, passage: str = "prose",
+                         expectancy_floor: float | None = None) -> dict:
+    """The page's data: words, expectancy (coloured from ``expectancy_floor`` to 1; None: from its smallest p, at
+    most 0.1), and per layer and state the top ``neurons`` (None: every live one)
     with their h and c;
     with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal.
     Its ``avoid`` holds the [start, stop) runs of tokens the page's "most active passage" avoids (``passage``)."""
@@ -172,7 +175,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
                 series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
     for key, extra in effects.items():
         series.setdefault(key, {}).update(extra)
-    expectancy = encode(logp, expectancy_floor(logp), 0.0)  # as the figures: log scale, smallest p (<= 0.1) to 1
+    expectancy = encode(logp, expectancy_low(logp), 0.0)  # log scale, smallest p (<= 0.1) to 1: none clipped
+    expectancy["floor"] = expectancy_low(logp, expectancy_floor)  # the colours' low end, as the figures'
     measure = ranking_measure(table)  # the ranks' measure, named beside each neuron
     ranked_texts = sorted(set(table["text"].astype(str)))  # a text of one's own is ranked on a pipeline text's table
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
@@ -215,11 +219,11 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
                           output: str | os.PathLike, neurons: int | None, passage_tokens: int, title: str,
                           template: str | os.PathLike = TEMPLATE,
                           ablation_path: str | os.PathLike | None = None, passage: str = "prose",
-                          scale: str = "symmetric") -> int:
-    """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``);
-    returns its size in bytes."""
+                          scale: str = "symmetric", expectancy_floor: float | None = None) -> int:
+    """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``; the
+    expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``); returns its size in bytes."""
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
-                                passage)
+                                passage, expectancy_floor)
     data["scale"] = check_scale(scale)
     page = render_page(data, template)
     write_text(output, page)
