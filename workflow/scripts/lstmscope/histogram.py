@@ -3,7 +3,9 @@
 Bins are ``bin_width`` wide on a fixed interval: [-1, 1] for the hidden state h
 (tanh times a sigmoid never leaves it) and the configured ``cell_range`` for the
 unbounded cell state c. Bin k is [lo + k w, lo + (k + 1) w); the last bin also
-holds the upper edge, exactly as ``np.histogram``. Values below ``lo`` and above
+holds the upper edge: every value is binned exactly as ``np.histogram`` bins it as a
+float64 (given the float32 values themselves, np.histogram computes in float32 and can
+put a value on an edge in the neighbouring bin). Values below ``lo`` and above
 ``hi`` are counted as underflow and overflow, per neuron, never dropped.
 
 The neurons of a block are binned ``group`` (128) at a time: one flat
