@@ -127,6 +127,7 @@ def test_expectancy_of_each_word_comes_from_the_activations_file(tables, tmp_pat
     # heatmap.expectancy_floor: the scale's low end is the floor, the figures' (the values stay exact)
     floored = explorer_data(tables, "t", activations=h5, expectancy_floor=1e-3)["expectancy"]
     assert floored["lo"] == pytest.approx(-3.0) and floored["log10"] == log10
+    assert floored["below"] == int((natural[1:] / np.log(10) < -3.0).sum()) and data["expectancy"]["below"] == 0
     other = write_activations(tmp_path / "other.h5", n_tokens=500, offset=1000)  # another passage of the text
     with pytest.raises(ActivationsError, match=r"other\.h5: its tokens 0\.\.499 are not the words of the cluster "
                                                r"tables"):

@@ -213,6 +213,7 @@ def test_browser_expectancy_colours_run_from_the_floor_with_lower_p_in_its_colou
     data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
     assert data["expectancy"]["floor"] == pytest.approx(floor) and data["expectancy"]["lo"] == pytest.approx(
         min(raw[finite].min(), -1.0))  # the codes still span every p
+    assert data["expectancy"]["below"] == int((raw[finite] < floor).sum()) > 0  # counted on the exact p, not the codes
     neuron = data["views"][3]["neurons"][0]["neuron"]
     result = selftest(chromium, out, f"2:{neuron}:p:range", tmp_path)
     assert result["errors"] == [], result["errors"]

@@ -9,6 +9,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from .colours import DEFAULT_EXPECTANCY_FLOOR, check_expectancy_floor
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,8 +27,6 @@ DEVICES = ("cpu", "cuda", "auto")
 
 def add_expectancy_floor_option(ap: argparse.ArgumentParser, auto: str) -> None:
     """``--expectancy-floor P|auto``: the low end of the expectancy's colour scale (None for ``auto``)."""
-    from .colours import DEFAULT_EXPECTANCY_FLOOR, check_expectancy_floor
-
     def floor(value: str) -> float | None:
         if value == "auto":
             return None

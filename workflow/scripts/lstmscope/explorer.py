@@ -55,8 +55,9 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
                   context_tokens: int = 8, activations: str | os.PathLike | None = None,
                   expectancy_floor: float | None = None) -> dict:
     """The explorer's data: words, and per layer x state the coordinates and each linkage's clusters; with
-    ``activations``, the log10 expectancy of every word (3 decimals; null without a value), the colour map and the
-    low end of its log scale, ``lo``: log10 of ``expectancy_floor`` (None: of the smallest p, at most 0.1)."""
+    ``activations``, the log10 expectancy of every word (3 decimals; null without a value), the colour map, the
+    low end of its log scale, ``lo``: log10 of ``expectancy_floor`` (None: of the smallest p, at most 0.1), and
+    ``below``: how many words lie below it (drawn in its colour)."""
     if not cluster_files:
         raise ValueError("the explorer needs at least one cluster table")
     words: list[str] | None = None
@@ -94,8 +95,9 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
     expectancy = None
     if activations is not None:
         logp = log10_expectancy(activations, words, int(positions[0]))
+        lo = expectancy_low(logp, expectancy_floor)
         expectancy = {"log10": [None if not np.isfinite(v) else round(float(v), 3) for v in logp],
-                      "lo": expectancy_low(logp, expectancy_floor), "lut": colour_table()}
+                      "lo": lo, "below": int(np.count_nonzero(logp < lo)), "lut": colour_table()}
     return {
         "title": title,
         "expectancy": expectancy,

@@ -177,6 +177,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         series.setdefault(key, {}).update(extra)
     expectancy = encode(logp, expectancy_low(logp), 0.0)  # log scale, smallest p (<= 0.1) to 1: none clipped
     expectancy["floor"] = expectancy_low(logp, expectancy_floor)  # the colours' low end, as the figures'
+    expectancy["below"] = int(np.count_nonzero(logp < expectancy["floor"]))  # words in its colour (exact p)
     measure = ranking_measure(table)  # the ranks' measure, named beside each neuron
     ranked_texts = sorted(set(table["text"].astype(str)))  # a text of one's own is ranked on a pipeline text's table
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
