@@ -12,7 +12,7 @@ rule neuron_ablation:
         checkpoint="results/models/{model}/model.pt",
         activations="results/activations/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "checked_files", "divergence",
+        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "provenance", "checked_files", "divergence",
                  "ablation_file", "ablation", "joblog"),
     params:
         **named(
@@ -47,7 +47,7 @@ rule ablation_table:
     input:
         h5="results/ablation/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations_file", "histogram", "checked_files", "divergence", "ablation_file", "ablation_table",
+        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "ablation_file", "ablation_table",
                  "joblog"),
     params:
         **named(
@@ -78,7 +78,7 @@ rule ablation_figures:
     input:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
-        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "colours", "heatmap",
+        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
                  "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "joblog"),
     params:
         **named(
@@ -108,7 +108,7 @@ rule ablation_vs_dropout:
         svg="results/figures/ablation/vs_dropout_{text}.svg",
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
-        code=lib("activations_file", "histogram", "checked_files", "divergence", "figures", "colours", "heatmap",
+        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
                  "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "joblog"),
     params:
         dpi=config["figures"]["dpi"],

@@ -49,8 +49,9 @@ def library_path(name):
 
 def lib(*modules):
     """Source files of the library modules that a job imports, listed as inputs so that editing
-    one reruns exactly the rules that use it."""
-    names = ["__init__", "kernels", "atomic", "provenance", *modules]
+    one reruns exactly the rules that use it. Every job imports the package (``__init__``, which pins the
+    kernels) and writes its outputs through ``atomic``; the rest each rule names."""
+    names = ["__init__", "kernels", "atomic", *modules]
     return [library_path(f"{m}.py") for m in dict.fromkeys(names)]
 
 

@@ -28,7 +28,7 @@ rule vocabulary:
         "results/data/vocabulary.json",
     input:
         splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
-        code=lib("vocabulary", "joblog"),
+        code=lib("vocabulary", "provenance", "joblog"),
     params:
         max_size=config["vocabulary"]["max_size"],
     log:

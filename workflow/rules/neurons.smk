@@ -17,7 +17,7 @@ rule neuron_histograms:
         ranges=f"{NEURONS}/histogram_range.csv",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "checked_files"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files"),
     params:
         **named(
             bin_width=config["histogram"]["bin_width"],
@@ -43,7 +43,7 @@ rule histogram_range_table:
                subcategory="all models", labels={"figure": "values outside the histograms' range (CSV)", "text": ALL_TEXTS}),
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "checked_files"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files"),
     log:
         log_path("histogram_range_table", "histogram_range"),
     resources:
@@ -61,7 +61,7 @@ rule neuron_divergence:
         dead=f"{NEURONS}/dead_neurons.csv",
     input:
         histograms=f"{NEURONS}/histograms.h5",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence"),
     params:
         **named(
             epsilon=config["divergence"]["epsilon"],
@@ -88,7 +88,7 @@ rule neuron_tracking:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
     params:
         **named(
             track=config["divergence"]["track"],
@@ -113,7 +113,7 @@ rule neuron_tracking_table:
                subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": ALL_TEXTS}),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
     params:
         per_group=1,
     log:
@@ -141,7 +141,7 @@ rule neuron_figures:
     input:
         histograms=f"{NEURONS}/histograms.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures", "order"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures", "order"),
     params:
         **named(
             top_k=config["divergence"]["top_k"],
@@ -169,7 +169,7 @@ rule mean_abs_vs_dropout:
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
     input:
         divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "neuron_figures", "order"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures", "order"),
     params:
         dpi=config["figures"]["dpi"],
     log:
@@ -193,7 +193,7 @@ rule text_heatmaps:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
                  "vocabulary"),
     params:
         **named(
@@ -223,7 +223,7 @@ rule expectancy_heatmap:
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
                  "vocabulary"),
     params:
         **named(
@@ -263,7 +263,7 @@ rule neuron_explorer:
         divergence=f"{NEURONS}/divergence.csv",
         template=library_path("neuron_explorer_template.html"),
         ablation=explorer_ablation,
-        code=lib(*STAGE_LIB, "histogram", "checked_files", "divergence", "html_page", "figures", "heatmap", "wikitext",
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "html_page", "figures", "heatmap", "wikitext",
                  "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "colours", "neuron_explorer"),
     params:
         **named(

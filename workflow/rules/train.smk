@@ -8,7 +8,7 @@ rule train_lstm:
     input:
         splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
         vocabulary="results/data/vocabulary.json",
-        code=lib("vocabulary", "model", "loss", "training", "training_job", "joblog"),
+        code=lib("vocabulary", "model", "loss", "training", "training_job", "provenance", "joblog"),
     params:
         **named(
             model=train_params,
