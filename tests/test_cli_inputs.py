@@ -54,9 +54,9 @@ def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, 
     assert f"{bad}: cannot be read (" in err and str(tiny.checkpoint) not in err and not table.exists()
 
 
-def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, tmp_path, capsys):
-    """lstmscope-ablate's -o takes any name and lstmscope-dump's any .h5: neither may replace an input (the other
-    commands' outputs are figures and pages, whose suffixes no input has)."""
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, divergence_csv, tmp_path, capsys):
+    """No command's output may replace one of its inputs: lstmscope-ablate's -o takes any name, lstmscope-dump's any
+    .h5, and an input of the heatmap or explorer command may itself be named like a figure or a page."""
     acts, ckpt = tmp_path / "a.h5", tmp_path / "model.pt"
     shutil.copy(tiny.activations, acts)
     shutil.copy(tiny.checkpoint, ckpt)
@@ -80,6 +80,20 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, tmp_path
     assert dump_cli.main([str(ckpt), str(h5_text), "--vocabulary", str(tiny.vocabulary), "-o", str(h5_text)]) == 1
     assert f"is the input {h5_text}" in one_error_line(capsys, "lstmscope-dump")
     assert h5_text.read_text(encoding="utf-8") == "the film .\n"
+    # activations and a divergence table named like the heatmap's figure and the explorer's page
+    svg, page, table = tmp_path / "a.svg", tmp_path / "a.html", tmp_path / "d.html"
+    shutil.copy(tiny.activations, svg)
+    shutil.copy(tiny.activations, page)
+    shutil.copy(divergence_csv, table)
+    before.update({p: p.read_bytes() for p in (svg, page, table)})
+    calls = [
+        ("lstmscope-heatmap", heatmap_main, [str(svg), "-n", "1:0", "-o", str(svg)], svg),
+        ("lstmscope-explorer", explorer_main, [str(page), "--divergence", str(divergence_csv), "-o", str(page)], page),
+        ("lstmscope-explorer", explorer_main, [str(acts), "--divergence", str(table), "-o", str(table)], table),
+    ]
+    for command, main, args, clobbered in calls:
+        assert main(args) == 1, args
+        assert f"is the input {clobbered}; give another file name" in one_error_line(capsys, command), args
     assert all(p.read_bytes() == data for p, data in before.items())
 
 

@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--passage {args.passage}: must be >= 1")
     try:
         check_inputs((args.activations, args.divergence, args.ablation))
-        check_output(args.output, "--output")
+        check_output(args.output, "--output", inputs=(args.activations, args.divergence, args.ablation))
         if args.divergence and args.ranked_on:
             raise ValueError(f"--divergence {args.divergence} and --ranked-on {args.ranked_on} both choose the "
                              "ranking: give one of them")

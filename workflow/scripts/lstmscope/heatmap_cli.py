@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "parts with --start")
     try:
         check_inputs((args.activations, args.ablation))
-        check_output(args.output, "--output")
+        check_output(args.output, "--output", inputs=(args.activations, args.ablation))
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
         given_once("--neuron", neurons)
