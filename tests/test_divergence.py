@@ -146,3 +146,47 @@ def test_bad_input_names_the_file_or_key(dead_model_tables, tmp_path):
         read_divergence(tmp_path / "short.csv")
     with pytest.raises(HistogramError, match=r"layer 3 / state 'h' does not exist"):
         ranked(table, 3, "h", 2)
+
+
+def _edited(src, dst, line: int, column: str, value: str):
+    """``src`` with ``column`` of ``line`` (the file's line number, header = 1) set to ``value``."""
+    lines = src.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[line - 1].split(",")
+    cells[header.index(column)] = value
+    lines[line - 1] = ",".join(cells)
+    dst.write_text("\n".join(lines) + "\n")
+    return dst
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("layer", "abc", "column layer must hold whole numbers from 1; line 5 has 'abc'"),
+    ("layer", "0", "column layer must hold whole numbers from 1; line 5 has 0"),
+    ("neuron", "1.5", "column neuron must hold whole numbers from 0; line 5 has 1.5"),
+    ("rank", "-5", "column rank must hold whole numbers from 1; line 5 has -5"),
+    ("state", "x", "column state must hold h or c; line 5 has 'x'"),
+    ("kl_sum", "x", "column kl_sum must hold numbers; line 5 has 'x'"),
+    ("dead", "maybe", "column dead must hold True or False; line 5 has 'maybe'"),
+    ("text", "train", r"the rows of 2 texts \(test, train\); a divergence table is one model's, of one text"),
+])
+def test_an_edited_or_mixed_divergence_table_is_refused_naming_the_line(dead_model_tables, tmp_path, column, value,
+                                                                       message):
+    d, _ = dead_model_tables
+    bad = _edited(d / "divergence.csv", tmp_path / "bad.csv", 5, column, value)
+    with pytest.raises(HistogramError, match=f"bad.csv: {message}"):
+        read_divergence(bad)
+
+
+def test_a_divergence_table_with_a_neuron_twice_is_refused_and_a_whole_one_reads_typed(dead_model_tables, tmp_path):
+    d, table = dead_model_tables
+    lines = (d / "divergence.csv").read_text().splitlines()
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join([*lines, lines[3]]) + "\n")
+    first = table.iloc[2]  # line 4 of the file, repeated at its end
+    with pytest.raises(HistogramError, match=f"twice.csv: line {len(lines) + 1} repeats layer {first['layer']} "
+                                             f"{first['state']} neuron {first['neuron']}"):
+        read_divergence(twice)
+    again = read_divergence(d / "divergence.csv")
+    assert again["rank"].dtype == "Int64" and again["dead"].dtype == bool
+    assert again["rank"].isna().tolist() == again["dead"].tolist()  # a dead neuron is unranked, and only it
+    assert again["dead"].sum() >= 1 and again["layer"].dtype == np.int64 and again["neuron"].dtype == np.int64

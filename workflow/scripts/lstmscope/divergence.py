@@ -122,9 +122,46 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
     return table
 
 
+NUMBER_COLUMNS = ["dropout", "kl_pq", "kl_qp", "kl_sum", "near_zero_fraction", "mean", "std", "mean_abs", "min",
+                  "max", "underflow", "overflow"]
+
+
 def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
-    """A divergence table written by :func:`neuron_divergence`; errors name the file and missing columns."""
-    return read_table(path, COLUMNS, "divergence table", HistogramError, dtype={"rank": "Int64"})
+    """A divergence table written by :func:`neuron_divergence`: one model's, of one text, each neuron of a layer and
+    state once. Errors name the file and the column, row or value (a row is numbered as the file's line)."""
+    table = read_table(path, COLUMNS, "divergence table", HistogramError)
+
+    def refuse(bad: pd.Series, col: str, must: str) -> None:
+        """The first row where ``bad`` holds, named by its line in the file (the header is line 1)."""
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            value = table[col].iloc[i]
+            shown = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
+            raise HistogramError(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
+
+    for col in ("layer", "neuron", "rank"):
+        number = pd.to_numeric(table[col], errors="coerce")
+        unranked = table[col].isna() if col == "rank" else False  # a dead neuron has no rank
+        refuse(~unranked & (number.isna() | (number != number.round()) | (number < (0 if col == "neuron" else 1))),
+               col, "whole numbers from 0" if col == "neuron" else "whole numbers from 1")
+        table[col] = number.astype("Int64" if col == "rank" else np.int64)
+    for col in NUMBER_COLUMNS:
+        refuse(pd.to_numeric(table[col], errors="coerce").isna() & table[col].notna(), col, "numbers")
+        table[col] = pd.to_numeric(table[col])
+    refuse(~table["dead"].astype(str).isin(["True", "False"]), "dead", "True or False")
+    table["dead"] = table["dead"].astype(str) == "True"
+    refuse(~table["state"].isin(["h", "c"]), "state", "h or c")
+    for col, what in (("model", "models"), ("text", "texts")):
+        names = sorted(set(table[col].astype(str)))
+        if len(names) > 1:
+            raise HistogramError(f"{path}: the rows of {len(names)} {what} ({', '.join(names)}); a divergence table "
+                                 "is one model's, of one text")
+    twice = table.duplicated(["layer", "state", "neuron"])
+    if twice.any():
+        i = int(np.argmax(twice.to_numpy()))
+        r = table.iloc[i]
+        raise HistogramError(f"{path}: line {i + 2} repeats layer {r['layer']} {r['state']} neuron {r['neuron']}")
+    return table
 
 
 def ranked(table: pd.DataFrame, layer: int, state: str, k: int, bottom: bool = False) -> pd.DataFrame:

@@ -141,6 +141,13 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         if lacking:
             raise HistogramError(f"{divergence_path} has no rows of {', '.join(lacking)}, which {activations_path} "
                                  "holds: the table of another model?")
+        layers = sorted({layer for layer, _ in layers_and_states(f)})
+        foreign = ~table["layer"].isin(layers) | (table["neuron"] >= hidden)
+        if foreign.any():
+            i = int(np.argmax(foreign.to_numpy()))
+            raise HistogramError(f"{divergence_path}: line {i + 2} has layer {table['layer'].iloc[i]} neuron "
+                                 f"{table['neuron'].iloc[i]}, which {activations_path} lacks (layers "
+                                 f"{layers[0]}-{layers[-1]}, neurons 0-{hidden - 1}): the table of another model?")
         own_table = not own_text and set(table["text"].astype(str)) == {text}  # the table of this very text
         wanted: dict[int, set[int]] = {}  # layer -> neurons offered in any of its views
         for layer, state in layers_and_states(f):
