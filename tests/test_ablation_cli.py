@@ -142,6 +142,17 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["e.png"]
 
 
+def test_a_table_that_cannot_be_written_leaves_no_heatmap_either(tiny, tmp_path, capsys):
+    """/proc takes no new file: for root the write fails after the removals (for anyone else the folder is refused
+    before them); the figure is not left behind, complete-looking, beside a failed command."""
+    table = "/proc/lstmscope-ablation-test.csv"
+    heatmap = tmp_path / "h.png"
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "-o", table, "--heatmap", str(heatmap)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lstmscope-ablate: error: --output {table}: "), err
+    assert list(tmp_path.iterdir()) == [] and not os.path.exists(table)
+
+
 def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "40"]) == 0
     captured = capsys.readouterr()

@@ -18,6 +18,7 @@ tokens after each (``--headings``: anywhere).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Sequence
@@ -33,7 +34,7 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  unreadable, writing)
+                  failed, unreadable, writing)
 from .heatmap_cli import given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
@@ -142,24 +143,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stopped_by_sigterm():
             table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                            args.min_count, args.top_words, args.device, args.method)
-            if args.heatmap:
-                from .ablation_figures import EFFECT_CAPTION, removal_phrase
-                from .heatmap import draw_blocks_to
+            with contextlib.ExitStack() as table_file:
+                # the table under a temporary name until the figure is drawn: one that fails leaves neither
+                if args.output:
+                    table_file.enter_context(writing("--output", args.output))
+                    table.to_csv(table_file.enter_context(atomic_path(args.output)), index=False, float_format="%.6g")
+                if args.heatmap:
+                    from .ablation_figures import EFFECT_CAPTION, removal_phrase
+                    from .heatmap import draw_blocks_to
 
-                title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
-                         f"neurons removed: {removal_phrase(args.method)}")
-                with writing("--heatmap", args.heatmap):
-                    draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings), args.heatmap,
-                                   suptitle=title)
-            if args.output:
-                with writing("--output", args.output), atomic_path(args.output) as tmp:
-                    table.to_csv(tmp, index=False, float_format="%.6g")
+                    title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
+                             f"neurons removed: {removal_phrase(args.method)}")
+                    with writing("--heatmap", args.heatmap):
+                        draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings),
+                                       args.heatmap, suptitle=title)
     except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return failed(PROG, exc)
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
-        print(f"{PROG}: error: {unreadable((args.activations,), exc)}", file=sys.stderr)  # torch reads the checkpoint
-        return 1
+        return failed(PROG, unreadable((args.activations,), exc))  # torch reads the checkpoint
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: an output being written is already removed
         print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
         return stop_status(exc)

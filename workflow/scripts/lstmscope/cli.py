@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -102,6 +103,13 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
                          "results/models/<model>/model.pt)")
 
 
+def failed(prog: str, error: object) -> int:
+    """Print a command's error as one line (``prog: error: …``; the line breaks of HDF5's and torch's messages
+    become spaces) and return the exit status 1."""
+    print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+    return 1
+
+
 def unreadable(paths: Sequence[str | None], exc: OSError) -> ValueError:
     """One line for an OSError met reading ``paths`` (the command's input files; None: not given): HDF5's read
     errors name no file (and no system error: then the file itself is suspect), so the line names the inputs."""
@@ -119,12 +127,17 @@ def writing(option: str, path: str, reading: Sequence[str | None] = ()) -> Itera
     system error (HDF5's read errors), the inputs ``reading``."""
     try:
         yield
-    except OSError as exc:
+    except (OSError, RuntimeError) as error:
+        exc = error if isinstance(error, OSError) else error.__context__
+        if not isinstance(exc, OSError):  # torch's RuntimeError (CUDA out of memory): not a write's
+            raise
+        # (h5py closing a file after a failed write raises a RuntimeError of its own; the write's error says it)
         name = exc.filename
         if name is None and exc.errno is None and any(reading):
             raise unreadable(reading, exc) from None
         ours = name is None or (os.path.dirname(os.path.abspath(name)) == os.path.dirname(os.path.abspath(path))
                                 and Path(path).stem in os.path.basename(str(name)))
-        if ours:
-            raise ValueError(f"{option} {path}: cannot be written ({exc.strerror or exc})") from None
+        if ours:  # the system's words for its error number (HDF5's message around them runs to several lines)
+            reason = os.strerror(exc.errno) if exc.errno else exc.strerror or exc
+            raise ValueError(f"{option} {path}: cannot be written ({reason})") from None
         raise unreadable((name,), exc) from None

@@ -34,7 +34,7 @@ from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  writing)
+                  failed, writing)
 from .joblog import stop_status, stopped_by_sigterm
 from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
@@ -130,8 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
                                 args.device, args.threads)
     except (ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: torch's, e.g. CUDA out of memory
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return failed(PROG, exc)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)

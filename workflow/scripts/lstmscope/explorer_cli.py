@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
-from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, writing
+from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, writing
 from .heatmap import SCALES
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
@@ -121,8 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          passage="active" if args.headings else "prose", scale=args.scale,
                                          expectancy_floor=args.expectancy_floor)
     except (ActivationsError, AblationError, HistogramError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return failed(PROG, exc)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while building: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)

@@ -36,7 +36,8 @@ import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, unreadable, writing
+from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
+                  writing)
 from .figures import FORMATS, figure_format
 from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block, passage_avoid, state_blocks
 from .joblog import stop_status, stopped_by_sigterm
@@ -268,11 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stopped_by_sigterm(), writing("--output", args.output):
             draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
     except (ActivationsError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return failed(PROG, exc)
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
-        print(f"{PROG}: error: {unreadable((args.activations, args.ablation), exc)}", file=sys.stderr)
-        return 1
+        return failed(PROG, unreadable((args.activations, args.ablation), exc))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while drawing: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)
