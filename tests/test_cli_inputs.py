@@ -14,6 +14,7 @@ from lstmscope.ablation_cli import main as ablate_main
 from lstmscope.explorer_cli import main as explorer_main
 from lstmscope.heatmap_cli import main as heatmap_main
 
+from damage import damage_largest_part
 from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
 
 
@@ -52,6 +53,21 @@ def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, 
     assert ablate_main([str(tiny.checkpoint), str(bad), "-n", "1:0", "-o", str(table)]) == 1
     err = one_error_line(capsys, "lstmscope-ablate")
     assert f"{bad}: cannot be read (" in err and str(tiny.checkpoint) not in err and not table.exists()
+
+
+def test_a_checkpoint_damaged_inside_is_one_line_naming_it(tiny, tmp_path, capsys):
+    """Bytes of the largest tensor overwritten, the size kept: the archive still opens and torch.load reads other
+    weights from it (perplexity nan or just wrong); the zip's own CRC-32 of that part gives it away."""
+    bad = tmp_path / "model.pt"
+    shutil.copy(tiny.checkpoint, bad)
+    part = damage_largest_part(bad)
+    said = f"{bad}: damaged: its part {part} does not match its checksum (CRC-32)"
+    text, out = tmp_path / "t.txt", tmp_path / "o.h5"
+    text.write_text("the film .\n", encoding="utf-8")
+    assert dump_cli.main([str(bad), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 1
+    assert said in one_error_line(capsys, "lstmscope-dump") and not out.exists()
+    assert ablate_main([str(bad), str(tiny.activations), "-n", "1:0"]) == 1
+    assert said in one_error_line(capsys, "lstmscope-ablate")
 
 
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, divergence_csv, tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import WIKITEXT2 as DATA
+from damage import damage_largest_part
 from lstmscope.kernels import PORTABLE_KERNELS
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, TrainingError, batchify, get_batch, train
@@ -196,6 +197,23 @@ def test_resume_state_of_another_configuration_is_ignored(tmp_path, corpus):
               after_batch=lambda e, b: (_ for _ in ()).throw(_Crash()) if b == 8 else None)
     result = train("m", tiny_config(vocab, 0.1), CFG, train_ids, valid_ids, resume_path=resume, progress=False)
     assert result.resumed_from is None
+
+
+def test_a_damaged_resume_state_is_not_continued(tmp_path, corpus):
+    """torch.load reads a resume state damaged inside (its size kept) as other weights; its checksum stops that, and
+    the training starts afresh, to the uninterrupted run's weights."""
+    vocab, train_ids, valid_ids = corpus
+    mc = tiny_config(vocab, 0.3)
+    reference = _state(train("m", mc, CFG, train_ids, valid_ids, progress=False))
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(_Crash):
+        train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False,
+              after_batch=lambda e, b: (_ for _ in ()).throw(_Crash()) if b == 8 else None)
+    damage_largest_part(resume)
+    result = train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+    assert result.resumed_from is None
+    resumed = _state(result)
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_non_finite_loss_names_model_epoch_and_batch(corpus):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,12 +149,27 @@ def save_checkpoint(path: str | os.PathLike, model: LSTMLanguageModel, vocabular
         torch.save(state, fh)
 
 
+def damaged_member(path: str | os.PathLike) -> str | None:
+    """The first part of a checkpoint (a zip archive, as torch.save writes it) whose bytes fail their CRC-32, or
+    None. torch.load does not check them, so a checkpoint damaged inside (a disk, a transfer) loads as other
+    weights; a file that is no zip archive is left to torch.load's own error."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
+        return None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> tuple[LSTMLanguageModel, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`; returns the model (eval mode) and the record."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    damaged = damaged_member(path)
+    if damaged:
+        raise ValueError(f"{path}: damaged: its part {damaged} does not match its checksum (CRC-32); copy or train "
+                         "it again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file

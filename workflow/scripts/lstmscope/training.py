@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .loss import linear_cross_entropy
-from .model import LSTMLanguageModel, ModelConfig
+from .model import LSTMLanguageModel, ModelConfig, damaged_member
 from .provenance import library_digest
 
 log = logging.getLogger(__name__)
@@ -213,10 +213,13 @@ def train(
     resume_path = Path(resume_path) if resume_path else None
     if resume_path is not None and resume_path.is_file():
         try:
+            damaged = damaged_member(resume_path)  # torch.load would read other weights from it
+            if damaged:
+                raise ValueError(f"its part {damaged} does not match its checksum")
             # onto the CPU, whatever device trains: torch takes RNG states only as CPU byte tensors, and
             # load_state_dict copies the weights to the model's device
             st = torch.load(resume_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a torn or foreign file: start afresh, say so
+        except Exception as exc:  # a torn, damaged or foreign file: start afresh, say so
             log.warning("%s: unreadable resume state (%s); starting from scratch", resume_path, exc)
             st = None
         if st is not None and st.get("format") == RESUME_FORMAT and st.get("params_digest") == digest:
