@@ -183,6 +183,39 @@ def test_numbers_beside_tiny_clusters_overlap_no_label_and_stay_on_the_map(size,
     assert F.number_list([9, 2, 3, 5, 6, 7, 11]) == "2, 3, 5\u20137, 9, 11"
 
 
+@pytest.mark.parametrize("beside", ["points", "a circle"])
+def test_a_number_beside_its_points_goes_where_it_hides_no_other_cluster(beside):
+    """The first corner (top right) of a ringed cluster's points would put its number on another cluster's points
+    or over another cluster's circle; it goes to a corner where it hides neither, its line still to its points."""
+    rng = np.random.default_rng(7)
+    spread = rng.uniform(-4, 4, size=(600, 2))  # cluster 1 around the map, clear of the tiny one's corners
+    spread = spread[np.hypot(*spread.T) > 1.5]
+    if beside == "points":  # a dense patch of cluster 2 at the tiny cluster's top right (its number in the middle)
+        other = rng.uniform(0.05, 1.4, size=(600, 2))
+    else:  # a compact clump (circled) at its top right, near enough for the circle, not its points, to be in the way
+        other = np.array([0.4, 0.46]) + rng.normal(scale=0.01, size=(60, 2))
+    table = pd.DataFrame({"x": np.r_[spread[:, 0], other[:, 0], 0.0], "y": np.r_[spread[:, 1], other[:, 1], 0.0],
+                          "cluster": np.r_[np.ones(len(spread), dtype=int), np.full(len(other), 2), 3]})
+    fig, ax = F.plt.subplots(figsize=(6, 6), dpi=100)
+    F.draw_clusters(ax, table, fontsize=10)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (label,) = [t for t in ax.texts if t.get_text() == "3"]
+    box = label.get_bbox_patch().get_window_extent(renderer)
+    hidden = [p for p in ax.transData.transform(other) if box.contains(*p)]
+    assert not hidden, f"the number of cluster 3 hides {len(hidden)} points of cluster 2"
+    for circle in ax.patches:  # none on the tiny cluster's own corner here: any circle is cluster 2's
+        c = ax.transData.transform(circle.center)
+        r = ax.transData.transform((circle.center[0] + circle.get_radius(), circle.center[1]))[0] - c[0]
+        nearest = np.clip(c, [box.x0, box.y0], [box.x1, box.y1])
+        assert np.hypot(*(nearest - c)) >= r, "the number of cluster 3 lies over cluster 2's circle"
+    if beside == "a circle":
+        assert len(ax.patches) == 1
+    corner = ax.transData.transform(label.xy)
+    assert np.hypot(*(corner - ax.transData.transform((0.0, 0.0)))) < 10  # still at a corner of its point
+    F.plt.close(fig)
+
+
 def test_ward_vs_single_side_by_side(tables, tmp_path):
     pair = {"single": tables[(1, "h", "single")], "ward": tables[(1, "h", "ward")]}
     F.ward_vs_single_figure(pair, "layer 1 h", tmp_path / "c.png", tmp_path / "c.svg", dpi=60)

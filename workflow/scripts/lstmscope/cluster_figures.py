@@ -6,9 +6,9 @@ the 18 largest get their own colour and number, the rest are drawn grey. A numbe
 sits on its cluster (on the member nearest the cluster's middle where it clears the numbers already drawn
 and stays on the map), except where it would cover it: a cluster of fewer than ``SMALL``
 points has each point ringed, one spread over less than ``SMALL_EXTENT`` of the map is
-circled, and the number goes beside the rings or the circle: at the first of its corners where it stays on
-the map and clear of every other number, tied to that corner by a short line; numbers that find no such place
-are written together ("2-12")."""
+circled, and the number goes beside the rings or the circle: at the corner where it stays on the map, clear of
+every other number, and hides the least of the other clusters (their points; a circle counts as ``SMALL``),
+tied to that corner by a short line; numbers that find no such place are written together ("2-12")."""
 from __future__ import annotations
 
 import os
@@ -52,13 +52,35 @@ def label_size_pt(text: str, fontsize: float) -> tuple[float, float]:
     return text_width_pt(text, fontsize, "bold") + pad, 1.2 * fontsize + pad
 
 
+Disc = tuple[float, float, float, int]  # a circle drawn around a compact cluster: centre x, y, radius, its number
+
+
+def covered(box: Box, numbers: Sequence[int], points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            discs: Sequence[Disc] = ()) -> int:
+    """What a label in ``box`` for the clusters ``numbers`` hides of the others: the ``points`` (x, y, cluster)
+    under it, and ``SMALL`` for each circle of another cluster (``discs``) that it overlaps (its outline too)."""
+    hidden = 0
+    if points is not None:
+        x, y, c = points
+        under = (box[0] < x) & (x < box[2]) & (box[1] < y) & (y < box[3])
+        hidden += int(np.count_nonzero(under & ~np.isin(c, numbers)))
+    for cx, cy, r, k in discs:
+        nx, ny = min(max(cx, box[0]), box[2]), min(max(cy, box[1]), box[3])  # the box's point nearest the centre
+        if k not in numbers and (nx - cx) ** 2 + (ny - cy) ** 2 < r ** 2:
+            hidden += SMALL
+    return hidden
+
+
 def place_besides(besides: Sequence[tuple[int, Box]], fixed: Sequence[Box], frame: Box, per_pt: float,
-                  fontsize: float) -> list[tuple[list[int], tuple[float, float], tuple[int, int]]]:
+                  fontsize: float, points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                  discs: Sequence[Disc] = ()) -> list[tuple[list[int], tuple[float, float], tuple[int, int]]]:
     """Where the numbers drawn beside their clusters go: ``besides`` holds (number, box of its points), ``fixed``
-    the boxes of labels already on the map, ``frame`` the map, ``per_pt`` data units per point. Each number
-    goes at the first corner of its points (top right, top left, bottom right, bottom left) where its label
-    stays on the map and clear of every other label; numbers that find none beside a label of numbers are
-    written with them, as one label ("2-12"). Returns (numbers, point of the corner, (x side, y side))."""
+    the boxes of labels already on the map, ``frame`` the map, ``per_pt`` data units per point, ``points`` the
+    map's (x, y, cluster) and ``discs`` its circles. Each number goes at the corner of its points (top right, top
+    left, bottom right, bottom left) where its label stays on the map, clear of every other label, and hides the
+    least of the other clusters (:func:`covered`; the first such corner in that order); numbers that find none
+    beside a label of numbers are written with them, as one label ("2-12"). Returns (numbers, point of the
+    corner, (x side, y side))."""
     groups: list[tuple[list[int], Box]] = [([k], box) for k, box in sorted(besides)]
     while True:
         placed: list[Box] = list(fixed)
@@ -86,7 +108,7 @@ def place_besides(besides: Sequence[tuple[int, Box]], fixed: Sequence[Box], fram
                     break
                 on_map = [c for c in candidates if _inside(c[0], frame)]  # only a big cluster's number in the way
                 free = on_map or candidates
-            box, (sx, sy) = free[0]
+            box, (sx, sy) = min(free, key=lambda c: covered(c[0], numbers, points, discs))  # the first of equals
             placed.append(box)
             owner.append(gi)
             out.append((numbers, (x1 if sx > 0 else x0, y1 if sy > 0 else y0), (sx, sy)))
@@ -166,6 +188,7 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
              float(x.max()) + margin * extent, float(y.max()) + margin * extent)
     besides: list[tuple[int, Box]] = []  # numbers drawn beside their points, and the box of those points
     fixed_boxes: list[Box] = []  # the boxes of the numbers drawn on their cluster
+    discs: list[Disc] = []  # the circles around compact clusters
     for k in range(1, min(numbered, int(c.max())) + 1):
         members = c == k
         if not members.any():
@@ -180,6 +203,7 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             r = float(np.hypot(xs - cx, ys - cy).max()) + 0.01 * extent
             ax.add_patch(plt.matplotlib.patches.Circle((cx, cy), r, fill=False, edgecolor="black", linewidth=0.7,
                                                        zorder=3))
+            discs.append((float(cx), float(cy), r, k))
             d = r * 0.71
             besides.append((k, (float(cx - d), float(cy - d), float(cx + d), float(cy + d))))
         else:  # on the member nearest the middle whose label clears the numbers already on the map
@@ -187,7 +211,7 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             fx, fy = label_anchor(xs, ys, (w, h), fixed_boxes, frame)
             ax.text(fx, fy, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
             fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
-    for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize):
+    for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize, (x, y, c), discs):
         # no line from numbers written together: their corner is that of the box around all their clusters
         ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
                     fontsize=fontsize, fontweight="bold", ha="left" if sx > 0 else "right",
