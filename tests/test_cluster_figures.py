@@ -332,6 +332,25 @@ def test_contiguity_figure_has_one_panel_per_linkage_and_baseline(tables, tmp_pa
         assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["d0.0_r0", "d0.8_r0"]
 
 
+def test_a_linkages_panels_against_both_baselines_share_one_scale(tmp_path, monkeypatch):
+    """The two rows compare one clustering against two baselines: a bar's height must mean the same ratio in both,
+    though each word's own shuffles leave smaller ratios (here a quarter of the distance from 1)."""
+    paths = real_cluster_tables()
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    measures["word_contiguity_ratio"] = 1 + (measures["contiguity_ratio"] - 1) / 4
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(measures, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    kept[0].canvas.draw()
+    axes = np.array(kept[0].axes).reshape(2, -1)
+    for top, bottom in axes.T:
+        assert top.get_ylim() == bottom.get_ylim(), top.get_title()
+        lo, hi = top.get_ylim()
+        tops = [b.get_y() + b.get_height() for ax in (top, bottom) for b in ax.patches]
+        assert lo < min(tops) and max(tops) < hi
+        assert all(t.get_visible() and t.get_text() for t in bottom.get_yticklabels()[1:-1])  # each panel its numbers
+
+
 def test_the_chance_line_stays_inside_a_panel_whose_bars_all_rise_above_it(tmp_path, monkeypatch):
     """Every view more contiguous than its baseline: the bars start at 1 and the axis started there too, so the dashed
     chance line lay on the frame; a margin keeps it inside."""

@@ -360,16 +360,18 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
     baseline's standard deviations."""
     panels = list(measures.groupby(["text", "linkage"], sort=True))
     baselines = [b for b in CONTIGUITY_BASELINES if b[0] in measures.columns]
+    # a column's panels (one text and linkage, against each baseline) share their scale: equal bars, equal ratios
     fig, axes = plt.subplots(len(baselines), len(panels),
                              figsize=(max(5, 1.2 * measures["model"].nunique() + 3) * len(panels),
-                                      0.5 + 3.6 * len(baselines)), squeeze=False)
+                                      0.5 + 3.6 * len(baselines)), squeeze=False, sharey="col")
+    bar_ends = {}  # axes -> (x, value, hollow, colour, edge) of every bar, for the dots of the ones too short to see
     for row, (ratio_col, z_col, shuffled) in zip(axes, baselines):
         for ax, ((text, linkage), group) in zip(row, panels):
             views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
             models = list(dict.fromkeys(group["model"]))  # as the table lists them: by dropout, then replicate
             width = 0.8 / len(models)
             cmap = plt.get_cmap("viridis")
-            ends = []  # (x, value, hollow, colour) of every bar, for the dots of the ones too short to see
+            ends = bar_ends.setdefault(ax, [])
             for k, model in enumerate(models):
                 rows = group[group.model == model].set_index(["layer", "state"])
                 values = np.array([rows.loc[v, ratio_col] if v in rows.index else np.nan for v in views])
@@ -394,18 +396,21 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                            edgecolor=edge, label=None if (~chance).any() else model)
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
             ax.use_sticky_edges = False  # bars all above chance: a margin below 1, or its line merges with the frame
-            ax.autoscale_view()
-            low, high = ax.get_ylim()
-            for xi, vi, hollow, colour, edge in ends:  # a bar too short to see (on the chance line): a dot at its end
-                if abs(vi - 1) < SHORT_BAR * (high - low):
-                    ax.plot(xi, vi, "o", markersize=4, zorder=3, markerfacecolor="white" if hollow else colour,
-                            markeredgecolor=edge if hollow else colour)
-            ax.set_ylim(low, high)
             ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
             ax.set_ylabel("mean run length / baseline")
             space = " of the PCA space" if "space" in group and (group["space"] == "pca").all() else ""
             ax.set_title(f"{text}: {linkage} linkage{space}\nbaseline: {shuffled}", fontsize=9)
             ax.legend(fontsize=7, frameon=False)
+    for column in axes.T:  # the scale of every bar of the column; then a dot ends each bar too short to see on it
+        for ax in column:
+            ax.autoscale_view()
+        low, high = column[0].get_ylim()
+        for ax in column:
+            for xi, vi, hollow, colour, edge in bar_ends[ax]:
+                if abs(vi - 1) < SHORT_BAR * (high - low):
+                    ax.plot(xi, vi, "o", markersize=4, zorder=3, markerfacecolor="white" if hollow else colour,
+                            markeredgecolor=edge if hollow else colour)
+        column[0].set_ylim(low, high)
     fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of a "
                  "baseline (1 = no more contiguous than it)\nhollow: within 1.96 standard deviations of the "
                  "baseline's run length; a dot ends a bar too short to see (hollow or filled as the bar)", fontsize=10)
