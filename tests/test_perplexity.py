@@ -1,0 +1,48 @@
+"""The perplexity table and figure: what the perplexities were scored on is in the figure's title."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import matplotlib
+import pytest
+
+from lstmscope.perplexity import perplexity_figure, perplexity_table
+
+
+def metrics(path, model, dropout, valid_tokens, test_tokens):
+    """A metrics.json as train_lstm writes it (the fields the table reads, and the training settings)."""
+    path.write_text(json.dumps({
+        "model": model, "dropout": dropout, "replicate": 0, "seed": 1, "valid_ppl": 400.0 + dropout,
+        "test_ppl": 420.0 + dropout, "epochs": [{}, {}], "best_epoch": 2, "training_seconds": 60.0,
+        "provenance": {"training": {"valid_tokens": valid_tokens, "test_tokens": test_tokens}}}))
+    return path
+
+
+def title(path) -> str:
+    """The figure's title, its two lines joined."""
+    texts = [t.text.strip() for t in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text") if t.text]
+    return " ".join(t for t in texts if "Perplexity" in t or "evaluation" in t)
+
+
+@pytest.mark.parametrize("tokens, said", [
+    ((20000, 20000), "(the first 20 000 validation and test tokens; pytorch/examples' evaluation)"),
+    ((None, None), "(the whole validation and test splits;"),
+    ((5000, None), "(the first 5 000 validation tokens and the whole test split;"),
+])
+def test_the_figure_says_what_the_perplexities_were_scored_on(tmp_path, tokens, said):
+    paths = [metrics(tmp_path / f"m{k}.json", f"d0.{k}_r0", k / 10, *tokens) for k in range(3)]
+    table = perplexity_table(paths)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        perplexity_figure(table, tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
+    assert said in title(tmp_path / "p.svg")
+    assert list(table["model"]) == ["d0.0_r0", "d0.1_r0", "d0.2_r0"]
+
+
+def test_models_scored_on_different_tokens_are_not_given_one_count(tmp_path):
+    paths = [metrics(tmp_path / "a.json", "d0.0_r0", 0.0, 20000, 20000),
+             metrics(tmp_path / "b.json", "d0.1_r0", 0.1, 10000, 20000)]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        perplexity_figure(perplexity_table(paths), tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
+    shown = title(tmp_path / "p.svg")
+    assert "(validation and test split;" in shown and "000" not in shown
