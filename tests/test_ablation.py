@@ -16,6 +16,7 @@ from lstmscope.ablation import ablated_model, choose_ablations, run_ablation, te
 from lstmscope.ablation_file import AblationError, read_ablation, read_ablation_table
 from lstmscope.ablation_table import change_interval, word_effects, write_ablation_table
 from lstmscope.activations_file import ActivationsError
+from lstmscope.histogram import HistogramError
 from lstmscope.model import cpu_kernels, load_checkpoint, state_dict_digest
 from lstmscope.provenance import sha256_file
 
@@ -242,14 +243,14 @@ def test_the_table_refuses_a_divergence_table_or_file_that_does_not_belong(tiny,
     unranked = div.copy()
     unranked.loc[(div.layer == first.layer) & (div.state == "h") & (div.neuron == first.neurons[0]), "rank"] = np.nan
     twice = pd.concat([div, div.iloc[[3]]])
-    for name, table, message in [
+    for name, table, message, error in [
             ("other", other, r"other\.csv is the divergence table of model d0\.5_r0, not of model "
-                             + re.escape(str(div.model.iloc[0]))),
+                             + re.escape(str(div.model.iloc[0])), AblationError),
             ("unranked", unranked, rf"unranked\.csv: layer {first.layer} neuron {first.neurons[0]} was removed as a "
-                                   "top-KL neuron of h but is not ranked there"),
-            ("twice", twice, r"twice\.csv: layer \d / [hc] neuron \d+ has more than one row")]:
+                                   "top-KL neuron of h but is not ranked there", AblationError),
+            ("twice", twice, rf"twice\.csv: line {len(div) + 2} repeats layer \d [hc] neuron \d+", HistogramError)]:
         table.to_csv(tmp_path / f"{name}.csv", index=False)
-        with pytest.raises(AblationError, match=message):
+        with pytest.raises(error, match=message):
             write_ablation_table(h5, tmp_path / f"{name}.csv", csv)
     with pytest.raises(AblationError, match=r"ablation.min_count=0, ablation.top_words=6: each must be at least 1"):
         write_ablation_table(h5, divergence_csv, csv, min_count=0)

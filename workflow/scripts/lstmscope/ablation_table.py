@@ -86,12 +86,7 @@ def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: 
         raise AblationError(f"ablation.min_count={min_count}, ablation.top_words={top_words}: each must be at least 1")
     attrs = ablation.attrs
     model, state = str(attrs["model"]), str(attrs["state"])
-    check_divergence_model(divergence, model, divergence_path)
-    twice = divergence[divergence.duplicated(["layer", "state", "neuron"], keep=False)]
-    if len(twice):
-        r = twice.iloc[0]
-        raise AblationError(f"{divergence_path}: layer {r['layer']} / {r['state']} neuron {r['neuron']} has more "
-                            "than one row")
+    check_divergence_model(divergence, model, divergence_path)  # (read_divergence has each neuron's row once)
     ranks = divergence[divergence["state"] == state].set_index(["layer", "neuron"])
     rows = []
     for a, ab in enumerate(ablation.ablations):
