@@ -95,7 +95,8 @@ def test_bad_inputs_name_the_file(tiny, divergence_csv, tmp_path):
     foreign = pd.read_csv(divergence_csv)
     foreign.loc[foreign["rank"] == 1, "neuron"] = 99  # a table of a bigger model
     foreign.to_csv(tmp_path / "foreign.csv", index=False)
-    with pytest.raises(ValueError, match=r"foreign.csv: neuron 99 of layer 1 is not in .*activations.h5"):
+    with pytest.raises(ValueError, match=r"foreign.csv: line \d+ has layer 1 neuron 99, which .*activations.h5 lacks "
+                                         rf"\(layers 1-{LAYERS}, neurons 0-{HIDDEN - 1}\)"):
         neuron_explorer_data(tiny.activations, tmp_path / "foreign.csv", K, 30, "t")
     with pytest.raises(ValueError, match="neurons=0"):
         neuron_explorer_data(tiny.activations, divergence_csv, 0, 30, "t")
