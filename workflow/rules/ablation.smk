@@ -12,8 +12,8 @@ rule neuron_ablation:
         checkpoint="results/models/{model}/model.pt",
         activations="results/activations/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "provenance", "checked_files", "divergence",
-                 "ablation_file", "ablation", "joblog"),
+        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "provenance", "checked_files",
+                 "divergence", "ablation_file", "ablation", "joblog"),
     params:
         **named(
             state=ABLATION["state"],
@@ -47,8 +47,8 @@ rule ablation_table:
     input:
         h5="results/ablation/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "ablation_file", "ablation_table",
-                 "joblog"),
+        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "ablation_file",
+                 "ablation_table", "joblog"),
     params:
         **named(
             min_count=ABLATION["min_count"],
@@ -78,8 +78,9 @@ rule ablation_figures:
     input:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
-        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
-                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "joblog"),
+        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours",
+                 "heatmap", "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order",
+                 "joblog"),
     params:
         **named(
             passage_tokens=config["heatmap"]["passage_tokens"],
@@ -108,8 +109,9 @@ rule ablation_vs_dropout:
         svg="results/figures/ablation/vs_dropout_{text}.svg",
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
-        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
-                 "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "joblog"),
+        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours",
+                 "heatmap", "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order",
+                 "joblog"),
     params:
         dpi=config["figures"]["dpi"],
     log:

@@ -88,7 +88,8 @@ rule neuron_tracking:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext",
+                 "vocabulary"),
     params:
         **named(
             track=config["divergence"]["track"],
@@ -113,7 +114,8 @@ rule neuron_tracking_table:
                subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": ALL_TEXTS}),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext", "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext",
+                 "vocabulary"),
     params:
         per_group=1,
     log:
@@ -141,7 +143,8 @@ rule neuron_figures:
     input:
         histograms=f"{NEURONS}/histograms.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures", "order"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures",
+                 "order"),
     params:
         **named(
             top_k=config["divergence"]["top_k"],
@@ -169,7 +172,8 @@ rule mean_abs_vs_dropout:
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
     input:
         divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures", "order"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures",
+                 "order"),
     params:
         dpi=config["figures"]["dpi"],
     log:
@@ -193,8 +197,8 @@ rule text_heatmaps:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
-                 "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
+                 "wikitext", "vocabulary"),
     params:
         **named(
             layers=[layer for layer in LAYERS for _ in STATES],
@@ -223,8 +227,8 @@ rule expectancy_heatmap:
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap", "wikitext",
-                 "vocabulary"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
+                 "wikitext", "vocabulary"),
     params:
         **named(
             tokens=config["heatmap"]["expectancy_tokens"],
@@ -263,8 +267,9 @@ rule neuron_explorer:
         divergence=f"{NEURONS}/divergence.csv",
         template=library_path("neuron_explorer_template.html"),
         ablation=explorer_ablation,
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "html_page", "figures", "heatmap", "wikitext",
-                 "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order", "colours", "neuron_explorer"),
+        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "html_page", "figures",
+                 "heatmap", "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order",
+                 "colours", "neuron_explorer"),
     params:
         **named(
             neurons=NEURON_EXPLORER["neurons"],
