@@ -7,7 +7,6 @@ rules write PNGs, which rules list a library module as input), so they hold as s
 """
 from __future__ import annotations
 
-import ast
 import csv
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lstmscope.imports import library_modules
 
 from conftest import (REPO, TINY, PlannedJob, copy_repo, detailed_summary, downstream, edit_yaml, planned_jobs, snakemake,
                       rule_graph, snakemake_env)
@@ -351,35 +351,6 @@ def test_scripts_take_values_through_params_not_config(script):
         "pass it through params:")
 
 
-def library_imports(path: Path, package_dir: Path) -> set[str]:
-    """The lstmscope modules that importing ``path`` runs, transitively (read from the source;
-    imports inside functions count too)."""
-    seen: set[str] = set()
-    todo = [(path, path.parent == package_dir)]
-    while todo:
-        src, in_package = todo.pop()
-        names: list[str] = []
-        for node in ast.walk(ast.parse(src.read_text(), filename=str(src))):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    parts = alias.name.split(".")
-                    if parts[0] == "lstmscope":
-                        names += ["__init__", *parts[1:2]]
-            elif isinstance(node, ast.ImportFrom):
-                mod = node.module or ""
-                if node.level == 0 and mod.split(".")[0] == "lstmscope":
-                    names.append("__init__")
-                    names += mod.split(".")[1:2] if "." in mod else [a.name for a in node.names]
-                elif node.level >= 1 and in_package:
-                    names += [mod.split(".")[0]] if mod else [a.name for a in node.names]
-        for name in names:
-            file = package_dir / f"{name}.py"
-            if file.is_file() and name not in seen:  # names that are not modules (functions) are skipped
-                seen.add(name)
-                todo.append((file, True))
-    return seen
-
-
 def rule_scripts(rules_dir: Path) -> dict[str, Path]:
     """{rule: its script} read from workflow/rules/*.smk."""
     out = {}
@@ -393,6 +364,8 @@ def rule_scripts(rules_dir: Path) -> dict[str, Path]:
 
 
 def test_every_rule_lists_exactly_the_library_modules_its_script_imports(tmp_path, wikitext2):
+    """lib(...) names a script; this checks that it names the rule's own (tests/test_imports.py checks what
+    library_modules reads from a script)."""
     work = copy_repo(tmp_path / "work", wikitext2)
     package = work / LIBRARY
     scripts = rule_scripts(work / "workflow" / "rules")
@@ -406,7 +379,7 @@ def test_every_rule_lists_exactly_the_library_modules_its_script_imports(tmp_pat
     for rule in sorted(listed):
         if rule not in scripts:
             continue
-        needed = library_imports(scripts[rule], package)
+        needed = set(library_modules(scripts[rule], package))
         missing = needed - listed[rule]
         if missing:
             problems.append(f"{rule} ({scripts[rule].name}) imports {sorted(missing)} but does not list them "

@@ -12,8 +12,7 @@ rule neuron_ablation:
         checkpoint="results/models/{model}/model.pt",
         activations="results/activations/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations", "activations_file", "model", "vocabulary", "histogram", "provenance", "checked_files",
-                 "divergence", "ablation_file", "ablation", "joblog"),
+        code=lib("neuron_ablation"),
     params:
         **named(
             state=ABLATION["state"],
@@ -47,8 +46,7 @@ rule ablation_table:
     input:
         h5="results/ablation/{model}/{text}.h5",
         divergence="results/neurons/{model}/{text}/divergence.csv",
-        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "ablation_file",
-                 "ablation_table", "joblog"),
+        code=lib("ablation_table"),
     params:
         **named(
             min_count=ABLATION["min_count"],
@@ -78,9 +76,7 @@ rule ablation_figures:
     input:
         h5="results/ablation/{model}/{text}.h5",
         table="results/ablation/{model}/{text}.csv",
-        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours",
-                 "heatmap", "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order",
-                 "joblog"),
+        code=lib("ablation_figures"),
     params:
         **named(
             passage_tokens=config["heatmap"]["passage_tokens"],
@@ -109,9 +105,7 @@ rule ablation_vs_dropout:
         svg="results/figures/ablation/vs_dropout_{text}.svg",
     input:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
-        code=lib("activations_file", "histogram", "provenance", "checked_files", "divergence", "figures", "colours",
-                 "heatmap", "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order",
-                 "joblog"),
+        code=lib("ablation_vs_dropout"),
     params:
         dpi=config["figures"]["dpi"],
     log:

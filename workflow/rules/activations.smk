@@ -18,7 +18,7 @@ rule dump_activations:
         checkpoint="results/models/{model}/model.pt",
         vocabulary="results/data/vocabulary.json",
         split=lambda wildcards: f"results/data/wikitext-2/{config['texts'][wildcards.text]['split']}.txt",
-        code=lib("activations", "activations_file", "model", "vocabulary", "provenance", "joblog"),
+        code=lib("dump_activations"),
     params:
         **named(
             text=lambda wildcards: {"name": wildcards.text, "offset": 0, **config["texts"][wildcards.text]},

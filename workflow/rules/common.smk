@@ -17,6 +17,7 @@ sys.path.insert(0, SCRIPTS)
 os.environ.update(PYTHONPATH=os.pathsep.join(
     [SCRIPTS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SCRIPTS)]))
 from lstmscope.config import ConfigError, model_specs, validate_config, dropout_label, model_name  # noqa: E402
+from lstmscope.imports import library_modules  # noqa: E402
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
@@ -47,12 +48,14 @@ def library_path(name):
     return os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope" / name)
 
 
-def lib(*modules):
-    """Source files of the library modules that a job imports, listed as inputs so that editing
-    one reruns exactly the rules that use it. Every job imports the package (``__init__``, which pins the
-    kernels) and writes its outputs through ``atomic``; the rest each rule names."""
-    names = ["__init__", "kernels", "atomic", *modules]
-    return [library_path(f"{m}.py") for m in dict.fromkeys(names)]
+def lib(script):
+    """Source files of the library modules that the rule's script (``workflow/scripts/<script>.py``) imports,
+    directly or through other modules, read from the sources (``lstmscope.imports``): listed as inputs so that
+    editing one reruns exactly the rules that use it. Every job imports the package (``__init__``, which pins
+    the kernels) and writes its outputs through ``atomic``, so those are always among them."""
+    scripts = Path(SCRIPTS)
+    modules = library_modules(scripts / f"{script}.py", scripts / "lstmscope")
+    return [library_path(f"{m}.py") for m in modules]
 
 
 def named(**params):

@@ -5,7 +5,7 @@ rule download_wikitext2:
     output:
         expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
     input:
-        lib("download", "joblog"),
+        lib("download_wikitext2"),
     # Only the checksums decide the files: a new url, timeout or retry count reruns nothing (the script reads
     # them from the config).
     params:
@@ -28,7 +28,7 @@ rule vocabulary:
         "results/data/vocabulary.json",
     input:
         splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
-        code=lib("vocabulary", "provenance", "joblog"),
+        code=lib("vocabulary"),
     params:
         max_size=config["vocabulary"]["max_size"],
     log:

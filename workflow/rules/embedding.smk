@@ -40,7 +40,7 @@ rule embed_tsne:
         EMBEDDING_CSV,
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib("embedding", "activations_file", "points", "joblog"),
+        code=lib("embed_tsne"),
     params:
         **named(
             layer=lambda wildcards: int(wildcards.layer),
@@ -75,7 +75,7 @@ rule cluster_tokens:
         embedding=EMBEDDING_CSV,
         # cluster.space: pca reads the states again and makes the embedding's PCA of them
         **({"activations": "results/activations/{model}/{text}.h5"} if CLUSTER_PCA else {}),
-        code=lib("points", "cluster", "state_points", "embedding", "activations_file", "joblog"),
+        code=lib("cluster_tokens"),
     params:
         **named(
             linkage="{linkage}",
@@ -119,7 +119,7 @@ rule cluster_measures:
                         labels={"figure": "contiguity and purity (CSV)", "model": "{model}", "text": "{text}"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
-        code=lib("points", "cluster", "cluster_measures", "top_words", "joblog"),
+        code=lib("cluster_measures"),
     params:
         **named(
             views=CLUSTER_KEYS,
@@ -154,7 +154,7 @@ rule cluster_contiguity:
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
-        code=lib("cluster", "cluster_measures", "figures", "cluster_figures", "colours", "top_words", "points", "joblog"),
+        code=lib("cluster_contiguity"),
     params:
         dpi=FIGURES["dpi"],
     log:
@@ -182,7 +182,7 @@ rule cluster_figures:
         position_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.svg",
     input:
         table=CLUSTERS_CSV,
-        code=lib("points", "cluster", "cluster_measures", "figures", "cluster_figures", "colours", "top_words", "joblog"),
+        code=lib("cluster_figures"),
     params:
         **named(
             title=clustered_title("{model} · {text} · layer {layer} · state {state} · {linkage} linkage"),
@@ -210,7 +210,7 @@ rule cluster_comparison:
     input:
         ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
         single=CLUSTERS_CSV.replace("{linkage}", "single"),
-        code=lib("points", "cluster", "figures", "cluster_figures", "colours", "top_words", "joblog"),
+        code=lib("cluster_comparison"),
     params:
         **named(
             title=clustered_title("{model} · {text} · layer {layer} · state {state}"),
@@ -236,7 +236,7 @@ rule highlight_word:
     input:
         embeddings=[EMBEDDING_CSV.replace("{layer}", str(layer)).replace("{state}", state)
                     for layer, state in EMBED_VIEWS],
-        code=lib("points", "figures", "cluster_figures", "colours", "top_words", "joblog"),
+        code=lib("highlight_word"),
     params:
         **named(
             views=[[layer, state] for layer, state in EMBED_VIEWS],
@@ -264,7 +264,7 @@ rule explorer:
         tables=CLUSTER_TABLES_OF_TEXT,
         activations="results/activations/{model}/{text}.h5",  # the expectancy of each word
         template=EXPLORER_TEMPLATE,
-        code=lib("points", "cluster", "html_page", "explorer", "colours", "activations_file", "top_words", "joblog"),
+        code=lib("explorer"),
     params:
         **named(
             views=CLUSTER_KEYS,

@@ -1,8 +1,6 @@
 # Stage 4: values of a neuron: histograms, divergence from the layer average, what the
 # top neurons track, figures (thesis Fig. 5.1-5.7) and text heatmaps (Fig. 4.1, 5.3/5.4).
 
-# Every stage reads activations files (or what was made from them) through activations_file.
-STAGE_LIB = ("activations_file", "joblog")
 NEURONS = "results/neurons/{model}/{text}"
 NEURON_FIGURES = "results/figures/neurons/{model}/{text}"
 
@@ -17,7 +15,7 @@ rule neuron_histograms:
         ranges=f"{NEURONS}/histogram_range.csv",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files"),
+        code=lib("neuron_histograms"),
     params:
         **named(
             bin_width=config["histogram"]["bin_width"],
@@ -43,7 +41,7 @@ rule histogram_range_table:
                subcategory="all models", labels={"figure": "values outside the histograms' range (CSV)", "text": ALL_TEXTS}),
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files"),
+        code=lib("histogram_range_table"),
     log:
         log_path("histogram_range_table", "histogram_range"),
     resources:
@@ -61,7 +59,7 @@ rule neuron_divergence:
         dead=f"{NEURONS}/dead_neurons.csv",
     input:
         histograms=f"{NEURONS}/histograms.h5",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence"),
+        code=lib("neuron_divergence"),
     params:
         **named(
             epsilon=config["divergence"]["epsilon"],
@@ -88,8 +86,7 @@ rule neuron_tracking:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext",
-                 "vocabulary"),
+        code=lib("neuron_tracking"),
     params:
         **named(
             track=config["divergence"]["track"],
@@ -114,8 +111,7 @@ rule neuron_tracking_table:
                subcategory="all models", labels={"figure": "what the top neurons track (CSV)", "text": ALL_TEXTS}),
     input:
         tables=expand(f"{NEURONS}/tracking.csv", model=MODELS, text=TEXTS),
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "tracking", "order", "wikitext",
-                 "vocabulary"),
+        code=lib("neuron_tracking_table"),
     params:
         per_group=1,
     log:
@@ -143,8 +139,7 @@ rule neuron_figures:
     input:
         histograms=f"{NEURONS}/histograms.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures",
-                 "order"),
+        code=lib("neuron_figures"),
     params:
         **named(
             top_k=config["divergence"]["top_k"],
@@ -172,8 +167,7 @@ rule mean_abs_vs_dropout:
         svg="results/figures/neurons/mean_abs_vs_dropout_{text}.svg",
     input:
         divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "neuron_figures",
-                 "order"),
+        code=lib("mean_abs_vs_dropout"),
     params:
         dpi=config["figures"]["dpi"],
     log:
@@ -197,8 +191,7 @@ rule text_heatmaps:
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
-                 "wikitext", "vocabulary"),
+        code=lib("text_heatmaps"),
     params:
         **named(
             layers=[layer for layer in LAYERS for _ in STATES],
@@ -227,8 +220,7 @@ rule expectancy_heatmap:
         svg="results/figures/expectancy/{model}/{text}.svg",
     input:
         activations="results/activations/{model}/{text}.h5",
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "figures", "colours", "heatmap",
-                 "wikitext", "vocabulary"),
+        code=lib("expectancy_heatmap"),
     params:
         **named(
             tokens=config["heatmap"]["expectancy_tokens"],
@@ -267,9 +259,7 @@ rule neuron_explorer:
         divergence=f"{NEURONS}/divergence.csv",
         template=library_path("neuron_explorer_template.html"),
         ablation=explorer_ablation,
-        code=lib(*STAGE_LIB, "histogram", "provenance", "checked_files", "divergence", "html_page", "figures",
-                 "heatmap", "wikitext", "vocabulary", "ablation_file", "ablation_table", "ablation_figures", "order",
-                 "colours", "neuron_explorer"),
+        code=lib("neuron_explorer"),
     params:
         **named(
             neurons=NEURON_EXPLORER["neurons"],

@@ -8,7 +8,7 @@ rule train_lstm:
     input:
         splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
         vocabulary="results/data/vocabulary.json",
-        code=lib("vocabulary", "model", "loss", "training", "training_job", "provenance", "joblog"),
+        code=lib("train_lstm"),
     params:
         **named(
             model=train_params,
@@ -43,7 +43,7 @@ rule perplexity_table:
         svg="results/figures/perplexity_vs_dropout.svg",
     input:
         metrics=expand("results/models/{model}/metrics.json", model=MODELS),
-        code=lib("perplexity", "figures", "joblog"),
+        code=lib("perplexity_table"),
     params:
         dpi=config["figures"]["dpi"],
     log:
