@@ -208,8 +208,13 @@ def test_browser_titles_each_cluster_with_its_size_one_token_in_the_singular(chr
     assert result["errors"] == []
     sizes = table["cluster"].value_counts()
     assert sizes.min() == 1
-    assert result["clusterTitles"] == [f"Cluster {c}: {sizes[c]} token{'s' * bool(sizes[c] != 1)}"
-                                       for c in sorted(sizes.index)]
+    # and, where some of its tokens stand next to each other, with its number of runs (one run in the singular)
+    starts = table.sort_values("position").groupby("cluster")["position"].apply(lambda p: int((p.diff() != 1).sum()))
+    assert 1 in set(starts[sizes > 1])
+    assert result["clusterTitles"] == [
+        f"Cluster {c}: {sizes[c]} token{'s' * bool(sizes[c] != 1)}"
+        + (f" in {starts[c]} run{'s' * bool(starts[c] != 1)}" if starts[c] < sizes[c] else "")
+        for c in sorted(sizes.index)]
 
 
 @pytest.mark.browser
@@ -237,7 +242,36 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     cluster = int(first.loc[expected[0], "cluster"])
     assert result["click"]["cluster"] == cluster
     assert result["click"]["size"] == int((first["cluster"] == cluster).sum())
-    assert result["click"]["rows"] == result["click"]["listed"] == min(500, result["click"]["size"])
+    # one line per run of consecutive tokens of the cluster, each of its tokens marked, its positions in front
+    members = first.loc[first["cluster"] == cluster, "position"].sort_values().tolist()
+    runs = []
+    for position in members:
+        if runs and position == runs[-1][1] + 1:
+            runs[-1][1] = position
+        else:
+            runs.append([position, position])
+    assert len(runs) < len(members)  # some consecutive: the case is met
+    assert result["click"]["rows"] == result["click"]["listed"] == len(runs) <= 500 and result["click"]["more"] is None
+    assert result["click"]["lines"] == [[f"{a}\u2013{b}" if b > a else str(a), b - a + 1] for a, b in runs]
+    assert result["click"]["title"] == f"Cluster {cluster}: {len(members)} tokens in {len(runs)} runs"
+    # clicking a point lists its cluster; clicking it again clears the list
+    assert result["canvasClicks"][0].startswith("Cluster ") and result["canvasClicks"][1] == "Tokens"
+    # the pointer on a point picks it (or a point at the same place, the earlier), unless it is on a match's circle
+    # (radius "match"): then that match, the nearest (the earlier)
+    probe = result["probe"]
+    xy = np.array(probe["screen"], dtype=np.float64).reshape(-1, 2)
+    matches = np.array(probe["matches"])
+    assert matches.tolist() == expected
+    between = 0
+    for j in range(len(xy)):
+        d = ((xy - xy[j]) ** 2).sum(axis=1)
+        near = matches[d[matches] < probe["match"] ** 2]
+        pool = near if len(near) else np.flatnonzero(d < probe["hover"] ** 2)
+        want = int(pool[np.lexsort((pool, d[pool]))[0]])
+        assert probe["picked"][j] == want, j
+        between += bool(len(near) == 0 and (d[matches] < probe["hover"] ** 2).any())
+    # points with a match near (within the hover distance) but not under the pointer: met with "." (its 50 tokens)
+    assert between > 0 or word != "."
     # each row's tooltip: the cluster's most distinctive words, as counted here from the view's table, in Table 5.1's
     # order (ties: more tokens in the cluster, then the word met first in it)
     total = first["word"].value_counts()
@@ -352,6 +386,26 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
 
 
 @pytest.mark.browser
+def test_browser_legend_breaks_ties_by_the_word_met_first_number_like_words_too(chromium, tmp_path):
+    """JavaScript lists an object's number-like keys ("2001") first, in numeric order; the list's most frequent words
+    break a tie by the word met first in the cluster, as Table 5.1 does, whatever the word."""
+    words = ["London", "2008", "2001", "x", "London", "2008", "2001", "y", "z", "w"]
+    n = len(words)
+    tables = {}
+    for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
+        for linkage in ("single", "ward"):
+            path = tmp_path / f"layer{layer}_{state}_{linkage}.csv"
+            pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
+                          "y": np.zeros(n), "cluster": [1] * n}).to_csv(path, index=False)
+            tables[(layer, state, linkage)] = path
+    out = tmp_path / "ties.html"
+    build_explorer(tables, out, "ties")
+    result = selftest(chromium, out, "x", tmp_path)
+    assert result["errors"] == []
+    assert result["legendWords"] == [["London", "2008", "2001", "x", "y"]]
+
+
+@pytest.mark.browser
 def test_browser_at_thesis_scale(chromium, tmp_path):
     """18 000 tokens x 4 views x 2 linkages: a few MB, drawn on a canvas, every point rendered."""
     n = 18000
@@ -373,3 +427,10 @@ def test_browser_at_thesis_scale(chromium, tmp_path):
     assert result["errors"] == []
     assert len(result["views"]) == 8 and all(v["drawn"] == n for v in result["views"])
     assert result["search"]["highlighted"] == sum(w == "the" for w in words)
+    # a cluster of more runs than one list holds: 500 listed, the rest a click away
+    click = result["click"]
+    assert click["listed"] == click["rows"] == 500 and click["more"].startswith("list ")
+    runs = int(re.search(r" in (\d+) runs", click["title"]).group(1))
+    assert click["title"].endswith(" (first 500 runs listed)") and runs > 500
+    assert click["afterMore"]["rows"] == min(1000, runs)
+    assert click["afterMore"]["more"] == (None if runs <= 1000 else f"list {min(500, runs - 1000)} more ({runs - 1000} not listed)")

@@ -197,6 +197,10 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     sums, prose = prose_windows(raw, words, 30)
     assert prose[result["peak"]] and not prose_avoid(words)[result["peak"]:result["peak"] + 30].any()
     assert sums[result["peak"]] >= sums[prose].max() - 30 * (np.nanmax(raw) - np.nanmin(raw)) / LEVELS
+    # its outline stays while only the scale changes, and goes when another neuron is shown (it is not that one's)
+    assert result["options"] > 1
+    assert result["outline"] == ({"found": 30, "neuronChanged": 0} if show == "p"
+                                 else {"found": 30, "scaleChanged": 30, "neuronChanged": 0})
     assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")
 
 
