@@ -190,3 +190,42 @@ def test_a_divergence_table_with_a_neuron_twice_is_refused_and_a_whole_one_reads
     assert again["rank"].dtype == "Int64" and again["dead"].dtype == bool
     assert again["rank"].isna().tolist() == again["dead"].tolist()  # a dead neuron is unranked, and only it
     assert again["dead"].sum() >= 1 and again["layer"].dtype == np.int64 and again["neuron"].dtype == np.int64
+
+
+def test_a_neuron_exactly_at_the_dead_fraction_is_live():
+    """Dead means more than divergence.dead_fraction of its values near zero: 9 of 10 at 0.9 is not."""
+    from lstmscope.divergence import divergence_table
+    from lstmscope.histogram import StoredHistogram
+
+    n, bins = 3, 4
+    counts = np.array([[1, 8, 1, 0], [0, 10, 0, 0], [2, 6, 1, 1]])
+    zeros = np.zeros(n)
+    hist = StoredHistogram(1, "h", counts, zeros.astype(int), zeros.astype(int), np.array([9, 10, 8]), zeros, zeros,
+                           zeros, zeros, zeros, np.linspace(-1, 1, bins + 1), 10, 0.01)
+    table = divergence_table(hist, EPS, dead_fraction=0.9)
+    assert table["near_zero_fraction"].tolist() == [0.9, 1.0, 0.8]
+    assert table["dead"].tolist() == [False, True, False]
+    assert table["rank"].isna().tolist() == [False, True, False]
+
+
+def test_values_outside_the_interval_count_as_slots_smoothed_like_every_bin(tiny, tmp_path):
+    """A cell interval narrower than some neurons' values: their under/overflow slots hold counts, the other
+    neurons' are empty; KL still equals scipy's on the smoothed slots, and is finite for every neuron."""
+    import h5py
+
+    with h5py.File(tiny.activations) as f:
+        reach = np.abs(f["layer2/c"][:]).max(axis=0)
+    half = float(np.floor(np.median(reach) * 100) / 100)  # about half the neurons of layer 2's c reach past it
+    neuron_histograms(tiny.activations, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-half, half], 0.01)
+    table = neuron_divergence(tmp_path / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", epsilon=EPS,
+                              dead_threshold=0.01, dead_fraction=0.9)
+    hist = select(read_histograms(tmp_path / "h.h5")[1], 2, "c")
+    outside = (hist.underflow + hist.overflow) > 0
+    assert 0 < outside.sum() < HIDDEN
+    raw = np.concatenate([hist.underflow[:, None], hist.counts, hist.overflow[:, None]], axis=1) + EPS
+    p = raw / raw.sum(axis=1, keepdims=True)
+    q = p.mean(axis=0)
+    sub = table[(table.layer == 2) & (table.state == "c")].sort_values("neuron")
+    np.testing.assert_allclose(sub.kl_pq, [entropy(p[j], q) for j in range(HIDDEN)], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sub.kl_qp, [entropy(q, p[j]) for j in range(HIDDEN)], rtol=1e-9, atol=1e-12)
+    assert np.isfinite(table[["kl_pq", "kl_qp", "kl_sum"]].to_numpy()).all()

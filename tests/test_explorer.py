@@ -75,6 +75,7 @@ def test_data_has_every_view_and_linkage(tables):
     assert len(data["palette"]) == COLOURED
     assert np.allclose([to_rgba(c) for c in [*data["palette"], data["other"]]],
                        cluster_colours(np.arange(1, COLOURED + 2)))
+    unequal = []
     for view in data["views"]:
         xy = np.array(view["xy"]).reshape(-1, 2)
         assert xy.shape == (500, 2) and xy.min() >= 0 and xy.max() == SCALE
@@ -84,6 +85,14 @@ def test_data_has_every_view_and_linkage(tables):
         # integer grid keeps the picture: order of points along x is unchanged up to rounding
         x = table["x"].to_numpy()
         assert np.corrcoef(x, xy[:, 0])[0, 1] > 0.9999
+        # one scale for both axes, so the map keeps its shape, and the shorter axis centred on the square grid
+        y = table["y"].to_numpy()
+        assert np.polyfit(x, xy[:, 0], 1)[0] == pytest.approx(np.polyfit(y, xy[:, 1], 1)[0], rel=1e-3)
+        short = 0 if np.ptp(x) < np.ptp(y) else 1
+        assert xy[:, 1 - short].max() == SCALE and xy[:, 1 - short].min() == 0
+        assert xy[:, short].min() + xy[:, short].max() == pytest.approx(SCALE, abs=2)
+        unequal.append(abs(np.ptp(x) - np.ptp(y)) / max(np.ptp(x), np.ptp(y)))
+    assert max(unequal) > 0.1  # a view whose axes' spans differ: the case is met
 
 
 def test_page_is_self_contained_and_escapes_tokens(page):

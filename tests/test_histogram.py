@@ -158,3 +158,68 @@ def test_a_one_token_text_still_histograms(tiny, tmp_path):
     dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TextSpec("one", "test", 5, 1), one)
     report = neuron_histograms(one, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-1, 1], 0.01)
     assert all(r["values"] == HIDDEN for r in report)
+
+
+def _damage(path, edit):
+    with h5py.File(path, "a") as f:
+        edit(f)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda f: f.attrs.__delitem__("layers"), r"attribute 'layers' is missing or not a number"),
+    (lambda f: f.__delitem__("layer2"), r"group 'layer2/h' is missing"),
+    (lambda f: f["layer1/c"].__delitem__("counts"), r"layer1/c: dataset 'counts' is missing"),
+    (lambda f: f["layer2/h"].__delitem__("mean_abs"), r"layer2/h: dataset 'mean_abs' is missing"),
+    (lambda f: f["layer1/h"].attrs.__delitem__("n_values"), r"layer1/h: attribute 'n_values' is missing"),
+    (lambda f: (f["layer1/h"].__delitem__("std"), f["layer1/h"].create_dataset("std", data=np.zeros(3))),
+     rf"layer1/h: dataset 'std' has shape \(3,\), expected \({HIDDEN},\)"),
+    (lambda f: (f["layer2/c"].__delitem__("edges"), f["layer2/c"].create_dataset("edges", data=np.zeros(5))),
+     r"layer2/c: counts of shape .* do not fit edges of shape \(5,\)"),
+], ids=["layers", "group", "counts", "mean_abs", "n_values", "std-shape", "edges-shape"])
+def test_a_histograms_file_missing_a_part_is_one_error_naming_the_file_and_part(tiny, tmp_path, edit, message):
+    out = tmp_path / "h.h5"
+    neuron_histograms(tiny.activations, out, tmp_path / "r.csv", 0.01, [-1, 1], 0.01)
+    read_histograms(out)  # whole, it reads
+    _damage(out, edit)
+    with pytest.raises(HistogramError, match=rf"^{out}: {message}"):
+        read_histograms(out)
+
+
+def test_a_truncated_histograms_file_is_one_error_naming_it(tiny, tmp_path):
+    out = tmp_path / "h.h5"
+    neuron_histograms(tiny.activations, out, tmp_path / "r.csv", 0.01, [-1, 1], 0.01)
+    size = out.stat().st_size
+    with open(out, "r+b") as fh:  # a copy cut short
+        fh.truncate(size * 6 // 10)
+    with pytest.raises(HistogramError, match=rf"^{out}: (not a readable HDF5 file|corrupt histograms file) \("):
+        read_histograms(out)
+
+
+def test_range_report_quantiles_are_the_bin_edge_below_the_order_statistic(tiny, tmp_path):
+    """p0.1 / p99.9: the value below which 0.1 % / 99.9 % of the layer's values lie, given as the lower edge of its
+    bin (the interval's lo or hi where it lies outside): worked out here from the sorted values."""
+    ranges = tmp_path / "r.csv"
+    lo, hi, width = -0.3, 0.3, 0.01
+    neuron_histograms(tiny.activations, tmp_path / "h.h5", ranges, width, [lo, hi], 0.01)
+    table = pd.read_csv(ranges)
+    outside = 0
+    with h5py.File(tiny.activations) as f:
+        for _, row in table.iterrows():
+            x = np.sort(f[f"layer{row.layer}/{row.state}"][:].ravel())
+            a, b = (-1.0, 1.0) if row.state == "h" else (lo, hi)
+            edges = np.linspace(a, b, int(round((b - a) / width)) + 1)
+            for q, got in ((0.001, row["p0.1"]), (0.999, row["p99.9"])):
+                v = x[int(np.ceil(q * x.size)) - 1]
+                want = a if v < a else b if v > b else edges[min(np.searchsorted(edges, v, "right") - 1, len(edges) - 2)]
+                outside += bool(v < a or v > b)
+                assert got == pytest.approx(want, abs=1e-6), (row.layer, row.state, q, v)
+    assert outside > 0  # a quantile outside the interval: met
+
+
+def test_near_zero_counts_values_on_the_threshold(tmp_path):
+    """A value whose |value| equals the threshold counts as near zero ("within ±threshold"); 0.25 is exact in
+    float32, so values lie on it exactly."""
+    x = np.array([[0.25, -0.25], [np.nextafter(np.float32(0.25), np.float32(1)), 0.3],
+                  [0.0, -0.24], [-0.26, np.nextafter(np.float32(-0.25), np.float32(0))]], dtype=np.float32)
+    hist = histogram_of([x[:2], x[2:]], 2, -1, 1, 0.01, near_zero=0.25)
+    assert hist.near_zero_count.tolist() == (np.abs(x) <= np.float32(0.25)).sum(axis=0).tolist() == [2, 3]

@@ -327,28 +327,59 @@ class StoredHistogram:
         return self.counts.shape[0]
 
 
+# What read_histograms needs of each (layer, state) group: per-neuron datasets (N values each), the counts
+# (N x bins), the bin edges (bins + 1) and two attributes.
+PER_NEURON = ("underflow", "overflow", "near_zero", "mean", "std", "mean_abs", "min", "max")
+GROUP_ATTRS = ("n_values", "near_zero")
+
+
 def read_histograms(path: str | os.PathLike) -> tuple[dict, list[StoredHistogram]]:
-    """Attributes and every (layer, state) histogram of a histograms file; errors name the file and key."""
+    """Attributes and every (layer, state) histogram of a histograms file; errors name the file and key, and the
+    dataset or attribute that is missing or of the wrong shape."""
     with open_hdf5(path, FORMAT, "histograms", HistogramError) as f:
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        try:
+            layers = int(f.attrs["layers"])
+        except (KeyError, TypeError, ValueError):
+            raise HistogramError(f"{path}: attribute 'layers' is missing or not a number "
+                                 "(file incomplete or corrupt)") from None
         out = []
-        for layer in range(1, int(f.attrs["layers"]) + 1):
-            for state in ("h", "c"):
-                key = f"layer{layer}/{state}"
-                if key not in f:
-                    raise HistogramError(f"{path}: group {key!r} is missing")
-                g = f[key]
-                try:
-                    h = StoredHistogram(layer, state, g["counts"][:], g["underflow"][:], g["overflow"][:],
-                                        g["near_zero"][:], g["mean"][:], g["std"][:], g["mean_abs"][:], g["min"][:],
-                                        g["max"][:], g["edges"][:], int(g.attrs["n_values"]),
-                                        float(g.attrs["near_zero"]))
-                except KeyError as exc:
-                    raise HistogramError(f"{path}: {key}: missing {exc}") from None
-                if h.n_values == 0 or h.counts.sum() + h.underflow.sum() + h.overflow.sum() == 0:
-                    raise HistogramError(f"{path}: {key}: empty histogram (no values)")
-                out.append(h)
+        try:
+            for layer in range(1, layers + 1):
+                for state in ("h", "c"):
+                    out.append(_read_group(f, path, layer, state))
+        except HistogramError:
+            raise
+        except Exception as exc:  # h5py raises various errors on damaged files
+            raise HistogramError(f"{path}: corrupt histograms file ({type(exc).__name__}: {exc})") from None
     return attrs, out
+
+
+def _read_group(f: h5py.File, path: str | os.PathLike, layer: int, state: str) -> StoredHistogram:
+    key = f"layer{layer}/{state}"
+    if key not in f:
+        raise HistogramError(f"{path}: group {key!r} is missing")
+    g = f[key]
+    absent = [name for name in ("counts", "edges", *PER_NEURON) if name not in g]
+    if absent:
+        raise HistogramError(f"{path}: {key}: dataset {absent[0]!r} is missing (file incomplete or corrupt)")
+    absent = [name for name in GROUP_ATTRS if name not in g.attrs]
+    if absent:
+        raise HistogramError(f"{path}: {key}: attribute {absent[0]!r} is missing (file incomplete or corrupt)")
+    counts, edges = g["counts"][:], g["edges"][:]
+    if counts.ndim != 2 or edges.shape != (counts.shape[1] + 1,):
+        raise HistogramError(f"{path}: {key}: counts of shape {counts.shape} do not fit edges of shape {edges.shape}")
+    per = {name: g[name][:] for name in PER_NEURON}
+    wrong = [name for name, v in per.items() if v.shape != (counts.shape[0],)]
+    if wrong:
+        raise HistogramError(f"{path}: {key}: dataset {wrong[0]!r} has shape {per[wrong[0]].shape}, "
+                             f"expected ({counts.shape[0]},), one value per neuron of 'counts'")
+    h = StoredHistogram(layer, state, counts, per["underflow"], per["overflow"], per["near_zero"], per["mean"],
+                        per["std"], per["mean_abs"], per["min"], per["max"], edges, int(g.attrs["n_values"]),
+                        float(g.attrs["near_zero"]))
+    if h.n_values == 0 or h.counts.sum() + h.underflow.sum() + h.overflow.sum() == 0:
+        raise HistogramError(f"{path}: {key}: empty histogram (no values)")
+    return h
 
 
 def select(histograms: Sequence[StoredHistogram], layer: int, state: str) -> StoredHistogram:
