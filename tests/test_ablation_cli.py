@@ -17,6 +17,7 @@ from lstmscope.ablation_cli import ablate, effect_blocks, main
 from lstmscope.model import load_checkpoint
 
 from neurons_support import HIDDEN, prose_window, reference_log_probs, tiny  # noqa: F401 (fixture)
+from conftest import skip_or_fail
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_the_console_script_runs(tiny, tmp_path):
     try:
         importlib.metadata.distribution("lstmscope")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("lstmscope is not installed (pip install -e .)")
+        skip_or_fail("lstmscope is not installed (pip install -e .)")
     script = os.path.join(os.path.dirname(sys.executable), "lstmscope-ablate")
     r = subprocess.run([script, str(tiny.checkpoint), str(tiny.activations), "-n", "1:4", "--tokens", "100"],
                        capture_output=True, text=True, timeout=120)

@@ -16,6 +16,7 @@ from lstmscope.heatmap_cli import main as heatmap_main
 from lstmscope.vocabulary import Vocabulary
 
 from neurons_support import tiny  # noqa: F401 (fixture)
+from conftest import skip_or_fail
 
 
 def _words(path, split=False):
@@ -123,7 +124,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
 def test_the_console_script_is_declared():
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
     if "lstmscope-heatmap" not in scripts:
-        pytest.skip("lstmscope is not installed (pip install -e .)")
+        skip_or_fail("lstmscope is not installed (pip install -e .)")
     assert scripts.get("lstmscope-dump") == "lstmscope.dump_cli:main"
 
 
@@ -184,7 +185,7 @@ def test_an_output_cut_short_by_a_full_disk_is_one_line_naming_it_and_leaves_not
     try:
         importlib.metadata.distribution("lstmscope")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("lstmscope is not installed (pip install -e .)")
+        skip_or_fail("lstmscope is not installed (pip install -e .)")
     text, out = tmp_path / "long.txt", tmp_path / "o.h5"
     text.write_text("the film was shown in the city .\n" * 3000, encoding="utf-8")
 

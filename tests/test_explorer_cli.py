@@ -15,6 +15,7 @@ from lstmscope.explorer_cli import main
 
 from neurons_support import HIDDEN, divergence_csv, tiny  # noqa: F401 (fixtures)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
+from conftest import skip_or_fail
 
 
 def page_data(path) -> dict:
@@ -175,7 +176,7 @@ def test_the_console_script_runs(results, tmp_path):
     try:
         importlib.metadata.distribution("lstmscope")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("lstmscope is not installed (pip install -e .)")
+        skip_or_fail("lstmscope is not installed (pip install -e .)")
     root, model = results
     script = os.path.join(os.path.dirname(sys.executable), "lstmscope-explorer")
     out = tmp_path / "page.html"

@@ -223,3 +223,37 @@ def test_near_zero_counts_values_on_the_threshold(tmp_path):
                   [0.0, -0.24], [-0.26, np.nextafter(np.float32(-0.25), np.float32(0))]], dtype=np.float32)
     hist = histogram_of([x[:2], x[2:]], 2, -1, 1, 0.01, near_zero=0.25)
     assert hist.near_zero_count.tolist() == (np.abs(x) <= np.float32(0.25)).sum(axis=0).tolist() == [2, 3]
+
+
+def _copy_with(src, dst, edit):
+    import shutil
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "a") as f:
+        edit(f)
+    return dst
+
+
+def test_a_non_finite_activation_stops_the_histograms_naming_file_state_token_and_neuron(tiny, tmp_path):
+    def poison(f):
+        f["layer2/c"][10, 3] = np.nan
+
+    bad = _copy_with(tiny.activations, tmp_path / "nan.h5", poison)
+    out, ranges = tmp_path / "h.h5", tmp_path / "r.csv"
+    with pytest.raises(HistogramError, match=rf"^{bad}: layer2/c: non-finite value \(NaN or inf\) at token 10, neuron 3 "):
+        neuron_histograms(bad, out, ranges, 0.01, [-1, 1], 0.01)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.h5"]  # nothing written, no temporary file left
+
+
+def test_an_activations_file_with_a_short_dataset_is_refused_naming_it(tiny, tmp_path):
+    from lstmscope.activations_file import ActivationsError
+
+    def shorten(f):
+        rows = f["layer1/h"][:-1]
+        del f["layer1/h"]
+        f.create_dataset("layer1/h", data=rows)
+
+    bad = _copy_with(tiny.activations, tmp_path / "short.h5", shorten)
+    with pytest.raises(ActivationsError, match=rf"^{bad}: dataset 'layer1/h' has 399 rows, expected n_tokens=400$"):
+        neuron_histograms(bad, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-1, 1], 0.01)
+    assert not (tmp_path / "h.h5").exists() and not (tmp_path / "r.csv").exists()

@@ -265,7 +265,7 @@ def test_killed_process_resumes_to_identical_weights(tmp_path, corpus, sig):
     deadline = time.monotonic() + 120
     while not resume.exists():  # wait for the first saved state, then kill
         assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "no saved training state within 120 s (the job hangs?)"
         time.sleep(0.05)
     time.sleep(0.2)
     proc.send_signal(sig)
@@ -300,7 +300,7 @@ def test_a_training_job_stopped_by_a_signal_saves_and_says_so_in_one_line(tmp_pa
     deadline = time.monotonic() + 120
     while not resume.exists():
         assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "no saved training state within 120 s (the job hangs?)"
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
