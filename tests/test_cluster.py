@@ -147,6 +147,10 @@ def test_bad_cuts_are_refused():
         single_linkage(points, n_clusters=51)
     with pytest.raises(ValueError, match=r"shape \(50, 3\)"):
         single_linkage(np.zeros((50, 3)), n_clusters=2)
+    bad = points.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match="points hold non-finite coordinates"):
+        single_linkage(bad, n_clusters=2)
 
 
 def test_cluster_tokens_writes_the_table_with_clusters_numbered_from_one(tsne_points, tmp_path):

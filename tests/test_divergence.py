@@ -206,6 +206,10 @@ def test_a_neuron_exactly_at_the_dead_fraction_is_live():
     assert table["near_zero_fraction"].tolist() == [0.9, 1.0, 0.8]
     assert table["dead"].tolist() == [False, True, False]
     assert table["rank"].isna().tolist() == [False, True, False]
+    # a neuron with no values at all has no distribution: named, not divided by zero
+    hist.counts[2] = 0
+    with pytest.raises(HistogramError, match=r"^layer1/h: empty histogram for neuron\(s\) \[2\]$"):
+        divergence_table(hist, EPS, dead_fraction=0.9)
 
 
 def test_values_outside_the_interval_count_as_slots_smoothed_like_every_bin(tiny, tmp_path):

@@ -68,6 +68,17 @@ def test_read_states_errors_name_the_file_and_the_dataset(activations, tmp_path)
         f.copy("layer1", g)
     with pytest.raises(ActivationsError, match=r"partial\.h5: dataset 'tokens/ids' is missing"):
         read_states(tmp_path / "partial.h5", 1, "h")
+    # one token embeds nothing; a non-finite state among the rows read is named, one beyond them is not read
+    with pytest.raises(ActivationsError, match=r"test\.h5: 1 tokens; at least 2 are needed for an embedding"):
+        read_states(activations, 1, "h", max_tokens=1)
+    import shutil
+
+    shutil.copyfile(activations, tmp_path / "nan.h5")
+    with h5py.File(tmp_path / "nan.h5", "a") as f:
+        f["layer2/c"][100, 5] = np.inf
+    with pytest.raises(ActivationsError, match=r"nan\.h5: layer2/c holds non-finite values in its first 250 rows"):
+        read_states(tmp_path / "nan.h5", 2, "c", max_tokens=250)
+    assert np.isfinite(read_states(tmp_path / "nan.h5", 2, "c", max_tokens=100)[2]).all()
 
 
 def test_embedding_table_has_one_row_per_token(embedded, activations):

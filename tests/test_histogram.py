@@ -257,3 +257,12 @@ def test_an_activations_file_with_a_short_dataset_is_refused_naming_it(tiny, tmp
     with pytest.raises(ActivationsError, match=rf"^{bad}: dataset 'layer1/h' has 399 rows, expected n_tokens=400$"):
         neuron_histograms(bad, tmp_path / "h.h5", tmp_path / "r.csv", 0.01, [-1, 1], 0.01)
     assert not (tmp_path / "h.h5").exists() and not (tmp_path / "r.csv").exists()
+
+
+def test_the_range_table_names_a_missing_report_and_writes_nothing(tiny, tmp_path):
+    ranges = tmp_path / "r.csv"
+    neuron_histograms(tiny.activations, tmp_path / "h.h5", ranges, 0.01, [-1, 1], 0.01)
+    out = tmp_path / "all.csv"
+    with pytest.raises(HistogramError, match=rf"^{tmp_path / 'gone.csv'}: histogram range report not found$"):
+        histogram_range_table([ranges, tmp_path / "gone.csv"], out)
+    assert not out.exists()

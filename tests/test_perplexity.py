@@ -46,3 +46,17 @@ def test_models_scored_on_different_tokens_are_not_given_one_count(tmp_path):
         perplexity_figure(perplexity_table(paths), tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
     shown = title(tmp_path / "p.svg")
     assert "(validation and test split;" in shown and "000" not in shown
+
+
+def test_a_broken_or_missing_metrics_file_is_one_error_naming_it(tmp_path):
+    whole = metrics(tmp_path / "whole.json", "d0.0_r0", 0.0, 20000, 20000)
+    record = json.loads(whole.read_text())
+    del record["test_ppl"]
+    (tmp_path / "no_test.json").write_text(json.dumps(record))
+    (tmp_path / "cut.json").write_text(whole.read_text()[:40])
+    for name, why in (("no_test.json", r"KeyError: 'test_ppl'"), ("cut.json", r"JSONDecodeError"),
+                      ("absent.json", r"FileNotFoundError")):
+        with pytest.raises(ValueError, match=rf"^{tmp_path / name}: not a complete metrics.json \({why}"):
+            perplexity_table([whole, tmp_path / name])
+    with pytest.raises(ValueError, match="^no metrics files given$"):
+        perplexity_table([])

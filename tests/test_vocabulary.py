@@ -80,3 +80,20 @@ def test_unknown_word_without_unk_is_an_error():
     vocab = Vocabulary(["a", EOS])
     with pytest.raises(KeyError, match="'b' is not in the vocabulary"):
         vocab.encode(["a", "b"])
+
+
+@pytest.mark.parametrize("text, why", [
+    ('["a", "b"]', 'no list of words under "words"'), ('{"sha256": "x"}', 'no list of words under "words"'),
+    ('{"words": ["a", 3]}', 'no list of words under "words"'), ("{not json", "Expecting property name"),
+    ('{"words": ["a", "b", "a"], "sha256": "x"}', "vocabulary has duplicate words"),
+])
+def test_a_file_that_is_no_vocabulary_is_one_error_naming_it(tmp_path, text, why):
+    path = tmp_path / "v.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{path}: not a lstmscope vocabulary file \(.*{why}"):
+        Vocabulary.load(path)
+
+
+def test_a_vocabulary_smaller_than_eos_and_unk_is_refused():
+    with pytest.raises(ValueError, match=r"^vocabulary.max_size=1: must be at least 2 \(<eos> and <unk>\)$"):
+        build_vocabulary([["a", "b", "c"]], max_size=1)

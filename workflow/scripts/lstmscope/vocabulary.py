@@ -79,8 +79,14 @@ class Vocabulary:
     def load(cls, path: str | os.PathLike) -> "Vocabulary":
         try:
             record = json.loads(Path(path).read_text(encoding="utf-8"))
-            vocab = cls(list(record["words"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a lstmscope vocabulary file ({exc})") from exc
+        words = record.get("words") if isinstance(record, dict) else None
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError(f"{path}: not a lstmscope vocabulary file (no list of words under \"words\")")
+        try:
+            vocab = cls(words)
+        except ValueError as exc:
             raise ValueError(f"{path}: not a lstmscope vocabulary file ({exc})") from exc
         if record.get("sha256") != vocab.sha256:
             raise ValueError(f"{path}: vocabulary digest does not match its words (file corrupt?)")
