@@ -106,6 +106,10 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
                 assert getattr(r, f"{c}_mean_in") == pytest.approx(v[m].mean())
                 assert getattr(r, f"{c}_mean_out") == pytest.approx(v[~m].mean())
                 assert getattr(r, f"{c}_n") == m.sum()
+                # Cohen's d: the difference of the means over the pooled standard deviation (ddof 1)
+                a, b = v[m], v[~m]
+                pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+                assert getattr(r, f"{c}_d") == pytest.approx((a.mean() - b.mean()) / pooled, rel=1e-9)
             best = max(CONTEXTS, key=lambda c: abs(getattr(r, f"{c}_d")))
             assert r.strongest_context == best
             assert r.strongest_word_d == getattr(r, f"{best}_word_d")
