@@ -481,6 +481,9 @@ def test_browser_names_only_the_kinds_of_neurons_a_removed_view_holds(chromium, 
     (layer, j), *_ = sorted(single_removal_effects(h5))
     result = selftest(chromium, out, f"{layer}:{j}:e:symmetric:removed", tmp_path)
     assert result["errors"] == [] and result["view"] == f"layer {layer} / removed: random", result["view"]
+    opened = selftest(chromium, out, "opened", tmp_path, query={"layer": layer, "by": "removed", "neuron": j, "show": "e"})
+    assert opened["line"] == "" and opened["view"] == f"layer {layer} / removed: random" and opened["show"] == "e"
+    assert opened["neuron"].startswith(f"{j} (random; without it perplexity ")
 
 
 @pytest.mark.browser
@@ -607,3 +610,26 @@ def test_the_tiny_runs_pages_offer_the_removed_neurons_unless_switched_off(tiny_
     assert sorted(j.wildcards["model"] for j in planned if j.rule == "neuron_explorer") == ["d0.0_r0", "d0.5_r0"]
     assert {j.rule for j in planned} == {"neuron_explorer"}, planned
     assert not [i for j in planned for i in j.inputs if "results/ablation/" in i]
+
+
+@pytest.mark.browser
+def test_browser_opens_on_the_neuron_view_and_colouring_the_address_names(chromium, page, tmp_path):  # noqa: F811
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page.read_text(encoding="utf-8"),
+                                flags=re.S).group(1))
+    layer2_c = data["views"][3]
+    assert (layer2_c["layer"], layer2_c["state"]) == (2, "c")
+    neuron = layer2_c["neurons"][1]["neuron"]
+    # the neuron may also be among layer 2's top of h: by=c picks the view ranked by c
+    opened = selftest(chromium, page, "opened", tmp_path,
+                      query={"layer": 2, "by": "c", "neuron": neuron, "show": "h", "scale": "range"})
+    assert opened["errors"] == [] and opened["line"] == ""
+    assert opened["view"] == "layer 2 / KL of c" and opened["neuron"].startswith(f"{neuron} (rank 2, ")
+    assert (opened["show"], opened["scale"]) == ("h", "range")
+    # what the page does not offer is said, and the page opens as without it
+    plain = selftest(chromium, page, "opened", tmp_path)
+    missing = selftest(chromium, page, "opened", tmp_path, query={"layer": 1, "neuron": 99999, "scale": "log"})
+    assert missing["line"] == ("neuron 99999 of layer 1 is not offered on this page; "
+                               "scale=log: choose symmetric or range")
+    assert (missing["view"], missing["neuron"], missing["scale"]) == (plain["view"], plain["neuron"], plain["scale"])
+    no_effect = selftest(chromium, page, "opened", tmp_path, query={"show": "e", "search": "the"})
+    assert no_effect["line"].startswith("show=e is not offered for this neuron · ") and no_effect["show"] == "h"
