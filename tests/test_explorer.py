@@ -220,6 +220,11 @@ def test_browser_titles_each_cluster_with_its_size_one_token_in_the_singular(chr
     # and, where some of its tokens stand next to each other, with its number of runs (one run in the singular)
     starts = table.sort_values("position").groupby("cluster")["position"].apply(lambda p: int((p.diff() != 1).sum()))
     assert 1 in set(starts[sizes > 1])
+    # the points of a cluster of fewer than 10 are ringed (a dark pixel a ring's radius away), others not
+    rings = result["rings"]
+    assert any(r["small"] for r in rings) and any(not r["small"] for r in rings)
+    for r in rings:
+        assert (sum(r["rgba"][:3]) < 3 * 160 and r["rgba"][3] > 100) == r["small"], r
     assert result["clusterTitles"] == [
         f"Cluster {c}: {sizes[c]} token{'s' * bool(sizes[c] != 1)}"
         + (f" in {starts[c]} run{'s' * bool(starts[c] != 1)}" if starts[c] < sizes[c] else "")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.transforms import offset_copy
 
-from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
 from .figures import plt, save_figure, text_width_pt
 from .points import view_order
 from .top_words import parse_top_words
@@ -26,7 +26,7 @@ from .top_words import parse_top_words
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
 STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
-SMALL = 10  # a numbered cluster with fewer points: each ringed, its number beside them
+SMALL = SMALL_CLUSTER  # a numbered cluster with fewer points: each ringed, its number beside them
 SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its larger side): circled, number beside
 
 

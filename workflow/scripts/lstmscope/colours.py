@@ -12,6 +12,9 @@ import numpy as np
 CLUSTER_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
                    "#000080", "#800000", "#ffbb78", "#e7298a", "#808000", "#4b0082", "#1b9e77", "#9edae5", "#f7b6d2")
 OTHER_CLUSTERS = "#b0b0b0"
+# A cluster of fewer points has each of them ringed, in the cluster figures and in the explorer (one or two points
+# of a colour are otherwise lost among thousands).
+SMALL_CLUSTER = 10
 
 #: Values (a neuron's activation, the expectancy, a removal's effect): blue (low) .. light grey .. red (high), in
 #: the heatmap figures (``heatmap.CMAP``) and on the explorer pages.

@@ -19,7 +19,7 @@ import numpy as np
 from .activations_file import ActivationsError, open_activations, read_words
 from .atomic import write_text
 from .cluster import read_clusters
-from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, colour_table, expectancy_low
+from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER, colour_table, expectancy_low
 from .html_page import render_page
 from .points import view_order
 from .top_words import DISTINCTIVE_MIN_COUNT
@@ -107,6 +107,7 @@ def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike
         "scale": SCALE,
         "palette": list(CLUSTER_PALETTE), "other": OTHER_CLUSTERS,  # the figures' colours
         "distinctive_min": DISTINCTIVE_MIN_COUNT,  # as Table 5.1's distinctive words
+        "small": SMALL_CLUSTER,  # a cluster of fewer points has each ringed, as in the figures
         "linkages": sorted(linkages, key=lambda k: (order.get(k, 9), k)),
         "views": [views[k] for k in sorted(views, key=view_order)],
     }
