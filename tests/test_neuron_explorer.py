@@ -187,6 +187,7 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     # the scale menu chooses only for h and c (the expectancy keeps its log scale); the passage button says what
     # it looks for
     assert result["scaleMenu"] == (show != "p")
+    assert result["scale"] == ("log" if show == "p" else scale)  # the greyed-out menu names the expectancy's log scale
     assert result["peakLabel"] == ("go to the least expected passage" if show == "p" else "go to its most active passage")
     # white text exactly where it contrasts better than black with the fill (WCAG), as in the figures
     white = [(c != NO_FILL and contrast(_rgb_floats(c), (1, 1, 1)) > contrast(_rgb_floats(c), (0, 0, 0)))
