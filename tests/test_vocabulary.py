@@ -54,7 +54,7 @@ def test_max_size_adds_eos_and_unk_after_the_words_when_the_tokens_lack_them():
 
 
 def test_max_size_on_wikitext(full_vocabulary):
-    vocab = vocabulary_from_files(SPLIT_FILES, max_size=1000)
+    vocab = vocabulary_from_files(SPLIT_FILES, max_size=1000)  # ranked on the whole training split
     assert len(vocab) == 1000
     counts = Counter(read_tokens(DATA / "train.txt"))
     # the most frequent training words are in, the rarest are not
@@ -62,6 +62,26 @@ def test_max_size_on_wikitext(full_vocabulary):
     rare = min(counts, key=counts.__getitem__)
     assert rare not in vocab.index and rare in full_vocabulary.index
     assert vocab.decode(vocab.encode([rare])) == [UNK]
+
+
+def test_max_size_counts_only_the_training_tokens_the_models_read(wikitext2):
+    """With max_size the words are the most frequent of the first train_tokens training tokens (ties: first seen),
+    worked out here with a Counter: no word is chosen by its count in the validation or test split, and every word
+    kept occurs in the tokens the models train on."""
+    n, size = 50_000, 3_000
+    vocab = vocabulary_from_files(SPLIT_FILES, max_size=size, train_tokens=n)
+    train = read_tokens(DATA / "train.txt")[:n]
+    counts = Counter(train)
+    first = {w: i for i, w in reversed(list(enumerate(train)))}
+    ranked = sorted(counts, key=lambda w: (-counts[w], first[w]))
+    want = {EOS, UNK, *[w for w in ranked if w not in (EOS, UNK)][:size - 2]}  # both always kept
+    assert set(vocab.words) == want and len(vocab) == size
+    assert vocab.words == sorted(vocab.words, key=lambda w: first[w])  # ids in order of first appearance
+    assert all(w in counts for w in vocab.words)  # every word kept is one the models read
+    # the counts of the validation and test splits choose nothing: other splits in the list change no word
+    assert vocabulary_from_files(SPLIT_FILES[:1], max_size=size, train_tokens=n).words == vocab.words
+    with pytest.raises(ValueError, match=r"training.train_tokens=3000000: the training split .*train.txt has 2088628 tokens"):
+        vocabulary_from_files(SPLIT_FILES, max_size=size, train_tokens=3_000_000)
 
 
 def test_save_load_roundtrip_and_digest(tmp_path, full_vocabulary):

@@ -30,7 +30,11 @@ rule vocabulary:
         splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
         code=lib("vocabulary"),
     params:
-        max_size=config["vocabulary"]["max_size"],
+        **named(
+            max_size=config["vocabulary"]["max_size"],
+            # with max_size, the words are ranked by their counts in the tokens the models train on
+            train_tokens=config["training"]["train_tokens"] if config["vocabulary"]["max_size"] is not None else None,
+        ),
     log:
         log_path("vocabulary", "vocabulary"),
     benchmark:

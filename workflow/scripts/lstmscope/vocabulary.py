@@ -124,5 +124,20 @@ def build_vocabulary(token_lists: Iterable[Sequence[str]], max_size: int | None 
     return Vocabulary(sorted(keep, key=first_seen.__getitem__))
 
 
-def vocabulary_from_files(paths: Sequence[str | os.PathLike], max_size: int | None = None) -> Vocabulary:
-    return build_vocabulary((read_tokens(p) for p in paths), max_size=max_size)
+def vocabulary_from_files(paths: Sequence[str | os.PathLike], max_size: int | None = None,
+                          train_tokens: int | None = None) -> Vocabulary:
+    """The vocabulary of a corpus whose splits are ``paths``, the training split first.
+
+    Without ``max_size``: every word of every split, as pytorch/examples. With ``max_size``: the most frequent
+    words of the tokens the models train on (the first ``train_tokens`` of the training split; None: all of
+    it), so that no word is chosen by its count in the validation or test split, and none that training never
+    shows the model is kept."""
+    if max_size is None:
+        return build_vocabulary((read_tokens(p) for p in paths))
+    words = read_tokens(paths[0])
+    if train_tokens is not None:
+        if not 1 <= int(train_tokens) <= len(words):
+            raise ValueError(f"training.train_tokens={train_tokens}: the training split {paths[0]} has "
+                             f"{len(words)} tokens")
+        words = words[:int(train_tokens)]
+    return build_vocabulary([words], max_size=max_size)
