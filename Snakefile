@@ -33,3 +33,14 @@ rule all:
     default_target: True
     input:
         ALL_TARGETS,
+
+
+onstart:
+    # Under a cluster executor (--profile profiles/slurm), --cores caps the threads of every job submitted and sizes
+    # the group jobs; profiles/default's `cores: all`, which key by key wins over --profile's settings, would make it
+    # the login node's core count and quietly train with fewer threads than training.threads asks for.
+    if workflow.non_local_exec and workflow.cores < int(config["training"]["threads"]):
+        raise WorkflowError(
+            f"--cores is {workflow.cores} (unless given: this machine's cores, profiles/default's `cores: all`) but "
+            f"training.threads is {config['training']['threads']}: under a cluster executor --cores caps every job's "
+            "threads; add --cores 8 (or at least training.threads) to the command")

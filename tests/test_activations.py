@@ -297,3 +297,26 @@ def test_the_readmes_python_example_reads_a_real_activations_file(tiny, capsys):
     means = {w: h[[i for i, x in enumerate(words) if x == w]].mean() for w in set(words)}
     highest = sorted(means, key=means.get)[-5:]
     assert [line.split()[0] for line in printed[:5]] == highest
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine whose torch has no CUDA")
+def test_auto_warns_when_slurm_gave_a_gpu_that_torch_cannot_use(monkeypatch, caplog):
+    """A CPU build of torch on a GPU node (e.g. a --sdm conda environment solved on a login node without a GPU) would
+    compute on the CPU for hours with the GPU idle: the job's log says so, naming what says a GPU was given."""
+    from lstmscope.model import choose_device
+
+    for name in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level("WARNING", logger="lstmscope.model"):
+        assert choose_device("auto", 1, "training.device").type == "cpu"  # a workstation without a GPU: quiet
+        monkeypatch.setenv("SLURM_GPUS_ON_NODE", "0")
+        assert choose_device("auto", 1, "training.device").type == "cpu"  # SLURM, but no GPU given: quiet
+        assert caplog.records == []
+        monkeypatch.setenv("SLURM_JOB_GPUS", "0")  # GPU index 0 given
+        assert choose_device("auto", 0, "training.device").type == "cpu"  # the rule asked for none: quiet
+        assert caplog.records == []
+        assert choose_device("auto", 1, "training.device").type == "cpu"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"training.device is 'auto' and the job was given a GPU (SLURM_JOB_GPUS=0) but torch {torch.__version__} sees "
+        "no CUDA device, so it computes on the CPU (a CPU build of torch? with --sdm conda, create the environments "
+        "with CONDA_OVERRIDE_CUDA set, e.g. 12.4; or set training.device: cpu and a CPU partition)"]

@@ -99,7 +99,8 @@ def test_lint_is_clean(tmp_path, wikitext2, profile):
 def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     work = copy_repo(tmp_path / "work")
     preset = yaml.safe_load((work / "presets" / "thesis.yaml").read_text())
-    r = snakemake(work, "-n", "--profile", "profiles/slurm", "--configfile", "presets/thesis.yaml", timeout=600)
+    r = snakemake(work, "-n", "--profile", "profiles/slurm", "--cores", "8", "--configfile", "presets/thesis.yaml",
+                  timeout=600)
     text = r.stdout + r.stderr
     counts = parse_job_stats(text)
     models = len(preset["models"]["dropouts"]) * preset["models"].get("replicates", 1)
@@ -129,6 +130,23 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
         for block in jobs:
             res = re.search(r"resources: (.*)", block).group(1)
             assert "gpu=1" in res and "slurm_partition=gpu" in res, (rule, res)
+    # with the README's --cores 8 each training job gets the preset's threads (--cores caps them under SLURM)
+    for block in (b for b in blocks if re.match(r"\s*rule train_lstm:", b)):
+        res = re.search(r"resources: (.*)", block).group(1)
+        assert re.search(r"\bthreads: 4\b", block) or "_cores=4" in res, block
+        assert "cpus_per_task=4" in res, res
+
+
+def test_a_cluster_run_with_fewer_cores_than_training_threads_stops_before_submitting(tmp_path):
+    """profiles/default's `cores: all` wins over --profile's settings and would cap every SLURM job's threads at the
+    login node's cores: the workflow stops at once, saying what to add, and submits nothing."""
+    work = copy_repo(tmp_path / "work")
+    r = snakemake(work, "results/data/vocabulary.json", "--profile", "profiles/slurm", "--cores", "2", "--configfile",
+                  "presets/thesis.yaml", check=False, timeout=600)
+    assert r.returncode != 0
+    assert ("--cores is 2 (unless given: this machine's cores, profiles/default's `cores: all`) but training.threads "
+            "is 4: under a cluster executor --cores caps every job's threads; add --cores 8") in r.stdout + r.stderr
+    assert not (work / "results" / "logs" / "slurm").exists()  # nothing submitted
 
 
 # ------------------------------------------------------------------------------ the real cluster

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import zipfile
 from dataclasses import asdict, dataclass
@@ -129,8 +130,26 @@ def choose_device(device: str, gpus: int, key: str) -> torch.device:
             raise RuntimeError(f"{key} is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
         return torch.device("cuda")
     if device == "auto":
+        if gpus > 0 and not torch.cuda.is_available():
+            given = allocated_gpus()
+            if given:  # a cluster gave the job a GPU this torch cannot use: maybe hours of CPU work on a GPU node
+                logging.getLogger(__name__).warning(
+                    "%s is 'auto' and the job was given a GPU (%s) but torch %s sees no CUDA device, so it computes "
+                    "on the CPU (a CPU build of torch? with --sdm conda, create the environments with "
+                    "CONDA_OVERRIDE_CUDA set, e.g. 12.4; or set %s: cpu and a CPU partition)", key, given,
+                    torch.__version__, key)
         return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
     raise ValueError(f"{key}={device!r}: choose auto, cpu or cuda")
+
+
+def allocated_gpus() -> str:
+    """What says SLURM gave this job GPUs (``NAME=value``: ``SLURM_JOB_GPUS`` or ``SLURM_STEP_GPUS``, the GPUs'
+    indices, or ``SLURM_GPUS_ON_NODE``, their number, above 0), or "" where nothing does."""
+    for name in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+        if os.environ.get(name, "").strip():
+            return f"{name}={os.environ[name].strip()}"
+    count = os.environ.get("SLURM_GPUS_ON_NODE", "").strip()
+    return f"SLURM_GPUS_ON_NODE={count}" if count.isdigit() and int(count) > 0 else ""
 
 
 def save_checkpoint(path: str | os.PathLike, model: LSTMLanguageModel, vocabulary_sha256: str,
