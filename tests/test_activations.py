@@ -286,8 +286,8 @@ def test_the_readmes_python_example_reads_a_real_activations_file(tiny, capsys):
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     code = re.search(r"The files are plain HDF5.*?```python\n(.*?)```", readme, flags=re.S).group(1)
-    assert '"results/activations/d0.0_r0/test.h5"' in code and '[:, 18]' in code
-    code = code.replace('"results/activations/d0.0_r0/test.h5"', repr(str(tiny.activations))).replace("[:, 18]",
+    assert '"results/activations/d0.0_r0/test.h5"' in code and '[:, 50]' in code and ".head()" in code
+    code = code.replace('"results/activations/d0.0_r0/test.h5"', repr(str(tiny.activations))).replace("[:, 50]",
                                                                                                         "[:, 5]")
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
@@ -295,8 +295,8 @@ def test_the_readmes_python_example_reads_a_real_activations_file(tiny, capsys):
         words = [w.decode() for w in f["tokens/words"][:]]
         h = f["layer2/h"][:, 5].astype(np.float64)
     means = {w: h[[i for i, x in enumerate(words) if x == w]].mean() for w in set(words)}
-    highest = sorted(means, key=means.get)[-5:]
-    assert [line.split()[0] for line in printed[:5]] == highest
+    lowest = sorted(means, key=means.get)[:5]  # the snippet prints the neuron's five lowest words, lowest first
+    assert [line.split()[0] for line in printed[:5]] == lowest
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine whose torch has no CUDA")
