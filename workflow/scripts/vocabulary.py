@@ -6,8 +6,7 @@ from lstmscope.vocabulary import vocabulary_from_files
 with job_log(snakemake.log[0], "vocabulary") as log:  # noqa: F821
     splits = list(snakemake.input.splits)  # noqa: F821
     max_size = snakemake.params.max_size  # noqa: F821
-    # with max_size the words are counted on the tokens the models train on (train_tokens of the training split)
-    train_tokens = snakemake.params.train_tokens if max_size is not None else None  # noqa: F821
+    train_tokens = snakemake.params.train_tokens  # noqa: F821  (None without max_size: the rule's param)
     vocab = vocabulary_from_files(splits, max_size=max_size, train_tokens=train_tokens)
     log.info("vocabulary of %d words (%s)", len(vocab), "every word of the splits" if max_size is None else
              f"max_size={max_size}, the most frequent of the first {train_tokens or 'all'} training tokens")

@@ -14,7 +14,7 @@ from .atomic import write_text
 from .model import ModelConfig, choose_device, cpu_kernels, save_checkpoint
 from .provenance import provenance, sha256_file
 from .training import TrainingConfig, train
-from .vocabulary import Vocabulary, read_tokens
+from .vocabulary import Vocabulary, first_tokens
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,7 @@ def configure_torch(threads: int) -> str:
 
 def load_split_ids(path: str | os.PathLike, vocab: Vocabulary, tokens: int | None) -> torch.Tensor:
     """The first ``tokens`` token ids of a split (all when None)."""
-    words = read_tokens(path)
-    if tokens is not None:
-        if tokens > len(words):
-            raise ValueError(f"{path}: asked for {tokens} tokens but the split has only {len(words)}")
-        words = words[:tokens]
-    return torch.from_numpy(vocab.encode(words))
+    return torch.from_numpy(vocab.encode(first_tokens(path, tokens)))
 
 
 def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], training: Mapping[str, Any],

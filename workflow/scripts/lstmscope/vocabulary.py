@@ -37,6 +37,17 @@ def read_tokens(path: str | os.PathLike) -> list[str]:
         return list(tokenize_lines(fh))
 
 
+def first_tokens(path: str | os.PathLike, tokens: int | None) -> list[str]:
+    """The first ``tokens`` tokens of a split (all when None): what training reads, and what a vocabulary of
+    ``max_size`` words is counted on. More than the split holds is an error naming it."""
+    words = read_tokens(path)
+    if tokens is not None:
+        if tokens > len(words):
+            raise ValueError(f"{path}: asked for {tokens} tokens but the split has only {len(words)}")
+        words = words[:tokens]
+    return words
+
+
 @dataclass
 class Vocabulary:
     """An ordered list of words; a word's index is its id."""
@@ -134,10 +145,4 @@ def vocabulary_from_files(paths: Sequence[str | os.PathLike], max_size: int | No
     shows the model is kept."""
     if max_size is None:
         return build_vocabulary((read_tokens(p) for p in paths))
-    words = read_tokens(paths[0])
-    if train_tokens is not None:
-        if not 1 <= int(train_tokens) <= len(words):
-            raise ValueError(f"training.train_tokens={train_tokens}: the training split {paths[0]} has "
-                             f"{len(words)} tokens")
-        words = words[:int(train_tokens)]
-    return build_vocabulary([words], max_size=max_size)
+    return build_vocabulary([first_tokens(paths[0], train_tokens)], max_size=max_size)
