@@ -373,17 +373,23 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     assert plain["start"]["colour"] == "cluster"
 
 
+def word_tables(folder: Path, words: list[str], clusters: list[int]) -> dict[tuple[int, str, str], Path]:
+    """Cluster tables of every view and linkage for ``words``, the same in each: the points on a line, these
+    clusters."""
+    n, tables = len(words), {}
+    for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
+        for linkage in ("single", "ward"):
+            path = folder / f"layer{layer}_{state}_{linkage}.csv"
+            pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
+                          "y": np.zeros(n), "cluster": clusters}).to_csv(path, index=False)
+            tables[(layer, state, linkage)] = path
+    return tables
+
+
 @pytest.mark.browser
 def test_browser_legend_counts_words_named_like_javascript_properties(chromium, tmp_path):
     words = ["constructor"] * 5 + ["__proto__"] * 4 + ["toString"] * 3 + ["a"] * 8 + ["b"] * 2
-    n = len(words)
-    tables = {}
-    for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
-        for linkage in ("single", "ward"):
-            path = tmp_path / f"layer{layer}_{state}_{linkage}.csv"
-            pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
-                          "y": np.zeros(n), "cluster": [1] * 12 + [2] * 8 + [3] * 2}).to_csv(path, index=False)
-            tables[(layer, state, linkage)] = path
+    tables = word_tables(tmp_path, words, [1] * 12 + [2] * 8 + [3] * 2)
     out = tmp_path / "words.html"
     build_explorer(tables, out, "words")
     result = selftest(chromium, out, "constructor", tmp_path)
@@ -404,14 +410,7 @@ def test_browser_legend_breaks_ties_by_the_word_met_first_number_like_words_too(
     """JavaScript lists an object's number-like keys ("2001") first, in numeric order; the list's most frequent words
     break a tie by the word met first in the cluster, as Table 5.1 does, whatever the word."""
     words = ["London", "2008", "2001", "x", "London", "2008", "2001", "y", "z", "w"]
-    n = len(words)
-    tables = {}
-    for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c")):
-        for linkage in ("single", "ward"):
-            path = tmp_path / f"layer{layer}_{state}_{linkage}.csv"
-            pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
-                          "y": np.zeros(n), "cluster": [1] * n}).to_csv(path, index=False)
-            tables[(layer, state, linkage)] = path
+    tables = word_tables(tmp_path, words, [1] * len(words))
     out = tmp_path / "ties.html"
     build_explorer(tables, out, "ties")
     result = selftest(chromium, out, "x", tmp_path)
