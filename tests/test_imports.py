@@ -48,7 +48,7 @@ def test_relative_imports_of_a_script_outside_the_package_are_not_the_package(tm
     assert library_modules(script, pkg) == []
 
 
-def test_the_real_scripts_reach_the_kernels_pin_and_the_atomic_writes(tmp_path):
+def test_the_real_scripts_reach_the_kernels_pin_and_the_atomic_writes():
     """Every job imports the package (which pins the kernels) and writes through atomic: each script's list has
     them, and only modules that exist."""
     scripts = REPO / "workflow" / "scripts"
