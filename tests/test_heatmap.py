@@ -368,3 +368,28 @@ def test_glyph_advances_match_the_layout_so_words_stay_on_their_boxes():
         plt.close(fig)
     expected = 120 * CHAR_EM * 10 / 72 * 150
     assert width == pytest.approx(expected, rel=2e-3)
+
+
+def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_on_its_boxes():
+    """WikiText's train split holds 戦場のヴァルキュリア3: DejaVu Sans Mono has none of those glyphs, and another
+    font's (or none) has another width, so the rest of the line slid off its boxes. Each such character is drawn as
+    NO_GLYPH, one column wide, and the block's title counts them."""
+    from lstmscope.heatmap import CHAR_EM, CMAP, NO_GLYPH, RC, _figure
+
+    words = ["The", "戦場のヴァルキュリア3", "(", "Valkyria", "\tof", ")", "is", "a", "game", "é", "—", "€"]
+    values = np.linspace(-1, 1, len(words))
+    block = TextBlock("glyphs", words, values, symmetric_norm(values), "h")
+    dpi, fontsize = 100, 10.0
+    with plt.rc_context({**RC, "figure.dpi": dpi}):
+        fig = _figure([block], 40, fontsize, None, plt.get_cmap(CMAP))
+        fig.canvas.draw()
+        texts = [t for ax in fig.axes for t in ax.texts]
+        lines = [t for t in texts if t.get_fontfamily() == ["DejaVu Sans Mono"]]
+        title = [t.get_text() for t in texts if t.get_text().startswith("glyphs")]
+        widths = [(t.get_text(), t.get_window_extent().width) for t in lines]
+        plt.close(fig)
+    for text, width in widths:  # every line exactly its characters' columns wide: each word on its box
+        assert width == pytest.approx(len(text) * CHAR_EM * fontsize / 72 * dpi, abs=2.0), text
+    assert title == [f"glyphs (11 characters the font lacks drawn as {NO_GLYPH})"]  # ten of the game's name, a tab
+    shown = "".join(t for t, _ in widths)
+    assert NO_GLYPH * 10 + "3" in shown and "Valkyria" in shown and "é" in shown and "€" in shown

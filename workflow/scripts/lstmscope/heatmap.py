@@ -3,7 +3,9 @@
 Words are set in a monospaced font and wrap like a paragraph at ``max_chars``
 characters, so the layout is plain arithmetic (:func:`layout_words`) and the same
 on every machine. Tokens are drawn literally (``<unk>``, ``<eos>``, ``@-@``, ``$``:
-mathtext is off). A colour bar beside each block shows its scale.
+mathtext is off). A character the font cannot draw in one column (戦, a tab) is drawn as
+:data:`NO_GLYPH`, and the block's title counts them: any other glyph would push the rest of its line off
+its boxes. A colour bar beside each block shows its scale.
 
 Two kinds: (a) one neuron's activation over the passage where it is most active (by
 default among the passages without a section heading or the 20 tokens after it: ``heatmap.passage``), its h and
@@ -17,16 +19,18 @@ makes a small variation of a neuron that never changes sign visible).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 from matplotlib import colors, ticker
 from matplotlib.collections import PatchCollection
-from matplotlib.font_manager import FontProperties
+from matplotlib.font_manager import FontProperties, findfont
+from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Rectangle
 
 from .activations_file import open_activations, read_words, state_dataset
@@ -41,6 +45,7 @@ CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on i
 NO_VALUE_EDGE = "#707070"  # dotted frame, no fill: a word without a value
 FONT = "DejaVu Sans Mono"  # ships with matplotlib
 CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in em
+NO_GLYPH = "\ufffd"        # drawn for a character FONT has no glyph of
 # Hinting would round every glyph advance to whole pixels and the words would drift off their boxes.
 RC = {"text.hinting": "no_hinting"}
 LINE_EM = 1.75             # line pitch, in em
@@ -75,6 +80,41 @@ def line_texts(words: Sequence[str], layout: Sequence[tuple[int, int]],
             lines.append("")
         lines[line] = lines[line].ljust(col) + (word if keep is None or keep[i] else " " * len(word))
     return lines
+
+
+@functools.lru_cache(maxsize=1)
+def _glyphs() -> frozenset[int]:
+    """The characters :data:`FONT` has a glyph of (each one column wide: its every glyph has the same advance)."""
+    return frozenset(FT2Font(findfont(FontProperties(family=FONT), fallback_to_default=False)).get_charmap())
+
+
+def drawable(char: str) -> bool:
+    """Whether :data:`FONT` has a glyph of ``char`` (without one, matplotlib draws another font's glyph, of
+    another width, or nothing)."""
+    return ord(char) in _glyphs()
+
+
+def drawable_words(words: Sequence[str]) -> tuple[list[str], int]:
+    """The words with each character :func:`drawable` cannot draw replaced by :data:`NO_GLYPH`, and how many
+    were replaced."""
+    out, replaced = [], 0
+    for word in words:
+        if all(drawable(ch) for ch in word):
+            out.append(word)
+            continue
+        chars = [ch if drawable(ch) else NO_GLYPH for ch in word]
+        replaced += sum(ch != new for ch, new in zip(word, chars))
+        out.append("".join(chars))
+    return out, replaced
+
+
+def drawable_block(block: "TextBlock") -> "TextBlock":
+    """The block as drawn: its words :func:`drawable_words`, its title counting what was replaced."""
+    words, replaced = drawable_words(block.words)
+    if not replaced:
+        return block
+    return replace(block, words=words, title=f"{block.title} ({replaced} character{'s' if replaced > 1 else ''} "
+                                             f"the font lacks drawn as {NO_GLYPH})")
 
 
 def needs_light_text(rgba: np.ndarray) -> np.ndarray:
@@ -212,6 +252,7 @@ def colour_bar_length(label: str) -> float:
 
 def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptitle: str | None,
             cmap: colors.Colormap) -> "plt.Figure":
+    blocks = [drawable_block(b) for b in blocks]
     char_in = CHAR_EM * fontsize / 72.0
     line_in = LINE_EM * fontsize / 72.0
     layouts = [layout_words(b.words, max_chars) for b in blocks]
