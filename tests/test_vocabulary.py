@@ -51,6 +51,11 @@ def test_max_size_adds_eos_and_unk_after_the_words_when_the_tokens_lack_them():
     vocab = build_vocabulary([["b", "a", "b", "c", "d"]], max_size=3)
     assert vocab.words == ["b", EOS, UNK]
     assert vocab.decode(vocab.encode(["a", "b"])) == [UNK, "b"]
+    # a max_size with room for every word keeps them all and still adds both (it returned the words alone, and
+    # encoding any other word failed: "the vocabulary has no <unk>")
+    vocab = build_vocabulary([["b", "a", "b", "c", EOS]], max_size=10)
+    assert vocab.words == ["b", "a", "c", EOS, UNK]
+    assert vocab.decode(vocab.encode(["zebra", "c"])) == [UNK, "c"]
 
 
 def test_max_size_on_wikitext(full_vocabulary):

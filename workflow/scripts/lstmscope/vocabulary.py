@@ -120,7 +120,7 @@ def build_vocabulary(token_lists: Iterable[Sequence[str]], max_size: int | None 
             if tok not in first_seen:
                 first_seen[tok] = len(first_seen)
     words = list(first_seen)
-    if max_size is None or max_size >= len(words):
+    if max_size is None:
         return Vocabulary(words)
     if max_size < 2:
         raise ValueError(f"vocabulary.max_size={max_size}: must be at least 2 (<eos> and <unk>)")
