@@ -199,6 +199,50 @@ def test_resume_state_of_another_configuration_is_ignored(tmp_path, corpus):
     assert result.resumed_from is None
 
 
+def _crash_at_batch_8(tmp_path, corpus):
+    vocab, train_ids, valid_ids = corpus
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(_Crash):
+        train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, resume_path=resume, progress=False,
+              after_batch=lambda e, b: (_ for _ in ()).throw(_Crash()) if b == 8 else None)
+    return resume
+
+
+def test_a_resume_state_of_another_thread_count_is_not_continued(tmp_path, corpus):
+    """The number of CPU threads can change a sum's last bits (torch splits long sums between threads), so a run
+    interrupted with one count is not continued with another (`--cores` caps `training.threads`)."""
+    vocab, train_ids, valid_ids = corpus
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resume = _crash_at_batch_8(tmp_path, corpus)
+        torch.set_num_threads(2)
+        other = train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+        assert other.resumed_from is None
+        torch.set_num_threads(1)
+        resume = _crash_at_batch_8(tmp_path, corpus)
+        same = train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+        assert same.resumed_from == {"epoch": 1, "batch": 7}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_resume_state_is_continued_whatever_the_save_interval(tmp_path, corpus):
+    """save_every_batches decides only when a resume file is written (the rule leaves it out of its params): a run
+    interrupted with one interval and rerun with another continues, to the uninterrupted run's weights."""
+    from dataclasses import replace
+
+    vocab, train_ids, valid_ids = corpus
+    reference = _state(train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, progress=False))
+    resume = _crash_at_batch_8(tmp_path, corpus)
+    result = train("m", tiny_config(vocab, 0.3), replace(CFG, save_every_batches=5), train_ids, valid_ids,
+                   resume_path=resume, progress=False)
+    assert result.resumed_from == {"epoch": 1, "batch": 7}
+    resumed = _state(result)
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
 def test_a_damaged_resume_state_is_not_continued(tmp_path, corpus):
     """torch.load reads a resume state damaged inside (its size kept) as other weights; its checksum stops that, and
     the training starts afresh, to the uninterrupted run's weights."""
@@ -351,7 +395,7 @@ def test_a_resume_file_of_other_training_code_is_not_continued(tmp_path, edited,
     assert f"library {library / 'lstmscope' / '__init__.py'}" in r.stdout
     continued = edited in (None, "training_job.py")  # the job's wrapper does not compute the weights
     assert ("resumed_from {'epoch': 1, 'batch': 7}" in r.stdout) == continued, r.stdout
-    assert ("resume state belongs to other settings, data or training code" in r.stderr) == (not continued)
+    assert ("resume state belongs to other settings, data, training code" in r.stderr) == (not continued)
 
 
 KERNELS_SCRIPT = textwrap.dedent("""

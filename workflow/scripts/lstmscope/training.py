@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .loss import linear_cross_entropy
-from .model import LSTMLanguageModel, ModelConfig, damaged_member
+from .model import LSTMLanguageModel, ModelConfig, cpu_kernels, damaged_member
 from .provenance import library_digest
 
 log = logging.getLogger(__name__)
@@ -114,11 +114,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 TRAINING_CODE = ("training", "model", "loss", "kernels")
 
 
-def params_digest(model_config: ModelConfig, cfg: TrainingConfig, data_digest: str) -> str:
-    """Identity of a training run: resume files of another run (other settings, data or training code) are
-    never used."""
-    blob = json.dumps({"model": asdict(model_config), "training": asdict(cfg), "data": data_digest,
-                       "code": library_digest(TRAINING_CODE)}, sort_keys=True)
+def params_digest(model_config: ModelConfig, cfg: TrainingConfig, data_digest: str, device: torch.device) -> str:
+    """Identity of a training run: resume files of another run (other settings, data, training code, device,
+    CPU threads or CPU kernels: each can change the last bits of the weights) are never used. How often a resume
+    file is written is not part of it: a resumed run is bit-identical whatever the save interval."""
+    training = {k: v for k, v in asdict(cfg).items() if k != "save_every_batches"}
+    run: dict[str, Any] = {"device": device.type}
+    if device.type == "cuda":
+        run["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        run.update(threads=torch.get_num_threads(), kernels=cpu_kernels())
+    blob = json.dumps({"model": asdict(model_config), "training": training, "data": data_digest,
+                       "code": library_digest(TRAINING_CODE), "run": run}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -189,7 +196,7 @@ def train(
     """
     device = torch.device(device)
     data_digest = tensor_digest(train_ids, valid_ids)
-    digest = params_digest(model_config, cfg, data_digest)
+    digest = params_digest(model_config, cfg, data_digest, device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     model = LSTMLanguageModel(model_config).to(device)
@@ -236,7 +243,8 @@ def train(
             resumed_from = {"epoch": epoch, "batch": next_batch}
             log.info("%s: resuming at epoch %d, batch %d (lr %g)", name, epoch, next_batch, lr)
         elif st is not None:
-            log.warning("%s: resume state belongs to other settings, data or training code; starting from scratch",
+            log.warning("%s: resume state belongs to other settings, data, training code, device, CPU threads or CPU "
+                        "kernels; starting from scratch",
                         resume_path)
 
     def save_state() -> None:
