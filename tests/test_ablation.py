@@ -335,6 +335,64 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate,
         read_ablation(tiny.activations)
 
 
+@pytest.fixture(scope="module")
+def small_ablation(tiny, divergence_csv, tmp_path_factory):
+    """A real ablation file of the shared model (1 top and 1 random neuron per layer, 60 tokens), read-only."""
+    h5 = tmp_path_factory.mktemp("small-ablation") / "a.h5"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=1, random=1, seed=3, max_tokens=60)
+    return h5
+
+
+def _replaced(f, key, data):
+    """Dataset ``key`` of the open file ``f`` replaced by ``data`` (another shape or dtype)."""
+    del f[key]
+    f.create_dataset(key, data=data)
+
+
+def _neuron(f, a, value):
+    units = f["ablation/neurons"][:]
+    units[a, 0] = value
+    f["ablation/neurons"][:] = units
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: _replaced(f, "ablation/group", f["ablation/group"][:1]),
+     r"ablation/group has 1 entries, but log_prob/ablated has 4 rows \(one per ablation\)"),
+    (lambda f: _replaced(f, "ablation/layer", f["ablation/layer"][:3]),
+     r"ablation/layer has 3 entries, but log_prob/ablated has 4 rows \(one per ablation\)"),
+    (lambda f: _replaced(f, "log_prob/ablated", f["log_prob/ablated"][:2]),
+     r"ablation/group has 4 entries, but log_prob/ablated has 2 rows \(one per ablation\)"),
+    (lambda f: _replaced(f, "log_prob/ablated", f["log_prob/ablated"][:, :50]),
+     "log_prob/ablated has 50 columns, but log_prob/intact has 60 tokens"),
+    (lambda f: _replaced(f, "log_prob/intact", f["log_prob/intact"][:50]),
+     "log_prob/intact has 50 entries, attribute n_tokens says 60"),
+    (lambda f: _replaced(f, "tokens/words", f["tokens/words"][:59]),
+     "tokens/words has 59 entries, but log_prob/intact has 60 tokens"),
+    (lambda f: _replaced(f, "ablation/neurons", f["ablation/neurons"][:, 0]),
+     r"dataset 'ablation/neurons' has shape \(4,\), expected 2 dimension\(s\)"),
+    (lambda f: _replaced(f, "log_prob/ablated", np.nan_to_num(f["log_prob/ablated"][:]).astype(np.int32)),
+     "dataset 'log_prob/ablated' holds int32, expected floats"),
+    (lambda f: _neuron(f, 1, HIDDEN), rf"ablation/neurons\[1\] holds neuron {HIDDEN}; the file's neurons are "
+                                     rf"0\.\.{HIDDEN - 1} \(-1 pads a row\)"),
+    (lambda f: _neuron(f, 0, -7), rf"ablation/neurons\[0\] holds neuron -7; the file's neurons are 0\.\.{HIDDEN - 1} "
+                                  r"\(-1 pads a row\)"),
+    (lambda f: _neuron(f, 2, -1), r"ablation/neurons\[2\] names no neuron"),
+    (lambda f: f["ablation/layer"].__setitem__(0, LAYERS + 1),
+     rf"ablation/layer\[0\] is {LAYERS + 1}; the file's layers are 1\.\.{LAYERS}"),
+    (lambda f: f.__delitem__("ablation/group"), r"dataset 'ablation/group' is missing \(file incomplete or corrupt\)"),
+], ids=["short-group", "short-layer", "few-rows", "short-columns", "short-intact", "short-words", "1d-neurons",
+        "int-log-probs", "neuron-beyond", "negative-neuron", "no-neuron", "layer-beyond", "no-group"])
+def test_a_malformed_ablation_file_is_refused_in_one_line_naming_file_and_key(small_ablation, tmp_path, edit, message):
+    stored = read_ablation(small_ablation)  # the file as written: 2 removals in each of the 2 layers, 60 tokens
+    assert stored.ablated.shape == (4, 60) and [len(a.neurons) for a in stored.ablations] == [1, 1, 1, 1]
+    bad = tmp_path / "bad.h5"
+    shutil.copyfile(small_ablation, bad)
+    with h5py.File(bad, "a") as f:
+        edit(f)
+    with pytest.raises(AblationError, match=rf"^{re.escape(str(bad))}: {message}$"):
+        read_ablation(bad)
+
+
 def test_an_activations_file_of_another_text_is_refused(tiny, divergence_csv, tmp_path):
     acts = tmp_path / "acts.h5"
     shutil.copy(tiny.activations, acts)

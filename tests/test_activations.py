@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import h5py
@@ -199,6 +200,62 @@ def test_bad_activation_files_layers_and_states_name_file_and_key(tiny, tmp_path
             state_dataset(f, 3, "h")
         with pytest.raises(ActivationsError, match="state 'x' does not exist"):
             state_dataset(f, 1, "x")
+
+
+def _replaced(f, key, data):
+    """Dataset ``key`` of the open file ``f`` replaced by ``data`` (another shape or dtype)."""
+    del f[key]
+    f.create_dataset(key, data=data)
+
+
+def _emptied(f):
+    """Every dataset cut to 0 rows and n_tokens 0, as a dump of nothing would write it."""
+    for key in ("tokens/ids", "tokens/words", "tokens/split_words", "expectancy", "log_expectancy",
+                *(f"layer{k}/{s}" for k in range(1, LAYERS + 1) for s in ("h", "c"))):
+        _replaced(f, key, f[key][:0])
+    f.attrs["n_tokens"] = 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: _replaced(f, "layer1/c", f["layer1/c"][:, :HIDDEN // 2]),
+     rf"layer1/c has {HIDDEN // 2} columns, hidden_size says {HIDDEN}"),
+    (lambda f: f.attrs.__setitem__("hidden_size", 2 * HIDDEN), rf"layer1/h has {HIDDEN} columns, hidden_size says "
+                                                               rf"{2 * HIDDEN}"),
+    (lambda f: _replaced(f, "layer1/h", f["layer1/h"][:, 0]),
+     rf"dataset 'layer1/h' has shape \({TEXT.tokens},\), expected \(n_tokens, hidden_size\) = "
+     rf"\({TEXT.tokens}, {HIDDEN}\)"),
+    (lambda f: _replaced(f, "layer2/c", f["layer2/c"][:].astype(np.int16)),
+     "dataset 'layer2/c' holds int16, expected floating-point numbers"),
+    (lambda f: _replaced(f, "tokens/ids", f["tokens/ids"][:][:, None]),
+     rf"dataset 'tokens/ids' has shape \({TEXT.tokens}, 1\), expected \(n_tokens,\) = \({TEXT.tokens},\)"),
+    (lambda f: _replaced(f, "tokens/ids", f["tokens/ids"][:-1]),
+     rf"dataset 'tokens/ids' has {TEXT.tokens - 1} rows, expected n_tokens={TEXT.tokens}"),
+    (lambda f: _replaced(f, "tokens/ids", f["tokens/ids"][:].astype(np.float32)),
+     "dataset 'tokens/ids' holds float32, expected integers"),
+    (lambda f: _replaced(f, "tokens/words", np.arange(TEXT.tokens)), "dataset 'tokens/words' holds int64, expected "
+                                                                     "strings"),
+    (_emptied, r"attribute n_tokens=0; it must be at least 1 \(an empty or unfinished dump\?\)"),
+    (lambda f: f.attrs.__setitem__("n_tokens", "many"), "attribute n_tokens='many' is not a whole number"),
+], ids=["narrow-c", "hidden-size", "1d-h", "int-c", "2d-ids", "short-ids", "float-ids", "int-words", "no-tokens",
+        "n-tokens-text"])
+def test_a_malformed_activations_file_is_refused_in_one_line_naming_file_and_key(tiny, tmp_path, edit, message):
+    bad = tmp_path / "bad.h5"
+    shutil.copyfile(tiny.activations, bad)
+    with h5py.File(bad, "a") as f:
+        edit(f)
+    with pytest.raises(ActivationsError, match=rf"^{re.escape(str(bad))}: {message}$"):
+        open_activations(bad)
+
+
+def test_opening_an_activations_file_reads_no_data(tiny, monkeypatch):
+    """The checks are of shapes and dtypes only: a file of GBs opens at once."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("open_activations read data")
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", refuse)
+    monkeypatch.setattr(h5py.Dataset, "read_direct", refuse)
+    with open_activations(tiny.activations) as f:
+        assert f["layer1/h"].shape == (TEXT.tokens, HIDDEN)
 
 
 @pytest.mark.parametrize("scale", [1.0, 40.0])  # small logits: no shift; large ones: shifted by the row maximum

@@ -238,3 +238,50 @@ def test_the_heatmap_and_explorer_commands_stopped_say_so_and_leave_nothing(tiny
     finally:
         signal.signal(signal.SIGTERM, handler)
     assert len(seen) == 2
+
+
+def _nan_first(state):
+    state["state_dict"]["rnn.weight_hh_l1"][3, 2] = float("nan")
+    return state
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda s: {**s, "model_config": "x"}, "model_config is str, not a mapping of vocab_size, embedding_size, "
+                                           "hidden_size, layers, dropout"),
+    (lambda s: {**s, "model_config": {k: v for k, v in s["model_config"].items() if k != "layers"}},
+     "model_config lacks layers (save_checkpoint writes vocab_size, embedding_size, hidden_size, layers, dropout)"),
+    (lambda s: {**s, "model_config": {**s["model_config"], "extra_key": 1}},
+     "model_config has unknown keys extra_key (save_checkpoint writes vocab_size, embedding_size, hidden_size, "
+     "layers, dropout)"),
+    (lambda s: {**s, "model_config": {**s["model_config"], "hidden_size": "16"}},
+     "model_config hidden_size is '16', not an integer"),
+    (lambda s: {**s, "model_config": {**s["model_config"], "layers": 0}},
+     "model config layers=0: must be a positive integer"),
+    (lambda s: {k: v for k, v in s.items() if k != "state_dict"},
+     "holds no weights (state_dict is NoneType, not a mapping of the model's tensors); train it again"),
+    (lambda s: {**s, "model_config": {**s["model_config"], "hidden_size": 8}},  # the weights are of 12 units
+     "parameter rnn.weight_ih_l0 has shape (48, 8), but its model_config gives (32, 8)"),
+    (lambda s: {**s, "state_dict": {k: v for k, v in s["state_dict"].items() if k != "decoder.bias"}},
+     "parameter decoder.bias is missing from its weights"),
+    (lambda s: {**s, "state_dict": {**s["state_dict"], "rnn.weight_ih_l2": s["state_dict"]["rnn.weight_ih_l1"]}},
+     "parameter rnn.weight_ih_l2 is no part of the model its model_config gives"),
+    (_nan_first, "parameter rnn.weight_hh_l1 holds 1 non-finite values (NaN or inf); train it again"),
+])
+def test_a_checkpoint_with_the_right_format_tag_but_wrong_contents_is_one_line_naming_it(tiny, tmp_path, capsys, edit,
+                                                                                         said):
+    """Its format tag right, a checkpoint whose model_config lacks a key (or has one more, or is text) stopped with
+    a TypeError, one without weights with a KeyError, weights of other shapes with torch's long message naming no
+    file, and NaN weights were loaded and ran."""
+    import torch
+
+    from lstmscope.model import load_checkpoint
+
+    bad = tmp_path / "model.pt"
+    torch.save(edit(torch.load(tiny.checkpoint, weights_only=True)), bad)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(bad)
+    assert str(err.value) == f"{bad}: {said}"
+    text, out = tmp_path / "t.txt", tmp_path / "o.h5"
+    text.write_text("the film .\n", encoding="utf-8")
+    assert dump_cli.main([str(bad), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 1
+    assert f"{bad}: {said}" in one_error_line(capsys, "lstmscope-dump") and not out.exists()

@@ -491,3 +491,18 @@ def test_a_restated_config_gets_one_spelling():
     for section in ("models", "architecture", "training", "texts", "activations", "vocabulary"):
         assert repr(written[section]) == repr(reference[section]), section
     assert written["embedding"]["perplexity"] == 30 and reference["embedding"]["perplexity"] == 30.0
+
+
+@pytest.mark.parametrize("key", ["heatmap.passage_tokens", "heatmap.expectancy_tokens"])
+def test_a_heatmap_passage_longer_than_lstmscope_heatmap_draws_is_refused_before_any_job(key):
+    """lstmscope-heatmap refuses more than MAX_TOKENS words as unreadable; unbounded in the schema, such a config
+    passed ``snakemake -n`` and the figures were drawn unreadable (or failed) inside the jobs."""
+    from lstmscope.heatmap_cli import MAX_TOKENS
+
+    cfg = default_config()
+    _set(cfg, key, MAX_TOKENS)
+    validate_config(copy.deepcopy(cfg), SCHEMA)
+    _set(cfg, key, MAX_TOKENS + 1)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert str(err.value) == f"config key {key}: {MAX_TOKENS + 1} is out of range; must be <= {MAX_TOKENS}"

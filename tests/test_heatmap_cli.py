@@ -393,3 +393,22 @@ def test_an_ablation_of_another_checkpoint_of_a_model_named_alike_is_refused(tin
                     "other.h5 is the ablation of another checkpoint of model d0.2_r0")
     assert main([str(degenerate.activations), "-n", f"{layer}:{j}", "--ablation", str(other), "--tokens", "20",
                  "-o", str(tmp_path / "own.png")]) == 0  # with its own run's activations
+
+
+
+def test_a_dpi_above_the_pipelines_maximum_is_a_usage_error(tiny, tmp_path, capsys):
+    """Unbounded, --dpi 100000 ran out of memory drawing (a MemoryError traceback); the bound is figures.dpi's."""
+    import yaml
+
+    from lstmscope.heatmap_cli import MAX_DPI
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    assert MAX_DPI == schema["properties"]["figures"]["properties"]["dpi"]["maximum"] == 1200
+    for dpi in ("1201", "100000"):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tiny.activations), "-n", "2:0", "--dpi", dpi, "-o", str(tmp_path / "x.png")])
+        assert exit_.value.code == 2 and f"lstmscope-heatmap: error: --dpi {dpi}: at most 1200\n" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+    out = tmp_path / "x.svg"
+    assert main([str(tiny.activations), "-n", "2:0", "--dpi", "1200", "--tokens", "10", "-o", str(out)]) == 0
+    assert out.is_file()

@@ -1,6 +1,7 @@
 """neuron_histograms: counts equal np.histogram's, nothing is dropped, memory does not grow with the text."""
 from __future__ import annotations
 
+import io
 import tracemalloc
 
 import h5py
@@ -265,4 +266,25 @@ def test_the_range_table_names_a_missing_report_and_writes_nothing(tiny, tmp_pat
     out = tmp_path / "all.csv"
     with pytest.raises(HistogramError, match=rf"^{tmp_path / 'gone.csv'}: histogram range report not found$"):
         histogram_range_table([ranges, tmp_path / "gone.csv"], out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda text: "", "not a readable CSV (No columns to parse from file)"),
+    (lambda text: text.splitlines()[0] + "\n", "histogram range report is empty"),  # the header alone: no model
+    (lambda text: pd.read_csv(io.StringIO(text)).drop(columns="state").to_csv(index=False),
+     "missing columns state"),
+    (lambda text: text.replace(",h,", ",x,", 1), "state 'x' is neither h nor c"),
+])
+def test_a_range_report_that_is_empty_or_lacks_a_column_is_one_error_naming_it(tiny, tmp_path, edit, said):
+    """Read as it stands, an empty part stopped the table with pandas' unnamed EmptyDataError, and a part of the
+    header alone or without its state was joined in: a model silently missing, or a state of NaN."""
+    ranges = tmp_path / "r.csv"
+    neuron_histograms(tiny.activations, tmp_path / "h.h5", ranges, 0.01, [-1, 1], 0.01)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(edit(ranges.read_text()))
+    out = tmp_path / "all.csv"
+    with pytest.raises(HistogramError) as err:
+        histogram_range_table([ranges, bad], out)
+    assert str(err.value) == f"{bad}: {said}"
     assert not out.exists()

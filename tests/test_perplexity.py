@@ -60,3 +60,28 @@ def test_a_broken_or_missing_metrics_file_is_one_error_naming_it(tmp_path):
             perplexity_table([whole, tmp_path / name])
     with pytest.raises(ValueError, match="^no metrics files given$"):
         perplexity_table([])
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda r: [1], "a JSON list, not an object of model, dropout, replicate, seed, valid_ppl, test_ppl, epochs, "
+                    "best_epoch, training_seconds"),
+    (lambda r: {**r, "provenance": "x"}, 'provenance is "x"; it must be an object'),
+    (lambda r: {**r, "provenance": {"training": [1]}}, "provenance.training is [1]; it must be an object"),
+    (lambda r: {**r, "epochs": 5}, "epochs is 5; it must be a non-empty list of the epochs' records"),
+    (lambda r: {**r, "test_ppl": "abc"}, 'test_ppl is "abc"; it must be a finite perplexity >= 1'),
+    (lambda r: {**r, "valid_ppl": float("nan")}, "valid_ppl is NaN; it must be a finite perplexity >= 1"),
+    (lambda r: {**r, "test_ppl": float("inf")}, "test_ppl is Infinity; it must be a finite perplexity >= 1"),
+    (lambda r: {**r, "dropout": None}, "dropout is null; it must be a number in [0, 1)"),
+    (lambda r: {**r, "replicate": True}, "replicate is true; it must be an integer >= 0"),
+    (lambda r: {**r, "model": list(range(100))}, "model is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11...; it must be a "
+                                                 "model name"),  # cut short: one line
+])
+def test_a_metrics_value_of_the_wrong_kind_is_one_error_naming_file_and_key(tmp_path, edit, said):
+    """Read as it stands, a list would stop the table with an AttributeError, an integer for the epochs with a
+    TypeError, text for a perplexity only in the figure, and NaN would be drawn as no point at all."""
+    whole = metrics(tmp_path / "whole.json", "d0.0_r0", 0.0, 20000, 20000)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(edit(json.loads(whole.read_text())), allow_nan=True))
+    with pytest.raises(ValueError) as err:
+        perplexity_table([whole, bad])
+    assert str(err.value) == f"{bad}: not a complete metrics.json ({said})"

@@ -177,3 +177,23 @@ def test_a_frozen_neuron_has_no_strongest_context_and_a_dead_layer_no_rows(degen
     assert empty.empty and list(pd.read_csv(tmp_path / "e.csv").columns) == list(out.columns)
     summary = tracking_summary([tmp_path / "t.csv", tmp_path / "e.csv"], tmp_path / "s.csv")
     assert len(summary) == 3 and set(summary["rank"]) == {1}
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda t: t.drop(columns="rank").to_csv(index=False), "tracking table lacks columns rank"),
+    (lambda t: t.drop(columns=["kl_sum", "lowest_words"]).to_csv(index=False),
+     "tracking table lacks columns kl_sum, lowest_words"),
+    (lambda t: "", "not a readable tracking table (No columns to parse from file)"),
+])
+def test_a_tracking_table_short_of_a_column_or_empty_is_one_error_naming_it(tiny, divergence_csv, tmp_path, edit,
+                                                                            said):
+    """Checked only once joined, a part without rank passed (its rows ranked NaN, sorted last and dropped from the
+    summary) and an empty file stopped the summary with pandas' EmptyDataError, naming no file."""
+    good = tmp_path / "t.csv"
+    table = neuron_tracking(tiny.activations, divergence_csv, good, top_k=2, top_words=3)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(edit(table))
+    with pytest.raises(ActivationsError) as err:
+        tracking_summary([good, bad], tmp_path / "s.csv")
+    assert str(err.value) == f"{bad}: {said}"
+    assert not (tmp_path / "s.csv").exists()

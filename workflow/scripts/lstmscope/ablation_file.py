@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -77,10 +78,70 @@ class AblationFile:
         return str(self.attrs.get("method", "zero"))
 
 
+# the datasets read back: key -> (dimensions, kind of data); held_at and tokens/ids, not read, are checked if there
+DATASETS = {"tokens/words": (1, "strings"), "log_prob/intact": (1, "floats"), "log_prob/ablated": (2, "floats"),
+            "ablation/layer": (1, "integers"), "ablation/neurons": (2, "integers"), "ablation/group": (1, "strings")}
+OPTIONAL = {"tokens/ids": (1, "integers"), "ablation/held_at": (2, "floats")}
+
+
+def _check_datasets(f: h5py.File, path: str | os.PathLike) -> None:
+    """Every dataset there, of its kind, and lined up: T tokens (``log_prob/intact``) in the words, the ids and each
+    row of ``log_prob/ablated``; A ablations (its rows) in every ``ablation/*``. Shapes and dtypes only."""
+    kinds = {"strings": lambda dt: h5py.check_string_dtype(dt) is not None,
+             "floats": lambda dt: np.issubdtype(dt, np.floating), "integers": lambda dt: np.issubdtype(dt, np.integer)}
+    for key, (ndim, kind) in {**DATASETS, **OPTIONAL}.items():
+        if key not in f or not isinstance(f[key], h5py.Dataset):
+            if key in OPTIONAL:
+                continue
+            raise AblationError(f"{path}: dataset {key!r} is missing (file incomplete or corrupt)")
+        ds = f[key]
+        if ds.ndim != ndim:
+            raise AblationError(f"{path}: dataset {key!r} has shape {ds.shape}, expected {ndim} dimension(s)")
+        if not kinds[kind](ds.dtype):
+            raise AblationError(f"{path}: dataset {key!r} holds {ds.dtype}, expected {kind}")
+    T, A = f["log_prob/intact"].shape[0], f["log_prob/ablated"].shape[0]
+    n_tokens = f.attrs.get("n_tokens")
+    if isinstance(n_tokens, (int, np.integer)) and T != n_tokens:
+        raise AblationError(f"{path}: log_prob/intact has {T} entries, attribute n_tokens says {n_tokens}")
+    if T < 1 or A < 1:
+        raise AblationError(f"{path}: log_prob/ablated has shape {f['log_prob/ablated'].shape}; expected at least "
+                            "1 ablation (row) and 1 token (column)")
+    per_token = "log_prob/intact has {} tokens"
+    per_ablation = "log_prob/ablated has {} rows (one per ablation)"
+    lined_up = [("log_prob/ablated", 1, T, "columns", per_token), ("tokens/words", 0, T, "entries", per_token),
+                ("tokens/ids", 0, T, "entries", per_token),
+                *((key, 0, A, "entries", per_ablation)
+                  for key in ("ablation/group", "ablation/layer", "ablation/neurons", "ablation/held_at"))]
+    for key, axis, want, what, says in lined_up:
+        if key in f and f[key].shape[axis] != want:
+            raise AblationError(f"{path}: {key} has {f[key].shape[axis]} {what}, but {says.format(want)}")
+    if "ablation/held_at" in f and f["ablation/held_at"].shape != f["ablation/neurons"].shape:
+        raise AblationError(f"{path}: ablation/held_at has shape {f['ablation/held_at'].shape}, ablation/neurons "
+                            f"{f['ablation/neurons'].shape}; they must be equal")
+
+
+def _check_units(path: str | os.PathLike, attrs: dict[str, Any], layers: np.ndarray, units: np.ndarray) -> None:
+    """Layers within 1..``layers`` and neurons within 0..``hidden_size``-1 (where the file says them; -1 pads a
+    row), at least one neuron per ablation."""
+    n_layers, hidden = attrs.get("layers"), attrs.get("hidden_size")
+    layer_range = f"1..{int(n_layers)}" if n_layers is not None else "from 1"
+    neuron_range = f"0..{int(hidden) - 1}" if hidden is not None else "from 0"
+    for a, (layer, row) in enumerate(zip(layers, units)):
+        if layer < 1 or (n_layers is not None and layer > int(n_layers)):
+            raise AblationError(f"{path}: ablation/layer[{a}] is {layer}; the file's layers are {layer_range}")
+        bad = [int(j) for j in row if j < -1 or (hidden is not None and j >= int(hidden))]
+        if bad:
+            raise AblationError(f"{path}: ablation/neurons[{a}] holds neuron {bad[0]}; the file's neurons are "
+                                f"{neuron_range} (-1 pads a row)")
+        if not (row >= 0).any():
+            raise AblationError(f"{path}: ablation/neurons[{a}] names no neuron")
+
+
 def read_ablation(path: str | os.PathLike) -> AblationFile:
-    """Read an ablation file; errors name the file and the missing key."""
+    """Read an ablation file; errors name the file and the missing or inconsistent key."""
     with open_hdf5(path, FORMAT, "ablation", AblationError) as f:
         try:
+            _check_datasets(f, path)
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
             words = [w.decode() if isinstance(w, bytes) else str(w) for w in f["tokens/words"][:]]
             intact = f["log_prob/intact"][:].astype(np.float64)
@@ -88,11 +149,18 @@ def read_ablation(path: str | os.PathLike) -> AblationFile:
             layers = f["ablation/layer"][:]
             units = f["ablation/neurons"][:]
             groups = [g.decode() if isinstance(g, bytes) else str(g) for g in f["ablation/group"][:]]
-        except KeyError as exc:
-            raise AblationError(f"{path}: missing {exc}") from None
+        except AblationError:
+            raise
+        except (KeyError, OSError, ValueError, TypeError) as exc:  # h5py's errors on a damaged file
+            raise AblationError(f"{path}: corrupt ablation file ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())})") from None
     absent = [k for k in ("model", "text", "dropout", "state", "n_tokens") if k not in attrs]
     if absent:
         raise AblationError(f"{path}: missing attribute(s) {', '.join(absent)}")
+    if attrs["n_tokens"] != len(intact):
+        raise AblationError(f"{path}: log_prob/intact has {len(intact)} entries, attribute n_tokens says "
+                            f"{attrs['n_tokens']!r}")
+    _check_units(path, attrs, layers, units)
     abls = [Ablation(int(layer), tuple(int(j) for j in row if j >= 0), group)
             for layer, row, group in zip(layers, units, groups)]
     return AblationFile(attrs, words, intact, ablated, abls)

@@ -38,13 +38,10 @@ def open_activations(path: str | os.PathLike) -> h5py.File:
         if missing or f.attrs["format"] != FORMAT:
             raise ActivationsError(f"{path}: not a lstmscope activations file (missing attributes: "
                                    f"{', '.join(missing) or 'none'}; format must be {FORMAT})")
-        T, L = int(f.attrs["n_tokens"]), int(f.attrs["layers"])
+        T, L, N = (_count_attr(f, path, a) for a in ("n_tokens", "layers", "hidden_size"))
         for key in ["tokens/ids", "tokens/words", "tokens/split_words", "expectancy", "log_expectancy",
                     *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
-            if key not in f:
-                raise ActivationsError(f"{path}: dataset {key!r} is missing (file incomplete or corrupt)")
-            if f[key].shape[0] != T:
-                raise ActivationsError(f"{path}: dataset {key!r} has {f[key].shape[0]} rows, expected n_tokens={T}")
+            _check_dataset(f, path, key, T, N)
     except ActivationsError:
         f.close()
         raise
@@ -52,6 +49,43 @@ def open_activations(path: str | os.PathLike) -> h5py.File:
         f.close()
         raise ActivationsError(f"{path}: corrupt activations file ({type(exc).__name__}: {exc})") from None
     return f
+
+
+def _count_attr(f: h5py.File, path: Path, name: str) -> int:
+    """The attribute ``name`` (``n_tokens``, ``layers``, ``hidden_size``): a whole number of at least 1."""
+    value = f.attrs[name]
+    if not (isinstance(value, (int, np.integer)) or (isinstance(value, np.ndarray) and value.shape == ()
+                                                      and np.issubdtype(value.dtype, np.integer))):
+        raise ActivationsError(f"{path}: attribute {name}={value!r} is not a whole number")
+    if int(value) < 1:
+        raise ActivationsError(f"{path}: attribute {name}={int(value)}; it must be at least 1 "
+                               "(an empty or unfinished dump?)")
+    return int(value)
+
+
+def _check_dataset(f: h5py.File, path: Path, key: str, T: int, N: int) -> None:
+    """``key`` must be there with ``n_tokens`` rows: ``layerK/h|c`` (T, hidden_size) floats, the others (T,) --
+    ids integers, words strings, expectancies floats. Shapes and dtypes only: the data (GBs) is not read."""
+    if key not in f or not isinstance(f[key], h5py.Dataset):
+        raise ActivationsError(f"{path}: dataset {key!r} is missing (file incomplete or corrupt)")
+    ds = f[key]
+    state = key.startswith("layer")
+    want = "(n_tokens, hidden_size)" if state else "(n_tokens,)"
+    if ds.ndim != (2 if state else 1):
+        raise ActivationsError(f"{path}: dataset {key!r} has shape {ds.shape}, expected {want} = "
+                               f"{(T, N) if state else (T,)}")
+    if ds.shape[0] != T:
+        raise ActivationsError(f"{path}: dataset {key!r} has {ds.shape[0]} rows, expected n_tokens={T}")
+    if state and ds.shape[1] != N:
+        raise ActivationsError(f"{path}: {key} has {ds.shape[1]} columns, hidden_size says {N}")
+    if key == "tokens/ids":
+        ok, kind = np.issubdtype(ds.dtype, np.integer), "integers"
+    elif key.startswith("tokens/"):
+        ok, kind = h5py.check_string_dtype(ds.dtype) is not None, "strings"
+    else:
+        ok, kind = np.issubdtype(ds.dtype, np.floating), "floating-point numbers"
+    if not ok:
+        raise ActivationsError(f"{path}: dataset {key!r} holds {ds.dtype}, expected {kind}")
 
 
 def state_dataset(f: h5py.File, layer: int, state: str) -> h5py.Dataset:

@@ -44,6 +44,7 @@ from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-heatmap"
 DEFAULT_TOKENS = 80
+MAX_DPI = 1200  # the schema's maximum of figures.dpi
 MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150 dpi; more is unreadable
 
 
@@ -245,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {exc}")
     if args.dpi < 10 or args.width < 10:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
+    if args.dpi > MAX_DPI:  # as the pipeline's figures.dpi; 100 000 dpi ran out of memory drawing
+        ap.error(f"--dpi {args.dpi}: at most {MAX_DPI}")
     asked, args.tokens = args.tokens is not None, DEFAULT_TOKENS if args.tokens is None else args.tokens
     if args.tokens < 1:  # like the other out-of-range numbers above: a usage error (exit 2)
         ap.error(f"--tokens {args.tokens}: must be >= 1")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path
-from .checked_files import open_hdf5
+from .checked_files import open_hdf5, read_table
 from .provenance import provenance, to_json
 
 if TYPE_CHECKING:  # pandas is imported only where a table is made (the histogram jobs do not need it)
@@ -392,15 +392,24 @@ def select(histograms: Sequence[StoredHistogram], layer: int, state: str) -> Sto
 
 
 
+# the columns of the range report neuron_histograms writes, one row per layer and state
+RANGE_COLUMNS = ["model", "text", "layer", "state", "lo", "hi", "values", "underflow", "overflow", "outside_fraction",
+                 "neurons_outside", "min", "max", "p0.1", "p99.9"]
+
+
 def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike) -> "pd.DataFrame":
     """All range reports in one table: how much of each layer and state fell outside its interval."""
     import pandas as pd
 
     frames = []
-    for p in paths:
-        if not os.path.isfile(p):
-            raise HistogramError(f"{p}: histogram range report not found")
-        frames.append(pd.read_csv(p))
+    for p in paths:  # each report as it is read: a part that is empty or short of a column is named, not dropped
+        frame = read_table(p, RANGE_COLUMNS, "histogram range report", HistogramError)
+        states = sorted(set(map(str, frame["state"])) - {"h", "c"})
+        if states:
+            raise HistogramError(f"{p}: state {states[0]!r} is neither h nor c")
+        frames.append(frame)
+    if not frames:
+        raise HistogramError("no histogram range reports given")
     table = pd.concat(frames, ignore_index=True)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

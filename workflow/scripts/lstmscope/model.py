@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +195,68 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a lstmscope checkpoint (format is not {CHECKPOINT_FORMAT})")
-    model = LSTMLanguageModel(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["state_dict"])
+    config = checkpoint_config(path, state.get("model_config"))
+    weights = state.get("state_dict")
+    if not isinstance(weights, dict) or not weights:
+        raise ValueError(f"{path}: holds no weights (state_dict is {type(weights).__name__}, not a mapping of the "
+                         "model's tensors); train it again")
+    with torch.device("meta"):  # the shapes the config gives, without allocating its weights
+        expected = LSTMLanguageModel(config).state_dict()
+    check_weights(path, weights, expected)
+    model = LSTMLanguageModel(config)
+    model.load_state_dict(weights)
     model.eval()
     return model, state
+
+
+def checkpoint_config(path: str | os.PathLike, config: Any) -> ModelConfig:
+    """The checkpoint's ``model_config``: exactly ModelConfig's keys, integers and a dropout, in range; else a
+    ValueError naming ``path`` and what is wrong."""
+    keys = [f.name for f in fields(ModelConfig)]
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: model_config is {type(config).__name__}, not a mapping of {', '.join(keys)}")
+    missing, unknown = [k for k in keys if k not in config], sorted(map(str, set(config) - set(keys)))
+    if missing or unknown:
+        what = "; ".join(([f"lacks {', '.join(missing)}"] if missing else [])
+                         + ([f"has unknown keys {', '.join(unknown)}"] if unknown else []))
+        raise ValueError(f"{path}: model_config {what} (save_checkpoint writes {', '.join(keys)})")
+    for key in keys:
+        value = config[key]
+        wanted = (int, float) if key == "dropout" else int
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ValueError(f"{path}: model_config {key} is {_short(value)}, not "
+                             f"{'a number' if key == 'dropout' else 'an integer'}")
+    try:
+        return ModelConfig(**config)
+    except ValueError as exc:  # out of range: "model config hidden_size=0: must be a positive integer"
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def check_weights(path: str | os.PathLike, weights: dict[str, Any], expected: dict[str, torch.Tensor]) -> None:
+    """Every tensor the model of the checkpoint's config has, of its shape, finite, and no other; else a ValueError
+    naming ``path`` and the first parameter that is wrong (torch's own message names no file and lists them all)."""
+    for name, want in expected.items():
+        got = weights.get(name)
+        if got is None:
+            raise ValueError(f"{path}: parameter {name} is missing from its weights")
+        if not isinstance(got, torch.Tensor):
+            raise ValueError(f"{path}: parameter {name} is {type(got).__name__}, not a tensor")
+        if got.shape != want.shape:
+            raise ValueError(f"{path}: parameter {name} has shape {tuple(got.shape)}, but its model_config gives "
+                             f"{tuple(want.shape)}")
+        if not got.is_floating_point():
+            raise ValueError(f"{path}: parameter {name} holds {got.dtype}, not floating-point numbers")
+        if not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            raise ValueError(f"{path}: parameter {name} holds {bad} non-finite values (NaN or inf); train it again")
+    unknown = sorted(set(map(str, weights)) - set(expected))
+    if unknown:
+        raise ValueError(f"{path}: parameter {unknown[0]} is no part of the model its model_config gives")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def state_dict_digest(model: nn.Module) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Sequence
 
@@ -19,18 +20,67 @@ def perplexity_table(metrics_paths: Sequence[str | os.PathLike]) -> pd.DataFrame
     for path in metrics_paths:
         try:
             m = json.loads(open(path, encoding="utf-8").read())
-            training = m.get("provenance", {}).get("training", {})
+            training = _checked(m)
             scored.add((training.get("valid_tokens", "?"), training.get("test_tokens", "?")))
             rows.append({"model": m["model"], "dropout": m["dropout"], "replicate": m["replicate"], "seed": m["seed"],
                          "valid_ppl": m["valid_ppl"], "test_ppl": m["test_ppl"], "epochs": len(m["epochs"]),
                          "best_epoch": m["best_epoch"], "training_seconds": m["training_seconds"]})
         except (OSError, ValueError, KeyError) as exc:
+            if isinstance(exc, MetricsError):
+                raise ValueError(f"{path}: not a complete metrics.json ({exc})") from None
             raise ValueError(f"{path}: not a complete metrics.json ({type(exc).__name__}: {exc})") from exc
     if not rows:
         raise ValueError("no metrics files given")
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["dropout", "replicate"]).reset_index(drop=True)
     table.attrs["scored_on"] = scored_on(*scored.pop()) if len(scored) == 1 else "validation and test split"
     return table
+
+
+class MetricsError(ValueError):
+    """A metrics.json value of the wrong type or out of range (the message names the key)."""
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# what train_lstm writes under each key the table reads: a test, and what it says when the test fails
+_WANTED = {
+    "model": (lambda v: isinstance(v, str) and v.strip() != "", "a model name"),
+    "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "replicate": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "valid_ppl": (lambda v: _number(v) and math.isfinite(v) and v >= 1, "a finite perplexity >= 1"),
+    "test_ppl": (lambda v: _number(v) and math.isfinite(v) and v >= 1, "a finite perplexity >= 1"),
+    "epochs": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of the epochs' records"),
+    "best_epoch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an epoch number >= 1"),
+    "training_seconds": (lambda v: _number(v) and math.isfinite(v) and v >= 0, "a finite number of seconds >= 0"),
+}
+
+
+def _shown(value: object) -> str:
+    """A value as JSON spells it, cut short (a long list or text would not make a one-line error)."""
+    text = json.dumps(value, allow_nan=True)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _checked(m: object) -> dict:
+    """The ``provenance.training`` mapping of a metrics record (empty where it has none), once every key the table
+    reads holds what train_lstm writes there; else :class:`MetricsError` naming the key."""
+    if not isinstance(m, dict):
+        raise MetricsError(f"a JSON {type(m).__name__}, not an object of {', '.join(_WANTED)}")
+    for key, (fits, wanted) in _WANTED.items():
+        if key not in m:
+            raise KeyError(key)
+        if not fits(m[key]):
+            raise MetricsError(f"{key} is {_shown(m[key])}; it must be {wanted}")
+    provenance = m.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise MetricsError(f"provenance is {_shown(provenance)}; it must be an object")
+    training = provenance.get("training", {})
+    if not isinstance(training, dict):
+        raise MetricsError(f"provenance.training is {_shown(training)}; it must be an object")
+    return training
 
 
 def scored_on(valid_tokens: int | None | str, test_tokens: int | None | str) -> str:

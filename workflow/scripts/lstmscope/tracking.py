@@ -240,14 +240,20 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
                      ) -> pd.DataFrame:
     """The short table of the report: the ``per_group`` top neurons of every model, text, layer and state."""
     frames = []
-    for p in paths:
+    for p in paths:  # each part checked as it is read: joined, a part without a column would only add NaN
         if not os.path.isfile(p):
             raise ActivationsError(f"{p}: tracking table not found")
-        frames.append(pd.read_csv(p))
+        try:
+            frame = pd.read_csv(p)
+        except (ValueError, pd.errors.ParserError) as exc:  # an empty file: pandas' EmptyDataError, a ValueError
+            raise ActivationsError(f"{p}: not a readable tracking table ({exc})") from None
+        missing = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ActivationsError(f"{p}: tracking table lacks columns {', '.join(missing)}")
+        frames.append(frame)  # the header alone is a table: a layer with no live neuron has no row to describe
+    if not frames:
+        raise ActivationsError("no tracking tables given")
     table = pd.concat(frames, ignore_index=True)
-    missing = [c for c in SUMMARY_COLUMNS if c not in table.columns]
-    if missing:
-        raise ActivationsError(f"tracking tables lack columns {', '.join(missing)}")
     summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"], key=models_in_order,
                                  kind="stable")
                .groupby(["model", "text", "layer", "state"], sort=False).head(per_group)[SUMMARY_COLUMNS])
