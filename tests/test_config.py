@@ -57,7 +57,7 @@ BAD = [
     ("data.sha256.train", "abc", "config key data.sha256.train: 'abc' does not match ^[0-9a-f]{64}$"),
     ("architecture.layers", 0, "config key architecture.layers: 0 is out of range; must be >= 1"),
     ("texts.test.split", "dev", "config key texts.test.split: 'dev' is not allowed; choose one of ['train', 'valid', 'test']"),
-    ("heatmap.scale", "linear", "config key heatmap.scale: 'linear' is not allowed; choose one of ['symmetric', 'range']"),
+    ("heatmap.scale", "linear", "config key heatmap.scale: 'linear' is not allowed; choose one of ['median', 'symmetric', 'range']"),
     ("heatmap.expectancy_floor", 0, "config key heatmap.expectancy_floor: 0 is out of range; must be > 0"),
     ("heatmap.expectancy_floor", 1, "config key heatmap.expectancy_floor: 1 is out of range; must be < 1"),
     ("heatmap.expectancy_floor", "low", "config key heatmap.expectancy_floor: 'low' is not of type number or null"),

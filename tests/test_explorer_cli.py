@@ -55,7 +55,7 @@ def test_a_pipeline_file_gets_its_own_texts_ranking(results, divergence_csv, cap
     assert data["ranked_on"] is None and data["title"] == f"lstmscope neurons · {model} · test"
     printed = capsys.readouterr().out
     assert printed.startswith(f"{out}: ") and "neurons/" + model + "/test/divergence.csv" in printed
-    assert data["scale"] == "symmetric"
+    assert data["scale"] == "median"  # the default, as heatmap.scale's
     assert main([str(root / "results" / "activations" / model / "test.h5"), "-o", str(out), "--scale", "range"]) == 0
     assert page_data(out)["scale"] == "range"  # the scale the page opens on, as heatmap.scale
     # the expectancy's colours: from the pipeline's heatmap.expectancy_floor by default, as its figures and pages

@@ -251,13 +251,35 @@ def test_a_tiny_or_offset_scale_is_written_on_the_ticks_not_above_the_bar(values
     plt.close(fig)
 
 
+def test_median_scale_centres_a_neuron_on_its_usual_value_so_a_one_signed_passage_shows_red_and_blue():
+    """Most top-KL neurons never change sign: on the symmetric scale a passage of one is a single colour (the
+    default run's layer-2 c rows were all dark blue). The median scale (the default) centres the colours on the
+    neuron's median over the whole text: red above its usual value, blue below, the colour bar saying the
+    middle's value."""
+    rng = np.random.default_rng(0)
+    c = -3.5 + 0.3 * rng.standard_normal(400)  # never above 0
+    c[200:210] = np.linspace(-1.0, -0.5, 10)  # where it leaves its usual value
+    h = np.tanh(c) * 0.5
+    words = [f"w{i}" for i in range(400)]
+    bh, bc = neuron_blocks(words, h, c, 2, 7, 1, "c", 40)  # the default scale
+    assert bc.norm.vmin + bc.norm.vmax == pytest.approx(2 * np.median(c))  # centred on the median over the text
+    assert bc.title.endswith(f"cell state c (grey: its median {np.median(c):.3g})") and bc.label == "c"
+    assert bh.title.endswith(f"hidden state h (grey: its median {np.median(h):.3g})")
+    shown = bc.norm(bc.values)
+    assert shown.min() == pytest.approx(0.0) and shown.max() > 0.6  # blue and red in one passage
+    sym = activation_norm(bc.values, "symmetric")(bc.values)
+    assert sym.max() < 0.5  # the same passage on the symmetric scale: blue only
+    with pytest.raises(ValueError, match="median over the text is needed"):
+        activation_norm(c, "median")
+
+
 def test_symmetric_scale_shows_the_sign_and_range_scale_the_passages_own_span():
     values = np.array([0.061, 0.064, 0.07, np.nan, 0.066])
     sym, rng = activation_norm(values, "symmetric"), activation_norm(values, "range")
     assert (sym.vmin, sym.vmax) == (-0.07, 0.07) and sym(0.061) > 0.9  # all red: positive
     assert (rng.vmin, rng.vmax) == (0.061, 0.07) and rng(0.061) == 0 and rng(0.07) == 1
     assert activation_norm(np.full(4, 0.25), "range")(0.25) == pytest.approx(0.5)  # constant: middle colour
-    with pytest.raises(ValueError, match="heatmap scale 'linear': choose one of symmetric, range"):
+    with pytest.raises(ValueError, match="heatmap scale 'linear': choose one of median, symmetric, range"):
         activation_norm(values, "linear")
     words = [f"w{i}" for i in range(50)]
     h, c = np.linspace(0.2, 0.3, 50), np.linspace(-4.0, -1.0, 50)

@@ -59,9 +59,15 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
     for b in blocks[1:]:  # range scale: the passage's own minimum and maximum
         assert (b.norm.vmin, b.norm.vmax) == (b.values.min(), b.values.max())
     with open_activations(tiny.activations) as f:
-        symmetric = heatmap_blocks(f, [(2, 3)], expectancy=False, start=100, tokens=30)
+        symmetric = heatmap_blocks(f, [(2, 3)], expectancy=False, start=100, tokens=30, scale="symmetric")
+        centred = heatmap_blocks(f, [(2, 3)], expectancy=False, start=100, tokens=30)  # the default: median
     m = np.abs(symmetric[0].values).max()
     assert (symmetric[0].norm.vmin, symmetric[0].norm.vmax) == (-m, m)
+    for b, state in zip(centred, ("h", "c")):  # centred on the neuron's median over the whole text, not the passage
+        median = np.median(_expected(tiny.activations, f"layer2/{state}", slice(None), 3))
+        d = np.abs(b.values - median).max()
+        assert (b.norm.vmin, b.norm.vmax) == pytest.approx((median - d, median + d))
+        assert b.title.endswith(f"state {state} (grey: its median {median:.3g})") and b.label == state
 
 
 @pytest.mark.parametrize("around,state", [(None, "h"), ("h", "h"), ("c", "c")])
@@ -393,7 +399,6 @@ def test_an_ablation_of_another_checkpoint_of_a_model_named_alike_is_refused(tin
                     "other.h5 is the ablation of another checkpoint of model d0.2_r0")
     assert main([str(degenerate.activations), "-n", f"{layer}:{j}", "--ablation", str(other), "--tokens", "20",
                  "-o", str(tmp_path / "own.png")]) == 0  # with its own run's activations
-
 
 
 def test_a_dpi_above_the_pipelines_maximum_is_a_usage_error(tiny, tmp_path, capsys):

@@ -148,7 +148,7 @@ def _rgb(hex_colour: str) -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("show,scale", [("c", "range"), ("h", "symmetric"), ("p", "symmetric")])
+@pytest.mark.parametrize("show,scale", [("c", "range"), ("h", "symmetric"), ("c", "median"), ("p", "symmetric")])
 def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, tmp_path, show, scale):  # noqa: F811
     text = page.read_text(encoding="utf-8")
     assert "lstmscope neurons &lt;&amp;&gt; test" in text and "http" not in text.split('id="lstmscope-data"')[0]
@@ -174,6 +174,12 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     if scale == "symmetric":
         m = max(abs(lo), abs(hi))
         t = (raw / m + 1) / 2
+    elif scale == "median":  # centred on the series' median over the text (grey), its farthest value at an end
+        median = np.median(raw)
+        d = max(abs(lo - median), abs(hi - median))
+        t = (raw - median + d) / (2 * d)
+        said = re.search(r"; grey: its median (\S+)$", result["info"]).group(1)  # of the page's codes: 1/254 apart
+        assert abs(float(said) - median) <= (hi - lo) / 254 + 5e-4
     else:
         t = (raw - lo) / (hi - lo)
     expected = np.clip(np.floor(t * 256), 0, 255)
@@ -182,7 +188,7 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     finite = np.isfinite(raw)
     assert np.array_equal(np.isnan(got), ~finite)  # no fill exactly where there is no value (token 0's expectancy)
     assert result["framed"] == (~finite).tolist()  # and a dotted frame there, nowhere else
-    assert np.abs(got[finite] - expected[finite]).max() <= 1
+    assert np.abs(got[finite] - expected[finite]).max() <= (2 if scale == "median" else 1)  # median: of the codes
     assert len(set(got[finite])) > 1  # really coloured, not one flat colour
     # the scale menu chooses only for h and c (the expectancy keeps its log scale); the passage button says what
     # it looks for
@@ -460,7 +466,7 @@ def test_a_float16_files_own_table_is_accepted_for_every_neuron(tiny, tmp_path):
 def test_browser_opens_on_the_configured_scale(chromium, tiny, divergence_csv, tmp_path):  # noqa: F811
     """heatmap.scale reaches the page: it opens on min-to-max where the figures are drawn so (the menu still turns)."""
     neuron = int(pd.read_csv(divergence_csv).query("layer == 2 and state == 'h' and rank == 1")["neuron"].iloc[0])
-    for scale in ("range", "symmetric"):
+    for scale in ("range", "symmetric", "median"):
         out = tmp_path / f"{scale}.html"
         build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", scale=scale)
         result = selftest(chromium, out, f"2:{neuron}:h:symmetric", tmp_path)
@@ -630,7 +636,7 @@ def test_browser_opens_on_the_neuron_view_and_colouring_the_address_names(chromi
     plain = selftest(chromium, page, "opened", tmp_path)
     missing = selftest(chromium, page, "opened", tmp_path, query={"layer": 1, "neuron": 99999, "scale": "log"})
     assert missing["line"] == ("neuron 99999 of layer 1 is not offered on this page; "
-                               "scale=log: choose symmetric or range")
+                               "scale=log: choose median, symmetric or range")
     assert (missing["view"], missing["neuron"], missing["scale"]) == (plain["view"], plain["neuron"], plain["scale"])
     no_effect = selftest(chromium, page, "opened", tmp_path, query={"show": "e", "search": "the"})
     assert no_effect["line"].startswith("show=e is not offered for this neuron · ") and no_effect["show"] == "h"

@@ -26,7 +26,7 @@ from typing import Sequence
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
 from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, writing
-from .heatmap import SCALES
+from .heatmap import DEFAULT_SCALE, SCALES
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
 from .neuron_explorer import build_neuron_explorer
@@ -78,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--headings", action="store_true",
                     help="let that passage hold section headings (default: the passage outside them, their empty lines "
                          "and the 20 tokens after each)")
-    ap.add_argument("--scale", choices=SCALES, default="symmetric",
-                    help="the h/c colour scale the page opens on, as heatmap.scale (default symmetric; the page's "
-                         "menu changes it)")
+    ap.add_argument("--scale", choices=SCALES, default=DEFAULT_SCALE,
+                    help="the h/c colour scale the page opens on, as heatmap.scale: median = centred on the neuron's "
+                         "median over the text, symmetric = on 0, range = min to max (default "
+                         f"{DEFAULT_SCALE}; the page's menu changes it)")
     add_expectancy_floor_option(ap, "the text's smallest p")
     ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
     return ap

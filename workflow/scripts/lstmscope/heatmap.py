@@ -12,10 +12,12 @@ default among the passages without a section heading or the 20 tokens after it: 
 c drawn one above the other (thesis Fig. 5.3/5.4); (b) the model's
 expectancy p(w_t | w_<t) of each word on a logarithmic scale (Fig. 4.1).
 
-A neuron's scale is ``symmetric`` (centred on zero, reaching the passage's largest
+A neuron's scale is ``median`` (centred on the neuron's median over the whole text, its
+usual value, reaching the passage's largest distance from it: red above its usual value,
+blue below; most top-KL neurons never change sign, and on the symmetric scale a passage of
+one was a single colour), ``symmetric`` (centred on zero, reaching the passage's largest
 |value|: the colour shows the sign, as in the thesis) or ``range`` (the passage's
-minimum to maximum: the colour shows where in its own range the neuron is, which
-makes a small variation of a neuron that never changes sign visible).
+minimum to maximum: the colour shows where in its own range the neuron is).
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ NO_GLYPH = "\ufffd"        # drawn for a character FONT has no glyph of
 # Hinting would round every glyph advance to whole pixels and the words would drift off their boxes.
 RC = {"text.hinting": "no_hinting"}
 LINE_EM = 1.75             # line pitch, in em
-SCALES = ("symmetric", "range")
+SCALES = ("median", "symmetric", "range")
+DEFAULT_SCALE = "median"  # heatmap.scale's default
 
 
 def layout_words(words: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
@@ -208,15 +211,35 @@ def range_norm(values: np.ndarray) -> colors.Normalize:
     return colors.Normalize(vmin=lo, vmax=hi)
 
 
+def median_norm(values: np.ndarray, centre: float) -> colors.Normalize:
+    """A scale centred on ``centre`` (the neuron's median over the text) reaching the values' largest distance
+    from it (red above, blue below)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    m = float(np.abs(finite - centre).max()) if len(finite) else 1.0
+    m = m if m > 0 else max(abs(centre) * 1e-3, 1e-6)
+    return colors.Normalize(vmin=centre - m, vmax=centre + m)
+
+
 def check_scale(scale: str) -> str:
     if scale not in SCALES:
         raise ValueError(f"heatmap scale {scale!r}: choose one of {', '.join(SCALES)}")
     return scale
 
 
-def activation_norm(values: np.ndarray, scale: str) -> colors.Normalize:
-    """The colour scale of a neuron's values: ``symmetric`` or ``range`` (see the module's docstring)."""
-    return symmetric_norm(values) if check_scale(scale) == "symmetric" else range_norm(values)
+def activation_norm(values: np.ndarray, scale: str, median: float | None = None) -> colors.Normalize:
+    """The colour scale of a neuron's ``values`` (a passage): ``median`` (centred on ``median``, the neuron's over
+    the whole text), ``symmetric`` or ``range`` (see the module's docstring)."""
+    if check_scale(scale) == "median":
+        if median is None or not math.isfinite(median):
+            raise ValueError(f"heatmap scale median: the neuron's median over the text is needed, got {median}")
+        return median_norm(values, median)
+    return symmetric_norm(values) if scale == "symmetric" else range_norm(values)
+
+
+def scale_note(scale: str, median: float | None) -> str:
+    """What a block's title adds on the ``median`` scale: the value of its grey middle."""
+    return f" (grey: its median {median:.3g})" if scale == "median" else ""
 
 
 def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
@@ -311,27 +334,38 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
 
 
 def neuron_blocks(words: Sequence[str], h: np.ndarray, c: np.ndarray, layer: int, neuron: int, rank: int,
-                  state: str, passage_tokens: int, scale: str = "symmetric",
+                  state: str, passage_tokens: int, scale: str = DEFAULT_SCALE,
                   avoid: np.ndarray | None = None) -> list[TextBlock]:
-    """The h and c blocks of one neuron over the passage where its ranked state is most active (among those
-    holding the fewest ``avoid`` tokens, see :func:`best_window`)."""
+    """The h and c blocks of one neuron (its values over the whole text) over the passage where its ranked state
+    is most active (among those holding the fewest ``avoid`` tokens, see :func:`best_window`)."""
     ranked_values = h if state == "h" else c
     start = best_window(ranked_values, passage_tokens, avoid)
     stop = min(len(words), start + passage_tokens)
     head = f"layer {layer}, neuron {neuron} (KL rank {rank} of {state}), tokens {start}-{stop - 1}"
-    return state_blocks(head, words[start:stop], h[start:stop], c[start:stop], scale)
+    return state_blocks(head, words[start:stop], h[start:stop], c[start:stop], scale, text_median(h), text_median(c))
 
 
-def state_blocks(head: str, words: Sequence[str], h: np.ndarray, c: np.ndarray, scale: str) -> list[TextBlock]:
-    """A neuron's h block above its c block, over the same words, each with its own ``scale``."""
+def text_median(values: np.ndarray) -> float:
+    """A neuron's median over the text (its finite values), the middle of the ``median`` scale."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if len(finite) else math.nan
+
+
+def state_blocks(head: str, words: Sequence[str], h: np.ndarray, c: np.ndarray, scale: str,
+                 h_median: float | None = None, c_median: float | None = None) -> list[TextBlock]:
+    """A neuron's h block above its c block, over the same words, each with its own ``scale`` (``median``:
+    centred on ``h_median`` and ``c_median``, the neuron's medians over the whole text)."""
     w = list(words)
-    return [TextBlock(f"{head}: hidden state h", w, h, activation_norm(h, scale), "h"),
-            TextBlock(f"{head}: cell state c", w, c, activation_norm(c, scale), "c")]
+    return [TextBlock(f"{head}: hidden state h{scale_note(scale, h_median)}", w, h,
+                      activation_norm(h, scale, h_median), "h"),
+            TextBlock(f"{head}: cell state c{scale_note(scale, c_median)}", w, c,
+                      activation_norm(c, scale, c_median), "c")]
 
 
 def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                   outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
-                  dpi: int = 150, scale: str = "symmetric", passage: str = "prose") -> None:
+                  dpi: int = 150, scale: str = DEFAULT_SCALE, passage: str = "prose") -> None:
     """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps, each over
     the passage chosen by ``passage`` (``prose``: where it is most active outside the section headings and the
     tokens after them, :func:`passage_avoid`)."""

@@ -39,7 +39,8 @@ from .activations_file import ActivationsError, open_activations, read_words, st
 from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
                   writing)
 from .figures import FORMATS, figure_format
-from .heatmap import SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block, passage_avoid, state_blocks
+from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block, passage_avoid,
+                      state_blocks, text_median)
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-heatmap"
@@ -153,7 +154,7 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
 
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
-                   tokens: int, around: str | None = None, scale: str = "symmetric", ablation: str | None = None,
+                   tokens: int, around: str | None = None, scale: str = DEFAULT_SCALE, ablation: str | None = None,
                    groups: Sequence[tuple[int, str]] = (), headings: bool = False,
                    expectancy_floor: float | None = None) -> list[TextBlock]:
     """The blocks drawn: the expectancy (if asked; its scale from ``expectancy_floor`` to 1, or from the passage's
@@ -187,9 +188,15 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         blocks.append(expectancy_block(f"{span}: expectancy p(word | preceding words)", words, p, "p",
                                        expectancy_floor))
     for layer, neuron in neurons:
-        h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
-        c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
-        blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale)
+        if scale == "median":  # centred on the neuron's median over the whole text
+            h, c = (state_dataset(f, layer, st)[:, neuron].astype(np.float64) for st in ("h", "c"))
+            medians = text_median(h), text_median(c)
+            h, c = h[begin:stop], c[begin:stop]
+        else:
+            h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
+            c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
+            medians = None, None
+        blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians)
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
             blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, "
@@ -224,8 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--headings", action="store_true",
                     help="let the chosen passage hold section headings (= = Film = =), as heatmap.passage: active "
                          "(default: the most active passage outside them, as heatmap.passage: prose)")
-    ap.add_argument("--scale", choices=SCALES, default="symmetric",
-                    help="symmetric: centred on 0, colour = sign; range: the passage's min to max (default symmetric)")
+    ap.add_argument("--scale", choices=SCALES, default=DEFAULT_SCALE,
+                    help="median: centred on the neuron's median over the text (red above its usual value, blue "
+                         "below); symmetric: centred on 0, colour = sign; range: the passage's min to max (default "
+                         f"{DEFAULT_SCALE}, the pipeline's heatmap.scale)")
     ap.add_argument("-a", "--ablation", default=None, metavar="ABLATION_H5",
                     help="the ablation file of the same model and text (results/ablation/<model>/<text>.h5): "
                          "draw each neuron's removal effect below its h and c")

@@ -35,7 +35,7 @@ from .activations_file import ActivationsError, layers_and_states, open_activati
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
-from .heatmap import check_passage, check_scale, needs_light_text, passage_avoid
+from .heatmap import DEFAULT_SCALE, check_passage, check_scale, needs_light_text, passage_avoid
 from .histogram import HistogramError
 from .html_page import render_page
 
@@ -227,7 +227,7 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
                           output: str | os.PathLike, neurons: int | None, passage_tokens: int, title: str,
                           template: str | os.PathLike = TEMPLATE,
                           ablation_path: str | os.PathLike | None = None, passage: str = "prose",
-                          scale: str = "symmetric", expectancy_floor: float | None = None) -> int:
+                          scale: str = DEFAULT_SCALE, expectancy_floor: float | None = None) -> int:
     """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``; the
     expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``); returns its size in bytes."""
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
