@@ -1,6 +1,7 @@
 # lstmscope: open up LSTM language models (Ryšánek 2023, reproduced and extended).
 # Run:  snakemake                       (default experiment, config.yaml)
-#       snakemake --configfile presets/thesis.yaml   (thesis scale; GPU/SLURM)
+#       snakemake --configfile presets/thesis.yaml   (thesis scale, GPU workstation)
+#       snakemake --profile profiles/slurm --cores 8 --configfile presets/thesis.yaml   (thesis scale, SLURM)
 from snakemake.utils import min_version
 
 min_version("9.20")
