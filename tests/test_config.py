@@ -235,6 +235,11 @@ def test_snakemake_stops_before_any_job_with_the_message(tmp_path):
     assert r.returncode != 0
     assert "invalid configuration: config key training.lr: 0 is out of range; must be > 0" in out
     assert "Job stats" not in out
+    bad.write_text("training:\n  epochs: 3\ntraining:\n  lr: 5\n")  # a key twice: the file is read for it too
+    r = snakemake(work, "-n", "--configfile", str(bad), check=False, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Job stats" not in out
+    assert f"invalid configuration: {bad}, line 3: key 'training' given twice (first on line 1)" in out
 
 
 # --------------------------------------------------------------------------- the README's configuration table
@@ -363,6 +368,36 @@ def test_command_line_values_are_read_as_the_schemas_types():
         with pytest.raises(ConfigError) as err:
             validate_config(config, SCHEMA, command_line=given)
         assert str(err.value) == message
+
+
+def test_a_number_yaml_reads_as_text_is_refused_saying_how_to_write_it():
+    """YAML 1.1 reads 1e-3 (no dot) as text, which the command line's --config accepts as a number: a file's 1e-3
+    is refused with the spelling YAML reads as a number."""
+    config = default_config()
+    config["training"]["lr"] = yaml.safe_load("x: 1e-3")["x"]
+    assert config["training"]["lr"] == "1e-3"
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, SCHEMA)
+    assert str(err.value) == ("config key training.lr: '1e-3' is not of type number (YAML reads 1e-3 as text: write "
+                              "it 0.001)")
+
+
+def test_a_key_given_twice_in_a_config_file_is_an_error_naming_file_line_and_key(tmp_path):
+    """YAML keeps the last of two `training:` sections and drops the first's settings without a word (Snakemake reads
+    the files so): each config file is read once more, refusing a key given twice."""
+    from lstmscope.config import check_config_files
+
+    good, twice, nested = tmp_path / "good.yaml", tmp_path / "twice.yaml", tmp_path / "nested.yaml"
+    good.write_text("training:\n  epochs: 3\nheatmap:\n  neurons: 5\n")
+    twice.write_text("training:\n  epochs: 3\nheatmap:\n  neurons: 5\ntraining:\n  lr: 5\n")
+    nested.write_text("training:\n  epochs: 3\n  lr: 5\n  epochs: 4\n")
+    check_config_files([ROOT / "config.yaml", ROOT / "presets" / "thesis.yaml", good])
+    with pytest.raises(ConfigError) as err:
+        check_config_files([good, twice])
+    assert str(err.value) == (f"{twice}, line 5: key 'training' given twice (first on line 1); YAML would keep only "
+                              "the last one's settings: merge them")
+    with pytest.raises(ConfigError, match=r"nested.yaml, line 4: key 'epochs' given twice \(first on line 2\)"):
+        check_config_files([nested])
 
 
 def test_text_in_a_config_file_is_not_read_as_a_number():

@@ -16,10 +16,12 @@ sys.path.insert(0, SCRIPTS)
 # so it needs no envvars directive.
 os.environ.update(PYTHONPATH=os.pathsep.join(
     [SCRIPTS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SCRIPTS)]))
-from lstmscope.config import ConfigError, model_specs, validate_config, dropout_label, model_name  # noqa: E402
+from lstmscope.config import (ConfigError, check_config_files, model_specs, validate_config, dropout_label,  # noqa: E402
+                              model_name)
 from lstmscope.imports import library_modules  # noqa: E402
 
 try:
+    check_config_files(workflow.configfiles)  # config.yaml and --configfile's
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
                     command_line=dict(workflow.config_settings.config))  # --config's values, all text
 except ConfigError as _err:

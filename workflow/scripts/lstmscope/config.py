@@ -62,7 +62,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key {key}: {error.instance!r} is not allowed; choose one of {s}"
     if v == "type":
         types = " or ".join(s) if isinstance(s, list) else s
-        return f"config key {key}: {error.instance!r} is not of type {types}"
+        hint = ""
+        if (isinstance(error.instance, str) and ("number" in str(s) or "integer" in str(s))
+                and isinstance(yaml.safe_load(f"x: {error.instance}")["x"], str)):  # not quoted: YAML read it so
+            try:
+                number = float(error.instance)
+            except ValueError:
+                pass
+            else:  # YAML 1.1 reads 1e-3 (no dot) as text; 1.0e-3 is a number
+                hint = f" (YAML reads {error.instance} as text: write it {number!r})" if math.isfinite(number) else ""
+        return f"config key {key}: {error.instance!r} is not of type {types}{hint}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return f"config key {key}: {error.instance!r} is out of range; must be {rel} {s}"
@@ -137,6 +146,42 @@ def _check_plain_values(value: Any, path: tuple = ()) -> None:
         raise ConfigError(f"config key {_key(path)}: {value!r} is not a finite number")
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
         raise ConfigError(f"config key {_key(path)}: {value} is too large a number")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (the plain loader keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}, line {line}: key {key!r} given twice (first on line "
+                              f"{seen[key]}); YAML would keep only the last one's settings: merge them")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def check_config_files(paths: list[str | os.PathLike]) -> None:
+    """Each config file read (``config.yaml``, ``--configfile``'s): a key given twice in one mapping is a
+    :class:`ConfigError` naming the file, the line and the key. (Snakemake reads them with a plain YAML loader, which
+    keeps the last of two ``training:`` sections and drops the first without a word.)"""
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError:
+            continue  # Snakemake has read it, or says itself what is wrong with it
+        try:
+            yaml.load(text if not text.startswith("\ufeff") else text[1:], Loader=_UniqueKeyLoader)
+        except yaml.YAMLError:
+            continue  # Snakemake's own message covers a file that is not YAML
+        except ConfigError as exc:  # the mark names "<unicode string>": the file's name instead
+            raise ConfigError(str(exc).replace("<unicode string>", str(path), 1)) from None
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
