@@ -731,6 +731,24 @@ def test_ablation_heatmap_passage_is_chosen_outside_the_headings_unless_active(t
                               passage="all")
 
 
+@pytest.mark.parametrize("state", ["c", "h"])
+def test_ablation_heatmap_titles_name_the_state_the_kl_rank_is_of(tiny, divergence_csv, tmp_path, monkeypatch, state):
+    """"KL rank 2" alone did not say of which state; the neuron heatmaps say "KL rank 1 of c": the ablation's
+    ranks are those of the state it ranked by (its file's ``state``, ablation.state)."""
+    from lstmscope import ablation_figures as figs
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, state=state, neurons=2, random=1, seed=3,
+                 max_tokens=60)
+    assert read_ablation(h5).attrs["state"] == state
+    table = write_ablation_table(h5, divergence_csv, csv)
+    drawn = []
+    monkeypatch.setattr(figs, "draw_blocks", lambda blocks, *a, **k: drawn.append(blocks))
+    figs.heatmap_figure(h5, table, tmp_path / "h.png", tmp_path / "h.svg", passage_tokens=20)
+    titles = [block.title for block in drawn[0]]
+    assert titles and all(re.search(rf"\(KL rank \d+ of {state}\): perplexity", t) for t in titles), titles
+
+
 def test_points_whose_interval_includes_zero_are_hollow(tiny, divergence_csv, tmp_path, monkeypatch):
     from lstmscope import ablation_figures as figs
 

@@ -241,7 +241,8 @@ def test_highlight_word_counts_the_word_in_every_panel(tables, tmp_path):
 def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     table = tables[(2, "c", "single")]
     clusters = cluster_table(table)
-    F.position_figure(table, clusters, "along the text", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=60)
+    F.position_figure(table, clusters, "along the text", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=60,
+                      passage="active")  # any tokens: the spans of Table 5.1
     text = " ".join(svg_texts(tmp_path / "p.svg"))
     # each cluster's longest run of consecutive tokens, counted here; the three longest are quoted, longest first
     longest: dict[int, tuple[int, int]] = {}
@@ -257,6 +258,89 @@ def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
         assert f"longest span {F.tokens(length)} from position {start}" in text
     assert [k for k, _ in best] != [1, 2, 3], best  # here not the three largest clusters
     assert "position in the text (tokens)" in text
+
+
+def longest_outside(table: pd.DataFrame, avoid: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Each cluster's first longest run of consecutive tokens holding no avoided token: (length, start)."""
+    longest: dict[int, tuple[int, int]] = {}
+    ordered = table.sort_values("position")
+    marks = zip(ordered["cluster"], ordered["position"], avoid)
+    for (cluster, avoided), run in itertools.groupby(marks, key=lambda cpa: (cpa[0], cpa[2])):
+        run = [p for _, p, _ in run]
+        if not avoided and len(run) > longest.get(cluster, (0, 0))[0]:
+            longest[cluster] = (len(run), run[0])
+    return longest
+
+
+@pytest.mark.parametrize("view", [(1, "h", "ward"), (2, "c", "single")])
+def test_position_figure_quotes_no_span_of_section_headings_with_passage_prose(tables, tmp_path, view):
+    """The longest one-cluster spans were WikiText's layout ("<eos> <eos> = = Filmography = = ..."); with
+    heatmap.passage prose a quoted span holds no token a prose passage of the heatmaps avoids (counted here line by
+    line: neurons_support.prose_avoid), and the figure says so."""
+    from neurons_support import prose_avoid
+
+    table = tables[view]
+    words = table.sort_values("position")["word"].astype(str).tolist()
+    avoid = prose_avoid(words)
+    assert avoid.any() and not avoid.all()  # the test split opens with " = Robert Boulter = "
+    everywhere = longest_outside(table, np.zeros(len(words), bool))
+    outside = longest_outside(table, avoid)
+    best = sorted(outside.items(), key=lambda kv: (-kv[1][0], kv[0]))[:3]
+    anywhere = sorted(everywhere.items(), key=lambda kv: (-kv[1][0], kv[0]))[:3]
+    assert anywhere != best  # a span of the headings would be quoted (8 tokens from 337): the test tells them apart
+    F.position_figure(table, cluster_table(table), "t", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=60,
+                      passage="prose")
+    text = " ".join(svg_texts(tmp_path / "p.svg"))
+    quoted = [text.index(f"\u25bc cluster {k} (") for k, _ in best]
+    assert quoted == sorted(quoted) and text.count("\u25bc cluster") == 3
+    for k, (length, start) in best:
+        assert f"longest span {F.tokens(length)} from position {start}: \u201c{' '.join(words[start:start + min(length, 3)])}" \
+            in text
+    assert " = = " not in text.split("heatmap.passage")[1]  # no heading quoted
+    assert "Spans leave out the section headings, the blank lines around them and the 20 tokens after each " \
+           "(shaded grey; heatmap.passage: prose)." in text
+
+
+def test_position_figure_says_so_where_no_span_lies_outside_the_headings(tmp_path):
+    words = "= = Early life = = <eos> <eos> The".split()  # the last token is within 20 of the heading
+    n = len(words)
+    table = pd.DataFrame({"position": np.arange(n), "word": words, "x": np.arange(n, dtype=float),
+                          "y": np.zeros(n), "cluster": [1, 1, 2, 2, 1, 1, 1, 2, 1]})
+    F.position_figure(table, cluster_table(table), "t", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
+    text = " ".join(svg_texts(tmp_path / "p.svg"))
+    assert "No span of one cluster lies outside them." in text and "\u25bc cluster" not in text
+    F.position_figure(table, cluster_table(table), "t", 3, tmp_path / "p.png", tmp_path / "p.svg", dpi=40,
+                      passage="active")
+    text = " ".join(svg_texts(tmp_path / "p.svg"))
+    assert "\u25bc cluster 1 " in text and "heatmap.passage" not in text
+    with pytest.raises(ValueError, match="heatmap.passage='all'"):
+        F.position_figure(table, cluster_table(table), "t", 3, tmp_path / "p.png", tmp_path / "p.svg", passage="all")
+
+
+@pytest.mark.parametrize("passage", ["prose", "active"])
+def test_the_position_caption_follows_heatmap_passage(passage):
+    from types import SimpleNamespace
+
+    import jinja2
+
+    from conftest import REPO
+    from lstmscope.heatmap import HEADING_SETTLE
+
+    job = SimpleNamespace(wildcards=SimpleNamespace(model="d0.0_r0", text="test", layer=1, state="h", linkage="ward"),
+                          params=SimpleNamespace(spans=3, passage=passage), config={"cluster": {"space": "map"}})
+    text = " ".join(jinja2.Template((REPO / "workflow" / "report" / "cluster_position.rst").read_text())
+                    .render(snakemake=job).split())
+    assert f"heatmap.passage: {passage}" in text
+    assert (f"of the {HEADING_SETTLE} tokens after it" in text) == (passage == "prose")
+
+
+def test_the_cluster_figures_rule_passes_heatmap_passage():
+    from conftest import REPO
+
+    rule = (REPO / "workflow" / "rules" / "embedding.smk").read_text().split("rule cluster_figures:")[1]
+    rule = rule.split("\nrule ")[0]
+    assert 'passage=config["heatmap"]["passage"]' in rule.split("params:")[1]
+    assert "passage=p.passage" in (REPO / "workflow" / "scripts" / "cluster_figures.py").read_text()
 
 
 @pytest.mark.parametrize("clusters", [None, 90])

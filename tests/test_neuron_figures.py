@@ -79,6 +79,48 @@ def test_dead_neuron_figure_draws_the_deadest_unit(two_models, tiny, tmp_path):
         unit[name] = table[(table.layer == 2) & (table.state == "h") & (table.neuron == tiny.dead_neuron)].iloc[0]
     assert unit["d0.5_r0"].near_zero_fraction == 1.0 and unit["d0.2_r0"].near_zero_fraction < 0.9
 
+@pytest.mark.parametrize("low,high,sign", [(-0.997, -8.17e-05, ", all below 0"), (-0.5, 0.25, "")])
+def test_with_no_dead_neuron_the_title_says_what_is_shown_not_the_most_nearly_dead(two_models, tmp_path,
+                                                                                  monkeypatch, low, high, sign):
+    """With no neuron dead, the neuron drawn is the one with the largest share within ±0.01: often one of one sign
+    resting at 0 (range -0.997..0), not a spike at 0. The title names the share and the range, not a "most nearly
+    dead" neuron."""
+    import lstmscope.neuron_figures as nf
+    from lstmscope.divergence import read_divergence
+
+    hist, div = two_models["d0.2_r0"]
+    _, hists = read_histograms(hist)
+    table = read_divergence(div)
+    table["near_zero_fraction"] *= 0.362 / table["near_zero_fraction"].max()  # none dead: at most 36.2 % near 0
+    table["dead"] = False
+    pick = table.sort_values(["near_zero_fraction", "layer", "state", "neuron"],
+                             ascending=[False, True, True, True]).index[0]
+    table.loc[pick, ["min", "max"]] = [low, high]
+    layer, state, neuron = table.loc[pick, ["layer", "state", "neuron"]]
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    info = nf.dead_neuron_figure(hists, table, tmp_path / "d.png", tmp_path / "d.svg", "t", 0.01, 0.9)
+    assert (info["layer"], info["state"], info["neuron"], info["dead"]) == (layer, state, neuron, False)
+    values = f"{low:.3g} to {high:.3g}".replace("-", "\u2212")
+    assert kept[0].axes[0].get_title() == (
+        f"layer {layer}, {nf.STATE_NAME[state]}, neuron {neuron} (values {values}{sign})\n"
+        "largest share of values within ±0.01: 36.2%; no neuron is dead (> 90%)")
+    assert "nearly dead" not in kept[0].axes[0].get_title()
+
+
+def test_a_dead_neurons_title_says_it_is_dead(two_models, tmp_path, monkeypatch):
+    import lstmscope.neuron_figures as nf
+    from lstmscope.divergence import read_divergence
+
+    hist, div = two_models["d0.5_r0"]
+    _, hists = read_histograms(hist)
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    info = nf.dead_neuron_figure(hists, read_divergence(div), tmp_path / "d.png", tmp_path / "d.svg", "t", 0.01, 0.9)
+    assert info["dead"]
+    assert kept[0].axes[0].get_title().endswith(": dead: 100.0% of values within ±0.01 (> 90%)")
+
+
 def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, tmp_path, monkeypatch):
     """On the log scale an empty bin has no height: every drawn line skips its empty bins (a neuron's scattered
     single values would otherwise draw a block of vertical lines) and keeps every non-empty one; only the dead
@@ -204,3 +246,32 @@ def test_the_outside_notes_sit_between_title_and_frame_clear_of_the_curves(two_m
     assert min(checked) >= 1  # the test interval [-0.6, 0.6] cuts some cell states: notes in both figures
     for fig in kept:
         nf.plt.close(fig)
+
+
+def test_the_dropout_figures_legend_is_one_for_the_figure_and_covers_no_panel(two_models, tmp_path, monkeypatch):
+    """A legend inside a panel covered the top of layer 2 c's quartile band: one legend for the figure, below the
+    panels, outside every axes, its entries naming the state (h's under the h column, c's under the c column)."""
+    import lstmscope.neuron_figures as nf
+
+    summary = mean_abs_table([two_models[m][1] for m in ("d0.2_r0", "d0.5_r0")])
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    nf.mean_abs_vs_dropout_figure(summary, tmp_path / "g.png", tmp_path / "g.svg", "t")
+    fig = kept[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert len(fig.legends) == 1
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "h: middle half of the neurons (quartiles)", "h: mean over the neurons (one point per model)",
+        "c: middle half of the neurons (quartiles)", "c: mean over the neurons (one point per model)"]
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()  # nor its labels
+    assert box.y1 <= min(ax.get_tightbbox(renderer).y0 for ax in fig.axes)  # below the panels
+    # save_figure's crop keeps it
+    from lstmscope.figures import _tight_box
+
+    tight = _tight_box(fig)
+    assert tight.y0 * fig.dpi <= box.y0 and box.y1 <= tight.y1 * fig.dpi

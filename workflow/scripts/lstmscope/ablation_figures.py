@@ -258,9 +258,11 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
                    passage: str = "prose") -> None:
     """Per layer, the effect on each word of the top-KL neuron whose removal changed the perplexity most (up or
     down), over the passage where the effect is largest (``passage``: ``prose`` outside the section headings and
-    the tokens after them; ``stored``: the file already read)."""
+    the tokens after them; ``stored``: the file already read). Each title names the neuron's KL rank and the state
+    it is of (the ablation file's ``state``, ablation.state), as the neuron heatmaps do."""
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)
+    state = str(stored.attrs.get("state", "h"))  # the state whose KL ranked the neurons (ablation.state)
     if len(stored.ablations) != len(table):
         raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
     shown = []  # (head, effect, start, stop) per layer
@@ -271,7 +273,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         best = tops["perplexity_change_pct"].abs().idxmax()
         row = table.loc[best]
         effect = stored.effect(int(best))
-        rank = f"KL rank {row['kl_rank']}" if pd.notna(row["kl_rank"]) else "random"
+        rank = f"KL rank {row['kl_rank']} of {state}" if pd.notna(row["kl_rank"]) else "random"
         shown.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
                       f"{row['perplexity_change_pct']:+.2f} % without it", effect,
                       *effect_passage(effect, passage_tokens, avoid)))

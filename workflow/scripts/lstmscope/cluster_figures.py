@@ -19,7 +19,9 @@ import pandas as pd
 from matplotlib.transforms import offset_copy
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
+from .cluster_measures import runs
 from .figures import plt, save_figure, text_width_pt
+from .heatmap import HEADING_SETTLE, passage_avoid
 from .points import view_order
 from .top_words import parse_top_words
 
@@ -295,23 +297,77 @@ def _top_word(top_words: str) -> str:
     return f"most frequent word \u201c{word}\u201d, {count}\u00d7"
 
 
+def outside_spans(table: pd.DataFrame, clusters: pd.DataFrame, avoid: np.ndarray | None,
+                  span_words: int = 12) -> pd.DataFrame:
+    """``clusters`` (:func:`lstmscope.cluster_measures.cluster_table` of ``table``) with each cluster's longest span
+    (``longest_span_start``, ``_length``, ``_text``) found again among the runs of one cluster that hold no token of
+    ``avoid`` (a mask over ``table`` in text order; ``None``: the table's spans as they are). A cluster whose every
+    token is avoided has no span: length 0, start -1, text ""."""
+    if avoid is None:
+        return clusters
+    table = table.sort_values("position", kind="stable").reset_index(drop=True)
+    avoid = np.asarray(avoid, dtype=bool)
+    if len(avoid) != len(table):
+        raise ValueError(f"{len(avoid)} tokens to avoid marked but {len(table)} tokens in the table")
+    words = table["word"].astype(str).tolist()
+    positions = table["position"].to_numpy()
+    labels = np.where(avoid, 0, table["cluster"].to_numpy())  # clusters are numbered from 1: 0 breaks every run
+    starts, lengths, run_labels = runs(labels)
+    out = clusters.copy()
+    found = []
+    for k in out["cluster"]:
+        mine = np.flatnonzero(run_labels == k)
+        if not len(mine):
+            found.append((-1, 0, ""))
+            continue
+        best = mine[np.argmax(lengths[mine])]  # the first longest
+        s, length = int(starts[best]), int(lengths[best])
+        text = " ".join(words[s:s + min(length, span_words)]) + (" \u2026" if length > span_words else "")
+        found.append((int(positions[s]), length, text))
+    out["longest_span_start"] = [f[0] for f in found]
+    out["longest_span_length"] = [f[1] for f in found]
+    out["longest_span_text"] = [f[2] for f in found]
+    return out
+
+
+AVOIDED_COLOUR = "0.88"  # the tokens no span may hold, shaded behind the marks
+
+
 def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spans: int,
-                    png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
+                    png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150, passage: str = "prose") -> None:
     """Fig. 5.12: each token's cluster against its text position; below, the ``spans`` longest spans of the text
-    that stay in one cluster, each cluster's longest (the longest first; ties: the lower cluster number)."""
-    table = table.sort_values("position", kind="stable")
+    that stay in one cluster, each cluster's longest (the longest first; ties: the lower cluster number). With
+    ``passage`` ``prose`` (``heatmap.passage``, as the text heatmaps) a span holds none of the tokens
+    :func:`lstmscope.heatmap.passage_avoid` marks: section headings, the blank lines around them and the
+    :data:`~lstmscope.heatmap.HEADING_SETTLE` tokens after them (shaded grey); ``active``: any tokens."""
+    table = table.sort_values("position", kind="stable").reset_index(drop=True)
     pos, c = table["position"].to_numpy(), table["cluster"].to_numpy()
-    shown = clusters.sort_values(["longest_span_length", "cluster"], ascending=[False, True], kind="stable").head(spans)
+    avoid = passage_avoid(table["word"].astype(str).tolist(), passage)
+    if avoid is not None and not avoid.any():
+        avoid = None  # a text without headings: nothing to leave out, nothing to say
+    clusters = outside_spans(table, clusters, avoid)
+    shown = clusters[clusters["longest_span_length"] > 0]
+    shown = shown.sort_values(["longest_span_length", "cluster"], ascending=[False, True], kind="stable").head(spans)
     span_lines = [f"\u25bc cluster {r.cluster} ({tokens(r.size)}; {_top_word(r.top_words)}): longest span "
                   f"{tokens(r.longest_span_length)} from position {r.longest_span_start}: "
                   f"\u201c{r.longest_span_text}\u201d"
                   for r in shown.itertuples()]
+    if avoid is not None:
+        note = (f"Spans leave out the section headings, the blank lines around them and the {HEADING_SETTLE} tokens "
+                f"after each (shaded grey; heatmap.passage: {passage}).")
+        if not len(shown):
+            note += " No span of one cluster lies outside them."
+        span_lines.insert(0, note)
     wrapped = [_wrap(line, 160) for line in span_lines]
     text_lines = max(0, sum(w.count("\n") + 1 for w in wrapped) + len(wrapped) - 1)
     n_clusters = int(c.max())
     fig = plt.figure(figsize=(12, 3.5 + 0.12 * min(n_clusters, 40) + 0.17 * text_lines))
     grid = fig.add_gridspec(2, 1, height_ratios=[3.5 + 0.12 * min(n_clusters, 40), 0.17 * text_lines + 0.2])
     ax = fig.add_subplot(grid[0])
+    if avoid is not None:  # each stretch of avoided tokens, behind everything
+        starts, lengths, flags = runs(avoid)
+        for s, length in zip(starts[flags], lengths[flags]):
+            ax.axvspan(pos[s] - 0.5, pos[s + length - 1] + 0.5, color=AVOIDED_COLOUR, linewidth=0, zorder=0)
     ax.scatter(pos, c, c=cluster_colours(c), s=6 if len(pos) < 5000 else 2, marker="|", linewidths=0.8,
                rasterized=True)
     ax.set_xlabel("position in the text (tokens)")

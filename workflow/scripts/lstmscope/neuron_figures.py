@@ -152,12 +152,20 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
     save_figure(fig, png, svg, dpi=dpi)
 
 
+def _number(value: float) -> str:
+    """A value in a title: 3 significant digits, a true minus sign, no "-0"."""
+    text = f"{float(value):.3g}"
+    return "0" if float(text) == 0 else text.replace("-", "\u2212")
+
+
 def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, png: str | os.PathLike,
                        svg: str | os.PathLike, title: str, dead_threshold: float, dead_fraction: float,
                        dpi: int = 150) -> dict:
     """Fig. 5.6: the neuron with the largest share of near-zero values, against its layer average.
 
-    When no neuron passes the dead threshold, the most nearly dead one is drawn and the title says so.
+    When no neuron is dead, the neuron with the largest share of values within ±``dead_threshold`` is drawn all the
+    same, and the title says just that, with its range of values: such a neuron is often one of one sign resting at
+    zero (its values all on one side of 0), not the spike at zero of a dead one.
     """
     best = table.sort_values(["near_zero_fraction", "layer", "state", "neuron"], ascending=[False, True, True, True],
                              kind="stable").iloc[0]
@@ -177,10 +185,15 @@ def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, pn
         ax.set_ylabel("density (log)")
         ax.legend(fontsize=7, framealpha=0.8)
     axes[1].set_title("zoom on zero", fontsize=9)
-    verdict = (f"dead: {best['near_zero_fraction']:.1%} of values within ±{dead_threshold:g} (> {dead_fraction:.0%})"
-               if bool(best["dead"]) else
-               f"no dead neuron; the most nearly dead has {best['near_zero_fraction']:.1%} within ±{dead_threshold:g}")
-    axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}: {verdict}", fontsize=9)
+    share = f"{best['near_zero_fraction']:.1%}"
+    if bool(best["dead"]):
+        verdict = f": dead: {share} of values within ±{dead_threshold:g} (> {dead_fraction:.0%})"
+    else:  # not "the most nearly dead": the largest share near zero is often a one-signed neuron resting at 0
+        low, high = float(best["min"]), float(best["max"])
+        sign = ", all below 0" if high < 0 else ", all above 0" if low > 0 else ""
+        verdict = (f" (values {_number(low)} to {_number(high)}{sign})\nlargest share of values within "
+                   f"±{dead_threshold:g}: {share}; no neuron is dead (> {dead_fraction:.0%})")
+    axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}{verdict}", fontsize=9)
     n_layers, n_states = table["layer"].nunique(), table["state"].nunique()
     fig.suptitle(f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} layer{'s' * (n_layers != 1)} × "
                  f"{n_states} state{'s' * (n_states != 1)} × {len(table) // max(1, n_layers * n_states)})", fontsize=10)
@@ -225,26 +238,38 @@ def mean_abs_table(divergence_paths: Sequence[str | os.PathLike]) -> pd.DataFram
 def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                                dpi: int = 150) -> None:
     """Fig. 5.7: mean |activation| of every layer x state against dropout, one point per model; the layers of
-    one state share the y scale, so they compare at a glance (h and c have scales of their own)."""
+    one state share the y scale, so they compare at a glance (h and c have scales of their own). One legend for the
+    figure, below the panels (a legend inside a panel covered its quartile band): h's entries under the h column,
+    c's under the c column."""
     pairs = sorted({(int(r.layer), str(r.state)) for r in summary.itertuples()})
     layers = sorted({p[0] for p in pairs})
     fig, axes = plt.subplots(len(layers), 2, figsize=(9, 3 * len(layers)), squeeze=False, sharey="col")
+    legend: dict[str, tuple] = {}  # state -> its (band, points), for the figure's legend
     for (layer, state) in pairs:
         ax = axes[layers.index(layer), ("h", "c").index(state)]
         s = summary[(summary["layer"] == layer) & (summary["state"] == state)].sort_values("dropout")
         by_d = s.groupby("dropout")
-        ax.fill_between(by_d["q25"].mean().index, by_d["q25"].mean(), by_d["q75"].mean(), alpha=0.2,
-                        color=STATE_COLOUR[state], label="middle half of the neurons (quartiles)")
+        band = ax.fill_between(by_d["q25"].mean().index, by_d["q25"].mean(), by_d["q75"].mean(), alpha=0.2,
+                               color=STATE_COLOUR[state])
         ax.plot(by_d["mean_abs"].mean().index, by_d["mean_abs"].mean(), color=STATE_COLOUR[state], lw=1)
-        ax.scatter(s["dropout"], s["mean_abs"], color=STATE_COLOUR[state], s=18, zorder=3, label="mean over the neurons (one point per model)")
+        points = ax.scatter(s["dropout"], s["mean_abs"], color=STATE_COLOUR[state], s=18, zorder=3)
+        legend.setdefault(state, (band, points))
         ax.set_title(f"layer {layer}, {STATE_NAME[state]}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylabel("mean |activation|")
-        ax.legend(fontsize=7, loc="best", framealpha=0.8)
     for ax in axes[0]:  # from 0, once every layer is drawn (each column's scale reaches its largest value)
         ax.set_ylim(bottom=0)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    handles, labels = [], []  # column by column: h's two entries, then c's (ncol=2 fills the columns in turn)
+    for state in ("h", "c"):
+        if state in legend:
+            handles += list(legend[state])
+            labels += [f"{state}: middle half of the neurons (quartiles)",
+                       f"{state}: mean over the neurons (one point per model)"]
+    if handles:  # under the panels, outside every axes (save_figure's crop keeps it)
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(legend), fontsize=8,
+                   frameon=False)
     save_figure(fig, png, svg, dpi=dpi)
 
 
