@@ -116,6 +116,32 @@ def test_an_activations_file_of_another_checkpoint_is_refused(tiny, tmp_path, ca
     assert "was dumped from another checkpoint than" in err and "dead.pt" in err
 
 
+@pytest.mark.parametrize("beyond", [0, 90000, -1])
+def test_token_ids_outside_the_models_vocabulary_are_refused_naming_file_id_and_size(tiny, tmp_path, capsys, beyond):
+    """A file of this checkpoint (its checkpoint_sha256) whose ids the embedding lacks gave torch's traceback
+    "IndexError: index out of range in self", naming neither the file nor the id."""
+    vocab = load_checkpoint(tiny.checkpoint)[0].config.vocab_size
+    bad_id = vocab + beyond if beyond >= 0 else beyond
+    damaged = tmp_path / "ids.h5"
+    damaged.write_bytes(tiny.activations.read_bytes())
+    with h5py.File(damaged, "r+") as f:
+        ids = f["tokens/ids"]
+        ids[5] = bad_id
+        if beyond == 0:
+            ids[7] = vocab + 3  # the largest, after the first one out of range
+        largest = int(ids[:].max())
+    csv = tmp_path / "t.csv"
+    assert main([str(tiny.checkpoint), str(damaged), "-n", "1:1", "-o", str(csv)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err == (f"lstmscope-ablate: error: {damaged}: tokens/ids gives token 5 id {bad_id}, and "
+                                       f"its largest id is {largest}, but the vocabulary of {tiny.checkpoint} has "
+                                       f"{vocab} words (ids 0-{vocab - 1}): was it dumped with another vocabulary?")
+    assert not csv.exists()
+    # read only the tokens before it: nothing out of range, nothing refused
+    assert main([str(tiny.checkpoint), str(damaged), "-n", "1:1", "--tokens", "5", "-o", str(csv)]) == 0
+    assert csv.exists()
+
+
 def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):
     assert main([str(tiny.activations), str(tiny.checkpoint), "-n", "1:1"]) == 1  # the two swapped
     err = capsys.readouterr().err.strip()

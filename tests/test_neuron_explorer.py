@@ -208,7 +208,30 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     assert result["options"] > 1
     assert result["outline"] == ({"found": 30, "neuronChanged": 0} if show == "p"
                                  else {"found": 30, "scaleChanged": 30, "neuronChanged": 0})
-    assert result["tooltip"].startswith(f"token {TEXT.offset + 3}: {words[3]} · h ")
+    # numbered from the text's start, as the heatmaps' titles and lstmscope-heatmap --start; the text starts at
+    # TEXT.offset > 0 in its split, and that position is given beside it
+    assert TEXT.offset > 0
+    assert result["tooltip"].startswith(f"token 3 (split position {TEXT.offset + 3}): {words[3]} · h ")
+
+
+@pytest.mark.browser
+def test_browser_tooltip_of_a_text_at_the_start_of_its_split_gives_the_token_alone(chromium, tiny, divergence_csv,  # noqa: F811
+                                                                                    tmp_path):
+    """texts.<name>.offset 0 (the default texts): the token's number is its position in the split too, so the
+    tooltip gives it once."""
+    at_start = tmp_path / "offset0.h5"
+    at_start.write_bytes(tiny.activations.read_bytes())
+    with h5py.File(at_start, "r+") as f:
+        f.attrs["offset"] = 0
+        words = [w.decode() for w in f["tokens/words"][:]]
+    out = tmp_path / "offset0.html"
+    build_neuron_explorer(at_start, divergence_csv, out, K, 30, "t")
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', out.read_text(), flags=re.S).group(1))
+    assert data["offset"] == 0
+    neuron = data["views"][3]["neurons"][0]["neuron"]
+    result = selftest(chromium, out, f"2:{neuron}:c:range", tmp_path)
+    assert result["errors"] == [], result["errors"]
+    assert result["tooltip"].startswith(f"token 3: {words[3]} · h ")
 
 
 @pytest.mark.browser

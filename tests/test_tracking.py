@@ -197,3 +197,30 @@ def test_a_tracking_table_short_of_a_column_or_empty_is_one_error_naming_it(tiny
         tracking_summary([good, bad], tmp_path / "s.csv")
     assert str(err.value) == f"{bad}: {said}"
     assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("rank_by", ["kl_pq", "kl_qp", "kl_sum"])
+def test_tracking_tables_say_what_the_ranks_follow_and_carry_its_value(tiny, divergence_csv, tmp_path, rank_by):
+    """divergence.rank_by kl_pq: with kl_sum alone beside it, "rank 1" could stand by a smaller kl_sum than rank 2;
+    both tables name the measure the ranks follow and hold its value (every table all three, one schema)."""
+    from lstmscope.divergence import neuron_divergence
+
+    div = neuron_divergence(divergence_csv.parent / "h.h5", tmp_path / "d.csv", tmp_path / "dead.csv", 1e-10, 0.01,
+                            0.9, rank_by=rank_by)
+    out = neuron_tracking(tiny.activations, tmp_path / "d.csv", tmp_path / "t.csv", top_k=3, top_words=3)
+    again = pd.read_csv(tmp_path / "t.csv")
+    assert (again["rank_by"] == rank_by).all() and len(again) == LAYERS * 2 * 3
+    keyed = div.set_index(["layer", "state", "neuron"])
+    for r in again.itertuples():
+        for m in ("kl_sum", "kl_pq", "kl_qp"):
+            assert getattr(r, m) == pytest.approx(keyed.loc[(r.layer, r.state, r.neuron), m], rel=1e-5)
+    for _, group in again.groupby(["layer", "state"]):  # the ranked measure falls with the rank
+        ordered = group.sort_values("rank")
+        assert ordered["rank"].tolist() == [1, 2, 3] and ordered[rank_by].is_monotonic_decreasing
+    summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
+    written = pd.read_csv(tmp_path / "s.csv")
+    assert list(written.columns) == list(summary.columns) and (written["rank_by"] == rank_by).all()
+    top = div[div["rank"] == 1].set_index(["layer", "state"])[rank_by]
+    assert [top[(r.layer, r.state)] for r in written.itertuples()] == pytest.approx(written[rank_by].tolist(),
+                                                                                   rel=2e-3)
+    assert list(out.columns[out.columns.get_loc("rank"):][:5]) == ["rank", "rank_by", "kl_sum", "kl_pq", "kl_qp"]

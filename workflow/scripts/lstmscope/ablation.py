@@ -228,12 +228,25 @@ def load_model_and_text(checkpoint_path: str | os.PathLike, activations_path: st
                                 "(checkpoint_sha256 differs)")
         n = int(f.attrs["n_tokens"]) if max_tokens is None else min(int(max_tokens), int(f.attrs["n_tokens"]))
         ids = f["tokens/ids"][:n].astype(np.int64)  # a prefix of a stream is the stream of the prefix
+        check_ids_in_vocabulary(ids, int(model.config.vocab_size), activations_path, checkpoint_path)
         words = read_words(f)[:n]
         stored = f["log_expectancy"][:n].astype(np.float64)
         attrs = {k: f.attrs[k] for k in ("model", "text", "dropout", "layers", "hidden_size")}
         attrs["n_tokens"] = n
         source_prov = str(f.attrs["provenance"])
     return ModelText(model, checkpoint_sha, ids, words, stored, attrs, source_prov)
+
+
+def check_ids_in_vocabulary(ids: np.ndarray, vocab_size: int, activations_path: str | os.PathLike,
+                            checkpoint_path: str | os.PathLike) -> None:
+    """The token ids the model reads must be rows of its embedding (0..vocab_size - 1): torch's own error,
+    "index out of range in self", names neither the file nor the id."""
+    if not len(ids) or (ids.min() >= 0 and ids.max() < vocab_size):
+        return
+    t = int(np.argmax((ids < 0) | (ids >= vocab_size)))  # the first id out of range
+    raise AblationError(f"{activations_path}: tokens/ids gives token {t} id {int(ids[t])}, and its largest id is "
+                        f"{int(ids.max())}, but the vocabulary of {checkpoint_path} has {vocab_size} words (ids "
+                        f"0-{vocab_size - 1}): was it dumped with another vocabulary?")
 
 
 def intact_log_probabilities(mt: ModelText, activations_path: str | os.PathLike,

@@ -132,6 +132,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     with open_activations(activations_path) as f:
         words = read_words(f)
         logp = f["log_expectancy"][:].astype(np.float64) / np.log(10)  # the file's natural log, as log10
+        # offset: where the text starts in its split; the page numbers tokens from the text's start, as every other
+        # output does, and gives offset + i beside that only as the split's position
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
         own_text = str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's: ranked on another text's table
         check_divergence_model(table, model, divergence_path)

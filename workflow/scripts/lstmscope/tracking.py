@@ -37,7 +37,7 @@ import pandas as pd
 
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import atomic_path
-from .divergence import ranked, read_divergence
+from .divergence import ranked, ranking_measure, read_divergence
 from .order import models_in_order
 from .wikitext import EOS, heading_tokens
 
@@ -176,7 +176,10 @@ def _fmt(pairs: list[tuple[str, float]]) -> str:
     return "; ".join(f"{w} ({v:+.2f})" for w, v in pairs)
 
 
-TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "mean"]
+# rank follows rank_by (divergence.rank_by: kl_sum, kl_pq or kl_qp, as in the divergence table); all three
+# measures are kept, so that every table has the same columns and the ranked one, row[row.rank_by], is there
+RANK_COLUMNS = ["rank", "rank_by", "kl_sum", "kl_pq", "kl_qp"]
+TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", *RANK_COLUMNS, "mean"]
                     + [f"{c}_{m}" for c in CONTEXTS for m in ("n", "mean_in", "mean_out", "diff", "d", "word_n",
                                                                "word_d")]
                     + ["strongest_context", "strongest_d", "strongest_word_d", "highest_words", "lowest_words"])
@@ -185,10 +188,12 @@ TRACKING_COLUMNS = (["model", "text", "dropout", "layer", "state", "neuron", "ra
 def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                     csv_path: str | os.PathLike, top_k: int | None, top_words: int) -> pd.DataFrame:
     """Context effects and extreme words of the ``top_k`` ranked neurons of every layer and state (None: every
-    live neuron)."""
+    live neuron), each with its ``rank``, the measure the ranks follow (``rank_by``, divergence.rank_by) and
+    the divergence table's ``kl_sum``, ``kl_pq`` and ``kl_qp``."""
     if (top_k is not None and top_k < 1) or top_words < 1:
         raise ActivationsError(f"divergence.track={top_k} and divergence.top_words={top_words}: must be >= 1")
     table = read_divergence(divergence_path)
+    measure = ranking_measure(table)  # what the ranks follow, written beside them
     rows = []
     with open_activations(activations_path) as f:
         if str(f.attrs["model"]) != str(table["model"].iloc[0]) or str(f.attrs["text"]) != str(table["text"].iloc[0]):
@@ -212,8 +217,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
             for r in top.itertuples():
                 v = values[:, int(np.searchsorted(cols, r.neuron))]
                 row = {"model": r.model, "text": r.text, "dropout": r.dropout, "layer": int(layer),
-                       "state": str(state), "neuron": int(r.neuron), "rank": int(r.rank), "kl_sum": r.kl_sum,
-                       "mean": float(v.mean())}
+                       "state": str(state), "neuron": int(r.neuron), "rank": int(r.rank), "rank_by": measure,
+                       "kl_sum": r.kl_sum, "kl_pq": r.kl_pq, "kl_qp": r.kl_qp, "mean": float(v.mean())}
                 row.update(context_effects(v, masks, groups))
                 # the context with the largest |d|; none where no context has an effect size (a constant neuron)
                 finite = [c for c in CONTEXTS if np.isfinite(row[f"{c}_d"])]
@@ -232,7 +237,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
     return out
 
 
-SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "rank", "kl_sum", "strongest_context",
+SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", *RANK_COLUMNS, "strongest_context",
                    "strongest_d", "strongest_word_d", *[f"{c}_d" for c in CONTEXTS], "highest_words", "lowest_words"]
 
 
