@@ -142,6 +142,24 @@ def test_token_ids_outside_the_models_vocabulary_are_refused_naming_file_id_and_
     assert csv.exists()
 
 
+def test_non_finite_activations_are_refused_not_held_as_a_nan_mean(tiny, tmp_path, capsys):
+    """A removed unit is held at its mean h over the tokens read: one NaN in the file made that mean NaN, every
+    probability NaN, and the command wrote a table of NaN with exit status 0."""
+    damaged = tmp_path / "nan.h5"
+    damaged.write_bytes(tiny.activations.read_bytes())
+    with h5py.File(damaged, "r+") as f:
+        f["layer1/h"][20, 3] = np.nan
+        f["layer1/h"][30, 7] = np.inf
+    csv = tmp_path / "t.csv"
+    assert main([str(tiny.checkpoint), str(damaged), "-n", "1:1", "-o", str(csv)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"lstmscope-ablate: error: {damaged}: layer1/h holds non-finite values")
+    assert "in 2 units (first: neuron 3): the file is damaged; dump it again" in err
+    assert not csv.exists()
+    # the tokens before the damaged one are fine
+    assert main([str(tiny.checkpoint), str(damaged), "-n", "1:1", "--tokens", "20", "-o", str(csv)]) == 0
+
+
 def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):
     assert main([str(tiny.activations), str(tiny.checkpoint), "-n", "1:1"]) == 1  # the two swapped
     err = capsys.readouterr().err.strip()

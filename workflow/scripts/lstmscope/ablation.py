@@ -128,6 +128,11 @@ def unit_means(activations_path: str | os.PathLike, layers: Sequence[int], token
                 if start >= tokens:
                     break
                 total += block[:tokens - start].sum(axis=0, dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(total))
+            if len(bad):  # a NaN held value would make every probability NaN: a table of NaN, no error
+                raise AblationError(f"{activations_path}: layer{int(layer)}/h holds non-finite values (NaN or inf) "
+                                    f"among its first {tokens} tokens, in {len(bad)} unit{'s' * (len(bad) > 1)} "
+                                    f"(first: neuron {int(bad[0])}): the file is damaged; dump it again")
             out[int(layer)] = total / tokens
     return out
 
