@@ -160,6 +160,17 @@ def test_non_finite_activations_are_refused_not_held_as_a_nan_mean(tiny, tmp_pat
     assert main([str(tiny.checkpoint), str(damaged), "-n", "1:1", "--tokens", "20", "-o", str(csv)]) == 0
 
 
+def test_more_tokens_than_the_text_has_are_read_as_the_whole_text_and_said(tiny, capsys):
+    """--tokens beyond the text read the whole text without a word; the table's `tokens` said so only there."""
+    with h5py.File(tiny.activations, "r") as f:
+        n = int(f.attrs["n_tokens"])
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", str(n + 1000)]) == 0
+    captured = capsys.readouterr()
+    assert f"lstmscope-ablate: note: the text has {n} tokens: all of them read, not --tokens {n + 1000}\n" in captured.err
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", str(n)]) == 0
+    assert "all of them read" not in capsys.readouterr().err
+
+
 def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):
     assert main([str(tiny.activations), str(tiny.checkpoint), "-n", "1:1"]) == 1  # the two swapped
     err = capsys.readouterr().err.strip()

@@ -139,6 +139,17 @@ def test_ward_refuses_more_points_than_the_limit_naming_it():
     assert ward_linkage(points[:1000], n_clusters=5, max_points=1000).max() == 4
 
 
+def test_a_table_with_a_token_twice_is_refused_naming_it(tsne_points, tmp_path):
+    """A position twice (a table joined or edited by hand) was clustered and counted twice without a word."""
+    table = pd.read_csv(tsne_points, keep_default_na=False, dtype={"word": str})
+    doubled = tmp_path / "doubled.csv"
+    pd.concat([table, table.iloc[[17, 40]]]).to_csv(doubled, index=False)
+    position = table["position"].iloc[17]
+    with pytest.raises(ValueError, match=rf"doubled.csv: position {position} is in the table more than once \(2 "):
+        read_embedding(doubled)
+    assert len(read_embedding(tsne_points)) == len(table)
+
+
 def test_bad_cuts_are_refused():
     points = mixture(50)
     with pytest.raises(ValueError, match="exactly one of n_clusters and distance_threshold"):

@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: an output being written is already removed
         print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
         return stop_status(exc)
+    read = int(table["tokens"].iloc[0])
+    if args.tokens is not None and read < args.tokens:
+        print(f"{PROG}: note: the text has {read} tokens: all of them read, not --tokens {args.tokens}", file=sys.stderr)
     if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)

@@ -45,4 +45,9 @@ def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDIN
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    if "position" in table.columns:  # a token twice would be clustered, counted and drawn twice
+        twice = table["position"][table["position"].duplicated()]
+        if len(twice):
+            raise ValueError(f"{path}: position {twice.iloc[0]} is in the table more than once ({len(twice)} "
+                             "repeated rows); each token's position once")
     return table
