@@ -167,6 +167,10 @@ def _edited(src, dst, line: int, column: str, value: str):
     ("state", "x", "column state must hold h or c; line 5 has 'x'"),
     ("kl_sum", "x", "column kl_sum must hold numbers; line 5 has 'x'"),
     ("dead", "maybe", "column dead must hold True or False; line 5 has 'maybe'"),
+    ("kl_sum", "nan", "column kl_sum must hold finite numbers for a live neuron; line 5 has nan"),
+    ("kl_qp", "inf", "column kl_qp must hold finite numbers for a live neuron; line 5 has inf"),
+    ("rank", "", "column rank must hold a rank for every live neuron; line 5 has <NA>"),
+    ("rank", "1", r"line \d+ repeats rank 1 of layer 1 h; each live neuron of a layer and state has a rank of its own"),
     ("text", "train", r"the rows of 2 texts \(test, train\); a divergence table is one model's, of one text"),
 ])
 def test_an_edited_or_mixed_divergence_table_is_refused_naming_the_line(dead_model_tables, tmp_path, column, value,

@@ -161,6 +161,17 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         i = int(np.argmax(twice.to_numpy()))
         r = table.iloc[i]
         raise HistogramError(f"{path}: line {i + 2} repeats layer {r['layer']} {r['state']} neuron {r['neuron']}")
+    live = ~table["dead"]
+    for col in ("kl_pq", "kl_qp", "kl_sum"):  # what the ranking and every page show of a live neuron
+        refuse(live & ~np.isfinite(table[col].to_numpy(dtype=np.float64)), col, "finite numbers for a live neuron")
+    refuse(live & table["rank"].isna(), "rank", "a rank for every live neuron")
+    refuse(~live & table["rank"].notna(), "rank", "no rank for a dead neuron")
+    same_rank = live & table.duplicated(["layer", "state", "rank"])
+    if same_rank.any():  # "rank 1" twice: the top neurons would be whichever came first
+        i = int(np.argmax(same_rank.to_numpy()))
+        r = table.iloc[i]
+        raise HistogramError(f"{path}: line {i + 2} repeats rank {r['rank']} of layer {r['layer']} {r['state']}; "
+                             "each live neuron of a layer and state has a rank of its own")
     return table
 
 
