@@ -377,3 +377,34 @@ def test_auto_warns_when_slurm_gave_a_gpu_that_torch_cannot_use(monkeypatch, cap
         f"training.device is 'auto' and the job was given a GPU (SLURM_JOB_GPUS=0) but torch {torch.__version__} sees "
         "no CUDA device, so it computes on the CPU (a CPU build of torch? with --sdm conda, create the environments "
         "with CONDA_OVERRIDE_CUDA set, e.g. 12.4; or set training.device: cpu and a CPU partition)"]
+
+
+@pytest.mark.parametrize("key,token,value,said", [
+    ("expectancy", 5, 1.5, "expectancy of token 5 is 1.5, which no probability is"),
+    ("expectancy", 7, -0.25, "expectancy of token 7 is -0.25, which no probability is"),
+    ("expectancy", 9, np.nan, "expectancy of token 9 is nan, which no probability is"),
+    ("log_expectancy", 11, 0.5, "log_expectancy of token 11 is 0.5, which no log-probability is"),
+])
+def test_an_expectancy_no_probability_has_is_refused_naming_file_and_token(tiny, tmp_path, capsys, key, token, value,
+                                                                          said):
+    """p > 1, p < 0 or NaN after the first token (a damaged file) were drawn as colours: the heatmap, both explorers
+    and lstmscope-heatmap --expectancy wrote their output with exit status 0. Token 0's NaN (no context) is fine."""
+    from lstmscope.activations_file import read_expectancy
+    from lstmscope.heatmap_cli import main
+
+    with open_activations(tiny.activations) as f:
+        p, logp = read_expectancy(f), read_expectancy(f, log=True)
+    assert np.isnan(p[0]) and np.all((p[1:] > 0) & (p[1:] <= 1)) and np.allclose(np.log(p[1:]), logp[1:], atol=1e-5)
+    damaged = tmp_path / "bad.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f[key][token] = value
+    with open_activations(damaged) as f:
+        with pytest.raises(ActivationsError, match=re.escape(f"{damaged}: {said}")):
+            read_expectancy(f, log=key == "log_expectancy")
+        assert len(read_expectancy(f, 0, token, log=key == "log_expectancy")) == token  # before it: fine
+    if key == "expectancy":
+        out = tmp_path / "e.png"
+        assert main([str(damaged), "--expectancy", "--start", "0", "--tokens", "20", "-o", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and said in err and not out.exists()

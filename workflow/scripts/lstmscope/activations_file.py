@@ -117,3 +117,21 @@ def read_words(f: h5py.File, split: bool = False) -> list[str]:
 
 def layers_and_states(f: h5py.File) -> list[tuple[int, str]]:
     return [(k, s) for k in range(1, int(f.attrs["layers"]) + 1) for s in STATES]
+
+
+def read_expectancy(f: h5py.File, start: int = 0, stop: int | None = None, log: bool = False) -> np.ndarray:
+    """The expectancy p(w_t | w_<t) of tokens [``start``, ``stop``) (``log``: its natural log) as float64. A value no
+    such probability has (NaN except at token 0, which has no context; p outside [0, 1]; log p above 0) is an
+    :class:`ActivationsError` naming the file, the token and the value: a figure or page would draw it as a colour."""
+    key = "log_expectancy" if log else "expectancy"
+    values = f[key][start:stop].astype(np.float64)
+    tokens = np.arange(start, start + len(values))
+    slack = 1e-6  # float32's rounding of a probability of 1
+    outside = values > slack if log else (values < 0) | (values > 1 + slack)
+    bad = (np.isnan(values) & (tokens != 0)) | outside | (np.isposinf(values))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ActivationsError(f"{f.filename}: {key} of token {int(tokens[i])} is {values[i]:g}, which no "
+                               f"{'log-probability' if log else 'probability'} is (the file is damaged; dump it "
+                               "again)")
+    return values

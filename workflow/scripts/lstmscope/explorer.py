@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .activations_file import ActivationsError, open_activations, read_words
+from .activations_file import ActivationsError, open_activations, read_expectancy, read_words
 from .atomic import write_text
 from .cluster import read_clusters
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER, colour_table, expectancy_low
@@ -48,7 +48,7 @@ def log10_expectancy(activations: str | os.PathLike, words: list[str], first_pos
         if read_words(f)[first_position:stop] != words:
             raise ActivationsError(f"{activations}: its tokens {first_position}..{stop - 1} are not the words of the "
                                    "cluster tables (another text or passage)")
-        return f["log_expectancy"][first_position:stop].astype(np.float64) / np.log(10)  # natural log in the file
+        return read_expectancy(f, first_position, stop, log=True) / np.log(10)  # natural log in the file
 
 
 def explorer_data(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], title: str,

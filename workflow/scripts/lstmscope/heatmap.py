@@ -35,7 +35,7 @@ from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Rectangle
 
-from .activations_file import open_activations, read_words, state_dataset
+from .activations_file import open_activations, read_expectancy, read_words, state_dataset
 from .colours import VALUE_CMAP, check_expectancy_floor
 from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as, text_width_pt
@@ -438,7 +438,7 @@ def expectancy_heatmap(activations_path: str | os.PathLike, png: str | os.PathLi
     with open_activations(activations_path) as f:
         n = min(tokens, int(f.attrs["n_tokens"]))
         words = read_words(f)[:n]
-        p = f["expectancy"][:n].astype(np.float64)
+        p = read_expectancy(f, 0, n)
         model, text = str(f.attrs["model"]), str(f.attrs["text"])
     ppl = math.exp(-np.nanmean(np.log(p))) if np.isfinite(p).any() else math.nan
     block = expectancy_block(f"{model}, text {text}, tokens 0-{n - 1}: expectancy p(word | preceding words); "

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
-from .activations_file import ActivationsError, open_activations, read_words, state_dataset
+from .activations_file import ActivationsError, open_activations, read_expectancy, read_words, state_dataset
 from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
                   writing)
 from .figures import FORMATS, figure_format
@@ -184,7 +184,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
     span = f"tokens {begin}-{stop - 1}"
     blocks = []
     if expectancy:
-        p = f["expectancy"][begin:stop].astype(np.float64)
+        p = read_expectancy(f, begin, stop)
         blocks.append(expectancy_block(f"{span}: expectancy p(word | preceding words)", words, p, "p",
                                        expectancy_floor))
     for layer, neuron in neurons:

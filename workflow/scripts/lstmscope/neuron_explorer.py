@@ -31,7 +31,8 @@ from matplotlib import colormaps
 
 from .ablation_figures import Removal, removal_effects, removal_phrase
 from .ablation_file import AblationError, check_divergence_model
-from .activations_file import ActivationsError, layers_and_states, open_activations, read_words, state_dataset
+from .activations_file import (ActivationsError, layers_and_states, open_activations, read_expectancy,
+                               read_words, state_dataset)
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
@@ -131,7 +132,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     views, series = [], {}
     with open_activations(activations_path) as f:
         words = read_words(f)
-        logp = f["log_expectancy"][:].astype(np.float64) / np.log(10)  # the file's natural log, as log10
+        logp = read_expectancy(f, log=True) / np.log(10)  # the file's natural log, as log10
         # offset: where the text starts in its split; the page numbers tokens from the text's start, as every other
         # output does, and gives offset + i beside that only as the split's position
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
