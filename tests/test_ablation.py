@@ -241,7 +241,9 @@ def test_the_table_refuses_a_divergence_table_or_file_that_does_not_belong(tiny,
     div = pd.read_csv(divergence_csv)
     other = div.assign(model="d0.5_r0")
     unranked = div.copy()
-    unranked.loc[(div.layer == first.layer) & (div.state == "h") & (div.neuron == first.neurons[0]), "rank"] = np.nan
+    removed = (div.layer == first.layer) & (div.state == "h") & (div.neuron == first.neurons[0])
+    unranked.loc[removed, "rank"] = np.nan  # dead in that table (a live neuron without a rank: read_divergence's)
+    unranked.loc[removed, "dead"] = True
     twice = pd.concat([div, div.iloc[[3]]])
     for name, table, message, error in [
             ("other", other, r"other\.csv is the divergence table of model d0\.5_r0, not of model "
@@ -380,8 +382,13 @@ def _neuron(f, a, value):
     (lambda f: f["ablation/layer"].__setitem__(0, LAYERS + 1),
      rf"ablation/layer\[0\] is {LAYERS + 1}; the file's layers are 1\.\.{LAYERS}"),
     (lambda f: f.__delitem__("ablation/group"), r"dataset 'ablation/group' is missing \(file incomplete or corrupt\)"),
+    (lambda f: f["log_prob/ablated"].__setitem__((2, 30), np.nan),
+     r"log_prob/ablated of ablation 2, token 30 is nan, which no log-probability is \(the file is damaged; run the ablation again\)"),
+    (lambda f: f["log_prob/intact"].__setitem__(12, 0.7),
+     r"log_prob/intact of token 12 is 0.7, which no log-probability is \(the file is damaged; run the ablation again\)"),
 ], ids=["short-group", "short-layer", "few-rows", "short-columns", "short-intact", "short-words", "1d-neurons",
-        "int-log-probs", "neuron-beyond", "negative-neuron", "no-neuron", "layer-beyond", "no-group"])
+        "int-log-probs", "neuron-beyond", "negative-neuron", "no-neuron", "layer-beyond", "no-group", "nan-ablated",
+        "positive-intact"])
 def test_a_malformed_ablation_file_is_refused_in_one_line_naming_file_and_key(small_ablation, tmp_path, edit, message):
     stored = read_ablation(small_ablation)  # the file as written: 2 removals in each of the 2 layers, 60 tokens
     assert stored.ablated.shape == (4, 60) and [len(a.neurons) for a in stored.ablations] == [1, 1, 1, 1]

@@ -137,6 +137,19 @@ def _check_units(path: str | os.PathLike, attrs: dict[str, Any], layers: np.ndar
             raise AblationError(f"{path}: ablation/neurons[{a}] names no neuron")
 
 
+def _check_log_probabilities(path: str | os.PathLike, intact: np.ndarray, ablated: np.ndarray) -> None:
+    """log p of every token read but the first (no context, NaN): finite or -inf (p rounded to 0), at most 0; else
+    the figures and tables would be drawn from NaN."""
+    for key, values in (("log_prob/intact", intact[None, :]), ("log_prob/ablated", ablated)):
+        rest = values[:, 1:]
+        bad = np.isnan(rest) | (rest > 1e-6)
+        if bad.any():
+            row, col = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            where = f"token {col + 1}" if key == "log_prob/intact" else f"ablation {row}, token {col + 1}"
+            raise AblationError(f"{path}: {key} of {where} is {rest[row, col]:g}, which no log-probability is (the "
+                                "file is damaged; run the ablation again)")
+
+
 def read_ablation(path: str | os.PathLike) -> AblationFile:
     """Read an ablation file; errors name the file and the missing or inconsistent key."""
     with open_hdf5(path, FORMAT, "ablation", AblationError) as f:
@@ -161,6 +174,7 @@ def read_ablation(path: str | os.PathLike) -> AblationFile:
         raise AblationError(f"{path}: log_prob/intact has {len(intact)} entries, attribute n_tokens says "
                             f"{attrs['n_tokens']!r}")
     _check_units(path, attrs, layers, units)
+    _check_log_probabilities(path, intact, ablated)
     abls = [Ablation(int(layer), tuple(int(j) for j in row if j >= 0), group)
             for layer, row, group in zip(layers, units, groups)]
     return AblationFile(attrs, words, intact, ablated, abls)
