@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -380,6 +381,16 @@ def test_a_number_yaml_reads_as_text_is_refused_saying_how_to_write_it():
         validate_config(config, SCHEMA)
     assert str(err.value) == ("config key training.lr: '1e-3' is not of type number (YAML reads 1e-3 as text: write "
                               "it 0.001)")
+    for text, spelled in (("1e-7", "1.0e-7"), ("5e-5", "5.0e-5"), ("1e20", "1.0e+20")):  # what YAML reads as a number
+        config["training"]["lr"] = yaml.safe_load(f"x: {text}")["x"]
+        with pytest.raises(ConfigError, match=re.escape(f"(YAML reads {text} as text: write it {spelled})")):
+            validate_config(config, SCHEMA)
+        assert isinstance(yaml.safe_load(f"x: {spelled}")["x"], float)
+    for text in ("a: b", "[x", "{", "- 1"):  # quoted text that is no YAML value alone: the plain message, no hint
+        config["training"]["lr"] = text
+        with pytest.raises(ConfigError) as err:
+            validate_config(config, SCHEMA)
+        assert str(err.value) == f"config key training.lr: {text!r} is not of type number"
 
 
 def test_a_key_given_twice_in_a_config_file_is_an_error_naming_file_line_and_key(tmp_path):
@@ -398,6 +409,11 @@ def test_a_key_given_twice_in_a_config_file_is_an_error_naming_file_line_and_key
                               "the last one's settings: merge them")
     with pytest.raises(ConfigError, match=r"nested.yaml, line 4: key 'epochs' given twice \(first on line 2\)"):
         check_config_files([nested])
+    odd = tmp_path / "odd.yaml"  # a key YAML cannot hash: left to Snakemake's reading (no TypeError here)
+    odd.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.safe_load(odd.read_text())
+    check_config_files([odd])
 
 
 def test_text_in_a_config_file_is_not_read_as_a_number():

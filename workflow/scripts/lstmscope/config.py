@@ -13,7 +13,7 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable
 
 import jsonschema
 import yaml
@@ -63,14 +63,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "type":
         types = " or ".join(s) if isinstance(s, list) else s
         hint = ""
-        if (isinstance(error.instance, str) and ("number" in str(s) or "integer" in str(s))
-                and isinstance(yaml.safe_load(f"x: {error.instance}")["x"], str)):  # not quoted: YAML read it so
-            try:
-                number = float(error.instance)
-            except ValueError:
-                pass
-            else:  # YAML 1.1 reads 1e-3 (no dot) as text; 1.0e-3 is a number
-                hint = f" (YAML reads {error.instance} as text: write it {number!r})" if math.isfinite(number) else ""
+        if isinstance(error.instance, str) and ("number" in str(s) or "integer" in str(s)):
+            hint = _number_hint(error.instance)
         return f"config key {key}: {error.instance!r} is not of type {types}{hint}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
@@ -83,6 +77,24 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
         return f"config key {key}: {error.message}"
     return f"config key {key}: {error.message}"
+
+
+def _number_hint(text: str) -> str:
+    """Where YAML 1.1 reads ``text`` unquoted as text although it is a number (``1e-3``: no dot), how to write it
+    so that YAML reads a number (a dot, and a signed exponent: ``1.0e-7``); else nothing."""
+    try:
+        if not isinstance(yaml.safe_load(f"x: {text}")["x"], str):  # quoted in the file: text by the user's choice
+            return ""
+        number = float(text)
+    except (yaml.YAMLError, ValueError):
+        return ""
+    if not math.isfinite(number):
+        return ""
+    spelled = repr(number)
+    if "e" in spelled:
+        mantissa, exponent = spelled.split("e")
+        spelled = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent):+d}"
+    return f" (YAML reads {text} as text: write it {spelled})"
 
 
 _JSON_TYPES = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
@@ -157,6 +169,8 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         line = key_node.start_mark.line + 1
+        if not isinstance(key, Hashable):  # `? [a, b]`: left to Snakemake's own reading
+            continue
         if key in seen:
             raise ConfigError(f"{key_node.start_mark.name}, line {line}: key {key!r} given twice (first on line "
                               f"{seen[key]}); YAML would keep only the last one's settings: merge them")
