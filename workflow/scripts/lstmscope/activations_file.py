@@ -128,7 +128,7 @@ def read_expectancy(f: h5py.File, start: int = 0, stop: int | None = None, log: 
     tokens = np.arange(start, start + len(values))
     slack = 1e-6  # float32's rounding of a probability of 1
     outside = values > slack if log else (values < 0) | (values > 1 + slack)
-    bad = (np.isnan(values) & (tokens != 0)) | outside | (np.isposinf(values))
+    bad = (np.isnan(values) & (tokens != 0)) | outside  # +inf is outside too
     if bad.any():
         i = int(np.argmax(bad))
         raise ActivationsError(f"{f.filename}: {key} of token {int(tokens[i])} is {values[i]:g}, which no "
