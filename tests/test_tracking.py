@@ -180,10 +180,10 @@ def test_a_frozen_neuron_has_no_strongest_context_and_a_dead_layer_no_rows(degen
 
 
 @pytest.mark.parametrize("edit, said", [
-    (lambda t: t.drop(columns="rank").to_csv(index=False), "tracking table lacks columns rank"),
+    (lambda t: t.drop(columns="rank").to_csv(index=False), "missing columns rank"),
     (lambda t: t.drop(columns=["kl_sum", "lowest_words"]).to_csv(index=False),
-     "tracking table lacks columns kl_sum, lowest_words"),
-    (lambda t: "", "not a readable tracking table (No columns to parse from file)"),
+     "missing columns kl_sum, lowest_words"),
+    (lambda t: "", "not a readable CSV (No columns to parse from file)"),
 ])
 def test_a_tracking_table_short_of_a_column_or_empty_is_one_error_naming_it(tiny, divergence_csv, tmp_path, edit,
                                                                             said):

@@ -26,8 +26,10 @@ def open_hdf5(path: str | os.PathLike, fmt: str, what: str, error: type[Exceptio
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error: type[Exception],
-               **read_csv: Any) -> "pd.DataFrame":
-    """A CSV table that must exist, parse, hold ``columns`` and at least one row (else ``error``)."""
+               allow_empty: bool = False, **read_csv: Any) -> "pd.DataFrame":
+    """A CSV table that must exist, parse, hold ``columns`` and at least one row (else ``error``).
+
+    ``allow_empty``: the header alone is a table too (one that describes nothing by design)."""
     import pandas as pd
 
     if not os.path.isfile(path):
@@ -39,6 +41,6 @@ def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise error(f"{path}: missing columns {', '.join(missing)}")
-    if table.empty:
+    if table.empty and not allow_empty:
         raise error(f"{path}: {what} is empty")
     return table

@@ -37,6 +37,7 @@ import pandas as pd
 
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import atomic_path
+from .checked_files import read_table
 from .divergence import ranked, ranking_measure, read_divergence
 from .order import models_in_order
 from .wikitext import EOS, heading_tokens
@@ -246,16 +247,8 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     """The short table of the report: the ``per_group`` top neurons of every model, text, layer and state."""
     frames = []
     for p in paths:  # each part checked as it is read: joined, a part without a column would only add NaN
-        if not os.path.isfile(p):
-            raise ActivationsError(f"{p}: tracking table not found")
-        try:
-            frame = pd.read_csv(p)
-        except (ValueError, pd.errors.ParserError) as exc:  # an empty file: pandas' EmptyDataError, a ValueError
-            raise ActivationsError(f"{p}: not a readable tracking table ({exc})") from None
-        missing = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ActivationsError(f"{p}: tracking table lacks columns {', '.join(missing)}")
-        frames.append(frame)  # the header alone is a table: a layer with no live neuron has no row to describe
+        # the header alone is a table: a layer with no live neuron has no row to describe
+        frames.append(read_table(p, SUMMARY_COLUMNS, "tracking table", ActivationsError, allow_empty=True))
     if not frames:
         raise ActivationsError("no tracking tables given")
     table = pd.concat(frames, ignore_index=True)
