@@ -1,6 +1,7 @@
 """Model, batching, checkpoints and the resumable, deterministic trainer on real WikiText-2 tokens."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -169,7 +170,10 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def test_crash_and_resume_equals_uninterrupted(tmp_path, corpus, device, crash_epoch):
     vocab, train_ids, valid_ids = corpus
     mc = tiny_config(vocab, 0.3)  # dropout on: the RNG state must be restored too
-    reference = _state(train("m", mc, CFG, train_ids, valid_ids, device=device, progress=False))
+    reference_resume = tmp_path / "reference.pt"
+    uninterrupted = train("m", mc, CFG, train_ids, valid_ids, resume_path=reference_resume, device=device,
+                          progress=False)
+    reference = _state(uninterrupted)
 
     resume = tmp_path / "resume.pt"
 
@@ -187,6 +191,13 @@ def test_crash_and_resume_equals_uninterrupted(tmp_path, corpus, device, crash_e
     assert resumed.keys() == reference.keys()
     for k in reference:
         assert torch.equal(resumed[k], reference[k]), k
+    # the model returned is the best epoch's (here the first: the second does not improve), so the last epoch's
+    # weights and the history are compared too, from the resume state both runs end with
+    assert [r["valid_loss"] for r in result.history] == [r["valid_loss"] for r in uninterrupted.history]
+    assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in uninterrupted.history]
+    last, last_reference = (torch.load(p, weights_only=True)["model"] for p in (resume, reference_resume))
+    for k in last_reference:
+        assert torch.equal(last[k], last_reference[k]), k
 
 
 def _crash_at_batch_8(tmp_path, corpus):
@@ -498,3 +509,54 @@ def test_onednn_is_off_unless_the_environment_keeps_it(tmp_path):
         enabled, kernels = r.stdout.strip().split(" ", 1)
         assert enabled == expected
         assert kernels.endswith(", oneDNN") == (value == "1" and torch.backends.mkldnn.is_available()), kernels
+
+
+def _textbook_training(mc: ModelConfig, cfg: TrainingConfig, train_ids, valid_ids) -> tuple[dict, list[float]]:
+    """pytorch/examples word_language_model's main.py, written out: plain SGD by hand, hidden state carried across
+    batches and detached, gradients clipped, the learning rate divided by 4 after an epoch that does not lower the
+    validation loss. Returns the last epoch's weights and the validation loss of each epoch."""
+    torch.manual_seed(cfg.seed)
+    model = LSTMLanguageModel(mc)
+    train_data, valid_data = batchify(train_ids, cfg.batch_size), batchify(valid_ids, cfg.eval_batch_size)
+    lr, best, valid_losses = cfg.lr, None, []
+    for _ in range(cfg.epochs):
+        model.train()
+        hidden = model.init_hidden(cfg.batch_size)
+        for i in range(0, train_data.size(0) - 1, cfg.bptt):
+            data, targets = get_batch(train_data, i, cfg.bptt)
+            hidden = tuple(h.detach() for h in hidden)
+            model.zero_grad()
+            output, hidden = model(data, hidden)
+            loss = torch.nn.functional.nll_loss(torch.log_softmax(output, dim=1), targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-lr)
+        model.eval()
+        total, hidden = 0.0, model.init_hidden(cfg.eval_batch_size)
+        with torch.no_grad():
+            for i in range(0, valid_data.size(0) - 1, cfg.bptt):
+                data, targets = get_batch(valid_data, i, cfg.bptt)
+                output, hidden = model(data, hidden)
+                total += len(data) * torch.nn.functional.nll_loss(torch.log_softmax(output, dim=1), targets).item()
+        valid_losses.append(total / (valid_data.size(0) - 1))
+        if best is None or valid_losses[-1] < best:
+            best = valid_losses[-1]
+        else:
+            lr /= 4.0
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, valid_losses
+
+
+def test_training_follows_the_textbook_recipe(tmp_path, corpus):
+    """The trainer (fused loss, foreach SGD, resume bookkeeping) computes what the textbook loop computes, epoch
+    after epoch: dropout on in every epoch, the state carried across batches, the decayed learning rate applied."""
+    vocab, train_ids, valid_ids = corpus
+    mc, cfg = tiny_config(vocab, 0.3), dataclasses.replace(CFG, epochs=3)
+    book, book_valid = _textbook_training(mc, cfg, train_ids, valid_ids)
+    assert book_valid[1] > book_valid[0]  # the second epoch does not improve: the third trains at lr 5
+    result = train("m", mc, cfg, train_ids, valid_ids, resume_path=tmp_path / "resume.pt", progress=False)
+    assert [r["lr"] for r in result.history] == [20.0, 20.0, 5.0]
+    assert [r["valid_loss"] for r in result.history] == pytest.approx(book_valid, rel=1e-5)
+    ours = torch.load(tmp_path / "resume.pt", weights_only=True)["model"]  # the last epoch's weights
+    for k, v in book.items():
+        torch.testing.assert_close(ours[k], v, rtol=1e-4, atol=1e-5, msg=k)
