@@ -61,6 +61,17 @@ def test_single_linkage_distance_threshold_equals_scikit_learn(threshold):
     np.testing.assert_array_equal(ours, canonical_labels(theirs))
 
 
+def test_a_distance_equal_to_the_threshold_is_not_merged():
+    """scikit-learn's convention: clusters at or above ``distance_threshold`` stay apart. Integer points, so
+    that the gaps (1, 2 and 3) are exact and fall on the cut."""
+    points = np.array([[0, 0], [1, 0], [2, 0], [4, 0], [5, 0], [0, 3]], dtype=float)
+    for threshold, expected in ((2.0, [0, 0, 0, 1, 1, 2]), (3.0, [0, 0, 0, 0, 0, 1]), (3.5, [0] * 6)):
+        theirs = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold,
+                                         linkage="single").fit_predict(points)
+        assert canonical_labels(theirs).tolist() == expected
+        assert single_linkage(points, distance_threshold=threshold).tolist() == expected
+
+
 def test_single_linkage_equals_scikit_learn_on_a_real_embedding(tsne_points):
     points = read_embedding(tsne_points)[["x", "y"]].to_numpy()
     assert_no_tied_distances(points)
