@@ -44,6 +44,8 @@ def test_values_on_bin_edges_land_where_np_histogram_puts_them(tiny, tmp_path):
     with h5py.File(tiny.activations) as f:
         x = np.concatenate([f["layer1/h"][:], f["layer2/c"][:]]).astype(np.float16).astype(np.float32)
     x[:3] = [[v] * HIDDEN for v in (-1.0, 0.0, 1.0)]
+    # a negative value too small to move x - lo off the edge of 0 (float64 floor gives 0's bin, it is the bin below)
+    x[3:6] = [[v] * HIDDEN for v in (-1e-17, -np.finfo(np.float32).smallest_subnormal, 1e-17)]
     for lo, hi in ((-1.0, 1.0), (-0.5, 0.75)):
         hist = histogram_of(_blocks(x, 100), HIDDEN, lo, hi, 0.01)
         np.testing.assert_array_equal(hist.counts, _np_counts(x, lo, hi, int(round((hi - lo) / 0.01))))
