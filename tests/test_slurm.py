@@ -209,6 +209,11 @@ def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tiny_run, tmp_
     assert not [c for c in calls if c not in train_calls and "--gpus" in c], "\n".join(calls)
     grouped = [c for c in calls if "/group_" in c]  # SLURM log path of a group job
     assert grouped, "no group job was submitted:\n" + "\n".join(calls)
+    # the download runs where Snakemake runs (compute nodes often have no internet); the tables across models
+    # are jobs of their own, each waiting only for its own inputs
+    assert not [c for c in calls if "download_wikitext2" in c], "\n".join(calls)
+    assert (work / "results/data/vocabulary.json").is_file()
+    assert [c for c in calls if "/rule_perplexity_table/" in c], "\n".join(calls)
     slurm_logs = list((work / "results/logs/slurm").rglob("*.log"))
     assert slurm_logs, "no SLURM job logs under results/logs/slurm"
 
