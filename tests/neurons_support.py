@@ -19,7 +19,7 @@ import torch
 from lstmscope.ablation import run_ablation
 from lstmscope.activations import TextSpec, dump_activations
 from lstmscope.divergence import neuron_divergence
-from lstmscope.heatmap import heading_tokens
+from lstmscope.wikitext import heading_tokens
 from lstmscope.histogram import neuron_histograms
 from lstmscope.model import ModelConfig, load_checkpoint, save_checkpoint
 from lstmscope.training import TrainingConfig, train

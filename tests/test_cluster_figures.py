@@ -324,7 +324,7 @@ def test_the_position_caption_follows_heatmap_passage(passage):
     import jinja2
 
     from conftest import REPO
-    from lstmscope.heatmap import HEADING_SETTLE
+    from lstmscope.wikitext import HEADING_SETTLE
 
     job = SimpleNamespace(wildcards=SimpleNamespace(model="d0.0_r0", text="test", layer=1, state="h", linkage="ward"),
                           params=SimpleNamespace(spans=3, passage=passage), config={"cluster": {"space": "map"}})

@@ -13,8 +13,8 @@ from matplotlib import image as mpimg
 from lstmscope.activations_file import ActivationsError
 from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_block, expectancy_heatmap,
-                               expectancy_norm,
-                               heading_tokens, layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
+                               expectancy_norm, layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
+from lstmscope.wikitext import heading_tokens
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, prose_avoid, tiny  # noqa: F401  (fixtures)
 
@@ -109,7 +109,7 @@ def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergenc
 def test_a_prose_passage_leaves_out_headings_their_empty_lines_and_what_follows():
     """A heading line, the lines holding only <eos> next to it (not the <eos> that ends a paragraph), and the
     HEADING_SETTLE tokens after them, where the state still carries the heading."""
-    from lstmscope.heatmap import HEADING_SETTLE, passage_avoid
+    from lstmscope.wikitext import HEADING_SETTLE, passage_avoid
 
     assert HEADING_SETTLE == 20
     words = "a b <eos> <eos> = = H = = <eos> <eos>".split() + [f"w{i}" for i in range(25)]

@@ -178,6 +178,10 @@ def test_editing_the_divergence_code_reruns_only_divergence_and_what_depends_on_
     planned = planned_jobs(tiny_workdir)
     assert_plan(planned, expected, all_jobs, "divergence.py edited")
     assert "neuron_histograms" not in {j.rule for j in planned}
+    # the cluster figures share the heatmaps' choice of passage (lstmscope.wikitext), not the heatmaps' module,
+    # which reads the divergence tables: nothing of the t-SNE maps reruns
+    assert not {j.rule for j in planned} & {"embed_tsne", "cluster_tokens", "cluster_figures", "cluster_comparison",
+                                            "cluster_measures", "highlight_word", "explorer", "cluster_contiguity"}
 
 
 def test_a_job_runs_the_library_of_the_checkout_it_runs_in_not_an_installed_one(tiny_workdir, tmp_path):

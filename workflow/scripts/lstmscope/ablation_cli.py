@@ -86,7 +86,7 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     """One heatmap block per ablation, all over the passage where the first one's effect is largest (outside the
     section headings and the tokens after them unless ``headings``)."""
     from .ablation_figures import effect_block, effect_passage
-    from .heatmap import passage_avoid
+    from .wikitext import passage_avoid
 
     start, stop = effect_passage(effects[0], tokens, passage_avoid(words, "active" if headings else "prose"))
     return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f} %", words, e, start, stop)

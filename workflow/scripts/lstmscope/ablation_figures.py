@@ -28,8 +28,9 @@ from .ablation_file import AblationError, AblationFile, read_ablation, read_abla
 from .ablation_table import INTERVAL
 from .atomic import atomic_path
 from .figures import plt, save_figure
-from .heatmap import TextBlock, best_window, check_passage, draw_blocks, passage_avoid, symmetric_norm
+from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
 from .order import models_in_order
+from .wikitext import check_passage, passage_avoid
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from matplotlib.transforms import offset_copy
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
 from .cluster_measures import runs
 from .figures import plt, save_figure, text_width_pt
-from .heatmap import HEADING_SETTLE, passage_avoid
+from .wikitext import HEADING_SETTLE, passage_avoid
 from .points import view_order
 from .top_words import parse_top_words
 
@@ -338,8 +338,8 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     """Fig. 5.12: each token's cluster against its text position; below, the ``spans`` longest spans of the text
     that stay in one cluster, each cluster's longest (the longest first; ties: the lower cluster number). With
     ``passage`` ``prose`` (``heatmap.passage``, as the text heatmaps) a span holds none of the tokens
-    :func:`lstmscope.heatmap.passage_avoid` marks: section headings, the blank lines around them and the
-    :data:`~lstmscope.heatmap.HEADING_SETTLE` tokens after them (shaded grey); ``active``: any tokens."""
+    :func:`lstmscope.wikitext.passage_avoid` marks: section headings, the blank lines around them and the
+    :data:`~lstmscope.wikitext.HEADING_SETTLE` tokens after them (shaded grey); ``active``: any tokens."""
     table = table.sort_values("position", kind="stable").reset_index(drop=True)
     pos, c = table["position"].to_numpy(), table["cluster"].to_numpy()
     avoid = passage_avoid(table["word"].astype(str).tolist(), passage)

@@ -39,7 +39,7 @@ from .activations_file import open_activations, read_expectancy, read_words, sta
 from .colours import VALUE_CMAP, check_expectancy_floor
 from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as, text_width_pt
-from .wikitext import EOS, heading_tokens
+from .wikitext import check_passage, passage_avoid
 
 log = logging.getLogger(__name__)
 
@@ -126,42 +126,6 @@ def needs_light_text(rgba: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgba, dtype=np.float64)[..., :3]
     linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
     return linear @ np.array([0.2126, 0.7152, 0.0722]) < 0.179
-
-
-PASSAGES = ("prose", "active")  # heatmap.passage: how a neuron's passage is chosen
-
-
-def check_passage(passage: str) -> None:
-    if passage not in PASSAGES:
-        raise ValueError(f"heatmap.passage={passage!r}: choose one of {', '.join(PASSAGES)}")
-
-
-#: Tokens after a section heading (and the blank lines around it) that a ``prose`` passage also avoids: the state
-#: still carries the heading there (measured on the default models: with none, a quarter of the passages started
-#: right after a heading; with 20, as many as by chance).
-HEADING_SETTLE = 20
-
-
-def passage_avoid(words: Sequence[str], passage: str) -> np.ndarray | None:
-    """The tokens a passage chosen by ``passage`` avoids: ``prose`` the section headings, the blank lines (lone
-    ``<eos>``) before and after each, and the :data:`HEADING_SETTLE` tokens that follow them; ``active`` none."""
-    check_passage(passage)
-    if passage != "prose":
-        return None
-    heading = heading_tokens(words)
-    avoid = heading.copy()
-    n = len(words)
-    for first in np.flatnonzero(heading & ~np.concatenate([[False], heading[:-1]])):  # a heading's first token
-        i = first - 1
-        while i >= 0 and words[i] == EOS and (i == 0 or words[i - 1] == EOS):  # an <eos> alone on its line
-            avoid[i] = True
-            i -= 1
-    for last in np.flatnonzero(heading & ~np.concatenate([heading[1:], [False]])):  # a heading's last (its <eos>)
-        i = last + 1
-        while i < n and words[i] == EOS:
-            i += 1
-        avoid[last + 1:i + HEADING_SETTLE] = True
-    return avoid
 
 
 def best_window(values: np.ndarray, length: int, avoid: np.ndarray | None = None) -> int:

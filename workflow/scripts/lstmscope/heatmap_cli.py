@@ -39,9 +39,10 @@ from .activations_file import ActivationsError, open_activations, read_expectanc
 from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
                   writing)
 from .figures import FORMATS, figure_format
-from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block, passage_avoid,
+from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
                       state_blocks, text_median)
 from .joblog import stop_status, stopped_by_sigterm
+from .wikitext import passage_avoid
 
 PROG = "lstmscope-heatmap"
 DEFAULT_TOKENS = 80

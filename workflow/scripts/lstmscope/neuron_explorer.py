@@ -36,9 +36,10 @@ from .activations_file import (ActivationsError, layers_and_states, open_activat
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
-from .heatmap import DEFAULT_SCALE, check_passage, check_scale, needs_light_text, passage_avoid
+from .heatmap import DEFAULT_SCALE, check_scale, needs_light_text
 from .histogram import HistogramError
 from .html_page import render_page
+from .wikitext import check_passage, passage_avoid
 
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
 CMAP = VALUE_CMAP  # the heatmap figures' colour map
