@@ -198,7 +198,7 @@ def other_run_ablation(degenerate, tmp_path_factory) -> Path:
                  random=0, max_tokens=40)
     return path
 
-SETTLE = 20  # tokens after a heading and its blank lines that a prose passage leaves out (heatmap.HEADING_SETTLE)
+SETTLE = 20  # tokens after a heading and its blank lines that a prose passage leaves out (wikitext.HEADING_SETTLE)
 
 
 def prose_avoid(words: list[str]) -> np.ndarray:

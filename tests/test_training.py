@@ -553,10 +553,12 @@ def test_training_follows_the_textbook_recipe(tmp_path, corpus):
     vocab, train_ids, valid_ids = corpus
     mc, cfg = tiny_config(vocab, 0.3), dataclasses.replace(CFG, epochs=3)
     book, book_valid = _textbook_training(mc, cfg, train_ids, valid_ids)
-    assert book_valid[1] > book_valid[0]  # the second epoch does not improve: the third trains at lr 5
+    assert book_valid[1] > book_valid[0]  # 5.187 > 5.077: the second epoch does not improve, the third trains at lr 5
     result = train("m", mc, cfg, train_ids, valid_ids, resume_path=tmp_path / "resume.pt", progress=False)
     assert [r["lr"] for r in result.history] == [20.0, 20.0, 5.0]
-    assert [r["valid_loss"] for r in result.history] == pytest.approx(book_valid, rel=1e-5)
+    # the two differ only in rounding (fused loss, foreach clipping and SGD): 1e-6 of the weights after 225 steps on
+    # an AVX2 machine; the tolerances leave room for other CPUs, far below what a changed recipe moves
+    assert [r["valid_loss"] for r in result.history] == pytest.approx(book_valid, rel=1e-4)
     ours = torch.load(tmp_path / "resume.pt", weights_only=True)["model"]  # the last epoch's weights
     for k, v in book.items():
-        torch.testing.assert_close(ours[k], v, rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(ours[k], v, rtol=1e-3, atol=1e-4, msg=k)

@@ -332,7 +332,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
                   dpi: int = 150, scale: str = DEFAULT_SCALE, passage: str = "prose") -> None:
     """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps, each over
     the passage chosen by ``passage`` (``prose``: where it is most active outside the section headings and the
-    tokens after them, :func:`passage_avoid`)."""
+    tokens after them, :func:`lstmscope.wikitext.passage_avoid`)."""
     check_scale(scale)  # a wrong scale or passage fails before any work
     check_passage(passage)
     table = read_divergence(divergence_path)
