@@ -13,7 +13,8 @@ from matplotlib import image as mpimg
 from lstmscope.activations_file import ActivationsError
 from lstmscope.figures import plt
 from lstmscope.heatmap import (TextBlock, activation_norm, best_window, draw_blocks, expectancy_block, expectancy_heatmap,
-                               expectancy_norm, layout_words, line_texts, neuron_blocks, symmetric_norm, text_heatmaps)
+                               expectancy_norm, layout_words, line_texts, neuron_blocks, symmetric_norm)
+from lstmscope.neuron_heatmaps import text_heatmaps
 from lstmscope.wikitext import heading_tokens
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, prose_avoid, tiny  # noqa: F401  (fixtures)
@@ -78,7 +79,7 @@ def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergenc
     """The tiny text holds two heading lines, and several of layer 2's neurons are most active over one of them
     or just after it: each neuron's prose passage holds none of those tokens and is, among such passages, the one
     where its h is most active; ``active`` takes the most active passage anywhere."""
-    import lstmscope.heatmap as hm
+    import lstmscope.neuron_heatmaps as hm
 
     drawn = []
     monkeypatch.setattr(hm, "draw_blocks", lambda blocks, *a, **k: drawn.append(blocks))

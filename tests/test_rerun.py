@@ -182,6 +182,9 @@ def test_editing_the_divergence_code_reruns_only_divergence_and_what_depends_on_
     # which reads the divergence tables: nothing of the t-SNE maps reruns
     assert not {j.rule for j in planned} & {"embed_tsne", "cluster_tokens", "cluster_figures", "cluster_comparison",
                                             "cluster_measures", "highlight_word", "explorer", "cluster_contiguity"}
+    # the expectancy figure draws with the heatmaps' module; the neuron heatmaps' choice of neurons by KL is a
+    # module of its own (lstmscope.neuron_heatmaps): the expectancy figures do not rerun
+    assert "expectancy_heatmap" not in {j.rule for j in planned} and "text_heatmaps" in {j.rule for j in planned}
 
 
 def test_a_job_runs_the_library_of_the_checkout_it_runs_in_not_an_installed_one(tiny_workdir, tmp_path):

@@ -1,5 +1,5 @@
 """Rule text_heatmaps: the top KL neurons of every layer and state drawn over text, h and c stacked."""
-from lstmscope.heatmap import text_heatmaps
+from lstmscope.neuron_heatmaps import text_heatmaps
 from lstmscope.joblog import job_log
 
 with job_log(snakemake.log[0], "text_heatmaps") as log:  # noqa: F821

@@ -18,11 +18,13 @@ blue below; most top-KL neurons never change sign, and on the symmetric scale a 
 one was a single colour), ``symmetric`` (centred on zero, reaching the passage's largest
 |value|: the colour shows the sign, as in the thesis) or ``range`` (the passage's
 minimum to maximum: the colour shows where in its own range the neuron is).
+
+This module draws; the pipeline's neuron heatmaps, which pick their neurons from the divergence table, are
+:mod:`lstmscope.neuron_heatmaps`.
 """
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 from dataclasses import dataclass, replace
@@ -35,13 +37,10 @@ from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Rectangle
 
-from .activations_file import open_activations, read_expectancy, read_words, state_dataset
+from .activations_file import open_activations, read_expectancy, read_words
 from .colours import VALUE_CMAP, check_expectancy_floor
-from .divergence import ranked, read_divergence
 from .figures import plt, save_figure, save_figure_as, text_width_pt
-from .wikitext import check_passage, passage_avoid
 
-log = logging.getLogger(__name__)
 
 CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
 NO_VALUE_EDGE = "#707070"  # dotted frame, no fill: a word without a value
@@ -325,42 +324,6 @@ def state_blocks(head: str, words: Sequence[str], h: np.ndarray, c: np.ndarray, 
                       activation_norm(h, scale, h_median), "h"),
             TextBlock(f"{head}: cell state c{scale_note(scale, c_median)}", w, c,
                       activation_norm(c, scale, c_median), "c")]
-
-
-def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
-                  outputs: dict[tuple[int, str], tuple[str, str]], neurons: int, passage_tokens: int,
-                  dpi: int = 150, scale: str = DEFAULT_SCALE, passage: str = "prose") -> None:
-    """For every (layer, state) in ``outputs``: the top ``neurons`` KL neurons drawn as text heatmaps, each over
-    the passage chosen by ``passage`` (``prose``: where it is most active outside the section headings and the
-    tokens after them, :func:`lstmscope.wikitext.passage_avoid`)."""
-    check_scale(scale)  # a wrong scale or passage fails before any work
-    check_passage(passage)
-    table = read_divergence(divergence_path)
-    with open_activations(activations_path) as f:
-        words = read_words(f)
-        avoid = passage_avoid(words, passage)
-        model, text = str(f.attrs["model"]), str(f.attrs["text"])
-        for (layer, state), (png, svg) in sorted(outputs.items()):
-            top = ranked(table, layer, state, neurons)
-            if top.empty:  # a figure that says so, rather than no figure for the whole model
-                dead = int(((table["layer"] == layer) & (table["state"] == state)).sum())
-                message = (f"{model}, text {text}: layer {layer}, {state}: no live neuron to draw; all {dead} are "
-                           "dead (listed in dead_neurons.csv)")
-                log.warning("%s", message)
-                notice_figure(message, png, svg, dpi=dpi)
-                continue
-            cols = np.sort(top["neuron"].to_numpy())
-            hs = state_dataset(f, layer, "h")[:, cols].astype(np.float64)
-            cs = state_dataset(f, layer, "c")[:, cols].astype(np.float64)
-            blocks = []
-            for r in top.itertuples():
-                j = int(np.searchsorted(cols, r.neuron))
-                blocks += neuron_blocks(words, hs[:, j], cs[:, j], layer, int(r.neuron), int(r.rank), state,
-                                        passage_tokens, scale, avoid)
-            draw_blocks(blocks, png, svg, dpi=dpi,
-                        suptitle=f"{model}, text {text}: top {len(top)} neuron{'s' * (len(top) != 1)} of layer {layer} "
-                                 f"by KL of {state}")
-            log.info("layer%d/%s: heatmaps of neurons %s -> %s", layer, state, top["neuron"].tolist(), png)
 
 
 def notice_figure(message: str, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
