@@ -125,7 +125,7 @@ def test_schema_attributes_and_provenance(tiny):
         assert prov["checkpoint_sha256"] == a["checkpoint_sha256"]
         assert prov["model_config"]["hidden_size"] == HIDDEN and prov["offset"] == 300
         assert {"lstmscope_version", "git_commit", "library_sha256"} <= set(prov)
-        assert prov["device"] == "cpu" and prov["cpu_kernels"] == cpu_kernels()
+        assert prov["device"] == "cpu" and prov["gpu"] is None and prov["cpu_kernels"] == cpu_kernels()
 
 
 def test_blocks_do_not_reset_the_state_and_runs_are_reproducible(tiny, tmp_path):
@@ -327,7 +327,8 @@ def test_a_gpu_dump_matches_the_cpu_dump_and_the_cell_equations(tiny, tmp_path):
     _, ids = _ids(tiny)
     H, C = _hand_lstm(model, ids)
     with h5py.File(tiny.activations) as a, h5py.File(out) as b:
-        assert json.loads(b.attrs["provenance"])["device"] == "cuda"
+        prov = json.loads(b.attrs["provenance"])
+        assert prov["device"] == "cuda" and prov["gpu"] == torch.cuda.get_device_name(0)
         for k in range(LAYERS):
             np.testing.assert_allclose(b[f"layer{k + 1}/h"][:], H[k], atol=2e-5, rtol=0)
             np.testing.assert_allclose(b[f"layer{k + 1}/c"][:], C[k], atol=2e-5, rtol=0)

@@ -44,7 +44,7 @@ from .activations_file import iter_rows, open_activations, read_words, state_dat
 from .atomic import atomic_path
 from .divergence import ranked, read_divergence
 from .histogram import HistogramError
-from .model import LSTMLanguageModel, choose_device, cpu_kernels, load_checkpoint
+from .model import LSTMLanguageModel, choose_device, cpu_kernels, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
                       activations=str(activations_path), divergence=str(divergence_path), state=state,
                       neurons=neurons, random=random, seed=seed, method=method, max_tokens=max_tokens,
                       n_tokens=len(ids),
-                      device=str(dev), cpu_kernels=kernels, format=FORMAT,
+                      device=str(dev), gpu=gpu_name(dev), cpu_kernels=kernels, format=FORMAT,
                       activations_provenance=json.loads(mt.source_provenance))
     units = np.full((len(ablations), width), -1, dtype=np.int32)
     for a, ab in enumerate(ablations):

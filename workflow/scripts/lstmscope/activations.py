@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from .activations_file import FORMAT, STATES, ActivationsError
 from .atomic import atomic_path
-from .model import LSTMLanguageModel, choose_device, cpu_kernels, load_checkpoint
+from .model import LSTMLanguageModel, choose_device, cpu_kernels, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 from .vocabulary import Vocabulary, read_tokens
 
@@ -332,7 +332,8 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
                       dropout=extra.get("dropout"), seed=extra.get("seed"), replicate=extra.get("replicate"),
                       checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       vocabulary_sha256=vocab.sha256, text=text.name, split=text.split, offset=text.offset,
-                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT, device=str(dev), cpu_kernels=kernels,
+                      n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT, device=str(dev), gpu=gpu_name(dev),
+                      cpu_kernels=kernels,
                       expectancy="p(w_t | w_<t); NaN at t = 0 (no context)")
     attrs = {
         "format": FORMAT,

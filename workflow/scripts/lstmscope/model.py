@@ -142,6 +142,12 @@ def choose_device(device: str, gpus: int, key: str) -> torch.device:
     raise ValueError(f"{key}={device!r}: choose auto, cpu or cuda")
 
 
+def gpu_name(device: torch.device) -> str | None:
+    """The GPU a job computes on, as CUDA names it (None on the CPU): provenance records it beside the device, since
+    two kinds of GPU can round the same sums differently."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
 def allocated_gpus() -> str:
     """What says SLURM gave this job GPUs (``NAME=value``: ``SLURM_JOB_GPUS`` or ``SLURM_STEP_GPUS``, the GPUs'
     indices, or ``SLURM_GPUS_ON_NODE``, their number, above 0), or "" where nothing does."""
