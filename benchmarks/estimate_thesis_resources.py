@@ -12,10 +12,12 @@ Nothing here runs the preset itself. The script measures, on this machine:
 and extrapolates to the preset:
 
 - GPU hours of training from the exact FLOP count (3 x the forward multiply-adds of embedding-free
-  LSTM layers and decoder, per token, per epoch, plus evaluation), between the effective throughput
+  LSTM layers and decoder, per token, per epoch, plus the validation), between the effective throughput
   benchmarks/gpu_training.py measured on an H100 and an assumed floor for older cards (this script
   measures no GPU; the CPU probe checks the FLOP model against a real run);
 - disk from the measured bytes per stored value (HDF5 overhead included) times the preset's values;
+- test_perplexity's time from its FLOP count (one forward pass over the test tokens) at the CPU probe's
+  effective throughput;
 - dump_activations' time from the measured seconds per token times each text's tokens, its memory
   from the probe's peak (a recurrence at batch 1 is bound by memory bandwidth, not FLOPs: a FLOP
   extrapolation underestimates it 3-4x);
@@ -281,6 +283,7 @@ SCALE = {
     "explorer": ("points", "points"),
     "neuron_ablation": ("dump", "dump"),       # reads the text once intact and once per ablation, like a dump
     "neuron_explorer": ("values", "values"),   # reads every chunk of the datasets once (the offered columns)
+    "test_perplexity": ("dump", "const"),      # the weights and a window's logits; time: see main()
 }
 
 
@@ -325,8 +328,8 @@ def main() -> None:
                          f"{args.probe_batches} training batches of the preset's model on the CPU",
                          lambda: probe_training(cfg, args.probe_batches))
     cpu_flops = nums["train_flop_per_token"] * probe["tokens"] / probe["train_seconds"]
-    flop_per_model = (t["epochs"] * (train_tokens * nums["train_flop_per_token"] + eval_tokens * nums["forward_flop_per_token"])
-                      + test_tokens * nums["forward_flop_per_token"])
+    flop_per_model = t["epochs"] * (train_tokens * nums["train_flop_per_token"] + eval_tokens * nums["forward_flop_per_token"])
+    test_flop = test_tokens * nums["forward_flop_per_token"]  # rule test_perplexity, after the training
     gpu_hours = [flop_per_model / (tf * 1e12) / 3600 for tf in GPU_TFLOPS[::-1]]
     cpu_hours = flop_per_model / cpu_flops / 3600
 
@@ -378,6 +381,10 @@ def main() -> None:
             secs = b2["s"] + max(v["tokens"] for v in texts.values()) * dump_per_token
             mem_var = "dump probe's peak (model of the preset's size)"
             mem = max(mem, dump_probe.get("max_rss_mb", 0.0))
+        if rule == "test_perplexity":
+            # the small runs are all start-up: one forward pass over the test tokens at the probe's throughput
+            time_var = f"test tokens x forward FLOPs at {cpu_flops / 1e9:.0f} GFLOP/s (training probe, CPU)"
+            secs = b2["s"] + test_flop / cpu_flops
         rows.append((rule, b1["max_rss"], b2["max_rss"], mem, b1["s"], b2["s"], secs, mem_var, time_var))
     a = cfg["architecture"]
     gpu_mem = 3 * nums["params"] * 4 + 3 * t["bptt"] * t["batch_size"] * nums["vocab"] * 4
@@ -390,7 +397,10 @@ def main() -> None:
           f"- parameters: {nums['params'] / 1e6:.1f} M; checkpoint {checkpoint / 1e9:.2f} GB; "
           f"resume state while training up to {resume / 1e9:.2f} GB",
           f"- work: {nums['train_flop_per_token'] / 1e6:.0f} MFLOP per training token; "
-          f"{flop_per_model / 1e15:.1f} PFLOP per model (training + evaluation, exact count)",
+          f"{flop_per_model / 1e15:.1f} PFLOP per model (training + validation, exact count)",
+          f"- test perplexity (test_perplexity, a job of its own): {test_flop / 1e12:.0f} TFLOP per model, "
+          f"{test_flop / (GPU_TFLOPS[1] * 1e12):.0f}-{test_flop / (GPU_TFLOPS[0] * 1e12):.0f} s on a GPU, "
+          f"{fmt_hours(test_flop / cpu_flops)} on this CPU (extrapolated)",
           f"- measured on this CPU ({t['threads']} threads, {probe['tokens']} tokens): "
           f"{probe['tokens'] / probe['train_seconds']:.0f} tokens/s = {cpu_flops / 1e9:.0f} GFLOP/s effective; "
           f"peak memory {probe['max_rss_mb']:.0f} MB",
@@ -425,7 +435,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     (out.with_suffix(".json")).write_text(json.dumps({
-        "probe": probe, "dump_probe": dump_probe, "model": nums, "flop_per_model": flop_per_model, "gpu_hours_per_model": gpu_hours,
+        "probe": probe, "dump_probe": dump_probe, "model": nums, "flop_per_model": flop_per_model,
+        "test_flop_per_model": test_flop, "gpu_hours_per_model": gpu_hours,
         "cpu_hours_per_model": cpu_hours, "bytes_per_value": bytes_per_value, "activations_per_model": act_per_model,
         "rules": [dict(zip(["rule", "mem_s1", "mem_s2", "mem_preset", "s_s1", "s_s2", "s_preset", "mem_var",
                              "time_var"], r)) for r in rows]}, indent=2))

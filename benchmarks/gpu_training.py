@@ -5,7 +5,8 @@ Needs a CUDA device; runs on the first one:
 1. throughput: the pipeline's training job (``run_training_job``: deterministic algorithms, the fixed
    cuBLAS workspace, as every job) on the preset's model (its vocabulary, embedding, hidden size and
    layers; dropout 0.5) for one epoch of the first --tokens training tokens, then the whole validation
-   split and the whole test split: tokens/s, evaluation seconds, peak GPU memory, and the preset's
+   split (the test split is scored by another job, rule test_perplexity): tokens/s, evaluation seconds, peak GPU
+   memory, and the preset's
    training time per model: epochs x (the whole training split at that pace + one validation pass);
 2. sync: --sync-batches training steps of that model timed with the trainer's per-batch check of the
    loss (one GPU-to-host copy, which waits for the batch) and without it;

@@ -352,7 +352,7 @@ def assert_same_results(a: Path, b: Path, patterns=("**/*.csv", "**/*.h5")) -> l
 
 def assert_same_models(a: Path, b: Path) -> list[str]:
     """Every checkpoint under a/results/models has the same weights and record under b, and the same
-    perplexities in its metrics.json. Returns the models compared."""
+    perplexities in its metrics.json and test.json. Returns the models compared."""
     import json
 
     import torch
@@ -369,7 +369,8 @@ def assert_same_models(a: Path, b: Path) -> list[str]:
         if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
             problems.append(f"{name}: weights differ")
         ma, mb = (json.loads((Path(x) / "results/models" / name / "metrics.json").read_text()) for x in (a, b))
-        if (ma["valid_ppl"], ma["test_ppl"]) != (mb["valid_ppl"], mb["test_ppl"]):
+        ta, tb = (json.loads((Path(x) / "results/models" / name / "test.json").read_text()) for x in (a, b))
+        if (ma["valid_ppl"], ta["test_ppl"]) != (mb["valid_ppl"], tb["test_ppl"]):
             problems.append(f"{name}: perplexities differ")
     assert not problems, "models differ:\n  " + "\n  ".join(problems)
     return names

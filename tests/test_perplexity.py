@@ -1,4 +1,5 @@
-"""The perplexity table and figure: what the perplexities were scored on is in the figure's title."""
+"""The perplexity table and figure: what the perplexities were scored on is in the figure's title; each model's
+metrics.json (training) and test.json (test evaluation) are read together."""
 from __future__ import annotations
 
 import json
@@ -11,12 +12,25 @@ from lstmscope.perplexity import perplexity_figure, perplexity_table
 
 
 def metrics(path, model, dropout, valid_tokens, test_tokens):
-    """A metrics.json as train_lstm writes it (the fields the table reads, and the training settings)."""
+    """A metrics.json as train_lstm writes it (the fields the table reads, and the training settings), and beside it
+    (``<stem>.test.json``) the test.json test_perplexity writes for it; returns the metrics.json's path."""
+    sha = f"{int(dropout * 10):064d}"
     path.write_text(json.dumps({
         "model": model, "dropout": dropout, "replicate": 0, "seed": 1, "valid_ppl": 400.0 + dropout,
-        "test_ppl": 420.0 + dropout, "epochs": [{}, {}], "best_epoch": 2, "training_seconds": 60.0,
-        "provenance": {"training": {"valid_tokens": valid_tokens, "test_tokens": test_tokens}}}))
+        "epochs": [{}, {}], "best_epoch": 2, "training_seconds": 60.0,
+        "provenance": {"training": {"valid_tokens": valid_tokens}, "checkpoint_sha256": sha}}))
+    score_file(path).write_text(json.dumps({"model": model, "test_ppl": 420.0 + dropout, "tokens": 20000,
+                                      "provenance": {"test_tokens": test_tokens, "checkpoint_sha256": sha}}))
     return path
+
+
+def score_file(metrics_path):
+    """The test.json written beside a metrics.json by :func:`metrics`."""
+    return metrics_path.with_name(f"{metrics_path.stem}.test.json")
+
+
+def table_of(paths):
+    return perplexity_table(paths, [score_file(p) for p in paths])
 
 
 def title(path) -> str:
@@ -32,7 +46,7 @@ def title(path) -> str:
 ])
 def test_the_figure_says_what_the_perplexities_were_scored_on(tmp_path, tokens, said):
     paths = [metrics(tmp_path / f"m{k}.json", f"d0.{k}_r0", k / 10, *tokens) for k in range(3)]
-    table = perplexity_table(paths)
+    table = table_of(paths)
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         perplexity_figure(table, tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
     assert said in title(tmp_path / "p.svg")
@@ -43,45 +57,87 @@ def test_models_scored_on_different_tokens_are_not_given_one_count(tmp_path):
     paths = [metrics(tmp_path / "a.json", "d0.0_r0", 0.0, 20000, 20000),
              metrics(tmp_path / "b.json", "d0.1_r0", 0.1, 10000, 20000)]
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        perplexity_figure(perplexity_table(paths), tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
+        perplexity_figure(table_of(paths), tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
     shown = title(tmp_path / "p.svg")
     assert "(validation and test split;" in shown and "000" not in shown
 
 
-def test_a_broken_or_missing_metrics_file_is_one_error_naming_it(tmp_path):
+def test_a_broken_or_missing_metrics_or_test_file_is_one_error_naming_it(tmp_path):
     whole = metrics(tmp_path / "whole.json", "d0.0_r0", 0.0, 20000, 20000)
     record = json.loads(whole.read_text())
-    del record["test_ppl"]
-    (tmp_path / "no_test.json").write_text(json.dumps(record))
+    del record["valid_ppl"]
+    (tmp_path / "no_valid.json").write_text(json.dumps(record))
     (tmp_path / "cut.json").write_text(whole.read_text()[:40])
-    for name, why in (("no_test.json", r"KeyError: 'test_ppl'"), ("cut.json", r"JSONDecodeError"),
+    for name, why in (("no_valid.json", r"KeyError: 'valid_ppl'"), ("cut.json", r"JSONDecodeError"),
                       ("absent.json", r"FileNotFoundError")):
         with pytest.raises(ValueError, match=rf"^{tmp_path / name}: not a complete metrics.json \({why}"):
-            perplexity_table([whole, tmp_path / name])
+            perplexity_table([whole, tmp_path / name], [score_file(whole)] * 2)
+    scored = json.loads(score_file(whole).read_text())
+    del scored["test_ppl"]
+    (tmp_path / "no_test.json").write_text(json.dumps(scored))
+    (tmp_path / "cut_test.json").write_text(score_file(whole).read_text()[:30])
+    for name, why in (("no_test.json", r"KeyError: 'test_ppl'"), ("cut_test.json", r"JSONDecodeError"),
+                      ("absent_test.json", r"FileNotFoundError")):
+        with pytest.raises(ValueError, match=rf"^{tmp_path / name}: not a complete test.json \({why}"):
+            perplexity_table([whole, whole], [score_file(whole), tmp_path / name])
     with pytest.raises(ValueError, match="^no metrics files given$"):
-        perplexity_table([])
+        perplexity_table([], [])
+    with pytest.raises(ValueError, match="^2 metrics files but 1 test files; one of each per model$"):
+        perplexity_table([whole, whole], [score_file(whole)])
 
 
-@pytest.mark.parametrize("edit, said", [
-    (lambda r: [1], "a JSON list, not an object of model, dropout, replicate, seed, valid_ppl, test_ppl, epochs, "
-                    "best_epoch, training_seconds"),
-    (lambda r: {**r, "provenance": "x"}, 'provenance is "x"; it must be an object'),
-    (lambda r: {**r, "provenance": {"training": [1]}}, "provenance.training is [1]; it must be an object"),
-    (lambda r: {**r, "epochs": 5}, "epochs is 5; it must be a non-empty list of the epochs' records"),
-    (lambda r: {**r, "test_ppl": "abc"}, 'test_ppl is "abc"; it must be a finite perplexity >= 1'),
-    (lambda r: {**r, "valid_ppl": float("nan")}, "valid_ppl is NaN; it must be a finite perplexity >= 1"),
-    (lambda r: {**r, "test_ppl": float("inf")}, "test_ppl is Infinity; it must be a finite perplexity >= 1"),
-    (lambda r: {**r, "dropout": None}, "dropout is null; it must be a number in [0, 1)"),
-    (lambda r: {**r, "replicate": True}, "replicate is true; it must be an integer >= 0"),
-    (lambda r: {**r, "model": list(range(100))}, "model is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11...; it must be a "
-                                                 "model name"),  # cut short: one line
+def test_a_test_score_of_another_model_or_checkpoint_is_refused(tmp_path):
+    """The row joins a model's training and its test score: a test.json of another model, or of an earlier
+    checkpoint of the same model (a copy of results/models/ put together by hand), would give the row another
+    model's test perplexity."""
+    a = metrics(tmp_path / "a.json", "d0.0_r0", 0.0, 20000, 20000)
+    b = metrics(tmp_path / "b.json", "d0.1_r0", 0.1, 20000, 20000)
+    with pytest.raises(ValueError) as err:
+        perplexity_table([a, b], [score_file(b), score_file(a)])
+    assert str(err.value) == f"{score_file(b)}: scores model 'd0.1_r0', but {a} is model 'd0.0_r0'"
+    old = json.loads(score_file(a).read_text())
+    old["provenance"]["checkpoint_sha256"] = "f" * 64
+    score_file(a).write_text(json.dumps(old))
+    with pytest.raises(ValueError) as err:
+        table_of([a, b])
+    assert str(err.value) == (f"{score_file(a)}: scored another checkpoint than the one {a} records "
+                              "(checkpoint_sha256 differs); score it again (rule test_perplexity)")
+    del old["provenance"]["checkpoint_sha256"]
+    score_file(a).write_text(json.dumps(old))
+    with pytest.raises(ValueError) as err:
+        table_of([a, b])
+    assert str(err.value) == (f"{score_file(a)}: names no checkpoint it scored (provenance.checkpoint_sha256), so it "
+                              f"cannot be matched with {a}; score it again (rule test_perplexity)")
+    assert list(table_of([b])["test_ppl"]) == [420.1]
+
+
+@pytest.mark.parametrize("which, edit, said", [
+    ("metrics", lambda r: [1], "a JSON list, not an object of model, dropout, replicate, seed, valid_ppl, epochs, "
+                               "best_epoch, training_seconds"),
+    ("metrics", lambda r: {**r, "provenance": "x"}, 'provenance is "x"; it must be an object'),
+    ("metrics", lambda r: {**r, "provenance": {"training": [1]}}, "provenance.training is [1]; it must be an object"),
+    ("metrics", lambda r: {**r, "epochs": 5}, "epochs is 5; it must be a non-empty list of the epochs' records"),
+    ("test", lambda r: {**r, "test_ppl": "abc"}, 'test_ppl is "abc"; it must be a finite perplexity >= 1'),
+    ("metrics", lambda r: {**r, "valid_ppl": float("nan")}, "valid_ppl is NaN; it must be a finite perplexity >= 1"),
+    ("test", lambda r: {**r, "test_ppl": float("inf")}, "test_ppl is Infinity; it must be a finite perplexity >= 1"),
+    ("test", lambda r: {**r, "test_ppl": 0.5}, "test_ppl is 0.5; it must be a finite perplexity >= 1"),
+    ("test", lambda r: [r], "a JSON list, not an object of model, test_ppl"),
+    ("test", lambda r: {**r, "provenance": None}, "provenance is null; it must be an object"),
+    ("metrics", lambda r: {**r, "dropout": None}, "dropout is null; it must be a number in [0, 1)"),
+    ("metrics", lambda r: {**r, "replicate": True}, "replicate is true; it must be an integer >= 0"),
+    ("metrics", lambda r: {**r, "model": list(range(100))}, "model is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11...; it "
+                                                            "must be a model name"),  # cut short: one line
 ])
-def test_a_metrics_value_of_the_wrong_kind_is_one_error_naming_file_and_key(tmp_path, edit, said):
+def test_a_value_of_the_wrong_kind_is_one_error_naming_file_and_key(tmp_path, which, edit, said):
     """Read as it stands, a list would stop the table with an AttributeError, an integer for the epochs with a
     TypeError, text for a perplexity only in the figure, and NaN would be drawn as no point at all."""
     whole = metrics(tmp_path / "whole.json", "d0.0_r0", 0.0, 20000, 20000)
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(edit(json.loads(whole.read_text())), allow_nan=True))
+    source = whole if which == "metrics" else score_file(whole)
+    bad.write_text(json.dumps(edit(json.loads(source.read_text())), allow_nan=True))
     with pytest.raises(ValueError) as err:
-        perplexity_table([whole, bad])
-    assert str(err.value) == f"{bad}: not a complete metrics.json ({said})"
+        if which == "metrics":
+            perplexity_table([whole, bad], [score_file(whole)] * 2)
+        else:
+            perplexity_table([whole, whole], [score_file(whole), bad])
+    assert str(err.value) == f"{bad}: not a complete {which}.json ({said})"

@@ -8,6 +8,7 @@ rules write PNGs, which rules list a library module as input), so they hold as s
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -90,6 +91,30 @@ def test_a_setting_equal_to_another_params_value_still_reruns_its_jobs(tiny_work
     assert all("Params have changed" in j.reason for j in planned if j.rule == "neuron_ablation"), describe(planned)
     swapped = planned_jobs(tiny_workdir, "--config", "ablation={min_count: 6, top_words: 3}")
     assert_plan(swapped, downstream(graph, {"ablation_table"}), all_jobs, "min_count and top_words swapped")
+
+
+def test_scoring_another_length_of_the_test_split_reruns_the_test_scores_not_the_training(tiny_workdir):
+    """training.test_tokens decides only the test perplexity: the kept checkpoints are scored again (a job of its own
+    per model) and the perplexity table redrawn; nothing trains again, and nothing read from the checkpoints reruns.
+    Run: each test.json then holds the new count and the score of the same checkpoint, and the table shows it."""
+    graph = rule_graph(tiny_workdir)
+    assert downstream(graph, {"test_perplexity"}) == {"test_perplexity", "perplexity_table"}, graph
+    all_jobs = forced_jobs(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "training={test_tokens: 1000}")
+    assert_plan(planned, {"test_perplexity", "perplexity_table"}, all_jobs, "--config 'training={test_tokens: 1000}'")
+    models = tiny_workdir / "results/models"
+    kept = {p: p.read_bytes() for p in [*models.glob("*/model.pt"), *models.glob("*/metrics.json")]}
+    before = {p.parent.name: json.loads(p.read_text()) for p in models.glob("*/test.json")}
+    snakemake(tiny_workdir, *TINY, "--config", "training={test_tokens: 1000}", "--cores", "2")
+    assert all(p.read_bytes() == b for p, b in kept.items()), "a checkpoint or metrics.json was written again"
+    table = {row["model"]: float(row["test_ppl"]) for row in
+             csv.DictReader((tiny_workdir / "results/tables/perplexity.csv").open(encoding="utf-8"))}
+    assert sorted(before) == sorted(table) == ["d0.0_r0", "d0.5_r0"], (sorted(before), table)
+    for model, old in before.items():
+        new = json.loads((models / model / "test.json").read_text())
+        assert old["tokens"] == 1500 and new["tokens"] == new["provenance"]["test_tokens"] == 1000, new
+        assert new["provenance"]["checkpoint_sha256"] == old["provenance"]["checkpoint_sha256"]
+        assert new["test_ppl"] != old["test_ppl"] and table[model] == pytest.approx(new["test_ppl"], rel=1e-12)
 
 
 def test_tracking_every_neuron_reruns_only_tracking_and_the_figure_key_only_figures(tiny_workdir):
@@ -218,7 +243,8 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
                "neuron_ablation": "results/ablation/d0.0_r0/test.h5",
                "embed_tsne": "results/embedding/d0.0_r0/test/layer1_h.csv",
                "cluster_tokens": "results/clusters/d0.0_r0/test/layer1_h_ward.csv",
-               "neuron_explorer": "results/explorer/neurons/d0.0_r0_test.html"}
+               "neuron_explorer": "results/explorer/neurons/d0.0_r0_test.html",
+               "test_perplexity": "results/models/d0.0_r0/test.json"}
     for rule in targets:  # each rule's script is named after it
         path = tiny_workdir / "workflow/scripts" / f"{rule}.py"
         text = path.read_text()

@@ -111,7 +111,7 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     views = len(layers) * len(emb["states"])
     embedded = len(emb["dropouts"]) * len(emb["texts"])
     assert counts["download_wikitext2"] == 1 and counts["vocabulary"] == 1
-    assert counts["train_lstm"] == models
+    assert counts["train_lstm"] == counts["test_perplexity"] == models
     assert counts["dump_activations"] == models * texts
     assert counts["neuron_histograms"] == models * texts
     assert counts["neuron_divergence"] == models * texts
@@ -122,16 +122,19 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     ablated = models * len(preset.get("ablation", {}).get("texts", ["test"]))  # ablation.dropouts: null = every model
     assert counts["neuron_ablation"] == counts["ablation_table"] == counts["ablation_figures"] == ablated
     assert counts["ablation_vs_dropout"] == 1
-    # every training, dump and ablation job asks SLURM for a GPU on the GPU partition (the preset's devices are auto)
+    # every training, test scoring, dump and ablation job asks SLURM for a GPU on the GPU partition (the preset's
+    # devices are auto)
     blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", text)
-    for rule, n in (("train_lstm", models), ("dump_activations", models * texts), ("neuron_ablation", ablated)):
+    for rule, n in (("train_lstm", models), ("test_perplexity", models), ("dump_activations", models * texts),
+                    ("neuron_ablation", ablated)):
         jobs = [b for b in blocks if re.match(rf"\s*rule {rule}:", b)]
         assert len(jobs) == n, rule
         for block in jobs:
             res = re.search(r"resources: (.*)", block).group(1)
             assert "gpu=1" in res and "slurm_partition=gpu" in res, (rule, res)
-    # with the README's --cores 8 each training job gets the preset's threads (--cores caps them under SLURM)
-    for block in (b for b in blocks if re.match(r"\s*rule train_lstm:", b)):
+    # with the README's --cores 8 each training and test scoring job gets the preset's threads (--cores caps them
+    # under SLURM)
+    for block in (b for b in blocks if re.match(r"\s*rule (train_lstm|test_perplexity):", b)):
         res = re.search(r"resources: (.*)", block).group(1)
         assert re.search(r"\bthreads: 4\b", block) or "_cores=4" in res, block
         assert "cpus_per_task=4" in res, res
@@ -205,8 +208,11 @@ def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tiny_run, tmp_
     assert calls, out[-5000:]
     train_calls = [c for c in calls if "rule_train_lstm" in c]
     assert len(train_calls) == 2, "\n".join(calls)
-    assert all("--gpus=1" in c and "-p debug" in c for c in train_calls), "\n".join(train_calls)
-    assert not [c for c in calls if c not in train_calls and "--gpus" in c], "\n".join(calls)
+    test_calls = [c for c in calls if "/rule_test_perplexity/" in c]  # on training.device, so with a GPU too
+    assert len(test_calls) == 2, "\n".join(calls)
+    gpu_calls = train_calls + test_calls
+    assert all("--gpus=1" in c and "-p debug" in c for c in gpu_calls), "\n".join(gpu_calls)
+    assert not [c for c in calls if c not in gpu_calls and "--gpus" in c], "\n".join(calls)
     grouped = [c for c in calls if "/group_" in c]  # SLURM log path of a group job
     assert grouped, "no group job was submitted:\n" + "\n".join(calls)
     # the download runs where Snakemake runs (compute nodes often have no internet); the tables across models

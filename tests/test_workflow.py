@@ -39,28 +39,41 @@ def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_
     assert [row["model"] for row in rows] == ["d0.0_r0", "d0.5_r0"]
     for ext in ("png", "svg"):
         assert (project / f"results/figures/perplexity_vs_dropout.{ext}").stat().st_size > 1000
-    # every model: loadable checkpoint, metrics with provenance, log, benchmark; no resume state left
+    # every model: loadable checkpoint, metrics and test score with provenance, logs, benchmark; no resume state left
     for row in rows:
         mdir = project / "results/models" / row["model"]
         state = torch.load(mdir / "model.pt", weights_only=True)
         assert state["model_config"]["hidden_size"] == 16
         metrics = json.loads((mdir / "metrics.json").read_text())
-        # the table's row is its model's metrics.json; the best epoch is the one of the lowest validation loss
+        scored = json.loads((mdir / "test.json").read_text())
+        # the table's row is its model's metrics.json and test.json; the best epoch is the one of the lowest
+        # validation loss
         losses = [e["valid_loss"] for e in metrics["epochs"]]
         assert row["epochs"] == "2" and int(row["best_epoch"]) == losses.index(min(losses)) + 1 == metrics["best_epoch"]
-        for key in ("dropout", "replicate", "seed", "valid_ppl", "test_ppl"):
+        for key in ("dropout", "replicate", "seed", "valid_ppl"):
             assert float(row[key]) == pytest.approx(metrics[key], rel=1e-12), key
-        assert 1 < metrics["valid_ppl"] < 2000 and 1 < metrics["test_ppl"] < 2000  # vocabulary has 2000 words
+        assert float(row["test_ppl"]) == pytest.approx(scored["test_ppl"], rel=1e-12)
+        assert 1 < metrics["valid_ppl"] < 2000 and 1 < scored["test_ppl"] < 2000  # vocabulary has 2000 words
         assert metrics["valid_ppl"] == pytest.approx(math.exp(min(losses)), rel=1e-9)
+        assert scored["test_ppl"] == pytest.approx(math.exp(scored["test_loss"]), rel=1e-12)
         prov = metrics["provenance"]
         assert prov["seed"] == int(row["seed"]) and len(prov["checkpoint_sha256"]) == 64
         assert prov["training"]["train_tokens"] == 6000 and prov["lstmscope_version"]
+        assert "test_tokens" not in prov["training"] and set(prov["data_sha256"]) == {"train", "valid"}
+        assert prov["device"] == scored["provenance"]["device"] == "cpu"
+        assert prov["gpu"] is None and scored["provenance"]["gpu"] is None
+        # the test score names the checkpoint it scored and what it was scored on
+        assert scored["provenance"]["checkpoint_sha256"] == prov["checkpoint_sha256"]
+        assert scored["provenance"]["test_tokens"] == scored["tokens"] == 1500  # tiny.yaml's training.test_tokens
+        assert scored["model"] == row["model"] and scored["seed"] == int(row["seed"])
         assert prov["cpu_kernels"] == cpu_kernels()  # pinned, oneDNN off, as in this process
         assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
         assert not (mdir / "resume.pt").exists()
         log = (project / "results/logs/train_lstm" / f"{row['model']}.log").read_text()
         assert "epoch 2 train ppl" in log and "finished in" in log
         assert (project / "results/benchmarks/train_lstm" / f"{row['model']}.tsv").is_file()
+        log = (project / "results/logs/test_perplexity" / f"{row['model']}.log").read_text()
+        assert "test ppl" in log and "finished in" in log
     # same config, another copy, another URL, another core count -> the same numbers (reproducible on CPU)
     assert assert_same_models(tiny_run / "pristine", project) == ["d0.0_r0", "d0.5_r0"]
 

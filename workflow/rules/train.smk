@@ -1,4 +1,4 @@
-# Stage 2: one LSTM language model per dropout x replicate; perplexity table and figure.
+# Stage 2: one LSTM language model per dropout x replicate, its test perplexity; perplexity table and figure.
 
 
 rule train_lstm:
@@ -6,7 +6,7 @@ rule train_lstm:
         checkpoint="results/models/{model}/model.pt",
         metrics="results/models/{model}/metrics.json",
     input:
-        splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
+        splits=expand("results/data/wikitext-2/{split}.txt", split=["train", "valid"]),
         vocabulary="results/data/vocabulary.json",
         code=lib("train_lstm"),
     params:
@@ -14,8 +14,10 @@ rule train_lstm:
             model=train_params,
             architecture=config["architecture"],
             # save_every_batches decides only how often a resume file is written, not the weights (a resumed run
-            # is bit-identical): changing it retrains nothing, so the script reads it from the config
-            training={k: v for k, v in config["training"].items() if k not in ("device", "save_every_batches")},
+            # is bit-identical): changing it retrains nothing, so the script reads it from the config.
+            # test_tokens is test_perplexity's alone.
+            training={k: v for k, v in config["training"].items()
+                      if k not in ("device", "save_every_batches", "test_tokens")},
             device=config["training"]["device"],
             resume="results/models/{model}/resume.pt",
         ),
@@ -34,6 +36,50 @@ rule train_lstm:
         "../scripts/train_lstm.py"
 
 
+# Memory of a test evaluation: the checkpoint's weights twice (loaded, and in the model), 16 bytes a parameter
+# with room to spare, and a window's logits.
+_A = config["architecture"]
+_V = config["vocabulary"]["max_size"] or 33278
+TEST_MEM_MB = 1000 + (
+    16 * (_V * (_A["embedding_size"] + _A["hidden_size"] + 1)
+          + 4 * _A["hidden_size"] * (max(_A["embedding_size"], _A["hidden_size"]) + _A["hidden_size"] + 2)
+          * _A["layers"])
+    + 3 * 4 * config["training"]["bptt"] * config["training"]["eval_batch_size"] * _V
+) // 2**20
+
+
+# The checkpoint on the test split, in a job of its own: training.test_tokens reruns this, not the training.
+rule test_perplexity:
+    output:
+        "results/models/{model}/test.json",
+    input:
+        checkpoint="results/models/{model}/model.pt",
+        split="results/data/wikitext-2/test.txt",
+        vocabulary="results/data/vocabulary.json",
+        code=lib("test_perplexity"),
+    params:
+        **named(
+            test_tokens=config["training"]["test_tokens"],
+            # the evaluation's batching, as the validation's during training
+            eval_batch_size=config["training"]["eval_batch_size"],
+            bptt=config["training"]["bptt"],
+            device=config["training"]["device"],
+        ),
+    threads: config["training"]["threads"]
+    log:
+        log_path("test_perplexity", "{model}"),
+    benchmark:
+        benchmark_path("test_perplexity", "{model}")
+    resources:
+        mem_mb=lambda wildcards, attempt: TEST_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
+        runtime=30,
+        gpu=0 if config["training"]["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/test_perplexity.py"
+
+
 rule perplexity_table:
     output:
         table=report("results/tables/perplexity.csv", caption="../report/perplexity.rst", category="Training",
@@ -43,6 +89,7 @@ rule perplexity_table:
         svg="results/figures/perplexity_vs_dropout.svg",
     input:
         metrics=expand("results/models/{model}/metrics.json", model=MODELS),
+        tests=expand("results/models/{model}/test.json", model=MODELS),
         code=lib("perplexity_table"),
     params:
         dpi=config["figures"]["dpi"],

@@ -11,7 +11,7 @@ with job_log(snakemake.log[0], "train_lstm") as log:  # noqa: F821
         device=p.device,
         gpus=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
-        split_paths={s: f for s, f in zip(("train", "valid", "test"), snakemake.input.splits)},  # noqa: F821
+        split_paths={s: f for s, f in zip(("train", "valid"), snakemake.input.splits)},  # noqa: F821
         vocabulary_path=snakemake.input.vocabulary,  # noqa: F821
         checkpoint_path=snakemake.output.checkpoint,  # noqa: F821
         metrics_path=snakemake.output.metrics,  # noqa: F821

@@ -14,21 +14,30 @@ from .figures import plt, save_figure
 COLUMNS = ["model", "dropout", "replicate", "seed", "valid_ppl", "test_ppl", "epochs", "best_epoch", "training_seconds"]
 
 
-def perplexity_table(metrics_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """One row per model from its metrics.json, sorted by dropout and replicate."""
+def perplexity_table(metrics_paths: Sequence[str | os.PathLike],
+                     test_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per model from its metrics.json (train_lstm) and test.json (test_perplexity), given in the same order,
+    sorted by dropout and replicate."""
+    if len(metrics_paths) != len(test_paths):
+        raise ValueError(f"{len(metrics_paths)} metrics files but {len(test_paths)} test files; one of each per model")
     rows, scored = [], set()
-    for path in metrics_paths:
-        try:
-            m = json.loads(open(path, encoding="utf-8").read())
-            training = _checked(m)
-            scored.add((training.get("valid_tokens", "?"), training.get("test_tokens", "?")))
-            rows.append({"model": m["model"], "dropout": m["dropout"], "replicate": m["replicate"], "seed": m["seed"],
-                         "valid_ppl": m["valid_ppl"], "test_ppl": m["test_ppl"], "epochs": len(m["epochs"]),
-                         "best_epoch": m["best_epoch"], "training_seconds": m["training_seconds"]})
-        except (OSError, ValueError, KeyError) as exc:
-            if isinstance(exc, MetricsError):
-                raise ValueError(f"{path}: not a complete metrics.json ({exc})") from None
-            raise ValueError(f"{path}: not a complete metrics.json ({type(exc).__name__}: {exc})") from exc
+    for path, test_path in zip(metrics_paths, test_paths):
+        m = _read(path, "metrics.json", _checked)
+        t = _read(test_path, "test.json", _checked_test)
+        training = m.get("provenance", {}).get("training", {})
+        if t["model"] != m["model"]:
+            raise ValueError(f"{test_path}: scores model {t['model']!r}, but {path} is model {m['model']!r}")
+        trained, scored_sha = (x.get("provenance", {}).get("checkpoint_sha256") for x in (m, t))
+        if trained and not scored_sha:
+            raise ValueError(f"{test_path}: names no checkpoint it scored (provenance.checkpoint_sha256), so it "
+                             f"cannot be matched with {path}; score it again (rule test_perplexity)")
+        if trained and trained != scored_sha:
+            raise ValueError(f"{test_path}: scored another checkpoint than the one {path} records "
+                             "(checkpoint_sha256 differs); score it again (rule test_perplexity)")
+        scored.add((training.get("valid_tokens", "?"), t.get("provenance", {}).get("test_tokens", "?")))
+        rows.append({"model": m["model"], "dropout": m["dropout"], "replicate": m["replicate"], "seed": m["seed"],
+                     "valid_ppl": m["valid_ppl"], "test_ppl": t["test_ppl"], "epochs": len(m["epochs"]),
+                     "best_epoch": m["best_epoch"], "training_seconds": m["training_seconds"]})
     if not rows:
         raise ValueError("no metrics files given")
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["dropout", "replicate"]).reset_index(drop=True)
@@ -36,8 +45,20 @@ def perplexity_table(metrics_paths: Sequence[str | os.PathLike]) -> pd.DataFrame
     return table
 
 
+def _read(path: str | os.PathLike, what: str, check) -> dict:
+    """A JSON record once ``check`` passes it; else a ValueError naming the file and what is wrong."""
+    try:
+        record = json.loads(open(path, encoding="utf-8").read())
+        check(record)
+        return record
+    except MetricsError as exc:
+        raise ValueError(f"{path}: not a complete {what} ({exc})") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a complete {what} ({type(exc).__name__}: {exc})") from exc
+
+
 class MetricsError(ValueError):
-    """A metrics.json value of the wrong type or out of range (the message names the key)."""
+    """A metrics.json or test.json value of the wrong type or out of range (the message names the key)."""
 
 
 def _number(value: object) -> bool:
@@ -51,11 +72,14 @@ _WANTED = {
     "replicate": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "valid_ppl": (lambda v: _number(v) and math.isfinite(v) and v >= 1, "a finite perplexity >= 1"),
-    "test_ppl": (lambda v: _number(v) and math.isfinite(v) and v >= 1, "a finite perplexity >= 1"),
     "epochs": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of the epochs' records"),
     "best_epoch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an epoch number >= 1"),
     "training_seconds": (lambda v: _number(v) and math.isfinite(v) and v >= 0, "a finite number of seconds >= 0"),
 }
+
+
+# what test_perplexity writes under each key the table reads
+_WANTED_TEST = {"model": _WANTED["model"], "test_ppl": _WANTED["valid_ppl"]}
 
 
 def _shown(value: object) -> str:
@@ -64,23 +88,27 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _checked(m: object) -> dict:
-    """The ``provenance.training`` mapping of a metrics record (empty where it has none), once every key the table
-    reads holds what train_lstm writes there; else :class:`MetricsError` naming the key."""
+def _checked(m: object, wanted: dict | None = None) -> None:
+    """Every key the table reads holds what train_lstm (``wanted``: what test_perplexity) writes there, and the
+    provenance is an object (its ``training`` too); else :class:`MetricsError` naming the key."""
+    wanted = _WANTED if wanted is None else wanted
     if not isinstance(m, dict):
-        raise MetricsError(f"a JSON {type(m).__name__}, not an object of {', '.join(_WANTED)}")
-    for key, (fits, wanted) in _WANTED.items():
+        raise MetricsError(f"a JSON {type(m).__name__}, not an object of {', '.join(wanted)}")
+    for key, (fits, said) in wanted.items():
         if key not in m:
             raise KeyError(key)
         if not fits(m[key]):
-            raise MetricsError(f"{key} is {_shown(m[key])}; it must be {wanted}")
+            raise MetricsError(f"{key} is {_shown(m[key])}; it must be {said}")
     provenance = m.get("provenance", {})
     if not isinstance(provenance, dict):
         raise MetricsError(f"provenance is {_shown(provenance)}; it must be an object")
     training = provenance.get("training", {})
     if not isinstance(training, dict):
         raise MetricsError(f"provenance.training is {_shown(training)}; it must be an object")
-    return training
+
+
+def _checked_test(t: object) -> None:
+    _checked(t, _WANTED_TEST)
 
 
 def scored_on(valid_tokens: int | None | str, test_tokens: int | None | str) -> str:

@@ -1,9 +1,11 @@
-"""One training job of the pipeline: load data, train (resumably), write checkpoint and metrics."""
+"""One training job of the pipeline: load data, train (resumably), write checkpoint and metrics.
+
+The test perplexity is a job of its own (:mod:`lstmscope.evaluation_job`): the training reads only the training and
+validation splits."""
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -11,7 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from .atomic import write_text
-from .model import ModelConfig, choose_device, cpu_kernels, save_checkpoint
+from .model import ModelConfig, choose_device, cpu_kernels, gpu_name, save_checkpoint
 from .provenance import provenance, sha256_file
 from .training import TrainingConfig, train
 from .vocabulary import Vocabulary, first_tokens
@@ -46,7 +48,7 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
     cpu_kernels = configure_torch(threads)
     dev = choose_device(device, gpus, "training.device")
     vocab = Vocabulary.load(vocabulary_path)
-    ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid", "test")}
+    ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid")}
     mc = ModelConfig(vocab_size=len(vocab), embedding_size=int(architecture["embedding_size"]),
                      hidden_size=int(architecture["hidden_size"]), layers=int(architecture["layers"]),
                      dropout=float(model["dropout"]))
@@ -54,9 +56,9 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
                         clip=float(training["clip"]), bptt=int(training["bptt"]), batch_size=int(training["batch_size"]),
                         eval_batch_size=int(training["eval_batch_size"]),
                         save_every_batches=int(training["save_every_batches"]), seed=int(model["seed"]))
-    log.info("model %s: %s on %s, %d threads; %d/%d/%d train/valid/test tokens", model["name"], mc, dev, threads,
-             len(ids["train"]), len(ids["valid"]), len(ids["test"]))
-    result = train(model["name"], mc, tc, ids["train"], ids["valid"], ids["test"], resume_path=resume_path, device=dev)
+    log.info("model %s: %s on %s, %d threads; %d/%d train/valid tokens", model["name"], mc, dev, threads,
+             len(ids["train"]), len(ids["valid"]))
+    result = train(model["name"], mc, tc, ids["train"], ids["valid"], resume_path=resume_path, device=dev)
     best_epoch = min(result.history, key=lambda r: r["valid_loss"])["epoch"]
     save_checkpoint(checkpoint_path, result.model, vocab.sha256,
                     extra={"name": model["name"], "dropout": float(model["dropout"]), "seed": int(model["seed"]),
@@ -69,11 +71,11 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
         "epochs": result.history,
         "best_epoch": best_epoch,
         "valid_ppl": result.valid_ppl,
-        "test_ppl": result.test_ppl,
         "training_seconds": sum(r["seconds"] + r["eval_seconds"] for r in result.history),
         "resumed_from": result.resumed_from,
         "provenance": provenance(
-            model_config=mc.__dict__, training=dict(training), device=str(dev), threads=int(threads),
+            model_config=mc.__dict__, training=dict(training), device=str(dev), gpu=gpu_name(dev),
+            threads=int(threads),
             cpu_kernels=cpu_kernels,
             seed=int(model["seed"]), vocabulary_sha256=vocab.sha256,
             checkpoint_sha256=sha256_file(checkpoint_path),
@@ -83,6 +85,5 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
     write_text(metrics_path, json.dumps(record, indent=2, allow_nan=True))
     if resume_path and Path(resume_path).exists():
         Path(resume_path).unlink()  # the finished checkpoint supersedes it
-    log.info("model %s: valid ppl %.2f, test ppl %.2f (best epoch %d)", model["name"], result.valid_ppl,
-             result.test_ppl if result.test_ppl is not None else math.nan, best_epoch)
+    log.info("model %s: valid ppl %.2f (best epoch %d)", model["name"], result.valid_ppl, best_epoch)
     return record

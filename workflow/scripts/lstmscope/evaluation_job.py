@@ -1,0 +1,74 @@
+"""One test evaluation job of the pipeline: the perplexity of a trained checkpoint on the test split.
+
+A job of its own, after the training: ``training.test_tokens`` decides only this number, so changing it
+scores the kept checkpoints again instead of training them again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+from .atomic import write_text
+from .model import choose_device, gpu_name, load_checkpoint
+from .provenance import provenance, sha256_file
+from .training import batchify, evaluate
+from .training_job import configure_torch, load_split_ids
+from .vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(ValueError):
+    """A checkpoint that cannot be scored with the given vocabulary or settings (the message names the file)."""
+
+
+def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary_path: str | os.PathLike,
+                 split_path: str | os.PathLike, test_tokens: int | None, eval_batch_size: int, bptt: int,
+                 device: str, gpus: int, threads: int, output_path: str | os.PathLike) -> dict[str, Any]:
+    """Score the checkpoint on the first ``test_tokens`` tokens of the test split (all when None), as the
+    validation is scored during training (pytorch/examples' evaluation: ``eval_batch_size`` columns, the state
+    carried across windows of ``bptt`` tokens); write ``output_path`` (JSON) and return its record."""
+    kernels = configure_torch(threads)
+    dev = choose_device(device, gpus, "training.device")
+    model, record = load_checkpoint(checkpoint_path)
+    vocab = Vocabulary.load(vocabulary_path)
+    if record.get("vocabulary_sha256") != vocab.sha256:
+        raise EvaluationError(f"{checkpoint_path}: trained with another vocabulary than {vocabulary_path} "
+                              "(vocabulary_sha256 differs); retrain or use the matching vocabulary")
+    extra = dict(record.get("extra", {}))
+    if extra.get("name", model_name) != model_name:
+        raise EvaluationError(f"{checkpoint_path}: holds model {extra['name']!r}, not {model_name!r}")
+    ids = load_split_ids(split_path, vocab, test_tokens)
+    if len(ids) < 2 * eval_batch_size:
+        raise EvaluationError(f"{split_path}: {len(ids)} tokens are too few for training.eval_batch_size "
+                              f"{eval_batch_size}; at least {2 * eval_batch_size}")
+    log.info("model %s: test perplexity on %d tokens of %s, %s, %d threads", model_name, len(ids), split_path, dev,
+             threads)
+    t0 = time.monotonic()
+    loss = evaluate(model.to(dev), batchify(ids, eval_batch_size).to(dev), bptt)
+    if not math.isfinite(loss):
+        raise EvaluationError(f"{checkpoint_path}: the test loss is {loss}; the model cannot be scored")
+    result = {
+        "model": model_name,
+        "dropout": extra.get("dropout"),
+        "replicate": extra.get("replicate"),
+        "seed": extra.get("seed"),
+        "test_loss": loss,
+        "test_ppl": math.exp(loss),
+        "tokens": len(ids),
+        "seconds": time.monotonic() - t0,
+        "provenance": provenance(
+            model_config=dict(record["model_config"]), checkpoint=str(checkpoint_path),
+            checkpoint_sha256=sha256_file(checkpoint_path), vocabulary_sha256=vocab.sha256,
+            test_tokens=test_tokens, eval_batch_size=int(eval_batch_size), bptt=int(bptt), device=str(dev), gpu=gpu_name(dev),
+            threads=int(threads), cpu_kernels=kernels, seed=extra.get("seed"),
+            data_sha256={"test": sha256_file(split_path)},
+        ),
+    }
+    write_text(output_path, json.dumps(result, indent=2))
+    log.info("model %s: test ppl %.2f (%.1f s)", model_name, result["test_ppl"], result["seconds"])
+    return result
