@@ -87,3 +87,23 @@ def test_bad_input_is_one_error_naming_the_file_and_nothing_is_written(trained, 
                                               r"at least 8$"):
         score(trained, out, test_tokens=5)
     assert not out.exists() and list(tmp_path.iterdir()) == [other]
+
+
+def test_a_cpu_job_given_fewer_threads_than_configured_refuses_to_run(trained, tmp_path):
+    """``snakemake --cores 1`` gives a job of ``training.threads: 2`` one thread; on the CPU that can change the
+    numbers' last bits, and the file would claim the config's threads. The job stops at once, saying what to change;
+    on a GPU the CPU threads do not compute the numbers and it runs."""
+    import torch
+
+    from lstmscope.training_job import ThreadsError, check_threads
+    out = tmp_path / "test.json"
+    with pytest.raises(ThreadsError) as err:
+        score(trained, out, threads=1, wanted_threads=2)
+    assert str(err.value) == ("training.threads is 2 but this job got 1 (--cores 1?); on the CPU another thread count "
+                              "can change the numbers' last bits, so it does not run with fewer: give --cores 2 or "
+                              "more, or set training.threads: 1")
+    assert not out.exists()
+    check_threads(torch.device("cuda"), 1, 4)  # a GPU job: runs
+    check_threads(torch.device("cpu"), 2, 2)
+    check_threads(torch.device("cpu"), 1, None)
+    assert score(trained, out, threads=1, wanted_threads=1)["tokens"] == TEST_TOKENS

@@ -117,6 +117,24 @@ def test_scoring_another_length_of_the_test_split_reruns_the_test_scores_not_the
         assert new["test_ppl"] != old["test_ppl"] and table[model] == pytest.approx(new["test_ppl"], rel=1e-12)
 
 
+def test_a_training_given_fewer_cores_than_its_threads_stops_and_keeps_the_models(tiny_workdir):
+    """training.threads decides the numbers on the CPU: with --cores below it (Snakemake gives the job fewer
+    threads) the training stops at once with one line saying what to change, instead of training with fewer threads
+    than the config, and its provenance, say. (Snakemake removes a job's old outputs before it runs: no checkpoint
+    is left that looks trained with the config's threads.)"""
+    models = tiny_workdir / "results/models"
+    other = {p: p.read_bytes() for p in (models / "d0.5_r0").iterdir()}
+    r = snakemake(tiny_workdir, *TINY, "--config", "training={threads: 2}", "--cores", "1", "--",
+                  "results/models/d0.0_r0/metrics.json", check=False, timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert ("lstmscope train_lstm: training.threads is 2 but this job got 1 (--cores 1?); on the CPU another thread "
+            "count can change the numbers' last bits, so it does not run with fewer: give --cores 2 or more, or set "
+            "training.threads: 1") in out, out[-3000:]
+    assert not (models / "d0.0_r0/model.pt").exists() and not (models / "d0.0_r0/metrics.json").exists()
+    assert {p: p.read_bytes() for p in (models / "d0.5_r0").iterdir()} == other  # not asked for: untouched
+
+
 def test_tracking_every_neuron_reruns_only_tracking_and_the_figure_key_only_figures(tiny_workdir):
     """divergence.track (the neurons measured in tracking.csv) and divergence.top_k (the neurons of the top/bottom
     figure) are two keys: tracking every neuron leaves the figures as they are, and the other way round."""

@@ -64,6 +64,7 @@ rule test_perplexity:
             eval_batch_size=config["training"]["eval_batch_size"],
             bptt=config["training"]["bptt"],
             device=config["training"]["device"],
+            threads=config["training"]["threads"],  # on the CPU, the job's threads (it refuses to run with fewer)
         ),
     threads: config["training"]["threads"]
     log:

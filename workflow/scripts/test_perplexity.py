@@ -15,5 +15,6 @@ with job_log(snakemake.log[0], "test_perplexity") as log:  # noqa: F821
         device=p.device,
         gpus=int(snakemake.resources.get("gpu", 0)),  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
+        wanted_threads=int(p.threads),
         output_path=snakemake.output[0],  # noqa: F821
     )

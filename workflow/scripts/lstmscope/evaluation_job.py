@@ -16,7 +16,7 @@ from .atomic import write_text
 from .model import choose_device, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file
 from .training import batchify, evaluate
-from .training_job import configure_torch, load_split_ids
+from .training_job import check_threads, configure_torch, load_split_ids
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,15 @@ class EvaluationError(ValueError):
 
 def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary_path: str | os.PathLike,
                  split_path: str | os.PathLike, test_tokens: int | None, eval_batch_size: int, bptt: int,
-                 device: str, gpus: int, threads: int, output_path: str | os.PathLike) -> dict[str, Any]:
+                 device: str, gpus: int, threads: int, output_path: str | os.PathLike,
+                 wanted_threads: int | None = None) -> dict[str, Any]:
     """Score the checkpoint on the first ``test_tokens`` tokens of the test split (all when None), as the
     validation is scored during training (pytorch/examples' evaluation: ``eval_batch_size`` columns, the state
-    carried across windows of ``bptt`` tokens); write ``output_path`` (JSON) and return its record."""
+    carried across windows of ``bptt`` tokens); write ``output_path`` (JSON) and return its record.
+    ``wanted_threads``: ``training.threads``, which a CPU job must have been given (:func:`check_threads`)."""
     kernels = configure_torch(threads)
     dev = choose_device(device, gpus, "training.device")
+    check_threads(dev, threads, wanted_threads)
     model, record = load_checkpoint(checkpoint_path)
     vocab = Vocabulary.load(vocabulary_path)
     if record.get("vocabulary_sha256") != vocab.sha256:

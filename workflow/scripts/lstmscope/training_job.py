@@ -36,6 +36,21 @@ def configure_torch(threads: int) -> str:
     return kernels
 
 
+class ThreadsError(RuntimeError):
+    """A CPU job given fewer threads than ``training.threads`` asks for (the message says what to change)."""
+
+
+def check_threads(device: torch.device, threads: int, wanted: int | None) -> None:
+    """On the CPU a training or test job computes with the ``training.threads`` it is configured with, or not at all:
+    the thread count can change the last bits of a sum, so with fewer (``snakemake --cores`` caps a job's threads)
+    its numbers would not be the configuration's, and a later run on more cores would keep them. On a GPU the
+    CPU threads do not compute the numbers."""
+    if device.type == "cpu" and wanted is not None and int(threads) < int(wanted):
+        raise ThreadsError(f"training.threads is {wanted} but this job got {threads} (--cores {threads}?); on the CPU "
+                           "another thread count can change the numbers' last bits, so it does not run with fewer: "
+                           f"give --cores {wanted} or more, or set training.threads: {threads}")
+
+
 def load_split_ids(path: str | os.PathLike, vocab: Vocabulary, tokens: int | None) -> torch.Tensor:
     """The first ``tokens`` token ids of a split (all when None)."""
     return torch.from_numpy(vocab.encode(first_tokens(path, tokens)))
@@ -47,6 +62,7 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
                      resume_path: str | None) -> dict[str, Any]:
     cpu_kernels = configure_torch(threads)
     dev = choose_device(device, gpus, "training.device")
+    check_threads(dev, threads, training.get("threads"))
     vocab = Vocabulary.load(vocabulary_path)
     ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid")}
     mc = ModelConfig(vocab_size=len(vocab), embedding_size=int(architecture["embedding_size"]),
