@@ -120,7 +120,7 @@ def main() -> None:
         if not args.skip_throughput:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
-            training = dict(tr, epochs=1, train_tokens=args.tokens, valid_tokens=None, test_tokens=None,
+            training = dict(tr, epochs=1, train_tokens=args.tokens, valid_tokens=None,
                             save_every_batches=10**9)
             rec = run_training_job(model={"name": "gpu_probe", "dropout": 0.5, "seed": 1, "replicate": 0},
                                    architecture=arch, training=training, device=args.device, gpus=int(cuda), threads=threads,

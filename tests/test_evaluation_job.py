@@ -93,8 +93,6 @@ def test_a_cpu_job_given_fewer_threads_than_configured_refuses_to_run(trained, t
     """``snakemake --cores 1`` gives a job of ``training.threads: 2`` one thread; on the CPU that can change the
     numbers' last bits, and the file would claim the config's threads. The job stops at once, saying what to change;
     on a GPU the CPU threads do not compute the numbers and it runs."""
-    import torch
-
     from lstmscope.training_job import ThreadsError, check_threads
     out = tmp_path / "test.json"
     with pytest.raises(ThreadsError) as err:

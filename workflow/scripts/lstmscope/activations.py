@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from .activations_file import FORMAT, STATES, ActivationsError
 from .atomic import atomic_path
-from .model import LSTMLanguageModel, choose_device, cpu_kernels, gpu_name, load_checkpoint
+from .model import LSTMLanguageModel, check_vocabulary, choose_device, cpu_kernels, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
 from .vocabulary import Vocabulary, read_tokens
 
@@ -312,9 +312,7 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
     t0 = time.monotonic()
     model, record = load_checkpoint(checkpoint_path)
     vocab = Vocabulary.load(vocabulary_path)
-    if record.get("vocabulary_sha256") != vocab.sha256:
-        raise ActivationsError(f"{checkpoint_path}: trained with another vocabulary than {vocabulary_path} "
-                               "(vocabulary_sha256 differs); retrain or use the matching vocabulary")
+    check_vocabulary(checkpoint_path, record, vocab.sha256, vocabulary_path, ActivationsError)
     split_words = text_tokens(split_path, text)
     ids = vocab.encode(split_words)
     words = vocab.decode(ids)  # what the model reads: <unk> for a word outside its vocabulary

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from .atomic import write_text
-from .model import choose_device, gpu_name, load_checkpoint
+from .model import check_vocabulary, choose_device, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file
 from .training import batchify, evaluate
 from .training_job import check_threads, configure_torch, load_split_ids
@@ -39,9 +39,7 @@ def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary
     check_threads(dev, threads, wanted_threads)
     model, record = load_checkpoint(checkpoint_path)
     vocab = Vocabulary.load(vocabulary_path)
-    if record.get("vocabulary_sha256") != vocab.sha256:
-        raise EvaluationError(f"{checkpoint_path}: trained with another vocabulary than {vocabulary_path} "
-                              "(vocabulary_sha256 differs); retrain or use the matching vocabulary")
+    check_vocabulary(checkpoint_path, record, vocab.sha256, vocabulary_path, EvaluationError)
     extra = dict(record.get("extra", {}))
     if extra.get("name", model_name) != model_name:
         raise EvaluationError(f"{checkpoint_path}: holds model {extra['name']!r}, not {model_name!r}")

@@ -215,6 +215,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return model, state
 
 
+def check_vocabulary(path: str | os.PathLike, record: dict[str, Any], vocabulary_sha256: str,
+                     vocabulary_path: str | os.PathLike, error: type[Exception] = ValueError) -> None:
+    """The checkpoint ``record`` (of ``path``, from :func:`load_checkpoint`) was trained with the vocabulary of
+    ``vocabulary_path``; else ``error`` naming both files (a job reading words by other ids would compute
+    nonsense)."""
+    if record.get("vocabulary_sha256") != vocabulary_sha256:
+        raise error(f"{path}: trained with another vocabulary than {vocabulary_path} (vocabulary_sha256 differs); "
+                    "retrain or use the matching vocabulary")
+
+
 def checkpoint_config(path: str | os.PathLike, config: Any) -> ModelConfig:
     """The checkpoint's ``model_config``: exactly ModelConfig's keys, integers and a dropout, in range; else a
     ValueError naming ``path`` and what is wrong."""

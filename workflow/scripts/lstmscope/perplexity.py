@@ -22,8 +22,8 @@ def perplexity_table(metrics_paths: Sequence[str | os.PathLike],
         raise ValueError(f"{len(metrics_paths)} metrics files but {len(test_paths)} test files; one of each per model")
     rows, scored = [], set()
     for path, test_path in zip(metrics_paths, test_paths):
-        m = _read(path, "metrics.json", _checked)
-        t = _read(test_path, "test.json", _checked_test)
+        m = _read(path, "metrics.json", _WANTED)
+        t = _read(test_path, "test.json", _WANTED_TEST)
         training = m.get("provenance", {}).get("training", {})
         if t["model"] != m["model"]:
             raise ValueError(f"{test_path}: scores model {t['model']!r}, but {path} is model {m['model']!r}")
@@ -45,11 +45,12 @@ def perplexity_table(metrics_paths: Sequence[str | os.PathLike],
     return table
 
 
-def _read(path: str | os.PathLike, what: str, check) -> dict:
-    """A JSON record once ``check`` passes it; else a ValueError naming the file and what is wrong."""
+def _read(path: str | os.PathLike, what: str, wanted: dict) -> dict:
+    """A JSON record once :func:`_checked` passes it against ``wanted``; else a ValueError naming the file and what
+    is wrong."""
     try:
         record = json.loads(open(path, encoding="utf-8").read())
-        check(record)
+        _checked(record, wanted)
         return record
     except MetricsError as exc:
         raise ValueError(f"{path}: not a complete {what} ({exc})") from None
@@ -88,10 +89,10 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _checked(m: object, wanted: dict | None = None) -> None:
-    """Every key the table reads holds what train_lstm (``wanted``: what test_perplexity) writes there, and the
-    provenance is an object (its ``training`` too); else :class:`MetricsError` naming the key."""
-    wanted = _WANTED if wanted is None else wanted
+def _checked(m: object, wanted: dict) -> None:
+    """Every key of ``wanted`` the table reads holds what train_lstm (:data:`_WANTED`) or test_perplexity
+    (:data:`_WANTED_TEST`) writes there, and the provenance is an object (its ``training`` too); else
+    :class:`MetricsError` naming the key."""
     if not isinstance(m, dict):
         raise MetricsError(f"a JSON {type(m).__name__}, not an object of {', '.join(wanted)}")
     for key, (fits, said) in wanted.items():
@@ -105,10 +106,6 @@ def _checked(m: object, wanted: dict | None = None) -> None:
     training = provenance.get("training", {})
     if not isinstance(training, dict):
         raise MetricsError(f"provenance.training is {_shown(training)}; it must be an object")
-
-
-def _checked_test(t: object) -> None:
-    _checked(t, _WANTED_TEST)
 
 
 def scored_on(valid_tokens: int | None | str, test_tokens: int | None | str) -> str:
