@@ -2,12 +2,10 @@
 
 
 # Memory of one job: a block of h and c of every layer and the block's logits, plus the model.
-_ARCH = config["architecture"]
-_VOCAB = config["vocabulary"]["max_size"] or 33278
 ACTIVATIONS_MEM_MB = 600 + (
-    config["activations"]["chunk_tokens"] * (4 * _ARCH["layers"] * 2 * _ARCH["hidden_size"] * 4 + _VOCAB * 4 * 2)
-    + 2 * 16 * (_VOCAB * (_ARCH["embedding_size"] + _ARCH["hidden_size"] + 1)
-                + 4 * _ARCH["hidden_size"] * (_ARCH["embedding_size"] + _ARCH["hidden_size"]) * _ARCH["layers"])
+    config["activations"]["chunk_tokens"]
+    * (4 * config["architecture"]["layers"] * 2 * config["architecture"]["hidden_size"] * 4 + VOCABULARY_SIZE * 4 * 2)
+    + 2 * 16 * MODEL_PARAMETERS
 ) // 2**20
 
 

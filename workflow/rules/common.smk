@@ -39,6 +39,17 @@ ALL_TEXTS = ", ".join(TEXTS)
 SPLITS = ["train", "valid", "test"]
 LAYERS = list(range(1, config["architecture"]["layers"] + 1))
 STATES = ["h", "c"]
+# Parameters of the configured model as lstmscope.model builds it (embedding, each LSTM layer's weights and two
+# biases, decoder), for the memory of the jobs that load a checkpoint; the vocabulary's size before it is built:
+# vocabulary.max_size, or WikiText-2's 33 278 words.
+_A = config["architecture"]
+VOCABULARY_SIZE = config["vocabulary"]["max_size"] or 33278
+MODEL_PARAMETERS = (
+    VOCABULARY_SIZE * _A["embedding_size"]
+    + sum(4 * _A["hidden_size"] * ((_A["embedding_size"] if layer == 1 else _A["hidden_size"]) + _A["hidden_size"] + 2)
+          for layer in range(1, _A["layers"] + 1))
+    + (_A["hidden_size"] + 1) * VOCABULARY_SIZE
+)
 
 # Every rule file appends the final outputs it contributes; rule all collects them.
 ALL_TARGETS = []

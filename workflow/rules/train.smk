@@ -38,13 +38,9 @@ rule train_lstm:
 
 # Memory of a test evaluation: the checkpoint's weights twice (loaded, and in the model), 16 bytes a parameter
 # with room to spare, and a window's logits.
-_A = config["architecture"]
-_V = config["vocabulary"]["max_size"] or 33278
 TEST_MEM_MB = 1000 + (
-    16 * (_V * (_A["embedding_size"] + _A["hidden_size"] + 1)
-          + 4 * _A["hidden_size"] * (max(_A["embedding_size"], _A["hidden_size"]) + _A["hidden_size"] + 2)
-          * _A["layers"])
-    + 3 * 4 * config["training"]["bptt"] * config["training"]["eval_batch_size"] * _V
+    16 * MODEL_PARAMETERS
+    + 3 * 4 * config["training"]["bptt"] * config["training"]["eval_batch_size"] * VOCABULARY_SIZE
 ) // 2**20
 
 
