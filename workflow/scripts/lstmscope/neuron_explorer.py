@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from .ablation_figures import Removal, removal_effects, removal_phrase
+from .ablation_figures import Removal, effect_passage, removal_effects, removal_phrase
 from .ablation_file import AblationError, check_divergence_model
 from .activations_file import (ActivationsError, layers_and_states, open_activations, read_expectancy,
                                read_words, state_dataset)
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
-from .heatmap import DEFAULT_SCALE, check_scale, needs_light_text
+from .heatmap import DEFAULT_SCALE, best_window, check_scale, needs_light_text
 from .histogram import HistogramError
 from .html_page import render_page
 from .wikitext import check_passage, passage_avoid
@@ -84,11 +84,14 @@ def _row(r, rank) -> dict:
 
 
 def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model: str, text: str,
-                   words: list[str], checkpoint_sha256: str | None = None) -> tuple[list[dict], dict[str, dict]]:
+                   words: list[str], checkpoint_sha256: str | None = None, passage_tokens: int = 1,
+                   avoid: np.ndarray | None = None) -> tuple[list[dict], dict[str, dict]]:
     """Per layer, a view of the neurons removed one at a time in ``ablation_path``, then of each group removed
     together; and per removal, what its series gets (key ``layer:neuron`` or ``layer:group``): the coded
     effect on the words the ablation read (nats; no value at the first word), the perplexity change in %,
-    its group and that number of words (a group: and the neurons removed; it has no h or c of its own)."""
+    its group and that number of words (a group: and the neurons removed; it has no h or c of its own), and the
+    start of the ``passage_tokens`` words among those read where it matters most, as the ablation heatmap's
+    (:func:`~.ablation_figures.effect_passage`, ``avoid`` as there)."""
     removals = removal_effects(ablation_path, model, text, words, checkpoint_sha256)
     views: dict[int, list] = {}
     extra = {}
@@ -100,19 +103,21 @@ def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model:
         row = _row(r, None if pd.isna(r.rank) else int(r.rank))
         row.update(group=removal.group, perplexity_change_pct=removal.perplexity_change_pct)
         views.setdefault(layer, []).append(row)
-        extra[f"{layer}:{j}"] = _effect_series(removal)
+        extra[f"{layer}:{j}"] = _effect_series(removal, passage_tokens, avoid)
     for (layer, group), removal in removals.groups.items():
         key = f"{layer}:{group}"
         views.setdefault(layer, []).append({"neuron": None, "series": key, "group": group,
                                             "removed": list(removal.neurons),
                                             "perplexity_change_pct": removal.perplexity_change_pct})
-        extra[key] = {**_effect_series(removal), "removed": list(removal.neurons)}
+        extra[key] = {**_effect_series(removal, passage_tokens, avoid), "removed": list(removal.neurons)}
     return [{"layer": layer, "state": removals.state, "ablated": True, "neurons": rows}
             for layer, rows in sorted(views.items())], extra
 
 
-def _effect_series(r: Removal) -> dict:
-    return {"effect": encode(r.effect[:r.tokens]), "change": r.perplexity_change_pct,
+def _effect_series(r: Removal, passage_tokens: int, avoid: np.ndarray | None) -> dict:
+    effect = r.effect[:r.tokens]
+    start, _ = effect_passage(effect, passage_tokens, None if avoid is None else avoid[:r.tokens])
+    return {"effect": {**encode(effect), "peak": start}, "change": r.perplexity_change_pct,
             "group": r.group, "tokens": r.tokens,  # the page pads the effect with "no value"
             "held": removal_phrase(r.method)}
 
@@ -125,7 +130,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     most 0.1), and per layer and state the top ``neurons`` (None: every live one)
     with their h and c;
     with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal.
-    Its ``avoid`` holds the [start, stop) runs of tokens the page's "most active passage" avoids (``passage``)."""
+    Each series' ``peak`` is the start of its "most active passage" of ``passage_tokens`` (``passage`` as
+    ``heatmap.passage``), found on the exact values as the heatmap figures find theirs."""
     if neurons is not None and neurons < 1:
         raise ValueError(f"neurons={neurons}: must be >= 1")
     check_passage(passage)
@@ -138,6 +144,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         # output does, and gives offset + i beside that only as the split's position
         model, text, offset = str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs.get("offset", 0))
         own_text = str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's: ranked on another text's table
+        avoid = passage_avoid(words, passage)  # what a "most active passage" avoids, as in the figures
         check_divergence_model(table, model, divergence_path)
         hidden = int(f.attrs["hidden_size"])
         have = {(int(layer), str(state)) for layer, state in zip(table["layer"], table["state"])}
@@ -164,7 +171,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         effects = {}
         if ablation_path is not None:
             removed, effects = ablation_views(ablation_path, table, model, text, words,
-                                              str(f.attrs.get("checkpoint_sha256", "")) or None)
+                                              str(f.attrs.get("checkpoint_sha256", "")) or None, passage_tokens, avoid)
             views += removed
         if not views:
             raise ValueError(f"{divergence_path}: no layer or state has a live (ranked) neuron to offer")
@@ -183,18 +190,23 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             if own_table:
                 check_table_values(table, divergence_path, activations_path, layer, cols, values)
             for k, j in enumerate(cols):
-                series[f"{layer}:{j}"] = {s: encode(values[s][:, k]) for s in ("h", "c")}
+                # the passage the page's button goes to, found on the exact values as the figures find theirs (on
+                # the page's 8-bit codes a near tie could go the other way)
+                series[f"{layer}:{j}"] = {s: {**encode(values[s][:, k]),
+                                              "peak": best_window(values[s][:, k], passage_tokens, avoid)}
+                                          for s in ("h", "c")}
     for key, extra in effects.items():
         series.setdefault(key, {}).update(extra)
     expectancy = encode(logp, expectancy_low(logp), 0.0)  # log scale, smallest p (<= 0.1) to 1: none clipped
     expectancy["floor"] = expectancy_low(logp, expectancy_floor)  # the colours' low end, as the figures'
     expectancy["below"] = int(np.count_nonzero(logp < expectancy["floor"]))  # words in its colour (exact p)
+    expectancy["peak"] = best_window(np.nan_to_num(logp), passage_tokens, avoid)  # the least expected passage
     measure = ranking_measure(table)  # the ranks' measure, named beside each neuron
     ranked_texts = sorted(set(table["text"].astype(str)))  # a text of one's own is ranked on a pipeline text's table
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
             "rank_by": measure, "rank_by_name": RANK_BY[measure],
             "ranked_on": None if ranked_texts == [text] and not own_text else ", ".join(ranked_texts),
-            "passage": int(passage_tokens), "avoid": runs_of(passage_avoid(words, passage)), "lut": colour_table(),
+            "passage": int(passage_tokens), "lut": colour_table(),
             "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
 
 
@@ -217,14 +229,6 @@ def check_table_values(table: pd.DataFrame, divergence_path: str | os.PathLike, 
             raise HistogramError(f"{divergence_path} is not the divergence table of {activations_path}: neuron "
                                  f"{j} of layer {layer} {s} spans {lo:.6g}..{hi:.6g} there, "
                                  f"{seen[k, 0]:.6g}..{seen[k, 1]:.6g} in the activations (another run's table?)")
-
-
-def runs_of(mask: np.ndarray | None) -> list[list[int]]:
-    """The [start, stop) runs of True in ``mask`` (none: None)."""
-    if mask is None or not mask.any():
-        return []
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
 
 def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
