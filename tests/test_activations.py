@@ -236,8 +236,13 @@ def _emptied(f):
                                                                      "strings"),
     (_emptied, r"attribute n_tokens=0; it must be at least 1 \(an empty or unfinished dump\?\)"),
     (lambda f: f.attrs.__setitem__("n_tokens", "many"), "attribute n_tokens='many' is not a whole number"),
+    # the ablation copies the dropout and the provenance into its own file: refused here, not a KeyError there
+    (lambda f: f.attrs.__delitem__("dropout"), r"not a lstmscope activations file \(missing attributes: dropout; "
+                                              r"format must be lstmscope-activations-2\)"),
+    (lambda f: f.attrs.__setitem__("provenance", "{cut"),
+     r"attribute provenance is not JSON \('\{cut'\): the file is damaged; dump it again"),
 ], ids=["narrow-c", "hidden-size", "1d-h", "int-c", "2d-ids", "short-ids", "float-ids", "int-words", "no-tokens",
-        "n-tokens-text"])
+        "n-tokens-text", "no-dropout", "provenance-not-json"])
 def test_a_malformed_activations_file_is_refused_in_one_line_naming_file_and_key(tiny, tmp_path, edit, message):
     bad = tmp_path / "bad.h5"
     shutil.copyfile(tiny.activations, bad)

@@ -6,6 +6,7 @@ errors name the file and the key.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +22,7 @@ class ActivationsError(ValueError):
     """An activations file or request is wrong; the message names the file, key or value."""
 
 
-REQUIRED_ATTRS = ("format", "provenance", "model", "n_tokens", "layers", "hidden_size", "dtype", "text")
+REQUIRED_ATTRS = ("format", "provenance", "model", "dropout", "n_tokens", "layers", "hidden_size", "dtype", "text")
 
 
 def open_activations(path: str | os.PathLike) -> h5py.File:
@@ -39,6 +40,11 @@ def open_activations(path: str | os.PathLike) -> h5py.File:
             raise ActivationsError(f"{path}: not a lstmscope activations file (missing attributes: "
                                    f"{', '.join(missing) or 'none'}; format must be {FORMAT})")
         T, L, N = (_count_attr(f, path, a) for a in ("n_tokens", "layers", "hidden_size"))
+        try:  # copied into every output made from the file (histograms, ablation)
+            json.loads(f.attrs["provenance"])
+        except (TypeError, ValueError):
+            raise ActivationsError(f"{path}: attribute provenance is not JSON "
+                                   f"({str(f.attrs['provenance'])[:40]!r}): the file is damaged; dump it again") from None
         for key in ["tokens/ids", "tokens/words", "tokens/split_words", "expectancy", "log_expectancy",
                     *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
             _check_dataset(f, path, key, T, N)
