@@ -262,6 +262,7 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
                "embed_tsne": "results/embedding/d0.0_r0/test/layer1_h.csv",
                "cluster_tokens": "results/clusters/d0.0_r0/test/layer1_h_ward.csv",
                "neuron_explorer": "results/explorer/neurons/d0.0_r0_test.html",
+               "neuron_tracking": "results/neurons/d0.0_r0/test/tracking.csv",
                "test_perplexity": "results/models/d0.0_r0/test.json"}
     for rule in targets:  # each rule's script is named after it
         path = tiny_workdir / "workflow/scripts" / f"{rule}.py"

@@ -99,8 +99,10 @@ def test_lint_is_clean(tmp_path, wikitext2, profile):
 def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     work = copy_repo(tmp_path / "work")
     preset = yaml.safe_load((work / "presets" / "thesis.yaml").read_text())
+    # every neuron tracked: the tracking jobs read 2000 neurons' values of a layer and state at once
+    (work / "track-all.yaml").write_text("divergence:\n  track: null\n")
     r = snakemake(work, "-n", "--profile", "profiles/slurm", "--cores", "8", "--configfile", "presets/thesis.yaml",
-                  timeout=600)
+                  "track-all.yaml", timeout=600)
     text = r.stdout + r.stderr
     counts = parse_job_stats(text)
     models = len(preset["models"]["dropouts"]) * preset["models"].get("replicates", 1)
@@ -132,6 +134,15 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
         for block in jobs:
             res = re.search(r"resources: (.*)", block).group(1)
             assert "gpu=1" in res and "slurm_partition=gpu" in res, (rule, res)
+    # the tracking jobs ask for their values' 16 bytes per neuron and token beyond the interpreter's 1 GB (the
+    # profile leaves their memory to the rule)
+    hidden = preset["architecture"]["hidden_size"]
+    tracking = [b for b in blocks if re.match(r"\s*rule neuron_tracking:", b)]
+    assert len(tracking) == models * texts
+    for block in tracking:
+        text = re.search(r"wildcards: model=\S+, text=(\w+)", block).group(1)
+        asked = int(re.search(r"mem_mb=(\d+)", block).group(1))
+        assert asked >= 1000 + 16 * hidden * preset["texts"][text]["tokens"] / 1e6, (text, asked)
     # with the README's --cores 8 each training and test scoring job gets the preset's threads (--cores caps them
     # under SLURM)
     for block in (b for b in blocks if re.match(r"\s*rule (train_lstm|test_perplexity):", b)):

@@ -80,6 +80,17 @@ rule neuron_divergence:
         "../scripts/neuron_divergence.py"
 
 
+# Memory of a tracking job: about 1 GB, plus the tracked neurons' values of one layer and state over its text,
+# read whole (each neuron's effects and extreme words need all its tokens): 16 bytes per neuron and token
+# (measured: 17 MB more for 64 neurons than for 5 at 18 000 tokens). divergence.track: null tracks every neuron.
+_TRACKED = (config["architecture"]["hidden_size"] if config["divergence"]["track"] is None
+            else min(config["architecture"]["hidden_size"], config["divergence"]["track"]))
+
+
+def tracking_mem_mb(wildcards, attempt):
+    return (1000 + 16 * _TRACKED * int(config["texts"][wildcards.text]["tokens"]) // 10**6) * attempt
+
+
 rule neuron_tracking:
     output:
         f"{NEURONS}/tracking.csv",
@@ -97,7 +108,7 @@ rule neuron_tracking:
     benchmark:
         benchmark_path("neuron_tracking", "{model}/{text}")
     resources:
-        mem_mb=1000,
+        mem_mb=tracking_mem_mb,  # doubled on a retry (SLURM profile)
         runtime=10,
     conda:
         "../../envs/analysis.yaml"
