@@ -87,9 +87,6 @@ _TRACKED = (config["architecture"]["hidden_size"] if config["divergence"]["track
             else min(config["architecture"]["hidden_size"], config["divergence"]["track"]))
 
 
-def tracking_mem_mb(wildcards, attempt):
-    return (1000 + 16 * _TRACKED * int(config["texts"][wildcards.text]["tokens"]) // 10**6) * attempt
-
 
 rule neuron_tracking:
     output:
@@ -108,7 +105,9 @@ rule neuron_tracking:
     benchmark:
         benchmark_path("neuron_tracking", "{model}/{text}")
     resources:
-        mem_mb=tracking_mem_mb,  # doubled on a retry (SLURM profile)
+        # doubled on a retry (SLURM profile)
+        mem_mb=lambda wildcards, attempt: (1000 + 16 * _TRACKED * int(config["texts"][wildcards.text]["tokens"])
+                                           // 10**6) * attempt,
         runtime=10,
     conda:
         "../../envs/analysis.yaml"
