@@ -134,6 +134,16 @@ def test_404_fails_at_once_naming_the_url(server, tmp_path):
     assert _no_files(tmp_path)
 
 
+@pytest.mark.parametrize("as_url", [True, False])
+def test_a_missing_local_file_fails_at_once_naming_it(tmp_path, as_url):
+    """A file:// URL or folder without the file: nothing a wait would change, so no retry."""
+    base = (tmp_path / "nowhere").as_uri() if as_url else str(tmp_path / "nowhere")
+    with pytest.raises(DownloadError, match=r"nowhere/wiki\.test\.tokens: no such file$"):
+        download_files(base, {"wiki.test.tokens": "0" * 64}, {"wiki.test.tokens": tmp_path / "out" / "t"},
+                       retries=3, sleep=lambda s: pytest.fail("a missing local file must not be retried"))
+    assert not (tmp_path / "out" / "t").exists()
+
+
 def test_checksum_mismatch_names_expected_and_actual(server, tmp_path):
     base = server("corrupt")
     sums = checksums()

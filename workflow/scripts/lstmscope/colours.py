@@ -21,7 +21,7 @@ SMALL_CLUSTER = 10
 VALUE_CMAP = "coolwarm"
 
 #: The default low end of the expectancy's colour scale (``heatmap.expectancy_floor`` in the config schema, and the
-#: commands' ``--expectancy-floor``): below the smallest p of every word of the default run's nine models (1.6e-6).
+#: commands' ``--expectancy-floor``): below the smallest p of every word of the default run's nine models (2.6e-6).
 DEFAULT_EXPECTANCY_FLOOR = 1e-6
 
 
