@@ -13,6 +13,7 @@ import pytest
 from lstmscope.activations_file import read_words
 from lstmscope.dump_cli import main
 from lstmscope.heatmap_cli import main as heatmap_main
+from lstmscope.model import load_checkpoint, save_checkpoint
 from lstmscope.vocabulary import Vocabulary
 
 from neurons_support import tiny  # noqa: F401 (fixture)
@@ -96,6 +97,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     bom.write_text("The film .\n", encoding="utf-8-sig")  # as some editors save UTF-8
     other_vocabulary = tmp_path / "v.json"
     Vocabulary(Vocabulary.load(tiny.vocabulary).words[:-1]).save(other_vocabulary)
+    # the model under a vocabulary of its size without <unk> (vocabulary.max_size: null on a corpus that has none):
+    # a word outside it has nothing to be read as
+    no_unk = tmp_path / "no-unk.json"
+    words = ["<nounk>" if w == "<unk>" else w for w in Vocabulary.load(tiny.vocabulary).words]
+    Vocabulary(words).save(no_unk)
+    no_unk_model = tmp_path / "no-unk.pt"
+    model, record = load_checkpoint(tiny.checkpoint)
+    save_checkpoint(no_unk_model, model, Vocabulary(words).sha256, extra=record["extra"])
+    zebra = tmp_path / "zebra.txt"
+    zebra.write_text("the zebraish film .\n", encoding="utf-8")
     out = tmp_path / "o.h5"
     v = ["--vocabulary", str(tiny.vocabulary)]
     cases = [
@@ -107,6 +118,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
         ([str(tiny.checkpoint), str(bom), *v], "bom.txt: begins with a byte-order mark (U+FEFF)"),
         ([str(tiny.checkpoint), str(good), "--vocabulary", str(tmp_path / "none.json")], "none.json: vocabulary"),
         ([str(tiny.checkpoint), str(good), "--vocabulary", str(other_vocabulary)], "trained with another vocabulary"),
+        ([str(no_unk_model), str(zebra), "--vocabulary", str(no_unk)],
+         f"zebra.txt: word 'zebraish' is not in the vocabulary and the vocabulary has no <unk> ({no_unk})"),
     ]
     for args, message in cases:
         assert main([*args, "-o", str(out)]) == 1, args
@@ -118,7 +131,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny.checkpoint), str(good), *v, "-o", str(tmp_path / "o.png")])
     assert exit_.value.code == 2 and "an HDF5 file, ending in .h5" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bom.txt", "empty.txt", "latin.txt", "t.txt", "v.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bom.txt", "empty.txt", "latin.txt", "no-unk.json",
+                                                          "no-unk.pt", "t.txt", "v.json", "zebra.txt"]
 
 
 def test_the_console_script_is_declared():

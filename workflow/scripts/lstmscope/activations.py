@@ -314,7 +314,10 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
     vocab = Vocabulary.load(vocabulary_path)
     check_vocabulary(checkpoint_path, record, vocab.sha256, vocabulary_path, ActivationsError)
     split_words = text_tokens(split_path, text)
-    ids = vocab.encode(split_words)
+    try:
+        ids = vocab.encode(split_words)
+    except KeyError as exc:  # a vocabulary without <unk> (vocabulary.max_size: null on a corpus that lacks it)
+        raise ActivationsError(f"{split_path}: {exc.args[0]} ({vocabulary_path})") from None
     words = vocab.decode(ids)  # what the model reads: <unk> for a word outside its vocabulary
     unknown = sum(a != b for a, b in zip(words, split_words))
     cfg = model.config
