@@ -54,6 +54,7 @@ def test_the_written_checkpoint_scores_what_the_training_scored_in_memory(traine
     assert json.loads((tmp_path / "test.json").read_text()) == json.loads(json.dumps(record))
     assert record["test_loss"] == result.test_loss and record["test_ppl"] == pytest.approx(result.test_ppl, rel=1e-15)
     assert record["tokens"] == TEST_TOKENS and record["model"] == "d0.2_r0" and record["seed"] == 3
+    assert record["scored_tokens"] == (TEST_TOKENS // 4 - 1) * 4  # 4 columns, each one's first token unpredicted
     prov = record["provenance"]
     assert prov["test_tokens"] == TEST_TOKENS and prov["eval_batch_size"] == 4 and prov["bptt"] == 10
     assert len(prov["checkpoint_sha256"]) == 64 and prov["data_sha256"]["test"] and prov["lstmscope_version"]
@@ -67,6 +68,7 @@ def test_the_whole_split_and_other_batching_are_scored_as_asked(trained, tmp_pat
     all_ids = torch.from_numpy(vocab.encode(read_tokens(DATA / "test.txt")))
     assert whole["tokens"] == len(all_ids) > 200_000 and whole["provenance"]["test_tokens"] is None
     wide = score(trained, tmp_path / "wide.json", eval_batch_size=7, bptt=13)
+    assert wide["scored_tokens"] == (TEST_TOKENS // 7 - 1) * 7 == 693  # the remainder of 700 // 7 is 0
     ids = all_ids[:TEST_TOKENS]
     assert wide["test_loss"] == pytest.approx(evaluate(result.model, batchify(ids, 7), 13), rel=1e-12)
     assert wide["test_loss"] != result.test_loss and math.isfinite(whole["test_loss"])

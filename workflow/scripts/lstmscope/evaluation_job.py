@@ -50,7 +50,8 @@ def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary
     log.info("model %s: test perplexity on %d tokens of %s, %s, %d threads", model_name, len(ids), split_path, dev,
              threads)
     t0 = time.monotonic()
-    loss = evaluate(model.to(dev), batchify(ids, eval_batch_size).to(dev), bptt)
+    batches = batchify(ids, eval_batch_size)  # eval_batch_size columns, the remainder left out
+    loss = evaluate(model.to(dev), batches.to(dev), bptt)
     if not math.isfinite(loss):
         raise EvaluationError(f"{checkpoint_path}: the test loss is {loss}; the model cannot be scored")
     result = {
@@ -60,7 +61,8 @@ def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary
         "seed": extra.get("seed"),
         "test_loss": loss,
         "test_ppl": math.exp(loss),
-        "tokens": len(ids),
+        "tokens": len(ids),  # read; predicted: all but the remainder and each column's first token
+        "scored_tokens": (batches.size(0) - 1) * batches.size(1),
         "seconds": time.monotonic() - t0,
         "provenance": provenance(
             model_config=dict(record["model_config"]), checkpoint=str(checkpoint_path),
