@@ -1,6 +1,7 @@
 """dump_activations on a small real model and real WikiText-2 text: correctness, schema, bad input."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -124,6 +125,7 @@ def test_schema_attributes_and_provenance(tiny):
         prov = json.loads(a["provenance"])
         assert prov["checkpoint_sha256"] == a["checkpoint_sha256"]
         assert prov["model_config"]["hidden_size"] == HIDDEN and prov["offset"] == 300
+        assert prov["data_sha256"] == {"test": hashlib.sha256(tiny.split.read_bytes()).hexdigest()}  # the split's
         assert {"lstmscope_version", "git_commit", "library_sha256"} <= set(prov)
         assert prov["device"] == "cpu" and prov["gpu"] is None and prov["cpu_kernels"] == cpu_kernels()
 

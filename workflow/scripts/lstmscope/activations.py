@@ -333,6 +333,7 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
                       dropout=extra.get("dropout"), seed=extra.get("seed"), replicate=extra.get("replicate"),
                       checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
                       vocabulary_sha256=vocab.sha256, text=text.name, split=text.split, offset=text.offset,
+                      data_sha256={text.split: sha256_file(split_path)},  # the file the text was cut from
                       n_tokens=T, dtype=dtype, chunk_tokens=rows, format=FORMAT, device=str(dev), gpu=gpu_name(dev),
                       cpu_kernels=kernels,
                       expectancy="p(w_t | w_<t); NaN at t = 0 (no context)")
