@@ -39,7 +39,8 @@ def library_digest(modules: Sequence[str] | None = None) -> str:
 
 
 def git_commit() -> str:
-    """The commit of the checkout the library lives in, with ``-dirty`` if modified; ``unknown`` outside git."""
+    """The commit of the checkout the library lives in, with ``-dirty`` if its ``workflow/`` (the rules, the scripts
+    that hand their settings to the library, the library) is modified; ``unknown`` outside git."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10
@@ -47,7 +48,7 @@ def git_commit() -> str:
         if commit.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(_PACKAGE_DIR)],
+            ["git", "status", "--porcelain", "--", str(_PACKAGE_DIR.parent.parent)],
             cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10,
         )
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
