@@ -324,8 +324,15 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate,
     other.to_csv(tmp_path / "other.csv", index=False)
     with pytest.raises(AblationError, match=r"other\.csv is the divergence table of model d0\.5_r0, not of model "):
         run(divergence=tmp_path / "other.csv")
+    # the table of a wider model (neurons 0..HIDDEN + 3), whose top neuron of layer 1 h is one the model lacks
     big = pd.read_csv(divergence_csv)
-    big.loc[(big.layer == 1) & (big.state == "h") & (big["rank"] == 1), "neuron"] = HIDDEN + 3
+    extra = pd.concat([big[big["neuron"] == 0].assign(neuron=j, rank=pd.NA, dead=True)
+                       for j in range(HIDDEN, HIDDEN + 4)])
+    big = pd.concat([big, extra], ignore_index=True)
+    l1h = (big.layer == 1) & (big.state == "h")
+    top = big.index[l1h & (big["rank"] == 1)][0]
+    last = big.index[l1h & (big["neuron"] == HIDDEN + 3)][0]
+    big.loc[[top, last], "neuron"] = big.loc[[last, top], "neuron"].to_numpy()  # their numbers swapped
     big.to_csv(tmp_path / "big.csv", index=False)
     with pytest.raises(AblationError, match=rf"big\.csv: neurons \[{HIDDEN + 3}\] of layer 1 do not exist"):
         run(divergence=tmp_path / "big.csv")

@@ -1,6 +1,8 @@
 """neuron_divergence: KL against the layer average, ranking, dead neurons, on a small real model."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -172,6 +174,9 @@ def _edited(src, dst, line: int, column: str, value: str):
     ("rank", "", "column rank must hold a rank for every live neuron; line 5 has <NA>"),
     ("rank", "1", r"line \d+ repeats rank 1 of layer 1 h; each live neuron of a layer and state has a rank of its own"),
     ("text", "train", r"the rows of 2 texts \(test, train\); a divergence table is one model's, of one text"),
+    ("rank_by", "kl_max", "column rank_by must hold one of kl_sum, kl_pq, kl_qp; line 5 has 'kl_max'"),
+    ("rank_by", "kl_pq", r"column rank_by must hold the same measure on every line \(line 2: kl_sum\); line 5 has "
+                         "'kl_pq'"),
 ])
 def test_an_edited_or_mixed_divergence_table_is_refused_naming_the_line(dead_model_tables, tmp_path, column, value,
                                                                        message):
@@ -194,6 +199,23 @@ def test_a_divergence_table_with_a_neuron_twice_is_refused_and_a_whole_one_reads
     assert again["rank"].dtype == "Int64" and again["dead"].dtype == bool
     assert again["rank"].isna().tolist() == again["dead"].tolist()  # a dead neuron is unranked, and only it
     assert again["dead"].sum() >= 1 and again["layer"].dtype == np.int64 and again["neuron"].dtype == np.int64
+
+
+def test_a_divergence_table_lacking_a_neuron_is_refused_and_errors_name_the_table(dead_model_tables, tmp_path):
+    """Every layer and state holds the same neurons 0..N-1: without one, a figure would count N - 1 neurons as the
+    layer's; asking the table for what it lacks names it."""
+    d, table = dead_model_tables
+    lines = (d / "divergence.csv").read_text().splitlines()
+    gone = table.iloc[3]  # line 5 of the file
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(lines[:4] + lines[5:]) + "\n")
+    with pytest.raises(HistogramError, match=f"^{re.escape(str(short))}: layer {gone['layer']} {gone['state']} lacks "
+                                             f"neuron {gone['neuron']} "):
+        read_divergence(short)
+    whole = read_divergence(d / "divergence.csv")
+    with pytest.raises(HistogramError, match=f"^{re.escape(str(d / 'divergence.csv'))}: layer 9 / state 'h' does "
+                                             "not exist"):
+        ranked(whole, 9, "h", 3)
 
 
 def test_a_neuron_exactly_at_the_dead_fraction_is_live():

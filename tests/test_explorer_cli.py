@@ -134,13 +134,13 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
     out = tmp_path / "p.html"
     other = pd.read_csv(divergence_csv).assign(model="d0.9_r0")
     other.to_csv(tmp_path / "other.csv", index=False)
-    # the table of a deeper model: one row's layer beyond the file's (a wider one: test_neuron_explorer)
+    # the table of a deeper model: a layer 3 beyond the file's (a wider one: test_neuron_explorer)
     table = pd.read_csv(divergence_csv)
-    table.assign(layer=table["layer"].where(table.index != 7, 3)).to_csv(tmp_path / "deeper.csv", index=False)
+    pd.concat([table, table[table["layer"] == 1].assign(layer=3)]).to_csv(tmp_path / "deeper.csv", index=False)
     cases = [(["--divergence", str(tmp_path / "other.csv")],
               f"other.csv is the divergence table of model d0.9_r0, not of model {model}"),
-             (["--divergence", str(tmp_path / "deeper.csv")], f"deeper.csv: line 9 has layer 3 neuron "
-                                                              f"{table['neuron'][7]}, which {activations} lacks"),
+             (["--divergence", str(tmp_path / "deeper.csv")], f"deeper.csv: line {len(table) + 2} has layer 3 "
+                                                              f"neuron {table['neuron'][0]}, which {activations} lacks"),
              (["--divergence", str(tmp_path / "nope.csv")], f"--divergence {tmp_path / 'nope.csv'}: divergence table "
                                                              "not found"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),

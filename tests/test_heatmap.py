@@ -377,6 +377,13 @@ def test_expectancy_heatmap_and_bad_layer(tiny, divergence_csv, tmp_path):
         text_heatmaps(tiny.activations, divergence_csv, {(3, "h"): (tmp_path / "a.png", tmp_path / "a.svg")}, 2, 30)
     with pytest.raises(ActivationsError, match="missing.h5"):
         expectancy_heatmap(tmp_path / "missing.h5", tmp_path / "m.png", tmp_path / "m.svg", tokens=40)
+    # another model's table (or another text's) would draw that model's top neurons under this one's name
+    other = pd.read_csv(divergence_csv).assign(model="d0.7_r0")
+    other.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(ValueError, match=r"other.csv is the divergence table of model d0.7_r0 / text test, but "
+                                         r".*activations.h5 is of d0.2_r0 / test"):
+        text_heatmaps(tiny.activations, tmp_path / "other.csv", {(1, "h"): (tmp_path / "a.png", tmp_path / "a.svg")},
+                      2, 30)
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "m.png").exists()
 
 

@@ -92,10 +92,11 @@ def test_null_offers_every_live_neuron_by_rank(tiny, divergence_csv, degenerate)
 def test_bad_inputs_name_the_file(tiny, divergence_csv, tmp_path):
     with pytest.raises(HistogramError, match="nope.csv: divergence table not found"):
         neuron_explorer_data(tiny.activations, tmp_path / "nope.csv", K, 30, "t")
-    foreign = pd.read_csv(divergence_csv)
-    foreign.loc[foreign["rank"] == 1, "neuron"] = 99  # a table of a bigger model
-    foreign.to_csv(tmp_path / "foreign.csv", index=False)
-    with pytest.raises(ValueError, match=r"foreign.csv: line \d+ has layer 1 neuron 99, which .*activations.h5 lacks "
+    foreign = pd.read_csv(divergence_csv)  # a table of a wider model: one more neuron in every layer and state
+    wider = foreign[foreign["neuron"] == 0].assign(neuron=HIDDEN, rank=pd.NA, dead=True)
+    pd.concat([foreign, wider]).to_csv(tmp_path / "foreign.csv", index=False)
+    with pytest.raises(ValueError, match=rf"foreign.csv: line {len(foreign) + 2} has layer 1 neuron {HIDDEN}, which "
+                                         r".*activations.h5 lacks "
                                          rf"\(layers 1-{LAYERS}, neurons 0-{HIDDEN - 1}\)"):
         neuron_explorer_data(tiny.activations, tmp_path / "foreign.csv", K, 30, "t")
     with pytest.raises(ValueError, match="neurons=0"):

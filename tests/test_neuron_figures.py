@@ -187,8 +187,17 @@ def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):
     with pytest.raises(HistogramError, match="mix texts"):
         mean_abs_table([two_models["d0.5_r0"][1], tmp_path / "train.csv"])
     outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
-    with pytest.raises(HistogramError, match="does not belong"):
+    with pytest.raises(HistogramError, match=r"d0.5_r0-d.csv is the divergence table of model d0.5_r0 / text test, "
+                                             r"but .*d0.2_r0-h.h5 is of d0.2_r0 / test"):
         neuron_figures(two_models["d0.2_r0"][0], two_models["d0.5_r0"][1], 3, 0.01, 0.9, outputs)
+    # the table of a wider model of the same name (another run's): neurons the histograms lack
+    wider = pd.read_csv(two_models["d0.2_r0"][1])
+    extra = wider[wider["neuron"] == 0].assign(neuron=wider["neuron"].max() + 1, rank=pd.NA, dead=True)
+    pd.concat([wider, extra]).to_csv(tmp_path / "wider.csv", index=False)
+    width = wider["neuron"].max() + 1
+    with pytest.raises(HistogramError, match=rf"wider.csv has neurons 0-{width} per layer and state, .*d0.2_r0-h.h5 "
+                                             rf"{width} \(0-{width - 1}\): the table of another model\?"):
+        neuron_figures(two_models["d0.2_r0"][0], tmp_path / "wider.csv", 3, 0.01, 0.9, outputs)
     assert not any(p.exists() for pair in outputs.values() for p in pair)
 
 

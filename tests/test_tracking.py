@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
+from lstmscope.histogram import HistogramError
 from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
     context_word_groups, tracking_summary, within_word_d, word_groups
 
@@ -146,8 +147,15 @@ def test_mismatched_inputs_are_refused(tiny, divergence_csv, tmp_path):
     table = pd.read_csv(divergence_csv)
     table["model"] = "d0.7_r0"
     table.to_csv(tmp_path / "other.csv", index=False)
-    with pytest.raises(ActivationsError, match="other.csv is for model d0.7_r0"):
+    with pytest.raises(HistogramError, match=r"other.csv is the divergence table of model d0.7_r0 / text test, but "
+                                             r".*activations.h5 is of d0.2_r0 / test"):
         neuron_tracking(tiny.activations, tmp_path / "other.csv", tmp_path / "t.csv", 2, 4)
+    # a wider model's table (neuron indices the file lacks): one line, not h5py's "Fancy indexing out of range"
+    wider = pd.read_csv(divergence_csv)
+    pd.concat([wider, wider[wider["neuron"] == 0].assign(neuron=HIDDEN, rank=pd.NA, dead=True)]).to_csv(
+        tmp_path / "wider.csv", index=False)
+    with pytest.raises(HistogramError, match=rf"wider.csv has neurons 0-{HIDDEN} per layer and state"):
+        neuron_tracking(tiny.activations, tmp_path / "wider.csv", tmp_path / "t.csv", 2, 4)
     with pytest.raises(ActivationsError, match="divergence.track=0"):
         neuron_tracking(tiny.activations, divergence_csv, tmp_path / "t.csv", 0, 4)
     with pytest.raises(ActivationsError, match="gone.csv: tracking table not found"):

@@ -37,14 +37,32 @@ COLUMNS = ["model", "text", "dropout", "layer", "state", "neuron", "kl_pq", "kl_
 RANK_BY = {"kl_sum": "KL sum", "kl_pq": "KL(p‖q)", "kl_qp": "KL(q‖p)"}
 
 
+def _source(table: pd.DataFrame) -> str:
+    """The file a table was read from (:func:`read_divergence` notes it), for an error's first words."""
+    return str(table.attrs.get("source", "divergence table"))
+
+
 def ranking_measure(table: pd.DataFrame) -> str:
     """The column a divergence table's ranks follow (``kl_sum`` for a table without ``rank_by``)."""
     if "rank_by" not in table.columns or table.empty:
         return "kl_sum"
     measure = str(table["rank_by"].iloc[0])
     if measure not in RANK_BY:
-        raise HistogramError(f"divergence table: rank_by {measure!r} is not one of {', '.join(RANK_BY)}")
+        raise HistogramError(f"{_source(table)}: rank_by {measure!r} is not one of {', '.join(RANK_BY)}")
     return measure
+
+
+def check_divergence_fits(table: pd.DataFrame, model: str, text: str, hidden: int, other: str | os.PathLike) -> None:
+    """The divergence table must be of the model and text of ``other`` (an activations or histograms file) and of
+    its width, ``hidden`` neurons per layer and state: a table of another run would draw or index the wrong neurons."""
+    got = (str(table["model"].iloc[0]), str(table["text"].iloc[0])) if len(table) else ("none", "none")
+    if got != (str(model), str(text)):
+        raise HistogramError(f"{_source(table)} is the divergence table of model {got[0]} / text {got[1]}, but "
+                             f"{other} is of {model} / {text}")
+    width = int(table["neuron"].max()) + 1
+    if width != int(hidden):
+        raise HistogramError(f"{_source(table)} has neurons 0-{width - 1} per layer and state, {other} "
+                             f"{hidden} (0-{int(hidden) - 1}): the table of another model?")
 
 
 def distributions(hist: StoredHistogram, epsilon: float) -> np.ndarray:
@@ -166,12 +184,24 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         refuse(live & ~np.isfinite(table[col].to_numpy(dtype=np.float64)), col, "finite numbers for a live neuron")
     refuse(live & table["rank"].isna(), "rank", "a rank for every live neuron")
     refuse(~live & table["rank"].notna(), "rank", "no rank for a dead neuron")
+    if "rank_by" in table.columns:  # what every rank follows: one measure, a known one
+        refuse(~table["rank_by"].astype(str).isin(RANK_BY), "rank_by", f"one of {', '.join(RANK_BY)}")
+        refuse(table["rank_by"].astype(str) != str(table["rank_by"].iloc[0]), "rank_by",
+               f"the same measure on every line (line 2: {table['rank_by'].iloc[0]})")
+    # every layer and state holds the same neurons 0..N-1: a missing one would leave a figure's counts short
+    width = int(table["neuron"].max()) + 1 if len(table) else 0
+    for (layer, state), neurons in table.groupby(["layer", "state"], sort=True)["neuron"]:
+        if len(neurons) != width:
+            lacking = sorted(set(range(width)) - set(neurons.tolist()))
+            raise HistogramError(f"{path}: layer {layer} {state} lacks neuron {lacking[0]} ({len(neurons)} of the "
+                                 f"{width} neurons 0-{width - 1} the table holds); a divergence table has every neuron")
     same_rank = live & table.duplicated(["layer", "state", "rank"])
     if same_rank.any():  # "rank 1" twice: the top neurons would be whichever came first
         i = int(np.argmax(same_rank.to_numpy()))
         r = table.iloc[i]
         raise HistogramError(f"{path}: line {i + 2} repeats rank {r['rank']} of layer {r['layer']} {r['state']}; "
                              "each live neuron of a layer and state has a rank of its own")
+    table.attrs["source"] = str(path)
     return table
 
 
@@ -180,6 +210,7 @@ def ranked(table: pd.DataFrame, layer: int, state: str, k: int, bottom: bool = F
     sub = table[(table["layer"] == layer) & (table["state"] == state)]
     if sub.empty:
         have = sorted({f"layer{r.layer}/{r.state}" for r in table.itertuples()})
-        raise HistogramError(f"layer {layer} / state {state!r} does not exist; have {', '.join(have)}")
+        raise HistogramError(f"{_source(table)}: layer {layer} / state {state!r} does not exist; have "
+                             f"{', '.join(have)}")
     live = sub[sub["rank"].notna()].sort_values("rank")
     return live.tail(k).iloc[::-1] if bottom else live.head(k)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import ticker
 
-from .divergence import COLUMNS, RANK_BY, ranked, ranking_measure, read_divergence
+from .divergence import COLUMNS, RANK_BY, check_divergence_fits, ranked, ranking_measure, read_divergence
 from .figures import plt, save_figure
 from .histogram import HistogramError, StoredHistogram, read_histograms, select
 from .order import models_in_order
@@ -209,9 +209,8 @@ def neuron_figures(histograms_path: str | os.PathLike, divergence_path: str | os
     attrs, hists = read_histograms(histograms_path)
     table = read_divergence(divergence_path)
     name = f"{attrs.get('model', '')}, text {attrs.get('text', '')}"
-    if (table["model"].iloc[0], table["text"].iloc[0]) != (attrs.get("model"), attrs.get("text")):
-        raise HistogramError(f"{divergence_path} ({table['model'].iloc[0]}/{table['text'].iloc[0]}) does not belong "
-                             f"to {histograms_path} ({attrs.get('model')}/{attrs.get('text')})")
+    check_divergence_fits(table, str(attrs.get("model")), str(attrs.get("text")), hists[0].counts.shape[0],
+                          histograms_path)
     distributions_figure(hists, *outputs["distributions"], title=f"{name}: h and c distributions", dpi=dpi)
     top_bottom_figure(hists, table, top_k, *outputs["top_bottom"], title=f"{name}: neurons farthest from and "
                       "closest to the layer average (KL)", dpi=dpi)

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .activations_file import open_activations, read_words, state_dataset
-from .divergence import ranked, read_divergence
+from .divergence import check_divergence_fits, ranked, read_divergence
 from .heatmap import DEFAULT_SCALE, check_scale, draw_blocks, neuron_blocks, notice_figure
 from .wikitext import check_passage, passage_avoid
 
@@ -32,6 +32,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
         words = read_words(f)
         avoid = passage_avoid(words, passage)
         model, text = str(f.attrs["model"]), str(f.attrs["text"])
+        check_divergence_fits(table, model, text, int(f.attrs["hidden_size"]), activations_path)
         for (layer, state), (png, svg) in sorted(outputs.items()):
             top = ranked(table, layer, state, neurons)
             if top.empty:  # a figure that says so, rather than no figure for the whole model

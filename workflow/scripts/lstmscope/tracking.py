@@ -38,7 +38,7 @@ import pandas as pd
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import atomic_path
 from .checked_files import read_table
-from .divergence import ranked, ranking_measure, read_divergence
+from .divergence import check_divergence_fits, ranked, ranking_measure, read_divergence
 from .order import models_in_order
 from .wikitext import EOS, heading_tokens
 
@@ -197,10 +197,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
     measure = ranking_measure(table)  # what the ranks follow, written beside them
     rows = []
     with open_activations(activations_path) as f:
-        if str(f.attrs["model"]) != str(table["model"].iloc[0]) or str(f.attrs["text"]) != str(table["text"].iloc[0]):
-            raise ActivationsError(f"{divergence_path} is for model {table['model'].iloc[0]} / text "
-                                   f"{table['text'].iloc[0]}, but {activations_path} for {f.attrs['model']} / "
-                                   f"{f.attrs['text']}")
+        check_divergence_fits(table, str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs["hidden_size"]),
+                              activations_path)
         words = read_words(f)
         # the contexts are the text's (a number the vocabulary lacks is still a number), the values the model's
         masks = context_masks(read_words(f, split=True))
