@@ -84,8 +84,8 @@ def _row(r, rank) -> dict:
 
 
 def ablation_views(ablation_path: str | os.PathLike, table: pd.DataFrame, model: str, text: str,
-                   words: list[str], checkpoint_sha256: str | None = None, passage_tokens: int = 1,
-                   avoid: np.ndarray | None = None) -> tuple[list[dict], dict[str, dict]]:
+                   words: list[str], passage_tokens: int, avoid: np.ndarray | None,
+                   checkpoint_sha256: str | None = None) -> tuple[list[dict], dict[str, dict]]:
     """Per layer, a view of the neurons removed one at a time in ``ablation_path``, then of each group removed
     together; and per removal, what its series gets (key ``layer:neuron`` or ``layer:group``): the coded
     effect on the words the ablation read (nats; no value at the first word), the perplexity change in %,
@@ -170,8 +170,8 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
             views.append({"layer": layer, "state": state, "neurons": rows})
         effects = {}
         if ablation_path is not None:
-            removed, effects = ablation_views(ablation_path, table, model, text, words,
-                                              str(f.attrs.get("checkpoint_sha256", "")) or None, passage_tokens, avoid)
+            removed, effects = ablation_views(ablation_path, table, model, text, words, passage_tokens, avoid,
+                                              str(f.attrs.get("checkpoint_sha256", "")) or None)
             views += removed
         if not views:
             raise ValueError(f"{divergence_path}: no layer or state has a live (ranked) neuron to offer")
