@@ -87,7 +87,6 @@ _TRACKED = (config["architecture"]["hidden_size"] if config["divergence"]["track
             else min(config["architecture"]["hidden_size"], config["divergence"]["track"]))
 
 
-
 rule neuron_tracking:
     output:
         f"{NEURONS}/tracking.csv",
