@@ -61,14 +61,21 @@ def library_path(name):
     return os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / "lstmscope" / name)
 
 
-def lib(script):
+# Library modules that only write files atomically, log and record provenance: no number a job computes depends on
+# them. The training (hours of GPU time per model at the thesis's size) and the jobs before it (whose rerun would
+# retrain every model) do not list them: lib(..., computing=True).
+RECORD_ONLY = ("atomic", "joblog", "provenance")
+
+
+def lib(script, computing=False):
     """Source files of the library modules that the rule's script (``workflow/scripts/<script>.py``) imports,
     directly or through other modules, read from the sources (``lstmscope.imports``): listed as inputs so that
     editing one reruns exactly the rules that use it. Every job imports the package (``__init__``, which pins
-    the kernels) and writes its outputs through ``atomic``, so those are always among them."""
+    the kernels) and writes its outputs through ``atomic``, so those are always among them; ``computing``: but
+    for :data:`RECORD_ONLY`, which decide no number."""
     scripts = Path(SCRIPTS)
     modules = library_modules(scripts / f"{script}.py", scripts / "lstmscope")
-    return [library_path(f"{m}.py") for m in modules]
+    return [library_path(f"{m}.py") for m in modules if not (computing and m in RECORD_ONLY)]
 
 
 def named(**params):

@@ -10,7 +10,9 @@ rule download_wikitext2:
     output:
         expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
     input:
-        lib("download_wikitext2"),
+        # as every job before the training (whose reruns would retrain every model), only the modules that decide
+        # what it writes: an edit of the logging, provenance or file writing reruns nothing here
+        lib("download_wikitext2", computing=True),
     # Only the checksums decide the files: a new url, timeout or retry count reruns nothing (the script reads
     # them from the config).
     params:
@@ -33,7 +35,7 @@ rule vocabulary:
         "results/data/vocabulary.json",
     input:
         splits=expand("results/data/wikitext-2/{split}.txt", split=SPLITS),
-        code=lib("vocabulary"),
+        code=lib("vocabulary", computing=True),  # as the download's and the training's
     params:
         **named(
             max_size=config["vocabulary"]["max_size"],
