@@ -55,7 +55,7 @@ def ranking_measure(table: pd.DataFrame) -> str:
 def check_divergence_fits(table: pd.DataFrame, model: str, text: str, hidden: int, other: str | os.PathLike) -> None:
     """The divergence table must be of the model and text of ``other`` (an activations or histograms file) and of
     its width, ``hidden`` neurons per layer and state: a table of another run would draw or index the wrong neurons."""
-    got = (str(table["model"].iloc[0]), str(table["text"].iloc[0])) if len(table) else ("none", "none")
+    got = (str(table["model"].iloc[0]), str(table["text"].iloc[0]))  # read_divergence: one of each, rows
     if got != (str(model), str(text)):
         raise HistogramError(f"{_source(table)} is the divergence table of model {got[0]} / text {got[1]}, but "
                              f"{other} is of {model} / {text}")
@@ -189,7 +189,7 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         refuse(table["rank_by"].astype(str) != str(table["rank_by"].iloc[0]), "rank_by",
                f"the same measure on every line (line 2: {table['rank_by'].iloc[0]})")
     # every layer and state holds the same neurons 0..N-1: a missing one would leave a figure's counts short
-    width = int(table["neuron"].max()) + 1 if len(table) else 0
+    width = int(table["neuron"].max()) + 1  # read_table: at least one row
     for (layer, state), neurons in table.groupby(["layer", "state"], sort=True)["neuron"]:
         if len(neurons) != width:
             lacking = sorted(set(range(width)) - set(neurons.tolist()))

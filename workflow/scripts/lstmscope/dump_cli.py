@@ -36,7 +36,6 @@ from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   failed, writing)
 from .joblog import stop_status, stopped_by_sigterm
-from .provenance import sha256_file
 from .vocabulary import EOS, read_tokens
 
 PROG = "lstmscope-dump"
@@ -89,10 +88,10 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
         summary = dump_activations(checkpoint, vocabulary, text_file, spec, tmp, dtype=dtype, device=device,
                                    threads=threads, gpus=1 if device != "cpu" else 0)
         with h5py.File(tmp, "a") as f:
-            text_sha = sha256_file(text_file)
+            prov = json.loads(f.attrs["provenance"])
+            text_sha = prov["data_sha256"]["file"]  # the dump hashed the text it read (split "file")
             f.attrs["text_file"] = os.path.abspath(text_file)
             f.attrs["text_sha256"] = text_sha
-            prov = json.loads(f.attrs["provenance"])
             prov.update(text_file=os.path.abspath(text_file), text_sha256=text_sha)
             f.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
             read = read_words(f)
