@@ -21,7 +21,7 @@ one thread they equal wall time on an idle one), the median of --repeats runs, i
 Targets: dump >= 50x faster than the loop, dump time <= 1.25x the pure forward's.
 
 With --device cuda everything runs on the GPU (the dump as with ``activations.device: cuda``: the
-layers, gates and expectancies there, the cell-state scan and the writing on the CPU), timed in wall
+layers, gates, cell-state scan and expectancies there, the writing on the CPU), timed in wall
 seconds with the GPU synchronised before each clock reading. loop / forward is printed too: the most
 any dump could reach there, since every dump computes at least the forward pass.
 

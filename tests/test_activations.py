@@ -297,6 +297,80 @@ def test_next_token_log_probabilities_equal_log_softmax_of_the_decoder(weight_sc
     torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 7, 64, 1000])  # powers of two and not: every round of the scan
+def test_the_parallel_scan_gives_the_sequential_scans_cell_states(steps):
+    from lstmscope.activations import scan_cells, scan_cells_parallel
+
+    rng = np.random.default_rng(steps)
+    forget = rng.uniform(0.5, 1.0, (steps, 30)).astype(np.float32)
+    forget[:, 0] = 1.0  # a unit that never forgets: c is the running sum of its updates
+    update = rng.uniform(-1, 1, (steps, 30)).astype(np.float32)
+    c0 = rng.normal(0, 5, 30).astype(np.float32)
+    exact = scan_cells(forget.astype(np.float64), update.astype(np.float64), c0.astype(np.float64))
+    np.testing.assert_allclose(exact[:, 0], c0[0] + np.cumsum(update[:, 0], dtype=np.float64), rtol=1e-12)
+    got = scan_cells_parallel(torch.from_numpy(forget), torch.from_numpy(update), torch.from_numpy(c0)).numpy()
+    assert got.dtype == np.float32
+    # float32 rounding only: as close to float64 as the sequential float32 scan
+    sequential = scan_cells(forget, update, c0)
+    tolerance = max(4 * np.abs(sequential - exact).max(), 1e-6 * np.abs(exact).max())
+    np.testing.assert_allclose(got, exact, atol=tolerance, rtol=0)
+
+
+def test_the_gpus_way_of_computing_a_block_gives_the_cell_equations_on_the_cpu_too(tiny):
+    """What a GPU dump does (the parallel scan, the next block started before one is handed out), run on the CPU:
+    the states of the cell equations, the CPU dump's expectancies, and blocks that carry the state."""
+    from lstmscope.activations import iterate_activations
+
+    model, _ = load_checkpoint(tiny.checkpoint)
+    _, ids = _ids(tiny)
+    ids = ids[:300]
+    H, C = _hand_lstm(model, ids)
+    blocks = list(iterate_activations(model, ids, 64, gpu_way=True))
+    assert [b.start for b in blocks] == [0, 64, 128, 192, 256]
+    for k in range(LAYERS):
+        np.testing.assert_allclose(np.concatenate([b.h[k] for b in blocks]), H[k], atol=2e-5, rtol=0)
+        np.testing.assert_allclose(np.concatenate([b.c[k] for b in blocks]), C[k], atol=2e-5, rtol=0)
+    sequential = list(iterate_activations(model, ids, 64, gpu_way=False))
+    np.testing.assert_allclose(np.concatenate([b.log_expectancy for b in blocks]),
+                               np.concatenate([b.log_expectancy for b in sequential]), atol=1e-5, equal_nan=True)
+
+
+def test_blocks_computed_in_a_background_thread_arrive_in_order_and_errors_and_stops_reach_both_sides():
+    import threading
+
+    from lstmscope.activations import in_background
+
+    where, produced, closed = set(), [], []
+
+    def source(n, fail_at=None):
+        try:
+            for i in range(n):
+                where.add(threading.current_thread().name)
+                if i == fail_at:
+                    raise ValueError(f"block {i} failed")
+                produced.append(i)
+                yield i
+        finally:
+            closed.append(threading.current_thread().name)
+
+    assert list(in_background(source(50), depth=2)) == list(range(50))
+    assert where == {"activations"} and closed == ["activations"]  # computed and closed in the thread
+
+    produced.clear()
+    with pytest.raises(ValueError, match="^block 7 failed$"):
+        list(in_background(source(50, fail_at=7)))
+    assert produced == list(range(7))
+
+    produced.clear()
+    closed.clear()
+    items = in_background(source(1000), depth=2)
+    assert next(items) == 0
+    items.close()  # the caller stops (an error while writing, Ctrl-C): the thread stops and closes the source
+    assert closed == ["activations"]
+    assert len(produced) <= 4  # the item handed out, `depth` waiting, the one being put
+    assert not any(t.name == "activations" for t in threading.enumerate())
+
+
 def test_a_checkpoint_of_another_vocabulary_is_refused(tiny, tmp_path):
     from lstmscope.vocabulary import build_vocabulary
 
@@ -342,6 +416,31 @@ def test_a_gpu_dump_matches_the_cpu_dump_and_the_cell_equations(tiny, tmp_path):
             for s in ("h", "c"):
                 np.testing.assert_allclose(b[f"layer{k + 1}/{s}"][:], a[f"layer{k + 1}/{s}"][:], atol=1e-5, rtol=0)
         np.testing.assert_allclose(b["log_expectancy"][:], a["log_expectancy"][:], atol=1e-4, rtol=0, equal_nan=True)
+
+
+@CUDA
+def test_the_gpus_way_computes_what_the_gpu_computes_block_after_block(tiny, tmp_path):
+    """The parallel scan, the blocks computed ahead and the writing thread change no number but the order of the
+    scan's additions: against the same GPU computing and handing out one block after another."""
+    from lstmscope.activations import iterate_activations, write_activations
+
+    model, _ = load_checkpoint(tiny.checkpoint)
+    model = model.to("cuda")
+    words, ids = _ids(tiny)
+    ahead = list(iterate_activations(model, ids, 64))
+    plain = list(iterate_activations(model, ids, 64, gpu_way=False))
+    assert [b.start for b in ahead] == [b.start for b in plain] == list(range(0, TEXT.tokens, 64))
+    for a, b in zip(ahead, plain):
+        for k in range(LAYERS):
+            np.testing.assert_array_equal(a.h[k], b.h[k])
+            np.testing.assert_allclose(a.c[k], b.c[k], atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(a.log_expectancy, b.log_expectancy)
+    out = tmp_path / "gpu.h5"
+    write_activations(model, ids, words, out, chunk_tokens=64, progress=False)
+    with h5py.File(out) as f:
+        for k in range(LAYERS):
+            np.testing.assert_array_equal(f[f"layer{k + 1}/h"][:], np.concatenate([b.h[k] for b in ahead]))
+            np.testing.assert_array_equal(f[f"layer{k + 1}/c"][:], np.concatenate([b.c[k] for b in ahead]))
 
 
 def test_the_readmes_python_example_reads_a_real_activations_file(tiny, capsys):

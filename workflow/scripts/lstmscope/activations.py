@@ -21,8 +21,10 @@ gates of all steps of a block come from two batched matrix products, and
 c_t = f_t * c_{t-1} + i_t * g_t is an elementwise scan (all layers in one loop).
 Blocks carry (h, c) to the next block, so memory does not grow with the text.
 
-Everything runs on the model's device: on a GPU the layers, the gate products and the expectancies
-run there; the scan and the writing stay on the CPU. The numbers then differ from the CPU's in the last bits of float32.
+Everything runs on the model's device: on a GPU the layers, the gate products, the scan (all steps of
+a block at once: ``scan_cells_parallel``) and the expectancies run there, and the next block is computed
+while the caller writes the last; the writing stays on the CPU. The numbers then differ from the CPU's in
+the last bits of float32.
 """
 from __future__ import annotations
 
@@ -30,9 +32,11 @@ import contextlib
 import logging
 import math
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TypeVar
 
 import h5py
 import numpy as np
@@ -121,6 +125,24 @@ def scan_cells(forget: np.ndarray, update: np.ndarray, c0: np.ndarray) -> np.nda
     return out
 
 
+def scan_cells_parallel(forget: torch.Tensor, update: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
+    """The same scan as ``scan_cells``, all B steps at once: each step is the affine map c -> f_t * c + u_t,
+    and compositions of such maps are combined in log2(B) rounds (Hillis and Steele's inclusive scan):
+    after round r each step holds the composition of the 2^r maps up to it. A few dozen kernels per
+    block on a GPU instead of B steps; the sums are added in another order than one after another, so
+    the results differ from ``scan_cells`` in the last bits of float32. Every factor is a forget gate in
+    (0, 1), so no intermediate grows; a product that underflows weighs less than float32 can show.
+    """
+    a, b = forget.clone(), update.clone()
+    s = 1
+    while s < len(a):
+        b_tail = torch.addcmul(b[s:], a[s:], b[:-s])   # computed before a[s:] is overwritten
+        a[s:] *= a[:-s].clone()
+        b[s:] = b_tail
+        s *= 2
+    return torch.addcmul(b, a, c0)
+
+
 def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor, bounded: bool = False) -> torch.Tensor:
     """log softmax(logits)[t, targets[t]] for every row, overwriting ``logits``.
 
@@ -207,57 +229,149 @@ class Block:
     log_expectancy: np.ndarray   # (B,) float32: log p(w_{t+1} | w_<=t) for t in the block (NaN past the text)
 
 
-def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int) -> Iterator[Block]:
+def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens: int,
+                        gpu_way: bool | None = None) -> Iterator[Block]:
     """Run ``ids`` through ``model`` as one stream, on the model's device, yielding blocks of activations.
 
     ``Block.log_expectancy[j]`` is the log-probability the model gives, after token
     ``start + j``, to the next token of the text (NaN after the last token).
+
+    Each block is computed layer after layer. On the CPU its cell states come from ``scan_cells``,
+    one step after another, and it is handed out when done. The GPU's way (``gpu_way``, by default
+    where the model is not on the CPU) keeps the GPU busy: ``scan_cells_parallel`` scans all steps of
+    a block at once, on the GPU; each block is copied to pinned host memory without waiting; and the
+    next block is under way before one is handed out. The arithmetic is the same either way; only
+    the order of the scan's additions differs. ``gpu_way`` on the CPU runs the same schedule.
     """
     if block_tokens < 1:
         raise ActivationsError(f"block_tokens={block_tokens}: must be >= 1")
     device = next(model.parameters()).device
+    on_gpu = device.type != "cpu"
+    gpu_way = on_gpu if gpu_way is None else gpu_way
     # the CPU computes the logits in cache-sized blocks of rows; a GPU takes a whole block at once
     decoder_rows = DECODER_ROWS if device.type == "cpu" else block_tokens
     model = model.eval()
     rnn = model.rnn
-    layers = [_layer_lstm(rnn, k).to(device) for k in range(rnn.num_layers)]
+    L = rnn.num_layers
+    layers = [_layer_lstm(rnn, k).to(device) for k in range(L)]
     weights = [(getattr(rnn, f"weight_ih_l{k}").detach(), getattr(rnn, f"weight_hh_l{k}").detach(),
                 getattr(rnn, f"bias_ih_l{k}").detach(), getattr(rnn, f"bias_hh_l{k}").detach())
-               for k in range(rnn.num_layers)]
+               for k in range(L)]
     n = rnn.hidden_size
     bound = logit_bound(model.decoder)  # once per model, not per block
     state = [(torch.zeros(1, 1, n, device=device), torch.zeros(1, 1, n, device=device)) for _ in layers]
     ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64)).to(device)
     total = len(ids_t)
+
+    def compute(start: int) -> tuple[int, list[torch.Tensor], Any]:
+        """Block [start, start + block_tokens): h of each layer, c of all layers side by side, log p."""
+        stop = min(total, start + block_tokens)
+        x = model.encoder(ids_t[start:stop])                          # (B, E); eval: no dropout
+        hs, fs, us, c0s = [], [], [], []
+        for k, lstm in enumerate(layers):
+            h0, c0 = state[k]
+            out, (hn, cn) = lstm(x.unsqueeze(1), (h0, c0))            # the fast path: one call per layer
+            h = out[:, 0, :]
+            f, u = gate_terms(x, h, h0, *weights[k])
+            hs.append(h)
+            fs.append(f)
+            us.append(u)
+            c0s.append(c0.reshape(-1))
+            state[k] = (hn, cn)
+            x = h
+        if gpu_way:
+            c_all = scan_cells_parallel(torch.cat(fs, 1), torch.cat(us, 1), torch.cat(c0s))
+        else:
+            c_all = torch.from_numpy(scan_cells(torch.cat(fs, 1).cpu().numpy(), torch.cat(us, 1).cpu().numpy(),
+                                                torch.cat(c0s).cpu().numpy()))
+        nxt = ids_t[start + 1:stop + 1]                               # predicted from h of start..stop-1
+        logp = torch.full((stop - start,), math.nan, device=device)
+        m = len(nxt)
+        if m:
+            logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt, rows=decoder_rows, bound=bound)
+        tensors = hs + [c_all, logp]
+        if not on_gpu:
+            return start, tensors, None
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+        for dst, src in zip(host, tensors):
+            dst.copy_(src, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        return start, host, copied
+
+    def block(computed: tuple[int, list[torch.Tensor], Any]) -> Block:
+        start, tensors, copied = computed
+        if copied is not None:
+            copied.synchronize()                                      # this block's copies, not the next's
+        arrays = [t.numpy() for t in tensors]
+        return Block(start, arrays[:L], np.split(arrays[L], L, axis=1), arrays[-1])
+
     with torch.inference_mode(), ieee_float32():
+        waiting = None
         for start in range(0, total, block_tokens):
-            stop = min(total, start + block_tokens)
-            x = model.encoder(ids_t[start:stop])                      # (B, E); eval: no dropout
-            hs, fs, us, c0s = [], [], [], []
-            for k, lstm in enumerate(layers):
-                h0, c0 = state[k]
-                out, (hn, cn) = lstm(x.unsqueeze(1), (h0, c0))        # the fast path: one call per layer
-                h = out[:, 0, :]
-                f, u = gate_terms(x, h, h0, *weights[k])
-                hs.append(h.cpu().numpy())
-                fs.append(f)
-                us.append(u)
-                c0s.append(c0.reshape(-1))
-                state[k] = (hn, cn)
-                x = h
-            c_all = scan_cells(torch.cat(fs, 1).cpu().numpy(), torch.cat(us, 1).cpu().numpy(),
-                               torch.cat(c0s).cpu().numpy())
-            cs = np.split(c_all, len(layers), axis=1)
-            nxt = ids_t[start + 1:stop + 1]                           # predicted from h of start..stop-1
-            logp = torch.full((stop - start,), math.nan)
-            m = len(nxt)
-            if m:
-                logp[:m] = next_token_log_probabilities(model.decoder, x[:m], nxt, rows=decoder_rows,
-                                                        bound=bound).cpu()
-            yield Block(start, hs, cs, logp.numpy())
+            computed = compute(start)
+            if not gpu_way:
+                yield block(computed)
+                continue
+            if waiting is not None:
+                yield block(waiting)                                  # while the next block is under way
+            waiting = computed
+        if waiting is not None:
+            yield block(waiting)
 
 
 # --------------------------------------------------------------------------- writing
+
+Item = TypeVar("Item")
+
+
+def in_background(items: Iterator[Item], depth: int = 2, name: str = "activations") -> Iterator[Item]:
+    """The items of ``items``, taken from a thread that runs up to ``depth`` items ahead.
+
+    A GPU dump computes in this thread while the caller writes the last block (torch and cuDNN release
+    Python's lock while they launch and wait). An error in the thread is raised here; when the caller
+    stops early (an error, Ctrl-C, SIGTERM), the thread stops after the item it is computing and the
+    iterator is closed in it.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((end, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = ready.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence[str], output_path: str | os.PathLike,
@@ -280,6 +394,8 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
                 states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
         logexp = np.full(T, np.nan, dtype=np.float32)
         blocks = iterate_activations(model, ids, rows)
+        if next(model.parameters()).device.type != "cpu":
+            blocks = in_background(blocks)  # the GPU computes the next blocks while this thread writes
         for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5, disable=not progress):
             b = len(block.log_expectancy)
             for k in range(L):
