@@ -365,10 +365,42 @@ def test_blocks_computed_in_a_background_thread_arrive_in_order_and_errors_and_s
     closed.clear()
     items = in_background(source(1000), depth=2)
     assert next(items) == 0
-    items.close()  # the caller stops (an error while writing, Ctrl-C): the thread stops and closes the source
+    items.close()  # the caller stops (write_activations closes it however it ends): the thread stops, closes the source
     assert closed == ["activations"]
     assert len(produced) <= 4  # the item handed out, `depth` waiting, the one being put
     assert not any(t.name == "activations" for t in threading.enumerate())
+
+
+def test_a_dump_computed_in_a_thread_writes_the_same_and_a_failed_write_stops_the_thread(tiny, tmp_path, monkeypatch):
+    """write_activations as on a GPU (the blocks computed in a thread while it writes), here on the CPU: the same
+    file; and when a write fails (a full disk), the thread is gone at once, though the error is kept (as Snakemake's
+    job keeps it until the process ends, where a live thread computing on a GPU aborted the process)."""
+    import threading
+
+    from lstmscope.activations import write_activations
+
+    model, _ = load_checkpoint(tiny.checkpoint)
+    words, ids = _ids(tiny)
+    out = tmp_path / "thread.h5"
+    write_activations(model, ids, words, out, chunk_tokens=64, progress=False, background=True)
+    with h5py.File(tiny.activations) as a, h5py.File(out) as b:
+        for key in ("layer1/h", "layer1/c", "layer2/h", "layer2/c", "log_expectancy"):
+            np.testing.assert_allclose(b[key][:], a[key][:], atol=1e-6, rtol=0, equal_nan=True)
+
+    writes = []
+
+    def full_disk(self, key, value):
+        writes.append(key)
+        if len(writes) == 6:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", full_disk)
+    failed = tmp_path / "failed.h5"
+    with pytest.raises(OSError, match="No space left on device") as kept:
+        write_activations(model, ids, words, failed, chunk_tokens=16, progress=True, background=True)
+    assert kept.value is not None and len(writes) == 6
+    assert not any(t.name == "activations" for t in threading.enumerate())
+    assert list(tmp_path.iterdir()) == [out]  # nothing half-written left
 
 
 def test_a_checkpoint_of_another_vocabulary_is_refused(tiny, tmp_path):

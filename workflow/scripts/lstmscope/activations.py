@@ -246,7 +246,7 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
     if block_tokens < 1:
         raise ActivationsError(f"block_tokens={block_tokens}: must be >= 1")
     device = next(model.parameters()).device
-    on_gpu = device.type != "cpu"
+    on_gpu = device.type == "cuda"
     gpu_way = on_gpu if gpu_way is None else gpu_way
     # the CPU computes the logits in cache-sized blocks of rows; a GPU takes a whole block at once
     decoder_rows = DECODER_ROWS if device.type == "cpu" else block_tokens
@@ -295,8 +295,8 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
         host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
         for dst, src in zip(host, tensors):
             dst.copy_(src, non_blocking=True)
-        copied = torch.cuda.Event()
-        copied.record()
+        copied = torch.cuda.Event(blocking=True)  # waited for without keeping a CPU core busy
+        copied.record(torch.cuda.current_stream(device))  # the stream the copies went on (the tensors' device's)
         return start, host, copied
 
     def block(computed: tuple[int, list[torch.Tensor], Any]) -> Block:
@@ -306,7 +306,7 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
         arrays = [t.numpy() for t in tensors]
         return Block(start, arrays[:L], np.split(arrays[L], L, axis=1), arrays[-1])
 
-    with torch.inference_mode(), ieee_float32():
+    with torch.inference_mode(), ieee_float32(), torch.cuda.device(device) if on_gpu else contextlib.nullcontext():
         waiting = None
         for start in range(0, total, block_tokens):
             computed = compute(start)
@@ -329,10 +329,13 @@ def in_background(items: Iterator[Item], depth: int = 2, name: str = "activation
     """The items of ``items``, taken from a thread that runs up to ``depth`` items ahead.
 
     A GPU dump computes in this thread while the caller writes the last block (torch and cuDNN release
-    Python's lock while they launch and wait). An error in the thread is raised here; when the caller
-    stops early (an error, Ctrl-C, SIGTERM), the thread stops after the item it is computing and the
-    iterator is closed in it.
+    Python's lock while they launch and wait). An error in the thread is raised here. Once this iterator
+    is closed (as ``write_activations`` does however it ends: an error, Ctrl-C, SIGTERM), the thread
+    stops after the item it is computing and closes ``items`` itself. In flight at once: the item the
+    caller holds, ``depth`` waiting, one being handed over and the ones ``items`` computes ahead (a GPU
+    dump: about six blocks of pinned host memory, 33 MB each at the thesis's size).
     """
+    items = iter(items)
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
@@ -348,10 +351,14 @@ def in_background(items: Iterator[Item], depth: int = 2, name: str = "activation
 
     def produce() -> None:
         try:
-            for item in items:
+            while not stop.is_set():  # checked before each item is computed
+                try:
+                    item = next(items)
+                except StopIteration:
+                    put((end, None))
+                    return
                 if not put((item, None)):
                     return
-            put((end, None))
         except BaseException as exc:  # handed to the caller, raised there
             put((end, exc))
         finally:
@@ -371,15 +378,21 @@ def in_background(items: Iterator[Item], depth: int = 2, name: str = "activation
             yield item
     finally:
         stop.set()
-        thread.join()
+        try:
+            thread.join()  # it stops after the item it is computing
+        except BaseException:  # a second Ctrl-C or SIGTERM while waiting: give it a little longer, then go
+            thread.join(timeout=30)
+            raise
 
 
 def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence[str], output_path: str | os.PathLike,
                       dtype: str = "float32", chunk_tokens: int = 1024, attrs: dict[str, Any] | None = None,
-                      progress: bool = True, split_words: Sequence[str] | None = None) -> np.ndarray:
+                      progress: bool = True, split_words: Sequence[str] | None = None,
+                      background: bool | None = None) -> np.ndarray:
     """Run ``ids`` through ``model`` (on its device) and write the activations file (atomically); returns
     log_expectancy. ``words`` are the tokens as the model reads them, ``split_words`` (default: the same)
-    the text's own words."""
+    the text's own words. ``background`` (default: where the model is on a GPU): compute in a thread
+    (``in_background``) while this one writes."""
     T, N, L = len(ids), model.config.hidden_size, model.config.layers
     rows = max(1, min(chunk_tokens, T))
     strings = h5py.string_dtype("utf-8")
@@ -394,15 +407,20 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
                 states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
         logexp = np.full(T, np.nan, dtype=np.float32)
         blocks = iterate_activations(model, ids, rows)
-        if next(model.parameters()).device.type != "cpu":
+        if background is None:
+            background = next(model.parameters()).device.type == "cuda"
+        if background:
             blocks = in_background(blocks)  # the GPU computes the next blocks while this thread writes
-        for block in tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5, disable=not progress):
-            b = len(block.log_expectancy)
-            for k in range(L):
-                states[k + 1, "h"][block.start:block.start + b] = block.h[k]
-                states[k + 1, "c"][block.start:block.start + b] = block.c[k]
-            m = min(b, T - block.start - 1)  # log p of token t + 1 is computed after token t
-            logexp[block.start + 1:block.start + 1 + m] = block.log_expectancy[:m]
+        # closed however the loop ends (tqdm does not close what it wraps): a thread computing ahead stops at once
+        with contextlib.closing(blocks), tqdm(blocks, total=math.ceil(T / rows), desc="blocks", mininterval=5,
+                                              disable=not progress) as bar:
+            for block in bar:
+                b = len(block.log_expectancy)
+                for k in range(L):
+                    states[k + 1, "h"][block.start:block.start + b] = block.h[k]
+                    states[k + 1, "c"][block.start:block.start + b] = block.c[k]
+                m = min(b, T - block.start - 1)  # log p of token t + 1 is computed after token t
+                logexp[block.start + 1:block.start + 1 + m] = block.log_expectancy[:m]
         f.create_dataset("log_expectancy", data=logexp)
         f.create_dataset("expectancy", data=np.exp(logexp))
         f.attrs.update(attrs or {})
