@@ -245,9 +245,13 @@ def test_the_table_refuses_a_divergence_table_or_file_that_does_not_belong(tiny,
     unranked.loc[removed, "rank"] = np.nan  # dead in that table (a live neuron without a rank: read_divergence's)
     unranked.loc[removed, "dead"] = True
     twice = pd.concat([div, div.iloc[[3]]])
+    text = str(div.text.iloc[0])
     for name, table, message, error in [
             ("other", other, r"other\.csv is the divergence table of model d0\.5_r0, not of model "
                              + re.escape(str(div.model.iloc[0])), AblationError),
+            ("train", div.assign(text="train"), r"train\.csv is the divergence table of text train, not of text "
+                                                 + re.escape(text) + r" \(model .*\): the neurons would be chosen by "
+                                                 "another text's ranking$", AblationError),
             ("unranked", unranked, rf"unranked\.csv: layer {first.layer} neuron {first.neurons[0]} was removed as a "
                                    "top-KL neuron of h but is not ranked there", AblationError),
             ("twice", twice, rf"twice\.csv: line {len(div) + 2} repeats layer \d [hc] neuron \d+", HistogramError)]:
@@ -324,6 +328,11 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate,
     other.to_csv(tmp_path / "other.csv", index=False)
     with pytest.raises(AblationError, match=r"other\.csv is the divergence table of model d0\.5_r0, not of model "):
         run(divergence=tmp_path / "other.csv")
+    # the same model's table of another text: the neurons removed would be that text's top ones
+    other = pd.read_csv(divergence_csv).assign(text="train")
+    other.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(AblationError, match=r"train\.csv is the divergence table of text train, not of text "):
+        run(divergence=tmp_path / "train.csv")
     # the table of a wider model (neurons 0..HIDDEN + 3), whose top neuron of layer 1 h is one the model lacks
     big = pd.read_csv(divergence_csv)
     extra = pd.concat([big[big["neuron"] == 0].assign(neuron=j, rank=pd.NA, dead=True)

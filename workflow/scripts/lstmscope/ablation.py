@@ -287,7 +287,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
     mt = load_model_and_text(checkpoint_path, activations_path, max_tokens)
     ids, words, attrs = mt.ids, mt.words, mt.attrs
     table = read_divergence(divergence_path)
-    check_divergence_model(table, str(attrs["model"]), divergence_path)
+    check_divergence_model(table, str(attrs["model"]), divergence_path, text=str(attrs["text"]))
     cfg = mt.model.config
     try:
         ablations = choose_ablations(table, cfg.layers, cfg.hidden_size, state, neurons, random, seed)

@@ -41,12 +41,17 @@ class Ablation:
         return f"layer {self.layer} {self.group}: {units}"
 
 
-def check_divergence_model(table: pd.DataFrame, model: str, path: str | os.PathLike) -> None:
-    """The divergence table ``table`` (read from ``path``) must be model ``model``'s."""
+def check_divergence_model(table: pd.DataFrame, model: str, path: str | os.PathLike, text: str | None = None) -> None:
+    """The divergence table ``table`` (read from ``path``) must be model ``model``'s, and of text ``text`` where
+    given (the neurons removed are the ranking of the text they are removed on)."""
     models = sorted(set(table["model"].astype(str)))
     if models != [str(model)]:
         named = f"model {models[0]}" if len(models) == 1 else f"models {', '.join(models)}" if models else "no model"
         raise AblationError(f"{path} is the divergence table of {named}, not of model {model}")
+    texts = sorted(set(table["text"].astype(str)))
+    if text is not None and texts != [str(text)]:
+        raise AblationError(f"{path} is the divergence table of text {', '.join(texts) or 'none'}, not of text {text} "
+                            f"(model {model}): the neurons would be chosen by another text's ranking")
 
 
 def perplexity(log_probs: np.ndarray) -> float:

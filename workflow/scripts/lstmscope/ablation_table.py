@@ -86,7 +86,8 @@ def ablation_table(ablation: AblationFile, divergence: pd.DataFrame, min_count: 
         raise AblationError(f"ablation.min_count={min_count}, ablation.top_words={top_words}: each must be at least 1")
     attrs = ablation.attrs
     model, state = str(attrs["model"]), str(attrs["state"])
-    check_divergence_model(divergence, model, divergence_path)  # (read_divergence has each neuron's row once)
+    # (read_divergence has each neuron's row once)
+    check_divergence_model(divergence, model, divergence_path, text=str(attrs["text"]))
     ranks = divergence[divergence["state"] == state].set_index(["layer", "neuron"])
     rows = []
     for a, ab in enumerate(ablation.ablations):
