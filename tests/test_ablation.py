@@ -804,3 +804,49 @@ def test_points_whose_interval_includes_zero_are_hollow(tiny, divergence_csv, tm
         xs = {round(float(x), 9) for c in markers for x, _ in c.get_offsets()}
         assert {round(float(seg[0][0]), 9) for seg in lines} <= xs and all(seg[0][0] == seg[1][0] for seg in lines)
     figs.plt.close(fig)
+
+
+def test_the_figures_refuse_a_table_not_made_from_their_file_and_a_damaged_table_in_one_line(tiny, divergence_csv,
+                                                                                            tmp_path):
+    """The figures draw a row's numbers beside the file's effects of the same position: another model's or text's
+    table, or one whose rows are other ablations, drew one model's effects under another's neurons. A damaged value
+    stopped the figures and the table across models with pandas' or Python's own error, naming no file."""
+    from lstmscope import ablation_figures as figs
+    from lstmscope.ablation_figures import ablation_summary
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, neurons=2, random=1, seed=3, max_tokens=120)
+    good = write_ablation_table(h5, divergence_csv, csv)
+    model = str(good.model.iloc[0])
+    shuffled = good.iloc[[1, 0, *range(2, len(good))]]
+    first, second = good.iloc[0], good.iloc[1]
+    cases = [
+        ("other", good.assign(model="d0.5_r0"),
+         rf"other\.csv is the ablation table of model d0\.5_r0 / text test, but .*a\.h5 is of model "
+         rf"{re.escape(model)} / text test$"),
+        ("train", good.assign(text="train"), r"train\.csv is the ablation table of model .* / text train, but "),
+        ("short", good.iloc[:-1], rf"a\.h5 holds {len(good)} ablations but .*short\.csv has {len(good) - 1} rows$"),
+        ("shuffled", shuffled,
+         rf"shuffled\.csv: line 2 is layer {second.layer} top neurons {second.neurons}, but ablation 1 of .*a\.h5 is "
+         rf"layer {first.layer} top neurons {first.neurons}: not the table of this file$"),
+    ]
+    damaged = good.astype(object)
+    damaged.loc[2, "perplexity_change_pct"] = "n/a"
+    cases.append(("damaged", damaged, r"damaged\.csv: column perplexity_change_pct must hold numbers; line 4 has "
+                                      r"'n/a'$"))
+    layer = good.astype(object)
+    layer.loc[0, "layer"] = "one"
+    cases.append(("layer", layer, r"layer\.csv: column layer must hold whole numbers from 1; line 2 has 'one'$"))
+    group = good.assign(group=good.group.replace({"random": "randm"}))
+    cases.append(("group", group, r"group\.csv: column group must hold top or top all or random or random all; "
+                                  r"line \d+ has 'randm'$"))
+    for name, table, message in cases:
+        path = tmp_path / f"{name}.csv"
+        table.to_csv(path, index=False)
+        outputs = [tmp_path / f"{name}-{n}.{e}" for n in ("effects", "heatmap") for e in ("png", "svg")]
+        with pytest.raises(AblationError, match=message):
+            figs.ablation_figures(h5, path, *outputs, passage_tokens=30)
+        assert not any(p.exists() for p in outputs)
+    for name in ("damaged", "layer", "group"):
+        with pytest.raises(AblationError, match=rf"{name}\.csv: column "):
+            ablation_summary([csv, tmp_path / f"{name}.csv"])

@@ -82,6 +82,12 @@ def test_the_console_script_runs(tiny, tmp_path):
     assert "1:4" in r.stdout and "perplexity_change_pct" in r.stdout
 
 
+def test_the_library_function_refuses_a_method_it_does_not_know(tiny):
+    """The command line offers only mean and zero; a caller of ``ablate`` with another name had its units held at 0."""
+    with pytest.raises(ValueError, match=r"^--method median: choose one of mean, zero$"):
+        ablate(str(tiny.checkpoint), str(tiny.activations), ["1:0"], max_tokens=50, method="median")
+
+
 @pytest.mark.parametrize("args,message", [
     (["-n", "3:1"], r"model\.pt: layer 3 does not exist; the model has layers 1\.\.2"),
     (["-n", f"2:{HIDDEN}"], rf"model\.pt: neuron {HIDDEN} does not exist in layer 2; it has neurons 0\.\.{HIDDEN - 1}"),

@@ -58,6 +58,8 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
            method: str = "mean") -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
     """The table of the ablations, the words of the text and each ablation's per-word effect; each unit held at its
     mean h over the tokens read (``method`` mean) or at 0 (zero); the model runs on ``device`` (``--device``)."""
+    if method not in METHODS:  # (the command line's choices; a library caller's value would hold units at 0)
+        raise ValueError(f"--method {method}: choose one of {', '.join(METHODS)}")
     units = [parse_neuron(s) for s in specs]
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")

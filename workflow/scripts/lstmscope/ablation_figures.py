@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colors
 
-from .ablation_file import AblationError, AblationFile, read_ablation, read_ablation_table
+from .ablation_file import AblationError, AblationFile, check_table_matches, read_ablation, read_ablation_table
 from .ablation_table import INTERVAL
 from .atomic import atomic_path
 from .figures import plt, save_figure
@@ -264,7 +264,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
     stored = read_ablation(h5_path) if stored is None else stored
     avoid = passage_avoid(stored.words, passage)
     state = str(stored.attrs.get("state", "h"))  # the state whose KL ranked the neurons (ablation.state)
-    if len(stored.ablations) != len(table):
+    if len(stored.ablations) != len(table):  # (ablation_figures checks the table whole: check_table_matches)
         raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
     shown = []  # (head, effect, start, stop) per layer
     for layer in sorted(table["layer"].unique()):
@@ -292,6 +292,7 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
     check_passage(passage)
     table = read_ablation_table(csv_path)
     stored = read_ablation(h5_path)
+    check_table_matches(table, stored, csv_path, h5_path)
     effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]),
                    method=stored.method)
     heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored, passage=passage)

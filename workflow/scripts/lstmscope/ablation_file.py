@@ -185,7 +185,53 @@ def read_ablation(path: str | os.PathLike) -> AblationFile:
     return AblationFile(attrs, words, intact, ablated, abls)
 
 
+GROUPS = ("top", "top all", "random", "random all")
+NUMBER_COLUMNS = ["dropout", "kl_sum", "perplexity", "intact_perplexity", "perplexity_change_pct", "mean_effect",
+                  "helped_fraction"]
+
+
 def read_ablation_table(path: str | os.PathLike) -> pd.DataFrame:
-    """An ablation CSV; errors name the file and the missing columns."""
-    return read_table(path, COLUMNS, "ablation table", AblationError, dtype={"kl_rank": "Int64", "neurons": str},
-                      keep_default_na=False, na_values=[""])
+    """An ablation CSV (one model's, of one text); errors name the file and the column, or the row by its line in
+    the file (the header is line 1) and the value."""
+    table = read_table(path, COLUMNS, "ablation table", AblationError, dtype={"kl_rank": "Int64", "neurons": str},
+                       keep_default_na=False, na_values=[""])
+
+    def refuse(bad: pd.Series, col: str, must: str) -> None:
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise AblationError(f"{path}: column {col} must hold {must}; line {i + 2} has {table[col].iloc[i]!r}")
+
+    layer = pd.to_numeric(table["layer"], errors="coerce")
+    refuse(layer.isna() | (layer != layer.round()) | (layer < 1), "layer", "whole numbers from 1")
+    table["layer"] = layer.astype(np.int64)
+    refuse(~table["group"].isin(GROUPS), "group", " or ".join(GROUPS))
+    refuse(~table["neurons"].astype(str).str.fullmatch(r"\d+( \d+)*"), "neurons", "neuron numbers from 0, "
+           "separated by spaces")
+    for col in NUMBER_COLUMNS:  # empty where a number does not apply (kl_sum of a group)
+        refuse(pd.to_numeric(table[col], errors="coerce").isna() & table[col].notna(), col, "numbers")
+        table[col] = pd.to_numeric(table[col])
+    for col in ("model", "text"):
+        names = sorted(set(table[col].astype(str)))
+        if len(names) > 1:
+            raise AblationError(f"{path}: the rows of {len(names)} {col}s ({', '.join(names)}); an ablation table "
+                                "is one model's, of one text")
+    return table
+
+
+def check_table_matches(table: pd.DataFrame, stored: AblationFile, table_path: str | os.PathLike,
+                        h5_path: str | os.PathLike) -> None:
+    """The ablation table must be the one made from ``stored``: its model and text, one row per ablation in the
+    file's order, each of the same layer, group and neurons (the figures take a row's numbers and the file's
+    effects of the same position)."""
+    model, text = str(stored.attrs["model"]), str(stored.attrs["text"])
+    got = (str(table["model"].iloc[0]), str(table["text"].iloc[0]))
+    if got != (model, text):
+        raise AblationError(f"{table_path} is the ablation table of model {got[0]} / text {got[1]}, but {h5_path} is "
+                            f"of model {model} / text {text}")
+    if len(stored.ablations) != len(table):
+        raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but {table_path} has {len(table)} rows")
+    for i, (ab, (_, row)) in enumerate(zip(stored.ablations, table.iterrows())):
+        if (ab.layer, ab.group, " ".join(map(str, ab.neurons))) != (int(row["layer"]), row["group"], row["neurons"]):
+            raise AblationError(f"{table_path}: line {i + 2} is layer {row['layer']} {row['group']} neurons "
+                                f"{row['neurons']}, but ablation {i + 1} of {h5_path} is layer {ab.layer} {ab.group} "
+                                f"neurons {' '.join(map(str, ab.neurons))}: not the table of this file")
