@@ -144,8 +144,9 @@ def test_ward_labels_are_scikit_learns_renumbered():
 
 def test_ward_refuses_more_points_than_the_limit_naming_it():
     points = mixture(1001, seed=1)
-    with pytest.raises(ValueError, match=r"ward linkage of 1001 points needs about .* GB.*limit is 1000 points "
-                                         r"\(cluster\.ward_max_points\)"):
+    # the distances (1001 * 1000 / 2 of 8 bytes) and scipy's working copy of them: 8.0 MB
+    with pytest.raises(ValueError, match=r"ward linkage of 1001 points needs about 0\.0 GB for pairwise distances "
+                                         r"\(two copies\); the limit is 1000 points \(cluster\.ward_max_points\)"):
         ward_linkage(points, n_clusters=5, max_points=1000)
     assert ward_linkage(points[:1000], n_clusters=5, max_points=1000).max() == 4
 
@@ -159,6 +160,41 @@ def test_a_table_with_a_token_twice_is_refused_naming_it(tsne_points, tmp_path):
     with pytest.raises(ValueError, match=rf"doubled.csv: position {position} is in the table more than once \(2 "):
         read_embedding(doubled)
     assert len(read_embedding(tsne_points)) == len(table)
+
+
+def test_ward_memory_counts_the_distances_twice_as_measured():
+    """scipy's linkage works on a copy of the n(n-1)/2 distances; measured, ward's peak grew by 551 MB at 8 000
+    points (two copies: 512 MB) and 1161 MB at 12 000 (1152 MB)."""
+    from lstmscope.cluster import ward_memory_bytes
+
+    assert ward_memory_bytes(8000) == 2 * 8 * 8000 * 7999 // 2
+    assert 0.9 < 551e6 / ward_memory_bytes(8000) < 1.2 and 0.9 < 1161e6 / ward_memory_bytes(12000) < 1.2
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda t: t.iloc[:0], r"no tokens \(the header alone\)"),
+    (lambda t: t.assign(x=t.x.astype(object).where(t.index != 5, "-")), r"column x must hold finite numbers; line 7 "
+                                                                        r"has '-'"),
+    (lambda t: t.assign(y=t.y.astype(object).where(t.index != 0, "")), r"column y must hold finite numbers; line 2 "
+                                                                       r"has ''"),
+    (lambda t: t.assign(position=t.position.astype(object).where(t.index != 3, "3.5")),
+     r"column position must hold whole numbers from 0; line 5 has 3\.5"),
+    (lambda t: t.assign(cluster=t.cluster.where(t.index != 9, 0)), r"column cluster must hold whole numbers from 1; "
+                                                                   r"line 11 has 0"),
+])
+def test_a_damaged_embedding_or_cluster_table_is_refused_naming_file_column_and_line(tsne_points, tmp_path, edit,
+                                                                                     message):
+    """A table cut short or edited by hand gave pandas' or Python's own errors naming no file, or none at all
+    (contiguity measured on labels read as text)."""
+    table = read_embedding(tsne_points).assign(cluster=1)
+    damaged = tmp_path / "damaged.csv"
+    edit(table).to_csv(damaged, index=False)
+    with pytest.raises(ValueError, match=r"damaged\.csv: " + message + "$"):
+        read_clusters(damaged)
+    clean = tmp_path / "clean.csv"
+    table.to_csv(clean, index=False)
+    read = read_clusters(clean)
+    assert read["cluster"].dtype == np.int64 and read["x"].dtype == np.float64 and len(read) == len(table)
 
 
 def test_bad_cuts_are_refused():

@@ -238,6 +238,19 @@ def test_highlight_word_counts_the_word_in_every_panel(tables, tmp_path):
                       for layer in (1, 2) for name in ("hidden state h", "cell state c")]
 
 
+def test_a_highlight_word_that_never_occurs_is_drawn_and_warned_of(tables, tmp_path, caplog):
+    """A typo (or another case) in figures.highlight_word drew grey points only, and nothing said so."""
+    embeddings = {(1, "h"): tables[(1, "h", "ward")][["position", "word", "x", "y"]]}
+    with caplog.at_level("WARNING", logger="lstmscope.cluster_figures"):
+        F.highlight_word_figure(embeddings, ".", "dots", tmp_path / "h.png", tmp_path / "h.svg", dpi=40)
+        assert caplog.records == []
+        F.highlight_word_figure(embeddings, "Teh", "typo", tmp_path / "t.png", tmp_path / "t.svg", dpi=40)
+    assert [r.getMessage() for r in caplog.records] == [
+        "figures.highlight_word 'Teh' is none of the 500 tokens embedded (a word is matched as it is, case included): "
+        "the figure highlights nothing"]
+    assert (tmp_path / "t.png").stat().st_size > 0
+
+
 def test_position_figure_quotes_the_longest_spans(tables, tmp_path):
     table = tables[(2, "c", "single")]
     clusters = cluster_table(table)

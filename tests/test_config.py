@@ -358,6 +358,12 @@ def test_command_line_values_are_read_as_the_schemas_types():
     assert type(from_command_line["heatmap"]["neurons"]) is int and from_command_line["figures"]["highlight_word"] == "1"
     assert type(from_command_line["heatmap"]["passage_tokens"]) is int  # 40.0 where a count is wanted: 40
     assert from_command_line["ablation"]["max_tokens"] is None
+    # a threshold per linkage: a mapping inside the section, read as numbers too
+    per_linkage = parse_config(["cluster={n_clusters: null, distance_threshold: {single: 2, ward: 60.5}}"])
+    cfg = default_config()
+    update_config(cfg, per_linkage)
+    validate_config(cfg, SCHEMA, command_line=per_linkage)
+    assert cfg["cluster"]["distance_threshold"] == {"single": 2, "ward": 60.5}
     assert from_command_line["neuron_explorer"]["ablation"] is False
     assert from_command_line["embedding"]["layers"] == [1, 2]
     # text that is not a value of the wanted type is still refused, naming the key
@@ -557,3 +563,32 @@ def test_a_heatmap_passage_longer_than_lstmscope_heatmap_draws_is_refused_before
     with pytest.raises(ConfigError) as err:
         validate_config(cfg, SCHEMA)
     assert str(err.value) == f"config key {key}: {MAX_TOKENS + 1} is out of range; must be <= {MAX_TOKENS}"
+
+
+@pytest.mark.parametrize("value,message", [
+    ({"single": 5}, "config key cluster.distance_threshold: {'single': 5} has no threshold for ward (cluster.linkages: "
+                    "single, ward); give one per linkage, or one number for all"),
+    ({"single": 5, "wrd": 3}, "unknown config key 'wrd' in cluster.distance_threshold; did you mean 'ward'? allowed "
+                              "keys: single, ward"),
+    ({"single": -1, "ward": 2}, "config key cluster.distance_threshold.single: -1 is out of range; must be > 0"),
+    ("x", "config key cluster.distance_threshold: 'x' is not null, number or a mapping"),
+    (-2, "config key cluster.distance_threshold: -2 is out of range; must be > 0"),
+])
+def test_a_distance_threshold_per_linkage_is_checked_in_one_line(value, message):
+    cfg = default_config()
+    cfg["cluster"].update(n_clusters=None, distance_threshold=value)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, SCHEMA)
+    assert str(info.value) == message
+
+
+def test_each_linkage_gets_its_own_threshold_or_the_common_one():
+    from lstmscope.config import distance_threshold
+
+    for linkages in (["single", "ward"], ["ward"]):  # a threshold for a linkage not clustered is allowed
+        cfg = default_config()
+        cfg["cluster"].update(n_clusters=None, distance_threshold={"single": 5, "ward": 300}, linkages=linkages)
+        validate_config(cfg, SCHEMA)
+    setting = cfg["cluster"]["distance_threshold"]
+    assert (distance_threshold(setting, "single"), distance_threshold(setting, "ward")) == (5.0, 300.0)
+    assert (distance_threshold(2, "ward"), distance_threshold(None, "single")) == (2.0, None)

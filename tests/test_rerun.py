@@ -168,6 +168,20 @@ def test_clustering_the_pca_space_reruns_the_clusters_only_and_reads_the_states_
     assert "ward linkage of the PCA space (10 dimensions): 500 points -> 5 clusters" in log
 
 
+def test_a_threshold_per_linkage_cuts_each_linkage_at_its_own_and_another_ward_threshold_reclusters_ward_only(
+        tiny_workdir):
+    """One distance cuts single and ward linkage very differently (ward's merge heights grow with the clusters'
+    sizes), so cluster.distance_threshold may be given per linkage; changing ward's reruns none of single's jobs."""
+    views = [f"results/clusters/d0.0_r0/test/layer2_c_{linkage}.csv" for linkage in ("single", "ward")]
+    first = "cluster={n_clusters: null, distance_threshold: {single: 2.0, ward: 60.0}}"
+    snakemake(tiny_workdir, *TINY, "--config", first, "--", *views)
+    logs = {linkage: (tiny_workdir / f"results/logs/cluster_tokens/d0.0_r0/test/layer2_c_{linkage}.log").read_text()
+            for linkage in ("single", "ward")}
+    assert "cut at distance 2.0" in logs["single"] and "cut at distance 60.0" in logs["ward"], logs
+    planned = planned_jobs(tiny_workdir, "--config", first.replace("60.0", "90.0"), "--", *views)
+    assert [(j.rule, j.wildcards["linkage"]) for j in planned] == [("cluster_tokens", "ward")], describe(planned)
+
+
 def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     """The download is checksummed (url, timeout and retries cannot change the files) and a resumed training
     is bit-identical (how often it saves cannot change the weights)."""

@@ -17,7 +17,7 @@ sys.path.insert(0, SCRIPTS)
 os.environ.update(PYTHONPATH=os.pathsep.join(
     [SCRIPTS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SCRIPTS)]))
 from lstmscope.config import (ConfigError, check_config_files, model_specs, validate_config, dropout_label,  # noqa: E402
-                              model_name)
+                              model_name, distance_threshold)
 from lstmscope.imports import library_modules  # noqa: E402
 
 try:

@@ -80,7 +80,8 @@ rule cluster_tokens:
         **named(
             linkage="{linkage}",
             n_clusters=CLUSTER["n_clusters"],
-            distance_threshold=CLUSTER["distance_threshold"],
+            # per linkage where set so: another threshold of ward reclusters only ward's views
+            distance_threshold=lambda wildcards: distance_threshold(CLUSTER["distance_threshold"], wildcards.linkage),
             space=CLUSTER["space"],
             layer=lambda wildcards: int(wildcards.layer),
             state="{state}",

@@ -11,6 +11,7 @@ every other number, and hides the least of the other clusters (their points; a c
 tied to that corner by a short line; numbers that find no such place are written together ("2-12")."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Mapping, Sequence
 
@@ -24,6 +25,8 @@ from .figures import plt, save_figure, text_width_pt
 from .wikitext import HEADING_SETTLE, passage_avoid
 from .points import view_order
 from .top_words import parse_top_words
+
+log = logging.getLogger(__name__)
 
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
@@ -279,6 +282,9 @@ def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], wo
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
+    if not any((embeddings[key]["word"] == word).any() for key in keys):  # a typo draws grey points only
+        log.warning("figures.highlight_word %r is none of the %d tokens embedded (a word is matched as it is, case "
+                    "included): the figure highlights nothing", word, len(embeddings[keys[0]]))
 
 
 def tokens(n: int) -> str:

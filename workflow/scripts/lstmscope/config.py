@@ -51,6 +51,14 @@ def _describe(error: jsonschema.ValidationError) -> str:
     key = _key(error.absolute_path)
     v = error.validator
     s = error.validator_value
+    if v == "oneOf" and error.context:  # the alternative of the value's own type says what is wrong with it
+        own = [e for e in error.context if e.validator != "type"]
+        if own:
+            return _describe(own[0])
+        types = [t for e in error.context for t in ([e.validator_value] if isinstance(e.validator_value, str)
+                                                     else e.validator_value)]
+        names = [{"object": "a mapping", "null": "null"}.get(t, t) for t in dict.fromkeys(types)]
+        return f"config key {key}: {error.instance!r} is not {', '.join(names[:-1])} or {names[-1]}"
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -128,6 +136,14 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -
     into ``value``) set a value and the schema wants a number, a boolean or null, text that reads (as in a YAML
     file) as one becomes that (in place for mappings). Everything else is left, so a value from a YAML file
     keeps its type: ``neurons: "5"`` there is refused as text."""
+    if "oneOf" in schema:  # alternatives (cluster.distance_threshold: null, a number, or one per linkage)
+        branches = schema["oneOf"]
+        if isinstance(value, dict):
+            mappings = [b for b in branches if b.get("type") == "object"]
+            return coerce_command_line_values(value, mappings[0], given) if mappings else value
+        scalars = [t for b in branches for t in ([b.get("type")] if isinstance(b.get("type"), str)
+                                                 else b.get("type", [])) if t not in ("object", "array")]
+        return coerce_command_line_values(value, {"type": scalars}, given)
     if isinstance(value, dict) and isinstance(given, dict):
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key in given:
@@ -373,6 +389,12 @@ def _check_consistency(config: dict[str, Any]) -> None:
     cl = config["cluster"]
     if (cl["n_clusters"] is None) == (cl["distance_threshold"] is None):
         raise ConfigError("config keys cluster.n_clusters and cluster.distance_threshold: set exactly one, the other null")
+    if isinstance(cl["distance_threshold"], dict):
+        lacking = [linkage for linkage in cl["linkages"] if linkage not in cl["distance_threshold"]]
+        if lacking:
+            raise ConfigError(f"config key cluster.distance_threshold: {cl['distance_threshold']} has no threshold for "
+                              f"{', '.join(lacking)} (cluster.linkages: {', '.join(cl['linkages'])}); give one per "
+                              "linkage, or one number for all")
     _check_jobs_can_run(config)
 
 
@@ -387,6 +409,15 @@ class ModelSpec:
     @property
     def name(self) -> str:
         return model_name(self.dropout, self.replicate)
+
+
+def distance_threshold(setting: float | dict | None, linkage: str) -> float | None:
+    """The distance at which ``linkage``'s merging stops: ``cluster.distance_threshold`` is null (the clusters are
+    counted instead), one number for every linkage, or one per linkage (ward's merge heights grow with the sizes of
+    the clusters merged, so one number cuts single and ward linkage very differently)."""
+    if isinstance(setting, dict):
+        return float(setting[linkage])
+    return None if setting is None else float(setting)
 
 
 def dropout_label(dropout: float) -> str:

@@ -45,6 +45,23 @@ def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDIN
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    if table.empty:
+        raise ValueError(f"{path}: no tokens (the header alone)")
+    # numbers where numbers belong (a file cut short or edited by hand), named by the file's line (header: 1)
+    for col, whole, least in (("position", True, 0), ("x", False, None), ("y", False, None), ("cluster", True, 1)):
+        if col not in table.columns:
+            continue
+        number = pd.to_numeric(table[col], errors="coerce")
+        bad = ~np.isfinite(number.to_numpy(dtype=np.float64))
+        if whole:
+            bad |= (number != number.round()).to_numpy() | (number < least).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            must = f"whole numbers from {least}" if whole else "finite numbers"
+            value = table[col].iloc[i]
+            shown = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
+            raise ValueError(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
+        table[col] = number.astype(np.int64) if whole else number.astype(np.float64)
     if "position" in table.columns:  # a token twice would be clustered, counted and drawn twice
         twice = table["position"][table["position"].duplicated()]
         if len(twice):
