@@ -165,7 +165,10 @@ def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tm
     assert list(table.group) == ["top", "top", "top all", "random", "random", "random", "random all"] * LAYERS
     stored = read_ablation(h5)
     assert stored.attrs["checkpoint_sha256"] == sha256_file(tiny.checkpoint)
-    assert json.loads(stored.attrs["provenance"])["cpu_kernels"] == cpu_kernels()
+    prov = json.loads(stored.attrs["provenance"])
+    assert prov["cpu_kernels"] == cpu_kernels()
+    # the table that chose the neurons, by content and by what it ranks by
+    assert prov["divergence_sha256"] == sha256_file(divergence_csv) and prov["rank_by"] == "kl_sum"
     assert [(a.layer, a.neurons, a.group) for a in stored.ablations] == [
         (r.layer, tuple(int(j) for j in r.neurons.split()), r.group) for r in table.itertuples()]
     with h5py.File(tiny.activations) as f:

@@ -42,7 +42,7 @@ from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log
 from .ablation_file import FORMAT, Ablation, AblationError, check_divergence_model, perplexity
 from .activations_file import iter_rows, open_activations, read_words, state_dataset
 from .atomic import atomic_path
-from .divergence import ranked, read_divergence
+from .divergence import ranked, ranking_measure, read_divergence
 from .histogram import HistogramError
 from .model import LSTMLanguageModel, choose_device, cpu_kernels, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file, to_json
@@ -308,7 +308,8 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
         log.info("%s: perplexity %.2f", ab.label, perplexity(ablated[a]))
     checkpoint_sha = mt.checkpoint_sha256
     prov = provenance(checkpoint=str(checkpoint_path), checkpoint_sha256=checkpoint_sha,
-                      activations=str(activations_path), divergence=str(divergence_path), state=state,
+                      activations=str(activations_path), divergence=str(divergence_path),
+                      divergence_sha256=sha256_file(divergence_path), rank_by=ranking_measure(table), state=state,
                       neurons=neurons, random=random, seed=seed, method=method, max_tokens=max_tokens,
                       n_tokens=len(ids),
                       device=str(dev), gpu=gpu_name(dev), cpu_kernels=kernels, format=FORMAT,
