@@ -36,6 +36,7 @@ def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short, m
     table, got_words, effects = ablate(str(tiny.checkpoint), str(tiny.activations), ["2:3", "1:0", "1:7"],
                                        together=True, max_tokens=120, min_count=2, top_words=3, method=method)
     assert list(table.neurons) == ["2:3", "1:0", "1:7", "2:3 1:0 1:7"] and got_words == words
+    assert set(table.method) == {method}  # the table says how the units were held
     intact = reference_log_probs(model, ids)
     with h5py.File(tiny.activations) as f:  # mean: each unit's h held at its mean over the 120 tokens read
         held = {(layer, j): float(f[f"layer{layer}/h"][:120, j].astype(np.float64).mean()) if method == "mean" else 0.0

@@ -39,8 +39,8 @@ from .heatmap_cli import given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
-COLUMNS = ["model", "text", "tokens", "neurons", "perplexity", "intact_perplexity", "perplexity_change_pct",
-           *INTERVAL, "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
+COLUMNS = ["model", "text", "tokens", "method", "neurons", "perplexity", "intact_perplexity",
+           "perplexity_change_pct", *INTERVAL, "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
 
 
 def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, checkpoint: str) -> None:
@@ -78,6 +78,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
         ablated = text_log_probabilities(model_without(mt.model, group, means), mt.ids)
         effects.append(intact - ablated)
         rows.append({"model": str(mt.attrs["model"]), "text": str(mt.attrs["text"]), "tokens": len(mt.ids),
+                     "method": method,  # a table of units held at 0 would read as one of units held at their mean
                      "neurons": " ".join(f"{layer}:{j}" for layer, j in group),
                      **effect_summary(mt.words, intact, ablated, min_count, top_words)})
     return pd.DataFrame(rows, columns=COLUMNS), mt.words, effects

@@ -238,7 +238,7 @@ def iterate_activations(model: LSTMLanguageModel, ids: np.ndarray, block_tokens:
 
     Each block is computed layer after layer. On the CPU its cell states come from ``scan_cells``,
     one step after another, and it is handed out when done. The GPU's way (``gpu_way``, by default
-    where the model is not on the CPU) keeps the GPU busy: ``scan_cells_parallel`` scans all steps of
+    where the model is on a CUDA GPU) keeps the GPU busy: ``scan_cells_parallel`` scans all steps of
     a block at once, on the GPU; each block is copied to pinned host memory without waiting; and the
     next block is under way before one is handed out. The arithmetic is the same either way; only
     the order of the scan's additions differs. ``gpu_way`` on the CPU runs the same schedule.
