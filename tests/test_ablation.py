@@ -324,8 +324,10 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate,
         run(activations=tmp_path / "nothing.h5")
     with pytest.raises(AblationError, match=r"d\.csv: ablation.random=20: layer 1 has only 10"):
         run(random=20)
-    with pytest.raises(AblationError, match="ablation.state='x'"):
+    with pytest.raises(AblationError, match="^ablation.state='x': choose h or c$"):  # a setting, not the table
         run(state="x")
+    with pytest.raises(AblationError, match=r"^ablation.neurons=0, ablation.random=0: at least one neuron to remove$"):
+        run(neurons=0, random=0)
     other = pd.read_csv(divergence_csv)
     other["model"] = "d0.5_r0"
     other.to_csv(tmp_path / "other.csv", index=False)

@@ -164,15 +164,20 @@ def text_log_probabilities(model: LSTMLanguageModel, ids: np.ndarray, block_toke
 # --------------------------------------------------------------------------- which neurons
 
 
+def check_choice(state: str, k: int, random_k: int) -> None:
+    """The settings of the choice alone, before any table is read (their errors name the settings, not a file)."""
+    if state not in ("h", "c"):
+        raise AblationError(f"ablation.state={state!r}: choose h or c")
+    if k < 0 or random_k < 0 or k + random_k == 0:
+        raise AblationError(f"ablation.neurons={k}, ablation.random={random_k}: at least one neuron to remove")
+
+
 def choose_ablations(table: pd.DataFrame, layers: int, hidden: int, state: str, k: int, random_k: int,
                      seed: int) -> list[Ablation]:
     """Per layer: the ``k`` top-KL live neurons of ``state`` one at a time and together, then ``random_k``
     random other neurons of the layer one at a time and together (seeded by ``seed`` and the layer; never one
     dead in h or c: removing it would change nothing and pull the control towards 0)."""
-    if state not in ("h", "c"):
-        raise AblationError(f"ablation.state={state!r}: choose h or c")
-    if k < 0 or random_k < 0 or k + random_k == 0:
-        raise AblationError(f"ablation.neurons={k}, ablation.random={random_k}: at least one neuron to remove")
+    check_choice(state, k, random_k)
     out: list[Ablation] = []
     for layer in range(1, layers + 1):
         top = ranked(table, layer, state, k)
@@ -280,6 +285,7 @@ def run_ablation(checkpoint_path: str | os.PathLike, activations_path: str | os.
     ablations, in the file's order."""
     if method not in METHODS:
         raise AblationError(f"ablation.method={method!r}: choose one of {', '.join(METHODS)}")
+    check_choice(state, neurons, random)
     kernels = cpu_kernels()
     dev = choose_device(device, gpus, "activations.device")
     torch.set_num_threads(max(1, int(threads)))
