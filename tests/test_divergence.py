@@ -138,6 +138,9 @@ def test_bad_input_names_the_file_or_key(dead_model_tables, tmp_path):
     d, table = dead_model_tables
     with pytest.raises(HistogramError, match="dead_threshold=0.05"):
         neuron_divergence(d / "hist.h5", tmp_path / "t.csv", tmp_path / "x.csv", EPS, 0.05, 0.9)
+    # relative: a threshold a few 1e-9 off is another interval too (an absolute 1e-8 let 0.01 + 5e-9 pass)
+    with pytest.raises(HistogramError, match="dead_threshold=0.010000005"):
+        neuron_divergence(d / "hist.h5", tmp_path / "t.csv", tmp_path / "x.csv", EPS, 0.010000005, 0.9)
     with pytest.raises(HistogramError, match="divergence.epsilon=0"):
         neuron_divergence(d / "hist.h5", tmp_path / "t.csv", tmp_path / "x.csv", 0, 0.01, 0.9)
     assert not (tmp_path / "t.csv").exists()

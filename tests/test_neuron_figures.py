@@ -165,6 +165,11 @@ def test_mean_abs_table_and_dropout_figure(two_models, tmp_path, monkeypatch):
             assert row.dead.iloc[0] == sub.dead.sum() and row.neurons.iloc[0] == HIDDEN
     assert summary[summary.model == "d0.5_r0"].dead.sum() >= 1
     assert (tmp_path / "f.png").stat().st_size > 5_000
+    # the dropout written whole, not to 6 digits (a model d0.1234567 beside dropout 0.123457)
+    odd = tmp_path / "odd.csv"
+    pd.read_csv(divs[0]).assign(dropout=0.1234567).to_csv(odd, index=False)
+    mean_abs_vs_dropout([odd], tmp_path / "o.csv", tmp_path / "o.png", tmp_path / "o.svg", dpi=40)
+    assert set(pd.read_csv(tmp_path / "o.csv", dtype=str).dropout) == {"0.1234567"}
     # one y scale per state (column), reaching every layer's upper quartile; h and c each their own
     import lstmscope.neuron_figures as nf
 
@@ -275,6 +280,10 @@ def test_the_dropout_figures_legend_is_one_for_the_figure_and_covers_no_panel(tw
     assert [t.get_text() for t in legend.get_texts()] == [
         "h: middle half of the neurons (quartiles)", "h: mean over the neurons (one point per model)",
         "c: middle half of the neurons (quartiles)", "c: mean over the neurons (one point per model)"]
+    # two models of one dropout: the band is the mean of their quartiles, and the legend says so
+    nf.mean_abs_vs_dropout_figure(summary.assign(dropout=0.2), tmp_path / "r.png", tmp_path / "r.svg", "t")
+    assert [t.get_text() for t in kept[-1].legends[0].get_texts()][0] == (
+        "h: middle half of the neurons (quartiles; the models' mean)")
     box = legend.get_window_extent(renderer)
     for ax in fig.axes:
         assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()  # nor its labels

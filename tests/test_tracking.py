@@ -130,6 +130,13 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
     summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
     assert len(summary) == LAYERS * 2 and (summary["rank"] == 1).all()
     assert (summary["dropout"] == 0.2).all()  # the tiny model's (the cross-model table's x)
+    # a dropout of more than 6 digits is written whole in both tables (0.1234567 beside a model named so)
+    odd = tmp_path / "odd.csv"
+    pd.read_csv(divergence_csv).assign(dropout=0.1234567).to_csv(odd, index=False)
+    neuron_tracking(tiny.activations, odd, tmp_path / "odd-t.csv", top_k=1, top_words=2)
+    tracking_summary([tmp_path / "odd-t.csv"], tmp_path / "odd-s.csv")
+    for name in ("odd-t.csv", "odd-s.csv"):
+        assert set(pd.read_csv(tmp_path / name, dtype=str).dropout) == {"0.1234567"}, name
     every = neuron_tracking(tiny.activations, divergence_csv, tmp_path / "all.csv", top_k=None, top_words=4)
     live = div[div["rank"].notna()]  # divergence.track: null, every live neuron
     assert sorted(zip(every.layer, every.state, every.neuron)) == sorted(zip(live.layer, live.state, live.neuron))

@@ -19,6 +19,7 @@ spike at zero being far from any average) and listed separately, as the thesis d
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import numpy as np
@@ -116,7 +117,7 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
     attrs, hists = read_histograms(histograms_path)
     tables = []
     for hist in hists:
-        if not np.isclose(hist.near_zero_threshold, dead_threshold):
+        if not math.isclose(hist.near_zero_threshold, dead_threshold, rel_tol=1e-9):  # a relative check: 1e-9 is no 5e-9
             raise HistogramError(f"{histograms_path}: layer{hist.layer}/{hist.state} counted values within "
                                  f"±{hist.near_zero_threshold}, but divergence.dead_threshold={dead_threshold}; "
                                  "rerun neuron_histograms")

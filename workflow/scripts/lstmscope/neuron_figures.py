@@ -261,10 +261,13 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     handles, labels = [], []  # column by column: h's two entries, then c's (ncol=2 fills the columns in turn)
+    # several models of a dropout: the band is the mean of their quartiles (not those of all their neurons pooled)
+    replicated = bool((summary.groupby(["dropout", "layer", "state"])["model"].nunique() > 1).any())
+    quartiles = "quartiles; the models' mean" if replicated else "quartiles"
     for state in ("h", "c"):
         if state in legend:
             handles += list(legend[state])
-            labels += [f"{state}: middle half of the neurons (quartiles)",
+            labels += [f"{state}: middle half of the neurons ({quartiles})",
                        f"{state}: mean over the neurons (one point per model)"]
     if handles:  # under the panels, outside every axes (save_figure's crop keeps it)
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(legend), fontsize=8,
@@ -278,8 +281,8 @@ def mean_abs_vs_dropout(divergence_paths: Sequence[str | os.PathLike], csv_path:
 
     summary = mean_abs_table(divergence_paths)
     text = str(read_divergence(divergence_paths[0])["text"].iloc[0])
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(csv_path) as tmp:  # 6 significant digits, but the dropout whole (0.1234567 is no 0.123457)
+        summary.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.6g")
     models = summary["model"].nunique()
     mean_abs_vs_dropout_figure(summary, png, svg, title=f"Mean |activation| against dropout, text {text} "
                                f"({models} model{'s' * (models != 1)})", dpi=dpi)

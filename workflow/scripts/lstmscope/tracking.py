@@ -229,8 +229,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True))
                 rows.append(row)
     out = pd.DataFrame(rows, columns=TRACKING_COLUMNS)  # the header even without rows
-    with atomic_path(csv_path) as tmp:
-        out.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(csv_path) as tmp:  # 6 significant digits, but the dropout whole (0.1234567 is no 0.123457)
+        out.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.6g")
     log.info("%d top neurons described; contexts in the text: %s", len(out),
              ", ".join(f"{c} {int(masks[c].sum())}" for c in CONTEXTS))
     return out
