@@ -16,7 +16,8 @@ import torch
 from lstmscope.ablation_cli import ablate, effect_blocks, main
 from lstmscope.model import load_checkpoint
 
-from neurons_support import HIDDEN, prose_window, reference_log_probs, tiny  # noqa: F401 (fixture)
+from lstmscope.activations import TextSpec, dump_activations
+from neurons_support import HIDDEN, TEXT, prose_window, reference_log_probs, tiny  # noqa: F401 (fixture)
 from conftest import skip_or_fail
 
 
@@ -57,6 +58,44 @@ def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short, m
     largest = int(np.argmax(np.convolve(np.abs(np.nan_to_num(effects[0])), np.ones(30), "valid")))
     assert f"tokens {largest}-" in anywhere.title
     np.testing.assert_array_equal(blocks[3].values, effects[3][start:start + 30])
+
+
+def test_hold_from_holds_units_at_another_texts_means_and_a_short_text_gets_a_note(tiny, short, tmp_path, capsys):
+    """A short text of one's own (a probe): with --method mean a unit was held at its mean over those few tokens.
+    --hold-from takes the means of a longer text of the same checkpoint (here the whole 400-token text); a short text
+    without it gets a note saying where the means come from."""
+    model, ids, _ = short
+    probe = tmp_path / "probe.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TextSpec("probe", "test", TEXT.offset, 60), probe,
+                     chunk_tokens=64)
+    with h5py.File(tiny.activations) as f:  # the unit of layer 1 whose mean over the 400 tokens and the 60 differ most
+        h = f["layer1/h"][:].astype(np.float64)
+    j = int(np.argmax(np.abs(h.mean(axis=0) - h[:60].mean(axis=0))))
+    table, _, (effect,) = ablate(str(tiny.checkpoint), str(probe), [f"1:{j}"], hold_from=str(tiny.activations))
+    intact = reference_log_probs(model, ids[:60])
+    reference = intact - reference_log_probs(model, ids[:60], [(1, j)], {(1, j): h.mean(axis=0)[j]})
+    probes_own = intact - reference_log_probs(model, ids[:60], [(1, j)], {(1, j): h[:60].mean(axis=0)[j]})
+    assert np.nanmax(np.abs(reference - probes_own)) > 3e-4  # the check below tells the two means apart
+    np.testing.assert_allclose(effect[1:], reference[1:], atol=1e-4)
+    assert list(table.method) == ["mean"] and list(table.tokens) == [60]
+
+    assert main([str(tiny.checkpoint), str(probe), "-n", "2:3"]) == 0
+    assert ("note: each removed unit is held at its mean over the 60 tokens read only; --hold-from "
+            "results/activations/<model>/test.h5") in capsys.readouterr().err
+    assert main([str(tiny.checkpoint), str(probe), "-n", "2:3", "--hold-from", str(tiny.activations)]) == 0
+    assert "held at its mean" not in capsys.readouterr().err
+    other = tmp_path / "other.h5"  # the same text, dumped from another checkpoint
+    dump_activations(tiny.dead_checkpoint, tiny.vocabulary, tiny.split, TextSpec("o", "test", TEXT.offset, 60), other,
+                     chunk_tokens=64)
+    capsys.readouterr()  # the dump's progress bar
+    for args, message in [(["--hold-from", str(tiny.activations), "--method", "zero"],
+                           r"--hold-from .*: the means it gives are for --method mean, not zero$"),
+                          (["--hold-from", str(other)],
+                           r"--hold-from .* was dumped from another checkpoint than .*: its means are another "
+                           r"model's$")]:
+        assert main([str(tiny.checkpoint), str(probe), "-n", "2:3", *args]) == 1
+        err = capsys.readouterr().err.strip()
+        assert re.search(message, err) and "\n" not in err, err
 
 
 def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path, capsys):

@@ -31,7 +31,7 @@ from .ablation import (METHODS, intact_log_probabilities, load_model_and_text, m
                        unit_means)
 from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
-from .activations_file import ActivationsError
+from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   failed, unreadable, writing)
@@ -41,6 +41,10 @@ from .joblog import stop_status, stopped_by_sigterm
 PROG = "lstmscope-ablate"
 COLUMNS = ["model", "text", "tokens", "method", "neurons", "perplexity", "intact_perplexity",
            "perplexity_change_pct", *INTERVAL, "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
+
+
+# fewer tokens read than this: a note that the means removed units are held at come from a short text
+SHORT_TEXT = 1000
 
 
 def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, checkpoint: str) -> None:
@@ -55,11 +59,14 @@ def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, chec
 
 def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bool = False,
            max_tokens: int | None = None, min_count: int = 3, top_words: int = 6, device: str = "cpu",
-           method: str = "mean") -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
+           method: str = "mean", hold_from: str | None = None) -> tuple[pd.DataFrame, list[str], list[np.ndarray]]:
     """The table of the ablations, the words of the text and each ablation's per-word effect; each unit held at its
-    mean h over the tokens read (``method`` mean) or at 0 (zero); the model runs on ``device`` (``--device``)."""
+    mean h over the tokens read (``method`` mean; over every token of the activations file ``hold_from`` where
+    given, another text of the same checkpoint) or at 0 (zero); the model runs on ``device`` (``--device``)."""
     if method not in METHODS:  # (the command line's choices; a library caller's value would hold units at 0)
         raise ValueError(f"--method {method}: choose one of {', '.join(METHODS)}")
+    if hold_from is not None and method != "mean":
+        raise ValueError(f"--hold-from {hold_from}: the means it gives are for --method mean, not {method}")
     units = [parse_neuron(s) for s in specs]
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
@@ -71,7 +78,17 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     mt.model = mt.model.to(dev)
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
-    means = unit_means(activations, sorted({layer for layer, _ in units}), len(mt.ids)) if method == "mean" else None
+    layers = sorted({layer for layer, _ in units})
+    means = None
+    if hold_from is not None:  # a longer text's means, as the pipeline's (its test text)
+        with open_activations(hold_from) as f:
+            if str(f.attrs.get("checkpoint_sha256", "")) != mt.checkpoint_sha256:
+                raise AblationError(f"--hold-from {hold_from} was dumped from another checkpoint than {checkpoint} "
+                                    "(checkpoint_sha256 differs): its means are another model's")
+            n = int(f.attrs["n_tokens"])
+        means = unit_means(hold_from, layers, n)
+    elif method == "mean":
+        means = unit_means(activations, layers, len(mt.ids))
     groups = [[u] for u in units] + ([units] if together and len(units) > 1 else [])
     rows, effects = [], []
     for group in groups:
@@ -107,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--method", choices=METHODS, default="mean",
                     help="hold a removed unit's h at its mean over the tokens read (default, as ablation.method) "
                          "or at 0")
+    ap.add_argument("--hold-from", metavar="ACTIVATIONS", default=None,
+                    help="hold a removed unit at its mean h over every token of this activations file of the same "
+                         "checkpoint (e.g. the pipeline's results/activations/<model>/test.h5) instead of over the "
+                         "tokens read: for a short text of one's own")
     ap.add_argument("--tokens", type=int, default=None, help="read only the text's first TOKENS tokens (default: all)")
     ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
     ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
@@ -137,15 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
     try:
-        check_inputs((args.checkpoint, args.activations))
+        inputs = (args.checkpoint, args.activations, *([args.hold_from] if args.hold_from else []))
+        check_inputs(inputs)
         for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
             if path:
-                check_output(path, option, inputs=(args.checkpoint, args.activations))
+                check_output(path, option, inputs=inputs)
         if args.output and args.heatmap and os.path.abspath(args.output) == os.path.abspath(args.heatmap):
             raise ValueError(f"--output {args.output} and --heatmap {args.heatmap} are the same file; give two names")
         with stopped_by_sigterm():
             table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
-                                           args.min_count, args.top_words, args.device, args.method)
+                                           args.min_count, args.top_words, args.device, args.method, args.hold_from)
             with contextlib.ExitStack() as table_file:
                 # the table under a temporary name until the figure is drawn: one that fails leaves neither
                 if args.output:
@@ -170,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     read = int(table["tokens"].iloc[0])
     if args.tokens is not None and read < args.tokens:
         print(f"{PROG}: note: the text has {read} tokens: all of them read, not --tokens {args.tokens}", file=sys.stderr)
+    if args.method == "mean" and args.hold_from is None and read < SHORT_TEXT:
+        print(f"{PROG}: note: each removed unit is held at its mean over the {read} tokens read only; --hold-from "
+              "results/activations/<model>/test.h5 holds it at its mean over a pipeline text", file=sys.stderr)
     if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)
