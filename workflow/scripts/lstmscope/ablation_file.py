@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .checked_files import open_hdf5, read_table
+from .checked_files import open_hdf5, read_table, refuse_rows
 
 FORMAT = "lstmscope-ablation-1"
 COLUMNS = ["model", "text", "dropout", "layer", "group", "neurons", "kl_rank", "kl_sum", "dead", "perplexity",
@@ -197,9 +197,7 @@ def read_ablation_table(path: str | os.PathLike) -> pd.DataFrame:
                        keep_default_na=False, na_values=[""])
 
     def refuse(bad: pd.Series, col: str, must: str) -> None:
-        if bad.any():
-            i = int(np.argmax(bad.to_numpy()))
-            raise AblationError(f"{path}: column {col} must hold {must}; line {i + 2} has {table[col].iloc[i]!r}")
+        refuse_rows(table, bad, col, must, path, AblationError)
 
     layer = pd.to_numeric(table["layer"], errors="coerce")
     refuse(layer.isna() | (layer != layer.round()) | (layer < 1), "layer", "whole numbers from 1")

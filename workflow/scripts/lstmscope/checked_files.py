@@ -44,3 +44,17 @@ def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error
     if table.empty and not allow_empty:
         raise error(f"{path}: {what} is empty")
     return table
+
+
+def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str | os.PathLike,
+                error: type[Exception]) -> None:
+    """Raise ``error`` naming the first row where ``bad`` (a boolean mask over the rows) holds, by its line in the
+    file (the header is line 1), and its value of ``col``: ``{path}: column {col} must hold {must}; line 9 has -5``."""
+    import numpy as np
+
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        i = int(np.argmax(bad))
+        value = table[col].iloc[i]
+        shown = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
+        raise error(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")

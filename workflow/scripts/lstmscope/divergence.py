@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.special import rel_entr
 
 from .atomic import atomic_path
-from .checked_files import read_table
+from .checked_files import read_table, refuse_rows
 from .histogram import HistogramError, StoredHistogram, read_histograms
 
 log = logging.getLogger(__name__)
@@ -151,12 +151,7 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
     table = read_table(path, COLUMNS, "divergence table", HistogramError)
 
     def refuse(bad: pd.Series, col: str, must: str) -> None:
-        """The first row where ``bad`` holds, named by its line in the file (the header is line 1)."""
-        if bad.any():
-            i = int(np.argmax(bad.to_numpy()))
-            value = table[col].iloc[i]
-            shown = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
-            raise HistogramError(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
+        refuse_rows(table, bad, col, must, path, HistogramError)
 
     for col in ("layer", "neuron", "rank"):
         number = pd.to_numeric(table[col], errors="coerce")

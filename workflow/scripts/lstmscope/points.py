@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
+from .checked_files import refuse_rows
 
 EMBEDDING_COLUMNS = ("position", "word", "x", "y")
 
@@ -55,12 +56,7 @@ def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDIN
         bad = ~np.isfinite(number.to_numpy(dtype=np.float64))
         if whole:
             bad |= (number != number.round()).to_numpy() | (number < least).to_numpy()
-        if bad.any():
-            i = int(np.argmax(bad))
-            must = f"whole numbers from {least}" if whole else "finite numbers"
-            value = table[col].iloc[i]
-            shown = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
-            raise ValueError(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
+        refuse_rows(table, bad, col, f"whole numbers from {least}" if whole else "finite numbers", path, ValueError)
         table[col] = number.astype(np.int64) if whole else number.astype(np.float64)
     if "position" in table.columns:  # a token twice would be clustered, counted and drawn twice
         twice = table["position"][table["position"].duplicated()]
