@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -220,6 +220,15 @@ class ModelText:
     source_provenance: str
 
 
+def check_dumped_from(f: Any, checkpoint_sha: str, checkpoint_path: str | os.PathLike, what: str | os.PathLike,
+                      why: str = "") -> None:
+    """The open activations file ``f`` (named ``what`` in the error) must have been dumped from the checkpoint
+    whose SHA-256 is ``checkpoint_sha``."""
+    if str(f.attrs.get("checkpoint_sha256", "")) != checkpoint_sha:
+        raise AblationError(f"{what} was dumped from another checkpoint than {checkpoint_path} "
+                            f"(checkpoint_sha256 differs){why}")
+
+
 def load_model_and_text(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
                         max_tokens: int | None = None, key: str = "ablation.max_tokens") -> ModelText:
     """The model and the text's first ``max_tokens`` tokens (all: None); the file must be this checkpoint's.
@@ -233,9 +242,7 @@ def load_model_and_text(checkpoint_path: str | os.PathLike, activations_path: st
         raise AblationError(str(exc)) from None
     checkpoint_sha = sha256_file(checkpoint_path)
     with open_activations(activations_path) as f:
-        if str(f.attrs.get("checkpoint_sha256", "")) != checkpoint_sha:
-            raise AblationError(f"{activations_path} was dumped from another checkpoint than {checkpoint_path} "
-                                "(checkpoint_sha256 differs)")
+        check_dumped_from(f, checkpoint_sha, checkpoint_path, activations_path)
         n = int(f.attrs["n_tokens"]) if max_tokens is None else min(int(max_tokens), int(f.attrs["n_tokens"]))
         ids = f["tokens/ids"][:n].astype(np.int64)  # a prefix of a stream is the stream of the prefix
         check_ids_in_vocabulary(ids, int(model.config.vocab_size), activations_path, checkpoint_path)

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .ablation import (METHODS, intact_log_probabilities, load_model_and_text, model_without, text_log_probabilities,
-                       unit_means)
+from .ablation import (METHODS, check_dumped_from, intact_log_probabilities, load_model_and_text, model_without,
+                       text_log_probabilities, unit_means)
 from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
@@ -82,9 +82,8 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     means = None
     if hold_from is not None:  # a longer text's means, as the pipeline's (its test text)
         with open_activations(hold_from) as f:
-            if str(f.attrs.get("checkpoint_sha256", "")) != mt.checkpoint_sha256:
-                raise AblationError(f"--hold-from {hold_from} was dumped from another checkpoint than {checkpoint} "
-                                    "(checkpoint_sha256 differs): its means are another model's")
+            check_dumped_from(f, mt.checkpoint_sha256, checkpoint, f"--hold-from {hold_from}",
+                              why=": its means are another model's")
             n = int(f.attrs["n_tokens"])
         means = unit_means(hold_from, layers, n)
     elif method == "mean":

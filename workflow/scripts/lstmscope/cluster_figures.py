@@ -267,9 +267,11 @@ def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], wo
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 5.5 * rows), squeeze=False)
     for ax in axes.ravel()[len(keys):]:
         ax.set_visible(False)
+    hits = 0
     for ax, key in zip(axes.ravel(), keys):
         table = embeddings[key]
         hit = (table["word"] == word).to_numpy()
+        hits += int(hit.sum())
         x, y = table["x"].to_numpy(), table["y"].to_numpy()
         ax.scatter(x[~hit], y[~hit], c=OTHER, s=point_size(len(x)), linewidths=0, rasterized=True)
         ax.scatter(x[hit], y[hit], c="#d62728", s=max(4.0, 2 * point_size(len(x))), linewidths=0,
@@ -282,7 +284,7 @@ def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], wo
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
-    if not any((embeddings[key]["word"] == word).any() for key in keys):  # a typo draws grey points only
+    if not hits:  # a typo draws grey points only
         log.warning("figures.highlight_word %r is none of the %d tokens embedded (a word is matched as it is, case "
                     "included): the figure highlights nothing", word, len(embeddings[keys[0]]))
 
