@@ -26,7 +26,7 @@ from matplotlib import colors
 
 from .ablation_file import AblationError, AblationFile, check_table_matches, read_ablation, read_ablation_table
 from .ablation_table import INTERVAL
-from .atomic import atomic_path
+from .atomic import write_table
 from .figures import plt, save_figure
 from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
 from .order import models_in_order
@@ -368,8 +368,7 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
 def ablation_vs_dropout(csv_paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
                         svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
     summary = ablation_summary(csv_paths)
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(summary, csv_path, "%.6g")
     models = summary["model"].nunique()
     vs_dropout_figure(summary, png, svg, dpi=dpi,
                       title=f"Perplexity change without neurons against dropout, text {summary['text'].iloc[0]} "

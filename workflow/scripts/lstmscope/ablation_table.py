@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .ablation_file import COLUMNS, AblationError, AblationFile, check_divergence_model, perplexity, read_ablation
-from .atomic import atomic_path
+from .atomic import write_table
 from .divergence import read_divergence
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,6 @@ def write_ablation_table(h5_path: str | os.PathLike, divergence_path: str | os.P
     """Rule ablation_table: the CSV of one ablation file (written whole or not at all)."""
     table = ablation_table(read_ablation(h5_path), read_divergence(divergence_path), min_count, top_words,
                            divergence_path)
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(table, csv_path, "%.6g")
     log.info("%d ablations of %s -> %s", len(table), h5_path, csv_path)
     return table

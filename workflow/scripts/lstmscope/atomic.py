@@ -69,3 +69,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_table(table, path: str | os.PathLike, float_format: str | None = None) -> None:
+    """Atomically write a pandas table as CSV (no index), numbers in ``float_format``, but a ``dropout`` column
+    whole (0.1234567, not 0.123457 beside a model named d0.1234567_r0; empty where missing)."""
+    if "dropout" in table.columns:
+        table = table.assign(dropout=[("" if d != d else str(float(d))) for d in table["dropout"]])
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format=float_format)

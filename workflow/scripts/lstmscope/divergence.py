@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import rel_entr
 
-from .atomic import atomic_path
+from .atomic import write_table
 from .checked_files import read_table, refuse_rows
 from .histogram import HistogramError, StoredHistogram, read_histograms
 
@@ -131,11 +131,9 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
     table.insert(2, "dropout", float(attrs.get("dropout", np.nan)))
     table = table[COLUMNS]
     table.insert(COLUMNS.index("rank") + 1, "rank_by", rank_by)
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.8g")
+    write_table(table, csv_path, "%.8g")
     dead = table[table["dead"]]
-    with atomic_path(dead_csv_path) as tmp:
-        dead.drop(columns=["rank", "rank_by"]).to_csv(tmp, index=False, float_format="%.8g")
+    write_table(dead.drop(columns=["rank", "rank_by"]), dead_csv_path, "%.8g")
     log.info("%d dead neurons (near-zero fraction > %g) of %d (layer x state x neuron)", len(dead), dead_fraction,
              len(table))
     return table

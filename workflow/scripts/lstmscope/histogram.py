@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
-from .atomic import atomic_path
+from .atomic import atomic_path, write_table
 from .checked_files import open_hdf5, read_table
 from .provenance import provenance, to_json
 
@@ -298,8 +298,7 @@ def neuron_histograms(activations_path: str | os.PathLike, output_path: str | os
                 g.create_dataset(key, data=value)
     import pandas as pd  # local: keeps the import of this module light for the streaming path
 
-    with atomic_path(range_csv_path) as tmp:
-        pd.DataFrame(report).to_csv(tmp, index=False, float_format="%.6g")
+    write_table(pd.DataFrame(report), range_csv_path, "%.6g")
     return report
 
 
@@ -411,8 +410,7 @@ def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os
     if not frames:
         raise HistogramError("no histogram range reports given")
     table = pd.concat(frames, ignore_index=True)
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(table, csv_path, "%.6g")
     outside = table[(table["underflow"] + table["overflow"]) > 0]
     for r in outside.itertuples():
         log.warning("%s/%s layer%d/%s: %d below %g and %d above %g (%.4f%% of values)", r.model, r.text, r.layer,

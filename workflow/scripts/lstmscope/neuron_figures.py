@@ -277,12 +277,11 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
 
 def mean_abs_vs_dropout(divergence_paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike,
                         png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
-    from .atomic import atomic_path
+    from .atomic import write_table
 
     summary = mean_abs_table(divergence_paths)
     text = str(read_divergence(divergence_paths[0])["text"].iloc[0])
-    with atomic_path(csv_path) as tmp:  # 6 significant digits, but the dropout whole (0.1234567 is no 0.123457)
-        summary.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.6g")
+    write_table(summary, csv_path, "%.6g")
     models = summary["model"].nunique()
     mean_abs_vs_dropout_figure(summary, png, svg, title=f"Mean |activation| against dropout, text {text} "
                                f"({models} model{'s' * (models != 1)})", dpi=dpi)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
-from .atomic import atomic_path
+from .atomic import write_table
 from .checked_files import read_table
 from .divergence import check_divergence_fits, ranked, ranking_measure, read_divergence
 from .order import models_in_order
@@ -229,8 +229,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True))
                 rows.append(row)
     out = pd.DataFrame(rows, columns=TRACKING_COLUMNS)  # the header even without rows
-    with atomic_path(csv_path) as tmp:  # 6 significant digits, but the dropout whole (0.1234567 is no 0.123457)
-        out.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.6g")
+    write_table(out, csv_path, "%.6g")
     log.info("%d top neurons described; contexts in the text: %s", len(out),
              ", ".join(f"{c} {int(masks[c].sum())}" for c in CONTEXTS))
     return out
@@ -253,6 +252,5 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     summary = (table.sort_values(["dropout", "model", "text", "layer", "state", "rank"], key=models_in_order,
                                  kind="stable")
                .groupby(["model", "text", "layer", "state"], sort=False).head(per_group)[SUMMARY_COLUMNS])
-    with atomic_path(csv_path) as tmp:  # 3 significant digits, but the dropout whole (0.12345 is no 0.123)
-        summary.astype({"dropout": str}).to_csv(tmp, index=False, float_format="%.3g")
+    write_table(summary, csv_path, "%.3g")  # 3 significant digits, but the dropout whole
     return summary
