@@ -15,7 +15,7 @@ from lstmscope import kernels
 from lstmscope.kernels import PORTABLE_KERNELS, cpu_has_avx2, pin_portable_kernels
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
-HEAVY = {"numpy", "pandas", "scipy", "sklearn", "torch", "openTSNE", "matplotlib", "seaborn", "h5py"}
+HEAVY = {"numpy", "pandas", "scipy", "sklearn", "torch", "openTSNE", "matplotlib", "h5py"}
 
 EMBED = textwrap.dedent("""
     import sys, hashlib
