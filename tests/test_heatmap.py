@@ -296,12 +296,34 @@ def test_words_and_values_must_match(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_neuron_heatmaps_for_every_layer_and_state(tiny, divergence_csv, tmp_path):
+def test_neuron_heatmaps_for_every_layer_and_state(tiny, divergence_csv, tmp_path, monkeypatch):
+    """Each (layer, state) figure draws that layer's top neurons by KL of that state, in rank order, each as its h
+    block above its c block over the same words, with the values of that neuron in that layer's h and c."""
+    import lstmscope.neuron_heatmaps as hm
+
+    drawn, draw = {}, hm.draw_blocks
+    monkeypatch.setattr(hm, "draw_blocks", lambda blocks, png, *a, **k: (drawn.update({png: blocks}),
+                                                                          draw(blocks, png, *a, **k)))
     outputs = {(k, s): (tmp_path / f"l{k}{s}.png", tmp_path / f"l{k}{s}.svg") for k in range(1, LAYERS + 1)
                for s in ("h", "c")}
     text_heatmaps(tiny.activations, divergence_csv, outputs, neurons=2, passage_tokens=30, dpi=50)
-    for png, svg in outputs.values():
-        assert mpimg.imread(png).shape[0] > 100 and svg.stat().st_size > 10_000
+    table = pd.read_csv(divergence_csv)
+    with h5py.File(tiny.activations) as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+        for (layer, state), (png, svg) in outputs.items():
+            assert mpimg.imread(png).shape[0] > 100 and svg.stat().st_size > 10_000
+            live = table[(table.layer == layer) & (table.state == state) & ~table.dead.astype(bool)]
+            want = live.sort_values("rank")["neuron"].head(2).tolist()
+            blocks = drawn[png]
+            assert [b.label for b in blocks] == ["h", "c"] * len(want)
+            for (bh, bc), neuron in zip(zip(blocks[::2], blocks[1::2]), want):
+                assert int(re.search(r"neuron (\d+)", bh.title).group(1)) == neuron, (layer, state)
+                assert f"of {state})" in bh.title and bh.title.split(":")[0] == bc.title.split(":")[0]
+                start = int(re.search(r"tokens (\d+)-", bh.title).group(1))
+                stop = start + len(bh.words)
+                assert bh.words == bc.words == words[start:stop] and len(bh.words) == 30
+                np.testing.assert_array_equal(bh.values, f[f"layer{layer}/h"][start:stop, neuron])
+                np.testing.assert_array_equal(bc.values, f[f"layer{layer}/c"][start:stop, neuron])
 
 
 def test_a_layer_state_whose_neurons_are_all_dead_gets_a_figure_that_says_so(degenerate, tmp_path, caplog):
