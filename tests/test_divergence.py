@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import entropy
 
 from lstmscope.activations import dump_activations
-from lstmscope.divergence import distributions, neuron_divergence, ranked, read_divergence
+from lstmscope.divergence import distributions, divergence_table, neuron_divergence, ranked, read_divergence
 from lstmscope.histogram import HistogramError, neuron_histograms, read_histograms, select
 
 from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixture)
@@ -46,18 +46,23 @@ def test_kl_equals_scipy_entropy_against_the_average_of_all_neurons(dead_model_t
         np.testing.assert_allclose(distributions(hist, EPS).sum(axis=1), 1.0)
 
 
-def test_identical_neurons_have_zero_divergence(dead_model_tables):
+def test_identical_neurons_have_zero_divergence_and_one_that_differs_ranks_first(dead_model_tables):
+    """Through the table the stage writes: neurons with the same histogram all equal the layer average (KL 0 both
+    ways, ties ranked in neuron order); one whose histogram is shifted is the only one far from it, so rank 1."""
     d, _ = dead_model_tables
     _, hists = read_histograms(d / "hist.h5")
     hist = select(hists, 1, "h")
     hist.counts[:] = hist.counts[0]
-    hist.underflow[:], hist.overflow[:] = 0, 0
-    p = distributions(hist, EPS)
-    from lstmscope.divergence import kl_divergences
-
-    kl_pq, kl_qp = kl_divergences(p, p.mean(axis=0))
-    np.testing.assert_allclose(kl_pq, 0, atol=1e-12)
-    np.testing.assert_allclose(kl_qp, 0, atol=1e-12)
+    hist.underflow[:], hist.overflow[:], hist.near_zero[:] = 0, 0, 0
+    table = divergence_table(hist, EPS, dead_fraction=0.9)
+    np.testing.assert_allclose(table[["kl_pq", "kl_qp", "kl_sum"]].to_numpy(), 0, atol=1e-12)
+    assert table["rank"].tolist() == list(range(1, HIDDEN + 1))
+    hist.counts[3] = np.roll(hist.counts[0], 50)
+    table = divergence_table(hist, EPS, dead_fraction=0.9).set_index("neuron")
+    others = table.drop(index=3)
+    assert table.loc[3, "rank"] == 1 and table.loc[3, "kl_sum"] > 10 * others.kl_sum.max() > 0
+    np.testing.assert_allclose(others.kl_sum, others.kl_sum.iloc[0], rtol=1e-9)  # the rest alike, ranked in order
+    assert others["rank"].tolist() == list(range(2, HIDDEN + 1))
 
 
 def test_switched_off_unit_is_flagged_dead_unranked_and_listed(tiny, dead_model_tables):
