@@ -235,6 +235,56 @@ def test_a_resume_state_of_another_thread_count_is_not_continued(tmp_path, corpu
         torch.set_num_threads(threads)
 
 
+def test_a_resume_state_of_another_torch_version_is_not_continued(tmp_path, corpus, monkeypatch):
+    """Another torch build can compute other last bits: a run interrupted under one is not continued under another
+    (a venv upgraded between the two)."""
+    vocab, train_ids, valid_ids = corpus
+    version = torch.__version__
+    monkeypatch.setattr(torch, "__version__", "2.0.0+other")
+    resume = _crash_at_batch_8(tmp_path, corpus)
+    monkeypatch.setattr(torch, "__version__", version)
+    assert train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, resume_path=resume,
+                 progress=False).resumed_from is None
+    resume.unlink()  # that run's own state, complete
+    resume = _crash_at_batch_8(tmp_path, corpus)
+    assert train("m", tiny_config(vocab, 0.3), CFG, train_ids, valid_ids, resume_path=resume,
+                 progress=False).resumed_from == {"epoch": 1, "batch": 7}
+
+
+@pytest.mark.parametrize("during", [1, 2], ids=["first validation", "last validation"])
+def test_a_signal_during_a_validation_stops_after_it_and_the_rerun_goes_on_from_there(tmp_path, corpus, monkeypatch,
+                                                                                       during):
+    """SIGTERM while an epoch is validated (Snakemake cancelling, a time limit) stops the job once that epoch's
+    state is saved, also after the last epoch: a job that went on to write its model would exit 0 for a job the
+    scheduler counts as failed, whose rerun then retrains from scratch. The rerun continues to the same weights."""
+    import os
+
+    import lstmscope.training as tr
+
+    vocab, train_ids, valid_ids = corpus
+    mc = tiny_config(vocab, 0.3)
+    reference = _state(train("m", mc, CFG, train_ids, valid_ids, progress=False))
+    calls, evaluate = [], tr.evaluate
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == during:
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler turns it into a request
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "evaluate", signalled)
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(tr.Interrupted, match=f"model m: SIGTERM during epoch {during}'s validation; state saved"):
+        train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+    assert len(calls) == during
+    monkeypatch.setattr(tr, "evaluate", evaluate)
+    result = train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
+    assert result.resumed_from == {"epoch": during + 1, "batch": 0} and len(result.history) == CFG.epochs
+    resumed = _state(result)
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
 def test_a_resume_state_is_continued_whatever_the_save_interval(tmp_path, corpus):
     """save_every_batches decides only when a resume file is written (the rule leaves it out of its params): a run
     interrupted with one interval and rerun with another continues, to the uninterrupted run's weights."""

@@ -116,12 +116,13 @@ TRAINING_CODE = ("training", "model", "loss", "kernels")
 
 def params_digest(model_config: ModelConfig, cfg: TrainingConfig, data_digest: str, device: torch.device) -> str:
     """Identity of a training run: resume files of another run (other settings, data, training code, device,
-    CPU threads or CPU kernels: each can change the last bits of the weights) are never used. How often a resume
-    file is written is not part of it: a resumed run is bit-identical whatever the save interval."""
+    CPU threads, CPU kernels or torch version: each can change the last bits of the weights) are never used. How
+    often a resume file is written is not part of it: a resumed run is bit-identical whatever the save interval."""
     training = {k: v for k, v in asdict(cfg).items() if k != "save_every_batches"}
-    run: dict[str, Any] = {"device": device.type}
+    run: dict[str, Any] = {"device": device.type, "torch": torch.__version__}
     if device.type == "cuda":
-        run["gpu"] = torch.cuda.get_device_name(device)
+        run.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version())
     else:
         run.update(threads=torch.get_num_threads(), kernels=cpu_kernels())
     blob = json.dumps({"model": asdict(model_config), "training": training, "data": data_digest,
@@ -243,8 +244,8 @@ def train(
             resumed_from = {"epoch": epoch, "batch": next_batch}
             log.info("%s: resuming at epoch %d, batch %d (lr %g)", name, epoch, next_batch, lr)
         elif st is not None:
-            log.warning("%s: resume state belongs to other settings, data, training code, device, CPU threads or CPU "
-                        "kernels; starting from scratch",
+            log.warning("%s: resume state belongs to other settings, data, training code, device, CPU threads, CPU "
+                        "kernels or torch version; starting from scratch",
                         resume_path)
 
     def save_state() -> None:
@@ -346,6 +347,9 @@ def train(
             epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
             epoch_seconds = 0.0
             save_state()
+            if stop.requested:  # it came during the validation: the state after it is saved, resumes go on from it
+                raise Interrupted(f"model {name}: {stop.requested} during epoch {epoch - 1}'s validation; state saved"
+                                  f" to {resume_path}", stop.requested)
 
     assert best_state is not None
     model.load_state_dict(best_state)
