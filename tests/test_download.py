@@ -115,6 +115,24 @@ def test_partial_files_of_killed_downloads_go_with_the_next_download(tmp_path, w
     assert "removed .train.txt.part4242 (10 bytes) left by a killed download" in caplog.text
 
 
+def test_each_split_is_on_disk_before_its_name_points_at_it(tmp_path, wikitext2, monkeypatch):
+    """A power cut after the renames must not leave a split under its final name but cut short: every part file
+    is flushed (fsync) before it is renamed, and the folder after the renames."""
+    import os
+
+    events, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", str(a))), replace(a, b))[1])
+    outs = _outs(tmp_path)
+    download_files(DATA.as_uri(), checksums(), outs, retries=0)
+    renamed = [i for i, (kind, _) in enumerate(events) if kind == "rename"]
+    assert len(renamed) == len(outs)
+    for i in renamed:
+        assert ("fsync", events[i][1]) in events[:i], events
+    assert ("fsync", str(tmp_path / "out")) in events[renamed[-1]:], events
+
+
 @pytest.mark.parametrize("as_url", [True, False], ids=["file-url", "directory"])
 def test_file_url_and_directory(tmp_path, as_url, wikitext2):
     outs = _outs(tmp_path)

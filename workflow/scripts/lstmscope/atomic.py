@@ -35,7 +35,8 @@ def remove_leftovers(final: Path, prefix: str, suffix: str = "", left_by: str = 
                 log.info("%s: removed %s (%d bytes) left by %s", final, old.name, size, left_by)
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file (or a folder: the names in it) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -55,10 +56,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _tmp_name(final)
     try:
         yield tmp
-        _fsync(tmp)  # the data on disk before the name points at it
+        fsync(tmp)  # the data on disk before the name points at it
         os.replace(tmp, final)
         with contextlib.suppress(OSError):  # some network file systems cannot fsync a folder; the file is complete
-            _fsync(final.parent)  # and the rename itself
+            fsync(final.parent)  # and the rename itself
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

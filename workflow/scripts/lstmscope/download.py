@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .atomic import remove_leftovers
+from .atomic import fsync, remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,13 @@ def download_files(base_url: str, checksums: Mapping[str, str], out_paths: Mappi
             start = time.monotonic()
             fetch_verified(url, tmp, sha, timeout=timeout, retries=retries, backoff=backoff, sleep=sleep)
             log.info("%s: %d bytes verified in %.2f s", url, tmp.stat().st_size, time.monotonic() - start)
+        for tmp in tmp_paths.values():
+            fsync(tmp)  # the data on disk before a name points at it
         for name, tmp in tmp_paths.items():
             os.replace(tmp, out_paths[name])
+        for folder in {Path(p).parent for p in out_paths.values()}:
+            with contextlib.suppress(OSError):  # some network file systems cannot fsync a folder
+                fsync(folder)  # and the renames themselves
     finally:
         for tmp in tmp_paths.values():
             with contextlib.suppress(FileNotFoundError):
