@@ -14,9 +14,9 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    model=r"d[0-9]+\.[0-9]+_r[0-9]+",
+    model=MODEL_WILDCARD,
     split=r"train|valid|test",
-    text=r"[A-Za-z][A-Za-z0-9-]*",
+    text=TEXT_WILDCARD,
     layer=r"[0-9]+",
     state=r"h|c",
     linkage=r"single|ward",

@@ -78,6 +78,19 @@ def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_
     assert assert_same_models(tiny_run / "pristine", project) == ["d0.0_r0", "d0.5_r0"]
 
 
+def test_a_file_of_a_model_or_text_the_config_does_not_name_is_no_rule_not_a_traceback(tmp_path):
+    """The model and text wildcards match the configured names only: asking for another model's checkpoint (a
+    dropout not in training.dropouts) or another text's activations stops in Snakemake's one line, where the
+    training rule's input function used to end in a KeyError's traceback; a configured one is planned."""
+    project = copy_repo(tmp_path / "project")
+    for target in ("results/models/d0.35_r0/model.pt", "results/activations/d0.0_r0/nope.h5"):
+        r = snakemake(project, "-n", target, timeout=120, check=False)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and f"No rule to produce {target}" in out and "Traceback" not in out, out[-3000:]
+    r = snakemake(project, "-n", "results/activations/d0.1_r0/test.h5", timeout=120)
+    assert parse_job_stats(r.stdout)["train_lstm"] == 1
+
+
 def test_dry_run_plans_nine_models(tmp_path):
     """The default config (the thesis preset's plan is checked in test_slurm, on its profile)."""
     project = copy_repo(tmp_path / "project")

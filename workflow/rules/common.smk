@@ -2,6 +2,7 @@
 # no rules here (wildcard constraints live in the Snakefile).
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,10 @@ TEXTS = sorted(config["texts"])
 # (a label of two values, half the results each, becomes a toggle that hides the results it lacks).
 ALL_TEXTS = ", ".join(TEXTS)
 SPLITS = ["train", "valid", "test"]
+# The model and text wildcards match the configured names only: a file of a model or text the config does not
+# name is "no rule to produce" it, where an input function's lookup would end in a traceback.
+MODEL_WILDCARD = "|".join(re.escape(m) for m in MODELS)
+TEXT_WILDCARD = "|".join(re.escape(t) for t in TEXTS)
 LAYERS = list(range(1, config["architecture"]["layers"] + 1))
 STATES = ["h", "c"]
 # Parameters of the configured model as lstmscope.model builds it (embedding, each LSTM layer's weights and two
