@@ -412,6 +412,34 @@ def test_a_training_job_stopped_by_a_signal_saves_and_says_so_in_one_line(tmp_pa
     assert resume.exists() and not out.exists()
 
 
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_a_training_job_names_the_file_and_setting_a_split_is_too_short_for(tmp_path, split):
+    """A split of one's own (the config's checks know only WikiText-2's lengths) too short to make two rows of its
+    batch: one line naming the file, the batch setting and the tokens taken, before any training; nothing written."""
+    from lstmscope.training_job import run_training_job
+    from lstmscope.vocabulary import build_vocabulary
+
+    paths = {s: tmp_path / f"{s}.txt" for s in ("train", "valid")}
+    for s, path in paths.items():
+        path.write_text((DATA / f"{s}.txt").read_text(encoding="utf-8")[:3000] if s != split else "a few words\n",
+                        encoding="utf-8")
+    build_vocabulary([read_tokens(p) for p in paths.values()]).save(tmp_path / "vocabulary.json")
+    training = {"epochs": 1, "lr": 20.0, "lr_decay": 4.0, "clip": 0.25, "bptt": 10, "batch_size": 4,
+                "eval_batch_size": 5, "save_every_batches": 100, "threads": 1, "train_tokens": None, "valid_tokens": None}
+    key, batch = ("batch_size", 4) if split == "train" else ("eval_batch_size", 5)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(TrainingError, match=rf"^{paths[split]}: 4 tokens are too few for training.{key} {batch}; "
+                                                rf"at least {2 * batch} \(training.{split}_tokens: null, the whole file\)$"):
+            run_training_job({"name": "d0.0_r0", "dropout": 0.0, "seed": 1, "replicate": 0},
+                             {"embedding_size": 8, "hidden_size": 8, "layers": 2}, training, "cpu", 0, 1,
+                             {s: str(p) for s, p in paths.items()}, str(tmp_path / "vocabulary.json"),
+                             str(tmp_path / "model.pt"), str(tmp_path / "metrics.json"), str(tmp_path / "resume.pt"))
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.txt", "valid.txt", "vocabulary.json"]
+
+
 def test_the_training_code_is_every_module_that_decides_the_weights():
     """The modules the trainer and the model import are in ``TRAINING_CODE`` (whose digest the resume state
     records), but for writing files (atomic) and computing that digest (provenance); the next test edits one."""

@@ -15,7 +15,7 @@ import torch
 from .atomic import write_text
 from .model import ModelConfig, choose_device, cpu_kernels, gpu_name, save_checkpoint
 from .provenance import provenance, sha256_file
-from .training import TrainingConfig, train
+from .training import TrainingConfig, TrainingError, train
 from .vocabulary import Vocabulary, first_tokens
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
     check_threads(dev, threads, training.get("threads"))
     vocab = Vocabulary.load(vocabulary_path)
     ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid")}
+    for split, key in (("train", "batch_size"), ("valid", "eval_batch_size")):  # batchify needs 2 rows of each
+        if len(ids[split]) < 2 * int(training[key]):
+            taken = training.get(f"{split}_tokens")
+            raise TrainingError(f"{split_paths[split]}: {len(ids[split])} tokens are too few for training.{key} "
+                                f"{training[key]}; at least {2 * int(training[key])} (training.{split}_tokens: "
+                                f"{'null, the whole file' if taken is None else taken})")
     mc = ModelConfig(vocab_size=len(vocab), embedding_size=int(architecture["embedding_size"]),
                      hidden_size=int(architecture["hidden_size"]), layers=int(architecture["layers"]),
                      dropout=float(model["dropout"]))
