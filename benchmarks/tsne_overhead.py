@@ -59,7 +59,10 @@ def plain(states: np.ndarray, s: TSNESettings) -> np.ndarray:
     from openTSNE import TSNE
     from sklearn.decomposition import PCA
 
-    reduced = PCA(n_components=s.pca_components, random_state=s.seed).fit_transform(states.astype(np.float64))
+    # the stage's solver (scikit-learn's `auto` picks it for the default states, not for 2 000 units); the stage
+    # also signs each component by its largest loading, as scikit-learn >= 1.5 does
+    reduced = PCA(n_components=s.pca_components, svd_solver="covariance_eigh",
+                  random_state=s.seed).fit_transform(states.astype(np.float64))
     return np.asarray(TSNE(perplexity=s.perplexity, n_iter=s.n_iter, early_exaggeration_iter=s.early_exaggeration_iter,
                            random_state=s.seed, n_jobs=1).fit(reduced))
 

@@ -128,6 +128,62 @@ def test_pca_reduces_to_the_configured_dimensions_and_skips_when_there_is_nothin
     np.testing.assert_array_equal(project_pca(states, 50, seed=0), states.astype(np.float64))
 
 
+def test_pca_is_the_covariance_eigenvectors_each_signed_by_its_largest_loading(activations):
+    """Solver and signs fixed by the stage, not left to scikit-learn's version (1.5 changed both its `auto`
+    solver and its sign convention): the projection onto the top eigenvectors of the states' covariance, each
+    signed so that its largest loading is positive, derived here with numpy alone."""
+    for layer, state in ((1, "h"), (2, "c")):
+        _, _, states = read_states(activations, layer, state, 500)
+        x = states.astype(np.float64) - states.astype(np.float64).mean(axis=0)
+        values, vectors = np.linalg.eigh(np.cov(x, rowvar=False))
+        top = vectors[:, ::-1][:, :6]
+        top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(6)])
+        np.testing.assert_allclose(project_pca(states, 6, seed=0), x @ top, atol=1e-9)
+
+
+def test_a_state_that_never_changes_is_refused_before_the_map(activations, tmp_path):
+    """A layer whose units hold one value each (t-SNE of identical points gives NaN coordinates, which the CSV
+    wrote as empty cells and the clustering then blamed on the embedding): one line naming the file and dataset,
+    and no file written."""
+    import shutil
+
+    shutil.copyfile(activations, tmp_path / "flat.h5")
+    with h5py.File(tmp_path / "flat.h5", "a") as f:
+        f["layer1/h"][:] = np.linspace(-0.5, 0.5, f["layer1/h"].shape[1], dtype=np.float32)  # each unit constant
+    with pytest.raises(ActivationsError, match=r"^.*flat\.h5: layer1/h holds one value per unit over all 300 tokens "
+                                               r"embedded \(a layer that does not change\)"):
+        embed_tsne(tmp_path / "flat.h5", tmp_path / "e.csv", 1, "h", 300, FAST)
+    assert not (tmp_path / "e.csv").exists()
+    embed_tsne(tmp_path / "flat.h5", tmp_path / "e.csv", 2, "c", 300, FAST)  # the file's other states: a map
+    assert np.isfinite(read_embedding(tmp_path / "e.csv")[["x", "y"]].to_numpy()).all()
+
+
+def test_the_log_names_the_libraries_and_the_fft_the_map_was_computed_with(activations, tmp_path, caplog):
+    from importlib.metadata import version
+
+    from lstmscope.embedding import fft_backend
+
+    assert fft_backend() in ("FFTW", "numpy")  # found in openTSNE's compiled module
+    caplog.set_level("INFO", logger="lstmscope.embedding")
+    embed_tsne(activations, tmp_path / "e.csv", 1, "h", 200, FAST)
+    want = (f"computed with openTSNE {version('openTSNE')}, scikit-learn {version('scikit-learn')}, numpy "
+            f"{np.__version__}, scipy {version('scipy')}, openTSNE's FFT {fft_backend()}")
+    assert want in caplog.text
+
+
+def test_same_seed_same_map_where_openTSNE_finds_neighbours_with_annoy(activations):
+    """From 1 000 points openTSNE finds the neighbours approximately (Annoy, with its own seeded random trees), the
+    default run's path (4 000 points); the other test's 300 points take the exact neighbours."""
+    from embedding_data import write_activations as write
+
+    path = write(activations.parent / "long.h5", n_tokens=1200, hidden=16, train_steps=0)
+    _, _, states = read_states(path, 2, "c", None)
+    fast = TSNESettings(pca_components=10, perplexity=30, n_iter=30, early_exaggeration_iter=20, seed=3)
+    a, b = (embed_states(states, fast, progress_every=0) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, embed_states(states, TSNESettings(**{**fast.__dict__, "seed": 4}), progress_every=0))
+
+
 def test_too_high_perplexity_is_refused_with_the_limit(activations):
     _, _, states = read_states(activations, 1, "h", 60)
     with pytest.raises(ValueError, match=r"perplexity 30.* too large for 60 points.*19\.7"):

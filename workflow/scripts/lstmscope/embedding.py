@@ -64,12 +64,25 @@ def read_states(path: str | os.PathLike, layer: int, state: str, max_tokens: int
 
 
 def project_pca(states: np.ndarray, components: int, seed: int) -> np.ndarray:
-    """PCA to ``components`` dimensions (fewer when the data has fewer); float64 for openTSNE."""
+    """PCA to ``components`` dimensions (fewer when the data has fewer); float64 for openTSNE.
+
+    The solver and the components' signs are fixed here rather than left to scikit-learn, whose ``auto`` solver
+    depends on the shape and on its version (1.5 changed it) and whose sign convention changed in 1.5 too: a
+    t-SNE map is chaotic in its input, so a difference in the last bits of these coordinates draws another map.
+    ``covariance_eigh`` (what ``auto`` picks for the default run's states) eigen-decomposes the neurons'
+    covariance matrix; each component is signed so that its largest loading is positive. ``seed`` is kept for
+    the callers; this solver draws no random numbers.
+    """
     k = min(int(components), states.shape[0], states.shape[1])
     if k >= states.shape[1]:
         # Nothing to reduce: PCA would only rotate the data; t-SNE needs no rotation.
         return np.ascontiguousarray(states, dtype=np.float64)
-    return PCA(n_components=k, random_state=seed).fit_transform(states.astype(np.float64))
+    pca = PCA(n_components=k, svd_solver="covariance_eigh", random_state=seed)
+    reduced = pca.fit_transform(states.astype(np.float64))
+    loadings = pca.components_
+    flip = loadings[np.arange(k), np.abs(loadings).argmax(axis=1)] < 0
+    reduced[:, flip] *= -1
+    return np.ascontiguousarray(reduced)
 
 
 def tsne(points: np.ndarray, settings: TSNESettings, n_jobs: int = 1, progress_every: int = 50) -> np.ndarray:
@@ -120,15 +133,44 @@ def embed_states(states: np.ndarray, settings: TSNESettings, n_jobs: int = 1,
     return tsne(reduced, settings, n_jobs=n_jobs, progress_every=progress_every)
 
 
+def fft_backend() -> str:
+    """The FFT openTSNE was built with (it interpolates the gradient with FFTs from 10 000 points on): ``FFTW``
+    (conda-forge and distribution packages) or ``numpy`` (PyPI's wheels); the two round differently."""
+    try:  # a module of openTSNE's own, whose compiled file names the source it was built from
+        from openTSNE._matrix_mul import matrix_mul
+
+        with open(matrix_mul.__file__, "rb") as fh:
+            binary = fh.read()
+    except (ImportError, AttributeError, OSError):
+        return "unknown"
+    return "FFTW" if b"matrix_mul_fftw3" in binary else "numpy" if b"matrix_mul_numpy" in binary else "unknown"
+
+
+def software() -> str:
+    """What the map depends on beyond the settings: the versions of the libraries that compute it, and openTSNE's
+    FFT (maps are the same only where these are)."""
+    from importlib.metadata import version
+
+    names = ("openTSNE", "scikit-learn", "numpy", "scipy")
+    return ", ".join(f"{n} {version(n)}" for n in names) + f", openTSNE's FFT {fft_backend()}"
+
+
 def embed_tsne(activations: str | os.PathLike, output: str | os.PathLike, layer: int, state: str,
                max_tokens: int | None, settings: TSNESettings, n_jobs: int = 1) -> pd.DataFrame:
     """Stage embed_tsne: one layer's states of one text -> ``position, word, x, y`` CSV."""
     positions, words, states = read_states(activations, layer, state, max_tokens)
     log.info("%s: layer %s state %s, %d tokens x %d neurons", activations, layer, state, *states.shape)
+    if not np.ptp(states, axis=0).any():
+        raise ActivationsError(f"{activations}: layer{layer}/{state} holds one value per unit over all {len(states)} "
+                               "tokens embedded (a layer that does not change): every token is the same point, no map")
+    log.info("computed with %s", software())
     try:
         xy = embed_states(states, settings, n_jobs=n_jobs)
     except ValueError as exc:  # name the input: a setting that does not fit this text
         raise ValueError(f"{activations} layer {layer} state {state}: {exc}") from exc
+    if not np.isfinite(xy).all():
+        raise ValueError(f"{activations} layer {layer} state {state}: t-SNE gave {int((~np.isfinite(xy)).any(axis=1).sum())} "
+                         "of the points a coordinate that is not a number; no map written")
     table = embedding_table(positions, words, xy)
     write_embedding(table, output)
     log.info("wrote %s (%d points)", output, len(table))
