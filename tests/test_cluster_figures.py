@@ -39,6 +39,24 @@ def png_size(path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+@pytest.mark.parametrize("dpi", [60, 200])
+def test_the_svg_rasterizes_its_points_at_the_figures_dpi(tables, tmp_path, dpi):
+    """The scatter layer is rasterized in the SVG (thousands of points): at figures.dpi, as in the PNG, not at
+    matplotlib's default 100 whatever the setting. The embedded image's pixels per point of its box: dpi / 72."""
+    import base64
+    import io
+
+    from matplotlib import image as mpimg
+
+    F.numbered_clusters_figure(tables[(2, "c", "ward")], "t", tmp_path / "n.png", tmp_path / "n.svg", dpi=dpi)
+    images = list(ET.parse(tmp_path / "n.svg").getroot().iter("{http://www.w3.org/2000/svg}image"))
+    assert images, "no rasterized layer in the SVG"
+    for image in images:
+        href = image.get("{http://www.w3.org/1999/xlink}href") or image.get("href")
+        pixels = mpimg.imread(io.BytesIO(base64.b64decode(href.split(",", 1)[1])), format="png").shape[1]
+        assert pixels / float(image.get("width")) == pytest.approx(dpi / 72, rel=0.02)
+
+
 def test_numbered_clusters_carry_every_cluster_number(tables, tmp_path):
     table = tables[(2, "c", "ward")]
     F.numbered_clusters_figure(table, "layer 2 c ward", tmp_path / "n.png", tmp_path / "n.svg", dpi=60)

@@ -30,7 +30,7 @@ def save_figure(fig: "matplotlib.figure.Figure", png: str | os.PathLike, svg: st
         with atomic_path(png) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="png")
         with atomic_path(svg) as tmp:
-            fig.savefig(tmp, bbox_inches=box, format="svg")
+            fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="svg")  # the resolution of its rasterized layers
     finally:
         plt.close(fig)
 
