@@ -160,6 +160,14 @@ def test_a_title_or_data_holding_a_placeholder_is_kept_as_it_is(tmp_path):
     assert json.loads(page.rsplit("<script>", 1)[1].removesuffix("</script>")) == data
 
 
+def test_a_title_of_two_lines_is_one_line_of_the_page(tmp_path):
+    """cluster.space: pca gives the figures a second title line; in <title> and <h1> HTML would run the two
+    together ("...linkage clusters of ..."), so they are joined by a dash."""
+    (tmp_path / "t.html").write_text("<title>{{TITLE}}</title>{{ERROR_RECORDER}}<script>{{DATA}}</script>")
+    page = render_page({"title": "d0.0_r0 · test\nclusters of the states' 50-d PCA"}, tmp_path / "t.html")
+    assert page.startswith("<title>d0.0_r0 · test \u2014 clusters of the states&#x27; 50-d PCA</title>")
+
+
 @pytest.mark.parametrize("template", [EXPLORER_TEMPLATE, NEURON_TEMPLATE], ids=["clusters", "neurons"])
 def test_both_explorers_record_errors_before_their_own_script(template):
     page = render_page({"title": "t"}, template)

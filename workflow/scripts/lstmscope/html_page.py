@@ -33,12 +33,13 @@ def script_json(data: dict) -> str:
 
 
 def render_page(data: dict, template: str | os.PathLike) -> str:
-    """The template with ``data["title"]`` (escaped), the error recorder and ``data`` (as JSON) filled in."""
+    """The template with ``data["title"]`` (escaped, its lines joined by a dash), the error recorder and ``data`` (as JSON) filled in."""
     page = Path(template).read_text(encoding="utf-8")
     for placeholder in PLACEHOLDERS:
         if placeholder not in page:
             raise ValueError(f"{template}: template has no {placeholder} placeholder")
-    values = {"{{TITLE}}": html.escape(data["title"]), "{{ERROR_RECORDER}}": ERROR_RECORDER,
+    # a figure's two-line title (cluster.space: pca) on one line: HTML would run its lines together
+    values = {"{{TITLE}}": html.escape(" — ".join(data["title"].splitlines())), "{{ERROR_RECORDER}}": ERROR_RECORDER,
               "{{DATA}}": script_json(data)}
     # one pass, so that a title or data containing a placeholder's text is left as it is
     return re.sub("|".join(map(re.escape, PLACEHOLDERS)), lambda m: values[m.group(0)], page)
