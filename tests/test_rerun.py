@@ -143,7 +143,18 @@ def test_tracking_every_neuron_reruns_only_tracking_and_the_figure_key_only_figu
     planned = planned_jobs(tiny_workdir, "--config", "divergence={track: null}")
     assert_plan(planned, downstream(graph, {"neuron_tracking"}), all_jobs, "--config 'divergence={track: null}'")
     planned = planned_jobs(tiny_workdir, "--config", "divergence={top_k: 2}")
-    assert "neuron_tracking" not in {j.rule for j in planned} and "neuron_figures" in {j.rule for j in planned}
+    assert_plan(planned, downstream(graph, {"neuron_figures"}), all_jobs, "--config 'divergence={top_k: 2}'")
+    assert "neuron_tracking" not in {j.rule for j in planned}
+
+
+def test_the_words_listed_per_cluster_rerun_the_cluster_tables_only(tiny_workdir):
+    """cluster.top_words is how many words Table 5.1 (cluster_measures) lists; the figures name one word per cluster
+    whatever it is, so their jobs (which would write the same files) do not rerun."""
+    graph = rule_graph(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "cluster={top_words: 3}")
+    assert_plan(planned, downstream(graph, {"cluster_measures"}), forced_jobs(tiny_workdir),
+                "--config 'cluster={top_words: 3}'")
+    assert "cluster_figures" not in {j.rule for j in planned}
 
 
 def test_clustering_the_pca_space_reruns_the_clusters_only_and_reads_the_states_again(tiny_workdir):

@@ -189,7 +189,6 @@ rule cluster_figures:
             title=clustered_title("{model} · {text} · layer {layer} · state {state} · {linkage} linkage"),
             spans=FIGURES["span_clusters"],
             passage=config["heatmap"]["passage"],  # prose: no quoted span holds a section heading (as the heatmaps)
-            top_words=CLUSTER["top_words"],
             dpi=FIGURES["dpi"],
         ),
     log:

@@ -9,6 +9,7 @@ with job_log(snakemake.log[0], "cluster_figures") as log:  # noqa: F821
     out = snakemake.output  # noqa: F821
     table = read_clusters(snakemake.input.table)  # noqa: F821
     numbered_clusters_figure(table, p.title, out.numbered_png, out.numbered_svg, dpi=p.dpi)
-    position_figure(table, cluster_table(table, top_words=p.top_words), p.title, p.spans,
+    # the span lines name each cluster's most frequent word only: cluster.top_words is not this job's param
+    position_figure(table, cluster_table(table, top_words=1), p.title, p.spans,
                     out.position_png, out.position_svg, dpi=p.dpi, passage=p.passage)
     log.info("%d tokens, %d clusters", len(table), table["cluster"].nunique())
