@@ -46,11 +46,15 @@ def score(trained, out, **changes):
     return run_test_job(**{**args, **changes})
 
 
-def test_the_written_checkpoint_scores_what_the_training_scored_in_memory(trained, tmp_path):
+def test_the_written_checkpoint_scores_what_the_training_scored_in_memory(trained, tmp_path, capfd):
     """The training no longer scores the test split itself; the job that does, from the checkpoint on disk, gives
-    the number the training computed for its best model (same tokens, batching, windows, threads)."""
+    the number the training computed for its best model (same tokens, batching, windows, threads). It shows its
+    progress in the job's log (stderr): at the thesis's scale on a CPU it runs for minutes."""
     checkpoint, _, result, _ = trained
     record = score(trained, tmp_path / "test.json")
+    batches = -(-(TEST_TOKENS // 4 - 1) // 10)  # windows of bptt 10 over each column's tokens but the last
+    err = capfd.readouterr().err
+    assert f"d0.2_r0 test: 100%" in err and f"| {batches}/{batches} [" in err, err
     assert json.loads((tmp_path / "test.json").read_text()) == json.loads(json.dumps(record))
     assert record["test_loss"] == result.test_loss and record["test_ppl"] == pytest.approx(result.test_ppl, rel=1e-15)
     assert record["tokens"] == TEST_TOKENS and record["model"] == "d0.2_r0" and record["seed"] == 3

@@ -51,7 +51,7 @@ def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary
              threads)
     t0 = time.monotonic()
     batches = batchify(ids, eval_batch_size)  # eval_batch_size columns, the remainder left out
-    loss = evaluate(model.to(dev), batches.to(dev), bptt)
+    loss = evaluate(model.to(dev), batches.to(dev), bptt, progress=f"{model_name} test")
     if not math.isfinite(loss):
         raise EvaluationError(f"{checkpoint_path}: the test loss is {loss}; the model cannot be scored")
     result = {

@@ -84,12 +84,14 @@ def batch_starts(source: torch.Tensor, bptt: int) -> range:
 
 
 @torch.inference_mode()
-def evaluate(model: LSTMLanguageModel, source: torch.Tensor, bptt: int) -> float:
-    """Mean cross-entropy per token over a batchified stream (hidden state carried)."""
+def evaluate(model: LSTMLanguageModel, source: torch.Tensor, bptt: int, progress: str | None = None) -> float:
+    """Mean cross-entropy per token over a batchified stream (hidden state carried); ``progress``: a progress bar
+    (to stderr, the job's log) with this description."""
     model.eval()
     hidden = model.init_hidden(source.size(1))
     total = torch.zeros((), dtype=torch.float64, device=source.device)
-    for i in batch_starts(source, bptt):
+    starts = batch_starts(source, bptt)
+    for i in tqdm(starts, desc=progress, file=sys.stderr, disable=progress is None, mininterval=5.0, unit="batch"):
         data, targets = get_batch(source, i, bptt)
         logits, hidden = model(data, hidden)
         total += len(data) * F.cross_entropy(logits, targets).double()
@@ -319,7 +321,8 @@ def train(
             epoch_seconds += time.monotonic() - t0
             train_loss = float(epoch_loss) / (train_data.size(0) - 1)
             t_eval = time.monotonic()
-            valid_loss = evaluate(model, valid_data, cfg.bptt)
+            valid_loss = evaluate(model, valid_data, cfg.bptt,
+                                  f"{name} validation {epoch}/{cfg.epochs}" if progress else None)
             if not math.isfinite(valid_loss):
                 raise TrainingError(f"model {name}: validation loss is {valid_loss} after epoch {epoch}")
             row = {
