@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -49,7 +50,7 @@ def _read(path: str | os.PathLike, what: str, wanted: dict) -> dict:
     """A JSON record once :func:`_checked` passes it against ``wanted``; else a ValueError naming the file and what
     is wrong."""
     try:
-        record = json.loads(open(path, encoding="utf-8").read())
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
         _checked(record, wanted)
         return record
     except MetricsError as exc:
