@@ -84,8 +84,6 @@ def _fetch_once(url: str, dest: Path, timeout: float) -> str:
     except (ConnectionError, OSError, http.client.HTTPException) as exc:
         # HTTPException: a connection closed in the middle of a chunked response (IncompleteRead) or a
         # garbled status line, neither of which is an OSError
-        if isinstance(exc, DownloadError):
-            raise
         raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
     return h.hexdigest()
 
