@@ -240,6 +240,26 @@ def test_browser_titles_each_cluster_with_its_size_one_token_in_the_singular(chr
 
 
 @pytest.mark.browser
+def assert_points_painted(views, tables, read=read_clusters):
+    """Where a point stands alone on the canvas, its pixel is its cluster's colour at 85 % opacity (the figures'
+    colours): the points are painted, not only counted."""
+    from lstmscope.cluster_figures import cluster_colours
+
+    for view in views:
+        labels = read(tables[(view["layer"], view["state"], view["linkage"])])["cluster"].to_numpy()
+        assert len(view["pixels"]) == 5, view["pixels"]
+        for pixel in view["pixels"]:
+            rgba, want = np.array(pixel["rgba"]), cluster_colours(labels[[pixel["index"]]])[0, :3] * 255
+            assert np.abs(rgba[:3] - want).max() <= 3 and abs(rgba[3] - 0.85 * 255) <= 2, (view["layer"], pixel)
+
+
+def assert_matches_painted(pixels, expected):
+    """The centre of a searched token's circle, where no other match's circle reaches it: the matches' red."""
+    assert pixels
+    for pixel in pixels:
+        assert pixel["index"] in expected and pixel["rgba"] == [0xE4, 0x1A, 0x1C, 255], pixel
+
+
 @pytest.mark.parametrize("word", [".", "<unk>"])
 def test_browser_renders_every_point_and_search_highlights_the_word(chromium, page, tables, word, tmp_path):
     words = read_clusters(tables[(1, "h", "single")])["word"]
@@ -252,8 +272,10 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
         (layer, state, linkage) for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c"))
         for linkage in ("ward", "single")]
     assert all(v["drawn"] == 500 and v["clusters"] == 8 for v in result["views"])
+    assert_points_painted(result["views"], tables)
     assert result["search"]["positions"] == expected
     assert result["search"]["highlighted"] == len(expected)
+    assert_matches_painted(result["search"]["pixels"], expected)
     assert result["hover"]["word"] == word  # tooltip shows the token as text, <unk> included
     first = read_clusters(tables[(2, "c", "ward")])  # the starting view: the deepest layer's c, ward
     held = first.loc[expected, "cluster"].value_counts()
@@ -447,7 +469,9 @@ def test_browser_at_thesis_scale(chromium, tmp_path):
     result = selftest(chromium, out, "the", tmp_path, budget_ms=60000)
     assert result["errors"] == []
     assert len(result["views"]) == 8 and all(v["drawn"] == n for v in result["views"])
+    assert_points_painted(result["views"], tables)
     assert result["search"]["highlighted"] == sum(w == "the" for w in words)
+    assert_matches_painted(result["search"]["pixels"], [i for i, w in enumerate(words) if w == "the"])
     # a cluster of more runs than one list holds: 500 listed, the rest a click away
     click = result["click"]
     assert click["listed"] == click["rows"] == 500 and click["more"].startswith("list ")
