@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -273,14 +274,27 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
     assert h_block.words == words[within:within + 25] and within + 25 <= ABLATED
 
 
-def test_the_command_draws_a_removal(tiny, ablation, tmp_path):
+def test_the_command_draws_a_removal(tiny, ablation, tmp_path, monkeypatch):
+    """--ablation adds the neuron's removal below its h and c: the effect on each word of the passage drawn, as the
+    ablation file holds it, and the figure is drawn (three coloured paragraphs, not a blank page)."""
+    import lstmscope.heatmap_cli as cli
+
     path, removed = ablation
     out = tmp_path / "removed.png"
     layer, j, _ = removed[0]
+    drawn, draw = [], cli.draw_blocks_to
+    monkeypatch.setattr(cli, "draw_blocks_to", lambda blocks, *a, **k: (drawn.append(blocks), draw(blocks, *a, **k)))
     assert main([str(tiny.activations), "-n", f"{layer}:{j}", "--ablation", str(path), "--around", "effect",
                  "-o", str(out)]) == 0
+    (blocks,) = drawn
+    assert [b.label for b in blocks] == ["h", "c", "effect (nats)"]
+    begin, stop = (int(t) for t in re.search(r"tokens (\d+)-(\d+)", blocks[0].title).groups())
+    rows = slice(begin, stop + 1)
+    assert blocks[2].words == blocks[0].words == _words(tiny.activations, rows)
+    np.testing.assert_allclose(blocks[2].values, _effect(path, layer, j)[rows], rtol=0, atol=1e-12)
+    assert np.isfinite(blocks[2].values).all()  # around the effect: among the words the ablation read
     image = mpimg.imread(out)
-    assert image.shape[0] > 300 and image[..., :3].std() > 0.05  # three coloured paragraphs, not a blank page
+    assert image.shape[0] > 300 and image[..., :3].std() > 0.05
 
 
 def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablation, tmp_path, capsys):
