@@ -250,8 +250,12 @@ def test_browser_expectancy_colours_run_from_the_floor_with_lower_p_in_its_colou
         min(raw[finite].min(), -1.0))  # the codes still span every p
     assert data["expectancy"]["below"] == int((raw[finite] < floor).sum()) > 0  # counted on the exact p, not the codes
     neuron = data["views"][3]["neurons"][0]["neuron"]
-    result = selftest(chromium, out, f"2:{neuron}:p:range", tmp_path)
+    under = int(np.flatnonzero(finite & (raw < floor - 0.5))[0])  # a word far below the floor, hovered
+    result = selftest(chromium, out, f"2:{neuron}:p:range", tmp_path, query={"hover": under})
     assert result["errors"] == [], result["errors"]
+    shown = float(re.search(r" · p ([0-9.e+-]+)", result["tooltip"]).group(1))
+    assert result["tooltip"].startswith(f"token {under} (split position {TEXT.offset + under}): ")
+    assert shown == pytest.approx(10 ** raw[under], rel=0.01) and shown < 10 ** floor / 3  # its own p, not the floor's
     index = {_rgb(c): k for k, c in enumerate(data["lut"])}
     got = np.array([index.get(c, -1) if c != NO_FILL else np.nan for c in result["colours"]])
     expected = np.clip(np.floor((raw - floor) / -floor * 256), 0, 255)
