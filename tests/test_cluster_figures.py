@@ -365,13 +365,25 @@ def test_the_position_caption_follows_heatmap_passage(passage):
     assert (f"of the {HEADING_SETTLE} tokens after it" in text) == (passage == "prose")
 
 
-def test_the_cluster_figures_rule_passes_heatmap_passage():
+@pytest.mark.parametrize("passage", ["prose", "active"])
+def test_the_cluster_figures_job_draws_with_its_passage_param(tmp_path, passage):
+    """The job's script, run as Snakemake runs it (its ``snakemake`` object), hands heatmap.passage (the rule's
+    param; test_rerun checks that changing it reruns the job) to Fig. 5.12: with prose its spans leave out the
+    headings and say so."""
+    import runpy
+    from types import SimpleNamespace
+
     from conftest import REPO
 
-    rule = (REPO / "workflow" / "rules" / "embedding.smk").read_text().split("rule cluster_figures:")[1]
-    rule = rule.split("\nrule ")[0]
-    assert 'passage=config["heatmap"]["passage"]' in rule.split("params:")[1]
-    assert "passage=p.passage" in (REPO / "workflow" / "scripts" / "cluster_figures.py").read_text()
+    files = {f"{kind}_{ext}": str(tmp_path / f"{kind}.{ext}") for kind in ("numbered", "position")
+             for ext in ("png", "svg")}
+    job = SimpleNamespace(input=SimpleNamespace(table=str(real_cluster_tables()[(2, "c", "ward")])),
+                          output=SimpleNamespace(**files), log=[str(tmp_path / "job.log")],
+                          params=SimpleNamespace(title="t", spans=3, passage=passage, dpi=40))
+    runpy.run_path(str(REPO / "workflow" / "scripts" / "cluster_figures.py"), init_globals={"snakemake": job})
+    text = " ".join(svg_texts(files["position_svg"]))
+    assert ("(shaded grey; heatmap.passage: prose)" in text) == (passage == "prose"), text[-600:]
+    assert "\u25bc cluster " in text  # the spans quoted
 
 
 @pytest.mark.parametrize("clusters", [None, 90])
@@ -561,12 +573,28 @@ def test_contiguity_panels_titles_do_not_overlap_and_a_single_cluster_is_named(t
         assert [n for _, n in named] == [" 1 cluster"] and "single linkage" in named[0][0], named  # that panel, once
 
 
-def test_every_figure_is_also_valid_svg(tmp_path, tables):
-    F.numbered_clusters_figure(tables[(1, "c", "single")], "t", tmp_path / "a.png", tmp_path / "a.svg", dpi=40)
-    root = ET.parse(tmp_path / "a.svg").getroot()
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    # the scatter is rasterised inside the SVG (small files at 18 000 points)
-    assert (tmp_path / "a.svg").stat().st_size < 400_000
+def test_every_figure_is_also_valid_svg_with_its_points_rasterized(tmp_path, tables):
+    """Every cluster figure's SVG parses, and those with a point per token carry them as an embedded image (small
+    files at 18 000 points), not as one SVG element per point."""
+    table = tables[(1, "c", "single")]
+    embeddings = {(layer, state): tables[(layer, state, "ward")][["position", "word", "x", "y"]]
+                  for layer in (1, 2) for state in ("h", "c")}
+    _, measures = cluster_measures(real_cluster_tables(), "d0.0_r0", "test", shuffles=5)
+    figures = {
+        "numbered": lambda png, svg: F.numbered_clusters_figure(table, "t", png, svg, dpi=40),
+        "ward_vs_single": lambda png, svg: F.ward_vs_single_figure(
+            {"single": table, "ward": tables[(1, "c", "ward")]}, "t", png, svg, dpi=40),
+        "highlight": lambda png, svg: F.highlight_word_figure(embeddings, ".", "t", png, svg, dpi=40),
+        "position": lambda png, svg: F.position_figure(table, cluster_table(table), "t", 3, png, svg, dpi=40),
+        "contiguity": lambda png, svg: F.contiguity_figure(measures, png, svg, dpi=40),
+    }
+    for name, draw in figures.items():
+        svg = tmp_path / f"{name}.svg"
+        draw(tmp_path / f"{name}.png", svg)
+        root = ET.parse(svg).getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg", name
+        images = list(root.iter("{http://www.w3.org/2000/svg}image"))
+        assert bool(images) == (name != "contiguity"), name  # the contiguity figure draws a few bars, no points
 
 
 def test_cluster_colours_are_distinct_and_none_looks_like_the_grey_of_the_rest():
