@@ -157,6 +157,15 @@ def test_the_words_listed_per_cluster_rerun_the_cluster_tables_only(tiny_workdir
     assert "cluster_figures" not in {j.rule for j in planned}
 
 
+def test_the_passage_setting_reruns_the_figures_that_choose_a_passage(tiny_workdir):
+    """heatmap.passage decides the neuron heatmaps' passages, the ablation heatmaps', the neuron explorer's "most
+    active passage" and the spans Fig. 5.12 quotes (README, configuration): those jobs and what reads them rerun."""
+    graph = rule_graph(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "heatmap={passage: active}")
+    rules = {"text_heatmaps", "ablation_figures", "neuron_explorer", "cluster_figures"}
+    assert_plan(planned, downstream(graph, rules), forced_jobs(tiny_workdir), "--config 'heatmap={passage: active}'")
+
+
 def test_clustering_the_pca_space_reruns_the_clusters_only_and_reads_the_states_again(tiny_workdir):
     """cluster.space: pca keeps the t-SNE maps and reruns the clustering and what follows it; each clustering job
     then reads the activations file too, and its table holds the map's clusters beside those of the PCA space."""
