@@ -63,6 +63,7 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
                  "--name", "my-probe"]) == 0
     err = capsys.readouterr().err
     assert "lstmscope-dump: note: 3 words outside the model's vocabulary, read as <unk>: Zyxwvu (2), Qqqqq" in err
+    assert "blocks" not in err  # no progress bar where stderr is no terminal (a script's log): the note alone
     read, own = _words(out), _words(out, split=True)
     assert own == "the of Zyxwvu . <eos> Zyxwvu and , Qqqqq . <eos>".split()
     assert [r for r, w in zip(read, own) if r != w] == ["<unk>"] * 3

@@ -430,9 +430,10 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
 def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | os.PathLike,
                      split_path: str | os.PathLike, text: TextSpec, output_path: str | os.PathLike,
                      dtype: str = "float32", chunk_tokens: int = 1024, threads: int = 1,
-                     model_info: dict[str, Any] | None = None, device: str = "cpu", gpus: int = 0
-                     ) -> dict[str, Any]:
-    """Write the activations file of one model and one analysis text; return a summary.
+                     model_info: dict[str, Any] | None = None, device: str = "cpu", gpus: int = 0,
+                     progress: bool = True) -> dict[str, Any]:
+    """Write the activations file of one model and one analysis text; return a summary. ``progress``: a progress
+    bar on stderr (the job's log).
 
     ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when the job was given ``gpus`` and one is present).
     """
@@ -489,7 +490,7 @@ def dump_activations(checkpoint_path: str | os.PathLike, vocabulary_path: str | 
         "dtype": dtype,
     }
     logexp = write_activations(model.to(dev), ids, words, output_path, dtype=dtype, chunk_tokens=rows,
-                               attrs=attrs, split_words=split_words)
+                               attrs=attrs, split_words=split_words, progress=progress)
     seconds = time.monotonic() - t0
     finite = logexp[np.isfinite(logexp)]
     summary = {"tokens": T, "layers": L, "hidden_size": N, "seconds": seconds,

@@ -86,7 +86,8 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
     remove_nested_leftovers(output)
     with atomic_path(output) as tmp:
         summary = dump_activations(checkpoint, vocabulary, text_file, spec, tmp, dtype=dtype, device=device,
-                                   threads=threads, gpus=1 if device != "cpu" else 0)
+                                   threads=threads, gpus=1 if device != "cpu" else 0,
+                                   progress=sys.stderr.isatty())  # a bar for a person, not in a script's log
         with h5py.File(tmp, "a") as f:
             prov = json.loads(f.attrs["provenance"])
             text_sha = prov["data_sha256"]["file"]  # the dump hashed the text it read (split "file")
