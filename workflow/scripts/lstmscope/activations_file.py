@@ -25,13 +25,26 @@ class ActivationsError(ValueError):
 REQUIRED_ATTRS = ("format", "provenance", "model", "dropout", "n_tokens", "layers", "hidden_size", "dtype", "text")
 
 
-def open_activations(path: str | os.PathLike) -> h5py.File:
+class ActivationsFile(h5py.File):
+    """An open activations file. Used as a context manager (``with open_activations(path) as f``), a read that
+    fails inside the block, as a chunk whose Fletcher-32 checksum does not match does (the dump writes one per
+    chunk), leaves it as an :class:`ActivationsError` naming the file, not as h5py's bare ``OSError``."""
+
+    def __exit__(self, exc_type, exc, tb):
+        path = self.filename
+        super().__exit__(exc_type, exc, tb)
+        if exc_type is not None and issubclass(exc_type, OSError) and "read data" in str(exc):
+            raise ActivationsError(f"{path}: damaged, a part of it cannot be read ({exc}): a checksum does not match "
+                                   "or the file is cut short; dump it again") from None
+
+
+def open_activations(path: str | os.PathLike) -> ActivationsFile:
     """Open an activations file for reading; an error names the file and what is missing."""
     path = Path(path)
     if not path.is_file():
         raise ActivationsError(f"{path}: activations file not found")
     try:
-        f = h5py.File(path, "r")
+        f = ActivationsFile(path, "r")
     except OSError as exc:
         raise ActivationsError(f"{path}: not a readable HDF5 file ({exc})") from None
     try:
