@@ -41,7 +41,7 @@ def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, 
     bad = damaged_copy(tiny.activations, tmp_path / "bad.h5")
     with h5py.File(bad, "r") as f, pytest.raises(OSError):
         f["tokens/words"][:]  # the damage is real: h5py cannot read the words
-    said = f"{bad}: cannot be read ("
+    said = f"{bad}: damaged, a part of it cannot be read ("  # the activations reader's line: the file is named
     out = tmp_path / "x.png"
     assert heatmap_main([str(bad), "-n", "1:0", "-o", str(out)]) == 1
     assert said in one_error_line(capsys, "lstmscope-heatmap") and not out.exists()
@@ -52,7 +52,7 @@ def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, 
     table = tmp_path / "x.csv"
     assert ablate_main([str(tiny.checkpoint), str(bad), "-n", "1:0", "-o", str(table)]) == 1
     err = one_error_line(capsys, "lstmscope-ablate")
-    assert f"{bad}: cannot be read (" in err and str(tiny.checkpoint) not in err and not table.exists()
+    assert said in err and str(tiny.checkpoint) not in err and not table.exists()
 
 
 def test_a_checkpoint_damaged_inside_is_one_line_naming_it(tiny, tmp_path, capsys):
@@ -182,7 +182,8 @@ def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp
     finally:
         signal.signal(signal.SIGTERM, handler)
     assert seen, "the dump wrote no temporary file"
-    assert capsys.readouterr().err.endswith(f"\nlstmscope-dump: stopped; {out} not written\n")  # after the progress
+    assert capsys.readouterr().err == f"lstmscope-dump: stopped; {out} not written\n"  # one line (no progress bar
+    # where stderr is no terminal)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
     # what a dump killed outright (SIGKILL) leaves, the temporary file of the temporary file, goes with the next one
     monkeypatch.setattr(dump_cli, "dump_activations", real)
