@@ -278,6 +278,9 @@ def test_a_damaged_chunk_is_an_error_naming_the_file_not_other_numbers(tiny, tmp
     assert not (tmp_path / "h.h5").exists() and not (tmp_path / "r.csv").exists()
     with pytest.raises(ActivationsError, match=message):
         read_states(damaged, 2, "c")
+    # a damaged file read inside the block of another (an ablation file beside the activations): not blamed on it
+    with pytest.raises(OSError, match="read data"), open_activations(tiny.activations) as f, h5py.File(damaged) as g:
+        f["layer2/c"][:], g["layer2/c"][:]
     # what the checksum stops: without it the same change reads as one other value
     plain = tmp_path / "plain.h5"
     with h5py.File(tiny.activations) as f, h5py.File(plain, "w") as g:

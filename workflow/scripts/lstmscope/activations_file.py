@@ -32,10 +32,25 @@ class ActivationsFile(h5py.File):
 
     def __exit__(self, exc_type, exc, tb):
         path = self.filename
+        ours = exc_type is not None and issubclass(exc_type, OSError) and "read data" in str(exc) and self._read_in(tb)
         super().__exit__(exc_type, exc, tb)
-        if exc_type is not None and issubclass(exc_type, OSError) and "read data" in str(exc):
+        if ours:
             raise ActivationsError(f"{path}: damaged, a part of it cannot be read ({exc}): a checksum does not match "
                                    "or the file is cut short; dump it again") from None
+
+    def _read_in(self, tb) -> bool:
+        """Whether the failed read was of this file's data (the innermost h5py dataset in the traceback is one of
+        its datasets), not of another file read inside the block (an ablation file, say)."""
+        dataset = None
+        while tb is not None:
+            candidate = tb.tb_frame.f_locals.get("self")
+            if isinstance(candidate, h5py.Dataset):
+                dataset = candidate
+            tb = tb.tb_next
+        try:
+            return dataset is not None and dataset.file.filename == self.filename
+        except Exception:  # a dataset of a file closed meanwhile
+            return False
 
 
 def open_activations(path: str | os.PathLike) -> ActivationsFile:
