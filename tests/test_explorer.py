@@ -239,7 +239,6 @@ def test_browser_titles_each_cluster_with_its_size_one_token_in_the_singular(chr
         for c in sorted(sizes.index)]
 
 
-@pytest.mark.browser
 def assert_points_painted(views, tables, read=read_clusters):
     """Where a point stands alone on the canvas, its pixel is its cluster's colour at 85 % opacity (the figures'
     colours): the points are painted, not only counted."""
@@ -260,6 +259,7 @@ def assert_matches_painted(pixels, expected):
         assert pixel["index"] in expected and pixel["rgba"] == [0xE4, 0x1A, 0x1C, 255], pixel
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("word", [".", "<unk>"])
 def test_browser_renders_every_point_and_search_highlights_the_word(chromium, page, tables, word, tmp_path):
     words = read_clusters(tables[(1, "h", "single")])["word"]

@@ -80,7 +80,7 @@ def test_tiny_config_from_download_to_perplexity_table(tmp_path, http_url, tiny_
 
 def test_a_file_of_a_model_or_text_the_config_does_not_name_is_no_rule_not_a_traceback(tmp_path):
     """The model and text wildcards match the configured names only: asking for another model's checkpoint (a
-    dropout not in training.dropouts) or another text's activations stops in Snakemake's one line, where the
+    dropout not in models.dropouts) or another text's activations stops in Snakemake's one line, where the
     training rule's input function used to end in a KeyError's traceback; a configured one is planned."""
     project = copy_repo(tmp_path / "project")
     for target in ("results/models/d0.35_r0/model.pt", "results/activations/d0.0_r0/nope.h5"):
