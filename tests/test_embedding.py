@@ -141,6 +141,34 @@ def test_pca_is_the_covariance_eigenvectors_each_signed_by_its_largest_loading(a
         np.testing.assert_allclose(project_pca(states, 6, seed=0), x @ top, atol=1e-9)
 
 
+def test_pca_is_the_same_computation_whatever_the_shape_and_whatever_sign_scikit_learn_gives(activations, monkeypatch):
+    """Bit for bit what scikit-learn's covariance_eigh solver computes, also where its `auto` would take another
+    solver (200 tokens of 24 units: the full SVD, equal only to 1e-14, which is enough to draw another map); and a
+    scikit-learn that signed a component the other way (its convention before 1.5) gives the same numbers."""
+    from sklearn.decomposition import PCA
+
+    import lstmscope.embedding as emb
+
+    _, _, states = read_states(activations, 2, "c", 200)
+    x = states.astype(np.float64)
+    pca = PCA(n_components=6, svd_solver="covariance_eigh")
+    want = pca.fit_transform(x)
+    want *= np.sign(pca.components_[np.arange(6), np.abs(pca.components_).argmax(axis=1)])
+    got = project_pca(states, 6, seed=0)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, PCA(n_components=6).fit_transform(x))  # what `auto` computes here
+
+    class OtherSigns(PCA):  # component 2 and its coordinates the other way round
+        def fit_transform(self, X, y=None):
+            out = super().fit_transform(X)
+            self.components_[2] *= -1
+            out[:, 2] *= -1
+            return out
+
+    monkeypatch.setattr(emb, "PCA", OtherSigns)
+    np.testing.assert_array_equal(project_pca(states, 6, seed=0), want)
+
+
 def test_a_state_that_never_changes_is_refused_before_the_map(activations, tmp_path):
     """A layer whose units hold one value each (t-SNE of identical points gives NaN coordinates, which the CSV
     wrote as empty cells and the clustering then blamed on the embedding): one line naming the file and dataset,
@@ -158,7 +186,8 @@ def test_a_state_that_never_changes_is_refused_before_the_map(activations, tmp_p
     assert np.isfinite(read_embedding(tmp_path / "e.csv")[["x", "y"]].to_numpy()).all()
 
 
-def test_the_log_names_the_libraries_and_the_fft_the_map_was_computed_with(activations, tmp_path, caplog):
+def test_the_log_names_the_libraries_and_the_fft_the_map_was_computed_with(activations, tmp_path, caplog,
+                                                                           monkeypatch):
     from importlib.metadata import version
 
     from lstmscope.embedding import fft_backend
@@ -169,6 +198,16 @@ def test_the_log_names_the_libraries_and_the_fft_the_map_was_computed_with(activ
     want = (f"computed with openTSNE {version('openTSNE')}, scikit-learn {version('scikit-learn')}, numpy "
             f"{np.__version__}, scipy {version('scipy')}, openTSNE's FFT {fft_backend()}")
     assert want in caplog.text
+    # where a library has no installed metadata (a source tree on the path), its module's __version__: the same
+    import importlib.metadata
+
+    from lstmscope.embedding import software
+
+    def none(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", none)
+    assert "computed with " + software() == want
 
 
 def test_same_seed_same_map_where_openTSNE_finds_neighbours_with_annoy(activations):

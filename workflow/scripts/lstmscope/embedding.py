@@ -149,10 +149,17 @@ def fft_backend() -> str:
 def software() -> str:
     """What the map depends on beyond the settings: the versions of the libraries that compute it, and openTSNE's
     FFT (maps are the same only where these are)."""
-    from importlib.metadata import version
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
 
-    names = ("openTSNE", "scikit-learn", "numpy", "scipy")
-    return ", ".join(f"{n} {version(n)}" for n in names) + f", openTSNE's FFT {fft_backend()}"
+    def of(name: str, module: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:  # no installed metadata (a source tree on the path): the module says
+            return str(getattr(importlib.import_module(module), "__version__", "unknown"))
+
+    names = (("openTSNE", "openTSNE"), ("scikit-learn", "sklearn"), ("numpy", "numpy"), ("scipy", "scipy"))
+    return ", ".join(f"{n} {of(n, m)}" for n, m in names) + f", openTSNE's FFT {fft_backend()}"
 
 
 def embed_tsne(activations: str | os.PathLike, output: str | os.PathLike, layer: int, state: str,
