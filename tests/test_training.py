@@ -252,18 +252,19 @@ def test_a_resume_state_of_another_torch_version_is_not_continued(tmp_path, corp
 
 
 @pytest.mark.parametrize("during", [1, 2], ids=["first validation", "last validation"])
-def test_a_signal_during_a_validation_stops_after_it_and_the_rerun_goes_on_from_there(tmp_path, corpus, monkeypatch,
-                                                                                       during):
-    """SIGTERM while an epoch is validated (Snakemake cancelling, a time limit) stops the job once that epoch's
-    state is saved, also after the last epoch: a job that went on to write its model would exit 0 for a job the
-    scheduler counts as failed, whose rerun then retrains from scratch. The rerun continues to the same weights."""
+def test_a_signal_during_a_validation_stops_it_and_the_rerun_validates_again(tmp_path, corpus, monkeypatch, during):
+    """SIGTERM while an epoch is validated (Snakemake cancelling, a time limit with its short grace): the validation
+    stops at its next batch, not minutes later, and the state after the epoch's training is saved. Before, the signal
+    was acted on after the next epoch's first batch, and during the last epoch's validation not at all: the job wrote
+    its model, deleted resume.pt and exited 0 for a job the scheduler had counted as failed. The rerun validates that
+    epoch again and goes on, to the uninterrupted run's weights."""
     import os
 
     import lstmscope.training as tr
 
     vocab, train_ids, valid_ids = corpus
     mc = tiny_config(vocab, 0.3)
-    reference = _state(train("m", mc, CFG, train_ids, valid_ids, progress=False))
+    reference = train("m", mc, CFG, train_ids, valid_ids, progress=False)
     calls, evaluate = [], tr.evaluate
 
     def signalled(*args, **kwargs):
@@ -274,15 +275,19 @@ def test_a_signal_during_a_validation_stops_after_it_and_the_rerun_goes_on_from_
 
     monkeypatch.setattr(tr, "evaluate", signalled)
     resume = tmp_path / "resume.pt"
-    with pytest.raises(tr.Interrupted, match=f"model m: SIGTERM during epoch {during}'s validation; state saved"):
+    with pytest.raises(tr.Interrupted, match=rf"^model m: SIGTERM during epoch {during}'s validation; state saved to "
+                                             rf".*resume\.pt \(the validation is done again on resuming\)$"):
         train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
     assert len(calls) == during
     monkeypatch.setattr(tr, "evaluate", evaluate)
     result = train("m", mc, CFG, train_ids, valid_ids, resume_path=resume, progress=False)
-    assert result.resumed_from == {"epoch": during + 1, "batch": 0} and len(result.history) == CFG.epochs
-    resumed = _state(result)
-    for k in reference:
-        assert torch.equal(resumed[k], reference[k]), k
+    batches = len(tr.batch_starts(batchify(train_ids, CFG.batch_size), CFG.bptt))
+    assert result.resumed_from == {"epoch": during, "batch": batches}
+    assert result.history == [{**r, "seconds": h["seconds"], "tokens_per_s": h["tokens_per_s"],
+                               "eval_seconds": h["eval_seconds"]} for r, h in zip(reference.history, result.history)]
+    resumed, want = _state(result), _state(reference)
+    for k in want:
+        assert torch.equal(resumed[k], want[k]), k
 
 
 def test_a_resume_state_is_continued_whatever_the_save_interval(tmp_path, corpus):

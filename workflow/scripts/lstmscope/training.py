@@ -83,15 +83,23 @@ def batch_starts(source: torch.Tensor, bptt: int) -> range:
     return range(0, source.size(0) - 1, bptt)
 
 
+class _EvaluationStopped(Exception):
+    """``evaluate`` was asked to stop (a signal came while the trainer validated)."""
+
+
 @torch.inference_mode()
-def evaluate(model: LSTMLanguageModel, source: torch.Tensor, bptt: int, progress: str | None = None) -> float:
+def evaluate(model: LSTMLanguageModel, source: torch.Tensor, bptt: int, progress: str | None = None,
+             stop: Callable[[], bool] | None = None) -> float:
     """Mean cross-entropy per token over a batchified stream (hidden state carried); ``progress``: a progress bar
-    (to stderr, the job's log) with this description."""
+    (to stderr, the job's log) with this description; ``stop``: asked before each batch, raises
+    :class:`_EvaluationStopped` when it says so (at the thesis's size a CPU validates for minutes)."""
     model.eval()
     hidden = model.init_hidden(source.size(1))
     total = torch.zeros((), dtype=torch.float64, device=source.device)
     starts = batch_starts(source, bptt)
     for i in tqdm(starts, desc=progress, file=sys.stderr, disable=progress is None, mininterval=5.0, unit="batch"):
+        if stop is not None and stop():
+            raise _EvaluationStopped()
         data, targets = get_batch(source, i, bptt)
         logits, hidden = model(data, hidden)
         total += len(data) * F.cross_entropy(logits, targets).double()
@@ -321,8 +329,14 @@ def train(
             epoch_seconds += time.monotonic() - t0
             train_loss = float(epoch_loss) / (train_data.size(0) - 1)
             t_eval = time.monotonic()
-            valid_loss = evaluate(model, valid_data, cfg.bptt,
-                                  f"{name} validation {epoch}/{cfg.epochs}" if progress else None)
+            try:
+                valid_loss = evaluate(model, valid_data, cfg.bptt,
+                                      f"{name} validation {epoch}/{cfg.epochs}" if progress else None,
+                                      stop=lambda: stop.requested is not None)
+            except _EvaluationStopped:  # the epoch's training is done, its validation not: saved before it
+                save_state()  # validating changes nothing a resume needs (eval mode draws no random numbers)
+                raise Interrupted(f"model {name}: {stop.requested} during epoch {epoch}'s validation; state saved to "
+                                  f"{resume_path} (the validation is done again on resuming)", stop.requested) from None
             if not math.isfinite(valid_loss):
                 raise TrainingError(f"model {name}: validation loss is {valid_loss} after epoch {epoch}")
             row = {
@@ -350,8 +364,8 @@ def train(
             epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
             epoch_seconds = 0.0
             save_state()
-            if stop.requested:  # it came during the validation: the state after it is saved, resumes go on from it
-                raise Interrupted(f"model {name}: {stop.requested} during epoch {epoch - 1}'s validation; state saved"
+            if stop.requested:  # it came after the validation's last batch: the state after it is saved
+                raise Interrupted(f"model {name}: {stop.requested} after epoch {epoch - 1}'s validation; state saved"
                                   f" to {resume_path}", stop.requested)
 
     assert best_state is not None
