@@ -396,7 +396,9 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
     T, N, L = len(ids), model.config.hidden_size, model.config.layers
     rows = max(1, min(chunk_tokens, T))
     strings = h5py.string_dtype("utf-8")
-    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
+    # no chunk cache: each block's chunks go through the checksum filter to disk as they are written, so a full disk
+    # fails that write, not the file's close (where h5py's half-closed file can crash the process, h5py issue 914)
+    with atomic_path(output_path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as f:
         # every number with a Fletcher-32 checksum per chunk: a damaged chunk is an error on reading, not other
         # numbers in a figure (strings take no filter)
         f.create_dataset("tokens/ids", data=np.asarray(ids, dtype=np.int32), fletcher32=True)
