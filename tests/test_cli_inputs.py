@@ -41,7 +41,7 @@ def test_a_damaged_activations_file_is_one_line_naming_it(tiny, divergence_csv, 
     bad = damaged_copy(tiny.activations, tmp_path / "bad.h5")
     with h5py.File(bad, "r") as f, pytest.raises(OSError):
         f["tokens/words"][:]  # the damage is real: h5py cannot read the words
-    said = f"{bad}: damaged, a part of it cannot be read ("  # the activations reader's line: the file is named
+    said = f"{bad}: a part of it cannot be read ("  # the activations reader's line: the file is named
     out = tmp_path / "x.png"
     assert heatmap_main([str(bad), "-n", "1:0", "-o", str(out)]) == 1
     assert said in one_error_line(capsys, "lstmscope-heatmap") and not out.exists()

@@ -396,20 +396,15 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
     T, N, L = len(ids), model.config.hidden_size, model.config.layers
     rows = max(1, min(chunk_tokens, T))
     strings = h5py.string_dtype("utf-8")
-    # no chunk cache: each block's chunks go through the checksum filter to disk as they are written, so a full disk
-    # fails that write, not the file's close (where h5py's half-closed file can crash the process, h5py issue 914)
-    with atomic_path(output_path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as f:
-        # every number with a Fletcher-32 checksum per chunk: a damaged chunk is an error on reading, not other
-        # numbers in a figure (strings take no filter)
-        f.create_dataset("tokens/ids", data=np.asarray(ids, dtype=np.int32), fletcher32=True)
+    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("tokens/ids", data=np.asarray(ids, dtype=np.int32))
         f.create_dataset("tokens/words", data=np.array(list(words), dtype=object), dtype=strings)
         f.create_dataset("tokens/split_words", data=np.array(list(words if split_words is None else split_words),
                                                              dtype=object), dtype=strings)
         states = {}
         for layer in range(1, L + 1):
             for s in STATES:
-                states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N),
-                                                    fletcher32=True)
+                states[layer, s] = f.create_dataset(f"layer{layer}/{s}", shape=(T, N), dtype=dtype, chunks=(rows, N))
         logexp = np.full(T, np.nan, dtype=np.float32)
         blocks = iterate_activations(model, ids, rows)
         if background is None:
@@ -426,8 +421,8 @@ def write_activations(model: LSTMLanguageModel, ids: np.ndarray, words: Sequence
                     states[k + 1, "c"][block.start:block.start + b] = block.c[k]
                 m = min(b, T - block.start - 1)  # log p of token t + 1 is computed after token t
                 logexp[block.start + 1:block.start + 1 + m] = block.log_expectancy[:m]
-        f.create_dataset("log_expectancy", data=logexp, fletcher32=True)
-        f.create_dataset("expectancy", data=np.exp(logexp), fletcher32=True)
+        f.create_dataset("log_expectancy", data=logexp)
+        f.create_dataset("expectancy", data=np.exp(logexp))
         f.attrs.update(attrs or {})
     return logexp
 

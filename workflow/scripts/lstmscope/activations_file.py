@@ -26,17 +26,17 @@ REQUIRED_ATTRS = ("format", "provenance", "model", "dropout", "n_tokens", "layer
 
 
 class ActivationsFile(h5py.File):
-    """An open activations file. Used as a context manager (``with open_activations(path) as f``), a read that
-    fails inside the block, as a chunk whose Fletcher-32 checksum does not match does (the dump writes one per
-    chunk), leaves it as an :class:`ActivationsError` naming the file, not as h5py's bare ``OSError``."""
+    """An open activations file. Used as a context manager (``with open_activations(path) as f``), a read of its
+    data that fails inside the block (a file damaged after it opened: its words' heap overwritten, a chunk index
+    pointing nowhere) leaves it as an :class:`ActivationsError` naming the file, not as h5py's bare ``OSError``."""
 
     def __exit__(self, exc_type, exc, tb):
         path = self.filename
         ours = exc_type is not None and issubclass(exc_type, OSError) and "read data" in str(exc) and self._read_in(tb)
         super().__exit__(exc_type, exc, tb)
         if ours:
-            raise ActivationsError(f"{path}: damaged, a part of it cannot be read ({exc}): a checksum does not match "
-                                   "or the file is cut short; dump it again") from None
+            raise ActivationsError(f"{path}: a part of it cannot be read ({exc}): the file is damaged or cut short; "
+                                   "dump it again") from None
 
     def _read_in(self, tb) -> bool:
         """Whether the failed read was of this file's data (the innermost h5py dataset in the traceback is one of
