@@ -16,7 +16,7 @@ from .atomic import write_text
 from .model import check_vocabulary, choose_device, gpu_name, load_checkpoint
 from .provenance import provenance, sha256_file
 from .training import batchify, evaluate
-from .training_job import check_threads, configure_torch, load_split_ids
+from .training_job import check_threads, configure_torch, load_split_ids, too_few_tokens
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,9 @@ def run_test_job(model_name: str, checkpoint_path: str | os.PathLike, vocabulary
     if extra.get("name", model_name) != model_name:
         raise EvaluationError(f"{checkpoint_path}: holds model {extra['name']!r}, not {model_name!r}")
     ids = load_split_ids(split_path, vocab, test_tokens)
-    if len(ids) < 2 * eval_batch_size:
-        raise EvaluationError(f"{split_path}: {len(ids)} tokens are too few for training.eval_batch_size "
-                              f"{eval_batch_size}; at least {2 * eval_batch_size}")
+    message = too_few_tokens(split_path, ids, "eval_batch_size", eval_batch_size)
+    if message:
+        raise EvaluationError(message)
     log.info("model %s: test perplexity on %d tokens of %s, %s, %d threads", model_name, len(ids), split_path, dev,
              threads)
     t0 = time.monotonic()

@@ -56,6 +56,14 @@ def load_split_ids(path: str | os.PathLike, vocab: Vocabulary, tokens: int | Non
     return torch.from_numpy(vocab.encode(first_tokens(path, tokens)))
 
 
+def too_few_tokens(path: str | os.PathLike, ids: torch.Tensor, key: str, batch: int) -> str | None:
+    """Where a split's tokens cannot make two rows of its batch (what ``batchify`` needs): the error's line, naming
+    the file and the setting ``training.<key>``; else None."""
+    if len(ids) >= 2 * batch:
+        return None
+    return f"{path}: {len(ids)} tokens are too few for training.{key} {batch}; at least {2 * batch}"
+
+
 def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], training: Mapping[str, Any],
                      device: str, gpus: int, threads: int, split_paths: Mapping[str, str],
                      vocabulary_path: str, checkpoint_path: str, metrics_path: str,
@@ -65,11 +73,11 @@ def run_training_job(model: Mapping[str, Any], architecture: Mapping[str, Any], 
     check_threads(dev, threads, training.get("threads"))
     vocab = Vocabulary.load(vocabulary_path)
     ids = {s: load_split_ids(split_paths[s], vocab, training.get(f"{s}_tokens")) for s in ("train", "valid")}
-    for split, key in (("train", "batch_size"), ("valid", "eval_batch_size")):  # batchify needs 2 rows of each
-        if len(ids[split]) < 2 * int(training[key]):
+    for split, key in (("train", "batch_size"), ("valid", "eval_batch_size")):
+        message = too_few_tokens(split_paths[split], ids[split], key, int(training[key]))
+        if message:
             taken = training.get(f"{split}_tokens")
-            raise TrainingError(f"{split_paths[split]}: {len(ids[split])} tokens are too few for training.{key} "
-                                f"{training[key]}; at least {2 * int(training[key])} (training.{split}_tokens: "
+            raise TrainingError(f"{message} (training.{split}_tokens: "
                                 f"{'null, the whole file' if taken is None else taken})")
     mc = ModelConfig(vocab_size=len(vocab), embedding_size=int(architecture["embedding_size"]),
                      hidden_size=int(architecture["hidden_size"]), layers=int(architecture["layers"]),
