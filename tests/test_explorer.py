@@ -239,13 +239,13 @@ def test_browser_titles_each_cluster_with_its_size_one_token_in_the_singular(chr
         for c in sorted(sizes.index)]
 
 
-def assert_points_painted(views, tables, read=read_clusters):
+def assert_points_painted(views, tables):
     """Where a point stands alone on the canvas, its pixel is its cluster's colour at 85 % opacity (the figures'
     colours): the points are painted, not only counted."""
     from lstmscope.cluster_figures import cluster_colours
 
     for view in views:
-        labels = read(tables[(view["layer"], view["state"], view["linkage"])])["cluster"].to_numpy()
+        labels = read_clusters(tables[(view["layer"], view["state"], view["linkage"])])["cluster"].to_numpy()
         assert len(view["pixels"]) == 5, view["pixels"]
         for pixel in view["pixels"]:
             rgba, want = np.array(pixel["rgba"]), cluster_colours(labels[[pixel["index"]]])[0, :3] * 255
