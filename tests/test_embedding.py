@@ -129,9 +129,9 @@ def test_pca_reduces_to_the_configured_dimensions_and_skips_when_there_is_nothin
 
 
 def test_pca_is_the_covariance_eigenvectors_each_signed_by_its_largest_loading(activations):
-    """Solver and signs fixed by the stage, not left to scikit-learn's version (1.5 changed both its `auto`
-    solver and its sign convention): the projection onto the top eigenvectors of the states' covariance, each
-    signed so that its largest loading is positive, derived here with numpy alone."""
+    """What the PCA computes, derived here with numpy alone: the centred states projected onto the top eigenvectors
+    of their covariance, each signed so that its largest loading is positive (to 1e-9; that the bits do not depend
+    on scikit-learn's choice of solver or sign is the next test's)."""
     for layer, state in ((1, "h"), (2, "c")):
         _, _, states = read_states(activations, layer, state, 500)
         x = states.astype(np.float64) - states.astype(np.float64).mean(axis=0)
