@@ -147,6 +147,25 @@ def test_a_folder_given_for_an_input_file_is_named_as_a_folder_with_what_it_hold
     assert sorted(os.listdir(tmp_path)) == ["empty", "held", "t.txt"]  # nothing written
 
 
+def test_a_pipe_given_for_an_input_file_is_named_as_a_pipe_not_as_missing(tiny, tmp_path, capsys):
+    """A named pipe (as ``<(…)`` or ``/dev/stdin`` give) exists but cannot be read twice: it is named for what it is,
+    before anything reads from it (a read would block on a pipe no one writes)."""
+    fifo = tmp_path / "p.txt"
+    os.mkfifo(fifo)
+    out = str(tmp_path / "x")
+    said = f"{fifo}: not a regular file (a pipe or a device?)"
+    calls = [
+        ("lstmscope-dump", dump_cli.main, [str(tiny.checkpoint), str(fifo), "--vocabulary", str(tiny.vocabulary),
+                                           "-o", out + ".h5"]),
+        ("lstmscope-heatmap", heatmap_main, [str(fifo), "-n", "1:0", "-o", out + ".png"]),
+    ]
+    for command, main, args in calls:
+        assert main(args) == 1, args
+        err = one_error_line(capsys, command)
+        assert said in err and "not found" not in err, args
+    assert sorted(os.listdir(tmp_path)) == ["p.txt"]  # nothing written
+
+
 def test_a_folder_whose_names_cannot_be_read_is_still_one_line(tmp_path, capsys, monkeypatch):
     """A folder the user may not list (root reads every folder, so the refusal is made here) is named all the same."""
     from lstmscope import cli
