@@ -61,6 +61,7 @@ class Clock:
 
 
 CLOCK = Clock(torch.device("cpu"))
+CHUNK_TOKENS = 1024  # the dump's rows per chunk and block (the pipeline's activations.chunk_tokens default)
 
 
 def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
@@ -101,23 +102,24 @@ def pure_forward(model: LSTMLanguageModel, ids: torch.Tensor, softmax: bool = Fa
     return CLOCK() - start
 
 
-def decoder_only(model: LSTMLanguageModel, h: torch.Tensor) -> float:
-    """The decoder's product for every row of ``h`` in the dump's blocks: logits computed, then dropped."""
+def decoder_only(model: LSTMLanguageModel, h: torch.Tensor, rows: int) -> float:
+    """The decoder's product for every row of ``h`` in the dump's blocks of ``rows``: logits computed, then
+    dropped."""
     weight, bias = model.decoder.weight.detach(), model.decoder.bias.detach()
-    buf = torch.empty(DECODER_ROWS, weight.shape[0], device=weight.device)
+    buf = torch.empty(rows, weight.shape[0], device=weight.device)
     wt = weight.t()
     start = CLOCK()
     with torch.inference_mode():
-        for s in range(0, len(h), DECODER_ROWS):
-            block = h[s:s + DECODER_ROWS]
+        for s in range(0, len(h), rows):
+            block = h[s:s + rows]
             torch.addmm(bias, block, wt, out=buf[:len(block)])
     return CLOCK() - start
 
 
 def dump(model: LSTMLanguageModel, ids: torch.Tensor, words: list[str], folder: Path) -> float:
     start = CLOCK()
-    write_activations(model, ids.cpu().numpy(), words, folder / "bench.h5", dtype="float32", chunk_tokens=1024,
-                      progress=False)
+    write_activations(model, ids.cpu().numpy(), words, folder / "bench.h5", dtype="float32",
+                      chunk_tokens=CHUNK_TOKENS, progress=False)
     return CLOCK() - start
 
 
@@ -147,13 +149,17 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         model = LSTMLanguageModel(ModelConfig(args.vocab, args.embedding, args.hidden, 2, dropout=0.2)).eval()
-    words = read_tokens(Path(args.data) / "test.txt")[: args.tokens]
+    words = read_tokens(Path(args.data) / "test.txt")
+    if not 0 < args.tokens <= len(words):  # a shorter text than the length printed would mislabel every ratio
+        ap.error(f"--tokens {args.tokens}: the test split has {len(words)} tokens")
+    words = words[: args.tokens]
     V = model.config.vocab_size
     # Any fixed mapping of words to ids serves for timing: hash into the model's vocabulary.
     ids = torch.tensor([sum(map(ord, w)) % V for w in words], dtype=torch.int64)
     loop_tokens = min(args.loop_tokens or args.tokens, args.tokens)
 
     on_gpu = device.type == "cuda"
+    decoder_rows = CHUNK_TOKENS if on_gpu else DECODER_ROWS  # the dump's own blocks (activations.iterate_activations)
     times = {"dump": [], "loop": [], "forward": [], "forward+log_softmax": [], "decoder": []}
     model = model.to(device)
     ids = ids.to(device)
@@ -161,7 +167,7 @@ def main() -> None:
     h_top = torch.rand(len(ids), model.config.hidden_size, device=device) * 2 - 1
     if on_gpu:  # warm-up: CUDA context, cuDNN plans, cuBLAS handles
         pure_forward(model, ids, softmax=True)
-        decoder_only(model, h_top)
+        decoder_only(model, h_top, decoder_rows)
         hook_loop(model, ids[:100])
         with tempfile.TemporaryDirectory() as tmp:
             dump(model, ids[:2000], words[:2000], Path(tmp))
@@ -170,7 +176,7 @@ def main() -> None:
             times["forward"].append(pure_forward(model, ids))
             times["forward+log_softmax"].append(pure_forward(model, ids, softmax=True))
             times["dump"].append(dump(model, ids, words, Path(tmp)))
-            times["decoder"].append(decoder_only(model, h_top))
+            times["decoder"].append(decoder_only(model, h_top, decoder_rows))
             times["loop"].append(hook_loop(model, ids[:loop_tokens]) * args.tokens / loop_tokens)
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue as queue_module
 import statistics
 import tempfile
 import time
@@ -160,7 +161,14 @@ def measure(kind: str, path: str, out: str) -> tuple[float, int, int, int]:
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(kind, path, out, q))
     p.start()
-    result = q.get()
+    while True:  # a child that dies (an exception, the kernel's OOM killer) sends nothing: stop, do not wait forever
+        try:
+            result = q.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if not p.is_alive() and q.empty():
+                raise SystemExit(f"histogram_kl.py: the {kind} run on {path} ended without a result "
+                                 f"(exit code {p.exitcode}; its error is above)")
     p.join()
     return result
 
@@ -195,6 +203,12 @@ def main() -> None:
     ap.add_argument("--libraries", action="store_true",
                     help="also time fast-histogram and boost-histogram, where installed")
     args = ap.parse_args()
+    from lstmscope.vocabulary import read_tokens
+
+    available = len(read_tokens(Path(args.data) / "test.txt"))
+    for option, tokens in (("--tokens", args.tokens), ("--tokens2", args.tokens2)):
+        if not 0 < tokens <= available:  # a shorter text than the length printed would mislabel every line
+            ap.error(f"{option} {tokens}: the test split has {available} tokens")
     libraries = []
     if args.libraries:
         import importlib.util

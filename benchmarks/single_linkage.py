@@ -73,6 +73,8 @@ def main() -> None:
     for n in args.sizes + args.big:
         xy = points(n)
         single_linkage(xy[:1000], n_clusters=2)  # warm-up (imports, Qhull)
+        if n in args.sizes and args.sklearn_repeats:  # scikit-learn's too: its first call is slower
+            AgglomerativeClustering(n_clusters=2, linkage="single").fit_predict(xy[:1000])
         ours, theirs, labels, ref = [], [], None, None
         for r in range(max(args.repeats, args.sklearn_repeats if n in args.sizes else 0)):
             if r < args.repeats:

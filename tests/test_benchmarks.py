@@ -41,13 +41,37 @@ def test_dump_throughput_prints_its_ratios_and_ceiling(wikitext2):
 
 def test_histogram_kl_prints_ratios_ceiling_and_memory(wikitext2):
     out = run_benchmark("histogram_kl.py", "--tokens", "300", "--tokens2", "600", "--repeats", "1",
-                        "--skip-column", data=wikitext2)
+                        data=wikitext2)  # with the per-column baseline, the default
     for tokens in (300, 600):
         line = next(l for l in out.splitlines() if l.startswith(f"{tokens} tokens, CPU time"))
         ratio(line, r"chunked / ours ")
         ratio(line, r"in-memory / ours ")
+        ratio(line, r"column / ours ")
         ratio(line, r"in-memory / read ")
     assert re.search(r"traced peak memory of ours: [0-9.]+ MiB at 300 tokens, [0-9.]+ MiB at 600 tokens", out)
+
+
+def test_a_text_longer_than_the_test_split_is_refused_not_cut_short(wikitext2):
+    """The benchmarks cut their text from the test split: asked for more, they would time a shorter text and print
+    the length asked for (and scale the loop's time to it)."""
+    for name in ("dump_throughput.py", "histogram_kl.py"):
+        cmd = [sys.executable, str(ROOT / "benchmarks" / name), "--tokens", "250000"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                           env=dict(os.environ, LSTMSCOPE_WIKITEXT=str(wikitext2)))
+        assert r.returncode == 2 and r.stderr.splitlines()[-1] == (f"{name}: error: --tokens 250000: the test split "
+                                                                   "has 245569 tokens"), r.stderr[-2000:]
+
+
+def test_a_histogram_run_that_fails_ends_the_benchmark_with_its_error(tmp_path):
+    """A run is a child process; one that dies (an exception, the OOM killer) sends no result, and the benchmark must
+    stop saying so rather than wait for it forever."""
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import histogram_kl; "
+            f"histogram_kl.measure('ours', {str(tmp_path / 'missing.h5')!r}, {str(tmp_path)!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 1
+    assert f"{tmp_path / 'missing.h5'}: activations file not found" in r.stderr  # the child's error, shown
+    assert r.stderr.splitlines()[-1] == (f"histogram_kl.py: the ours run on {tmp_path / 'missing.h5'} ended without "
+                                         "a result (exit code 1; its error is above)")
 
 
 def test_histogram_kl_libraries_are_timed_or_named_as_missing(wikitext2):
