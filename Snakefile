@@ -1,6 +1,7 @@
 # lstmscope: open up LSTM language models (Ryšánek 2023, reproduced and extended).
 # Run:  snakemake                       (default experiment, config.yaml)
-#       snakemake --configfile presets/thesis.yaml   (thesis scale, GPU workstation)
+#       snakemake --configfile presets/thesis.yaml --resources gpu=1 mem_mb=50000   (thesis scale, GPU workstation;
+#                                                       mem_mb: about 80 % of its RAM)
 #       snakemake --profile profiles/slurm --cores 8 --configfile presets/thesis.yaml   (thesis scale, SLURM)
 from snakemake.utils import min_version
 

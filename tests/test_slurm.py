@@ -19,8 +19,8 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import (REPO, TINY, assert_same_models, assert_same_results, copy_repo, parse_job_stats, planned_jobs, skip_or_fail,
-                      snakemake)
+from conftest import (REPO, TINY, assert_same_models, assert_same_results, copy_repo, parse_job_stats, planned_jobs,
+                      rule_graph, skip_or_fail, snakemake)
 
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -86,6 +86,14 @@ def test_slurm_profile_names_only_rules_of_the_workflow(tmp_path, wikitext2):
     profile = yaml.safe_load(PROFILE.read_text())
     named = set(profile.get("set-resources") or {}) | set(profile.get("groups") or {})
     assert named <= rules, f"profiles/slurm names rules the workflow does not have: {sorted(named - rules)}"
+    # a grouped rule that shares no file with another rule of its group is a SLURM job of its own all the same, only
+    # under a group's log path, which names no model or text
+    groups = profile.get("groups") or {}
+    graph = rule_graph(work)
+    alone = [rule for rule, group in groups.items()
+             if not any(groups.get(other) == group for other in graph.get(rule, set()))
+             and not any(group == groups.get(up) and rule in down for up, down in graph.items())]
+    assert not alone, f"profiles/slurm groups rules that join no other rule of their group: {alone}"
 
 
 @pytest.mark.parametrize("profile", [None, "profiles/slurm"], ids=["default", "slurm"])
