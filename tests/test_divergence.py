@@ -93,6 +93,14 @@ def test_ranks_order_live_neurons_by_kl_sum(dead_model_tables):
         assert bottom.neuron.tolist() == live.neuron.tail(2).tolist()[::-1]
 
 
+def test_the_job_log_names_the_settings_the_tables_do_not_record(dead_model_tables, tmp_path, caplog):
+    """The CSVs carry no provenance; the README sends the reader to the log for the smoothing and the dead rule."""
+    d, _ = dead_model_tables
+    with caplog.at_level("INFO", logger="lstmscope.divergence"):
+        neuron_divergence(d / "hist.h5", tmp_path / "x.csv", tmp_path / "y.csv", 3e-7, 0.01, 0.75, rank_by="kl_qp")
+    assert "settings: epsilon 3e-07, dead_threshold 0.01, dead_fraction 0.75, rank_by kl_qp" in caplog.text
+
+
 def test_the_ranking_follows_rank_by_and_the_table_says_which(dead_model_tables, tmp_path, monkeypatch):
     d, by_sum = dead_model_tables
     assert (by_sum["rank_by"] == "kl_sum").all()
