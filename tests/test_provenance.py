@@ -49,3 +49,41 @@ def test_the_commit_is_dirty_where_a_rule_script_or_module_is_edited(tmp_path):
         path.write_text(before)
     (repo / "README.md").write_text("other notes\n")  # no code: the commit stays clean
     assert commit() == clean
+
+
+def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
+    """A CSV has no place for provenance: each table a job writes gets ``<table>.provenance.json``, naming the table's
+    own SHA-256, the rule, wildcards and settings of its job, its inputs' SHA-256 and the code version."""
+    import hashlib
+    import json
+
+    import yaml
+
+    work = tiny_run / "pristine"
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    tables = sorted(p for p in (work / "results").rglob("*.csv") if "logs" not in p.parts)
+    assert len(tables) > 20, tables
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    commits, rules = set(), set()
+    for table in tables:
+        record_path = table.with_name(table.name + ".provenance.json")
+        assert record_path.is_file(), f"no provenance beside {table.relative_to(work)}"
+        record = json.loads(record_path.read_text())
+        assert record["table"] == table.name and record["table_sha256"] == sha(table), table
+        assert record["inputs"], table
+        for path, digest in record["inputs"].items():
+            assert "lstmscope/" not in path and digest == sha(work / path), (table, path)  # the code: library_sha256
+        commits.add(record["git_commit"])
+        rules.add(record["rule"])
+        if table.name == "divergence.csv":
+            model, text = table.parts[-3], table.parts[-2]
+            assert record["rule"] == "neuron_divergence" and record["wildcards"] == {"model": model, "text": text}
+            assert {k: record["settings"][k] for k in ("epsilon", "dead_fraction", "rank_by")} == {
+                "epsilon": config["divergence"]["epsilon"], "dead_fraction": config["divergence"]["dead_fraction"],
+                "rank_by": config["divergence"]["rank_by"]}
+            assert list(record["inputs"]) == [f"results/neurons/{model}/{text}/histograms.h5"]
+    assert len(commits) == 1 and re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commits.pop())
+    assert {"neuron_divergence", "embed_tsne", "cluster_tokens", "perplexity_table", "ablation_table"} <= rules, rules

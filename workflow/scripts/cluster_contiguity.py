@@ -2,6 +2,7 @@
 from lstmscope.cluster_figures import contiguity_figure  # first: lstmscope pins the CPU kernels
 from lstmscope.cluster_measures import write_csv
 from lstmscope.joblog import job_log
+from lstmscope.provenance import record_tables
 
 import pandas as pd  # noqa: E402
 
@@ -11,3 +12,4 @@ with job_log(snakemake.log[0], "cluster_contiguity") as log:  # noqa: F821
     write_csv(measures, out.table)
     contiguity_figure(measures, out.png, out.svg, dpi=snakemake.params.dpi)  # noqa: F821
     log.info("%d clusterings of %d models", len(measures), measures["model"].nunique())
+    record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

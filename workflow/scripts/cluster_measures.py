@@ -2,6 +2,7 @@
 from lstmscope.cluster import keyed_tables
 from lstmscope.cluster_measures import cluster_measures, top_words_html, write_csv, write_html
 from lstmscope.joblog import job_log
+from lstmscope.provenance import record_tables
 
 with job_log(snakemake.log[0], "cluster_measures") as log:  # noqa: F821
     p = snakemake.params  # noqa: F821
@@ -16,3 +17,4 @@ with job_log(snakemake.log[0], "cluster_measures") as log:  # noqa: F821
     for r in measures.itertuples():
         log.info("layer %s %s %s: contiguity %.3f vs %.3f shuffled (ratio %.2f), purity %.2f",
                  r.layer, r.state, r.linkage, r.mean_run_length, r.shuffled_run_length, r.contiguity_ratio, r.purity)
+    record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

@@ -1,6 +1,7 @@
 """Rule cluster_tokens: single or ward clusters of one 2-D embedding, or of the PCA-reduced states behind it."""
 from lstmscope.cluster import cluster_tokens
 from lstmscope.joblog import job_log
+from lstmscope.provenance import record_tables
 
 with job_log(snakemake.log[0], "cluster_tokens") as log:  # noqa: F821
     p = snakemake.params  # noqa: F821
@@ -15,3 +16,4 @@ with job_log(snakemake.log[0], "cluster_tokens") as log:  # noqa: F821
                    n_clusters=p.n_clusters, distance_threshold=p.distance_threshold,
                    ward_max_points=snakemake.config["cluster"]["ward_max_points"],  # noqa: F821
                    space=p.space, points=points)
+    record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

@@ -1,5 +1,6 @@
 """Rule neuron_tracking: what the top-ranked neurons track (context effects, extreme words)."""
 from lstmscope.joblog import job_log
+from lstmscope.provenance import record_tables
 from lstmscope.tracking import neuron_tracking
 
 with job_log(snakemake.log[0], "neuron_tracking") as log:  # noqa: F821
@@ -11,3 +12,4 @@ with job_log(snakemake.log[0], "neuron_tracking") as log:  # noqa: F821
         top_k=None if p.track is None else int(p.track),
         top_words=int(p.top_words),
     )
+    record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)
