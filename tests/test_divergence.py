@@ -94,7 +94,7 @@ def test_ranks_order_live_neurons_by_kl_sum(dead_model_tables):
 
 
 def test_the_job_log_names_the_settings_the_tables_do_not_record(dead_model_tables, tmp_path, caplog):
-    """The CSVs carry no provenance; the README sends the reader to the log for the smoothing and the dead rule."""
+    """The job's log names the smoothing and the dead rule, as the table's provenance record does."""
     d, _ = dead_model_tables
     with caplog.at_level("INFO", logger="lstmscope.divergence"):
         neuron_divergence(d / "hist.h5", tmp_path / "x.csv", tmp_path / "y.csv", 3e-7, 0.01, 0.75, rank_by="kl_qp")

@@ -115,8 +115,8 @@ def neuron_divergence(histograms_path: str | os.PathLike, csv_path: str | os.Pat
                       dead_fraction: float, rank_by: str = "kl_sum") -> pd.DataFrame:
     """Divergence of every neuron of every layer and state; writes the table and the dead-neuron list."""
     attrs, hists = read_histograms(histograms_path)
-    log.info("settings: epsilon %g, dead_threshold %g, dead_fraction %g, rank_by %s (the tables record none)",
-             epsilon, dead_threshold, dead_fraction, rank_by)
+    log.info("settings: epsilon %g, dead_threshold %g, dead_fraction %g, rank_by %s", epsilon, dead_threshold,
+             dead_fraction, rank_by)
     tables = []
     for hist in hists:
         if not math.isclose(hist.near_zero_threshold, dead_threshold, rel_tol=1e-9):  # a relative check: 1e-9 is no 5e-9

@@ -1,4 +1,4 @@
-"""Provenance recorded inside every HDF5 and metrics file.
+"""Provenance recorded inside every HDF5 and metrics file, and beside every table (``record_tables``).
 
 Provenance answers: which configuration, seed, code and checkpoint produced a file.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .atomic import write_text
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -102,8 +103,6 @@ def record_tables(job: Any) -> list[Path]:
     no place for it: the table's SHA-256 (a record left beside another version of the table is told apart), the rule
     and wildcards, the job's settings (its params by name), the SHA-256 of every input file but the library's own
     modules (``library_sha256`` covers those), code version and time. Returns the records written."""
-    from .atomic import write_text  # local: atomic is every job's, this module only some's
-
     settings = {name: _plain(value) for name, value in job.params.items()
                 if name != "settings" and not callable(value)}
     inputs = {str(path): sha256_file(path) for path in job.input
