@@ -377,17 +377,6 @@ def assert_same_models(a: Path, b: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ fixtures
-@pytest.fixture
-def dead_pid():
-    """A function giving the pid of a process that has ended (a leftover's writer, killed): a fixed number such as
-    4242 may be a running process on the machine the tests run on, and a running writer's file is kept."""
-    def pid() -> int:
-        done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                              check=True)
-        return int(done.stdout)
-    return pid
-
-
 @pytest.fixture(scope="session")
 def wikitext2() -> Path:
     if not complete(WIKITEXT2):

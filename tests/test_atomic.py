@@ -39,25 +39,6 @@ def test_a_killed_writer_leaves_no_final_file_and_the_next_write_removes_its_lef
     assert all(other.read_text() == "keep" for other in others)
 
 
-def test_the_temporary_file_of_a_writer_still_running_is_kept_until_it_ends(tmp_path, caplog):
-    """Two commands writing the same file at once (a user's, not Snakemake's): the second must not delete the first's
-    temporary file under it. A running process's is kept; once that process has ended, it is a leftover."""
-    final = tmp_path / "table.csv"
-    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        running = tmp_path / f".table.tmp{writer.pid}.csv"
-        running.write_text("being written")
-        with caplog.at_level(logging.INFO, logger="lstmscope.atomic"):
-            write_text(final, "a\n1\n")
-        assert running.read_text() == "being written" and final.read_text() == "a\n1\n"
-        assert f"kept {running.name}: process {writer.pid}, which may be writing it, is running" in caplog.text
-    finally:
-        writer.kill()
-        writer.wait()
-    write_text(final, "a\n2\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
-
-
 def test_an_exception_leaves_the_old_file_and_no_temporary_file(tmp_path):
     final = tmp_path / "model.pt"
     final.write_bytes(b"old")

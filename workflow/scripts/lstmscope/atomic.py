@@ -3,7 +3,7 @@
 A crashed job therefore never leaves a file that looks finished: the temporary file is flushed to disk
 before the rename and the folder after it, so that not even a power cut between the two can leave an
 empty file under the final name. A process killed outright (SIGKILL, a time limit) leaves its hidden
-temporary file; the next write of the same file removes it (if the process its name gives is not running).
+temporary file; the next write of the same file removes it.
 """
 from __future__ import annotations
 
@@ -23,32 +23,12 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
-def writing_elsewhere(pid: int) -> bool:
-    """Whether process ``pid`` of this machine, not this one, is running: the temporary file it names may be one
-    that it is still writing (two commands writing the same file at once), not a leftover."""
-    if pid <= 0 or pid == os.getpid():  # our own name: nothing of ours is being written under it yet
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OverflowError:  # a number no process can have
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def remove_leftovers(final: Path, prefix: str, suffix: str = "", left_by: str = "a killed process") -> None:
     """Remove the files ``<prefix><pid><suffix>`` next to ``final``: what processes writing it under such a
-    temporary name left when killed outright. One whose process is running on this machine is kept: it may be
-    writing the same file (a pid reused by another program keeps a leftover until that program ends)."""
-    pattern = re.compile(rf"{re.escape(prefix)}(\d+){re.escape(suffix)}")
+    temporary name left when killed outright (one job writes a file at a time)."""
+    pattern = re.compile(rf"{re.escape(prefix)}\d+{re.escape(suffix)}")
     for old in final.parent.glob(f"{glob.escape(prefix)}*"):
-        match = pattern.fullmatch(old.name)
-        if match and writing_elsewhere(int(match.group(1))):
-            log.info("%s: kept %s: process %s, which may be writing it, is running", final, old.name, match.group(1))
-        elif match:
+        if pattern.fullmatch(old.name):
             with contextlib.suppress(FileNotFoundError):
                 size = old.stat().st_size
                 old.unlink()

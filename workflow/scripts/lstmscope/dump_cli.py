@@ -32,7 +32,7 @@ import h5py
 
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
-from .atomic import atomic_path, writing_elsewhere
+from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   failed, writing)
 from .joblog import stop_status, stopped_by_sigterm
@@ -52,10 +52,9 @@ def remove_nested_leftovers(output: str) -> None:
     file under a temporary name, ``..<name>.tmp<pid>.tmp<pid>.h5``, which ``atomic_path``'s clean-up (of
     ``.<name>.tmp<pid>.h5``) does not match."""
     out = Path(output)
-    pattern = re.compile(rf"\.\.{re.escape(out.stem)}\.tmp(\d+)\.tmp\d+{re.escape(out.suffix)}")
+    pattern = re.compile(rf"\.\.{re.escape(out.stem)}\.tmp\d+\.tmp\d+{re.escape(out.suffix)}")
     for old in out.parent.glob(f"..{glob.escape(out.stem)}.tmp*"):
-        match = pattern.fullmatch(old.name)
-        if match and not writing_elsewhere(int(match.group(1))):  # a running dump's stays (see atomic.remove_leftovers)
+        if pattern.fullmatch(old.name):
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
 
