@@ -93,7 +93,7 @@ def test_ranks_order_live_neurons_by_kl_sum(dead_model_tables):
         assert bottom.neuron.tolist() == live.neuron.tail(2).tolist()[::-1]
 
 
-def test_the_job_log_names_the_settings_the_tables_do_not_record(dead_model_tables, tmp_path, caplog):
+def test_the_job_log_names_the_divergence_settings(dead_model_tables, tmp_path, caplog):
     """The job's log names the smoothing and the dead rule, as the table's provenance record does."""
     d, _ = dead_model_tables
     with caplog.at_level("INFO", logger="lstmscope.divergence"):

@@ -97,21 +97,21 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def record_tables(job: Any) -> list[Path]:
+def record_tables(job: Any, **fields: Any) -> list[Path]:
     """Beside every CSV table a pipeline job has written (``job``: the job's ``snakemake`` object, read for its
     ``rule``, ``wildcards``, ``params``, ``input`` and ``output``), write ``<table>.provenance.json``, since a CSV has
     no place for it: the table's SHA-256 (a record left beside another version of the table is told apart), the rule
     and wildcards, the job's settings (its params by name), the SHA-256 of every input file but the library's own
-    modules (``library_sha256`` covers those), code version and time. Returns the records written."""
-    settings = {name: _plain(value) for name, value in job.params.items()
-                if name != "settings" and not callable(value)}
-    inputs = {str(path): sha256_file(path) for path in job.input
-              if Path(path).resolve().parent != _PACKAGE_DIR}
+    modules (``library_sha256`` covers those; a folder is named, not hashed), code version and time, and ``fields``
+    (what else the numbers depend on, e.g. the versions of the libraries that computed them). Returns the records."""
+    settings = {name: _plain(value) for name, value in job.params.items() if name != "settings"}
+    inputs = {str(path): ("a folder" if os.path.isdir(path) else sha256_file(path)) for path in job.input
+              if not (Path(path).suffix == ".py" and Path(path).resolve().parent == _PACKAGE_DIR)}
     written = []
     for table in (Path(p) for p in job.output if str(p).endswith(".csv")):
         record = provenance(table=table.name, table_sha256=sha256_file(table), rule=str(job.rule),
                             wildcards={k: str(v) for k, v in job.wildcards.items()}, settings=settings,
-                            inputs=inputs)
+                            inputs=inputs, **fields)
         path = table.with_name(table.name + TABLE_RECORD)
         write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
         written.append(path)
