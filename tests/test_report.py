@@ -128,6 +128,9 @@ def test_report_shows_the_word_stage_with_captions(report):
         assert f"results/tables/clusters/{model}_test_top_words.html" in embedded
         assert f"results/explorer/{model}_test.html" in embedded
     assert "results/figures/clusters/contiguity.png" in embedded
+    for path in ("results/figures/clusters/contiguity.png", "results/tables/clusters/contiguity.csv"):
+        labels = results[path]["labels"]  # the embedded models and texts, not "all"
+        assert (labels["model"], labels["text"]) == ("d0.0_r0, d0.5_r0", "test"), labels
     mine = [p for p in embedded if "/clusters/" in p or "/explorer/" in p]
     assert all(results[p]["caption"].strip() for p in mine), "every output of the stage has a caption"
     # captions are rendered with the job's wildcards

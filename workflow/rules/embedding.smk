@@ -144,14 +144,18 @@ rule cluster_measures:
         "../scripts/cluster_measures.py"
 
 
+# the report's labels of what compares the embedded models: those models and texts (embedding.dropouts, .texts), not all
+EMBEDDED_LABELS = {"model": ", ".join(EMBED_MODELS), "text": ", ".join(EMBED_TEXTS)}
+
+
 rule cluster_contiguity:
     output:
         table=report("results/tables/clusters/contiguity.csv", caption="../report/cluster_contiguity.rst",
                      category=WORD_REPORT, subcategory="all models",
-                     labels={"figure": "contiguity vs shuffled (CSV)", "model": "all", "text": "all"}),
+                     labels={"figure": "contiguity vs shuffled (CSV)", **EMBEDDED_LABELS}),
         png=report("results/figures/clusters/contiguity.png", caption="../report/cluster_contiguity.rst",
                    category=WORD_REPORT, subcategory="all models",
-                   labels={"figure": "contiguity vs shuffled", "model": "all", "text": "all"}),
+                   labels={"figure": "contiguity vs shuffled", **EMBEDDED_LABELS}),
         svg="results/figures/clusters/contiguity.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
