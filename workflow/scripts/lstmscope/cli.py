@@ -76,8 +76,8 @@ def check_output(path: str, option: str, inputs: Sequence[str | None] = ()) -> N
 
 def check_inputs(paths: Sequence[str | None]) -> None:
     """An input given as a folder (``results/activations/d0.0_r0`` for one of its files) is named as a folder, with
-    the first names it holds, not reported as a file not found; a pipe or device (``<(…)``, ``/dev/stdin``) is named
-    as such."""
+    the first names it holds, not reported as a file not found; a pipe or device (``<(…)``, ``/dev/stdin`` fed by a
+    pipe) is named as such."""
     for path in paths:
         if path and os.path.isdir(path):
             try:  # the names a user would give (not hidden leftovers such as .test.tmp123.h5)
@@ -87,7 +87,7 @@ def check_inputs(paths: Sequence[str | None]) -> None:
                 raise ValueError(f"{path}: a folder, not a file (its names cannot be read: {exc.strerror})") from None
             held = f"; it holds {', '.join(held[:4])}{', …' if len(held) > 4 else ''}" if held else " (empty)"
             raise ValueError(f"{path}: a folder, not a file{held}")
-        if path and os.path.exists(path) and not os.path.isfile(path):  # a pipe, /dev/stdin, a device, a socket
+        if path and os.path.exists(path) and not os.path.isfile(path):  # a pipe (/dev/stdin fed by one), a device
             raise ValueError(f"{path}: not a regular file (a pipe or a device?); the command reads its inputs more "
                              "than once, so save it to a file and give that")
 
