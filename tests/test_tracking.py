@@ -8,8 +8,8 @@ import pytest
 
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
 from lstmscope.histogram import HistogramError
-from lstmscope.tracking import CONTEXTS, cohens_d, context_effects, context_masks, extreme_words, neuron_tracking, \
-    context_word_groups, tracking_summary, within_word_d, word_groups
+from lstmscope.tracking import CONTEXTS, START_UP, cohens_d, context_effects, context_masks, extreme_words, \
+    neuron_tracking, context_word_groups, tracking_summary, within_word_d, word_groups
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -84,6 +84,8 @@ def test_extreme_words_are_distinct_and_ordered():
     values = np.array([0.9, 0.5, 0.95, -0.2, -0.7])
     assert extreme_words(values, words, 2) == [("a", 0.95), ("b", 0.5)]
     assert extreme_words(values, words, 3, lowest=True) == [("d", -0.7), ("c", -0.2), ("b", 0.5)]
+    assert extreme_words(values, words, 2, skip=2) == [("a", 0.95), ("c", -0.2)]  # the first two tokens left out
+    assert extreme_words(values, words, 1, lowest=True, skip=4) == [("d", -0.7)]
 
 
 def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, divergence_csv, tmp_path):
@@ -98,6 +100,7 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
         masks = context_masks(read_words(f, split=True))
         assert masks["pre_number"].sum() > context_masks(words)["pre_number"].sum()
         assert all(masks[c].any() for c in CONTEXTS)  # the tiny text holds every context, headings too
+        with_start = []  # per list: whether the text's first tokens would have changed it
         for r in out.itertuples():
             expected_rank = div[(div.layer == r.layer) & (div.state == r.state) & (div.neuron == r.neuron)]["rank"]
             assert int(expected_rank.iloc[0]) == r.rank <= 2
@@ -119,14 +122,22 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
                 n, d = within_word_d(v, word_groups(masks[c], ids))
                 assert getattr(r, f"{c}_word_n") == n and np.isclose(getattr(r, f"{c}_word_d"), d, equal_nan=True)
             top_word = r.highest_words.split("; ")[0]
-            assert top_word == f"{words[int(np.argmax(v))]} ({v.max():+.2f})"
+            settled = v[START_UP:]  # the text's first tokens are the model's start from the zero state: left out
+            assert top_word == f"{words[START_UP + int(np.argmax(settled))]} ({settled.max():+.2f})"
             # the 4 words with the highest (lowest) single value, each word once, with that value (a tie: the
             # word read first)
             tokens = pd.DataFrame({"word": words, "value": v, "position": np.arange(len(v))})
             for column, ascending in (("highest_words", False), ("lowest_words", True)):
-                extreme = (tokens.sort_values(["value", "position"], ascending=[ascending, True])
-                           .drop_duplicates("word").head(4))
-                assert getattr(r, column) == "; ".join(f"{w} ({x:+.2f})" for w, x in zip(extreme.word, extreme.value))
+                for skip in (START_UP, 0):
+                    extreme = (tokens[tokens.position >= skip]
+                               .sort_values(["value", "position"], ascending=[ascending, True])
+                               .drop_duplicates("word").head(4))
+                    listed = "; ".join(f"{w} ({x:+.2f})" for w, x in zip(extreme.word, extreme.value))
+                    if skip:
+                        assert getattr(r, column) == listed
+                    else:
+                        with_start.append(listed != getattr(r, column))
+    assert any(with_start), "the start-up tokens change no list here: the test would pass without leaving them out"
     summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
     assert len(summary) == LAYERS * 2 and (summary["rank"] == 1).all()
     assert (summary["dropout"] == 0.2).all()  # the tiny model's (the cross-model table's x)
