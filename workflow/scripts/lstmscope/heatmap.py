@@ -254,7 +254,8 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
     fig_h = top_in + sum(heights) + gap_in * len(blocks)
     fig = plt.figure(figsize=(fig_w, fig_h))
     if suptitle:
-        fig.suptitle(suptitle, x=left_in / fig_w, y=1 - 0.12 / fig_h, ha="left", va="top", fontsize=fontsize + 1)
+        fig.suptitle(suptitle, x=left_in / fig_w, y=1 - 0.12 / fig_h, ha="left", va="top", fontsize=fontsize + 1,
+                     parse_math=False)  # a text's name of one's own (lstmscope-dump --name) as it is
     y_top = fig_h - top_in
     for block, lay, lines, body, bar in zip(blocks, layouts, n_lines, bodies, bars):
         ax = fig.add_axes([left_in / fig_w, (y_top - title_in - body) / fig_h, text_w / fig_w, body / fig_h])
