@@ -9,7 +9,7 @@ import pytest
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
 from lstmscope.histogram import HistogramError
 from lstmscope.tracking import CONTEXTS, START_UP, cohens_d, context_effects, context_masks, extreme_words, \
-    neuron_tracking, context_word_groups, tracking_summary, within_word_d, word_groups
+    neuron_tracking, context_word_groups, tracking_summary, within_word_d, word_groups, _fmt
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -86,6 +86,9 @@ def test_extreme_words_are_distinct_and_ordered():
     assert extreme_words(values, words, 3, lowest=True) == [("d", -0.7), ("c", -0.2), ("b", 0.5)]
     assert extreme_words(values, words, 2, skip=2) == [("a", 0.95), ("c", -0.2)]  # the first two tokens left out
     assert extreme_words(values, words, 1, lowest=True, skip=4) == [("d", -0.7)]
+    # as listed in tracking.csv: two decimals, a value that rounds to zero without a sign of its own
+    listed = _fmt([("(", -0.001), ("a", 0.004), ("b", -0.006), (";", 1.234)])
+    assert listed == "( (+0.00); a (+0.00); b (-0.01); ; (+1.23)"
 
 
 def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, divergence_csv, tmp_path):
@@ -123,7 +126,8 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
                 assert getattr(r, f"{c}_word_n") == n and np.isclose(getattr(r, f"{c}_word_d"), d, equal_nan=True)
             top_word = r.highest_words.split("; ")[0]
             settled = v[START_UP:]  # the text's first tokens are the model's start from the zero state: left out
-            assert top_word == f"{words[START_UP + int(np.argmax(settled))]} ({settled.max():+.2f})"
+            assert top_word == f"{words[START_UP + int(np.argmax(settled))]} ({settled.max():+.2f})".replace(
+                "(-0.00)", "(+0.00)")
             # the 4 words with the highest (lowest) single value, each word once, with that value (a tie: the
             # word read first)
             tokens = pd.DataFrame({"word": words, "value": v, "position": np.arange(len(v))})
@@ -132,7 +136,8 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
                     extreme = (tokens[tokens.position >= skip]
                                .sort_values(["value", "position"], ascending=[ascending, True])
                                .drop_duplicates("word").head(4))
-                    listed = "; ".join(f"{w} ({x:+.2f})" for w, x in zip(extreme.word, extreme.value))
+                    listed = "; ".join(f"{w} ({x:+.2f})".replace("(-0.00)", "(+0.00)")
+                                       for w, x in zip(extreme.word, extreme.value))
                     if skip:
                         assert getattr(r, column) == listed
                     else:

@@ -189,7 +189,7 @@ def extreme_words(values: np.ndarray, words: Sequence[str], k: int, lowest: bool
 def _fmt(pairs: list[tuple[str, float]]) -> str:
     # each item ends in " (±x.xx)", so a word that is "(", ";" or "," still reads as one (split on that end,
     # not on "; ")
-    return "; ".join(f"{w} ({v:+.2f})" for w, v in pairs)
+    return "; ".join(f"{w} ({round(v, 2) + 0.0:+.2f})" for w, v in pairs)  # + 0.0: no "-0.00" for a value near 0
 
 
 # rank follows rank_by (divergence.rank_by: kl_sum, kl_pq or kl_qp, as in the divergence table); all three
