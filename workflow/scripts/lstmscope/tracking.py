@@ -160,7 +160,7 @@ def context_effects(values: np.ndarray, masks: dict[str, np.ndarray],
 
 #: The first tokens of a text are read from the zero state, so their states are the model's start-up, not its
 #: answer to the words: run on the default models with 500 tokens of text before it, the test text's states differ
-#: by up to 9-11 (some neuron's c) at its first token, 0.03-0.15 at its 20th and at most 0.011 from its 50th on. The
+#: by up to 8.9-10.7 (some neuron's c) at its first token, 0.03-0.15 at its 20th and at most 0.011 from its 50th on. The
 #: extreme words leave them out (where the text is longer than twice as many); the contexts' means and d keep them.
 START_UP = 50
 
