@@ -19,6 +19,19 @@ def snakemake_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
 
 
+def text_words(data: Path, ap, **lengths: int) -> list[str]:
+    """WikiText-2's test split, read once, the benchmark's text: a length asked for (``--tokens 300000`` as
+    ``tokens=300000``) beyond it is ``ap``'s error, since a shorter text timed under the length printed would
+    mislabel every line."""
+    from lstmscope.vocabulary import read_tokens
+
+    words = read_tokens(Path(data) / "test.txt")
+    for name, n in lengths.items():
+        if not 0 < n <= len(words):
+            ap.error(f"--{name} {n}: the test split has {len(words)} tokens")
+    return words
+
+
 def write_bench_activations(model, ids, words, path: Path) -> None:
     """The pipeline's activations writer, with the attributes every reader checks (no real provenance)."""
     from lstmscope.activations import write_activations

@@ -36,14 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA  # first: puts the library on sys.path and pins the CPU kernels as in the pipeline
+from common import DATA, text_words  # first: puts the library on sys.path and pins the CPU kernels as in the pipeline
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lstmscope.activations import DECODER_ROWS, write_activations  # noqa: E402
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint  # noqa: E402
-from lstmscope.vocabulary import read_tokens  # noqa: E402
 
 
 
@@ -149,10 +148,7 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         model = LSTMLanguageModel(ModelConfig(args.vocab, args.embedding, args.hidden, 2, dropout=0.2)).eval()
-    words = read_tokens(Path(args.data) / "test.txt")
-    if not 0 < args.tokens <= len(words):  # a shorter text than the length printed would mislabel every ratio
-        ap.error(f"--tokens {args.tokens}: the test split has {len(words)} tokens")
-    words = words[: args.tokens]
+    words = text_words(Path(args.data), ap, tokens=args.tokens)[: args.tokens]
     V = model.config.vocab_size
     # Any fixed mapping of words to ids serves for timing: hash into the model's vocabulary.
     ids = torch.tensor([sum(map(ord, w)) % V for w in words], dtype=torch.int64)

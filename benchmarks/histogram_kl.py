@@ -40,7 +40,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from common import DATA, write_bench_activations  # noqa: E402  (also puts the library on sys.path)
+from common import DATA, text_words, write_bench_activations  # noqa: E402  (also puts the library on sys.path)
 
 CELL_RANGE = (-10.0, 10.0)
 BIN = 0.01
@@ -173,11 +173,10 @@ def measure(kind: str, path: str, out: str) -> tuple[float, int, int, int]:
     return result
 
 
-def make_activations(path: Path, tokens: int, data: Path, checkpoint: str | None, hidden: int = 64) -> None:
+def make_activations(path: Path, words: list[str], checkpoint: str | None, hidden: int = 64) -> None:
     import torch
 
     from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint
-    from lstmscope.vocabulary import read_tokens
 
     torch.set_num_threads(1)
     if checkpoint:
@@ -185,7 +184,6 @@ def make_activations(path: Path, tokens: int, data: Path, checkpoint: str | None
     else:
         torch.manual_seed(0)
         model = LSTMLanguageModel(ModelConfig(10000, 32, hidden, 2, dropout=0.2)).eval()
-    words = read_tokens(data / "test.txt")[:tokens]
     V = model.config.vocab_size
     ids = [sum(map(ord, w)) % V for w in words]
     write_bench_activations(model, ids, words, path)
@@ -203,12 +201,7 @@ def main() -> None:
     ap.add_argument("--libraries", action="store_true",
                     help="also time fast-histogram and boost-histogram, where installed")
     args = ap.parse_args()
-    from lstmscope.vocabulary import read_tokens
-
-    available = len(read_tokens(Path(args.data) / "test.txt"))
-    for option, tokens in (("--tokens", args.tokens), ("--tokens2", args.tokens2)):
-        if not 0 < tokens <= available:  # a shorter text than the length printed would mislabel every line
-            ap.error(f"{option} {tokens}: the test split has {available} tokens")
+    words = text_words(Path(args.data), ap, tokens=args.tokens, tokens2=args.tokens2)
     libraries = []
     if args.libraries:
         import importlib.util
@@ -221,7 +214,7 @@ def main() -> None:
         results = {}
         for tokens in (args.tokens, args.tokens2):
             path = Path(tmp) / f"act{tokens}.h5"
-            make_activations(path, tokens, Path(args.data), args.checkpoint, args.hidden)
+            make_activations(path, words[:tokens], args.checkpoint, args.hidden)
             for kind in kinds + libraries:
                 runs = [measure(kind, str(path), tmp) for _ in range(args.repeats)]
                 seconds = statistics.median(r[0] for r in runs)
