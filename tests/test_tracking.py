@@ -9,7 +9,7 @@ import pytest
 from lstmscope.activations_file import ActivationsError, open_activations, read_words
 from lstmscope.histogram import HistogramError
 from lstmscope.tracking import CONTEXTS, START_UP, cohens_d, context_effects, context_masks, extreme_words, \
-    neuron_tracking, context_word_groups, tracking_summary, within_word_d, word_groups, _fmt
+    neuron_tracking, context_word_groups, tracking_summary, within_word_d, word_groups, _fmt, start_up
 
 from neurons_support import HIDDEN, LAYERS, degenerate, divergence_csv, tiny  # noqa: F401  (fixtures)
 
@@ -86,6 +86,7 @@ def test_extreme_words_are_distinct_and_ordered():
     assert extreme_words(values, words, 3, lowest=True) == [("d", -0.7), ("c", -0.2), ("b", 0.5)]
     assert extreme_words(values, words, 2, skip=2) == [("a", 0.95), ("c", -0.2)]  # the first two tokens left out
     assert extreme_words(values, words, 1, lowest=True, skip=4) == [("d", -0.7)]
+    assert (start_up(100), start_up(101)) == (0, START_UP)  # a text of at most twice the start-up keeps it all
     # as listed in tracking.csv: two decimals, a value that rounds to zero without a sign of its own
     listed = _fmt([("(", -0.001), ("a", 0.004), ("b", -0.006), (";", 1.234)])
     assert listed == "( (+0.00); a (+0.00); b (-0.01); ; (+1.23)"

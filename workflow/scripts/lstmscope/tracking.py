@@ -215,6 +215,7 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
         check_divergence_fits(table, str(f.attrs["model"]), str(f.attrs["text"]), int(f.attrs["hidden_size"]),
                               activations_path)
         words = read_words(f)
+        skip = start_up(len(words))  # the extreme words leave out the text's start from the zero state
         # the contexts are the text's (a number the vocabulary lacks is still a number), the values the model's
         masks = context_masks(read_words(f, split=True))
         # "the same word": as the model read it; how each context splits the words is the same for every neuron
@@ -240,8 +241,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 row["strongest_context"] = best
                 row["strongest_d"] = row[f"{best}_d"] if finite else float("nan")
                 row["strongest_word_d"] = row[f"{best}_word_d"] if finite else float("nan")
-                row["highest_words"] = _fmt(extreme_words(v, words, top_words, skip=start_up(len(v))))
-                row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True, skip=start_up(len(v))))
+                row["highest_words"] = _fmt(extreme_words(v, words, top_words, skip=skip))
+                row["lowest_words"] = _fmt(extreme_words(v, words, top_words, lowest=True, skip=skip))
                 rows.append(row)
     out = pd.DataFrame(rows, columns=TRACKING_COLUMNS)  # the header even without rows
     write_table(out, csv_path, "%.6g")
