@@ -69,6 +69,11 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
     def sha(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
+    import h5py
+    import numpy
+    import scipy
+
+    versions = {"numpy": numpy.__version__, "scipy": scipy.__version__, "h5py": h5py.__version__}
     commits, rules = set(), set()
     for table in tables:
         record_path = table.with_name(table.name + ".provenance.json")
@@ -80,6 +85,7 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
             assert "lstmscope/" not in path and digest == sha(work / path), (table, path)  # the code: library_sha256
         commits.add(record["git_commit"])
         rules.add(record["rule"])
+        assert {k: record[k] for k in ("numpy", "scipy", "h5py")} == versions, table
         if table.name == "divergence.csv":
             model, text = table.parts[-3], table.parts[-2]
             assert record["rule"] == "neuron_divergence" and record["wildcards"] == {"model": model, "text": text}

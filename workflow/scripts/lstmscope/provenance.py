@@ -66,21 +66,25 @@ def code_version() -> dict[str, str]:
     }
 
 
-def _torch_version() -> str:
-    """torch's version from its package metadata (importing torch would cost seconds in analysis jobs)."""
+NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "h5py")  # what computes or stores the numbers of every stage
+
+
+def _version(package: str) -> str:
+    """A package's version from its metadata (importing torch would cost seconds in analysis jobs)."""
     try:
-        return importlib.metadata.version("torch")
+        return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
-    """A provenance record: the given fields plus code version, time and platform."""
+    """A provenance record: the given fields plus code version, time, python and the numeric packages' versions."""
     record: dict[str, Any] = dict(fields)
     record.update(code_version())
     record["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record["python"] = platform.python_version()
-    record["torch"] = _torch_version()
+    for package in NUMERIC_PACKAGES:
+        record[package] = _version(package)
     return record
 
 
