@@ -203,12 +203,15 @@ def test_a_threshold_per_linkage_cuts_each_linkage_at_its_own_and_another_ward_t
 
 
 def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
-    """The download is checksummed (url, timeout and retries cannot change the files) and a resumed training
-    is bit-identical (how often it saves cannot change the weights)."""
+    """The download is checksummed (url, timeout and retries cannot change the files), a resumed training
+    is bit-identical (how often it saves cannot change the weights), and a token limit counts as the tokens read."""
     assert planned_jobs(tiny_workdir, "--config", "data={timeout_s: 5, retries: 0}") == []
     assert planned_jobs(tiny_workdir, "--config", "training={save_every_batches: 3}") == []
     # the ward limit is a memory guard, applied by the config check
     assert planned_jobs(tiny_workdir, "--config", "cluster={ward_max_points: 4000}") == []
+    # a limit past the text's length (600 tokens) reads the same tokens: the job depends on what it reads
+    assert planned_jobs(tiny_workdir, "--config", "ablation={max_tokens: 601}") == []
+    assert planned_jobs(tiny_workdir, "--config", "ablation={max_tokens: null}") == []
 
 
 @pytest.mark.parametrize("restated", [

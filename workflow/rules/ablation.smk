@@ -20,7 +20,7 @@ rule neuron_ablation:
             neurons=ABLATION["neurons"],
             random=ABLATION["random"],
             seed=ABLATION["seed"],
-            max_tokens=ABLATION["max_tokens"],
+            max_tokens=tokens_read(ABLATION["max_tokens"]),
             device=config["activations"]["device"],
         ),
     threads: 1

@@ -92,6 +92,13 @@ def named(**params):
     return {**params, "settings": json.dumps(plain, sort_keys=True, default=str)}
 
 
+def tokens_read(limit):
+    """A param: how many of the job's text's tokens a limit (``embedding.max_tokens``, ``ablation.max_tokens``; None:
+    all) lets it read, which is what the job's result depends on. A limit raised past the text's length reruns
+    nothing."""
+    return lambda wildcards: min(int(config["texts"][wildcards.text]["tokens"]), int(limit) if limit else 1 << 62)
+
+
 def embedded_title(pattern):
     """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
     its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""

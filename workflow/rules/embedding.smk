@@ -45,7 +45,7 @@ rule embed_tsne:
         **named(
             layer=lambda wildcards: int(wildcards.layer),
             state="{state}",
-            max_tokens=EMBEDDING["max_tokens"],
+            max_tokens=tokens_read(EMBEDDING["max_tokens"]),
             pca_components=EMBEDDING["pca_components"],
             perplexity=EMBEDDING["perplexity"],
             n_iter=EMBEDDING["n_iter"],
@@ -86,7 +86,7 @@ rule cluster_tokens:
             layer=lambda wildcards: int(wildcards.layer),
             state="{state}",
             # what the PCA depends on; none of it when the map is clustered (the map's file already does)
-            max_tokens=EMBEDDING["max_tokens"] if CLUSTER_PCA else None,
+            max_tokens=tokens_read(EMBEDDING["max_tokens"]) if CLUSTER_PCA else None,
             pca_components=EMBEDDING["pca_components"] if CLUSTER_PCA else None,
             seed=EMBEDDING["seed"] if CLUSTER_PCA else None,
             # cluster.ward_max_points is no param: a memory guard, which the config check applies before any job
