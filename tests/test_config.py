@@ -182,6 +182,16 @@ def test_a_text_name_the_tables_would_not_read_back_is_refused(name):
         validate_config(cfg, SCHEMA)
 
 
+def test_text_names_that_differ_only_in_case_are_refused():
+    """results/activations/<model>/Test.h5 and test.h5 are one file where names ignore case (macOS, Windows)."""
+    cfg = default_config()
+    cfg["texts"] = {"test": {"split": "test", "tokens": 100}, "Test": {"split": "train", "tokens": 100}}
+    with pytest.raises(ConfigError, match="^config key texts.Test: the text 'test' differs from it only in case"):
+        validate_config(cfg, SCHEMA)
+    cfg["texts"] = {"test": {"split": "test", "tokens": 100}, "Test2": {"split": "train", "tokens": 100}}
+    validate_config(cfg, SCHEMA)  # names that differ otherwise are two texts
+
+
 def test_a_plain_directory_may_hold_the_url_separator():
     cfg = default_config()
     cfg["data"]["url"] = "/data/runs://old/wikitext-2"  # no scheme: a directory, as the download reads it

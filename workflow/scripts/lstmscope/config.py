@@ -339,6 +339,12 @@ def _check_consistency(config: dict[str, Any]) -> None:
         if name.lower() in NOT_READ_AS_TEXT:
             raise ConfigError(f"config key texts.{name}: a CSV table would read the name {name!r} back as a missing "
                               "value, a boolean or a number; choose another name")
+    seen: dict[str, str] = {}
+    for name in config["texts"]:  # its files: results/activations/<model>/<name>.h5, …
+        if name.lower() in seen:
+            raise ConfigError(f"config key texts.{name}: the text {seen[name.lower()]!r} differs from it only in case; "
+                              "their files would be one file where names ignore case (macOS, Windows)")
+        seen[name.lower()] = name
     dropouts = [float(d) for d in config["models"]["dropouts"]]
     for d in dropouts:
         if 0 < d < 1e-6:  # its model name would be hundreds of characters (d0.000…)
