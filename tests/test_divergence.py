@@ -129,6 +129,18 @@ def test_the_ranking_follows_rank_by_and_the_table_says_which(dead_model_tables,
     assert "top 2 by KL(p‖q)" in ax.get_title()
     first = ranked(by_pq, 1, "h", 1).iloc[0]
     assert f"n{first.neuron} (#1, KL(p‖q) {first.kl_pq:.2f})" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # where the two ends meet (k beyond half the live neurons) each neuron is drawn once, among the top
+    kept.clear()
+    live = int(ranked(by_pq, 1, "h", 10**6).shape[0])
+    k = live // 2 + 2
+    nf.top_bottom_figure(hists, by_pq, k, tmp_path / "t.png", tmp_path / "t.svg", "t")
+    top_ax, bottom_ax = kept[0].axes[:2]
+
+    def drawn(ax):
+        return {t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()} - {"layer"}
+
+    assert len(drawn(top_ax)) == k and len(drawn(bottom_ax)) == live - k and not drawn(top_ax) & drawn(bottom_ax)
+    assert f"top {k} by" in top_ax.get_title() and f"bottom {live - k} by" in bottom_ax.get_title()
 
 
 def test_table_columns_stats_and_reread(tiny, dead_model_tables):

@@ -124,7 +124,10 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
     fig, axes = plt.subplots(len(pairs), 2, figsize=(13, 2.6 * len(pairs)), squeeze=False)
     for row, (layer, state) in zip(axes, pairs):
         hist = select(hists, layer, state)
-        picks = [ranked(table, layer, state, k, bottom=bottom) for bottom in (False, True)]
+        top = ranked(table, layer, state, k)
+        bottom_k = ranked(table, layer, state, k, bottom=True)
+        # where 2k exceed the live neurons the ends meet: each neuron is drawn once, among the top
+        picks = [top, bottom_k[~bottom_k["neuron"].isin(top["neuron"])]]
         # one x range for the row, so that the top and the bottom neurons compare by eye
         extents = [_x_extent(hist, p["neuron"].to_numpy()) for p in picks]
         x_range = (min(e[0] for e in extents), max(e[1] for e in extents))
