@@ -14,7 +14,8 @@ from lstmscope.ablation import run_ablation
 from lstmscope.ablation_table import write_ablation_table
 from lstmscope.ablation_file import AblationError, read_ablation_table
 from lstmscope.histogram import HistogramError
-from lstmscope.neuron_explorer import LEVELS, build_neuron_explorer, decode, encode, neuron_explorer_data
+from lstmscope.neuron_explorer import (LEVELS, TEMPLATE, build_neuron_explorer, decode, encode, neuron_explorer_data,
+                                      report_page)
 
 from conftest import edit_yaml, planned_jobs
 from neurons_support import (HIDDEN, LAYERS, TEXT, contrast, degenerate, divergence_csv,  # noqa: F401
@@ -708,3 +709,64 @@ def test_browser_opens_on_the_neuron_view_and_colouring_the_address_names(chromi
     assert (missing["view"], missing["neuron"], missing["scale"]) == (plain["view"], plain["neuron"], plain["scale"])
     no_effect = selftest(chromium, page, "opened", tmp_path, query={"show": "e", "search": "the"})
     assert no_effect["line"].startswith("show=e is not offered for this neuron · ") and no_effect["show"] == "h"
+
+
+def _page_data(page: str) -> dict:
+    return json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page, flags=re.S).group(1))
+
+
+def test_the_reports_page_offers_as_many_top_neurons_as_fit_and_every_removed_one(tiny, divergence_csv, ablation,
+                                                                                tmp_path):
+    """The one-file report embeds a page as a data: address, which Chromium shows only up to 2 MB: a page over the
+    limit goes into the report offering fewer top neurons, the most that fit, and still every removed one."""
+    h5, _ = ablation
+    out, small = tmp_path / "page.html", tmp_path / "report.html"
+    size = build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", ablation_path=h5,
+                                 report_output=small)
+    assert small.read_bytes() == out.read_bytes() and len(out.read_bytes()) == size  # it fits: the page itself
+    page = out.read_text(encoding="utf-8")
+    full = _page_data(page)
+    data = neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=h5)
+    data["scale"] = full["scale"]
+
+    def offered(d: dict) -> tuple[list, list]:
+        top = [[r["neuron"] for r in v["neurons"]] for v in d["views"] if not v.get("ablated")]
+        return top, [v for v in d["views"] if v.get("ablated")]
+
+    top, removed = offered(full)
+    assert removed and all(len(t) == K for t in top)
+    limit = len(page.encode()) - 1
+    for want in range(K - 1, 0, -1):  # each limit just below the last page: one neuron fewer, the most that fit
+        small_page, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
+        assert k == want and len(small_page.encode()) <= limit, (limit, k)
+        got = _page_data(small_page)
+        got_top, got_removed = offered(got)
+        assert got_top == [t[:k] for t in top] and got_removed == removed  # the top k, and every removed neuron
+        wanted = {f"{v['layer']}:{r['neuron']}" if r["neuron"] is not None else r["series"]
+                  for v in got["views"] for r in v["neurons"]}
+        assert set(got["series"]) == wanted and all(got["series"][key] == full["series"][key] for key in wanted)
+        assert {key for key in full["series"] if key not in wanted}  # dropped: the neurons no longer offered
+        assert (f"the top {k} neurons of each layer and state and the removed ones, to fit this report; every "
+                "neuron offered: results/p.html") in got["title"]
+        limit = len(small_page.encode()) - 1
+    # not even one neuron fits: a note naming the whole page, not a page that shows nothing
+    note, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
+    assert k == 0 and "results/p.html" in note and "lstmscope-data" not in note and len(note) < 2000
+
+
+@pytest.mark.browser
+def test_browser_the_reports_page_with_fewer_neurons_works(chromium, tiny, divergence_csv, ablation,  # noqa: F811
+                                                           tmp_path):
+    h5, _ = ablation
+    data = neuron_explorer_data(tiny.activations, divergence_csv, K, 30, "t", ablation_path=h5)
+    data["scale"] = "median"
+    from lstmscope.html_page import render_page
+
+    page = render_page(data, TEMPLATE)
+    small_page, k = report_page(data, TEMPLATE, page, "results/p.html", limit=len(page.encode()) - 1)
+    assert k == K - 1
+    out = tmp_path / "small.html"
+    out.write_text(small_page, encoding="utf-8")
+    neuron = _page_data(small_page)["views"][1]["neurons"][0]["neuron"]  # layer 1, c
+    result = selftest(chromium, out, f"1:{neuron}:c:symmetric", tmp_path)
+    assert result["errors"] == [] and result["spans"] == TEXT.tokens

@@ -260,9 +260,12 @@ NEURON_EXPLORER_MEM_MB = 1000 + (16 * config["architecture"]["layers"] * _OFFERE
 
 rule neuron_explorer:
     output:
-        report("results/explorer/neurons/{model}_{text}.html", caption="../report/neuron_explorer.rst",
-               category="Neurons", subcategory="{model}",
-               labels={"figure": "neuron explorer", "model": "{model}", "text": "{text}"}),
+        page="results/explorer/neurons/{model}_{text}.html",
+        # the page the one-file report can show (Chrome, Chromium and Edge show no embedded page over 2 MB): the
+        # page itself where it fits, else one offering fewer top neurons
+        report_page=report("results/explorer/neurons/report/{model}_{text}.html",
+                           caption="../report/neuron_explorer.rst", category="Neurons", subcategory="{model}",
+                           labels={"figure": "neuron explorer", "model": "{model}", "text": "{text}"}),
     input:
         activations="results/activations/{model}/{text}.h5",
         divergence=f"{NEURONS}/divergence.csv",

@@ -21,6 +21,7 @@ on a log10 scale, from its smallest p (at most 0.1) to 1; its colours run from `
 from __future__ import annotations
 
 import base64
+import html
 import logging
 import os
 from pathlib import Path
@@ -231,16 +232,72 @@ def check_table_values(table: pd.DataFrame, divergence_path: str | os.PathLike, 
                                  f"{seen[k, 0]:.6g}..{seen[k, 1]:.6g} in the activations (another run's table?)")
 
 
+# The largest page the one-file Snakemake report shows: it embeds a page as a base64 ``data:`` address (4/3 of the
+# page's bytes), and Chrome, Chromium and Edge show none over 2 MB (2 097 152 characters): 1.5 MB leaves a margin.
+REPORT_PAGE_BYTES = 1_500_000
+
+
+def _offering(data: dict, k: int) -> dict:
+    """``data`` offering only the top ``k`` neurons of each layer and state (the removed neurons' views stay
+    whole), with the series of the neurons and groups still offered."""
+    views = [v if v.get("ablated") else {**v, "neurons": v["neurons"][:k]} for v in data["views"]]
+    keep = {r["series"] if r["neuron"] is None else f"{v['layer']}:{r['neuron']}"
+            for v in views for r in v["neurons"]}
+    return {**data, "views": views, "series": {key: s for key, s in data["series"].items() if key in keep}}
+
+
+def report_page(data: dict, template: str | os.PathLike, full_page: str, full_path: str,
+                limit: int = REPORT_PAGE_BYTES, removed: bool = False) -> tuple[str, int | None]:
+    """The page for the one-file report, at most ``limit`` bytes: ``full_page`` where it fits, else the page
+    offering the most top neurons per layer and state that fits (``k``, its title naming them and
+    ``full_path``; ``removed``: it offers the removed neurons too), else a short page that says where the whole one
+    is (``k`` 0). Returns the page and ``k`` (None: the whole page)."""
+    if len(full_page.encode("utf-8")) <= limit:
+        return full_page, None
+    offered = max((len(v["neurons"]) for v in data["views"] if not v.get("ablated")), default=0)
+    for k in range(offered - 1, 0, -1):
+        note = (f"the top {k} neurons of each layer and state{' and the removed ones' if removed else ''}"
+                f", to fit this report; every neuron offered: {full_path}")
+        page = render_page({**_offering(data, k), "title": f"{data['title']}\n{note}"}, template)
+        if len(page.encode("utf-8")) <= limit:
+            return page, k
+    size = len(full_page.encode("utf-8")) / 1e6
+    return (REPORT_STUB.format(title=html.escape(data["title"].replace("\n", " - ")), size=size,
+                               path=html.escape(full_path)), 0)
+
+
+REPORT_STUB = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body style="font-family: sans-serif; margin: 2em; max-width: 45em">
+<h1 style="font-size: 1.2em">{title}</h1>
+<p>This neuron explorer page is {size:.1f} MB, and even offering one neuron of each layer and state it is more than
+this one-file report can show (Chrome, Chromium and Edge show no embedded page over 2 MB). Open the page itself,
+<code>{path}</code>, or build the report as a zip (<code>snakemake --report results/report.zip</code>), whose
+pages are files of their own.</p>
+</body></html>
+"""
+
+
 def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                           output: str | os.PathLike, neurons: int | None, passage_tokens: int, title: str,
                           template: str | os.PathLike = TEMPLATE,
                           ablation_path: str | os.PathLike | None = None, passage: str = "prose",
-                          scale: str = DEFAULT_SCALE, expectancy_floor: float | None = None) -> int:
+                          scale: str = DEFAULT_SCALE, expectancy_floor: float | None = None,
+                          report_output: str | os.PathLike | None = None, report_limit: int = REPORT_PAGE_BYTES,
+                          ) -> int:
     """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``; the
-    expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``); returns its size in bytes."""
+    expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``), and where
+    ``report_output`` is given, the page for the one-file report (:func:`report_page`, naming ``output``).
+    Returns the page's size in bytes."""
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
                                 passage, expectancy_floor)
     data["scale"] = check_scale(scale)
     page = render_page(data, template)
+    if report_output is not None:
+        small, k = report_page(data, template, page, str(output), report_limit, removed=ablation_path is not None)
+        write_text(report_output, small)
+        log.info("the report's page (%.1f kB): %s", len(small.encode("utf-8")) / 1e3,
+                 "this page" if k is None else f"the top {k} neurons of each layer and state" if k else
+                 "a note where this page is (no neuron fits)")
     write_text(output, page)
     return len(page.encode("utf-8"))
