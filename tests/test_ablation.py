@@ -691,6 +691,9 @@ def test_effects_figure_group_names_do_not_run_together(effects_table, tmp_path,
         assert len(ticks) == 4, [t.get_text() for t in ticks]
         boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
         assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(round(b.x0), round(b.x1)) for b in boxes]
+    # the title is wrapped within the figure (a wider one made the saved figure wider than its panels)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= fig.bbox.width, (title, fig.bbox.width)
     figs.plt.close(fig)
 
 

@@ -136,6 +136,30 @@ def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):
     assert img.shape[0] > 30 and img.shape[1] > 100
 
 
+def test_long_titles_wrap_within_the_width_the_text_sets(tmp_path):
+    """A title longer than the text's width is broken into lines: it never widens the figure (which would leave
+    the colour bar in its middle, the right of the figure blank)."""
+    words = "the film was released in 2004 and earned a profit".split()
+    values = np.linspace(-1, 1, len(words))
+    sizes = {}
+    for name, title in (("short", "d0.0_r0, text test"),
+                        ("long", "d0.0_r0, text train, tokens 0-149: expectancy p(word | preceding words); perplexity "
+                                 "of these words 673; dotted frame = no context (first token) (10 characters the "
+                                 "font lacks drawn as \ufffd)")):
+        block = TextBlock(title, words, values, symmetric_norm(values), "h")
+        draw_blocks([block, block], tmp_path / f"{name}.png", tmp_path / f"{name}.svg", dpi=60, max_chars=40,
+                    suptitle=title + " " + title)
+        sizes[name] = mpimg.imread(tmp_path / f"{name}.png").shape[:2]
+    assert sizes["long"][1] == sizes["short"][1]  # the same width: the text's
+    assert sizes["long"][0] > sizes["short"][0]  # the titles' lines take room above their blocks
+    from lstmscope.figures import text_width_pt, wrap_to_width
+
+    wrapped = wrap_to_width("one two three four five six", text_width_pt("one two three", 10) + 1, 10)
+    assert wrapped == "one two three\nfour five six"
+    assert wrap_to_width("an overlongword here", 5, 10) == "an\noverlongword\nhere"  # a word alone where none fit
+    assert wrap_to_width("kept\nbreaks", 1000, 10) == "kept\nbreaks"
+
+
 def test_a_word_without_a_value_is_framed_not_filled_unlike_a_value_near_zero(tmp_path):
     """The colour map's middle (a value of 0 on the symmetric scale) is light grey, so a word without a value
     (NaN: the first word's expectancy, words an ablation did not read) gets no fill, only a dotted frame."""

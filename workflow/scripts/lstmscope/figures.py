@@ -61,3 +61,20 @@ def text_width_pt(text: str, size: float | str, weight: str = "normal") -> float
 
     return TextToPath().get_text_width_height_descent(text, FontProperties(size=size, weight=weight),
                                                       ismath=False)[0]
+
+
+def wrap_to_width(text: str, width_pt: float, size: float | str) -> str:
+    """``text`` broken at spaces into lines no wider than ``width_pt`` (:func:`text_width_pt`) where it can be;
+    its own line breaks kept, a single word wider than that on a line of its own."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            wider = f"{line} {word}" if line else word
+            if line and text_width_pt(wider, size) > width_pt:
+                lines.append(line)
+                line = word
+            else:
+                line = wider
+        lines.append(line)
+    return "\n".join(lines)

@@ -39,7 +39,7 @@ from matplotlib.patches import Rectangle
 
 from .activations_file import open_activations, read_expectancy, read_words
 from .colours import VALUE_CMAP, check_expectancy_floor
-from .figures import plt, save_figure, save_figure_as, text_width_pt
+from .figures import plt, save_figure, save_figure_as, text_width_pt, wrap_to_width
 
 
 CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
@@ -243,26 +243,33 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
     line_in = LINE_EM * fontsize / 72.0
     layouts = [layout_words(b.words, max_chars) for b in blocks]
     n_lines = [lay[-1][0] + 1 if lay else 1 for lay in layouts]
-    title_in, gap_in = 0.32, 0.25
-    top_in = 0.25 + 0.2 * (suptitle.count("\n") + 1) if suptitle else 0.1  # a line of the title: 0.2 in
+    gap_in = 0.25
     text_w = max_chars * char_in
     left_in, cbar_gap_in, cbar_w_in, right_in = 0.15, 0.25, 0.15, 0.9
     fig_w = left_in + text_w + cbar_gap_in + cbar_w_in + right_in
+    # titles wrap within the text and its colour bar, whose width sets the figure's (a long title would widen it,
+    # leaving the colour bar in the middle): 1.2 lines of their size apart
+    title_w_pt = (text_w + cbar_gap_in + cbar_w_in) * 72
+    if suptitle:
+        suptitle = wrap_to_width(suptitle, title_w_pt, fontsize + 1)
+    blocks = [replace(b, title=wrap_to_width(b.title, title_w_pt, fontsize)) for b in blocks]
+    titles_in = [0.32 + b.title.count("\n") * 1.2 * fontsize / 72 for b in blocks]
+    top_in = 0.25 + 0.2 * (suptitle.count("\n") + 1) if suptitle else 0.1  # a line of the title: 0.2 in
     bodies = [n * line_in for n in n_lines]
     bars = [max(body, colour_bar_length(block.label)) for body, block in zip(bodies, blocks)]
-    heights = [bar + title_in for bar in bars]  # a short passage gets the room its colour bar needs below it
+    heights = [bar + title_in for bar, title_in in zip(bars, titles_in)]  # a short passage: room for its bar
     fig_h = top_in + sum(heights) + gap_in * len(blocks)
     fig = plt.figure(figsize=(fig_w, fig_h))
     if suptitle:
         fig.suptitle(suptitle, x=left_in / fig_w, y=1 - 0.12 / fig_h, ha="left", va="top", fontsize=fontsize + 1,
                      parse_math=False)  # a text's name of one's own (lstmscope-dump --name) as it is
     y_top = fig_h - top_in
-    for block, lay, lines, body, bar in zip(blocks, layouts, n_lines, bodies, bars):
+    for block, lay, lines, body, bar, title_in in zip(blocks, layouts, n_lines, bodies, bars, titles_in):
         ax = fig.add_axes([left_in / fig_w, (y_top - title_in - body) / fig_h, text_w / fig_w, body / fig_h])
         ax.set_xlim(0, max_chars)
         ax.set_ylim(lines, 0)
         ax.axis("off")
-        ax.text(0, -title_in / line_in * 0.35, block.title, fontsize=fontsize, va="bottom", ha="left",
+        ax.text(0, -0.32 / line_in * 0.35, block.title, fontsize=fontsize, va="bottom", ha="left",  # its last line
                 parse_math=False)
         normed = block.norm(np.ma.masked_invalid(np.asarray(block.values, dtype=np.float64)))
         has = ~np.ma.getmaskarray(normed)  # NaN, and what the scale cannot show (a probability of 0 on a log scale)
