@@ -113,6 +113,10 @@ def test_every_reported_file_is_labelled_and_captioned_and_no_figure_hides_behin
                     rows.setdefault(tuple(v for k, v in label.items() if k != key), set()).add(label[key])
                 assert all(row == shown for row in rows.values()), f"{category} / {sub}: a toggle hides a result"
             assert all(results[p]["caption"].strip() for p in paths), f"{category} / {sub}: a result without caption"
+            # the report lists a subcategory's results by their labels as text ("5.11" before "5.8"): the thesis's
+            # figures are numbered so that they sort in its order
+            numbered = sorted({m.group(1) for label in labels if (m := re.match(r"(\d+\.\d+)", label["figure"]))})
+            assert numbered == sorted(numbered, key=lambda n: tuple(map(int, n.split(".")))), (category, sub, numbered)
 
 
 def test_report_shows_the_word_stage_with_captions(report):

@@ -177,7 +177,7 @@ rule cluster_figures:
     output:
         numbered_png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_numbered.png",
                             caption="../report/cluster_numbered.rst", category=WORD_REPORT, subcategory="{model}",
-                            labels={"figure": "5.9/5.10 clusters, layer {layer} {state}, {linkage}",
+                            labels={"figure": "5.09/5.10 clusters, layer {layer} {state}, {linkage}",
                                     "model": "{model}", "text": "{text}"}),
         numbered_svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_numbered.svg",
         position_png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_{{linkage}}_position.png",
@@ -210,7 +210,7 @@ rule cluster_comparison:
     output:
         png=report(f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_ward_vs_single.png",
                    caption="../report/cluster_comparison.rst", category=WORD_REPORT, subcategory="{model}",
-                   labels={"figure": "5.8 ward vs single, layer {layer} {state}", "model": "{model}", "text": "{text}"}),
+                   labels={"figure": "5.08 ward vs single, layer {layer} {state}", "model": "{model}", "text": "{text}"}),
         svg=f"{CLUSTER_FIGURES}/layer{{layer}}_{{state}}_ward_vs_single.svg",
     input:
         ward=CLUSTERS_CSV.replace("{linkage}", "ward"),
