@@ -5,6 +5,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from snakemake.io import apply_wildcards
 
 SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 sys.path.insert(0, SCRIPTS)
@@ -87,16 +88,31 @@ def named(**params):
     """A rule's params, plus all of them with their names as one more, ``settings``. Snakemake compares a
     job's params with the last run's as a set of values without names, so ``neurons: 3`` where another
     param of the rule is already 3, or two values swapped, would rerun nothing; ``settings`` changes then.
-    Functions of the wildcards are left out of it (Snakemake compares what they return)."""
+    Functions of the wildcards are left out of it (Snakemake compares what they return), but for settings worked
+    out per job (:func:`tokens_read`), which enter it by their value."""
     plain = {k: v for k, v in params.items() if not callable(v)}
-    return {**params, "settings": json.dumps(plain, sort_keys=True, default=str)}
+    worked_out = {k: v for k, v in params.items() if getattr(v, "setting", False)}
+    if not worked_out:
+        return {**params, "settings": json.dumps(plain, sort_keys=True, default=str)}
+
+    def settings(wildcards):  # filled in with the wildcards as Snakemake fills in a text param ("{state}")
+        return apply_wildcards(json.dumps({**plain, **{k: v(wildcards) for k, v in worked_out.items()}},
+                                          sort_keys=True, default=str), wildcards)
+
+    return {**params, "settings": settings}
 
 
 def tokens_read(limit):
     """A param: how many of the job's text's tokens a limit (``embedding.max_tokens``, ``ablation.max_tokens``; None:
     all) lets it read, which is what the job's result depends on. A limit raised past the text's length reruns
     nothing."""
-    return lambda wildcards: min(int(config["texts"][wildcards.text]["tokens"]), int(limit) if limit else 1 << 62)
+
+    def tokens(wildcards):
+        total = int(config["texts"][wildcards.text]["tokens"])
+        return total if limit is None else min(total, int(limit))
+
+    tokens.setting = True  # named() puts its value among the settings
+    return tokens
 
 
 def embedded_title(pattern):
