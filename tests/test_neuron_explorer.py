@@ -752,6 +752,10 @@ def test_the_reports_page_offers_as_many_top_neurons_as_fit_and_every_removed_on
     # not even one neuron fits: a note naming the whole page, not a page that shows nothing
     note, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
     assert k == 0 and "results/p.html" in note and "lstmscope-data" not in note and len(note) < 2000
+    assert "even offering a single top neuron of each layer and state and the removed ones" in note
+    only_removed = {**data, "views": removed}  # nothing to leave out: said so
+    note, k = report_page(only_removed, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
+    assert k == 0 and "it offers no top neurons to leave out" in note
 
 
 @pytest.mark.browser

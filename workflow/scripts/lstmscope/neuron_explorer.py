@@ -254,15 +254,28 @@ def report_page(data: dict, template: str | os.PathLike, full_page: str, full_pa
     is (``k`` 0). Returns the page and ``k`` (None: the whole page)."""
     if len(full_page.encode("utf-8")) <= limit:
         return full_page, None
-    offered = max((len(v["neurons"]) for v in data["views"] if not v.get("ablated")), default=0)
-    for k in range(offered - 1, 0, -1):
+    def page_of(k: int) -> str:
         note = (f"the top {k} neurons of each layer and state{' and the removed ones' if removed else ''}"
                 f", to fit this report; every neuron offered: {full_path}")
-        page = render_page({**_offering(data, k), "title": f"{data['title']}\n{note}"}, template)
+        return render_page({**_offering(data, k), "title": f"{data['title']}\n{note}"}, template)
+
+    # a page grows with k: the largest k that fits by bisection (a page of every neuron of the thesis's size offers
+    # 2 000 per view and is ~190 MB: one render per k would take many minutes)
+    offered = max((len(v["neurons"]) for v in data["views"] if not v.get("ablated")), default=0)
+    fits, lo, hi = None, 1, offered - 1
+    while lo <= hi:
+        k = (lo + hi) // 2
+        page = page_of(k)
         if len(page.encode("utf-8")) <= limit:
-            return page, k
+            fits, lo = (page, k), k + 1
+        else:
+            hi = k - 1
+    if fits is not None:
+        return fits
     size = len(full_page.encode("utf-8")) / 1e6
-    return (REPORT_STUB.format(title=html.escape(data["title"].replace("\n", " - ")), size=size,
+    why = (", even offering a single top neuron of each layer and state" + (" and the removed ones" if removed else "")
+           if offered else "; it offers no top neurons to leave out")
+    return (REPORT_STUB.format(title=html.escape(data["title"].replace("\n", " - ")), size=size, why=why,
                                path=html.escape(full_path)), 0)
 
 
@@ -270,8 +283,8 @@ REPORT_STUB = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
 <body style="font-family: sans-serif; margin: 2em; max-width: 45em">
 <h1 style="font-size: 1.2em">{title}</h1>
-<p>This neuron explorer page is {size:.1f} MB, and even offering one neuron of each layer and state it is more than
-this one-file report can show (Chrome, Chromium and Edge show no embedded page over 2 MB). Open the page itself,
+<p>This neuron explorer page is {size:.1f} MB, more than this one-file report can show (Chrome, Chromium and Edge
+show no embedded page over 2 MB as the report encodes it, 1.5 MB on disk){why}. Open the page itself,
 <code>{path}</code>, or build the report as a zip (<code>snakemake --report results/report.zip</code>), whose
 pages are files of their own.</p>
 </body></html>
