@@ -141,6 +141,10 @@ def test_the_ranking_follows_rank_by_and_the_table_says_which(dead_model_tables,
 
     assert len(drawn(top_ax)) == k and len(drawn(bottom_ax)) == live - k and not drawn(top_ax) & drawn(bottom_ax)
     assert f"top {k} by" in top_ax.get_title() and f"bottom {live - k} by" in bottom_ax.get_title()
+    kept.clear()  # k beyond the live neurons: the bottom panel has none left, and says why
+    nf.top_bottom_figure(hists, by_pq, live, tmp_path / "t.png", tmp_path / "t.svg", "t")
+    bottom_ax = kept[0].axes[1]
+    assert "every live neuron is among the top" in [t.get_text() for t in bottom_ax.texts]
 
 
 def test_table_columns_stats_and_reread(tiny, dead_model_tables):

@@ -156,7 +156,20 @@ def test_long_titles_wrap_within_the_width_the_text_sets(tmp_path):
 
     wrapped = wrap_to_width("one two three four five six", text_width_pt("one two three", 10) + 1, 10)
     assert wrapped == "one two three\nfour five six"
-    assert wrap_to_width("an overlongword here", 5, 10) == "an\noverlongword\nhere"  # a word alone where none fit
+    width = text_width_pt("here", 10) + 1  # a word wider than a line (a path as a text's name): broken inside
+    lines = wrap_to_width("an overlongword here", width, 10).split("\n")
+    assert lines[0] == "an" and lines[-1] == "here" and "".join(lines[1:-1]) == "overlongword" and len(lines) > 3
+    assert all(text_width_pt(line, 10) <= width for line in lines)
+    from lstmscope.figures import figure_title
+
+    fig = plt.figure(figsize=(5, 2))  # as the contiguity figure of one text and one linkage
+    title = fig.suptitle(figure_title(fig, "Contiguity of the clusters along the text: mean run length of a cluster "
+                                           "label over that of a baseline (1 = no more contiguous than it)", 10),
+                         fontsize=10)
+    fig.canvas.draw()
+    box = title.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and "\n" in title.get_text()
+    plt.close(fig)
     assert wrap_to_width("kept\nbreaks", 1000, 10) == "kept\nbreaks"
 
 

@@ -27,7 +27,7 @@ from matplotlib import colors
 from .ablation_file import AblationError, AblationFile, check_table_matches, read_ablation, read_ablation_table
 from .ablation_table import INTERVAL
 from .atomic import write_table
-from .figures import plt, save_figure, wrap_to_width
+from .figures import figure_title, plt, save_figure
 from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
 from .order import models_in_order
 from .wikitext import check_passage, passage_avoid
@@ -171,10 +171,9 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
     unknown = np.isnan(np.concatenate(change_intervals(table))).any()
     how = f"{removal_phrase(method)}, " if method else ""
-    fig.suptitle(wrap_to_width(f"{model}, text {text}: neurons removed ({how}intact perplexity {base:.1f}{over})\n"
-                               "lines: the change's 95 % interval over the text; hollow: it includes 0"
-                               + (" or there is none (too few words)" if unknown else ""),
-                               fig.get_figwidth() * 72 - 20, 11), fontsize=11)  # within the panels' width
+    fig.suptitle(figure_title(fig, f"{model}, text {text}: neurons removed ({how}intact perplexity {base:.1f}{over})\n"
+                              "lines: the change's 95 % interval over the text; hollow: it includes 0"
+                              + (" or there is none (too few words)" if unknown else ""), 11), fontsize=11)
     fig.tight_layout()
     for ax, candidates in labels:
         place_labels(ax, candidates)
@@ -361,7 +360,7 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
         ax.set_ylabel("perplexity change (%)")
     # beside the first row's last panel, never over a point (a layer's largest change can lie anywhere)
     panels[min(len(panels), PANELS_PER_ROW) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
-    fig.suptitle(wrap_to_width(title, fig.get_figwidth() * 72 - 20, 11), fontsize=11)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 

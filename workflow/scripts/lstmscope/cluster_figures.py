@@ -21,7 +21,7 @@ from matplotlib.transforms import offset_copy
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
 from .cluster_measures import runs
-from .figures import plt, save_figure, text_width_pt
+from .figures import figure_title, plt, save_figure, text_width_pt
 from .wikitext import HEADING_SETTLE, passage_avoid
 from .points import view_order
 from .top_words import parse_top_words
@@ -243,7 +243,7 @@ def ward_vs_single_figure(tables: Mapping[str, pd.DataFrame], title: str, png: s
         n = len(sizes)
         ax.set_title(f"{linkage} linkage: {n} cluster{'s' * (n != 1)}, largest {sizes.max() / len(table):.0%} of tokens",
                      fontsize=10)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 
@@ -253,7 +253,7 @@ def numbered_clusters_figure(table: pd.DataFrame, title: str, png: str | os.Path
     """Figs. 5.9/5.10: one clustering with its clusters numbered (1 = largest)."""
     fig, ax = plt.subplots(figsize=(8, 8))
     draw_clusters(ax, table, fontsize=10)
-    ax.set_title(title, fontsize=11)
+    ax.set_title(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 
@@ -281,7 +281,7 @@ def highlight_word_figure(embeddings: Mapping[tuple[int, str], pd.DataFrame], wo
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
     if not hits:  # a typo draws grey points only
@@ -396,7 +396,7 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
         ax.scatter([r.longest_span_start + (r.longest_span_length - 1) / 2], [r.cluster], marker="v",
                    s=(2 * MARK_HALF_PT) ** 2, color=colour, edgecolors="black", linewidths=0.5, zorder=4, clip_on=False,
                    transform=offset_copy(ax.transData, fig=fig, y=MARK_RISE_PT, units="points"))
-    ax.set_title(title, fontsize=11)
+    ax.set_title(figure_title(fig, title, 11), fontsize=11)
     tx = fig.add_subplot(grid[1])
     tx.axis("off")
     tx.text(0, 1, "\n\n".join(wrapped), va="top", ha="left", fontsize=8, transform=tx.transAxes, wrap=False,
@@ -475,8 +475,9 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                     ax.plot(xi, vi, "o", markersize=4, zorder=3, markerfacecolor="white" if hollow else colour,
                             markeredgecolor=edge if hollow else colour)
         column[0].set_ylim(low, high)
-    fig.suptitle("Contiguity of the clusters along the text: mean run length of a cluster label over that of a "
-                 "baseline (1 = no more contiguous than it)\nhollow: within 1.96 standard deviations of the "
-                 "baseline's run length; a dot ends a bar too short to see (hollow or filled as the bar)", fontsize=10)
+    fig.suptitle(figure_title(fig, "Contiguity of the clusters along the text: mean run length of a cluster label over "
+                              "that of a baseline (1 = no more contiguous than it)\nhollow: within 1.96 standard "
+                              "deviations of the baseline's run length; a dot ends a bar too short to see (hollow or "
+                              "filled as the bar)", 10), fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)

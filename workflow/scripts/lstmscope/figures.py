@@ -64,17 +64,32 @@ def text_width_pt(text: str, size: float | str, weight: str = "normal") -> float
 
 
 def wrap_to_width(text: str, width_pt: float, size: float | str) -> str:
-    """``text`` broken at spaces into lines no wider than ``width_pt`` (:func:`text_width_pt`) where it can be;
-    its own line breaks kept, a single word wider than that on a line of its own."""
+    """``text`` broken at spaces into lines no wider than ``width_pt`` (:func:`text_width_pt`), its own line breaks
+    kept; a word wider than that alone (a path given as a text's name) is broken between characters."""
+    def pieces(word: str) -> list[str]:
+        out = [""]
+        for ch in word:
+            if out[-1] and text_width_pt(out[-1] + ch, size) > width_pt:
+                out.append("")
+            out[-1] += ch
+        return out
+
     lines = []
     for paragraph in text.split("\n"):
         line = ""
         for word in paragraph.split(" "):
             wider = f"{line} {word}" if line else word
-            if line and text_width_pt(wider, size) > width_pt:
-                lines.append(line)
-                line = word
-            else:
+            if text_width_pt(wider, size) <= width_pt:
                 line = wider
+                continue
+            if line:
+                lines.append(line)
+            *whole, line = pieces(word) if text_width_pt(word, size) > width_pt else [word]
+            lines.extend(whole)
         lines.append(line)
     return "\n".join(lines)
+
+
+def figure_title(fig: "plt.Figure", text: str, size: float) -> str:
+    """``text`` wrapped within ``fig``'s width (less 20 pt of margin): a title that would widen the saved figure."""
+    return wrap_to_width(text, fig.get_figwidth() * 72 - 20, size)

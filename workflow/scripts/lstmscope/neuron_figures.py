@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib import ticker
 
 from .divergence import COLUMNS, RANK_BY, check_divergence_fits, ranked, ranking_measure, read_divergence
-from .figures import plt, save_figure
+from .figures import figure_title, plt, save_figure
 from .histogram import HistogramError, StoredHistogram, read_histograms, select
 from .order import models_in_order
 
@@ -111,7 +111,7 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
         ax.set_xlabel("activation")
         ax.set_ylabel("density (log)")
         ax.legend(fontsize=8, **LEGEND_OUTSIDE)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 
@@ -134,7 +134,8 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
         for ax, bottom, chosen in zip(row, (False, True), picks):
             _step(ax, hist, density(hist), color="black", lw=2.2, label="layer average", zorder=3)
             if chosen.empty:
-                ax.text(0.5, 0.5, "no live neuron", transform=ax.transAxes, ha="center")
+                ax.text(0.5, 0.5, "every live neuron is among the top" if bottom and not top.empty else
+                        "no live neuron", transform=ax.transAxes, ha="center")
             idx = chosen["neuron"].to_numpy()
             dens = density(hist, idx) if len(idx) else np.empty((0, hist.counts.shape[1]))
             for r, d in zip(chosen.itertuples(), dens):
@@ -150,7 +151,7 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
             ax.set_ylabel("density (log)", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=7, **LEGEND_OUTSIDE)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
 
@@ -198,8 +199,9 @@ def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, pn
                    f"±{dead_threshold:g}: {share}; no neuron is dead (> {dead_fraction:.0%})")
     axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}{verdict}", fontsize=9)
     n_layers, n_states = table["layer"].nunique(), table["state"].nunique()
-    fig.suptitle(f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} layer{'s' * (n_layers != 1)} × "
-                 f"{n_states} state{'s' * (n_states != 1)} × {len(table) // max(1, n_layers * n_states)})", fontsize=10)
+    fig.suptitle(figure_title(fig, f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} "
+                              f"layer{'s' * (n_layers != 1)} × {n_states} state{'s' * (n_states != 1)} × "
+                              f"{len(table) // max(1, n_layers * n_states)})", 10), fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
     return {"layer": layer, "state": state, "neuron": neuron, "dead": bool(best["dead"]), "dead_count": n_dead}
@@ -261,7 +263,7 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
         ax.set_ylabel("mean |activation|")
     for ax in axes[0]:  # from 0, once every layer is drawn (each column's scale reaches its largest value)
         ax.set_ylim(bottom=0)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     handles, labels = [], []  # column by column: h's two entries, then c's (ncol=2 fills the columns in turn)
     # several models of a dropout: the band is the mean of their quartiles (not those of all their neurons pooled)

@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 
 from .atomic import atomic_path
-from .figures import plt, save_figure
+from .figures import figure_title, plt, save_figure
 
 COLUMNS = ["model", "dropout", "replicate", "seed", "valid_ppl", "test_ppl", "epochs", "best_epoch", "training_seconds"]
 
@@ -137,8 +137,8 @@ def perplexity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
         ax.plot(mean.index, mean.values, linestyle="-", alpha=0.5, color=ax.lines[-1].get_color())
     ax.set_xlabel("dropout")
     ax.set_ylabel("perplexity")
-    ax.set_title(f"Perplexity vs dropout\n({table.attrs.get('scored_on', 'validation and test split')}; "
-                 "pytorch/examples' evaluation)", fontsize=10)
+    ax.set_title(figure_title(fig, f"Perplexity vs dropout\n({table.attrs.get('scored_on', 'validation and test split')}"
+                                   "; pytorch/examples' evaluation)", 10), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, png, svg, dpi=dpi)
