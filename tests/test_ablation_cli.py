@@ -108,6 +108,17 @@ def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path,
     for row in table.itertuples():
         assert row.neurons in out and f"{row.perplexity:.4g}" in out
     assert png.stat().st_size > 5000
+    # its provenance beside it, as beside the pipeline's tables: the table's and the inputs' SHA-256, the settings
+    import hashlib
+    import json
+
+    record = json.loads((tmp_path / "t.csv.provenance.json").read_text())
+    assert record["table_sha256"] == hashlib.sha256(csv.read_bytes()).hexdigest()
+    assert record["inputs"] == {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+                                for p in (tiny.checkpoint, tiny.activations)}
+    assert record["command"] == "lstmscope-ablate" and record["settings"]["neurons"] == ["2:3", "2:5"]
+    assert record["settings"]["together"] is True and record["settings"]["tokens"] == 200
+    assert record["git_commit"] and record["numpy"]
 
 
 def test_the_console_script_runs(tiny, tmp_path):

@@ -188,6 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: an output being written is already removed
         print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
         return stop_status(exc)
+    if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables
+        from .provenance import record_table, sha256_file
+
+        record_table(args.output, command=PROG, inputs={str(p): sha256_file(p) for p in inputs},
+                     settings={"neurons": args.neuron, "together": args.together, "method": args.method,
+                               "hold_from": args.hold_from, "tokens": args.tokens, "top_words": args.top_words,
+                               "min_count": args.min_count, "device": args.device, "threads": args.threads})
     read = int(table["tokens"].iloc[0])
     if args.tokens is not None and read < args.tokens:
         print(f"{PROG}: note: the text has {read} tokens: all of them read, not --tokens {args.tokens}", file=sys.stderr)

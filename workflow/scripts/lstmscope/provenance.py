@@ -111,12 +111,17 @@ def record_tables(job: Any, **fields: Any) -> list[Path]:
     settings = {name: _plain(value) for name, value in job.params.items() if name != "settings"}
     inputs = {str(path): ("a folder" if os.path.isdir(path) else sha256_file(path)) for path in job.input
               if not (Path(path).suffix == ".py" and Path(path).resolve().parent == _PACKAGE_DIR)}
-    written = []
-    for table in (Path(p) for p in job.output if str(p).endswith(".csv")):
-        record = provenance(table=table.name, table_sha256=sha256_file(table), rule=str(job.rule),
-                            wildcards={k: str(v) for k, v in job.wildcards.items()}, settings=settings,
-                            inputs=inputs, **fields)
-        path = table.with_name(table.name + TABLE_RECORD)
-        write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-        written.append(path)
-    return written
+    return [record_table(table, rule=str(job.rule), wildcards={k: str(v) for k, v in job.wildcards.items()},
+                         settings=settings, inputs=inputs, **fields)
+            for table in (Path(p) for p in job.output if str(p).endswith(".csv"))]
+
+
+def record_table(table: str | os.PathLike, **fields: Any) -> Path:
+    """Write ``<table>.provenance.json`` beside a CSV table: its name and SHA-256, ``fields`` (what made it) and
+    the code version; returns the record's path. For a table a command wrote, ``fields`` name the command, its
+    settings and its inputs' SHA-256."""
+    table = Path(table)
+    record = provenance(table=table.name, table_sha256=sha256_file(table), **fields)
+    path = table.with_name(table.name + TABLE_RECORD)
+    write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return path
