@@ -34,9 +34,11 @@ def table_of(paths):
 
 
 def title(path) -> str:
-    """The figure's title, its two lines joined."""
+    """The figure's title, its lines (wrapped within the figure) joined: the texts from its first line to its last."""
     texts = [t.text.strip() for t in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text") if t.text]
-    return " ".join(t for t in texts if "Perplexity" in t or "evaluation" in t)
+    first = next(i for i, t in enumerate(texts) if t.startswith("Perplexity"))
+    last = next(i for i, t in enumerate(texts) if i >= first and t.endswith("evaluation)"))
+    return " ".join(texts[first:last + 1])
 
 
 @pytest.mark.parametrize("tokens, said", [
