@@ -254,6 +254,7 @@ def report_page(data: dict, template: str | os.PathLike, full_page: str, full_pa
     is (``k`` 0). Returns the page and ``k`` (None: the whole page)."""
     if len(full_page.encode("utf-8")) <= limit:
         return full_page, None
+
     def page_of(k: int) -> str:
         note = (f"the top {k} neurons of each layer and state{' and the removed ones' if removed else ''}"
                 f", to fit this report; every neuron offered: {full_path}")
@@ -284,9 +285,8 @@ REPORT_STUB = """<!DOCTYPE html>
 <body style="font-family: sans-serif; margin: 2em; max-width: 45em">
 <h1 style="font-size: 1.2em">{title}</h1>
 <p>This neuron explorer page is {size:.1f} MB, more than this one-file report can show (Chrome, Chromium and Edge
-show no embedded page over 2 MB as the report encodes it, 1.5 MB on disk){why}. Open the page itself,
-<code>{path}</code>, or build the report as a zip (<code>snakemake --report results/report.zip</code>), whose
-pages are files of their own.</p>
+show no embedded page over 2 MB as the report encodes it, 1.5 MB on disk){why}. Open the page itself:
+<code>{path}</code>.</p>
 </body></html>
 """
 
