@@ -335,13 +335,12 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
 
 
 def _check_consistency(config: dict[str, Any]) -> None:
+    seen: dict[str, str] = {}  # lower case -> name
     for name in config["texts"]:
         if name.lower() in NOT_READ_AS_TEXT:
             raise ConfigError(f"config key texts.{name}: a CSV table would read the name {name!r} back as a missing "
                               "value, a boolean or a number; choose another name")
-    seen: dict[str, str] = {}
-    for name in config["texts"]:  # its files: results/activations/<model>/<name>.h5, …
-        if name.lower() in seen:
+        if name.lower() in seen:  # its files: results/activations/<model>/<name>.h5, …
             raise ConfigError(f"config key texts.{name}: the text {seen[name.lower()]!r} differs from it only in case; "
                               "their files would be one file where names ignore case (macOS, Windows)")
         seen[name.lower()] = name
