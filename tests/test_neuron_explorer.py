@@ -737,7 +737,7 @@ def test_the_reports_page_offers_as_many_top_neurons_as_fit_and_every_removed_on
     assert removed and all(len(t) == K for t in top)
     limit = len(page.encode()) - 1
     for want in range(K - 1, 0, -1):  # each limit just below the last page: one neuron fewer, the most that fit
-        small_page, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
+        small_page, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit)
         assert k == want and len(small_page.encode()) <= limit, (limit, k)
         got = _page_data(small_page)
         got_top, got_removed = offered(got)
@@ -750,11 +750,11 @@ def test_the_reports_page_offers_as_many_top_neurons_as_fit_and_every_removed_on
                 "neuron offered: results/p.html") in got["title"]
         limit = len(small_page.encode()) - 1
     # not even one neuron fits: a note naming the whole page, not a page that shows nothing
-    note, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
+    note, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit)
     assert k == 0 and "results/p.html" in note and "lstmscope-data" not in note and len(note) < 2000
     assert "even offering a single top neuron of each layer and state and the removed ones" in note
     only_removed = {**data, "views": removed}  # nothing to leave out: said so
-    note, k = report_page(only_removed, TEMPLATE, page, "results/p.html", limit=limit, removed=True)
+    note, k = report_page(only_removed, TEMPLATE, page, "results/p.html", limit=limit)
     assert k == 0 and "it offers no top neurons to leave out" in note
 
 

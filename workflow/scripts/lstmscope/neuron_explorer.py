@@ -247,13 +247,14 @@ def _offering(data: dict, k: int) -> dict:
 
 
 def report_page(data: dict, template: str | os.PathLike, full_page: str, full_path: str,
-                limit: int = REPORT_PAGE_BYTES, removed: bool = False) -> tuple[str, int | None]:
+                limit: int = REPORT_PAGE_BYTES) -> tuple[str, int | None]:
     """The page for the one-file report, at most ``limit`` bytes: ``full_page`` where it fits, else the page
     offering the most top neurons per layer and state that fits (``k``, its title naming them and
-    ``full_path``; ``removed``: it offers the removed neurons too), else a short page that says where the whole one
-    is (``k`` 0). Returns the page and ``k`` (None: the whole page)."""
+    ``full_path``, and the removed neurons where ``data`` offers them), else a short page that says where the whole
+    one is (``k`` 0). Returns the page and ``k`` (None: the whole page)."""
     if len(full_page.encode("utf-8")) <= limit:
         return full_page, None
+    removed = any(v.get("ablated") for v in data["views"])
 
     def page_of(k: int) -> str:
         note = (f"the top {k} neurons of each layer and state{' and the removed ones' if removed else ''}"
@@ -307,7 +308,7 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
     data["scale"] = check_scale(scale)
     page = render_page(data, template)
     if report_output is not None:
-        small, k = report_page(data, template, page, str(output), report_limit, removed=ablation_path is not None)
+        small, k = report_page(data, template, page, str(output), report_limit)
         write_text(report_output, small)
         log.info("the report's page (%.1f kB): %s", len(small.encode("utf-8")) / 1e3,
                  "this page" if k is None else f"the top {k} neurons of each layer and state" if k else
