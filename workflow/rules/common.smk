@@ -119,9 +119,10 @@ def embedded_title(pattern):
     """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
     its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""
 
+    embedded = tokens_read(config["embedding"]["max_tokens"])
+
     def title(wildcards):
-        total = int(config["texts"][wildcards.text]["tokens"])
-        n = min(int(config["embedding"]["max_tokens"]), total)
+        total, n = int(config["texts"][wildcards.text]["tokens"]), embedded(wildcards)
         span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
         return pattern.format(**{**dict(wildcards.items()), "text": f"{wildcards.text} ({span})"})
 
@@ -134,12 +135,12 @@ def clustered_title(pattern):
     if config["cluster"]["space"] != "pca":
         return title
     hidden = int(config["architecture"]["hidden_size"])
+    embedded = tokens_read(config["embedding"]["max_tokens"])
 
     def clustered(wildcards):
         # as lstmscope.embedding.project_pca: components, at most the tokens embedded; none at all (the
         # states themselves) where that leaves no fewer dimensions than the states have
-        tokens = min(int(config["embedding"]["max_tokens"]), int(config["texts"][wildcards.text]["tokens"]))
-        k = min(int(config["embedding"]["pca_components"]), tokens)
+        k = min(int(config["embedding"]["pca_components"]), embedded(wildcards))
         space = f"the states' {k}-d PCA" if k < hidden else f"the {hidden}-d states"
         return f"{title(wildcards)}\nclusters of {space}, drawn on the t-SNE map"
 
