@@ -97,7 +97,9 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
                      "method": method,  # a table of units held at 0 would read as one of units held at their mean
                      "neurons": " ".join(f"{layer}:{j}" for layer, j in group),
                      **effect_summary(mt.words, intact, ablated, min_count, top_words)})
-    return pd.DataFrame(rows, columns=COLUMNS), mt.words, effects
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.attrs["checkpoint_sha256"] = mt.checkpoint_sha256  # hashed once, when the checkpoint was loaded
+    return table, mt.words, effects
 
 
 def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int,
@@ -191,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables
         from .provenance import record_table, sha256_file
 
-        record_table(args.output, command=PROG, inputs={str(p): sha256_file(p) for p in inputs},
+        hashed = {args.checkpoint: table.attrs["checkpoint_sha256"]}
+        record_table(args.output, command=PROG, inputs={str(p): hashed.get(p) or sha256_file(p) for p in inputs},
                      settings={"neurons": args.neuron, "together": args.together, "method": args.method,
                                "hold_from": args.hold_from, "tokens": args.tokens, "top_words": args.top_words,
                                "min_count": args.min_count, "device": args.device, "threads": args.threads})
