@@ -21,6 +21,7 @@ wildcard_constraints:
     layer=r"[0-9]+",
     state=r"h|c",
     linkage=r"single|ward",
+    seed=r"[0-9]+",
 
 
 include: "workflow/rules/data.smk"

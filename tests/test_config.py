@@ -182,6 +182,23 @@ def test_a_text_name_the_tables_would_not_read_back_is_refused(name):
         validate_config(cfg, SCHEMA)
 
 
+def test_stability_seeds_are_other_seeds_than_the_maps_and_a_set():
+    """embedding.stability_seeds makes more maps of the same states; the reference seed again would be the reference
+    map under another name, a seed twice the same map twice."""
+    cfg = default_config()
+    cfg["embedding"]["stability_seeds"] = [7, 42]
+    with pytest.raises(ConfigError, match=r"^config key embedding.stability_seeds: 42 is embedding.seed, the seed of "
+                                          r"the map every other output shows; list only other seeds$"):
+        validate_config(cfg, SCHEMA)
+    cfg = default_config()
+    cfg["embedding"]["stability_seeds"] = [7, 7]
+    with pytest.raises(ConfigError, match=r"embedding.stability_seeds"):
+        validate_config(cfg, SCHEMA)
+    cfg = default_config()
+    cfg["embedding"].update(seed=1, stability_seeds=[])  # none: no other map (config.yaml's 1 is free then)
+    assert validate_config(cfg, SCHEMA)["embedding"]["stability_seeds"] == []
+
+
 def test_text_names_that_differ_only_in_case_are_refused():
     """results/activations/<model>/Test.h5 and test.h5 are one file where names ignore case (macOS, Windows)."""
     cfg = default_config()
@@ -547,6 +564,7 @@ def test_a_restated_config_gets_one_spelling():
     restated["models"]["dropouts"] = [0, *restated["models"]["dropouts"][1:]]
     restated["embedding"].update(layers=[2, 1], states=["c", "h"], perplexity=30.0)
     restated["cluster"]["linkages"] = ["ward", "single"]
+    restated["embedding"]["stability_seeds"] = list(reversed(restated["embedding"]["stability_seeds"]))
     restated["heatmap"]["neurons"] = 3.0  # a count written as a float
     del restated["texts"]["test"]["offset"]  # a default filled in (at the end of the mapping)
     restated = dict(reversed(list(restated.items())))  # sections in another order

@@ -142,6 +142,13 @@ def test_report_shows_the_word_stage_with_captions(report):
     for path in ("results/figures/clusters/contiguity.png", "results/tables/clusters/contiguity.csv"):
         labels = results[path]["labels"]  # the embedded models and texts, not "all"
         assert (labels["model"], labels["text"]) == ("d0.0_r0, d0.5_r0", "test"), labels
+    for path in ("results/figures/clusters/seed_stability.png", "results/tables/clusters/seed_stability.csv"):
+        assert path in embedded, path
+        labels = results[path]["labels"]
+        assert (labels["model"], labels["text"]) == ("d0.0_r0, d0.5_r0", "test"), labels
+        caption = " ".join(results[path]["caption"].split())
+        assert f"embedding.stability_seeds ({', '.join(map(str, cfg['embedding']['stability_seeds']))}; the " \
+               "reference map, the one every other figure shows, has seed 42)" in caption, caption
     mine = [p for p in embedded if "/clusters/" in p or "/explorer/" in p]
     assert all(results[p]["caption"].strip() for p in mine), "every output of the stage has a caption"
     # captions are rendered with the job's wildcards
@@ -175,6 +182,15 @@ def test_word_stage_outputs_of_the_tiny_run(tiny_run):
         assert data["title"] == f"lstmscope explorer · {model} · test (its first 500 of 600 tokens)"
     contiguity = pd.read_csv(results / "tables" / "clusters" / "contiguity.csv")
     assert len(contiguity) == 16
+    # one more map per view and seed of embedding.stability_seeds, each clustered as the reference map was
+    seeds = cfg["embedding"]["stability_seeds"]
+    assert seeds == [3]
+    stability = pd.read_csv(results / "tables" / "clusters" / "seed_stability.csv")
+    assert len(stability) == 16 * (1 + len(seeds)) and set(stability["seed"]) == {42, *seeds}
+    assert (stability["reference"] == (stability["seed"] == 42)).all()
+    assert (stability["clusters"] == k).all()
+    merged = stability[stability["reference"]].merge(contiguity, on=["model", "text", "layer", "state", "linkage"])
+    assert len(merged) == 16 and (merged["contiguity_ratio_x"] == merged["contiguity_ratio_y"]).all()
 
 
 @pytest.mark.parametrize("neurons,offered", [(3, "among the 3 top-KL neurons"), (None, "among all the live neurons")])

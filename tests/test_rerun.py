@@ -202,6 +202,25 @@ def test_a_threshold_per_linkage_cuts_each_linkage_at_its_own_and_another_ward_t
     assert [(j.rule, j.wildcards["linkage"]) for j in planned] == [("cluster_tokens", "ward")], describe(planned)
 
 
+def test_another_stability_seed_maps_only_its_views_and_reruns_only_the_stability_tables(tiny_workdir):
+    """embedding.stability_seeds: a seed added makes its maps of every embedded view and reruns the stability tables,
+    nothing else (the reference maps, their clusters and figures are untouched); none at all plans nothing and leaves
+    the stability stage out."""
+    all_jobs = forced_jobs(tiny_workdir)
+    views = sum(1 for j in all_jobs if j.rule == "embed_tsne")
+    planned = planned_jobs(tiny_workdir, "--config", "embedding={stability_seeds: [3, 4]}")
+    assert Counter(j.rule for j in planned) == {"embed_tsne_seed": views, "cluster_stability": 2,
+                                                "cluster_stability_summary": 1}, describe(planned)
+    assert {j.wildcards["seed"] for j in planned if j.rule == "embed_tsne_seed"} == {"4"}
+    assert planned_jobs(tiny_workdir, "--config", "embedding={stability_seeds: []}") == []
+    assert not {"embed_tsne_seed", "cluster_stability"} & {j.rule for j in planned_jobs(
+        tiny_workdir, "-F", "--config", "embedding={stability_seeds: []}")}
+    # another cut of the clusters reruns the stability tables with them
+    planned = {j.rule for j in planned_jobs(tiny_workdir, "--config", "cluster={n_clusters: 4}")}
+    assert {"cluster_tokens", "cluster_stability", "cluster_stability_summary"} <= planned
+    assert "embed_tsne_seed" not in planned
+
+
 def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     """The download is checksummed (url, timeout and retries cannot change the files), a resumed training
     is bit-identical (how often it saves cannot change the weights), and a token limit counts as the tokens read."""
@@ -426,7 +445,8 @@ ADAPTERS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
 # (test_settings_that_cannot_change_a_result_rerun_nothing).
 FROM_CONFIG = {"download_wikitext2.py": ['snakemake.config["data"]'],
                "train_lstm.py": ['snakemake.config["training"]["save_every_batches"]'],
-               "cluster_tokens.py": ['snakemake.config["cluster"]["ward_max_points"]']}
+               "cluster_tokens.py": ['snakemake.config["cluster"]["ward_max_points"]'],
+               "cluster_stability.py": ['snakemake.config["cluster"]["ward_max_points"]']}
 
 
 @pytest.mark.parametrize("script", ADAPTERS, ids=lambda p: p.name)

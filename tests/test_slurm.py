@@ -127,6 +127,9 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     assert counts["neuron_divergence"] == models * texts
     assert counts["embed_tsne"] == embedded * views
     assert counts["cluster_tokens"] == embedded * views * 2  # single and ward
+    seeds = len(emb["stability_seeds"])  # more t-SNE maps of each view, clustered per model and text
+    assert seeds and counts["embed_tsne_seed"] == embedded * views * seeds
+    assert counts["cluster_stability"] == embedded and counts["cluster_stability_summary"] == 1
     explorer = preset["neuron_explorer"]
     assert counts["neuron_explorer"] == len(explorer["dropouts"]) * len(explorer["texts"]) == models
     ablated = models * len(preset.get("ablation", {}).get("texts", ["test"]))  # ablation.dropouts: null = every model

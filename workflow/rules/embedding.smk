@@ -11,9 +11,12 @@ EMBED_VIEWS = [(int(layer), state) for layer in EMBEDDING["layers"] for state in
 LINKAGES = list(CLUSTER["linkages"])
 CLUSTER_PCA = CLUSTER["space"] == "pca"  # cluster the PCA-reduced states instead of the 2-D map
 CLUSTER_KEYS = [[layer, state, linkage] for layer, state in EMBED_VIEWS for linkage in LINKAGES]
+STABILITY_SEEDS = list(EMBEDDING["stability_seeds"])  # more t-SNE maps of the same states (cluster_stability)
+STABILITY_KEYS = [[layer, state, seed] for layer, state in EMBED_VIEWS for seed in STABILITY_SEEDS]
 EXPLORER_TEMPLATE = library_path("explorer_template.html")
 
 EMBEDDING_CSV = "results/embedding/{model}/{text}/layer{layer}_{state}.csv"
+SEED_EMBEDDING_CSV = "results/embedding/{model}/{text}/seed{seed}/layer{layer}_{state}.csv"  # another t-SNE seed
 CLUSTERS_CSV = "results/clusters/{model}/{text}/layer{layer}_{state}_{linkage}.csv"
 CLUSTER_FIGURES = "results/figures/clusters/{model}/{text}"
 CLUSTER_TABLES = "results/tables/clusters/{model}_{text}"
@@ -66,6 +69,27 @@ rule embed_tsne:
         "../../envs/analysis.yaml"
     script:
         "../scripts/embed_tsne.py"
+
+
+# The same states mapped with another t-SNE seed (embedding.stability_seeds): only the seed differs.
+use rule embed_tsne as embed_tsne_seed with:
+    output:
+        SEED_EMBEDDING_CSV,
+    params:
+        **named(
+            layer=lambda wildcards: int(wildcards.layer),
+            state="{state}",
+            max_tokens=tokens_read(EMBEDDING["max_tokens"]),
+            pca_components=EMBEDDING["pca_components"],
+            perplexity=EMBEDDING["perplexity"],
+            n_iter=EMBEDDING["n_iter"],
+            early_exaggeration_iter=EMBEDDING["early_exaggeration_iter"],
+            seed=lambda wildcards: int(wildcards.seed),
+        ),
+    log:
+        log_path("embed_tsne", "{model}/{text}/seed{seed}/layer{layer}_{state}"),
+    benchmark:
+        benchmark_path("embed_tsne", "{model}/{text}/seed{seed}/layer{layer}_{state}")
 
 
 rule cluster_tokens:
@@ -144,6 +168,44 @@ rule cluster_measures:
         "../scripts/cluster_measures.py"
 
 
+rule cluster_stability:
+    output:
+        report(f"{CLUSTER_TABLES}_seed_stability.csv", caption="../report/cluster_stability.rst",
+               category=WORD_REPORT, subcategory="{model}",
+               labels={"figure": "clusters across t-SNE seeds (CSV)", "model": "{model}", "text": "{text}"}),
+    input:
+        tables=CLUSTER_TABLES_OF_TEXT,
+        maps=expand(SEED_EMBEDDING_CSV, zip, layer=[k[0] for k in STABILITY_KEYS],
+                    state=[k[1] for k in STABILITY_KEYS], seed=[k[2] for k in STABILITY_KEYS], allow_missing=True),
+        code=lib("cluster_stability"),
+    params:
+        **named(
+            views=CLUSTER_KEYS,
+            maps=STABILITY_KEYS,
+            model="{model}",
+            text="{text}",
+            reference_seed=EMBEDDING["seed"],
+            n_clusters=CLUSTER["n_clusters"],
+            distance_threshold={linkage: distance_threshold(CLUSTER["distance_threshold"], linkage)
+                                for linkage in LINKAGES},
+            space=CLUSTER["space"],
+            shuffles=CLUSTER["shuffles"],
+            # cluster.ward_max_points is no param, as for cluster_tokens: a memory guard changes no clustering
+        ),
+    threads: 1
+    log:
+        log_path("cluster_stability", "{model}/{text}"),
+    benchmark:
+        benchmark_path("cluster_stability", "{model}/{text}")
+    resources:
+        mem_mb=lambda wildcards, attempt: (WARD_MEM_MB if "ward" in LINKAGES else 1000) * attempt,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_stability.py"
+
+
 # the report's labels of what compares the embedded models: those models and texts (embedding.dropouts, .texts), not all
 EMBEDDED_LABELS = {"model": ", ".join(EMBED_MODELS), "text": ", ".join(EMBED_TEXTS)}
 
@@ -171,6 +233,31 @@ rule cluster_contiguity:
         "../../envs/analysis.yaml"
     script:
         "../scripts/cluster_contiguity.py"
+
+
+rule cluster_stability_summary:
+    output:
+        table=report("results/tables/clusters/seed_stability.csv", caption="../report/cluster_stability.rst",
+                     category=WORD_REPORT, subcategory="all models",
+                     labels={"figure": "clusters across t-SNE seeds (CSV)", **EMBEDDED_LABELS}),
+        png=report("results/figures/clusters/seed_stability.png", caption="../report/cluster_stability.rst",
+                   category=WORD_REPORT, subcategory="all models",
+                   labels={"figure": "clusters across t-SNE seeds", **EMBEDDED_LABELS}),
+        svg="results/figures/clusters/seed_stability.svg",
+    input:
+        tables=expand(f"{CLUSTER_TABLES}_seed_stability.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
+        code=lib("cluster_stability_summary"),
+    params:
+        dpi=FIGURES["dpi"],
+    log:
+        log_path("cluster_stability_summary", "seed_stability"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_stability_summary.py"
 
 
 rule cluster_figures:
@@ -303,4 +390,5 @@ ALL_TARGETS.extend(
               model=EMBED_MODELS, text=EMBED_TEXTS)
        if {"ward", "single"} <= set(LINKAGES) else [])
     + (list(rules.cluster_contiguity.output) if EMBED_MODELS and EMBED_TEXTS else [])
+    + (list(rules.cluster_stability_summary.output) if EMBED_MODELS and EMBED_TEXTS and STABILITY_SEEDS else [])
 )

@@ -318,6 +318,9 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key texts.{name}: offset {text['offset']} + tokens {text['tokens']} = {end} is "
                               f"longer than split {text['split']!r} ({available} tokens)")
     emb, cl = config["embedding"], config["cluster"]
+    if emb["seed"] in emb["stability_seeds"]:
+        raise ConfigError(f"config key embedding.stability_seeds: {emb['seed']} is embedding.seed, the seed of the "
+                          "map every other output shows; list only other seeds")
     for name in emb["texts"] if emb["dropouts"] else []:
         tokens = config["texts"][name]["tokens"]
         points = min(tokens, emb["max_tokens"]) if emb["max_tokens"] else tokens

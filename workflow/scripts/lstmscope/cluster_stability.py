@@ -1,0 +1,108 @@
+"""Do the map's clusters survive another t-SNE seed?
+
+A t-SNE map is one draw: another seed places the same tokens differently, and the clusters cut from it, their
+contiguity along the text included, may change with it. :func:`seed_stability` clusters the maps of the same states
+made with other seeds (``embedding.stability_seeds``) with the same linkage and cut as the reference map (the one
+every other table and figure shows, ``embedding.seed``) and measures, per seed, the adjusted Rand index of its
+clusters against the reference map's and the contiguity of its clusters (both baselines of
+:func:`lstmscope.cluster_measures.partition_measures`, with the same shuffles). With ``cluster.space: pca`` the
+clusters of the states do not depend on the map's seed at all; there the maps' own clusters (``map_cluster``, cut
+at the states' number of clusters) are compared, and ``state_ari`` gives each map's agreement with the states'
+clusters (the reference row's is ``map_ari`` of the measures).
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .cluster import MAP_CLUSTER, SPACES, cluster_points, read_clusters
+from .cluster_measures import _thesis_order, partition_measures
+from .points import read_embedding
+
+#: the columns of partition_measures kept per seed
+MEASURES = ("clusters", "largest_share", "contiguity_ratio", "contiguity_z", "word_contiguity_ratio",
+            "word_contiguity_z")
+
+
+def _same_tokens(reference: pd.DataFrame, other: pd.DataFrame, path: str | os.PathLike, reference_path) -> None:
+    """Refuse a map of other tokens than the reference's (another text, another max_tokens)."""
+    same = (len(reference) == len(other)
+            and np.array_equal(reference["position"].to_numpy(), other["position"].to_numpy())
+            and np.array_equal(reference["word"].to_numpy(), other["word"].to_numpy()))
+    if not same:
+        raise ValueError(f"{path}: its {len(other)} tokens are not the {len(reference)} tokens of {reference_path} "
+                         "(the same positions and words): a map of another text or of another number of tokens")
+
+
+def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathLike],
+                   seed_files: Mapping[tuple[int, str, int], str | os.PathLike], model: str, text: str,
+                   reference_seed: int, n_clusters: int | None = None,
+                   distance_threshold: Mapping[str, float | None] | None = None, space: str = "map",
+                   shuffles: int = 100, shuffle_seed: int = 0, ward_max_points: int = 60000) -> pd.DataFrame:
+    """One row per layer x state x linkage x map seed, the reference seed's first.
+
+    ``reference_files`` maps (layer, state, linkage) to the cluster table of the reference map; ``seed_files``
+    maps (layer, state, seed) to the embedding table of the same states made with another t-SNE seed. Every
+    other map is cut as the reference map was: at ``n_clusters``, at ``distance_threshold[linkage]`` (map units), or
+    with ``space="pca"`` at the number of clusters of the reference's ``map_cluster``. ``ari`` is the adjusted Rand
+    index of a map's clusters against the reference map's (1 = the same partition, about 0 = no more alike than
+    chance); the contiguity columns are :func:`partition_measures`' of its clusters, with ``shuffles`` and
+    ``shuffle_seed`` the same for every map.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    if space not in SPACES:
+        raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
+    seeds = sorted({int(seed) for _, _, seed in seed_files})
+    if int(reference_seed) in seeds:
+        raise ValueError(f"the reference seed {reference_seed} is among the other seeds {seeds}")
+    rows = []
+    maps: dict[tuple[int, str, int], pd.DataFrame] = {}  # each map read once for both linkages
+    for (layer, state, linkage), path in sorted(reference_files.items(), key=_thesis_order):
+        table = read_clusters(path)
+        if (MAP_CLUSTER in table.columns) != (space == "pca"):
+            raise ValueError(f"{path}: {'holds' if space == 'map' else 'lacks'} the column {MAP_CLUSTER}, so it "
+                             f"is not a table of clusters of the {'map' if space == 'map' else 'PCA space'}")
+        reference = table[MAP_CLUSTER if space == "pca" else "cluster"].to_numpy()
+        if space == "pca":  # the maps' clusters as many as the states' (cluster_tokens' cut of map_cluster)
+            cut, threshold = int(reference.max()), None
+        else:
+            cut, threshold = n_clusters, (distance_threshold or {}).get(linkage)
+        key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage, "space": space}
+
+        def row(seed: int, labels: np.ndarray) -> dict:
+            measured = partition_measures(table.assign(cluster=labels), shuffles=shuffles, seed=shuffle_seed)
+            out = {**key, "seed": int(seed), "reference": seed == int(reference_seed),
+                   "ari": float(adjusted_rand_score(reference, labels)),
+                   **{name: measured[name] for name in MEASURES}}
+            if space == "pca":
+                out["state_ari"] = float(adjusted_rand_score(table["cluster"], labels))
+            return out
+
+        rows.append(row(int(reference_seed), reference))
+        for seed in seeds:
+            if (layer, state, seed) not in seed_files:
+                raise ValueError(f"no map of layer {layer} {state} with seed {seed} among the inputs")
+            source = seed_files[(layer, state, seed)]
+            if (layer, state, seed) not in maps:
+                other = read_embedding(source).sort_values("position", kind="stable").reset_index(drop=True)
+                _same_tokens(table, other, source, path)
+                maps[(layer, state, seed)] = other
+            xy = maps[(layer, state, seed)][["x", "y"]].to_numpy()
+            try:
+                labels = cluster_points(xy, linkage, cut if threshold is None else None, threshold,
+                                        ward_max_points) + 1
+            except ValueError as exc:
+                raise ValueError(f"{source}: {exc}") from exc
+            rows.append(row(seed, labels))
+    return pd.DataFrame(rows)
+
+
+def keyed_maps(paths: list[str], keys: list[list]) -> dict[tuple[int, str, int], str]:
+    """Pair a rule's map inputs with their (layer, state, seed) keys, passed as a param."""
+    if len(paths) != len(keys):
+        raise ValueError(f"{len(paths)} maps but {len(keys)} keys")
+    return {(int(k[0]), str(k[1]), int(k[2])): str(p) for k, p in zip(keys, paths)}
