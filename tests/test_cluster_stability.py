@@ -48,6 +48,7 @@ def test_each_seed_is_clustered_and_measured_as_the_pipeline_clusters_and_measur
     assert len(table) == 4 * 3  # (h, c) x (single, ward) x (the reference, 6, 9)
     assert table.groupby(["layer", "state", "linkage"])["seed"].apply(list).map(tuple).unique().tolist() == [(5, 6, 9)]
     assert (table["reference"] == (table["seed"] == REFERENCE_SEED)).all()
+    assert (table["start"] == table["reference"].map({True: "pca", False: "random"})).all()
     _, reference = cluster_measures(tables, "d0.0_r0", "test", shuffles=20, seed=3)
     ref_rows = table[table["reference"]].set_index(["layer", "state", "linkage"])
     assert (ref_rows["ari"] == 1.0).all()
@@ -80,6 +81,26 @@ def test_the_reference_map_under_another_seed_number_agrees_fully(maps):
     for col in MEASURED:
         by_seed = table.pivot_table(index=["state", "linkage"], columns="seed", values=col)
         assert by_seed[REFERENCE_SEED].to_numpy() == pytest.approx(by_seed[11].to_numpy()), col
+
+
+def test_a_random_start_draws_another_layout_and_a_pca_start_nearly_the_same(maps, tmp_path):
+    """embedding.stability_initialization: from the states' PCA (the reference map's start) another seed only jitters
+    the start, and the map is nearly the reference's; from random positions it is another layout."""
+    from embedding_data import _CACHE
+
+    reference = pd.read_csv(_CACHE[(500, 8)]["dir"] / "layer2_c.csv")
+    drawn = embed_tsne(real_activations(), tmp_path / "random.csv", 2, "c", None,
+                       TSNESettings(**SETTINGS, seed=6, initialization="random"))
+    jittered = pd.read_csv(maps[(2, "c", 6)])
+
+    def alike(a, b):  # the larger |correlation| of the coordinates, mirrored or swapped maps included
+        return max(abs(np.corrcoef(a[u], b[v])[0, 1]) for u in "xy" for v in "xy")
+
+    assert alike(jittered, reference) > 0.95
+    assert alike(drawn, reference) < alike(jittered, reference) - 0.1
+    assert drawn[["position", "word"]].equals(reference[["position", "word"]])
+    with pytest.raises(ValueError, match=r"initialization='spectral': choose one of pca, random"):
+        TSNESettings(**SETTINGS, initialization="spectral")
 
 
 def test_a_distance_threshold_cuts_every_map_at_that_distance(maps, tmp_path):
@@ -159,6 +180,8 @@ def test_a_map_of_other_tokens_or_a_missing_map_or_the_reference_seed_is_refused
 
 
 def test_stability_figure_shows_every_seed(maps, tmp_path, monkeypatch):
+    """Each other seed's agreement and contiguity with a marker of its own, the reference map's contiguity as bars; a
+    column's baselines on one scale, the agreement on one scale for every linkage with 0 and 1 in it."""
     import lstmscope.stability_figure as F
 
     tables = layer2(real_cluster_tables())
@@ -167,20 +190,31 @@ def test_stability_figure_shows_every_seed(maps, tmp_path, monkeypatch):
     kept = []
     monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
     F.stability_figure(table, tmp_path / "s.png", tmp_path / "s.svg", dpi=60)
-    axes = np.array(kept[0].axes).reshape(3, 2)  # (ari, two baselines) x (single, ward)
+    fig = kept[0]
+    axes = np.array(fig.axes).reshape(3, 2)  # (agreement, two baselines) x (single, ward)
+
+    def marked(ax, mark):
+        return sorted(float(y) for line in ax.lines if line.get_marker() == mark for y in line.get_ydata())
+
     for col, linkage in enumerate(("single", "ward")):
         mine = table[table["linkage"] == linkage]
-        others = mine[~mine["reference"]]
-        dots = np.concatenate([line.get_ydata() for line in axes[0, col].lines if line.get_marker() == "o"])
-        assert sorted(dots) == pytest.approx(sorted(others["ari"]))
+        for seed, mark in ((6, "o"), (9, "s")):  # the seeds in order, one marker each
+            rows = mine[mine["seed"] == seed]
+            assert marked(axes[0, col], mark) == pytest.approx(sorted(rows["ari"]))
+            for row, ratio in ((1, "contiguity_ratio"), (2, "word_contiguity_ratio")):
+                assert marked(axes[row, col], mark) == pytest.approx(sorted(rows[ratio]))
         for row, ratio in ((1, "contiguity_ratio"), (2, "word_contiguity_ratio")):
             bars = axes[row, col].patches
             assert sorted(b.get_y() + b.get_height() for b in bars) == pytest.approx(
                 sorted(mine.loc[mine["reference"], ratio]))
-            dots = np.concatenate([line.get_ydata() for line in axes[row, col].lines if line.get_marker() == "o"])
-            assert sorted(dots) == pytest.approx(sorted(others[ratio]))
+        assert axes[1, col].get_ylim() == axes[2, col].get_ylim()
         assert linkage in axes[0, col].get_title()
-    assert "seed 5" in kept[0]._suptitle.get_text() and "6, 9" in kept[0]._suptitle.get_text()
+    low, high = axes[0, 0].get_ylim()
+    assert axes[0, 1].get_ylim() == (low, high) and low < 0 and high > 1
+    legend = [t.get_text() for t in axes[0, 0].get_legend().get_texts()]
+    assert legend == ["d0.0_r0", "d0.8_r0", "seed 6", "seed 9"]
+    title = " ".join(fig._suptitle.get_text().split())  # wrapped to the figure's width
+    assert "seed 5" in title and "seeds 6, 9" in title and "random positions drawn with the seed" in title
 
 
 @pytest.mark.workflow
@@ -199,7 +233,8 @@ def test_the_tiny_runs_maps_of_another_seed_are_embed_tsne_at_that_seed(tiny_run
     mine = tmp_path / "map.csv"
     embed_tsne(h5, mine, 2, "c", settings["max_tokens"], TSNESettings(
         pca_components=settings["pca_components"], perplexity=settings["perplexity"], n_iter=settings["n_iter"],
-        early_exaggeration_iter=settings["early_exaggeration_iter"], seed=seed), n_jobs=1)
+        early_exaggeration_iter=settings["early_exaggeration_iter"], seed=seed,
+        initialization=settings["stability_initialization"]), n_jobs=1)
     theirs = results / f"embedding/d0.5_r0/test/seed{seed}/layer2_c.csv"
     assert theirs.read_bytes() == mine.read_bytes()
     reference = pd.read_csv(results / "embedding/d0.5_r0/test/layer2_c.csv", keep_default_na=False)
@@ -208,3 +243,5 @@ def test_the_tiny_runs_maps_of_another_seed_are_embed_tsne_at_that_seed(tiny_run
     assert not np.allclose(other[["x", "y"]], reference[["x", "y"]])
     table = pd.read_csv(results / "tables/clusters/d0.5_r0_test_seed_stability.csv")
     assert sorted(table["seed"].unique()) == sorted([seed, 42]) and len(table) == 8 * 2
+    assert settings["stability_initialization"] == "random"
+    assert (table["start"] == table["reference"].map({True: "pca", False: "random"})).all()

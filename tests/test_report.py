@@ -147,8 +147,10 @@ def test_report_shows_the_word_stage_with_captions(report):
         labels = results[path]["labels"]
         assert (labels["model"], labels["text"]) == ("d0.0_r0, d0.5_r0", "test"), labels
         caption = " ".join(results[path]["caption"].split())
-        assert f"embedding.stability_seeds ({', '.join(map(str, cfg['embedding']['stability_seeds']))}; the " \
-               "reference map, the one every other figure shows, has seed 42)" in caption, caption
+        assert f"embedding.stability_seeds ({', '.join(map(str, cfg['embedding']['stability_seeds']))}), each map " \
+               "started from random positions drawn with its seed" in caption, caption
+        assert "the reference map, the one every other figure shows, has seed 42 and starts from the states' PCA" \
+               in caption, caption
     mine = [p for p in embedded if "/clusters/" in p or "/explorer/" in p]
     assert all(results[p]["caption"].strip() for p in mine), "every output of the stage has a caption"
     # captions are rendered with the job's wildcards

@@ -215,6 +215,15 @@ def test_another_stability_seed_maps_only_its_views_and_reruns_only_the_stabilit
     assert planned_jobs(tiny_workdir, "--config", "embedding={stability_seeds: []}") == []
     assert not {"embed_tsne_seed", "cluster_stability"} & {j.rule for j in planned_jobs(
         tiny_workdir, "-F", "--config", "embedding={stability_seeds: []}")}
+    # another start of the other maps: those maps and the tables; a t-SNE setting: every map; another reference
+    # seed: the reference maps and the tables, not the other seeds' maps
+    planned = planned_jobs(tiny_workdir, "--config", "embedding={stability_initialization: pca}")
+    assert Counter(j.rule for j in planned) == {"embed_tsne_seed": views, "cluster_stability": 2,
+                                                "cluster_stability_summary": 1}, describe(planned)
+    planned = Counter(j.rule for j in planned_jobs(tiny_workdir, "--config", "embedding={n_iter: 120}"))
+    assert planned["embed_tsne"] == planned["embed_tsne_seed"] == views and planned["cluster_stability"] == 2
+    planned = Counter(j.rule for j in planned_jobs(tiny_workdir, "--config", "embedding={seed: 43}"))
+    assert planned["embed_tsne"] == views and planned["cluster_stability"] == 2 and not planned["embed_tsne_seed"]
     # another cut of the clusters reruns the stability tables with them
     planned = {j.rule for j in planned_jobs(tiny_workdir, "--config", "cluster={n_clusters: 4}")}
     assert {"cluster_tokens", "cluster_stability", "cluster_stability_summary"} <= planned

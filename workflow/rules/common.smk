@@ -115,6 +115,21 @@ def tokens_read(limit):
     return tokens
 
 
+def tsne_params(seed, initialization):
+    """embed_tsne's params and its other seeds' (embed_tsne_seed): the same settings but the seed and the start."""
+    return named(
+        layer=lambda wildcards: int(wildcards.layer),
+        state="{state}",
+        max_tokens=tokens_read(config["embedding"]["max_tokens"]),
+        pca_components=config["embedding"]["pca_components"],
+        perplexity=config["embedding"]["perplexity"],
+        n_iter=config["embedding"]["n_iter"],
+        early_exaggeration_iter=config["embedding"]["early_exaggeration_iter"],
+        seed=seed,
+        initialization=initialization,
+    )
+
+
 def embedded_title(pattern):
     """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
     its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""

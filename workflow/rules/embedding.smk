@@ -45,16 +45,8 @@ rule embed_tsne:
         activations="results/activations/{model}/{text}.h5",
         code=lib("embed_tsne"),
     params:
-        **named(
-            layer=lambda wildcards: int(wildcards.layer),
-            state="{state}",
-            max_tokens=tokens_read(EMBEDDING["max_tokens"]),
-            pca_components=EMBEDDING["pca_components"],
-            perplexity=EMBEDDING["perplexity"],
-            n_iter=EMBEDDING["n_iter"],
-            early_exaggeration_iter=EMBEDDING["early_exaggeration_iter"],
-            seed=EMBEDDING["seed"],
-        ),
+        # the map every other output shows starts from the points' PCA (openTSNE's default)
+        **tsne_params(EMBEDDING["seed"], "pca"),
     # One thread: openTSNE's result depends on its thread count; parallelism comes from running
     # the embeddings side by side.
     threads: 1
@@ -71,21 +63,13 @@ rule embed_tsne:
         "../scripts/embed_tsne.py"
 
 
-# The same states mapped with another t-SNE seed (embedding.stability_seeds): only the seed differs.
+# The same states mapped with another t-SNE seed (embedding.stability_seeds), from the start that
+# embedding.stability_initialization names: only the seed and the start differ.
 use rule embed_tsne as embed_tsne_seed with:
     output:
         SEED_EMBEDDING_CSV,
     params:
-        **named(
-            layer=lambda wildcards: int(wildcards.layer),
-            state="{state}",
-            max_tokens=tokens_read(EMBEDDING["max_tokens"]),
-            pca_components=EMBEDDING["pca_components"],
-            perplexity=EMBEDDING["perplexity"],
-            n_iter=EMBEDDING["n_iter"],
-            early_exaggeration_iter=EMBEDDING["early_exaggeration_iter"],
-            seed=lambda wildcards: int(wildcards.seed),
-        ),
+        **tsne_params(lambda wildcards: int(wildcards.seed), EMBEDDING["stability_initialization"]),
     log:
         log_path("embed_tsne", "{model}/{text}/seed{seed}/layer{layer}_{state}"),
     benchmark:
@@ -185,6 +169,7 @@ rule cluster_stability:
             model="{model}",
             text="{text}",
             reference_seed=EMBEDDING["seed"],
+            initialization=EMBEDDING["stability_initialization"],  # the other maps' start, named in the table
             n_clusters=CLUSTER["n_clusters"],
             distance_threshold={linkage: distance_threshold(CLUSTER["distance_threshold"], linkage)
                                 for linkage in LINKAGES},

@@ -1,14 +1,16 @@
-"""Do the map's clusters survive another t-SNE seed?
+"""Do the map's clusters survive another t-SNE map?
 
-A t-SNE map is one draw: another seed places the same tokens differently, and the clusters cut from it, their
-contiguity along the text included, may change with it. :func:`seed_stability` clusters the maps of the same states
-made with other seeds (``embedding.stability_seeds``) with the same linkage and cut as the reference map (the one
-every other table and figure shows, ``embedding.seed``) and measures, per seed, the adjusted Rand index of its
-clusters against the reference map's and the contiguity of its clusters (both baselines of
+A t-SNE map is one draw: started elsewhere, t-SNE places the same tokens otherwise, and the clusters cut from the
+map, their contiguity along the text included, may change with it. The maps of other seeds
+(``embedding.stability_seeds``) start from positions drawn with their seed (``embedding.stability_initialization:
+random``), or from the reference map's PCA start (``pca``, where the seed only jitters the start and seeds the
+approximate neighbour search). :func:`seed_stability` clusters each with the same linkage and cut as the reference
+map (the one every other table and figure shows, ``embedding.seed``) and measures, per seed, the adjusted Rand index
+of its clusters against the reference map's and the contiguity of its clusters (both baselines of
 :func:`lstmscope.cluster_measures.partition_measures`, with the same shuffles). With ``cluster.space: pca`` the
-clusters of the states do not depend on the map's seed at all; there the maps' own clusters (``map_cluster``, cut
-at the states' number of clusters) are compared, and ``state_ari`` gives each map's agreement with the states'
-clusters (the reference row's is ``map_ari`` of the measures).
+clusters of the states do not depend on the map at all; there the maps' own clusters (``map_cluster``, cut at the
+states' number of clusters) are compared, and ``state_ari`` gives each map's agreement with the states' clusters
+(the reference row's is ``map_ari`` of the measures).
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
                    seed_files: Mapping[tuple[int, str, int], str | os.PathLike], model: str, text: str,
                    reference_seed: int, n_clusters: int | None = None,
                    distance_threshold: Mapping[str, float | None] | None = None, space: str = "map",
-                   shuffles: int = 100, shuffle_seed: int = 0, ward_max_points: int = 60000) -> pd.DataFrame:
+                   shuffles: int = 100, shuffle_seed: int = 0, ward_max_points: int = 60000,
+                   initialization: str = "random") -> pd.DataFrame:
     """One row per layer x state x linkage x map seed, the reference seed's first.
 
     ``reference_files`` maps (layer, state, linkage) to the cluster table of the reference map; ``seed_files``
@@ -50,7 +53,8 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
     with ``space="pca"`` at the number of clusters of the reference's ``map_cluster``. ``ari`` is the adjusted Rand
     index of a map's clusters against the reference map's (1 = the same partition, about 0 = no more alike than
     chance); the contiguity columns are :func:`partition_measures`' of its clusters, with ``shuffles`` and
-    ``shuffle_seed`` the same for every map.
+    ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map: ``pca`` for the reference,
+    ``initialization`` (``embedding.stability_initialization``) for the others.
     """
     from sklearn.metrics import adjusted_rand_score
 
@@ -76,6 +80,7 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
         def row(seed: int, labels: np.ndarray) -> dict:
             measured = partition_measures(table.assign(cluster=labels), shuffles=shuffles, seed=shuffle_seed)
             out = {**key, "seed": int(seed), "reference": seed == int(reference_seed),
+                   "start": "pca" if seed == int(reference_seed) else initialization,
                    "ari": float(adjusted_rand_score(reference, labels)),
                    **{name: measured[name] for name in MEASURES}}
             if space == "pca":

@@ -22,6 +22,9 @@ from .points import embedding_table, write_embedding
 
 log = logging.getLogger(__name__)
 
+INITIALIZATIONS = ("pca", "random")
+
+
 @dataclass(frozen=True)
 class TSNESettings:
     """Everything the projection depends on; the rule passes each value as a param."""
@@ -31,8 +34,14 @@ class TSNESettings:
     n_iter: int = 500
     early_exaggeration_iter: int = 250
     seed: int = 42
+    #: where t-SNE starts: ``pca``, the points' first two principal components (openTSNE's default: the layout is
+    #: set by the data, the seed only jitters the start and seeds the approximate neighbour search), or ``random``,
+    #: positions drawn with the seed (another draw of the layout)
+    initialization: str = "pca"
 
     def __post_init__(self) -> None:
+        if self.initialization not in INITIALIZATIONS:
+            raise ValueError(f"initialization={self.initialization!r}: choose one of {', '.join(INITIALIZATIONS)}")
         if int(self.pca_components) < 2:
             raise ValueError(f"pca_components={self.pca_components}: must be at least 2")
         if not float(self.perplexity) > 0:
@@ -115,6 +124,7 @@ def tsne(points: np.ndarray, settings: TSNESettings, n_jobs: int = 1, progress_e
         n_iter=int(settings.n_iter),
         early_exaggeration_iter=int(settings.early_exaggeration_iter),
         random_state=int(settings.seed),
+        initialization=settings.initialization,
         n_jobs=int(n_jobs),
         callbacks=report if progress_every else None,
         callbacks_every_iters=max(1, int(progress_every)),
