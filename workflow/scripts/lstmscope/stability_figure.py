@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pandas as pd
 
 from .cluster_figures import CONTIGUITY_BASELINES
@@ -12,58 +11,84 @@ from .figures import figure_title, plt, save_figure
 from .points import view_order
 
 
+START_NAMES = {"random": "random positions drawn with the seed", "pca": "the states' PCA"}  # a map's start
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per other seed, in the order of the seeds
+
+
 def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150) -> None:
-    """The clusters of maps of other t-SNE seeds (:func:`lstmscope.cluster_stability.seed_stability`'s rows): one
+    """The clusters of the maps of other t-SNE seeds (:func:`lstmscope.cluster_stability.seed_stability`'s rows): one
     column of panels per text and linkage; the top row the adjusted Rand index of each other seed's clusters against
-    the reference map's, the rows below each seed's contiguity against each baseline of :data:`lstmscope.cluster_figures.CONTIGUITY_BASELINES`
-    (the reference seed's a bar, as in the contiguity figure, the other seeds' dots on it). Models side by side
-    within each layer x state."""
+    the reference map's (one scale for every column), the rows below each map's contiguity against each baseline of
+    :data:`lstmscope.cluster_figures.CONTIGUITY_BASELINES` (the reference map's a bar, as in the contiguity figure,
+    the other seeds' marks on it, one marker per seed; a column's baselines share one scale). Models side by side
+    within each layer x state, one colour each."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     panels = list(table.groupby(["text", "linkage"], sort=True))
     baselines = [b for b in CONTIGUITY_BASELINES if b[0] in table.columns]
     rows = 1 + len(baselines)
-    models_n = table["model"].nunique()
-    fig, axes = plt.subplots(rows, len(panels), figsize=(max(5, 1.2 * models_n + 3) * len(panels), 0.6 + 3.2 * rows),
-                             squeeze=False, sharey="row")
+    reference = table["reference"].astype(bool)
+    others_seeds = sorted(table.loc[~reference, "seed"].unique().tolist())
+    marker = {seed: SEED_MARKERS[i % len(SEED_MARKERS)] for i, seed in enumerate(others_seeds)}
+    models_all = list(dict.fromkeys(table["model"]))
     cmap = plt.get_cmap("viridis")
-    space = " of the PCA space's maps" if "space" in table and (table["space"] == "pca").all() else ""
+    colours = {m: cmap(k / max(1, len(models_all) - 1)) for k, m in enumerate(models_all)}
+    fig, axes = plt.subplots(rows, len(panels), figsize=(max(5, 1.2 * len(models_all) + 3) * len(panels),
+                                                         0.8 + 3.2 * rows), squeeze=False)
+    pca = "space" in table and (table["space"] == "pca").all()
     for column, ((text, linkage), group) in zip(axes.T, panels):
         views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
-        models = list(dict.fromkeys(group["model"]))
+        models = [m for m in models_all if m in set(group["model"])]
         width = 0.8 / len(models)
         for k, model in enumerate(models):
-            colour = cmap(k / max(1, len(models) - 1))
-            edge = tuple(0.6 * v for v in colour[:3])
+            colour = colours[model]
+            edge = tuple(0.6 * v for v in colour[:3])  # darker: viridis' light end on white
             mine = group[group["model"] == model]
-            offset = (k - (len(models) - 1) / 2) * width
             for i, view in enumerate(views):
                 cell = mine[(mine["layer"] == view[0]) & (mine["state"] == view[1])]
-                ref, others = cell[cell["reference"].astype(bool)], cell[~cell["reference"].astype(bool)]
-                x = i + offset
-                label = model if i == 0 else None
-                column[0].plot(np.full(len(others), x), others["ari"], "o", markersize=5, color=colour,
-                               markeredgecolor=edge, label=label)
+                is_ref = cell["reference"].astype(bool)
+                x = i + (k - (len(models) - 1) / 2) * width
                 for ax, (ratio, _, _) in zip(column[1:], baselines):
-                    if len(ref):
-                        ax.bar(x, float(ref[ratio].iloc[0]) - 1, width * 0.9, bottom=1, color=colour, alpha=0.45)
-                    ax.plot(np.full(len(others), x), others[ratio], "o", markersize=5, markerfacecolor="white",
-                            markeredgecolor=edge)
-        column[0].set_title(f"{text}: {linkage} linkage{space}\nagreement with the reference map's clusters",
-                            fontsize=9)
+                    if is_ref.any():
+                        ax.bar(x, float(cell.loc[is_ref, ratio].iloc[0]) - 1, width * 0.9, bottom=1, color=colour,
+                               alpha=0.6, edgecolor=edge, linewidth=0.6)
+                for row in cell[~is_ref].itertuples():
+                    column[0].plot(x, row.ari, marker[row.seed], markersize=5, color=colour, markeredgecolor=edge)
+                    for ax, (ratio, _, _) in zip(column[1:], baselines):
+                        ax.plot(x, getattr(row, ratio), marker[row.seed], markersize=5, markerfacecolor="white",
+                                markeredgecolor=edge)
+        what = " (the maps' own clusters; cluster.space: pca)" if pca else ""
+        column[0].set_title(f"{text}: {linkage} linkage{what}\nagreement with the reference map's clusters", fontsize=9)
         column[0].set_ylabel("adjusted Rand index")
         column[0].axhline(1.0, color="0.6", linewidth=0.8)
         column[0].axhline(0.0, color="black", linewidth=0.8, linestyle="--")
         for ax, (_, _, shuffled) in zip(column[1:], baselines):
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+            ax.use_sticky_edges = False  # bars all above chance: a margin below 1
             ax.set_ylabel("mean run length / baseline")
             ax.set_title(f"contiguity; baseline: {shuffled}", fontsize=9)
         for ax in column:
             ax.set_xticks(range(len(views)), [f"L{layer} {state}" for layer, state in views])
-        column[0].legend(fontsize=7, frameon=False, loc="best")  # one per column: the models' colours (as the dots and bars)
-    seeds = table.loc[table["reference"].astype(bool), "seed"].unique().tolist()
-    others = sorted(table.loc[~table["reference"].astype(bool), "seed"].unique().tolist())
-    fig.suptitle(figure_title(fig, f"Clusters across t-SNE seeds: the reference map (seed {', '.join(map(str, seeds))})"
-                              f" against maps of seeds {', '.join(map(str, others))} of the same states, each cut "
-                              "alike\nbars: the reference map's contiguity; dots: one other seed each", 10),
-                 fontsize=10)
+            ax.autoscale_view()
+        low = min(ax.get_ylim()[0] for ax in column[1:])  # a column's baselines on one scale: equal bars, equal ratios
+        high = max(ax.get_ylim()[1] for ax in column[1:])
+        for ax in column[1:]:
+            ax.set_ylim(low, high)
+    low = min(min(ax.get_ylim()[0] for ax in axes[0]), -0.05)  # agreement: one scale for every linkage, 0 and 1 in it
+    high = max(max(ax.get_ylim()[1] for ax in axes[0]), 1.05)
+    for ax in axes[0]:
+        ax.set_ylim(low, high)
+    handles = ([Patch(facecolor=colours[m], edgecolor=tuple(0.6 * v for v in colours[m][:3]), label=m)
+                for m in models_all]
+               + [Line2D([], [], marker=marker[s], linestyle="", color="0.35", label=f"seed {s}") for s in others_seeds])
+    axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="best")
+    seeds = table.loc[reference, "seed"].unique().tolist()
+    starts = table.loc[~reference, "start"].unique().tolist() if "start" in table else []
+    start = f", started from {' and '.join(START_NAMES.get(s, s) for s in starts)}" if starts else ""
+    fig.suptitle(figure_title(fig, f"Clusters across t-SNE maps: the reference map (seed {', '.join(map(str, seeds))}) "
+                              f"against maps of seeds {', '.join(map(str, others_seeds))} of the same states{start}, "
+                              "each cut alike\nbars: the reference map's contiguity; white marks: one other map each",
+                              10), fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
