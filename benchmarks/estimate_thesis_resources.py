@@ -276,6 +276,7 @@ SCALE = {
     "neuron_figures": ("hist", "hist"),
     "embed_tsne": ("tsne", "tsne_time"),
     "cluster_tokens": ("ward", "ward"),
+    "cluster_stability": ("ward", "ward"),      # ward of each other seed's map of every view
     "cluster_measures": ("points", "points"),
     "cluster_figures": ("points", "points"),
     "cluster_comparison": ("points", "points"),
