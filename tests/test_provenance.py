@@ -94,6 +94,11 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
                 "rank_by": config["divergence"]["rank_by"]}
             assert list(record["inputs"]) == [f"results/neurons/{model}/{text}/histograms.h5"]
         if "embedding" in table.parts:  # a map depends on the libraries' versions too
-            assert record["rule"] == "embed_tsne" and "openTSNE " in record["software"], record
+            seeded = table.parent.name.startswith("seed")  # a map of embedding.stability_seeds
+            assert record["rule"] == ("embed_tsne_seed" if seeded else "embed_tsne"), record
+            assert "openTSNE " in record["software"], record
+            assert record["settings"]["initialization"] == (
+                config["embedding"]["stability_initialization"] if seeded else "pca"), record
+            assert record["settings"]["seed"] == (int(table.parent.name[4:]) if seeded else config["embedding"]["seed"])
     assert len(commits) == 1 and re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commits.pop())
     assert {"neuron_divergence", "embed_tsne", "cluster_tokens", "perplexity_table", "ablation_table"} <= rules, rules
