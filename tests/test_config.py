@@ -195,6 +195,10 @@ def test_stability_seeds_are_other_seeds_than_the_maps_and_a_set():
     with pytest.raises(ConfigError, match=r"embedding.stability_seeds"):
         validate_config(cfg, SCHEMA)
     cfg = default_config()
+    cfg["embedding"]["stability_seeds"] = list(range(100, 109))  # a marker each in the figure: at most 8
+    with pytest.raises(ConfigError, match=r"embedding.stability_seeds"):
+        validate_config(cfg, SCHEMA)
+    cfg = default_config()
     cfg["embedding"].update(seed=1, stability_seeds=[])  # none: no other map (config.yaml's 1 is free then)
     assert validate_config(cfg, SCHEMA)["embedding"]["stability_seeds"] == []
 
