@@ -275,6 +275,7 @@ SCALE = {
     "expectancy_heatmap": ("values", "values"),
     "neuron_figures": ("hist", "hist"),
     "embed_tsne": ("tsne", "tsne_time"),
+    "embed_tsne_seed": ("tsne", "tsne_time"),   # the same t-SNE from another start
     "cluster_tokens": ("ward", "ward"),
     "cluster_stability": ("ward", "ward"),      # ward of each other seed's map of every view
     "cluster_measures": ("points", "points"),

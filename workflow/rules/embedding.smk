@@ -12,6 +12,7 @@ LINKAGES = list(CLUSTER["linkages"])
 CLUSTER_PCA = CLUSTER["space"] == "pca"  # cluster the PCA-reduced states instead of the 2-D map
 CLUSTER_KEYS = [[layer, state, linkage] for layer, state in EMBED_VIEWS for linkage in LINKAGES]
 STABILITY_SEEDS = list(EMBEDDING["stability_seeds"])  # more t-SNE maps of the same states (cluster_stability)
+REFERENCE_START = "pca"  # where the map every other output shows starts: the points' PCA (openTSNE's default)
 STABILITY_KEYS = [[layer, state, seed] for layer, state in EMBED_VIEWS for seed in STABILITY_SEEDS]
 EXPLORER_TEMPLATE = library_path("explorer_template.html")
 
@@ -45,8 +46,7 @@ rule embed_tsne:
         activations="results/activations/{model}/{text}.h5",
         code=lib("embed_tsne"),
     params:
-        # the map every other output shows starts from the points' PCA (openTSNE's default)
-        **tsne_params(EMBEDDING["seed"], "pca"),
+        **tsne_params(EMBEDDING["seed"], REFERENCE_START),
     # One thread: openTSNE's result depends on its thread count; parallelism comes from running
     # the embeddings side by side.
     threads: 1
@@ -71,9 +71,9 @@ use rule embed_tsne as embed_tsne_seed with:
     params:
         **tsne_params(lambda wildcards: int(wildcards.seed), EMBEDDING["stability_initialization"]),
     log:
-        log_path("embed_tsne", "{model}/{text}/seed{seed}/layer{layer}_{state}"),
+        log_path("embed_tsne_seed", "{model}/{text}/seed{seed}/layer{layer}_{state}"),
     benchmark:
-        benchmark_path("embed_tsne", "{model}/{text}/seed{seed}/layer{layer}_{state}")
+        benchmark_path("embed_tsne_seed", "{model}/{text}/seed{seed}/layer{layer}_{state}")
 
 
 rule cluster_tokens:
@@ -156,7 +156,7 @@ rule cluster_stability:
     output:
         report(f"{CLUSTER_TABLES}_seed_stability.csv", caption="../report/cluster_stability.rst",
                category=WORD_REPORT, subcategory="{model}",
-               labels={"figure": "clusters across t-SNE seeds (CSV)", "model": "{model}", "text": "{text}"}),
+               labels={"figure": "clusters across t-SNE maps (CSV)", "model": "{model}", "text": "{text}"}),
     input:
         tables=CLUSTER_TABLES_OF_TEXT,
         maps=expand(SEED_EMBEDDING_CSV, zip, layer=[k[0] for k in STABILITY_KEYS],
@@ -169,7 +169,9 @@ rule cluster_stability:
             model="{model}",
             text="{text}",
             reference_seed=EMBEDDING["seed"],
-            initialization=EMBEDDING["stability_initialization"],  # the other maps' start, named in the table
+            # where the reference map and the others started, named in the table
+            reference_initialization=REFERENCE_START,
+            initialization=EMBEDDING["stability_initialization"],
             n_clusters=CLUSTER["n_clusters"],
             distance_threshold={linkage: distance_threshold(CLUSTER["distance_threshold"], linkage)
                                 for linkage in LINKAGES},
@@ -224,10 +226,10 @@ rule cluster_stability_summary:
     output:
         table=report("results/tables/clusters/seed_stability.csv", caption="../report/cluster_stability.rst",
                      category=WORD_REPORT, subcategory="all models",
-                     labels={"figure": "clusters across t-SNE seeds (CSV)", **EMBEDDED_LABELS}),
+                     labels={"figure": "clusters across t-SNE maps (CSV)", **EMBEDDED_LABELS}),
         png=report("results/figures/clusters/seed_stability.png", caption="../report/cluster_stability.rst",
                    category=WORD_REPORT, subcategory="all models",
-                   labels={"figure": "clusters across t-SNE seeds", **EMBEDDED_LABELS}),
+                   labels={"figure": "clusters across t-SNE maps", **EMBEDDED_LABELS}),
         svg="results/figures/clusters/seed_stability.svg",
     input:
         tables=expand(f"{CLUSTER_TABLES}_seed_stability.csv", model=EMBED_MODELS, text=EMBED_TEXTS),

@@ -11,6 +11,7 @@ with job_log(snakemake.log[0], "cluster_stability") as log:  # noqa: F821
                            model=p.model, text=p.text, reference_seed=p.reference_seed, n_clusters=p.n_clusters,
                            distance_threshold=p.distance_threshold, space=p.space, shuffles=p.shuffles,
                            shuffle_seed=p.reference_seed, initialization=p.initialization,
+                           reference_initialization=p.reference_initialization,
                            ward_max_points=snakemake.config["cluster"]["ward_max_points"])  # noqa: F821
     write_csv(table, snakemake.output[0])  # noqa: F821
     others = table[~table["reference"]]

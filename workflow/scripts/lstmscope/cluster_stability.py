@@ -44,7 +44,7 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
                    reference_seed: int, n_clusters: int | None = None,
                    distance_threshold: Mapping[str, float | None] | None = None, space: str = "map",
                    shuffles: int = 100, shuffle_seed: int = 0, ward_max_points: int = 60000,
-                   initialization: str = "random") -> pd.DataFrame:
+                   initialization: str = "random", reference_initialization: str = "pca") -> pd.DataFrame:
     """One row per layer x state x linkage x map seed, the reference seed's first.
 
     ``reference_files`` maps (layer, state, linkage) to the cluster table of the reference map; ``seed_files``
@@ -53,8 +53,8 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
     with ``space="pca"`` at the number of clusters of the reference's ``map_cluster``. ``ari`` is the adjusted Rand
     index of a map's clusters against the reference map's (1 = the same partition, about 0 = no more alike than
     chance); the contiguity columns are :func:`partition_measures`' of its clusters, with ``shuffles`` and
-    ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map: ``pca`` for the reference,
-    ``initialization`` (``embedding.stability_initialization``) for the others.
+    ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map: ``reference_initialization``
+    for the reference, ``initialization`` (``embedding.stability_initialization``) for the others.
     """
     from sklearn.metrics import adjusted_rand_score
 
@@ -80,7 +80,7 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
         def row(seed: int, labels: np.ndarray) -> dict:
             measured = partition_measures(table.assign(cluster=labels), shuffles=shuffles, seed=shuffle_seed)
             out = {**key, "seed": int(seed), "reference": seed == int(reference_seed),
-                   "start": "pca" if seed == int(reference_seed) else initialization,
+                   "start": reference_initialization if seed == int(reference_seed) else initialization,
                    "ari": float(adjusted_rand_score(reference, labels)),
                    **{name: measured[name] for name in MEASURES}}
             if space == "pca":
