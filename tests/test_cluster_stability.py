@@ -187,6 +187,9 @@ def test_stability_figure_shows_every_seed(maps, tmp_path, monkeypatch):
     tables = layer2(real_cluster_tables())
     one = seed_stability(tables, maps, "d0.0_r0", "test", REFERENCE_SEED, n_clusters=8, shuffles=5)
     table = pd.concat([one, one.assign(model="d0.8_r0")], ignore_index=True)
+    table[["contiguity_z", "word_contiguity_z"]] = 5.0
+    within = table.index[table["reference"] & (table["linkage"] == "ward")][0]  # one reference bar within chance
+    table.loc[within, "contiguity_z"] = -1.0
     kept = []
     monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
     F.stability_figure(table, tmp_path / "s.png", tmp_path / "s.svg", dpi=60)
@@ -208,7 +211,12 @@ def test_stability_figure_shows_every_seed(maps, tmp_path, monkeypatch):
             assert sorted(b.get_y() + b.get_height() for b in bars) == pytest.approx(
                 sorted(mine.loc[mine["reference"], ratio]))
         assert axes[1, col].get_ylim() == axes[2, col].get_ylim()
+        for row, ratio in ((1, "contiguity_ratio"), (2, "word_contiguity_ratio")):  # each bar's end marked too
+            assert marked(axes[row, col], "_") == pytest.approx(sorted(mine.loc[mine["reference"], ratio]))
         assert linkage in axes[0, col].get_title()
+    (hollow,) = [b for ax in axes[1:].ravel() for b in ax.patches if np.allclose(b.get_facecolor()[:3], 1)]
+    assert hollow in axes[1, 1].patches
+    assert hollow.get_y() + hollow.get_height() == pytest.approx(table.loc[within, "contiguity_ratio"])
     low, high = axes[0, 0].get_ylim()
     assert axes[0, 1].get_ylim() == (low, high) and low < 0 and high > 1
     legend = [t.get_text() for t in axes[0, 0].get_legend().get_texts()]

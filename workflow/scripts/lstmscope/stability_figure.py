@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from .cluster_figures import CONTIGUITY_BASELINES
+from .cluster_figures import CHANCE_Z, CONTIGUITY_BASELINES
 from .figures import figure_title, plt, save_figure
 from .points import view_order
 
@@ -49,10 +49,14 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
                 cell = mine[(mine["layer"] == view[0]) & (mine["state"] == view[1])]
                 is_ref = cell["reference"].astype(bool)
                 x = i + (k - (len(models) - 1) / 2) * width
-                for ax, (ratio, _, _) in zip(column[1:], baselines):
+                for ax, (ratio, z, _) in zip(column[1:], baselines):
                     if is_ref.any():
-                        ax.bar(x, float(cell.loc[is_ref, ratio].iloc[0]) - 1, width * 0.9, bottom=1, color=colour,
-                               alpha=0.6, edgecolor=edge, linewidth=0.6)
+                        value, score = float(cell.loc[is_ref, ratio].iloc[0]), float(cell.loc[is_ref, z].iloc[0])
+                        chance = abs(score) < CHANCE_Z  # hollow, as in the contiguity figure
+                        ax.bar(x, value - 1, width * 0.9, bottom=1, facecolor="white" if chance else colour,
+                               alpha=1 if chance else 0.6, edgecolor=edge, linewidth=1.0 if chance else 0.6)
+                        # the bar's end, seen also where the bar is too short to (a ratio on the chance line)
+                        ax.plot(x, value, "_", markersize=40 * width * 0.9, markeredgewidth=2, color=edge)
                 for row in cell[~is_ref].itertuples():
                     column[0].plot(x, row.ari, marker[row.seed], markersize=5, color=colour, markeredgecolor=edge)
                     for ax, (ratio, _, _) in zip(column[1:], baselines):
@@ -84,11 +88,14 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
                + [Line2D([], [], marker=marker[s], linestyle="", color="0.35", label=f"seed {s}") for s in others_seeds])
     axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="best")
     seeds = table.loc[reference, "seed"].unique().tolist()
+    other_maps = (f"maps of seeds {', '.join(map(str, others_seeds))}" if len(others_seeds) > 1
+                  else f"the map of seed {others_seeds[0]}" if others_seeds else "no other map")
     starts = table.loc[~reference, "start"].unique().tolist() if "start" in table else []
     start = f", started from {' and '.join(START_NAMES.get(s, s) for s in starts)}" if starts else ""
     fig.suptitle(figure_title(fig, f"Clusters across t-SNE maps: the reference map (seed {', '.join(map(str, seeds))}) "
-                              f"against maps of seeds {', '.join(map(str, others_seeds))} of the same states{start}, "
-                              "each cut alike\nbars: the reference map's contiguity; white marks: one other map each",
+                              f"against {other_maps} of the same states{start}, "
+                              "each cut alike\nbars: the reference map's contiguity, hollow within 1.96 standard deviations of the "
+                              "baseline; white marks: one other map each",
                               10), fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
