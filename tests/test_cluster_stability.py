@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from embedding_data import real_activations, real_cluster_tables
-from lstmscope.cluster import cluster_tokens, read_clusters
+from embedding_data import _CACHE, real_activations, real_cluster_tables
+from lstmscope.cluster import cluster_tokens, keyed_tables, read_clusters
 from lstmscope.cluster_measures import cluster_measures
-from lstmscope.cluster_stability import keyed_maps, seed_stability
+from lstmscope.cluster_stability import seed_stability
 from lstmscope.embedding import TSNESettings, embed_tsne
 
 REFERENCE_SEED = 5  # real_cluster_tables' t-SNE seed
@@ -73,8 +73,6 @@ def test_each_seed_is_clustered_and_measured_as_the_pipeline_clusters_and_measur
 
 def test_the_reference_map_under_another_seed_number_agrees_fully(maps):
     tables = layer2(real_cluster_tables())
-    from embedding_data import _CACHE
-
     same = {(2, state, 11): _CACHE[(500, 8)]["dir"] / f"layer2_{state}.csv" for state in ("h", "c")}
     table = seed_stability(tables, same, "d0.0_r0", "test", REFERENCE_SEED, n_clusters=8, shuffles=5)
     assert table["ari"].to_numpy() == pytest.approx(1.0)
@@ -86,8 +84,6 @@ def test_the_reference_map_under_another_seed_number_agrees_fully(maps):
 def test_a_random_start_draws_another_layout_and_a_pca_start_nearly_the_same(maps, tmp_path):
     """embedding.stability_initialization: from the states' PCA (the reference map's start) another seed only jitters
     the start, and the map is nearly the reference's; from random positions it is another layout."""
-    from embedding_data import _CACHE
-
     reference = pd.read_csv(_CACHE[(500, 8)]["dir"] / "layer2_c.csv")
     drawn = embed_tsne(real_activations(), tmp_path / "random.csv", 2, "c", None,
                        TSNESettings(**SETTINGS, seed=6, initialization="random"))
@@ -112,8 +108,6 @@ def test_a_distance_threshold_cuts_every_map_at_that_distance(maps, tmp_path):
         if state != "c":
             continue
         tables[(layer, state, linkage)] = tmp_path / f"ref_{linkage}.csv"
-        from embedding_data import _CACHE
-
         cluster_tokens(_CACHE[(500, 8)]["dir"] / "layer2_c.csv", tables[(layer, state, linkage)], linkage,
                        distance_threshold=thresholds[linkage])
     table = seed_stability(tables, {k: v for k, v in maps.items() if k[1] == "c"}, "d0.0_r0", "test",
@@ -132,7 +126,6 @@ def test_pca_space_compares_the_maps_own_clusters_and_each_with_the_states(maps,
     """cluster.space: pca: the states' clusters do not depend on the map's seed; each map is cut at the states'
     number of clusters and compared with the reference map's map_cluster (ari) and with the states' (state_ari,
     the measures' map_ari for the reference)."""
-    from embedding_data import _CACHE
     from lstmscope.state_points import pca_points
 
     base = _CACHE[(500, 8)]["dir"]
@@ -175,8 +168,9 @@ def test_a_map_of_other_tokens_or_a_missing_map_or_the_reference_seed_is_refused
     with pytest.raises(ValueError, match=r"the reference seed 6 is among the other seeds \[6, 9\]"):
         seed_stability(tables, maps, "d0.0_r0", "test", 6, n_clusters=8, shuffles=2)
     with pytest.raises(ValueError, match=r"2 maps but 1 keys"):
-        keyed_maps(["a.csv", "b.csv"], [[2, "c", 6]])
-    assert keyed_maps(["a.csv"], [["2", "c", "6"]]) == {(2, "c", 6): "a.csv"}
+        keyed_tables(["a.csv", "b.csv"], [[2, "c", 6]], kinds=(int, str, int), what="maps")
+    assert keyed_tables(["a.csv"], [["2", "c", "6"]], kinds=(int, str, int), what="maps") == {(2, "c", 6): "a.csv"}
+    assert keyed_tables(["a.csv"], [["2", "c", "ward"]]) == {(2, "c", "ward"): "a.csv"}  # cluster tables' keys
 
 
 def test_stability_figure_shows_every_seed(maps, tmp_path, monkeypatch):

@@ -262,11 +262,13 @@ def read_clusters(path: str | os.PathLike) -> pd.DataFrame:
     return table.sort_values("position", kind="stable").reset_index(drop=True)
 
 
-def keyed_tables(paths: list[str], keys: list[list]) -> dict[tuple[int, str, str], str]:
-    """Pair a rule's cluster-table inputs with their (layer, state, linkage) keys, passed as a param."""
+def keyed_tables(paths: list[str], keys: list[list], kinds: tuple = (int, str, str),
+                 what: str = "cluster tables") -> dict[tuple, str]:
+    """Pair a rule's table inputs with their keys, passed as a param: (layer, state, linkage) of cluster tables by
+    default; ``kinds`` types each part of a key (a map of another seed: (int, str, int), layer, state and seed)."""
     if len(paths) != len(keys):
-        raise ValueError(f"{len(paths)} cluster tables but {len(keys)} keys")
-    return {(int(k[0]), str(k[1]), str(k[2])): str(p) for k, p in zip(keys, paths)}
+        raise ValueError(f"{len(paths)} {what} but {len(keys)} keys")
+    return {tuple(kind(part) for kind, part in zip(kinds, k)): str(p) for k, p in zip(keys, paths)}
 
 
 def cluster_tokens(embedding: str | os.PathLike, output: str | os.PathLike, linkage: str,

@@ -105,9 +105,3 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
             rows.append(row(seed, labels))
     return pd.DataFrame(rows)
 
-
-def keyed_maps(paths: list[str], keys: list[list]) -> dict[tuple[int, str, int], str]:
-    """Pair a rule's map inputs with their (layer, state, seed) keys, passed as a param."""
-    if len(paths) != len(keys):
-        raise ValueError(f"{len(paths)} maps but {len(keys)} keys")
-    return {(int(k[0]), str(k[1]), int(k[2])): str(p) for k, p in zip(keys, paths)}
