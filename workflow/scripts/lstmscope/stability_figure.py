@@ -1,4 +1,4 @@
-"""The figure of the clusters across t-SNE seeds (:mod:`lstmscope.cluster_stability`'s table): a module of its own,
+"""The figure of the clusters across t-SNE maps (:mod:`lstmscope.cluster_stability`'s table): a module of its own,
 so that it reruns only its own job when edited."""
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
     models_all = list(dict.fromkeys(table["model"]))
     cmap = plt.get_cmap("viridis")
     colours = {m: cmap(k / max(1, len(models_all) - 1)) for k, m in enumerate(models_all)}
+    edges = {m: tuple(0.6 * v for v in c[:3]) for m, c in colours.items()}  # darker: viridis' light end on white
     fig, axes = plt.subplots(rows, len(panels), figsize=(max(5, 1.2 * len(models_all) + 3) * len(panels),
                                                          0.8 + 3.2 * rows), squeeze=False)
     pca = "space" in table and (table["space"] == "pca").all()
@@ -42,8 +43,7 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
         models = [m for m in models_all if m in set(group["model"])]
         width = 0.8 / len(models)
         for k, model in enumerate(models):
-            colour = colours[model]
-            edge = tuple(0.6 * v for v in colour[:3])  # darker: viridis' light end on white
+            colour, edge = colours[model], edges[model]
             mine = group[group["model"] == model]
             for i, view in enumerate(views):
                 cell = mine[(mine["layer"] == view[0]) & (mine["state"] == view[1])]
@@ -83,8 +83,7 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
     high = max(max(ax.get_ylim()[1] for ax in axes[0]), 1.05)
     for ax in axes[0]:
         ax.set_ylim(low, high)
-    handles = ([Patch(facecolor=colours[m], edgecolor=tuple(0.6 * v for v in colours[m][:3]), label=m)
-                for m in models_all]
+    handles = ([Patch(facecolor=colours[m], edgecolor=edges[m], label=m) for m in models_all]
                + [Line2D([], [], marker=marker[s], linestyle="", color="0.35", label=f"seed {s}") for s in others_seeds])
     axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="best")
     seeds = table.loc[reference, "seed"].unique().tolist()
