@@ -102,3 +102,34 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
             assert record["settings"]["seed"] == (int(table.parent.name[4:]) if seeded else config["embedding"]["seed"])
     assert len(commits) == 1 and re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commits.pop())
     assert {"neuron_divergence", "embed_tsne", "cluster_tokens", "perplexity_table", "ablation_table"} <= rules, rules
+
+
+def test_record_tables_hashes_each_input_file_names_a_folder_and_leaves_the_library_to_its_digest(tmp_path):
+    """A job's record: every CSV output gets one (other outputs none); an input file is hashed, a folder named (it has
+    no one digest), the library's own modules left out (``library_sha256`` covers them)."""
+    import hashlib
+    import json
+    from types import SimpleNamespace
+
+    from lstmscope import provenance
+
+    table, figure = tmp_path / "t.csv", tmp_path / "f.png"
+    table.write_text("a,b\n1,2\n")
+    figure.write_bytes(b"png")
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "x.txt").write_text("x\n")
+    data = tmp_path / "d.txt"
+    data.write_text("words\n")
+    module = Path(provenance.__file__)
+    job = SimpleNamespace(rule="a_rule", wildcards={"model": "d0.1_r0"}, params={"bins": 3, "settings": object()},
+                          input=[str(data), str(held), str(module)], output=[str(table), str(figure)])
+    written = provenance.record_tables(job, software="x 1")
+    assert written == [tmp_path / "t.csv.provenance.json"]
+    assert sorted(os.listdir(tmp_path)) == ["d.txt", "f.png", "held", "t.csv", "t.csv.provenance.json"]
+    record = json.loads(written[0].read_text())
+    assert record["inputs"] == {str(data): hashlib.sha256(b"words\n").hexdigest(), str(held): "a folder"}
+    assert record["settings"] == {"bins": 3} and record["rule"] == "a_rule" and record["software"] == "x 1"
+    assert record["wildcards"] == {"model": "d0.1_r0"}
+    assert record["table_sha256"] == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    assert record["library_sha256"] == provenance.library_digest()
