@@ -26,6 +26,7 @@ rule neuron_histograms:
         log_path("neuron_histograms", "{model}/{text}"),
     benchmark:
         benchmark_path("neuron_histograms", "{model}/{text}")
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
@@ -71,6 +72,7 @@ rule neuron_divergence:
         log_path("neuron_divergence", "{model}/{text}"),
     benchmark:
         benchmark_path("neuron_divergence", "{model}/{text}")
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
@@ -103,6 +105,7 @@ rule neuron_tracking:
         log_path("neuron_tracking", "{model}/{text}"),
     benchmark:
         benchmark_path("neuron_tracking", "{model}/{text}")
+    threads: 1
     resources:
         # doubled on a retry (SLURM profile)
         mem_mb=lambda wildcards, attempt: (1000 + 16 * _TRACKED * int(config["texts"][wildcards.text]["tokens"])
@@ -285,6 +288,7 @@ rule neuron_explorer:
         log_path("neuron_explorer", "{model}_{text}"),
     benchmark:
         benchmark_path("neuron_explorer", "{model}_{text}")
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: NEURON_EXPLORER_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
         runtime=10,
