@@ -11,7 +11,7 @@ import pytest
 
 from embedding_data import real_cluster_tables
 from lstmscope.cluster import read_clusters
-from lstmscope.cluster_measures import (cluster_measures, cluster_table, expected_runs, mean_run_length,
+from lstmscope.cluster_measures import (cluster_measures, cluster_table, read_measures, expected_runs, mean_run_length,
                                         partition_measures, runs, shuffled_run_length, top_words_html,
                                         word_class, word_shuffled_run_length)
 
@@ -174,6 +174,20 @@ def test_measures_of_a_real_run_and_rendered_table(tables, tmp_path):
     again = pd.read_csv(written, keep_default_na=False)
     assert top_words_html(again, measures, "t") == top_words_html(clusters, measures, "t")
     assert top_words_html(pd.read_csv(written), measures, "t") == top_words_html(clusters, measures, "t")
+    # the contiguity figure's tables read back as written; one short of a column, or with an empty ratio, is named (a
+    # model's bars went missing, or every bar was drawn filled, without a word)
+    measured = tmp_path / "m.csv"
+    measures.to_csv(measured, index=False)
+    pd.testing.assert_frame_equal(read_measures([measured]), measures, check_dtype=False)
+    for name, damaged, said in [
+        ("no_z", measures.drop(columns="contiguity_z"), "missing columns contiguity_z"),
+        ("blank", measures.assign(word_contiguity_ratio=[np.nan] + [1.0] * 7),
+         r"column word_contiguity_ratio must hold numbers; line 2 has no value \(an empty cell or nan\)"),
+        ("layer", measures.assign(layer=measures["layer"] + 0.5), "column layer must hold whole numbers; line 2 has 1.5"),
+    ]:
+        damaged.to_csv(tmp_path / f"{name}.csv", index=False)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / name))}\.csv: {said}$"):
+            read_measures([measured, tmp_path / f"{name}.csv"])
 
 
 def test_distinctive_words_survive_their_own_format():

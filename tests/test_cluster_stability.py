@@ -247,3 +247,39 @@ def test_the_tiny_runs_maps_of_another_seed_are_embed_tsne_at_that_seed(tiny_run
     assert sorted(table["seed"].unique()) == sorted([seed, 42]) and len(table) == 8 * 2
     assert settings["stability_initialization"] == "random"
     assert (table["start"] == table["reference"].map({True: "pca", False: "random"})).all()
+
+
+def test_the_summary_reads_back_the_tables_and_refuses_a_damaged_one_naming_it(maps, tmp_path):
+    """The summary's figure drew a table without its reference rows with no bars, one without ``ari`` beside another
+    model's with its points missing, and an empty file stopped it with pandas' EmptyDataError naming no file."""
+    from lstmscope.cluster_stability import read_seed_stability
+
+    tables = layer2(real_cluster_tables())
+    table = seed_stability(tables, maps, "d0.0_r0", "test", REFERENCE_SEED, n_clusters=8, shuffles=5, shuffle_seed=3)
+    good, other = tmp_path / "good.csv", tmp_path / "other.csv"
+    table.to_csv(good, index=False)
+    table.assign(model="d0.8_r0").to_csv(other, index=False)
+    both = read_seed_stability([good, other])
+    pd.testing.assert_frame_equal(both, pd.concat([table, table.assign(model="d0.8_r0")], ignore_index=True),
+                                  check_dtype=False)
+    blank = table.copy()
+    blank.loc[3, "ari"] = np.nan
+    ward = (table["linkage"] == "ward") & (table["state"] == "c")
+    cases = {
+        "empty": ("", "not a readable CSV"),
+        "no_ari": (table.drop(columns="ari"), "missing columns ari"),
+        "blank": (blank, r"column ari must hold numbers; line 5 has no value \(an empty cell or nan\)"),
+        "no_reference": (table[~(ward & table["reference"])],
+                         "layer 2 c ward has 0 rows of the reference map and 2 of other maps"),
+        "no_other": (table[~(ward & ~table["reference"])],
+                     "layer 2 c ward has 1 rows of the reference map and 0 of other maps"),
+        "two_models": (table.assign(model=np.where(table.index % 2, "d0.1_r0", "d0.0_r0")),
+                       r"the rows of 2 models \(d0.0_r0, d0.1_r0\)"),
+        "flag": (table.assign(reference=table["reference"].map({True: "yes", False: "no"})),
+                 "column reference must hold True or False; line 2 has 'yes'"),
+    }
+    for name, (damaged, said) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(damaged) if isinstance(damaged, str) else damaged.to_csv(path, index=False)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {said}"):
+            read_seed_stability([good, path])

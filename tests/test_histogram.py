@@ -277,6 +277,12 @@ def test_the_range_table_names_a_missing_report_and_writes_nothing(tiny, tmp_pat
     (lambda text: pd.read_csv(io.StringIO(text)).drop(columns="state").to_csv(index=False),
      "missing columns state"),
     (lambda text: text.replace(",h,", ",x,", 1), "state 'x' is neither h nor c"),
+    (lambda text: pd.read_csv(io.StringIO(text)).astype({"values": object}).assign(values="abc").to_csv(index=False),
+     "column values must hold whole numbers; line 2 has 'abc'"),
+    (lambda text: pd.read_csv(io.StringIO(text)).assign(underflow=float("nan")).to_csv(index=False),
+     "column underflow must hold whole numbers; line 2 has no value (an empty cell or nan)"),
+    (lambda text: pd.read_csv(io.StringIO(text)).assign(layer=1.5).to_csv(index=False),
+     "column layer must hold whole numbers; line 2 has 1.5"),
 ])
 def test_a_range_report_that_is_empty_or_lacks_a_column_is_one_error_naming_it(tiny, tmp_path, edit, said):
     """Read as it stands, an empty part stopped the table with pandas' unnamed EmptyDataError, and a part of the

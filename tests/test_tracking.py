@@ -146,6 +146,12 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
     assert any(with_start), "the start-up tokens change no list here: the test would pass without leaving them out"
     summary = tracking_summary([tmp_path / "t.csv"], tmp_path / "s.csv", per_group=1)
     assert len(summary) == LAYERS * 2 and (summary["rank"] == 1).all()
+    # an empty rank sorted last: the layer's second neuron became its top one, without a word
+    pd.read_csv(tmp_path / "t.csv").assign(rank=lambda t: t["rank"].where(t["rank"] != 1)).to_csv(
+        tmp_path / "blank.csv", index=False)
+    with pytest.raises(ActivationsError, match=r"blank\.csv: column rank must hold whole numbers; line \d+ has no val"):
+        tracking_summary([tmp_path / "t.csv", tmp_path / "blank.csv"], tmp_path / "s2.csv")
+    assert not (tmp_path / "s2.csv").exists()
     assert (summary["dropout"] == 0.2).all()  # the tiny model's (the cross-model table's x)
     # a dropout of more than 6 digits is written whole in both tables (0.1234567 beside a model named so)
     odd = tmp_path / "odd.csv"

@@ -1,14 +1,13 @@
 """Rule cluster_contiguity: contiguity of every embedded model in one table and one figure."""
 from lstmscope.cluster_figures import contiguity_figure  # first: lstmscope pins the CPU kernels
-from lstmscope.cluster_measures import write_csv
+from lstmscope.cluster_measures import read_measures, write_csv
 from lstmscope.joblog import job_log
 from lstmscope.provenance import record_tables
 
-import pandas as pd  # noqa: E402
 
 with job_log(snakemake.log[0], "cluster_contiguity") as log:  # noqa: F821
     out = snakemake.output  # noqa: F821
-    measures = pd.concat([pd.read_csv(f) for f in snakemake.input.measures], ignore_index=True)  # noqa: F821
+    measures = read_measures(snakemake.input.measures)  # noqa: F821
     write_csv(measures, out.table)
     contiguity_figure(measures, out.png, out.svg, dpi=snakemake.params.dpi)  # noqa: F821
     log.info("%d clusterings of %d models", len(measures), measures["model"].nunique())

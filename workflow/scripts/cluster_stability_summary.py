@@ -1,14 +1,14 @@
 """Rule cluster_stability_summary: the clusters of every embedded model across t-SNE seeds, one table and one figure."""
 from lstmscope.stability_figure import stability_figure  # first: lstmscope pins the CPU kernels
 from lstmscope.cluster_measures import write_csv
+from lstmscope.cluster_stability import read_seed_stability
 from lstmscope.joblog import job_log
 from lstmscope.provenance import record_tables
 
-import pandas as pd  # noqa: E402
 
 with job_log(snakemake.log[0], "cluster_stability_summary") as log:  # noqa: F821
     out = snakemake.output  # noqa: F821
-    table = pd.concat([pd.read_csv(f) for f in snakemake.input.tables], ignore_index=True)  # noqa: F821
+    table = read_seed_stability(snakemake.input.tables)  # noqa: F821
     write_csv(table, out.table)
     stability_figure(table, out.png, out.svg, dpi=snakemake.params.dpi)  # noqa: F821
     log.info("%d clusterings of %d models, seeds %s", len(table), table["model"].nunique(),

@@ -205,8 +205,9 @@ def read_ablation_table(path: str | os.PathLike) -> pd.DataFrame:
     refuse(~table["group"].isin(GROUPS), "group", " or ".join(GROUPS))
     refuse(~table["neurons"].astype(str).str.fullmatch(r"\d+( \d+)*"), "neurons", "neuron numbers from 0, "
            "separated by spaces")
-    for col in NUMBER_COLUMNS:  # empty where a number does not apply (kl_sum of a group)
-        refuse(pd.to_numeric(table[col], errors="coerce").isna() & table[col].notna(), col, "numbers")
+    for col in NUMBER_COLUMNS:  # empty only where a number does not apply (kl_sum of a group)
+        refuse(pd.to_numeric(table[col], errors="coerce").isna() & (table[col].notna() | (col != "kl_sum")), col,
+               "numbers")
         table[col] = pd.to_numeric(table[col])
     for col in ("model", "text"):
         names = sorted(set(table[col].astype(str)))

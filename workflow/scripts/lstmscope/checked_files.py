@@ -56,5 +56,44 @@ def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str 
     if bad.any():
         i = int(np.argmax(bad))
         value = table[col].iloc[i]
-        shown = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
+        shown = ("no value (an empty cell or nan)" if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
+                 else f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value))
         raise error(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
+
+
+def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os.PathLike, error: type[Exception],
+                   whole: Sequence[str] = ()) -> None:
+    """``columns`` of ``table`` made numbers in place; a cell that is empty or not a number (a whole number, for the
+    columns among ``whole``) is refused by its line (:func:`refuse_rows`): a table that every job fills leaves no
+    cell empty, and pandas would drop an empty key from a grouping or a blank from a mean without a word."""
+    import pandas as pd
+
+    for col in columns:
+        number = pd.to_numeric(table[col], errors="coerce")
+        bad = number.isna()
+        if col in whole:
+            bad |= number != number.round()
+        refuse_rows(table, bad.to_numpy(), col, "whole numbers" if col in whole else "numbers", path, error)
+        table[col] = number.astype("int64") if col in whole else number
+
+
+def read_tables(paths: Sequence[str | os.PathLike], columns: Sequence[str], numbers: Sequence[str], what: str,
+                error: type[Exception], whole: Sequence[str] = ()) -> "pd.DataFrame":
+    """The tables of several jobs (one per model), one under the other: each read as :func:`read_table` does (it
+    exists, parses, holds ``columns`` and a row), its ``numbers`` (``whole`` among them: whole numbers) filled with
+    numbers in every row (:func:`number_columns`), and, where it has a ``model`` column, one model's."""
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        table = read_table(path, columns, what, error)
+        number_columns(table, numbers, path, error, whole)
+        if "model" in table.columns:
+            refuse_rows(table, table["model"].isna().to_numpy(), "model", "the model's name", path, error)
+            names = sorted(set(table["model"].astype(str)))
+            if len(names) > 1:
+                raise error(f"{path}: the rows of {len(names)} models ({', '.join(names)}); a {what} is one model's")
+        frames.append(table)
+    if not frames:
+        raise error(f"no {what}s given")
+    return pd.concat(frames, ignore_index=True)

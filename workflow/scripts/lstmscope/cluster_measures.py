@@ -17,7 +17,7 @@ import html
 import os
 import re
 from collections import Counter
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -256,6 +256,21 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
             row["map_ari"] = float(adjusted_rand_score(table[MAP_CLUSTER], table["cluster"]))
         per_partition.append(row)
     return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)
+
+
+MEASURE_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "points", "clusters", "contiguity_ratio",
+                   "contiguity_z", "word_contiguity_ratio", "word_contiguity_z"]  # what the contiguity figure reads
+MEASURE_NUMBERS = ["layer", "points", "clusters", "contiguity_ratio", "word_contiguity_ratio"]  # z: none for 1 cluster
+
+
+def read_measures(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The measures tables of :func:`cluster_measures` (one per model and text), one under the other; each must hold
+    the columns the contiguity figure reads, filled (a z is empty where one cluster leaves the baseline no spread),
+    else a ValueError names the file, and the column and line."""
+    from .checked_files import read_tables
+
+    return read_tables(paths, MEASURE_COLUMNS, MEASURE_NUMBERS, "cluster measures table", ValueError,
+                       whole=("layer", "points", "clusters"))
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -15,7 +15,7 @@ states' number of clusters) are compared, and ``state_ari`` gives each map's agr
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -105,3 +105,32 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
             rows.append(row(seed, labels))
     return pd.DataFrame(rows)
 
+
+
+STABILITY_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "seed", "reference", "ari", "clusters",
+                     "contiguity_ratio", "contiguity_z", "word_contiguity_ratio", "word_contiguity_z"]
+STABILITY_NUMBERS = ["layer", "seed", "ari", "clusters", "contiguity_ratio", "word_contiguity_ratio"]
+
+
+def read_seed_stability(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The tables of :func:`seed_stability` (one per model and text), one under the other: each must hold the
+    columns the stability figure reads, filled, and for every layer, state and linkage one row of the reference map
+    and at least one of another; else a ValueError names the file, and the column and line or the view."""
+    from .checked_files import read_tables, refuse_rows
+
+    if not paths:
+        raise ValueError("no seed stability tables given")
+    tables = []
+    for path in paths:
+        table = read_tables([path], STABILITY_COLUMNS, STABILITY_NUMBERS, "seed stability table", ValueError,
+                            whole=("layer", "seed", "clusters"))
+        flag = table["reference"].astype(str)
+        refuse_rows(table, ~flag.isin(["True", "False"]).to_numpy(), "reference", "True or False", path, ValueError)
+        table["reference"] = flag == "True"
+        for (layer, state, linkage), view in table.groupby(["layer", "state", "linkage"], sort=True):
+            maps = int(view["reference"].sum()), int((~view["reference"]).sum())
+            if maps[0] != 1 or maps[1] == 0:
+                raise ValueError(f"{path}: layer {layer} {state} {linkage} has {maps[0]} rows of the reference map "
+                                 f"and {maps[1]} of other maps; a seed stability table has one and at least one")
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.special import rel_entr
 
 from .atomic import write_table
-from .checked_files import read_table, refuse_rows
+from .checked_files import number_columns, read_table, refuse_rows
 from .histogram import HistogramError, StoredHistogram, read_histograms
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,7 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         refuse(~unranked & (number.isna() | (number != number.round()) | (number < (0 if col == "neuron" else 1))),
                col, "whole numbers from 0" if col == "neuron" else "whole numbers from 1")
         table[col] = number.astype("Int64" if col == "rank" else np.int64)
-    for col in NUMBER_COLUMNS:
-        refuse(pd.to_numeric(table[col], errors="coerce").isna() & table[col].notna(), col, "numbers")
-        table[col] = pd.to_numeric(table[col])
+    number_columns(table, NUMBER_COLUMNS, path, HistogramError)  # an empty cell too: a mean or a model left out
     refuse(~table["dead"].astype(str).isin(["True", "False"]), "dead", "True or False")
     table["dead"] = table["dead"].astype(str) == "True"
     refuse(~table["state"].isin(["h", "c"]), "state", "h or c")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path, write_table
-from .checked_files import open_hdf5, read_table
+from .checked_files import number_columns, open_hdf5, read_table
 from .provenance import provenance, to_json
 
 if TYPE_CHECKING:  # pandas is imported only where a table is made (the histogram jobs do not need it)
@@ -406,6 +406,8 @@ def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os
         states = sorted(set(map(str, frame["state"])) - {"h", "c"})
         if states:
             raise HistogramError(f"{p}: state {states[0]!r} is neither h nor c")
+        number_columns(frame, RANGE_COLUMNS[2:3] + RANGE_COLUMNS[4:], p, HistogramError,
+                       whole=("layer", "values", "underflow", "overflow", "neurons_outside"))
         frames.append(frame)
     if not frames:
         raise HistogramError("no histogram range reports given")

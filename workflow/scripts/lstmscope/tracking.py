@@ -37,7 +37,7 @@ import pandas as pd
 
 from .activations_file import ActivationsError, open_activations, read_words, state_dataset
 from .atomic import write_table
-from .checked_files import read_table
+from .checked_files import number_columns, read_table
 from .divergence import check_divergence_fits, ranked, ranking_measure, read_divergence
 from .order import models_in_order
 from .wikitext import EOS, heading_tokens
@@ -261,7 +261,11 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     frames = []
     for p in paths:  # each part checked as it is read: joined, a part without a column would only add NaN
         # the header alone is a table: a layer with no live neuron has no row to describe
-        frames.append(read_table(p, SUMMARY_COLUMNS, "tracking table", ActivationsError, allow_empty=True))
+        frame = read_table(p, SUMMARY_COLUMNS, "tracking table", ActivationsError, allow_empty=True)
+        # what orders and names a row: an empty cell would sort last or drop the neuron (a d is empty without context)
+        number_columns(frame, ["dropout", "layer", "neuron", "rank"], p, ActivationsError,
+                       whole=("layer", "neuron", "rank"))
+        frames.append(frame)
     if not frames:
         raise ActivationsError("no tracking tables given")
     table = pd.concat(frames, ignore_index=True)
