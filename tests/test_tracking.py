@@ -193,6 +193,22 @@ def test_mismatched_inputs_are_refused(tiny, divergence_csv, tmp_path):
     assert not (tmp_path / "t.csv").exists()
 
 
+def test_the_same_word_is_the_same_word_read_not_a_token_id(tiny, divergence_csv, tmp_path):
+    """Each word's tokens are grouped by the word as the model read it: a damaged id in the file (negative, or
+    billions) stopped the tracking with numpy's unnamed error or asked for gigabytes of counts; the ids are not read."""
+    import shutil
+
+    intact = neuron_tracking(tiny.activations, divergence_csv, tmp_path / "intact.csv", top_k=2, top_words=4)
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f["tokens/ids"][10] = -1
+        f["tokens/ids"][11] = 2_000_000_000
+    again = neuron_tracking(damaged, divergence_csv, tmp_path / "damaged.csv", top_k=2, top_words=4)
+    pd.testing.assert_frame_equal(again, intact)
+    assert (tmp_path / "damaged.csv").read_bytes() == (tmp_path / "intact.csv").read_bytes()
+
+
 def test_a_frozen_neuron_has_no_strongest_context_and_a_dead_layer_no_rows(degenerate, tmp_path, caplog):
     with h5py.File(degenerate.activations, "r") as f:
         for state in ("h", "c"):  # frozen: one value after every token, far from 0 (not dead)

@@ -218,8 +218,10 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
         skip = start_up(len(words))  # the extreme words leave out the text's start from the zero state
         # the contexts are the text's (a number the vocabulary lacks is still a number), the values the model's
         masks = context_masks(read_words(f, split=True))
-        # "the same word": as the model read it; how each context splits the words is the same for every neuron
-        groups = context_word_groups(masks, f["tokens/ids"][:].astype(np.int64))
+        # "the same word": as the model read it (its words, one number each; the ids would serve alike, but a damaged
+        # id is a negative bincount or a count of billions); how each context splits the words is the same for every
+        # neuron
+        groups = context_word_groups(masks, pd.factorize(np.asarray(words, dtype=object))[0])
         for (layer, state), _ in table.groupby(["layer", "state"], sort=True):
             top = ranked(table, int(layer), str(state), len(table) if top_k is None else top_k)
             if top.empty:
