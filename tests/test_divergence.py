@@ -182,6 +182,35 @@ def test_bad_input_names_the_file_or_key(dead_model_tables, tmp_path):
         ranked(table, 3, "h", 2)
 
 
+@pytest.mark.parametrize("dataset, index, value, said", [
+    ("layer1/h/counts", (3, 5), -1, "layer1/h: counts of neuron 3 is -1; counts are whole numbers from 0"),
+    ("layer2/c/overflow", 7, 1e9, "layer2/c: counts with underflow and overflow of neuron 7 sum to 1e"),
+    ("layer1/c/near_zero", 2, 1e9, "layer1/c: near_zero of neuron 2 is 1e"),
+    ("layer2/h/mean_abs", 4, np.nan, "layer2/h: mean_abs of neuron 4 is nan"),
+    ("layer1/h/edges", 0, 5.0, "layer1/h: edges must rise from the first to the last"),
+    ("layer1/h", "n_values", 10, "layer1/h: counts with underflow and overflow of neuron 0 sum to"),
+])
+def test_a_histograms_file_whose_counts_or_statistics_no_histogram_has_is_refused(dead_model_tables, tmp_path,
+                                                                                  dataset, index, value, said):
+    """A damaged count became an infinite KL, or a wrong n_values every neuron dead, in a table that looked
+    complete (and the next stage blamed the divergence table)."""
+    import shutil
+
+    import h5py
+
+    d, _ = dead_model_tables
+    bad = tmp_path / "hist.h5"
+    shutil.copy(d / "hist.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        if index == "n_values":
+            f[dataset].attrs["n_values"] = value
+        else:
+            f[dataset][index] = value
+    with pytest.raises(HistogramError, match=re.escape(f"{bad}: {said}")):
+        neuron_divergence(bad, tmp_path / "t.csv", tmp_path / "x.csv", EPS, 0.01, 0.9)
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "x.csv").exists()
+
+
 def _edited(src, dst, line: int, column: str, value: str):
     """``src`` with ``column`` of ``line`` (the file's line number, header = 1) set to ``value``."""
     lines = src.read_text().splitlines()

@@ -378,7 +378,34 @@ def _read_group(f: h5py.File, path: str | os.PathLike, layer: int, state: str) -
                         float(g.attrs["near_zero"]))
     if h.n_values == 0 or h.counts.sum() + h.underflow.sum() + h.overflow.sum() == 0:
         raise HistogramError(f"{path}: {key}: empty histogram (no values)")
+    _check_values(h, f"{path}: {key}")
     return h
+
+
+def _check_values(h: StoredHistogram, where: str) -> None:
+    """What every histogram the stage writes holds, checked where a damaged file would otherwise become numbers: an
+    infinite KL or every neuron dead, in a table that looks complete."""
+    if not (np.all(np.diff(h.edges) > 0) and np.isfinite(h.edges).all()):
+        raise HistogramError(f"{where}: edges must rise from the first to the last (file damaged)")
+    for name, v in (("counts", h.counts), ("underflow", h.underflow), ("overflow", h.overflow),
+                    ("near_zero", h.near_zero)):
+        bad = ~np.isfinite(v) | (v < 0) | (v != np.round(v))
+        if bad.any():
+            j = int(np.argwhere(bad)[0][0])
+            raise HistogramError(f"{where}: {name} of neuron {j} is {np.ravel(v[j])[np.ravel(bad[j])][0]:g}; counts "
+                                 "are whole numbers from 0 (file damaged)")
+    per_neuron = h.counts.sum(axis=1) + h.underflow + h.overflow
+    for name, total in (("counts with underflow and overflow", per_neuron), ("near_zero", h.near_zero)):
+        off = total != h.n_values if name != "near_zero" else total > h.n_values
+        if off.any():
+            j = int(np.argmax(off))
+            raise HistogramError(f"{where}: {name} of neuron {j} {'sum to' if name != 'near_zero' else 'is'} "
+                                 f"{total[j]:g}, but n_values is {h.n_values} (file damaged)")
+    for name, v in (("mean", h.mean), ("std", h.std), ("mean_abs", h.mean_abs), ("min", h.minimum),
+                    ("max", h.maximum)):
+        if not np.isfinite(v).all():
+            j = int(np.argmax(~np.isfinite(v)))
+            raise HistogramError(f"{where}: {name} of neuron {j} is {v[j]:g} (file damaged)")
 
 
 def select(histograms: Sequence[StoredHistogram], layer: int, state: str) -> StoredHistogram:
