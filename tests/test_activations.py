@@ -17,7 +17,7 @@ from lstmscope.model import cpu_kernels, load_checkpoint
 from lstmscope.provenance import sha256_file
 from lstmscope.vocabulary import Vocabulary, read_tokens
 
-from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixture)
+from neurons_support import HIDDEN, LAYERS, TEXT, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 
 def _ids(tiny):
@@ -570,3 +570,37 @@ def test_an_expectancy_no_probability_has_is_refused_naming_file_and_token(tiny,
         assert main([str(damaged), "--expectancy", "--start", "0", "--tokens", "20", "-o", str(out)]) == 1
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and said in err and not out.exists()
+
+
+@pytest.mark.parametrize("state, value", [("h", np.nan), ("c", np.inf)])
+def test_a_state_no_lstm_has_is_refused_by_every_reader_of_a_neuron_naming_token_and_neuron(tiny, divergence_csv,
+                                                                                           tmp_path, capsys, state,
+                                                                                           value):
+    """A NaN or infinite state (a damaged file) was drawn as a gap in the heatmaps and pages (exit status 0), written
+    into the tracking table as its mean, or blamed on the divergence table."""
+    import pandas as pd
+
+    from lstmscope.heatmap_cli import main
+    from lstmscope.neuron_explorer import build_neuron_explorer
+    from lstmscope.neuron_heatmaps import text_heatmaps
+    from lstmscope.tracking import neuron_tracking
+
+    table = pd.read_csv(divergence_csv)
+    neuron = int(table[(table.layer == 1) & (table.state == state) & (table["rank"] == 1)].neuron.iloc[0])
+    damaged = tmp_path / "bad.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f[f"layer1/{state}"][30, neuron] = value
+    said = f"{damaged}: layer1/{state} of token 30, neuron {neuron} is {value:g}, which no LSTM state is"
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ActivationsError, match=re.escape(said)):
+        neuron_tracking(damaged, divergence_csv, out / "t.csv", top_k=2, top_words=4)
+    with pytest.raises(ActivationsError, match=re.escape(said)):
+        text_heatmaps(damaged, divergence_csv, {(1, state): (str(out / "a.png"), str(out / "a.svg"))}, 2, 40)
+    with pytest.raises(ActivationsError, match=re.escape(said)):
+        build_neuron_explorer(damaged, divergence_csv, out / "x.html", 2, 40, "t")
+    assert main([str(damaged), "-n", f"1:{neuron}", "--start", "0", "--tokens", "60", "-o", str(out / "h.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and said in err
+    assert list(out.iterdir()) == []

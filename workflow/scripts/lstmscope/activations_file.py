@@ -132,6 +132,24 @@ def state_dataset(f: h5py.File, layer: int, state: str) -> h5py.Dataset:
     return f[f"layer{layer}/{state}"]
 
 
+def read_neurons(f: h5py.File, layer: int, state: str, neurons, start: int = 0, stop: int | None = None,
+                 dtype: type | None = np.float64) -> np.ndarray:
+    """Tokens [``start``, ``stop``) of ``neurons`` (an int: one column; a sorted list: a (T, k) block) of
+    ``layer{layer}/{state}``, as ``dtype`` (None: as stored). A value that is not finite (no LSTM state is) is an
+    :class:`ActivationsError` naming the file, the dataset, the token and the neuron: a figure or page would draw
+    it as a gap or a colour."""
+    values = state_dataset(f, layer, state)[start:stop, neurons]
+    values = values if dtype is None else values.astype(dtype)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        at = np.argwhere(bad)[0]
+        token = start + int(at[0])
+        neuron = int(neurons) if values.ndim == 1 else int(np.asarray(neurons)[at[1]])
+        raise ActivationsError(f"{f.filename}: layer{layer}/{state} of token {token}, neuron {neuron} is "
+                               f"{values[tuple(at)]:g}, which no LSTM state is (the file is damaged; dump it again)")
+    return values
+
+
 def iter_rows(dataset: h5py.Dataset, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (start row, block) of a (T, N) dataset in blocks of whole HDF5 chunks, as float32."""
     if rows is None:

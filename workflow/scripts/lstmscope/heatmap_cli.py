@@ -35,7 +35,8 @@ import h5py
 import numpy as np
 
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
-from .activations_file import ActivationsError, open_activations, read_expectancy, read_words, state_dataset
+from .activations_file import (ActivationsError, open_activations, read_expectancy, read_neurons, read_words,
+                               state_dataset)
 from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
                   writing)
 from .figures import FORMATS, figure_format
@@ -190,12 +191,11 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
                                        expectancy_floor))
     for layer, neuron in neurons:
         if scale == "median":  # centred on the neuron's median over the whole text
-            h, c = (state_dataset(f, layer, st)[:, neuron].astype(np.float64) for st in ("h", "c"))
+            h, c = (read_neurons(f, layer, st, neuron) for st in ("h", "c"))
             medians = text_median(h), text_median(c)
             h, c = h[begin:stop], c[begin:stop]
         else:
-            h = state_dataset(f, layer, "h")[begin:stop, neuron].astype(np.float64)
-            c = state_dataset(f, layer, "c")[begin:stop, neuron].astype(np.float64)
+            h, c = (read_neurons(f, layer, st, neuron, begin, stop) for st in ("h", "c"))
             medians = None, None
         blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians)
         if (layer, neuron) in removals:

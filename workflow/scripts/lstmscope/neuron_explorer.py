@@ -33,7 +33,7 @@ from matplotlib import colormaps
 from .ablation_figures import Removal, effect_passage, removal_effects, removal_phrase
 from .ablation_file import AblationError, check_divergence_model
 from .activations_file import (ActivationsError, layers_and_states, open_activations, read_expectancy,
-                               read_words, state_dataset)
+                               read_neurons, read_words)
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
@@ -187,7 +187,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
         for layer, js in wanted.items():
             cols = sorted(js)
             # one read of the wanted columns per dataset: every HDF5 chunk is read once, not once per neuron
-            values = {s: state_dataset(f, layer, s)[:, cols] for s in ("h", "c")}
+            values = {s: read_neurons(f, layer, s, cols, dtype=None) for s in ("h", "c")}
             if own_table:
                 check_table_values(table, divergence_path, activations_path, layer, cols, values)
             for k, j in enumerate(cols):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .activations_file import open_activations, read_words, state_dataset
+from .activations_file import open_activations, read_neurons, read_words
 from .divergence import check_divergence_fits, ranked, read_divergence
 from .heatmap import DEFAULT_SCALE, check_scale, draw_blocks, neuron_blocks, notice_figure
 from .wikitext import check_passage, passage_avoid
@@ -43,8 +43,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
                 notice_figure(message, png, svg, dpi=dpi)
                 continue
             cols = np.sort(top["neuron"].to_numpy())
-            hs = state_dataset(f, layer, "h")[:, cols].astype(np.float64)
-            cs = state_dataset(f, layer, "c")[:, cols].astype(np.float64)
+            hs, cs = (read_neurons(f, layer, st, cols) for st in ("h", "c"))
             blocks = []
             for r in top.itertuples():
                 j = int(np.searchsorted(cols, r.neuron))

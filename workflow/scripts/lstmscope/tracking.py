@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .activations_file import ActivationsError, open_activations, read_words, state_dataset
+from .activations_file import ActivationsError, open_activations, read_neurons, read_words
 from .atomic import write_table
 from .checked_files import number_columns, read_table
 from .divergence import check_divergence_fits, ranked, ranking_measure, read_divergence
@@ -228,9 +228,8 @@ def neuron_tracking(activations_path: str | os.PathLike, divergence_path: str | 
                 log.warning("%s: layer%d/%s has no live (ranked) neuron: none described", divergence_path,
                             int(layer), state)
                 continue
-            ds = state_dataset(f, int(layer), str(state))
             cols = np.sort(top["neuron"].to_numpy())
-            values = ds[:, cols].astype(np.float64)  # only the top neurons: (T, k), one read
+            values = read_neurons(f, int(layer), str(state), cols)  # only the top neurons: (T, k), one read
             for r in top.itertuples():
                 v = values[:, int(np.searchsorted(cols, r.neuron))]
                 row = {"model": r.model, "text": r.text, "dropout": r.dropout, "layer": int(layer),
