@@ -239,3 +239,24 @@ def test_measures_of_pca_space_tables_compare_them_with_the_map(tables, tmp_path
     with pytest.raises(ValueError, match=r"lacks the column map_cluster, so it is not a table of clusters of "
                                          r"the PCA space"):
         cluster_measures(tables, "d0.0_r0", "test", shuffles=2, space="pca")
+
+
+def test_tables_of_other_tokens_are_refused_where_they_are_put_side_by_side(tables, tmp_path):
+    """The measures of one text, Fig. 5.8's two linkages and Fig. 5.11's views took a table cut short (or of another
+    text) beside the others and measured or drew it without a word."""
+    from lstmscope.points import read_embedding, read_same_tokens
+
+    key = sorted(tables)[-1]
+    short = tmp_path / "short.csv"
+    pd.read_csv(tables[key]).iloc[:-100].to_csv(short, index=False)
+    said = rf"^{re.escape(str(short))}: its 400 tokens are not the 500 tokens of .*\.csv \(the same positions and words\)"
+    with pytest.raises(ValueError, match=said):
+        cluster_measures({**tables, key: short}, "d0.0_r0", "test", shuffles=2)
+    other = tmp_path / "other.csv"
+    pd.read_csv(tables[key]).assign(word="the").to_csv(other, index=False)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(other))}: its 500 tokens are not the 500 tokens of "):
+        read_same_tokens({"ward": tables[key], "single": other}, read_clusters)
+    with pytest.raises(ValueError, match=said):
+        read_same_tokens({(1, "h"): tables[key], (2, "c"): short}, read_embedding)
+    both = read_same_tokens({"ward": tables[key], "single": tables[sorted(tables)[0]]}, read_clusters)
+    assert list(both) == ["ward", "single"] and (both["ward"]["position"] == both["single"]["position"]).all()

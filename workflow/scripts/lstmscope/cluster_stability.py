@@ -22,21 +22,11 @@ import pandas as pd
 
 from .cluster import MAP_CLUSTER, SPACES, cluster_points, read_clusters
 from .cluster_measures import _thesis_order, partition_measures
-from .points import read_embedding
+from .points import check_same_tokens, read_embedding
 
 #: the columns of partition_measures kept per seed
 MEASURES = ("clusters", "largest_share", "contiguity_ratio", "contiguity_z", "word_contiguity_ratio",
             "word_contiguity_z")
-
-
-def _same_tokens(reference: pd.DataFrame, other: pd.DataFrame, path: str | os.PathLike, reference_path) -> None:
-    """Refuse a map of other tokens than the reference's (another text, another max_tokens)."""
-    same = (len(reference) == len(other)
-            and np.array_equal(reference["position"].to_numpy(), other["position"].to_numpy())
-            and np.array_equal(reference["word"].to_numpy(), other["word"].to_numpy()))
-    if not same:
-        raise ValueError(f"{path}: its {len(other)} tokens are not the {len(reference)} tokens of {reference_path} "
-                         "(the same positions and words): a map of another text or of another number of tokens")
 
 
 def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathLike],
@@ -94,7 +84,7 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
             source = seed_files[(layer, state, seed)]
             if (layer, state, seed) not in maps:
                 other = read_embedding(source).sort_values("position", kind="stable").reset_index(drop=True)
-                _same_tokens(table, other, source, path)
+                check_same_tokens(table, other, source, path)
                 maps[(layer, state, seed)] = other
             xy = maps[(layer, state, seed)][["x", "y"]].to_numpy()
             try:

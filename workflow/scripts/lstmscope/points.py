@@ -24,6 +24,31 @@ def view_order(key: tuple[int, str]) -> tuple[int, int, str]:
     return int(layer), {"h": 0, "c": 1}.get(state, 2), state
 
 
+def check_same_tokens(reference: pd.DataFrame, other: pd.DataFrame, path: str | os.PathLike,
+                      reference_path: str | os.PathLike) -> None:
+    """Refuse a table of other tokens than ``reference``'s (the same positions and words): the tables one figure or
+    measure puts side by side (two linkages, the views of a text, the maps of other seeds) come from one text."""
+    same = (len(reference) == len(other)
+            and np.array_equal(reference["position"].to_numpy(), other["position"].to_numpy())
+            and np.array_equal(reference["word"].astype(str).to_numpy(), other["word"].astype(str).to_numpy()))
+    if not same:
+        raise ValueError(f"{path}: its {len(other)} tokens are not the {len(reference)} tokens of {reference_path} "
+                         "(the same positions and words): a table of another text or of another number of tokens")
+
+
+def read_same_tokens(paths: dict, reader) -> dict:
+    """``{key: reader(path)}`` for ``paths`` (``{key: path}``), every table holding the first one's tokens
+    (:func:`check_same_tokens`)."""
+    tables, first = {}, None
+    for key, path in paths.items():
+        tables[key] = reader(path)
+        if first is None:
+            first = key
+        else:
+            check_same_tokens(tables[first], tables[key], path, paths[first])
+    return tables
+
+
 def embedding_table(positions: np.ndarray, words: list[str], xy: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"position": np.asarray(positions, dtype=np.int64), "word": list(words),
                          "x": xy[:, 0], "y": xy[:, 1]})
