@@ -88,6 +88,7 @@ def test_removal_in_a_three_layer_model_equals_holding_h_at_a_value(model_and_id
     got = text_log_probabilities(ablated_model(model, layer, (2, 7), values), ids[:80], block_tokens=30)
     held = None if values is None else {(layer, 2): values[0], (layer, 7): values[1]}
     want = reference_log_probs(model, ids[:80], [(layer, 2), (layer, 7)], held)
+    assert np.abs(want[1:] - reference_log_probs(model, ids[:80])[1:]).max() > 1e-4  # far more than the tolerance
     np.testing.assert_allclose(got[1:], want[1:], atol=1e-5)
 
 
@@ -227,11 +228,12 @@ def test_zero_ablation_holds_each_unit_at_zero(tiny, divergence_csv, tmp_path):
     model, _ = load_checkpoint(tiny.checkpoint)
     with h5py.File(tiny.activations) as f:
         ids = f["tokens/ids"][:120].astype(np.int64)
+    assert {ab.layer for ab in stored.ablations} == set(range(1, LAYERS + 1))
     for a, ab in enumerate(stored.ablations):
         want = reference_log_probs(model, ids, [(ab.layer, j) for j in ab.neurons])
         np.testing.assert_allclose(stored.ablated[a][1:], want[1:], atol=1e-4)
     with h5py.File(h5) as f:
-        assert (f["ablation/held_at"][:] == 0).all()
+        assert f["ablation/held_at"].size > 0 and (f["ablation/held_at"][:] == 0).all()
     with pytest.raises(AblationError, match="ablation.method='median': choose one of mean, zero"):
         run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, method="median")
 
@@ -353,7 +355,7 @@ def test_bad_input_is_named_and_writes_nothing(tiny, divergence_csv, degenerate,
     # a model whose layer 2 h neurons are all dead: no top-KL neuron of h to remove there
     with pytest.raises(AblationError, match=r"layer 2/h has 0 live \(ranked\) neurons; ablation.neurons=2 asks for more"):
         run(checkpoint=degenerate.checkpoint, activations=degenerate.activations, divergence=degenerate.divergence)
-    assert not list(tmp_path.glob("a.*")), "no output after an error"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("a.", ".a."))], "no output after an error"
     with pytest.raises(AblationError, match="not a lstmscope ablation file"):
         read_ablation(tiny.activations)
 
@@ -505,7 +507,9 @@ def test_each_spread_line_stays_beside_its_own_dropout(tmp_path, monkeypatch, dr
     figs.vs_dropout_figure(pd.DataFrame(rows), tmp_path / "v.png", tmp_path / "v.svg", "t")
     (ax,) = kept[0].axes
     lo, hi = ax.get_xlim()
-    for c, side in zip((c for c in ax.collections if isinstance(c, LineCollection)), (-1, 1)):  # top, then random
+    spreads = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(spreads) == 2, spreads
+    for c, side in zip(spreads, (-1, 1)):  # top, then random
         xs = [float(seg[0][0]) for seg in c.get_segments()]
         assert len(xs) == len(dropouts)
         for x, own in zip(xs, dropouts):
@@ -748,15 +752,21 @@ def test_ablation_heatmap_passage_is_chosen_outside_the_headings_unless_active(t
     stored = read_ablation(h5)
     drawn = []
     monkeypatch.setattr(figs, "draw_blocks", lambda blocks, *a, **k: drawn.append(blocks))
+    starts = {}
     for passage in ("prose", "active"):
-        figs.heatmap_figure(h5, table, tmp_path / "h.png", tmp_path / "h.svg", passage_tokens=30, passage=passage)
-        for block in drawn.pop():
+        figs.heatmap_figure(h5, table, tmp_path / "h.png", tmp_path / "h.svg", passage_tokens=60, passage=passage)
+        blocks = drawn.pop()
+        assert len(blocks) == table["layer"].nunique(), [b.title for b in blocks]  # one neuron per layer
+        for block in blocks:
             layer, neuron = (int(x) for x in re.search(r"layer (\d+), neuron (\d+)", block.title).groups())
             a = next(i for i, ab in enumerate(stored.ablations) if (ab.layer, ab.neurons) == (layer, (neuron,)))
             effect = stored.effect(a)
-            want = (prose_window(effect, stored.words, 30) if passage == "prose"
-                    else int(np.argmax(np.convolve(np.abs(np.nan_to_num(effect)), np.ones(30), "valid"))))
-            assert f"tokens {want}-{want + 29}" in block.title, (passage, block.title)
+            want = (prose_window(effect, stored.words, 60) if passage == "prose"
+                    else int(np.argmax(np.convolve(np.abs(np.nan_to_num(effect)), np.ones(60), "valid"))))
+            assert f"tokens {want}-{want + 59}" in block.title, (passage, block.title)
+            starts[passage, a] = want
+    # 60 of these 200 tokens: a passage of a heading is where both neurons' removals matter most
+    assert all(s != starts["active", a] for (p, a), s in starts.items() if p == "prose"), starts
     with pytest.raises(ValueError, match="heatmap.passage='all'"):
         figs.ablation_figures(h5, csv, *(tmp_path / f"x.{e}" for e in ("png", "svg", "png", "svg")), passage_tokens=30,
                               passage="all")

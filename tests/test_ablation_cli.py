@@ -17,7 +17,7 @@ from lstmscope.ablation_cli import ablate, effect_blocks, main
 from lstmscope.model import load_checkpoint
 
 from lstmscope.activations import TextSpec, dump_activations
-from neurons_support import HIDDEN, TEXT, prose_window, reference_log_probs, tiny  # noqa: F401 (fixture)
+from neurons_support import HIDDEN, TEXT, prose_avoid, prose_window, reference_log_probs, tiny  # noqa: F401 (fixture)
 from conftest import skip_or_fail
 
 
@@ -42,6 +42,7 @@ def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short, m
     with h5py.File(tiny.activations) as f:  # mean: each unit's h held at its mean over the 120 tokens read
         held = {(layer, j): float(f[f"layer{layer}/h"][:120, j].astype(np.float64).mean()) if method == "mean" else 0.0
                 for layer, j in [(2, 3), (1, 0), (1, 7)]}
+    assert len(effects) == len(table) == 4
     for row, effect, removed in zip(table.itertuples(), effects,
                                     [[(2, 3)], [(1, 0)], [(1, 7)], [(2, 3), (1, 0), (1, 7)]]):
         without = reference_log_probs(model, ids, removed, held)
@@ -52,11 +53,19 @@ def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short, m
         assert row.tokens == 120
     blocks = effect_blocks(table, got_words, effects, tokens=30)
     assert len(blocks) == 4 and all(len(b.words) == 30 for b in blocks)
-    start = int(blocks[0].title.split("tokens ")[1].split("-")[0])
-    assert start == prose_window(effects[0], got_words, 30)  # outside the section headings
-    (anywhere, *_) = effect_blocks(table, got_words, effects, tokens=30, headings=True)
-    largest = int(np.argmax(np.convolve(np.abs(np.nan_to_num(effects[0])), np.ones(30), "valid")))
-    assert f"tokens {largest}-" in anywhere.title
+    def starts(blocks):  # one passage for every block: the first removal's
+        return [int(b.title.split("tokens ")[1].split("-")[0]) for b in blocks]
+
+    start = prose_window(effects[0], got_words, 30)
+    assert starts(blocks) == [start] * 4  # outside the section headings
+    # the first removal's largest effect moved into a heading: passed over, unless headings are allowed
+    heading = int(np.flatnonzero(prose_avoid(got_words))[0])
+    spiked = [effects[0].copy(), *effects[1:]]
+    spiked[0][heading] = 100.0
+    assert starts(effect_blocks(table, got_words, spiked, tokens=30)) == [prose_window(spiked[0], got_words, 30)] * 4
+    largest = int(np.argmax(np.convolve(np.abs(np.nan_to_num(spiked[0])), np.ones(30), "valid")))
+    assert starts(effect_blocks(table, got_words, spiked, tokens=30, headings=True)) == [largest] * 4
+    assert largest != prose_window(spiked[0], got_words, 30)
     np.testing.assert_array_equal(blocks[3].values, effects[3][start:start + 30])
 
 

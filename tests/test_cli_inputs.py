@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import threading
+from pathlib import Path
 
 import h5py
 import pytest
@@ -243,28 +244,27 @@ def test_the_heatmap_and_explorer_commands_stopped_say_so_and_leave_nothing(tiny
                                                                             monkeypatch, command):
     """As the dump does: stopped by SIGTERM (``kill``, a time limit) while writing, the command removes its
     temporary file, says so in one line and exits with 143; Ctrl-C, 130."""
-    from lstmscope import explorer_cli, heatmap_cli
-    from lstmscope.atomic import atomic_path
+    from lstmscope import atomic
 
-    module, name = ((heatmap_cli, "draw_blocks_to") if command == "lstmscope-heatmap"
-                    else (explorer_cli, "build_neuron_explorer"))
     out = tmp_path / ("o.png" if command == "lstmscope-heatmap" else "o.html")
     args = ([str(tiny.activations), "-n", "1:0", "-o", str(out)] if command == "lstmscope-heatmap"
             else [str(tiny.activations), "--divergence", str(divergence_csv), "-o", str(out)])
     seen = []
+    flush = atomic.fsync
 
-    def stopped_while_writing(sig):
-        def write(*a, **k):
-            with atomic_path(out) as tmp:
-                tmp.write_text("half of it")
-                seen.append(tmp.name)
+    def stopped_while_writing(sig):  # the command's own writer runs; the signal comes as its file is flushed
+        def fsync(path):
+            path = Path(path)
+            if path.is_file() and path.name.startswith(f".{out.stem}.tmp") and path.stat().st_size > 0:
+                seen.append(path.name)
                 os.kill(os.getpid(), sig)
-        return write
+            flush(path)
+        return fsync
 
     handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the test process's, put back below
     try:
         for sig, status in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-            monkeypatch.setattr(module, name, stopped_while_writing(sig))
+            monkeypatch.setattr(atomic, "fsync", stopped_while_writing(sig))
             main = heatmap_main if command == "lstmscope-heatmap" else explorer_main
             assert main(args) == status
             assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the command's handler is gone with it

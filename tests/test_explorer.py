@@ -319,6 +319,7 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     # each row's tooltip: the cluster's most distinctive words, as counted here from the view's table, in Table 5.1's
     # order (ties: more tokens in the cluster, then the word met first in it)
     total = first["word"].value_counts()
+    assert len(result["legendTitles"]) == first["cluster"].nunique(), result["legendTitles"]
     for row, title in zip(sorted(first["cluster"].unique()), result["legendTitles"]):
         members = first[first.cluster == row].sort_values("position")["word"].tolist()
         own = pd.Series(members).value_counts()
@@ -365,6 +366,7 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
 
     def medians(legend, key):  # each cluster's median p in the list, against the view's table
         table = read_clusters(tables[key])
+        assert len(legend) == table["cluster"].nunique(), legend
         for row in legend[:3]:
             m = re.match(r"(\d+) \((\d+)\) p ([0-9.e+-]+)", row)
             assert m, row

@@ -64,6 +64,7 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
         centred = heatmap_blocks(f, [(2, 3)], expectancy=False, start=100, tokens=30)  # the default: median
     m = np.abs(symmetric[0].values).max()
     assert (symmetric[0].norm.vmin, symmetric[0].norm.vmax) == (-m, m)
+    assert len(centred) == 2
     for b, state in zip(centred, ("h", "c")):  # centred on the neuron's median over the whole text, not the passage
         median = np.median(_expected(tiny.activations, f"layer2/{state}", slice(None), 3))
         d = np.abs(b.values - median).max()
@@ -79,6 +80,10 @@ def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, 
         blocks = heatmap_blocks(f, [(2, 7), (1, 2)], expectancy=True, start=None, tokens=25, around=around)
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25))
     np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, "layer1/h", slice(start, start + 25), 2))
+    if around == "c":  # the cell state's passage is another than the hidden state's: around c was followed
+        h_start = prose_window(_expected(tiny.activations, "layer2/h", slice(None), 7),
+                               _words(tiny.activations, slice(None)), 25)
+        assert h_start != start
 
 
 def test_the_passage_avoids_section_headings_unless_headings_is_given(tiny, monkeypatch, tmp_path):
@@ -251,6 +256,9 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
                                 ablation=str(path))
     assert [b.label for b in blocks] == ["p", "h", "c", "effect (nats)"]
     assert blocks[0].words == _words(tiny.activations, slice(start, start + 25)) and start + 25 <= ABLATED
+    h_start = prose_window(_expected(tiny.activations, f"layer{l2}/h", slice(None), j2),
+                           _words(tiny.activations, slice(None)), 25)
+    assert h_start != start  # around the effect, not around h (the default)
     # a passage so long that every one among the words read holds a heading: still among those words (where the
     # effect has values), not past them where a window might hold no heading but also no value
     words = _words(tiny.activations, slice(None))

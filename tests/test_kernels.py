@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
 from embedding_data import write_activations
 from lstmscope import kernels
 from lstmscope.kernels import PORTABLE_KERNELS, cpu_has_avx2, pin_portable_kernels
@@ -51,10 +52,15 @@ def _embed_with(states: Path, tmp_path: Path, **env) -> tuple[str, str]:
     return cores, digest
 
 
-@pytest.mark.skipif(not cpu_has_avx2(), reason="needs an x86-64 CPU with AVX2")
+def needs_avx2() -> None:
+    if not cpu_has_avx2():
+        skip_or_fail("needs an x86-64 CPU with AVX2")
+
+
 def test_the_embedding_computes_with_the_blas_kernels_of_any_avx2_cpu(states, tmp_path):
     """An AVX-512 machine's OpenBLAS (SkylakeX kernels) drew another t-SNE map than an AVX2 machine's
     (Haswell kernels). Importing lstmscope pins Haswell's: the stage draws the map of a process told to."""
+    needs_avx2()
     haswell = _embed_with(states, tmp_path, OPENBLAS_CORETYPE="Haswell")
     assert haswell[0] == "Haswell"
     assert _embed_with(states, tmp_path) == haswell
@@ -77,7 +83,7 @@ def test_the_environment_wins_and_nothing_is_pinned_without_avx2(monkeypatch):
 
 def test_cpu_has_avx2_agrees_with_numpys_own_cpu_detection(monkeypatch):
     if not Path("/proc/cpuinfo").is_file():
-        pytest.skip("no /proc/cpuinfo")
+        skip_or_fail("no /proc/cpuinfo")
     from numpy._core._multiarray_umath import __cpu_features__  # numpy's runtime detection (CPUID), not our reading
 
     assert cpu_has_avx2() == bool(__cpu_features__.get("AVX2"))
@@ -97,13 +103,13 @@ def test_every_script_imports_lstmscope_before_numpy_or_torch(script):
         assert not roots & HEAVY, f"{script.name} imports {sorted(roots & HEAVY)} before lstmscope"
 
 
-@pytest.mark.skipif(not cpu_has_avx2(), reason="needs an x86-64 CPU with AVX2")
 @pytest.mark.parametrize("code,late", [
     ("import lstmscope, numpy, torch; torch.ones(3).sum()", None),
     ("import numpy, lstmscope", "numpy's OpenBLAS loaded before lstmscope"),
     ("import torch; torch.ones(3).sum(); import lstmscope", "torch (a tensor operation already ran)"),
 ], ids=["lstmscope first", "numpy first", "torch ran first"])
 def test_a_process_that_loaded_the_libraries_first_is_warned(code, late):
+    needs_avx2()
     r = subprocess.run([sys.executable, "-c", code], env=_clean_env(PYTHONPATH=str(SCRIPTS)), capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -41,7 +41,10 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
             assert len(div) == layers * 2 * hidden and set(div.model) == {model}
             assert (div.kl_sum >= 0).all() and div["rank"].notna().sum() == (~div.dead).sum()
             track = pd.read_csv(res / f"neurons/{model}/{text}/tracking.csv")
-            assert len(track) <= layers * 2 * 5 and track["rank"].max() <= 5
+            for (layer, state), live in div[~div.dead].groupby(["layer", "state"]).size().items():
+                ranks = sorted(track[(track.layer == layer) & (track.state == state)]["rank"])
+                assert ranks == list(range(1, min(5, live) + 1)), (model, text, layer, state)  # divergence.track
+            assert len(track) == len(track.drop_duplicates(["layer", "state", "neuron"]))
             for name in ("distributions", "top_bottom", "dead_neuron"):
                 for ext in ("png", "svg"):
                     assert (res / f"figures/neurons/{model}/{text}/{name}.{ext}").stat().st_size > 5000

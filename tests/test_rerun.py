@@ -181,7 +181,15 @@ def test_clustering_the_pca_space_reruns_the_clusters_only_and_reads_the_states_
     for model in ("d0.0_r0", "d0.5_r0"):  # tiny.yaml's embedding.dropouts
         path = tiny_workdir / f"results/tables/clusters/{model}_test_measures.csv"
         rows = list(csv.DictReader(path.open(encoding="utf-8")))
-        assert {r["space"] for r in rows} == {"pca"} and all(-1 <= float(r["map_ari"]) <= 1 for r in rows), path
+        assert {r["space"] for r in rows} == {"pca"} and len(rows) == 8, path
+        import pandas as pd
+        from sklearn.metrics import adjusted_rand_score
+
+        for r in rows:  # each view's agreement between the states' clusters and the map's, as its table holds them
+            clusters = pd.read_csv(tiny_workdir / f"results/clusters/{model}/test/layer{r['layer']}_{r['state']}_"
+                                                  f"{r['linkage']}.csv")
+            assert float(r["map_ari"]) == pytest.approx(
+                adjusted_rand_score(clusters["map_cluster"], clusters["cluster"]), abs=1e-6), (path, r)
     table = tiny_workdir / "results/clusters/d0.0_r0/test/layer2_c_ward.csv"
     assert table.read_text().splitlines()[0] == "position,word,x,y,cluster,map_cluster"
     log = (tiny_workdir / "results/logs/cluster_tokens/d0.0_r0/test/layer2_c_ward.log").read_text()
@@ -513,6 +521,7 @@ def test_every_rule_lists_exactly_the_library_modules_its_script_imports(tmp_pat
                 if i.endswith(".py") and (Path(i).parent == package or i.startswith(f"{LIBRARY}/"))}
         listed.setdefault(job.rule, set()).update(mods)
     assert listed, "no jobs"
+    assert len(scripts) >= 30 and set(scripts) <= set(listed) | {"all"}, sorted(scripts)  # the rules were parsed
     problems = []
     for rule in sorted(listed):
         if rule not in scripts:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import WIKITEXT2 as DATA
+from conftest import WIKITEXT2 as DATA, skip_or_fail
 from damage import damage_largest_part
 from lstmscope.kernels import PORTABLE_KERNELS
 from lstmscope.model import LSTMLanguageModel, ModelConfig, load_checkpoint, save_checkpoint
@@ -526,7 +526,7 @@ def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path, wiki
     (oneDNN, which ran the LSTM with AVX-512 kernels of its own choice, is off: lstmscope.model.)"""
     avx2 = _train_with(tmp_path, ATEN_CPU_CAPABILITY="avx2", MKL_CBWR="COMPATIBLE", ONEDNN_MAX_CPU_ISA="AVX2")
     if not avx2[0].startswith("AVX2"):
-        pytest.skip(f"this CPU has no AVX2 kernels (told to use them, torch uses {avx2[0]})")
+        skip_or_fail(f"this CPU has no AVX2 kernels (told to use them, torch uses {avx2[0]})")
     pinned = _train_with(tmp_path)
     assert pinned[:2] == avx2[:2]
     default = _train_with(tmp_path, ATEN_CPU_CAPABILITY="default")
@@ -556,7 +556,7 @@ def test_mkl_computes_the_same_numbers_whichever_vendor_made_the_cpu(tmp_path, w
 
     cc = shutil.which("cc") or shutil.which("gcc")
     if not (cc and cpu_has_avx2() and mkl_branch() and sys.platform.startswith("linux")):
-        pytest.skip("needs Linux on an x86-64 CPU with AVX2, torch with MKL, and a C compiler (cc)")
+        skip_or_fail("needs Linux on an x86-64 CPU with AVX2, torch with MKL, and a C compiler (cc)")
     shims = {}
     for vendor, intel in (("Intel", 1), ("other", 0)):
         source = tmp_path / f"{vendor}.c"
