@@ -183,7 +183,8 @@ def test_measures_of_a_real_run_and_rendered_table(tables, tmp_path):
         ("no_z", measures.drop(columns="contiguity_z"), "missing columns contiguity_z"),
         ("blank", measures.assign(word_contiguity_ratio=[np.nan] + [1.0] * 7),
          r"column word_contiguity_ratio must hold numbers; line 2 has no value \(an empty cell or nan\)"),
-        ("layer", measures.assign(layer=measures["layer"] + 0.5), "column layer must hold whole numbers; line 2 has 1.5"),
+        ("layer", measures.assign(layer=measures["layer"] + 0.5),
+         "column layer must hold whole numbers; line 2 has 1.5"),
     ]:
         damaged.to_csv(tmp_path / f"{name}.csv", index=False)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / name))}\.csv: {said}$"):
@@ -249,7 +250,8 @@ def test_tables_of_other_tokens_are_refused_where_they_are_put_side_by_side(tabl
     key = sorted(tables)[-1]
     short = tmp_path / "short.csv"
     pd.read_csv(tables[key]).iloc[:-100].to_csv(short, index=False)
-    said = rf"^{re.escape(str(short))}: its 400 tokens are not the 500 tokens of .*\.csv \(the same positions and words\)"
+    said = (rf"^{re.escape(str(short))}: its 400 tokens are not the 500 tokens of .*\.csv "
+            r"\(the same positions and words\)")
     with pytest.raises(ValueError, match=said):
         cluster_measures({**tables, key: short}, "d0.0_r0", "test", shuffles=2)
     other = tmp_path / "other.csv"

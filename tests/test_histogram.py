@@ -283,6 +283,8 @@ def test_the_range_table_names_a_missing_report_and_writes_nothing(tiny, tmp_pat
      "column underflow must hold whole numbers; line 2 has no value (an empty cell or nan)"),
     (lambda text: pd.read_csv(io.StringIO(text)).assign(layer=1.5).to_csv(index=False),
      "column layer must hold whole numbers; line 2 has 1.5"),
+    (lambda text: pd.read_csv(io.StringIO(text)).assign(overflow=float("inf")).to_csv(index=False),
+     "column overflow must hold whole numbers; line 2 has inf"),
 ])
 def test_a_range_report_that_is_empty_or_lacks_a_column_is_one_error_naming_it(tiny, tmp_path, edit, said):
     """Read as it stands, an empty part stopped the table with pandas' unnamed EmptyDataError, and a part of the

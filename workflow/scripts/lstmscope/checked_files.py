@@ -56,7 +56,8 @@ def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str 
     if bad.any():
         i = int(np.argmax(bad))
         value = table[col].iloc[i]
-        shown = ("no value (an empty cell or nan)" if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
+        empty = value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
+        shown = ("no value (an empty cell or nan)" if empty
                  else f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value))
         raise error(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
 
@@ -66,13 +67,14 @@ def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os
     """``columns`` of ``table`` made numbers in place; a cell that is empty or not a number (a whole number, for the
     columns among ``whole``) is refused by its line (:func:`refuse_rows`): a table that every job fills leaves no
     cell empty, and pandas would drop an empty key from a grouping or a blank from a mean without a word."""
+    import numpy as np
     import pandas as pd
 
     for col in columns:
         number = pd.to_numeric(table[col], errors="coerce")
         bad = number.isna()
         if col in whole:
-            bad |= number != number.round()
+            bad |= ~np.isfinite(number) | (number != number.round())
         refuse_rows(table, bad.to_numpy(), col, "whole numbers" if col in whole else "numbers", path, error)
         table[col] = number.astype("int64") if col in whole else number
 

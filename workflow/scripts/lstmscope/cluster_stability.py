@@ -96,7 +96,6 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
     return pd.DataFrame(rows)
 
 
-
 STABILITY_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "seed", "reference", "ari", "clusters",
                      "contiguity_ratio", "contiguity_z", "word_contiguity_ratio", "word_contiguity_z"]
 STABILITY_NUMBERS = ["layer", "seed", "ari", "clusters", "contiguity_ratio", "word_contiguity_ratio"]
