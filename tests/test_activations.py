@@ -603,4 +603,9 @@ def test_a_state_no_lstm_has_is_refused_by_every_reader_of_a_neuron_naming_token
     assert main([str(damaged), "-n", f"1:{neuron}", "--start", "0", "--tokens", "60", "-o", str(out / "h.png")]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and said in err
+    # the passage chosen on the neuron's values (no --start), on a scale that reads only the passage drawn
+    assert main([str(damaged), "-n", f"1:{neuron}", "--around", state, "--scale", "symmetric", "--tokens", "60",
+                 "-o", str(out / "h.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and said in err
     assert list(out.iterdir()) == []

@@ -129,7 +129,8 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
             else:  # with its removal drawn: among the words the ablation read, where the effect has a value
                 state = around or "h"
                 read = removals[neurons[0]].tokens if removals and neurons[0] in removals else T
-                start = best_window(neuron_dataset(f, layer, state, neuron)[:read, neuron].astype(np.float64), tokens,
+                neuron_dataset(f, layer, state, neuron)  # the neuron exists, or one line says which do
+                start = best_window(read_neurons(f, layer, state, neuron, 0, read), tokens,
                                     None if avoid is None else avoid[:read])
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
