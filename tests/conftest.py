@@ -406,3 +406,28 @@ def tiny_workdir(tiny_run) -> Path:
         shutil.rmtree(work)
     shutil.copytree(tiny_run / "pristine", work, symlinks=True)
     return work
+
+
+class Named(list):
+    """A stand-in for Snakemake's named lists (``snakemake.input``, ``.output``, ``.params``): the values in order,
+    each also an attribute, ``items()`` by name."""
+
+    def __init__(self, **named):
+        super().__init__(v for value in named.values() for v in (value if isinstance(value, list) else [value]))
+        self.__dict__.update(named)
+        self._named = named
+
+    def items(self):
+        return self._named.items()
+
+
+def run_rule_script(name: str, rule: str, log: Path, input: dict, output: dict, params: dict,
+                    wildcards: dict | None = None) -> None:
+    """Run ``workflow/scripts/<name>.py`` as Snakemake runs it, with a ``snakemake`` object holding these files and
+    settings: the script's own wiring (which reader and writer it calls) on real files."""
+    import runpy
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(rule=rule, log=[str(log)], input=Named(**input), output=Named(**output),
+                          params=Named(**params), wildcards=Named(**(wildcards or {})))
+    runpy.run_path(str(REPO / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": job})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -179,12 +180,17 @@ def test_measures_of_a_real_run_and_rendered_table(tables, tmp_path):
     measured = tmp_path / "m.csv"
     measures.to_csv(measured, index=False)
     pd.testing.assert_frame_equal(read_measures([measured]), measures, check_dtype=False)
+    one_cluster = measures.assign(contiguity_z=[np.nan] + [1.0] * 7)  # one cluster: no z, as cluster_measures writes
+    one_cluster.to_csv(tmp_path / "one.csv", index=False)
+    assert np.isnan(read_measures([tmp_path / "one.csv"])["contiguity_z"].iloc[0])
     for name, damaged, said in [
         ("no_z", measures.drop(columns="contiguity_z"), "missing columns contiguity_z"),
         ("blank", measures.assign(word_contiguity_ratio=[np.nan] + [1.0] * 7),
          r"column word_contiguity_ratio must hold numbers; line 2 has no value \(an empty cell or nan\)"),
         ("layer", measures.assign(layer=measures["layer"] + 0.5),
          "column layer must hold whole numbers; line 2 has 1.5"),
+        ("z_text", measures.astype({"contiguity_z": object}).assign(contiguity_z=["abc"] + [1.0] * 7),
+         "column contiguity_z must hold numbers; line 2 has 'abc'"),
     ]:
         damaged.to_csv(tmp_path / f"{name}.csv", index=False)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / name))}\.csv: {said}$"):
@@ -255,10 +261,51 @@ def test_tables_of_other_tokens_are_refused_where_they_are_put_side_by_side(tabl
     with pytest.raises(ValueError, match=said):
         cluster_measures({**tables, key: short}, "d0.0_r0", "test", shuffles=2)
     other = tmp_path / "other.csv"
-    pd.read_csv(tables[key]).assign(word="the").to_csv(other, index=False)
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(other))}: its 500 tokens are not the 500 tokens of "):
+    words = pd.read_csv(tables[key], keep_default_na=False)
+    first_other = int(np.argmax(words["word"].to_numpy() != "the"))
+    words.assign(word="the").to_csv(other, index=False)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(other))}: its 500 tokens are not the 500 tokens of .*"
+                                         rf"\(the same positions and words; line {2 + first_other} differs first\)"):
         read_same_tokens({"ward": tables[key], "single": other}, read_clusters)
     with pytest.raises(ValueError, match=said):
         read_same_tokens({(1, "h"): tables[key], (2, "c"): short}, read_embedding)
     both = read_same_tokens({"ward": tables[key], "single": tables[sorted(tables)[0]]}, read_clusters)
     assert list(both) == ["ward", "single"] and (both["ward"]["position"] == both["single"]["position"]).all()
+
+
+def test_the_summary_and_figure_scripts_read_their_tables_checked(tables, tmp_path):
+    """The rules' scripts, run as Snakemake runs them on real tables: the contiguity summary refuses a measures
+    table without its z (every bar was drawn filled), Fig. 5.8 and Fig. 5.11 tables of other tokens; each writes
+    nothing then, and its figures where the tables are whole."""
+    from conftest import run_rule_script
+
+    _, measures = cluster_measures(tables, "d0.0_r0", "test", shuffles=5, seed=0)
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    measures.to_csv(good, index=False)
+    measures.assign(model="d0.8_r0").drop(columns="contiguity_z").to_csv(bad, index=False)
+    out = {"table": str(tmp_path / "c.csv"), "png": str(tmp_path / "c.png"), "svg": str(tmp_path / "c.svg")}
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(bad))}: missing columns contiguity_z$"):
+        run_rule_script("cluster_contiguity", "cluster_contiguity", tmp_path / "c.log", {"measures": [good, bad]},
+                        out, {"dpi": 50})
+    assert not any(Path(p).exists() for p in out.values())
+    run_rule_script("cluster_contiguity", "cluster_contiguity", tmp_path / "c.log", {"measures": [str(good)]}, out,
+                    {"dpi": 50})
+    assert all(Path(p).stat().st_size > 0 for p in out.values())
+    assert (tmp_path / "c.csv.provenance.json").is_file()
+
+    ward, single = tables[(1, "h", "ward")], tables[(1, "h", "single")]
+    short = tmp_path / "short.csv"
+    pd.read_csv(single).iloc[:-1].to_csv(short, index=False)
+    figure = {"png": str(tmp_path / "f.png"), "svg": str(tmp_path / "f.svg")}
+    said = rf"^{re.escape(str(short))}: its 499 tokens are not the 500 tokens of "
+    with pytest.raises(ValueError, match=said):
+        run_rule_script("cluster_comparison", "cluster_comparison", tmp_path / "f.log",
+                        {"ward": str(ward), "single": str(short)}, figure, {"title": "t", "dpi": 50})
+    with pytest.raises(ValueError, match=said):
+        run_rule_script("highlight_word", "highlight_word", tmp_path / "f.log",
+                        {"embeddings": [str(ward), str(short)]}, figure,
+                        {"views": [[1, "h"], [2, "h"]], "word": "the", "title": "t", "dpi": 50})
+    assert not any(Path(p).exists() for p in figure.values())
+    run_rule_script("cluster_comparison", "cluster_comparison", tmp_path / "f.log",
+                    {"ward": str(ward), "single": str(single)}, figure, {"title": "t", "dpi": 50})
+    assert all(Path(p).stat().st_size > 0 for p in figure.values())

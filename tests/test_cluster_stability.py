@@ -2,6 +2,7 @@
 reference map was, compared with the pipeline's own clustering and measures of those maps."""
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -283,3 +284,23 @@ def test_the_summary_reads_back_the_tables_and_refuses_a_damaged_one_naming_it(m
         path.write_text(damaged) if isinstance(damaged, str) else damaged.to_csv(path, index=False)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {said}"):
             read_seed_stability([good, path])
+
+
+def test_the_summary_script_reads_the_tables_checked(maps, tmp_path):
+    """The rule's script, run as Snakemake runs it: a table without its reference rows (drawn without bars) is
+    refused and nothing written; whole tables give the table, the figure and the table's record."""
+    from conftest import run_rule_script
+
+    table = seed_stability(layer2(real_cluster_tables()), maps, "d0.0_r0", "test", REFERENCE_SEED, n_clusters=8,
+                           shuffles=5, shuffle_seed=3)
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    table.to_csv(good, index=False)
+    table[~table["reference"]].assign(model="d0.8_r0").to_csv(bad, index=False)
+    out = {"table": str(tmp_path / "s.csv"), "png": str(tmp_path / "s.png"), "svg": str(tmp_path / "s.svg")}
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(bad))}: layer 2 c single has 0 rows of the reference"):
+        run_rule_script("cluster_stability_summary", "cluster_stability_summary", tmp_path / "s.log",
+                        {"tables": [str(good), str(bad)]}, out, {"dpi": 50})
+    assert not any(os.path.exists(p) for p in out.values())
+    run_rule_script("cluster_stability_summary", "cluster_stability_summary", tmp_path / "s.log",
+                    {"tables": [str(good)]}, out, {"dpi": 50})
+    assert all(os.path.getsize(p) > 0 for p in out.values()) and (tmp_path / "s.csv.provenance.json").is_file()

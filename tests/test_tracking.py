@@ -151,6 +151,10 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
         tmp_path / "blank.csv", index=False)
     with pytest.raises(ActivationsError, match=r"blank\.csv: column rank must hold whole numbers; line \d+ has no val"):
         tracking_summary([tmp_path / "t.csv", tmp_path / "blank.csv"], tmp_path / "s2.csv")
+    pd.read_csv(tmp_path / "t.csv").astype({"kl_sum": object}).assign(kl_sum="abc").to_csv(tmp_path / "text.csv",
+                                                                                          index=False)
+    with pytest.raises(ActivationsError, match=r"text\.csv: column kl_sum must hold numbers; line 2 has 'abc'"):
+        tracking_summary([tmp_path / "text.csv"], tmp_path / "s2.csv")
     assert not (tmp_path / "s2.csv").exists()
     assert (summary["dropout"] == 0.2).all()  # the tiny model's (the cross-model table's x)
     # a dropout of more than 6 digits is written whole in both tables (0.1234567 beside a model named so)

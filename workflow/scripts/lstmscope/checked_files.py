@@ -63,16 +63,17 @@ def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str 
 
 
 def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os.PathLike, error: type[Exception],
-                   whole: Sequence[str] = ()) -> None:
+                   whole: Sequence[str] = (), may_be_empty: Sequence[str] = ()) -> None:
     """``columns`` of ``table`` made numbers in place; a cell that is empty or not a number (a whole number, for the
     columns among ``whole``) is refused by its line (:func:`refuse_rows`): a table that every job fills leaves no
-    cell empty, and pandas would drop an empty key from a grouping or a blank from a mean without a word."""
+    cell empty, and pandas would drop an empty key from a grouping or a blank from a mean without a word. A column
+    among ``may_be_empty`` may hold empty cells (where its number does not apply), but no text."""
     import numpy as np
     import pandas as pd
 
     for col in columns:
         number = pd.to_numeric(table[col], errors="coerce")
-        bad = number.isna()
+        bad = number.isna() & (table[col].notna() if col in may_be_empty else True)
         if col in whole:
             bad |= ~np.isfinite(number) | (number != number.round())
         refuse_rows(table, bad.to_numpy(), col, "whole numbers" if col in whole else "numbers", path, error)
@@ -80,16 +81,18 @@ def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os
 
 
 def read_tables(paths: Sequence[str | os.PathLike], columns: Sequence[str], numbers: Sequence[str], what: str,
-                error: type[Exception], whole: Sequence[str] = ()) -> "pd.DataFrame":
+                error: type[Exception], whole: Sequence[str] = (), may_be_empty: Sequence[str] = ()
+                ) -> "pd.DataFrame":
     """The tables of several jobs (one per model), one under the other: each read as :func:`read_table` does (it
     exists, parses, holds ``columns`` and a row), its ``numbers`` (``whole`` among them: whole numbers) filled with
-    numbers in every row (:func:`number_columns`), and, where it has a ``model`` column, one model's."""
+    numbers in every row (:func:`number_columns`; ``may_be_empty``: or empty), and, where it has a ``model`` column,
+    one model's."""
     import pandas as pd
 
     frames = []
     for path in paths:
         table = read_table(path, columns, what, error)
-        number_columns(table, numbers, path, error, whole)
+        number_columns(table, numbers, path, error, whole, may_be_empty)
         if "model" in table.columns:
             refuse_rows(table, table["model"].isna().to_numpy(), "model", "the model's name", path, error)
             names = sorted(set(table["model"].astype(str)))

@@ -264,7 +264,9 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
 
 MEASURE_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "points", "clusters", "contiguity_ratio",
                    "contiguity_z", "word_contiguity_ratio", "word_contiguity_z"]  # what the contiguity figure reads
-MEASURE_NUMBERS = ["layer", "points", "clusters", "contiguity_ratio", "word_contiguity_ratio"]  # z: none for 1 cluster
+MEASURE_NUMBERS = ["layer", "points", "clusters", "contiguity_ratio", "word_contiguity_ratio", "contiguity_z",
+                   "word_contiguity_z"]
+MAY_BE_EMPTY = ("contiguity_z", "word_contiguity_z")  # one cluster: the baseline has no spread, so no z
 
 
 def read_measures(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -274,7 +276,7 @@ def read_measures(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     from .checked_files import read_tables
 
     return read_tables(paths, MEASURE_COLUMNS, MEASURE_NUMBERS, "cluster measures table", ValueError,
-                       whole=("layer", "points", "clusters"))
+                       whole=("layer", "points", "clusters"), may_be_empty=MAY_BE_EMPTY)
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .cluster import MAP_CLUSTER, SPACES, cluster_points, read_clusters
-from .cluster_measures import _thesis_order, partition_measures
+from .cluster_measures import MAY_BE_EMPTY, _thesis_order, partition_measures
 from .points import check_same_tokens, read_embedding
 
 #: the columns of partition_measures kept per seed
@@ -98,7 +98,8 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
 
 STABILITY_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "seed", "reference", "ari", "clusters",
                      "contiguity_ratio", "contiguity_z", "word_contiguity_ratio", "word_contiguity_z"]
-STABILITY_NUMBERS = ["layer", "seed", "ari", "clusters", "contiguity_ratio", "word_contiguity_ratio"]
+STABILITY_NUMBERS = ["layer", "seed", "ari", "clusters", "contiguity_ratio", "word_contiguity_ratio", "contiguity_z",
+                     "word_contiguity_z"]
 
 
 def read_seed_stability(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -112,7 +113,7 @@ def read_seed_stability(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     tables = []
     for path in paths:
         table = read_tables([path], STABILITY_COLUMNS, STABILITY_NUMBERS, "seed stability table", ValueError,
-                            whole=("layer", "seed", "clusters"))
+                            whole=("layer", "seed", "clusters"), may_be_empty=MAY_BE_EMPTY)
         flag = table["reference"].astype(str)
         refuse_rows(table, ~flag.isin(["True", "False"]).to_numpy(), "reference", "True or False", path, ValueError)
         table["reference"] = flag == "True"

@@ -28,12 +28,14 @@ def check_same_tokens(reference: pd.DataFrame, other: pd.DataFrame, path: str | 
                       reference_path: str | os.PathLike) -> None:
     """Refuse a table of other tokens than ``reference``'s (the same positions and words): the tables one figure or
     measure puts side by side (two linkages, the views of a text, the maps of other seeds) come from one text."""
-    same = (len(reference) == len(other)
-            and np.array_equal(reference["position"].to_numpy(), other["position"].to_numpy())
-            and np.array_equal(reference["word"].astype(str).to_numpy(), other["word"].astype(str).to_numpy()))
-    if not same:
+    n = min(len(reference), len(other))
+    differ = ((reference["position"].to_numpy()[:n] != other["position"].to_numpy()[:n])
+              | (reference["word"].astype(str).to_numpy()[:n] != other["word"].astype(str).to_numpy()[:n]))
+    if len(reference) != len(other) or differ.any():
+        first = f"; line {int(np.argmax(differ)) + 2} differs first" if differ.any() else ""
         raise ValueError(f"{path}: its {len(other)} tokens are not the {len(reference)} tokens of {reference_path} "
-                         "(the same positions and words): a table of another text or of another number of tokens")
+                         f"(the same positions and words{first}): a table of another text or of another number of "
+                         "tokens")
 
 
 def read_same_tokens(paths: dict, reader) -> dict:

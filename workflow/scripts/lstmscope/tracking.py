@@ -264,7 +264,7 @@ def tracking_summary(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
         # the header alone is a table: a layer with no live neuron has no row to describe
         frame = read_table(p, SUMMARY_COLUMNS, "tracking table", ActivationsError, allow_empty=True)
         # what orders and names a row: an empty cell would sort last or drop the neuron (a d is empty without context)
-        number_columns(frame, ["dropout", "layer", "neuron", "rank"], p, ActivationsError,
+        number_columns(frame, ["dropout", "layer", "neuron", "rank", "kl_sum", "kl_pq", "kl_qp"], p, ActivationsError,
                        whole=("layer", "neuron", "rank"))
         frames.append(frame)
     if not frames:
