@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .checked_files import open_hdf5, read_table, refuse_rows
+from .checked_files import number_columns, open_hdf5, read_table, refuse_mixed, refuse_rows
 
 FORMAT = "lstmscope-ablation-1"
 COLUMNS = ["model", "text", "dropout", "layer", "group", "neurons", "kl_rank", "kl_sum", "dead", "perplexity",
@@ -205,15 +205,9 @@ def read_ablation_table(path: str | os.PathLike) -> pd.DataFrame:
     refuse(~table["group"].isin(GROUPS), "group", " or ".join(GROUPS))
     refuse(~table["neurons"].astype(str).str.fullmatch(r"\d+( \d+)*"), "neurons", "neuron numbers from 0, "
            "separated by spaces")
-    for col in NUMBER_COLUMNS:  # empty only where a number does not apply (kl_sum of a group)
-        refuse(pd.to_numeric(table[col], errors="coerce").isna() & (table[col].notna() | (col != "kl_sum")), col,
-               "numbers")
-        table[col] = pd.to_numeric(table[col])
-    for col in ("model", "text"):
-        names = sorted(set(table[col].astype(str)))
-        if len(names) > 1:
-            raise AblationError(f"{path}: the rows of {len(names)} {col}s ({', '.join(names)}); an ablation table "
-                                "is one model's, of one text")
+    # empty only where a number does not apply (kl_sum of a group)
+    number_columns(table, NUMBER_COLUMNS, path, AblationError, may_be_empty=("kl_sum",))
+    refuse_mixed(table, ["model", "text"], path, AblationError, "an ablation table is one model's, of one text")
     return table
 
 

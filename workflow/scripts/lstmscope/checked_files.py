@@ -62,6 +62,16 @@ def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str 
         raise error(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
 
 
+def refuse_mixed(table: "pd.DataFrame", columns: Sequence[str], path: str | os.PathLike, error: type[Exception],
+                 rule: str) -> None:
+    """Each of ``columns`` holds one value in every row (a table of one model, of one text), else ``error``:
+    ``{path}: the rows of 2 models (d0.0_r0, d0.1_r0); {rule}``."""
+    for col in columns:
+        names = sorted(set(table[col].astype(str)))
+        if len(names) > 1:
+            raise error(f"{path}: the rows of {len(names)} {col}s ({', '.join(names)}); {rule}")
+
+
 def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os.PathLike, error: type[Exception],
                    whole: Sequence[str] = (), may_be_empty: Sequence[str] = ()) -> None:
     """``columns`` of ``table`` made numbers in place; a cell that is empty or not a number (a whole number, for the
@@ -95,9 +105,7 @@ def read_tables(paths: Sequence[str | os.PathLike], columns: Sequence[str], numb
         number_columns(table, numbers, path, error, whole, may_be_empty)
         if "model" in table.columns:
             refuse_rows(table, table["model"].isna().to_numpy(), "model", "the model's name", path, error)
-            names = sorted(set(table["model"].astype(str)))
-            if len(names) > 1:
-                raise error(f"{path}: the rows of {len(names)} models ({', '.join(names)}); a {what} is one model's")
+            refuse_mixed(table, ["model"], path, error, f"a {what} is one model's")
         frames.append(table)
     if not frames:
         raise error(f"no {what}s given")

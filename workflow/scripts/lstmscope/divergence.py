@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.special import rel_entr
 
 from .atomic import write_table
-from .checked_files import number_columns, read_table, refuse_rows
+from .checked_files import number_columns, read_table, refuse_mixed, refuse_rows
 from .histogram import HistogramError, StoredHistogram, read_histograms
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,7 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
     refuse(~table["dead"].astype(str).isin(["True", "False"]), "dead", "True or False")
     table["dead"] = table["dead"].astype(str) == "True"
     refuse(~table["state"].isin(["h", "c"]), "state", "h or c")
-    for col, what in (("model", "models"), ("text", "texts")):
-        names = sorted(set(table[col].astype(str)))
-        if len(names) > 1:
-            raise HistogramError(f"{path}: the rows of {len(names)} {what} ({', '.join(names)}); a divergence table "
-                                 "is one model's, of one text")
+    refuse_mixed(table, ["model", "text"], path, HistogramError, "a divergence table is one model's, of one text")
     twice = table.duplicated(["layer", "state", "neuron"])
     if twice.any():
         i = int(np.argmax(twice.to_numpy()))
