@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path, write_text
-from .points import check_same_tokens, view_order
+from .points import read_same_tokens, view_order
 from .top_words import (DISTINCTIVE_MIN_COUNT, format_distinctive_words, format_top_words, parse_distinctive_words,
                         parse_top_words)
 
@@ -238,13 +238,12 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
 
     if space not in SPACES:
         raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
-    per_cluster, per_partition, first = [], [], None
-    for (layer, state, linkage), path in sorted(cluster_files.items(), key=_thesis_order):
-        table = read_clusters(path)
-        if first is None:
-            first = table, path
-        else:  # one model's text: every view and linkage holds the same tokens, or the measures compare other texts
-            check_same_tokens(first[0], table, path, first[1])
+    per_cluster, per_partition = [], []
+    ordered = dict(sorted(cluster_files.items(), key=_thesis_order))
+    # one model's text: every view and linkage holds the same tokens, or the measures compare other texts
+    tables = read_same_tokens(ordered, read_clusters)
+    for (layer, state, linkage), table in tables.items():
+        path = ordered[(layer, state, linkage)]
         if (MAP_CLUSTER in table.columns) != (space == "pca"):
             raise ValueError(f"{path}: {'holds' if space == 'map' else 'lacks'} the column {MAP_CLUSTER}, so it "
                              f"is not a table of clusters of the {'map' if space == 'map' else 'PCA space'}")
