@@ -421,6 +421,7 @@ def select(histograms: Sequence[StoredHistogram], layer: int, state: str) -> Sto
 # the columns of the range report neuron_histograms writes, one row per layer and state
 RANGE_COLUMNS = ["model", "text", "layer", "state", "lo", "hi", "values", "underflow", "overflow", "outside_fraction",
                  "neurons_outside", "min", "max", "p0.1", "p99.9"]
+RANGE_NUMBERS = [c for c in RANGE_COLUMNS if c not in ("model", "text", "state")]
 
 
 def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike) -> "pd.DataFrame":
@@ -433,7 +434,7 @@ def histogram_range_table(paths: Sequence[str | os.PathLike], csv_path: str | os
         states = sorted(set(map(str, frame["state"])) - {"h", "c"})
         if states:
             raise HistogramError(f"{p}: state {states[0]!r} is neither h nor c")
-        number_columns(frame, RANGE_COLUMNS[2:3] + RANGE_COLUMNS[4:], p, HistogramError,
+        number_columns(frame, RANGE_NUMBERS, p, HistogramError,
                        whole=("layer", "values", "underflow", "overflow", "neurons_outside"))
         frames.append(frame)
     if not frames:
