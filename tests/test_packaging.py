@@ -7,8 +7,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]

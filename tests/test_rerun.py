@@ -178,13 +178,13 @@ def test_clustering_the_pca_space_reruns_the_clusters_only_and_reads_the_states_
         if job.rule == "cluster_tokens":
             assert f"results/activations/{job.wildcards['model']}/{job.wildcards['text']}.h5" in job.inputs, job
     snakemake(tiny_workdir, *TINY, "--config", "cluster={space: pca}", "--until", "cluster_measures")
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
     for model in ("d0.0_r0", "d0.5_r0"):  # tiny.yaml's embedding.dropouts
         path = tiny_workdir / f"results/tables/clusters/{model}_test_measures.csv"
         rows = list(csv.DictReader(path.open(encoding="utf-8")))
         assert {r["space"] for r in rows} == {"pca"} and len(rows) == 8, path
-        import pandas as pd
-        from sklearn.metrics import adjusted_rand_score
-
         for r in rows:  # each view's agreement between the states' clusters and the map's, as its table holds them
             clusters = pd.read_csv(tiny_workdir / f"results/clusters/{model}/test/layer{r['layer']}_{r['state']}_"
                                                   f"{r['linkage']}.csv")
