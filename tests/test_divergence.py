@@ -281,6 +281,32 @@ def test_a_divergence_table_lacking_a_neuron_is_refused_and_errors_name_the_tabl
         ranked(whole, 9, "h", 3)
 
 
+
+@pytest.mark.parametrize("column", ["neuron", "layer"])
+def test_a_mistyped_neuron_or_layer_is_named_on_its_own_line_not_as_others_lacking(dead_model_tables, tmp_path,
+                                                                                   column):
+    """One row's neuron or layer edited (a typo, a table put together by hand): the error names that row, not a
+    layer and state that is whole but shorter than the stray number makes the table look."""
+    d, _ = dead_model_tables
+    raw = pd.read_csv(d / "divergence.csv", keep_default_na=False, dtype=str)
+    width = int(raw["neuron"].astype(int).max()) + 1
+    layers = raw["layer"].astype(int)
+    row = int(np.flatnonzero((layers == 1) & (raw["state"] == "h") & (raw["neuron"] == "0"))[0])
+    bad = tmp_path / "bad.csv"
+    if column == "neuron":
+        raw.loc[row, "neuron"] = str(width)  # its neuron 0 now reads as one past the last
+        said = (f"^{re.escape(str(bad))}: line {row + 2}: layer 1 h neuron {width} is beyond the neurons "
+                f"0-{width - 1} the other layers and states hold")
+    else:
+        stray = int(layers.max()) + 1
+        raw.loc[row, "layer"] = str(stray)
+        said = (f"^{re.escape(str(bad))}: layer {stray} h lacks neuron 1 \\(1 of the neurons 0-{width - 1} the other "
+                f"layers and states hold, the first on line {row + 2}\\)")
+    raw.to_csv(bad, index=False)
+    with pytest.raises(HistogramError, match=said):
+        read_divergence(bad)
+
+
 def test_a_neuron_exactly_at_the_dead_fraction_is_live():
     """Dead means more than divergence.dead_fraction of its values near zero: 9 of 10 at 0.9 is not."""
     from lstmscope.divergence import divergence_table

@@ -178,13 +178,25 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         refuse(~table["rank_by"].astype(str).isin(RANK_BY), "rank_by", f"one of {', '.join(RANK_BY)}")
         refuse(table["rank_by"].astype(str) != str(table["rank_by"].iloc[0]), "rank_by",
                f"the same measure on every line (line 2: {table['rank_by'].iloc[0]})")
-    # every layer and state holds the same neurons 0..N-1: a missing one would leave a figure's counts short
-    width = int(table["neuron"].max()) + 1  # read_table: at least one row
-    for (layer, state), neurons in table.groupby(["layer", "state"], sort=True)["neuron"]:
-        if len(neurons) != width:
-            lacking = sorted(set(range(width)) - set(neurons.tolist()))
-            raise HistogramError(f"{path}: layer {layer} {state} lacks neuron {lacking[0]} ({len(neurons)} of the "
-                                 f"{width} neurons 0-{width - 1} the table holds); a divergence table has every neuron")
+    # every layer and state holds the same neurons 0..N-1: a missing one would leave a figure's counts short. N is
+    # what most of them hold, so the error names the stray line (a neuron or layer mistyped), not the others
+    sizes = table.groupby(["layer", "state"], sort=True)["neuron"].size()
+    width = int(sizes.value_counts().sort_index(ascending=False).idxmax())  # the most common size; a tie: the larger
+    beyond = table["neuron"] >= width
+    if beyond.any():
+        i = int(np.argmax(beyond.to_numpy()))
+        r = table.iloc[i]
+        raise HistogramError(f"{path}: line {i + 2}: layer {r['layer']} {r['state']} neuron {r['neuron']} is beyond "
+                             f"the neurons 0-{width - 1} the other layers and states hold; a divergence table has "
+                             "every neuron once")
+    for (layer, state), size in sizes.sort_values(kind="stable").items():  # the smallest first: the likeliest stray
+        if size != width:
+            neurons = set(table.loc[(table["layer"] == layer) & (table["state"] == state), "neuron"].tolist())
+            lacking = sorted(set(range(width)) - neurons)
+            first = int(np.argmax(((table["layer"] == layer) & (table["state"] == state)).to_numpy()))
+            raise HistogramError(f"{path}: layer {layer} {state} lacks neuron {lacking[0]} ({size} of the neurons "
+                                 f"0-{width - 1} the other layers and states hold, the first on line {first + 2}); a "
+                                 "divergence table has every neuron")
     same_rank = live & table.duplicated(["layer", "state", "rank"])
     if same_rank.any():  # "rank 1" twice: the top neurons would be whichever came first
         i = int(np.argmax(same_rank.to_numpy()))
