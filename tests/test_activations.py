@@ -194,8 +194,14 @@ def test_bad_activation_files_layers_and_states_name_file_and_key(tiny, tmp_path
     shutil.copy(tiny.activations, old)
     with h5py.File(old, "a") as f:
         f.attrs["format"] = "lstmscope-activations-1"
-    with pytest.raises(ActivationsError, match="old.h5: not a lstmscope activations file .*format must be "
-                                               "lstmscope-activations-2"):
+    with pytest.raises(ActivationsError, match="^[^ ]*old.h5: an activations file of format lstmscope-activations-1, "
+                                               "written by another version of lstmscope; this one reads "
+                                               "lstmscope-activations-2: dump it again$"):
+        open_activations(old)
+    with h5py.File(old, "a") as f:
+        f.attrs["format"] = "lstmscope-histograms-1"  # another of the project's files
+    with pytest.raises(ActivationsError, match="old.h5: not a lstmscope activations file \\(format is "
+                                               "'lstmscope-histograms-1', not lstmscope-activations-2\\)$"):
         open_activations(old)
     with open_activations(tiny.activations) as f:
         with pytest.raises(ActivationsError, match=r"layer 3 does not exist; the file has layers 1\.\.2"):

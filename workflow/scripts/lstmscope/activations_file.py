@@ -63,10 +63,16 @@ def open_activations(path: str | os.PathLike) -> ActivationsFile:
     except OSError as exc:
         raise ActivationsError(f"{path}: not a readable HDF5 file ({exc})") from None
     try:
+        found = str(f.attrs.get("format", ""))
+        if found != FORMAT and found.startswith(FORMAT.rsplit("-", 1)[0] + "-"):  # another version's file
+            raise ActivationsError(f"{path}: an activations file of format {found}, written by another version of "
+                                   f"lstmscope; this one reads {FORMAT}: dump it again")
         missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
-        if missing or f.attrs["format"] != FORMAT:
+        if missing:
             raise ActivationsError(f"{path}: not a lstmscope activations file (missing attributes: "
-                                   f"{', '.join(missing) or 'none'}; format must be {FORMAT})")
+                                   f"{', '.join(missing)}; format must be {FORMAT})")
+        if found != FORMAT:
+            raise ActivationsError(f"{path}: not a lstmscope activations file (format is {found!r}, not {FORMAT})")
         T, L, N = (_count_attr(f, path, a) for a in ("n_tokens", "layers", "hidden_size"))
         try:  # copied into every output made from the file (histograms, ablation)
             json.loads(f.attrs["provenance"])
