@@ -176,6 +176,41 @@ def test_fewer_than_two_tokens_is_a_usage_error(tiny, tmp_path, capsys, tokens):
     assert not csv.exists()
 
 
+
+@pytest.mark.parametrize("extra, said", [
+    (["--top-words", "0"], "--top-words 0: must be >= 1"),
+    (["--min-count", "-2"], "--min-count -2: must be >= 1"),
+    (["--threads", "0"], "--threads 0: must be >= 1"),
+    (["--heatmap", "{png}", "--passage", "0"], "--passage 0: must be >= 1"),
+    (["--heatmap", "{png}", "--passage", "5001"], "--passage 5001: at most 5000 words make a readable figure"),
+    (["--passage", "40"], "--passage shapes the --heatmap figure: give --heatmap FILE too"),
+    (["--headings"], "--headings shapes the --heatmap figure: give --heatmap FILE too"),
+    (["--together"], "--together removes the -n neurons all at once: give at least two"),
+])
+def test_an_option_that_would_do_nothing_or_too_much_is_a_usage_error_naming_it(tiny, tmp_path, capsys, extra, said):
+    """Before, --passage and --headings without --heatmap and --together with one neuron were accepted and did
+    nothing; --passage had no bound (6 000 drew a PNG 11 568 pixels high); one line named four options at once."""
+    csv, png = tmp_path / "t.csv", tmp_path / "e.png"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:2", "-o", str(csv),
+              *[a.format(png=png) for a in extra]])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and err == f"lstmscope-ablate: error: {said}"
+    assert not csv.exists() and not png.exists()
+
+
+def test_a_passage_longer_than_the_tokens_read_draws_them_all_and_says_so(tiny, tmp_path, capsys):
+    png = tmp_path / "e.png"
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:2", "--tokens", "30", "--heatmap", str(png),
+                 "--passage", "100"]) == 0
+    err = capsys.readouterr().err
+    assert "lstmscope-ablate: note: 30 tokens read: the --heatmap passage holds all of them, not --passage 100\n" in err
+    assert png.is_file()
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:2", "--tokens", "30", "--heatmap", str(png),
+                 "--passage", "30"]) == 0
+    assert "--passage" not in capsys.readouterr().err  # a passage the text holds: no note
+
+
 def test_an_activations_file_of_another_checkpoint_is_refused(tiny, tmp_path, capsys):
     assert main([str(tiny.dead_checkpoint), str(tiny.activations), "-n", "1:1"]) == 1
     err = capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -320,3 +322,54 @@ def test_a_checkpoint_with_the_right_format_tag_but_wrong_contents_is_one_line_n
     text.write_text("the film .\n", encoding="utf-8")
     assert dump_cli.main([str(bad), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 1
     assert f"{bad}: {said}" in one_error_line(capsys, "lstmscope-dump") and not out.exists()
+
+
+def test_a_result_nobody_reads_ends_quietly_and_a_full_standard_output_is_one_line(tiny, tmp_path):
+    """``| head`` or ``| grep -q`` closes the pipe before the command prints its result: the work is done, so it
+    ends with 0 and no traceback; ``> /dev/full`` is one line naming standard output. The output is written."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    out, table = tmp_path / "x.png", tmp_path / "x.csv"
+    heatmap = [sys.executable, "-m", "lstmscope.heatmap_cli", str(tiny.activations), "-n", "1:0", "--tokens", "20",
+               "-o", str(out)]
+    ablate = [sys.executable, "-m", "lstmscope.ablation_cli", str(tiny.checkpoint), str(tiny.activations),
+              "-n", "1:0", "-n", "2:1", "--together", "--tokens", "60", "-o", str(table)]
+    for command, written in ((heatmap, out), (ablate, table)):
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader has gone before anything is printed
+        try:
+            done = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=600)
+        finally:
+            os.close(writer)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "error" not in done.stderr.lower(), done.stderr  # notes may come
+        assert written.is_file()
+        written.unlink()
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(heatmap, stdout=full, stderr=subprocess.PIPE, text=True, timeout=600)
+    assert done.returncode == 1 and out.is_file(), done.stderr
+    assert done.stderr == ("lstmscope-heatmap: error: standard output cannot be written (No space left on device)\n")
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("heatmap", ["{act}", "-n", "1:0", "-o", ""]),
+    ("heatmap", ["", "-n", "1:0", "-o", "{out}.png"]),
+    ("heatmap", ["{act}", "-n", "1:0", "-a", " ", "-o", "{out}.png"]),
+    ("explorer", ["{act}", "--divergence", "", "-o", "{out}.html"]),
+    ("explorer", ["{act}", "--ablation", "", "-o", "{out}.html"]),
+    ("ablate", ["{ckpt}", "{act}", "-n", "1:0", "-o", ""]),
+    ("ablate", ["{ckpt}", "{act}", "-n", "1:0", "--heatmap", ""]),
+    ("ablate", ["{ckpt}", "{act}", "-n", "1:0", "--hold-from", ""]),
+    ("dump", ["{ckpt}", "{act}", "--vocabulary", "", "-o", "{out}.h5"]),
+    ("dump", ["", "{act}", "-o", "{out}.h5"]),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v).replace("{", "").replace("}", ""))
+def test_an_empty_file_name_is_a_usage_error_naming_the_argument(tiny, tmp_path, capsys, command, argv):
+    """An empty name (``-o "$OUT"`` with OUT unset) was a default taken in its place (``--divergence ""``: the table
+    beside the file), nothing written with status 0 (``-o ""`` of ablate), or "." reported missing."""
+    mains = {"heatmap": heatmap_main, "explorer": explorer_main, "ablate": ablate_main, "dump": dump_cli.main}
+    argv = [a.format(act=tiny.activations, ckpt=tiny.checkpoint, out=tmp_path / "x") for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        mains[command](argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.strip().endswith(": an empty file name"), err
+    assert "argument " in err.strip().splitlines()[-1] and not list(tmp_path.iterdir())

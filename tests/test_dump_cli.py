@@ -214,3 +214,25 @@ def test_an_output_cut_short_by_a_full_disk_is_one_line_naming_it_and_leaves_not
     assert r.returncode == 1
     assert r.stderr == f"lstmscope-dump: error: --output {out}: cannot be written (File too large)\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.txt"]
+
+
+def test_a_pipeline_dump_is_not_replaced_and_the_commands_own_file_is(tiny, tmp_path, capsys):
+    """Given a pipeline's activations file as --output, the command used to replace it with its own short text;
+    Snakemake then took it for the model's dump and rebuilt every stage after it from that text."""
+    text = tmp_path / "probe.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    pipeline = tmp_path / "test.h5"
+    shutil.copy(tiny.activations, pipeline)
+    before = pipeline.read_bytes()
+    with h5py.File(pipeline, "r") as f:
+        split, name = f.attrs["split"], f.attrs["text"]
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(pipeline)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"lstmscope-dump: error: --output {pipeline}: an activations file of the pipeline (text {name}, "
+                   f"split {split}); this command would replace it with another text: give another file name\n")
+    assert pipeline.read_bytes() == before
+    own = tmp_path / "probe.h5"  # the command's own file is written again, as before
+    for _ in range(2):
+        assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(own)]) == 0
+    with h5py.File(own, "r") as f:
+        assert f.attrs["split"] == "file" and f.attrs["n_tokens"] == 4

@@ -439,3 +439,18 @@ def test_a_dpi_above_the_pipelines_maximum_is_a_usage_error(tiny, tmp_path, caps
     out = tmp_path / "x.svg"
     assert main([str(tiny.activations), "-n", "2:0", "--dpi", "1200", "--tokens", "10", "-o", str(out)]) == 0
     assert out.is_file()
+
+
+def test_a_line_wider_than_max_width_is_a_usage_error(tiny, tmp_path, capsys):
+    """Unbounded, --width 100000 drew a PNG over a million pixels wide; the largest width allowed still draws."""
+    from lstmscope.heatmap_cli import MAX_WIDTH
+
+    out = tmp_path / "x.png"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tiny.activations), "-n", "2:0", "--width", str(MAX_WIDTH + 1), "-o", str(out)])
+    assert exit_.value.code == 2
+    assert f"lstmscope-heatmap: error: --width {MAX_WIDTH + 1}: at most {MAX_WIDTH} characters per line\n" in \
+        capsys.readouterr().err
+    assert not out.exists()
+    assert main([str(tiny.activations), "-n", "2:0", "--width", str(MAX_WIDTH), "--tokens", "40", "-o", str(out)]) == 0
+    assert out.is_file()

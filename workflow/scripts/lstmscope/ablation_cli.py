@@ -34,8 +34,8 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  failed, unreadable, writing)
-from .heatmap_cli import given_once, parse_neuron
+                  failed, file_name, say, unreadable, writing)
+from .heatmap_cli import MAX_TOKENS, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
@@ -45,6 +45,7 @@ COLUMNS = ["model", "text", "tokens", "method", "neurons", "perplexity", "intact
 
 # fewer tokens read than this: a note that the means removed units are held at come from a short text
 SHORT_TEXT = 1000
+DEFAULT_PASSAGE = 80  # tokens in the --heatmap passage
 
 
 def check_units(units: Sequence[tuple[int, int]], layers: int, hidden: int, checkpoint: str) -> None:
@@ -117,24 +118,26 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
 def build_parser() -> argparse.ArgumentParser:
     ap = command_parser(PROG, "Remove any neurons of a model and show what it loses on "
                               "the text of one of its activations files.", __doc__)
-    ap.add_argument("checkpoint", help="a model, results/models/<model>/model.pt")
-    ap.add_argument("activations", help="its activations file, results/activations/<model>/<text>.h5 (the text)")
+    ap.add_argument("checkpoint", type=file_name, help="a model, results/models/<model>/model.pt")
+    ap.add_argument("activations", type=file_name,
+                    help="its activations file, results/activations/<model>/<text>.h5 (the text)")
     ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",
                     help="a neuron to remove (repeatable; each is removed on its own)")
     ap.add_argument("--together", action="store_true", help="also remove all the given neurons at once")
     ap.add_argument("--method", choices=METHODS, default="mean",
                     help="hold a removed unit's h at its mean over the tokens read (default, as ablation.method) "
                          "or at 0")
-    ap.add_argument("--hold-from", metavar="ACTIVATIONS", default=None,
+    ap.add_argument("--hold-from", type=file_name, metavar="ACTIVATIONS", default=None,
                     help="hold a removed unit at its mean h over every token of this activations file of the same "
                          "checkpoint (e.g. the pipeline's results/activations/<model>/test.h5) instead of over the "
                          "tokens read: for a short text of one's own")
     ap.add_argument("--tokens", type=int, default=None, help="read only the text's first TOKENS tokens (default: all)")
     ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
     ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
-    ap.add_argument("-o", "--output", help="also write the table as CSV")
-    ap.add_argument("--heatmap", help="draw each ablation's effect on the words (.png, .svg or .pdf)")
-    ap.add_argument("--passage", type=int, default=80, help="tokens in the --heatmap passage (default 80)")
+    ap.add_argument("-o", "--output", type=file_name, help="also write the table as CSV")
+    ap.add_argument("--heatmap", type=file_name, help="draw each ablation's effect on the words (.png, .svg or .pdf)")
+    ap.add_argument("--passage", type=int, default=None,
+                    help=f"tokens in the --heatmap passage (default {DEFAULT_PASSAGE}, at most {MAX_TOKENS})")
     ap.add_argument("--headings", action="store_true",
                     help="let the --heatmap passage hold section headings (default: the passage outside them, "
                          "their empty lines and the 20 tokens after each)")
@@ -153,8 +156,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             figure_format(args.heatmap)
         except ValueError as exc:
             ap.error(f"--heatmap {exc}")
-    if args.top_words < 1 or args.min_count < 1 or args.passage < 1 or args.threads < 1:
-        ap.error("--top-words, --min-count, --passage and --threads must be >= 1")
+    for option, value in (("--top-words", args.top_words), ("--min-count", args.min_count),
+                          ("--passage", args.passage), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            ap.error(f"{option} {value}: must be >= 1")
+    if (args.passage is not None or args.headings) and not args.heatmap:
+        ap.error(f"{'--passage' if args.passage is not None else '--headings'} shapes the --heatmap figure: give "
+                 "--heatmap FILE too")
+    if args.passage is not None and args.passage > MAX_TOKENS:
+        ap.error(f"--passage {args.passage}: at most {MAX_TOKENS} words make a readable figure")
+    if args.together and len(args.neuron) < 2:
+        ap.error("--together removes the -n neurons all at once: give at least two")
+    passage = DEFAULT_PASSAGE if args.passage is None else args.passage
     if args.tokens is not None and args.tokens < 2:
         ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
@@ -181,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
                              f"neurons removed: {removal_phrase(args.method)}")
                     with writing("--heatmap", args.heatmap):
-                        draw_blocks_to(effect_blocks(table, words, effects, args.passage, args.headings),
+                        draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),
                                        args.heatmap, suptitle=title)
     except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
         return failed(PROG, exc)
@@ -201,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     read = int(table["tokens"].iloc[0])
     if args.tokens is not None and read < args.tokens:
         print(f"{PROG}: note: the text has {read} tokens: all of them read, not --tokens {args.tokens}", file=sys.stderr)
+    if args.heatmap and args.passage is not None and read < args.passage:
+        print(f"{PROG}: note: {read} tokens read: the --heatmap passage holds all of them, not --passage "
+              f"{args.passage}", file=sys.stderr)
     if args.method == "mean" and args.hold_from is None and read < SHORT_TEXT:
         print(f"{PROG}: note: each removed unit is held at its mean over the {read} tokens read only; --hold-from "
               "results/activations/<model>/test.h5 holds it at its mean over a pipeline text", file=sys.stderr)
@@ -211,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: note: no word lists: no word occurring --min-count={args.min_count} or more times among the "
               "words read changed in probability", file=sys.stderr)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-        print(table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return 0
+        shown = table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return say(PROG, shown)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentPa
 DEVICES = ("cpu", "cuda", "auto")
 
 
+def file_name(value: str) -> str:
+    """argparse's type of a file argument: an empty name (``-o ""``, an unset shell variable) is a usage error naming
+    the argument, not a default taken or "." looked up."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty file name")
+    return value
+
+
 def add_expectancy_floor_option(ap: argparse.ArgumentParser, auto: str) -> None:
     """``--expectancy-floor P|auto``: the low end of the expectancy's colour scale (None for ``auto``)."""
     def floor(value: str) -> float | None:
@@ -112,6 +120,23 @@ def failed(prog: str, error: object) -> int:
     become spaces) and return the exit status 1."""
     print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
     return 1
+
+
+def say(prog: str, text: str) -> int:
+    """Print a command's result ``text`` on standard output and return its exit status: 0, also when the reader
+    has gone (``| head``, ``| grep -q``: the work is done and nothing is left to say), else 1 with one line naming
+    standard output (``> /dev/full``). Either way standard output then leads nowhere, so Python's flush at exit
+    adds no traceback of its own."""
+    try:
+        print(text, flush=True)
+        return 0
+    except OSError as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        return failed(prog, f"standard output cannot be written ({exc.strerror or exc})")
 
 
 def unreadable(paths: Sequence[str | None], exc: OSError) -> ValueError:

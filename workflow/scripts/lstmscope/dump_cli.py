@@ -34,7 +34,7 @@ from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  failed, writing)
+                  failed, file_name, say, writing)
 from .joblog import stop_status, stopped_by_sigterm
 from .vocabulary import EOS, read_tokens
 
@@ -103,16 +103,31 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
 def build_parser() -> argparse.ArgumentParser:
     ap = command_parser(PROG, "Run a trained model over a text file of your own and write "
                               "its activations file (h and c of every layer, the expectancy of every word).", __doc__)
-    ap.add_argument("checkpoint", help="a model, results/models/<model>/model.pt")
-    ap.add_argument("text", help="a UTF-8 text file, written as WikiText-2 is (see below)")
-    ap.add_argument("-o", "--output", required=True, help="the activations file to write (.h5)")
-    ap.add_argument("--vocabulary", default=None,
+    ap.add_argument("checkpoint", type=file_name, help="a model, results/models/<model>/model.pt")
+    ap.add_argument("text", type=file_name, help="a UTF-8 text file, written as WikiText-2 is (see below)")
+    ap.add_argument("-o", "--output", type=file_name, required=True, help="the activations file to write (.h5)")
+    ap.add_argument("--vocabulary", type=file_name, default=None,
                     help="the model's vocabulary (default: results/data/vocabulary.json beside results/models/)")
     ap.add_argument("--name", default=None, help="the text's name in the file and in titles (default: the file's stem)")
     ap.add_argument("--dtype", choices=DTYPES, default="float32", help="how h and c are stored (default float32)")
     add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     return ap
+
+
+def refuse_pipeline_dump(path: str) -> None:
+    """An existing activations file of a pipeline text (split train/valid/test, not "file") is not replaced: the
+    pipeline would take it for its dump and rebuild everything after it from another text."""
+    if not os.path.isfile(path):
+        return
+    try:
+        with h5py.File(path, "r") as f:
+            split, text = str(f.attrs.get("split", "")), str(f.attrs.get("text", ""))
+    except OSError:  # not HDF5 (or damaged): an ordinary file to replace
+        return
+    if split in ("train", "valid", "test"):
+        raise ValueError(f"--output {path}: an activations file of the pipeline (text {text}, split {split}); this "
+                         "command would replace it with another text: give another file name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_inputs((args.checkpoint, args.text, args.vocabulary))
         check_output(args.output, "--output", inputs=(args.checkpoint, args.text, args.vocabulary))
+        refuse_pipeline_dump(args.output)
         command_device(args.device)
         with stopped_by_sigterm(), writing("--output", args.output):
             summary = dump_text(args.checkpoint, args.text, args.output, args.vocabulary, args.name, args.dtype,
@@ -141,8 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = sum(unknown.values())
         print(f"{PROG}: note: {count} {'word' if count == 1 else 'words'} outside the model's vocabulary, read as "
               f"<unk>: {listed}{more}", file=sys.stderr)
-    print(f"{args.output}: {summary['tokens']} tokens, perplexity {summary['perplexity']:.1f}")
-    return 0
+    return say(PROG, f"{args.output}: {summary['tokens']} tokens, perplexity {summary['perplexity']:.1f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
-from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, writing
+from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, file_name, say, writing
 from .heatmap import DEFAULT_SCALE, SCALES
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
@@ -61,17 +61,17 @@ def neuron_count(value: str) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     ap = command_parser(PROG, "Write the neuron explorer page (one offline HTML file) of any activations file.",
                         __doc__)
-    ap.add_argument("activations", help="an activations file: results/activations/<model>/<text>.h5, or "
+    ap.add_argument("activations", type=file_name, help="an activations file: results/activations/<model>/<text>.h5, or "
                                         "lstmscope-dump's")
-    ap.add_argument("-o", "--output", required=True, help="the page to write (.html)")
-    ap.add_argument("--divergence", default=None,
+    ap.add_argument("-o", "--output", type=file_name, required=True, help="the page to write (.html)")
+    ap.add_argument("--divergence", type=file_name, default=None,
                     help="the divergence table that ranks the model's neurons (default: see below)")
     ap.add_argument("--ranked-on", default=None, metavar="TEXT",
                     help="the pipeline's text whose ranking of the neurons is used (default: the file's own text; "
                          "for a text of your own, test)")
     ap.add_argument("--neurons", type=neuron_count, default=8, metavar="N|all",
                     help="top-ranked neurons offered per layer and state, or all (every live one) (default 8)")
-    ap.add_argument("--ablation", default=None, help="the ablation file of the same model and text "
+    ap.add_argument("--ablation", type=file_name, default=None, help="the ablation file of the same model and text "
                                                      "(results/ablation/<model>/<text>.h5): offer its removals too")
     ap.add_argument("--passage", type=int, default=80,
                     help="tokens in the passage the page's button jumps to (default 80)")
@@ -127,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
-    print(f"{args.output}: {shown}, neurons ranked by {divergence}")
-    return 0
+    return say(PROG, f"{args.output}: {shown}, neurons ranked by {divergence}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,7 +38,7 @@ from .ablation_figures import Removal, effect_block, effect_passage, removal_eff
 from .activations_file import (ActivationsError, open_activations, read_expectancy, read_neurons, read_words,
                                state_dataset)
 from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
-                  writing)
+                  file_name, say, writing)
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
                       state_blocks, text_median)
@@ -49,6 +49,7 @@ PROG = "lstmscope-heatmap"
 DEFAULT_TOKENS = 80
 MAX_DPI = 1200  # the schema's maximum of figures.dpi
 MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150 dpi; more is unreadable
+MAX_WIDTH = 500  # characters per line: a figure ~50 inches (7 500 pixels at 150 dpi) wide
 
 
 def _number(text: str) -> bool:
@@ -217,8 +218,8 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
 def build_parser() -> argparse.ArgumentParser:
     ap = command_parser(PROG, "Draw any neuron of an activations file, or the model's "
                               "expectancy of each word, over any passage of its text.", __doc__)
-    ap.add_argument("activations", help="an activations file, results/activations/<model>/<text>.h5")
-    ap.add_argument("-o", "--output", required=True, help=f"the figure; its suffix gives the format ({', '.join(FORMATS)})")
+    ap.add_argument("activations", type=file_name, help="an activations file, results/activations/<model>/<text>.h5")
+    ap.add_argument("-o", "--output", type=file_name, required=True, help=f"the figure; its suffix gives the format ({', '.join(FORMATS)})")
     ap.add_argument("-n", "--neuron", action="append", default=[], metavar="LAYER:INDEX",
                     help="a neuron to draw, h above c (repeatable)")
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
@@ -237,14 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="median: centred on the neuron's median over the text (red above its usual value, blue "
                          "below); symmetric: centred on 0, colour = sign; range: the passage's min to max (default "
                          f"{DEFAULT_SCALE}, the pipeline's heatmap.scale)")
-    ap.add_argument("-a", "--ablation", default=None, metavar="ABLATION_H5",
+    ap.add_argument("-a", "--ablation", type=file_name, default=None, metavar="ABLATION_H5",
                     help="the ablation file of the same model and text (results/ablation/<model>/<text>.h5): "
                          "draw each neuron's removal effect below its h and c")
     ap.add_argument("-g", "--group", action="append", default=[], metavar="LAYER:top|random",
                     help="with --ablation: the effect of removing that layer's top-KL (or random) neurons together "
                          "(repeatable)")
     ap.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
-    ap.add_argument("--width", type=int, default=96, help="characters per line (default 96)")
+    ap.add_argument("--width", type=int, default=96, help=f"characters per line (default 96, at most {MAX_WIDTH})")
     return ap
 
 
@@ -257,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {exc}")
     if args.dpi < 10 or args.width < 10:
         ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
+    if args.width > MAX_WIDTH:  # 100 000 characters drew a PNG a million pixels wide
+        ap.error(f"--width {args.width}: at most {MAX_WIDTH} characters per line")
     if args.dpi > MAX_DPI:  # as the pipeline's figures.dpi; 100 000 dpi ran out of memory drawing
         ap.error(f"--dpi {args.dpi}: at most {MAX_DPI}")
     asked, args.tokens = args.tokens is not None, DEFAULT_TOKENS if args.tokens is None else args.tokens
@@ -289,8 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while drawing: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)
-    print(args.output)
-    return 0
+    return say(PROG, args.output)
 
 
 if __name__ == "__main__":
