@@ -4,6 +4,11 @@
 
 ABLATION_FIGURES = "results/figures/ablation/{model}/{text}"
 
+# Under a cluster executor these small jobs (a table or figure from tables, or from one column of a file: seconds
+# each) run where Snakemake runs, as the download does, instead of each waiting in the queue as a job of its own.
+localrules:
+    ablation_vs_dropout,
+
 
 rule neuron_ablation:
     output:

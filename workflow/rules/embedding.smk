@@ -38,6 +38,13 @@ WARD_MEM_MB = 1000 + (8 * _MAX_POINTS * _MAX_POINTS) // 2**20
 STATES_MEM_MB = (_MAX_POINTS * config["architecture"]["hidden_size"] * 16) // 2**20  # states read, PCA's copies
 EMBED_MEM_MB = 1000 + STATES_MEM_MB + _MAX_POINTS // 20
 
+# Under a cluster executor these small jobs (a table or figure from tables, or from one column of a file: seconds
+# each) run where Snakemake runs, as the download does, instead of each waiting in the queue as a job of its own.
+localrules:
+    cluster_contiguity,
+    cluster_stability_summary,
+    highlight_word,
+
 
 rule embed_tsne:
     output:

@@ -8,6 +8,14 @@ NEURON_FIGURES = "results/figures/neurons/{model}/{text}"
 HEATMAP_VIEWS = [(layer, state) for layer in LAYERS for state in STATES]  # one heatmap figure each, in this order
 HEATMAPS = [f"{NEURON_FIGURES}/heatmap_layer{layer}_{state}" for layer, state in HEATMAP_VIEWS]
 
+# Under a cluster executor these small jobs (a table or figure from tables, or from one column of a file: seconds
+# each) run where Snakemake runs, as the download does, instead of each waiting in the queue as a job of its own.
+localrules:
+    histogram_range_table,
+    neuron_tracking_table,
+    mean_abs_vs_dropout,
+    expectancy_heatmap,
+
 
 rule neuron_histograms:
     output:

@@ -1,5 +1,10 @@
 # Stage 2: one LSTM language model per dropout x replicate, its test perplexity; perplexity table and figure.
 
+# Under a cluster executor these small jobs (a table or figure from tables, or from one column of a file: seconds
+# each) run where Snakemake runs, as the download does, instead of each waiting in the queue as a job of its own.
+localrules:
+    perplexity_table,
+
 
 rule train_lstm:
     output:
