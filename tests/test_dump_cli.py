@@ -57,18 +57,20 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
     text = tmp_path / "probe.txt"
     known = set(json.loads(tiny.vocabulary.read_text())["words"])
     assert {"the", "of", "and", ",", "."} <= known and not {"Zyxwvu", "Qqqqq"} & known
-    text.write_text("the of Zyxwvu .\nZyxwvu and , Qqqqq .\n", encoding="utf-8")
+    long = "x" * 5000  # a "word" thousands of characters long (a line without spaces) is listed cut short
+    text.write_text(f"the of Zyxwvu .\nZyxwvu and , Qqqqq {long} .\n", encoding="utf-8")
     out = tmp_path / "probe.h5"
     assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out),
                  "--name", "my-probe"]) == 0
     err = capsys.readouterr().err
-    assert "lstmscope-dump: note: 3 words outside the model's vocabulary, read as <unk>: Zyxwvu (2), Qqqqq" in err
+    assert (f"lstmscope-dump: note: 4 words outside the model's vocabulary, read as <unk>: Zyxwvu (2), Qqqqq, "
+            f"{'x' * 39}…\n") in err
     assert "blocks" not in err  # no progress bar where stderr is no terminal (a script's log): the note alone
     read, own = _words(out), _words(out, split=True)
-    assert own == "the of Zyxwvu . <eos> Zyxwvu and , Qqqqq . <eos>".split()
-    assert [r for r, w in zip(read, own) if r != w] == ["<unk>"] * 3
+    assert own == f"the of Zyxwvu . <eos> Zyxwvu and , Qqqqq {long} . <eos>".split()
+    assert [r for r, w in zip(read, own) if r != w] == ["<unk>"] * 4
     with h5py.File(out) as f:
-        assert f.attrs["text"] == "my-probe" and f.attrs["unknown_words"] == 3
+        assert f.attrs["text"] == "my-probe" and f.attrs["unknown_words"] == 4
     # the other commands take the file as they take the pipeline's
     png = tmp_path / "probe.png"
     assert heatmap_main([str(out), "-n", "2:3", "-e", "-o", str(png)]) == 0 and png.is_file()

@@ -359,6 +359,8 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
     assert (f"layer 2, the 2 top-KL neurons {top} removed together (h held at its mean over the words read; "
             "perplexity") in blocks[0].title
     assert "the 2 random neurons" in blocks[1].title
+    # the change and its unit stay on one line where the title wraps (a no-break space before "%")
+    assert re.search(r"perplexity [+-]\d+\.\d\d\u00a0% without them", blocks[0].title), blocks[0].title
     # after a neuron's blocks (h, c, its own removal's effect), over the same passage
     layer, j = 1, groups[(1, "top all")][0][0]  # a top neuron of layer 1, also removed on its own
     with open_activations(tiny.activations) as f:

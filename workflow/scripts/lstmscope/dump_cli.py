@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def shortened(word: str, most: int = 40) -> str:
+    """A word as a note lists it: at most ``most`` characters (a pasted URL or a line without spaces is one
+    "word" of thousands), the rest cut to an ellipsis."""
+    return word if len(word) <= most else word[:most - 1] + "…"
+
+
 def refuse_pipeline_dump(path: str) -> None:
     """An existing activations file of a pipeline text (split train/valid/test, not "file") is not replaced: the
     pipeline would take it for its dump and rebuild everything after it from another text."""
@@ -152,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop_status(exc)
     unknown = summary["unknown"]
     if unknown:
-        listed = ", ".join(f"{w} ({n})" if n > 1 else w for w, n in unknown.most_common(LISTED))
+        listed = ", ".join(f"{shortened(w)} ({n})" if n > 1 else shortened(w) for w, n in unknown.most_common(LISTED))
         more = f" and {len(unknown) - LISTED} more" if len(unknown) > LISTED else ""
         count = sum(unknown.values())
         print(f"{PROG}: note: {count} {'word' if count == 1 else 'words'} outside the model's vocabulary, read as "

@@ -210,7 +210,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         which = "top-KL" if r.group.startswith("top") else "random"
         blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} neurons "
                                    f"{' '.join(map(str, r.neurons))} removed together ({removal_phrase(r.method)}; "
-                                   f"perplexity {r.perplexity_change_pct:+.2f} % without them over the first "
+                                   f"perplexity {r.perplexity_change_pct:+.2f}\u00a0% without them over the first "
                                    f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
     return blocks
 
