@@ -22,7 +22,7 @@ import yaml
 from lstmscope.imports import library_modules
 
 from conftest import (REPO, TINY, PlannedJob, copy_repo, detailed_summary, downstream, edit_yaml, planned_jobs, snakemake,
-                      rule_graph, snakemake_env)
+                      rule_graph, snakemake_command, snakemake_env)
 
 pytestmark = pytest.mark.workflow
 
@@ -536,3 +536,46 @@ def test_every_rule_lists_exactly_the_library_modules_its_script_imports(tmp_pat
             problems.append(f"{rule} ({scripts[rule].name}) lists {sorted(extra)} with lib(...) but never imports "
                             "them: editing them would rerun it for nothing")
     assert not problems, "\n  ".join(["rule inputs and imports differ:", *problems])
+
+
+def test_a_training_job_killed_with_snakemake_resumes_under_snakemake_to_the_uninterrupted_weights(tmp_path, wikitext2):
+    """Snakemake and its training job killed outright (``kill -9`` of the process group, a power cut) after the job
+    saved its state: ``snakemake --unlock``, then the same command resumes the training from ``resume.pt`` (the
+    default profile's ``--rerun-incomplete``) and ends with the weights of a run never interrupted."""
+    import os
+    import signal
+
+    import torch
+
+    # more batches than the tiny config's, so that the kill comes between a save and the end
+    longer = ("--config", "training={train_tokens: 60000, epochs: 3}")
+    target = "results/models/d0.0_r0/model.pt"
+    reference = copy_repo(tmp_path / "reference", wikitext2)
+    snakemake(reference, target, *TINY, *longer)
+    work = copy_repo(tmp_path / "work", wikitext2)
+    resume, model = work / "results/models/d0.0_r0/resume.pt", work / target
+    proc = subprocess.Popen([*snakemake_command(), target, *TINY, *longer], cwd=work,
+                            env=snakemake_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not resume.exists():
+            assert proc.poll() is None, proc.stderr.read()[-5000:]
+            assert time.monotonic() < deadline, "no saved training state within 600 s"
+            time.sleep(0.02)
+        time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its job at once
+        proc.communicate(timeout=60)
+    assert not model.exists(), "the training ended before the kill: nothing was interrupted"
+    locked = snakemake(work, target, *TINY, *longer, check=False)
+    assert locked.returncode != 0 and "LockException" in locked.stdout + locked.stderr  # as README says
+    snakemake(work, "--unlock", *TINY, *longer)
+    snakemake(work, target, *TINY, *longer)
+    metrics = json.loads((work / "results/models/d0.0_r0/metrics.json").read_text())
+    assert metrics["resumed_from"] is not None, metrics  # it continued from the saved state, not from the start
+    resumed = torch.load(model, weights_only=True)["state_dict"]
+    uninterrupted = torch.load(reference / target, weights_only=True)["state_dict"]
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), name
