@@ -5,6 +5,8 @@ import hashlib
 import importlib.metadata
 import json
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -233,6 +235,22 @@ def test_a_pipeline_dump_is_not_replaced_and_the_commands_own_file_is(tiny, tmp_
     assert err == (f"lstmscope-dump: error: --output {pipeline}: an activations file of the pipeline (text {name}, "
                    f"split {split}); this command would replace it with another text: give another file name\n")
     assert pipeline.read_bytes() == before
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time\nf = h5py.File(sys.argv[1], 'a')\n"
+                               "print('open', flush=True)\ntime.sleep(120)", str(pipeline)], stdout=subprocess.PIPE,
+                              text=True)
+    try:  # held open for writing by another program (HDF5's lock): still read, still refused
+        assert holder.stdout.readline() == "open\n"
+        assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(pipeline)]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "an activations file of the pipeline" in capsys.readouterr().err
+    with h5py.File(pipeline, "r") as f:  # (the holder's open for writing touched its header, not its text)
+        assert (f.attrs["split"], f.attrs["text"]) == (split, name) and f["tokens/ids"].shape[0] > 4
+    cut = tmp_path / "cut.h5"  # an HDF5 file cut short: it could be a pipeline's, so it is not replaced either
+    cut.write_bytes(before[:4096])
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(cut)]) == 1
+    assert "cut.h5: an HDF5 file that cannot be read" in capsys.readouterr().err and cut.stat().st_size == 4096
     own = tmp_path / "probe.h5"  # the command's own file is written again, as before
     for _ in range(2):
         assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(own)]) == 0

@@ -126,11 +126,15 @@ def refuse_pipeline_dump(path: str) -> None:
     pipeline would take it for its dump and rebuild everything after it from another text."""
     if not os.path.isfile(path):
         return
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89HDF\r\n\x1a\n":  # not HDF5: an ordinary file to replace
+            return
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:  # also while another program holds it open
             split, text = str(f.attrs.get("split", "")), str(f.attrs.get("text", ""))
-    except OSError:  # not HDF5 (or damaged): an ordinary file to replace
-        return
+    except OSError as exc:
+        raise ValueError(f"--output {path}: an HDF5 file that cannot be read ({exc.strerror or 'damaged?'}), so "
+                         "possibly a pipeline's activations file: remove it first, or give another file name") from None
     if split in ("train", "valid", "test"):
         raise ValueError(f"--output {path}: an activations file of the pipeline (text {text}, split {split}); this "
                          "command would replace it with another text: give another file name")
