@@ -307,6 +307,20 @@ def test_a_mistyped_neuron_or_layer_is_named_on_its_own_line_not_as_others_lacki
         read_divergence(bad)
 
 
+def test_a_table_of_one_layer_and_state_lacking_a_neuron_names_the_neuron(dead_model_tables, tmp_path):
+    """With one layer and state there are no others to compare: the table's largest neuron sets the width."""
+    d, _ = dead_model_tables
+    raw = pd.read_csv(d / "divergence.csv", keep_default_na=False, dtype=str)
+    one = raw[(raw["layer"] == "1") & (raw["state"] == "h")]
+    one = one[one["neuron"] != "5"]
+    width = int(one["neuron"].astype(int).max()) + 1
+    bad = tmp_path / "one.csv"
+    one.to_csv(bad, index=False)
+    with pytest.raises(HistogramError, match=f"one.csv: layer 1 h lacks neuron 5 \\({width - 1} of the neurons "
+                                             f"0-{width - 1} "):
+        read_divergence(bad)
+
+
 def test_a_neuron_exactly_at_the_dead_fraction_is_live():
     """Dead means more than divergence.dead_fraction of its values near zero: 9 of 10 at 0.9 is not."""
     from lstmscope.divergence import divergence_table

@@ -181,7 +181,10 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
     # every layer and state holds the same neurons 0..N-1: a missing one would leave a figure's counts short. N is
     # what most of them hold, so the error names the stray line (a neuron or layer mistyped), not the others
     sizes = table.groupby(["layer", "state"], sort=True)["neuron"].size()
-    width = int(sizes.value_counts().sort_index(ascending=False).idxmax())  # the most common size; a tie: the larger
+    # (the most common size, a tie the larger; with one layer and state, its largest neuron: nothing to compare.
+    # Where most layers and states lack the same last neuron, the whole one is named as the stray: rare, still refused)
+    width = (int(sizes.value_counts().sort_index(ascending=False).idxmax()) if len(sizes) > 1
+             else int(table["neuron"].max()) + 1)
     beyond = table["neuron"] >= width
     if beyond.any():
         i = int(np.argmax(beyond.to_numpy()))
@@ -189,13 +192,14 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         raise HistogramError(f"{path}: line {i + 2}: layer {r['layer']} {r['state']} neuron {r['neuron']} is beyond "
                              f"the neurons 0-{width - 1} the other layers and states hold; a divergence table has "
                              "every neuron once")
+    held = "the other layers and states hold" if len(sizes) > 1 else "its largest neuron implies"
     for (layer, state), size in sizes.sort_values(kind="stable").items():  # the smallest first: the likeliest stray
         if size != width:
             neurons = set(table.loc[(table["layer"] == layer) & (table["state"] == state), "neuron"].tolist())
             lacking = sorted(set(range(width)) - neurons)
             first = int(np.argmax(((table["layer"] == layer) & (table["state"] == state)).to_numpy()))
             raise HistogramError(f"{path}: layer {layer} {state} lacks neuron {lacking[0]} ({size} of the neurons "
-                                 f"0-{width - 1} the other layers and states hold, the first on line {first + 2}); a "
+                                 f"0-{width - 1} {held}, the first on line {first + 2}); a "
                                  "divergence table has every neuron")
     same_rank = live & table.duplicated(["layer", "state", "rank"])
     if same_rank.any():  # "rank 1" twice: the top neurons would be whichever came first
