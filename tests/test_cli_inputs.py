@@ -354,7 +354,7 @@ def test_a_result_nobody_reads_ends_quietly_and_a_full_standard_output_is_one_li
 @pytest.mark.parametrize("command, argv", [
     ("heatmap", ["{act}", "-n", "1:0", "-o", ""]),
     ("heatmap", ["", "-n", "1:0", "-o", "{out}.png"]),
-    ("heatmap", ["{act}", "-n", "1:0", "-a", " ", "-o", "{out}.png"]),
+    ("heatmap", ["{act}", "-n", "1:0", "-a", "", "-o", "{out}.png"]),
     ("explorer", ["{act}", "--divergence", "", "-o", "{out}.html"]),
     ("explorer", ["{act}", "--ablation", "", "-o", "{out}.html"]),
     ("ablate", ["{ckpt}", "{act}", "-n", "1:0", "-o", ""]),

@@ -111,7 +111,7 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     from .wikitext import passage_avoid
 
     start, stop = effect_passage(effects[0], tokens, passage_avoid(words, "active" if headings else "prose"))
-    return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f} %", words, e, start, stop)
+    return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f}\u00a0%", words, e, start, stop)
             for row, e in zip(table.itertuples(), effects)]
 
 

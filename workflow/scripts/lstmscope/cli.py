@@ -29,7 +29,7 @@ DEVICES = ("cpu", "cuda", "auto")
 def file_name(value: str) -> str:
     """argparse's type of a file argument: an empty name (``-o ""``, an unset shell variable) is a usage error naming
     the argument, not a default taken or "." looked up."""
-    if not value.strip():
+    if not value:
         raise argparse.ArgumentTypeError("an empty file name")
     return value
 
@@ -131,9 +131,12 @@ def say(prog: str, text: str) -> int:
         print(text, flush=True)
         return 0
     except OSError as exc:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # a stream without a descriptor of its own (io.UnsupportedOperation)
+            sys.stdout = open(os.devnull, "w")
         if isinstance(exc, BrokenPipeError):
             return 0
         return failed(prog, f"standard output cannot be written ({exc.strerror or exc})")

@@ -203,7 +203,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
             blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, "
-                                       f"{removal_phrase(r.method)}; perplexity {r.perplexity_change_pct:+.2f} % "
+                                       f"{removal_phrase(r.method)}; perplexity {r.perplexity_change_pct:+.2f}\u00a0% "
                                        f"without it over the first {r.tokens} words): effect on each word",
                                        every_word, r.effect, begin, stop))
     for (layer, _), r in zip(groups, removed_groups):
