@@ -207,6 +207,16 @@ LOCAL_RULES = ["download_wikitext2", "perplexity_table", "histogram_range_table"
                "cluster_stability_summary", "highlight_word"]
 
 
+def test_the_local_rules_are_those_the_slurm_test_checks():
+    """The rule files' ``localrules:`` blocks name exactly LOCAL_RULES: one added or removed there is a change the
+    SLURM test must check (and README's list must name)."""
+    declared = []
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        for block in re.findall(r"^localrules:\n((?:[ \t]+\w+,?[ \t]*\n)+)", path.read_text(), flags=re.M):
+            declared += re.findall(r"\w+", block)
+    assert sorted(declared) == sorted(LOCAL_RULES)
+
+
 @pytest.mark.slurm
 @pytest.mark.workflow
 def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tiny_run, tmp_path, wikitext2):
