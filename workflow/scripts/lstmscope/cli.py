@@ -24,6 +24,7 @@ def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentPa
 
 
 DEVICES = ("cpu", "cuda", "auto")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of an HDF5 file (no user block)
 
 
 def file_name(value: str) -> str:
@@ -108,7 +109,7 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
         return
     with open(checkpoint, "rb") as fh:
         head = fh.read(8)
-    if head == b"\x89HDF\r\n\x1a\n":
+    if head == HDF5_SIGNATURE:
         raise ValueError(f"{checkpoint}: an HDF5 file, not a checkpoint; {order}")
     if not zipfile.is_zipfile(checkpoint):
         raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "

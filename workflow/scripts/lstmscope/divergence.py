@@ -195,9 +195,9 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
     held = "the other layers and states hold" if len(sizes) > 1 else "its largest neuron implies"
     for (layer, state), size in sizes.sort_values(kind="stable").items():  # the smallest first: the likeliest stray
         if size != width:
-            neurons = set(table.loc[(table["layer"] == layer) & (table["state"] == state), "neuron"].tolist())
-            lacking = sorted(set(range(width)) - neurons)
-            first = int(np.argmax(((table["layer"] == layer) & (table["state"] == state)).to_numpy()))
+            rows = ((table["layer"] == layer) & (table["state"] == state)).to_numpy()
+            lacking = sorted(set(range(width)) - set(table.loc[rows, "neuron"].tolist()))
+            first = int(np.argmax(rows))
             raise HistogramError(f"{path}: layer {layer} {state} lacks neuron {lacking[0]} ({size} of the neurons "
                                  f"0-{width - 1} {held}, the first on line {first + 2}); a "
                                  "divergence table has every neuron")

@@ -33,10 +33,10 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  failed, file_name, say, writing)
+from .cli import (HDF5_SIGNATURE, add_device_option, check_checkpoint_file, check_inputs, check_output, command_device,
+                  command_parser, failed, file_name, say, writing)
 from .joblog import stop_status, stopped_by_sigterm
-from .vocabulary import EOS, read_tokens
+from .vocabulary import EOS, SPLITS, read_tokens
 
 PROG = "lstmscope-dump"
 LISTED = 12  # words outside the vocabulary named in the note
@@ -127,7 +127,7 @@ def refuse_pipeline_dump(path: str) -> None:
     if not os.path.isfile(path):
         return
     with open(path, "rb") as fh:
-        if fh.read(8) != b"\x89HDF\r\n\x1a\n":  # not HDF5: an ordinary file to replace
+        if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:  # not HDF5: an ordinary file to replace
             return
     try:
         with h5py.File(path, "r", locking=False) as f:  # also while another program holds it open
@@ -135,7 +135,7 @@ def refuse_pipeline_dump(path: str) -> None:
     except OSError as exc:
         raise ValueError(f"--output {path}: an HDF5 file that cannot be read ({exc.strerror or 'damaged?'}), so "
                          "possibly a pipeline's activations file: remove it first, or give another file name") from None
-    if split in ("train", "valid", "test"):
+    if split in SPLITS:
         raise ValueError(f"--output {path}: an activations file of the pipeline (text {text}, split {split}); this "
                          "command would replace it with another text: give another file name")
 
