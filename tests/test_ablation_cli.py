@@ -176,7 +176,6 @@ def test_fewer_than_two_tokens_is_a_usage_error(tiny, tmp_path, capsys, tokens):
     assert not csv.exists()
 
 
-
 @pytest.mark.parametrize("extra, said", [
     (["--top-words", "0"], "--top-words 0: must be >= 1"),
     (["--min-count", "-2"], "--min-count -2: must be >= 1"),

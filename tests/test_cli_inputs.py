@@ -17,6 +17,7 @@ from lstmscope.ablation_cli import main as ablate_main
 from lstmscope.explorer_cli import main as explorer_main
 from lstmscope.heatmap_cli import main as heatmap_main
 
+from conftest import skip_or_fail
 from damage import damage_largest_part
 from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
 
@@ -328,7 +329,7 @@ def test_a_result_nobody_reads_ends_quietly_and_a_full_standard_output_is_one_li
     """``| head`` or ``| grep -q`` closes the pipe before the command prints its result: the work is done, so it
     ends with 0 and no traceback; ``> /dev/full`` is one line naming standard output. The output is written."""
     if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
+        skip_or_fail("no /dev/full here")
     out, table = tmp_path / "x.png", tmp_path / "x.csv"
     heatmap = [sys.executable, "-m", "lstmscope.heatmap_cli", str(tiny.activations), "-n", "1:0", "--tokens", "20",
                "-o", str(out)]

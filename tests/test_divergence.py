@@ -281,7 +281,6 @@ def test_a_divergence_table_lacking_a_neuron_is_refused_and_errors_name_the_tabl
         ranked(whole, 9, "h", 3)
 
 
-
 @pytest.mark.parametrize("column", ["neuron", "layer"])
 def test_a_mistyped_neuron_or_layer_is_named_on_its_own_line_not_as_others_lacking(dead_model_tables, tmp_path,
                                                                                    column):

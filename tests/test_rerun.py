@@ -7,10 +7,13 @@ rules write PNGs, which rules list a library module as input), so they hold as s
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -542,10 +545,6 @@ def test_a_training_job_killed_with_snakemake_resumes_under_snakemake_to_the_uni
     """Snakemake and its training job killed outright (``kill -9`` of the process group, a power cut) after the job
     saved its state: ``snakemake --unlock``, then the same command resumes the training from ``resume.pt`` (the
     default profile's ``--rerun-incomplete``) and ends with the weights of a run never interrupted."""
-    import contextlib
-    import os
-    import signal
-
     import torch
 
     # more batches than the tiny config's, so that the kill comes between a save and the end
