@@ -24,7 +24,6 @@ def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentPa
 
 
 DEVICES = ("cpu", "cuda", "auto")
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of an HDF5 file (no user block)
 
 
 def file_name(value: str) -> str:
@@ -109,7 +108,7 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
         return
     with open(checkpoint, "rb") as fh:
         head = fh.read(8)
-    if head == HDF5_SIGNATURE:
+    if head == b"\x89HDF\r\n\x1a\n":
         raise ValueError(f"{checkpoint}: an HDF5 file, not a checkpoint; {order}")
     if not zipfile.is_zipfile(checkpoint):
         raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "

@@ -33,8 +33,8 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import (HDF5_SIGNATURE, add_device_option, check_checkpoint_file, check_inputs, check_output, command_device,
-                  command_parser, failed, file_name, say, writing)
+from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
+                  failed, file_name, say, writing)
 from .joblog import stop_status, stopped_by_sigterm
 from .vocabulary import EOS, SPLITS, read_tokens
 
@@ -126,9 +126,8 @@ def refuse_pipeline_dump(path: str) -> None:
     pipeline would take it for its dump and rebuild everything after it from another text."""
     if not os.path.isfile(path):
         return
-    with open(path, "rb") as fh:
-        if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:  # not HDF5: an ordinary file to replace
-            return
+    if not h5py.is_hdf5(path):  # an ordinary file to replace
+        return
     try:
         with h5py.File(path, "r", locking=False) as f:  # also while another program holds it open
             split, text = str(f.attrs.get("split", "")), str(f.attrs.get("text", ""))
