@@ -60,6 +60,28 @@ STOPPED_JOB = textwrap.dedent("""
 """)
 
 
+FAILING_JOB = textwrap.dedent("""
+    import sys
+    from lstmscope.atomic import atomic_path
+    from lstmscope.joblog import job_log
+    with job_log(sys.argv[1], "demo"):
+        with atomic_path(sys.argv[2]) as tmp:
+            tmp.write_text("half of it")
+            raise ValueError(f"{sys.argv[2]}: a bad value")
+""")
+
+
+def test_a_failing_job_says_what_failed_in_one_line_and_keeps_the_traceback_in_its_log(tmp_path):
+    """Snakemake shows a job's stderr: one line naming the problem, exit status 1; the traceback is for the log."""
+    log, out = tmp_path / "demo.log", tmp_path / "out.csv"
+    done = subprocess.run([sys.executable, "-c", FAILING_JOB, str(log), str(out)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and done.stderr == f"lstmscope demo: {out}: a bad value\n", done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.log"]
+    text = log.read_text()
+    assert "Traceback" in text and "demo: failed after" in text and "ValueError" in text, text
+
+
 @pytest.mark.parametrize("sig,how,status", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "Ctrl-C", 130)],
                          ids=["SIGTERM", "Ctrl-C"])
 def test_a_job_stopped_by_a_signal_leaves_no_file_and_says_so_in_one_line(tmp_path, sig, how, status):

@@ -82,9 +82,10 @@ def job_log(path: str | None, stage: str) -> Iterator[logging.Logger]:
             raise SystemExit(status) from None
         traceback.print_exc(file=stream)
         logger.error("%s: failed after %.1f s: %s", stage, time.monotonic() - start, exc)
-        # Snakemake shows the job's stderr only through the log; keep one line on the real stderr.
+        # Snakemake shows the job's stderr only through the log; keep one line on the real stderr (the traceback
+        # is in the log, above).
         print(f"lstmscope {stage}: {exc}", file=old_stderr)
-        raise
+        raise SystemExit(1) from None
     finally:
         root.removeHandler(handler)
         sys.stderr = old_stderr
