@@ -563,7 +563,7 @@ def test_a_training_job_killed_with_snakemake_resumes_under_snakemake_to_the_uni
             assert proc.poll() is None, proc.stderr.read()[-5000:]
             assert time.monotonic() < deadline, "no saved training state within 600 s"
             time.sleep(0.02)
-        time.sleep(0.5)
+        time.sleep(0.05)  # into the training after the save (written atomically: complete once it exists)
     finally:
         with contextlib.suppress(ProcessLookupError):  # (Snakemake gone already: the assertion above says why)
             os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its job at once
