@@ -50,6 +50,16 @@ def stopped_by_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+_previous_hooks: list = []
+
+
+def _quiet_hook(exc_type, exc, tb) -> None:
+    """``sys.excepthook`` while a job runs: an exception :func:`job_log` has reported (its line on stderr, its
+    traceback in the log) ends the process without a second word (exit status 1); any other as before."""
+    if not getattr(exc, "lstmscope_reported", False):
+        _previous_hooks[-1](exc_type, exc, tb)
+
+
 @contextlib.contextmanager
 def job_log(path: str | None, stage: str) -> Iterator[logging.Logger]:
     """Send stderr and logging to ``path``; log the stage's start, end and duration."""
@@ -83,9 +93,15 @@ def job_log(path: str | None, stage: str) -> Iterator[logging.Logger]:
         traceback.print_exc(file=stream)
         logger.error("%s: failed after %.1f s: %s", stage, time.monotonic() - start, exc)
         # Snakemake shows the job's stderr only through the log; keep one line on the real stderr (the traceback
-        # is in the log, above).
+        # is in the log, above). The exception goes on (a caller in the same process sees it); if it ends the
+        # process, Python's hook would print the traceback on stderr again: _quiet_hook leaves it out.
         print(f"lstmscope {stage}: {exc}", file=old_stderr)
-        raise SystemExit(1) from None
+        with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+            exc.lstmscope_reported = True
+            if sys.excepthook is not _quiet_hook:
+                _previous_hooks.append(sys.excepthook)
+                sys.excepthook = _quiet_hook
+        raise
     finally:
         root.removeHandler(handler)
         sys.stderr = old_stderr
