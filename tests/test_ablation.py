@@ -856,6 +856,10 @@ def test_the_figures_refuse_a_table_not_made_from_their_file_and_a_damaged_table
     blank.loc[2, "perplexity_change_pct"] = ""  # pandas would leave it out of the min and max across models
     cases.append(("blank", blank, r"blank\.csv: column perplexity_change_pct must hold numbers; line 4 has no value "
                                   r"\(an empty cell or nan\)$"))
+    infinite = good.astype(object)
+    infinite.loc[2, "perplexity_change_pct"] = float("inf")  # a mean across models would be inf too
+    cases.append(("infinite", infinite, r"infinite\.csv: column perplexity_change_pct must hold finite numbers; "
+                                        r"line 4 has inf$"))
     layer = good.astype(object)
     layer.loc[0, "layer"] = "one"
     cases.append(("layer", layer, r"layer\.csv: column layer must hold whole numbers from 1; line 2 has 'one'$"))
@@ -869,6 +873,6 @@ def test_the_figures_refuse_a_table_not_made_from_their_file_and_a_damaged_table
         with pytest.raises(AblationError, match=message):
             figs.ablation_figures(h5, path, *outputs, passage_tokens=30)
         assert not any(p.exists() for p in outputs)
-    for name in ("damaged", "blank", "layer", "group"):
+    for name in ("damaged", "blank", "infinite", "layer", "group"):
         with pytest.raises(AblationError, match=rf"{name}\.csv: column "):
             ablation_summary([csv, tmp_path / f"{name}.csv"])

@@ -76,8 +76,9 @@ def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os
                    whole: Sequence[str] = (), may_be_empty: Sequence[str] = ()) -> None:
     """``columns`` of ``table`` made numbers in place; a cell that is empty or not a number (a whole number, for the
     columns among ``whole``) is refused by its line (:func:`refuse_rows`): a table that every job fills leaves no
-    cell empty, and pandas would drop an empty key from a grouping or a blank from a mean without a word. A column
-    among ``may_be_empty`` may hold empty cells (where its number does not apply), but no text."""
+    cell empty, and pandas would drop an empty key from a grouping or a blank from a mean without a word; nor does
+    it write an infinite number (``inf``, which a mean or a figure would carry on). A column among ``may_be_empty``
+    may hold empty cells (where its number does not apply), but no text."""
     import numpy as np
     import pandas as pd
 
@@ -87,6 +88,7 @@ def number_columns(table: "pd.DataFrame", columns: Sequence[str], path: str | os
         if col in whole:
             bad |= ~np.isfinite(number) | (number != number.round())
         refuse_rows(table, bad.to_numpy(), col, "whole numbers" if col in whole else "numbers", path, error)
+        refuse_rows(table, np.isinf(number).to_numpy(), col, "finite numbers", path, error)
         table[col] = number.astype("int64") if col in whole else number
 
 

@@ -170,8 +170,6 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
         r = table.iloc[i]
         raise HistogramError(f"{path}: line {i + 2} repeats layer {r['layer']} {r['state']} neuron {r['neuron']}")
     live = ~table["dead"]
-    for col in ("kl_pq", "kl_qp", "kl_sum"):  # what the ranking and every page show of a live neuron
-        refuse(live & ~np.isfinite(table[col].to_numpy(dtype=np.float64)), col, "finite numbers for a live neuron")
     refuse(live & table["rank"].isna(), "rank", "a rank for every live neuron")
     refuse(~live & table["rank"].notna(), "rank", "no rank for a dead neuron")
     if "rank_by" in table.columns:  # what every rank follows: one measure, a known one
