@@ -249,8 +249,11 @@ def _emptied(f):
                                               r"format must be lstmscope-activations-2\)"),
     (lambda f: f.attrs.__setitem__("provenance", "{cut"),
      r"attribute provenance is not JSON \('\{cut'\): the file is damaged; dump it again"),
+    # every stage reads the layers the attribute names: a layer beyond it would be left out of all of them
+    (lambda f: f.attrs.__setitem__("layers", 1),
+     "attribute layers=1, but it holds group layer2: the file is damaged; dump it again"),
 ], ids=["narrow-c", "hidden-size", "1d-h", "int-c", "2d-ids", "short-ids", "float-ids", "int-words", "no-tokens",
-        "n-tokens-text", "no-dropout", "provenance-not-json"])
+        "n-tokens-text", "no-dropout", "provenance-not-json", "layers-too-few"])
 def test_a_malformed_activations_file_is_refused_in_one_line_naming_file_and_key(tiny, tmp_path, edit, message):
     bad = tmp_path / "bad.h5"
     shutil.copyfile(tiny.activations, bad)

@@ -235,6 +235,8 @@ def _edited(src, dst, line: int, column: str, value: str):
     ("dropout", "", r"column dropout must hold numbers; line 5 has no value \(an empty cell or nan\)"),
     ("kl_qp", "inf", "column kl_qp must hold finite numbers; line 5 has inf"),
     ("mean_abs", "inf", "column mean_abs must hold finite numbers; line 5 has inf"),
+    ("model", "", r"column model must hold the model's name; line 5 has no value \(an empty cell or nan\)"),
+    ("text", "", r"column text must hold the text's name; line 5 has no value \(an empty cell or nan\)"),
     ("dropout", "-inf", "column dropout must hold finite numbers; line 5 has -inf"),
     ("rank", "", "column rank must hold a rank for every live neuron; line 5 has <NA>"),
     ("rank", "1", r"line \d+ repeats rank 1 of layer 1 h; each live neuron of a layer and state has a rank of its own"),

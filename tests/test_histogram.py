@@ -178,7 +178,17 @@ def _damage(path, edit):
      rf"layer1/h: dataset 'std' has shape \(3,\), expected \({HIDDEN},\)"),
     (lambda f: (f["layer2/c"].__delitem__("edges"), f["layer2/c"].create_dataset("edges", data=np.zeros(5))),
      r"layer2/c: counts of shape .* do not fit edges of shape \(5,\)"),
-], ids=["layers", "group", "counts", "mean_abs", "n_values", "std-shape", "edges-shape"])
+    (lambda f: f.attrs.__setitem__("layers", 1), r"attribute layers=1, but it holds group layer2 \(file damaged\)"),
+    (lambda f: f.attrs.__delitem__("model"), r"attribute 'model' is missing"),
+    (lambda f: f.attrs.__setitem__("text", ""), r"attribute 'text' is '', not a name"),
+    (lambda f: f.attrs.__setitem__("dropout", "x"), r"attribute 'dropout' is 'x', not a number"),
+    (lambda f: f.attrs.__delitem__("provenance"), r"attribute 'provenance' is missing"),
+    (lambda f: f["layer1/h"].attrs.__setitem__("n_values", "x"),
+     r"layer1/h: attribute 'n_values' is 'x', not a whole number"),
+    (lambda f: (f["layer2/h"].__delitem__("min"), f["layer2/h"].create_dataset("min", data=["a"] * HIDDEN)),
+     r"layer2/h: dataset 'min' holds object, not numbers"),
+], ids=["layers", "group", "counts", "mean_abs", "n_values", "std-shape", "edges-shape", "layers-too-few", "model",
+        "text", "dropout", "provenance", "n_values-text", "min-text"])
 def test_a_histograms_file_missing_a_part_is_one_error_naming_the_file_and_part(tiny, tmp_path, edit, message):
     out = tmp_path / "h.h5"
     neuron_histograms(tiny.activations, out, tmp_path / "r.csv", 0.01, [-1, 1], 0.01)

@@ -82,6 +82,11 @@ def open_activations(path: str | os.PathLike) -> ActivationsFile:
         for key in ["tokens/ids", "tokens/words", "tokens/split_words", "expectancy", "log_expectancy",
                     *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
             _check_dataset(f, path, key, T, N)
+        beyond = sorted((k for k in f if k.startswith("layer") and k[5:].isdigit() and not 1 <= int(k[5:]) <= L),
+                        key=lambda k: int(k[5:]))
+        if beyond:  # every stage would leave its layers out without a word
+            raise ActivationsError(f"{path}: attribute layers={L}, but it holds group {beyond[0]}: the file is "
+                                   "damaged; dump it again")
     except ActivationsError:
         f.close()
         raise

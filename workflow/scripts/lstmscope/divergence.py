@@ -160,6 +160,8 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
                col, "whole numbers from 0" if col == "neuron" else "whole numbers from 1")
         table[col] = number.astype("Int64" if col == "rank" else np.int64)
     number_columns(table, NUMBER_COLUMNS, path, HistogramError)  # an empty cell too: a mean or a model left out
+    for col in ("model", "text"):  # pandas leaves an empty name out of every grouping: a model gone from Fig. 5.7
+        refuse(table[col].isna(), col, f"the {col}'s name")
     refuse(~table["dead"].astype(str).isin(["True", "False"]), "dead", "True or False")
     table["dead"] = table["dead"].astype(str) == "True"
     refuse(~table["state"].isin(["h", "c"]), "state", "h or c")

@@ -342,6 +342,11 @@ def read_histograms(path: str | os.PathLike) -> tuple[dict, list[StoredHistogram
         except (KeyError, TypeError, ValueError):
             raise HistogramError(f"{path}: attribute 'layers' is missing or not a number "
                                  "(file incomplete or corrupt)") from None
+        _check_file_attrs(attrs, path)
+        beyond = sorted((k for k in f if k.startswith("layer") and k[5:].isdigit() and not 1 <= int(k[5:]) <= layers),
+                        key=lambda k: int(k[5:]))
+        if beyond:  # its layers would be left out of every table and figure without a word
+            raise HistogramError(f"{path}: attribute layers={layers}, but it holds group {beyond[0]} (file damaged)")
         out = []
         try:
             for layer in range(1, layers + 1):
@@ -352,6 +357,26 @@ def read_histograms(path: str | os.PathLike) -> tuple[dict, list[StoredHistogram
         except Exception as exc:  # h5py raises various errors on damaged files
             raise HistogramError(f"{path}: corrupt histograms file ({type(exc).__name__}: {exc})") from None
     return attrs, out
+
+
+def _check_file_attrs(attrs: dict, path: str | os.PathLike) -> None:
+    """What the stage copies from the activations file and every table made from the file names its rows by: the
+    model and text (non-empty), its dropout (a number) and the provenance (JSON); else an error naming the key (a
+    table without them would lose its model from every figure across models)."""
+    for key in ("model", "text", "dropout", "provenance"):
+        if key not in attrs:
+            raise HistogramError(f"{path}: attribute {key!r} is missing (file incomplete or corrupt)")
+    for key in ("model", "text"):
+        if not isinstance(attrs[key], str) or not attrs[key]:
+            raise HistogramError(f"{path}: attribute {key!r} is {attrs[key]!r}, not a name (file damaged)")
+    dropout = attrs["dropout"]
+    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.number)) \
+            or not np.isfinite(dropout):
+        raise HistogramError(f"{path}: attribute 'dropout' is {dropout!r}, not a number (file damaged)")
+    try:
+        json.loads(attrs["provenance"])
+    except (TypeError, ValueError):
+        raise HistogramError(f"{path}: attribute 'provenance' is not JSON (file damaged)") from None
 
 
 def _read_group(f: h5py.File, path: str | os.PathLike, layer: int, state: str) -> StoredHistogram:
@@ -365,6 +390,16 @@ def _read_group(f: h5py.File, path: str | os.PathLike, layer: int, state: str) -
     absent = [name for name in GROUP_ATTRS if name not in g.attrs]
     if absent:
         raise HistogramError(f"{path}: {key}: attribute {absent[0]!r} is missing (file incomplete or corrupt)")
+    for name in ("counts", "edges", *PER_NEURON):
+        if not (isinstance(g[name], h5py.Dataset) and np.issubdtype(g[name].dtype, np.number)):
+            what = g[name].dtype if isinstance(g[name], h5py.Dataset) else "a group"
+            raise HistogramError(f"{path}: {key}: dataset {name!r} holds {what}, not numbers (file damaged)")
+    for name, kind in (("n_values", np.integer), ("near_zero", np.number)):
+        value = g.attrs[name]
+        if not (np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, kind)
+                and not isinstance(value, (bool, np.bool_))):
+            raise HistogramError(f"{path}: {key}: attribute {name!r} is {value!r}, not "
+                                 f"{'a whole number' if kind is np.integer else 'a number'} (file damaged)")
     counts, edges = g["counts"][:], g["edges"][:]
     if counts.ndim != 2 or edges.shape != (counts.shape[1] + 1,):
         raise HistogramError(f"{path}: {key}: counts of shape {counts.shape} do not fit edges of shape {edges.shape}")
