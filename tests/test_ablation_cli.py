@@ -128,6 +128,13 @@ def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path,
     assert record["command"] == "lstmscope-ablate" and record["settings"]["neurons"] == ["2:3", "2:5"]
     assert record["settings"]["together"] is True and record["settings"]["tokens"] == 200
     assert record["git_commit"] and record["numpy"]
+    import h5py
+
+    with h5py.File(tiny.activations) as f:  # the model the numbers are of, as the dump recorded it
+        dumped = json.loads(f.attrs["provenance"])
+    assert dumped["model"] and record["models"] == {dumped["model"]: {
+        "dropout": dumped["dropout"], "replicate": dumped["replicate"], "seed": dumped["seed"],
+        "checkpoint_sha256": hashlib.sha256(tiny.checkpoint.read_bytes()).hexdigest()}}
 
 
 def test_the_console_script_runs(tiny, tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +77,21 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
     versions = {"numpy": numpy.__version__, "scipy": scipy.__version__, "h5py": h5py.__version__}
     from lstmscope.provenance import library_digest
 
+    trained = {m.parent.name: json.loads(m.read_text()) for m in (work / "results/models").glob("*/metrics.json")}
     commits, digests, rules = set(), set(), set()
     for table in tables:
         record_path = table.with_name(table.name + ".provenance.json")
         assert record_path.is_file(), f"no provenance beside {table.relative_to(work)}"
         record = json.loads(record_path.read_text())
         assert record["table"] == table.name and record["table_sha256"] == sha(table), table
+        # the models whose numbers it holds, each by its seed and checkpoint, not only through the inputs' chain
+        if "model" in record["wildcards"]:
+            assert list(record["models"]) == [record["wildcards"]["model"]], (table, record["models"])
+        assert record["models"] and set(record["models"]) <= set(trained), (table, record["models"])
+        for name, model in record["models"].items():
+            assert model == {"dropout": trained[name]["dropout"], "replicate": trained[name]["replicate"],
+                             "seed": trained[name]["seed"],
+                             "checkpoint_sha256": sha(work / f"results/models/{name}/model.pt")}, (table, name)
         assert record["inputs"], table
         for path, digest in record["inputs"].items():
             assert "lstmscope/" not in path and digest == sha(work / path), (table, path)  # the code: library_sha256
@@ -107,6 +117,34 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
     assert commits == {"unknown"}, commits
     assert digests == {library_digest()}, digests  # the library the jobs ran (a copy of this one's files)
     assert {"neuron_divergence", "embed_tsne", "cluster_tokens", "perplexity_table", "ablation_table"} <= rules, rules
+
+
+def test_a_pipeline_table_cut_short_at_a_line_is_refused_by_its_record_and_read_as_it_is_without(tiny_workdir):
+    """A table cut short at a line parses as a smaller table (a layer gone from a summary, half the tokens
+    clustered): a reader of a table with a record beside it checks the table's SHA-256 against it."""
+    from lstmscope.cluster_measures import read_measures
+    from lstmscope.divergence import read_divergence
+    from lstmscope.histogram import HistogramError
+    from lstmscope.points import read_embedding
+
+    results = tiny_workdir / "results"
+    cases = [(next((results / "neurons").rglob("divergence.csv")), read_divergence, HistogramError),
+             (next((results / "embedding").rglob("layer1_h.csv")), read_embedding, ValueError),
+             (next((results / "tables").rglob("*_measures.csv")), lambda p: read_measures([p]), ValueError)]
+    for path, read, error in cases:
+        rows = len(read(path))
+        lines = path.read_text().splitlines(keepends=True)
+        assert len(lines) == rows + 1 > 2, path
+        path.write_text("".join(lines[:-1]))  # the last line gone
+        with pytest.raises(error, match=rf"^{re.escape(str(path))}: not the table its record "
+                                        rf"{re.escape(path.name)}\.provenance\.json describes \(SHA-256 differs\)"):
+            read(path)
+        Path(f"{path}.provenance.json").unlink()  # no record (a table made by hand): read as it stands
+        if read is read_divergence:  # which refuses a table without its last neuron by itself
+            with pytest.raises(error, match=r"lacks neuron"):
+                read(path)
+        else:
+            assert len(read(path)) == rows - 1
 
 
 def test_record_tables_hashes_each_input_file_names_a_folder_and_leaves_the_library_to_its_digest(tmp_path):

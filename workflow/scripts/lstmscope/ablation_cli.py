@@ -204,10 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
         return stop_status(exc)
     if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables
-        from .provenance import record_table, sha256_file
+        from .provenance import models_of, record_table, sha256_file
 
         hashed = {args.checkpoint: table.attrs["checkpoint_sha256"]}
         record_table(args.output, command=PROG, inputs={str(p): hashed.get(p) or sha256_file(p) for p in inputs},
+                     models=models_of(inputs),
                      settings={"neurons": args.neuron, "together": args.together, "method": args.method,
                                "hold_from": args.hold_from, "tokens": args.tokens, "top_words": args.top_words,
                                "min_count": args.min_count, "device": args.device, "threads": args.threads})

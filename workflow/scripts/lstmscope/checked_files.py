@@ -2,10 +2,13 @@
 format, a CSV table with known columns. Each caller passes its error class and what the file is."""
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING, Any, Sequence
 
 import h5py
+
+from .provenance import TABLE_RECORD, sha256_file
 
 if TYPE_CHECKING:  # pandas is imported only when a table is read
     import pandas as pd
@@ -34,6 +37,7 @@ def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error
 
     if not os.path.isfile(path):
         raise error(f"{path}: {what} not found")
+    check_record(path, error)
     try:
         table = pd.read_csv(path, **read_csv)
     except (ValueError, pd.errors.ParserError) as exc:
@@ -44,6 +48,25 @@ def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error
     if table.empty and not allow_empty:
         raise error(f"{path}: {what} is empty")
     return table
+
+
+def check_record(path: str | os.PathLike, error: type[Exception]) -> None:
+    """A table beside which lies its record (``<table>.provenance.json``, which every pipeline job and command
+    writes) must be the table the record describes (its ``table_sha256``), else ``error``: a table cut short at a line
+    or changed since would read as a smaller or other table that looks whole. A table without a record (one made
+    by hand or by a library call) is read as it is."""
+    record = f"{os.fspath(path)}{TABLE_RECORD}"
+    if not os.path.isfile(record):
+        return
+    try:
+        with open(record, encoding="utf-8") as fh:
+            wanted = json.load(fh)["table_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise error(f"{record}: not a readable table record ({type(exc).__name__}: {exc}); write its table again, "
+                    "or remove the record to read the table as it is") from None
+    if sha256_file(path) != wanted:
+        raise error(f"{path}: not the table its record {os.path.basename(record)} describes (SHA-256 differs): cut "
+                    "short or changed since it was written; write it again, or remove the record to read it as it is")
 
 
 def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str | os.PathLike,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .checked_files import refuse_rows
+from .checked_files import check_record, refuse_rows
 
 EMBEDDING_COLUMNS = ("position", "word", "x", "y")
 
@@ -66,6 +66,8 @@ def write_embedding(table: pd.DataFrame, path: str | os.PathLike) -> None:
 def read_embedding(path: str | os.PathLike, required: tuple[str, ...] = EMBEDDING_COLUMNS) -> pd.DataFrame:
     """Read an embedding (or cluster) table; words stay strings ("null", "NaN" and "" are words too)."""
     path = Path(path)
+    if path.is_file():
+        check_record(path, ValueError)
     try:
         table = pd.read_csv(path, keep_default_na=False, na_filter=False, dtype={"word": str})
     except (OSError, ValueError) as exc:

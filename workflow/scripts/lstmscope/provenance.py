@@ -109,11 +109,45 @@ def record_tables(job: Any, **fields: Any) -> list[Path]:
     modules (``library_sha256`` covers those; a folder is named, not hashed), code version and time, and ``fields``
     (what else the numbers depend on, e.g. the versions of the libraries that computed them). Returns the records."""
     settings = {name: _plain(value) for name, value in job.params.items() if name != "settings"}
-    inputs = {str(path): ("a folder" if os.path.isdir(path) else sha256_file(path)) for path in job.input
-              if not (Path(path).suffix == ".py" and Path(path).resolve().parent == _PACKAGE_DIR)}
+    files = [path for path in job.input
+             if not (Path(path).suffix == ".py" and Path(path).resolve().parent == _PACKAGE_DIR)]
+    inputs = {str(path): ("a folder" if os.path.isdir(path) else sha256_file(path)) for path in files}
     return [record_table(table, rule=str(job.rule), wildcards={k: str(v) for k, v in job.wildcards.items()},
-                         settings=settings, inputs=inputs, **fields)
+                         settings=settings, inputs=inputs, models=models_of(files), **fields)
             for table in (Path(p) for p in job.output if str(p).endswith(".csv"))]
+
+
+MODEL_FIELDS = ("dropout", "replicate", "seed", "checkpoint_sha256")  # what a table's record names of each model
+
+
+def models_of(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """The models whose numbers the files ``paths`` hold, by name, each with its dropout, replicate, seed and
+    checkpoint SHA-256, read from the files' own provenance: an activations file's (a histograms or ablation file
+    carries it as ``activations_provenance``), a training's ``metrics.json`` or a test's ``test.json``, and a table's
+    record (``models``, so a table made from tables names them too). Other files (the text, the vocabulary, a
+    checkpoint) name none."""
+    models: dict[str, dict[str, Any]] = {}
+    for path in map(Path, paths):
+        found: list[dict[str, Any]] = []
+        if path.suffix in (".h5", ".hdf5") and path.is_file():
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                record = json.loads(f.attrs["provenance"]) if "provenance" in f.attrs else {}
+            found.append(record.get("activations_provenance", record))
+        elif path.suffix == ".json" and path.is_file():
+            record = json.loads(path.read_text())
+            if isinstance(record, dict) and isinstance(record.get("provenance"), dict):
+                found.append({**record, "checkpoint_sha256": record["provenance"].get("checkpoint_sha256")})
+        elif path.suffix == ".csv":
+            table_record = path.with_name(path.name + TABLE_RECORD)
+            if table_record.is_file():
+                found.extend({"model": name, **fields}
+                             for name, fields in json.loads(table_record.read_text()).get("models", {}).items())
+        for record in found:
+            if isinstance(record, dict) and record.get("model") and record.get("checkpoint_sha256"):
+                models.setdefault(str(record["model"]), {k: record.get(k) for k in MODEL_FIELDS})
+    return dict(sorted(models.items()))
 
 
 def record_table(table: str | os.PathLike, **fields: Any) -> Path:
