@@ -67,19 +67,68 @@ FAILING_JOB = textwrap.dedent("""
     with job_log(sys.argv[1], "demo"):
         with atomic_path(sys.argv[2]) as tmp:
             tmp.write_text("half of it")
-            raise ValueError(f"{sys.argv[2]}: a bad value")
+            raise eval(sys.argv[3])
 """)
 
 
-def test_a_failing_job_says_what_failed_in_one_line_and_keeps_the_traceback_in_its_log(tmp_path):
+@pytest.mark.parametrize("error, said", [
+    ('ValueError(f"{sys.argv[2]}: a bad value")', "{out}: a bad value"),  # the library's errors name the file
+    ('KeyError("layer1/h")', "KeyError: 'layer1/h'"),  # any other is named by its type too
+    ("MemoryError()", "MemoryError"),
+], ids=["ours", "key", "no-message"])
+def test_a_failing_job_says_what_failed_in_one_line_and_keeps_the_traceback_in_its_log(tmp_path, error, said):
     """Snakemake shows a job's stderr: one line naming the problem, exit status 1; the traceback is for the log."""
     log, out = tmp_path / "demo.log", tmp_path / "out.csv"
-    done = subprocess.run([sys.executable, "-c", FAILING_JOB, str(log), str(out)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 1 and done.stderr == f"lstmscope demo: {out}: a bad value\n", done.stderr
+    done = subprocess.run([sys.executable, "-c", FAILING_JOB, str(log), str(out), error], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr == f"lstmscope demo: {said.format(out=out)}\n", done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.log"]
     text = log.read_text()
-    assert "Traceback" in text and "demo: failed after" in text and "ValueError" in text, text
+    assert "Traceback" in text and "demo: failed after" in text and error.split("(")[0] in text, text
+
+
+def test_after_a_failed_job_another_error_of_the_process_keeps_its_traceback(tmp_path):
+    """Only the reported exception goes without its traceback; the hook leaves any other to Python's."""
+    script = textwrap.dedent("""
+        import sys
+        from lstmscope.joblog import job_log
+        try:
+            with job_log(sys.argv[1], "demo"):
+                raise ValueError("reported")
+        except ValueError as exc:
+            caught = exc  # a caller in the same process gets the exception
+        raise RuntimeError(f"another, after {caught}")
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "demo.log")], capture_output=True, text=True,
+                          timeout=60)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and lines[0] == "lstmscope demo: reported", done.stderr
+    assert lines[1].startswith("Traceback") and lines[-1] == "RuntimeError: another, after reported", done.stderr
+
+
+def test_a_table_written_again_goes_without_the_record_of_the_one_it_replaces(tmp_path):
+    """A table's record describes the table it was written for: a new table takes its name without it (its job
+    writes the new record after it), so neither a library call nor a reader in between meets the old one; a write
+    that fails leaves both."""
+    import pandas as pd
+
+    from lstmscope.atomic import table_record, write_table
+    from lstmscope.checked_files import read_table
+    from lstmscope.provenance import record_table
+
+    table = tmp_path / "t.csv"
+    write_table(pd.DataFrame({"a": [1, 2]}), table)
+    record = record_table(table)
+    assert record == table_record(table) and record.is_file()
+    with pytest.raises(RuntimeError), atomic_path(table) as tmp:
+        tmp.write_text("a\n3\n")
+        raise RuntimeError("stop")
+    assert record.is_file() and read_table(table, ["a"], "table", ValueError)["a"].tolist() == [1, 2]
+    write_table(pd.DataFrame({"a": [3]}), table)
+    assert not record.exists() and read_table(table, ["a"], "table", ValueError)["a"].tolist() == [3]
+    record.write_text("{")  # a record damaged
+    with pytest.raises(ValueError, match=rf"^{record}: not a readable table record \(JSONDecodeError: "):
+        read_table(table, ["a"], "table", ValueError)
 
 
 @pytest.mark.parametrize("sig,how,status", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "Ctrl-C", 130)],

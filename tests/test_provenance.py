@@ -147,6 +147,47 @@ def test_a_pipeline_table_cut_short_at_a_line_is_refused_by_its_record_and_read_
             assert len(read(path)) == rows - 1
 
 
+def test_models_of_reads_each_kind_of_input_and_names_no_model_for_one_without_a_readable_record(tmp_path):
+    """The models a table's record names: from an activations file's provenance, the activations provenance a
+    histograms file carries, a training's metrics, a table's record; a file whose provenance is damaged names none
+    (this runs after a job's outputs are written, and must not fail it then)."""
+    import json
+
+    import h5py
+
+    from lstmscope.provenance import models_of
+
+    def model(name, seed):
+        return {"dropout": 0.5, "replicate": 0, "seed": seed, "checkpoint_sha256": f"sha-{name}"}
+
+    dumped, binned, trained, table = (tmp_path / n for n in ("a.h5", "h.h5", "metrics.json", "t.csv"))
+    with h5py.File(dumped, "w") as f:
+        f.attrs["provenance"] = json.dumps({"model": "m1", **model("m1", 11), "text": "test"})
+    with h5py.File(binned, "w") as f:  # its own provenance, the activations' within it
+        f.attrs["provenance"] = json.dumps({"bin_width": 0.01, "activations_provenance": {"model": "m2",
+                                                                                            **model("m2", 12)}})
+    fields = {k: v for k, v in model("m3", 13).items() if k != "checkpoint_sha256"}  # the checkpoint's: in provenance
+    trained.write_text(json.dumps({"model": "m3", **fields, "provenance": {"checkpoint_sha256": "sha-m3"}}))
+    table.write_text("a\n1\n")
+    (tmp_path / "t.csv.provenance.json").write_text(json.dumps({"models": {"m4": model("m4", 14)}}))
+    assert models_of([dumped, binned, trained, table]) == {f"m{i}": model(f"m{i}", 10 + i) for i in (1, 2, 3, 4)}
+
+    damaged = []
+    for name, text in (("list.h5", "[]"), ("cut.h5", "{cut")):
+        with h5py.File(tmp_path / name, "w") as f:
+            f.attrs["provenance"] = text
+        damaged.append(tmp_path / name)
+    for name, text in (("list.json", "[]"), ("cut.json", "{cut"), ("plain.json", '{"provenance": 3}')):
+        (tmp_path / name).write_text(text)
+        damaged.append(tmp_path / name)
+    for name, record in (("none.csv", '{"models": null}'), ("list.csv", "[]"), ("cut.csv", "{")):
+        (tmp_path / name).write_text("a\n1\n")
+        (tmp_path / f"{name}.provenance.json").write_text(record)
+        damaged.append(tmp_path / name)
+    (tmp_path / "words.txt").write_text("a text\n")
+    assert models_of([*damaged, tmp_path / "words.txt", dumped]) == {"m1": model("m1", 11)}
+
+
 def test_record_tables_hashes_each_input_file_names_a_folder_and_leaves_the_library_to_its_digest(tmp_path):
     """A job's record: every CSV output gets one (other outputs none); an input file is hashed, a folder named (it has
     no one digest), the library's own modules left out (``library_sha256`` covers them)."""

@@ -14,6 +14,8 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from .checked_files import group_beyond
+
 STATES = ("h", "c")
 FORMAT = "lstmscope-activations-2"  # 2: tokens/words as the model read them, tokens/split_words
 
@@ -82,10 +84,9 @@ def open_activations(path: str | os.PathLike) -> ActivationsFile:
         for key in ["tokens/ids", "tokens/words", "tokens/split_words", "expectancy", "log_expectancy",
                     *(f"layer{k}/{s}" for k in range(1, L + 1) for s in STATES)]:
             _check_dataset(f, path, key, T, N)
-        beyond = sorted((k for k in f if k.startswith("layer") and k[5:].isdigit() and not 1 <= int(k[5:]) <= L),
-                        key=lambda k: int(k[5:]))
-        if beyond:  # every stage would leave its layers out without a word
-            raise ActivationsError(f"{path}: attribute layers={L}, but it holds group {beyond[0]}: the file is "
+        beyond = group_beyond(f, L)
+        if beyond:
+            raise ActivationsError(f"{path}: attribute layers={L}, but it holds group {beyond}: the file is "
                                    "damaged; dump it again")
     except ActivationsError:
         f.close()

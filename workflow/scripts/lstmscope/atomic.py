@@ -17,6 +17,14 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 
+TABLE_RECORD = ".provenance.json"  # beside a pipeline table: divergence.csv -> divergence.csv.provenance.json
+
+
+def table_record(table: str | os.PathLike) -> Path:
+    """The path of a CSV table's record (its provenance, ``provenance.record_table``), beside it."""
+    table = Path(table)
+    return table.with_name(table.name + TABLE_RECORD)
+
 
 def _tmp_name(path: Path) -> Path:
     # Keep the suffix so that libraries choosing a format by extension still work.
@@ -48,7 +56,9 @@ def fsync(path: str | os.PathLike) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. A CSV table's record, which
+    describes the table being replaced, goes just before the new table takes its name (the job that wrote the table
+    writes the new record after it), so that a table is never read against another's record.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +67,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         fsync(tmp)  # the data on disk before the name points at it
+        if final.suffix.lower() == ".csv":
+            with contextlib.suppress(FileNotFoundError):
+                table_record(final).unlink()
         os.replace(tmp, final)
         with contextlib.suppress(OSError):  # some network file systems cannot fsync a folder; the file is complete
             fsync(final.parent)  # and the rename itself

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 import h5py
 
-from .provenance import TABLE_RECORD, sha256_file
+from .atomic import table_record
+from .provenance import sha256_file
 
 if TYPE_CHECKING:  # pandas is imported only when a table is read
     import pandas as pd
@@ -26,6 +28,14 @@ def open_hdf5(path: str | os.PathLike, fmt: str, what: str, error: type[Exceptio
         f.close()
         raise error(f"{path}: not a lstmscope {what} file (format must be {fmt})")
     return f
+
+
+def group_beyond(f: h5py.File, layers: int) -> str | None:
+    """The first group ``layer<K>`` of ``f`` with K beyond 1..``layers`` (its ``layers`` attribute), or None: every
+    stage reads the layers the attribute names and would leave such a group out without a word."""
+    numbers = sorted(int(m[1]) for m in (re.fullmatch(r"layer([0-9]+)", k) for k in f) if m)
+    beyond = [k for k in numbers if not 1 <= k <= layers]
+    return f"layer{beyond[0]}" if beyond else None
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str], what: str, error: type[Exception],
@@ -55,8 +65,8 @@ def check_record(path: str | os.PathLike, error: type[Exception]) -> None:
     writes) must be the table the record describes (its ``table_sha256``), else ``error``: a table cut short at a line
     or changed since would read as a smaller or other table that looks whole. A table without a record (one made
     by hand or by a library call) is read as it is."""
-    record = f"{os.fspath(path)}{TABLE_RECORD}"
-    if not os.path.isfile(record):
+    record = table_record(path)
+    if not record.is_file():
         return
     try:
         with open(record, encoding="utf-8") as fh:
@@ -65,7 +75,7 @@ def check_record(path: str | os.PathLike, error: type[Exception]) -> None:
         raise error(f"{record}: not a readable table record ({type(exc).__name__}: {exc}); write its table again, "
                     "or remove the record to read the table as it is") from None
     if sha256_file(path) != wanted:
-        raise error(f"{path}: not the table its record {os.path.basename(record)} describes (SHA-256 differs): cut "
+        raise error(f"{path}: not the table its record {record.name} describes (SHA-256 differs): cut "
                     "short or changed since it was written; write it again, or remove the record to read it as it is")
 
 

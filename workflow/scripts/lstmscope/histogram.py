@@ -28,7 +28,7 @@ import numpy as np
 
 from .activations_file import iter_rows, layers_and_states, open_activations, state_dataset
 from .atomic import atomic_path, write_table
-from .checked_files import number_columns, open_hdf5, read_table
+from .checked_files import group_beyond, number_columns, open_hdf5, read_table
 from .provenance import provenance, to_json
 
 if TYPE_CHECKING:  # pandas is imported only where a table is made (the histogram jobs do not need it)
@@ -343,10 +343,9 @@ def read_histograms(path: str | os.PathLike) -> tuple[dict, list[StoredHistogram
             raise HistogramError(f"{path}: attribute 'layers' is missing or not a number "
                                  "(file incomplete or corrupt)") from None
         _check_file_attrs(attrs, path)
-        beyond = sorted((k for k in f if k.startswith("layer") and k[5:].isdigit() and not 1 <= int(k[5:]) <= layers),
-                        key=lambda k: int(k[5:]))
-        if beyond:  # its layers would be left out of every table and figure without a word
-            raise HistogramError(f"{path}: attribute layers={layers}, but it holds group {beyond[0]} (file damaged)")
+        beyond = group_beyond(f, layers)
+        if beyond:
+            raise HistogramError(f"{path}: attribute layers={layers}, but it holds group {beyond} (file damaged)")
         out = []
         try:
             for layer in range(1, layers + 1):

@@ -50,14 +50,25 @@ def stopped_by_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-_previous_hooks: list = []
+_previous_hook: list = []  # the hook before the first :func:`job_log` that failed
 
 
 def _quiet_hook(exc_type, exc, tb) -> None:
-    """``sys.excepthook`` while a job runs: an exception :func:`job_log` has reported (its line on stderr, its
+    """``sys.excepthook`` after a job failed: an exception :func:`job_log` has reported (its line on stderr, its
     traceback in the log) ends the process without a second word (exit status 1); any other as before."""
     if not getattr(exc, "lstmscope_reported", False):
-        _previous_hooks[-1](exc_type, exc, tb)
+        _previous_hook[0](exc_type, exc, tb)
+
+
+def failure_line(stage: str, exc: BaseException) -> str:
+    """The line a failed job leaves on stderr: the library's errors (its own classes, ``ValueError``s and
+    ``OSError``s) say what is wrong and name the file; any other error, or one without a message, is named by its
+    type as well (``KeyError: 'layer1/h'``, ``MemoryError``)."""
+    text = str(exc)
+    ours = type(exc).__module__.split(".")[0] == __name__.split(".")[0] or isinstance(exc, (ValueError, OSError))
+    if not text or not ours:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"lstmscope {stage}: {text}"
 
 
 @contextlib.contextmanager
@@ -95,12 +106,12 @@ def job_log(path: str | None, stage: str) -> Iterator[logging.Logger]:
         # Snakemake shows the job's stderr only through the log; keep one line on the real stderr (the traceback
         # is in the log, above). The exception goes on (a caller in the same process sees it); if it ends the
         # process, Python's hook would print the traceback on stderr again: _quiet_hook leaves it out.
-        print(f"lstmscope {stage}: {exc}", file=old_stderr)
+        print(failure_line(stage, exc), file=old_stderr)
         with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
             exc.lstmscope_reported = True
-            if sys.excepthook is not _quiet_hook:
-                _previous_hooks.append(sys.excepthook)
-                sys.excepthook = _quiet_hook
+            if not _previous_hook:  # once: a hook that wrapped this one since is not called back by it
+                _previous_hook.append(sys.excepthook)
+            sys.excepthook = _quiet_hook
         raise
     finally:
         root.removeHandler(handler)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .atomic import write_text
+from .atomic import table_record, write_text
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -93,9 +93,6 @@ def to_json(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, default=str)
 
 
-TABLE_RECORD = ".provenance.json"  # beside a pipeline table: divergence.csv -> divergence.csv.provenance.json
-
-
 def _plain(value: Any) -> Any:
     """A job's param as JSON holds it (Snakemake's lists and dicts; anything else as its text)."""
     return json.loads(json.dumps(value, default=str))
@@ -128,26 +125,33 @@ def models_of(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, Any]]:
     checkpoint) name none."""
     models: dict[str, dict[str, Any]] = {}
     for path in map(Path, paths):
-        found: list[dict[str, Any]] = []
+        for record in _model_records(path):
+            if isinstance(record, dict) and record.get("model") and record.get("checkpoint_sha256"):
+                models.setdefault(str(record["model"]), {k: record.get(k) for k in MODEL_FIELDS})
+    return dict(sorted(models.items()))
+
+
+def _model_records(path: Path) -> list[Any]:
+    """The records of :func:`models_of` in one file; none where the file holds no readable one (its job's reader
+    refused a damaged input before; this runs after the outputs are written and must not fail then)."""
+    try:
         if path.suffix in (".h5", ".hdf5") and path.is_file():
             import h5py
 
             with h5py.File(path, "r") as f:
                 record = json.loads(f.attrs["provenance"]) if "provenance" in f.attrs else {}
-            found.append(record.get("activations_provenance", record))
-        elif path.suffix == ".json" and path.is_file():
+            return [record.get("activations_provenance", record)] if isinstance(record, dict) else []
+        if path.suffix == ".json" and path.is_file():
             record = json.loads(path.read_text())
             if isinstance(record, dict) and isinstance(record.get("provenance"), dict):
-                found.append({**record, "checkpoint_sha256": record["provenance"].get("checkpoint_sha256")})
-        elif path.suffix == ".csv":
-            table_record = path.with_name(path.name + TABLE_RECORD)
-            if table_record.is_file():
-                found.extend({"model": name, **fields}
-                             for name, fields in json.loads(table_record.read_text()).get("models", {}).items())
-        for record in found:
-            if isinstance(record, dict) and record.get("model") and record.get("checkpoint_sha256"):
-                models.setdefault(str(record["model"]), {k: record.get(k) for k in MODEL_FIELDS})
-    return dict(sorted(models.items()))
+                return [{**record, "checkpoint_sha256": record["provenance"].get("checkpoint_sha256")}]
+        elif path.suffix == ".csv" and table_record(path).is_file():
+            models = json.loads(table_record(path).read_text()).get("models")
+            if isinstance(models, dict):
+                return [{**fields, "model": name} for name, fields in models.items() if isinstance(fields, dict)]
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, a record not an object
+        pass
+    return []
 
 
 def record_table(table: str | os.PathLike, **fields: Any) -> Path:
@@ -156,6 +160,6 @@ def record_table(table: str | os.PathLike, **fields: Any) -> Path:
     settings and its inputs' SHA-256."""
     table = Path(table)
     record = provenance(table=table.name, table_sha256=sha256_file(table), **fields)
-    path = table.with_name(table.name + TABLE_RECORD)
+    path = table_record(table)
     write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
