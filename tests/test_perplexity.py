@@ -125,6 +125,11 @@ def test_a_test_score_of_another_model_or_checkpoint_is_refused(tmp_path):
     ("test", lambda r: {**r, "test_ppl": 0.5}, "test_ppl is 0.5; it must be a finite perplexity >= 1"),
     ("test", lambda r: [r], "a JSON list, not an object of model, test_ppl"),
     ("test", lambda r: {**r, "provenance": None}, "provenance is null; it must be an object"),
+    # without it the test perplexity of another checkpoint would be put beside this one's validation
+    ("metrics", lambda r: {k: v for k, v in r.items() if k != "provenance"},
+     "provenance.checkpoint_sha256 is null; it must name the checkpoint trained"),
+    ("metrics", lambda r: {**r, "provenance": {"training": {}, "checkpoint_sha256": 5}},
+     "provenance.checkpoint_sha256 is 5; it must name the checkpoint trained"),
     ("metrics", lambda r: {**r, "dropout": None}, "dropout is null; it must be a number in [0, 1)"),
     ("metrics", lambda r: {**r, "replicate": True}, "replicate is true; it must be an integer >= 0"),
     ("metrics", lambda r: {**r, "model": list(range(100))}, "model is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11...; it "

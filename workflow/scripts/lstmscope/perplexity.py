@@ -92,8 +92,8 @@ def _shown(value: object) -> str:
 
 def _checked(m: object, wanted: dict) -> None:
     """Every key of ``wanted`` the table reads holds what train_lstm (:data:`_WANTED`) or test_perplexity
-    (:data:`_WANTED_TEST`) writes there, and the provenance is an object (its ``training`` too); else
-    :class:`MetricsError` naming the key."""
+    (:data:`_WANTED_TEST`) writes there, and the provenance is an object (its ``training`` too; a training's names
+    its checkpoint); else :class:`MetricsError` naming the key."""
     if not isinstance(m, dict):
         raise MetricsError(f"a JSON {type(m).__name__}, not an object of {', '.join(wanted)}")
     for key, (fits, said) in wanted.items():
@@ -107,6 +107,10 @@ def _checked(m: object, wanted: dict) -> None:
     training = provenance.get("training", {})
     if not isinstance(training, dict):
         raise MetricsError(f"provenance.training is {_shown(training)}; it must be an object")
+    if wanted is _WANTED and not (isinstance(provenance.get("checkpoint_sha256"), str)
+                                  and provenance["checkpoint_sha256"]):  # what its test.json is matched by
+        raise MetricsError(f"provenance.checkpoint_sha256 is {_shown(provenance.get('checkpoint_sha256'))}; it must "
+                           "name the checkpoint trained")
 
 
 def scored_on(valid_tokens: int | None | str, test_tokens: int | None | str) -> str:
