@@ -137,7 +137,9 @@ def test_a_pipeline_table_cut_short_at_a_line_is_refused_by_its_record_and_read_
         assert len(lines) == rows + 1 > 2, path
         path.write_text("".join(lines[:-1]))  # the last line gone
         with pytest.raises(error, match=rf"^{re.escape(str(path))}: not the table its record "
-                                        rf"{re.escape(path.name)}\.provenance\.json describes \(SHA-256 differs\)"):
+                                        rf"{re.escape(path.name)}\.provenance\.json describes \(SHA-256 differs\): "
+                                        r"cut short or changed since it was written; write it again \(snakemake "
+                                        r"--forcerun (neuron_divergence|embed_tsne|cluster_measures)\)"):
             read(path)
         Path(f"{path}.provenance.json").unlink()  # no record (a table made by hand): read as it stands
         if read is read_divergence:  # which refuses a table without its last neuron by itself

@@ -70,13 +70,17 @@ def check_record(path: str | os.PathLike, error: type[Exception]) -> None:
         return
     try:
         with open(record, encoding="utf-8") as fh:
-            wanted = json.load(fh)["table_sha256"]
+            written = json.load(fh)
+        wanted = written["table_sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise error(f"{record}: not a readable table record ({type(exc).__name__}: {exc}); write its table again, "
                     "or remove the record to read the table as it is") from None
     if sha256_file(path) != wanted:
+        rule, command = written.get("rule"), written.get("command")
+        again = (f"write it again (snakemake --forcerun {rule})" if isinstance(rule, str) and rule
+                 else f"write it again ({command})" if isinstance(command, str) and command else "write it again")
         raise error(f"{path}: not the table its record {record.name} describes (SHA-256 differs): cut "
-                    "short or changed since it was written; write it again, or remove the record to read it as it is")
+                    f"short or changed since it was written; {again}, or remove the record to read it as it is")
 
 
 def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str | os.PathLike,
