@@ -119,6 +119,30 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
     assert {"neuron_divergence", "embed_tsne", "cluster_tokens", "perplexity_table", "ablation_table"} <= rules, rules
 
 
+def test_every_figure_of_the_tiny_run_names_the_code_that_drew_it(tiny_run, tmp_path):
+    """A figure has its own place for provenance, its metadata: every PNG and SVG the jobs draw (and a PDF a command
+    draws) names the version, commit and library digest of the code that drew it."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from lstmscope import __version__
+    from lstmscope.figures import save_figure_as, source
+    from lstmscope.provenance import library_digest
+
+    work = tiny_run / "pristine"
+    said = f"lstmscope {__version__}, git unknown, library {library_digest()}"  # the copy is no git checkout
+    pngs, svgs = (sorted((work / "results").rglob(f"*.{ext}")) for ext in ("png", "svg"))
+    assert len(pngs) > 20 and len(svgs) == len(pngs), (len(pngs), len(svgs))
+    for png in pngs:
+        with Image.open(png) as image:
+            assert image.text.get("Source") == said, (png, image.text)
+    for svg in svgs:
+        assert f"<dc:source>{said}</dc:source>" in svg.read_text(), svg
+    fig, _ = plt.subplots()
+    save_figure_as(fig, tmp_path / "f.pdf")  # in this process: this checkout's commit
+    assert f"/Subject ({source()})".encode() in (tmp_path / "f.pdf").read_bytes() and "library " in source()
+
+
 def test_a_pipeline_table_cut_short_at_a_line_is_refused_by_its_record_and_read_as_it_is_without(tiny_workdir):
     """A table cut short at a line parses as a smaller table (a layer gone from a summary, half the tokens
     clustered): a reader of a table with a record beside it checks the table's SHA-256 against it."""

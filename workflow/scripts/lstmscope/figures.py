@@ -1,6 +1,8 @@
-"""Saving figures: every figure of the pipeline is written as PNG and SVG, atomically."""
+"""Saving figures: every figure of the pipeline is written as PNG and SVG, atomically, each naming the code that
+drew it in its metadata (PNG and SVG ``Source``, PDF ``Subject``)."""
 from __future__ import annotations
 
+import functools
 import os
 
 import matplotlib
@@ -9,9 +11,22 @@ matplotlib.use("Agg")  # never open a window; the library never calls plt.show()
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .provenance import code_version  # noqa: E402
 
 
 FORMATS = (".png", ".svg", ".pdf")
+
+
+@functools.lru_cache(maxsize=1)
+def source() -> str:
+    """What drew a figure: ``lstmscope <version>, git <commit>, library <SHA-256 of its modules>`` (a job's figures
+    and tables share the code version; the models and settings are in its tables' records and its log)."""
+    code = code_version()
+    return f"lstmscope {code['lstmscope_version']}, git {code['git_commit']}, library {code['library_sha256']}"
+
+
+def _metadata(fmt: str) -> dict[str, str]:
+    return {"Subject" if fmt == "pdf" else "Source": source()}
 
 
 def _tight_box(fig: "matplotlib.figure.Figure"):
@@ -28,9 +43,9 @@ def save_figure(fig: "matplotlib.figure.Figure", png: str | os.PathLike, svg: st
     try:
         box = _tight_box(fig)
         with atomic_path(png) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="png")
-        with atomic_path(svg) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="svg")  # the resolution of its rasterized layers
+            fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="png", metadata=_metadata("png"))
+        with atomic_path(svg) as tmp:  # dpi: the resolution of its rasterized layers
+            fig.savefig(tmp, dpi=dpi, bbox_inches=box, format="svg", metadata=_metadata("svg"))
     finally:
         plt.close(fig)
 
@@ -48,7 +63,7 @@ def save_figure_as(fig: "matplotlib.figure.Figure", path: str | os.PathLike, dpi
     try:
         fmt = figure_format(path)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches=_tight_box(fig), format=fmt)
+            fig.savefig(tmp, dpi=dpi, bbox_inches=_tight_box(fig), format=fmt, metadata=_metadata(fmt))
     finally:
         plt.close(fig)
 
