@@ -99,6 +99,14 @@ def refuse_rows(table: "pd.DataFrame", bad: Any, col: str, must: str, path: str 
         raise error(f"{path}: column {col} must hold {must}; line {i + 2} has {shown}")
 
 
+def refuse_unnamed(table: "pd.DataFrame", columns: Sequence[str], path: str | os.PathLike,
+                   error: type[Exception]) -> None:
+    """Each of ``columns`` (``model``, ``text``) holds a name in every row, else ``error`` naming the line: pandas
+    leaves an empty name out of every grouping, so a model went missing from a figure across models."""
+    for col in columns:
+        refuse_rows(table, table[col].isna().to_numpy(), col, f"the {col}'s name", path, error)
+
+
 def refuse_mixed(table: "pd.DataFrame", columns: Sequence[str], path: str | os.PathLike, error: type[Exception],
                  rule: str) -> None:
     """Each of ``columns`` holds one value in every row (a table of one model, of one text), else ``error``:
@@ -143,7 +151,7 @@ def read_tables(paths: Sequence[str | os.PathLike], columns: Sequence[str], numb
         table = read_table(path, columns, what, error)
         number_columns(table, numbers, path, error, whole, may_be_empty)
         if "model" in table.columns:
-            refuse_rows(table, table["model"].isna().to_numpy(), "model", "the model's name", path, error)
+            refuse_unnamed(table, ["model"], path, error)
             refuse_mixed(table, ["model"], path, error, f"a {what} is one model's")
         frames.append(table)
     if not frames:

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.special import rel_entr
 
 from .atomic import write_table
-from .checked_files import number_columns, read_table, refuse_mixed, refuse_rows
+from .checked_files import number_columns, read_table, refuse_mixed, refuse_rows, refuse_unnamed
 from .histogram import HistogramError, StoredHistogram, read_histograms
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
                col, "whole numbers from 0" if col == "neuron" else "whole numbers from 1")
         table[col] = number.astype("Int64" if col == "rank" else np.int64)
     number_columns(table, NUMBER_COLUMNS, path, HistogramError)  # an empty cell too: a mean or a model left out
-    for col in ("model", "text"):  # pandas leaves an empty name out of every grouping: a model gone from Fig. 5.7
-        refuse(table[col].isna(), col, f"the {col}'s name")
+    refuse_unnamed(table, ["model", "text"], path, HistogramError)
     refuse(~table["dead"].astype(str).isin(["True", "False"]), "dead", "True or False")
     table["dead"] = table["dead"].astype(str) == "True"
     refuse(~table["state"].isin(["h", "c"]), "state", "h or c")

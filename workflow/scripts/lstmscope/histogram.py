@@ -368,9 +368,8 @@ def _check_file_attrs(attrs: dict, path: str | os.PathLike) -> None:
     for key in ("model", "text"):
         if not isinstance(attrs[key], str) or not attrs[key]:
             raise HistogramError(f"{path}: attribute {key!r} is {attrs[key]!r}, not a name (file damaged)")
-    dropout = attrs["dropout"]
-    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.number)) \
-            or not np.isfinite(dropout):
+    dropout = attrs["dropout"]  # read_histograms made numpy's scalars Python's
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not np.isfinite(dropout):
         raise HistogramError(f"{path}: attribute 'dropout' is {dropout!r}, not a number (file damaged)")
     try:
         json.loads(attrs["provenance"])

@@ -50,14 +50,14 @@ def stopped_by_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-_previous_hook: list = []  # the hook before the first :func:`job_log` that failed
+_previous_hook = None  # sys.excepthook before the first job_log that failed
 
 
 def _quiet_hook(exc_type, exc, tb) -> None:
     """``sys.excepthook`` after a job failed: an exception :func:`job_log` has reported (its line on stderr, its
     traceback in the log) ends the process without a second word (exit status 1); any other as before."""
     if not getattr(exc, "lstmscope_reported", False):
-        _previous_hook[0](exc_type, exc, tb)
+        _previous_hook(exc_type, exc, tb)
 
 
 def failure_line(stage: str, exc: BaseException) -> str:
@@ -74,6 +74,7 @@ def failure_line(stage: str, exc: BaseException) -> str:
 @contextlib.contextmanager
 def job_log(path: str | None, stage: str) -> Iterator[logging.Logger]:
     """Send stderr and logging to ``path``; log the stage's start, end and duration."""
+    global _previous_hook
     stream = open(path, "w", buffering=1, encoding="utf-8") if path else sys.stderr
     old_stderr = sys.stderr
     sys.stderr = stream
@@ -107,11 +108,10 @@ def job_log(path: str | None, stage: str) -> Iterator[logging.Logger]:
         # is in the log, above). The exception goes on (a caller in the same process sees it); if it ends the
         # process, Python's hook would print the traceback on stderr again: _quiet_hook leaves it out.
         print(failure_line(stage, exc), file=old_stderr)
-        with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
-            exc.lstmscope_reported = True
-            if not _previous_hook:  # once: a hook that wrapped this one since is not called back by it
-                _previous_hook.append(sys.excepthook)
-            sys.excepthook = _quiet_hook
+        exc.lstmscope_reported = True  # every exception takes attributes (BaseException has a __dict__)
+        if _previous_hook is None:  # once: a hook that wrapped this one since is not called back by it
+            _previous_hook = sys.excepthook
+        sys.excepthook = _quiet_hook
         raise
     finally:
         root.removeHandler(handler)
