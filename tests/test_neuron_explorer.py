@@ -1,6 +1,7 @@
 """The neuron explorer: data from a real model's activations, and the page rendered in headless Chromium."""
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -14,6 +15,7 @@ from lstmscope.ablation import run_ablation
 from lstmscope.ablation_table import write_ablation_table
 from lstmscope.ablation_file import AblationError, read_ablation_table
 from lstmscope.histogram import HistogramError
+from lstmscope.html_page import provenance_line
 from lstmscope.neuron_explorer import (LEVELS, TEMPLATE, build_neuron_explorer, decode, encode, neuron_explorer_data,
                                       report_page)
 
@@ -753,6 +755,10 @@ def test_the_reports_page_offers_as_many_top_neurons_as_fit_and_every_removed_on
     note, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit)
     assert k == 0 and "results/p.html" in note and "lstmscope-data" not in note and len(note) < 2000
     assert "even offering a single top neuron of each layer and state and the removed ones" in note
+    assert "Made by" not in note  # data without a provenance record: no line for it
+    data["provenance"] = full["provenance"]  # the page's record, as build_neuron_explorer gives it
+    note, k = report_page(data, TEMPLATE, page, "results/p.html", limit=limit)
+    assert k == 0 and html.escape(provenance_line(full["provenance"])) in note and full["provenance"]["models"]
     only_removed = {**data, "views": removed}  # nothing to leave out: said so
     note, k = report_page(only_removed, TEMPLATE, page, "results/p.html", limit=limit)
     assert k == 0 and "it offers no top neurons to leave out" in note

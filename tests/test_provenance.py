@@ -143,6 +143,38 @@ def test_every_figure_of_the_tiny_run_names_the_code_that_drew_it(tiny_run, tmp_
     assert f"/Subject ({source()})".encode() in (tmp_path / "f.pdf").read_bytes() and "library " in source()
 
 
+def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_shows(tiny_run):
+    """An explorer page travels alone (sent, put on a web page): each one the jobs write, the report's too, holds its
+    provenance in its data (the code's version, commit and digest; its model's dropout, replicate, seed and
+    checkpoint SHA-256) and says it in a line a reader sees."""
+    import hashlib
+    import html
+    import json
+    import re
+
+    from lstmscope import __version__
+    from lstmscope.provenance import library_digest
+
+    work = tiny_run / "pristine"
+    pages = sorted((work / "results/explorer").rglob("*.html"))
+    assert {p.parent.name for p in pages} == {"explorer", "neurons", "report"} and len(pages) >= 3, pages
+    for page in pages:
+        text = page.read_text()
+        model = page.stem.split("_")[0] + "_" + page.stem.split("_")[1]  # d0.0_r0_test -> d0.0_r0
+        trained = json.loads((work / f"results/models/{model}/metrics.json").read_text())
+        checkpoint = hashlib.sha256((work / f"results/models/{model}/model.pt").read_bytes()).hexdigest()
+        data = json.loads(re.search(r'<script type="application/json" id="lstmscope-data">(.*?)</script>', text,
+                                    flags=re.S).group(1))
+        assert data["provenance"] == {
+            "lstmscope_version": __version__, "git_commit": "unknown", "library_sha256": library_digest(),
+            "models": {model: {"dropout": trained["dropout"], "replicate": trained["replicate"],
+                               "seed": trained["seed"], "checkpoint_sha256": checkpoint}}}, page
+        seen = html.unescape(re.search(r'<footer id="provenance">(.*?)</footer>', text, flags=re.S).group(1))
+        assert seen == (f"Made by lstmscope {__version__} (git unknown, library {library_digest()[:12]}…) from model "
+                        f"{model} (dropout {trained['dropout']}, replicate {trained['replicate']}, seed "
+                        f"{trained['seed']}, checkpoint SHA-256 {checkpoint[:12]}…)."), (page, seen)
+
+
 def test_a_pipeline_table_cut_short_at_a_line_is_refused_by_its_record_and_read_as_it_is_without(tiny_workdir):
     """A table cut short at a line parses as a smaller table (a layer gone from a summary, half the tokens
     clustered): a reader of a table with a record beside it checks the table's SHA-256 against it."""

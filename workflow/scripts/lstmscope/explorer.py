@@ -20,7 +20,7 @@ from .activations_file import ActivationsError, open_activations, read_expectanc
 from .atomic import write_text
 from .cluster import read_clusters
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER, colour_table, expectancy_low
-from .html_page import render_page
+from .html_page import page_provenance, render_page
 from .points import view_order
 from .top_words import DISTINCTIVE_MIN_COUNT
 
@@ -121,8 +121,10 @@ def build_explorer(cluster_files: Mapping[tuple[int, str, str], str | os.PathLik
                    title: str, context_tokens: int = 8, template: str | os.PathLike = TEMPLATE,
                    activations: str | os.PathLike | None = None, expectancy_floor: float | None = None) -> int:
     """Stage explorer: write the HTML page (the expectancy's colours from ``expectancy_floor`` to 1, as
-    ``heatmap.expectancy_floor``); returns its size in bytes."""
-    page = render_explorer(explorer_data(cluster_files, title, context_tokens, activations, expectancy_floor),
-                           template)
+    ``heatmap.expectancy_floor``; its provenance, :func:`~lstmscope.html_page.page_provenance`, from the tables and
+    the activations file); returns its size in bytes."""
+    data = explorer_data(cluster_files, title, context_tokens, activations, expectancy_floor)
+    data["provenance"] = page_provenance([*cluster_files.values(), *([activations] if activations else [])])
+    page = render_explorer(data, template)
     write_text(output, page)
     return len(page.encode("utf-8"))

@@ -1,6 +1,8 @@
 """Self-contained HTML pages: a template whose ``{{TITLE}}`` and ``{{DATA}}`` placeholders receive the
 page's title and its data, inlined as JSON in a ``<script type="application/json">`` element, and whose
-``{{ERROR_RECORDER}}`` (first in ``<head>``) receives the script that collects the page's errors."""
+``{{ERROR_RECORDER}}`` (first in ``<head>``) receives the script that collects the page's errors. Where the data
+carry a ``provenance`` record (:func:`page_provenance`: the code and the models the page shows), an optional
+``{{PROVENANCE}}`` placeholder receives it as a line of text."""
 from __future__ import annotations
 
 import html
@@ -8,6 +10,9 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any, Sequence
+
+from .provenance import code_version, models_of
 
 
 # Installed before the page's own script, so that its errors (even syntax errors) and whatever it reports
@@ -23,7 +28,31 @@ window.addEventListener("error", function (e) { window.lstmscopeErrors.push(Stri
   };
 })();
 </script>"""
-PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")
+PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")  # each template must have them
+OPTIONAL = ("{{PROVENANCE}}",)
+
+
+def page_provenance(inputs: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """A page's provenance record: the code's version, git commit and library digest, and the models whose numbers
+    the ``inputs`` hold (:func:`lstmscope.provenance.models_of`: name, dropout, replicate, seed, checkpoint
+    SHA-256)."""
+    return {**code_version(), "models": models_of(inputs)}
+
+
+def provenance_line(record: dict[str, Any] | None) -> str:
+    """The record of :func:`page_provenance` as one line a reader of the page sees (hashes to 12 digits; the page's
+    data hold them whole); empty without one."""
+    if not record:
+        return ""
+
+    def short(digest: Any) -> str:
+        return f"{str(digest)[:12]}…" if isinstance(digest, str) and len(digest) > 12 else str(digest)
+
+    models = "; ".join(f"{name} (dropout {m.get('dropout')}, replicate {m.get('replicate')}, seed {m.get('seed')}, "
+                       f"checkpoint SHA-256 {short(m.get('checkpoint_sha256'))})"
+                       for name, m in record.get("models", {}).items())
+    return (f"Made by lstmscope {record.get('lstmscope_version')} (git {record.get('git_commit')}, library "
+            f"{short(record.get('library_sha256'))})" + (f" from model {models}" if models else "") + ".")
 
 
 def script_json(data: dict) -> str:
@@ -40,6 +69,6 @@ def render_page(data: dict, template: str | os.PathLike) -> str:
             raise ValueError(f"{template}: template has no {placeholder} placeholder")
     # a figure's two-line title (cluster.space: pca) on one line: HTML would run its lines together
     values = {"{{TITLE}}": html.escape(" — ".join(data["title"].splitlines())), "{{ERROR_RECORDER}}": ERROR_RECORDER,
-              "{{DATA}}": script_json(data)}
+              "{{DATA}}": script_json(data), "{{PROVENANCE}}": html.escape(provenance_line(data.get("provenance")))}
     # one pass, so that a title or data containing a placeholder's text is left as it is
-    return re.sub("|".join(map(re.escape, PLACEHOLDERS)), lambda m: values[m.group(0)], page)
+    return re.sub("|".join(map(re.escape, PLACEHOLDERS + OPTIONAL)), lambda m: values[m.group(0)], page)

@@ -39,7 +39,7 @@ from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, best_window, check_scale, needs_light_text
 from .histogram import HistogramError
-from .html_page import render_page
+from .html_page import page_provenance, provenance_line, render_page
 from .wikitext import check_passage, passage_avoid
 
 TEMPLATE = Path(__file__).with_name("neuron_explorer_template.html")
@@ -278,7 +278,8 @@ def report_page(data: dict, template: str | os.PathLike, full_page: str, full_pa
     why = (", even offering a single top neuron of each layer and state" + (" and the removed ones" if removed else "")
            if offered else "; it offers no top neurons to leave out")
     return (REPORT_STUB.format(title=html.escape(data["title"].replace("\n", " - ")), size=size, why=why,
-                               path=html.escape(full_path)), 0)
+                               path=html.escape(full_path),
+                               provenance=html.escape(provenance_line(data.get("provenance")))), 0)
 
 
 REPORT_STUB = """<!DOCTYPE html>
@@ -288,6 +289,7 @@ REPORT_STUB = """<!DOCTYPE html>
 <p>This neuron explorer page is {size:.1f} MB, more than this one-file report can show (Chrome, Chromium and Edge
 show no embedded page over 2 MB as the report encodes it, 1.5 MB on disk){why}. Open the page itself:
 <code>{path}</code>.</p>
+<p style="color: #666; font-size: 0.8em">{provenance}</p>
 </body></html>
 """
 
@@ -301,11 +303,13 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
                           ) -> int:
     """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``; the
     expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``), and where
-    ``report_output`` is given, the page for the one-file report (:func:`report_page`, naming ``output``).
-    Returns the page's size in bytes."""
+    ``report_output`` is given, the page for the one-file report (:func:`report_page`, naming ``output``); both
+    with their provenance (:func:`~lstmscope.html_page.page_provenance`, from the three files). Returns the page's
+    size in bytes."""
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
                                 passage, expectancy_floor)
     data["scale"] = check_scale(scale)
+    data["provenance"] = page_provenance([activations_path, divergence_path, *([ablation_path] if ablation_path else [])])
     page = render_page(data, template)
     if report_output is not None:
         small, k = report_page(data, template, page, str(output), report_limit)
