@@ -96,6 +96,17 @@ def test_expectancy_is_the_softmax_entry_of_the_next_word_and_the_softmax_sums_t
         assert p[t + 1] + rest == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(np.exp(logp[1:]), p[1:], rtol=1e-6)
     assert np.all((p[1:] > 0) & (p[1:] < 1))
+    # the dump's own normaliser: its log-probabilities of every word of the vocabulary after one context sum to 1,
+    # with and without the shift by the row maximum (bound 0: known small logits; 1e9: the maximum is looked at)
+    from lstmscope.activations import next_token_log_probabilities
+
+    vocabulary = torch.arange(model.config.vocab_size)
+    for t in (0, 250, len(ids) - 2):
+        h = torch.from_numpy(top[t].astype(np.float32)).expand(len(vocabulary), -1).contiguous()
+        for bound in (0.0, 1e9):
+            every = next_token_log_probabilities(model.decoder, h, vocabulary, rows=64, bound=bound).double()
+            assert every.exp().sum().item() == pytest.approx(1.0, abs=1e-5), (t, bound)
+            assert every[ids[t + 1]].exp().item() == pytest.approx(p[t + 1], rel=1e-4)
 
 
 def test_schema_attributes_and_provenance(tiny):
@@ -157,7 +168,7 @@ def test_float16_option(tiny, tmp_path):
 
 def test_missing_and_corrupt_checkpoint_name_the_file(tiny, tmp_path):
     out = tmp_path / "out.h5"
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.pt: checkpoint not found$"):
         dump_activations(tmp_path / "nowhere.pt", tiny.vocabulary, tiny.split, TEXT, out)
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(tiny.checkpoint.read_bytes()[:500])
@@ -419,10 +430,11 @@ def test_a_dump_computed_in_a_thread_writes_the_same_and_a_failed_write_stops_th
         for key in ("layer1/h", "layer1/c", "layer2/h", "layer2/c", "log_expectancy"):
             np.testing.assert_allclose(b[key][:], a[key][:], atol=1e-6, rtol=0, equal_nan=True)
 
-    writes = []
+    writes, computing = [], []
 
     def full_disk(self, key, value):
         writes.append(key)
+        computing.append(any(t.name == "activations" for t in threading.enumerate()))
         if len(writes) == 6:
             raise OSError(28, "No space left on device")
 
@@ -430,7 +442,7 @@ def test_a_dump_computed_in_a_thread_writes_the_same_and_a_failed_write_stops_th
     failed = tmp_path / "failed.h5"
     with pytest.raises(OSError, match="No space left on device") as kept:
         write_activations(model, ids, words, failed, chunk_tokens=16, progress=True, background=True)
-    assert kept.value is not None and len(writes) == 6
+    assert len(writes) == 6 and computing[-1]  # the thread was computing when the write failed
     assert not any(t.name == "activations" for t in threading.enumerate())
     assert list(tmp_path.iterdir()) == [out]  # nothing half-written left
 

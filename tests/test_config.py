@@ -192,11 +192,12 @@ def test_stability_seeds_are_other_seeds_than_the_maps_and_a_set():
         validate_config(cfg, SCHEMA)
     cfg = default_config()
     cfg["embedding"]["stability_seeds"] = [7, 7]
-    with pytest.raises(ConfigError, match=r"embedding.stability_seeds"):
+    with pytest.raises(ConfigError, match=r"^config key embedding\.stability_seeds: \[7, 7\] has non-unique elements$"):
         validate_config(cfg, SCHEMA)
     cfg = default_config()
     cfg["embedding"]["stability_seeds"] = list(range(100, 109))  # a marker each in the figure: at most 8
-    with pytest.raises(ConfigError, match=r"embedding.stability_seeds"):
+    with pytest.raises(ConfigError, match=r"^config key embedding\.stability_seeds: \[100, 101, 102, 103, 104, 105, "
+                                          r"106, 107, 108\] is too long$"):
         validate_config(cfg, SCHEMA)
     cfg = default_config()
     cfg["embedding"].update(seed=1, stability_seeds=[])  # none: no other map (config.yaml's 1 is free then)

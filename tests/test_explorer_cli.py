@@ -143,7 +143,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
                                                               f"neuron {table['neuron'][0]}, which {activations} lacks"),
              (["--divergence", str(tmp_path / "nope.csv")], f"--divergence {tmp_path / 'nope.csv'}: divergence table "
                                                              "not found"),
-             (["--ablation", str(tmp_path / "nope.h5")], "nope.h5"),
+             (["--ablation", str(tmp_path / "nope.h5")], "nope.h5: ablation file not found"),
              (["--ranked-on", "nope"], "nope/divergence.csv: divergence table not found"),
              (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking"),
              (["--neurons", str(HIDDEN + 1)], f"--neurons {HIDDEN + 1}: more than the {HIDDEN} neurons of a layer")]
@@ -154,7 +154,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
         assert "nope.csv" not in err or "give the ranking" not in err  # not told to give what it gave
         assert not out.exists()
     assert main([str(tmp_path / "missing.h5"), "-o", str(out)]) == 1
-    assert "missing.h5" in capsys.readouterr().err and not out.exists()
+    assert "missing.h5: activations file not found" in capsys.readouterr().err and not out.exists()
     assert main([activations, "-o", str(tmp_path / "page.HTML")]) == 0  # the suffix in any case
     for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"),
                           (["-o", str(out), "--neurons", "0"], "--neurons: 0: must be at least 1"),

@@ -132,6 +132,10 @@ def test_literal_tokens_and_colour_scale_in_the_svg(tmp_path):
     for token in ("&lt;unk&gt;", "&lt;eos&gt;", "$", "@,@", "a_b", "50%", r"probe $\frac{1$ of mine"):
         assert token in svg
     assert symmetric_norm(values).vmin == -3 and symmetric_norm(values).vmax == 3
+    # the colour bar drawn: centred on 0, so it reaches below the lowest value (-2) as far as above the highest (3)
+    ticks = [float(t.replace("\u2212", "-")) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+             if re.fullmatch(r"\u2212?\d+(\.\d+)?", t)]
+    assert len(ticks) >= 3 and sorted(ticks) == sorted(-t for t in ticks) and min(ticks) < -2, ticks
     img = mpimg.imread(tmp_path / "t.png")
     assert img.shape[0] > 30 and img.shape[1] > 100
 

@@ -58,22 +58,34 @@ def test_neuron_figures_written_as_png_and_svg(two_models, tmp_path):
         assert "<svg" in svg.read_text()[:500]
 
 
-def test_dead_neuron_figure_draws_the_deadest_unit(two_models, tiny, tmp_path):
+def test_dead_neuron_figure_draws_the_deadest_unit(two_models, tiny, tmp_path, monkeypatch):
     """Fig. 5.6 draws the neuron with the largest share of values within ±0.01 (ties: the first by layer, state,
     neuron) and counts the dead (this tiny model has dead units of its own; the damaged one's switched-off h is
-    among its fully dead, a tie the order decides)."""
+    among its fully dead, a tie the order decides): the figure's curve is that neuron's histogram."""
+    import lstmscope.neuron_figures as nf
     from lstmscope.divergence import read_divergence
-    from lstmscope.neuron_figures import dead_neuron_figure
+
+    drawn = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, png, svg, dpi=150: drawn.append(fig))
     unit = {}
     for name in ("d0.2_r0", "d0.5_r0"):
         hist, div = two_models[name]
         _, hists = read_histograms(hist)
         table = read_divergence(div)
-        info = dead_neuron_figure(hists, table, tmp_path / f"{name}.png", tmp_path / f"{name}.svg", "t", 0.01, 0.9,
-                                  dpi=50)
+        info = nf.dead_neuron_figure(hists, table, tmp_path / f"{name}.png", tmp_path / f"{name}.svg", "t", 0.01,
+                                     0.9, dpi=50)
         deadest = table[table.near_zero_fraction == table.near_zero_fraction.max()]
         first = min(zip(deadest.layer, deadest.state, deadest.neuron))
         assert (info["layer"], info["state"], info["neuron"]) == first
+        layer, state, neuron = first
+        h = select(hists, layer, state)
+        want = h.counts[neuron] / (h.n_values * np.diff(h.edges))  # its density, from its counts
+        ax = drawn[-1].axes[0]
+        named = f"layer {layer}, {'hidden' if state == 'h' else 'cell'} state {state}, neuron {neuron}"
+        assert ax.get_title().startswith(named) and not ax.get_title()[len(named)].isdigit(), ax.get_title()
+        curve = [line for line in ax.get_lines() if line.get_label() == f"neuron {neuron}"]
+        assert len(curve) == 1 and np.allclose(curve[0].get_ydata()[:-1], want), (name, first)
+        assert np.allclose(curve[0].get_xdata(), h.edges)
         assert info["dead"] == (deadest.near_zero_fraction.iloc[0] > 0.9)
         assert info["dead_count"] == int((table.near_zero_fraction > 0.9).sum()) > 0
         unit[name] = table[(table.layer == 2) & (table.state == "h") & (table.neuron == tiny.dead_neuron)].iloc[0]

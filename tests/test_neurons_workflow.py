@@ -98,7 +98,9 @@ def test_a_text_longer_than_its_split_fails_with_one_line_naming_it(tiny_workdir
     assert (f"invalid configuration: config key texts.train: offset 3000000 + tokens 100 = 3000100 is longer than "
             f"split 'train' ({length} tokens)") in out, out[-2000:]
     assert (dump.stat().st_mtime_ns, dump.read_bytes()) == before
-    # another file (its length unknown before the download): the dump's own check, one line naming the file
+    # a split file of other contents (its length unknown before the download) meets the dump's own check instead,
+    # here called directly on the same text: its message names the key, the split's file and its length (a job's
+    # error is one line: test_atomic's test_a_failing_job_says_what_failed_in_one_line_…)
     from lstmscope.activations import ActivationsError, TextSpec, text_tokens
 
     with pytest.raises(ActivationsError) as err:

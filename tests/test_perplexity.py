@@ -148,3 +148,26 @@ def test_a_value_of_the_wrong_kind_is_one_error_naming_file_and_key(tmp_path, wh
         else:
             perplexity_table([whole, whole], [score_file(whole), bad])
     assert str(err.value) == f"{bad}: not a complete {which}.json ({said})"
+
+
+def test_the_tiny_runs_own_metrics_and_test_files_make_its_table_and_say_what_was_scored(tiny_run):
+    """The files train_lstm and test_perplexity really write (not hand-made ones): every row is its model's numbers,
+    and the title's tokens are the tiny config's (a key the jobs stopped writing would make it vaguer)."""
+    import pandas as pd
+    import yaml
+
+    work = tiny_run / "pristine"
+    tiny = yaml.safe_load((work / "tests/config/tiny.yaml").read_text())["training"]
+    models = sorted((work / "results/models").glob("*/metrics.json"))
+    assert [m.parent.name for m in models] == ["d0.0_r0", "d0.5_r0"]
+    table = perplexity_table(models, [m.with_name("test.json") for m in models])
+    assert table.attrs["scored_on"] == (f"the first {tiny['valid_tokens']:,} validation and test tokens"
+                                        .replace(",", " ")) and tiny["valid_tokens"] == tiny["test_tokens"]
+    for row, m in zip(table.itertuples(), models):
+        trained, tested = json.loads(m.read_text()), json.loads(m.with_name("test.json").read_text())
+        assert (row.model, row.dropout, row.seed, row.epochs) == (m.parent.name, trained["dropout"], trained["seed"],
+                                                                  tiny["epochs"])
+        assert row.valid_ppl == min(e["valid_ppl"] for e in trained["epochs"]) and row.test_ppl == tested["test_ppl"]
+        assert tested["tokens"] == tiny["test_tokens"] and 1 < row.test_ppl < 2000  # a 2 000-word vocabulary
+    written = pd.read_csv(work / "results/tables/perplexity.csv")  # the pipeline's own table: the same numbers
+    pd.testing.assert_frame_equal(written, table, check_dtype=False)

@@ -57,7 +57,8 @@ def test_dropout_acts_on_embeddings_between_layers_and_output_only(corpus):
     torch.manual_seed(0)
     model = LSTMLanguageModel(ModelConfig(len(vocab), 64, 64, 2, dropout=0.5))
     seen = {}
-    model.rnn.register_forward_hook(lambda m, inp, out: seen.update(rnn_in=inp[0].detach(), rnn_out=out[0].detach()))
+    model.rnn.register_forward_hook(lambda m, inp, out: seen.update(rnn_in=inp[0].detach(), rnn_out=out[0].detach(),
+                                                                    h_n=out[1][0].detach(), c_n=out[1][1].detach()))
     model.decoder.register_forward_hook(lambda m, inp, out: seen.update(dec_in=inp[0].detach()))
     tokens = batchify(train_ids[:400], 4)[:20]
     model.train()
@@ -71,13 +72,35 @@ def test_dropout_acts_on_embeddings_between_layers_and_output_only(corpus):
     assert 0.4 < (seen["dec_in"] == 0).float().mean() < 0.6
     kept = seen["dec_in"] != 0
     assert torch.allclose(seen["dec_in"][kept], 2 * seen["rnn_out"].reshape(seen["dec_in"].shape)[kept])
-    # between layers: nn.LSTM's own dropout; it has no recurrent dropout at all
-    assert model.rnn.dropout == 0.5
-    assert not any("drop" in name for name, _ in model.rnn.named_parameters())
-    # in eval mode nothing is dropped
+    # no recurrent dropout: layer 1 computed alone, undropped, from the dropped embeddings gives the states the
+    # model's layer 1 ended on; between layers nn.LSTM's own dropout: layer 2 computed alone on layer 1's output as
+    # it is does not give the model's output
+    def layer(k: int) -> torch.nn.LSTM:
+        one = torch.nn.LSTM(64, 64, 1)
+        one.load_state_dict({name.replace(f"_l{k}", "_l0"): w for name, w in model.rnn.state_dict().items()
+                             if name.endswith(f"_l{k}")})
+        return one.eval()
+
+    with torch.no_grad():
+        first, (h1, c1) = layer(0)(seen["rnn_in"], tuple(x[:1] for x in model.init_hidden(4)))
+        second, _ = layer(1)(first, tuple(x[:1] for x in model.init_hidden(4)))
+    assert torch.allclose(seen["h_n"][0], h1[0], atol=1e-6) and torch.allclose(seen["c_n"][0], c1[0], atol=1e-6)
+    assert (seen["rnn_out"] - second).abs().max() > 0.01
+    # in eval mode nothing is dropped: layer 2 on layer 1's output as it is
     model.eval()
     model(tokens, model.init_hidden(4))
     assert torch.allclose(seen["rnn_in"], emb.detach())
+    with torch.no_grad():
+        first, _ = layer(0)(emb, tuple(x[:1] for x in model.init_hidden(4)))
+        second, _ = layer(1)(first, tuple(x[:1] for x in model.init_hidden(4)))
+    assert torch.allclose(seen["rnn_out"], second, atol=1e-6)
+    # one layer: nothing between layers to drop, nothing dropped in its recurrence
+    single = LSTMLanguageModel(ModelConfig(len(vocab), 64, 64, 1, dropout=0.5)).train()
+    single.rnn.register_forward_hook(lambda m, inp, out: seen.update(rnn_in=inp[0].detach(), rnn_out=out[0].detach()))
+    single(tokens, single.init_hidden(4))
+    with torch.no_grad():
+        alone, _ = single.rnn.eval()(seen["rnn_in"], single.init_hidden(4))
+    assert torch.allclose(seen["rnn_out"], alone, atol=1e-6)
 
 
 def test_checkpoint_round_trip(tmp_path, corpus):
