@@ -305,15 +305,36 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["e.png"]
 
 
-def test_a_table_that_cannot_be_written_leaves_no_heatmap_either(tiny, tmp_path, capsys):
-    """/proc takes no new file: for root the write fails after the removals (for anyone else the folder is refused
-    before them); the figure is not left behind, complete-looking, beside a failed command."""
-    table = "/proc/lstmscope-ablation-test.csv"
-    heatmap = tmp_path / "h.png"
-    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "-o", table, "--heatmap", str(heatmap)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"lstmscope-ablate: error: --output {table}: "), err
-    assert list(tmp_path.iterdir()) == [] and not os.path.exists(table)
+def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path):
+    """A file-size limit makes a write fail after the removals, as a full disk does: where the table cannot be
+    written, or the figure after it, the command fails in one line naming that output and leaves neither file (the
+    table is kept under a temporary name until the figure is drawn), never a complete-looking table beside a failed
+    command. (The console script in a process of its own, with the limit; any user, not only root.)"""
+    import resource
+    import signal
+
+    try:
+        importlib.metadata.distribution("lstmscope")
+    except importlib.metadata.PackageNotFoundError:
+        skip_or_fail("lstmscope is not installed (pip install -e .)")
+    script = os.path.join(os.path.dirname(sys.executable), "lstmscope-ablate")
+    table, heatmap = tmp_path / "t.csv", tmp_path / "h.png"
+    args = [script, str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "-o", str(table),
+            "--heatmap", str(heatmap)]
+    assert subprocess.run(args, capture_output=True, text=True, timeout=300).returncode == 0
+    sizes = table.stat().st_size, heatmap.stat().st_size
+    assert sizes[0] + 1000 < sizes[1], sizes  # a limit between the two lets the table through, not the figure
+    for path in (table, heatmap, table.with_name(table.name + ".provenance.json")):
+        path.unlink()
+    for limit, failing in ((100, f"--output {table}"), (sizes[0] + 500, f"--heatmap {heatmap}")):
+        def limited(limit: int = limit) -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process being killed
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300, preexec_fn=limited)
+        said = f"lstmscope-ablate: error: {failing}: cannot be written (File too large)\n"
+        assert r.returncode == 1 and r.stderr == said, (limit, r.stderr)
+        assert list(tmp_path.iterdir()) == [], (limit, list(tmp_path.iterdir()))
 
 
 def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):

@@ -1,6 +1,11 @@
 """Stage cluster_tokens: exact single linkage from the Euclidean MST, ward with a memory limit."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +14,7 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
+from conftest import REPO
 from embedding_data import write_activations
 from lstmscope.cluster import (canonical_labels, cluster_points, cluster_tokens, euclidean_mst, read_clusters,
                                single_linkage, single_linkage_any, ward_linkage)
@@ -140,6 +146,12 @@ def test_ward_labels_are_scikit_learns_renumbered():
     assert adjusted_rand_score(ours, theirs) == 1.0
     sizes = np.bincount(ours)
     assert np.all(np.diff(sizes) <= 0)
+    # the same partition as SciPy's own ward (another implementation), numbered by size, then by first appearance
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    scipys = fcluster(linkage(points, "ward"), 12, "maxclust")
+    order = sorted(set(scipys), key=lambda c: (-(scipys == c).sum(), np.argmax(scipys == c)))
+    np.testing.assert_array_equal(ours, [order.index(c) for c in scipys])
 
 
 def test_ward_refuses_more_points_than_the_limit_naming_it():
@@ -162,13 +174,33 @@ def test_a_table_with_a_token_twice_is_refused_naming_it(tsne_points, tmp_path):
     assert len(read_embedding(tsne_points)) == len(table)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="reads Linux's peak resident size")
 def test_ward_memory_counts_the_distances_twice_as_measured():
-    """scipy's linkage works on a copy of the n(n-1)/2 distances; measured, ward's peak grew by 551 MB at 8 000
-    points (two copies: 512 MB) and 1161 MB at 12 000 (1152 MB)."""
-    from lstmscope.cluster import ward_memory_bytes
+    """scipy's linkage works on a copy of the n(n-1)/2 distances: ward's peak memory, measured in a process of its
+    own (its peak resident size, VmHWM, reset before and read after), is what ward_memory_bytes says (two copies of
+    8-byte distances). (Not getrusage's ru_maxrss: a process started from this one begins with this one's peak.)"""
+    code = textwrap.dedent("""
+        import lstmscope
+        import numpy as np
+        from lstmscope.cluster import ward_linkage, ward_memory_bytes
 
-    assert ward_memory_bytes(8000) == 2 * 8 * 8000 * 7999 // 2
-    assert 0.9 < 551e6 / ward_memory_bytes(8000) < 1.2 and 0.9 < 1161e6 / ward_memory_bytes(12000) < 1.2
+        def status(key):
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key + ":"))
+
+        ward_linkage(np.random.default_rng(1).normal(size=(50, 2)), n_clusters=5)  # the imports, before measuring
+        points = np.random.default_rng(0).normal(size=(4000, 2))
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # the peak resident size starts again from the present one
+        before = status("VmRSS")
+        ward_linkage(points, n_clusters=5)
+        print((status("VmHWM") - before) / ward_memory_bytes(4000))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "workflow" / "scripts"),
+                                                                    os.environ.get("PYTHONPATH")) if p)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 0.9 < float(r.stdout) < 1.2, r.stdout  # 1.002 on 2026-12-05
 
 
 @pytest.mark.parametrize("edit,message", [

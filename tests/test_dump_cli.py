@@ -78,7 +78,7 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
     assert heatmap_main([str(out), "-n", "2:3", "-e", "-o", str(png)]) == 0 and png.is_file()
 
 
-def test_the_vocabulary_beside_the_models_is_found(tiny, tmp_path):
+def test_the_vocabulary_beside_the_models_is_found(tiny, tmp_path, capsys):
     (tmp_path / "results/models/d0.2_r0").mkdir(parents=True)
     (tmp_path / "results/data").mkdir(parents=True)
     shutil.copy(tiny.checkpoint, tmp_path / "results/models/d0.2_r0/model.pt")
@@ -87,6 +87,8 @@ def test_the_vocabulary_beside_the_models_is_found(tiny, tmp_path):
     out = tmp_path / "t.h5"
     args = [str(tmp_path / "results/models/d0.2_r0/model.pt"), str(text), "-o", str(out)]
     assert main(args) == 1 and not out.exists()  # no results/data/vocabulary.json yet
+    assert capsys.readouterr().err.strip().endswith(
+        f"{tmp_path}/results/data/vocabulary.json: vocabulary not found (give the model's with --vocabulary)")
     shutil.copy(tiny.vocabulary, tmp_path / "results/data/vocabulary.json")
     assert main(args) == 0 and out.is_file()
 

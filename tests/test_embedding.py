@@ -210,15 +210,21 @@ def test_the_log_names_the_libraries_and_the_fft_the_map_was_computed_with(activ
     assert "computed with " + software() == want
 
 
-def test_same_seed_same_map_where_openTSNE_finds_neighbours_with_annoy(activations):
+def test_same_seed_same_map_where_openTSNE_finds_neighbours_with_annoy(activations, monkeypatch):
     """From 1 000 points openTSNE finds the neighbours approximately (Annoy, with its own seeded random trees), the
     default run's path (4 000 points); the other test's 300 points take the exact neighbours."""
+    import openTSNE.nearest_neighbors as nn
+
     from embedding_data import write_activations as write
 
+    built = []
+    build = nn.Annoy.build
+    monkeypatch.setattr(nn.Annoy, "build", lambda self, *a, **k: built.append(self) or build(self, *a, **k))
     path = write(activations.parent / "long.h5", n_tokens=1200, hidden=16, train_steps=0)
     _, _, states = read_states(path, 2, "c", None)
     fast = TSNESettings(pca_components=10, perplexity=30, n_iter=30, early_exaggeration_iter=20, seed=3)
     a, b = (embed_states(states, fast, progress_every=0) for _ in range(2))
+    assert len(built) == 2  # the path this test is for: each map's neighbours found by Annoy
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, embed_states(states, TSNESettings(**{**fast.__dict__, "seed": 4}), progress_every=0))
 

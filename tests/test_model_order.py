@@ -21,7 +21,9 @@ MODELS = [model_name(0.0, r) for r in (1, 2, 10)]
 
 def test_model_name_order_reads_the_replicate_as_a_number():
     assert sorted(["d0.0_r10", "d0.0_r2", "d0.0_r1"], key=model_name_order) == MODELS
-    assert sorted(["custom", "d0.0_r3", "d0.0_rx"], key=model_name_order) == ["custom", "d0.0_r3", "d0.0_rx"]
+    # a name without a number after _r (d0.0_rx) is a stem of its own, after the numbered replicates of d0.0
+    assert sorted(["d0.0_rx", "d0.0_r10", "custom", "d0.0_r3"], key=model_name_order) == [
+        "custom", "d0.0_r3", "d0.0_r10", "d0.0_rx"]
 
 
 def _copies(table: pd.DataFrame, folder, stem: str, order) -> list:

@@ -113,6 +113,7 @@ def test_tracking_table_of_the_top_neurons_matches_direct_computation(tiny, dive
                 m = masks[c]
                 assert getattr(r, f"{c}_mean_in") == pytest.approx(v[m].mean())
                 assert getattr(r, f"{c}_mean_out") == pytest.approx(v[~m].mean())
+                assert getattr(r, f"{c}_diff") == pytest.approx(v[m].mean() - v[~m].mean())
                 assert getattr(r, f"{c}_n") == m.sum()
                 # Cohen's d: the difference of the means over the pooled standard deviation (ddof 1)
                 a, b = v[m], v[~m]
@@ -175,6 +176,24 @@ def test_context_effects_name_every_context():
     eff = context_effects(values, masks)
     assert eff["paren_mean_in"] == pytest.approx(0.5) and eff["paren_n"] == 2
     assert eff["pre_eos_n"] == 1 and eff["pre_eos_mean_in"] == 3.0
+    assert eff["quote_n"] == 0 and np.isnan(eff["quote_mean_in"]) and np.isnan(eff["quote_d"])  # none: no value
+    # a text holding every context, the values 0..12 in text order; by hand: the quote's tokens 0-1 (the opening
+    # mark inside, the closing one not), the parenthesis' 3-4, before a number 6, before <eos> 7 (not 11: a
+    # heading's), the heading line 9-12 with its <eos>
+    words = ['"', "a", '"', "(", "b", ")", "c", "1", "<eos>", "=", "T", "=", "<eos>"]
+    eff = context_effects(np.arange(13, dtype=float), context_masks(words))
+    assert set(eff) == {f"{c}_{m}" for c in CONTEXTS for m in ("n", "mean_in", "mean_out", "diff", "d")}
+    total = 78  # 0 + 1 + ... + 12
+    want = {"quote": (2, 0.5, (total - 1) / 11), "paren": (2, 3.5, (total - 7) / 11),
+            "pre_number": (1, 6, (total - 6) / 12), "pre_eos": (1, 7, (total - 7) / 12),
+            "heading": (4, 10.5, (total - 42) / 9)}
+    for c, (n, inside, outside) in want.items():
+        assert (eff[f"{c}_n"], eff[f"{c}_mean_in"], eff[f"{c}_mean_out"]) == (n, pytest.approx(inside),
+                                                                               pytest.approx(outside)), c
+        assert eff[f"{c}_diff"] == pytest.approx(inside - outside), c
+    # Cohen's d where both sides hold two values or more: quote [0, 1] (variance 0.5) against 2..12 (variance 11)
+    assert eff["quote_d"] == pytest.approx((0.5 - 7) / np.sqrt((1 * 0.5 + 10 * 11) / 11))
+    assert np.isnan(eff["pre_number_d"]) and np.isnan(eff["pre_eos_d"])  # one token inside
 
 
 def test_mismatched_inputs_are_refused(tiny, divergence_csv, tmp_path):

@@ -29,6 +29,14 @@ def test_full_vocabulary_has_33278_words_in_order_of_appearance(full_vocabulary)
     first_line_words = (DATA / "train.txt").read_text(encoding="utf-8").splitlines()[1].split()
     assert full_vocabulary.words[0] == EOS  # the first line of train.txt is empty
     assert full_vocabulary.words[1: 1 + len(set(first_line_words))][:3] == first_line_words[:3]
+    # every word in the order it first appears in train, valid and test, as pytorch/examples' Dictionary adds them
+    # (each line's words split on white space, then <eos>)
+    order = {}
+    for split in SPLIT_FILES:
+        with open(split, encoding="utf-8") as fh:
+            for line in fh:
+                order.update(dict.fromkeys(line.split() + [EOS]))
+    assert full_vocabulary.words == list(order)
 
 
 def test_max_size_keeps_most_frequent_and_maps_rest_to_unk():
