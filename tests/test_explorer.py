@@ -168,6 +168,27 @@ def test_a_title_of_two_lines_is_one_line_of_the_page(tmp_path):
     assert page.startswith("<title>d0.0_r0 · test \u2014 clusters of the states&#x27; 50-d PCA</title>")
 
 
+def test_a_pages_provenance_is_one_line_at_its_foot_with_the_hashes_cut_as_git_does(tmp_path):
+    """The line a reader of a page sees: the commit and hashes to 12 digits (a checkout with changes keeps its
+    -dirty), every model with its seed; a page without a record shows none; the template's place is optional."""
+    from lstmscope.html_page import provenance_line
+
+    record = {"lstmscope_version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567-dirty",
+              "library_sha256": "f" * 64,
+              "models": {"d0.2_r1": {"dropout": 0.2, "replicate": 1, "seed": 99, "checkpoint_sha256": "ab" * 32}}}
+    said = ("Made by lstmscope 0.1.0 (git 0123456789ab-dirty, library ffffffffffff…) from model d0.2_r1 (dropout 0.2, "
+            "replicate 1, seed 99, checkpoint SHA-256 abababababab…).")
+    assert provenance_line(record) == said and provenance_line(None) == ""
+    (tmp_path / "t.html").write_text("<title>{{TITLE}}</title>{{ERROR_RECORDER}}<script>{{DATA}}</script>"
+                                     "<footer>{{PROVENANCE}}</footer>")
+    assert f"<footer>{html.escape(said)}</footer>" in render_page({"title": "t", "provenance": record},
+                                                                  tmp_path / "t.html")
+    assert "<footer></footer>" in render_page({"title": "t"}, tmp_path / "t.html")
+    (tmp_path / "t.html").write_text("<title>{{TITLE}}</title>{{ERROR_RECORDER}}<script>{{DATA}}</script>")
+    assert json.loads(render_page({"title": "t", "provenance": record}, tmp_path / "t.html")
+                      .rsplit("<script>", 1)[1].removesuffix("</script>"))["provenance"] == record
+
+
 @pytest.mark.parametrize("template", [EXPLORER_TEMPLATE, NEURON_TEMPLATE], ids=["clusters", "neurons"])
 def test_both_explorers_record_errors_before_their_own_script(template):
     page = render_page({"title": "t"}, template)

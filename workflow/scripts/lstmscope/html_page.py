@@ -40,8 +40,8 @@ def page_provenance(inputs: Sequence[str | os.PathLike]) -> dict[str, Any]:
 
 
 def provenance_line(record: dict[str, Any] | None) -> str:
-    """The record of :func:`page_provenance` as one line a reader of the page sees (hashes to 12 digits; the page's
-    data hold them whole); empty without one."""
+    """The record of :func:`page_provenance` as one line a reader of the page sees (the commit and hashes to 12 digits,
+    as ``git log`` abbreviates; the page's data hold them whole); empty without one."""
     if not record:
         return ""
 
@@ -51,7 +51,10 @@ def provenance_line(record: dict[str, Any] | None) -> str:
     models = "; ".join(f"{name} (dropout {m.get('dropout')}, replicate {m.get('replicate')}, seed {m.get('seed')}, "
                        f"checkpoint SHA-256 {short(m.get('checkpoint_sha256'))})"
                        for name, m in record.get("models", {}).items())
-    return (f"Made by lstmscope {record.get('lstmscope_version')} (git {record.get('git_commit')}, library "
+    commit = str(record.get("git_commit"))
+    dirty = commit.endswith("-dirty")
+    commit = short(commit.removesuffix("-dirty")).removesuffix("…") + ("-dirty" if dirty else "")
+    return (f"Made by lstmscope {record.get('lstmscope_version')} (git {commit}, library "
             f"{short(record.get('library_sha256'))})" + (f" from model {models}" if models else "") + ".")
 
 
