@@ -63,8 +63,9 @@ CLOCK = Clock(torch.device("cpu"))
 CHUNK_TOKENS = 1024  # the dump's rows per chunk and block (the pipeline's activations.chunk_tokens default)
 
 
-def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
-    """Per-token loop with a forward hook on the LSTM; returns seconds."""
+def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor, kept: dict | None = None) -> float:
+    """Per-token loop with a forward hook on the LSTM; returns seconds (and puts every layer's h and c and the log
+    expectancy it computed into ``kept``, where given)."""
     L, N = model.config.layers, model.config.hidden_size
     T = len(ids)
     h_all = np.empty((L, T, N), dtype=np.float32)
@@ -89,7 +90,10 @@ def hook_loop(model: LSTMLanguageModel, ids: torch.Tensor) -> float:
                     logexp[t + 1] = torch.log_softmax(logits[0], dim=0)[ids[t + 1]].item()
     finally:
         handle.remove()
-    return CLOCK() - start
+    seconds = CLOCK() - start
+    if kept is not None:
+        kept.update(h=h_all, c=c_all, log_expectancy=logexp)
+    return seconds
 
 
 def pure_forward(model: LSTMLanguageModel, ids: torch.Tensor, softmax: bool = False) -> float:
@@ -120,6 +124,21 @@ def dump(model: LSTMLanguageModel, ids: torch.Tensor, words: list[str], folder: 
     write_activations(model, ids.cpu().numpy(), words, folder / "bench.h5", dtype="float32",
                       chunk_tokens=CHUNK_TOKENS, progress=False)
     return CLOCK() - start
+
+
+def same_as_loop(dumped: Path, kept: dict, tokens: int) -> str:
+    """Whether the dump's file holds what the loop computed over its first ``tokens`` tokens: every layer's h and c
+    and the log expectancy (a dump that left work out would be faster, not right)."""
+    import h5py
+
+    with h5py.File(dumped, "r") as f:
+        gaps = [np.abs(f[f"layer{k + 1}/{s}"][:tokens] - kept[s][k]).max() for k in range(len(kept["h"]))
+                for s in ("h", "c")]
+        logp = f["log_expectancy"][:tokens]
+    same_nan = bool((np.isnan(logp) == np.isnan(kept["log_expectancy"])).all())
+    gap = max(max(gaps), float(np.nanmax(np.abs(logp - kept["log_expectancy"]))))
+    return (f"the dump's h, c and log expectancy equal the loop's ({tokens} tokens): {same_nan and gap < 1e-4} "
+            f"(largest difference {gap:.1e})")
 
 
 def main() -> None:
@@ -167,14 +186,16 @@ def main() -> None:
         hook_loop(model, ids[:100])
         with tempfile.TemporaryDirectory() as tmp:
             dump(model, ids[:2000], words[:2000], Path(tmp))
+    kept: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
             times["forward"].append(pure_forward(model, ids))
             times["forward+log_softmax"].append(pure_forward(model, ids, softmax=True))
             times["dump"].append(dump(model, ids, words, Path(tmp)))
             times["decoder"].append(decoder_only(model, h_top, decoder_rows))
-            times["loop"].append(hook_loop(model, ids[:loop_tokens]) * args.tokens / loop_tokens)
+            times["loop"].append(hook_loop(model, ids[:loop_tokens], kept) * args.tokens / loop_tokens)
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
+        agreement = same_as_loop(Path(tmp) / "bench.h5", kept, loop_tokens)
     med = {k: statistics.median(v) for k, v in times.items()}
     cfg = model.config
     where = (f"GPU {torch.cuda.get_device_name(device)}, wall seconds" if on_gpu
@@ -189,6 +210,7 @@ def main() -> None:
           f"expectancy needs: the most any exact dump could reach here)")
     print(f"dump / forward: {med['dump'] / med['forward']:.2f}x   (target <= 1.25x)")
     print(f"dump / (forward + log_softmax): {med['dump'] / med['forward+log_softmax']:.2f}x")
+    print(agreement)
 
 
 if __name__ == "__main__":

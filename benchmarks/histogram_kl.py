@@ -173,6 +173,31 @@ def measure(kind: str, path: str, out: str) -> tuple[float, int, int, int]:
     return result
 
 
+def same_as_np_histogram(path: str, out: str) -> str:
+    """Whether our stage's histograms and KL are np.histogram's and scipy's (the in-memory baseline's method, plus
+    the under/overflow slots ours keeps), so that its ratios compare methods that compute the same numbers."""
+    import h5py
+    import numpy as np
+    import pandas as pd
+
+    ours(path, out)
+    table = pd.read_csv(f"{out}/d.csv")
+    same_counts, gap = True, 0.0
+    with h5py.File(path, "r") as f, h5py.File(f"{out}/h.h5", "r") as h:
+        for ds, lo, hi, bins in state_datasets(f):
+            data, g = ds[:], h[ds.name]
+            counts = np.stack([np.histogram(data[:, j], bins=bins, range=(lo, hi))[0] for j in range(data.shape[1])])
+            same_counts &= bool(np.array_equal(g["counts"][:], counts)
+                                and np.array_equal(g["underflow"][:], (data < lo).sum(axis=0))
+                                and np.array_equal(g["overflow"][:], (data > hi).sum(axis=0)))
+            slots = np.concatenate([g["underflow"][:][:, None], counts, g["overflow"][:][:, None]], axis=1)
+            layer, state = int(ds.name.split("/")[1].removeprefix("layer")), ds.name.split("/")[2]
+            rows = table[(table.layer == layer) & (table.state == state)].sort_values("neuron")
+            want = np.array(_kl(slots))
+            gap = max(gap, float(np.max(np.abs(rows[["kl_pq", "kl_qp"]].to_numpy() - want) / want)))
+    return f"our counts equal np.histogram's and our KL scipy's: {same_counts and gap < 1e-6} (KL within {gap:.1e})"
+
+
 def make_activations(path: Path, words: list[str], checkpoint: str | None, hidden: int = 64) -> None:
     import torch
 
@@ -223,6 +248,7 @@ def main() -> None:
                 results[tokens, kind] = (cpu, peak, seconds)
                 print(f"{tokens:>7} tokens  {kind:>9}: CPU {cpu:8.3f} s  wall {seconds:8.3f} s   traced peak "
                       f"{peak / 2**20:8.1f} MiB", flush=True)
+        agreement = same_as_np_histogram(str(Path(tmp) / f"act{args.tokens}.h5"), tmp)
         for tokens in (args.tokens, args.tokens2):
             o = results[tokens, "ours"][0]
             line = ", ".join(f"{k} / ours {results[tokens, k][0] / o:.1f}x" for k in kinds[1:-1])
@@ -239,6 +265,7 @@ def main() -> None:
             print(f"traced peak memory of {kind}: {a / 2**20:.1f} MiB at {args.tokens} tokens, "
                   f"{b / 2**20:.1f} MiB at {args.tokens2} tokens ({b / a:.2f}x for {args.tokens2 / args.tokens:.0f}x "
                   f"the tokens)")
+        print(agreement)
 
 
 if __name__ == "__main__":

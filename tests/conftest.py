@@ -251,11 +251,12 @@ def edit_yaml(path: Path, edit) -> None:
 # Columns and attributes that record how long something took or when it ran: they differ between
 # two runs of the same job and are left out of "identical in content".
 VOLATILE = re.compile(r"(^|_)(seconds|secs|time|timestamp|created_utc|duration|elapsed|hostname|host)($|_)")
-# Inside provenance records also the commit and the digests of input FILES: a file's bytes may differ
-# while its content is the same (a checkpoint is a zip archive whose member names come from the
-# temporary file name, which holds the writing process's id). The data themselves are compared.
+# Inside provenance records also the commit and the digests of input FILES made by earlier jobs: their bytes
+# differ while their content is the same (an HDF5 file or table records when it was written). The data themselves
+# are compared. A checkpoint's digest is kept: the same weights and record give the same bytes
+# (test_rerun's test_the_same_checkpoint_is_written_byte_for_byte), so every file names the same checkpoint.
 _PROVENANCE_VOLATILE = {"created_utc", "git_commit"}
-_FILE_DIGEST = re.compile(r"(checkpoint|activations|histograms|input|file)s?_sha256$")
+_FILE_DIGEST = re.compile(r"(activations|histograms|input|file)s?_sha256$")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -352,7 +353,9 @@ def assert_same_results(a: Path, b: Path, patterns=("**/*.csv", "**/*.h5")) -> l
 
 def assert_same_models(a: Path, b: Path) -> list[str]:
     """Every checkpoint under a/results/models has the same weights and record under b, and the same
-    perplexities in its metrics.json and test.json. Returns the models compared."""
+    perplexities in its metrics.json and test.json, the same bytes, which both runs' metrics and test files name.
+    Returns the models compared."""
+    import hashlib
     import json
 
     import torch
@@ -372,6 +375,13 @@ def assert_same_models(a: Path, b: Path) -> list[str]:
         ta, tb = (json.loads((Path(x) / "results/models" / name / "test.json").read_text()) for x in (a, b))
         if (ma["valid_ppl"], ta["test_ppl"]) != (mb["valid_ppl"], tb["test_ppl"]):
             problems.append(f"{name}: perplexities differ")
+        # the same bytes, which both runs' metrics and test files name
+        digest = hashlib.sha256((Path(a) / "results/models" / name / "model.pt").read_bytes()).hexdigest()
+        if hashlib.sha256((Path(b) / "results/models" / name / "model.pt").read_bytes()).hexdigest() != digest:
+            problems.append(f"{name}: checkpoint bytes differ")
+        named = {x["provenance"].get("checkpoint_sha256") for x in (ma, mb, ta, tb)}
+        if named != {digest}:
+            problems.append(f"{name}: metrics/test files name checkpoints {sorted(map(str, named))}, not {digest}")
     assert not problems, "models differ:\n  " + "\n  ".join(problems)
     return names
 

@@ -37,6 +37,8 @@ def test_dump_throughput_prints_its_ratios_and_ceiling(wikitext2):
     ratio(out, r"dump / forward:\s+")
     ratio(out, r"loop / decoder:\s+")
     ratio(out, r"dump / \(forward \+ log_softmax\):\s+")
+    # the ratios compare methods that compute the same numbers: the file the dump wrote holds the loop's
+    assert re.search(r"the dump's h, c and log expectancy equal the loop's \(150 tokens\): True ", out), out
 
 
 def test_histogram_kl_prints_ratios_ceiling_and_memory(wikitext2):
@@ -49,6 +51,7 @@ def test_histogram_kl_prints_ratios_ceiling_and_memory(wikitext2):
         ratio(line, r"column / ours ")
         ratio(line, r"in-memory / read ")
     assert re.search(r"traced peak memory of ours: [0-9.]+ MiB at 300 tokens, [0-9.]+ MiB at 600 tokens", out)
+    assert re.search(r"our counts equal np\.histogram's and our KL scipy's: True ", out), out
 
 
 def test_a_text_longer_than_the_test_split_is_refused_not_cut_short(wikitext2):

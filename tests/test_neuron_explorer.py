@@ -330,7 +330,8 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
     # the info line says so when the colours show the state the view does not rank by
     assert (f"the colours show its {top['state']}" in picked["info"]) == (not own)
     nothing = selftest(chromium, page, f"2:{neuron}:{show}:symmetric", tmp_path, query={"search": "Zyxwvu"})
-    assert nothing["search"]["matched"] == [] and nothing["search"]["label"] == "no token is Zyxwvu"
+    assert nothing["errors"] == [] and nothing["search"]["matched"] == []
+    assert nothing["search"]["label"] == "no token is Zyxwvu"
     assert not nothing["search"]["arrows"] and nothing["search"]["steps"] == [-1, -1, -1]
     assert not nothing["search"]["rankOffered"]
     once = next(w for w in words if words.count(w) == 1)  # one match: stepped through, but no d to rank by
@@ -561,7 +562,8 @@ def test_browser_names_only_the_kinds_of_neurons_a_removed_view_holds(chromium, 
     result = selftest(chromium, out, f"{layer}:{j}:e:symmetric:removed", tmp_path)
     assert result["errors"] == [] and result["view"] == f"layer {layer} / removed: random", result["view"]
     opened = selftest(chromium, out, "opened", tmp_path, query={"layer": layer, "by": "removed", "neuron": j, "show": "e"})
-    assert opened["line"] == "" and opened["view"] == f"layer {layer} / removed: random" and opened["show"] == "e"
+    assert opened["errors"] == [] and opened["line"] == ""
+    assert opened["view"] == f"layer {layer} / removed: random" and opened["show"] == "e"
     assert opened["neuron"].startswith(f"{j} (random; without it perplexity ")
 
 
@@ -706,11 +708,13 @@ def test_browser_opens_on_the_neuron_view_and_colouring_the_address_names(chromi
     # what the page does not offer is said, and the page opens as without it
     plain = selftest(chromium, page, "opened", tmp_path)
     missing = selftest(chromium, page, "opened", tmp_path, query={"layer": 1, "neuron": 99999, "scale": "log"})
+    assert plain["errors"] == [] and missing["errors"] == []
     assert missing["line"] == ("neuron 99999 of layer 1 is not offered on this page; "
                                "scale=log: choose median, symmetric or range")
     assert (missing["view"], missing["neuron"], missing["scale"]) == (plain["view"], plain["neuron"], plain["scale"])
     no_effect = selftest(chromium, page, "opened", tmp_path, query={"show": "e", "search": "the"})
-    assert no_effect["line"].startswith("show=e is not offered for this neuron · ") and no_effect["show"] == "h"
+    assert no_effect["errors"] == [] and no_effect["show"] == "h"
+    assert no_effect["line"].startswith("show=e is not offered for this neuron · ")
 
 
 def _page_data(page: str) -> dict:

@@ -29,6 +29,9 @@ def test_the_commit_is_dirty_where_a_rule_script_or_module_is_edited(tmp_path):
     (repo / "workflow" / "rules" / "train.smk").write_text("# a rule\n")
     (repo / "workflow" / "scripts" / "train_lstm.py").write_text("# a rule's script\n")
     (repo / "README.md").write_text("notes\n")
+    # the project's own ignore list: importing the library writes __pycache__/ (unless PYTHONDONTWRITEBYTECODE),
+    # which the checkout ignores
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "first")

@@ -64,6 +64,15 @@ def test_site_profile_changes_only_site_settings():
     assert _without_site(local) == _without_site(profile)
     assert profile["executor"] == "slurm"
 
+    def resources(p: dict) -> list[dict]:
+        return [p.get("default-resources") or {}, *(p.get("set-resources") or {}).values()]
+
+    # every partition the profile names is the test cluster's; no other site setting is left
+    assert sum("slurm_partition" in r for r in resources(profile)) >= 1
+    assert [r.get("slurm_partition") for r in resources(local) if "slurm_partition" in r] == [
+        "debug" for r in resources(profile) if "slurm_partition" in r]
+    assert not any(set(r) & (SITE_RESOURCES - {"slurm_partition"}) for r in resources(local))
+
 
 @pytest.mark.parametrize("path", [DEFAULT_PROFILE, PROFILE], ids=["default", "slurm"])
 def test_every_profile_setting_is_commented(path):
