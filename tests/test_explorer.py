@@ -292,7 +292,7 @@ def test_browser_renders_every_point_and_search_highlights_the_word(chromium, pa
     assert [(v["layer"], v["state"], v["linkage"]) for v in result["views"]] == [
         (layer, state, linkage) for layer, state in ((1, "h"), (1, "c"), (2, "h"), (2, "c"))
         for linkage in ("ward", "single")]
-    assert all(v["drawn"] == 500 and v["clusters"] == 8 for v in result["views"])
+    assert all(v["drawn"] == v["painted"] == 500 and v["clusters"] == 8 for v in result["views"]), result["views"]
     assert_points_painted(result["views"], tables)
     assert result["search"]["positions"] == expected
     assert result["search"]["highlighted"] == len(expected)
@@ -495,7 +495,7 @@ def test_browser_at_thesis_scale(chromium, tmp_path):
     assert size < 4_000_000
     result = selftest(chromium, out, "the", tmp_path, budget_ms=60000)
     assert result["errors"] == []
-    assert len(result["views"]) == 8 and all(v["drawn"] == n for v in result["views"])
+    assert len(result["views"]) == 8 and all(v["drawn"] == v["painted"] == n for v in result["views"])
     assert_points_painted(result["views"], tables)
     assert result["search"]["highlighted"] == sum(w == "the" for w in words)
     assert_matches_painted(result["search"]["pixels"], [i for i, w in enumerate(words) if w == "the"])
