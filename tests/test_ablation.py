@@ -409,9 +409,13 @@ def _neuron(f, a, value):
      r"log_prob/ablated of ablation 2, token 30 is nan, which no log-probability is \(the file is damaged; run the ablation again\)"),
     (lambda f: f["log_prob/intact"].__setitem__(12, 0.7),
      r"log_prob/intact of token 12 is 0.7, which no log-probability is \(the file is damaged; run the ablation again\)"),
+    # p = 0: the tables' statistics keep finite values only, so the word would leave the perplexity without a word
+    (lambda f: f["log_prob/ablated"].__setitem__((1, 7), -np.inf),
+     r"log_prob/ablated of ablation 1, token 7 is -inf, which no log-probability is \(the file is damaged; run the "
+     r"ablation again\)"),
 ], ids=["short-group", "short-layer", "few-rows", "short-columns", "short-intact", "short-words", "1d-neurons",
         "int-log-probs", "neuron-beyond", "negative-neuron", "no-neuron", "layer-beyond", "no-group", "nan-ablated",
-        "positive-intact"])
+        "positive-intact", "minus-inf-ablated"])
 def test_a_malformed_ablation_file_is_refused_in_one_line_naming_file_and_key(small_ablation, tmp_path, edit, message):
     stored = read_ablation(small_ablation)  # the file as written: 2 removals in each of the 2 layers, 60 tokens
     assert stored.ablated.shape == (4, 60) and [len(a.neurons) for a in stored.ablations] == [1, 1, 1, 1]

@@ -143,11 +143,12 @@ def _check_units(path: str | os.PathLike, attrs: dict[str, Any], layers: np.ndar
 
 
 def _check_log_probabilities(path: str | os.PathLike, intact: np.ndarray, ablated: np.ndarray) -> None:
-    """log p of every token read but the first (no context, NaN): finite or -inf (p rounded to 0), at most 0; else
-    the figures and tables would be drawn from NaN."""
+    """log p of every token read but the first (no context, NaN): finite and at most 0; else the figures and tables
+    would be drawn from NaN, or (-inf: p = 0, which a softmax of finite logits never gives) leave the word out of
+    the perplexity and its change without a word."""
     for key, values in (("log_prob/intact", intact[None, :]), ("log_prob/ablated", ablated)):
         rest = values[:, 1:]
-        bad = np.isnan(rest) | (rest > 1e-6)
+        bad = ~np.isfinite(rest) | (rest > 1e-6)
         if bad.any():
             row, col = np.unravel_index(int(np.argmax(bad)), bad.shape)
             where = f"token {col + 1}" if key == "log_prob/intact" else f"ablation {row}, token {col + 1}"
