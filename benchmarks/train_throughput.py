@@ -30,10 +30,12 @@ from lstmscope.vocabulary import read_tokens, vocabulary_from_files  # noqa: E40
 
 
 def textbook_epoch(model: LSTMLanguageModel, train_data: torch.Tensor, lr: float, clip: float, bptt: int,
-                   batch_size: int) -> float:
-    """One epoch of pytorch/examples' train(); returns seconds."""
+                   batch_size: int, losses: list | None = None) -> float:
+    """One epoch of pytorch/examples' train(); returns seconds (and appends each batch's loss and length to
+    ``losses``)."""
     model.train()
     hidden = model.init_hidden(batch_size)
+    losses = [] if losses is None else losses
     start = time.process_time()
     for i in range(0, train_data.size(0) - 1, bptt):
         data, targets = get_batch(train_data, i, bptt)
@@ -45,7 +47,7 @@ def textbook_epoch(model: LSTMLanguageModel, train_data: torch.Tensor, lr: float
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         for p in model.parameters():
             p.data.add_(p.grad, alpha=-lr)
-        loss.item()
+        losses.append((loss.item(), len(data)))
     return time.process_time() - start
 
 
@@ -71,15 +73,16 @@ def main() -> None:
 
     # the first torch.optim.SGD imports torch._dynamo (~1 s of CPU), once per process: not the training's time
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    ours, book = [], []
+    ours, book, losses = [], [], []
     for rep in range(args.repeats):  # interleaved, so that machine load hits both alike
         start = time.process_time()
-        train("bench", mc, cfg, train_ids, valid_ids, progress=False)
+        result = train("bench", mc, cfg, train_ids, valid_ids, progress=False)
         ours.append(time.process_time() - start)
         torch.manual_seed(cfg.seed)
         model = LSTMLanguageModel(mc)
+        losses.clear()
         book.append(textbook_epoch(model, batchify(train_ids, cfg.batch_size), cfg.lr, cfg.clip, cfg.bptt,
-                                   cfg.batch_size))
+                                   cfg.batch_size, losses))
         print(f"repeat {rep + 1}: ours {ntok / ours[-1]:,.0f} tokens/s, textbook {ntok / book[-1]:,.0f} tokens/s",
               flush=True)
     o, b = statistics.median(ours), statistics.median(book)
@@ -88,6 +91,11 @@ def main() -> None:
     print(f"ours:     {ntok / o:,.0f} tokens/s")
     print(f"textbook: {ntok / b:,.0f} tokens/s")
     print(f"ratio (ours / textbook): {b / o:.2f}x")
+    # ours: the epoch's loss per token predicted, each batch weighted by its length (the last is shorter)
+    mine = result.history[0]["train_loss"]
+    theirs = sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
+    print(f"the same training: mean training loss ours {mine:.5f}, textbook {theirs:.5f}: "
+          f"{abs(mine - theirs) < 1e-4 * theirs}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ def test_train_throughput_prints_its_ratio(wikitext2):
     out = run_benchmark("train_throughput.py", "--tokens", "3000", "--vocab", "500", "--repeats", "1",
                         data=wikitext2)
     ratio(out, r"ratio \(ours / textbook\):\s+")
+    # the same recipe: the same initial weights, data and dropout draws give the same epoch loss
+    assert re.search(r"the same training: mean training loss ours [0-9.]+, textbook [0-9.]+: True$", out, re.M), out
 
 
 def test_gpu_training_checks_throughput_determinism_and_resume(wikitext2):
