@@ -179,6 +179,11 @@ def test_a_pages_provenance_is_one_line_at_its_foot_with_the_hashes_cut_as_git_d
     said = ("Made by lstmscope 0.1.0 (git 0123456789ab-dirty, library ffffffffffff…) from model d0.2_r1 (dropout 0.2, "
             "replicate 1, seed 99, checkpoint SHA-256 abababababab…).")
     assert provenance_line(record) == said and provenance_line(None) == ""
+    two = {**record, "models": {**record["models"], "d0.8_r0": {"dropout": 0.8, "replicate": 0, "seed": 7,
+                                                                "checkpoint_sha256": "cd" * 32}}}
+    assert provenance_line(two).endswith("from models d0.2_r1 (dropout 0.2, replicate 1, seed 99, checkpoint SHA-256 "
+                                         "abababababab…); d0.8_r0 (dropout 0.8, replicate 0, seed 7, checkpoint "
+                                         "SHA-256 cdcdcdcdcdcd…).")
     (tmp_path / "t.html").write_text("<title>{{TITLE}}</title>{{ERROR_RECORDER}}<script>{{DATA}}</script>"
                                      "<footer>{{PROVENANCE}}</footer>")
     assert f"<footer>{html.escape(said)}</footer>" in render_page({"title": "t", "provenance": record},

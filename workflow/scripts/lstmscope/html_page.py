@@ -55,7 +55,8 @@ def provenance_line(record: dict[str, Any] | None) -> str:
     dirty = commit.endswith("-dirty")
     commit = short(commit.removesuffix("-dirty")).removesuffix("…") + ("-dirty" if dirty else "")
     return (f"Made by lstmscope {record.get('lstmscope_version')} (git {commit}, library "
-            f"{short(record.get('library_sha256'))})" + (f" from model {models}" if models else "") + ".")
+            f"{short(record.get('library_sha256'))})"
+            + (f" from model{'s' * (len(record['models']) > 1)} {models}" if models else "") + ".")
 
 
 def script_json(data: dict) -> str:

@@ -309,7 +309,8 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
                                 passage, expectancy_floor)
     data["scale"] = check_scale(scale)
-    data["provenance"] = page_provenance([activations_path, divergence_path, *([ablation_path] if ablation_path else [])])
+    data["provenance"] = page_provenance([activations_path, divergence_path,
+                                          *([ablation_path] if ablation_path else [])])
     page = render_page(data, template)
     if report_output is not None:
         small, k = report_page(data, template, page, str(output), report_limit)
