@@ -194,7 +194,9 @@ def same_as_np_histogram(path: str, out: str) -> str:
             layer, state = int(ds.name.split("/")[1].removeprefix("layer")), ds.name.split("/")[2]
             rows = table[(table.layer == layer) & (table.state == state)].sort_values("neuron")
             want = np.array(_kl(slots))
-            gap = max(gap, float(np.max(np.abs(rows[["kl_pq", "kl_qp"]].to_numpy() - want) / want)))
+            # NaN (a missing or undefined KL) counts as the largest difference, not as none
+            gap = float(np.maximum(gap, np.max(np.abs(rows[["kl_pq", "kl_qp"]].to_numpy() - want) / want)))
+            gap = gap if np.isfinite(gap) else float("inf")
     return f"our counts equal np.histogram's and our KL scipy's: {same_counts and gap < 1e-6} (KL within {gap:.1e})"
 
 

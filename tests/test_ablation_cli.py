@@ -305,7 +305,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["e.png"]
 
 
-def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path):
+def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path, tmp_path_factory):
     """A file-size limit makes a write fail after the removals, as a full disk does: where the table cannot be
     written, or the figure after it, the command fails in one line naming that output and leaves neither file (the
     table is kept under a temporary name until the figure is drawn), never a complete-looking table beside a failed
@@ -321,7 +321,10 @@ def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path)
     table, heatmap = tmp_path / "t.csv", tmp_path / "h.png"
     args = [script, str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "-o", str(table),
             "--heatmap", str(heatmap)]
-    assert subprocess.run(args, capture_output=True, text=True, timeout=300).returncode == 0
+    # matplotlib's cache in a folder of its own, made by the first run: under the limit, a cache it could not write
+    # would add its own lines to the error
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path_factory.mktemp("mplconfig"))}
+    assert subprocess.run(args, capture_output=True, text=True, timeout=300, env=env).returncode == 0
     sizes = table.stat().st_size, heatmap.stat().st_size
     assert sizes[0] + 1000 < sizes[1], sizes  # a limit between the two lets the table through, not the figure
     for path in (table, heatmap, table.with_name(table.name + ".provenance.json")):
@@ -331,7 +334,7 @@ def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path)
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process being killed
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
-        r = subprocess.run(args, capture_output=True, text=True, timeout=300, preexec_fn=limited)
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300, preexec_fn=limited, env=env)
         said = f"lstmscope-ablate: error: {failing}: cannot be written (File too large)\n"
         assert r.returncode == 1 and r.stderr == said, (limit, r.stderr)
         assert list(tmp_path.iterdir()) == [], (limit, list(tmp_path.iterdir()))

@@ -14,7 +14,7 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import REPO
+from conftest import REPO, skip_or_fail
 from embedding_data import write_activations
 from lstmscope.cluster import (canonical_labels, cluster_points, cluster_tokens, euclidean_mst, read_clusters,
                                single_linkage, single_linkage_any, ward_linkage)
@@ -190,8 +190,11 @@ def test_ward_memory_counts_the_distances_twice_as_measured():
 
         ward_linkage(np.random.default_rng(1).normal(size=(50, 2)), n_clusters=5)  # the imports, before measuring
         points = np.random.default_rng(0).normal(size=(4000, 2))
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # the peak resident size starts again from the present one
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # the peak resident size starts again from the present one
+        except OSError as exc:
+            raise SystemExit(f"cannot reset the peak: {exc}")
         before = status("VmRSS")
         ward_linkage(points, n_clusters=5)
         print((status("VmHWM") - before) / ward_memory_bytes(4000))
@@ -199,6 +202,8 @@ def test_ward_memory_counts_the_distances_twice_as_measured():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "workflow" / "scripts"),
                                                                     os.environ.get("PYTHONPATH")) if p)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    if "cannot reset the peak" in r.stderr:  # a sandbox that shows the file but refuses the write
+        skip_or_fail(r.stderr.strip().splitlines()[-1])
     assert r.returncode == 0, r.stderr[-2000:]
     assert 0.9 < float(r.stdout) < 1.2, r.stdout  # 1.002 on 2026-12-05
 

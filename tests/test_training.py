@@ -96,11 +96,13 @@ def test_dropout_acts_on_embeddings_between_layers_and_output_only(corpus):
     assert torch.allclose(seen["rnn_out"], second, atol=1e-6)
     # one layer: nothing between layers to drop, nothing dropped in its recurrence
     single = LSTMLanguageModel(ModelConfig(len(vocab), 64, 64, 1, dropout=0.5)).train()
-    single.rnn.register_forward_hook(lambda m, inp, out: seen.update(rnn_in=inp[0].detach(), rnn_out=out[0].detach()))
+    hook = single.rnn.register_forward_hook(lambda m, inp, out: seen.update(rnn_in=inp[0].detach(),
+                                                                           rnn_out=out[0].detach()))
     single(tokens, single.init_hidden(4))
+    hook.remove()  # the call below must not overwrite what the model's pass recorded
     with torch.no_grad():
         alone, _ = single.rnn.eval()(seen["rnn_in"], single.init_hidden(4))
-    assert torch.allclose(seen["rnn_out"], alone, atol=1e-6)
+    assert torch.allclose(seen["rnn_out"], alone, atol=1e-6) and not torch.equal(seen["rnn_in"], single.encoder(tokens))
 
 
 def test_checkpoint_round_trip(tmp_path, corpus):

@@ -289,7 +289,7 @@ REPORT_STUB = """<!DOCTYPE html>
 <p>This neuron explorer page is {size:.1f} MB, more than this one-file report can show (Chrome, Chromium and Edge
 show no embedded page over 2 MB as the report encodes it, 1.5 MB on disk){why}. Open the page itself:
 <code>{path}</code>.</p>
-<p style="color: #666; font-size: 0.8em">{provenance}</p>
+<footer id="provenance" style="color: #777; font-size: 11px">{provenance}</footer>
 </body></html>
 """
 
