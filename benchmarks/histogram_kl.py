@@ -72,6 +72,13 @@ def state_datasets(f):
             yield f[f"layer{layer}/{state}"], lo, hi, int(round((hi - lo) / BIN))
 
 
+def histograms_of_columns(data, lo: float, hi: float, bins: int):
+    """np.histogram of every column of a (T, N) matrix: the (N, bins) counts."""
+    import numpy as np
+
+    return np.stack([np.histogram(data[:, j], bins=bins, range=(lo, hi))[0] for j in range(data.shape[1])])
+
+
 def per_neuron(path: str, out: str, kind: str) -> None:
     import h5py
     import numpy as np
@@ -87,8 +94,7 @@ def per_neuron(path: str, out: str, kind: str) -> None:
                     for j in range(N):
                         counts[j] += np.histogram(block[:, j], bins=bins, range=(lo, hi))[0]
             elif kind == "in-memory":
-                data = ds[:]
-                counts = np.stack([np.histogram(data[:, j], bins=bins, range=(lo, hi))[0] for j in range(N)])
+                counts = histograms_of_columns(ds[:], lo, hi, bins)
             else:
                 counts = np.stack([np.histogram(ds[:, j], bins=bins, range=(lo, hi))[0] for j in range(N)])
             _kl(counts)
@@ -186,7 +192,7 @@ def same_as_np_histogram(path: str, out: str) -> str:
     with h5py.File(path, "r") as f, h5py.File(f"{out}/h.h5", "r") as h:
         for ds, lo, hi, bins in state_datasets(f):
             data, g = ds[:], h[ds.name]
-            counts = np.stack([np.histogram(data[:, j], bins=bins, range=(lo, hi))[0] for j in range(data.shape[1])])
+            counts = histograms_of_columns(data, lo, hi, bins)
             same_counts &= bool(np.array_equal(g["counts"][:], counts)
                                 and np.array_equal(g["underflow"][:], (data < lo).sum(axis=0))
                                 and np.array_equal(g["overflow"][:], (data > hi).sum(axis=0)))

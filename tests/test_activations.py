@@ -440,7 +440,7 @@ def test_a_dump_computed_in_a_thread_writes_the_same_and_a_failed_write_stops_th
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", full_disk)
     failed = tmp_path / "failed.h5"
-    with pytest.raises(OSError, match="No space left on device") as kept:
+    with pytest.raises(OSError, match="No space left on device"):
         write_activations(model, ids, words, failed, chunk_tokens=16, progress=True, background=True)
     assert len(writes) == 6 and computing[-1]  # the thread was alive (computing or handing over) when the write failed
     assert not any(t.name == "activations" for t in threading.enumerate())

@@ -163,7 +163,7 @@ def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_sho
     assert {p.parent.name for p in pages} == {"explorer", "neurons", "report"} and len(pages) >= 3, pages
     for page in pages:
         text = page.read_text()
-        model = page.stem.split("_")[0] + "_" + page.stem.split("_")[1]  # d0.0_r0_test -> d0.0_r0
+        model = "_".join(page.stem.split("_")[:2])  # d0.0_r0_test -> d0.0_r0
         trained = json.loads((work / f"results/models/{model}/metrics.json").read_text())
         checkpoint = hashlib.sha256((work / f"results/models/{model}/model.pt").read_bytes()).hexdigest()
         data = json.loads(re.search(r'<script type="application/json" id="lstmscope-data">(.*?)</script>', text,

@@ -52,8 +52,8 @@ def provenance_line(record: dict[str, Any] | None) -> str:
                        f"checkpoint SHA-256 {short(m.get('checkpoint_sha256'))})"
                        for name, m in record.get("models", {}).items())
     commit = str(record.get("git_commit"))
-    dirty = commit.endswith("-dirty")
-    commit = short(commit.removesuffix("-dirty")).removesuffix("…") + ("-dirty" if dirty else "")
+    base = commit.removesuffix("-dirty")
+    commit = base[:12] + commit[len(base):]  # a changed checkout's -dirty stays
     return (f"Made by lstmscope {record.get('lstmscope_version')} (git {commit}, library "
             f"{short(record.get('library_sha256'))})"
             + (f" from model{'s' * (len(record['models']) > 1)} {models}" if models else "") + ".")
