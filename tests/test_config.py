@@ -161,6 +161,43 @@ def test_fewer_models_name_every_list_of_models_left_behind_in_one_message():
         "neuron_explorer.dropouts; nor are 0.3, 0.6 of ablation.dropouts")
 
 
+def test_a_text_set_to_null_is_left_out_and_the_lists_it_leaves_behind_are_named_in_one_message():
+    cfg = default_config()
+    assert sorted(cfg["texts"]) == ["test", "train"]
+    cfg["texts"]["train"] = None
+    assert list(validate_config(cfg, SCHEMA)["texts"]) == ["test"]
+    cfg = default_config()
+    cfg["texts"]["test"] = None
+    cfg["texts"]["dev"] = {"split": "valid", "tokens": 500}
+    cfg["neuron_explorer"]["texts"] = ["test", "dev"]
+    cfg["ablation"]["texts"] = ["dev", "test", "gone"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert str(err.value) == ("config key embedding.texts: 'test' is not a text of texts (train, dev); nor is 'test' "
+                              "of neuron_explorer.texts; nor are 'test', 'gone' of ablation.texts")
+    cfg = default_config()
+    cfg["texts"] = {"test": None, "train": None}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert str(err.value) == ("config key texts: every text is set to null (test, train); at least one analysis "
+                              "text is needed")
+
+
+def test_a_config_file_leaves_out_a_text_of_config_yaml_by_setting_it_to_null(tmp_path):
+    """A --configfile is merged over config.yaml key by key: leaving a text out of it keeps config.yaml's, null drops
+    it, and no job of that text is planned."""
+    work = copy_repo(tmp_path / "work")
+    mine = tmp_path / "mine.yaml"
+    plans = {}
+    for name, text in (("kept", "texts:\n  dev: {split: valid, tokens: 500}\n"),
+                       ("dropped", "texts:\n  dev: {split: valid, tokens: 500}\n  train: null\n")):
+        mine.write_text(text)
+        r = snakemake(work, "-n", "--configfile", str(mine), timeout=180)
+        plans[name] = {t for t in ("test", "train", "dev")
+                       if re.search(rf"results/activations/d0\.0_r0/{t}\.h5", r.stdout + r.stderr)}
+    assert plans == {"kept": {"test", "train", "dev"}, "dropped": {"test", "dev"}}
+
+
 @pytest.mark.parametrize("layers, given, embedded", [(1, None, [1]), (3, None, [1, 2, 3]), (3, [3, 1], [1, 3])])
 def test_embedding_layers_default_to_every_layer(layers, given, embedded):
     """Left null, embedding.layers follows architecture.layers (a one-layer model needs no second edit)."""

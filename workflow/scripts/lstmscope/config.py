@@ -222,6 +222,7 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
     schema = yaml.safe_load(Path(schema_path).read_text())
     if command_line:
         coerce_command_line_values(config, schema, command_line)
+    drop_texts_set_to_null(config)
     _check_plain_values(config)
     validator = _DefaultFilling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -230,6 +231,20 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
     canonical(config, schema)
     _check_consistency(config)
     return config
+
+
+def drop_texts_set_to_null(config: dict[str, Any]) -> None:
+    """Leave out every text whose entry is null (in place). A ``--configfile`` is merged over ``config.yaml`` key by
+    key, so a text of ``config.yaml`` cannot be left out by leaving it out of one's file; ``texts: {train: null}``
+    there does it."""
+    texts = config.get("texts")
+    if isinstance(texts, dict):
+        dropped = [name for name, entry in texts.items() if entry is None]
+        if dropped and len(dropped) == len(texts):
+            raise ConfigError(f"config key texts: every text is set to null ({', '.join(dropped)}); "
+                              "at least one analysis text is needed")
+        for name in dropped:
+            del texts[name]
 
 
 def canonical(value: Any, schema: dict[str, Any]) -> Any:
@@ -361,11 +376,15 @@ def _check_consistency(config: dict[str, Any]) -> None:
                        for section, more in others)
         raise ConfigError(f"config key {first}.dropouts: {', '.join(map(str, ds))} "
                           f"{'is' if len(ds) == 1 else 'are'} not among models.dropouts {dropouts}{also}")
-    for section in lists:
-        for t in config[section]["texts"]:
-            if t not in config["texts"]:
-                raise ConfigError(f"config key {section}.texts: {t!r} is not a text of texts "
-                                  f"({', '.join(config['texts'])})")
+    unknown = {section: ts for section in lists
+               if (ts := [t for t in config[section]["texts"] if t not in config["texts"]])}
+    if unknown:  # as for the dropouts, one message names every list left behind (a text set to null leaves three)
+        (first, ts), *others = unknown.items()
+        also = "".join(f"; nor {'is' if len(more) == 1 else 'are'} {', '.join(map(repr, more))} of {section}.texts"
+                       for section, more in others)
+        raise ConfigError(f"config key {first}.texts: {', '.join(map(repr, ts))} "
+                          f"{'is not a text' if len(ts) == 1 else 'are not texts'} of texts "
+                          f"({', '.join(config['texts'])}){also}")
     layers = config["architecture"]["layers"]
     if config["embedding"]["layers"] is None:  # the default: every layer
         config["embedding"]["layers"] = list(range(1, layers + 1))
