@@ -402,7 +402,7 @@ def test_command_line_values_are_read_as_the_schemas_types():
     args = ["heatmap={neurons: 5, scale: range, passage_tokens: 40.0}", "histogram={cell_range: [-5, 5.5]}",
             "divergence={epsilon: 1e-9}", "cluster={n_clusters: null, distance_threshold: 2.5}",
             "neuron_explorer={dropouts: [0.0, 0.3], ablation: off}", "ablation={max_tokens: }",
-            "texts={extra: {split: valid, offset: 10, tokens: 500}}", "figures={highlight_word: '1'}",
+            "texts={extra: {split: valid, offset: 10, tokens: 500}, train: null}", "figures={highlight_word: '1'}",
             "embedding={layers: null}"]
     given = parse_config(args)
     assert given["heatmap"]["neurons"] == "5" and given["histogram"]["cell_range"] == ["-5", "5.5"]  # as text
@@ -418,7 +418,7 @@ def test_command_line_values_are_read_as_the_schemas_types():
         cluster: {n_clusters: null, distance_threshold: 2.5}
         neuron_explorer: {dropouts: [0.0, 0.3], ablation: off}
         ablation: {max_tokens: }
-        texts: {extra: {split: valid, offset: 10, tokens: 500}}
+        texts: {extra: {split: valid, offset: 10, tokens: 500}, train: null}
         figures: {highlight_word: '1'}
         embedding: {layers: null}""").items():
         in_file[section].update(values)
@@ -427,6 +427,7 @@ def test_command_line_values_are_read_as_the_schemas_types():
     assert type(from_command_line["heatmap"]["neurons"]) is int and from_command_line["figures"]["highlight_word"] == "1"
     assert type(from_command_line["heatmap"]["passage_tokens"]) is int  # 40.0 where a count is wanted: 40
     assert from_command_line["ablation"]["max_tokens"] is None
+    assert sorted(from_command_line["texts"]) == ["extra", "test"]  # train: null leaves it out
     # a threshold per linkage: a mapping inside the section, read as numbers too
     per_linkage = parse_config(["cluster={n_clusters: null, distance_threshold: {single: 2, ward: 60.5}}"])
     cfg = default_config()

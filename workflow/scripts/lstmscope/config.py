@@ -148,7 +148,10 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key in given:
             sub = properties.get(key, extra if isinstance(extra, dict) else None)
-            if key in value and sub is not None:
+            if (key in value and sub is not None and sub is extra and isinstance(value[key], str)
+                    and _typed(value[key], ["null"]) is None):
+                value[key] = None  # a named entry set to null (texts={train: null}): left out, as in a file
+            elif key in value and sub is not None:
                 value[key] = coerce_command_line_values(value[key], sub, given[key])
         return value
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
