@@ -462,6 +462,14 @@ def test_a_number_yaml_reads_as_text_is_refused_saying_how_to_write_it():
         with pytest.raises(ConfigError, match=re.escape(f"(YAML reads {text} as text: write it {spelled})")):
             validate_config(config, SCHEMA)
         assert isinstance(yaml.safe_load(f"x: {spelled}")["x"], float)
+    for text, message in (("1e3", "'1e3' is not of type integer (YAML reads 1e3 as text: write it 1000)"),
+                          ("25e-1", "'25e-1' is not of type integer")):  # a key that takes an integer: its digits
+        config = default_config()
+        config["training"]["epochs"] = yaml.safe_load(f"x: {text}")["x"]
+        with pytest.raises(ConfigError) as err:
+            validate_config(config, SCHEMA)
+        assert str(err.value) == f"config key training.epochs: {message}"
+    config = default_config()
     for text in ("a: b", "[x", "{", "- 1"):  # quoted text that is no YAML value alone: the plain message, no hint
         config["training"]["lr"] = text
         with pytest.raises(ConfigError) as err:

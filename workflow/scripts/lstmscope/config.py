@@ -72,7 +72,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         types = " or ".join(s) if isinstance(s, list) else s
         hint = ""
         if isinstance(error.instance, str) and ("number" in str(s) or "integer" in str(s)):
-            hint = _number_hint(error.instance)
+            hint = _number_hint(error.instance, integer="number" not in str(s))
         return f"config key {key}: {error.instance!r} is not of type {types}{hint}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
@@ -87,9 +87,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}"
 
 
-def _number_hint(text: str) -> str:
+def _number_hint(text: str, integer: bool = False) -> str:
     """Where YAML 1.1 reads ``text`` unquoted as text although it is a number (``1e-3``: no dot), how to write it
-    so that YAML reads a number (a dot, and a signed exponent: ``1.0e-7``); else nothing."""
+    so that YAML reads a number (a dot, and a signed exponent: ``1.0e-7``; for a key that takes an ``integer``, its
+    digits: ``1e3`` is ``1000``); else nothing."""
     try:
         if not isinstance(yaml.safe_load(f"x: {text}")["x"], str):  # quoted in the file: text by the user's choice
             return ""
@@ -98,6 +99,8 @@ def _number_hint(text: str) -> str:
         return ""
     if not math.isfinite(number):
         return ""
+    if integer:  # a whole number in digits; a fraction is no count, whatever its spelling
+        return f" (YAML reads {text} as text: write it {int(number)})" if number.is_integer() else ""
     spelled = repr(number)
     if "e" in spelled:
         mantissa, exponent = spelled.split("e")
