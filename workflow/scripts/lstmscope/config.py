@@ -151,10 +151,7 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key in given:
             sub = properties.get(key, extra if isinstance(extra, dict) else None)
-            if (key in value and sub is not None and sub is extra and isinstance(value[key], str)
-                    and _typed(value[key], ["null"]) is None):
-                value[key] = None  # a named entry set to null (texts={train: null}): left out, as in a file
-            elif key in value and sub is not None:
+            if key in value and sub is not None:
                 value[key] = coerce_command_line_values(value[key], sub, given[key])
         return value
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
@@ -358,6 +355,15 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
                               "fewer tokens (embedding.max_tokens) or leave ward out of cluster.linkages")
 
 
+def _left_behind(field: str, missing: dict[str, list], show, verdict) -> ConfigError:
+    """One error naming every list whose ``field`` (dropouts, texts) holds values the config no longer has, e.g.
+    ``config key embedding.texts: 'test' is not a text of texts (train); nor is 'test' of ablation.texts``."""
+    (first, items), *others = missing.items()
+    also = "".join(f"; nor {'is' if len(more) == 1 else 'are'} {', '.join(map(show, more))} of {section}.{field}"
+                   for section, more in others)
+    return ConfigError(f"config key {first}.{field}: {', '.join(map(show, items))} {verdict(len(items))}{also}")
+
+
 def _check_consistency(config: dict[str, Any]) -> None:
     seen: dict[str, str] = {}  # lower case -> name
     for name in config["texts"]:
@@ -377,20 +383,13 @@ def _check_consistency(config: dict[str, Any]) -> None:
     untrained = {section: ds for section in lists
                  if (ds := [d for d in config[section]["dropouts"] or [] if float(d) not in dropouts])}
     if untrained:
-        (first, ds), *others = untrained.items()
-        also = "".join(f"; nor {'is' if len(more) == 1 else 'are'} {', '.join(map(str, more))} of {section}.dropouts"
-                       for section, more in others)
-        raise ConfigError(f"config key {first}.dropouts: {', '.join(map(str, ds))} "
-                          f"{'is' if len(ds) == 1 else 'are'} not among models.dropouts {dropouts}{also}")
+        raise _left_behind("dropouts", untrained, str,
+                           lambda n: f"{'is' if n == 1 else 'are'} not among models.dropouts {dropouts}")
     unknown = {section: ts for section in lists
                if (ts := [t for t in config[section]["texts"] if t not in config["texts"]])}
-    if unknown:  # as for the dropouts, one message names every list left behind (a text set to null leaves three)
-        (first, ts), *others = unknown.items()
-        also = "".join(f"; nor {'is' if len(more) == 1 else 'are'} {', '.join(map(repr, more))} of {section}.texts"
-                       for section, more in others)
-        raise ConfigError(f"config key {first}.texts: {', '.join(map(repr, ts))} "
-                          f"{'is not a text' if len(ts) == 1 else 'are not texts'} of texts "
-                          f"({', '.join(config['texts'])}){also}")
+    if unknown:  # a text set to null can leave all three behind
+        raise _left_behind("texts", unknown, repr, lambda n: f"{'is not a text' if n == 1 else 'are not texts'} of "
+                                                             f"texts ({', '.join(config['texts'])})")
     layers = config["architecture"]["layers"]
     if config["embedding"]["layers"] is None:  # the default: every layer
         config["embedding"]["layers"] = list(range(1, layers + 1))
