@@ -621,3 +621,41 @@ def test_span_captions_quote_the_most_frequent_word():
     assert F._top_word(", (197) · the (3)") == "most frequent word \u201c,\u201d, 197\u00d7"
     assert F._top_word("( (16)") == "most frequent word \u201c(\u201d, 16\u00d7"
     assert F._top_word("(2) (4)") == "most frequent word \u201c(2)\u201d, 4\u00d7"
+
+
+def test_contiguity_by_lag_figure_draws_every_model_and_view_once(tmp_path, monkeypatch):
+    """One panel per view (columns, the thesis's order) and text x linkage (rows); each model's clusters as a solid
+    line through its kappa at every lag and each word's shuffles as a dashed one; a view of one cluster (no chance
+    to beat) draws no line for that model."""
+    from lstmscope.cluster_measures import lag_measures
+
+    paths = real_cluster_tables()
+    lags = pd.concat([lag_measures(paths, model, "test", max_lag=30, shuffles=5) for model in ("d0.0_r0", "d0.8_r0")],
+                     ignore_index=True)
+    one = (lags.model == "d0.8_r0") & (lags.layer == 2) & (lags.state == "c") & (lags.linkage == "ward")
+    lags.loc[one, ["same", "chance", "word_same", "word_same_sd"]] = (1.0, 1.0, 1.0, 0.0)
+    lags.loc[one, ["kappa", "word_kappa", "word_z"]] = np.nan
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_lag_figure(lags, tmp_path / "l.png", tmp_path / "l.svg", dpi=60)
+    axes = np.array(kept[0].axes).reshape(2, 4)
+    titles = [[ax.get_title() for ax in row] for row in axes]
+    views = ((1, "h"), (1, "c"), (2, "h"), (2, "c"))
+    assert titles == [[f"test, {linkage}: L{layer} {state}" for layer, state in views] for linkage in ("single", "ward")]
+    for row, linkage in zip(axes, ("single", "ward")):
+        for ax in row:
+            layer, state = int(ax.get_title()[-3]), ax.get_title()[-1]
+            solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+            dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+            drawn = ["d0.0_r0"] if (linkage, layer, state) == ("ward", 2, "c") else ["d0.0_r0", "d0.8_r0"]
+            assert [ln.get_label() for ln in solid] == drawn and len(dashed) == len(drawn)
+            for ln, model in zip(solid, drawn):
+                view = lags[(lags.model == model) & (lags.linkage == linkage) & (lags.layer == layer)
+                            & (lags.state == state)]
+                assert ln.get_xdata().tolist() == list(range(1, 31))
+                assert np.allclose(ln.get_ydata(), view["kappa"]) and ax.get_xscale() == "log"
+    legend = [t.get_text() for t in axes[0, -1].get_legend().get_texts()]
+    assert legend == ["d0.0_r0", "d0.8_r0", "clusters", "each word's labels shuffled (± 1.96 sd)"]
+    monkeypatch.undo()
+    F.contiguity_lag_figure(lags, tmp_path / "l.png", tmp_path / "l.svg", dpi=60)
+    assert png_size(tmp_path / "l.png")[0] > 0 and "ward: L2 c" in " ".join(svg_texts(tmp_path / "l.svg"))

@@ -12,8 +12,9 @@ import pytest
 
 from embedding_data import real_cluster_tables
 from lstmscope.cluster import read_clusters
-from lstmscope.cluster_measures import (cluster_measures, cluster_table, read_measures, expected_runs, mean_run_length,
-                                        partition_measures, runs, shuffled_run_length, top_words_html,
+from lstmscope.cluster_measures import (chance_same, cluster_measures, cluster_table, contiguity_by_lag, lag_measures,
+                                        read_lag_tables, read_measures, expected_runs, mean_run_length,
+                                        partition_measures, runs, same_share, shuffled_run_length, top_words_html,
                                         word_class, word_shuffled_run_length)
 
 
@@ -291,15 +292,20 @@ def test_the_summary_and_figure_scripts_read_their_tables_checked(tables, tmp_pa
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     measures.to_csv(good, index=False)
     measures.assign(model="d0.8_r0").drop(columns="contiguity_z").to_csv(bad, index=False)
-    out = {"table": str(tmp_path / "c.csv"), "png": str(tmp_path / "c.png"), "svg": str(tmp_path / "c.svg")}
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(bad))}: missing columns contiguity_z$"):
-        run_rule_script("cluster_contiguity", "cluster_contiguity", tmp_path / "c.log", {"measures": [good, bad]},
-                        out, {"dpi": 50})
-    assert not any(Path(p).exists() for p in out.values())
-    run_rule_script("cluster_contiguity", "cluster_contiguity", tmp_path / "c.log", {"measures": [str(good)]}, out,
-                    {"dpi": 50})
+    lags, bad_lags = tmp_path / "lags.csv", tmp_path / "bad_lags.csv"
+    lag_measures(tables, "d0.0_r0", "test", max_lag=10, shuffles=5, seed=0).to_csv(lags, index=False)
+    pd.read_csv(lags).assign(model="d0.8_r0").drop(columns="word_z").to_csv(bad_lags, index=False)
+    out = {"table": str(tmp_path / "c.csv"), "png": str(tmp_path / "c.png"), "svg": str(tmp_path / "c.svg"),
+           "lag_table": str(tmp_path / "l.csv"), "lag_png": str(tmp_path / "l.png"), "lag_svg": str(tmp_path / "l.svg")}
+    for given, missing in [({"measures": [good, bad], "lags": [lags]}, (bad, "contiguity_z")),
+                           ({"measures": [good], "lags": [lags, bad_lags]}, (bad_lags, "word_z"))]:
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(missing[0]))}: missing columns {missing[1]}$"):
+            run_rule_script("cluster_contiguity", "cluster_contiguity", tmp_path / "c.log", given, out, {"dpi": 50})
+        assert not any(Path(p).exists() for p in out.values())
+    run_rule_script("cluster_contiguity", "cluster_contiguity", tmp_path / "c.log",
+                    {"measures": [str(good)], "lags": [str(lags)]}, out, {"dpi": 50})
     assert all(Path(p).stat().st_size > 0 for p in out.values())
-    assert (tmp_path / "c.csv.provenance.json").is_file()
+    assert (tmp_path / "c.csv.provenance.json").is_file() and (tmp_path / "l.csv.provenance.json").is_file()
 
     ward, single = tables[(1, "h", "ward")], tables[(1, "h", "single")]
     short = tmp_path / "short.csv"
@@ -317,3 +323,69 @@ def test_the_summary_and_figure_scripts_read_their_tables_checked(tables, tmp_pa
     run_rule_script("cluster_comparison", "cluster_comparison", tmp_path / "f.log",
                     {"ward": str(ward), "single": str(single)}, figure, {"title": "t", "dpi": 50})
     assert all(Path(p).stat().st_size > 0 for p in figure.values())
+
+
+def test_same_cluster_share_by_lag_and_its_chance_by_hand():
+    labels = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    # lag 1: (0,0) (0,1) (1,1) (1,0) (0,0) (0,1) (1,1): 4 of 7; lag 2: every pair differs; lag 4: every pair alike
+    assert same_share(labels, [1, 2, 4]).tolist() == [4 / 7, 0.0, 1.0]
+    assert chance_same(labels) == pytest.approx((4 * 3 + 4 * 3) / (8 * 7))  # two clusters of 4
+    lags = contiguity_by_lag(labels, np.array(list("abcdefgh")), max_lag=100, shuffles=3, seed=0)
+    assert lags["lag"].tolist() == list(range(1, 8))  # capped at the tokens less one
+    assert lags["pairs"].tolist() == [7, 6, 5, 4, 3, 2, 1]
+    assert lags.loc[lags.lag == 2, "kappa"].item() == pytest.approx((0 - 3 / 7) / (1 - 3 / 7))  # -0.75
+    assert lags.loc[lags.lag == 4, "kappa"].item() == pytest.approx(1.0)
+    # every word seen once: shuffling each word's labels among its own tokens moves nothing
+    assert np.allclose(lags["word_same"], lags["same"], rtol=1e-15) and (lags["word_same_sd"] == 0).all()
+    assert lags["word_z"].isna().all() and np.allclose(lags["word_kappa"], lags["kappa"], rtol=1e-15)
+
+
+def test_chance_is_the_share_of_random_orders_at_every_lag():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), [300, 200, 100, 60, 40])
+    counted = np.mean([same_share(rng.permutation(labels), [1, 7, 50]) for _ in range(2000)], axis=0)
+    assert counted == pytest.approx([chance_same(labels)] * 3, rel=0.01)
+    with pytest.raises(ValueError, match="^1 label: a pair needs two$"):
+        chance_same(np.array([3]))
+
+
+def test_contiguity_by_lag_of_spans_falls_as_pairs_cross_their_ends():
+    """Ten spans of 100 tokens: of the pairs ``lag`` apart, those that straddle one of the nine borders differ, so
+    the share is (1000 - 10 lag) / (1000 - lag) while lag < 100; all words alike, each word's shuffles are uniform
+    shuffles, at chance; random order is at chance too."""
+    blocks = np.repeat(np.arange(10), 100)
+    words = np.array(["w"] * 1000)
+    lags = contiguity_by_lag(blocks, words, max_lag=150, shuffles=50, seed=0)
+    short = lags[lags.lag < 100]
+    assert np.allclose(short["same"], (1000 - 10 * short["lag"]) / (1000 - short["lag"]))
+    assert lags.loc[lags.lag == 100, "same"].item() == 0.0  # every pair 100 apart lies in neighbouring spans
+    assert (lags["chance"] == chance_same(blocks)).all() and chance_same(blocks) == pytest.approx(99 / 999)
+    assert np.abs(lags["word_kappa"]).max() < 0.05 and (lags.loc[lags.lag < 50, "word_z"] > 10).all()
+    scattered = contiguity_by_lag(np.random.default_rng(1).permutation(blocks), words, 20, shuffles=20, seed=0)
+    assert np.abs(scattered["kappa"]).max() < 0.05
+    assert contiguity_by_lag(blocks, words, 150, shuffles=50, seed=0).equals(lags)  # the seed decides the shuffles
+    for bad, message in [(dict(max_lag=0), "^max_lag=0: must be at least 1$"),
+                         (dict(max_lag=5, shuffles=1), r"^shuffles=1: must be at least 2 \(their spread is the scale "
+                                                       r"of word_z\)$")]:
+        with pytest.raises(ValueError, match=message):
+            contiguity_by_lag(blocks, words, **{"shuffles": 5, **bad})
+
+
+def test_lag_measures_of_real_clusters_agree_with_the_run_length(tables, tmp_path):
+    """Lag 1 is the run length in other terms: n / (1 + (n - 1) (1 - share at lag 1)) is the mean run length
+    cluster_measures gives each view; the table keys every lag of every view, and reads back checked."""
+    _, measures = cluster_measures(tables, "d0.0_r0", "test", shuffles=5, seed=0)
+    lags = lag_measures(tables, "d0.0_r0", "test", max_lag=40, shuffles=5, seed=0)
+    keys = ["layer", "state", "linkage"]
+    assert len(lags) == 40 * len(measures) and lags.groupby(keys).size().eq(40).all()
+    assert lags[keys].drop_duplicates().values.tolist() == measures[keys].values.tolist()  # the same order
+    first = lags[lags.lag == 1].reset_index(drop=True)
+    n = measures["points"]
+    assert np.allclose(n / (1 + (n - 1) * (1 - first["same"])), measures["mean_run_length"], rtol=1e-12)
+    assert (lags["model"] == "d0.0_r0").all() and (lags["space"] == "map").all()
+    path = tmp_path / "lags.csv"
+    lags.to_csv(path, index=False)
+    assert read_lag_tables([path]).shape == lags.shape
+    lags.drop(columns="kappa").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: missing columns kappa$"):
+        read_lag_tables([path])

@@ -10,6 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -139,7 +140,8 @@ def test_report_shows_the_word_stage_with_captions(report):
         assert f"results/tables/clusters/{model}_test_top_words.html" in embedded
         assert f"results/explorer/{model}_test.html" in embedded
     assert "results/figures/clusters/contiguity.png" in embedded
-    for path in ("results/figures/clusters/contiguity.png", "results/tables/clusters/contiguity.csv"):
+    for path in ("results/figures/clusters/contiguity.png", "results/tables/clusters/contiguity.csv",
+                 "results/figures/clusters/contiguity_lag.png", "results/tables/clusters/contiguity_lag.csv"):
         labels = results[path]["labels"]  # the embedded models and texts, not "all"
         assert (labels["model"], labels["text"]) == ("d0.0_r0, d0.5_r0", "test"), labels
     for path in ("results/figures/clusters/seed_stability.png", "results/tables/clusters/seed_stability.csv"):
@@ -164,6 +166,7 @@ def test_word_stage_outputs_of_the_tiny_run(tiny_run):
     cfg = tiny_config()
     n = min(cfg["embedding"]["max_tokens"], cfg["texts"]["test"]["tokens"])
     k = cfg["cluster"]["n_clusters"]
+    by_lag = []
     for model in ("d0.0_r0", "d0.5_r0"):
         for layer in (1, 2):
             for state in ("h", "c"):
@@ -177,6 +180,14 @@ def test_word_stage_outputs_of_the_tiny_run(tiny_run):
                     assert sorted(cl["cluster"].unique()) == list(range(1, k + 1))
         measures = pd.read_csv(results / "tables" / "clusters" / f"{model}_test_measures.csv")
         assert len(measures) == 8 and (measures["points"] == n).all()
+        # contiguity by lag: every lag up to cluster.max_lag of every view; its lag 1 is the run length
+        lags = pd.read_csv(results / "tables" / "clusters" / f"{model}_test_contiguity_lag.csv")
+        max_lag = cfg["cluster"]["max_lag"]
+        assert max_lag < n and len(lags) == 8 * max_lag and lags["lag"].max() == max_lag
+        first = lags[lags["lag"] == 1].merge(measures, on=["layer", "state", "linkage"])
+        assert len(first) == 8
+        assert np.allclose(n / (1 + (n - 1) * (1 - first["same"])), first["mean_run_length"], rtol=1e-5)
+        by_lag.append(lags)
         page = (results / "explorer" / f"{model}_test.html").read_text(encoding="utf-8")
         data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page, flags=re.S).group(1))
         assert len(data["words"]) == n and len(data["views"]) == 4
@@ -184,6 +195,8 @@ def test_word_stage_outputs_of_the_tiny_run(tiny_run):
         assert data["title"] == f"lstmscope explorer · {model} · test (its first 500 of 600 tokens)"
     contiguity = pd.read_csv(results / "tables" / "clusters" / "contiguity.csv")
     assert len(contiguity) == 16
+    every_lag = pd.read_csv(results / "tables" / "clusters" / "contiguity_lag.csv")
+    pd.testing.assert_frame_equal(every_lag, pd.concat(by_lag, ignore_index=True))
     # one more map per view and seed of embedding.stability_seeds, each clustered as the reference map was
     seeds = cfg["embedding"]["stability_seeds"]
     assert seeds == [3]

@@ -160,6 +160,16 @@ def test_the_words_listed_per_cluster_rerun_the_cluster_tables_only(tiny_workdir
     assert "cluster_figures" not in {j.rule for j in planned}
 
 
+def test_the_longest_lag_reruns_the_lag_tables_and_their_figure_only(tiny_workdir):
+    """cluster.max_lag is read by contiguity by lag alone (a rule of its own, cluster_lags): Table 5.1 and the
+    measures (cluster_measures) stay, the figure of every model (cluster_contiguity) is drawn again."""
+    graph = rule_graph(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "cluster={max_lag: 30}")
+    assert_plan(planned, downstream(graph, {"cluster_lags"}), forced_jobs(tiny_workdir),
+                "--config 'cluster={max_lag: 30}'")
+    assert sorted(j.rule for j in planned) == ["cluster_contiguity", "cluster_lags", "cluster_lags"], describe(planned)
+
+
 def test_the_passage_setting_reruns_the_figures_that_choose_a_passage(tiny_workdir):
     """heatmap.passage decides the neuron heatmaps' passages, the ablation heatmaps', the neuron explorer's "most
     active passage" and the spans Fig. 5.12 quotes (README, configuration): those jobs and what reads them rerun."""

@@ -159,6 +159,38 @@ rule cluster_measures:
         "../scripts/cluster_measures.py"
 
 
+# a rule of its own, not cluster_measures': cluster.max_lag reruns only these tables and the figure drawn from them
+rule cluster_lags:
+    output:
+        report(f"{CLUSTER_TABLES}_contiguity_lag.csv", caption="../report/cluster_contiguity_lag.rst",
+               category=WORD_REPORT, subcategory="{model}",
+               labels={"figure": "contiguity by lag (CSV)", "model": "{model}", "text": "{text}"}),
+    input:
+        tables=CLUSTER_TABLES_OF_TEXT,
+        code=lib("cluster_lags"),
+    params:
+        **named(
+            views=CLUSTER_KEYS,
+            model="{model}",
+            text="{text}",
+            max_lag=CLUSTER["max_lag"],
+            shuffles=CLUSTER["shuffles"],
+            seed=EMBEDDING["seed"],
+            space=CLUSTER["space"],
+        ),
+    log:
+        log_path("cluster_lags", "{model}/{text}"),
+    benchmark:
+        benchmark_path("cluster_lags", "{model}/{text}")
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_lags.py"
+
+
 rule cluster_stability:
     output:
         report(f"{CLUSTER_TABLES}_seed_stability.csv", caption="../report/cluster_stability.rst",
@@ -213,8 +245,16 @@ rule cluster_contiguity:
                    category=WORD_REPORT, subcategory="all models",
                    labels={"figure": "contiguity vs shuffled", **EMBEDDED_LABELS}),
         svg="results/figures/clusters/contiguity.svg",
+        lag_table=report("results/tables/clusters/contiguity_lag.csv", caption="../report/cluster_contiguity_lag.rst",
+                         category=WORD_REPORT, subcategory="all models",
+                         labels={"figure": "contiguity by lag (CSV)", **EMBEDDED_LABELS}),
+        lag_png=report("results/figures/clusters/contiguity_lag.png", caption="../report/cluster_contiguity_lag.rst",
+                       category=WORD_REPORT, subcategory="all models",
+                       labels={"figure": "contiguity by lag", **EMBEDDED_LABELS}),
+        lag_svg="results/figures/clusters/contiguity_lag.svg",
     input:
         measures=expand(f"{CLUSTER_TABLES}_measures.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
+        lags=expand(f"{CLUSTER_TABLES}_contiguity_lag.csv", model=EMBED_MODELS, text=EMBED_TEXTS),
         code=lib("cluster_contiguity"),
     params:
         dpi=FIGURES["dpi"],
@@ -371,6 +411,7 @@ rule explorer:
 
 ALL_TARGETS.extend(
     expand(rules.cluster_measures.output, model=EMBED_MODELS, text=EMBED_TEXTS)
+    + expand(rules.cluster_lags.output, model=EMBED_MODELS, text=EMBED_TEXTS)
     + expand(rules.highlight_word.output, model=EMBED_MODELS, text=EMBED_TEXTS)
     + expand(rules.explorer.output, model=EMBED_MODELS, text=EMBED_TEXTS)
     + expand(

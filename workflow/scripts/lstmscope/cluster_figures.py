@@ -481,3 +481,51 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                               "filled as the bar)", 10), fontsize=10)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)
+
+
+def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
+                          dpi: int = 150) -> None:
+    """How far along the text the clusters reach (:func:`cluster_measures.contiguity_by_lag`): agreement beyond
+    chance of the clusters of tokens ``lag`` apart, against the lag (log scale), one panel per layer x state
+    (columns) and text x linkage (rows, which share their scale), one colour per model; solid: the clusters,
+    dashed with a band of 1.96 standard deviations: each word's labels shuffled among its tokens (what the words
+    alone make of it). 0 is chance (labels shuffled); a view of one cluster has no line (no chance to beat)."""
+    rows = list(lags.groupby(["text", "linkage"], sort=True))
+    views = sorted({(int(layer), state) for layer, state in zip(lags["layer"], lags["state"])}, key=view_order)
+    models = list(dict.fromkeys(lags["model"]))  # as the table lists them: by dropout, then replicate
+    cmap = plt.get_cmap("viridis")
+    colours = {model: cmap(k / max(1, len(models) - 1)) for k, model in enumerate(models)}
+    fig, axes = plt.subplots(len(rows), len(views), figsize=(3.2 * len(views) + 1.0, 0.8 + 2.9 * len(rows)),
+                             squeeze=False, sharey="row", sharex=True)
+    for row, ((text, linkage), group) in zip(axes, rows):
+        space = " of the PCA space" if (group["space"] == "pca").all() else ""
+        for ax, (layer, state) in zip(row, views):
+            view = group[(group["layer"] == layer) & (group["state"] == state)]
+            for model in models:
+                line = view[view["model"] == model].sort_values("lag")
+                if line.empty or not np.isfinite(line["kappa"]).any():
+                    continue
+                lag, colour = line["lag"].to_numpy(), colours[model]
+                scale = 1.0 - line["chance"].to_numpy()  # the word baseline's spread in units of agreement
+                band = CHANCE_Z * line["word_same_sd"].to_numpy() / scale
+                word = line["word_kappa"].to_numpy()
+                ax.fill_between(lag, word - band, word + band, color=colour, alpha=0.15, linewidth=0)
+                ax.plot(lag, word, color=colour, linewidth=1.0, linestyle="--")
+                ax.plot(lag, line["kappa"].to_numpy(), color=colour, linewidth=1.6, label=model)
+            ax.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
+            ax.set_xscale("log")
+            ax.set_title(f"{text}, {linkage}{space}: L{layer} {state}", fontsize=9)
+            if ax is row[0]:
+                ax.set_ylabel("same cluster, beyond chance")
+            if row is axes[-1]:
+                ax.set_xlabel("tokens apart (lag)")
+    handles = [plt.Line2D([], [], color=colours[m], linewidth=1.6, label=m) for m in models]
+    handles += [plt.Line2D([], [], color="0.4", linewidth=1.6, label="clusters"),
+                plt.Line2D([], [], color="0.4", linewidth=1.0, linestyle="--",
+                           label="each word's labels shuffled (± 1.96 sd)")]
+    axes[0, -1].legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
+    fig.suptitle(figure_title(fig, "How far the clusters reach along the text: the share of token pairs that many "
+                              "tokens apart in one cluster, as agreement beyond chance ((share - chance) / (1 - "
+                              "chance); 0 = labels shuffled, 1 = every pair in one cluster)", 10), fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, png, svg, dpi=dpi)

@@ -10,6 +10,12 @@ word's labels shuffled among that word's own tokens (same text, same clusters pe
 word), so ``word_contiguity_ratio`` > 1 says that the spans are more than what the
 words alone make of them: clusters largely follow the word read, and a text repeats
 words in runs ("= = =", a blank line's "<eos> <eos>").
+
+Contiguity by lag (:func:`contiguity_by_lag`) asks how far a cluster reaches: the share
+of token pairs ``lag`` tokens apart that share a cluster, for every lag up to
+``cluster.max_lag``, against the same two baselines, as agreement beyond chance (0 =
+the shuffled labels', 1 = every pair in one cluster). Its lag 1 is the run length's
+measure: mean run length = n / (1 + (n - 1) (1 - share at lag 1)).
 """
 from __future__ import annotations
 
@@ -97,11 +103,9 @@ def shuffled_run_length(labels: np.ndarray, shuffles: int, seed: int) -> tuple[f
     return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
 
 
-def word_shuffled_run_length(labels: np.ndarray, words: np.ndarray, shuffles: int,
-                             seed: int) -> tuple[float, float]:
-    """Mean and standard deviation of ``mean_run_length`` over ``shuffles`` orders of the labels in which each
-    word's labels are shuffled among the tokens of that word (``words``, one per label): the text and the clusters
-    of each word stay; only which of a word's tokens falls in which of its clusters is random."""
+def _word_shuffles(labels: np.ndarray, words: np.ndarray, shuffles: int, seed: int):
+    """``shuffles`` orders of ``labels`` in which each word's labels are shuffled among the tokens of that word
+    (``words``, one per label), one after another in the same array (use each before taking the next)."""
     if shuffles < 1:
         raise ValueError(f"shuffles={shuffles}: must be at least 1")
     labels = np.asarray(labels)
@@ -111,11 +115,28 @@ def word_shuffled_run_length(labels: np.ndarray, words: np.ndarray, shuffles: in
     by_word = np.argsort(codes, kind="stable")  # positions grouped by word
     rng = np.random.default_rng(seed)
     shuffled = np.empty_like(labels)
-    values = np.empty(int(shuffles))
-    for i in range(int(shuffles)):
+    for _ in range(int(shuffles)):
         shuffled[by_word] = labels[np.lexsort((rng.random(len(codes)), codes))]  # grouped by word, random within
-        values[i] = mean_run_length(shuffled)
+        yield shuffled
+
+
+def word_shuffled_run_length(labels: np.ndarray, words: np.ndarray, shuffles: int,
+                             seed: int) -> tuple[float, float]:
+    """Mean and standard deviation of ``mean_run_length`` over ``shuffles`` orders of the labels in which each
+    word's labels are shuffled among the tokens of that word (``words``, one per label): the text and the clusters
+    of each word stay; only which of a word's tokens falls in which of its clusters is random."""
+    values = np.array([mean_run_length(s) for s in _word_shuffles(labels, words, shuffles, seed)])
     return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
+
+
+def chance_same(labels: np.ndarray) -> float:
+    """The probability that two tokens at any distance share a cluster when the labels are in uniformly random
+    order (closed form: the sum over clusters of n_k (n_k - 1) / (n (n - 1)))."""
+    n = len(labels)
+    if n < 2:
+        raise ValueError(f"{n} label{'s' * (n != 1)}: a pair needs two")
+    counts = np.bincount(pd.factorize(np.asarray(labels))[0]).astype(np.float64)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
 def expected_runs(labels: np.ndarray) -> float:
@@ -123,9 +144,57 @@ def expected_runs(labels: np.ndarray) -> float:
     n = len(labels)
     if n < 2:
         return float(n)
-    counts = np.bincount(pd.factorize(np.asarray(labels))[0]).astype(np.float64)
-    p_same = float((counts * (counts - 1)).sum() / (n * (n - 1)))
-    return 1.0 + (n - 1) * (1.0 - p_same)
+    return 1.0 + (n - 1) * (1.0 - chance_same(labels))
+
+
+def _same_count(labels: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """For each lag, how many token pairs that far apart along the text (t, t + lag) are in one cluster."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    return np.array([np.count_nonzero(labels[:n - lag] == labels[lag:]) for lag in lags], dtype=np.int64)
+
+
+def same_share(labels: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """For each lag, the share of the token pairs that far apart along the text (t, t + lag) in one cluster."""
+    lags = np.asarray(lags)
+    return _same_count(labels, lags) / (len(labels) - lags)
+
+
+def _beyond_chance(share: np.ndarray, chance: float) -> np.ndarray:
+    """(share - chance) / (1 - chance): 0 = chance, 1 = every pair in one cluster (NaN where chance is 1)."""
+    if chance >= 1.0:
+        return np.full(np.shape(share), np.nan)
+    return (share - chance) / (1.0 - chance)
+
+
+def contiguity_by_lag(labels: np.ndarray, words: np.ndarray, max_lag: int, shuffles: int = 100,
+                      seed: int = 0) -> pd.DataFrame:
+    """How far along the text a cluster reaches: for every lag 1 ... ``max_lag`` (at most the tokens less one), the
+    share of token pairs that far apart in one cluster (``same``), against two baselines: uniformly shuffled labels
+    (``chance``, exact: the same at every lag) and each word's labels shuffled among that word's tokens
+    (``word_same``, mean and standard deviation over ``shuffles`` orders; the orders of
+    :func:`word_shuffled_run_length` with the same seed), each also as agreement beyond chance,
+    (share - chance) / (1 - chance): ``kappa`` and ``word_kappa``. ``word_z``: how many of the word baseline's
+    standard deviations ``same`` lies above it (NaN where they do not vary). ``labels`` and ``words`` in text
+    order, one per token."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if max_lag < 1:
+        raise ValueError(f"max_lag={max_lag}: must be at least 1")
+    if shuffles < 2:
+        raise ValueError(f"shuffles={shuffles}: must be at least 2 (their spread is the scale of word_z)")
+    chance = chance_same(labels)
+    lags = np.arange(1, min(int(max_lag), n - 1) + 1)
+    pairs = n - lags
+    same = _same_count(labels, lags) / pairs
+    # counted as whole numbers, so shuffles that all count alike have a spread of exactly 0
+    word = np.stack([_same_count(s, lags) for s in _word_shuffles(labels, words, shuffles, seed)])
+    word_same, word_sd = word.mean(axis=0) / pairs, word.std(axis=0, ddof=1) / pairs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        word_z = np.where(word_sd > 0, (same - word_same) / np.where(word_sd > 0, word_sd, 1.0), np.nan)
+    return pd.DataFrame({"lag": lags, "pairs": pairs, "same": same, "chance": chance,
+                         "kappa": _beyond_chance(same, chance), "word_same": word_same, "word_same_sd": word_sd,
+                         "word_kappa": _beyond_chance(word_same, chance), "word_z": word_z})
 
 
 def _cluster_words(members: list[str], text_counts: Counter, k: int
@@ -225,6 +294,24 @@ def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) 
     }
 
 
+def _read_partitions(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], space: str
+                     ) -> dict[tuple[int, str, str], pd.DataFrame]:
+    """The cluster tables of one model's text, in the thesis's order of views, each holding the same tokens and
+    clusters of ``space`` (``cluster.space``), else a ValueError names the file."""
+    from .cluster import MAP_CLUSTER, SPACES, read_clusters
+
+    if space not in SPACES:
+        raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
+    ordered = dict(sorted(cluster_files.items(), key=_thesis_order))
+    # one model's text: every view and linkage holds the same tokens, or the measures compare other texts
+    tables = read_same_tokens(ordered, read_clusters)
+    for key, table in tables.items():
+        if (MAP_CLUSTER in table.columns) != (space == "pca"):
+            raise ValueError(f"{ordered[key]}: {'holds' if space == 'map' else 'lacks'} the column {MAP_CLUSTER}, so "
+                             f"it is not a table of clusters of the {'map' if space == 'map' else 'PCA space'}")
+    return tables
+
+
 def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], model: str, text: str,
                      top_words: int = 10, shuffles: int = 100, seed: int = 0, space: str = "map"
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -234,19 +321,10 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
     (``cluster.space``). Tables of the PCA space also hold the map's clusters: ``map_ari`` is the adjusted Rand
     index between the two partitions (1 = the same, about 0 = no more alike than chance).
     """
-    from .cluster import MAP_CLUSTER, SPACES, read_clusters
+    from .cluster import MAP_CLUSTER
 
-    if space not in SPACES:
-        raise ValueError(f"cluster space {space!r}: choose one of {', '.join(SPACES)}")
     per_cluster, per_partition = [], []
-    ordered = dict(sorted(cluster_files.items(), key=_thesis_order))
-    # one model's text: every view and linkage holds the same tokens, or the measures compare other texts
-    tables = read_same_tokens(ordered, read_clusters)
-    for (layer, state, linkage), table in tables.items():
-        path = ordered[(layer, state, linkage)]
-        if (MAP_CLUSTER in table.columns) != (space == "pca"):
-            raise ValueError(f"{path}: {'holds' if space == 'map' else 'lacks'} the column {MAP_CLUSTER}, so it "
-                             f"is not a table of clusters of the {'map' if space == 'map' else 'PCA space'}")
+    for (layer, state, linkage), table in _read_partitions(cluster_files, space).items():
         key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage}
         clusters = cluster_table(table, top_words=top_words)
         for name, value in reversed(key.items()):
@@ -259,6 +337,22 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
             row["map_ari"] = float(adjusted_rand_score(table[MAP_CLUSTER], table["cluster"]))
         per_partition.append(row)
     return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)
+
+
+def lag_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], model: str, text: str,
+                 max_lag: int, shuffles: int = 100, seed: int = 0, space: str = "map") -> pd.DataFrame:
+    """:func:`contiguity_by_lag` of every layer x state x linkage of one model's text (``cluster_files`` as for
+    :func:`cluster_measures`), one under the other with the view's key."""
+    frames = []
+    for (layer, state, linkage), table in _read_partitions(cluster_files, space).items():
+        table = table.sort_values("position", kind="stable")
+        lags = contiguity_by_lag(table["cluster"].to_numpy(), table["word"].astype(str).to_numpy(), max_lag,
+                                 shuffles=shuffles, seed=seed)
+        key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage, "space": space}
+        for name, value in reversed(key.items()):
+            lags.insert(0, name, value)
+        frames.append(lags)
+    return pd.concat(frames, ignore_index=True)
 
 
 MEASURE_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "points", "clusters", "contiguity_ratio",
@@ -276,6 +370,21 @@ def read_measures(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
     return read_tables(paths, MEASURE_COLUMNS, MEASURE_NUMBERS, "cluster measures table", ValueError,
                        whole=("layer", "points", "clusters"), may_be_empty=MAY_BE_EMPTY)
+
+
+LAG_COLUMNS = ["model", "text", "layer", "state", "linkage", "space", "lag", "pairs", "same", "chance", "kappa",
+               "word_same", "word_same_sd", "word_kappa", "word_z"]
+LAG_NUMBERS = ["layer", "lag", "pairs", "same", "chance", "word_same", "word_same_sd", "kappa", "word_kappa", "word_z"]
+LAG_MAY_BE_EMPTY = ("kappa", "word_kappa", "word_z")  # one cluster (no kappa); a word baseline that does not vary
+
+
+def read_lag_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The tables of :func:`lag_measures` (one per model and text), one under the other, each checked as
+    :func:`read_measures` checks its tables (a ValueError names the file, and the column and line)."""
+    from .checked_files import read_tables
+
+    return read_tables(paths, LAG_COLUMNS, LAG_NUMBERS, "contiguity-by-lag table", ValueError,
+                       whole=("layer", "lag", "pairs"), may_be_empty=LAG_MAY_BE_EMPTY)
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -1,0 +1,17 @@
+"""Rule cluster_lags: contiguity by lag (how far along the text a cluster reaches) of one model's text."""
+from lstmscope.cluster import keyed_tables
+from lstmscope.cluster_measures import lag_measures, write_csv
+from lstmscope.joblog import job_log
+from lstmscope.provenance import record_tables
+
+with job_log(snakemake.log[0], "cluster_lags") as log:  # noqa: F821
+    p = snakemake.params  # noqa: F821
+    tables = keyed_tables(list(snakemake.input.tables), p.views)  # noqa: F821
+    lags = lag_measures(tables, p.model, p.text, p.max_lag, shuffles=p.shuffles, seed=p.seed, space=p.space)
+    write_csv(lags, snakemake.output[0])  # noqa: F821
+    for (layer, state, linkage), view in lags.groupby(["layer", "state", "linkage"], sort=False):
+        ends = view.iloc[[0, -1]]
+        log.info("layer %s %s %s: same cluster beyond chance %.3f at lag 1, %.3f at lag %d (each word's labels "
+                 "shuffled: %.3f, %.3f)", layer, state, linkage, ends["kappa"].iloc[0], ends["kappa"].iloc[1],
+                 ends["lag"].iloc[1], ends["word_kappa"].iloc[0], ends["word_kappa"].iloc[1])
+    record_tables(snakemake)  # noqa: F821  (the CSV's provenance, beside it)
