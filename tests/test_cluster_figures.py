@@ -654,6 +654,8 @@ def test_contiguity_by_lag_figure_draws_every_model_and_view_once(tmp_path, monk
                             & (lags.state == state)]
                 assert ln.get_xdata().tolist() == list(range(1, 31))
                 assert np.allclose(ln.get_ydata(), view["kappa"]) and ax.get_xscale() == "log"
+    assert [ax.get_xlabel() for ax in axes.flat] == [""] * 4 + ["tokens apart (lag)"] * 4  # under the last row
+    assert [axes[1, 0].xaxis.get_major_formatter()(v, 0) for v in (1, 10, 100)] == ["1", "10", "100"]
     legend = [t.get_text() for t in axes[0, -1].get_legend().get_texts()]
     assert legend == ["d0.0_r0", "d0.8_r0", "clusters", "each word's labels shuffled (± 1.96 sd)"]
     monkeypatch.undo()

@@ -13,7 +13,7 @@ import pytest
 from embedding_data import real_cluster_tables
 from lstmscope.cluster import read_clusters
 from lstmscope.cluster_measures import (chance_same, cluster_measures, cluster_table, contiguity_by_lag, lag_measures,
-                                        read_lag_tables, read_measures, expected_runs, mean_run_length,
+                                        lag_reach, read_lag_tables, read_measures, expected_runs, mean_run_length,
                                         partition_measures, runs, same_share, shuffled_run_length, top_words_html,
                                         word_class, word_shuffled_run_length)
 
@@ -389,3 +389,13 @@ def test_lag_measures_of_real_clusters_agree_with_the_run_length(tables, tmp_pat
     lags.drop(columns="kappa").to_csv(path, index=False)
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: missing columns kappa$"):
         read_lag_tables([path])
+
+
+def test_the_reach_counts_the_lags_beyond_the_word_baseline_from_lag_1_on():
+    view = pd.DataFrame({"lag": [3, 1, 2, 4, 5], "word_z": [1.0, 5.0, 2.5, 9.0, np.nan]})  # in any row order
+    assert lag_reach(view) == 2  # lags 1 and 2; lag 3 falls short, so lag 4 no longer counts
+    assert lag_reach(view.assign(word_z=[2.0, 5.0, 2.5, 9.0, 3.0])) == 5
+    assert lag_reach(view.assign(word_z=[2.0, np.nan, 2.5, 9.0, 3.0])) == 0  # no spread at lag 1: not beyond it
+    assert lag_reach(view, z=0.5) == 4
+    with pytest.raises(ValueError, match=r"^the lags of one view, 1, 2, 3 \.\.\. without gaps, are needed$"):
+        lag_reach(view[view.lag != 2])

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import offset_copy
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
@@ -497,7 +498,7 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
     colours = {model: cmap(k / max(1, len(models) - 1)) for k, model in enumerate(models)}
     fig, axes = plt.subplots(len(rows), len(views), figsize=(3.2 * len(views) + 1.0, 0.8 + 2.9 * len(rows)),
                              squeeze=False, sharey="row", sharex=True)
-    for row, ((text, linkage), group) in zip(axes, rows):
+    for r, (row, ((text, linkage), group)) in enumerate(zip(axes, rows)):
         space = " of the PCA space" if (group["space"] == "pca").all() else ""
         for ax, (layer, state) in zip(row, views):
             view = group[(group["layer"] == layer) & (group["state"] == state)]
@@ -514,10 +515,11 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
                 ax.plot(lag, line["kappa"].to_numpy(), color=colour, linewidth=1.6, label=model)
             ax.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100: lags, not powers
             ax.set_title(f"{text}, {linkage}{space}: L{layer} {state}", fontsize=9)
             if ax is row[0]:
                 ax.set_ylabel("same cluster, beyond chance")
-            if row is axes[-1]:
+            if r == len(rows) - 1:
                 ax.set_xlabel("tokens apart (lag)")
     handles = [plt.Line2D([], [], color=colours[m], linewidth=1.6, label=m) for m in models]
     handles += [plt.Line2D([], [], color="0.4", linewidth=1.6, label="clusters"),

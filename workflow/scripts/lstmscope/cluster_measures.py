@@ -339,6 +339,17 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
     return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)
 
 
+def lag_reach(lags: pd.DataFrame, z: float = 1.96) -> int:
+    """How far one view's clusters reach beyond what the words alone make of them: the number of lags from 1 on, in
+    a row, at which ``same`` lies at least ``z`` of the word baseline's standard deviations above it (``word_z``;
+    one view's rows of :func:`contiguity_by_lag`). 0 where lag 1 does not."""
+    lags = lags.sort_values("lag")
+    if lags["lag"].tolist() != list(range(1, len(lags) + 1)):
+        raise ValueError("the lags of one view, 1, 2, 3 ... without gaps, are needed")
+    beyond = (lags["word_z"] >= z).to_numpy()  # NaN (no spread) is not beyond
+    return int(len(beyond) if beyond.all() else np.argmin(beyond))
+
+
 def lag_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], model: str, text: str,
                  max_lag: int, shuffles: int = 100, seed: int = 0, space: str = "map") -> pd.DataFrame:
     """:func:`contiguity_by_lag` of every layer x state x linkage of one model's text (``cluster_files`` as for
