@@ -641,7 +641,8 @@ def test_contiguity_by_lag_figure_draws_every_model_and_view_once(tmp_path, monk
     axes = np.array(kept[0].axes).reshape(2, 4)
     titles = [[ax.get_title() for ax in row] for row in axes]
     views = ((1, "h"), (1, "c"), (2, "h"), (2, "c"))
-    assert titles == [[f"test, {linkage}: L{layer} {state}" for layer, state in views] for linkage in ("single", "ward")]
+    assert titles == [[f"test, {linkage}: L{layer} {state}" for layer, state in views]
+                      for linkage in ("single", "ward")]
     for row, linkage in zip(axes, ("single", "ward")):
         for ax in row:
             layer, state = int(ax.get_title()[-3]), ax.get_title()[-1]
@@ -654,6 +655,14 @@ def test_contiguity_by_lag_figure_draws_every_model_and_view_once(tmp_path, monk
                             & (lags.state == state)]
                 assert ln.get_xdata().tolist() == list(range(1, 31))
                 assert np.allclose(ln.get_ydata(), view["kappa"]) and ax.get_xscale() == "log"
+            for ln, band, model in zip(dashed, ax.collections, drawn):  # each word baseline in its band of 1.96 sd
+                view = lags[(lags.model == model) & (lags.linkage == linkage) & (lags.layer == layer)
+                            & (lags.state == state)]
+                assert np.allclose(ln.get_ydata(), view["word_kappa"])
+                half = 1.96 * view["word_same_sd"] / (1 - view["chance"])
+                y = band.get_paths()[0].vertices[:, 1]
+                assert y.max() == pytest.approx((view["word_kappa"] + half).max())
+                assert y.min() == pytest.approx((view["word_kappa"] - half).min())
     assert [ax.get_xlabel() for ax in axes.flat] == [""] * 4 + ["tokens apart (lag)"] * 4  # under the last row
     assert [axes[1, 0].xaxis.get_major_formatter()(v, 0) for v in (1, 10, 100)] == ["1", "10", "100"]
     legend = [t.get_text() for t in axes[0, -1].get_legend().get_texts()]

@@ -15,7 +15,7 @@ from lstmscope.cluster import read_clusters
 from lstmscope.cluster_measures import (chance_same, cluster_measures, cluster_table, contiguity_by_lag, lag_measures,
                                         lag_reach, read_lag_tables, read_measures, expected_runs, mean_run_length,
                                         partition_measures, runs, same_share, shuffled_run_length, top_words_html,
-                                        word_class, word_shuffled_run_length)
+                                        word_class, word_shuffled_run_length, word_shuffles)
 
 
 @pytest.fixture(scope="module")
@@ -399,3 +399,57 @@ def test_the_reach_counts_the_lags_beyond_the_word_baseline_from_lag_1_on():
     assert lag_reach(view, z=0.5) == 4
     with pytest.raises(ValueError, match=r"^the lags of one view, 1, 2, 3 \.\.\. without gaps, are needed$"):
         lag_reach(view[view.lag != 2])
+
+
+def test_the_word_baseline_by_lag_is_the_mean_and_spread_of_word_shuffles():
+    """Word "a" is read twice, in clusters 0 and 1; every other word once: each shuffle either keeps [0, 0, 1, 1]
+    (lag 1: 2 of 3 pairs alike; lag 3: 0 of 1) or swaps a's labels, [1, 0, 0, 1] (1 of 3; 1 of 1). So the
+    baseline at lag 1 is (2 - swapped share) / 3 and its spread that of a coin, about 0.5 / 3 (a standard deviation
+    over the shuffles, not the standard error of their mean)."""
+    labels, words = np.array([0, 0, 1, 1]), np.array(["a", "x", "a", "y"])
+    orders = [s.tolist() for s in word_shuffles(labels, words, 400, seed=5)]
+    assert set(map(tuple, orders)) == {(0, 0, 1, 1), (1, 0, 0, 1)}
+    swapped = np.array([o == [1, 0, 0, 1] for o in orders], dtype=float)
+    assert 0.4 < swapped.mean() < 0.6
+    lags = contiguity_by_lag(labels, words, max_lag=3, shuffles=400, seed=5).set_index("lag")
+    assert lags.loc[1, "word_same"] == pytest.approx((2 - swapped.mean()) / 3)
+    spread = lags.loc[1, "word_same_sd"]
+    assert spread == pytest.approx(swapped.std(ddof=1) / 3) and 0.16 < spread < 0.17
+    assert lags.loc[3, "word_same"] == pytest.approx(swapped.mean()) and lags.loc[2, "word_same_sd"] == 0
+    assert lags.loc[1, "word_z"] == pytest.approx((2 / 3 - lags.loc[1, "word_same"]) / lags.loc[1, "word_same_sd"])
+
+
+def test_both_word_baselines_read_the_same_shuffles(tables):
+    """word_shuffled_run_length and contiguity_by_lag's word baseline take the same orders from one seed: the run
+    length of each order, n / (1 + (n - 1)(1 - share at lag 1)), averages to the former; their shares to the latter."""
+    table = read_clusters(tables[(2, "c", "ward")]).sort_values("position")
+    labels, words = table["cluster"].to_numpy(), table["word"].astype(str).to_numpy()
+    n = len(labels)
+    shares = np.array([same_share(order, range(1, 11)) for order in word_shuffles(labels, words, 30, seed=7)])
+    assert np.mean(n / (1 + (n - 1) * (1 - shares[:, 0]))) == pytest.approx(
+        word_shuffled_run_length(labels, words, 30, seed=7)[0], rel=1e-12)
+    lags = contiguity_by_lag(labels, words, max_lag=10, shuffles=30, seed=7)
+    assert np.allclose(lags["word_same"], shares.mean(axis=0), rtol=1e-12)
+    assert np.allclose(lags["word_same_sd"], shares.std(axis=0, ddof=1), rtol=1e-9)
+    orders = word_shuffles(labels, words, 3, seed=7)
+    assert next(orders) is not next(orders)  # each order an array of its own
+    with pytest.raises(ValueError, match="^3 labels but 2 words$"):
+        word_shuffles(labels[:3], words[:2], 3, seed=7)  # refused at the call, not at the first order
+
+
+def test_same_share_takes_a_lag_or_lags_that_have_pairs():
+    labels = np.array([1, 1, 2, 1])
+    assert same_share(labels, 2).tolist() == [0.5] and same_share(labels, [3]).tolist() == [1.0]
+    for lag in (0, 4, -1):
+        with pytest.raises(ValueError, match=rf"^lag {lag}: 4 labels have pairs 1 to 3 apart$"):
+            same_share(labels, [1, lag])
+
+
+def test_a_lag_table_holds_each_lag_of_a_view_once(tables, tmp_path):
+    lags = lag_measures(tables, "d0.0_r0", "test", max_lag=5, shuffles=3, seed=0)
+    path = tmp_path / "twice.csv"
+    pd.concat([lags, lags.iloc[[7]]], ignore_index=True).to_csv(path, index=False)
+    r = lags.iloc[7]
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: line {len(lags) + 2} repeats layer {r['layer']} "
+                                         rf"{r['state']} {r['linkage']} lag {r['lag']}$"):
+        read_lag_tables([path])

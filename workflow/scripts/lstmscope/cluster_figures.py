@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import offset_copy
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
-from .cluster_measures import runs
+from .cluster_measures import BEYOND_Z, runs
 from .figures import figure_title, plt, save_figure, text_width_pt
 from .wikitext import HEADING_SETTLE, passage_avoid
 from .points import view_order
@@ -406,7 +406,7 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     save_figure(fig, png, svg, dpi=dpi)
 
 
-CHANCE_Z = 1.96  # a contiguity this close to the shuffled labels' (in their standard deviations) is drawn hollow
+CHANCE_Z = BEYOND_Z  # a contiguity this close to the shuffled labels' (in their standard deviations) is drawn hollow
 
 
 #: The rows of the contiguity figure: (ratio column, z column, what the labels were shuffled as).
@@ -495,7 +495,8 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
     views = sorted({(int(layer), state) for layer, state in zip(lags["layer"], lags["state"])}, key=view_order)
     models = list(dict.fromkeys(lags["model"]))  # as the table lists them: by dropout, then replicate
     cmap = plt.get_cmap("viridis")
-    colours = {model: cmap(k / max(1, len(models) - 1)) for k, model in enumerate(models)}
+    # viridis but its light end (a pale yellow line and band on white): 0 ... 0.8 of it
+    colours = {model: cmap(0.8 * k / max(1, len(models) - 1)) for k, model in enumerate(models)}
     fig, axes = plt.subplots(len(rows), len(views), figsize=(3.2 * len(views) + 1.0, 0.8 + 2.9 * len(rows)),
                              squeeze=False, sharey="row", sharex=True)
     for r, (row, ((text, linkage), group)) in enumerate(zip(axes, rows)):
@@ -510,9 +511,11 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
                 scale = 1.0 - line["chance"].to_numpy()  # the word baseline's spread in units of agreement
                 band = CHANCE_Z * line["word_same_sd"].to_numpy() / scale
                 word = line["word_kappa"].to_numpy()
+                marker = "o" if len(lag) < 10 else None  # a line of one lag is a point, drawn only as a marker
                 ax.fill_between(lag, word - band, word + band, color=colour, alpha=0.15, linewidth=0)
-                ax.plot(lag, word, color=colour, linewidth=1.0, linestyle="--")
-                ax.plot(lag, line["kappa"].to_numpy(), color=colour, linewidth=1.6, label=model)
+                ax.plot(lag, word, color=colour, linewidth=1.0, linestyle="--", marker=marker, markersize=3)
+                ax.plot(lag, line["kappa"].to_numpy(), color=colour, linewidth=1.6, label=model, marker=marker,
+                        markersize=4)
             ax.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100: lags, not powers
@@ -524,7 +527,7 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
     handles = [plt.Line2D([], [], color=colours[m], linewidth=1.6, label=m) for m in models]
     handles += [plt.Line2D([], [], color="0.4", linewidth=1.6, label="clusters"),
                 plt.Line2D([], [], color="0.4", linewidth=1.0, linestyle="--",
-                           label="each word's labels shuffled (± 1.96 sd)")]
+                           label=f"each word's labels shuffled (± {CHANCE_Z:g} sd)")]
     axes[0, -1].legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
     fig.suptitle(figure_title(fig, "How far the clusters reach along the text: the share of token pairs that many "
                               "tokens apart in one cluster, as agreement beyond chance ((share - chance) / (1 - "

@@ -23,7 +23,7 @@ import html
 import os
 import re
 from collections import Counter
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -103,21 +103,26 @@ def shuffled_run_length(labels: np.ndarray, shuffles: int, seed: int) -> tuple[f
     return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
 
 
-def _word_shuffles(labels: np.ndarray, words: np.ndarray, shuffles: int, seed: int):
+def word_shuffles(labels: np.ndarray, words: np.ndarray, shuffles: int, seed: int) -> Iterator[np.ndarray]:
     """``shuffles`` orders of ``labels`` in which each word's labels are shuffled among the tokens of that word
-    (``words``, one per label), one after another in the same array (use each before taking the next)."""
+    (``words``, one per label), each a new array; the same seed gives the same orders (both word baselines, the
+    run length's and the contiguity by lag's, take theirs from here). The arguments are checked at the call."""
     if shuffles < 1:
         raise ValueError(f"shuffles={shuffles}: must be at least 1")
     labels = np.asarray(labels)
     codes = pd.factorize(np.asarray(words))[0]
     if len(codes) != len(labels):
         raise ValueError(f"{len(labels)} labels but {len(codes)} words")
-    by_word = np.argsort(codes, kind="stable")  # positions grouped by word
-    rng = np.random.default_rng(seed)
-    shuffled = np.empty_like(labels)
-    for _ in range(int(shuffles)):
-        shuffled[by_word] = labels[np.lexsort((rng.random(len(codes)), codes))]  # grouped by word, random within
-        yield shuffled
+
+    def orders() -> Iterator[np.ndarray]:
+        by_word = np.argsort(codes, kind="stable")  # positions grouped by word
+        rng = np.random.default_rng(seed)
+        for _ in range(int(shuffles)):
+            shuffled = np.empty_like(labels)
+            shuffled[by_word] = labels[np.lexsort((rng.random(len(codes)), codes))]  # grouped by word, random within
+            yield shuffled
+
+    return orders()
 
 
 def word_shuffled_run_length(labels: np.ndarray, words: np.ndarray, shuffles: int,
@@ -125,7 +130,7 @@ def word_shuffled_run_length(labels: np.ndarray, words: np.ndarray, shuffles: in
     """Mean and standard deviation of ``mean_run_length`` over ``shuffles`` orders of the labels in which each
     word's labels are shuffled among the tokens of that word (``words``, one per label): the text and the clusters
     of each word stay; only which of a word's tokens falls in which of its clusters is random."""
-    values = np.array([mean_run_length(s) for s in _word_shuffles(labels, words, shuffles, seed)])
+    values = np.array([mean_run_length(s) for s in word_shuffles(labels, words, shuffles, seed)])
     return float(values.mean()), float(values.std(ddof=1) if shuffles > 1 else 0.0)
 
 
@@ -154,10 +159,14 @@ def _same_count(labels: np.ndarray, lags: np.ndarray) -> np.ndarray:
     return np.array([np.count_nonzero(labels[:n - lag] == labels[lag:]) for lag in lags], dtype=np.int64)
 
 
-def same_share(labels: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """For each lag, the share of the token pairs that far apart along the text (t, t + lag) in one cluster."""
-    lags = np.asarray(lags)
-    return _same_count(labels, lags) / (len(labels) - lags)
+def same_share(labels: np.ndarray, lags: int | Sequence[int]) -> np.ndarray:
+    """For each lag (1 ... tokens - 1), the share of the token pairs that far apart along the text (t, t + lag) in
+    one cluster."""
+    lags, n = np.atleast_1d(np.asarray(lags)), len(labels)
+    outside = lags[(lags < 1) | (lags > n - 1)]
+    if outside.size:
+        raise ValueError(f"lag {outside[0]}: {n} labels have pairs 1 to {n - 1} apart")
+    return _same_count(labels, lags) / (n - lags)
 
 
 def _beyond_chance(share: np.ndarray, chance: float) -> np.ndarray:
@@ -188,7 +197,7 @@ def contiguity_by_lag(labels: np.ndarray, words: np.ndarray, max_lag: int, shuff
     pairs = n - lags
     same = _same_count(labels, lags) / pairs
     # counted as whole numbers, so shuffles that all count alike have a spread of exactly 0
-    word = np.stack([_same_count(s, lags) for s in _word_shuffles(labels, words, shuffles, seed)])
+    word = np.stack([_same_count(s, lags) for s in word_shuffles(labels, words, shuffles, seed)])
     word_same, word_sd = word.mean(axis=0) / pairs, word.std(axis=0, ddof=1) / pairs
     with np.errstate(divide="ignore", invalid="ignore"):
         word_z = np.where(word_sd > 0, (same - word_same) / np.where(word_sd > 0, word_sd, 1.0), np.nan)
@@ -339,7 +348,10 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
     return pd.concat(per_cluster, ignore_index=True), pd.DataFrame(per_partition)
 
 
-def lag_reach(lags: pd.DataFrame, z: float = 1.96) -> int:
+BEYOND_Z = 1.96  # a value this many of its baseline's standard deviations away is beyond the baseline's spread
+
+
+def lag_reach(lags: pd.DataFrame, z: float = BEYOND_Z) -> int:
     """How far one view's clusters reach beyond what the words alone make of them: the number of lags from 1 on, in
     a row, at which ``same`` lies at least ``z`` of the word baseline's standard deviations above it (``word_z``;
     one view's rows of :func:`contiguity_by_lag`). 0 where lag 1 does not."""
@@ -391,11 +403,23 @@ LAG_MAY_BE_EMPTY = ("kappa", "word_kappa", "word_z")  # one cluster (no kappa); 
 
 def read_lag_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """The tables of :func:`lag_measures` (one per model and text), one under the other, each checked as
-    :func:`read_measures` checks its tables (a ValueError names the file, and the column and line)."""
+    :func:`read_measures` checks its tables, and holding each lag of a view once (a ValueError names the file, and
+    the column and line)."""
     from .checked_files import read_tables
 
-    return read_tables(paths, LAG_COLUMNS, LAG_NUMBERS, "contiguity-by-lag table", ValueError,
-                       whole=("layer", "lag", "pairs"), may_be_empty=LAG_MAY_BE_EMPTY)
+    frames = []
+    for path in paths:
+        table = read_tables([path], LAG_COLUMNS, LAG_NUMBERS, "contiguity-by-lag table", ValueError,
+                            whole=("layer", "lag", "pairs"), may_be_empty=LAG_MAY_BE_EMPTY)
+        twice = table.duplicated(["layer", "state", "linkage", "lag"]).to_numpy()
+        if twice.any():
+            r = table.iloc[int(np.argmax(twice))]
+            raise ValueError(f"{path}: line {int(np.argmax(twice)) + 2} repeats layer {r['layer']} {r['state']} "
+                             f"{r['linkage']} lag {r['lag']}")
+        frames.append(table)
+    if not frames:
+        raise ValueError("no contiguity-by-lag tables given")
+    return pd.concat(frames, ignore_index=True)
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
