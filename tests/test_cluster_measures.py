@@ -13,7 +13,7 @@ import pytest
 from embedding_data import real_cluster_tables
 from lstmscope.cluster import read_clusters
 from lstmscope.cluster_measures import (chance_same, cluster_measures, cluster_table, contiguity_by_lag, lag_measures,
-                                        lag_reach, read_lag_tables, read_measures, expected_runs, mean_run_length,
+                                        lag_reach, reach_of, read_lag_tables, read_measures, expected_runs, mean_run_length,
                                         partition_measures, runs, same_share, shuffled_run_length, top_words_html,
                                         word_class, word_shuffled_run_length, word_shuffles)
 
@@ -453,3 +453,12 @@ def test_a_lag_table_holds_each_lag_of_a_view_once(tables, tmp_path):
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: line {len(lags) + 2} repeats layer {r['layer']} "
                                          rf"{r['state']} {r['linkage']} lag {r['lag']}$"):
         read_lag_tables([path])
+
+
+def test_the_reach_needs_no_longest_lag():
+    """Ten spans of 100 tokens, each word of its own span: pairs stay in one span well beyond 16 lags, so reach_of
+    takes lags 16, 32, 64 ... at a time; it gives what lag_reach gives over every lag the tokens have."""
+    blocks = np.repeat(np.arange(10), 100)
+    words = np.array(["a", "b"] * 500)  # two words on every span: each word's shuffles scatter the spans
+    every = lag_reach(contiguity_by_lag(blocks, words, max_lag=999, shuffles=20, seed=4))
+    assert 16 < every < 999 and reach_of(blocks, words, shuffles=20, seed=4) == every

@@ -362,6 +362,20 @@ def lag_reach(lags: pd.DataFrame, z: float = BEYOND_Z) -> int:
     return int(len(beyond) if beyond.all() else np.argmin(beyond))
 
 
+def reach_of(labels: np.ndarray, words: np.ndarray, shuffles: int = 100, seed: int = 0) -> int:
+    """:func:`lag_reach` of one clustering (``labels`` and ``words`` in text order) at every lag it needs: lags are
+    taken 16, 32, 64 ... at a time until one falls short (or the tokens end), so the reach is not capped by a
+    ``max_lag``; the same as :func:`lag_reach` of :func:`contiguity_by_lag` with the same shuffles and seed wherever
+    that is below its ``max_lag`` (each lag's numbers do not depend on how many lags are computed)."""
+    n, max_lag = len(labels), 16
+    while True:
+        lags = contiguity_by_lag(labels, words, max_lag, shuffles=shuffles, seed=seed)
+        reach = lag_reach(lags)
+        if reach < len(lags) or len(lags) == n - 1:
+            return reach
+        max_lag *= 2
+
+
 def lag_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], model: str, text: str,
                  max_lag: int, shuffles: int = 100, seed: int = 0, space: str = "map") -> pd.DataFrame:
     """:func:`contiguity_by_lag` of every layer x state x linkage of one model's text (``cluster_files`` as for

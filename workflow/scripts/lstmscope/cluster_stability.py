@@ -7,7 +7,8 @@ random``), or from the reference map's PCA start (``pca``, where the seed only j
 approximate neighbour search). :func:`seed_stability` clusters each with the same linkage and cut as the reference
 map (the one every other table and figure shows, ``embedding.seed``) and measures, per seed, the adjusted Rand index
 of its clusters against the reference map's and the contiguity of its clusters (both baselines of
-:func:`lstmscope.cluster_measures.partition_measures`, with the same shuffles). With ``cluster.space: pca`` the
+:func:`lstmscope.cluster_measures.partition_measures`, with the same shuffles, and how far along the text they reach
+beyond the words' own, :func:`lstmscope.cluster_measures.reach_of`). With ``cluster.space: pca`` the
 clusters of the states do not depend on the map at all; there the maps' own clusters (``map_cluster``, cut at the
 states' number of clusters) are compared, and ``state_ari`` gives each map's agreement with the states' clusters
 (the reference row's is ``map_ari`` of the measures).
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .cluster import MAP_CLUSTER, SPACES, cluster_points, read_clusters
-from .cluster_measures import MAY_BE_EMPTY, _thesis_order, partition_measures
+from .cluster_measures import MAY_BE_EMPTY, _thesis_order, partition_measures, reach_of
 from .points import check_same_tokens, read_embedding
 
 #: the columns of partition_measures kept per seed
@@ -42,8 +43,9 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
     other map is cut as the reference map was: at ``n_clusters``, at ``distance_threshold[linkage]`` (map units), or
     with ``space="pca"`` at the number of clusters of the reference's ``map_cluster``. ``ari`` is the adjusted Rand
     index of a map's clusters against the reference map's (1 = the same partition, about 0 = no more alike than
-    chance); the contiguity columns are :func:`partition_measures`' of its clusters, with ``shuffles`` and
-    ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map: ``reference_initialization``
+    chance); the contiguity columns are :func:`partition_measures`' of its clusters, and ``reach`` the lags in a row
+    from 1 at which they lie beyond each word's shuffles (:func:`lstmscope.cluster_measures.reach_of`), with
+    ``shuffles`` and ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map: ``reference_initialization``
     for the reference, ``initialization`` (``embedding.stability_initialization``) for the others.
     """
     from sklearn.metrics import adjusted_rand_score
@@ -68,11 +70,15 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
         key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage, "space": space}
 
         def row(seed: int, labels: np.ndarray) -> dict:
-            measured = partition_measures(table.assign(cluster=labels), shuffles=shuffles, seed=shuffle_seed)
+            clustered = table.assign(cluster=labels)
+            measured = partition_measures(clustered, shuffles=shuffles, seed=shuffle_seed)
+            in_text = clustered.sort_values("position", kind="stable")
             out = {**key, "seed": int(seed), "reference": seed == int(reference_seed),
                    "start": reference_initialization if seed == int(reference_seed) else initialization,
                    "ari": float(adjusted_rand_score(reference, labels)),
-                   **{name: measured[name] for name in MEASURES}}
+                   **{name: measured[name] for name in MEASURES},
+                   "reach": reach_of(in_text["cluster"].to_numpy(), in_text["word"].astype(str).to_numpy(),
+                                     shuffles=shuffles, seed=shuffle_seed)}
             if space == "pca":
                 out["state_ari"] = float(adjusted_rand_score(table["cluster"], labels))
             return out
