@@ -43,10 +43,11 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
     other map is cut as the reference map was: at ``n_clusters``, at ``distance_threshold[linkage]`` (map units), or
     with ``space="pca"`` at the number of clusters of the reference's ``map_cluster``. ``ari`` is the adjusted Rand
     index of a map's clusters against the reference map's (1 = the same partition, about 0 = no more alike than
-    chance); the contiguity columns are :func:`partition_measures`' of its clusters, and ``reach`` the lags in a row
-    from 1 at which they lie beyond each word's shuffles (:func:`lstmscope.cluster_measures.reach_of`), with
-    ``shuffles`` and ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map: ``reference_initialization``
-    for the reference, ``initialization`` (``embedding.stability_initialization``) for the others.
+    chance); the contiguity columns are :func:`partition_measures`' of its clusters, and ``reach`` the lags in a
+    row from 1 at which they lie beyond each word's shuffles (:func:`lstmscope.cluster_measures.reach_of`), with
+    ``shuffles`` and ``shuffle_seed`` the same for every map. ``start`` says where t-SNE started the map:
+    ``reference_initialization`` for the reference, ``initialization`` (``embedding.stability_initialization``) for
+    the others.
     """
     from sklearn.metrics import adjusted_rand_score
 
