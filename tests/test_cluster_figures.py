@@ -648,8 +648,10 @@ def test_contiguity_by_lag_figure_draws_every_model_and_view_once(tmp_path, monk
             layer, state = int(ax.get_title()[-3]), ax.get_title()[-1]
             solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
             dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
-            drawn = ["d0.0_r0"] if (linkage, layer, state) == ("ward", 2, "c") else ["d0.0_r0", "d0.8_r0"]
+            one = (linkage, layer, state) == ("ward", 2, "c")
+            drawn = ["d0.0_r0"] if one else ["d0.0_r0", "d0.8_r0"]
             assert [ln.get_label() for ln in solid] == drawn and len(dashed) == len(drawn)
+            assert [t.get_text() for t in ax.texts] == (["1 cluster, no line: d0.8_r0"] if one else [])
             for ln, model in zip(solid, drawn):
                 view = lags[(lags.model == model) & (lags.linkage == linkage) & (lags.layer == layer)
                             & (lags.state == state)]

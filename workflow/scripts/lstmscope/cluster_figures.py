@@ -490,7 +490,8 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
     chance of the clusters of tokens ``lag`` apart, against the lag (log scale), one panel per layer x state
     (columns) and text x linkage (rows, which share their scale), one colour per model; solid: the clusters,
     dashed with a band of 1.96 standard deviations: each word's labels shuffled among its tokens (what the words
-    alone make of it). 0 is chance (labels shuffled); a view of one cluster has no line (no chance to beat)."""
+    alone make of it). 0 is chance (labels shuffled); a view of one cluster has no line (no chance to beat) and
+    says so."""
     rows = list(lags.groupby(["text", "linkage"], sort=True))
     views = sorted({(int(layer), state) for layer, state in zip(lags["layer"], lags["state"])}, key=view_order)
     models = list(dict.fromkeys(lags["model"]))  # as the table lists them: by dropout, then replicate
@@ -503,8 +504,11 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
         space = " of the PCA space" if (group["space"] == "pca").all() else ""
         for ax, (layer, state) in zip(row, views):
             view = group[(group["layer"] == layer) & (group["state"] == state)]
+            one = []  # models whose clusters of this view are one: no chance to beat, no line, named instead
             for model in models:
                 line = view[view["model"] == model].sort_values("lag")
+                if not line.empty and not np.isfinite(line["kappa"]).any():
+                    one.append(model)
                 if line.empty or not np.isfinite(line["kappa"]).any():
                     continue
                 lag, colour = line["lag"].to_numpy(), colours[model]
@@ -517,6 +521,9 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
                 ax.plot(lag, line["kappa"].to_numpy(), color=colour, linewidth=1.6, label=model, marker=marker,
                         markersize=4)
             ax.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
+            if one:
+                ax.text(0.98, 0.03, f"1 cluster, no line: {', '.join(one)}", transform=ax.transAxes, ha="right",
+                        va="bottom", fontsize=7, color="0.3")
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100: lags, not powers
             ax.set_title(f"{text}, {linkage}{space}: L{layer} {state}", fontsize=9)
