@@ -456,9 +456,29 @@ def test_a_lag_table_holds_each_lag_of_a_view_once(tables, tmp_path):
 
 
 def test_the_reach_needs_no_longest_lag():
-    """Ten spans of 100 tokens, each word of its own span: pairs stay in one span well beyond 16 lags, so reach_of
-    takes lags 16, 32, 64 ... at a time; it gives what lag_reach gives over every lag the tokens have."""
+    """Ten spans of 100 tokens, two words alternating on all of them: pairs stay in one span well beyond 16 lags, so
+    reach_of takes lags 1 to 16, 32, 64 ...; it gives what lag_reach gives over every lag the tokens have."""
     blocks = np.repeat(np.arange(10), 100)
     words = np.array(["a", "b"] * 500)  # two words on every span: each word's shuffles scatter the spans
     every = lag_reach(contiguity_by_lag(blocks, words, max_lag=999, shuffles=20, seed=4))
     assert 16 < every < 999 and reach_of(blocks, words, shuffles=20, seed=4) == every
+
+
+@pytest.mark.parametrize("n,reach", [(2, 0), (2, 1), (17, 16), (33, 16), (33, 17), (33, 32), (1000, 32), (1000, 999)])
+def test_the_reach_stops_at_any_length_and_at_the_last_lag(monkeypatch, n, reach):
+    """Where the clusters lie beyond the word baseline at lags 1 ... reach and not after (a stand-in for
+    contiguity_by_lag that says so), reach_of finds it, whether it ends at a round's last lag (16, 32) or the tokens'
+    (n - 1: every lag beyond, where no further round can add a lag)."""
+    import lstmscope.cluster_measures as M
+
+    calls = []
+
+    def by_lag(labels, words, max_lag, shuffles, seed):
+        lags = np.arange(1, min(max_lag, len(labels) - 1) + 1)
+        calls.append(len(lags))
+        assert len(calls) <= 12, "reach_of does not stop"  # 16 ... 2^15 lags: past any text here
+        return pd.DataFrame({"lag": lags, "word_z": np.where(lags <= reach, 5.0, 0.0)})
+
+    monkeypatch.setattr(M, "contiguity_by_lag", by_lag)
+    assert reach_of(np.zeros(n, int), np.array(["w"] * n)) == reach
+    assert calls[-1] > reach or calls[-1] == n - 1

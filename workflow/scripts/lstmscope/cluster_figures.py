@@ -523,7 +523,8 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
             ax.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
             if one:
                 ax.text(0.98, 0.03, f"1 cluster, no line: {', '.join(one)}", transform=ax.transAxes, ha="right",
-                        va="bottom", fontsize=7, color="0.3")
+                        va="bottom", fontsize=7, color="0.3", zorder=4,
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5})  # over lines
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100: lags, not powers
             ax.set_title(f"{text}, {linkage}{space}: L{layer} {state}", fontsize=9)

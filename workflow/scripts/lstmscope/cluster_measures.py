@@ -363,9 +363,9 @@ def lag_reach(lags: pd.DataFrame, z: float = BEYOND_Z) -> int:
 
 
 def reach_of(labels: np.ndarray, words: np.ndarray, shuffles: int = 100, seed: int = 0) -> int:
-    """:func:`lag_reach` of one clustering (``labels`` and ``words`` in text order) at every lag it needs: lags are
-    taken 16, 32, 64 ... at a time until one falls short (or the tokens end), so the reach is not capped by a
-    ``max_lag``; the same as :func:`lag_reach` of :func:`contiguity_by_lag` with the same shuffles and seed wherever
+    """:func:`lag_reach` of one clustering (``labels`` and ``words`` in text order) at every lag it needs: lags 1 to
+    16, then 1 to 32, 64 ... (each round from lag 1 again, at most twice the work) until one falls short or the
+    tokens end, so the reach is not capped by a ``max_lag``; the same as :func:`lag_reach` of :func:`contiguity_by_lag` with the same shuffles and seed wherever
     that is below its ``max_lag`` (each lag's numbers do not depend on how many lags are computed)."""
     n, max_lag = len(labels), 16
     while True:
