@@ -507,9 +507,10 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
             one = []  # models whose clusters of this view are one: no chance to beat, no line, named instead
             for model in models:
                 line = view[view["model"] == model].sort_values("lag")
-                if not line.empty and not np.isfinite(line["kappa"]).any():
+                if line.empty:
+                    continue
+                if not np.isfinite(line["kappa"]).any():
                     one.append(model)
-                if line.empty or not np.isfinite(line["kappa"]).any():
                     continue
                 lag, colour = line["lag"].to_numpy(), colours[model]
                 scale = 1.0 - line["chance"].to_numpy()  # the word baseline's spread in units of agreement

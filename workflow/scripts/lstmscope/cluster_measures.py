@@ -195,12 +195,11 @@ def contiguity_by_lag(labels: np.ndarray, words: np.ndarray, max_lag: int, shuff
     chance = chance_same(labels)
     lags = np.arange(1, min(int(max_lag), n - 1) + 1)
     pairs = n - lags
-    same = _same_count(labels, lags) / pairs
+    same = same_share(labels, lags)
     # counted as whole numbers, so shuffles that all count alike have a spread of exactly 0
     word = np.stack([_same_count(s, lags) for s in word_shuffles(labels, words, shuffles, seed)])
     word_same, word_sd = word.mean(axis=0) / pairs, word.std(axis=0, ddof=1) / pairs
-    with np.errstate(divide="ignore", invalid="ignore"):
-        word_z = np.where(word_sd > 0, (same - word_same) / np.where(word_sd > 0, word_sd, 1.0), np.nan)
+    word_z = np.where(word_sd > 0, (same - word_same) / np.where(word_sd > 0, word_sd, 1.0), np.nan)
     return pd.DataFrame({"lag": lags, "pairs": pairs, "same": same, "chance": chance,
                          "kappa": _beyond_chance(same, chance), "word_same": word_same, "word_same_sd": word_sd,
                          "word_kappa": _beyond_chance(word_same, chance), "word_z": word_z})
@@ -303,6 +302,13 @@ def partition_measures(table: pd.DataFrame, shuffles: int = 100, seed: int = 0) 
     }
 
 
+def _keyed(frame: pd.DataFrame, key: Mapping[str, object]) -> pd.DataFrame:
+    """``frame`` with ``key``'s items as its first columns, in ``key``'s order (the frame changed in place)."""
+    for name, value in reversed(list(key.items())):
+        frame.insert(0, name, value)
+    return frame
+
+
 def _read_partitions(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], space: str
                      ) -> dict[tuple[int, str, str], pd.DataFrame]:
     """The cluster tables of one model's text, in the thesis's order of views, each holding the same tokens and
@@ -335,10 +341,7 @@ def cluster_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathL
     per_cluster, per_partition = [], []
     for (layer, state, linkage), table in _read_partitions(cluster_files, space).items():
         key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage}
-        clusters = cluster_table(table, top_words=top_words)
-        for name, value in reversed(key.items()):
-            clusters.insert(0, name, value)
-        per_cluster.append(clusters)
+        per_cluster.append(_keyed(cluster_table(table, top_words=top_words), key))
         row = {**key, "space": space, **partition_measures(table, shuffles=shuffles, seed=seed)}
         if space == "pca":  # scikit-learn imported only then: a job's start-up is most of a measures job
             from sklearn.metrics import adjusted_rand_score
@@ -365,8 +368,9 @@ def lag_reach(lags: pd.DataFrame, z: float = BEYOND_Z) -> int:
 def reach_of(labels: np.ndarray, words: np.ndarray, shuffles: int = 100, seed: int = 0) -> int:
     """:func:`lag_reach` of one clustering (``labels`` and ``words`` in text order) at every lag it needs: lags 1 to
     16, then 1 to 32, 64 ... (each round from lag 1 again, at most twice the work) until one falls short or the
-    tokens end, so the reach is not capped by a ``max_lag``; the same as :func:`lag_reach` of :func:`contiguity_by_lag` with the same shuffles and seed wherever
-    that is below its ``max_lag`` (each lag's numbers do not depend on how many lags are computed)."""
+    tokens end, so the reach is not capped by a ``max_lag``; the same as :func:`lag_reach` of
+    :func:`contiguity_by_lag` with the same shuffles and seed wherever that is below its ``max_lag`` (each lag's
+    numbers do not depend on how many lags are computed)."""
     n, max_lag = len(labels), 16
     while True:
         lags = contiguity_by_lag(labels, words, max_lag, shuffles=shuffles, seed=seed)
@@ -381,14 +385,11 @@ def lag_measures(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike]
     """:func:`contiguity_by_lag` of every layer x state x linkage of one model's text (``cluster_files`` as for
     :func:`cluster_measures`), one under the other with the view's key."""
     frames = []
-    for (layer, state, linkage), table in _read_partitions(cluster_files, space).items():
-        table = table.sort_values("position", kind="stable")
+    for (layer, state, linkage), table in _read_partitions(cluster_files, space).items():  # in text order
         lags = contiguity_by_lag(table["cluster"].to_numpy(), table["word"].astype(str).to_numpy(), max_lag,
                                  shuffles=shuffles, seed=seed)
-        key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage, "space": space}
-        for name, value in reversed(key.items()):
-            lags.insert(0, name, value)
-        frames.append(lags)
+        frames.append(_keyed(lags, {"model": model, "text": text, "layer": int(layer), "state": state,
+                                    "linkage": linkage, "space": space}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -71,15 +71,14 @@ def seed_stability(reference_files: Mapping[tuple[int, str, str], str | os.PathL
         key = {"model": model, "text": text, "layer": int(layer), "state": state, "linkage": linkage, "space": space}
 
         def row(seed: int, labels: np.ndarray) -> dict:
-            clustered = table.assign(cluster=labels)
-            measured = partition_measures(clustered, shuffles=shuffles, seed=shuffle_seed)
-            in_text = clustered.sort_values("position", kind="stable")
+            measured = partition_measures(table.assign(cluster=labels), shuffles=shuffles, seed=shuffle_seed)
             out = {**key, "seed": int(seed), "reference": seed == int(reference_seed),
                    "start": reference_initialization if seed == int(reference_seed) else initialization,
                    "ari": float(adjusted_rand_score(reference, labels)),
                    **{name: measured[name] for name in MEASURES},
-                   "reach": reach_of(in_text["cluster"].to_numpy(), in_text["word"].astype(str).to_numpy(),
-                                     shuffles=shuffles, seed=shuffle_seed)}
+                   # the table is in text order (read_clusters), as the labels are
+                   "reach": reach_of(labels, table["word"].astype(str).to_numpy(), shuffles=shuffles,
+                                     seed=shuffle_seed)}
             if space == "pca":
                 out["state_ari"] = float(adjusted_rand_score(table["cluster"], labels))
             return out
