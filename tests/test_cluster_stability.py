@@ -54,10 +54,13 @@ def test_each_seed_is_clustered_and_measured_as_the_pipeline_clusters_and_measur
     ref_rows = table[table["reference"]].set_index(["layer", "state", "linkage"])
     assert (ref_rows["ari"] == 1.0).all()
     pd.testing.assert_frame_equal(ref_rows[MEASURED], reference.set_index(["layer", "state", "linkage"])[MEASURED])
-    # the reach, as the contiguity by lag's of the same clusters with the same shuffles (these reach less than 40)
-    lags = lag_measures(tables, "d0.0_r0", "test", max_lag=40, shuffles=20, seed=3)
-    for key, view in lags.groupby(["layer", "state", "linkage"]):
-        assert lag_reach(view) < 40 and ref_rows.loc[key, "reach"] == lag_reach(view), key
+
+    def assert_reach(rows, clustered):  # as the contiguity by lag's of the same clusters with the same shuffles
+        lags = lag_measures(clustered, "d0.0_r0", "test", max_lag=40, shuffles=20, seed=3)
+        for key, view in lags.groupby(["layer", "state", "linkage"]):
+            assert lag_reach(view) < 40 and rows.loc[key, "reach"] == lag_reach(view), key  # (these reach < 40)
+
+    assert_reach(ref_rows, tables)
     for seed in (6, 9):
         clustered = {}
         for (layer, state, linkage) in tables:
@@ -66,9 +69,7 @@ def test_each_seed_is_clustered_and_measured_as_the_pipeline_clusters_and_measur
         _, expected = cluster_measures(clustered, "d0.0_r0", "test", shuffles=20, seed=3)
         rows = table[table["seed"] == seed].set_index(["layer", "state", "linkage"])
         pd.testing.assert_frame_equal(rows[MEASURED], expected.set_index(["layer", "state", "linkage"])[MEASURED])
-        lags = lag_measures(clustered, "d0.0_r0", "test", max_lag=40, shuffles=20, seed=3)
-        for key, view in lags.groupby(["layer", "state", "linkage"]):
-            assert lag_reach(view) < 40 and rows.loc[key, "reach"] == lag_reach(view), key
+        assert_reach(rows, clustered)
         for key, path in clustered.items():
             ari = adjusted_rand_score(read_clusters(tables[key])["cluster"], read_clusters(path)["cluster"])
             assert rows.loc[key, "ari"] == pytest.approx(ari, abs=1e-12)
