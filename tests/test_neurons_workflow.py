@@ -45,6 +45,13 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
                 ranks = sorted(track[(track.layer == layer) & (track.state == state)]["rank"])
                 assert ranks == list(range(1, min(5, live) + 1)), (model, text, layer, state)  # divergence.track
             assert len(track) == len(track.drop_duplicates(["layer", "state", "neuron"]))
+            probes = pd.read_csv(res / f"neurons/{model}/{text}/probes.csv")
+            assert len(probes) == layers * 2 * 5 and set(probes.model) == {model}
+            # probe.test_share: a quarter of the text tests (a short text keeps its start-up tokens)
+            n = cfg["texts"][text]["tokens"]
+            skip = 50 if n > 100 else 0
+            assert (probes.test_tokens == round(0.25 * (n - skip))).all()
+            assert (probes.train_tokens + probes.test_tokens == n - skip).all()
             for name in ("distributions", "top_bottom", "dead_neuron"):
                 for ext in ("png", "svg"):
                     assert (res / f"figures/neurons/{model}/{text}/{name}.{ext}").stat().st_size > 5000
@@ -63,6 +70,10 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
         table = pd.read_csv(res / f"tables/mean_abs_vs_dropout_{text}.csv")
         assert sorted(table.dropout.unique()) == sorted(cfg["models"]["dropouts"])
         assert (res / f"figures/neurons/mean_abs_vs_dropout_{text}.png").is_file()
+        probes = pd.read_csv(res / f"tables/context_probes_{text}.csv")
+        assert sorted(probes.dropout.unique()) == sorted(cfg["models"]["dropouts"]) and set(probes.text) == {text}
+        for ext in ("png", "svg"):
+            assert (res / f"figures/neurons/context_probes_{text}.{ext}").stat().st_size > 5000
     assert not list(res.rglob(".*.tmp*")), "temporary files left behind"
 
 

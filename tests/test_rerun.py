@@ -170,6 +170,17 @@ def test_the_longest_lag_reruns_the_lag_tables_and_their_figure_only(tiny_workdi
     assert sorted(j.rule for j in planned) == ["cluster_contiguity", "cluster_lags", "cluster_lags"], describe(planned)
 
 
+def test_the_probe_settings_rerun_the_probes_only(tiny_workdir):
+    """probe.test_share, .regularisation and .kl_neurons are read by the context probes alone: each model and
+    text's probes and the figure of each text rerun, nothing else."""
+    graph = rule_graph(tiny_workdir)
+    for setting in ("probe={test_share: 0.3}", "probe={regularisation: 0.1}", "probe={kl_neurons: 2}"):
+        planned = planned_jobs(tiny_workdir, "--config", setting)
+        assert_plan(planned, downstream(graph, {"context_probes"}), forced_jobs(tiny_workdir), f"--config '{setting}'")
+        assert Counter(j.rule for j in planned) == {"context_probes": 4, "context_probes_vs_dropout": 2}, \
+            describe(planned)
+
+
 def test_the_passage_setting_reruns_the_figures_that_choose_a_passage(tiny_workdir):
     """heatmap.passage decides the neuron heatmaps' passages, the ablation heatmaps', the neuron explorer's "most
     active passage" and the spans Fig. 5.12 quotes (README, configuration): those jobs and what reads them rerun."""
@@ -349,6 +360,7 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
                "cluster_tokens": "results/clusters/d0.0_r0/test/layer1_h_ward.csv",
                "neuron_explorer": "results/explorer/neurons/d0.0_r0_test.html",
                "neuron_tracking": "results/neurons/d0.0_r0/test/tracking.csv",
+               "context_probes": "results/neurons/d0.0_r0/test/probes.csv",
                "test_perplexity": "results/models/d0.0_r0/test.json"}
     for rule in targets:  # each rule's script is named after it
         path = tiny_workdir / "workflow/scripts" / f"{rule}.py"

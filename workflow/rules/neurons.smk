@@ -14,6 +14,7 @@ localrules:
     histogram_range_table,
     neuron_tracking_table,
     mean_abs_vs_dropout,
+    context_probes_vs_dropout,
     expectancy_heatmap,
 
 
@@ -143,6 +144,59 @@ rule neuron_tracking_table:
         "../../envs/analysis.yaml"
     script:
         "../scripts/neuron_tracking_table.py"
+
+
+rule context_probes:
+    output:
+        f"{NEURONS}/probes.csv",
+    input:
+        activations="results/activations/{model}/{text}.h5",
+        divergence=f"{NEURONS}/divergence.csv",
+        code=lib("context_probes"),
+    params:
+        **named(
+            test_share=config["probe"]["test_share"],
+            regularisation=config["probe"]["regularisation"],
+            kl_neurons=config["probe"]["kl_neurons"],
+        ),
+    log:
+        log_path("context_probes", "{model}/{text}"),
+    benchmark:
+        benchmark_path("context_probes", "{model}/{text}")
+    threads: 1
+    resources:
+        # one layer and state at a time, as float64, with its standardised copy and the ranks of the training part;
+        # doubled on a retry (SLURM profile)
+        mem_mb=lambda wildcards, attempt: (1000 + 40 * config["architecture"]["hidden_size"]
+                                           * int(config["texts"][wildcards.text]["tokens"]) // 10**6) * attempt,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/context_probes.py"
+
+
+rule context_probes_vs_dropout:
+    output:
+        table=report("results/tables/context_probes_{text}.csv", caption="../report/context_probes.rst", category="Neurons",
+                     subcategory="all models", labels={"figure": "context probes vs dropout (CSV)", "text": "{text}"}),
+        png=report("results/figures/neurons/context_probes_{text}.png", caption="../report/context_probes.rst",
+                   category="Neurons", subcategory="all models", labels={"figure": "context probes vs dropout", "text": "{text}"}),
+        svg="results/figures/neurons/context_probes_{text}.svg",
+    input:
+        tables=expand(f"{NEURONS}/probes.csv", model=MODELS, allow_missing=True),
+        code=lib("context_probes_vs_dropout"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("context_probes_vs_dropout", "{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/context_probes_vs_dropout.py"
 
 
 rule neuron_figures:
@@ -311,6 +365,7 @@ ALL_TARGETS.extend(expand(rules.neuron_explorer.output, model=models_with_dropou
 ALL_TARGETS.extend(rules.histogram_range_table.output)
 ALL_TARGETS.extend(rules.neuron_tracking_table.output)
 ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))
+ALL_TARGETS.extend(expand(rules.context_probes_vs_dropout.output, text=TEXTS))
 for _rule in (rules.neuron_figures, rules.text_heatmaps, rules.expectancy_heatmap):
     ALL_TARGETS.extend(expand(_rule.output, model=MODELS, text=TEXTS))
 ALL_TARGETS.extend(expand(f"{NEURONS}/dead_neurons.csv", model=MODELS, text=TEXTS))

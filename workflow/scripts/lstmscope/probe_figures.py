@@ -1,0 +1,91 @@
+"""The context probes of every model of one text against dropout: a table and a figure (see :mod:`.probes`)."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_table
+from .figures import figure_title, plt, save_figure
+from .order import models_in_order
+from .probes import CONTEXTS, read_probes
+
+#: What each line of a panel is: the probe's column, its label, and how it is drawn (the state's colour, but the word
+#: baseline's grey: it does not depend on the state).
+SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "marker": "o"}),
+          ("neuron_auc", "its best neuron", {"ls": "--", "marker": "s"}),
+          ("kl_neuron_auc", "the best of its top-KL neurons", {"ls": ":", "marker": "^"}),
+          ("word_auc", "the word alone (no state)", {"ls": "-", "marker": ".", "color": "0.55"}))
+STATE_COLOUR = {"h": "tab:blue", "c": "tab:orange"}
+CONTEXT_NAME = {"quote": "inside quotation marks", "paren": "inside parentheses", "pre_number": "before a number",
+                "pre_eos": "before <eos>", "heading": "in a heading"}
+
+
+def probes_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Every model's probes of one text, by layer, state, context and dropout (the models in their order)."""
+    table = read_probes(paths)
+    table["context"] = pd.Categorical(table["context"], categories=CONTEXTS, ordered=True)
+    table = table.sort_values(["layer", "state", "context", "dropout", "model"], key=models_in_order, kind="stable")
+    table["context"] = table["context"].astype(str)
+    return table.reset_index(drop=True)
+
+
+def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
+                  dpi: int = 150) -> None:
+    """A panel per context (rows) and layer x state (columns): the test AUC of each probe against dropout, one point
+    per model, the line through each dropout's mean; 0.5 (chance) dashed. A context without scores in a view (too
+    few tokens) leaves its panel empty with a note."""
+    views = sorted({(int(r.layer), str(r.state)) for r in table.itertuples()}, key=lambda v: (v[0], v[1] != "h"))
+    contexts = [c for c in CONTEXTS if c in set(table["context"])]
+    fig, axes = plt.subplots(len(contexts), len(views), figsize=(2.6 * len(views) + 0.6, 2.0 * len(contexts) + 0.8),
+                             squeeze=False, sharex=True, sharey=True)
+    scored = table[list(c for c, _, _ in SERIES)].to_numpy(dtype=float)
+    low = float(np.nanmin(scored)) if np.isfinite(scored).any() else 0.5
+    handles = {}
+    for i, context in enumerate(contexts):
+        for j, (layer, state) in enumerate(views):
+            ax = axes[i, j]
+            sub = table[(table["layer"] == layer) & (table["state"] == state) & (table["context"] == context)]
+            ax.axhline(0.5, color="0.7", lw=0.8, ls="--", zorder=0)
+            if sub["layer_auc"].isna().all():
+                ax.text(0.5, 0.5, "too few tokens\nin the context", transform=ax.transAxes, ha="center",
+                        va="center", fontsize=8, color="0.4")
+            for column, label, style in SERIES:
+                style = {"color": STATE_COLOUR[state], **style}
+                means = sub.groupby("dropout")[column].mean().dropna()
+                line, = ax.plot(means.index, means.to_numpy(), lw=1.2, ls=style["ls"], color=style["color"],
+                                marker=style["marker"], ms=4)
+                ax.scatter(sub["dropout"], sub[column], s=10, marker=style["marker"], color=style["color"], zorder=3)
+                handles.setdefault((column, state), (line, f"{state}: {label}" if column != "word_auc" else label))
+            if i == 0:
+                ax.set_title(f"layer {layer}, {state}", fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"{CONTEXT_NAME[context]}\ntest AUC", fontsize=9)
+            if i == len(contexts) - 1:
+                ax.set_xlabel("dropout")
+    axes[0, 0].set_ylim(min(0.4, low - 0.02), 1.005)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
+    fig.tight_layout()
+    # three columns, filled one after another: h's three probes, c's, the word
+    order = [(c, s) for s in ("h", "c") for c, _, _ in SERIES if c != "word_auc"] + [("word_auc", "h"), ("word_auc", "c")]
+    seen, lines, labels = set(), [], []
+    for key in order:
+        if key in handles and handles[key][1] not in seen:
+            seen.add(handles[key][1])
+            lines.append(handles[key][0])
+            labels.append(handles[key][1])
+    fig.legend(lines, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=3, fontsize=8, frameon=False)
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def probes_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
+                      svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
+    """The combined table of one text's probes and its figure."""
+    table = probes_table(paths)
+    write_table(table, csv_path, "%.6g")
+    models = table["model"].nunique()
+    probes_figure(table, png, svg, title=f"Context probes, text {table['text'].iloc[0]}: how well a layer, its best "
+                  f"neuron and the word alone tell the context ({models} model{'s' * (models != 1)})", dpi=dpi)
+    return table
