@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from .atomic import write_table
 from .figures import figure_title, plt, save_figure
@@ -68,15 +69,15 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
     axes[0, 0].set_ylim(min(0.4, low - 0.02), 1.005)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
-    # three columns, filled one after another: h's three probes, c's, the word
-    order = [(c, s) for s in ("h", "c") for c, _, _ in SERIES if c != "word_auc"] + [("word_auc", "h"), ("word_auc", "c")]
-    seen, lines, labels = set(), [], []
-    for key in order:
-        if key in handles and handles[key][1] not in seen:
-            seen.add(handles[key][1])
-            lines.append(handles[key][0])
-            labels.append(handles[key][1])
-    fig.legend(lines, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=3, fontsize=8, frameon=False)
+    # a column per state, its three probes, and one for the word (legend columns take equal shares of the entries,
+    # so each column is filled to three with blank entries)
+    columns = [[handles[(c, state)] for c, _, _ in SERIES[:3] if (c, state) in handles] for state in ("h", "c")]
+    columns.append([next(handles[k] for k in (("word_auc", "h"), ("word_auc", "c")) if k in handles)])
+    columns = [col for col in columns if col]
+    blank = (Patch(visible=False), "")
+    entries = [entry for col in columns for entry in col + [blank] * (3 - len(col))]
+    lines, labels = [e[0] for e in entries], [e[1] for e in entries]
+    fig.legend(lines, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(columns), fontsize=8, frameon=False)
     save_figure(fig, png, svg, dpi=dpi)
 
 
