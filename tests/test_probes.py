@@ -11,12 +11,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from lstmscope.activations import TextSpec, dump_activations
-from lstmscope.activations_file import ActivationsError
 from lstmscope.histogram import HistogramError
 from lstmscope import probe_figures
 from lstmscope.probe_figures import probes_vs_dropout
-from lstmscope.probes import (AUC_COLUMNS, CONTEXTS, MIN_TOKENS, PROBE_COLUMNS, best_neuron, column_aucs,
-                              context_probes, probe_view, read_probes, spans, split_point, word_scores)
+from lstmscope import probes as probes_module
+from lstmscope.probes import (AUC_COLUMNS, CONTEXTS, MIN_TOKENS, PROBE_COLUMNS, best_of, column_aucs, context_probes,
+                              expected_best_of_random, probe_view, read_probes, spans, split_point, text_baselines,
+                              window_features, word_scores)
 from lstmscope.tracking import START_UP, context_masks
 from lstmscope.vocabulary import read_tokens
 
@@ -36,7 +37,7 @@ def long_text(tiny, tmp_path_factory):
                      model_info={"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0})
     divergence = write_divergence(activations, folder)
     table = context_probes(activations, divergence, folder / "probes.csv", test_share=0.25, regularisation=1.0,
-                           kl_neurons=3)
+                           kl_neurons=3, window=2)
     return activations, divergence, folder / "probes.csv", table
 
 
@@ -63,15 +64,32 @@ def test_column_aucs_are_sklearns_ties_included():
 
 
 def test_the_best_neuron_is_furthest_from_one_half_either_way():
-    rng = np.random.default_rng(1)
-    inside = rng.random(400) < 0.3
-    values = rng.normal(size=(400, 4))
-    values[:, 0] += 0.5 * inside   # a little higher inside
-    values[:, 2] -= 3.0 * inside   # much lower inside: the best, with an AUC below one half
-    neuron, auc = best_neuron(values, inside, np.arange(4))
-    assert neuron == 2 and auc == pytest.approx(roc_auc_score(inside, values[:, 2])) and auc < 0.1
-    neuron, auc = best_neuron(values, inside, np.array([0, 1, 3]))  # among the others
-    assert neuron == 0 and auc > 0.6
+    aucs = np.array([0.6, 0.52, 0.05, 0.45, 0.95])
+    assert best_of(aucs, np.arange(5)) == 2  # 0.45 from one half, below it
+    assert best_of(aucs, np.array([0, 1, 3, 4])) == 4
+    assert best_of(aucs, np.array([0, 1, 3])) == 0
+    assert best_of(np.array([0.4, 0.6]), np.array([0, 1])) == 0  # the first of equals
+
+
+def test_the_random_control_is_every_draw_averaged():
+    """The closed form against all C(L, k) draws enumerated, ties and dead neurons included."""
+    from itertools import combinations
+
+    rng = np.random.default_rng(2)
+    train = np.round(rng.random(9), 1)  # ties: the lower index preferred, as best_of does
+    test = rng.random(9)
+    live = np.array([0, 1, 2, 4, 5, 7, 8])  # 3 and 6 dead
+    for k in (1, 2, 3, 7, 9):
+        draws = list(combinations(live, min(k, len(live))))
+        expected = np.mean([test[best_of(train, np.array(d))] for d in draws])
+        assert expected_best_of_random(train, test, live, k) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(expected_best_of_random(train, test, np.array([], int), 3))
+
+
+def test_window_features_by_hand():
+    x = window_features("a b a c".split(), 2).toarray()
+    # words a b c (ids 0 1 2); block 0 = the word, block 1 = the word before (none at the start)
+    assert x.tolist() == [[1, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 0], [1, 0, 0, 0, 1, 0], [0, 0, 1, 1, 0, 0]]
 
 
 def test_word_scores_by_hand():
@@ -94,36 +112,46 @@ def test_planted_neurons_are_found_on_real_contexts():
     values = rng.normal(size=(len(words), 6))
     values[:, 3] += 2.0 * masks["quote"]
     values[:, 1] -= 2.0 * masks["paren"]
-    rows = {r["context"]: r for r in probe_view(values, masks, words, 0.25, 1.0, np.array([0, 2, 4]))}
+    rows = {r["context"]: r for r in probe_view(values, masks, 0.25, 1.0, np.array([0, 2, 4]), np.arange(6))}
     skip, cut = split_point(len(words), 0.25)
     for context, neuron, sign in (("quote", 3, 1), ("paren", 1, -1)):
         r = rows[context]
         y = masks[context][cut:]
-        assert r["test_inside"] == int(y.sum()) >= MIN_TOKENS and r["train_inside"] == int(masks[context][skip:cut].sum())
-        assert r["test_spans"] == spans(y)
+        assert int(y.sum()) >= MIN_TOKENS
         assert r["neuron"] == neuron and (r["neuron_train_auc"] - 0.5) * sign > 0.3
         assert r["neuron_auc"] == pytest.approx(roc_auc_score(y, sign * values[cut:, neuron])) and r["neuron_auc"] > 0.8
         assert r["layer_auc"] > 0.8 and r["converged"] is True
-        # the top-KL candidates lack the planted neuron: their best is noise
+        # the top-KL candidates lack the planted neuron: their best is noise; three of the six drawn at random hold it
+        # in half the draws
         assert r["kl_neuron"] in (0, 2, 4) and abs(r["kl_neuron_auc"] - 0.5) < 0.15
-    # noise alone tells nothing
-    assert all(abs(rows[c]["neuron_auc"] - 0.5) < 0.15 for c in ("pre_eos", "heading") if np.isfinite(rows[c]["neuron_auc"]))
+        assert 0.6 < r["random_neurons_auc"] < r["neuron_auc"]
+    # noise alone tells nothing (both contexts scored: enough of them in either part)
+    assert all(abs(rows[c]["neuron_auc"] - 0.5) < 0.15 and abs(rows[c]["layer_auc"] - 0.5) < 0.15
+               for c in ("pre_eos", "heading"))
 
 
 def test_a_rare_context_has_no_scores_and_says_how_rare():
     words = _real_words(2000)
     masks = {c: np.zeros(len(words), bool) for c in CONTEXTS}
     masks["quote"][[100, 101, 102, 1900, 1901]] = True  # 3 in training, 2 in the test part
-    rows = {r["context"]: r for r in probe_view(np.random.default_rng(0).normal(size=(2000, 3)), masks, words, 0.25,
-                                                1.0, np.arange(3))}
-    assert (rows["quote"]["train_inside"], rows["quote"]["test_inside"], rows["quote"]["test_spans"]) == (3, 2, 1)
-    assert all(np.isnan(rows["quote"][c]) for c in AUC_COLUMNS) and np.isnan(rows["quote"]["neuron"])
+    rows = {r["context"]: r for r in probe_view(np.random.default_rng(0).normal(size=(2000, 3)), masks, 0.25, 1.0,
+                                                np.arange(3), np.arange(3))}
+    base = text_baselines(masks, words, 0.25, 1.0, 3)["quote"]
+    assert (base["train_inside"], base["test_inside"], base["test_spans"]) == (3, 2, 1)
+    assert np.isnan(base["word_auc"]) and np.isnan(base["window_auc"])
+    assert all(np.isnan(rows["quote"][c]) for c in ("layer_auc", "neuron_auc", "kl_neuron_auc", "random_neurons_auc"))
+    assert np.isnan(rows["quote"]["neuron"]) and rows["quote"]["converged"] == ""
 
 
 def test_probes_of_a_real_model_match_a_direct_computation(long_text):
     """Every scored row of the table, recomputed from the file with h5py and scikit-learn: the cut, the best neuron
     (chosen by its training AUC among all neurons, or the top-KL ones, and scored on the test part in that
-    direction), the word baseline (counted here) and the layer's probe."""
+    direction), the random control (every draw of 3 live neurons enumerated), the word baseline (counted here), the
+    window of the last two words (its one-hot blocks built here) and the layer's probe."""
+    from itertools import combinations
+
+    from scipy.sparse import lil_matrix
+
     activations, divergence, csv, table = long_text
     assert list(table.columns) == PROBE_COLUMNS and len(table) == LAYERS * 2 * len(CONTEXTS)
     back = read_probes([csv])  # the file holds the table (6 significant digits)
@@ -149,12 +177,21 @@ def test_probes_of_a_real_model_match_a_direct_computation(long_text):
             x = f[f"layer{r.layer}/{r.state}"][:].astype(np.float64)
             view = div[(div["layer"] == r.layer) & (div["state"] == r.state)].set_index("neuron")
             top = view["rank"].dropna().sort_values().index[:3]
-            for neuron, auc, among in ((r.neuron, r.neuron_auc, range(HIDDEN)), (r.kl_neuron, r.kl_neuron_auc, top)):
-                train_aucs = {j: roc_auc_score(y_train, x[START_UP:cut, j]) for j in among}
-                best = max(train_aucs, key=lambda j: abs(train_aucs[j] - 0.5))
-                assert abs(train_aucs[neuron] - 0.5) == pytest.approx(abs(train_aucs[best] - 0.5), abs=1e-12)
-                sign = 1 if train_aucs[neuron] >= 0.5 else -1
-                assert auc == pytest.approx(roc_auc_score(y_test, sign * x[cut:, neuron]), abs=1e-6)
+            live = sorted(view["rank"].dropna().index)
+            train_aucs = {j: roc_auc_score(y_train, x[START_UP:cut, j]) for j in range(HIDDEN)}
+            test_aucs = {j: roc_auc_score(y_test, (1 if train_aucs[j] >= 0.5 else -1) * x[cut:, j])
+                         for j in range(HIDDEN)}
+
+            def best(among):  # furthest from one half, the lowest index of equals
+                return min(among, key=lambda j: (-abs(train_aucs[j] - 0.5), j))
+
+            for neuron, train_auc, auc, among in ((r.neuron, r.neuron_train_auc, r.neuron_auc, range(HIDDEN)),
+                                                  (r.kl_neuron, r.kl_neuron_train_auc, r.kl_neuron_auc, top)):
+                assert abs(train_aucs[neuron] - 0.5) == pytest.approx(abs(train_aucs[best(among)] - 0.5), abs=1e-12)
+                assert train_auc == pytest.approx(train_aucs[neuron], abs=1e-6)
+                assert auc == pytest.approx(test_aucs[neuron], abs=1e-6)
+            random = np.mean([test_aucs[best(draw)] for draw in combinations(live, 3)])
+            assert r.random_neurons_auc == pytest.approx(random, abs=1e-6)
             assert r.kl_neuron_rank == view.loc[r.kl_neuron, "rank"] <= 3
             assert pd.isna(r.neuron_kl_rank) == pd.isna(view.loc[r.neuron, "rank"])
             inside, count = Counter(), Counter()
@@ -164,9 +201,20 @@ def test_probes_of_a_real_model_match_a_direct_computation(long_text):
             prior = y_train.mean()
             word = [(inside[w] + prior) / (count[w] + 1) if w in count else prior for w in words[cut:]]
             assert r.word_auc == pytest.approx(roc_auc_score(y_test, word), abs=1e-6)
+            ids = {w: i for i, w in enumerate(dict.fromkeys(words))}
+            window = lil_matrix((T, 2 * len(ids)))
+            for t, w in enumerate(words):
+                window[t, ids[w]] = 1
+                if t:
+                    window[t, len(ids) + ids[words[t - 1]]] = 1
+            window = window.tocsr()
+            probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000, tol=1e-6).fit(
+                window[START_UP:cut], y_train)
+            assert r.window_auc == pytest.approx(roc_auc_score(y_test, probe.decision_function(window[cut:])),
+                                                 abs=1e-4)
             mean, sd = x[START_UP:cut].mean(0), x[START_UP:cut].std(0)
             sd[sd == 0] = 1
-            probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(
+            probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000, tol=1e-6).fit(
                 (x[START_UP:cut] - mean) / sd, y_train)
             assert r.layer_auc == pytest.approx(roc_auc_score(y_test, probe.decision_function((x[cut:] - mean) / sd)),
                                                 abs=1e-4)
@@ -182,19 +230,36 @@ def test_the_word_alone_tells_a_heading_and_the_end_of_a_paragraph(long_text):
     assert by_context["quote"] < 0.75
 
 
-def test_wrong_settings_and_another_models_table_are_refused(long_text, divergence_csv, tmp_path):
+@pytest.mark.parametrize("settings, message", [
+    ((1, 1.0, 3, 2), r"^probe.test_share=1: must lie between 0 and 1"),
+    ((0.25, 0, 3, 2), r"^probe.regularisation=0: must be > 0$"),
+    ((0.25, 1.0, 0, 2), r"^probe.kl_neurons=0: must be >= 1$"),
+    ((0.25, 1.0, 3, 0), r"^probe.window=0: must be >= 1$"),
+])
+def test_each_wrong_setting_is_refused_by_its_key(long_text, tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        context_probes(long_text[0], long_text[1], tmp_path / "p.csv", *settings)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_regression_that_stops_short_is_written_and_says_so(long_text, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(probes_module, "MAX_ITER", 1)
+    table = context_probes(long_text[0], long_text[1], tmp_path / "p.csv", 0.25, 1.0, 3, 2)
+    scored = table[table["layer_auc"].notna()]
+    assert len(scored) and not scored["converged"].any() and table["layer_auc"].between(0, 1).sum() == len(scored)
+    assert "did not converge in 1 iterations" in caplog.text
+    assert long_text[3].loc[long_text[3]["layer_auc"].notna(), "converged"].all()
+
+
+def test_another_models_table_is_refused(long_text, divergence_csv, tmp_path):
     activations = long_text[0]
-    with pytest.raises(ActivationsError, match=r"probe.regularisation=0"):
-        context_probes(activations, long_text[1], tmp_path / "p.csv", 0.25, 0, 3)
-    with pytest.raises(ValueError, match=r"probe.test_share=1"):
-        context_probes(activations, long_text[1], tmp_path / "p.csv", 1, 1.0, 3)
     # the shared model's divergence table is of its 400-token text: another text's (same model, same width) is fine,
     # another width is not
     other = pd.read_csv(divergence_csv)
     other = other[other["neuron"] < HIDDEN - 1]
     other.to_csv(tmp_path / "narrow.csv", index=False)
     with pytest.raises(HistogramError, match="narrow.csv"):
-        context_probes(activations, tmp_path / "narrow.csv", tmp_path / "p.csv", 0.25, 1.0, 3)
+        context_probes(activations, tmp_path / "narrow.csv", tmp_path / "p.csv", 0.25, 1.0, 3, 2)
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -241,7 +306,10 @@ def test_the_figure_across_models(long_text, tmp_path, monkeypatch):
             assert list(solid[0].get_xdata()) == [0.2, 0.8]
             assert list(solid[0].get_ydata()) == pytest.approx(rows.sort_values("dropout")["layer_auc"].tolist())
             assert any(list(line.get_ydata()) == [0.5, 0.5] for line in ax.get_lines())  # chance
-    mixed = first.assign(text="train")
-    mixed.to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(ValueError, match="mix texts"):
+    other_text = first.assign(text="train")
+    other_text.to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(ValueError, match=r"m.csv is a context probe table of text train, .*a.csv of text test"):
         probes_vs_dropout([paths[0], tmp_path / "m.csv"], tmp_path / "x.csv", tmp_path / "x.png", tmp_path / "x.svg")
+    first.assign(text=["train"] + ["test"] * (len(first) - 1)).to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(ValueError, match=r"mixed.csv: the rows of 2 texts"):
+        read_probes([tmp_path / "mixed.csv"])

@@ -158,6 +158,7 @@ rule context_probes:
             test_share=config["probe"]["test_share"],
             regularisation=config["probe"]["regularisation"],
             kl_neurons=config["probe"]["kl_neurons"],
+            window=config["probe"]["window"],
         ),
     log:
         log_path("context_probes", "{model}/{text}"),

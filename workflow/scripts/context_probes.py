@@ -12,6 +12,7 @@ with job_log(snakemake.log[0], "context_probes") as log:  # noqa: F821
         test_share=float(p.test_share),
         regularisation=float(p.regularisation),
         kl_neurons=int(p.kl_neurons),
+        window=int(p.window),
     )
     log.info("%d layer, state and context rows, %d scored", len(table), int(table["layer_auc"].notna().sum()))
     record_tables(snakemake)  # noqa: F821  (the CSV's provenance, beside it)

@@ -18,7 +18,12 @@ from .probes import CONTEXTS, read_probes
 SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "marker": "o"}),
           ("neuron_auc", "its best neuron", {"ls": "--", "marker": "s"}),
           ("kl_neuron_auc", "the best of its top-KL neurons", {"ls": ":", "marker": "^"}),
-          ("word_auc", "the word alone (no state)", {"ls": "-", "marker": ".", "color": "0.55"}))
+          ("random_neurons_auc", "the best of as many random live neurons (expected)", {"ls": "-.", "marker": "",
+                                                                                      "alpha": 0.6}),
+          ("word_auc", "the word alone (no state)", {"ls": "-", "marker": ".", "color": "0.55"}),
+          ("window_auc", "the last words (no state)", {"ls": "--", "marker": ".", "color": "0.3"}))
+#: the columns drawn in each state's colour (the others do not depend on the state)
+STATE_SERIES = ("layer_auc", "neuron_auc", "kl_neuron_auc", "random_neurons_auc")
 STATE_COLOUR = {"h": "tab:blue", "c": "tab:orange"}
 CONTEXT_NAME = {"quote": "inside quotation marks", "paren": "inside parentheses", "pre_number": "before a number",
                 "pre_eos": "before <eos>", "heading": "in a heading"}
@@ -54,12 +59,14 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                 ax.text(0.5, 0.5, "too few tokens\nin the context", transform=ax.transAxes, ha="center",
                         va="center", fontsize=8, color="0.4")
             for column, label, style in SERIES:
-                style = {"color": STATE_COLOUR[state], **style}
+                style = {"color": STATE_COLOUR[state], "alpha": 1.0, **style}
                 means = sub.groupby("dropout")[column].mean().dropna()
                 line, = ax.plot(means.index, means.to_numpy(), lw=1.2, ls=style["ls"], color=style["color"],
-                                marker=style["marker"], ms=4)
-                ax.scatter(sub["dropout"], sub[column], s=10, marker=style["marker"], color=style["color"], zorder=3)
-                handles.setdefault((column, state), (line, f"{state}: {label}" if column != "word_auc" else label))
+                                marker=style["marker"] or None, ms=4, alpha=style["alpha"])
+                if style["marker"]:
+                    ax.scatter(sub["dropout"], sub[column], s=10, marker=style["marker"], color=style["color"],
+                               zorder=3)
+                handles.setdefault((column, state), (line, f"{state}: {label}" if column in STATE_SERIES else label))
             if i == 0:
                 ax.set_title(f"layer {layer}, {state}", fontsize=10)
             if j == 0:
@@ -69,13 +76,15 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
     axes[0, 0].set_ylim(min(0.4, low - 0.02), 1.005)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
-    # a column per state, its three probes, and one for the word (legend columns take equal shares of the entries,
-    # so each column is filled to three with blank entries)
-    columns = [[handles[(c, state)] for c, _, _ in SERIES[:3] if (c, state) in handles] for state in ("h", "c")]
-    columns.append([next(handles[k] for k in (("word_auc", "h"), ("word_auc", "c")) if k in handles)])
+    # a column per state, its four probes, and one for the baselines without a state (legend columns take equal
+    # shares of the entries, so each column is filled to the longest with blank entries)
+    columns = [[handles[(c, state)] for c in STATE_SERIES if (c, state) in handles] for state in ("h", "c")]
+    columns.append([handles[(c, s)] for c in ("word_auc", "window_auc")
+                    for s in [next((s for s in ("h", "c") if (c, s) in handles), None)] if s])
     columns = [col for col in columns if col]
+    rows = max(len(col) for col in columns)
     blank = (Patch(visible=False), "")
-    entries = [entry for col in columns for entry in col + [blank] * (3 - len(col))]
+    entries = [entry for col in columns for entry in col + [blank] * (rows - len(col))]
     lines, labels = [e[0] for e in entries], [e[1] for e in entries]
     fig.legend(lines, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(columns), fontsize=8, frameon=False)
     save_figure(fig, png, svg, dpi=dpi)
@@ -88,5 +97,5 @@ def probes_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.Pat
     write_table(table, csv_path, "%.6g")
     models = table["model"].nunique()
     probes_figure(table, png, svg, title=f"Context probes, text {table['text'].iloc[0]}: how well a layer, its best "
-                  f"neuron and the word alone tell the context ({models} model{'s' * (models != 1)})", dpi=dpi)
+                  f"neuron and the words alone tell the context ({models} model{'s' * (models != 1)})", dpi=dpi)
     return table
