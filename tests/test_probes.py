@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -15,7 +16,7 @@ from lstmscope.histogram import HistogramError
 from lstmscope import probe_figures
 from lstmscope.probe_figures import probes_vs_dropout
 from lstmscope import probes as probes_module
-from lstmscope.probes import (AUC_COLUMNS, CONTEXTS, MIN_TOKENS, PROBE_COLUMNS, best_of, column_aucs, context_probes,
+from lstmscope.probes import (AUC_COLUMNS, CONTEXTS, MIN_TOKENS, PROBE_COLUMNS, aucs_of_ranks, best_of, context_probes,
                               expected_best_of_random, probe_view, read_probes, spans, split_point, text_baselines,
                               window_features, word_scores)
 from lstmscope.tracking import START_UP, context_masks
@@ -59,8 +60,8 @@ def test_column_aucs_are_sklearns_ties_included():
     values[:, 4] = 1.0  # a constant neuron: 0.5
     inside = rng.random(300) < 0.2
     expected = [roc_auc_score(inside, values[:, j]) for j in range(5)]
-    assert column_aucs(values, inside) == pytest.approx(expected, abs=1e-12)
-    assert column_aucs(values, inside)[4] == 0.5
+    aucs = aucs_of_ranks(rankdata(values, axis=0), inside)
+    assert aucs == pytest.approx(expected, abs=1e-12) and aucs[4] == 0.5
 
 
 def test_the_best_neuron_is_furthest_from_one_half_either_way():
@@ -90,6 +91,9 @@ def test_window_features_by_hand():
     x = window_features("a b a c".split(), 2).toarray()
     # words a b c (ids 0 1 2); block 0 = the word, block 1 = the word before (none at the start)
     assert x.tolist() == [[1, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 0], [1, 0, 0, 0, 1, 0], [0, 0, 1, 1, 0, 0]]
+    # a window longer than the text: the blocks past its start stay empty
+    assert window_features(["a", "b"], 4).toarray().tolist() == [[1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0, 0]]
+    assert window_features([], 3).shape == (0, 0)
 
 
 def test_word_scores_by_hand():

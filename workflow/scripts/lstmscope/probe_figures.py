@@ -13,8 +13,8 @@ from .figures import figure_title, plt, save_figure
 from .order import models_in_order
 from .probes import CONTEXTS, read_probes
 
-#: What each line of a panel is: the probe's column, its label, and how it is drawn (the state's colour, but the word
-#: baseline's grey: it does not depend on the state).
+#: What each line of a panel is: the probe's column, its label, and how it is drawn (the state's colour, but the two
+#: baselines without a state in grey).
 SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "marker": "o"}),
           ("neuron_auc", "its best neuron", {"ls": "--", "marker": "s"}),
           ("kl_neuron_auc", "the best of its top-KL neurons", {"ls": ":", "marker": "^"}),

@@ -48,6 +48,7 @@ import pandas as pd
 
 from .activations_file import open_activations, read_neurons, read_words
 from .atomic import write_table
+from .cluster_measures import runs
 from .divergence import check_divergence_fits, ranked, read_divergence
 from .tracking import CONTEXTS, context_masks, start_up
 
@@ -79,19 +80,13 @@ def split_point(n_tokens: int, test_share: float) -> tuple[int, int]:
 
 def spans(mask: np.ndarray) -> int:
     """The number of runs of True in ``mask``."""
-    m = np.asarray(mask, dtype=bool)
-    return int(m[0]) + int(np.count_nonzero(m[1:] & ~m[:-1])) if len(m) else 0
+    return int(np.count_nonzero(runs(np.asarray(mask, dtype=bool))[2]))
 
 
-def column_aucs(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """The AUC of every column of ``values`` (T, N) as a score of ``inside`` (T,): the Mann-Whitney U of the column's
-    values inside against outside over the pairs, ties counting one half (average ranks)."""
-    from scipy.stats import rankdata
-
-    return _aucs_of_ranks(rankdata(values, axis=0), inside)
-
-
-def _aucs_of_ranks(ranks: np.ndarray, inside: np.ndarray) -> np.ndarray:
+def aucs_of_ranks(ranks: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The AUC of every column of a (T, N) matrix as a score of ``inside`` (T,), from its ranks along each column
+    (``scipy.stats.rankdata(values, axis=0)``, ties given their average rank): the Mann-Whitney U of the column's
+    values inside against outside over the pairs, a tie counting one half."""
     inside = np.asarray(inside, dtype=bool)
     n_in, n_out = int(inside.sum()), int((~inside).sum())
     return (ranks[inside].sum(axis=0) - n_in * (n_in + 1) / 2) / (n_in * n_out)
@@ -135,8 +130,9 @@ def window_features(words: Sequence[str], window: int):
 
     ids = pd.factorize(pd.Series(list(words), dtype=object))[0]
     T, W = len(ids), int(ids.max()) + 1 if len(ids) else 0
-    rows = np.concatenate([np.arange(back, T) for back in range(window)])
-    cols = np.concatenate([back * W + ids[:T - back] for back in range(window)])
+    backs = range(min(window, T))  # a text shorter than the window: its blocks past the start stay empty
+    rows = np.concatenate([np.arange(back, T) for back in backs] or [np.zeros(0, int)])
+    cols = np.concatenate([back * W + ids[:T - back] for back in backs] or [np.zeros(0, int)])
     return csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(T, window * W))
 
 
@@ -209,9 +205,9 @@ def probe_view(values: np.ndarray, masks: dict[str, np.ndarray], test_share: flo
         y_train, y_test = masks[context][skip:cut], masks[context][cut:]
         row["layer_auc"], row["converged"] = fit_and_score(train, y_train, test, y_test, regularisation,
                                                            standardise=True)
-        train_aucs = _aucs_of_ranks(train_ranks, y_train)
+        train_aucs = aucs_of_ranks(train_ranks, y_train)
         # each neuron read in the direction its training AUC gives (AUC of -x = 1 - AUC of x)
-        test_aucs = _aucs_of_ranks(test_ranks, y_test)
+        test_aucs = aucs_of_ranks(test_ranks, y_test)
         test_aucs = np.where(train_aucs >= 0.5, test_aucs, 1.0 - test_aucs)
         for prefix, candidates in (("neuron", everyone), ("kl_neuron", kl_candidates)):
             if len(candidates):
