@@ -173,11 +173,11 @@ def test_the_longest_lag_reruns_the_lag_tables_and_their_figure_only(tiny_workdi
 def test_the_probe_settings_rerun_the_probes_only(tiny_workdir):
     """probe.test_share, .regularisation, .kl_neurons and .window are read by the context probes alone: each model and
     text's probes and the figure of each text rerun, nothing else."""
-    graph = rule_graph(tiny_workdir)
+    graph, every = rule_graph(tiny_workdir), forced_jobs(tiny_workdir)
     for setting in ("probe={test_share: 0.3}", "probe={regularisation: 0.1}", "probe={kl_neurons: 2}",
                     "probe={window: 2}"):
         planned = planned_jobs(tiny_workdir, "--config", setting)
-        assert_plan(planned, downstream(graph, {"context_probes"}), forced_jobs(tiny_workdir), f"--config '{setting}'")
+        assert_plan(planned, downstream(graph, {"context_probes"}), every, f"--config '{setting}'")
         assert Counter(j.rule for j in planned) == {"context_probes": 4, "context_probes_vs_dropout": 2}, \
             describe(planned)
 
