@@ -10,6 +10,7 @@ from matplotlib.patches import Patch
 
 from .atomic import write_table
 from .figures import figure_title, plt, save_figure
+from .neuron_figures import STATE_COLOUR
 from .order import models_in_order
 from .probes import CONTEXTS, read_probes
 
@@ -24,7 +25,6 @@ SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "ma
           ("window_auc", "the last words (no state)", {"ls": "--", "marker": ".", "color": "0.3"}))
 #: the columns drawn in each state's colour (the others do not depend on the state)
 STATE_SERIES = ("layer_auc", "neuron_auc", "kl_neuron_auc", "random_neurons_auc")
-STATE_COLOUR = {"h": "tab:blue", "c": "tab:orange"}
 CONTEXT_NAME = {"quote": "inside quotation marks", "paren": "inside parentheses", "pre_number": "before a number",
                 "pre_eos": "before <eos>", "heading": "in a heading"}
 
@@ -66,7 +66,10 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                 if style["marker"]:
                     ax.scatter(sub["dropout"], sub[column], s=10, marker=style["marker"], color=style["color"],
                                zorder=3)
-                handles.setdefault((column, state), (line, f"{state}: {label}" if column in STATE_SERIES else label))
+                if column in STATE_SERIES:
+                    handles.setdefault((column, state), (line, f"{state}: {label}"))
+                else:  # one entry for a line that is the same in every view
+                    handles.setdefault((column, None), (line, label))
             if i == 0:
                 ax.set_title(f"layer {layer}, {state}", fontsize=10)
             if j == 0:
@@ -79,8 +82,7 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
     # a column per state, its four probes, and one for the baselines without a state (legend columns take equal
     # shares of the entries, so each column is filled to the longest with blank entries)
     columns = [[handles[(c, state)] for c in STATE_SERIES if (c, state) in handles] for state in ("h", "c")]
-    columns.append([handles[(c, s)] for c in ("word_auc", "window_auc")
-                    for s in [next((s for s in ("h", "c") if (c, s) in handles), None)] if s])
+    columns.append([handles[(c, None)] for c, _, _ in SERIES if (c, None) in handles])
     columns = [col for col in columns if col]
     rows = max(len(col) for col in columns)
     blank = (Patch(visible=False), "")

@@ -211,11 +211,10 @@ def probe_view(values: np.ndarray, masks: dict[str, np.ndarray], test_share: flo
         test_aucs = np.where(train_aucs >= 0.5, test_aucs, 1.0 - test_aucs)
         for prefix, candidates in (("neuron", everyone), ("kl_neuron", kl_candidates)):
             if len(candidates):
-                neuron = best_of(train_aucs, np.asarray(candidates))
+                neuron = best_of(train_aucs, candidates)
                 row.update({prefix: neuron, f"{prefix}_train_auc": float(train_aucs[neuron]),
                             f"{prefix}_auc": float(test_aucs[neuron])})
-        row["random_neurons_auc"] = expected_best_of_random(train_aucs, test_aucs, np.asarray(live),
-                                                            len(kl_candidates))
+        row["random_neurons_auc"] = expected_best_of_random(train_aucs, test_aucs, live, len(kl_candidates))
     return rows
 
 
