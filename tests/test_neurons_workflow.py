@@ -52,6 +52,12 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
             skip = 50 if n > 100 else 0
             assert (probes.test_tokens == round(0.25 * (n - skip))).all()
             assert (probes.train_tokens + probes.test_tokens == n - skip).all()
+            gates = pd.read_csv(res / f"neurons/{model}/{text}/gates.csv")
+            assert len(gates) == layers * hidden and set(gates.model) == {model} and set(gates.text) == {text}
+            assert ((gates.forget_left + gates.forget_right <= 1) & (gates.forget_timescale > 0)).all()
+            log = (res / f"logs/gate_statistics/{model}/{text}.log").read_text()
+            assert log.count("the gates give the file's c and h to") == layers
+            assert (res / f"figures/neurons/{model}/{text}/gate_saturation.png").stat().st_size > 5000
             for name in ("distributions", "top_bottom", "dead_neuron"):
                 for ext in ("png", "svg"):
                     assert (res / f"figures/neurons/{model}/{text}/{name}.{ext}").stat().st_size > 5000
@@ -74,6 +80,10 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
         assert sorted(probes.dropout.unique()) == sorted(cfg["models"]["dropouts"]) and set(probes.text) == {text}
         for ext in ("png", "svg"):
             assert (res / f"figures/neurons/context_probes_{text}.{ext}").stat().st_size > 5000
+        gates = pd.read_csv(res / f"tables/gates_{text}.csv")
+        assert sorted(gates.dropout.unique()) == sorted(cfg["models"]["dropouts"]) and set(gates.text) == {text}
+        assert len(gates) == len(models) * layers * 4
+        assert (res / f"figures/neurons/gates_{text}.svg").stat().st_size > 5000
     assert not list(res.rglob(".*.tmp*")), "temporary files left behind"
 
 

@@ -182,6 +182,17 @@ def test_the_probe_settings_rerun_the_probes_only(tiny_workdir):
             describe(planned)
 
 
+def test_the_gate_saturation_reruns_the_gates_only(tiny_workdir):
+    """gates.saturation is read by the gate rules alone: each model and text's gate table and saturation plot and the
+    figure of each text rerun, nothing else."""
+    graph = rule_graph(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "gates={saturation: 0.2}")
+    assert_plan(planned, downstream(graph, {"gate_statistics"}), forced_jobs(tiny_workdir),
+                "--config 'gates={saturation: 0.2}'")
+    assert Counter(j.rule for j in planned) == {"gate_statistics": 4, "gate_figures": 4, "gates_vs_dropout": 2}, \
+        describe(planned)
+
+
 def test_the_passage_setting_reruns_the_figures_that_choose_a_passage(tiny_workdir):
     """heatmap.passage decides the neuron heatmaps' passages, the ablation heatmaps', the neuron explorer's "most
     active passage" and the spans Fig. 5.12 quotes (README, configuration): those jobs and what reads them rerun."""
@@ -362,6 +373,7 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
                "neuron_explorer": "results/explorer/neurons/d0.0_r0_test.html",
                "neuron_tracking": "results/neurons/d0.0_r0/test/tracking.csv",
                "context_probes": "results/neurons/d0.0_r0/test/probes.csv",
+               "gate_statistics": "results/neurons/d0.0_r0/test/gates.csv",
                "test_perplexity": "results/models/d0.0_r0/test.json"}
     for rule in targets:  # each rule's script is named after it
         path = tiny_workdir / "workflow/scripts" / f"{rule}.py"

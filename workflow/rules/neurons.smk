@@ -15,6 +15,8 @@ localrules:
     neuron_tracking_table,
     mean_abs_vs_dropout,
     context_probes_vs_dropout,
+    gate_figures,
+    gates_vs_dropout,
     expectancy_heatmap,
 
 
@@ -200,6 +202,85 @@ rule context_probes_vs_dropout:
         "../scripts/context_probes_vs_dropout.py"
 
 
+# The LSTM's gates, computed again from the dump's h and the checkpoint's weights (checked against the dump's c and h):
+# how often each gate of each unit is shut or wide open, and each cell's forget timescale.
+rule gate_statistics:
+    output:
+        f"{NEURONS}/gates.csv",
+    input:
+        checkpoint="results/models/{model}/model.pt",
+        activations="results/activations/{model}/{text}.h5",
+        code=lib("gate_statistics"),
+    params:
+        **named(
+            saturation=config["gates"]["saturation"],
+        ),
+    log:
+        log_path("gate_statistics", "{model}/{text}"),
+    benchmark:
+        benchmark_path("gate_statistics", "{model}/{text}")
+    threads: 1
+    resources:
+        # a block of 2048 tokens' four gates at a time, the layer's weights and torch; doubled on a retry (SLURM
+        # profile)
+        mem_mb=lambda wildcards, attempt: (1000 + 300 * config["architecture"]["hidden_size"] // 1000) * attempt,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/gate_statistics.py"
+
+
+rule gate_figures:
+    output:
+        png=report(f"{NEURON_FIGURES}/gate_saturation.png", caption="../report/gate_saturation.rst", category="Neurons",
+                   subcategory="{model}", labels={"figure": "gate saturation", "model": "{model}", "text": "{text}"}),
+        svg=f"{NEURON_FIGURES}/gate_saturation.svg",
+    input:
+        table=f"{NEURONS}/gates.csv",
+        code=lib("gate_figures"),
+    params:
+        **named(
+            saturation=config["gates"]["saturation"],
+            dpi=config["figures"]["dpi"],
+        ),
+    log:
+        log_path("gate_figures", "{model}/{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/gate_figures.py"
+
+
+rule gates_vs_dropout:
+    output:
+        table=report("results/tables/gates_{text}.csv", caption="../report/gates_vs_dropout.rst", category="Neurons",
+                     subcategory="all models", labels={"figure": "gates vs dropout (CSV)", "text": "{text}"}),
+        png=report("results/figures/neurons/gates_{text}.png", caption="../report/gates_vs_dropout.rst",
+                   category="Neurons", subcategory="all models", labels={"figure": "gates vs dropout", "text": "{text}"}),
+        svg="results/figures/neurons/gates_{text}.svg",
+    input:
+        tables=expand(f"{NEURONS}/gates.csv", model=MODELS, allow_missing=True),
+        code=lib("gates_vs_dropout"),
+    params:
+        **named(
+            saturation=config["gates"]["saturation"],
+            dpi=config["figures"]["dpi"],
+        ),
+    log:
+        log_path("gates_vs_dropout", "{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/gates_vs_dropout.py"
+
+
 rule neuron_figures:
     output:
         distributions_png=report(f"{NEURON_FIGURES}/distributions.png", caption="../report/neuron_distributions.rst",
@@ -367,6 +448,7 @@ ALL_TARGETS.extend(rules.histogram_range_table.output)
 ALL_TARGETS.extend(rules.neuron_tracking_table.output)
 ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))
 ALL_TARGETS.extend(expand(rules.context_probes_vs_dropout.output, text=TEXTS))
-for _rule in (rules.neuron_figures, rules.text_heatmaps, rules.expectancy_heatmap):
+ALL_TARGETS.extend(expand(rules.gates_vs_dropout.output, text=TEXTS))
+for _rule in (rules.neuron_figures, rules.gate_figures, rules.text_heatmaps, rules.expectancy_heatmap):
     ALL_TARGETS.extend(expand(_rule.output, model=MODELS, text=TEXTS))
 ALL_TARGETS.extend(expand(f"{NEURONS}/dead_neurons.csv", model=MODELS, text=TEXTS))

@@ -1,0 +1,265 @@
+"""The LSTM's gates on the small real model: the statistics against the LSTM equations stepped by hand, the check
+against the dump, the table's reader and summary, the figures, the errors."""
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstmscope import gate_figures
+from lstmscope.activations import dump_activations
+from lstmscope.gate_figures import gate_figure, gates_vs_dropout
+from lstmscope.gate_table import GATES, read_gates, summarise
+from lstmscope.gates import GateError, gate_statistics, gate_values
+from lstmscope.model import load_checkpoint
+
+from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixtures)
+
+EXTRA = {"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0}
+
+
+def reference_gates(model, ids) -> list[np.ndarray]:
+    """Per layer, the gates (T, 4, N: i, f, g, o) of the LSTM equations stepped by hand in float64 from the zero
+    state."""
+    sd = {k: v.double() for k, v in model.state_dict().items()}
+    L, N = model.config.layers, model.config.hidden_size
+    h = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    c = [torch.zeros(N, dtype=torch.float64) for _ in range(L)]
+    out = [[] for _ in range(L)]
+    for t in range(len(ids)):
+        x = sd["encoder.weight"][ids[t]]
+        for k in range(L):
+            z = (sd[f"rnn.weight_ih_l{k}"] @ x + sd[f"rnn.bias_ih_l{k}"]
+                 + sd[f"rnn.weight_hh_l{k}"] @ h[k] + sd[f"rnn.bias_hh_l{k}"])
+            zi, zf, zg, zo = z.chunk(4)
+            i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
+            c[k] = f * c[k] + i * g
+            h[k] = o * torch.tanh(c[k])
+            out[k].append(torch.stack([i, f, g, o]).numpy())
+            x = h[k]
+    return [np.array(layer) for layer in out]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    model, _ = load_checkpoint(tiny.checkpoint)
+    with h5py.File(tiny.activations) as f:
+        ids = f["tokens/ids"][:].astype(np.int64)
+    return model, ids, reference_gates(model, ids)
+
+
+@pytest.fixture(scope="module")
+def table(tiny, tmp_path_factory):
+    return gate_statistics(tiny.checkpoint, tiny.activations, tmp_path_factory.mktemp("gates") / "gates.csv", 0.1)
+
+
+def thresholds(saturation: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shut below / wide open above, per gate (i, f, g, o)."""
+    return (np.array([saturation, saturation, -1 + 2 * saturation, saturation]),
+            np.array([1 - saturation, 1 - saturation, 1 - 2 * saturation, 1 - saturation]))
+
+
+@pytest.mark.parametrize("saturation", [0.1, 0.3, 0.45])
+def test_the_statistics_are_those_of_the_lstm_equations_stepped_by_hand(tiny, reference, tmp_path, saturation):
+    model, ids, gates = reference
+    table = gate_statistics(tiny.checkpoint, tiny.activations, tmp_path / "g.csv", saturation, block_tokens=64)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "g.csv"), table, rtol=1e-5, check_exact=False,
+                                  check_dtype=False)
+    T = len(ids)
+    low, high = thresholds(saturation)
+    assert len(table) == LAYERS * HIDDEN
+    some_saturated = 0
+    for k in range(LAYERS):
+        rows = table[table["layer"] == k + 1].sort_values("neuron")
+        assert rows["neuron"].tolist() == list(range(HIDDEN))
+        ref = gates[k]                                                         # (T, 4, N)
+        # a value within 1e-5 of a threshold may fall on either side of it in float32
+        near_low = (np.abs(ref - low[None, :, None]) < 1e-5).sum(axis=0)
+        near_high = (np.abs(ref - high[None, :, None]) < 1e-5).sum(axis=0)
+        for j, gate in enumerate(GATES):
+            np.testing.assert_allclose(rows[f"{gate}_mean"], ref[:, j].mean(axis=0), atol=1e-5)
+            left = (ref[:, j] < low[j]).sum(axis=0)
+            right = (ref[:, j] > high[j]).sum(axis=0)
+            assert (np.abs(np.round(rows[f"{gate}_left"].to_numpy() * T) - left) <= near_low[j]).all(), gate
+            assert (np.abs(np.round(rows[f"{gate}_right"].to_numpy() * T) - right) <= near_high[j]).all(), gate
+            some_saturated += int(left.sum() + right.sum())
+        timescale = 1 / (-np.log(ref[:, 1])).mean(axis=0)
+        np.testing.assert_allclose(rows["forget_timescale"], timescale, rtol=1e-4)
+    assert some_saturated > 0, "the thresholds must be tested on gates that cross them"
+    assert set(table["model"]) == {"d0.2_r0"} and set(table["text"]) == {"test"} and set(table["dropout"]) == {0.2}
+
+
+def test_gate_values_of_a_block_are_the_equations(tiny, reference):
+    """The first 30 steps of layer 1 from the batched products, given the file's h before each step."""
+    model, ids, gates = reference
+    rnn = model.rnn
+    with h5py.File(tiny.activations) as f:
+        h1 = f["layer1/h"][:30]
+    h_prev = torch.cat([torch.zeros(1, HIDDEN), torch.from_numpy(h1[:-1])])
+    with torch.no_grad():
+        x = model.encoder.weight[torch.from_numpy(ids[:30])]
+        got, neg_log_f = gate_values(x, h_prev, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0 + rnn.bias_hh_l0)
+    np.testing.assert_allclose(got.numpy(), gates[0][:30], atol=1e-5)
+    np.testing.assert_allclose(neg_log_f.numpy(), -np.log(gates[0][:30, 1]), rtol=1e-4)
+    assert neg_log_f.dtype == torch.float64
+
+
+def test_the_block_size_does_not_change_the_table(tiny, table, tmp_path):
+    small = gate_statistics(tiny.checkpoint, tiny.activations, tmp_path / "g.csv", 0.1, block_tokens=7)
+    pd.testing.assert_frame_equal(small, table, rtol=1e-6, check_exact=False)
+
+
+def test_a_unit_whose_output_gate_never_opens_is_shut_at_every_token(tiny, tmp_path):
+    """The shared model's dead twin: unit 5 of layer 2 has its output gate's bias at -30."""
+    activations = tmp_path / "dead.h5"
+    dump_activations(tiny.dead_checkpoint, tiny.vocabulary, tiny.split, TEXT, activations, chunk_tokens=64,
+                     model_info=EXTRA)
+    table = gate_statistics(tiny.dead_checkpoint, activations, tmp_path / "g.csv", 0.1)
+    layer2 = table[table["layer"] == 2].set_index("neuron")
+    assert layer2.loc[tiny.dead_neuron, "output_left"] == 1.0
+    assert layer2.loc[tiny.dead_neuron, "output_mean"] < 1e-10
+    assert layer2.loc[tiny.dead_neuron, "output_right"] == 0.0
+    others = layer2.drop(index=tiny.dead_neuron)
+    assert (others["output_mean"] > 1e-3).all()
+
+
+def test_a_float16_file_gives_nearly_the_same_statistics(tiny, table, tmp_path):
+    activations = tmp_path / "half.h5"
+    dump_activations(tiny.checkpoint, tiny.vocabulary, tiny.split, TEXT, activations, chunk_tokens=64,
+                     model_info=EXTRA, dtype="float16")
+    half = gate_statistics(tiny.checkpoint, activations, tmp_path / "g.csv", 0.1)
+    for gate in GATES:
+        np.testing.assert_allclose(half[f"{gate}_mean"], table[f"{gate}_mean"], atol=5e-3)
+        np.testing.assert_allclose(half[f"{gate}_left"], table[f"{gate}_left"], atol=0.02)
+        np.testing.assert_allclose(half[f"{gate}_right"], table[f"{gate}_right"], atol=0.02)
+    np.testing.assert_allclose(half["forget_timescale"], table["forget_timescale"], rtol=0.02)
+
+
+def test_a_file_of_another_checkpoint_is_refused(tiny, tmp_path):
+    with pytest.raises(GateError, match=r"activations.h5 was dumped from another checkpoint than .*dead.pt"):
+        gate_statistics(tiny.dead_checkpoint, tiny.activations, tmp_path / "g.csv", 0.1)
+    assert not (tmp_path / "g.csv").exists()
+
+
+@pytest.mark.parametrize("layer,state", [(1, "c"), (2, "h")])
+def test_a_file_whose_states_the_gates_do_not_give_is_refused(tiny, tmp_path, layer, state):
+    """The checkpoint's digest matches, but one value of c or h was changed: the gates give other states."""
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f[f"layer{layer}/{state}"][200, 3] += 0.05
+    with pytest.raises(GateError, match=rf"damaged.h5: layer {layer}'s gates, .* differ from the file's by "
+                                        r".*dump it again"):
+        gate_statistics(tiny.checkpoint, damaged, tmp_path / "g.csv", 0.1)
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_missing_inputs_and_settings_are_named(tiny, tmp_path):
+    for saturation in (0.0, 0.5, -0.1, 0.7):
+        with pytest.raises(GateError, match=rf"gates.saturation={saturation}: must be between 0 and 0.5"):
+            gate_statistics(tiny.checkpoint, tiny.activations, tmp_path / "g.csv", saturation)
+    with pytest.raises(GateError, match=r"nothere.pt: checkpoint not found"):
+        gate_statistics(tmp_path / "nothere.pt", tiny.activations, tmp_path / "g.csv", 0.1)
+    with pytest.raises(ValueError, match=r"nothere.h5: activations file not found"):
+        gate_statistics(tiny.checkpoint, tmp_path / "nothere.h5", tmp_path / "g.csv", 0.1)
+    assert not (tmp_path / "g.csv").exists()
+
+
+# --------------------------------------------------------------------------- the table read back, the summary
+
+
+def test_the_reader_refuses_what_no_gate_table_holds(table, tmp_path):
+    good = tmp_path / "good.csv"
+    table.to_csv(good, index=False)
+    assert len(read_gates([good])) == len(table)
+    cases = {
+        "share": (table.assign(forget_right=[1.5] + [0.0] * (len(table) - 1)), r"column forget_right must hold "
+                  r"shares \(0 to 1\); line 2 has 1.5"),
+        "twice": (pd.concat([table, table.iloc[[3]]]), r"line 26 repeats layer 1 neuron 3"),
+        "empty": (table.assign(input_mean=[np.nan] + [0.5] * (len(table) - 1)), r"column input_mean .* line 2"),
+        "timescale": (table.assign(forget_timescale=[0.0] + [1.0] * (len(table) - 1)),
+                      r"column forget_timescale must hold positive numbers; line 2 has 0"),
+        "missing": (table.drop(columns=["cell_left"]), r"cell_left"),
+    }
+    for name, (bad, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        bad.to_csv(path, index=False)
+        with pytest.raises(ValueError, match=rf"{name}.csv.*{message}"):
+            read_gates([path])
+    other = tmp_path / "other.csv"
+    table.assign(text="train").to_csv(other, index=False)
+    with pytest.raises(ValueError, match=r"other.csv is a gate table of text train, .*good.csv of text test"):
+        read_gates([good, other])
+
+
+def test_the_summary_per_layer_and_gate(table):
+    summary = summarise(table)
+    assert len(summary) == LAYERS * len(GATES)
+    for r in summary.itertuples():
+        rows = table[table["layer"] == r.layer]
+        assert r.units == HIDDEN
+        assert r.mean == pytest.approx(np.mean(rows[f"{r.gate}_mean"]))
+        assert r.left == pytest.approx(np.mean(rows[f"{r.gate}_left"]))
+        assert r.right == pytest.approx(np.mean(rows[f"{r.gate}_right"]))
+        assert r.units_left == sum(v > 0.5 for v in rows[f"{r.gate}_left"])
+        assert r.units_right == sum(v > 0.5 for v in rows[f"{r.gate}_right"])
+        if r.gate == "forget":
+            values = sorted(rows["forget_timescale"])
+            assert r.timescale_median == pytest.approx((values[5] + values[6]) / 2)
+            assert r.timescale_max == values[-1]
+            assert values[9] <= r.timescale_p90 <= values[10]
+        else:
+            assert np.isnan(r.timescale_median) and np.isnan(r.timescale_p90) and np.isnan(r.timescale_max)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, monkeypatch):
+    kept = []
+    monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    path = tmp_path / "g.csv"
+    table.to_csv(path, index=False)
+    gate_figure(path, tmp_path / "f.png", tmp_path / "f.svg", saturation=0.1)
+    axes = kept[0].axes
+    assert [ax.get_title().split("\n")[0] for ax in axes] == [gate_figures.GATE_NAME[g] for g in GATES]
+    assert "shut < -0.8, wide open > 0.8" in axes[2].get_title()
+    for ax, gate in zip(axes, GATES):
+        for layer, points in zip((1, 2), ax.collections):
+            rows = table[table["layer"] == layer]
+            np.testing.assert_allclose(points.get_offsets(), rows[[f"{gate}_left", f"{gate}_right"]].to_numpy())
+
+
+def test_the_figure_across_models(table, tmp_path, monkeypatch):
+    """Two models (the second the first with its forget gates shut more often): a point per model at its dropout
+    in each panel, the table sorted by layer, gate and dropout."""
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    table.to_csv(paths[0], index=False)
+    table.assign(model="d0.8_r0", dropout=0.8, forget_left=table["forget_left"] / 2 + 0.5,
+                 forget_timescale=table["forget_timescale"] * 2).to_csv(paths[1], index=False)
+    kept = []
+    monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    summary = gates_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", saturation=0.1)
+    assert summary[["layer", "gate", "model"]].values.tolist() == [
+        [layer, gate, model] for layer in (1, 2) for gate in GATES for model in ("d0.2_r0", "d0.8_r0")]
+    written = pd.read_csv(tmp_path / "t.csv")
+    np.testing.assert_allclose(written["left"], summary["left"], rtol=1e-5)
+    axes = kept[0].axes
+    forget = axes[GATES.index("forget")]
+    solid = [line for line in forget.get_lines() if line.get_linestyle() == "-"]
+    for layer, line in zip((1, 2), solid):
+        rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
+        assert list(line.get_xdata()) == [0.2, 0.8]
+        np.testing.assert_allclose(line.get_ydata(), rows["left"])
+    assert rows["left"].iloc[1] >= 0.5
+    timescale = axes[-1]
+    medians = [line for line in timescale.get_lines() if line.get_linestyle() == "-"]
+    for layer, line in zip((1, 2), medians):
+        rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
+        np.testing.assert_allclose(line.get_ydata(), rows["timescale_median"])
+        assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
+    assert timescale.get_yscale() == "log"

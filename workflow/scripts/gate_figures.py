@@ -1,0 +1,9 @@
+"""Rule gate_figures: one model's gate saturation plot (one model, text)."""
+from lstmscope.gate_figures import gate_figure
+from lstmscope.joblog import job_log
+
+with job_log(snakemake.log[0], "gate_figures") as log:  # noqa: F821
+    p = snakemake.params  # noqa: F821
+    table = gate_figure(snakemake.input.table, snakemake.output.png, snakemake.output.svg,  # noqa: F821
+                        saturation=float(p.saturation), dpi=int(p.dpi))
+    log.info("%d units", len(table))

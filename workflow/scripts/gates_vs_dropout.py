@@ -1,0 +1,11 @@
+"""Rule gates_vs_dropout: every model's gates of one text, a table and a figure against dropout."""
+from lstmscope.gate_figures import gates_vs_dropout
+from lstmscope.joblog import job_log
+from lstmscope.provenance import record_tables
+
+with job_log(snakemake.log[0], "gates_vs_dropout") as log:  # noqa: F821
+    o, p = snakemake.output, snakemake.params  # noqa: F821
+    table = gates_vs_dropout(snakemake.input.tables, o.table, o.png, o.svg,  # noqa: F821
+                             saturation=float(p.saturation), dpi=int(p.dpi))
+    log.info("%d models", table["model"].nunique())
+    record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

@@ -1,0 +1,132 @@
+"""The gates of the LSTM (:mod:`.gates`) drawn: one model's saturation plot, and every model's gates against dropout."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import pandas as pd
+from matplotlib import ticker
+
+from .atomic import write_table
+from .figures import figure_title, plt, save_figure
+from .gate_table import GATES, read_gates, summarise
+from .order import models_in_order
+
+GATE_NAME = {"input": "input gate i", "forget": "forget gate f", "cell": "candidate g (tanh)",
+             "output": "output gate o"}
+#: a colour per layer (a third and later layers take matplotlib's next colours)
+LAYER_COLOURS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def layer_colour(layer: int) -> str:
+    return LAYER_COLOURS[(layer - 1) % len(LAYER_COLOURS)]
+
+
+def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, saturation: float,
+                      title: str, dpi: int = 150) -> None:
+    """One model's units, a point per unit in a panel per gate: the share of tokens where the gate is shut (x)
+    against the share where it is wide open (y), coloured by layer (Karpathy et al. 2015, Fig. 3). No point lies
+    above the diagonal x + y = 1."""
+    layers = sorted(int(v) for v in table["layer"].unique())
+    fig, axes = plt.subplots(1, len(GATES), figsize=(3.1 * len(GATES), 3.6), squeeze=False, sharex=True,
+                             sharey=True)
+    for ax, gate in zip(axes[0], GATES):
+        ax.plot([0, 1], [1, 0], color="0.75", lw=0.8, ls="--", zorder=0)
+        for layer in layers:
+            view = table[table["layer"] == layer]
+            ax.scatter(view[f"{gate}_left"], view[f"{gate}_right"], s=9, alpha=0.6, color=layer_colour(layer),
+                       edgecolors="none", label=f"layer {layer}")
+        low, high = (-1 + 2 * saturation, 1 - 2 * saturation) if gate == "cell" else (saturation, 1 - saturation)
+        ax.set_title(f"{GATE_NAME[gate]}\nshut < {low:g}, wide open > {high:g}", fontsize=10)
+        ax.set_xlabel("share of tokens shut", fontsize=9)
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_aspect("equal")
+    axes[0, 0].set_ylabel("share of tokens wide open", fontsize=9)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
+    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, [f"{label} (a point per unit)" for label in labels], loc="upper center",
+               bbox_to_anchor=(0.5, 0), ncol=len(layers), fontsize=8, frameon=False, markerscale=2)
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def gate_figure(csv_path: str | os.PathLike, png: str | os.PathLike, svg: str | os.PathLike, saturation: float,
+                dpi: int = 150) -> pd.DataFrame:
+    """The saturation plot of one model's gate table."""
+    table = read_gates([csv_path])
+    first = table.iloc[0]
+    saturation_figure(table, png, svg, saturation, title=f"How often each gate is shut or wide open: model "
+                      f"{first['model']}, text {first['text']} (saturation {saturation:g})", dpi=dpi)
+    return table
+
+
+def gates_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The summary (:func:`.gate_table.summarise`) of every model's gates of one text, by layer, gate and dropout."""
+    summary = summarise(read_gates(paths))
+    summary["gate"] = pd.Categorical(summary["gate"], categories=GATES, ordered=True)
+    summary = summary.sort_values(["layer", "gate", "dropout", "model"], key=models_in_order, kind="stable")
+    summary["gate"] = summary["gate"].astype(str)
+    return summary.reset_index(drop=True)
+
+
+def _through_means(ax, sub: pd.DataFrame, column: str, colour: str, ls: str, marker: str):
+    """One point per model, the line through each dropout's mean; returns the line (for the legend)."""
+    means = sub.groupby("dropout")[column].mean()
+    line, = ax.plot(means.index, means.to_numpy(), color=colour, ls=ls, lw=1.2, marker=marker, ms=4)
+    ax.scatter(sub["dropout"], sub[column], color=colour, marker=marker, s=10, zorder=3)
+    return line
+
+
+def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
+                            dpi: int = 150) -> None:
+    """A panel per gate: the share of unit-token pairs where the gate is shut (solid) and wide open (dashed), per
+    layer, against dropout; a last panel: the forget gate's timescale, median (solid) and 90th percentile (dashed)
+    of the units, on a log scale."""
+    layers = sorted(int(v) for v in summary["layer"].unique())
+    fig, axes = plt.subplots(1, len(GATES) + 1, figsize=(2.9 * (len(GATES) + 1), 3.4), squeeze=False)
+    axes = axes[0]
+    handles = []
+    for ax, gate in zip(axes, GATES):
+        for layer in layers:
+            sub = summary[(summary["layer"] == layer) & (summary["gate"] == gate)]
+            shut = _through_means(ax, sub, "left", layer_colour(layer), "-", "o")
+            wide = _through_means(ax, sub, "right", layer_colour(layer), "--", "s")
+            if gate == GATES[0]:
+                handles += [(shut, f"layer {layer}: shut"), (wide, f"layer {layer}: wide open")]
+        ax.set_title(GATE_NAME[gate], fontsize=10)
+        ax.set_xlabel("dropout")
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("share of unit-token pairs")
+    ax = axes[-1]
+    for layer in layers:
+        sub = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
+        median = _through_means(ax, sub, "timescale_median", layer_colour(layer), "-", "o")
+        p90 = _through_means(ax, sub, "timescale_p90", layer_colour(layer), ":", "^")
+        handles += [(median, f"layer {layer}: forget timescale, median unit"),
+                    (p90, f"layer {layer}: forget timescale, 90th percentile")]
+    ax.set_yscale("log")  # plain-text tick labels at 1, 2, 5 of each decade (mathtext's labels need fonts not always there)
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_title("forget timescale", fontsize=10)
+    ax.set_xlabel("dropout")
+    ax.set_ylabel("tokens to 1/e (1 / mean −ln f)")
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
+    fig.tight_layout()
+    fig.legend([h for h, _ in handles], [label for _, label in handles], loc="upper center",
+               bbox_to_anchor=(0.5, 0), ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def gates_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
+                     svg: str | os.PathLike, saturation: float, dpi: int = 150) -> pd.DataFrame:
+    """The summary table of one text's gate tables and its figure."""
+    summary = gates_table(paths)
+    write_table(summary, csv_path, "%.6g")
+    models = summary["model"].nunique()
+    gates_vs_dropout_figure(summary, png, svg, title=f"The LSTM's gates against dropout, text "
+                            f"{summary['text'].iloc[0]}: how often they are shut or wide open (saturation "
+                            f"{saturation:g}) and how long a cell keeps its value ({models} "
+                            f"model{'s' * (models != 1)})", dpi=dpi)
+    return summary
