@@ -204,6 +204,10 @@ rule context_probes_vs_dropout:
 
 # The LSTM's gates, computed again from the dump's h and the checkpoint's weights (checked against the dump's c and h):
 # how often each gate of each unit is shut or wide open, and each cell's forget timescale.
+# Memory: the interpreter and torch, the checkpoint twice while it loads (float32), and a block of 2048 tokens' four
+# gates of every unit in up to eight copies (pre-activations, gates, the c and h they give, comparisons); 1.8 GB
+# measured at the thesis's size (2000 tokens; blocks keep it from growing with the text), where this asks 2.1 GB.
+GATES_MEM_MB = 600 + (2 * 4 * MODEL_PARAMETERS + 8 * 2048 * 4 * config["architecture"]["hidden_size"] * 4) // 2**20
 rule gate_statistics:
     output:
         f"{NEURONS}/gates.csv",
@@ -221,9 +225,8 @@ rule gate_statistics:
         benchmark_path("gate_statistics", "{model}/{text}")
     threads: 1
     resources:
-        # a block of 2048 tokens' four gates at a time, the layer's weights and torch; doubled on a retry (SLURM
-        # profile)
-        mem_mb=lambda wildcards, attempt: (1000 + 300 * config["architecture"]["hidden_size"] // 1000) * attempt,
+        # doubled on a retry (SLURM profile)
+        mem_mb=lambda wildcards, attempt: GATES_MEM_MB * attempt,
         runtime=30,
     conda:
         "../../envs/analysis.yaml"
