@@ -13,11 +13,11 @@ import torch
 from lstmscope import gate_figures
 from lstmscope.activations import dump_activations
 from lstmscope.gate_figures import gate_figure, gates_vs_dropout
-from lstmscope.gate_table import GATES, read_gates, summarise
+from lstmscope.gate_table import GATES, read_divergences, read_gates, summarise
 from lstmscope.gates import GateError, gate_statistics, gate_values
 from lstmscope.model import load_checkpoint
 
-from neurons_support import HIDDEN, LAYERS, TEXT, tiny  # noqa: F401  (fixtures)
+from neurons_support import HIDDEN, LAYERS, TEXT, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 EXTRA = {"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0}
 
@@ -234,7 +234,7 @@ def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, monkeypatch
             np.testing.assert_allclose(points.get_offsets(), rows[[f"{gate}_left", f"{gate}_right"]].to_numpy())
 
 
-def test_the_figure_across_models(table, tmp_path, monkeypatch):
+def test_the_figure_across_models(table, divergence_csv, tmp_path, monkeypatch):
     """Two models (the second the first with its forget gates shut more often): a point per model at its dropout
     in each panel, the table sorted by layer, gate and dropout."""
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
@@ -243,7 +243,11 @@ def test_the_figure_across_models(table, tmp_path, monkeypatch):
                  forget_timescale=table["forget_timescale"] * 2).to_csv(paths[1], index=False)
     kept = []
     monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    summary = gates_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", saturation=0.1)
+    divergence = [tmp_path / "da.csv", tmp_path / "db.csv"]
+    pd.read_csv(divergence_csv).to_csv(divergence[0], index=False)
+    pd.read_csv(divergence_csv).assign(model="d0.8_r0", dropout=0.8).to_csv(divergence[1], index=False)
+    summary = gates_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", saturation=0.1,
+                               divergence_paths=divergence, top_k=2)
     assert summary[["layer", "gate", "model"]].values.tolist() == [
         [layer, gate, model] for layer in (1, 2) for gate in GATES for model in ("d0.2_r0", "d0.8_r0")]
     written = pd.read_csv(tmp_path / "t.csv")
@@ -262,4 +266,64 @@ def test_the_figure_across_models(table, tmp_path, monkeypatch):
         rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
         np.testing.assert_allclose(line.get_ydata(), rows["timescale_median"])
         assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
+    top = [line for line in timescale.get_lines() if line.get_linestyle() == "--"]
+    for layer, line in zip((1, 2), top):
+        rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
+        np.testing.assert_allclose(line.get_ydata(), rows["timescale_top_kl"])
+        assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
     assert timescale.get_yscale() == "log"
+
+
+def ranked_by_timescale(divergence: pd.DataFrame, table: pd.DataFrame, sign: float) -> pd.DataFrame:
+    """The divergence table with every c neuron's kl_sum set to sign x its forget timescale and ranked by it (the
+    dead ones left unranked)."""
+    out = divergence.copy()
+    for layer in (1, 2):
+        rows = (out["layer"] == layer) & (out["state"] == "c")
+        timescale = table[table["layer"] == layer].set_index("neuron")["forget_timescale"]
+        out.loc[rows, "kl_sum"] = sign * timescale.loc[out.loc[rows, "neuron"]].to_numpy()
+        live = rows & out["rank"].notna()
+        out.loc[live, "rank"] = out.loc[live, "kl_sum"].rank(ascending=False, method="first")
+    return out
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_the_timescale_of_the_top_kl_cell_neurons(table, divergence_csv, sign):
+    """A ranking that follows the timescale exactly: the top 3 are the 3 longest (shortest, reversed) of the live c
+    neurons, the rank correlation +1 (-1); a dead neuron (unranked: the shared model has one c neuron in layer 2)
+    counts in neither."""
+    divergence = pd.read_csv(divergence_csv)
+    dead = divergence[divergence["rank"].isna() & (divergence["state"] == "c")]
+    assert len(dead) >= 1
+    ranked = ranked_by_timescale(divergence, table, sign)
+    summary = summarise(table, ranked, top_k=3).set_index(["layer", "gate"])
+    for layer in (1, 2):
+        live = set(ranked[(ranked["layer"] == layer) & (ranked["state"] == "c") & ranked["rank"].notna()]["neuron"])
+        rows = table[(table["layer"] == layer) & table["neuron"].isin(live)]
+        timescales = sorted(rows["forget_timescale"], reverse=sign > 0)
+        row = summary.loc[(layer, "forget")]
+        assert row["timescale_top_kl"] == pytest.approx(timescales[1])   # the median of the top 3
+        assert row["timescale_kl_rho"] == pytest.approx(sign)
+        assert summary.loc[(layer, "input"), ["timescale_top_kl", "timescale_kl_rho"]].isna().all()
+    # the dead neuron with the longest timescale of all would change the top 3 if it counted
+    longest = table.assign(forget_timescale=np.where((table["layer"] == dead["layer"].iloc[0])
+                                                     & (table["neuron"] == dead["neuron"].iloc[0]), 1e6,
+                                                     table["forget_timescale"]))
+    again = summarise(longest, ranked_by_timescale(divergence, table, sign), top_k=3).set_index(["layer", "gate"])
+    assert again.loc[(2, "forget"), "timescale_top_kl"] == summary.loc[(2, "forget"), "timescale_top_kl"]
+    assert summarise(table)["timescale_top_kl"].isna().all()          # without divergence tables
+
+
+def test_the_divergence_tables_must_be_the_models(table, divergence_csv, tmp_path):
+    gates = tmp_path / "gates.csv"
+    table.to_csv(gates, index=False)
+    read = read_gates([gates])
+    assert len(read_divergences([divergence_csv], read)) == LAYERS * 2 * HIDDEN
+    other = tmp_path / "other.csv"
+    pd.read_csv(divergence_csv).assign(model="d0.8_r0").to_csv(other, index=False)
+    with pytest.raises(ValueError, match=r"no divergence table of model d0.2_r0 given \(have: d0.8_r0\)"):
+        read_divergences([other], read)
+    pd.read_csv(divergence_csv).assign(text="train").to_csv(other, index=False)
+    with pytest.raises(ValueError, match=r"other.csv is the divergence table of model d0.2_r0 / text train, but its "
+                                         r"gate table is of d0.2_r0 / test"):
+        read_divergences([other], read)

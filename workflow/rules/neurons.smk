@@ -267,10 +267,12 @@ rule gates_vs_dropout:
         svg="results/figures/neurons/gates_{text}.svg",
     input:
         tables=expand(f"{NEURONS}/gates.csv", model=MODELS, allow_missing=True),
+        divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
         code=lib("gates_vs_dropout"),
     params:
         **named(
             saturation=config["gates"]["saturation"],
+            top_k=config["divergence"]["top_k"],
             dpi=config["figures"]["dpi"],
         ),
     log:

@@ -9,7 +9,7 @@ from matplotlib import ticker
 
 from .atomic import write_table
 from .figures import figure_title, plt, save_figure
-from .gate_table import GATES, read_gates, summarise
+from .gate_table import GATES, read_divergences, read_gates, summarise
 from .order import models_in_order
 
 GATE_NAME = {"input": "input gate i", "forget": "forget gate f", "cell": "candidate g (tanh)",
@@ -61,9 +61,13 @@ def gate_figure(csv_path: str | os.PathLike, png: str | os.PathLike, svg: str | 
     return table
 
 
-def gates_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """The summary (:func:`.gate_table.summarise`) of every model's gates of one text, by layer, gate and dropout."""
-    summary = summarise(read_gates(paths))
+def gates_table(paths: Sequence[str | os.PathLike], divergence_paths: Sequence[str | os.PathLike] = (),
+                top_k: int = 5) -> pd.DataFrame:
+    """The summary (:func:`.gate_table.summarise`) of every model's gates of one text, by layer, gate and dropout;
+    with the models' divergence tables, the forget timescale of their top-KL cell-state neurons as well."""
+    gates = read_gates(paths)
+    divergence = read_divergences(divergence_paths, gates) if divergence_paths else None
+    summary = summarise(gates, divergence, top_k)
     summary["gate"] = pd.Categorical(summary["gate"], categories=GATES, ordered=True)
     summary = summary.sort_values(["layer", "gate", "dropout", "model"], key=models_in_order, kind="stable")
     summary["gate"] = summary["gate"].astype(str)
@@ -81,8 +85,9 @@ def _through_means(ax, sub: pd.DataFrame, column: str, colour: str, ls: str, mar
 def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                             dpi: int = 150) -> None:
     """A panel per gate: the share of unit-token pairs where the gate is shut (solid) and wide open (dashed), per
-    layer, against dropout; a last panel: the forget gate's timescale, median (solid) and 90th percentile (dashed)
-    of the units, on a log scale."""
+    layer, against dropout; a last panel: the forget gate's timescale, median (solid) and 90th percentile (dotted)
+    of the units and, where the table has it, the median of the top-KL cell-state neurons (dashed), on a log
+    scale."""
     layers = sorted(int(v) for v in summary["layer"].unique())
     fig, axes = plt.subplots(1, len(GATES) + 1, figsize=(2.9 * (len(GATES) + 1), 3.4), squeeze=False)
     axes = axes[0]
@@ -105,6 +110,9 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
         p90 = _through_means(ax, sub, "timescale_p90", layer_colour(layer), ":", "^")
         handles += [(median, f"layer {layer}: forget timescale, median unit"),
                     (p90, f"layer {layer}: forget timescale, 90th percentile")]
+        if sub["timescale_top_kl"].notna().any():
+            top = _through_means(ax, sub, "timescale_top_kl", layer_colour(layer), "--", "D")
+            handles.append((top, f"layer {layer}: forget timescale, median of the top-KL c neurons"))
     ax.set_yscale("log")  # plain-text tick labels at 1, 2, 5 of each decade (mathtext's labels need fonts not always there)
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_minor_locator(ticker.NullLocator())
@@ -120,9 +128,11 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
 
 
 def gates_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
-                     svg: str | os.PathLike, saturation: float, dpi: int = 150) -> pd.DataFrame:
-    """The summary table of one text's gate tables and its figure."""
-    summary = gates_table(paths)
+                     svg: str | os.PathLike, saturation: float, dpi: int = 150,
+                     divergence_paths: Sequence[str | os.PathLike] = (), top_k: int = 5) -> pd.DataFrame:
+    """The summary table of one text's gate tables and its figure (with the divergence tables: the top-KL cell-state
+    neurons' timescale as well)."""
+    summary = gates_table(paths, divergence_paths, top_k)
     write_table(summary, csv_path, "%.6g")
     models = summary["model"].nunique()
     gates_vs_dropout_figure(summary, png, svg, title=f"The LSTM's gates against dropout, text "
