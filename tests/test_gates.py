@@ -13,7 +13,8 @@ import torch
 from lstmscope import gate_figures
 from lstmscope.activations import dump_activations
 from lstmscope.gate_figures import gate_figure, gates_vs_dropout
-from lstmscope.gate_table import GATES, read_divergences, read_gates, summarise
+from lstmscope.gate_summary import read_divergences, read_gates, summarise
+from lstmscope.gate_table import GATES
 from lstmscope.gates import GateError, gate_statistics, gate_values
 from lstmscope.model import load_checkpoint
 

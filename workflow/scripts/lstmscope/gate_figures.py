@@ -9,7 +9,8 @@ from matplotlib import ticker
 
 from .atomic import write_table
 from .figures import figure_title, plt, save_figure
-from .gate_table import GATES, read_divergences, read_gates, summarise
+from .gate_summary import read_divergences, read_gates, summarise
+from .gate_table import GATES
 from .order import models_in_order
 
 GATE_NAME = {"input": "input gate i", "forget": "forget gate f", "cell": "candidate g (tanh)",

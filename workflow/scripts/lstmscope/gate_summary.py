@@ -1,0 +1,119 @@
+"""The gate tables (:mod:`.gates`) read back and summarised per layer and gate, without importing torch."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .gate_table import COLUMNS, GATES, SHARES
+
+SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "gate", "units", "mean", "left", "right", "units_left",
+                   "units_right", "timescale_median", "timescale_p90", "timescale_max", "timescale_top_kl",
+                   "timescale_kl_rho"]
+
+
+def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The gate tables of :func:`.gates.gate_statistics` (one per model, all of one text), one under the other; a
+    ValueError names the file and the column and line of a missing or wrong value, a repeated unit, or another
+    text."""
+    from .checked_files import read_tables, refuse_mixed, refuse_unnamed, refuse_rows
+
+    frames = []
+    for path in paths:
+        table = read_tables([path], COLUMNS, COLUMNS[2:], "gate table", ValueError, whole=("layer", "neuron"))
+        refuse_unnamed(table, ["text"], path, ValueError)
+        refuse_mixed(table, ["text"], path, ValueError, "a gate table is one text's")
+        twice = table.duplicated(["layer", "neuron"]).to_numpy()
+        if twice.any():
+            r = table.iloc[int(np.argmax(twice))]
+            raise ValueError(f"{path}: line {int(np.argmax(twice)) + 2} repeats layer {r['layer']} neuron "
+                             f"{r['neuron']}")
+        for col in SHARES:
+            refuse_rows(table, ((table[col] < 0) | (table[col] > 1)).to_numpy(), col, "shares (0 to 1)", path,
+                        ValueError)
+        refuse_rows(table, (table["forget_timescale"] <= 0).to_numpy(), "forget_timescale", "positive numbers",
+                    path, ValueError)
+        if frames and str(table["text"].iloc[0]) != str(frames[0]["text"].iloc[0]):
+            raise ValueError(f"{path} is a gate table of text {table['text'].iloc[0]}, {paths[0]} of text "
+                             f"{frames[0]['text'].iloc[0]}: give the tables of one text")
+        frames.append(table)
+    if not frames:
+        raise ValueError("no gate tables given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def kl_link(gates: pd.DataFrame, divergence: pd.DataFrame, top_k: int) -> tuple[float, float]:
+    """One model and layer's units (``gates``) against its divergence table's cell-state rows (``divergence``): the
+    median forget timescale of the ``top_k`` top-ranked live c neurons, and Spearman's rank correlation, over the
+    live c neurons, between the ranking's measure and the timescale (> 0: the neurons the ranking puts first keep
+    their cells longer)."""
+    from scipy.stats import spearmanr
+
+    from .divergence import ranking_measure
+
+    live = divergence[(divergence["state"] == "c") & divergence["rank"].notna()].sort_values("rank")
+    timescale = gates.set_index("neuron")["forget_timescale"]
+    top = timescale.loc[live["neuron"].head(top_k).astype(int)].median()
+    if len(live) < 3:
+        return float(top), float("nan")
+    rho = spearmanr(live[ranking_measure(divergence)], timescale.loc[live["neuron"].astype(int)]).statistic
+    return float(top), float(rho)
+
+
+def summarise(table: pd.DataFrame, divergence: pd.DataFrame | None = None, top_k: int = 5,
+              majority: float = 0.5) -> pd.DataFrame:
+    """One row per model, layer and gate: ``units``; ``mean``, ``left`` and ``right`` averaged over the units (so
+    ``left`` is the share of all unit-token pairs where the gate is shut); ``units_left`` / ``units_right``: how many
+    units are shut / wide open at more than ``majority`` of the tokens; for the forget gate, the median, 90th
+    percentile and largest of the units' ``forget_timescale``, and with the models' ``divergence`` tables (one under
+    the other) :func:`kl_link`'s two numbers (the other gates leave these empty)."""
+    rows = []
+    for (model, layer), view in table.groupby(["model", "layer"], sort=False):
+        first = view.iloc[0]
+        link = (np.nan, np.nan)
+        if divergence is not None:
+            mine = divergence[(divergence["model"] == model) & (divergence["layer"] == layer)]
+            link = kl_link(view, mine, top_k)
+        for gate in GATES:
+            timescale = view["forget_timescale"].to_numpy(dtype=float) if gate == "forget" else None
+            rows.append({
+                "model": model, "text": first["text"], "dropout": first["dropout"], "layer": int(layer),
+                "gate": gate, "units": len(view),
+                "mean": view[f"{gate}_mean"].mean(), "left": view[f"{gate}_left"].mean(),
+                "right": view[f"{gate}_right"].mean(),
+                "units_left": int((view[f"{gate}_left"] > majority).sum()),
+                "units_right": int((view[f"{gate}_right"] > majority).sum()),
+                "timescale_median": np.median(timescale) if timescale is not None else np.nan,
+                "timescale_p90": np.percentile(timescale, 90) if timescale is not None else np.nan,
+                "timescale_max": timescale.max() if timescale is not None else np.nan,
+                "timescale_top_kl": link[0] if timescale is not None else np.nan,
+                "timescale_kl_rho": link[1] if timescale is not None else np.nan,
+            })
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def read_divergences(paths: Sequence[str | os.PathLike], gates: pd.DataFrame) -> pd.DataFrame:
+    """The divergence tables of the models of ``gates`` (one per model, of its text and width), one under the other;
+    a ValueError names what does not fit."""
+    from .divergence import check_divergence_fits, read_divergence
+    from .histogram import HistogramError
+
+    frames = {}
+    for path in paths:
+        try:
+            frame = read_divergence(path)
+        except HistogramError as exc:
+            raise ValueError(str(exc)) from None
+        frames[str(frame["model"].iloc[0])] = (path, frame)
+    text = str(gates["text"].iloc[0])
+    for model, view in gates.groupby("model"):
+        if model not in frames:
+            raise ValueError(f"no divergence table of model {model} given (have: {', '.join(sorted(frames)) or 'none'})")
+        path, frame = frames[model]
+        try:
+            check_divergence_fits(frame, str(model), text, int(view["neuron"].max()) + 1, "its gate table")
+        except HistogramError as exc:
+            raise ValueError(str(exc)) from None
+    return pd.concat([frame for _, frame in frames.values()], ignore_index=True)
