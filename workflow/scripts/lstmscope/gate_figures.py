@@ -92,14 +92,15 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
     layers = sorted(int(v) for v in summary["layer"].unique())
     fig, axes = plt.subplots(1, len(GATES) + 1, figsize=(2.9 * (len(GATES) + 1), 3.4), squeeze=False)
     axes = axes[0]
-    handles = []
+    handles: dict[str, list] = {}  # a legend column per kind of line, a row per layer
     for ax, gate in zip(axes, GATES):
         for layer in layers:
             sub = summary[(summary["layer"] == layer) & (summary["gate"] == gate)]
             shut = _through_means(ax, sub, "left", layer_colour(layer), "-", "o")
             wide = _through_means(ax, sub, "right", layer_colour(layer), "--", "s")
             if gate == GATES[0]:
-                handles += [(shut, f"layer {layer}: shut"), (wide, f"layer {layer}: wide open")]
+                handles.setdefault("shut", []).append((shut, f"layer {layer}: gate shut"))
+                handles.setdefault("wide", []).append((wide, f"layer {layer}: gate wide open"))
         ax.set_title(GATE_NAME[gate], fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylim(bottom=0)
@@ -109,11 +110,11 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
         sub = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
         median = _through_means(ax, sub, "timescale_median", layer_colour(layer), "-", "o")
         p90 = _through_means(ax, sub, "timescale_p90", layer_colour(layer), ":", "^")
-        handles += [(median, f"layer {layer}: forget timescale, median unit"),
-                    (p90, f"layer {layer}: forget timescale, 90th percentile")]
+        handles.setdefault("median", []).append((median, f"layer {layer}: timescale of the median unit"))
+        handles.setdefault("p90", []).append((p90, f"layer {layer}: timescale, 90th percentile"))
         if sub["timescale_top_kl"].notna().any():
             top = _through_means(ax, sub, "timescale_top_kl", layer_colour(layer), "--", "D")
-            handles.append((top, f"layer {layer}: forget timescale, median of the top-KL c neurons"))
+            handles.setdefault("top", []).append((top, f"layer {layer}: timescale of the top-KL c neurons (median)"))
     ax.set_yscale("log")  # plain-text tick labels at 1, 2, 5 of each decade (mathtext's labels need fonts not always there)
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_minor_locator(ticker.NullLocator())
@@ -123,8 +124,9 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
     ax.set_ylabel("tokens to 1/e (1 / mean −ln f)")
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
-    fig.legend([h for h, _ in handles], [label for _, label in handles], loc="upper center",
-               bbox_to_anchor=(0.5, 0), ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    entries = [entry for column in handles.values() for entry in column]  # matplotlib fills a column, then the next
+    fig.legend([h for h, _ in entries], [label for _, label in entries], loc="upper center",
+               bbox_to_anchor=(0.5, 0), ncol=len(handles), fontsize=8, frameon=False)
     save_figure(fig, png, svg, dpi=dpi)
 
 
