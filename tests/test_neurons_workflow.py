@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import TINY, edit_yaml, snakemake
+from lstmscope.tracking import start_up
 
 pytestmark = pytest.mark.workflow
 
@@ -49,7 +50,7 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
             assert len(probes) == layers * 2 * 5 and set(probes.model) == {model}
             # probe.test_share: a quarter of the text tests (a short text keeps its start-up tokens)
             n = cfg["texts"][text]["tokens"]
-            skip = 50 if n > 100 else 0
+            skip = start_up(n)  # the probes' start-up tokens (none in a short text)
             assert (probes.test_tokens == round(0.25 * (n - skip))).all()
             assert (probes.train_tokens + probes.test_tokens == n - skip).all()
             gates = pd.read_csv(res / f"neurons/{model}/{text}/gates.csv")

@@ -54,7 +54,7 @@ def test_spans_and_the_cut_by_hand():
             split_point(1000, share)
 
 
-def test_column_aucs_are_sklearns_ties_included():
+def test_aucs_of_ranks_are_sklearns_ties_included():
     rng = np.random.default_rng(0)
     values = np.round(rng.normal(size=(300, 5)), 1)  # many ties
     values[:, 4] = 1.0  # a constant neuron: 0.5
@@ -291,13 +291,15 @@ def test_the_figure_across_models(long_text, tmp_path, monkeypatch):
     second.to_csv(paths[1], index=False)
     kept = []
     monkeypatch.setattr(probe_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    table = probes_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg")
+    table = probes_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", window=2)
     assert list(table["model"].unique()) == ["d0.2_r0", "d0.8_r0"]
     assert pd.read_csv(tmp_path / "t.csv")["layer_auc"].tolist() == pytest.approx(table["layer_auc"].tolist(), rel=1e-5,
                                                                                         nan_ok=True)
     axes = np.array(kept[0].axes[:len(CONTEXTS) * LAYERS * 2]).reshape(len(CONTEXTS), LAYERS * 2)
     titles = [ax.get_title() for ax in axes[0]]
     assert titles == ["layer 1, h", "layer 1, c", "layer 2, h", "layer 2, c"]
+    legend = [t.get_text() for t in kept[0].legends[0].get_texts()]
+    assert "the last 2 words (no state)" in legend and "the word alone (no state)" in legend
     for i, context in enumerate(CONTEXTS):
         for j, (layer, state) in enumerate([(1, "h"), (1, "c"), (2, "h"), (2, "c")]):
             ax = axes[i, j]

@@ -190,7 +190,10 @@ rule context_probes_vs_dropout:
         tables=expand(f"{NEURONS}/probes.csv", model=MODELS, allow_missing=True),
         code=lib("context_probes_vs_dropout"),
     params:
-        dpi=config["figures"]["dpi"],
+        **named(
+            dpi=config["figures"]["dpi"],
+            window=config["probe"]["window"],  # the legend's "the last 3 words"
+        ),
     log:
         log_path("context_probes_vs_dropout", "{text}"),
     resources:

@@ -6,6 +6,6 @@ from lstmscope.provenance import record_tables
 with job_log(snakemake.log[0], "context_probes_vs_dropout") as log:  # noqa: F821
     o = snakemake.output  # noqa: F821
     table = probes_vs_dropout(snakemake.input.tables, o.table, o.png, o.svg,  # noqa: F821
-                              dpi=int(snakemake.params.dpi))  # noqa: F821
+                              dpi=int(snakemake.params.dpi), window=int(snakemake.params.window))  # noqa: F821
     log.info("%d models", table["model"].nunique())
     record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

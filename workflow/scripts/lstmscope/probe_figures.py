@@ -22,7 +22,7 @@ SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "ma
           ("random_neurons_auc", "the best of as many random live neurons (expected)", {"ls": "-.", "marker": "",
                                                                                       "alpha": 0.6}),
           ("word_auc", "the word alone (no state)", {"ls": "-", "marker": ".", "color": "0.55"}),
-          ("window_auc", "the last words (no state)", {"ls": "--", "marker": ".", "color": "0.3"}))
+          ("window_auc", "the last {window} words (no state)", {"ls": "--", "marker": ".", "color": "0.3"}))
 #: the columns drawn in each state's colour (the others do not depend on the state)
 STATE_SERIES = ("layer_auc", "neuron_auc", "kl_neuron_auc", "random_neurons_auc")
 CONTEXT_NAME = {"quote": "inside quotation marks", "paren": "inside parentheses", "pre_number": "before a number",
@@ -39,10 +39,10 @@ def probes_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 
 def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
-                  dpi: int = 150) -> None:
+                  dpi: int = 150, window: int | None = None) -> None:
     """A panel per context (rows) and layer x state (columns): the test AUC of each probe against dropout, one point
     per model, the line through each dropout's mean; 0.5 (chance) dashed. A context without scores in a view (too
-    few tokens) leaves its panel empty with a note."""
+    few tokens) leaves its panel empty with a note. ``window``: the window baseline's words, for its legend entry."""
     views = sorted({(int(r.layer), str(r.state)) for r in table.itertuples()}, key=lambda v: (v[0], v[1] != "h"))
     contexts = [c for c in CONTEXTS if c in set(table["context"])]
     fig, axes = plt.subplots(len(contexts), len(views), figsize=(2.6 * len(views) + 0.6, 2.0 * len(contexts) + 0.8),
@@ -59,6 +59,7 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                 ax.text(0.5, 0.5, "too few tokens\nin the context", transform=ax.transAxes, ha="center",
                         va="center", fontsize=8, color="0.4")
             for column, label, style in SERIES:
+                label = label.format(window="" if window is None else window).replace("  ", " ")
                 style = {"color": STATE_COLOUR[state], "alpha": 1.0, **style}
                 means = sub.groupby("dropout")[column].mean().dropna()
                 line, = ax.plot(means.index, means.to_numpy(), lw=1.2, ls=style["ls"], color=style["color"],
@@ -93,11 +94,13 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
 
 
 def probes_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
-                      svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
-    """The combined table of one text's probes and its figure."""
+                      svg: str | os.PathLike, dpi: int = 150, window: int | None = None) -> pd.DataFrame:
+    """The combined table of one text's probes and its figure (``window``: the probes' ``probe.window``, for the
+    legend)."""
     table = probes_table(paths)
     write_table(table, csv_path, "%.6g")
     models = table["model"].nunique()
     probes_figure(table, png, svg, title=f"Context probes, text {table['text'].iloc[0]}: how well a layer, its best "
-                  f"neuron and the words alone tell the context ({models} model{'s' * (models != 1)})", dpi=dpi)
+                  f"neuron and the words alone tell the context ({models} model{'s' * (models != 1)})", dpi=dpi,
+                  window=window)
     return table
