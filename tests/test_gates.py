@@ -92,6 +92,7 @@ def test_the_statistics_are_those_of_the_lstm_equations_stepped_by_hand(tiny, re
         np.testing.assert_allclose(rows["forget_timescale"], timescale, rtol=1e-4)
     assert some_saturated > 0, "the thresholds must be tested on gates that cross them"
     assert set(table["model"]) == {"d0.2_r0"} and set(table["text"]) == {"test"} and set(table["dropout"]) == {0.2}
+    assert set(table["saturation"]) == {saturation}
 
 
 def test_gate_values_of_a_block_are_the_equations(tiny, reference):
@@ -159,6 +160,28 @@ def test_a_file_whose_states_the_gates_do_not_give_is_refused(tiny, tmp_path, la
     assert not (tmp_path / "g.csv").exists()
 
 
+@pytest.mark.parametrize("key,value", [("layer2/h", np.nan), ("layer1/c", np.inf), ("layer1/h", -np.inf)])
+def test_a_state_that_is_not_finite_is_refused_by_its_place(tiny, tmp_path, key, value):
+    """A NaN would pass every comparison: the check of c and h and the shares alike."""
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f[key][300, 7] = value
+    with pytest.raises(GateError, match=rf"damaged.h5: {key} of token 300, unit 7 is {value:g}, which no LSTM state "
+                                        r"is \(the file is damaged; dump it again\)"):
+        gate_statistics(tiny.checkpoint, damaged, tmp_path / "g.csv", 0.1, block_tokens=128)
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_a_file_of_an_unknown_dtype_is_refused(tiny, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f.attrs["dtype"] = "bfloat16"
+    with pytest.raises(GateError, match=r"damaged.h5: attribute dtype is 'bfloat16', not one of float32, float16"):
+        gate_statistics(tiny.checkpoint, damaged, tmp_path / "g.csv", 0.1)
+
+
 def test_missing_inputs_and_settings_are_named(tiny, tmp_path):
     for saturation in (0.0, 0.5, -0.1, 0.7):
         with pytest.raises(GateError, match=rf"gates.saturation={saturation}: must be between 0 and 0.5"):
@@ -185,6 +208,10 @@ def test_the_reader_refuses_what_no_gate_table_holds(table, tmp_path):
         "timescale": (table.assign(forget_timescale=[0.0] + [1.0] * (len(table) - 1)),
                       r"column forget_timescale must hold positive numbers; line 2 has 0"),
         "missing": (table.drop(columns=["cell_left"]), r"cell_left"),
+        "mixed": (table.assign(saturation=[0.2] + [0.1] * (len(table) - 1)), r"column saturation must hold one "
+                  r"saturation \(line 2 has 0.2\); line 3 has 0.1"),
+        "saturation": (table.assign(saturation=0.5), r"column saturation must hold numbers between 0 and 0.5; line 2 "
+                       r"has 0.5"),
     }
     for name, (bad, message) in cases.items():
         path = tmp_path / f"{name}.csv"
@@ -194,6 +221,10 @@ def test_the_reader_refuses_what_no_gate_table_holds(table, tmp_path):
     other = tmp_path / "other.csv"
     table.assign(text="train").to_csv(other, index=False)
     with pytest.raises(ValueError, match=r"other.csv is a gate table of text train, .*good.csv of text test"):
+        read_gates([good, other])
+    table.assign(saturation=0.2).to_csv(other, index=False)
+    with pytest.raises(ValueError, match=r"other.csv is a gate table of saturation 0.2, .*good.csv of saturation 0.1: "
+                                         r"give the tables of one saturation"):
         read_gates([good, other])
 
 
@@ -225,10 +256,11 @@ def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, monkeypatch
     monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
     path = tmp_path / "g.csv"
     table.to_csv(path, index=False)
-    gate_figure(path, tmp_path / "f.png", tmp_path / "f.svg", saturation=0.1)
+    gate_figure(path, tmp_path / "f.png", tmp_path / "f.svg")
     axes = kept[0].axes
     assert [ax.get_title().split("\n")[0] for ax in axes] == [gate_figures.GATE_NAME[g] for g in GATES]
-    assert "shut < -0.8, wide open > 0.8" in axes[2].get_title()
+    assert "low < -0.8, high > 0.8" in axes[2].get_title() and "shut < 0.1, wide open > 0.9" in axes[1].get_title()
+    assert "(saturation 0.1)" in kept[0].texts[0].get_text()
     for ax, gate in zip(axes, GATES):
         for layer, points in zip((1, 2), ax.collections):
             rows = table[table["layer"] == layer]
@@ -247,7 +279,7 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, monkeypatch):
     divergence = [tmp_path / "da.csv", tmp_path / "db.csv"]
     pd.read_csv(divergence_csv).to_csv(divergence[0], index=False)
     pd.read_csv(divergence_csv).assign(model="d0.8_r0", dropout=0.8).to_csv(divergence[1], index=False)
-    summary = gates_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", saturation=0.1,
+    summary = gates_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg",
                                divergence_paths=divergence, top_k=2)
     assert summary[["layer", "gate", "model"]].values.tolist() == [
         [layer, gate, model] for layer in (1, 2) for gate in GATES for model in ("d0.2_r0", "d0.8_r0")]
@@ -305,7 +337,8 @@ def test_the_timescale_of_the_top_kl_cell_neurons(table, divergence_csv, sign):
         row = summary.loc[(layer, "forget")]
         assert row["timescale_top_kl"] == pytest.approx(timescales[1])   # the median of the top 3
         assert row["timescale_kl_rho"] == pytest.approx(sign)
-        assert summary.loc[(layer, "input"), ["timescale_top_kl", "timescale_kl_rho"]].isna().all()
+        assert row["timescale_kl_p"] < 1e-6
+        assert summary.loc[(layer, "input"), ["timescale_top_kl", "timescale_kl_rho", "timescale_kl_p"]].isna().all()
     # the dead neuron with the longest timescale of all would change the top 3 if it counted
     longest = table.assign(forget_timescale=np.where((table["layer"] == dead["layer"].iloc[0])
                                                      & (table["neuron"] == dead["neuron"].iloc[0]), 1e6,
@@ -324,6 +357,9 @@ def test_the_divergence_tables_must_be_the_models(table, divergence_csv, tmp_pat
     pd.read_csv(divergence_csv).assign(model="d0.8_r0").to_csv(other, index=False)
     with pytest.raises(ValueError, match=r"no divergence table of model d0.2_r0 given \(have: d0.8_r0\)"):
         read_divergences([other], read)
+    with pytest.raises(ValueError, match=r"d.csv and .*d.csv are both divergence tables of model "
+                                         r"d0.2_r0: give one"):
+        read_divergences([divergence_csv, divergence_csv], read)
     pd.read_csv(divergence_csv).assign(text="train").to_csv(other, index=False)
     with pytest.raises(ValueError, match=r"other.csv is the divergence table of model d0.2_r0 / text train, but its "
                                          r"gate table is of d0.2_r0 / test"):

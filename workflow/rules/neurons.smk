@@ -208,7 +208,7 @@ rule context_probes_vs_dropout:
 # The LSTM's gates, computed again from the dump's h and the checkpoint's weights (checked against the dump's c and h):
 # how often each gate of each unit is shut or wide open, and each cell's forget timescale.
 # Memory: the interpreter and torch, the checkpoint twice while it loads (float32), and a block of 2048 tokens' four
-# gates of every unit in up to eight copies (pre-activations, gates, the c and h they give, comparisons); 1.8 GB
+# (lstmscope.gates.BLOCK_TOKENS) gates of every unit in up to eight copies (pre-activations, gates, the c and h they give, comparisons); 1.8 GB
 # measured at the thesis's size (2000 tokens; blocks keep it from growing with the text), where this asks 2.1 GB.
 GATES_MEM_MB = 600 + (2 * 4 * MODEL_PARAMETERS + 8 * 2048 * 4 * config["architecture"]["hidden_size"] * 4) // 2**20
 rule gate_statistics:
@@ -246,10 +246,7 @@ rule gate_figures:
         table=f"{NEURONS}/gates.csv",
         code=lib("gate_figures"),
     params:
-        **named(
-            saturation=config["gates"]["saturation"],
-            dpi=config["figures"]["dpi"],
-        ),
+        dpi=config["figures"]["dpi"],  # the thresholds are the table's
     log:
         log_path("gate_figures", "{model}/{text}"),
     resources:
@@ -274,7 +271,6 @@ rule gates_vs_dropout:
         code=lib("gates_vs_dropout"),
     params:
         **named(
-            saturation=config["gates"]["saturation"],
             top_k=config["divergence"]["top_k"],
             dpi=config["figures"]["dpi"],
         ),

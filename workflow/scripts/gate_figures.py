@@ -5,5 +5,5 @@ from lstmscope.joblog import job_log
 with job_log(snakemake.log[0], "gate_figures") as log:  # noqa: F821
     p = snakemake.params  # noqa: F821
     table = gate_figure(snakemake.input.table, snakemake.output.png, snakemake.output.svg,  # noqa: F821
-                        saturation=float(p.saturation), dpi=int(p.dpi))
+                        dpi=int(p.dpi))
     log.info("%d units", len(table))

@@ -6,7 +6,7 @@ from lstmscope.provenance import record_tables
 with job_log(snakemake.log[0], "gates_vs_dropout") as log:  # noqa: F821
     o, p = snakemake.output, snakemake.params  # noqa: F821
     table = gates_vs_dropout(snakemake.input.tables, o.table, o.png, o.svg,  # noqa: F821
-                             saturation=float(p.saturation), dpi=int(p.dpi),
+                             dpi=int(p.dpi),
                              divergence_paths=snakemake.input.divergence, top_k=int(p.top_k))  # noqa: F821
     log.info("%d models", table["model"].nunique())
     record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

@@ -23,11 +23,13 @@ def layer_colour(layer: int) -> str:
     return LAYER_COLOURS[(layer - 1) % len(LAYER_COLOURS)]
 
 
-def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, saturation: float,
-                      title: str, dpi: int = 150) -> None:
+def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
+                      dpi: int = 150) -> None:
     """One model's units, a point per unit in a panel per gate: the share of tokens where the gate is shut (x)
-    against the share where it is wide open (y), coloured by layer (Karpathy et al. 2015, Fig. 3). No point lies
-    above the diagonal x + y = 1."""
+    against the share where it is wide open (y), coloured by layer (Karpathy et al. 2015, Fig. 3); for the candidate
+    g, which closes nothing, saturated low and high. No point lies above the diagonal x + y = 1. The thresholds are
+    the table's ``saturation``."""
+    saturation = float(table["saturation"].iloc[0])
     layers = sorted(int(v) for v in table["layer"].unique())
     fig, axes = plt.subplots(1, len(GATES), figsize=(3.1 * len(GATES), 3.6), squeeze=False, sharex=True,
                              sharey=True)
@@ -38,8 +40,12 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
             ax.scatter(view[f"{gate}_left"], view[f"{gate}_right"], s=9, alpha=0.6, color=layer_colour(layer),
                        edgecolors="none", label=f"layer {layer}")
         low, high = (-1 + 2 * saturation, 1 - 2 * saturation) if gate == "cell" else (saturation, 1 - saturation)
-        ax.set_title(f"{GATE_NAME[gate]}\nshut < {low:g}, wide open > {high:g}", fontsize=10)
-        ax.set_xlabel("share of tokens shut", fontsize=9)
+        if gate == "cell":  # a value written into the cell, not a gate: it shuts nothing
+            ax.set_title(f"{GATE_NAME[gate]}\nlow < {low:g}, high > {high:g}", fontsize=10)
+            ax.set_xlabel("share of tokens low\n(y: share high)", fontsize=9)
+        else:
+            ax.set_title(f"{GATE_NAME[gate]}\nshut < {low:g}, wide open > {high:g}", fontsize=10)
+            ax.set_xlabel("share of tokens shut", fontsize=9)
         ax.set_xlim(-0.03, 1.03)
         ax.set_ylim(-0.03, 1.03)
         ax.set_aspect("equal")
@@ -52,19 +58,19 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
     save_figure(fig, png, svg, dpi=dpi)
 
 
-def gate_figure(csv_path: str | os.PathLike, png: str | os.PathLike, svg: str | os.PathLike, saturation: float,
+def gate_figure(csv_path: str | os.PathLike, png: str | os.PathLike, svg: str | os.PathLike,
                 dpi: int = 150) -> pd.DataFrame:
     """The saturation plot of one model's gate table."""
     table = read_gates([csv_path])
     first = table.iloc[0]
-    saturation_figure(table, png, svg, saturation, title=f"How often each gate is shut or wide open: model "
-                      f"{first['model']}, text {first['text']} (saturation {saturation:g})", dpi=dpi)
+    saturation_figure(table, png, svg, title=f"How often each gate is shut or wide open: model {first['model']}, text "
+                      f"{first['text']} (saturation {first['saturation']:g})", dpi=dpi)
     return table
 
 
 def gates_table(paths: Sequence[str | os.PathLike], divergence_paths: Sequence[str | os.PathLike] = (),
                 top_k: int = 5) -> pd.DataFrame:
-    """The summary (:func:`.gate_table.summarise`) of every model's gates of one text, by layer, gate and dropout;
+    """The summary (:func:`.gate_summary.summarise`) of every model's gates of one text, by layer, gate and dropout;
     with the models' divergence tables, the forget timescale of their top-KL cell-state neurons as well."""
     gates = read_gates(paths)
     divergence = read_divergences(divergence_paths, gates) if divergence_paths else None
@@ -131,7 +137,7 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
 
 
 def gates_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
-                     svg: str | os.PathLike, saturation: float, dpi: int = 150,
+                     svg: str | os.PathLike, dpi: int = 150,
                      divergence_paths: Sequence[str | os.PathLike] = (), top_k: int = 5) -> pd.DataFrame:
     """The summary table of one text's gate tables and its figure (with the divergence tables: the top-KL cell-state
     neurons' timescale as well)."""
@@ -140,6 +146,6 @@ def gates_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     models = summary["model"].nunique()
     gates_vs_dropout_figure(summary, png, svg, title=f"The LSTM's gates against dropout, text "
                             f"{summary['text'].iloc[0]}: how often they are shut or wide open (saturation "
-                            f"{saturation:g}) and how long a cell keeps its value ({models} "
+                            f"{summary['saturation'].iloc[0]:g}) and how long a cell keeps its value ({models} "
                             f"model{'s' * (models != 1)})", dpi=dpi)
     return summary

@@ -9,9 +9,9 @@ import pandas as pd
 
 from .gate_table import COLUMNS, GATES, SHARES
 
-SUMMARY_COLUMNS = ["model", "text", "dropout", "layer", "gate", "units", "mean", "left", "right", "units_left",
-                   "units_right", "timescale_median", "timescale_p90", "timescale_max", "timescale_top_kl",
-                   "timescale_kl_rho"]
+SUMMARY_COLUMNS = ["model", "text", "dropout", "saturation", "layer", "gate", "units", "mean", "left", "right",
+                   "units_left", "units_right", "timescale_median", "timescale_p90", "timescale_max", "timescale_top_kl",
+                   "timescale_kl_rho", "timescale_kl_p"]
 
 
 def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -35,20 +35,25 @@ def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
                         ValueError)
         refuse_rows(table, (table["forget_timescale"] <= 0).to_numpy(), "forget_timescale", "positive numbers",
                     path, ValueError)
-        if frames and str(table["text"].iloc[0]) != str(frames[0]["text"].iloc[0]):
-            raise ValueError(f"{path} is a gate table of text {table['text'].iloc[0]}, {paths[0]} of text "
-                             f"{frames[0]['text'].iloc[0]}: give the tables of one text")
+        refuse_rows(table, ~((table["saturation"] > 0) & (table["saturation"] < 0.5)).to_numpy(), "saturation",
+                    "numbers between 0 and 0.5", path, ValueError)
+        refuse_rows(table, (table["saturation"] != table["saturation"].iloc[0]).to_numpy(), "saturation",
+                    f"one saturation (line 2 has {table['saturation'].iloc[0]:g})", path, ValueError)
+        for col, what in (("text", "text"), ("saturation", "saturation")):
+            if frames and table[col].iloc[0] != frames[0][col].iloc[0]:
+                raise ValueError(f"{path} is a gate table of {what} {table[col].iloc[0]}, {paths[0]} of {what} "
+                                 f"{frames[0][col].iloc[0]}: give the tables of one {what}")
         frames.append(table)
     if not frames:
         raise ValueError("no gate tables given")
     return pd.concat(frames, ignore_index=True)
 
 
-def kl_link(gates: pd.DataFrame, divergence: pd.DataFrame, top_k: int) -> tuple[float, float]:
+def kl_link(gates: pd.DataFrame, divergence: pd.DataFrame, top_k: int) -> tuple[float, float, float]:
     """One model and layer's units (``gates``) against its divergence table's cell-state rows (``divergence``): the
     median forget timescale of the ``top_k`` top-ranked live c neurons, and Spearman's rank correlation, over the
     live c neurons, between the ranking's measure and the timescale (> 0: the neurons the ranking puts first keep
-    their cells longer)."""
+    their cells longer), with its two-sided p-value (scipy's, no correction for the many layers and models)."""
     from scipy.stats import spearmanr
 
     from .divergence import ranking_measure
@@ -57,9 +62,9 @@ def kl_link(gates: pd.DataFrame, divergence: pd.DataFrame, top_k: int) -> tuple[
     timescale = gates.set_index("neuron")["forget_timescale"]
     top = timescale.loc[live["neuron"].head(top_k).astype(int)].median()
     if len(live) < 3:
-        return float(top), float("nan")
-    rho = spearmanr(live[ranking_measure(divergence)], timescale.loc[live["neuron"].astype(int)]).statistic
-    return float(top), float(rho)
+        return float(top), float("nan"), float("nan")
+    result = spearmanr(live[ranking_measure(divergence)], timescale.loc[live["neuron"].astype(int)])
+    return float(top), float(result.statistic), float(result.pvalue)
 
 
 def summarise(table: pd.DataFrame, divergence: pd.DataFrame | None = None, top_k: int = 5,
@@ -68,18 +73,19 @@ def summarise(table: pd.DataFrame, divergence: pd.DataFrame | None = None, top_k
     ``left`` is the share of all unit-token pairs where the gate is shut); ``units_left`` / ``units_right``: how many
     units are shut / wide open at more than ``majority`` of the tokens; for the forget gate, the median, 90th
     percentile and largest of the units' ``forget_timescale``, and with the models' ``divergence`` tables (one under
-    the other) :func:`kl_link`'s two numbers (the other gates leave these empty)."""
+    the other) :func:`kl_link`'s three numbers (the other gates leave these empty)."""
     rows = []
     for (model, layer), view in table.groupby(["model", "layer"], sort=False):
         first = view.iloc[0]
-        link = (np.nan, np.nan)
+        link = (np.nan, np.nan, np.nan)
         if divergence is not None:
             mine = divergence[(divergence["model"] == model) & (divergence["layer"] == layer)]
             link = kl_link(view, mine, top_k)
         for gate in GATES:
             timescale = view["forget_timescale"].to_numpy(dtype=float) if gate == "forget" else None
             rows.append({
-                "model": model, "text": first["text"], "dropout": first["dropout"], "layer": int(layer),
+                "model": model, "text": first["text"], "dropout": first["dropout"],
+                "saturation": first["saturation"], "layer": int(layer),
                 "gate": gate, "units": len(view),
                 "mean": view[f"{gate}_mean"].mean(), "left": view[f"{gate}_left"].mean(),
                 "right": view[f"{gate}_right"].mean(),
@@ -90,6 +96,7 @@ def summarise(table: pd.DataFrame, divergence: pd.DataFrame | None = None, top_k
                 "timescale_max": timescale.max() if timescale is not None else np.nan,
                 "timescale_top_kl": link[0] if timescale is not None else np.nan,
                 "timescale_kl_rho": link[1] if timescale is not None else np.nan,
+                "timescale_kl_p": link[2] if timescale is not None else np.nan,
             })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -106,7 +113,10 @@ def read_divergences(paths: Sequence[str | os.PathLike], gates: pd.DataFrame) ->
             frame = read_divergence(path)
         except HistogramError as exc:
             raise ValueError(str(exc)) from None
-        frames[str(frame["model"].iloc[0])] = (path, frame)
+        model = str(frame["model"].iloc[0])
+        if model in frames:
+            raise ValueError(f"{path} and {frames[model][0]} are both divergence tables of model {model}: give one")
+        frames[model] = (path, frame)
     text = str(gates["text"].iloc[0])
     for model, view in gates.groupby("model"):
         if model not in frames:

@@ -3,5 +3,5 @@ code reading them back (:mod:`.gate_summary`) share them, and an edit of the rea
 GATES = ("input", "forget", "cell", "output")
 STATISTICS = ("mean", "left", "right")
 SHARES = [f"{g}_{s}" for g in GATES for s in ("left", "right")]
-COLUMNS = (["model", "text", "dropout", "layer", "neuron"]
+COLUMNS = (["model", "text", "dropout", "saturation", "layer", "neuron"]
            + [f"{g}_{s}" for g in GATES for s in STATISTICS] + ["forget_timescale"])
