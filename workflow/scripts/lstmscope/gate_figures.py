@@ -42,7 +42,7 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
         low, high = (-1 + 2 * saturation, 1 - 2 * saturation) if gate == "cell" else (saturation, 1 - saturation)
         if gate == "cell":  # a value written into the cell, not a gate: it shuts nothing
             ax.set_title(f"{GATE_NAME[gate]}\nlow < {low:g}, high > {high:g}", fontsize=10)
-            ax.set_xlabel("share of tokens low\n(y: share high)", fontsize=9)
+            ax.set_xlabel("share of tokens low (y: high)", fontsize=9)
         else:
             ax.set_title(f"{GATE_NAME[gate]}\nshut < {low:g}, wide open > {high:g}", fontsize=10)
             ax.set_xlabel("share of tokens shut", fontsize=9)
@@ -51,10 +51,10 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
         ax.set_aspect("equal")
     axes[0, 0].set_ylabel("share of tokens wide open", fontsize=9)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the panels' two-line titles
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, [f"{label} (a point per unit)" for label in labels], loc="upper center",
-               bbox_to_anchor=(0.5, 0), ncol=len(layers), fontsize=8, frameon=False, markerscale=2)
+               bbox_to_anchor=(0.5, -0.02), ncol=len(layers), fontsize=8, frameon=False, markerscale=2)
     save_figure(fig, png, svg, dpi=dpi)
 
 
