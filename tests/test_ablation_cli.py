@@ -159,6 +159,8 @@ def test_the_library_function_refuses_a_method_it_does_not_know(tiny):
     (["-n", "3:1"], r"model\.pt: layer 3 does not exist; the model has layers 1\.\.2"),
     (["-n", f"2:{HIDDEN}"], rf"model\.pt: neuron {HIDDEN} does not exist in layer 2; it has neurons 0\.\.{HIDDEN - 1}"),
     (["-n", "two:1"], r"--neuron 'two:1': expected LAYER:INDEX"),
+    (["-n", "-1:1"], r"--neuron '-1:1': expected LAYER:INDEX"),  # the command's check, not argparse's
+    (["--neuron", "-1:1"], r"--neuron '-1:1': expected LAYER:INDEX"),
     ([], r"nothing to remove: give --neuron"),
     (["-n", "1:2", "-n", "1:2"], r"--neuron given twice: 1:2"),
     (["-n", "2:3", "-n", "1:0", "-n", "2:03"], r"--neuron given twice: 2:3$"),

@@ -374,3 +374,16 @@ def test_an_empty_file_name_is_a_usage_error_naming_the_argument(tiny, tmp_path,
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.strip().endswith(": an empty file name"), err
     assert "argument " in err.strip().splitlines()[-1] and not list(tmp_path.iterdir())
+
+
+def test_a_value_that_starts_with_a_dash_and_a_digit_is_joined_to_its_option():
+    """``-n -1:5`` reaches the command's own check of the layer; other arguments, and everything after ``--``,
+    stay as given."""
+    from lstmscope.cli import dashed_values
+
+    options = ("-n", "--neuron")
+    assert dashed_values(["f.h5", "-n", "-1:5", "--neuron", "-2:0", "-o", "x.png"], options) == [
+        "f.h5", "-n-1:5", "--neuron=-2:0", "-o", "x.png"]
+    assert dashed_values(["-n", "2:0", "-n", "-e", "-n"], options) == ["-n", "2:0", "-n", "-e", "-n"]
+    assert dashed_values(["--", "-n", "-1:5"], options) == ["--", "-n", "-1:5"]
+    assert dashed_values(["--start", "-3"], options) == ["--start", "-3"]  # not one of the options

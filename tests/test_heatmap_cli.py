@@ -164,6 +164,10 @@ BAD = [
     (["-n", "2x"], "--neuron '2x': expected LAYER:INDEX"),
     (["-n", "1:\u00b2"], "--neuron '1:\u00b2': expected LAYER:INDEX"),  # a superscript 2 is a digit to str.isdigit
     (["-n", "1:\u0663"], "--neuron '1:\u0663': expected LAYER:INDEX"),  # so is an Arabic-Indic 3, and int() reads it
+    # a layer below 1 reaches the command's own check, not argparse's "expected one argument"
+    (["-n", "-1:1"], "--neuron '-1:1': expected LAYER:INDEX"),
+    (["--neuron", "-2:0"], "--neuron '-2:0': expected LAYER:INDEX"),
+    (["-n", "2:0", "-g", "-1:top"], "--group '-1:top': expected LAYER:top or LAYER:random"),
     (["-n", "2:4", "-n", "1:0", "-n", "2:04"], "--neuron given twice: 2:4"),  # however it is written
     (["-n", "2:4", "-g", "1:top", "-g", "1:top"], "--group given twice: 1:top"),
     (["-n", "3:0"], "activations.h5: layer 3 does not exist; the file has layers 1..2"),

@@ -34,7 +34,7 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  failed, file_name, say, unreadable, writing)
+                  dashed_values, failed, file_name, say, unreadable, writing)
 from .heatmap_cli import MAX_TOKENS, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args = ap.parse_args(dashed_values(argv, ("-n", "--neuron")))  # -n -1:5: the layer's own error
     if args.heatmap:
         from .figures import figure_format
 

@@ -23,6 +23,28 @@ def command_parser(prog: str, description: str, doc: str) -> argparse.ArgumentPa
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def dashed_values(argv: Sequence[str] | None, options: Sequence[str]) -> list[str]:
+    """The command line (``sys.argv[1:]`` for None) with each value of ``options`` that starts with "-" and a digit
+    (``-n -1:5``, a layer below 1) joined to its option (``-n-1:5``, ``--neuron=-1:5``): argparse takes such a value
+    for an option of its own and says only "expected one argument", where the command's own check names the layer.
+    Nothing after ``--`` is touched."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if arg in options and len(value) > 1 and value[0] == "-" and value[1].isdigit():
+            out.append(f"{arg}={value}" if arg.startswith("--") else arg + value)
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 DEVICES = ("cpu", "cuda", "auto")
 
 

@@ -37,8 +37,8 @@ import numpy as np
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import (ActivationsError, open_activations, read_expectancy, read_neurons, read_words,
                                state_dataset)
-from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, unreadable,
-                  file_name, say, writing)
+from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, dashed_values, failed,
+                  file_name, say, unreadable, writing)
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
                       state_blocks, text_median)
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args = ap.parse_args(dashed_values(argv, ("-n", "--neuron", "-g", "--group")))  # -n -1:5: the layer's own error
     try:
         figure_format(args.output)
     except ValueError as exc:
