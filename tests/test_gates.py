@@ -226,6 +226,12 @@ def test_the_reader_refuses_what_no_gate_table_holds(table, tmp_path):
     with pytest.raises(ValueError, match=r"other.csv is a gate table of saturation 0.2, .*good.csv of saturation 0.1: "
                                          r"give the tables of one saturation"):
         read_gates([good, other])
+    with pytest.raises(ValueError, match=r"good.csv is a second gate table of model d0.2_r0: give one per model"):
+        read_gates([good, good])
+    table[~((table["layer"] == 2) & (table["neuron"] == 4))].to_csv(other, index=False)
+    with pytest.raises(ValueError, match=rf"other.csv: layer 2 holds {HIDDEN - 1} units, not the units 0-{HIDDEN - 1} "
+                                         r"of the widest layer \(missing 4\): the table is damaged"):
+        read_gates([other])
 
 
 def test_the_summary_per_layer_and_gate(table):
@@ -262,6 +268,7 @@ def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, monkeypatch
     assert "low < -0.8, high > 0.8" in axes[2].get_title() and "shut < 0.1, wide open > 0.9" in axes[1].get_title()
     assert "(saturation 0.1)" in kept[0].texts[0].get_text()
     for ax, gate in zip(axes, GATES):
+        assert len(ax.collections) == LAYERS
         for layer, points in zip((1, 2), ax.collections):
             rows = table[table["layer"] == layer]
             np.testing.assert_allclose(points.get_offsets(), rows[[f"{gate}_left", f"{gate}_right"]].to_numpy())
@@ -288,6 +295,7 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, monkeypatch):
     axes = kept[0].axes
     forget = axes[GATES.index("forget")]
     solid = [line for line in forget.get_lines() if line.get_linestyle() == "-"]
+    assert len(solid) == LAYERS
     for layer, line in zip((1, 2), solid):
         rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
         assert list(line.get_xdata()) == [0.2, 0.8]
@@ -295,11 +303,13 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, monkeypatch):
     assert rows["left"].iloc[1] >= 0.5
     timescale = axes[-1]
     medians = [line for line in timescale.get_lines() if line.get_linestyle() == "-"]
+    assert len(medians) == LAYERS
     for layer, line in zip((1, 2), medians):
         rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
         np.testing.assert_allclose(line.get_ydata(), rows["timescale_median"])
         assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
     top = [line for line in timescale.get_lines() if line.get_linestyle() == "--"]
+    assert len(top) == LAYERS
     for layer, line in zip((1, 2), top):
         rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
         np.testing.assert_allclose(line.get_ydata(), rows["timescale_top_kl"])
@@ -360,7 +370,33 @@ def test_the_divergence_tables_must_be_the_models(table, divergence_csv, tmp_pat
     with pytest.raises(ValueError, match=r"d.csv and .*d.csv are both divergence tables of model "
                                          r"d0.2_r0: give one"):
         read_divergences([divergence_csv, divergence_csv], read)
+    pd.read_csv(divergence_csv).assign(model="d0.8_r0").to_csv(other, index=False)
+    with pytest.raises(ValueError, match=r"other.csv is the divergence table of model d0.8_r0, which no gate table "
+                                         r"given is of"):
+        read_divergences([divergence_csv, other], read)
+    one_layer = read[read["layer"] == 1]
+    with pytest.raises(ValueError, match=r"d.csv has layers 1, 2, the gate table of model d0.2_r0 layers 1: the "
+                                         r"tables of another model\?"):
+        read_divergences([divergence_csv], one_layer)
     pd.read_csv(divergence_csv).assign(text="train").to_csv(other, index=False)
     with pytest.raises(ValueError, match=r"other.csv is the divergence table of model d0.2_r0 / text train, but its "
                                          r"gate table is of d0.2_r0 / test"):
         read_divergences([other], read)
+
+
+def test_fewer_live_cell_neurons_than_top_k(table, divergence_csv):
+    """Two live c neurons in layer 1: the top-KL median is theirs, no correlation (fewer than 3); none live: all
+    empty."""
+    divergence = pd.read_csv(divergence_csv)
+    c1 = (divergence["layer"] == 1) & (divergence["state"] == "c")
+    keep = divergence[c1 & divergence["rank"].notna()].sort_values("rank")["neuron"].head(2).tolist()
+    few = divergence.copy()
+    few.loc[c1 & ~few["neuron"].isin(keep), "rank"] = np.nan
+    row = summarise(table, few, top_k=5).set_index(["layer", "gate"]).loc[(1, "forget")]
+    timescale = table[table["layer"] == 1].set_index("neuron")["forget_timescale"]
+    assert row["timescale_top_kl"] == pytest.approx(np.median(timescale.loc[keep]))
+    assert np.isnan(row["timescale_kl_rho"]) and np.isnan(row["timescale_kl_p"])
+    none = divergence.copy()
+    none.loc[c1, "rank"] = np.nan
+    row = summarise(table, none, top_k=5).set_index(["layer", "gate"]).loc[(1, "forget")]
+    assert row[["timescale_top_kl", "timescale_kl_rho", "timescale_kl_p"]].isna().all()

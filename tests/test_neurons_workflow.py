@@ -55,7 +55,7 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
             assert (probes.train_tokens + probes.test_tokens == n - skip).all()
             gates = pd.read_csv(res / f"neurons/{model}/{text}/gates.csv")
             assert len(gates) == layers * hidden and set(gates.model) == {model} and set(gates.text) == {text}
-            assert ((gates.forget_left + gates.forget_right <= 1) & (gates.forget_timescale > 0)).all()
+            assert set(gates.saturation) == {0.1} and (gates.forget_timescale > 0).all()  # gates.saturation's default
             log = (res / f"logs/gate_statistics/{model}/{text}.log").read_text()
             assert log.count("the gates give the file's c and h to") == layers
             assert (res / f"figures/neurons/{model}/{text}/gate_saturation.png").stat().st_size > 5000

@@ -300,6 +300,10 @@ def test_the_figure_across_models(long_text, tmp_path, monkeypatch):
     assert titles == ["layer 1, h", "layer 1, c", "layer 2, h", "layer 2, c"]
     legend = [t.get_text() for t in kept[0].legends[0].get_texts()]
     assert "the last 2 words (no state)" in legend and "the word alone (no state)" in legend
+    for window, label in ((1, "the last 1 word (no state)"), (None, "the last words (no state)")):
+        kept.clear()
+        probes_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", window=window)
+        assert label in [t.get_text() for t in kept[0].legends[0].get_texts()]
     for i, context in enumerate(CONTEXTS):
         for j, (layer, state) in enumerate([(1, "h"), (1, "c"), (2, "h"), (2, "c")]):
             ax = axes[i, j]

@@ -207,10 +207,13 @@ rule context_probes_vs_dropout:
 
 # The LSTM's gates, computed again from the dump's h and the checkpoint's weights (checked against the dump's c and h):
 # how often each gate of each unit is shut or wide open, and each cell's forget timescale.
-# Memory: the interpreter and torch, the checkpoint twice while it loads (float32), and a block of 2048 tokens' four
-# (lstmscope.gates.BLOCK_TOKENS) gates of every unit in up to eight copies (pre-activations, gates, the c and h they give, comparisons); 1.8 GB
-# measured at the thesis's size (2000 tokens; blocks keep it from growing with the text), where this asks 2.1 GB.
+# Memory: the interpreter and torch, the checkpoint twice while it loads (float32), and the four gates of every unit
+# for a block of 2048 tokens (lstmscope.gates.BLOCK_TOKENS), counted as eight copies (pre-activations, gates, the c
+# and h they give, comparisons: a generous bound). 1.8 GB measured at the thesis's size on 2000 tokens, where this
+# asks 2.1 GB; a longer text is read block by block, so it should need no more (not measured).
 GATES_MEM_MB = 600 + (2 * 4 * MODEL_PARAMETERS + 8 * 2048 * 4 * config["architecture"]["hidden_size"] * 4) // 2**20
+
+
 rule gate_statistics:
     output:
         f"{NEURONS}/gates.csv",

@@ -54,7 +54,7 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
     fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the panels' two-line titles
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, [f"{label} (a point per unit)" for label in labels], loc="upper center",
-               bbox_to_anchor=(0.5, -0.02), ncol=len(layers), fontsize=8, frameon=False, markerscale=2)
+               bbox_to_anchor=(0.5, -0.04), ncol=len(layers), fontsize=8, frameon=False, markerscale=2)
     save_figure(fig, png, svg, dpi=dpi)
 
 
@@ -105,8 +105,8 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
             shut = _through_means(ax, sub, "left", layer_colour(layer), "-", "o")
             wide = _through_means(ax, sub, "right", layer_colour(layer), "--", "s")
             if gate == GATES[0]:
-                handles.setdefault("shut", []).append((shut, f"layer {layer}: gate shut"))
-                handles.setdefault("wide", []).append((wide, f"layer {layer}: gate wide open"))
+                handles.setdefault("shut", []).append((shut, f"layer {layer}: shut (g: low)"))
+                handles.setdefault("wide", []).append((wide, f"layer {layer}: wide open (g: high)"))
         ax.set_title(GATE_NAME[gate], fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylim(bottom=0)

@@ -16,8 +16,8 @@ SUMMARY_COLUMNS = ["model", "text", "dropout", "saturation", "layer", "gate", "u
 
 def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """The gate tables of :func:`.gates.gate_statistics` (one per model, all of one text), one under the other; a
-    ValueError names the file and the column and line of a missing or wrong value, a repeated unit, or another
-    text."""
+    ValueError names the file and the column and line of a missing or wrong value, a repeated or missing unit, a
+    second table of a model, or another text or saturation."""
     from .checked_files import read_tables, refuse_mixed, refuse_unnamed, refuse_rows
 
     frames = []
@@ -30,6 +30,14 @@ def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
             r = table.iloc[int(np.argmax(twice))]
             raise ValueError(f"{path}: line {int(np.argmax(twice)) + 2} repeats layer {r['layer']} neuron "
                              f"{r['neuron']}")
+        # every layer holds the units 0..N-1, N the same in each (a missing unit would shorten a count and leave the
+        # join with the divergence table without it)
+        width = int(table.groupby("layer")["neuron"].size().max())
+        for layer, units in table.groupby("layer", sort=True)["neuron"]:
+            if sorted(units) != list(range(width)):
+                missing = sorted(set(range(width)) - set(units))
+                raise ValueError(f"{path}: layer {layer} holds {len(units)} units, not the units 0-{width - 1} of the "
+                                 f"widest layer (missing {', '.join(map(str, missing[:5]))}): the table is damaged")
         for col in SHARES:
             refuse_rows(table, ((table[col] < 0) | (table[col] > 1)).to_numpy(), col, "shares (0 to 1)", path,
                         ValueError)
@@ -43,6 +51,8 @@ def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
             if frames and table[col].iloc[0] != frames[0][col].iloc[0]:
                 raise ValueError(f"{path} is a gate table of {what} {table[col].iloc[0]}, {paths[0]} of {what} "
                                  f"{frames[0][col].iloc[0]}: give the tables of one {what}")
+        if frames and str(table["model"].iloc[0]) in {str(f["model"].iloc[0]) for f in frames}:
+            raise ValueError(f"{path} is a second gate table of model {table['model'].iloc[0]}: give one per model")
         frames.append(table)
     if not frames:
         raise ValueError("no gate tables given")
@@ -51,9 +61,11 @@ def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 def kl_link(gates: pd.DataFrame, divergence: pd.DataFrame, top_k: int) -> tuple[float, float, float]:
     """One model and layer's units (``gates``) against its divergence table's cell-state rows (``divergence``): the
-    median forget timescale of the ``top_k`` top-ranked live c neurons, and Spearman's rank correlation, over the
+    median forget timescale of the ``top_k`` top-ranked live c neurons (as many as there are, where fewer live; NaN
+    where none), and Spearman's rank correlation, over the
     live c neurons, between the ranking's measure and the timescale (> 0: the neurons the ranking puts first keep
-    their cells longer), with its two-sided p-value (scipy's, no correction for the many layers and models)."""
+    their cells longer), with its two-sided p-value (scipy's, no correction for the many layers and models); NaN
+    where fewer than 3 are live."""
     from scipy.stats import spearmanr
 
     from .divergence import ranking_measure
@@ -118,12 +130,20 @@ def read_divergences(paths: Sequence[str | os.PathLike], gates: pd.DataFrame) ->
             raise ValueError(f"{path} and {frames[model][0]} are both divergence tables of model {model}: give one")
         frames[model] = (path, frame)
     text = str(gates["text"].iloc[0])
+    models = set(gates["model"].astype(str))
+    for model in sorted(models - set(frames)):
+        raise ValueError(f"no divergence table of model {model} given (have: {', '.join(sorted(frames)) or 'none'})")
+    for model, (path, _) in frames.items():
+        if model not in models:
+            raise ValueError(f"{path} is the divergence table of model {model}, which no gate table given is of")
     for model, view in gates.groupby("model"):
-        if model not in frames:
-            raise ValueError(f"no divergence table of model {model} given (have: {', '.join(sorted(frames)) or 'none'})")
         path, frame = frames[model]
         try:
             check_divergence_fits(frame, str(model), text, int(view["neuron"].max()) + 1, "its gate table")
         except HistogramError as exc:
             raise ValueError(str(exc)) from None
+        layers, theirs = sorted(set(view["layer"])), sorted(set(frame["layer"]))
+        if layers != theirs:
+            raise ValueError(f"{path} has layers {', '.join(map(str, theirs))}, the gate table of model {model} "
+                             f"layers {', '.join(map(str, layers))}: the tables of another model?")
     return pd.concat([frame for _, frame in frames.values()], ignore_index=True)

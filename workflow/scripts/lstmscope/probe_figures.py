@@ -60,6 +60,7 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                         va="center", fontsize=8, color="0.4")
             for column, label, style in SERIES:
                 label = label.format(window="" if window is None else window).replace("  ", " ")
+                label = label.replace("last 1 words", "last 1 word")
                 style = {"color": STATE_COLOUR[state], "alpha": 1.0, **style}
                 means = sub.groupby("dropout")[column].mean().dropna()
                 line, = ax.plot(means.index, means.to_numpy(), lw=1.2, ls=style["ls"], color=style["color"],
