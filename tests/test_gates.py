@@ -3,6 +3,7 @@ against the dump, the table's reader and summary, the figures, the errors."""
 from __future__ import annotations
 
 import shutil
+import sys
 
 import h5py
 import numpy as np
@@ -15,7 +16,7 @@ from lstmscope.activations import dump_activations
 from lstmscope.gate_figures import gate_figure, gates_vs_dropout
 from lstmscope.gate_summary import read_divergences, read_gates, summarise
 from lstmscope.gate_table import GATES
-from lstmscope.gates import GateError, gate_statistics, gate_values
+from lstmscope.gates import GateError, fixed_mmap_threshold, gate_statistics, gate_values
 from lstmscope.model import load_checkpoint
 
 from neurons_support import HIDDEN, LAYERS, TEXT, divergence_csv, tiny  # noqa: F401  (fixtures)
@@ -400,3 +401,9 @@ def test_fewer_live_cell_neurons_than_top_k(table, divergence_csv):
     none.loc[c1, "rank"] = np.nan
     row = summarise(table, none, top_k=5).set_index(["layer", "gate"]).loc[(1, "forget")]
     assert row[["timescale_top_kl", "timescale_kl_rho", "timescale_kl_p"]].isna().all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_glibc_takes_the_fixed_mmap_threshold():
+    """Without it the job's memory grew with the text (README, resources): glibc must accept the setting."""
+    assert fixed_mmap_threshold() is True

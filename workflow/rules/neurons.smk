@@ -209,8 +209,8 @@ rule context_probes_vs_dropout:
 # how often each gate of each unit is shut or wide open, and each cell's forget timescale.
 # Memory: the interpreter and torch, the checkpoint twice while it loads (float32), and the four gates of every unit
 # for a block of 2048 tokens (lstmscope.gates.BLOCK_TOKENS), counted as eight copies (pre-activations, gates, the c
-# and h they give, comparisons: a generous bound). 1.8 GB measured at the thesis's size on 2000 tokens, where this
-# asks 2.1 GB; a longer text is read block by block, so it should need no more (not measured).
+# and h they give, comparisons: a generous bound). Measured at the thesis's size: 1.6 GB on 2000 tokens, 1.75 GB on
+# 5000 and on 10 000 (blocks, and freed blocks handed back: gates.fixed_mmap_threshold), where this asks 2.1 GB.
 GATES_MEM_MB = 600 + (2 * 4 * MODEL_PARAMETERS + 8 * 2048 * 4 * config["architecture"]["hidden_size"] * 4) // 2**20
 
 

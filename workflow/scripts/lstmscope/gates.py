@@ -32,6 +32,7 @@ and gate.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 
@@ -59,6 +60,17 @@ BLOCK_TOKENS = 2048
 
 class GateError(ValueError):
     """A gate statistic that cannot be computed from its inputs, naming the file or the setting."""
+
+
+def fixed_mmap_threshold(nbytes: int = 1 << 20) -> bool:
+    """Have glibc's malloc hand every allocation of ``nbytes`` or more to mmap, and so back to the system when freed.
+    By default glibc raises that threshold each time such a block is freed, so the blocks' arrays, allocated and freed
+    in turn, come from the heap and fragment it: at the thesis's width the job's memory grew by 50-100 MB per block
+    (2.27 GB at 10 000 tokens); with the fixed threshold it stays at ~1.56 GB. False where there is no glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes)))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def check_saturation(saturation: float) -> None:
@@ -150,6 +162,7 @@ def gate_statistics(checkpoint_path: str | os.PathLike, activations_path: str | 
     """The gate statistics of every unit of every layer of one model and text (see the module's docstring), written
     to ``csv_path``."""
     check_saturation(saturation)
+    fixed_mmap_threshold()
     try:
         model, _ = load_checkpoint(checkpoint_path)
     except (FileNotFoundError, ValueError) as exc:
