@@ -13,6 +13,7 @@ import torch
 
 from lstmscope import gate_figures
 from lstmscope.activations import dump_activations
+from lstmscope.figures import plt
 from lstmscope.gate_figures import gate_figure, gates_vs_dropout
 from lstmscope.gate_summary import read_divergences, read_gates, summarise
 from lstmscope.gate_table import GATES
@@ -258,9 +259,18 @@ def test_the_summary_per_layer_and_gate(table):
 # --------------------------------------------------------------------------- figures
 
 
-def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, monkeypatch):
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the module would save, kept open to be read, and closed after the test."""
     kept = []
     monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    yield kept
+    for fig in kept:
+        plt.close(fig)
+
+
+def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, drawn):
+    kept = drawn
     path = tmp_path / "g.csv"
     table.to_csv(path, index=False)
     gate_figure(path, tmp_path / "f.png", tmp_path / "f.svg")
@@ -275,15 +285,14 @@ def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, monkeypatch
             np.testing.assert_allclose(points.get_offsets(), rows[[f"{gate}_left", f"{gate}_right"]].to_numpy())
 
 
-def test_the_figure_across_models(table, divergence_csv, tmp_path, monkeypatch):
+def test_the_figure_across_models(table, divergence_csv, tmp_path, drawn):
     """Two models (the second the first with its forget gates shut more often): a point per model at its dropout
     in each panel, the table sorted by layer, gate and dropout."""
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
     table.to_csv(paths[0], index=False)
     table.assign(model="d0.8_r0", dropout=0.8, forget_left=table["forget_left"] / 2 + 0.5,
                  forget_timescale=table["forget_timescale"] * 2).to_csv(paths[1], index=False)
-    kept = []
-    monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    kept = drawn
     divergence = [tmp_path / "da.csv", tmp_path / "db.csv"]
     pd.read_csv(divergence_csv).to_csv(divergence[0], index=False)
     pd.read_csv(divergence_csv).assign(model="d0.8_r0", dropout=0.8).to_csv(divergence[1], index=False)

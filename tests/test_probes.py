@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from lstmscope.activations import TextSpec, dump_activations
+from lstmscope.figures import plt
 from lstmscope.histogram import HistogramError
 from lstmscope import probe_figures
 from lstmscope.probe_figures import probes_vs_dropout
@@ -301,9 +302,10 @@ def test_the_figure_across_models(long_text, tmp_path, monkeypatch):
     legend = [t.get_text() for t in kept[0].legends[0].get_texts()]
     assert "the last 2 words (no state)" in legend and "the word alone (no state)" in legend
     for window, label in ((1, "the last 1 word (no state)"), (None, "the last words (no state)")):
-        kept.clear()
+        plt.close(kept.pop())
         probes_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", window=window)
-        assert label in [t.get_text() for t in kept[0].legends[0].get_texts()]
+        assert label in [t.get_text() for t in kept[-1].legends[0].get_texts()]
+    plt.close(kept.pop())  # a figure save_figure would have closed
     for i, context in enumerate(CONTEXTS):
         for j, (layer, state) in enumerate([(1, "h"), (1, "c"), (2, "h"), (2, "c")]):
             ax = axes[i, j]
