@@ -15,7 +15,7 @@ from .order import models_in_order
 
 GATE_NAME = {"input": "input gate i", "forget": "forget gate f", "cell": "candidate g (tanh)",
              "output": "output gate o"}
-#: a colour per layer (a third and later layers take matplotlib's next colours)
+#: a colour per layer, in order (a seventh layer starts them again)
 LAYER_COLOURS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 

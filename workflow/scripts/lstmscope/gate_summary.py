@@ -62,10 +62,9 @@ def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 def kl_link(gates: pd.DataFrame, divergence: pd.DataFrame, top_k: int) -> tuple[float, float, float]:
     """One model and layer's units (``gates``) against its divergence table's cell-state rows (``divergence``): the
     median forget timescale of the ``top_k`` top-ranked live c neurons (as many as there are, where fewer live; NaN
-    where none), and Spearman's rank correlation, over the
-    live c neurons, between the ranking's measure and the timescale (> 0: the neurons the ranking puts first keep
-    their cells longer), with its two-sided p-value (scipy's, no correction for the many layers and models); NaN
-    where fewer than 3 are live."""
+    where none), and Spearman's rank correlation, over the live c neurons, between the ranking's measure and the
+    timescale (> 0: the neurons the ranking puts first keep their cells longer), with its two-sided p-value (scipy's,
+    no correction for the many layers and models); both NaN where fewer than 3 are live."""
     from scipy.stats import spearmanr
 
     from .divergence import ranking_measure
@@ -131,8 +130,9 @@ def read_divergences(paths: Sequence[str | os.PathLike], gates: pd.DataFrame) ->
         frames[model] = (path, frame)
     text = str(gates["text"].iloc[0])
     models = set(gates["model"].astype(str))
-    for model in sorted(models - set(frames)):
-        raise ValueError(f"no divergence table of model {model} given (have: {', '.join(sorted(frames)) or 'none'})")
+    missing = sorted(models - set(frames))
+    if missing:
+        raise ValueError(f"no divergence table of model {missing[0]} given (have: {', '.join(sorted(frames)) or 'none'})")
     for model, (path, _) in frames.items():
         if model not in models:
             raise ValueError(f"{path} is the divergence table of model {model}, which no gate table given is of")
