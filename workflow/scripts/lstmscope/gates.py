@@ -41,6 +41,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .ablation import check_dumped_from, check_ids_in_vocabulary
+from .ablation_file import AblationError
 from .activations import ieee_float32
 from .activations_file import open_activations, state_dataset
 from .atomic import write_table
@@ -170,16 +172,13 @@ def gate_statistics(checkpoint_path: str | os.PathLike, activations_path: str | 
     checkpoint_sha = sha256_file(checkpoint_path)
     rows = []
     with open_activations(activations_path) as f, torch.inference_mode(), ieee_float32():
-        if str(f.attrs.get("checkpoint_sha256", "")) != checkpoint_sha:
-            raise GateError(f"{activations_path} was dumped from another checkpoint than {checkpoint_path} "
-                            "(checkpoint_sha256 differs)")
-        T, L = int(f.attrs["n_tokens"]), int(f.attrs["layers"])
-        if T < 1:
-            raise GateError(f"{activations_path}: holds no tokens")
+        L = int(f.attrs["layers"])
         ids = f["tokens/ids"][:].astype(np.int64)
-        if ids.min() < 0 or ids.max() >= model.config.vocab_size:
-            raise GateError(f"{activations_path}: tokens/ids holds ids outside the vocabulary of {checkpoint_path} "
-                            f"(0-{model.config.vocab_size - 1}): the file is damaged; dump it again")
+        try:  # the ablation's checks of the same pairing: this checkpoint's file, ids of its vocabulary
+            check_dumped_from(f, checkpoint_sha, checkpoint_path, activations_path)
+            check_ids_in_vocabulary(ids, int(model.config.vocab_size), activations_path, checkpoint_path)
+        except AblationError as exc:
+            raise GateError(str(exc)) from None
         dtype = str(f.attrs["dtype"])
         if dtype not in TOLERANCE:
             raise GateError(f"{activations_path}: attribute dtype is {dtype!r}, not one of {', '.join(TOLERANCE)}: "
