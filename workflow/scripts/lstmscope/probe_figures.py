@@ -22,7 +22,7 @@ SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "ma
           ("random_neurons_auc", "the best of as many random live neurons (expected)", {"ls": "-.", "marker": "",
                                                                                       "alpha": 0.6}),
           ("word_auc", "the word alone (no state)", {"ls": "-", "marker": ".", "color": "0.55"}),
-          ("window_auc", "the last {window} words (no state)", {"ls": "--", "marker": ".", "color": "0.3"}))
+          ("window_auc", "the last {words} (no state)", {"ls": "--", "marker": ".", "color": "0.3"}))
 #: the columns drawn in each state's colour (the others do not depend on the state)
 STATE_SERIES = ("layer_auc", "neuron_auc", "kl_neuron_auc", "random_neurons_auc")
 CONTEXT_NAME = {"quote": "inside quotation marks", "paren": "inside parentheses", "pre_number": "before a number",
@@ -48,6 +48,8 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
     fig, axes = plt.subplots(len(contexts), len(views), figsize=(2.6 * len(views) + 0.6, 2.0 * len(contexts) + 0.8),
                              squeeze=False, sharex=True, sharey=True)
     scored = table[list(c for c, _, _ in SERIES)].to_numpy(dtype=float)
+    words = "words" if window is None else f"{window} word{'s' * (window != 1)}"
+    series_label = {column: label.format(words=words) for column, label, _ in SERIES}
     low = float(np.nanmin(scored)) if np.isfinite(scored).any() else 0.5
     handles = {}
     for i, context in enumerate(contexts):
@@ -58,9 +60,8 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
             if sub["layer_auc"].isna().all():
                 ax.text(0.5, 0.5, "too few tokens\nin the context", transform=ax.transAxes, ha="center",
                         va="center", fontsize=8, color="0.4")
-            for column, label, style in SERIES:
-                label = label.format(window="" if window is None else window).replace("  ", " ")
-                label = label.replace("last 1 words", "last 1 word")
+            for column, _, style in SERIES:
+                label = series_label[column]
                 style = {"color": STATE_COLOUR[state], "alpha": 1.0, **style}
                 means = sub.groupby("dropout")[column].mean().dropna()
                 line, = ax.plot(means.index, means.to_numpy(), lw=1.2, ls=style["ls"], color=style["color"],
