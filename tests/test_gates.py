@@ -312,18 +312,13 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, drawn):
         np.testing.assert_allclose(line.get_ydata(), rows["left"])
     assert rows["left"].iloc[1] >= 0.5
     timescale = axes[-1]
-    medians = [line for line in timescale.get_lines() if line.get_linestyle() == "-"]
-    assert len(medians) == LAYERS
-    for layer, line in zip((1, 2), medians):
-        rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
-        np.testing.assert_allclose(line.get_ydata(), rows["timescale_median"])
-        assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
-    top = [line for line in timescale.get_lines() if line.get_linestyle() == "--"]
-    assert len(top) == LAYERS
-    for layer, line in zip((1, 2), top):
-        rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
-        np.testing.assert_allclose(line.get_ydata(), rows["timescale_top_kl"])
-        assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
+    for style, column in (("-", "timescale_median"), ("--", "timescale_top_kl")):  # the units', the top-KL neurons'
+        lines = [line for line in timescale.get_lines() if line.get_linestyle() == style]
+        assert len(lines) == LAYERS
+        for layer, line in zip((1, 2), lines):
+            rows = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
+            np.testing.assert_allclose(line.get_ydata(), rows[column])
+            assert line.get_ydata()[1] == pytest.approx(2 * line.get_ydata()[0])
     assert timescale.get_yscale() == "log"
 
 
