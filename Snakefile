@@ -29,6 +29,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/neurons.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/context.smk"
 include: "workflow/rules/embedding.smk"
 
 

@@ -432,12 +432,13 @@ class Named(list):
 
 
 def run_rule_script(name: str, rule: str, log: Path, input: dict, output: dict, params: dict,
-                    wildcards: dict | None = None) -> None:
+                    wildcards: dict | None = None, threads: int = 1, resources: dict | None = None) -> None:
     """Run ``workflow/scripts/<name>.py`` as Snakemake runs it, with a ``snakemake`` object holding these files and
     settings: the script's own wiring (which reader and writer it calls) on real files."""
     import runpy
     from types import SimpleNamespace
 
     job = SimpleNamespace(rule=rule, log=[str(log)], input=Named(**input), output=Named(**output),
-                          params=Named(**params), wildcards=Named(**(wildcards or {})))
+                          params=Named(**params), wildcards=Named(**(wildcards or {})), threads=threads,
+                          resources=dict(resources or {}))
     runpy.run_path(str(REPO / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": job})

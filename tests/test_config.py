@@ -75,6 +75,16 @@ BAD = [
     ("ablation.neurons", 61, "config keys ablation.neurons + ablation.random = 65: more than the 64 neurons"),
     ("ablation.random", 0, None),
     ("embedding.layers", [3], "config key embedding.layers: layer 3 does not exist; architecture.layers is 2"),
+    ("context_use.dropouts", [0.35], "config key context_use.dropouts: 0.35 is not among models.dropouts"),
+    ("context_use.texts", ["dev"], "config key context_use.texts: 'dev' is not a text of texts (test, train)"),
+    ("context_use.lengths", [], "config key context_use.lengths: [] should be non-empty"),
+    ("context_use.lengths", [0, 5], "config key context_use.lengths.0: 0 is out of range; must be >= 1"),
+    ("context_use.lengths", [5, 5], "config key context_use.lengths: [5, 5] has non-unique elements"),
+    ("context_use.positions", 1, "config key context_use.positions: 1 is out of range; must be >= 2"),
+    ("context_use.tolerance", 0, "config key context_use.tolerance: 0 is out of range; must be > 0"),
+    ("context_use.lengths", [1, 17999], "config key context_use.lengths: a context of 17999 words leaves text test "
+                                        "(18000 tokens) too few words to predict after it; texts.test.tokens must be "
+                                        "at least 18001"),
     ("cluster.distance_threshold", 2.5, "config keys cluster.n_clusters and cluster.distance_threshold: set exactly one"),
     ("vocabulary.max_size", "big", "config key vocabulary.max_size: 'big' is not of type integer or null"),
     ("vocabulary.max_size", 1, "config key vocabulary.max_size: 1 is out of range; must be >= 2"),
@@ -174,7 +184,8 @@ def test_a_text_set_to_null_is_left_out_and_the_lists_it_leaves_behind_are_named
     with pytest.raises(ConfigError) as err:
         validate_config(cfg, SCHEMA)
     assert str(err.value) == ("config key embedding.texts: 'test' is not a text of texts (train, dev); nor is 'test' "
-                              "of neuron_explorer.texts; nor are 'test', 'gone' of ablation.texts")
+                              "of neuron_explorer.texts; nor are 'test', 'gone' of ablation.texts; nor is 'test' of "
+                              "context_use.texts")
     cfg = default_config()
     cfg["texts"] = {"test": None, "train": None}
     with pytest.raises(ConfigError) as err:
@@ -244,10 +255,10 @@ def test_stability_seeds_are_other_seeds_than_the_maps_and_a_set():
 def test_text_names_that_differ_only_in_case_are_refused():
     """results/activations/<model>/Test.h5 and test.h5 are one file where names ignore case (macOS, Windows)."""
     cfg = default_config()
-    cfg["texts"] = {"test": {"split": "test", "tokens": 100}, "Test": {"split": "train", "tokens": 100}}
+    cfg["texts"] = {"test": {"split": "test", "tokens": 200}, "Test": {"split": "train", "tokens": 200}}
     with pytest.raises(ConfigError, match="^config key texts.Test: the text 'test' differs from it only in case"):
         validate_config(cfg, SCHEMA)
-    cfg["texts"] = {"test": {"split": "test", "tokens": 100}, "Test2": {"split": "train", "tokens": 100}}
+    cfg["texts"] = {"test": {"split": "test", "tokens": 200}, "Test2": {"split": "train", "tokens": 200}}
     validate_config(cfg, SCHEMA)  # names that differ otherwise are two texts
 
 
@@ -262,8 +273,8 @@ def test_text_names_that_merely_resemble_those_are_accepted():
     for name in names:  # read back as they are, so accepted
         assert pd.read_csv(io.StringIO(f"text,x\n{name},1\n{name},2\n"))["text"].iloc[0] == name
     cfg = default_config()
-    cfg["texts"] = {name: {"split": "test", "tokens": 100} for name in names}
-    for section in ("embedding", "neuron_explorer", "ablation"):
+    cfg["texts"] = {name: {"split": "test", "tokens": 200} for name in names}
+    for section in ("embedding", "neuron_explorer", "ablation", "context_use"):
         cfg[section]["texts"] = ["test"]
     validate_config(cfg, SCHEMA)
 

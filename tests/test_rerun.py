@@ -195,6 +195,19 @@ def test_the_gate_saturation_reruns_the_gates_only(tiny_workdir):
         describe(planned)
 
 
+def test_the_context_use_settings_rerun_the_context_jobs_only(tiny_workdir):
+    """context_use.tolerance is read by the summary alone (what counts as enough context; no text read again); the
+    lengths, positions and seed read the texts again: each model's context-use table and the summary, nothing else."""
+    graph = rule_graph(tiny_workdir)
+    every = forced_jobs(tiny_workdir)
+    planned = planned_jobs(tiny_workdir, "--config", "context_use={tolerance: 0.05}")
+    assert Counter(j.rule for j in planned) == {"context_use_vs_dropout": 1}, describe(planned)
+    for setting in ("context_use={positions: 150}", "context_use={lengths: [1, 3, 50]}", "context_use={seed: 8}"):
+        planned = planned_jobs(tiny_workdir, "--config", setting)
+        assert_plan(planned, downstream(graph, {"context_use"}), every, f"--config '{setting}'")
+        assert Counter(j.rule for j in planned) == {"context_use": 2, "context_use_vs_dropout": 1}, describe(planned)
+
+
 def test_the_passage_setting_reruns_the_figures_that_choose_a_passage(tiny_workdir):
     """heatmap.passage decides the neuron heatmaps' passages, the ablation heatmaps', the neuron explorer's "most
     active passage" and the spans Fig. 5.12 quotes (README, configuration): those jobs and what reads them rerun."""
@@ -376,6 +389,7 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
                "neuron_tracking": "results/neurons/d0.0_r0/test/tracking.csv",
                "context_probes": "results/neurons/d0.0_r0/test/probes.csv",
                "gate_statistics": "results/neurons/d0.0_r0/test/gates.csv",
+               "context_use": "results/context_use/d0.0_r0/test.csv",
                "test_perplexity": "results/models/d0.0_r0/test.json"}
     for rule in targets:  # each rule's script is named after it
         path = tiny_workdir / "workflow/scripts" / f"{rule}.py"

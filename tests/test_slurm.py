@@ -144,11 +144,13 @@ def test_thesis_preset_dry_run_plans_the_full_experiment_on_slurm(tmp_path):
     ablated = models * len(preset.get("ablation", {}).get("texts", ["test"]))  # ablation.dropouts: null = every model
     assert counts["neuron_ablation"] == counts["ablation_table"] == counts["ablation_figures"] == ablated
     assert counts["ablation_vs_dropout"] == 1
-    # every training, test scoring, dump and ablation job asks SLURM for a GPU on the GPU partition (the preset's
-    # devices are auto)
+    measured = models * len(preset.get("context_use", {}).get("texts", ["test"]))  # dropouts: null = every model
+    assert counts["context_use"] == measured and counts["context_use_vs_dropout"] == 1
+    # every training, test scoring, dump, ablation and context-use job asks SLURM for a GPU on the GPU partition (the
+    # preset's devices are auto)
     blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", text)
     for rule, n in (("train_lstm", models), ("test_perplexity", models), ("dump_activations", models * texts),
-                    ("neuron_ablation", ablated)):
+                    ("neuron_ablation", ablated), ("context_use", measured)):
         jobs = [b for b in blocks if re.match(rf"\s*rule {rule}:", b)]
         assert len(jobs) == n, rule
         for block in jobs:
@@ -214,7 +216,7 @@ def _node_memory_mb() -> int:
 LOCAL_RULES = ["download_wikitext2", "perplexity_table", "histogram_range_table", "neuron_tracking_table",
                "mean_abs_vs_dropout", "expectancy_heatmap", "ablation_vs_dropout", "cluster_contiguity",
                "cluster_stability_summary", "highlight_word", "context_probes_vs_dropout", "gate_figures",
-               "gates_vs_dropout"]
+               "gates_vs_dropout", "context_use_vs_dropout"]
 
 
 def test_the_local_rules_are_those_the_slurm_test_checks():

@@ -378,8 +378,9 @@ def _check_consistency(config: dict[str, Any]) -> None:
     for d in dropouts:
         if 0 < d < 1e-6:  # its model name would be hundreds of characters (d0.000…)
             raise ConfigError(f"config key models.dropouts: {d} is below 1e-06; a dropout that small is none (use 0.0)")
-    lists = ("embedding", "neuron_explorer", "ablation")  # of models, each a subset of models.dropouts
-    # every list is checked before the error, so that one message names them all; null (ablation): every model
+    lists = ("embedding", "neuron_explorer", "ablation", "context_use")  # of models, each within models.dropouts
+    # every list is checked before the error, so that one message names them all; null (ablation, context_use): every
+    # model
     untrained = {section: ds for section in lists
                  if (ds := [d for d in config[section]["dropouts"] or [] if float(d) not in dropouts])}
     if untrained:
@@ -390,6 +391,12 @@ def _check_consistency(config: dict[str, Any]) -> None:
     if unknown:  # a text set to null can leave all three behind
         raise _left_behind("texts", unknown, repr, lambda n: f"{'is not a text' if n == 1 else 'are not texts'} of "
                                                              f"texts ({', '.join(config['texts'])})")
+    longest = max(config["context_use"]["lengths"])
+    for name in config["context_use"]["texts"]:  # a word to predict after the longest context, and one more
+        if config["texts"][name]["tokens"] < longest + 2:
+            raise ConfigError(f"config key context_use.lengths: a context of {longest} words leaves text {name} "
+                              f"({config['texts'][name]['tokens']} tokens) too few words to predict after it; "
+                              f"texts.{name}.tokens must be at least {longest + 2}")
     layers = config["architecture"]["layers"]
     if config["embedding"]["layers"] is None:  # the default: every layer
         config["embedding"]["layers"] = list(range(1, layers + 1))
