@@ -260,7 +260,16 @@ def scale_vars(cfg: dict) -> dict[str, float]:
         "tsne_time": points * math.log(max(points, 2)) * emb["n_iter"],
         "ward": points ** 2,
         "points": points,
+        # context_use: the words it reads (every truncated context and shuffled window) x both layers' work per word
+        "context": context_words(cfg) * H * (a["embedding_size"] + H + (L - 1) * 2 * H),
     }
+
+
+def context_words(cfg: dict) -> int:
+    """Words a context_use job reads: context_use.positions after every length, and after the longest per shuffle."""
+    cu = cfg["context_use"]  # validated: the schema's defaults filled in
+    lengths = sorted(cu["lengths"])
+    return cu["positions"] * (sum(lengths) + lengths[-1] * (len(lengths) - 1))
 
 
 # rule -> (memory grows with, time grows with); rules not listed are taken as constant.
@@ -284,6 +293,7 @@ SCALE = {
     "highlight_word": ("points", "points"),
     "explorer": ("points", "points"),
     "neuron_ablation": ("dump", "dump"),       # reads the text once intact and once per ablation, like a dump
+    "context_use": ("dump", "context"),        # the dump's memory; reads each word predicted after every context
     "neuron_explorer": ("values", "values"),   # reads every chunk of the datasets once (the offered columns)
     "test_perplexity": ("dump", "const"),      # the weights and a window's logits; time: see main()
 }

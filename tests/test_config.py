@@ -84,7 +84,8 @@ BAD = [
     ("context_use.tolerance", 0, "config key context_use.tolerance: 0 is out of range; must be > 0"),
     ("context_use.lengths", [1, 17999], "config key context_use.lengths: a context of 17999 words leaves text test "
                                         "(18000 tokens) too few words to predict after it; texts.test.tokens must be "
-                                        "at least 18001"),
+                                        "at least 18001, or lower the lengths, or leave test out of "
+                                        "context_use.texts"),
     ("cluster.distance_threshold", 2.5, "config keys cluster.n_clusters and cluster.distance_threshold: set exactly one"),
     ("vocabulary.max_size", "big", "config key vocabulary.max_size: 'big' is not of type integer or null"),
     ("vocabulary.max_size", 1, "config key vocabulary.max_size: 1 is out of range; must be >= 2"),

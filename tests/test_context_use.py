@@ -169,6 +169,17 @@ def test_the_table_has_a_row_per_context(table):
     assert shuffled.loc[19, "loss"] == pytest.approx(truncated.loc[20, "loss"], abs=1e-6)
 
 
+def test_the_same_seed_gives_the_same_table_and_another_seed_other_words(tiny, table, tmp_path):
+    frame, _ = table
+    again = context_use(tiny.checkpoint, tiny.activations, tmp_path / "again.csv", [20, 19, 3, 1], 60, seed=5)
+    pd.testing.assert_frame_equal(again, frame, check_exact=True)
+    assert again.attrs["device"] == "cpu" and again.attrs["gpu"] is None and again.attrs["cpu_kernels"]
+    other = context_use(tiny.checkpoint, tiny.activations, tmp_path / "other.csv", LENGTHS, 60, seed=6)
+    first = [(t["words"].iloc[0], t["variant"].iloc[0]) for t in (other, frame)]
+    assert first == [("all", "truncated")] * 2  # the stream's loss on the words drawn: other words, another loss
+    assert other["stream_loss"].iloc[0] != pytest.approx(frame["stream_loss"].iloc[0])
+
+
 def test_bad_settings_and_files_are_named(tiny, tmp_path):
     out = tmp_path / "c.csv"
     for lengths, message in (([], r"context_use.lengths is empty"), ([0, 3], r"context_use.lengths holds 0"),
@@ -258,6 +269,13 @@ def test_the_reader_refuses_what_no_context_table_holds(table, tmp_path):
         "longest": (frame.assign(longest=[30] + [20] * (n - 1)), r"the rows of 2 longests"),
         "window": (frame[~((frame["variant"] == "truncated") & (frame["length"] == 20))],
                    r"no row of all words truncated to the longest length, 20"),
+        "dropout": (frame.assign(dropout=[np.nan] + [0.2] * (n - 1)), r"column dropout .* line 2"),
+        "dropouts": (frame.assign(dropout=[0.3] + [0.2] * (n - 1)), r"the rows of 2 dropouts"),
+        "counts": (frame.assign(positions=[7] + list(frame["positions"][1:])), r"column positions must hold one count "
+                   r"per class of word .* line \d+ has 60"),
+        "lacking": (frame.drop(index=frame.index[(frame["words"] == "function") & (frame["length"] == 3)
+                                                 & (frame["variant"] == "shuffled")]),
+                    r"words function lack the rows of shuffled length 3, which the table's rows of all words hold"),
     }
     for name, (bad, message) in cases.items():
         path = tmp_path / f"{name}.csv"
@@ -319,6 +337,23 @@ def test_the_figure_across_models(table, tmp_path, drawn):
     assert shuffled[0].get_ydata()[-1] == pytest.approx(share[-1], abs=1e-6)
     assert axes[2].get_yscale() == "log" and axes[0].get_xscale() == "log"
     assert "within 1 % of the loss after the whole text" in drawn[0].texts[0].get_text()
+
+
+def test_panels_c_and_d_from_constructed_tables(tmp_path, drawn):
+    """The effective context and order span of the constructed tables (see the summary's test): model a's 5 words a
+    point at dropout 0, model b's "more than 10" a hollow triangle at the top, and no point of the line there."""
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    constructed("d0.0_r0", 0.0, [1.0, 0.2, 0.04, 0.0], [1.1, 0.2, 0.03]).to_csv(paths[0], index=False)
+    constructed("d0.5_r0", 0.5, [2.0, 1.0, 0.5, 0.1], [2.1, 0.3, 0.12]).to_csv(paths[1], index=False)
+    context_use_vs_dropout(paths, tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "f.svg", tolerance=0.01)
+    effective, order = drawn[0].axes[2:4]
+    points, over = effective.collections
+    np.testing.assert_allclose(points.get_offsets(), [[0.0, 5.0]])
+    assert over.get_offsets()[0][0] == 0.5 and over.get_offsets()[0][1] > 10  # above the longest length
+    line, = effective.get_lines()
+    assert line.get_xdata().tolist() == [0.0, 0.5] and line.get_ydata()[0] == 5 and np.isnan(line.get_ydata()[1])
+    points, = order.collections
+    np.testing.assert_allclose(points.get_offsets(), [[0.0, 5.0], [0.5, 5.0]])
 
 
 def test_the_rule_scripts(tiny, tmp_path):

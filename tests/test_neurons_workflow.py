@@ -85,6 +85,23 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
         assert sorted(gates.dropout.unique()) == sorted(cfg["models"]["dropouts"]) and set(gates.text) == {text}
         assert len(gates) == len(models) * layers * 4
         assert (res / f"figures/neurons/gates_{text}.svg").stat().st_size > 5000
+    # context use: every model on the texts of context_use.texts (tiny.yaml: lengths 1-50, 200 words predicted)
+    use = cfg["context_use"]
+    for text in use.get("texts", ["test"]):
+        for model in models:
+            table = pd.read_csv(res / f"context_use/{model}/{text}.csv")
+            whole = table[table.words == "all"]
+            assert whole[["variant", "length"]].values.tolist() == [
+                *(["truncated", k] for k in use["lengths"]), *(["shuffled", k] for k in use["lengths"][:-1])]
+            assert set(table.longest) == {max(use["lengths"])} and set(whole.positions) == {use["positions"]}
+            record = json.loads((res / f"context_use/{model}/{text}.csv.provenance.json").read_text())
+            assert record["device"] == "cpu" and record["cpu_kernels"] and record["settings"]["positions"] == 200
+            assert list(record["models"]) == [model]
+        summary = pd.read_csv(res / f"tables/context_use_{text}.csv")
+        assert sorted(summary.dropout.unique()) == sorted(cfg["models"]["dropouts"]) and set(summary.text) == {text}
+        assert set(summary[summary.words == "all"].model) == set(models) and set(summary.tolerance) == {0.01}
+        for ext in ("png", "svg"):
+            assert (res / f"figures/context_use_{text}.{ext}").stat().st_size > 5000
     assert not list(res.rglob(".*.tmp*")), "temporary files left behind"
 
 

@@ -6,6 +6,17 @@ CONTEXT_USE = config["context_use"]
 CONTEXT_MODELS = MODELS if CONTEXT_USE["dropouts"] is None else models_with_dropouts(CONTEXT_USE["dropouts"])
 CONTEXT_TEXTS = sorted(CONTEXT_USE["texts"])  # by name, as TEXTS
 
+# A job's time: on a GPU about a minute at the thesis's size (an hour asked); on the CPU from the words it reads (every
+# truncated context and every shuffled window, context_use.positions each) and both LSTM layers' multiply-adds per word
+# (4 gates x hidden x (the layer's input + hidden)), at 10 GFLOP/s (one core did 24 at the thesis's size, measured
+# 2026-12-05), at least an hour. Doubled on a retry (SLURM profile).
+_LENGTHS = sorted(CONTEXT_USE["lengths"])
+CONTEXT_WORDS = CONTEXT_USE["positions"] * (sum(_LENGTHS) + _LENGTHS[-1] * (len(_LENGTHS) - 1))
+CONTEXT_FLOPS = 2 * CONTEXT_WORDS * sum(
+    4 * _A["hidden_size"] * ((_A["embedding_size"] if layer == 1 else _A["hidden_size"]) + _A["hidden_size"])
+    for layer in LAYERS)
+CONTEXT_RUNTIME = 60 if config["activations"]["device"] != "cpu" else max(60, 10 + -(-CONTEXT_FLOPS // (10e9 * 60)))
+
 # Under a cluster executor this small job (a table and figure from tables: seconds) runs where Snakemake runs.
 localrules:
     context_use_vs_dropout,
@@ -32,7 +43,7 @@ rule context_use:
         benchmark_path("context_use", "{model}/{text}")
     resources:
         mem_mb=lambda wildcards, attempt: ACTIVATIONS_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
-        runtime=60,
+        runtime=lambda wildcards, attempt: int(CONTEXT_RUNTIME) * attempt,
         gpu=0 if config["activations"]["device"] == "cpu" else 1,
     conda:
         "../../envs/analysis.yaml"

@@ -17,4 +17,4 @@ with job_log(snakemake.log[0], "context_use") as log:  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
     )
     log.info("%d rows", len(table))
-    record_tables(snakemake)  # noqa: F821  (the CSV's provenance, beside it)
+    record_tables(snakemake, **table.attrs)  # noqa: F821  (the CSV's provenance beside it; the device computing it)

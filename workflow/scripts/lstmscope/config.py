@@ -388,7 +388,7 @@ def _check_consistency(config: dict[str, Any]) -> None:
                            lambda n: f"{'is' if n == 1 else 'are'} not among models.dropouts {dropouts}")
     unknown = {section: ts for section in lists
                if (ts := [t for t in config[section]["texts"] if t not in config["texts"]])}
-    if unknown:  # a text set to null can leave all three behind
+    if unknown:  # a text set to null can leave all four behind
         raise _left_behind("texts", unknown, repr, lambda n: f"{'is not a text' if n == 1 else 'are not texts'} of "
                                                              f"texts ({', '.join(config['texts'])})")
     longest = max(config["context_use"]["lengths"])
@@ -396,7 +396,8 @@ def _check_consistency(config: dict[str, Any]) -> None:
         if config["texts"][name]["tokens"] < longest + 2:
             raise ConfigError(f"config key context_use.lengths: a context of {longest} words leaves text {name} "
                               f"({config['texts'][name]['tokens']} tokens) too few words to predict after it; "
-                              f"texts.{name}.tokens must be at least {longest + 2}")
+                              f"texts.{name}.tokens must be at least {longest + 2}, or lower the lengths, or leave "
+                              f"{name} out of context_use.texts")
     layers = config["architecture"]["layers"]
     if config["embedding"]["layers"] is None:  # the default: every layer
         config["embedding"]["layers"] = list(range(1, layers + 1))

@@ -32,7 +32,7 @@ from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log
 from .atomic import write_table
 from .cluster_measures import WORD_CLASSES, word_class
 from .context_use_table import COLUMNS
-from .model import LSTMLanguageModel, choose_device, cpu_kernels
+from .model import LSTMLanguageModel, choose_device, cpu_kernels, gpu_name
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def _rows(losses: np.ndarray, stream: np.ndarray, classes: np.ndarray, variant: 
 def context_use(checkpoint_path: str | os.PathLike, activations_path: str | os.PathLike,
                 csv_path: str | os.PathLike, lengths: Sequence[int], positions: int, seed: int,
                 device: str = "cpu", gpus: int = 0, threads: int = 1, batch: int | None = None) -> pd.DataFrame:
-    """The table of one model and text (see the module's docstring), written to ``csv_path``."""
+    """The table of one model and text (see the module's docstring), written to ``csv_path``; what computed it
+    (``device``, ``gpu``, ``cpu_kernels``) in the table's ``attrs``, for its provenance record."""
     lengths = check_settings(lengths, positions)
     longest = lengths[-1]
     kernels = cpu_kernels()
@@ -176,4 +177,5 @@ def context_use(checkpoint_path: str | os.PathLike, activations_path: str | os.P
     table.insert(table.columns.get_loc("positions"), "longest", longest)
     table = table[COLUMNS]
     write_table(table, csv_path, "%.6g")
+    table.attrs.update(device=str(dev), gpu=gpu_name(dev), cpu_kernels=kernels)
     return table

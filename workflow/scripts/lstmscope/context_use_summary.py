@@ -32,7 +32,8 @@ def read_context_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
         table = read_tables([path], COLUMNS, NUMBERS, "context-use table", ValueError,
                             whole=("length", "longest", "positions"), may_be_empty=("increase_se",))
         refuse_unnamed(table, ["text", "words", "variant"], path, ValueError)
-        refuse_mixed(table, ["text", "longest"], path, ValueError, "a context-use table is one text's, read once")
+        refuse_mixed(table, ["text", "dropout", "longest"], path, ValueError,
+                     "a context-use table is one model's and text's, read once")
         refuse_rows(table, ~table["variant"].isin(VARIANTS).to_numpy(), "variant", " or ".join(VARIANTS), path,
                     ValueError)
         refuse_rows(table, ~table["words"].isin(WORDS).to_numpy(), "words", f"one of {', '.join(WORDS)}", path,
@@ -57,6 +58,17 @@ def read_context_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
         if longest not in set(whole["length"]):
             raise ValueError(f"{path}: no row of all words truncated to the longest length, {longest}: the table is "
                              "damaged")
+        # every class of word: the contexts of all words, each on the same words
+        contexts = set(zip(table.loc[table["words"] == "all", "variant"], table.loc[table["words"] == "all", "length"]))
+        for words, rows in table.groupby("words", sort=False):
+            lacking = sorted(contexts - set(zip(rows["variant"], rows["length"])))
+            if lacking:
+                raise ValueError(f"{path}: words {words} lack the rows of {lacking[0][0]} length {lacking[0][1]}, "
+                                 "which the table's rows of all words hold: the table is damaged")
+        first = table.groupby("words", sort=False)["positions"].transform("first")
+        refuse_rows(table, (table["positions"] != first).to_numpy(), "positions",
+                    "one count per class of word (its first row's, as every context predicts the same words)", path,
+                    ValueError)
         if frames and table["text"].iloc[0] != frames[0]["text"].iloc[0]:
             raise ValueError(f"{path} is a context-use table of text {table['text'].iloc[0]}, {paths[0]} of text "
                              f"{frames[0]['text'].iloc[0]}: give the tables of one text")
@@ -132,7 +144,8 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
     """(a) each model's loss with the context cut to the last k words, above its loss after the whole text, as a
     share of the latter, against k; (b) the same with the last k words in order and the longest window's others
     shuffled; (c) the effective context and (d) the order span against dropout, of all words, function words and
-    content words."""
+    content words: a point per model, the line through each dropout's median, a hollow triangle above the longest
+    length where the context was more than that (in the median too)."""
     models = list(dict.fromkeys(summary["model"]))
     cmap = plt.get_cmap("viridis")
     colours = {model: cmap(0.8 * k / max(1, len(models) - 1)) for k, model in enumerate(models)}  # no pale yellow
@@ -166,12 +179,17 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
             sub = summary[summary["words"] == words]
             if sub.empty:
                 continue
-            means = sub.groupby("dropout")[column].mean()
-            ax.plot(means.index, means.to_numpy(), color="0.2", ls=ls, marker=marker, ms=4, lw=1.1,
-                    label=f"{words} words" if words != "all" else "all words")
-            ax.scatter(sub["dropout"], sub[column], color="0.2", marker=marker, s=10, zorder=3)
+            values = sub[column].fillna(np.inf)  # empty: more than the longest, which a median must count as long
+            medians = values.groupby(sub["dropout"]).median()
+            ax.plot(medians.index, medians.where(np.isfinite(medians)).to_numpy(), color="0.2", ls=ls, marker=marker,
+                    ms=4, lw=1.1, label=f"{words} words" if words != "all" else "all words")
+            over = ~np.isfinite(values.to_numpy())
+            ax.scatter(sub["dropout"][~over], values[~over], color="0.2", marker=marker, s=10, zorder=3)
+            if over.any():  # at the top: more than the longest
+                ax.scatter(sub["dropout"][over], np.full(over.sum(), max(lengths) * 1.5), marker="^", s=22,
+                           facecolors="none", edgecolors="0.2", zorder=3)
         _log_lengths(ax, "y", lengths)
-        ax.set_ylim(min(lengths) / 1.3, max(lengths) * 1.3)
+        ax.set_ylim(min(lengths) / 1.3, max(lengths) * 1.8)
         ax.set_xlabel("dropout")
         ax.set_ylabel("words")
         ax.set_title(name, fontsize=10)
@@ -196,5 +214,6 @@ def context_use_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | o
     context_use_figure(table, summary, png, svg, dpi=dpi, title=(
         f"How much of the text before a word each model uses, text {summary['text'].iloc[0]} ({positions} words "
         f"predicted per model, {n} model{'s' * (n != 1)}): dashed line and (c, d) within {100 * tolerance:g} % of "
-        f"the loss after the whole text; a missing point in (c): more than {int(summary['longest'].max())} words"))
+        f"the loss after the whole text; a hollow triangle at the top of (c): more than "
+        f"{int(summary['longest'].max())} words"))
     return summary

@@ -5,4 +5,4 @@ VARIANTS = ("truncated", "shuffled")
 # words: "all", or the class of the word predicted (lstmscope.cluster_measures.WORD_CLASSES)
 COLUMNS = ["model", "text", "dropout", "words", "variant", "length", "longest", "positions", "loss", "stream_loss",
            "increase", "increase_se"]
-NUMBERS = ["length", "longest", "positions", "loss", "stream_loss", "increase", "increase_se"]
+NUMBERS = ["dropout", "length", "longest", "positions", "loss", "stream_loss", "increase", "increase_se"]
