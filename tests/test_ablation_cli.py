@@ -161,6 +161,7 @@ def test_the_library_function_refuses_a_method_it_does_not_know(tiny):
     (["-n", "two:1"], r"--neuron 'two:1': expected LAYER:INDEX"),
     (["-n", "-1:1"], r"--neuron '-1:1': expected LAYER:INDEX"),  # the command's check, not argparse's
     (["--neuron", "-1:1"], r"--neuron '-1:1': expected LAYER:INDEX"),
+    (["--neu", "-1:1"], r"--neuron '-1:1': expected LAYER:INDEX"),  # abbreviated, as argparse allows
     ([], r"nothing to remove: give --neuron"),
     (["-n", "1:2", "-n", "1:2"], r"--neuron given twice: 1:2"),
     (["-n", "2:3", "-n", "1:0", "-n", "2:03"], r"--neuron given twice: 2:3$"),

@@ -387,3 +387,6 @@ def test_a_value_that_starts_with_a_dash_and_a_digit_is_joined_to_its_option():
     assert dashed_values(["-n", "2:0", "-n", "-e", "-n"], options) == ["-n", "2:0", "-n", "-e", "-n"]
     assert dashed_values(["--", "-n", "-1:5"], options) == ["--", "-n", "-1:5"]
     assert dashed_values(["--start", "-3"], options) == ["--start", "-3"]  # not one of the options
+    # a long option abbreviated as argparse allows; "--" alone and a prefix of no option stay
+    assert dashed_values(["--neu", "-1:5", "--n", "-2:0"], options) == ["--neu=-1:5", "--n=-2:0"]
+    assert dashed_values(["--nix", "-1:5"], options) == ["--nix", "-1:5"]

@@ -27,8 +27,13 @@ def dashed_values(argv: Sequence[str] | None, options: Sequence[str]) -> list[st
     """The command line (``sys.argv[1:]`` for None) with each value of ``options`` that starts with "-" and a digit
     (``-n -1:5``, a layer below 1) joined to its option (``-n-1:5``, ``--neuron=-1:5``): argparse takes such a value
     for an option of its own and says only "expected one argument", where the command's own check names the layer.
-    Nothing after ``--`` is touched."""
+    A long option may be abbreviated, as argparse allows (``--neu -1:5``). Nothing after ``--`` is touched."""
     args = list(sys.argv[1:] if argv is None else argv)
+    longs = [o for o in options if o.startswith("--")]
+
+    def takes_value(arg: str) -> bool:
+        return arg in options or (arg.startswith("--") and len(arg) > 2 and any(o.startswith(arg) for o in longs))
+
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -36,7 +41,7 @@ def dashed_values(argv: Sequence[str] | None, options: Sequence[str]) -> list[st
         if arg == "--":
             return out + args[i:]
         value = args[i + 1] if i + 1 < len(args) else ""
-        if arg in options and len(value) > 1 and value[0] == "-" and value[1].isdigit():
+        if takes_value(arg) and len(value) > 1 and value[0] == "-" and value[1].isdigit():
             out.append(f"{arg}={value}" if arg.startswith("--") else arg + value)
             i += 2
             continue
