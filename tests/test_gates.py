@@ -322,6 +322,16 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, drawn):
     assert timescale.get_yscale() == "log"
 
 
+def test_benjamini_hochberg_by_hand():
+    """Four p-values (and an untested row): ranked 0.01, 0.03, 0.04, 0.20, each times 4 / its rank (0.04, 0.06,
+    0.0533, 0.20), then the smallest of itself and every larger one's."""
+    from lstmscope.gate_summary import benjamini_hochberg
+
+    q = benjamini_hochberg(pd.Series([0.01, 0.04, np.nan, 0.03, 0.20]))
+    np.testing.assert_allclose(q.to_numpy(), [0.04, 0.16 / 3, np.nan, 0.16 / 3, 0.20])
+    assert benjamini_hochberg(pd.Series([np.nan, np.nan])).isna().all()
+
+
 def ranked_by_timescale(divergence: pd.DataFrame, table: pd.DataFrame, sign: float) -> pd.DataFrame:
     """The divergence table with every c neuron's kl_sum set to sign x its forget timescale and ranked by it (the
     dead ones left unranked)."""
@@ -353,7 +363,12 @@ def test_the_timescale_of_the_top_kl_cell_neurons(table, divergence_csv, sign):
         assert row["timescale_top_kl"] == pytest.approx(timescales[1])   # the median of the top 3
         assert row["timescale_kl_rho"] == pytest.approx(sign)
         assert row["timescale_kl_p"] < 1e-6
-        assert summary.loc[(layer, "input"), ["timescale_top_kl", "timescale_kl_rho", "timescale_kl_p"]].isna().all()
+        # two tests (the layers): the smaller p doubled, the larger kept, unless below the doubled smaller one
+        ps = sorted(summary.loc[[(1, "forget"), (2, "forget")], "timescale_kl_p"])
+        expected = {ps[0]: min(2 * ps[0], ps[1]), ps[1]: ps[1]}[row["timescale_kl_p"]]
+        assert row["timescale_kl_q"] == pytest.approx(expected)
+        assert summary.loc[(layer, "input"), ["timescale_top_kl", "timescale_kl_rho", "timescale_kl_p",
+                                              "timescale_kl_q"]].isna().all()
     # the dead neuron with the longest timescale of all would change the top 3 if it counted
     longest = table.assign(forget_timescale=np.where((table["layer"] == dead["layer"].iloc[0])
                                                      & (table["neuron"] == dead["neuron"].iloc[0]), 1e6,

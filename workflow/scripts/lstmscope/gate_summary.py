@@ -11,7 +11,7 @@ from .gate_table import COLUMNS, GATES, SHARES
 
 SUMMARY_COLUMNS = ["model", "text", "dropout", "saturation", "layer", "gate", "units", "mean", "left", "right",
                    "units_left", "units_right", "timescale_median", "timescale_p90", "timescale_max", "timescale_top_kl",
-                   "timescale_kl_rho", "timescale_kl_p"]
+                   "timescale_kl_rho", "timescale_kl_p", "timescale_kl_q"]
 
 
 def read_gates(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -84,7 +84,8 @@ def summarise(table: pd.DataFrame, divergence: pd.DataFrame | None = None, top_k
     ``left`` is the share of all unit-token pairs where the gate is shut); ``units_left`` / ``units_right``: how many
     units are shut / wide open at more than ``majority`` of the tokens; for the forget gate, the median, 90th
     percentile and largest of the units' ``forget_timescale``, and with the models' ``divergence`` tables (one under
-    the other) :func:`kl_link`'s three numbers (the other gates leave these empty)."""
+    the other) :func:`kl_link`'s three numbers (the other gates leave these empty), and the p-value's Benjamini-Hochberg
+    q over every model and layer of the table (``timescale_kl_q``)."""
     rows = []
     for (model, layer), view in table.groupby(["model", "layer"], sort=False):
         first = view.iloc[0]
@@ -109,7 +110,21 @@ def summarise(table: pd.DataFrame, divergence: pd.DataFrame | None = None, top_k
                 "timescale_kl_rho": link[1] if timescale is not None else np.nan,
                 "timescale_kl_p": link[2] if timescale is not None else np.nan,
             })
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary["timescale_kl_q"] = benjamini_hochberg(summary["timescale_kl_p"])
+    return summary
+
+
+def benjamini_hochberg(p: pd.Series) -> pd.Series:
+    """Benjamini-Hochberg's adjusted p-values (q, the false discovery rate at which each test would be a discovery)
+    of the p-values given, as one family (scipy's ``false_discovery_control``); NaN where p is."""
+    from scipy.stats import false_discovery_control
+
+    q = pd.Series(np.nan, index=p.index)
+    tested = p.notna()
+    if tested.any():
+        q[tested] = false_discovery_control(p[tested].to_numpy(dtype=float), method="bh")
+    return q
 
 
 def read_divergences(paths: Sequence[str | os.PathLike], gates: pd.DataFrame) -> pd.DataFrame:
