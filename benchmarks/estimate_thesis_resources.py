@@ -269,7 +269,9 @@ def context_words(cfg: dict) -> int:
     """Words a context_use job reads: context_use.positions after every length, and after the longest per shuffle."""
     cu = cfg["context_use"]  # validated: the schema's defaults filled in
     lengths = sorted(cu["lengths"])
-    return cu["positions"] * (sum(lengths) + lengths[-1] * (len(lengths) - 1))
+    tokens = max((cfg["texts"][t]["tokens"] for t in cu["texts"]), default=0)
+    words = min(cu["positions"], max(0, tokens - lengths[-1]))  # as many as there are where the text is short
+    return words * (sum(lengths) + lengths[-1] * (len(lengths) - 1))
 
 
 # rule -> (memory grows with, time grows with); rules not listed are taken as constant.

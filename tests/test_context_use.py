@@ -175,8 +175,7 @@ def test_the_same_seed_gives_the_same_table_and_another_seed_other_words(tiny, t
     pd.testing.assert_frame_equal(again, frame, check_exact=True)
     assert again.attrs["device"] == "cpu" and again.attrs["gpu"] is None and again.attrs["cpu_kernels"]
     other = context_use(tiny.checkpoint, tiny.activations, tmp_path / "other.csv", LENGTHS, 60, seed=6)
-    first = [(t["words"].iloc[0], t["variant"].iloc[0]) for t in (other, frame)]
-    assert first == [("all", "truncated")] * 2  # the stream's loss on the words drawn: other words, another loss
+    # the stream's loss on the words drawn (first row: all words, truncated to 1): other words, another loss
     assert other["stream_loss"].iloc[0] != pytest.approx(frame["stream_loss"].iloc[0])
 
 
@@ -272,10 +271,16 @@ def test_the_reader_refuses_what_no_context_table_holds(table, tmp_path):
         "dropout": (frame.assign(dropout=[np.nan] + [0.2] * (n - 1)), r"column dropout .* line 2"),
         "dropouts": (frame.assign(dropout=[0.3] + [0.2] * (n - 1)), r"the rows of 2 dropouts"),
         "counts": (frame.assign(positions=[7] + list(frame["positions"][1:])), r"column positions must hold one count "
-                   r"per class of word .* line \d+ has 60"),
+                   r"per class of word \(every context predicts the same words\); line 2 has 7"),
         "lacking": (frame.drop(index=frame.index[(frame["words"] == "function") & (frame["length"] == 3)
                                                  & (frame["variant"] == "shuffled")]),
-                    r"words function lack the rows of shuffled length 3, which the table's rows of all words hold"),
+                    r"words function lack the row of shuffled length 3, where the table's contexts are the lengths "
+                    r"1, 3, 19, 20 truncated and all but 20 shuffled"),
+        "shuffles": (frame[~((frame["variant"] == "shuffled") & (frame["length"] == 3))],
+                     r"words all lack the row of shuffled length 3"),
+        "extra": (pd.concat([frame, frame[(frame["words"] == "function") & (frame["length"] == 3)
+                                          & (frame["variant"] == "shuffled")].assign(length=7)]),
+                  r"words function add the row of shuffled length 7"),
     }
     for name, (bad, message) in cases.items():
         path = tmp_path / f"{name}.csv"
@@ -350,6 +355,7 @@ def test_panels_c_and_d_from_constructed_tables(tmp_path, drawn):
     points, over = effective.collections
     np.testing.assert_allclose(points.get_offsets(), [[0.0, 5.0]])
     assert over.get_offsets()[0][0] == 0.5 and over.get_offsets()[0][1] > 10  # above the longest length
+    assert len(over.get_facecolors()) == 0 or over.get_facecolors()[0][3] == 0  # hollow
     line, = effective.get_lines()
     assert line.get_xdata().tolist() == [0.0, 0.5] and line.get_ydata()[0] == 5 and np.isnan(line.get_ydata()[1])
     points, = order.collections

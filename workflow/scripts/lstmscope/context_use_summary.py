@@ -58,17 +58,24 @@ def read_context_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
         if longest not in set(whole["length"]):
             raise ValueError(f"{path}: no row of all words truncated to the longest length, {longest}: the table is "
                              "damaged")
-        # every class of word: the contexts of all words, each on the same words
-        contexts = set(zip(table.loc[table["words"] == "all", "variant"], table.loc[table["words"] == "all", "length"]))
+        # the contexts a job reads: every length truncated, every one but the longest shuffled; each class of word
+        # has a row of each (a lost row would leave a length out of the effective context or the order span)
+        lengths = sorted(set(whole["length"].astype(int)))
+        contexts = {("truncated", k) for k in lengths} | {("shuffled", k) for k in lengths[:-1]}
         for words, rows in table.groupby("words", sort=False):
-            lacking = sorted(contexts - set(zip(rows["variant"], rows["length"])))
-            if lacking:
-                raise ValueError(f"{path}: words {words} lack the rows of {lacking[0][0]} length {lacking[0][1]}, "
-                                 "which the table's rows of all words hold: the table is damaged")
-        first = table.groupby("words", sort=False)["positions"].transform("first")
-        refuse_rows(table, (table["positions"] != first).to_numpy(), "positions",
-                    "one count per class of word (its first row's, as every context predicts the same words)", path,
-                    ValueError)
+            held = set(zip(rows["variant"], rows["length"].astype(int)))
+            odd = sorted(contexts ^ held)
+            if odd:
+                variant, k = odd[0]
+                raise ValueError(f"{path}: words {words} {'lack' if (variant, k) in contexts else 'add'} the row of "
+                                 f"{variant} length {k}, where the table's contexts are the lengths "
+                                 f"{', '.join(map(str, lengths))} truncated and all but {longest} shuffled: the table "
+                                 "is damaged")
+        # every context predicts the same words: one count per class, its most common (a damaged row named, not the
+        # class's first)
+        usual = table.groupby("words", sort=False)["positions"].transform(lambda counts: counts.mode().iloc[0])
+        refuse_rows(table, (table["positions"] != usual).to_numpy(), "positions",
+                    "one count per class of word (every context predicts the same words)", path, ValueError)
         if frames and table["text"].iloc[0] != frames[0]["text"].iloc[0]:
             raise ValueError(f"{path} is a context-use table of text {table['text'].iloc[0]}, {paths[0]} of text "
                              f"{frames[0]['text'].iloc[0]}: give the tables of one text")
@@ -144,7 +151,7 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
     """(a) each model's loss with the context cut to the last k words, above its loss after the whole text, as a
     share of the latter, against k; (b) the same with the last k words in order and the longest window's others
     shuffled; (c) the effective context and (d) the order span against dropout, of all words, function words and
-    content words: a point per model, the line through each dropout's median, a hollow triangle above the longest
+    content words: a point per model, the line through each dropout's median, the point hollow above the longest
     length where the context was more than that (in the median too)."""
     models = list(dict.fromkeys(summary["model"]))
     cmap = plt.get_cmap("viridis")
@@ -185,8 +192,8 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
                     ms=4, lw=1.1, label=f"{words} words" if words != "all" else "all words")
             over = ~np.isfinite(values.to_numpy())
             ax.scatter(sub["dropout"][~over], values[~over], color="0.2", marker=marker, s=10, zorder=3)
-            if over.any():  # at the top: more than the longest
-                ax.scatter(sub["dropout"][over], np.full(over.sum(), max(lengths) * 1.5), marker="^", s=22,
+            if over.any():  # at the top, hollow: more than the longest
+                ax.scatter(sub["dropout"][over], np.full(over.sum(), max(lengths) * 1.5), marker=marker, s=22,
                            facecolors="none", edgecolors="0.2", zorder=3)
         _log_lengths(ax, "y", lengths)
         ax.set_ylim(min(lengths) / 1.3, max(lengths) * 1.8)
@@ -214,6 +221,6 @@ def context_use_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | o
     context_use_figure(table, summary, png, svg, dpi=dpi, title=(
         f"How much of the text before a word each model uses, text {summary['text'].iloc[0]} ({positions} words "
         f"predicted per model, {n} model{'s' * (n != 1)}): dashed line and (c, d) within {100 * tolerance:g} % of "
-        f"the loss after the whole text; a hollow triangle at the top of (c): more than "
+        f"the loss after the whole text; a hollow marker at the top of (c): more than "
         f"{int(summary['longest'].max())} words"))
     return summary
