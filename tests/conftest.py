@@ -431,6 +431,28 @@ class Named(list):
         return self._named.items()
 
 
+def assert_each_refused(cases: dict, folder: Path, reader) -> None:
+    """Each case (``name: (table, message)``) written to ``folder/<name>.csv`` and given to ``reader`` (a list of
+    paths): a ValueError naming the file and matching the message (a regular expression)."""
+    for name, (bad, message) in cases.items():
+        path = folder / f"{name}.csv"
+        bad.to_csv(path, index=False)
+        with pytest.raises(ValueError, match=rf"{name}.csv.*{message}"):
+            reader([path])
+
+
+def kept_figures(monkeypatch, module):
+    """For a fixture (``yield from``): ``module``'s ``save_figure`` replaced, so that the figures it would save are
+    kept open to be read; they are closed after the test."""
+    from lstmscope.figures import plt
+
+    kept = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    yield kept
+    for fig in kept:
+        plt.close(fig)
+
+
 def run_rule_script(name: str, rule: str, log: Path, input: dict, output: dict, params: dict,
                     wildcards: dict | None = None, threads: int = 1, resources: dict | None = None) -> None:
     """Run ``workflow/scripts/<name>.py`` as Snakemake runs it, with a ``snakemake`` object holding these files and

@@ -19,10 +19,9 @@ from lstmscope.context_use import (ContextUseError, choose_positions, context_lo
                                    truncated_windows, window_log_probabilities)
 from lstmscope.context_use_summary import (context_use_vs_dropout, read_context_tables, shortest_enough,
                                            summarise)
-from lstmscope.figures import plt
 from lstmscope.model import load_checkpoint
 
-from conftest import run_rule_script
+from conftest import assert_each_refused, kept_figures, run_rule_script
 from neurons_support import TEXT, tiny  # noqa: F401  (fixtures)
 
 LENGTHS = [1, 3, 19, 20]
@@ -282,11 +281,7 @@ def test_the_reader_refuses_what_no_context_table_holds(table, tmp_path):
                                           & (frame["variant"] == "shuffled")].assign(length=7)]),
                   r"words function add the row of shuffled length 7"),
     }
-    for name, (bad, message) in cases.items():
-        path = tmp_path / f"{name}.csv"
-        bad.to_csv(path, index=False)
-        with pytest.raises(ValueError, match=rf"{name}.csv.*{message}"):
-            read_context_tables([path])
+    assert_each_refused(cases, tmp_path, read_context_tables)
     shuffled_at_longest = frame.copy()
     shuffled_at_longest.loc[shuffled_at_longest["variant"] == "shuffled", "length"] = 20
     shuffled_at_longest.drop_duplicates(["words", "variant", "length"]).to_csv(tmp_path / "s.csv", index=False)
@@ -306,11 +301,7 @@ def test_the_reader_refuses_what_no_context_table_holds(table, tmp_path):
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures the module would save, kept open to be read, and closed after the test."""
-    kept = []
-    monkeypatch.setattr(context_use_summary, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    yield kept
-    for fig in kept:
-        plt.close(fig)
+    yield from kept_figures(monkeypatch, context_use_summary)
 
 
 def test_the_figure_across_models(table, tmp_path, drawn):

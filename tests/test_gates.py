@@ -13,13 +13,13 @@ import torch
 
 from lstmscope import gate_figures
 from lstmscope.activations import dump_activations
-from lstmscope.figures import plt
 from lstmscope.gate_figures import gate_figure, gates_vs_dropout
 from lstmscope.gate_summary import read_divergences, read_gates, summarise
 from lstmscope.gate_table import GATES
 from lstmscope.gates import GateError, fixed_mmap_threshold, gate_statistics, gate_values
 from lstmscope.model import load_checkpoint
 
+from conftest import assert_each_refused, kept_figures
 from neurons_support import HIDDEN, LAYERS, TEXT, divergence_csv, tiny  # noqa: F401  (fixtures)
 
 EXTRA = {"name": "d0.2_r0", "dropout": 0.2, "seed": 3, "replicate": 0}
@@ -215,11 +215,7 @@ def test_the_reader_refuses_what_no_gate_table_holds(table, tmp_path):
         "saturation": (table.assign(saturation=0.5), r"column saturation must hold numbers between 0 and 0.5; line 2 "
                        r"has 0.5"),
     }
-    for name, (bad, message) in cases.items():
-        path = tmp_path / f"{name}.csv"
-        bad.to_csv(path, index=False)
-        with pytest.raises(ValueError, match=rf"{name}.csv.*{message}"):
-            read_gates([path])
+    assert_each_refused(cases, tmp_path, read_gates)
     other = tmp_path / "other.csv"
     table.assign(text="train").to_csv(other, index=False)
     with pytest.raises(ValueError, match=r"other.csv is a gate table of text train, .*good.csv of text test"):
@@ -262,11 +258,7 @@ def test_the_summary_per_layer_and_gate(table):
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures the module would save, kept open to be read, and closed after the test."""
-    kept = []
-    monkeypatch.setattr(gate_figures, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    yield kept
-    for fig in kept:
-        plt.close(fig)
+    yield from kept_figures(monkeypatch, gate_figures)
 
 
 def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, drawn):
