@@ -29,6 +29,7 @@ import torch
 from .ablation import load_model_and_text
 from .ablation_file import AblationError
 from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log_probabilities
+from .activations_file import open_activations, read_expectancy
 from .atomic import write_table
 from .cluster_measures import WORD_CLASSES, word_class
 from .context_use_table import COLUMNS
@@ -157,11 +158,8 @@ def context_use(checkpoint_path: str | os.PathLike, activations_path: str | os.P
         raise ContextUseError(str(exc)) from None
     model = mt.model.to(dev).eval()
     chosen = choose_positions(len(mt.ids), longest, positions, seed, str(activations_path))
-    stream = -mt.stored[chosen]
-    bad = np.flatnonzero(~np.isfinite(stream))
-    if len(bad):
-        raise ContextUseError(f"{activations_path}: log_expectancy of token {int(chosen[bad[0]])} is {-stream[bad[0]]}, "
-                              "not a finite number: the file is damaged; dump it again")
+    with open_activations(activations_path) as f:  # the file's own check of a value no log-probability has
+        stream = -read_expectancy(f, log=True)[chosen]
     classes = np.array([word_class(mt.words[t]) for t in chosen])
     log.info("%s: %d of its %d tokens predicted, each after contexts of %s words (%s, kernels %s)",
              activations_path, len(chosen), len(mt.ids), ", ".join(map(str, lengths)), dev, kernels)
