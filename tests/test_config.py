@@ -122,6 +122,7 @@ BAD = [
     ("cluster.shuffles", 1, "config key cluster.shuffles: 1 is out of range; must be >= 2"),
     ("heatmap.neurons", 65, "config key heatmap.neurons: 65 is more than the 64 neurons of a layer"),
     ("neuron_explorer.neurons", 65, "config key neuron_explorer.neurons: 65 is more than the 64 neurons of a layer"),
+    ("probe.kl_neurons", 65, "config key probe.kl_neurons: 65 is more than the 64 neurons of a layer"),
     ("data.url", "ftp://example.org/wikitext-2", "config key data.url: 'ftp://example.org/wikitext-2' has the scheme "
                                                  "'ftp'; use http(s)://, file:// or a directory"),
     ("data.url", "  ", "config key data.url: '  ' is blank"),

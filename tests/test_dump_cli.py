@@ -138,6 +138,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny.checkpoint), str(good), *v, "-o", str(tmp_path / "o.png")])
     assert exit_.value.code == 2 and "an HDF5 file, ending in .h5" in capsys.readouterr().err
+    for name in ("", " "):  # an unset shell variable: no text without a name in the file and the titles
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tiny.checkpoint), str(good), *v, "-o", str(out), "--name", name])
+        assert exit_.value.code == 2 and "--name: an empty name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bom.txt", "empty.txt", "latin.txt", "no-unk.json",
                                                           "no-unk.pt", "t.txt", "v.json", "zebra.txt"]
 

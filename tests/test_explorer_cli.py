@@ -101,6 +101,11 @@ def test_ranked_on_chooses_another_texts_ranking(results, divergence_csv, tmp_pa
     other = table.assign(text="other")
     groups = other[live].groupby(["layer", "state"])["rank"]
     other.loc[live, "rank"] = groups.transform("max") + 1 - other.loc[live, "rank"]  # the ranking reversed
+    # with each rank's divergences, so that the ranks follow kl_sum as a table's do (the command checks it)
+    kl = ["kl_pq", "kl_qp", "kl_sum"]
+    by_rank = table[live].set_index(["layer", "state", "rank"])[kl]
+    other.loc[live, kl] = by_rank.loc[list(zip(other.loc[live, "layer"], other.loc[live, "state"],
+                                               other.loc[live, "rank"]))].to_numpy()
     (root / "results" / "neurons" / model / "other").mkdir()
     other.to_csv(root / "results" / "neurons" / model / "other" / "divergence.csv", index=False)
     out = tmp_path / "p.html"
@@ -184,3 +189,62 @@ def test_the_console_script_runs(results, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"{out}: ") and page_data(out)["model"] == model
+
+
+def test_a_table_holding_values_no_divergence_table_has_is_refused(results, divergence_csv, tmp_path, capsys):  # noqa: F811
+    """An edited table's impossible numbers (a negative KL, a fraction above 1, a mean outside min-max, ranks out of
+    the order of its measure) are refused naming the line, before anything is written: the page would show them."""
+    root, model = results
+    activations = str(root / "results" / "activations" / model / "test.h5")
+    out = tmp_path / "p.html"
+    table = pd.read_csv(divergence_csv)
+    live = table[table["rank"].notna() & (table["layer"] == 1) & (table["state"] == "h")].sort_values("rank")
+    first, second = live.index[0], live.index[1]
+    assert table.loc[first, "kl_sum"] > table.loc[second, "kl_sum"]  # distinct, so a swap breaks the order
+
+    def edited(**cells) -> pd.DataFrame:
+        t = table.copy()
+        for col, value in cells.items():
+            t.loc[first, col] = value
+        return t
+
+    swapped = table.copy()
+    swapped.loc[[first, second], "rank"] = [2, 1]
+    line = first + 2
+    cases = {
+        "kl_pq": (edited(kl_pq=-3.0, kl_sum=table.loc[first, "kl_qp"] - 3.0),
+                  f"column kl_pq must hold KL divergences of 0 or more; line {line} has -3"),
+        "kl_sum": (edited(kl_sum=table.loc[first, "kl_sum"] + 0.5), f"column kl_sum must hold kl_pq + kl_qp; line {line}"),
+        "fraction": (edited(near_zero_fraction=7.5),
+                     f"column near_zero_fraction must hold fractions from 0 to 1; line {line} has 7.5"),
+        "std": (edited(std=-0.5), f"column std must hold values of 0 or more; line {line} has -0.5"),
+        "mean": (edited(mean=table.loc[first, "max"] + 1.0),
+                 f"column mean must hold values between the line's min and max; line {line}"),
+        "order": (swapped, f"line {line}: layer 1 h rank 2 has kl_sum {table.loc[first, 'kl_sum']:g}, more than rank "
+                           f"1's {table.loc[second, 'kl_sum']:g}; the ranks follow kl_sum"),
+    }
+    for name, (frame, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        assert main([activations, "-o", str(out), "--divergence", str(path)]) == 1, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"lstmscope-explorer: error: {path}: ") and "\n" not in err and message in err, err
+        assert not out.exists()
+    tied = table.copy()  # equal values in rank order are a ranking still (ties keep the neurons' order)
+    tied.loc[first, ["kl_pq", "kl_qp", "kl_sum"]] = table.loc[second, ["kl_pq", "kl_qp", "kl_sum"]].to_numpy()
+    tied.to_csv(tmp_path / "tied.csv", index=False)
+    assert main([activations, "-o", str(out), "--divergence", str(tmp_path / "tied.csv")]) == 0 and out.is_file()
+
+
+def test_a_passage_longer_than_a_figure_takes_and_an_empty_title_are_usage_errors(results, tmp_path, capsys):
+    root, model = results
+    activations = str(root / "results" / "activations" / model / "test.h5")
+    out = tmp_path / "p.html"
+    for args, message in ((["--passage", "5001"], "--passage 5001: at most 5000 tokens"),
+                          (["--title", ""], "--title: an empty title"), (["--title", "  "], "--title: an empty title")):
+        with pytest.raises(SystemExit) as exit_:
+            main([activations, "-o", str(out), *args])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+        assert not out.exists()
+    assert main([activations, "-o", str(out), "--passage", "5000", "--title", "mine"]) == 0
+    assert page_data(out)["title"] == "mine"

@@ -410,7 +410,8 @@ def _check_consistency(config: dict[str, Any]) -> None:
     if ab["neurons"] + ab["random"] > hidden:
         raise ConfigError(f"config keys ablation.neurons + ablation.random = {ab['neurons'] + ab['random']}: "
                           f"more than the {hidden} neurons of a layer (architecture.hidden_size)")
-    for key in ("divergence.top_k", "divergence.track", "heatmap.neurons", "neuron_explorer.neurons"):
+    for key in ("divergence.top_k", "divergence.track", "heatmap.neurons", "neuron_explorer.neurons",
+                "probe.kl_neurons"):
         section, name = key.split(".")
         if config[section][name] is not None and config[section][name] > hidden:
             raise ConfigError(f"config key {key}: {config[section][name]} is more than the {hidden} neurons of a layer "

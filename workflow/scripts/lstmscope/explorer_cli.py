@@ -23,10 +23,15 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
+from .checked_files import refuse_rows
 from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, file_name, say, writing
+from .divergence import ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, SCALES
+from .heatmap_cli import MAX_TOKENS
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
 from .neuron_explorer import build_neuron_explorer
@@ -58,6 +63,45 @@ def neuron_count(value: str) -> int | None:
     return n
 
 
+def check_divergence_values(path: str) -> None:
+    """A divergence table given to the command holds only values a divergence table can have (the pipeline's own are
+    written by ``neuron_divergence``; ``read_divergence`` checks a table's shape, this its values): KL divergences of 0
+    or more, ``kl_sum`` = ``kl_pq`` + ``kl_qp``, fractions from 0 to 1, a dropout below 1, spreads and counts of 0 or
+    more, ``min`` <= ``mean`` <= ``max``, and the live neurons of a layer and state ranked by the table's measure,
+    largest first. An edited table that breaks one would put a neuron's impossible numbers, or another neuron than
+    the ranking's, on the page."""
+    table = read_divergence(path)
+
+    def refuse(bad, col: str, must: str) -> None:
+        refuse_rows(table, bad, col, must, path, HistogramError)
+
+    for col in ("kl_pq", "kl_qp", "kl_sum"):
+        refuse(table[col] < 0, col, "KL divergences of 0 or more")
+    # (the tables hold 8 significant digits: their sum may differ from the rounded kl_sum in the 8th)
+    refuse(~np.isclose(table["kl_sum"], table["kl_pq"] + table["kl_qp"], rtol=1e-6, atol=1e-9), "kl_sum",
+           "kl_pq + kl_qp")
+    refuse(~table["near_zero_fraction"].between(0, 1), "near_zero_fraction", "fractions from 0 to 1")
+    refuse(~((table["dropout"] >= 0) & (table["dropout"] < 1)), "dropout", "a dropout from 0 to below 1")
+    for col in ("std", "mean_abs", "underflow", "overflow"):
+        refuse(table[col] < 0, col, "values of 0 or more")
+    refuse(table["min"] > table["max"], "min", "values at most the line's max")
+    slack = 1e-6 * np.maximum(1.0, np.maximum(table["min"].abs(), table["max"].abs()))  # a mean's rounding
+    refuse((table["mean"] < table["min"] - slack) | (table["mean"] > table["max"] + slack), "mean",
+           "values between the line's min and max")
+    measure = ranking_measure(table)
+    live = table[~table["dead"]].sort_values(["layer", "state", "rank"], kind="stable")
+    value = live[measure].to_numpy()
+    same_group = (live["layer"].to_numpy()[1:] == live["layer"].to_numpy()[:-1]) & (
+        live["state"].to_numpy()[1:] == live["state"].to_numpy()[:-1])
+    rises = same_group & (value[1:] > value[:-1] + 1e-12 * np.maximum(1.0, np.abs(value[:-1])))
+    if rises.any():
+        i = int(np.argmax(rises))
+        above, below = live.iloc[i], live.iloc[i + 1]
+        raise HistogramError(f"{path}: line {int(below.name) + 2}: layer {below['layer']} {below['state']} rank "
+                             f"{below['rank']} has {measure} {below[measure]:g}, more than rank {above['rank']}'s "
+                             f"{above[measure]:g}; the ranks follow {measure}, the largest first")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = command_parser(PROG, "Write the neuron explorer page (one offline HTML file) of any activations file.",
                         __doc__)
@@ -74,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ablation", type=file_name, default=None, help="the ablation file of the same model and text "
                                                      "(results/ablation/<model>/<text>.h5): offer its removals too")
     ap.add_argument("--passage", type=int, default=80,
-                    help="tokens in the passage the page's button jumps to (default 80)")
+                    help=f"tokens in the passage the page's button jumps to (default 80, at most {MAX_TOKENS})")
     ap.add_argument("--headings", action="store_true",
                     help="let that passage hold section headings (default: the passage outside them, their empty lines "
                          "and the 20 tokens after each)")
@@ -94,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--output {args.output}: a web page, ending in .html (or .htm)")
     if args.passage < 1:
         ap.error(f"--passage {args.passage}: must be >= 1")
+    if args.passage > MAX_TOKENS:  # as heatmap.passage_tokens, whose passage the pipeline's page jumps to
+        ap.error(f"--passage {args.passage}: at most {MAX_TOKENS} tokens")
+    if args.title is not None and not args.title.strip():
+        ap.error("--title: an empty title (leave the option out for the default)")
     try:
         check_inputs((args.activations, args.divergence, args.ablation))
         check_output(args.output, "--output", inputs=(args.activations, args.divergence, args.ablation))
@@ -114,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
                              "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
                              "--ranked-on TEXT, or run the command in the project's folder")
+        check_divergence_values(divergence)
         own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
         title = args.title or f"lstmscope neurons · {model} · {text}{own}"
         with stopped_by_sigterm(), writing("--output", args.output, reading=(args.activations, args.ablation)):
