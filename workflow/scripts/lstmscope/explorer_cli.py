@@ -64,12 +64,13 @@ def neuron_count(value: str) -> int | None:
 
 
 def check_divergence_values(path: str) -> None:
-    """A divergence table given to the command holds only values a divergence table can have (the pipeline's own are
-    written by ``neuron_divergence``; ``read_divergence`` checks a table's shape, this its values): KL divergences of 0
-    or more, ``kl_sum`` = ``kl_pq`` + ``kl_qp``, fractions from 0 to 1, a dropout below 1, spreads and counts of 0 or
-    more, ``min`` <= ``mean`` <= ``max``, and the live neurons of a layer and state ranked by the table's measure,
-    largest first. An edited table that breaks one would put a neuron's impossible numbers, or another neuron than
-    the ranking's, on the page."""
+    """The divergence table the command ranks by (given, or found beside the file) holds only values a divergence
+    table can have (``read_divergence``, which every job reading one calls, checks a table's shape; this, the
+    command's alone, its values, which a table edited by hand can break): KL divergences of 0 or more, ``kl_sum`` =
+    ``kl_pq`` + ``kl_qp``, fractions from 0 to 1, a dropout below 1, spreads and counts of 0 or more, ``min`` <=
+    ``mean`` <= ``max``, and the live neurons of a layer and state ranked by the table's measure, largest first. A
+    table that breaks one would put a neuron's impossible numbers, or another neuron than the ranking's, on the
+    page."""
     table = read_divergence(path)
 
     def refuse(bad, col: str, must: str) -> None:
