@@ -672,3 +672,35 @@ def test_contiguity_by_lag_figure_draws_every_model_and_view_once(tmp_path, monk
     monkeypatch.undo()
     F.contiguity_lag_figure(lags, tmp_path / "l.png", tmp_path / "l.svg", dpi=60)
     assert png_size(tmp_path / "l.png")[0] > 0 and "ward: L2 c" in " ".join(svg_texts(tmp_path / "l.svg"))
+
+
+def test_a_model_has_one_colour_in_the_contiguity_and_the_lag_figure_a_panel_lacking_a_model_too(tmp_path,
+                                                                                                   monkeypatch):
+    """The contiguity bars and the lines by lag are read together (the bar against lag 1): each model the same colour
+    in both, also in a panel whose text lacks one of the models (the colours follow the whole table's models)."""
+    from lstmscope.cluster_measures import lag_measures
+
+    paths = real_cluster_tables()
+    names = ["d0.0_r0", "d0.4_r0", "d0.8_r0"]
+    _, measures = cluster_measures(paths, "d0.0_r0", "test", shuffles=5)
+    table = pd.concat([measures.assign(model=name) for name in names]
+                      + [measures.assign(model=name, text="train") for name in names[::2]], ignore_index=True)
+    table[["contiguity_z", "word_contiguity_z"]] = 5.0  # every bar filled in its model's colour
+    lags = pd.concat([lag_measures(paths, "d0.0_r0", "test", max_lag=5, shuffles=5).assign(model=name)
+                      for name in names], ignore_index=True)
+    kept = []
+    monkeypatch.setattr(F, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    F.contiguity_figure(table, tmp_path / "k.png", tmp_path / "k.svg", dpi=60)
+    F.contiguity_lag_figure(lags, tmp_path / "l.png", tmp_path / "l.svg", dpi=60)
+    lines = {ln.get_label(): tuple(np.round(ln.get_color(), 3)) for ln in kept[1].axes[0].get_lines()
+             if ln.get_linestyle() == "-"}
+    assert sorted(lines) == sorted(names) and len(set(lines.values())) == 3
+    legends = []
+    for ax in kept[0].axes:
+        legend = {t.get_text(): tuple(np.round(h.get_facecolor(), 3))
+                  for h, t in zip(ax.get_legend().legend_handles, ax.get_legend().get_texts())}
+        assert legend == {name: lines[name] for name in legend}, ax.get_title()
+        legends.append(set(legend))
+    assert {"d0.0_r0", "d0.8_r0"} in legends and set(names) in legends  # the train panels lack d0.4_r0
+    for fig in kept:
+        F.plt.close(fig)

@@ -353,6 +353,22 @@ def test_panels_c_and_d_from_constructed_tables(tmp_path, drawn):
     np.testing.assert_allclose(points.get_offsets(), [[0.0, 5.0], [0.5, 5.0]])
 
 
+def test_classes_of_equal_lengths_are_drawn_side_by_side(tmp_path, drawn):
+    """Function and content words with the same effective context as all words: three points beside each other at
+    the model's dropout (all words on it), not one hiding the others."""
+    table = constructed("d0.0_r0", 0.0, [1.0, 0.2, 0.04, 0.0], [1.1, 0.2, 0.03])
+    table = pd.concat([table.assign(words=words) for words in ("all", "function", "content")], ignore_index=True)
+    table.to_csv(tmp_path / "a.csv", index=False)
+    summary = context_use_vs_dropout([tmp_path / "a.csv"], tmp_path / "t.csv", tmp_path / "f.png",
+                                     tmp_path / "f.svg", tolerance=0.01)
+    assert summary.groupby("words")["effective_context"].first().tolist() == [5, 5, 5]  # equal: would coincide
+    effective = drawn[0].axes[2]
+    points = sorted(tuple(c.get_offsets()[0]) for c in effective.collections)
+    assert [y for _, y in points] == [5.0, 5.0, 5.0]
+    xs = [x for x, _ in points]
+    assert xs[0] < 0.0 == xs[1] < xs[2] and xs[2] - xs[0] < 0.05  # beside 0, much closer than the next dropout
+
+
 def test_the_rule_scripts(tiny, tmp_path):
     """The two scripts' wiring on real files: the table of one model, its provenance beside it, and the summary."""
     table = tmp_path / "results/context_use/d0.2_r0/test.csv"

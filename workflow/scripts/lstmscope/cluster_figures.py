@@ -41,6 +41,17 @@ CORNERS = ((1, 1), (-1, 1), (1, -1), (-1, -1))  # where a number goes beside its
 OFFSET_PT = 4.0  # between the points and their number
 MARK_RISE_PT = 9.0  # a span's ▼ marker above its cluster's row (clusters along the text)
 MARK_HALF_PT = 3.4  # half the marker's height
+# one marker per model where lines of many models cross (viridis' neighbouring shades alone are hard to tell apart)
+MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
+
+
+def model_colours(models: Sequence[str]) -> dict[str, tuple]:
+    """Each model's colour in the figures across models that tell them by colour (contiguity, contiguity by lag,
+    seed stability, context use): viridis from its dark end to 0.8 of it, in the order given (by dropout, then
+    replicate), so that a model has one colour in every such figure; not viridis' light end, a pale yellow line or
+    band on white."""
+    cmap = plt.get_cmap("viridis")
+    return {model: cmap(0.8 * k / max(1, len(models) - 1)) for k, model in enumerate(models)}
 
 
 def _overlap(a: Box, b: Box) -> bool:
@@ -430,12 +441,12 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                              figsize=(max(5, 1.2 * measures["model"].nunique() + 3) * len(panels),
                                       0.5 + 3.6 * len(baselines)), squeeze=False, sharey="col")
     bar_ends = {}  # axes -> (x, value, hollow, colour, edge) of every bar, for the dots of the ones too short to see
+    colours = model_colours(list(dict.fromkeys(measures["model"])))  # every panel's, a panel lacking a model too
     for row, (ratio_col, z_col, shuffled) in zip(axes, baselines):
         for ax, ((text, linkage), group) in zip(row, panels):
             views = sorted({(int(r.layer), r.state) for r in group.itertuples()}, key=view_order)
             models = list(dict.fromkeys(group["model"]))  # as the table lists them: by dropout, then replicate
             width = 0.8 / len(models)
-            cmap = plt.get_cmap("viridis")
             ends = bar_ends.setdefault(ax, [])
             for k, model in enumerate(models):
                 rows = group[group.model == model].set_index(["layer", "state"])
@@ -450,8 +461,8 @@ def contiguity_figure(measures: pd.DataFrame, png: str | os.PathLike, svg: str |
                             one[i] = True
                             ax.text(xi, 1, " 1 cluster", rotation=90, ha="center", va="bottom", fontsize=7,
                                     color="0.3")
-                colour = cmap(k / max(1, len(models) - 1))
-                edge = tuple(0.6 * v for v in colour[:3])  # a hollow bar's: darker, viridis' light end on white
+                colour = colours[model]
+                edge = tuple(0.6 * v for v in colour[:3])  # a hollow bar's: darker, the light colours on white
                 ends += [(xi, vi, bool(c), colour, edge) for xi, vi, c, o in zip(x, values, chance, one)
                          if np.isfinite(vi) and not o]
                 if (~chance).any():
@@ -495,9 +506,7 @@ def contiguity_lag_figure(lags: pd.DataFrame, png: str | os.PathLike, svg: str |
     rows = list(lags.groupby(["text", "linkage"], sort=True))
     views = sorted({(int(layer), state) for layer, state in zip(lags["layer"], lags["state"])}, key=view_order)
     models = list(dict.fromkeys(lags["model"]))  # as the table lists them: by dropout, then replicate
-    cmap = plt.get_cmap("viridis")
-    # viridis but its light end (a pale yellow line and band on white): 0 ... 0.8 of it
-    colours = {model: cmap(0.8 * k / max(1, len(models) - 1)) for k, model in enumerate(models)}
+    colours = model_colours(models)
     fig, axes = plt.subplots(len(rows), len(views), figsize=(3.2 * len(views) + 1.0, 0.8 + 2.9 * len(rows)),
                              squeeze=False, sharey="row", sharex=True)
     for r, (row, ((text, linkage), group)) in enumerate(zip(axes, rows)):

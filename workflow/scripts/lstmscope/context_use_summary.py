@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib import ticker
 
 from .atomic import write_table
+from .cluster_figures import MODEL_MARKERS, model_colours
 from .cluster_measures import WORD_CLASSES
 from .context_use_table import COLUMNS, NUMBERS, VARIANTS
 from .figures import figure_title, plt, save_figure
@@ -144,6 +145,9 @@ def _log_lengths(ax, axis: str, lengths: Sequence[int]) -> None:
 
 
 CLASS_STYLE = {"all": ("-", "o"), "function": (":", "^"), "content": ("--", "s")}  # (line, marker) in panels c, d
+# panels c, d: the classes side by side (in dropout), all words in the middle: their lengths are whole words, often
+# equal, and one class's points would hide another's
+CLASS_DODGE = {"all": 0.0, "function": -0.012, "content": 0.012}
 
 
 def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
@@ -154,8 +158,8 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
     content words: a point per model, the line through each dropout's median, the point hollow above the longest
     length where the context was more than that (in the median too)."""
     models = list(dict.fromkeys(summary["model"]))
-    cmap = plt.get_cmap("viridis")
-    colours = {model: cmap(0.8 * k / max(1, len(models) - 1)) for k, model in enumerate(models)}  # no pale yellow
+    colours = model_colours(models)  # as in the cluster figures across models
+    markers = {model: MODEL_MARKERS[k % len(MODEL_MARKERS)] for k, model in enumerate(models)}
     lengths = sorted(set(table["length"].astype(int)) | set(table["longest"].astype(int)))
     tolerance = float(summary["tolerance"].iloc[0])
     fig, axes = plt.subplots(1, 4, figsize=(15.5, 3.8))
@@ -171,7 +175,7 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
             band = 100 * CI_Z * line["increase_se"].fillna(0).to_numpy() / line["stream_loss"].to_numpy()
             x = line["length"].to_numpy()
             ax.fill_between(x, share - band, share + band, color=colours[model], alpha=0.15, linewidth=0)
-            ax.plot(x, share, color=colours[model], lw=1.3, marker="o", ms=3, label=model)
+            ax.plot(x, share, color=colours[model], lw=1.3, marker=markers[model], ms=3.5, label=model)
         ax.axhline(100 * tolerance, color="0.4", ls="--", lw=0.8)
         ax.axhline(0, color="0.6", lw=0.6)
         _log_lengths(ax, "x", lengths)
@@ -188,13 +192,14 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
                 continue
             values = sub[column].fillna(np.inf)  # empty: more than the longest, which a median must count as long
             medians = values.groupby(sub["dropout"]).median()
-            ax.plot(medians.index, medians.where(np.isfinite(medians)).to_numpy(), color="0.2", ls=ls, marker=marker,
-                    ms=4, lw=1.1, label=f"{words} words" if words != "all" else "all words")
+            dodge = CLASS_DODGE[words]
+            ax.plot(medians.index + dodge, medians.where(np.isfinite(medians)).to_numpy(), color="0.2", ls=ls,
+                    marker=marker, ms=4, lw=1.1, label=f"{words} words" if words != "all" else "all words")
             over = ~np.isfinite(values.to_numpy())
-            ax.scatter(sub["dropout"][~over], values[~over], color="0.2", marker=marker, s=10, zorder=3)
+            ax.scatter(sub["dropout"][~over] + dodge, values[~over], color="0.2", marker=marker, s=10, zorder=3)
             if over.any():  # at the top, hollow: more than the longest
-                ax.scatter(sub["dropout"][over], np.full(over.sum(), max(lengths) * 1.5), marker=marker, s=22,
-                           facecolors="none", edgecolors="0.2", zorder=3)
+                ax.scatter(sub["dropout"][over] + dodge, np.full(over.sum(), max(lengths) * 1.5), marker=marker,
+                           s=22, facecolors="none", edgecolors="0.2", zorder=3)
         _log_lengths(ax, "y", lengths)
         ax.set_ylim(min(lengths) / 1.3, max(lengths) * 1.8)
         ax.set_xlabel("dropout")

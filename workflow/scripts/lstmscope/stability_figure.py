@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from .cluster_figures import CHANCE_Z, CONTIGUITY_BASELINES
+from .cluster_figures import CHANCE_Z, CONTIGUITY_BASELINES, model_colours
 from .figures import figure_title, plt, save_figure
 from .points import view_order
 
@@ -32,9 +32,8 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
     others_seeds = sorted(table.loc[~reference, "seed"].unique().tolist())
     marker = {seed: SEED_MARKERS[i % len(SEED_MARKERS)] for i, seed in enumerate(others_seeds)}
     models_all = list(dict.fromkeys(table["model"]))
-    cmap = plt.get_cmap("viridis")
-    colours = {m: cmap(k / max(1, len(models_all) - 1)) for k, m in enumerate(models_all)}
-    edges = {m: tuple(0.6 * v for v in c[:3]) for m, c in colours.items()}  # darker: viridis' light end on white
+    colours = model_colours(models_all)  # as in the contiguity figures
+    edges = {m: tuple(0.6 * v for v in c[:3]) for m, c in colours.items()}  # darker: the light colours on white
     fig, axes = plt.subplots(rows, len(panels), figsize=(max(5, 1.2 * len(models_all) + 3) * len(panels),
                                                          0.8 + 3.2 * rows), squeeze=False)
     pca = "space" in table and (table["space"] == "pca").all()
