@@ -541,6 +541,17 @@ def test_the_vs_dropout_legend_covers_no_point(tmp_path, monkeypatch):
                         if isinstance(c, figs.plt.matplotlib.collections.PathCollection)])
     assert len(points) == 4 * len(dropouts)
     assert not any(legend.contains(x, y) for x, y in points), "the legend covers a point"
+    # the legend says what each line is as drawn: solid one at a time, dashed all together, and the thin spread lines
+    entries = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    drawn = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()]
+    for group in figs.ORDER:
+        name, colour, marker = figs.GROUP_STYLE[group]
+        label = next(text for text in entries if text.startswith(name.replace("\n", ", ")))
+        together = group.endswith("all")
+        assert entries[label].get_linestyle() == ("--" if together else "-") and entries[label].get_marker() == marker
+        assert (colour, entries[label].get_linestyle()) in drawn  # a line of the panel drawn so
+    spread = [text for text in entries if "lowest to highest single removal" in text]
+    assert len(spread) == 1 and entries[spread[0]].get_marker() == "|"
 
 
 def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypatch):

@@ -434,3 +434,22 @@ def test_fewer_live_cell_neurons_than_top_k(table, divergence_csv):
 def test_glibc_takes_the_fixed_mmap_threshold():
     """Without it the job's memory grew with the text (README, resources): glibc must accept the setting."""
     assert fixed_mmap_threshold() is True
+
+
+def test_a_log_axis_of_less_than_a_decade_has_ticks_to_read_it_by():
+    """Timescales of 0.7 to 2.6 tokens had labels at 1 and 2 only (1, 2, 5 of each decade): within a decade the axis
+    is labelled at 1, 1.5, 2, 3, 5, 7 of it, over decades less densely; labels as plain numbers."""
+    from lstmscope.gate_figures import _log_ticks, plt
+
+    for (low, high), expected in (((0.7, 2.6), [0.7, 1, 1.5, 2]), ((0.3, 20), [0.5, 1, 2, 5, 10, 20]),
+                                  ((0.5, 400), [1, 10, 100])):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [low, high])
+        ax.set_ylim(low, high)
+        _log_ticks(ax)
+        fig.canvas.draw()
+        shown = [t for t in ax.get_yticks() if low <= t <= high]
+        assert shown == pytest.approx(expected), (low, high)
+        labels = [t.get_text() for t in ax.get_yticklabels() if low <= t.get_position()[1] <= high]
+        assert labels == [f"{v:g}" for v in expected]
+        plt.close(fig)

@@ -299,6 +299,17 @@ def test_the_figure_across_models(long_text, tmp_path, monkeypatch):
     axes = np.array(kept[0].axes[:len(CONTEXTS) * LAYERS * 2]).reshape(len(CONTEXTS), LAYERS * 2)
     titles = [ax.get_title() for ax in axes[0]]
     assert titles == ["layer 1, h", "layer 1, c", "layer 2, h", "layer 2, c"]
+    lows = []
+    for i, context in enumerate(CONTEXTS):  # each row its own range, holding every score of the row, zoomed in on them
+        scores = table.loc[table["context"] == context, AUC_COLUMNS].to_numpy(dtype=float)
+        bottom, top = axes[i, 0].get_ylim()
+        assert all(ax.get_ylim() == (bottom, top) for ax in axes[i])
+        if np.isfinite(scores).any():
+            low = np.nanmin(scores)
+            assert bottom < low and np.nanmax(scores) <= top <= 1.01
+            assert low - bottom <= 0.021 or bottom == pytest.approx(0.9)  # no room below the lowest but a margin
+            lows.append(bottom)
+    assert len(set(lows)) > 1, lows  # the rows' scores differ: so do their ranges
     legend = [t.get_text() for t in kept[0].legends[0].get_texts()]
     assert "the last 2 words (no state)" in legend and "the word alone (no state)" in legend
     for window, label in ((1, "the last 1 word (no state)"), (None, "the last words (no state)")):

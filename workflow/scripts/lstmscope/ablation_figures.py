@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib import colors
+from matplotlib.lines import Line2D
 
 from .ablation_file import AblationError, AblationFile, check_table_matches, read_ablation, read_ablation_table
 from .ablation_table import INTERVAL
@@ -334,6 +335,7 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
     gap = spread_gap(summary["dropout"])
     # 4.5 in a panel, plus the legend beside the first row's last one
     fig, panels, first = layer_panels(len(layers), 4.5, 3.6, 1.6)
+    entries: dict[str, Line2D] = {}  # the legend: each group's line and marker as drawn, and the spread's line
     for ax, layer in zip(panels, layers):
         sub = summary[summary["layer"] == layer]
         for group in ORDER:
@@ -348,8 +350,14 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
                 shift = SPREAD_SHIFT * gap * (-1 if group == "top" else 1)
                 ax.vlines(rows["dropout"] + shift, rows["min_change_pct"], rows["max_change_pct"], color=colour,
                           lw=1.2, alpha=0.6, zorder=2)
-            ax.scatter(rows["dropout"], rows["mean_change_pct"], color=colour, marker=marker, s=20, zorder=3,
-                       label=name.replace("\n", ", ") + (" (mean)" if group in ("top", "random") else ""))
+            ax.scatter(rows["dropout"], rows["mean_change_pct"], color=colour, marker=marker, s=20, zorder=3)
+            entries.setdefault(group, Line2D([], [], ls=style, lw=1, color=colour, marker=marker, ms=4.5,
+                                             label=name.replace("\n", ", ")
+                                             + (" (mean)" if group in ("top", "random") else "")))
+            if group in ("top", "random") and "min_change_pct" in rows:
+                entries.setdefault("spread", Line2D([], [], ls="none", color="0.45", marker="|", ms=11, mew=1.2,
+                                                    label="a model's lowest to highest single removal\n(top-KL: "
+                                                          "left of its dropout, random: right)"))
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(sorted(sub["dropout"].unique()))  # one tick per model's dropout
         ax.set_xlim(summary["dropout"].min() - gap / 2, summary["dropout"].max() + gap / 2)
@@ -359,7 +367,8 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
     for ax in first:
         ax.set_ylabel("perplexity change (%)")
     # beside the first row's last panel, never over a point (a layer's largest change can lie anywhere)
-    panels[min(len(panels), PANELS_PER_ROW) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    panels[min(len(panels), PANELS_PER_ROW) - 1].legend(handles=list(entries.values()), fontsize=7, loc="upper left",
+                                                        bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     save_figure(fig, png, svg, dpi=dpi)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib import ticker
 
@@ -89,6 +90,19 @@ def _through_means(ax, sub: pd.DataFrame, column: str, colour: str, ls: str, mar
     return line
 
 
+def _log_ticks(ax) -> None:
+    """A log y axis with plain-text tick labels (mathtext's labels need fonts not always there), as many per decade as
+    the data's span leaves room for: 1, 1.5, 2, 3, 5, 7 within a decade (timescales of 0.7 to 2.6 tokens had labels at
+    1 and 2 only), 1, 2, 5 within two, 1 beyond."""
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    span = high / low if low > 0 else np.inf
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if span < 10 else (1.0, 2.0, 5.0) if span < 100 else (1.0,)
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                             dpi: int = 150) -> None:
     """A panel per gate: the share of unit-token pairs where the gate is shut (solid) and wide open (dashed), per
@@ -114,17 +128,14 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
     ax = axes[-1]
     for layer in layers:
         sub = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
-        median = _through_means(ax, sub, "timescale_median", layer_colour(layer), "-", "o")
+        median = _through_means(ax, sub, "timescale_median", layer_colour(layer), "-", "v")  # (circles: shut)
         p90 = _through_means(ax, sub, "timescale_p90", layer_colour(layer), ":", "^")
         handles.setdefault("median", []).append((median, f"layer {layer}: timescale of the median unit"))
         handles.setdefault("p90", []).append((p90, f"layer {layer}: timescale, 90th percentile"))
         if sub["timescale_top_kl"].notna().any():
             top = _through_means(ax, sub, "timescale_top_kl", layer_colour(layer), "--", "D")
             handles.setdefault("top", []).append((top, f"layer {layer}: timescale of the top-KL c neurons (median)"))
-    ax.set_yscale("log")  # plain-text tick labels at 1, 2, 5 of each decade (mathtext's labels need fonts not always there)
-    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_minor_locator(ticker.NullLocator())
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    _log_ticks(ax)
     ax.set_title("forget timescale", fontsize=10)
     ax.set_xlabel("dropout")
     ax.set_ylabel("tokens to 1/e (1 / mean −ln f)")

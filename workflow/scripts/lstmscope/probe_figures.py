@@ -17,8 +17,8 @@ from .probes import CONTEXTS, read_probes
 #: What each line of a panel is: the probe's column, its label, and how it is drawn (the state's colour, but the two
 #: baselines without a state in grey).
 SERIES = (("layer_auc", "the whole layer (logistic regression)", {"ls": "-", "marker": "o"}),
-          ("neuron_auc", "its best neuron", {"ls": "--", "marker": "s"}),
-          ("kl_neuron_auc", "the best of its top-KL neurons", {"ls": ":", "marker": "^"}),
+          ("neuron_auc", "its best neuron (chosen on the training part)", {"ls": "--", "marker": "s"}),
+          ("kl_neuron_auc", "the best of its top-KL neurons (likewise)", {"ls": ":", "marker": "^"}),
           ("random_neurons_auc", "the best of as many random live neurons (expected)", {"ls": "-.", "marker": "",
                                                                                       "alpha": 0.6}),
           ("word_auc", "the word alone (no state)", {"ls": "-", "marker": ".", "color": "0.55"}),
@@ -41,16 +41,18 @@ def probes_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                   dpi: int = 150, window: int | None = None) -> None:
     """A panel per context (rows) and layer x state (columns): the test AUC of each probe against dropout, one point
-    per model, the line through each dropout's mean; 0.5 (chance) dashed. A context without scores in a view (too
-    few tokens) leaves its panel empty with a note. ``window``: the window baseline's words, for its legend entry."""
+    per model, the line through each dropout's mean; 0.5 (chance) dashed. A row's panels share a y range, from just
+    under its lowest score (or from 0.9, where every score is higher) to 1: in one range for every row, a context
+    whose probes all score above 0.9 had them pressed together at the top. A context without
+    scores in a view (too few tokens) leaves its panel empty with a note. ``window``: the window baseline's words,
+    for its legend entry."""
     views = sorted({(int(r.layer), str(r.state)) for r in table.itertuples()}, key=lambda v: (v[0], v[1] != "h"))
     contexts = [c for c in CONTEXTS if c in set(table["context"])]
     fig, axes = plt.subplots(len(contexts), len(views), figsize=(2.6 * len(views) + 0.6, 2.0 * len(contexts) + 0.8),
-                             squeeze=False, sharex=True, sharey=True)
+                             squeeze=False, sharex=True, sharey="row")
     scored = table[list(c for c, _, _ in SERIES)].to_numpy(dtype=float)
     words = "words" if window is None else f"{window} word{'s' * (window != 1)}"
     series_label = {column: label.format(words=words) for column, label, _ in SERIES}
-    low = float(np.nanmin(scored)) if np.isfinite(scored).any() else 0.5
     handles = {}
     for i, context in enumerate(contexts):
         for j, (layer, state) in enumerate(views):
@@ -79,7 +81,10 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                 ax.set_ylabel(f"{CONTEXT_NAME[context]}\ntest AUC", fontsize=9)
             if i == len(contexts) - 1:
                 ax.set_xlabel("dropout")
-    axes[0, 0].set_ylim(min(0.4, low - 0.02), 1.005)
+    for i, context in enumerate(contexts):
+        row = scored[(table["context"] == context).to_numpy()]
+        low = float(np.nanmin(row)) if np.isfinite(row).any() else 0.5
+        axes[i, 0].set_ylim(min(0.9, low - 0.02), 1.005)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     # a column per state, its four probes, and one for the baselines without a state (legend columns take equal
