@@ -551,7 +551,7 @@ def test_the_vs_dropout_legend_covers_no_point(tmp_path, monkeypatch):
         assert entries[label].get_linestyle() == ("--" if together else "-") and entries[label].get_marker() == marker
         assert (colour, entries[label].get_linestyle()) in drawn  # a line of the panel drawn so
     spread = [text for text in entries if "lowest to highest single removal" in text]
-    assert len(spread) == 1 and entries[spread[0]].get_marker() == "|"
+    assert len(spread) == 1 and entries[spread[0]].get_marker() == "|" and list(entries)[-1] == spread[0]
 
 
 def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypatch):

@@ -367,7 +367,8 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
     for ax in first:
         ax.set_ylabel("perplexity change (%)")
     # beside the first row's last panel, never over a point (a layer's largest change can lie anywhere)
-    panels[min(len(panels), PANELS_PER_ROW) - 1].legend(handles=list(entries.values()), fontsize=7, loc="upper left",
+    handles = [entries[key] for key in [*ORDER, "spread"] if key in entries]  # the groups in order, the spread last
+    panels[min(len(panels), PANELS_PER_ROW) - 1].legend(handles=handles, fontsize=7, loc="upper left",
                                                         bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
