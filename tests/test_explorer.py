@@ -374,6 +374,11 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     build_explorer(tables, with_p, "t", context_tokens=5, activations=h5)
     result = selftest(chromium, with_p, ".", tmp_path)
     assert result["errors"] == []
+    # the canvas shown at the size its points were laid out for, in every view and after switching to p (whose colour
+    # bar changes the header's height): where the two differ, the pointer names another point than the one under it
+    for fit in [v["fit"] for v in result["views"]] + [result["expectancy"]["fit"], result["expectancy"]["other"]["fit"]]:
+        shown_w, shown_h, laid_w, laid_h = fit
+        assert abs(shown_w - laid_w) < 1 and abs(shown_h - laid_h) < 1, fit
     with h5py.File(h5, "r") as f:
         p = f["expectancy"][:500].astype(np.float64)
     known = p[1:]

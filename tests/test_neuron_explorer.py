@@ -616,10 +616,14 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     long = tmp_path / "long.html"
     build_neuron_explorer(tiny.activations, divergence_csv, long, K, 100, "t", ablation_path=h5)
     assert selftest(chromium, long, f"2:{j}:e:symmetric:removed", tmp_path)["peak"] + 100 <= ABLATED_TOKENS
-    # a neuron that was not removed on its own offers no effect: the page falls back to its h
+    # a neuron that was not removed on its own offers no effect: the page falls back to the state of the view it is
+    # shown in (the first of layer 2 that offers it), which that view's line describes
     kept = next(r["neuron"] for r in data["views"][3]["neurons"] if (2, r["neuron"]) not in effects)
+    shown_in = next(v for v in data["views"] if v["layer"] == 2 and not v.get("ablated")
+                    and any(r["neuron"] == kept for r in v["neurons"]))
     result = selftest(chromium, out, f"2:{kept}:e:symmetric", tmp_path)
-    assert result["errors"] == [] and result["show"] == "h" and not result["effectOffered"]
+    assert result["errors"] == [] and result["show"] == shown_in["state"] and not result["effectOffered"]
+    assert result["view"] == f"layer 2 / KL of {shown_in['state']}"
     assert "effect" not in result["tooltip"]
 
 
@@ -705,6 +709,11 @@ def test_browser_opens_on_the_neuron_view_and_colouring_the_address_names(chromi
     assert opened["errors"] == [] and opened["line"] == ""
     assert opened["view"] == "layer 2 / KL of c" and opened["neuron"].startswith(f"{neuron} (rank 2, ")
     assert (opened["show"], opened["scale"]) == ("h", "range")
+    # a view ranked by KL of c colours by c, as its line gives c's rank, mean and std (h only where show=h asks)
+    by_c = selftest(chromium, page, "opened", tmp_path, query={"layer": 2, "by": "c", "neuron": neuron})
+    assert by_c["errors"] == [] and by_c["view"] == "layer 2 / KL of c" and by_c["show"] == "c"
+    fallback = selftest(chromium, page, "opened", tmp_path, query={"layer": 2, "by": "c", "show": "e"})
+    assert fallback["show"] == "c" and fallback["line"].startswith("show=e is not offered for this neuron")
     # what the page does not offer is said, and the page opens as without it
     plain = selftest(chromium, page, "opened", tmp_path)
     missing = selftest(chromium, page, "opened", tmp_path, query={"layer": 1, "neuron": 99999, "scale": "log"})
