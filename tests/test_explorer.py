@@ -48,12 +48,13 @@ def chromium() -> str:
 
 
 def selftest(browser: str, path: Path, word: str, tmp_path: Path, budget_ms: int = 20000,
-             query: dict | None = None) -> dict:
-    """Open ``path?selftest=word`` (and ``query``'s parameters) in headless Chromium; return what the page's test
-    hook wrote."""
+             query: dict | None = None, window: tuple[int, int] = (1280, 900)) -> dict:
+    """Open ``path?selftest=word`` (and ``query``'s parameters) in headless Chromium with a window of ``window``
+    pixels; return what the page's test hook wrote."""
     url = path.resolve().as_uri() + "?" + urllib.parse.urlencode({"selftest": word, **(query or {})})
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-           "--disable-extensions", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+           "--disable-extensions", f"--window-size={window[0]},{window[1]}",
+           f"--user-data-dir={tmp_path / 'chromium-profile'}",
            f"--virtual-time-budget={budget_ms}", "--dump-dom", url]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     m = re.search(r'<pre id="selftest"[^>]*>(.*?)</pre>', r.stdout, flags=re.S)

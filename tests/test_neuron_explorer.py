@@ -341,6 +341,19 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
 
 
 @pytest.mark.browser
+def test_browser_the_word_scrolled_to_is_not_behind_the_header_in_a_narrow_window(chromium, page, tmp_path):  # noqa: F811
+    """The header stays at the top (sticky) and wraps to several lines in a narrow window (half a laptop's screen):
+    the passage and the search's current match are centred in what it leaves of the window, not under it."""
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page.read_text(), flags=re.S).group(1))
+    neuron = data["views"][2]["neurons"][0]["neuron"]
+    for window in ((683, 560), (1280, 900)):  # (the ranking opened makes the header over half of the smaller one)
+        result = selftest(chromium, page, f"2:{neuron}:h:symmetric", tmp_path, query={"search": "the"}, window=window)
+        assert result["errors"] == [], result["errors"]
+        assert result["search"]["rankOffered"]
+        assert result["peakClear"] and result["search"]["currentClear"] and result["search"]["clearWithRanking"], window
+
+
+@pytest.mark.browser
 def test_browser_at_thesis_length(chromium, tiny, tmp_path):  # noqa: F811
     """The thesis's 18 000-token text: every word drawn and coloured, page within a couple of MB."""
     from lstmscope.activations import TextSpec, dump_activations
