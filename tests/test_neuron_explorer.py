@@ -215,6 +215,10 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     # TEXT.offset > 0 in its split, and that position is given beside it
     assert TEXT.offset > 0
     assert result["tooltip"].startswith(f"token 3 (split position {TEXT.offset + 3}): {words[3]} · h ")
+    # h and c as the page holds them, 255 steps of their range: 3 decimals, not a spurious "-1.80e-05" near 0
+    assert re.search(r" · h -?\d+\.\d{3} · c -?\d+\.\d{3} · p ", result["tooltip"]), result["tooltip"]
+    if show in ("h", "c"):  # the colour bar's ends likewise
+        assert all(re.fullmatch(rf"{show} -?\d+\.\d{{3}}", result[end]) for end in ("lo", "hi")), result
 
 
 @pytest.mark.browser
@@ -596,7 +600,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     assert result["views"] == 3 * LAYERS and result["view"] == "layer 2 / removed: top-KL of h, random"
     tip = result["edgeTooltip"]  # hovered at the window's right edge: inside it, at its own width
     assert 0 <= tip["left"] and tip["right"] <= tip["window"] and tip["width"] > 200, tip
-    assert result["neuron"] == f"{j} (random; without it perplexity {rand.perplexity_change_pct:+.1f} %)"
+    assert result["neuron"] == f"{j} (random; without it perplexity {rand.perplexity_change_pct:+.2f} %)"
     assert result["show"] == "e" and result["effectOffered"]
     assert f"words after the first {ABLATED_TOKENS} the ablation read" in result["info"]
     assert f"changes by {rand.perplexity_change_pct:+.2f} %" in result["info"]
@@ -655,7 +659,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     assert result["errors"] == [], result["errors"]
     assert result["view"] == "layer 1 / removed: top-KL of h, random"
     assert result["neuron"] == (f"all {len(neurons)} random together: {' '.join(map(str, neurons))} "
-                                f"(without them perplexity {row.perplexity_change_pct:+.1f} %)")
+                                f"(without them perplexity {row.perplexity_change_pct:+.2f} %)")
     assert result["show"] == "e" and result["effectOffered"] and not result["statesOffered"]
     assert f"the {len(neurons)} random neurons {' '.join(map(str, neurons))} removed together" in result["info"]
     assert f"changes by {row.perplexity_change_pct:+.2f} %" in result["info"]
