@@ -219,10 +219,13 @@ def test_browser_records_errors_and_console_errors(chromium, tmp_path):
 
 @pytest.mark.browser
 def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chromium, page, tables, tmp_path):
+    said = {}
+
     def start(path, **query):
         result = selftest(chromium, path, ".", tmp_path, query=query)
         assert result["errors"] == []
         s = result["start"]
+        said[tuple(sorted(query.items()))] = result["opened"]
         return s["layer"], s["state"], s["linkage"]
 
     assert start(page) == (2, "c", "ward")
@@ -235,6 +238,13 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     assert start(partial) == (2, "c", "ward")
     assert start(partial, layer="1") == (1, "h", "ward")
     assert start(partial, layer="1", state="c") == (1, "h", "ward")  # a state the layer lacks: the layer is kept
+    # what the address asked for and the page does not offer is said beside the search box, as the neuron explorer
+    # does; what it offers, nothing
+    assert said[(("layer", "1"), ("state", "c"))] == "state=c is not embedded for layer 1"
+    assert start(page, layer="5", linkage="average", colour="x") == (2, "c", "ward")
+    assert said[(("colour", "x"), ("layer", "5"), ("linkage", "average"))] == (
+        "layer=5 is not embedded on this page; linkage=average: choose ward or single; colour=x: choose cluster")
+    assert all(line == "" for query, line in said.items() if query in ((), (("layer", "1"),), (("state", "h"),)))
 
 
 @pytest.mark.browser
