@@ -473,6 +473,10 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
     result = selftest(chromium, out, "constructor", tmp_path)
     assert result["errors"] == []
     assert result["legend"] == ["1 (12)constructor __proto__ toString", "2 (8)a", "3 (2)b"]
+    from lstmscope.colours import SMALL_CLUSTER
+
+    assert result["legendHint"] == (f"(its tokens in brackets; click to list them; ringed on the map: a cluster of "
+                                    f"fewer than {SMALL_CLUSTER} tokens)")  # the sizes and the rings explained
     assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"], ["b"]]  # each word boxed
     # hovering a row names its most distinctive words, as Table 5.1 does (here every word lies in one cluster)
     assert result["legendTitles"] == [
