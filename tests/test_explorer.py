@@ -225,7 +225,7 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
         result = selftest(chromium, path, ".", tmp_path, query=query)
         assert result["errors"] == []
         s = result["start"]
-        said[tuple(sorted(query.items()))] = result["opened"]
+        said[(path.name, *sorted(query.items()))] = result["opened"]
         return s["layer"], s["state"], s["linkage"]
 
     assert start(page) == (2, "c", "ward")
@@ -240,11 +240,13 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     assert start(partial, layer="1", state="c") == (1, "h", "ward")  # a state the layer lacks: the layer is kept
     # what the address asked for and the page does not offer is said beside the search box, as the neuron explorer
     # does; what it offers, nothing
-    assert said[(("layer", "1"), ("state", "c"))] == "state=c is not embedded for layer 1"
+    assert said[(partial.name, ("layer", "1"), ("state", "c"))] == "state=c is not embedded for layer 1"
     assert start(page, layer="5", linkage="average", colour="x") == (2, "c", "ward")
-    assert said[(("colour", "x"), ("layer", "5"), ("linkage", "average"))] == (
+    assert said[(page.name, ("colour", "x"), ("layer", "5"), ("linkage", "average"))] == (
         "layer=5 is not embedded on this page; linkage=average: choose ward or single; colour=x: choose cluster")
-    assert all(line == "" for query, line in said.items() if query in ((), (("layer", "1"),), (("state", "h"),)))
+    offered = [(page.name,), (page.name, ("layer", "1")), (page.name, ("state", "h")), (partial.name,),
+               (partial.name, ("layer", "1"))]
+    assert [said[key] for key in offered] == [""] * len(offered)  # what the page offers: nothing said
 
 
 @pytest.mark.browser
@@ -475,7 +477,7 @@ def test_browser_legend_counts_words_named_like_javascript_properties(chromium, 
     assert result["legend"] == ["1 (12)constructor __proto__ toString", "2 (8)a", "3 (2)b"]
     from lstmscope.colours import SMALL_CLUSTER
 
-    assert result["legendHint"] == (f"(its tokens in brackets; click to list them; ringed on the map: a cluster of "
+    assert result["legendHint"] == (f"((n): the cluster's tokens; click to list them; ringed on the map: a cluster of "
                                     f"fewer than {SMALL_CLUSTER} tokens)")  # the sizes and the rings explained
     assert result["legendWords"] == [["constructor", "__proto__", "toString"], ["a"], ["b"]]  # each word boxed
     # hovering a row names its most distinctive words, as Table 5.1 does (here every word lies in one cluster)

@@ -215,10 +215,10 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     # TEXT.offset > 0 in its split, and that position is given beside it
     assert TEXT.offset > 0
     assert result["tooltip"].startswith(f"token 3 (split position {TEXT.offset + 3}): {words[3]} · h ")
-    # h and c as the page holds them, 255 steps of their range: 3 decimals, not a spurious "-1.80e-05" near 0
-    assert re.search(r" · h -?\d+\.\d{3} · c -?\d+\.\d{3} · p ", result["tooltip"]), result["tooltip"]
+    # h and c as the page holds them, 255 steps of their range: decimals (3 or more), not a spurious "-1.80e-05"
+    assert re.search(r" · h -?\d+\.\d{3,6} · c -?\d+\.\d{3,6} · p ", result["tooltip"]), result["tooltip"]
     if show in ("h", "c"):  # the colour bar's ends likewise
-        assert all(re.fullmatch(rf"{show} -?\d+\.\d{{3}}", result[end]) for end in ("lo", "hi")), result
+        assert all(re.fullmatch(rf"{show} -?\d+\.\d{{3,6}}", result[end]) for end in ("lo", "hi")), result
 
 
 @pytest.mark.browser
@@ -616,6 +616,12 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     assert result["peak"] + 30 <= ABLATED_TOKENS
     assert result["peak"] == first_best(raw[:ABLATED_TOKENS], result["words"][:ABLATED_TOKENS], 30)
     assert " · effect of removing it " in result["tooltip"]
+    # the colour bar's ends to as many decimals as the page's 255 steps of the effect's range resolve (3 at least):
+    # small effects are not all "0.000"
+    step = (np.nanmax(raw) - np.nanmin(raw)) / 254
+    decimals = max(3, int(np.ceil(-np.log10(step))))
+    for end in ("lo", "hi"):
+        assert re.fullmatch(rf"effect -?\d+\.\d{{{decimals}}}", result[end]), (result[end], step)
     # a search by the effect: the count says how many matches lie among the words read, the mean is over those
     on = np.array([w == "the" for w in result["words"]])
     searched = selftest(chromium, out, f"2:{j}:e:symmetric:removed", tmp_path, query={"search": "the"})["search"]

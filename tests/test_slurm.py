@@ -212,6 +212,10 @@ def slurm_cluster(tmp_path_factory):
     finally:
         stop = subprocess.run([str(SLURM_DIR / "stop-slurm.sh")], env=env, capture_output=True, text=True,
                               timeout=120)
+        planted = _read_or_none(SLURM_CONF) == LEFT_OVER
+        if planted:  # start-slurm.sh failed before it took the file over: the test's own left-over goes too
+            SLURM_CONF.unlink()
+    assert not planted, f"stop-slurm.sh left the planted {SLURM_CONF} in place:\n{stop.stdout}"
     after = {f: _read_or_none(f) for f in SLURM_FILES}
     assert after == before, (f"stop-slurm.sh left {', '.join(str(f) for f in SLURM_FILES if after[f] != before[f])} "
                              f"other than it was before start-slurm.sh:\n{stop.stdout}")

@@ -48,8 +48,9 @@ MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
 def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     """Each model's colour in the figures across models that tell them by colour (contiguity, contiguity by lag,
     seed stability, context use): viridis from its dark end to 0.8 of it, in the order given (by dropout, then
-    replicate), so that a model has one colour in every such figure; not viridis' light end, a pale yellow line or
-    band on white."""
+    replicate), so that a model has one colour in every such figure of the same models (the cluster figures, which
+    show the embedded models; context use, which shows its own, agrees where those are the same or, as by default,
+    a model is the first or last of both); not viridis' light end, a pale yellow line or band on white."""
     cmap = plt.get_cmap("viridis")
     return {model: cmap(0.8 * k / max(1, len(models) - 1)) for k, model in enumerate(models)}
 

@@ -145,9 +145,9 @@ def _log_lengths(ax, axis: str, lengths: Sequence[int]) -> None:
 
 
 CLASS_STYLE = {"all": ("-", "o"), "function": (":", "^"), "content": ("--", "s")}  # (line, marker) in panels c, d
-# panels c, d: the classes side by side (in dropout), all words in the middle: their lengths are whole words, often
-# equal, and one class's points would hide another's
-CLASS_DODGE = {"all": 0.0, "function": -0.012, "content": 0.012}
+# panels c, d: the classes side by side (as shares of the smallest gap between the figure's dropouts), all words in
+# the middle: their lengths are whole words, often equal, and one class's points would hide another's
+CLASS_DODGE = {"all": 0.0, "function": -0.15, "content": 0.15}
 
 
 def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike,
@@ -164,6 +164,8 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
     tolerance = float(summary["tolerance"].iloc[0])
     fig, axes = plt.subplots(1, 4, figsize=(15.5, 3.8))
     whole = table[table["words"] == "all"]
+    dropouts = np.unique(summary["dropout"].to_numpy(dtype=float))
+    gap = float(np.diff(dropouts).min()) if len(dropouts) > 1 else 0.1
     for ax, variant in zip(axes[:2], VARIANTS):
         for model in models:
             rows = whole[(whole["model"] == model)]
@@ -192,7 +194,7 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
                 continue
             values = sub[column].fillna(np.inf)  # empty: more than the longest, which a median must count as long
             medians = values.groupby(sub["dropout"]).median()
-            dodge = CLASS_DODGE[words]
+            dodge = CLASS_DODGE[words] * gap
             ax.plot(medians.index + dodge, medians.where(np.isfinite(medians)).to_numpy(), color="0.2", ls=ls,
                     marker=marker, ms=4, lw=1.1, label=f"{words} words" if words != "all" else "all words")
             over = ~np.isfinite(values.to_numpy())
