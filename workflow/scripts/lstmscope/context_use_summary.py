@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import ticker
 
+from .ablation_figures import spread_gap
 from .atomic import write_table
 from .cluster_figures import MODEL_MARKERS, model_colours
 from .cluster_measures import WORD_CLASSES
@@ -164,8 +165,7 @@ def context_use_figure(table: pd.DataFrame, summary: pd.DataFrame, png: str | os
     tolerance = float(summary["tolerance"].iloc[0])
     fig, axes = plt.subplots(1, 4, figsize=(15.5, 3.8))
     whole = table[table["words"] == "all"]
-    dropouts = np.unique(summary["dropout"].to_numpy(dtype=float))
-    gap = float(np.diff(dropouts).min()) if len(dropouts) > 1 else 0.1
+    gap = spread_gap(summary["dropout"])
     for ax, variant in zip(axes[:2], VARIANTS):
         for model in models:
             rows = whole[(whole["model"] == model)]
