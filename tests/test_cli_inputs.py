@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -185,17 +186,35 @@ def test_a_pipe_given_for_an_input_file_is_named_as_a_pipe_not_as_missing(tiny, 
     assert sorted(os.listdir(tmp_path)) == ["p.txt"]  # nothing written
 
 
-def test_a_folder_whose_names_cannot_be_read_is_still_one_line(tmp_path, capsys, monkeypatch):
-    """A folder the user may not list (root reads every folder, so the refusal is made here) is named all the same."""
-    from lstmscope import cli
-
-    def refused(path):
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(cli.os, "listdir", refused)
-    assert explorer_main([str(tmp_path), "-o", str(tmp_path / "x.html")]) == 1
-    assert (f"{tmp_path}: a folder, not a file (its names cannot be read: Permission denied)"
-            in one_error_line(capsys, "lstmscope-explorer"))
+def test_a_folder_whose_names_cannot_be_read_is_still_one_line(tmp_path):
+    """A folder the user may not list is named all the same. Its mode refuses the listing; root reads every folder,
+    so as root the command runs as nobody (setpriv), from a folder outside root's own /tmp/pytest-of-root."""
+    base = Path(tempfile.mkdtemp(prefix="lstmscope-unlistable-"))
+    held = base / "held"
+    try:
+        held.mkdir()
+        (held / "d0.0_r0_test.h5").write_bytes(b"")
+        held.chmod(0o311)  # may be entered and stat'ed, not listed
+        base.chmod(0o755)
+        command = [sys.executable, "-m", "lstmscope.explorer_cli", str(held), "-o", str(base / "x.html")]
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                skip_or_fail("setpriv (util-linux) is needed to run the command as a user a folder's mode binds")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        home = base / "home"  # matplotlib's cache, writable by that user
+        home.mkdir(mode=0o777)
+        home.chmod(0o777)
+        env = dict(os.environ, MPLCONFIGDIR=str(home), HOME=str(home))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr == (f"lstmscope-explorer: error: {held}: a folder, not a file (its names cannot be read: "
+                               "Permission denied)\n"), done.stderr
+        assert not (base / "x.html").exists() and sorted(os.listdir(held)) == ["d0.0_r0_test.h5"]  # nothing written
+    finally:
+        if held.exists():
+            held.chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_a_dump_stopped_by_sigterm_leaves_nothing_and_old_leftovers_go(tiny, tmp_path, capsys, monkeypatch):
