@@ -241,6 +241,26 @@ def test_resume_state_of_another_configuration_is_ignored(tmp_path, corpus):
     assert result.resumed_from is None
 
 
+def test_a_resume_state_of_other_data_is_not_continued(tmp_path, corpus):
+    """A run interrupted on one text is not continued on another (training.train_tokens changed, another split):
+    one token changed in either part starts the training afresh, with the weights of an uninterrupted run on it."""
+    vocab, train_ids, valid_ids = corpus
+    other_train, other_valid = train_ids.clone(), valid_ids.clone()
+    other_train[100] = (other_train[100] + 1) % len(vocab)
+    other_valid[-1] = (other_valid[-1] + 1) % len(vocab)
+    for i, data in enumerate(((other_train, valid_ids), (train_ids, other_valid))):
+        resume = _crash_at_batch_8(tmp_path, corpus)
+        result = train("m", tiny_config(vocab, 0.3), CFG, *data, resume_path=resume, progress=False)
+        assert result.resumed_from is None
+        fresh = train("m", tiny_config(vocab, 0.3), CFG, *data, resume_path=tmp_path / f"fresh{i}.pt",
+                      progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(_state(result).values(), _state(fresh).values()))
+    resume = _crash_at_batch_8(tmp_path, corpus)  # the same data: continued
+    same = train("m", tiny_config(vocab, 0.3), CFG, train_ids.clone(), valid_ids.clone(), resume_path=resume,
+                 progress=False)
+    assert same.resumed_from == {"epoch": 1, "batch": 7}
+
+
 def test_a_resume_state_of_another_thread_count_is_not_continued(tmp_path, corpus):
     """The number of CPU threads can change a sum's last bits (torch splits long sums between threads), so a run
     interrupted with one count is not continued with another (`--cores` caps `training.threads`)."""
