@@ -107,15 +107,22 @@ def test_hold_from_holds_units_at_another_texts_means_and_a_short_text_gets_a_no
         assert re.search(message, err) and "\n" not in err, err
 
 
-def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path, capsys):
+def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # the terminal's width, which the word lists are broken within
     csv, png = tmp_path / "t.csv", tmp_path / "e.png"
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "2:3", "-n", "2:5", "--together",
                  "--tokens", "200", "-o", str(csv), "--heatmap", str(png), "--passage", "40"]) == 0
     out = capsys.readouterr().out
     table = pd.read_csv(csv)
     assert list(table.neurons) == ["2:3", "2:5", "2:3 2:5"]
-    for row in table.itertuples():
-        assert row.neurons in out and f"{row.perplexity:.4g}" in out
+    for row in table.itertuples():  # each ablation's line: its neurons, perplexity and change
+        assert (f"without {row.neurons}: perplexity {row.perplexity:.1f}, {row.perplexity_change_pct:+.3g} %"
+                in out), out
+        # its word lists whole, broken between entries only, within the width (100 where no terminal)
+        for words in (row.words_helped, row.words_hindered):
+            if isinstance(words, str):
+                assert all(entry in out for entry in words.split("; ")), (words, out)
+    assert max(len(line) for line in out.splitlines()) <= 100, out
     assert png.stat().st_size > 5000
     # its provenance beside it, as beside the pipeline's tables: the table's and the inputs' SHA-256, the settings
     import hashlib
@@ -137,6 +144,23 @@ def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path,
         "checkpoint_sha256": hashlib.sha256(tiny.checkpoint.read_bytes()).hexdigest()}}
 
 
+def test_the_heatmaps_blocks_share_one_scale_reaching_the_largest_effect_shown(tiny):
+    """As in the pipeline's ablation heatmap, a neuron that matters little stays pale beside one that matters much:
+    every block's scale reaches the largest |effect| of any block over the shared passage."""
+    from lstmscope.ablation_cli import ablate, effect_blocks
+
+    table, words, effects = ablate(str(tiny.checkpoint), str(tiny.activations), ["2:3", "1:5"], True, 300)
+    blocks = effect_blocks(table, words, effects, 40)
+    assert [b.title.split(": perplexity")[0] for b in blocks] == ["without 2:3", "without 1:5", "without 2:3 1:5"]
+    shown = np.concatenate([b.values for b in blocks])
+    largest = float(np.nanmax(np.abs(shown)))
+    assert largest > 0
+    # each block's own largest |effect| differs, so one scale per block would differ too
+    assert len({round(float(np.nanmax(np.abs(b.values))), 9) for b in blocks}) > 1
+    for b in blocks:
+        assert (b.norm.vmin, b.norm.vmax) == pytest.approx((-largest, largest))
+
+
 def test_the_console_script_runs(tiny, tmp_path):
     try:
         importlib.metadata.distribution("lstmscope")
@@ -146,7 +170,7 @@ def test_the_console_script_runs(tiny, tmp_path):
     r = subprocess.run([script, str(tiny.checkpoint), str(tiny.activations), "-n", "1:4", "--tokens", "100"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "1:4" in r.stdout and "perplexity_change_pct" in r.stdout
+    assert "without 1:4: perplexity" in r.stdout and "intact perplexity" in r.stdout
 
 
 def test_the_library_function_refuses_a_method_it_does_not_know(tiny):

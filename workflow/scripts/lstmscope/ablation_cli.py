@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 from typing import Sequence
 
@@ -108,11 +109,52 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     """One heatmap block per ablation, all over the passage where the first one's effect is largest (outside the
     section headings and the tokens after them unless ``headings``)."""
     from .ablation_figures import effect_block, effect_passage
+    from .heatmap import symmetric_norm
     from .wikitext import passage_avoid
 
     start, stop = effect_passage(effects[0], tokens, passage_avoid(words, "active" if headings else "prose"))
-    return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f}\u00a0%", words, e, start, stop)
-            for row, e in zip(table.itertuples(), effects)]
+    # one scale for every block, as the pipeline's ablation heatmap: a neuron that matters little stays pale beside
+    # one that matters much
+    norm = symmetric_norm(np.concatenate([e[start:stop] for e in effects]))
+    return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f}\u00a0%", words, e, start,
+                         stop, norm) for row, e in zip(table.itertuples(), effects)]
+
+
+def entries_wrapped(entries: str, first: str, indent: int, width: int) -> list[str]:
+    """A word list ("w (n× m = s); …") after ``first``, broken between its entries into lines of at most ``width``
+    characters (an entry longer than that on a line of its own), the later lines indented by ``indent``."""
+    lines, line = [], first
+    for k, entry in enumerate(entries.split("; ")):
+        piece = entry if k == 0 else "; " + entry
+        if k and len(line) + len(piece) > width:
+            lines.append(line + ";")
+            line = " " * indent + entry
+        else:
+            line += piece
+    return lines + [line]
+
+
+def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) -> str:
+    """What the command prints: the text, what was read and how units were removed, then per ablation its
+    perplexity, change (95 % interval), mean effect and the words it helped and hindered most, word lists broken
+    between entries within ``width`` characters (the table's one row per ablation is hundreds wide: ``-o``)."""
+    first = table.iloc[0]
+    held = ("held at 0" if first["method"] == "zero" else
+            f"held at its mean h over every token of {hold_from}" if hold_from else "held at its mean h over the tokens read")
+    out = [f"{first['model']}, text {first['text']}: {int(first['tokens'])} tokens read, intact perplexity "
+           f"{first['intact_perplexity']:.1f}", f"a removed unit {held}"]
+    for row in table.itertuples():
+        low, high = (getattr(row, c) for c in INTERVAL)
+        interval = ("no 95 % interval" if pd.isna(low) else f"95 % interval {low:+.3g} to {high:+.3g} %")
+        out += ["", f"without {row.neurons}: perplexity {row.perplexity:.1f}, {row.perplexity_change_pct:+.3g} % "
+                    f"({interval})",
+                f"  mean effect {row.mean_effect:+.3g} nats a word; {100 * row.helped_fraction:.1f} % of the words "
+                f"helped (less likely without)"]
+        for label, words in (("helped most:  ", row.words_helped), ("hindered most:", row.words_hindered)):
+            if isinstance(words, str) and words:
+                out += entries_wrapped(words, f"  {label} ", len(label) + 3, width)
+    out += ["", "(a word: occurrences × mean effect = sum, in nats; effect: log p intact - log p without)"]
+    return "\n".join(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,9 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not table[["words_helped", "words_hindered"]].fillna("").to_numpy().any():
         print(f"{PROG}: note: no word lists: no word occurring --min-count={args.min_count} or more times among the "
               "words read changed in probability", file=sys.stderr)
-    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-        shown = table.drop(columns=["model", "text"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    return say(PROG, shown)
+    return say(PROG, report(table, args.hold_from, max(60, shutil.get_terminal_size((100, 24)).columns)))
 
 
 if __name__ == "__main__":
