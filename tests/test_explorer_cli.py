@@ -94,6 +94,35 @@ def test_a_text_of_ones_own_is_ranked_on_the_pipelines_text(results, tiny, diver
     assert data["text"] == "test" and data["ranked_on"] == "test" and data["title"].endswith("(text file test.txt)")
 
 
+def test_a_text_of_ones_own_dumped_and_opened_elsewhere_is_ranked_in_its_checkpoints_results(
+        results, tiny, divergence_csv, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """The file records the checkpoint it was dumped from (as a whole path, though given relative to the project):
+    run in another folder, the command finds the ranking in that checkpoint's results folder; where no folder
+    holds one, the error names each place looked at."""
+    root, model = results
+    (root / "results" / "models" / model).mkdir(parents=True)
+    shutil.copy(tiny.checkpoint, root / "results" / "models" / model / "model.pt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    text = elsewhere / "probe.txt"
+    text.write_text("the ( of ) and , the .\n", encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert dump_main([f"results/models/{model}/model.pt", str(text), "--vocabulary", str(tiny.vocabulary), "-o",
+                      str(elsewhere / "probe.h5")]) == 0
+    monkeypatch.chdir(elsewhere)
+    assert main(["probe.h5", "-o", "probe.html", "--neurons", "all"]) == 0
+    assert offered(page_data(elsewhere / "probe.html")) == ranking(pd.read_csv(divergence_csv), None)
+    shutil.rmtree(root / "results" / "neurons")
+    capsys.readouterr()
+    assert main(["probe.h5", "-o", "again.html"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"lstmscope-explorer: error: {root}/results/neurons/{model}/test/divergence.csv nor "
+                   f"results/neurons/{model}/test/divergence.csv: divergence table not found; give the ranking of "
+                   f"model {model}'s neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
+                   "--ranked-on TEXT (a text the pipeline ranked), or run the command in the project's folder\n"), err
+    assert not (elsewhere / "again.html").exists()
+
+
 def test_ranked_on_chooses_another_texts_ranking(results, divergence_csv, tmp_path):  # noqa: F811
     root, model = results
     table = pd.read_csv(divergence_csv)

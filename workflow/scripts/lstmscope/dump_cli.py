@@ -93,7 +93,9 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
             text_sha = prov["data_sha256"]["file"]  # the dump hashed the text it read (split "file")
             f.attrs["text_file"] = os.path.abspath(text_file)
             f.attrs["text_sha256"] = text_sha
-            prov.update(text_file=os.path.abspath(text_file), text_sha256=text_sha)
+            # the checkpoint as a whole path too: lstmscope-explorer, run elsewhere, finds its results folder
+            prov.update(text_file=os.path.abspath(text_file), text_sha256=text_sha,
+                        checkpoint=os.path.abspath(checkpoint))
             f.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
             read = read_words(f)
     summary["unknown"] = Counter(w for w, r in zip(words, read) if w != r)

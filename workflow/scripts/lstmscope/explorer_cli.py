@@ -11,13 +11,14 @@ written by ``lstmscope-dump``::
 The neurons are offered by their rank in the model's divergence table: for a file of the pipeline
 (results/activations/<model>/<text>.h5) that text's (results/neurons/<model>/<text>/divergence.csv);
 for a text of your own the model's ranking on a pipeline text (``--ranked-on``, default ``test``:
-results/neurons/<model>/test/divergence.csv, in the results folder the file lies in, else in the one the
-command runs in); or any table of the model given with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
+results/neurons/<model>/test/divergence.csv, in the results folder the file lies in, else in the one of the
+checkpoint it was dumped from, else in the one the command runs in); or any table of the model given with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
 the same model and text) adds the neurons removed there and the effect of each removal.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -39,15 +40,51 @@ from .neuron_explorer import build_neuron_explorer
 PROG = "lstmscope-explorer"
 
 
-def default_divergence(activations: str, model: str, text: str, split: str, ranked_on: str | None) -> Path:
-    """The divergence table that ranks the neurons of ``activations``: results/neurons/<model>/<TEXT>/divergence.csv
-    with TEXT = ``ranked_on``, else the file's own text (a text of one's own, ``split`` file: ``test``), in the
-    results folder the file lies in (results/activations/<model>/), else in ./results."""
+def divergence_candidates(activations: str, model: str, text: str, split: str, ranked_on: str | None,
+                          checkpoint: str = "") -> list[Path]:
+    """Where the divergence table that ranks the neurons of ``activations`` may lie, in the order looked at:
+    results/neurons/<model>/<TEXT>/divergence.csv with TEXT = ``ranked_on``, else the file's own text (a text of
+    one's own, ``split`` file: ``test``), in the results folder the file lies in (results/activations/<model>/), in
+    the one of the checkpoint it was dumped from (``checkpoint``, as the file records it, where it is a path to
+    results/models/<model>/model.pt: a text of one's own dumped anywhere), and in ./results."""
+    folders = []
     path = Path(os.path.abspath(activations))  # not resolved: a linked results folder stays the project's
-    results = (path.parent.parent.parent if path.parent.name == model and path.parent.parent.name == "activations"
-               else Path("results"))
+    if path.parent.name == model and path.parent.parent.name == "activations":
+        folders.append(path.parent.parent.parent)
+    if checkpoint:
+        model_file = Path(checkpoint)
+        if model_file.is_absolute() and model_file.parent.name == model and model_file.parent.parent.name == "models":
+            folders.append(model_file.parent.parent.parent)
+    folders.append(Path("results"))
     ranked = ranked_on or ("test" if split == "file" else text)
-    return results / "neurons" / model / ranked / "divergence.csv"
+    out: list[Path] = []
+    for folder in folders:
+        table = folder / "neurons" / model / ranked / "divergence.csv"
+        if os.path.abspath(table) not in map(os.path.abspath, out):
+            out.append(table)
+    return out
+
+
+def default_divergence(activations: str, model: str, text: str, split: str, ranked_on: str | None,
+                       checkpoint: str = "") -> Path:
+    """The first of :func:`divergence_candidates` that exists; where none does, an error naming each."""
+    candidates = divergence_candidates(activations, model, text, split, ranked_on, checkpoint)
+    for table in candidates:
+        if table.is_file():
+            return table
+    looked = " nor ".join(str(t) for t in candidates)
+    raise ValueError(f"{looked}: divergence table not found; give the ranking of model {model}'s neurons with "
+                     "--divergence (results/neurons/<model>/<text>/divergence.csv) or --ranked-on TEXT (a text "
+                     "the pipeline ranked), or run the command in the project's folder")
+
+
+def recorded_checkpoint(provenance: str) -> str:
+    """The checkpoint an activations file records it was dumped from (its provenance's ``checkpoint``), or ""."""
+    try:
+        record = json.loads(provenance)
+    except (TypeError, ValueError):
+        return ""
+    return str(record.get("checkpoint", "")) if isinstance(record, dict) else ""
 
 
 def neuron_count(value: str) -> int | None:
@@ -152,17 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_activations(args.activations) as f:
             model, text, split = str(f.attrs["model"]), str(f.attrs["text"]), str(f.attrs.get("split", ""))
             text_file = str(f.attrs.get("text_file", ""))
+            checkpoint = recorded_checkpoint(f.attrs.get("provenance", ""))
             hidden = int(f.attrs["hidden_size"])
         if args.neurons is not None and args.neurons > hidden:  # as neuron_explorer.neurons in the config
             raise ValueError(f"--neurons {args.neurons}: more than the {hidden} neurons of a layer of {model}; "
                              "give all to offer every live neuron")
-        divergence = args.divergence or str(default_divergence(args.activations, model, text, split, args.ranked_on))
-        if args.divergence and not Path(divergence).is_file():
-            raise ValueError(f"--divergence {divergence}: divergence table not found")
-        if not Path(divergence).is_file():
-            raise ValueError(f"{divergence}: divergence table not found; give the ranking of model {model}'s "
-                             "neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
-                             "--ranked-on TEXT, or run the command in the project's folder")
+        if args.divergence and not Path(args.divergence).is_file():
+            raise ValueError(f"--divergence {args.divergence}: divergence table not found")
+        divergence = args.divergence or str(default_divergence(args.activations, model, text, split, args.ranked_on,
+                                                               checkpoint))
         check_divergence_values(divergence)
         own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
         title = args.title or f"lstmscope neurons · {model} · {text}{own}"
