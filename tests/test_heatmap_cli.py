@@ -72,6 +72,42 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
         assert b.title.endswith(f"state {state} (grey: its median {median:.3g})") and b.label == state
 
 
+def test_median_from_centres_a_short_texts_colours_on_another_texts_medians(tiny, degenerate, tmp_path, capsys):
+    """A text of one's own of a few tokens is centred on its own few medians, with a note saying so;
+    --median-from centres each neuron on its median over another activations file of the same checkpoint."""
+    from lstmscope.dump_cli import main as dump_main
+
+    text = tmp_path / "own.txt"
+    text.write_text("the ( of ) and , the .\n", encoding="utf-8")
+    own = tmp_path / "own.h5"
+    assert dump_main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(own)]) == 0
+    capsys.readouterr()
+    assert main([str(own), "-n", "2:3", "-o", str(tmp_path / "a.png")]) == 0
+    assert ("lstmscope-heatmap: note: the median scale is centred on each neuron's median over the 9 tokens of this "
+            "text only") in capsys.readouterr().err
+    with open_activations(own) as f, open_activations(tiny.activations) as test:
+        blocks = heatmap_blocks(f, [(2, 3)], False, None, 80, median_from=test, median_text="test")
+    for b, state in zip(blocks, ("h", "c")):
+        values = _expected(own, f"layer2/{state}", slice(None), 3)  # the own text's values
+        np.testing.assert_array_equal(b.values, values)
+        median = np.median(_expected(tiny.activations, f"layer2/{state}", slice(None), 3))  # the other's centre
+        assert median != pytest.approx(np.median(values))
+        d = np.abs(values - median).max()
+        assert (b.norm.vmin, b.norm.vmax) == pytest.approx((median - d, median + d))
+        assert b.title.endswith(f"state {state} (grey: its median {median:.3g} over text test)")
+    out = tmp_path / "b.png"
+    assert main([str(own), "-n", "2:3", "--median-from", str(tiny.activations), "-o", str(out)]) == 0
+    assert out.stat().st_size > 5000 and "note" not in capsys.readouterr().err
+    _assert_refused(own, out.with_suffix(".svg"), capsys, ["-n", "2:3", "--median-from", str(degenerate.activations)],
+                    f"--median-from {degenerate.activations}: dumped from another checkpoint than {own}")
+    for extra, said in ((["-n", "2:3", "--scale", "range"], "--median-from centres the median scale: not with "
+                                                             "--scale range"),
+                        (["-e"], "--median-from centres the neurons' colours: give --neuron LAYER:INDEX too")):
+        with pytest.raises(SystemExit) as stop:
+            main([str(own), "-o", str(tmp_path / "c.png"), "--median-from", str(tiny.activations), *extra])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("around,state", [(None, "h"), ("h", "h"), ("c", "c")])
 def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, state):
     column = _expected(tiny.activations, f"layer2/{state}", slice(None), 7)

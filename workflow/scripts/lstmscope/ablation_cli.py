@@ -36,7 +36,7 @@ from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   dashed_values, failed, file_name, say, unreadable, writing)
-from .heatmap_cli import MAX_TOKENS, given_once, parse_neuron
+from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
@@ -44,8 +44,6 @@ COLUMNS = ["model", "text", "tokens", "method", "neurons", "perplexity", "intact
            "perplexity_change_pct", *INTERVAL, "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
 
 
-# fewer tokens read than this: a note that the means removed units are held at come from a short text
-SHORT_TEXT = 1000
 DEFAULT_PASSAGE = 80  # tokens in the --heatmap passage
 
 

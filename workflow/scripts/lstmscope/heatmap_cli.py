@@ -27,6 +27,8 @@ neurons removed together (after the neurons; without ``--neuron`` it also picks 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import re
 import sys
 from typing import Sequence
@@ -49,6 +51,9 @@ PROG = "lstmscope-heatmap"
 DEFAULT_TOKENS = 80
 MAX_DPI = 1200  # the schema's maximum of figures.dpi
 MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150 dpi; more is unreadable
+# a text of fewer tokens gets a note that its own medians (the median scale here) or means (where lstmscope-ablate
+# holds removed units) come from a few tokens, and how to take them from a pipeline text
+SHORT_TEXT = 1000
 MAX_WIDTH = 500  # characters per line: a figure ~50 inches (7 500 pixels at 150 dpi) wide
 
 
@@ -160,11 +165,14 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
                    tokens: int, around: str | None = None, scale: str = DEFAULT_SCALE, ablation: str | None = None,
                    groups: Sequence[tuple[int, str]] = (), headings: bool = False,
-                   expectancy_floor: float | None = None) -> list[TextBlock]:
+                   expectancy_floor: float | None = None, median_from: h5py.File | None = None,
+                   median_text: str = "") -> list[TextBlock]:
     """The blocks drawn: the expectancy (if asked; its scale from ``expectancy_floor`` to 1, or from the passage's
     smallest p with None), then h above c of every neuron (above the effect of its
     removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage,
-    chosen outside the section headings and the tokens after them unless ``headings``."""
+    chosen outside the section headings and the tokens after them unless ``headings``. On the median scale each
+    neuron's h and c are centred on their medians over ``f``'s text, or over ``median_from``'s (another activations
+    file of the same checkpoint, its text named ``median_text`` in the blocks' titles)."""
     if not neurons and not expectancy and not groups:
         raise ValueError("nothing to draw: give --neuron LAYER:INDEX (repeatable), --expectancy and/or --group "
                          "LAYER:top|random with --ablation")
@@ -192,14 +200,19 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         blocks.append(expectancy_block(f"{span}: expectancy p(word | preceding words)", words, p, "p",
                                        expectancy_floor))
     for layer, neuron in neurons:
-        if scale == "median":  # centred on the neuron's median over the whole text
+        if scale == "median" and median_from is None:  # centred on the neuron's median over the whole text
             h, c = (read_neurons(f, layer, st, neuron) for st in ("h", "c"))
             medians = text_median(h), text_median(c)
             h, c = h[begin:stop], c[begin:stop]
         else:
             h, c = (read_neurons(f, layer, st, neuron, begin, stop) for st in ("h", "c"))
-            medians = None, None
-        blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians)
+            medians = ((None, None) if scale != "median" else
+                       tuple(text_median(read_neurons(median_from, layer, st, neuron)) for st in ("h", "c")))
+        drawn = state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians)
+        if median_from is not None and scale == "median":  # whose median the grey is: another text's
+            drawn = [dataclasses.replace(b, title=b.title[:-1] + f" over text {median_text})")
+                     if b.title.endswith(")") else b for b in drawn]
+        blocks += drawn
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
             blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, "
@@ -238,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="median: centred on the neuron's median over the text (red above its usual value, blue "
                          "below); symmetric: centred on 0, colour = sign; range: the passage's min to max (default "
                          f"{DEFAULT_SCALE}, the pipeline's heatmap.scale)")
+    ap.add_argument("--median-from", type=file_name, default=None, metavar="ACTIVATIONS",
+                    help="centre the median scale on each neuron's median over this activations file of the same "
+                         "checkpoint (e.g. the pipeline's results/activations/<model>/test.h5) instead of over this "
+                         "text: for a short text of one's own")
     ap.add_argument("-a", "--ablation", type=file_name, default=None, metavar="ABLATION_H5",
                     help="the ablation file of the same model and text (results/ablation/<model>/<text>.h5): "
                          "draw each neuron's removal effect below its h and c")
@@ -268,18 +285,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tokens > MAX_TOKENS:
         ap.error(f"--tokens {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
                  "parts with --start")
+    if args.median_from and args.scale != "median":
+        ap.error(f"--median-from centres the median scale: not with --scale {args.scale}")
+    if args.median_from and not args.neuron:
+        ap.error("--median-from centres the neurons' colours: give --neuron LAYER:INDEX too")
     try:
-        check_inputs((args.activations, args.ablation))
-        check_output(args.output, "--output", inputs=(args.activations, args.ablation))
+        inputs = (args.activations, args.ablation, args.median_from)
+        check_inputs(inputs)
+        check_output(args.output, "--output", inputs=inputs)
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
         given_once("--neuron", neurons)
         given_once("--group", groups)
-        with open_activations(args.activations) as f:
+        with open_activations(args.activations) as f, contextlib.ExitStack() as other:
+            median_from = median_text = None
+            if args.median_from:
+                median_from = other.enter_context(open_activations(args.median_from))
+                if str(median_from.attrs.get("checkpoint_sha256", "")) != str(f.attrs.get("checkpoint_sha256", "")):
+                    raise ValueError(f"--median-from {args.median_from}: dumped from another checkpoint than "
+                                     f"{args.activations} (checkpoint_sha256 differs): its medians are another model's")
+                median_text = str(median_from.attrs["text"])
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
-                                    args.ablation, groups, args.headings, args.expectancy_floor)
+                                    args.ablation, groups, args.headings, args.expectancy_floor, median_from,
+                                    median_text)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
+            whole = int(f.attrs["n_tokens"])
+        if neurons and args.scale == "median" and not args.median_from and whole < SHORT_TEXT:
+            print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
+                  "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
+                  file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
                   file=sys.stderr)
@@ -288,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ActivationsError, ValueError) as exc:
         return failed(PROG, exc)
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
-        return failed(PROG, unreadable((args.activations, args.ablation), exc))
+        return failed(PROG, unreadable((args.activations, args.ablation, args.median_from), exc))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while drawing: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)
