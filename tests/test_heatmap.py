@@ -290,8 +290,21 @@ def test_a_tiny_or_offset_scale_is_written_on_the_ticks_not_above_the_bar(values
     assert bar.yaxis.get_offset_text().get_text() == ""
     shown = {t.get_text() for t in bar.yaxis.get_ticklabels() if t.get_visible() and t.get_text()}
     assert ticks <= shown, shown
-    assert isinstance(log_bar.yaxis.get_major_formatter(), plt.matplotlib.ticker.LogFormatter)
+    # the expectancy's decades as plain text, no mathtext ("$\\mathdefault{10^{-2}}$" needs fonts a machine may lack)
+    low, high = log_bar.get_ylim()
+    decades = [t.get_text() for t in log_bar.yaxis.get_ticklabels()
+               if t.get_visible() and t.get_text() and low * 0.999 <= t.get_position()[1] <= high * 1.001]
+    assert {"10\u207b\u00b2", "10\u2070"} <= set(decades) <= {"10\u207b\u00b2", "10\u207b\u00b9", "10\u2070"}, decades
+    assert not [t for t in log_bar.yaxis.get_ticklabels(minor=True) if t.get_text()]
     plt.close(fig)
+
+
+def test_a_log_scales_tick_that_is_no_decade_is_written_as_it_is():
+    from lstmscope.heatmap import decade_label
+
+    assert [decade_label(v) for v in (1e-6, 1e-5, 0.001, 1.0, 10.0, 100.0)] == [
+        "10\u207b\u2076", "10\u207b\u2075", "10\u207b\u00b3", "10\u2070", "10\u00b9", "10\u00b2"]
+    assert [decade_label(v) for v in (0.002, 0.5, 3.0)] == ["0.002", "0.5", "3"]
 
 
 def test_median_scale_centres_a_neuron_on_its_usual_value_so_a_one_signed_passage_shows_red_and_blue():

@@ -200,6 +200,18 @@ def activation_norm(values: np.ndarray, scale: str, median: float | None = None)
     return symmetric_norm(values) if scale == "symmetric" else range_norm(values)
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def decade_label(value: float, _position: object = None) -> str:
+    """A log scale's tick as plain text: a power of ten as 10 with its exponent raised (10⁻⁶), another value as
+    it is (``%g``)."""
+    exponent = round(math.log10(value)) if value > 0 else None
+    if exponent is not None and math.isclose(value, 10.0 ** exponent, rel_tol=1e-9):
+        return "10" + str(exponent).translate(SUPERSCRIPT)
+    return f"{value:g}"
+
+
 def scale_note(scale: str, median: float | None) -> str:
     """What a block's title adds on the ``median`` scale: the value of its grey middle."""
     return f" (grey: its median {median:.3g})" if scale == "median" else ""
@@ -300,6 +312,11 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
             plain = ticker.ScalarFormatter(useOffset=False)
             plain.set_scientific(False)
             bar_axis.ax.yaxis.set_major_formatter(plain)
+        elif isinstance(block.norm, colors.LogNorm):  # the expectancy: its decades as plain text, 10⁻⁶ … 10⁰
+            # (matplotlib's own labels are mathtext, which needs fonts a machine may not find: a warning per
+            # label in every log, and another font)
+            bar_axis.ax.yaxis.set_major_formatter(ticker.FuncFormatter(decade_label))
+            bar_axis.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         y_top -= title_in + bar + gap_in
     return fig
 
