@@ -197,6 +197,34 @@ def test_mean_abs_table_and_dropout_figure(two_models, tmp_path, monkeypatch):
         assert axes[0, col].get_ylim()[1] >= higher[higher.state == state].q75.max()
 
 
+def test_the_dropout_figure_counts_each_models_dead_neurons(two_models, tmp_path, monkeypatch):
+    """Whether dropout kills neurons reads from the figure: "N dead" above each model's point that has any (from
+    the divergence tables' `dead`), and a panel with none says so in its title."""
+    import lstmscope.neuron_figures as nf
+
+    divs = {m: pd.read_csv(two_models[m][1]) for m in ("d0.2_r0", "d0.5_r0")}
+    summary = mean_abs_table([two_models[m][1] for m in divs])
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    nf.mean_abs_vs_dropout_figure(summary, tmp_path / "g.png", tmp_path / "g.svg", "t")
+    axes = np.array(kept[0].axes[:2 * LAYERS]).reshape(LAYERS, 2)
+    some = 0
+    for layer in range(1, LAYERS + 1):
+        for col, state in enumerate(("h", "c")):
+            ax = axes[layer - 1, col]
+            counts = {}
+            for table in divs.values():
+                sub = table[(table.layer == layer) & (table.state == state)]
+                if sub.dead.sum():
+                    counts[(float(sub.dropout.iloc[0]), round(float(sub.mean_abs.mean()), 6))] = int(sub.dead.sum())
+            drawn = {(round(float(t.xy[0]), 6), round(float(t.xy[1]), 6)): t.get_text() for t in ax.texts}
+            assert drawn == {(round(d, 6), m): f"{n} dead" for (d, m), n in counts.items()}, (layer, state)
+            assert ax.get_title().endswith("(no dead neuron)") == (not counts)
+            some += len(counts)
+    assert some >= 1  # d0.5_r0 has dead neurons (test_mean_abs_table_and_dropout_figure)
+    nf.plt.close(kept[0])
+
+
 def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):
     table = pd.read_csv(two_models["d0.2_r0"][1])
     table["text"] = "train"

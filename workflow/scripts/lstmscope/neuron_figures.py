@@ -258,7 +258,13 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
         ax.plot(by_d["mean_abs"].mean().index, by_d["mean_abs"].mean(), color=STATE_COLOUR[state], lw=1)
         points = ax.scatter(s["dropout"], s["mean_abs"], color=STATE_COLOUR[state], s=18, zorder=3)
         legend.setdefault(state, (band, points))
-        ax.set_title(f"layer {layer}, {STATE_NAME[state]}", fontsize=10)
+        # the dead neurons (divergence.csv's `dead`): a count above each model's point that has any, so that
+        # whether dropout kills neurons reads from the figure too
+        for r in s[s["dead"] > 0].itertuples():
+            ax.annotate(f"{int(r.dead)} dead", (r.dropout, r.mean_abs), xytext=(0, 5), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7, color=STATE_COLOUR[state])
+        dead = "" if (s["dead"] > 0).any() else " (no dead neuron)"
+        ax.set_title(f"layer {layer}, {STATE_NAME[state]}{dead}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylabel("mean |activation|")
     for ax in axes[0]:  # from 0, once every layer is drawn (each column's scale reaches its largest value)
