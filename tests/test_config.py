@@ -264,10 +264,22 @@ def test_text_names_that_differ_only_in_case_are_refused():
     validate_config(cfg, SCHEMA)  # names that differ otherwise are two texts
 
 
-def test_a_plain_directory_may_hold_the_url_separator():
+def test_a_plain_directory_may_hold_the_url_separator(tmp_path):
+    """A directory whose path holds "://" (no scheme before it) is accepted, and the download reads it."""
+    import hashlib
+
+    from lstmscope.download import download_files
+
+    folder = tmp_path / "runs:" / "old" / "wikitext-2"  # the path tmp_path/runs://old/wikitext-2 names
+    folder.mkdir(parents=True)
+    (folder / "test.txt").write_bytes(b" = Robert Boulter = \n")
+    url = f"{tmp_path}/runs://old/wikitext-2"
     cfg = default_config()
-    cfg["data"]["url"] = "/data/runs://old/wikitext-2"  # no scheme: a directory, as the download reads it
+    cfg["data"]["url"] = url
     validate_config(cfg, SCHEMA)
+    out = tmp_path / "got" / "test.txt"
+    download_files(url, {"test.txt": hashlib.sha256(b" = Robert Boulter = \n").hexdigest()}, {"test.txt": out})
+    assert out.read_bytes() == b" = Robert Boulter = \n"
 
 
 def test_text_names_that_merely_resemble_those_are_accepted():

@@ -11,15 +11,17 @@ import pytest
 from lstmscope.perplexity import perplexity_figure, perplexity_table
 
 
-def metrics(path, model, dropout, valid_tokens, test_tokens):
+def metrics(path, model, dropout, valid_tokens, test_tokens, valid_ppl=None, test_ppl=None, replicate=0):
     """A metrics.json as train_lstm writes it (the fields the table reads, and the training settings), and beside it
     (``<stem>.test.json``) the test.json test_perplexity writes for it; returns the metrics.json's path."""
-    sha = f"{int(dropout * 10):064d}"
+    sha = f"{int(dropout * 10) + 10 * replicate:064d}"
     path.write_text(json.dumps({
-        "model": model, "dropout": dropout, "replicate": 0, "seed": 1, "valid_ppl": 400.0 + dropout,
+        "model": model, "dropout": dropout, "replicate": replicate, "seed": 1 + replicate,
+        "valid_ppl": 400.0 + dropout if valid_ppl is None else valid_ppl,
         "epochs": [{}, {}], "best_epoch": 2, "training_seconds": 60.0,
         "provenance": {"training": {"valid_tokens": valid_tokens}, "checkpoint_sha256": sha}}))
-    score_file(path).write_text(json.dumps({"model": model, "test_ppl": 420.0 + dropout, "tokens": 20000,
+    score_file(path).write_text(json.dumps({"model": model, "test_ppl": 420.0 + dropout if test_ppl is None else test_ppl,
+                                            "tokens": 20000,
                                       "provenance": {"test_tokens": test_tokens, "checkpoint_sha256": sha}}))
     return path
 
@@ -53,6 +55,29 @@ def test_the_figure_says_what_the_perplexities_were_scored_on(tmp_path, tokens, 
         perplexity_figure(table, tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
     assert said in title(tmp_path / "p.svg")
     assert list(table["model"]) == ["d0.0_r0", "d0.1_r0", "d0.2_r0"]
+
+
+def test_the_figure_draws_each_models_perplexities_and_each_dropouts_mean(tmp_path, monkeypatch):
+    """Two models at each of two dropouts: a marker per model and split at its dropout and perplexity, and a line
+    through each dropout's mean (worked out by hand here)."""
+    import lstmscope.perplexity as perplexity
+
+    given = [("d0.0_r0", 0.0, 0, 100.0, 200.0), ("d0.0_r1", 0.0, 1, 110.0, 210.0),
+             ("d0.1_r0", 0.1, 0, 120.0, 220.0), ("d0.1_r1", 0.1, 1, 140.0, 260.0)]
+    paths = [metrics(tmp_path / f"{m}.json", m, d, 20000, 20000, v, t, r) for m, d, r, v, t in given]
+    kept = []
+    monkeypatch.setattr(perplexity, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    perplexity_figure(table_of(paths), tmp_path / "p.png", tmp_path / "p.svg", dpi=40)
+    ax = kept[0].axes[0]
+    markers = [line for line in ax.lines if line.get_linestyle() == "None"]
+    means = [line for line in ax.lines if line.get_linestyle() == "-"]
+    assert [line.get_label() for line in markers] == ["validation", "test"]
+    for line, column in zip(markers, (3, 4)):
+        assert sorted(zip(line.get_xdata(), line.get_ydata())) == sorted((g[1], g[column]) for g in given)
+    assert [list(zip(line.get_xdata(), line.get_ydata())) for line in means] == [[(0.0, 105.0), (0.1, 130.0)],
+                                                                                [(0.0, 205.0), (0.1, 240.0)]]
+    for marker, mean in zip(markers, means):  # a split's mean line in its markers' colour
+        assert mean.get_color() == marker.get_color()
 
 
 def test_models_scored_on_different_tokens_are_not_given_one_count(tmp_path):
