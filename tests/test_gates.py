@@ -314,23 +314,35 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, drawn):
     assert timescale.get_yscale() == "log"
 
 
-def test_the_q_values_are_over_every_model_and_layer_of_the_table(table, divergence_csv, monkeypatch):
-    """Two models, two layers: four tests, one family. With the p-values of the by-hand case below (0.01, 0.04 for
-    one model's layers, 0.03, 0.20 for the other's) the q-values are that case's, not those of each model alone
-    (0.02, 0.04 for the first)."""
-    from lstmscope import gate_summary
+def test_the_q_values_are_over_every_model_and_layer_of_the_table(table, divergence_csv):
+    """Two models, two layers: four tests, one family. The p-values are scipy's Spearman tests on the tables
+    themselves (the second model's ranking measure perturbed, so that its p-values differ), and the q-values scipy's
+    Benjamini-Hochberg over all four, not over each model alone."""
+    from scipy.stats import false_discovery_control, spearmanr
 
-    p = {("d0.2_r0", 1): 0.01, ("d0.2_r0", 2): 0.04, ("d0.8_r0", 1): 0.03, ("d0.8_r0", 2): 0.20}
-    monkeypatch.setattr(gate_summary, "kl_link", lambda view, mine, top_k: (
-        1.0, 0.5, p[(str(view["model"].iloc[0]), int(view["layer"].iloc[0]))]))
-    both = pd.concat([table, table.assign(model="d0.8_r0", dropout=0.8)], ignore_index=True)
+    from lstmscope.divergence import ranking_measure
+
     divergence = pd.read_csv(divergence_csv)
-    summary = summarise(both, pd.concat([divergence, divergence.assign(model="d0.8_r0")]))
+    other = divergence.assign(model="d0.8_r0")
+    noise = np.random.default_rng(3).normal(0, other[ranking_measure(other)].std(), len(other))
+    other[ranking_measure(other)] = other[ranking_measure(other)] + noise
+    both = pd.concat([table, table.assign(model="d0.8_r0", dropout=0.8)], ignore_index=True)
+    summary = summarise(both, pd.concat([divergence, other]))
     forget = summary[summary["gate"] == "forget"].set_index(["model", "layer"])
-    want = {("d0.2_r0", 1): 0.04, ("d0.2_r0", 2): 0.16 / 3, ("d0.8_r0", 1): 0.16 / 3, ("d0.8_r0", 2): 0.20}
-    for key, q in want.items():
-        assert forget.loc[key, "timescale_kl_p"] == p[key]
-        assert forget.loc[key, "timescale_kl_q"] == pytest.approx(q)
+    keys, p = [], []
+    for model, ranking in (("d0.2_r0", divergence), ("d0.8_r0", other)):
+        for layer in (1, 2):
+            live = ranking[(ranking["layer"] == layer) & (ranking["state"] == "c") & ranking["rank"].notna()]
+            timescale = table[table["layer"] == layer].set_index("neuron")["forget_timescale"]
+            keys.append((model, layer))
+            p.append(spearmanr(live[ranking_measure(ranking)], timescale.loc[live["neuron"]]).pvalue)
+    assert len(set(np.round(p, 12))) == 4  # four different tests
+    q = false_discovery_control(p, method="bh")
+    alone = false_discovery_control(p[:2], method="bh")  # the first model's family alone
+    assert not np.allclose(q[:2], alone)
+    for key, p_value, q_value in zip(keys, p, q):
+        assert forget.loc[key, "timescale_kl_p"] == pytest.approx(p_value, rel=1e-9)
+        assert forget.loc[key, "timescale_kl_q"] == pytest.approx(q_value, rel=1e-9)
     assert summary.loc[summary["gate"] != "forget", "timescale_kl_q"].isna().all()
 
 
