@@ -6,8 +6,8 @@ time and, with ``--together``, all at once, and prints per ablation the perplexi
 without, its change, and the words the neuron(s) helped and hindered most. A removed unit's h
 is held at its mean over the tokens read (``--method zero``: at 0), as the pipeline does::
 
-    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:18 -n 2:61 --together
-    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:18 --heatmap e.png -o t.csv
+    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:50 -n 2:14 --together
+    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:50 --heatmap e.png -o t.csv
 
 Neurons are ``LAYER:INDEX`` (layers from 1, indices from 0, as in the tables). The activations
 file gives the text and must have been dumped from the checkpoint. ``--heatmap`` draws each

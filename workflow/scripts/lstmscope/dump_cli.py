@@ -5,7 +5,7 @@ sentences, a minimal pair, a paragraph you wrote -- so that ``lstmscope-heatmap`
 ``lstmscope-ablate`` work on it like on the pipeline's files::
 
     lstmscope-dump results/models/d0.0_r0/model.pt probe.txt -o probe.h5
-    lstmscope-heatmap probe.h5 --neuron 2:18 --expectancy -o probe.png
+    lstmscope-heatmap probe.h5 --neuron 2:50 --expectancy --median-from results/activations/d0.0_r0/test.h5 -o probe.png
 
 The text is read as WikiText-2 is (and as the model was trained): each line is split at spaces and ends
 with ``<eos>``, so write punctuation apart from words (``The film was released in 1998 .``), keep
