@@ -48,10 +48,34 @@ def chromium() -> str:
 
 
 def selftest(browser: str, path: Path, word: str, tmp_path: Path, budget_ms: int = 20000,
-             query: dict | None = None, window: tuple[int, int] = (1280, 900)) -> dict:
-    """Open ``path?selftest=word`` (and ``query``'s parameters) in headless Chromium with a window of ``window``
-    pixels; return what the page's test hook wrote."""
-    url = path.resolve().as_uri() + "?" + urllib.parse.urlencode({"selftest": word, **(query or {})})
+             query: dict | None = None, window: tuple[int, int] = (1280, 900), address: str | None = None) -> dict:
+    """Open ``path?selftest=word`` (and ``query``'s parameters; or ``path`` followed by ``address``, a query such as
+    "?layer=1&selftest=x", as it is) in headless Chromium with a window of ``window`` pixels; return what the page's
+    test hook wrote."""
+    url = path.resolve().as_uri() + (address if address is not None
+                                     else "?" + urllib.parse.urlencode({"selftest": word, **(query or {})}))
+    return open_selftest(browser, url, tmp_path, budget_ms, window)
+
+
+def data_selftest(browser: str, path: Path, query: dict, tmp_path: Path) -> dict:
+    """Open the page as the one-file report embeds it, a ``data:`` address (an opaque origin, where
+    history.replaceState throws), followed by ``query`` (the page's location.search; the page's own "?", "#" and "%"
+    escaped, so that only this one starts the query); return what the page's test hook wrote."""
+    page = path.read_text(encoding="utf-8")
+    for char, code in (("%", "%25"), ("#", "%23"), ("?", "%3F"), ("\n", "%0A"), ("\r", "%0D"), ("\t", "%09")):
+        page = page.replace(char, code)
+    url = "data:text/html;charset=utf-8," + page + "?" + urllib.parse.urlencode(query)
+    assert len(url.encode()) < 120_000  # one argument of the command line (Linux: 128 KiB at most)
+    return open_selftest(browser, url, tmp_path)
+
+
+def address_query(address: str) -> dict[str, str]:
+    """A query written by a page (location.search) as a dict."""
+    return dict(urllib.parse.parse_qsl(address.removeprefix("?"), keep_blank_values=True))
+
+
+def open_selftest(browser: str, url: str, tmp_path: Path, budget_ms: int = 20000,
+                  window: tuple[int, int] = (1280, 900)) -> dict:
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
            "--disable-extensions", f"--window-size={window[0]},{window[1]}",
            f"--user-data-dir={tmp_path / 'chromium-profile'}",
@@ -219,13 +243,14 @@ def test_browser_records_errors_and_console_errors(chromium, tmp_path):
 
 @pytest.mark.browser
 def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chromium, page, tables, tmp_path):
-    said = {}
+    said, steps = {}, {}
 
     def start(path, **query):
         result = selftest(chromium, path, ".", tmp_path, query=query)
         assert result["errors"] == []
         s = result["start"]
         said[(path.name, *sorted(query.items()))] = result["opened"]
+        steps[(path.name, *sorted(query.items()))] = result["steps"]
         return s["layer"], s["state"], s["linkage"]
 
     assert start(page) == (2, "c", "ward")
@@ -241,9 +266,12 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     # what the address asked for and the page does not offer is said beside the search box, as the neuron explorer
     # does; what it offers, nothing
     assert said[(partial.name, ("layer", "1"), ("state", "c"))] == "state=c is not embedded for layer 1"
-    assert start(page, layer="5", linkage="average", colour="x") == (2, "c", "ward")
-    assert said[(page.name, ("colour", "x"), ("layer", "5"), ("linkage", "average"))] == (
-        "layer=5 is not embedded on this page; linkage=average: choose ward or single; colour=x: choose cluster")
+    assert start(page, layer="5", linkage="average", colour="x", ignorecase="yes") == (2, "c", "ward")
+    unmet = (page.name, ("colour", "x"), ("ignorecase", "yes"), ("layer", "5"), ("linkage", "average"))
+    assert said[unmet] == ("layer=5 is not embedded on this page; linkage=average: choose ward or single; colour=x: "
+                           "choose cluster; ignorecase=yes: choose 1")
+    # the reader's first change writes the address anew: what the page did not honour is gone from it
+    assert address_query(steps[unmet][0]["address"]) == {"linkage": "single", "selftest": "."}
     offered = [(page.name,), (page.name, ("layer", "1")), (page.name, ("state", "h")), (partial.name,),
                (partial.name, ("layer", "1"))]
     assert [said[key] for key in offered] == [""] * len(offered)  # what the page offers: nothing said
@@ -292,10 +320,20 @@ def assert_points_painted(views, tables):
 
 
 def assert_matches_painted(pixels, expected):
-    """The centre of a searched token's circle, where no other match's circle reaches it: the matches' red."""
-    assert pixels
+    """The centre of a searched token's circle, where no other match's circle reaches it: one colour, opaque, far
+    from every cluster's (the figures' palette and the rest's grey; the red used before read as cluster 4's)."""
+    from matplotlib.colors import to_rgb
+
+    from lstmscope.colours import CLUSTER_PALETTE, OTHER_CLUSTERS
+
+    clusters = np.array([to_rgb(c) for c in (*CLUSTER_PALETTE, OTHER_CLUSTERS)])
+    spacing = min(np.linalg.norm(a - b) for k, a in enumerate(clusters) for b in clusters[k + 1:])
+    assert pixels and len({tuple(p["rgba"]) for p in pixels}) == 1, pixels
     for pixel in pixels:
-        assert pixel["index"] in expected and pixel["rgba"] == [0xE4, 0x1A, 0x1C, 255], pixel
+        assert pixel["index"] in expected and pixel["rgba"][3] == 255, pixel
+        distance = np.linalg.norm(clusters - np.array(pixel["rgba"][:3]) / 255, axis=1).min()
+        # farther from every cluster's colour than the palette's nearest two are from each other (0.27), by half again
+        assert distance > 1.5 * spacing, (pixel, distance, spacing)
 
 
 @pytest.mark.browser
@@ -451,6 +489,37 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     assert plain["errors"] == [] and "expectancy" not in plain and plain["colourMenu"] is False
     assert ", p " not in plain["hover"]["text"]
     assert plain["start"]["colour"] == "cluster"
+
+
+@pytest.mark.browser
+def test_browser_the_address_follows_the_view_and_opens_it_again(chromium, tables, tmp_path):
+    """Each change the reader makes (the menus, the search box, the checkbox) is written to the address of the page
+    opened from a file, as users open it (history.replaceState): only what differs from the page's own opening view,
+    any other parameter (selftest) kept; the address written opens the same view. As a data: address, as the report
+    embeds it, where replaceState throws, the address stays and the page works alike."""
+    with_p = tmp_path / "p.html"
+    build_explorer(tables, with_p, "t", context_tokens=5, activations=real_activations())
+    result = selftest(chromium, with_p, "the", tmp_path)
+    assert result["errors"] == []
+    view = {"layer": "1", "state": "h", "linkage": "single"}
+    expected = {"linkage": {"linkage": "single"}, "layer": {"layer": "1", "linkage": "single"},  # layer 1 keeps c
+                "state": view, "search": {**view, "search": "the"},
+                "ignore case": {**view, "search": "the", "ignorecase": "1"},
+                "colour": {**view, "colour": "p", "search": "the", "ignorecase": "1"}, "back": {}}
+    assert [s["did"] for s in result["steps"]] == list(expected)
+    for step in result["steps"]:
+        assert address_query(step["address"]) == {**expected[step["did"]], "selftest": "the"}, step
+        assert step["hash"] == ""
+        again = selftest(chromium, with_p, "", tmp_path, address=step["address"])
+        assert again["errors"] == [] and again["start"] == step["shown"], (step, again["start"])
+        assert again["opened"] == step["line"]  # nothing unmet, the same matches
+    assert result["steps"][-2]["shown"] == {"layer": 1, "state": "h", "linkage": "single", "colour": "p",
+                                            "search": "the", "ignorecase": True}
+    assert result["steps"][-1]["shown"] == {**result["start"], "search": "", "ignorecase": False}
+    inside = data_selftest(chromium, with_p, {"selftest": "the"}, tmp_path)
+    assert inside["errors"] == []
+    assert [s["address"] for s in inside["steps"]] == ["?selftest=the"] * len(expected)
+    assert [(s["shown"], s["line"]) for s in inside["steps"]] == [(s["shown"], s["line"]) for s in result["steps"]]
 
 
 def word_tables(folder: Path, words: list[str], clusters: list[int]) -> dict[tuple[int, str, str], Path]:

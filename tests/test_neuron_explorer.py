@@ -219,6 +219,7 @@ def test_browser_colours_every_word_by_the_chosen_series(chromium, page, tiny, t
     assert re.search(r" · h -?\d+\.\d{3,6} · c -?\d+\.\d{3,6} · p ", result["tooltip"]), result["tooltip"]
     if show in ("h", "c"):  # the colour bar's ends likewise
         assert all(re.fullmatch(rf"{show} -?\d+\.\d{{3,6}}", result[end]) for end in ("lo", "hi")), result
+    assert result["unit"] == ("log scale" if show == "p" else "")  # the expectancy's scale said at the bar itself
 
 
 @pytest.mark.browser
@@ -271,6 +272,7 @@ def test_browser_expectancy_colours_run_from_the_floor_with_lower_p_in_its_colou
     assert (got[finite & (raw < floor - step)] == 0).all() and (got[finite & (raw > floor + 2 * step)] > 0).any()
     low = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{10 ** floor:.2e}") if 10 ** floor < 0.001 else f"{10 ** floor:.3f}"
     assert result["lo"] == f"p {low}" and result["hi"] == "p 1.000"
+    assert result["unit"] == "log scale"  # said at the colour bar itself
     assert f"log scale from p {low} to 1 (lower p in its colour);" in result["info"]
 
 
@@ -347,14 +349,24 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
 @pytest.mark.browser
 def test_browser_the_word_scrolled_to_is_not_behind_the_header_in_a_narrow_window(chromium, page, tmp_path):  # noqa: F811
     """The header stays at the top (sticky) and wraps to several lines in a narrow window (half a laptop's screen):
-    the passage and the search's current match are centred in what it leaves of the window, not under it."""
+    the passage and the search's current match are centred in what it leaves of the window, not under it. With the
+    ranking open it takes at most half the window, even in a short one (where its lines alone took over half, and
+    with the ranking all of it): the ranking, then the header, scroll inside."""
     data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page.read_text(), flags=re.S).group(1))
     neuron = data["views"][2]["neurons"][0]["neuron"]
-    for window in ((683, 560), (1280, 900)):  # (the ranking opened makes the header over half of the smaller one)
+    for window in ((683, 400), (683, 560), (1280, 900)):  # (the ranking opened made the header over half of the
+        # middle one and taller than the shortest)
         result = selftest(chromium, page, f"2:{neuron}:h:symmetric", tmp_path, query={"search": "the"}, window=window)
         assert result["errors"] == [], result["errors"]
         assert result["search"]["rankOffered"]
         assert result["peakClear"] and result["search"]["currentClear"] and result["search"]["clearWithRanking"], window
+        shown = result["search"]["withRanking"]  # the ranking open: the header, the ranking in it, the passage
+        (top, bottom), (ranking_top, ranking_bottom) = shown["header"], shown["ranking"]
+        assert bottom - top <= shown["window"] / 2 + 1, (window, shown)
+        assert top <= ranking_top < ranking_bottom <= bottom, (window, shown)
+        assert shown["peakClear"], (window, shown)
+        if window == (683, 400):  # the ranking is capped there, and scrolls inside
+            assert shown["shown"] < shown["whole"], shown
 
 
 @pytest.mark.browser
@@ -622,6 +634,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_neuron(chromium, 
     decimals = max(3, int(np.ceil(-np.log10(step))))
     for end in ("lo", "hi"):
         assert re.fullmatch(rf"effect -?\d+\.\d{{{decimals}}}", result[end]), (result[end], step)
+    assert result["unit"] == "nats"  # the effect's unit, at the colour bar itself
     # a search by the effect: the count says how many matches lie among the words read, the mean is over those
     on = np.array([w == "the" for w in result["words"]])
     searched = selftest(chromium, out, f"2:{j}:e:symmetric:removed", tmp_path, query={"search": "the"})["search"]
@@ -690,6 +703,89 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     result = selftest(chromium, out, f"2:{j}:c:range:removed", tmp_path)
     assert result["errors"] == [] and result["show"] == "c" and result["statesOffered"]
     assert " · h " in result["tooltip"]
+    # a group opened from the address: group=top or random (its view of removed neurons; by=removed may be said),
+    # coloured by its effect
+    removed = "layer 2 / removed: top-KL of h, random"
+    opened = selftest(chromium, out, "opened", tmp_path, query={"layer": 2, "by": "removed", "group": "top"})
+    assert opened["errors"] == [] and opened["line"] == "" and opened["show"] == "e"
+    assert opened["view"] == removed and opened["neuron"].startswith("all 2 top-KL together: ")
+    opened = selftest(chromium, out, "opened", tmp_path, query={"group": "random"})  # the first layer's
+    assert opened["errors"] == [] and opened["line"] == "" and opened["show"] == "e"
+    assert opened["view"] == "layer 1 / removed: top-KL of h, random"
+    assert opened["neuron"].startswith(f"all {len(neurons)} random together: {' '.join(map(str, neurons))} ")
+    # what the page does not offer is said, and the page opens as without it
+    plain = selftest(chromium, out, "opened", tmp_path)
+    for query, line in (({"layer": 2, "group": "all"}, "group=all: choose top or random"),
+                        ({"layer": 1, "by": "h", "group": "top"},
+                         "group=top of layer 1 ranked by KL of h is not offered on this page")):
+        unmet = selftest(chromium, out, "opened", tmp_path, query=query)
+        assert unmet["errors"] == [] and unmet["line"] == line, unmet
+        if "by" in query:
+            assert (unmet["view"], unmet["neuron"]) == (plain["view"], plain["neuron"])
+        else:  # layer 2 is offered: its first view
+            assert unmet["view"] == "layer 2 / KL of h"
+
+
+def locate(views: list[dict], layer=None, by=None, neuron=None, group=None) -> tuple[int, int] | None:
+    """The view and row an address's layer, by, neuron or group (strings) open, as the page's opening options are
+    documented: the first view of that layer ranked by KL of that state ("removed": of removed neurons) that offers
+    that neuron or group (top, random: only views of removed neurons hold them); in it that row, else the first."""
+    for k, v in enumerate(views):
+        if (layer is not None and str(v["layer"]) != layer) or (group is not None and not v.get("ablated")) or (
+                by is not None and (not v.get("ablated") if by == "removed" else v.get("ablated") or v["state"] != by)):
+            continue
+        for j, r in enumerate(v["neurons"]):
+            if (r["neuron"] is None and r["group"] == f"{group} all" if group is not None
+                    else neuron is None or str(r["neuron"]) == neuron):
+                return k, 0 if neuron is None and group is None else j
+    return None
+
+
+@pytest.mark.browser
+def test_browser_the_address_follows_the_view_and_opens_it_again(chromium, tiny, divergence_csv, ablation,  # noqa: F811
+                                                                 tmp_path):
+    """Each change the reader makes (the menus, the search box, the checkbox, a click in the ranking) is written to the
+    address of the page opened from a file, as users open it (history.replaceState): only what the page would not open
+    on without it (of layer, by and neuron or group, none that could be left out), any other parameter (selftest)
+    kept; the address written opens the same view. As a data: address, as the report embeds it, where
+    replaceState throws, the address stays and the page works alike."""
+    from test_explorer import address_query, data_selftest
+
+    h5, _ = ablation
+    out = tmp_path / "page.html"
+    build_neuron_explorer(tiny.activations, divergence_csv, out, K, 30, "t", ablation_path=h5)
+    views = _page_data(out.read_text(encoding="utf-8"))["views"]
+    result = selftest(chromium, out, "address", tmp_path)
+    assert result["errors"] == [], result["errors"]
+    steps = {s["did"]: s for s in result["steps"]}
+    assert list(steps) == ["view", "neuron", "show p", "show the other state", "scale", "search", "ignore case",
+                           "ranking", "group", "back"]
+    written = {s["did"]: address_query(s["address"]) for s in result["steps"]}
+    assert all(q.pop("selftest") == "address" for q in written.values())
+    assert written["view"] == {"layer": "2", "by": "c"}  # its first neuron, coloured by c as the view ranks by c
+    neuron = {k: v for k, v in written["neuron"].items() if k in ("layer", "by", "neuron")}
+    assert written["show p"] == {**neuron, "show": "p"} and written["show the other state"] == {**neuron, "show": "h"}
+    assert written["scale"] == {**neuron, "show": "h", "scale": "range"}  # the page's own scale is median
+    assert written["ignore case"] == {**written["search"], "ignorecase": "1"} and written["search"]["search"] == "the"
+    # a group removed together: its layer and the group (only a view of removed neurons has one; its effect shown)
+    assert written["group"] == {"layer": "2", "group": "random", "scale": "range", "search": "the", "ignorecase": "1"}
+    assert written["back"] == {}
+    for did, query in written.items():  # layer, by and neuron or group: none could be left out
+        named = {k: v for k, v in query.items() if k in ("layer", "by", "neuron", "group")}
+        found = locate(views, **named)
+        assert found is not None, did
+        assert all(locate(views, **{k: v for k, v in named.items() if k != left}) != found for left in named), did
+    for step in result["steps"]:
+        assert step["hash"] == ""
+        again = selftest(chromium, out, "", tmp_path, address=step["address"])
+        assert again["errors"] == [], again["errors"]
+        assert {k: again[k] for k in step["shown"]} == step["shown"], (step, again)
+    group = steps["group"]["shown"]
+    assert group["show"] == "e" and group["neuron"].startswith("all 2 random together")
+    inside = data_selftest(chromium, out, {"selftest": "address"}, tmp_path)
+    assert inside["errors"] == []
+    assert [s["address"] for s in inside["steps"]] == ["?selftest=address"] * len(steps)
+    assert [s["shown"] for s in inside["steps"]] == [s["shown"] for s in result["steps"]]
 
 
 @pytest.mark.workflow
