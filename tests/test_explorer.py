@@ -437,6 +437,8 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     drawn = np.array([to_rgb(c) for c in result["expectancy"]["fills"]])
     assert result["expectancy"]["mode"] == "p" and result["colourMenu"] is True
     assert result["expectancy"]["scaleShown"] is True and result["expectancy"]["scaleShownAfter"] is False
+    # the bar itself says that its colours run on a log scale (as the neuron explorer's), not only its hover text
+    assert result["expectancy"]["scale"].split(" | ")[0].endswith("log scale"), result["expectancy"]["scale"]
     assert np.abs(drawn[1:] - expected).max() < 0.02  # one step of the 256 colours at most
     assert to_rgb(result["expectancy"]["fills"][0]) == pytest.approx(to_rgb("#b0b0b0"))  # no context: grey
     # what the canvas holds where a point stands alone: its colour, drawn at 85 % opacity
