@@ -112,6 +112,20 @@ def test_gpu_training_checks_throughput_determinism_and_resume(wikitext2):
                 "difference| to the uninterrupted run 0 (bit-identical)") in out, out
 
 
+def test_gate_memory_prints_both_settings_peaks_and_their_tables_agree(wikitext2):
+    # two and three blocks of the gate statistics (2048 tokens each), a small width
+    out = run_benchmark("gate_memory.py", "--tokens", "2500", "--tokens2", "5000", "--hidden", "32", "--vocab", "500",
+                        data=wikitext2)
+    for tokens in (2500, 5000):
+        for label in (r"fixed threshold \(the pipeline's\)", "glibc's default"):
+            assert re.search(rf"^ +{tokens} tokens, {label} +[0-9]+ MiB +[0-9.]+ s CPU$", out, re.M), out
+    for label in ("fixed threshold", "glibc's default"):
+        assert re.search(rf"^growth from 2500 to 5000 tokens, {label}: [+-][0-9]+ MiB$", out, re.M), out
+    ratio(out, r"default / fixed peak at 5000 tokens: ")
+    # the threshold changes where memory comes from, not a number of the table
+    assert "both settings wrote the same table: True" in out, out
+
+
 def test_single_linkage_gives_scikit_learns_labels(wikitext2):
     out = run_benchmark("single_linkage.py", "--sizes", "600", "--big", "--repeats", "1", data=wikitext2)
     row = next(l for l in out.splitlines() if l.split() and l.split()[0] == "600")
