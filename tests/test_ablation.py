@@ -155,6 +155,10 @@ def test_word_effects_rank_words_by_their_summed_effect():
     # ten tokens helped by 0.5 each outweigh three helped by 1.0 each: the sum ranks, not the mean
     words, effect = ["e"] * 10 + ["f"] * 3, np.array([0.5] * 10 + [1.0] * 3)
     assert word_effects(words, effect, min_count=3, n=2)[0] == "e (10\u00d7 +0.500 = +5.0); f (3\u00d7 +1.000 = +3.0)"
+    # a sum below 1 keeps its digits (one decimal wrote "= +0.0" and "= -0.0" for words a neuron barely moved)
+    words, effect = ["in"] * 3 + ["of"] * 4, np.array([0.006, 0.007, 0.008, -0.0001, -0.0002, -0.0002, -0.0001])
+    assert word_effects(words, effect, min_count=3, n=1) == ("in (3\u00d7 +0.007 = +0.021)",
+                                                             "of (4\u00d7 -0.000 = -0.0006)")
 
 
 def test_the_ablation_job_writes_what_each_ablation_did(tiny, divergence_csv, tmp_path):

@@ -51,12 +51,14 @@ def word_effects(words: Sequence[str], effect: np.ndarray, min_count: int, n: in
     """The ``n`` word types (seen at least ``min_count`` times) whose tokens together the neuron helped most and
     hindered most: ranked by the sum of their effects (nats; a word's share of log(perplexity ratio) x the words
     read), so a frequent word helped a little can outrank a rare one helped much. Written
-    ``word (count× mean = sum)``, e.g. ``<eos> (141× +1.802 = +254.1)``."""
+    ``word (count× mean = sum)``, e.g. ``<eos> (141× +1.802 = +254.1)``; a sum below 1 in size to 3 significant
+    digits (``in (3× +0.007 = +0.021)``, where one decimal wrote ``+0.0``)."""
     frame = pd.DataFrame({"word": list(words), "effect": effect})
     frame = frame[np.isfinite(frame["effect"])]
     stats = frame.groupby("word", sort=True)["effect"].agg(["sum", "mean", "size"])
     stats = stats[stats["size"] >= min_count]
-    fmt = lambda rows: "; ".join(f"{w} ({c}\u00d7 {m:+.3f} = {t:+.1f})"  # noqa: E731
+    fmt = lambda rows: "; ".join(f"{w} ({c}\u00d7 {m:+.3f} = {t:+.1f})" if abs(t) >= 0.95 else  # noqa: E731
+                                 f"{w} ({c}\u00d7 {m:+.3f} = {t:+.3g})"
                                  for w, c, m, t in zip(rows.index, rows["size"], rows["mean"], rows["sum"]))
     helped = stats[stats["sum"] > 0].sort_values("sum", ascending=False, kind="stable").head(n)
     hindered = stats[stats["sum"] < 0].sort_values("sum", kind="stable").head(n)
