@@ -224,7 +224,9 @@ def test_both_explorers_record_errors_before_their_own_script(template):
     page = render_page({"title": "t"}, template)
     scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, flags=re.S)
     assert scripts[0].strip().startswith("window.lstmscopeErrors = [];") and "console.error = function" in scripts[0]
-    assert len(scripts) == 3  # the recorder, the data, the page's own script
+    # then the address writer both pages share (html_page.ADDRESS_WRITER), the data, the page's own script
+    assert scripts[1].strip().startswith("window.lstmscopeAddress = function (own) {")
+    assert len(scripts) == 4
 
 
 @pytest.mark.browser

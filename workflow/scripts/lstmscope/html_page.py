@@ -1,6 +1,7 @@
 """Self-contained HTML pages: a template whose ``{{TITLE}}`` and ``{{DATA}}`` placeholders receive the
 page's title and its data, inlined as JSON in a ``<script type="application/json">`` element, and whose
-``{{ERROR_RECORDER}}`` (first in ``<head>``) receives the script that collects the page's errors. Where the data
+``{{ERROR_RECORDER}}`` (first in ``<head>``) receives the script that collects the page's errors, and an optional
+``{{ADDRESS_WRITER}}`` the one that writes a page's view into its address. Where the data
 carry a ``provenance`` record (:func:`page_provenance`: the code and the models the page shows), an optional
 ``{{PROVENANCE}}`` placeholder receives it as a line of text."""
 from __future__ import annotations
@@ -28,8 +29,27 @@ window.addEventListener("error", function (e) { window.lstmscopeErrors.push(Stri
   };
 })();
 </script>"""
+# Shared by the explorer pages: the address follows what a page shows, so that copying it shares the view.
+# lstmscopeAddress(own) gives the page its writer: called with the query of what is shown (a URLSearchParams of the
+# page's own parameters, `own`), it keeps every other parameter of the address (a test's selftest) and replaces the
+# address (history.replaceState: no new history entry). Inside the report a page is a data: address, where the
+# browser refuses it: the address then stays as it is, and is not tried again there.
+ADDRESS_WRITER = """<script>
+window.lstmscopeAddress = function (own) {
+  var fixed = false;
+  return function (q) {
+    new URLSearchParams(location.search).forEach(function (value, name) {
+      if (own.indexOf(name) < 0) q.append(name, value);
+    });
+    var query = q.toString();
+    if (fixed || (query ? "?" + query : "") === location.search) return;
+    try { history.replaceState(history.state, "", (query ? "?" + query : location.pathname) + location.hash); }
+    catch (err) { fixed = location.protocol === "data:"; }  // (another refusal, too many calls at once, passes)
+  };
+};
+</script>"""
 PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")  # each template must have them
-OPTIONAL = ("{{PROVENANCE}}",)
+OPTIONAL = ("{{PROVENANCE}}", "{{ADDRESS_WRITER}}")
 
 
 def page_provenance(inputs: Sequence[str | os.PathLike]) -> dict[str, Any]:
@@ -73,6 +93,7 @@ def render_page(data: dict, template: str | os.PathLike) -> str:
             raise ValueError(f"{template}: template has no {placeholder} placeholder")
     # a figure's two-line title (cluster.space: pca) on one line: HTML would run its lines together
     values = {"{{TITLE}}": html.escape(" — ".join(data["title"].splitlines())), "{{ERROR_RECORDER}}": ERROR_RECORDER,
-              "{{DATA}}": script_json(data), "{{PROVENANCE}}": html.escape(provenance_line(data.get("provenance")))}
+              "{{DATA}}": script_json(data), "{{PROVENANCE}}": html.escape(provenance_line(data.get("provenance"))),
+              "{{ADDRESS_WRITER}}": ADDRESS_WRITER}
     # one pass, so that a title or data containing a placeholder's text is left as it is
     return re.sub("|".join(map(re.escape, PLACEHOLDERS + OPTIONAL)), lambda m: values[m.group(0)], page)
