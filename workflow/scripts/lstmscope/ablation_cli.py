@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import sys
 from typing import Sequence
@@ -118,13 +119,19 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
                          stop, norm) for row, e in zip(table.itertuples(), effects)]
 
 
+# where a word list (ablation_table.word_effects: "w (n× m = s); …") parts between its entries: a "; " before the
+# next entry's word and its count, not every "; " (";" is a word of WikiText, listed as "; (16× …)")
+ENTRY_BREAK = re.compile("; (?=\\S+ \\(\\d+\u00d7 )")
+
+
 def entries_wrapped(entries: str, first: str, indent: int, width: int) -> list[str]:
     """A word list ("w (n× m = s); …") after ``first``, broken between its entries into lines of at most ``width``
-    characters (an entry longer than that on a line of its own), the later lines indented by ``indent``."""
+    characters with the ";" that ends a broken line (an entry longer than that on a line of its own), the later
+    lines indented by ``indent``."""
     lines, line = [], first
-    for k, entry in enumerate(entries.split("; ")):
+    for k, entry in enumerate(ENTRY_BREAK.split(entries)):
         piece = entry if k == 0 else "; " + entry
-        if k and len(line) + len(piece) > width:
+        if k and len(line) + len(piece) > width - 1:  # (the ";" the line would end with had it to break here)
             lines.append(line + ";")
             line = " " * indent + entry
         else:
@@ -132,26 +139,40 @@ def entries_wrapped(entries: str, first: str, indent: int, width: int) -> list[s
     return lines + [line]
 
 
+def held_phrase(method: str, hold_from: str | None) -> str:
+    """What a removed unit's h was held at, as the printout and the --heatmap title say it: the pipeline's phrase
+    (``ablation_figures.removal_phrase``), or the --hold-from file's mean."""
+    from .ablation_figures import removal_phrase
+
+    return f"h held at its mean over every token of {hold_from}" if hold_from else removal_phrase(method)
+
+
+def percent(value: float) -> str:
+    """A change in %: two decimals, fewer digits where it is below 0.1 in size (a neuron that matters little)."""
+    return f"{value:+.2f}" if abs(value) >= 0.1 else f"{value:+.2g}"
+
+
 def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) -> str:
     """What the command prints: the text, what was read and how units were removed, then per ablation its
     perplexity, change (95 % interval), mean effect and the words it helped and hindered most, word lists broken
     between entries within ``width`` characters (the table's one row per ablation is hundreds wide: ``-o``)."""
     first = table.iloc[0]
-    held = ("held at 0" if first["method"] == "zero" else
-            f"held at its mean h over every token of {hold_from}" if hold_from else "held at its mean h over the tokens read")
     out = [f"{first['model']}, text {first['text']}: {int(first['tokens'])} tokens read, intact perplexity "
-           f"{first['intact_perplexity']:.1f}", f"a removed unit {held}"]
+           f"{first['intact_perplexity']:.1f}", f"a removed unit's {held_phrase(str(first['method']), hold_from)}"]
+    listed = False
     for row in table.itertuples():
         low, high = (getattr(row, c) for c in INTERVAL)
-        interval = ("no 95 % interval" if pd.isna(low) else f"95 % interval {low:+.3g} to {high:+.3g} %")
-        out += ["", f"without {row.neurons}: perplexity {row.perplexity:.1f}, {row.perplexity_change_pct:+.3g} % "
+        interval = "no 95 % interval" if pd.isna(low) else f"95 % interval {percent(low)} to {percent(high)} %"
+        out += ["", f"without {row.neurons}: perplexity {row.perplexity:.1f}, {percent(row.perplexity_change_pct)} % "
                     f"({interval})",
                 f"  mean effect {row.mean_effect:+.3g} nats a word; {100 * row.helped_fraction:.1f} % of the words "
                 f"helped (less likely without)"]
         for label, words in (("helped most:  ", row.words_helped), ("hindered most:", row.words_hindered)):
             if isinstance(words, str) and words:
                 out += entries_wrapped(words, f"  {label} ", len(label) + 3, width)
-    out += ["", "(a word: occurrences × mean effect = sum, in nats; effect: log p intact - log p without)"]
+                listed = True
+    if listed:
+        out += ["", "(a word: occurrences × mean effect = sum, in nats; effect: log p intact - log p without)"]
     return "\n".join(out)
 
 
@@ -228,11 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     table_file.enter_context(writing("--output", args.output))
                     table.to_csv(table_file.enter_context(atomic_path(args.output)), index=False, float_format="%.6g")
                 if args.heatmap:
-                    from .ablation_figures import EFFECT_CAPTION, removal_phrase
+                    from .ablation_figures import EFFECT_CAPTION
                     from .heatmap import draw_blocks_to
 
                     title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
-                             f"neurons removed: {removal_phrase(args.method)}")
+                             f"neurons removed: {held_phrase(args.method, args.hold_from)}")
                     with writing("--heatmap", args.heatmap):
                         draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),
                                        args.heatmap, suptitle=title)
