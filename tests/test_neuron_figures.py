@@ -198,8 +198,9 @@ def test_mean_abs_table_and_dropout_figure(two_models, tmp_path, monkeypatch):
 
 
 def test_the_dropout_figure_counts_each_models_dead_neurons(two_models, tmp_path, monkeypatch):
-    """Whether dropout kills neurons reads from the figure: "N dead" above each model's point that has any (from
-    the divergence tables' `dead`), and a panel with none says so in its title."""
+    """Whether dropout kills neurons reads from the figure: "N dead" above each dropout's highest point where one of
+    its models has any (from the divergence tables' `dead`; several models of a dropout in one label, not one label
+    over another), and a panel with none says so in its title."""
     import lstmscope.neuron_figures as nf
 
     divs = {m: pd.read_csv(two_models[m][1]) for m in ("d0.2_r0", "d0.5_r0")}
@@ -222,7 +223,18 @@ def test_the_dropout_figure_counts_each_models_dead_neurons(two_models, tmp_path
             assert ax.get_title().endswith("(no dead neuron)") == (not counts)
             some += len(counts)
     assert some >= 1  # d0.5_r0 has dead neurons (test_mean_abs_table_and_dropout_figure)
-    nf.plt.close(kept[0])
+    # a second model of dropout 0.5 with 12 dead neurons and a higher mean: one label "<d0.5_r0's>, 12 dead" at
+    # the higher point
+    twin = summary[summary.model == "d0.5_r0"].assign(model="d0.5_r1", dead=12, mean_abs=lambda t: t.mean_abs + 1)
+    nf.mean_abs_vs_dropout_figure(pd.concat([summary, twin]), tmp_path / "r.png", tmp_path / "r.svg", "t")
+    axes = np.array(kept[-1].axes[:2 * LAYERS]).reshape(LAYERS, 2)
+    for layer in range(1, LAYERS + 1):
+        for col, state in enumerate(("h", "c")):
+            mine = summary[(summary.model == "d0.5_r0") & (summary.layer == layer) & (summary.state == state)]
+            texts = [(t.get_text(), tuple(np.round(t.xy, 6))) for t in axes[layer - 1, col].texts if "12" in t.get_text()]
+            assert texts == [(f"{int(mine.dead.iloc[0])}, 12 dead", (0.5, round(float(mine.mean_abs.iloc[0]) + 1, 6)))]
+    for fig in kept:
+        nf.plt.close(fig)
 
 
 def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):

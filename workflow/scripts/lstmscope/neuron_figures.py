@@ -251,18 +251,23 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
     legend: dict[str, tuple] = {}  # state -> its (band, points), for the figure's legend
     for (layer, state) in pairs:
         ax = axes[layers.index(layer), ("h", "c").index(state)]
-        s = summary[(summary["layer"] == layer) & (summary["state"] == state)].sort_values("dropout")
+        s = summary[(summary["layer"] == layer) & (summary["state"] == state)].sort_values(["dropout", "model"])
         by_d = s.groupby("dropout")
         band = ax.fill_between(by_d["q25"].mean().index, by_d["q25"].mean(), by_d["q75"].mean(), alpha=0.2,
                                color=STATE_COLOUR[state])
         ax.plot(by_d["mean_abs"].mean().index, by_d["mean_abs"].mean(), color=STATE_COLOUR[state], lw=1)
         points = ax.scatter(s["dropout"], s["mean_abs"], color=STATE_COLOUR[state], s=18, zorder=3)
         legend.setdefault(state, (band, points))
-        # the dead neurons (divergence.csv's `dead`): a count above each model's point that has any, so that
-        # whether dropout kills neurons reads from the figure too
-        for r in s[s["dead"] > 0].itertuples():
-            ax.annotate(f"{int(r.dead)} dead", (r.dropout, r.mean_abs), xytext=(0, 5), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7, color=STATE_COLOUR[state])
+        # the dead neurons (divergence.csv's `dead`): one count per dropout that has any, above its highest point
+        # (its models' counts in the order of their names, "5, 12 dead", where several models share the dropout),
+        # so that whether dropout kills neurons reads from the figure too; the ends' labels lean inwards
+        ends = (s["dropout"].min(), s["dropout"].max())
+        for d, models in s.groupby("dropout", sort=True):
+            if (models["dead"] > 0).any():
+                ha = "left" if d == ends[0] < ends[1] else "right" if d == ends[1] > ends[0] else "center"
+                ax.annotate(", ".join(str(int(n)) for n in models["dead"]) + " dead", (d, models["mean_abs"].max()),
+                            xytext=(0, 5), textcoords="offset points", ha=ha, va="bottom", fontsize=7,
+                            color=STATE_COLOUR[state])
         dead = "" if (s["dead"] > 0).any() else " (no dead neuron)"
         ax.set_title(f"layer {layer}, {STATE_NAME[state]}{dead}", fontsize=10)
         ax.set_xlabel("dropout")
