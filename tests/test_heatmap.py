@@ -299,6 +299,23 @@ def test_a_tiny_or_offset_scale_is_written_on_the_ticks_not_above_the_bar(values
     plt.close(fig)
 
 
+def test_an_expectancy_scale_of_less_than_a_decade_labels_2_3_and_5_of_it():
+    """A floor of 0.2 leaves one decade label (1): the bar labels 0.2, 0.3 and 0.5 too; a wider scale no minor tick."""
+    from lstmscope.heatmap import CMAP, _figure
+
+    words = "the man who".split()
+    p = np.array([np.nan, 0.25, 0.6])
+    fig = _figure([TextBlock("narrow", words, p, expectancy_norm(p, 0.2), "p"),
+                   TextBlock("wide", words, p, expectancy_norm(p, 1e-3), "p")], 96, 10.0, None, plt.get_cmap(CMAP))
+    fig.canvas.draw()
+    for bar, want in ((fig.axes[1], {"0.2", "0.3", "0.5"}), (fig.axes[3], set())):
+        low, high = bar.get_ylim()
+        minor = {t.get_text() for t in bar.yaxis.get_ticklabels(minor=True)
+                 if t.get_text() and low * 0.999 <= t.get_position()[1] <= high * 1.001}
+        assert minor == want, minor
+    plt.close(fig)
+
+
 def test_a_log_scales_tick_that_is_no_decade_is_written_as_it_is():
     from lstmscope.heatmap import decade_label
 

@@ -212,6 +212,14 @@ def decade_label(value: float, _position: object = None) -> str:
     return f"{value:g}"
 
 
+def between_decades(value: float, _position: object = None) -> str:
+    """A log scale's minor tick, labelled (as it is, ``%g``) where it is 2, 3 or 5 of its decade, else not."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10.0 ** math.floor(math.log10(value))
+    return f"{value:g}" if any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (2, 3, 5)) else ""
+
+
 def scale_note(scale: str, median: float | None) -> str:
     """What a block's title adds on the ``median`` scale: the value of its grey middle."""
     return f" (grey: its median {median:.3g})" if scale == "median" else ""
@@ -316,7 +324,11 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
             # (matplotlib's own labels are mathtext, which needs fonts a machine may not find: a warning per
             # label in every log, and another font)
             bar_axis.ax.yaxis.set_major_formatter(ticker.FuncFormatter(decade_label))
-            bar_axis.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+            # a scale of less than a decade (a floor of 0.2) has one decade label at most: then 2, 3 and 5 of its
+            # decade are labelled too, as matplotlib's own formatter did
+            few = block.norm.vmax / block.norm.vmin < 10
+            bar_axis.ax.yaxis.set_minor_formatter(ticker.FuncFormatter(between_decades) if few
+                                                  else ticker.NullFormatter())
         y_top -= title_in + bar + gap_in
     return fig
 
