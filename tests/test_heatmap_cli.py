@@ -100,6 +100,13 @@ def test_median_from_centres_a_short_texts_colours_on_another_texts_medians(tiny
     assert out.stat().st_size > 5000 and "note" not in capsys.readouterr().err
     _assert_refused(own, out.with_suffix(".svg"), capsys, ["-n", "2:3", "--median-from", str(degenerate.activations)],
                     f"--median-from {degenerate.activations}: dumped from another checkpoint than {own}")
+    bare = tmp_path / "bare.h5"  # a file without the attribute: not taken for the model's
+    shutil.copy(tiny.activations, bare)
+    with h5py.File(bare, "a") as f:
+        del f.attrs["checkpoint_sha256"]
+    _assert_refused(own, out.with_suffix(".svg"), capsys, ["-n", "2:3", "--median-from", str(bare)],
+                    f"--median-from {bare}: {bare} has no checkpoint_sha256, so the two cannot be told to be one "
+                    "model's")
     for extra, said in ((["-n", "2:3", "--scale", "range"], "--median-from centres the median scale: not with "
                                                              "--scale range"),
                         (["-e"], "--median-from centres the neurons' colours: give --neuron LAYER:INDEX too")):

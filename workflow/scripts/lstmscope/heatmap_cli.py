@@ -301,7 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             median_from = median_text = None
             if args.median_from:
                 median_from = other.enter_context(open_activations(args.median_from))
-                if str(median_from.attrs.get("checkpoint_sha256", "")) != str(f.attrs.get("checkpoint_sha256", "")):
+                mine, theirs = (str(g.attrs.get("checkpoint_sha256", "")) for g in (f, median_from))
+                if not mine or not theirs:  # (two files that both lack it are not the same model's either)
+                    lacking = args.activations if not mine else args.median_from
+                    raise ValueError(f"--median-from {args.median_from}: {lacking} has no checkpoint_sha256, so the "
+                                     "two cannot be told to be one model's")
+                if mine != theirs:
                     raise ValueError(f"--median-from {args.median_from}: dumped from another checkpoint than "
                                      f"{args.activations} (checkpoint_sha256 differs): its medians are another model's")
                 median_text = str(median_from.attrs["text"])
