@@ -116,7 +116,7 @@ def test_a_text_of_ones_own_dumped_and_opened_elsewhere_is_ranked_in_its_checkpo
     capsys.readouterr()
     assert main(["probe.h5", "-o", "again.html"]) == 1
     err = capsys.readouterr().err
-    assert err == (f"lstmscope-explorer: error: {root}/results/neurons/{model}/test/divergence.csv nor "
+    assert err == (f"lstmscope-explorer: error: neither {root}/results/neurons/{model}/test/divergence.csv nor "
                    f"results/neurons/{model}/test/divergence.csv: divergence table not found; give the ranking of "
                    f"model {model}'s neurons with --divergence (results/neurons/<model>/<text>/divergence.csv) or "
                    "--ranked-on TEXT (a text the pipeline ranked), or run the command in the project's folder\n"), err
@@ -179,6 +179,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
                                                              "not found"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5: ablation file not found"),
              (["--ranked-on", "nope"], "nope/divergence.csv: divergence table not found"),
+             (["--ranked-on", "nope"], "--ranked-on TEXT (a text the pipeline ranked: test)"),
              (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking"),
              (["--neurons", str(HIDDEN + 1)], f"--neurons {HIDDEN + 1}: more than the {HIDDEN} neurons of a layer")]
     for args, message in cases:

@@ -72,10 +72,12 @@ def default_divergence(activations: str, model: str, text: str, split: str, rank
     for table in candidates:
         if table.is_file():
             return table
-    looked = " nor ".join(str(t) for t in candidates)
+    looked = str(candidates[0]) if len(candidates) == 1 else "neither " + " nor ".join(str(t) for t in candidates)
+    ranked = sorted({t.parent.name for c in candidates for t in c.parent.parent.glob("*/divergence.csv")})
+    there = f": {', '.join(ranked)}" if ranked else ""  # the texts those folders hold a ranking of
     raise ValueError(f"{looked}: divergence table not found; give the ranking of model {model}'s neurons with "
-                     "--divergence (results/neurons/<model>/<text>/divergence.csv) or --ranked-on TEXT (a text "
-                     "the pipeline ranked), or run the command in the project's folder")
+                     f"--divergence (results/neurons/<model>/<text>/divergence.csv) or --ranked-on TEXT (a text "
+                     f"the pipeline ranked{there}), or run the command in the project's folder")
 
 
 def recorded_checkpoint(provenance: str) -> str:
