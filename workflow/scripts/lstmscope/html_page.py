@@ -31,13 +31,19 @@ window.addEventListener("error", function (e) { window.lstmscopeErrors.push(Stri
 </script>"""
 # Shared by the explorer pages: the address follows what a page shows, so that copying it shares the view.
 # lstmscopeAddress(own) gives the page its writer: called with the query of what is shown (a URLSearchParams of the
-# page's own parameters, `own`), it keeps every other parameter of the address (a test's selftest) and replaces the
-# address (history.replaceState: no new history entry). Inside the report a page is a data: address, where the
+# page's own parameters, `own`), it adds the word in the search box both pages have (#search, and ignorecase=1 where
+# #ignorecase is ticked), keeps every other parameter of the address (a test's selftest) and replaces the address
+# (history.replaceState: no new history entry). Inside the report a page is a data: address, where the
 # browser refuses it: the address then stays as it is, and is not tried again there.
 ADDRESS_WRITER = """<script>
 window.lstmscopeAddress = function (own) {
   var fixed = false;
   return function (q) {
+    var word = document.getElementById("search").value.trim();
+    if (word) {
+      q.set("search", word);
+      if (document.getElementById("ignorecase").checked) q.set("ignorecase", "1");
+    }
     new URLSearchParams(location.search).forEach(function (value, name) {
       if (own.indexOf(name) < 0) q.append(name, value);
     });
