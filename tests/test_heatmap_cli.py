@@ -98,6 +98,9 @@ def test_median_from_centres_a_short_texts_colours_on_another_texts_medians(tiny
     out = tmp_path / "b.png"
     assert main([str(own), "-n", "2:3", "--median-from", str(tiny.activations), "-o", str(out)]) == 0
     assert out.stat().st_size > 5000 and "note" not in capsys.readouterr().err
+    # a pipeline text, however short (the tiny run's), has no text to take the medians from instead: no note
+    assert main([str(tiny.activations), "-n", "2:3", "--tokens", "20", "-o", str(out)]) == 0
+    assert "note" not in capsys.readouterr().err
     _assert_refused(own, out.with_suffix(".svg"), capsys, ["-n", "2:3", "--median-from", str(degenerate.activations)],
                     f"--median-from {degenerate.activations}: dumped from another checkpoint than {own}")
     bare = tmp_path / "bare.h5"  # a file without the attribute: not taken for the model's

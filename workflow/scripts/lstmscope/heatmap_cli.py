@@ -315,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     median_text)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
-            whole = int(f.attrs["n_tokens"])
-        if neurons and args.scale == "median" and not args.median_from and whole < SHORT_TEXT:
+            whole, own = int(f.attrs["n_tokens"]), str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's
+        if neurons and args.scale == "median" and not args.median_from and own and whole < SHORT_TEXT:
             print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
                   "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
                   file=sys.stderr)
