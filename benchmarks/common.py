@@ -32,8 +32,9 @@ def text_words(data: Path, ap, **lengths: int) -> list[str]:
     return words
 
 
-def write_bench_activations(model, ids, words, path: Path) -> None:
-    """The pipeline's activations writer, with the attributes every reader checks (no real provenance)."""
+def write_bench_activations(model, ids, words, path: Path, **attrs) -> None:
+    """The pipeline's activations writer, with the attributes every reader checks (no real provenance), and
+    ``attrs`` besides (``checkpoint_sha256``, which the gate statistics check)."""
     from lstmscope.activations import write_activations
     from lstmscope.activations_file import FORMAT
 
@@ -41,4 +42,4 @@ def write_bench_activations(model, ids, words, path: Path) -> None:
     write_activations(model, ids, words, path, progress=False,
                       attrs={"format": FORMAT, "provenance": "{}", "model": "bench", "text": "bench",
                              "n_tokens": len(ids), "layers": cfg.layers, "hidden_size": cfg.hidden_size,
-                             "dtype": "float32", "dropout": cfg.dropout})
+                             "dtype": "float32", "dropout": cfg.dropout, **attrs})

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, text_words  # noqa: E402  (also puts the library on sys.path)
+from common import DATA, text_words, write_bench_activations  # noqa: E402  (also puts the library on sys.path)
 
 
 def peak_resident_mib() -> float:
@@ -64,8 +64,6 @@ def make_files(folder: Path, words: list[str], lengths: list[int], hidden: int, 
     the checkpoint's SHA-256 (which the gate statistics check)."""
     import torch
 
-    from lstmscope.activations import write_activations
-    from lstmscope.activations_file import FORMAT
     from lstmscope.model import LSTMLanguageModel, ModelConfig, save_checkpoint
     from lstmscope.provenance import sha256_file
 
@@ -79,10 +77,7 @@ def make_files(folder: Path, words: list[str], lengths: list[int], hidden: int, 
     for n in lengths:
         ids = [sum(map(ord, w)) % vocab for w in words[:n]]
         path = folder / f"text{n}.h5"
-        write_activations(model, ids, words[:n], path, progress=False,
-                          attrs={"format": FORMAT, "provenance": "{}", "model": "bench", "text": "bench",
-                                 "n_tokens": n, "layers": 2, "hidden_size": hidden, "dtype": "float32",
-                                 "dropout": 0.2, "checkpoint_sha256": sha})
+        write_bench_activations(model, ids, words[:n], path, checkpoint_sha256=sha)
         paths.append(str(path))
     return str(checkpoint), paths
 
