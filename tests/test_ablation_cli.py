@@ -140,6 +140,26 @@ def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path,
         "checkpoint_sha256": hashlib.sha256(tiny.checkpoint.read_bytes()).hexdigest()}}
 
 
+def test_many_neurons_removed_together_are_listed_within_the_width_above_their_numbers(tiny, capsys, monkeypatch):
+    """The heading of a removal of many neurons (hundreds of characters) wraps between neurons; its numbers follow."""
+    monkeypatch.setenv("COLUMNS", "60")
+    neurons = [f"2:{j}" for j in range(HIDDEN)] + [f"1:{j}" for j in range(HIDDEN)]  # 12 + 12
+    args = [str(tiny.checkpoint), str(tiny.activations), "--tokens", "60", "--together"]
+    assert main(args + [a for n in neurons for a in ("-n", n)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 60, lines
+    start = lines.index("without 2:0 2:1 2:2 2:3 2:4 2:5 2:6 2:7 2:8 2:9 2:10 2:11")  # 57 characters; " 1:0" is 61
+    heading = []
+    for line in lines[start:]:
+        heading.append(line)
+        if line.endswith(":"):
+            break
+    assert " ".join(line.strip() for line in heading) == "without " + " ".join(neurons) + ":"
+    assert heading[1] == "        1:0 1:1 1:2 1:3 1:4 1:5 1:6 1:7 1:8 1:9 1:10 1:11:"  # the rest, indented
+    assert re.match(r"  perplexity \d+\.\d, [+-]\S+ % \(95 % interval", lines[start + len(heading)])
+    assert any(line.startswith("without 2:3: perplexity") for line in lines)  # one neuron alone: still one line
+
+
 def test_word_lists_break_between_entries_within_the_width_and_keep_the_word_semicolon():
     """";" is a word of WikiText: its entry stays whole; every line ends within the width, ";" included."""
     listed = "was (72\u00d7 +0.011 = +0.8); ; (16\u00d7 +0.035 = +0.6); @-@ (23\u00d7 +0.021 = +0.5)"
@@ -166,7 +186,8 @@ def test_the_printout_and_the_heatmap_title_say_where_the_means_come_from(tiny, 
                         (["--method", "zero"], "h held at 0")):
         assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "2:3", "--tokens", "50", "--heatmap",
                      str(tmp_path / "e.png"), *extra]) == 0
-        assert f"a removed unit's {said}\n" in capsys.readouterr().out
+        out = capsys.readouterr().out  # (a line longer than the terminal broken between words: a long path)
+        assert re.search(re.escape(f"a removed unit's {said}").replace("\\ ", "\\s+") + "\n", out), out
         assert titles[-1].endswith(f"neurons removed: {said}")
 
 

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -154,8 +155,9 @@ def percent(value: float) -> str:
 
 def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) -> str:
     """What the command prints: the text, what was read and how units were removed, then per ablation its
-    perplexity, change (95 % interval), mean effect and the words it helped and hindered most, word lists broken
-    between entries within ``width`` characters (the table's one row per ablation is hundreds wide: ``-o``)."""
+    perplexity, change (95 % interval), mean effect and the words it helped and hindered most, every line within
+    ``width`` characters: word lists broken between entries, the neurons of a removal too many for one line listed
+    above its numbers (the table's one row per ablation is hundreds wide: ``-o``)."""
     first = table.iloc[0]
     out = [f"{first['model']}, text {first['text']}: {int(first['tokens'])} tokens read, intact perplexity "
            f"{first['intact_perplexity']:.1f}", f"a removed unit's {held_phrase(str(first['method']), hold_from)}"]
@@ -163,8 +165,12 @@ def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) 
     for row in table.itertuples():
         low, high = (getattr(row, c) for c in INTERVAL)
         interval = "no 95 % interval" if pd.isna(low) else f"95 % interval {percent(low)} to {percent(high)} %"
-        out += ["", f"without {row.neurons}: perplexity {row.perplexity:.1f}, {percent(row.perplexity_change_pct)} % "
-                    f"({interval})",
+        change = f"perplexity {row.perplexity:.1f}, {percent(row.perplexity_change_pct)} % ({interval})"
+        heading = f"without {row.neurons}: {change}"
+        if " " in row.neurons and len(heading) > width:  # neurons removed together: listed, the numbers below
+            heading = "\n".join(textwrap.wrap(f"without {row.neurons}:", width, subsequent_indent=" " * 8,
+                                               break_long_words=False, break_on_hyphens=False) + [f"  {change}"])
+        out += ["", heading,
                 f"  mean effect {row.mean_effect:+.3g} nats a word; {100 * row.helped_fraction:.1f} % of the words "
                 f"helped (less likely without)"]
         for label, words in (("helped most:  ", row.words_helped), ("hindered most:", row.words_hindered)):
@@ -173,7 +179,18 @@ def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) 
                 listed = True
     if listed:
         out += ["", "(a word: occurrences × mean effect = sum, in nats; effect: log p intact - log p without)"]
-    return "\n".join(out)
+    return "\n".join(fitted(line, width) for line in "\n".join(out).split("\n"))
+
+
+def fitted(line: str, width: int) -> str:
+    """``line`` broken between words into lines of at most ``width`` characters (a word longer stays whole), the
+    later ones indented two more than it."""
+    if len(line) <= width:
+        return line
+    indent = len(line) - len(line.lstrip(" "))
+    return "\n".join(textwrap.wrap(line.strip(), width, initial_indent=" " * indent,
+                                   subsequent_indent=" " * (indent + 2), break_long_words=False,
+                                   break_on_hyphens=False))
 
 
 def build_parser() -> argparse.ArgumentParser:
