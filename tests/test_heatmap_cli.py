@@ -450,18 +450,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_drawing(tiny, tmp_pa
 
 def test_too_long_a_passage_is_refused_and_a_short_one_at_the_end_is_noted(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main([str(tiny.activations), "-n", "2:0", "--tokens", "5001", "-o", str(tmp_path / "x.png")])
-    assert exit_.value.code == 2 and "--tokens 5001: at most 5000 words" in capsys.readouterr().err
+        main([str(tiny.activations), "-n", "2:0", "--tokens", "5001", "-o", str(tmp_path / "x.png")])  # its earlier name
+    assert exit_.value.code == 2 and "--passage 5001: at most 5000 words" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:  # the other end of the range: the same kind of error
-        main([str(tiny.activations), "-n", "2:0", "--tokens", "0", "-o", str(tmp_path / "x.png")])
-    assert exit_.value.code == 2 and "--tokens 0: must be >= 1" in capsys.readouterr().err
+        main([str(tiny.activations), "-n", "2:0", "--passage", "0", "-o", str(tmp_path / "x.png")])
+    assert exit_.value.code == 2 and "--passage 0: must be >= 1" in capsys.readouterr().err
     out = tmp_path / "end.png"
-    assert main([str(tiny.activations), "-n", "2:0", "--start", str(TEXT.tokens - 30), "--tokens", "50",
+    assert main([str(tiny.activations), "-n", "2:0", "--start", str(TEXT.tokens - 30), "--passage", "50",
                  "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "the passage ends with the text: 30 of --tokens 50 words drawn" in err and out.is_file()
+    assert "the passage ends with the text: 30 of --passage 50 words drawn" in err and out.is_file()
     assert main([str(tiny.activations), "-n", "2:0", "--start", str(TEXT.tokens - 1), "-o", str(out)]) == 0
-    assert "the passage ends with the text: 1 of --tokens 80 words drawn" in capsys.readouterr().err  # the default's
+    assert "the passage ends with the text: 1 of --passage 80 words drawn" in capsys.readouterr().err  # the default's
 
 
 def test_an_ablation_of_another_checkpoint_of_a_model_named_alike_is_refused(tiny, degenerate, other_run_ablation,

@@ -5,7 +5,7 @@ the ones you pick (e.g. from ``divergence.csv`` or ``neuron_tracking.csv``), all
 passage so they can be compared word by word::
 
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:37 --neuron 1:5 -o n.png
-    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --expectancy --start 400 --tokens 120 -o e.svg
+    lstmscope-heatmap results/activations/d0.0_r0/test.h5 --expectancy --start 400 --passage 120 -o e.svg
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --neuron 2:1 \
         --ablation results/ablation/d0.0_r0/test.h5 -o removed.png
     lstmscope-heatmap results/activations/d0.0_r0/test.h5 --group 2:top \
@@ -112,7 +112,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
     passage holds as few ``avoid`` tokens as any can (see :func:`best_window`)."""
     T = int(f.attrs["n_tokens"])
     if tokens < 1:
-        raise ValueError(f"--tokens {tokens}: must be >= 1")
+        raise ValueError(f"--passage {tokens}: must be >= 1")
     if start is not None and around is not None:
         raise ValueError(f"--start {start} and --around {around} both choose the passage: give one of them")
     if start is None:
@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
     add_expectancy_floor_option(ap, "the passage's smallest p")
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
-    ap.add_argument("--tokens", type=int, default=None,
-                    help=f"tokens in the passage (default {DEFAULT_TOKENS}, at most {MAX_TOKENS})")
+    ap.add_argument("--passage", "--tokens", dest="tokens", type=int, default=None, metavar="TOKENS",
+                    help=f"tokens in the passage (default {DEFAULT_TOKENS}, at most {MAX_TOKENS}; --tokens, its "
+                         f"name in earlier releases, is the same option)")
     ap.add_argument("--around", choices=("h", "c", "effect"), default=None,
                     help="what of the first neuron chooses the passage when --start is not given: its h, its c or, "
                          "with --ablation, the effect of its removal (default h; without --neuron, the first "
@@ -281,9 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--dpi {args.dpi}: at most {MAX_DPI}")
     asked, args.tokens = args.tokens is not None, DEFAULT_TOKENS if args.tokens is None else args.tokens
     if args.tokens < 1:  # like the other out-of-range numbers above: a usage error (exit 2)
-        ap.error(f"--tokens {args.tokens}: must be >= 1")
+        ap.error(f"--passage {args.tokens}: must be >= 1")
     if args.tokens > MAX_TOKENS:
-        ap.error(f"--tokens {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
+        ap.error(f"--passage {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
                  "parts with --start")
     if args.median_from and args.scale != "median":
         ap.error(f"--median-from centres the median scale: not with --scale {args.scale}")
@@ -321,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
                   file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:
-            print(f"{PROG}: note: the passage ends with the text: {drawn} of --tokens {args.tokens} words drawn",
+            print(f"{PROG}: note: the passage ends with the text: {drawn} of --passage {args.tokens} words drawn",
                   file=sys.stderr)
         with stopped_by_sigterm(), writing("--output", args.output):
             draw_blocks_to(blocks, args.output, dpi=args.dpi, max_chars=args.width, suptitle=title)
