@@ -62,6 +62,22 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
+def run_unprivileged(command: list[str], base: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``command`` as a user a file's or folder's mode binds: root reads every file, so as root it runs as
+    nobody (setpriv), with its home and matplotlib's cache in ``base``/home (``base`` outside root's own
+    /tmp/pytest-of-root, which nobody may not enter; what the command reads must be there or elsewhere readable)."""
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            skip_or_fail("setpriv (util-linux) is needed to run the command as a user a file's mode binds")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    base.chmod(0o755)
+    home = base / "home"
+    home.mkdir(mode=0o777, exist_ok=True)
+    home.chmod(0o777)
+    env = dict(os.environ, MPLCONFIGDIR=str(home), HOME=str(home))
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def snakemake_command() -> list[str]:
     exe = Path(sys.executable).with_name("snakemake")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]

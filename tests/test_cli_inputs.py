@@ -18,7 +18,7 @@ from lstmscope.ablation_cli import main as ablate_main
 from lstmscope.explorer_cli import main as explorer_main
 from lstmscope.heatmap_cli import main as heatmap_main
 
-from conftest import skip_or_fail
+from conftest import run_unprivileged, skip_or_fail
 from damage import damage_largest_part
 from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
 
@@ -187,25 +187,15 @@ def test_a_pipe_given_for_an_input_file_is_named_as_a_pipe_not_as_missing(tiny, 
 
 
 def test_a_folder_whose_names_cannot_be_read_is_still_one_line(tmp_path):
-    """A folder the user may not list is named all the same. Its mode refuses the listing; root reads every folder,
-    so as root the command runs as nobody (setpriv), from a folder outside root's own /tmp/pytest-of-root."""
+    """A folder the user may not list is named all the same. Its mode refuses the listing (run_unprivileged)."""
     base = Path(tempfile.mkdtemp(prefix="lstmscope-unlistable-"))
     held = base / "held"
     try:
         held.mkdir()
         (held / "d0.0_r0_test.h5").write_bytes(b"")
         held.chmod(0o311)  # may be entered and stat'ed, not listed
-        base.chmod(0o755)
-        command = [sys.executable, "-m", "lstmscope.explorer_cli", str(held), "-o", str(base / "x.html")]
-        if os.geteuid() == 0:
-            if not shutil.which("setpriv"):
-                skip_or_fail("setpriv (util-linux) is needed to run the command as a user a folder's mode binds")
-            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-        home = base / "home"  # matplotlib's cache, writable by that user
-        home.mkdir(mode=0o777)
-        home.chmod(0o777)
-        env = dict(os.environ, MPLCONFIGDIR=str(home), HOME=str(home))
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        done = run_unprivileged([sys.executable, "-m", "lstmscope.explorer_cli", str(held), "-o", str(base / "x.html")],
+                                base)
         assert done.returncode == 1, done.stderr
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr == (f"lstmscope-explorer: error: {held}: a folder, not a file (its names cannot be read: "

@@ -4,9 +4,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,7 +22,7 @@ from lstmscope.model import load_checkpoint, save_checkpoint
 from lstmscope.vocabulary import Vocabulary
 
 from neurons_support import tiny  # noqa: F401 (fixture)
-from conftest import skip_or_fail
+from conftest import run_unprivileged, skip_or_fail
 
 
 def _words(path, split=False):
@@ -153,20 +156,28 @@ def test_the_console_script_is_declared():
     assert scripts.get("lstmscope-dump") == "lstmscope.dump_cli:main"
 
 
-def test_an_input_that_cannot_be_read_is_named_as_such_not_as_the_output(tiny, tmp_path, capsys, monkeypatch):
-    import lstmscope.dump_cli as dump_cli
-
-    text = tmp_path / "t.txt"
-    text.write_text("the .\n", encoding="utf-8")
-
-    def denied(path):
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(dump_cli, "read_tokens", denied)
-    out = tmp_path / "o.h5"
-    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 1
-    assert capsys.readouterr().err == f"lstmscope-dump: error: {text}: cannot be read (Permission denied)\n"
-    assert not out.exists()
+def test_an_input_that_cannot_be_read_is_named_as_such_not_as_the_output(tiny):
+    """A text whose mode refuses reading (run as a user it binds) is named as the input, and nothing is written."""
+    base = Path(tempfile.mkdtemp(prefix="lstmscope-unreadable-"))
+    try:
+        checkpoint, vocabulary = base / "model.pt", base / "vocab.txt"  # readable copies outside root's pytest folder
+        shutil.copyfile(tiny.checkpoint, checkpoint)
+        shutil.copyfile(tiny.vocabulary, vocabulary)
+        text = base / "t.txt"
+        text.write_text("the .\n", encoding="utf-8")
+        for path in (checkpoint, vocabulary):
+            path.chmod(0o644)
+        text.chmod(0o000)
+        out = base / "out"
+        out.mkdir(mode=0o777)
+        out.chmod(0o777)
+        done = run_unprivileged([sys.executable, "-m", "lstmscope.dump_cli", str(checkpoint), str(text),
+                                 "--vocabulary", str(vocabulary), "-o", str(out / "o.h5")], base)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == f"lstmscope-dump: error: {text}: cannot be read (Permission denied)\n", done.stderr
+        assert os.listdir(out) == []
+    finally:
+        shutil.rmtree(base)
 
 
 def test_writing_names_the_output_or_the_input_an_error_concerns(tmp_path):
