@@ -28,6 +28,8 @@ from test_explorer import chromium, selftest  # noqa: F401  (fixture)
 K = 3  # neurons offered per layer and state
 ABLATED_TOKENS = 150  # of the text's 400: the effect has no value after them
 NO_FILL = "rgba(0, 0, 0, 0)"  # a word without a value: no fill, a dotted frame
+# the ranking's least height, as the page sets it
+RANKING_MIN_PX = int(re.search(r"var RANKING_MIN_PX = (\d+);", TEMPLATE.read_text()).group(1))
 
 
 def test_codes_keep_values_to_1_254th_of_their_range():
@@ -356,8 +358,8 @@ def test_browser_the_word_scrolled_to_is_not_behind_the_header_in_a_narrow_windo
     with the ranking all of it): the ranking, then the header, scroll inside."""
     data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page.read_text(), flags=re.S).group(1))
     neuron = data["views"][2]["neurons"][0]["neuron"]
-    for window in ((683, 400), (683, 560), (1280, 900)):  # (the ranking opened made the header over half of the
-        # middle one and taller than the shortest)
+    for window in ((683, 400), (683, 560), (1280, 640), (1280, 900)):  # (the ranking opened made the header over half
+        # of the second and taller than the first)
         result = selftest(chromium, page, f"2:{neuron}:h:symmetric", tmp_path, query={"search": "the"}, window=window)
         assert result["errors"] == [], result["errors"]
         assert result["search"]["rankOffered"]
@@ -369,6 +371,32 @@ def test_browser_the_word_scrolled_to_is_not_behind_the_header_in_a_narrow_windo
         assert shown["peakClear"], (window, shown)
         if window == (683, 400):  # the ranking is capped there, and scrolls inside
             assert shown["shown"] < shown["whole"], shown
+        assert not shown["headerScrolls"] or shown["shown"] <= RANKING_MIN_PX, (window, shown)
+
+
+def test_browser_the_header_scrolls_only_where_the_ranking_is_at_its_least(chromium, page, tmp_path):  # noqa: F811
+    """The ranking yields first: the header itself scrolls only once the ranking is down to its least height. In a
+    window where the ranking is capped between its least and its whole height, the header once overflowed by its
+    bottom border's pixel, a second scroll bar beside the ranking's. The windows are chosen from the heights a tall
+    one shows (the header's other lines, the ranking's whole height: they depend on the fonts)."""
+    data = json.loads(re.search(r'id="lstmscope-data">(.*?)</script>', page.read_text(), flags=re.S).group(1))
+    neuron, width = data["views"][2]["neurons"][0]["neuron"], 683  # a narrow window: the header's lines wrap
+
+    def opened(height: int) -> dict:
+        result = selftest(chromium, page, f"2:{neuron}:h:symmetric", tmp_path, query={"search": "the"},
+                          window=(width, height))
+        assert result["errors"] == [], result["errors"]
+        return result["search"]["withRanking"]
+
+    tall = opened(1000)
+    (top, bottom), whole = tall["header"], tall["whole"]
+    assert tall["shown"] == whole and not tall["headerScrolls"], tall
+    rest, chrome = bottom - top - whole, 1000 - tall["window"]  # the header but its ranking; the browser's own rows
+    assert whole >= RANKING_MIN_PX + 6, tall  # room between the least and the whole height
+    for target in (RANKING_MIN_PX + 2, whole - 2):
+        shown = opened(round(2 * (rest + target)) + chrome)  # half the window: the header with a ranking of target
+        assert abs(shown["shown"] - target) <= 1 and shown["shown"] < whole, (target, shown)
+        assert not shown["headerScrolls"], (target, shown)
 
 
 @pytest.mark.browser
