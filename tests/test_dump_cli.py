@@ -68,8 +68,8 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
     assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out),
                  "--name", "my-probe"]) == 0
     err = capsys.readouterr().err
-    assert (f"lstmscope-dump: note: 4 words outside the model's vocabulary, read as <unk>: Zyxwvu (2), Qqqqq, "
-            f"{'x' * 39}…\n") in err
+    assert (f"lstmscope-dump: note: 4 occurrences of 3 words outside the model's vocabulary, read as <unk>: "
+            f"Zyxwvu (2), Qqqqq, {'x' * 39}…\n") in err
     assert "blocks" not in err  # no progress bar where stderr is no terminal (a script's log): the note alone
     read, own = _words(out), _words(out, split=True)
     assert own == f"the of Zyxwvu . <eos> Zyxwvu and , Qqqqq {long} . <eos>".split()
@@ -79,6 +79,10 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
     # the other commands take the file as they take the pipeline's
     png = tmp_path / "probe.png"
     assert heatmap_main([str(out), "-n", "2:3", "-e", "-o", str(png)]) == 0 and png.is_file()
+    for line, counted in (("the Zyxwvu of Qqqqq .", "2 words"), ("the Zyxwvu .", "1 word")):  # each once: words
+        text.write_text(line + "\n", encoding="utf-8")
+        assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0
+        assert f"note: {counted} outside the model's vocabulary, read as <unk>: " in capsys.readouterr().err
 
 
 def test_the_vocabulary_beside_the_models_is_found(tiny, tmp_path, capsys):

@@ -118,6 +118,43 @@ def test_median_from_centres_a_short_texts_colours_on_another_texts_medians(tiny
         assert stop.value.code == 2 and said in capsys.readouterr().err
 
 
+def test_a_short_text_of_ones_own_is_drawn_whole_and_of_a_longer_one_the_drawn_tokens_are_said(tiny, tmp_path,
+                                                                                              monkeypatch, capsys):
+    """A paragraph of one's own was drawn 80 of its words at a time, silently leaving out the rest; up to
+    WHOLE_OWN_TEXT tokens it is now drawn whole unless --start/--passage is given, and of a longer one the command
+    says which tokens it drew."""
+    import lstmscope.heatmap_cli as cli
+    from lstmscope.activations_file import read_words
+    from lstmscope.dump_cli import main as dump_main
+
+    drawn = []
+    monkeypatch.setattr(cli, "draw_blocks_to", lambda blocks, *a, **k: drawn.append(blocks))
+    files = {}
+    for name, sentences in (("short", 10), ("long", 45)):  # 12 tokens a sentence: 120 and 540 tokens (+ <eos>s)
+        text = tmp_path / f"{name}.txt"
+        text.write_text("the film was released in 1999 , and it was a success .\n" * sentences, encoding="utf-8")
+        files[name] = tmp_path / f"{name}.h5"
+        assert dump_main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
+                          "-o", str(files[name])]) == 0
+    capsys.readouterr()
+    with open_activations(files["short"]) as f, open_activations(files["long"]) as g:
+        short, long = read_words(f), read_words(g)
+    assert len(short) <= cli.WHOLE_OWN_TEXT < len(long)
+    out = str(tmp_path / "x.png")
+    assert main([str(files["short"]), "-n", "2:3", "-e", "-o", out]) == 0
+    assert all(b.words == short for b in drawn[-1]) and "tokens 0-" not in capsys.readouterr().err
+    assert drawn[-1][0].title.startswith(f"tokens 0-{len(short) - 1}:")
+    assert main([str(files["short"]), "-n", "2:3", "--passage", "30", "-o", out]) == 0  # asked: as asked
+    assert len(drawn[-1][0].words) == 30 and "drawn" not in capsys.readouterr().err
+    assert main([str(files["long"]), "-n", "2:3", "-o", out]) == 0
+    first, last = map(int, re.search(r"tokens (\d+)-(\d+) of this text's 0-(\d+) drawn", capsys.readouterr().err)
+                      .group(1, 2))
+    assert last - first + 1 == cli.DEFAULT_TOKENS and drawn[-1][0].words == long[first:last + 1]
+    assert main([str(files["long"]), "-n", "2:3", "--start", "0", "-o", out]) == 0  # a part chosen: no note
+    assert "drawn" not in capsys.readouterr().err
+
+
+
 @pytest.mark.parametrize("around,state", [(None, "h"), ("h", "h"), ("c", "c")])
 def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, state):
     column = _expected(tiny.activations, f"layer2/{state}", slice(None), 7)

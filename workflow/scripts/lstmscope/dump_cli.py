@@ -167,9 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         listed = ", ".join(f"{shortened(w)} ({n})" if n > 1 else shortened(w) for w, n in unknown.most_common(LISTED))
         more = f" and {len(unknown) - LISTED} more" if len(unknown) > LISTED else ""
-        count = sum(unknown.values())
-        print(f"{PROG}: note: {count} {'word' if count == 1 else 'words'} outside the model's vocabulary, read as "
-              f"<unk>: {listed}{more}", file=sys.stderr)
+        count, words = sum(unknown.values()), len(unknown)
+        # "4 words" where each occurs once; "4 occurrences of 3 words" (the count was read as words, 3 listed)
+        counted = (f"{count} {'word' if count == 1 else 'words'}" if count == words else
+                   f"{count} occurrences of {words} {'word' if words == 1 else 'words'}")
+        print(f"{PROG}: note: {counted} outside the model's vocabulary, read as <unk>: {listed}{more}",
+              file=sys.stderr)
     return say(PROG, f"{args.output}: {summary['tokens']} tokens, perplexity {summary['perplexity']:.1f}")
 
 

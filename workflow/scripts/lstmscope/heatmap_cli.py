@@ -23,6 +23,8 @@ have been removed on its own there, gets a third block: the effect of its remova
 word, log p(word) intact minus without it (red: it helped predict the word; a dotted frame: no value).
 ``--group LAYER:top`` or ``LAYER:random`` adds the joint effect of that layer's top-KL or random
 neurons removed together (after the neurons; without ``--neuron`` it also picks the passage).
+A text of your own (``lstmscope-dump``) of at most 400 tokens is drawn whole unless ``--start``
+or ``--passage`` is given; of a longer one the command says which tokens it drew.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150
 # a text of fewer tokens gets a note that its own medians (the median scale here) or means (where lstmscope-ablate
 # holds removed units) come from a few tokens, and how to take them from a pipeline text
 SHORT_TEXT = 1000
+WHOLE_OWN_TEXT = 400  # a text of one's own (lstmscope-dump) of at most this many tokens is drawn whole by default
 MAX_WIDTH = 500  # characters per line: a figure ~50 inches (7 500 pixels at 150 dpi) wide
 
 
@@ -299,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         given_once("--neuron", neurons)
         given_once("--group", groups)
         with open_activations(args.activations) as f, contextlib.ExitStack() as other:
+            whole, own = int(f.attrs["n_tokens"]), str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's
+            if own and not asked and args.start is None and whole <= WHOLE_OWN_TEXT:
+                args.start, args.tokens = 0, whole  # a paragraph of one's own: all of it, not 80 of its words
             median_from = median_text = None
             if args.median_from:
                 median_from = other.enter_context(open_activations(args.median_from))
@@ -316,11 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     median_text)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
-            whole, own = int(f.attrs["n_tokens"]), str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's
+            span = re.search(r"tokens (\d+)-(\d+)", blocks[0].title)  # (every block's title names the passage)
         if neurons and args.scale == "median" and not args.median_from and own and whole < SHORT_TEXT:
             print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
                   "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
                   file=sys.stderr)
+        if own and drawn < whole and not asked and args.start is None:
+            print(f"{PROG}: note: tokens {span[1]}-{span[2]} of this text's 0-{whole - 1} drawn (--start and --passage "
+                  "choose another part)", file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --passage {args.tokens} words drawn",
                   file=sys.stderr)
