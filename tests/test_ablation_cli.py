@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstmscope.ablation_cli import ablate, effect_blocks, entries_wrapped, main, percent
+from lstmscope.ablation_cli import ablate, effect_blocks, entries_wrapped, main, percent, report
 from lstmscope.model import load_checkpoint
 
 from lstmscope.activations import TextSpec, dump_activations
@@ -348,6 +348,9 @@ def test_more_tokens_than_the_text_has_are_read_as_the_whole_text_and_said(tiny,
     assert f"lstmscope-ablate: note: the text has {n} tokens: all of them read, not --tokens {n + 1000}\n" in captured.err
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", str(n)]) == 0
     assert "all of them read" not in capsys.readouterr().err
+    # --max-tokens, as the pipeline's ablation.max_tokens: the same option
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--max-tokens", str(n + 1000)]) == 0
+    assert f"the text has {n} tokens: all of them read, not --tokens {n + 1000}\n" in capsys.readouterr().err
 
 
 def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):
@@ -434,6 +437,17 @@ def test_a_text_with_no_word_that_often_says_why_the_word_lists_are_empty(tiny, 
         assert (note in capsys.readouterr().err) == empty
         lists = pd.read_csv(csv, keep_default_na=False)[["words_helped", "words_hindered"]]
         assert (lists == "").all(axis=None) == empty
+
+
+def test_a_removal_that_helped_no_frequent_word_says_none_rather_than_dropping_the_line(tiny):
+    """Where a removal helped (or hindered) no word occurring --min-count times, its line said nothing: left out."""
+    table, _, _ = ablate(str(tiny.checkpoint), str(tiny.activations), ["2:3", "1:5"], max_tokens=200)
+    assert (table.words_helped != "").all() and (table.words_hindered != "").all()
+    table.loc[0, "words_helped"] = ""  # as effect_summary writes it where no such word was helped
+    paragraphs = report(table).split("\n\n")
+    first, second = (next(p for p in paragraphs if p.startswith(f"without {n}:")) for n in ("2:3", "1:5"))
+    assert "\n  helped most:   none\n  hindered most: " in first
+    assert "none" not in second and "\n  helped most:   " in second
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -161,7 +161,9 @@ def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) 
     first = table.iloc[0]
     out = [f"{first['model']}, text {first['text']}: {int(first['tokens'])} tokens read, intact perplexity "
            f"{first['intact_perplexity']:.1f}", f"a removed unit's {held_phrase(str(first['method']), hold_from)}"]
-    listed = False
+    # where any removal has words listed, every removal has both lines: an empty one says "none" (no word occurring
+    # often enough was helped, or hindered), not a line left out (where none has any, the command notes why)
+    listed = any(isinstance(w, str) and w for w in (*table["words_helped"], *table["words_hindered"]))
     for row in table.itertuples():
         low, high = (getattr(row, c) for c in INTERVAL)
         interval = "no 95 % interval" if pd.isna(low) else f"95 % interval {percent(low)} to {percent(high)} %"
@@ -174,9 +176,9 @@ def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) 
                 f"  mean effect {row.mean_effect:+.3g} nats a word; {100 * row.helped_fraction:.1f} % of the words "
                 f"helped (less likely without)"]
         for label, words in (("helped most:  ", row.words_helped), ("hindered most:", row.words_hindered)):
-            if isinstance(words, str) and words:
-                out += entries_wrapped(words, f"  {label} ", len(label) + 3, width)
-                listed = True
+            if listed:
+                out += entries_wrapped(words if isinstance(words, str) and words else "none", f"  {label} ",
+                                       len(label) + 3, width)
     if listed:
         out += ["", "(a word: occurrences × mean effect = sum, in nats; effect: log p intact - log p without)"]
     return "\n".join(fitted(line, width) for line in "\n".join(out).split("\n"))
@@ -209,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hold a removed unit at its mean h over every token of this activations file of the same "
                          "checkpoint (e.g. the pipeline's results/activations/<model>/test.h5) instead of over the "
                          "tokens read: for a short text of one's own")
-    ap.add_argument("--tokens", type=int, default=None, help="read only the text's first TOKENS tokens (default: all)")
+    ap.add_argument("--tokens", "--max-tokens", dest="tokens", type=int, default=None, metavar="TOKENS",
+                    help="read only the text's first TOKENS tokens (default: all; the pipeline reads "
+                         "ablation.max_tokens of them, 6000 in config.yaml)")
     ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
     ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
     ap.add_argument("-o", "--output", type=file_name, help="also write the table as CSV")
