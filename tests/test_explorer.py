@@ -272,6 +272,11 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     unmet = (page.name, ("colour", "x"), ("ignorecase", "yes"), ("layer", "5"), ("linkage", "average"))
     assert said[unmet] == ("layer=5 is not embedded on this page; linkage=average: choose ward or single; colour=x: "
                            "choose cluster; ignorecase=yes: choose 1")
+    # a name the page has no option of (here the neuron explorer's) is said, with the page's options
+    assert start(page, show="p", neuron="50") == (2, "c", "ward")
+    options = "(layer, state, linkage, colour, search, ignorecase)"
+    assert said[(page.name, ("neuron", "50"), ("show", "p"))] == (f"show= is no option of this page {options}; "
+                                                                 f"neuron= is no option of this page {options}")
     # the reader's first change writes the address anew: what the page did not honour is gone from it
     assert address_query(steps[unmet][0]["address"]) == {"linkage": "single", "selftest": "."}
     offered = [(page.name,), (page.name, ("layer", "1")), (page.name, ("state", "h")), (partial.name,),

@@ -34,7 +34,8 @@ window.addEventListener("error", function (e) { window.lstmscopeErrors.push(Stri
 # page's own parameters, `own`), it adds the word in the search box both pages have (#search, and ignorecase=1 where
 # #ignorecase is ticked), keeps every other parameter of the address (a test's selftest) and replaces the address
 # (history.replaceState: no new history entry). Inside the report a page is a data: address, where the
-# browser refuses it: the address then stays as it is, and is not tried again there.
+# browser refuses it: the address then stays as it is, and is not tried again there. lstmscopeUnknown names what
+# the address holds that the page has no option of.
 ADDRESS_WRITER = """<script>
 window.lstmscopeAddress = function (own) {
   var fixed = false;
@@ -52,6 +53,16 @@ window.lstmscopeAddress = function (own) {
     try { history.replaceState(history.state, "", (query ? "?" + query : location.pathname) + location.hash); }
     catch (err) { fixed = location.protocol === "data:"; }  // (another refusal, too many calls at once, passes)
   };
+};
+// what the address names that is none of the page's options (`own`) nor its test hook's (`testing`), each said with
+// the page's options (the line beside the search box): the other explorer's names (show=, colour=) or a slip
+// were passed over without a word
+window.lstmscopeUnknown = function (own, testing) {
+  var names = [];
+  new URLSearchParams(location.search).forEach(function (value, name) {
+    if (own.indexOf(name) < 0 && testing.indexOf(name) < 0 && names.indexOf(name) < 0) names.push(name);
+  });
+  return names.map(function (name) { return name + "= is no option of this page (" + own.join(", ") + ")"; });
 };
 </script>"""
 PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")  # each template must have them
