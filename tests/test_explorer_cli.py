@@ -160,6 +160,12 @@ def test_the_page_of_ones_own_text_says_whose_ranking_it_shows(results, tiny, tm
     assert result["errors"] == [] and result["spans"] == 9
     assert "(all on text test, whose ranking this page uses)" in result["info"]
     assert result["search"]["matched"] == [0, 6]
+    # on the median scale the grey is this text's median, not the ranked text's, and the line says so
+    centred = selftest(chromium, out, f"1:{top}:h:median", tmp_path)
+    said = re.search(r"; grey: its median (\S+) over this text, probe$", centred["info"])
+    with h5py.File(probe) as f:
+        h = f["layer1/h"][:, top].astype(np.float64)
+    assert said and abs(float(said.group(1)) - np.median(h)) <= np.ptp(h) / 254 + 5e-4, centred["info"]
 
 
 def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_path, capsys):  # noqa: F811
