@@ -144,6 +144,8 @@ def test_a_short_text_of_ones_own_is_drawn_whole_and_of_a_longer_one_the_drawn_t
     assert main([str(files["short"]), "-n", "2:3", "-e", "-o", out]) == 0
     assert all(b.words == short for b in drawn[-1]) and "tokens 0-" not in capsys.readouterr().err
     assert drawn[-1][0].title.startswith(f"tokens 0-{len(short) - 1}:")
+    assert main([str(files["short"]), "-n", "2:3", "--around", "c", "-o", out]) == 0  # the one passage that long
+    assert drawn[-1][0].words == short
     assert main([str(files["short"]), "-n", "2:3", "--passage", "30", "-o", out]) == 0  # asked: as asked
     assert len(drawn[-1][0].words) == 30 and "drawn" not in capsys.readouterr().err
     assert main([str(files["long"]), "-n", "2:3", "-o", out]) == 0

@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_activations(args.activations) as f, contextlib.ExitStack() as other:
             whole, own = int(f.attrs["n_tokens"]), str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's
             if own and not asked and args.start is None and whole <= WHOLE_OWN_TEXT:
-                args.start, args.tokens = 0, whole  # a paragraph of one's own: all of it, not 80 of its words
+                args.tokens = whole  # a paragraph of one's own: all of it (the one passage that long), not 80 words
             median_from = median_text = None
             if args.median_from:
                 median_from = other.enter_context(open_activations(args.median_from))
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
                   "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
                   file=sys.stderr)
-        if own and drawn < whole and not asked and args.start is None:
+        if own and drawn < whole and not asked and args.start is None and span:
             print(f"{PROG}: note: tokens {span[1]}-{span[2]} of this text's 0-{whole - 1} drawn (--start and --passage "
                   "choose another part)", file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:
