@@ -146,7 +146,7 @@ def test_ranked_on_chooses_another_texts_ranking(results, divergence_csv, tmp_pa
 
 @pytest.mark.browser
 def test_the_page_of_ones_own_text_says_whose_ranking_it_shows(results, tiny, tmp_path, chromium,
-                                                                 monkeypatch):  # noqa: F811
+                                                                 monkeypatch, capsys):  # noqa: F811
     root, model = results
     text = tmp_path / "probe.txt"
     text.write_text("the ( of ) and , the .\n", encoding="utf-8")
@@ -166,6 +166,24 @@ def test_the_page_of_ones_own_text_says_whose_ranking_it_shows(results, tiny, tm
     with h5py.File(probe) as f:
         h = f["layer1/h"][:, top].astype(np.float64)
     assert said and abs(float(said.group(1)) - np.median(h)) <= np.ptp(h) / 254 + 5e-4, centred["info"]
+    # --median-from: centred on each neuron's median over the pipeline's text instead, said so; no short-text note
+    capsys.readouterr()
+    assert main([str(probe), "-o", str(out), "--median-from", str(tiny.activations)]) == 0
+    assert "note" not in capsys.readouterr().err
+    data = page_data(out)
+    with h5py.File(tiny.activations) as f:
+        for key, series in data["series"].items():
+            layer, j = map(int, key.split(":"))
+            for state in ("h", "c"):
+                assert series[state]["median"] == pytest.approx(np.median(f[f"layer{layer}/{state}"][:, j]), abs=1e-6)
+        other = np.median(f["layer1/h"][:, top])
+    assert data["median_text"] == "test" and other != pytest.approx(np.median(h), abs=1e-3)
+    centred = selftest(chromium, out, f"1:{top}:h:median", tmp_path)
+    said = re.search(r"; grey: its median (\S+) over text test$", centred["info"])
+    assert centred["errors"] == [] and said and float(said.group(1)) == pytest.approx(other, abs=1e-3), centred["info"]
+    assert main([str(probe), "-o", str(out)]) == 0  # without it, a text of fewer than 1 000 tokens: a note
+    assert ("note: the median scale is centred on each neuron's median over the 9 tokens of this text only"
+            in capsys.readouterr().err)
 
 
 def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_path, capsys):  # noqa: F811
@@ -177,7 +195,14 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
     # the table of a deeper model: a layer 3 beyond the file's (a wider one: test_neuron_explorer)
     table = pd.read_csv(divergence_csv)
     pd.concat([table, table[table["layer"] == 1].assign(layer=3)]).to_csv(tmp_path / "deeper.csv", index=False)
-    cases = [(["--divergence", str(tmp_path / "other.csv")],
+    foreign = tmp_path / "foreign.h5"  # another checkpoint's medians
+    shutil.copy(activations, foreign)
+    with h5py.File(foreign, "a") as f:
+        f.attrs["checkpoint_sha256"] = "0" * 64
+    cases = [(["--median-from", str(foreign)], f"--median-from {foreign}: dumped from another checkpoint than "
+                                                f"{activations}"),
+             (["--median-from", str(tmp_path / "nope.h5")], "nope.h5: activations file not found"),
+             (["--divergence", str(tmp_path / "other.csv")],
               f"other.csv is the divergence table of model d0.9_r0, not of model {model}"),
              (["--divergence", str(tmp_path / "deeper.csv")], f"deeper.csv: line {len(table) + 2} has layer 3 "
                                                               f"neuron {table['neuron'][0]}, which {activations} lacks"),

@@ -6,7 +6,7 @@ written by ``lstmscope-dump``::
 
     lstmscope-explorer results/activations/d0.2_r0/test.h5 -o d0.2_r0_test.html
     lstmscope-dump results/models/d0.0_r0/model.pt probe.txt -o probe.h5
-    lstmscope-explorer probe.h5 --neurons all -o probe.html
+    lstmscope-explorer probe.h5 --neurons all --median-from results/activations/d0.0_r0/test.h5 -o probe.html
 
 The neurons are offered by their rank in the model's divergence table: for a file of the pipeline
 (results/activations/<model>/<text>.h5) that text's (results/neurons/<model>/<text>/divergence.csv);
@@ -14,6 +14,8 @@ for a text of your own the model's ranking on a pipeline text (``--ranked-on``, 
 results/neurons/<model>/test/divergence.csv, in the results folder the file lies in, else in the one of the
 checkpoint it was dumped from, else in the one the command runs in); or any table of the model given with ``--divergence``. ``--ablation`` (a file of the pipeline, results/ablation/<model>/<text>.h5, of
 the same model and text) adds the neurons removed there and the effect of each removal.
+``--median-from`` centres the median scale on each neuron's median over another activations file of
+the same checkpoint, as ``lstmscope-heatmap --median-from``: a short text's own medians say little.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from .checked_files import refuse_rows
 from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, file_name, say, writing
 from .divergence import ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, SCALES
-from .heatmap_cli import MAX_TOKENS
+from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, check_median_from
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
 from .neuron_explorer import build_neuron_explorer
@@ -166,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the h/c colour scale the page opens on, as heatmap.scale: median = centred on the neuron's "
                          "median over the text, symmetric = on 0, range = min to max (default "
                          f"{DEFAULT_SCALE}; the page's menu changes it)")
+    ap.add_argument("--median-from", type=file_name, default=None, metavar="ACTIVATIONS",
+                    help="centre the median scale on each neuron's median over another activations file of the same "
+                         "checkpoint (e.g. results/activations/<model>/test.h5) instead of over this text: for a "
+                         "short text of one's own, as lstmscope-heatmap --median-from")
     add_expectancy_floor_option(ap, "the text's smallest p")
     ap.add_argument("--title", default=None, help="the page's title (default: lstmscope neurons · MODEL · TEXT)")
     return ap
@@ -183,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.title is not None and not args.title.strip():
         ap.error("--title: an empty title (leave the option out for the default)")
     try:
-        check_inputs((args.activations, args.divergence, args.ablation))
-        check_output(args.output, "--output", inputs=(args.activations, args.divergence, args.ablation))
+        check_inputs((args.activations, args.divergence, args.ablation, args.median_from))
+        check_output(args.output, "--output", inputs=(args.activations, args.divergence, args.ablation,
+                                                      args.median_from))
         if args.divergence and args.ranked_on:
             raise ValueError(f"--divergence {args.divergence} and --ranked-on {args.ranked_on} both choose the "
                              "ranking: give one of them")
@@ -193,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             text_file = str(f.attrs.get("text_file", ""))
             checkpoint = recorded_checkpoint(f.attrs.get("provenance", ""))
             hidden = int(f.attrs["hidden_size"])
+            whole = int(f.attrs["n_tokens"])
+            if args.median_from:
+                with open_activations(args.median_from) as other:
+                    check_median_from(f, other)
         if args.neurons is not None and args.neurons > hidden:  # as neuron_explorer.neurons in the config
             raise ValueError(f"--neurons {args.neurons}: more than the {hidden} neurons of a layer of {model}; "
                              "give all to offer every live neuron")
@@ -203,16 +214,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_divergence_values(divergence)
         own = f" (text file {Path(text_file).name})" if split == "file" and text_file else ""
         title = args.title or f"lstmscope neurons · {model} · {text}{own}"
-        with stopped_by_sigterm(), writing("--output", args.output, reading=(args.activations, args.ablation)):
+        with stopped_by_sigterm(), writing("--output", args.output,
+                                           reading=(args.activations, args.ablation, args.median_from)):
             size = build_neuron_explorer(args.activations, divergence, args.output, args.neurons, args.passage,
                                          title, ablation_path=args.ablation,
                                          passage="active" if args.headings else "prose", scale=args.scale,
-                                         expectancy_floor=args.expectancy_floor)
+                                         expectancy_floor=args.expectancy_floor, median_from=args.median_from)
     except (ActivationsError, AblationError, HistogramError, ValueError) as exc:
         return failed(PROG, exc)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while building: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)
+    if split == "file" and whole < SHORT_TEXT and not args.median_from:  # as lstmscope-heatmap's note
+        print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
+              "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
+              file=sys.stderr)
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
     return say(PROG, f"{args.output}: {shown}, neurons ranked by {divergence}")
 

@@ -270,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_median_from(f: h5py.File, other: h5py.File) -> None:
+    """``other`` (--median-from's file) was dumped from the checkpoint ``f`` was, as both record it
+    (``checkpoint_sha256``): its medians are this model's. Also lstmscope-explorer's --median-from."""
+    mine, theirs = (str(g.attrs.get("checkpoint_sha256", "")) for g in (f, other))
+    if not mine or not theirs:  # (two files that both lack it are not the same model's either)
+        lacking = f.filename if not mine else other.filename
+        raise ValueError(f"--median-from {other.filename}: {lacking} has no checkpoint_sha256, so the two cannot be "
+                         "told to be one model's")
+    if mine != theirs:
+        raise ValueError(f"--median-from {other.filename}: dumped from another checkpoint than {f.filename} "
+                         "(checkpoint_sha256 differs): its medians are another model's")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(dashed_values(argv, ("-n", "--neuron", "-g", "--group")))  # -n -1:5: the layer's own error
@@ -308,14 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             median_from = median_text = None
             if args.median_from:
                 median_from = other.enter_context(open_activations(args.median_from))
-                mine, theirs = (str(g.attrs.get("checkpoint_sha256", "")) for g in (f, median_from))
-                if not mine or not theirs:  # (two files that both lack it are not the same model's either)
-                    lacking = args.activations if not mine else args.median_from
-                    raise ValueError(f"--median-from {args.median_from}: {lacking} has no checkpoint_sha256, so the "
-                                     "two cannot be told to be one model's")
-                if mine != theirs:
-                    raise ValueError(f"--median-from {args.median_from}: dumped from another checkpoint than "
-                                     f"{args.activations} (checkpoint_sha256 differs): its medians are another model's")
+                check_median_from(f, median_from)
                 median_text = str(median_from.attrs["text"])
             blocks = heatmap_blocks(f, neurons, args.expectancy, args.start, args.tokens, args.around, args.scale,
                                     args.ablation, groups, args.headings, args.expectancy_floor, median_from,

@@ -37,7 +37,7 @@ from .activations_file import (ActivationsError, layers_and_states, open_activat
 from .atomic import write_text
 from .colours import VALUE_CMAP, colour_table, expectancy_low
 from .divergence import RANK_BY, ranked, ranking_measure, read_divergence
-from .heatmap import DEFAULT_SCALE, best_window, check_scale, needs_light_text
+from .heatmap import DEFAULT_SCALE, best_window, check_scale, needs_light_text, text_median
 from .histogram import HistogramError
 from .html_page import page_provenance, provenance_line, render_page
 from .wikitext import check_passage, passage_avoid
@@ -126,13 +126,17 @@ def _effect_series(r: Removal, passage_tokens: int, avoid: np.ndarray | None) ->
 def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: str | os.PathLike,
                          neurons: int | None, passage_tokens: int, title: str,
                          ablation_path: str | os.PathLike | None = None, passage: str = "prose",
-                         expectancy_floor: float | None = None) -> dict:
+                         expectancy_floor: float | None = None,
+                         median_from: str | os.PathLike | None = None) -> dict:
     """The page's data: words, expectancy (coloured from ``expectancy_floor`` to 1; None: from its smallest p, at
     most 0.1), and per layer and state the top ``neurons`` (None: every live one)
     with their h and c;
     with ``ablation_path``, also the neurons removed one at a time there, with the effect of each removal.
     Each series' ``peak`` is the start of its "most active passage" of ``passage_tokens`` (``passage`` as
-    ``heatmap.passage``), found on the exact values as the heatmap figures find theirs."""
+    ``heatmap.passage``), found on the exact values as the heatmap figures find theirs. With ``median_from``
+    (another activations file of the same checkpoint: the caller checks it) each h and c series carries its
+    ``median`` over that file's text (``median_text``), the median scale's middle (by default the page takes the
+    series' own median over this text)."""
     if neurons is not None and neurons < 1:
         raise ValueError(f"neurons={neurons}: must be >= 1")
     check_passage(passage)
@@ -196,6 +200,16 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
                 series[f"{layer}:{j}"] = {s: {**encode(values[s][:, k]),
                                               "peak": best_window(values[s][:, k], passage_tokens, avoid)}
                                           for s in ("h", "c")}
+    median_text = None
+    if median_from is not None:
+        with open_activations(median_from) as g:
+            median_text = str(g.attrs["text"])
+            for layer, js in wanted.items():
+                cols = sorted(js)
+                for s in ("h", "c"):
+                    values = read_neurons(g, layer, s, cols, dtype=None)
+                    for k, j in enumerate(cols):
+                        series[f"{layer}:{j}"][s]["median"] = text_median(values[:, k])
     for key, extra in effects.items():
         series.setdefault(key, {}).update(extra)
     expectancy = encode(logp, expectancy_low(logp), 0.0)  # log scale, smallest p (<= 0.1) to 1: none clipped
@@ -207,7 +221,7 @@ def neuron_explorer_data(activations_path: str | os.PathLike, divergence_path: s
     return {"title": title, "model": model, "text": text, "offset": offset, "words": words,
             "rank_by": measure, "rank_by_name": RANK_BY[measure],
             "ranked_on": None if ranked_texts == [text] and not own_text else ", ".join(ranked_texts),
-            "passage": int(passage_tokens), "lut": colour_table(),
+            "median_text": median_text, "passage": int(passage_tokens), "lut": colour_table(),
             "light": light_text_table(), "expectancy": expectancy, "views": views, "series": series}
 
 
@@ -300,17 +314,18 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
                           ablation_path: str | os.PathLike | None = None, passage: str = "prose",
                           scale: str = DEFAULT_SCALE, expectancy_floor: float | None = None,
                           report_output: str | os.PathLike | None = None, report_limit: int = REPORT_PAGE_BYTES,
-                          ) -> int:
+                          median_from: str | os.PathLike | None = None) -> int:
     """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``; the
     expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``), and where
     ``report_output`` is given, the page for the one-file report (:func:`report_page`, naming ``output``); both
-    with their provenance (:func:`~lstmscope.html_page.page_provenance`, from the three files). Returns the page's
-    size in bytes."""
+    with their provenance (:func:`~lstmscope.html_page.page_provenance`, from the files read). ``median_from``: as
+    :func:`neuron_explorer_data`. Returns the page's size in bytes."""
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
-                                passage, expectancy_floor)
+                                passage, expectancy_floor, median_from)
     data["scale"] = check_scale(scale)
     data["provenance"] = page_provenance([activations_path, divergence_path,
-                                          *([ablation_path] if ablation_path else [])])
+                                          *([ablation_path] if ablation_path else []),
+                                          *([median_from] if median_from else [])])
     page = render_page(data, template)
     if report_output is not None:
         small, k = report_page(data, template, page, str(output), report_limit)
