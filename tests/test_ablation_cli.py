@@ -140,6 +140,30 @@ def test_the_command_prints_the_table_and_writes_csv_and_heatmap(tiny, tmp_path,
         "checkpoint_sha256": hashlib.sha256(tiny.checkpoint.read_bytes()).hexdigest()}}
 
 
+def test_the_heatmap_of_a_short_text_of_ones_own_holds_it_whole(tiny, tmp_path, monkeypatch):
+    """As lstmscope-heatmap draws it: a text of one's own of at most WHOLE_OWN_TEXT tokens is drawn whole, not the 80
+    tokens where the effect is largest (a pipeline text, however short, keeps the default passage)."""
+    from lstmscope import heatmap
+    from lstmscope.dump_cli import main as dump_main
+    from lstmscope.heatmap_cli import WHOLE_OWN_TEXT
+
+    drawn = []
+    monkeypatch.setattr(heatmap, "draw_blocks_to", lambda blocks, *a, **k: drawn.append(blocks))
+    text, own = tmp_path / "own.txt", tmp_path / "own.h5"
+    text.write_text("the film was released in 1999 , and it was a success .\n" * 10, encoding="utf-8")  # 140 tokens
+    assert dump_main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(own)]) == 0
+    with h5py.File(own) as f:
+        words = [w.decode() for w in f["tokens/words"][:]]
+    assert 80 < len(words) <= WHOLE_OWN_TEXT
+    png = str(tmp_path / "e.png")
+    assert main([str(tiny.checkpoint), str(own), "-n", "2:3", "--heatmap", png]) == 0
+    assert drawn[-1][0].words == words
+    assert main([str(tiny.checkpoint), str(own), "-n", "2:3", "--heatmap", png, "--passage", "30"]) == 0
+    assert len(drawn[-1][0].words) == 30
+    assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "2:3", "--heatmap", png, "--max-tokens", "140"]) == 0
+    assert len(drawn[-1][0].words) == 80  # a pipeline text: the default passage
+
+
 def test_many_neurons_removed_together_are_listed_within_the_width_above_their_numbers(tiny, capsys, monkeypatch):
     """The heading of a removal of many neurons (hundreds of characters) wraps between neurons; its numbers follow."""
     monkeypatch.setenv("COLUMNS", "60")
@@ -157,7 +181,7 @@ def test_many_neurons_removed_together_are_listed_within_the_width_above_their_n
     assert " ".join(line.strip() for line in heading) == "without " + " ".join(neurons) + ":"
     assert heading[1] == "        1:0 1:1 1:2 1:3 1:4 1:5 1:6 1:7 1:8 1:9 1:10 1:11:"  # the rest, indented
     assert re.match(r"  perplexity \d+\.\d, [+-]\S+ % \(95 % interval", lines[start + len(heading)])
-    assert any(line.startswith("without 2:3: perplexity") for line in lines)  # one neuron alone: still one line
+    assert any(line.startswith("without 2:3: perplexity") for line in lines)  # one neuron: not listed above
 
 
 def test_word_lists_break_between_entries_within_the_width_and_keep_the_word_semicolon():
@@ -250,7 +274,7 @@ def test_fewer_than_two_tokens_is_a_usage_error(tiny, tmp_path, capsys, tokens):
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:2", "--tokens", tokens, "-o", str(csv)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert exit_.value.code == 2 and err == (f"lstmscope-ablate: error: --tokens {tokens}: must be at least 2 "
+    assert exit_.value.code == 2 and err == (f"lstmscope-ablate: error: --max-tokens {tokens}: must be at least 2 "
                                              "(leave it out for the whole text)")
     assert not csv.exists()
 
@@ -345,12 +369,12 @@ def test_more_tokens_than_the_text_has_are_read_as_the_whole_text_and_said(tiny,
         n = int(f.attrs["n_tokens"])
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", str(n + 1000)]) == 0
     captured = capsys.readouterr()
-    assert f"lstmscope-ablate: note: the text has {n} tokens: all of them read, not --tokens {n + 1000}\n" in captured.err
+    assert f"lstmscope-ablate: note: the text has {n} tokens: all of them read, not --max-tokens {n + 1000}\n" in captured.err
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", str(n)]) == 0
     assert "all of them read" not in capsys.readouterr().err
-    # --max-tokens, as the pipeline's ablation.max_tokens: the same option
+    # --max-tokens, as the pipeline's ablation.max_tokens (--tokens above: its earlier name, the same option)
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--max-tokens", str(n + 1000)]) == 0
-    assert f"the text has {n} tokens: all of them read, not --tokens {n + 1000}\n" in capsys.readouterr().err
+    assert f"the text has {n} tokens: all of them read, not --max-tokens {n + 1000}\n" in capsys.readouterr().err
 
 
 def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):

@@ -225,7 +225,7 @@ def test_both_explorers_record_errors_before_their_own_script(template):
     scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, flags=re.S)
     assert scripts[0].strip().startswith("window.lstmscopeErrors = [];") and "console.error = function" in scripts[0]
     # then the address writer both pages share (html_page.ADDRESS_WRITER), the data, the page's own script
-    assert scripts[1].strip().startswith("window.lstmscopeAddress = function (own) {")
+    assert scripts[1].strip().startswith("window.lstmscopeAddress = function (own, testing) {")
     assert len(scripts) == 4
 
 
@@ -275,8 +275,11 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     # a name the page has no option of (here the neuron explorer's) is said, with the page's options
     assert start(page, show="p", neuron="50") == (2, "c", "ward")
     options = "(layer, state, linkage, colour, search, ignorecase)"
-    assert said[(page.name, ("neuron", "50"), ("show", "p"))] == (f"show= is no option of this page {options}; "
-                                                                 f"neuron= is no option of this page {options}")
+    unknown = (page.name, ("neuron", "50"), ("show", "p"))
+    assert said[unknown] == f"show=, neuron= are no options of this page {options}"
+    assert address_query(steps[unknown][0]["address"]) == {"linkage": "single", "selftest": "."}  # not passed on
+    assert start(page, show="p") == (2, "c", "ward")
+    assert said[(page.name, ("show", "p"))] == f"show= is no option of this page {options}"
     # the reader's first change writes the address anew: what the page did not honour is gone from it
     assert address_query(steps[unmet][0]["address"]) == {"linkage": "single", "selftest": "."}
     offered = [(page.name,), (page.name, ("layer", "1")), (page.name, ("state", "h")), (partial.name,),

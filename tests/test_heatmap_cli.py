@@ -130,7 +130,7 @@ def test_a_short_text_of_ones_own_is_drawn_whole_and_of_a_longer_one_the_drawn_t
     drawn = []
     monkeypatch.setattr(cli, "draw_blocks_to", lambda blocks, *a, **k: drawn.append(blocks))
     files = {}
-    for name, sentences in (("short", 10), ("long", 45)):  # 12 tokens a sentence: 120 and 540 tokens (+ <eos>s)
+    for name, sentences in (("short", 10), ("long", 45)):  # 13 words and <eos> a line: 140 and 630 tokens
         text = tmp_path / f"{name}.txt"
         text.write_text("the film was released in 1999 , and it was a success .\n" * sentences, encoding="utf-8")
         files[name] = tmp_path / f"{name}.h5"
@@ -154,7 +154,6 @@ def test_a_short_text_of_ones_own_is_drawn_whole_and_of_a_longer_one_the_drawn_t
     assert last - first + 1 == cli.DEFAULT_TOKENS and drawn[-1][0].words == long[first:last + 1]
     assert main([str(files["long"]), "-n", "2:3", "--start", "0", "-o", out]) == 0  # a part chosen: no note
     assert "drawn" not in capsys.readouterr().err
-
 
 
 @pytest.mark.parametrize("around,state", [(None, "h"), ("h", "h"), ("c", "c")])

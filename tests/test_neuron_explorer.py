@@ -873,8 +873,7 @@ def test_browser_opens_on_the_neuron_view_and_colouring_the_address_names(chromi
     # a name the page has no option of (the cluster explorer's colour=, state=) is said, with the page's options
     foreign = selftest(chromium, page, "opened", tmp_path, query={"colour": "p", "state": "c"})
     options = "(layer, by, neuron, group, show, scale, search, ignorecase)"
-    assert foreign["errors"] == [] and foreign["line"] == (f"colour= is no option of this page {options}; "
-                                                           f"state= is no option of this page {options}")
+    assert foreign["errors"] == [] and foreign["line"] == f"colour=, state= are no options of this page {options}"
     assert (foreign["view"], foreign["neuron"], foreign["show"]) == (plain["view"], plain["neuron"], plain["show"])
     no_effect = selftest(chromium, page, "opened", tmp_path, query={"show": "e", "search": "the"})
     assert no_effect["errors"] == [] and no_effect["show"] == "h"

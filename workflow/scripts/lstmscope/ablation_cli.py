@@ -38,7 +38,7 @@ from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   dashed_values, failed, file_name, say, unreadable, writing)
-from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, given_once, parse_neuron
+from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, WHOLE_OWN_TEXT, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
@@ -76,7 +76,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
                                       "results/activations/<model>/<text>.h5)")
     dev = command_device(device)
-    mt = load_model_and_text(checkpoint, activations, max_tokens, key="--tokens")
+    mt = load_model_and_text(checkpoint, activations, max_tokens, key="--max-tokens")
     mt.model = mt.model.to(dev)
     check_units(units, mt.model.config.layers, mt.model.config.hidden_size, checkpoint)
     intact = intact_log_probabilities(mt, activations, checkpoint)
@@ -153,17 +153,24 @@ def percent(value: float) -> str:
     return f"{value:+.2f}" if abs(value) >= 0.1 else f"{value:+.2g}"
 
 
+def has_word_lists(table: pd.DataFrame) -> bool:
+    """Whether any removal of ``table`` has a word helped or hindered listed (where none has, the command notes
+    why; where one has, every removal prints both lists)."""
+    return bool(table[["words_helped", "words_hindered"]].fillna("").astype(str).to_numpy().any())
+
+
 def report(table: pd.DataFrame, hold_from: str | None = None, width: int = 100) -> str:
     """What the command prints: the text, what was read and how units were removed, then per ablation its
     perplexity, change (95 % interval), mean effect and the words it helped and hindered most, every line within
-    ``width`` characters: word lists broken between entries, the neurons of a removal too many for one line listed
-    above its numbers (the table's one row per ablation is hundreds wide: ``-o``)."""
+    ``width`` characters but for a word longer than that (a path): word lists broken between entries, the neurons
+    of a removal too many for one line listed above its numbers (the table's one row per ablation is hundreds
+    wide: ``-o``)."""
     first = table.iloc[0]
     out = [f"{first['model']}, text {first['text']}: {int(first['tokens'])} tokens read, intact perplexity "
            f"{first['intact_perplexity']:.1f}", f"a removed unit's {held_phrase(str(first['method']), hold_from)}"]
     # where any removal has words listed, every removal has both lines: an empty one says "none" (no word occurring
     # often enough was helped, or hindered), not a line left out (where none has any, the command notes why)
-    listed = any(isinstance(w, str) and w for w in (*table["words_helped"], *table["words_hindered"]))
+    listed = has_word_lists(table)
     for row in table.itertuples():
         low, high = (getattr(row, c) for c in INTERVAL)
         interval = "no 95 % interval" if pd.isna(low) else f"95 % interval {percent(low)} to {percent(high)} %"
@@ -211,15 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hold a removed unit at its mean h over every token of this activations file of the same "
                          "checkpoint (e.g. the pipeline's results/activations/<model>/test.h5) instead of over the "
                          "tokens read: for a short text of one's own")
-    ap.add_argument("--tokens", "--max-tokens", dest="tokens", type=int, default=None, metavar="TOKENS",
+    ap.add_argument("--max-tokens", "--tokens", dest="tokens", type=int, default=None, metavar="TOKENS",
                     help="read only the text's first TOKENS tokens (default: all; the pipeline reads "
-                         "ablation.max_tokens of them, 6000 in config.yaml)")
+                         "ablation.max_tokens of them, 6000 in config.yaml; --tokens, its name in earlier releases, "
+                         "is the same option)")
     ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
     ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
     ap.add_argument("-o", "--output", type=file_name, help="also write the table as CSV")
     ap.add_argument("--heatmap", type=file_name, help="draw each ablation's effect on the words (.png, .svg or .pdf)")
     ap.add_argument("--passage", type=int, default=None,
-                    help=f"tokens in the --heatmap passage (default {DEFAULT_PASSAGE}, at most {MAX_TOKENS})")
+                    help=f"tokens in the --heatmap passage (default {DEFAULT_PASSAGE}, and all of a text of one's "
+                         f"own of at most {WHOLE_OWN_TEXT}; at most {MAX_TOKENS})")
     ap.add_argument("--headings", action="store_true",
                     help="let the --heatmap passage hold section headings (default: the passage outside them, "
                          "their empty lines and the 20 tokens after each)")
@@ -251,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--together removes the -n neurons all at once: give at least two")
     passage = DEFAULT_PASSAGE if args.passage is None else args.passage
     if args.tokens is not None and args.tokens < 2:
-        ap.error(f"--tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
+        ap.error(f"--max-tokens {args.tokens}: must be at least 2 (leave it out for the whole text)")
     torch.set_num_threads(args.threads)
     try:
         inputs = (args.checkpoint, args.activations, *([args.hold_from] if args.hold_from else []))
@@ -275,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                     title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
                              f"neurons removed: {held_phrase(args.method, args.hold_from)}")
+                    if args.passage is None and len(words) <= WHOLE_OWN_TEXT:  # as lstmscope-heatmap draws it:
+                        with open_activations(args.activations) as f:  # a short text of one's own whole
+                            if str(f.attrs.get("split", "")) == "file":
+                                passage = len(words)
                     with writing("--heatmap", args.heatmap):
                         draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),
                                        args.heatmap, suptitle=title)
@@ -296,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "min_count": args.min_count, "device": args.device, "threads": args.threads})
     read = int(table["tokens"].iloc[0])
     if args.tokens is not None and read < args.tokens:
-        print(f"{PROG}: note: the text has {read} tokens: all of them read, not --tokens {args.tokens}", file=sys.stderr)
+        print(f"{PROG}: note: the text has {read} tokens: all of them read, not --max-tokens {args.tokens}", file=sys.stderr)
     if args.heatmap and args.passage is not None and read < args.passage:
         print(f"{PROG}: note: {read} tokens read: the --heatmap passage holds all of them, not --passage "
               f"{args.passage}", file=sys.stderr)
@@ -306,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if table[INTERVAL].isna().any(axis=None):
         print(f"{PROG}: note: no 95 % interval of the change: it needs at least {2 * BLOCKS + 1} words read",
               file=sys.stderr)
-    if not table[["words_helped", "words_hindered"]].fillna("").to_numpy().any():
+    if not has_word_lists(table):
         print(f"{PROG}: note: no word lists: no word occurring --min-count={args.min_count} or more times among the "
               "words read changed in probability", file=sys.stderr)
     return say(PROG, report(table, args.hold_from, max(60, shutil.get_terminal_size((100, 24)).columns)))

@@ -34,7 +34,7 @@ from .checked_files import refuse_rows
 from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, file_name, say, writing
 from .divergence import ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, SCALES
-from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, check_median_from
+from .heatmap_cli import MAX_TOKENS, check_median_from, short_text_note
 from .histogram import HistogramError
 from .joblog import stop_status, stopped_by_sigterm
 from .neuron_explorer import build_neuron_explorer
@@ -225,10 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while building: the temporary file is already removed
         print(f"{PROG}: stopped; {args.output} not written", file=sys.stderr)
         return stop_status(exc)
-    if split == "file" and whole < SHORT_TEXT and not args.median_from:  # as lstmscope-heatmap's note
-        print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
-              "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
-              file=sys.stderr)
+    if split == "file" and not args.median_from:  # as lstmscope-heatmap's note
+        short_text_note(PROG, whole)
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
     return say(PROG, f"{args.output}: {shown}, neurons ranked by {divergence}")
 

@@ -24,7 +24,8 @@ word, log p(word) intact minus without it (red: it helped predict the word; a do
 ``--group LAYER:top`` or ``LAYER:random`` adds the joint effect of that layer's top-KL or random
 neurons removed together (after the neurons; without ``--neuron`` it also picks the passage).
 A text of your own (``lstmscope-dump``) of at most 400 tokens is drawn whole unless ``--start``
-or ``--passage`` is given; of a longer one the command says which tokens it drew.
+or ``--passage`` is given (so ``--around`` has nothing to choose there); of a longer one the
+command says which tokens it drew.
 """
 from __future__ import annotations
 
@@ -270,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def short_text_note(prog: str, tokens: int) -> None:
+    """Under SHORT_TEXT tokens, ``prog``'s note that a text of one's own is centred on its own few medians, and how
+    to centre it on a pipeline text's (--median-from); this command's and lstmscope-explorer's."""
+    if tokens < SHORT_TEXT:
+        print(f"{prog}: note: the median scale is centred on each neuron's median over the {tokens} "
+              "tokens of this text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline "
+              "text's", file=sys.stderr)
+
+
 def check_median_from(f: h5py.File, other: h5py.File) -> None:
     """``other`` (--median-from's file) was dumped from the checkpoint ``f`` was, as both record it
     (``checkpoint_sha256``): its medians are this model's. Also lstmscope-explorer's --median-from."""
@@ -316,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         given_once("--group", groups)
         with open_activations(args.activations) as f, contextlib.ExitStack() as other:
             whole, own = int(f.attrs["n_tokens"]), str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's
-            if own and not asked and args.start is None and whole <= WHOLE_OWN_TEXT:
+            default_passage = own and not asked and args.start is None  # a text of one's own, its part not chosen
+            if default_passage and whole <= WHOLE_OWN_TEXT:
                 args.tokens = whole  # a paragraph of one's own: all of it (the one passage that long), not 80 words
             median_from = median_text = None
             if args.median_from:
@@ -329,11 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
             drawn = len(blocks[0].words)
             span = re.search(r"tokens (\d+)-(\d+)", blocks[0].title)  # (every block's title names the passage)
-        if neurons and args.scale == "median" and not args.median_from and own and whole < SHORT_TEXT:
-            print(f"{PROG}: note: the median scale is centred on each neuron's median over the {whole} tokens of this "
-                  "text only; --median-from results/activations/<model>/test.h5 centres it on a pipeline text's",
-                  file=sys.stderr)
-        if own and drawn < whole and not asked and args.start is None and span:
+        if neurons and args.scale == "median" and not args.median_from and own:
+            short_text_note(PROG, whole)
+        if default_passage and drawn < whole and span:
             print(f"{PROG}: note: tokens {span[1]}-{span[2]} of this text's 0-{whole - 1} drawn (--start and --passage "
                   "choose another part)", file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:

@@ -30,14 +30,15 @@ window.addEventListener("error", function (e) { window.lstmscopeErrors.push(Stri
 })();
 </script>"""
 # Shared by the explorer pages: the address follows what a page shows, so that copying it shares the view.
-# lstmscopeAddress(own) gives the page its writer: called with the query of what is shown (a URLSearchParams of the
-# page's own parameters, `own`), it adds the word in the search box both pages have (#search, and ignorecase=1 where
-# #ignorecase is ticked), keeps every other parameter of the address (a test's selftest) and replaces the address
-# (history.replaceState: no new history entry). Inside the report a page is a data: address, where the
+# lstmscopeAddress(own, testing) gives the page its writer: called with the query of what is shown (a
+# URLSearchParams of the page's own parameters, `own`), it adds the word in the search box both pages have (#search,
+# and ignorecase=1 where #ignorecase is ticked), keeps the page's test hook's parameters of the address (`testing`:
+# a test's selftest), drops any other (no option of the page: said on opening, not passed on) and replaces the
+# address (history.replaceState: no new history entry). Inside the report a page is a data: address, where the
 # browser refuses it: the address then stays as it is, and is not tried again there. lstmscopeUnknown names what
 # the address holds that the page has no option of.
 ADDRESS_WRITER = """<script>
-window.lstmscopeAddress = function (own) {
+window.lstmscopeAddress = function (own, testing) {
   var fixed = false;
   return function (q) {
     var word = document.getElementById("search").value.trim();
@@ -46,7 +47,7 @@ window.lstmscopeAddress = function (own) {
       if (document.getElementById("ignorecase").checked) q.set("ignorecase", "1");
     }
     new URLSearchParams(location.search).forEach(function (value, name) {
-      if (own.indexOf(name) < 0) q.append(name, value);
+      if (testing.indexOf(name) >= 0) q.append(name, value);
     });
     var query = q.toString();
     if (fixed || (query ? "?" + query : "") === location.search) return;
@@ -62,7 +63,9 @@ window.lstmscopeUnknown = function (own, testing) {
   new URLSearchParams(location.search).forEach(function (value, name) {
     if (own.indexOf(name) < 0 && testing.indexOf(name) < 0 && names.indexOf(name) < 0) names.push(name);
   });
-  return names.map(function (name) { return name + "= is no option of this page (" + own.join(", ") + ")"; });
+  if (!names.length) return [];
+  return [names.map(function (name) { return name + "="; }).join(", ") +
+          (names.length > 1 ? " are no options" : " is no option") + " of this page (" + own.join(", ") + ")"];
 };
 </script>"""
 PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")  # each template must have them
