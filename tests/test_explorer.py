@@ -268,13 +268,15 @@ def test_browser_starts_on_the_deepest_cell_state_or_the_view_the_url_names(chro
     # what the address asked for and the page does not offer is said beside the search box, as the neuron explorer
     # does; what it offers, nothing
     assert said[(partial.name, ("layer", "1"), ("state", "c"))] == "state=c is not embedded for layer 1"
+    assert start(page, cluster="9999") == (2, "c", "ward")  # no such cluster: said, nothing listed
+    assert said[(page.name, ("cluster", "9999"))] == "cluster=9999 is not a cluster of layer 2 c, ward"
     assert start(page, layer="5", linkage="average", colour="x", ignorecase="yes") == (2, "c", "ward")
     unmet = (page.name, ("colour", "x"), ("ignorecase", "yes"), ("layer", "5"), ("linkage", "average"))
     assert said[unmet] == ("layer=5 is not embedded on this page; linkage=average: choose ward or single; colour=x: "
                            "choose cluster; ignorecase=yes: choose 1")
     # a name the page has no option of (here the neuron explorer's) is said, with the page's options
     assert start(page, show="p", neuron="50") == (2, "c", "ward")
-    options = "(layer, state, linkage, colour, search, ignorecase)"
+    options = "(layer, state, linkage, colour, cluster, search, ignorecase)"
     unknown = (page.name, ("neuron", "50"), ("show", "p"))
     assert said[unknown] == f"show=, neuron= are no options of this page {options}"
     assert address_query(steps[unknown][0]["address"]) == {"linkage": "single", "selftest": "."}  # not passed on
@@ -514,11 +516,14 @@ def test_browser_the_address_follows_the_view_and_opens_it_again(chromium, table
     result = selftest(chromium, with_p, "the", tmp_path)
     assert result["errors"] == []
     view = {"layer": "1", "state": "h", "linkage": "single"}
+    listed = result["steps"][-2]["shown"]["cluster"]  # the cluster clicked (the legend's first)
     expected = {"linkage": {"linkage": "single"}, "layer": {"layer": "1", "linkage": "single"},  # layer 1 keeps c
                 "state": view, "search": {**view, "search": "the"},
                 "ignore case": {**view, "search": "the", "ignorecase": "1"},
-                "colour": {**view, "colour": "p", "search": "the", "ignorecase": "1"}, "back": {}}
-    assert [s["did"] for s in result["steps"]] == list(expected)
+                "colour": {**view, "colour": "p", "search": "the", "ignorecase": "1"},
+                "cluster": {**view, "colour": "p", "cluster": str(listed), "search": "the", "ignorecase": "1"},
+                "back": {}}
+    assert listed > 0 and [s["did"] for s in result["steps"]] == list(expected)
     for step in result["steps"]:
         assert address_query(step["address"]) == {**expected[step["did"]], "selftest": "the"}, step
         assert step["hash"] == ""
@@ -526,7 +531,7 @@ def test_browser_the_address_follows_the_view_and_opens_it_again(chromium, table
         assert again["errors"] == [] and again["start"] == step["shown"], (step, again["start"])
         assert again["opened"] == step["line"]  # nothing unmet, the same matches
     assert result["steps"][-2]["shown"] == {"layer": 1, "state": "h", "linkage": "single", "colour": "p",
-                                            "search": "the", "ignorecase": True}
+                                            "cluster": listed, "search": "the", "ignorecase": True}
     assert result["steps"][-1]["shown"] == {**result["start"], "search": "", "ignorecase": False}
     inside = data_selftest(chromium, with_p, {"selftest": "the"}, tmp_path)
     assert inside["errors"] == []
