@@ -4,10 +4,11 @@ The pipeline removes the top-KL neurons and random ones; this command removes th
 pick (e.g. a neuron you found in the explorer or in ``neuron_tracking.csv``), each one at a
 time and, with ``--together``, all at once, and prints per ablation the perplexity with and
 without, its change, and the words the neuron(s) helped and hindered most. A removed unit's h
-is held at its mean over the tokens read (``--method zero``: at 0), as the pipeline does::
+is held at its mean over the tokens read (``--method zero``: at 0), as the pipeline does; with
+``--max-tokens 6000`` (the pipeline's ablation.max_tokens) a removal's numbers are its table's::
 
-    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:50 -n 2:14 --together
-    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:50 --heatmap e.png -o t.csv
+    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:50 -n 2:14 --together --max-tokens 6000
+    lstmscope-ablate results/models/d0.0_r0/model.pt results/activations/d0.0_r0/test.h5 -n 2:50 --max-tokens 6000 --heatmap e.png -o t.csv
 
 Neurons are ``LAYER:INDEX`` (layers from 1, indices from 0, as in the tables). The activations
 file gives the text and must have been dumped from the checkpoint. ``--heatmap`` draws each
