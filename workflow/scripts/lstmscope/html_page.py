@@ -55,9 +55,9 @@ window.lstmscopeAddress = function (own, testing) {
     catch (err) { fixed = location.protocol === "data:"; }  // (another refusal, too many calls at once, passes)
   };
 };
-// what the address names that is none of the page's options (`own`) nor its test hook's (`testing`), each said with
-// the page's options (the line beside the search box): the other explorer's names (show=, colour=) or a slip
-// were passed over without a word
+// what the address names that is none of the page's options (`own`) nor its test hook's (`testing`): one note for
+// the line beside the search box, naming them with the page's options (the other explorer's names, show= or
+// colour=, or a slip were passed over without a word)
 window.lstmscopeUnknown = function (own, testing) {
   var names = [];
   new URLSearchParams(location.search).forEach(function (value, name) {
