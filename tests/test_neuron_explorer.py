@@ -374,6 +374,7 @@ def test_browser_the_word_scrolled_to_is_not_behind_the_header_in_a_narrow_windo
         assert not shown["headerScrolls"] or shown["shown"] <= RANKING_MIN_PX, (window, shown)
 
 
+@pytest.mark.browser
 def test_browser_the_header_scrolls_only_where_the_ranking_is_at_its_least(chromium, page, tmp_path):  # noqa: F811
     """The ranking yields first: the header itself scrolls only once the ranking is down to its least height. In a
     window where the ranking is capped between its least and its whole height, the header once overflowed by its
