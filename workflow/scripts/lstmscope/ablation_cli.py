@@ -39,7 +39,7 @@ from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
                   dashed_values, failed, file_name, say, unreadable, writing)
-from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, WHOLE_OWN_TEXT, given_once, parse_neuron
+from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, WHOLE_OWN_TEXT, drawn_whole, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
@@ -285,9 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                     title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
                              f"neurons removed: {held_phrase(args.method, args.hold_from)}")
-                    if args.passage is None and len(words) <= WHOLE_OWN_TEXT:  # as lstmscope-heatmap draws it:
-                        with open_activations(args.activations) as f:  # a short text of one's own whole
-                            if str(f.attrs.get("split", "")) == "file":
+                    if args.passage is None:  # a short text of one's own whole, as lstmscope-heatmap draws it
+                        with open_activations(args.activations) as f:
+                            if drawn_whole(str(f.attrs.get("split", "")), len(words)):
                                 passage = len(words)
                     with writing("--heatmap", args.heatmap):
                         draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),

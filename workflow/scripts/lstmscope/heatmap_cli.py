@@ -271,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def drawn_whole(split: str, tokens: int) -> bool:
+    """Whether a text is drawn whole when no passage is asked for: one of one's own (lstmscope-dump's, split
+    ``file``) of at most WHOLE_OWN_TEXT tokens (drawn); this command's and lstmscope-ablate's --heatmap."""
+    return split == "file" and tokens <= WHOLE_OWN_TEXT
+
+
 def short_text_note(prog: str, tokens: int) -> None:
     """Under SHORT_TEXT tokens, ``prog``'s note that a text of one's own is centred on its own few medians, and how
     to centre it on a pipeline text's (--median-from); this command's and lstmscope-explorer's."""
@@ -325,9 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         given_once("--neuron", neurons)
         given_once("--group", groups)
         with open_activations(args.activations) as f, contextlib.ExitStack() as other:
-            whole, own = int(f.attrs["n_tokens"]), str(f.attrs.get("split", "")) == "file"  # lstmscope-dump's
+            whole, split = int(f.attrs["n_tokens"]), str(f.attrs.get("split", ""))
+            own = split == "file"  # lstmscope-dump's
             default_passage = own and not asked and args.start is None  # a text of one's own, its part not chosen
-            if default_passage and whole <= WHOLE_OWN_TEXT:
+            if default_passage and drawn_whole(split, whole):
                 args.tokens = whole  # a paragraph of one's own: all of it (the one passage that long), not 80 words
             median_from = median_text = None
             if args.median_from:
