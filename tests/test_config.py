@@ -49,6 +49,11 @@ BAD = [
                              "architecture"),
     ("training.epoch", 3, "unknown config key 'epoch' in training; did you mean 'epochs'? allowed keys: batch_size, bptt, clip"),
     ("figures.colormap", "RdBu", "unknown config key 'colormap' in figures; allowed keys:"),  # nothing close: no guess
+    # a section's key at the top level (snakemake --config epochs=3): the sections that have it, and how to set it
+    ("epochs", 3, "unknown config key 'epochs' at the top level; did you mean training.epochs? (in YAML under "
+                  "training:, on the command line --config 'training={epochs: 3}'); allowed keys: ablation,"),
+    ("dpi", 200, "unknown config key 'dpi' at the top level; did you mean figures.dpi? (in YAML under figures:, on the "
+                 "command line --config 'figures={dpi: 200}'); allowed keys:"),
     ("training.lr", -1, "config key training.lr: -1 is out of range; must be > 0"),
     ("training.epochs", "ten", "config key training.epochs: 'ten' is not of type integer"),
     ("training.device", "tpu", "config key training.device: 'tpu' is not allowed; choose one of ['auto', 'cpu', 'cuda']"),

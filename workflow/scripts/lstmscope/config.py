@@ -8,6 +8,7 @@ import copy
 import decimal
 import difflib
 import hashlib
+import json
 import math
 import os
 import urllib.parse
@@ -65,6 +66,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
         where = f"in {key}" if error.absolute_path else "at the top level"
         near = difflib.get_close_matches(str(extra[0]), allowed, n=1)
         guess = f"did you mean {near[0]!r}? " if near else ""
+        homes = [] if near or error.absolute_path else [  # a section's key at the top level: --config epochs=3
+            name for name, sub in error.schema.get("properties", {}).items()
+            if isinstance(sub, dict) and extra[0] in (sub.get("properties") or {})]
+        if homes:
+            value = json.dumps(error.instance[extra[0]], default=str)
+            guess = (f"did you mean {' or '.join(f'{h}.{extra[0]}' for h in homes)}? (in YAML under {homes[0]}:, on "
+                     f"the command line --config '{homes[0]}={{{extra[0]}: {value}}}'); ")
         return f"unknown config key {extra[0]!r} {where}; {guess}allowed keys: {', '.join(allowed)}"
     if v == "enum":
         return f"config key {key}: {error.instance!r} is not allowed; choose one of {s}"
