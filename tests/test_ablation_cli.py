@@ -380,17 +380,19 @@ def test_more_tokens_than_the_text_has_are_read_as_the_whole_text_and_said(tiny,
 def test_a_file_that_is_no_checkpoint_names_the_order_of_the_arguments(tiny, tmp_path, capsys):
     assert main([str(tiny.activations), str(tiny.checkpoint), "-n", "1:1"]) == 1  # the two swapped
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.endswith("an HDF5 file, not a checkpoint; the arguments are CHECKPOINT ACTIVATIONS "
-                                            "(results/models/<model>/model.pt results/activations/<model>/<text>.h5)")
+    order = "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt results/activations/<model>/<text>.h5)"
+    assert "\n" not in err and err.endswith(f"{tiny.activations}: an activations file, not a checkpoint; {order}")
     metrics = tmp_path / "metrics.json"
     metrics.write_text('{"model": "d0.2_r0"}\n')
+    assert main([str(metrics), str(tiny.activations), "-n", "1:1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith(f"{metrics}: a text file, not a checkpoint; {order}")
     cut = tmp_path / "cut.pt"
     cut.write_bytes(tiny.checkpoint.read_bytes()[:-100])  # a copy cut short
-    for path in (metrics, cut):
-        assert main([str(path), str(tiny.activations), "-n", "1:1"]) == 1
-        err = capsys.readouterr().err.strip()
-        assert "\n" not in err and err.endswith(f"{path}: not a checkpoint written by torch.save (a complete "
-                                                "results/models/<model>/model.pt)")
+    assert main([str(cut), str(tiny.activations), "-n", "1:1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith(f"{cut}: not a checkpoint written by torch.save (a complete "
+                                            "results/models/<model>/model.pt)")
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp_path, capsys):

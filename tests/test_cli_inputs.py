@@ -12,6 +12,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 
 from lstmscope import dump_cli
 from lstmscope.ablation_cli import main as ablate_main
@@ -20,7 +21,7 @@ from lstmscope.heatmap_cli import main as heatmap_main
 
 from conftest import run_unprivileged, skip_or_fail
 from damage import damage_largest_part
-from neurons_support import divergence_csv, tiny  # noqa: F401 (fixtures)
+from neurons_support import degenerate, divergence_csv, other_run_ablation, tiny  # noqa: F401 (fixtures)
 
 
 def damaged_copy(src, dst):
@@ -76,25 +77,28 @@ def test_a_checkpoint_damaged_inside_is_one_line_naming_it(tiny, tmp_path, capsy
 
 
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tiny, divergence_csv, tmp_path, capsys):
-    """No command's output may replace one of its inputs: lstmscope-ablate's -o takes any name, lstmscope-dump's any
-    .h5, and an input of the heatmap or explorer command may itself be named like a figure or a page."""
+    """No command's output may replace one of its inputs: lstmscope-ablate's -o takes any name ending in .csv and
+    --heatmap a figure's, lstmscope-dump's any .h5, and an input may itself be named so (a checkpoint model.csv,
+    activations a.png), as the heatmap or explorer command's may be named like a figure or a page."""
     acts, ckpt = tmp_path / "a.h5", tmp_path / "model.pt"
     shutil.copy(tiny.activations, acts)
     shutil.copy(tiny.checkpoint, ckpt)
     text = tmp_path / "t.txt"
     text.write_text("the film .\n", encoding="utf-8")
     before = {p: p.read_bytes() for p in (acts, ckpt, text)}
+    # ablate's -o must end in .csv and --heatmap in a figure's suffix: inputs named so
+    csv_ckpt, png_acts = tmp_path / "model.csv", tmp_path / "a.png"
+    shutil.copy(tiny.checkpoint, csv_ckpt)
+    shutil.copy(tiny.activations, png_acts)
+    before.update({p: p.read_bytes() for p in (csv_ckpt, png_acts)})
     calls = [
-        ("lstmscope-ablate", ablate_main, [str(ckpt), str(acts), "-n", "1:0", "-o", str(acts)], acts),
-        ("lstmscope-ablate", ablate_main, [str(ckpt), str(acts), "-n", "1:0", "-o", str(tmp_path / "." / "model.pt")],
-         ckpt),  # the same file by another name
+        ("lstmscope-ablate", ablate_main, [str(csv_ckpt), str(acts), "-n", "1:0", "-o", str(csv_ckpt)], csv_ckpt),
+        ("lstmscope-ablate", ablate_main, [str(ckpt), str(png_acts), "-n", "1:0", "--heatmap",
+                                           str(tmp_path / "." / "a.png")], png_acts),  # the same file by another name
     ]
     for command, main, args, clobbered in calls:
         assert main(args) == 1, args
         assert f"is the input {clobbered}; give another file name" in one_error_line(capsys, command), args
-    both = tmp_path / "e.png"
-    assert ablate_main([str(ckpt), str(acts), "-n", "1:0", "-o", str(both), "--heatmap", str(both)]) == 1
-    assert "are the same file; give two names" in one_error_line(capsys, "lstmscope-ablate") and not both.exists()
     # a dump over its own text file: the text is the input (the output must end in .h5, so the text is named so)
     h5_text = tmp_path / "probe.h5"
     h5_text.write_text("the film .\n", encoding="utf-8")
@@ -399,3 +403,103 @@ def test_a_value_that_starts_with_a_dash_and_a_digit_is_joined_to_its_option():
     # a long option abbreviated as argparse allows; "--" alone and a prefix of no option stay
     assert dashed_values(["--neu", "-1:5", "--n", "-2:0"], options) == ["--neu=-1:5", "--n=-2:0"]
     assert dashed_values(["--nix", "-1:5"], options) == ["--nix", "-1:5"]
+
+
+def test_a_file_of_another_kind_is_named_with_the_argument_that_takes_it(tiny, divergence_csv, other_run_ablation,
+                                                                         tmp_path, capsys):
+    """Files swapped between the arguments (all of lstmscope's HDF5 files end in .h5; an ablation file and an
+    activations file of one text are both <text>.h5) are named for what they are, with the argument that takes
+    them, instead of the attributes the wanted kind would have; nothing is written."""
+    act, abl, ckpt, csv = tiny.activations, other_run_ablation, tiny.checkpoint, divergence_csv
+    found = {"activations": "results/activations/<model>/<text>.h5, or lstmscope-dump's",
+             "ablation": "results/ablation/<model>/<text>.h5", "csv": "results/neurons/<model>/<text>/divergence.csv"}
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    fig, page, table, dumped = (tmp_path / n for n in ("x.png", "x.html", "x.csv", "x.h5"))
+    cases = [
+        ("lstmscope-heatmap", heatmap_main, [abl, "-n", "1:0", "-o", fig],
+         f"{abl}: an ablation file, not an activations file ({found['activations']}); --ablation takes it"),
+        ("lstmscope-heatmap", heatmap_main, [act, "-n", "1:0", "--ablation", act, "-o", fig],
+         f"--ablation {act}: an activations file, not an ablation file ({found['ablation']}); the ACTIVATIONS "
+         "argument or --median-from takes it"),
+        ("lstmscope-heatmap", heatmap_main, [act, "-n", "1:0", "--median-from", ckpt, "-o", fig],
+         f"--median-from {ckpt}: a model checkpoint, not an activations file ({found['activations']})"),
+        ("lstmscope-explorer", explorer_main, [act, "--divergence", act, "-o", page],
+         f"--divergence {act}: an activations file, not a CSV table ({found['csv']}); the ACTIVATIONS argument or "
+         "--median-from takes it"),
+        ("lstmscope-explorer", explorer_main, [csv, "-o", page],
+         f"{csv}: a CSV table, not an activations file ({found['activations']}); --divergence takes it"),
+        ("lstmscope-ablate", ablate_main, [ckpt, abl, "-n", "1:0", "-o", table],
+         f"{abl}: an ablation file, not an activations file ({found['activations']})"),
+        ("lstmscope-ablate", ablate_main, [ckpt, ckpt, "-n", "1:0", "-o", table],
+         f"{ckpt}: a model checkpoint, not an activations file ({found['activations']}); the CHECKPOINT argument "
+         "takes it"),
+        ("lstmscope-ablate", ablate_main, [ckpt, act, "-n", "1:0", "--hold-from", abl, "-o", table],
+         f"--hold-from {abl}: an ablation file, not an activations file ({found['activations']})"),
+        ("lstmscope-dump", dump_cli.main, [ckpt, act, "--vocabulary", tiny.vocabulary, "-o", dumped],
+         f"{act}: an activations file, not a text file (UTF-8 text)"),
+        ("lstmscope-ablate", ablate_main, [csv, act, "-n", "1:0"],
+         f"{csv}: a CSV table, not a checkpoint; the arguments are CHECKPOINT ACTIVATIONS"),
+    ]
+    for command, main, args, message in cases:
+        assert main([str(a) for a in args]) == 1, args
+        err = one_error_line(capsys, command)
+        assert err.rstrip("\n").endswith(message) or message in err, (err, message)
+    assert not any(p.exists() for p in (fig, page, table, dumped))
+
+
+def test_an_hdf5_file_cut_short_is_named_as_cut_short_with_its_sizes(tiny, tmp_path, capsys):
+    """HDF5's own words are about superblocks and eof; the line says the copy or write did not finish."""
+    whole = tiny.activations.stat().st_size
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(tiny.activations.read_bytes()[:whole // 3])
+    out = tmp_path / "x.png"
+    assert heatmap_main([str(cut), "-n", "1:0", "-o", str(out)]) == 1
+    err = one_error_line(capsys, "lstmscope-heatmap")
+    assert f"{cut}: an HDF5 file cut short ({whole // 3} of its {whole} bytes" in err and not out.exists()
+
+
+def test_the_dump_does_not_replace_another_lstmscope_file_and_ablate_writes_only_csv(tiny, other_run_ablation,
+                                                                                     tmp_path, capsys):
+    """lstmscope-dump's -o only has to end in .h5, which every lstmscope HDF5 file does; lstmscope-ablate's -o is
+    the table, where lstmscope-heatmap's -o is a figure: a figure's (or an .h5) name is refused before anything runs."""
+    copy = tmp_path / "ablation.h5"
+    shutil.copy(other_run_ablation, copy)
+    before = copy.read_bytes()
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    assert dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(copy)]) == 1
+    assert (f"--output {copy}: an ablation file (lstmscope-ablation-1), not an activations file; this command would "
+            "replace it") in one_error_line(capsys, "lstmscope-dump")
+    assert copy.read_bytes() == before
+    for name in ("fig.png", "ablation.h5"):
+        with pytest.raises(SystemExit) as exit_:
+            ablate_main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:0", "-o", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.strip().endswith(
+            f"--output {tmp_path / name}: the table is written as CSV, to a name ending in .csv (the figure: "
+            "--heatmap FILE)"), err
+    assert copy.read_bytes() == before and not (tmp_path / "fig.png").exists()
+
+
+@pytest.mark.parametrize("command", ["dump", "ablate"])
+def test_more_threads_than_cpus_is_a_usage_error(tiny, tmp_path, capsys, command):
+    """--threads 100000 made torch start that many threads: a crash with no message (the dump) or a page of
+    traceback (ablate). At most the machine's CPUs; the number said is os.cpu_count()."""
+    cpus = os.cpu_count()
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    argv = {"dump": [str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
+                     "-o", str(tmp_path / "x.h5")],
+            "ablate": [str(tiny.checkpoint), str(tiny.activations), "-n", "1:0"]}[command]
+    main = {"dump": dump_cli.main, "ablate": ablate_main}[command]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--threads", str(cpus + 1)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.strip().endswith(
+        f"--threads {cpus + 1}: this machine has {cpus} CPU{'s' * (cpus > 1)}; give at most {cpus}"), err
+    threads = torch.get_num_threads()
+    try:
+        assert main([*argv, "--threads", str(cpus)]) == 0, capsys.readouterr().err  # every CPU of the machine: allowed
+    finally:
+        torch.set_num_threads(threads)  # (the commands set torch's threads for the process: the tests' own back)

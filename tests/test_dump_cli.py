@@ -124,8 +124,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     out = tmp_path / "o.h5"
     v = ["--vocabulary", str(tiny.vocabulary)]
     cases = [
-        ([str(good), str(tiny.checkpoint), *v], "t.txt: not a checkpoint written by torch.save"),
-        ([str(tiny.activations), str(good), *v], "an HDF5 file, not a checkpoint; the arguments are CHECKPOINT TEXT"),
+        ([str(good), str(tiny.checkpoint), *v], "t.txt: a text file, not a checkpoint; the arguments are CHECKPOINT TEXT"),
+        ([str(tiny.activations), str(good), *v],
+         "an activations file, not a checkpoint; the arguments are CHECKPOINT TEXT"),
         ([str(tiny.checkpoint), str(tmp_path / "none.txt"), *v], "none.txt: text file not found"),
         ([str(tiny.checkpoint), str(empty), *v], "empty.txt: no words to read (an empty file?)"),
         ([str(tiny.checkpoint), str(latin), *v], "latin.txt: not UTF-8 text"),

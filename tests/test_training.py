@@ -690,3 +690,18 @@ def test_training_follows_the_textbook_recipe(tmp_path, corpus):
     ours = torch.load(tmp_path / "resume.pt", weights_only=True)["model"]  # the last epoch's weights
     for k, v in book.items():
         torch.testing.assert_close(ours[k], v, rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_a_resume_state_given_for_a_checkpoint_is_named_as_one(tmp_path, corpus, capsys):
+    """resume.pt lies beside model.pt while a training is unfinished; given to a command for the checkpoint it was
+    "not a lstmscope checkpoint (format is not …)". The command names it and where the checkpoint will be."""
+    from lstmscope.dump_cli import main as dump_main
+
+    resume = _crash_at_batch_8(tmp_path, corpus)
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    out = tmp_path / "x.h5"
+    assert dump_main([str(resume), str(text), "--vocabulary", str(tmp_path / "v.json"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"lstmscope-dump: error: {resume}: a training's resume state, not a checkpoint; give the model.pt "
+                   "its training writes when it ends (results/models/<model>/model.pt)\n") and not out.exists()

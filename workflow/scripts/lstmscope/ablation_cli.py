@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
 import sys
@@ -37,12 +36,14 @@ from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
-from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  dashed_values, failed, file_name, say, unreadable, writing)
+from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output, check_threads,
+                  command_device, command_parser, dashed_values, failed, file_name, say, unreadable, writing)
 from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, WHOLE_OWN_TEXT, drawn_whole, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
 PROG = "lstmscope-ablate"
+ORDER = ("the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
+         "results/activations/<model>/<text>.h5)")
 COLUMNS = ["model", "text", "tokens", "method", "neurons", "perplexity", "intact_perplexity",
            "perplexity_change_pct", *INTERVAL, "mean_effect", "helped_fraction", "words_helped", "words_hindered"]
 
@@ -74,8 +75,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     if not units:
         raise ValueError("nothing to remove: give --neuron LAYER:INDEX (repeatable)")
     given_once("--neuron", units)
-    check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT ACTIVATIONS (results/models/<model>/model.pt "
-                                      "results/activations/<model>/<text>.h5)")
+    check_checkpoint_file(checkpoint, ORDER)
     dev = command_device(device)
     mt = load_model_and_text(checkpoint, activations, max_tokens, key="--max-tokens")
     mt.model = mt.model.to(dev)
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "is the same option)")
     ap.add_argument("--top-words", type=int, default=6, help="words listed as most helped / hindered (default 6)")
     ap.add_argument("--min-count", type=int, default=3, help="occurrences a listed word needs (default 3)")
-    ap.add_argument("-o", "--output", type=file_name, help="also write the table as CSV")
+    ap.add_argument("-o", "--output", type=file_name, help="also write the table as CSV (a name ending in .csv)")
     ap.add_argument("--heatmap", type=file_name, help="draw each ablation's effect on the words (.png, .svg or .pdf)")
     ap.add_argument("--passage", type=int, default=None,
                     help=f"tokens in the --heatmap passage (default {DEFAULT_PASSAGE}, and all of a text of one's "
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             ap.error(f"--heatmap {exc}")
     for option, value in (("--top-words", args.top_words), ("--min-count", args.min_count),
-                          ("--passage", args.passage), ("--threads", args.threads)):
+                          ("--passage", args.passage)):
         if value is not None and value < 1:
             ap.error(f"{option} {value}: must be >= 1")
     if (args.passage is not None or args.headings) and not args.heatmap:
@@ -257,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "--heatmap FILE too")
     if args.passage is not None and args.passage > MAX_TOKENS:
         ap.error(f"--passage {args.passage}: at most {MAX_TOKENS} words make a readable figure")
+    check_threads(ap, args.threads)
+    if args.output and not args.output.lower().endswith(".csv"):  # the figure is --heatmap's (lstmscope-heatmap's -o)
+        ap.error(f"--output {args.output}: the table is written as CSV, to a name ending in .csv (the figure: --heatmap "
+                 "FILE)")
     if args.together and len(args.neuron) < 2:
         ap.error("--together removes the -n neurons all at once: give at least two")
     passage = DEFAULT_PASSAGE if args.passage is None else args.passage
@@ -266,11 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         inputs = (args.checkpoint, args.activations, *([args.hold_from] if args.hold_from else []))
         check_inputs(inputs)
+        check_checkpoint_file(args.checkpoint, ORDER)
+        check_kinds([(args.checkpoint, "CHECKPOINT", "checkpoint"), (args.activations, "ACTIVATIONS", "activations"),
+                     (args.hold_from, "--hold-from", "activations")])
         for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
             if path:
                 check_output(path, option, inputs=inputs)
-        if args.output and args.heatmap and os.path.abspath(args.output) == os.path.abspath(args.heatmap):
-            raise ValueError(f"--output {args.output} and --heatmap {args.heatmap} are the same file; give two names")
         with stopped_by_sigterm():
             table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                            args.min_count, args.top_words, args.device, args.method, args.hold_from)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -94,6 +95,16 @@ def command_device(device: str) -> "torch.device":
                          "there is one)") from None
 
 
+def check_threads(ap: argparse.ArgumentParser, threads: int) -> None:
+    """``--threads`` from 1 to the machine's CPUs (more only slows torch down, and a number of thousands makes it start
+    thousands of threads, which ends in a crash, not an error), else a usage error naming both."""
+    cpus = os.cpu_count() or 1
+    if threads < 1:
+        ap.error(f"--threads {threads}: must be >= 1")
+    if threads > cpus:
+        ap.error(f"--threads {threads}: this machine has {cpus} CPU{'s' * (cpus > 1)}; give at most {cpus}")
+
+
 def check_output(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:
     """An output the command could not write, or one that would replace one of its ``inputs``, is an error before
     anything is computed, naming the option."""
@@ -128,18 +139,118 @@ def check_inputs(paths: Sequence[str | None]) -> None:
 
 
 def check_checkpoint_file(checkpoint: str, order: str) -> None:
-    """A file that is not a checkpoint at all (another argument given first, a metrics.json, a copy cut short)
-    gets a line naming ``order`` (the order of the command's arguments), not torch's page on unpickling. A
-    missing file is left to the loader, which names it."""
+    """A file that is not a checkpoint at all (another argument given first, a metrics.json, a copy cut short, a
+    training's resume state) gets a line naming what it is and ``order`` (the order of the command's arguments), not
+    torch's page on unpickling. A missing file is left to the loader, which names it."""
     if not os.path.isfile(checkpoint):
         return
-    with open(checkpoint, "rb") as fh:
-        head = fh.read(8)
-    if head == b"\x89HDF\r\n\x1a\n":
-        raise ValueError(f"{checkpoint}: an HDF5 file, not a checkpoint; {order}")
-    if not zipfile.is_zipfile(checkpoint):
-        raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
-                         "results/models/<model>/model.pt)")
+    kind = file_kind(checkpoint)
+    if kind in ("torch", "checkpoint", "unreadable"):  # (another program's torch file: the loader says what it lacks)
+        return
+    if kind == "resume":
+        raise ValueError(f"{checkpoint}: {KINDS['resume']}, not a checkpoint; give the model.pt its training writes "
+                         "when it ends (results/models/<model>/model.pt)")
+    if kind in KINDS:
+        raise ValueError(f"{checkpoint}: {KINDS[kind]}, not a checkpoint; {order}")
+    raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
+                     "results/models/<model>/model.pt)")
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# what a file is, as a command's error names it (file_kind's names)
+KINDS = {
+    "activations": "an activations file",
+    "ablation": "an ablation file",
+    "histograms": "a histogram file",
+    "checkpoint": "a model checkpoint",
+    "resume": "a training's resume state",
+    "hdf5": "an HDF5 file",
+    "csv": "a CSV table",
+    "text": "a text file",
+}
+
+
+def file_kind(path: str) -> str:
+    """What the file at ``path`` is, read from its first bytes and, where it is one of lstmscope's, its format: one
+    of KINDS' names (a lstmscope HDF5 file by its ``format``, lstmscope-<kind>-<version>; "hdf5" for another or an
+    unreadable one; a torch file by the format its record names), "torch" (a torch file of another program),
+    "binary", "" (empty) or "unreadable" (cannot be opened: its reader says why). An HDF5 file cut short is an
+    error saying so (HDF5's own words are about superblocks)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:  # its reader names the reason (Permission denied)
+        return "unreadable"
+    if not head:
+        return ""
+    if head.startswith(HDF5_SIGNATURE):
+        import h5py
+
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                found = str(f.attrs.get("format", ""))
+        except OSError as exc:
+            cut = re.search(r"eof = (\d+).*stored_eof = (\d+)", str(exc))
+            if cut:
+                raise ValueError(f"{path}: an HDF5 file cut short ({cut[1]} of its {cut[2]} bytes: a copy or a write "
+                                 "that did not finish); copy or write it again") from None
+            return "hdf5"
+        kind = re.fullmatch(r"lstmscope-([a-z]+)-\d+", found)
+        return kind[1] if kind and kind[1] in KINDS else "hdf5"
+    if zipfile.is_zipfile(path):  # torch.save's format: a zip archive whose data.pkl holds the record's text
+        try:
+            with zipfile.ZipFile(path) as z:
+                record = next((z.read(n) for n in z.namelist() if n.endswith("/data.pkl")), b"")
+        except (OSError, zipfile.BadZipFile, RuntimeError):
+            return "binary"
+        for kind, fmt in (("checkpoint", b"lstmscope-checkpoint-"), ("resume", b"lstmscope-resume-")):
+            if fmt in record:
+                return kind
+        return "torch" if record else "binary"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(head) < 4096 or exc.start < len(head) - 3:  # not merely a character cut at the 4096th byte
+            return "binary"
+        text = head[:exc.start].decode("utf-8")
+    if "\x00" in text:
+        return "binary"
+    first = text.split("\n", 1)[0]
+    return "csv" if first.count(",") >= 2 and "\n" in text and " " not in first.strip() else "text"
+
+
+# where a command's input of each kind is found, as its error says
+FOUND = {
+    "activations": "results/activations/<model>/<text>.h5, or lstmscope-dump's",
+    "ablation": "results/ablation/<model>/<text>.h5",
+    "csv": "results/neurons/<model>/<text>/divergence.csv",
+    "text": "UTF-8 text",
+    "checkpoint": "results/models/<model>/model.pt",
+}
+
+
+def check_kinds(inputs: Sequence[tuple[str | None, str, str]]) -> None:
+    """Each input (path or None, the argument that gave it: an option or a positional's name in capitals, the kind it
+    must be: a KINDS name) of another kind that lstmscope knows (one of its own files, a table, a text) is an error
+    naming what it is, what was wanted and where that is found, and the command's argument that takes it, if one
+    does (an ablation file given for the activations file: ``--ablation``). A missing, empty or binary file, and an
+    HDF5 or torch file of another program where an HDF5 or torch file is wanted, are left to the reader, which
+    names what it lacks."""
+    def named(argument: str) -> str:
+        return argument if argument.startswith("-") else f"the {argument} argument"
+
+    for path, argument, wanted in inputs:
+        if not path or not os.path.isfile(path):
+            continue
+        kind = file_kind(path)
+        if kind == wanted or kind not in KINDS or (kind == "hdf5" and wanted != "text"):
+            continue
+        if wanted in ("text", "csv") and kind in ("text", "csv"):  # its reader says what is wrong inside
+            continue
+        takers = [named(a) for _, a, w in inputs if w == kind and a != argument]
+        hint = f"; {' or '.join(dict.fromkeys(takers))} takes it" if takers else ""
+        given = f"{argument} {path}" if argument.startswith("-") else path
+        raise ValueError(f"{given}: {KINDS[kind]}, not {KINDS[wanted]} ({FOUND[wanted]}){hint}")
 
 
 def failed(prog: str, error: object) -> int:

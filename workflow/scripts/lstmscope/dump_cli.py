@@ -33,12 +33,13 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
-from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_output, command_device, command_parser,
-                  failed, file_name, say, writing)
+from .cli import (KINDS, add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output,
+                  check_threads, command_device, command_parser, failed, file_name, say, writing)
 from .joblog import stop_status, stopped_by_sigterm
 from .vocabulary import EOS, SPLITS, read_tokens
 
 PROG = "lstmscope-dump"
+ORDER = "the arguments are CHECKPOINT TEXT (results/models/<model>/model.pt a text file)"
 LISTED = 12  # words outside the vocabulary named in the note
 
 
@@ -63,8 +64,7 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
               dtype: str = "float32", device: str = "cpu", threads: int = 1) -> dict:
     """Write the activations file of ``text_file`` (atomically); returns the dump's summary plus the words
     outside the vocabulary (``unknown``: word -> count)."""
-    check_checkpoint_file(checkpoint, "the arguments are CHECKPOINT TEXT (results/models/<model>/model.pt "
-                                      "a text file)")
+    check_checkpoint_file(checkpoint, ORDER)
     vocabulary = vocabulary or default_vocabulary(checkpoint)
     for path, what in ((checkpoint, "checkpoint not found"),
                        (vocabulary, "vocabulary not found (give the model's with --vocabulary)"),
@@ -125,7 +125,8 @@ def shortened(word: str, most: int = 40) -> str:
 
 def refuse_pipeline_dump(path: str) -> None:
     """An existing activations file of a pipeline text (split train/valid/test, not "file") is not replaced: the
-    pipeline would take it for its dump and rebuild everything after it from another text."""
+    pipeline would take it for its dump and rebuild everything after it from another text. Nor is another of
+    lstmscope's HDF5 files (an ablation file, histograms: a slip of the name), which no dump could be."""
     if not os.path.isfile(path):
         return
     if not h5py.is_hdf5(path):  # an ordinary file to replace
@@ -133,9 +134,14 @@ def refuse_pipeline_dump(path: str) -> None:
     try:
         with h5py.File(path, "r", locking=False) as f:  # also while another program holds it open
             split, text = str(f.attrs.get("split", "")), str(f.attrs.get("text", ""))
+            found = str(f.attrs.get("format", ""))
     except OSError as exc:
         raise ValueError(f"--output {path}: an HDF5 file that cannot be read ({exc.strerror or 'damaged?'}), so "
                          "possibly a pipeline's activations file: remove it first, or give another file name") from None
+    kind = re.fullmatch(r"lstmscope-([a-z]+)-\d+", found)
+    if kind and kind[1] != "activations":
+        raise ValueError(f"--output {path}: {KINDS.get(kind[1], 'a lstmscope file')} ({found}), not an activations "
+                         "file; this command would replace it: give another file name")
     if split in SPLITS:
         raise ValueError(f"--output {path}: an activations file of the pipeline (text {text}, split {split}); this "
                          "command would replace it with another text: give another file name")
@@ -144,14 +150,15 @@ def refuse_pipeline_dump(path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.threads < 1:
-        ap.error("--threads must be >= 1")
+    check_threads(ap, args.threads)
     if args.name is not None and not args.name.strip():
         ap.error("--name: an empty name (leave the option out for the file's stem)")
     if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
     try:
         check_inputs((args.checkpoint, args.text, args.vocabulary))
+        check_checkpoint_file(args.checkpoint, ORDER)
+        check_kinds([(args.checkpoint, "CHECKPOINT", "checkpoint"), (args.text, "TEXT", "text")])
         check_output(args.output, "--output", inputs=(args.checkpoint, args.text, args.vocabulary))
         refuse_pipeline_dump(args.output)
         command_device(args.device)

@@ -31,7 +31,7 @@ import numpy as np
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
 from .checked_files import refuse_rows
-from .cli import add_expectancy_floor_option, check_inputs, check_output, command_parser, failed, file_name, say, writing
+from .cli import add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, failed, file_name, say, writing
 from .divergence import ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, SCALES
 from .heatmap_cli import MAX_TOKENS, check_median_from, short_text_note
@@ -190,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--title: an empty title (leave the option out for the default)")
     try:
         check_inputs((args.activations, args.divergence, args.ablation, args.median_from))
+        check_kinds([(args.activations, "ACTIVATIONS", "activations"), (args.divergence, "--divergence", "csv"),
+                     (args.ablation, "--ablation", "ablation"), (args.median_from, "--median-from", "activations")])
         check_output(args.output, "--output", inputs=(args.activations, args.divergence, args.ablation,
                                                       args.median_from))
         if args.divergence and args.ranked_on:

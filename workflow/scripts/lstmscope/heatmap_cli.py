@@ -42,7 +42,7 @@ import numpy as np
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import (ActivationsError, open_activations, read_expectancy, read_neurons, read_words,
                                state_dataset)
-from .cli import (add_expectancy_floor_option, check_inputs, check_output, command_parser, dashed_values, failed,
+from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, dashed_values, failed,
                   file_name, say, unreadable, writing)
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
@@ -325,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         inputs = (args.activations, args.ablation, args.median_from)
         check_inputs(inputs)
+        check_kinds([(args.activations, "ACTIVATIONS", "activations"), (args.ablation, "--ablation", "ablation"),
+                     (args.median_from, "--median-from", "activations")])
         check_output(args.output, "--output", inputs=inputs)
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
