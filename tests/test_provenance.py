@@ -109,6 +109,10 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
                 "epsilon": config["divergence"]["epsilon"], "dead_fraction": config["divergence"]["dead_fraction"],
                 "rank_by": config["divergence"]["rank_by"]}
             assert list(record["inputs"]) == [f"results/neurons/{model}/{text}/histograms.h5"]
+        if table.name == "histogram_range.csv":  # a model's, and the table of all (the settings its inputs had)
+            assert {k: record["settings"][k] for k in ("bin_width", "cell_range", "near_zero")} == {
+                "bin_width": config["histogram"]["bin_width"], "cell_range": config["histogram"]["cell_range"],
+                "near_zero": config["divergence"]["dead_threshold"]}, table
         if "embedding" in table.parts:  # a map depends on the libraries' versions too
             seeded = table.parent.name.startswith("seed")  # a map of embedding.stability_seeds
             assert record["rule"] == ("embed_tsne_seed" if seeded else "embed_tsne"), record
@@ -147,9 +151,10 @@ def test_every_figure_of_the_tiny_run_names_the_code_that_drew_it(tiny_run, tmp_
 
 
 def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_shows(tiny_run):
-    """An explorer page travels alone (sent, put on a web page): each one the jobs write, the report's too, holds its
-    provenance in its data (the code's version, commit and digest; its model's dropout, replicate, seed and
-    checkpoint SHA-256) and says it in a line a reader sees."""
+    """An explorer page travels alone (sent, put on a web page), and so does Table 5.1's page: each one the jobs
+    write, the report's too, holds its provenance (the code's version, commit and digest; its model's dropout,
+    replicate, seed and checkpoint SHA-256) in its data (Table 5.1's page, which has none, in a record of its own)
+    and says it in a line a reader sees."""
     import hashlib
     import html
     import json
@@ -161,18 +166,24 @@ def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_sho
     work = tiny_run / "pristine"
     pages = sorted((work / "results/explorer").rglob("*.html"))
     assert {p.parent.name for p in pages} == {"explorer", "neurons", "report"} and len(pages) >= 3, pages
-    for page in pages:
+    tables = sorted((work / "results/tables/clusters").glob("*_top_words.html"))  # Table 5.1 as a page
+    assert tables, "no Table 5.1 page"
+    for page in pages + tables:
         text = page.read_text()
         model = "_".join(page.stem.split("_")[:2])  # d0.0_r0_test -> d0.0_r0
         trained = json.loads((work / f"results/models/{model}/metrics.json").read_text())
         checkpoint = hashlib.sha256((work / f"results/models/{model}/model.pt").read_bytes()).hexdigest()
-        data = json.loads(re.search(r'<script type="application/json" id="lstmscope-data">(.*?)</script>', text,
-                                    flags=re.S).group(1))
+        if page in tables:  # no page data: the record alone
+            data = {"provenance": json.loads(re.search(
+                r'<script type="application/json" id="lstmscope-provenance">(.*?)</script>', text, flags=re.S)[1])}
+        else:
+            data = json.loads(re.search(r'<script type="application/json" id="lstmscope-data">(.*?)</script>', text,
+                                        flags=re.S).group(1))
         assert data["provenance"] == {
             "lstmscope_version": __version__, "git_commit": "unknown", "library_sha256": library_digest(),
             "models": {model: {"dropout": trained["dropout"], "replicate": trained["replicate"],
                                "seed": trained["seed"], "checkpoint_sha256": checkpoint}}}, page
-        seen = html.unescape(re.search(r'<footer id="provenance">(.*?)</footer>', text, flags=re.S).group(1))
+        seen = html.unescape(re.search(r'<footer id="provenance"[^>]*>(.*?)</footer>', text, flags=re.S).group(1))
         assert seen == (f"Made by lstmscope {__version__} (git unknown, library {library_digest()[:12]}…) from model "
                         f"{model} (dropout {trained['dropout']}, replicate {trained['replicate']}, seed "
                         f"{trained['seed']}, checkpoint SHA-256 {checkpoint[:12]}…)."), (page, seen)

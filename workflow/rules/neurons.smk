@@ -54,6 +54,12 @@ rule histogram_range_table:
     input:
         ranges=expand(f"{NEURONS}/histogram_range.csv", model=MODELS, text=TEXTS),
         code=lib("histogram_range_table"),
+    params:
+        **named(  # (the per-model tables computed with them; here for the table's record)
+            bin_width=config["histogram"]["bin_width"],
+            cell_range=config["histogram"]["cell_range"],
+            near_zero=config["divergence"]["dead_threshold"],
+        ),
     log:
         log_path("histogram_range_table", "histogram_range"),
     resources:

@@ -99,6 +99,18 @@ def provenance_line(record: dict[str, Any] | None) -> str:
             + (f" from model{'s' * (len(record['models']) > 1)} {models}" if models else "") + ".")
 
 
+def with_provenance(page: str, record: dict[str, Any]) -> str:
+    """``page`` (a whole HTML page, ending in ``</body></html>``) with its provenance ``record``
+    (:func:`page_provenance`) as the explorers carry theirs: a line a reader sees (``<footer id="provenance">``) and
+    the record whole (``<script type="application/json" id="lstmscope-provenance">``), before ``</body>``."""
+    if page.count("</body>") != 1:
+        raise ValueError("a page for its provenance ends in one </body>")
+    return page.replace("</body>", f'<footer id="provenance" style="color: #777; font-size: 11px">'
+                                   f"{html.escape(provenance_line(record))}</footer>"
+                                   f'<script type="application/json" id="lstmscope-provenance">{script_json(record)}'
+                                   "</script></body>")
+
+
 def script_json(data: dict) -> str:
     """JSON that is safe inside a <script> element: no '<', '>' or '&' can end or open a tag."""
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
