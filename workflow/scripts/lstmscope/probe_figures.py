@@ -44,10 +44,14 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
     per model, the line through each dropout's mean; 0.5 (chance) dashed. A row's panels share a y range, from just
     under its lowest score (or from 0.9, where every score is higher) to 1: in one range for every row, a context
     whose probes all score above 0.9 had them pressed together at the top. A context without
-    scores in a view (too few tokens) leaves its panel empty with a note. ``window``: the window baseline's words,
-    for its legend entry."""
+    scores in a view (too few tokens) leaves its panel empty with a note; a context without scores in any view has
+    no row, and the title names it. ``window``: the window baseline's words, for its legend entry."""
     views = sorted({(int(r.layer), str(r.state)) for r in table.itertuples()}, key=lambda v: (v[0], v[1] != "h"))
-    contexts = [c for c in CONTEXTS if c in set(table["context"])]
+    present = [c for c in CONTEXTS if c in set(table["context"])]
+    contexts = [c for c in present if table.loc[table["context"] == c, "layer_auc"].notna().any()] or present
+    unscored = [CONTEXT_NAME[c] for c in present if c not in contexts]
+    if unscored:
+        title += f"; no row {' or '.join(unscored)}: too few tokens in that context"
     fig, axes = plt.subplots(len(contexts), len(views), figsize=(2.6 * len(views) + 0.6, 2.0 * len(contexts) + 0.8),
                              squeeze=False, sharex=True, sharey="row")
     scored = table[list(c for c, _, _ in SERIES)].to_numpy(dtype=float)
@@ -78,13 +82,13 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
             if i == 0:
                 ax.set_title(f"layer {layer}, {state}", fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"{CONTEXT_NAME[context]}\ntest AUC", fontsize=9)
+                ax.set_ylabel(f"{CONTEXT_NAME[context]}\nAUC on the held-out part", fontsize=9)
             if i == len(contexts) - 1:
                 ax.set_xlabel("dropout")
     for i, context in enumerate(contexts):
         row = scored[(table["context"] == context).to_numpy()]
         low = float(np.nanmin(row)) if np.isfinite(row).any() else 0.5
-        axes[i, 0].set_ylim(min(0.9, low - 0.02), 1.005)
+        axes[i, 0].set_ylim(min(0.9, low - 0.02), 1.02)  # a point at 1 whole, not cut by the frame
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     # a column per state, its four probes, and one for the baselines without a state (legend columns take equal
