@@ -345,3 +345,40 @@ def test_the_dropout_figures_legend_is_one_for_the_figure_and_covers_no_panel(tw
 
     tight = _tight_box(fig)
     assert tight.y0 * fig.dpi <= box.y0 and box.y1 <= tight.y1 * fig.dpi
+
+
+def test_fig_5_1_says_where_its_x_axis_cuts_the_cell_states_off(two_models, tmp_path, monkeypatch):
+    """The axis shows the middle 99.99 % of c's values (a few far ones would squeeze the rest into a line); values
+    beyond it ran off the frame unsaid. Here two neurons of c on [-10, 10] in 0.01 bins, 100 000 values each within
+    ±0.1 and one far out each (-9.95 and 9.5): the note names the cut and how far the values reach."""
+    import dataclasses
+
+    import lstmscope.neuron_figures as nf
+    from lstmscope.histogram import StoredHistogram
+
+    _, hists = read_histograms(two_models["d0.2_r0"][0])
+    h = select(hists, 1, "h")
+    edges = np.round(np.arange(-1000, 1001) * 0.01, 2)
+    counts = np.zeros((2, 2000), dtype=np.int64)
+    counts[:, 990:1010] = 5000  # [-0.1, 0.1)
+    counts[0, 1950] = 1  # [9.5, 9.51)
+    counts[1, 5] = 1  # [-9.95, -9.94)
+    zeros = np.zeros(2)
+    c = StoredHistogram(layer=1, state="c", counts=counts, underflow=zeros, overflow=zeros, near_zero=zeros,
+                        mean=zeros, std=zeros, mean_abs=zeros, minimum=zeros, maximum=zeros, edges=edges,
+                        n_values=100_001, near_zero_threshold=0.01)
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    nf.distributions_figure([h, c], tmp_path / "f.png", tmp_path / "f.svg", "t")
+    ax = kept[0].axes[0]
+    assert ax.get_xlim()[1] < 2  # the far values are off the axis ...
+    assert [t.get_text() for t in ax.texts] == [  # ... and said
+        "c: x axis cut to the middle 99.99% of its values, which reach -9.95 to 9.51"]
+    kept.clear()
+    far = (np.arange(2000) < 10) | (np.arange(2000) >= 1990)  # a tenth of them out at both ends
+    wide = dataclasses.replace(c, counts=np.where(far, 5000, counts))
+    nf.distributions_figure([h, wide], tmp_path / "f.png", tmp_path / "f.svg", "t")
+    ax = kept[0].axes[0]
+    assert ax.get_xlim() == (-10, 10) and not ax.texts  # the axis holds them all: nothing cut, nothing said
+    for fig in kept:
+        nf.plt.close(fig)

@@ -43,7 +43,8 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
         low, high = (-1 + 2 * saturation, 1 - 2 * saturation) if gate == "cell" else (saturation, 1 - saturation)
         if gate == "cell":  # a value written into the cell, not a gate: it shuts nothing
             ax.set_title(f"{GATE_NAME[gate]}\nlow < {low:g}, high > {high:g}", fontsize=10)
-            ax.set_xlabel("share of tokens low (y: high)", fontsize=9)
+            ax.set_xlabel("share of tokens low", fontsize=9)
+            ax.set_ylabel("share of tokens high", fontsize=9)  # (its own: the gates' y is "wide open")
         else:
             ax.set_title(f"{GATE_NAME[gate]}\nshut < {low:g}, wide open > {high:g}", fontsize=10)
             ax.set_xlabel("share of tokens shut", fontsize=9)

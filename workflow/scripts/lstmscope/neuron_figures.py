@@ -104,8 +104,14 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
             _step(ax, hist, density(hist), label=STATE_NAME[state], color=STATE_COLOUR[state], lw=1.3)
             if note := _outside_note(hist):
                 notes.append(f"{state}: {note}")
-        c_lo, c_hi = _x_extent(select(hists, layer, "c"), np.array([], dtype=int), coverage=0.9999)
+        c_hist = select(hists, layer, "c")
+        c_lo, c_hi = _x_extent(c_hist, np.array([], dtype=int), coverage=0.9999)
         ax.set_xlim(min(-1.0, c_lo), max(1.0, c_hi))
+        occupied = np.flatnonzero(c_hist.counts.sum(axis=0))
+        if len(occupied):  # the tails beyond the axis are said, not cut off unseen
+            lo, hi = c_hist.edges[occupied[0]], c_hist.edges[occupied[-1] + 1]
+            if lo < min(-1.0, c_lo) or hi > max(1.0, c_hi):
+                notes.insert(0, f"c: x axis cut to the middle 99.99% of its values, which reach {lo:.3g} to {hi:.3g}")
         _log_y(ax)
         _note_above(ax, notes, f"layer {layer}", 10)
         ax.set_xlabel("activation")
