@@ -704,3 +704,15 @@ def test_a_model_has_one_colour_in_the_contiguity_and_the_lag_figure_a_panel_lac
     assert {"d0.0_r0", "d0.8_r0"} in legends and set(names) in legends  # the train panels lack d0.4_r0
     for fig in kept:
         F.plt.close(fig)
+
+
+def test_a_span_cut_short_keeps_its_ellipsis_on_the_line_of_its_last_word():
+    """Fig. 5.12 quotes spans cut to a number of words with " …"; wrapped at 160 characters, a line could end at the
+    last word and leave "…”" alone on the next. The ellipsis is bound to its word; a span not cut is untouched."""
+    from lstmscope import cluster_figures as cf
+
+    span = " ".join(["word"] * 31) + " is …"  # with the opening quote 158 characters to "is", then " …”"
+    assert cf._wrap(f"\u201c{span}\u201d", 160).splitlines()[-1] == "…\u201d"  # as it was: the ellipsis alone
+    lines = cf._wrap(f"\u201c{cf._unbroken_ellipsis(span)}\u201d", 160).splitlines()
+    assert lines[-1] == "is\u00a0…\u201d", lines  # the last word goes with it
+    assert cf._unbroken_ellipsis("a whole span") == "a whole span"

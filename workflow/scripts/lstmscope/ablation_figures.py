@@ -167,7 +167,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     for ax in first:
-        ax.set_ylabel("perplexity change without the neuron(s) (%)")
+        ax.set_ylabel("perplexity change (%)\nwithout the neuron(s)")
     base = float(table["intact_perplexity"].iloc[0])
     over = f" over its first {n_tokens} tokens, read as one stream" if n_tokens else ""
     unknown = np.isnan(np.concatenate(change_intervals(table))).any()

@@ -306,6 +306,12 @@ def tokens(n: int) -> str:
     return f"{n} token" if n == 1 else f"{n} tokens"
 
 
+def _unbroken_ellipsis(text: str) -> str:
+    """A span cut short ends in " …": the ellipsis bound to the word before it (a no-break space, which textwrap
+    does not break at), so that a wrapped line never leaves it, and the closing quote, alone on the next."""
+    return text[:-2] + "\u00a0…" if text.endswith(" …") else text
+
+
 def _wrap(text: str, width: int) -> str:
     import textwrap
 
@@ -371,7 +377,7 @@ def position_figure(table: pd.DataFrame, clusters: pd.DataFrame, title: str, spa
     shown = shown.sort_values(["longest_span_length", "cluster"], ascending=[False, True], kind="stable").head(spans)
     span_lines = [f"\u25bc cluster {r.cluster} ({tokens(r.size)}; {_top_word(r.top_words)}): longest span "
                   f"{tokens(r.longest_span_length)} from position {r.longest_span_start}: "
-                  f"\u201c{r.longest_span_text}\u201d"
+                  f"\u201c{_unbroken_ellipsis(r.longest_span_text)}\u201d"
                   for r in shown.itertuples()]
     if avoid is not None:
         note = (f"Spans leave out the section headings, the blank lines around them and the {HEADING_SETTLE} tokens "
