@@ -259,8 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--passage {args.passage}: at most {MAX_TOKENS} words make a readable figure")
     check_threads(ap, args.threads)
     if args.output and not args.output.lower().endswith(".csv"):  # the figure is --heatmap's (lstmscope-heatmap's -o)
-        ap.error(f"--output {args.output}: the table is written as CSV, to a name ending in .csv (the figure: --heatmap "
-                 "FILE)")
+        ap.error(f"--output {args.output}: the table is written as CSV, to a name ending in .csv (the figure: "
+                 "--heatmap FILE)")
     if args.together and len(args.neuron) < 2:
         ap.error("--together removes the -n neurons all at once: give at least two")
     passage = DEFAULT_PASSAGE if args.passage is None else args.passage

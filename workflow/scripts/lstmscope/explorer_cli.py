@@ -31,7 +31,8 @@ import numpy as np
 from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
 from .checked_files import refuse_rows
-from .cli import add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, failed, file_name, say, writing
+from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, failed,
+                  file_name, say, writing)
 from .divergence import ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, SCALES
 from .heatmap_cli import MAX_TOKENS, check_median_from, short_text_note

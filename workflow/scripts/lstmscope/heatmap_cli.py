@@ -42,8 +42,8 @@ import numpy as np
 from .ablation_figures import Removal, effect_block, effect_passage, removal_effects, removal_phrase
 from .activations_file import (ActivationsError, open_activations, read_expectancy, read_neurons, read_words,
                                state_dataset)
-from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, dashed_values, failed,
-                  file_name, say, unreadable, writing)
+from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, dashed_values,
+                  failed, file_name, say, unreadable, writing)
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
                       state_blocks, text_median)

@@ -42,8 +42,8 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                   dpi: int = 150, window: int | None = None) -> None:
     """A panel per context (rows) and layer x state (columns): the test AUC of each probe against dropout, one point
     per model, the line through each dropout's mean; 0.5 (chance) dashed. A row's panels share a y range, from just
-    under its lowest score (or from 0.9, where every score is higher) to 1: in one range for every row, a context
-    whose probes all score above 0.9 had them pressed together at the top. A context without
+    under its lowest score (or from 0.9, where every score is higher) to just above 1: in one range for every row,
+    a context whose probes all score above 0.9 had them pressed together at the top. A context without
     scores in a view (too few tokens) leaves its panel empty with a note; a context without scores in any view has
     no row, and the title names it. ``window``: the window baseline's words, for its legend entry."""
     views = sorted({(int(r.layer), str(r.state)) for r in table.itertuples()}, key=lambda v: (v[0], v[1] != "h"))
