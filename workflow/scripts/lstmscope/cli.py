@@ -170,6 +170,13 @@ KINDS = {
 }
 
 
+def lstmscope_kind(found: str) -> str | None:
+    """The kind a lstmscope HDF5 file's ``format`` attribute names (lstmscope-<kind>-<version>: one of KINDS' names),
+    or None for another value."""
+    kind = re.fullmatch(r"lstmscope-([a-z]+)-\d+", found)
+    return kind[1] if kind and kind[1] in KINDS else None
+
+
 def file_kind(path: str) -> str:
     """What the file at ``path`` is, read from its first bytes and, where it is one of lstmscope's, its format: one
     of KINDS' names (a lstmscope HDF5 file by its ``format``, lstmscope-<kind>-<version>; "hdf5" for another or an
@@ -195,8 +202,7 @@ def file_kind(path: str) -> str:
                 raise ValueError(f"{path}: an HDF5 file cut short ({cut[1]} of its {cut[2]} bytes: a copy or a write "
                                  "that did not finish); copy or write it again") from None
             return "hdf5"
-        kind = re.fullmatch(r"lstmscope-([a-z]+)-\d+", found)
-        return kind[1] if kind and kind[1] in KINDS else "hdf5"
+        return lstmscope_kind(found) or "hdf5"
     if zipfile.is_zipfile(path):  # torch.save's format: a zip archive whose data.pkl holds the record's text
         try:
             with zipfile.ZipFile(path) as z:

@@ -34,7 +34,7 @@ from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
 from .cli import (KINDS, add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output,
-                  check_threads, command_device, command_parser, failed, file_name, say, writing)
+                  check_threads, command_device, command_parser, failed, file_name, lstmscope_kind, say, writing)
 from .joblog import stop_status, stopped_by_sigterm
 from .vocabulary import EOS, SPLITS, read_tokens
 
@@ -138,10 +138,10 @@ def refuse_pipeline_dump(path: str) -> None:
     except OSError as exc:
         raise ValueError(f"--output {path}: an HDF5 file that cannot be read ({exc.strerror or 'damaged?'}), so "
                          "possibly a pipeline's activations file: remove it first, or give another file name") from None
-    kind = re.fullmatch(r"lstmscope-([a-z]+)-\d+", found)
-    if kind and kind[1] != "activations":
-        raise ValueError(f"--output {path}: {KINDS.get(kind[1], 'a lstmscope file')} ({found}), not an activations "
-                         "file; this command would replace it: give another file name")
+    kind = lstmscope_kind(found)
+    if kind and kind != "activations":
+        raise ValueError(f"--output {path}: {KINDS[kind]} ({found}), not an activations file; this command would "
+                         "replace it: give another file name")
     if split in SPLITS:
         raise ValueError(f"--output {path}: an activations file of the pipeline (text {text}, split {split}); this "
                          "command would replace it with another text: give another file name")
