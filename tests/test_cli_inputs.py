@@ -485,8 +485,10 @@ def test_the_dump_does_not_replace_another_lstmscope_file_and_ablate_writes_only
 @pytest.mark.parametrize("command", ["dump", "ablate"])
 def test_more_threads_than_cpus_is_a_usage_error(tiny, tmp_path, capsys, command):
     """--threads 100000 made torch start that many threads: a crash with no message (the dump) or a page of
-    traceback (ablate). At most the machine's CPUs; the number said is os.cpu_count()."""
+    traceback (ablate). At most the machine's CPUs (where the tests may use all); the number said is os.cpu_count()."""
     cpus = os.cpu_count()
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < cpus:
+        pytest.skip("the tests may not use every CPU of the machine (the next test covers that)")
     text = tmp_path / "t.txt"
     text.write_text("the film .\n", encoding="utf-8")
     argv = {"dump": [str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
@@ -503,3 +505,24 @@ def test_more_threads_than_cpus_is_a_usage_error(tiny, tmp_path, capsys, command
         assert main([*argv, "--threads", str(cpus)]) == 0, capsys.readouterr().err  # every CPU of the machine: allowed
     finally:
         torch.set_num_threads(threads)  # (the commands set torch's threads for the process: the tests' own back)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or os.cpu_count() < 2, reason="needs CPU affinity and 2 CPUs")
+def test_threads_above_the_cpus_the_process_may_use_is_a_usage_error(tiny, tmp_path, capsys):
+    """Under taskset, or in a SLURM job or container given some of the machine's CPUs, the cap is the CPUs the
+    process may run on (its affinity), and the message says which of the two it is."""
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    machine, allowed = os.cpu_count(), os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            dump_cli.main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary),
+                           "-o", str(tmp_path / "x.h5"), "--threads", "2"])
+    finally:
+        os.sched_setaffinity(0, allowed)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.strip().endswith(
+        f"--threads 2: this process may run on 1 of the machine's {machine} CPUs (its affinity: taskset, a SLURM "
+        "job's or a container's CPU set); give at most 1"), err
+    assert not (tmp_path / "x.h5").exists()

@@ -95,14 +95,27 @@ def command_device(device: str) -> "torch.device":
                          "there is one)") from None
 
 
+def usable_cpus() -> tuple[int, int]:
+    """The CPUs this process may run on (its affinity: what ``taskset``, a SLURM job's or a container's CPU set
+    allows) and the machine's, as (usable, machine)."""
+    machine = os.cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or machine, machine
+    except AttributeError:  # (no affinity on macOS)
+        return machine, machine
+
+
 def check_threads(ap: argparse.ArgumentParser, threads: int) -> None:
-    """``--threads`` from 1 to the machine's CPUs (more only slows torch down, and a number of thousands makes it start
-    thousands of threads, which ends in a crash, not an error), else a usage error naming both."""
-    cpus = os.cpu_count() or 1
+    """``--threads`` from 1 to the CPUs the process may run on (more only slows torch down, and a number of thousands
+    makes it start thousands of threads, which ends in a crash, not an error), else a usage error naming both."""
+    cpus, machine = usable_cpus()
     if threads < 1:
         ap.error(f"--threads {threads}: must be >= 1")
     if threads > cpus:
-        ap.error(f"--threads {threads}: this machine has {cpus} CPU{'s' * (cpus > 1)}; give at most {cpus}")
+        has = (f"this machine has {cpus} CPU{'s' * (cpus > 1)}" if cpus == machine else
+               f"this process may run on {cpus} of the machine's {machine} CPUs (its affinity: taskset, a SLURM job's "
+               "or a container's CPU set)")
+        ap.error(f"--threads {threads}: {has}; give at most {cpus}")
 
 
 def check_output(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:
