@@ -404,7 +404,8 @@ def test_a_layer_state_whose_neurons_are_all_dead_gets_a_figure_that_says_so(deg
     outputs = {(2, s): (tmp_path / f"l2{s}.png", tmp_path / f"l2{s}.svg") for s in ("h", "c")}
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         text_heatmaps(degenerate.activations, degenerate.divergence, outputs, neurons=2, passage_tokens=30, dpi=50)
-    message = f"d0.2_r0, text test: layer 2, h: no live neuron to draw; all {HIDDEN} are dead (listed in dead_neurons.csv)"
+    message = (f"d0.2_r0, text test: layer 2, hidden state h: no live neuron to draw; all {HIDDEN} are dead (listed "
+               "in dead_neurons.csv)")
     assert message in outputs[(2, "h")][1].read_text() and message in caplog.text
     assert mpimg.imread(outputs[(2, "c")][0]).shape[0] > 100  # the live c of the same layer: its heatmaps
 

@@ -300,7 +300,8 @@ def test_the_figure_across_models(long_text, tmp_path, monkeypatch):
     assert 0 < len(scored) < len(CONTEXTS)  # (this text is too short for some: test_a_context_scored_in_no_view_…)
     axes = np.array(kept[0].axes[:len(scored) * LAYERS * 2]).reshape(len(scored), LAYERS * 2)
     titles = [ax.get_title() for ax in axes[0]]
-    assert titles == ["layer 1, h", "layer 1, c", "layer 2, h", "layer 2, c"]
+    assert titles == ["layer 1, hidden state h", "layer 1, cell state c", "layer 2, hidden state h",
+                      "layer 2, cell state c"]
     lows = []
     for i, context in enumerate(scored):  # each row its own range, holding every score of the row, zoomed in on them
         scores = table.loc[table["context"] == context, AUC_COLUMNS].to_numpy(dtype=float)

@@ -130,16 +130,23 @@ def tsne_params(seed, initialization):
     )
 
 
+# A state as the figures' titles name it (lstmscope.neuron_figures.STATE_NAME), in a title pattern {state_name}
+STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
+
+
 def embedded_title(pattern):
-    """A figure's or page's title, ``pattern`` formatted with the job's wildcards, its text naming how many of
-    its tokens are embedded (``embedding.max_tokens`` may take fewer than the analysis text holds)."""
+    """A figure's or page's title, ``pattern`` formatted with the job's wildcards (and ``{state_name}``: the state's
+    name, STATE_NAMES), its text naming how many of its tokens are embedded (``embedding.max_tokens`` may take fewer
+    than the analysis text holds)."""
 
     embedded = tokens_read(config["embedding"]["max_tokens"])
 
     def title(wildcards):
         total, n = int(config["texts"][wildcards.text]["tokens"]), embedded(wildcards)
         span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
-        return pattern.format(**{**dict(wildcards.items()), "text": f"{wildcards.text} ({span})"})
+        values = dict(wildcards.items())
+        named = {"state_name": STATE_NAMES[values["state"]]} if "state" in values else {}
+        return pattern.format(**{**values, **named, "text": f"{wildcards.text} ({span})"})
 
     return title
 

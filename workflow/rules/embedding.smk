@@ -311,7 +311,7 @@ rule cluster_figures:
         code=lib("cluster_figures"),
     params:
         **named(
-            title=clustered_title("{model} · {text} · layer {layer} · state {state} · {linkage} linkage"),
+            title=clustered_title("{model} · {text} · layer {layer}, {state_name} · {linkage} linkage"),
             spans=FIGURES["span_clusters"],
             passage=config["heatmap"]["passage"],  # prose: no quoted span holds a section heading (as the heatmaps)
             dpi=FIGURES["dpi"],
@@ -339,7 +339,7 @@ rule cluster_comparison:
         code=lib("cluster_comparison"),
     params:
         **named(
-            title=clustered_title("{model} · {text} · layer {layer} · state {state}"),
+            title=clustered_title("{model} · {text} · layer {layer}, {state_name}"),
             dpi=FIGURES["dpi"],
         ),
     log:

@@ -26,7 +26,7 @@ def layer_colour(layer: int) -> str:
 
 def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                       dpi: int = 150) -> None:
-    """One model's units, a point per unit in a panel per gate: the share of tokens where the gate is shut (x)
+    """One model's neurons, a point per neuron in a panel per gate: the share of tokens where the gate is shut (x)
     against the share where it is wide open (y), coloured by layer (Karpathy et al. 2015, Fig. 3); for the candidate
     g, which closes nothing, saturated low and high. No point lies above the diagonal x + y = 1. The thresholds are
     the table's ``saturation``."""
@@ -55,7 +55,7 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the panels' two-line titles
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, [f"{label} (a point per unit)" for label in labels], loc="upper center",
+    fig.legend(handles, [f"{label} (a point per neuron)" for label in labels], loc="upper center",
                bbox_to_anchor=(0.5, -0.04), ncol=len(layers), fontsize=8, frameon=False, markerscale=2)
     save_figure(fig, png, svg, dpi=dpi)
 
@@ -106,9 +106,9 @@ def _log_ticks(ax) -> None:
 
 def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                             dpi: int = 150) -> None:
-    """A panel per gate: the share of unit-token pairs where the gate is shut (solid) and wide open (dashed), per
+    """A panel per gate: the share of neuron-token pairs where the gate is shut (solid) and wide open (dashed), per
     layer, against dropout; a last panel: the forget gate's timescale, median (solid) and 90th percentile (dotted)
-    of the units and, where the table has it, the median of the top-KL cell-state neurons (dashed), on a log
+    of the neurons and, where the table has it, the median of the top-KL cell-state neurons (dashed), on a log
     scale."""
     layers = sorted(int(v) for v in summary["layer"].unique())
     fig, axes = plt.subplots(1, len(GATES) + 1, figsize=(2.9 * (len(GATES) + 1), 3.4), squeeze=False)
@@ -125,17 +125,17 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
         ax.set_title(GATE_NAME[gate], fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylim(bottom=0)
-    axes[0].set_ylabel("share of unit-token pairs")
+    axes[0].set_ylabel("share of neuron-token pairs")
     ax = axes[-1]
     for layer in layers:
         sub = summary[(summary["layer"] == layer) & (summary["gate"] == "forget")]
         median = _through_means(ax, sub, "timescale_median", layer_colour(layer), "-", "v")  # (circles: shut)
         p90 = _through_means(ax, sub, "timescale_p90", layer_colour(layer), ":", "^")
-        handles.setdefault("median", []).append((median, f"layer {layer}: timescale of the median unit"))
+        handles.setdefault("median", []).append((median, f"layer {layer}: timescale of the median neuron"))
         handles.setdefault("p90", []).append((p90, f"layer {layer}: timescale, 90th percentile"))
         if sub["timescale_top_kl"].notna().any():
             top = _through_means(ax, sub, "timescale_top_kl", layer_colour(layer), "--", "D")
-            handles.setdefault("top", []).append((top, f"layer {layer}: timescale of the top-KL c neurons (median)"))
+            handles.setdefault("top", []).append((top, f"layer {layer}: timescale of the top-KL neurons of c (median)"))
     _log_ticks(ax)
     ax.set_title("forget timescale", fontsize=10)
     ax.set_xlabel("dropout")

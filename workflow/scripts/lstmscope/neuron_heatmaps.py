@@ -16,6 +16,8 @@ from .divergence import check_divergence_fits, ranked, read_divergence
 from .heatmap import DEFAULT_SCALE, check_scale, draw_blocks, neuron_blocks, notice_figure
 from .wikitext import check_passage, passage_avoid
 
+STATE_NAME = {"h": "hidden state h", "c": "cell state c"}  # (as the neuron figures name them)
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
             top = ranked(table, layer, state, neurons)
             if top.empty:  # a figure that says so, rather than no figure for the whole model
                 dead = int(((table["layer"] == layer) & (table["state"] == state)).sum())
-                message = (f"{model}, text {text}: layer {layer}, {state}: no live neuron to draw; all {dead} are "
+                message = (f"{model}, text {text}: layer {layer}, {STATE_NAME[state]}: no live neuron to draw; all {dead} are "
                            "dead (listed in dead_neurons.csv)")
                 log.warning("%s", message)
                 notice_figure(message, png, svg, dpi=dpi)
