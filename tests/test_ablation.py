@@ -588,6 +588,31 @@ def test_figures_of_random_neurons_only(tiny, divergence_csv, tmp_path, monkeypa
     assert min(np.nanmax(np.abs(b.values)) for b in drawn) < largest  # the layers' own ranges differ
 
 
+def test_the_top_groups_name_the_state_whose_kl_ranked_them(tiny, divergence_csv, tmp_path, monkeypatch):
+    """ablation.state c takes the top neurons from the ranking of c: the effects figure's groups say so (read from
+    the ablation file), as the heatmap's titles do, and the figure across models names it in its legend."""
+    from lstmscope import ablation_figures as figs
+
+    h5, csv = tmp_path / "a.h5", tmp_path / "a.csv"
+    run_ablation(tiny.checkpoint, tiny.activations, divergence_csv, h5, state="c", neurons=2, random=2, seed=3,
+                 max_tokens=120)
+    write_ablation_table(h5, divergence_csv, csv)
+    kept = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    figs.ablation_figures(h5, csv, *(tmp_path / f"{n}.{e}" for n in ("effects", "heatmap") for e in ("png", "svg")),
+                          passage_tokens=40)
+    ticks = [t.get_text() for t in kept[0].axes[0].get_xticklabels()]
+    assert ticks == ["top-KL of c\none at a time", "random\none at a time", "top-KL of c\nall together",
+                     "random\nall together"], ticks
+    kept.clear()
+    figs.ablation_vs_dropout([csv], tmp_path / "v.csv", tmp_path / "v.png", tmp_path / "v.svg", state="c")
+    (legend,) = [ax.get_legend() for ax in kept[0].axes if ax.get_legend()]  # (beside the first row's last panel)
+    legend = [t.get_text() for t in legend.get_texts()]
+    assert legend[:4] == ["top-KL of c, one at a time (mean)", "random, one at a time (mean)",
+                          "top-KL of c, all together", "random, all together"], legend
+    figs.plt.close("all")
+
+
 def test_change_interval_by_hand():
     # four stretches of ten words whose effects are 0, 0.1, 0.2, 0.3 nats: mean 0.15, standard error
     # sd(0, .1, .2, .3) / 2 = 0.0645497; t(3) at 97.5 % = 3.182446 (a table value)
@@ -609,13 +634,13 @@ def effects_table(tiny, divergence_csv, tmp_path_factory):
     return write_ablation_table(h5, divergence_csv, csv)
 
 
-def drawn_effects_figure(table, tmp_path, monkeypatch):
-    """The effects figure of ``table``, laid out (not saved), and its renderer."""
+def drawn_effects_figure(table, tmp_path, monkeypatch, state=None):
+    """The effects figure of ``table`` (its top groups named for ``state``), laid out (not saved), and its renderer."""
     from lstmscope import ablation_figures as figs
 
     kept = []
     monkeypatch.setattr(figs, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg")
+    figs.effects_figure(table, tmp_path / "e.png", tmp_path / "e.svg", state=state)
     (fig,) = kept
     fig.canvas.draw()
     return fig, fig.canvas.get_renderer()
@@ -704,10 +729,11 @@ def test_effects_figure_labels_every_single_removal_beside_its_own_point(effects
 
 @pytest.mark.parametrize("layers", [[1], [1, 2]])
 def test_effects_figure_group_names_do_not_run_together(effects_table, tmp_path, monkeypatch, layers):
-    """The four groups' names under each panel stay apart, with one panel (a one-layer model) as with two."""
+    """The four groups' names under each panel stay apart, with one panel (a one-layer model) as with two (the top
+    groups' names as long as they get: naming the state)."""
     from lstmscope import ablation_figures as figs
 
-    fig, renderer = drawn_effects_figure(effects_table[effects_table.layer.isin(layers)], tmp_path, monkeypatch)
+    fig, renderer = drawn_effects_figure(effects_table[effects_table.layer.isin(layers)], tmp_path, monkeypatch, "h")
     assert len(fig.axes) == len(layers)
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticklabels() if t.get_text()]

@@ -112,7 +112,10 @@ rule ablation_vs_dropout:
         tables=expand("results/ablation/{model}/{{text}}.csv", model=ABLATED_MODELS),
         code=lib("ablation_vs_dropout"),
     params:
-        dpi=config["figures"]["dpi"],
+        **named(
+            dpi=config["figures"]["dpi"],
+            state=ABLATION["state"],  # the state whose KL ranked the top neurons, in the legend
+        ),
     log:
         log_path("ablation_vs_dropout", "{text}"),
     resources:

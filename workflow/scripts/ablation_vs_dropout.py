@@ -5,5 +5,6 @@ from lstmscope.provenance import record_tables
 
 with job_log(snakemake.log[0], "ablation_vs_dropout") as log:  # noqa: F821
     o, p = snakemake.output, snakemake.params  # noqa: F821
-    ablation_vs_dropout(list(snakemake.input.tables), o.table, o.png, o.svg, dpi=int(p.dpi))  # noqa: F821
+    ablation_vs_dropout(list(snakemake.input.tables), o.table, o.png, o.svg, dpi=int(p.dpi),  # noqa: F821
+                        state=str(p.state))
     record_tables(snakemake)  # noqa: F821  (the CSVs' provenance, beside them)

@@ -43,6 +43,13 @@ GROUP_STYLE = {"top": ("top-KL\none at a time", "tab:red", "o"),
 ORDER = ["top", "random", "top all", "random all"]
 
 
+def group_label(group: str, state: str | None = None) -> str:
+    """A group's name as the figures write it (GROUP_STYLE's), the top-KL groups naming the state whose KL ranked
+    them (ablation.state; the ablation file's ``state``) where it is given."""
+    name = GROUP_STYLE[group][0]
+    return name.replace("top-KL", f"top-KL of {state}") if state else name
+
+
 LABELLED = 6  # top neurons labelled at most per layer (those whose removal changes the perplexity most)
 LABELLED_RANDOM = 6  # random ones, after them
 SPREAD = 0.36  # half the width over which the neurons removed one at a time are set out (the groups are 1 apart)
@@ -130,9 +137,10 @@ def removal_phrase(method: str) -> str:
 
 
 def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
-                   n_tokens: int | None = None, method: str | None = None) -> None:
+                   n_tokens: int | None = None, method: str | None = None, state: str | None = None) -> None:
     """Perplexity change of every ablation of one model and text (its first ``n_tokens``), one panel per layer;
-    ``method`` (the ablation file's) is named in the title."""
+    ``method`` (the ablation file's) is named in the title, ``state`` (whose KL ranked the top neurons) in the top
+    groups' labels."""
     layers = sorted(table["layer"].unique())
     model, text = table["model"].iloc[0], table["text"].iloc[0]
     # 4.2 in a panel, plus room for the y axis's label (which the first panel alone would give up)
@@ -145,7 +153,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
         labels.append((ax, panel))
         for x, group in enumerate(groups):
             rows = sub[sub["group"] == group]
-            name, colour, marker = GROUP_STYLE[group]
+            _, colour, marker = GROUP_STYLE[group]
             y = rows["perplexity_change_pct"].to_numpy()
             xs = x + (np.linspace(-SPREAD, SPREAD, len(y)) if len(y) > 1 else np.zeros(1))  # groups together: 1 point
             clear = clear_of_zero(rows)
@@ -162,7 +170,7 @@ def effects_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pa
                 panel.extend((float(xs[i]), float(y[i]), str(rows["neurons"].iloc[i])) for i in most)
         ax.axhline(0, color="0.5", lw=0.8)
         ax.margins(y=0.12)  # room for the labels of the highest and lowest points
-        ax.set_xticks(range(len(groups)), [GROUP_STYLE[g][0] for g in groups], fontsize=8)
+        ax.set_xticks(range(len(groups)), [group_label(g, state) for g in groups], fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(f"layer {layer}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -295,7 +303,7 @@ def ablation_figures(h5_path: str | os.PathLike, csv_path: str | os.PathLike, ef
     stored = read_ablation(h5_path)
     check_table_matches(table, stored, csv_path, h5_path)
     effects_figure(table, effects_png, effects_svg, dpi=dpi, n_tokens=int(stored.attrs["n_tokens"]),
-                   method=stored.method)
+                   method=stored.method, state=str(stored.attrs.get("state", "h")))
     heatmap_figure(h5_path, table, heatmap_png, heatmap_svg, passage_tokens, dpi=dpi, stored=stored, passage=passage)
 
 
@@ -327,10 +335,11 @@ def spread_gap(dropouts: Sequence[float]) -> float:
 
 
 def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
-                      dpi: int = 150) -> None:
+                      dpi: int = 150, state: str | None = None) -> None:
     """Per layer, each group's mean perplexity change against dropout (a line through the models' means); for the
     neurons removed one at a time, a thin line from the lowest to the highest change of each model's (its spread;
-    the top-KL group's just left of the dropout, the random one's just right)."""
+    the top-KL group's just left of the dropout, the random one's just right); ``state``, whose KL ranked the top
+    neurons, in the legend."""
     layers = sorted(summary["layer"].unique())
     gap = spread_gap(summary["dropout"])
     # 4.5 in a panel, plus the legend beside the first row's last one
@@ -342,7 +351,7 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
             rows = sub[sub["group"] == group].sort_values("dropout")
             if rows.empty:
                 continue
-            name, colour, marker = GROUP_STYLE[group]
+            _, colour, marker = GROUP_STYLE[group]
             by_d = rows.groupby("dropout")["mean_change_pct"].mean()
             style = "-" if group in ("top", "random") else "--"
             ax.plot(by_d.index, by_d.to_numpy(), style, color=colour, lw=1)
@@ -352,7 +361,7 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
                           lw=1.2, alpha=0.6, zorder=2)
             ax.scatter(rows["dropout"], rows["mean_change_pct"], color=colour, marker=marker, s=20, zorder=3)
             entries.setdefault(group, Line2D([], [], ls=style, lw=1, color=colour, marker=marker, ms=4.5,
-                                             label=name.replace("\n", ", ")
+                                             label=group_label(group, state).replace("\n", ", ")
                                              + (" (mean)" if group in ("top", "random") else "")))
             if group in ("top", "random") and "min_change_pct" in rows:
                 entries.setdefault("spread", Line2D([], [], ls="none", color="0.45", marker="|", ms=11, mew=1.2,
@@ -376,11 +385,11 @@ def vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: str | 
 
 
 def ablation_vs_dropout(csv_paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike, png: str | os.PathLike,
-                        svg: str | os.PathLike, dpi: int = 150) -> pd.DataFrame:
+                        svg: str | os.PathLike, dpi: int = 150, state: str | None = None) -> pd.DataFrame:
     summary = ablation_summary(csv_paths)
     write_table(summary, csv_path, "%.6g")
     models = summary["model"].nunique()
-    vs_dropout_figure(summary, png, svg, dpi=dpi,
+    vs_dropout_figure(summary, png, svg, dpi=dpi, state=state,
                       title=f"Perplexity change without neurons against dropout, text {summary['text'].iloc[0]} "
                             f"({models} model{'s' * (models != 1)})\nthin lines: each model's lowest to highest change "
                             "of a neuron removed on its own")
