@@ -327,6 +327,7 @@ def test_ablation_adds_each_neurons_removal_effect_below_its_h_and_c(tiny, ablat
         assert (block.norm.vmin, block.norm.vmax) == (-m, m)
     title = blocks[5].title
     assert f"neuron {j2} removed (random, h held at its mean over the words read; perplexity" in title
+    assert f"layer 1, neuron {j1} removed (top-KL of h, h held at its mean" in blocks[2].title  # the file's ranking
     assert f"first {ABLATED} words" in title
     # an ablation file from before ablation.method held its units at 0, and says so
     older = path.parent / "older.h5"
@@ -444,9 +445,10 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
                                      ablation=str(group_ablation), groups=[(2, "top all"), (1, "random all")])
     assert effect.words == blocks[0].words
     top = " ".join(map(str, groups[(2, "top all")][0]))
-    assert (f"layer 2, the 2 top-KL neurons {top} removed together (h held at its mean over the words read; "
-            "perplexity") in blocks[0].title
-    assert "the 2 random neurons" in blocks[1].title
+    assert (f"layer 2, the 2 top-KL neurons of h ({top}) removed together (h held at its mean over the words read; "
+            "perplexity") in blocks[0].title  # (the file's ablation.state: the KL ranking the top neurons came from)
+    random = " ".join(map(str, groups[(1, "random all")][0]))
+    assert f"layer 1, the 2 random neurons ({random}) removed together" in blocks[1].title
     # the change and its unit stay on one line where the title wraps (a no-break space before "%")
     assert re.search(r"perplexity [+-]\d+\.\d\d\u00a0% without them", blocks[0].title), blocks[0].title
     # after a neuron's blocks (h, c, its own removal's effect), over the same passage

@@ -711,7 +711,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     assert result["neuron"] == (f"all {len(neurons)} random together: {' '.join(map(str, neurons))} "
                                 f"(without them perplexity {row.perplexity_change_pct:+.2f} %)")
     assert result["show"] == "e" and result["effectOffered"] and not result["statesOffered"]
-    assert f"the {len(neurons)} random neurons {' '.join(map(str, neurons))} removed together" in result["info"]
+    assert f"the {len(neurons)} random neurons ({' '.join(map(str, neurons))}) removed together" in result["info"]
     assert f"changes by {row.perplexity_change_pct:+.2f} %" in result["info"]
     raw = np.full(TEXT.tokens, np.nan)
     raw[:ABLATED_TOKENS] = raw_read
@@ -726,7 +726,8 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     assert not result["scaleMenu"] and result["peakLabel"] == "go to where their removal matters most"
     # asked for min to max, an effect is still drawn centred on 0 (grey = no effect), as the info line says
     result = selftest(chromium, out, "2:top all:e:range:removed", tmp_path)
-    assert result["errors"] == [] and result["neuron"].startswith("all 2 top-KL together: ")
+    assert result["errors"] == [] and result["neuron"].startswith("all 2 top-KL of h together: ")
+    assert "layer 2, the 2 top-KL neurons of h (" in result["info"]  # the ranking the top neurons came from
     symmetric = selftest(chromium, out, "2:top all:e:symmetric:removed", tmp_path)
     assert result["colours"] == symmetric["colours"] and len(set(result["colours"])) > 2
     assert result["scale"] == "symmetric"  # the greyed-out menu shows the scale drawn
@@ -739,7 +740,7 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     removed = "layer 2 / removed: top-KL of h, random"
     opened = selftest(chromium, out, "opened", tmp_path, query={"layer": 2, "by": "removed", "group": "top"})
     assert opened["errors"] == [] and opened["line"] == "" and opened["show"] == "e"
-    assert opened["view"] == removed and opened["neuron"].startswith("all 2 top-KL together: ")
+    assert opened["view"] == removed and opened["neuron"].startswith("all 2 top-KL of h together: ")
     opened = selftest(chromium, out, "opened", tmp_path, query={"group": "random"})  # the first layer's
     assert opened["errors"] == [] and opened["line"] == "" and opened["show"] == "e"
     assert opened["view"] == "layer 1 / removed: top-KL of h, random"

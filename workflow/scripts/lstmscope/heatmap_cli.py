@@ -148,9 +148,10 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
 
 
 def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence[tuple[int, int]],
-                groups: Sequence[tuple[int, str]] = ()) -> tuple[dict[tuple[int, int], Removal], list[Removal]]:
+                groups: Sequence[tuple[int, str]] = ()
+                ) -> tuple[dict[tuple[int, int], Removal], list[Removal], str]:
     """Each neuron's removal, and each group's, in the ablation file ``ablation`` of the same model and text as
-    ``f`` (``words``)."""
+    ``f`` (``words``), and the state whose KL ranked its top neurons."""
     stored = removal_effects(ablation, str(f.attrs["model"]), str(f.attrs["text"]), words,
                              str(f.attrs.get("checkpoint_sha256", "")) or None)
     removals = stored.single
@@ -163,7 +164,7 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
     if absent:
         there = " ".join(f"{layer}:{group.split()[0]}" for layer, group in sorted(stored.groups)) or "none"
         raise ValueError(f"{ablation}: no group {', '.join(absent)} was removed together there; groups: {there}")
-    return removals, [stored.groups[g] for g in groups]
+    return removals, [stored.groups[g] for g in groups], stored.state
 
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
@@ -188,7 +189,8 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         raise ValueError("--ablation draws the effect of removing a neuron or group: give --neuron LAYER:INDEX or "
                          "--group LAYER:top|random too")
     every_word = read_words(f)
-    removals, removed_groups = removals_of(f, every_word, ablation, neurons, groups) if ablation is not None else ({}, [])
+    removals, removed_groups, ranked = (removals_of(f, every_word, ablation, neurons, groups) if ablation is not None
+                                        else ({}, [], ""))
     begin, stop = passage(f, neurons, start, tokens, around, removals, removed_groups[0] if removed_groups else None,
                           passage_avoid(every_word, "active" if headings else "prose"))
     read = max((r.tokens for r in [*(removals[n] for n in neurons if n in removals), *removed_groups]), default=None)
@@ -219,14 +221,15 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         blocks += drawn
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
-            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({r.group}, "
+            group = f"top-KL of {ranked}" if r.group == "top" else r.group
+            blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({group}, "
                                        f"{removal_phrase(r.method)}; perplexity {r.perplexity_change_pct:+.2f}\u00a0% "
                                        f"without it over the first {r.tokens} words): effect on each word",
                                        every_word, r.effect, begin, stop))
     for (layer, _), r in zip(groups, removed_groups):
-        which = "top-KL" if r.group.startswith("top") else "random"
-        blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} neurons "
-                                   f"{' '.join(map(str, r.neurons))} removed together ({removal_phrase(r.method)}; "
+        which = f"top-KL neurons of {ranked}" if r.group.startswith("top") else "random neurons"
+        blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} "
+                                   f"({' '.join(map(str, r.neurons))}) removed together ({removal_phrase(r.method)}; "
                                    f"perplexity {r.perplexity_change_pct:+.2f}\u00a0% without them over the first "
                                    f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
     return blocks

@@ -39,8 +39,8 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
             top = ranked(table, layer, state, neurons)
             if top.empty:  # a figure that says so, rather than no figure for the whole model
                 dead = int(((table["layer"] == layer) & (table["state"] == state)).sum())
-                message = (f"{model}, text {text}: layer {layer}, {STATE_NAME[state]}: no live neuron to draw; all {dead} are "
-                           "dead (listed in dead_neurons.csv)")
+                message = (f"{model}, text {text}: layer {layer}, {STATE_NAME[state]}: no live neuron to draw; all "
+                           f"{dead} are dead (listed in dead_neurons.csv)")
                 log.warning("%s", message)
                 notice_figure(message, png, svg, dpi=dpi)
                 continue
