@@ -474,6 +474,9 @@ def test_the_tiny_run_ablates_every_model_and_summarises_them(tiny_run):
         assert (row.min_change_pct, row.max_change_pct) == pytest.approx(
             (rows.perplexity_change_pct.min(), rows.perplexity_change_pct.max()), rel=1e-4, abs=1e-4)
     assert (res / "figures/ablation/vs_dropout_test.png").stat().st_size > 5000
+    # the rule hands ablation.state (default h) to the figure across models, whose legend names the ranking
+    state = cfg["ablation"].get("state", "h")
+    assert f"top-KL of {state}, one at a time" in (res / "figures/ablation/vs_dropout_test.svg").read_text()
 
 
 def test_the_vs_dropout_figure_draws_each_models_spread_of_single_removals(tmp_path, monkeypatch):

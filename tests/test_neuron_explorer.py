@@ -731,9 +731,12 @@ def test_browser_colours_the_words_by_the_effect_of_removing_a_group_together(ch
     symmetric = selftest(chromium, out, "2:top all:e:symmetric:removed", tmp_path)
     assert result["colours"] == symmetric["colours"] and len(set(result["colours"])) > 2
     assert result["scale"] == "symmetric"  # the greyed-out menu shows the scale drawn
-    j = int(table[(table.group == "top") & (table.layer == 2)].iloc[0].neurons)
+    top = table[(table.group == "top") & (table.layer == 2)].iloc[0]
+    j = int(top.neurons)
     result = selftest(chromium, out, f"2:{j}:c:range:removed", tmp_path)
     assert result["errors"] == [] and result["show"] == "c" and result["statesOffered"]
+    assert result["neuron"] == (f"{j} (top-KL of h, rank {int(top.kl_rank)}; without it perplexity "
+                                f"{top.perplexity_change_pct:+.2f} %)")
     assert " · h " in result["tooltip"]
     # a group opened from the address: group=top or random (its view of removed neurons; by=removed may be said),
     # coloured by its effect
