@@ -145,8 +145,8 @@ def embedded_title(pattern):
         total, n = int(config["texts"][wildcards.text]["tokens"]), embedded(wildcards)
         span = f"all {total} tokens" if n == total else f"its first {n} of {total} tokens"
         values = dict(wildcards.items())
-        named = {"state_name": STATE_NAMES[values["state"]]} if "state" in values else {}
-        return pattern.format(**{**values, **named, "text": f"{wildcards.text} ({span})"})
+        state_name = {"state_name": STATE_NAMES[values["state"]]} if "state" in values else {}
+        return pattern.format(**{**values, **state_name, "text": f"{wildcards.text} ({span})"})
 
     return title
 
