@@ -526,3 +526,27 @@ def test_threads_above_the_cpus_the_process_may_use_is_a_usage_error(tiny, tmp_p
         f"--threads 2: this process may run on 1 of the machine's {machine} CPUs (its affinity: taskset, a SLURM "
         "job's or a container's CPU set); give at most 1"), err
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.s:DeprecationWarning")
+def test_a_saved_torch_program_for_a_checkpoint_is_named_for_what_it_is(tiny, tmp_path, capsys):
+    """The archives of torch.jit.save and torch.export.save are torch zips too; torch.load's own error on the first is
+    a paragraph on weights_only, and the second was "not a checkpoint written by torch.save"."""
+    layer = torch.nn.Linear(4, 4)
+    scripted, exported = tmp_path / "layer.pt", tmp_path / "layer.pt2"
+    torch.jit.save(torch.jit.script(layer), str(scripted))
+    torch.export.save(torch.export.export(layer, (torch.zeros(1, 4),)), str(exported))
+    text = tmp_path / "t.txt"
+    text.write_text("the film .\n", encoding="utf-8")
+    table, dumped = tmp_path / "x.csv", tmp_path / "x.h5"
+    for archive, kind in [(scripted, "a TorchScript archive (torch.jit.save's)"),
+                          (exported, "an exported program (torch.export.save's)")]:
+        message = (f"{archive}: {kind}, not a checkpoint; give a model.pt a training of the pipeline wrote "
+                   "(results/models/<model>/model.pt)")
+        for command, main, args in [
+            ("lstmscope-ablate", ablate_main, [archive, tiny.activations, "-n", "1:0", "-o", table]),
+            ("lstmscope-dump", dump_cli.main, [archive, text, "--vocabulary", tiny.vocabulary, "-o", dumped]),
+        ]:
+            assert main([str(a) for a in args]) == 1, command
+            assert one_error_line(capsys, command).rstrip("\n").endswith(message)
+    assert not table.exists() and not dumped.exists()

@@ -153,8 +153,8 @@ def check_inputs(paths: Sequence[str | None]) -> None:
 
 def check_checkpoint_file(checkpoint: str, order: str) -> None:
     """A file that is not a checkpoint at all (another argument given first, a metrics.json, a copy cut short, a
-    training's resume state) gets a line naming what it is and ``order`` (the order of the command's arguments), not
-    torch's page on unpickling. A missing file is left to the loader, which names it."""
+    training's resume state, a saved torch program) gets a line naming what it is and ``order`` (the order of the
+    command's arguments), not torch's page on unpickling. A missing file is left to the loader, which names it."""
     if not os.path.isfile(checkpoint):
         return
     kind = file_kind(checkpoint)
@@ -163,6 +163,9 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
     if kind == "resume":
         raise ValueError(f"{checkpoint}: {KINDS['resume']}, not a checkpoint; give the model.pt its training writes "
                          "when it ends (results/models/<model>/model.pt)")
+    if kind in ("torchscript", "exported"):  # (torch.load's own error on a TorchScript one: a paragraph on weights_only)
+        raise ValueError(f"{checkpoint}: {KINDS[kind]}, not a checkpoint; give a model.pt a training of the pipeline "
+                         "wrote (results/models/<model>/model.pt)")
     if kind in KINDS:
         raise ValueError(f"{checkpoint}: {KINDS[kind]}, not a checkpoint; {order}")
     raise ValueError(f"{checkpoint}: not a checkpoint written by torch.save (a complete "
@@ -177,6 +180,8 @@ KINDS = {
     "histograms": "a histogram file",
     "checkpoint": "a model checkpoint",
     "resume": "a training's resume state",
+    "torchscript": "a TorchScript archive (torch.jit.save's)",
+    "exported": "an exported program (torch.export.save's)",
     "hdf5": "an HDF5 file",
     "csv": "a CSV table",
     "text": "a text file",
@@ -193,9 +198,10 @@ def lstmscope_kind(found: str) -> str | None:
 def file_kind(path: str) -> str:
     """What the file at ``path`` is, read from its first bytes and, where it is one of lstmscope's, its format: one
     of KINDS' names (a lstmscope HDF5 file by its ``format``, lstmscope-<kind>-<version>; "hdf5" for another or an
-    unreadable one; a torch file by the format its record names), "torch" (a torch file of another program),
-    "binary", "" (empty) or "unreadable" (cannot be opened: its reader says why). An HDF5 file cut short is an
-    error saying so (HDF5's own words are about superblocks)."""
+    unreadable one; a torch file by the format its record names, "torchscript" and "exported" for the archives of
+    torch.jit.save and torch.export.save), "torch" (another program's torch.save file), "binary", "" (empty) or
+    "unreadable" (cannot be opened: its reader says why). An HDF5 file cut short is an error saying so (HDF5's own
+    words are about superblocks)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
@@ -219,12 +225,17 @@ def file_kind(path: str) -> str:
     if zipfile.is_zipfile(path):  # torch.save's format: a zip archive whose data.pkl holds the record's text
         try:
             with zipfile.ZipFile(path) as z:
-                record = next((z.read(n) for n in z.namelist() if n.endswith("/data.pkl")), b"")
+                names = z.namelist()
+                record = next((z.read(n) for n in names if n.endswith("/data.pkl")), b"")
         except (OSError, zipfile.BadZipFile, RuntimeError):
             return "binary"
         for kind, fmt in (("checkpoint", b"lstmscope-checkpoint-"), ("resume", b"lstmscope-resume-")):
             if fmt in record:
                 return kind
+        if record and any(n.endswith("/constants.pkl") for n in names):  # torch.jit.save's archive: code and weights
+            return "torchscript"
+        if any(n.endswith("/archive_format") for n in names):  # torch.export.save's (.pt2)
+            return "exported"
         return "torch" if record else "binary"
     try:
         text = head.decode("utf-8")
