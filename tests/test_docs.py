@@ -1,8 +1,11 @@
-"""The documentation's links: every link of README.md and docs/*.md to a section or a file of the project leads to one
-(README's contents list and its cross-references name sections by their anchors, which a renamed heading breaks)."""
+"""The documentation's links and Snakemake commands: every link of README.md and docs/*.md to a section or a file of
+the project leads to one (README's contents list and its cross-references name sections by their anchors, which a
+renamed heading breaks), and every Snakemake command they show means what it says to Snakemake's own parser."""
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,58 @@ def test_every_link_to_a_section_or_a_file_of_the_project_leads_to_one(doc):
         elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             broken.append(f"{link}: no heading of {path.name} has the anchor #{anchor}")
     assert broken == [], f"{doc.name}: " + "; ".join(broken)
+
+
+SNAKEMAKE_SPAN = re.compile(r"`((?:\.venv/bin/)?snakemake [^`]*)`")
+
+
+def snakemake_commands(text: str) -> list[str]:
+    """The Snakemake commands of a Markdown text: inline code that begins with one, and the lines (or the parts of a
+    line between ``&&``) of its code blocks that do."""
+    commands = SNAKEMAKE_SPAN.findall(re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
+    for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M):
+        for line in block.splitlines():
+            commands += [part.strip() for part in line.split("&&")
+                         if re.match(r"(\.venv/bin/)?snakemake ", part.strip())]
+    return commands
+
+
+def misread(command: str) -> list[str]:
+    """What Snakemake's own parser makes of ``command`` that its writer cannot have meant: a target taken for a config
+    file or a setting (``--configfile`` and ``--config`` take every word after them up to the next option; so does
+    ``--resources``, whose parser refuses a word that is no NAME=NUMBER), an option it does not know."""
+    from snakemake.cli import get_argument_parser
+
+    parser = get_argument_parser()
+    parser.exit_on_error = False
+    try:
+        args = parser.parse_args(shlex.split(command, comments=True)[1:])
+    except (argparse.ArgumentError, ValueError, SystemExit) as exc:
+        return [f"not parsed: {exc}"]
+    wrong = [f"--configfile {f}: not a YAML file of the project" for f in args.configfile or []
+             if Path(f).suffix not in (".yaml", ".yml") or not (ROOT / f).is_file()]
+    wrong += [f"--config {c}: not KEY=VALUE" for c in args.config or [] if not re.match(r"\w+=", c)]
+    return wrong
+
+
+def test_a_target_after_configfile_is_read_as_a_config_file():
+    """The parser the check relies on: a file to make written after --configfile is one more config file to Snakemake
+    (it then stops on its contents: ``unknown config key``, or on its absence with a traceback)."""
+    text = ("Run `snakemake --configfile presets/thesis.yaml results/data/vocabulary.json`, then\n\n```bash\n"
+            "snakemake results/data/vocabulary.json --configfile presets/thesis.yaml  # the file first\n"
+            ".venv/bin/snakemake -n --config 'figures={dpi: 200}' results/report.html && snakemake --lint\n"
+            "snakemake --resources gpu=1 mem_mb=50000  # a comment\n```\n")
+    commands = snakemake_commands(text)
+    assert len(commands) == 5
+    assert [misread(c) for c in commands] == [
+        ["--configfile results/data/vocabulary.json: not a YAML file of the project"], [],
+        ["--config results/report.html: not KEY=VALUE"], [], []]
+    assert misread("snakemake --resources gpu=1 results/report.html")[0].startswith("not parsed: ")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_snakemake_command_shown_means_what_it_says(doc):
+    commands = snakemake_commands(doc.read_text(encoding="utf-8"))
+    assert commands or doc.name != "README.md"
+    wrong = {c: w for c in commands if (w := misread(c))}
+    assert wrong == {}, f"{doc.name}: {wrong}"
