@@ -32,3 +32,34 @@ def test_the_wheel_holds_every_file_of_the_package(tmp_path):
     expected = {f"lstmscope/{p.name}" for p in PACKAGE.iterdir() if p.is_file() and p.suffix != ".pyc"}
     assert any(name.endswith(".html") for name in expected)  # the explorers' templates
     assert expected - held == set()
+
+
+# Bounds an environment keeps below pyproject's: editing envs/torch.yaml would retrain every model of a run made with
+# --sdm conda (Snakemake reruns a job whose environment changed), for a full-disk crash of h5py < 3.10 in the dump and
+# a jsonschema its rules do not import; a new environment gets current versions of both anyway.
+KEPT_LOWER = {"torch.yaml": {"h5py": "3.8", "jsonschema": "4.0"}}
+
+
+def test_the_conda_environments_ask_for_pyprojects_lower_bounds():
+    """envs/*.yaml (``--sdm conda``) and pyproject.toml name the same lowest versions (conda-forge's names:
+    pytorch, opentsne), so that a bound raised for a reason (``.ci/oldest`` tests them) is raised in all three, but
+    for the bounds KEPT_LOWER names."""
+    import re
+    import tomllib
+
+    import yaml
+
+    pyproject = {}
+    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name, low = re.fullmatch(r"([\w.\-]+)(?:\[[\w,]+\])?>=([\w.]+)(?:,.*)?", dep.replace(" ", "")).groups()
+        pyproject[name.lower()] = low
+    conda_names = {"pytorch": "torch", "opentsne": "opentsne"}
+    for env in sorted((ROOT / "envs").glob("*.yaml")):
+        bounds = {}
+        for dep in yaml.safe_load(env.read_text())["dependencies"]:
+            name, low = re.fullmatch(r"([\w.\-]+)(?:>=|=)([\w.]+)", dep.replace(" ", "")).groups()
+            if name != "python":
+                bounds[conda_names.get(name, name)] = low
+        assert bounds and {k: pyproject.get(k) for k in bounds} == {**bounds, **{
+            k: pyproject[k] for k in KEPT_LOWER.get(env.name, {})}}, env.name
+        assert {k: bounds[k] for k in KEPT_LOWER.get(env.name, {})} == KEPT_LOWER.get(env.name, {}), env.name
