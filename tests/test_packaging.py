@@ -42,9 +42,9 @@ KEPT_LOWER = {"torch.yaml": {"h5py": "3.8", "jsonschema": "4.0", "numpy": "1.24"
 
 
 def test_the_conda_environments_ask_for_pyprojects_lower_bounds():
-    """envs/*.yaml (``--sdm conda``) and pyproject.toml name the same lowest versions (conda-forge's names:
-    pytorch, opentsne), so that a bound raised for a reason (``.ci/oldest`` tests them) is raised in all three, but
-    for the bounds KEPT_LOWER names."""
+    """envs/*.yaml (``--sdm conda``) and pyproject.toml name the same lowest versions (torch is conda-forge's
+    pytorch), so that a bound raised for a reason (``.ci/oldest`` tests them) is raised in all three, but for the
+    bounds KEPT_LOWER names."""
     import re
     import tomllib
 
@@ -54,13 +54,11 @@ def test_the_conda_environments_ask_for_pyprojects_lower_bounds():
     for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
         name, low = re.fullmatch(r"([\w.\-]+)(?:\[[\w,]+\])?>=([\w.]+)(?:,.*)?", dep.replace(" ", "")).groups()
         pyproject[name.lower()] = low
-    conda_names = {"pytorch": "torch", "opentsne": "opentsne"}
     for env in sorted((ROOT / "envs").glob("*.yaml")):
         bounds = {}
         for dep in yaml.safe_load(env.read_text())["dependencies"]:
             name, low = re.fullmatch(r"([\w.\-]+)(?:>=|=)([\w.]+)", dep.replace(" ", "")).groups()
             if name != "python":
-                bounds[conda_names.get(name, name)] = low
-        assert bounds and {k: pyproject.get(k) for k in bounds} == {**bounds, **{
-            k: pyproject[k] for k in KEPT_LOWER.get(env.name, {})}}, env.name
-        assert {k: bounds[k] for k in KEPT_LOWER.get(env.name, {})} == KEPT_LOWER.get(env.name, {}), env.name
+                bounds["torch" if name == "pytorch" else name] = low
+        kept = KEPT_LOWER.get(env.name, {})
+        assert bounds and bounds == {k: kept.get(k, pyproject.get(k)) for k in bounds}, env.name

@@ -163,7 +163,7 @@ def check_checkpoint_file(checkpoint: str, order: str) -> None:
     if kind == "resume":
         raise ValueError(f"{checkpoint}: {KINDS['resume']}, not a checkpoint; give the model.pt its training writes "
                          "when it ends (results/models/<model>/model.pt)")
-    if kind in ("torchscript", "exported"):  # (torch.load's own error on a TorchScript one: a paragraph on weights_only)
+    if kind in ("torchscript", "exported"):  # (torch.load's error on a TorchScript one: a paragraph on weights_only)
         raise ValueError(f"{checkpoint}: {KINDS[kind]}, not a checkpoint; give a model.pt a training of the pipeline "
                          "wrote (results/models/<model>/model.pt)")
     if kind in KINDS:
