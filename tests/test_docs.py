@@ -13,13 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", flags=re.S | re.M)  # a fenced block; group 1: its lines
 
 
 def anchors(path: Path) -> set[str]:
     """The anchors GitHub gives the headings of a Markdown file: the heading's text in lower case, every character
     but letters, digits, "-", "_" and spaces dropped, spaces made "-"; a repeated one gets "-1", "-2", ... Headings
     inside code blocks (a "# comment" in a bash block) are none."""
-    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+    text = CODE_BLOCK.sub("", path.read_text(encoding="utf-8"))
     seen: dict[str, int] = {}
     found = set()
     for heading in re.findall(r"^#{1,6} +(.+?) *#* *$", text, flags=re.M):
@@ -59,8 +60,8 @@ SNAKEMAKE_SPAN = re.compile(r"`((?:\.venv/bin/)?snakemake [^`]*)`")
 def snakemake_commands(text: str) -> list[str]:
     """The Snakemake commands of a Markdown text: inline code that begins with one, and the lines (or the parts of a
     line between ``&&``) of its code blocks that do."""
-    commands = SNAKEMAKE_SPAN.findall(re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
-    for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M):
+    commands = SNAKEMAKE_SPAN.findall(CODE_BLOCK.sub("", text))
+    for block in CODE_BLOCK.findall(text):
         for line in block.splitlines():
             commands += [part.strip() for part in line.split("&&")
                          if re.match(r"(\.venv/bin/)?snakemake ", part.strip())]
@@ -118,8 +119,7 @@ def test_every_command_of_lstmscope_shown_parses():
     parse with the command's parser: an option renamed or removed leaves no example behind."""
     import importlib
 
-    sources = {"README.md": "\n".join(re.findall(r"^```[a-z]*\n(.*?)^```", DOCS[0].read_text(encoding="utf-8"),
-                                                 flags=re.S | re.M))}
+    sources = {"README.md": "\n".join(CODE_BLOCK.findall(DOCS[0].read_text(encoding="utf-8")))}
     for module in COMMANDS.values():
         sources[f"{module}.py"] = importlib.import_module(f"lstmscope.{module}").__doc__
     parsed, failed = 0, []

@@ -45,20 +45,22 @@ def test_the_conda_environments_ask_for_pyprojects_lower_bounds():
     """envs/*.yaml (``--sdm conda``) and pyproject.toml name the same lowest versions (torch is conda-forge's
     pytorch), so that a bound raised for a reason (``.ci/oldest`` tests them) is raised in all three, but for the
     bounds KEPT_LOWER names."""
-    import re
     import tomllib
 
     import yaml
+    from packaging.requirements import Requirement
 
-    pyproject = {}
-    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
-        name, low = re.fullmatch(r"([\w.\-]+)(?:\[[\w,]+\])?>=([\w.]+)(?:,.*)?", dep.replace(" ", "")).groups()
-        pyproject[name.lower()] = low
+    def lowest(requirement: str) -> tuple[str, str]:
+        r = Requirement(requirement)
+        (low,) = [s.version for s in r.specifier if s.operator == ">="]
+        return r.name.lower(), low
+
+    pyproject = dict(map(lowest, tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]))
     for env in sorted((ROOT / "envs").glob("*.yaml")):
         bounds = {}
         for dep in yaml.safe_load(env.read_text())["dependencies"]:
-            name, low = re.fullmatch(r"([\w.\-]+)(?:>=|=)([\w.]+)", dep.replace(" ", "")).groups()
-            if name != "python":
+            if not dep.startswith("python="):  # (conda's pin of the interpreter, no PEP 508 requirement)
+                name, low = lowest(dep)
                 bounds["torch" if name == "pytorch" else name] = low
         kept = KEPT_LOWER.get(env.name, {})
         assert bounds and bounds == {k: kept.get(k, pyproject.get(k)) for k in bounds}, env.name
