@@ -19,8 +19,8 @@ Helpers (import them with ``from conftest import ...``):
 - ``skip_or_fail(reason)``       skip locally, fail on CI (CI=true)
 
 Fixtures: ``wikitext2`` (the local data folder), ``tiny_run`` (session: one complete local run of the
-tiny config, in a fixed folder; one per test worker), ``tiny_workdir`` (a pristine copy of that finished run, at the same
-absolute path, for a test to edit and re-plan).
+tiny config, in a fixed folder; one per test worker), ``tiny_workdir`` (a pristine copy of that finished
+run, at the same absolute path, for a test to edit and re-plan).
 """
 from __future__ import annotations
 
