@@ -19,12 +19,13 @@ Helpers (import them with ``from conftest import ...``):
 - ``skip_or_fail(reason)``       skip locally, fail on CI (CI=true)
 
 Fixtures: ``wikitext2`` (the local data folder), ``tiny_run`` (session: one complete local run of the
-tiny config, in a fixed folder; one per test worker), ``tiny_workdir`` (a pristine copy of that finished
-run, at the same absolute path, for a test to edit and re-plan).
+tiny config, made once and shared by the test workers), ``tiny_workdir`` (a pristine copy of that finished
+run in a folder of the worker's, for a test to edit and re-plan; ``restored(tiny_run, folder)`` makes another).
 """
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import re
 import shutil
@@ -414,24 +415,39 @@ def wikitext2() -> Path:
 def tiny_run(tmp_path_factory, wikitext2) -> Path:
     """A complete local run of the tiny config (the pristine copy; do not modify it).
 
-    Returned is a folder holding the finished copy; ``tiny_workdir`` restores it to one fixed path
-    per session, because the recorded inputs of a job include absolute paths."""
-    base = tmp_path_factory.mktemp("tiny-run")
-    work = copy_repo(base / "work", wikitext2)
-    snakemake(work, *TINY, timeout=1800)
-    pristine = base / "pristine"
-    shutil.copytree(work, pristine, symlinks=True)  # copy2: modification times are kept
+    Returned is a folder holding the finished copy, ``pristine``. The run is made once per test run: the first
+    test worker that needs it makes it while the others wait for it (a lock), in the folder the workers share.
+    A finished copy restored elsewhere plans no job (the jobs' recorded inputs are relative paths), so each
+    worker's ``tiny_workdir`` restores it to a folder of its own."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist's workers: each folder lies in the run's own
+        shared = shared.parent
+    base = shared / "tiny-run"
+    with open(shared / "tiny-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (base / "pristine").is_dir():  # not made yet, or a worker's attempt failed: make it here
+            shutil.rmtree(base, ignore_errors=True)
+            work = copy_repo(base / "work", wikitext2)
+            snakemake(work, *TINY, timeout=1800)
+            shutil.copytree(work, base / "pristine.part", symlinks=True)  # copy2: modification times are kept
+            (base / "pristine.part").rename(base / "pristine")
+            shutil.rmtree(work)
     return base
 
 
-@pytest.fixture
-def tiny_workdir(tiny_run) -> Path:
-    """The finished tiny run restored to its original path (same absolute paths, same mtimes)."""
-    work = tiny_run / "work"
+def restored(tiny_run: Path, work: Path) -> Path:
+    """The finished tiny run (``tiny_run``'s pristine copy, modification times kept) copied to ``work``, replacing
+    anything there."""
     if work.exists():
         shutil.rmtree(work)
     shutil.copytree(tiny_run / "pristine", work, symlinks=True)
     return work
+
+
+@pytest.fixture
+def tiny_workdir(tiny_run, tmp_path_factory) -> Path:
+    """A pristine copy of the finished tiny run, in one folder of the test worker's own."""
+    return restored(tiny_run, tmp_path_factory.getbasetemp() / "tiny-workdir")
 
 
 class Named(list):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY, snakemake
+from conftest import REPO, TINY, restored, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -27,12 +26,9 @@ def tiny_config() -> dict:
 
 
 @pytest.fixture(scope="module")
-def report(tiny_run) -> tuple[Path, str]:
+def report(tiny_run, tmp_path_factory) -> tuple[Path, str]:
     """The report of the finished tiny run (built in a restored copy of it)."""
-    work = tiny_run / "work"  # restored as tiny_workdir does: the recorded inputs hold absolute paths
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(tiny_run / "pristine", work, symlinks=True)
+    work = restored(tiny_run, tmp_path_factory.mktemp("report") / "work")
     snakemake(work, *TINY, "--report", "results/report.html", timeout=600)
     path = work / "results" / "report.html"
     assert path.is_file()

@@ -1,8 +1,8 @@
 """Rerun semantics on the tiny config: after a complete run, a change reruns exactly the jobs it touches.
 
-The complete run happens once per session (``tiny_run``); each test restores that finished copy to the
-same path (``tiny_workdir``), changes one thing there (never in the checkout) and asks Snakemake's dry
-run what it would do. The expectations are derived from the workflow itself (its rule graph, which
+The complete run happens once per test run (``tiny_run``); each test restores that finished copy to a
+folder of its worker's (``tiny_workdir``), changes one thing there (never in the checkout) and asks Snakemake's
+dry run what it would do. The expectations are derived from the workflow itself (its rule graph, which
 rules write PNGs, which rules list a library module as input), so they hold as stages are added.
 """
 from __future__ import annotations
