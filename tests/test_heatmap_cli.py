@@ -57,6 +57,7 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
     np.testing.assert_array_equal(blocks[3].values, _expected(tiny.activations, "layer1/h", rows, 0))
     np.testing.assert_array_equal(blocks[4].values, _expected(tiny.activations, "layer1/c", rows, 0))
     assert "layer 2, neuron 3, tokens 100-129" in blocks[1].title
+    assert (blocks.begin, blocks.stop) == (rows.start, rows.stop)
     for b in blocks[1:]:  # range scale: the passage's own minimum and maximum
         assert (b.norm.vmin, b.norm.vmax) == (b.values.min(), b.values.max())
     with open_activations(tiny.activations) as f:
@@ -192,7 +193,9 @@ def test_the_passage_avoids_section_headings_unless_headings_is_given(tiny, monk
 def test_expectancy_alone_starts_at_the_text_start_and_a_passage_stops_at_its_end(tiny):
     with open_activations(tiny.activations) as f:
         (alone,) = heatmap_blocks(f, [], expectancy=True, start=None, tokens=12)
-        (tail, _) = heatmap_blocks(f, [(1, 1)], expectancy=False, start=TEXT.tokens - 10, tokens=30)
+        tail_blocks = heatmap_blocks(f, [(1, 1)], expectancy=False, start=TEXT.tokens - 10, tokens=30)
+    tail = tail_blocks[0]
+    assert (tail_blocks.begin, tail_blocks.stop) == (TEXT.tokens - 10, TEXT.tokens)  # cut short by the text's end
     assert alone.words == _words(tiny.activations, slice(0, 12)) and np.isnan(alone.values[0])
     assert len(tail.words) == 10 and f"tokens {TEXT.tokens - 10}-{TEXT.tokens - 1}" in tail.title
 

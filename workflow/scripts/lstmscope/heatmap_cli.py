@@ -167,12 +167,21 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
     return removals, [stored.groups[g] for g in groups], stored.state
 
 
+
+class Drawn(list):
+    """:func:`heatmap_blocks`' blocks, in order, and the passage they show: tokens ``begin`` to ``stop`` - 1."""
+
+    def __init__(self, blocks: Sequence[TextBlock], begin: int, stop: int) -> None:
+        super().__init__(blocks)
+        self.begin, self.stop = begin, stop
+
+
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
                    tokens: int, around: str | None = None, scale: str = DEFAULT_SCALE, ablation: str | None = None,
                    groups: Sequence[tuple[int, str]] = (), headings: bool = False,
                    expectancy_floor: float | None = None, median_from: h5py.File | None = None,
-                   median_text: str = "") -> list[TextBlock]:
-    """The blocks drawn: the expectancy (if asked; its scale from ``expectancy_floor`` to 1, or from the passage's
+                   median_text: str = "") -> Drawn:
+    """The blocks drawn (:class:`Drawn`: they and their passage): the expectancy (if asked; its scale from ``expectancy_floor`` to 1, or from the passage's
     smallest p with None), then h above c of every neuron (above the effect of its
     removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage,
     chosen outside the section headings and the tokens after them unless ``headings``. On the median scale each
@@ -232,7 +241,7 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
                                    f"({' '.join(map(str, r.neurons))}) removed together ({removal_phrase(r.method)}; "
                                    f"perplexity {r.perplexity_change_pct:+.2f}\u00a0% without them over the first "
                                    f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
-    return blocks
+    return Drawn(blocks, begin, stop)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,12 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     args.ablation, groups, args.headings, args.expectancy_floor, median_from,
                                     median_text)
             title = f"{f.attrs['model']}, text {f.attrs['text']}"
-            drawn = len(blocks[0].words)
-            span = re.search(r"tokens (\d+)-(\d+)", blocks[0].title)  # (every block's title names the passage)
+            drawn = blocks.stop - blocks.begin
         if neurons and args.scale == "median" and not args.median_from and own:
             short_text_note(PROG, whole)
-        if default_passage and drawn < whole and span:
-            print(f"{PROG}: note: tokens {span[1]}-{span[2]} of this text's 0-{whole - 1} drawn (--start and --passage "
+        if default_passage and drawn < whole:
+            print(f"{PROG}: note: tokens {blocks.begin}-{blocks.stop - 1} of this text's 0-{whole - 1} drawn (--start and --passage "
                   "choose another part)", file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --passage {args.tokens} words drawn",
