@@ -403,6 +403,14 @@ def assert_same_models(a: Path, b: Path) -> list[str]:
     return names
 
 
+# ------------------------------------------------------------------------------ order
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM run (``@pytest.mark.slurm``), the longest test (~10 minutes), first: it starts at once beside the
+    tiny run another test worker makes (it asks for that run only to compare with it), instead of late, when it
+    would keep one worker busy long after the other has run out of tests."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable: the rest keep their order
+
+
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def wikitext2() -> Path:

@@ -262,11 +262,9 @@ def test_the_local_rules_are_those_the_slurm_test_checks():
 
 @pytest.mark.slurm
 @pytest.mark.workflow
-def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tiny_run, tmp_path, wikitext2):
-    local = tiny_run / "pristine"
-    # the workflow exactly as the local run had it (same code, same configs), without its results
-    work = tmp_path / "work"
-    shutil.copytree(local, work, symlinks=True, ignore=shutil.ignore_patterns("results", ".snakemake"))
+def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tmp_path, wikitext2, request):
+    # the workflow as the local run (tiny_run) has it: same code, same configs
+    work = copy_repo(tmp_path / "work", wikitext2)
     profile = yaml.safe_load((work / "profiles/slurm/config.yaml").read_text())
     (work / "profiles/slurm/config.yaml").write_text(
         "# profiles/slurm with this test cluster's SITE settings (written by tests/test_slurm.py)\n"
@@ -305,7 +303,9 @@ def test_tiny_config_on_slurm_equals_the_local_run(slurm_cluster, tiny_run, tmp_
     slurm_logs = list((work / "results/logs/slurm").rglob("*.log"))
     assert slurm_logs, "no SLURM job logs under results/logs/slurm"
 
-    # every result of the local run exists, tables and HDF5 data are identical in content
+    # every result of the local run exists, tables and HDF5 data are identical in content (the local run is asked
+    # for only now: this test runs first, conftest.py, while another test worker makes it)
+    local = request.getfixturevalue("tiny_run") / "pristine"
     missing = [str(p.relative_to(local)) for p in (local / "results").rglob("*")
                if p.is_file() and "logs" not in p.parts and "benchmarks" not in p.parts
                and not (work / p.relative_to(local)).exists()]
