@@ -575,7 +575,7 @@ def test_a_training_job_computes_with_the_kernels_of_any_avx2_cpu(tmp_path, wiki
     pinned = _train_with(tmp_path)
     assert pinned[:2] == avx2[:2]
     default = _train_with(tmp_path, ATEN_CPU_CAPABILITY="default")
-    assert default[0].startswith("DEFAULT")
+    assert default[0].startswith(("DEFAULT", "NO AVX"))  # (torch 2.2 calls its plain kernels NO AVX)
     assert default[1] != pinned[1], "other kernels, other weights: the pin is what makes them equal"
 
 

@@ -234,8 +234,8 @@ def file_kind(path: str) -> str:
                 return kind
         if record and any(n.endswith("/constants.pkl") for n in names):  # torch.jit.save's archive: code and weights
             return "torchscript"
-        if any(n.endswith("/archive_format") for n in names):  # torch.export.save's (.pt2)
-            return "exported"
+        if any(n.endswith("/archive_format") for n in names) or "serialized_exported_program.json" in names:
+            return "exported"  # torch.export.save's (.pt2), as torch writes it now and as torch 2.2 did
         return "torch" if record else "binary"
     try:
         text = head.decode("utf-8")
