@@ -138,6 +138,12 @@ def page(tiny, divergence_csv, tmp_path_factory):
     return out
 
 
+def half_unit(number: str) -> float:
+    """Half a unit of the last digit a number is written to ("0.021": 0.0005; "1.53e-4": 5e-7)."""
+    mantissa, _, exponent = number.partition("e")
+    return 0.5 * 10.0 ** (int(exponent or 0) - len(mantissa.partition(".")[2]))
+
+
 def prose_windows(raw: np.ndarray, words: list[str], w: int) -> tuple[np.ndarray, np.ndarray]:
     """Each w-token window's sum of |value| and whether it holds no more tokens prose_avoid names than the
     fewest any window holds (the windows the page's "most active passage" may choose, heatmap.passage prose)."""
@@ -304,14 +310,16 @@ def test_browser_word_search_marks_the_matches_and_compares_them_with_the_rest(c
     assert found["matched"] == np.flatnonzero(on).tolist() and found["arrows"] and int(found["weight"]) >= 700
     assert found["steps"] == [first, second, first] and found["current"] == [first]
     assert found["stepped"].startswith(f"1 / {on.sum()} of {len(words)} tokens · ")
-    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", found["label"])]
+    shown = re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", found["label"])
+    numbers = [float(x) for x in shown]
     assert found["label"].startswith(f"{on.sum()} of {len(words)} tokens · ")
     finite = np.isfinite(raw)
     if show == "p":  # the median p on the matches and elsewhere, to the page's coding (1/254 of the log range)
         assert "median p" in found["label"]
         step = -data["expectancy"]["lo"] / LEVELS
         expected = [np.median(10 ** raw[on & finite]), np.median(10 ** raw[~on & finite])]
-        np.testing.assert_allclose(numbers, expected, rtol=10 ** (step / 2) - 1 + 0.002)
+        for text, number, median in zip(shown, numbers, expected):  # and to the decimals shown (0.0205 as 0.021)
+            assert abs(number - median) <= (10 ** (step / 2) - 1 + 0.002) * median + half_unit(text), (text, median)
     else:
         assert f"mean {show}" in found["label"]
         step = (raw.max() - raw.min()) / LEVELS
