@@ -167,7 +167,6 @@ def removals_of(f: h5py.File, words: list[str], ablation: str, neurons: Sequence
     return removals, [stored.groups[g] for g in groups], stored.state
 
 
-
 class Drawn(list):
     """:func:`heatmap_blocks`' blocks, in order, and the passage they show: tokens ``begin`` to ``stop`` - 1."""
 
