@@ -180,10 +180,10 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
                    groups: Sequence[tuple[int, str]] = (), headings: bool = False,
                    expectancy_floor: float | None = None, median_from: h5py.File | None = None,
                    median_text: str = "") -> Drawn:
-    """The blocks drawn (:class:`Drawn`: they and their passage): the expectancy (if asked; its scale from ``expectancy_floor`` to 1, or from the passage's
-    smallest p with None), then h above c of every neuron (above the effect of its
-    removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one passage,
-    chosen outside the section headings and the tokens after them unless ``headings``. On the median scale each
+    """The blocks drawn (:class:`Drawn`: they and their passage): the expectancy (if asked; its scale from
+    ``expectancy_floor`` to 1, or from the passage's smallest p with None), then h above c of every neuron (above the
+    effect of its removal, with ``ablation``), then the joint effect of each group (with ``ablation``), over one
+    passage, chosen outside the section headings and the tokens after them unless ``headings``. On the median scale each
     neuron's h and c are centred on their medians over ``f``'s text, or over ``median_from``'s (another activations
     file of the same checkpoint, its text named ``median_text`` in the blocks' titles)."""
     if not neurons and not expectancy and not groups:
@@ -362,8 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if neurons and args.scale == "median" and not args.median_from and own:
             short_text_note(PROG, whole)
         if default_passage and drawn < whole:
-            print(f"{PROG}: note: tokens {blocks.begin}-{blocks.stop - 1} of this text's 0-{whole - 1} drawn (--start and --passage "
-                  "choose another part)", file=sys.stderr)
+            print(f"{PROG}: note: tokens {blocks.begin}-{blocks.stop - 1} of this text's 0-{whole - 1} drawn (--start "
+                  "and --passage choose another part)", file=sys.stderr)
         if (asked or args.start is not None) and drawn < args.tokens:
             print(f"{PROG}: note: the passage ends with the text: {drawn} of --passage {args.tokens} words drawn",
                   file=sys.stderr)
