@@ -85,11 +85,12 @@ def test_hold_from_holds_units_at_another_texts_means_and_a_short_text_gets_a_no
         return intact - reference_log_probs(model, ids[:60], [(1, j)], {(1, j): means[j]})
 
     # the unit of layer 1 whose effects held at its mean over the 400 tokens and over the 60 differ most
-    apart = [np.nanmax(np.abs(held_at(j, h.mean(axis=0)) - held_at(j, h[:60].mean(axis=0)))) for j in range(h.shape[1])]
+    held_long = [held_at(j, h.mean(axis=0)) for j in range(h.shape[1])]
+    apart = [np.nanmax(np.abs(held_long[j] - held_at(j, h[:60].mean(axis=0)))) for j in range(h.shape[1])]
     j = int(np.argmax(apart))
     assert apart[j] > 2e-4  # twice the check's tolerance below: it tells the two means apart
     table, _, (effect,) = ablate(str(tiny.checkpoint), str(probe), [f"1:{j}"], hold_from=str(tiny.activations))
-    reference = held_at(j, h.mean(axis=0))
+    reference = held_long[j]
     np.testing.assert_allclose(effect[1:], reference[1:], atol=1e-4)
     assert list(table.method) == ["mean"] and list(table.tokens) == [60]
 
