@@ -47,6 +47,11 @@ def chromium() -> str:
     skip_or_fail("headless Chromium not found (apt-get install chromium)")
 
 
+def js_p(p: float) -> str:
+    """p as both explorers write it: three significant digits, below 0.001 as JavaScript's toExponential(2)."""
+    return f"{p:#.3g}" if p >= 0.001 else re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{p:.2e}")
+
+
 def selftest(browser: str, path: Path, word: str, tmp_path: Path, budget_ms: int = 20000,
              query: dict | None = None, window: tuple[int, int] = (1280, 900), address: str | None = None) -> dict:
     """Open ``path?selftest=word`` (and ``query``'s parameters; or ``path`` followed by ``address``, a query such as
@@ -460,8 +465,7 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
         want = np.array(to_rgb("#b0b0b0") if i == 0 else expected[i - 1]) * 255
         assert np.abs(rgba[:3] - want).max() <= 3 and abs(rgba[3] - 0.85 * 255) <= 2, (i, rgba, want)
     # the scale's low end: here (no floor given) the smallest p of these tokens, as JavaScript writes it
-    smallest = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{known.min():.1e}")
-    assert f"log scale from p {smallest} to 1;" in result["expectancy"]["scale"]
+    assert f"log scale from p {js_p(known.min())} to 1;" in result["expectancy"]["scale"]
 
     def medians(legend, key):  # each cluster's median p in the list, against the view's table
         table = read_clusters(tables[key])
@@ -496,8 +500,7 @@ def test_browser_colours_each_point_by_the_expectancy_as_the_heatmap_does(chromi
     want = colormaps["coolwarm"](LogNorm(vmin=floor, vmax=1.0)(np.maximum(known, floor)))[:, :3]
     got = np.array([to_rgb(c) for c in clipped["expectancy"]["fills"][1:]])
     assert np.abs(got - want).max() < 0.02 and np.abs(got[known < floor] - colormaps["coolwarm"](0)[:3]).max() < 0.02
-    low = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{floor:.1e}")
-    assert f"log scale from p {low} to 1 (lower p in its colour);" in clipped["expectancy"]["scale"]
+    assert f"log scale from p {js_p(floor)} to 1 (lower p in its colour);" in clipped["expectancy"]["scale"]
     # without the activations file: no expectancy, no colour menu, clusters only
     plain = selftest(chromium, page, ".", tmp_path)
     assert plain["errors"] == [] and "expectancy" not in plain and plain["colourMenu"] is False

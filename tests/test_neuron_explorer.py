@@ -23,7 +23,7 @@ from conftest import edit_yaml, planned_jobs
 from neurons_support import (HIDDEN, LAYERS, TEXT, contrast, degenerate, divergence_csv,  # noqa: F401
                              group_removal_effects, other_run_ablation, prose_avoid, single_removal_effects, tiny,
                              write_divergence)
-from test_explorer import chromium, selftest  # noqa: F401  (fixture)
+from test_explorer import chromium, js_p, selftest  # noqa: F401  (fixture)
 
 K = 3  # neurons offered per layer and state
 ABLATED_TOKENS = 150  # of the text's 400: the effect has no value after them
@@ -284,10 +284,9 @@ def test_browser_expectancy_colours_run_from_the_floor_with_lower_p_in_its_colou
     step = -data["expectancy"]["lo"] / LEVELS  # the page's coding of log10 p
     assert np.abs(got[finite] - expected[finite]).max() <= 1
     assert (got[finite & (raw < floor - step)] == 0).all() and (got[finite & (raw > floor + 2 * step)] > 0).any()
-    low = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{10 ** floor:.2e}") if 10 ** floor < 0.001 else f"{10 ** floor:.3f}"
-    assert result["lo"] == f"p {low}" and result["hi"] == "p 1.000"
+    assert result["lo"] == f"p {js_p(10 ** floor)}" and result["hi"] == "p 1.00"
     assert result["unit"] == "log scale"  # said at the colour bar itself
-    assert f"log scale from p {low} to 1 (lower p in its colour);" in result["info"]
+    assert f"log scale from p {js_p(10 ** floor)} to 1 (lower p in its colour);" in result["info"]
 
 
 @pytest.mark.browser
