@@ -60,7 +60,10 @@ BAD = [
     ("models.dropouts", [0.1, 1.5], "config key models.dropouts.1: 1.5 is out of range; must be < 1"),
     ("models.dropouts", [], "config key models.dropouts: [] should be non-empty"),
     ("models.dropouts", [0.1, 0.1], "config key models.dropouts: [0.1, 0.1] has non-unique elements"),
-    ("data.sha256.train", "abc", "config key data.sha256.train: 'abc' does not match ^[0-9a-f]{64}$"),
+    ("data.sha256.train", "abc",
+     "config key data.sha256.train: 'abc' is not a SHA-256 checksum (64 hexadecimal digits, in lower case)"),
+    ("texts", {"test": {"split": "test", "tokens": 100}, "test_2": {"split": "valid", "tokens": 100}},
+     "config key texts: 'test_2' is not a text's name: a letter, then letters, digits or '-'"),
     ("architecture.layers", 0, "config key architecture.layers: 0 is out of range; must be >= 1"),
     ("texts.test.split", "dev", "config key texts.test.split: 'dev' is not allowed; choose one of ['train', 'valid', 'test']"),
     ("heatmap.scale", "linear", "config key heatmap.scale: 'linear' is not allowed; choose one of ['median', 'symmetric', 'range']"),
@@ -252,7 +255,7 @@ def test_stability_seeds_are_other_seeds_than_the_maps_and_a_set():
     cfg = default_config()
     cfg["embedding"]["stability_seeds"] = list(range(100, 109))  # a marker each in the figure: at most 8
     with pytest.raises(ConfigError, match=r"^config key embedding\.stability_seeds: \[100, 101, 102, 103, 104, 105, "
-                                          r"106, 107, 108\] is too long$"):
+                                          r"106, 107, 108\] has 9 items; at most 8$"):
         validate_config(cfg, SCHEMA)
     cfg = default_config()
     cfg["embedding"].update(seed=1, stability_seeds=[])  # none: no other map (config.yaml's 1 is free then)

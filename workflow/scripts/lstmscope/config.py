@@ -45,7 +45,11 @@ def _key(path) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
-_PATTERN_MEANINGS = {"\\S": "is blank"}
+_PATTERN_MEANINGS = {
+    "\\S": "is blank",
+    "^[0-9a-f]{64}$": "is not a SHA-256 checksum (64 hexadecimal digits, in lower case)",
+    "^[A-Za-z][A-Za-z0-9-]*$": "is not a text's name: a letter, then letters, digits or '-'",
+}
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -90,7 +94,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key {key}: {error.instance!r} {meaning}"
     if v == "required":
         return f"config key {key}: {error.message}"
-    if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
+    if v == "maxItems":  # jsonschema says "is too long" without the limit
+        return f"config key {key}: {error.instance!r} has {len(error.instance)} items; at most {s}"
+    if v in ("minItems", "uniqueItems", "minProperties"):
         return f"config key {key}: {error.message}"
     return f"config key {key}: {error.message}"
 
