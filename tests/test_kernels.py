@@ -69,6 +69,28 @@ def test_the_embedding_computes_with_the_blas_kernels_of_any_avx2_cpu(states, tm
     assert older[1] != haswell[1], "other kernels, another map: the pin is what makes two machines agree"
 
 
+def test_the_pinned_blas_kernels_compute_a_gram_matrix_on_two_threads():
+    """numpy 2.5's OpenBLAS (0.3.34) gives its pinned Haswell kernels the blocking of an AMD Zen 4/5 host, and
+    their product AᵀA (dsyrk) of a 2000 x 64 matrix on two threads crashed there (OpenBLAS issues 6013 and 6021):
+    the t-SNE, PCA and probe stages of every run on such a host. pyproject leaves numpy 2.5 out; this names the
+    cause where another numpy brings that OpenBLAS back."""
+    needs_avx2()
+    product = textwrap.dedent("""
+        import lstmscope  # pins the kernels, as the pipeline's scripts do
+        import numpy as np
+        a = np.random.default_rng(0).standard_normal((2000, 64))
+        gram = a.T @ a
+        assert np.allclose(gram, np.einsum("ti,tj->ij", a, a))
+        print(np.__version__)
+    """)
+    r = subprocess.run([sys.executable, "-c", product], env=_clean_env(OPENBLAS_NUM_THREADS="2"),
+                       capture_output=True, text=True, timeout=120)
+    from importlib.metadata import version
+    assert r.returncode == 0, (f"numpy {version('numpy')}: its BLAS failed on the pinned kernels ({r.returncode}); "
+                               f"OpenBLAS 0.3.34 on AMD Zen 4/5 crashes so (OpenBLAS issue 6021) {r.stderr[-2000:]}")
+    assert r.stdout.strip() == version("numpy")
+
+
 def test_the_environment_wins_and_nothing_is_pinned_without_avx2(monkeypatch):
     for name in PORTABLE_KERNELS:
         monkeypatch.delenv(name, raising=False)
