@@ -70,10 +70,10 @@ def test_the_embedding_computes_with_the_blas_kernels_of_any_avx2_cpu(states, tm
 
 
 def test_the_pinned_blas_kernels_compute_a_gram_matrix_on_two_threads():
-    """numpy 2.5's OpenBLAS (0.3.34) gives its pinned Haswell kernels the blocking of an AMD Zen 4/5 host, and
-    their product AᵀA (dsyrk) of a 2000 x 64 matrix on two threads crashed there (OpenBLAS issues 6013 and 6021):
-    the t-SNE, PCA and probe stages of every run on such a host. pyproject leaves numpy 2.5 out; this names the
-    cause where another numpy brings that OpenBLAS back."""
+    """numpy 2.5's OpenBLAS (0.3.34) gives a pinned core type the GEMM blocking of an AMD Zen 4/5 host (OpenBLAS
+    issues 6013 and 6021): on this project's EPYC its Haswell kernels crashed on AᵀA (dsyrk) of a 2000 x 64 matrix
+    on two threads, as the t-SNE test above then did. pyproject leaves numpy 2.5 out; this names the cause where
+    another numpy brings that OpenBLAS back."""
     needs_avx2()
     product = textwrap.dedent("""
         import lstmscope  # pins the kernels, as the pipeline's scripts do
