@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,6 @@ def test_the_pinned_blas_kernels_compute_a_gram_matrix_on_two_threads():
     """)
     r = subprocess.run([sys.executable, "-c", product], env=_clean_env(OPENBLAS_NUM_THREADS="2"),
                        capture_output=True, text=True, timeout=120)
-    from importlib.metadata import version
     assert r.returncode == 0, (f"numpy {version('numpy')}: its BLAS failed on the pinned kernels ({r.returncode}); "
                                f"OpenBLAS 0.3.34 on AMD Zen 4/5 crashes so (OpenBLAS issue 6021) {r.stderr[-2000:]}")
     assert r.stdout.strip() == version("numpy")

@@ -92,13 +92,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "pattern":
         meaning = _PATTERN_MEANINGS.get(s, f"does not match {s}")
         return f"config key {key}: {error.instance!r} {meaning}"
-    if v == "required":
-        return f"config key {key}: {error.message}"
     if v == "maxItems":  # jsonschema says "is too long" without the limit
         return f"config key {key}: {error.instance!r} has {len(error.instance)} items; at most {s}"
-    if v in ("minItems", "uniqueItems", "minProperties"):
-        return f"config key {key}: {error.message}"
-    return f"config key {key}: {error.message}"
+    return f"config key {key}: {error.message}"  # required, minItems, uniqueItems, minProperties: jsonschema's words
 
 
 def _number_hint(text: str, integer: bool = False) -> str:
