@@ -177,6 +177,33 @@ def test_long_titles_wrap_within_the_width_the_text_sets(tmp_path):
     assert wrap_to_width("kept\nbreaks", 1000, 10) == "kept\nbreaks"
 
 
+def test_titles_break_between_phrases_not_inside_one():
+    """A line of a wrapped title ends where a phrase does (after "·", ":" or ",", before a parenthesis or a
+    preposition) when that leaves it at least 60 % full, rather than at the last word that fits; never after "=" or
+    a preposition, nor inside a formula in parentheses, when another place fits."""
+    from lstmscope.figures import text_width_pt, wrap_to_width
+
+    def wrapped(text, first_line):  # wrapped so that ``first_line`` is the widest first line that fits
+        lines = wrap_to_width(text, text_width_pt(first_line, 10) + 0.5, 10).split("\n")
+        assert all(text_width_pt(line, 10) <= text_width_pt(first_line, 10) + 0.5 for line in lines)
+        assert " ".join(lines) == text  # words kept, in order, each line break one space
+        return lines
+
+    lines = wrapped("alpha beta gamma delta: epsilon zeta eta theta iota", "alpha beta gamma delta: epsilon zeta")
+    assert lines[0] == "alpha beta gamma delta:", lines
+    lines = wrapped("d0.0_r0 · test (its first 4000 tokens) · layer 1, cell state c · ward linkage",
+                    "d0.0_r0 · test (its first 4000 tokens) · layer 1, cell")
+    assert lines[0] == "d0.0_r0 · test (its first 4000 tokens) ·", lines  # the separator, not the comma after it
+    lines = wrapped("the share of all the token pairs in one cluster = chance",
+                    "the share of all the token pairs in one cluster =")
+    assert lines == ["the share of all the token pairs", "in one cluster = chance"], lines
+    lines = wrapped("the model's expectancy of each word p(word | preceding words) here and there",
+                    "the model's expectancy of each word p(word | preceding")
+    assert lines[0] == "the model's expectancy of each word", lines  # before the formula, not inside it
+    # greedy where no place is better: the last word that fits
+    assert wrapped("one two three four five six", "one two three") == ["one two three", "four five six"]
+
+
 def test_a_word_without_a_value_is_framed_not_filled_unlike_a_value_near_zero(tmp_path):
     """The colour map's middle (a value of 0 on the symmetric scale) is light grey, so a word without a value
     (NaN: the first word's expectancy, words an ablation did not read) gets no fill, only a dotted frame."""

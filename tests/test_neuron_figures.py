@@ -115,7 +115,7 @@ def test_with_no_dead_neuron_the_title_says_what_is_shown_not_the_most_nearly_de
     assert (info["layer"], info["state"], info["neuron"], info["dead"]) == (layer, state, neuron, False)
     values = f"{low:.3g} to {high:.3g}".replace("-", "\u2212")
     assert kept[0].axes[0].get_title() == (
-        f"layer {layer}, {nf.STATE_NAME[state]}, neuron {neuron} (values {values}{sign})\n"
+        f"layer {layer}, {nf.STATE_NAMES[state]}, neuron {neuron} (values {values}{sign})\n"
         "largest share of values within ±0.01: 36.2%; no neuron is dead (> 90%)")
     assert "nearly dead" not in kept[0].axes[0].get_title()
 

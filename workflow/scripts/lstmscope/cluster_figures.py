@@ -22,7 +22,7 @@ from matplotlib.transforms import offset_copy
 
 from .colours import CLUSTER_PALETTE, OTHER_CLUSTERS, SMALL_CLUSTER
 from .cluster_measures import BEYOND_Z, runs
-from .figures import figure_title, plt, save_figure, text_width_pt
+from .figures import STATE_NAMES, figure_title, plt, save_figure, text_width_pt
 from .wikitext import HEADING_SETTLE, passage_avoid
 from .points import view_order
 from .top_words import parse_top_words
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
-STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}
 SMALL = SMALL_CLUSTER  # a numbered cluster with fewer points: each ringed, its number beside them
 SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its larger side): circled, number beside
 

@@ -15,6 +15,7 @@ from .provenance import code_version  # noqa: E402
 
 
 FORMATS = (".png", ".svg", ".pdf")
+STATE_NAMES = {"h": "hidden state h", "c": "cell state c"}  # how a figure names a state
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,9 +79,38 @@ def text_width_pt(text: str, size: float | str, weight: str = "normal") -> float
                                                       ismath=False)[0]
 
 
+# Where a line may break (between two words): after a separator such as "·" is best, then after a phrase's end
+# (",", ";", ":") or before a parenthesis, then before an article or a preposition (a phrase's start); never (when
+# another place fits) after a word that leads into the next (an article, a preposition, "=") nor before a closing
+# mark or a separator; inside parentheses (a formula, an aside) a break counts one less.
+_PHRASE_ENDS = (",", ";", ":")
+_SEPARATORS = {"·", "—", "–"}  # not "-", "/" or "|": inside a formula they are its operators
+_LEADING = {"=", "±", "a", "an", "the", "of", "to", "by", "at", "in", "on", "its", "their", "from", "for", "with",
+            "vs", "vs.", "over", "per", "than"}
+_CLOSING = {"=", ")", "%", "×", "]"} | _SEPARATORS
+_FILL = 0.6  # a line broken early at a better place keeps at least this share of the width
+
+
+def _break_score(before: str, after: str, depth: int) -> int:
+    """How good a line break is between the words ``before`` and ``after`` at parenthesis ``depth``."""
+    if before.lower() in _LEADING or after in _CLOSING:
+        return -1
+    if before in _SEPARATORS:
+        score = 4
+    elif before.endswith(_PHRASE_ENDS) or after.startswith("("):
+        score = 3
+    elif after.lower() in _LEADING:
+        score = 2
+    else:
+        score = 1
+    return score - (1 if depth else 0)
+
+
 def wrap_to_width(text: str, width_pt: float, size: float | str) -> str:
     """``text`` broken at spaces into lines no wider than ``width_pt`` (:func:`text_width_pt`), its own line breaks
-    kept; a word wider than that alone (a path given as a text's name) is broken between characters."""
+    kept; a word wider than that alone (a path given as a text's name) is broken between characters. A line ends
+    at the best place among those that leave it at least 60 % full (:func:`_break_score`: after a phrase rather
+    than inside one, never after "=" or "of" when another place fits), the last of equals."""
     def pieces(word: str) -> list[str]:
         out = [""]
         for ch in word:
@@ -91,17 +121,27 @@ def wrap_to_width(text: str, width_pt: float, size: float | str) -> str:
 
     lines = []
     for paragraph in text.split("\n"):
-        line = ""
-        for word in paragraph.split(" "):
-            wider = f"{line} {word}" if line else word
-            if text_width_pt(wider, size) <= width_pt:
-                line = wider
+        words = paragraph.split(" ")
+        depths = [0]  # parenthesis depth before each word
+        for word in words:
+            depths.append(max(0, depths[-1] + word.count("(") + word.count("[") - word.count(")") - word.count("]")))
+        start, i = 0, 0  # the line holds words[start:i]
+        while i < len(words):
+            line = " ".join(words[start:i + 1])
+            if i == start or text_width_pt(line, size) <= width_pt:
+                if i == start and text_width_pt(words[i], size) > width_pt:  # too wide alone: broken inside
+                    *whole, rest = pieces(words[i])
+                    lines.extend(whole)
+                    words[i] = rest
+                i += 1
                 continue
-            if line:
-                lines.append(line)
-            *whole, line = pieces(word) if text_width_pt(word, size) > width_pt else [word]
-            lines.extend(whole)
-        lines.append(line)
+            fill = _FILL * width_pt
+            breaks = [(_break_score(words[j - 1], words[j], depths[j]), j) for j in range(start + 1, i + 1)
+                      if j == i or text_width_pt(" ".join(words[start:j]), size) >= fill]
+            cut = max(breaks)[1]
+            lines.append(" ".join(words[start:cut]))
+            start, i = cut, cut
+        lines.append(" ".join(words[start:]))
     return "\n".join(lines)
 
 

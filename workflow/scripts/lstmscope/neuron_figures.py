@@ -16,13 +16,12 @@ import pandas as pd
 from matplotlib import ticker
 
 from .divergence import COLUMNS, RANK_BY, check_divergence_fits, ranked, ranking_measure, read_divergence
-from .figures import figure_title, plt, save_figure
+from .figures import STATE_NAMES, figure_title, plt, save_figure
 from .histogram import HistogramError, StoredHistogram, read_histograms, select
 from .order import models_in_order
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = {"h": "hidden state h", "c": "cell state c"}
 STATE_COLOUR = {"h": "tab:blue", "c": "tab:orange"}
 
 
@@ -101,7 +100,7 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
         notes = []
         for state in ("h", "c"):
             hist = select(hists, layer, state)
-            _step(ax, hist, density(hist), label=STATE_NAME[state], color=STATE_COLOUR[state], lw=1.3)
+            _step(ax, hist, density(hist), label=STATE_NAMES[state], color=STATE_COLOUR[state], lw=1.3)
             if note := _outside_note(hist):
                 notes.append(f"{state}: {note}")
         c_hist = select(hists, layer, "c")
@@ -150,7 +149,7 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
             which = "bottom" if bottom else "top"
             note = _outside_note(hist, idx) if len(idx) else ""
             _note_above(ax, [note] if note else [],
-                        f"layer {layer}, {STATE_NAME[state]}: {which} {len(chosen)} by {RANK_BY[measure]}", 9)
+                        f"layer {layer}, {STATE_NAMES[state]}: {which} {len(chosen)} by {RANK_BY[measure]}", 9)
             ax.set_xlim(*x_range)
             _log_y(ax)
             ax.set_xlabel("activation", fontsize=8)
@@ -203,7 +202,7 @@ def dead_neuron_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, pn
         sign = ", all below 0" if high < 0 else ", all above 0" if low > 0 else ""
         verdict = (f" (values {_number(low)} to {_number(high)}{sign})\nlargest share of values within "
                    f"±{dead_threshold:g}: {share}; no neuron is dead (> {dead_fraction:.0%})")
-    axes[0].set_title(f"layer {layer}, {STATE_NAME[state]}, neuron {neuron}{verdict}", fontsize=9)
+    axes[0].set_title(f"layer {layer}, {STATE_NAMES[state]}, neuron {neuron}{verdict}", fontsize=9)
     n_layers, n_states = table["layer"].nunique(), table["state"].nunique()
     fig.suptitle(figure_title(fig, f"{title}: {n_dead} of {len(table)} neurons dead ({n_layers} "
                               f"layer{'s' * (n_layers != 1)} × {n_states} state{'s' * (n_states != 1)} × "
@@ -275,7 +274,7 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
                             xytext=(0, 5), textcoords="offset points", ha=ha, va="bottom", fontsize=7,
                             color=STATE_COLOUR[state])
         dead = "" if (s["dead"] > 0).any() else " (no dead neuron)"
-        ax.set_title(f"layer {layer}, {STATE_NAME[state]}{dead}", fontsize=10)
+        ax.set_title(f"layer {layer}, {STATE_NAMES[state]}{dead}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylabel("mean |activation|")
     for ax in axes[0]:  # from 0, once every layer is drawn (each column's scale reaches its largest value)

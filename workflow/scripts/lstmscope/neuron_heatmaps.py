@@ -13,10 +13,10 @@ import numpy as np
 
 from .activations_file import open_activations, read_neurons, read_words
 from .divergence import check_divergence_fits, ranked, read_divergence
+from .figures import STATE_NAMES
 from .heatmap import DEFAULT_SCALE, check_scale, draw_blocks, neuron_blocks, notice_figure
 from .wikitext import check_passage, passage_avoid
 
-STATE_NAME = {"h": "hidden state h", "c": "cell state c"}  # (as the neuron figures name them)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def text_heatmaps(activations_path: str | os.PathLike, divergence_path: str | os
             top = ranked(table, layer, state, neurons)
             if top.empty:  # a figure that says so, rather than no figure for the whole model
                 dead = int(((table["layer"] == layer) & (table["state"] == state)).sum())
-                message = (f"{model}, text {text}: layer {layer}, {STATE_NAME[state]}: no live neuron to draw; all "
+                message = (f"{model}, text {text}: layer {layer}, {STATE_NAMES[state]}: no live neuron to draw; all "
                            f"{dead} are dead (listed in dead_neurons.csv)")
                 log.warning("%s", message)
                 notice_figure(message, png, svg, dpi=dpi)

@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from .atomic import write_table
-from .figures import figure_title, plt, save_figure
-from .neuron_figures import STATE_COLOUR, STATE_NAME
+from .figures import STATE_NAMES, figure_title, plt, save_figure
+from .neuron_figures import STATE_COLOUR
 from .order import models_in_order
 from .probes import CONTEXTS, read_probes
 
@@ -80,7 +80,7 @@ def probes_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.Pat
                 else:  # one entry for a line that is the same in every view
                     handles.setdefault((column, None), (line, label))
             if i == 0:
-                ax.set_title(f"layer {layer}, {STATE_NAME[state]}", fontsize=10)
+                ax.set_title(f"layer {layer}, {STATE_NAMES[state]}", fontsize=10)
             if j == 0:
                 ax.set_ylabel(f"{CONTEXT_NAME[context]}\nAUC on the held-out part", fontsize=9)
             if i == len(contexts) - 1:
