@@ -177,6 +177,68 @@ def test_long_titles_wrap_within_the_width_the_text_sets(tmp_path):
     assert wrap_to_width("kept\nbreaks", 1000, 10) == "kept\nbreaks"
 
 
+def test_a_character_the_font_lacks_is_drawn_in_an_installed_font_that_has_it_on_a_box_as_wide(tmp_path):
+    """With a font installed that has 戦 and 場 (built here: two square glyphs one em wide), the heatmap draws them
+    in that font instead of NO_GLYPH, their word a text of its own on a box of the columns its glyphs take (two
+    each: one em is 1.66 of DejaVu Sans Mono's columns), and every later word still on its own box."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+    from matplotlib.font_manager import fontManager
+    from lstmscope import heatmap
+
+    def square():
+        pen = TTGlyphPen(None)
+        for x, y in ((100, 0), (100, 800), (900, 800), (900, 0)):
+            (pen.lineTo if x != 100 or y else pen.moveTo)((x, y))
+        pen.closePath()
+        return pen.glyph()
+
+    empty = TTGlyphPen(None).glyph()
+    fb = FontBuilder(1000, isTTF=True)
+    fb.setupGlyphOrder([".notdef", "uni6226", "uni5834"])
+    fb.setupCharacterMap({0x6226: "uni6226", 0x5834: "uni5834"})
+    fb.setupGlyf({".notdef": empty, "uni6226": square(), "uni5834": square()})
+    fb.setupHorizontalMetrics({name: (1000, 100) for name in (".notdef", "uni6226", "uni5834")})
+    fb.setupHorizontalHeader(ascent=880, descent=-120)
+    fb.setupNameTable({"familyName": "Lstmscope Test Han", "styleName": "Regular"})
+    fb.setupOS2(sTypoAscender=880, usWinAscent=880, usWinDescent=120)
+    fb.setupPost()
+    path = tmp_path / "han.ttf"
+    fb.save(str(path))
+    before = list(fontManager.ttflist)
+    fontManager.addfont(str(path))
+    heatmap._other_fonts.cache_clear()
+    try:
+        assert heatmap.fallback_font("戦") == ("Lstmscope Test Han", str(path))
+        assert heatmap.fallback_font("a") is None and heatmap.fallback_font("\t") is None
+        assert heatmap.word_columns("戦場") == 4 and heatmap.word_columns("戦3") == 3
+        words = ["The", "戦場", "3", "of", "\t"]
+        values = np.linspace(-1, 1, len(words))
+        block = TextBlock("glyphs", words, values, symmetric_norm(values), "h")
+        dpi, fontsize = 100, 10.0
+        with plt.rc_context({**heatmap.RC, "figure.dpi": dpi}):
+            fig = heatmap._figure([block], 40, fontsize, None, plt.get_cmap(heatmap.CMAP))
+            fig.canvas.draw()
+            texts = [t for ax in fig.axes for t in ax.texts]
+            han = [t for t in texts if t.get_text() == "戦場"]
+            lines = [t.get_text() for t in texts if t.get_fontfamily() == [heatmap.FONT]]
+            title = [t.get_text() for t in texts if t.get_text().startswith("glyphs")]
+            assert len(han) == 1 and han[0].get_fontfamily() == [heatmap.FONT, "Lstmscope Test Han"]
+            assert han[0].get_position()[0] == 4  # its column: after "The" and a space
+            width = han[0].get_window_extent().width  # two glyphs of one em each, not two of DejaVu's columns
+            assert width == pytest.approx(2 * fontsize / 72 * dpi, abs=3.0)
+            plt.close(fig)
+        width = max(map(len, lines))  # the black and the white text of the line (dark fills), laid over each other
+        shown = "".join(max(chars) for chars in zip(*(line.ljust(width) for line in lines)))
+        assert shown == f"The      3 of {heatmap.NO_GLYPH}"  # "3" at column 4 + 4 + 1: the Han word's columns, a space
+        assert [t.replace("\n", " ") for t in title] == [f"glyphs (1 character no installed font has, drawn as "
+                                                          f"{heatmap.NO_GLYPH})"]  # the tab only
+    finally:
+        fontManager.ttflist[:] = before
+        fontManager._findfont_cached.cache_clear()
+        heatmap._other_fonts.cache_clear()
+
+
 def test_titles_break_between_phrases_not_inside_one():
     """A line of a wrapped title ends where a phrase does (after "·", ":" or ",", before a parenthesis or a
     preposition) when that leaves it at least 60 % full, rather than at the last word that fits; never after "=" or
@@ -524,8 +586,9 @@ def test_glyph_advances_match_the_layout_so_words_stay_on_their_boxes():
 
 def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_on_its_boxes():
     """WikiText's train split holds 戦場のヴァルキュリア3: DejaVu Sans Mono has none of those glyphs, and another
-    font's (or none) has another width, so the rest of the line slid off its boxes. Each such character is drawn as
-    NO_GLYPH, one column wide, and the block's title counts them."""
+    font's (or none) has another width, so the rest of the line slid off its boxes. Where no installed font has
+    them (as on the machines the tests run on), each such character is drawn as NO_GLYPH, one column wide, and the
+    block's title counts them."""
     from lstmscope.heatmap import CHAR_EM, CMAP, NO_GLYPH, RC, _figure
 
     words = ["The", "戦場のヴァルキュリア3", "(", "Valkyria", "\tof", ")", "is", "a", "game", "é", "—", "€"]
@@ -542,6 +605,7 @@ def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_o
         plt.close(fig)
     for text, width in widths:  # every line exactly its characters' columns wide: each word on its box
         assert width == pytest.approx(len(text) * CHAR_EM * fontsize / 72 * dpi, abs=2.0), text
-    assert title == [f"glyphs (11 characters the font lacks drawn as {NO_GLYPH})"]  # ten of the game's name, a tab
+    # ten of the game's name (no font installed here has them), a tab (no font draws one)
+    assert [t.replace("\n", " ") for t in title] == [f"glyphs (11 characters no installed font has, drawn as {NO_GLYPH})"]
     shown = "".join(t for t, _ in widths)
     assert NO_GLYPH * 10 + "3" in shown and "Valkyria" in shown and "é" in shown and "€" in shown

@@ -3,9 +3,10 @@
 Words are set in a monospaced font and wrap like a paragraph at ``max_chars``
 characters, so the layout is plain arithmetic (:func:`layout_words`) and the same
 on every machine. Tokens are drawn literally (``<unk>``, ``<eos>``, ``@-@``, ``$``:
-mathtext is off). A character the font cannot draw in one column (戦, a tab) is drawn as
-:data:`NO_GLYPH`, and the block's title counts them: any other glyph would push the rest of its line off
-its boxes. A colour bar beside each block shows its scale.
+mathtext is off). A character the font lacks (戦) is drawn in the first other font installed on the machine that
+has it (:func:`fallback_font`, by family name), its word on a box as many columns wide as that font's glyphs need;
+where no installed font has it (or it is a control character such as a tab) it is drawn as :data:`NO_GLYPH`, one
+column wide, and the block's title counts them. A colour bar beside each block shows its scale.
 
 Two kinds: (a) one neuron's activation over the passage where it is most active (by
 default among the passages without a section heading or the 20 tokens after it: ``heatmap.passage``), its h and
@@ -27,14 +28,15 @@ from __future__ import annotations
 import functools
 import math
 import os
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 from matplotlib import colors, ticker
 from matplotlib.collections import PatchCollection
-from matplotlib.font_manager import FontProperties, findfont
-from matplotlib.ft2font import FT2Font
+import matplotlib
+from matplotlib.font_manager import FontProperties, findfont, fontManager, get_font, weight_dict
 from matplotlib.patches import Rectangle
 
 from .activations_file import open_activations, read_expectancy, read_words
@@ -46,7 +48,7 @@ CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on i
 NO_VALUE_EDGE = "#707070"  # dotted frame, no fill: a word without a value
 FONT = "DejaVu Sans Mono"  # ships with matplotlib
 CHAR_EM = 1233 / 2048      # advance width of one DejaVu Sans Mono character, in em
-NO_GLYPH = "\ufffd"        # drawn for a character FONT has no glyph of
+NO_GLYPH = "\ufffd"        # drawn for a character no installed font has a glyph of
 # Hinting would round every glyph advance to whole pixels and the words would drift off their boxes.
 RC = {"text.hinting": "no_hinting"}
 LINE_EM = 1.75             # line pitch, in em
@@ -54,16 +56,18 @@ SCALES = ("median", "symmetric", "range")
 DEFAULT_SCALE = "median"  # heatmap.scale's default
 
 
-def layout_words(words: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
-    """(line, column) of every word when wrapping at ``max_chars`` characters, one space between words.
+def layout_words(words: Sequence[str], max_chars: int,
+                 widths: Sequence[int] | None = None) -> list[tuple[int, int]]:
+    """(line, column) of every word when wrapping at ``max_chars`` characters, one space between words; a word
+    is as many columns wide as it has characters, or as ``widths`` says (:func:`word_columns`).
 
     A word longer than a line gets a line of its own (it is never cut).
     """
     if max_chars < 1:
         raise ValueError(f"max_chars={max_chars}: must be >= 1")
     out, line, col = [], 0, 0
-    for w in words:
-        n = max(1, len(w))
+    for i, w in enumerate(words):
+        n = max(1, len(w) if widths is None else widths[i])
         if col > 0 and col + n > max_chars:
             line, col = line + 1, 0
         out.append((line, col))
@@ -74,20 +78,29 @@ def layout_words(words: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
 def line_texts(words: Sequence[str], layout: Sequence[tuple[int, int]],
                keep: Sequence[bool] | None = None) -> list[str]:
     """The text of every line of a layout, each word at its column (monospaced, padded with spaces); with
-    ``keep``, the words not kept are left out (spaces in their place), so that two such texts, one per text
-    colour, put every word on its box."""
+    ``keep``, the words not kept are left out (the next word still at its column), so that two such texts, one
+    per text colour, put every word on its box."""
     lines: list[str] = []
     for i, (word, (line, col)) in enumerate(zip(words, layout)):
         while len(lines) <= line:
             lines.append("")
-        lines[line] = lines[line].ljust(col) + (word if keep is None or keep[i] else " " * len(word))
+        lines[line] = lines[line].ljust(col) + (word if keep is None or keep[i] else "")
     return lines
+
+
+@functools.lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[int]:
+    """The characters the font file ``path`` has a glyph of (none where FreeType cannot read it)."""
+    try:
+        return frozenset(get_font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
 
 
 @functools.lru_cache(maxsize=1)
 def _glyphs() -> frozenset[int]:
     """The characters :data:`FONT` has a glyph of (each one column wide: its every glyph has the same advance)."""
-    return frozenset(FT2Font(findfont(FontProperties(family=FONT), fallback_to_default=False)).get_charmap())
+    return _charmap(findfont(FontProperties(family=FONT), fallback_to_default=False))
 
 
 def drawable(char: str) -> bool:
@@ -96,15 +109,65 @@ def drawable(char: str) -> bool:
     return ord(char) in _glyphs()
 
 
+@functools.lru_cache(maxsize=1)
+def _other_fonts() -> tuple[tuple[str, str], ...]:
+    """(family, file) of every font installed on the machine that matplotlib knows, by family name, each
+    family's regular face: where a character :data:`FONT` lacks is looked for. matplotlib's own fonts are not among
+    them: its math fonts map letters to other glyphs, and its Last Resort font draws any character as a box naming
+    its Unicode block."""
+    own = os.path.realpath(matplotlib.get_data_path())
+    families = sorted({entry.name for entry in fontManager.ttflist  # those with a regular face (no other drawn)
+                       if entry.style == "normal" and weight_dict.get(entry.weight, entry.weight) == 400
+                       and not os.path.realpath(entry.fname).startswith(own + os.sep)})
+    found = []
+    for family in families:
+        try:
+            path = findfont(FontProperties(family=family), fallback_to_default=False)
+        except ValueError:
+            continue
+        if not os.path.realpath(path).startswith(own + os.sep):
+            found.append((family, path))
+    return tuple(found)
+
+
+def fallback_font(char: str) -> tuple[str, str] | None:
+    """(family, file) of the first font (by family name) of :func:`_other_fonts` with a glyph of ``char``; None
+    for a character :data:`FONT` has, a control character (a tab: no font draws it) or one no font here has."""
+    if drawable(char) or unicodedata.category(char) == "Cc":
+        return None
+    code = ord(char)
+    return next((font for font in _other_fonts() if code in _charmap(font[1])), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _advance_columns(path: str, char: str) -> int:
+    """Columns of :data:`FONT` (whole) that the glyph of ``char`` in the font ``path`` advances: 0 for a mark set
+    over the character before it, 2 for most CJK characters."""
+    font = get_font(path)
+    font.set_size(72, 72)  # 72 points: the advance in points / 72 is in em
+    em = font.load_char(ord(char)).linearHoriAdvance / 65536 / 72
+    return math.ceil(em / CHAR_EM - 0.01)
+
+
+def word_columns(word: str) -> int:
+    """How many columns a word takes as drawn (at least 1): one per character of :data:`FONT` or drawn as
+    :data:`NO_GLYPH`, a character of another font (:func:`fallback_font`) as many as its glyph advances."""
+    columns = 0
+    for char in word:
+        font = fallback_font(char)
+        columns += 1 if font is None else _advance_columns(font[1], char)
+    return max(1, columns)
+
+
 def drawable_words(words: Sequence[str]) -> tuple[list[str], int]:
-    """The words with each character :func:`drawable` cannot draw replaced by :data:`NO_GLYPH`, and how many
-    were replaced."""
+    """The words with each character that neither :data:`FONT` nor another installed font
+    (:func:`fallback_font`) can draw replaced by :data:`NO_GLYPH`, and how many were replaced."""
     out, replaced = [], 0
     for word in words:
         if all(drawable(ch) for ch in word):
             out.append(word)
             continue
-        chars = [ch if drawable(ch) else NO_GLYPH for ch in word]
+        chars = [ch if drawable(ch) or fallback_font(ch) else NO_GLYPH for ch in word]
         replaced += sum(ch != new for ch, new in zip(word, chars))
         out.append("".join(chars))
     return out, replaced
@@ -116,7 +179,7 @@ def drawable_block(block: "TextBlock") -> "TextBlock":
     if not replaced:
         return block
     return replace(block, words=words, title=f"{block.title} ({replaced} character{'s' if replaced > 1 else ''} "
-                                             f"the font lacks drawn as {NO_GLYPH})")
+                                             f"no installed font has, drawn as {NO_GLYPH})")
 
 
 def needs_light_text(rgba: np.ndarray) -> np.ndarray:
@@ -261,7 +324,8 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
     blocks = [drawable_block(b) for b in blocks]
     char_in = CHAR_EM * fontsize / 72.0
     line_in = LINE_EM * fontsize / 72.0
-    layouts = [layout_words(b.words, max_chars) for b in blocks]
+    widths = [[word_columns(w) for w in b.words] for b in blocks]
+    layouts = [layout_words(b.words, max_chars, cols) for b, cols in zip(blocks, widths)]
     n_lines = [lay[-1][0] + 1 if lay else 1 for lay in layouts]
     gap_in = 0.25
     text_w = max_chars * char_in
@@ -284,7 +348,8 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
         fig.suptitle(suptitle, x=left_in / fig_w, y=1 - 0.12 / fig_h, ha="left", va="top", fontsize=fontsize + 1,
                      parse_math=False)  # a text's name of one's own (lstmscope-dump --name) as it is
     y_top = fig_h - top_in
-    for block, lay, lines, body, bar, title_in in zip(blocks, layouts, n_lines, bodies, bars, titles_in):
+    for block, lay, cols, lines, body, bar, title_in in zip(blocks, layouts, widths, n_lines, bodies, bars,
+                                                            titles_in):
         ax = fig.add_axes([left_in / fig_w, (y_top - title_in - body) / fig_h, text_w / fig_w, body / fig_h])
         ax.set_xlim(0, max_chars)
         ax.set_ylim(lines, 0)
@@ -293,8 +358,7 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
                 parse_math=False)
         normed = block.norm(np.ma.masked_invalid(np.asarray(block.values, dtype=np.float64)))
         has = ~np.ma.getmaskarray(normed)  # NaN, and what the scale cannot show (a probability of 0 on a log scale)
-        boxes = [Rectangle((col - 0.25, line + 0.08), max(1, len(word)) + 0.5, 0.84)
-                 for word, (line, col) in zip(block.words, lay)]
+        boxes = [Rectangle((col - 0.25, line + 0.08), width + 0.5, 0.84) for width, (line, col) in zip(cols, lay)]
         fills = cmap(normed[has])
         ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if v], facecolors=fills, edgecolors="none"))
         light = np.zeros(len(block.words), dtype=bool)  # white text on the darkest fills (the scale's ends)
@@ -304,12 +368,19 @@ def _figure(blocks: Sequence[TextBlock], max_chars: int, fontsize: float, suptit
         ax.add_collection(PatchCollection([b for b, v in zip(boxes, has) if not v], facecolors="none",
                                           edgecolors=NO_VALUE_EDGE, linestyles=":", linewidths=0.8))
         # Monospaced and one space apart, so each line is a single text whose words fall on their boxes: one text
-        # in black, and one in white holding the words on dark fills.
+        # in black, and one in white holding the words on dark fills. A word with a character of another font is a
+        # text of its own, at its column (that font's glyphs have other widths).
+        apart = np.array([any(fallback_font(ch) for ch in word) for word in block.words], dtype=bool)
         for colour, keep in (("black", ~light), ("white", light)):
-            for line, text in enumerate(line_texts(block.words, lay, keep)):
+            for line, text in enumerate(line_texts(block.words, lay, keep & ~apart)):
                 if text.strip():
                     ax.text(0, line + 0.5, text, family=FONT, fontsize=fontsize, va="center_baseline", ha="left",
                             color=colour, parse_math=False)
+        for i in np.flatnonzero(apart):
+            word, (line, col) = block.words[i], lay[i]
+            families = [FONT] + sorted({font[0] for font in map(fallback_font, word) if font})
+            ax.text(col, line + 0.5, word, family=families, fontsize=fontsize, va="center_baseline", ha="left",
+                    color="white" if light[i] else "black", parse_math=False)
         cax = fig.add_axes([(left_in + text_w + cbar_gap_in) / fig_w, (y_top - title_in - bar) / fig_h,
                             cbar_w_in / fig_w, bar / fig_h])
         bar_axis = fig.colorbar(plt.cm.ScalarMappable(norm=block.norm, cmap=cmap), cax=cax, label=block.label,
