@@ -33,6 +33,8 @@ COLOURED = len(CLUSTER_PALETTE)
 OTHER = OTHER_CLUSTERS
 SMALL = SMALL_CLUSTER  # a numbered cluster with fewer points: each ringed, its number beside them
 SMALL_EXTENT = 0.08  # a numbered cluster spread over less of the map (its larger side): circled, number beside
+FRAGMENT_GAP = 0.05  # a cluster's points this far apart (share of the map's larger side) and more: two fragments
+FRAGMENT_SHARE = 0.1  # a fragment (not the one numbered first) with this share of its cluster's points: numbered too
 
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in data units
@@ -118,7 +120,7 @@ def place_besides(besides: Sequence[tuple[int, Box]], fixed: Sequence[Box], fram
                 if clashes:  # written with the numbers whose label is in the way; place everything again
                     gj = clashes[0]
                     (nj, bj), (ni, bi) = groups[gj], groups[gi]
-                    merged = (sorted(nj + ni), (min(bj[0], bi[0]), min(bj[1], bi[1]), max(bj[2], bi[2]),
+                    merged = (sorted(set(nj + ni)), (min(bj[0], bi[0]), min(bj[1], bi[1]), max(bj[2], bi[2]),
                                                 max(bj[3], bi[3])))
                     groups = [g for i, g in enumerate(groups) if i not in (gi, gj)] + [merged]
                     groups.sort(key=lambda g: g[0][0])
@@ -183,8 +185,26 @@ def label_anchor(x: np.ndarray, y: np.ndarray, size: tuple[float, float] = (0.0,
     return float(x[order[0]]), float(y[order[0]])
 
 
+def fragments(x: np.ndarray, y: np.ndarray, gap: float) -> list[np.ndarray]:
+    """The points split into the groups that no two points nearer than ``gap`` join (the connected components of
+    the graph of pairs within ``gap``: single linkage cut at ``gap``), as index arrays, the largest first (of equal
+    sizes, the one with the first point first)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(x)
+    pairs = cKDTree(np.column_stack([x, y])).query_pairs(gap, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)  # numbered in the order of their first point
+    return [np.flatnonzero(labels == k) for k in np.argsort(-np.bincount(labels), kind="stable")]
+
+
 def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED, fontsize: float = 8) -> None:
-    """Scatter of the points coloured by cluster, the ``numbered`` largest clusters numbered."""
+    """Scatter of the points coloured by cluster, the ``numbered`` largest clusters numbered: a large one on the
+    member nearest its middle, and again on each other fragment of it (:func:`fragments`, :data:`FRAGMENT_GAP`)
+    holding :data:`FRAGMENT_SHARE` of its points (at least :data:`SMALL`), beside it where it is compact: t-SNE can
+    draw one cluster in pieces."""
     x, y, c = table["x"].to_numpy(), table["y"].to_numpy(), table["cluster"].to_numpy()
     order = np.argsort(-c, kind="stable")  # small clusters first, the largest drawn on top
     size = point_size(len(x))
@@ -225,9 +245,19 @@ def draw_clusters(ax: "plt.Axes", table: pd.DataFrame, numbered: int = COLOURED,
             besides.append((k, (float(cx - d), float(cy - d), float(cx + d), float(cy + d))))
         else:  # on the member nearest the middle whose label clears the numbers already on the map
             w, h = (v * per_pt for v in label_size_pt(str(k), fontsize))
-            fx, fy = label_anchor(xs, ys, (w, h), fixed_boxes, frame)
-            ax.text(fx, fy, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
-            fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
+            first = label_anchor(xs, ys, (w, h), fixed_boxes, frame)
+            parts = [part for part in fragments(xs, ys, FRAGMENT_GAP * extent)
+                     if len(part) >= max(SMALL, FRAGMENT_SHARE * len(xs))
+                     and not np.any((xs[part] == first[0]) & (ys[part] == first[1]))]  # not the one numbered first
+            for part in [None, *parts]:
+                if part is not None and max(np.ptp(xs[part]), np.ptp(ys[part])) < SMALL_EXTENT * extent:
+                    # a compact piece under its number would be hidden: the number goes beside it
+                    besides.append((k, (float(xs[part].min()), float(ys[part].min()), float(xs[part].max()),
+                                        float(ys[part].max()))))
+                    continue
+                fx, fy = first if part is None else label_anchor(xs[part], ys[part], (w, h), fixed_boxes, frame)
+                ax.text(fx, fy, str(k), fontsize=fontsize, fontweight="bold", ha="center", va="center", bbox=box)
+                fixed_boxes.append((fx - w / 2, fy - h / 2, fx + w / 2, fy + h / 2))
     for numbers, xy, (sx, sy) in place_besides(besides, fixed_boxes, frame, per_pt, fontsize, (x, y, c), discs):
         # no line from numbers written together: their corner is that of the box around all their clusters
         ax.annotate(number_list(numbers), xy, xytext=(OFFSET_PT * sx, OFFSET_PT * sy), textcoords="offset points",
