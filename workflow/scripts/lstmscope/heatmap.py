@@ -41,7 +41,7 @@ from matplotlib.patches import Rectangle
 
 from .activations_file import open_activations, read_expectancy, read_words
 from .colours import VALUE_CMAP, check_expectancy_floor
-from .figures import plt, save_figure, save_figure_as, text_width_pt, wrap_to_width
+from .figures import STATE_NAMES, plt, save_figure, save_figure_as, text_width_pt, wrap_to_width
 
 
 CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
@@ -283,9 +283,12 @@ def between_decades(value: float, _position: object = None) -> str:
     return f"{value:g}" if any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (2, 3, 5)) else ""
 
 
-def scale_note(scale: str, median: float | None) -> str:
-    """What a block's title adds on the ``median`` scale: the value of its grey middle."""
-    return f" (grey: its median {median:.3g})" if scale == "median" else ""
+def scale_note(scale: str, median: float | None, over: str | None = None) -> str:
+    """What a block's title adds on the ``median`` scale: the value of its grey middle (``over``: the text whose
+    median it is, where that is not the text drawn)."""
+    if scale != "median":
+        return ""
+    return f" (grey: its median {median:.3g}{f' over text {over}' if over is not None else ''})"
 
 
 def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,
@@ -424,13 +427,15 @@ def text_median(values: np.ndarray) -> float:
 
 
 def state_blocks(head: str, words: Sequence[str], h: np.ndarray, c: np.ndarray, scale: str,
-                 h_median: float | None = None, c_median: float | None = None) -> list[TextBlock]:
+                 h_median: float | None = None, c_median: float | None = None,
+                 median_over: str | None = None) -> list[TextBlock]:
     """A neuron's h block above its c block, over the same words, each with its own ``scale`` (``median``:
-    centred on ``h_median`` and ``c_median``, the neuron's medians over the whole text)."""
+    centred on ``h_median`` and ``c_median``, the neuron's medians over the whole text, or over the text named
+    ``median_over``)."""
     w = list(words)
-    return [TextBlock(f"{head}: hidden state h{scale_note(scale, h_median)}", w, h,
+    return [TextBlock(f"{head}: {STATE_NAMES['h']}{scale_note(scale, h_median, median_over)}", w, h,
                       activation_norm(h, scale, h_median), "h"),
-            TextBlock(f"{head}: cell state c{scale_note(scale, c_median)}", w, c,
+            TextBlock(f"{head}: {STATE_NAMES['c']}{scale_note(scale, c_median, median_over)}", w, c,
                       activation_norm(c, scale, c_median), "c")]
 
 

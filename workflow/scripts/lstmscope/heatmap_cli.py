@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import re
 import sys
 from typing import Sequence
@@ -222,11 +221,8 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
             h, c = (read_neurons(f, layer, st, neuron, begin, stop) for st in ("h", "c"))
             medians = ((None, None) if scale != "median" else
                        tuple(text_median(read_neurons(median_from, layer, st, neuron)) for st in ("h", "c")))
-        drawn = state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians)
-        if median_from is not None and scale == "median":  # whose median the grey is: another text's
-            drawn = [dataclasses.replace(b, title=b.title[:-1] + f" over text {median_text})")
-                     if b.title.endswith(")") else b for b in drawn]
-        blocks += drawn
+        blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians,
+                               median_over=None if median_from is None else median_text)  # another text's median
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
             group = f"top-KL of {ranked}" if r.group == "top" else r.group
