@@ -128,7 +128,13 @@ def test_every_table_of_the_tiny_run_has_its_provenance_beside_it(tiny_run):
 
 def test_every_figure_of_the_tiny_run_names_the_code_that_drew_it(tiny_run, tmp_path):
     """A figure has its own place for provenance, its metadata: every PNG and SVG the jobs draw (and a PDF a command
-    draws) names the version, commit and library digest of the code that drew it."""
+    draws) names the version, commit and library digest of the code that drew it, and (``Description``, JSON) the
+    job: its rule, the SHA-256 of each input file as it is on disk, and the models drawn, each with its dropout,
+    replicate, seed and checkpoint SHA-256 (a model's figure names that model)."""
+    import hashlib
+    import html
+    import json
+
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -140,11 +146,30 @@ def test_every_figure_of_the_tiny_run_names_the_code_that_drew_it(tiny_run, tmp_
     said = f"lstmscope {__version__}, git unknown, library {library_digest()}"  # the copy is no git checkout
     pngs, svgs = (sorted((work / "results").rglob(f"*.{ext}")) for ext in ("png", "svg"))
     assert len(pngs) > 20 and len(svgs) == len(pngs), (len(pngs), len(svgs))
+    trained = {}
+    for model in (work / "results/models").iterdir():
+        record = json.loads((model / "metrics.json").read_text())
+        trained[model.name] = {"dropout": record["dropout"], "replicate": record["replicate"], "seed": record["seed"],
+                               "checkpoint_sha256": hashlib.sha256((model / "model.pt").read_bytes()).hexdigest()}
+    digests, most = {}, 0
     for png in pngs:
         with Image.open(png) as image:
             assert image.text.get("Source") == said, (png, image.text)
-    for svg in svgs:
-        assert f"<dc:source>{said}</dc:source>" in svg.read_text(), svg
+            job = json.loads(image.text["Description"])
+        svg = png.with_suffix(".svg").read_text()
+        assert f"<dc:source>{said}</dc:source>" in svg, png
+        assert json.loads(html.unescape(re.search(r"<dc:description>(.*?)</dc:description>", svg, re.S)[1])) == job
+        assert job["rule"] and job["inputs"], (png, job)
+        for path, digest in job["inputs"].items():
+            if digest != "a folder":
+                if path not in digests:
+                    digests[path] = hashlib.sha256((work / path).read_bytes()).hexdigest()
+                assert digest == digests[path], (png, path)
+        assert all(trained[name] == fields for name, fields in job["models"].items()), (png, job["models"])
+        drawn = [part for part in png.relative_to(work / "results/figures").parts if part in trained]
+        assert all(name in job["models"] for name in drawn), (png, job["models"])
+        most = max(most, len(job["models"]))
+    assert most == len(trained) > 1  # a figure across the models names them all
     fig, _ = plt.subplots()
     save_figure_as(fig, tmp_path / "f.pdf")  # in this process: this checkout's commit
     assert f"/Subject ({source()})".encode() in (tmp_path / "f.pdf").read_bytes() and "library " in source()

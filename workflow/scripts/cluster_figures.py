@@ -2,9 +2,11 @@
 from lstmscope.cluster import read_clusters
 from lstmscope.cluster_figures import numbered_clusters_figure, position_figure
 from lstmscope.cluster_measures import cluster_table
+from lstmscope.figures import record_job
 from lstmscope.joblog import job_log
 
 with job_log(snakemake.log[0], "cluster_figures") as log:  # noqa: F821
+    record_job(snakemake)  # noqa: F821  (named in each figure's metadata)
     p = snakemake.params  # noqa: F821
     out = snakemake.output  # noqa: F821
     table = read_clusters(snakemake.input.table)  # noqa: F821

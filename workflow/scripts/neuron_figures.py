@@ -1,8 +1,10 @@
 """Rule neuron_figures: h vs c distributions, top/bottom KL neurons, a dead neuron (Fig. 5.1, 5.2/5.5, 5.6)."""
+from lstmscope.figures import record_job
 from lstmscope.joblog import job_log
 from lstmscope.neuron_figures import neuron_figures
 
 with job_log(snakemake.log[0], "neuron_figures") as log:  # noqa: F821
+    record_job(snakemake)  # noqa: F821  (named in each figure's metadata)
     o, p = snakemake.output, snakemake.params  # noqa: F821
     neuron_figures(
         histograms_path=snakemake.input.histograms,  # noqa: F821

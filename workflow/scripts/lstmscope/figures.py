@@ -3,7 +3,10 @@ drew it in its metadata (PNG and SVG ``Source``, PDF ``Subject``)."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,7 +14,7 @@ matplotlib.use("Agg")  # never open a window; the library never calls plt.show()
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .provenance import code_version  # noqa: E402
+from .provenance import code_version, models_of, sha256_file  # noqa: E402
 
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -26,8 +29,30 @@ def source() -> str:
     return f"lstmscope {code['lstmscope_version']}, git {code['git_commit']}, library {code['library_sha256']}"
 
 
+_job: str | None = None  # the pipeline job drawing this process's figures, as JSON (record_job)
+
+
+def record_job(job: Any) -> None:
+    """From now on every PNG and SVG this process saves names the pipeline job that drew it, in its metadata's
+    ``Description`` (JSON, beside ``Source``'s code version): ``job`` is the job's ``snakemake`` object; the record
+    holds its rule, wildcards and settings (its params by name), the models whose numbers its inputs hold (each
+    one's dropout, replicate, seed and checkpoint SHA-256: :func:`~lstmscope.provenance.models_of`) and the SHA-256
+    of each input file but the library's own modules (``Source``'s digest covers those; a folder is named)."""
+    global _job
+    files = [path for path in job.input
+             if not (Path(path).suffix == ".py" and Path(path).resolve().parent == Path(__file__).resolve().parent)]
+    _job = json.dumps({
+        "rule": str(job.rule), "wildcards": {k: str(v) for k, v in job.wildcards.items()},
+        "settings": {name: value for name, value in job.params.items() if name != "settings"},
+        "models": models_of(files),
+        "inputs": {str(path): "a folder" if os.path.isdir(path) else sha256_file(path) for path in files},
+    }, sort_keys=True, default=str)
+
+
 def _metadata(fmt: str) -> dict[str, str]:
-    return {"Subject" if fmt == "pdf" else "Source": source()}
+    if fmt == "pdf":  # a command's figure: no job
+        return {"Subject": source()}
+    return {"Source": source(), **({"Description": _job} if _job is not None else {})}
 
 
 def _tight_box(fig: "matplotlib.figure.Figure"):
