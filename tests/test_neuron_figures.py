@@ -332,10 +332,14 @@ def test_the_dropout_figures_legend_is_one_for_the_figure_and_covers_no_panel(tw
     assert [t.get_text() for t in legend.get_texts()] == [
         "h: middle half of the neurons (quartiles)", "h: mean over the neurons (one point per model)",
         "c: middle half of the neurons (quartiles)", "c: mean over the neurons (one point per model)"]
-    # two models of one dropout: the band is the mean of their quartiles, and the legend says so
+    # the mean's entry is drawn as the panels draw it: a line through its points (a dot alone was its entry)
+    lines = legend.get_lines()
+    assert [line.get_linestyle() for line in lines] == ["-", "-"] and all(line.get_linewidth() > 0 for line in lines)
+    # two models of one dropout: the band is the mean of their quartiles, the line the mean of their points
     nf.mean_abs_vs_dropout_figure(summary.assign(dropout=0.2), tmp_path / "r.png", tmp_path / "r.svg", "t")
-    assert [t.get_text() for t in kept[-1].legends[0].get_texts()][0] == (
-        "h: middle half of the neurons (quartiles; the models' mean)")
+    assert [t.get_text() for t in kept[-1].legends[0].get_texts()][:2] == [
+        "h: middle half of the neurons (quartiles; the models' mean)",
+        "h: mean over the neurons (one point per model; the line: their mean)"]
     box = legend.get_window_extent(renderer)
     for ax in fig.axes:
         assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()  # nor its labels

@@ -260,9 +260,9 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
         by_d = s.groupby("dropout")
         band = ax.fill_between(by_d["q25"].mean().index, by_d["q25"].mean(), by_d["q75"].mean(), alpha=0.2,
                                color=STATE_COLOUR[state])
-        ax.plot(by_d["mean_abs"].mean().index, by_d["mean_abs"].mean(), color=STATE_COLOUR[state], lw=1)
+        (line,) = ax.plot(by_d["mean_abs"].mean().index, by_d["mean_abs"].mean(), color=STATE_COLOUR[state], lw=1)
         points = ax.scatter(s["dropout"], s["mean_abs"], color=STATE_COLOUR[state], s=18, zorder=3)
-        legend.setdefault(state, (band, points))
+        legend.setdefault(state, (band, (line, points)))  # the line and its points: one entry, drawn as they are
         # the dead neurons (divergence.csv's `dead`): one count per dropout that has any, above its highest point
         # (its models' counts in the order of their names, "5, 12 dead", where several models share the dropout),
         # so that whether dropout kills neurons reads from the figure too; the ends' labels lean inwards
@@ -289,7 +289,8 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
         if state in legend:
             handles += list(legend[state])
             labels += [f"{state}: middle half of the neurons ({quartiles})",
-                       f"{state}: mean over the neurons (one point per model)"]
+                       f"{state}: mean over the neurons (one point per model" + ("; the line: their mean)" if replicated
+                                                                                 else ")")]
     if handles:  # under the panels, outside every axes (save_figure's crop keeps it)
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(legend), fontsize=8,
                    frameon=False)
