@@ -32,10 +32,10 @@ import unicodedata
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib import colors, ticker
 from matplotlib.collections import PatchCollection
-import matplotlib
 from matplotlib.font_manager import FontProperties, findfont, fontManager, get_font, weight_dict
 from matplotlib.patches import Rectangle
 
