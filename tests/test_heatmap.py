@@ -606,6 +606,7 @@ def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_o
     for text, width in widths:  # every line exactly its characters' columns wide: each word on its box
         assert width == pytest.approx(len(text) * CHAR_EM * fontsize / 72 * dpi, abs=2.0), text
     # ten of the game's name (no font installed here has them), a tab (no font draws one)
-    assert [t.replace("\n", " ") for t in title] == [f"glyphs (11 characters no installed font has, drawn as {NO_GLYPH})"]
+    assert [t.replace("\n", " ") for t in title] == [
+        f"glyphs (11 characters no installed font has, drawn as {NO_GLYPH})"]
     shown = "".join(t for t, _ in widths)
     assert NO_GLYPH * 10 + "3" in shown and "Valkyria" in shown and "é" in shown and "€" in shown
