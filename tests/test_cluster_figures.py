@@ -396,17 +396,13 @@ def test_the_cluster_figures_job_draws_with_its_passage_param(tmp_path, passage)
     """The job's script, run as Snakemake runs it (its ``snakemake`` object), hands heatmap.passage (the rule's
     param; test_rerun checks that changing it reruns the job) to Fig. 5.12: with prose its spans leave out the
     headings and say so."""
-    import runpy
-    from types import SimpleNamespace
-
-    from conftest import REPO
+    from conftest import run_rule_script
 
     files = {f"{kind}_{ext}": str(tmp_path / f"{kind}.{ext}") for kind in ("numbered", "position")
              for ext in ("png", "svg")}
-    job = SimpleNamespace(input=SimpleNamespace(table=str(real_cluster_tables()[(2, "c", "ward")])),
-                          output=SimpleNamespace(**files), log=[str(tmp_path / "job.log")],
-                          params=SimpleNamespace(title="t", spans=3, passage=passage, dpi=40))
-    runpy.run_path(str(REPO / "workflow" / "scripts" / "cluster_figures.py"), init_globals={"snakemake": job})
+    run_rule_script("cluster_figures", "cluster_figures", tmp_path / "job.log",
+                    {"table": str(real_cluster_tables()[(2, "c", "ward")])}, files,
+                    {"title": "t", "spans": 3, "passage": passage, "dpi": 40})
     text = " ".join(svg_texts(files["position_svg"]))
     assert ("(shaded grey; heatmap.passage: prose)" in text) == (passage == "prose"), text[-600:]
     assert "\u25bc cluster " in text  # the spans quoted
