@@ -178,9 +178,10 @@ def test_long_titles_wrap_within_the_width_the_text_sets(tmp_path):
 
 
 def test_a_character_the_font_lacks_is_drawn_in_an_installed_font_that_has_it_on_a_box_as_wide(tmp_path):
-    """With a font installed that has 戦 and 場 (built here: two square glyphs one em wide), the heatmap draws them
-    in that font instead of NO_GLYPH, their word a text of its own on a box of the columns its glyphs take (two
-    each: one em is 1.66 of DejaVu Sans Mono's columns), and every later word still on its own box."""
+    """With a font installed that has 戦 and 場 (built here: two square glyphs one em wide, its family named to come
+    first of a machine's fonts, such as a CJK font a workstation has), the heatmap draws them in that font instead of
+    NO_GLYPH, their word a text of its own on a box of the columns its glyphs take (two each: one em is 1.66 of
+    DejaVu Sans Mono's columns), and every later word still on its own box."""
     from fontTools.fontBuilder import FontBuilder
     from fontTools.pens.ttGlyphPen import TTGlyphPen
     from matplotlib.font_manager import fontManager
@@ -200,7 +201,7 @@ def test_a_character_the_font_lacks_is_drawn_in_an_installed_font_that_has_it_on
     fb.setupGlyf({".notdef": empty, "uni6226": square(), "uni5834": square()})
     fb.setupHorizontalMetrics({name: (1000, 100) for name in (".notdef", "uni6226", "uni5834")})
     fb.setupHorizontalHeader(ascent=880, descent=-120)
-    fb.setupNameTable({"familyName": "Lstmscope Test Han", "styleName": "Regular"})
+    fb.setupNameTable({"familyName": "AAA Lstmscope Test Han", "styleName": "Regular"})
     fb.setupOS2(sTypoAscender=880, usWinAscent=880, usWinDescent=120)
     fb.setupPost()
     path = tmp_path / "han.ttf"
@@ -209,7 +210,7 @@ def test_a_character_the_font_lacks_is_drawn_in_an_installed_font_that_has_it_on
     fontManager.addfont(str(path))
     heatmap._other_fonts.cache_clear()
     try:
-        assert heatmap.fallback_font("戦") == ("Lstmscope Test Han", str(path))
+        assert heatmap.fallback_font("戦") == ("AAA Lstmscope Test Han", str(path))
         assert heatmap.fallback_font("a") is None and heatmap.fallback_font("\t") is None
         assert heatmap.word_columns("戦場") == 4 and heatmap.word_columns("戦3") == 3
         words = ["The", "戦場", "3", "of", "\t"]
@@ -223,7 +224,7 @@ def test_a_character_the_font_lacks_is_drawn_in_an_installed_font_that_has_it_on
             han = [t for t in texts if t.get_text() == "戦場"]
             lines = [t.get_text() for t in texts if t.get_fontfamily() == [heatmap.FONT]]
             title = [t.get_text() for t in texts if t.get_text().startswith("glyphs")]
-            assert len(han) == 1 and han[0].get_fontfamily() == [heatmap.FONT, "Lstmscope Test Han"]
+            assert len(han) == 1 and han[0].get_fontfamily() == [heatmap.FONT, "AAA Lstmscope Test Han"]
             assert han[0].get_position()[0] == 4  # its column: after "The" and a space
             width = han[0].get_window_extent().width  # two glyphs of one em each, not two of DejaVu's columns
             assert width == pytest.approx(2 * fontsize / 72 * dpi, abs=3.0)
@@ -584,12 +585,15 @@ def test_glyph_advances_match_the_layout_so_words_stay_on_their_boxes():
     assert width == pytest.approx(expected, rel=2e-3)
 
 
-def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_on_its_boxes():
+def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_on_its_boxes(monkeypatch):
     """WikiText's train split holds 戦場のヴァルキュリア3: DejaVu Sans Mono has none of those glyphs, and another
     font's (or none) has another width, so the rest of the line slid off its boxes. Where no installed font has
-    them (as on the machines the tests run on), each such character is drawn as NO_GLYPH, one column wide, and the
-    block's title counts them."""
+    them (here: no other font at all, whatever this machine has), each such character is drawn as NO_GLYPH, one
+    column wide, and the block's title counts them."""
+    from lstmscope import heatmap
     from lstmscope.heatmap import CHAR_EM, CMAP, NO_GLYPH, RC, _figure
+
+    monkeypatch.setattr(heatmap, "_other_fonts", lambda: ())
 
     words = ["The", "戦場のヴァルキュリア3", "(", "Valkyria", "\tof", ")", "is", "a", "game", "é", "—", "€"]
     values = np.linspace(-1, 1, len(words))
@@ -605,7 +609,7 @@ def test_characters_the_font_lacks_are_drawn_one_column_wide_so_the_line_stays_o
         plt.close(fig)
     for text, width in widths:  # every line exactly its characters' columns wide: each word on its box
         assert width == pytest.approx(len(text) * CHAR_EM * fontsize / 72 * dpi, abs=2.0), text
-    # ten of the game's name (no font installed here has them), a tab (no font draws one)
+    # ten of the game's name (no other font), a tab (no font draws one)
     assert [t.replace("\n", " ") for t in title] == [
         f"glyphs (11 characters no installed font has, drawn as {NO_GLYPH})"]
     shown = "".join(t for t, _ in widths)
