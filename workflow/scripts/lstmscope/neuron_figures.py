@@ -285,12 +285,12 @@ def mean_abs_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, sv
     # several models of a dropout: the band is the mean of their quartiles (not those of all their neurons pooled)
     replicated = bool((summary.groupby(["dropout", "layer", "state"])["model"].nunique() > 1).any())
     quartiles = "quartiles; the models' mean" if replicated else "quartiles"
+    means = "one point per model; the line: their mean" if replicated else "one point per model"
     for state in ("h", "c"):
         if state in legend:
             handles += list(legend[state])
             labels += [f"{state}: middle half of the neurons ({quartiles})",
-                       f"{state}: mean over the neurons (one point per model" + ("; the line: their mean)" if replicated
-                                                                                 else ")")]
+                       f"{state}: mean over the neurons ({means})"]
     if handles:  # under the panels, outside every axes (save_figure's crop keeps it)
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(legend), fontsize=8,
                    frameon=False)
