@@ -155,7 +155,8 @@ def read_divergence(path: str | os.PathLike) -> pd.DataFrame:
 
     for col in ("layer", "neuron", "rank"):
         number = pd.to_numeric(table[col], errors="coerce")
-        unranked = table[col].isna() if col == "rank" else False  # a dead neuron has no rank
+        # a dead neuron has no rank (a mask, not False: ``~False`` is -1, and refused from Python 3.16)
+        unranked = table[col].isna() if col == "rank" else pd.Series(False, index=table.index)
         refuse(~unranked & (number.isna() | (number != number.round()) | (number < (0 if col == "neuron" else 1))),
                col, "whole numbers from 0" if col == "neuron" else "whole numbers from 1")
         table[col] = number.astype("Int64" if col == "rank" else np.int64)
