@@ -213,6 +213,7 @@ def test_a_character_the_font_lacks_is_drawn_in_an_installed_font_that_has_it_on
         assert heatmap.fallback_font("戦") == ("AAA Lstmscope Test Han", str(path))
         assert heatmap.fallback_font("a") is None and heatmap.fallback_font("\t") is None
         assert heatmap.word_columns("戦場") == 4 and heatmap.word_columns("戦3") == 3
+        assert heatmap.word_columns("戦場" * 5) == 17  # 10 em = 16.6 columns, rounded up once, not 2 per glyph
         words = ["The", "戦場", "3", "of", "\t"]
         values = np.linspace(-1, 1, len(words))
         block = TextBlock("glyphs", words, values, symmetric_norm(values), "h")

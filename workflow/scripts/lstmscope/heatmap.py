@@ -140,23 +140,23 @@ def fallback_font(char: str) -> tuple[str, str] | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _advance_columns(path: str, char: str) -> int:
-    """Columns of :data:`FONT` (whole) that the glyph of ``char`` in the font ``path`` advances: 0 for a mark set
-    over the character before it, 2 for most CJK characters."""
+def _advance_em(path: str, char: str) -> float:
+    """How far the glyph of ``char`` in the font ``path`` advances, in em: 0 for a mark set over the character
+    before it, 1 for most CJK characters."""
     font = get_font(path)
     font.set_size(72, 72)  # 72 points: the advance in points / 72 is in em
-    em = font.load_char(ord(char)).linearHoriAdvance / 65536 / 72
-    return math.ceil(em / CHAR_EM - 0.01)
+    return font.load_char(ord(char)).linearHoriAdvance / 65536 / 72
 
 
 def word_columns(word: str) -> int:
     """How many columns a word takes as drawn (at least 1): one per character of :data:`FONT` or drawn as
-    :data:`NO_GLYPH`, a character of another font (:func:`fallback_font`) as many as its glyph advances."""
-    columns = 0
+    :data:`NO_GLYPH`, a character of another font (:func:`fallback_font`) as far as its glyph advances; the word's
+    advance, rounded up to whole columns once (ten CJK characters of 1 em take 17 columns, not 10 x 2)."""
+    em = 0.0
     for char in word:
         font = fallback_font(char)
-        columns += 1 if font is None else _advance_columns(font[1], char)
-    return max(1, columns)
+        em += CHAR_EM if font is None else _advance_em(font[1], char)
+    return max(1, math.ceil(em / CHAR_EM - 0.01))
 
 
 def drawable_words(words: Sequence[str]) -> tuple[list[str], int]:
