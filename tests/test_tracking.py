@@ -27,6 +27,9 @@ def test_context_masks_on_a_handwritten_line():
     assert m["pre_number"].astype(int).tolist() == prenum
     assert m["pre_eos"].astype(int).tolist() == preeos
     assert not m["heading"].any()
+    # a ")" with no "(" open is passed over: it neither closes the "(" after it nor keeps one open at the next
+    assert context_masks(") ( a ) b ( ( c ) d ) e".split())["paren"].astype(int).tolist() == [
+        0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0]
     # WikiText's numbers and blank lines: the state after @,@ or @.@ is inside a number, not before one; the
     # <eos> of a line followed by a blank line, and a heading's last "=", do not end a paragraph
     words = 'cost 1 @,@ 000 or 3 @.@ 5 in 1990 @-@ 91 . <eos> <eos> = A = <eos> <eos> B'.split()
