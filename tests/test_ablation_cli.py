@@ -412,6 +412,38 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_removal(tiny, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["e.png"]
 
 
+def test_a_table_another_program_wrote_is_not_replaced_one_of_this_commands_is(tiny, tmp_path, capsys):
+    """-o replaced any CSV: the pipeline's divergence.csv or ablation table (which the explorer and the later
+    stages then read as another table). A table whose record says the pipeline or another command wrote it is now
+    refused before anything is computed; the command's own table, or a CSV without a record, is replaced."""
+    import hashlib
+
+    from lstmscope.provenance import record_table
+
+    def run(out):
+        return main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "50", "-o", str(out)])
+
+    pipeline, other, damaged = (tmp_path / f"{name}.csv" for name in ("divergence", "other", "damaged"))
+    for table in (pipeline, other, damaged):
+        table.write_text("model,layer\nd0.0_r0,1\n")
+    record_table(pipeline, rule="neuron_divergence", wildcards={"model": "d0.0_r0", "text": "test"})
+    record_table(other, command="lstmscope-other")
+    (tmp_path / "damaged.csv.provenance.json").write_text("{cut sh")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    for table, said in ((pipeline, "a table the pipeline's rule neuron_divergence wrote (its record "
+                                   "divergence.csv.provenance.json says so); this command would replace it"),
+                        (other, "a table lstmscope-other wrote"),
+                        (damaged, "a table beside a provenance record that cannot be read (damaged.csv.provenance.json)")):
+        assert run(table) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--output {table}: {said}" in err, err
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()} == before
+    own, bare = tmp_path / "own.csv", tmp_path / "bare.csv"
+    bare.write_text("x\n")
+    for table in (own, own, bare):  # written, written again over its own, and over a CSV without a record
+        assert run(table) == 0 and list(pd.read_csv(table).neurons) == ["1:1"]
+
+
 def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path, tmp_path_factory):
     """A file-size limit makes a write fail after the removals, as a full disk does: where the table cannot be
     written, or the figure after it, the command fails in one line naming that output and leaves neither file (the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import sys
@@ -11,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from .atomic import table_record
 from .colours import DEFAULT_EXPECTANCY_FLOOR, check_expectancy_floor
 
 if TYPE_CHECKING:
@@ -131,6 +133,28 @@ def check_output(path: str, option: str, inputs: Sequence[str | None] = ()) -> N
         raise ValueError(f"{option} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path}: the folder {folder} is not writable")
+
+
+def refuse_others_table(path: str, option: str, command: str) -> None:
+    """An existing CSV table whose provenance record beside it (``<table>.provenance.json``) says another program
+    wrote it, a rule of the pipeline (``divergence.csv``, an ablation table) or another command, is not replaced:
+    the pipeline would read another table, or lose its own. A table ``command`` wrote, or a CSV without a record,
+    is replaced."""
+    record = table_record(path)
+    if not (os.path.isfile(path) and record.is_file()):
+        return
+    try:
+        made = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        made = None
+    if not isinstance(made, dict):
+        raise ValueError(f"{option} {path}: a table beside a provenance record that cannot be read ({record.name}); "
+                         "remove both first, or give another file name")
+    if made.get("command") == command and not made.get("rule"):
+        return
+    by = f"the pipeline's rule {made['rule']}" if made.get("rule") else made.get("command") or "another program"
+    raise ValueError(f"{option} {path}: a table {by} wrote (its record {record.name} says so); this command would "
+                     "replace it: give another file name")
 
 
 def check_inputs(paths: Sequence[str | None]) -> None:
