@@ -119,6 +119,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     no_unk_model = tmp_path / "no-unk.pt"
     model, record = load_checkpoint(tiny.checkpoint)
     save_checkpoint(no_unk_model, model, Vocabulary(words).sha256, extra=record["extra"])
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("The film .\n".encode("utf-16-le"))  # without a byte-order mark: valid UTF-8, a NUL a letter
     zebra = tmp_path / "zebra.txt"
     zebra.write_text("the zebraish film .\n", encoding="utf-8")
     out = tmp_path / "o.h5"
@@ -131,6 +133,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
         ([str(tiny.checkpoint), str(empty), *v], "empty.txt: no words to read (an empty file?)"),
         ([str(tiny.checkpoint), str(latin), *v], "latin.txt: not UTF-8 text"),
         ([str(tiny.checkpoint), str(bom), *v], "bom.txt: begins with a byte-order mark (U+FEFF)"),
+        ([str(tiny.checkpoint), str(utf16), *v], "utf16.txt: holds a NUL character (byte 1), as UTF-16 text without a "
+                                                 "byte-order mark does; save it as UTF-8 text"),
         ([str(tiny.checkpoint), str(good), "--vocabulary", str(tmp_path / "none.json")], "none.json: vocabulary"),
         ([str(tiny.checkpoint), str(good), "--vocabulary", str(other_vocabulary)], "trained with another vocabulary"),
         ([str(no_unk_model), str(zebra), "--vocabulary", str(no_unk)],
@@ -151,7 +155,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
             main([str(tiny.checkpoint), str(good), *v, "-o", str(out), "--name", name])
         assert exit_.value.code == 2 and "--name: an empty name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bom.txt", "empty.txt", "latin.txt", "no-unk.json",
-                                                          "no-unk.pt", "t.txt", "v.json", "zebra.txt"]
+                                                          "no-unk.pt", "t.txt", "utf16.txt", "v.json", "zebra.txt"]
 
 
 def test_the_console_script_is_declared():

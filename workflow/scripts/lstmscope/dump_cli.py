@@ -79,6 +79,10 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
         words = read_tokens(text_file)
     except UnicodeDecodeError as exc:
         raise ActivationsError(f"{text_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if any("\0" in w for w in words):  # HDF5 stores no string holding one; checked before the model reads it
+        at = Path(text_file).read_bytes().index(b"\0")
+        raise ActivationsError(f"{text_file}: holds a NUL character (byte {at}), as UTF-16 text without a byte-order "
+                               "mark does; save it as UTF-8 text")
     if all(w == EOS for w in words):
         raise ActivationsError(f"{text_file}: no words to read (an empty file?)")
     name = name or Path(text_file).stem
