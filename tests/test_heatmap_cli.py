@@ -278,6 +278,27 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tiny, tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+USELESS = [  # an option that would change nothing: a usage error (exit 2), as an --around that chooses nothing
+    (["-e", "--scale", "range"], "--scale range colours the neurons' h and c: give --neuron LAYER:INDEX too"),
+    (["-g", "2:top", "--scale", "median"], "--scale median colours the neurons' h and c: give --neuron"),
+    (["-n", "2:0", "--expectancy-floor", "1e-3"], "--expectancy-floor sets the expectancy's colour scale: give "
+                                                  "--expectancy too"),
+    (["-n", "2:0", "--expectancy-floor", "auto"], "--expectancy-floor sets the expectancy's colour scale"),
+    (["-n", "2:0", "--start", "5", "--headings"], "--headings lets a chosen passage hold section headings: not with "
+                                                  "--start 5, which gives the passage"),
+    (["-e", "--headings"], "--headings lets the passage a --neuron or --group chooses hold section headings: give one"),
+]
+
+
+@pytest.mark.parametrize("args,message", USELESS, ids=[" ".join(a) for a, _ in USELESS])
+def test_an_option_that_would_change_nothing_is_a_usage_error(tiny, tmp_path, capsys, args, message):
+    out = tmp_path / "x.png"
+    with pytest.raises(SystemExit) as stop:
+        main([str(tiny.activations), "-o", str(out), *args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"lstmscope-heatmap: error: {message}" in err and not out.exists()
+
+
 def test_missing_file_and_unknown_format(tmp_path, capsys):
     assert main([str(tmp_path / "none.h5"), "-n", "1:0", "-o", str(tmp_path / "x.png")]) == 1
     assert "none.h5: activations file not found" in capsys.readouterr().err

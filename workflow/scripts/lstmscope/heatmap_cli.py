@@ -43,6 +43,7 @@ from .activations_file import (ActivationsError, open_activations, read_expectan
                                state_dataset)
 from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, dashed_values,
                   failed, file_name, say, unreadable, writing)
+from .colours import DEFAULT_EXPECTANCY_FLOOR
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
                       state_blocks, text_median)
@@ -58,6 +59,7 @@ MAX_TOKENS = 5000  # ~330 lines of 96 characters: a 20 000-pixel-high PNG at 150
 SHORT_TEXT = 1000
 WHOLE_OWN_TEXT = 400  # a text of one's own (lstmscope-dump) of at most this many tokens is drawn whole by default
 MAX_WIDTH = 500  # characters per line: a figure ~50 inches (7 500 pixels at 150 dpi) wide
+NOT_GIVEN = object()  # an option's default that tells it was not given
 
 
 def _number(text: str) -> bool:
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a neuron to draw, h above c (repeatable)")
     ap.add_argument("-e", "--expectancy", action="store_true", help="draw the model's expectancy of each word too")
     add_expectancy_floor_option(ap, "the passage's smallest p")
+    ap.set_defaults(expectancy_floor=NOT_GIVEN)  # given without --expectancy, it is refused (main), not ignored
     ap.add_argument("--start", type=int, default=None, help="first token of the passage (default: see below)")
     ap.add_argument("--passage", "--tokens", dest="tokens", type=int, default=None, metavar="TOKENS",
                     help=f"tokens in the passage (default {DEFAULT_TOKENS}, at most {MAX_TOKENS}; --tokens, its "
@@ -259,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--headings", action="store_true",
                     help="let the chosen passage hold section headings (= = Film = =), as heatmap.passage: active "
                          "(default: the most active passage outside them, as heatmap.passage: prose)")
-    ap.add_argument("--scale", choices=SCALES, default=DEFAULT_SCALE,
+    ap.add_argument("--scale", choices=SCALES, default=None,
                     help="median: centred on the neuron's median over the text (red above its usual value, blue "
                          "below); symmetric: centred on 0, colour = sign; range: the passage's min to max (default "
                          f"{DEFAULT_SCALE}, the pipeline's heatmap.scale)")
@@ -325,10 +328,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tokens > MAX_TOKENS:
         ap.error(f"--passage {args.tokens}: at most {MAX_TOKENS} words make a readable figure; draw a long text in "
                  "parts with --start")
-    if args.median_from and args.scale != "median":
+    if args.median_from and args.scale not in (None, "median"):
         ap.error(f"--median-from centres the median scale: not with --scale {args.scale}")
     if args.median_from and not args.neuron:
         ap.error("--median-from centres the neurons' colours: give --neuron LAYER:INDEX too")
+    # an option that would change nothing is refused, not ignored (as --around's above)
+    if args.scale is not None and not args.neuron:
+        ap.error(f"--scale {args.scale} colours the neurons' h and c: give --neuron LAYER:INDEX too")
+    if args.expectancy_floor is NOT_GIVEN:
+        args.expectancy_floor = DEFAULT_EXPECTANCY_FLOOR
+    elif not args.expectancy:
+        ap.error("--expectancy-floor sets the expectancy's colour scale: give --expectancy too")
+    if args.headings and args.start is not None:
+        ap.error(f"--headings lets a chosen passage hold section headings: not with --start {args.start}, which "
+                 "gives the passage")
+    if args.headings and not args.neuron and not args.group:
+        ap.error("--headings lets the passage a --neuron or --group chooses hold section headings: give one (with "
+                 "--expectancy alone the text's start is drawn)")
+    args.scale = args.scale or DEFAULT_SCALE
     try:
         inputs = (args.activations, args.ablation, args.median_from)
         check_inputs(inputs)
