@@ -29,6 +29,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -42,6 +43,12 @@ import pytest
 # references and the jobs' outputs are computed alike.
 import lstmscope  # noqa: E402,F401
 from wikitext_data import WIKITEXT, complete, missing  # noqa: E402
+
+# Started in the background (`nohup pytest &`, a scheduler's batch job), a process has Ctrl-C ignored, and so has
+# every process it starts: the tests that stop a command or job with Ctrl-C would see it go on. Ctrl-C as in a
+# terminal, here and (an ignored signal is inherited, a handled one is not) in the processes the tests start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI") == "true"
