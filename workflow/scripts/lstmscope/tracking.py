@@ -6,8 +6,8 @@ model knows at that point). Quotation marks and parentheses are
 tracked within a line (WikiText paragraph); ``<eos>`` resets both.
 
 ``quote``       inside quotation marks: an odd number of ``"`` tokens in the line up to and including t
-``paren``       inside parentheses: a ``(`` in the line up to and including t not closed by a ``)`` after it (a
-                ``)`` with no ``(`` open is passed over, so ``) ( a`` is inside from its ``(``)
+``paren``       inside parentheses: a ``(`` of the line up to and including t that no ``)`` up to t closes (a
+                ``)`` with no ``(`` open is passed over: in ``) ( a`` the ``(`` and ``a`` are inside)
 ``pre_number``  the next token is a number (digits, optionally with ``.``/``,`` groups, e.g. 1998, 3.5), and
                 t is not inside one: WikiText writes 1,000 as ``1 @,@ 000`` and 3.5 as ``3 @.@ 5``, so the
                 states after ``@,@`` and ``@.@`` are left out
