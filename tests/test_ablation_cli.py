@@ -433,7 +433,8 @@ def test_a_table_another_program_wrote_is_not_replaced_one_of_this_commands_is(t
     for table, said in ((pipeline, "a table the pipeline's rule neuron_divergence wrote (its record "
                                    "divergence.csv.provenance.json says so); this command would replace it"),
                         (other, "a table lstmscope-other wrote"),
-                        (damaged, "a table beside a provenance record that cannot be read (damaged.csv.provenance.json)")):
+                        (damaged, "a table beside a provenance record that cannot be read "
+                                  "(damaged.csv.provenance.json)")):
         assert run(table) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"--output {table}: {said}" in err, err

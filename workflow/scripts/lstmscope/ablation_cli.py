@@ -37,8 +37,8 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output, check_threads,
-                  command_device, command_parser, dashed_values, failed, file_name, refuse_others_table, say, unreadable,
-                  writing)
+                  command_device, command_parser, dashed_values, failed, file_name, refuse_others_table, say,
+                  unreadable, writing)
 from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, WHOLE_OWN_TEXT, drawn_whole, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
