@@ -299,6 +299,34 @@ def test_an_option_that_would_change_nothing_is_a_usage_error(tiny, tmp_path, ca
     assert stop.value.code == 2 and f"lstmscope-heatmap: error: {message}" in err and not out.exists()
 
 
+def test_a_figure_a_pipeline_job_drew_is_not_replaced_one_of_the_commands_is(tiny, tmp_path, capsys, monkeypatch):
+    """-o over a figure of the run (results/figures/...) replaced it, and the run and its report then showed the
+    command's figure as the job's. A PNG or SVG whose metadata names a pipeline rule is refused before anything is
+    drawn; a figure of the command's own is replaced."""
+    import hashlib
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from lstmscope import figures
+
+    monkeypatch.setattr(figures, "_job", None)  # the record is put back as it was after the test
+    figures.record_job(SimpleNamespace(rule="text_heatmaps", wildcards={"model": "m"}, params={}, input=[]))
+    png, svg = tmp_path / "heatmap.png", tmp_path / "heatmap.svg"
+    figures.save_figure(plt.figure(), png, svg)
+    figures._job = None  # this process's next figures are no job's, as in the command
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (png, svg)}
+    for out in (png, svg):
+        assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and (f"--output {out}: a figure the pipeline's rule text_heatmaps drew (its "
+                                          "metadata says so); this command would replace it") in err, err
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (png, svg)} == before
+    own = tmp_path / "own.svg"
+    for _ in range(2):  # drawn, then drawn again over its own
+        assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(own)]) == 0
+
+
 def test_missing_file_and_unknown_format(tmp_path, capsys):
     assert main([str(tmp_path / "none.h5"), "-n", "1:0", "-o", str(tmp_path / "x.png")]) == 1
     assert "none.h5: activations file not found" in capsys.readouterr().err

@@ -37,8 +37,8 @@ from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
 from .atomic import atomic_path
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output, check_threads,
-                  command_device, command_parser, dashed_values, failed, file_name, refuse_others_table, say,
-                  unreadable, writing)
+                  command_device, command_parser, dashed_values, failed, file_name, refuse_others_table,
+                  refuse_pipeline_figure, say, unreadable, writing)
 from .heatmap_cli import MAX_TOKENS, SHORT_TEXT, WHOLE_OWN_TEXT, drawn_whole, given_once, parse_neuron
 from .joblog import stop_status, stopped_by_sigterm
 
@@ -279,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_output(path, option, inputs=inputs)
         if args.output:
             refuse_others_table(args.output, "--output", PROG)
+        if args.heatmap:
+            refuse_pipeline_figure(args.heatmap, "--heatmap")
         with stopped_by_sigterm():
             table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                            args.min_count, args.top_words, args.device, args.method, args.hold_from)

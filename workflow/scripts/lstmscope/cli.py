@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import os
 import re
@@ -155,6 +156,31 @@ def refuse_others_table(path: str, option: str, command: str) -> None:
     by = f"the pipeline's rule {made['rule']}" if made.get("rule") else made.get("command") or "another program"
     raise ValueError(f"{option} {path}: a table {by} wrote (its record {record.name} says so); this command would "
                      "replace it: give another file name")
+
+
+def refuse_pipeline_figure(path: str, option: str) -> None:
+    """An existing PNG or SVG that a pipeline job drew (its metadata's ``Description`` names the rule:
+    ``figures.record_job``) is not replaced: the run and its report would show this command's figure as the job's.
+    Any other file, a figure this command drew among them, is replaced."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".png", ".svg") or not os.path.isfile(path):
+        return
+    try:
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as image:
+                text = getattr(image, "text", {}).get("Description")
+        else:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                found = re.search(r"<dc:description>(.*?)</dc:description>", fh.read(), re.S)
+            text = html.unescape(found[1]) if found else None
+        job = json.loads(text) if text else None
+    except (OSError, ValueError):  # no readable image or record: a file to replace
+        return
+    if isinstance(job, dict) and job.get("rule"):
+        raise ValueError(f"{option} {path}: a figure the pipeline's rule {job['rule']} drew (its metadata says so); "
+                         "this command would replace it: give another file name")
 
 
 def check_inputs(paths: Sequence[str | None]) -> None:

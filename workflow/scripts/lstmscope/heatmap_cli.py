@@ -42,7 +42,7 @@ from .ablation_figures import Removal, effect_block, effect_passage, removal_eff
 from .activations_file import (ActivationsError, open_activations, read_expectancy, read_neurons, read_words,
                                state_dataset)
 from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, dashed_values,
-                  failed, file_name, say, unreadable, writing)
+                  failed, file_name, refuse_pipeline_figure, say, unreadable, writing)
 from .colours import DEFAULT_EXPECTANCY_FLOOR
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
@@ -352,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_kinds([(args.activations, "ACTIVATIONS", "activations"), (args.ablation, "--ablation", "ablation"),
                      (args.median_from, "--median-from", "activations")])
         check_output(args.output, "--output", inputs=inputs)
+        refuse_pipeline_figure(args.output, "--output")
         neurons = [parse_neuron(s) for s in args.neuron]
         groups = [parse_group(s) for s in args.group]
         given_once("--neuron", neurons)
