@@ -217,6 +217,35 @@ def test_a_config_file_leaves_out_a_text_of_config_yaml_by_setting_it_to_null(tm
         plans[name] = {t for t in ("test", "train", "dev")
                        if re.search(rf"results/activations/d0\.0_r0/{t}\.h5", r.stdout + r.stderr)}
     assert plans == {"kept": {"test", "train", "dev"}, "dropped": {"test", "dev"}}
+    # a misspelt name leaves out nothing: refused, rather than every job of the text meant being run
+    for given in (["--configfile", str(mine)], ["--config", "texts={trian: null}"]):
+        mine.write_text("texts:\n  trian: null\n")
+        r = snakemake(work, "-n", *given, check=False, timeout=180)
+        assert r.returncode != 0 and ("invalid configuration: config key texts.trian: null leaves out no text: no "
+                                      "config file names a text 'trian' (its texts: test, train); did you mean "
+                                      "'train'?") in r.stdout + r.stderr, r.stdout[-2000:]
+    assert not (work / "results").exists()
+
+
+def test_a_text_set_to_null_must_be_one_a_config_file_names(tmp_path):
+    """check_config_files reads the texts each file gives an entry (not null); validate_config refuses a null that
+    none gives, and leaves one out that a file before gives."""
+    from lstmscope.config import check_config_files
+
+    mine, other = tmp_path / "mine.yaml", tmp_path / "other.yaml"
+    mine.write_text("texts:\n  dev: {split: valid, tokens: 500}\n  train: null\n")
+    other.write_text("texts:\n  dev: null\n")
+    given = check_config_files([ROOT / "config.yaml", mine, other])
+    assert given == {"test", "train", "dev"}
+    cfg = default_config()
+    cfg["texts"].update(dev=None, train=None)  # as merged: mine, then other
+    assert sorted(validate_config(cfg, SCHEMA, texts_given=given)["texts"]) == ["test"]
+    cfg = default_config()
+    cfg["texts"]["dve"] = None
+    with pytest.raises(ConfigError, match=r"^config key texts.dve: null leaves out no text: no config file names a "
+                                          r"text 'dve' \(its texts: dev, test, train\); did you mean 'dev'\?$"):
+        validate_config(cfg, SCHEMA, texts_given=given)
+    assert check_config_files([ROOT / "config.yaml", tmp_path / "none.yaml"]) is None  # unknown: not checked
 
 
 @pytest.mark.parametrize("layers, given, embedded", [(1, None, [1]), (3, None, [1, 2, 3]), (3, [3, 1], [1, 3])])

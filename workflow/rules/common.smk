@@ -23,9 +23,10 @@ from lstmscope.config import (ConfigError, check_config_files, model_specs, vali
 from lstmscope.imports import library_modules  # noqa: E402
 
 try:
-    check_config_files(workflow.configfiles)  # config.yaml and --configfile's
+    _texts_given = check_config_files(workflow.configfiles)  # config.yaml and --configfile's
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
-                    command_line=dict(workflow.config_settings.config))  # --config's values, all text
+                    command_line=dict(workflow.config_settings.config),  # --config's values, all text
+                    texts_given=_texts_given)
 except ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}") from None
 

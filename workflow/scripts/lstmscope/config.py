@@ -210,32 +210,39 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
-def check_config_files(paths: list[str | os.PathLike]) -> None:
+def check_config_files(paths: list[str | os.PathLike]) -> set[str] | None:
     """Each config file read (``config.yaml``, ``--configfile``'s): a key given twice in one mapping is a
     :class:`ConfigError` naming the file, the line and the key. (Snakemake reads them with a plain YAML loader, which
-    keeps the last of two ``training:`` sections and drops the first without a word.)"""
+    keeps the last of two ``training:`` sections and drops the first without a word.) Returns the names of the
+    texts the files give an entry other than null (:func:`drop_texts_set_to_null`), None where a file could not be
+    read here."""
+    given: set[str] | None = set()
     for path in paths:
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except OSError:
-            continue  # Snakemake has read it, or says itself what is wrong with it
-        try:
-            yaml.load(text if not text.startswith("\ufeff") else text[1:], Loader=_UniqueKeyLoader)
-        except yaml.YAMLError:
-            continue  # Snakemake's own message covers a file that is not YAML
+            data = yaml.load(text if not text.startswith("\ufeff") else text[1:], Loader=_UniqueKeyLoader)
+        except (OSError, yaml.YAMLError):  # Snakemake has read it, or says itself what is wrong with it
+            given = None
+            continue
         except ConfigError as exc:  # the mark names "<unicode string>": the file's name instead
             raise ConfigError(str(exc).replace("<unicode string>", str(path), 1)) from None
+        texts = data.get("texts") if isinstance(data, dict) else None
+        if given is not None and isinstance(texts, dict):
+            given |= {str(name) for name, entry in texts.items() if entry is not None}
+    return given
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
-                    command_line: dict[str, Any] | None = None) -> dict[str, Any]:
+                    command_line: dict[str, Any] | None = None,
+                    texts_given: set[str] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place (filling defaults; the values ``command_line`` gave with Snakemake's
     ``--config``, which arrive as text, read as the schema's types); raise :class:`ConfigError` on the first
-    problem."""
+    problem. ``texts_given``: the texts the config files name (:func:`check_config_files`), so that a text set to
+    null that none names is an error."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     if command_line:
         coerce_command_line_values(config, schema, command_line)
-    drop_texts_set_to_null(config)
+    drop_texts_set_to_null(config, texts_given)
     _check_plain_values(config)
     validator = _DefaultFilling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -246,13 +253,22 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
     return config
 
 
-def drop_texts_set_to_null(config: dict[str, Any]) -> None:
+def drop_texts_set_to_null(config: dict[str, Any], given: set[str] | None = None) -> None:
     """Leave out every text whose entry is null (in place). A ``--configfile`` is merged over ``config.yaml`` key by
     key, so a text of ``config.yaml`` cannot be left out by leaving it out of one's file; ``texts: {train: null}``
-    there does it."""
+    there does it. A null that leaves out no text, its name given an entry neither by a config file (``given``,
+    where known) nor by ``--config``, is an error: ``texts: {trian: null}`` would run every job of ``train``."""
     texts = config.get("texts")
     if isinstance(texts, dict):
         dropped = [name for name, entry in texts.items() if entry is None]
+        if given is not None:
+            named = given | {str(name) for name, entry in texts.items() if entry is not None}
+            for name in dropped:
+                if str(name) not in named:
+                    near = difflib.get_close_matches(str(name), sorted(named), n=1)
+                    guess = f"; did you mean {near[0]!r}?" if near else ""
+                    raise ConfigError(f"config key texts.{name}: null leaves out no text: no config file names a "
+                                      f"text {name!r} (its texts: {', '.join(sorted(named))}){guess}")
         if dropped and len(dropped) == len(texts):
             raise ConfigError(f"config key texts: every text is set to null ({', '.join(dropped)}); "
                               "at least one analysis text is needed")
