@@ -714,6 +714,7 @@ def test_a_heatmap_passage_longer_than_lstmscope_heatmap_draws_is_refused_before
     ({"single": 5, "wrd": 3}, "unknown config key 'wrd' in cluster.distance_threshold; did you mean 'ward'? allowed "
                               "keys: single, ward"),
     ({"single": -1, "ward": 2}, "config key cluster.distance_threshold.single: -1 is out of range; must be > 0"),
+    ({"single": 5, "ward": "300m"}, "config key cluster.distance_threshold.ward: '300m' is not of type number"),
     ("x", "config key cluster.distance_threshold: 'x' is not null, number or a mapping"),
     (-2, "config key cluster.distance_threshold: -2 is out of range; must be > 0"),
 ])

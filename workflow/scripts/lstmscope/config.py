@@ -57,7 +57,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     v = error.validator
     s = error.validator_value
     if v == "oneOf" and error.context:  # the alternative of the value's own type says what is wrong with it
-        own = [e for e in error.context if e.validator != "type"]
+        # (an alternative refusing the value's type is not its own; one refusing the type of a value inside it is)
+        own = [e for e in error.context if e.validator != "type" or e.relative_path]
         if own:
             return _describe(own[0])
         types = [t for e in error.context for t in ([e.validator_value] if isinstance(e.validator_value, str)
