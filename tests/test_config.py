@@ -227,6 +227,31 @@ def test_a_config_file_leaves_out_a_text_of_config_yaml_by_setting_it_to_null(tm
     assert not (work / "results").exists()
 
 
+def test_a_data_url_read_as_a_missing_folder_is_refused_where_the_download_is_to_run(tmp_path):
+    """A web address typed without https:// (or with one slash) is read as a folder: the dry run passed and the
+    download failed after the run began, naming no key. Refused before any job where the splits are still to be
+    downloaded; a folder or file:// URL that exists, and any web address, pass; where the splits are there, the url
+    is not read."""
+    from lstmscope.config import check_data_folder
+
+    typo = "raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2"
+    for url in (typo, "https:/raw.githubusercontent.com/x", f"file://{tmp_path}/none"):
+        with pytest.raises(ConfigError, match=f"^config key data.url: {re.escape(repr(url))} is read as a folder of "
+                                              r"this machine, and there is none; a web address needs its scheme"):
+            check_data_folder(url)
+    for url in (str(tmp_path), f"file://{tmp_path}", "https://example.org/none", "http://localhost:1/x"):
+        check_data_folder(url)
+    work = copy_repo(tmp_path / "work")
+    r = snakemake(work, "-n", "--config", f"data={{url: '{typo}'}}", check=False, timeout=180)
+    assert r.returncode != 0 and f"invalid configuration: config key data.url: '{typo}' is read as a folder" in \
+        r.stdout + r.stderr, r.stdout[-2000:]
+    data = work / "results" / "data" / "wikitext-2"
+    data.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        (data / f"{split}.txt").write_text(" the text .\n")
+    snakemake(work, "-n", "--config", f"data={{url: '{typo}'}}", timeout=180)  # downloaded already: not read
+
+
 def test_a_text_set_to_null_must_be_one_a_config_file_names(tmp_path):
     """check_config_files reads the texts each file gives an entry (not null); validate_config refuses a null that
     none gives, and leaves one out that a file before gives."""

@@ -18,8 +18,8 @@ sys.path.insert(0, SCRIPTS)
 # so it needs no envvars directive.
 os.environ.update(PYTHONPATH=os.pathsep.join(
     [SCRIPTS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SCRIPTS)]))
-from lstmscope.config import (ConfigError, check_config_files, model_specs, validate_config, dropout_label,  # noqa: E402
-                              model_name, distance_threshold)
+from lstmscope.config import (ConfigError, check_config_files, check_data_folder, model_specs,  # noqa: E402
+                              validate_config, dropout_label, model_name, distance_threshold)
 from lstmscope.imports import library_modules  # noqa: E402
 
 try:
@@ -27,6 +27,8 @@ try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
                     command_line=dict(workflow.config_settings.config),  # --config's values, all text
                     texts_given=_texts_given)
+    if not all(os.path.isfile(f"results/data/wikitext-2/{split}.txt") for split in ("train", "valid", "test")):
+        check_data_folder(config["data"]["url"])  # where the download is still to run
 except ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}") from None
 

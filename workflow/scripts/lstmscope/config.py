@@ -12,6 +12,7 @@ import json
 import math
 import os
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable
@@ -231,6 +232,18 @@ def check_config_files(paths: list[str | os.PathLike]) -> set[str] | None:
         if given is not None and isinstance(texts, dict):
             given |= {str(name) for name, entry in texts.items() if entry is not None}
     return given
+
+
+def check_data_folder(url: str) -> None:
+    """Where the splits are still to be downloaded, a ``data.url`` that names a folder of this machine (no scheme,
+    or ``file://``) must be one: a web address typed without its ``https://`` (or with one slash) is read as a
+    folder, and the download would fail on it after the run began."""
+    if "://" in url and urllib.parse.urlparse(url).scheme != "file":
+        return  # a web address: the download says what is wrong with it
+    folder = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path)) if "://" in url else Path(url)
+    if not folder.is_dir():
+        raise ConfigError(f"config key data.url: {url!r} is read as a folder of this machine, and there is none; "
+                          "a web address needs its scheme (https://…)")
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
