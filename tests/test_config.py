@@ -140,7 +140,21 @@ BAD = [
     ("training.lr", 10**400, "config key training.lr: 1000000000"),  # an int too large for a float: no traceback
     ("models.dropouts", [0.0, 5e-324], "config key models.dropouts: 5e-324 is below 1e-06"),
     ("data.url", "gopher://example.org/x", "config key data.url: 'gopher://example.org/x' has the scheme 'gopher'"),
+    # null, true and false as YAML writes them, not Python's None, True, False
+    ("training", None, "config key training: null is not of type object"),
+    ("models.dropouts", [True, 0.5], "config key models.dropouts.0: true is not of type number"),
+    ("activations.dtype", None, "config key activations.dtype: null is not of type string"),
 ]
+
+
+def test_one_checksum_for_two_splits_is_refused():
+    """One file cannot be two splits: the download would fetch the second, retry and fail on its checksum."""
+    cfg = default_config()
+    cfg["data"]["sha256"]["valid"] = cfg["data"]["sha256"]["train"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert str(err.value) == ("config key data.sha256: train and valid have the same checksum; each split is a file "
+                              "of its own")
 
 
 @pytest.mark.parametrize("key,value,message", BAD, ids=[f"{b[0]}={b[1]!r}"[:60] for b in BAD])

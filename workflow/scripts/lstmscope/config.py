@@ -53,6 +53,13 @@ _PATTERN_MEANINGS = {
 }
 
 
+def _shown(value: Any) -> str:
+    """A config value as it is written in YAML where Python spells it otherwise (null, true, false), else its repr."""
+    if value is None:
+        return "null"
+    return ("true" if value else "false") if isinstance(value, bool) else repr(value)
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     key = _key(error.absolute_path)
     v = error.validator
@@ -65,7 +72,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         types = [t for e in error.context for t in ([e.validator_value] if isinstance(e.validator_value, str)
                                                      else e.validator_value)]
         names = [{"object": "a mapping", "null": "null"}.get(t, t) for t in dict.fromkeys(types)]
-        return f"config key {key}: {error.instance!r} is not {', '.join(names[:-1])} or {names[-1]}"
+        return f"config key {key}: {_shown(error.instance)} is not {', '.join(names[:-1])} or {names[-1]}"
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -81,21 +88,21 @@ def _describe(error: jsonschema.ValidationError) -> str:
                      f"the command line --config '{homes[0]}={{{extra[0]}: {value}}}'); ")
         return f"unknown config key {extra[0]!r} {where}; {guess}allowed keys: {', '.join(allowed)}"
     if v == "enum":
-        return f"config key {key}: {error.instance!r} is not allowed; choose one of {s}"
+        return f"config key {key}: {_shown(error.instance)} is not allowed; choose one of {s}"
     if v == "type":
         types = " or ".join(s) if isinstance(s, list) else s
         hint = ""
         if isinstance(error.instance, str) and ("number" in str(s) or "integer" in str(s)):
             hint = _number_hint(error.instance, integer="number" not in str(s))
-        return f"config key {key}: {error.instance!r} is not of type {types}{hint}"
+        return f"config key {key}: {_shown(error.instance)} is not of type {types}{hint}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
-        return f"config key {key}: {error.instance!r} is out of range; must be {rel} {s}"
+        return f"config key {key}: {_shown(error.instance)} is out of range; must be {rel} {s}"
     if v == "pattern":
         meaning = _PATTERN_MEANINGS.get(s, f"does not match {s}")
-        return f"config key {key}: {error.instance!r} {meaning}"
+        return f"config key {key}: {_shown(error.instance)} {meaning}"
     if v == "maxItems":  # jsonschema says "is too long" without the limit
-        return f"config key {key}: {error.instance!r} has {len(error.instance)} items; at most {s}"
+        return f"config key {key}: {_shown(error.instance)} has {len(error.instance)} items; at most {s}"
     return f"config key {key}: {error.message}"  # required, minItems, uniqueItems, minProperties: jsonschema's words
 
 
@@ -459,6 +466,11 @@ def _check_consistency(config: dict[str, Any]) -> None:
     word = config["figures"]["highlight_word"]
     if any(ch.isspace() for ch in word):  # (a schema pattern ^\S+$ would let a final newline through)
         raise ConfigError(f"config key figures.highlight_word: {word!r} is not one word (a token never holds a space)")
+    checksums = config["data"]["sha256"]
+    same = [split for split in checksums if list(checksums.values()).count(checksums[split]) > 1]
+    if same:  # one file cannot be two splits: the download would retry and fail on one of them
+        raise ConfigError(f"config key data.sha256: {' and '.join(same)} have the same checksum; each split is a "
+                          "file of its own")
     url = config["data"]["url"]
     scheme = urllib.parse.urlparse(url).scheme if "://" in url else ""  # as download._fetch_once reads it
     if scheme not in ("", "file", "http", "https"):
