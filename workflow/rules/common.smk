@@ -22,12 +22,14 @@ from lstmscope.config import (ConfigError, check_config_files, check_data_folder
                               validate_config, dropout_label, model_name, distance_threshold)
 from lstmscope.imports import library_modules  # noqa: E402
 
+SPLITS = ["train", "valid", "test"]  # WikiText-2's files, results/data/wikitext-2/<split>.txt (data.smk)
+
 try:
     _texts_given = check_config_files(workflow.configfiles)  # config.yaml and --configfile's
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
                     command_line=dict(workflow.config_settings.config),  # --config's values, all text
                     texts_given=_texts_given)
-    if not all(os.path.isfile(f"results/data/wikitext-2/{split}.txt") for split in ("train", "valid", "test")):
+    if not all(os.path.isfile(f"results/data/wikitext-2/{split}.txt") for split in SPLITS):
         check_data_folder(config["data"]["url"])  # where the download is still to run
 except ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}") from None
@@ -41,7 +43,6 @@ TEXTS = sorted(config["texts"])
 # The report's text label of a table of every text: the texts named, so that with one text it is that text's name
 # (a label of two values, half the results each, becomes a toggle that hides the results it lacks).
 ALL_TEXTS = ", ".join(TEXTS)
-SPLITS = ["train", "valid", "test"]
 # The model and text wildcards match the configured names only: a file of a model or text the config does not
 # name is "no rule to produce" it, where an input function's lookup would end in a traceback.
 MODEL_WILDCARD = "|".join(re.escape(m) for m in MODELS)
