@@ -151,7 +151,7 @@ def refuse_others_table(path: str, option: str, command: str) -> None:
     if not isinstance(made, dict):
         raise ValueError(f"{option} {path}: a table beside a provenance record that cannot be read ({record.name}); "
                          "remove both first, or give another file name")
-    if made.get("command") == command and not made.get("rule"):
+    if made.get("command") == command:  # (a pipeline job's record names its rule, none a command)
         return
     by = f"the pipeline's rule {made['rule']}" if made.get("rule") else made.get("command") or "another program"
     raise ValueError(f"{option} {path}: a table {by} wrote (its record {record.name} says so); this command would "
