@@ -287,6 +287,16 @@ def test_a_text_set_to_null_must_be_one_a_config_file_names(tmp_path):
     assert check_config_files([ROOT / "config.yaml", tmp_path / "none.yaml"]) is None  # unknown: not checked
 
 
+def test_no_embedding_limit_embeds_the_whole_text_and_the_checks_count_all_of_it():
+    cfg = default_config()
+    _set(cfg, "embedding.max_tokens", None)
+    assert validate_config(copy.deepcopy(cfg), SCHEMA)["embedding"]["max_tokens"] is None
+    _set(cfg, "cluster.ward_max_points", 17999)  # the test text's 18 000 tokens: one too many for ward
+    with pytest.raises(ConfigError, match=r"^config key cluster.ward_max_points: 17999 is fewer than the 18000 tokens "
+                                          r"embedded of text test, which ward linkage would refuse"):
+        validate_config(copy.deepcopy(cfg), SCHEMA)
+
+
 @pytest.mark.parametrize("layers, given, embedded", [(1, None, [1]), (3, None, [1, 2, 3]), (3, [3, 1], [1, 3])])
 def test_embedding_layers_default_to_every_layer(layers, given, embedded):
     """Left null, embedding.layers follows architecture.layers (a one-layer model needs no second edit)."""

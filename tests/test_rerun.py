@@ -301,6 +301,15 @@ def test_settings_that_cannot_change_a_result_rerun_nothing(tiny_workdir):
     assert planned_jobs(tiny_workdir, "--config", "ablation={max_tokens: null}") == []
 
 
+def test_no_embedding_limit_embeds_the_whole_text_as_a_limit_of_its_length_does(tiny_workdir):
+    """embedding.max_tokens: null embeds all of the text (600 tokens; the tiny config embeds 500): the jobs a limit
+    of the text's length reruns (both give the param the tokens read, common.smk's tokens_read)."""
+    whole = planned_jobs(tiny_workdir, "--config", "embedding={max_tokens: null}")
+    assert "embed_tsne" in {j.rule for j in whole}
+    assert sorted(map(job_key, whole)) == sorted(map(job_key, planned_jobs(tiny_workdir, "--config",
+                                                                           "embedding={max_tokens: 600}")))
+
+
 @pytest.mark.parametrize("restated", [
     "training={clip: 0.25}",  # a key named on the command line comes first in its section (the rest: config.yaml's order)
     "architecture={hidden_size: 16}",

@@ -388,7 +388,7 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
                           "map every other output shows; list only other seeds")
     for name in emb["texts"] if emb["dropouts"] else []:
         tokens = config["texts"][name]["tokens"]
-        points = min(tokens, emb["max_tokens"]) if emb["max_tokens"] else tokens
+        points = tokens if emb["max_tokens"] is None else min(tokens, emb["max_tokens"])
         if 3 * float(emb["perplexity"]) > points - 1:
             raise ConfigError(f"config key embedding.perplexity: {emb['perplexity']} is too large for the {points} "
                               f"tokens embedded of text {name} (embedding.max_tokens, texts.{name}.tokens); "
