@@ -84,7 +84,7 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
         raise ActivationsError(f"{text_file}: holds a NUL character (byte {at}), as UTF-16 text without a byte-order "
                                "mark does; save it as UTF-8 text")
     if all(w == EOS for w in words):
-        raise ActivationsError(f"{text_file}: no words to read (an empty file?)")
+        raise ActivationsError(f"{text_file}: no words to read (the file is empty or holds only blank lines)")
     name = name or Path(text_file).stem
     spec = TextSpec(name=name, split="file", offset=0, tokens=len(words))
     remove_nested_leftovers(output)
