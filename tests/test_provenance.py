@@ -178,14 +178,15 @@ def test_every_figure_of_the_tiny_run_names_the_code_that_drew_it(tiny_run, tmp_
 def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_shows(tiny_run):
     """An explorer page travels alone (sent, put on a web page), and so does Table 5.1's page: each one the jobs
     write, the report's too, holds its provenance (the code's version, commit and digest; its model's dropout,
-    replicate, seed and checkpoint SHA-256) in its data (Table 5.1's page, which has none, in a record of its own)
-    and says it in a line a reader sees."""
+    replicate, seed and checkpoint SHA-256; the rule that wrote it) in its data (Table 5.1's page, which has none, in
+    a record of its own) and says it in a line a reader sees."""
     import hashlib
     import html
     import json
     import re
 
     from lstmscope import __version__
+    from lstmscope.html_page import page_rule
     from lstmscope.provenance import library_digest
 
     work = tiny_run / "pristine"
@@ -198,6 +199,8 @@ def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_sho
         model = "_".join(page.stem.split("_")[:2])  # d0.0_r0_test -> d0.0_r0
         trained = json.loads((work / f"results/models/{model}/metrics.json").read_text())
         checkpoint = hashlib.sha256((work / f"results/models/{model}/model.pt").read_bytes()).hexdigest()
+        rule = {"explorer": "explorer", "neurons": "neuron_explorer", "report": "neuron_explorer",
+                "clusters": "cluster_measures"}[page.parent.name]
         if page in tables:  # no page data: the record alone
             data = {"provenance": json.loads(re.search(
                 r'<script type="application/json" id="lstmscope-provenance">(.*?)</script>', text, flags=re.S)[1])}
@@ -207,7 +210,9 @@ def test_every_explorer_page_of_the_tiny_run_names_the_code_and_the_model_it_sho
         assert data["provenance"] == {
             "lstmscope_version": __version__, "git_commit": "unknown", "library_sha256": library_digest(),
             "models": {model: {"dropout": trained["dropout"], "replicate": trained["replicate"],
-                               "seed": trained["seed"], "checkpoint_sha256": checkpoint}}}, page
+                               "seed": trained["seed"], "checkpoint_sha256": checkpoint}},
+            "rule": rule}, page
+        assert page_rule(page) == rule  # what lstmscope-explorer reads before it would replace a page
         seen = html.unescape(re.search(r'<footer id="provenance"[^>]*>(.*?)</footer>', text, flags=re.S).group(1))
         assert seen == (f"Made by lstmscope {__version__} (git unknown, library {library_digest()[:12]}…) from model "
                         f"{model} (dropout {trained['dropout']}, replicate {trained['replicate']}, seed "

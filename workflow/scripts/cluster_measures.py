@@ -15,7 +15,8 @@ with job_log(snakemake.log[0], "cluster_measures") as log:  # noqa: F821
     write_csv(measures, out.measures)
     page = top_words_html(clusters, measures, f"Table 5.1: what the clusters hold ({p.model}, {p.text})")
     # the page travels alone, as an explorer page does: its provenance in it (the CSVs' beside them)
-    write_html(with_provenance(page, page_provenance(list(snakemake.input.tables))), out.html)  # noqa: F821
+    write_html(with_provenance(page, page_provenance(list(snakemake.input.tables), snakemake.rule)),  # noqa: F821
+               out.html)
     for r in measures.itertuples():
         log.info("layer %s %s %s: contiguity %.3f vs %.3f shuffled (ratio %.2f), purity %.2f",
                  r.layer, r.state, r.linkage, r.mean_run_length, r.shuffled_run_length, r.contiguity_ratio, r.purity)

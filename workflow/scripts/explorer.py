@@ -8,5 +8,5 @@ with job_log(snakemake.log[0], "explorer") as log:  # noqa: F821
     tables = keyed_tables(list(snakemake.input.tables), p.views)  # noqa: F821
     size = build_explorer(tables, snakemake.output[0], p.title, context_tokens=p.context_tokens,  # noqa: F821
                           template=snakemake.input.template, activations=snakemake.input.activations,  # noqa: F821
-                          expectancy_floor=p.expectancy_floor)
+                          expectancy_floor=p.expectancy_floor, rule=snakemake.rule)  # noqa: F821
     log.info("%d views x linkages, %.1f kB", len(tables), size / 1e3)

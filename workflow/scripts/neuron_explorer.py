@@ -10,5 +10,5 @@ with job_log(snakemake.log[0], "neuron_explorer") as log:  # noqa: F821
                                  scale=str(p.scale), expectancy_floor=p.expectancy_floor,
                                  template=snakemake.input.template,  # noqa: F821
                                  ablation_path=snakemake.input.ablation or None,  # noqa: F821
-                                 report_output=snakemake.output.report_page)  # noqa: F821
+                                 report_output=snakemake.output.report_page, rule=snakemake.rule)  # noqa: F821
     log.info("%.1f kB", size / 1e3)

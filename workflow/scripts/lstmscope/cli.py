@@ -183,6 +183,18 @@ def refuse_pipeline_figure(path: str, option: str) -> None:
                          "this command would replace it: give another file name")
 
 
+def refuse_pipeline_page(path: str, option: str) -> None:
+    """An existing HTML page whose provenance names the pipeline rule that wrote it (an explorer page, a cluster
+    table's page: :func:`lstmscope.html_page.page_provenance`) is not replaced, as :func:`refuse_pipeline_figure`
+    keeps a pipeline figure; any other file, a page this command wrote among them, is replaced."""
+    from .html_page import page_rule
+
+    rule = page_rule(path) if os.path.isfile(path) else None
+    if rule:
+        raise ValueError(f"{option} {path}: a page the pipeline's rule {rule} wrote (its provenance says so); this "
+                         "command would replace it: give another file name")
+
+
 def check_inputs(paths: Sequence[str | None]) -> None:
     """An input given as a folder (``results/activations/d0.0_r0`` for one of its files) is named as a folder, with
     the first names it holds, not reported as a file not found; a pipe or device (``<(…)``, ``/dev/stdin`` fed by a

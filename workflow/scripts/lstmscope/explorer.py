@@ -119,12 +119,13 @@ def render_explorer(data: dict, template: str | os.PathLike = TEMPLATE) -> str:
 
 def build_explorer(cluster_files: Mapping[tuple[int, str, str], str | os.PathLike], output: str | os.PathLike,
                    title: str, context_tokens: int = 8, template: str | os.PathLike = TEMPLATE,
-                   activations: str | os.PathLike | None = None, expectancy_floor: float | None = None) -> int:
+                   activations: str | os.PathLike | None = None, expectancy_floor: float | None = None,
+                   rule: str | None = None) -> int:
     """Stage explorer: write the HTML page (the expectancy's colours from ``expectancy_floor`` to 1, as
     ``heatmap.expectancy_floor``; its provenance, :func:`~lstmscope.html_page.page_provenance`, from the tables and
-    the activations file); returns its size in bytes."""
+    the activations file, naming the pipeline's ``rule`` where given); returns its size in bytes."""
     data = explorer_data(cluster_files, title, context_tokens, activations, expectancy_floor)
-    data["provenance"] = page_provenance([*cluster_files.values(), *([activations] if activations else [])])
+    data["provenance"] = page_provenance([*cluster_files.values(), *([activations] if activations else [])], rule)
     page = render_explorer(data, template)
     write_text(output, page)
     return len(page.encode("utf-8"))

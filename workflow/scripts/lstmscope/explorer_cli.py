@@ -32,7 +32,7 @@ from .ablation_file import AblationError
 from .activations_file import ActivationsError, open_activations
 from .checked_files import refuse_rows
 from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_output, command_parser, failed,
-                  file_name, say, writing)
+                  file_name, refuse_pipeline_page, say, writing)
 from .divergence import ranking_measure, read_divergence
 from .heatmap import DEFAULT_SCALE, SCALES
 from .heatmap_cli import MAX_TOKENS, check_median_from, short_text_note
@@ -195,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      (args.ablation, "--ablation", "ablation"), (args.median_from, "--median-from", "activations")])
         check_output(args.output, "--output", inputs=(args.activations, args.divergence, args.ablation,
                                                       args.median_from))
+        refuse_pipeline_page(args.output, "--output")
         if args.divergence and args.ranked_on:
             raise ValueError(f"--divergence {args.divergence} and --ranked-on {args.ranked_on} both choose the "
                              "ranking: give one of them")

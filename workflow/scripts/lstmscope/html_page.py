@@ -72,11 +72,31 @@ PLACEHOLDERS = ("{{TITLE}}", "{{DATA}}", "{{ERROR_RECORDER}}")  # each template 
 OPTIONAL = ("{{PROVENANCE}}", "{{ADDRESS_WRITER}}")
 
 
-def page_provenance(inputs: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """A page's provenance record: the code's version, git commit and library digest, and the models whose numbers
+def page_provenance(inputs: Sequence[str | os.PathLike], rule: str | None = None) -> dict[str, Any]:
+    """A page's provenance record: the code's version, git commit and library digest, the models whose numbers
     the ``inputs`` hold (:func:`lstmscope.provenance.models_of`: name, dropout, replicate, seed, checkpoint
-    SHA-256)."""
-    return {**code_version(), "models": models_of(inputs)}
+    SHA-256) and, for a pipeline page, the ``rule`` that wrote it (a command's page names none: lstmscope-explorer
+    does not replace a page that names one, :func:`page_rule`)."""
+    return {**code_version(), "models": models_of(inputs), **({"rule": rule} if rule else {})}
+
+
+def page_rule(path: str | os.PathLike) -> str | None:
+    """The pipeline rule an HTML page's provenance names (:func:`page_provenance`; in the explorers' data, or in the
+    record :func:`with_provenance` appends), or None: a page without one, or no page of ours."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for script_id, key in (("lstmscope-provenance", None), ("lstmscope-data", "provenance")):
+        found = re.search(rf'<script type="application/json" id="{script_id}">(.*?)</script>', text, re.S)
+        try:
+            record = json.loads(found[1]) if found else None
+        except ValueError:
+            continue
+        record = record.get(key) if key and isinstance(record, dict) else record
+        if isinstance(record, dict) and isinstance(record.get("rule"), str) and record["rule"]:
+            return record["rule"]
+    return None
 
 
 def provenance_line(record: dict[str, Any] | None) -> str:

@@ -314,18 +314,19 @@ def build_neuron_explorer(activations_path: str | os.PathLike, divergence_path: 
                           ablation_path: str | os.PathLike | None = None, passage: str = "prose",
                           scale: str = DEFAULT_SCALE, expectancy_floor: float | None = None,
                           report_output: str | os.PathLike | None = None, report_limit: int = REPORT_PAGE_BYTES,
-                          median_from: str | os.PathLike | None = None) -> int:
+                          median_from: str | os.PathLike | None = None, rule: str | None = None) -> int:
     """Stage neuron_explorer: write the HTML page (opening on the h/c colour ``scale``, as ``heatmap.scale``; the
     expectancy's colours from ``expectancy_floor`` to 1, as ``heatmap.expectancy_floor``), and where
     ``report_output`` is given, the page for the one-file report (:func:`report_page`, naming ``output``); both
     with their provenance (:func:`~lstmscope.html_page.page_provenance`, from the files read). ``median_from``: as
-    :func:`neuron_explorer_data`. Returns the page's size in bytes."""
+    :func:`neuron_explorer_data`; ``rule``: the pipeline rule writing it, recorded in the provenance. Returns the
+    page's size in bytes."""
     data = neuron_explorer_data(activations_path, divergence_path, neurons, passage_tokens, title, ablation_path,
                                 passage, expectancy_floor, median_from)
     data["scale"] = check_scale(scale)
     data["provenance"] = page_provenance([activations_path, divergence_path,
                                           *([ablation_path] if ablation_path else []),
-                                          *([median_from] if median_from else [])])
+                                          *([median_from] if median_from else [])], rule)
     page = render_page(data, template)
     if report_output is not None:
         small, k = report_page(data, template, page, str(output), report_limit)
