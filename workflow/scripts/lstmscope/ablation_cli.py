@@ -84,7 +84,7 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     intact = intact_log_probabilities(mt, activations, checkpoint)
     layers = sorted({layer for layer, _ in units})
     means = None
-    if hold_from is not None:  # a longer text's means, as the pipeline's (its test text)
+    if hold_from is not None:  # a longer text's means, over all of its tokens (the pipeline's: over those it reads)
         with open_activations(hold_from) as f:
             check_dumped_from(f, mt.checkpoint_sha256, checkpoint, f"--hold-from {hold_from}",
                               why=": its means are another model's")
