@@ -123,6 +123,29 @@ def test_a_text_of_ones_own_is_ranked_on_the_pipelines_text(results, tiny, diver
     assert data["text"] == "test" and data["ranked_on"] == "test" and data["title"].endswith("(text file test.txt)")
 
 
+@pytest.mark.browser
+def test_browser_a_token_is_never_broken_over_two_lines(results, tiny, tmp_path, chromium, monkeypatch):  # noqa: F811
+    """WikiText writes a hyphen as the token "@-@", which the browser broke after its "-" at a line's end ("@-" on
+    one line, "@" on the next: two tokens to a reader). Each token short enough for a line is drawn on one; checked
+    on a text of hyphenated words at several widths, so that many an "@-@" falls at a line's end."""
+    root, _ = results
+    text = tmp_path / "hyphens.txt"
+    text.write_text(" ".join(["the 12 @-@ inch gun , a well @-@ known side @-@ by @-@ side run"] * 30) + "\n",
+                    encoding="utf-8")
+    probe = tmp_path / "hyphens.h5"
+    assert dump_main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(probe)]) == 0
+    monkeypatch.chdir(root)
+    out = tmp_path / "hyphens.html"
+    assert main([str(probe), "-o", str(out), "--neurons", "2"]) == 0
+    view = page_data(out)["views"][0]
+    for width in (420, 683, 1280):
+        result = selftest(chromium, out, f"{view['layer']}:{view['neurons'][0]['neuron']}:h:symmetric", tmp_path,
+                          window=(width, 700))
+        assert result["errors"] == [], result["errors"]
+        assert result["words"].count("@-@") == 120
+        assert result["brokenTokens"] == [], (width, [result["words"][i] for i in result["brokenTokens"]])
+
+
 def test_a_text_of_ones_own_dumped_and_opened_elsewhere_is_ranked_in_its_checkpoints_results(
         results, tiny, divergence_csv, tmp_path, monkeypatch, capsys):  # noqa: F811
     """The file records the checkpoint it was dumped from (as a whole path, though given relative to the project):
