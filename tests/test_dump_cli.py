@@ -130,7 +130,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
         ([str(tiny.activations), str(good), *v],
          "an activations file, not a checkpoint; the arguments are CHECKPOINT TEXT"),
         ([str(tiny.checkpoint), str(tmp_path / "none.txt"), *v], "none.txt: text file not found"),
-        ([str(tiny.checkpoint), str(empty), *v], "empty.txt: no words to read (the file is empty or holds only blank lines)"),
+        ([str(tiny.checkpoint), str(empty), *v],
+         "empty.txt: no words to read (the file is empty or holds only blank lines)"),
         ([str(tiny.checkpoint), str(latin), *v], "latin.txt: not UTF-8 text"),
         ([str(tiny.checkpoint), str(bom), *v], "bom.txt: begins with a byte-order mark (U+FEFF)"),
         ([str(tiny.checkpoint), str(utf16), *v], "utf16.txt: holds a NUL character (byte 1), as UTF-16 text without a "

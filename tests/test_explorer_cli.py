@@ -68,8 +68,8 @@ def test_a_pipeline_file_gets_its_own_texts_ranking(results, divergence_csv, cap
         assert page_data(out)["expectancy"]["floor"] == pytest.approx(low), floor
 
 
-def test_a_page_a_pipeline_rule_wrote_is_not_replaced_one_of_the_commands_is(results, divergence_csv, tmp_path,  # noqa: F811
-                                                                          capsys):
+def test_a_page_a_pipeline_rule_wrote_is_not_replaced_one_of_the_commands_is(  # noqa: F811
+        results, divergence_csv, tmp_path, capsys):
     """-o over a page of the run (results/explorer/...) replaced it, and the run and its report then showed the
     command's page as the job's. A page whose provenance names a pipeline rule (the explorers' data, or the record
     a cluster table's page ends with) is refused before anything is read; a page of the command's own is replaced."""
