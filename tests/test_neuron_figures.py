@@ -280,11 +280,40 @@ def test_top_bottom_labels_give_the_kl_sum_and_the_note_counts_the_neurons_drawn
         assert labels == [f"n{j} (#{int(rows.loc[j, 'rank'])}, KL sum {rows.loc[j, 'kl_sum']:.2f})" for j in neurons]
         h = next(x for x in hists if (x.layer, x.state) == (layer, state))
         under = int(h.underflow[neurons].sum())
-        texts = [t.get_text() for t in ax.texts if t.get_text().startswith("outside")]
+        texts = [line for t in ax.texts for line in t.get_text().split("\n") if line.startswith("outside")]
         if under + int(h.overflow[neurons].sum()):
             notes += 1
             assert texts[0].startswith(f"outside [{h.edges[0]:g}, {h.edges[-1]:g}] (the 3 neurons drawn): {under} below")
     assert notes > 0  # the test interval cuts some cell states
+
+
+def test_top_bottom_says_how_far_the_layer_reaches_beyond_its_x_axis(two_models, tmp_path, monkeypatch):
+    """Fig. 5.2/5.5's x axis of c shows the middle 99.9 % of the layer's values and the neurons drawn: the layer
+    average's tails beyond it were cut off unsaid. Each such panel says how far the layer's values reach (its stored
+    min and max); h's axis is the whole [-1, 1] and says nothing."""
+    import lstmscope.neuron_figures as nf
+
+    hist, div = two_models["d0.2_r0"]
+    kept = []
+    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
+    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
+    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    _, hists = read_histograms(hist)
+    top_bottom = next(fig for fig in kept if any("top 3 by KL" in ax.get_title() for ax in fig.axes))
+    said = 0
+    for ax in top_bottom.axes:
+        layer, state = int(ax.get_title().split(",")[0].split()[1]), ax.get_title().split(", ")[1].split()[0][0]
+        h = next(x for x in hists if (x.layer, x.state) == (layer, state))
+        low, high = float(np.min(h.minimum)), float(np.max(h.maximum))
+        (left, right), texts = ax.get_xlim(), [t.get_text() for t in ax.texts]
+        reach = [line for text in texts for line in text.split("\n") if line.startswith("the layer's values reach")]
+        if low < left or high > right:
+            said += 1
+            assert reach == [f"the layer's values reach {nf._number(low)} to {nf._number(high)}, beyond the x axis "
+                             "(its middle 99.9% and the neurons drawn)"], (ax.get_title(), texts)
+        else:
+            assert reach == [], (ax.get_title(), texts)
+    assert said > 0  # the tiny model's c reaches beyond the axis somewhere
 
 
 def test_the_outside_notes_sit_between_title_and_frame_clear_of_the_curves(two_models, tmp_path, monkeypatch):
@@ -354,7 +383,9 @@ def test_the_dropout_figures_legend_is_one_for_the_figure_and_covers_no_panel(tw
 def test_fig_5_1_says_where_its_x_axis_cuts_the_cell_states_off(two_models, tmp_path, monkeypatch):
     """The axis shows the middle 99.99 % of c's values (a few far ones would squeeze the rest into a line); values
     beyond it ran off the frame unsaid. Here two neurons of c on [-10, 10] in 0.01 bins, 100 000 values each within
-    ±0.1 and one far out each (-9.95 and 9.5): the note names the cut and how far the values reach."""
+    ±0.1 and one far out each (-9.947 and 9.503): the note names the cut and how far the values reach, by their
+    stored min and max, beyond the histogram's interval too (it named the edges of the last bins holding values,
+    "reach 9.95" where the values reached 24.1)."""
     import dataclasses
 
     import lstmscope.neuron_figures as nf
@@ -369,15 +400,22 @@ def test_fig_5_1_says_where_its_x_axis_cuts_the_cell_states_off(two_models, tmp_
     counts[1, 5] = 1  # [-9.95, -9.94)
     zeros = np.zeros(2)
     c = StoredHistogram(layer=1, state="c", counts=counts, underflow=zeros, overflow=zeros, near_zero=zeros,
-                        mean=zeros, std=zeros, mean_abs=zeros, minimum=zeros, maximum=zeros, edges=edges,
-                        n_values=100_001, near_zero_threshold=0.01)
+                        mean=zeros, std=zeros, mean_abs=zeros, minimum=np.array([-0.0996, -9.947]),
+                        maximum=np.array([9.503, 0.0998]), edges=edges, n_values=100_001, near_zero_threshold=0.01)
     kept = []
     monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
     nf.distributions_figure([h, c], tmp_path / "f.png", tmp_path / "f.svg", "t")
     ax = kept[0].axes[0]
     assert ax.get_xlim()[1] < 2  # the far values are off the axis ...
     assert [t.get_text() for t in ax.texts] == [  # ... and said
-        "c: x axis cut to the middle 99.99% of its values, which reach -9.95 to 9.51"]
+        "c: x axis cut to the middle 99.99% of its values, which reach \u22129.95 to 9.5"]
+    kept.clear()
+    # a value beyond the histogram's interval (counted as overflow, in no bin): the note gives its value
+    beyond = dataclasses.replace(c, overflow=np.array([1, 0]), maximum=np.array([24.1, 0.0998]))
+    nf.distributions_figure([h, beyond], tmp_path / "f.png", tmp_path / "f.svg", "t")
+    assert kept[-1].axes[0].texts[0].get_text().startswith(
+        "c: x axis cut to the middle 99.99% of its values, which reach \u22129.95 to 24.1\nc: outside [-10, 10]: "
+        "0 below (0%), 1 above")
     kept.clear()
     far = (np.arange(2000) < 10) | (np.arange(2000) >= 1990)  # a tenth of them out at both ends
     wide = dataclasses.replace(c, counts=np.where(far, 5000, counts))

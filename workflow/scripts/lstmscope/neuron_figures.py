@@ -51,7 +51,10 @@ def _log_y(ax) -> None:
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
 
 
-def _x_extent(hist: StoredHistogram, neurons: np.ndarray, coverage: float = 0.999) -> tuple[float, float]:
+COVERAGE = 0.999  # the share of a layer's c values Fig. 5.2/5.5's x axis shows at least
+
+
+def _x_extent(hist: StoredHistogram, neurons: np.ndarray, coverage: float = COVERAGE) -> tuple[float, float]:
     """x limits showing ``coverage`` of the layer's values and every value of the chosen neurons (within the bins)."""
     if hist.state == "h":
         return float(hist.edges[0]), float(hist.edges[-1])
@@ -66,6 +69,21 @@ def _x_extent(hist: StoredHistogram, neurons: np.ndarray, coverage: float = 0.99
             lo, hi = min(lo, hist.edges[occupied[0]]), max(hi, hist.edges[occupied[-1] + 1])
     pad = 0.02 * (hi - lo)
     return float(max(hist.edges[0], lo - pad)), float(min(hist.edges[-1], hi + pad))
+
+
+def _reach(hist: StoredHistogram) -> tuple[float, float] | None:
+    """The layer's smallest and largest value (the stored per-neuron min and max: beyond the histogram's interval
+    too, where its bins end), or None where no value is finite."""
+    lows, highs = hist.minimum[np.isfinite(hist.minimum)], hist.maximum[np.isfinite(hist.maximum)]
+    return (float(lows.min()), float(highs.max())) if len(lows) and len(highs) else None
+
+
+def _reach_beyond(hist: StoredHistogram, x_range: tuple[float, float]) -> str:
+    """Where the layer's values reach beyond the x axis, how far ("−12.3 to 15.8"); else ""."""
+    reach = _reach(hist)
+    if reach is None or (reach[0] >= x_range[0] and reach[1] <= x_range[1]):
+        return ""
+    return f"{_number(reach[0])} to {_number(reach[1])}"
 
 
 def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> str:
@@ -106,11 +124,10 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
         c_hist = select(hists, layer, "c")
         c_lo, c_hi = _x_extent(c_hist, np.array([], dtype=int), coverage=0.9999)
         ax.set_xlim(min(-1.0, c_lo), max(1.0, c_hi))
-        occupied = np.flatnonzero(c_hist.counts.sum(axis=0))
-        if len(occupied):  # the tails beyond the axis are said, not cut off unseen
-            lo, hi = c_hist.edges[occupied[0]], c_hist.edges[occupied[-1] + 1]
-            if lo < min(-1.0, c_lo) or hi > max(1.0, c_hi):
-                notes.insert(0, f"c: x axis cut to the middle 99.99% of its values, which reach {lo:.3g} to {hi:.3g}")
+        # the tails beyond the axis are said, not cut off unseen: how far the values reach, the histogram's
+        # under- and overflow included (its bins end at histogram.cell_range)
+        if reach := _reach_beyond(c_hist, (min(-1.0, c_lo), max(1.0, c_hi))):
+            notes.insert(0, f"c: x axis cut to the middle 99.99% of its values, which reach {reach}")
         _log_y(ax)
         _note_above(ax, notes, f"layer {layer}", 10)
         ax.set_xlabel("activation")
@@ -147,8 +164,11 @@ def top_bottom_figure(hists: Sequence[StoredHistogram], table: pd.DataFrame, k: 
                 _step(ax, hist, d, lw=1.0, alpha=0.85,
                       label=f"n{r.neuron} (#{r.rank}, {RANK_BY[measure]} {getattr(r, measure):.2f})")
             which = "bottom" if bottom else "top"
-            note = _outside_note(hist, idx) if len(idx) else ""
-            _note_above(ax, [note] if note else [],
+            # the layer average's tails beyond the row's axis are said too
+            reach = _reach_beyond(hist, x_range)
+            notes = [f"the layer's values reach {reach}, beyond the x axis (its middle {100 * COVERAGE:g}% and the "
+                     "neurons drawn)" if reach else "", _outside_note(hist, idx) if len(idx) else ""]
+            _note_above(ax, [note for note in notes if note],
                         f"layer {layer}, {STATE_NAMES[state]}: {which} {len(chosen)} by {RANK_BY[measure]}", 9)
             ax.set_xlim(*x_range)
             _log_y(ax)
