@@ -333,6 +333,12 @@ def test_the_figure_across_models(table, tmp_path, drawn):
     assert shuffled[0].get_ydata()[-1] == pytest.approx(share[-1], abs=1e-6)
     assert axes[2].get_yscale() == "log" and axes[0].get_xscale() == "log"
     assert "within 1 % of the loss after the whole text" in drawn[0].texts[0].get_text()
+    # the shaded bands: the share ± 1.96 standard errors of the increase, which the title says
+    assert "(a, b) shaded \u00b11.96 standard errors" in " ".join(drawn[0].texts[0].get_text().split())
+    band = next(c for c in axes[0].collections if len(c.get_paths()))
+    ys = band.get_paths()[0].vertices[:, 1]
+    se = 100 * 1.96 * whole["increase_se"].fillna(0).to_numpy() / whole["stream_loss"].to_numpy()
+    np.testing.assert_allclose([ys.min(), ys.max()], [(share - se).min(), (share + se).max()], rtol=1e-4, atol=1e-6)
 
 
 def test_panels_c_and_d_from_constructed_tables(tmp_path, drawn):

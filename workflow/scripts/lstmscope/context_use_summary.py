@@ -228,6 +228,6 @@ def context_use_vs_dropout(paths: Sequence[str | os.PathLike], csv_path: str | o
     context_use_figure(table, summary, png, svg, dpi=dpi, title=(
         f"How much of the text before a word each model uses, text {summary['text'].iloc[0]} ({positions} words "
         f"predicted per model, {n} model{'s' * (n != 1)}): dashed line and (c, d) within {100 * tolerance:g} % of "
-        f"the loss after the whole text; a hollow marker at the top of (c): more than "
-        f"{int(summary['longest'].max())} words"))
+        f"the loss after the whole text; (a, b) shaded \u00b1{CI_Z:g} standard errors; a hollow marker at the top "
+        f"of (c): more than {int(summary['longest'].max())} words"))
     return summary
