@@ -499,6 +499,16 @@ def test_the_vs_dropout_figure_draws_each_models_spread_of_single_removals(tmp_p
     d = round(figs.SPREAD_SHIFT * 0.5, 6)  # a fraction of the gap between the dropouts, 0.5
     assert 0 < d < 0.25
     assert segments == [(-d, -1.0, 2.0), (d, 9.0, 12.0), (0.5 - d, 0.5, 0.75), (0.5 + d, 10.5, 10.75)]
+    # clear of the point's marker at the default dropouts: the line (1.2 points wide) outside the marker (its size's
+    # root across, in points; at SPREAD_SHIFT 0.12 the markers hid the top-KL group's short lines)
+    nine = pd.DataFrame([{**row, "dropout": d / 10, "model": f"d{d / 10}_r0"} for d in range(9) for row in rows[:3]])
+    figs.vs_dropout_figure(nine, tmp_path / "v.png", tmp_path / "v.svg", "t")
+    ax = kept[-1].axes[0]
+    marker = max(float(np.sqrt(c.get_sizes()[0])) for c in ax.collections if not isinstance(c, LineCollection))
+    points_per_unit = ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0]
+    points_per_unit *= 72 / kept[-1].dpi
+    assert figs.SPREAD_SHIFT * 0.1 * points_per_unit >= marker / 2 + 1.2, (figs.SPREAD_SHIFT * 0.1 * points_per_unit,
+                                                                           marker)
 
 
 @pytest.mark.parametrize("dropouts", [(0.3,), (0.0, 0.01), (0.0, 0.01, 0.5), (0.1, 0.2, 0.3)])
