@@ -116,6 +116,20 @@ def test_every_reported_file_is_labelled_and_captioned_and_no_figure_hides_behin
             assert numbered == sorted(numbered, key=lambda n: tuple(map(int, n.split(".")))), (category, sub, numbered)
 
 
+def test_no_caption_runs_two_sentences_together(report):
+    """The report renders captions with Jinja's trim_blocks: the line break after a block tag ending a line is
+    dropped, and the seed-stability caption read "... the dashed line.The tables: ...". No sentence of a rendered
+    caption ends without a space before the next."""
+    import html
+
+    glued = []
+    for path, entry in reported(report[1]).items():
+        text = html.unescape(re.sub(r"<[^>]+>", "", entry["caption"]))
+        glued += [(path, text[max(0, m.start() - 30):m.end() + 10])
+                  for m in re.finditer(r"[a-z)\]\"'%]\.[A-Z]", text)]
+    assert glued == []
+
+
 def test_report_shows_the_word_stage_with_captions(report):
     work, text = report
     assert CATEGORY in text
