@@ -133,17 +133,23 @@ def test_a_dead_neurons_title_says_it_is_dead(two_models, tmp_path, monkeypatch)
     assert kept[0].axes[0].get_title().endswith(": dead: 100.0% of values within ±0.01 (> 90%)")
 
 
-def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, tmp_path, monkeypatch):
-    """On the log scale an empty bin has no height: every drawn line skips its empty bins (a neuron's scattered
-    single values would otherwise draw a block of vertical lines) and keeps every non-empty one; only the dead
-    neuron of the dead-neuron figure drops to the floor, so that its one full bin reads as a spike."""
+def drawn_figures(hist, div, tmp_path, monkeypatch) -> list:
+    """The figures neuron_figures draws of a model's histograms and divergence table (top 3), kept open, not saved."""
     import lstmscope.neuron_figures as nf
 
-    hist, div = two_models["d0.2_r0"]
     kept = []
     monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
     outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
     nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    return kept
+
+
+def test_histogram_lines_never_drop_to_the_axis_floor_at_empty_bins(two_models, tmp_path, monkeypatch):
+    """On the log scale an empty bin has no height: every drawn line skips its empty bins (a neuron's scattered
+    single values would otherwise draw a block of vertical lines) and keeps every non-empty one; only the dead
+    neuron of the dead-neuron figure drops to the floor, so that its one full bin reads as a spike."""
+    hist, div = two_models["d0.2_r0"]
+    kept = drawn_figures(hist, div, tmp_path, monkeypatch)
     _, hists = read_histograms(hist)
     bins = {len(h.edges) - 1 for h in hists}
     drawn = [line for fig in kept for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata()) - 1 in bins]
@@ -259,13 +265,8 @@ def test_mixed_or_mismatched_inputs_are_refused(two_models, tmp_path):
 
 
 def test_top_bottom_labels_give_the_kl_sum_and_the_note_counts_the_neurons_drawn(two_models, tmp_path, monkeypatch):
-    import lstmscope.neuron_figures as nf
-
     hist, div = two_models["d0.2_r0"]
-    kept = []
-    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
-    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    kept = drawn_figures(hist, div, tmp_path, monkeypatch)
     table = pd.read_csv(div)
     _, hists = read_histograms(hist)
     top_bottom = next(fig for fig in kept if any("top 3 by KL" in ax.get_title() for ax in fig.axes))
@@ -294,10 +295,7 @@ def test_top_bottom_says_how_far_the_layer_reaches_beyond_its_x_axis(two_models,
     import lstmscope.neuron_figures as nf
 
     hist, div = two_models["d0.2_r0"]
-    kept = []
-    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
-    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    kept = drawn_figures(hist, div, tmp_path, monkeypatch)
     _, hists = read_histograms(hist)
     top_bottom = next(fig for fig in kept if any("top 3 by KL" in ax.get_title() for ax in fig.axes))
     said = 0
@@ -322,10 +320,7 @@ def test_the_outside_notes_sit_between_title_and_frame_clear_of_the_curves(two_m
     import lstmscope.neuron_figures as nf
 
     hist, div = two_models["d0.2_r0"]
-    kept = []
-    monkeypatch.setattr(nf, "save_figure", lambda fig, *a, **k: kept.append(fig))
-    outputs = {k: (tmp_path / f"{k}.png", tmp_path / f"{k}.svg") for k in ("distributions", "top_bottom", "dead")}
-    nf.neuron_figures(hist, div, top_k=3, dead_threshold=0.01, dead_fraction=0.9, outputs=outputs, dpi=50)
+    kept = drawn_figures(hist, div, tmp_path, monkeypatch)
     checked = []
     for fig in kept[:2]:  # distributions, top_bottom
         checked.append(0)
