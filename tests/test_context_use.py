@@ -13,7 +13,7 @@ import torch
 
 from lstmscope import context_use_summary
 from lstmscope.activations_file import read_words
-from lstmscope.cluster_measures import word_class
+from lstmscope.word_classes import word_class
 from lstmscope.context_use import (ContextUseError, choose_positions, context_losses, context_use,
                                    shuffled_windows,
                                    truncated_windows, window_log_probabilities)

@@ -363,6 +363,20 @@ def test_editing_the_divergence_code_reruns_only_divergence_and_what_depends_on_
     assert "expectancy_heatmap" not in {j.rule for j in planned} and "text_heatmaps" in {j.rule for j in planned}
 
 
+def test_editing_the_cluster_measures_reruns_no_context_job(tiny_workdir):
+    """The context-use tables class their words as the cluster tables do, and the probes count spans of a context:
+    both imported them from lstmscope.cluster_measures, so that any edit of the cluster tables (Table 5.1's page
+    style) reran every context-use and probe job. The word classes are a module of their own now."""
+    module = tiny_workdir / LIBRARY / "cluster_measures.py"
+    all_rules = {j.rule for j in forced_jobs(tiny_workdir)}
+    assert {"context_use", "context_probes", "cluster_measures"} <= all_rules, sorted(all_rules)
+    time.sleep(0.01)  # a later modification time than every output, on any file system clock
+    with open(module, "a", encoding="utf-8") as fh:  # a real change of the module's code
+        fh.write("\n\ndef _edited_by_test_rerun() -> int:\n    return 1\n")
+    planned = {j.rule for j in planned_jobs(tiny_workdir)}
+    assert "cluster_measures" in planned and not planned & {"context_use", "context_probes"}, sorted(planned)
+
+
 def test_a_job_runs_the_library_of_the_checkout_it_runs_in_not_an_installed_one(tiny_workdir, tmp_path):
     """Snakemake appends the scripts folder to a job's sys.path, behind site-packages; the installed
     lstmscope (the editable install of the checkout these tests run from) must not win there."""

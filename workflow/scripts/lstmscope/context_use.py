@@ -11,7 +11,7 @@ before them, the model predicts w_t again from a context cut short:
 
 Each loss -log p(w_t | context) is compared with the loss the model has when it has read the whole text before t as
 one stream: the dump's ``log_expectancy`` (the same model and positions, so the difference is paired). Per variant,
-length and class of the predicted word (``all`` and each class of :func:`.cluster_measures.word_class` present): the
+length and class of the predicted word (``all`` and each class of :func:`.word_classes.word_class` present): the
 mean loss, the stream's mean loss on the same positions, their difference ``increase`` and its standard error.
 What length counts as enough (a share of the stream's loss) is the summary's (:mod:`.context_use_summary`), so
 that setting reads no text again.
@@ -31,9 +31,9 @@ from .ablation_file import AblationError
 from .activations import DECODER_ROWS, ieee_float32, logit_bound, next_token_log_probabilities
 from .activations_file import open_activations, read_expectancy
 from .atomic import write_table
-from .cluster_measures import WORD_CLASSES, word_class
 from .context_use_table import COLUMNS
 from .model import LSTMLanguageModel, choose_device, cpu_kernels, gpu_name
+from .word_classes import WORD_CLASSES, word_class
 
 log = logging.getLogger(__name__)
 

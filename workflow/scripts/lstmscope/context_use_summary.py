@@ -12,10 +12,10 @@ from matplotlib import ticker
 from .ablation_figures import spread_gap
 from .atomic import write_table
 from .cluster_figures import MODEL_MARKERS, model_colours
-from .cluster_measures import WORD_CLASSES
 from .context_use_table import COLUMNS, NUMBERS, VARIANTS
 from .figures import figure_title, plt, save_figure
 from .order import models_in_order
+from .word_classes import WORD_CLASSES
 
 WORDS = ("all", *WORD_CLASSES)
 SUMMARY_COLUMNS = ["model", "text", "dropout", "words", "positions", "longest", "tolerance", "stream_loss",

@@ -48,7 +48,6 @@ import pandas as pd
 
 from .activations_file import open_activations, read_neurons, read_words
 from .atomic import write_table
-from .cluster_measures import runs
 from .divergence import check_divergence_fits, ranked, read_divergence
 from .tracking import CONTEXTS, context_masks, start_up
 
@@ -79,8 +78,10 @@ def split_point(n_tokens: int, test_share: float) -> tuple[int, int]:
 
 
 def spans(mask: np.ndarray) -> int:
-    """The number of runs of True in ``mask``."""
-    return int(np.count_nonzero(runs(np.asarray(mask, dtype=bool))[2]))
+    """The number of runs of True in ``mask``: where one starts (a True after a False, or first). Counted here, not
+    with :func:`.cluster_measures.runs`, so that an edit of the cluster measures reruns no probe."""
+    mask = np.asarray(mask, dtype=bool)
+    return int(np.count_nonzero(mask[1:] & ~mask[:-1])) + int(mask[:1].sum())
 
 
 def aucs_of_ranks(ranks: np.ndarray, inside: np.ndarray) -> np.ndarray:
