@@ -413,7 +413,7 @@ h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; } td.num { text-align: right; }
-code { background: #eef; border: 1px solid #ccd; border-radius: 3px; padding: 0 3px; }
+code { background: #eef; border: 1px solid #ccd; border-radius: 3px; padding: 0 3px; white-space: nowrap; }
 p.note { color: #555; font-size: 0.85em; max-width: 60em; }
 """
 
