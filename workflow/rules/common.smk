@@ -106,14 +106,19 @@ def named(**params):
     return {**params, "settings": settings}
 
 
+def tokens_of(text, limit):
+    """How many of text ``text``'s tokens a limit (``embedding.max_tokens``, ``ablation.max_tokens``; None: all) lets
+    a job read."""
+    total = int(config["texts"][text]["tokens"])
+    return total if limit is None else min(total, int(limit))
+
+
 def tokens_read(limit):
-    """A param: how many of the job's text's tokens a limit (``embedding.max_tokens``, ``ablation.max_tokens``; None:
-    all) lets it read, which is what the job's result depends on. A limit raised past the text's length reruns
-    nothing."""
+    """A param: how many of the job's text's tokens a limit lets it read (:func:`tokens_of`), which is what the job's
+    result depends on. A limit raised past the text's length reruns nothing."""
 
     def tokens(wildcards):
-        total = int(config["texts"][wildcards.text]["tokens"])
-        return total if limit is None else min(total, int(limit))
+        return tokens_of(wildcards.text, limit)
 
     tokens.setting = True  # named() puts its value among the settings
     return tokens

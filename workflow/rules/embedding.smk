@@ -23,9 +23,8 @@ CLUSTER_FIGURES = "results/figures/clusters/{model}/{text}"
 CLUSTER_TABLES = "results/tables/clusters/{model}_{text}"
 WORD_REPORT = "Representation of a word"
 
-# Points per embedding, for memory estimates: at most max_tokens (null: no limit), at most the text's length.
-_MAX_POINTS = max([min(EMBEDDING["max_tokens"] or n, n) for n in (config["texts"][t]["tokens"] for t in EMBED_TEXTS)]
-                  or [2])
+# Points per embedding, for memory estimates: the most tokens a job embeds.
+_MAX_POINTS = max([tokens_of(t, EMBEDDING["max_tokens"]) for t in EMBED_TEXTS] or [2])
 
 
 # The cluster tables of one model's text: {model} and {text} stay wildcards.
