@@ -189,8 +189,7 @@ def refuse_pipeline_page(path: str, option: str) -> None:
     keeps a pipeline figure; any other file, a page this command wrote among them, is replaced."""
     from .html_page import page_rule
 
-    rule = page_rule(path) if os.path.isfile(path) else None
-    if rule:
+    if rule := page_rule(path):  # None for a page without one, or no readable file
         raise ValueError(f"{option} {path}: a page the pipeline's rule {rule} wrote (its provenance says so); this "
                          "command would replace it: give another file name")
 

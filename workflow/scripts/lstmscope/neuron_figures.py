@@ -71,19 +71,14 @@ def _x_extent(hist: StoredHistogram, neurons: np.ndarray, coverage: float = COVE
     return float(max(hist.edges[0], lo - pad)), float(min(hist.edges[-1], hi + pad))
 
 
-def _reach(hist: StoredHistogram) -> tuple[float, float] | None:
-    """The layer's smallest and largest value (the stored per-neuron min and max: beyond the histogram's interval
-    too, where its bins end), or None where no value is finite."""
-    lows, highs = hist.minimum[np.isfinite(hist.minimum)], hist.maximum[np.isfinite(hist.maximum)]
-    return (float(lows.min()), float(highs.max())) if len(lows) and len(highs) else None
-
-
 def _reach_beyond(hist: StoredHistogram, x_range: tuple[float, float]) -> str:
-    """Where the layer's values reach beyond the x axis, how far ("−12.3 to 15.8"); else ""."""
-    reach = _reach(hist)
-    if reach is None or (reach[0] >= x_range[0] and reach[1] <= x_range[1]):
+    """Where the layer's values reach beyond the x axis, how far ("−12.3 to 15.8": the stored per-neuron min and
+    max, beyond the histogram's interval too, where its bins end); else ""."""
+    lows, highs = hist.minimum[np.isfinite(hist.minimum)], hist.maximum[np.isfinite(hist.maximum)]
+    if not len(lows) or not len(highs):
         return ""
-    return f"{_number(reach[0])} to {_number(reach[1])}"
+    low, high = float(lows.min()), float(highs.max())
+    return f"{_number(low)} to {_number(high)}" if low < x_range[0] or high > x_range[1] else ""
 
 
 def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> str:
@@ -123,10 +118,11 @@ def distributions_figure(hists: Sequence[StoredHistogram], png: str | os.PathLik
                 notes.append(f"{state}: {note}")
         c_hist = select(hists, layer, "c")
         c_lo, c_hi = _x_extent(c_hist, np.array([], dtype=int), coverage=0.9999)
-        ax.set_xlim(min(-1.0, c_lo), max(1.0, c_hi))
+        x_range = (min(-1.0, c_lo), max(1.0, c_hi))
+        ax.set_xlim(*x_range)
         # the tails beyond the axis are said, not cut off unseen: how far the values reach, the histogram's
         # under- and overflow included (its bins end at histogram.cell_range)
-        if reach := _reach_beyond(c_hist, (min(-1.0, c_lo), max(1.0, c_hi))):
+        if reach := _reach_beyond(c_hist, x_range):
             notes.insert(0, f"c: x axis cut to the middle 99.99% of its values, which reach {reach}")
         _log_y(ax)
         _note_above(ax, notes, f"layer {layer}", 10)
