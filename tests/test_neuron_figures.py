@@ -292,8 +292,6 @@ def test_top_bottom_says_how_far_the_layer_reaches_beyond_its_x_axis(two_models,
     """Fig. 5.2/5.5's x axis of c shows the middle 99.9 % of the layer's values and the neurons drawn: the layer
     average's tails beyond it were cut off unsaid. Each such panel says how far the layer's values reach (its stored
     min and max); h's axis is the whole [-1, 1] and says nothing."""
-    import lstmscope.neuron_figures as nf
-
     hist, div = two_models["d0.2_r0"]
     kept = drawn_figures(hist, div, tmp_path, monkeypatch)
     _, hists = read_histograms(hist)
@@ -307,8 +305,9 @@ def test_top_bottom_says_how_far_the_layer_reaches_beyond_its_x_axis(two_models,
         reach = [line for text in texts for line in text.split("\n") if line.startswith("the layer's values reach")]
         if low < left or high > right:
             said += 1
-            assert reach == [f"the layer's values reach {nf._number(low)} to {nf._number(high)}, beyond the x axis "
-                             "(its middle 99.9% and the neurons drawn)"], (ax.get_title(), texts)
+            low, high = (f"{v:.3g}".replace("-", "\u2212") for v in (low, high))  # 3 digits, a true minus sign
+            assert reach == [f"the layer's values reach {low} to {high}, beyond the x axis (its middle 99.9% and the "
+                             "neurons drawn)"], (ax.get_title(), texts)
         else:
             assert reach == [], (ax.get_title(), texts)
     assert said > 0  # the tiny model's c reaches beyond the axis somewhere
