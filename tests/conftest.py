@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -379,7 +380,6 @@ def assert_same_models(a: Path, b: Path) -> list[str]:
     """Every checkpoint under a/results/models has the same weights and record under b, and the same
     perplexities in its metrics.json and test.json, the same bytes, which both runs' metrics and test files name.
     Returns the models compared."""
-    import hashlib
     import json
 
     import torch
@@ -474,6 +474,11 @@ class Named(list):
 
     def items(self):
         return self._named.items()
+
+
+def digests(paths) -> dict[str, str]:
+    """Each file's SHA-256 by its name: what a refused command must leave as it was."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
 def assert_each_refused(cases: dict, folder: Path, reader) -> None:

@@ -18,7 +18,7 @@ from lstmscope.model import load_checkpoint
 
 from lstmscope.activations import TextSpec, dump_activations
 from neurons_support import HIDDEN, TEXT, prose_avoid, prose_window, reference_log_probs, tiny  # noqa: F401 (fixture)
-from conftest import skip_or_fail
+from conftest import digests, skip_or_fail
 
 
 @pytest.fixture(scope="module")
@@ -416,8 +416,6 @@ def test_a_table_another_program_wrote_is_not_replaced_one_of_this_commands_is(t
     """-o replaced any CSV: the pipeline's divergence.csv or ablation table (which the explorer and the later
     stages then read as another table). A table whose record says the pipeline or another command wrote it is now
     refused before anything is computed; the command's own table, or a CSV without a record, is replaced."""
-    import hashlib
-
     from lstmscope.provenance import record_table
 
     def run(out):
@@ -429,7 +427,7 @@ def test_a_table_another_program_wrote_is_not_replaced_one_of_this_commands_is(t
     record_table(pipeline, rule="neuron_divergence", wildcards={"model": "d0.0_r0", "text": "test"})
     record_table(other, command="lstmscope-other")
     (tmp_path / "damaged.csv.provenance.json").write_text("{cut sh")
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    before = digests(tmp_path.iterdir())
     for table, said in ((pipeline, "a table the pipeline's rule neuron_divergence wrote (its record "
                                    "divergence.csv.provenance.json says so); this command would replace it"),
                         (other, "a table lstmscope-other wrote"),
@@ -438,7 +436,7 @@ def test_a_table_another_program_wrote_is_not_replaced_one_of_this_commands_is(t
         assert run(table) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"--output {table}: {said}" in err, err
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()} == before
+    assert digests(tmp_path.iterdir()) == before
     own, bare = tmp_path / "own.csv", tmp_path / "bare.csv"
     bare.write_text("x\n")
     for table in (own, own, bare):  # written, written again over its own, and over a CSV without a record

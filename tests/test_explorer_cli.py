@@ -15,7 +15,7 @@ from lstmscope.explorer_cli import main
 
 from neurons_support import HIDDEN, divergence_csv, tiny  # noqa: F401 (fixtures)
 from test_explorer import chromium, selftest  # noqa: F401  (fixture)
-from conftest import skip_or_fail
+from conftest import digests, skip_or_fail
 
 
 def page_data(path) -> dict:
@@ -73,8 +73,6 @@ def test_a_page_a_pipeline_rule_wrote_is_not_replaced_one_of_the_commands_is(  #
     """-o over a page of the run (results/explorer/...) replaced it, and the run and its report then showed the
     command's page as the job's. A page whose provenance names a pipeline rule (the explorers' data, or the record
     a cluster table's page ends with) is refused before anything is read; a page of the command's own is replaced."""
-    import hashlib
-
     from lstmscope.html_page import page_provenance, with_provenance
     from lstmscope.neuron_explorer import build_neuron_explorer
 
@@ -84,13 +82,13 @@ def test_a_page_a_pipeline_rule_wrote_is_not_replaced_one_of_the_commands_is(  #
     build_neuron_explorer(h5, divergence_csv, explorer_page, 2, 40, "a pipeline page", rule="neuron_explorer")
     table_page.write_text(with_provenance("<html><body><p>a table</p></body></html>",
                                           page_provenance([h5], "cluster_measures")))
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (explorer_page, table_page)}
+    before = digests((explorer_page, table_page))
     for page, rule in ((explorer_page, "neuron_explorer"), (table_page, "cluster_measures")):
         assert main([str(h5), "-o", str(page), "--neurons", "2"]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and (f"--output {page}: a page the pipeline's rule {rule} wrote (its provenance "
                                           "says so); this command would replace it") in err, err
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (explorer_page, table_page)} == before
+    assert digests((explorer_page, table_page)) == before
     own = tmp_path / "own.html"
     for _ in range(2):  # written, then written again over its own
         assert main([str(h5), "-o", str(own), "--neurons", "2"]) == 0

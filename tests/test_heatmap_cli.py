@@ -18,6 +18,7 @@ from lstmscope.ablation import run_ablation
 from lstmscope.activations_file import open_activations
 from lstmscope.heatmap_cli import heatmap_blocks, main
 
+from conftest import digests
 from neurons_support import (HIDDEN, TEXT, degenerate, divergence_csv, group_removal_effects,  # noqa: F401
                              other_run_ablation, prose_avoid, prose_window, single_removal_effects, tiny)
 
@@ -303,7 +304,6 @@ def test_a_figure_a_pipeline_job_drew_is_not_replaced_one_of_the_commands_is(tin
     """-o over a figure of the run (results/figures/...) replaced it, and the run and its report then showed the
     command's figure as the job's. A PNG or SVG whose metadata names a pipeline rule is refused before anything is
     drawn; a figure of the command's own is replaced."""
-    import hashlib
     from types import SimpleNamespace
 
     import matplotlib.pyplot as plt
@@ -315,13 +315,13 @@ def test_a_figure_a_pipeline_job_drew_is_not_replaced_one_of_the_commands_is(tin
     png, svg = tmp_path / "heatmap.png", tmp_path / "heatmap.svg"
     figures.save_figure(plt.figure(), png, svg)
     figures._job = None  # this process's next figures are no job's, as in the command
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (png, svg)}
+    before = digests((png, svg))
     for out in (png, svg):
         assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(out)]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and (f"--output {out}: a figure the pipeline's rule text_heatmaps drew (its "
                                           "metadata says so); this command would replace it") in err, err
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (png, svg)} == before
+    assert digests((png, svg)) == before
     own = tmp_path / "own.svg"
     for _ in range(2):  # drawn, then drawn again over its own
         assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(own)]) == 0
