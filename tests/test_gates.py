@@ -268,7 +268,7 @@ def test_the_saturation_plot_draws_every_unit(tiny, table, tmp_path, drawn):
     gate_figure(path, tmp_path / "f.png", tmp_path / "f.svg")
     axes = kept[0].axes
     assert [ax.get_title().split("\n")[0] for ax in axes] == [gate_figures.GATE_NAME[g] for g in GATES]
-    assert "low < -0.8, high > 0.8" in axes[2].get_title() and "shut < 0.1, wide open > 0.9" in axes[1].get_title()
+    assert "low < \u22120.8, high > 0.8" in axes[2].get_title() and "shut < 0.1, wide open > 0.9" in axes[1].get_title()
     assert "(saturation 0.1)" in kept[0].texts[0].get_text()
     for ax, gate in zip(axes, GATES):
         assert len(ax.collections) == LAYERS
@@ -295,6 +295,10 @@ def test_the_figure_across_models(table, divergence_csv, tmp_path, drawn):
     written = pd.read_csv(tmp_path / "t.csv")
     np.testing.assert_allclose(written["left"], summary["left"], rtol=1e-5)
     axes = kept[0].axes
+    # each gate's panel says what counts as saturated, as the saturation plot does (the table's saturation, 0.1)
+    assert [ax.get_title() for ax in axes[:len(GATES)]] == [
+        f"{gate_figures.GATE_NAME[g]}\n" + ("low < \u22120.8, high > 0.8" if g == "cell" else
+                                             "shut < 0.1, wide open > 0.9") for g in GATES]
     forget = axes[GATES.index("forget")]
     solid = [line for line in forget.get_lines() if line.get_linestyle() == "-"]
     assert len(solid) == LAYERS

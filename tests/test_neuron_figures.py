@@ -284,7 +284,8 @@ def test_top_bottom_labels_give_the_kl_sum_and_the_note_counts_the_neurons_drawn
         texts = [line for t in ax.texts for line in t.get_text().split("\n") if line.startswith("outside")]
         if under + int(h.overflow[neurons].sum()):
             notes += 1
-            assert texts[0].startswith(f"outside [{h.edges[0]:g}, {h.edges[-1]:g}] (the 3 neurons drawn): {under} below")
+            bounds = f"[{h.edges[0]:g}, {h.edges[-1]:g}]".replace("-", "\u2212")  # true minus signs
+            assert texts[0].startswith(f"outside {bounds} (the 3 neurons drawn): {under} below")
     assert notes > 0  # the test interval cuts some cell states
 
 
@@ -408,7 +409,7 @@ def test_fig_5_1_says_where_its_x_axis_cuts_the_cell_states_off(two_models, tmp_
     beyond = dataclasses.replace(c, overflow=np.array([1, 0]), maximum=np.array([24.1, 0.0998]))
     nf.distributions_figure([h, beyond], tmp_path / "f.png", tmp_path / "f.svg", "t")
     assert kept[-1].axes[0].texts[0].get_text().startswith(
-        "c: x axis cut to the middle 99.99% of its values, which reach \u22129.95 to 24.1\nc: outside [-10, 10]: "
+        "c: x axis cut to the middle 99.99% of its values, which reach \u22129.95 to 24.1\nc: outside [\u221210, 10]: "
         "0 below (0%), 1 above")
     kept.clear()
     far = (np.arange(2000) < 10) | (np.arange(2000) >= 1990)  # a tenth of them out at both ends

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib import colors
+from matplotlib import colors, ticker
 from matplotlib.lines import Line2D
 
 from .ablation_file import AblationError, AblationFile, check_table_matches, read_ablation, read_ablation_table
@@ -285,7 +285,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         effect = stored.effect(int(best))
         rank = f"KL rank {row['kl_rank']} of {state}" if pd.notna(row["kl_rank"]) else "random"
         shown.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
-                      f"{row['perplexity_change_pct']:+.2f} % without it", effect,
+                      + ticker.Formatter.fix_minus(f"{row['perplexity_change_pct']:+.2f}") + " % without it", effect,
                       *effect_passage(effect, passage_tokens, avoid)))
     # one scale for every layer: a neuron that matters little stays pale beside one that matters much
     norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in shown]))

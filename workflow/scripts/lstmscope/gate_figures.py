@@ -24,6 +24,14 @@ def layer_colour(layer: int) -> str:
     return LAYER_COLOURS[(layer - 1) % len(LAYER_COLOURS)]
 
 
+def _thresholds(gate: str, saturation: float) -> str:
+    """What counts as saturated for a gate (a sigmoid, on [0, 1]: shut and wide open) or for the candidate g (a tanh,
+    on [-1, 1]: low and high, the same share of its range), with true minus signs."""
+    if gate == "cell":
+        return ticker.Formatter.fix_minus(f"low < {-1 + 2 * saturation:g}, high > {1 - 2 * saturation:g}")
+    return f"shut < {saturation:g}, wide open > {1 - saturation:g}"
+
+
 def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                       dpi: int = 150) -> None:
     """One model's neurons, a point per neuron in a panel per gate: the share of tokens where the gate is shut (x)
@@ -40,13 +48,11 @@ def saturation_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
             view = table[table["layer"] == layer]
             ax.scatter(view[f"{gate}_left"], view[f"{gate}_right"], s=9, alpha=0.6, color=layer_colour(layer),
                        edgecolors="none", label=f"layer {layer}")
-        low, high = (-1 + 2 * saturation, 1 - 2 * saturation) if gate == "cell" else (saturation, 1 - saturation)
+        ax.set_title(f"{GATE_NAME[gate]}\n{_thresholds(gate, saturation)}", fontsize=10)
         if gate == "cell":  # a value written into the cell, not a gate: it shuts nothing
-            ax.set_title(f"{GATE_NAME[gate]}\nlow < {low:g}, high > {high:g}", fontsize=10)
             ax.set_xlabel("share of tokens low", fontsize=9)
             ax.set_ylabel("share of tokens high", fontsize=9)  # (its own: the gates' y is "wide open")
         else:
-            ax.set_title(f"{GATE_NAME[gate]}\nshut < {low:g}, wide open > {high:g}", fontsize=10)
             ax.set_xlabel("share of tokens shut", fontsize=9)
         ax.set_xlim(-0.03, 1.03)
         ax.set_ylim(-0.03, 1.03)
@@ -111,6 +117,7 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
     of the neurons and, where the table has it, the median of the top-KL cell-state neurons (dashed), on a log
     scale."""
     layers = sorted(int(v) for v in summary["layer"].unique())
+    saturation = float(summary["saturation"].iloc[0])
     fig, axes = plt.subplots(1, len(GATES) + 1, figsize=(2.9 * (len(GATES) + 1), 3.4), squeeze=False)
     axes = axes[0]
     handles: dict[str, list] = {}  # a legend column per kind of line, a row per layer
@@ -122,7 +129,7 @@ def gates_vs_dropout_figure(summary: pd.DataFrame, png: str | os.PathLike, svg: 
             if gate == GATES[0]:
                 handles.setdefault("shut", []).append((shut, f"layer {layer}: shut (g: low)"))
                 handles.setdefault("wide", []).append((wide, f"layer {layer}: wide open (g: high)"))
-        ax.set_title(GATE_NAME[gate], fontsize=10)
+        ax.set_title(f"{GATE_NAME[gate]}\n{_thresholds(gate, saturation)}", fontsize=10)
         ax.set_xlabel("dropout")
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel("share of neuron-token pairs")

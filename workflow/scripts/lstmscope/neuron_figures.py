@@ -88,8 +88,9 @@ def _outside_note(hist: StoredHistogram, neurons: np.ndarray | None = None) -> s
     if under + over == 0:
         return ""
     whose = "" if neurons is None else f" (the {len(np.atleast_1d(neurons))} neurons drawn)"
-    return (f"outside [{hist.edges[0]:g}, {hist.edges[-1]:g}]{whose}: {under} below ({100 * under / total:.2g}%), "
-            f"{over} above ({100 * over / total:.2g}%)")
+    bounds = ticker.Formatter.fix_minus(f"[{hist.edges[0]:g}, {hist.edges[-1]:g}]")
+    return (f"outside {bounds}{whose}: {under} below ({100 * under / total:.2g}%), {over} above "
+            f"({100 * over / total:.2g}%)")
 
 
 # A panel's legend beside it, never over the curves it names.
