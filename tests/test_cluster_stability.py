@@ -222,8 +222,11 @@ def test_stability_figure_shows_every_seed(maps, tmp_path, monkeypatch):
     assert hollow.get_y() + hollow.get_height() == pytest.approx(table.loc[within, "contiguity_ratio"])
     low, high = axes[0, 0].get_ylim()
     assert axes[0, 1].get_ylim() == (low, high) and low < 0 and high > 1
-    legend = [t.get_text() for t in axes[0, 0].get_legend().get_texts()]
-    assert legend == ["d0.0_r0", "d0.8_r0", "seed 6", "seed 9"]
+    # one legend, the figure's, below every panel (none of the panels' own, where it lay over the line at 1)
+    assert [ax.get_legend() for ax in axes.ravel()] == [None] * 6 and len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["d0.0_r0", "d0.8_r0", "seed 6", "seed 9"]
+    renderer = fig.canvas.get_renderer()
+    assert fig.legends[0].get_window_extent(renderer).y1 < min(ax.get_tightbbox(renderer).y0 for ax in axes.ravel())
     title = " ".join(fig._suptitle.get_text().split())  # wrapped to the figure's width
     assert "seed 5" in title and "seeds 6, 9" in title and "random positions drawn with the seed" in title
 

@@ -84,7 +84,6 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
         ax.set_ylim(low, high)
     handles = ([Patch(facecolor=colours[m], edgecolor=edges[m], label=m) for m in models_all]
                + [Line2D([], [], marker=marker[s], linestyle="", color="0.35", label=f"seed {s}") for s in others_seeds])
-    axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="best")
     seeds = table.loc[reference, "seed"].unique().tolist()
     other_maps = (f"maps of seeds {', '.join(map(str, others_seeds))}" if len(others_seeds) > 1
                   else f"the map of seed {others_seeds[0]}" if others_seeds else "no other map")
@@ -96,4 +95,7 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
                               "baseline; white marks: one other map each",
                               10), fontsize=10)
     fig.tight_layout()
+    # below the panels, where no point or line can lie under it (in a panel it sat on the line at 1)
+    fig.legend(handles=handles, fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0),
+               ncol=len(handles))
     save_figure(fig, png, svg, dpi=dpi)
