@@ -53,6 +53,9 @@ def test_each_neuron_alone_and_all_together_against_the_equations(tiny, short, m
         assert row.tokens == 120
     blocks = effect_blocks(table, got_words, effects, tokens=30)
     assert len(blocks) == 4 and all(len(b.words) == 30 for b in blocks)
+    for row, block in zip(table.itertuples(), blocks):  # the change signed, a true minus sign as on the axes
+        change = f"{row.perplexity_change_pct:+.2f}".replace("-", "\u2212")
+        assert block.title.startswith(f"without {row.neurons}: perplexity {change}\u00a0%"), block.title
     def starts(blocks):  # one passage for every block: the first removal's
         return [int(b.title.split("tokens ")[1].split("-")[0]) for b in blocks]
 

@@ -427,8 +427,9 @@ def test_median_scale_centres_a_neuron_on_its_usual_value_so_a_one_signed_passag
     words = [f"w{i}" for i in range(400)]
     bh, bc = neuron_blocks(words, h, c, 2, 7, 1, "c", 40)  # the default scale
     assert bc.norm.vmin + bc.norm.vmax == pytest.approx(2 * np.median(c))  # centred on the median over the text
-    assert bc.title.endswith(f"cell state c (grey: its median {np.median(c):.3g})") and bc.label == "c"
-    assert bh.title.endswith(f"hidden state h (grey: its median {np.median(h):.3g})")
+    minus = str.maketrans("-", "\u2212")  # a true minus sign, as the axes write one
+    assert bc.title.endswith(f"cell state c (grey: its median {np.median(c):.3g})".translate(minus)) and bc.label == "c"
+    assert bh.title.endswith(f"hidden state h (grey: its median {np.median(h):.3g})".translate(minus))
     shown = bc.norm(bc.values)
     assert shown.min() == pytest.approx(0.0) and shown.max() > 0.6  # blue and red in one passage
     sym = activation_norm(bc.values, "symmetric")(bc.values)

@@ -71,7 +71,8 @@ def test_blocks_show_the_chosen_neurons_over_one_passage(tiny):
         median = np.median(_expected(tiny.activations, f"layer2/{state}", slice(None), 3))
         d = np.abs(b.values - median).max()
         assert (b.norm.vmin, b.norm.vmax) == pytest.approx((median - d, median + d))
-        assert b.title.endswith(f"state {state} (grey: its median {median:.3g})") and b.label == state
+        assert b.label == state
+        assert b.title.endswith(f"state {state} (grey: its median {median:.3g})".replace("-", "\u2212"))
 
 
 def test_median_from_centres_a_short_texts_colours_on_another_texts_medians(tiny, degenerate, tmp_path, capsys):
@@ -96,7 +97,7 @@ def test_median_from_centres_a_short_texts_colours_on_another_texts_medians(tiny
         assert median != pytest.approx(np.median(values))
         d = np.abs(values - median).max()
         assert (b.norm.vmin, b.norm.vmax) == pytest.approx((median - d, median + d))
-        assert b.title.endswith(f"state {state} (grey: its median {median:.3g} over text test)")
+        assert b.title.endswith(f"state {state} (grey: its median {median:.3g} over text test)".replace("-", "\u2212"))
     out = tmp_path / "b.png"
     assert main([str(own), "-n", "2:3", "--median-from", str(tiny.activations), "-o", str(out)]) == 0
     assert out.stat().st_size > 5000 and "note" not in capsys.readouterr().err
@@ -502,7 +503,7 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
     random = " ".join(map(str, groups[(1, "random all")][0]))
     assert f"layer 1, the 2 random neurons ({random}) removed together" in blocks[1].title
     # the change and its unit stay on one line where the title wraps (a no-break space before "%")
-    assert re.search(r"perplexity [+-]\d+\.\d\d\u00a0% without them", blocks[0].title), blocks[0].title
+    assert re.search(r"perplexity [+\u2212]\d+\.\d\d\u00a0% without them", blocks[0].title), blocks[0].title
     # after a neuron's blocks (h, c, its own removal's effect), over the same passage
     layer, j = 1, groups[(1, "top all")][0][0]  # a top neuron of layer 1, also removed on its own
     with open_activations(tiny.activations) as f:

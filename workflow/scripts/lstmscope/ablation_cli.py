@@ -111,6 +111,7 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     """One heatmap block per ablation, all over the passage where the first one's effect is largest (outside the
     section headings and the tokens after them unless ``headings``)."""
     from .ablation_figures import effect_block, effect_passage
+    from .heatmap import shown
     from .heatmap import symmetric_norm
     from .wikitext import passage_avoid
 
@@ -118,7 +119,7 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     # one scale for every block, as the pipeline's ablation heatmap: a neuron that matters little stays pale beside
     # one that matters much
     norm = symmetric_norm(np.concatenate([e[start:stop] for e in effects]))
-    return [effect_block(f"without {row.neurons}: perplexity {row.perplexity_change_pct:+.2f}\u00a0%", words, e, start,
+    return [effect_block(f"without {row.neurons}: perplexity {shown(row.perplexity_change_pct, '+.2f')}\u00a0%", words, e, start,
                          stop, norm) for row, e in zip(table.itertuples(), effects)]
 
 

@@ -22,14 +22,14 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib import colors, ticker
+from matplotlib import colors
 from matplotlib.lines import Line2D
 
 from .ablation_file import AblationError, AblationFile, check_table_matches, read_ablation, read_ablation_table
 from .ablation_table import INTERVAL
 from .atomic import write_table
 from .figures import figure_title, plt, save_figure
-from .heatmap import TextBlock, best_window, draw_blocks, symmetric_norm
+from .heatmap import TextBlock, best_window, draw_blocks, shown, symmetric_norm
 from .order import models_in_order
 from .wikitext import check_passage, passage_avoid
 
@@ -275,7 +275,7 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
     state = str(stored.attrs.get("state", "h"))  # the state whose KL ranked the neurons (ablation.state)
     if len(stored.ablations) != len(table):  # (ablation_figures checks the table whole: check_table_matches)
         raise AblationError(f"{h5_path} holds {len(stored.ablations)} ablations but the table has {len(table)} rows")
-    shown = []  # (head, effect, start, stop) per layer
+    picked = []  # (head, effect, start, stop) per layer
     for layer in sorted(table["layer"].unique()):
         tops = table[(table["layer"] == layer) & (table["group"] == "top")]
         if tops.empty:  # only random neurons were removed in this layer: show the most changing of those
@@ -284,12 +284,12 @@ def heatmap_figure(h5_path: str | os.PathLike, table: pd.DataFrame, png: str | o
         row = table.loc[best]
         effect = stored.effect(int(best))
         rank = f"KL rank {row['kl_rank']} of {state}" if pd.notna(row["kl_rank"]) else "random"
-        shown.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
-                      + ticker.Formatter.fix_minus(f"{row['perplexity_change_pct']:+.2f}") + " % without it", effect,
-                      *effect_passage(effect, passage_tokens, avoid)))
+        picked.append((f"layer {layer}, neuron {row['neurons']} ({rank}): perplexity "
+                       f"{shown(row['perplexity_change_pct'], '+.2f')} % without it", effect,
+                       *effect_passage(effect, passage_tokens, avoid)))
     # one scale for every layer: a neuron that matters little stays pale beside one that matters much
-    norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in shown]))
-    blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in shown]
+    norm = symmetric_norm(np.concatenate([effect[start:stop] for _, effect, start, stop in picked]))
+    blocks = [effect_block(head, stored.words, effect, start, stop, norm) for head, effect, start, stop in picked]
     draw_blocks(blocks, png, svg, dpi=dpi,
                 suptitle=f"{stored.attrs['model']}, text {stored.attrs['text']}: {EFFECT_CAPTION}\n"
                          f"neurons removed: {removal_phrase(stored.method)}")

@@ -283,12 +283,18 @@ def between_decades(value: float, _position: object = None) -> str:
     return f"{value:g}" if any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (2, 3, 5)) else ""
 
 
+def shown(value: float, spec: str) -> str:
+    """A number as a figure's text writes it: formatted by ``spec`` (``"+.2f"``), with a true minus sign, as matplotlib
+    writes the axes' numbers."""
+    return ticker.Formatter.fix_minus(format(value, spec))
+
+
 def scale_note(scale: str, median: float | None, over: str | None = None) -> str:
     """What a block's title adds on the ``median`` scale: the value of its grey middle (``over``: the text whose
     median it is, where that is not the text drawn)."""
     if scale != "median":
         return ""
-    return f" (grey: its median {median:.3g}{f' over text {over}' if over is not None else ''})"
+    return f" (grey: its median {shown(median, '.3g')}{f' over text {over}' if over is not None else ''})"
 
 
 def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | os.PathLike, dpi: int = 150,

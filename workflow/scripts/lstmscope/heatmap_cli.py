@@ -46,7 +46,7 @@ from .cli import (add_expectancy_floor_option, check_inputs, check_kinds, check_
 from .colours import DEFAULT_EXPECTANCY_FLOOR
 from .figures import FORMATS, figure_format
 from .heatmap import (DEFAULT_SCALE, SCALES, TextBlock, best_window, draw_blocks_to, expectancy_block,
-                      state_blocks, text_median)
+                      shown, state_blocks, text_median)
 from .joblog import stop_status, stopped_by_sigterm
 from .wikitext import passage_avoid
 
@@ -229,14 +229,14 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
             r = removals[(layer, neuron)]
             group = f"top-KL of {ranked}" if r.group == "top" else r.group
             blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({group}, "
-                                       f"{removal_phrase(r.method)}; perplexity {r.perplexity_change_pct:+.2f}\u00a0% "
+                                       f"{removal_phrase(r.method)}; perplexity {shown(r.perplexity_change_pct, '+.2f')}\u00a0% "
                                        f"without it over the first {r.tokens} words): effect on each word",
                                        every_word, r.effect, begin, stop))
     for (layer, _), r in zip(groups, removed_groups):
         which = f"top-KL neurons of {ranked}" if r.group.startswith("top") else "random neurons"
         blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} "
                                    f"({' '.join(map(str, r.neurons))}) removed together ({removal_phrase(r.method)}; "
-                                   f"perplexity {r.perplexity_change_pct:+.2f}\u00a0% without them over the first "
+                                   f"perplexity {shown(r.perplexity_change_pct, '+.2f')}\u00a0% without them over the first "
                                    f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
     return Drawn(blocks, begin, stop)
 
