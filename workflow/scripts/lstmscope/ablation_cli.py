@@ -119,8 +119,8 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     # one scale for every block, as the pipeline's ablation heatmap: a neuron that matters little stays pale beside
     # one that matters much
     norm = symmetric_norm(np.concatenate([e[start:stop] for e in effects]))
-    return [effect_block(f"without {row.neurons}: perplexity {shown(row.perplexity_change_pct, '+.2f')}\u00a0%", words, e, start,
-                         stop, norm) for row, e in zip(table.itertuples(), effects)]
+    return [effect_block(f"without {row.neurons}: perplexity {shown(row.perplexity_change_pct, '+.2f')}\u00a0%", words,
+                         e, start, stop, norm) for row, e in zip(table.itertuples(), effects)]
 
 
 # where a word list (ablation_table.word_effects: "w (n× m = s); …") parts between its entries: a "; " before the

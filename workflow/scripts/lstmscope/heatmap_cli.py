@@ -228,15 +228,17 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
         if (layer, neuron) in removals:
             r = removals[(layer, neuron)]
             group = f"top-KL of {ranked}" if r.group == "top" else r.group
+            change = shown(r.perplexity_change_pct, "+.2f")
             blocks.append(effect_block(f"layer {layer}, neuron {neuron} removed ({group}, "
-                                       f"{removal_phrase(r.method)}; perplexity {shown(r.perplexity_change_pct, '+.2f')}\u00a0% "
+                                       f"{removal_phrase(r.method)}; perplexity {change}\u00a0% "
                                        f"without it over the first {r.tokens} words): effect on each word",
                                        every_word, r.effect, begin, stop))
     for (layer, _), r in zip(groups, removed_groups):
         which = f"top-KL neurons of {ranked}" if r.group.startswith("top") else "random neurons"
+        change = shown(r.perplexity_change_pct, "+.2f")
         blocks.append(effect_block(f"layer {layer}, the {len(r.neurons)} {which} "
                                    f"({' '.join(map(str, r.neurons))}) removed together ({removal_phrase(r.method)}; "
-                                   f"perplexity {shown(r.perplexity_change_pct, '+.2f')}\u00a0% without them over the first "
+                                   f"perplexity {change}\u00a0% without them over the first "
                                    f"{r.tokens} words): effect on each word", every_word, r.effect, begin, stop))
     return Drawn(blocks, begin, stop)
 
