@@ -113,7 +113,14 @@ BAD = [
     ("histogram.bin_width", 1e-5, "config keys histogram.bin_width, histogram.cell_range: 1e-05 wide bins on [-1.0, 1.0] "
                                   "(h) are 200000 bins per neuron; at most 100000"),
     ("histogram.cell_range", [-1e300, 1e300], "config keys histogram.bin_width, histogram.cell_range: 0.01 wide bins on "
-                                              "[-1e+300, 1e+300] (histogram.cell_range) are 2"),
+                                              "[-1e+300, 1e+300] (histogram.cell_range) are 2e+302 bins per neuron; "
+                                              "at most 100000"),
+    # bins beyond a float: was an OverflowError's traceback
+    ("histogram.cell_range", [-1e308, 1e308], "config keys histogram.bin_width, histogram.cell_range: 0.01 wide bins on "
+                                              "[-1e+308, 1e+308] (histogram.cell_range) are more than a float counts "
+                                              "bins per neuron; at most 100000"),
+    ("histogram.bin_width", 1e-310, "config keys histogram.bin_width, histogram.cell_range: 1e-310 wide bins on "
+                                    "[-1.0, 1.0] (h) are more than a float counts bins per neuron"),
     # not finite: a schema range check passes NaN, which would make no neuron dead, no rate a number
     ("training.lr", float("nan"), "config key training.lr: nan is not a finite number"),
     ("divergence.dead_fraction", float("nan"), "config key divergence.dead_fraction: nan is not a finite number"),
@@ -136,7 +143,23 @@ BAD = [
     ("data.url", "  ", "config key data.url: '  ' is blank"),
     ("data.retries", 11, "config key data.retries: 11 is out of range; must be <= 10"),
     ("figures.highlight_word", "two words", "config key figures.highlight_word: 'two words' is not one word"),
-    ("figures.highlight_word", "word\n", "config key figures.highlight_word: 'word\\n' is not one word"),
+    # a line break a YAML block | keeps, which a schema pattern ending in $ passes: a text named "abc\n" made file
+    # names with a line break, and a checksum with one would have failed the download after the run began
+    ("figures.highlight_word", "word\n", "config key figures.highlight_word: 'word\\n' holds a line break or another "
+                                        "control character (a YAML block | keeps its last line break"),
+    ("data.sha256.train", "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f\n", "config key data.sha256.train: '9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f\\n' holds a line break"),
+    ("texts", {"abc\n": {"split": "test", "tokens": 100}}, "config key texts: the key 'abc\\n' holds a line break"),
+    ("figures.highlight_word", "a\tb", "config key figures.highlight_word: 'a\\tb' holds a line break or another"),
+    # YAML 1.1's booleans: texts: {on: ...}, highlight_word: no
+    ("texts", {True: {"split": "test", "tokens": 100}}, "config key texts: the key true is not text; keys are names "
+                                                        "(YAML reads an unquoted on, off, yes or no as true or false: "
+                                                        "quote the name)"),
+    ("figures.highlight_word", False, "config key figures.highlight_word: false is not of type string; YAML reads an "
+                                      "unquoted yes, no, on or off as true or false: quote the word"),
+    # a text's name is part of file names: a 250-character one passed and failed the dump (file name too long)
+    ("texts", {"ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt": {"split": "test", "tokens": 100}},
+     "config key texts: 'ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt' is not a text's name: a letter, then letters, digits or '-', 64 characters at most"),
+    ("models.replicates", 101, "config key models.replicates: 101 is out of range; must be <= 100"),  # (10**9 hung)
     ("training.lr", 10**400, "config key training.lr: 1000000000"),  # an int too large for a float: no traceback
     ("models.dropouts", [0.0, 5e-324], "config key models.dropouts: 5e-324 is below 1e-06"),
     ("data.url", "gopher://example.org/x", "config key data.url: 'gopher://example.org/x' has the scheme 'gopher'"),
@@ -255,10 +278,26 @@ def test_a_data_url_read_as_a_missing_folder_is_refused_where_the_download_is_to
             check_data_folder(url)
     for url in (str(tmp_path), f"file://{tmp_path}", "https://example.org/none", "http://localhost:1/x"):
         check_data_folder(url)
+    # a folder must hold the splits' files, and a file is no folder (both failed the download after the run began)
+    splits = ["train.txt", "valid.txt", "test.txt"]
+    (tmp_path / "test.txt").write_text(" the text .\n")
+    with pytest.raises(ConfigError, match=f"^config key data.url: the folder {re.escape(repr(str(tmp_path)))} holds no "
+                                          "train.txt, valid.txt; name the folder that holds train.txt, valid.txt, "
+                                          "test.txt$"):
+        check_data_folder(str(tmp_path), splits)
+    with pytest.raises(ConfigError, match=f"^config key data.url: {re.escape(repr(str(tmp_path / 'test.txt')))} is a "
+                                          "file; name the folder that holds train.txt, valid.txt, test.txt$"):
+        check_data_folder(str(tmp_path / "test.txt"), splits)
+    for name in splits:
+        (tmp_path / name).write_text(" the text .\n")
+    check_data_folder(f"file://{tmp_path}", splits)
     work = copy_repo(tmp_path / "work")
     r = snakemake(work, "-n", "--config", f"data={{url: '{typo}'}}", check=False, timeout=180)
     assert r.returncode != 0 and f"invalid configuration: config key data.url: '{typo}' is read as a folder" in \
         r.stdout + r.stderr, r.stdout[-2000:]
+    r = snakemake(work, "-n", "--config", f"data={{url: '{work}'}}", check=False, timeout=180)  # no splits there
+    assert r.returncode != 0 and f"config key data.url: the folder '{work}' holds no train.txt, valid.txt, test.txt" \
+        in r.stdout + r.stderr, r.stdout[-2000:]
     data = work / "results" / "data" / "wikitext-2"
     data.mkdir(parents=True)
     for split in ("train", "valid", "test"):

@@ -30,7 +30,7 @@ try:
                     command_line=dict(workflow.config_settings.config),  # --config's values, all text
                     texts_given=_texts_given)
     if not all(os.path.isfile(f"results/data/wikitext-2/{split}.txt") for split in SPLITS):
-        check_data_folder(config["data"]["url"])  # where the download is still to run
+        check_data_folder(config["data"]["url"], [f"{split}.txt" for split in SPLITS])  # the download is to run
 except ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}") from None
 

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any, Hashable, Sequence
 
 import jsonschema
 import yaml
@@ -49,7 +49,8 @@ def _key(path) -> str:
 _PATTERN_MEANINGS = {
     "\\S": "is blank",
     "^[0-9a-f]{64}$": "is not a SHA-256 checksum (64 hexadecimal digits, in lower case)",
-    "^[A-Za-z][A-Za-z0-9-]*$": "is not a text's name: a letter, then letters, digits or '-'",
+    "^[A-Za-z][A-Za-z0-9-]{0,63}$": "is not a text's name: a letter, then letters, digits or '-', 64 characters at "
+                                    "most (a part of file names)",
 }
 
 
@@ -94,6 +95,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         hint = ""
         if isinstance(error.instance, str) and ("number" in str(s) or "integer" in str(s)):
             hint = _number_hint(error.instance, integer="number" not in str(s))
+        elif isinstance(error.instance, bool) and "string" in str(s):  # highlight_word: no
+            hint = "; YAML reads an unquoted yes, no, on or off as true or false: quote the word"
         return f"config key {key}: {_shown(error.instance)} is not of type {types}{hint}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
@@ -182,13 +185,28 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -
     return value  # 5.0 where a count is wanted becomes 5 in canonical()
 
 
+def _controls(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 def _check_plain_values(value: Any, path: tuple = ()) -> None:
-    """Every mapping key is text and every number finite (a schema's range check passes NaN)."""
+    """Every mapping key is text, every number finite (a schema's range check passes NaN), and no text holds a line
+    break or another control character (a schema's pattern ending in ``$`` passes one line break at the end, which a
+    YAML block ``|`` keeps)."""
     if isinstance(value, dict):
         for key, sub in value.items():
             if not isinstance(key, str):
-                raise ConfigError(f"config key {_key(path)}: the key {key!r} is not text; keys are names")
+                # (YAML 1.1, which Snakemake reads, takes an unquoted on, off, yes or no for true or false)
+                hint = (" (YAML reads an unquoted on, off, yes or no as true or false: quote the name)"
+                        if isinstance(key, bool) else " (quote it)" if isinstance(key, (int, float)) else "")
+                raise ConfigError(f"config key {_key(path)}: the key {_shown(key)} is not text; keys are names{hint}")
+            if _controls(key):
+                raise ConfigError(f"config key {_key(path)}: the key {key!r} holds a line break or another control "
+                                  "character")
             _check_plain_values(sub, (*path, key))
+    elif isinstance(value, str) and _controls(value):
+        raise ConfigError(f"config key {_key(path)}: {value!r} holds a line break or another control character "
+                          "(a YAML block | keeps its last line break: write the value on the key's line)")
     elif isinstance(value, list):
         for i, sub in enumerate(value):
             _check_plain_values(sub, (*path, i))
@@ -241,16 +259,24 @@ def check_config_files(paths: list[str | os.PathLike]) -> set[str] | None:
     return given
 
 
-def check_data_folder(url: str) -> None:
+def check_data_folder(url: str, files: Sequence[str] = ()) -> None:
     """Where the splits are still to be downloaded, a ``data.url`` that names a folder of this machine (no scheme,
-    or ``file://``) must be one: a web address typed without its ``https://`` (or with one slash) is read as a
-    folder, and the download would fail on it after the run began."""
+    or ``file://``) must be one, holding the ``files`` (the splits' file names) the download copies: a web address
+    typed without its ``https://`` (or with one slash) is read as a folder, and the download would fail on it, or
+    on a folder without the splits, after the run began."""
     if "://" in url and urllib.parse.urlparse(url).scheme != "file":
         return  # a web address: the download says what is wrong with it
     folder = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path)) if "://" in url else Path(url)
+    if folder.is_file():
+        raise ConfigError(f"config key data.url: {url!r} is a file; name the folder that holds "
+                          f"{', '.join(files) or 'the splits'}")
     if not folder.is_dir():
         raise ConfigError(f"config key data.url: {url!r} is read as a folder of this machine, and there is none; "
                           "a web address needs its scheme (https://…)")
+    missing = [name for name in files if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(f"config key data.url: the folder {url!r} holds no {', '.join(missing)}; name the folder "
+                          f"that holds {', '.join(files)}")
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike,
@@ -359,6 +385,12 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
 
     hist = config["histogram"]
     for what, (lo, hi) in (("h", H_RANGE), ("histogram.cell_range", hist["cell_range"])):
+        span = (float(hi) - float(lo)) / float(hist["bin_width"])  # (inf for [-1e308, 1e308])
+        if not span <= MAX_BINS + 0.5:
+            count = (f"{span:.0f}" if span < 1e12 else f"{span:.3g}" if math.isfinite(span)
+                     else "more than a float counts")
+            raise ConfigError(f"config keys histogram.bin_width, histogram.cell_range: {hist['bin_width']} wide bins on "
+                              f"[{lo}, {hi}] ({what}) are {count} bins per neuron; at most {MAX_BINS}")
         try:
             bins = n_bins(float(lo), float(hi), float(hist["bin_width"]))
         except HistogramError:
