@@ -481,6 +481,37 @@ def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path,
         assert list(tmp_path.iterdir()) == [], (limit, list(tmp_path.iterdir()))
 
 
+@pytest.mark.parametrize("failure", ["full disk", "Ctrl-C"])
+def test_a_table_whose_record_cannot_be_written_is_removed_with_one_line(tiny, tmp_path, monkeypatch, capsys, failure):
+    """The table's record is written after the table takes its name: a full disk or a Ctrl-C there left the new
+    table without a record (and ended in a traceback; the inputs were hashed in that window too). Now the table goes
+    with it, and the error is one line."""
+    import errno
+
+    import lstmscope.provenance as provenance
+
+    table = tmp_path / "t.csv"
+    args = [str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "60", "-o", str(table)]
+    assert main(args) == 0 and table.is_file()
+    capsys.readouterr()
+    record = table.with_name(table.name + ".provenance.json")
+
+    def failing(path, **_):
+        if failure == "Ctrl-C":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(record.with_name(".t.csv.provenance.tmp9.json")))
+
+    monkeypatch.setattr(provenance, "record_table", failing)
+    status = main(args)
+    err = capsys.readouterr().err
+    if failure == "Ctrl-C":
+        assert status == 130 and err == "lstmscope-ablate: stopped; an output not finished is removed\n", err
+    else:
+        assert status == 1 and err == f"lstmscope-ablate: error: --output {table}: cannot be written (No space left " \
+                                      "on device)\n", err
+    assert list(tmp_path.iterdir()) == []  # neither the new table nor the record of the one it replaced
+
+
 def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):
     assert main([str(tiny.checkpoint), str(tiny.activations), "-n", "1:1", "--tokens", "40"]) == 0
     captured = capsys.readouterr()

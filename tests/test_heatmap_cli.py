@@ -328,6 +328,61 @@ def test_a_figure_a_pipeline_job_drew_is_not_replaced_one_of_the_commands_is(tin
         assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(own)]) == 0
 
 
+def test_a_png_too_large_for_pillow_is_still_read_for_its_record(tiny, tmp_path, capsys):
+    """-o over a PNG of more pixels than Pillow's limit (the command's own at --passage 5000 --dpi 1200, 4.4
+    gigapixels) ended in a DecompressionBombError's traceback: only its text chunks are read now, never its pixels.
+    Files that claim 20 000 x 20 000 pixels (a header and a text chunk, no pixels): one that names a pipeline rule is
+    refused, one that does not is replaced."""
+    import json
+    import struct
+    import zlib
+
+    def png(width: int, height: int, description: str | None) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        text = chunk(b"tEXt", b"Description\0" + description.encode()) if description else b""
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + text
+                + chunk(b"IEND", b""))
+
+    job, own = tmp_path / "job.png", tmp_path / "own.png"
+    job.write_bytes(png(20000, 20000, json.dumps({"rule": "text_heatmaps", "wildcards": {}})))
+    own.write_bytes(png(20000, 20000, None))
+    before = job.read_bytes()
+    assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(job)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"lstmscope-heatmap: error: --output {job}: a figure the pipeline's rule text_heatmaps drew (its "
+                   "metadata says so); this command would replace it: give another file name\n"), err
+    assert job.read_bytes() == before
+    assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(own)]) == 0
+    from PIL import Image
+
+    with Image.open(own) as image:  # the command's figure in its place
+        assert image.size[0] < 20000 and image.size[1] < 20000
+
+
+@pytest.mark.parametrize("value", [504.0, 1e30, -1.5])
+def test_an_h_no_lstm_has_is_refused_as_a_nan_is(tiny, tmp_path, capsys, value):
+    """A damaged file's h of 504 or 1e30 (finite: read_neurons passes it) was drawn: the passage chosen around it, the
+    colour bar stretched to 1000000000000000019884624838656. |h| < 1 in any LSTM (h = o tanh c), so it is refused in
+    one line naming the token and neuron, whether the passage is chosen on it, drawn, or the median scale reads it. A
+    c that large is an LSTM's possible value and is drawn."""
+    import shutil
+
+    damaged = tmp_path / "bad.h5"
+    shutil.copy(tiny.activations, damaged)
+    with h5py.File(damaged, "r+") as f:
+        f["layer2/h"][30, 3] = value
+        f["layer2/c"][31, 4] = value
+    said = (f"lstmscope-heatmap: error: {damaged}: layer2/h of token 30, neuron 3 is {value:g}, which no LSTM's h is "
+            "(|h| < 1: the file is damaged; dump it again)\n")
+    out = tmp_path / "h.png"
+    for how in (["--start", "0"], ["--around", "h", "--scale", "symmetric"], []):
+        assert main([str(damaged), "-n", "2:3", *how, "--passage", "60", "-o", str(out)]) == 1
+        assert capsys.readouterr().err == said and not out.exists()
+    assert main([str(damaged), "-n", "2:4", "--start", "0", "--passage", "60", "-o", str(out)]) == 0
+
+
 def test_missing_file_and_unknown_format(tmp_path, capsys):
     assert main([str(tmp_path / "none.h5"), "-n", "1:0", "-o", str(tmp_path / "x.png")]) == 1
     assert "none.h5: activations file not found" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import sys
@@ -285,6 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stopped_by_sigterm():
             table, words, effects = ablate(args.checkpoint, args.activations, args.neuron, args.together, args.tokens,
                                            args.min_count, args.top_words, args.device, args.method, args.hold_from)
+            if args.output:  # the inputs' SHA-256 for the table's record, hashed before any output is written
+                from .provenance import models_of, record_table, sha256_file
+
+                hashed = {args.checkpoint: table.attrs["checkpoint_sha256"]}
+                sums = {str(p): hashed.get(p) or sha256_file(p) for p in inputs}
             with contextlib.ExitStack() as table_file:
                 # the table under a temporary name until the figure is drawn: one that fails leaves neither
                 if args.output:
@@ -303,6 +309,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     with writing("--heatmap", args.heatmap):
                         draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),
                                        args.heatmap, suptitle=title)
+            if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables. A table
+                # whose record could not be written (a full disk, Ctrl-C) is removed: not finished without it
+                try:
+                    with writing("--output", args.output):
+                        record_table(args.output, command=PROG, inputs=sums, models=models_of(inputs),
+                                     settings={"neurons": args.neuron, "together": args.together,
+                                               "method": args.method, "hold_from": args.hold_from,
+                                               "tokens": args.tokens, "top_words": args.top_words,
+                                               "min_count": args.min_count, "device": args.device,
+                                               "threads": args.threads})
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(args.output)
+                    raise
     except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
         return failed(PROG, exc)
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file
@@ -310,15 +330,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: an output being written is already removed
         print(f"{PROG}: stopped; an output not finished is removed", file=sys.stderr)
         return stop_status(exc)
-    if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables
-        from .provenance import models_of, record_table, sha256_file
-
-        hashed = {args.checkpoint: table.attrs["checkpoint_sha256"]}
-        record_table(args.output, command=PROG, inputs={str(p): hashed.get(p) or sha256_file(p) for p in inputs},
-                     models=models_of(inputs),
-                     settings={"neurons": args.neuron, "together": args.together, "method": args.method,
-                               "hold_from": args.hold_from, "tokens": args.tokens, "top_words": args.top_words,
-                               "min_count": args.min_count, "device": args.device, "threads": args.threads})
     read = int(table["tokens"].iloc[0])
     if args.tokens is not None and read < args.tokens:
         print(f"{PROG}: note: the text has {read} tokens: all of them read, not --max-tokens {args.tokens}", file=sys.stderr)

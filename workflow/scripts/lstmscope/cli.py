@@ -169,8 +169,14 @@ def refuse_pipeline_figure(path: str, option: str) -> None:
         if suffix == ".png":
             from PIL import Image
 
-            with Image.open(path) as image:
-                text = getattr(image, "text", {}).get("Description")
+            # only the text chunks before the pixels are read (where a figure's metadata is written), never the
+            # pixels: no size limit (a figure too large for Pillow's was a DecompressionBombError's traceback)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as image:
+                    text = image.info.get("Description")
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
         else:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 found = re.search(r"<dc:description>(.*?)</dc:description>", fh.read(), re.S)

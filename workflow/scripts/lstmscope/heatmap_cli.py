@@ -141,7 +141,7 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
                 state = around or "h"
                 read = removals[neurons[0]].tokens if removals and neurons[0] in removals else T
                 neuron_dataset(f, layer, state, neuron)  # the neuron exists, or one line says which do
-                start = best_window(read_neurons(f, layer, state, neuron, 0, read), tokens,
+                start = best_window(_read_state(f, layer, state, neuron, 0, read), tokens,
                                     None if avoid is None else avoid[:read])
     elif not 0 <= start < T:
         raise ActivationsError(f"{f.filename}: --start {start} is outside the text (tokens 0..{T - 1})")
@@ -174,6 +174,22 @@ class Drawn(list):
     def __init__(self, blocks: Sequence[TextBlock], begin: int, stop: int) -> None:
         super().__init__(blocks)
         self.begin, self.stop = begin, stop
+
+
+H_BOUND = 1 + 1e-3  # |h| = |o tanh(c)| < 1; float16 rounds values near 1 to 1
+
+
+def _read_state(f: h5py.File, layer: int, state: str, neuron: int, start: int = 0, stop: int | None = None
+                ) -> np.ndarray:
+    """:func:`read_neurons` of one neuron, with an h beyond what an LSTM's h can be refused as NaN is: a damaged
+    file's 504 or 1e30 would be drawn, its colour bar stretched to it and the passage chosen around it."""
+    values = read_neurons(f, layer, state, neuron, start, stop)
+    beyond = np.abs(values) > H_BOUND if state == "h" else np.zeros(len(values), dtype=bool)
+    if beyond.any():
+        t = int(np.argmax(beyond))
+        raise ActivationsError(f"{f.filename}: layer{layer}/h of token {start + t}, neuron {neuron} is "
+                               f"{values[t]:g}, which no LSTM's h is (|h| < 1: the file is damaged; dump it again)")
+    return values
 
 
 def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy: bool, start: int | None,
@@ -216,13 +232,13 @@ def heatmap_blocks(f: h5py.File, neurons: Sequence[tuple[int, int]], expectancy:
                                        expectancy_floor))
     for layer, neuron in neurons:
         if scale == "median" and median_from is None:  # centred on the neuron's median over the whole text
-            h, c = (read_neurons(f, layer, st, neuron) for st in ("h", "c"))
+            h, c = (_read_state(f, layer, st, neuron) for st in ("h", "c"))
             medians = text_median(h), text_median(c)
             h, c = h[begin:stop], c[begin:stop]
         else:
-            h, c = (read_neurons(f, layer, st, neuron, begin, stop) for st in ("h", "c"))
+            h, c = (_read_state(f, layer, st, neuron, begin, stop) for st in ("h", "c"))
             medians = ((None, None) if scale != "median" else
-                       tuple(text_median(read_neurons(median_from, layer, st, neuron)) for st in ("h", "c")))
+                       tuple(text_median(_read_state(median_from, layer, st, neuron)) for st in ("h", "c")))
         blocks += state_blocks(f"layer {layer}, neuron {neuron}, {span}", words, h, c, scale, *medians,
                                median_over=None if median_from is None else median_text)  # another text's median
         if (layer, neuron) in removals:
