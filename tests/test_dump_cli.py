@@ -79,6 +79,15 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
     # the other commands take the file as they take the pipeline's
     png = tmp_path / "probe.png"
     assert heatmap_main([str(out), "-n", "2:3", "-e", "-o", str(png)]) == 0 and png.is_file()
+    # a word holding what a terminal acts on or does not show is listed with its escapes, not printed raw
+    text.write_text("the \x1b[31mred \u200bzero .\n", encoding="utf-8")
+    assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0
+    assert "read as <unk>: \\x1b[31mred, \\u200bzero\n" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a name with a line break or escape: refused
+        main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out), "--name",
+              "two\nlines"])
+    assert stop.value.code == 2 and ("--name 'two\\nlines': holds a line break or another character that is not "
+                                     "printed") in capsys.readouterr().err
     for line, counted in (("the Zyxwvu of Qqqqq .", "2 words"), ("the Zyxwvu .", "1 word")):  # each once: words
         text.write_text(line + "\n", encoding="utf-8")
         assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0
@@ -96,6 +105,14 @@ def test_the_vocabulary_beside_the_models_is_found(tiny, tmp_path, capsys):
     assert main(args) == 1 and not out.exists()  # no results/data/vocabulary.json yet
     assert capsys.readouterr().err.strip().endswith(
         f"{tmp_path}/results/data/vocabulary.json: vocabulary not found (give the model's with --vocabulary)")
+    # a damaged copy without its vocabulary says what is wrong with it, not that the vocabulary is missing
+    data = bytearray((tmp_path / "results/models/d0.2_r0/model.pt").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 64])
+    damaged = tmp_path / "results/models/d0.2_r0/damaged.pt"
+    damaged.write_bytes(bytes(data))
+    assert main([str(damaged), str(text), "-o", str(out)]) == 1 and not out.exists()
+    err = capsys.readouterr().err
+    assert err.startswith(f"lstmscope-dump: error: {damaged}: damaged: ") and "vocabulary not found" not in err, err
     shutil.copy(tiny.vocabulary, tmp_path / "results/data/vocabulary.json")
     assert main(args) == 0 and out.is_file()
 

@@ -259,6 +259,7 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
              (["--divergence", str(tmp_path / "nope.csv")], f"--divergence {tmp_path / 'nope.csv'}: divergence table "
                                                              "not found"),
              (["--ablation", str(tmp_path / "nope.h5")], "nope.h5: ablation file not found"),
+             (["-a", str(tmp_path / "nope.h5")], "nope.h5: ablation file not found"),  # as lstmscope-heatmap's -a
              (["--ranked-on", "nope"], "nope/divergence.csv: divergence table not found"),
              (["--ranked-on", "nope"], "--ranked-on TEXT (a text the pipeline ranked: test)"),
              (["--ranked-on", "test", "--divergence", str(divergence_csv)], "both choose the ranking"),
@@ -275,7 +276,9 @@ def test_bad_input_is_one_line_and_writes_nothing(results, divergence_csv, tmp_p
     for args, message in ((["-o", str(tmp_path / "p.txt")], "p.txt: a web page, ending in .html (or .htm)"),
                           (["-o", str(out), "--neurons", "0"], "--neurons: 0: must be at least 1"),
                           (["-o", str(out), "--neurons", "some"], "'some': a number of neurons, or all"),
-                          (["-o", str(out), "--expectancy-floor", "1"], "--expectancy-floor: '1': give a probability")):
+                          (["-o", str(out), "--expectancy-floor", "1"], "--expectancy-floor: '1': give a probability"),
+                          # an unset shell variable: was the default text taken without a word
+                          (["-o", str(out), "--ranked-on", ""], "--ranked-on: an empty text name")):
         with pytest.raises(SystemExit) as exit_:
             main([activations, *args])
         assert exit_.value.code == 2 and message in capsys.readouterr().err

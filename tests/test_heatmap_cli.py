@@ -383,6 +383,30 @@ def test_an_h_no_lstm_has_is_refused_as_a_nan_is(tiny, tmp_path, capsys, value):
     assert main([str(damaged), "-n", "2:4", "--start", "0", "--passage", "60", "-o", str(out)]) == 0
 
 
+def test_a_png_of_more_pixels_than_image_viewers_open_is_refused_before_it_is_drawn(tiny, tmp_path, capsys):
+    """--passage 5000 --dpi 1200, each within its limit, drew 4.4 gigapixels (235 MB), and ran out of memory under a
+    limit. A PNG laid out larger than heatmap.MAX_PIXELS is refused in one line before it is drawn; the same figure
+    as SVG (vectors) or at a lower dpi is drawn."""
+    from PIL import Image
+
+    from lstmscope.heatmap import MAX_PIXELS
+
+    out = tmp_path / "wide.png"
+    args = [str(tiny.activations), "-n", "2:3", "-e", "--start", "0", "--passage", "300", "--width", "500"]
+    assert main([*args, "--dpi", "1200", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    said = re.fullmatch(rf"lstmscope-heatmap: error: {re.escape(str(out))}: (\d+) x (\d+) pixels at 1200 dpi, \d+ "
+                        r"megapixels; at most 89.5 \(what image viewers open\): draw fewer tokens, at a lower dpi, "
+                        r"or as SVG or PDF\n", err)
+    assert said and int(said[1]) * int(said[2]) > MAX_PIXELS, err
+    assert list(tmp_path.iterdir()) == []
+    assert main([*args, "--dpi", "1200", "-o", str(tmp_path / "wide.svg")]) == 0
+    assert main([*args, "--dpi", "150", "-o", str(out)]) == 0
+    with Image.open(out) as image:  # the size said, at 150 dpi rather than 1200 (the saved box trims the margins)
+        width, height = image.size
+    assert abs(width - int(said[1]) / 8) < 0.05 * width and abs(height - int(said[2]) / 8) < 0.05 * height
+
+
 def test_missing_file_and_unknown_format(tmp_path, capsys):
     assert main([str(tmp_path / "none.h5"), "-n", "1:0", "-o", str(tmp_path / "x.png")]) == 1
     assert "none.h5: activations file not found" in capsys.readouterr().err

@@ -65,6 +65,9 @@ def dump_text(checkpoint: str, text_file: str, output: str, vocabulary: str | No
     """Write the activations file of ``text_file`` (atomically); returns the dump's summary plus the words
     outside the vocabulary (``unknown``: word -> count)."""
     check_checkpoint_file(checkpoint, ORDER)
+    if vocabulary is None and os.path.isfile(checkpoint) and not os.path.isfile(default_vocabulary(checkpoint)):
+        from .model import load_checkpoint  # a damaged or foreign checkpoint says so, not that the vocabulary its
+        load_checkpoint(checkpoint)  # folder implies is missing (a copy outside results/, say)
     vocabulary = vocabulary or default_vocabulary(checkpoint)
     for path, what in ((checkpoint, "checkpoint not found"),
                        (vocabulary, "vocabulary not found (give the model's with --vocabulary)"),
@@ -123,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def shortened(word: str, most: int = 40) -> str:
     """A word as a note lists it: at most ``most`` characters (a pasted URL or a line without spaces is one
-    "word" of thousands), the rest cut to an ellipsis."""
-    return word if len(word) <= most else word[:most - 1] + "…"
+    "word" of thousands), the rest cut to an ellipsis; a character a terminal would act on or not show (an escape
+    sequence's ESC, a backspace, a zero-width space) written as its escape, ``\x1b``."""
+    word = word if len(word) <= most else word[:most - 1] + "…"
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in word)
 
 
 def refuse_pipeline_dump(path: str) -> None:
@@ -157,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_threads(ap, args.threads)
     if args.name is not None and not args.name.strip():
         ap.error("--name: an empty name (leave the option out for the file's stem)")
+    if args.name is not None and not args.name.isprintable():  # it is drawn in titles and listed in notes
+        ap.error(f"--name {ascii(args.name)}: holds a line break or another character that is not printed")
     if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
     try:

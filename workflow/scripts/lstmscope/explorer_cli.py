@@ -92,6 +92,14 @@ def recorded_checkpoint(provenance: str) -> str:
     return str(record.get("checkpoint", "")) if isinstance(record, dict) else ""
 
 
+def text_name(value: str) -> str:
+    """argparse's type of ``--ranked-on``: an empty name (an unset shell variable) is a usage error, not the
+    default taken."""
+    if not value:
+        raise argparse.ArgumentTypeError("an empty text name")
+    return value
+
+
 def neuron_count(value: str) -> int | None:
     """``--neurons``: a count >= 1, or ``all`` (every live neuron)."""
     if value == "all":
@@ -153,13 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", type=file_name, required=True, help="the page to write (.html)")
     ap.add_argument("--divergence", type=file_name, default=None,
                     help="the divergence table that ranks the model's neurons (default: see below)")
-    ap.add_argument("--ranked-on", default=None, metavar="TEXT",
+    ap.add_argument("--ranked-on", type=text_name, default=None, metavar="TEXT",
                     help="the pipeline's text whose ranking of the neurons is used (default: the file's own text; "
                          "for a text of your own, test)")
     ap.add_argument("--neurons", type=neuron_count, default=8, metavar="N|all",
                     help="top-ranked neurons offered per layer and state, or all (every live one) (default 8)")
-    ap.add_argument("--ablation", type=file_name, default=None, help="the ablation file of the same model and text "
-                                                     "(results/ablation/<model>/<text>.h5): offer its removals too")
+    ap.add_argument("-a", "--ablation", type=file_name, default=None,
+                    help="the ablation file of the same model and text (results/ablation/<model>/<text>.h5): offer "
+                         "its removals too")
     ap.add_argument("--passage", type=int, default=80,
                     help=f"tokens in the passage the page's button jumps to (default 80, at most {MAX_TOKENS})")
     ap.add_argument("--headings", action="store_true",

@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-g", "--group", action="append", default=[], metavar="LAYER:top|random",
                     help="with --ablation: the effect of removing that layer's top-KL (or random) neurons together "
                          "(repeatable)")
-    ap.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
+    ap.add_argument("--dpi", type=int, default=150, help=f"resolution of a PNG (default 150, at most {MAX_DPI})")
     ap.add_argument("--width", type=int, default=96, help=f"characters per line (default 96, at most {MAX_WIDTH})")
     return ap
 
