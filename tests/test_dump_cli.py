@@ -180,7 +180,7 @@ def test_the_console_script_is_declared():
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
     if "lstmscope-heatmap" not in scripts:
         skip_or_fail("lstmscope is not installed (pip install -e .)")
-    assert scripts.get("lstmscope-dump") == "lstmscope.dump_cli:main"
+    assert scripts.get("lstmscope-dump") == "lstmscope.commands:dump"  # which runs dump_cli.main
 
 
 def test_an_input_that_cannot_be_read_is_named_as_such_not_as_the_output(tiny):
