@@ -678,3 +678,8 @@ def test_a_line_wider_than_max_width_is_a_usage_error(tiny, tmp_path, capsys):
     assert not out.exists()
     assert main([str(tiny.activations), "-n", "2:0", "--width", str(MAX_WIDTH), "--tokens", "40", "-o", str(out)]) == 0
     assert out.is_file()
+    for option in ("--dpi", "--width"):  # the one given below 10 named alone, not beside the other's default
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tiny.activations), "-n", "2:0", option, "9", "-o", str(tmp_path / "y.png")])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.endswith(f"lstmscope-heatmap: error: {option} 9: must be >= 10\n")

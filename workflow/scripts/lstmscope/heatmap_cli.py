@@ -334,8 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         figure_format(args.output)
     except ValueError as exc:
         ap.error(f"--output {exc}")
-    if args.dpi < 10 or args.width < 10:
-        ap.error(f"--dpi {args.dpi} / --width {args.width}: both must be >= 10")
+    for option, value in (("--dpi", args.dpi), ("--width", args.width)):
+        if value < 10:  # (the one given wrong named alone, not beside another's default)
+            ap.error(f"{option} {value}: must be >= 10")
     if args.width > MAX_WIDTH:  # 100 000 characters drew a PNG a million pixels wide
         ap.error(f"--width {args.width}: at most {MAX_WIDTH} characters per line")
     if args.dpi > MAX_DPI:  # as the pipeline's figures.dpi; 100 000 dpi ran out of memory drawing
