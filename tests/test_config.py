@@ -15,6 +15,7 @@ from lstmscope.config import ConfigError, model_name, model_seed, model_specs, v
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+TRAIN_SHA256 = "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f"  # WikiText-2's train split
 
 
 def default_config() -> dict:
@@ -116,9 +117,9 @@ BAD = [
                                               "[-1e+300, 1e+300] (histogram.cell_range) are 2e+302 bins per neuron; "
                                               "at most 100000"),
     # bins beyond a float: was an OverflowError's traceback
-    ("histogram.cell_range", [-1e308, 1e308], "config keys histogram.bin_width, histogram.cell_range: 0.01 wide bins on "
-                                              "[-1e+308, 1e+308] (histogram.cell_range) are more than a float counts "
-                                              "bins per neuron; at most 100000"),
+    ("histogram.cell_range", [-1e308, 1e308], "config keys histogram.bin_width, histogram.cell_range: 0.01 wide bins "
+                                              "on [-1e+308, 1e+308] (histogram.cell_range) are more than a float "
+                                              "counts bins per neuron; at most 100000"),
     ("histogram.bin_width", 1e-310, "config keys histogram.bin_width, histogram.cell_range: 1e-310 wide bins on "
                                     "[-1.0, 1.0] (h) are more than a float counts bins per neuron"),
     # not finite: a schema range check passes NaN, which would make no neuron dead, no rate a number
@@ -147,7 +148,7 @@ BAD = [
     # names with a line break, and a checksum with one would have failed the download after the run began
     ("figures.highlight_word", "word\n", "config key figures.highlight_word: 'word\\n' holds a line break or another "
                                         "control character (a YAML block | keeps its last line break"),
-    ("data.sha256.train", "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f\n", "config key data.sha256.train: '9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f\\n' holds a line break"),
+    ("data.sha256.train", f"{TRAIN_SHA256}\n", f"config key data.sha256.train: '{TRAIN_SHA256}\\n' holds a line break"),
     ("texts", {"abc\n": {"split": "test", "tokens": 100}}, "config key texts: the key 'abc\\n' holds a line break"),
     ("figures.highlight_word", "a\tb", "config key figures.highlight_word: 'a\\tb' holds a line break or another"),
     # YAML 1.1's booleans: texts: {on: ...}, highlight_word: no
@@ -157,8 +158,9 @@ BAD = [
     ("figures.highlight_word", False, "config key figures.highlight_word: false is not of type string; YAML reads an "
                                       "unquoted yes, no, on or off as true or false: quote the word"),
     # a text's name is part of file names: a 250-character one passed and failed the dump (file name too long)
-    ("texts", {"ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt": {"split": "test", "tokens": 100}},
-     "config key texts: 'ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt' is not a text's name: a letter, then letters, digits or '-', 64 characters at most"),
+    ("texts", {"t" * 65: {"split": "test", "tokens": 100}},
+     f"config key texts: '{'t' * 65}' is not a text's name: a letter, then letters, digits or '-', 64 characters at "
+     "most"),
     ("models.replicates", 101, "config key models.replicates: 101 is out of range; must be <= 100"),  # (10**9 hung)
     ("training.lr", 10**400, "config key training.lr: 1000000000"),  # an int too large for a float: no traceback
     ("models.dropouts", [0.0, 5e-324], "config key models.dropouts: 5e-324 is below 1e-06"),

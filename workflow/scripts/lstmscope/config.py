@@ -385,20 +385,18 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
 
     hist = config["histogram"]
     for what, (lo, hi) in (("h", H_RANGE), ("histogram.cell_range", hist["cell_range"])):
-        span = (float(hi) - float(lo)) / float(hist["bin_width"])  # (inf for [-1e308, 1e308])
+        # the count before the bins are made: [-1e308, 1e308] or 1e-310 wide bins are more than a float holds
+        span = (float(hi) - float(lo)) / float(hist["bin_width"])
         if not span <= MAX_BINS + 0.5:
             count = (f"{span:.0f}" if span < 1e12 else f"{span:.3g}" if math.isfinite(span)
                      else "more than a float counts")
-            raise ConfigError(f"config keys histogram.bin_width, histogram.cell_range: {hist['bin_width']} wide bins on "
-                              f"[{lo}, {hi}] ({what}) are {count} bins per neuron; at most {MAX_BINS}")
+            raise ConfigError(f"config keys histogram.bin_width, histogram.cell_range: {hist['bin_width']} wide bins "
+                              f"on [{lo}, {hi}] ({what}) are {count} bins per neuron; at most {MAX_BINS}")
         try:
-            bins = n_bins(float(lo), float(hi), float(hist["bin_width"]))
+            n_bins(float(lo), float(hi), float(hist["bin_width"]))
         except HistogramError:
             raise ConfigError(f"config key histogram.bin_width: {hist['bin_width']} does not divide the interval of "
                               f"{what}, [{lo}, {hi}], into whole bins") from None
-        if bins > MAX_BINS:
-            raise ConfigError(f"config keys histogram.bin_width, histogram.cell_range: {hist['bin_width']} wide bins on "
-                              f"[{lo}, {hi}] ({what}) are {bins} bins per neuron; at most {MAX_BINS}")
     training = config["training"]
     for split in ("train", "valid", "test"):
         tokens, batch = training[f"{split}_tokens"], "batch_size" if split == "train" else "eval_batch_size"
