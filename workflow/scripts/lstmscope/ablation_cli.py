@@ -112,8 +112,7 @@ def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[n
     """One heatmap block per ablation, all over the passage where the first one's effect is largest (outside the
     section headings and the tokens after them unless ``headings``)."""
     from .ablation_figures import effect_block, effect_passage
-    from .heatmap import shown
-    from .heatmap import symmetric_norm
+    from .heatmap import shown, symmetric_norm
     from .wikitext import passage_avoid
 
     start, stop = effect_passage(effects[0], tokens, passage_avoid(words, "active" if headings else "prose"))

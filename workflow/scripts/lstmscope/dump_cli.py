@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 def shortened(word: str, most: int = 40) -> str:
     """A word as a note lists it: at most ``most`` characters (a pasted URL or a line without spaces is one
     "word" of thousands), the rest cut to an ellipsis; a character a terminal would act on or not show (an escape
-    sequence's ESC, a backspace, a zero-width space) written as its escape, ``\x1b``."""
+    sequence's ESC, a backspace, a zero-width space) written as its escape, ``\\x1b``."""
     word = word if len(word) <= most else word[:most - 1] + "…"
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in word)
 
