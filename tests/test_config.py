@@ -220,6 +220,28 @@ def test_fewer_models_name_every_list_of_models_left_behind_in_one_message():
         "neuron_explorer.dropouts; nor are 0.3, 0.6 of ablation.dropouts")
 
 
+def test_null_embeds_and_explores_every_model_as_it_ablates_every_model(tmp_path):
+    """embedding.dropouts and neuron_explorer.dropouts take null for every model, as ablation.dropouts and
+    context_use.dropouts do (null was refused: "null is not of type array"); the checks of what is embedded count
+    null as models embedded, and a dry run plans every model's maps and pages."""
+    from conftest import parse_job_stats
+
+    cfg = default_config()
+    cfg["embedding"]["dropouts"] = cfg["neuron_explorer"]["dropouts"] = None
+    validate_config(cfg, SCHEMA)
+    cfg = default_config()
+    cfg["embedding"]["dropouts"], cfg["embedding"]["max_tokens"] = None, 50
+    with pytest.raises(ConfigError, match="^config key embedding.perplexity: 30.0 is too large for the 50 tokens"):
+        validate_config(cfg, SCHEMA)
+    cfg["embedding"]["dropouts"] = []  # (an empty list embeds nothing: nothing to check)
+    validate_config(cfg, SCHEMA)
+    work = copy_repo(tmp_path / "work")
+    models = len(default_config()["models"]["dropouts"])
+    for section, rule, per_model in (("embedding", "embed_tsne", 4), ("neuron_explorer", "neuron_explorer", 1)):
+        r = snakemake(work, "-n", "--quiet", "rules", "--config", f"{section}={{dropouts: null}}", timeout=180)
+        assert parse_job_stats(r.stdout + r.stderr)[rule] == models * per_model, r.stdout[-3000:]
+
+
 def test_a_text_set_to_null_is_left_out_and_the_lists_it_leaves_behind_are_named_in_one_message():
     cfg = default_config()
     assert sorted(cfg["texts"]) == ["test", "train"]

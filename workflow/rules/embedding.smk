@@ -5,7 +5,7 @@
 EMBEDDING = config["embedding"]
 CLUSTER = config["cluster"]
 FIGURES = config["figures"]
-EMBED_MODELS = models_with_dropouts(EMBEDDING["dropouts"])
+EMBED_MODELS = MODELS if EMBEDDING["dropouts"] is None else models_with_dropouts(EMBEDDING["dropouts"])  # null: all
 EMBED_TEXTS = sorted(EMBEDDING["texts"])  # by name, as TEXTS
 EMBED_VIEWS = [(int(layer), state) for layer in EMBEDDING["layers"] for state in EMBEDDING["states"]]
 LINKAGES = list(CLUSTER["linkages"])

@@ -455,8 +455,8 @@ rule neuron_explorer:
         "../scripts/neuron_explorer.py"
 
 
-ALL_TARGETS.extend(expand(rules.neuron_explorer.output, model=models_with_dropouts(NEURON_EXPLORER["dropouts"]),
-                          text=NEURON_EXPLORER["texts"]))
+EXPLORER_MODELS = MODELS if NEURON_EXPLORER["dropouts"] is None else models_with_dropouts(NEURON_EXPLORER["dropouts"])
+ALL_TARGETS.extend(expand(rules.neuron_explorer.output, model=EXPLORER_MODELS, text=NEURON_EXPLORER["texts"]))
 ALL_TARGETS.extend(rules.histogram_range_table.output)
 ALL_TARGETS.extend(rules.neuron_tracking_table.output)
 ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))

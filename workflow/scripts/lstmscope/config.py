@@ -416,7 +416,7 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
     if emb["seed"] in emb["stability_seeds"]:
         raise ConfigError(f"config key embedding.stability_seeds: {emb['seed']} is embedding.seed, the seed of the "
                           "map every other output shows; list only other seeds")
-    for name in emb["texts"] if emb["dropouts"] else []:
+    for name in emb["texts"] if emb["dropouts"] is None or emb["dropouts"] else []:  # (null: every model)
         tokens = config["texts"][name]["tokens"]
         points = tokens if emb["max_tokens"] is None else min(tokens, emb["max_tokens"])
         if 3 * float(emb["perplexity"]) > points - 1:
@@ -456,8 +456,7 @@ def _check_consistency(config: dict[str, Any]) -> None:
         if 0 < d < 1e-6:  # its model name would be hundreds of characters (d0.000…)
             raise ConfigError(f"config key models.dropouts: {d} is below 1e-06; a dropout that small is none (use 0.0)")
     lists = ("embedding", "neuron_explorer", "ablation", "context_use")  # of models, each within models.dropouts
-    # every list is checked before the error, so that one message names them all; null (ablation, context_use): every
-    # model
+    # every list is checked before the error, so that one message names them all; null: every model
     untrained = {section: ds for section in lists
                  if (ds := [d for d in config[section]["dropouts"] or [] if float(d) not in dropouts])}
     if untrained:
