@@ -481,13 +481,16 @@ def test_a_table_or_figure_that_cannot_be_written_leaves_neither(tiny, tmp_path,
         assert list(tmp_path.iterdir()) == [], (limit, list(tmp_path.iterdir()))
 
 
-@pytest.mark.parametrize("failure", ["full disk", "Ctrl-C"])
+@pytest.mark.parametrize("failure", ["full disk", "Ctrl-C", "Ctrl-C after the rename", "Ctrl-C before the rename"])
 def test_a_table_whose_record_cannot_be_written_is_removed_with_one_line(tiny, tmp_path, monkeypatch, capsys, failure):
     """The table's record is written after the table takes its name: a full disk or a Ctrl-C there left the new
     table without a record (and ended in a traceback; the inputs were hashed in that window too). Now the table goes
-    with it, and the error is one line."""
+    with it, and the error is one line; so does one stopped just after its rename (the folder's sync). One stopped
+    before it takes its name (while the heatmap is drawn) leaves the table before and its record as they were."""
     import errno
 
+    import lstmscope.atomic as atomic
+    import lstmscope.heatmap as heatmap
     import lstmscope.provenance as provenance
 
     table = tmp_path / "t.csv"
@@ -495,21 +498,36 @@ def test_a_table_whose_record_cannot_be_written_is_removed_with_one_line(tiny, t
     assert main(args) == 0 and table.is_file()
     capsys.readouterr()
     record = table.with_name(table.name + ".provenance.json")
+    before = digests((table, record))
 
     def failing(path, **_):
         if failure == "Ctrl-C":
             raise KeyboardInterrupt
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(record.with_name(".t.csv.provenance.tmp9.json")))
 
-    monkeypatch.setattr(provenance, "record_table", failing)
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    if failure in ("full disk", "Ctrl-C"):
+        monkeypatch.setattr(provenance, "record_table", failing)
+    elif failure == "Ctrl-C after the rename":  # atomic_path syncs the folder after the rename: stopped there
+        real = atomic.fsync
+        monkeypatch.setattr(atomic, "fsync", lambda path: interrupted() if os.path.isdir(path) else real(path))
+    else:
+        monkeypatch.setattr(heatmap, "draw_blocks_to", interrupted)
+        args += ["--heatmap", str(tmp_path / "e.png")]
     status = main(args)
     err = capsys.readouterr().err
-    if failure == "Ctrl-C":
-        assert status == 130 and err == "lstmscope-ablate: stopped; an output not finished is removed\n", err
-    else:
+    if failure == "full disk":
         assert status == 1 and err == f"lstmscope-ablate: error: --output {table}: cannot be written (No space left " \
                                       "on device)\n", err
-    assert list(tmp_path.iterdir()) == []  # neither the new table nor the record of the one it replaced
+    else:
+        assert status == 130 and err == "lstmscope-ablate: stopped; an output not finished is removed\n", err
+    if failure == "Ctrl-C before the rename":
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.csv.provenance.json"]
+        assert digests((table, record)) == before
+    else:
+        assert list(tmp_path.iterdir()) == []  # neither the new table nor the record of the one it replaced
 
 
 def test_too_short_a_text_for_an_interval_is_noted(tiny, capsys):

@@ -151,6 +151,8 @@ BAD = [
     ("data.sha256.train", f"{TRAIN_SHA256}\n", f"config key data.sha256.train: '{TRAIN_SHA256}\\n' holds a line break"),
     ("texts", {"abc\n": {"split": "test", "tokens": 100}}, "config key texts: the key 'abc\\n' holds a line break"),
     ("figures.highlight_word", "a\tb", "config key figures.highlight_word: 'a\\tb' holds a line break or another"),
+    ("figures.highlight_word", "a\u2028b", "config key figures.highlight_word: 'a\\u2028b' holds a line break"),
+    ("figures.highlight_word", "a\x85b", "config key figures.highlight_word: 'a\\x85b' holds a line break"),  # C1
     # YAML 1.1's booleans: texts: {on: ...}, highlight_word: no
     ("texts", {True: {"split": "test", "tokens": 100}}, "config key texts: the key true is not text; keys are names "
                                                         "(YAML reads an unquoted on, off, yes or no as true or false: "

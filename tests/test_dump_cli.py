@@ -86,8 +86,8 @@ def test_words_outside_the_vocabulary_are_named_and_read_as_unk(tiny, tmp_path, 
     with pytest.raises(SystemExit) as stop:  # a name with a line break or escape: refused
         main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out), "--name",
               "two\nlines"])
-    assert stop.value.code == 2 and ("--name 'two\\nlines': holds a line break or another character that is not "
-                                     "printed") in capsys.readouterr().err
+    assert stop.value.code == 2 and ("--name 'two\\nlines': holds a line break or another control character"
+                                     in capsys.readouterr().err)
     for line, counted in (("the Zyxwvu of Qqqqq .", "2 words"), ("the Zyxwvu .", "1 word")):  # each once: words
         text.write_text(line + "\n", encoding="utf-8")
         assert main([str(tiny.checkpoint), str(text), "--vocabulary", str(tiny.vocabulary), "-o", str(out)]) == 0

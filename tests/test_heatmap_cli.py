@@ -330,30 +330,37 @@ def test_a_figure_a_pipeline_job_drew_is_not_replaced_one_of_the_commands_is(tin
 
 def test_a_png_too_large_for_pillow_is_still_read_for_its_record(tiny, tmp_path, capsys):
     """-o over a PNG of more pixels than Pillow's limit (the command's own at --passage 5000 --dpi 1200, 4.4
-    gigapixels) ended in a DecompressionBombError's traceback: only its text chunks are read now, never its pixels.
-    Files that claim 20 000 x 20 000 pixels (a header and a text chunk, no pixels): one that names a pipeline rule is
-    refused, one that does not is replaced."""
+    gigapixels) ended in a DecompressionBombError's traceback: only its text chunks are read now, never its pixels,
+    wherever they lie (Pillow's info holds only those before the pixels). Files that claim 20 000 x 20 000 pixels:
+    one whose text names a pipeline rule is refused, one without is replaced."""
     import json
     import struct
     import zlib
 
-    def png(width: int, height: int, description: str | None) -> bytes:
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-        text = chunk(b"tEXt", b"Description\0" + description.encode()) if description else b""
+    def png(width: int, height: int, text: bytes = b"", after: bytes = b"") -> bytes:
+        """A header, text chunks ``text`` before the pixels, an image data chunk (not a valid one: never read), and
+        ``after`` it (where a tool that rewrites metadata may put them)."""
         return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + text
-                + chunk(b"IEND", b""))
+                + chunk(b"IDAT", b"\0" * 64) + after + chunk(b"IEND", b""))
 
-    job, own = tmp_path / "job.png", tmp_path / "own.png"
-    job.write_bytes(png(20000, 20000, json.dumps({"rule": "text_heatmaps", "wildcards": {}})))
-    own.write_bytes(png(20000, 20000, None))
-    before = job.read_bytes()
-    assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(job)]) == 1
-    err = capsys.readouterr().err
-    assert err == (f"lstmscope-heatmap: error: --output {job}: a figure the pipeline's rule text_heatmaps drew (its "
-                   "metadata says so); this command would replace it: give another file name\n"), err
-    assert job.read_bytes() == before
+    record = json.dumps({"rule": "text_heatmaps", "wildcards": {}}).encode()
+    files = {"tEXt before the pixels": png(20000, 20000, text=chunk(b"tEXt", b"Description\0" + record)),
+             "zTXt after them": png(20000, 20000, after=chunk(b"zTXt", b"Description\0\0" + zlib.compress(record))),
+             "iTXt after them": png(20000, 20000, after=chunk(b"iTXt", b"Description\0\1\0en\0\0"
+                                                                       + zlib.compress(record)))}
+    own = tmp_path / "own.png"
+    own.write_bytes(png(20000, 20000))
+    for name, data in files.items():
+        job = tmp_path / "job.png"
+        job.write_bytes(data)
+        assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(job)]) == 1, name
+        err = capsys.readouterr().err
+        assert err == (f"lstmscope-heatmap: error: --output {job}: a figure the pipeline's rule text_heatmaps drew "
+                       "(its metadata says so); this command would replace it: give another file name\n"), (name, err)
+        assert job.read_bytes() == data
     assert main([str(tiny.activations), "-n", "2:0", "--passage", "10", "-o", str(own)]) == 0
     from PIL import Image
 

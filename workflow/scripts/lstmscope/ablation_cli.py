@@ -36,7 +36,7 @@ from .ablation import (METHODS, check_dumped_from, intact_log_probabilities, loa
 from .ablation_file import AblationError
 from .ablation_table import BLOCKS, INTERVAL, effect_summary
 from .activations_file import ActivationsError, open_activations
-from .atomic import atomic_path
+from .atomic import atomic_path, table_record
 from .cli import (add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output, check_threads,
                   command_device, command_parser, dashed_values, failed, file_name, refuse_others_table,
                   refuse_pipeline_figure, say, unreadable, writing)
@@ -105,6 +105,15 @@ def ablate(checkpoint: str, activations: str, specs: Sequence[str], together: bo
     table = pd.DataFrame(rows, columns=COLUMNS)
     table.attrs["checkpoint_sha256"] = mt.checkpoint_sha256  # hashed once, when the checkpoint was loaded
     return table, mt.words, effects
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """The file at ``path`` as the system tells files apart (device, inode); None where there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def effect_blocks(table: pd.DataFrame, words: Sequence[str], effects: Sequence[np.ndarray], tokens: int,
@@ -290,27 +299,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 hashed = {args.checkpoint: table.attrs["checkpoint_sha256"]}
                 sums = {str(p): hashed.get(p) or sha256_file(p) for p in inputs}
-            with contextlib.ExitStack() as table_file:
-                # the table under a temporary name until the figure is drawn: one that fails leaves neither
-                if args.output:
-                    table_file.enter_context(writing("--output", args.output))
-                    table.to_csv(table_file.enter_context(atomic_path(args.output)), index=False, float_format="%.6g")
-                if args.heatmap:
-                    from .ablation_figures import EFFECT_CAPTION
-                    from .heatmap import draw_blocks_to
+            replaced = _file_id(args.output) if args.output else None  # the table there before, if any
+            try:
+                with contextlib.ExitStack() as table_file:
+                    # the table under a temporary name until the figure is drawn: one that fails leaves neither
+                    if args.output:
+                        table_file.enter_context(writing("--output", args.output))
+                        table.to_csv(table_file.enter_context(atomic_path(args.output)), index=False,
+                                     float_format="%.6g")
+                    if args.heatmap:
+                        from .ablation_figures import EFFECT_CAPTION
+                        from .heatmap import draw_blocks_to
 
-                    title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
-                             f"neurons removed: {held_phrase(args.method, args.hold_from)}")
-                    if args.passage is None:  # a short text of one's own whole, as lstmscope-heatmap draws it
-                        with open_activations(args.activations) as f:
-                            if drawn_whole(str(f.attrs.get("split", "")), len(words)):
-                                passage = len(words)
-                    with writing("--heatmap", args.heatmap):
-                        draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),
-                                       args.heatmap, suptitle=title)
-            if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables. A table
-                # whose record could not be written (a full disk, Ctrl-C) is removed: not finished without it
-                try:
+                        title = (f"{table['model'].iloc[0]}, text {table['text'].iloc[0]}: {EFFECT_CAPTION}\n"
+                                 f"neurons removed: {held_phrase(args.method, args.hold_from)}")
+                        if args.passage is None:  # a short text of one's own whole, as lstmscope-heatmap draws it
+                            with open_activations(args.activations) as f:
+                                if drawn_whole(str(f.attrs.get("split", "")), len(words)):
+                                    passage = len(words)
+                        with writing("--heatmap", args.heatmap):
+                            draw_blocks_to(effect_blocks(table, words, effects, passage, args.headings),
+                                           args.heatmap, suptitle=title)
+                if args.output:  # a CSV has no place for provenance: beside it, as beside the pipeline's tables
                     with writing("--output", args.output):
                         record_table(args.output, command=PROG, inputs=sums, models=models_of(inputs),
                                      settings={"neurons": args.neuron, "together": args.together,
@@ -318,10 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                "tokens": args.tokens, "top_words": args.top_words,
                                                "min_count": args.min_count, "device": args.device,
                                                "threads": args.threads})
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(args.output)
-                    raise
+            except BaseException:
+                # a table that took its name without its record (a full disk, a Ctrl-C after its rename) is not
+                # finished: it goes, with whatever record was written; one that never took its name changed nothing
+                if args.output and _file_id(args.output) not in (None, replaced):
+                    for path in (args.output, table_record(args.output)):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(path)
+                raise
     except (AblationError, ActivationsError, ValueError, RuntimeError) as exc:  # RuntimeError: CUDA out of memory
         return failed(PROG, exc)
     except OSError as exc:  # a read (the writes are in writing()): HDF5's errors name no file

@@ -158,6 +158,47 @@ def refuse_others_table(path: str, option: str, command: str) -> None:
                      "replace it: give another file name")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_text(path: str | os.PathLike) -> dict[str, str]:
+    """A PNG's text chunks (tEXt, zTXt, iTXt), wherever they lie, its pixels skipped unread. Pillow reads the chunks
+    after the pixels only by decoding them (and refuses an image above its pixel limit: a DecompressionBombError for
+    a command's figure of 4 gigapixels); a tool that rewrites metadata (exiftool) may put them there. An error
+    (OSError, ValueError) for a file that is no PNG or is cut short."""
+    import struct
+    import zlib
+
+    texts: dict[str, str] = {}
+    with open(path, "rb") as fh:
+        if fh.read(8) != PNG_SIGNATURE:
+            raise ValueError(f"{path}: not a PNG")
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ValueError(f"{path}: cut short")
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IEND":
+                return texts
+            if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+                fh.seek(length + 4, os.SEEK_CUR)  # the data and its CRC, unread
+                continue
+            data = fh.read(length)
+            fh.seek(4, os.SEEK_CUR)
+            key, _, rest = data.partition(b"\0")
+            try:
+                if kind == b"tEXt":
+                    value = rest.decode("latin-1")
+                elif kind == b"zTXt":  # a compression method byte (0: zlib), then the text
+                    value = zlib.decompress(rest[1:]).decode("latin-1")
+                else:  # compressed flag, method, language\0, translated keyword\0, text (UTF-8)
+                    tail = rest[2:].split(b"\0", 2)[2]
+                    value = (zlib.decompress(tail) if rest[0] else tail).decode("utf-8")
+            except (zlib.error, IndexError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path}: a damaged {kind.decode()} chunk ({exc})") from None
+            texts.setdefault(key.decode("latin-1"), value)
+
+
 def refuse_pipeline_figure(path: str, option: str) -> None:
     """An existing PNG or SVG that a pipeline job drew (its metadata's ``Description`` names the rule:
     ``figures.record_job``) is not replaced: the run and its report would show this command's figure as the job's.
@@ -167,16 +208,7 @@ def refuse_pipeline_figure(path: str, option: str) -> None:
         return
     try:
         if suffix == ".png":
-            from PIL import Image
-
-            # only the text chunks before the pixels are read (where a figure's metadata is written), never the
-            # pixels: no size limit (a figure too large for Pillow's was a DecompressionBombError's traceback)
-            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                with Image.open(path) as image:
-                    text = image.info.get("Description")
-            finally:
-                Image.MAX_IMAGE_PIXELS = limit
+            text = png_text(path).get("Description")
         else:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 found = re.search(r"<dc:description>(.*?)</dc:description>", fh.read(), re.S)

@@ -13,15 +13,17 @@ from .joblog import stop_status, stopped_by_sigterm
 
 
 def run(module: str, prog: str, argv: Sequence[str] | None = None) -> int:
-    """``lstmscope.<module>.main(argv)``, the module imported first; stopped (Ctrl-C, SIGTERM) before the command
-    writes anything (its import, its arguments read), one line and exit status 130 or 143. Once the command writes,
-    its own handling says what was not written."""
+    """``lstmscope.<module>.main(argv)``, the module imported first; stopped (Ctrl-C, SIGTERM), one line and exit
+    status 130 or 143: "nothing written" while the module is imported, plain "stopped" where the command's own
+    handling did not say more (its arguments read, its last line printed after its outputs were written)."""
+    started = False
     try:
         with stopped_by_sigterm():
             main: Callable[[Sequence[str] | None], int] = importlib.import_module(f"lstmscope.{module}").main
+            started = True
             return main(argv)
     except KeyboardInterrupt as exc:
-        print(f"{prog}: stopped; nothing written", file=sys.stderr)
+        print(f"{prog}: stopped" if started else f"{prog}: stopped; nothing written", file=sys.stderr)
         return stop_status(exc)
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import unicodedata
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -186,7 +187,9 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -
 
 
 def _controls(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+    """Whether ``text`` holds a control character (C0, DEL, C1: a line break, a tab, an escape) or a line or
+    paragraph separator."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
 
 
 def _check_plain_values(value: Any, path: tuple = ()) -> None:

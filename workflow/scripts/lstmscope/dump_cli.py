@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -128,8 +129,8 @@ def shortened(word: str, most: int = 40) -> str:
     """A word as a note lists it: at most ``most`` characters (a pasted URL or a line without spaces is one
     "word" of thousands), the rest cut to an ellipsis; a character a terminal would act on or not show (an escape
     sequence's ESC, a backspace, a zero-width space) written as its escape, ``\\x1b``."""
-    word = word if len(word) <= most else word[:most - 1] + "…"
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in word)
+    word = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in word)
+    return word if len(word) <= most else word[:most - 1] + "…"
 
 
 def refuse_pipeline_dump(path: str) -> None:
@@ -162,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_threads(ap, args.threads)
     if args.name is not None and not args.name.strip():
         ap.error("--name: an empty name (leave the option out for the file's stem)")
-    if args.name is not None and not args.name.isprintable():  # it is drawn in titles and listed in notes
-        ap.error(f"--name {ascii(args.name)}: holds a line break or another character that is not printed")
+    if args.name is not None and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in args.name):
+        ap.error(f"--name {ascii(args.name)}: holds a line break or another control character")  # drawn in titles
     if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")
     try:

@@ -41,7 +41,8 @@ from matplotlib.patches import Rectangle
 
 from .activations_file import open_activations, read_expectancy, read_words
 from .colours import VALUE_CMAP, check_expectancy_floor
-from .figures import STATE_NAMES, figure_format, plt, save_figure, save_figure_as, text_width_pt, wrap_to_width
+from .figures import (STATE_NAMES, _tight_box, figure_format, plt, save_figure, save_figure_as, text_width_pt,
+                      wrap_to_width)
 
 
 CMAP = VALUE_CMAP           # blue (low) .. light grey .. red (high); words on its darkest ends are written in white
@@ -303,18 +304,20 @@ def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | 
     _render(blocks, lambda fig: save_figure(fig, png, svg, dpi=dpi), max_chars, fontsize, suptitle)
 
 
-#: The most pixels a command's PNG may have: what Pillow opens without taking it for a decompression bomb (89.5
-#: megapixels). ``--passage 5000 --dpi 1200`` drew 11 213 x 391 672 pixels (235 MB), which few programs open, and
-#: ran out of memory under a limit.
+#: The most pixels a command's PNG may have: Pillow's limit (89.5 megapixels), above which it warns of a
+#: decompression bomb (and refuses at twice that). ``--passage 5000 --dpi 1200`` drew 11 213 x 391 672 pixels
+#: (235 MB), which few programs open, and ran out of memory under a limit.
 MAX_PIXELS = 89_478_485
 
 
 def draw_blocks_to(blocks: Sequence[TextBlock], path: str | os.PathLike, dpi: int = 150, max_chars: int = 96,
                    fontsize: float = 10.0, suptitle: str | None = None, max_pixels: int = MAX_PIXELS) -> None:
     """Like :func:`draw_blocks`, into one file whose format is its suffix (.png, .svg or .pdf); a PNG of more than
-    ``max_pixels`` (its size laid out, before it is drawn) is a ValueError, and nothing is written."""
+    ``max_pixels`` (the box it will be saved in, measured before it is drawn: a word longer than a line runs past
+    the figure's right edge, and the box with it) is a ValueError, and nothing is written."""
     def save(fig) -> None:
-        width, height = (int(round(v * dpi)) for v in fig.get_size_inches())
+        box = _tight_box(fig)  # (inches)
+        width, height = int(round(box.width * dpi)), int(round(box.height * dpi))
         if figure_format(path) == "png" and width * height > max_pixels:
             plt.close(fig)
             raise ValueError(f"{path}: {width} x {height} pixels at {dpi} dpi, {width * height / 1e6:.0f} megapixels; "

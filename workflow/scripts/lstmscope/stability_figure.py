@@ -97,5 +97,5 @@ def stability_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.
     fig.tight_layout()
     # below the panels, where no point or line can lie under it (in a panel it sat on the line at 1)
     fig.legend(handles=handles, fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0),
-               ncol=len(handles))
+               ncol=min(len(handles), 6))  # rows of 6 at most: ten seeds' markers would widen the figure
     save_figure(fig, png, svg, dpi=dpi)
