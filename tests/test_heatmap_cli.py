@@ -403,7 +403,7 @@ def test_a_png_of_more_pixels_than_image_viewers_open_is_refused_before_it_is_dr
     assert main([*args, "--dpi", "1200", "-o", str(out)]) == 1
     err = capsys.readouterr().err
     said = re.fullmatch(rf"lstmscope-heatmap: error: {re.escape(str(out))}: (\d+) x (\d+) pixels at 1200 dpi, \d+ "
-                        r"megapixels; at most 89.5 \(what image viewers open\): draw fewer tokens, at a lower dpi, "
+                        r"megapixels; at most 89.5 \(Pillow's limit\): draw fewer tokens, at a lower dpi, "
                         r"or as SVG or PDF\n", err)
     assert said and int(said[1]) * int(said[2]) > MAX_PIXELS, err
     assert list(tmp_path.iterdir()) == []

@@ -186,7 +186,7 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any], given: Any) -
     return value  # 5.0 where a count is wanted becomes 5 in canonical()
 
 
-def _controls(text: str) -> bool:
+def has_controls(text: str) -> bool:
     """Whether ``text`` holds a control character (C0, DEL, C1: a line break, a tab, an escape) or a line or
     paragraph separator."""
     return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
@@ -203,11 +203,11 @@ def _check_plain_values(value: Any, path: tuple = ()) -> None:
                 hint = (" (YAML reads an unquoted on, off, yes or no as true or false: quote the name)"
                         if isinstance(key, bool) else " (quote it)" if isinstance(key, (int, float)) else "")
                 raise ConfigError(f"config key {_key(path)}: the key {_shown(key)} is not text; keys are names{hint}")
-            if _controls(key):
+            if has_controls(key):
                 raise ConfigError(f"config key {_key(path)}: the key {key!r} holds a line break or another control "
                                   "character")
             _check_plain_values(sub, (*path, key))
-    elif isinstance(value, str) and _controls(value):
+    elif isinstance(value, str) and has_controls(value):
         raise ConfigError(f"config key {_key(path)}: {value!r} holds a line break or another control character "
                           "(a YAML block | keeps its last line break: write the value on the key's line)")
     elif isinstance(value, list):

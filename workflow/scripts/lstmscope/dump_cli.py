@@ -24,7 +24,6 @@ import json
 import os
 import re
 import sys
-import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +33,7 @@ import h5py
 from .activations import DTYPES, TextSpec, dump_activations
 from .activations_file import ActivationsError, read_words
 from .atomic import atomic_path
+from .config import has_controls
 from .cli import (KINDS, add_device_option, check_checkpoint_file, check_inputs, check_kinds, check_output,
                   check_threads, command_device, command_parser, failed, file_name, lstmscope_kind, say, writing)
 from .joblog import stop_status, stopped_by_sigterm
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_threads(ap, args.threads)
     if args.name is not None and not args.name.strip():
         ap.error("--name: an empty name (leave the option out for the file's stem)")
-    if args.name is not None and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in args.name):
+    if args.name is not None and has_controls(args.name):
         ap.error(f"--name {ascii(args.name)}: holds a line break or another control character")  # drawn in titles
     if not args.output.lower().endswith((".h5", ".hdf5")):
         ap.error(f"--output {args.output}: an HDF5 file, ending in .h5")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import matplotlib
+import PIL.Image
 import numpy as np
 from matplotlib import colors, ticker
 from matplotlib.collections import PatchCollection
@@ -307,7 +308,7 @@ def draw_blocks(blocks: Sequence[TextBlock], png: str | os.PathLike, svg: str | 
 #: The most pixels a command's PNG may have: Pillow's limit (89.5 megapixels), above which it warns of a
 #: decompression bomb (and refuses at twice that). ``--passage 5000 --dpi 1200`` drew 11 213 x 391 672 pixels
 #: (235 MB), which few programs open, and ran out of memory under a limit.
-MAX_PIXELS = 89_478_485
+MAX_PIXELS = PIL.Image.MAX_IMAGE_PIXELS
 
 
 def draw_blocks_to(blocks: Sequence[TextBlock], path: str | os.PathLike, dpi: int = 150, max_chars: int = 96,
@@ -316,13 +317,14 @@ def draw_blocks_to(blocks: Sequence[TextBlock], path: str | os.PathLike, dpi: in
     ``max_pixels`` (the box it will be saved in, measured before it is drawn: a word longer than a line runs past
     the figure's right edge, and the box with it) is a ValueError, and nothing is written."""
     def save(fig) -> None:
-        box = _tight_box(fig)  # (inches)
-        width, height = int(round(box.width * dpi)), int(round(box.height * dpi))
-        if figure_format(path) == "png" and width * height > max_pixels:
-            plt.close(fig)
-            raise ValueError(f"{path}: {width} x {height} pixels at {dpi} dpi, {width * height / 1e6:.0f} megapixels; "
-                             f"at most {max_pixels / 1e6:.1f} (what image viewers open): draw fewer tokens, at a "
-                             "lower dpi, or as SVG or PDF")
+        if figure_format(path) == "png":  # (a vector figure has no pixels to count: no box measured for it)
+            box = _tight_box(fig)  # (inches)
+            width, height = int(round(box.width * dpi)), int(round(box.height * dpi))
+            if width * height > max_pixels:
+                plt.close(fig)
+                raise ValueError(f"{path}: {width} x {height} pixels at {dpi} dpi, {width * height / 1e6:.0f} "
+                                 f"megapixels; at most {max_pixels / 1e6:.1f} (Pillow's limit): draw fewer tokens, "
+                                 "at a lower dpi, or as SVG or PDF")
         save_figure_as(fig, path, dpi=dpi)
 
     _render(blocks, save, max_chars, fontsize, suptitle)

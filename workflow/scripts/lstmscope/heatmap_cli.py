@@ -184,8 +184,7 @@ def _read_state(f: h5py.File, layer: int, state: str, neuron: int, start: int = 
     """:func:`read_neurons` of one neuron, with an h beyond what an LSTM's h can be refused as NaN is: a damaged
     file's 504 or 1e30 would be drawn, its colour bar stretched to it and the passage chosen around it."""
     values = read_neurons(f, layer, state, neuron, start, stop)
-    beyond = np.abs(values) > H_BOUND if state == "h" else np.zeros(len(values), dtype=bool)
-    if beyond.any():
+    if state == "h" and (beyond := np.abs(values) > H_BOUND).any():
         t = int(np.argmax(beyond))
         raise ActivationsError(f"{f.filename}: layer{layer}/h of token {start + t}, neuron {neuron} is "
                                f"{values[t]:g}, which no LSTM's h is (|h| < 1: the file is damaged; dump it again)")
