@@ -173,6 +173,19 @@ def test_default_passage_is_where_the_first_neuron_is_most_active(tiny, around, 
         assert h_start != start
 
 
+@pytest.mark.parametrize("neurons,start,around,message", [
+    ([(2, 0)], 5, "c", "--start 5 and --around c both choose the passage: give one of them"),
+    ([], None, "h", "--around h chooses the passage by the first --neuron's h: give --neuron"),
+    ([], None, "effect", "--around effect chooses the passage by a removal's effect: give --neuron or --group"),
+    ([(2, 0)], None, "effect", "--around effect needs --ablation: the effect of removing the first neuron"),
+])
+def test_the_library_refuses_an_around_that_chooses_nothing_as_the_command_does(tiny, neurons, start, around, message):
+    """heatmap_blocks (the command's and lstmscope-ablate's --heatmap drawing) refuses what the command's options
+    refuse before opening the file."""
+    with open_activations(tiny.activations) as f, pytest.raises(ValueError, match=re.escape(message)):
+        heatmap_blocks(f, neurons, expectancy=True, start=start, tokens=25, around=around)
+
+
 def test_the_passage_avoids_section_headings_unless_headings_is_given(tiny, monkeypatch, tmp_path):
     words = _words(tiny.activations, slice(None))
     heads = prose_avoid(words)
@@ -265,11 +278,6 @@ BAD = [
     (["-n", "2:0", "--start", str(TEXT.tokens)], f"--start {TEXT.tokens} is outside the text "
                                                   f"(tokens 0..{TEXT.tokens - 1})"),
     ([], "nothing to draw: give --neuron LAYER:INDEX"),
-    # an --around that would choose nothing is refused, not ignored
-    (["-n", "2:0", "--start", "5", "--around", "c"], "--start 5 and --around c both choose the passage: give one"),
-    (["-e", "--around", "h"], "--around h chooses the passage by the first --neuron's h: give --neuron"),
-    (["-e", "--around", "effect"], "--around effect chooses the passage by a removal's effect: give --neuron or "
-                                   "--group with --ablation"),
 ]
 
 
@@ -289,6 +297,14 @@ USELESS = [  # an option that would change nothing: a usage error (exit 2), as a
     (["-n", "2:0", "--start", "5", "--headings"], "--headings lets a chosen passage hold section headings: not with "
                                                   "--start 5, which gives the passage"),
     (["-e", "--headings"], "--headings lets the passage a --neuron or --group chooses hold section headings: give one"),
+    # an --around that would choose nothing (it exited 1, after the file was opened, where the others exit 2)
+    (["-n", "2:0", "--start", "5", "--around", "c"], "--start 5 and --around c both choose the passage: give one"),
+    (["-e", "--around", "h"], "--around h chooses the passage by the first --neuron's h: give --neuron"),
+    (["-e", "--around", "effect"], "--around effect chooses the passage by a removal's effect: give --neuron or "
+                                   "--group with --ablation"),
+    (["-n", "1:0", "--around", "effect"], "--around effect needs --ablation"),
+    (["-g", "2:top", "-a", "g.h5", "--around", "c"], "--around c chooses the passage by the first --neuron's c: "
+                                                      "give --neuron"),
 ]
 
 
@@ -548,7 +564,6 @@ def test_bad_ablation_input_is_a_one_line_error_and_writes_nothing(tiny, ablatio
                                                   "model d0.2_r0, text test"),
         (["-n", "1:0", "--ablation", str(tmp_path / "none.h5")], "none.h5: ablation file not found"),
         (["-e", "--ablation", str(path)], "--ablation draws the effect of removing a neuron or group: give --neuron"),
-        (["-n", "1:0", "--around", "effect"], "--around effect needs --ablation"),
         (["-n", f"{removed[0][0]}:{removed[0][1]}", "--ablation", str(path), "--start", str(ABLATED)],
          f"a.h5: the ablation read the first {ABLATED} words only; the passage (tokens {ABLATED}-"),
     ]
@@ -608,8 +623,6 @@ def test_group_adds_the_joint_effect_of_a_layers_neurons_removed_together(tiny, 
         (["-g", "3:top", "-a", str(group_ablation)],
          "g.h5: no group 3:top was removed together there; groups: 1:random 1:top 2:random 2:top"),
         (["-g", "1:top", "-a", str(ablation[0])], "a.h5: no group 1:top was removed together there; groups: none"),
-        (["-g", "2:top", "-a", str(group_ablation), "--around", "c"],
-         "--around c chooses the passage by the first --neuron's c: give --neuron"),
     ]
     for args, message in cases:
         _assert_refused(tiny.activations, tmp_path / "x.png", capsys, args, message)

@@ -107,6 +107,23 @@ def effect_start(removal: Removal, tokens: int, avoid: np.ndarray | None) -> int
     return effect_passage(removal.effect[:n], tokens, None if avoid is None else avoid[:n])[0]
 
 
+def around_refusal(start: int | None, around: str | None, neurons: bool, groups: bool, ablation: bool) -> str | None:
+    """Why ``--around`` would choose nothing with these options (``neurons``: a --neuron given; ``groups``: a --group
+    drawn from an ablation; ``ablation``: an --ablation given), or None where it chooses the passage."""
+    if around is None:
+        return None
+    if start is not None:
+        return f"--start {start} and --around {around} both choose the passage: give one of them"
+    if not neurons and around in ("h", "c"):
+        return (f"--around {around} chooses the passage by the first --neuron's {around}: give --neuron LAYER:INDEX "
+                "(without one, the first --group's effect or the text's start picks it)")
+    if not neurons and around == "effect" and not groups:
+        return "--around effect chooses the passage by a removal's effect: give --neuron or --group with --ablation"
+    if neurons and around == "effect" and not ablation:
+        return "--around effect needs --ablation: the effect of removing the first neuron"
+    return None
+
+
 def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None, tokens: int,
             around: str | None, removals: dict[tuple[int, int], Removal] | None = None,
             first_group: Removal | None = None, avoid: np.ndarray | None = None) -> tuple[int, int]:
@@ -118,24 +135,17 @@ def passage(f: h5py.File, neurons: Sequence[tuple[int, int]], start: int | None,
     T = int(f.attrs["n_tokens"])
     if tokens < 1:
         raise ValueError(f"--passage {tokens}: must be >= 1")
-    if start is not None and around is not None:
-        raise ValueError(f"--start {start} and --around {around} both choose the passage: give one of them")
+    refusal = around_refusal(start, around, bool(neurons), first_group is not None, bool(removals))
+    if refusal:
+        raise ValueError(refusal)
     if start is None:
-        if not neurons and around in ("h", "c"):
-            raise ValueError(f"--around {around} chooses the passage by the first --neuron's {around}: give --neuron "
-                             "LAYER:INDEX (without one, the first --group's effect or the text's start picks it)")
         if not neurons and first_group is not None:
             start = effect_start(first_group, tokens, avoid)
-        elif not neurons and around == "effect":
-            raise ValueError("--around effect chooses the passage by a removal's effect: give --neuron or --group "
-                             "with --ablation")
         elif not neurons:
             start = 0
         else:
             layer, neuron = neurons[0]
             if around == "effect":
-                if not removals:
-                    raise ValueError("--around effect needs --ablation: the effect of removing the first neuron")
                 start = effect_start(removals[neurons[0]], tokens, avoid)
             else:  # with its removal drawn: among the words the ablation read, where the effect has a value
                 state = around or "h"
@@ -363,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.headings and not args.neuron and not args.group:
         ap.error("--headings lets the passage a --neuron or --group chooses hold section headings: give one (with "
                  "--expectancy alone the text's start is drawn)")
+    refusal = around_refusal(args.start, args.around, bool(args.neuron), bool(args.group and args.ablation),
+                             bool(args.ablation))
+    if refusal:  # options only: a usage error, as the others above
+        ap.error(refusal)
     args.scale = args.scale or DEFAULT_SCALE
     try:
         inputs = (args.activations, args.ablation, args.median_from)
