@@ -103,6 +103,9 @@ BAD = [
                                   "into whole bins"),
     ("histogram.cell_range", [-10, 10.005], "config key histogram.bin_width: 0.01 does not divide the interval of "
                                             "histogram.cell_range, [-10.0, 10.005], into whole bins"),
+    # below 1/3 openTSNE found no neighbour ("Expected n_neighbors > 0. Got 0") after the run began
+    ("embedding.perplexity", 0.3, "config key embedding.perplexity: 0.3 is too small: openTSNE looks at 3 x perplexity "
+                                  "neighbours of each point, at least 1; at least 1/3"),
     ("embedding.max_tokens", 50, "config key embedding.perplexity: 30.0 is too large for the 50 tokens embedded of text "
                                  "test (embedding.max_tokens, texts.test.tokens); at most 16.3"),
     ("cluster.n_clusters", 4001, "config key cluster.n_clusters: 4001 is more than the 4000 tokens embedded of text test"),

@@ -419,6 +419,9 @@ def _check_jobs_can_run(config: dict[str, Any]) -> None:
     if emb["seed"] in emb["stability_seeds"]:
         raise ConfigError(f"config key embedding.stability_seeds: {emb['seed']} is embedding.seed, the seed of the "
                           "map every other output shows; list only other seeds")
+    if 3 * float(emb["perplexity"]) < 1:  # openTSNE's neighbours, int(3 * perplexity): none ended in its own error
+        raise ConfigError(f"config key embedding.perplexity: {emb['perplexity']} is too small: openTSNE looks at "
+                          "3 x perplexity neighbours of each point, at least 1; at least 1/3 (5 to 50 is usual)")
     for name in emb["texts"] if emb["dropouts"] is None or emb["dropouts"] else []:  # (null: every model)
         tokens = config["texts"][name]["tokens"]
         points = tokens if emb["max_tokens"] is None else min(tokens, emb["max_tokens"])
