@@ -85,6 +85,16 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
         assert sorted(gates.dropout.unique()) == sorted(cfg["models"]["dropouts"]) and set(gates.text) == {text}
         assert len(gates) == len(models) * layers * 4
         assert (res / f"figures/neurons/gates_{text}.svg").stat().st_size > 5000
+        # every two models' CKA on the text, each layer and state: 1 with itself, the same both ways
+        alike = pd.read_csv(res / f"tables/similarity_{text}.csv")
+        assert len(alike) == len(models) ** 2 * layers * 2 and set(alike.text) == {text}
+        assert list(dict.fromkeys(alike.model_a)) == models  # by dropout
+        same = alike[alike.model_a == alike.model_b]
+        assert np.allclose(same.cka, 1.0) and alike.cka.between(0, 1 + 1e-9).all()
+        both_ways = alike.set_index(["layer", "state", "model_a", "model_b"]).cka
+        assert np.allclose(both_ways.to_numpy(), both_ways.swaplevel(2, 3).loc[both_ways.index].to_numpy())
+        assert list(json.loads((res / f"tables/similarity_{text}.csv.provenance.json").read_text())["models"]) == models
+        assert (res / f"figures/neurons/similarity_{text}.png").stat().st_size > 5000
     # context use: every model on the texts of context_use.texts (tiny.yaml: lengths 1-50, 200 words predicted)
     use = cfg["context_use"]
     for text in use.get("texts", ["test"]):

@@ -17,6 +17,7 @@ localrules:
     context_probes_vs_dropout,
     gate_figures,
     gates_vs_dropout,
+    model_similarity_figure,
     expectancy_heatmap,
 
 
@@ -350,6 +351,57 @@ rule mean_abs_vs_dropout:
         "../scripts/mean_abs_vs_dropout.py"
 
 
+# model_similarity holds the Gram matrix of every model's neurons of one layer and state side by side (float64) and a
+# block of tokens (64 MB); its time is the Gram matrix's sums: tokens x (models x hidden)^2 / 2 multiply-adds per
+# layer and state (BLAS's syrk), counted at 2.5 G per second, a quarter of one core's measured at the thesis's size.
+_SIMILARITY_WIDTH = len(MODELS) * config["architecture"]["hidden_size"]
+SIMILARITY_MEM_MB = int(_SIMILARITY_WIDTH ** 2 * 8 / 2 ** 20 * 1.05) + 1000
+SIMILARITY_PRODUCTS_PER_TOKEN = len(LAYERS) * len(STATES) * _SIMILARITY_WIDTH ** 2 / 2
+
+
+rule model_similarity:
+    output:
+        report("results/tables/similarity_{text}.csv", caption="../report/model_similarity.rst", category="Neurons",
+               subcategory="all models", labels={"figure": "layers alike (CKA, CSV)", "text": "{text}"}),
+    input:
+        activations=expand("results/activations/{model}/{text}.h5", model=MODELS, allow_missing=True),
+        code=lib("model_similarity"),
+    log:
+        log_path("model_similarity", "{text}"),
+    benchmark:
+        benchmark_path("model_similarity", "{text}")
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: SIMILARITY_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
+        runtime=lambda wildcards: 10 + int(SIMILARITY_PRODUCTS_PER_TOKEN * config["texts"][wildcards.text]["tokens"]
+                                           / 2.5e9 / 60),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/model_similarity.py"
+
+
+rule model_similarity_figure:
+    output:
+        png=report("results/figures/neurons/similarity_{text}.png", caption="../report/model_similarity.rst",
+                   category="Neurons", subcategory="all models", labels={"figure": "layers alike (CKA)", "text": "{text}"}),
+        svg="results/figures/neurons/similarity_{text}.svg",
+    input:
+        table="results/tables/similarity_{text}.csv",
+        code=lib("model_similarity_figure"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        log_path("model_similarity_figure", "{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/model_similarity_figure.py"
+
+
 rule text_heatmaps:
     output:
         png=[report(f"{p}.png", caption="../report/neuron_heatmap.rst", category="Neurons", subcategory="{model}",
@@ -462,6 +514,7 @@ ALL_TARGETS.extend(rules.neuron_tracking_table.output)
 ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))
 ALL_TARGETS.extend(expand(rules.context_probes_vs_dropout.output, text=TEXTS))
 ALL_TARGETS.extend(expand(rules.gates_vs_dropout.output, text=TEXTS))
+ALL_TARGETS.extend(expand(rules.model_similarity_figure.output, text=TEXTS))
 for _rule in (rules.neuron_figures, rules.gate_figures, rules.text_heatmaps, rules.expectancy_heatmap):
     ALL_TARGETS.extend(expand(_rule.output, model=MODELS, text=TEXTS))
 ALL_TARGETS.extend(expand(f"{NEURONS}/dead_neurons.csv", model=MODELS, text=TEXTS))

@@ -1,0 +1,219 @@
+"""How alike the models' layers are: linear CKA between every two models' states of one layer and state on the same
+text (Kornblith et al., 2019, *Similarity of Neural Network Representations Revisited*).
+
+For two models' (T, N) state matrices X and Y over the same T tokens, each column centred on its mean,
+
+    CKA(X, Y) = ||XᵀY||²_F / (||XᵀX||_F · ||YᵀY||_F)
+
+is 1 when one layer's states are the other's up to a rotation (or any orthogonal map) and one scale factor, and near 0
+when they share no linear structure; it does not depend on which neuron is which, so two models whose neurons play the
+same parts under different numbers compare as alike. The sums are accumulated over blocks of tokens read from the
+activations files (memory grows with the number of models and neurons, not with the text), in float64: one Gram matrix
+of all models' neurons side by side per layer and state.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .activations_file import ActivationsError, open_activations, state_dataset
+from .order import models_in_order
+
+COLUMNS = ["text", "tokens", "layer", "state", "model_a", "dropout_a", "model_b", "dropout_b", "cka"]
+#: A layer whose states vary less than this (the root of their mean variance over the neurons, over the text) has no
+#: CKA with any model: its Gram matrix is rounding noise (a layer of dead h, say, whose output gates never open).
+STILL = 1e-6
+#: Values held per block of tokens (all models' neurons side by side), about 64 MB in float64.
+BLOCK_VALUES = 1 << 23
+
+
+def _check_alike(files: Sequence, paths: Sequence[str | os.PathLike]) -> None:
+    """The files are one text's (the same tokens), of different models, with the same layers; else one line."""
+    first, name = files[0], str(paths[0])
+    ids = first["tokens/ids"][:]
+    seen = {str(first.attrs["model"]): name}
+    for f, path in zip(files[1:], paths[1:]):
+        if str(f.attrs["text"]) != str(first.attrs["text"]) or int(f.attrs["n_tokens"]) != len(ids):
+            raise ActivationsError(f"{path} holds text {f.attrs['text']} ({int(f.attrs['n_tokens'])} tokens), {name} "
+                                   f"text {first.attrs['text']} ({len(ids)} tokens): give the files of one text")
+        if not np.array_equal(f["tokens/ids"][:], ids):
+            raise ActivationsError(f"{path} and {name} both hold text {first.attrs['text']} but not the same tokens "
+                                   "(another offset, split or vocabulary): give the files of one text")
+        if int(f.attrs["layers"]) != int(first.attrs["layers"]):
+            raise ActivationsError(f"{path} has {int(f.attrs['layers'])} layers, {name} {int(first.attrs['layers'])}: "
+                                   "give models of one architecture")
+        model = str(f.attrs["model"])
+        if model in seen:
+            raise ActivationsError(f"{path} and {seen[model]} are both of model {model}: give one file per model")
+        seen[model] = str(path)
+
+
+class _Gram:
+    """The Gram matrix of every model's ``layer{layer}/{state}`` side by side, accumulated over blocks of tokens in
+    place (BLAS's syrk: its upper triangle only, so that no second matrix of its size is ever made), with each
+    model's slice of its rows and columns; :meth:`block` centres one pair's part."""
+
+    def __init__(self, files: Sequence, paths: Sequence[str | os.PathLike], layer: int, state: str,
+                 rows: int | None = None):
+        from scipy.linalg.blas import dsyrk
+
+        datasets = [state_dataset(f, layer, state) for f in files]
+        edges = np.cumsum([0, *(d.shape[1] for d in datasets)])
+        self.parts = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        total, self.tokens = int(edges[-1]), datasets[0].shape[0]
+        rows = rows or max(1, BLOCK_VALUES // total)
+        self.upper = np.zeros((total, total), order="F")
+        sums = np.zeros(total)
+        shift = None  # the first block's means: sums of values near 0, so that centring at the end loses no digits
+        block = np.empty((min(rows, self.tokens), total))
+        for start in range(0, self.tokens, rows):
+            stop = min(self.tokens, start + rows)
+            z = block[:stop - start]
+            for d, part, path in zip(datasets, self.parts, paths):
+                z[:, part] = d[start:stop]
+                bad = ~np.isfinite(z[:, part])
+                if bad.any():
+                    t, j = np.argwhere(bad)[0]
+                    raise ActivationsError(f"{path}: layer{layer}/{state} of token {start + t}, neuron {j} is "
+                                           f"{z[t, part.start + j]:g}, which no LSTM state is (the file is damaged; "
+                                           "dump it again)")
+            if shift is None:
+                shift = z.mean(axis=0)
+            z -= shift
+            dsyrk(1.0, z.T, beta=1.0, c=self.upper, trans=0, lower=0, overwrite_c=1)  # upper += zᵀz
+            sums += z.sum(axis=0)
+        self.mean = sums / self.tokens
+
+    def block(self, a: int, b: int) -> np.ndarray:
+        """Model ``a``'s and model ``b``'s part (``a`` <= ``b``) of the centred Gram matrix: XᵀY of their centred
+        states."""
+        pa, pb = self.parts[a], self.parts[b]
+        part = self.upper[pa, pb]
+        if a == b:  # the diagonal block holds its upper triangle only
+            part = np.triu(part) + np.triu(part, 1).T
+        return part - self.tokens * np.outer(self.mean[pa], self.mean[pb])
+
+
+def cka_table(paths: Sequence[str | os.PathLike], rows: int | None = None) -> pd.DataFrame:
+    """Linear CKA between every two of the models whose activations files ``paths`` holds (one text), for each
+    layer and state: one row per ordered pair (a model with itself too, 1), models by dropout, then replicate. A
+    layer whose states hardly vary (:data:`STILL`) has NaN with every model. ``rows``: tokens per block (default:
+    about :data:`BLOCK_VALUES` values)."""
+    if not paths:
+        raise ActivationsError("no activations files given")
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open_activations(p)) for p in paths]
+        _check_alike(files, paths)
+        models = pd.DataFrame({"model": [str(f.attrs["model"]) for f in files],
+                               "dropout": [float(f.attrs["dropout"]) for f in files], "file": range(len(files))})
+        order = models.sort_values(["dropout", "model"], key=models_in_order, kind="stable")["file"].tolist()
+        files, paths = [files[i] for i in order], [paths[i] for i in order]
+        text, T, m = str(files[0].attrs["text"]), int(files[0].attrs["n_tokens"]), len(files)
+        out = []
+        for layer in range(1, int(files[0].attrs["layers"]) + 1):
+            for state in ("h", "c"):
+                gram = _Gram(files, paths, layer, state, rows)
+                own = [gram.block(a, a) for a in range(m)]
+                norms = [np.linalg.norm(g) for g in own]
+                still = [np.sqrt(max(np.trace(g), 0.0) / T / g.shape[0]) < STILL for g in own]
+                cka = np.full((m, m), np.nan)
+                for a in range(m):
+                    for b in range(a, m):
+                        if not (still[a] or still[b]):
+                            cross = own[a] if a == b else gram.block(a, b)
+                            cka[a, b] = cka[b, a] = np.sum(cross ** 2) / (norms[a] * norms[b])
+                for (a, b), value in np.ndenumerate(cka):
+                    fa, fb = files[a], files[b]
+                    out.append((text, T, layer, state, str(fa.attrs["model"]), float(fa.attrs["dropout"]),
+                                str(fb.attrs["model"]), float(fb.attrs["dropout"]), float(value)))
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def similarity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
+                      dpi: int = 150) -> None:
+    """A panel per layer (rows) and state (columns): the models' CKA as a matrix, models in the table's order, on
+    one colour scale from 0 to 1 for every panel; each cell's value written in it where there are at most 12
+    models; a layer without CKA (it hardly varies) greyed, and its panel's title says so."""
+    import matplotlib.pyplot as plt
+
+    from .figures import STATE_NAMES, figure_title, save_figure
+
+    layers = sorted(table["layer"].unique())
+    models = list(dict.fromkeys(table["model_a"]))
+    m = len(models)
+    side = max(2.6, 0.42 * m + 1.2)
+    fig, axes = plt.subplots(len(layers), 2, figsize=(2 * side + 1.4, side * len(layers)), squeeze=False)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#d9d9d9")
+    image = None
+    for i, layer in enumerate(layers):
+        for k, state in enumerate(("h", "c")):
+            ax = axes[i, k]
+            s = table[(table["layer"] == layer) & (table["state"] == state)]
+            matrix = s.pivot(index="model_a", columns="model_b", values="cka").loc[models, models].to_numpy()
+            image = ax.imshow(matrix, vmin=0, vmax=1, cmap=cmap)
+            ax.set_xticks(range(m), models, rotation=90, fontsize=7)
+            ax.set_yticks(range(m), models, fontsize=7)
+            if m <= 12:
+                for (a, b), v in np.ndenumerate(matrix):
+                    if np.isfinite(v):
+                        ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                                color="black" if v > 0.6 else "white")
+            still = sorted({str(r.model_a) for r in s.itertuples() if r.model_a == r.model_b and r.cka != r.cka})
+            note = f"\nno CKA: {', '.join(still)} hardly vary" if still else ""
+            ax.set_title(f"layer {layer}, {STATE_NAMES[state]}{note}", fontsize=10)
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
+    fig.tight_layout()
+    bar = fig.colorbar(image, ax=axes, shrink=0.6 if len(layers) > 1 else 0.9, pad=0.03)
+    bar.set_label("linear CKA (1: alike up to a rotation and a scale)")
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def model_similarity(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike) -> pd.DataFrame:
+    """The CKA table of the activations files ``paths`` (one text, one per model), written to ``csv_path``."""
+    from .atomic import write_table
+
+    table = cka_table(paths)
+    whole = {c: [str(float(d)) for d in table[c]] for c in ("dropout_a", "dropout_b")}  # 0.0 as d0.0_r0 names it
+    write_table(table.assign(**whole), csv_path, "%.6g")
+    return table
+
+
+def read_similarity(path: str | os.PathLike) -> pd.DataFrame:
+    """A table of :func:`model_similarity` read back; a ValueError names the file and the line or pair that is
+    wrong: a missing or non-numeric value, another text in a row, a CKA outside [0, 1], a pair of models missing
+    from a layer and state or given twice."""
+    from .checked_files import read_table, number_columns, refuse_mixed, refuse_rows, refuse_unnamed
+
+    table = read_table(path, COLUMNS, "similarity table", ValueError)
+    number_columns(table, ["tokens", "layer", "dropout_a", "dropout_b"], path, ValueError, whole=["tokens", "layer"])
+    number_columns(table, ["cka"], path, ValueError, may_be_empty=["cka"])
+    refuse_unnamed(table, ["text", "state", "model_a", "model_b"], path, ValueError)
+    refuse_mixed(table, ["text", "tokens"], path, ValueError, "a similarity table is one text's")
+    refuse_rows(table, ~table["state"].isin(["h", "c"]).to_numpy(), "state", "h or c", path, ValueError)
+    refuse_rows(table, ((table["cka"] < 0) | (table["cka"] > 1 + 1e-9)).to_numpy(), "cka", "numbers from 0 to 1 "
+                "(or nothing, for a layer that does not vary)", path, ValueError)
+    models = list(dict.fromkeys(table["model_a"].astype(str)))
+    for (layer, state), rows in table.groupby(["layer", "state"], sort=True):
+        pairs = list(zip(rows["model_a"].astype(str), rows["model_b"].astype(str)))
+        wanted = {(a, b) for a in models for b in models}
+        if len(pairs) != len(set(pairs)) or set(pairs) != wanted:
+            missing = sorted(wanted - set(pairs))
+            what = f"lacks models {missing[0][0]} and {missing[0][1]}" if missing else "repeats a pair of models"
+            raise ValueError(f"{path}: layer {layer} {state} {what}: the table is damaged; run model_similarity again")
+    return table
+
+
+def similarity_figure_of(csv_path: str | os.PathLike, png: str | os.PathLike, svg: str | os.PathLike,
+                         dpi: int = 150) -> pd.DataFrame:
+    """The figure of a table of :func:`model_similarity` (read back with :func:`read_similarity`)."""
+    table = read_similarity(csv_path)
+    models, tokens = table["model_a"].nunique(), int(table["tokens"].iloc[0])
+    count = f"{tokens:,}".replace(",", " ")
+    similarity_figure(table, png, svg, dpi=dpi,
+                      title=f"How alike the models' layers are: linear CKA of their states, text "
+                            f"{table['text'].iloc[0]} ({count} tokens, {models} model{'s' * (models != 1)})")
+    return table
