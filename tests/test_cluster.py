@@ -132,6 +132,19 @@ def test_degenerate_inputs_collinear_duplicates_and_tiny():
     assert single_linkage(np.array([[0.0, 0.0]]), n_clusters=1).tolist() == [0]
 
 
+@pytest.mark.parametrize("linkage,dims", [("ward", 2), ("ward", 5), ("single", 2), ("single", 5)])
+def test_more_clusters_than_distinct_points_is_refused_by_every_linkage(linkage, dims):
+    """Copies of one point merge first (at distance 0), so more clusters than distinct points would split copies of
+    a point between clusters: ward and single linkage in more than 2 dimensions did (scikit-learn's merge order
+    choosing which), where single linkage of 2-D points refused. Every branch refuses now, and takes as many."""
+    distinct = np.random.default_rng(4).standard_normal((3, dims))
+    points = np.repeat(distinct, 3, axis=0)
+    with pytest.raises(ValueError, match="n_clusters=4: only 3 distinct points"):
+        cluster_points(points, linkage, n_clusters=4)
+    labels = cluster_points(points, linkage, n_clusters=3)
+    assert [len(set(labels[i:i + 3])) for i in (0, 3, 6)] == [1, 1, 1] and len(set(labels)) == 3
+
+
 def test_canonical_numbering_is_by_size_then_first_position():
     # 3 and 9 have three members each; 3 appears first
     assert canonical_labels(np.array([7, 3, 3, 9, 9, 9, 7, 3, 5])).tolist() == [2, 0, 0, 1, 1, 1, 2, 0, 3]

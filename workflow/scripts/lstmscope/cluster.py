@@ -214,6 +214,10 @@ def _scikit_learn_labels(points: np.ndarray, linkage: str, n_clusters: int | Non
 
     if len(points) == 1:
         return np.zeros(1, dtype=np.int64)
+    if n_clusters is not None:  # coincident points merge first (at 0): more clusters would split copies of one point
+        distinct = len(np.unique(points, axis=0))
+        if int(n_clusters) > distinct:
+            raise ValueError(f"n_clusters={n_clusters}: only {distinct} distinct points")
     model = AgglomerativeClustering(
         n_clusters=None if n_clusters is None else int(n_clusters),
         distance_threshold=None if distance_threshold is None else float(distance_threshold),
