@@ -157,19 +157,25 @@ def test_files_that_do_not_belong_together_are_refused_by_name(three, tiny, tmp_
     shutil.copy(a, renamed)
     with h5py.File(renamed, "a") as f:
         f.attrs["text"], f.attrs["model"] = "valid", "d0.7_r0"
+    shallow = tmp_path / "shallow.h5"  # the same model's file cut to its first layer: another architecture
+    shutil.copy(a, shallow)
+    with h5py.File(shallow, "a") as f:
+        del f["layer2"]
+        f.attrs["layers"], f.attrs["model"] = 1, "d0.9_r0"
     cases = [
         ([a, other], f"{other} and {a} both hold text test but not the same tokens"),
         ([a, twin], f"{twin} and {a} are both of model d0.2_r0: give one file per model"),
         ([a, damaged], f"{damaged}: layer2/c of token 17, neuron 3 is nan"),
         ([a, renamed], f"{renamed} holds text valid ({TEXT.tokens} tokens), {a} text test"),
+        ([a, shallow], f"{shallow} has 1 layers, {a} 2: give models of one architecture"),
         ([a, tmp_path / "none.h5"], "none.h5"),
         ([], "no activations files given"),
     ]
     for paths, message in cases:
         with pytest.raises(ActivationsError) as err:
-            cka_table(paths)
+            model_similarity(paths, tmp_path / "s.csv")
         assert message in str(err.value) and "\n" not in str(err.value), (paths, str(err.value))
-    assert not list(tmp_path.glob("*.csv"))
+        assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".s.tmp*"))
 
 
 def test_a_damaged_table_is_refused_by_line_or_pair_before_a_figure_is_drawn(three, tmp_path):
@@ -191,6 +197,13 @@ def test_a_damaged_table_is_refused_by_line_or_pair_before_a_figure_is_drawn(thr
         (with_cell(4, cka, "abc"), "line 4"),
         (with_cell(5, 0, "valid"), "a similarity table is one text's"),
         (with_cell(6, header.split(",").index("state"), "x"), "column state must hold h or c; line 6 has 'x'"),
+        # a layer and state missing whole (a table cut at a group's end): the figure's panel had no matrix
+        ([r for r in rows if ",2,c," not in r], "layer 2 c lacks models d0.2_r0 and d0.2_r0"),
+        # not a CKA matrix: one way other than the other, a model's own CKA not 1, an empty cell of two live layers
+        (with_cell(3, cka, "0.1"), "layer 1 h is not a CKA matrix"),
+        (with_cell(2, cka, "0.9"), "layer 1 h is not a CKA matrix"),
+        (with_cell(3, cka, ""), "layer 1 h is not a CKA matrix"),
+        (with_cell(3, header.split(",").index("dropout_b"), "0.3"), "model d0.5_r0 has more than one dropout"),
     ]
     for body, message in cases:
         bad = tmp_path / "bad.csv"

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .activations_file import ActivationsError, open_activations, state_dataset
+from .activations_file import ActivationsError, open_activations, read_neurons, state_dataset
 from .order import models_in_order
 
 COLUMNS = ["text", "tokens", "layer", "state", "model_a", "dropout_a", "model_b", "dropout_b", "cka"]
@@ -57,8 +57,7 @@ class _Gram:
     place (BLAS's syrk: its upper triangle only, so that no second matrix of its size is ever made), with each
     model's slice of its rows and columns; :meth:`block` centres one pair's part."""
 
-    def __init__(self, files: Sequence, paths: Sequence[str | os.PathLike], layer: int, state: str,
-                 rows: int | None = None):
+    def __init__(self, files: Sequence, layer: int, state: str, rows: int | None = None):
         from scipy.linalg.blas import dsyrk
 
         datasets = [state_dataset(f, layer, state) for f in files]
@@ -73,14 +72,8 @@ class _Gram:
         for start in range(0, self.tokens, rows):
             stop = min(self.tokens, start + rows)
             z = block[:stop - start]
-            for d, part, path in zip(datasets, self.parts, paths):
-                z[:, part] = d[start:stop]
-                bad = ~np.isfinite(z[:, part])
-                if bad.any():
-                    t, j = np.argwhere(bad)[0]
-                    raise ActivationsError(f"{path}: layer{layer}/{state} of token {start + t}, neuron {j} is "
-                                           f"{z[t, part.start + j]:g}, which no LSTM state is (the file is damaged; "
-                                           "dump it again)")
+            for f, d, part in zip(files, datasets, self.parts):  # (read_neurons: a value no state is, named)
+                z[:, part] = read_neurons(f, layer, state, np.arange(d.shape[1]), start, stop)
             if shift is None:
                 shift = z.mean(axis=0)
             z -= shift
@@ -116,7 +109,7 @@ def cka_table(paths: Sequence[str | os.PathLike], rows: int | None = None) -> pd
         out = []
         for layer in range(1, int(files[0].attrs["layers"]) + 1):
             for state in ("h", "c"):
-                gram = _Gram(files, paths, layer, state, rows)
+                gram = _Gram(files, layer, state, rows)
                 own = [gram.block(a, a) for a in range(m)]
                 norms = [np.linalg.norm(g) for g in own]
                 still = [np.sqrt(max(np.trace(g), 0.0) / T / g.shape[0]) < STILL for g in own]
@@ -136,8 +129,10 @@ def cka_table(paths: Sequence[str | os.PathLike], rows: int | None = None) -> pd
 def similarity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
                       dpi: int = 150) -> None:
     """A panel per layer (rows) and state (columns): the models' CKA as a matrix, models in the table's order, on
-    one colour scale from 0 to 1 for every panel; each cell's value written in it where there are at most 12
-    models; a layer without CKA (it hardly varies) greyed, and its panel's title says so."""
+    one colour scale for every panel, from the lowest CKA of the figure rounded down to a tenth (at most 0.9) to 1
+    (CKA of trained models lies far above 0, where a scale from 0 left them all one shade); each cell's value written
+    in it where there are at most 12 models; thin white lines between models of different dropouts where a dropout
+    has several; a layer without CKA (it hardly varies) greyed, and its panel's title says so."""
     import matplotlib.pyplot as plt
 
     from .figures import STATE_NAMES, figure_title, save_figure
@@ -148,27 +143,34 @@ def similarity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
     side = max(2.6, 0.42 * m + 1.2)
     fig, axes = plt.subplots(len(layers), 2, figsize=(2 * side + 1.4, side * len(layers)), squeeze=False)
     cmap = plt.get_cmap("viridis").with_extremes(bad="#d9d9d9")
+    finite = table["cka"].dropna()
+    low = min(0.9, np.floor(10 * finite.min()) / 10) if len(finite) else 0.0
+    dropouts = table.drop_duplicates("model_a")["dropout_a"].to_numpy()
+    borders = [i + 0.5 for i in range(m - 1) if dropouts[i] != dropouts[i + 1]] if len(set(dropouts)) < m else []
     image = None
     for i, layer in enumerate(layers):
         for k, state in enumerate(("h", "c")):
             ax = axes[i, k]
             s = table[(table["layer"] == layer) & (table["state"] == state)]
             matrix = s.pivot(index="model_a", columns="model_b", values="cka").loc[models, models].to_numpy()
-            image = ax.imshow(matrix, vmin=0, vmax=1, cmap=cmap)
+            image = ax.imshow(matrix, vmin=low, vmax=1, cmap=cmap)
+            for edge in borders:
+                ax.axhline(edge, color="white", lw=1.5)
+                ax.axvline(edge, color="white", lw=1.5)
             ax.set_xticks(range(m), models, rotation=90, fontsize=7)
             ax.set_yticks(range(m), models, fontsize=7)
             if m <= 12:
                 for (a, b), v in np.ndenumerate(matrix):
                     if np.isfinite(v):
                         ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                                color="black" if v > 0.6 else "white")
+                                color="black" if v > low + 0.6 * (1 - low) else "white")
             still = sorted({str(r.model_a) for r in s.itertuples() if r.model_a == r.model_b and r.cka != r.cka})
             note = f"\nno CKA: {', '.join(still)} hardly vary" if still else ""
             ax.set_title(f"layer {layer}, {STATE_NAMES[state]}{note}", fontsize=10)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout()
     bar = fig.colorbar(image, ax=axes, shrink=0.6 if len(layers) > 1 else 0.9, pad=0.03)
-    bar.set_label("linear CKA (1: alike up to a rotation and a scale)")
+    bar.set_label(f"linear CKA (1: alike up to a rotation and a scale; scale from {low:.1f})")
     save_figure(fig, png, svg, dpi=dpi)
 
 
@@ -196,14 +198,30 @@ def read_similarity(path: str | os.PathLike) -> pd.DataFrame:
     refuse_rows(table, ~table["state"].isin(["h", "c"]).to_numpy(), "state", "h or c", path, ValueError)
     refuse_rows(table, ((table["cka"] < 0) | (table["cka"] > 1 + 1e-9)).to_numpy(), "cka", "numbers from 0 to 1 "
                 "(or nothing, for a layer that does not vary)", path, ValueError)
+    refuse_rows(table, (table["layer"] < 1).to_numpy(), "layer", "layers from 1", path, ValueError)
     models = list(dict.fromkeys(table["model_a"].astype(str)))
-    for (layer, state), rows in table.groupby(["layer", "state"], sort=True):
-        pairs = list(zip(rows["model_a"].astype(str), rows["model_b"].astype(str)))
-        wanted = {(a, b) for a in models for b in models}
-        if len(pairs) != len(set(pairs)) or set(pairs) != wanted:
-            missing = sorted(wanted - set(pairs))
-            what = f"lacks models {missing[0][0]} and {missing[0][1]}" if missing else "repeats a pair of models"
-            raise ValueError(f"{path}: layer {layer} {state} {what}: the table is damaged; run model_similarity again")
+    damaged = "the table is damaged; run model_similarity again"
+    named = pd.concat([table[[f"model_{x}", f"dropout_{x}"]].set_axis(["model", "dropout"], axis=1) for x in "ab"])
+    dropouts = named.astype({"model": str}).groupby("model")["dropout"].nunique()
+    if (dropouts > 1).any():  # one dropout per model, in either column
+        raise ValueError(f"{path}: model {dropouts[dropouts > 1].index[0]} has more than one dropout: {damaged}")
+    layers = int(table["layer"].max())
+    for layer in range(1, layers + 1):
+        for state in ("h", "c"):
+            rows = table[(table["layer"] == layer) & (table["state"] == state)]
+            pairs = list(zip(rows["model_a"].astype(str), rows["model_b"].astype(str)))
+            wanted = {(a, b) for a in models for b in models}
+            if len(pairs) != len(set(pairs)) or set(pairs) != wanted:
+                missing = sorted(wanted - set(pairs))
+                what = f"lacks models {missing[0][0]} and {missing[0][1]}" if missing else "repeats a pair of models"
+                raise ValueError(f"{path}: layer {layer} {state} {what}: {damaged}")
+            cka = rows.pivot(index="model_a", columns="model_b", values="cka").loc[models, models].to_numpy()
+            diagonal = np.diag(cka)
+            undefined = np.isnan(diagonal)[:, None] | np.isnan(diagonal)[None, :]  # a still layer: empty row, column
+            if not (np.array_equal(np.isnan(cka), undefined) and np.allclose(cka, cka.T, rtol=1e-5, equal_nan=True)
+                    and np.allclose(diagonal[~np.isnan(diagonal)], 1.0, rtol=1e-5)):
+                raise ValueError(f"{path}: layer {layer} {state} is not a CKA matrix (each model 1 with itself, the "
+                                 f"same both ways, empty only for a model whose layer does not vary): {damaged}")
     return table
 
 
