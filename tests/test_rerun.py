@@ -425,9 +425,16 @@ def test_memory_computed_from_the_config_doubles_on_the_retry(tiny_workdir, tmp_
     r = snakemake(tiny_workdir, *TINY, "--cores", "2", "--retries", "1", "--forcerun", *targets, "--",
                   *targets.values(), timeout=900)
     out = r.stdout + r.stderr
-    for rule in targets:  # the target's job (model_similarity reads every model's dump: the others' run too)
-        blocks = [b for b in re.findall(rf"rule {rule}:\n((?:[ \t]+\S.*\n)+)", out) if targets[rule] in b]
-        asked = [int(m) for b in blocks for m in re.findall(r"resources: .*?mem_mb=(\d+),", b)]
+    for rule in targets:
+        # the first job of the rule to start fails, whichever it is (model_similarity reads every model's dump, so
+        # another model's dump may run too, and be the one): its two attempts, by the outputs each block names
+        attempts: dict[str, list[int]] = {}
+        for block in re.findall(rf"rule {rule}:\n((?:[ \t]+\S.*\n)+)", out):
+            output = re.search(r"output: (.*)", block).group(1)
+            attempts.setdefault(output, []).extend(int(m) for m in re.findall(r"resources: .*?mem_mb=(\d+),", block))
+        retried = [asked for asked in attempts.values() if len(asked) > 1]
+        assert len(retried) == 1, f"{rule}: mem_mb of its jobs' attempts {attempts}"
+        asked = retried[0]
         assert len(asked) == 2 and asked[1] == 2 * asked[0], f"{rule}: mem_mb of its two attempts {asked}"
         assert (tmp_path / rule).exists()
 
