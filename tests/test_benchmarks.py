@@ -126,6 +126,17 @@ def test_gate_memory_prints_both_settings_peaks_and_their_tables_agree(wikitext2
     assert "both settings wrote the same table: True" in out, out
 
 
+def test_similarity_prints_times_memory_and_that_ours_computed_the_textbooks_numbers(wikitext2):
+    out = run_benchmark("similarity.py", "--models", "3", "--hidden", "16", "--vocab", "500", "--tokens", "1000",
+                        "--tokens2", "2000", data=wikitext2)
+    for tokens in (1000, 2000):
+        row = next(l for l in out.splitlines() if l.strip().startswith(f"{tokens} tokens:"))
+        assert re.search(r"ours +[0-9.]+ s +[0-9.]+ MiB +in memory +[0-9.]+ s +[0-9.]+ MiB", row), out
+        ratio(row, r"in memory / ours ")
+    assert re.search(r"^growth of ours' peak from 1000 to 2000 tokens: [+-][0-9.]+ MiB$", out, re.M), out
+    assert "ours computed the textbook's numbers: True" in out, out
+
+
 def test_single_linkage_gives_scikit_learns_labels(wikitext2):
     out = run_benchmark("single_linkage.py", "--sizes", "600", "--big", "--repeats", "1", data=wikitext2)
     row = next(l for l in out.splitlines() if l.split() and l.split()[0] == "600")
