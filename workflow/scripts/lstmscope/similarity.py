@@ -164,7 +164,7 @@ def similarity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
                     if np.isfinite(v):
                         ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=6,
                                 color="black" if v > low + 0.6 * (1 - low) else "white")
-            still = sorted({str(r.model_a) for r in s.itertuples() if r.model_a == r.model_b and r.cka != r.cka})
+            still = [models[j] for j in np.flatnonzero(np.isnan(np.diag(matrix)))]  # no CKA even with itself
             note = f"\nno CKA: {', '.join(still)} hardly vary" if still else ""
             ax.set_title(f"layer {layer}, {STATE_NAMES[state]}{note}", fontsize=10)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
