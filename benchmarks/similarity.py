@@ -8,9 +8,9 @@ and for every pair ``||XᵀY||² / (||XᵀX|| ||YᵀY||)``). It prints each one'
 and numpy's allocations, tracemalloc's), the ratio of times, the growth of ours' peak from the shorter text to the
 longer (it should not grow: ours streams), and whether the two computed the same numbers (to 1e-9).
 
-``--thesis-block`` also times one block of ours at the thesis's shape (``--block-models`` x 2000 neurons side by side,
-the block of tokens the job reads: 466 at 9 models) on random numbers, and prints the minutes per 18 000-token text
-of two layers and two states it implies (its Gram matrix takes 2.6 GB at 9 models).
+``--thesis-block`` also times ours on the files of ``--block-models`` random models of the thesis's width (2000) of
+as many tokens as the job reads in one block there (466 at 9 models), and prints the time per block and the minutes
+per 18 000-token text of two layers and two states it implies (its Gram matrix takes 2.6 GB at 9 models).
 
 Usage: python benchmarks/similarity.py [--models 9] [--hidden 64] [--vocab 10000] [--tokens 18000] [--tokens2 36000]
        [--thesis-block] [--block-models 9]
@@ -80,22 +80,16 @@ def measured(fn, *args):
     return result, seconds, peak
 
 
-def thesis_block(models: int) -> None:
-    import numpy as np
-    from scipy.linalg.blas import dsyrk
+def thesis_block(folder: Path, words: list[str], models: int) -> None:
+    """``cka_table`` on the activations files of ``models`` random models of the thesis's width (2000) of as many
+    tokens as the job reads in one block there: its time per block, and per 18 000-token text."""
+    from lstmscope.similarity import BLOCK_VALUES, cka_table
 
-    from lstmscope.similarity import BLOCK_VALUES
-
-    width = models * 2000
-    rows = max(1, BLOCK_VALUES // width)
-    gram = np.zeros((width, width), order="F")
-    z = np.random.default_rng(0).standard_normal((rows, width))
-    start = time.process_time()
-    dsyrk(1.0, z.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
-    seconds = time.process_time() - start
-    print(f"thesis shape: one block of {rows} tokens x {width} neurons took {seconds:.1f} s CPU "
-          f"({rows * width * width / 2 / seconds / 1e9:.1f} G multiply-adds/s): "
-          f"{4 * 18000 / rows * seconds / 60:.1f} min per 18 000-token text (2 layers x 2 states)")
+    rows = max(1, BLOCK_VALUES // (models * 2000))
+    paths = make_files(folder, words, rows, models, 2000, 1000)
+    _, seconds, _ = measured(cka_table, paths)
+    print(f"thesis shape: {models} models x 2000 neurons, one block of {rows} tokens per layer and state took "
+          f"{seconds / 4:.1f} s CPU: {18000 / rows * seconds / 60:.1f} min per 18 000-token text (2 layers x 2 states)")
 
 
 def main() -> None:
@@ -136,8 +130,8 @@ def main() -> None:
     print(f"growth of ours' peak from {args.tokens} to {args.tokens2} tokens: {peaks[1] - peaks[0]:+.1f} MiB")
     print(f"ours computed the textbook's numbers: {same}")
     if args.thesis_block:
-        with threadpool_limits(1):
-            thesis_block(args.block_models)
+        with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+            thesis_block(Path(tmp), words, args.block_models)
 
 
 if __name__ == "__main__":
