@@ -10,7 +10,8 @@ longer (it should not grow: ours streams), and whether the two computed the same
 
 ``--thesis-block`` also times ours on the files of ``--block-models`` random models of the thesis's width (2000) of
 as many tokens as the job reads in one block there (466 at 9 models), and prints the time per block and the minutes
-per 18 000-token text of two layers and two states it implies (its Gram matrix takes 2.6 GB at 9 models).
+per 18 000-token text of two layers and two states it implies (its Gram matrix takes 2.6 GB at 9 models), then the
+minutes the neuron matches add per text.
 
 Usage: python benchmarks/similarity.py [--models 9] [--hidden 64] [--vocab 10000] [--tokens 18000] [--tokens2 36000]
        [--thesis-block] [--block-models 9]
@@ -82,14 +83,18 @@ def measured(fn, *args):
 
 def thesis_block(folder: Path, words: list[str], models: int) -> None:
     """``cka_table`` on the activations files of ``models`` random models of the thesis's width (2000) of as many
-    tokens as the job reads in one block there: its time per block, and per 18 000-token text."""
-    from lstmscope.similarity import BLOCK_VALUES, cka_table
+    tokens as the job reads in one block there: its time per block, and per 18 000-token text; then the same with
+    the neuron matches (``similarity_tables``), whose extra time is per text, whatever its length."""
+    from lstmscope.similarity import BLOCK_VALUES, cka_table, similarity_tables
 
     rows = max(1, BLOCK_VALUES // (models * 2000))
     paths = make_files(folder, words, rows, models, 2000, 1000)
     _, seconds, _ = measured(cka_table, paths)
     print(f"thesis shape: {models} models x 2000 neurons, one block of {rows} tokens per layer and state took "
           f"{seconds / 4:.1f} s CPU: {18000 / rows * seconds / 60:.1f} min per 18 000-token text (2 layers x 2 states)")
+    _, both, _ = measured(similarity_tables, paths)
+    print(f"with the neuron matches: {both:.1f} s CPU, {(both - seconds) / 60:.1f} min more per text "
+          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states)")
 
 
 def main() -> None:

@@ -95,6 +95,12 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
         assert np.allclose(both_ways.to_numpy(), both_ways.swaplevel(2, 3).loc[both_ways.index].to_numpy())
         assert list(json.loads((res / f"tables/similarity_{text}.csv.provenance.json").read_text())["models"]) == models
         assert (res / f"figures/neurons/similarity_{text}.png").stat().st_size > 5000
+        # every neuron of every model matched in every other model, beside the CKA table, and the figure of them
+        matches = pd.read_csv(res / f"neuron_matches/{text}.csv")
+        assert len(matches) == len(models) * (len(models) - 1) * layers * 2 * cfg["architecture"]["hidden_size"]
+        assert (matches.model != matches.other_model).all() and matches.r.abs().max() <= 1
+        assert list(json.loads((res / f"neuron_matches/{text}.csv.provenance.json").read_text())["models"]) == models
+        assert (res / f"figures/neurons/neuron_matches_{text}.png").stat().st_size > 5000
     # context use: every model on the texts of context_use.texts (tiny.yaml: lengths 1-50, 200 words predicted)
     use = cfg["context_use"]
     for text in use.get("texts", ["test"]):

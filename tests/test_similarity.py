@@ -11,10 +11,12 @@ from matplotlib import image as mpimg
 
 from lstmscope.activations import dump_activations
 from lstmscope.activations_file import ActivationsError
-from lstmscope.similarity import cka_table, model_similarity, read_similarity, similarity_figure_of
+from lstmscope.neuron_matches import matches_figure_of, per_neuron, read_matches
+from lstmscope.similarity import (ROTATION_SEED, cka_table, model_similarity, read_similarity, similarity_figure_of,
+                                  similarity_tables)
 
 from neurons_support import HIDDEN, LAYERS, TEXT, degenerate, tiny  # noqa: F401  (fixtures)
-from neurons_support import TextSpec
+from neurons_support import TextSpec, write_divergence
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +214,163 @@ def test_a_damaged_table_is_refused_by_line_or_pair_before_a_figure_is_drawn(thr
             similarity_figure_of(bad, tmp_path / "f.png", tmp_path / "f.svg", dpi=40)
         assert message in str(err.value) and "\n" not in str(err.value), (message, str(err.value))
         assert not (tmp_path / "f.png").exists()
+
+
+# --- the neuron matches, read off the same Gram matrices ---------------------------------------------------------
+
+def _corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson's r of every column of x with every column of y (NaN for a column that does not vary)."""
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x.T @ y) / np.sqrt(np.outer((x * x).sum(axis=0), (y * y).sum(axis=0)))
+
+
+def test_each_neuron_is_matched_with_the_neuron_of_largest_r_and_its_chance_level_in_rotated_states(three):
+    """Against r computed from the files' values directly: the match is the other model's neuron of largest |r|, r
+    is its correlation with the sign, and r_rotated the best |r| in the other model's states turned by the rotation
+    of its seed. A neuron that hardly varies (d0.5_r0's switched-off unit, d0.8_r0's whole layer 2 h) has no match
+    and is nobody's."""
+    from scipy.stats import ortho_group
+
+    _, matches = similarity_tables(list(three.values()))
+    models = ["d0.2_r0", "d0.5_r0", "d0.8_r0"]
+    assert len(matches) == 3 * 2 * LAYERS * 2 * HIDDEN
+    checked = 0
+    for layer in range(1, LAYERS + 1):
+        for state in ("h", "c"):
+            values = {m: _states(three[m], f"layer{layer}/{state}") for m in models}
+            for b, other in enumerate(models):
+                turn = ortho_group.rvs(HIDDEN, random_state=np.random.default_rng([ROTATION_SEED, layer,
+                                                                                    "hc".index(state), b]))
+                for model in models:
+                    if model == other:
+                        continue
+                    rows = matches[(matches.layer == layer) & (matches.state == state) & (matches.model == model)
+                                   & (matches.other_model == other)].sort_values("neuron")
+                    assert rows.neuron.tolist() == list(range(HIDDEN))
+                    x, y = values[model], values[other]
+                    moves = x.std(axis=0) >= 1e-6
+                    r = np.where((y.std(axis=0) >= 1e-6)[None, :], _corr(x, y), 0.0)
+                    if not (y.std(axis=0) >= 1e-6).any():  # no neuron of the other model varies: no match at all
+                        assert rows.r.isna().all() and rows.match.isna().all() and rows.r_rotated.isna().all()
+                        continue
+                    assert rows.r.isna().to_numpy().tolist() == (~moves).tolist()
+                    live = rows[moves]
+                    np.testing.assert_array_equal(live.match.to_numpy(int), np.abs(r[moves]).argmax(axis=1))
+                    np.testing.assert_allclose(live.r, r[moves][np.arange(moves.sum()), live.match.to_numpy(int)],
+                                               atol=1e-9)
+                    np.testing.assert_allclose(live.r_rotated, np.abs(_corr(x, y @ turn))[moves].max(axis=1),
+                                               atol=1e-9)
+                    checked += int(moves.sum())
+    assert checked > 3 * 2 * LAYERS * 2 * HIDDEN * 0.7
+    dead = matches[(matches.layer == 2) & (matches.state == "h")]
+    assert dead[dead.model == "d0.8_r0"].r.isna().all() and dead[dead.other_model == "d0.8_r0"].r.isna().all()
+    switched_off = dead[(dead.model == "d0.5_r0") & (dead.other_model == "d0.2_r0") & dead.r.isna()].neuron.unique()
+    assert len(switched_off) == 1  # the one unit switched off, which no neuron of d0.2_r0 matches either
+    assert switched_off[0] not in set(dead[dead.other_model == "d0.5_r0"].match.dropna())
+
+
+def test_a_permuted_and_flipped_copy_matches_neuron_for_neuron_and_a_rotated_copy_does_not(three, tmp_path):
+    """A copy of a model whose layer 1 h has its neurons reordered, some negated and all scaled is matched neuron for
+    neuron (|r| 1, the sign kept), far above the chance level of rotated states; a rotated copy has the same CKA of 1
+    but no neuron of its own matches one of the model's as well."""
+    x = _states(three["d0.2_r0"], "layer1/h")
+    order = np.random.default_rng(2).permutation(HIDDEN)
+    signs = np.where(np.arange(HIDDEN) % 3 == 0, -1.0, 1.0)
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((HIDDEN, HIDDEN)))
+    permuted, rotated = tmp_path / "permuted.h5", tmp_path / "rotated.h5"
+    for path, name, values in ((permuted, "d0.3_r0", 2.0 * x[:, order] * signs), (rotated, "d0.4_r0", x @ q)):
+        shutil.copy(three["d0.2_r0"], path)
+        with h5py.File(path, "a") as f:
+            f["layer1/h"][:] = values
+            f.attrs["model"], f.attrs["dropout"] = name, float(name[1:4])
+    cka, matches = similarity_tables([three["d0.2_r0"], permuted, rotated])
+    m = matches[(matches.layer == 1) & (matches.state == "h") & (matches.model == "d0.2_r0")]
+    to_permuted = m[m.other_model == "d0.3_r0"].sort_values("neuron")
+    np.testing.assert_array_equal(to_permuted.match.to_numpy(int), np.argsort(order))
+    np.testing.assert_allclose(to_permuted.r, signs[np.argsort(order)], atol=1e-6)
+    assert to_permuted.r_rotated.mean() < 0.95
+    to_rotated = m[m.other_model == "d0.4_r0"]
+    assert _matrix(cka, 1, "h").loc["d0.2_r0", "d0.4_r0"] == pytest.approx(1.0, abs=1e-6)
+    assert to_rotated.r.abs().mean() < 0.95
+
+
+def test_the_blocks_of_tokens_do_not_change_the_matches(three):
+    _, whole = similarity_tables(list(three.values()))
+    for rows in (1, 64):
+        _, again = similarity_tables(list(three.values()), rows=rows)
+        pd.testing.assert_series_equal(again.match, whole.match)
+        np.testing.assert_allclose(again[["r", "r_rotated"]], whole[["r", "r_rotated"]], rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def divergences(three, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("matches-divergence")
+    out = []
+    for name, path in three.items():
+        (folder / name).mkdir()
+        out.append(write_divergence(path, folder / name))
+    return out
+
+
+def test_the_matches_table_and_figure_are_written_and_read_back(three, divergences, tmp_path):
+    csv, matches_csv, png, svg = tmp_path / "s.csv", tmp_path / "m.csv", tmp_path / "m.png", tmp_path / "m.svg"
+    model_similarity(list(three.values()), csv, matches_csv)
+    written = pd.read_csv(matches_csv, dtype={"dropout": str, "other_dropout": str})
+    assert list(written.columns) == ["text", "tokens", "layer", "state", "model", "dropout", "neuron", "other_model",
+                                     "other_dropout", "match", "r", "r_rotated"]
+    assert sorted(set(written.other_dropout)) == ["0.2", "0.5", "0.8"]
+    drawn = matches_figure_of(matches_csv, divergences, png, svg, top_k=3, dpi=50)
+    pd.testing.assert_frame_equal(drawn, read_matches(matches_csv))
+    _, direct = similarity_tables(list(three.values()))
+    np.testing.assert_allclose(drawn.r, direct.r, atol=1e-6)  # six digits written
+    image = mpimg.imread(png)
+    assert image.shape[0] > 200 and image[..., :3].std() > 0.05
+    # per neuron: the mean and the largest of its best |r| over the other models, the mean of its chance level
+    neurons = per_neuron(drawn).set_index(["layer", "state", "model", "neuron"])
+    one = drawn[(drawn.layer == 1) & (drawn.state == "c") & (drawn.model == "d0.2_r0") & (drawn.neuron == 4)]
+    assert neurons.loc[(1, "c", "d0.2_r0", 4), "shared"] == pytest.approx(one.r.abs().mean())
+    assert neurons.loc[(1, "c", "d0.2_r0", 4), "max_corr"] == pytest.approx(one.r.abs().max())
+    assert neurons.loc[(1, "c", "d0.2_r0", 4), "chance"] == pytest.approx(one.r_rotated.mean())
+
+
+def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figure_is_drawn(three, divergences,
+                                                                                             tmp_path):
+    csv, matches_csv = tmp_path / "s.csv", tmp_path / "m.csv"
+    model_similarity(list(three.values()), csv, matches_csv)
+    lines = matches_csv.read_text().splitlines()
+    header, rows = lines[0].split(","), lines[1:]
+
+    def with_cell(line: int, column: str, value: str) -> list[str]:
+        cells = rows[line - 2].split(",")
+        cells[header.index(column)] = value
+        return [*rows[:line - 2], ",".join(cells), *rows[line - 1:]]
+
+    live = next(i + 2 for i, row in enumerate(rows) if row.split(",")[header.index("r")])
+    cases = [
+        (rows[:-1], "layer 2 c holds 11 of the 12 neurons of d0.8_r0 matched in d0.5_r0"),
+        ([*rows, rows[0]], "layer 1 h neuron 0 of d0.2_r0 is matched in d0.5_r0 twice"),
+        (with_cell(live, "r", "1.5"), f"column r must hold correlations from -1 to 1; line {live} has 1.5"),
+        (with_cell(live, "r_rotated", "-0.1"), "column r_rotated must hold numbers from 0 to 1"),
+        (with_cell(live, "match", "12"), "column match must hold a neuron the other model has"),
+        (with_cell(live, "match", "2.5"), "column match must hold neurons from 0"),
+        (with_cell(live, "match", ""), "column match must hold a neuron where r holds a correlation"),
+        (with_cell(live, "other_model", rows[live - 2].split(",")[header.index("model")]),
+         "column other_model must hold a model other than the line's model"),
+        (with_cell(live, "dropout", "0.9"), "has more than one dropout"),
+        (with_cell(live, "text", "valid"), "a neuron matches table is one text's"),
+        (with_cell(live, "state", "x"), "column state must hold h or c"),
+    ]
+    damaged = tmp_path / "damaged.csv"
+    for body, message in cases:
+        damaged.write_text("\n".join([lines[0], *body]) + "\n")
+        with pytest.raises(ValueError) as err:
+            matches_figure_of(damaged, divergences, tmp_path / "f.png", tmp_path / "f.svg", top_k=3)
+        assert message in str(err.value) and "\n" not in str(err.value), (message, str(err.value))
+        assert not (tmp_path / "f.png").exists()
+    with pytest.raises(ValueError, match="holds model d0.8_r0, but no divergence table of it was given"):
+        matches_figure_of(matches_csv, divergences[:2], tmp_path / "f.png", tmp_path / "f.svg", top_k=3)
+    damaged.write_text(lines[0] + "\n")  # one model's run: nothing to match
+    with pytest.raises(ValueError, match="holds no matches .one model"):
+        matches_figure_of(damaged, divergences, tmp_path / "f.png", tmp_path / "f.svg", top_k=3)
+    assert not (tmp_path / "f.png").exists()

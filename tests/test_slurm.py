@@ -247,7 +247,7 @@ def _node_memory_mb() -> int:
 LOCAL_RULES = ["download_wikitext2", "perplexity_table", "histogram_range_table", "neuron_tracking_table",
                "mean_abs_vs_dropout", "expectancy_heatmap", "ablation_vs_dropout", "cluster_contiguity",
                "cluster_stability_summary", "highlight_word", "context_probes_vs_dropout", "gate_figures",
-               "gates_vs_dropout", "context_use_vs_dropout", "model_similarity_figure"]
+               "gates_vs_dropout", "context_use_vs_dropout", "model_similarity_figure", "neuron_matches_figure"]
 
 
 def test_the_local_rules_are_those_the_slurm_test_checks():

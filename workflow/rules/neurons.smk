@@ -18,6 +18,7 @@ localrules:
     gate_figures,
     gates_vs_dropout,
     model_similarity_figure,
+    neuron_matches_figure,
     expectancy_heatmap,
 
 
@@ -353,16 +354,21 @@ rule mean_abs_vs_dropout:
 
 # model_similarity holds the Gram matrix of every model's neurons of one layer and state side by side (float64) and a
 # block of tokens (64 MB); its time is the Gram matrix's sums: tokens x (models x hidden)^2 / 2 multiply-adds per
-# layer and state (BLAS's syrk), counted at 2.5 G per second, a quarter of one core's measured at the thesis's size.
-_SIMILARITY_WIDTH = len(MODELS) * config["architecture"]["hidden_size"]
+# layer and state (BLAS's syrk), counted at 2.5 G per second, a quarter of one core's measured at the thesis's size;
+# then the neuron matches: each ordered pair of models' covariances turned by a rotation, hidden^3 multiply-adds per
+# pair, layer and state, counted the same.
+_HIDDEN = config["architecture"]["hidden_size"]
+_SIMILARITY_WIDTH = len(MODELS) * _HIDDEN
 SIMILARITY_MEM_MB = int(_SIMILARITY_WIDTH ** 2 * 8 / 2 ** 20 * 1.05) + 1000
 SIMILARITY_PRODUCTS_PER_TOKEN = len(LAYERS) * len(STATES) * _SIMILARITY_WIDTH ** 2 / 2
+MATCHES_PRODUCTS = len(LAYERS) * len(STATES) * len(MODELS) * (len(MODELS) - 1) * _HIDDEN ** 3
 
 
 rule model_similarity:
     output:
-        report("results/tables/similarity_{text}.csv", caption="../report/model_similarity.rst", category="Neurons",
-               subcategory="all models", labels={"figure": "layers alike (CKA, CSV)", "text": "{text}"}),
+        table=report("results/tables/similarity_{text}.csv", caption="../report/model_similarity.rst", category="Neurons",
+                     subcategory="all models", labels={"figure": "layers alike (CKA, CSV)", "text": "{text}"}),
+        matches="results/neuron_matches/{text}.csv",
     input:
         activations=expand("results/activations/{model}/{text}.h5", model=MODELS, allow_missing=True),
         code=lib("model_similarity"),
@@ -373,8 +379,8 @@ rule model_similarity:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: SIMILARITY_MEM_MB * attempt,  # doubled on a retry (SLURM profile)
-        runtime=lambda wildcards: 10 + int(SIMILARITY_PRODUCTS_PER_TOKEN * config["texts"][wildcards.text]["tokens"]
-                                           / 2.5e9 / 60),
+        runtime=lambda wildcards: 10 + int((SIMILARITY_PRODUCTS_PER_TOKEN * config["texts"][wildcards.text]["tokens"]
+                                            + MATCHES_PRODUCTS) / 2.5e9 / 60),
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -400,6 +406,31 @@ rule model_similarity_figure:
         "../../envs/analysis.yaml"
     script:
         "../scripts/model_similarity_figure.py"
+
+
+rule neuron_matches_figure:
+    output:
+        png=report("results/figures/neurons/neuron_matches_{text}.png", caption="../report/neuron_matches.rst",
+                   category="Neurons", subcategory="all models", labels={"figure": "neurons shared", "text": "{text}"}),
+        svg="results/figures/neurons/neuron_matches_{text}.svg",
+    input:
+        table="results/neuron_matches/{text}.csv",
+        divergence=expand(f"{NEURONS}/divergence.csv", model=MODELS, allow_missing=True),
+        code=lib("neuron_matches_figure"),
+    params:
+        **named(
+            top_k=config["divergence"]["top_k"],
+            dpi=config["figures"]["dpi"],
+        ),
+    log:
+        log_path("neuron_matches_figure", "{text}"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/neuron_matches_figure.py"
 
 
 rule text_heatmaps:
@@ -515,6 +546,8 @@ ALL_TARGETS.extend(expand(rules.mean_abs_vs_dropout.output, text=TEXTS))
 ALL_TARGETS.extend(expand(rules.context_probes_vs_dropout.output, text=TEXTS))
 ALL_TARGETS.extend(expand(rules.gates_vs_dropout.output, text=TEXTS))
 ALL_TARGETS.extend(expand(rules.model_similarity_figure.output, text=TEXTS))
+if len(MODELS) > 1:  # (one model has no other to match its neurons in)
+    ALL_TARGETS.extend(expand(rules.neuron_matches_figure.output, text=TEXTS))
 for _rule in (rules.neuron_figures, rules.gate_figures, rules.text_heatmaps, rules.expectancy_heatmap):
     ALL_TARGETS.extend(expand(_rule.output, model=MODELS, text=TEXTS))
 ALL_TARGETS.extend(expand(f"{NEURONS}/dead_neurons.csv", model=MODELS, text=TEXTS))

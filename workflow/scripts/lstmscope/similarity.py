@@ -9,7 +9,9 @@ is 1 when one layer's states are the other's up to a rotation (or any orthogonal
 when they share no linear structure; it does not depend on which neuron is which, so two models whose neurons play the
 same parts under different numbers compare as alike. The sums are accumulated over blocks of tokens read from the
 activations files (memory grows with the number of models and neurons, not with the text), in float64: one Gram matrix
-of all models' neurons side by side per layer and state.
+of all models' neurons side by side per layer and state. The same matrices give every neuron's correlation with every
+other model's neurons: its best match there, and the best match's chance level in that model's states turned by a
+random rotation (:func:`similarity_tables`; read back and drawn by :mod:`.neuron_matches`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ COLUMNS = ["text", "tokens", "layer", "state", "model_a", "dropout_a", "model_b"
 #: A layer whose states vary less than this (the root of their mean variance over the neurons, over the text) has no
 #: CKA with any model: its Gram matrix is rounding noise (a layer of dead h, say, whose output gates never open).
 STILL = 1e-6
+MATCH_COLUMNS = ["text", "tokens", "layer", "state", "model", "dropout", "neuron", "other_model", "other_dropout",
+                 "match", "r", "r_rotated"]
+#: Seed of the random rotations of the matches' chance level (with the layer, the state and the other model's place).
+ROTATION_SEED = 20190506
 #: Values held per block of tokens (all models' neurons side by side), about 64 MB in float64.
 BLOCK_VALUES = 1 << 23
 
@@ -96,6 +102,14 @@ def cka_table(paths: Sequence[str | os.PathLike], rows: int | None = None) -> pd
     layer and state: one row per ordered pair (a model with itself too, 1), models by dropout, then replicate. A
     layer whose states hardly vary (:data:`STILL`) has NaN with every model. ``rows``: tokens per block (default:
     about :data:`BLOCK_VALUES` values)."""
+    return similarity_tables(paths, rows, matches=False)[0]
+
+
+def similarity_tables(paths: Sequence[str | os.PathLike], rows: int | None = None, matches: bool = True
+                      ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The CKA table of :func:`cka_table` and, with ``matches``, the table of neuron matches (None without: one row
+    per model, layer, state, neuron and other model, :data:`MATCH_COLUMNS`), from one pass over the files: both are
+    read off the same Gram matrices."""
     if not paths:
         raise ActivationsError("no activations files given")
     with contextlib.ExitStack() as stack:
@@ -106,7 +120,9 @@ def cka_table(paths: Sequence[str | os.PathLike], rows: int | None = None) -> pd
         order = models.sort_values(["dropout", "model"], key=models_in_order, kind="stable")["file"].tolist()
         files, paths = [files[i] for i in order], [paths[i] for i in order]
         text, T, m = str(files[0].attrs["text"]), int(files[0].attrs["n_tokens"]), len(files)
-        out = []
+        names = [str(f.attrs["model"]) for f in files]
+        dropouts = [float(f.attrs["dropout"]) for f in files]
+        out, found = [], []
         for layer in range(1, int(files[0].attrs["layers"]) + 1):
             for state in ("h", "c"):
                 gram = _Gram(files, layer, state, rows)
@@ -120,10 +136,50 @@ def cka_table(paths: Sequence[str | os.PathLike], rows: int | None = None) -> pd
                             cross = own[a] if a == b else gram.block(a, b)
                             cka[a, b] = cka[b, a] = np.sum(cross ** 2) / (norms[a] * norms[b])
                 for (a, b), value in np.ndenumerate(cka):
-                    fa, fb = files[a], files[b]
-                    out.append((text, T, layer, state, str(fa.attrs["model"]), float(fa.attrs["dropout"]),
-                                str(fb.attrs["model"]), float(fb.attrs["dropout"]), float(value)))
-    return pd.DataFrame(out, columns=COLUMNS)
+                    out.append((text, T, layer, state, names[a], dropouts[a], names[b], dropouts[b], float(value)))
+                if matches:
+                    found.extend(_matches(gram, own, layer, state, names, dropouts, text))
+    table = pd.DataFrame(out, columns=COLUMNS)
+    return table, (pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=MATCH_COLUMNS)
+                   ) if matches else None
+
+
+def _matches(gram: _Gram, own: list[np.ndarray], layer: int, state: str, names: list[str], dropouts: list[float],
+             text: str) -> list[pd.DataFrame]:
+    """For every model's neurons of one layer and state, in every other model: the best-matching neuron (largest
+    |r|), r, and the best |r| in that model's states turned by a random rotation (:data:`ROTATION_SEED`); in the
+    order of the models, then of the other models."""
+    from scipy.stats import ortho_group
+
+    T = gram.tokens
+    variance = [np.clip(np.diag(g), 0.0, None) / T for g in own]
+    moving = [np.sqrt(v) >= STILL for v in variance]  # a neuron that hardly varies has no r with any neuron
+    found = {}
+    for b, own_b in enumerate(own):
+        n = own_b.shape[0]
+        rng = np.random.default_rng([ROTATION_SEED, layer, "hc".index(state), b])
+        turn = ortho_group.rvs(n, random_state=rng) if n > 1 else np.ones((1, 1))
+        turned_variance = np.clip(np.einsum("ij,ij->j", own_b @ turn, turn), 0.0, None) / T
+        turned_moving = np.sqrt(turned_variance) >= STILL
+        for a in range(len(own)):
+            if a == b:
+                continue
+            cross = (gram.block(a, b) if a < b else gram.block(b, a).T) / T  # covariances: a's neurons x b's
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = cross / np.sqrt(np.outer(variance[a], variance[b]))
+                turned = np.abs(cross @ turn / np.sqrt(np.outer(variance[a], turned_variance)))
+            size = np.where(moving[b][None, :], np.abs(r), -1.0)
+            match = size.argmax(axis=1)
+            best = r[np.arange(len(r)), match]
+            rotated = np.where(turned_moving[None, :], turned, -1.0).max(axis=1)
+            none = ~moving[a] | ~moving[b].any()
+            found[a, b] = pd.DataFrame({
+                "text": text, "tokens": T, "layer": layer, "state": state, "model": names[a], "dropout": dropouts[a],
+                "neuron": np.arange(len(r)), "other_model": names[b], "other_dropout": dropouts[b],
+                "match": pd.array(np.where(none, None, match), dtype="Int64"),
+                "r": np.where(none, np.nan, np.clip(best, -1.0, 1.0)),
+                "r_rotated": np.where(none | ~turned_moving.any(), np.nan, np.clip(rotated, 0.0, 1.0))})
+    return [found[pair] for pair in sorted(found)]
 
 
 def similarity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os.PathLike, title: str,
@@ -174,13 +230,18 @@ def similarity_figure(table: pd.DataFrame, png: str | os.PathLike, svg: str | os
     save_figure(fig, png, svg, dpi=dpi)
 
 
-def model_similarity(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike) -> pd.DataFrame:
-    """The CKA table of the activations files ``paths`` (one text, one per model), written to ``csv_path``."""
+def model_similarity(paths: Sequence[str | os.PathLike], csv_path: str | os.PathLike,
+                     matches_path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The CKA table of the activations files ``paths`` (one text, one per model), written to ``csv_path``; with
+    ``matches_path``, the neuron matches too (:func:`similarity_tables`), written there."""
     from .atomic import write_table
 
-    table = cka_table(paths)
+    table, matches = similarity_tables(paths, matches=matches_path is not None)
     whole = {c: [str(float(d)) for d in table[c]] for c in ("dropout_a", "dropout_b")}  # 0.0 as d0.0_r0 names it
     write_table(table.assign(**whole), csv_path, "%.6g")
+    if matches_path is not None:
+        write_table(matches.assign(other_dropout=[str(float(d)) for d in matches["other_dropout"]]), matches_path,
+                    "%.6g")
     return table
 
 

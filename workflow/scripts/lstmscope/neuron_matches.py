@@ -1,0 +1,169 @@
+"""Do the models share neurons? The table of neuron matches that ``model_similarity`` writes beside its CKA table,
+read back with its checks, and its figure.
+
+For each neuron of a model (a layer and state) and each other model, the neuron of the other model whose values over
+the text correlate most with it (largest |r|, Pearson's, the "best match" of Li et al., 2016, *Convergent Learning*),
+r itself, and ``r_rotated``: the best |r| the neuron finds among the other model's states turned by a random rotation
+(the same layer's states, so the same CKA, but no neuron of them is one of the model's axes). Where a layer's states
+span few directions, any direction correlates well with some neuron of them, so a best |r| means a neuron is shared
+only as far as it stands above ``r_rotated``. Bau et al. (2019, *Identifying and Controlling Important Neurons in
+Neural Machine Translation*) rank neurons by the largest of their best |r| over the other models (MaxCorr): the figure
+shows where the neurons the pipeline ranks highest by KL stand among them.
+
+A module of its own (the figure and the reader), so that a change to the figure does not rerun the Gram matrices.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .similarity import MATCH_COLUMNS
+
+
+def read_matches(path: str | os.PathLike) -> pd.DataFrame:
+    """A neuron matches table of ``model_similarity`` read back; a ValueError names the file and the line, pair or
+    neuron that is wrong. The header alone is a table of one model (nothing to match)."""
+    from .checked_files import number_columns, read_table, refuse_mixed, refuse_rows, refuse_unnamed
+
+    table = read_table(path, MATCH_COLUMNS, "neuron matches table", ValueError, allow_empty=True)
+    if table.empty:
+        return table
+    number_columns(table, ["tokens", "layer", "neuron", "dropout", "other_dropout"], path, ValueError,
+                   whole=["tokens", "layer", "neuron"])
+    number_columns(table, ["match", "r", "r_rotated"], path, ValueError, may_be_empty=["match", "r", "r_rotated"])
+    refuse_unnamed(table, ["text", "state", "model", "other_model"], path, ValueError)
+    refuse_mixed(table, ["text", "tokens"], path, ValueError, "a neuron matches table is one text's")
+    for col in ("model", "other_model"):
+        table[col] = table[col].astype(str)
+    refuse_rows(table, ~table["state"].isin(["h", "c"]).to_numpy(), "state", "h or c", path, ValueError)
+    refuse_rows(table, (table["layer"] < 1).to_numpy(), "layer", "layers from 1", path, ValueError)
+    refuse_rows(table, (table["neuron"] < 0).to_numpy(), "neuron", "neurons from 0", path, ValueError)
+    match = table["match"]
+    refuse_rows(table, (match.notna() & ((match < 0) | (match != match.round()))).to_numpy(), "match",
+                "neurons from 0", path, ValueError)
+    refuse_rows(table, (table["r"].abs() > 1 + 1e-9).to_numpy(), "r", "correlations from -1 to 1", path, ValueError)
+    refuse_rows(table, ((table["r_rotated"] < 0) | (table["r_rotated"] > 1 + 1e-9)).to_numpy(), "r_rotated",
+                "numbers from 0 to 1", path, ValueError)
+    refuse_rows(table, (match.isna() != table["r"].isna()).to_numpy(), "match",
+                "a neuron where r holds a correlation, and none where r is empty", path, ValueError)
+    refuse_rows(table, (table["model"] == table["other_model"]).to_numpy(), "other_model",
+                "a model other than the line's model", path, ValueError)
+    damaged = "the table is damaged; run model_similarity again"
+    named = pd.concat([table[["model", "dropout"]],
+                       table[["other_model", "other_dropout"]].set_axis(["model", "dropout"], axis=1)])
+    dropouts = named.groupby("model")["dropout"].nunique()
+    if (dropouts > 1).any():
+        raise ValueError(f"{path}: model {dropouts[dropouts > 1].index[0]} has more than one dropout: {damaged}")
+    twice = table.duplicated(["layer", "state", "model", "other_model", "neuron"])
+    if twice.any():
+        r = table.iloc[int(np.argmax(twice.to_numpy()))]
+        raise ValueError(f"{path}: layer {r['layer']} {r['state']} neuron {r['neuron']} of {r['model']} is matched "
+                         f"in {r['other_model']} twice: {damaged}")
+    models = sorted(set(named["model"]))
+    width = {m: int(table.loc[table["model"] == m, "neuron"].max()) + 1 for m in models}
+    for layer in range(1, int(table["layer"].max()) + 1):
+        for state in ("h", "c"):
+            rows = table[(table["layer"] == layer) & (table["state"] == state)]
+            counts = rows.groupby(["model", "other_model"]).size()
+            for a in models:
+                for b in models:
+                    if a != b and counts.get((a, b), 0) != width[a]:
+                        raise ValueError(f"{path}: layer {layer} {state} holds {counts.get((a, b), 0)} of the "
+                                         f"{width[a]} neurons of {a} matched in {b}: {damaged}")
+    beyond = table["match"] >= table["other_model"].map(width)
+    refuse_rows(table, beyond.to_numpy(), "match", "a neuron the other model has", path, ValueError)
+    table["match"] = table["match"].astype("Int64")
+    return table
+
+
+def per_neuron(table: pd.DataFrame) -> pd.DataFrame:
+    """Each model's neuron of a layer and state, over the other models: ``shared`` the mean of its best |r|, ``chance``
+    the mean of its ``r_rotated``, ``max_corr`` the largest best |r| (Bau et al.'s MaxCorr). A neuron that hardly
+    varies has none."""
+    t = table.assign(best=table["r"].abs())
+    return (t.groupby(["layer", "state", "model", "neuron"], sort=False)
+            .agg(shared=("best", "mean"), chance=("r_rotated", "mean"), max_corr=("best", "max"))
+            .reset_index())
+
+
+def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Sequence[int]], png: str | os.PathLike,
+                   svg: str | os.PathLike, title: str, dpi: int = 150) -> None:
+    """A panel per layer (rows) and state (columns); along x the models by dropout: the mean over a model's neurons
+    of their mean best |r| in the other models (a line, with the middle half of its neurons as a band), the same
+    with the other models' states rotated (the chance level, dashed), and the neurons ``top`` names (the top-ranked
+    by KL of each model, layer and state) as red circles. The y axis starts at the tenth below the lowest value drawn
+    (best matches of trained models lie far above 0)."""
+    import matplotlib.pyplot as plt
+
+    from .figures import STATE_NAMES, figure_title, save_figure
+
+    models = list(dict.fromkeys(table.sort_values(["dropout"], kind="stable")["model"]))
+    layers = sorted(table["layer"].unique())
+    neurons = per_neuron(table)
+    fig, axes = plt.subplots(len(layers), 2, figsize=(max(8.0, 0.55 * len(models) * 2 + 2), 3.4 * len(layers)),
+                             squeeze=False, sharey=True)
+    x = np.arange(len(models))
+    for i, layer in enumerate(layers):
+        for k, state in enumerate(("h", "c")):
+            ax = axes[i, k]
+            n = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")
+            shared = n["shared"]
+            mean = shared.mean().reindex(models)
+            low, high = shared.quantile(0.25).reindex(models), shared.quantile(0.75).reindex(models)
+            ax.fill_between(x, low, high, color="tab:blue", alpha=0.2, lw=0, label="middle half of the neurons")
+            ax.plot(x, mean, "o-", color="tab:blue", ms=4, label="best match, mean over the neurons")
+            ax.plot(x, n["chance"].mean().reindex(models), "s--", color="grey", ms=3,
+                    label="the same in rotated states (chance)")
+            by_neuron = neurons.set_index(["layer", "state", "model", "neuron"])["shared"]
+            for j, model in enumerate(models):
+                chosen = [v for v in top.get((model, layer, state), ()) if (layer, state, model, v) in by_neuron.index]
+                values = by_neuron.loc[[(layer, state, model, v) for v in chosen]].to_numpy()
+                ax.plot(np.full(len(values), j), values, "o", mfc="none", mec="tab:red", ms=5,
+                        label="top by KL" if j == 0 else None)
+            ax.set_xticks(x, models, rotation=90, fontsize=7)
+            ax.set_title(f"layer {layer}, {STATE_NAMES[state]}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            if k == 0:
+                ax.set_ylabel("|r| with the best-matching\nneuron of another model", fontsize=8)
+    shown = pd.concat([neurons["shared"], neurons["chance"]]).dropna()
+    axes[0, 0].set_ylim(min(0.9, np.floor(10 * shown.min()) / 10) if len(shown) else 0.0, 1.02)  # from a tenth below
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(figure_title(fig, title, 11), fontsize=11)
+    fig.tight_layout(rect=(0, 0.07 if len(layers) > 1 else 0.12, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    save_figure(fig, png, svg, dpi=dpi)
+
+
+def matches_figure_of(csv_path: str | os.PathLike, divergence_paths: Sequence[str | os.PathLike],
+                      png: str | os.PathLike, svg: str | os.PathLike, top_k: int, dpi: int = 150) -> pd.DataFrame:
+    """The figure of a neuron matches table (read back with :func:`read_matches`), the ``top_k`` neurons of each
+    model's divergence table (one per model of the table, of its text) marked."""
+    from .divergence import ranked, read_divergence
+
+    table = read_matches(csv_path)
+    if table.empty:
+        raise ValueError(f"{csv_path}: holds no matches (one model: no other model to match its neurons in); "
+                         "the figure needs two models or more")
+    text = str(table["text"].iloc[0])
+    divergence = {}
+    for path in divergence_paths:
+        d = read_divergence(path)
+        model = str(d["model"].iloc[0])
+        if str(d["text"].iloc[0]) != text:
+            raise ValueError(f"{path} is the divergence table of text {d['text'].iloc[0]}, {csv_path} of text {text}")
+        divergence[model] = d
+    missing = sorted(set(table["model"]) - set(divergence))
+    if missing:
+        raise ValueError(f"{csv_path} holds model {missing[0]}, but no divergence table of it was given")
+    top = {(model, int(layer), state): ranked(d, int(layer), state, top_k)["neuron"].tolist()
+           for model, d in divergence.items()
+           for layer, state in table[["layer", "state"]].drop_duplicates().itertuples(index=False)}
+    models, tokens = table["model"].nunique(), int(table["tokens"].iloc[0])
+    count = f"{tokens:,}".replace(",", " ")
+    matches_figure(table, top, png, svg, dpi=dpi,
+                   title=f"Do the models share neurons? Each neuron's best match in the other models, text {text} "
+                         f"({count} tokens, {models} models; red: the top {top_k} by KL of each)")
+    return table
