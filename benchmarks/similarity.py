@@ -85,7 +85,7 @@ def thesis_block(folder: Path, words: list[str], models: int) -> None:
     """``cka_table`` on the activations files of ``models`` random models of the thesis's width (2000) of as many
     tokens as the job reads in one block there: its time per block, and per 18 000-token text; then the same with
     the neuron matches (``similarity_tables``), whose extra time is per text, whatever its length."""
-    from lstmscope.similarity import BLOCK_VALUES, cka_table, similarity_tables
+    from lstmscope.similarity import BLOCK_VALUES, ROTATIONS, cka_table, similarity_tables
 
     rows = max(1, BLOCK_VALUES // (models * 2000))
     paths = make_files(folder, words, rows, models, 2000, 1000)
@@ -94,7 +94,7 @@ def thesis_block(folder: Path, words: list[str], models: int) -> None:
           f"{seconds / 4:.1f} s CPU: {18000 / rows * seconds / 60:.1f} min per 18 000-token text (2 layers x 2 states)")
     _, both, _ = measured(similarity_tables, paths)
     print(f"with the neuron matches: {both:.1f} s CPU, {(both - seconds) / 60:.1f} min more per text "
-          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states)")
+          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states x {ROTATIONS} rotations)")
 
 
 def main() -> None:

@@ -140,14 +140,14 @@ def test_a_training_given_fewer_cores_than_its_threads_stops_and_keeps_the_model
 
 def test_tracking_every_neuron_reruns_only_tracking_and_the_figure_key_only_figures(tiny_workdir):
     """divergence.track (the neurons measured in tracking.csv) and divergence.top_k (the neurons of the top/bottom
-    figure, and those whose forget timescale the gates' table across models gives) are two keys: tracking every neuron
-    leaves the figures as they are, and the other way round."""
+    figure, those whose forget timescale the gates' table across models gives, and those the neuron matches figure
+    marks) are two keys: tracking every neuron leaves the figures as they are, and the other way round."""
     graph = rule_graph(tiny_workdir)
     all_jobs = forced_jobs(tiny_workdir)
     planned = planned_jobs(tiny_workdir, "--config", "divergence={track: null}")
     assert_plan(planned, downstream(graph, {"neuron_tracking"}), all_jobs, "--config 'divergence={track: null}'")
     planned = planned_jobs(tiny_workdir, "--config", "divergence={top_k: 2}")
-    assert_plan(planned, downstream(graph, {"neuron_figures", "gates_vs_dropout"}), all_jobs,
+    assert_plan(planned, downstream(graph, {"neuron_figures", "gates_vs_dropout", "neuron_matches_figure"}), all_jobs,
                 "--config 'divergence={top_k: 2}'")
     assert "neuron_tracking" not in {j.rule for j in planned}
 

@@ -355,13 +355,15 @@ rule mean_abs_vs_dropout:
 # model_similarity holds the Gram matrix of every model's neurons of one layer and state side by side (float64) and a
 # block of tokens (64 MB); its time is the Gram matrix's sums: tokens x (models x hidden)^2 / 2 multiply-adds per
 # layer and state (BLAS's syrk), counted at 2.5 G per second, a quarter of one core's measured at the thesis's size;
-# then the neuron matches: each ordered pair of models' covariances turned by a rotation, hidden^3 multiply-adds per
-# pair, layer and state, counted the same.
+# then the neuron matches: each ordered pair of models' covariances turned by each of the rotations of the chance level
+# (lstmscope.similarity.ROTATIONS; a test checks the two agree), hidden^3 multiply-adds per pair, layer, state and
+# rotation, counted the same.
 _HIDDEN = config["architecture"]["hidden_size"]
 _SIMILARITY_WIDTH = len(MODELS) * _HIDDEN
 SIMILARITY_MEM_MB = int(_SIMILARITY_WIDTH ** 2 * 8 / 2 ** 20 * 1.05) + 1000
 SIMILARITY_PRODUCTS_PER_TOKEN = len(LAYERS) * len(STATES) * _SIMILARITY_WIDTH ** 2 / 2
-MATCHES_PRODUCTS = len(LAYERS) * len(STATES) * len(MODELS) * (len(MODELS) - 1) * _HIDDEN ** 3
+MATCH_ROTATIONS = 5
+MATCHES_PRODUCTS = len(LAYERS) * len(STATES) * len(MODELS) * (len(MODELS) - 1) * MATCH_ROTATIONS * _HIDDEN ** 3
 
 
 rule model_similarity:

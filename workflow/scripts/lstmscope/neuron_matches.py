@@ -4,11 +4,12 @@ read back with its checks, and its figure.
 For each neuron of a model (a layer and state) and each other model, the neuron of the other model whose values over
 the text correlate most with it (largest |r|, Pearson's, the "best match" of Li et al., 2016, *Convergent Learning*),
 r itself, and ``r_rotated``: the best |r| the neuron finds among the other model's states turned by a random rotation
-(the same layer's states, so the same CKA, but no neuron of them is one of the model's axes). Where a layer's states
-span few directions, any direction correlates well with some neuron of them, so a best |r| means a neuron is shared
-only as far as it stands above ``r_rotated``. Bau et al. (2019, *Identifying and Controlling Important Neurons in
-Neural Machine Translation*) rank neurons by the largest of their best |r| over the other models (MaxCorr): the figure
-shows where the neurons the pipeline ranks highest by KL stand among them.
+(the mean of :data:`.similarity.ROTATIONS`; the same layer's states, so the same CKA, but no neuron of them is one of
+the model's axes). Where a layer's states span few directions, any direction correlates well with some neuron of
+them, so a best |r| means a neuron is shared only as far as it stands above ``r_rotated``. Bau et al. (2019,
+*Identifying and Controlling Important Neurons in Neural Machine Translation*) rank neurons by the largest of their
+best |r| over the other models (MaxCorr); :func:`per_neuron` gives it, and the figure shows where the neurons the
+pipeline ranks highest by KL stand above chance.
 
 A module of its own (the figure and the reader), so that a change to the figure does not rerun the Gram matrices.
 """
@@ -49,6 +50,8 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
                 "numbers from 0 to 1", path, ValueError)
     refuse_rows(table, (match.isna() != table["r"].isna()).to_numpy(), "match",
                 "a neuron where r holds a correlation, and none where r is empty", path, ValueError)
+    refuse_rows(table, (table["r_rotated"].isna() != table["r"].isna()).to_numpy(), "r_rotated",
+                "a number where r holds a correlation, and none where r is empty", path, ValueError)
     refuse_rows(table, (table["model"] == table["other_model"]).to_numpy(), "other_model",
                 "a model other than the line's model", path, ValueError)
     damaged = "the table is damaged; run model_similarity again"
@@ -59,10 +62,15 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path}: model {dropouts[dropouts > 1].index[0]} has more than one dropout: {damaged}")
     twice = table.duplicated(["layer", "state", "model", "other_model", "neuron"])
     if twice.any():
-        r = table.iloc[int(np.argmax(twice.to_numpy()))]
-        raise ValueError(f"{path}: layer {r['layer']} {r['state']} neuron {r['neuron']} of {r['model']} is matched "
-                         f"in {r['other_model']} twice: {damaged}")
+        i = int(np.argmax(twice.to_numpy()))
+        r = table.iloc[i]
+        raise ValueError(f"{path}: line {i + 2}: layer {r['layer']} {r['state']} neuron {r['neuron']} of {r['model']} "
+                         f"is matched in {r['other_model']} twice: {damaged}")
     models = sorted(set(named["model"]))
+    unmatched = sorted(set(models) - set(table["model"]))
+    if unmatched:
+        raise ValueError(f"{path}: model {unmatched[0]} is matched in, but none of its own neurons is matched: "
+                         f"{damaged}")
     width = {m: int(table.loc[table["model"] == m, "neuron"].max()) + 1 for m in models}
     for layer in range(1, int(table["layer"].max()) + 1):
         for state in ("h", "c"):
@@ -81,21 +89,23 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
 
 def per_neuron(table: pd.DataFrame) -> pd.DataFrame:
     """Each model's neuron of a layer and state, over the other models: ``shared`` the mean of its best |r|, ``chance``
-    the mean of its ``r_rotated``, ``max_corr`` the largest best |r| (Bau et al.'s MaxCorr). A neuron that hardly
-    varies has none."""
+    the mean of its ``r_rotated``, ``above_chance`` the one less the other, ``max_corr`` the largest best |r| (Bau et
+    al.'s MaxCorr). A neuron that hardly varies has none."""
     t = table.assign(best=table["r"].abs())
-    return (t.groupby(["layer", "state", "model", "neuron"], sort=False)
-            .agg(shared=("best", "mean"), chance=("r_rotated", "mean"), max_corr=("best", "max"))
-            .reset_index())
+    out = (t.groupby(["layer", "state", "model", "neuron"], sort=False)
+           .agg(shared=("best", "mean"), chance=("r_rotated", "mean"), max_corr=("best", "max"))
+           .reset_index())
+    return out.assign(above_chance=out["shared"] - out["chance"])[
+        ["layer", "state", "model", "neuron", "shared", "chance", "above_chance", "max_corr"]]
 
 
 def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Sequence[int]], png: str | os.PathLike,
                    svg: str | os.PathLike, title: str, dpi: int = 150) -> None:
-    """A panel per layer (rows) and state (columns); along x the models by dropout: the mean over a model's neurons
-    of their mean best |r| in the other models (a line, with the middle half of its neurons as a band), the same
-    with the other models' states rotated (the chance level, dashed), and the neurons ``top`` names (the top-ranked
-    by KL of each model, layer and state) as red circles. The y axis starts at the tenth below the lowest value drawn
-    (best matches of trained models lie far above 0)."""
+    """A panel per layer (rows) and state (columns); along x the models by dropout; along y how far a neuron's best
+    match in the other models stands above its chance level (``above_chance`` of :func:`per_neuron`: 0, the dashed
+    line, is what the other models' states turned at random give): the mean over a model's neurons (a line), the
+    middle half of its neurons (a band), and the neurons ``top`` names (the top-ranked by KL of each model, layer and
+    state) as red circles, each against its own chance level."""
     import matplotlib.pyplot as plt
 
     from .figures import STATE_NAMES, figure_title, save_figure
@@ -103,37 +113,38 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
     models = list(dict.fromkeys(table.sort_values(["dropout"], kind="stable")["model"]))
     layers = sorted(table["layer"].unique())
     neurons = per_neuron(table)
+    by_neuron = neurons.set_index(["layer", "state", "model", "neuron"])["above_chance"]
     fig, axes = plt.subplots(len(layers), 2, figsize=(max(8.0, 0.55 * len(models) * 2 + 2), 3.4 * len(layers)),
                              squeeze=False, sharey=True)
     x = np.arange(len(models))
+    marked = False
     for i, layer in enumerate(layers):
         for k, state in enumerate(("h", "c")):
             ax = axes[i, k]
-            n = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")
-            shared = n["shared"]
-            mean = shared.mean().reindex(models)
-            low, high = shared.quantile(0.25).reindex(models), shared.quantile(0.75).reindex(models)
-            ax.fill_between(x, low, high, color="tab:blue", alpha=0.2, lw=0, label="middle half of the neurons")
-            ax.plot(x, mean, "o-", color="tab:blue", ms=4, label="best match, mean over the neurons")
-            ax.plot(x, n["chance"].mean().reindex(models), "s--", color="grey", ms=3,
-                    label="the same in rotated states (chance)")
-            by_neuron = neurons.set_index(["layer", "state", "model", "neuron"])["shared"]
+            above = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")["above_chance"]
+            ax.axhline(0, color="grey", ls="--", lw=1, label="chance: the other models' states turned at random")
+            ax.fill_between(x, above.quantile(0.25).reindex(models), above.quantile(0.75).reindex(models),
+                            color="tab:blue", alpha=0.2, lw=0, label="middle half of the neurons")
+            ax.plot(x, above.mean().reindex(models), "o-", color="tab:blue", ms=4, label="mean over the neurons")
             for j, model in enumerate(models):
-                chosen = [v for v in top.get((model, layer, state), ()) if (layer, state, model, v) in by_neuron.index]
-                values = by_neuron.loc[[(layer, state, model, v) for v in chosen]].to_numpy()
-                ax.plot(np.full(len(values), j), values, "o", mfc="none", mec="tab:red", ms=5,
-                        label="top by KL" if j == 0 else None)
+                keys = [(layer, state, model, v) for v in top.get((model, layer, state), ())]
+                values = by_neuron.reindex(keys).dropna().to_numpy()
+                if len(values):
+                    ax.plot(np.full(len(values), j), values, "o", mfc="none", mec="tab:red", ms=5,
+                            label=None if marked else "top by KL")
+                    marked = True
             ax.set_xticks(x, models, rotation=90, fontsize=7)
             ax.set_title(f"layer {layer}, {STATE_NAMES[state]}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             if k == 0:
-                ax.set_ylabel("|r| with the best-matching\nneuron of another model", fontsize=8)
-    shown = pd.concat([neurons["shared"], neurons["chance"]]).dropna()
-    axes[0, 0].set_ylim(min(0.9, np.floor(10 * shown.min()) / 10) if len(shown) else 0.0, 1.02)  # from a tenth below
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+                ax.set_ylabel("best |r| in another model,\nabove its chance level", fontsize=8)
+    handles = {}
+    for ax in axes.flat:  # each entry once, from whichever panel has it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
     fig.suptitle(figure_title(fig, title, 11), fontsize=11)
     fig.tight_layout(rect=(0, 0.07 if len(layers) > 1 else 0.12, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=2, fontsize=8, frameon=False)
     save_figure(fig, png, svg, dpi=dpi)
 
 
@@ -164,6 +175,6 @@ def matches_figure_of(csv_path: str | os.PathLike, divergence_paths: Sequence[st
     models, tokens = table["model"].nunique(), int(table["tokens"].iloc[0])
     count = f"{tokens:,}".replace(",", " ")
     matches_figure(table, top, png, svg, dpi=dpi,
-                   title=f"Do the models share neurons? Each neuron's best match in the other models, text {text} "
-                         f"({count} tokens, {models} models; red: the top {top_k} by KL of each)")
+                   title=f"Do the models share neurons? Each neuron's best match in the other models above its chance "
+                         f"level, text {text} ({count} tokens, {models} models; red: the top {top_k} by KL of each)")
     return table

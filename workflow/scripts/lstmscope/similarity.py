@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -31,8 +32,11 @@ COLUMNS = ["text", "tokens", "layer", "state", "model_a", "dropout_a", "model_b"
 STILL = 1e-6
 MATCH_COLUMNS = ["text", "tokens", "layer", "state", "model", "dropout", "neuron", "other_model", "other_dropout",
                  "match", "r", "r_rotated"]
-#: Seed of the random rotations of the matches' chance level (with the layer, the state and the other model's place).
+#: Seed of the random rotations of the matches' chance level (with the model's name, the layer and the state).
 ROTATION_SEED = 20190506
+#: Rotations whose mean is a neuron's chance level: one rotation's best |r| for a neuron varied with sd 0.04 over 20
+#: rotations (default run, layer 2 h), about the size of the effect; the mean of 5 by about 0.02.
+ROTATIONS = 5
 #: Values held per block of tokens (all models' neurons side by side), about 64 MB in float64.
 BLOCK_VALUES = 1 << 23
 
@@ -144,41 +148,58 @@ def similarity_tables(paths: Sequence[str | os.PathLike], rows: int | None = Non
                    ) if matches else None
 
 
+def rotations(model: str, layer: int, state: str, n: int) -> list[np.ndarray]:
+    """The :data:`ROTATIONS` random orthogonal n x n matrices that turn model ``model``'s moving neurons of one layer
+    and state for the chance level of a match: seeded by the model's name (not by its place among the models given, so
+    that adding a model changes no other pair's chance level), the layer and the state. Uniform over the rotations
+    (Haar): the Q of a Gaussian matrix's QR, its columns' signs set by R's diagonal (Mezzadri 2007, as
+    ``scipy.stats.ortho_group`` draws them; importing scipy.stats took a second, more than the default run's
+    matches)."""
+    rng = np.random.default_rng([ROTATION_SEED, zlib.crc32(model.encode()), layer, "hc".index(state)])
+    out = []
+    for _ in range(ROTATIONS):
+        q, r = np.linalg.qr(rng.standard_normal((n, n)))
+        out.append(q * np.where(np.diag(r) < 0, -1.0, 1.0))
+    return out
+
+
 def _matches(gram: _Gram, own: list[np.ndarray], layer: int, state: str, names: list[str], dropouts: list[float],
              text: str) -> list[pd.DataFrame]:
     """For every model's neurons of one layer and state, in every other model: the best-matching neuron (largest
-    |r|), r, and the best |r| in that model's states turned by a random rotation (:data:`ROTATION_SEED`); in the
-    order of the models, then of the other models."""
-    from scipy.stats import ortho_group
-
+    |r|), r, and the chance level: the mean over :func:`rotations` of the best |r| among the other model's moving
+    neurons turned by the rotation (the neurons that hardly vary left out, as they are of the matches); in the order
+    of the models, then of the other models."""
     T = gram.tokens
     variance = [np.clip(np.diag(g), 0.0, None) / T for g in own]
     moving = [np.sqrt(v) >= STILL for v in variance]  # a neuron that hardly varies has no r with any neuron
     found = {}
     for b, own_b in enumerate(own):
-        n = own_b.shape[0]
-        rng = np.random.default_rng([ROTATION_SEED, layer, "hc".index(state), b])
-        turn = ortho_group.rvs(n, random_state=rng) if n > 1 else np.ones((1, 1))
-        turned_variance = np.clip(np.einsum("ij,ij->j", own_b @ turn, turn), 0.0, None) / T
-        turned_moving = np.sqrt(turned_variance) >= STILL
+        kept = np.flatnonzero(moving[b])
+        turns, turned_variance = [], []
+        if len(kept):
+            turns = rotations(names[b], layer, state, len(kept))
+            part = own_b[np.ix_(kept, kept)]
+            for q in turns:  # the variance of each turned direction, from the covariances: diag(qᵀ C q)
+                v = np.clip(np.einsum("ij,ij->j", part @ q, q), 0.0, None) / T
+                turned_variance.append(np.where(v > 1e-12 * variance[b][kept].max(), v, np.nan))  # rounding: none
         for a in range(len(own)):
             if a == b:
                 continue
             cross = (gram.block(a, b) if a < b else gram.block(b, a).T) / T  # covariances: a's neurons x b's
+            none = ~moving[a] | (len(kept) == 0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 r = cross / np.sqrt(np.outer(variance[a], variance[b]))
-                turned = np.abs(cross @ turn / np.sqrt(np.outer(variance[a], turned_variance)))
-            size = np.where(moving[b][None, :], np.abs(r), -1.0)
-            match = size.argmax(axis=1)
+                best_turned = [np.fmax.reduce(np.abs(cross[:, kept] @ q / np.sqrt(np.outer(variance[a], v))), axis=1)
+                               for q, v in zip(turns, turned_variance)]  # (fmax: NaN, a still neuron, left out)
+            chance = np.mean(best_turned, axis=0) if best_turned else None
+            match = np.where(moving[b][None, :], np.abs(r), -1.0).argmax(axis=1)
             best = r[np.arange(len(r)), match]
-            rotated = np.where(turned_moving[None, :], turned, -1.0).max(axis=1)
-            none = ~moving[a] | ~moving[b].any()
             found[a, b] = pd.DataFrame({
                 "text": text, "tokens": T, "layer": layer, "state": state, "model": names[a], "dropout": dropouts[a],
                 "neuron": np.arange(len(r)), "other_model": names[b], "other_dropout": dropouts[b],
                 "match": pd.array(np.where(none, None, match), dtype="Int64"),
                 "r": np.where(none, np.nan, np.clip(best, -1.0, 1.0)),
-                "r_rotated": np.where(none | ~turned_moving.any(), np.nan, np.clip(rotated, 0.0, 1.0))})
+                "r_rotated": np.where(none, np.nan, np.clip(chance, 0.0, 1.0) if chance is not None else np.nan)})
     return [found[pair] for pair in sorted(found)]
 
 
