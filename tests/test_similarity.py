@@ -361,6 +361,27 @@ def test_the_matches_table_and_figure_are_written_and_read_back(three, divergenc
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "chance"] == pytest.approx(one.r_rotated.mean())
 
 
+def test_the_matches_figure_lists_the_models_by_dropout_whatever_the_table_s_order(three, tmp_path, monkeypatch):
+    from lstmscope.neuron_matches import matches_figure
+
+    replicates = []  # two more seeds of dropout 0.2 (copies of its file, renamed): replicate 10 after replicate 2
+    for name in ("d0.2_r10", "d0.2_r2"):
+        replicates.append(tmp_path / f"{name}.h5")
+        shutil.copy(three["d0.2_r0"], replicates[-1])
+        with h5py.File(replicates[-1], "a") as f:
+            f.attrs["model"] = name
+    csv, matches_csv = tmp_path / "s.csv", tmp_path / "m.csv"
+    model_similarity([*three.values(), *replicates], csv, matches_csv)
+    shuffled = read_matches(matches_csv).sample(frac=1, random_state=1)
+    first_seen = [m for m in dict.fromkeys(shuffled["model"]) if m.startswith("d0.2")]
+    assert first_seen != ["d0.2_r0", "d0.2_r2", "d0.2_r10"], first_seen
+    ticks = []
+    monkeypatch.setattr("lstmscope.figures.save_figure", lambda fig, *a, **k: ticks.extend(
+        [t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes))
+    matches_figure(shuffled, {}, tmp_path / "f.png", tmp_path / "f.svg", "t")
+    assert ticks and all(t == ["d0.2_r0", "d0.2_r2", "d0.2_r10", "d0.5_r0", "d0.8_r0"] for t in ticks)
+
+
 def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figure_is_drawn(three, divergences,
                                                                                              tmp_path):
     csv, matches_csv = tmp_path / "s.csv", tmp_path / "m.csv"

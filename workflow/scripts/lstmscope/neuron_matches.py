@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .order import models_in_order
 from .similarity import MATCH_COLUMNS
 
 
@@ -110,7 +111,8 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
 
     from .figures import STATE_NAMES, figure_title, save_figure
 
-    models = list(dict.fromkeys(table.sort_values(["dropout"], kind="stable")["model"]))
+    models = table.drop_duplicates("model").sort_values(["dropout", "model"], key=models_in_order,
+                                                        kind="stable")["model"].tolist()  # by dropout, then replicate
     layers = sorted(table["layer"].unique())
     neurons = per_neuron(table)
     by_neuron = neurons.set_index(["layer", "state", "model", "neuron"])["above_chance"]

@@ -144,8 +144,9 @@ def similarity_tables(paths: Sequence[str | os.PathLike], rows: int | None = Non
                 if matches:
                     found.extend(_matches(gram, own, layer, state, names, dropouts, text))
     table = pd.DataFrame(out, columns=COLUMNS)
-    return table, (pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=MATCH_COLUMNS)
-                   ) if matches else None
+    if not matches:
+        return table, None
+    return table, pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=MATCH_COLUMNS)
 
 
 def rotations(model: str, layer: int, state: str, n: int) -> list[np.ndarray]:
