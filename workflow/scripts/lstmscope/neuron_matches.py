@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .order import models_in_order
-from .similarity import MATCH_COLUMNS
+from .similarity import MATCH_COLUMNS, refuse_two_dropouts
 
 
 def read_matches(path: str | os.PathLike) -> pd.DataFrame:
@@ -56,18 +56,13 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
     refuse_rows(table, (table["model"] == table["other_model"]).to_numpy(), "other_model",
                 "a model other than the line's model", path, ValueError)
     damaged = "the table is damaged; run model_similarity again"
-    named = pd.concat([table[["model", "dropout"]],
-                       table[["other_model", "other_dropout"]].set_axis(["model", "dropout"], axis=1)])
-    dropouts = named.groupby("model")["dropout"].nunique()
-    if (dropouts > 1).any():
-        raise ValueError(f"{path}: model {dropouts[dropouts > 1].index[0]} has more than one dropout: {damaged}")
+    models = refuse_two_dropouts(table, [("model", "dropout"), ("other_model", "other_dropout")], path, damaged)
     twice = table.duplicated(["layer", "state", "model", "other_model", "neuron"])
     if twice.any():
         i = int(np.argmax(twice.to_numpy()))
         r = table.iloc[i]
         raise ValueError(f"{path}: line {i + 2}: layer {r['layer']} {r['state']} neuron {r['neuron']} of {r['model']} "
                          f"is matched in {r['other_model']} twice: {damaged}")
-    models = sorted(set(named["model"]))
     unmatched = sorted(set(models) - set(table["model"]))
     if unmatched:
         raise ValueError(f"{path}: model {unmatched[0]} is matched in, but none of its own neurons is matched: "

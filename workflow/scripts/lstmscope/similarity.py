@@ -192,7 +192,7 @@ def _matches(gram: _Gram, own: list[np.ndarray], layer: int, state: str, names: 
                 r = cross / np.sqrt(np.outer(variance[a], variance[b]))
                 best_turned = [np.fmax.reduce(np.abs(cross[:, kept] @ q / np.sqrt(np.outer(variance[a], v))), axis=1)
                                for q, v in zip(turns, turned_variance)]  # (fmax: NaN, a still neuron, left out)
-            chance = np.mean(best_turned, axis=0) if best_turned else None
+            chance = np.mean(best_turned, axis=0) if best_turned else np.full(len(r), np.nan)
             match = np.where(moving[b][None, :], np.abs(r), -1.0).argmax(axis=1)
             best = r[np.arange(len(r)), match]
             found[a, b] = pd.DataFrame({
@@ -200,7 +200,7 @@ def _matches(gram: _Gram, own: list[np.ndarray], layer: int, state: str, names: 
                 "neuron": np.arange(len(r)), "other_model": names[b], "other_dropout": dropouts[b],
                 "match": pd.array(np.where(none, None, match), dtype="Int64"),
                 "r": np.where(none, np.nan, np.clip(best, -1.0, 1.0)),
-                "r_rotated": np.where(none, np.nan, np.clip(chance, 0.0, 1.0) if chance is not None else np.nan)})
+                "r_rotated": np.where(none, np.nan, np.clip(chance, 0.0, 1.0))})
     return [found[pair] for pair in sorted(found)]
 
 
@@ -267,6 +267,17 @@ def model_similarity(paths: Sequence[str | os.PathLike], csv_path: str | os.Path
     return table
 
 
+def refuse_two_dropouts(table: pd.DataFrame, columns: Sequence[tuple[str, str]], path: str | os.PathLike,
+                        damaged: str) -> list[str]:
+    """One dropout per model wherever a table names it (``columns``: pairs of a model's and its dropout's column),
+    else a ValueError naming the file and the model; returns the models named, sorted."""
+    named = pd.concat([table[list(pair)].set_axis(["model", "dropout"], axis=1) for pair in columns])
+    dropouts = named.astype({"model": str}).groupby("model")["dropout"].nunique()
+    if (dropouts > 1).any():
+        raise ValueError(f"{path}: model {dropouts[dropouts > 1].index[0]} has more than one dropout: {damaged}")
+    return sorted(dropouts.index)
+
+
 def read_similarity(path: str | os.PathLike) -> pd.DataFrame:
     """A table of :func:`model_similarity` read back; a ValueError names the file and the line or pair that is
     wrong: a missing or non-numeric value, another text in a row, a CKA outside [0, 1], a pair of models missing
@@ -284,10 +295,7 @@ def read_similarity(path: str | os.PathLike) -> pd.DataFrame:
     refuse_rows(table, (table["layer"] < 1).to_numpy(), "layer", "layers from 1", path, ValueError)
     models = list(dict.fromkeys(table["model_a"].astype(str)))
     damaged = "the table is damaged; run model_similarity again"
-    named = pd.concat([table[[f"model_{x}", f"dropout_{x}"]].set_axis(["model", "dropout"], axis=1) for x in "ab"])
-    dropouts = named.astype({"model": str}).groupby("model")["dropout"].nunique()
-    if (dropouts > 1).any():  # one dropout per model, in either column
-        raise ValueError(f"{path}: model {dropouts[dropouts > 1].index[0]} has more than one dropout: {damaged}")
+    refuse_two_dropouts(table, [("model_a", "dropout_a"), ("model_b", "dropout_b")], path, damaged)
     layers = int(table["layer"].max())
     for layer in range(1, layers + 1):
         for state in ("h", "c"):
