@@ -73,6 +73,27 @@ def test_heading_tokens_are_the_section_heading_lines_of_wikitext(tiny):
     assert mask.tolist() == [False] * 4 + [True] * 4 + [False] * 2
     # a text that starts inside a heading line (an offset): its rest is a heading too
     assert heading_tokens(words[3:]).tolist() == want[3:] and want[2] and want[3]
+    # a line cut off by the text's end is a heading if it starts with "="; one that starts with "=" and ends
+    # otherwise is prose (the test split's "= National record", below)
+    first = next(i for i in range(1, len(words)) if want[i] and words[i - 1] == "<eos>")
+    assert heading_tokens(words[:first + 2]).tolist() == want[:first] + [True, True]
+    assert heading_tokens(["=", "National", "record", "<eos>", "=", "A", "=", "<eos>"]).tolist() == [False] * 4 + [
+        True] * 4
+
+
+def test_heading_tokens_of_the_whole_test_split(wikitext2):
+    """Every line of WikiText-2's test split, against the lines' own text: a heading starts and ends with "="
+    (the split holds two prose lines that start with "=" and two that end with it)."""
+    words, want = [], []
+    for line in (wikitext2 / "test.txt").read_text(encoding="utf-8").splitlines():
+        tokens = line.split() + ["<eos>"]
+        words += tokens
+        stripped = line.strip()
+        want += [stripped.startswith("= ") and stripped.endswith(" =")] * len(tokens)
+    starts_only = [line for line in (wikitext2 / "test.txt").read_text(encoding="utf-8").splitlines()
+                   if line.strip().startswith("= ") and not line.strip().endswith(" =")]
+    assert len(starts_only) == 2
+    assert heading_tokens(words).tolist() == want
 
 
 def test_neuron_heatmaps_show_prose_unless_asked_for_any_passage(tiny, divergence_csv, tmp_path, monkeypatch):

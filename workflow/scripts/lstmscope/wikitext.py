@@ -15,19 +15,21 @@ from .vocabulary import EOS
 
 def heading_tokens(words: Sequence[str]) -> np.ndarray:
     """True for every token of a section heading line of WikiText (``= = Film = = <eos>``: a line, ended by
-    ``<eos>``, whose first token is ``=``). A text that starts inside a line (an offset) starts with the rest
-    of it, whose first token is not the line's: that is a heading's rest if its last token is ``=``
-    (``Film = = <eos>``)."""
+    ``<eos>``, whose first and last tokens are ``=``; the test split holds two lines that start with ``=`` and are
+    prose, ``= National record <eos>``). A text that starts inside a line (an offset) starts with the rest of it,
+    whose first token is not the line's: that is a heading's rest if its last token is ``=`` (``Film = = <eos>``).
+    A last line that the text's end cuts off is a heading if it starts with ``=``: its end is not there to read."""
     mask = np.zeros(len(words), dtype=bool)
-    heading, line_start = False, True
+    start = 0
     for i, w in enumerate(words):
-        if line_start:
-            heading = w == "="
-        mask[i] = heading
-        line_start = w == EOS
-    first_eos = next((i for i, w in enumerate(words) if w == EOS), None)
-    if first_eos is not None and first_eos > 0 and words[first_eos - 1] == "=":
-        mask[:first_eos + 1] = True
+        if w == EOS:
+            first = words[start]
+            # the first line's rest (start 0, not at a line's start): its first token is not the line's
+            if (first == "=" or start == 0) and i > start and words[i - 1] == "=":
+                mask[start:i + 1] = True
+            start = i + 1
+    if start < len(words) and words[start] == "=":
+        mask[start:] = True
     return mask
 
 
