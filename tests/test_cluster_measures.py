@@ -27,7 +27,9 @@ def test_word_classes_of_wikitext_tokens():
     cases = {"<eos>": "eos", "<unk>": "unk", ".": "punctuation", "@-@": "punctuation", "@,@": "punctuation",
              '"': "punctuation", "1": "number", "000": "number", "1990s": "number", "3.5": "number",
              "the": "function", "The": "function", "of": "function", "'s": "function", "n't": "function",
-             "Robert": "capitalized", "England": "capitalized", "actor": "content", "played": "content"}
+             "Robert": "capitalized", "England": "capitalized", "actor": "content", "played": "content",
+             # a function word in capitals is a name: "US" (the United States), "AM" (radio); "I" and "A" are not
+             "US": "capitalized", "AM": "capitalized", "I": "function", "A": "function", "Us": "function"}
     assert {w: word_class(w) for w in cases} == cases
 
 

@@ -25,7 +25,8 @@ _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*(?:s|st|nd|rd|th)?")
 
 
 def word_class(word: str) -> str:
-    """The simple class of a token: eos, unk, punctuation, number, function, capitalized or content."""
+    """The simple class of a token: eos, unk, punctuation, number, function (a word of :data:`FUNCTION_WORDS` in
+    lower case or with a capital first letter), capitalized or content."""
     if word == "<eos>":
         return "eos"
     if word == "<unk>":
@@ -34,8 +35,8 @@ def word_class(word: str) -> str:
         return "punctuation"  # includes WikiText's @-@, @,@ and @.@
     if _NUMBER.fullmatch(word):
         return "number"
-    if word.lower() in FUNCTION_WORDS:
-        return "function"
+    if word.lower() in FUNCTION_WORDS and word in (word.lower(), word.capitalize()):
+        return "function"  # "the", "The", "I"; not the all-capitals "US" or "AM", names
     if word[0].isupper():
         return "capitalized"
     return "content"
