@@ -50,6 +50,13 @@ def test_cohens_d_by_hand():
     assert cohens_d(np.array([1.0, 2, 3]), np.array([4.0, 5, 6, 7])) == pytest.approx(-3.5 / np.sqrt(1.4))
     assert np.isnan(cohens_d(np.array([1.0]), np.array([1.0, 2.0])))
     assert np.isnan(cohens_d(np.array([1.0, 1.0]), np.array([1.0, 1.0])))
+    # a neuron's float32 values, constant on each side (a saturated unit): no spread, no d (not one of millions)
+    inside, outside = np.full(1000, 0.1, dtype=np.float32), np.full(50, 0.7, dtype=np.float32)
+    assert np.isnan(cohens_d(inside, outside)) and np.isnan(cohens_d(outside, inside))
+    # float32 values with spread: the same d as from their float64 copies
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.3, 0.01, 1000).astype(np.float32), rng.normal(0.31, 0.01, 500).astype(np.float32)
+    assert cohens_d(a, b) == pytest.approx(cohens_d(a.astype(np.float64), b.astype(np.float64)), rel=1e-12)
 
 
 def test_within_word_d_by_hand():

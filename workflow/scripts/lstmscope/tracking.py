@@ -79,15 +79,17 @@ def context_masks(words: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
-    """Cohen's d with the pooled standard deviation; NaN when a group has fewer than two values."""
+    """Cohen's d with the pooled standard deviation; NaN when a group has fewer than two values or neither varies.
+    Means and variances are taken in float64: float32's left a constant group 1e-16 of spread from rounding, and a
+    neuron constant on both sides a d of millions."""
     n1, n2 = len(inside), len(outside)
     if n1 < 2 or n2 < 2:
         return float("nan")
-    v1, v2 = np.var(inside, ddof=1), np.var(outside, ddof=1)
+    v1, v2 = np.var(inside, ddof=1, dtype=np.float64), np.var(outside, ddof=1, dtype=np.float64)
     pooled = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
     if pooled == 0:
         return float("nan")
-    return float((np.mean(inside) - np.mean(outside)) / pooled)
+    return float((np.mean(inside, dtype=np.float64) - np.mean(outside, dtype=np.float64)) / pooled)
 
 
 @dataclass(frozen=True)
