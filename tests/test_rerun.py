@@ -547,6 +547,31 @@ def test_the_same_checkpoint_is_written_byte_for_byte(tmp_path):
     assert paths[0].read_bytes() == paths[1].read_bytes(), zipfile.ZipFile(paths[0]).namelist()[:3]
 
 
+def test_a_figure_drawn_again_is_the_same_bytes(tiny_workdir, tmp_path):
+    """A figure job run again on the same inputs writes the same PNG and SVG bytes (no date in the SVG, its ids
+    salted, not random; the t-SNE scatter's points are an image inside it), and a command's PDF drawn again a
+    second later is the same bytes too."""
+    from lstmscope.figures import plt, save_figure_as
+
+    figures = sorted((tiny_workdir / "results/figures").rglob("highlight.*")) + sorted(
+        (tiny_workdir / "results/figures").glob("perplexity_vs_dropout.*"))
+    assert {p.suffix for p in figures} == {".png", ".svg"} and len(figures) >= 4, figures
+    assert any("<image" in p.read_text() for p in figures if p.suffix == ".svg")
+    kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in figures}
+    snakemake(tiny_workdir, *TINY, "--cores", "2", "--forcerun", "highlight_word", "perplexity_table")
+    assert all(p.stat().st_mtime_ns > kept[p][1] for p in figures), "not drawn again"
+    changed = [str(p.relative_to(tiny_workdir)) for p in figures if p.read_bytes() != kept[p][0]]
+    assert not changed, f"other bytes from the same inputs: {changed}"
+    pdfs = []
+    for name in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.imshow([[0.0, 1.0], [2.0, 3.0]])
+        save_figure_as(fig, tmp_path / f"{name}.pdf")
+        pdfs.append((tmp_path / f"{name}.pdf").read_bytes())
+        time.sleep(1.1)  # a PDF's date had seconds
+    assert pdfs[0] == pdfs[1]
+
+
 # ------------------------------------------------------------------------------ static checks: params and code inputs
 ADAPTERS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
 

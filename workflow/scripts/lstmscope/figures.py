@@ -13,6 +13,10 @@ import matplotlib
 matplotlib.use("Agg")  # never open a window; the library never calls plt.show()
 import matplotlib.pyplot as plt  # noqa: E402
 
+# The same figure drawn again is the same bytes: an SVG's ids (clip paths, markers, images) are hashes salted with
+# this instead of random ones, and no format records the time it was drawn (_metadata)
+plt.rcParams["svg.hashsalt"] = "lstmscope"
+
 from .atomic import atomic_path  # noqa: E402
 from .provenance import code_version, models_of, sha256_file  # noqa: E402
 
@@ -49,10 +53,11 @@ def record_job(job: Any) -> None:
     }, sort_keys=True, default=str)
 
 
-def _metadata(fmt: str) -> dict[str, str]:
+def _metadata(fmt: str) -> dict[str, str | None]:
     if fmt == "pdf":  # a command's figure: no job
-        return {"Subject": source()}
-    return {"Source": source(), **({"Description": _job} if _job is not None else {})}
+        return {"Subject": source(), "CreationDate": None}
+    dated = {"Date": None} if fmt == "svg" else {}  # a PNG records no date
+    return {"Source": source(), **({"Description": _job} if _job is not None else {}), **dated}
 
 
 def _tight_box(fig: "matplotlib.figure.Figure"):
