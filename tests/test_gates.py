@@ -464,11 +464,13 @@ def test_glibc_takes_the_fixed_mmap_threshold():
 
 
 def test_a_log_axis_of_less_than_a_decade_has_ticks_to_read_it_by():
-    """Timescales of 0.7 to 2.6 tokens had labels at 1 and 2 only (1, 2, 5 of each decade): within a decade the axis
-    is labelled at 1, 1.5, 2, 3, 5, 7 of it, over decades less densely; labels as plain numbers."""
+    """Timescales of 0.7 to 2.6 tokens had labels at 1 and 2 only (1, 2, 5 of each decade), and 0.72 to 3.2 none
+    below 1: within a factor of 5 the axis is labelled at 1, 1.5, 2, 3, ..., 8 of a decade, within a decade at 1,
+    1.5, 2, 3, 5, 7, over decades less densely; labels as plain numbers."""
     from lstmscope.gate_figures import _log_ticks, plt
 
-    for (low, high), expected in (((0.7, 2.6), [0.7, 1, 1.5, 2]), ((0.3, 20), [0.5, 1, 2, 5, 10, 20]),
+    for (low, high), expected in (((0.7, 2.6), [0.7, 0.8, 1, 1.5, 2]), ((0.72, 3.2), [0.8, 1, 1.5, 2, 3]),
+                                  ((0.3, 2.6), [0.3, 0.5, 0.7, 1, 1.5, 2]), ((0.3, 20), [0.5, 1, 2, 5, 10, 20]),
                                   ((0.5, 400), [1, 10, 100])):
         fig, ax = plt.subplots()
         ax.plot([0, 1], [low, high])

@@ -99,12 +99,14 @@ def _through_means(ax, sub: pd.DataFrame, column: str, colour: str, ls: str, mar
 
 def _log_ticks(ax) -> None:
     """A log y axis with plain-text tick labels (mathtext's labels need fonts not always there), as many per decade as
-    the data's span leaves room for: 1, 1.5, 2, 3, 5, 7 within a decade (timescales of 0.7 to 2.6 tokens had labels at
-    1 and 2 only), 1, 2, 5 within two, 1 beyond."""
+    the data's span leaves room for: 1, 1.5, 2, 3, ..., 8 within a factor of 5 (timescales of 0.72 to 3.2 tokens had
+    none below 1), 1, 1.5, 2, 3, 5, 7 within a decade (0.7 to 2.6 had labels at 1 and 2 only), 1, 2, 5 within two, 1
+    beyond."""
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     span = high / low if low > 0 else np.inf
-    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if span < 10 else (1.0, 2.0, 5.0) if span < 100 else (1.0,)
+    subs = ((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0) if span < 5 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if span < 10
+            else (1.0, 2.0, 5.0) if span < 100 else (1.0,))
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
     ax.yaxis.set_minor_locator(ticker.NullLocator())
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))

@@ -24,7 +24,8 @@ Per unit and gate (``input``, ``forget``, ``cell`` for the candidate g, ``output
 ``forget_timescale``  1 / mean_t(-ln f_t), in tokens: a cell given no input keeps exp(-sum of -ln f) of itself, so
                       at the forget gate's average rate it falls to 1/e of its value in this many tokens (-ln f is
                       computed as softplus(-z) of the gate's pre-activation z in float64, so a gate that rounds to 1
-                      in float32 still counts: finite for any finite z)
+                      in float32 still counts: finite unless z stays above about 745 on every token, where f is 1 in
+                      float64 too)
 
 The saturation plot of Karpathy, Johnson & Fei-Fei (2015), *Visualizing and understanding recurrent networks*, Fig. 3
 (with 0.1, for i, f and o; the candidate's panel is this project's) draws ``left`` against ``right``, a point per unit
