@@ -50,9 +50,12 @@ def test_cohens_d_by_hand():
     assert cohens_d(np.array([1.0, 2, 3]), np.array([4.0, 5, 6, 7])) == pytest.approx(-3.5 / np.sqrt(1.4))
     assert np.isnan(cohens_d(np.array([1.0]), np.array([1.0, 2.0])))
     assert np.isnan(cohens_d(np.array([1.0, 1.0]), np.array([1.0, 1.0])))
-    # a neuron's float32 values, constant on each side (a saturated unit): no spread, no d (not one of millions)
-    inside, outside = np.full(1000, 0.1, dtype=np.float32), np.full(50, 0.7, dtype=np.float32)
-    assert np.isnan(cohens_d(inside, outside)) and np.isnan(cohens_d(outside, inside))
+    # a neuron constant on each side (a saturated unit): no spread, no d (not one of millions), in float32 and in
+    # float64 values whose mean does not come out exact
+    for value, dtype in ((0.1, np.float32), (0.7615942, np.float64), (0.1, np.float64)):
+        inside, outside = np.full(1000, value, dtype=dtype), np.full(50, 0.7, dtype=dtype)
+        assert np.isnan(cohens_d(inside, outside)) and np.isnan(cohens_d(outside, inside)), (value, dtype)
+    assert np.isfinite(cohens_d(np.array([0.3, 0.3, 0.3]), np.array([0.1, 0.2, 0.2])))  # one side varies: a d
     # float32 values with spread: the same d as from their float64 copies
     rng = np.random.default_rng(0)
     a, b = rng.normal(0.3, 0.01, 1000).astype(np.float32), rng.normal(0.31, 0.01, 500).astype(np.float32)

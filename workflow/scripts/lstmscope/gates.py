@@ -24,8 +24,8 @@ Per unit and gate (``input``, ``forget``, ``cell`` for the candidate g, ``output
 ``forget_timescale``  1 / mean_t(-ln f_t), in tokens: a cell given no input keeps exp(-sum of -ln f) of itself, so
                       at the forget gate's average rate it falls to 1/e of its value in this many tokens (-ln f is
                       computed as softplus(-z) of the gate's pre-activation z in float64, so a gate that rounds to 1
-                      in float32 still counts: finite unless z stays above about 745 on every token, where f is 1 in
-                      float64 too)
+                      in float32 still counts: finite unless z stays above about 710 on every token, where the
+                      timescale, about e^z tokens, is beyond float64's range)
 
 The saturation plot of Karpathy, Johnson & Fei-Fei (2015), *Visualizing and understanding recurrent networks*, Fig. 3
 (with 0.1, for i, f and o; the candidate's panel is this project's) draws ``left`` against ``right``, a point per unit
@@ -154,7 +154,7 @@ def layer_gate_statistics(f, model, layer: int, ids: np.ndarray, saturation: flo
         columns[f"{gate}_mean"] = sums[j] / T
         columns[f"{gate}_left"] = left[j] / T
         columns[f"{gate}_right"] = right[j] / T
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # inf: decay 0 or a timescale beyond float64's range
         columns["forget_timescale"] = T / decay
     return columns, worst
 

@@ -79,16 +79,16 @@ def context_masks(words: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def cohens_d(inside: np.ndarray, outside: np.ndarray) -> float:
-    """Cohen's d with the pooled standard deviation; NaN when a group has fewer than two values or neither varies.
-    Means and variances are taken in float64: float32's left a constant group 1e-16 of spread from rounding, and a
-    neuron constant on both sides a d of millions."""
+    """Cohen's d with the pooled standard deviation, in float64; NaN when a group has fewer than two values or
+    neither varies. "Neither varies" is read off the values (each side one value), not off the pooled variance: the
+    variance of a constant group is rounding noise wherever its mean does not come out exact (1e-16 for float32
+    values summed in float32, or float64 values such as 0.7615942), which gave a neuron constant on both sides a d
+    of millions."""
     n1, n2 = len(inside), len(outside)
-    if n1 < 2 or n2 < 2:
+    if n1 < 2 or n2 < 2 or (np.ptp(inside) == 0 and np.ptp(outside) == 0):
         return float("nan")
     v1, v2 = np.var(inside, ddof=1, dtype=np.float64), np.var(outside, ddof=1, dtype=np.float64)
     pooled = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
-    if pooled == 0:
-        return float("nan")
     return float((np.mean(inside, dtype=np.float64) - np.mean(outside, dtype=np.float64)) / pooled)
 
 

@@ -18,7 +18,9 @@ def heading_tokens(words: Sequence[str]) -> np.ndarray:
     ``<eos>``, whose first and last tokens are ``=``; the test split holds two lines that start with ``=`` and are
     prose, ``= National record <eos>``). A text that starts inside a line (an offset) starts with the rest of it,
     whose first token is not the line's: that is a heading's rest if its last token is ``=`` (``Film = = <eos>``).
-    A last line that the text's end cuts off is a heading if it starts with ``=``: its end is not there to read."""
+    A last line that the text's end cuts off is a heading if it starts with ``=``: its end is not there to read. (A
+    text that starts at a line that ends with ``=`` but is prose, the test split's ``q =`` and ``N / A =`` near token
+    201 690, reads it as a heading's rest: the words alone do not say whether the text starts at a line's start.)"""
     mask = np.zeros(len(words), dtype=bool)
     start = 0
     for i, w in enumerate(words):
