@@ -99,6 +99,9 @@ def test_every_neuron_output_of_the_tiny_run(tiny_run):
         matches = pd.read_csv(res / f"neuron_matches/{text}.csv")
         assert len(matches) == len(models) * (len(models) - 1) * layers * 2 * cfg["architecture"]["hidden_size"]
         assert (matches.model != matches.other_model).all() and matches.r.abs().max() <= 1
+        paired = matches.dropna(subset=["partner"])  # one to one: each neuron of the other model paired once
+        assert len(paired) > 0.9 * len(matches) and paired.r_partner.abs().max() <= 1
+        assert not paired.duplicated(["layer", "state", "model", "other_model", "partner"]).any()
         assert list(json.loads((res / f"neuron_matches/{text}.csv.provenance.json").read_text())["models"]) == models
         assert (res / f"figures/neurons/neuron_matches_{text}.png").stat().st_size > 5000
     # context use: every model on the texts of context_use.texts (tiny.yaml: lengths 1-50, 200 words predicted)

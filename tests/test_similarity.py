@@ -1,6 +1,7 @@
 """Stage model_similarity: linear CKA between every two models' layers on one text, its table and its figure."""
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import h5py
@@ -8,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import image as mpimg
+from scipy.optimize import linear_sum_assignment
 
 from lstmscope.activations import dump_activations
 from lstmscope.activations_file import ActivationsError
 from lstmscope.neuron_matches import matches_figure_of, per_neuron, read_matches
-from lstmscope.similarity import (cka_table, model_similarity, read_similarity, rotations, similarity_figure_of,
-                                  similarity_tables)
+from lstmscope.similarity import (cka_table, model_similarity, one_to_one, read_similarity, rotations,
+                                  similarity_figure_of, similarity_tables)
 
 from neurons_support import HIDDEN, LAYERS, TEXT, degenerate, tiny  # noqa: F401  (fixtures)
 from neurons_support import TextSpec, write_divergence
@@ -259,6 +261,22 @@ def test_each_neuron_is_matched_with_the_neuron_of_largest_r_and_its_chance_leve
                     np.testing.assert_allclose(live.r, r[np.arange(len(r)), live.match.to_numpy(int)], atol=1e-9)
                     chance = np.mean([np.abs(_corr(x, t))[moves].max(axis=1) for t in turned], axis=0)
                     np.testing.assert_allclose(live.r_rotated, chance, atol=1e-9)
+                    # one to one: the pairing of the moving neurons of largest total |r|, r with the partner, and
+                    # the mean |r| of the partner in the pairing with each rotation's turned states
+                    rows_i, cols_j = linear_sum_assignment(np.abs(_corr(x, y))[np.ix_(moves, kept)], maximize=True)
+                    partner = np.flatnonzero(kept)[cols_j]
+                    assert rows.partner.notna().sum() == len(rows_i) == min(moves.sum(), kept.sum())
+                    paired = rows.set_index("neuron").loc[np.flatnonzero(moves)[rows_i]]
+                    np.testing.assert_array_equal(paired.partner.to_numpy(int), partner)
+                    np.testing.assert_allclose(paired.r_partner, _corr(x, y)[np.flatnonzero(moves)[rows_i], partner],
+                                               atol=1e-9)
+                    scores = [np.abs(_corr(x, t))[moves] for t in turned]
+                    each = np.full((len(scores), int(moves.sum())), np.nan)  # NaN: a row left over in a pairing
+                    for k, sc in enumerate(scores):
+                        i, j = linear_sum_assignment(sc, maximize=True)
+                        each[k, i] = sc[i, j]
+                    chance = np.nanmean(each, axis=0)
+                    np.testing.assert_allclose(paired.r_partner_rotated, chance[rows_i], atol=1e-9)
                     checked += int(moves.sum())
     assert checked > 3 * 2 * LAYERS * 2 * HIDDEN * 0.7
     dead = matches[(matches.layer == 2) & (matches.state == "h")]
@@ -266,6 +284,36 @@ def test_each_neuron_is_matched_with_the_neuron_of_largest_r_and_its_chance_leve
     switched_off = dead[(dead.model == "d0.5_r0") & (dead.other_model == "d0.2_r0") & dead.r.isna()].neuron.unique()
     assert len(switched_off) == 1  # the one unit switched off, which no neuron of d0.2_r0 matches either
     assert switched_off[0] not in set(dead[dead.other_model == "d0.5_r0"].match.dropna())
+    assert switched_off[0] not in set(dead[dead.other_model == "d0.5_r0"].partner.dropna())  # nor pairs with
+    # one pairing of two models, read from either side: the same two neurons, the same r
+    keys = ["layer", "state", "model", "other_model", "neuron"]
+    paired = matches[matches.partner.notna()]
+    back = paired.rename(columns={"model": "other_model", "other_model": "model", "neuron": "partner",
+                                  "partner": "neuron"})
+    both = paired.merge(back, on=[*keys, "partner"], suffixes=("", "_back"))
+    assert len(both) == len(paired) > 0
+    np.testing.assert_array_equal(both.r_partner, both.r_partner_back)
+
+
+def test_one_to_one_pairs_rows_and_columns_with_the_largest_total_of_every_pairing():
+    """Against every pairing tried: square, more rows than columns (a row left over) and fewer, with rows and
+    columns of NaN (neurons that hardly vary), which take no part."""
+    rng = np.random.default_rng(5)
+    for shape, nan_rows, nan_cols in (((6, 6), [], []), ((7, 5), [], []), ((5, 7), [], []), ((6, 6), [2], [0, 4])):
+        scores = rng.random(shape)
+        scores[nan_rows, :] = np.nan
+        scores[:, nan_cols] = np.nan
+        paired = one_to_one(scores)
+        rows = [i for i in range(shape[0]) if i not in nan_rows]
+        cols = [j for j in range(shape[1]) if j not in nan_cols]
+        best = max(sum(scores[i, j] for i, j in zip(rows_used, perm))
+                   for rows_used in itertools.combinations(rows, min(len(rows), len(cols)))
+                   for perm in itertools.permutations(cols, len(rows_used)))
+        used = paired[paired >= 0]
+        assert len(used) == len(set(used)) == min(len(rows), len(cols))
+        assert not set(used) & set(nan_cols) and (paired[nan_rows] == -1).all()
+        assert sum(scores[i, paired[i]] for i in np.flatnonzero(paired >= 0)) == pytest.approx(best, rel=1e-12)
+    assert (one_to_one(np.full((3, 3), np.nan)) == -1).all()
 
 
 def test_the_rotations_are_uniform_and_a_pair_s_chance_level_does_not_depend_on_the_other_models(three):
@@ -282,7 +330,7 @@ def test_the_rotations_are_uniform_and_a_pair_s_chance_level_does_not_depend_on_
     keys = ["layer", "state", "model", "neuron", "other_model"]
     both = two_models.merge(three_models, on=keys, suffixes=("_two", "_three"))
     assert len(both) == len(two_models) > 0
-    for col in ("match", "r", "r_rotated"):
+    for col in ("match", "r", "r_rotated", "partner", "r_partner", "r_partner_rotated"):
         pd.testing.assert_series_equal(both[f"{col}_two"], both[f"{col}_three"], check_names=False)
 
 
@@ -316,10 +364,14 @@ def test_a_permuted_and_flipped_copy_matches_neuron_for_neuron_and_a_rotated_cop
     np.testing.assert_array_equal(to_permuted.match.to_numpy(int), np.argsort(order))
     np.testing.assert_allclose(to_permuted.r, signs[np.argsort(order)], atol=1e-6)
     assert to_permuted.r_rotated.mean() < 0.9  # the matches of |r| 1 stand far above the chance level
+    np.testing.assert_array_equal(to_permuted.partner.to_numpy(int), np.argsort(order))  # paired so too
+    np.testing.assert_allclose(to_permuted.r_partner, signs[np.argsort(order)], atol=1e-6)
+    assert to_permuted.r_partner_rotated.mean() < 0.9
     to_rotated = m[m.other_model == "d0.4_r0"]
     assert _matrix(cka, 1, "h").loc["d0.2_r0", "d0.4_r0"] == pytest.approx(1.0, abs=1e-6)
     assert to_rotated.r.abs().mean() < 0.9  # a rotated copy: its best matches are at the chance level
     assert to_rotated.r.abs().mean() == pytest.approx(to_rotated.r_rotated.mean(), abs=0.03)
+    assert to_rotated.r_partner.abs().mean() == pytest.approx(to_rotated.r_partner_rotated.mean(), abs=0.05)
 
 
 def test_the_blocks_of_tokens_do_not_change_the_matches(three):
@@ -327,7 +379,9 @@ def test_the_blocks_of_tokens_do_not_change_the_matches(three):
     for rows in (1, 64):
         _, again = similarity_tables(list(three.values()), rows=rows)
         pd.testing.assert_series_equal(again.match, whole.match)
-        np.testing.assert_allclose(again[["r", "r_rotated"]], whole[["r", "r_rotated"]], rtol=1e-9, atol=1e-12)
+        pd.testing.assert_series_equal(again.partner, whole.partner)
+        values = ["r", "r_rotated", "r_partner", "r_partner_rotated"]
+        np.testing.assert_allclose(again[values], whole[values], rtol=1e-9, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +399,8 @@ def test_the_matches_table_and_figure_are_written_and_read_back(three, divergenc
     model_similarity(list(three.values()), csv, matches_csv)
     written = pd.read_csv(matches_csv, dtype={"dropout": str, "other_dropout": str})
     assert list(written.columns) == ["text", "tokens", "layer", "state", "model", "dropout", "neuron", "other_model",
-                                     "other_dropout", "match", "r", "r_rotated"]
+                                     "other_dropout", "match", "r", "r_rotated", "partner", "r_partner",
+                                     "r_partner_rotated"]
     assert sorted(set(written.other_dropout)) == ["0.2", "0.5", "0.8"]
     drawn = matches_figure_of(matches_csv, divergences, png, svg, top_k=3, dpi=50)
     pd.testing.assert_frame_equal(drawn, read_matches(matches_csv))
@@ -359,6 +414,9 @@ def test_the_matches_table_and_figure_are_written_and_read_back(three, divergenc
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "shared"] == pytest.approx(one.r.abs().mean())
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "max_corr"] == pytest.approx(one.r.abs().max())
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "chance"] == pytest.approx(one.r_rotated.mean())
+    assert neurons.loc[(1, "c", "d0.2_r0", 4), "paired"] == pytest.approx(one.r_partner.abs().mean())
+    assert neurons.loc[(1, "c", "d0.2_r0", 4), "paired_above_chance"] == pytest.approx(
+        one.r_partner.abs().mean() - one.r_partner_rotated.mean())
 
 
 def test_the_matches_figure_lists_the_models_by_dropout_whatever_the_table_s_order(three, tmp_path, monkeypatch):
@@ -395,6 +453,20 @@ def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figur
         return [*rows[:line - 2], ",".join(cells), *rows[line - 1:]]
 
     live = next(i + 2 for i, row in enumerate(rows) if row.split(",")[header.index("r")])
+    dead_row = next(i + 2 for i, row in enumerate(rows) if not row.split(",")[header.index("r")])
+    unpaired = dead_row  # no r, no partner
+    cells = rows[live - 2].split(",")
+    live_model, live_other = cells[header.index("model")], cells[header.index("other_model")]
+    same_pair = [i + 2 for i, row in enumerate(rows) if row.split(",")[header.index("partner")]
+                 and row.split(",")[header.index("model")] == live_model
+                 and row.split(",")[header.index("other_model")] == live_other
+                 and row.split(",")[:4] == cells[:4] and i + 2 != live]
+    other_partner = rows[same_pair[0] - 2].split(",")[header.index("partner")]
+    # two neurons' partners swapped on one side only: each partner once, but not what the other side says
+    swapped = with_cell(live, "partner", other_partner)
+    swapped = [*swapped[:same_pair[0] - 2], ",".join(
+        cells[header.index("partner")] if k == header.index("partner") else v
+        for k, v in enumerate(rows[same_pair[0] - 2].split(","))), *swapped[same_pair[0] - 1:]]
     cases = [
         (rows[:-1], "layer 2 c holds 11 of the 12 neurons of d0.8_r0 matched in d0.5_r0"),
         ([*rows, rows[0]], f"line {len(rows) + 2}: layer 1 h neuron 0 of d0.2_r0 is matched in d0.5_r0 twice"),
@@ -411,6 +483,15 @@ def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figur
         (with_cell(live, "dropout", "0.9"), "has more than one dropout"),
         (with_cell(live, "text", "valid"), "a neuron matches table is one text's"),
         (with_cell(live, "state", "x"), "column state must hold h or c"),
+        (with_cell(live, "r_partner", "-1.2"), f"column r_partner must hold correlations from -1 to 1; line {live}"),
+        (with_cell(live, "r_partner_rotated", "1.5"), "column r_partner_rotated must hold numbers from 0 to 1"),
+        (with_cell(live, "partner", "12"), "column partner must hold a neuron the other model has"),
+        (with_cell(live, "partner", ""), "column r_partner must hold a correlation where partner names a neuron"),
+        (with_cell(dead_row, "partner", "3"), "column partner must hold no neuron where r is empty"),
+        (with_cell(unpaired, "r_partner_rotated", "0.5"), "column r_partner_rotated must hold no number where "
+                                                          "partner is empty"),
+        (with_cell(live, "partner", str(other_partner)), f"is the partner of two neurons of {live_model}"),
+        (swapped, "but that neuron is not paired with it there"),
     ]
     damaged = tmp_path / "damaged.csv"
     for body, message in cases:

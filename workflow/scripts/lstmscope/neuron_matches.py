@@ -6,7 +6,10 @@ the text correlate most with it (largest |r|, Pearson's, the "best match" of Li 
 r itself, and ``r_rotated``: the best |r| the neuron finds among the other model's states turned by a random rotation
 (the mean of :data:`.similarity.ROTATIONS`; the same layer's states, so the same CKA, but no neuron of them is one of
 the model's axes). Where a layer's states span few directions, any direction correlates well with some neuron of
-them, so a best |r| means a neuron is shared only as far as it stands above ``r_rotated``. Bau et al. (2019,
+them, so a best |r| means a neuron is shared only as far as it stands above ``r_rotated``. Li et al. also pair the
+two models' neurons one to one (each neuron of the other model the partner of one neuron at most, the pairing of
+largest total |r|): ``partner``, ``r_partner`` and its chance level ``r_partner_rotated``, the |r| of the neuron's
+partner in the pairing with the turned states (the mean over the rotations). Bau et al. (2019,
 *Identifying and Controlling Important Neurons in Neural Machine Translation*) rank neurons by the largest of their
 best |r| over the other models (MaxCorr); :func:`per_neuron` gives it, and the figure shows where the neurons the
 pipeline ranks highest by KL stand above chance.
@@ -35,7 +38,8 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
         return table
     number_columns(table, ["tokens", "layer", "neuron", "dropout", "other_dropout"], path, ValueError,
                    whole=["tokens", "layer", "neuron"])
-    number_columns(table, ["match", "r", "r_rotated"], path, ValueError, may_be_empty=["match", "r", "r_rotated"])
+    optional = ["match", "r", "r_rotated", "partner", "r_partner", "r_partner_rotated"]
+    number_columns(table, optional, path, ValueError, may_be_empty=optional)
     refuse_unnamed(table, ["text", "state", "model", "other_model"], path, ValueError)
     refuse_mixed(table, ["text", "tokens"], path, ValueError, "a neuron matches table is one text's")
     for col in ("model", "other_model"):
@@ -43,16 +47,26 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
     refuse_rows(table, ~table["state"].isin(["h", "c"]).to_numpy(), "state", "h or c", path, ValueError)
     refuse_rows(table, (table["layer"] < 1).to_numpy(), "layer", "layers from 1", path, ValueError)
     refuse_rows(table, (table["neuron"] < 0).to_numpy(), "neuron", "neurons from 0", path, ValueError)
-    match = table["match"]
-    refuse_rows(table, (match.notna() & ((match < 0) | (match != match.round()))).to_numpy(), "match",
-                "neurons from 0", path, ValueError)
-    refuse_rows(table, (table["r"].abs() > 1 + 1e-9).to_numpy(), "r", "correlations from -1 to 1", path, ValueError)
-    refuse_rows(table, ((table["r_rotated"] < 0) | (table["r_rotated"] > 1 + 1e-9)).to_numpy(), "r_rotated",
-                "numbers from 0 to 1", path, ValueError)
-    refuse_rows(table, (match.isna() != table["r"].isna()).to_numpy(), "match",
+    for neuron in ("match", "partner"):
+        value = table[neuron]
+        refuse_rows(table, (value.notna() & ((value < 0) | (value != value.round()))).to_numpy(), neuron,
+                    "neurons from 0", path, ValueError)
+    for r in ("r", "r_partner"):
+        refuse_rows(table, (table[r].abs() > 1 + 1e-9).to_numpy(), r, "correlations from -1 to 1", path, ValueError)
+    for chance in ("r_rotated", "r_partner_rotated"):
+        refuse_rows(table, ((table[chance] < 0) | (table[chance] > 1 + 1e-9)).to_numpy(), chance,
+                    "numbers from 0 to 1", path, ValueError)
+    refuse_rows(table, (table["match"].isna() != table["r"].isna()).to_numpy(), "match",
                 "a neuron where r holds a correlation, and none where r is empty", path, ValueError)
     refuse_rows(table, (table["r_rotated"].isna() != table["r"].isna()).to_numpy(), "r_rotated",
                 "a number where r holds a correlation, and none where r is empty", path, ValueError)
+    # a neuron with no match has no partner; one with a match may have none (more neurons than the other model moves)
+    refuse_rows(table, (table["r"].isna() & table["partner"].notna()).to_numpy(), "partner",
+                "no neuron where r is empty (a neuron that hardly varies is paired with none)", path, ValueError)
+    refuse_rows(table, (table["partner"].isna() != table["r_partner"].isna()).to_numpy(), "r_partner",
+                "a correlation where partner names a neuron, and none where it is empty", path, ValueError)
+    refuse_rows(table, (table["partner"].isna() & table["r_partner_rotated"].notna()).to_numpy(),
+                "r_partner_rotated", "no number where partner is empty", path, ValueError)
     refuse_rows(table, (table["model"] == table["other_model"]).to_numpy(), "other_model",
                 "a model other than the line's model", path, ValueError)
     damaged = "the table is damaged; run model_similarity again"
@@ -77,22 +91,54 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
                     if a != b and counts.get((a, b), 0) != width[a]:
                         raise ValueError(f"{path}: layer {layer} {state} holds {counts.get((a, b), 0)} of the "
                                          f"{width[a]} neurons of {a} matched in {b}: {damaged}")
-    beyond = table["match"] >= table["other_model"].map(width)
-    refuse_rows(table, beyond.to_numpy(), "match", "a neuron the other model has", path, ValueError)
-    table["match"] = table["match"].astype("Int64")
+    for neuron in ("match", "partner"):
+        beyond = table[neuron] >= table["other_model"].map(width)
+        refuse_rows(table, beyond.to_numpy(), neuron, "a neuron the other model has", path, ValueError)
+        table[neuron] = table[neuron].astype("Int64")
+    _check_pairing(table, path, damaged)
     return table
+
+
+def _check_pairing(table: pd.DataFrame, path: str | os.PathLike, damaged: str) -> None:
+    """The one-to-one pairing pairs each neuron of the other model once, and the same two neurons from either side."""
+    paired = table[table["partner"].notna()]
+    twice = paired.duplicated(["layer", "state", "model", "other_model", "partner"])
+    if twice.any():
+        i = int(np.flatnonzero(table.index.isin(paired.index[twice.to_numpy()]))[0])
+        r = table.iloc[i]
+        raise ValueError(f"{path}: line {i + 2}: neuron {r['partner']} of {r['other_model']} is the partner of two "
+                         f"neurons of {r['model']} (layer {r['layer']} {r['state']}); a one-to-one pairing pairs it "
+                         f"once: {damaged}")
+    keys = ["layer", "state", "model", "other_model", "neuron", "partner"]
+    forth = paired[keys]
+    back = paired[keys].rename(columns={"model": "other_model", "other_model": "model", "neuron": "partner",
+                                        "partner": "neuron"})
+    alone = forth.merge(back, on=keys, how="left", indicator=True)["_merge"].to_numpy() == "left_only"
+    if alone.any():
+        i = int(np.flatnonzero(table.index.isin(paired.index[alone]))[0])
+        r = table.iloc[i]
+        raise ValueError(f"{path}: line {i + 2}: neuron {r['neuron']} of {r['model']} has partner {r['partner']} in "
+                         f"{r['other_model']} (layer {r['layer']} {r['state']}), but that neuron is not paired with it "
+                         f"there: {damaged}")
 
 
 def per_neuron(table: pd.DataFrame) -> pd.DataFrame:
     """Each model's neuron of a layer and state, over the other models: ``shared`` the mean of its best |r|, ``chance``
     the mean of its ``r_rotated``, ``above_chance`` the one less the other, ``max_corr`` the largest best |r| (Bau et
-    al.'s MaxCorr). A neuron that hardly varies has none."""
-    t = table.assign(best=table["r"].abs())
+    al.'s MaxCorr); the same of its one-to-one partners, ``paired`` (the mean |r| with them), ``paired_chance`` and
+    ``paired_above_chance`` (over the other models where it has a partner and its chance level). A neuron that hardly
+    varies has none."""
+    known = table["r_partner"].notna() & table["r_partner_rotated"].notna()
+    t = table.assign(best=table["r"].abs(), partner_best=table["r_partner"].abs().where(known),
+                     partner_chance=table["r_partner_rotated"].where(known))
     out = (t.groupby(["layer", "state", "model", "neuron"], sort=False)
-           .agg(shared=("best", "mean"), chance=("r_rotated", "mean"), max_corr=("best", "max"))
+           .agg(shared=("best", "mean"), chance=("r_rotated", "mean"), max_corr=("best", "max"),
+                paired=("partner_best", "mean"), paired_chance=("partner_chance", "mean"))
            .reset_index())
-    return out.assign(above_chance=out["shared"] - out["chance"])[
-        ["layer", "state", "model", "neuron", "shared", "chance", "above_chance", "max_corr"]]
+    return out.assign(above_chance=out["shared"] - out["chance"],
+                      paired_above_chance=out["paired"] - out["paired_chance"])[
+        ["layer", "state", "model", "neuron", "shared", "chance", "above_chance", "max_corr", "paired",
+         "paired_chance", "paired_above_chance"]]
 
 
 def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Sequence[int]], png: str | os.PathLike,
@@ -101,7 +147,8 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
     match in the other models stands above its chance level (``above_chance`` of :func:`per_neuron`: 0, the dashed
     line, is what the other models' states turned at random give): the mean over a model's neurons (a line), the
     middle half of its neurons (a band), and the neurons ``top`` names (the top-ranked by KL of each model, layer and
-    state) as red circles, each against its own chance level."""
+    state) as red circles, each against its own chance level; and the mean of the neurons' one-to-one partners above
+    theirs (``paired_above_chance``, a dashed line)."""
     import matplotlib.pyplot as plt
 
     from .figures import STATE_NAMES, figure_title, save_figure
@@ -121,8 +168,13 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
             above = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")["above_chance"]
             ax.axhline(0, color="grey", ls="--", lw=1, label="chance: the other models' states turned at random")
             ax.fill_between(x, above.quantile(0.25).reindex(models), above.quantile(0.75).reindex(models),
-                            color="tab:blue", alpha=0.2, lw=0, label="middle half of the neurons")
-            ax.plot(x, above.mean().reindex(models), "o-", color="tab:blue", ms=4, label="mean over the neurons")
+                            color="tab:blue", alpha=0.2, lw=0, label="best match: middle half of the neurons")
+            ax.plot(x, above.mean().reindex(models), "o-", color="tab:blue", ms=4,
+                    label="best match: mean over the neurons")
+            paired = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")[
+                "paired_above_chance"].mean().reindex(models)
+            ax.plot(x, paired, "s--", color="tab:green", ms=4,
+                    label="one-to-one partner: mean over the neurons (its own chance level)")
             for j, model in enumerate(models):
                 keys = [(layer, state, model, v) for v in top.get((model, layer, state), ())]
                 values = by_neuron.reindex(keys).dropna().to_numpy()
@@ -134,7 +186,7 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
             ax.set_title(f"layer {layer}, {STATE_NAMES[state]}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             if k == 0:
-                ax.set_ylabel("best |r| in another model,\nabove its chance level", fontsize=8)
+                ax.set_ylabel("|r| in another model,\nabove its chance level", fontsize=8)
     handles = {}
     for ax in axes.flat:  # each entry once, from whichever panel has it
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -172,6 +224,7 @@ def matches_figure_of(csv_path: str | os.PathLike, divergence_paths: Sequence[st
     models, tokens = table["model"].nunique(), int(table["tokens"].iloc[0])
     count = f"{tokens:,}".replace(",", " ")
     matches_figure(table, top, png, svg, dpi=dpi,
-                   title=f"Do the models share neurons? Each neuron's best match in the other models above its chance "
-                         f"level, text {text} ({count} tokens, {models} models; red: the top {top_k} by KL of each)")
+                   title=f"Do the models share neurons? Each neuron's best match and one-to-one partner in the other "
+                         f"models above their chance levels, text {text} ({count} tokens, {models} models; red: the "
+                         f"top {top_k} by KL of each)")
     return table

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 import zlib
 from typing import Sequence
 
@@ -31,7 +32,7 @@ COLUMNS = ["text", "tokens", "layer", "state", "model_a", "dropout_a", "model_b"
 #: CKA with any model: its Gram matrix is rounding noise (a layer of dead h, say, whose output gates never open).
 STILL = 1e-6
 MATCH_COLUMNS = ["text", "tokens", "layer", "state", "model", "dropout", "neuron", "other_model", "other_dropout",
-                 "match", "r", "r_rotated"]
+                 "match", "r", "r_rotated", "partner", "r_partner", "r_partner_rotated"]
 #: Seed of the random rotations of the matches' chance level (with the model's name, the layer and the state).
 ROTATION_SEED = 20190506
 #: Rotations whose mean is a neuron's chance level: one rotation's best |r| for a neuron varied with sd 0.04 over 20
@@ -164,16 +165,34 @@ def rotations(model: str, layer: int, state: str, n: int) -> list[np.ndarray]:
     return out
 
 
+def one_to_one(scores: np.ndarray) -> np.ndarray:
+    """The one-to-one pairing of rows and columns with the largest sum of ``scores`` (Li et al.'s bipartite matching,
+    by scipy's ``linear_sum_assignment``): each row's column, -1 for a row left unpaired (one with no finite score,
+    or one more than there are columns). Rows and columns of NaN (a neuron that hardly varies) take no part."""
+    from scipy.optimize import linear_sum_assignment
+
+    finite = np.isfinite(scores)
+    rows, cols = np.flatnonzero(finite.any(axis=1)), np.flatnonzero(finite.any(axis=0))
+    paired = np.full(scores.shape[0], -1)
+    if len(rows) and len(cols):
+        sub = np.nan_to_num(scores[np.ix_(rows, cols)], nan=0.0)
+        i, j = linear_sum_assignment(sub, maximize=True)
+        paired[rows[i]] = cols[j]
+    return paired
+
+
 def _matches(gram: _Gram, own: list[np.ndarray], layer: int, state: str, names: list[str], dropouts: list[float],
              text: str) -> list[pd.DataFrame]:
     """For every model's neurons of one layer and state, in every other model: the best-matching neuron (largest
     |r|), r, and the chance level: the mean over :func:`rotations` of the best |r| among the other model's moving
-    neurons turned by the rotation (the neurons that hardly vary left out, as they are of the matches); in the order
-    of the models, then of the other models."""
+    neurons turned by the rotation (the neurons that hardly vary left out, as they are of the matches); and the same
+    for the one-to-one pairing of the two models' neurons (:func:`one_to_one` of |r|: each neuron's partner, r with
+    it, and the mean over the rotations of the |r| of its partner in the pairing with the turned neurons). In the
+    order of the models, then of the other models."""
     T = gram.tokens
     variance = [np.clip(np.diag(g), 0.0, None) / T for g in own]
     moving = [np.sqrt(v) >= STILL for v in variance]  # a neuron that hardly varies has no r with any neuron
-    found = {}
+    found, pairs = {}, {}
     for b, own_b in enumerate(own):
         kept = np.flatnonzero(moving[b])
         turns, turned_variance = [], []
@@ -188,19 +207,38 @@ def _matches(gram: _Gram, own: list[np.ndarray], layer: int, state: str, names: 
                 continue
             cross = (gram.block(a, b) if a < b else gram.block(b, a).T) / T  # covariances: a's neurons x b's
             none = ~moving[a] | (len(kept) == 0)
+            still = np.where(none, np.nan, 1.0)[:, None]  # a's rows that take no part
             with np.errstate(invalid="ignore", divide="ignore"):
                 r = cross / np.sqrt(np.outer(variance[a], variance[b]))
-                best_turned = [np.fmax.reduce(np.abs(cross[:, kept] @ q / np.sqrt(np.outer(variance[a], v))), axis=1)
-                               for q, v in zip(turns, turned_variance)]  # (fmax: NaN, a still neuron, left out)
+                best_turned, partner_turned = [], []
+                for q, v in zip(turns, turned_variance):
+                    turned = np.abs(cross[:, kept] @ q / np.sqrt(np.outer(variance[a], v))) * still
+                    best_turned.append(np.fmax.reduce(turned, axis=1))  # (fmax: NaN, a still neuron, left out)
+                    paired = one_to_one(turned)
+                    partner_turned.append(np.where(paired >= 0, turned[np.arange(len(r)), paired], np.nan))
             chance = np.mean(best_turned, axis=0) if best_turned else np.full(len(r), np.nan)
             match = np.where(moving[b][None, :], np.abs(r), -1.0).argmax(axis=1)
             best = r[np.arange(len(r)), match]
+            if (b, a) not in pairs:  # one pairing per two models, read from either side
+                pairs[a, b] = one_to_one(np.abs(r) * still * np.where(moving[b], 1.0, np.nan)[None, :])
+                pairs[b, a] = np.full(len(moving[b]), -1)
+                pairs[b, a][pairs[a, b][pairs[a, b] >= 0]] = np.flatnonzero(pairs[a, b] >= 0)
+            partner = pairs[a, b]
+            with warnings.catch_warnings():  # a neuron unpaired in every rotation: NaN, no warning
+                warnings.simplefilter("ignore", RuntimeWarning)
+                partner_chance = (np.nanmean(partner_turned, axis=0) if partner_turned
+                                  else np.full(len(r), np.nan))
+            has_partner = partner >= 0
             found[a, b] = pd.DataFrame({
                 "text": text, "tokens": T, "layer": layer, "state": state, "model": names[a], "dropout": dropouts[a],
                 "neuron": np.arange(len(r)), "other_model": names[b], "other_dropout": dropouts[b],
                 "match": pd.array(np.where(none, None, match), dtype="Int64"),
                 "r": np.where(none, np.nan, np.clip(best, -1.0, 1.0)),
-                "r_rotated": np.where(none, np.nan, np.clip(chance, 0.0, 1.0))})
+                "r_rotated": np.where(none, np.nan, np.clip(chance, 0.0, 1.0)),
+                "partner": pd.array(np.where(has_partner, partner, None), dtype="Int64"),
+                "r_partner": np.where(has_partner, np.clip(r[np.arange(len(r)), np.maximum(partner, 0)], -1.0, 1.0),
+                                      np.nan),
+                "r_partner_rotated": np.where(has_partner, np.clip(partner_chance, 0.0, 1.0), np.nan)})
     return [found[pair] for pair in sorted(found)]
 
 
