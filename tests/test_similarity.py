@@ -414,9 +414,18 @@ def test_the_matches_table_and_figure_are_written_and_read_back(three, divergenc
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "shared"] == pytest.approx(one.r.abs().mean())
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "max_corr"] == pytest.approx(one.r.abs().max())
     assert neurons.loc[(1, "c", "d0.2_r0", 4), "chance"] == pytest.approx(one.r_rotated.mean())
-    assert neurons.loc[(1, "c", "d0.2_r0", 4), "paired"] == pytest.approx(one.r_partner.abs().mean())
-    assert neurons.loc[(1, "c", "d0.2_r0", 4), "paired_above_chance"] == pytest.approx(
+    # and of its partners' |r| (a neuron with a negative r with one of them), over the other models where it has a
+    # partner and a chance level of it
+    key = tuple(drawn[drawn.r_partner < 0].iloc[0][["layer", "state", "model", "neuron"]])
+    one = drawn[(drawn.layer == key[0]) & (drawn.state == key[1]) & (drawn.model == key[2]) & (drawn.neuron == key[3])]
+    assert len(one) == 2 and neurons.loc[key, "paired"] == pytest.approx(one.r_partner.abs().mean())
+    assert neurons.loc[key, "paired_above_chance"] == pytest.approx(
         one.r_partner.abs().mean() - one.r_partner_rotated.mean())
+    without = drawn.copy()
+    without.loc[one.index[0], "r_partner_rotated"] = np.nan
+    again = per_neuron(without).set_index(["layer", "state", "model", "neuron"])
+    assert again.loc[key, "paired"] == pytest.approx(abs(one.r_partner.iloc[1]))
+    assert again.loc[key, "paired_chance"] == pytest.approx(one.r_partner_rotated.iloc[1])
 
 
 def test_the_matches_figure_lists_the_models_by_dropout_whatever_the_table_s_order(three, tmp_path, monkeypatch):
@@ -437,7 +446,19 @@ def test_the_matches_figure_lists_the_models_by_dropout_whatever_the_table_s_ord
     monkeypatch.setattr("lstmscope.figures.save_figure", lambda fig, *a, **k: ticks.extend(
         [t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes))
     matches_figure(shuffled, {}, tmp_path / "f.png", tmp_path / "f.svg", "t")
-    assert ticks and all(t == ["d0.2_r0", "d0.2_r2", "d0.2_r10", "d0.5_r0", "d0.8_r0"] for t in ticks)
+    order = ["d0.2_r0", "d0.2_r2", "d0.2_r10", "d0.5_r0", "d0.8_r0"]
+    assert ticks and all(t == order for t in ticks)
+    # the green line: each model's mean over its neurons of their partners' |r| above its chance level
+    lines = []
+    monkeypatch.setattr("lstmscope.figures.save_figure", lambda fig, *a, **k: lines.extend(
+        (ax.get_title(), line.get_ydata()) for ax in fig.axes for line in ax.get_lines()
+        if line.get_color() == "tab:green"))
+    matches_figure(shuffled, {}, tmp_path / "f.png", tmp_path / "f.svg", "t")
+    means = per_neuron(shuffled).groupby(["layer", "state", "model"])["paired_above_chance"].mean()
+    assert len(lines) == LAYERS * 2
+    for title, y in lines:
+        layer, state = int(title.split()[1].rstrip(",")), "h" if "hidden" in title else "c"
+        np.testing.assert_allclose(y, means.loc[(layer, state)].reindex(order).to_numpy(), equal_nan=True)
 
 
 def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figure_is_drawn(three, divergences,
@@ -447,10 +468,19 @@ def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figur
     lines = matches_csv.read_text().splitlines()
     header, rows = lines[0].split(","), lines[1:]
 
-    def with_cell(line: int, column: str, value: str) -> list[str]:
-        cells = rows[line - 2].split(",")
+    def with_cell(line: int, column: str, value: str, body: list[str] | None = None) -> list[str]:
+        body = rows if body is None else body
+        cells = body[line - 2].split(",")
         cells[header.index(column)] = value
-        return [*rows[:line - 2], ",".join(cells), *rows[line - 1:]]
+        return [*body[:line - 2], ",".join(cells), *body[line - 1:]]
+
+    def cell(line: int, column: str) -> str:
+        return rows[line - 2].split(",")[header.index(column)]
+
+    def counterpart(line: int) -> int:  # the line of the same pairing seen from the partner's side
+        want = {"layer": cell(line, "layer"), "state": cell(line, "state"), "model": cell(line, "other_model"),
+                "other_model": cell(line, "model"), "neuron": cell(line, "partner"), "partner": cell(line, "neuron")}
+        return next(i + 2 for i in range(len(rows)) if all(cell(i + 2, k) == v for k, v in want.items()))
 
     live = next(i + 2 for i, row in enumerate(rows) if row.split(",")[header.index("r")])
     dead_row = next(i + 2 for i, row in enumerate(rows) if not row.split(",")[header.index("r")])
@@ -462,6 +492,13 @@ def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figur
                  and row.split(",")[header.index("other_model")] == live_other
                  and row.split(",")[:4] == cells[:4] and i + 2 != live]
     other_partner = rows[same_pair[0] - 2].split(",")[header.index("partner")]
+    flipped = str(-float(cells[header.index("r_partner")]))
+    best_paired = next(i + 2 for i in range(len(rows)) if cell(i + 2, "partner") and cell(i + 2, "partner") == cell(
+        i + 2, "match") and cell(i + 2, "layer") == "1")
+    unpaired_both = rows  # a partner taken out on both sides
+    for line in (live, counterpart(live)):
+        for column in ("partner", "r_partner", "r_partner_rotated"):
+            unpaired_both = with_cell(line, column, "", unpaired_both)
     # two neurons' partners swapped on one side only: each partner once, but not what the other side says
     swapped = with_cell(live, "partner", other_partner)
     swapped = [*swapped[:same_pair[0] - 2], ",".join(
@@ -492,6 +529,14 @@ def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figur
                                                           "partner is empty"),
         (with_cell(live, "partner", str(other_partner)), f"is the partner of two neurons of {live_model}"),
         (swapped, "but that neuron is not paired with it there"),
+        (with_cell(live, "r_partner", flipped), f"line {live}: r_partner {flipped} of neuron"),
+        (with_cell(counterpart(best_paired), "r_partner", "0.5", with_cell(best_paired, "r_partner", "0.5")),
+         f"line {best_paired}: neuron {cell(best_paired, 'neuron')} of {cell(best_paired, 'model')} has its best "
+         "match"),
+        (unpaired_both,
+         f"of the 12 neurons of {live_model} that vary have a partner in {live_other}, where a one-to-one pairing"),
+        (with_cell(live, "r_partner_rotated", ""), f"line {live}: neuron {cell(live, 'neuron')} of {live_model} has a "
+                                                   "partner in"),
     ]
     damaged = tmp_path / "damaged.csv"
     for body, message in cases:

@@ -357,16 +357,16 @@ rule mean_abs_vs_dropout:
 # layer and state (BLAS's syrk), counted at 2.5 G per second, a quarter of one core's measured at the thesis's size;
 # then the neuron matches: each ordered pair of models' covariances turned by each of the rotations of the chance level
 # (lstmscope.similarity.ROTATIONS; a test checks the two agree), hidden^3 multiply-adds per pair, layer, state and
-# rotation, counted the same; and the one-to-one pairings, one per pair, layer, state and rotation and one per pair
-# (scipy's linear_sum_assignment, about 0.2 s at hidden 2000 on one core, counted at 0.5 s and as growing with
-# hidden^3).
+# rotation, counted the same; and the one-to-one pairings, one per ordered pair, layer, state and rotation and one per
+# pair, layer and state (scipy's linear_sum_assignment, 0.2 s alone and about 0.4 s in the job at hidden 2000 on one
+# core, counted at 0.5 s and as growing with hidden^3).
 _HIDDEN = config["architecture"]["hidden_size"]
 _SIMILARITY_WIDTH = len(MODELS) * _HIDDEN
 SIMILARITY_MEM_MB = int(_SIMILARITY_WIDTH ** 2 * 8 / 2 ** 20 * 1.05) + 1000
 SIMILARITY_PRODUCTS_PER_TOKEN = len(LAYERS) * len(STATES) * _SIMILARITY_WIDTH ** 2 / 2
 MATCH_ROTATIONS = 5
 MATCHES_PRODUCTS = len(LAYERS) * len(STATES) * len(MODELS) * (len(MODELS) - 1) * MATCH_ROTATIONS * _HIDDEN ** 3
-PAIRING_SECONDS = len(LAYERS) * len(STATES) * len(MODELS) * (len(MODELS) - 1) * (MATCH_ROTATIONS + 1) * 0.5 * (
+PAIRING_SECONDS = len(LAYERS) * len(STATES) * len(MODELS) * (len(MODELS) - 1) * (MATCH_ROTATIONS + 0.5) * 0.5 * (
     _HIDDEN / 2000) ** 3
 
 

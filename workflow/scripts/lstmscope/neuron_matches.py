@@ -100,26 +100,50 @@ def read_matches(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _check_pairing(table: pd.DataFrame, path: str | os.PathLike, damaged: str) -> None:
-    """The one-to-one pairing pairs each neuron of the other model once, and the same two neurons from either side."""
+    """The one-to-one pairing pairs each neuron of the other model once, the same two neurons with the same r from
+    either side, as many as the two models have neurons that vary (the fewer), with r where the partner is the best
+    match; and its chance level is missing only where the model varies in more neurons than the other."""
+    line = pd.Series(np.arange(len(table)) + 2, index=table.index)
+
+    def refuse(rows: pd.Series, message) -> None:
+        if rows.any():
+            i = rows.to_numpy().nonzero()[0][0]
+            raise ValueError(f"{path}: line {int(line[rows.index[i]])}: {message(table.loc[rows.index[i]])}: {damaged}")
+
     paired = table[table["partner"].notna()]
-    twice = paired.duplicated(["layer", "state", "model", "other_model", "partner"])
-    if twice.any():
-        i = int(np.flatnonzero(table.index.isin(paired.index[twice.to_numpy()]))[0])
-        r = table.iloc[i]
-        raise ValueError(f"{path}: line {i + 2}: neuron {r['partner']} of {r['other_model']} is the partner of two "
-                         f"neurons of {r['model']} (layer {r['layer']} {r['state']}); a one-to-one pairing pairs it "
-                         f"once: {damaged}")
+    refuse(paired.duplicated(["layer", "state", "model", "other_model", "partner"]),
+           lambda r: f"neuron {r['partner']} of {r['other_model']} is the partner of two neurons of {r['model']} "
+                     f"(layer {r['layer']} {r['state']}); a one-to-one pairing pairs it once")
     keys = ["layer", "state", "model", "other_model", "neuron", "partner"]
-    forth = paired[keys]
-    back = paired[keys].rename(columns={"model": "other_model", "other_model": "model", "neuron": "partner",
-                                        "partner": "neuron"})
-    alone = forth.merge(back, on=keys, how="left", indicator=True)["_merge"].to_numpy() == "left_only"
-    if alone.any():
-        i = int(np.flatnonzero(table.index.isin(paired.index[alone]))[0])
-        r = table.iloc[i]
-        raise ValueError(f"{path}: line {i + 2}: neuron {r['neuron']} of {r['model']} has partner {r['partner']} in "
-                         f"{r['other_model']} (layer {r['layer']} {r['state']}), but that neuron is not paired with it "
-                         f"there: {damaged}")
+    back = paired[[*keys, "r_partner"]].rename(columns={"model": "other_model", "other_model": "model",
+                                                        "neuron": "partner", "partner": "neuron",
+                                                        "r_partner": "r_back"})
+    both = paired[keys].reset_index().merge(back, on=keys, how="left").set_index("index")["r_back"]
+    refuse(both.isna(), lambda r: f"neuron {r['neuron']} of {r['model']} has partner {r['partner']} in "
+                                  f"{r['other_model']} (layer {r['layer']} {r['state']}), but that neuron is not "
+                                  "paired with it there")
+    refuse(both != paired["r_partner"], lambda r: f"r_partner {r['r_partner']} of neuron {r['neuron']} of {r['model']} "
+                                                  f"and its partner {r['partner']} in {r['other_model']} is not the r "
+                                                  "the other side gives the same two neurons")
+    refuse(paired["partner"].eq(paired["match"]) & paired["r_partner"].ne(paired["r"]),
+           lambda r: f"neuron {r['neuron']} of {r['model']} has its best match {r['match']} for partner, with "
+                     f"r_partner {r['r_partner']} where r is {r['r']}")
+    pair = ["layer", "state", "model", "other_model"]
+    varying = table[table["r"].notna()].groupby(pair).size()
+    other_side = varying.rename_axis(["layer", "state", "other_model", "model"]).reorder_levels(pair)
+    counts = pd.DataFrame({"varying": varying, "others": other_side.reindex(varying.index).fillna(0).astype(int),
+                           "paired": paired.groupby(pair).size().reindex(varying.index).fillna(0).astype(int)})
+    short = counts[counts["paired"] != counts[["varying", "others"]].min(axis=1)]
+    if len(short):
+        (layer, state, a, b), c = next(iter(short.iterrows()))
+        raise ValueError(f"{path}: layer {layer} {state}: {c['paired']} of the {c['varying']} neurons of {a} that "
+                         f"vary have a partner in {b}, where a one-to-one pairing with its {c['others']} pairs "
+                         f"{min(c['varying'], c['others'])}: {damaged}")
+    more = counts["varying"] > counts["others"]
+    fewer = paired.set_index(pair).index.map(lambda k: not more.get(k, False))
+    refuse(paired["r_partner_rotated"].isna() & np.asarray(fewer, dtype=bool),
+           lambda r: f"neuron {r['neuron']} of {r['model']} has a partner in {r['other_model']} but no "
+                     "r_partner_rotated, which only a model with more neurons that vary than the other can lack")
 
 
 def per_neuron(table: pd.DataFrame) -> pd.DataFrame:
@@ -147,8 +171,8 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
     match in the other models stands above its chance level (``above_chance`` of :func:`per_neuron`: 0, the dashed
     line, is what the other models' states turned at random give): the mean over a model's neurons (a line), the
     middle half of its neurons (a band), and the neurons ``top`` names (the top-ranked by KL of each model, layer and
-    state) as red circles, each against its own chance level; and the mean of the neurons' one-to-one partners above
-    theirs (``paired_above_chance``, a dashed line)."""
+    state) as red circles, each against its own chance level; and the same of the neurons' one-to-one partners above
+    theirs (``paired_above_chance``: the mean, a green dashed line, and the middle half, a green band)."""
     import matplotlib.pyplot as plt
 
     from .figures import STATE_NAMES, figure_title, save_figure
@@ -172,15 +196,17 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
             ax.plot(x, above.mean().reindex(models), "o-", color="tab:blue", ms=4,
                     label="best match: mean over the neurons")
             paired = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")[
-                "paired_above_chance"].mean().reindex(models)
-            ax.plot(x, paired, "s--", color="tab:green", ms=4,
+                "paired_above_chance"]
+            ax.fill_between(x, paired.quantile(0.25).reindex(models), paired.quantile(0.75).reindex(models),
+                            color="tab:green", alpha=0.12, lw=0, label="one-to-one partner: middle half of the neurons")
+            ax.plot(x, paired.mean().reindex(models), "s--", color="tab:green", ms=4,
                     label="one-to-one partner: mean over the neurons (its own chance level)")
             for j, model in enumerate(models):
                 keys = [(layer, state, model, v) for v in top.get((model, layer, state), ())]
                 values = by_neuron.reindex(keys).dropna().to_numpy()
                 if len(values):
                     ax.plot(np.full(len(values), j), values, "o", mfc="none", mec="tab:red", ms=5,
-                            label=None if marked else "top by KL")
+                            label=None if marked else "top by KL (their best match)")
                     marked = True
             ax.set_xticks(x, models, rotation=90, fontsize=7)
             ax.set_title(f"layer {layer}, {STATE_NAMES[state]}", fontsize=10)

@@ -10,8 +10,9 @@ when they share no linear structure; it does not depend on which neuron is which
 same parts under different numbers compare as alike. The sums are accumulated over blocks of tokens read from the
 activations files (memory grows with the number of models and neurons, not with the text), in float64: one Gram matrix
 of all models' neurons side by side per layer and state. The same matrices give every neuron's correlation with every
-other model's neurons: its best match there, and the best match's chance level in that model's states turned by a
-random rotation (:func:`similarity_tables`; read back and drawn by :mod:`.neuron_matches`).
+other model's neurons: its best match there, its partner in the one-to-one pairing of the two models' neurons, and
+the chance level of each in that model's states turned by a random rotation (:func:`similarity_tables`; read back and
+drawn by :mod:`.neuron_matches`).
 """
 from __future__ import annotations
 
