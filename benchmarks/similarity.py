@@ -11,7 +11,7 @@ longer (it should not grow: ours streams), and whether the two computed the same
 ``--thesis-block`` also times ours on the files of ``--block-models`` random models of the thesis's width (2000) of
 as many tokens as the job reads in one block there (466 at 9 models), and prints the time per block and the minutes
 per 18 000-token text of two layers and two states it implies (its Gram matrix takes 2.6 GB at 9 models), then the
-minutes the neuron matches add per text.
+minutes the neuron matches add per text (the rotations' products and the one-to-one pairings).
 
 Usage: python benchmarks/similarity.py [--models 9] [--hidden 64] [--vocab 10000] [--tokens 18000] [--tokens2 36000]
        [--thesis-block] [--block-models 9]
@@ -94,7 +94,8 @@ def thesis_block(folder: Path, words: list[str], models: int) -> None:
           f"{seconds / 4:.1f} s CPU: {18000 / rows * seconds / 60:.1f} min per 18 000-token text (2 layers x 2 states)")
     _, both, _ = measured(similarity_tables, paths)
     print(f"with the neuron matches: {both:.1f} s CPU, {(both - seconds) / 60:.1f} min more per text "
-          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states x {ROTATIONS} rotations)")
+          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states x {ROTATIONS} rotations, each with a one-to-one "
+          "pairing)")
 
 
 def main() -> None:
