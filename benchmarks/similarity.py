@@ -94,8 +94,8 @@ def thesis_block(folder: Path, words: list[str], models: int) -> None:
           f"{seconds / 4:.1f} s CPU: {18000 / rows * seconds / 60:.1f} min per 18 000-token text (2 layers x 2 states)")
     _, both, _ = measured(similarity_tables, paths)
     print(f"with the neuron matches: {both:.1f} s CPU, {(both - seconds) / 60:.1f} min more per text "
-          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states x {ROTATIONS} rotations, each with a one-to-one "
-          "pairing)")
+          f"({models * (models - 1)} ordered pairs x 2 layers x 2 states x {ROTATIONS} rotations, each with a "
+          "one-to-one pairing)")
 
 
 def main() -> None:
