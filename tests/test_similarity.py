@@ -527,16 +527,17 @@ def test_a_damaged_matches_table_or_missing_divergence_is_refused_before_a_figur
         (with_cell(dead_row, "partner", "3"), "column partner must hold no neuron where r is empty"),
         (with_cell(unpaired, "r_partner_rotated", "0.5"), "column r_partner_rotated must hold no number where "
                                                           "partner is empty"),
-        (with_cell(live, "partner", str(other_partner)), f"is the partner of two neurons of {live_model}"),
-        (swapped, "but that neuron is not paired with it there"),
-        (with_cell(live, "r_partner", flipped), f"line {live}: r_partner {flipped} of neuron"),
+        (with_cell(live, "partner", str(other_partner)), "column partner must hold each neuron of the other model once"),
+        (swapped, "column partner must hold a neuron whose row in the other model names this one its partner"),
+        (with_cell(live, "r_partner", flipped), f"column r_partner must hold the r of the pair's row in the other model; "
+                                                f"line {live} has {float(flipped):g}"),
         (with_cell(counterpart(best_paired), "r_partner", "0.5", with_cell(best_paired, "r_partner", "0.5")),
-         f"line {best_paired}: neuron {cell(best_paired, 'neuron')} of {cell(best_paired, 'model')} has its best "
-         "match"),
+         f"column r_partner must hold r where partner is the best match; line {best_paired} has 0.5"),
         (unpaired_both,
          f"of the 12 neurons of {live_model} that vary have a partner in {live_other}, where a one-to-one pairing"),
-        (with_cell(live, "r_partner_rotated", ""), f"line {live}: neuron {cell(live, 'neuron')} of {live_model} has a "
-                                                   "partner in"),
+        (with_cell(live, "r_partner_rotated", ""), "column r_partner_rotated must hold a number where partner names a "
+                                                   f"neuron (only a model with more neurons that vary than the other "
+                                                   f"may lack one); line {live} has no value"),
     ]
     damaged = tmp_path / "damaged.csv"
     for body, message in cases:

@@ -103,47 +103,37 @@ def _check_pairing(table: pd.DataFrame, path: str | os.PathLike, damaged: str) -
     """The one-to-one pairing pairs each neuron of the other model once, the same two neurons with the same r from
     either side, as many as the two models have neurons that vary (the fewer), with r where the partner is the best
     match; and its chance level is missing only where the model varies in more neurons than the other."""
-    line = pd.Series(np.arange(len(table)) + 2, index=table.index)
+    from .checked_files import refuse_rows
 
-    def refuse(rows: pd.Series, message) -> None:
-        if rows.any():
-            i = rows.to_numpy().nonzero()[0][0]
-            raise ValueError(f"{path}: line {int(line[rows.index[i]])}: {message(table.loc[rows.index[i]])}: {damaged}")
-
-    paired = table[table["partner"].notna()]
-    refuse(paired.duplicated(["layer", "state", "model", "other_model", "partner"]),
-           lambda r: f"neuron {r['partner']} of {r['other_model']} is the partner of two neurons of {r['model']} "
-                     f"(layer {r['layer']} {r['state']}); a one-to-one pairing pairs it once")
-    keys = ["layer", "state", "model", "other_model", "neuron", "partner"]
-    back = paired[[*keys, "r_partner"]].rename(columns={"model": "other_model", "other_model": "model",
-                                                        "neuron": "partner", "partner": "neuron",
-                                                        "r_partner": "r_back"})
-    both = paired[keys].reset_index().merge(back, on=keys, how="left").set_index("index")["r_back"]
-    refuse(both.isna(), lambda r: f"neuron {r['neuron']} of {r['model']} has partner {r['partner']} in "
-                                  f"{r['other_model']} (layer {r['layer']} {r['state']}), but that neuron is not "
-                                  "paired with it there")
-    refuse(both != paired["r_partner"], lambda r: f"r_partner {r['r_partner']} of neuron {r['neuron']} of {r['model']} "
-                                                  f"and its partner {r['partner']} in {r['other_model']} is not the r "
-                                                  "the other side gives the same two neurons")
-    refuse(paired["partner"].eq(paired["match"]) & paired["r_partner"].ne(paired["r"]),
-           lambda r: f"neuron {r['neuron']} of {r['model']} has its best match {r['match']} for partner, with "
-                     f"r_partner {r['r_partner']} where r is {r['r']}")
     pair = ["layer", "state", "model", "other_model"]
+    keys = [*pair, "neuron", "partner"]
+    paired = table["partner"].notna().to_numpy()
+    refuse_rows(table, paired & table.duplicated([*pair, "partner"]).to_numpy(), "partner",
+                "each neuron of the other model once per layer and state (a one-to-one pairing)", path, ValueError)
+    back = table.loc[paired, [*keys, "r_partner"]].rename(columns={
+        "model": "other_model", "other_model": "model", "neuron": "partner", "partner": "neuron", "r_partner": "back"})
+    r_back = table[keys].merge(back, on=keys, how="left")["back"].to_numpy(dtype=float)
+    refuse_rows(table, paired & np.isnan(r_back), "partner", "a neuron whose row in the other model names this one "
+                "its partner", path, ValueError)
+    refuse_rows(table, paired & (r_back != table["r_partner"].to_numpy()), "r_partner",
+                "the r of the pair's row in the other model", path, ValueError)
+    best = (table["partner"] == table["match"]).to_numpy(dtype=bool, na_value=False)
+    refuse_rows(table, best & (table["r_partner"] != table["r"]).to_numpy(), "r_partner",
+                "r where partner is the best match", path, ValueError)
     varying = table[table["r"].notna()].groupby(pair).size()
     other_side = varying.rename_axis(["layer", "state", "other_model", "model"]).reorder_levels(pair)
     counts = pd.DataFrame({"varying": varying, "others": other_side.reindex(varying.index).fillna(0).astype(int),
-                           "paired": paired.groupby(pair).size().reindex(varying.index).fillna(0).astype(int)})
+                           "paired": table[paired].groupby(pair).size().reindex(varying.index).fillna(0).astype(int)})
     short = counts[counts["paired"] != counts[["varying", "others"]].min(axis=1)]
     if len(short):
         (layer, state, a, b), c = next(iter(short.iterrows()))
         raise ValueError(f"{path}: layer {layer} {state}: {c['paired']} of the {c['varying']} neurons of {a} that "
                          f"vary have a partner in {b}, where a one-to-one pairing with its {c['others']} pairs "
                          f"{min(c['varying'], c['others'])}: {damaged}")
-    more = counts["varying"] > counts["others"]
-    fewer = paired.set_index(pair).index.map(lambda k: not more.get(k, False))
-    refuse(paired["r_partner_rotated"].isna() & np.asarray(fewer, dtype=bool),
-           lambda r: f"neuron {r['neuron']} of {r['model']} has a partner in {r['other_model']} but no "
-                     "r_partner_rotated, which only a model with more neurons that vary than the other can lack")
+    more = (counts["varying"] > counts["others"]).reindex(pd.MultiIndex.from_frame(table[pair]))
+    refuse_rows(table, paired & table["r_partner_rotated"].isna().to_numpy() & ~more.fillna(False).to_numpy(bool),
+                "r_partner_rotated", "a number where partner names a neuron (only a model with more neurons that vary "
+                "than the other may lack one)", path, ValueError)
 
 
 def per_neuron(table: pd.DataFrame) -> pd.DataFrame:
@@ -189,14 +179,13 @@ def matches_figure(table: pd.DataFrame, top: Mapping[tuple[str, int, str], Seque
     for i, layer in enumerate(layers):
         for k, state in enumerate(("h", "c")):
             ax = axes[i, k]
-            above = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")["above_chance"]
+            here = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")
+            above, paired = here["above_chance"], here["paired_above_chance"]
             ax.axhline(0, color="grey", ls="--", lw=1, label="chance: the other models' states turned at random")
             ax.fill_between(x, above.quantile(0.25).reindex(models), above.quantile(0.75).reindex(models),
                             color="tab:blue", alpha=0.2, lw=0, label="best match: middle half of the neurons")
             ax.plot(x, above.mean().reindex(models), "o-", color="tab:blue", ms=4,
                     label="best match: mean over the neurons")
-            paired = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].groupby("model")[
-                "paired_above_chance"]
             ax.fill_between(x, paired.quantile(0.25).reindex(models), paired.quantile(0.75).reindex(models),
                             color="tab:green", alpha=0.12, lw=0, label="one-to-one partner: middle half of the neurons")
             ax.plot(x, paired.mean().reindex(models), "s--", color="tab:green", ms=4,
